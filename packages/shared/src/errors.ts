@@ -1,0 +1,105 @@
+/**
+ * Errors with stable codes. Every refusal the product makes carries one of these codes; tests,
+ * docs and scripts rely on them, so a code never changes meaning once released.
+ */
+
+/** Every stable error code, with the gRPC status it maps to on the wire. */
+export const ERROR_CODES = {
+  // input and namespace rules
+  INVALID_ARGUMENT: 'INVALID_ARGUMENT',
+  INVALID_NAME: 'INVALID_ARGUMENT',
+  INVALID_PATH: 'INVALID_ARGUMENT',
+  INVALID_DOMAIN: 'INVALID_ARGUMENT',
+  INVALID_TTL: 'INVALID_ARGUMENT',
+  INVALID_SERVICE: 'INVALID_ARGUMENT',
+  SERVER_NOT_FOUND: 'NOT_FOUND',
+  SERVER_EXISTS: 'ALREADY_EXISTS',
+  SERVER_HAS_PLATFORMS: 'FAILED_PRECONDITION',
+  SERVER_IS_CLUSTER: 'FAILED_PRECONDITION',
+  SERVER_NOT_CLUSTER: 'FAILED_PRECONDITION',
+  SERVER_IN_CLUSTER: 'FAILED_PRECONDITION',
+  SERVER_IS_CLUSTER_MEMBER: 'FAILED_PRECONDITION',
+  SERVER_HAS_SITE_DATABASES: 'FAILED_PRECONDITION',
+  CLUSTER_NOT_FOUND: 'NOT_FOUND',
+  CLUSTER_NEEDS_MEMBER: 'FAILED_PRECONDITION',
+  CLUSTER_MEMBER_NOT_FOUND: 'NOT_FOUND',
+  CLUSTER_WOULD_STRAND_PLATFORMS: 'FAILED_PRECONDITION',
+  PLATFORM_NOT_FOUND: 'NOT_FOUND',
+  PLATFORM_NAME_TAKEN: 'ALREADY_EXISTS',
+  PLATFORM_PATH_TAKEN: 'ALREADY_EXISTS',
+  PLATFORM_PATH_NESTED: 'FAILED_PRECONDITION',
+  PLATFORM_HAS_SITES: 'FAILED_PRECONDITION',
+  SITE_NOT_FOUND: 'NOT_FOUND',
+  DOMAIN_TAKEN: 'ALREADY_EXISTS',
+  // enrollment and identity
+  TOKEN_INVALID: 'UNAUTHENTICATED',
+  TOKEN_USED: 'UNAUTHENTICATED',
+  TOKEN_EXPIRED: 'UNAUTHENTICATED',
+  CSR_INVALID: 'INVALID_ARGUMENT',
+  CERT_REQUIRED: 'UNAUTHENTICATED',
+  CERT_UNKNOWN: 'PERMISSION_DENIED',
+  CERT_REVOKED: 'PERMISSION_DENIED',
+  CA_MISMATCH: 'UNAUTHENTICATED',
+  NOT_ENROLLED: 'FAILED_PRECONDITION',
+  // tasks and agents
+  TASK_NOT_FOUND: 'NOT_FOUND',
+  TASK_FINISHED: 'FAILED_PRECONDITION',
+  TASK_CANCELLED: 'CANCELLED',
+  TASK_INTERRUPTED: 'ABORTED',
+  AGENT_OFFLINE: 'UNAVAILABLE',
+  AGENT_TIMEOUT: 'DEADLINE_EXCEEDED',
+  AGENT_DISCONNECTED: 'UNAVAILABLE',
+  AGENT_COMMAND_FAILED: 'FAILED_PRECONDITION',
+  VERIFY_FAILED: 'FAILED_PRECONDITION',
+  ROOT_NOT_WRITABLE: 'FAILED_PRECONDITION',
+  DISK_LOW: 'RESOURCE_EXHAUSTED',
+  PATH_OUTSIDE_ROOTS: 'PERMISSION_DENIED',
+  // transport and process
+  MASTER_UNREACHABLE: 'UNAVAILABLE',
+  STATE_DIR_LOCKED: 'FAILED_PRECONDITION',
+  CONFIG_INVALID: 'INVALID_ARGUMENT',
+  USAGE: 'INVALID_ARGUMENT',
+  INTERNAL: 'INTERNAL',
+} as const;
+
+/** A stable error code (see ERROR_CODES). */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The gRPC status names an error code can map to. */
+export type GrpcStatusName = (typeof ERROR_CODES)[ErrorCode];
+
+/**
+ * The one error class the product throws on purpose. `message` is a single line written for an
+ * operator; `code` is stable.
+ */
+export class SpokeError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'SpokeError';
+    this.code = code;
+    this.details = details;
+  }
+
+  /** `CODE: message`, the form the CLI prints after `error: `. */
+  override toString(): string {
+    return `${this.code}: ${this.message}`;
+  }
+}
+
+/** True when `e` is a SpokeError (optionally with the given code). */
+export function isSpokeError(e: unknown, code?: ErrorCode): e is SpokeError {
+  return e instanceof SpokeError && (code === undefined || e.code === code);
+}
+
+/** True when `code` is one of the stable codes. */
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ERROR_CODES, code);
+}
+
+/** Shorthand used across packages: `throw fail('SERVER_NOT_FOUND', 'no server named web')`. */
+export function fail(code: ErrorCode, message: string, details?: Record<string, unknown>): SpokeError {
+  return new SpokeError(code, message, details);
+}
