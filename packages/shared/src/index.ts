@@ -1,3 +1,24 @@
-export { SpokeError, fail, isSpokeError, isErrorCode, ERROR_CODES } from "./errors.js";
-export type { ErrorCode, GrpcStatusName } from "./errors.js";
-export { checkName, checkPublishPath, checkDomain, pathContains } from "./names.js";
+/**
+ * @spoke/shared — what master, agent and CLI have in common: errors with codes, namespace name
+ * rules, PKI, logging, transport helpers and the generated wire code (as `wire`).
+ */
+export { SpokeError, fail, isSpokeError, isErrorCode, ERROR_CODES } from './errors.js';
+export type { ErrorCode, GrpcStatusName } from './errors.js';
+export { checkName, checkPublishPath, checkDomain, pathContains } from './names.js';
+export {
+  createCA,
+  createCsr,
+  signCsr,
+  issueKeyPair,
+  certFingerprint,
+  certIdentity,
+  MASTER_TLS_NAME,
+} from './pki.js';
+export type { KeyPair, CertRole, IssueOptions, CertIdentity } from './pki.js';
+export { createLogger, silentLogger } from './logger.js';
+export type { Logger, LoggerOptions } from './logger.js';
+export { CAPABILITY_VERSION, SPOKE_VERSION } from './capability.js';
+export { RootMap } from './rootmap.js';
+export { toServiceError, fromServiceError } from './rpc.js';
+export { channelOptions, clientTls, serverTls, parseHostPort, grpcTarget } from './grpc.js';
+export * as wire from './wire.js';

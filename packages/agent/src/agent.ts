@@ -1,0 +1,45 @@
+/**
+ * Builds and starts an agent from compiled options and injected dependencies.
+ */
+import { readFileSync } from 'node:fs';
+import { RootMap, type Logger } from '@spoke/shared';
+import { identityFiles, type CompiledAgentOptions } from './config.js';
+import { MasterConnection } from './connection.js';
+import { detectServices, type DetectedService } from './detect.js';
+
+/** A running agent. */
+export interface RunningAgent {
+  connection: MasterConnection;
+  stop(): Promise<void>;
+}
+
+/** Starts an agent: loads its identity and dials the master. */
+export function startAgent(
+  opts: CompiledAgentOptions,
+  deps: { log: Logger; detect?: () => Promise<DetectedService[]> },
+): RunningAgent {
+  const files = identityFiles(opts.stateDir);
+  const identity = {
+    caPem: readFileSync(files.ca, 'utf8'),
+    certPem: readFileSync(files.cert, 'utf8'),
+    keyPem: readFileSync(files.key, 'utf8'),
+  };
+  const connection = new MasterConnection({
+    log: deps.log.child({ component: 'agent.link' }),
+    master: opts.master,
+    identity,
+    roots: opts.roots,
+    rootMap: new RootMap(opts.rootPrefix),
+    detect: deps.detect ?? (() => detectServices()),
+    backoffInitialMs: opts.backoffInitialMs,
+    backoffMaxMs: opts.backoffMaxMs,
+  });
+  connection.start();
+  deps.log.info({ master: opts.master, server: opts.server, roots: opts.roots, root: opts.rootPrefix || '/' }, 'agent started');
+  return {
+    connection,
+    stop: async () => {
+      connection.stop();
+    },
+  };
+}

@@ -1,0 +1,217 @@
+/**
+ * The agent's link to the master: dial with mTLS, open the Connect stream, say hello, send
+ * heartbeats, run commands and reply by id, and reconnect with capped, jittered backoff.
+ * This is the agent's wire edge: commands are converted to domain calls here.
+ */
+import os from 'node:os';
+import { status as GrpcStatus, type ClientDuplexStream } from '@grpc/grpc-js';
+import {
+  CAPABILITY_VERSION,
+  SPOKE_VERSION,
+  channelOptions,
+  clientTls,
+  grpcTarget,
+  isSpokeError,
+  wire,
+  type Logger,
+  type RootMap,
+} from '@spoke/shared';
+import { checkRoots } from './checks.js';
+import type { DetectedService } from './detect.js';
+
+/** Link state: idle → connecting → connected → (backoff → connecting)* → stopped. */
+export type LinkState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'stopped';
+
+/** What the connection needs from the rest of the agent. */
+export interface ConnectionDeps {
+  log: Logger;
+  master: string;
+  identity: { caPem: string; certPem: string; keyPem: string };
+  roots: string[];
+  rootMap: RootMap;
+  detect: () => Promise<DetectedService[]>;
+  backoffInitialMs: number;
+  backoffMaxMs: number;
+  /** Observed root hashes to report at hello (the converge engine fills it). */
+  observed?: () => Record<string, string>;
+}
+
+/** Computes the next reconnect delay: exponential, capped, with full jitter. */
+export function backoffDelay(attempt: number, initialMs: number, maxMs: number, rand: () => number = Math.random): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 20));
+  return Math.round(ceiling / 2 + (rand() * ceiling) / 2);
+}
+
+/** The agent's connection loop. */
+export class MasterConnection {
+  private readonly deps: ConnectionDeps;
+  private readonly client: wire.AgentClient;
+  private stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand> | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private retry: NodeJS.Timeout | null = null;
+  private attempt = 0;
+  private state: LinkState = 'idle';
+  /** Called on every state change (tests and logs). */
+  onState: (s: LinkState, info?: { code?: number; details?: string }) => void = () => undefined;
+  /** Set when the master refused our identity: the agent stops retrying. */
+  fatal: { code: number; details: string } | null = null;
+
+  constructor(deps: ConnectionDeps) {
+    this.deps = deps;
+    this.client = new wire.AgentClient(
+      grpcTarget(deps.master),
+      clientTls(deps.identity.caPem, deps.identity.certPem, deps.identity.keyPem),
+      channelOptions({ 'grpc.initial_reconnect_backoff_ms': deps.backoffInitialMs, 'grpc.max_reconnect_backoff_ms': deps.backoffMaxMs }),
+    );
+  }
+
+  /** Current link state. */
+  get linkState(): LinkState {
+    return this.state;
+  }
+
+  private setState(s: LinkState, info?: { code?: number; details?: string }): void {
+    if (this.state === s) return;
+    this.state = s;
+    this.deps.log.debug({ state: s, ...info }, 'link state');
+    this.onState(s, info);
+  }
+
+  /** Starts dialing; returns at once. */
+  start(): void {
+    this.dial();
+  }
+
+  /** Stops for good. */
+  stop(): void {
+    this.setState('stopped');
+    if (this.retry) clearTimeout(this.retry);
+    this.stopHeartbeat();
+    this.stream?.cancel();
+    this.stream = null;
+    this.client.close();
+  }
+
+  private dial(): void {
+    if (this.state === 'stopped') return;
+    this.setState('connecting');
+    const stream = this.client.connect();
+    this.stream = stream;
+    let welcomed = false;
+    stream.on('data', (cmd: wire.MasterCommand) => {
+      if (cmd.command?.$case === 'welcome') {
+        welcomed = true;
+        this.attempt = 0;
+        this.onWelcome(stream, cmd.command.value).catch((e: unknown) => this.deps.log.error({ err: e }, 'hello failed'));
+        return;
+      }
+      void this.onCommand(stream, cmd);
+    });
+    stream.on('error', (e: Error & { code?: number; details?: string }) => {
+      this.lost(stream, welcomed, e.code, e.details ?? e.message);
+    });
+    stream.on('end', () => this.lost(stream, welcomed, GrpcStatus.UNAVAILABLE, 'stream ended'));
+  }
+
+  private lost(stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand>, welcomed: boolean, code?: number, details?: string): void {
+    if (this.stream !== stream || this.state === 'stopped') return;
+    this.stream = null;
+    this.stopHeartbeat();
+    // Identity refused: retrying cannot help until an operator enrolls this host again.
+    if (code === GrpcStatus.PERMISSION_DENIED || code === GrpcStatus.UNAUTHENTICATED) {
+      this.fatal = { code, details: details ?? '' };
+      this.deps.log.error({ code, details }, 'the master refused this agent; enroll again with a new token');
+      this.setState('stopped', { code, details });
+      return;
+    }
+    const delay = backoffDelay(this.attempt++, this.deps.backoffInitialMs, this.deps.backoffMaxMs);
+    this.deps.log.warn({ code, details, retryInMs: delay, welcomed }, 'connection to master lost');
+    this.setState('backoff', { code, details });
+    this.retry = setTimeout(() => this.dial(), delay);
+  }
+
+  private async onWelcome(stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand>, w: wire.Welcome): Promise<void> {
+    const services = await this.deps.detect();
+    if (this.stream !== stream) return;
+    stream.write({
+      event: {
+        $case: 'hello',
+        value: {
+          capabilityVersion: CAPABILITY_VERSION,
+          facts: this.facts(),
+          services: services.map((s) => ({ kind: s.kind, impl: s.impl, version: s.version, binary: s.binary })),
+          observed: this.deps.observed?.() ?? {},
+        },
+      },
+    });
+    this.deps.log.info({ server: w.server, cluster: w.cluster || undefined }, 'connected to master');
+    this.setState('connected');
+    this.stopHeartbeat();
+    const every = Math.max(100, w.heartbeatIntervalMs || 5000);
+    this.heartbeat = setInterval(() => {
+      if (this.stream === stream) stream.write({ event: { $case: 'heartbeat', value: { tsMs: Date.now() } } });
+    }, every);
+    this.heartbeat.unref();
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+  }
+
+  private facts(): wire.HostFacts {
+    return {
+      hostname: os.hostname(),
+      os: `${os.type()} ${os.release()}`,
+      arch: os.arch(),
+      agentVersion: SPOKE_VERSION,
+      roots: this.deps.roots,
+      rootPrefix: this.deps.rootMap.prefix,
+      cpus: os.cpus().length,
+      memoryBytes: os.totalmem(),
+    };
+  }
+
+  private async onCommand(stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand>, cmd: wire.MasterCommand): Promise<void> {
+    const reply = (r: Omit<wire.CommandResult, 'id'>) => {
+      if (this.stream === stream) stream.write({ event: { $case: 'result', value: { id: cmd.id, ...r } } });
+    };
+    try {
+      switch (cmd.command?.$case) {
+        case 'ping':
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'pong', value: {} } });
+        case 'verifyServer': {
+          const [services, roots] = await Promise.all([this.deps.detect(), checkRoots(this.deps.roots, this.deps.rootMap)]);
+          return reply({
+            ok: true,
+            errorCode: '',
+            errorMessage: '',
+            result: {
+              $case: 'verifyServer',
+              value: {
+                services: services.map((s) => ({ kind: s.kind, impl: s.impl, version: s.version, binary: s.binary })),
+                roots,
+                facts: this.facts(),
+              },
+            },
+          });
+        }
+        default:
+          return reply({
+            ok: false,
+            errorCode: 'INVALID_ARGUMENT',
+            errorMessage: `this agent (capability ${CAPABILITY_VERSION}) does not know that command; upgrade it`,
+            result: undefined,
+          });
+      }
+    } catch (e) {
+      this.deps.log.error({ err: e, command: cmd.command?.$case }, 'command failed');
+      reply({
+        ok: false,
+        errorCode: isSpokeError(e) ? e.code : 'INTERNAL',
+        errorMessage: e instanceof Error ? e.message : String(e),
+        result: undefined,
+      });
+    }
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * `spoke-agent`: enroll | run | version. The only place that wires the agent's graph.
+ */
+import { parseArgs } from 'node:util';
+import { SPOKE_VERSION, createLogger, isSpokeError } from '@spoke/shared';
+import { compileAgentOptions } from './config.js';
+import { enroll } from './enroll.js';
+import { startAgent } from './agent.js';
+
+const USAGE = `usage:
+  spoke-agent enroll --master HOST:PORT --token TOKEN --state-dir DIR [--roots /var/aegir,/var/www]
+  spoke-agent run --state-dir DIR [--root DIR] [--master HOST:PORT]
+  spoke-agent version`;
+
+function usage(msg: string): never {
+  process.stderr.write(`error: USAGE: ${msg}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  if (cmd === 'version' || cmd === '--version') {
+    process.stdout.write(`spoke-agent ${SPOKE_VERSION}\n`);
+    return;
+  }
+  if (cmd === 'help' || cmd === '--help' || cmd === '-h' || cmd === undefined) {
+    process.stdout.write(`${USAGE}\n`);
+    if (cmd === undefined) process.exit(2);
+    return;
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      options: {
+        master: { type: 'string' },
+        token: { type: 'string' },
+        'state-dir': { type: 'string' },
+        roots: { type: 'string' },
+        root: { type: 'string' },
+      },
+      strict: true,
+    }));
+  } catch (e) {
+    usage((e as Error).message);
+  }
+  const stateDir = values['state-dir'] as string | undefined;
+  if (!stateDir) usage('--state-dir is required');
+  if (cmd === 'enroll') {
+    const master = values.master as string | undefined;
+    const token = (values.token as string | undefined) ?? process.env.SPOKE_TOKEN;
+    if (!master || !token) usage('enroll needs --master and --token (or SPOKE_TOKEN)');
+    const roots = typeof values.roots === 'string' ? values.roots.split(',').filter(Boolean) : undefined;
+    const r = await enroll({ master, token, stateDir, roots });
+    process.stdout.write(
+      `enrolled as ${r.server}${r.cluster ? ` (member of cluster ${r.cluster})` : ''}; identity in ${r.stateDir}\n` +
+        `next: spoke-agent run --state-dir ${stateDir}\n`,
+    );
+    return;
+  }
+  if (cmd !== 'run') usage(`unknown command ${JSON.stringify(cmd)}`);
+  const opts = compileAgentOptions({ stateDir, root: values.root as string | undefined, master: values.master as string | undefined });
+  const log = createLogger({ level: opts.logLevel, base: { daemon: 'agent', server: opts.server } });
+  const agent = startAgent(opts, { log });
+  agent.connection.onState = (s, info) => {
+    if (s === 'stopped' && agent.connection.fatal) {
+      process.stderr.write(`error: CERT_REVOKED: the master refused this agent (${info?.details ?? ''}); enroll again\n`);
+      process.exit(1);
+    }
+  };
+  const shutdown = () => {
+    void agent.stop().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  if (isSpokeError(e)) process.stderr.write(`error: ${e.code}: ${e.message}\n`);
+  else process.stderr.write(`error: INTERNAL: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,112 @@
+/**
+ * Domain ↔ wire conversions for the Operator service. The core never sees wire types.
+ */
+import { wire } from '@spoke/shared';
+import type { PlatformInfo, PlatformSource, ServerInfo, SiteInfo, TaskInfo, TaskLogEntry, TaskState } from '../types.js';
+
+const TASK_STATE_TO_WIRE: Record<TaskState, wire.TaskState> = {
+  queued: wire.TaskState.TASK_STATE_QUEUED,
+  running: wire.TaskState.TASK_STATE_RUNNING,
+  succeeded: wire.TaskState.TASK_STATE_SUCCEEDED,
+  failed: wire.TaskState.TASK_STATE_FAILED,
+  cancelled: wire.TaskState.TASK_STATE_CANCELLED,
+};
+
+/** Wire task state → domain (undefined for UNSPECIFIED). */
+export function taskStateFromWire(s: wire.TaskState): TaskState | undefined {
+  for (const [k, v] of Object.entries(TASK_STATE_TO_WIRE)) if (v === s) return k as TaskState;
+  return undefined;
+}
+
+export function serverToWire(s: ServerInfo): wire.Server {
+  return {
+    name: s.name,
+    kind: s.kind === 'cluster' ? wire.ServerKind.SERVER_KIND_CLUSTER : wire.ServerKind.SERVER_KIND_AGENT,
+    cluster: s.cluster ?? '',
+    members: s.members,
+    online: s.online,
+    lastSeenMs: s.lastSeenMs ?? 0,
+    enrolled: s.enrolled,
+    services: s.services.map((x) => ({ ...x })),
+    facts: s.facts ? { ...s.facts } : undefined,
+    platforms: s.platforms,
+    createdMs: s.createdMs,
+    certFingerprint: s.certFingerprint ?? '',
+    capabilityVersion: s.capabilityVersion ?? 0,
+  };
+}
+
+export function sourceToWire(s: PlatformSource): wire.PlatformSource {
+  switch (s.kind) {
+    case 'existing':
+      return { kind: wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_EXISTING, makefile: '', makefileName: '', gitUrl: '', gitRef: '' };
+    case 'makefile':
+      return {
+        kind: wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_MAKEFILE,
+        makefile: s.makefile,
+        makefileName: s.makefileName,
+        gitUrl: '',
+        gitRef: '',
+      };
+    case 'git':
+      return { kind: wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_GIT, makefile: '', makefileName: '', gitUrl: s.url, gitRef: s.ref };
+  }
+}
+
+export function sourceFromWire(s: wire.PlatformSource | undefined): PlatformSource {
+  switch (s?.kind) {
+    case wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_MAKEFILE:
+      return { kind: 'makefile', makefile: s.makefile, makefileName: s.makefileName };
+    case wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_GIT:
+      return { kind: 'git', url: s.gitUrl, ref: s.gitRef };
+    default:
+      return { kind: 'existing' };
+  }
+}
+
+export function platformToWire(p: PlatformInfo): wire.Platform {
+  return {
+    name: p.name,
+    path: p.path,
+    server: p.server,
+    source: sourceToWire(p.source),
+    status: p.status,
+    registryJson: p.registryJson ?? '',
+    sites: p.sites,
+    createdMs: p.createdMs,
+    live: p.live,
+  };
+}
+
+export function siteToWire(s: SiteInfo): wire.Site {
+  return {
+    domain: s.domain,
+    platform: s.platform,
+    dbServer: s.dbServer ?? '',
+    profile: s.profile ?? '',
+    aliases: s.aliases,
+    status: s.status,
+    createdMs: s.createdMs,
+    server: s.server,
+  };
+}
+
+export function taskToWire(t: TaskInfo): wire.Task {
+  return {
+    id: t.id,
+    kind: t.kind,
+    entity: t.entity,
+    state: TASK_STATE_TO_WIRE[t.state],
+    createdMs: t.createdMs,
+    startedMs: t.startedMs ?? 0,
+    finishedMs: t.finishedMs ?? 0,
+    errorCode: t.errorCode ?? '',
+    errorMessage: t.errorMessage ?? '',
+    paramsJson: JSON.stringify(t.params),
+    resultJson: t.result === null || t.result === undefined ? '' : JSON.stringify(t.result),
+  };
+}
+
+export function lineToWire(l: TaskLogEntry): wire.TaskLogLine {
+  return { taskId: l.taskId, seq: l.seq, tsMs: l.tsMs, level: l.level, message: l.message };
+}

@@ -1,0 +1,159 @@
+/**
+ * Operator service handlers: authenticate, convert wire → domain, call the core, convert back.
+ * Errors are mapped once, in `unary`/`stream`, to a gRPC status with the stable code.
+ */
+import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import { fail, toServiceError, wire, type Logger } from '@spoke/shared';
+import type { Core } from '../core.js';
+import type { TaskEvent } from '../tasks.js';
+import { isFinal } from '../tasks.js';
+import { requireOperator, type Via } from './auth.js';
+import {
+  lineToWire,
+  platformToWire,
+  serverToWire,
+  siteToWire,
+  sourceFromWire,
+  taskStateFromWire,
+  taskToWire,
+} from './convert.js';
+
+type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => void;
+
+/** Builds the Operator service implementation for one listener. */
+export function operatorService(core: Core, via: Via, log: Logger): wire.OperatorServer {
+  function unary<Req, Res>(name: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>): Unary<Req, Res> {
+    return (call, cb) => {
+      Promise.resolve()
+        .then(() => {
+          requireOperator(call, via);
+          return fn(call.request, call);
+        })
+        .then(
+          (res) => cb(null, res),
+          (e: unknown) => {
+            const st = toServiceError(e);
+            if (st.code === 13) log.error({ err: e, rpc: name }, 'operator call failed');
+            else log.debug({ rpc: name, code: (e as { code?: string }).code }, 'operator call refused');
+            cb(st, null);
+          },
+        );
+    };
+  }
+
+  const empty = (): wire.Empty => ({});
+
+  return {
+    status: unary('Status', () => {
+      const s = core.status();
+      return { ...s, listen: s.listen ?? '' };
+    }),
+
+    createToken: unary('CreateToken', (req: wire.CreateTokenRequest) => {
+      const t = core.enroller.createToken({
+        server: req.server,
+        cluster: req.cluster || undefined,
+        ttlMs: req.ttlSeconds > 0 ? req.ttlSeconds * 1000 : undefined,
+        replace: req.replace,
+      });
+      return { token: t.token, server: req.server, cluster: req.cluster, expiresMs: t.expiresMs };
+    }),
+    listServers: unary('ListServers', () => ({ servers: core.ns.listServers().map(serverToWire) })),
+    getServer: unary('GetServer', (req: wire.NameRequest) => serverToWire(core.ns.getServer(req.name))),
+    removeServer: unary('RemoveServer', (req: wire.RemoveRequest) => {
+      core.removeServer(req.name);
+      return empty();
+    }),
+    verifyServer: unary('VerifyServer', (req: wire.NameRequest) => taskToWire(core.verifyServer(req.name))),
+    pinService: unary('PinService', (req: wire.PinServiceRequest) =>
+      serverToWire(core.ns.pinService(req.server, req.kind, req.impl)),
+    ),
+
+    createCluster: unary('CreateCluster', (req: wire.CreateClusterRequest) => serverToWire(core.ns.createCluster(req.name, req.members))),
+    addClusterMember: unary('AddClusterMember', (req: wire.ClusterMemberRequest) =>
+      serverToWire(core.ns.addClusterMember(req.cluster, req.member)),
+    ),
+    removeClusterMember: unary('RemoveClusterMember', (req: wire.ClusterMemberRequest) =>
+      serverToWire(core.ns.removeClusterMember(req.cluster, req.member)),
+    ),
+
+    addPlatform: unary('AddPlatform', (req: wire.AddPlatformRequest) =>
+      platformToWire(
+        core.ns.addPlatform({ name: req.name, path: req.path, server: req.server, source: sourceFromWire(req.source), live: req.live }),
+      ),
+    ),
+    listPlatforms: unary('ListPlatforms', () => ({ platforms: core.ns.listPlatforms().map(platformToWire) })),
+    getPlatform: unary('GetPlatform', (req: wire.NameRequest) => platformToWire(core.ns.getPlatform(req.name))),
+    removePlatform: unary('RemovePlatform', (req: wire.RemoveRequest) => {
+      core.ns.removePlatform(req.name, req.force);
+      return empty();
+    }),
+
+    listSites: unary('ListSites', (req: wire.ListSitesRequest) => ({
+      sites: core.ns.listSites(req.platform || undefined).map(siteToWire),
+    })),
+    getSite: unary('GetSite', (req: wire.NameRequest) => siteToWire(core.ns.getSite(req.name))),
+
+    listTasks: unary('ListTasks', (req: wire.ListTasksRequest) => ({
+      tasks: core.tasks
+        .list({ state: taskStateFromWire(req.state), entity: req.entity || undefined, limit: req.limit || undefined })
+        .map(taskToWire),
+    })),
+    getTask: unary('GetTask', (req: wire.TaskIdRequest) => taskToWire(core.tasks.get(req.id))),
+    getTaskLog: unary('GetTaskLog', (req: wire.TaskIdRequest) => ({ lines: core.tasks.lines(req.id).map(lineToWire) })),
+    cancelTask: unary('CancelTask', (req: wire.TaskIdRequest) => taskToWire(core.tasks.cancel(req.id))),
+
+    watchTask: (call: ServerWritableStream<wire.WatchTaskRequest, wire.TaskEvent>) => {
+      let off: (() => void) | undefined;
+      const finish = (e?: unknown) => {
+        off?.();
+        if (e) call.destroy(Object.assign(new Error('watch failed'), toServiceError(e)));
+        else call.end();
+      };
+      try {
+        requireOperator(call, via);
+        const id = call.request.id;
+        let lastSeq = call.request.fromSeq;
+        let ended = false;
+        const onEvent = (ev: TaskEvent) => {
+          if (ended) return;
+          if (ev.type === 'line') {
+            if (ev.line.seq <= lastSeq) return;
+            lastSeq = ev.line.seq;
+            call.write({ event: { $case: 'line', value: lineToWire(ev.line) } });
+          } else {
+            call.write({ event: { $case: 'task', value: taskToWire(ev.task) } });
+            if (isFinal(ev.task.state)) {
+              // Flush lines written just before the final state, then end.
+              for (const l of core.tasks.lines(id, lastSeq)) {
+                lastSeq = l.seq;
+                call.write({ event: { $case: 'line', value: lineToWire(l) } });
+              }
+              ended = true;
+              finish();
+            }
+          }
+        };
+        // Subscribe first so nothing is missed between the backlog read and live events.
+        off = core.tasks.subscribe(id, onEvent);
+        const task = core.tasks.get(id);
+        call.write({ event: { $case: 'task', value: taskToWire(task) } });
+        for (const l of core.tasks.lines(id, lastSeq)) onEvent({ type: 'line', line: l });
+        if (isFinal(core.tasks.get(id).state)) onEvent({ type: 'task', task: core.tasks.get(id) });
+        call.on('cancelled', () => {
+          ended = true;
+          off?.();
+        });
+      } catch (e) {
+        finish(e);
+      }
+    },
+
+    issueOperatorCert: unary('IssueOperatorCert', async (req: wire.IssueOperatorCertRequest) => {
+      if (via !== 'socket') throw fail('CERT_UNKNOWN', 'operator certificates are issued only over the local socket');
+      const ttl = req.ttlSeconds > 0 ? req.ttlSeconds * 1000 : 365 * 86_400_000;
+      const certPem = await core.enroller.issueOperatorCert(req.name, req.csrPem, ttl);
+      return { certPem, caPem: core.enroller.caPem };
+    }),
+  };
+}

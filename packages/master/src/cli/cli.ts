@@ -1,0 +1,642 @@
+/**
+ * The `spoke` CLI: parses arguments, calls the master, prints tables or JSON. `runCli` returns
+ * the exit code: 0 success, 1 failure (a refused request or a failed task), 2 usage error.
+ */
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { parseArgs } from 'node:util';
+import { SPOKE_VERSION, SpokeError, fail, isSpokeError, wire } from '@spoke/shared';
+import { OperatorApi, type ConnectOptions } from './client.js';
+import { ago, parseDuration, platformJson, serverJson, siteJson, table, taskJson, taskStateFromName, taskStateName } from './format.js';
+
+/** Where the CLI writes. */
+export interface CliIO {
+  out(s: string): void;
+  err(s: string): void;
+}
+
+/** Context every command gets. */
+interface Ctx {
+  io: CliIO;
+  json: boolean;
+  api(): OperatorApi;
+  conn: ConnectOptions;
+}
+
+type OptSpec = Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }>;
+
+interface Command {
+  /** e.g. "server token NAME [--cluster C] [--ttl 1h] [--replace]" */
+  usage: string;
+  summary: string;
+  options?: OptSpec;
+  /** Number of positionals required (and max allowed). */
+  args: [number, number];
+  run(ctx: Ctx, pos: [string, string], opts: Record<string, unknown>): Promise<number>;
+}
+
+/** Thrown for usage errors (exit 2). */
+class UsageError extends Error {}
+
+const GLOBAL: OptSpec = {
+  'state-dir': { type: 'string' },
+  socket: { type: 'string' },
+  master: { type: 'string' },
+  'cert-dir': { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+function print(ctx: Ctx, json: unknown, human: () => string): void {
+  ctx.io.out(ctx.json ? `${JSON.stringify(json, null, 2)}\n` : human());
+}
+
+function kv(pairs: [string, string | number | boolean | null | undefined][]): string {
+  const w = Math.max(...pairs.map(([k]) => k.length));
+  return `${pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 1)} ${v === null || v === undefined || v === '' ? '-' : String(v)}`).join('\n')}\n`;
+}
+
+function idArg(s: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`task id must be a positive number, got ${JSON.stringify(s)}`);
+  return n;
+}
+
+function time(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 19);
+}
+
+/**
+ * Follows a task: prints its log lines as they come and returns its final state. `fromSeq`
+ * skips lines already printed.
+ */
+async function follow(ctx: Ctx, id: number, opts: { quiet?: boolean } = {}): Promise<wire.Task> {
+  const api = ctx.api();
+  let last: wire.Task | undefined;
+  let seq = 0;
+  // The stream ends when the task reaches a final state; reconnect if the master restarts.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const s = api.watch(id, seq);
+        s.on('data', (ev: wire.TaskEvent) => {
+          const e = ev.event;
+          if (e?.$case === 'line') {
+            seq = e.value.seq;
+            if (!opts.quiet) {
+              const lvl = e.value.level === 'info' ? '' : `${e.value.level.toUpperCase()} `;
+              const line = `${time(e.value.tsMs)} ${lvl}${e.value.message}\n`;
+              if (ctx.json) ctx.io.err(line);
+              else ctx.io.out(line);
+            }
+          } else if (e?.$case === 'task') last = e.value;
+        });
+        s.on('error', reject);
+        s.on('end', () => resolve());
+      });
+      if (last && [wire.TaskState.TASK_STATE_SUCCEEDED, wire.TaskState.TASK_STATE_FAILED, wire.TaskState.TASK_STATE_CANCELLED].includes(last.state)) {
+        return last;
+      }
+    } catch (e) {
+      const se = e as { code?: number };
+      if (se.code !== 14 || attempt > 30) throw e; // 14 = UNAVAILABLE: master restarting
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+async function waitAndReport(ctx: Ctx, task: wire.Task, noWait: boolean): Promise<number> {
+  if (noWait) {
+    print(ctx, taskJson(task), () => `${task.id}\n`);
+    return 0;
+  }
+  if (!ctx.json) ctx.io.out(`task ${task.id}: ${task.kind} on ${task.entity}\n`);
+  const final = await follow(ctx, task.id);
+  const ok = final.state === wire.TaskState.TASK_STATE_SUCCEEDED;
+  const dur = final.startedMs && final.finishedMs ? ` in ${((final.finishedMs - final.startedMs) / 1000).toFixed(1)}s` : '';
+  print(ctx, taskJson(final), () => `task ${final.id} ${taskStateName(final.state)}${dur}\n`);
+  if (!ok && !ctx.json) ctx.io.err(`error: ${final.errorCode || 'TASK_FAILED'}: ${final.errorMessage || 'task failed'}\n`);
+  return ok ? 0 : 1;
+}
+
+function serverTable(servers: wire.Server[]): string {
+  return table(
+    ['NAME', 'KIND', 'CLUSTER/MEMBERS', 'STATE', 'LAST SEEN', 'SERVICES', 'PLATFORMS'],
+    servers.map((s) => {
+      const j = serverJson(s);
+      return [
+        s.name,
+        j.kind,
+        j.kind === 'cluster' ? s.members.join(',') || '-' : s.cluster || '-',
+        s.online ? 'online' : j.kind === 'agent' && !s.enrolled ? 'not enrolled' : 'offline',
+        j.kind === 'cluster' ? '-' : ago(s.lastSeenMs),
+        s.services.map((x) => `${x.kind}:${x.impl}${x.pinnedImpl ? '(pinned)' : ''}`).join(',') || '-',
+        String(s.platforms.length),
+      ];
+    }),
+  );
+}
+
+const COMMANDS: Record<string, Command> = {
+  status: {
+    usage: 'status',
+    summary: 'show the master: address, CA fingerprint, counts',
+    args: [0, 0],
+    async run(ctx) {
+      const s = await ctx.api().call<wire.Empty, wire.MasterStatus>('status', {});
+      print(ctx, { ...s, started: new Date(s.startedMs).toISOString() }, () =>
+        kv([
+          ['version', s.version],
+          ['listen', s.listen],
+          ['state dir', s.stateDir],
+          ['root', s.root || '/'],
+          ['CA fingerprint', s.caFingerprint],
+          ['started', new Date(s.startedMs).toISOString()],
+          ['servers', `${s.servers} (${s.serversOnline} agents online)`],
+          ['platforms', s.platforms],
+          ['sites', s.sites],
+          ['tasks', `${s.tasksRunning} running, ${s.tasksQueued} queued`],
+        ]),
+      );
+      return 0;
+    },
+  },
+
+  'server token': {
+    usage: 'server token NAME [--cluster CLUSTER] [--ttl 1h] [--replace]',
+    summary: 'print a one-time enrollment token for agent server NAME',
+    options: { cluster: { type: 'string' }, ttl: { type: 'string' }, replace: { type: 'boolean' } },
+    args: [1, 1],
+    async run(ctx, [name], o) {
+      let ttlSeconds = 0;
+      if (typeof o.ttl === 'string') {
+        const d = parseDuration(o.ttl);
+        if (d === undefined) throw new UsageError(`--ttl ${o.ttl}: use a duration like 90s, 30m, 1h, 2d`);
+        ttlSeconds = d;
+      }
+      const r = await ctx.api().call<wire.CreateTokenRequest, wire.CreateTokenResponse>('createToken', {
+        server: name as string,
+        cluster: (o.cluster as string | undefined) ?? '',
+        ttlSeconds,
+        replace: o.replace === true,
+      });
+      print(ctx, { token: r.token, server: r.server, cluster: r.cluster || null, expires: new Date(r.expiresMs).toISOString() }, () => {
+        ctx.io.err(
+          `token for ${r.server}${r.cluster ? ` (joins cluster ${r.cluster})` : ''}, single use, expires ${new Date(r.expiresMs).toISOString()}\n` +
+            `on the web server: spoke-agent enroll --master <this master's HOST:PORT> --token <token> --state-dir /var/lib/spoke-agent\n`,
+        );
+        return `${r.token}\n`;
+      });
+      return 0;
+    },
+  },
+  'server ls': {
+    usage: 'server ls',
+    summary: 'list servers and clusters with their state',
+    args: [0, 0],
+    async run(ctx) {
+      const r = await ctx.api().call<wire.Empty, wire.ServerList>('listServers', {});
+      print(ctx, r.servers.map(serverJson), () => (r.servers.length ? serverTable(r.servers) : 'no servers yet (create a token: spoke server token NAME)\n'));
+      return 0;
+    },
+  },
+  'server show': {
+    usage: 'server show NAME',
+    summary: 'show one server',
+    args: [1, 1],
+    async run(ctx, [name]) {
+      const s = await ctx.api().call<wire.NameRequest, wire.Server>('getServer', { name });
+      const j = serverJson(s);
+      print(ctx, j, () =>
+        kv([
+          ['name', s.name],
+          ['kind', j.kind],
+          [j.kind === 'cluster' ? 'members' : 'cluster', j.kind === 'cluster' ? s.members.join(', ') : s.cluster],
+          ['state', s.online ? 'online' : 'offline'],
+          ['last seen', j.kind === 'agent' ? ago(s.lastSeenMs) : '-'],
+          ['services', s.services.map((x) => `${x.kind}: ${x.impl || '?'}${x.version ? ` ${x.version}` : ''}${x.pinnedImpl ? ' (pinned)' : ''}`).join('; ')],
+          ['platforms', s.platforms.join(', ')],
+          ['hostname', s.facts?.hostname],
+          ['roots', s.facts?.roots.join(', ')],
+          ['agent', s.facts?.agentVersion ? `${s.facts.agentVersion} (capability ${s.capabilityVersion})` : ''],
+          ['certificate', s.certFingerprint],
+        ]),
+      );
+      return 0;
+    },
+  },
+  'server verify': {
+    usage: 'server verify NAME [--no-wait]',
+    summary: 'check services, writable roots and free disk on the agent (every member of a cluster)',
+    options: { 'no-wait': { type: 'boolean' } },
+    args: [1, 1],
+    async run(ctx, [name], o) {
+      const t = await ctx.api().call<wire.NameRequest, wire.Task>('verifyServer', { name });
+      return waitAndReport(ctx, t, o['no-wait'] === true);
+    },
+  },
+  'server rm': {
+    usage: 'server rm NAME',
+    summary: 'remove a server and revoke its certificate (refused while it hosts platforms)',
+    args: [1, 1],
+    async run(ctx, [name]) {
+      await ctx.api().call<wire.RemoveRequest, wire.Empty>('removeServer', { name, force: false });
+      print(ctx, { removed: name }, () => `removed ${name}; its certificate is revoked\n`);
+      return 0;
+    },
+  },
+  'server pin': {
+    usage: 'server pin NAME [--http nginx|apache|""] [--db mariadb|mysql|""]',
+    summary: 'pin the service implementation a server must use ("" unpins)',
+    options: { http: { type: 'string' }, db: { type: 'string' } },
+    args: [1, 1],
+    async run(ctx, [name], o) {
+      const kinds = (['http', 'db'] as const).filter((k) => typeof o[k] === 'string');
+      if (kinds.length === 0) throw new UsageError('say what to pin: --http nginx|apache and/or --db mariadb|mysql');
+      let s: wire.Server | undefined;
+      for (const k of kinds) {
+        s = await ctx.api().call<wire.PinServiceRequest, wire.Server>('pinService', { server: name, kind: k, impl: o[k] as string });
+      }
+      print(ctx, serverJson(s as wire.Server), () => serverTable([s as wire.Server]));
+      return 0;
+    },
+  },
+
+  'cluster create': {
+    usage: 'cluster create NAME --member A [--member B ...]',
+    summary: 'group agent servers into a cluster that acts as one web server',
+    options: { member: { type: 'string', multiple: true } },
+    args: [1, 1],
+    async run(ctx, [name], o) {
+      const s = await ctx.api().call<wire.CreateClusterRequest, wire.Server>('createCluster', {
+        name,
+        members: (o.member as string[] | undefined) ?? [],
+      });
+      print(ctx, serverJson(s), () => `created cluster ${s.name} with ${s.members.join(', ')}\n`);
+      return 0;
+    },
+  },
+  'cluster add': {
+    usage: 'cluster add NAME MEMBER',
+    summary: 'add an agent server to a cluster',
+    args: [2, 2],
+    async run(ctx, [cluster, member]) {
+      const s = await ctx.api().call<wire.ClusterMemberRequest, wire.Server>('addClusterMember', { cluster, member });
+      print(ctx, serverJson(s), () => `cluster ${s.name}: ${s.members.join(', ')}\n`);
+      return 0;
+    },
+  },
+  'cluster remove': {
+    usage: 'cluster remove NAME MEMBER',
+    summary: 'take an agent server out of a cluster (it stays enrolled)',
+    args: [2, 2],
+    async run(ctx, [cluster, member]) {
+      const s = await ctx.api().call<wire.ClusterMemberRequest, wire.Server>('removeClusterMember', { cluster, member });
+      print(ctx, serverJson(s), () => `cluster ${s.name}: ${s.members.join(', ')}\n`);
+      return 0;
+    },
+  },
+  'cluster ls': {
+    usage: 'cluster ls',
+    summary: 'list clusters and their members',
+    args: [0, 0],
+    async run(ctx) {
+      const r = await ctx.api().call<wire.Empty, wire.ServerList>('listServers', {});
+      const cl = r.servers.filter((s) => s.kind === wire.ServerKind.SERVER_KIND_CLUSTER);
+      print(ctx, cl.map(serverJson), () => (cl.length ? serverTable(cl) : 'no clusters\n'));
+      return 0;
+    },
+  },
+
+  'platform add': {
+    usage: 'platform add NAME --path P --server S [--makefile F | --git URL [--ref R]] [--live]',
+    summary: 'register a platform (its path is reserved on every server)',
+    options: {
+      path: { type: 'string' },
+      server: { type: 'string' },
+      makefile: { type: 'string' },
+      git: { type: 'string' },
+      ref: { type: 'string' },
+      live: { type: 'boolean' },
+    },
+    args: [1, 1],
+    async run(ctx, [name], o) {
+      if (typeof o.path !== 'string' || typeof o.server !== 'string') throw new UsageError('platform add needs --path and --server');
+      if (o.makefile && o.git) throw new UsageError('use either --makefile or --git, not both');
+      if (o.ref && !o.git) throw new UsageError('--ref goes with --git');
+      const K = wire.PlatformSourceKind;
+      let source: wire.PlatformSource = { kind: K.PLATFORM_SOURCE_KIND_EXISTING, makefile: '', makefileName: '', gitUrl: '', gitRef: '' };
+      if (typeof o.makefile === 'string') {
+        let text: string;
+        try {
+          text = readFileSync(o.makefile, 'utf8');
+        } catch (e) {
+          throw fail('INVALID_ARGUMENT', `cannot read makefile ${o.makefile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        }
+        source = { ...source, kind: K.PLATFORM_SOURCE_KIND_MAKEFILE, makefile: text, makefileName: basename(o.makefile) };
+      } else if (typeof o.git === 'string') {
+        source = { ...source, kind: K.PLATFORM_SOURCE_KIND_GIT, gitUrl: o.git, gitRef: (o.ref as string | undefined) ?? '' };
+      }
+      const p = await ctx.api().call<wire.AddPlatformRequest, wire.Platform>('addPlatform', {
+        name,
+        path: o.path,
+        server: o.server,
+        source,
+        live: o.live === true,
+      });
+      print(ctx, platformJson(p), () => `added platform ${p.name} at ${p.path} on ${p.server} (status ${p.status})\n`);
+      return 0;
+    },
+  },
+  'platform ls': {
+    usage: 'platform ls',
+    summary: 'list platforms',
+    args: [0, 0],
+    async run(ctx) {
+      const r = await ctx.api().call<wire.Empty, wire.PlatformList>('listPlatforms', {});
+      print(ctx, r.platforms.map(platformJson), () =>
+        r.platforms.length
+          ? table(
+              ['NAME', 'SERVER', 'PATH', 'SOURCE', 'STATUS', 'SITES'],
+              r.platforms.map((p) => [p.name, p.server, p.path, platformJson(p).source.kind, p.status, p.sites.length]),
+            )
+          : 'no platforms yet (spoke platform add NAME --path P --server S)\n',
+      );
+      return 0;
+    },
+  },
+  'platform show': {
+    usage: 'platform show NAME',
+    summary: 'show one platform (-o json includes the registry)',
+    args: [1, 1],
+    async run(ctx, [name]) {
+      const p = await ctx.api().call<wire.NameRequest, wire.Platform>('getPlatform', { name });
+      const j = platformJson(p);
+      print(ctx, j, () =>
+        kv([
+          ['name', p.name],
+          ['path', p.path],
+          ['server', p.server],
+          ['source', j.source.kind === 'git' ? `git ${p.source?.gitUrl}${p.source?.gitRef ? ` @ ${p.source.gitRef}` : ''}` : j.source.kind === 'makefile' ? `makefile ${p.source?.makefileName}` : 'existing tree'],
+          ['status', p.status],
+          ['live sync', p.live ? 'on' : 'off'],
+          ['sites', p.sites.join(', ')],
+          ['created', j.created],
+        ]),
+      );
+      return 0;
+    },
+  },
+  'platform rm': {
+    usage: 'platform rm NAME [--force]',
+    summary: 'remove a platform from the namespace (--force also drops its site records)',
+    options: { force: { type: 'boolean' } },
+    args: [1, 1],
+    async run(ctx, [name], o) {
+      await ctx.api().call<wire.RemoveRequest, wire.Empty>('removePlatform', { name, force: o.force === true });
+      print(ctx, { removed: name }, () => `removed platform ${name}\n`);
+      return 0;
+    },
+  },
+
+  'site ls': {
+    usage: 'site ls [--platform P]',
+    summary: 'list sites',
+    options: { platform: { type: 'string' } },
+    args: [0, 0],
+    async run(ctx, _p, o) {
+      const r = await ctx.api().call<wire.ListSitesRequest, wire.SiteList>('listSites', { platform: (o.platform as string | undefined) ?? '' });
+      print(ctx, r.sites.map(siteJson), () =>
+        r.sites.length
+          ? table(['DOMAIN', 'PLATFORM', 'SERVER', 'DB SERVER', 'STATUS', 'ALIASES'], r.sites.map((s) => [s.domain, s.platform, s.server, s.dbServer || '-', s.status, s.aliases.join(',') || '-']))
+          : 'no sites\n',
+      );
+      return 0;
+    },
+  },
+  'site show': {
+    usage: 'site show DOMAIN',
+    summary: 'show one site (an alias finds its site)',
+    args: [1, 1],
+    async run(ctx, [name]) {
+      const s = await ctx.api().call<wire.NameRequest, wire.Site>('getSite', { name });
+      print(ctx, siteJson(s), () =>
+        kv([
+          ['domain', s.domain],
+          ['platform', s.platform],
+          ['server', s.server],
+          ['db server', s.dbServer],
+          ['profile', s.profile],
+          ['aliases', s.aliases.join(', ')],
+          ['status', s.status],
+        ]),
+      );
+      return 0;
+    },
+  },
+
+  'task ls': {
+    usage: 'task ls [--state S] [--entity E] [--limit N]',
+    summary: 'list tasks, newest first',
+    options: { state: { type: 'string' }, entity: { type: 'string' }, limit: { type: 'string' } },
+    args: [0, 0],
+    async run(ctx, _p, o) {
+      let state = wire.TaskState.TASK_STATE_UNSPECIFIED;
+      if (typeof o.state === 'string') {
+        const s = taskStateFromName(o.state);
+        if (s === undefined) throw new UsageError(`--state must be queued, running, succeeded, failed or cancelled`);
+        state = s;
+      }
+      const limit = typeof o.limit === 'string' ? Number(o.limit) : 0;
+      if (!Number.isInteger(limit) || limit < 0) throw new UsageError('--limit must be a whole number');
+      const r = await ctx.api().call<wire.ListTasksRequest, wire.TaskList>('listTasks', { state, entity: (o.entity as string | undefined) ?? '', limit });
+      print(ctx, r.tasks.map(taskJson), () =>
+        r.tasks.length
+          ? table(
+              ['ID', 'KIND', 'ENTITY', 'STATE', 'CREATED', 'ERROR'],
+              r.tasks.map((t) => [t.id, t.kind, t.entity, taskStateName(t.state), new Date(t.createdMs).toISOString().replace('T', ' ').slice(0, 19), t.errorCode || '-']),
+            )
+          : 'no tasks\n',
+      );
+      return 0;
+    },
+  },
+  'task show': {
+    usage: 'task show ID',
+    summary: 'show one task',
+    args: [1, 1],
+    async run(ctx, [id]) {
+      const t = await ctx.api().call<wire.TaskIdRequest, wire.Task>('getTask', { id: idArg(id as string) });
+      const j = taskJson(t);
+      print(ctx, j, () =>
+        kv([
+          ['id', t.id],
+          ['kind', t.kind],
+          ['entity', t.entity],
+          ['state', j.state],
+          ['created', j.created],
+          ['started', j.started],
+          ['finished', j.finished],
+          ['error', t.errorCode ? `${t.errorCode}: ${t.errorMessage}` : ''],
+        ]),
+      );
+      return 0;
+    },
+  },
+  'task log': {
+    usage: 'task log ID [-f]',
+    summary: 'print a task log (-f follows it until the task ends)',
+    options: { follow: { type: 'boolean', short: 'f' } },
+    args: [1, 1],
+    async run(ctx, [id], o) {
+      const n = idArg(id as string);
+      if (o.follow === true) {
+        const t = await follow({ ...ctx, json: false }, n);
+        return t.state === wire.TaskState.TASK_STATE_SUCCEEDED ? 0 : 1;
+      }
+      const r = await ctx.api().call<wire.TaskIdRequest, wire.TaskLog>('getTaskLog', { id: n });
+      print(ctx, r.lines.map((l) => ({ seq: l.seq, ts: new Date(l.tsMs).toISOString(), level: l.level, message: l.message })), () =>
+        r.lines.map((l) => `${time(l.tsMs)} ${l.level === 'info' ? '' : `${l.level.toUpperCase()} `}${l.message}\n`).join(''),
+      );
+      return 0;
+    },
+  },
+  'task cancel': {
+    usage: 'task cancel ID',
+    summary: 'cancel a queued task, or ask a running one to stop',
+    args: [1, 1],
+    async run(ctx, [id]) {
+      const t = await ctx.api().call<wire.TaskIdRequest, wire.Task>('cancelTask', { id: idArg(id as string) });
+      print(ctx, taskJson(t), () => `task ${t.id}: ${taskStateName(t.state) === 'cancelled' ? 'cancelled' : 'cancel requested'}\n`);
+      return 0;
+    },
+  },
+
+  'operator cert': {
+    usage: 'operator cert NAME --out DIR [--ttl 365d]',
+    summary: 'issue an operator certificate for using the CLI over TCP (--master, --cert-dir)',
+    options: { out: { type: 'string' }, ttl: { type: 'string' } },
+    args: [1, 1],
+    async run(ctx, [name], o) {
+      if (typeof o.out !== 'string') throw new UsageError('operator cert needs --out DIR');
+      const ttl = typeof o.ttl === 'string' ? parseDuration(o.ttl) : 365 * 86400;
+      if (ttl === undefined) throw new UsageError('--ttl: use a duration like 30d');
+      const { createCsr } = await import('@spoke/shared');
+      const { mkdirSync, writeFileSync } = await import('node:fs');
+      const { join } = await import('node:path');
+      const { csrPem, keyPem } = await createCsr(name as string);
+      const r = await ctx.api().call<wire.IssueOperatorCertRequest, wire.IssueOperatorCertResponse>('issueOperatorCert', {
+        name,
+        csrPem,
+        ttlSeconds: ttl,
+      });
+      mkdirSync(o.out, { recursive: true, mode: 0o700 });
+      writeFileSync(join(o.out, 'operator.key'), keyPem, { mode: 0o600 });
+      writeFileSync(join(o.out, 'operator.crt'), r.certPem, { mode: 0o644 });
+      writeFileSync(join(o.out, 'ca.crt'), r.caPem, { mode: 0o644 });
+      print(ctx, { name, dir: o.out }, () => `wrote operator.key, operator.crt, ca.crt to ${o.out}\nuse: spoke --master HOST:PORT --cert-dir ${o.out} server ls\n`);
+      return 0;
+    },
+  },
+};
+
+/** Extra commands registered by the entry point (`up` needs the master's start-up code). */
+export type ExtraCommand = Command;
+
+function helpText(extra: Record<string, Command>): string {
+  const all = { ...COMMANDS, ...extra };
+  const lines = Object.values(all).map((c) => `  spoke ${c.usage.padEnd(74)} ${c.summary}`);
+  return `spoke ${SPOKE_VERSION} — hosting control plane for PHP sites
+
+usage: spoke [--state-dir DIR | --socket PATH | --master HOST:PORT --cert-dir DIR] [-o table|json] COMMAND
+
+commands:
+${lines.join('\n')}
+
+The CLI talks to the master over <state-dir>/spoke.sock (default ./.spoke, or $SPOKE_STATE_DIR).
+Errors print as "error: CODE: message"; exit 0 = ok, 1 = refused or failed, 2 = usage.
+`;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function runCli(argv: string[], io: CliIO, extra: Record<string, Command> = {}): Promise<number> {
+  const all: Record<string, Command> = { ...COMMANDS, ...extra };
+  let api: OperatorApi | undefined;
+  try {
+    // Globals may stand anywhere; take them out first.
+    const g = parseArgs({ args: argv, options: GLOBAL, strict: false, allowPositionals: true, tokens: true });
+    const rest: string[] = [];
+    const globalIdx = new Set<number>();
+    for (const t of g.tokens ?? []) {
+      if (t.kind === 'option' && t.name in GLOBAL) {
+        globalIdx.add(t.index);
+        if (t.value !== undefined && t.inlineValue === false) globalIdx.add(t.index + 1);
+      }
+    }
+    argv.forEach((a, i) => {
+      if (!globalIdx.has(i)) rest.push(a);
+    });
+    const gv = g.values as Record<string, string | boolean | undefined>;
+    const output = (gv.output as string | undefined) ?? 'table';
+    if (output !== 'table' && output !== 'json') throw new UsageError(`-o must be table or json, got ${output}`);
+    const words = rest.filter((a) => !a.startsWith('-'));
+    if (rest[0] === 'version' || rest[0] === '--version') {
+      io.out(`spoke ${SPOKE_VERSION}\n`);
+      return 0;
+    }
+    if (rest.length === 0 || rest[0] === 'help' || gv.help === true) {
+      io.out(helpText(extra));
+      return rest.length === 0 && gv.help !== true ? 2 : 0;
+    }
+    const two = `${words[0]} ${words[1] ?? ''}`.trim();
+    const key = all[two] ? two : all[words[0] ?? ''] ? (words[0] as string) : undefined;
+    if (!key) {
+      const group = Object.keys(all).filter((k) => k.startsWith(`${words[0]} `));
+      throw new UsageError(
+        group.length ? `unknown command "${two}"; ${words[0]} has: ${group.map((k) => k.split(' ')[1]).join(', ')}` : `unknown command "${words[0]}" (see: spoke help)`,
+      );
+    }
+    const cmd = all[key] as Command;
+    const nWords = key.split(' ').length;
+    // Remove the command words (first occurrences) and parse the rest strictly.
+    const args = [...rest];
+    for (const w of key.split(' ')) args.splice(args.indexOf(w), 1);
+    let parsed;
+    try {
+      parsed = parseArgs({ args, options: cmd.options ?? {}, strict: true, allowPositionals: true });
+    } catch (e) {
+      throw new UsageError(`${(e as Error).message.split('\n')[0]}\nusage: spoke ${cmd.usage}`);
+    }
+    const pos = parsed.positionals;
+    if (pos.length < cmd.args[0] || pos.length > cmd.args[1]) {
+      throw new UsageError(`wrong number of arguments\nusage: spoke ${cmd.usage}`);
+    }
+    void nWords;
+    const conn: ConnectOptions = {
+      stateDir: gv['state-dir'] as string | undefined,
+      socket: gv.socket as string | undefined,
+      master: gv.master as string | undefined,
+      certDir: gv['cert-dir'] as string | undefined,
+    };
+    const ctx: Ctx = {
+      io,
+      json: output === 'json',
+      conn,
+      api: () => (api ??= new OperatorApi(conn)),
+    };
+    return await cmd.run(ctx, pos as [string, string], parsed.values as Record<string, unknown>);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`error: USAGE: ${e.message}\n`);
+      return 2;
+    }
+    const se: SpokeError = isSpokeError(e) ? e : fail('INTERNAL', e instanceof Error ? e.message : String(e));
+    io.err(`error: ${se.code}: ${se.message}\n`);
+    return 1;
+  } finally {
+    api?.close();
+  }
+}
+
+export { UsageError };
+export type { Command, Ctx };

@@ -1,0 +1,69 @@
+/**
+ * The CLI's connection to the master: the local unix socket by default, or the TLS port with an
+ * operator certificate. Wraps the generated client in promise-returning calls that throw
+ * SpokeError with the master's stable code.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { credentials, Metadata, type ClientReadableStream } from '@grpc/grpc-js';
+import { channelOptions, clientTls, fail, fromServiceError, grpcTarget, wire } from '@spoke/shared';
+
+/** How to reach the master. */
+export interface ConnectOptions {
+  stateDir?: string;
+  socket?: string;
+  master?: string;
+  certDir?: string;
+}
+
+type Cb<T> = (err: unknown, res: T) => void;
+type UnaryFn<Req, Res> = (req: Req, md: Metadata, opts: { deadline: number }, cb: Cb<Res>) => unknown;
+
+/** Promise-returning operator calls. */
+export class OperatorApi {
+  readonly client: wire.OperatorClient;
+  readonly target: string;
+
+  constructor(o: ConnectOptions) {
+    if (o.master) {
+      const dir = o.certDir ? resolve(o.certDir) : '';
+      const files = { ca: join(dir, 'ca.crt'), cert: join(dir, 'operator.crt'), key: join(dir, 'operator.key') };
+      if (!dir || !existsSync(files.cert)) {
+        throw fail('CERT_REQUIRED', '--master needs --cert-dir DIR holding ca.crt, operator.crt and operator.key (see: spoke operator cert)');
+      }
+      this.target = o.master;
+      this.client = new wire.OperatorClient(
+        grpcTarget(o.master),
+        clientTls(readFileSync(files.ca, 'utf8'), readFileSync(files.cert, 'utf8'), readFileSync(files.key, 'utf8')),
+        channelOptions(),
+      );
+    } else {
+      const socket = resolve(o.socket ?? join(o.stateDir ?? process.env.SPOKE_STATE_DIR ?? '.spoke', 'spoke.sock'));
+      if (!existsSync(socket)) {
+        throw fail(
+          'MASTER_UNREACHABLE',
+          `no master socket at ${socket}; is the master running? (start one with: spoke up, or pass --state-dir / --socket)`,
+        );
+      }
+      this.target = socket;
+      this.client = new wire.OperatorClient(`unix://${socket}`, credentials.createInsecure(), channelOptions());
+    }
+  }
+
+  /** Calls one unary method; errors come back as SpokeError. */
+  call<Req, Res>(method: keyof wire.OperatorClient, req: Req, timeoutMs = 30_000): Promise<Res> {
+    const fn = (this.client[method] as unknown as UnaryFn<Req, Res>).bind(this.client);
+    return new Promise<Res>((ok, ko) => {
+      fn(req, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? ko(fromServiceError(err)) : ok(res)));
+    });
+  }
+
+  /** Opens the WatchTask stream. */
+  watch(id: number, fromSeq = 0): ClientReadableStream<wire.TaskEvent> {
+    return this.client.watchTask({ id, fromSeq });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

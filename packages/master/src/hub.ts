@@ -1,0 +1,291 @@
+/**
+ * The agent gateway: one session per connected agent (its Connect stream), presence from
+ * heartbeats, and request/response commands matched by id. This is the edge of the Connect
+ * handler: it converts wire messages to domain types and back.
+ */
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { CAPABILITY_VERSION, fail, SpokeError, toServiceError, type Logger, wire, isErrorCode } from '@spoke/shared';
+import type { Namespace, Presence, DetectedServiceInfo } from './namespace.js';
+import type { Clock, HostFactsInfo } from './types.js';
+
+/** A typed command the master can send to an agent. */
+export type AgentCommand = { type: 'verifyServer'; minFreeBytes: number } | { type: 'ping' };
+
+/** One root an agent checked during verify. */
+export interface RootCheckInfo {
+  path: string;
+  hostPath: string;
+  writable: boolean;
+  freeBytes: number;
+  totalBytes: number;
+  error: string;
+}
+
+/** What `server verify` gets back from one agent. */
+export interface VerifyReport {
+  services: DetectedServiceInfo[];
+  roots: RootCheckInfo[];
+  facts: HostFactsInfo | null;
+}
+
+/** Result type per command. */
+export interface AgentCommandResults {
+  verifyServer: VerifyReport;
+  ping: null;
+}
+
+/** Options of `call`. */
+export interface CallOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: { message: string; done: number; total: number }) => void;
+}
+
+interface Pending {
+  resolve(v: wire.CommandResult): void;
+  reject(e: SpokeError): void;
+  onProgress?: CallOptions['onProgress'];
+}
+
+interface Session {
+  server: string;
+  call: ServerDuplexStream<wire.AgentEvent, wire.MasterCommand>;
+  lastHeartbeatMs: number;
+  helloed: boolean;
+  pending: Map<string, Pending>;
+}
+
+/** Emitted as `hello` after an agent's hello was recorded. */
+export interface HelloEvent {
+  server: string;
+  observed: Record<string, string>;
+}
+
+/** Sessions of connected agents. Implements Presence for the namespace. */
+export class AgentHub implements Presence {
+  private readonly ns: Namespace;
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private readonly heartbeatIntervalMs: number;
+  private readonly heartbeatTtlMs: number;
+  private readonly sessions = new Map<string, Session>();
+  /** Emits `hello` (HelloEvent), `online` and `offline` (server name). */
+  readonly events = new EventEmitter();
+
+  constructor(deps: { ns: Namespace; log: Logger; clock: Clock; heartbeatIntervalMs: number; heartbeatTtlMs: number }) {
+    this.ns = deps.ns;
+    this.log = deps.log;
+    this.clock = deps.clock;
+    this.heartbeatIntervalMs = deps.heartbeatIntervalMs;
+    this.heartbeatTtlMs = deps.heartbeatTtlMs;
+  }
+
+  /** True when the agent is connected, said hello, and its last heartbeat is within the TTL. */
+  isOnline(server: string): boolean {
+    const s = this.sessions.get(server);
+    return !!s && s.helloed && this.clock() - s.lastHeartbeatMs <= this.heartbeatTtlMs;
+  }
+
+  /** Connected agent names. */
+  connected(): string[] {
+    return [...this.sessions.keys()].sort();
+  }
+
+  /** Takes over a Connect stream for an authenticated agent server. */
+  attach(server: string, cluster: string | null, call: ServerDuplexStream<wire.AgentEvent, wire.MasterCommand>): void {
+    const old = this.sessions.get(server);
+    if (old) this.close(old, fail('AGENT_DISCONNECTED', 'replaced by a newer connection from the same agent'));
+    const session: Session = { server, call, lastHeartbeatMs: this.clock(), helloed: false, pending: new Map() };
+    this.sessions.set(server, session);
+    const log = this.log.child({ server });
+    log.info('agent connected');
+    call.on('data', (ev: wire.AgentEvent) => {
+      try {
+        this.onEvent(session, ev);
+      } catch (e) {
+        log.error({ err: e }, 'bad agent event');
+      }
+    });
+    const gone = (why: string) => {
+      if (this.sessions.get(server) === session) {
+        this.sessions.delete(server);
+        this.ns.touch(server, session.lastHeartbeatMs);
+        this.events.emit('offline', server);
+        log.info({ why }, 'agent disconnected');
+      }
+      this.failPending(session, fail('AGENT_DISCONNECTED', `agent ${server} disconnected`));
+    };
+    call.on('end', () => {
+      gone('stream ended');
+      call.end();
+    });
+    call.on('error', (e) => gone(e.message));
+    call.on('cancelled', () => gone('cancelled'));
+    call.write({
+      id: randomUUID(),
+      command: {
+        $case: 'welcome',
+        value: { server, cluster: cluster ?? '', capabilityVersion: CAPABILITY_VERSION, heartbeatIntervalMs: this.heartbeatIntervalMs },
+      },
+    });
+  }
+
+  /** Drops an agent's session (used when its certificate is revoked). */
+  disconnect(server: string, err: SpokeError): void {
+    const s = this.sessions.get(server);
+    if (s) this.close(s, err);
+  }
+
+  /** Closes every session (master shutdown). */
+  closeAll(): void {
+    for (const s of [...this.sessions.values()]) this.close(s, fail('AGENT_DISCONNECTED', 'the master is shutting down'));
+  }
+
+  private close(s: Session, err: SpokeError): void {
+    if (this.sessions.get(s.server) === s) this.sessions.delete(s.server);
+    this.failPending(s, err);
+    const st = toServiceError(err);
+    try {
+      s.call.destroy(Object.assign(new Error(err.message), st));
+    } catch {
+      // the stream is already gone
+    }
+  }
+
+  private failPending(s: Session, err: SpokeError): void {
+    for (const p of s.pending.values()) p.reject(err);
+    s.pending.clear();
+  }
+
+  private onEvent(s: Session, ev: wire.AgentEvent): void {
+    const e = ev.event;
+    if (!e) return;
+    switch (e.$case) {
+      case 'hello': {
+        const h = e.value;
+        s.helloed = true;
+        s.lastHeartbeatMs = this.clock();
+        this.ns.recordHello(s.server, {
+          facts: factsFromWire(h.facts),
+          services: h.services.map((x) => ({ kind: x.kind, impl: x.impl, version: x.version })),
+          capabilityVersion: h.capabilityVersion,
+        });
+        this.events.emit('online', s.server);
+        this.events.emit('hello', { server: s.server, observed: { ...h.observed } } satisfies HelloEvent);
+        return;
+      }
+      case 'heartbeat':
+        s.lastHeartbeatMs = this.clock();
+        this.ns.touch(s.server, s.lastHeartbeatMs);
+        return;
+      case 'progress': {
+        const p = s.pending.get(e.value.id);
+        p?.onProgress?.({ message: e.value.message, done: e.value.done, total: e.value.total });
+        return;
+      }
+      case 'result': {
+        const p = s.pending.get(e.value.id);
+        if (!p) return; // a reply to a command we gave up on: harmless, commands are idempotent
+        s.pending.delete(e.value.id);
+        p.resolve(e.value);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Sends a command to an agent and waits for its result.
+   * @throws SpokeError AGENT_OFFLINE, AGENT_TIMEOUT, AGENT_DISCONNECTED, TASK_CANCELLED, or the
+   *   agent's own error code
+   */
+  async call<K extends AgentCommand['type']>(
+    server: string,
+    cmd: Extract<AgentCommand, { type: K }>,
+    opts: CallOptions = {},
+  ): Promise<AgentCommandResults[K]> {
+    const s = this.sessions.get(server);
+    if (!s || !this.isOnline(server)) {
+      throw fail('AGENT_OFFLINE', `agent ${server} is offline (last seen: ${this.lastSeen(server)})`);
+    }
+    const id = randomUUID();
+    const timeoutMs = opts.timeoutMs ?? 60_000;
+    const result = await new Promise<wire.CommandResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        s.pending.delete(id);
+        reject(fail('AGENT_TIMEOUT', `agent ${server} did not answer ${cmd.type} within ${Math.round(timeoutMs / 1000)}s`));
+      }, timeoutMs);
+      const onAbort = () => {
+        s.pending.delete(id);
+        clearTimeout(timer);
+        const r: unknown = opts.signal?.reason;
+        reject(r instanceof SpokeError ? r : fail('TASK_CANCELLED', 'cancelled'));
+      };
+      if (opts.signal?.aborted) return onAbort();
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      s.pending.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          opts.signal?.removeEventListener('abort', onAbort);
+          resolve(v);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          opts.signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+        onProgress: opts.onProgress,
+      });
+      s.call.write(commandToWire(id, cmd));
+    });
+    if (!result.ok) {
+      const code = isErrorCode(result.errorCode) ? result.errorCode : 'AGENT_COMMAND_FAILED';
+      throw fail(code, `${server}: ${result.errorMessage || 'command failed'}`);
+    }
+    return resultFromWire(cmd.type, result) as AgentCommandResults[K];
+  }
+
+  private lastSeen(server: string): string {
+    try {
+      const ms = this.ns.getServer(server).lastSeenMs;
+      return ms ? new Date(ms).toISOString() : 'never';
+    } catch {
+      return 'unknown server';
+    }
+  }
+}
+
+function commandToWire(id: string, cmd: AgentCommand): wire.MasterCommand {
+  switch (cmd.type) {
+    case 'verifyServer':
+      return { id, command: { $case: 'verifyServer', value: { minFreeBytes: cmd.minFreeBytes } } };
+    case 'ping':
+      return { id, command: { $case: 'ping', value: {} } };
+  }
+}
+
+function resultFromWire(type: AgentCommand['type'], r: wire.CommandResult): unknown {
+  if (type === 'ping') return null;
+  if (r.result?.$case !== 'verifyServer') throw fail('INTERNAL', `agent answered ${type} with ${r.result?.$case ?? 'nothing'}`);
+  const v = r.result.value;
+  return {
+    services: v.services.map((x) => ({ kind: x.kind, impl: x.impl, version: x.version })),
+    roots: v.roots.map((x) => ({ ...x })),
+    facts: v.facts ? factsFromWire(v.facts) : null,
+  } satisfies VerifyReport;
+}
+
+/** Host facts from the wire. */
+export function factsFromWire(f: wire.HostFacts | undefined): HostFactsInfo {
+  return {
+    hostname: f?.hostname ?? '',
+    os: f?.os ?? '',
+    arch: f?.arch ?? '',
+    agentVersion: f?.agentVersion ?? '',
+    roots: [...(f?.roots ?? [])],
+    rootPrefix: f?.rootPrefix ?? '',
+    cpus: f?.cpus ?? 0,
+    memoryBytes: f?.memoryBytes ?? 0,
+  };
+}

@@ -1,0 +1,57 @@
+/**
+ * `spoke-master run --state-dir DIR --listen HOST:PORT [--root DIR]`. The only place that wires
+ * the master's graph for the standalone daemon.
+ */
+import { parseArgs } from 'node:util';
+import { SPOKE_VERSION, createLogger, isSpokeError } from '@spoke/shared';
+import { compileMasterOptions } from './options.js';
+import { startMaster } from './master.js';
+
+const USAGE = `usage:
+  spoke-master run [--state-dir DIR] [--listen HOST:PORT] [--root DIR] [--socket PATH]
+  spoke-master version`;
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  if (cmd === 'version' || cmd === '--version') {
+    process.stdout.write(`spoke-master ${SPOKE_VERSION}\n`);
+    return;
+  }
+  if (cmd !== 'run') {
+    process.stderr.write(`${cmd && cmd !== 'help' && cmd !== '--help' ? `error: USAGE: unknown command ${JSON.stringify(cmd)}\n` : ''}${USAGE}\n`);
+    process.exit(cmd === 'help' || cmd === '--help' ? 0 : 2);
+  }
+  let values: Record<string, string | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      options: { 'state-dir': { type: 'string' }, listen: { type: 'string' }, root: { type: 'string' }, socket: { type: 'string' } },
+      strict: true,
+    }) as { values: Record<string, string | undefined> });
+  } catch (e) {
+    process.stderr.write(`error: USAGE: ${(e as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  const opts = compileMasterOptions({ stateDir: values['state-dir'], listen: values.listen, root: values.root, socket: values.socket });
+  const log = createLogger({ level: opts.logLevel, base: { daemon: 'master' } });
+  const master = await startMaster(opts, { log });
+  process.stdout.write(`spoke-master listening on ${master.listen}; CLI socket ${master.socket}\n`);
+  let stopping = false;
+  const shutdown = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ sig }, 'shutting down');
+    master.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  if (isSpokeError(e)) process.stderr.write(`error: ${e.code}: ${e.message}\n`);
+  else process.stderr.write(`error: INTERNAL: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,150 @@
+/**
+ * Builds and starts a master from compiled options and injected dependencies (logger, clock).
+ * `main.ts` and `spoke up` call this; tests call it too.
+ */
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { fail, grpcTarget, parseHostPort, serverTls, wire, type Logger } from '@spoke/shared';
+import { agentService } from './api/agent.js';
+import { operatorService } from './api/operator.js';
+import { Enroller, issueMasterCert, loadOrCreateCA } from './ca.js';
+import { Core } from './core.js';
+import { AgentHub } from './hub.js';
+import { Namespace } from './namespace.js';
+import type { CompiledMasterOptions } from './options.js';
+import { openStore, type Db } from './store.js';
+import { TaskEngine } from './tasks.js';
+import type { Clock } from './types.js';
+
+/** A running master. */
+export interface RunningMaster {
+  core: Core;
+  /** Bound TLS address, HOST:PORT (the real port when 0 was asked). */
+  listen: string;
+  socket: string;
+  caPem: string;
+  stop(): Promise<void>;
+}
+
+function bind(server: Server, target: string, creds: ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(target, creds, (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}
+
+/** Takes an exclusive lock on the state dir (a pid file), or says who holds it. */
+function lockStateDir(stateDir: string): () => void {
+  const file = join(stateDir, 'master.lock');
+  const tryLock = () => {
+    const fd = openSync(file, 'wx', 0o600);
+    closeSync(fd);
+  };
+  try {
+    tryLock();
+  } catch {
+    // A lock left by a dead process is stale: take it over.
+    let pid = NaN;
+    try {
+      pid = Number(readFileSync(file, 'utf8'));
+    } catch {
+      /* unreadable lock: treat as stale */
+    }
+    let alive = false;
+    if (Number.isInteger(pid) && pid > 0) {
+      try {
+        process.kill(pid, 0);
+        alive = pid !== process.pid;
+      } catch {
+        alive = false;
+      }
+    }
+    if (alive) throw fail('STATE_DIR_LOCKED', `another master (pid ${pid}) is running on ${stateDir}`);
+    rmSync(file, { force: true });
+    tryLock();
+  }
+  writeFileSync(file, String(process.pid));
+  return () => rmSync(file, { force: true });
+}
+
+/** Starts a master. @throws SpokeError STATE_DIR_LOCKED, CONFIG_INVALID */
+export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logger; clock?: Clock }): Promise<RunningMaster> {
+  const clock = deps.clock ?? Date.now;
+  const log = deps.log;
+  mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+  chmodSync(opts.stateDir, 0o700);
+  const unlock = lockStateDir(opts.stateDir);
+  let db: Db | undefined;
+  try {
+    db = openStore(join(opts.stateDir, 'spoke.db'));
+    const ca = await loadOrCreateCA(opts.stateDir);
+    const { host } = parseHostPort(opts.listen);
+    const tlsCert = await issueMasterCert(ca, [host]);
+    const ns = new Namespace({ db, clock });
+    const hub = new AgentHub({
+      ns,
+      log: log.child({ component: 'master.hub' }),
+      clock,
+      heartbeatIntervalMs: opts.heartbeatIntervalMs,
+      heartbeatTtlMs: opts.heartbeatTtlMs,
+    });
+    ns.setPresence(hub);
+    const tasks = new TaskEngine({ db, clock, log: log.child({ component: 'master.tasks' }), concurrency: opts.taskConcurrency });
+    const enroller = new Enroller({ db, ns, ca, clock });
+    const core = new Core({
+      ns,
+      enroller,
+      tasks,
+      hub,
+      log: log.child({ component: 'master.core' }),
+      clock,
+      info: { stateDir: opts.stateDir, root: opts.root, startedMs: clock(), listen: null, minFreeBytes: opts.minFreeBytes },
+    });
+    const interrupted = tasks.recover();
+    if (interrupted.length) log.warn({ tasks: interrupted }, 'tasks interrupted by the last stop were failed');
+
+    const serverOpts = { 'grpc.keepalive_permit_without_calls': 1, 'grpc.max_receive_message_length': 64 * 1024 * 1024 };
+    const tls = new Server(serverOpts);
+    tls.addService(wire.AgentService, agentService(core, log.child({ component: 'master.agent-api' })));
+    tls.addService(wire.OperatorService, operatorService(core, 'tls', log.child({ component: 'master.operator-api' })));
+    const port = await bind(tls, grpcTarget(opts.listen), serverTls(ca.certPem, tlsCert.certPem, tlsCert.keyPem));
+    const listen = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    core.setListen(listen);
+
+    const local = new Server(serverOpts);
+    local.addService(wire.OperatorService, operatorService(core, 'socket', log.child({ component: 'master.operator-api' })));
+    if (existsSync(opts.socket)) rmSync(opts.socket, { force: true });
+    await bind(local, `unix://${opts.socket}`, ServerCredentials.createInsecure());
+    chmodSync(opts.socket, 0o600);
+    tasks.start();
+    log.info({ listen, socket: opts.socket, stateDir: opts.stateDir, root: opts.root || '/' }, 'master started');
+
+    let stopped = false;
+    return {
+      core,
+      listen,
+      socket: opts.socket,
+      caPem: ca.certPem,
+      stop: async () => {
+        if (stopped) return;
+        stopped = true;
+        await tasks.stop();
+        hub.closeAll();
+        await Promise.all([
+          new Promise<void>((r) => tls.tryShutdown(() => r())),
+          new Promise<void>((r) => local.tryShutdown(() => r())),
+        ]);
+        tls.forceShutdown();
+        local.forceShutdown();
+        rmSync(opts.socket, { force: true });
+        db?.close();
+        unlock();
+        log.info('master stopped');
+      },
+    };
+  } catch (e) {
+    db?.close();
+    unlock();
+    throw e;
+  }
+}

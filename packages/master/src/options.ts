@@ -1,0 +1,58 @@
+/**
+ * Master options: every field optional with a documented default; `compileMasterOptions` turns
+ * them into fully-set options once at start-up. Only this module reads the environment.
+ */
+import { resolve } from 'node:path';
+import { fail, parseHostPort } from '@spoke/shared';
+
+/** What a caller may set. */
+export interface MasterOptions {
+  /** State directory (SQLite, CA, socket). @default ./.spoke */
+  stateDir?: string;
+  /** TLS listener for agents and operator certificates, HOST:PORT (port 0 = ephemeral). @default 127.0.0.1:7443 */
+  listen?: string;
+  /** Prefix under which canonical copies of namespace paths live. @default "" (the real /) */
+  root?: string;
+  /** Unix socket for the CLI. @default <stateDir>/spoke.sock */
+  socket?: string;
+  /** How often agents send heartbeats. @default 5000 (env SPOKE_HEARTBEAT_MS) */
+  heartbeatIntervalMs?: number;
+  /** An agent is offline when its last heartbeat is older than this. @default 3 × heartbeat */
+  heartbeatTtlMs?: number;
+  /** Tasks that may run at once. @default 4 */
+  taskConcurrency?: number;
+  /** `server verify` fails when a root has less free space. @default 256 MiB */
+  minFreeBytes?: number;
+  /** pino level. @default info (env SPOKE_LOG_LEVEL) */
+  logLevel?: string;
+}
+
+/** Fully-set master options. */
+export type CompiledMasterOptions = Required<MasterOptions>;
+
+function envInt(name: string): number | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw fail('CONFIG_INVALID', `${name} must be a positive number`);
+  return n;
+}
+
+/** Applies defaults and checks values. @throws SpokeError CONFIG_INVALID */
+export function compileMasterOptions(o: MasterOptions = {}): CompiledMasterOptions {
+  const stateDir = resolve(o.stateDir ?? '.spoke');
+  const listen = o.listen ?? '127.0.0.1:7443';
+  parseHostPort(listen);
+  const heartbeatIntervalMs = o.heartbeatIntervalMs ?? envInt('SPOKE_HEARTBEAT_MS') ?? 5000;
+  return {
+    stateDir,
+    listen,
+    root: o.root ? resolve(o.root) : '',
+    socket: o.socket ? resolve(o.socket) : resolve(stateDir, 'spoke.sock'),
+    heartbeatIntervalMs,
+    heartbeatTtlMs: o.heartbeatTtlMs ?? heartbeatIntervalMs * 3,
+    taskConcurrency: o.taskConcurrency ?? 4,
+    minFreeBytes: o.minFreeBytes ?? envInt('SPOKE_MIN_FREE_BYTES') ?? 256 * 1024 * 1024,
+    logLevel: o.logLevel ?? process.env.SPOKE_LOG_LEVEL ?? 'info',
+  };
+}

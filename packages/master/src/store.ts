@@ -1,0 +1,142 @@
+/**
+ * The master's SQLite store: one file in the state dir, WAL mode, versioned migrations applied in
+ * order at open. Only this module talks SQL schema; the namespace, enrollment and task modules
+ * run their statements through the Database it opens.
+ */
+import Database from 'better-sqlite3';
+import { chmodSync } from 'node:fs';
+
+/** The better-sqlite3 handle type, re-exported so callers do not import the library. */
+export type Db = Database.Database;
+
+/**
+ * Migrations, in order. Never edit one that has shipped: add a new one. Each runs in a
+ * transaction and bumps `PRAGMA user_version`.
+ */
+const MIGRATIONS: string[] = [
+  // 1: namespace, enrollment, tasks
+  `
+  CREATE TABLE servers (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('agent', 'cluster')),
+    cluster TEXT REFERENCES servers(name),
+    cert_fingerprint TEXT,
+    enrolled_ms INTEGER,
+    created_ms INTEGER NOT NULL,
+    -- observed fields: written only from agent reports
+    last_seen_ms INTEGER,
+    facts_json TEXT,
+    capability_version INTEGER
+  );
+  CREATE INDEX servers_cluster ON servers(cluster);
+  CREATE TABLE services (
+    server TEXT NOT NULL REFERENCES servers(name) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    detected_impl TEXT,
+    detected_version TEXT,
+    pinned_impl TEXT,
+    PRIMARY KEY (server, kind)
+  );
+  CREATE TABLE revoked_certs (
+    fingerprint TEXT PRIMARY KEY,
+    server TEXT NOT NULL,
+    revoked_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL
+  );
+  CREATE TABLE tokens (
+    hash TEXT PRIMARY KEY,
+    server TEXT NOT NULL,
+    cluster TEXT,
+    replace INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    used_ms INTEGER,
+    used_fingerprint TEXT
+  );
+  CREATE TABLE platforms (
+    name TEXT PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    server TEXT NOT NULL REFERENCES servers(name),
+    source_kind TEXT NOT NULL CHECK (source_kind IN ('existing', 'makefile', 'git')),
+    makefile TEXT,
+    makefile_name TEXT,
+    git_url TEXT,
+    git_ref TEXT,
+    status TEXT NOT NULL,
+    registry_json TEXT,
+    live INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL
+  );
+  CREATE INDEX platforms_server ON platforms(server);
+  CREATE TABLE sites (
+    domain TEXT PRIMARY KEY,
+    platform TEXT NOT NULL REFERENCES platforms(name),
+    db_server TEXT REFERENCES servers(name),
+    profile TEXT,
+    status TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+  );
+  CREATE INDEX sites_platform ON sites(platform);
+  -- every name a site answers to (its domain and its aliases): unique across the namespace
+  CREATE TABLE domains (
+    name TEXT PRIMARY KEY,
+    site TEXT NOT NULL REFERENCES sites(domain) ON DELETE CASCADE,
+    is_alias INTEGER NOT NULL
+  );
+  CREATE TABLE tasks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    -- every entity the task holds while it runs (entity first), JSON array
+    locks_json TEXT NOT NULL DEFAULT '[]',
+    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    params_json TEXT NOT NULL DEFAULT '{}',
+    result_json TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    created_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    finished_ms INTEGER
+  );
+  CREATE INDEX tasks_state ON tasks(state, id);
+  CREATE INDEX tasks_entity ON tasks(entity, id);
+  CREATE TABLE task_log (
+    task_id INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)
+  );
+  `,
+];
+
+/** Opens (and creates or migrates) the store at `file`. `:memory:` works for tests. */
+export function openStore(file: string): Db {
+  const db = new Database(file);
+  if (file !== ':memory:') {
+    chmodSync(file, 0o600);
+    db.pragma('journal_mode = WAL');
+  }
+  db.pragma('foreign_keys = ON');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+/** Applies pending migrations; returns the schema version reached. */
+export function migrate(db: Db): number {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`state was written by a newer spoke (schema ${current}, this build knows ${MIGRATIONS.length})`);
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    const sql = MIGRATIONS[v] as string;
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+  return MIGRATIONS.length;
+}

@@ -1,0 +1,118 @@
+/**
+ * Domain types of the master. The core works with these; gRPC handlers convert them to and from
+ * wire messages at the edge (api/convert.ts).
+ */
+
+/** What a server row is: one agent host, or a named group of agent servers acting as one. */
+export type ServerKind = 'agent' | 'cluster';
+
+/** A service as detected by the agent (observed) and/or pinned by an operator (desired). */
+export interface ServiceInfo {
+  kind: string;
+  impl: string;
+  version: string;
+  detectedImpl: string;
+  pinnedImpl: string;
+}
+
+/** Host facts an agent reports at hello. */
+export interface HostFactsInfo {
+  hostname: string;
+  os: string;
+  arch: string;
+  agentVersion: string;
+  roots: string[];
+  rootPrefix: string;
+  cpus: number;
+  memoryBytes: number;
+}
+
+/** A server as the operator sees it. */
+export interface ServerInfo {
+  name: string;
+  kind: ServerKind;
+  cluster: string | null;
+  members: string[];
+  online: boolean;
+  lastSeenMs: number | null;
+  enrolled: boolean;
+  services: ServiceInfo[];
+  facts: HostFactsInfo | null;
+  platforms: string[];
+  createdMs: number;
+  certFingerprint: string | null;
+  capabilityVersion: number | null;
+}
+
+/** Where a platform's code comes from. */
+export type PlatformSource =
+  | { kind: 'existing' }
+  | { kind: 'makefile'; makefile: string; makefileName: string }
+  | { kind: 'git'; url: string; ref: string };
+
+/**
+ * Platform status: pending (registered, never verified) → verifying → ready | failed;
+ * ready/failed → verifying on each verify.
+ */
+export type PlatformStatus = 'pending' | 'verifying' | 'ready' | 'failed';
+
+/** A platform row. */
+export interface PlatformInfo {
+  name: string;
+  path: string;
+  server: string;
+  source: PlatformSource;
+  status: PlatformStatus;
+  registryJson: string | null;
+  live: boolean;
+  sites: string[];
+  createdMs: number;
+}
+
+/** Site status (the sites issue drives the transitions). */
+export type SiteStatus = 'pending' | 'installing' | 'enabled' | 'disabled' | 'failed';
+
+/** A site row with its aliases. */
+export interface SiteInfo {
+  domain: string;
+  platform: string;
+  server: string;
+  dbServer: string | null;
+  profile: string | null;
+  aliases: string[];
+  status: SiteStatus;
+  createdMs: number;
+}
+
+/**
+ * Task states. Transitions: queued → running | cancelled; running → succeeded | failed |
+ * cancelled. Final states never change. A task found `running` at start-up becomes failed.
+ */
+export type TaskState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+/** A task row. */
+export interface TaskInfo {
+  id: number;
+  kind: string;
+  entity: string;
+  state: TaskState;
+  params: Record<string, unknown>;
+  result: unknown;
+  errorCode: string | null;
+  errorMessage: string | null;
+  createdMs: number;
+  startedMs: number | null;
+  finishedMs: number | null;
+}
+
+/** One task log line. */
+export interface TaskLogEntry {
+  taskId: number;
+  seq: number;
+  tsMs: number;
+  level: 'info' | 'warn' | 'error';
+  message: string;
+}
+
+/** Milliseconds since the epoch; passed in so tests can control time. */
+export type Clock = () => number;
