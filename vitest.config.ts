@@ -8,5 +8,6 @@ export default defineConfig({
     // End-to-end files start real daemons; run files one at a time on this 2-core machine.
     fileParallelism: false,
     pool: 'forks',
+    globalSetup: ['test/global-setup.ts'],
   },
 });

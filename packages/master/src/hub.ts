@@ -148,7 +148,7 @@ export class AgentHub implements Presence {
     this.failPending(s, err);
     const st = toServiceError(err);
     try {
-      s.call.destroy(Object.assign(new Error(err.message), st));
+      s.call.emit('error', Object.assign(new Error(err.message), st));
     } catch {
       // the stream is already gone
     }

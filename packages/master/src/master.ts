@@ -130,10 +130,12 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
         stopped = true;
         await tasks.stop();
         hub.closeAll();
-        await Promise.all([
+        // Let in-flight calls finish, but never wait on idle agent connections for long.
+        const graceful = Promise.all([
           new Promise<void>((r) => tls.tryShutdown(() => r())),
           new Promise<void>((r) => local.tryShutdown(() => r())),
         ]);
+        await Promise.race([graceful, new Promise((r) => setTimeout(r, 2000).unref())]);
         tls.forceShutdown();
         local.forceShutdown();
         rmSync(opts.socket, { force: true });

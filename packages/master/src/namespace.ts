@@ -481,10 +481,10 @@ export class Namespace {
       const nested = this.db
         .prepare(
           `SELECT name, path, server FROM platforms
-           WHERE substr(?1, 1, length(path) + 1) = path || '/' OR substr(path, 1, length(?1) + 1) = ?1 || '/'
+           WHERE substr(@p, 1, length(path) + 1) = path || '/' OR substr(path, 1, length(@p) + 1) = @p || '/'
            LIMIT 1`,
         )
-        .get(input.path) as PlatformRow | undefined;
+        .get({ p: input.path }) as PlatformRow | undefined;
       if (nested) {
         const how = pathContains(nested.path, input.path) ? 'inside' : 'around';
         throw fail(

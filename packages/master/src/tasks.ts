@@ -295,6 +295,14 @@ export class TaskEngine {
     }
   }
 
+  /** True when another writer (a newer master over the same rows) already ended the task. */
+  private finishedElsewhere(id: number): boolean {
+    const state = this.get(id).state;
+    if (!isFinal(state)) return false;
+    this.log.warn({ task: id, state }, 'task already final; result dropped');
+    return true;
+  }
+
   private run(row: TaskRow, locks: string[]): void {
     const controller = new AbortController();
     const handler = this.handlers.get(row.kind);
@@ -310,12 +318,14 @@ export class TaskEngine {
         if (!handler) throw fail('INTERNAL', `no handler for task kind ${row.kind}`);
         const result = await handler(ctx);
         if (controller.signal.aborted) throw controller.signal.reason;
+        if (this.finishedElsewhere(row.id)) return;
         ctx.log('succeeded');
         this.transition(row.id, 'succeeded', { result: result ?? null });
       } catch (e) {
         const err = isSpokeError(e) ? e : controller.signal.aborted && isSpokeError(controller.signal.reason) ? controller.signal.reason : null;
         if (!err) this.log.error({ err: e, task: row.id }, 'task handler crashed');
         const se: SpokeError = err ?? fail('INTERNAL', e instanceof Error ? e.message : String(e));
+        if (this.finishedElsewhere(row.id)) return;
         const cancelled = se.code === 'TASK_CANCELLED';
         ctx.log(`${cancelled ? 'cancelled' : 'failed'}: ${se.code}: ${se.message}`, cancelled ? 'warn' : 'error');
         this.transition(row.id, cancelled ? 'cancelled' : 'failed', { errorCode: se.code, errorMessage: se.message });

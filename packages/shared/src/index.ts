@@ -22,3 +22,4 @@ export { RootMap } from './rootmap.js';
 export { toServiceError, fromServiceError } from './rpc.js';
 export { channelOptions, clientTls, serverTls, parseHostPort, grpcTarget } from './grpc.js';
 export * as wire from './wire.js';
+export * from './sync/index.js';

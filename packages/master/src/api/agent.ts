@@ -32,7 +32,7 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
         core.hub.attach(server.name, server.cluster, call);
       } catch (e) {
         log.warn({ err: (e as Error).message }, 'agent connection refused');
-        call.destroy(Object.assign(new Error((e as Error).message), toServiceError(e)));
+        call.emit('error', Object.assign(new Error((e as Error).message), toServiceError(e)));
       }
     },
   };

@@ -107,7 +107,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       let off: (() => void) | undefined;
       const finish = (e?: unknown) => {
         off?.();
-        if (e) call.destroy(Object.assign(new Error('watch failed'), toServiceError(e)));
+        if (e) call.emit('error', Object.assign(new Error('watch failed'), toServiceError(e)));
         else call.end();
       };
       try {

@@ -1,0 +1,52 @@
+/**
+ * The sync engine's pure core: manifests and hashing, diffs, and the tar codec with path safety.
+ * Everything here is I/O on local trees and streams only; transports and transactions live in
+ * the master and the agent.
+ */
+export {
+  MAX_NAME_BYTES,
+  MAX_PATH_BYTES,
+  STAGING_PREFIX,
+  checkEntryPath,
+  checkSymlinkTarget,
+  comparePaths,
+  nameProblem,
+  parentOf,
+} from './paths.js';
+export { DEFAULT_EXCLUDES, STAGING_EXCLUDES, USER_DATA_EXCLUDES, VCS_EXCLUDES, compileExcludes } from './exclude.js';
+export type { ExcludeMatcher } from './exclude.js';
+export {
+  MODE_MASK,
+  SYMLINK_MODE,
+  buildManifest,
+  byPath,
+  canonicalLine,
+  computeRootHash,
+  excludeMatcher,
+  hashFile,
+  isHash,
+  readEntry,
+  rootHashOfSorted,
+  sha256Hex,
+  walkTree,
+} from './manifest.js';
+export type {
+  EntryType,
+  Manifest,
+  ManifestEntry,
+  SkipReason,
+  SkippedEntry,
+  StatCache,
+  StatCacheRecord,
+  WalkOptions,
+  WalkResult,
+} from './manifest.js';
+export { LiveManifest, applyChange } from './live.js';
+export type { ManifestChange } from './live.js';
+export { diffManifests, isDiffEmpty } from './diff.js';
+export type { ManifestDiff, TypeChange } from './diff.js';
+export { checkArchiveEntry, extractArchive } from './archive.js';
+export type { ArchiveHeader, ExtractOptions, ExtractResult, SafeEntry, SafeEntryType } from './archive.js';
+export { packBlobs, packTree, unpackBlobs } from './pack.js';
+export type { BlobSource, PackTreeOptions, ReceivedBlob, UnpackBlobsOptions } from './pack.js';
+export type { ByteSource, TarEntry } from './tario.js';

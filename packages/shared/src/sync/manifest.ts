@@ -1,0 +1,499 @@
+/**
+ * Manifests: the exact list of what is in a tree (path, type, mode, size, content hash) with a root
+ * hash over all of it. Two trees with equal root hashes are equal for the sync engine, which is
+ * what lets an in-sync agent answer with one message instead of a transfer.
+ *
+ * Hash: SHA-256 (node:crypto, hardware accelerated here at >1 GB/s). Content addressing trusts the
+ * hash as the identity of the bytes: a blob fetched by hash is written wherever that hash is
+ * wanted, and equal root hashes skip a converge entirely. A hash with practical collisions (MD5,
+ * SHA-1) would let someone who can write one file on the master make an agent serve other bytes
+ * under a trusted hash, so only a collision-resistant hash will do. The hash is the whole identity:
+ * no mtimes, owners or inode numbers, which differ between hosts.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { constants as FS, type Stats } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { join } from 'node:path';
+import { fail } from '../errors.js';
+import { compileExcludes, DEFAULT_EXCLUDES, type ExcludeMatcher } from './exclude.js';
+import * as fsx from './fsx.js';
+import { errnoText, isErrno } from './fsx.js';
+import { checkSymlinkTarget, comparePaths, MAX_PATH_BYTES, nameProblem } from './paths.js';
+import { forEachLimit } from './pool.js';
+
+/** What a manifest entry is. Anything else (sockets, FIFOs, devices) is never synced. */
+export type EntryType = 'file' | 'dir' | 'symlink';
+
+/**
+ * One path in a tree.
+ * - `path`: tree-relative, '/'-separated, no leading './' (the root itself is not an entry).
+ * - `mode`: permission bits only (`st_mode & 0o777`). setuid, setgid and sticky are dropped on
+ *   purpose: the sync engine never creates them (a pushed setuid binary is a privilege escalation)
+ *   and archives carrying them are refused. Symlinks are always 0o777 (Linux cannot chmod them).
+ * - `size`: bytes of a file, bytes of a symlink's target, 0 for a directory (st_size of a
+ *   directory depends on the filesystem, not on the content).
+ * - `hash`: SHA-256 hex of the content (file), of the target string (symlink), '' (dir).
+ * - `target`: symlink target, verbatim.
+ */
+export interface ManifestEntry {
+  path: string;
+  type: EntryType;
+  mode: number;
+  size: number;
+  hash: string;
+  target?: string;
+}
+
+/** A tree: entries sorted by path in UTF-8 byte order (see comparePaths), and their root hash. */
+export interface Manifest {
+  entries: ManifestEntry[];
+  rootHash: string;
+}
+
+/** Permission bits kept in a manifest (see ManifestEntry.mode). */
+export const MODE_MASK = 0o777;
+/** The mode every symlink entry carries. */
+export const SYMLINK_MODE = 0o777;
+
+/** SHA-256 hex of a string (UTF-8) or bytes. */
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** True when `s` looks like a SHA-256 hex digest (64 lowercase hex digits). */
+export function isHash(s: string): boolean {
+  return /^[0-9a-f]{64}$/.test(s);
+}
+
+// Versioned prefix: if the serialisation ever changes, old and new root hashes can never be equal.
+const ROOT_HASH_DOMAIN = 'spoke-manifest-v1\0';
+
+/**
+ * The canonical serialisation of one entry: every field NUL-terminated, so no value can run into
+ * the next (NUL cannot occur in paths or targets).
+ */
+export function canonicalLine(e: ManifestEntry): string {
+  return `${e.path}\0${e.type}\0${e.mode.toString(8)}\0${e.size}\0${e.hash}\0${e.target ?? ''}\0`;
+}
+
+/**
+ * Root hash over the canonical serialisation of every entry in path order. Independent of the
+ * input order (sorts a copy when needed).
+ */
+export function computeRootHash(entries: readonly ManifestEntry[]): string {
+  return rootHashOfSorted(isSorted(entries) ? entries : [...entries].sort(byPath));
+}
+
+/** Root hash of entries already sorted by path; hashes in ~64 KiB batches to keep update() calls few. */
+export function rootHashOfSorted(sorted: Iterable<ManifestEntry>): string {
+  const h = createHash('sha256').update(ROOT_HASH_DOMAIN);
+  let batch = '';
+  for (const e of sorted) {
+    batch += canonicalLine(e);
+    if (batch.length > 65536) {
+      h.update(batch);
+      batch = '';
+    }
+  }
+  return h.update(batch).digest('hex');
+}
+
+/** Compares entries by path (UTF-8 byte order). */
+export function byPath(a: ManifestEntry, b: ManifestEntry): number {
+  return comparePaths(a.path, b.path);
+}
+
+function isSorted(entries: readonly ManifestEntry[]): boolean {
+  for (let i = 1; i < entries.length; i++) {
+    if (byPath(entries[i - 1] as ManifestEntry, entries[i] as ManifestEntry) >= 0) return false;
+  }
+  return true;
+}
+
+/**
+ * Builds a manifest from entries in any order: sorts, refuses duplicate paths, computes the root hash.
+ * @throws SpokeError INVALID_ARGUMENT on a duplicate path
+ */
+export function buildManifest(entries: readonly ManifestEntry[]): Manifest {
+  const sorted = [...entries].sort(byPath);
+  for (let i = 1; i < sorted.length; i++) {
+    const p = (sorted[i] as ManifestEntry).path;
+    if (p === (sorted[i - 1] as ManifestEntry).path) {
+      throw fail('INVALID_ARGUMENT', `manifest lists ${JSON.stringify(p)} twice`);
+    }
+  }
+  return { entries: sorted, rootHash: rootHashOfSorted(sorted) };
+}
+
+/**
+ * What a stat cache remembers about a file. A hit needs ino, size, mtime and ctime to be equal:
+ * ctime cannot be set from user space, so it also catches a rewrite that restored the old mtime.
+ */
+export interface StatCacheRecord {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  hash: string;
+}
+
+/**
+ * Lets the master keep file hashes across restarts (e.g. in SQLite) so an unchanged file is not
+ * read again. Keys are absolute paths. Synchronous on purpose: better-sqlite3 is synchronous and an
+ * await per file would cost more than the lookup.
+ */
+export interface StatCache {
+  get(absPath: string): StatCacheRecord | undefined;
+  set(absPath: string, record: StatCacheRecord): void;
+}
+
+/** Why walkTree left something out (excluded paths are not reported: that was asked for). */
+export type SkipReason =
+  | 'socket'
+  | 'fifo'
+  | 'char-device'
+  | 'block-device'
+  | 'unsafe-name'
+  | 'non-utf8-name'
+  | 'unsafe-symlink'
+  | 'vanished';
+
+/** A path walkTree saw but did not put in the manifest. */
+export interface SkippedEntry {
+  path: string;
+  reason: SkipReason;
+}
+
+/** Options for walkTree and readEntry. */
+export interface WalkOptions {
+  /** Extra exclude patterns (see exclude.ts for the syntax). */
+  exclude?: readonly string[];
+  /** Apply DEFAULT_EXCLUDES (VCS dirs, sites/*\/files, sites/*\/private). Default true. */
+  defaultExcludes?: boolean;
+  /** Hash cache keyed by absolute path, checked against ino/size/mtime/ctime. */
+  statCache?: StatCache;
+  /**
+   * Files read at once. Default 16: measured on 20,000 files / 85 MB with a cold page cache,
+   * 1 → 4.2 s, 4 → 2.2 s, 16 → 1.4 s, 64 → 1.3 s.
+   */
+  concurrency?: number;
+  /**
+   * A file whose mtime or ctime is less than this many ms old is hashed but not cached: file
+   * times are coarse (a jiffy on Linux, seconds on some filesystems), so a second write in the same
+   * tick would leave every cached field equal ("racily clean" in git's words). Default 2000.
+   */
+  racyMs?: number;
+}
+
+/** The result of walkTree. */
+export interface WalkResult {
+  manifest: Manifest;
+  skipped: SkippedEntry[];
+  /** Bytes actually read and hashed (0 for a fully warm cache). */
+  hashedBytes: number;
+  /** Files whose hash came from the stat cache. */
+  cacheHits: number;
+}
+
+/** The exclude matcher walkTree uses for these options (for filtering watcher events the same way). */
+export function excludeMatcher(opts: Pick<WalkOptions, 'exclude' | 'defaultExcludes'> = {}): ExcludeMatcher {
+  const base = opts.defaultExcludes === false ? [] : DEFAULT_EXCLUDES;
+  return compileExcludes([...base, ...(opts.exclude ?? [])]);
+}
+
+const RACY_MS = 2000;
+const READ_CHUNK = 256 * 1024;
+// Longest stretch of synchronous metadata calls before yielding to the event loop.
+const SLICE_MS = 10;
+
+interface WalkState {
+  root: string;
+  excludes: ExcludeMatcher;
+  cache: StatCache | undefined;
+  racyMs: number;
+  entries: ManifestEntry[];
+  skipped: SkippedEntry[];
+  hashedBytes: number;
+  cacheHits: number;
+  buffers: Buffer[];
+}
+
+/** A regular file that needs reading (not in the stat cache, or changed). */
+interface HashTask {
+  rel: string;
+  st: Stats;
+}
+
+/**
+ * Walks and hashes the tree at `dir`. Never follows symlinks below `dir` (`dir` itself may be a
+ * symlink to a directory, e.g. a `current -> releases/42` publish path). Sockets, FIFOs,
+ * devices, names and symlinks the sync engine refuses are reported in `skipped`.
+ *
+ * Two phases, each with the I/O style that measured fastest (20,000 files on a 2-core host):
+ * 1. metadata — readdir/lstat/readlink, synchronously, in slices of at most ~10 ms with a yield
+ *    to the event loop between slices. These calls are microseconds each from the inode cache,
+ *    and the libuv thread-pool hand-off costs more than the call (async lstat of 20k paths: ~110
+ *    to 230 ms; sync: ~55 ms). The stat cache is consulted here, so a warm walk never leaves it.
+ * 2. content — files the cache could not answer are read and hashed asynchronously, at most
+ *    `concurrency` at once: reads may wait on a disk, and parallel reads keep a cold SSD busy.
+ * @throws SpokeError TREE_UNREADABLE when the root or an entry cannot be read
+ */
+export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<WalkResult> {
+  const rootStat = await fsp.stat(dir).catch((err: unknown) => {
+    throw unreadable(dir, err);
+  });
+  if (!rootStat.isDirectory()) throw fail('TREE_UNREADABLE', `${dir} is not a directory`);
+  const state: WalkState = {
+    root: dir,
+    excludes: excludeMatcher(opts),
+    cache: opts.statCache,
+    racyMs: opts.racyMs ?? RACY_MS,
+    entries: [],
+    skipped: [],
+    hashedBytes: 0,
+    cacheHits: 0,
+    buffers: [],
+  };
+  const toHash = await scanTree(state);
+  await forEachLimit(toHash, opts.concurrency ?? 16, (t) => hashInto(state, t));
+  const manifest = buildManifest(state.entries);
+  state.skipped.sort((a, b) => comparePaths(a.path, b.path));
+  return { manifest, skipped: state.skipped, hashedBytes: state.hashedBytes, cacheHits: state.cacheHits };
+}
+
+/** Phase 1 (see walkTree): an iterative walk with a stack, never recursion (trees can be deep). */
+async function scanTree(state: WalkState): Promise<HashTask[]> {
+  const dirs: string[] = [''];
+  const toHash: HashTask[] = [];
+  let deadline = performance.now() + SLICE_MS;
+  for (let rel = dirs.pop(); rel !== undefined; rel = dirs.pop()) {
+    for (const raw of listDir(state, rel)) {
+      visit(state, rel, raw, dirs, toHash);
+      if (performance.now() > deadline) {
+        await new Promise((resolve) => setImmediate(resolve));
+        deadline = performance.now() + SLICE_MS;
+      }
+    }
+  }
+  return toHash;
+}
+
+function listDir(state: WalkState, rel: string): Buffer[] {
+  const abs = rel === '' ? state.root : join(state.root, rel);
+  try {
+    // Names as bytes: a name that is not valid UTF-8 cannot be represented in a manifest, and its
+    // lossy decoding would name a different (or no) file.
+    return fs.readdirSync(abs, { encoding: 'buffer' });
+  } catch (err) {
+    if (rel !== '' && (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR'))) {
+      skip(state, rel, 'vanished');
+      return [];
+    }
+    throw unreadable(abs, err);
+  }
+}
+
+/** Classifies one directory entry: dirs are queued, files answered from the cache or queued. */
+function visit(state: WalkState, parent: string, raw: Buffer, dirs: string[], toHash: HashTask[]): void {
+  const name = raw.toString('utf8');
+  const rel = parent === '' ? name : `${parent}/${name}`;
+  if (!Buffer.from(name, 'utf8').equals(raw)) return skip(state, rel, 'non-utf8-name');
+  if (nameProblem(name) !== undefined || Buffer.byteLength(rel) > MAX_PATH_BYTES) {
+    return skip(state, rel, 'unsafe-name');
+  }
+  if (state.excludes.matchesSelf(rel)) return;
+  const abs = join(state.root, rel);
+  const st = lstatSyncOrUndefined(abs);
+  if (st === undefined) return skip(state, rel, 'vanished');
+  if (st.isDirectory()) {
+    state.entries.push({ path: rel, type: 'dir', mode: st.mode & MODE_MASK, size: 0, hash: '' });
+    dirs.push(rel);
+  } else if (st.isFile()) {
+    const hit = cachedEntry(state, abs, rel, st);
+    if (hit !== undefined) state.entries.push(hit);
+    else toHash.push({ rel, st });
+  } else if (st.isSymbolicLink()) {
+    const entry = symlinkEntry(abs, rel);
+    if (typeof entry === 'string') return skip(state, rel, entry);
+    state.entries.push(entry);
+  } else {
+    skip(state, rel, specialReason(st));
+  }
+}
+
+async function hashInto(state: WalkState, t: HashTask): Promise<void> {
+  const entry = await hashEntry(join(state.root, t.rel), t.rel, t.st, state);
+  if (entry === undefined) state.skipped.push({ path: t.rel, reason: 'vanished' });
+  else state.entries.push(entry);
+}
+
+/** The entry from the stat cache, when ino/size/mtime/ctime all still match. */
+function cachedEntry(
+  state: Pick<WalkState, 'cache' | 'cacheHits'>,
+  abs: string,
+  rel: string,
+  st: Stats,
+): ManifestEntry | undefined {
+  const hit = state.cache?.get(abs);
+  if (!hit || hit.ino !== st.ino || hit.size !== st.size || hit.mtimeMs !== st.mtimeMs || hit.ctimeMs !== st.ctimeMs) {
+    return undefined;
+  }
+  state.cacheHits++;
+  return { path: rel, type: 'file', mode: st.mode & MODE_MASK, size: hit.size, hash: hit.hash };
+}
+
+/** Reads and hashes a file, and records the hash in the stat cache when that is safe. */
+async function hashEntry(
+  abs: string,
+  rel: string,
+  st: Stats,
+  state: Pick<WalkState, 'cache' | 'racyMs' | 'hashedBytes' | 'buffers'>,
+): Promise<ManifestEntry | undefined> {
+  const cache = state.cache;
+  const buf = state.buffers.pop() ?? Buffer.allocUnsafe(READ_CHUNK);
+  let got;
+  try {
+    got = await hashPath(abs, st.size, buf, cache !== undefined);
+  } finally {
+    state.buffers.push(buf);
+  }
+  if (got === undefined) return undefined;
+  state.hashedBytes += got.size;
+  const f = got.stat;
+  // Cache only what provably belongs together: the file we opened is the one lstat saw, it was
+  // read whole, and it has not been touched for racyMs.
+  const sameFile = f !== undefined && f.ino === st.ino && f.size === got.size && f.mtimeMs === st.mtimeMs;
+  if (cache && sameFile && Date.now() - Math.max(f.mtimeMs, f.ctimeMs) > state.racyMs) {
+    cache.set(abs, { ino: f.ino, size: got.size, mtimeMs: f.mtimeMs, ctimeMs: f.ctimeMs, hash: got.hash });
+  }
+  return { path: rel, type: 'file', mode: st.mode & MODE_MASK, size: got.size, hash: got.hash };
+}
+
+/**
+ * Hashes the first `size` bytes (lstat's size) of a file, opened without following a symlink
+ * and without blocking on a FIFO (either could have been swapped in since lstat). Bounding the
+ * read by lstat's size means nothing swapped in can make it read forever; growth during the read
+ * is not chased (it changes mtime, so the watcher or the next walk sees it), a shrink ends at the
+ * short read. With `withStat` the open file is also fstat'ed, checked to be a regular file and
+ * returned for cache keys; that is skipped without a cache because it measured ~25% of a walk.
+ * Returns undefined when the path vanished or is no longer a regular file.
+ */
+async function hashPath(
+  abs: string,
+  size: number,
+  buf: Buffer,
+  withStat: boolean,
+): Promise<{ hash: string; size: number; stat: Stats | undefined } | undefined> {
+  let fd: number;
+  try {
+    fd = await fsx.open(abs, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ELOOP') || isErrno(err, 'ENOTDIR')) return undefined;
+    throw unreadable(abs, err);
+  }
+  try {
+    const stat = withStat ? fs.fstatSync(fd) : undefined;
+    if (stat !== undefined && !stat.isFile()) return undefined;
+    const h = createHash('sha256');
+    let pos = 0;
+    while (pos < size) {
+      const n = await fsx.read(fd, buf, Math.min(buf.length, size - pos), pos);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      pos += n;
+    }
+    return { hash: h.digest('hex'), size: pos, stat };
+  } catch (err) {
+    // A directory or a FIFO with a writer swapped in after lstat: gone as far as this walk goes.
+    if (isErrno(err, 'EISDIR') || isErrno(err, 'EAGAIN')) return undefined;
+    throw unreadable(abs, err);
+  } finally {
+    await fsx.close(fd);
+  }
+}
+
+/**
+ * SHA-256 and size of one file on disk (no symlink following).
+ * @throws SpokeError TREE_UNREADABLE when it is missing, not a regular file, or unreadable
+ */
+export async function hashFile(abs: string): Promise<{ hash: string; size: number }> {
+  const st = lstatSyncOrUndefined(abs);
+  const got = st?.isFile() ? await hashPath(abs, st.size, Buffer.allocUnsafe(READ_CHUNK), true) : undefined;
+  if (got === undefined) throw fail('TREE_UNREADABLE', `${abs} is not a regular file`);
+  return { hash: got.hash, size: got.size };
+}
+
+/**
+ * A symlink's entry, or why it is skipped: a target that is not UTF-8 cannot be represented, and
+ * one the agent would refuse (absolute, leaving the tree, see checkSymlinkTarget) is reported
+ * here, at walk time, instead of failing every converge later.
+ */
+function symlinkEntry(abs: string, rel: string): ManifestEntry | SkipReason {
+  let raw: Buffer;
+  try {
+    raw = fs.readlinkSync(abs, { encoding: 'buffer' });
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'EINVAL')) return 'vanished';
+    throw unreadable(abs, err);
+  }
+  const target = raw.toString('utf8');
+  if (!Buffer.from(target, 'utf8').equals(raw)) return 'non-utf8-name';
+  try {
+    checkSymlinkTarget(rel, target);
+  } catch {
+    return 'unsafe-symlink';
+  }
+  return { path: rel, type: 'symlink', mode: SYMLINK_MODE, size: raw.length, hash: sha256Hex(raw), target };
+}
+
+/**
+ * The current manifest entry for one tree-relative path, for keeping a manifest current from
+ * watcher events. Returns undefined when the path is gone, excluded (or below an excluded dir),
+ * or something walkTree would skip.
+ * @throws SpokeError TREE_UNREADABLE when it exists but cannot be read
+ */
+export async function readEntry(
+  root: string,
+  rel: string,
+  opts: { statCache?: StatCache; excludes?: ExcludeMatcher; racyMs?: number } = {},
+): Promise<ManifestEntry | undefined> {
+  if (rel === '' || rel.split('/').some((seg) => nameProblem(seg) !== undefined)) return undefined;
+  if (opts.excludes?.excludes(rel)) return undefined;
+  const abs = join(root, rel);
+  const st = lstatSyncOrUndefined(abs);
+  if (st === undefined) return undefined;
+  if (st.isDirectory()) return { path: rel, type: 'dir', mode: st.mode & MODE_MASK, size: 0, hash: '' };
+  if (st.isSymbolicLink()) {
+    const entry = symlinkEntry(abs, rel);
+    return typeof entry === 'string' ? undefined : entry;
+  }
+  if (!st.isFile()) return undefined;
+  const state = { cache: opts.statCache, racyMs: opts.racyMs ?? RACY_MS, hashedBytes: 0, cacheHits: 0, buffers: [] };
+  return cachedEntry(state, abs, rel, st) ?? hashEntry(abs, rel, st, state);
+}
+
+function specialReason(st: Stats): SkipReason {
+  if (st.isSocket()) return 'socket';
+  if (st.isFIFO()) return 'fifo';
+  if (st.isCharacterDevice()) return 'char-device';
+  return 'block-device';
+}
+
+function skip(state: WalkState, path: string, reason: SkipReason): undefined {
+  state.skipped.push({ path, reason });
+  return undefined;
+}
+
+function lstatSyncOrUndefined(abs: string): Stats | undefined {
+  try {
+    return fs.lstatSync(abs);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) return undefined;
+    throw unreadable(abs, err);
+  }
+}
+
+function unreadable(path: string, err: unknown) {
+  return fail('TREE_UNREADABLE', `cannot read ${path}: ${errnoText(err)}`, { path });
+}
