@@ -30,7 +30,7 @@ export function startAgent(
     identity,
     roots: opts.roots,
     rootMap: new RootMap(opts.rootPrefix),
-    detect: deps.detect ?? (() => detectServices()),
+    detect: deps.detect ?? (() => detectServices(opts.binDirs)),
     backoffInitialMs: opts.backoffInitialMs,
     backoffMaxMs: opts.backoffMaxMs,
   });

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { checkPublishPath, fail, parseHostPort } from '@spoke/shared';
+import { SERVICE_BIN_DIRS } from './detect.js';
 
 /** Default namespace roots an agent may write under. */
 export const DEFAULT_ROOTS = ['/var/aegir', '/var/www'];
@@ -34,6 +35,8 @@ export interface CompiledAgentOptions {
   backoffInitialMs: number;
   backoffMaxMs: number;
   logLevel: string;
+  /** Where service binaries are looked for: $PATH, then the sbin/bin dirs. */
+  binDirs: string[];
 }
 
 /** Paths of the agent's identity files. */
@@ -95,5 +98,6 @@ export function compileAgentOptions(flags: { stateDir: string; root?: string; ma
     backoffInitialMs: envInt('SPOKE_BACKOFF_INITIAL_MS', 500),
     backoffMaxMs: envInt('SPOKE_BACKOFF_MAX_MS', 15_000),
     logLevel: process.env.SPOKE_LOG_LEVEL ?? 'info',
+    binDirs: [...new Set([...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...SERVICE_BIN_DIRS])],
   };
 }

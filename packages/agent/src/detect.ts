@@ -15,7 +15,8 @@ export interface DetectedService {
   binary: string;
 }
 
-const SEARCH = ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', '/sbin', '/bin'];
+/** Where binaries are looked for besides $PATH (services live in sbin, often not on PATH). */
+export const SERVICE_BIN_DIRS = ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', '/sbin', '/bin'];
 
 async function findBinary(names: string[], dirs: string[]): Promise<string | null> {
   for (const dir of dirs) {
@@ -34,7 +35,7 @@ async function findBinary(names: string[], dirs: string[]): Promise<string | nul
 
 function run(bin: string, args: string[]): Promise<string> {
   return new Promise((resolve) => {
-    execFile(bin, args, { timeout: 5000, env: { ...process.env, LANG: 'C' } }, (_err, stdout, stderr) =>
+    execFile(bin, args, { timeout: 5000, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' } }, (_err, stdout, stderr) =>
       resolve(`${stdout}\n${stderr}`),
     );
   });
@@ -61,8 +62,8 @@ async function phpFpmNames(dirs: string[]): Promise<string[]> {
   return [...out].sort().reverse();
 }
 
-/** Detects services; `dirs` overrides where binaries are looked for (tests). */
-export async function detectServices(dirs: string[] = [...new Set([...(process.env.PATH ?? '').split(':').filter(Boolean), ...SEARCH])]): Promise<DetectedService[]> {
+/** Detects services, looking for binaries in `dirs` (config.ts builds the list from $PATH). */
+export async function detectServices(dirs: string[]): Promise<DetectedService[]> {
   const probes: Probe[] = [
     { kind: 'http', impl: 'nginx', names: async () => ['nginx'], args: ['-v'], re: /nginx\/([\w.-]+)/ },
     { kind: 'http', impl: 'apache', names: async () => ['apache2', 'httpd'], args: ['-v'], re: /Apache\/([\w.-]+)/ },

@@ -5,9 +5,8 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { fail, grpcTarget, parseHostPort, serverTls, wire, type Logger } from '@spoke/shared';
-import { agentService } from './api/agent.js';
-import { operatorService } from './api/operator.js';
+import { fail, grpcTarget, parseHostPort, serverTls, type Logger } from '@spoke/shared';
+import { addServices } from './api/index.js';
 import { Enroller, issueMasterCert, loadOrCreateCA } from './ca.js';
 import { Core } from './core.js';
 import { AgentHub } from './hub.js';
@@ -105,14 +104,13 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
 
     const serverOpts = { 'grpc.keepalive_permit_without_calls': 1, 'grpc.max_receive_message_length': 64 * 1024 * 1024 };
     const tls = new Server(serverOpts);
-    tls.addService(wire.AgentService, agentService(core, log.child({ component: 'master.agent-api' })));
-    tls.addService(wire.OperatorService, operatorService(core, 'tls', log.child({ component: 'master.operator-api' })));
+    addServices(tls, core, 'tls', log);
     const port = await bind(tls, grpcTarget(opts.listen), serverTls(ca.certPem, tlsCert.certPem, tlsCert.keyPem));
     const listen = `${host.includes(':') ? `[${host}]` : host}:${port}`;
     core.setListen(listen);
 
     const local = new Server(serverOpts);
-    local.addService(wire.OperatorService, operatorService(core, 'socket', log.child({ component: 'master.operator-api' })));
+    addServices(local, core, 'socket', log);
     if (existsSync(opts.socket)) rmSync(opts.socket, { force: true });
     await bind(local, `unix://${opts.socket}`, ServerCredentials.createInsecure());
     chmodSync(opts.socket, 0o600);

@@ -1,0 +1,16 @@
+/**
+ * Registers the gRPC services on a listener: the TLS port serves agents and certificate-holding
+ * operators; the unix socket serves the Operator service only.
+ */
+import type { Server } from '@grpc/grpc-js';
+import { wire, type Logger } from '@spoke/shared';
+import type { Core } from '../core.js';
+import { agentService } from './agent.js';
+import type { Via } from './auth.js';
+import { operatorService } from './operator.js';
+
+/** Adds the services `via` serves to `server`. */
+export function addServices(server: Server, core: Core, via: Via, log: Logger): void {
+  if (via === 'tls') server.addService(wire.AgentService, agentService(core, log.child({ component: 'master.agent-api' })));
+  server.addService(wire.OperatorService, operatorService(core, via, log.child({ component: 'master.operator-api' })));
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs every check and test, then prints "N passed, N failed" as its last line.
+#  1. the committed wire code matches proto/ (regenerated here)
+#  2. types check (tsc -b, strict)
+#  3. bundles build
+#  4. vitest: unit tests beside the code + end-to-end tests in test/ (real daemons)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+report="$(mktemp -d)/vitest.json"
+checks_failed=0
+
+step() { printf '\n== %s\n' "$*"; }
+
+# Debian packages the tests start for real (none yet for the foundation; the converge,
+# platform and site suites add rsync, nginx, php-fpm, mariadb-server, wordpress, mediawiki).
+APT_PACKAGES=()
+if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" || checks_failed=$((checks_failed + 1))
+  fi
+fi
+
+step "wire code is up to date with proto/"
+if node scripts/gen-proto.mjs >/dev/null && { ! git rev-parse --git-dir >/dev/null 2>&1 || git diff --exit-code --stat -- packages/shared/src/gen; }; then
+  echo ok
+else
+  echo "FAIL: packages/shared/src/gen differs from what proto/ generates; run pnpm gen and commit"
+  checks_failed=$((checks_failed + 1))
+fi
+
+step "typecheck"
+if pnpm -s typecheck; then echo ok; else echo "FAIL: typecheck"; checks_failed=$((checks_failed + 1)); fi
+
+step "build"
+if pnpm -s build; then :; else echo "FAIL: build"; checks_failed=$((checks_failed + 1)); fi
+
+step "tests"
+pnpm -s vitest run --reporter=default --reporter=json --outputFile.json="$report"
+vitest_rc=$?
+
+passed=0
+failed=0
+if [ -s "$report" ]; then
+  read -r passed failed < <(node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    console.log(r.numPassedTests, r.numFailedTests + (r.numRuntimeErrors ?? 0));
+  ' "$report")
+else
+  failed=1
+fi
+failed=$((failed + checks_failed))
+if [ "$vitest_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,87 @@
+/**
+ * The shape of the code, checked: master and agent never import each other, shared imports
+ * neither, nobody deep-imports another package, and the generated wire code is used only at the
+ * edges (gRPC handlers, the agent hub, the agent's connection, the CLI client).
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = join(import.meta.dirname, '..');
+
+function sources(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (name === 'gen' || name === 'node_modules' || name === 'dist') continue;
+    if (statSync(p).isDirectory()) out.push(...sources(p));
+    else if (name.endsWith('.ts')) out.push(p);
+  }
+  return out;
+}
+
+function imports(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(/(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)].map((m) => (m[1] ?? m[2]) as string);
+}
+
+const pkgs = ['shared', 'master', 'agent'] as const;
+const files = Object.fromEntries(pkgs.map((p) => [p, sources(join(ROOT, 'packages', p, 'src'))])) as Record<(typeof pkgs)[number], string[]>;
+
+/** Files allowed to touch wire types: the edges. */
+const WIRE_EDGES = [
+  /^packages\/master\/src\/api\//,
+  /^packages\/master\/src\/hub\.ts$/,
+  /^packages\/master\/src\/cli\//,
+  /^packages\/agent\/src\/connection\.ts$/,
+  /^packages\/agent\/src\/enroll\.ts$/,
+  /^packages\/shared\/src\/(wire|index|grpc|rpc)\.ts$/,
+];
+
+describe('architecture', () => {
+  it('master and agent never import each other; shared imports neither', () => {
+    const bad: string[] = [];
+    for (const p of pkgs) {
+      for (const f of files[p]) {
+        for (const i of imports(f)) {
+          const forbidden = { shared: ['master', 'agent'], master: ['agent'], agent: ['master'] }[p];
+          if (forbidden.some((o) => i === `@spoke/${o}` || i.startsWith(`@spoke/${o}/`) || i.includes(`${o}/src`))) {
+            bad.push(`${relative(ROOT, f)} imports ${i}`);
+          }
+        }
+      }
+    }
+    expect(bad).toEqual([]);
+  });
+
+  it('packages are entered only through their index', () => {
+    const bad = pkgs.flatMap((p) =>
+      files[p].flatMap((f) => imports(f).filter((i) => /^@spoke\/\w+\//.test(i)).map((i) => `${relative(ROOT, f)} imports ${i}`)),
+    );
+    expect(bad).toEqual([]);
+  });
+
+  it('generated wire code is used only at the edges', () => {
+    const bad: string[] = [];
+    for (const p of pkgs) {
+      for (const f of files[p]) {
+        const rel = relative(ROOT, f);
+        if (WIRE_EDGES.some((re) => re.test(rel)) || rel.endsWith('.test.ts')) continue;
+        const text = readFileSync(f, 'utf8');
+        if (/\bwire\b[^\n]*from '@spoke\/shared'|from ['"][./]*gen\//.test(text) || /import[^;]*\bwire\b[^;]*from '@spoke\/shared'/s.test(text)) {
+          bad.push(rel);
+        }
+      }
+    }
+    expect(bad).toEqual([]);
+  });
+
+  it('only config modules read process.env', () => {
+    // entry points (main.ts, up.ts: the composition roots) and config modules
+    const allowed = [/options\.ts$/, /config\.ts$/, /\/main\.ts$/, /\/up\.ts$/, /\.test\.ts$/, /cli\/client\.ts$/];
+    const bad = pkgs.flatMap((p) =>
+      files[p].filter((f) => !allowed.some((re) => re.test(f)) && /process\.env/.test(readFileSync(f, 'utf8'))).map((f) => relative(ROOT, f)),
+    );
+    expect(bad).toEqual([]);
+  });
+});
