@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLogger, fail } from '@spoke/shared';
 import { compileMasterOptions } from './options.js';
@@ -95,6 +95,8 @@ export const upCommand: Command = {
       });
     });
     const sd = ctx.conn.stateDir ? ` --state-dir ${ctx.conn.stateDir}` : '';
+    const cli = `${relative(process.cwd(), resolve(dirname(fileURLToPath(import.meta.url)), '../../../bin/spoke')) || 'spoke'}`;
+    const cmd = (s: string) => `  ${`${cli}${sd} ${s}`}`;
     ctx.io.out(
       `Spoke is up.
   master:  ${m.listen} (TLS; CA fingerprint ${m.core.enroller.caFingerprint.slice(0, 16)}…)
@@ -103,10 +105,14 @@ export const upCommand: Command = {
   agent:   server "${LOCAL_SERVER}" ${online ? 'online' : `not online yet (see ${agentLog})`}
 
 Next, in another terminal:
-  spoke${sd} server ls                      servers and their state
-  spoke${sd} server verify ${LOCAL_SERVER}              check services, roots and disk on this box
-  spoke${sd} platform add NAME --path /var/aegir/platforms/NAME --server ${LOCAL_SERVER}
-  spoke${sd} server token web-1 --cluster web   enroll a web server into cluster "web"
+${cmd('server ls')}
+      servers and their state
+${cmd(`server verify ${LOCAL_SERVER}`)}
+      check services, writable roots and free disk on this box
+${cmd(`platform add NAME --path /var/aegir/platforms/NAME --server ${LOCAL_SERVER}`)}
+      register a platform
+${cmd('server token web-1 --cluster web')}
+      a token to enroll a web server into cluster "web" (see README: multi-host quick start)
 
 Ctrl-C stops the master and the local agent.
 `,
