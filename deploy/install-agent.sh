@@ -212,7 +212,8 @@ GROUP=root
 if [ "$AGENT_USER" != root ]; then
   GROUP=$AGENT_USER
   if getent passwd "$AGENT_USER" >/dev/null 2>&1; then
-    say "user $AGENT_USER exists"
+    GROUP=$(id -gn "$AGENT_USER")
+    say "user $AGENT_USER exists (group $GROUP)"
   else
     command -v useradd >/dev/null 2>&1 || [ "$DRY_RUN" = 1 ] || die "useradd not found; create the system user $AGENT_USER yourself and re-run"
     NOLOGIN=$(command -v nologin 2>/dev/null || echo /usr/sbin/nologin)
@@ -311,7 +312,7 @@ ExecStart=/usr/bin/node /opt/spoke-agent/spoke-agent.js run --state-dir /var/lib
 KillSignal=SIGTERM
 TimeoutStopSec=30s
 Restart=on-failure
-RestartPreventExitStatus=1 2
+RestartPreventExitStatus=2 3
 RestartSec=10s
 NoNewPrivileges=true
 ProtectSystem=true

@@ -136,7 +136,7 @@ esac
 case $PREFIX/ in
   "$SOURCE"/*) die "--prefix $PREFIX is inside --source $SOURCE" ;;
 esac
-MASTER_VERSION=$("$NODE" "$SOURCE/$DAEMON" version 2>/dev/null) || die "$SOURCE/$DAEMON does not run with node v$NODE_VERSION (see: $NODE $SOURCE/$DAEMON version)"
+MASTER_VERSION=$("$NODE" "$SOURCE/$DAEMON" version 2>/dev/null) || die "$SOURCE/$DAEMON does not run with node v$NODE_VERSION (not installed? run pnpm install && pnpm build in $SOURCE; see: $NODE $SOURCE/$DAEMON version)"
 # better-sqlite3 must resolve from the daemon's directory and load with THIS node (native ABI).
 "$NODE" -e 'const D=require("node:module").createRequire(process.argv[1])("better-sqlite3"); new D(":memory:").close()' "$SOURCE/$DAEMON" 2>/dev/null ||
   die "better-sqlite3 does not load for $SOURCE/$DAEMON with node v$NODE_VERSION; run pnpm install (and pnpm rebuild better-sqlite3) in $SOURCE on this host"

@@ -2,13 +2,15 @@
  * The master's core: the components one operator call may span (namespace, enrollment, tasks,
  * agent hub), plus the operations that touch more than one of them.
  */
-import { fail, SPOKE_VERSION, type Logger } from '@spoke/shared';
+import { fail, isSpokeError, SPOKE_VERSION, type Logger } from '@spoke/shared';
 import type { Enroller } from './ca.js';
-import type { AgentHub } from './hub.js';
+import type { AgentHub, TreeStatusReport } from './hub.js';
 import type { Namespace } from './namespace.js';
 import type { TaskEngine } from './tasks.js';
-import type { Clock, TaskInfo } from './types.js';
+import type { Clock, PlatformInfo, TaskInfo } from './types.js';
 import { verifyServerTask } from './verify.js';
+import type { TreeStore } from './trees.js';
+import { PlatformSync } from './converge.js';
 
 /** What `spoke status` shows. */
 export interface MasterStatusInfo {
@@ -32,27 +34,84 @@ export class Core {
   readonly enroller: Enroller;
   readonly tasks: TaskEngine;
   readonly hub: AgentHub;
+  readonly trees: TreeStore;
+  readonly sync: PlatformSync;
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly info: { stateDir: string; root: string; startedMs: number; listen: string | null; minFreeBytes: number };
+  /** Fault injection (tests): blob streams still to corrupt. */
+  readonly faults: { corruptBlobs: number };
 
   constructor(deps: {
     ns: Namespace;
     enroller: Enroller;
     tasks: TaskEngine;
     hub: AgentHub;
+    trees: TreeStore;
     log: Logger;
     clock: Clock;
     info: { stateDir: string; root: string; startedMs: number; listen: string | null; minFreeBytes: number };
+    faults?: { corruptBlobs: number };
   }) {
+    this.faults = deps.faults ?? { corruptBlobs: 0 };
     this.ns = deps.ns;
     this.enroller = deps.enroller;
     this.tasks = deps.tasks;
     this.hub = deps.hub;
+    this.trees = deps.trees;
     this.log = deps.log;
     this.clock = deps.clock;
     this.info = deps.info;
     this.tasks.register('server.verify', verifyServerTask({ ns: this.ns, hub: this.hub, minFreeBytes: this.info.minFreeBytes }));
+    this.sync = new PlatformSync({ ns: this.ns, hub: this.hub, tasks: this.tasks, trees: this.trees, log: this.log.child({ component: 'master.converge' }) });
+  }
+
+  /** Registers a platform and, unless asked not to, queues its verify (scan + converge). */
+  addPlatform(input: Parameters<Namespace['addPlatform']>[0], verify: boolean): { platform: PlatformInfo; task: TaskInfo | null } {
+    const platform = this.ns.addPlatform(input);
+    const task = verify && platform.source.kind === 'existing' ? this.sync.verify(platform.name) : null;
+    return { platform, task };
+  }
+
+  /** Removes a platform from the namespace and stops watching its tree. */
+  async removePlatform(name: string, force: boolean): Promise<void> {
+    const p = this.ns.getPlatform(name);
+    this.ns.removePlatform(name, force);
+    await this.trees.forget(p.path);
+  }
+
+  /** Desired vs observed per server, asking each agent what is on its disk. */
+  async platformStatus(name: string): Promise<{
+    platform: PlatformInfo;
+    files: number;
+    bytes: number;
+    servers: { server: string; online: boolean; report: TreeStatusReport | null; error: string }[];
+  }> {
+    const p = this.ns.getPlatform(name);
+    let files = 0;
+    let bytes = 0;
+    if (p.source.kind === 'existing') {
+      try {
+        const m = await this.trees.manifest(p.path, p.excludes);
+        this.ns.setDesiredRootHash(p.name, m.rootHash);
+        for (const e of m.entries) if (e.type === 'file') (files++, (bytes += e.size));
+      } catch (e) {
+        this.log.warn({ platform: name, err: (e as Error).message }, 'cannot scan platform for status');
+      }
+    }
+    const servers = await Promise.all(
+      this.ns.targets(p.server).map(async (server) => {
+        const online = this.hub.isOnline(server);
+        if (!online) return { server, online, report: null, error: 'offline' };
+        try {
+          const report = await this.hub.call(server, { type: 'treeStatus', tree: p.path, excludes: p.excludes }, { timeoutMs: 60_000 });
+          return { server, online, report, error: '' };
+        } catch (e) {
+          return { server, online, report: null, error: isSpokeError(e) ? `${e.code}: ${e.message}` : String(e) };
+        }
+      }),
+    );
+    return { platform: this.ns.getPlatform(name), files, bytes, servers };
   }
 
   /** Sets the address the TLS listener is bound to (known after bind). */

@@ -11,7 +11,42 @@ import type { Namespace, Presence, DetectedServiceInfo } from './namespace.js';
 import type { Clock, HostFactsInfo } from './types.js';
 
 /** A typed command the master can send to an agent. */
-export type AgentCommand = { type: 'verifyServer'; minFreeBytes: number } | { type: 'ping' };
+export type AgentCommand =
+  | { type: 'verifyServer'; minFreeBytes: number }
+  | { type: 'ping' }
+  | { type: 'converge'; tree: string; rootHash: string; excludes: string[]; label: string }
+  | { type: 'treeStatus'; tree: string; excludes: string[] };
+
+/** Paths that differ from a committed state (lists may be cut short; `total` counts all). */
+export interface DriftInfo {
+  changed: string[];
+  added: string[];
+  removed: string[];
+  total: number;
+}
+
+/** What one agent did in a converge. */
+export interface ConvergeReport {
+  inSync: boolean;
+  rootHash: string;
+  added: number;
+  changed: number;
+  removed: number;
+  filesFetched: number;
+  bytesFetched: number;
+  filesReused: number;
+  bytesReused: number;
+  ms: number;
+  drift: DriftInfo;
+}
+
+/** What an agent holds for a tree. */
+export interface TreeStatusReport {
+  committedRootHash: string;
+  actualRootHash: string;
+  exists: boolean;
+  drift: DriftInfo;
+}
 
 /** One root an agent checked during verify. */
 export interface RootCheckInfo {
@@ -34,6 +69,8 @@ export interface VerifyReport {
 export interface AgentCommandResults {
   verifyServer: VerifyReport;
   ping: null;
+  converge: ConvergeReport;
+  treeStatus: TreeStatusReport;
 }
 
 /** Options of `call`. */
@@ -71,7 +108,7 @@ export class AgentHub implements Presence {
   private readonly heartbeatIntervalMs: number;
   private readonly heartbeatTtlMs: number;
   private readonly sessions = new Map<string, Session>();
-  /** Emits `hello` (HelloEvent), `online` and `offline` (server name). */
+  /** Emits `hello` and `observed` (HelloEvent), `online` and `offline` (server name). */
   readonly events = new EventEmitter();
 
   constructor(deps: { ns: Namespace; log: Logger; clock: Clock; heartbeatIntervalMs: number; heartbeatTtlMs: number }) {
@@ -176,6 +213,9 @@ export class AgentHub implements Presence {
         this.events.emit('hello', { server: s.server, observed: { ...h.observed } } satisfies HelloEvent);
         return;
       }
+      case 'observed':
+        this.events.emit('observed', { server: s.server, observed: { ...e.value.observed } } satisfies HelloEvent);
+        return;
       case 'heartbeat':
         s.lastHeartbeatMs = this.clock();
         this.ns.touch(s.server, s.lastHeartbeatMs);
@@ -262,12 +302,28 @@ function commandToWire(id: string, cmd: AgentCommand): wire.MasterCommand {
       return { id, command: { $case: 'verifyServer', value: { minFreeBytes: cmd.minFreeBytes } } };
     case 'ping':
       return { id, command: { $case: 'ping', value: {} } };
+    case 'converge':
+      return { id, command: { $case: 'converge', value: { tree: cmd.tree, rootHash: cmd.rootHash, excludes: cmd.excludes, label: cmd.label } } };
+    case 'treeStatus':
+      return { id, command: { $case: 'treeStatus', value: { tree: cmd.tree, excludes: cmd.excludes } } };
   }
+}
+
+function driftFromWire(d: wire.Drift | undefined): DriftInfo {
+  return { changed: d?.changed ?? [], added: d?.added ?? [], removed: d?.removed ?? [], total: d?.total ?? 0 };
 }
 
 function resultFromWire(type: AgentCommand['type'], r: wire.CommandResult): unknown {
   if (type === 'ping') return null;
-  if (r.result?.$case !== 'verifyServer') throw fail('INTERNAL', `agent answered ${type} with ${r.result?.$case ?? 'nothing'}`);
+  if (type === 'converge' && r.result?.$case === 'converge') {
+    const c = r.result.value;
+    return { ...c, drift: driftFromWire(c.drift) } satisfies ConvergeReport;
+  }
+  if (type === 'treeStatus' && r.result?.$case === 'treeStatus') {
+    const t = r.result.value;
+    return { committedRootHash: t.committedRootHash, actualRootHash: t.actualRootHash, exists: t.exists, drift: driftFromWire(t.drift) } satisfies TreeStatusReport;
+  }
+  if (type !== 'verifyServer' || r.result?.$case !== 'verifyServer') throw fail('INTERNAL', `agent answered ${type} with ${r.result?.$case ?? 'nothing'}`);
   const v = r.result.value;
   return {
     services: v.services.map((x) => ({ kind: x.kind, impl: x.impl, version: x.version })),

@@ -5,7 +5,8 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { fail, grpcTarget, parseHostPort, serverTls, type Logger } from '@spoke/shared';
+import { RootMap, fail, grpcTarget, parseHostPort, serverTls, type Logger } from '@spoke/shared';
+import { TreeStore } from './trees.js';
 import { addServices } from './api/index.js';
 import { Enroller, issueMasterCert, loadOrCreateCA } from './ca.js';
 import { Core } from './core.js';
@@ -90,14 +91,17 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
     ns.setPresence(hub);
     const tasks = new TaskEngine({ db, clock, log: log.child({ component: 'master.tasks' }), concurrency: opts.taskConcurrency });
     const enroller = new Enroller({ db, ns, ca, clock });
+    const trees = new TreeStore({ db, rootMap: new RootMap(opts.root), log: log.child({ component: 'master.trees' }) });
     const core = new Core({
       ns,
       enroller,
       tasks,
       hub,
+      trees,
       log: log.child({ component: 'master.core' }),
       clock,
       info: { stateDir: opts.stateDir, root: opts.root, startedMs: clock(), listen: null, minFreeBytes: opts.minFreeBytes },
+      faults: { corruptBlobs: opts.faultCorruptBlobs },
     });
     const interrupted = tasks.recover();
     if (interrupted.length) log.warn({ tasks: interrupted }, 'tasks interrupted by the last stop were failed');
@@ -127,6 +131,8 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
         if (stopped) return;
         stopped = true;
         await tasks.stop();
+        core.sync.close();
+        await trees.close();
         hub.closeAll();
         // Let in-flight calls finish, but never wait on idle agent connections for long.
         const graceful = Promise.all([

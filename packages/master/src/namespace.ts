@@ -48,6 +48,8 @@ interface PlatformRow {
   registry_json: string | null;
   live: number;
   created_ms: number;
+  desired_root_hash: string | null;
+  excludes_json: string;
 }
 
 interface SiteRow {
@@ -73,6 +75,7 @@ export interface AddPlatformInput {
   server: string;
   source: PlatformSource;
   live?: boolean;
+  excludes?: string[];
 }
 
 /** What `createSite` takes (the sites issue adds the tasks around it). */
@@ -465,6 +468,12 @@ export class Namespace {
   addPlatform(input: AddPlatformInput): PlatformInfo {
     checkName(input.name, 'platform name');
     checkPublishPath(input.path);
+    const excludes = [...new Set(input.excludes ?? [])];
+    for (const x of excludes) {
+      if (!x || x.startsWith('/') || x.split('/').includes('..')) {
+        throw fail('INVALID_ARGUMENT', `exclude ${JSON.stringify(x)} must be a pattern relative to the platform (no leading /, no ..)`);
+      }
+    }
     if (input.source.kind === 'git' && !input.source.url) throw fail('INVALID_ARGUMENT', 'a git platform needs a repository URL');
     if (input.source.kind === 'makefile' && !input.source.makefile.trim()) {
       throw fail('INVALID_ARGUMENT', 'the makefile is empty');
@@ -499,8 +508,8 @@ export class Namespace {
       const s = input.source;
       this.db
         .prepare(
-          `INSERT INTO platforms (name, path, server, source_kind, makefile, makefile_name, git_url, git_ref, status, live, created_ms)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)`,
+          `INSERT INTO platforms (name, path, server, source_kind, makefile, makefile_name, git_url, git_ref, status, live, created_ms, excludes_json)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)`,
         )
         .run(
           input.name,
@@ -513,6 +522,7 @@ export class Namespace {
           s.kind === 'git' ? s.ref : null,
           input.live ? 1 : 0,
           this.clock(),
+          JSON.stringify(excludes),
         );
       return this.getPlatform(input.name);
     })();
@@ -550,7 +560,46 @@ export class Namespace {
       live: r.live === 1,
       sites,
       createdMs: r.created_ms,
+      desiredRootHash: r.desired_root_hash,
+      excludes: JSON.parse(r.excludes_json) as string[],
     };
+  }
+
+  /** Platforms whose tree a server must hold (for a member: its cluster's). */
+  platformsFor(server: string): PlatformInfo[] {
+    const r = this.row(server);
+    if (!r) return [];
+    const host = r.kind === 'agent' && r.cluster ? r.cluster : server;
+    return (this.db.prepare('SELECT * FROM platforms WHERE server = ? ORDER BY name').all(host) as PlatformRow[]).map((p) =>
+      this.toPlatform(p),
+    );
+  }
+
+  /** Records the root hash of a platform's canonical tree (the verify task is its writer). */
+  setDesiredRootHash(name: string, hash: string): void {
+    this.db.prepare('UPDATE platforms SET desired_root_hash = ? WHERE name = ?').run(hash, name);
+  }
+
+  /** Records what an agent reports it holds at `path` (observed; "" removes the record). */
+  recordObserved(server: string, path: string, rootHash: string): void {
+    if (!rootHash) {
+      this.db.prepare('DELETE FROM tree_observed WHERE server = ? AND path = ?').run(server, path);
+      return;
+    }
+    this.db
+      .prepare(
+        `INSERT INTO tree_observed (server, path, root_hash, updated_ms) VALUES (?, ?, ?, ?)
+         ON CONFLICT (server, path) DO UPDATE SET root_hash = excluded.root_hash, updated_ms = excluded.updated_ms`,
+      )
+      .run(server, path, rootHash, this.clock());
+  }
+
+  /** What a server last reported for a path (null when never). */
+  observed(server: string, path: string): string | null {
+    const r = this.db.prepare('SELECT root_hash FROM tree_observed WHERE server = ? AND path = ?').get(server, path) as
+      | { root_hash: string }
+      | undefined;
+    return r?.root_hash ?? null;
   }
 
   /** Sets a platform's status (the verify task is its writer). */

@@ -25,6 +25,11 @@ export interface MasterOptions {
   minFreeBytes?: number;
   /** pino level. @default info (env SPOKE_LOG_LEVEL) */
   logLevel?: string;
+  /**
+   * Fault injection for tests: corrupt the first data byte of the next N blob streams served
+   * (env SPOKE_FAULT_CORRUPT_BLOBS). @default 0
+   */
+  faultCorruptBlobs?: number;
 }
 
 /** Fully-set master options. */
@@ -54,5 +59,6 @@ export function compileMasterOptions(o: MasterOptions = {}): CompiledMasterOptio
     taskConcurrency: o.taskConcurrency ?? 4,
     minFreeBytes: o.minFreeBytes ?? envInt('SPOKE_MIN_FREE_BYTES') ?? 256 * 1024 * 1024,
     logLevel: o.logLevel ?? process.env.SPOKE_LOG_LEVEL ?? 'info',
+    faultCorruptBlobs: o.faultCorruptBlobs ?? envInt('SPOKE_FAULT_CORRUPT_BLOBS') ?? 0,
   };
 }

@@ -109,6 +109,28 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (task_id, seq)
   );
   `,
+  // 2: converge — desired root hash and excludes per platform, observed hashes per server, hash cache
+  `
+  ALTER TABLE platforms ADD COLUMN desired_root_hash TEXT;
+  ALTER TABLE platforms ADD COLUMN excludes_json TEXT NOT NULL DEFAULT '[]';
+  -- observed fields: written only from agent reports (hello, drift checks, converge results)
+  CREATE TABLE tree_observed (
+    server TEXT NOT NULL REFERENCES servers(name) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    root_hash TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (server, path)
+  );
+  -- content hashes of the master's canonical files, valid while ino/size/mtime/ctime match
+  CREATE TABLE file_hashes (
+    path TEXT PRIMARY KEY,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ms REAL NOT NULL,
+    ctime_ms REAL NOT NULL,
+    hash TEXT NOT NULL
+  );
+  `,
 ];
 
 /** Opens (and creates or migrates) the store at `file`. `:memory:` works for tests. */

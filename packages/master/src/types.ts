@@ -67,6 +67,10 @@ export interface PlatformInfo {
   live: boolean;
   sites: string[];
   createdMs: number;
+  /** Root hash of the master's canonical tree at the last scan (null before the first verify). */
+  desiredRootHash: string | null;
+  /** Extra exclude patterns for this platform's tree. */
+  excludes: string[];
 }
 
 /** Site status (the sites issue drives the transitions). */

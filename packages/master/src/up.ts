@@ -78,9 +78,12 @@ export const upCommand: Command = {
       child = runChild(bin, runArgs, agentLog);
       child.once('exit', (code) => {
         if (stopping) return;
-        if (code === 1) {
-          ctx.io.err(`error: AGENT_DISCONNECTED: the local agent stopped (exit 1, see ${agentLog})\n`);
+        if (code === 3) {
+          // The agent's identity or config was refused: restarting cannot help.
+          ctx.io.err(`error: CERT_REVOKED: the local agent was refused and stopped (see ${agentLog}); restart spoke up to re-enroll it\n`);
+          return;
         }
+        ctx.io.err(`warning: the local agent exited (code ${code}); restarting it (see ${agentLog})\n`);
         const delay = Math.min(15_000, 500 * 2 ** Math.min(restarts++, 5));
         setTimeout(startAgent, delay).unref();
       });

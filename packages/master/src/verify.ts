@@ -2,21 +2,11 @@
  * `server.verify`: asks the agent (every member, for a cluster, in parallel) to report its
  * services, that its roots are writable, and free disk. Fails naming each member that failed.
  */
-import { fail, isSpokeError } from '@spoke/shared';
+import { formatBytes as human, fail, isSpokeError } from '@spoke/shared';
 import type { AgentHub, VerifyReport } from './hub.js';
 import type { Namespace } from './namespace.js';
 import type { TaskHandler } from './tasks.js';
 
-function human(bytes: number): string {
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes;
-  let i = 0;
-  while (v >= 1024 && i < u.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${u[i]}`;
-}
 
 /** The handler for `server.verify` tasks. */
 export function verifyServerTask(deps: { ns: Namespace; hub: AgentHub; minFreeBytes: number }): TaskHandler {

@@ -23,3 +23,4 @@ export { toServiceError, fromServiceError } from './rpc.js';
 export { channelOptions, clientTls, serverTls, parseHostPort, grpcTarget } from './grpc.js';
 export * as wire from './wire.js';
 export * from './sync/index.js';
+export { formatBytes } from './format.js';

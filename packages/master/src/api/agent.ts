@@ -2,8 +2,8 @@
  * Agent service handlers: Enroll (the one call without a client certificate) and Connect (the
  * agent's long-lived stream, handed to the hub once its certificate checks out).
  */
-import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
-import { fail, toServiceError, wire, type Logger } from '@spoke/shared';
+import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import { fail, packBlobs, toServiceError, wire, type Logger, type ManifestEntry } from '@spoke/shared';
 import type { Core } from '../core.js';
 import { callerOf } from './auth.js';
 
@@ -35,5 +35,78 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
         call.emit('error', Object.assign(new Error((e as Error).message), toServiceError(e)));
       }
     },
+
+    getManifest: (call: ServerWritableStream<wire.GetManifestRequest, wire.ManifestChunk>) => {
+      streamed(call, log, async () => {
+        const p = authorizeTree(core, call, call.request.tree);
+        const m = await core.trees.manifest(p.path, p.excludes);
+        if (call.request.rootHash && m.rootHash !== call.request.rootHash) {
+          throw fail('TREE_CHANGED', `platform ${p.name} changed since this converge started; the next converge picks it up`);
+        }
+        const CHUNK = 4000;
+        for (let i = 0; i < m.entries.length || i === 0; i += CHUNK) {
+          const entries = m.entries.slice(i, i + CHUNK).map(entryToWire);
+          if (!call.write({ entries, rootHash: m.rootHash, total: m.entries.length })) await drainOf(call);
+          if (m.entries.length === 0) break;
+        }
+      });
+    },
+
+    fetchBlobs: (call: ServerWritableStream<wire.FetchBlobsRequest, wire.BlobChunk>) => {
+      streamed(call, log, async () => {
+        const p = authorizeTree(core, call, call.request.tree);
+        const sources = await core.trees.blobSources(p.path, call.request.hashes);
+        const tar = packBlobs(sources);
+        let corrupt = core.faults.corruptBlobs > 0;
+        if (corrupt) core.faults.corruptBlobs--;
+        for await (const raw of tar as AsyncIterable<Buffer>) {
+          let chunk = raw;
+          if (corrupt && chunk.length > 512) {
+            // Fault injection: flip the first data byte of the first blob (after its 512-byte header).
+            chunk = Buffer.from(chunk);
+            chunk[512] = (chunk[512] ?? 0) ^ 0xff;
+            corrupt = false;
+            log.warn('fault injection: corrupted a blob stream');
+          }
+          if (call.cancelled) {
+            tar.destroy();
+            return;
+          }
+          if (!call.write({ data: chunk })) await drainOf(call);
+        }
+      });
+    },
   };
+}
+
+function entryToWire(e: ManifestEntry): wire.ManifestEntryMsg {
+  return { path: e.path, type: e.type, mode: e.mode, size: e.size, hash: e.hash, target: e.target ?? '' };
+}
+
+function drainOf(call: ServerWritableStream<unknown, unknown>): Promise<void> {
+  return new Promise((r) => call.once('drain', () => r()));
+}
+
+/** Runs a server-streaming handler body; ends the stream or sends the mapped error status. */
+function streamed(call: ServerWritableStream<unknown, unknown>, log: Logger, body: () => Promise<void>): void {
+  body().then(
+    () => call.end(),
+    (e: unknown) => {
+      log.warn({ err: (e as Error).message, code: (e as { code?: string }).code }, 'agent stream refused');
+      call.emit('error', Object.assign(new Error((e as Error).message), toServiceError(e)));
+    },
+  );
+}
+
+/**
+ * An agent may read only trees it hosts: its own platforms, or its cluster's.
+ * @throws SpokeError CERT_REQUIRED, CERT_UNKNOWN, CERT_REVOKED, PATH_OUTSIDE_ROOTS
+ */
+function authorizeTree(core: Core, call: ServerWritableStream<unknown, unknown>, tree: string) {
+  const c = callerOf(call, 'tls');
+  if (c.via !== 'tls' || c.role !== 'agent') throw fail('CERT_REQUIRED', 'only enrolled agents may fetch trees');
+  const server = core.ns.authenticateAgent(c.commonName, c.fingerprint);
+  const p = core.ns.platformsFor(server.name).find((x) => x.path === tree);
+  if (!p) throw fail('PATH_OUTSIDE_ROOTS', `${server.name} does not host a platform at ${tree}`);
+  return p;
 }

@@ -75,6 +75,8 @@ export function platformToWire(p: PlatformInfo): wire.Platform {
     sites: p.sites,
     createdMs: p.createdMs,
     live: p.live,
+    desiredRootHash: p.desiredRootHash ?? '',
+    excludes: p.excludes,
   };
 }
 

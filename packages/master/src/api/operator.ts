@@ -77,16 +77,41 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       serverToWire(core.ns.removeClusterMember(req.cluster, req.member)),
     ),
 
-    addPlatform: unary('AddPlatform', (req: wire.AddPlatformRequest) =>
-      platformToWire(
-        core.ns.addPlatform({ name: req.name, path: req.path, server: req.server, source: sourceFromWire(req.source), live: req.live }),
-      ),
-    ),
+    addPlatform: unary('AddPlatform', (req: wire.AddPlatformRequest) => {
+      const r = core.addPlatform(
+        { name: req.name, path: req.path, server: req.server, source: sourceFromWire(req.source), live: req.live, excludes: req.excludes },
+        !req.noVerify,
+      );
+      return { platform: platformToWire(r.platform), task: r.task ? taskToWire(r.task) : undefined };
+    }),
     listPlatforms: unary('ListPlatforms', () => ({ platforms: core.ns.listPlatforms().map(platformToWire) })),
     getPlatform: unary('GetPlatform', (req: wire.NameRequest) => platformToWire(core.ns.getPlatform(req.name))),
-    removePlatform: unary('RemovePlatform', (req: wire.RemoveRequest) => {
-      core.ns.removePlatform(req.name, req.force);
+    removePlatform: unary('RemovePlatform', async (req: wire.RemoveRequest) => {
+      await core.removePlatform(req.name, req.force);
       return empty();
+    }),
+    verifyPlatform: unary('VerifyPlatform', (req: wire.NameRequest) => taskToWire(core.sync.verify(req.name))),
+    platformStatus: unary('PlatformStatus', async (req: wire.NameRequest) => {
+      const s = await core.platformStatus(req.name);
+      const desired = s.platform.desiredRootHash ?? '';
+      return {
+        platform: s.platform.name,
+        desiredRootHash: desired,
+        files: s.files,
+        bytes: s.bytes,
+        servers: s.servers.map((x) => ({
+          server: x.server,
+          online: x.online,
+          observedRootHash: x.report?.actualRootHash ?? '',
+          committedRootHash: x.report?.committedRootHash ?? '',
+          inSync: !!x.report && !!desired && x.report.actualRootHash === desired,
+          driftChanged: x.report?.drift.changed ?? [],
+          driftAdded: x.report?.drift.added ?? [],
+          driftRemoved: x.report?.drift.removed ?? [],
+          driftTotal: x.report?.drift.total ?? 0,
+          error: x.error,
+        })),
+      };
     }),
 
     listSites: unary('ListSites', (req: wire.ListSitesRequest) => ({

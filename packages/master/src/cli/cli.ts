@@ -7,7 +7,7 @@ import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SPOKE_VERSION, SpokeError, fail, isSpokeError, wire } from '@spoke/shared';
 import { OperatorApi, type ConnectOptions } from './client.js';
-import { ago, parseDuration, platformJson, serverJson, siteJson, table, taskJson, taskStateFromName, taskStateName } from './format.js';
+import { ago, human, parseDuration, platformJson, serverJson, siteJson, table, taskJson, taskStateFromName, taskStateName } from './format.js';
 
 /** Where the CLI writes. */
 export interface CliIO {
@@ -309,8 +309,8 @@ const COMMANDS: Record<string, Command> = {
   },
 
   'platform add': {
-    usage: 'platform add NAME --path P --server S [--makefile F | --git URL [--ref R]] [--live]',
-    summary: 'register a platform (its path is reserved on every server)',
+    usage: 'platform add NAME --path P --server S [--makefile F | --git URL [--ref R]] [--live] [--exclude PATTERN ...] [--no-verify] [--no-wait]',
+    summary: 'register a platform (its path is reserved everywhere) and converge it to its servers',
     options: {
       path: { type: 'string' },
       server: { type: 'string' },
@@ -318,6 +318,9 @@ const COMMANDS: Record<string, Command> = {
       git: { type: 'string' },
       ref: { type: 'string' },
       live: { type: 'boolean' },
+      exclude: { type: 'string', multiple: true },
+      'no-verify': { type: 'boolean' },
+      'no-wait': { type: 'boolean' },
     },
     args: [1, 1],
     async run(ctx, [name], o) {
@@ -337,14 +340,75 @@ const COMMANDS: Record<string, Command> = {
       } else if (typeof o.git === 'string') {
         source = { ...source, kind: K.PLATFORM_SOURCE_KIND_GIT, gitUrl: o.git, gitRef: (o.ref as string | undefined) ?? '' };
       }
-      const p = await ctx.api().call<wire.AddPlatformRequest, wire.Platform>('addPlatform', {
+      const r = await ctx.api().call<wire.AddPlatformRequest, wire.AddPlatformResponse>('addPlatform', {
         name,
         path: o.path,
         server: o.server,
         source,
         live: o.live === true,
+        excludes: (o.exclude as string[] | undefined) ?? [],
+        noVerify: o['no-verify'] === true,
       });
-      print(ctx, platformJson(p), () => `added platform ${p.name} at ${p.path} on ${p.server} (status ${p.status})\n`);
+      const p = r.platform as wire.Platform;
+      if (!ctx.json || !r.task) {
+        const msg = `added platform ${p.name} at ${p.path} on ${p.server}${r.task ? '' : ` (status ${p.status})`}\n`;
+        if (ctx.json) print(ctx, platformJson(p), () => msg);
+        else ctx.io.out(msg);
+      }
+      return r.task ? waitAndReport(ctx, r.task, o['no-wait'] === true) : 0;
+    },
+  },
+  'platform verify': {
+    usage: 'platform verify NAME [--no-wait]',
+    summary: 'rescan the canonical tree and converge every server that hosts the platform',
+    options: { 'no-wait': { type: 'boolean' } },
+    args: [1, 1],
+    async run(ctx, [name], o) {
+      const t = await ctx.api().call<wire.NameRequest, wire.Task>('verifyPlatform', { name });
+      return waitAndReport(ctx, t, o['no-wait'] === true);
+    },
+  },
+  'platform status': {
+    usage: 'platform status NAME',
+    summary: 'desired vs observed tree per server, and drift (hand edits) before repair',
+    args: [1, 1],
+    async run(ctx, [name]) {
+      const s = await ctx.api().call<wire.NameRequest, wire.PlatformStatusResponse>('platformStatus', { name }, 120_000);
+      const short = (h: string) => (h ? h.slice(0, 12) : '-');
+      const json = {
+        platform: s.platform,
+        desiredRootHash: s.desiredRootHash || null,
+        files: s.files,
+        bytes: s.bytes,
+        servers: s.servers.map((x) => ({
+          server: x.server,
+          online: x.online,
+          inSync: x.inSync,
+          observedRootHash: x.observedRootHash || null,
+          committedRootHash: x.committedRootHash || null,
+          drift: { changed: x.driftChanged, added: x.driftAdded, removed: x.driftRemoved, total: Number(x.driftTotal) },
+          error: x.error || null,
+        })),
+      };
+      print(ctx, json, () => {
+        let out = `platform ${s.platform}: desired ${short(s.desiredRootHash)} (${s.files} files, ${human(Number(s.bytes))})\n`;
+        out += table(
+          ['SERVER', 'STATE', 'OBSERVED', 'LAST CONVERGED', 'DRIFT'],
+          s.servers.map((x) => [
+            x.server,
+            !x.online ? 'offline' : x.error ? 'error' : x.inSync ? 'in sync' : 'behind',
+            short(x.observedRootHash),
+            short(x.committedRootHash),
+            x.error ? x.error : String(x.driftTotal),
+          ]),
+        );
+        for (const x of s.servers) {
+          const lines = [...x.driftChanged.map((p) => `  ~ ${p}`), ...x.driftAdded.map((p) => `  + ${p}`), ...x.driftRemoved.map((p) => `  - ${p}`)];
+          if (lines.length) out += `drift on ${x.server} (changed ~, added +, removed -):\n${lines.join('\n')}\n`;
+          if (Number(x.driftTotal) > lines.length) out += `  … ${Number(x.driftTotal) - lines.length} more\n`;
+        }
+        return out;
+      });
       return 0;
     },
   },
@@ -380,6 +444,8 @@ const COMMANDS: Record<string, Command> = {
           ['source', j.source.kind === 'git' ? `git ${p.source?.gitUrl}${p.source?.gitRef ? ` @ ${p.source.gitRef}` : ''}` : j.source.kind === 'makefile' ? `makefile ${p.source?.makefileName}` : 'existing tree'],
           ['status', p.status],
           ['live sync', p.live ? 'on' : 'off'],
+          ['tree', p.desiredRootHash ? p.desiredRootHash.slice(0, 16) : 'not scanned yet'],
+          ['excludes', p.excludes.join(', ')],
           ['sites', p.sites.join(', ')],
           ['created', j.created],
         ]),

@@ -3,6 +3,7 @@
  * contract: add fields, never rename them.
  */
 import { wire } from '@spoke/shared';
+export { formatBytes as human } from '@spoke/shared';
 
 /** A server as printed by `-o json`. */
 export function serverJson(s: wire.Server) {
@@ -44,6 +45,8 @@ export function platformJson(p: wire.Platform) {
           : { kind },
     status: p.status,
     live: p.live,
+    desiredRootHash: p.desiredRootHash || null,
+    excludes: p.excludes,
     sites: p.sites,
     registry: p.registryJson ? (JSON.parse(p.registryJson) as unknown) : null,
     created: new Date(p.createdMs).toISOString(),
@@ -126,3 +129,4 @@ export function parseDuration(s: string): number | undefined {
   const mult = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
   return n * mult;
 }
+

@@ -12,8 +12,10 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -25,6 +27,41 @@ import { Empty, HostFacts } from "./types.js";
 export const protobufPackage = "spoke.v1";
 
 export const protobufFileName = "spoke/v1/agent.proto";
+
+export interface GetManifestRequest {
+  /** namespace path */
+  tree: string;
+  /** the desired root hash the agent was told; refused if it moved on */
+  rootHash: string;
+}
+
+export interface ManifestEntryMsg {
+  path: string;
+  /** file | dir | symlink */
+  type: string;
+  mode: number;
+  size: number;
+  hash: string;
+  /** symlink target */
+  target: string;
+}
+
+export interface ManifestChunk {
+  entries: ManifestEntryMsg[];
+  /** set on every chunk */
+  rootHash: string;
+  /** total entries in the manifest */
+  total: number;
+}
+
+export interface FetchBlobsRequest {
+  tree: string;
+  hashes: string[];
+}
+
+export interface BlobChunk {
+  data: Buffer;
+}
 
 export interface EnrollRequest {
   token: string;
@@ -71,16 +108,79 @@ export interface AgentEvent {
     | { $case: "heartbeat"; value: Heartbeat }
     | { $case: "result"; value: CommandResult }
     | { $case: "progress"; value: CommandProgress }
+    | { $case: "observed"; value: ObservedUpdate }
     | undefined;
+}
+
+/** The agent's observed root hashes changed (drift found by its periodic check, or a tree left). */
+export interface ObservedUpdate {
+  observed: { [key: string]: string };
+}
+
+export interface ObservedUpdate_ObservedEntry {
+  key: string;
+  value: string;
 }
 
 export interface MasterCommand {
   /** unique per command; a retry reuses it */
   id: string;
-  command: { $case: "welcome"; value: Welcome } | { $case: "verifyServer"; value: VerifyServerCommand } | {
-    $case: "ping";
-    value: Ping;
-  } | undefined;
+  command:
+    | { $case: "welcome"; value: Welcome }
+    | { $case: "verifyServer"; value: VerifyServerCommand }
+    | { $case: "ping"; value: Ping }
+    | { $case: "converge"; value: ConvergeCommand }
+    | { $case: "treeStatus"; value: TreeStatusCommand }
+    | undefined;
+}
+
+/** Make the tree at `tree` equal to the desired manifest with root hash `root_hash`. */
+export interface ConvergeCommand {
+  tree: string;
+  rootHash: string;
+  /** extra excludes (the default user-data and VCS excludes always apply) */
+  excludes: string[];
+  /** e.g. "platform d7", for logs */
+  label: string;
+}
+
+export interface Drift {
+  changed: string[];
+  added: string[];
+  removed: string[];
+  /** all drifted paths (the lists may be cut short) */
+  total: number;
+}
+
+export interface ConvergeResult {
+  /** nothing had to change */
+  inSync: boolean;
+  rootHash: string;
+  added: number;
+  changed: number;
+  removed: number;
+  filesFetched: number;
+  bytesFetched: number;
+  filesReused: number;
+  bytesReused: number;
+  ms: number;
+  /** what differed from the last committed state (hand edits) */
+  drift: Drift | undefined;
+}
+
+export interface TreeStatusCommand {
+  tree: string;
+  excludes: string[];
+}
+
+export interface TreeStatusResult {
+  /** what the agent last converged to ("" = never) */
+  committedRootHash: string;
+  /** what is on disk now */
+  actualRootHash: string;
+  /** actual vs committed */
+  drift: Drift | undefined;
+  exists: boolean;
 }
 
 /** First message from the master on a new stream. */
@@ -128,8 +228,510 @@ export interface CommandResult {
   ok: boolean;
   errorCode: string;
   errorMessage: string;
-  result: { $case: "verifyServer"; value: VerifyServerResult } | { $case: "pong"; value: Empty } | undefined;
+  result:
+    | { $case: "verifyServer"; value: VerifyServerResult }
+    | { $case: "pong"; value: Empty }
+    | { $case: "converge"; value: ConvergeResult }
+    | { $case: "treeStatus"; value: TreeStatusResult }
+    | undefined;
 }
+
+function createBaseGetManifestRequest(): GetManifestRequest {
+  return { tree: "", rootHash: "" };
+}
+
+export const GetManifestRequest: MessageFns<GetManifestRequest> = {
+  encode(message: GetManifestRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tree !== "") {
+      writer.uint32(10).string(message.tree);
+    }
+    if (message.rootHash !== "") {
+      writer.uint32(18).string(message.rootHash);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetManifestRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetManifestRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rootHash = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetManifestRequest {
+    return {
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      rootHash: isSet(object.rootHash)
+        ? globalThis.String(object.rootHash)
+        : isSet(object.root_hash)
+        ? globalThis.String(object.root_hash)
+        : "",
+    };
+  },
+
+  toJSON(message: GetManifestRequest): unknown {
+    const obj: any = {};
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.rootHash !== "") {
+      obj.rootHash = message.rootHash;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetManifestRequest>, I>>(base?: I): GetManifestRequest {
+    return GetManifestRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetManifestRequest>, I>>(object: I): GetManifestRequest {
+    const message = createBaseGetManifestRequest();
+    message.tree = object.tree ?? "";
+    message.rootHash = object.rootHash ?? "";
+    return message;
+  },
+};
+
+function createBaseManifestEntryMsg(): ManifestEntryMsg {
+  return { path: "", type: "", mode: 0, size: 0, hash: "", target: "" };
+}
+
+export const ManifestEntryMsg: MessageFns<ManifestEntryMsg> = {
+  encode(message: ManifestEntryMsg, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.type !== "") {
+      writer.uint32(18).string(message.type);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(24).uint32(message.mode);
+    }
+    if (message.size !== 0) {
+      writer.uint32(32).int64(message.size);
+    }
+    if (message.hash !== "") {
+      writer.uint32(42).string(message.hash);
+    }
+    if (message.target !== "") {
+      writer.uint32(50).string(message.target);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ManifestEntryMsg {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseManifestEntryMsg();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.mode = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.size = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.hash = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ManifestEntryMsg {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      mode: isSet(object.mode) ? globalThis.Number(object.mode) : 0,
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      hash: isSet(object.hash) ? globalThis.String(object.hash) : "",
+      target: isSet(object.target) ? globalThis.String(object.target) : "",
+    };
+  },
+
+  toJSON(message: ManifestEntryMsg): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.mode !== 0) {
+      obj.mode = Math.round(message.mode);
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.hash !== "") {
+      obj.hash = message.hash;
+    }
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ManifestEntryMsg>, I>>(base?: I): ManifestEntryMsg {
+    return ManifestEntryMsg.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ManifestEntryMsg>, I>>(object: I): ManifestEntryMsg {
+    const message = createBaseManifestEntryMsg();
+    message.path = object.path ?? "";
+    message.type = object.type ?? "";
+    message.mode = object.mode ?? 0;
+    message.size = object.size ?? 0;
+    message.hash = object.hash ?? "";
+    message.target = object.target ?? "";
+    return message;
+  },
+};
+
+function createBaseManifestChunk(): ManifestChunk {
+  return { entries: [], rootHash: "", total: 0 };
+}
+
+export const ManifestChunk: MessageFns<ManifestChunk> = {
+  encode(message: ManifestChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.entries) {
+      ManifestEntryMsg.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.rootHash !== "") {
+      writer.uint32(18).string(message.rootHash);
+    }
+    if (message.total !== 0) {
+      writer.uint32(24).int64(message.total);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ManifestChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseManifestChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.entries.push(ManifestEntryMsg.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rootHash = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.total = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ManifestChunk {
+    return {
+      entries: globalThis.Array.isArray(object?.entries)
+        ? object.entries.map((e: any) => ManifestEntryMsg.fromJSON(e))
+        : [],
+      rootHash: isSet(object.rootHash)
+        ? globalThis.String(object.rootHash)
+        : isSet(object.root_hash)
+        ? globalThis.String(object.root_hash)
+        : "",
+      total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+    };
+  },
+
+  toJSON(message: ManifestChunk): unknown {
+    const obj: any = {};
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => ManifestEntryMsg.toJSON(e));
+    }
+    if (message.rootHash !== "") {
+      obj.rootHash = message.rootHash;
+    }
+    if (message.total !== 0) {
+      obj.total = Math.round(message.total);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ManifestChunk>, I>>(base?: I): ManifestChunk {
+    return ManifestChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ManifestChunk>, I>>(object: I): ManifestChunk {
+    const message = createBaseManifestChunk();
+    message.entries = object.entries?.map((e) => ManifestEntryMsg.fromPartial(e)) || [];
+    message.rootHash = object.rootHash ?? "";
+    message.total = object.total ?? 0;
+    return message;
+  },
+};
+
+function createBaseFetchBlobsRequest(): FetchBlobsRequest {
+  return { tree: "", hashes: [] };
+}
+
+export const FetchBlobsRequest: MessageFns<FetchBlobsRequest> = {
+  encode(message: FetchBlobsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tree !== "") {
+      writer.uint32(10).string(message.tree);
+    }
+    for (const v of message.hashes) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchBlobsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchBlobsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hashes.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchBlobsRequest {
+    return {
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      hashes: globalThis.Array.isArray(object?.hashes) ? object.hashes.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: FetchBlobsRequest): unknown {
+    const obj: any = {};
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.hashes?.length) {
+      obj.hashes = message.hashes;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FetchBlobsRequest>, I>>(base?: I): FetchBlobsRequest {
+    return FetchBlobsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FetchBlobsRequest>, I>>(object: I): FetchBlobsRequest {
+    const message = createBaseFetchBlobsRequest();
+    message.tree = object.tree ?? "";
+    message.hashes = object.hashes?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseBlobChunk(): BlobChunk {
+  return { data: Buffer.alloc(0) };
+}
+
+export const BlobChunk: MessageFns<BlobChunk> = {
+  encode(message: BlobChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlobChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlobChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BlobChunk {
+    return { data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: BlobChunk): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BlobChunk>, I>>(base?: I): BlobChunk {
+    return BlobChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BlobChunk>, I>>(object: I): BlobChunk {
+    const message = createBaseBlobChunk();
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
 
 function createBaseEnrollRequest(): EnrollRequest {
   return { token: "", csrPem: "" };
@@ -794,6 +1396,9 @@ export const AgentEvent: MessageFns<AgentEvent> = {
       case "progress":
         CommandProgress.encode(message.event.value, writer.uint32(34).fork()).join();
         break;
+      case "observed":
+        ObservedUpdate.encode(message.event.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -843,6 +1448,14 @@ export const AgentEvent: MessageFns<AgentEvent> = {
             message.event = { $case: "progress", value: CommandProgress.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.event = { $case: "observed", value: ObservedUpdate.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -865,6 +1478,8 @@ export const AgentEvent: MessageFns<AgentEvent> = {
         ? { $case: "result", value: CommandResult.fromJSON(object.result) }
         : isSet(object.progress)
         ? { $case: "progress", value: CommandProgress.fromJSON(object.progress) }
+        : isSet(object.observed)
+        ? { $case: "observed", value: ObservedUpdate.fromJSON(object.observed) }
         : undefined,
     };
   },
@@ -879,6 +1494,8 @@ export const AgentEvent: MessageFns<AgentEvent> = {
       obj.result = CommandResult.toJSON(message.event.value);
     } else if (message.event?.$case === "progress") {
       obj.progress = CommandProgress.toJSON(message.event.value);
+    } else if (message.event?.$case === "observed") {
+      obj.observed = ObservedUpdate.toJSON(message.event.value);
     }
     return obj;
   },
@@ -913,7 +1530,197 @@ export const AgentEvent: MessageFns<AgentEvent> = {
         }
         break;
       }
+      case "observed": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "observed", value: ObservedUpdate.fromPartial(object.event.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseObservedUpdate(): ObservedUpdate {
+  return { observed: {} };
+}
+
+export const ObservedUpdate: MessageFns<ObservedUpdate> = {
+  encode(message: ObservedUpdate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    globalThis.Object.entries(message.observed).forEach(([key, value]: [string, string]) => {
+      ObservedUpdate_ObservedEntry.encode({ key: key as any, value }, writer.uint32(10).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ObservedUpdate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseObservedUpdate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const entry1 = ObservedUpdate_ObservedEntry.decode(reader, reader.uint32());
+            if (entry1.value !== undefined) {
+              message.observed[entry1.key] = entry1.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ObservedUpdate {
+    return {
+      observed: isObject(object.observed)
+        ? (globalThis.Object.entries(object.observed) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: ObservedUpdate): unknown {
+    const obj: any = {};
+    if (message.observed) {
+      const entries = globalThis.Object.entries(message.observed) as [string, string][];
+      if (entries.length > 0) {
+        obj.observed = {};
+        entries.forEach(([k, v]) => {
+          obj.observed[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ObservedUpdate>, I>>(base?: I): ObservedUpdate {
+    return ObservedUpdate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ObservedUpdate>, I>>(object: I): ObservedUpdate {
+    const message = createBaseObservedUpdate();
+    message.observed = (globalThis.Object.entries(object.observed ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseObservedUpdate_ObservedEntry(): ObservedUpdate_ObservedEntry {
+  return { key: "", value: "" };
+}
+
+export const ObservedUpdate_ObservedEntry: MessageFns<ObservedUpdate_ObservedEntry> = {
+  encode(message: ObservedUpdate_ObservedEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ObservedUpdate_ObservedEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseObservedUpdate_ObservedEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ObservedUpdate_ObservedEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ObservedUpdate_ObservedEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ObservedUpdate_ObservedEntry>, I>>(base?: I): ObservedUpdate_ObservedEntry {
+    return ObservedUpdate_ObservedEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ObservedUpdate_ObservedEntry>, I>>(object: I): ObservedUpdate_ObservedEntry {
+    const message = createBaseObservedUpdate_ObservedEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -936,6 +1743,12 @@ export const MasterCommand: MessageFns<MasterCommand> = {
         break;
       case "ping":
         Ping.encode(message.command.value, writer.uint32(34).fork()).join();
+        break;
+      case "converge":
+        ConvergeCommand.encode(message.command.value, writer.uint32(42).fork()).join();
+        break;
+      case "treeStatus":
+        TreeStatusCommand.encode(message.command.value, writer.uint32(50).fork()).join();
         break;
     }
     return writer;
@@ -986,6 +1799,22 @@ export const MasterCommand: MessageFns<MasterCommand> = {
             message.command = { $case: "ping", value: Ping.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.command = { $case: "converge", value: ConvergeCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.command = { $case: "treeStatus", value: TreeStatusCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1009,6 +1838,12 @@ export const MasterCommand: MessageFns<MasterCommand> = {
         ? { $case: "verifyServer", value: VerifyServerCommand.fromJSON(object.verify_server) }
         : isSet(object.ping)
         ? { $case: "ping", value: Ping.fromJSON(object.ping) }
+        : isSet(object.converge)
+        ? { $case: "converge", value: ConvergeCommand.fromJSON(object.converge) }
+        : isSet(object.treeStatus)
+        ? { $case: "treeStatus", value: TreeStatusCommand.fromJSON(object.treeStatus) }
+        : isSet(object.tree_status)
+        ? { $case: "treeStatus", value: TreeStatusCommand.fromJSON(object.tree_status) }
         : undefined,
     };
   },
@@ -1024,6 +1859,10 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       obj.verifyServer = VerifyServerCommand.toJSON(message.command.value);
     } else if (message.command?.$case === "ping") {
       obj.ping = Ping.toJSON(message.command.value);
+    } else if (message.command?.$case === "converge") {
+      obj.converge = ConvergeCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "treeStatus") {
+      obj.treeStatus = TreeStatusCommand.toJSON(message.command.value);
     }
     return obj;
   },
@@ -1053,7 +1892,732 @@ export const MasterCommand: MessageFns<MasterCommand> = {
         }
         break;
       }
+      case "converge": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "converge", value: ConvergeCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "treeStatus": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "treeStatus", value: TreeStatusCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseConvergeCommand(): ConvergeCommand {
+  return { tree: "", rootHash: "", excludes: [], label: "" };
+}
+
+export const ConvergeCommand: MessageFns<ConvergeCommand> = {
+  encode(message: ConvergeCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tree !== "") {
+      writer.uint32(10).string(message.tree);
+    }
+    if (message.rootHash !== "") {
+      writer.uint32(18).string(message.rootHash);
+    }
+    for (const v of message.excludes) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.label !== "") {
+      writer.uint32(34).string(message.label);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConvergeCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConvergeCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rootHash = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.excludes.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.label = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConvergeCommand {
+    return {
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      rootHash: isSet(object.rootHash)
+        ? globalThis.String(object.rootHash)
+        : isSet(object.root_hash)
+        ? globalThis.String(object.root_hash)
+        : "",
+      excludes: globalThis.Array.isArray(object?.excludes) ? object.excludes.map((e: any) => globalThis.String(e)) : [],
+      label: isSet(object.label) ? globalThis.String(object.label) : "",
+    };
+  },
+
+  toJSON(message: ConvergeCommand): unknown {
+    const obj: any = {};
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.rootHash !== "") {
+      obj.rootHash = message.rootHash;
+    }
+    if (message.excludes?.length) {
+      obj.excludes = message.excludes;
+    }
+    if (message.label !== "") {
+      obj.label = message.label;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConvergeCommand>, I>>(base?: I): ConvergeCommand {
+    return ConvergeCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConvergeCommand>, I>>(object: I): ConvergeCommand {
+    const message = createBaseConvergeCommand();
+    message.tree = object.tree ?? "";
+    message.rootHash = object.rootHash ?? "";
+    message.excludes = object.excludes?.map((e) => e) || [];
+    message.label = object.label ?? "";
+    return message;
+  },
+};
+
+function createBaseDrift(): Drift {
+  return { changed: [], added: [], removed: [], total: 0 };
+}
+
+export const Drift: MessageFns<Drift> = {
+  encode(message: Drift, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.changed) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.added) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.removed) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.total !== 0) {
+      writer.uint32(32).int64(message.total);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Drift {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrift();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.changed.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.added.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.removed.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.total = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Drift {
+    return {
+      changed: globalThis.Array.isArray(object?.changed) ? object.changed.map((e: any) => globalThis.String(e)) : [],
+      added: globalThis.Array.isArray(object?.added) ? object.added.map((e: any) => globalThis.String(e)) : [],
+      removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => globalThis.String(e)) : [],
+      total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+    };
+  },
+
+  toJSON(message: Drift): unknown {
+    const obj: any = {};
+    if (message.changed?.length) {
+      obj.changed = message.changed;
+    }
+    if (message.added?.length) {
+      obj.added = message.added;
+    }
+    if (message.removed?.length) {
+      obj.removed = message.removed;
+    }
+    if (message.total !== 0) {
+      obj.total = Math.round(message.total);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Drift>, I>>(base?: I): Drift {
+    return Drift.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Drift>, I>>(object: I): Drift {
+    const message = createBaseDrift();
+    message.changed = object.changed?.map((e) => e) || [];
+    message.added = object.added?.map((e) => e) || [];
+    message.removed = object.removed?.map((e) => e) || [];
+    message.total = object.total ?? 0;
+    return message;
+  },
+};
+
+function createBaseConvergeResult(): ConvergeResult {
+  return {
+    inSync: false,
+    rootHash: "",
+    added: 0,
+    changed: 0,
+    removed: 0,
+    filesFetched: 0,
+    bytesFetched: 0,
+    filesReused: 0,
+    bytesReused: 0,
+    ms: 0,
+    drift: undefined,
+  };
+}
+
+export const ConvergeResult: MessageFns<ConvergeResult> = {
+  encode(message: ConvergeResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.inSync !== false) {
+      writer.uint32(8).bool(message.inSync);
+    }
+    if (message.rootHash !== "") {
+      writer.uint32(18).string(message.rootHash);
+    }
+    if (message.added !== 0) {
+      writer.uint32(24).int64(message.added);
+    }
+    if (message.changed !== 0) {
+      writer.uint32(32).int64(message.changed);
+    }
+    if (message.removed !== 0) {
+      writer.uint32(40).int64(message.removed);
+    }
+    if (message.filesFetched !== 0) {
+      writer.uint32(48).int64(message.filesFetched);
+    }
+    if (message.bytesFetched !== 0) {
+      writer.uint32(56).int64(message.bytesFetched);
+    }
+    if (message.filesReused !== 0) {
+      writer.uint32(64).int64(message.filesReused);
+    }
+    if (message.bytesReused !== 0) {
+      writer.uint32(72).int64(message.bytesReused);
+    }
+    if (message.ms !== 0) {
+      writer.uint32(80).int64(message.ms);
+    }
+    if (message.drift !== undefined) {
+      Drift.encode(message.drift, writer.uint32(90).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConvergeResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConvergeResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.inSync = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rootHash = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.added = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.changed = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.removed = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.filesFetched = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.bytesFetched = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.filesReused = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.bytesReused = longToNumber(reader.int64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.ms = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.drift = Drift.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConvergeResult {
+    return {
+      inSync: isSet(object.inSync)
+        ? globalThis.Boolean(object.inSync)
+        : isSet(object.in_sync)
+        ? globalThis.Boolean(object.in_sync)
+        : false,
+      rootHash: isSet(object.rootHash)
+        ? globalThis.String(object.rootHash)
+        : isSet(object.root_hash)
+        ? globalThis.String(object.root_hash)
+        : "",
+      added: isSet(object.added) ? globalThis.Number(object.added) : 0,
+      changed: isSet(object.changed) ? globalThis.Number(object.changed) : 0,
+      removed: isSet(object.removed) ? globalThis.Number(object.removed) : 0,
+      filesFetched: isSet(object.filesFetched)
+        ? globalThis.Number(object.filesFetched)
+        : isSet(object.files_fetched)
+        ? globalThis.Number(object.files_fetched)
+        : 0,
+      bytesFetched: isSet(object.bytesFetched)
+        ? globalThis.Number(object.bytesFetched)
+        : isSet(object.bytes_fetched)
+        ? globalThis.Number(object.bytes_fetched)
+        : 0,
+      filesReused: isSet(object.filesReused)
+        ? globalThis.Number(object.filesReused)
+        : isSet(object.files_reused)
+        ? globalThis.Number(object.files_reused)
+        : 0,
+      bytesReused: isSet(object.bytesReused)
+        ? globalThis.Number(object.bytesReused)
+        : isSet(object.bytes_reused)
+        ? globalThis.Number(object.bytes_reused)
+        : 0,
+      ms: isSet(object.ms) ? globalThis.Number(object.ms) : 0,
+      drift: isSet(object.drift) ? Drift.fromJSON(object.drift) : undefined,
+    };
+  },
+
+  toJSON(message: ConvergeResult): unknown {
+    const obj: any = {};
+    if (message.inSync !== false) {
+      obj.inSync = message.inSync;
+    }
+    if (message.rootHash !== "") {
+      obj.rootHash = message.rootHash;
+    }
+    if (message.added !== 0) {
+      obj.added = Math.round(message.added);
+    }
+    if (message.changed !== 0) {
+      obj.changed = Math.round(message.changed);
+    }
+    if (message.removed !== 0) {
+      obj.removed = Math.round(message.removed);
+    }
+    if (message.filesFetched !== 0) {
+      obj.filesFetched = Math.round(message.filesFetched);
+    }
+    if (message.bytesFetched !== 0) {
+      obj.bytesFetched = Math.round(message.bytesFetched);
+    }
+    if (message.filesReused !== 0) {
+      obj.filesReused = Math.round(message.filesReused);
+    }
+    if (message.bytesReused !== 0) {
+      obj.bytesReused = Math.round(message.bytesReused);
+    }
+    if (message.ms !== 0) {
+      obj.ms = Math.round(message.ms);
+    }
+    if (message.drift !== undefined) {
+      obj.drift = Drift.toJSON(message.drift);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConvergeResult>, I>>(base?: I): ConvergeResult {
+    return ConvergeResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConvergeResult>, I>>(object: I): ConvergeResult {
+    const message = createBaseConvergeResult();
+    message.inSync = object.inSync ?? false;
+    message.rootHash = object.rootHash ?? "";
+    message.added = object.added ?? 0;
+    message.changed = object.changed ?? 0;
+    message.removed = object.removed ?? 0;
+    message.filesFetched = object.filesFetched ?? 0;
+    message.bytesFetched = object.bytesFetched ?? 0;
+    message.filesReused = object.filesReused ?? 0;
+    message.bytesReused = object.bytesReused ?? 0;
+    message.ms = object.ms ?? 0;
+    message.drift = (object.drift !== undefined && object.drift !== null) ? Drift.fromPartial(object.drift) : undefined;
+    return message;
+  },
+};
+
+function createBaseTreeStatusCommand(): TreeStatusCommand {
+  return { tree: "", excludes: [] };
+}
+
+export const TreeStatusCommand: MessageFns<TreeStatusCommand> = {
+  encode(message: TreeStatusCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tree !== "") {
+      writer.uint32(10).string(message.tree);
+    }
+    for (const v of message.excludes) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TreeStatusCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTreeStatusCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.excludes.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TreeStatusCommand {
+    return {
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      excludes: globalThis.Array.isArray(object?.excludes) ? object.excludes.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: TreeStatusCommand): unknown {
+    const obj: any = {};
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.excludes?.length) {
+      obj.excludes = message.excludes;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TreeStatusCommand>, I>>(base?: I): TreeStatusCommand {
+    return TreeStatusCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TreeStatusCommand>, I>>(object: I): TreeStatusCommand {
+    const message = createBaseTreeStatusCommand();
+    message.tree = object.tree ?? "";
+    message.excludes = object.excludes?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseTreeStatusResult(): TreeStatusResult {
+  return { committedRootHash: "", actualRootHash: "", drift: undefined, exists: false };
+}
+
+export const TreeStatusResult: MessageFns<TreeStatusResult> = {
+  encode(message: TreeStatusResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.committedRootHash !== "") {
+      writer.uint32(10).string(message.committedRootHash);
+    }
+    if (message.actualRootHash !== "") {
+      writer.uint32(18).string(message.actualRootHash);
+    }
+    if (message.drift !== undefined) {
+      Drift.encode(message.drift, writer.uint32(26).fork()).join();
+    }
+    if (message.exists !== false) {
+      writer.uint32(32).bool(message.exists);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TreeStatusResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTreeStatusResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.committedRootHash = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.actualRootHash = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.drift = Drift.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.exists = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TreeStatusResult {
+    return {
+      committedRootHash: isSet(object.committedRootHash)
+        ? globalThis.String(object.committedRootHash)
+        : isSet(object.committed_root_hash)
+        ? globalThis.String(object.committed_root_hash)
+        : "",
+      actualRootHash: isSet(object.actualRootHash)
+        ? globalThis.String(object.actualRootHash)
+        : isSet(object.actual_root_hash)
+        ? globalThis.String(object.actual_root_hash)
+        : "",
+      drift: isSet(object.drift) ? Drift.fromJSON(object.drift) : undefined,
+      exists: isSet(object.exists) ? globalThis.Boolean(object.exists) : false,
+    };
+  },
+
+  toJSON(message: TreeStatusResult): unknown {
+    const obj: any = {};
+    if (message.committedRootHash !== "") {
+      obj.committedRootHash = message.committedRootHash;
+    }
+    if (message.actualRootHash !== "") {
+      obj.actualRootHash = message.actualRootHash;
+    }
+    if (message.drift !== undefined) {
+      obj.drift = Drift.toJSON(message.drift);
+    }
+    if (message.exists !== false) {
+      obj.exists = message.exists;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TreeStatusResult>, I>>(base?: I): TreeStatusResult {
+    return TreeStatusResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TreeStatusResult>, I>>(object: I): TreeStatusResult {
+    const message = createBaseTreeStatusResult();
+    message.committedRootHash = object.committedRootHash ?? "";
+    message.actualRootHash = object.actualRootHash ?? "";
+    message.drift = (object.drift !== undefined && object.drift !== null) ? Drift.fromPartial(object.drift) : undefined;
+    message.exists = object.exists ?? false;
     return message;
   },
 };
@@ -1716,6 +3280,12 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "pong":
         Empty.encode(message.result.value, writer.uint32(90).fork()).join();
         break;
+      case "converge":
+        ConvergeResult.encode(message.result.value, writer.uint32(98).fork()).join();
+        break;
+      case "treeStatus":
+        TreeStatusResult.encode(message.result.value, writer.uint32(106).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1781,6 +3351,22 @@ export const CommandResult: MessageFns<CommandResult> = {
             message.result = { $case: "pong", value: Empty.decode(reader, reader.uint32()) };
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.result = { $case: "converge", value: ConvergeResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.result = { $case: "treeStatus", value: TreeStatusResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1813,6 +3399,12 @@ export const CommandResult: MessageFns<CommandResult> = {
         ? { $case: "verifyServer", value: VerifyServerResult.fromJSON(object.verify_server) }
         : isSet(object.pong)
         ? { $case: "pong", value: Empty.fromJSON(object.pong) }
+        : isSet(object.converge)
+        ? { $case: "converge", value: ConvergeResult.fromJSON(object.converge) }
+        : isSet(object.treeStatus)
+        ? { $case: "treeStatus", value: TreeStatusResult.fromJSON(object.treeStatus) }
+        : isSet(object.tree_status)
+        ? { $case: "treeStatus", value: TreeStatusResult.fromJSON(object.tree_status) }
         : undefined,
     };
   },
@@ -1835,6 +3427,10 @@ export const CommandResult: MessageFns<CommandResult> = {
       obj.verifyServer = VerifyServerResult.toJSON(message.result.value);
     } else if (message.result?.$case === "pong") {
       obj.pong = Empty.toJSON(message.result.value);
+    } else if (message.result?.$case === "converge") {
+      obj.converge = ConvergeResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "treeStatus") {
+      obj.treeStatus = TreeStatusResult.toJSON(message.result.value);
     }
     return obj;
   },
@@ -1858,6 +3454,18 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "pong": {
         if (object.result?.value !== undefined && object.result?.value !== null) {
           message.result = { $case: "pong", value: Empty.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "converge": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "converge", value: ConvergeResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "treeStatus": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "treeStatus", value: TreeStatusResult.fromPartial(object.result.value) };
         }
         break;
       }
@@ -1895,6 +3503,26 @@ export const AgentService = {
     responseSerialize: (value: MasterCommand): Buffer => Buffer.from(MasterCommand.encode(value).finish()),
     responseDeserialize: (value: Buffer): MasterCommand => MasterCommand.decode(value),
   },
+  /** The desired manifest of a tree, streamed in chunks (the agent asks during a converge). */
+  getManifest: {
+    path: "/spoke.v1.Agent/GetManifest" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: GetManifestRequest): Buffer => Buffer.from(GetManifestRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetManifestRequest => GetManifestRequest.decode(value),
+    responseSerialize: (value: ManifestChunk): Buffer => Buffer.from(ManifestChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ManifestChunk => ManifestChunk.decode(value),
+  },
+  /** Content by hash: a tar stream (one entry per blob, named by its hash), cut into chunks. */
+  fetchBlobs: {
+    path: "/spoke.v1.Agent/FetchBlobs" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: FetchBlobsRequest): Buffer => Buffer.from(FetchBlobsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FetchBlobsRequest => FetchBlobsRequest.decode(value),
+    responseSerialize: (value: BlobChunk): Buffer => Buffer.from(BlobChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BlobChunk => BlobChunk.decode(value),
+  },
 } as const;
 
 export interface AgentServer extends UntypedServiceImplementation {
@@ -1904,6 +3532,10 @@ export interface AgentServer extends UntypedServiceImplementation {
    * the master sends commands. Every command carries an id; the reply carries the same id.
    */
   connect: handleBidiStreamingCall<AgentEvent, MasterCommand>;
+  /** The desired manifest of a tree, streamed in chunks (the agent asks during a converge). */
+  getManifest: handleServerStreamingCall<GetManifestRequest, ManifestChunk>;
+  /** Content by hash: a tar stream (one entry per blob, named by its hash), cut into chunks. */
+  fetchBlobs: handleServerStreamingCall<FetchBlobsRequest, BlobChunk>;
 }
 
 export interface AgentClient extends Client {
@@ -1929,6 +3561,20 @@ export interface AgentClient extends Client {
   connect(): ClientDuplexStream<AgentEvent, MasterCommand>;
   connect(options: Partial<CallOptions>): ClientDuplexStream<AgentEvent, MasterCommand>;
   connect(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<AgentEvent, MasterCommand>;
+  /** The desired manifest of a tree, streamed in chunks (the agent asks during a converge). */
+  getManifest(request: GetManifestRequest, options?: Partial<CallOptions>): ClientReadableStream<ManifestChunk>;
+  getManifest(
+    request: GetManifestRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ManifestChunk>;
+  /** Content by hash: a tar stream (one entry per blob, named by its hash), cut into chunks. */
+  fetchBlobs(request: FetchBlobsRequest, options?: Partial<CallOptions>): ClientReadableStream<BlobChunk>;
+  fetchBlobs(
+    request: FetchBlobsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<BlobChunk>;
 }
 
 export const AgentClient = makeGenericClientConstructor(AgentService, "spoke.v1.Agent") as unknown as {
@@ -1936,6 +3582,14 @@ export const AgentClient = makeGenericClientConstructor(AgentService, "spoke.v1.
   service: typeof AgentService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

@@ -107,10 +107,44 @@ export interface AddPlatformRequest {
   server: string;
   source: PlatformSource | undefined;
   live: boolean;
+  excludes: string[];
+  /** register only; do not scan and converge now */
+  noVerify: boolean;
+}
+
+export interface AddPlatformResponse {
+  platform:
+    | Platform
+    | undefined;
+  /** the verify it queued (absent with no_verify, or for sources not built yet) */
+  task: Task | undefined;
 }
 
 export interface PlatformList {
   platforms: Platform[];
+}
+
+export interface PlatformTreeStatus {
+  server: string;
+  online: boolean;
+  /** on disk now (from the agent) */
+  observedRootHash: string;
+  /** last converged */
+  committedRootHash: string;
+  inSync: boolean;
+  driftChanged: string[];
+  driftAdded: string[];
+  driftRemoved: string[];
+  driftTotal: number;
+  error: string;
+}
+
+export interface PlatformStatusResponse {
+  platform: string;
+  desiredRootHash: string;
+  files: number;
+  bytes: number;
+  servers: PlatformTreeStatus[];
 }
 
 export interface ListSitesRequest {
@@ -1178,7 +1212,7 @@ export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
 };
 
 function createBaseAddPlatformRequest(): AddPlatformRequest {
-  return { name: "", path: "", server: "", source: undefined, live: false };
+  return { name: "", path: "", server: "", source: undefined, live: false, excludes: [], noVerify: false };
 }
 
 export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
@@ -1197,6 +1231,12 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
     }
     if (message.live !== false) {
       writer.uint32(40).bool(message.live);
+    }
+    for (const v of message.excludes) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.noVerify !== false) {
+      writer.uint32(56).bool(message.noVerify);
     }
     return writer;
   },
@@ -1254,6 +1294,22 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
             message.live = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.excludes.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.noVerify = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1273,6 +1329,12 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
       server: isSet(object.server) ? globalThis.String(object.server) : "",
       source: isSet(object.source) ? PlatformSource.fromJSON(object.source) : undefined,
       live: isSet(object.live) ? globalThis.Boolean(object.live) : false,
+      excludes: globalThis.Array.isArray(object?.excludes) ? object.excludes.map((e: any) => globalThis.String(e)) : [],
+      noVerify: isSet(object.noVerify)
+        ? globalThis.Boolean(object.noVerify)
+        : isSet(object.no_verify)
+        ? globalThis.Boolean(object.no_verify)
+        : false,
     };
   },
 
@@ -1293,6 +1355,12 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
     if (message.live !== false) {
       obj.live = message.live;
     }
+    if (message.excludes?.length) {
+      obj.excludes = message.excludes;
+    }
+    if (message.noVerify !== false) {
+      obj.noVerify = message.noVerify;
+    }
     return obj;
   },
 
@@ -1308,6 +1376,95 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
       ? PlatformSource.fromPartial(object.source)
       : undefined;
     message.live = object.live ?? false;
+    message.excludes = object.excludes?.map((e) => e) || [];
+    message.noVerify = object.noVerify ?? false;
+    return message;
+  },
+};
+
+function createBaseAddPlatformResponse(): AddPlatformResponse {
+  return { platform: undefined, task: undefined };
+}
+
+export const AddPlatformResponse: MessageFns<AddPlatformResponse> = {
+  encode(message: AddPlatformResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.platform !== undefined) {
+      Platform.encode(message.platform, writer.uint32(10).fork()).join();
+    }
+    if (message.task !== undefined) {
+      Task.encode(message.task, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddPlatformResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddPlatformResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.platform = Platform.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.task = Task.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddPlatformResponse {
+    return {
+      platform: isSet(object.platform) ? Platform.fromJSON(object.platform) : undefined,
+      task: isSet(object.task) ? Task.fromJSON(object.task) : undefined,
+    };
+  },
+
+  toJSON(message: AddPlatformResponse): unknown {
+    const obj: any = {};
+    if (message.platform !== undefined) {
+      obj.platform = Platform.toJSON(message.platform);
+    }
+    if (message.task !== undefined) {
+      obj.task = Task.toJSON(message.task);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AddPlatformResponse>, I>>(base?: I): AddPlatformResponse {
+    return AddPlatformResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AddPlatformResponse>, I>>(object: I): AddPlatformResponse {
+    const message = createBaseAddPlatformResponse();
+    message.platform = (object.platform !== undefined && object.platform !== null)
+      ? Platform.fromPartial(object.platform)
+      : undefined;
+    message.task = (object.task !== undefined && object.task !== null) ? Task.fromPartial(object.task) : undefined;
     return message;
   },
 };
@@ -1379,6 +1536,397 @@ export const PlatformList: MessageFns<PlatformList> = {
   fromPartial<I extends Exact<DeepPartial<PlatformList>, I>>(object: I): PlatformList {
     const message = createBasePlatformList();
     message.platforms = object.platforms?.map((e) => Platform.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePlatformTreeStatus(): PlatformTreeStatus {
+  return {
+    server: "",
+    online: false,
+    observedRootHash: "",
+    committedRootHash: "",
+    inSync: false,
+    driftChanged: [],
+    driftAdded: [],
+    driftRemoved: [],
+    driftTotal: 0,
+    error: "",
+  };
+}
+
+export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
+  encode(message: PlatformTreeStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.server !== "") {
+      writer.uint32(10).string(message.server);
+    }
+    if (message.online !== false) {
+      writer.uint32(16).bool(message.online);
+    }
+    if (message.observedRootHash !== "") {
+      writer.uint32(26).string(message.observedRootHash);
+    }
+    if (message.committedRootHash !== "") {
+      writer.uint32(34).string(message.committedRootHash);
+    }
+    if (message.inSync !== false) {
+      writer.uint32(40).bool(message.inSync);
+    }
+    for (const v of message.driftChanged) {
+      writer.uint32(50).string(v!);
+    }
+    for (const v of message.driftAdded) {
+      writer.uint32(58).string(v!);
+    }
+    for (const v of message.driftRemoved) {
+      writer.uint32(66).string(v!);
+    }
+    if (message.driftTotal !== 0) {
+      writer.uint32(72).int64(message.driftTotal);
+    }
+    if (message.error !== "") {
+      writer.uint32(82).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlatformTreeStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlatformTreeStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.server = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.online = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.observedRootHash = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.committedRootHash = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.inSync = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.driftChanged.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.driftAdded.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.driftRemoved.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.driftTotal = longToNumber(reader.int64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlatformTreeStatus {
+    return {
+      server: isSet(object.server) ? globalThis.String(object.server) : "",
+      online: isSet(object.online) ? globalThis.Boolean(object.online) : false,
+      observedRootHash: isSet(object.observedRootHash)
+        ? globalThis.String(object.observedRootHash)
+        : isSet(object.observed_root_hash)
+        ? globalThis.String(object.observed_root_hash)
+        : "",
+      committedRootHash: isSet(object.committedRootHash)
+        ? globalThis.String(object.committedRootHash)
+        : isSet(object.committed_root_hash)
+        ? globalThis.String(object.committed_root_hash)
+        : "",
+      inSync: isSet(object.inSync)
+        ? globalThis.Boolean(object.inSync)
+        : isSet(object.in_sync)
+        ? globalThis.Boolean(object.in_sync)
+        : false,
+      driftChanged: globalThis.Array.isArray(object?.driftChanged)
+        ? object.driftChanged.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.drift_changed)
+        ? object.drift_changed.map((e: any) => globalThis.String(e))
+        : [],
+      driftAdded: globalThis.Array.isArray(object?.driftAdded)
+        ? object.driftAdded.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.drift_added)
+        ? object.drift_added.map((e: any) => globalThis.String(e))
+        : [],
+      driftRemoved: globalThis.Array.isArray(object?.driftRemoved)
+        ? object.driftRemoved.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.drift_removed)
+        ? object.drift_removed.map((e: any) => globalThis.String(e))
+        : [],
+      driftTotal: isSet(object.driftTotal)
+        ? globalThis.Number(object.driftTotal)
+        : isSet(object.drift_total)
+        ? globalThis.Number(object.drift_total)
+        : 0,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: PlatformTreeStatus): unknown {
+    const obj: any = {};
+    if (message.server !== "") {
+      obj.server = message.server;
+    }
+    if (message.online !== false) {
+      obj.online = message.online;
+    }
+    if (message.observedRootHash !== "") {
+      obj.observedRootHash = message.observedRootHash;
+    }
+    if (message.committedRootHash !== "") {
+      obj.committedRootHash = message.committedRootHash;
+    }
+    if (message.inSync !== false) {
+      obj.inSync = message.inSync;
+    }
+    if (message.driftChanged?.length) {
+      obj.driftChanged = message.driftChanged;
+    }
+    if (message.driftAdded?.length) {
+      obj.driftAdded = message.driftAdded;
+    }
+    if (message.driftRemoved?.length) {
+      obj.driftRemoved = message.driftRemoved;
+    }
+    if (message.driftTotal !== 0) {
+      obj.driftTotal = Math.round(message.driftTotal);
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PlatformTreeStatus>, I>>(base?: I): PlatformTreeStatus {
+    return PlatformTreeStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PlatformTreeStatus>, I>>(object: I): PlatformTreeStatus {
+    const message = createBasePlatformTreeStatus();
+    message.server = object.server ?? "";
+    message.online = object.online ?? false;
+    message.observedRootHash = object.observedRootHash ?? "";
+    message.committedRootHash = object.committedRootHash ?? "";
+    message.inSync = object.inSync ?? false;
+    message.driftChanged = object.driftChanged?.map((e) => e) || [];
+    message.driftAdded = object.driftAdded?.map((e) => e) || [];
+    message.driftRemoved = object.driftRemoved?.map((e) => e) || [];
+    message.driftTotal = object.driftTotal ?? 0;
+    message.error = object.error ?? "";
+    return message;
+  },
+};
+
+function createBasePlatformStatusResponse(): PlatformStatusResponse {
+  return { platform: "", desiredRootHash: "", files: 0, bytes: 0, servers: [] };
+}
+
+export const PlatformStatusResponse: MessageFns<PlatformStatusResponse> = {
+  encode(message: PlatformStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.platform !== "") {
+      writer.uint32(10).string(message.platform);
+    }
+    if (message.desiredRootHash !== "") {
+      writer.uint32(18).string(message.desiredRootHash);
+    }
+    if (message.files !== 0) {
+      writer.uint32(24).int64(message.files);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(32).int64(message.bytes);
+    }
+    for (const v of message.servers) {
+      PlatformTreeStatus.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlatformStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlatformStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.platform = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.desiredRootHash = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.files = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.servers.push(PlatformTreeStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlatformStatusResponse {
+    return {
+      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
+      desiredRootHash: isSet(object.desiredRootHash)
+        ? globalThis.String(object.desiredRootHash)
+        : isSet(object.desired_root_hash)
+        ? globalThis.String(object.desired_root_hash)
+        : "",
+      files: isSet(object.files) ? globalThis.Number(object.files) : 0,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      servers: globalThis.Array.isArray(object?.servers)
+        ? object.servers.map((e: any) => PlatformTreeStatus.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: PlatformStatusResponse): unknown {
+    const obj: any = {};
+    if (message.platform !== "") {
+      obj.platform = message.platform;
+    }
+    if (message.desiredRootHash !== "") {
+      obj.desiredRootHash = message.desiredRootHash;
+    }
+    if (message.files !== 0) {
+      obj.files = Math.round(message.files);
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.servers?.length) {
+      obj.servers = message.servers.map((e) => PlatformTreeStatus.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PlatformStatusResponse>, I>>(base?: I): PlatformStatusResponse {
+    return PlatformStatusResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PlatformStatusResponse>, I>>(object: I): PlatformStatusResponse {
+    const message = createBasePlatformStatusResponse();
+    message.platform = object.platform ?? "";
+    message.desiredRootHash = object.desiredRootHash ?? "";
+    message.files = object.files ?? 0;
+    message.bytes = object.bytes ?? 0;
+    message.servers = object.servers?.map((e) => PlatformTreeStatus.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2315,8 +2863,8 @@ export const OperatorService = {
     responseStream: false as const,
     requestSerialize: (value: AddPlatformRequest): Buffer => Buffer.from(AddPlatformRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): AddPlatformRequest => AddPlatformRequest.decode(value),
-    responseSerialize: (value: Platform): Buffer => Buffer.from(Platform.encode(value).finish()),
-    responseDeserialize: (value: Buffer): Platform => Platform.decode(value),
+    responseSerialize: (value: AddPlatformResponse): Buffer => Buffer.from(AddPlatformResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AddPlatformResponse => AddPlatformResponse.decode(value),
   },
   listPlatforms: {
     path: "/spoke.v1.Operator/ListPlatforms" as const,
@@ -2344,6 +2892,27 @@ export const OperatorService = {
     requestDeserialize: (value: Buffer): RemoveRequest => RemoveRequest.decode(value),
     responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
     responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  /** Scan the master's canonical tree and converge every server that hosts the platform. */
+  verifyPlatform: {
+    path: "/spoke.v1.Operator/VerifyPlatform" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
+  /** Desired vs observed root hash per server, and drift (asks each agent). */
+  platformStatus: {
+    path: "/spoke.v1.Operator/PlatformStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: PlatformStatusResponse): Buffer =>
+      Buffer.from(PlatformStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PlatformStatusResponse => PlatformStatusResponse.decode(value),
   },
   listSites: {
     path: "/spoke.v1.Operator/ListSites" as const,
@@ -2436,10 +3005,14 @@ export interface OperatorServer extends UntypedServiceImplementation {
   createCluster: handleUnaryCall<CreateClusterRequest, Server>;
   addClusterMember: handleUnaryCall<ClusterMemberRequest, Server>;
   removeClusterMember: handleUnaryCall<ClusterMemberRequest, Server>;
-  addPlatform: handleUnaryCall<AddPlatformRequest, Platform>;
+  addPlatform: handleUnaryCall<AddPlatformRequest, AddPlatformResponse>;
   listPlatforms: handleUnaryCall<Empty, PlatformList>;
   getPlatform: handleUnaryCall<NameRequest, Platform>;
   removePlatform: handleUnaryCall<RemoveRequest, Empty>;
+  /** Scan the master's canonical tree and converge every server that hosts the platform. */
+  verifyPlatform: handleUnaryCall<NameRequest, Task>;
+  /** Desired vs observed root hash per server, and drift (asks each agent). */
+  platformStatus: handleUnaryCall<NameRequest, PlatformStatusResponse>;
   listSites: handleUnaryCall<ListSitesRequest, SiteList>;
   getSite: handleUnaryCall<NameRequest, Site>;
   listTasks: handleUnaryCall<ListTasksRequest, TaskList>;
@@ -2595,18 +3168,18 @@ export interface OperatorClient extends Client {
   ): ClientUnaryCall;
   addPlatform(
     request: AddPlatformRequest,
-    callback: (error: ServiceError | null, response: Platform) => void,
+    callback: (error: ServiceError | null, response: AddPlatformResponse) => void,
   ): ClientUnaryCall;
   addPlatform(
     request: AddPlatformRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: Platform) => void,
+    callback: (error: ServiceError | null, response: AddPlatformResponse) => void,
   ): ClientUnaryCall;
   addPlatform(
     request: AddPlatformRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: Platform) => void,
+    callback: (error: ServiceError | null, response: AddPlatformResponse) => void,
   ): ClientUnaryCall;
   listPlatforms(
     request: Empty,
@@ -2652,6 +3225,35 @@ export interface OperatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  /** Scan the master's canonical tree and converge every server that hosts the platform. */
+  verifyPlatform(request: NameRequest, callback: (error: ServiceError | null, response: Task) => void): ClientUnaryCall;
+  verifyPlatform(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  verifyPlatform(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  /** Desired vs observed root hash per server, and drift (asks each agent). */
+  platformStatus(
+    request: NameRequest,
+    callback: (error: ServiceError | null, response: PlatformStatusResponse) => void,
+  ): ClientUnaryCall;
+  platformStatus(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PlatformStatusResponse) => void,
+  ): ClientUnaryCall;
+  platformStatus(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PlatformStatusResponse) => void,
   ): ClientUnaryCall;
   listSites(
     request: ListSitesRequest,

@@ -222,6 +222,10 @@ export interface Platform {
   sites: string[];
   createdMs: number;
   live: boolean;
+  /** root hash of the master's canonical tree at the last scan */
+  desiredRootHash: string;
+  /** per-platform extra excludes */
+  excludes: string[];
 }
 
 export interface Site {
@@ -1099,6 +1103,8 @@ function createBasePlatform(): Platform {
     sites: [],
     createdMs: 0,
     live: false,
+    desiredRootHash: "",
+    excludes: [],
   };
 }
 
@@ -1130,6 +1136,12 @@ export const Platform: MessageFns<Platform> = {
     }
     if (message.live !== false) {
       writer.uint32(72).bool(message.live);
+    }
+    if (message.desiredRootHash !== "") {
+      writer.uint32(82).string(message.desiredRootHash);
+    }
+    for (const v of message.excludes) {
+      writer.uint32(90).string(v!);
     }
     return writer;
   },
@@ -1219,6 +1231,22 @@ export const Platform: MessageFns<Platform> = {
             message.live = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.desiredRootHash = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.excludes.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1250,6 +1278,14 @@ export const Platform: MessageFns<Platform> = {
         ? globalThis.Number(object.created_ms)
         : 0,
       live: isSet(object.live) ? globalThis.Boolean(object.live) : false,
+      desiredRootHash: isSet(object.desiredRootHash)
+        ? globalThis.String(object.desiredRootHash)
+        : isSet(object.desired_root_hash)
+        ? globalThis.String(object.desired_root_hash)
+        : "",
+      excludes: globalThis.Array.isArray(object?.excludes)
+        ? object.excludes.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1282,6 +1318,12 @@ export const Platform: MessageFns<Platform> = {
     if (message.live !== false) {
       obj.live = message.live;
     }
+    if (message.desiredRootHash !== "") {
+      obj.desiredRootHash = message.desiredRootHash;
+    }
+    if (message.excludes?.length) {
+      obj.excludes = message.excludes;
+    }
     return obj;
   },
 
@@ -1301,6 +1343,8 @@ export const Platform: MessageFns<Platform> = {
     message.sites = object.sites?.map((e) => e) || [];
     message.createdMs = object.createdMs ?? 0;
     message.live = object.live ?? false;
+    message.desiredRootHash = object.desiredRootHash ?? "";
+    message.excludes = object.excludes?.map((e) => e) || [];
     return message;
   },
 };

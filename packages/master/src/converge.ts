@@ -1,0 +1,195 @@
+/**
+ * Platform converge on the master: `platform.verify` scans the canonical tree and converges every
+ * server that hosts the platform (each cluster member, in parallel); `platform.converge` brings
+ * one server back to the desired tree. Self-healing: whenever an agent reports observed root
+ * hashes (hello, drift check) that differ from desired, a converge for that server is queued;
+ * with `--live`, a change under the canonical tree queues one too, debounced.
+ */
+import { formatBytes as human, fail, isSpokeError, type Logger } from '@spoke/shared';
+import type { AgentHub, ConvergeReport, HelloEvent } from './hub.js';
+import type { Namespace } from './namespace.js';
+import type { TaskContext, TaskEngine, TaskHandler } from './tasks.js';
+import type { TreeStore } from './trees.js';
+import type { PlatformInfo } from './types.js';
+
+
+/** Totals of one converge across servers (stored as the task result). */
+export interface ConvergeSummary {
+  platform: string;
+  rootHash: string;
+  files: number;
+  bytes: number;
+  servers: ({ server: string } & ConvergeReport)[];
+  sent: { files: number; bytes: number };
+  reused: { files: number; bytes: number };
+  ms: number;
+}
+
+/** Wires converge tasks and self-healing. */
+export class PlatformSync {
+  private readonly ns: Namespace;
+  private readonly hub: AgentHub;
+  private readonly tasks: TaskEngine;
+  private readonly trees: TreeStore;
+  private readonly log: Logger;
+  private readonly liveDebounceMs: number;
+  private readonly liveTimers = new Map<string, NodeJS.Timeout>();
+
+  constructor(deps: { ns: Namespace; hub: AgentHub; tasks: TaskEngine; trees: TreeStore; log: Logger; liveDebounceMs?: number }) {
+    this.ns = deps.ns;
+    this.hub = deps.hub;
+    this.tasks = deps.tasks;
+    this.trees = deps.trees;
+    this.log = deps.log;
+    this.liveDebounceMs = deps.liveDebounceMs ?? 500;
+    this.tasks.register('platform.verify', this.verifyHandler());
+    this.tasks.register('platform.converge', this.verifyHandler());
+    this.hub.events.on('hello', (e: HelloEvent) => this.onObserved(e));
+    this.hub.events.on('observed', (e: HelloEvent) => this.onObserved(e));
+    this.trees.onChange = (path) => this.onTreeChanged(path);
+  }
+
+  /** Queues a verify of a platform (scan + converge all its servers). */
+  verify(name: string): ReturnType<TaskEngine['submit']> {
+    const p = this.ns.getPlatform(name);
+    return this.tasks.submit({ kind: 'platform.verify', entity: `platform:${p.name}`, params: { platform: p.name } });
+  }
+
+  /** Queues a converge of one server unless one is already queued for that platform. */
+  private queueConverge(p: PlatformInfo, server: string, why: string): void {
+    const queued = this.tasks.list({ state: 'queued', entity: `platform:${p.name}` });
+    if (queued.some((t) => t.kind === 'platform.verify' || (t.kind === 'platform.converge' && t.params.server === server))) return;
+    this.log.info({ platform: p.name, server, why }, 'queueing converge');
+    this.tasks.submit({ kind: 'platform.converge', entity: `platform:${p.name}`, params: { platform: p.name, server, why } });
+  }
+
+  private onObserved(e: HelloEvent): void {
+    try {
+      for (const p of this.ns.platformsFor(e.server)) {
+        const observed = e.observed[p.path] ?? '';
+        this.ns.recordObserved(e.server, p.path, observed);
+        if (!p.desiredRootHash || p.status === 'pending') continue; // never verified: nothing desired yet
+        if (observed !== p.desiredRootHash) {
+          this.queueConverge(p, e.server, observed ? 'drift or stale copy' : 'tree missing on the server');
+        }
+      }
+    } catch (err) {
+      this.log.error({ err, server: e.server }, 'self-heal check failed');
+    }
+  }
+
+  private onTreeChanged(path: string): void {
+    const p = this.ns.listPlatforms().find((x) => x.path === path);
+    if (!p?.live) return;
+    clearTimeout(this.liveTimers.get(path));
+    this.liveTimers.set(
+      path,
+      setTimeout(() => {
+        this.liveTimers.delete(path);
+        const queued = this.tasks.list({ state: 'queued', entity: `platform:${p.name}` });
+        if (!queued.some((t) => t.kind === 'platform.verify')) {
+          this.log.info({ platform: p.name }, 'live change: queueing verify');
+          this.tasks.submit({ kind: 'platform.verify', entity: `platform:${p.name}`, params: { platform: p.name, why: 'live' } });
+        }
+      }, this.liveDebounceMs),
+    );
+  }
+
+  /** Stops pending live timers. */
+  close(): void {
+    for (const t of this.liveTimers.values()) clearTimeout(t);
+    this.liveTimers.clear();
+  }
+
+  private verifyHandler(): TaskHandler {
+    return async (ctx) => {
+      const name = String(ctx.task.params.platform);
+      const p = this.ns.getPlatform(name);
+      const only = typeof ctx.task.params.server === 'string' ? ctx.task.params.server : undefined;
+      if (p.source.kind !== 'existing') {
+        throw fail('PLATFORM_BUILD_UNSUPPORTED', `platform ${name} is built from a ${p.source.kind}; building platforms is not available yet`);
+      }
+      const isVerify = ctx.task.kind === 'platform.verify';
+      if (isVerify) this.ns.setPlatformStatus(name, 'verifying');
+      try {
+        const summary = await this.run(ctx, p, only, isVerify);
+        if (isVerify || this.ns.getPlatform(name).status !== 'verifying') this.ns.setPlatformStatus(name, 'ready');
+        return summary;
+      } catch (e) {
+        if (isVerify) this.ns.setPlatformStatus(name, 'failed');
+        throw e;
+      }
+    };
+  }
+
+  private async run(ctx: TaskContext, p: PlatformInfo, only: string | undefined, rescan: boolean): Promise<ConvergeSummary> {
+    const started = Date.now();
+    const manifest = await this.trees.manifest(p.path, p.excludes, { rescan: rescan && !(await this.trees.rootHash(p.path)) });
+    const files = manifest.entries.filter((e) => e.type === 'file');
+    const bytes = files.reduce((n, e) => n + e.size, 0);
+    this.ns.setDesiredRootHash(p.name, manifest.rootHash);
+    ctx.log(`${p.name}: ${files.length} files, ${human(bytes)}, root ${manifest.rootHash.slice(0, 12)}`);
+    const targets = only ? [only] : this.ns.targets(p.server);
+    if (targets.length === 0) throw fail('CLUSTER_NEEDS_MEMBER', `${p.server} has no members`);
+    const results = await Promise.all(
+      targets.map(async (server) => {
+        try {
+          let last = 0;
+          const r = await this.hub.call(
+            server,
+            { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}` },
+            {
+              signal: ctx.signal,
+              timeoutMs: 30 * 60_000,
+              onProgress: (pr) => {
+                const now = Date.now();
+                if (now - last < 1000) return;
+                last = now;
+                const secs = (now - started) / 1000;
+                const rate = pr.done / Math.max(secs, 0.001);
+                const eta = rate > 0 && pr.total > pr.done ? ` ETA ${Math.ceil((pr.total - pr.done) / rate)}s` : '';
+                ctx.log(`${server}: ${pr.message}, ${human(pr.done)}/${human(pr.total)}, ${human(rate)}/s${eta}`);
+              },
+            },
+          );
+          this.ns.recordObserved(server, p.path, r.rootHash);
+          if (r.drift.total > 0) {
+            const sample = [...r.drift.changed.map((x) => `~${x}`), ...r.drift.added.map((x) => `+${x}`), ...r.drift.removed.map((x) => `-${x}`)];
+            ctx.log(`${server}: repaired drift in ${r.drift.total} path(s): ${sample.slice(0, 10).join(' ')}${r.drift.total > 10 ? ' …' : ''}`, 'warn');
+          }
+          ctx.log(
+            r.inSync
+              ? `${server}: in sync`
+              : `${server}: +${r.added} ~${r.changed} -${r.removed}; sent ${r.filesFetched} files (${human(r.bytesFetched)}), reused ${r.filesReused} (${human(r.bytesReused)}) in ${r.ms} ms`,
+          );
+          return { server, ok: true as const, r };
+        } catch (e) {
+          if (ctx.signal.aborted) throw e;
+          const msg = isSpokeError(e) ? `${e.code}: ${e.message}` : String(e);
+          ctx.log(`${server}: ${msg}`, 'error');
+          return { server, ok: false as const, msg };
+        }
+      }),
+    );
+    const failed = results.filter((r) => !r.ok);
+    if (failed.length) {
+      throw fail('CONVERGE_FAILED', `converge of ${p.name} failed on ${failed.map((f) => `${f.server} (${'msg' in f ? f.msg : ''})`).join(', ')}`);
+    }
+    const ok = results.flatMap((r) => (r.ok ? [{ server: r.server, ...r.r }] : []));
+    const sum = (f: (r: ConvergeReport) => number) => ok.reduce((n, r) => n + f(r), 0);
+    const summary: ConvergeSummary = {
+      platform: p.name,
+      rootHash: manifest.rootHash,
+      files: files.length,
+      bytes,
+      servers: ok,
+      sent: { files: sum((r) => r.filesFetched), bytes: sum((r) => r.bytesFetched) },
+      reused: { files: sum((r) => r.filesReused), bytes: sum((r) => r.bytesReused) },
+      ms: Date.now() - started,
+    };
+    ctx.log(
+      `summary: ${ok.length} server(s); sent ${summary.sent.files} files (${human(summary.sent.bytes)}), reused ${summary.reused.files} (${human(summary.reused.bytes)}), ${summary.ms} ms`,
+    );
+    return summary;
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * The master's canonical trees: a manifest per platform path, built once by a walk (file hashes
+ * cached in SQLite by inode/size/mtime/ctime, so a restart re-reads only changed files) and then
+ * kept current from chokidar events while the master runs.
+ */
+import { watch, type FSWatcher } from 'chokidar';
+import { relative, sep } from 'node:path';
+import {
+  LiveManifest,
+  excludeMatcher,
+  fail,
+  readEntry,
+  walkTree,
+  type Logger,
+  type Manifest,
+  type ManifestEntry,
+  type RootMap,
+  type StatCache,
+  type StatCacheRecord,
+} from '@spoke/shared';
+import { existsSync, statSync } from 'node:fs';
+import type { Db } from './store.js';
+
+/** Hash cache over the `file_hashes` table; writes are batched and flushed in one transaction. */
+export class SqliteStatCache implements StatCache {
+  private readonly db: Db;
+  private pending: [string, StatCacheRecord][] = [];
+
+  constructor(db: Db) {
+    this.db = db;
+  }
+
+  get(absPath: string): StatCacheRecord | undefined {
+    const r = this.db.prepare('SELECT ino, size, mtime_ms, ctime_ms, hash FROM file_hashes WHERE path = ?').get(absPath) as
+      | { ino: number; size: number; mtime_ms: number; ctime_ms: number; hash: string }
+      | undefined;
+    return r ? { ino: r.ino, size: r.size, mtimeMs: r.mtime_ms, ctimeMs: r.ctime_ms, hash: r.hash } : undefined;
+  }
+
+  set(absPath: string, rec: StatCacheRecord): void {
+    this.pending.push([absPath, rec]);
+    if (this.pending.length >= 5000) this.flush();
+  }
+
+  /** Writes the batched records. */
+  flush(): void {
+    if (this.pending.length === 0) return;
+    const rows = this.pending;
+    this.pending = [];
+    const up = this.db.prepare(
+      'INSERT OR REPLACE INTO file_hashes (path, ino, size, mtime_ms, ctime_ms, hash) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    this.db.transaction(() => {
+      for (const [p, r] of rows) up.run(p, r.ino, r.size, r.mtimeMs, r.ctimeMs, r.hash);
+    })();
+  }
+}
+
+interface Tree {
+  nsPath: string;
+  hostPath: string;
+  excludes: string[];
+  live: LiveManifest;
+  watcher?: FSWatcher;
+  /** Watcher events not yet applied (applied before every read of the manifest). */
+  pending: Set<string>;
+}
+
+/** Canonical trees and their manifests. */
+export class TreeStore {
+  private readonly db: Db;
+  private readonly rootMap: RootMap;
+  private readonly log: Logger;
+  private readonly cache: SqliteStatCache;
+  private readonly trees = new Map<string, Tree>();
+  private readonly watchEnabled: boolean;
+  /** Called (debounced by the caller) when a watched tree changed. */
+  onChange: (nsPath: string) => void = () => undefined;
+
+  constructor(deps: { db: Db; rootMap: RootMap; log: Logger; watch?: boolean }) {
+    this.db = deps.db;
+    this.rootMap = deps.rootMap;
+    this.log = deps.log;
+    this.cache = new SqliteStatCache(deps.db);
+    this.watchEnabled = deps.watch ?? true;
+  }
+
+  /** Where a namespace path lives on the master. */
+  hostPath(nsPath: string): string {
+    return this.rootMap.toHost(nsPath);
+  }
+
+  /**
+   * The manifest of a tree: walks it the first time (or when `rescan`), then serves the in-memory
+   * copy kept current by the watcher.
+   * @throws SpokeError TREE_UNREADABLE when the tree is not a directory on the master
+   */
+  async manifest(nsPath: string, excludes: string[] = [], opts: { rescan?: boolean } = {}): Promise<Manifest> {
+    let t = this.trees.get(nsPath);
+    if (t && JSON.stringify(t.excludes) !== JSON.stringify(excludes)) {
+      await this.forget(nsPath);
+      t = undefined;
+    }
+    if (!t || opts.rescan) {
+      const hostPath = this.hostPath(nsPath);
+      if (!existsSync(hostPath) || !statSync(hostPath).isDirectory()) {
+        throw fail('TREE_UNREADABLE', `the canonical tree ${hostPath} does not exist on the master (create it, or build the platform)`);
+      }
+      const started = Date.now();
+      const r = await walkTree(hostPath, { exclude: excludes, statCache: this.cache });
+      this.cache.flush();
+      for (const s of r.skipped) this.log.warn({ tree: nsPath, path: s.path, reason: s.reason }, 'left out of manifest');
+      this.log.info(
+        { tree: nsPath, entries: r.manifest.entries.length, hashedBytes: r.hashedBytes, cacheHits: r.cacheHits, ms: Date.now() - started },
+        'scanned tree',
+      );
+      const live = LiveManifest.from(r.manifest);
+      if (t) {
+        t.live = live;
+        t.pending.clear();
+      } else {
+        t = { nsPath, hostPath, excludes, live, pending: new Set() };
+        this.trees.set(nsPath, t);
+        if (this.watchEnabled) this.startWatch(t);
+      }
+    }
+    await this.drain(t);
+    return t.live.toManifest();
+  }
+
+  /** The current root hash without rebuilding the manifest (undefined when never scanned). */
+  async rootHash(nsPath: string): Promise<string | undefined> {
+    const t = this.trees.get(nsPath);
+    if (!t) return undefined;
+    await this.drain(t);
+    return t.live.rootHash();
+  }
+
+  /** Host paths holding the given content hashes in a tree (for FetchBlobs). */
+  async blobSources(nsPath: string, hashes: readonly string[]): Promise<{ hash: string; path: string }[]> {
+    const t = this.trees.get(nsPath);
+    if (!t) throw fail('TREE_UNREADABLE', `tree ${nsPath} is not loaded on the master; run a verify first`);
+    await this.drain(t);
+    const want = new Set(hashes);
+    const found = new Map<string, string>();
+    for (const e of t.live.toManifest().entries) {
+      if (e.type === 'file' && want.has(e.hash) && !found.has(e.hash)) found.set(e.hash, `${t.hostPath}/${e.path}`);
+    }
+    const missing = hashes.filter((h) => !found.has(h));
+    if (missing.length) {
+      throw fail('BLOB_HASH_MISMATCH', `${missing.length} requested blob(s) are no longer in ${nsPath} (it changed); converge again`);
+    }
+    return hashes.map((h) => ({ hash: h, path: found.get(h) as string }));
+  }
+
+  private startWatch(t: Tree): void {
+    const matcher = excludeMatcher({ exclude: t.excludes });
+    const w = watch(t.hostPath, {
+      ignoreInitial: true,
+      followSymlinks: false,
+      alwaysStat: false,
+      ignored: (p: string) => {
+        const rel = relative(t.hostPath, p).split(sep).join('/');
+        return rel !== '' && !rel.startsWith('..') && matcher.excludes(rel);
+      },
+    });
+    const touch = (p: string) => {
+      const rel = relative(t.hostPath, p).split(sep).join('/');
+      if (rel === '' || rel.startsWith('..')) return;
+      t.pending.add(rel);
+      this.onChange(t.nsPath);
+    };
+    w.on('all', (_ev, p) => touch(p));
+    w.on('error', (e) => this.log.warn({ tree: t.nsPath, err: (e as Error).message }, 'watcher error'));
+    t.watcher = w;
+  }
+
+  /** Applies pending watcher events by re-reading exactly those paths. */
+  private async drain(t: Tree): Promise<void> {
+    if (t.pending.size === 0) return;
+    const paths = [...t.pending];
+    t.pending.clear();
+    const matcher = excludeMatcher({ exclude: t.excludes });
+    for (const rel of paths) {
+      const entry: ManifestEntry | undefined = await readEntry(t.hostPath, rel, { statCache: this.cache, excludes: matcher });
+      if (entry) {
+        t.live.apply({ op: 'upsert', entry });
+        // A directory that appeared (or changed type) may hold files the watcher reported before us.
+        if (entry.type === 'dir' && !this.coveredByWalk(t, rel)) await this.rescanBelow(t, rel);
+      } else t.live.apply({ op: 'remove', path: rel });
+    }
+    this.cache.flush();
+  }
+
+  private coveredByWalk(t: Tree, rel: string): boolean {
+    return t.live.toManifest().entries.some((e) => e.path.startsWith(`${rel}/`));
+  }
+
+  private async rescanBelow(t: Tree, rel: string): Promise<void> {
+    const r = await walkTree(`${t.hostPath}/${rel}`, { exclude: t.excludes, statCache: this.cache });
+    for (const e of r.manifest.entries) t.live.apply({ op: 'upsert', entry: { ...e, path: `${rel}/${e.path}` } });
+  }
+
+  /** Stops tracking a tree (platform removed). */
+  async forget(nsPath: string): Promise<void> {
+    const t = this.trees.get(nsPath);
+    this.trees.delete(nsPath);
+    await t?.watcher?.close();
+  }
+
+  /** Stops every watcher. */
+  async close(): Promise<void> {
+    await Promise.all([...this.trees.keys()].map((k) => this.forget(k)));
+  }
+}
