@@ -35,6 +35,7 @@ const WIRE_EDGES = [
   /^packages\/master\/src\/cli\//,
   /^packages\/agent\/src\/connection\.ts$/,
   /^packages\/agent\/src\/enroll\.ts$/,
+  /^packages\/agent\/src\/sync\.ts$/,
   /^packages\/shared\/src\/(wire|index|grpc|rpc)\.ts$/,
 ];
 

@@ -94,10 +94,15 @@ export class MasterUnderTest {
     this.stateDir = join(dir, 'master');
   }
 
+  /** The master's canonical root (`--root`). */
+  get root(): string {
+    return join(this.dir, 'master-root');
+  }
+
   /** Starts (or restarts, on the same port) the master and waits until it listens. */
-  async start(): Promise<void> {
+  async start(env: Record<string, string> = {}): Promise<void> {
     const listen = this.listen || '127.0.0.1:0';
-    const d = new Daemon(BIN.master, ['run', '--state-dir', this.stateDir, '--listen', listen, '--root', join(this.dir, 'master-root')]);
+    const d = new Daemon(BIN.master, ['run', '--state-dir', this.stateDir, '--listen', listen, '--root', this.root], env);
     this.daemon = d;
     const m = await until('master to listen', () => /listening on (\S+);/.exec(d.out) ?? (!d.alive ? Promise.reject(new Error(d.out)) : undefined));
     this.listen = m[1] as string;
@@ -135,8 +140,8 @@ export class AgentUnderTest {
     return runNode(BIN.agent, ['enroll', '--master', master, '--token', token, '--state-dir', this.stateDir, '--roots', '/var/aegir,/var/www']);
   }
 
-  run(): Daemon {
-    this.daemon = new Daemon(BIN.agent, ['run', '--state-dir', this.stateDir, '--root', this.root]);
+  run(env: Record<string, string> = {}): Daemon {
+    this.daemon = new Daemon(BIN.agent, ['run', '--state-dir', this.stateDir, '--root', this.root], env);
     return this.daemon;
   }
 }

@@ -6,6 +6,7 @@ import { RootMap, type Logger } from '@spoke/shared';
 import { identityFiles, type CompiledAgentOptions } from './config.js';
 import { MasterConnection } from './connection.js';
 import { detectServices, type DetectedService } from './detect.js';
+import { AgentTrees } from './sync.js';
 
 /** A running agent. */
 export interface RunningAgent {
@@ -13,23 +14,28 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-/** Starts an agent: loads its identity and dials the master. */
-export function startAgent(
+/** Starts an agent: loads its identity, finishes interrupted converges, and dials the master. */
+export async function startAgent(
   opts: CompiledAgentOptions,
   deps: { log: Logger; detect?: () => Promise<DetectedService[]> },
-): RunningAgent {
+): Promise<RunningAgent> {
   const files = identityFiles(opts.stateDir);
   const identity = {
     caPem: readFileSync(files.ca, 'utf8'),
     certPem: readFileSync(files.cert, 'utf8'),
     keyPem: readFileSync(files.key, 'utf8'),
   };
+  const rootMap = new RootMap(opts.rootPrefix);
+  const trees = new AgentTrees({ stateDir: opts.stateDir, roots: opts.roots, rootMap, log: deps.log.child({ component: 'agent.trees' }) });
+  await trees.startup();
   const connection = new MasterConnection({
+    trees,
+    driftIntervalMs: opts.driftIntervalMs,
     log: deps.log.child({ component: 'agent.link' }),
     master: opts.master,
     identity,
     roots: opts.roots,
-    rootMap: new RootMap(opts.rootPrefix),
+    rootMap,
     detect: deps.detect ?? (() => detectServices(opts.binDirs)),
     backoffInitialMs: opts.backoffInitialMs,
     backoffMaxMs: opts.backoffMaxMs,

@@ -35,6 +35,8 @@ export interface CompiledAgentOptions {
   backoffInitialMs: number;
   backoffMaxMs: number;
   logLevel: string;
+  /** How often held trees are re-walked to find drift. @default 60000 (env SPOKE_DRIFT_INTERVAL_MS) */
+  driftIntervalMs: number;
   /** Where service binaries are looked for: $PATH, then the sbin/bin dirs. */
   binDirs: string[];
 }
@@ -98,6 +100,7 @@ export function compileAgentOptions(flags: { stateDir: string; root?: string; ma
     backoffInitialMs: envInt('SPOKE_BACKOFF_INITIAL_MS', 500),
     backoffMaxMs: envInt('SPOKE_BACKOFF_MAX_MS', 15_000),
     logLevel: process.env.SPOKE_LOG_LEVEL ?? 'info',
+    driftIntervalMs: envInt('SPOKE_DRIFT_INTERVAL_MS', 60_000),
     binDirs: [...new Set([...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...SERVICE_BIN_DIRS])],
   };
 }

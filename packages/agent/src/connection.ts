@@ -18,6 +18,7 @@ import {
 } from '@spoke/shared';
 import { checkRoots } from './checks.js';
 import type { DetectedService } from './detect.js';
+import type { AgentTrees } from './sync.js';
 
 /** Link state: idle → connecting → connected → (backoff → connecting)* → stopped. */
 export type LinkState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'stopped';
@@ -32,8 +33,10 @@ export interface ConnectionDeps {
   detect: () => Promise<DetectedService[]>;
   backoffInitialMs: number;
   backoffMaxMs: number;
-  /** Observed root hashes to report at hello (the converge engine fills it). */
-  observed?: () => Record<string, string>;
+  /** Tree management (converge, status, observed hashes). */
+  trees: AgentTrees;
+  /** How often to re-observe held trees for drift. @default 60000 */
+  driftIntervalMs: number;
 }
 
 /** Computes the next reconnect delay: exponential, capped, with full jitter. */
@@ -48,6 +51,8 @@ export class MasterConnection {
   private readonly client: wire.AgentClient;
   private stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand> | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
+  private drift: NodeJS.Timeout | null = null;
+  private driftRunning = false;
   private retry: NodeJS.Timeout | null = null;
   private attempt = 0;
   private state: LinkState = 'idle';
@@ -63,6 +68,7 @@ export class MasterConnection {
       clientTls(deps.identity.caPem, deps.identity.certPem, deps.identity.keyPem),
       channelOptions({ 'grpc.initial_reconnect_backoff_ms': deps.backoffInitialMs, 'grpc.max_reconnect_backoff_ms': deps.backoffMaxMs }),
     );
+    deps.trees.setClient(this.client);
   }
 
   /** Current link state. */
@@ -77,15 +83,36 @@ export class MasterConnection {
     this.onState(s, info);
   }
 
-  /** Starts dialing; returns at once. */
+  /** Starts dialing and the periodic drift check; returns at once. */
   start(): void {
     this.dial();
+    this.drift = setInterval(() => void this.driftCheck(), this.deps.driftIntervalMs);
+    this.drift.unref();
+  }
+
+  /** Re-observes held trees; reports new observed hashes to the master when they changed. */
+  private async driftCheck(): Promise<void> {
+    if (this.driftRunning) return; // never overlap
+    this.driftRunning = true;
+    try {
+      if (await this.deps.trees.checkDrift()) {
+        const stream = this.stream;
+        if (stream && this.state === 'connected') {
+          stream.write({ event: { $case: 'observed', value: { observed: this.deps.trees.observed() } } });
+        }
+      }
+    } catch (e) {
+      this.deps.log.warn({ err: (e as Error).message }, 'drift check failed');
+    } finally {
+      this.driftRunning = false;
+    }
   }
 
   /** Stops for good. */
   stop(): void {
     this.setState('stopped');
     if (this.retry) clearTimeout(this.retry);
+    if (this.drift) clearInterval(this.drift);
     this.stopHeartbeat();
     this.stream?.cancel();
     this.stream = null;
@@ -140,7 +167,7 @@ export class MasterConnection {
           capabilityVersion: CAPABILITY_VERSION,
           facts: this.facts(),
           services: services.map((s) => ({ kind: s.kind, impl: s.impl, version: s.version, binary: s.binary })),
-          observed: this.deps.observed?.() ?? {},
+          observed: this.deps.trees.observed(),
         },
       },
     });
@@ -195,6 +222,19 @@ export class MasterConnection {
               },
             },
           });
+        }
+        case 'converge': {
+          const c = cmd.command.value;
+          const progress = (p: { message: string; done: number; total: number }) => {
+            if (this.stream === stream) stream.write({ event: { $case: 'progress', value: { id: cmd.id, ...p } } });
+          };
+          const r = await this.deps.trees.converge(c, progress);
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'converge', value: r } });
+        }
+        case 'treeStatus': {
+          const c = cmd.command.value;
+          const r = await this.deps.trees.status(c.tree, c.excludes);
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'treeStatus', value: r } });
         }
         default:
           return reply({

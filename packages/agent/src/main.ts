@@ -7,6 +7,9 @@ import { compileAgentOptions } from './config.js';
 import { enroll } from './enroll.js';
 import { startAgent } from './agent.js';
 
+/** Exit code when the master refused this agent's identity (revoked or unknown certificate). */
+const EXIT_REFUSED = 3;
+
 const USAGE = `usage:
   spoke-agent enroll --master HOST:PORT --token TOKEN --state-dir DIR [--roots /var/aegir,/var/www]
   spoke-agent run --state-dir DIR [--root DIR] [--master HOST:PORT]
@@ -61,11 +64,12 @@ async function main(argv: string[]): Promise<void> {
   if (cmd !== 'run') usage(`unknown command ${JSON.stringify(cmd)}`);
   const opts = compileAgentOptions({ stateDir, root: values.root as string | undefined, master: values.master as string | undefined });
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'agent', server: opts.server } });
-  const agent = startAgent(opts, { log });
+  const agent = await startAgent(opts, { log });
   agent.connection.onState = (s, info) => {
     if (s === 'stopped' && agent.connection.fatal) {
       process.stderr.write(`error: CERT_REVOKED: the master refused this agent (${info?.details ?? ''}); enroll again\n`);
-      process.exit(1);
+      // A distinct exit code: systemd must not restart a refused agent (RestartPreventExitStatus=3).
+      process.exit(EXIT_REFUSED);
     }
   };
   const shutdown = () => {
@@ -75,7 +79,14 @@ async function main(argv: string[]): Promise<void> {
   process.once('SIGINT', shutdown);
 }
 
+/** Errors that a restart cannot fix: exit with EXIT_REFUSED so systemd leaves the agent stopped. */
+const PERMANENT = new Set(['NOT_ENROLLED', 'CONFIG_INVALID', 'CERT_REVOKED', 'CERT_UNKNOWN']);
+
 main(process.argv.slice(2)).catch((e: unknown) => {
+  if (isSpokeError(e) && process.argv[2] === 'run' && PERMANENT.has(e.code)) {
+    process.stderr.write(`error: ${e.code}: ${e.message}\n`);
+    process.exit(EXIT_REFUSED);
+  }
   if (isSpokeError(e)) process.stderr.write(`error: ${e.code}: ${e.message}\n`);
   else process.stderr.write(`error: INTERNAL: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exit(1);

@@ -3,7 +3,7 @@
  * agent's long-lived stream, handed to the hub once its certificate checks out).
  */
 import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
-import { fail, packBlobs, toServiceError, wire, type Logger, type ManifestEntry } from '@spoke/shared';
+import { fail, frameBlobs, toServiceError, wire, type Logger, type ManifestEntry } from '@spoke/shared';
 import type { Core } from '../core.js';
 import { callerOf } from './auth.js';
 
@@ -56,21 +56,17 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
       streamed(call, log, async () => {
         const p = authorizeTree(core, call, call.request.tree);
         const sources = await core.trees.blobSources(p.path, call.request.hashes);
-        const tar = packBlobs(sources);
         let corrupt = core.faults.corruptBlobs > 0;
         if (corrupt) core.faults.corruptBlobs--;
-        for await (const raw of tar as AsyncIterable<Buffer>) {
+        for await (const raw of frameBlobs(sources)) {
+          if (call.cancelled) return;
           let chunk = raw;
-          if (corrupt && chunk.length > 512) {
-            // Fault injection: flip the first data byte of the first blob (after its 512-byte header).
+          if (corrupt && chunk.length > 40) {
+            // Fault injection: flip the first data byte of the first blob (after its 40-byte header).
             chunk = Buffer.from(chunk);
-            chunk[512] = (chunk[512] ?? 0) ^ 0xff;
+            chunk[40] = (chunk[40] ?? 0) ^ 0xff;
             corrupt = false;
             log.warn('fault injection: corrupted a blob stream');
-          }
-          if (call.cancelled) {
-            tar.destroy();
-            return;
           }
           if (!call.write({ data: chunk })) await drainOf(call);
         }

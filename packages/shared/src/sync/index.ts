@@ -48,5 +48,6 @@ export type { ManifestDiff, TypeChange } from './diff.js';
 export { checkArchiveEntry, extractArchive } from './archive.js';
 export type { ArchiveHeader, ExtractOptions, ExtractResult, SafeEntry, SafeEntryType } from './archive.js';
 export { packBlobs, packTree, unpackBlobs } from './pack.js';
+export { frameBlobs, unframeBlobs } from './frames.js';
 export type { BlobSource, PackTreeOptions, ReceivedBlob, UnpackBlobsOptions } from './pack.js';
 export type { ByteSource, TarEntry } from './tario.js';

@@ -364,7 +364,7 @@ async function hashEntry(
   // Cache only what provably belongs together: the file we opened is the one lstat saw, it was
   // read whole, and it has not been touched for racyMs.
   const sameFile = f !== undefined && f.ino === st.ino && f.size === got.size && f.mtimeMs === st.mtimeMs;
-  if (cache && sameFile && Date.now() - Math.max(f.mtimeMs, f.ctimeMs) > state.racyMs) {
+  if (cache && sameFile && Date.now() - Math.max(f.mtimeMs, f.ctimeMs) >= state.racyMs) {
     cache.set(abs, { ino: f.ino, size: got.size, mtimeMs: f.mtimeMs, ctimeMs: f.ctimeMs, hash: got.hash });
   }
   return { path: rel, type: 'file', mode: st.mode & MODE_MASK, size: got.size, hash: got.hash };

@@ -1,0 +1,404 @@
+/**
+ * `pnpm bench:sync [--tree DIR] [--target-dir DIR] [--runs N] [--json] [--skip-big]`
+ *
+ * Spoke's converge against an rsync daemon (`rsync -a --delete --sockopts=TCP_NODELAY` over TCP on
+ * loopback — the tool a user would pick instead, in its fastest setting), on the same tree, in one
+ * run. Spoke is timed from the operator API request (VerifyPlatform / AddPlatform over the master's
+ * socket) to the task's completion; the CLI's own start-up is measured separately. Prints medians,
+ * the ratio Spoke/rsync, bytes on the wire, and peak RSS of master and agent. Not a test: it
+ * asserts nothing.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes, createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { wire } from '@spoke/shared';
+
+const ROOT = join(import.meta.dirname, '..');
+const BIN = {
+  spoke: join(ROOT, 'packages/master/dist/spoke.js'),
+  master: join(ROOT, 'packages/master/dist/spoke-master.js'),
+  agent: join(ROOT, 'packages/agent/dist/spoke-agent.js'),
+};
+
+const { values: args } = parseArgs({
+  options: {
+    tree: { type: 'string' },
+    'target-dir': { type: 'string' },
+    runs: { type: 'string', default: '5' },
+    json: { type: 'boolean', default: false },
+    'skip-big': { type: 'boolean', default: false },
+  },
+});
+const RUNS = Math.max(1, Number(args.runs));
+const say = (s: string) => {
+  if (!args.json) process.stderr.write(`${s}\n`);
+};
+
+if (spawnSync('rsync', ['--version']).status !== 0) {
+  process.stderr.write('error: CONFIG_INVALID: rsync is not installed (apt-get install rsync); the benchmark compares against it\n');
+  process.exit(1);
+}
+
+const work = mkdtempSync(join(existsSync('/dev/shm') && !args['target-dir'] ? tmpdir() : (args['target-dir'] ?? tmpdir()), 'spoke-bench-'));
+const masterRoot = join(work, 'master-root');
+const agentRoot = join(work, 'agent-root');
+const rsyncTarget = join(work, 'rsync-target');
+const NS = '/var/www';
+mkdirSync(join(masterRoot, NS), { recursive: true });
+mkdirSync(rsyncTarget, { recursive: true });
+
+// ---------------------------------------------------------------- trees
+
+/** Deterministic pseudo-random bytes (incompressible, like real code is not — rsync runs without -z anyway). */
+function content(seed: string, size: number): Buffer {
+  const out = Buffer.alloc(size);
+  let block = createHash('sha256').update(seed).digest();
+  for (let off = 0; off < size; off += 32) {
+    block.copy(out, off, 0, Math.min(32, size - off));
+    block = createHash('sha256').update(block).digest();
+  }
+  return out;
+}
+
+/** A Drupal-sized tree: ~20,000 files in nested module dirs, ~85 MB. */
+function makeDrupalTree(dir: string): void {
+  let n = 0;
+  for (let m = 0; m < 200; m++) {
+    for (let s = 0; s < 10; s++) {
+      const d = join(dir, m < 60 ? 'core/modules' : 'modules/contrib', `mod${m}`, `sub${s}`);
+      mkdirSync(d, { recursive: true });
+      for (let f = 0; f < 10; f++) {
+        // sizes: mostly small PHP/YAML/JS, a few large assets; average ≈ 4.25 KB
+        const size = (n % 50 === 0 ? 60_000 : 1_000 + ((n * 7919) % 4_200));
+        writeFileSync(join(d, `file${f}.php`), content(`f${n}`, size));
+        n++;
+      }
+    }
+  }
+}
+
+function makeSmallFileTree(dir: string, count: number): void {
+  for (let i = 0; i < count; i++) {
+    const d = join(dir, `d${Math.floor(i / 1000)}`, `e${Math.floor(i / 100) % 10}`);
+    if (i % 100 === 0) mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, `f${i}.txt`), `file ${i}\n`);
+  }
+}
+
+function treeStats(dir: string): { files: number; bytes: number } {
+  let files = 0;
+  let bytes = 0;
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) {
+        files++;
+        bytes += statSync(p).size;
+      }
+    }
+  };
+  walk(dir);
+  return { files, bytes };
+}
+
+// ---------------------------------------------------------------- processes
+
+const env = { ...process.env, SPOKE_LOG_LEVEL: 'warn', SPOKE_DRIFT_INTERVAL_MS: '3600000' };
+const procs: ChildProcess[] = [];
+
+function daemon(script: string, argv: string[]): ChildProcess & { out: string } {
+  const p = spawn(process.execPath, [script, ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { out: string };
+  p.out = '';
+  p.stdout?.on('data', (d: Buffer) => (p.out += d.toString()));
+  p.stderr?.on('data', (d: Buffer) => (p.out += d.toString()));
+  procs.push(p);
+  return p;
+}
+
+function peakRssMb(pid: number | undefined): number {
+  if (!pid) return 0;
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : 0;
+}
+
+async function until<T>(what: string, fn: () => T | undefined | false, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function cli(...a: string[]): string {
+  return execFileSync(process.execPath, [BIN.spoke, '--state-dir', join(work, 'state'), ...a], { env, encoding: 'utf8' });
+}
+
+// ---------------------------------------------------------------- operator API
+
+let api: wire.OperatorClient;
+
+function unary<Req, Res>(method: 'verifyPlatform' | 'addPlatform' | 'getServer', req: Req): Promise<Res> {
+  const fn = (api[method] as unknown as (r: Req, m: Metadata, cb: (e: Error | null, r: Res) => void) => void).bind(api);
+  return new Promise((ok, ko) => fn(req, new Metadata(), (e, r) => (e ? ko(e) : ok(r))));
+}
+
+interface TaskResult {
+  sent: { files: number; bytes: number };
+  reused: { files: number; bytes: number };
+}
+
+function waitTask(id: number): Promise<wire.Task> {
+  return new Promise((ok, ko) => {
+    let last: wire.Task | undefined;
+    const s = api.watchTask({ id, fromSeq: 0 });
+    s.on('data', (ev: wire.TaskEvent) => {
+      if (ev.event?.$case === 'task') last = ev.event.value;
+    });
+    s.on('error', ko);
+    s.on('end', () => (last ? ok(last) : ko(new Error('no task state'))));
+  });
+}
+
+async function timed(start: () => Promise<wire.Task | undefined>): Promise<{ ms: number; bytes: number; task: wire.Task }> {
+  const t0 = performance.now();
+  const t = await start();
+  if (!t) throw new Error('no task was queued');
+  const done = await waitTask(t.id);
+  const ms = performance.now() - t0;
+  if (done.state !== wire.TaskState.TASK_STATE_SUCCEEDED) throw new Error(`task ${done.id} ended ${done.errorCode}: ${done.errorMessage}`);
+  const r = JSON.parse(done.resultJson) as TaskResult;
+  return { ms, bytes: r.sent.bytes, task: done };
+}
+
+const verify = (name: string) => timed(() => unary<wire.NameRequest, wire.Task>('verifyPlatform', { name }));
+const add = (name: string, path: string) =>
+  timed(async () => {
+    const r = await unary<wire.AddPlatformRequest, wire.AddPlatformResponse>('addPlatform', {
+      name,
+      path,
+      server: 'bench',
+      source: { kind: wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_EXISTING, makefile: '', makefileName: '', gitUrl: '', gitRef: '' },
+      live: false,
+      excludes: [],
+      noVerify: false,
+    });
+    return r.task;
+  });
+
+// ---------------------------------------------------------------- rsync
+
+let rsyncPort = 0;
+function rsync(name: string): { ms: number; bytes: number } {
+  const t0 = performance.now();
+  const r = spawnSync(
+    'rsync',
+    ['-a', '--delete', '--sockopts=TCP_NODELAY', '--stats', `rsync://127.0.0.1:${rsyncPort}/www/${name}/`, join(rsyncTarget, name, '/')],
+    { encoding: 'utf8' },
+  );
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`rsync failed: ${r.stderr}`);
+  const num = (re: RegExp) => Number((re.exec(r.stdout)?.[1] ?? '0').replace(/,/g, ''));
+  return { ms, bytes: num(/Total bytes sent: ([\d,]+)/) + num(/Total bytes received: ([\d,]+)/) };
+}
+
+// ---------------------------------------------------------------- cases
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? 0;
+};
+
+interface Row {
+  case: string;
+  spokeMs: number;
+  rsyncMs: number;
+  ratio: number;
+  spokeBytes: number;
+  rsyncBytes: number;
+  target: string;
+}
+const rows: Row[] = [];
+
+function record(name: string, target: string, spoke: { ms: number; bytes: number }[], rs: { ms: number; bytes: number }[]): void {
+  const row: Row = {
+    case: name,
+    spokeMs: Math.round(median(spoke.map((x) => x.ms))),
+    rsyncMs: Math.round(median(rs.map((x) => x.ms))),
+    ratio: 0,
+    spokeBytes: Math.round(median(spoke.map((x) => x.bytes))),
+    rsyncBytes: Math.round(median(rs.map((x) => x.bytes))),
+    target,
+  };
+  row.ratio = Math.round((row.spokeMs / Math.max(row.rsyncMs, 0.001)) * 1000) / 1000;
+  rows.push(row);
+  say(`  ${name}: spoke ${row.spokeMs} ms, rsync ${row.rsyncMs} ms, ratio ${row.ratio} (target ${target})`);
+}
+
+/** Edits files in both the master tree (seen by the watcher) and nothing else: rsync reads the same tree. */
+function editFiles(dir: string, count: number, round: number): void {
+  const files: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (files.length >= count) return;
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) files.push(p);
+    }
+  };
+  walk(dir);
+  for (const f of files) writeFileSync(f, Buffer.concat([readFileSync(f).subarray(0, 64), Buffer.from(`edit ${round} ${randomBytes(8).toString('hex')}\n`)]));
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 400)); // let the master's watcher see the edit
+
+async function main(): Promise<void> {
+  const tree = join(masterRoot, NS, 'd0');
+  if (args.tree) {
+    say(`copying ${args.tree} …`);
+    cpSync(args.tree, tree, { recursive: true, verbatimSymlinks: true });
+  } else {
+    say('generating a Drupal-sized tree …');
+    makeDrupalTree(tree);
+  }
+  const st = treeStats(tree);
+  say(`tree: ${st.files} files, ${(st.bytes / 1e6).toFixed(1)} MB`);
+
+  // rsync daemon serving the master's /var/www
+  rsyncPort = 20000 + Math.floor(Math.random() * 20000);
+  writeFileSync(join(work, 'rsyncd.conf'), `use chroot = no\nreverse lookup = no\n[www]\npath = ${join(masterRoot, NS)}\nread only = yes\nuid = root\ngid = root\n`);
+  const rsyncd = spawn('rsync', ['--daemon', '--no-detach', `--config=${join(work, 'rsyncd.conf')}`, `--port=${rsyncPort}`, '--address=127.0.0.1'], { stdio: 'ignore' });
+  procs.push(rsyncd);
+
+  // master + agent
+  const master = daemon(BIN.master, ['run', '--state-dir', join(work, 'state'), '--listen', '127.0.0.1:0', '--root', masterRoot]);
+  const listen = (await until('master', () => /listening on (\S+);/.exec(master.out)))[1] as string;
+  const token = cli('server', 'token', 'bench').trim();
+  execFileSync(process.execPath, [BIN.agent, 'enroll', '--master', listen, '--token', token, '--state-dir', join(work, 'agent-state'), '--roots', NS], { env });
+  const agent = daemon(BIN.agent, ['run', '--state-dir', join(work, 'agent-state'), '--root', agentRoot]);
+  api = new wire.OperatorClient(`unix://${join(work, 'state', 'spoke.sock')}`, credentials.createInsecure());
+  await until('agent online', () => /"online": true/.test(cli('-o', 'json', 'server', 'show', 'bench')) || undefined);
+
+  // CLI start-up cost, measured alone
+  const cliMs: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    cli('version');
+    cliMs.push(performance.now() - t0);
+  }
+  say(`spoke CLI start-up: ${Math.round(median(cliMs))} ms (not included below)`);
+
+  // 1. initial sync into empty: a fresh platform path each run (hard-linked copy on the master)
+  say('initial sync …');
+  {
+    const s: { ms: number; bytes: number }[] = [];
+    const r: { ms: number; bytes: number }[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const name = `init${i}`;
+      execFileSync('cp', ['-al', tree, join(masterRoot, NS, name)]);
+      // the master's scan of a new path is part of the work (rsync reads the source too)
+      s.push(await add(name, `${NS}/${name}`));
+      r.push(rsync(name));
+      // the next run must not find this content on the agent
+      cli('platform', 'rm', name);
+      rmSync(join(agentRoot, NS, name), { recursive: true, force: true });
+      rmSync(join(rsyncTarget, name), { recursive: true, force: true });
+      rmSync(join(masterRoot, NS, name), { recursive: true, force: true });
+      for (const d of readdirSync(join(work, 'agent-state', 'trees'))) {
+        if (readFileSync(join(work, 'agent-state', 'trees', d, 'head.json'), 'utf8').includes(`/${name}"`)) {
+          rmSync(join(work, 'agent-state', 'trees', d), { recursive: true, force: true });
+        }
+      }
+    }
+    record('initial sync into empty', '≤ 0.8', s, r);
+  }
+
+  // the reference platform for the delta cases
+  await add('d0', `${NS}/d0`);
+  rsync('d0');
+
+  const delta = async (label: string, target: string, change: (round: number) => void) => {
+    const s: { ms: number; bytes: number }[] = [];
+    const r: { ms: number; bytes: number }[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      change(i);
+      await settle();
+      s.push(await verify('d0'));
+      r.push(rsync('d0'));
+    }
+    record(label, target, s, r);
+  };
+  say('deltas …');
+  await delta('no-op', '≤ 0.05', () => undefined);
+  await delta('1 file changed', '≤ 0.1', (i) => editFiles(tree, 1, i));
+  await delta('100 files changed', '≤ 0.3', (i) => editFiles(tree, 100, i));
+  await delta('one 50 MB file added', '—', (i) => {
+    rmSync(join(tree, 'big'), { recursive: true, force: true });
+    mkdirSync(join(tree, 'big'));
+    writeFileSync(join(tree, 'big', `blob${i}.bin`), content(`big${i}`, 50 * 1024 * 1024));
+  });
+
+  // second platform sharing 95 % of its files with the first
+  say('shared-core second platform …');
+  {
+    const s: { ms: number; bytes: number }[] = [];
+    const r: { ms: number; bytes: number }[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const name = `second${i}`;
+      const p = join(masterRoot, NS, name);
+      cpSync(tree, p, { recursive: true });
+      editFiles(join(p, 'modules'), Math.round(st.files * 0.05), 1000 + i);
+      s.push(await add(name, `${NS}/${name}`));
+      r.push(rsync(name));
+      cli('platform', 'rm', name);
+    }
+    record('second platform sharing 95 %', '≤ 0.2', s, r);
+  }
+
+  let bigRss = 0;
+  if (!args['skip-big']) {
+    say('200,000-file tree (master RSS) …');
+    const big = join(masterRoot, NS, 'big200k');
+    makeSmallFileTree(big, 200_000);
+    await add('big200k', `${NS}/big200k`);
+    bigRss = peakRssMb(master.pid);
+  }
+
+  const out = {
+    tree: { files: st.files, bytes: st.bytes },
+    runs: RUNS,
+    cliStartupMs: Math.round(median(cliMs)),
+    cases: rows,
+    peakRssMb: { master: peakRssMb(master.pid), agent: peakRssMb(agent.pid), masterAfter200k: bigRss || null },
+    note: 'Spoke timed from the operator API request to task completion; bytes = blob payload (Spoke) vs rsync --stats total',
+  };
+  if (args.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  else {
+    const w = (s: string | number, n: number) => String(s).padEnd(n);
+    process.stdout.write(`\n${w('case', 32)}${w('spoke ms', 10)}${w('rsync ms', 10)}${w('ratio', 8)}${w('target', 8)}${w('spoke bytes', 14)}rsync bytes\n`);
+    for (const r of rows) {
+      process.stdout.write(`${w(r.case, 32)}${w(r.spokeMs, 10)}${w(r.rsyncMs, 10)}${w(r.ratio, 8)}${w(r.target, 8)}${w(r.spokeBytes, 14)}${r.rsyncBytes}\n`);
+    }
+    process.stdout.write(
+      `\npeak RSS: master ${out.peakRssMb.master} MB, agent ${out.peakRssMb.agent} MB${bigRss ? ` (master after the 200,000-file tree: ${bigRss} MB)` : ''}; CLI start-up ${out.cliStartupMs} ms\n`,
+    );
+  }
+}
+
+main()
+  .catch((e: unknown) => {
+    process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    api?.close();
+    for (const p of procs) p.kill('SIGKILL');
+    rmSync(work, { recursive: true, force: true });
+    void dirname;
+  });

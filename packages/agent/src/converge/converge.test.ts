@@ -1,0 +1,477 @@
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { buildManifest, isSpokeError, type Manifest, type ManifestEntry, sha256Hex } from '@spoke/shared';
+import { buildReuseIndex, converge, type ConvergeOptions, observe, readCommitted, replayJournals, treeKeyOf } from './index.js';
+import { treeStateDir } from './state.js';
+import { codecFetcher, copyFetcher, fullManifest, manifestOf, scratch, type Spec, type TestFetcher, writeTree } from './testkit.js';
+
+const KEY = '/var/aegir/platforms/d7';
+
+let base: string;
+let cleanup: () => void;
+let dst: string;
+let stateDir: string;
+beforeEach(() => {
+  ({ dir: base, cleanup } = scratch());
+  dst = join(base, 'host', 'd7');
+  stateDir = join(base, 'state');
+});
+afterEach(() => cleanup());
+
+let srcSeq = 0;
+/** A source tree ("the master's copy") from a spec. */
+function source(spec: Spec): string {
+  const dir = join(base, `src${srcSeq++}`);
+  writeTree(dir, spec);
+  return dir;
+}
+
+async function syncTo(src: string, extra: Partial<ConvergeOptions> = {}) {
+  const fetcher = extra.fetcher ?? copyFetcher([src]);
+  const result = await converge({ treeKey: KEY, hostRoot: dst, stateDir, desired: await manifestOf(src), fetcher, ...extra });
+  return { result, fetcher: fetcher as TestFetcher };
+}
+
+/** The target equals the source: same entries, contents, modes, link targets (root hash). */
+async function expectSame(target: string, src: string): Promise<void> {
+  const a = await manifestOf(target);
+  const b = await manifestOf(src);
+  expect(a.entries).toEqual(b.entries);
+  expect(a.rootHash).toBe(b.rootHash);
+}
+
+/** No journal, no staging dir, nothing but the tree in its parent dir. */
+function expectClean(): void {
+  expect(fs.readdirSync(join(base, 'host'))).toEqual(['d7']);
+  expect(fs.existsSync(join(treeStateDir(stateDir, KEY), 'journal.json'))).toBe(false);
+  expect(fs.existsSync(join(treeStateDir(stateDir, KEY), 'staging.json'))).toBe(false);
+}
+
+const bigA = Buffer.alloc(20000, 'a');
+const CASES: { name: string; a: Spec; b: Spec; fetched?: number }[] = [
+  { name: 'add a file', a: { x: '1' }, b: { x: '1', y: '2' }, fetched: 1 },
+  { name: 'remove a file', a: { x: '1', y: '2' }, b: { x: '1' }, fetched: 0 },
+  { name: 'change content', a: { x: '1', 'd/y': 'old' }, b: { x: '1', 'd/y': 'new content' }, fetched: 1 },
+  { name: 'file mode change', a: { x: { content: '1', mode: 0o644 } }, b: { x: { content: '1', mode: 0o755 } }, fetched: 0 },
+  {
+    name: 'dir mode change',
+    a: { d: { dir: 0o755 }, 'd/x': '1' },
+    b: { d: { dir: 0o700 }, 'd/x': '1' },
+    fetched: 0,
+  },
+  {
+    name: 'read-only dir gets a child',
+    a: { d: { dir: 0o555 }, 'd/x': '1' },
+    b: { d: { dir: 0o555 }, 'd/x': '1', 'd/y': { content: '2', mode: 0o400 } },
+  },
+  { name: 'empty dirs', a: { k: 'k' }, b: { k: 'k', e: { dir: 0o755 }, 'f/g/h': { dir: 0o711 } }, fetched: 0 },
+  {
+    name: 'symlinks: add, retarget, remove',
+    a: { x: '1', y: '2', l: { link: 'x' }, gone: { link: 'y' } },
+    b: { x: '1', y: '2', l: { link: 'y' }, 'd/up': { link: '../x' } },
+    fetched: 0,
+  },
+  { name: 'file -> dir', a: { p: 'file', q: 'q' }, b: { 'p/inner': 'inner', 'p/deep/er': 'x', q: 'q' } },
+  { name: 'file -> symlink', a: { p: 'f', t: 't' }, b: { p: { link: 't' }, t: 't' }, fetched: 0 },
+  {
+    name: 'dir -> symlink',
+    a: { 'd/x': '1', 'd/sub/y': '2', t: { dir: 0o755 } },
+    b: { d: { link: 't' }, 't/z': '3' },
+  },
+  {
+    name: 'symlink -> dir with children',
+    a: { 'real/x': '1', l: { link: 'real' } },
+    b: { 'real/x': '1', 'l/x': '2', 'l/y/z': '3' },
+  },
+  {
+    name: 'names with spaces and non-ASCII',
+    a: { 'a b/ç ü.php': '1', 'x y': 'z' },
+    b: { 'a b/ç ü.php': '2', '日本/ファイル 1.txt': '3', 'emoji 🎉': '4', 'x y': { link: 'a b/ç ü.php' } },
+  },
+  { name: 'a moved file is reused, not fetched', a: { 'a/big.bin': { content: bigA }, k: '1' }, b: { 'b/moved.bin': { content: bigA }, k: '1' }, fetched: 0 },
+  { name: 'same content at many paths: one blob', a: { k: '1' }, b: { k: '1', x: 'same', 'd/y': 'same', 'd/e/z': { content: 'same', mode: 0o600 } }, fetched: 1 },
+  {
+    name: 'mixed',
+    a: { 'a/1': '1', 'a/2': '2', 'b/3': '3', c: 'c', 'e/f': 'f', l: { link: 'c' } },
+    b: { 'a/1': '1!', 'b': 'now a file', c: { link: 'a/1' }, 'e/f': { content: 'f', mode: 0o600 }, l: 'now a file too', n: { dir: 0o750 } },
+  },
+];
+
+describe('converge: every change kind, both ways, trusted and walked', () => {
+  for (const c of CASES) {
+    for (const trust of [true, false]) {
+      it(`${c.name}${trust ? '' : ' (trustCommitted: false)'}`, async () => {
+        const a = source(c.a);
+        const b = source(c.b);
+        const first = await syncTo(a);
+        expect(first.result.inSync).toBe(false);
+        await expectSame(dst, a);
+        expectClean();
+        const fwd = await syncTo(b, { trustCommitted: trust });
+        await expectSame(dst, b);
+        expectClean();
+        expect(fwd.result.inSync).toBe(false);
+        if (c.fetched !== undefined) expect(fwd.fetcher.asked.length).toBe(c.fetched);
+        expect(readCommitted(stateDir, KEY)?.rootHash).toBe((await manifestOf(b)).rootHash);
+        const back = await syncTo(a, { trustCommitted: trust });
+        await expectSame(dst, a);
+        expectClean();
+        expect(back.result.drift).toEqual({ changed: [], added: [], removed: [] });
+        // and a repeat is a no-op
+        const again = await syncTo(a, { trustCommitted: trust });
+        expect(again.result.inSync).toBe(true);
+        expect(again.fetcher.calls).toBe(0);
+      });
+    }
+  }
+});
+
+describe('converge: initial sync', () => {
+  it('publishes a whole tree into a missing root (parents created) and reports counts', async () => {
+    const src = source({ 'index.php': '<?php', 'sites/all/m.php': 'm', 'x/l': { link: '../index.php' }, dup1: 'd', dup2: 'd' });
+    const progress: string[] = [];
+    const { result, fetcher } = await syncTo(src, { onProgress: (p) => progress.push(p.phase) });
+    await expectSame(dst, src);
+    expectClean();
+    expect(result).toMatchObject({ inSync: false, added: 8, changed: 0, removed: 0, filesFetched: 3, filesReused: 0 });
+    expect(fetcher.calls).toBe(1);
+    expect(new Set(progress)).toEqual(new Set(['scan', 'fetch', 'apply']));
+    expect(treeKeyOf(treeStateDir(stateDir, KEY))).toBe(KEY);
+  });
+
+  it('publishes into an existing empty directory, keeping its mode', async () => {
+    fs.mkdirSync(dst, { recursive: true, mode: 0o750 });
+    fs.chmodSync(dst, 0o750);
+    const src = source({ a: '1' });
+    await syncTo(src);
+    await expectSame(dst, src);
+    expect(fs.statSync(dst).mode & 0o777).toBe(0o750);
+  });
+
+  it('works through the real blob codec (packBlobs -> unpackBlobs)', async () => {
+    const src = source({ a: '1', 'b/c': 'two', 'b/d': { content: Buffer.alloc(300000, 7), mode: 0o600 } });
+    const { fetcher } = await syncTo(src, { fetcher: codecFetcher([src]) });
+    await expectSame(dst, src);
+    expect(fetcher.asked.length).toBe(3);
+  });
+
+  it('an empty manifest makes an empty directory', async () => {
+    const src = source({});
+    const { result } = await syncTo(src);
+    expect(result.inSync).toBe(true);
+    expect(fs.readdirSync(dst)).toEqual([]);
+    expect(readCommitted(stateDir, KEY)?.manifest.entries).toEqual([]);
+  });
+});
+
+describe('converge: user data', () => {
+  const userFiles: Spec = {
+    'sites/x/files/upload.jpg': { content: 'JPEG', mode: 0o664 },
+    'sites/x/files/styles/thumb.jpg': 'thumb',
+    'sites/x/private/secret.txt': { content: 'secret', mode: 0o600 },
+    'sites/default/files/a.txt': 'a',
+    '.git/HEAD': 'ref: refs/heads/main',
+  };
+  const snapshot = async () => {
+    const m = await fullManifest(dst);
+    return m.entries.filter((e) => /^sites\/[^/]+\/(files|private)(\/|$)|^\.git(\/|$)/.test(e.path));
+  };
+
+  it('survives every converge, including one that removes sites/x', async () => {
+    const a = source({ 'index.php': 'a', 'sites/x/settings.php': 's', 'sites/x/modules/m.php': 'm', 'sites/default/settings.php': 'd' });
+    await syncTo(a);
+    writeTree(dst, userFiles);
+    const before = await snapshot();
+    expect(before.length).toBeGreaterThan(5);
+
+    const steps: Spec[] = [
+      { 'index.php': 'b', 'sites/x/settings.php': 's2', 'sites/default/settings.php': 'd' }, // change + remove below sites/x
+      { 'index.php': 'b' }, // removes sites/x and sites/default entirely
+      { 'index.php': 'c', 'sites/x/settings.php': 's3' }, // brings sites/x back
+      { 'index.php': 'c', sites: { link: 'elsewhere' }, elsewhere: { dir: 0o755 } }, // would replace sites/ by a link: refused
+    ];
+    for (const [i, spec] of steps.entries()) {
+      const src = source(spec);
+      for (const trust of [true, false]) {
+        const run = syncTo(src, { trustCommitted: trust });
+        if (i === 3) {
+          await expect(run).rejects.toThrow(/user data/);
+          expectClean();
+        } else {
+          await run;
+          expectClean();
+          const seen = await observe(stateDir, KEY, dst);
+          expect(seen.rootHash).toBe((await manifestOf(src)).rootHash);
+          expect(seen.drift).toEqual({ changed: [], added: [], removed: [] });
+        }
+        expect(await snapshot()).toEqual(before);
+      }
+    }
+    // the removed site's directory stays as the holder of its user data
+    expect(fs.existsSync(join(dst, 'sites/default/files/a.txt'))).toBe(true);
+    expect(fs.existsSync(join(dst, 'sites/default/settings.php'))).toBe(false);
+  });
+
+  it('extra excludes are protected the same way', async () => {
+    const a = source({ 'index.php': 'a', 'cache/keep': 'code' });
+    await syncTo(a, { excludes: ['cache/runtime'] });
+    writeTree(dst, { 'cache/runtime/x': 'user' });
+    const b = source({ 'index.php': 'b' });
+    await syncTo(b, { excludes: ['cache/runtime'], trustCommitted: false });
+    expect(fs.readFileSync(join(dst, 'cache/runtime/x'), 'utf8')).toBe('user');
+    expect(fs.existsSync(join(dst, 'cache/keep'))).toBe(false);
+    expect(readCommitted(stateDir, KEY)?.excludes).toEqual(['cache/runtime']);
+  });
+});
+
+describe('converge: drift', () => {
+  it('observe reports hand edits, and the next converge repairs and reports them', async () => {
+    const a = source({ 'index.php': 'a', 'lib/x.php': 'x', 'lib/y.php': 'y', 'mod/m.php': 'm' });
+    await syncTo(a);
+    fs.writeFileSync(join(dst, 'lib/x.php'), 'hacked');
+    fs.chmodSync(join(dst, 'index.php'), 0o777);
+    fs.rmSync(join(dst, 'lib/y.php'));
+    fs.writeFileSync(join(dst, 'extra.php'), 'new');
+    const seen = await observe(stateDir, KEY, dst);
+    expect(seen.drift).toEqual({ changed: ['index.php', 'lib/x.php'], added: ['extra.php'], removed: ['lib/y.php'] });
+    // observe marked the tree drifted, so equal root hashes no longer mean "in sync"
+    const { result, fetcher } = await syncTo(a);
+    expect(result.inSync).toBe(false);
+    expect(result.drift).toEqual(seen.drift);
+    expect(fetcher.asked.length).toBe(2); // lib/y.php is gone and lib/x.php's content was overwritten
+    await expectSame(dst, a);
+    expect((await observe(stateDir, KEY, dst)).drift).toEqual({ changed: [], added: [], removed: [] });
+    expect((await syncTo(a)).result.inSync).toBe(true);
+  });
+
+  it('trusts the committed manifest by default, and walks with trustCommitted: false', async () => {
+    const a = source({ 'index.php': 'a', 'lib/x.php': 'x' });
+    await syncTo(a);
+    fs.writeFileSync(join(dst, 'lib/x.php'), 'edited');
+    expect((await syncTo(a)).result.inSync).toBe(true); // fast path: one small file read, no walk
+    expect(fs.readFileSync(join(dst, 'lib/x.php'), 'utf8')).toBe('edited');
+    const { result } = await syncTo(a, { trustCommitted: false });
+    expect(result.drift.changed).toEqual(['lib/x.php']);
+    await expectSame(dst, a);
+  });
+
+  it('a directory swapped for a symlink by hand is never written through', async () => {
+    const outside = join(base, 'outside');
+    writeTree(outside, { 'victim.txt': 'keep' });
+    const a = source({ 'd/x': '1', k: 'k' });
+    await syncTo(a);
+    fs.rmSync(join(dst, 'd'), { recursive: true });
+    fs.symlinkSync(outside, join(dst, 'd'));
+    const b = source({ 'd/x': '2', 'd/new': 'n', 'd/victim.txt': 'overwritten?', k: 'k' });
+    const { result } = await syncTo(b);
+    await expectSame(dst, b);
+    // a link to an absolute path cannot be in a manifest: the walk sees d and d/x as gone
+    expect(result.drift).toEqual({ changed: [], added: [], removed: ['d', 'd/x'] });
+    expect(fs.readdirSync(outside)).toEqual(['victim.txt']);
+    expect(fs.readFileSync(join(outside, 'victim.txt'), 'utf8')).toBe('keep');
+  });
+
+  it('a directory swapped for a symlink inside the tree is not written through either', async () => {
+    const a = source({ 'd/x': '1', 't/keep': 'k' });
+    await syncTo(a);
+    fs.rmSync(join(dst, 'd'), { recursive: true });
+    fs.symlinkSync('t', join(dst, 'd')); // a link the manifest could describe: seen as a type change
+    const b = source({ 'd/x': '1', 'd/new': 'n', 't/keep': 'k' });
+    const { result } = await syncTo(b);
+    await expectSame(dst, b);
+    expect(result.drift.changed).toEqual(['d']);
+    expect(fs.readdirSync(join(dst, 't'))).toEqual(['keep']);
+  });
+
+  it('observe of a tree never converged reports no drift', async () => {
+    writeTree(dst, { a: '1' });
+    const seen = await observe(stateDir, KEY, dst);
+    expect(seen.drift).toEqual({ changed: [], added: [], removed: [] });
+    expect(seen.manifest.entries.map((e) => e.path)).toEqual(['a']);
+    expect(readCommitted(stateDir, KEY)).toBeNull();
+  });
+
+  it('converges a tree that exists but was never committed (adoption)', async () => {
+    writeTree(dst, { keep: 'same', stale: 'x', 'sites/a/files/u': 'user' });
+    const a = source({ keep: 'same', fresh: 'y' });
+    const { result, fetcher } = await syncTo(a);
+    expect(result).toMatchObject({ added: 1, removed: 1, changed: 0 });
+    expect(fetcher.asked.length).toBe(1);
+    expect(fs.readFileSync(join(dst, 'sites/a/files/u'), 'utf8')).toBe('user');
+    expect((await observe(stateDir, KEY, dst)).rootHash).toBe((await manifestOf(a)).rootHash);
+  });
+});
+
+describe('converge: reuse', () => {
+  it('copies content from another tree instead of fetching it', async () => {
+    const shared: Spec = { 'core/a.php': 'aaa', 'core/b.php': 'bbb', 'misc/logo.png': { content: Buffer.alloc(5000, 1) } };
+    const s1 = source({ ...shared, 'only1.php': '1' });
+    const other = join(base, 'host', 'other');
+    await converge({ treeKey: '/other', hostRoot: other, stateDir, desired: await manifestOf(s1), fetcher: copyFetcher([s1]) });
+    const s2 = source({ 'core/a.php': 'aaa', 'core/b.php': 'bbb', 'img/logo.png': { content: Buffer.alloc(5000, 1) } });
+    const reuse = buildReuseIndex(stateDir, new Map([['/other', other]]));
+    const fetcher = copyFetcher([s2]);
+    const r = await converge({ treeKey: KEY, hostRoot: dst, stateDir, desired: await manifestOf(s2), fetcher, reuse });
+    expect(fetcher.asked).toEqual([]);
+    expect(r).toMatchObject({ filesFetched: 0, filesReused: 3, bytesReused: 5006 });
+    await expectSame(dst, s2);
+    // the other tree is untouched (copies, not links)
+    await expectSame(other, s1);
+  });
+
+  it('a reuse source that no longer holds its hash is not used', async () => {
+    const s1 = source({ 'a.php': 'original' });
+    const other = join(base, 'host', 'other');
+    await converge({ treeKey: '/other', hostRoot: other, stateDir, desired: await manifestOf(s1), fetcher: copyFetcher([s1]) });
+    fs.writeFileSync(join(other, 'a.php'), 'ORIGINAL'); // same size, other bytes
+    const reuse = buildReuseIndex(stateDir, new Map([['/other', other]]));
+    const s2 = source({ 'b.php': 'original' });
+    const fetcher = copyFetcher([s2]);
+    await converge({ treeKey: KEY, hostRoot: dst, stateDir, desired: await manifestOf(s2), fetcher, reuse });
+    expect(fetcher.asked.length).toBe(1);
+    await expectSame(dst, s2);
+  });
+});
+
+describe('converge: refusals leave the tree as it was', () => {
+  it('a corrupt blob fails with BLOB_HASH_MISMATCH before anything is committed', async () => {
+    const a = source({ 'index.php': 'a', 'lib/x.php': 'x' });
+    await syncTo(a);
+    const b = source({ 'index.php': 'b', 'lib/x.php': 'x', 'lib/new.php': 'new' });
+    const bad = (await manifestOf(b)).entries.find((e) => e.path === 'lib/new.php') as ManifestEntry;
+    const err = await syncTo(b, { fetcher: copyFetcher([b], { corrupt: new Set([bad.hash]) }) }).catch((e: unknown) => e);
+    expect(isSpokeError(err, 'BLOB_HASH_MISMATCH')).toBe(true);
+    await expectSame(dst, a);
+    expectClean();
+    expect(readCommitted(stateDir, KEY)?.rootHash).toBe((await manifestOf(a)).rootHash);
+    // and on an initial sync
+    fs.rmSync(dst, { recursive: true });
+    fs.rmSync(stateDir, { recursive: true });
+    const err2 = await syncTo(b, { fetcher: copyFetcher([b], { corrupt: new Set([bad.hash]) }) }).catch((e: unknown) => e);
+    expect(isSpokeError(err2, 'BLOB_HASH_MISMATCH')).toBe(true);
+    expect(fs.readdirSync(join(base, 'host'))).toEqual([]);
+  });
+
+  it('a blob that never arrives fails too', async () => {
+    const a = source({ x: '1' });
+    const fetcher: TestFetcher = { asked: [], calls: 0, fetch: async () => undefined };
+    await expect(syncTo(a, { fetcher })).rejects.toThrow(/did not arrive/);
+    expect(fs.existsSync(dst)).toBe(false);
+  });
+
+  const entry = (path: string, extra: Partial<ManifestEntry> = {}): ManifestEntry => ({
+    path,
+    type: 'file',
+    mode: 0o644,
+    size: 1,
+    hash: sha256Hex('x'),
+    ...extra,
+  });
+  const cases: [string, () => Manifest, string][] = [
+    ['a path that climbs out', () => buildManifest([entry('../evil')]), 'ARCHIVE_UNSAFE'],
+    ['an absolute path', () => buildManifest([entry('/etc/passwd')]), 'ARCHIVE_UNSAFE'],
+    ['a symlink leaving the tree', () => buildManifest([entry('l', { type: 'symlink', target: '../../etc', hash: sha256Hex('../../etc') })]), 'ARCHIVE_UNSAFE'],
+    ['an absolute symlink', () => buildManifest([entry('l', { type: 'symlink', target: '/etc', hash: sha256Hex('/etc') })]), 'ARCHIVE_UNSAFE'],
+    ['a setuid mode', () => buildManifest([entry('x', { mode: 0o4755 })]), 'ARCHIVE_UNSAFE'],
+    ['a user data path', () => buildManifest([entry('sites', { type: 'dir', size: 0, hash: '' }), entry('sites/x', { type: 'dir', size: 0, hash: '' }), entry('sites/x/files', { type: 'dir', size: 0, hash: '' })]), 'INVALID_ARGUMENT'],
+    ['a missing parent dir', () => buildManifest([entry('a/b')]), 'INVALID_ARGUMENT'],
+    ['a wrong root hash', () => ({ ...buildManifest([entry('x')]), rootHash: sha256Hex('nope') }), 'INVALID_ARGUMENT'],
+    ['a control character', () => buildManifest([entry('a\nb')]), 'ARCHIVE_UNSAFE'],
+  ];
+  for (const [name, make, code] of cases) {
+    it(`refuses ${name} (${code})`, async () => {
+      const fetcher = copyFetcher([]);
+      const err = await converge({ treeKey: KEY, hostRoot: dst, stateDir, desired: make(), fetcher }).catch((e: unknown) => e);
+      expect(isSpokeError(err, code as 'ARCHIVE_UNSAFE')).toBe(true);
+      expect(fetcher.calls).toBe(0);
+      expect(fs.existsSync(dst)).toBe(false);
+    });
+  }
+
+  it('refuses a relative or unnormalised hostRoot', async () => {
+    const a = source({ x: '1' });
+    await expect(syncTo(a, { hostRoot: 'rel/path' })).rejects.toThrow(/absolute/);
+    await expect(syncTo(a, { hostRoot: `${dst}/../x` })).rejects.toThrow(/normalised/);
+  });
+
+  it('a cancelled converge changes nothing', async () => {
+    const a = source({ x: '1' });
+    await syncTo(a);
+    const b = source({ x: '2' });
+    const ac = new AbortController();
+    const fetcher = copyFetcher([b], { onBlob: () => ac.abort() });
+    const err = await syncTo(b, { fetcher, signal: ac.signal }).catch((e: unknown) => e);
+    expect(isSpokeError(err, 'TASK_CANCELLED')).toBe(true);
+    await expectSame(dst, a);
+    expectClean();
+  });
+});
+
+describe('replayJournals', () => {
+  /** Runs a converge that "crashes" (throws) at the first step whose description matches. */
+  async function crashAt(src: string, match: RegExp): Promise<void> {
+    const crash = new Error('crash');
+    const err = await syncTo(src, {
+      onStep: (_n, what) => {
+        if (match.test(what)) throw crash;
+      },
+    }).catch((e: unknown) => e);
+    expect(err).toBe(crash);
+  }
+
+  it('finishes an interrupted apply', async () => {
+    const a = source({ 'a/1': '1', 'a/2': '2', b: 'b', l: { link: 'b' } });
+    const b = source({ a: 'file now', b: 'B', 'c/d': 'd', l: { link: 'a' } });
+    await syncTo(a);
+    await crashAt(b, /^op 3 /);
+    expect(fs.existsSync(join(treeStateDir(stateDir, KEY), 'journal.json'))).toBe(true);
+    expect(await replayJournals(stateDir)).toEqual([KEY]);
+    await expectSame(dst, b);
+    expectClean();
+    expect(readCommitted(stateDir, KEY)?.rootHash).toBe((await manifestOf(b)).rootHash);
+    expect(await replayJournals(stateDir)).toEqual([]);
+  });
+
+  it('a journal whose ops are done and whose staging dir is gone replays fine', async () => {
+    const a = source({ x: '1', y: '2' });
+    const b = source({ x: '11', z: '3', d: { dir: 0o700 } });
+    await syncTo(a);
+    await crashAt(b, /^commit head$/);
+    const staging = fs.readdirSync(join(base, 'host')).find((n) => n.startsWith('.spoke-staging-')) as string;
+    fs.rmSync(join(base, 'host', staging), { recursive: true });
+    expect(await replayJournals(stateDir)).toEqual([KEY]);
+    await expectSame(dst, b);
+    expectClean();
+  });
+
+  it('a journal that cannot be completed fails loudly and is kept', async () => {
+    const a = source({ x: '1' });
+    const b = source({ x: '1', y: 'new', z: 'other' });
+    await syncTo(a);
+    await crashAt(b, /^op 0 /);
+    const staging = fs.readdirSync(join(base, 'host')).find((n) => n.startsWith('.spoke-staging-')) as string;
+    fs.rmSync(join(base, 'host', staging), { recursive: true });
+    const err = await replayJournals(stateDir).catch((e: unknown) => e);
+    expect(isSpokeError(err, 'BLOB_HASH_MISMATCH')).toBe(true);
+    expect(fs.existsSync(join(treeStateDir(stateDir, KEY), 'journal.json'))).toBe(true);
+    // a converge of the tree refuses too, until someone looks
+    await expect(syncTo(b)).rejects.toThrow(/gone from staging/);
+  });
+
+  it('discards a staging dir whose journal was never written', async () => {
+    const a = source({ x: '1' });
+    const b = source({ x: '2' });
+    await syncTo(a);
+    // an in-process throw before the journal cleans up after itself…
+    await crashAt(b, /^journal$/);
+    expectClean();
+    // …a SIGKILL leaves the staging dir and its intent record: replay removes them
+    const staging = join(base, 'host', '.spoke-staging-d7-0123456789ab');
+    writeTree(staging, { 'blobs/abc': 'partial' });
+    fs.writeFileSync(join(treeStateDir(stateDir, KEY), 'staging.json'), JSON.stringify({ path: staging }));
+    expect(await replayJournals(stateDir)).toEqual([]);
+    await expectSame(dst, a);
+    expectClean();
+  });
+});

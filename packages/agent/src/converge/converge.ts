@@ -1,0 +1,544 @@
+/**
+ * converge: make the tree at hostRoot exactly equal to a desired manifest, as one transaction.
+ *
+ * 1. Fast path: the committed root hash equals the desired one (and nothing marked the tree as
+ *    drifted) → in sync, after reading one small file.
+ * 2. Base: with trustCommitted (default) the committed manifest, after lstat'ing every path the
+ *    diff touches (and their parents) to confirm they are as committed; otherwise, or when that
+ *    check finds a difference, a stat-cached walk of the real tree — which is how hand edits
+ *    (drift) get repaired by the same path.
+ * 3. Stage: every blob needed goes to `<dirname(hostRoot)>/.spoke-staging-<name>-<random>/blobs`,
+ *    copied from this tree (a moved file) or another tree (`reuse`) and verified by hashing the
+ *    copy, or fetched and verified. The tree is not touched.
+ * 4. Journal (durable), then the ops, then the commit (see journal.ts). For an initial sync into a
+ *    missing or empty root the whole tree is built in staging and published with one rename.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import { constants as FS } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import {
+  type ExcludeMatcher,
+  excludeMatcher,
+  fail,
+  isDiffEmpty,
+  isSpokeError,
+  type Manifest,
+  type ManifestDiff,
+  type ManifestEntry,
+  MODE_MASK,
+  parentOf,
+  STAGING_PREFIX,
+} from '@spoke/shared';
+import { errText, hashFileSync, isErrno, lstatOrNull, removeAll } from './fsutil.js';
+import { type Journal, readJournal, runJournal, Stepper, writeJournal } from './journal.js';
+import { checkHostRoot, type Drift, driftOf, NO_DRIFT, walkActual } from './observe.js';
+import { blobPath, type Op, stagingTree } from './ops.js';
+import {
+  buildOps,
+  checkDesired,
+  diffChecked,
+  type Lookup,
+  lookupIn,
+  neededBlobs,
+  type Needs,
+  type Obstacle,
+  obstaclesOf,
+  withoutHolders,
+} from './plan.js';
+import {
+  type Committed,
+  loadCommitted,
+  pruneManifestFiles,
+  readHead,
+  rememberCommitted,
+  sweepStagingIntent,
+  treeStateDir,
+  withTreeLock,
+  writeHead,
+  writeManifestFile,
+  writeStagingIntent,
+} from './state.js';
+
+/** Fetches blobs by hash (the transport's side of a converge). */
+export interface BlobFetcher {
+  /**
+   * Fetch these blobs into stagingDir as files named by their hash, each verified (use
+   * unpackBlobs from @spoke/shared on the byte stream the transport gives you). Resolves when all
+   * arrived.
+   */
+  fetch(hashes: string[], stagingDir: string, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<void>;
+  /**
+   * True when this fetcher verifies every blob's hash itself (unpackBlobs does). Converge then
+   * checks only presence and size; otherwise it hashes every fetched blob again. Default false.
+   */
+  verifies?: boolean;
+}
+
+/** Progress of a converge. */
+export interface ConvergeProgress {
+  phase: 'scan' | 'fetch' | 'apply';
+  files: number;
+  filesTotal: number;
+  bytes: number;
+  bytesTotal: number;
+}
+
+export interface ConvergeOptions {
+  /** Namespace path of the tree, e.g. /var/aegir/platforms/d7 (identity for journals and manifests). */
+  treeKey: string;
+  /** Where that tree lives on this host (after --root mapping): absolute and normalised. */
+  hostRoot: string;
+  /** Agent state dir: committed manifests, journals and stat caches live in `<stateDir>/trees/`. */
+  stateDir: string;
+  desired: Manifest;
+  /** Extra excludes; the defaults (VCS dirs, sites/*\/files, sites/*\/private) always apply. */
+  excludes?: string[];
+  fetcher: BlobFetcher;
+  /** A host path elsewhere that should hold this content (see buildReuseIndex); verified before use. */
+  reuse?: (hash: string) => string | undefined;
+  /**
+   * Trust the committed manifest as the description of the tree (default true): equal root hashes
+   * mean in sync, and a converge only checks the paths it changes. False walks the whole tree.
+   * observe() marks a drifted tree, which turns the trust off until a converge repairs it.
+   */
+  trustCommitted?: boolean;
+  onProgress?: (p: ConvergeProgress) => void;
+  /** Cancels before the journal is committed; after that the transaction always completes. */
+  signal?: AbortSignal;
+  /** Test hook: called between every step with a step counter (crash tests kill the process here). */
+  onStep?: (n: number, what: string) => void;
+}
+
+export interface ConvergeResult {
+  /** True when the tree already equalled the desired manifest (nothing was changed). */
+  inSync: boolean;
+  rootHash: string;
+  added: number;
+  /** Content, type and mode changes. */
+  changed: number;
+  removed: number;
+  filesFetched: number;
+  bytesFetched: number;
+  /** Blobs copied from this tree (moved files) or from other trees instead of fetched. */
+  filesReused: number;
+  bytesReused: number;
+  ms: number;
+  /** Where the tree differed from its committed manifest before this converge (repaired now). */
+  drift: Drift;
+}
+
+/**
+ * Makes the tree at `o.hostRoot` exactly equal to `o.desired`, transactionally (see the module
+ * comment). A pending journal of this tree is finished first.
+ * @throws SpokeError INVALID_ARGUMENT / ARCHIVE_UNSAFE (bad manifest), BLOB_HASH_MISMATCH,
+ *   PATH_OUTSIDE_ROOTS (a symlink where a directory must be), TASK_CANCELLED, INTERNAL
+ */
+export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
+  const t0 = performance.now();
+  const root = checkHostRoot(o.hostRoot);
+  const treeDir = treeStateDir(o.stateDir, o.treeKey);
+  return withTreeLock(treeDir, () => convergeLocked(o, root, treeDir, t0));
+}
+
+interface Counters {
+  filesFetched: number;
+  bytesFetched: number;
+  filesReused: number;
+  bytesReused: number;
+}
+
+async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string, t0: number): Promise<ConvergeResult> {
+  const stepper = new Stepper(o.onStep);
+  const desired = o.desired;
+  const result = (inSync: boolean, diff: ManifestDiff | undefined, drift: Drift, c?: Counters): ConvergeResult => ({
+    inSync,
+    rootHash: desired.rootHash,
+    added: diff?.added.length ?? 0,
+    changed: diff === undefined ? 0 : diff.changed.length + diff.typeChanged.length + diff.modeChanged.length,
+    removed: diff?.removed.length ?? 0,
+    filesFetched: c?.filesFetched ?? 0,
+    bytesFetched: c?.bytesFetched ?? 0,
+    filesReused: c?.filesReused ?? 0,
+    bytesReused: c?.bytesReused ?? 0,
+    ms: Math.round((performance.now() - t0) * 10) / 10,
+    drift,
+  });
+
+  // An interrupted transaction of this tree is finished before anything else.
+  let head = readHead(treeDir);
+  const pending = readJournal(treeDir);
+  if (pending !== undefined) {
+    runJournal(treeDir, pending);
+    head = readHead(treeDir);
+  }
+  const trust = (o.trustCommitted ?? true) && head !== undefined && head.drift !== true && head.hostRoot === root;
+  const sameExcludes = head !== undefined && sameList(head.excludes ?? [], o.excludes ?? []);
+  if (trust && sameExcludes && head?.rootHash === desired.rootHash) return result(true, undefined, NO_DRIFT);
+
+  cancelled(o.signal);
+  fs.mkdirSync(treeDir, { recursive: true });
+  sweepStagingIntent(treeDir);
+  const excludes = excludeMatcher({ exclude: o.excludes ?? [] });
+  const committed = head === undefined ? undefined : loadCommitted(treeDir, head);
+  const rootSt = lstatOrNull(root);
+  if (rootSt !== undefined && !rootSt.isDirectory()) {
+    throw fail(rootSt.isSymbolicLink() ? 'PATH_OUTSIDE_ROOTS' : 'INTERNAL', `tree root ${root} is not a directory`);
+  }
+  // The base (what the tree has now), the diff, and the desired manifest checked on the way.
+  const { baseManifest, diff, drift, obstacles } = await findBase(o, root, treeDir, excludes, trust ? committed : undefined, committed, sameExcludes);
+  const base = lookupIn(baseManifest.entries);
+  o.onProgress?.({ phase: 'scan', files: baseManifest.entries.length, filesTotal: baseManifest.entries.length, bytes: 0, bytesTotal: 0 });
+
+  if (isDiffEmpty(diff) && obstacles.length === 0) {
+    if (rootSt === undefined) fs.mkdirSync(root, { recursive: true, mode: 0o755 }); // an empty tree is an empty dir
+    const excl = o.excludes ?? [];
+    if (head?.rootHash !== desired.rootHash || head.drift === true || head.hostRoot !== root || !sameExcludes) {
+      const manifest = copyManifest(desired);
+      writeManifestFile(treeDir, o.treeKey, manifest);
+      writeHead(treeDir, { v: 1, treeKey: o.treeKey, hostRoot: root, rootHash: desired.rootHash, excludes: excl });
+      pruneManifestFiles(treeDir, desired.rootHash);
+      rememberCommitted(treeDir, manifest);
+    }
+    return result(true, diff, drift);
+  }
+
+  // Staging: a sibling of the root, so renames into the tree are atomic and it is never inside
+  // it. A root that is a mount point has no sibling on its filesystem: staging goes inside it
+  // then (the default excludes keep `.spoke-staging-*` out of every manifest and walk).
+  const parent = dirname(root);
+  fs.mkdirSync(parent, { recursive: true });
+  const mountPoint = rootSt !== undefined && fs.statSync(parent).dev !== rootSt.dev;
+  const initial = !mountPoint && baseManifest.entries.length === 0 && (rootSt === undefined || fs.readdirSync(root).length === 0);
+  const ops: Op[] = initial ? [{ op: 'publish' }] : buildOps(root, base, diff, excludes, obstacles);
+  const needs = neededBlobs(diff);
+  const staging = join(mountPoint ? root : parent, `${STAGING_PREFIX}${truncate(basename(root))}-${randomBytes(6).toString('hex')}`);
+  writeStagingIntent(treeDir, staging);
+  stepper.step('staging');
+  const counters: Counters = { filesFetched: 0, bytesFetched: 0, filesReused: 0, bytesReused: 0 };
+  let journal: Journal;
+  const manifest = copyManifest(desired);
+  try {
+    fs.mkdirSync(staging, { mode: 0o700 });
+    fs.mkdirSync(join(staging, 'blobs'), { mode: 0o700 });
+    await stageBlobs(o, root, baseManifest, needs, staging, counters, stepper);
+    cancelled(o.signal);
+    if (initial) buildInitialTree(staging, manifest, needs, rootSt, stepper);
+    cancelled(o.signal);
+    stepper.step('manifest');
+    const manifestFile = writeManifestFile(treeDir, o.treeKey, manifest);
+    journal = {
+      v: 1,
+      treeKey: o.treeKey,
+      hostRoot: root,
+      staging,
+      rootHash: desired.rootHash,
+      manifestFile,
+      excludes: o.excludes ?? [],
+      ops,
+    };
+    stepper.step('journal');
+    writeJournal(treeDir, journal);
+  } catch (err) {
+    removeAll(staging);
+    sweepStagingIntent(treeDir);
+    throw err;
+  }
+  // Committed: from here on the transaction completes (now, or by replay after a crash).
+  stepper.step('journal written');
+  runJournal(treeDir, journal, {
+    stepper,
+    manifest,
+    onOp: (done, total) => o.onProgress?.({ phase: 'apply', files: done, filesTotal: total, bytes: 0, bytesTotal: 0 }),
+  });
+  return result(false, diff, drift, counters);
+}
+
+/** The base of the diff (see the module comment, step 2), and the drift found on the way. */
+async function findBase(
+  o: ConvergeOptions,
+  root: string,
+  treeDir: string,
+  excludes: ExcludeMatcher,
+  trusted: Committed | undefined,
+  committed: Committed | undefined,
+  sameExcludes: boolean,
+): Promise<{ baseManifest: Manifest; diff: ManifestDiff; drift: Drift; obstacles: Obstacle[] }> {
+  const desired = o.desired;
+  if (trusted !== undefined) {
+    // Entries equal to the committed ones were checked when they were committed.
+    const diff = diffChecked(trusted.manifest, desired, excludes, sameExcludes ? 'changed' : 'all');
+    if (touchedAsCommitted(root, lookupIn(trusted.manifest.entries), diff)) {
+      return { baseManifest: trusted.manifest, diff, drift: NO_DRIFT, obstacles: [] };
+    }
+  } else {
+    checkDesired(desired, excludes); // before the walk: a bad manifest costs nothing
+  }
+  const actual = await walkActual(treeDir, root, o.excludes);
+  const desiredIn = lookupIn(desired.entries);
+  const baseManifest = withoutHolders(actual.manifest, actual.holders, desiredIn);
+  const obstacles = obstaclesOf(actual.skipped, desiredIn);
+  let drift = NO_DRIFT;
+  if (committed !== undefined) {
+    const asCommitted = withoutHolders(actual.manifest, actual.holders, lookupIn(committed.manifest.entries));
+    if (asCommitted.rootHash !== committed.rootHash) drift = driftOf(diffChecked(committed.manifest, asCommitted, excludes, 'none'));
+  }
+  return { baseManifest, diff: diffChecked(baseManifest, desired, excludes, 'none'), drift, obstacles };
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function cancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw fail('TASK_CANCELLED', 'converge cancelled');
+}
+
+function truncate(name: string): string {
+  let s = name;
+  while (Buffer.byteLength(s) > 100) s = s.slice(0, -1);
+  return s;
+}
+
+/** A private copy (the caller may reuse its objects); entries are already validated and sorted. */
+function copyManifest(m: Manifest): Manifest {
+  return {
+    rootHash: m.rootHash,
+    entries: m.entries.map((e) => {
+      const c: ManifestEntry = { path: e.path, type: e.type, mode: e.mode, size: e.size, hash: e.hash };
+      if (e.target !== undefined) c.target = e.target;
+      return c;
+    }),
+  };
+}
+
+/**
+ * With a trusted committed manifest: checks that every path the diff touches is on disk as
+ * committed (type, mode, size, link target), that added paths are absent, and that their
+ * directories are real directories. Any difference means drift: the caller walks the tree.
+ */
+function touchedAsCommitted(root: string, c: Lookup, d: ManifestDiff): boolean {
+  const dirOk = new Set<string>();
+  const parentsOk = (rel: string): boolean => {
+    const p = parentOf(rel);
+    if (p === '' || dirOk.has(p)) return true;
+    if (c(p)?.type !== 'dir') return true; // created or replaced by this converge
+    if (!parentsOk(p)) return false;
+    const st = lstatOrNull(join(root, p));
+    if (st === undefined || !st.isDirectory()) return false;
+    dirOk.add(p);
+    return true;
+  };
+  const asCommitted = (e: ManifestEntry | undefined): boolean => {
+    if (e === undefined || !parentsOk(e.path)) return false;
+    const abs = join(root, e.path);
+    const st = lstatOrNull(abs);
+    if (st === undefined) return false;
+    switch (e.type) {
+      case 'dir':
+        return st.isDirectory() && (st.mode & MODE_MASK) === e.mode;
+      case 'file':
+        return st.isFile() && st.size === e.size && (st.mode & MODE_MASK) === e.mode;
+      case 'symlink':
+        return st.isSymbolicLink() && fs.readlinkSync(abs) === e.target;
+    }
+  };
+  for (const e of d.removed) if (!asCommitted(e)) return false;
+  for (const t of d.typeChanged) if (!asCommitted(t.from)) return false;
+  for (const e of d.changed) if (!asCommitted(c(e.path))) return false;
+  for (const e of d.modeChanged) if (!asCommitted(c(e.path))) return false;
+  for (const e of d.added) {
+    const p = parentOf(e.path);
+    if (p !== '' && c(p)?.type !== 'dir') continue; // its parent is new: checked itself
+    if (!parentsOk(e.path) || lstatOrNull(join(root, e.path)) !== undefined) return false;
+  }
+  return true;
+}
+
+/**
+ * Puts every needed blob in `<staging>/blobs/<hash>`: copies of content already on this host
+ * (verified by hashing the copy), then one fetch for the rest (verified by size, and by hash
+ * unless the fetcher verifies).
+ */
+async function stageBlobs(
+  o: ConvergeOptions,
+  root: string,
+  base: Manifest,
+  needs: Needs,
+  staging: string,
+  counters: Counters,
+  stepper: Stepper,
+): Promise<void> {
+  if (needs.size === 0) return;
+  const local = new Map<string, string>();
+  for (const e of base.entries) {
+    if (e.type === 'file' && needs.has(e.hash) && !local.has(e.hash)) local.set(e.hash, e.path);
+  }
+  const blobs = join(staging, 'blobs');
+  let seq = 0;
+  const copyIn = (src: string, hash: string, size: number): boolean => {
+    const st = lstatOrNull(src);
+    if (st === undefined || !st.isFile() || st.size !== size) return false;
+    const tmp = join(blobs, `.copy-${seq++}`);
+    try {
+      fs.copyFileSync(src, tmp, FS.COPYFILE_FICLONE);
+      const got = hashFileSync(tmp);
+      if (got?.hash === hash) {
+        fs.renameSync(tmp, join(blobs, hash));
+        return true;
+      }
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT') && !isErrno(err, 'EACCES') && !isErrno(err, 'EISDIR')) throw err;
+    }
+    fs.rmSync(tmp, { force: true });
+    return false;
+  };
+  const toFetch: string[] = [];
+  let bytesTotal = 0;
+  for (const [hash, need] of needs) {
+    const rel = local.get(hash);
+    let src = rel === undefined ? undefined : join(root, rel);
+    if (src === undefined || !copyIn(src, hash, need.size)) {
+      src = o.reuse?.(hash);
+      if (src === undefined || !copyIn(src, hash, need.size)) {
+        toFetch.push(hash);
+        bytesTotal += need.size;
+        continue;
+      }
+    }
+    counters.filesReused++;
+    counters.bytesReused += need.size;
+    if (stepper.active) stepper.step(`stage ${hash.slice(0, 12)}`);
+  }
+  if (toFetch.length === 0) return;
+  cancelled(o.signal);
+  let bytes = 0;
+  const progress = (files: number) =>
+    o.onProgress?.({ phase: 'fetch', files, filesTotal: toFetch.length, bytes, bytesTotal });
+  progress(0);
+  await o.fetcher.fetch(
+    toFetch,
+    blobs,
+    (n) => {
+      bytes += n;
+      if (stepper.active) stepper.step('fetch');
+      progress(0);
+    },
+    o.signal,
+  );
+  cancelled(o.signal);
+  const verify = o.fetcher.verifies !== true;
+  for (const hash of toFetch) {
+    const size = (needs.get(hash) as { size: number }).size;
+    const path = blobPath(staging, hash);
+    const st = lstatOrNull(path);
+    if (st === undefined || !st.isFile()) {
+      throw fail('BLOB_HASH_MISMATCH', `blob ${hash.slice(0, 12)}… did not arrive`, { hash });
+    }
+    if (st.size !== size) {
+      throw fail('BLOB_HASH_MISMATCH', `blob ${hash.slice(0, 12)}… arrived with ${st.size} bytes, expected ${size}`, { hash });
+    }
+    if (verify) {
+      const got = hashFileSync(path);
+      if (got?.hash !== hash) {
+        throw fail('BLOB_HASH_MISMATCH', `blob ${hash.slice(0, 12)}… arrived with content ${got?.hash.slice(0, 12) ?? '?'}…`, {
+          expected: hash,
+          actual: got?.hash,
+        });
+      }
+    }
+  }
+  counters.filesFetched = toFetch.length;
+  counters.bytesFetched = bytesTotal;
+  progress(toFetch.length);
+}
+
+/**
+ * Builds the whole desired tree in `<staging>/tree`, in its final layout: the journal is then the
+ * single rename that publishes it. Fresh private directory, parents before children, and every
+ * parent is a directory of the manifest: nothing here can meet a symlink.
+ */
+function buildInitialTree(
+  staging: string,
+  desired: Manifest,
+  needs: Needs,
+  rootSt: fs.Stats | undefined,
+  stepper: Stepper,
+): void {
+  const tree = stagingTree(staging);
+  const blobs = join(staging, 'blobs');
+  fs.mkdirSync(tree, 0o700);
+  const left = new Map<string, number>();
+  for (const [hash, n] of needs) left.set(hash, n.paths.length);
+  const entries = desired.entries;
+  try {
+    for (const e of entries) {
+      const abs = `${tree}/${e.path}`;
+      if (e.type === 'dir') {
+        fs.mkdirSync(abs, 0o700);
+      } else if (e.type === 'symlink') {
+        fs.symlinkSync(e.target as string, abs);
+      } else {
+        const n = (left.get(e.hash) as number) - 1;
+        left.set(e.hash, n);
+        const src = `${blobs}/${e.hash}`;
+        if (n > 0) fs.copyFileSync(src, abs, FS.COPYFILE_FICLONE);
+        else fs.renameSync(src, abs);
+        fs.chmodSync(abs, e.mode & MODE_MASK);
+      }
+      if (stepper.active) stepper.step(`build ${e.path}`);
+    }
+    // Directory modes last, deepest first: a read-only directory must not block its children.
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const e = entries[i] as ManifestEntry;
+      if (e.type === 'dir') fs.chmodSync(`${tree}/${e.path}`, e.mode & MODE_MASK);
+    }
+    fs.chmodSync(tree, rootSt === undefined ? 0o755 : rootSt.mode & MODE_MASK);
+  } catch (err) {
+    throw fail('INTERNAL', `cannot build the new tree in ${tree}: ${errText(err)}`);
+  }
+}
+
+/**
+ * Finishes or discards every pending transaction under stateDir: a journal is run to the end
+ * (its tree becomes the new one), a staging dir without a journal is removed (its tree stayed the
+ * old one). Call once at agent start-up, before connecting. Returns the tree keys it finished.
+ * @throws SpokeError the first journal that cannot be completed (after trying all others); that
+ *   journal and its staging dir are left in place
+ */
+export async function replayJournals(stateDir: string): Promise<string[]> {
+  const trees = join(stateDir, 'trees');
+  let names: string[];
+  try {
+    names = fs.readdirSync(trees).sort();
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return [];
+    throw err;
+  }
+  const finished: string[] = [];
+  const errors: unknown[] = [];
+  for (const name of names) {
+    const treeDir = join(trees, name);
+    await withTreeLock(treeDir, async () => {
+      try {
+        const j = readJournal(treeDir);
+        if (j === undefined) {
+          sweepStagingIntent(treeDir);
+          return;
+        }
+        runJournal(treeDir, j);
+        finished.push(j.treeKey);
+      } catch (err) {
+        errors.push(err);
+      }
+    });
+  }
+  const first = errors[0];
+  if (first !== undefined) {
+    if (errors.length > 1 && isSpokeError(first)) {
+      throw fail(first.code, `${first.message} (and ${errors.length - 1} more trees could not be replayed)`, first.details);
+    }
+    throw first;
+  }
+  return finished;
+}

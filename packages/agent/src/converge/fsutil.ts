@@ -1,0 +1,104 @@
+/**
+ * Small synchronous file-system helpers for the converge engine. Sync on purpose: the calls are
+ * microseconds each from the inode cache and the thread-pool hand-off of the async versions costs
+ * more than the call (see the notes in shared/sync/manifest.ts).
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { constants as FS, type Stats } from 'node:fs';
+import { dirname } from 'node:path';
+
+/** True when `err` is a Node system error with this errno code. */
+export function isErrno(err: unknown, code: string): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}
+
+/** The errno code of a system error, else its message (for one-line error texts). */
+export function errText(err: unknown): string {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : err instanceof Error ? err.message : String(err);
+}
+
+/** lstat, or undefined when the path (or a parent) does not exist. */
+export function lstatOrNull(path: string): Stats | undefined {
+  try {
+    return fs.lstatSync(path);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) return undefined;
+    throw err;
+  }
+}
+
+const BUF = Buffer.allocUnsafe(256 * 1024);
+
+/**
+ * SHA-256 and size of a regular file, opened without following a symlink or blocking on a FIFO.
+ * Returns undefined when it is missing or not a regular file.
+ */
+export function hashFileSync(path: string): { hash: string; size: number } | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ELOOP') || isErrno(err, 'ENOTDIR')) return undefined;
+    throw err;
+  }
+  try {
+    if (!fs.fstatSync(fd).isFile()) return undefined;
+    const h = createHash('sha256');
+    let size = 0;
+    for (;;) {
+      const n = fs.readSync(fd, BUF, 0, BUF.length, null);
+      if (n === 0) break;
+      h.update(BUF.subarray(0, n));
+      size += n;
+    }
+    return { hash: h.digest('hex'), size };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** fsync a directory (makes a rename or unlink in it durable). */
+export function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, FS.O_RDONLY | FS.O_DIRECTORY);
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+let tmpSeq = 0;
+
+/**
+ * Writes a file atomically: temp file in the same dir, (fsync), rename over, (fsync the dir).
+ * Without `durable` it is still atomic against a process crash, just not against power loss.
+ */
+export function writeAtomic(path: string, data: string | Buffer, durable: boolean): void {
+  const tmp = `${path}.tmp-${process.pid}-${tmpSeq++}`;
+  const fd = fs.openSync(tmp, FS.O_WRONLY | FS.O_CREAT | FS.O_TRUNC | FS.O_NOFOLLOW, 0o600);
+  try {
+    fs.writeFileSync(fd, data);
+    if (durable) fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, path);
+  if (durable) fsyncDir(dirname(path));
+}
+
+/** Reads a small file as UTF-8, or undefined when it does not exist. */
+export function readIfExists(path: string): string | undefined {
+  try {
+    return fs.readFileSync(path, 'utf8');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
+/** rm -rf that never follows symlinks (fs.rmSync does not follow them either); missing is fine. */
+export function removeAll(path: string): void {
+  fs.rmSync(path, { recursive: true, force: true, maxRetries: 2 });
+}

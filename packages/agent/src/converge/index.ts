@@ -1,0 +1,9 @@
+/**
+ * The agent-side converge engine: makes a tree on this host exactly equal to a desired manifest,
+ * transactionally (staging + journal + replay), reusing content already on the host.
+ */
+export { converge, replayJournals } from './converge.js';
+export type { BlobFetcher, ConvergeOptions, ConvergeProgress, ConvergeResult } from './converge.js';
+export { buildReuseIndex, observe, readCommitted, treeKeyOf } from './observe.js';
+export type { Drift } from './observe.js';
+export { treeStateDir } from './state.js';

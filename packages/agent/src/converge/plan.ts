@@ -1,0 +1,330 @@
+/**
+ * From (what the tree has, what is desired) to an ordered list of idempotent ops.
+ */
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import {
+  checkEntryPath,
+  checkSymlinkTarget,
+  comparePaths,
+  type ExcludeMatcher,
+  fail,
+  isHash,
+  type Manifest,
+  type ManifestDiff,
+  type ManifestEntry,
+  MODE_MASK,
+  parentOf,
+  rootHashOfSorted,
+  type SkippedEntry,
+} from '@spoke/shared';
+import { isErrno } from './fsutil.js';
+import { findExcluded, type Op } from './ops.js';
+
+/** Finds an entry by path in entries sorted by path (binary search; no index to build). */
+export type Lookup = (path: string) => ManifestEntry | undefined;
+
+export function lookupIn(entries: readonly ManifestEntry[]): Lookup {
+  return (path) => {
+    let lo = 0;
+    let hi = entries.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const e = entries[mid] as ManifestEntry;
+      const c = e.path === path ? 0 : comparePaths(e.path, path);
+      if (c === 0) return e;
+      if (c < 0) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return undefined;
+  };
+}
+
+/**
+ * Checks one desired entry: path normalised and safe (checkEntryPath), not excluded (user data is
+ * never pushed; its parents are checked as entries of their own), permission bits only (a
+ * setuid/setgid/sticky bit is refused, like in archives), a valid hash and size, a symlink target
+ * inside the tree (checkSymlinkTarget).
+ */
+function checkEntry(e: ManifestEntry, excludes: ExcludeMatcher): void {
+  const p = e.path;
+  if (typeof p !== 'string' || p === '' || checkEntryPath(p) !== p) {
+    throw fail('ARCHIVE_UNSAFE', `manifest path ${JSON.stringify(p)} is not normalised`);
+  }
+  if (excludes.matchesSelf(p)) throw fail('INVALID_ARGUMENT', `manifest lists excluded path ${JSON.stringify(p)} (user data is never pushed)`);
+  if (!Number.isInteger(e.mode) || e.mode < 0 || (e.mode & ~MODE_MASK) !== 0) {
+    throw fail('ARCHIVE_UNSAFE', `manifest gives ${JSON.stringify(p)} mode ${Number(e.mode).toString(8)} (only permission bits are allowed)`);
+  }
+  switch (e.type) {
+    case 'dir':
+      return;
+    case 'file':
+      if (!isHash(e.hash) || !Number.isSafeInteger(e.size) || e.size < 0) {
+        throw fail('INVALID_ARGUMENT', `manifest entry ${JSON.stringify(p)} has no valid hash or size`);
+      }
+      return;
+    case 'symlink':
+      if (typeof e.target !== 'string') throw fail('INVALID_ARGUMENT', `symlink ${JSON.stringify(p)} has no target`);
+      checkSymlinkTarget(p, e.target);
+      return;
+    default:
+      throw fail('INVALID_ARGUMENT', `manifest entry ${JSON.stringify(p)} has unknown type ${JSON.stringify(e.type)}`);
+  }
+}
+
+function sameContent(a: ManifestEntry, b: ManifestEntry): boolean {
+  switch (a.type) {
+    case 'dir':
+      return true;
+    case 'symlink':
+      return a.target === b.target;
+    case 'file':
+      return a.hash === b.hash && a.size === b.size;
+  }
+}
+
+/**
+ * diffManifests for two manifests sorted by path, as one merge pass (no index to build: this is
+ * the hot path of a small update to a large tree), checking `desired` on the way:
+ * - always: sorted, unique, every parent a directory of the manifest;
+ * - `check: 'all'`: every entry (see checkEntry) and the root hash;
+ * - `check: 'changed'`: only entries that differ from `base` — for a base that was itself checked
+ *   with the same excludes (the committed manifest) — and the root hash;
+ * - `check: 'none'`: desired was checked already.
+ * The result has diffManifests' shape and order (parents first; `removed` deepest first).
+ * @throws SpokeError ARCHIVE_UNSAFE, INVALID_ARGUMENT
+ */
+export function diffChecked(
+  base: Manifest,
+  desired: Manifest,
+  excludes: ExcludeMatcher,
+  check: 'all' | 'changed' | 'none',
+): ManifestDiff {
+  const out: ManifestDiff = { added: [], removed: [], changed: [], typeChanged: [], modeChanged: [], unchanged: 0 };
+  const b = base.entries;
+  const d = desired.entries;
+  const dirs = new Set<string>();
+  let i = 0;
+  let prev: string | undefined;
+  for (const want of d) {
+    const p = want.path;
+    if (check !== 'none') {
+      if (prev !== undefined && comparePaths(prev, p) >= 0) {
+        throw fail('INVALID_ARGUMENT', `manifest is not sorted or lists ${JSON.stringify(p)} twice`);
+      }
+      prev = p;
+      const slash = p.lastIndexOf('/');
+      if (slash >= 0 && !dirs.has(p.slice(0, slash))) {
+        checkEntry(want, excludes); // an unsafe path says so first
+        throw fail('INVALID_ARGUMENT', `manifest lists ${JSON.stringify(p)} but not its directory`);
+      }
+      if (want.type === 'dir') dirs.add(p);
+    }
+    // base entries before this path are gone
+    let have = b[i];
+    while (have !== undefined && have.path !== p && comparePaths(have.path, p) < 0) {
+      out.removed.push(have);
+      have = b[++i];
+    }
+    if (have === undefined || have.path !== p) {
+      if (check !== 'none') checkEntry(want, excludes);
+      out.added.push(want);
+      continue;
+    }
+    i++;
+    const same = have.type === want.type && sameContent(have, want);
+    if (same && have.mode === want.mode) {
+      if (check === 'all') checkEntry(want, excludes);
+      out.unchanged++;
+      continue;
+    }
+    if (check !== 'none') checkEntry(want, excludes);
+    if (have.type !== want.type) out.typeChanged.push({ path: p, from: have, to: want });
+    else if (!same) out.changed.push(want);
+    else out.modeChanged.push(want);
+  }
+  for (; i < b.length; i++) out.removed.push(b[i] as ManifestEntry);
+  out.removed.reverse();
+  if (check !== 'none' && rootHashOfSorted(d) !== desired.rootHash) {
+    throw fail('INVALID_ARGUMENT', 'manifest root hash does not match its entries');
+  }
+  return out;
+}
+
+/** Checks a desired manifest completely (see diffChecked). */
+export function checkDesired(d: Manifest, excludes: ExcludeMatcher): void {
+  diffChecked({ entries: [], rootHash: '' }, d, excludes, 'all');
+}
+
+/**
+ * Directories of an observed manifest that exist only to hold excluded content (e.g. `sites/x`
+ * kept for `sites/x/files` after the code of site x was removed): no observed entry below them,
+ * and at least one excluded path or other holder directly inside. Converge leaves them alone and
+ * observe does not count them as drift.
+ */
+export function holderDirs(root: string, observed: Manifest, excludes: ExcludeMatcher): Set<string> {
+  const live = new Map<string, number>();
+  for (const e of observed.entries) {
+    const p = parentOf(e.path);
+    live.set(p, (live.get(p) ?? 0) + 1);
+  }
+  const holders = new Set<string>();
+  for (let i = observed.entries.length - 1; i >= 0; i--) {
+    const e = observed.entries[i] as ManifestEntry;
+    if (e.type !== 'dir' || (live.get(e.path) ?? 0) > 0) continue;
+    let names: string[];
+    try {
+      names = fs.readdirSync(join(root, e.path));
+    } catch (err) {
+      if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) continue;
+      throw err;
+    }
+    if (names.some((n) => excludes.matchesSelf(`${e.path}/${n}`) || holders.has(`${e.path}/${n}`))) {
+      holders.add(e.path);
+      const p = parentOf(e.path);
+      live.set(p, (live.get(p) ?? 1) - 1);
+    }
+  }
+  return holders;
+}
+
+/** `observed` without the holder dirs that `reference` does not list. */
+export function withoutHolders(observed: Manifest, holders: Set<string>, reference: Lookup | undefined): Manifest {
+  if (holders.size === 0) return observed;
+  const entries = observed.entries.filter((e) => !holders.has(e.path) || reference?.(e.path)?.type === 'dir');
+  return entries.length === observed.entries.length ? observed : { entries, rootHash: rootHashOfSorted(entries) };
+}
+
+/** Something on disk that no manifest can list, at a path the desired manifest uses. */
+export interface Obstacle {
+  path: string;
+  type: 'symlink' | 'other';
+}
+
+/** The entries walkTree skipped that stand where `desired` wants something. */
+export function obstaclesOf(skipped: readonly SkippedEntry[], desired: Lookup): Obstacle[] {
+  const out: Obstacle[] = [];
+  for (const s of skipped) {
+    if (desired(s.path) === undefined) continue;
+    if (s.reason === 'unsafe-symlink') out.push({ path: s.path, type: 'symlink' });
+    else if (s.reason === 'socket' || s.reason === 'fifo' || s.reason === 'char-device' || s.reason === 'block-device') {
+      out.push({ path: s.path, type: 'other' });
+    }
+  }
+  return out;
+}
+
+/** Files to be written, grouped by content hash (paths in op order). */
+export type Needs = Map<string, { size: number; paths: string[] }>;
+
+export function neededBlobs(diff: ManifestDiff): Needs {
+  const needs: Needs = new Map();
+  const add = (e: ManifestEntry) => {
+    if (e.type !== 'file') return;
+    const n = needs.get(e.hash);
+    if (n === undefined) needs.set(e.hash, { size: e.size, paths: [e.path] });
+    else n.paths.push(e.path);
+  };
+  for (const t of diff.typeChanged) add(t.to);
+  for (const e of diff.added) add(e);
+  for (const e of diff.changed) add(e);
+  return needs;
+}
+
+/**
+ * The op list for an incremental converge, in diffManifests' order (see ManifestDiff):
+ * 1. directories that will be written into but lack owner write/search get u+rwx (non-root agents);
+ * 2. removals, deepest first;
+ * 3. type changes: remove the old type (only while it is still the old type), create the new;
+ * 4. additions, parents first; 5. content changes; 6. file mode changes;
+ * 7. directory modes, deepest first, after everything below them is in place.
+ * A blob used at N paths is copied for the first N-1 and renamed for the last.
+ * @throws SpokeError INTERNAL when a directory that must go (type change) still holds user data
+ */
+export function buildOps(
+  root: string,
+  base: Lookup,
+  diff: ManifestDiff,
+  excludes: ExcludeMatcher,
+  obstacles: readonly Obstacle[] = [],
+): Op[] {
+  const ops: Op[] = [];
+  const remaining = new Map<string, number>();
+  const countUse = (e: ManifestEntry) => {
+    if (e.type === 'file') remaining.set(e.hash, (remaining.get(e.hash) ?? 0) + 1);
+  };
+  for (const t of diff.typeChanged) countUse(t.to);
+  for (const e of diff.added) countUse(e);
+  for (const e of diff.changed) countUse(e);
+
+  const create = (e: ManifestEntry, dirModes: ManifestEntry[]) => {
+    switch (e.type) {
+      case 'dir':
+        ops.push({ op: 'mkdir', path: e.path });
+        dirModes.push(e);
+        return;
+      case 'symlink':
+        ops.push({ op: 'symlink', path: e.path, target: e.target as string });
+        return;
+      case 'file': {
+        const left = (remaining.get(e.hash) ?? 1) - 1;
+        remaining.set(e.hash, left);
+        const op: Op = { op: 'place', path: e.path, hash: e.hash, size: e.size, mode: e.mode };
+        if (left > 0) op.copy = true;
+        ops.push(op);
+      }
+    }
+  };
+
+  // 1. writable parents
+  const unlocked: ManifestEntry[] = [];
+  const seen = new Set<string>();
+  const touchParent = (rel: string) => {
+    const p = parentOf(rel);
+    if (p === '' || seen.has(p)) return;
+    seen.add(p);
+    const e = base(p);
+    if (e !== undefined && e.type === 'dir' && (e.mode & 0o700) !== 0o700) unlocked.push(e);
+  };
+  for (const e of diff.removed) touchParent(e.path);
+  for (const t of diff.typeChanged) touchParent(t.path);
+  for (const e of diff.added) touchParent(e.path);
+  for (const e of diff.changed) touchParent(e.path);
+  for (const e of unlocked) ops.push({ op: 'chmod', path: e.path, mode: e.mode | 0o700, ifDir: true });
+
+  // 2. removals: things the walk could not list (absolute or escaping symlinks made by hand,
+  // sockets…) where the manifest wants something, then what the manifest no longer has
+  for (const o of obstacles) ops.push({ op: 'rm', path: o.path, ifType: o.type });
+  for (const e of diff.removed) ops.push({ op: 'rm', path: e.path });
+  // 3. type changes
+  const dirModes: ManifestEntry[] = [];
+  for (const t of diff.typeChanged) {
+    if (t.from.type === 'dir') {
+      const user = findExcluded(root, excludes, t.path);
+      if (user !== undefined) {
+        throw fail('INTERNAL', `cannot replace directory ${JSON.stringify(t.path)} with a ${t.to.type}: it holds user data (${user})`, {
+          path: t.path,
+        });
+      }
+    }
+    ops.push({ op: 'rm', path: t.path, ifType: t.from.type });
+    create(t.to, dirModes);
+  }
+  // 4.-5.
+  for (const e of diff.added) create(e, dirModes);
+  for (const e of diff.changed) create(e, dirModes); // same type: a file or a symlink
+  // 6.-7.
+  for (const e of diff.modeChanged) {
+    if (e.type === 'dir') dirModes.push(e);
+    else ops.push({ op: 'chmod', path: e.path, mode: e.mode });
+  }
+  const gone = new Set<string>();
+  for (const e of diff.removed) gone.add(e.path);
+  for (const t of diff.typeChanged) gone.add(t.path);
+  const finalDirs = new Map<string, number>();
+  for (const e of unlocked) if (!gone.has(e.path)) finalDirs.set(e.path, e.mode);
+  for (const e of dirModes) finalDirs.set(e.path, e.mode);
+  const paths = [...finalDirs.keys()].sort((a, b) => comparePaths(b, a));
+  for (const p of paths) ops.push({ op: 'chmod', path: p, mode: finalDirs.get(p) as number });
+  return ops;
+}

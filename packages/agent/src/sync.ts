@@ -1,0 +1,296 @@
+/**
+ * The agent's side of converge, over the wire: fetches the desired manifest and blobs from the
+ * master and hands them to the converge engine (converge/). Also keeps the observed root hashes
+ * it reports at hello and after drift checks.
+ */
+import { readdirSync } from 'node:fs';
+import type { ClientReadableStream } from '@grpc/grpc-js';
+import {
+  buildManifest,
+  fail,
+  fromServiceError,
+  isSpokeError,
+  unframeBlobs,
+  wire,
+  type Logger,
+  type Manifest,
+  type ManifestEntry,
+  type RootMap,
+} from '@spoke/shared';
+import { buildReuseIndex, converge, observe, readCommitted, replayJournals, type BlobFetcher } from './converge/index.js';
+
+/** One converge as the master asked for it. */
+export interface ConvergeRequest {
+  tree: string;
+  rootHash: string;
+  excludes: string[];
+  label: string;
+}
+
+/** Progress as the connection forwards it to the master. */
+export type ProgressFn = (p: { message: string; done: number; total: number }) => void;
+
+async function* bytesOf(stream: ClientReadableStream<wire.BlobChunk>): AsyncGenerator<Uint8Array> {
+  try {
+    for await (const chunk of stream as AsyncIterable<wire.BlobChunk>) yield chunk.data;
+  } catch (e) {
+    throw fromServiceError(e);
+  }
+}
+
+/** Tree management on the agent. */
+export class AgentTrees {
+  private readonly stateDir: string;
+  private readonly roots: string[];
+  private readonly rootMap: RootMap;
+  private readonly log: Logger;
+  private client: wire.AgentClient | null = null;
+  /** Trees this agent holds: namespace path → host path, and their excludes. */
+  private readonly held = new Map<string, { hostRoot: string; excludes: string[] }>();
+  /** Last observed root hash per tree. */
+  private readonly observedHashes = new Map<string, string>();
+  /** Serialises work per tree. */
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(deps: { stateDir: string; roots: string[]; rootMap: RootMap; log: Logger }) {
+    this.stateDir = deps.stateDir;
+    this.roots = deps.roots;
+    this.rootMap = deps.rootMap;
+    this.log = deps.log;
+  }
+
+  /** Sets the client used for GetManifest / FetchBlobs (owned by the connection). */
+  setClient(c: wire.AgentClient): void {
+    this.client = c;
+  }
+
+  private treesDir(): string {
+    return `${this.stateDir}/trees`;
+  }
+
+  /**
+   * Start-up: finish or discard interrupted applies (journals), then observe every tree this
+   * agent holds, so the hello carries what is really on disk.
+   */
+  async startup(): Promise<void> {
+    const replayed = await replayJournals(this.stateDir);
+    if (replayed.length) this.log.warn({ trees: replayed }, 'finished interrupted converges from their journals');
+    for (const tree of this.committedTrees()) {
+      try {
+        const hostRoot = this.rootMap.confine(tree, this.roots);
+        const c = readCommitted(this.stateDir, tree);
+        this.held.set(tree, { hostRoot, excludes: c?.excludes ?? [] });
+        await this.refresh(tree);
+      } catch (e) {
+        this.log.warn({ tree, err: (e as Error).message }, 'cannot observe tree');
+      }
+    }
+  }
+
+  private committedTrees(): string[] {
+    let dirs: string[] = [];
+    try {
+      dirs = readdirSync(this.treesDir());
+    } catch {
+      return [];
+    }
+    const out: string[] = [];
+    for (const d of dirs) {
+      const key = readCommittedKey(`${this.treesDir()}/${d}`);
+      if (key) out.push(key);
+    }
+    return out;
+  }
+
+  /** Observed root hash per held tree (for hello). */
+  observed(): Record<string, string> {
+    return Object.fromEntries(this.observedHashes);
+  }
+
+  /** Re-walks one tree and updates its observed hash; true when it changed. */
+  private async refresh(tree: string): Promise<boolean> {
+    const h = this.held.get(tree);
+    if (!h) return false;
+    const o = await observe(this.stateDir, tree, h.hostRoot, h.excludes);
+    const before = this.observedHashes.get(tree);
+    this.observedHashes.set(tree, o.rootHash);
+    if (o.drift.changed.length + o.drift.added.length + o.drift.removed.length > 0) {
+      this.log.warn({ tree, drift: o.drift.changed.length + o.drift.added.length + o.drift.removed.length }, 'drift found');
+    }
+    return before !== o.rootHash;
+  }
+
+  /**
+   * Re-observes every held tree; returns true when the master should hear about it: an observed
+   * hash changed, or a tree still differs from what was last converged (the master may have
+   * missed the earlier report; it ignores repeats while a repair is queued).
+   */
+  async checkDrift(): Promise<boolean> {
+    let report = false;
+    for (const tree of [...this.held.keys()]) {
+      const changed = await this.withLock(tree, () => this.refresh(tree));
+      const committed = readCommitted(this.stateDir, tree)?.rootHash;
+      report = changed || (committed !== undefined && this.observedHashes.get(tree) !== committed) || report;
+    }
+    return report;
+  }
+
+  private withLock<T>(tree: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(tree) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    this.locks.set(tree, next.catch(() => undefined));
+    return next;
+  }
+
+  /** Makes `req.tree` equal to the master's desired tree. */
+  converge(req: ConvergeRequest, progress: ProgressFn): Promise<wire.ConvergeResult> {
+    return this.withLock(req.tree, async () => {
+      const hostRoot = this.rootMap.confine(req.tree, this.roots);
+      const committed = readCommitted(this.stateDir, req.tree);
+      this.held.set(req.tree, { hostRoot, excludes: req.excludes });
+      if (committed?.rootHash === req.rootHash && this.observedHashes.get(req.tree) === req.rootHash) {
+        return emptyResult(req.rootHash);
+      }
+      const desired = await this.fetchManifest(req.tree, req.rootHash);
+      const heldRoots = new Map([...this.held].map(([k, v]) => [k, v.hostRoot]));
+      let lastPhase = '';
+      const r = await converge({
+        treeKey: req.tree,
+        hostRoot,
+        stateDir: this.stateDir,
+        desired,
+        excludes: req.excludes,
+        fetcher: this.fetcher(req.tree),
+        reuse: buildReuseIndex(this.stateDir, heldRoots),
+        onProgress: (p) => {
+          if (p.phase !== lastPhase || p.phase === 'fetch') {
+            lastPhase = p.phase;
+            progress({ message: `${p.phase} ${p.files}/${p.filesTotal} files`, done: Math.round(p.bytes), total: Math.round(p.bytesTotal) });
+          }
+        },
+      });
+      this.observedHashes.set(req.tree, r.rootHash);
+      const cut = (a: string[]) => a.slice(0, 100);
+      return {
+        inSync: r.inSync,
+        rootHash: r.rootHash,
+        added: r.added,
+        changed: r.changed,
+        removed: r.removed,
+        filesFetched: r.filesFetched,
+        bytesFetched: r.bytesFetched,
+        filesReused: r.filesReused,
+        bytesReused: r.bytesReused,
+        ms: Math.round(r.ms),
+        drift: {
+          changed: cut(r.drift.changed),
+          added: cut(r.drift.added),
+          removed: cut(r.drift.removed),
+          total: r.drift.changed.length + r.drift.added.length + r.drift.removed.length,
+        },
+      };
+    });
+  }
+
+  /** What is on disk for a tree, against what was last converged. */
+  status(tree: string, excludes: string[]): Promise<wire.TreeStatusResult> {
+    return this.withLock(tree, async () => {
+      const hostRoot = this.rootMap.confine(tree, this.roots);
+      const committed = readCommitted(this.stateDir, tree);
+      const o = await observe(this.stateDir, tree, hostRoot, committed?.excludes ?? excludes);
+      if (committed) this.observedHashes.set(tree, o.rootHash);
+      const cut = (a: string[]) => a.slice(0, 100);
+      return {
+        committedRootHash: committed?.rootHash ?? '',
+        actualRootHash: o.manifest.entries.length > 0 || committed ? o.rootHash : '',
+        exists: o.manifest.entries.length > 0,
+        drift: {
+          changed: cut(o.drift.changed),
+          added: cut(o.drift.added),
+          removed: cut(o.drift.removed),
+          total: o.drift.changed.length + o.drift.added.length + o.drift.removed.length,
+        },
+      };
+    });
+  }
+
+  private requireClient(): wire.AgentClient {
+    if (!this.client) throw fail('AGENT_DISCONNECTED', 'not connected to the master');
+    return this.client;
+  }
+
+  private async fetchManifest(tree: string, rootHash: string): Promise<Manifest> {
+    const entries: ManifestEntry[] = [];
+    const stream = this.requireClient().getManifest({ tree, rootHash });
+    try {
+      for await (const chunk of stream as AsyncIterable<wire.ManifestChunk>) {
+        for (const e of chunk.entries) {
+          const entry: ManifestEntry = { path: e.path, type: e.type as ManifestEntry['type'], mode: e.mode, size: e.size, hash: e.hash };
+          if (e.type === 'symlink') entry.target = e.target;
+          entries.push(entry);
+        }
+      }
+    } catch (e) {
+      throw fromServiceError(e);
+    }
+    const m = buildManifest(entries);
+    if (m.rootHash !== rootHash) {
+      throw fail('TREE_CHANGED', `the manifest the master sent hashes to ${m.rootHash.slice(0, 12)}, not ${rootHash.slice(0, 12)}`);
+    }
+    return m;
+  }
+
+  /** Fetches blobs by hash; a blob corrupted in transit is refused and fetched once more. */
+  private fetcher(tree: string): BlobFetcher {
+    return {
+      verifies: true,
+      fetch: async (hashes, stagingDir, onBytes) => {
+        let missing = [...hashes];
+        for (let attempt = 1; missing.length > 0; attempt++) {
+          const stream = this.requireClient().fetchBlobs({ tree, hashes: missing });
+          const counted = async function* () {
+            for await (const b of bytesOf(stream)) {
+              onBytes?.(b.byteLength);
+              yield b;
+            }
+          };
+          try {
+            const got = await unframeBlobs(counted(), stagingDir, { want: missing });
+            const have = new Set(got.map((g) => g.hash));
+            missing = missing.filter((h) => !have.has(h));
+            if (missing.length) throw fail('BLOB_HASH_MISMATCH', `${missing.length} blob(s) did not arrive`);
+          } catch (e) {
+            stream.cancel();
+            // A bad blob or a broken stream: keep what verified, fetch the rest again.
+            if (attempt >= 3 || (isSpokeError(e) && ['TREE_CHANGED', 'PATH_OUTSIDE_ROOTS', 'CERT_REVOKED'].includes(e.code))) throw e;
+            this.log.warn({ tree, attempt, err: (e as Error).message }, 'blob transfer failed; fetching the rest again');
+            const present = new Set(readdirSync(stagingDir));
+            missing = missing.filter((h) => !present.has(h));
+          }
+        }
+      },
+    };
+  }
+}
+
+function emptyResult(rootHash: string): wire.ConvergeResult {
+  return {
+    inSync: true,
+    rootHash,
+    added: 0,
+    changed: 0,
+    removed: 0,
+    filesFetched: 0,
+    bytesFetched: 0,
+    filesReused: 0,
+    bytesReused: 0,
+    ms: 0,
+    drift: { changed: [], added: [], removed: [], total: 0 },
+  };
+}
+
+/** Reads the tree key recorded in a tree state dir (converge/ writes it). */
+function readCommittedKey(dir: string): string | undefined {
+  return treeKeyOf(dir);
+}
+import { treeKeyOf } from './converge/index.js';

@@ -1,0 +1,91 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { frameBlobs, unframeBlobs } from './frames.js';
+
+const dirs: string[] = [];
+afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'spoke-frames-'));
+  dirs.push(d);
+  return d;
+}
+const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+function sources(dir: string, contents: (string | Buffer)[]) {
+  return contents.map((c, i) => {
+    const p = join(dir, `f${i}`);
+    writeFileSync(p, c);
+    return { hash: sha(c), path: p };
+  });
+}
+
+async function collect(gen: AsyncIterable<Buffer>): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const b of gen) out.push(b);
+  return out;
+}
+
+/** Re-chunks a byte stream at awkward boundaries. */
+async function* rechunk(chunks: Buffer[], size: number): AsyncGenerator<Buffer> {
+  const all = Buffer.concat(chunks);
+  for (let i = 0; i < all.length; i += size) yield all.subarray(i, i + size);
+}
+
+describe('blob frames', () => {
+  it('round-trips blobs of every size, whatever the chunk boundaries, once per hash', async () => {
+    const src = tmp();
+    const big = Buffer.alloc(5 * 1024 * 1024 + 17, 7);
+    const s = sources(src, ['', 'a', 'hello world', big, 'a']);
+    const chunks = await collect(frameBlobs(s));
+    for (const size of [39, 41, 4096, 65_536, 10_000_000]) {
+      const dest = tmp();
+      const got = await unframeBlobs(rechunk(chunks, size), dest, { want: s.map((x) => x.hash) });
+      expect(got.map((g) => g.hash)).toEqual([...new Set(s.map((x) => x.hash))]);
+      for (const g of got) expect(sha(readFileSync(g.path))).toBe(g.hash);
+      expect(readdirSync(dest).filter((n) => n.startsWith('.in-'))).toEqual([]);
+    }
+  });
+
+  it('survives one-byte chunks', async () => {
+    const s = sources(tmp(), ['a', 'bc', '']);
+    const got = await unframeBlobs(rechunk(await collect(frameBlobs(s)), 1), tmp());
+    expect(got).toHaveLength(3);
+  });
+
+  it('detects a blob corrupted in transit, keeps the good ones before it, drops the bad one', async () => {
+    const src = tmp();
+    const s = sources(src, ['first blob', 'second blob', 'third blob']);
+    const bytes = Buffer.concat(await collect(frameBlobs(s)));
+    const secondData = 40 + 'first blob'.length + 40;
+    bytes[secondData] = (bytes[secondData] ?? 0) ^ 0xff;
+    const dest = tmp();
+    await expect(unframeBlobs(rechunk([bytes], 7), dest)).rejects.toMatchObject({ code: 'BLOB_HASH_MISMATCH' });
+    expect(existsSync(join(dest, s[0]!.hash))).toBe(true);
+    expect(existsSync(join(dest, s[1]!.hash))).toBe(false);
+  });
+
+  it('refuses blobs that were not asked for and streams cut short', async () => {
+    const src = tmp();
+    const s = sources(src, ['x', 'y']);
+    const bytes = Buffer.concat(await collect(frameBlobs(s)));
+    await expect(unframeBlobs(rechunk([bytes], 100), tmp(), { want: [s[0]!.hash] })).rejects.toMatchObject({ code: 'ARCHIVE_UNSAFE' });
+    await expect(unframeBlobs(rechunk([bytes.subarray(0, bytes.length - 1)], 100), tmp())).rejects.toMatchObject({ code: 'BLOB_HASH_MISMATCH' });
+  });
+
+  it('a large blob streamed to disk is verified too', async () => {
+    const src = tmp();
+    const s = sources(src, [Buffer.alloc(6 * 1024 * 1024, 1)]);
+    const bytes = Buffer.concat(await collect(frameBlobs(s)));
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 1;
+    const dest = tmp();
+    await expect(unframeBlobs(rechunk([bytes], 65536), dest)).rejects.toMatchObject({ code: 'BLOB_HASH_MISMATCH' });
+    expect(readdirSync(dest)).toEqual([]);
+  });
+
+  it('a missing source fails the sender with TREE_UNREADABLE', async () => {
+    await expect(collect(frameBlobs([{ hash: sha('gone'), path: join(tmp(), 'nope') }]))).rejects.toMatchObject({ code: 'TREE_UNREADABLE' });
+  });
+});

@@ -1,0 +1,154 @@
+/**
+ * Blob framing for FetchBlobs: a plain length-prefixed stream, `[32-byte SHA-256][8-byte size]
+ * [size bytes]` per blob. Measured on 20,000 blobs / 85 MB, the tar codec (tar-stream, one entry
+ * per blob) cost about 5 s on each side; this framing moves the same blobs in a fraction of that,
+ * because small blobs are read, hashed and written with one synchronous call each and batched
+ * into ~1 MiB chunks. Every blob is verified against its name on arrival, as before.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeFileSync, writeSync, fstatSync } from 'node:fs';
+import { join } from 'node:path';
+import { fail } from '../errors.js';
+import { isHash } from './manifest.js';
+import type { BlobSource, ReceivedBlob } from './pack.js';
+import type { ByteSource } from './tario.js';
+
+const HEADER = 40;
+const CHUNK = 1024 * 1024;
+/** Blobs up to this size are buffered whole; larger ones are streamed to a temp file. */
+const SMALL = 4 * 1024 * 1024;
+
+/**
+ * Frames blobs for the wire, one frame per distinct hash, in ~1 MiB chunks. A source that cannot
+ * be read fails the stream (TREE_UNREADABLE); a source whose content changed since its manifest
+ * is caught by the receiver's hash check.
+ */
+export async function* frameBlobs(sources: readonly BlobSource[]): AsyncGenerator<Buffer> {
+  const seen = new Set<string>();
+  let parts: Buffer[] = [];
+  let size = 0;
+  const flush = () => {
+    const out = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, size);
+    parts = [];
+    size = 0;
+    return out;
+  };
+  for (const { hash, path } of sources) {
+    if (!isHash(hash)) throw fail('INVALID_ARGUMENT', `${JSON.stringify(hash)} is not a SHA-256 hex digest`);
+    if (seen.has(hash)) continue;
+    seen.add(hash);
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (e) {
+      throw fail('TREE_UNREADABLE', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+    try {
+      const len = fstatSync(fd).size;
+      const head = Buffer.allocUnsafe(HEADER);
+      head.write(hash, 0, 32, 'hex');
+      head.writeBigUInt64BE(BigInt(len), 32);
+      parts.push(head);
+      size += HEADER;
+      let left = len;
+      while (left > 0) {
+        const buf = Buffer.allocUnsafe(Math.min(left, CHUNK));
+        const n = readSync(fd, buf, 0, buf.length, len - left);
+        if (n === 0) break; // truncated since stat: the receiver's size/hash check catches it
+        parts.push(n === buf.length ? buf : buf.subarray(0, n));
+        size += n;
+        left -= n;
+        if (size >= CHUNK) yield flush();
+      }
+      if (left > 0) {
+        // Keep the framing intact so the receiver can name the bad blob.
+        parts.push(Buffer.alloc(left));
+        size += left;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    if (size >= CHUNK) yield flush();
+  }
+  if (size > 0) yield flush();
+}
+
+/**
+ * Receives framed blobs into stagingDir as files named by their hash, verifying each. A blob
+ * that does not match its name is deleted and fails the call with BLOB_HASH_MISMATCH (blobs
+ * verified before it stay: a retry need not fetch them again). Unwanted or malformed frames
+ * fail with ARCHIVE_UNSAFE.
+ */
+export async function unframeBlobs(source: ByteSource, stagingDir: string, opts: { want?: Iterable<string> } = {}): Promise<ReceivedBlob[]> {
+  mkdirSync(stagingDir, { recursive: true });
+  const want = opts.want === undefined ? undefined : new Set(opts.want);
+  const got: ReceivedBlob[] = [];
+  let buf: Buffer = Buffer.alloc(0);
+  // the blob being received
+  type Cur = { hash: string; size: number; left: number; hasher: ReturnType<typeof createHash>; parts: Buffer[]; fd: number | null; tmp: string };
+  let cur = null as Cur | null;
+
+  const start = (header: Buffer): Cur => {
+    const hash = header.toString('hex', 0, 32);
+    const size = Number(header.readBigUInt64BE(32));
+    if (!Number.isSafeInteger(size)) throw fail('ARCHIVE_UNSAFE', 'blob frame with an impossible size');
+    if (want && !want.has(hash)) throw fail('ARCHIVE_UNSAFE', `blob ${hash.slice(0, 12)} was not asked for`);
+    const tmp = join(stagingDir, `.in-${hash}`);
+    cur = { hash, size, left: size, hasher: createHash('sha256'), parts: [], fd: size > SMALL ? openSync(tmp, 'w', 0o600) : null, tmp };
+    return cur;
+  };
+  const finish = (c: Cur) => {
+    cur = null;
+    const actual = c.hasher.digest('hex');
+    const dest = join(stagingDir, c.hash);
+    if (actual !== c.hash) {
+      if (c.fd !== null) {
+        closeSync(c.fd);
+        rmSync(c.tmp, { force: true });
+      }
+      throw fail('BLOB_HASH_MISMATCH', `blob ${c.hash.slice(0, 12)} arrived with hash ${actual.slice(0, 12)}: corrupted in transit or changed at the source`);
+    }
+    if (c.fd !== null) {
+      closeSync(c.fd);
+      renameSync(c.tmp, dest);
+    } else {
+      // The staging dir is private to one converge and swept after a crash, so a direct write is safe.
+      writeFileSync(dest, c.parts.length === 1 ? (c.parts[0] as Buffer) : Buffer.concat(c.parts, c.size), { mode: 0o600 });
+    }
+    got.push({ hash: c.hash, size: c.size, path: dest });
+  };
+
+  for await (const chunk of source) {
+    buf = buf.length === 0 ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) : Buffer.concat([buf, chunk]);
+    let off = 0;
+    for (;;) {
+      let c = cur;
+      if (c === null) {
+        if (buf.length - off < HEADER) break;
+        c = start(buf.subarray(off, off + HEADER));
+        off += HEADER;
+      }
+      const take = Math.min(c.left, buf.length - off);
+      if (take > 0) {
+        const piece = buf.subarray(off, off + take);
+        c.hasher.update(piece);
+        if (c.fd !== null) writeSync(c.fd, piece);
+        else c.parts.push(Buffer.from(piece)); // copy: `buf` is reused
+        c.left -= take;
+        off += take;
+      }
+      if (c.left === 0) finish(c);
+      else break;
+    }
+    buf = off === buf.length ? Buffer.alloc(0) : buf.subarray(off);
+  }
+  if (cur !== null || buf.length > 0) {
+    const c = cur;
+    if (c && c.fd !== null) {
+      closeSync(c.fd);
+      rmSync(c.tmp, { force: true });
+    }
+    throw fail('BLOB_HASH_MISMATCH', 'the blob stream ended in the middle of a blob');
+  }
+  return got;
+}
