@@ -6,6 +6,7 @@
 import { readdirSync } from 'node:fs';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import {
+  LiveManifest,
   buildManifest,
   fail,
   fromServiceError,
@@ -219,11 +220,20 @@ export class AgentTrees {
     return this.client;
   }
 
+  /**
+   * The desired manifest: only the difference from what this agent last committed when the
+   * master still remembers that version, else the whole manifest. Checked against its root hash.
+   */
   private async fetchManifest(tree: string, rootHash: string): Promise<Manifest> {
+    const base = readCommitted(this.stateDir, tree);
     const entries: ManifestEntry[] = [];
-    const stream = this.requireClient().getManifest({ tree, rootHash });
+    const removed: string[] = [];
+    let delta = false;
+    const stream = this.requireClient().getManifest({ tree, rootHash, baseRootHash: base?.rootHash ?? '' });
     try {
       for await (const chunk of stream as AsyncIterable<wire.ManifestChunk>) {
+        delta = chunk.delta;
+        removed.push(...chunk.removed);
         for (const e of chunk.entries) {
           const entry: ManifestEntry = { path: e.path, type: e.type as ManifestEntry['type'], mode: e.mode, size: e.size, hash: e.hash };
           if (e.type === 'symlink') entry.target = e.target;
@@ -233,7 +243,13 @@ export class AgentTrees {
     } catch (e) {
       throw fromServiceError(e);
     }
-    const m = buildManifest(entries);
+    let m: Manifest;
+    if (delta && base) {
+      const live = LiveManifest.from(base.manifest);
+      for (const p of removed) live.apply({ op: 'remove', path: p });
+      for (const e of entries) live.apply({ op: 'upsert', entry: e });
+      m = live.toManifest();
+    } else m = buildManifest(entries);
     if (m.rootHash !== rootHash) {
       throw fail('TREE_CHANGED', `the manifest the master sent hashes to ${m.rootHash.slice(0, 12)}, not ${rootHash.slice(0, 12)}`);
     }

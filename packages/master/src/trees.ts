@@ -21,6 +21,9 @@ import {
 import { existsSync, statSync } from 'node:fs';
 import type { Db } from './store.js';
 
+/** How many recent manifests per tree are kept for sending differences. */
+const HISTORY = 4;
+
 /** Hash cache over the `file_hashes` table; writes are batched and flushed in one transaction. */
 export class SqliteStatCache implements StatCache {
   private readonly db: Db;
@@ -57,6 +60,8 @@ export class SqliteStatCache implements StatCache {
 }
 
 interface Tree {
+  /** Recent manifests by root hash (newest last), so agents can be sent a difference. */
+  history: Map<string, Manifest>;
   nsPath: string;
   hostPath: string;
   excludes: string[];
@@ -64,6 +69,11 @@ interface Tree {
   watcher?: FSWatcher;
   /** Watcher events not yet applied (applied before every read of the manifest). */
   pending: Set<string>;
+  /**
+   * Set when the watcher became ready: changes made between the walk and that moment produced
+   * no events, so the next read re-walks once (stat-cached, cheap).
+   */
+  rewalk: boolean;
 }
 
 /** Canonical trees and their manifests. */
@@ -119,13 +129,37 @@ export class TreeStore {
         t.live = live;
         t.pending.clear();
       } else {
-        t = { nsPath, hostPath, excludes, live, pending: new Set() };
+        t = { nsPath, hostPath, excludes, live, pending: new Set(), history: new Map(), rewalk: false };
         this.trees.set(nsPath, t);
         if (this.watchEnabled) this.startWatch(t);
       }
     }
     await this.drain(t);
-    return t.live.toManifest();
+    const m = t.live.toManifest();
+    if (!t.history.has(m.rootHash)) {
+      t.history.set(m.rootHash, m);
+      // Keep a few versions: enough for members that are one or two edits behind.
+      while (t.history.size > HISTORY) t.history.delete(t.history.keys().next().value as string);
+    }
+    return m;
+  }
+
+  /**
+   * The difference from a manifest this store still remembers (`base`) to the current one, or
+   * undefined when `base` is unknown (the caller then sends the whole manifest).
+   */
+  async delta(nsPath: string, excludes: string[], base: string): Promise<{ desired: Manifest; upserts: ManifestEntry[]; removed: string[] } | undefined> {
+    const desired = await this.manifest(nsPath, excludes);
+    const old = this.trees.get(nsPath)?.history.get(base);
+    if (!old) return undefined;
+    const before = new Map(old.entries.map((e) => [e.path, e]));
+    const upserts: ManifestEntry[] = [];
+    for (const e of desired.entries) {
+      const o = before.get(e.path);
+      before.delete(e.path);
+      if (!o || o.type !== e.type || o.mode !== e.mode || o.size !== e.size || o.hash !== e.hash || o.target !== e.target) upserts.push(e);
+    }
+    return { desired, upserts, removed: [...before.keys()] };
   }
 
   /** The current root hash without rebuilding the manifest (undefined when never scanned). */
@@ -171,12 +205,24 @@ export class TreeStore {
       this.onChange(t.nsPath);
     };
     w.on('all', (_ev, p) => touch(p));
+    w.on('ready', () => {
+      t.rewalk = true;
+      this.onChange(t.nsPath);
+    });
     w.on('error', (e) => this.log.warn({ tree: t.nsPath, err: (e as Error).message }, 'watcher error'));
     t.watcher = w;
   }
 
   /** Applies pending watcher events by re-reading exactly those paths. */
   private async drain(t: Tree): Promise<void> {
+    if (t.rewalk) {
+      t.rewalk = false;
+      t.pending.clear();
+      const r = await walkTree(t.hostPath, { exclude: t.excludes, statCache: this.cache });
+      this.cache.flush();
+      t.live = LiveManifest.from(r.manifest);
+      return;
+    }
     if (t.pending.size === 0) return;
     const paths = [...t.pending];
     t.pending.clear();

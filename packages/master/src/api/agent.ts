@@ -39,15 +39,25 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
     getManifest: (call: ServerWritableStream<wire.GetManifestRequest, wire.ManifestChunk>) => {
       streamed(call, log, async () => {
         const p = authorizeTree(core, call, call.request.tree);
-        const m = await core.trees.manifest(p.path, p.excludes);
+        const base = call.request.baseRootHash;
+        const d = base ? await core.trees.delta(p.path, p.excludes, base) : undefined;
+        const m = d?.desired ?? (await core.trees.manifest(p.path, p.excludes));
         if (call.request.rootHash && m.rootHash !== call.request.rootHash) {
           throw fail('TREE_CHANGED', `platform ${p.name} changed since this converge started; the next converge picks it up`);
         }
+        const entries = d ? d.upserts : m.entries;
+        const removed = d ? d.removed : [];
         const CHUNK = 4000;
-        for (let i = 0; i < m.entries.length || i === 0; i += CHUNK) {
-          const entries = m.entries.slice(i, i + CHUNK).map(entryToWire);
-          if (!call.write({ entries, rootHash: m.rootHash, total: m.entries.length })) await drainOf(call);
-          if (m.entries.length === 0) break;
+        for (let i = 0; i === 0 || i < Math.max(entries.length, removed.length); i += CHUNK) {
+          const chunk: wire.ManifestChunk = {
+            entries: entries.slice(i, i + CHUNK).map(entryToWire),
+            rootHash: m.rootHash,
+            total: m.entries.length,
+            delta: !!d,
+            removed: removed.slice(i, i + CHUNK),
+            baseRootHash: d ? base : '',
+          };
+          if (!call.write(chunk)) await drainOf(call);
         }
       });
     },

@@ -33,6 +33,8 @@ export interface GetManifestRequest {
   tree: string;
   /** the desired root hash the agent was told; refused if it moved on */
   rootHash: string;
+  /** the manifest the agent holds: when the master still knows it, it sends only the difference */
+  baseRootHash: string;
 }
 
 export interface ManifestEntryMsg {
@@ -52,6 +54,10 @@ export interface ManifestChunk {
   rootHash: string;
   /** total entries in the manifest */
   total: number;
+  /** entries are only the added/changed ones against base_root_hash; removed lists the rest */
+  delta: boolean;
+  removed: string[];
+  baseRootHash: string;
 }
 
 export interface FetchBlobsRequest {
@@ -237,7 +243,7 @@ export interface CommandResult {
 }
 
 function createBaseGetManifestRequest(): GetManifestRequest {
-  return { tree: "", rootHash: "" };
+  return { tree: "", rootHash: "", baseRootHash: "" };
 }
 
 export const GetManifestRequest: MessageFns<GetManifestRequest> = {
@@ -247,6 +253,9 @@ export const GetManifestRequest: MessageFns<GetManifestRequest> = {
     }
     if (message.rootHash !== "") {
       writer.uint32(18).string(message.rootHash);
+    }
+    if (message.baseRootHash !== "") {
+      writer.uint32(26).string(message.baseRootHash);
     }
     return writer;
   },
@@ -280,6 +289,14 @@ export const GetManifestRequest: MessageFns<GetManifestRequest> = {
             message.rootHash = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.baseRootHash = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -300,6 +317,11 @@ export const GetManifestRequest: MessageFns<GetManifestRequest> = {
         : isSet(object.root_hash)
         ? globalThis.String(object.root_hash)
         : "",
+      baseRootHash: isSet(object.baseRootHash)
+        ? globalThis.String(object.baseRootHash)
+        : isSet(object.base_root_hash)
+        ? globalThis.String(object.base_root_hash)
+        : "",
     };
   },
 
@@ -311,6 +333,9 @@ export const GetManifestRequest: MessageFns<GetManifestRequest> = {
     if (message.rootHash !== "") {
       obj.rootHash = message.rootHash;
     }
+    if (message.baseRootHash !== "") {
+      obj.baseRootHash = message.baseRootHash;
+    }
     return obj;
   },
 
@@ -321,6 +346,7 @@ export const GetManifestRequest: MessageFns<GetManifestRequest> = {
     const message = createBaseGetManifestRequest();
     message.tree = object.tree ?? "";
     message.rootHash = object.rootHash ?? "";
+    message.baseRootHash = object.baseRootHash ?? "";
     return message;
   },
 };
@@ -475,7 +501,7 @@ export const ManifestEntryMsg: MessageFns<ManifestEntryMsg> = {
 };
 
 function createBaseManifestChunk(): ManifestChunk {
-  return { entries: [], rootHash: "", total: 0 };
+  return { entries: [], rootHash: "", total: 0, delta: false, removed: [], baseRootHash: "" };
 }
 
 export const ManifestChunk: MessageFns<ManifestChunk> = {
@@ -488,6 +514,15 @@ export const ManifestChunk: MessageFns<ManifestChunk> = {
     }
     if (message.total !== 0) {
       writer.uint32(24).int64(message.total);
+    }
+    if (message.delta !== false) {
+      writer.uint32(32).bool(message.delta);
+    }
+    for (const v of message.removed) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.baseRootHash !== "") {
+      writer.uint32(50).string(message.baseRootHash);
     }
     return writer;
   },
@@ -529,6 +564,30 @@ export const ManifestChunk: MessageFns<ManifestChunk> = {
             message.total = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.delta = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.removed.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.baseRootHash = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -552,6 +611,13 @@ export const ManifestChunk: MessageFns<ManifestChunk> = {
         ? globalThis.String(object.root_hash)
         : "",
       total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+      delta: isSet(object.delta) ? globalThis.Boolean(object.delta) : false,
+      removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => globalThis.String(e)) : [],
+      baseRootHash: isSet(object.baseRootHash)
+        ? globalThis.String(object.baseRootHash)
+        : isSet(object.base_root_hash)
+        ? globalThis.String(object.base_root_hash)
+        : "",
     };
   },
 
@@ -566,6 +632,15 @@ export const ManifestChunk: MessageFns<ManifestChunk> = {
     if (message.total !== 0) {
       obj.total = Math.round(message.total);
     }
+    if (message.delta !== false) {
+      obj.delta = message.delta;
+    }
+    if (message.removed?.length) {
+      obj.removed = message.removed;
+    }
+    if (message.baseRootHash !== "") {
+      obj.baseRootHash = message.baseRootHash;
+    }
     return obj;
   },
 
@@ -577,6 +652,9 @@ export const ManifestChunk: MessageFns<ManifestChunk> = {
     message.entries = object.entries?.map((e) => ManifestEntryMsg.fromPartial(e)) || [];
     message.rootHash = object.rootHash ?? "";
     message.total = object.total ?? 0;
+    message.delta = object.delta ?? false;
+    message.removed = object.removed?.map((e) => e) || [];
+    message.baseRootHash = object.baseRootHash ?? "";
     return message;
   },
 };
