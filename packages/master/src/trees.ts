@@ -10,6 +10,7 @@ import {
   excludeMatcher,
   fail,
   readEntry,
+  sameEntry,
   walkTree,
   type Logger,
   type Manifest,
@@ -157,7 +158,7 @@ export class TreeStore {
     for (const e of desired.entries) {
       const o = before.get(e.path);
       before.delete(e.path);
-      if (!o || o.type !== e.type || o.mode !== e.mode || o.size !== e.size || o.hash !== e.hash || o.target !== e.target) upserts.push(e);
+      if (!o || !sameEntry(o, e)) upserts.push(e);
     }
     return { desired, upserts, removed: [...before.keys()] };
   }

@@ -43,7 +43,8 @@ async function expectSame(target: string, src: string): Promise<void> {
 
 /** No journal, no staging dir, nothing but the tree in its parent dir. */
 function expectClean(): void {
-  expect(fs.readdirSync(join(base, 'host'))).toEqual(['d7']);
+  // blobs kept for a retry (.spoke-staging-partial-*) may stay: they are verified content, excluded
+  expect(fs.readdirSync(join(base, 'host')).filter((n) => !n.startsWith('.spoke-staging-partial-'))).toEqual(['d7']);
   expect(fs.existsSync(join(treeStateDir(stateDir, KEY), 'journal.json'))).toBe(false);
   expect(fs.existsSync(join(treeStateDir(stateDir, KEY), 'staging.json'))).toBe(false);
 }
@@ -350,7 +351,8 @@ describe('converge: refusals leave the tree as it was', () => {
     fs.rmSync(stateDir, { recursive: true });
     const err2 = await syncTo(b, { fetcher: copyFetcher([b], { corrupt: new Set([bad.hash]) }) }).catch((e: unknown) => e);
     expect(isSpokeError(err2, 'BLOB_HASH_MISMATCH')).toBe(true);
-    expect(fs.readdirSync(join(base, 'host'))).toEqual([]);
+    // only the blobs kept for a retry (re-hashed before any use) may remain
+    expect(fs.readdirSync(join(base, 'host')).filter((n) => !n.startsWith('.spoke-staging-partial-'))).toEqual([]);
   });
 
   it('a blob that never arrives fails too', async () => {
@@ -473,5 +475,47 @@ describe('replayJournals', () => {
     expect(await replayJournals(stateDir)).toEqual([]);
     await expectSame(dst, a);
     expectClean();
+  });
+});
+
+describe('a converge that fails half-way', () => {
+  it('keeps the blobs that arrived, and the retry does not fetch them again', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync, rmSync, readdirSync, copyFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { walkTree } = await import('@spoke/shared');
+    const base = mkdtempSync(join(tmpdir(), 'spoke-partial-'));
+    try {
+      const src = join(base, 'src');
+      mkdirSync(src);
+      for (let i = 0; i < 10; i++) writeFileSync(join(src, `f${i}.txt`), `content ${i}`);
+      const desired = (await walkTree(src)).manifest;
+      const byHash = new Map(desired.entries.filter((e) => e.type === 'file').map((e) => [e.hash, join(src, e.path)]));
+      const asked: string[][] = [];
+      let failNext = true;
+      const fetcher = {
+        async fetch(hashes: string[], dir: string) {
+          asked.push([...hashes]);
+          for (const [i, h] of hashes.entries()) {
+            if (failNext && i === 5) {
+              failNext = false;
+              throw new Error('link lost');
+            }
+            copyFileSync(byHash.get(h) as string, join(dir, h));
+          }
+        },
+      };
+      const hostRoot = join(base, 'host', 'tree');
+      const stateDir = join(base, 'state');
+      await expect(converge({ treeKey: '/t', hostRoot, stateDir, desired, fetcher })).rejects.toThrow('link lost');
+      expect(readdirSync(join(base, 'host')).some((n) => n.includes('partial'))).toBe(true);
+      const r = await converge({ treeKey: '/t', hostRoot, stateDir, desired, fetcher });
+      expect(asked[1]).toHaveLength(5);
+      expect(r.filesFetched).toBe(5);
+      expect((await walkTree(hostRoot)).manifest.rootHash).toBe(desired.rootHash);
+      expect(readdirSync(join(base, 'host')).filter((n) => n.startsWith('.spoke'))).toEqual([]);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 });

@@ -22,6 +22,7 @@ import {
   excludeMatcher,
   fail,
   isDiffEmpty,
+  isHash,
   isSpokeError,
   type Manifest,
   type ManifestDiff,
@@ -213,6 +214,9 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   const ops: Op[] = initial ? [{ op: 'publish' }] : buildOps(root, base, diff, excludes, obstacles);
   const needs = neededBlobs(diff);
   const staging = join(mountPoint ? root : parent, `${STAGING_PREFIX}${truncate(basename(root))}-${randomBytes(6).toString('hex')}`);
+  // Blobs that arrived before an earlier attempt failed (master restart, lost link) wait here,
+  // so the retry does not fetch them again. Same filesystem, and excluded like staging dirs.
+  const partial = join(mountPoint ? root : parent, `${STAGING_PREFIX}partial-${truncate(basename(root))}`);
   writeStagingIntent(treeDir, staging);
   stepper.step('staging');
   const counters: Counters = { filesFetched: 0, bytesFetched: 0, filesReused: 0, bytesReused: 0 };
@@ -221,7 +225,7 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   try {
     fs.mkdirSync(staging, { mode: 0o700 });
     fs.mkdirSync(join(staging, 'blobs'), { mode: 0o700 });
-    await stageBlobs(o, root, baseManifest, needs, staging, counters, stepper);
+    await stageBlobs(o, root, baseManifest, needs, staging, counters, stepper, partial);
     cancelled(o.signal);
     if (initial) buildInitialTree(staging, manifest, needs, rootSt, stepper);
     cancelled(o.signal);
@@ -240,6 +244,7 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
     stepper.step('journal');
     writeJournal(treeDir, journal);
   } catch (err) {
+    keepPartial(staging, partial);
     removeAll(staging);
     sweepStagingIntent(treeDir);
     throw err;
@@ -368,8 +373,23 @@ async function stageBlobs(
   staging: string,
   counters: Counters,
   stepper: Stepper,
+  partial?: string,
 ): Promise<void> {
   if (needs.size === 0) return;
+  // Blobs an earlier failed attempt already fetched: verified on arrival then, checked by size
+  // now, and hashed again below with everything else when the fetcher does not verify.
+  let resumed = 0;
+  if (partial !== undefined && fs.existsSync(partial)) {
+    for (const [hash, need] of needs) {
+      const src = join(partial, hash);
+      const st = lstatOrNull(src);
+      if (st !== undefined && st.isFile() && st.size === need.size && hashFileSync(src)?.hash === hash) {
+        fs.renameSync(src, join(staging, 'blobs', hash));
+        resumed++;
+      }
+    }
+    removeAll(partial);
+  }
   const local = new Map<string, string>();
   for (const e of base.entries) {
     if (e.type === 'file' && needs.has(e.hash) && !local.has(e.hash)) local.set(e.hash, e.path);
@@ -396,6 +416,12 @@ async function stageBlobs(
   const toFetch: string[] = [];
   let bytesTotal = 0;
   for (const [hash, need] of needs) {
+    if (resumed > 0 && fs.existsSync(join(blobs, hash))) {
+      // counted as reused: it did not cross the wire this time
+      counters.filesReused++;
+      counters.bytesReused += need.size;
+      continue;
+    }
     const rel = local.get(hash);
     let src = rel === undefined ? undefined : join(root, rel);
     if (src === undefined || !copyIn(src, hash, need.size)) {
@@ -541,4 +567,18 @@ export async function replayJournals(stateDir: string): Promise<string[]> {
     throw first;
   }
   return finished;
+}
+
+/** Moves the verified blobs of a failed attempt aside for the next one (best effort). */
+function keepPartial(staging: string, partial: string): void {
+  try {
+    const blobs = join(staging, 'blobs');
+    if (!fs.existsSync(blobs)) return;
+    const names = fs.readdirSync(blobs).filter((n) => isHash(n));
+    if (names.length === 0) return;
+    fs.mkdirSync(partial, { recursive: true, mode: 0o700 });
+    for (const n of names) fs.renameSync(join(blobs, n), join(partial, n));
+  } catch {
+    // keeping them is an optimisation; losing them only costs a re-fetch
+  }
 }

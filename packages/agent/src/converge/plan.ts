@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import {
+  sameContent,
   checkEntryPath,
   checkSymlinkTarget,
   comparePaths,
@@ -72,16 +73,6 @@ function checkEntry(e: ManifestEntry, excludes: ExcludeMatcher): void {
   }
 }
 
-function sameContent(a: ManifestEntry, b: ManifestEntry): boolean {
-  switch (a.type) {
-    case 'dir':
-      return true;
-    case 'symlink':
-      return a.target === b.target;
-    case 'file':
-      return a.hash === b.hash && a.size === b.size;
-  }
-}
 
 /**
  * diffManifests for two manifests sorted by path, as one merge pass (no index to build: this is

@@ -174,16 +174,18 @@ const COMMANDS: Record<string, Command> = {
         if (d === undefined) throw new UsageError(`--ttl ${o.ttl}: use a duration like 90s, 30m, 1h, 2d`);
         ttlSeconds = d;
       }
-      const r = await ctx.api().call<wire.CreateTokenRequest, wire.CreateTokenResponse>('createToken', {
+      const created = await ctx.api().call<wire.CreateTokenRequest, wire.CreateTokenResponse>('createToken', {
         server: name as string,
         cluster: (o.cluster as string | undefined) ?? '',
         ttlSeconds,
         replace: o.replace === true,
       });
+      const listen = (await ctx.api().call<wire.Empty, wire.MasterStatus>('status', {})).listen;
+      const r = { ...created, listen };
       print(ctx, { token: r.token, server: r.server, cluster: r.cluster || null, expires: new Date(r.expiresMs).toISOString() }, () => {
         ctx.io.err(
           `token for ${r.server}${r.cluster ? ` (joins cluster ${r.cluster})` : ''}, single use, expires ${new Date(r.expiresMs).toISOString()}\n` +
-            `on the web server: spoke-agent enroll --master <this master's HOST:PORT> --token <token> --state-dir /var/lib/spoke-agent\n`,
+            `on the web server: spoke-agent enroll --master <address of this master, port ${r.listen.split(':').pop() || '7443'}> --token <token> --state-dir /var/lib/spoke-agent\n`,
         );
         return `${r.token}\n`;
       });

@@ -68,7 +68,8 @@ export function isDiffEmpty(d: ManifestDiff): boolean {
   );
 }
 
-function sameContent(a: ManifestEntry, b: ManifestEntry): boolean {
+/** True when two entries of the same type hold the same content (hash + size, or link target). */
+export function sameContent(a: ManifestEntry, b: ManifestEntry): boolean {
   switch (a.type) {
     case 'dir':
       return true;
@@ -77,4 +78,9 @@ function sameContent(a: ManifestEntry, b: ManifestEntry): boolean {
     case 'file':
       return a.hash === b.hash && a.size === b.size;
   }
+}
+
+/** True when two entries are identical in every field a manifest carries. */
+export function sameEntry(a: ManifestEntry, b: ManifestEntry): boolean {
+  return a.type === b.type && a.mode === b.mode && sameContent(a, b);
 }

@@ -43,7 +43,7 @@ export type {
 } from './manifest.js';
 export { LiveManifest, applyChange } from './live.js';
 export type { ManifestChange } from './live.js';
-export { diffManifests, isDiffEmpty } from './diff.js';
+export { diffManifests, isDiffEmpty, sameContent, sameEntry } from './diff.js';
 export type { ManifestDiff, TypeChange } from './diff.js';
 export { checkArchiveEntry, extractArchive } from './archive.js';
 export type { ArchiveHeader, ExtractOptions, ExtractResult, SafeEntry, SafeEntryType } from './archive.js';
