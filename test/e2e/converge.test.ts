@@ -234,3 +234,31 @@ describe('converge', () => {
     await until('live change arrived', () => existsSync(join(solo.root, '/var/www/live/b.php')) && readFileSync(join(solo.root, '/var/www/live/a.php'), 'utf8') === 'two', 20_000);
   });
 });
+
+describe('platform registry on verify', () => {
+  it('verify records what the tree is, and platform diff compares two platforms', async () => {
+    // two small Drupal 10 trees on the master
+    for (const [name, v, modv] of [['d10a', '10.2.1', '1.0.0'], ['d10b', '10.3.0', '1.2.0']] as const) {
+      const root = join(master.root, '/var/www', name);
+      mkdirSync(join(root, 'core/lib'), { recursive: true });
+      mkdirSync(join(root, 'core/modules/system'), { recursive: true });
+      mkdirSync(join(root, 'modules/contrib/views_extra'), { recursive: true });
+      writeFileSync(join(root, 'core/lib/Drupal.php'), `<?php\nclass Drupal {\n  const VERSION = '${v}';\n}\n`);
+      writeFileSync(join(root, 'core/core.services.yml'), 'services: {}\n');
+      writeFileSync(join(root, 'core/modules/system/system.info.yml'), "name: System\ntype: module\nversion: VERSION\npackage: Core\n");
+      writeFileSync(join(root, 'modules/contrib/views_extra/views_extra.info.yml'), `name: Views extra\ntype: module\nversion: '${modv}'\nproject: views_extra\n`);
+      const t = await task(['platform', 'add', name, '--path', `/var/www/${name}`, '--server', 'solo']);
+      expect(t.state, JSON.stringify(t.error)).toBe('succeeded');
+    }
+    const show = await master.json<{ registry: { kind: string; coreVersion: string; modules: { name: string; version: string | null }[] } }>(
+      'platform', 'show', 'd10a',
+    );
+    expect(show.registry).toMatchObject({ kind: 'drupal8', coreVersion: '10.2.1' });
+    expect(show.registry.modules.find((m) => m.name === 'views_extra')?.version).toBe('1.0.0');
+    const d = await master.json<{ core: { status: string }; modules: { name: string; status: string }[] }>('platform', 'diff', 'd10a', 'd10b');
+    expect(d.core.status).toBe('upgrade');
+    expect(d.modules.find((m) => m.name === 'views_extra')?.status).toBe('upgrade');
+    const human = await master.cli('platform', 'diff', 'd10b', 'd10a');
+    expect(human.stdout).toMatch(/views_extra\s+module\s+1\.2\.0\s+1\.0\.0\s+downgrade/);
+  });
+});

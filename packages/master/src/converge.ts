@@ -11,6 +11,7 @@ import type { Namespace } from './namespace.js';
 import type { TaskContext, TaskEngine, TaskHandler } from './tasks.js';
 import type { TreeStore } from './trees.js';
 import type { PlatformInfo } from './types.js';
+import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, type ScanCache } from './platform/index.js';
 
 
 /** Totals of one converge across servers (stored as the task result). */
@@ -34,6 +35,10 @@ export class PlatformSync {
   private readonly log: Logger;
   private readonly liveDebounceMs: number;
   private readonly liveTimers = new Map<string, NodeJS.Timeout>();
+  /** Parsed info files per platform path, so a re-verify parses only what changed. */
+  private readonly scanCaches = new Map<string, ScanCache>();
+  /** The tree root hash each stored registry was parsed from. */
+  private readonly registryRoots = new Map<string, string>();
 
   constructor(deps: { ns: Namespace; hub: AgentHub; tasks: TaskEngine; trees: TreeStore; log: Logger; liveDebounceMs?: number }) {
     this.ns = deps.ns;
@@ -95,6 +100,34 @@ export class PlatformSync {
     );
   }
 
+  /** Parses the platform into its registry (kind, core version, profiles, modules, themes, sites). */
+  private async scanRegistry(ctx: TaskContext, p: PlatformInfo): Promise<void> {
+    const t0 = Date.now();
+    const r = await scanPlatformCached(this.trees.hostPath(p.path), { previous: this.scanCaches.get(p.path) });
+    this.scanCaches.set(p.path, r.cache);
+    const reg = r.registry;
+    this.ns.setRegistry(p.name, JSON.stringify(reg));
+    const dist = reg.distribution ? `, distribution ${reg.distribution.name} ${reg.distribution.version ?? ''}`.trimEnd() : '';
+    ctx.log(
+      `${p.name}: ${reg.kind}${reg.coreVersion ? ` ${reg.coreVersion}` : ''}${dist}; ${reg.profiles.length} profiles, ${reg.modules.length} modules, ${reg.themes.length} themes, ${reg.sites.length} sites on disk (${Date.now() - t0} ms)`,
+    );
+    for (const pr of reg.problems.slice(0, 20)) ctx.log(`${p.name}: ${pr.path}: ${pr.error}`, 'warn');
+    if (reg.sites.length) ctx.log(`${p.name}: sites on disk not in Spoke: ${reg.sites.join(', ')} (import them with the sites tasks)`, 'warn');
+  }
+
+  /**
+   * Compares the registries of two verified platforms.
+   * @throws SpokeError PLATFORM_NOT_FOUND, PLATFORM_NOT_VERIFIED
+   */
+  diff(from: string, to: string): RegistryDiff {
+    const reg = (name: string): Registry => {
+      const p = this.ns.getPlatform(name);
+      if (!p.registryJson) throw fail('PLATFORM_NOT_VERIFIED', `platform ${name} has no registry yet; run: spoke platform verify ${name}`);
+      return JSON.parse(p.registryJson) as Registry;
+    };
+    return diffRegistries(reg(from), reg(to));
+  }
+
   /** Stops pending live timers. */
   close(): void {
     for (const t of this.liveTimers.values()) clearTimeout(t);
@@ -129,6 +162,11 @@ export class PlatformSync {
     const bytes = files.reduce((n, e) => n + e.size, 0);
     this.ns.setDesiredRootHash(p.name, manifest.rootHash);
     ctx.log(`${p.name}: ${files.length} files, ${human(bytes)}, root ${manifest.rootHash.slice(0, 12)}`);
+    // The registry depends only on the tree: parse again only when the tree changed.
+    if (rescan && (this.registryRoots.get(p.path) !== manifest.rootHash || !p.registryJson)) {
+      await this.scanRegistry(ctx, p);
+      this.registryRoots.set(p.path, manifest.rootHash);
+    }
     const targets = only ? [only] : this.ns.targets(p.server);
     if (targets.length === 0) throw fail('CLUSTER_NEEDS_MEMBER', `${p.server} has no members`);
     const results = await Promise.all(

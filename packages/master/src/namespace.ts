@@ -575,6 +575,11 @@ export class Namespace {
     );
   }
 
+  /** Stores what verify found in a platform (JSON of the registry; the verify task is its writer). */
+  setRegistry(name: string, registryJson: string): void {
+    this.db.prepare('UPDATE platforms SET registry_json = ? WHERE name = ?').run(registryJson, name);
+  }
+
   /** Records the root hash of a platform's canonical tree (the verify task is its writer). */
   setDesiredRootHash(name: string, hash: string): void {
     this.db.prepare('UPDATE platforms SET desired_root_hash = ? WHERE name = ?').run(hash, name);

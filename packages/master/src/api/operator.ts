@@ -90,6 +90,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       await core.removePlatform(req.name, req.force);
       return empty();
     }),
+    diffPlatforms: unary('DiffPlatforms', (req: wire.DiffPlatformsRequest) => ({ diffJson: JSON.stringify(core.sync.diff(req.from, req.to)) })),
     verifyPlatform: unary('VerifyPlatform', (req: wire.NameRequest) => taskToWire(core.sync.verify(req.name))),
     platformStatus: unary('PlatformStatus', async (req: wire.NameRequest) => {
       const s = await core.platformStatus(req.name);

@@ -370,6 +370,34 @@ const COMMANDS: Record<string, Command> = {
       return waitAndReport(ctx, t, o['no-wait'] === true);
     },
   },
+  'platform diff': {
+    usage: 'platform diff A B',
+    summary: 'what changes for sites moving from platform A to B: per module/theme upgrade, downgrade, missing, same',
+    args: [2, 2],
+    async run(ctx, [from, to]) {
+      const r = await ctx.api().call<wire.DiffPlatformsRequest, wire.DiffPlatformsResponse>('diffPlatforms', { from, to });
+      type Entry = { name: string; type: string; from: string | null; to: string | null; status: string };
+      const d = JSON.parse(r.diffJson) as {
+        core: { kindFrom: string; kindTo: string; from: string | null; to: string | null; status: string };
+        modules: Entry[];
+        themes: Entry[];
+        profiles: Entry[];
+        summary: Record<string, number>;
+        schemaDowngrades: string[];
+      };
+      print(ctx, d, () => {
+        let out = `core: ${d.core.kindFrom} ${d.core.from ?? '?'} -> ${d.core.kindTo} ${d.core.to ?? '?'} (${d.core.status})\n`;
+        const rows = [...d.profiles, ...d.modules, ...d.themes].filter((e) => e.status !== 'same');
+        out += rows.length
+          ? table(['NAME', 'TYPE', 'FROM', 'TO', 'STATUS'], rows.map((e) => [e.name, e.type, e.from ?? '-', e.to ?? '-', e.status]))
+          : 'every module, theme and profile is the same\n';
+        out += `summary: ${Object.entries(d.summary).map(([k, v]) => `${v} ${k}`).join(', ')}\n`;
+        if (d.schemaDowngrades.length) out += `schema downgrades (blocks a migrate): ${d.schemaDowngrades.join(', ')}\n`;
+        return out;
+      });
+      return 0;
+    },
+  },
   'platform status': {
     usage: 'platform status NAME',
     summary: 'desired vs observed tree per server, and drift (hand edits) before repair',
@@ -447,6 +475,7 @@ const COMMANDS: Record<string, Command> = {
           ['status', p.status],
           ['live sync', p.live ? 'on' : 'off'],
           ['tree', p.desiredRootHash ? p.desiredRootHash.slice(0, 16) : 'not scanned yet'],
+          ['kind', registrySummary(p.registryJson)],
           ['excludes', p.excludes.join(', ')],
           ['sites', p.sites.join(', ')],
           ['created', j.created],
@@ -607,6 +636,12 @@ const COMMANDS: Record<string, Command> = {
     },
   },
 };
+
+function registrySummary(json: string): string {
+  if (!json) return 'not verified yet';
+  const r = JSON.parse(json) as { kind: string; coreVersion: string | null; profiles: unknown[]; modules: unknown[]; themes: unknown[]; distribution: { name: string } | null };
+  return `${r.kind}${r.coreVersion ? ` ${r.coreVersion}` : ''}${r.distribution ? ` (${r.distribution.name})` : ''}; ${r.profiles.length} profiles, ${r.modules.length} modules, ${r.themes.length} themes`;
+}
 
 /** Extra commands registered by the entry point (`up` needs the master's start-up code). */
 export type ExtraCommand = Command;

@@ -112,6 +112,15 @@ export interface AddPlatformRequest {
   noVerify: boolean;
 }
 
+export interface DiffPlatformsRequest {
+  from: string;
+  to: string;
+}
+
+export interface DiffPlatformsResponse {
+  diffJson: string;
+}
+
 export interface AddPlatformResponse {
   platform:
     | Platform
@@ -1378,6 +1387,164 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
     message.live = object.live ?? false;
     message.excludes = object.excludes?.map((e) => e) || [];
     message.noVerify = object.noVerify ?? false;
+    return message;
+  },
+};
+
+function createBaseDiffPlatformsRequest(): DiffPlatformsRequest {
+  return { from: "", to: "" };
+}
+
+export const DiffPlatformsRequest: MessageFns<DiffPlatformsRequest> = {
+  encode(message: DiffPlatformsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.from !== "") {
+      writer.uint32(10).string(message.from);
+    }
+    if (message.to !== "") {
+      writer.uint32(18).string(message.to);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DiffPlatformsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDiffPlatformsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.from = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DiffPlatformsRequest {
+    return {
+      from: isSet(object.from) ? globalThis.String(object.from) : "",
+      to: isSet(object.to) ? globalThis.String(object.to) : "",
+    };
+  },
+
+  toJSON(message: DiffPlatformsRequest): unknown {
+    const obj: any = {};
+    if (message.from !== "") {
+      obj.from = message.from;
+    }
+    if (message.to !== "") {
+      obj.to = message.to;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DiffPlatformsRequest>, I>>(base?: I): DiffPlatformsRequest {
+    return DiffPlatformsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DiffPlatformsRequest>, I>>(object: I): DiffPlatformsRequest {
+    const message = createBaseDiffPlatformsRequest();
+    message.from = object.from ?? "";
+    message.to = object.to ?? "";
+    return message;
+  },
+};
+
+function createBaseDiffPlatformsResponse(): DiffPlatformsResponse {
+  return { diffJson: "" };
+}
+
+export const DiffPlatformsResponse: MessageFns<DiffPlatformsResponse> = {
+  encode(message: DiffPlatformsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.diffJson !== "") {
+      writer.uint32(10).string(message.diffJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DiffPlatformsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDiffPlatformsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.diffJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DiffPlatformsResponse {
+    return {
+      diffJson: isSet(object.diffJson)
+        ? globalThis.String(object.diffJson)
+        : isSet(object.diff_json)
+        ? globalThis.String(object.diff_json)
+        : "",
+    };
+  },
+
+  toJSON(message: DiffPlatformsResponse): unknown {
+    const obj: any = {};
+    if (message.diffJson !== "") {
+      obj.diffJson = message.diffJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DiffPlatformsResponse>, I>>(base?: I): DiffPlatformsResponse {
+    return DiffPlatformsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DiffPlatformsResponse>, I>>(object: I): DiffPlatformsResponse {
+    const message = createBaseDiffPlatformsResponse();
+    message.diffJson = object.diffJson ?? "";
     return message;
   },
 };
@@ -2914,6 +3081,17 @@ export const OperatorService = {
       Buffer.from(PlatformStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PlatformStatusResponse => PlatformStatusResponse.decode(value),
   },
+  /** Per module/theme/profile: upgrade, downgrade, missing, added, same, unknown — from A to B. */
+  diffPlatforms: {
+    path: "/spoke.v1.Operator/DiffPlatforms" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DiffPlatformsRequest): Buffer => Buffer.from(DiffPlatformsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DiffPlatformsRequest => DiffPlatformsRequest.decode(value),
+    responseSerialize: (value: DiffPlatformsResponse): Buffer =>
+      Buffer.from(DiffPlatformsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DiffPlatformsResponse => DiffPlatformsResponse.decode(value),
+  },
   listSites: {
     path: "/spoke.v1.Operator/ListSites" as const,
     requestStream: false as const,
@@ -3013,6 +3191,8 @@ export interface OperatorServer extends UntypedServiceImplementation {
   verifyPlatform: handleUnaryCall<NameRequest, Task>;
   /** Desired vs observed root hash per server, and drift (asks each agent). */
   platformStatus: handleUnaryCall<NameRequest, PlatformStatusResponse>;
+  /** Per module/theme/profile: upgrade, downgrade, missing, added, same, unknown — from A to B. */
+  diffPlatforms: handleUnaryCall<DiffPlatformsRequest, DiffPlatformsResponse>;
   listSites: handleUnaryCall<ListSitesRequest, SiteList>;
   getSite: handleUnaryCall<NameRequest, Site>;
   listTasks: handleUnaryCall<ListTasksRequest, TaskList>;
@@ -3254,6 +3434,22 @@ export interface OperatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PlatformStatusResponse) => void,
+  ): ClientUnaryCall;
+  /** Per module/theme/profile: upgrade, downgrade, missing, added, same, unknown — from A to B. */
+  diffPlatforms(
+    request: DiffPlatformsRequest,
+    callback: (error: ServiceError | null, response: DiffPlatformsResponse) => void,
+  ): ClientUnaryCall;
+  diffPlatforms(
+    request: DiffPlatformsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DiffPlatformsResponse) => void,
+  ): ClientUnaryCall;
+  diffPlatforms(
+    request: DiffPlatformsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DiffPlatformsResponse) => void,
   ): ClientUnaryCall;
   listSites(
     request: ListSitesRequest,
