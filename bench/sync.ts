@@ -225,6 +225,7 @@ interface Row {
   target: string;
 }
 const rows: Row[] = [];
+const failures: string[] = [];
 
 function record(name: string, target: string, spoke: { ms: number; bytes: number }[], rs: { ms: number; bytes: number }[]): void {
   const row: Row = {
@@ -294,9 +295,18 @@ async function main(): Promise<void> {
   }
   say(`spoke CLI start-up: ${Math.round(median(cliMs))} ms (not included below)`);
 
+  const guard = async (label: string, fn: () => Promise<void>) => {
+    try {
+      await fn();
+    } catch (e) {
+      say(`  ${label}: FAILED: ${e instanceof Error ? e.message : String(e)}`);
+      failures.push(`${label}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
+
   // 1. initial sync into empty: a fresh platform path each run (hard-linked copy on the master)
   say('initial sync …');
-  {
+  await guard('initial sync', async () => {
     const s: { ms: number; bytes: number }[] = [];
     const r: { ms: number; bytes: number }[] = [];
     for (let i = 0; i < RUNS; i++) {
@@ -317,7 +327,7 @@ async function main(): Promise<void> {
       }
     }
     record('initial sync into empty', '≤ 0.8', s, r);
-  }
+  });
 
   // the reference platform for the delta cases
   await add('d0', `${NS}/d0`);
@@ -335,18 +345,18 @@ async function main(): Promise<void> {
     record(label, target, s, r);
   };
   say('deltas …');
-  await delta('no-op', '≤ 0.05', () => undefined);
-  await delta('1 file changed', '≤ 0.1', (i) => editFiles(tree, 1, i));
-  await delta('100 files changed', '≤ 0.3', (i) => editFiles(tree, 100, i));
-  await delta('one 50 MB file added', '—', (i) => {
+  await guard('no-op', () => delta('no-op', '≤ 0.05', () => undefined));
+  await guard('1 file changed', () => delta('1 file changed', '≤ 0.1', (i) => editFiles(tree, 1, i)));
+  await guard('100 files changed', () => delta('100 files changed', '≤ 0.3', (i) => editFiles(tree, 100, i)));
+  await guard('one 50 MB file added', () => delta('one 50 MB file added', '—', (i) => {
     rmSync(join(tree, 'big'), { recursive: true, force: true });
     mkdirSync(join(tree, 'big'));
     writeFileSync(join(tree, 'big', `blob${i}.bin`), content(`big${i}`, 50 * 1024 * 1024));
-  });
+  }));
 
   // second platform sharing 95 % of its files with the first
   say('shared-core second platform …');
-  {
+  await guard('second platform', async () => {
     const s: { ms: number; bytes: number }[] = [];
     const r: { ms: number; bytes: number }[] = [];
     for (let i = 0; i < RUNS; i++) {
@@ -359,14 +369,20 @@ async function main(): Promise<void> {
       cli('platform', 'rm', name);
     }
     record('second platform sharing 95 %', '≤ 0.2', s, r);
-  }
+  });
 
+  const rss20k = { master: peakRssMb(master.pid), agent: peakRssMb(agent.pid) };
   let bigRss = 0;
   if (!args['skip-big']) {
     say('200,000-file tree (master RSS) …');
     const big = join(masterRoot, NS, 'big200k');
     makeSmallFileTree(big, 200_000);
-    await add('big200k', `${NS}/big200k`);
+    await guard('200,000-file tree', async () => {
+      const t = await add('big200k', `${NS}/big200k`);
+      say(`  200,000-file tree: initial converge ${Math.round(t.ms)} ms`);
+      const v = await verify('big200k');
+      say(`  200,000-file tree: no-op verify (tree too large to watch: re-walked) ${Math.round(v.ms)} ms`);
+    });
     bigRss = peakRssMb(master.pid);
   }
 
@@ -375,7 +391,8 @@ async function main(): Promise<void> {
     runs: RUNS,
     cliStartupMs: Math.round(median(cliMs)),
     cases: rows,
-    peakRssMb: { master: peakRssMb(master.pid), agent: peakRssMb(agent.pid), masterAfter200k: bigRss || null },
+    failures,
+    peakRssMb: { master: rss20k.master, agent: rss20k.agent, masterAfter200k: bigRss || null, agentAfter200k: peakRssMb(agent.pid) },
     note: 'Spoke timed from the operator API request to task completion; bytes = blob payload (Spoke) vs rsync --stats total',
   };
   if (args.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -386,7 +403,7 @@ async function main(): Promise<void> {
       process.stdout.write(`${w(r.case, 32)}${w(r.spokeMs, 10)}${w(r.rsyncMs, 10)}${w(r.ratio, 8)}${w(r.target, 8)}${w(r.spokeBytes, 14)}${r.rsyncBytes}\n`);
     }
     process.stdout.write(
-      `\npeak RSS: master ${out.peakRssMb.master} MB, agent ${out.peakRssMb.agent} MB${bigRss ? ` (master after the 200,000-file tree: ${bigRss} MB)` : ''}; CLI start-up ${out.cliStartupMs} ms\n`,
+      `${failures.length ? `\nfailed: ${failures.join('; ')}\n` : ''}\npeak RSS: master ${out.peakRssMb.master} MB, agent ${out.peakRssMb.agent} MB${bigRss ? ` (master after the 200,000-file tree: ${bigRss} MB)` : ''}; CLI start-up ${out.cliStartupMs} ms\n`,
     );
   }
 }

@@ -117,7 +117,16 @@ describe('converge', () => {
     expect(logs).toMatch(/BLOB_HASH_MISMATCH|does not match|hash/i);
   });
 
-  it('a second platform on a single server reuses what the host already holds', async () => {
+  it('the same tree converges to a single server, byte-identical', async () => {
+    const { cpSync } = await import('node:fs');
+    const single = '/var/aegir/platforms/d7-single';
+    cpSync(masterTree(), join(master.root, single), { recursive: true, verbatimSymlinks: true });
+    const t = await task(['platform', 'add', 'd7-single', '--path', single, '--server', 'solo']);
+    expect(t.state, JSON.stringify(t.error)).toBe('succeeded');
+    await same(join(master.root, single), join(solo.root, single));
+  });
+
+  it('a second platform on a cluster reuses what its hosts already hold', async () => {
     const p2 = '/var/www/d7-copy';
     // 95 % the same files
     const src = masterTree();

@@ -157,15 +157,24 @@ export class PlatformSync {
 
   private async run(ctx: TaskContext, p: PlatformInfo, only: string | undefined, rescan: boolean): Promise<ConvergeSummary> {
     const started = Date.now();
-    const manifest = await this.trees.manifest(p.path, p.excludes, { rescan: rescan && !(await this.trees.rootHash(p.path)) });
+    // A watched tree is current already; an unwatched one is re-walked (stat-cached) on verify.
+    const known = (await this.trees.rootHash(p.path)) !== undefined;
+    const manifest = await this.trees.manifest(p.path, p.excludes, {
+      rescan: rescan && known && !this.trees.isWatched(p.path),
+      live: p.live,
+    });
     const files = manifest.entries.filter((e) => e.type === 'file');
     const bytes = files.reduce((n, e) => n + e.size, 0);
     this.ns.setDesiredRootHash(p.name, manifest.rootHash);
     ctx.log(`${p.name}: ${files.length} files, ${human(bytes)}, root ${manifest.rootHash.slice(0, 12)}`);
-    // The registry depends only on the tree: parse again only when the tree changed.
+    // The registry depends only on the tree: parse again only when the tree changed. It runs
+    // beside the converge (they do not depend on each other) and is awaited before the end.
+    let registry: Promise<void> = Promise.resolve();
     if (rescan && (this.registryRoots.get(p.path) !== manifest.rootHash || !p.registryJson)) {
-      await this.scanRegistry(ctx, p);
-      this.registryRoots.set(p.path, manifest.rootHash);
+      registry = this.scanRegistry(ctx, p).then(() => {
+        this.registryRoots.set(p.path, manifest.rootHash);
+      });
+      registry.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
     }
     const targets = only ? [only] : this.ns.targets(p.server);
     if (targets.length === 0) throw fail('CLUSTER_NEEDS_MEMBER', `${p.server} has no members`);
@@ -209,6 +218,7 @@ export class PlatformSync {
         }
       }),
     );
+    await registry;
     const failed = results.filter((r) => !r.ok);
     if (failed.length) {
       throw fail('CONVERGE_FAILED', `converge of ${p.name} failed on ${failed.map((f) => `${f.server} (${'msg' in f ? f.msg : ''})`).join(', ')}`);

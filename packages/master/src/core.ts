@@ -92,7 +92,7 @@ export class Core {
     let bytes = 0;
     if (p.source.kind === 'existing') {
       try {
-        const m = await this.trees.manifest(p.path, p.excludes);
+        const m = await this.trees.manifest(p.path, p.excludes, { live: p.live });
         this.ns.setDesiredRootHash(p.name, m.rootHash);
         for (const e of m.entries) if (e.type === 'file') (files++, (bytes += e.size));
       } catch (e) {

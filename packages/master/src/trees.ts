@@ -29,13 +29,16 @@ const HISTORY = 4;
 export class SqliteStatCache implements StatCache {
   private readonly db: Db;
   private pending: [string, StatCacheRecord][] = [];
+  private readonly select: ReturnType<Db['prepare']>;
 
   constructor(db: Db) {
     this.db = db;
+    // Prepared once: a walk looks up every file.
+    this.select = db.prepare('SELECT ino, size, mtime_ms, ctime_ms, hash FROM file_hashes WHERE path = ?');
   }
 
   get(absPath: string): StatCacheRecord | undefined {
-    const r = this.db.prepare('SELECT ino, size, mtime_ms, ctime_ms, hash FROM file_hashes WHERE path = ?').get(absPath) as
+    const r = this.select.get(absPath) as
       | { ino: number; size: number; mtime_ms: number; ctime_ms: number; hash: string }
       | undefined;
     return r ? { ino: r.ino, size: r.size, mtimeMs: r.mtime_ms, ctimeMs: r.ctime_ms, hash: r.hash } : undefined;
@@ -75,6 +78,8 @@ interface Tree {
    * no events, so the next read re-walks once (stat-cached, cheap).
    */
   rewalk: boolean;
+  /** Entries counted against the watch budget (0 when not watched). */
+  watched?: number;
 }
 
 /** Canonical trees and their manifests. */
@@ -85,15 +90,28 @@ export class TreeStore {
   private readonly cache: SqliteStatCache;
   private readonly trees = new Map<string, Tree>();
   private readonly watchEnabled: boolean;
+  private readonly watchMaxEntries: number;
+  private watchedEntries = 0;
   /** Called (debounced by the caller) when a watched tree changed. */
   onChange: (nsPath: string) => void = () => undefined;
 
-  constructor(deps: { db: Db; rootMap: RootMap; log: Logger; watch?: boolean }) {
+  /**
+   * @param deps.watchMaxEntries chokidar keeps a watch and some state per file (about 8 KB each,
+   *   measured), so only trees up to this many entries in total are watched; the others are
+   *   re-walked (stat-cached) on every verify. Live platforms are always watched. @default 60000
+   */
+  constructor(deps: { db: Db; rootMap: RootMap; log: Logger; watch?: boolean; watchMaxEntries?: number }) {
     this.db = deps.db;
     this.rootMap = deps.rootMap;
     this.log = deps.log;
     this.cache = new SqliteStatCache(deps.db);
     this.watchEnabled = deps.watch ?? true;
+    this.watchMaxEntries = deps.watchMaxEntries ?? 60_000;
+  }
+
+  /** True when the tree's manifest is kept current by a watcher (else verify re-walks it). */
+  isWatched(nsPath: string): boolean {
+    return this.trees.get(nsPath)?.watcher !== undefined;
   }
 
   /** Where a namespace path lives on the master. */
@@ -106,7 +124,7 @@ export class TreeStore {
    * copy kept current by the watcher.
    * @throws SpokeError TREE_UNREADABLE when the tree is not a directory on the master
    */
-  async manifest(nsPath: string, excludes: string[] = [], opts: { rescan?: boolean } = {}): Promise<Manifest> {
+  async manifest(nsPath: string, excludes: string[] = [], opts: { rescan?: boolean; live?: boolean } = {}): Promise<Manifest> {
     let t = this.trees.get(nsPath);
     if (t && JSON.stringify(t.excludes) !== JSON.stringify(excludes)) {
       await this.forget(nsPath);
@@ -132,7 +150,14 @@ export class TreeStore {
       } else {
         t = { nsPath, hostPath, excludes, live, pending: new Set(), history: new Map(), rewalk: false };
         this.trees.set(nsPath, t);
-        if (this.watchEnabled) this.startWatch(t);
+        const entries = r.manifest.entries.length;
+        if (this.watchEnabled && (opts.live || this.watchedEntries + entries <= this.watchMaxEntries)) {
+          this.watchedEntries += entries;
+          t.watched = entries;
+          this.startWatch(t);
+        } else {
+          this.log.info({ tree: nsPath, entries, watched: this.watchedEntries, max: this.watchMaxEntries }, 'tree not watched; verify re-walks it');
+        }
       }
     }
     await this.drain(t);
@@ -252,6 +277,7 @@ export class TreeStore {
   async forget(nsPath: string): Promise<void> {
     const t = this.trees.get(nsPath);
     this.trees.delete(nsPath);
+    this.watchedEntries -= t?.watched ?? 0;
     await t?.watcher?.close();
   }
 
