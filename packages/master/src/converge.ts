@@ -14,6 +14,10 @@ import type { PlatformInfo } from './types.js';
 import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, type ScanCache } from './platform/index.js';
 
 
+/** Files the registry is read from (see platform/registry.ts and platform/detect.ts). */
+const REGISTRY_FILES =
+  /(^|\/)([^/]+\.(info|info\.yml|install|profile|module)|composer\.json|settings\.php|version\.php|Defines\.php|DefaultSettings\.php|bootstrap\.inc|Drupal\.php|core\.services\.yml|wp-load\.php|wp-settings\.php|index\.php|api\.php)$/;
+
 /** Totals of one converge across servers (stored as the task result). */
 export interface ConvergeSummary {
   platform: string;
@@ -100,6 +104,18 @@ export class PlatformSync {
     );
   }
 
+  /**
+   * True when nothing the registry is read from changed since it was parsed: no info, install,
+   * profile, version or settings file among the paths that differ. Unknown history → false.
+   */
+  private async registryUnaffected(p: PlatformInfo, rootHash: string): Promise<boolean> {
+    const base = this.registryRoots.get(p.path);
+    if (!base || base === rootHash) return base === rootHash;
+    const d = await this.trees.delta(p.path, p.excludes, base);
+    if (!d) return false;
+    return ![...d.upserts.map((e) => e.path), ...d.removed].some((path) => REGISTRY_FILES.test(path));
+  }
+
   /** Parses the platform into its registry (kind, core version, profiles, modules, themes, sites). */
   private async scanRegistry(ctx: TaskContext, p: PlatformInfo): Promise<void> {
     const t0 = Date.now();
@@ -170,6 +186,9 @@ export class PlatformSync {
     // The registry depends only on the tree: parse again only when the tree changed. It runs
     // beside the converge (they do not depend on each other) and is awaited before the end.
     let registry: Promise<void> = Promise.resolve();
+    if (rescan && p.registryJson && (await this.registryUnaffected(p, manifest.rootHash))) {
+      this.registryRoots.set(p.path, manifest.rootHash);
+    }
     if (rescan && (this.registryRoots.get(p.path) !== manifest.rootHash || !p.registryJson)) {
       registry = this.scanRegistry(ctx, p).then(() => {
         this.registryRoots.set(p.path, manifest.rootHash);
