@@ -183,21 +183,9 @@ export class PlatformSync {
     const bytes = files.reduce((n, e) => n + e.size, 0);
     this.ns.setDesiredRootHash(p.name, manifest.rootHash);
     ctx.log(`${p.name}: ${files.length} files, ${human(bytes)}, root ${manifest.rootHash.slice(0, 12)}`);
-    // The registry depends only on the tree: parse again only when the tree changed. It runs
-    // beside the converge (they do not depend on each other) and is awaited before the end.
-    let registry: Promise<void> = Promise.resolve();
-    if (rescan && p.registryJson && (await this.registryUnaffected(p, manifest.rootHash))) {
-      this.registryRoots.set(p.path, manifest.rootHash);
-    }
-    if (rescan && (this.registryRoots.get(p.path) !== manifest.rootHash || !p.registryJson)) {
-      registry = this.scanRegistry(ctx, p).then(() => {
-        this.registryRoots.set(p.path, manifest.rootHash);
-      });
-      registry.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
-    }
     const targets = only ? [only] : this.ns.targets(p.server);
     if (targets.length === 0) throw fail('CLUSTER_NEEDS_MEMBER', `${p.server} has no members`);
-    const results = await Promise.all(
+    const converging = Promise.all(
       targets.map(async (server) => {
         try {
           let last = 0;
@@ -237,6 +225,20 @@ export class PlatformSync {
         }
       }),
     );
+    // The registry depends only on the tree: parse again only when a file it is read from
+    // changed. It runs while the agents work (they do not depend on it) and is awaited below.
+    const registry = rescan
+      ? (async () => {
+          await new Promise((r) => setImmediate(r));
+          if (p.registryJson && (await this.registryUnaffected(p, manifest.rootHash))) this.registryRoots.set(p.path, manifest.rootHash);
+          if (this.registryRoots.get(p.path) !== manifest.rootHash || !p.registryJson) {
+            await this.scanRegistry(ctx, p);
+            this.registryRoots.set(p.path, manifest.rootHash);
+          }
+        })()
+      : Promise.resolve();
+    registry.catch(() => undefined); // awaited below; no unhandled rejection meanwhile
+    const results = await converging;
     await registry;
     const failed = results.filter((r) => !r.ok);
     if (failed.length) {

@@ -66,6 +66,8 @@ export class SqliteStatCache implements StatCache {
 interface Tree {
   /** Recent manifests by root hash (newest last), so agents can be sent a difference. */
   history: Map<string, Manifest>;
+  /** Recent differences between versions, by `base>desired`. */
+  deltas: Map<string, { upserts: ManifestEntry[]; removed: string[] }>;
   nsPath: string;
   hostPath: string;
   excludes: string[];
@@ -148,7 +150,7 @@ export class TreeStore {
         t.live = live;
         t.pending.clear();
       } else {
-        t = { nsPath, hostPath, excludes, live, pending: new Set(), history: new Map(), rewalk: false };
+        t = { nsPath, hostPath, excludes, live, pending: new Set(), history: new Map(), deltas: new Map(), rewalk: false };
         this.trees.set(nsPath, t);
         const entries = r.manifest.entries.length;
         if (this.watchEnabled && (opts.live || this.watchedEntries + entries <= this.watchMaxEntries)) {
@@ -176,8 +178,13 @@ export class TreeStore {
    */
   async delta(nsPath: string, excludes: string[], base: string): Promise<{ desired: Manifest; upserts: ManifestEntry[]; removed: string[] } | undefined> {
     const desired = await this.manifest(nsPath, excludes);
-    const old = this.trees.get(nsPath)?.history.get(base);
-    if (!old) return undefined;
+    const t = this.trees.get(nsPath);
+    const old = t?.history.get(base);
+    if (!t || !old) return undefined;
+    // Every member of a cluster asks for the same difference: compute it once.
+    const key = `${base}>${desired.rootHash}`;
+    const hit = t.deltas.get(key);
+    if (hit) return { desired, ...hit };
     const before = new Map(old.entries.map((e) => [e.path, e]));
     const upserts: ManifestEntry[] = [];
     for (const e of desired.entries) {
@@ -185,7 +192,10 @@ export class TreeStore {
       before.delete(e.path);
       if (!o || !sameEntry(o, e)) upserts.push(e);
     }
-    return { desired, upserts, removed: [...before.keys()] };
+    const d = { upserts, removed: [...before.keys()] };
+    t.deltas.set(key, d);
+    while (t.deltas.size > HISTORY) t.deltas.delete(t.deltas.keys().next().value as string);
+    return { desired, ...d };
   }
 
   /** The current root hash without rebuilding the manifest (undefined when never scanned). */
