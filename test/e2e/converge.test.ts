@@ -158,6 +158,30 @@ describe('converge', () => {
     await same(masterTree(), agentTree(w1));
   });
 
+  it('a directory replaced on the master reaches the servers whole, without the user data in it', async () => {
+    const dirA = join(masterTree(), 'modules/replaced');
+    mkdirSync(dirA, { recursive: true });
+    writeFileSync(join(dirA, 'old.php'), 'old');
+    expect((await task(['platform', 'verify', 'd7'])).state).toBe('succeeded');
+    rmSync(dirA, { recursive: true });
+    mkdirSync(join(dirA, 'sub'), { recursive: true });
+    writeFileSync(join(dirA, 'sub/new.php'), 'new');
+    // user data inside a new site dir is never part of the platform
+    mkdirSync(join(masterTree(), 'sites/newsite/files'), { recursive: true });
+    writeFileSync(join(masterTree(), 'sites/newsite/files/master-upload.jpg'), 'not platform code');
+    writeFileSync(join(masterTree(), 'sites/newsite/settings.php'), '<?php\n');
+    await new Promise((r) => setTimeout(r, 300));
+    const t = await task(['platform', 'verify', 'd7']);
+    expect(t.state).toBe('succeeded');
+    expect(readFileSync(join(agentTree(w1), 'modules/replaced/sub/new.php'), 'utf8')).toBe('new');
+    expect(existsSync(join(agentTree(w1), 'modules/replaced/old.php'))).toBe(false);
+    expect(existsSync(join(agentTree(w1), 'sites/newsite/settings.php'))).toBe(true);
+    expect(existsSync(join(agentTree(w1), 'sites/newsite/files/master-upload.jpg'))).toBe(false);
+    rmSync(join(masterTree(), 'sites/newsite'), { recursive: true });
+    rmSync(dirA, { recursive: true });
+    expect((await task(['platform', 'verify', 'd7'])).state).toBe('succeeded');
+  });
+
   it('a verify with nothing changed moves nothing', async () => {
     const t = await task(['platform', 'verify', 'd7']);
     expect(t.result?.servers.every((s) => s.inSync)).toBe(true);

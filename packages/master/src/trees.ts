@@ -267,20 +267,31 @@ export class TreeStore {
       const entry: ManifestEntry | undefined = await readEntry(t.hostPath, rel, { statCache: this.cache, excludes: matcher });
       if (entry) {
         t.live.apply({ op: 'upsert', entry });
-        // A directory that appeared (or changed type) may hold files the watcher reported before us.
-        if (entry.type === 'dir' && !this.coveredByWalk(t, rel)) await this.rescanBelow(t, rel);
+        // A directory event (created, replaced, moved in) can come before the events of what is
+        // inside it, or instead of them: re-read the whole subtree (stat-cached, so cheap).
+        if (entry.type === 'dir') await this.rescanBelow(t, rel);
       } else t.live.apply({ op: 'remove', path: rel });
     }
     this.cache.flush();
   }
 
-  private coveredByWalk(t: Tree, rel: string): boolean {
-    return t.live.toManifest().entries.some((e) => e.path.startsWith(`${rel}/`));
-  }
-
+  /** Replaces everything below `rel` with what is on disk now. */
   private async rescanBelow(t: Tree, rel: string): Promise<void> {
-    const r = await walkTree(`${t.hostPath}/${rel}`, { exclude: t.excludes, statCache: this.cache });
-    for (const e of r.manifest.entries) t.live.apply({ op: 'upsert', entry: { ...e, path: `${rel}/${e.path}` } });
+    // Exclude patterns are anchored at the tree root: walk the subtree without them, then filter
+    // each path as the tree sees it (so sites/*/files stays out when rel is sites/x).
+    const matcher = excludeMatcher({ exclude: t.excludes });
+    const r = await walkTree(`${t.hostPath}/${rel}`, { exclude: [], defaultExcludes: false, statCache: this.cache });
+    const found = new Set<string>();
+    for (const e of r.manifest.entries) {
+      const path = `${rel}/${e.path}`;
+      if (matcher.excludes(path)) continue;
+      found.add(path);
+      t.live.apply({ op: 'upsert', entry: { ...e, path } });
+    }
+    const prefix = `${rel}/`;
+    for (const e of t.live.toManifest().entries) {
+      if (e.path.startsWith(prefix) && !found.has(e.path)) t.live.apply({ op: 'remove', path: e.path });
+    }
   }
 
   /** Stops tracking a tree (platform removed). */
