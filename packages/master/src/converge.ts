@@ -178,6 +178,7 @@ export class PlatformSync {
     const manifest = await this.trees.manifest(p.path, p.excludes, {
       rescan: rescan && known && !this.trees.isWatched(p.path),
       live: p.live,
+      settle: rescan,
     });
     const files = manifest.entries.filter((e) => e.type === 'file');
     const bytes = files.reduce((n, e) => n + e.size, 0);

@@ -22,6 +22,9 @@ import {
 import { existsSync, statSync } from 'node:fs';
 import type { Db } from './store.js';
 
+/** How long after the last add/remove a verify waits for late watcher events (chokidar's readdir throttle is 1 s). */
+const SETTLE_MS = 1100;
+
 /** How many recent manifests per tree are kept for sending differences. */
 const HISTORY = 4;
 
@@ -82,6 +85,8 @@ interface Tree {
   rewalk: boolean;
   /** Entries counted against the watch budget (0 when not watched). */
   watched?: number;
+  /** When the watcher last reported a file or directory added or removed. */
+  lastStructuralMs: number;
 }
 
 /** Canonical trees and their manifests. */
@@ -126,7 +131,12 @@ export class TreeStore {
    * copy kept current by the watcher.
    * @throws SpokeError TREE_UNREADABLE when the tree is not a directory on the master
    */
-  async manifest(nsPath: string, excludes: string[] = [], opts: { rescan?: boolean; live?: boolean } = {}): Promise<Manifest> {
+  async manifest(
+    nsPath: string,
+    excludes: string[] = [],
+    opts: { rescan?: boolean; live?: boolean; settle?: boolean } = {},
+  ): Promise<Manifest> {
+    if (opts.settle) await this.settle(nsPath);
     let t = this.trees.get(nsPath);
     if (t && JSON.stringify(t.excludes) !== JSON.stringify(excludes)) {
       await this.forget(nsPath);
@@ -150,7 +160,7 @@ export class TreeStore {
         t.live = live;
         t.pending.clear();
       } else {
-        t = { nsPath, hostPath, excludes, live, pending: new Set(), history: new Map(), deltas: new Map(), rewalk: false };
+        t = { nsPath, hostPath, excludes, live, pending: new Set(), history: new Map(), deltas: new Map(), rewalk: false, lastStructuralMs: 0 };
         this.trees.set(nsPath, t);
         const entries = r.manifest.entries.length;
         if (this.watchEnabled && (opts.live || this.watchedEntries + entries <= this.watchMaxEntries)) {
@@ -198,6 +208,21 @@ export class TreeStore {
     return { desired, ...d };
   }
 
+  /**
+   * chokidar re-reads a directory at most once a second, so files or directories added or
+   * removed shortly after an earlier addition can be reported up to a second late. An explicit
+   * verify waits until the tree has been structurally quiet for that long (content changes are
+   * reported at once and never wait).
+   */
+  private async settle(nsPath: string): Promise<void> {
+    for (;;) {
+      const t = this.trees.get(nsPath);
+      const wait = t?.watcher ? t.lastStructuralMs + SETTLE_MS - Date.now() : 0;
+      if (wait <= 0) return;
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+
   /** The current root hash without rebuilding the manifest (undefined when never scanned). */
   async rootHash(nsPath: string): Promise<string | undefined> {
     const t = this.trees.get(nsPath);
@@ -240,7 +265,10 @@ export class TreeStore {
       t.pending.add(rel);
       this.onChange(t.nsPath);
     };
-    w.on('all', (_ev, p) => touch(p));
+    w.on('all', (ev, p) => {
+      if (ev !== 'change') t.lastStructuralMs = Date.now();
+      touch(p);
+    });
     w.on('ready', () => {
       t.rewalk = true;
       this.onChange(t.nsPath);
