@@ -31,6 +31,7 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '5' },
     json: { type: 'boolean', default: false },
     'skip-big': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
   },
 });
 const RUNS = Math.max(1, Number(args.runs));
@@ -108,7 +109,7 @@ function treeStats(dir: string): { files: number; bytes: number } {
 
 // ---------------------------------------------------------------- processes
 
-const env = { ...process.env, SPOKE_LOG_LEVEL: 'warn', SPOKE_DRIFT_INTERVAL_MS: '3600000' };
+const env = { ...process.env, SPOKE_LOG_LEVEL: args.keep ? 'debug' : 'warn', SPOKE_DRIFT_INTERVAL_MS: '3600000' };
 const procs: ChildProcess[] = [];
 
 function daemon(script: string, argv: string[]): ChildProcess & { out: string } {
@@ -416,6 +417,10 @@ main()
   .finally(() => {
     api?.close();
     for (const p of procs) p.kill('SIGKILL');
-    rmSync(work, { recursive: true, force: true });
+    if (args.keep) {
+      for (const [i, p] of procs.entries()) writeFileSync(join(work, `proc${i}.log`), (p as { out?: string }).out ?? '');
+      process.stderr.write(`kept ${work}\n`);
+    }
+    else rmSync(work, { recursive: true, force: true });
     void dirname;
   });

@@ -9,6 +9,7 @@ import {
   LiveManifest,
   excludeMatcher,
   fail,
+  parentOf,
   readEntry,
   sameEntry,
   walkTree,
@@ -19,11 +20,8 @@ import {
   type StatCache,
   type StatCacheRecord,
 } from '@spoke/shared';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs';
 import type { Db } from './store.js';
-
-/** How long after the last add/remove a verify waits for late watcher events (chokidar's readdir throttle is 1 s). */
-const SETTLE_MS = 1100;
 
 /** How many recent manifests per tree are kept for sending differences. */
 const HISTORY = 4;
@@ -85,8 +83,8 @@ interface Tree {
   rewalk: boolean;
   /** Entries counted against the watch budget (0 when not watched). */
   watched?: number;
-  /** When the watcher last reported a file or directory added or removed. */
-  lastStructuralMs: number;
+  /** Inode and mtime of every directory at the last walk: an add/remove/rename changes them. */
+  dirs: Map<string, { ino: number; mtimeMs: number }>;
 }
 
 /** Canonical trees and their manifests. */
@@ -136,7 +134,8 @@ export class TreeStore {
     excludes: string[] = [],
     opts: { rescan?: boolean; live?: boolean; settle?: boolean } = {},
   ): Promise<Manifest> {
-    if (opts.settle) await this.settle(nsPath);
+    const known = this.trees.get(nsPath);
+    if (opts.settle && known && !opts.rescan) this.checkDirs(known);
     let t = this.trees.get(nsPath);
     if (t && JSON.stringify(t.excludes) !== JSON.stringify(excludes)) {
       await this.forget(nsPath);
@@ -159,8 +158,9 @@ export class TreeStore {
       if (t) {
         t.live = live;
         t.pending.clear();
+        this.snapshotDirs(t);
       } else {
-        t = { nsPath, hostPath, excludes, live, pending: new Set(), history: new Map(), deltas: new Map(), rewalk: false, lastStructuralMs: 0 };
+        t = { nsPath, hostPath, excludes, live, pending: new Set(), history: new Map(), deltas: new Map(), rewalk: false, dirs: new Map() };
         this.trees.set(nsPath, t);
         const entries = r.manifest.entries.length;
         if (this.watchEnabled && (opts.live || this.watchedEntries + entries <= this.watchMaxEntries)) {
@@ -170,6 +170,7 @@ export class TreeStore {
         } else {
           this.log.info({ tree: nsPath, entries, watched: this.watchedEntries, max: this.watchMaxEntries }, 'tree not watched; verify re-walks it');
         }
+        this.snapshotDirs(t);
       }
     }
     await this.drain(t);
@@ -209,18 +210,66 @@ export class TreeStore {
   }
 
   /**
-   * chokidar re-reads a directory at most once a second, so files or directories added or
-   * removed shortly after an earlier addition can be reported up to a second late. An explicit
-   * verify waits until the tree has been structurally quiet for that long (content changes are
-   * reported at once and never wait).
+   * chokidar can report an add or remove up to a second late (it re-reads a directory at most
+   * once a second) and loses a directory deleted and re-created quickly. An explicit verify
+   * therefore checks every directory's inode and mtime (one lstat each, a few ms for 2,000
+   * directories) and re-reads the subtrees that changed; content edits are reported by the
+   * per-file watches at once.
    */
-  private async settle(nsPath: string): Promise<void> {
-    for (;;) {
-      const t = this.trees.get(nsPath);
-      const wait = t?.watcher ? t.lastStructuralMs + SETTLE_MS - Date.now() : 0;
-      if (wait <= 0) return;
-      await new Promise((r) => setTimeout(r, wait));
+  private checkDirs(t: Tree): void {
+    for (const [rel, was] of t.dirs) {
+      let now: { ino: number; mtimeMs: number } | undefined;
+      try {
+        const st = lstatSync(rel ? `${t.hostPath}/${rel}` : t.hostPath);
+        now = st.isDirectory() ? { ino: st.ino, mtimeMs: st.mtimeMs } : undefined;
+      } catch {
+        now = undefined;
+      }
+      if (now && now.ino === was.ino && now.mtimeMs === was.mtimeMs) continue;
+      if (!now || now.ino !== was.ino) {
+        // gone, or replaced by another directory: re-read it whole
+        if (rel === '') t.rewalk = true;
+        else t.pending.add(rel);
+        continue;
+      }
+      // same directory, entries added, removed or renamed: re-read the names that differ
+      this.refreshDir(t, rel);
     }
+  }
+
+  /** Queues the entries of one directory that appeared or disappeared since the last look. */
+  private refreshDir(t: Tree, rel: string): void {
+    let names: string[];
+    try {
+      names = readdirSync(rel ? `${t.hostPath}/${rel}` : t.hostPath);
+    } catch {
+      if (rel === '') t.rewalk = true;
+      else t.pending.add(rel);
+      return;
+    }
+    const prefix = rel ? `${rel}/` : '';
+    const onDisk = new Set(names.map((n) => `${prefix}${n}`));
+    const known = new Set<string>();
+    for (const e of t.live.toManifest().entries) {
+      if (parentOf(e.path) === rel) known.add(e.path);
+    }
+    for (const p of onDisk) if (!known.has(p)) t.pending.add(p);
+    for (const p of known) if (!onDisk.has(p)) t.pending.add(p);
+  }
+
+  /** Records every directory's inode and mtime (after a walk or a drain that re-read dirs). */
+  private snapshotDirs(t: Tree): void {
+    t.dirs.clear();
+    const note = (rel: string) => {
+      try {
+        const st = lstatSync(rel ? `${t.hostPath}/${rel}` : t.hostPath);
+        if (st.isDirectory()) t.dirs.set(rel, { ino: st.ino, mtimeMs: st.mtimeMs });
+      } catch {
+        /* vanished: the next check re-reads its parent */
+      }
+    };
+    note('');
+    for (const e of t.live.toManifest().entries) if (e.type === 'dir') note(e.path);
   }
 
   /** The current root hash without rebuilding the manifest (undefined when never scanned). */
@@ -265,10 +314,7 @@ export class TreeStore {
       t.pending.add(rel);
       this.onChange(t.nsPath);
     };
-    w.on('all', (ev, p) => {
-      if (ev !== 'change') t.lastStructuralMs = Date.now();
-      touch(p);
-    });
+    w.on('all', (_ev, p) => touch(p));
     w.on('ready', () => {
       t.rewalk = true;
       this.onChange(t.nsPath);
@@ -285,9 +331,11 @@ export class TreeStore {
       const r = await walkTree(t.hostPath, { exclude: t.excludes, statCache: this.cache });
       this.cache.flush();
       t.live = LiveManifest.from(r.manifest);
+      this.snapshotDirs(t);
       return;
     }
     if (t.pending.size === 0) return;
+    let sawDir = false;
     const paths = [...t.pending];
     t.pending.clear();
     const matcher = excludeMatcher({ exclude: t.excludes });
@@ -297,10 +345,17 @@ export class TreeStore {
         t.live.apply({ op: 'upsert', entry });
         // A directory event (created, replaced, moved in) can come before the events of what is
         // inside it, or instead of them: re-read the whole subtree (stat-cached, so cheap).
-        if (entry.type === 'dir') await this.rescanBelow(t, rel);
-      } else t.live.apply({ op: 'remove', path: rel });
+        if (entry.type === 'dir') {
+          await this.rescanBelow(t, rel);
+          sawDir = true;
+        }
+      } else {
+        t.live.apply({ op: 'remove', path: rel });
+        sawDir = true;
+      }
     }
     this.cache.flush();
+    if (sawDir) this.snapshotDirs(t);
   }
 
   /** Replaces everything below `rel` with what is on disk now. */
