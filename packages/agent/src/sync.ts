@@ -18,7 +18,7 @@ import {
   type ManifestEntry,
   type RootMap,
 } from '@spoke/shared';
-import { buildReuseIndex, converge, observe, readCommitted, replayJournals, type BlobFetcher } from './converge/index.js';
+import { buildReuseIndex, converge, observe, readCommitted, replayJournals, treeKeyOf, type BlobFetcher } from './converge/index.js';
 
 /** One converge as the master asked for it. */
 export interface ConvergeRequest {
@@ -97,7 +97,7 @@ export class AgentTrees {
     }
     const out: string[] = [];
     for (const d of dirs) {
-      const key = readCommittedKey(`${this.treesDir()}/${d}`);
+      const key = treeKeyOf(`${this.treesDir()}/${d}`);
       if (key) out.push(key);
     }
     return out;
@@ -328,9 +328,3 @@ function emptyResult(rootHash: string): wire.ConvergeResult {
     drift: { changed: [], added: [], removed: [], total: 0 },
   };
 }
-
-/** Reads the tree key recorded in a tree state dir (converge/ writes it). */
-function readCommittedKey(dir: string): string | undefined {
-  return treeKeyOf(dir);
-}
-import { treeKeyOf } from './converge/index.js';

@@ -88,13 +88,15 @@ export class PlatformSync {
   }
 
   private onTreeChanged(path: string): void {
-    const p = this.ns.listPlatforms().find((x) => x.path === path);
-    if (!p?.live) return;
+    // Debounce first: a `git pull` reports thousands of paths, and the platform lookup below
+    // needs doing once per burst, not once per event.
     clearTimeout(this.liveTimers.get(path));
     this.liveTimers.set(
       path,
       setTimeout(() => {
         this.liveTimers.delete(path);
+        const p = this.ns.listPlatforms().find((x) => x.path === path);
+        if (!p?.live) return;
         const queued = this.tasks.list({ state: 'queued', entity: `platform:${p.name}` });
         if (!queued.some((t) => t.kind === 'platform.verify')) {
           this.log.info({ platform: p.name }, 'live change: queueing verify');
@@ -103,6 +105,7 @@ export class PlatformSync {
       }, this.liveDebounceMs),
     );
   }
+
 
   /**
    * True when nothing the registry is read from changed since it was parsed: no info, install,
@@ -178,7 +181,7 @@ export class PlatformSync {
     const manifest = await this.trees.manifest(p.path, p.excludes, {
       rescan: rescan && known && !this.trees.isWatched(p.path),
       live: p.live,
-      settle: rescan,
+      checkDirs: rescan,
     });
     const files = manifest.entries.filter((e) => e.type === 'file');
     const bytes = files.reduce((n, e) => n + e.size, 0);

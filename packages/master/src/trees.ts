@@ -132,10 +132,10 @@ export class TreeStore {
   async manifest(
     nsPath: string,
     excludes: string[] = [],
-    opts: { rescan?: boolean; live?: boolean; settle?: boolean } = {},
+    opts: { rescan?: boolean; live?: boolean; checkDirs?: boolean } = {},
   ): Promise<Manifest> {
     const known = this.trees.get(nsPath);
-    if (opts.settle && known && !opts.rescan) this.checkDirs(known);
+    if (opts.checkDirs && known && !opts.rescan) this.checkDirs(known);
     let t = this.trees.get(nsPath);
     if (t && JSON.stringify(t.excludes) !== JSON.stringify(excludes)) {
       await this.forget(nsPath);
