@@ -1,0 +1,91 @@
+import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { RootMap, createLogger, walkTree } from '@spoke/shared';
+import { openStore } from './store.js';
+import { TreeStore } from './trees.js';
+
+/**
+ * The watcher keeps the manifest current without a verify's directory check: every kind of
+ * change below must show up through watcher events alone (checkDirs off).
+ */
+describe('TreeStore watching', () => {
+  let root: string;
+  let tree: string;
+  let store: TreeStore;
+  const NS = '/var/aegir/p';
+
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), 'spoke-trees-'));
+    tree = join(root, 'var/aegir/p');
+    for (let d = 0; d < 5; d++) {
+      mkdirSync(join(tree, `mod${d}`, 'src'), { recursive: true });
+      for (let f = 0; f < 20; f++) writeFileSync(join(tree, `mod${d}`, 'src', `f${f}.php`), `<?php // ${d}/${f}\n`);
+    }
+    mkdirSync(join(tree, 'sites/default/files'), { recursive: true });
+    store = new TreeStore({ db: openStore(':memory:'), rootMap: new RootMap(root), log: createLogger({ level: 'silent' }) });
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  /** Waits until the store's manifest equals a fresh walk of the tree (events only). */
+  async function settles(): Promise<void> {
+    const want = (await walkTree(tree)).manifest.rootHash;
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const got = (await store.manifest(NS)).rootHash;
+      if (got === want) return;
+      if (Date.now() > deadline) throw new Error(`watcher missed a change: ${got} != ${want}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  it('sees edits, mode changes, adds in new dirs, removes and renames through events', async () => {
+    await store.manifest(NS, [], { live: true });
+    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(store.isWatched(NS)).toBe(true);
+    await settles();
+
+    writeFileSync(join(tree, 'mod0/src/f0.php'), '<?php // edited, longer\n');
+    await settles();
+    // same size, different content
+    writeFileSync(join(tree, 'mod0/src/f1.php'), '<?php // 0/X\n');
+    await settles();
+    chmodSync(join(tree, 'mod1/src/f2.php'), 0o755);
+    await settles();
+    mkdirSync(join(tree, 'newmod/deep/er'), { recursive: true });
+    writeFileSync(join(tree, 'newmod/deep/er/x.php'), 'x');
+    await settles();
+    // a file inside the new directory written after it was first seen
+    await new Promise((r) => setTimeout(r, 300));
+    writeFileSync(join(tree, 'newmod/deep/er/y.php'), 'y');
+    await settles();
+    rmSync(join(tree, 'mod2'), { recursive: true });
+    await settles();
+    renameSync(join(tree, 'mod3'), join(tree, 'mod3-renamed'));
+    await settles();
+    writeFileSync(join(tree, 'mod3-renamed/src/f0.php'), 'after rename');
+    await settles();
+    // editor-backup-like names are content too
+    writeFileSync(join(tree, 'mod4/src/f0.php~'), 'backup');
+    await settles();
+  });
+
+  it('ignores user files and does not report them as changes', async () => {
+    const changed: string[] = [];
+    store.onChange = (p) => changed.push(p);
+    await store.manifest(NS, [], { live: true });
+    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 200));
+    changed.length = 0;
+    writeFileSync(join(tree, 'sites/default/files/upload.jpg'), 'jpeg');
+    mkdirSync(join(tree, 'sites/default/files/styles'));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(changed).toEqual([]);
+    const m = await store.manifest(NS);
+    expect(m.entries.some((e) => e.path.startsWith('sites/default/files'))).toBe(false);
+  });
+});
