@@ -1,5 +1,5 @@
 /**
- * `pnpm bench:sync [--tree DIR] [--target-dir DIR] [--runs N] [--json] [--skip-big]`
+ * `pnpm bench:sync [--tree DIR] [--target-dir DIR] [--runs N] [--json] [--skip-big] [--only CASES] [--keep]`
  *
  * Spoke's converge against an rsync daemon (`rsync -a --delete --sockopts=TCP_NODELAY` over TCP on
  * loopback — the tool a user would pick instead, in its fastest setting), on the same tree, in one
@@ -32,8 +32,18 @@ const { values: args } = parseArgs({
     json: { type: 'boolean', default: false },
     'skip-big': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
+    only: { type: 'string' },
   },
 });
+/** `--only initial,no-op,1-file,100-files,50mb,second`: run just these cases (default: all). */
+const CASES = ['initial', 'no-op', '1-file', '100-files', '50mb', 'second'];
+const only = new Set((args.only ?? CASES.join(',')).split(',').map((c) => c.trim()));
+for (const c of only) {
+  if (!CASES.includes(c)) {
+    process.stderr.write(`error: INVALID_ARGUMENT: unknown case ${c}; cases: ${CASES.join(', ')}\n`);
+    process.exit(2);
+  }
+}
 const RUNS = Math.max(1, Number(args.runs));
 const say = (s: string) => {
   if (!args.json) process.stderr.write(`${s}\n`);
@@ -297,6 +307,8 @@ async function main(): Promise<void> {
   say(`spoke CLI start-up: ${Math.round(median(cliMs))} ms (not included below)`);
 
   const guard = async (label: string, fn: () => Promise<void>) => {
+    const key = { 'initial sync': 'initial', 'no-op': 'no-op', '1 file changed': '1-file', '100 files changed': '100-files', 'one 50 MB file added': '50mb', 'second platform': 'second' }[label];
+    if (key && !only.has(key)) return;
     try {
       await fn();
     } catch (e) {

@@ -1,13 +1,22 @@
 // Bundles the three entry points into single ESM files (esbuild). better-sqlite3 stays external
 // (native addon); a createRequire banner lets bundled CommonJS code call require().
 import { build } from 'esbuild';
-import { chmodSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chmodSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const banner = {
   js: "#!/usr/bin/env node\nimport { createRequire as __spokeCreateRequire } from 'node:module'; const require = __spokeCreateRequire(import.meta.url);",
+};
+// `import text from './file?raw'` inlines a text file (vite does the same in tests): the agent's
+// default web server templates (deploy/templates) travel inside its bundle.
+const rawText = {
+  name: 'raw-text',
+  setup(b) {
+    b.onResolve({ filter: /\?raw$/ }, (args) => ({ path: resolve(args.resolveDir, args.path.slice(0, -4)), namespace: 'raw-text' }));
+    b.onLoad({ filter: /.*/, namespace: 'raw-text' }, (args) => ({ contents: readFileSync(args.path, 'utf8'), loader: 'text', watchFiles: [args.path] }));
+  },
 };
 const entries = [
   { in: 'packages/master/src/spoke.ts', out: 'packages/master/dist/spoke.js' },
@@ -27,6 +36,7 @@ await Promise.all(
       sourcemap: 'linked',
       external: ['better-sqlite3'],
       banner,
+      plugins: [rawText],
       logLevel: 'warning',
     });
     chmodSync(join(root, e.out), 0o755);

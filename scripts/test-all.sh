@@ -11,15 +11,20 @@ checks_failed=0
 
 step() { printf '\n== %s\n' "$*"; }
 
-# Debian packages the tests start for real (none yet for the foundation; the converge,
-# platform and site suites add rsync, nginx, php-fpm, mariadb-server, wordpress, mediawiki).
-APT_PACKAGES=()
+# Debian packages the tests start for real (the site suites add nginx, php-fpm, mariadb-server).
+# wordpress, mediawiki: test/e2e/debian-platforms.test.ts converges their real trees
+# (/usr/share/wordpress, /usr/share/mediawiki) and fails, naming the package, without them.
+# nginx-light, php-fpm: test/e2e/webconfig.test.ts starts a private nginx (and php-fpm) and
+# serves a platform through the config the agent wrote.
+# mariadb-server, mariadb-client: packages/agent/src/db/db.test.ts starts a private mariadbd and
+# runs mariadb-dump / mariadb against it.
+APT_PACKAGES=(git patch unzip bzip2 xz-utils wordpress mediawiki nginx-light php-fpm mariadb-server mariadb-client)
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing ${missing[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" || checks_failed=$((checks_failed + 1))
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" || checks_failed=$((checks_failed + 1))
   fi
 fi
 

@@ -2,11 +2,14 @@
  * Builds and starts an agent from compiled options and injected dependencies.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { RootMap, type Logger } from '@spoke/shared';
 import { identityFiles, type CompiledAgentOptions } from './config.js';
 import { MasterConnection } from './connection.js';
-import { detectServices, type DetectedService } from './detect.js';
+import { detectFpmSocket, detectServices, type DetectedService } from './detect.js';
 import { AgentTrees } from './sync.js';
+import { commandRunner, WebConfig } from './webconfig.js';
+import { SiteDatabases } from './db/index.js';
 
 /** A running agent. */
 export interface RunningAgent {
@@ -28,15 +31,32 @@ export async function startAgent(
   const rootMap = new RootMap(opts.rootPrefix);
   const trees = new AgentTrees({ stateDir: opts.stateDir, roots: opts.roots, rootMap, log: deps.log.child({ component: 'agent.trees' }) });
   await trees.startup();
+  const detect = deps.detect ?? (() => detectServices(opts.binDirs));
+  const web = new WebConfig({
+    http: opts.http,
+    fpmSocket: opts.fpmSocket,
+    roots: opts.roots,
+    rootMap,
+    binDirs: opts.binDirs,
+    detect,
+    detectFpm: () => detectFpmSocket(),
+    run: commandRunner(opts.binDirs),
+    log: deps.log.child({ component: 'agent.web' }),
+  });
+  const db = opts.db
+    ? new SiteDatabases({ settings: opts.db, binDirs: opts.binDirs, tmpDir: join(opts.stateDir, 'tmp'), log: deps.log.child({ component: 'agent.db' }) })
+    : null;
   const connection = new MasterConnection({
     trees,
+    web,
+    db,
     driftIntervalMs: opts.driftIntervalMs,
     log: deps.log.child({ component: 'agent.link' }),
     master: opts.master,
     identity,
     roots: opts.roots,
     rootMap,
-    detect: deps.detect ?? (() => detectServices(opts.binDirs)),
+    detect,
     backoffInitialMs: opts.backoffInitialMs,
     backoffMaxMs: opts.backoffMaxMs,
   });

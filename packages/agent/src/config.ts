@@ -2,10 +2,12 @@
  * Agent configuration: `<stateDir>/agent.json` (written by `enroll`, editable by hand) plus
  * command-line flags. Only this module reads the environment.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { checkPublishPath, fail, parseHostPort } from '@spoke/shared';
 import { SERVICE_BIN_DIRS } from './detect.js';
+import { exposesSecrets, parseDbSettings, type DbConfigFile, type DbSettings } from './db/settings.js';
+import { checkConfigPath, checkConfigValue, checkFpmAddress, checkListen } from './webtemplate.js';
 
 /** Default namespace roots an agent may write under. */
 export const DEFAULT_ROOTS = ['/var/aegir', '/var/www'];
@@ -20,6 +22,44 @@ export interface AgentConfigFile {
   cluster?: string;
   /** Namespace paths this agent may write under. @default ["/var/aegir", "/var/www"] */
   roots?: string[];
+  /** The web server the agent configures (see HttpConfigFile). */
+  http?: HttpConfigFile;
+  /** php-fpm. */
+  php?: { /** Socket path or HOST:PORT. @default detected from the pools in /etc/php, else /run/php */ fpmSocket?: string };
+  /** The MariaDB/MySQL server this agent manages site databases on (see DbConfigFile); absent = none. */
+  db?: DbConfigFile;
+}
+
+/** agent.json `http`: paths here are host paths (never mapped through --root). */
+export interface HttpConfigFile {
+  /** nginx | apache | none (do not manage a web server). @default detected: nginx, else apache */
+  impl?: 'nginx' | 'apache' | 'none';
+  /** Where platform configs are written. @default /etc/nginx/conf.d, /etc/apache2/sites-enabled */
+  confDir?: string;
+  /** Addresses the platform configs listen on: PORT, HOST:PORT, [IPv6]:PORT. @default ["80"] */
+  listen?: string | string[];
+  /** Config test, argv. @default ["nginx","-t"], ["apache2ctl","configtest"] */
+  testCommand?: string[];
+  /** Reload, argv. @default ["nginx","-s","reload"], ["apache2ctl","graceful"] */
+  reloadCommand?: string[];
+  /** Group the web server runs as; owns sites/ and its files dirs. @default www-data */
+  webGroup?: string;
+  /** Overrides: `<templatesDir>/<impl>/platform.conf` replaces the built-in template. */
+  templatesDir?: string;
+}
+
+/** The web server settings, checked; "" / null mean "the default for the impl". */
+export interface HttpSettings {
+  /** "" = detect. */
+  impl: 'nginx' | 'apache' | 'none' | '';
+  confDir: string;
+  listen: string[];
+  testCommand: string[] | null;
+  reloadCommand: string[] | null;
+  webGroup: string;
+  templatesDir: string;
+  /** True when agent.json has an `http` section (an agent with --root manages only an explicit one). */
+  configured: boolean;
 }
 
 /** Fully-set agent options. */
@@ -39,6 +79,12 @@ export interface CompiledAgentOptions {
   driftIntervalMs: number;
   /** Where service binaries are looked for: $PATH, then the sbin/bin dirs. */
   binDirs: string[];
+  /** Web server management (agent.json `http`). */
+  http: HttpSettings;
+  /** php-fpm socket or HOST:PORT from agent.json ("" = detect). */
+  fpmSocket: string;
+  /** Site databases (agent.json `db`); null = this agent manages no database server. */
+  db: DbSettings | null;
 }
 
 /** Paths of the agent's identity files. */
@@ -61,6 +107,75 @@ export function checkRoots(roots: string[]): string[] {
       throw fail('CONFIG_INVALID', `root ${JSON.stringify(r)} is not an absolute normalised path`);
     }
   });
+}
+
+const HTTP_KEYS = ['impl', 'confDir', 'listen', 'testCommand', 'reloadCommand', 'webGroup', 'templatesDir'];
+
+/**
+ * Checks agent.json's `http` and `php` sections.
+ * @throws SpokeError CONFIG_INVALID
+ */
+export function parseWebSettings(cfg: Pick<AgentConfigFile, 'http' | 'php'>): { http: HttpSettings; fpmSocket: string } {
+  const bad = (key: string, why: string) => fail('CONFIG_INVALID', `agent.json: ${key} ${why}`);
+  const checked = <T>(key: string, fn: () => T): T => {
+    try {
+      return fn();
+    } catch (e) {
+      throw bad(key, `is not valid: ${(e as Error).message}`);
+    }
+  };
+  const h = cfg.http;
+  if (h !== undefined && (h === null || typeof h !== 'object' || Array.isArray(h))) throw bad('http', 'must be an object');
+  const unknown = Object.keys(h ?? {}).filter((k) => !HTTP_KEYS.includes(k));
+  if (unknown.length) throw bad(`http.${unknown[0]}`, `is not a known setting (known: ${HTTP_KEYS.join(', ')})`);
+  const str = (key: keyof HttpConfigFile): string | undefined => {
+    const v = h?.[key];
+    if (v !== undefined && typeof v !== 'string') throw bad(`http.${key}`, 'must be a string');
+    return v;
+  };
+  const argv = (key: 'testCommand' | 'reloadCommand'): string[] | null => {
+    const v = h?.[key];
+    if (v === undefined) return null;
+    // eslint-disable-next-line no-control-regex
+    if (!Array.isArray(v) || v.length === 0 || v.some((a) => typeof a !== 'string' || a === '' || /[\x00\n]/.test(a))) {
+      throw bad(`http.${key}`, 'must be a non-empty array of arguments, e.g. ["nginx", "-t"] (no shell string)');
+    }
+    return [...v];
+  };
+  const impl = str('impl') ?? '';
+  if (!['', 'nginx', 'apache', 'none'].includes(impl)) throw bad('http.impl', `must be nginx, apache or none (got ${JSON.stringify(impl)})`);
+  const confDir = str('confDir') ?? '';
+  if (confDir) checked('http.confDir', () => checkConfigPath('confDir', confDir));
+  const templatesDir = str('templatesDir') ?? '';
+  if (templatesDir) checked('http.templatesDir', () => checkConfigPath('templatesDir', templatesDir));
+  const rawListen = h?.listen ?? ['80'];
+  const listen = typeof rawListen === 'string' ? [rawListen] : rawListen;
+  if (!Array.isArray(listen) || listen.length === 0 || listen.some((l) => typeof l !== 'string')) {
+    throw bad('http.listen', 'must be an address or a non-empty array of addresses, e.g. ["80"] or "127.0.0.1:8080"');
+  }
+  listen.forEach((l) => checked('http.listen', () => checkListen(l)));
+  const webGroup = str('webGroup') ?? 'www-data';
+  if (!/^([a-z_][a-z0-9_.-]{0,31}|\d+)$/i.test(webGroup)) throw bad('http.webGroup', `is not a group name (got ${JSON.stringify(webGroup)})`);
+  const php = cfg.php;
+  if (php !== undefined && (php === null || typeof php !== 'object' || Array.isArray(php))) throw bad('php', 'must be an object');
+  const unknownPhp = Object.keys(php ?? {}).filter((k) => k !== 'fpmSocket');
+  if (unknownPhp.length) throw bad(`php.${unknownPhp[0]}`, 'is not a known setting (known: fpmSocket)');
+  const fpm = php?.fpmSocket ?? '';
+  if (typeof fpm !== 'string') throw bad('php.fpmSocket', 'must be a string');
+  if (fpm) checked('php.fpmSocket', () => checkFpmAddress(fpm));
+  return {
+    http: {
+      impl: impl as HttpSettings['impl'],
+      confDir,
+      listen: [...listen],
+      testCommand: argv('testCommand'),
+      reloadCommand: argv('reloadCommand'),
+      webGroup: checked('http.webGroup', () => checkConfigValue('webGroup', webGroup)),
+      templatesDir,
+      configured: h !== undefined,
+    },
+    fpmSocket: fpm,
+  };
 }
 
 /** Writes agent.json. */
@@ -86,6 +201,11 @@ export function compileAgentOptions(flags: { stateDir: string; root?: string; ma
   }
   const master = flags.master ?? cfg.master;
   parseHostPort(master);
+  const web = parseWebSettings(cfg);
+  const db = parseDbSettings(cfg.db);
+  if (db?.adminPassword && exposesSecrets(statSync(files.config).mode)) {
+    throw fail('CONFIG_INVALID', `${files.config} holds db.adminPassword but group or others can read it; run: chmod 600 ${files.config}`);
+  }
   const envInt = (name: string, d: number) => {
     const v = Number(process.env[name]);
     return Number.isFinite(v) && v > 0 ? v : d;
@@ -102,5 +222,8 @@ export function compileAgentOptions(flags: { stateDir: string; root?: string; ma
     logLevel: process.env.SPOKE_LOG_LEVEL ?? 'info',
     driftIntervalMs: envInt('SPOKE_DRIFT_INTERVAL_MS', 60_000),
     binDirs: [...new Set([...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...SERVICE_BIN_DIRS])],
+    http: web.http,
+    fpmSocket: web.fpmSocket,
+    db,
   };
 }

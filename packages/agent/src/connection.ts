@@ -4,12 +4,15 @@
  * This is the agent's wire edge: commands are converted to domain calls here.
  */
 import os from 'node:os';
+import { Readable } from 'node:stream';
 import { status as GrpcStatus, type ClientDuplexStream } from '@grpc/grpc-js';
 import {
   CAPABILITY_VERSION,
   SPOKE_VERSION,
   channelOptions,
   clientTls,
+  fail,
+  fromServiceError,
   grpcTarget,
   isSpokeError,
   wire,
@@ -19,6 +22,8 @@ import {
 import { checkRoots } from './checks.js';
 import type { DetectedService } from './detect.js';
 import type { AgentTrees } from './sync.js';
+import type { WebConfig } from './webconfig.js';
+import type { SiteDatabases } from './db/index.js';
 
 /** Link state: idle → connecting → connected → (backoff → connecting)* → stopped. */
 export type LinkState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'stopped';
@@ -35,6 +40,10 @@ export interface ConnectionDeps {
   backoffMaxMs: number;
   /** Tree management (converge, status, observed hashes). */
   trees: AgentTrees;
+  /** Web server config for platforms. */
+  web: Pick<WebConfig, 'configurePlatform'>;
+  /** Site databases (agent.json `db`); null when this agent manages no database server. */
+  db?: Pick<SiteDatabases, 'createSiteDb' | 'dropSiteDb' | 'setGrants' | 'dumpSiteDb' | 'restoreSiteDb'> | null;
   /** How often to re-observe held trees for drift. @default 60000 */
   driftIntervalMs: number;
 }
@@ -199,6 +208,63 @@ export class MasterConnection {
     };
   }
 
+  /** @throws SpokeError DB_NOT_CONFIGURED */
+  private siteDbs(): NonNullable<ConnectionDeps['db']> {
+    if (!this.deps.db) throw fail('DB_NOT_CONFIGURED', 'this agent manages no database server: add a db section to its agent.json and restart it');
+    return this.deps.db;
+  }
+
+  /**
+   * Uploads a dump for command `id` with PutDump. A dump that fails here (the tool failed, or
+   * its output is incomplete) cancels the upload and is reported with its own code; the master
+   * checks completeness again on arrival.
+   */
+  private uploadDump(id: string, dump: Readable): Promise<number> {
+    return new Promise((resolve, reject) => {
+      let local: Error | null = null;
+      const call = this.client.putDump((err, res) => {
+        if (local) return reject(local);
+        if (err) {
+          dump.destroy(); // stops the dump tool
+          return reject(fromServiceError(err));
+        }
+        resolve(res?.bytes ?? 0);
+      });
+      let first = true;
+      dump.on('data', (chunk: Buffer) => {
+        const more = call.write({ commandId: first ? id : '', data: chunk });
+        first = false;
+        if (!more) {
+          dump.pause();
+          call.once('drain', () => dump.resume());
+        }
+      });
+      dump.once('end', () => {
+        if (first) call.write({ commandId: id, data: Buffer.alloc(0) }); // an empty dump: the master refuses it by name
+        call.end();
+      });
+      dump.once('error', (e) => {
+        local = e;
+        call.cancel();
+      });
+    });
+  }
+
+  /** The dump for command `id`, downloaded with GetDump as a byte stream. */
+  private downloadDump(id: string): Readable {
+    const call = this.client.getDump({ commandId: id });
+    const out = new Readable({ read: () => call.resume() });
+    call.on('data', (c: wire.DumpChunk) => {
+      if (!out.push(c.data)) call.pause();
+    });
+    call.once('end', () => out.push(null));
+    call.on('error', (e) => out.destroy(fromServiceError(e)));
+    out.once('close', () => {
+      if (!out.readableEnded) call.cancel();
+    });
+    return out;
+  }
+
   private async onCommand(stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand>, cmd: wire.MasterCommand): Promise<void> {
     const reply = (r: Omit<wire.CommandResult, 'id'>) => {
       if (this.stream === stream) stream.write({ event: { $case: 'result', value: { id: cmd.id, ...r } } });
@@ -235,6 +301,37 @@ export class MasterConnection {
           const c = cmd.command.value;
           const r = await this.deps.trees.status(c.tree, c.excludes);
           return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'treeStatus', value: r } });
+        }
+        case 'configurePlatform': {
+          const c = cmd.command.value;
+          const r = await this.deps.web.configurePlatform({ platform: c.platform, tree: c.tree, kind: c.kind, pinnedImpl: c.pinnedImpl });
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'configurePlatform', value: r } });
+        }
+        case 'dbCreate': {
+          const c = cmd.command.value;
+          const r = await this.siteDbs().createSiteDb({ database: c.database, user: c.user, password: c.password, hosts: c.hosts });
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbCreate', value: { hosts: r.hosts } } });
+        }
+        case 'dbDrop': {
+          const c = cmd.command.value;
+          const r = await this.siteDbs().dropSiteDb({ database: c.database, user: c.user, hosts: c.hosts });
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbDrop', value: r } });
+        }
+        case 'dbGrants': {
+          const c = cmd.command.value;
+          const r = await this.siteDbs().setGrants({ database: c.database, user: c.user, password: c.password, hosts: c.hosts });
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbGrants', value: { hosts: r.hosts, added: r.added, removed: r.removed } } });
+        }
+        case 'dbDump': {
+          const dump = await this.siteDbs().dumpSiteDb(cmd.command.value.database);
+          const bytes = await this.uploadDump(cmd.id, dump);
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbDump', value: { bytes } } });
+        }
+        case 'dbRestore': {
+          const dbs = this.siteDbs();
+          const download = this.downloadDump(cmd.id);
+          const r = await dbs.restoreSiteDb(cmd.command.value.database, download).finally(() => download.destroy());
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbRestore', value: { bytes: r.bytes } } });
         }
         default:
           return reply({

@@ -3,7 +3,7 @@
  * nginx / apache2 (http), php-fpm (php), mariadbd / mysqld (db). Never a shell string.
  */
 import { execFile } from 'node:child_process';
-import { access, readdir } from 'node:fs/promises';
+import { access, readdir, readFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
 
@@ -18,7 +18,8 @@ export interface DetectedService {
 /** Where binaries are looked for besides $PATH (services live in sbin, often not on PATH). */
 export const SERVICE_BIN_DIRS = ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', '/sbin', '/bin'];
 
-async function findBinary(names: string[], dirs: string[]): Promise<string | null> {
+/** The first executable named one of `names` in `dirs`, or null. */
+export async function findBinary(names: string[], dirs: string[]): Promise<string | null> {
   for (const dir of dirs) {
     for (const n of names) {
       const p = join(dir, n);
@@ -82,4 +83,74 @@ export async function detectServices(dirs: string[]): Promise<DetectedService[]>
     }),
   );
   return found.filter((f): f is DetectedService => f !== null);
+}
+
+/** Where php-fpm's socket was found. */
+export interface FpmSocket {
+  /** A socket path, or HOST:PORT. */
+  address: string;
+  /** Where it came from (a pool file, or the run dir). */
+  source: string;
+  /** False when it is a socket path that does not exist (php-fpm not running). */
+  exists: boolean;
+}
+
+function compareVersions(a: string, b: string): number {
+  const x = a.split('.').map(Number);
+  const y = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const d = (x[i] ?? 0) - (y[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** `listen` of each pool in a php-fpm pool file (`$pool` expanded; a bare port means 127.0.0.1). */
+export function poolListens(text: string): { pool: string; listen: string }[] {
+  const out: { pool: string; listen: string }[] = [];
+  let pool = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/[;#].*$/, '').trim();
+    const sec = /^\[([^\]]+)\]$/.exec(line);
+    if (sec) {
+      pool = sec[1] as string;
+      continue;
+    }
+    const m = /^listen\s*=\s*"?([^"\s]+)"?$/.exec(line);
+    if (m && pool) {
+      const v = (m[1] as string).replaceAll('$pool', pool);
+      out.push({ pool, listen: /^\d+$/.test(v) ? `127.0.0.1:${v}` : v });
+    }
+  }
+  return out;
+}
+
+/**
+ * Finds php-fpm's socket: the `listen` of the pools in `<etcPhp>/<version>/fpm/pool.d/*.conf`
+ * (newest PHP first, pool `www` first, one that exists preferred), else a `php*-fpm.sock` in
+ * `<runPhp>`. Null when there is neither.
+ */
+export async function detectFpmSocket(opts: { etcPhp?: string; runPhp?: string } = {}): Promise<FpmSocket | null> {
+  const etcPhp = opts.etcPhp ?? '/etc/php';
+  const runPhp = opts.runPhp ?? '/run/php';
+  const exists = async (a: string) => !a.startsWith('/') || (await access(a).then(() => true, () => false));
+  const found: { address: string; source: string }[] = [];
+  const versions = (await readdir(etcPhp).catch(() => [] as string[])).filter((v) => /^\d+(\.\d+)*$/.test(v)).sort(compareVersions).reverse();
+  for (const v of versions) {
+    const dir = join(etcPhp, v, 'fpm', 'pool.d');
+    const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.conf')).sort();
+    const pools: { pool: string; address: string; source: string }[] = [];
+    for (const f of files) {
+      const text = await readFile(join(dir, f), 'utf8').catch(() => '');
+      for (const p of poolListens(text)) pools.push({ pool: p.pool, address: p.listen, source: join(dir, f) });
+    }
+    pools.sort((a, b) => Number(b.pool === 'www') - Number(a.pool === 'www'));
+    found.push(...pools);
+  }
+  for (const f of found) if (await exists(f.address)) return { address: f.address, source: f.source, exists: true };
+  if (found[0]) return { address: found[0].address, source: found[0].source, exists: false };
+  const socks = (await readdir(runPhp).catch(() => [] as string[])).filter((f) => /^php[\d.]*-fpm\.sock$/.test(f));
+  socks.sort((a, b) => compareVersions(a.replace(/\D+/g, '.').replace(/^\.|\.$/g, ''), b.replace(/\D+/g, '.').replace(/^\.|\.$/g, ''))).reverse();
+  if (socks[0]) return { address: join(runPhp, socks[0]), source: runPhp, exists: true };
+  return null;
 }

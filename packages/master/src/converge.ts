@@ -7,6 +7,7 @@
  */
 import { formatBytes as human, fail, isSpokeError, type Logger } from '@spoke/shared';
 import type { AgentHub, ConvergeReport, HelloEvent } from './hub.js';
+import type { PlatformBuilder } from './build.js';
 import type { Namespace } from './namespace.js';
 import type { TaskContext, TaskEngine, TaskHandler } from './tasks.js';
 import type { TreeStore } from './trees.js';
@@ -37,6 +38,7 @@ export class PlatformSync {
   private readonly tasks: TaskEngine;
   private readonly trees: TreeStore;
   private readonly log: Logger;
+  private readonly builder: PlatformBuilder | undefined;
   private readonly liveDebounceMs: number;
   private readonly liveTimers = new Map<string, NodeJS.Timeout>();
   /** Parsed info files per platform path, so a re-verify parses only what changed. */
@@ -44,7 +46,8 @@ export class PlatformSync {
   /** The tree root hash each stored registry was parsed from. */
   private readonly registryRoots = new Map<string, string>();
 
-  constructor(deps: { ns: Namespace; hub: AgentHub; tasks: TaskEngine; trees: TreeStore; log: Logger; liveDebounceMs?: number }) {
+  constructor(deps: { ns: Namespace; hub: AgentHub; tasks: TaskEngine; trees: TreeStore; log: Logger; builder?: PlatformBuilder; liveDebounceMs?: number }) {
+    this.builder = deps.builder;
     this.ns = deps.ns;
     this.hub = deps.hub;
     this.tasks = deps.tasks;
@@ -158,12 +161,15 @@ export class PlatformSync {
       const name = String(ctx.task.params.platform);
       const p = this.ns.getPlatform(name);
       const only = typeof ctx.task.params.server === 'string' ? ctx.task.params.server : undefined;
-      if (p.source.kind !== 'existing') {
-        throw fail('PLATFORM_BUILD_UNSUPPORTED', `platform ${name} is built from a ${p.source.kind}; building platforms is not available yet`);
-      }
       const isVerify = ctx.task.kind === 'platform.verify';
       if (isVerify) this.ns.setPlatformStatus(name, 'verifying');
       try {
+        // A makefile or git platform is built on the master the first time (an existing tree is
+        // never rebuilt); a plain converge of one server never builds.
+        if (isVerify && p.source.kind !== 'existing') {
+          if (!this.builder) throw fail('INTERNAL', 'no platform builder configured');
+          await this.builder.ensure(ctx, { platform: p.name, source: p.source, target: this.trees.hostPath(p.path) });
+        }
         const summary = await this.run(ctx, p, only, isVerify);
         if (isVerify || this.ns.getPlatform(name).status !== 'verifying') this.ns.setPlatformStatus(name, 'ready');
         return summary;
@@ -172,6 +178,54 @@ export class PlatformSync {
         throw e;
       }
     };
+  }
+
+  /**
+   * Asks each server to configure its web server for the platform (ConfigurePlatform) and logs
+   * what it did. An agent that manages no web server (NO_HTTP_SERVICE) is skipped with a warning;
+   * any other error is returned as a failure of that server.
+   */
+  private async configureWeb(ctx: TaskContext, p: PlatformInfo, servers: string[]): Promise<{ server: string; ok: boolean; msg: string }[]> {
+    let kind = 'generic';
+    try {
+      const reg = this.ns.getPlatform(p.name).registryJson;
+      if (reg) kind = (JSON.parse(reg) as Registry).kind || 'generic';
+    } catch {
+      // no registry: the generic template variables apply
+    }
+    const pinned = (name: string): string => {
+      try {
+        return this.ns.getServer(name).services.find((s) => s.kind === 'http')?.pinnedImpl ?? '';
+      } catch {
+        return '';
+      }
+    };
+    return Promise.all(
+      servers.map(async (server) => {
+        const strip = (m: string) => (m.startsWith(`${server}: `) ? m.slice(server.length + 2) : m);
+        try {
+          const r = await this.hub.call(
+            server,
+            { type: 'configurePlatform', platform: p.name, tree: p.path, kind, pinnedImpl: pinned(server) || (p.server !== server ? pinned(p.server) : '') },
+            { signal: ctx.signal, timeoutMs: 3 * 60_000 },
+          );
+          const did = r.changed ? 'written, tested and reloaded' : r.reloaded ? 'unchanged; reloaded' : 'unchanged';
+          ctx.log(`${server}: ${r.impl} config ${r.path} ${did}`);
+          for (const f of r.fixed) ctx.log(`${server}: fixed ${f}`);
+          for (const pr of r.problems) ctx.log(`${server}: ${pr}`, 'warn');
+          return { server, ok: true, msg: '' };
+        } catch (e) {
+          if (ctx.signal.aborted) throw e;
+          if (isSpokeError(e, 'NO_HTTP_SERVICE')) {
+            ctx.log(`${server}: web server not configured: ${e.code}: ${strip(e.message)}`, 'warn');
+            return { server, ok: true, msg: '' };
+          }
+          const msg = isSpokeError(e) ? `${e.code}: ${strip(e.message)}` : String(e);
+          ctx.log(`${server}: ${msg}`, 'error');
+          return { server, ok: false, msg };
+        }
+      }),
+    );
   }
 
   private async run(ctx: TaskContext, p: PlatformInfo, only: string | undefined, rescan: boolean): Promise<ConvergeSummary> {
@@ -244,9 +298,19 @@ export class PlatformSync {
     registry.catch(() => undefined); // awaited below; no unhandled rejection meanwhile
     const results = await converging;
     await registry;
+    // Each server that converged renders, tests and loads the platform's web server config (after
+    // the registry, which gives the kind): on a verify, and on a self-heal converge too, so a new
+    // cluster member or a returning agent serves the platform without an operator. An unchanged
+    // config costs one round trip and no reload. Failures fail the task like a converge.
+    const web = await this.configureWeb(ctx, p, results.flatMap((r) => (r.ok ? [r.server] : [])));
     const failed = results.filter((r) => !r.ok);
-    if (failed.length) {
-      throw fail('CONVERGE_FAILED', `converge of ${p.name} failed on ${failed.map((f) => `${f.server} (${'msg' in f ? f.msg : ''})`).join(', ')}`);
+    const webFailed = web.filter((w) => !w.ok);
+    if (failed.length || webFailed.length) {
+      const parts = [
+        ...(failed.length ? [`converge of ${p.name} failed on ${failed.map((f) => `${f.server} (${'msg' in f ? f.msg : ''})`).join(', ')}`] : []),
+        ...(webFailed.length ? [`web server config of ${p.name} failed on ${webFailed.map((f) => `${f.server} (${f.msg})`).join(', ')}`] : []),
+      ];
+      throw fail('CONVERGE_FAILED', parts.join('; '));
     }
     const ok = results.flatMap((r) => (r.ok ? [{ server: r.server, ...r.r }] : []));
     const sum = (f: (r: ConvergeReport) => number) => ok.reduce((n, r) => n + f(r), 0);

@@ -11,6 +11,8 @@ import type { Clock, PlatformInfo, TaskInfo } from './types.js';
 import { verifyServerTask } from './verify.js';
 import type { TreeStore } from './trees.js';
 import { PlatformSync } from './converge.js';
+import { PlatformBuilder, checkMakefileSource } from './build.js';
+import { existsSync } from 'node:fs';
 
 /** What `spoke status` shows. */
 export interface MasterStatusInfo {
@@ -52,6 +54,8 @@ export class Core {
     clock: Clock;
     info: { stateDir: string; root: string; startedMs: number; listen: string | null; minFreeBytes: number };
     faults?: { corruptBlobs: number };
+    /** Environment for the build tools (git, patch). @default {} (PATH unset: tools not found) */
+    buildEnv?: Record<string, string | undefined>;
   }) {
     this.faults = deps.faults ?? { corruptBlobs: 0 };
     this.ns = deps.ns;
@@ -63,13 +67,20 @@ export class Core {
     this.clock = deps.clock;
     this.info = deps.info;
     this.tasks.register('server.verify', verifyServerTask({ ns: this.ns, hub: this.hub, minFreeBytes: this.info.minFreeBytes }));
-    this.sync = new PlatformSync({ ns: this.ns, hub: this.hub, tasks: this.tasks, trees: this.trees, log: this.log.child({ component: 'master.converge' }) });
+    const builder = new PlatformBuilder({ env: deps.buildEnv ?? {}, log: this.log.child({ component: 'master.build' }) });
+    this.sync = new PlatformSync({ ns: this.ns, hub: this.hub, tasks: this.tasks, trees: this.trees, log: this.log.child({ component: 'master.converge' }), builder });
   }
 
-  /** Registers a platform and, unless asked not to, queues its verify (scan + converge). */
-  addPlatform(input: Parameters<Namespace['addPlatform']>[0], verify: boolean): { platform: PlatformInfo; task: TaskInfo | null } {
+  /**
+   * Registers a platform and, unless asked not to, queues its verify (build if needed, scan,
+   * converge). A makefile is read and checked first (includes from its directory), so one that
+   * cannot build is refused before anything is registered.
+   * @throws SpokeError as Namespace.addPlatform, and CONFIG_INVALID, MAKEFILE_NEEDS_DRUPAL_ORG
+   */
+  async addPlatform(input: Parameters<Namespace['addPlatform']>[0], verify: boolean): Promise<{ platform: PlatformInfo; task: TaskInfo | null }> {
+    if (input.source.kind === 'makefile' && input.source.makefile.trim()) await checkMakefileSource(input.source);
     const platform = this.ns.addPlatform(input);
-    const task = verify && platform.source.kind === 'existing' ? this.sync.verify(platform.name) : null;
+    const task = verify ? this.sync.verify(platform.name) : null;
     return { platform, task };
   }
 
@@ -90,7 +101,7 @@ export class Core {
     const p = this.ns.getPlatform(name);
     let files = 0;
     let bytes = 0;
-    if (p.source.kind === 'existing') {
+    if (p.source.kind === 'existing' || existsSync(this.trees.hostPath(p.path))) {
       try {
         const m = await this.trees.manifest(p.path, p.excludes, { live: p.live });
         this.ns.setDesiredRootHash(p.name, m.rootHash);

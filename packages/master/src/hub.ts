@@ -5,17 +5,56 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
+import type { Readable, Writable } from 'node:stream';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { CAPABILITY_VERSION, fail, SpokeError, toServiceError, type Logger, wire, isErrorCode } from '@spoke/shared';
+import { CAPABILITY_VERSION, COMMAND_CAPABILITY, fail, SpokeError, toServiceError, type Logger, wire, isErrorCode } from '@spoke/shared';
 import type { Namespace, Presence, DetectedServiceInfo } from './namespace.js';
 import type { Clock, HostFactsInfo } from './types.js';
+import { DumpTransfers, type DumpTransferHandle } from './dumps.js';
 
 /** A typed command the master can send to an agent. */
 export type AgentCommand =
   | { type: 'verifyServer'; minFreeBytes: number }
   | { type: 'ping' }
   | { type: 'converge'; tree: string; rootHash: string; excludes: string[]; label: string }
-  | { type: 'treeStatus'; tree: string; excludes: string[] };
+  | { type: 'treeStatus'; tree: string; excludes: string[] }
+  | { type: 'configurePlatform'; platform: string; tree: string; kind: string; pinnedImpl: string }
+  // site databases on a db agent: `hosts` are the web hosts of the site (every cluster member);
+  // the password is the site's own (never the admin's) and is never logged
+  | { type: 'dbCreate'; database: string; user: string; password: string; hosts: string[] }
+  | { type: 'dbDrop'; database: string; user: string; hosts: string[] }
+  | { type: 'dbGrants'; database: string; user: string; password: string; hosts: string[] }
+  // needs CallOptions.dumpTo (the checked dump is written there) / CallOptions.restoreFrom
+  | { type: 'dbDump'; database: string }
+  | { type: 'dbRestore'; database: string };
+
+/** What a db agent granted (dbCreate, dbGrants): account hosts after its grantHosts mapping. */
+export interface DbGrantsReport {
+  hosts: string[];
+  added: string[];
+  removed: string[];
+}
+
+/** What a db agent dropped. */
+export interface DbDropReport {
+  databaseExisted: boolean;
+  /** Account hosts dropped. */
+  usersDropped: string[];
+}
+
+/** What an agent did to its web server for a platform. */
+export interface PlatformConfigReport {
+  impl: string;
+  /** The config file on the agent's host. */
+  path: string;
+  changed: boolean;
+  tested: boolean;
+  reloaded: boolean;
+  /** Permission fixes made under the platform's sites/. */
+  fixed: string[];
+  /** What the agent could not fix or found wrong (warnings). */
+  problems: string[];
+}
 
 /** Paths that differ from a committed state (lists may be cut short; `total` counts all). */
 export interface DriftInfo {
@@ -71,6 +110,12 @@ export interface AgentCommandResults {
   ping: null;
   converge: ConvergeReport;
   treeStatus: TreeStatusReport;
+  configurePlatform: PlatformConfigReport;
+  dbCreate: DbGrantsReport;
+  dbDrop: DbDropReport;
+  dbGrants: DbGrantsReport;
+  dbDump: { bytes: number };
+  dbRestore: { bytes: number };
 }
 
 /** Options of `call`. */
@@ -78,6 +123,13 @@ export interface CallOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (p: { message: string; done: number; total: number }) => void;
+  /**
+   * dbDump: where the dump goes. It is ended once the whole dump arrived and was found complete;
+   * on any failure it is destroyed unfinished (remove what it wrote).
+   */
+  dumpTo?: Writable;
+  /** dbRestore: opens the dump the agent downloads. */
+  restoreFrom?: () => Readable;
 }
 
 interface Pending {
@@ -91,6 +143,8 @@ interface Session {
   call: ServerDuplexStream<wire.AgentEvent, wire.MasterCommand>;
   lastHeartbeatMs: number;
   helloed: boolean;
+  /** From the agent's hello (0 before it). */
+  capability: number;
   pending: Map<string, Pending>;
 }
 
@@ -108,6 +162,8 @@ export class AgentHub implements Presence {
   private readonly heartbeatIntervalMs: number;
   private readonly heartbeatTtlMs: number;
   private readonly sessions = new Map<string, Session>();
+  /** Dumps in flight for dbDump / dbRestore commands (the PutDump and GetDump handlers take them). */
+  readonly dumps = new DumpTransfers();
   /** Emits `hello` and `observed` (HelloEvent), `online` and `offline` (server name). */
   readonly events = new EventEmitter();
 
@@ -134,7 +190,7 @@ export class AgentHub implements Presence {
   attach(server: string, cluster: string | null, call: ServerDuplexStream<wire.AgentEvent, wire.MasterCommand>): void {
     const old = this.sessions.get(server);
     if (old) this.close(old, fail('AGENT_DISCONNECTED', 'replaced by a newer connection from the same agent'));
-    const session: Session = { server, call, lastHeartbeatMs: this.clock(), helloed: false, pending: new Map() };
+    const session: Session = { server, call, lastHeartbeatMs: this.clock(), helloed: false, capability: 0, pending: new Map() };
     this.sessions.set(server, session);
     const log = this.log.child({ server });
     log.info('agent connected');
@@ -199,10 +255,14 @@ export class AgentHub implements Presence {
   private onEvent(s: Session, ev: wire.AgentEvent): void {
     const e = ev.event;
     if (!e) return;
+    // Any message is a sign of life: an agent busy applying a converge may send its result
+    // before a late heartbeat, and the next command must not find it "offline".
+    if (s.helloed) s.lastHeartbeatMs = this.clock();
     switch (e.$case) {
       case 'hello': {
         const h = e.value;
         s.helloed = true;
+        s.capability = h.capabilityVersion;
         s.lastHeartbeatMs = this.clock();
         this.ns.recordHello(s.server, {
           facts: factsFromWire(h.facts),
@@ -237,8 +297,8 @@ export class AgentHub implements Presence {
 
   /**
    * Sends a command to an agent and waits for its result.
-   * @throws SpokeError AGENT_OFFLINE, AGENT_TIMEOUT, AGENT_DISCONNECTED, TASK_CANCELLED, or the
-   *   agent's own error code
+   * @throws SpokeError AGENT_OFFLINE, AGENT_TOO_OLD (the agent's capability predates the command),
+   *   AGENT_TIMEOUT, AGENT_DISCONNECTED, TASK_CANCELLED, or the agent's own error code
    */
   async call<K extends AgentCommand['type']>(
     server: string,
@@ -249,8 +309,16 @@ export class AgentHub implements Presence {
     if (!s || !this.isOnline(server)) {
       throw fail('AGENT_OFFLINE', `agent ${server} is offline (last seen: ${this.lastSeen(server)})`);
     }
+    const needs = COMMAND_CAPABILITY[cmd.type] ?? 1;
+    if (s.capability < needs) {
+      throw fail(
+        'AGENT_TOO_OLD',
+        `agent ${server} has capability ${s.capability}, ${cmd.type} needs ${needs}; upgrade spoke-agent on ${server} (this master speaks ${CAPABILITY_VERSION})`,
+      );
+    }
     const id = randomUUID();
     const timeoutMs = opts.timeoutMs ?? 60_000;
+    const transfer = this.dumpTransfer(id, server, cmd, opts);
     const result = await new Promise<wire.CommandResult>((resolve, reject) => {
       const timer = setTimeout(() => {
         s.pending.delete(id);
@@ -278,12 +346,31 @@ export class AgentHub implements Presence {
         onProgress: opts.onProgress,
       });
       s.call.write(commandToWire(id, cmd));
+    }).catch((e: unknown) => {
+      transfer?.abort(e as Error);
+      throw e;
     });
     if (!result.ok) {
       const code = isErrorCode(result.errorCode) ? result.errorCode : 'AGENT_COMMAND_FAILED';
-      throw fail(code, `${server}: ${result.errorMessage || 'command failed'}`);
+      const err = fail(code, `${server}: ${result.errorMessage || 'command failed'}`);
+      transfer?.abort(err);
+      throw err;
     }
+    transfer?.finish();
     return resultFromWire(cmd.type, result) as AgentCommandResults[K];
+  }
+
+  /** Registers the dump a dbDump / dbRestore command moves. @throws SpokeError INTERNAL */
+  private dumpTransfer(id: string, server: string, cmd: AgentCommand, opts: CallOptions): DumpTransferHandle | null {
+    if (cmd.type === 'dbDump') {
+      if (!opts.dumpTo) throw fail('INTERNAL', 'dbDump needs CallOptions.dumpTo');
+      return this.dumps.expectUpload(id, server, cmd.database, opts.dumpTo);
+    }
+    if (cmd.type === 'dbRestore') {
+      if (!opts.restoreFrom) throw fail('INTERNAL', 'dbRestore needs CallOptions.restoreFrom');
+      return this.dumps.offerDownload(id, server, opts.restoreFrom);
+    }
+    return null;
   }
 
   private lastSeen(server: string): string {
@@ -306,6 +393,21 @@ function commandToWire(id: string, cmd: AgentCommand): wire.MasterCommand {
       return { id, command: { $case: 'converge', value: { tree: cmd.tree, rootHash: cmd.rootHash, excludes: cmd.excludes, label: cmd.label } } };
     case 'treeStatus':
       return { id, command: { $case: 'treeStatus', value: { tree: cmd.tree, excludes: cmd.excludes } } };
+    case 'configurePlatform':
+      return {
+        id,
+        command: { $case: 'configurePlatform', value: { platform: cmd.platform, tree: cmd.tree, kind: cmd.kind, pinnedImpl: cmd.pinnedImpl } },
+      };
+    case 'dbCreate':
+      return { id, command: { $case: 'dbCreate', value: { database: cmd.database, user: cmd.user, password: cmd.password, hosts: cmd.hosts } } };
+    case 'dbDrop':
+      return { id, command: { $case: 'dbDrop', value: { database: cmd.database, user: cmd.user, hosts: cmd.hosts } } };
+    case 'dbGrants':
+      return { id, command: { $case: 'dbGrants', value: { database: cmd.database, user: cmd.user, password: cmd.password, hosts: cmd.hosts } } };
+    case 'dbDump':
+      return { id, command: { $case: 'dbDump', value: { database: cmd.database } } };
+    case 'dbRestore':
+      return { id, command: { $case: 'dbRestore', value: { database: cmd.database } } };
   }
 }
 
@@ -322,6 +424,24 @@ function resultFromWire(type: AgentCommand['type'], r: wire.CommandResult): unkn
   if (type === 'treeStatus' && r.result?.$case === 'treeStatus') {
     const t = r.result.value;
     return { committedRootHash: t.committedRootHash, actualRootHash: t.actualRootHash, exists: t.exists, drift: driftFromWire(t.drift) } satisfies TreeStatusReport;
+  }
+  if (type === 'configurePlatform' && r.result?.$case === 'configurePlatform') {
+    const c = r.result.value;
+    return { ...c, fixed: [...c.fixed], problems: [...c.problems] } satisfies PlatformConfigReport;
+  }
+  if (type === 'dbCreate' && r.result?.$case === 'dbCreate') {
+    const hosts = [...r.result.value.hosts];
+    return { hosts, added: hosts, removed: [] } satisfies DbGrantsReport;
+  }
+  if (type === 'dbGrants' && r.result?.$case === 'dbGrants') {
+    const g = r.result.value;
+    return { hosts: [...g.hosts], added: [...g.added], removed: [...g.removed] } satisfies DbGrantsReport;
+  }
+  if ((type === 'dbDump' && r.result?.$case === 'dbDump') || (type === 'dbRestore' && r.result?.$case === 'dbRestore')) {
+    return { bytes: r.result.value.bytes };
+  }
+  if (type === 'dbDrop' && r.result?.$case === 'dbDrop') {
+    return { databaseExisted: r.result.value.databaseExisted, usersDropped: [...r.result.value.usersDropped] } satisfies DbDropReport;
   }
   if (type !== 'verifyServer' || r.result?.$case !== 'verifyServer') throw fail('INTERNAL', `agent answered ${type} with ${r.result?.$case ?? 'nothing'}`);
   const v = r.result.value;

@@ -96,6 +96,9 @@ describe('platform paths', () => {
       ns.addPlatform({ name: 'p', path: '/srv/p', server: 'a1', source: { kind: 'makefile', makefile: '  ', makefileName: 'x.make' } }),
     );
     expectRefused(db, 'INVALID_ARGUMENT', () => ns.addPlatform({ name: 'p', path: '/srv/p', server: 'a1', source: { kind: 'git', url: '', ref: '' } }));
+    expectRefused(db, 'INVALID_ARGUMENT', () =>
+      ns.addPlatform({ name: 'p', path: '/srv/p', server: 'a1', source: { kind: 'makefile', makefile: 'core = 7.x', makefileName: 'x.make', makefileDir: 'rel/dir' } }),
+    );
   });
 
   it('stores makefile and git sources', () => {
@@ -104,7 +107,9 @@ describe('platform paths', () => {
     ns.addPlatform({ name: 'gt', path: '/srv/gt', server: 'a2', source: { kind: 'git', url: 'file:///repo', ref: 'main' } });
     expect(ns.getPlatform('mk').source).toEqual({ kind: 'makefile', makefile: 'core = 7.x', makefileName: 'd7.make' });
     expect(ns.getPlatform('gt').source).toEqual({ kind: 'git', url: 'file:///repo', ref: 'main' });
-    expect(ns.getServer('a1').platforms).toEqual(['mk']);
+    ns.addPlatform({ name: 'mk2', path: '/srv/mk2', server: 'a1', source: { kind: 'makefile', makefile: 'core = 7.x', makefileName: 'd7.make', makefileDir: '/home/op/make' } });
+    expect(ns.getPlatform('mk2').source).toEqual({ kind: 'makefile', makefile: 'core = 7.x', makefileName: 'd7.make', makefileDir: '/home/op/make' });
+    expect(ns.getServer('a1').platforms).toEqual(['mk', 'mk2']);
     expect(ns.getServer('m1').platforms).toEqual(['d7']); // a member sees its cluster's platforms
   });
 });

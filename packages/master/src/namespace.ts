@@ -4,6 +4,7 @@
  * changing nothing.
  */
 import { checkDomain, checkName, checkPublishPath, fail, pathContains } from '@spoke/shared';
+import { isAbsolute } from 'node:path';
 import type { Db } from './store.js';
 import type {
   Clock,
@@ -42,6 +43,7 @@ interface PlatformRow {
   source_kind: 'existing' | 'makefile' | 'git';
   makefile: string | null;
   makefile_name: string | null;
+  makefile_dir: string | null;
   git_url: string | null;
   git_ref: string | null;
   status: PlatformStatus;
@@ -478,6 +480,9 @@ export class Namespace {
     if (input.source.kind === 'makefile' && !input.source.makefile.trim()) {
       throw fail('INVALID_ARGUMENT', 'the makefile is empty');
     }
+    if (input.source.kind === 'makefile' && input.source.makefileDir && !isAbsolute(input.source.makefileDir)) {
+      throw fail('INVALID_ARGUMENT', `the makefile directory ${input.source.makefileDir} must be an absolute path`);
+    }
     return this.db.transaction(() => {
       const taken = this.db.prepare('SELECT name, path, server FROM platforms WHERE name = ?').get(input.name) as
         | PlatformRow
@@ -508,8 +513,8 @@ export class Namespace {
       const s = input.source;
       this.db
         .prepare(
-          `INSERT INTO platforms (name, path, server, source_kind, makefile, makefile_name, git_url, git_ref, status, live, created_ms, excludes_json)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)`,
+          `INSERT INTO platforms (name, path, server, source_kind, makefile, makefile_name, makefile_dir, git_url, git_ref, status, live, created_ms, excludes_json)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)`,
         )
         .run(
           input.name,
@@ -518,6 +523,7 @@ export class Namespace {
           s.kind,
           s.kind === 'makefile' ? s.makefile : null,
           s.kind === 'makefile' ? s.makefileName : null,
+          s.kind === 'makefile' ? s.makefileDir || null : null,
           s.kind === 'git' ? s.url : null,
           s.kind === 'git' ? s.ref : null,
           input.live ? 1 : 0,
@@ -543,7 +549,7 @@ export class Namespace {
   private toPlatform(r: PlatformRow): PlatformInfo {
     const source: PlatformSource =
       r.source_kind === 'makefile'
-        ? { kind: 'makefile', makefile: r.makefile ?? '', makefileName: r.makefile_name ?? '' }
+        ? { kind: 'makefile', makefile: r.makefile ?? '', makefileName: r.makefile_name ?? '', ...(r.makefile_dir ? { makefileDir: r.makefile_dir } : {}) }
         : r.source_kind === 'git'
           ? { kind: 'git', url: r.git_url ?? '', ref: r.git_ref ?? '' }
           : { kind: 'existing' };

@@ -30,6 +30,11 @@ export interface MasterOptions {
    * (env SPOKE_FAULT_CORRUPT_BLOBS). @default 0
    */
   faultCorruptBlobs?: number;
+  /**
+   * Environment of the tools that build platforms (git, patch, unzip): PATH, HOME (git config),
+   * proxies, SSH agent. Prompts are always turned off. @default the master's own environment
+   */
+  buildEnv?: Record<string, string | undefined>;
 }
 
 /** Fully-set master options. */
@@ -60,5 +65,6 @@ export function compileMasterOptions(o: MasterOptions = {}): CompiledMasterOptio
     minFreeBytes: o.minFreeBytes ?? envInt('SPOKE_MIN_FREE_BYTES') ?? 256 * 1024 * 1024,
     logLevel: o.logLevel ?? process.env.SPOKE_LOG_LEVEL ?? 'info',
     faultCorruptBlobs: o.faultCorruptBlobs ?? envInt('SPOKE_FAULT_CORRUPT_BLOBS') ?? 0,
+    buildEnv: o.buildEnv ?? { ...process.env },
   };
 }

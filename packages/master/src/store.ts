@@ -131,6 +131,10 @@ const MIGRATIONS: string[] = [
     hash TEXT NOT NULL
   );
   `,
+  // 3: platform builds — the directory a makefile was read from (its relative paths resolve there)
+  `
+  ALTER TABLE platforms ADD COLUMN makefile_dir TEXT;
+  `,
 ];
 
 /** Opens (and creates or migrates) the store at `file`. `:memory:` works for tests. */

@@ -47,7 +47,11 @@ export interface ServerInfo {
 /** Where a platform's code comes from. */
 export type PlatformSource =
   | { kind: 'existing' }
-  | { kind: 'makefile'; makefile: string; makefileName: string }
+  /**
+   * `makefileDir`: absolute directory the makefile was read from (on the host the CLI ran on);
+   * its relative includes, patches and downloads resolve there. Absent when not known.
+   */
+  | { kind: 'makefile'; makefile: string; makefileName: string; makefileDir?: string }
   | { kind: 'git'; url: string; ref: string };
 
 /**

@@ -4,8 +4,15 @@
  *   1 — hello with host facts and detected services, heartbeats, server verify.
  *   2 — converge (GetManifest with deltas, framed FetchBlobs), tree status, observed-hash reports
  *       from drift checks.
+ *   3 — ConfigurePlatform: render the platform's web server config (nginx/apache templates),
+ *       test it, reload, and fix the group and modes of the platform's sites/ dirs.
+ *   4 — site databases: DbCreate, DbDrop, DbGrants, DbDump (PutDump upload), DbRestore (GetDump
+ *       download) on the agent's MariaDB/MySQL (agent.json `db`).
  */
-export const CAPABILITY_VERSION = 2;
+export const CAPABILITY_VERSION = 4;
+
+/** The lowest capability an agent needs for each command the master sends (default 1). */
+export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 2, treeStatus: 2, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4 };
 
 /** The product version printed by `--version` and reported in host facts. */
 export const SPOKE_VERSION = '0.1.0';

@@ -6,6 +6,22 @@ export { SpokeError, fail, isSpokeError, isErrorCode, ERROR_CODES } from './erro
 export type { ErrorCode, GrpcStatusName } from './errors.js';
 export { checkName, checkPublishPath, checkDomain, pathContains } from './names.js';
 export {
+  siteDbName,
+  checkDbName,
+  checkDbUser,
+  checkDbHost,
+  checkDbPassword,
+  generateDbPassword,
+  checkDumpComplete,
+  DumpTail,
+  DUMP_COMPLETE_MARKER,
+  DUMP_TAIL_BYTES,
+  DB_NAME_MAX,
+  DB_USER_MAX,
+  DB_HOST_MAX,
+} from './dbnames.js';
+export type { SiteDbNames } from './dbnames.js';
+export {
   createCA,
   createCsr,
   signCsr,
@@ -17,7 +33,7 @@ export {
 export type { KeyPair, CertRole, IssueOptions, CertIdentity } from './pki.js';
 export { createLogger, silentLogger } from './logger.js';
 export type { Logger, LoggerOptions } from './logger.js';
-export { CAPABILITY_VERSION, SPOKE_VERSION } from './capability.js';
+export { CAPABILITY_VERSION, COMMAND_CAPABILITY, SPOKE_VERSION } from './capability.js';
 export { RootMap } from './rootmap.js';
 export { toServiceError, fromServiceError } from './rpc.js';
 export { channelOptions, clientTls, serverTls, parseHostPort, grpcTarget } from './grpc.js';

@@ -267,8 +267,8 @@ describe('converge: drift', () => {
     const b = source({ 'd/x': '2', 'd/new': 'n', 'd/victim.txt': 'overwritten?', k: 'k' });
     const { result } = await syncTo(b);
     await expectSame(dst, b);
-    // a link to an absolute path cannot be in a manifest: the walk sees d and d/x as gone
-    expect(result.drift).toEqual({ changed: [], added: [], removed: ['d', 'd/x'] });
+    // the walk lists the link itself (never what is behind it): d changed type, d/x is gone
+    expect(result.drift).toEqual({ changed: ['d'], added: [], removed: ['d/x'] });
     expect(fs.readdirSync(outside)).toEqual(['victim.txt']);
     expect(fs.readFileSync(join(outside, 'victim.txt'), 'utf8')).toBe('keep');
   });
@@ -283,6 +283,55 @@ describe('converge: drift', () => {
     await expectSame(dst, b);
     expect(result.drift.changed).toEqual(['d']);
     expect(fs.readdirSync(join(dst, 't'))).toEqual(['keep']);
+  });
+
+  it('symlinks pointing outside the tree (absolute or climbing out) are kept as links, never followed or written through', async () => {
+    // The shape of Debian's packaged trees: wordpress links .htaccess to /etc/wordpress/htaccess
+    // and wp-includes/js/*.js to ../../../javascript/…; mediawiki links whole directories
+    // (extensions, images) and LocalSettings.php to /var/lib/mediawiki/…
+    const outside = join(base, 'outside');
+    writeTree(outside, { 'htaccess': 'etc', 'ext/Foo/Foo.php': 'foo', 'LocalSettings.php': 'secret' });
+    const before = await fullManifest(outside);
+    const spec: Spec = {
+      'index.php': '<?php',
+      '.htaccess': { link: join(outside, 'htaccess') },
+      extensions: { link: join(outside, 'ext') },
+      'LocalSettings.php': { link: join(outside, 'LocalSettings.php') },
+      'dangling.php': { link: '/nonexistent/spoke/x.php' },
+      'wp-includes/js/underscore.js': { link: '../../../javascript/underscore/underscore.js' },
+      'wp-includes/up': { link: '../..' },
+    };
+    const a = source(spec);
+    const first = await syncTo(a);
+    expect(first.result).toMatchObject({ inSync: false, added: 9 });
+    await expectSame(dst, a);
+    for (const [rel, v] of Object.entries(spec)) {
+      if (typeof v === 'object' && 'link' in v) expect(fs.readlinkSync(join(dst, rel))).toBe(v.link);
+    }
+    expectClean();
+    // the observed tree (what the agent reports) matches the desired one
+    expect((await observe(stateDir, KEY, dst)).rootHash).toBe((await manifestOf(a)).rootHash);
+
+    // retarget, replace a linked dir with a real one (and write into it), remove a link, replace
+    // a link by a file: every write lands in the tree, never behind a link
+    const b = source({
+      'index.php': '<?php',
+      '.htaccess': { link: '/etc/wordpress/htaccess' },
+      'extensions/Foo/Foo.php': 'mine',
+      'LocalSettings.php': 'now a file',
+      'wp-includes/js/underscore.js': { link: '../../../javascript/underscore/underscore.js' },
+      'wp-includes/up': 'now a file too',
+    });
+    for (const trust of [true, false]) {
+      await syncTo(b, { trustCommitted: trust });
+      await expectSame(dst, b);
+      expectClean();
+      expect(await fullManifest(outside)).toEqual(before);
+      await syncTo(a, { trustCommitted: trust });
+      await expectSame(dst, a);
+      expectClean();
+      expect(await fullManifest(outside)).toEqual(before);
+    }
   });
 
   it('observe of a tree never converged reports no drift', async () => {
@@ -319,6 +368,29 @@ describe('converge: reuse', () => {
     await expectSame(dst, s2);
     // the other tree is untouched (copies, not links)
     await expectSame(other, s1);
+  });
+
+  it('other trees are not searched when less than reuseMinBytes is left to fetch', async () => {
+    const s1 = source({ 'a.php': 'shared content', 'big.bin': { content: Buffer.alloc(5000, 2) } });
+    const other = join(base, 'host', 'other');
+    await converge({ treeKey: '/other', hostRoot: other, stateDir, desired: await manifestOf(s1), fetcher: copyFetcher([s1]) });
+    const s2 = source({ 'b.php': 'shared content', 'c.bin': { content: Buffer.alloc(5000, 2) } });
+    let lookups = 0;
+    const index = buildReuseIndex(stateDir, new Map([['/other', other]]));
+    const reuse = (h: string) => {
+      lookups++;
+      return index(h);
+    };
+    const small = copyFetcher([s2]);
+    const r = await converge({ treeKey: KEY, hostRoot: dst, stateDir, desired: await manifestOf(s2), fetcher: small, reuse, reuseMinBytes: 5015 });
+    expect(lookups).toBe(0);
+    expect(r).toMatchObject({ filesFetched: 2, filesReused: 0 });
+    await expectSame(dst, s2);
+    // at the threshold, the other tree is used
+    const dst2 = join(base, 'host', 'third');
+    const r2 = await converge({ treeKey: '/third', hostRoot: dst2, stateDir, desired: await manifestOf(s2), fetcher: copyFetcher([s2]), reuse, reuseMinBytes: 5014 });
+    expect(lookups).toBe(2);
+    expect(r2).toMatchObject({ filesFetched: 0, filesReused: 2 });
   });
 
   it('a reuse source that no longer holds its hash is not used', async () => {
@@ -373,8 +445,8 @@ describe('converge: refusals leave the tree as it was', () => {
   const cases: [string, () => Manifest, string][] = [
     ['a path that climbs out', () => buildManifest([entry('../evil')]), 'ARCHIVE_UNSAFE'],
     ['an absolute path', () => buildManifest([entry('/etc/passwd')]), 'ARCHIVE_UNSAFE'],
-    ['a symlink leaving the tree', () => buildManifest([entry('l', { type: 'symlink', target: '../../etc', hash: sha256Hex('../../etc') })]), 'ARCHIVE_UNSAFE'],
-    ['an absolute symlink', () => buildManifest([entry('l', { type: 'symlink', target: '/etc', hash: sha256Hex('/etc') })]), 'ARCHIVE_UNSAFE'],
+    ['a symlink with a control character in its target', () => buildManifest([entry('l', { type: 'symlink', target: 'a\nb', hash: sha256Hex('a\nb') })]), 'ARCHIVE_UNSAFE'],
+    ['a symlink with an empty target', () => buildManifest([entry('l', { type: 'symlink', target: '', hash: sha256Hex('') })]), 'ARCHIVE_UNSAFE'],
     ['a setuid mode', () => buildManifest([entry('x', { mode: 0o4755 })]), 'ARCHIVE_UNSAFE'],
     ['a user data path', () => buildManifest([entry('sites', { type: 'dir', size: 0, hash: '' }), entry('sites/x', { type: 'dir', size: 0, hash: '' }), entry('sites/x/files', { type: 'dir', size: 0, hash: '' })]), 'INVALID_ARGUMENT'],
     ['a missing parent dir', () => buildManifest([entry('a/b')]), 'INVALID_ARGUMENT'],

@@ -46,6 +46,7 @@ import {
   type Obstacle,
   obstaclesOf,
   withoutHolders,
+  withWebGroupBits,
 } from './plan.js';
 import {
   type Committed,
@@ -98,6 +99,12 @@ export interface ConvergeOptions {
   fetcher: BlobFetcher;
   /** A host path elsewhere that should hold this content (see buildReuseIndex); verified before use. */
   reuse?: (hash: string) => string | undefined;
+  /**
+   * Other trees are looked in (`reuse`) only when what is left to fetch after this tree's own
+   * copies totals at least this many bytes: a caller whose index is costly to build (it reads
+   * every held manifest) builds it lazily and skips it for small changes. @default 0
+   */
+  reuseMinBytes?: number;
   /**
    * Trust the committed manifest as the description of the tree (default true): equal root hashes
    * mean in sync, and a converge only checks the paths it changes. False walks the whole tree.
@@ -281,11 +288,12 @@ async function findBase(
   }
   const actual = await walkActual(treeDir, root, o.excludes);
   const desiredIn = lookupIn(desired.entries);
-  const baseManifest = withoutHolders(actual.manifest, actual.holders, desiredIn);
+  const baseManifest = withWebGroupBits(withoutHolders(actual.manifest, actual.holders, desiredIn), desiredIn);
   const obstacles = obstaclesOf(actual.skipped, desiredIn);
   let drift = NO_DRIFT;
   if (committed !== undefined) {
-    const asCommitted = withoutHolders(actual.manifest, actual.holders, lookupIn(committed.manifest.entries));
+    const committedIn = lookupIn(committed.manifest.entries);
+    const asCommitted = withWebGroupBits(withoutHolders(actual.manifest, actual.holders, committedIn), committedIn);
     if (asCommitted.rootHash !== committed.rootHash) drift = driftOf(diffChecked(committed.manifest, asCommitted, excludes, 'none'));
   }
   return { baseManifest, diff: diffChecked(baseManifest, desired, excludes, 'none'), drift, obstacles };
@@ -413,8 +421,14 @@ async function stageBlobs(
     fs.rmSync(tmp, { force: true });
     return false;
   };
-  const toFetch: string[] = [];
-  let bytesTotal = 0;
+  const reused = (hash: string, size: number) => {
+    counters.filesReused++;
+    counters.bytesReused += size;
+    if (stepper.active) stepper.step(`stage ${hash.slice(0, 12)}`);
+  };
+  // First what this tree holds already (moved or copied files), then other trees.
+  const elsewhere: [string, number][] = [];
+  let elsewhereBytes = 0;
   for (const [hash, need] of needs) {
     if (resumed > 0 && fs.existsSync(join(blobs, hash))) {
       // counted as reused: it did not cross the wire this time
@@ -423,18 +437,22 @@ async function stageBlobs(
       continue;
     }
     const rel = local.get(hash);
-    let src = rel === undefined ? undefined : join(root, rel);
-    if (src === undefined || !copyIn(src, hash, need.size)) {
-      src = o.reuse?.(hash);
-      if (src === undefined || !copyIn(src, hash, need.size)) {
-        toFetch.push(hash);
-        bytesTotal += need.size;
-        continue;
-      }
+    if (rel !== undefined && copyIn(join(root, rel), hash, need.size)) reused(hash, need.size);
+    else {
+      elsewhere.push([hash, need.size]);
+      elsewhereBytes += need.size;
     }
-    counters.filesReused++;
-    counters.bytesReused += need.size;
-    if (stepper.active) stepper.step(`stage ${hash.slice(0, 12)}`);
+  }
+  const toFetch: string[] = [];
+  let bytesTotal = 0;
+  const lookElsewhere = o.reuse !== undefined && elsewhereBytes >= (o.reuseMinBytes ?? 0);
+  for (const [hash, size] of elsewhere) {
+    const src = lookElsewhere ? o.reuse?.(hash) : undefined;
+    if (src !== undefined && copyIn(src, hash, size)) reused(hash, size);
+    else {
+      toFetch.push(hash);
+      bytesTotal += size;
+    }
   }
   if (toFetch.length === 0) return;
   cancelled(o.signal);

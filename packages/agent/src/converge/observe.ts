@@ -13,7 +13,7 @@ import {
   walkTree,
 } from '@spoke/shared';
 import { lstatOrNull } from './fsutil.js';
-import { diffChecked, holderDirs, lookupIn, withoutHolders } from './plan.js';
+import { diffChecked, holderDirs, lookupIn, withoutHolders, withWebGroupBits } from './plan.js';
 import { loadCommitted, openStatCache, readHead, treeStateDir, withTreeLock, writeHead } from './state.js';
 
 /** Paths where a tree differs from its committed manifest. */
@@ -98,7 +98,8 @@ export async function observe(
     const head = readHead(treeDir);
     const committed = head === undefined ? undefined : loadCommitted(treeDir, head);
     const actual = await walkActual(treeDir, hostRoot, excludes);
-    const manifest = withoutHolders(actual.manifest, actual.holders, committed && lookupIn(committed.manifest.entries));
+    const reference = committed && lookupIn(committed.manifest.entries);
+    const manifest = withWebGroupBits(withoutHolders(actual.manifest, actual.holders, reference), reference);
     let drift = NO_DRIFT;
     if (head !== undefined && committed !== undefined) {
       if (manifest.rootHash !== committed.rootHash) drift = driftOf(diffChecked(committed.manifest, manifest, NO_EXCLUDES, 'none'));

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import {
   sameContent,
   checkEntryPath,
-  checkSymlinkTarget,
+  checkLinkTarget,
   comparePaths,
   type ExcludeMatcher,
   fail,
@@ -45,7 +45,8 @@ export function lookupIn(entries: readonly ManifestEntry[]): Lookup {
  * Checks one desired entry: path normalised and safe (checkEntryPath), not excluded (user data is
  * never pushed; its parents are checked as entries of their own), permission bits only (a
  * setuid/setgid/sticky bit is refused, like in archives), a valid hash and size, a symlink target
- * inside the tree (checkSymlinkTarget).
+ * that can be carried (checkLinkTarget: absolute targets and targets leaving the tree are kept as
+ * links; no op ever writes through a link, see DirGuard in ops.ts).
  */
 function checkEntry(e: ManifestEntry, excludes: ExcludeMatcher): void {
   const p = e.path;
@@ -66,7 +67,7 @@ function checkEntry(e: ManifestEntry, excludes: ExcludeMatcher): void {
       return;
     case 'symlink':
       if (typeof e.target !== 'string') throw fail('INVALID_ARGUMENT', `symlink ${JSON.stringify(p)} has no target`);
-      checkSymlinkTarget(p, e.target);
+      checkLinkTarget(p, e.target);
       return;
     default:
       throw fail('INVALID_ARGUMENT', `manifest entry ${JSON.stringify(p)} has unknown type ${JSON.stringify(e.type)}`);
@@ -186,6 +187,33 @@ export function withoutHolders(observed: Manifest, holders: Set<string>, referen
   return entries.length === observed.entries.length ? observed : { entries, rootHash: rootHashOfSorted(entries) };
 }
 
+/**
+ * Directories the web server's group writes into (the agent's web config makes them group-owned
+ * and adds the group bits, see sitesperms.ts). Group bits on them that the reference lacks are
+ * not a difference: neither drift nor something to chmod back. User-data dirs below them
+ * (`sites/*\/files`, `private`) are excluded from manifests anyway.
+ */
+export const WEB_WRITABLE_DIRS: readonly string[] = ['sites'];
+
+/** `observed` with the web group's extra bits on WEB_WRITABLE_DIRS taken as the reference has them. */
+export function withWebGroupBits(observed: Manifest, reference: Lookup | undefined): Manifest {
+  if (reference === undefined) return observed;
+  let entries: ManifestEntry[] | undefined;
+  for (const path of WEB_WRITABLE_DIRS) {
+    const list = entries ?? observed.entries;
+    const i = list.findIndex((e) => e.path === path);
+    const e = list[i];
+    const r = reference(path);
+    if (e === undefined || e.type !== 'dir' || r?.type !== 'dir' || e.mode === r.mode) continue;
+    const extra = e.mode & ~r.mode;
+    const missing = r.mode & ~e.mode;
+    if (missing !== 0 || (extra & ~0o070) !== 0) continue; // a real difference
+    entries ??= [...observed.entries];
+    entries[i] = { ...e, mode: r.mode };
+  }
+  return entries === undefined ? observed : { entries, rootHash: rootHashOfSorted(entries) };
+}
+
 /** Something on disk that no manifest can list, at a path the desired manifest uses. */
 export interface Obstacle {
   path: string;
@@ -283,7 +311,7 @@ export function buildOps(
   for (const e of diff.changed) touchParent(e.path);
   for (const e of unlocked) ops.push({ op: 'chmod', path: e.path, mode: e.mode | 0o700, ifDir: true });
 
-  // 2. removals: things the walk could not list (absolute or escaping symlinks made by hand,
+  // 2. removals: things the walk could not list (symlinks with a target no manifest carries,
   // sockets…) where the manifest wants something, then what the manifest no longer has
   for (const o of obstacles) ops.push({ op: 'rm', path: o.path, ifType: o.type });
   for (const e of diff.removed) ops.push({ op: 'rm', path: e.path });

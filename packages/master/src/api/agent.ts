@@ -2,9 +2,10 @@
  * Agent service handlers: Enroll (the one call without a client certificate) and Connect (the
  * agent's long-lived stream, handed to the hub once its certificate checks out).
  */
-import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import type { sendUnaryData, ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import { fail, frameBlobs, toServiceError, wire, type Logger, type ManifestEntry } from '@spoke/shared';
 import type { Core } from '../core.js';
+import type { DumpUpload } from '../dumps.js';
 import { callerOf } from './auth.js';
 
 /** Builds the Agent service implementation (TLS listener only). */
@@ -82,7 +83,72 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
         }
       });
     },
+
+    putDump: (call: ServerReadableStream<wire.DumpChunk, wire.PutDumpResult>, cb: sendUnaryData<wire.PutDumpResult>) => {
+      let upload: DumpUpload | undefined;
+      call.on('cancelled', () => {
+        upload?.abort(fail('AGENT_DISCONNECTED', 'the agent cancelled the dump upload'));
+        call.destroy();
+      });
+      (async () => {
+        const server = agentOf(core, call);
+        for await (const chunk of call as AsyncIterable<wire.DumpChunk>) {
+          upload ??= core.hub.dumps.acceptUpload(server, chunk.commandId);
+          if (chunk.data.length) await upload.write(chunk.data);
+        }
+        if (!upload) throw fail('INVALID_ARGUMENT', 'an empty dump upload names no command');
+        return upload.end();
+      })().then(
+        (bytes) => cb(null, { bytes }),
+        (e: unknown) => {
+          upload?.abort(e as Error);
+          log.warn({ err: (e as Error).message, code: (e as { code?: string }).code }, 'dump upload refused');
+          cb(toServiceError(e), null);
+        },
+      );
+    },
+
+    getDump: (call: ServerWritableStream<wire.GetDumpRequest, wire.DumpChunk>) => {
+      streamed(call, log, async () => {
+        const source = core.hub.dumps.openDownload(agentOf(core, call), call.request.commandId);
+        try {
+          for await (const piece of source as AsyncIterable<Buffer | string>) {
+            if (call.cancelled) return;
+            const raw = typeof piece === 'string' ? Buffer.from(piece) : piece;
+            for (let i = 0; i < raw.length; i += DUMP_CHUNK) {
+              if (!call.write({ commandId: '', data: raw.subarray(i, i + DUMP_CHUNK) })) {
+                await new Promise<void>((r) => {
+                  const done = () => {
+                    call.off('drain', done);
+                    call.off('cancelled', done);
+                    r();
+                  };
+                  call.on('drain', done);
+                  call.on('cancelled', done);
+                });
+              }
+              if (call.cancelled) return;
+            }
+          }
+        } finally {
+          source.destroy();
+        }
+      });
+    },
   };
+}
+
+/** Largest data field of a DumpChunk sent to an agent. */
+const DUMP_CHUNK = 1024 * 1024;
+
+/**
+ * The enrolled agent behind a call.
+ * @throws SpokeError CERT_REQUIRED, CERT_UNKNOWN, CERT_REVOKED
+ */
+function agentOf(core: Core, call: ServerWritableStream<unknown, unknown> | ServerReadableStream<unknown, unknown>): string {
+  const c = callerOf(call, 'tls');
+  if (c.via !== 'tls' || c.role !== 'agent') throw fail('CERT_REQUIRED', 'only enrolled agents may move database dumps');
+  return core.ns.authenticateAgent(c.commonName, c.fingerprint).name;
 }
 
 function entryToWire(e: ManifestEntry): wire.ManifestEntryMsg {

@@ -39,24 +39,25 @@ export function serverToWire(s: ServerInfo): wire.Server {
 export function sourceToWire(s: PlatformSource): wire.PlatformSource {
   switch (s.kind) {
     case 'existing':
-      return { kind: wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_EXISTING, makefile: '', makefileName: '', gitUrl: '', gitRef: '' };
+      return { kind: wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_EXISTING, makefile: '', makefileName: '', gitUrl: '', gitRef: '', makefileDir: '' };
     case 'makefile':
       return {
         kind: wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_MAKEFILE,
         makefile: s.makefile,
         makefileName: s.makefileName,
+        makefileDir: s.makefileDir ?? '',
         gitUrl: '',
         gitRef: '',
       };
     case 'git':
-      return { kind: wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_GIT, makefile: '', makefileName: '', gitUrl: s.url, gitRef: s.ref };
+      return { kind: wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_GIT, makefile: '', makefileName: '', makefileDir: '', gitUrl: s.url, gitRef: s.ref };
   }
 }
 
 export function sourceFromWire(s: wire.PlatformSource | undefined): PlatformSource {
   switch (s?.kind) {
     case wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_MAKEFILE:
-      return { kind: 'makefile', makefile: s.makefile, makefileName: s.makefileName };
+      return { kind: 'makefile', makefile: s.makefile, makefileName: s.makefileName, ...(s.makefileDir ? { makefileDir: s.makefileDir } : {}) };
     case wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_GIT:
       return { kind: 'git', url: s.gitUrl, ref: s.gitRef };
     default:

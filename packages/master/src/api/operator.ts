@@ -77,8 +77,8 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       serverToWire(core.ns.removeClusterMember(req.cluster, req.member)),
     ),
 
-    addPlatform: unary('AddPlatform', (req: wire.AddPlatformRequest) => {
-      const r = core.addPlatform(
+    addPlatform: unary('AddPlatform', async (req: wire.AddPlatformRequest) => {
+      const r = await core.addPlatform(
         { name: req.name, path: req.path, server: req.server, source: sourceFromWire(req.source), live: req.live, excludes: req.excludes },
         !req.noVerify,
       );

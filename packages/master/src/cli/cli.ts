@@ -2,8 +2,8 @@
  * The `spoke` CLI: parses arguments, calls the master, prints tables or JSON. `runCli` returns
  * the exit code: 0 success, 1 failure (a refused request or a failed task), 2 usage error.
  */
-import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SPOKE_VERSION, SpokeError, fail, isSpokeError, wire } from '@spoke/shared';
 import { OperatorApi, type ConnectOptions } from './client.js';
@@ -312,7 +312,7 @@ const COMMANDS: Record<string, Command> = {
 
   'platform add': {
     usage: 'platform add NAME --path P --server S [--makefile F | --git URL [--ref R]] [--live] [--exclude PATTERN ...] [--no-verify] [--no-wait]',
-    summary: 'register a platform (its path is reserved everywhere) and converge it to its servers',
+    summary: 'register a platform (its path is reserved everywhere), build it (--makefile/--git) and converge it to its servers',
     options: {
       path: { type: 'string' },
       server: { type: 'string' },
@@ -330,17 +330,22 @@ const COMMANDS: Record<string, Command> = {
       if (o.makefile && o.git) throw new UsageError('use either --makefile or --git, not both');
       if (o.ref && !o.git) throw new UsageError('--ref goes with --git');
       const K = wire.PlatformSourceKind;
-      let source: wire.PlatformSource = { kind: K.PLATFORM_SOURCE_KIND_EXISTING, makefile: '', makefileName: '', gitUrl: '', gitRef: '' };
+      let source: wire.PlatformSource = { kind: K.PLATFORM_SOURCE_KIND_EXISTING, makefile: '', makefileName: '', makefileDir: '', gitUrl: '', gitRef: '' };
       if (typeof o.makefile === 'string') {
         let text: string;
+        let dir: string;
         try {
           text = readFileSync(o.makefile, 'utf8');
+          // Relative includes, patches and downloads resolve against the makefile's own directory.
+          dir = dirname(realpathSync(o.makefile));
         } catch (e) {
           throw fail('INVALID_ARGUMENT', `cannot read makefile ${o.makefile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
         }
-        source = { ...source, kind: K.PLATFORM_SOURCE_KIND_MAKEFILE, makefile: text, makefileName: basename(o.makefile) };
+        source = { ...source, kind: K.PLATFORM_SOURCE_KIND_MAKEFILE, makefile: text, makefileName: basename(o.makefile), makefileDir: dir };
       } else if (typeof o.git === 'string') {
-        source = { ...source, kind: K.PLATFORM_SOURCE_KIND_GIT, gitUrl: o.git, gitRef: (o.ref as string | undefined) ?? '' };
+        // A local repository given as a relative path is sent as an absolute one.
+        const url = !/^[a-z][a-z0-9+.-]*:\/\//i.test(o.git) && !/^[^/]+:/.test(o.git) && existsSync(o.git) ? resolve(o.git) : o.git;
+        source = { ...source, kind: K.PLATFORM_SOURCE_KIND_GIT, gitUrl: url, gitRef: (o.ref as string | undefined) ?? '' };
       }
       const r = await ctx.api().call<wire.AddPlatformRequest, wire.AddPlatformResponse>('addPlatform', {
         name,
@@ -362,7 +367,7 @@ const COMMANDS: Record<string, Command> = {
   },
   'platform verify': {
     usage: 'platform verify NAME [--no-wait]',
-    summary: 'rescan the canonical tree and converge every server that hosts the platform',
+    summary: 'build the tree if missing (makefile/git), rescan it and converge every server that hosts the platform',
     options: { 'no-wait': { type: 'boolean' } },
     args: [1, 1],
     async run(ctx, [name], o) {
@@ -471,7 +476,7 @@ const COMMANDS: Record<string, Command> = {
           ['name', p.name],
           ['path', p.path],
           ['server', p.server],
-          ['source', j.source.kind === 'git' ? `git ${p.source?.gitUrl}${p.source?.gitRef ? ` @ ${p.source.gitRef}` : ''}` : j.source.kind === 'makefile' ? `makefile ${p.source?.makefileName}` : 'existing tree'],
+          ['source', j.source.kind === 'git' ? `git ${p.source?.gitUrl}${p.source?.gitRef ? ` @ ${p.source.gitRef}` : ''}` : j.source.kind === 'makefile' ? `makefile ${p.source?.makefileName}${p.source?.makefileDir ? ` (from ${p.source.makefileDir})` : ''}` : 'existing tree'],
           ['status', p.status],
           ['live sync', p.live ? 'on' : 'off'],
           ['tree', p.desiredRootHash ? p.desiredRootHash.slice(0, 16) : 'not scanned yet'],

@@ -41,7 +41,7 @@ export function platformJson(p: wire.Platform) {
       kind === 'git'
         ? { kind, url: p.source?.gitUrl ?? '', ref: p.source?.gitRef || null }
         : kind === 'makefile'
-          ? { kind, makefileName: p.source?.makefileName ?? '' }
+          ? { kind, makefileName: p.source?.makefileName ?? '', makefileDir: p.source?.makefileDir || null }
           : { kind },
     status: p.status,
     live: p.live,

@@ -49,6 +49,7 @@ export {
 export {
   parseMakefile,
   loadMakefile,
+  loadMakefileText,
   needsDrupalOrg,
   nestedMakefileNames,
   makefileFormat,

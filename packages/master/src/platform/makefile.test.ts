@@ -166,7 +166,7 @@ describe('parseMakefile (INI)', () => {
       'drupal', 'views', 'ctools', 'tao', 'devel', 'calendar', 'context_admin', 'grammar_parser', 'myprofile', 'oldsvn',
     ]);
     expect(project(m, 'views')).toEqual({
-      name: 'views', type: null, version: null, subdir: 'contrib', directory_name: null, download: null,
+      name: 'views', type: null, version: null, subdir: 'contrib', directory_name: null, contrib_destination: null, download: null,
       patch: [], patches: [], location: null, overwrite: false, do_recursion: true,
     });
     expect(project(m, 'ctools')).toMatchObject({ version: '1.0-rc1', download: null, subdir: 'contrib' });
@@ -208,12 +208,12 @@ describe('parseMakefile (INI)', () => {
   it('reads libraries with destination and download shorthand', () => {
     expect(m.libraries).toEqual([
       {
-        name: 'jquery_ui', type: 'library', destination: 'modules/contrib/jquery_ui', subdir: null, directory_name: null,
+        name: 'jquery_ui', type: 'library', destination: 'modules/contrib/jquery_ui', subdir: null, directory_name: null, contrib_destination: null,
         download: { type: 'file', url: 'http://example.com/jquery.ui-1.6.zip', md5: 'c177d38bc7af59d696b2efd7dda5c605', sha1: null, sha256: null, sha512: null, subtree: null, filename: null },
         patch: [], patches: [], overwrite: false,
       },
       {
-        name: 'ckeditor', type: 'library', destination: 'libraries', subdir: null, directory_name: null,
+        name: 'ckeditor', type: 'library', destination: 'libraries', subdir: null, directory_name: null, contrib_destination: null,
         download: { type: 'git', url: 'git://github.com/ckeditor/ckeditor.git', branch: null, tag: null, revision: null, refspec: null, working_copy: false },
         patch: [], patches: [], overwrite: false,
       },

@@ -69,6 +69,8 @@ export interface MakeProject {
   version: string | null;
   subdir: string | null;
   directory_name: string | null;
+  /** Where modules/themes/libraries go instead of the build's default (`sites/all` or the root). */
+  contrib_destination: string | null;
   download: MakeDownload | null;
   /** Patch URLs, in order. */
   patch: string[];
@@ -89,6 +91,8 @@ export interface MakeLibrary {
   destination: string;
   subdir: string | null;
   directory_name: string | null;
+  /** Replaces the build's default contrib destination for this library. */
+  contrib_destination: string | null;
   /** Null when no makefile defines one (the build cannot fetch this library). */
   download: MakeDownload | null;
   patch: string[];
@@ -329,6 +333,7 @@ function normalise(tree: PhpArray, source: string, includes: string[]): Makefile
         version: versionOf(item),
         subdir,
         directory_name: directoryName,
+        contrib_destination: str(item, 'contrib_destination'),
         download: parseDownload(source, owner, item.get('download'), str(item, 'revision')),
         patch: patches.map((p) => p.url),
         patches,
@@ -365,6 +370,7 @@ function normalise(tree: PhpArray, source: string, includes: string[]): Makefile
         destination,
         subdir,
         directory_name: directoryName,
+        contrib_destination: str(item, 'contrib_destination'),
         download: parseDownload(source, owner, item.get('download'), null),
         patch: patches.map((p) => p.url),
         patches,
@@ -437,26 +443,37 @@ async function loadTree(path: string, stack: string[], loaded: string[]): Promis
   } catch (e) {
     throw fail('CONFIG_INVALID', `cannot read makefile ${real}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { makefile: real });
   }
-  const own = expandShorthand(parseRaw(text, makefileFormat(real), real), real);
+  const merged = await mergeIncludes(text, real, dirname(real), stack, loaded);
+  if (stack.length > 0 && !loaded.includes(real)) loaded.push(real);
+  return merged;
+}
+
+/**
+ * Parses one makefile's text (named `source`) and merges its includes and overrides, resolved
+ * against `dir` (null: unknown, so only absolute ones can be followed).
+ */
+async function mergeIncludes(text: string, source: string, dir: string | null, stack: string[], loaded: string[]): Promise<PhpArray> {
+  const own = expandShorthand(parseRaw(text, makefileFormat(source), source), source);
   const resolveEntry = (entry: PhpValue, key: string): string => {
-    if (typeof entry !== 'string') throw invalid(real, `${key} from a repository (git) are not supported; list a local file`);
+    if (typeof entry !== 'string') throw invalid(source, `${key} from a repository (git) are not supported; list a local file`);
     const e = entry.trim();
-    if (REMOTE.test(e)) throw invalid(real, `remote ${key} are not supported: ${e}`);
-    return isAbsolute(e) ? e : resolve(dirname(real), e);
+    if (REMOTE.test(e)) throw invalid(source, `remote ${key} are not supported: ${e}`);
+    if (isAbsolute(e)) return e;
+    if (dir === null) throw invalid(source, `cannot resolve ${key} entry ${e}: the makefile's directory is not known (give an absolute path)`);
+    return resolve(dir, e);
   };
-  const nextStack = [...stack, real];
+  const nextStack = [...stack, source];
   // Later includes override earlier ones; the including file overrides them all.
   let merged: PhpArray = new Map();
-  for (const entry of includeEntries(own, 'includes', real)) {
+  for (const entry of includeEntries(own, 'includes', source)) {
     merged = replaceRecursive(merged, await loadTree(resolveEntry(entry, 'includes'), nextStack, loaded));
   }
   merged = replaceRecursive(merged, own);
-  for (const entry of includeEntries(own, 'overrides', real)) {
+  for (const entry of includeEntries(own, 'overrides', source)) {
     merged = replaceRecursive(merged, await loadTree(resolveEntry(entry, 'overrides'), nextStack, loaded));
   }
   merged.delete('includes');
   merged.delete('overrides');
-  if (stack.length > 0 && !loaded.includes(real)) loaded.push(real);
   return merged;
 }
 
@@ -470,6 +487,21 @@ export async function loadMakefile(path: string): Promise<Makefile> {
   const loaded: string[] = [];
   const tree = await loadTree(abs, [], loaded);
   return normalise(tree, abs, loaded);
+}
+
+/**
+ * Like loadMakefile, for a makefile held as text (the master stores the makefile, not its file):
+ * `name` decides the format (`.yml`/`.yaml` is YAML), and includes/overrides resolve against
+ * `dir`, the directory the makefile was read from (null: unknown, so only absolute includes can be
+ * followed). `source` is `dir/name` when the directory is known.
+ */
+export async function loadMakefileText(text: string, options: { name: string; dir: string | null }): Promise<Makefile> {
+  const source = options.dir ? resolve(options.dir, options.name) : options.name;
+  const loaded: string[] = [];
+  let real = source;
+  if (options.dir) real = await realpath(source).catch(() => source);
+  const tree = await mergeIncludes(text, source, options.dir, real === source ? [] : [real], loaded);
+  return normalise(tree, source, loaded);
 }
 
 /**

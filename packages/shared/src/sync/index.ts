@@ -8,6 +8,7 @@ export {
   MAX_PATH_BYTES,
   STAGING_PREFIX,
   checkEntryPath,
+  checkLinkTarget,
   checkSymlinkTarget,
   comparePaths,
   nameProblem,

@@ -99,24 +99,35 @@ describe('walkTree', () => {
     expect(manifest.rootHash).toBe(computeRootHash(manifest.entries));
   });
 
-  it('never follows symlinks, and skips links the agent would refuse', async () => {
+  it('never follows symlinks, keeps absolute and escaping ones as links, skips uncarriable ones', async () => {
     const { dir: outside, cleanup: rmOutside } = await tempDir();
     try {
       await writeFile(join(outside, 'secret'), 's');
       await put('real/inner.txt', 'i');
       await symlink('real', join(dir, 'alias'));
+      // Debian's packaged trees have both kinds (wordpress: .htaccess -> /etc/wordpress/htaccess,
+      // wp-includes/js/underscore.js -> ../../../javascript/underscore/underscore.js)
       await symlink(outside, join(dir, 'abs'));
       await symlink('../..', join(dir, 'real/up'));
+      await symlink('../../../javascript/x.js', join(dir, 'real/x.js'));
+      await symlink('a\nb', join(dir, 'ctl'));
       const { manifest, skipped } = await walkTree(dir);
-      expect(manifest.entries.map((e) => [e.path, e.type])).toEqual([
-        ['alias', 'symlink'],
-        ['real', 'dir'],
-        ['real/inner.txt', 'file'],
+      expect(manifest.entries.map((e) => [e.path, e.type, e.target])).toEqual([
+        ['abs', 'symlink', outside],
+        ['alias', 'symlink', 'real'],
+        ['real', 'dir', undefined],
+        ['real/inner.txt', 'file', undefined],
+        ['real/up', 'symlink', '../..'],
+        ['real/x.js', 'symlink', '../../../javascript/x.js'],
       ]);
-      expect(skipped).toEqual([
-        { path: 'abs', reason: 'unsafe-symlink' },
-        { path: 'real/up', reason: 'unsafe-symlink' },
-      ]);
+      const abs = manifest.entries[0];
+      expect(abs).toMatchObject({ mode: 0o777, size: Buffer.byteLength(outside), hash: sha256Hex(outside) });
+      // nothing from behind the links: the outside dir's file is not listed anywhere
+      expect(manifest.entries.some((e) => e.path.endsWith('secret'))).toBe(false);
+      expect(skipped).toEqual([{ path: 'ctl', reason: 'unsafe-symlink' }]);
+      // the same entries come from readEntry (the master's watcher path)
+      expect(await readEntry(dir, 'abs')).toEqual(abs);
+      expect(await readEntry(dir, 'ctl')).toBeUndefined();
     } finally {
       await rmOutside();
     }

@@ -19,7 +19,7 @@ import { fail } from '../errors.js';
 import { compileExcludes, DEFAULT_EXCLUDES, type ExcludeMatcher } from './exclude.js';
 import * as fsx from './fsx.js';
 import { errnoText, isErrno } from './fsx.js';
-import { checkSymlinkTarget, comparePaths, MAX_PATH_BYTES, nameProblem } from './paths.js';
+import { checkLinkTarget, comparePaths, MAX_PATH_BYTES, nameProblem } from './paths.js';
 import { forEachLimit } from './pool.js';
 
 /** What a manifest entry is. Anything else (sockets, FIFOs, devices) is never synced. */
@@ -425,9 +425,10 @@ export async function hashFile(abs: string): Promise<{ hash: string; size: numbe
 }
 
 /**
- * A symlink's entry, or why it is skipped: a target that is not UTF-8 cannot be represented, and
- * one the agent would refuse (absolute, leaving the tree, see checkSymlinkTarget) is reported
- * here, at walk time, instead of failing every converge later.
+ * A symlink's entry (kept as a link whatever it points to, absolute or out of the tree: see
+ * checkLinkTarget), or why it is skipped: a target that is not UTF-8 cannot be represented, and
+ * one the agent would refuse (control characters, …) is reported here, at walk time, instead of
+ * failing every converge later.
  */
 function symlinkEntry(abs: string, rel: string): ManifestEntry | SkipReason {
   let raw: Buffer;
@@ -440,7 +441,7 @@ function symlinkEntry(abs: string, rel: string): ManifestEntry | SkipReason {
   const target = raw.toString('utf8');
   if (!Buffer.from(target, 'utf8').equals(raw)) return 'non-utf8-name';
   try {
-    checkSymlinkTarget(rel, target);
+    checkLinkTarget(rel, target);
   } catch {
     return 'unsafe-symlink';
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isSpokeError } from '../errors.js';
-import { checkEntryPath, checkSymlinkTarget, comparePaths, nameProblem } from './paths.js';
+import { checkEntryPath, checkLinkTarget, checkSymlinkTarget, comparePaths, nameProblem } from './paths.js';
 
 function refusal(fn: () => unknown): string | undefined {
   try {
@@ -74,6 +74,30 @@ describe('checkSymlinkTarget', () => {
     ['l', 'a\nb'],
   ])('refuses %j -> %j', (link, target) => {
     expect(refusal(() => checkSymlinkTarget(link, target))).toBe('ARCHIVE_UNSAFE');
+  });
+});
+
+describe('checkLinkTarget (manifests: links are kept, never followed)', () => {
+  it.each([
+    ['l', 'target'],
+    ['.htaccess', '/etc/wordpress/htaccess'],
+    ['wp-includes/js/underscore.js', '../../../javascript/underscore/underscore.js'],
+    ['extensions', '/var/lib/mediawiki/extensions'],
+    ['l', '..'],
+    ['d/l', 'x/../..'],
+    ['l', 'dir/'],
+  ])('keeps %j -> %j', (link, target) => {
+    expect(checkLinkTarget(link, target)).toBe(target);
+  });
+
+  it.each([
+    ['l', ''],
+    ['l', 'a\\b'],
+    ['l', 'a\nb'],
+    ['l', '\u007f'],
+    ['l', `/${'x'.repeat(4095)}`],
+  ])('refuses %j -> %j', (link, target) => {
+    expect(refusal(() => checkLinkTarget(link, target))).toBe('ARCHIVE_UNSAFE');
   });
 });
 

@@ -55,8 +55,31 @@ export function checkEntryPath(rel: string): string {
 }
 
 /**
- * Checks a symlink target for a link at tree-relative `linkPath`. Refused: empty or absolute
- * targets, NUL/control characters, and any target that climbs above the tree root.
+ * Checks a symlink target carried by a manifest (the converge engine), and returns it. Any target
+ * is kept as a link, including absolute ones and ones that climb out of the tree: packaged trees
+ * have them (Debian's wordpress links `.htaccess` to `/etc/wordpress/htaccess` and
+ * `wp-includes/js/underscore.js` to `../../../javascript/underscore/underscore.js`; its mediawiki
+ * links `extensions` and `images` to `/var/lib/mediawiki/…`), and the tree must arrive as it is.
+ * That is safe because the sync engine never follows a link: walks lstat, files are opened
+ * O_NOFOLLOW, and nothing is written below a path unless every parent is a real directory
+ * (agent/converge/ops.ts DirGuard; a manifest cannot list anything below a symlink). Refused only
+ * what cannot be carried or logged faithfully: empty targets, control characters, backslashes and
+ * targets longer than PATH_MAX. Archives keep the stricter rule (checkSymlinkTarget).
+ * @throws SpokeError ARCHIVE_UNSAFE
+ */
+export function checkLinkTarget(linkPath: string, target: string): string {
+  const bad = (why: string) =>
+    fail('ARCHIVE_UNSAFE', `unsafe symlink ${JSON.stringify(linkPath)} -> ${JSON.stringify(target)}: ${why}`);
+  if (target.length === 0) throw bad('the target is empty');
+  if (CONTROL_RE.test(target)) throw bad('the target contains a control character');
+  if (target.includes('\\')) throw bad('the target contains a backslash');
+  if (Buffer.byteLength(target, 'utf8') > MAX_PATH_BYTES) throw bad('the target is too long');
+  return target;
+}
+
+/**
+ * Checks a symlink target in an archive, for a link at tree-relative `linkPath`. Refused: empty
+ * or absolute targets, NUL/control characters, and any target that climbs above the tree root.
  *
  * Why '..' is only allowed as leading segments: a lexical check of `x/l/..` is wrong when `x/l`
  * is itself a symlink (the kernel resolves `l` first, then climbs from wherever it points), and

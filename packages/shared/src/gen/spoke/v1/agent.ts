@@ -14,7 +14,9 @@ import {
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
   type handleBidiStreamingCall,
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -137,7 +139,47 @@ export interface MasterCommand {
     | { $case: "ping"; value: Ping }
     | { $case: "converge"; value: ConvergeCommand }
     | { $case: "treeStatus"; value: TreeStatusCommand }
+    | { $case: "configurePlatform"; value: ConfigurePlatformCommand }
+    | //
+    /** site databases (capability 4); numbers 20+ keep clear of other command additions */
+    { $case: "dbCreate"; value: DbCreateCommand }
+    | { $case: "dbDrop"; value: DbDropCommand }
+    | { $case: "dbGrants"; value: DbGrantsCommand }
+    | { $case: "dbDump"; value: DbDumpCommand }
+    | { $case: "dbRestore"; value: DbRestoreCommand }
     | undefined;
+}
+
+/**
+ * Render the platform's web server config from the agent's template (nginx or apache), write it
+ * under the agent's config dir, test it and reload; a failing test restores the previous file.
+ * Also makes the platform's sites/ dirs group-owned and writable by the web group. Capability 3.
+ */
+export interface ConfigurePlatformCommand {
+  /** platform name */
+  platform: string;
+  /** namespace path of the platform */
+  tree: string;
+  /** registry kind: drupal7, drupal8, wordpress, mediawiki, generic, … */
+  kind: string;
+  /** http impl an operator pinned for this server ("" = agent config or detection) */
+  pinnedImpl: string;
+}
+
+export interface ConfigurePlatformResult {
+  /** nginx | apache */
+  impl: string;
+  /** the config file (host path) */
+  path: string;
+  /** the file was written (false: already as rendered) */
+  changed: boolean;
+  /** the web server's config test ran and passed */
+  tested: boolean;
+  reloaded: boolean;
+  /** permission fixes made under sites/ */
+  fixed: string[];
+  /** what could not be fixed or looks wrong (shown as warnings) */
+  problems: string[];
 }
 
 /** Make the tree at `tree` equal to the desired manifest with root hash `root_hash`. */
@@ -239,7 +281,99 @@ export interface CommandResult {
     | { $case: "pong"; value: Empty }
     | { $case: "converge"; value: ConvergeResult }
     | { $case: "treeStatus"; value: TreeStatusResult }
+    | { $case: "configurePlatform"; value: ConfigurePlatformResult }
+    | { $case: "dbCreate"; value: DbCreateResult }
+    | { $case: "dbDrop"; value: DbDropResult }
+    | { $case: "dbGrants"; value: DbGrantsResult }
+    | { $case: "dbDump"; value: DbDumpResult }
+    | { $case: "dbRestore"; value: DbRestoreResult }
     | undefined;
+}
+
+/**
+ * Create the database (utf8mb4) and one account per host, granted on that database only.
+ * Refused with DB_EXISTS (nothing changed) when the database or the user exists; a failure
+ * half-way drops what was created.
+ */
+export interface DbCreateCommand {
+  database: string;
+  user: string;
+  /** the site's own password (never the admin's); never logged */
+  password: string;
+  hosts: string[];
+}
+
+export interface DbCreateResult {
+  /** account hosts granted (after grantHosts mapping) */
+  hosts: string[];
+}
+
+/** Drop every account of the user and the database; missing ones are fine (a retry works). */
+export interface DbDropCommand {
+  database: string;
+  user: string;
+  hosts: string[];
+}
+
+export interface DbDropResult {
+  databaseExisted: boolean;
+  /** account hosts dropped */
+  usersDropped: string[];
+}
+
+/**
+ * Make the user's accounts exactly `hosts` (creating, re-granting, dropping); DB_NOT_FOUND
+ * when the database is missing.
+ */
+export interface DbGrantsCommand {
+  database: string;
+  user: string;
+  password: string;
+  hosts: string[];
+}
+
+export interface DbGrantsResult {
+  hosts: string[];
+  added: string[];
+  removed: string[];
+}
+
+/**
+ * Dump the database and upload it with PutDump (first chunk: command_id = this command's id).
+ * The master refuses an upload that is empty or lacks the "-- Dump completed" line.
+ */
+export interface DbDumpCommand {
+  database: string;
+}
+
+export interface DbDumpResult {
+  bytes: number;
+}
+
+/**
+ * Download the dump with GetDump(command_id = this command's id) and load it into the existing
+ * database; an empty or cut-short dump is refused before the database is touched.
+ */
+export interface DbRestoreCommand {
+  database: string;
+}
+
+export interface DbRestoreResult {
+  bytes: number;
+}
+
+export interface DumpChunk {
+  /** set on the first chunk of an upload */
+  commandId: string;
+  data: Buffer;
+}
+
+export interface PutDumpResult {
+  bytes: number;
+}
+
+export interface GetDumpRequest {
+  commandId: string;
 }
 
 function createBaseGetManifestRequest(): GetManifestRequest {
@@ -1828,6 +1962,24 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       case "treeStatus":
         TreeStatusCommand.encode(message.command.value, writer.uint32(50).fork()).join();
         break;
+      case "configurePlatform":
+        ConfigurePlatformCommand.encode(message.command.value, writer.uint32(58).fork()).join();
+        break;
+      case "dbCreate":
+        DbCreateCommand.encode(message.command.value, writer.uint32(162).fork()).join();
+        break;
+      case "dbDrop":
+        DbDropCommand.encode(message.command.value, writer.uint32(170).fork()).join();
+        break;
+      case "dbGrants":
+        DbGrantsCommand.encode(message.command.value, writer.uint32(178).fork()).join();
+        break;
+      case "dbDump":
+        DbDumpCommand.encode(message.command.value, writer.uint32(186).fork()).join();
+        break;
+      case "dbRestore":
+        DbRestoreCommand.encode(message.command.value, writer.uint32(194).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1893,6 +2045,57 @@ export const MasterCommand: MessageFns<MasterCommand> = {
             message.command = { $case: "treeStatus", value: TreeStatusCommand.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.command = {
+              $case: "configurePlatform",
+              value: ConfigurePlatformCommand.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.command = { $case: "dbCreate", value: DbCreateCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.command = { $case: "dbDrop", value: DbDropCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.command = { $case: "dbGrants", value: DbGrantsCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.command = { $case: "dbDump", value: DbDumpCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.command = { $case: "dbRestore", value: DbRestoreCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1922,6 +2125,30 @@ export const MasterCommand: MessageFns<MasterCommand> = {
         ? { $case: "treeStatus", value: TreeStatusCommand.fromJSON(object.treeStatus) }
         : isSet(object.tree_status)
         ? { $case: "treeStatus", value: TreeStatusCommand.fromJSON(object.tree_status) }
+        : isSet(object.configurePlatform)
+        ? { $case: "configurePlatform", value: ConfigurePlatformCommand.fromJSON(object.configurePlatform) }
+        : isSet(object.configure_platform)
+        ? { $case: "configurePlatform", value: ConfigurePlatformCommand.fromJSON(object.configure_platform) }
+        : isSet(object.dbCreate)
+        ? { $case: "dbCreate", value: DbCreateCommand.fromJSON(object.dbCreate) }
+        : isSet(object.db_create)
+        ? { $case: "dbCreate", value: DbCreateCommand.fromJSON(object.db_create) }
+        : isSet(object.dbDrop)
+        ? { $case: "dbDrop", value: DbDropCommand.fromJSON(object.dbDrop) }
+        : isSet(object.db_drop)
+        ? { $case: "dbDrop", value: DbDropCommand.fromJSON(object.db_drop) }
+        : isSet(object.dbGrants)
+        ? { $case: "dbGrants", value: DbGrantsCommand.fromJSON(object.dbGrants) }
+        : isSet(object.db_grants)
+        ? { $case: "dbGrants", value: DbGrantsCommand.fromJSON(object.db_grants) }
+        : isSet(object.dbDump)
+        ? { $case: "dbDump", value: DbDumpCommand.fromJSON(object.dbDump) }
+        : isSet(object.db_dump)
+        ? { $case: "dbDump", value: DbDumpCommand.fromJSON(object.db_dump) }
+        : isSet(object.dbRestore)
+        ? { $case: "dbRestore", value: DbRestoreCommand.fromJSON(object.dbRestore) }
+        : isSet(object.db_restore)
+        ? { $case: "dbRestore", value: DbRestoreCommand.fromJSON(object.db_restore) }
         : undefined,
     };
   },
@@ -1941,6 +2168,18 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       obj.converge = ConvergeCommand.toJSON(message.command.value);
     } else if (message.command?.$case === "treeStatus") {
       obj.treeStatus = TreeStatusCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "configurePlatform") {
+      obj.configurePlatform = ConfigurePlatformCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "dbCreate") {
+      obj.dbCreate = DbCreateCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "dbDrop") {
+      obj.dbDrop = DbDropCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "dbGrants") {
+      obj.dbGrants = DbGrantsCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "dbDump") {
+      obj.dbDump = DbDumpCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "dbRestore") {
+      obj.dbRestore = DbRestoreCommand.toJSON(message.command.value);
     }
     return obj;
   },
@@ -1982,7 +2221,332 @@ export const MasterCommand: MessageFns<MasterCommand> = {
         }
         break;
       }
+      case "configurePlatform": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = {
+            $case: "configurePlatform",
+            value: ConfigurePlatformCommand.fromPartial(object.command.value),
+          };
+        }
+        break;
+      }
+      case "dbCreate": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "dbCreate", value: DbCreateCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "dbDrop": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "dbDrop", value: DbDropCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "dbGrants": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "dbGrants", value: DbGrantsCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "dbDump": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "dbDump", value: DbDumpCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "dbRestore": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "dbRestore", value: DbRestoreCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseConfigurePlatformCommand(): ConfigurePlatformCommand {
+  return { platform: "", tree: "", kind: "", pinnedImpl: "" };
+}
+
+export const ConfigurePlatformCommand: MessageFns<ConfigurePlatformCommand> = {
+  encode(message: ConfigurePlatformCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.platform !== "") {
+      writer.uint32(10).string(message.platform);
+    }
+    if (message.tree !== "") {
+      writer.uint32(18).string(message.tree);
+    }
+    if (message.kind !== "") {
+      writer.uint32(26).string(message.kind);
+    }
+    if (message.pinnedImpl !== "") {
+      writer.uint32(34).string(message.pinnedImpl);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfigurePlatformCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfigurePlatformCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.platform = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pinnedImpl = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfigurePlatformCommand {
+    return {
+      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      pinnedImpl: isSet(object.pinnedImpl)
+        ? globalThis.String(object.pinnedImpl)
+        : isSet(object.pinned_impl)
+        ? globalThis.String(object.pinned_impl)
+        : "",
+    };
+  },
+
+  toJSON(message: ConfigurePlatformCommand): unknown {
+    const obj: any = {};
+    if (message.platform !== "") {
+      obj.platform = message.platform;
+    }
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.pinnedImpl !== "") {
+      obj.pinnedImpl = message.pinnedImpl;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConfigurePlatformCommand>, I>>(base?: I): ConfigurePlatformCommand {
+    return ConfigurePlatformCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConfigurePlatformCommand>, I>>(object: I): ConfigurePlatformCommand {
+    const message = createBaseConfigurePlatformCommand();
+    message.platform = object.platform ?? "";
+    message.tree = object.tree ?? "";
+    message.kind = object.kind ?? "";
+    message.pinnedImpl = object.pinnedImpl ?? "";
+    return message;
+  },
+};
+
+function createBaseConfigurePlatformResult(): ConfigurePlatformResult {
+  return { impl: "", path: "", changed: false, tested: false, reloaded: false, fixed: [], problems: [] };
+}
+
+export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
+  encode(message: ConfigurePlatformResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.impl !== "") {
+      writer.uint32(10).string(message.impl);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.changed !== false) {
+      writer.uint32(24).bool(message.changed);
+    }
+    if (message.tested !== false) {
+      writer.uint32(32).bool(message.tested);
+    }
+    if (message.reloaded !== false) {
+      writer.uint32(40).bool(message.reloaded);
+    }
+    for (const v of message.fixed) {
+      writer.uint32(50).string(v!);
+    }
+    for (const v of message.problems) {
+      writer.uint32(58).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfigurePlatformResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfigurePlatformResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.impl = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.changed = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.tested = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reloaded = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.fixed.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.problems.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfigurePlatformResult {
+    return {
+      impl: isSet(object.impl) ? globalThis.String(object.impl) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      changed: isSet(object.changed) ? globalThis.Boolean(object.changed) : false,
+      tested: isSet(object.tested) ? globalThis.Boolean(object.tested) : false,
+      reloaded: isSet(object.reloaded) ? globalThis.Boolean(object.reloaded) : false,
+      fixed: globalThis.Array.isArray(object?.fixed) ? object.fixed.map((e: any) => globalThis.String(e)) : [],
+      problems: globalThis.Array.isArray(object?.problems) ? object.problems.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ConfigurePlatformResult): unknown {
+    const obj: any = {};
+    if (message.impl !== "") {
+      obj.impl = message.impl;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.changed !== false) {
+      obj.changed = message.changed;
+    }
+    if (message.tested !== false) {
+      obj.tested = message.tested;
+    }
+    if (message.reloaded !== false) {
+      obj.reloaded = message.reloaded;
+    }
+    if (message.fixed?.length) {
+      obj.fixed = message.fixed;
+    }
+    if (message.problems?.length) {
+      obj.problems = message.problems;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConfigurePlatformResult>, I>>(base?: I): ConfigurePlatformResult {
+    return ConfigurePlatformResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConfigurePlatformResult>, I>>(object: I): ConfigurePlatformResult {
+    const message = createBaseConfigurePlatformResult();
+    message.impl = object.impl ?? "";
+    message.path = object.path ?? "";
+    message.changed = object.changed ?? false;
+    message.tested = object.tested ?? false;
+    message.reloaded = object.reloaded ?? false;
+    message.fixed = object.fixed?.map((e) => e) || [];
+    message.problems = object.problems?.map((e) => e) || [];
     return message;
   },
 };
@@ -3364,6 +3928,24 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "treeStatus":
         TreeStatusResult.encode(message.result.value, writer.uint32(106).fork()).join();
         break;
+      case "configurePlatform":
+        ConfigurePlatformResult.encode(message.result.value, writer.uint32(114).fork()).join();
+        break;
+      case "dbCreate":
+        DbCreateResult.encode(message.result.value, writer.uint32(162).fork()).join();
+        break;
+      case "dbDrop":
+        DbDropResult.encode(message.result.value, writer.uint32(170).fork()).join();
+        break;
+      case "dbGrants":
+        DbGrantsResult.encode(message.result.value, writer.uint32(178).fork()).join();
+        break;
+      case "dbDump":
+        DbDumpResult.encode(message.result.value, writer.uint32(186).fork()).join();
+        break;
+      case "dbRestore":
+        DbRestoreResult.encode(message.result.value, writer.uint32(194).fork()).join();
+        break;
     }
     return writer;
   },
@@ -3445,6 +4027,57 @@ export const CommandResult: MessageFns<CommandResult> = {
             message.result = { $case: "treeStatus", value: TreeStatusResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.result = {
+              $case: "configurePlatform",
+              value: ConfigurePlatformResult.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.result = { $case: "dbCreate", value: DbCreateResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.result = { $case: "dbDrop", value: DbDropResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.result = { $case: "dbGrants", value: DbGrantsResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.result = { $case: "dbDump", value: DbDumpResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.result = { $case: "dbRestore", value: DbRestoreResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3483,6 +4116,30 @@ export const CommandResult: MessageFns<CommandResult> = {
         ? { $case: "treeStatus", value: TreeStatusResult.fromJSON(object.treeStatus) }
         : isSet(object.tree_status)
         ? { $case: "treeStatus", value: TreeStatusResult.fromJSON(object.tree_status) }
+        : isSet(object.configurePlatform)
+        ? { $case: "configurePlatform", value: ConfigurePlatformResult.fromJSON(object.configurePlatform) }
+        : isSet(object.configure_platform)
+        ? { $case: "configurePlatform", value: ConfigurePlatformResult.fromJSON(object.configure_platform) }
+        : isSet(object.dbCreate)
+        ? { $case: "dbCreate", value: DbCreateResult.fromJSON(object.dbCreate) }
+        : isSet(object.db_create)
+        ? { $case: "dbCreate", value: DbCreateResult.fromJSON(object.db_create) }
+        : isSet(object.dbDrop)
+        ? { $case: "dbDrop", value: DbDropResult.fromJSON(object.dbDrop) }
+        : isSet(object.db_drop)
+        ? { $case: "dbDrop", value: DbDropResult.fromJSON(object.db_drop) }
+        : isSet(object.dbGrants)
+        ? { $case: "dbGrants", value: DbGrantsResult.fromJSON(object.dbGrants) }
+        : isSet(object.db_grants)
+        ? { $case: "dbGrants", value: DbGrantsResult.fromJSON(object.db_grants) }
+        : isSet(object.dbDump)
+        ? { $case: "dbDump", value: DbDumpResult.fromJSON(object.dbDump) }
+        : isSet(object.db_dump)
+        ? { $case: "dbDump", value: DbDumpResult.fromJSON(object.db_dump) }
+        : isSet(object.dbRestore)
+        ? { $case: "dbRestore", value: DbRestoreResult.fromJSON(object.dbRestore) }
+        : isSet(object.db_restore)
+        ? { $case: "dbRestore", value: DbRestoreResult.fromJSON(object.db_restore) }
         : undefined,
     };
   },
@@ -3509,6 +4166,18 @@ export const CommandResult: MessageFns<CommandResult> = {
       obj.converge = ConvergeResult.toJSON(message.result.value);
     } else if (message.result?.$case === "treeStatus") {
       obj.treeStatus = TreeStatusResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "configurePlatform") {
+      obj.configurePlatform = ConfigurePlatformResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "dbCreate") {
+      obj.dbCreate = DbCreateResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "dbDrop") {
+      obj.dbDrop = DbDropResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "dbGrants") {
+      obj.dbGrants = DbGrantsResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "dbDump") {
+      obj.dbDump = DbDumpResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "dbRestore") {
+      obj.dbRestore = DbRestoreResult.toJSON(message.result.value);
     }
     return obj;
   },
@@ -3547,7 +4216,1139 @@ export const CommandResult: MessageFns<CommandResult> = {
         }
         break;
       }
+      case "configurePlatform": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = {
+            $case: "configurePlatform",
+            value: ConfigurePlatformResult.fromPartial(object.result.value),
+          };
+        }
+        break;
+      }
+      case "dbCreate": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "dbCreate", value: DbCreateResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "dbDrop": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "dbDrop", value: DbDropResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "dbGrants": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "dbGrants", value: DbGrantsResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "dbDump": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "dbDump", value: DbDumpResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "dbRestore": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "dbRestore", value: DbRestoreResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseDbCreateCommand(): DbCreateCommand {
+  return { database: "", user: "", password: "", hosts: [] };
+}
+
+export const DbCreateCommand: MessageFns<DbCreateCommand> = {
+  encode(message: DbCreateCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.database !== "") {
+      writer.uint32(10).string(message.database);
+    }
+    if (message.user !== "") {
+      writer.uint32(18).string(message.user);
+    }
+    if (message.password !== "") {
+      writer.uint32(26).string(message.password);
+    }
+    for (const v of message.hosts) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DbCreateCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDbCreateCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.database = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.password = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.hosts.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DbCreateCommand {
+    return {
+      database: isSet(object.database) ? globalThis.String(object.database) : "",
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      password: isSet(object.password) ? globalThis.String(object.password) : "",
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: DbCreateCommand): unknown {
+    const obj: any = {};
+    if (message.database !== "") {
+      obj.database = message.database;
+    }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.password !== "") {
+      obj.password = message.password;
+    }
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DbCreateCommand>, I>>(base?: I): DbCreateCommand {
+    return DbCreateCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DbCreateCommand>, I>>(object: I): DbCreateCommand {
+    const message = createBaseDbCreateCommand();
+    message.database = object.database ?? "";
+    message.user = object.user ?? "";
+    message.password = object.password ?? "";
+    message.hosts = object.hosts?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseDbCreateResult(): DbCreateResult {
+  return { hosts: [] };
+}
+
+export const DbCreateResult: MessageFns<DbCreateResult> = {
+  encode(message: DbCreateResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.hosts) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DbCreateResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDbCreateResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hosts.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DbCreateResult {
+    return { hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: DbCreateResult): unknown {
+    const obj: any = {};
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DbCreateResult>, I>>(base?: I): DbCreateResult {
+    return DbCreateResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DbCreateResult>, I>>(object: I): DbCreateResult {
+    const message = createBaseDbCreateResult();
+    message.hosts = object.hosts?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseDbDropCommand(): DbDropCommand {
+  return { database: "", user: "", hosts: [] };
+}
+
+export const DbDropCommand: MessageFns<DbDropCommand> = {
+  encode(message: DbDropCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.database !== "") {
+      writer.uint32(10).string(message.database);
+    }
+    if (message.user !== "") {
+      writer.uint32(18).string(message.user);
+    }
+    for (const v of message.hosts) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DbDropCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDbDropCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.database = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hosts.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DbDropCommand {
+    return {
+      database: isSet(object.database) ? globalThis.String(object.database) : "",
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: DbDropCommand): unknown {
+    const obj: any = {};
+    if (message.database !== "") {
+      obj.database = message.database;
+    }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DbDropCommand>, I>>(base?: I): DbDropCommand {
+    return DbDropCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DbDropCommand>, I>>(object: I): DbDropCommand {
+    const message = createBaseDbDropCommand();
+    message.database = object.database ?? "";
+    message.user = object.user ?? "";
+    message.hosts = object.hosts?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseDbDropResult(): DbDropResult {
+  return { databaseExisted: false, usersDropped: [] };
+}
+
+export const DbDropResult: MessageFns<DbDropResult> = {
+  encode(message: DbDropResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.databaseExisted !== false) {
+      writer.uint32(8).bool(message.databaseExisted);
+    }
+    for (const v of message.usersDropped) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DbDropResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDbDropResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.databaseExisted = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.usersDropped.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DbDropResult {
+    return {
+      databaseExisted: isSet(object.databaseExisted)
+        ? globalThis.Boolean(object.databaseExisted)
+        : isSet(object.database_existed)
+        ? globalThis.Boolean(object.database_existed)
+        : false,
+      usersDropped: globalThis.Array.isArray(object?.usersDropped)
+        ? object.usersDropped.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.users_dropped)
+        ? object.users_dropped.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: DbDropResult): unknown {
+    const obj: any = {};
+    if (message.databaseExisted !== false) {
+      obj.databaseExisted = message.databaseExisted;
+    }
+    if (message.usersDropped?.length) {
+      obj.usersDropped = message.usersDropped;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DbDropResult>, I>>(base?: I): DbDropResult {
+    return DbDropResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DbDropResult>, I>>(object: I): DbDropResult {
+    const message = createBaseDbDropResult();
+    message.databaseExisted = object.databaseExisted ?? false;
+    message.usersDropped = object.usersDropped?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseDbGrantsCommand(): DbGrantsCommand {
+  return { database: "", user: "", password: "", hosts: [] };
+}
+
+export const DbGrantsCommand: MessageFns<DbGrantsCommand> = {
+  encode(message: DbGrantsCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.database !== "") {
+      writer.uint32(10).string(message.database);
+    }
+    if (message.user !== "") {
+      writer.uint32(18).string(message.user);
+    }
+    if (message.password !== "") {
+      writer.uint32(26).string(message.password);
+    }
+    for (const v of message.hosts) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DbGrantsCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDbGrantsCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.database = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.password = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.hosts.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DbGrantsCommand {
+    return {
+      database: isSet(object.database) ? globalThis.String(object.database) : "",
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      password: isSet(object.password) ? globalThis.String(object.password) : "",
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: DbGrantsCommand): unknown {
+    const obj: any = {};
+    if (message.database !== "") {
+      obj.database = message.database;
+    }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.password !== "") {
+      obj.password = message.password;
+    }
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DbGrantsCommand>, I>>(base?: I): DbGrantsCommand {
+    return DbGrantsCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DbGrantsCommand>, I>>(object: I): DbGrantsCommand {
+    const message = createBaseDbGrantsCommand();
+    message.database = object.database ?? "";
+    message.user = object.user ?? "";
+    message.password = object.password ?? "";
+    message.hosts = object.hosts?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseDbGrantsResult(): DbGrantsResult {
+  return { hosts: [], added: [], removed: [] };
+}
+
+export const DbGrantsResult: MessageFns<DbGrantsResult> = {
+  encode(message: DbGrantsResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.hosts) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.added) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.removed) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DbGrantsResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDbGrantsResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hosts.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.added.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.removed.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DbGrantsResult {
+    return {
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => globalThis.String(e)) : [],
+      added: globalThis.Array.isArray(object?.added) ? object.added.map((e: any) => globalThis.String(e)) : [],
+      removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: DbGrantsResult): unknown {
+    const obj: any = {};
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts;
+    }
+    if (message.added?.length) {
+      obj.added = message.added;
+    }
+    if (message.removed?.length) {
+      obj.removed = message.removed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DbGrantsResult>, I>>(base?: I): DbGrantsResult {
+    return DbGrantsResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DbGrantsResult>, I>>(object: I): DbGrantsResult {
+    const message = createBaseDbGrantsResult();
+    message.hosts = object.hosts?.map((e) => e) || [];
+    message.added = object.added?.map((e) => e) || [];
+    message.removed = object.removed?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseDbDumpCommand(): DbDumpCommand {
+  return { database: "" };
+}
+
+export const DbDumpCommand: MessageFns<DbDumpCommand> = {
+  encode(message: DbDumpCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.database !== "") {
+      writer.uint32(10).string(message.database);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DbDumpCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDbDumpCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.database = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DbDumpCommand {
+    return { database: isSet(object.database) ? globalThis.String(object.database) : "" };
+  },
+
+  toJSON(message: DbDumpCommand): unknown {
+    const obj: any = {};
+    if (message.database !== "") {
+      obj.database = message.database;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DbDumpCommand>, I>>(base?: I): DbDumpCommand {
+    return DbDumpCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DbDumpCommand>, I>>(object: I): DbDumpCommand {
+    const message = createBaseDbDumpCommand();
+    message.database = object.database ?? "";
+    return message;
+  },
+};
+
+function createBaseDbDumpResult(): DbDumpResult {
+  return { bytes: 0 };
+}
+
+export const DbDumpResult: MessageFns<DbDumpResult> = {
+  encode(message: DbDumpResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bytes !== 0) {
+      writer.uint32(8).int64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DbDumpResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDbDumpResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DbDumpResult {
+    return { bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0 };
+  },
+
+  toJSON(message: DbDumpResult): unknown {
+    const obj: any = {};
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DbDumpResult>, I>>(base?: I): DbDumpResult {
+    return DbDumpResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DbDumpResult>, I>>(object: I): DbDumpResult {
+    const message = createBaseDbDumpResult();
+    message.bytes = object.bytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseDbRestoreCommand(): DbRestoreCommand {
+  return { database: "" };
+}
+
+export const DbRestoreCommand: MessageFns<DbRestoreCommand> = {
+  encode(message: DbRestoreCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.database !== "") {
+      writer.uint32(10).string(message.database);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DbRestoreCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDbRestoreCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.database = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DbRestoreCommand {
+    return { database: isSet(object.database) ? globalThis.String(object.database) : "" };
+  },
+
+  toJSON(message: DbRestoreCommand): unknown {
+    const obj: any = {};
+    if (message.database !== "") {
+      obj.database = message.database;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DbRestoreCommand>, I>>(base?: I): DbRestoreCommand {
+    return DbRestoreCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DbRestoreCommand>, I>>(object: I): DbRestoreCommand {
+    const message = createBaseDbRestoreCommand();
+    message.database = object.database ?? "";
+    return message;
+  },
+};
+
+function createBaseDbRestoreResult(): DbRestoreResult {
+  return { bytes: 0 };
+}
+
+export const DbRestoreResult: MessageFns<DbRestoreResult> = {
+  encode(message: DbRestoreResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bytes !== 0) {
+      writer.uint32(8).int64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DbRestoreResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDbRestoreResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DbRestoreResult {
+    return { bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0 };
+  },
+
+  toJSON(message: DbRestoreResult): unknown {
+    const obj: any = {};
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DbRestoreResult>, I>>(base?: I): DbRestoreResult {
+    return DbRestoreResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DbRestoreResult>, I>>(object: I): DbRestoreResult {
+    const message = createBaseDbRestoreResult();
+    message.bytes = object.bytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseDumpChunk(): DumpChunk {
+  return { commandId: "", data: Buffer.alloc(0) };
+}
+
+export const DumpChunk: MessageFns<DumpChunk> = {
+  encode(message: DumpChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.commandId !== "") {
+      writer.uint32(10).string(message.commandId);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DumpChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDumpChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commandId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DumpChunk {
+    return {
+      commandId: isSet(object.commandId)
+        ? globalThis.String(object.commandId)
+        : isSet(object.command_id)
+        ? globalThis.String(object.command_id)
+        : "",
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: DumpChunk): unknown {
+    const obj: any = {};
+    if (message.commandId !== "") {
+      obj.commandId = message.commandId;
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DumpChunk>, I>>(base?: I): DumpChunk {
+    return DumpChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DumpChunk>, I>>(object: I): DumpChunk {
+    const message = createBaseDumpChunk();
+    message.commandId = object.commandId ?? "";
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBasePutDumpResult(): PutDumpResult {
+  return { bytes: 0 };
+}
+
+export const PutDumpResult: MessageFns<PutDumpResult> = {
+  encode(message: PutDumpResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bytes !== 0) {
+      writer.uint32(8).int64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PutDumpResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePutDumpResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PutDumpResult {
+    return { bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0 };
+  },
+
+  toJSON(message: PutDumpResult): unknown {
+    const obj: any = {};
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PutDumpResult>, I>>(base?: I): PutDumpResult {
+    return PutDumpResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PutDumpResult>, I>>(object: I): PutDumpResult {
+    const message = createBasePutDumpResult();
+    message.bytes = object.bytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetDumpRequest(): GetDumpRequest {
+  return { commandId: "" };
+}
+
+export const GetDumpRequest: MessageFns<GetDumpRequest> = {
+  encode(message: GetDumpRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.commandId !== "") {
+      writer.uint32(10).string(message.commandId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetDumpRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetDumpRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.commandId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetDumpRequest {
+    return {
+      commandId: isSet(object.commandId)
+        ? globalThis.String(object.commandId)
+        : isSet(object.command_id)
+        ? globalThis.String(object.command_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetDumpRequest): unknown {
+    const obj: any = {};
+    if (message.commandId !== "") {
+      obj.commandId = message.commandId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetDumpRequest>, I>>(base?: I): GetDumpRequest {
+    return GetDumpRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetDumpRequest>, I>>(object: I): GetDumpRequest {
+    const message = createBaseGetDumpRequest();
+    message.commandId = object.commandId ?? "";
     return message;
   },
 };
@@ -3601,6 +5402,26 @@ export const AgentService = {
     responseSerialize: (value: BlobChunk): Buffer => Buffer.from(BlobChunk.encode(value).finish()),
     responseDeserialize: (value: Buffer): BlobChunk => BlobChunk.decode(value),
   },
+  /** A site database dump for a DbDumpCommand, agent → master; the first chunk names the command. */
+  putDump: {
+    path: "/spoke.v1.Agent/PutDump" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: DumpChunk): Buffer => Buffer.from(DumpChunk.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DumpChunk => DumpChunk.decode(value),
+    responseSerialize: (value: PutDumpResult): Buffer => Buffer.from(PutDumpResult.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PutDumpResult => PutDumpResult.decode(value),
+  },
+  /** The dump to load for a DbRestoreCommand, master → agent. */
+  getDump: {
+    path: "/spoke.v1.Agent/GetDump" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: GetDumpRequest): Buffer => Buffer.from(GetDumpRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetDumpRequest => GetDumpRequest.decode(value),
+    responseSerialize: (value: DumpChunk): Buffer => Buffer.from(DumpChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DumpChunk => DumpChunk.decode(value),
+  },
 } as const;
 
 export interface AgentServer extends UntypedServiceImplementation {
@@ -3614,6 +5435,10 @@ export interface AgentServer extends UntypedServiceImplementation {
   getManifest: handleServerStreamingCall<GetManifestRequest, ManifestChunk>;
   /** Content by hash: a tar stream (one entry per blob, named by its hash), cut into chunks. */
   fetchBlobs: handleServerStreamingCall<FetchBlobsRequest, BlobChunk>;
+  /** A site database dump for a DbDumpCommand, agent → master; the first chunk names the command. */
+  putDump: handleClientStreamingCall<DumpChunk, PutDumpResult>;
+  /** The dump to load for a DbRestoreCommand, master → agent. */
+  getDump: handleServerStreamingCall<GetDumpRequest, DumpChunk>;
 }
 
 export interface AgentClient extends Client {
@@ -3653,6 +5478,28 @@ export interface AgentClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<BlobChunk>;
+  /** A site database dump for a DbDumpCommand, agent → master; the first chunk names the command. */
+  putDump(callback: (error: ServiceError | null, response: PutDumpResult) => void): ClientWritableStream<DumpChunk>;
+  putDump(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PutDumpResult) => void,
+  ): ClientWritableStream<DumpChunk>;
+  putDump(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PutDumpResult) => void,
+  ): ClientWritableStream<DumpChunk>;
+  putDump(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PutDumpResult) => void,
+  ): ClientWritableStream<DumpChunk>;
+  /** The dump to load for a DbRestoreCommand, master → agent. */
+  getDump(request: GetDumpRequest, options?: Partial<CallOptions>): ClientReadableStream<DumpChunk>;
+  getDump(
+    request: GetDumpRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<DumpChunk>;
 }
 
 export const AgentClient = makeGenericClientConstructor(AgentService, "spoke.v1.Agent") as unknown as {

@@ -125,7 +125,7 @@ export interface AddPlatformResponse {
   platform:
     | Platform
     | undefined;
-  /** the verify it queued (absent with no_verify, or for sources not built yet) */
+  /** the verify it queued (build if needed, scan, converge); absent with no_verify */
   task: Task | undefined;
 }
 

@@ -206,6 +206,11 @@ export interface PlatformSource {
   makefileName: string;
   gitUrl: string;
   gitRef: string;
+  /**
+   * absolute directory the makefile was read from, on the host the CLI ran on; relative paths in
+   * the makefile (includes, patches, file and copy downloads) resolve against it on the master
+   */
+  makefileDir: string;
 }
 
 export interface Platform {
@@ -948,7 +953,7 @@ export const HostFacts: MessageFns<HostFacts> = {
 };
 
 function createBasePlatformSource(): PlatformSource {
-  return { kind: 0, makefile: "", makefileName: "", gitUrl: "", gitRef: "" };
+  return { kind: 0, makefile: "", makefileName: "", gitUrl: "", gitRef: "", makefileDir: "" };
 }
 
 export const PlatformSource: MessageFns<PlatformSource> = {
@@ -967,6 +972,9 @@ export const PlatformSource: MessageFns<PlatformSource> = {
     }
     if (message.gitRef !== "") {
       writer.uint32(42).string(message.gitRef);
+    }
+    if (message.makefileDir !== "") {
+      writer.uint32(50).string(message.makefileDir);
     }
     return writer;
   },
@@ -1024,6 +1032,14 @@ export const PlatformSource: MessageFns<PlatformSource> = {
             message.gitRef = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.makefileDir = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1055,6 +1071,11 @@ export const PlatformSource: MessageFns<PlatformSource> = {
         : isSet(object.git_ref)
         ? globalThis.String(object.git_ref)
         : "",
+      makefileDir: isSet(object.makefileDir)
+        ? globalThis.String(object.makefileDir)
+        : isSet(object.makefile_dir)
+        ? globalThis.String(object.makefile_dir)
+        : "",
     };
   },
 
@@ -1075,6 +1096,9 @@ export const PlatformSource: MessageFns<PlatformSource> = {
     if (message.gitRef !== "") {
       obj.gitRef = message.gitRef;
     }
+    if (message.makefileDir !== "") {
+      obj.makefileDir = message.makefileDir;
+    }
     return obj;
   },
 
@@ -1088,6 +1112,7 @@ export const PlatformSource: MessageFns<PlatformSource> = {
     message.makefileName = object.makefileName ?? "";
     message.gitUrl = object.gitUrl ?? "";
     message.gitRef = object.gitRef ?? "";
+    message.makefileDir = object.makefileDir ?? "";
     return message;
   },
 };

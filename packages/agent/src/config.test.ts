@@ -1,0 +1,64 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { isSpokeError } from '@spoke/shared';
+import { parseWebSettings, type AgentConfigFile } from './config.js';
+
+function refusal(cfg: unknown): string {
+  try {
+    parseWebSettings(cfg as Pick<AgentConfigFile, 'http' | 'php'>);
+  } catch (e) {
+    if (isSpokeError(e, 'CONFIG_INVALID')) return e.message;
+    throw e;
+  }
+  return 'accepted';
+}
+
+describe('agent.json http and php sections', () => {
+  it('defaults: detect the web server, listen on 80, group www-data, detect php-fpm', () => {
+    expect(parseWebSettings({})).toEqual({
+      http: { impl: '', confDir: '', listen: ['80'], testCommand: null, reloadCommand: null, webGroup: 'www-data', templatesDir: '', configured: false },
+      fpmSocket: '',
+    });
+  });
+
+  it('takes every setting', () => {
+    const r = parseWebSettings({
+      http: {
+        impl: 'nginx',
+        confDir: '/srv/nginx/spoke.d',
+        listen: '127.0.0.1:8080',
+        testCommand: ['nginx', '-t', '-p', '/srv/nginx', '-c', '/srv/nginx/nginx.conf'],
+        reloadCommand: ['systemctl', 'reload', 'nginx'],
+        webGroup: 'nginx',
+        templatesDir: '/etc/spoke/templates',
+      },
+      php: { fpmSocket: '127.0.0.1:9000' },
+    });
+    expect(r.http).toMatchObject({ impl: 'nginx', listen: ['127.0.0.1:8080'], reloadCommand: ['systemctl', 'reload', 'nginx'], configured: true });
+    expect(r.fpmSocket).toBe('127.0.0.1:9000');
+    expect(parseWebSettings({ http: {} }).http.configured).toBe(true);
+  });
+
+  it('deploy/examples/agent.json is valid', () => {
+    const example = JSON.parse(readFileSync(join(import.meta.dirname, '../../../deploy/examples/agent.json'), 'utf8')) as AgentConfigFile;
+    expect(parseWebSettings(example).http).toMatchObject({ impl: 'nginx', listen: ['80'], webGroup: 'www-data', configured: true });
+  });
+
+  it.each([
+    [{ http: { impl: 'lighttpd' } }, /http\.impl must be nginx, apache or none/],
+    [{ http: { confdir: '/x' } }, /http\.confdir is not a known setting/],
+    [{ http: { confDir: 'relative' } }, /http\.confDir is not valid/],
+    [{ http: { confDir: '/etc/nginx/a b' } }, /http\.confDir is not valid/],
+    [{ http: { listen: [] } }, /http\.listen must be/],
+    [{ http: { listen: ['80; evil'] } }, /http\.listen is not valid/],
+    [{ http: { testCommand: 'nginx -t' } }, /http\.testCommand must be a non-empty array/],
+    [{ http: { reloadCommand: [] } }, /http\.reloadCommand must be a non-empty array/],
+    [{ http: { webGroup: 'www data' } }, /http\.webGroup is not a group name/],
+    [{ http: [] }, /http must be an object/],
+    [{ php: { fpmSocket: 'unix:/run/php.sock' } }, /php\.fpmSocket is not valid/],
+    [{ php: { socket: '/run/php.sock' } }, /php\.socket is not a known setting/],
+  ])('refuses %j', (cfg, re) => {
+    expect(refusal(cfg)).toMatch(re);
+  });
+});

@@ -1,0 +1,302 @@
+/**
+ * The agent's web server config for platforms: render the platform's config (webtemplate.ts),
+ * write it under the config dir only when it changed, test it with the server's own check
+ * (`nginx -t`, `apache2ctl configtest`) and only then reload. A failing test puts the previous
+ * file back (or removes the new one), so the running server and its next reload keep working.
+ * Afterwards the platform's sites/ dirs get the web group (sitesperms.ts).
+ *
+ * Which web server: agent.json `http.impl`, else the impl an operator pinned on the master, else
+ * detection (nginx, then apache). An agent started with `--root` (a host simulated inside a
+ * directory) manages a web server only when agent.json has an `http` section: the machine's own
+ * nginx is not that host's.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { checkName, fail, isSpokeError, type Logger, type RootMap } from '@spoke/shared';
+import type { HttpSettings } from './config.js';
+import { findBinary, type DetectedService, type FpmSocket } from './detect.js';
+import { fixSitesPermissions, type SitesPermDeps } from './sitesperms.js';
+import { renderPlatformConfig, type HttpImpl } from './webtemplate.js';
+
+/** One platform to configure, as the master asks. */
+export interface ConfigurePlatformRequest {
+  platform: string;
+  /** Namespace path of the platform. */
+  tree: string;
+  /** Registry kind (drupal7, wordpress, generic, …). */
+  kind: string;
+  /** The http impl an operator pinned for this server ("" = none). */
+  pinnedImpl: string;
+}
+
+/** What configuring a platform did. */
+export interface PlatformConfigReport {
+  impl: HttpImpl;
+  /** The config file (host path). */
+  path: string;
+  /** The file was written (false: it already was as rendered). */
+  changed: boolean;
+  /** The server's config test ran and passed. */
+  tested: boolean;
+  reloaded: boolean;
+  /** Permission fixes made under sites/. */
+  fixed: string[];
+  /** What could not be fixed or looks wrong (the master logs them as warnings). */
+  problems: string[];
+}
+
+/** How a command ended: exit code (null when it could not start or was killed) and its output. */
+export interface CommandOutcome {
+  code: number | null;
+  output: string;
+  /** Why it did not run or finish (ENOENT, timeout, signal). */
+  error?: string;
+}
+
+/** Runs an argv (never a shell string). */
+export type CommandRunner = (argv: readonly string[]) => Promise<CommandOutcome>;
+
+/** Runs commands with a fixed PATH and the C locale, 60 s at most. */
+export function commandRunner(binDirs: readonly string[], timeoutMs = 60_000): CommandRunner {
+  return (argv) =>
+    new Promise((resolve) => {
+      const [bin, ...args] = argv;
+      execFile(
+        bin as string,
+        args,
+        { timeout: timeoutMs, env: { PATH: binDirs.join(':'), LANG: 'C', LC_ALL: 'C' }, maxBuffer: 4 * 1024 * 1024 },
+        (err, stdout, stderr) => {
+          const output = `${stderr}\n${stdout}`.trim();
+          if (!err) return resolve({ code: 0, output });
+          const e = err as NodeJS.ErrnoException & { code?: string | number; signal?: string; killed?: boolean };
+          if (typeof e.code === 'number') return resolve({ code: e.code, output });
+          resolve({ code: null, output, error: e.killed ? `timed out after ${Math.round(timeoutMs / 1000)}s` : (e.signal ?? String(e.code ?? e.message)) });
+        },
+      );
+    });
+}
+
+/**
+ * The lines of a web server's output that say what is wrong (nginx `[emerg]`, apache `AH…` and
+ * syntax errors), as one line.
+ */
+export function serverMessage(output: string): string {
+  const lines = output
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !/test failed|test is successful|syntax is ok/i.test(l));
+  const key = lines.filter((l) => /\[(emerg|alert|crit|error)\]|\bAH\d{5}\b|syntax error|invalid command|\berror\b/i.test(l));
+  const text = (key.length ? key : lines).slice(0, 3).join(' | ');
+  return text.length > 600 ? `${text.slice(0, 597)}...` : text || 'no output';
+}
+
+/** Defaults per web server, for a Debian host. */
+const DEFAULTS: Record<HttpImpl, { confDir: string; test: string[]; reload: string[] }> = {
+  nginx: { confDir: '/etc/nginx/conf.d', test: ['nginx', '-t'], reload: ['nginx', '-s', 'reload'] },
+  apache: { confDir: '/etc/apache2/sites-enabled', test: ['apache2ctl', 'configtest'], reload: ['apache2ctl', 'graceful'] },
+};
+
+/** Where php requests go when neither agent.json nor detection names a socket (Debian's alternative). */
+const FALLBACK_FPM_SOCKET = '/run/php/php-fpm.sock';
+
+/** What WebConfig needs. */
+export interface WebConfigDeps {
+  http: HttpSettings;
+  /** php-fpm socket or HOST:PORT from agent.json ("" = detect). */
+  fpmSocket: string;
+  roots: string[];
+  rootMap: RootMap;
+  binDirs: readonly string[];
+  detect: () => Promise<DetectedService[]>;
+  detectFpm: () => Promise<FpmSocket | null>;
+  run: CommandRunner;
+  log: Logger;
+  perms?: SitesPermDeps;
+}
+
+interface Service {
+  impl: HttpImpl;
+  confDir: string;
+  test: string[];
+  reload: string[];
+  problems: string[];
+}
+
+/** Configures the web server for platforms; one operation at a time (the config test sees every file). */
+export class WebConfig {
+  private readonly deps: WebConfigDeps;
+  private queue: Promise<unknown> = Promise.resolve();
+  /** A reload failed after a tested write: the next configure reloads even when nothing changed. */
+  private reloadPending = false;
+
+  constructor(deps: WebConfigDeps) {
+    this.deps = deps;
+  }
+
+  /**
+   * Renders, writes, tests and reloads the platform's config, then fixes sites/ permissions.
+   * @throws SpokeError NO_HTTP_SERVICE, UNSAFE_CONFIG_VALUE, TEMPLATE_INVALID, CONFIG_INVALID,
+   *   WEBSERVER_CONFIG_INVALID (previous file restored), WEBSERVER_RELOAD_FAILED, PATH_OUTSIDE_ROOTS
+   */
+  configurePlatform(req: ConfigurePlatformRequest): Promise<PlatformConfigReport> {
+    const next = this.queue.then(
+      () => this.configure(req),
+      () => this.configure(req),
+    );
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Which web server this agent manages, with its dirs and commands.
+   * @throws SpokeError NO_HTTP_SERVICE
+   */
+  async service(pinnedImpl: string): Promise<Service> {
+    const h = this.deps.http;
+    if (h.impl === 'none') throw fail('NO_HTTP_SERVICE', 'agent.json sets http.impl to none: this agent does not manage a web server');
+    if (!h.configured && this.deps.rootMap.prefix) {
+      throw fail(
+        'NO_HTTP_SERVICE',
+        `this agent runs with --root ${this.deps.rootMap.prefix} (a simulated host) and agent.json has no http section; add one to manage a web server`,
+      );
+    }
+    const problems: string[] = [];
+    const pin = pinnedImpl === 'nginx' || pinnedImpl === 'apache' ? pinnedImpl : '';
+    if (pinnedImpl && !pin) problems.push(`the master pins http impl ${JSON.stringify(pinnedImpl)}, which this agent does not know; ignored`);
+    let impl: HttpImpl | '' = h.impl;
+    if (impl && pin && impl !== pin) problems.push(`the master pins ${pin} for this server but agent.json sets http.impl ${impl}; using ${impl}`);
+    if (!impl) impl = pin;
+    if (!impl) {
+      const found = (await this.deps.detect()).filter((s) => s.kind === 'http').map((s) => s.impl);
+      impl = found.includes('nginx') ? 'nginx' : found.includes('apache') ? 'apache' : '';
+    }
+    if (!impl) {
+      throw fail('NO_HTTP_SERVICE', 'no nginx or apache on this host (looked in PATH and the sbin dirs); install one, or set http.impl in agent.json');
+    }
+    const d = DEFAULTS[impl];
+    return { impl, confDir: h.confDir || d.confDir, test: h.testCommand ?? d.test, reload: h.reloadCommand ?? d.reload, problems };
+  }
+
+  /** Resolves a command's program; CONFIG_INVALID when it is not installed. */
+  private async program(argv: string[], key: string): Promise<string[]> {
+    const [bin, ...args] = argv as [string, ...string[]];
+    if (bin.includes('/')) return argv;
+    const found = await findBinary([bin], [...this.deps.binDirs]);
+    if (!found) {
+      throw fail('CONFIG_INVALID', `${key}: ${bin} is not installed (looked in ${this.deps.binDirs.join(':')}); install it or set ${key} in agent.json`);
+    }
+    return [found, ...args];
+  }
+
+  private async fpm(problems: string[]): Promise<string> {
+    if (this.deps.fpmSocket) return this.deps.fpmSocket;
+    const s = await this.deps.detectFpm();
+    if (!s) {
+      problems.push(`no php-fpm pool or socket found; PHP requests go to ${FALLBACK_FPM_SOCKET} (set php.fpmSocket in agent.json)`);
+      return FALLBACK_FPM_SOCKET;
+    }
+    if (!s.exists) problems.push(`php-fpm socket ${s.address} (from ${s.source}) does not exist: is php-fpm running? PHP requests fail until it is`);
+    return s.address;
+  }
+
+  private async configure(req: ConfigurePlatformRequest): Promise<PlatformConfigReport> {
+    // The name becomes part of a file name: the namespace rule, checked again here.
+    checkName(req.platform, 'platform name');
+    if (req.kind) checkName(req.kind, 'platform kind');
+    const svc = await this.service(req.pinnedImpl);
+    const problems = [...svc.problems];
+    const root = this.deps.rootMap.confine(req.tree, this.deps.roots);
+    const rendered = await renderPlatformConfig(
+      { impl: svc.impl, platform: req.platform, kind: req.kind || 'generic', tree: req.tree, root, listen: this.deps.http.listen, fpm: await this.fpm(problems) },
+      this.deps.http.templatesDir,
+    );
+    const file = join(svc.confDir, `spoke-platform-${req.platform}.conf`);
+    const log = this.deps.log.child({ platform: req.platform, file });
+    const previous = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return null;
+      throw fail('CONFIG_INVALID', `cannot read ${file}: ${e.code ?? e.message}`);
+    });
+    const report: PlatformConfigReport = { impl: svc.impl, path: file, changed: false, tested: false, reloaded: false, fixed: [], problems };
+    if (previous !== rendered.text) {
+      const test = await this.program(svc.test, 'http.testCommand');
+      const reload = await this.program(svc.reload, 'http.reloadCommand');
+      await mkdir(svc.confDir, { recursive: true });
+      await writeAtomic(file, rendered.text);
+      report.changed = true;
+      let outcome: CommandOutcome;
+      try {
+        outcome = await this.deps.run(test);
+      } catch (e) {
+        await this.restore(file, previous);
+        throw e;
+      }
+      if (outcome.code !== 0) {
+        await this.restore(file, previous);
+        const why = outcome.error ? `${outcome.error}: ` : '';
+        log.warn({ output: outcome.output }, 'config test failed; previous config restored');
+        throw fail(
+          'WEBSERVER_CONFIG_INVALID',
+          `${svc.test.join(' ')} rejected the config of platform ${req.platform} (from ${rendered.source}): ${why}${serverMessage(outcome.output)}; ${
+            previous === null ? 'the new file was removed' : 'the previous file was restored'
+          }, the web server keeps its running config`,
+        );
+      }
+      report.tested = true;
+      await this.reload(reload, svc, report);
+      log.info({ source: rendered.source }, 'platform config written, tested and reloaded');
+    } else if (this.reloadPending) {
+      await this.reload(await this.program(svc.reload, 'http.reloadCommand'), svc, report);
+    }
+    const perms = await fixSitesPermissions(root, this.deps.http.webGroup, this.deps.perms);
+    report.fixed.push(...perms.fixed);
+    report.problems.push(...perms.problems);
+    if (perms.fixed.length) log.info({ fixed: perms.fixed }, 'sites permissions fixed');
+    return report;
+  }
+
+  private async reload(argv: string[], svc: Service, report: PlatformConfigReport): Promise<void> {
+    const r = await this.deps.run(argv);
+    if (r.code !== 0) {
+      this.reloadPending = true;
+      throw fail(
+        'WEBSERVER_RELOAD_FAILED',
+        `${svc.reload.join(' ')} failed: ${r.error ? `${r.error}: ` : ''}${serverMessage(r.output)}; the tested config stays in ${report.path} and loads at the next reload or start`,
+      );
+    }
+    this.reloadPending = false;
+    report.reloaded = true;
+  }
+
+  /** Puts the previous content back (or removes the new file); WEBSERVER_CONFIG_INVALID naming the file if even that fails. */
+  private async restore(file: string, previous: string | null): Promise<void> {
+    try {
+      if (previous === null) await rm(file, { force: true });
+      else await writeAtomic(file, previous);
+    } catch (e) {
+      this.deps.log.error({ file, err: (e as Error).message }, 'could not restore the previous web server config');
+      if (isSpokeError(e)) throw e;
+      throw fail('WEBSERVER_CONFIG_INVALID', `could not restore ${file} after a failed config test: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+}
+
+/** Writes a file by temp + fsync + rename in the same dir (the temp name never ends in .conf). */
+export async function writeAtomic(file: string, text: string): Promise<void> {
+  const dir = join(file, '..');
+  const tmp = join(dir, `.${file.slice(dir.length + 1)}.${randomBytes(4).toString('hex')}.tmp`);
+  const fh = await open(tmp, 'wx', 0o644);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, file);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}

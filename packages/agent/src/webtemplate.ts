@@ -1,0 +1,211 @@
+/**
+ * Web server config templates: `{{var}}` substitution with every value checked, so nothing that
+ * comes from the master (platform name, tree path) or from agent.json can change the structure
+ * of an nginx or apache file. The default templates live in deploy/templates and are built into
+ * the bundle; `http.templatesDir` in agent.json overrides them per agent.
+ *
+ * Rules: `{{name}}` (lowercase letters and `_`) is replaced by its value; a line that uses a list
+ * variable (`listen`) is written once per value; an unknown variable is an error.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fail } from '@spoke/shared';
+import NGINX_PLATFORM from '../../../deploy/templates/nginx/platform.conf?raw';
+import APACHE_PLATFORM from '../../../deploy/templates/apache/platform.conf?raw';
+
+/** The web servers the agent can configure. */
+export type HttpImpl = 'nginx' | 'apache';
+
+/** Built-in templates, per impl and template name. */
+export const BUILTIN_TEMPLATES: Readonly<Record<HttpImpl, Readonly<Record<string, string>>>> = {
+  nginx: { 'platform.conf': NGINX_PLATFORM },
+  apache: { 'platform.conf': APACHE_PLATFORM },
+};
+
+/** Variables a template sees. */
+export type TemplateVars = Record<string, string | readonly string[]>;
+
+/**
+ * Characters no template value may contain: whitespace and control characters (a newline would
+ * start a new directive), `;` `{` `}` (nginx structure), quotes and backslash (quoting), `#`
+ * (comments), `$` (nginx variables), `<` `>` (apache sections), `*` `?` `[` `]` (apache path
+ * wildcards), `|` `&` `(` `)`.
+ */
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\x00-\x20\x7f;{}"'`\\#$<>|&*?()[\]]/u;
+
+/**
+ * Checks one value for a config file.
+ * @throws SpokeError UNSAFE_CONFIG_VALUE
+ */
+export function checkConfigValue(what: string, value: string): string {
+  if (value === '') throw fail('UNSAFE_CONFIG_VALUE', `${what} is empty`);
+  const m = UNSAFE.exec(value);
+  if (m) {
+    throw fail(
+      'UNSAFE_CONFIG_VALUE',
+      `${what} ${JSON.stringify(value)} contains ${JSON.stringify(m[0])}, which cannot go into a web server config; rename or move it`,
+    );
+  }
+  return value;
+}
+
+/** A checked absolute path for a config file. @throws SpokeError UNSAFE_CONFIG_VALUE */
+export function checkConfigPath(what: string, value: string): string {
+  checkConfigValue(what, value);
+  if (!value.startsWith('/') || value.split('/').some((s, i) => i > 0 && (s === '' || s === '.' || s === '..'))) {
+    throw fail('UNSAFE_CONFIG_VALUE', `${what} ${JSON.stringify(value)} must be an absolute, normalised path`);
+  }
+  return value;
+}
+
+const HOST = /^(\*|\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$/;
+
+/**
+ * Checks a listen address: `PORT`, `HOST:PORT`, `*:PORT` or `[IPv6]:PORT`.
+ * @throws SpokeError UNSAFE_CONFIG_VALUE
+ */
+export function checkListen(value: string): string {
+  const bad = () =>
+    fail('UNSAFE_CONFIG_VALUE', `listen address ${JSON.stringify(value)} is not PORT, HOST:PORT, *:PORT or [IPv6]:PORT`);
+  const i = value.lastIndexOf(':');
+  const host = i < 0 ? '' : value.slice(0, i);
+  const port = i < 0 ? value : value.slice(i + 1);
+  if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) throw bad();
+  if (i >= 0 && !HOST.test(host)) throw bad();
+  return value;
+}
+
+/**
+ * Checks a php-fpm address: a socket path or HOST:PORT.
+ * @throws SpokeError UNSAFE_CONFIG_VALUE
+ */
+export function checkFpmAddress(value: string): string {
+  if (value.startsWith('/')) return checkConfigPath('php-fpm socket', value);
+  try {
+    return checkListen(value);
+  } catch {
+    throw fail('UNSAFE_CONFIG_VALUE', `php-fpm address ${JSON.stringify(value)} is neither a socket path nor HOST:PORT`);
+  }
+}
+
+const VAR = /\{\{([a-z_]+)\}\}/g;
+
+/**
+ * Renders a template. Every value must be free of newlines (callers check the rest with
+ * checkConfigValue before building the vars).
+ * @throws SpokeError TEMPLATE_INVALID for an unknown variable, a line with two list variables,
+ *   or a malformed `{{`; UNSAFE_CONFIG_VALUE for a value with a line break
+ */
+export function renderTemplate(name: string, text: string, vars: TemplateVars): string {
+  for (const [k, v] of Object.entries(vars)) {
+    for (const x of typeof v === 'string' ? [v] : v) {
+      if (/[\r\n\0]/.test(x)) throw fail('UNSAFE_CONFIG_VALUE', `template value ${k} contains a line break`);
+    }
+  }
+  const out: string[] = [];
+  text.split('\n').forEach((line, i) => {
+    const where = `${name}:${i + 1}`;
+    const used = [...line.matchAll(VAR)].map((m) => m[1] as string);
+    const stray = line.replace(VAR, '');
+    if (stray.includes('{{') || stray.includes('}}')) {
+      throw fail('TEMPLATE_INVALID', `${where}: malformed variable (use {{name}} with lowercase letters and _)`);
+    }
+    for (const u of used) {
+      if (!Object.prototype.hasOwnProperty.call(vars, u)) {
+        throw fail('TEMPLATE_INVALID', `${where}: unknown variable {{${u}}} (known: ${Object.keys(vars).sort().join(', ')})`);
+      }
+    }
+    const lists = [...new Set(used.filter((u) => typeof vars[u] !== 'string'))];
+    if (lists.length > 1) throw fail('TEMPLATE_INVALID', `${where}: one line can use only one list variable (${lists.join(', ')})`);
+    const list = lists[0];
+    const values = list === undefined ? [undefined] : (vars[list] as readonly string[]);
+    for (const item of values) {
+      out.push(line.replace(VAR, (_m, k: string) => (k === list ? (item as string) : (vars[k] as string))));
+    }
+  });
+  return out.join('\n');
+}
+
+/** What a platform config is rendered from. */
+export interface PlatformConfigInput {
+  impl: HttpImpl;
+  platform: string;
+  kind: string;
+  /** Namespace path of the platform. */
+  tree: string;
+  /** Where the platform lives on this host (--root applied). */
+  root: string;
+  listen: readonly string[];
+  /** php-fpm socket path or HOST:PORT. */
+  fpm: string;
+}
+
+/** Front controllers: Drupal 6/7 take the path in ?q=, everything else reads REQUEST_URI. */
+function frontController(kind: string): string {
+  return /^drupal[67]$/.test(kind) ? '/index.php?q=$uri&$args' : '/index.php?$query_string';
+}
+
+/** Apache VirtualHost addresses from listen values (`80` → `*:80`). */
+function apacheAddress(listen: string): string {
+  return /^\d+$/.test(listen) ? `*:${listen}` : listen;
+}
+
+/**
+ * The variables of a platform template, every value checked.
+ * @throws SpokeError UNSAFE_CONFIG_VALUE
+ */
+export function platformVars(input: PlatformConfigInput): TemplateVars {
+  const platform = checkConfigValue('platform name', input.platform);
+  const kind = checkConfigValue('platform kind', input.kind);
+  const tree = checkConfigPath('platform path', input.tree);
+  const root = checkConfigPath('platform host path', input.root);
+  if (input.listen.length === 0) throw fail('UNSAFE_CONFIG_VALUE', 'no listen address: set http.listen in agent.json');
+  const listen = input.listen.map(checkListen);
+  const fpm = checkFpmAddress(input.fpm);
+  const unix = fpm.startsWith('/');
+  return {
+    platform,
+    kind,
+    tree,
+    root,
+    listen,
+    apache_addresses: listen.map(apacheAddress).join(' '),
+    fpm_socket: fpm,
+    fastcgi_pass: unix ? `unix:${fpm}` : fpm,
+    php_handler: unix ? `proxy:unix:${fpm}|fcgi://localhost` : `proxy:fcgi://${fpm}`,
+    // From code, never from input: may use nginx variables.
+    front_controller: frontController(kind),
+  };
+}
+
+/**
+ * The template text to use: `<templatesDir>/<impl>/<name>` when that file exists, else the
+ * built-in one. Read at every use, so an edited override applies at the next verify.
+ * @throws SpokeError TEMPLATE_INVALID when the override exists but cannot be read
+ */
+export async function loadTemplate(impl: HttpImpl, name: string, templatesDir: string): Promise<{ text: string; source: string }> {
+  if (templatesDir) {
+    const p = join(templatesDir, impl, name);
+    try {
+      return { text: await readFile(p, 'utf8'), source: p };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw fail('TEMPLATE_INVALID', `cannot read template ${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+    }
+  }
+  const text = BUILTIN_TEMPLATES[impl][name];
+  if (text === undefined) throw fail('TEMPLATE_INVALID', `no built-in ${impl} template ${name}`);
+  return { text, source: `built-in ${impl}/${name}` };
+}
+
+/**
+ * Renders the platform config of one platform.
+ * @throws SpokeError UNSAFE_CONFIG_VALUE, TEMPLATE_INVALID
+ */
+export async function renderPlatformConfig(input: PlatformConfigInput, templatesDir: string): Promise<{ text: string; source: string }> {
+  const vars = platformVars(input);
+  const t = await loadTemplate(input.impl, 'platform.conf', templatesDir);
+  return { text: renderTemplate(t.source, t.text, vars), source: t.source };
+}
