@@ -135,6 +135,21 @@ const MIGRATIONS: string[] = [
   `
   ALTER TABLE platforms ADD COLUMN makefile_dir TEXT;
   `,
+  // 4: sites — database facts, salt, install time; the steps a task finished (for its undo)
+  `
+  ALTER TABLE sites ADD COLUMN db_name TEXT;
+  ALTER TABLE sites ADD COLUMN db_user TEXT;
+  -- the site's own database password: rendered into its settings file, never printed
+  ALTER TABLE sites ADD COLUMN db_password TEXT;
+  -- how the web servers reach the database (from the db agent's answer to DbCreate)
+  ALTER TABLE sites ADD COLUMN db_host TEXT;
+  ALTER TABLE sites ADD COLUMN db_port INTEGER;
+  ALTER TABLE sites ADD COLUMN salt TEXT;
+  ALTER TABLE sites ADD COLUMN installed_ms INTEGER;
+  CREATE UNIQUE INDEX sites_db_name ON sites(db_server, db_name) WHERE db_name IS NOT NULL;
+  -- JSON array of {name, undo}: the steps a task finished, in order (sites/steps.ts)
+  ALTER TABLE tasks ADD COLUMN steps_json TEXT;
+  `,
 ];
 
 /** Opens (and creates or migrates) the store at `file`. `:memory:` works for tests. */

@@ -15,10 +15,26 @@ export interface TaskContext {
   signal: AbortSignal;
   /** Appends a line to the task log (stored, streamed to watchers). */
   log(message: string, level?: TaskLogEntry['level']): void;
+  /**
+   * Aborted only when the master stops (never by a cancel): for work that must go on after a
+   * cancel, like undoing the steps a task already made.
+   */
+  stopping: AbortSignal;
 }
 
 /** Runs one kind of task; returns the task's result (stored as JSON) or throws. */
 export type TaskHandler = (ctx: TaskContext) => Promise<unknown>;
+
+/** Options of a task kind. */
+export interface TaskKindOptions {
+  /**
+   * Runs, instead of failing the task at once, when a task of this kind is found `running` at
+   * start-up (the master stopped during it): e.g. rolls back the steps it recorded. It must throw
+   * the task's final error. While the master stops, a task of such a kind that ends with
+   * TASK_INTERRUPTED stays `running`, so that this runs at the next start-up.
+   */
+  resume?: TaskHandler;
+}
 
 /** What `submit` takes. */
 export interface SubmitInput {
@@ -70,6 +86,10 @@ export class TaskEngine {
   private readonly log: Logger;
   private readonly concurrency: number;
   private readonly handlers = new Map<string, TaskHandler>();
+  private readonly resumers = new Map<string, TaskHandler>();
+  /** Interrupted tasks of resumable kinds found by `recover()`, run by `start()`. */
+  private resuming: TaskRow[] = [];
+  private readonly stopController = new AbortController();
   private readonly running = new Map<number, { controller: AbortController; locks: string[]; done: Promise<void> }>();
   private readonly events = new EventEmitter();
   private started = false;
@@ -85,16 +105,26 @@ export class TaskEngine {
   }
 
   /** Registers the handler for a task kind. */
-  register(kind: string, handler: TaskHandler): void {
+  register(kind: string, handler: TaskHandler, opts: TaskKindOptions = {}): void {
     this.handlers.set(kind, handler);
+    if (opts.resume) this.resumers.set(kind, opts.resume);
+    else this.resumers.delete(kind);
   }
 
   /**
-   * Fails every task left `running` by a previous master process, with a log line saying why.
-   * Returns the ids it failed.
+   * Fails every task left `running` by a previous master process, with a log line saying why;
+   * a task of a kind with a `resume` handler is kept for `start()`, which runs that handler
+   * (e.g. a rollback). Returns the ids it failed.
    */
   recover(): number[] {
-    const rows = this.db.prepare("SELECT * FROM tasks WHERE state = 'running' ORDER BY id").all() as TaskRow[];
+    const all = this.db.prepare("SELECT * FROM tasks WHERE state = 'running' ORDER BY id").all() as TaskRow[];
+    const resumable = all.filter((r) => this.resumers.has(r.kind));
+    for (const r of resumable) {
+      this.appendLine(r.id, 'warn', 'the master stopped while this task was running; rolling back what it did at start-up');
+    }
+    this.resuming = resumable;
+    if (resumable.length > 0) this.log.warn({ tasks: resumable.map((r) => r.id) }, 'rolling back tasks interrupted by a restart');
+    const rows = all.filter((r) => !this.resumers.has(r.kind));
     for (const r of rows) {
       this.appendLine(r.id, 'error', 'the master stopped while this task was running; marked failed at start-up (re-run it)');
       this.transition(r.id, 'failed', {
@@ -109,12 +139,16 @@ export class TaskEngine {
   /** Starts scheduling queued tasks. */
   start(): void {
     this.started = true;
+    const resuming = this.resuming;
+    this.resuming = [];
+    for (const row of resuming) this.run(row, JSON.parse(row.locks_json) as string[], this.resumers.get(row.kind));
     this.schedule();
   }
 
   /** Stops scheduling, aborts running tasks and waits for their handlers to settle. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stopController.abort(fail('TASK_INTERRUPTED', 'the master is shutting down'));
     for (const r of this.running.values()) r.controller.abort(fail('TASK_INTERRUPTED', 'the master is shutting down'));
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
   }
@@ -303,21 +337,25 @@ export class TaskEngine {
     return true;
   }
 
-  private run(row: TaskRow, locks: string[]): void {
+  /** Runs a task; `resume` (for a task found running at start-up) replaces its handler. */
+  private run(row: TaskRow, locks: string[], resume?: TaskHandler): void {
     const controller = new AbortController();
-    const handler = this.handlers.get(row.kind);
-    this.transition(row.id, 'running');
+    const handler = resume ?? this.handlers.get(row.kind);
+    const resumable = this.resumers.has(row.kind);
+    if (!resume) this.transition(row.id, 'running');
     const task = this.get(row.id);
     const ctx: TaskContext = {
       task,
       signal: controller.signal,
       log: (message, level = 'info') => this.appendLine(row.id, level, message),
+      stopping: this.stopController.signal,
     };
     const done = (async () => {
       try {
         if (!handler) throw fail('INTERNAL', `no handler for task kind ${row.kind}`);
         const result = await handler(ctx);
-        if (controller.signal.aborted) throw controller.signal.reason;
+        // A resumable task that finished its work is done, even when the stop came meanwhile.
+        if (controller.signal.aborted && !resumable) throw controller.signal.reason;
         if (this.finishedElsewhere(row.id)) return;
         ctx.log('succeeded');
         this.transition(row.id, 'succeeded', { result: result ?? null });
@@ -326,6 +364,11 @@ export class TaskEngine {
         if (!err) this.log.error({ err: e, task: row.id }, 'task handler crashed');
         const se: SpokeError = err ?? fail('INTERNAL', e instanceof Error ? e.message : String(e));
         if (this.finishedElsewhere(row.id)) return;
+        if (this.stopping && resumable && se.code === 'TASK_INTERRUPTED') {
+          // Left `running` on purpose: the next start-up rolls it back from its recorded steps.
+          ctx.log('the master is stopping; what this task did is rolled back at the next start-up', 'warn');
+          return;
+        }
         const cancelled = se.code === 'TASK_CANCELLED';
         ctx.log(`${cancelled ? 'cancelled' : 'failed'}: ${se.code}: ${se.message}`, cancelled ? 'warn' : 'error');
         this.transition(row.id, cancelled ? 'cancelled' : 'failed', { errorCode: se.code, errorMessage: se.message });
