@@ -1,5 +1,5 @@
 /**
- * `pnpm bench:sync [--tree DIR] [--target-dir DIR] [--runs N] [--json] [--skip-big] [--only CASES] [--keep]`
+ * `pnpm bench:sync [--tree DIR] [--target-dir DIR] [--runs N] [--json] [--skip-big] [--only CASES] [--keep] [--profile DIR]`
  *
  * Spoke's converge against an rsync daemon (`rsync -a --delete --sockopts=TCP_NODELAY` over TCP on
  * loopback — the tool a user would pick instead, in its fastest setting), on the same tree, in one
@@ -33,6 +33,7 @@ const { values: args } = parseArgs({
     'skip-big': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     only: { type: 'string' },
+    profile: { type: 'string' },
   },
 });
 /** `--only initial,no-op,1-file,100-files,50mb,second`: run just these cases (default: all). */
@@ -123,7 +124,9 @@ const env = { ...process.env, SPOKE_LOG_LEVEL: args.keep ? 'debug' : 'warn', SPO
 const procs: ChildProcess[] = [];
 
 function daemon(script: string, argv: string[]): ChildProcess & { out: string } {
-  const p = spawn(process.execPath, [script, ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { out: string };
+  // --profile DIR: V8 CPU profiles of the daemons (written when they exit on SIGTERM at the end)
+  const flags = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [];
+  const p = spawn(process.execPath, [...flags, script, ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { out: string };
   p.out = '';
   p.stdout?.on('data', (d: Buffer) => (p.out += d.toString()));
   p.stderr?.on('data', (d: Buffer) => (p.out += d.toString()));
@@ -426,8 +429,13 @@ main()
     process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exitCode = 1;
   })
-  .finally(() => {
+  .finally(async () => {
     api?.close();
+    if (args.profile) {
+      // let the daemons write their profiles
+      await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : (p.once('exit', r), p.kill('SIGTERM'))))));
+      process.stderr.write(`CPU profiles in ${args.profile}\n`);
+    }
     for (const p of procs) p.kill('SIGKILL');
     if (args.keep) {
       for (const [i, p] of procs.entries()) writeFileSync(join(work, `proc${i}.log`), (p as { out?: string }).out ?? '');
