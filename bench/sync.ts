@@ -8,7 +8,7 @@
  * the ratio Spoke/rsync, bytes on the wire, and peak RSS of master and agent. Not a test: it
  * asserts nothing.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { wire } from '@spoke/shared';
+import { Procs, peakRssMb, until } from './lib.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const BIN = {
@@ -121,34 +122,8 @@ function treeStats(dir: string): { files: number; bytes: number } {
 // ---------------------------------------------------------------- processes
 
 const env = { ...process.env, SPOKE_LOG_LEVEL: args.keep ? 'debug' : 'warn', SPOKE_DRIFT_INTERVAL_MS: '3600000' };
-const procs: ChildProcess[] = [];
-
-function daemon(script: string, argv: string[]): ChildProcess & { out: string } {
-  // --profile DIR: V8 CPU profiles of the daemons (written when they exit on SIGTERM at the end)
-  const flags = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${args.profile}`] : [];
-  const p = spawn(process.execPath, [...flags, script, ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { out: string };
-  p.out = '';
-  p.stdout?.on('data', (d: Buffer) => (p.out += d.toString()));
-  p.stderr?.on('data', (d: Buffer) => (p.out += d.toString()));
-  procs.push(p);
-  return p;
-}
-
-function peakRssMb(pid: number | undefined): number {
-  if (!pid) return 0;
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Math.round(Number(m[1]) / 1024) : 0;
-}
-
-async function until<T>(what: string, fn: () => T | undefined | false, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const procs = new Procs(env, args.profile);
+const daemon = (script: string, argv: string[]) => procs.daemon(script, argv);
 
 function cli(...a: string[]): string {
   return execFileSync(process.execPath, [BIN.spoke, '--state-dir', join(work, 'state'), ...a], { env, encoding: 'utf8' });
@@ -198,7 +173,7 @@ const add = (name: string, path: string) =>
       name,
       path,
       server: 'bench',
-      source: { kind: wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_EXISTING, makefile: '', makefileName: '', gitUrl: '', gitRef: '' },
+      source: { kind: wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_EXISTING, makefile: '', makefileName: '', gitUrl: '', gitRef: '', makefileDir: '' },
       live: false,
       excludes: [],
       noVerify: false,
@@ -289,7 +264,7 @@ async function main(): Promise<void> {
   rsyncPort = 20000 + Math.floor(Math.random() * 20000);
   writeFileSync(join(work, 'rsyncd.conf'), `use chroot = no\nreverse lookup = no\n[www]\npath = ${join(masterRoot, NS)}\nread only = yes\nuid = root\ngid = root\n`);
   const rsyncd = spawn('rsync', ['--daemon', '--no-detach', `--config=${join(work, 'rsyncd.conf')}`, `--port=${rsyncPort}`, '--address=127.0.0.1'], { stdio: 'ignore' });
-  procs.push(rsyncd);
+  procs.track(rsyncd);
 
   // master + agent
   const master = daemon(BIN.master, ['run', '--state-dir', join(work, 'state'), '--listen', '127.0.0.1:0', '--root', masterRoot]);
@@ -431,14 +406,10 @@ main()
   })
   .finally(async () => {
     api?.close();
-    if (args.profile) {
-      // let the daemons write their profiles
-      await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : (p.once('exit', r), p.kill('SIGTERM'))))));
-      process.stderr.write(`CPU profiles in ${args.profile}\n`);
-    }
-    for (const p of procs) p.kill('SIGKILL');
+    await procs.stop();
+    if (args.profile) process.stderr.write(`CPU profiles in ${args.profile}\n`);
     if (args.keep) {
-      for (const [i, p] of procs.entries()) writeFileSync(join(work, `proc${i}.log`), (p as { out?: string }).out ?? '');
+      for (const [i, p] of procs.all.entries()) writeFileSync(join(work, `proc${i}.log`), p.out);
       process.stderr.write(`kept ${work}\n`);
     }
     else rmSync(work, { recursive: true, force: true });

@@ -14,13 +14,14 @@
  * `spoke platform verify` through the CLI is timed too (adds the CLI's start-up). Not a test: it
  * asserts nothing, but says when the registry did not pick up an edit.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { wire } from '@spoke/shared';
+import { Procs, peakRssMb, until } from './lib.js';
 import { makeDrupal8Tree } from './drupal-tree.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -54,32 +55,8 @@ const tree = join(masterRoot, NS);
 // ---------------------------------------------------------------- processes
 
 const env = { ...process.env, SPOKE_LOG_LEVEL: args.keep ? 'debug' : 'warn', SPOKE_DRIFT_INTERVAL_MS: '3600000' };
-const procs: (ChildProcess & { out: string })[] = [];
-
-function daemon(script: string, argv: string[]): ChildProcess & { out: string } {
-  const p = spawn(process.execPath, [script, ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { out: string };
-  p.out = '';
-  p.stdout?.on('data', (d: Buffer) => (p.out += d.toString()));
-  p.stderr?.on('data', (d: Buffer) => (p.out += d.toString()));
-  procs.push(p);
-  return p;
-}
-
-function peakRssMb(pid: number | undefined): number {
-  if (!pid) return 0;
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Math.round(Number(m[1]) / 1024) : 0;
-}
-
-async function until<T>(what: string, fn: () => T | undefined | false, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const procs = new Procs(env);
+const daemon = (script: string, argv: string[]) => procs.daemon(script, argv);
 
 function cli(...a: string[]): string {
   return execFileSync(process.execPath, [BIN.spoke, '--state-dir', join(work, 'state'), ...a], { env, encoding: 'utf8' });
@@ -297,11 +274,11 @@ main()
     process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exitCode = 1;
   })
-  .finally(() => {
+  .finally(async () => {
     api?.close();
-    for (const p of procs) p.kill('SIGKILL');
+    await procs.stop();
     if (args.keep) {
-      for (const [i, p] of procs.entries()) writeFileSync(join(work, `proc${i}.log`), p.out);
+      for (const [i, p] of procs.all.entries()) writeFileSync(join(work, `proc${i}.log`), p.out);
       process.stderr.write(`kept ${work}\n`);
     } else if (existsSync(work)) rmSync(work, { recursive: true, force: true });
   });

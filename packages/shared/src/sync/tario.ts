@@ -5,7 +5,7 @@
  */
 import { Readable } from 'node:stream';
 import type { FileHandle } from 'node:fs/promises';
-import { extract as tarExtract, pack as tarPack, type Extract, type Header, type Pack } from 'tar-stream';
+import { extract as tarExtract, pack as tarPack, type Header, type Pack } from 'tar-stream';
 import { fail, isSpokeError } from '../errors.js';
 
 /** One entry read from a tar: its header and its bytes (read them to the end before the next). */

@@ -1,0 +1,61 @@
+/**
+ * Process helpers shared by the benchmarks: daemons with captured output, peak RSS, polling.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+/** A child process whose stdout and stderr are collected in `out`. */
+export type Proc = ChildProcess & { out: string };
+
+/** Starts benchmark daemons and stops them all at the end. */
+export class Procs {
+  readonly all: Proc[] = [];
+
+  /** @param profileDir write V8 CPU profiles of the daemons there (at their exit on SIGTERM) */
+  constructor(
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly profileDir?: string,
+  ) {}
+
+  /** Runs a node script as a daemon. */
+  daemon(script: string, argv: string[]): Proc {
+    const flags = this.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${this.profileDir}`] : [];
+    return this.track(spawn(process.execPath, [...flags, script, ...argv], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] }));
+  }
+
+  /** Collects the output of another child and stops it with the rest. */
+  track(child: ChildProcess): Proc {
+    const p = child as Proc;
+    p.out = '';
+    p.stdout?.on('data', (d: Buffer) => (p.out += d.toString()));
+    p.stderr?.on('data', (d: Buffer) => (p.out += d.toString()));
+    this.all.push(p);
+    return p;
+  }
+
+  /** Stops every process: SIGTERM first when profiling (so profiles get written), then SIGKILL. */
+  async stop(): Promise<void> {
+    if (this.profileDir) {
+      await Promise.all(this.all.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : (p.once('exit', r), p.kill('SIGTERM'))))));
+    }
+    for (const p of this.all) p.kill('SIGKILL');
+  }
+}
+
+/** Peak resident set size of a live process, in MB (VmHWM). */
+export function peakRssMb(pid: number | undefined): number {
+  if (!pid) return 0;
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : 0;
+}
+
+/** Polls `fn` every 50 ms until it returns something truthy. */
+export async function until<T>(what: string, fn: () => T | undefined | false | null, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
