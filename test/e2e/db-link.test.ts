@@ -83,7 +83,7 @@ afterAll(async () => {
 
 describe('site databases over the agent link', () => {
   it('creates a site database on the agent from the master; a second create is DB_EXISTS', async () => {
-    expect(await hub().call('db1', { type: 'dbCreate', ...SITE })).toEqual({ hosts: ['127.0.0.1'], added: ['127.0.0.1'], removed: [] });
+    expect(await hub().call('db1', { type: 'dbCreate', ...SITE })).toEqual({ hosts: ['127.0.0.1'], added: ['127.0.0.1'], removed: [], siteHost: '127.0.0.1', sitePort: db.port });
     const c = await db.connect('example_com', PW, 'example_com');
     await c.query('CREATE TABLE node (nid INT PRIMARY KEY, title TEXT)');
     await c.query("INSERT INTO node VALUES (1, 'one'), (2, 'two ✓')");

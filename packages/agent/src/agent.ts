@@ -9,6 +9,7 @@ import { MasterConnection } from './connection.js';
 import { detectFpmSocket, detectServices, type DetectedService } from './detect.js';
 import { AgentTrees } from './sync.js';
 import { commandRunner, WebConfig } from './webconfig.js';
+import { SiteInstaller } from './siteinstall.js';
 import { SiteDatabases } from './db/index.js';
 
 /** A running agent. */
@@ -43,12 +44,19 @@ export async function startAgent(
     run: commandRunner(opts.binDirs),
     log: deps.log.child({ component: 'agent.web' }),
   });
+  const installer = new SiteInstaller({
+    http: opts.http,
+    binDirs: opts.binDirs,
+    service: (pinned) => web.service(pinned),
+    log: deps.log.child({ component: 'agent.install' }),
+  });
   const db = opts.db
     ? new SiteDatabases({ settings: opts.db, binDirs: opts.binDirs, tmpDir: join(opts.stateDir, 'tmp'), log: deps.log.child({ component: 'agent.db' }) })
     : null;
   const connection = new MasterConnection({
     trees,
     web,
+    installer,
     db,
     driftIntervalMs: opts.driftIntervalMs,
     log: deps.log.child({ component: 'agent.link' }),

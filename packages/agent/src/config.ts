@@ -34,9 +34,9 @@ export interface AgentConfigFile {
 export interface HttpConfigFile {
   /** nginx | apache | none (do not manage a web server). @default detected: nginx, else apache */
   impl?: 'nginx' | 'apache' | 'none';
-  /** Where platform configs are written. @default /etc/nginx/conf.d, /etc/apache2/sites-enabled */
+  /** Where platform and site configs are written. @default /etc/nginx/conf.d, /etc/apache2/sites-enabled */
   confDir?: string;
-  /** Addresses the platform configs listen on: PORT, HOST:PORT, [IPv6]:PORT. @default ["80"] */
+  /** Addresses the platform and site configs listen on: PORT, HOST:PORT, [IPv6]:PORT. The first is where the agent runs site installers (WordPress) against its own server. @default ["80"] */
   listen?: string | string[];
   /** Config test, argv. @default ["nginx","-t"], ["apache2ctl","configtest"] */
   testCommand?: string[];
@@ -44,7 +44,7 @@ export interface HttpConfigFile {
   reloadCommand?: string[];
   /** Group the web server runs as; owns sites/ and its files dirs. @default www-data */
   webGroup?: string;
-  /** Overrides: `<templatesDir>/<impl>/platform.conf` replaces the built-in template. */
+  /** Overrides: `<templatesDir>/<impl>/platform.conf`, `site.conf`, `site-disabled.conf` replace the built-in templates. */
   templatesDir?: string;
 }
 

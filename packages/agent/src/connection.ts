@@ -23,6 +23,7 @@ import { checkRoots } from './checks.js';
 import type { DetectedService } from './detect.js';
 import type { AgentTrees } from './sync.js';
 import type { WebConfig } from './webconfig.js';
+import type { SiteInstaller } from './siteinstall.js';
 import type { SiteDatabases } from './db/index.js';
 
 /** Link state: idle → connecting → connected → (backoff → connecting)* → stopped. */
@@ -40,10 +41,12 @@ export interface ConnectionDeps {
   backoffMaxMs: number;
   /** Tree management (converge, status, observed hashes). */
   trees: AgentTrees;
-  /** Web server config for platforms. */
-  web: Pick<WebConfig, 'configurePlatform'>;
+  /** Web server config for platforms and sites. */
+  web: Pick<WebConfig, 'configurePlatform' | 'configureSite' | 'removeSite'>;
+  /** Site installers (WordPress over HTTP). */
+  installer: Pick<SiteInstaller, 'install'>;
   /** Site databases (agent.json `db`); null when this agent manages no database server. */
-  db?: Pick<SiteDatabases, 'createSiteDb' | 'dropSiteDb' | 'setGrants' | 'dumpSiteDb' | 'restoreSiteDb'> | null;
+  db?: Pick<SiteDatabases, 'createSiteDb' | 'dropSiteDb' | 'setGrants' | 'dumpSiteDb' | 'restoreSiteDb' | 'siteAddress'> | null;
   /** How often to re-observe held trees for drift. @default 60000 */
   driftIntervalMs: number;
 }
@@ -307,10 +310,44 @@ export class MasterConnection {
           const r = await this.deps.web.configurePlatform({ platform: c.platform, tree: c.tree, kind: c.kind, pinnedImpl: c.pinnedImpl });
           return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'configurePlatform', value: r } });
         }
+        case 'configureSite': {
+          const c = cmd.command.value;
+          const r = await this.deps.web.configureSite({
+            domain: c.domain,
+            platform: c.platform,
+            tree: c.tree,
+            kind: c.kind,
+            aliases: c.aliases,
+            redirectAliases: c.redirectAliases,
+            enabled: c.enabled,
+            webGroupFiles: c.webGroupFiles,
+            pinnedImpl: c.pinnedImpl,
+          });
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'configureSite', value: r } });
+        }
+        case 'removeSite': {
+          const c = cmd.command.value;
+          const r = await this.deps.web.removeSite({ domain: c.domain, tree: c.tree, deleteFiles: c.deleteFiles, pinnedImpl: c.pinnedImpl });
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'removeSite', value: r } });
+        }
+        case 'installSite': {
+          const c = cmd.command.value;
+          const r = await this.deps.installer.install({
+            domain: c.domain,
+            kind: c.kind,
+            title: c.title,
+            adminUser: c.adminUser,
+            adminEmail: c.adminEmail,
+            adminPassword: c.adminPassword,
+          });
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'installSite', value: r } });
+        }
         case 'dbCreate': {
           const c = cmd.command.value;
-          const r = await this.siteDbs().createSiteDb({ database: c.database, user: c.user, password: c.password, hosts: c.hosts });
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbCreate', value: { hosts: r.hosts } } });
+          const dbs = this.siteDbs();
+          const r = await dbs.createSiteDb({ database: c.database, user: c.user, password: c.password, hosts: c.hosts });
+          const at = dbs.siteAddress();
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbCreate', value: { hosts: r.hosts, siteHost: at.host, sitePort: at.port } } });
         }
         case 'dbDrop': {
           const c = cmd.command.value;
@@ -319,8 +356,10 @@ export class MasterConnection {
         }
         case 'dbGrants': {
           const c = cmd.command.value;
-          const r = await this.siteDbs().setGrants({ database: c.database, user: c.user, password: c.password, hosts: c.hosts });
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbGrants', value: { hosts: r.hosts, added: r.added, removed: r.removed } } });
+          const dbs = this.siteDbs();
+          const r = await dbs.setGrants({ database: c.database, user: c.user, password: c.password, hosts: c.hosts });
+          const at = dbs.siteAddress();
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbGrants', value: { hosts: r.hosts, added: r.added, removed: r.removed, siteHost: at.host, sitePort: at.port } } });
         }
         case 'dbDump': {
           const dump = await this.siteDbs().dumpSiteDb(cmd.command.value.database);

@@ -192,6 +192,95 @@ describe('WebConfig', () => {
   });
 });
 
+describe('WebConfig: sites', () => {
+  const SITE = {
+    domain: 'site.test',
+    platform: 'd7',
+    tree: TREE,
+    kind: 'drupal7',
+    aliases: ['www.site.test'],
+    redirectAliases: false,
+    enabled: true,
+    webGroupFiles: [] as string[],
+    pinnedImpl: '',
+  };
+  const siteFile = () => join(dir, 'conf.d', 'spoke-site-site.test.conf');
+  const platformRoot = () => join(dir, 'root', 'var/www/d7');
+
+  it('writes, tests and reloads the vhost and creates the files dirs; the same request again does nothing', async () => {
+    const w = web();
+    const r = await w.configureSite(SITE);
+    expect(r).toMatchObject({ impl: 'nginx', path: siteFile(), changed: true, tested: true, reloaded: true });
+    expect(ran()).toEqual(['test', 'reload']);
+    expect(readFileSync(siteFile(), 'utf8')).toMatch(/server_name site\.test www\.site\.test;/);
+    expect(r.fixed).toEqual(expect.arrayContaining(['sites/site.test/files: created', 'sites/site.test/private: created']));
+    expect(existsSync(join(platformRoot(), 'sites/site.test/files'))).toBe(true);
+    const again = await w.configureSite(SITE);
+    expect(again).toMatchObject({ changed: false, tested: false, reloaded: false, fixed: [] });
+    expect(ran()).toEqual(['test', 'reload']);
+  });
+
+  it('disable swaps in the maintenance page through the same write/test/reload', async () => {
+    const w = web();
+    await w.configureSite(SITE);
+    const r = await w.configureSite({ ...SITE, enabled: false });
+    expect(r).toMatchObject({ changed: true, tested: true, reloaded: true });
+    expect(readFileSync(siteFile(), 'utf8')).toMatch(/return 503 /);
+    expect(ran()).toEqual(['test', 'reload', 'test', 'reload']);
+  });
+
+  it('a failing test restores the previous vhost and names the site', async () => {
+    await web().configureSite(SITE);
+    const before = readFileSync(siteFile(), 'utf8');
+    const failing = web({}, { testCommand: [script('badtest', 1, 'nginx: [emerg] unknown directive "x" in spoke-site-site.test.conf:9')] });
+    const err = await failing.configureSite({ ...SITE, aliases: [] }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'WEBSERVER_CONFIG_INVALID' });
+    expect((err as Error).message).toMatch(/rejected the config of site site\.test \(from built-in nginx\/site\.conf\): nginx: \[emerg\] unknown directive "x".*the previous file was restored/);
+    expect(readFileSync(siteFile(), 'utf8')).toBe(before);
+  });
+
+  it('a hostile domain or alias writes nothing and runs nothing', async () => {
+    await expect(web().configureSite({ ...SITE, domain: '../x' })).rejects.toMatchObject({ code: 'INVALID_DOMAIN' });
+    await expect(web().configureSite({ ...SITE, aliases: ['a.test;b'] })).rejects.toMatchObject({ code: 'INVALID_DOMAIN' });
+    await expect(web().configureSite({ ...SITE, webGroupFiles: ['../../etc/shadow'] })).rejects.toMatchObject({ code: 'INVALID_PATH' });
+    expect(existsSync(siteFile())).toBe(false);
+    expect(ran()).toEqual([]);
+  });
+
+  it('no web server: NO_HTTP_SERVICE, as for platforms', async () => {
+    await expect(web({}, { impl: 'none' }).configureSite(SITE)).rejects.toMatchObject({ code: 'NO_HTTP_SERVICE' });
+    await expect(web({}, { impl: 'none' }).removeSite({ domain: 'site.test', tree: TREE, deleteFiles: false, pinnedImpl: '' })).rejects.toMatchObject({
+      code: 'NO_HTTP_SERVICE',
+    });
+  });
+
+  it('remove: the vhost goes (test, reload); a retry finds nothing to do; deleteFiles removes the files dirs', async () => {
+    const w = web();
+    await w.configureSite(SITE);
+    const r = await w.removeSite({ domain: 'site.test', tree: TREE, deleteFiles: false, pinnedImpl: '' });
+    expect(r).toMatchObject({ impl: 'nginx', path: siteFile(), removed: true, reloaded: true, deleted: [] });
+    expect(existsSync(siteFile())).toBe(false);
+    expect(existsSync(join(platformRoot(), 'sites/site.test/files'))).toBe(true);
+    const again = await w.removeSite({ domain: 'site.test', tree: TREE, deleteFiles: true, pinnedImpl: '' });
+    // nothing else was in sites/site.test (no settings file here): the dir goes too
+    expect(again).toMatchObject({ removed: false, reloaded: false, deleted: ['sites/site.test/files', 'sites/site.test/private', 'sites/site.test'] });
+    expect(ran()).toEqual(['test', 'reload', 'test', 'reload']);
+  });
+
+  it('remove: a failing test puts the vhost back', async () => {
+    await web().configureSite(SITE);
+    const before = readFileSync(siteFile(), 'utf8');
+    const err = await web({}, { testCommand: ['/bin/false'] })
+      .removeSite({ domain: 'site.test', tree: TREE, deleteFiles: true, pinnedImpl: '' })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'WEBSERVER_CONFIG_INVALID' });
+    expect((err as Error).message).toMatch(/rejected the config without site site\.test .*the previous file was restored/);
+    expect(readFileSync(siteFile(), 'utf8')).toBe(before);
+    // the files were not deleted either
+    expect(existsSync(join(platformRoot(), 'sites/site.test/files'))).toBe(true);
+  });
+});
+
 describe('serverMessage', () => {
   it('keeps the lines that say what is wrong, as one line', () => {
     expect(

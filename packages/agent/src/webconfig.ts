@@ -1,9 +1,11 @@
 /**
- * The agent's web server config for platforms: render the platform's config (webtemplate.ts),
+ * The agent's web server config for platforms and sites: render the config (webtemplate.ts),
  * write it under the config dir only when it changed, test it with the server's own check
  * (`nginx -t`, `apache2ctl configtest`) and only then reload. A failing test puts the previous
  * file back (or removes the new one), so the running server and its next reload keep working.
- * Afterwards the platform's sites/ dirs get the web group (sitesperms.ts).
+ * Afterwards the platform's sites/ dirs get the web group (sitesperms.ts). A site's vhost goes
+ * the same way (`spoke-site-<domain>.conf`), and the site's files dirs are created beside it
+ * (sitefiles.ts).
  *
  * Which web server: agent.json `http.impl`, else the impl an operator pinned on the master, else
  * detection (nginx, then apache). An agent started with `--root` (a host simulated inside a
@@ -14,11 +16,12 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkName, fail, isSpokeError, type Logger, type RootMap } from '@spoke/shared';
+import { checkDomain, checkName, fail, isSpokeError, type Logger, type RootMap } from '@spoke/shared';
 import type { HttpSettings } from './config.js';
 import { findBinary, type DetectedService, type FpmSocket } from './detect.js';
+import { checkRelativePath, deleteSiteFiles, ensureSiteDirs, giveToWebGroup } from './sitefiles.js';
 import { fixSitesPermissions, type SitesPermDeps } from './sitesperms.js';
-import { renderPlatformConfig, type HttpImpl } from './webtemplate.js';
+import { renderPlatformConfig, renderSiteConfig, type HttpImpl } from './webtemplate.js';
 
 /** One platform to configure, as the master asks. */
 export interface ConfigurePlatformRequest {
@@ -44,6 +47,50 @@ export interface PlatformConfigReport {
   /** Permission fixes made under sites/. */
   fixed: string[];
   /** What could not be fixed or looks wrong (the master logs them as warnings). */
+  problems: string[];
+}
+
+/** One site to configure, as the master asks. */
+export interface ConfigureSiteRequest {
+  domain: string;
+  platform: string;
+  /** Namespace path of the platform. */
+  tree: string;
+  kind: string;
+  aliases: readonly string[];
+  /** The aliases answer 301 to the domain. */
+  redirectAliases: boolean;
+  /** false: every name answers 503 with a maintenance page. */
+  enabled: boolean;
+  /** Paths relative to the platform root the web group must read (settings files): group web group, mode 0640. */
+  webGroupFiles: readonly string[];
+  /** The http impl an operator pinned for this server ("" = none). */
+  pinnedImpl: string;
+}
+
+/** What configuring a site did (the same shape as for a platform; `fixed` lists created dirs too). */
+export type SiteConfigReport = PlatformConfigReport;
+
+/** One site to remove from this web server. */
+export interface RemoveSiteRequest {
+  domain: string;
+  /** Namespace path of the platform. */
+  tree: string;
+  /** Also remove sites/<domain>/files and private (user data). */
+  deleteFiles: boolean;
+  pinnedImpl: string;
+}
+
+/** What removing a site did. */
+export interface SiteRemoveReport {
+  impl: HttpImpl;
+  /** The vhost file (host path). */
+  path: string;
+  /** The vhost existed and was removed (false: already gone). */
+  removed: boolean;
+  reloaded: boolean;
+  /** With deleteFiles: what was deleted, relative to the platform root. */
+  deleted: string[];
   problems: string[];
 }
 
@@ -141,10 +188,34 @@ export class WebConfig {
    *   WEBSERVER_CONFIG_INVALID (previous file restored), WEBSERVER_RELOAD_FAILED, PATH_OUTSIDE_ROOTS
    */
   configurePlatform(req: ConfigurePlatformRequest): Promise<PlatformConfigReport> {
-    const next = this.queue.then(
-      () => this.configure(req),
-      () => this.configure(req),
-    );
+    return this.serial(() => this.configure(req));
+  }
+
+  /**
+   * Renders, writes, tests and reloads a site's vhost (`spoke-site-<domain>.conf`; the
+   * maintenance page when disabled), creates `sites/<domain>/files` and `private` in the platform
+   * tree, and gives the listed settings files to the web group.
+   * @throws SpokeError NO_HTTP_SERVICE, INVALID_DOMAIN, INVALID_PATH, UNSAFE_CONFIG_VALUE,
+   *   TEMPLATE_INVALID, CONFIG_INVALID, WEBSERVER_CONFIG_INVALID (previous file restored),
+   *   WEBSERVER_RELOAD_FAILED, PATH_OUTSIDE_ROOTS
+   */
+  configureSite(req: ConfigureSiteRequest): Promise<SiteConfigReport> {
+    return this.serial(() => this.configureSiteNow(req));
+  }
+
+  /**
+   * Removes a site's vhost (test, reload; the file is put back when the test fails) and, with
+   * deleteFiles, its files dirs. What is already gone is fine.
+   * @throws SpokeError NO_HTTP_SERVICE, INVALID_DOMAIN, CONFIG_INVALID, WEBSERVER_CONFIG_INVALID,
+   *   WEBSERVER_RELOAD_FAILED, PATH_OUTSIDE_ROOTS
+   */
+  removeSite(req: RemoveSiteRequest): Promise<SiteRemoveReport> {
+    return this.serial(() => this.removeSiteNow(req));
+  }
+
+  /** Runs one operation after the previous one (the config test sees every file). */
+  private serial<T>(op: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(op, op);
     this.queue = next.catch(() => undefined);
     return next;
   }
@@ -214,41 +285,8 @@ export class WebConfig {
     );
     const file = join(svc.confDir, `spoke-platform-${req.platform}.conf`);
     const log = this.deps.log.child({ platform: req.platform, file });
-    const previous = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') return null;
-      throw fail('CONFIG_INVALID', `cannot read ${file}: ${e.code ?? e.message}`);
-    });
     const report: PlatformConfigReport = { impl: svc.impl, path: file, changed: false, tested: false, reloaded: false, fixed: [], problems };
-    if (previous !== rendered.text) {
-      const test = await this.program(svc.test, 'http.testCommand');
-      const reload = await this.program(svc.reload, 'http.reloadCommand');
-      await mkdir(svc.confDir, { recursive: true });
-      await writeAtomic(file, rendered.text);
-      report.changed = true;
-      let outcome: CommandOutcome;
-      try {
-        outcome = await this.deps.run(test);
-      } catch (e) {
-        await this.restore(file, previous);
-        throw e;
-      }
-      if (outcome.code !== 0) {
-        await this.restore(file, previous);
-        const why = outcome.error ? `${outcome.error}: ` : '';
-        log.warn({ output: outcome.output }, 'config test failed; previous config restored');
-        throw fail(
-          'WEBSERVER_CONFIG_INVALID',
-          `${svc.test.join(' ')} rejected the config of platform ${req.platform} (from ${rendered.source}): ${why}${serverMessage(outcome.output)}; ${
-            previous === null ? 'the new file was removed' : 'the previous file was restored'
-          }, the web server keeps its running config`,
-        );
-      }
-      report.tested = true;
-      await this.reload(reload, svc, report);
-      log.info({ source: rendered.source }, 'platform config written, tested and reloaded');
-    } else if (this.reloadPending) {
-      await this.reload(await this.program(svc.reload, 'http.reloadCommand'), svc, report);
-    }
+    Object.assign(report, await this.apply(svc, file, rendered, `platform ${req.platform}`, log));
     const perms = await fixSitesPermissions(root, this.deps.http.webGroup, this.deps.perms);
     report.fixed.push(...perms.fixed);
     report.problems.push(...perms.problems);
@@ -256,17 +294,125 @@ export class WebConfig {
     return report;
   }
 
-  private async reload(argv: string[], svc: Service, report: PlatformConfigReport): Promise<void> {
+  private async configureSiteNow(req: ConfigureSiteRequest): Promise<SiteConfigReport> {
+    checkDomain(req.domain);
+    checkName(req.platform, 'platform name');
+    if (req.kind) checkName(req.kind, 'platform kind');
+    req.webGroupFiles.forEach(checkRelativePath);
+    const svc = await this.service(req.pinnedImpl);
+    const problems = [...svc.problems];
+    const root = this.deps.rootMap.confine(req.tree, this.deps.roots);
+    const rendered = await renderSiteConfig(
+      {
+        impl: svc.impl,
+        domain: req.domain,
+        aliases: req.aliases,
+        redirectAliases: req.redirectAliases,
+        enabled: req.enabled,
+        platform: req.platform,
+        kind: req.kind || 'generic',
+        tree: req.tree,
+        root,
+        listen: this.deps.http.listen,
+        fpm: await this.fpm(problems),
+      },
+      this.deps.http.templatesDir,
+    );
+    const file = join(svc.confDir, `spoke-site-${req.domain}.conf`);
+    const log = this.deps.log.child({ site: req.domain, file });
+    const report: SiteConfigReport = { impl: svc.impl, path: file, changed: false, tested: false, reloaded: false, fixed: [], problems };
+    Object.assign(report, await this.apply(svc, file, rendered, `site ${req.domain}`, log));
+    const dirs = await ensureSiteDirs(root, req.domain, this.deps.http.webGroup, this.deps.perms);
+    const files = await giveToWebGroup(root, req.webGroupFiles, this.deps.http.webGroup, this.deps.perms);
+    report.fixed.push(...dirs.fixed, ...files.fixed);
+    report.problems.push(...dirs.problems, ...files.problems);
+    if (report.fixed.length) log.info({ fixed: report.fixed }, 'site dirs and files fixed');
+    return report;
+  }
+
+  private async removeSiteNow(req: RemoveSiteRequest): Promise<SiteRemoveReport> {
+    checkDomain(req.domain);
+    const svc = await this.service(req.pinnedImpl);
+    const root = this.deps.rootMap.confine(req.tree, this.deps.roots);
+    const file = join(svc.confDir, `spoke-site-${req.domain}.conf`);
+    const log = this.deps.log.child({ site: req.domain, file });
+    const r = await this.apply(svc, file, null, `site ${req.domain}`, log);
+    const report: SiteRemoveReport = { impl: svc.impl, path: file, removed: r.changed, reloaded: r.reloaded, deleted: [], problems: [...svc.problems] };
+    if (req.deleteFiles) {
+      const d = await deleteSiteFiles(root, req.domain);
+      report.deleted.push(...d.deleted);
+      report.problems.push(...d.problems);
+      if (d.deleted.length) log.info({ deleted: d.deleted }, 'site files deleted');
+    }
+    return report;
+  }
+
+  /**
+   * Puts `rendered` into `file` (null: removes it) when that changes it, tests the web server's
+   * config and reloads; a failed test puts the previous state back. Nothing changed: nothing
+   * runs, unless an earlier reload failed (then it reloads).
+   */
+  private async apply(
+    svc: Service,
+    file: string,
+    rendered: { text: string; source: string } | null,
+    what: string,
+    log: Logger,
+  ): Promise<{ changed: boolean; tested: boolean; reloaded: boolean }> {
+    const state = { changed: false, tested: false, reloaded: false };
+    const previous = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return null;
+      throw fail('CONFIG_INVALID', `cannot read ${file}: ${e.code ?? e.message}`);
+    });
+    if (previous === (rendered?.text ?? null)) {
+      if (this.reloadPending) await this.reload(await this.program(svc.reload, 'http.reloadCommand'), svc, file, state);
+      return state;
+    }
+    const test = await this.program(svc.test, 'http.testCommand');
+    const reload = await this.program(svc.reload, 'http.reloadCommand');
+    if (rendered) {
+      await mkdir(svc.confDir, { recursive: true });
+      await writeAtomic(file, rendered.text);
+    } else {
+      await rm(file, { force: true });
+    }
+    state.changed = true;
+    let outcome: CommandOutcome;
+    try {
+      outcome = await this.deps.run(test);
+    } catch (e) {
+      await this.restore(file, previous);
+      throw e;
+    }
+    if (outcome.code !== 0) {
+      await this.restore(file, previous);
+      const why = outcome.error ? `${outcome.error}: ` : '';
+      log.warn({ output: outcome.output }, 'config test failed; previous config restored');
+      const doing = rendered ? `the config of ${what} (from ${rendered.source})` : `the config without ${what} (${file} removed)`;
+      throw fail(
+        'WEBSERVER_CONFIG_INVALID',
+        `${svc.test.join(' ')} rejected ${doing}: ${why}${serverMessage(outcome.output)}; ${
+          previous === null ? 'the new file was removed' : 'the previous file was restored'
+        }, the web server keeps its running config`,
+      );
+    }
+    state.tested = true;
+    await this.reload(reload, svc, file, state);
+    log.info({ source: rendered?.source ?? 'removed' }, rendered ? `${what} config written, tested and reloaded` : `${what} config removed, tested and reloaded`);
+    return state;
+  }
+
+  private async reload(argv: string[], svc: Service, file: string, state: { reloaded: boolean }): Promise<void> {
     const r = await this.deps.run(argv);
     if (r.code !== 0) {
       this.reloadPending = true;
       throw fail(
         'WEBSERVER_RELOAD_FAILED',
-        `${svc.reload.join(' ')} failed: ${r.error ? `${r.error}: ` : ''}${serverMessage(r.output)}; the tested config stays in ${report.path} and loads at the next reload or start`,
+        `${svc.reload.join(' ')} failed: ${r.error ? `${r.error}: ` : ''}${serverMessage(r.output)}; the tested config stays in ${file} and loads at the next reload or start`,
       );
     }
     this.reloadPending = false;
-    report.reloaded = true;
+    state.reloaded = true;
   }
 
   /** Puts the previous content back (or removes the new file); WEBSERVER_CONFIG_INVALID naming the file if even that fails. */

@@ -5,21 +5,27 @@
  * the bundle; `http.templatesDir` in agent.json overrides them per agent.
  *
  * Rules: `{{name}}` (lowercase letters and `_`) is replaced by its value; a line that uses a list
- * variable (`listen`) is written once per value; an unknown variable is an error.
+ * variable (`listen`) is written once per value; an unknown variable is an error. A line that is
+ * only `{{#name}}` opens a section and `{{/name}}` closes it: the lines between are written only
+ * when `name` has a value (a non-empty string or list).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fail } from '@spoke/shared';
+import { checkDomain, fail } from '@spoke/shared';
 import NGINX_PLATFORM from '../../../deploy/templates/nginx/platform.conf?raw';
+import NGINX_SITE from '../../../deploy/templates/nginx/site.conf?raw';
+import NGINX_SITE_DISABLED from '../../../deploy/templates/nginx/site-disabled.conf?raw';
 import APACHE_PLATFORM from '../../../deploy/templates/apache/platform.conf?raw';
+import APACHE_SITE from '../../../deploy/templates/apache/site.conf?raw';
+import APACHE_SITE_DISABLED from '../../../deploy/templates/apache/site-disabled.conf?raw';
 
 /** The web servers the agent can configure. */
 export type HttpImpl = 'nginx' | 'apache';
 
 /** Built-in templates, per impl and template name. */
 export const BUILTIN_TEMPLATES: Readonly<Record<HttpImpl, Readonly<Record<string, string>>>> = {
-  nginx: { 'platform.conf': NGINX_PLATFORM },
-  apache: { 'platform.conf': APACHE_PLATFORM },
+  nginx: { 'platform.conf': NGINX_PLATFORM, 'site.conf': NGINX_SITE, 'site-disabled.conf': NGINX_SITE_DISABLED },
+  apache: { 'platform.conf': APACHE_PLATFORM, 'site.conf': APACHE_SITE, 'site-disabled.conf': APACHE_SITE_DISABLED },
 };
 
 /** Variables a template sees. */
@@ -90,6 +96,7 @@ export function checkFpmAddress(value: string): string {
 }
 
 const VAR = /\{\{([a-z_]+)\}\}/g;
+const SECTION = /^\s*\{\{([#/])([a-z_]+)\}\}\s*$/;
 
 /**
  * Renders a template. Every value must be free of newlines (callers check the rest with
@@ -104,8 +111,27 @@ export function renderTemplate(name: string, text: string, vars: TemplateVars): 
     }
   }
   const out: string[] = [];
+  /** Open sections: name, whether their lines are written, where they opened. */
+  const open: { name: string; keep: boolean; where: string }[] = [];
   text.split('\n').forEach((line, i) => {
     const where = `${name}:${i + 1}`;
+    const section = SECTION.exec(line);
+    if (section) {
+      const [, mark, sec] = section as unknown as [string, string, string];
+      if (!Object.prototype.hasOwnProperty.call(vars, sec)) {
+        throw fail('TEMPLATE_INVALID', `${where}: unknown section variable {{${mark}${sec}}} (known: ${Object.keys(vars).sort().join(', ')})`);
+      }
+      if (mark === '#') {
+        const v = vars[sec] as string | readonly string[];
+        open.push({ name: sec, keep: v.length > 0, where });
+      } else {
+        const top = open.pop();
+        if (top?.name !== sec) {
+          throw fail('TEMPLATE_INVALID', `${where}: {{/${sec}}} closes ${top ? `{{#${top.name}}} from ${top.where}` : 'no open section'}`);
+        }
+      }
+      return;
+    }
     const used = [...line.matchAll(VAR)].map((m) => m[1] as string);
     const stray = line.replace(VAR, '');
     if (stray.includes('{{') || stray.includes('}}')) {
@@ -118,12 +144,15 @@ export function renderTemplate(name: string, text: string, vars: TemplateVars): 
     }
     const lists = [...new Set(used.filter((u) => typeof vars[u] !== 'string'))];
     if (lists.length > 1) throw fail('TEMPLATE_INVALID', `${where}: one line can use only one list variable (${lists.join(', ')})`);
+    if (open.some((o) => !o.keep)) return;
     const list = lists[0];
     const values = list === undefined ? [undefined] : (vars[list] as readonly string[]);
     for (const item of values) {
       out.push(line.replace(VAR, (_m, k: string) => (k === list ? (item as string) : (vars[k] as string))));
     }
   });
+  const unclosed = open.pop();
+  if (unclosed) throw fail('TEMPLATE_INVALID', `${unclosed.where}: section {{#${unclosed.name}}} is never closed ({{/${unclosed.name}}})`);
   return out.join('\n');
 }
 
@@ -207,5 +236,72 @@ export async function loadTemplate(impl: HttpImpl, name: string, templatesDir: s
 export async function renderPlatformConfig(input: PlatformConfigInput, templatesDir: string): Promise<{ text: string; source: string }> {
   const vars = platformVars(input);
   const t = await loadTemplate(input.impl, 'platform.conf', templatesDir);
+  return { text: renderTemplate(t.source, t.text, vars), source: t.source };
+}
+
+/** What a site's vhost is rendered from. */
+export interface SiteConfigInput {
+  impl: HttpImpl;
+  domain: string;
+  /** Other names of the site. */
+  aliases: readonly string[];
+  /** The aliases answer 301 to the domain instead of serving the site. */
+  redirectAliases: boolean;
+  /** false: every name answers 503 with a maintenance page. */
+  enabled: boolean;
+  platform: string;
+  kind: string;
+  /** Namespace path of the platform. */
+  tree: string;
+  /** Where the platform lives on this host (--root applied). */
+  root: string;
+  listen: readonly string[];
+  /** php-fpm socket path or HOST:PORT. */
+  fpm: string;
+}
+
+/**
+ * The variables of a site template: the platform's, plus `domain`, `server_names` (the names the
+ * site block answers, space-separated), `aliases` (list: the aliases it serves), `redirect_names`
+ * / `redirect_aliases` / `redirect_name` (the aliases that redirect, as text, list and the first
+ * one; empty without redirectAliases), `all_names` and `all_aliases` (every name, for the
+ * disabled page). Every name is checked as a domain.
+ * @throws SpokeError INVALID_DOMAIN, UNSAFE_CONFIG_VALUE
+ */
+export function siteVars(input: SiteConfigInput): TemplateVars {
+  const domain = checkConfigValue('site domain', checkDomain(input.domain));
+  const aliases: string[] = [];
+  for (const a of input.aliases) {
+    checkConfigValue('site alias', checkDomain(a));
+    if (a === domain) throw fail('INVALID_DOMAIN', `alias ${a} is the site's own domain; remove it from the aliases`);
+    if (!aliases.includes(a)) aliases.push(a);
+  }
+  const served = input.redirectAliases ? [] : aliases;
+  const redirected = input.redirectAliases ? aliases : [];
+  return {
+    ...platformVars(input),
+    domain,
+    server_names: [domain, ...served].join(' '),
+    aliases: served,
+    redirect_names: redirected.join(' '),
+    redirect_aliases: redirected,
+    redirect_name: redirected[0] ?? '',
+    all_names: [domain, ...aliases].join(' '),
+    all_aliases: aliases,
+  };
+}
+
+/** The template a site uses: its vhost, or the maintenance page when disabled. */
+export function siteTemplateName(enabled: boolean): string {
+  return enabled ? 'site.conf' : 'site-disabled.conf';
+}
+
+/**
+ * Renders the vhost of one site.
+ * @throws SpokeError INVALID_DOMAIN, UNSAFE_CONFIG_VALUE, TEMPLATE_INVALID
+ */
+export async function renderSiteConfig(input: SiteConfigInput, templatesDir: string): Promise<{ text: string; source: string }> {
+  const vars = siteVars(input);
+  const t = await loadTemplate(input.impl, siteTemplateName(input.enabled), templatesDir);
   return { text: renderTemplate(t.source, t.text, vars), source: t.source };
 }

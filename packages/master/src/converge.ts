@@ -150,6 +150,19 @@ export class PlatformSync {
     return diffRegistries(reg(from), reg(to));
   }
 
+  /**
+   * Converges a platform to every server that hosts it from inside another task that changed
+   * files under its canonical tree and holds the platform's lock (the site tasks): `paths` (relative
+   * to the platform root) are re-read first, then it runs like a verify without the build: scan,
+   * converge, registry, web server config.
+   * @throws SpokeError PLATFORM_NOT_FOUND, TREE_UNREADABLE, CONVERGE_FAILED, CLUSTER_NEEDS_MEMBER
+   */
+  async converge(ctx: TaskContext, name: string, paths: string[] = []): Promise<ConvergeSummary> {
+    const p = this.ns.getPlatform(name);
+    this.trees.touch(p.path, paths);
+    return this.run(ctx, p, undefined, true);
+  }
+
   /** Stops pending live timers. */
   close(): void {
     for (const t of this.liveTimers.values()) clearTimeout(t);

@@ -13,6 +13,9 @@ import type { TreeStore } from './trees.js';
 import { PlatformSync } from './converge.js';
 import { PlatformBuilder, checkMakefileSource } from './build.js';
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Db } from './store.js';
+import { SiteTasks } from './sites/tasks.js';
 
 /** What `spoke status` shows. */
 export interface MasterStatusInfo {
@@ -38,6 +41,8 @@ export class Core {
   readonly hub: AgentHub;
   readonly trees: TreeStore;
   readonly sync: PlatformSync;
+  /** The site tasks (install, verify, disable/enable, aliases, delete). */
+  readonly sites: SiteTasks;
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly info: { stateDir: string; root: string; startedMs: number; listen: string | null; minFreeBytes: number };
@@ -53,6 +58,8 @@ export class Core {
     log: Logger;
     clock: Clock;
     info: { stateDir: string; root: string; startedMs: number; listen: string | null; minFreeBytes: number };
+    /** The store (the site tasks record their steps in the task rows). */
+    db: Db;
     faults?: { corruptBlobs: number };
     /** Environment for the build tools (git, patch). @default {} (PATH unset: tools not found) */
     buildEnv?: Record<string, string | undefined>;
@@ -69,6 +76,16 @@ export class Core {
     this.tasks.register('server.verify', verifyServerTask({ ns: this.ns, hub: this.hub, minFreeBytes: this.info.minFreeBytes }));
     const builder = new PlatformBuilder({ env: deps.buildEnv ?? {}, log: this.log.child({ component: 'master.build' }) });
     this.sync = new PlatformSync({ ns: this.ns, hub: this.hub, tasks: this.tasks, trees: this.trees, log: this.log.child({ component: 'master.converge' }), builder });
+    this.sites = new SiteTasks({
+      ns: this.ns,
+      hub: this.hub,
+      tasks: this.tasks,
+      trees: this.trees,
+      sync: this.sync,
+      db: deps.db,
+      log: this.log.child({ component: 'master.sites' }),
+      trashDir: join(this.info.stateDir, 'trash'),
+    });
   }
 
   /**

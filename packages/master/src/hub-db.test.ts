@@ -55,16 +55,16 @@ describe('AgentHub site database commands', () => {
   it('sends dbCreate, dbGrants, dbDrop and converts their results', async () => {
     const { hub, answer } = connect(4);
     const create = hub.call('db1', { type: 'dbCreate', ...SPEC });
-    const sent = answer({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbCreate', value: { hosts: ['10.0.0.1', '10.0.0.2'] } } });
+    const sent = answer({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbCreate', value: { hosts: ['10.0.0.1', '10.0.0.2'], siteHost: '10.0.0.9', sitePort: 3307 } } });
     expect(sent.command).toEqual({ $case: 'dbCreate', value: SPEC });
-    await expect(create).resolves.toEqual({ hosts: ['10.0.0.1', '10.0.0.2'], added: ['10.0.0.1', '10.0.0.2'], removed: [] });
+    await expect(create).resolves.toEqual({ hosts: ['10.0.0.1', '10.0.0.2'], added: ['10.0.0.1', '10.0.0.2'], removed: [], siteHost: '10.0.0.9', sitePort: 3307 });
 
     const grants = hub.call('db1', { type: 'dbGrants', ...SPEC, hosts: ['w2'] });
-    expect(answer({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbGrants', value: { hosts: ['10.0.0.2'], added: [], removed: ['10.0.0.1'] } } }).command).toEqual({
+    expect(answer({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbGrants', value: { hosts: ['10.0.0.2'], added: [], removed: ['10.0.0.1'], siteHost: '10.0.0.9', sitePort: 3307 } } }).command).toEqual({
       $case: 'dbGrants',
       value: { ...SPEC, hosts: ['w2'] },
     });
-    await expect(grants).resolves.toEqual({ hosts: ['10.0.0.2'], added: [], removed: ['10.0.0.1'] });
+    await expect(grants).resolves.toEqual({ hosts: ['10.0.0.2'], added: [], removed: ['10.0.0.1'], siteHost: '10.0.0.9', sitePort: 3307 });
 
     const drop = hub.call('db1', { type: 'dbDrop', database: 'example_com', user: 'example_com', hosts: ['w2'] });
     expect(answer({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbDrop', value: { databaseExisted: true, usersDropped: ['10.0.0.2'] } } }).command).toEqual({

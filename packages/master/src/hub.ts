@@ -26,13 +26,72 @@ export type AgentCommand =
   | { type: 'dbGrants'; database: string; user: string; password: string; hosts: string[] }
   // needs CallOptions.dumpTo (the checked dump is written there) / CallOptions.restoreFrom
   | { type: 'dbDump'; database: string }
-  | { type: 'dbRestore'; database: string };
+  | { type: 'dbRestore'; database: string }
+  // sites on a web agent (capability 5): the vhost, files dirs and settings-file group; removal;
+  // the platform's installer run over HTTP (the admin password is never logged)
+  | {
+      type: 'configureSite';
+      domain: string;
+      platform: string;
+      /** Namespace path of the platform. */
+      tree: string;
+      kind: string;
+      aliases: string[];
+      redirectAliases: boolean;
+      /** false: every name answers 503 with a maintenance page. */
+      enabled: boolean;
+      /** Paths relative to the platform root the web group must read (settings files): chgrp, mode 0640. */
+      webGroupFiles: string[];
+      pinnedImpl: string;
+    }
+  | { type: 'removeSite'; domain: string; tree: string; deleteFiles: boolean; pinnedImpl: string }
+  | { type: 'installSite'; domain: string; kind: string; title: string; adminUser: string; adminEmail: string; adminPassword: string };
+
+/** What an agent did to its web server for a site (the vhost, files dirs, settings files). */
+export interface SiteConfigReport {
+  impl: string;
+  /** The vhost file on the agent's host. */
+  path: string;
+  changed: boolean;
+  tested: boolean;
+  reloaded: boolean;
+  /** Dirs created, group and mode fixes. */
+  fixed: string[];
+  /** Warnings (e.g. a settings file missing on that host). */
+  problems: string[];
+}
+
+/** What an agent removed for a site. */
+export interface SiteRemoveReport {
+  impl: string;
+  /** The vhost file on the agent's host. */
+  path: string;
+  /** The vhost existed and was removed (false: already gone). */
+  removed: boolean;
+  reloaded: boolean;
+  /** With deleteFiles: what was deleted, relative to the platform root. */
+  deleted: string[];
+  problems: string[];
+}
+
+/** What a site installer run did. */
+export interface SiteInstallReport {
+  /** The installer ran and succeeded. */
+  ran: boolean;
+  /** Why it did not run ("" when it ran), e.g. "drush not available on this host; ...". */
+  reason: string;
+  /** The site's address. */
+  url: string;
+}
 
 /** What a db agent granted (dbCreate, dbGrants): account hosts after its grantHosts mapping. */
 export interface DbGrantsReport {
   hosts: string[];
   added: string[];
   removed: string[];
+  /** How web servers reach the database server (agent.json db.siteHost/sitePort); "" / 0 from an agent that does not say. */
+  siteHost: string;
+  sitePort: number;
 }
 
 /** What a db agent dropped. */
@@ -116,6 +175,9 @@ export interface AgentCommandResults {
   dbGrants: DbGrantsReport;
   dbDump: { bytes: number };
   dbRestore: { bytes: number };
+  configureSite: SiteConfigReport;
+  removeSite: SiteRemoveReport;
+  installSite: SiteInstallReport;
 }
 
 /** Options of `call`. */
@@ -408,6 +470,34 @@ function commandToWire(id: string, cmd: AgentCommand): wire.MasterCommand {
       return { id, command: { $case: 'dbDump', value: { database: cmd.database } } };
     case 'dbRestore':
       return { id, command: { $case: 'dbRestore', value: { database: cmd.database } } };
+    case 'configureSite':
+      return {
+        id,
+        command: {
+          $case: 'configureSite',
+          value: {
+            domain: cmd.domain,
+            platform: cmd.platform,
+            tree: cmd.tree,
+            kind: cmd.kind,
+            aliases: cmd.aliases,
+            redirectAliases: cmd.redirectAliases,
+            enabled: cmd.enabled,
+            webGroupFiles: cmd.webGroupFiles,
+            pinnedImpl: cmd.pinnedImpl,
+          },
+        },
+      };
+    case 'removeSite':
+      return { id, command: { $case: 'removeSite', value: { domain: cmd.domain, tree: cmd.tree, deleteFiles: cmd.deleteFiles, pinnedImpl: cmd.pinnedImpl } } };
+    case 'installSite':
+      return {
+        id,
+        command: {
+          $case: 'installSite',
+          value: { domain: cmd.domain, kind: cmd.kind, title: cmd.title, adminUser: cmd.adminUser, adminEmail: cmd.adminEmail, adminPassword: cmd.adminPassword },
+        },
+      };
   }
 }
 
@@ -431,17 +521,29 @@ function resultFromWire(type: AgentCommand['type'], r: wire.CommandResult): unkn
   }
   if (type === 'dbCreate' && r.result?.$case === 'dbCreate') {
     const hosts = [...r.result.value.hosts];
-    return { hosts, added: hosts, removed: [] } satisfies DbGrantsReport;
+    return { hosts, added: hosts, removed: [], siteHost: r.result.value.siteHost, sitePort: r.result.value.sitePort } satisfies DbGrantsReport;
   }
   if (type === 'dbGrants' && r.result?.$case === 'dbGrants') {
     const g = r.result.value;
-    return { hosts: [...g.hosts], added: [...g.added], removed: [...g.removed] } satisfies DbGrantsReport;
+    return { hosts: [...g.hosts], added: [...g.added], removed: [...g.removed], siteHost: g.siteHost, sitePort: g.sitePort } satisfies DbGrantsReport;
   }
   if ((type === 'dbDump' && r.result?.$case === 'dbDump') || (type === 'dbRestore' && r.result?.$case === 'dbRestore')) {
     return { bytes: r.result.value.bytes };
   }
   if (type === 'dbDrop' && r.result?.$case === 'dbDrop') {
     return { databaseExisted: r.result.value.databaseExisted, usersDropped: [...r.result.value.usersDropped] } satisfies DbDropReport;
+  }
+  if (type === 'configureSite' && r.result?.$case === 'configureSite') {
+    const c = r.result.value;
+    return { ...c, fixed: [...c.fixed], problems: [...c.problems] } satisfies SiteConfigReport;
+  }
+  if (type === 'removeSite' && r.result?.$case === 'removeSite') {
+    const c = r.result.value;
+    return { ...c, deleted: [...c.deleted], problems: [...c.problems] } satisfies SiteRemoveReport;
+  }
+  if (type === 'installSite' && r.result?.$case === 'installSite') {
+    const c = r.result.value;
+    return { ran: c.ran, reason: c.reason, url: c.url } satisfies SiteInstallReport;
   }
   if (type !== 'verifyServer' || r.result?.$case !== 'verifyServer') throw fail('INTERNAL', `agent answered ${type} with ${r.result?.$case ?? 'nothing'}`);
   const v = r.result.value;

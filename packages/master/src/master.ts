@@ -102,6 +102,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
       clock,
       info: { stateDir: opts.stateDir, root: opts.root, startedMs: clock(), listen: null, minFreeBytes: opts.minFreeBytes },
       faults: { corruptBlobs: opts.faultCorruptBlobs },
+      db,
       buildEnv: opts.buildEnv,
     });
     const interrupted = tasks.recover();

@@ -16,6 +16,7 @@ import type {
   ServerKind,
   ServiceInfo,
   SiteInfo,
+  SiteSecrets,
   SiteStatus,
 } from './types.js';
 
@@ -61,6 +62,13 @@ interface SiteRow {
   profile: string | null;
   status: SiteStatus;
   created_ms: number;
+  db_name: string | null;
+  db_user: string | null;
+  db_password: string | null;
+  db_host: string | null;
+  db_port: number | null;
+  salt: string | null;
+  installed_ms: number | null;
 }
 
 /** A detected service as an agent reports it. */
@@ -87,7 +95,15 @@ export interface CreateSiteInput {
   dbServer?: string | null;
   profile?: string | null;
   aliases?: string[];
+  /** @default 'pending' */
+  status?: SiteStatus;
+  /** The site's database on `dbServer` (names from siteDbName; the password is never printed). */
+  db?: { name: string; user: string; password: string };
+  salt?: string;
 }
+
+/** Thrown inside a transaction to roll back a dry run. */
+const DRY_RUN = Symbol('dry run');
 
 const PINNABLE: Record<string, readonly string[]> = {
   http: ['nginx', 'apache'],
@@ -649,14 +665,38 @@ export class Namespace {
     const aliases = [...new Set(input.aliases ?? [])];
     aliases.forEach((a) => checkDomain(a));
     if (aliases.includes(input.domain)) throw fail('DOMAIN_TAKEN', `alias ${input.domain} is the site's own domain`);
+    if (input.db && !input.dbServer) throw fail('INVALID_ARGUMENT', `site ${input.domain}: a database needs its db server`);
     return this.db.transaction(() => {
       this.getPlatform(input.platform);
-      if (input.dbServer) this.mustRow(input.dbServer);
+      if (input.dbServer) {
+        const srv = this.mustRow(input.dbServer);
+        if (srv.kind !== 'agent') throw fail('SERVER_IS_CLUSTER', `${input.dbServer} is a cluster; a site database lives on one agent server`);
+      }
       this.claimDomain(input.domain);
       aliases.forEach((a) => this.claimDomain(a));
+      if (input.db) {
+        const taken = this.dbNamesTaken(input.dbServer as string);
+        for (const n of [input.db.name, input.db.user]) {
+          if (taken.has(n)) throw fail('DB_EXISTS', `database or user name ${n} is already used by another site on ${input.dbServer as string}`);
+        }
+      }
       this.db
-        .prepare("INSERT INTO sites (domain, platform, db_server, profile, status, created_ms) VALUES (?, ?, ?, ?, 'pending', ?)")
-        .run(input.domain, input.platform, input.dbServer ?? null, input.profile ?? null, this.clock());
+        .prepare(
+          `INSERT INTO sites (domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_password, salt)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          input.domain,
+          input.platform,
+          input.dbServer ?? null,
+          input.profile ?? null,
+          input.status ?? 'pending',
+          this.clock(),
+          input.db?.name ?? null,
+          input.db?.user ?? null,
+          input.db?.password ?? null,
+          input.salt ?? null,
+        );
       const ins = this.db.prepare('INSERT INTO domains (name, site, is_alias) VALUES (?, ?, ?)');
       ins.run(input.domain, input.domain, 0);
       aliases.forEach((a) => ins.run(a, input.domain, 1));
@@ -677,15 +717,105 @@ export class Namespace {
   }
 
   /**
-   * Adds an alias to a site. @throws SpokeError SITE_NOT_FOUND, INVALID_DOMAIN, DOMAIN_TAKEN
+   * Runs the checks of `createSite` without keeping anything (a site task refuses at once what
+   * its first step would refuse).
+   * @throws as createSite
+   */
+  checkNewSite(input: CreateSiteInput): void {
+    this.dryRun(() => this.createSite(input));
+  }
+
+  private dryRun(fn: () => unknown): void {
+    try {
+      this.db.transaction(() => {
+        fn();
+        throw DRY_RUN;
+      })();
+    } catch (e) {
+      if (e !== DRY_RUN) throw e;
+    }
+  }
+
+  /** Database and user names already used on a db server (for siteDbName). */
+  dbNamesTaken(dbServer: string): Set<string> {
+    const rows = this.db.prepare('SELECT db_name, db_user FROM sites WHERE db_server = ?').all(dbServer) as { db_name: string | null; db_user: string | null }[];
+    return new Set(rows.flatMap((r) => [r.db_name, r.db_user].filter((x): x is string => !!x)));
+  }
+
+  /**
+   * Adds an alias to a site (the alias must name the site by its own domain).
+   * @throws SpokeError SITE_NOT_FOUND, INVALID_DOMAIN, DOMAIN_TAKEN
    */
   addAlias(site: string, alias: string): SiteInfo {
     checkDomain(alias);
     return this.db.transaction(() => {
-      this.getSite(site);
+      const s = this.mustSiteRow(site);
       this.claimDomain(alias);
-      this.db.prepare('INSERT INTO domains (name, site, is_alias) VALUES (?, ?, 1)').run(alias, site);
-      return this.getSite(site);
+      this.db.prepare('INSERT INTO domains (name, site, is_alias) VALUES (?, ?, 1)').run(alias, s.domain);
+      return this.getSite(s.domain);
+    })();
+  }
+
+  /** The checks of addAlias, keeping nothing. @throws as addAlias */
+  checkNewAlias(site: string, alias: string): void {
+    this.dryRun(() => this.addAlias(site, alias));
+  }
+
+  /**
+   * Removes an alias of a site (its name is free again).
+   * @throws SpokeError SITE_NOT_FOUND, ALIAS_NOT_FOUND
+   */
+  removeAlias(site: string, alias: string): SiteInfo {
+    return this.db.transaction(() => {
+      const s = this.mustSiteRow(site);
+      if (alias === s.domain) throw fail('ALIAS_NOT_FOUND', `${alias} is the site's own domain, not an alias; delete the site instead`);
+      const r = this.db.prepare('DELETE FROM domains WHERE name = ? AND site = ? AND is_alias = 1').run(alias, s.domain);
+      if (r.changes === 0) throw fail('ALIAS_NOT_FOUND', `${alias} is not an alias of ${s.domain} (see: spoke site show ${s.domain})`);
+      return this.getSite(s.domain);
+    })();
+  }
+
+  /** The checks of removeAlias, keeping nothing. @throws as removeAlias */
+  checkRemoveAlias(site: string, alias: string): void {
+    this.dryRun(() => this.removeAlias(site, alias));
+  }
+
+  /** A site row by its own domain (not an alias). @throws SpokeError SITE_NOT_FOUND */
+  private mustSiteRow(domain: string): SiteRow {
+    const r = this.db.prepare('SELECT * FROM sites WHERE domain = ?').get(domain) as SiteRow | undefined;
+    if (!r) throw fail('SITE_NOT_FOUND', `no site named ${domain} (see: spoke site ls)`);
+    return r;
+  }
+
+  /** Sets a site's status (the site tasks are its writer). @throws SpokeError SITE_NOT_FOUND */
+  setSiteStatus(domain: string, status: SiteStatus, opts: { installedMs?: number } = {}): void {
+    this.mustSiteRow(domain);
+    this.db
+      .prepare('UPDATE sites SET status = ?, installed_ms = COALESCE(?, installed_ms) WHERE domain = ?')
+      .run(status, opts.installedMs ?? null, domain);
+  }
+
+  /** Records how the web servers reach the site's database. @throws SpokeError SITE_NOT_FOUND */
+  setSiteDbAddress(domain: string, host: string, port: number): void {
+    this.mustSiteRow(domain);
+    this.db.prepare('UPDATE sites SET db_host = ?, db_port = ? WHERE domain = ?').run(host, port, domain);
+  }
+
+  /** The site's database password and salt (for rendering its settings only). @throws SpokeError SITE_NOT_FOUND */
+  siteSecrets(domain: string): SiteSecrets {
+    const r = this.mustSiteRow(domain);
+    return { dbPassword: r.db_password ?? '', salt: r.salt ?? '' };
+  }
+
+  /**
+   * Removes a site row; its domain and aliases are free again.
+   * @throws SpokeError SITE_NOT_FOUND
+   */
+  deleteSite(domain: string): void {
+    this.db.transaction(() => {
+      this.mustSiteRow(domain);
+      this.db.prepare('DELETE FROM domains WHERE site = ?').run(domain);
+      this.db.prepare('DELETE FROM sites WHERE domain = ?').run(domain);
     })();
   }
 
@@ -724,6 +854,11 @@ export class Namespace {
       aliases,
       status: r.status,
       createdMs: r.created_ms,
+      dbName: r.db_name,
+      dbUser: r.db_user,
+      dbHost: r.db_host,
+      dbPort: r.db_port,
+      installedMs: r.installed_ms,
     };
   }
 

@@ -281,6 +281,16 @@ export class TreeStore {
     for (const e of t.live.toManifest().entries) if (e.type === 'dir') note(e.path);
   }
 
+  /**
+   * Marks paths (relative to the tree) as changed by the master itself, so the next manifest
+   * re-reads them without waiting for the watcher's events (site tasks write settings files).
+   */
+  touch(nsPath: string, rels: string[]): void {
+    const t = this.trees.get(nsPath);
+    if (!t) return;
+    for (const rel of rels) if (rel && !rel.startsWith('/') && !rel.split('/').includes('..')) t.pending.add(rel);
+  }
+
   /** The current root hash without rebuilding the manifest (undefined when never scanned). */
   async rootHash(nsPath: string): Promise<string | undefined> {
     const t = this.trees.get(nsPath);

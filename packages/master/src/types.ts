@@ -77,10 +77,15 @@ export interface PlatformInfo {
   excludes: string[];
 }
 
-/** Site status (the sites issue drives the transitions). */
-export type SiteStatus = 'pending' | 'installing' | 'enabled' | 'disabled' | 'failed';
+/**
+ * Site status, driven by the site tasks: installing (site.install running) → installed; a failed
+ * install is rolled back (the row goes). installed ⇄ disabled (site.disable / site.enable);
+ * deleting while site.delete runs past its point of no return; failed when a task could not
+ * finish or roll back (re-run it, or `site delete`). pending: reserved, nothing done yet.
+ */
+export type SiteStatus = 'pending' | 'installing' | 'installed' | 'disabled' | 'failed' | 'deleting';
 
-/** A site row with its aliases. */
+/** A site row with its aliases. The database password and the salt are never in here. */
 export interface SiteInfo {
   domain: string;
   platform: string;
@@ -90,6 +95,19 @@ export interface SiteInfo {
   aliases: string[];
   status: SiteStatus;
   createdMs: number;
+  /** Database and user on the db server (null before the install reserved them). */
+  dbName: string | null;
+  dbUser: string | null;
+  /** How the web servers reach the database (from the db agent), null until created. */
+  dbHost: string | null;
+  dbPort: number | null;
+  installedMs: number | null;
+}
+
+/** What only the site tasks read: rendered into the settings files, never printed. */
+export interface SiteSecrets {
+  dbPassword: string;
+  salt: string;
 }
 
 /**

@@ -8,11 +8,13 @@
  *       test it, reload, and fix the group and modes of the platform's sites/ dirs.
  *   4 — site databases: DbCreate, DbDrop, DbGrants, DbDump (PutDump upload), DbRestore (GetDump
  *       download) on the agent's MariaDB/MySQL (agent.json `db`).
+ *   5 — sites on a web server: ConfigureSite (vhost from site.conf / site-disabled.conf, files
+ *       dirs, settings files to the web group), RemoveSite, InstallSite (WordPress over HTTP).
  */
-export const CAPABILITY_VERSION = 4;
+export const CAPABILITY_VERSION = 5;
 
 /** The lowest capability an agent needs for each command the master sends (default 1). */
-export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 2, treeStatus: 2, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4 };
+export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 2, treeStatus: 2, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5 };
 
 /** The product version printed by `--version` and reported in host facts. */
 export const SPOKE_VERSION = '0.1.0';

@@ -307,7 +307,8 @@ describe('site databases over the agent link (connection.ts)', () => {
       backoffInitialMs: 100,
       backoffMaxMs: 100,
       trees: { setClient: () => undefined } as unknown as AgentTrees,
-      web: { configurePlatform: () => Promise.reject(new Error('unused')) },
+      web: { configurePlatform: () => Promise.reject(new Error('unused')), configureSite: () => Promise.reject(new Error('unused')), removeSite: () => Promise.reject(new Error('unused')) },
+      installer: { install: () => Promise.reject(new Error('unused')) },
       driftIntervalMs: 60_000,
       db,
     });
@@ -328,7 +329,7 @@ describe('site databases over the agent link (connection.ts)', () => {
     const { conn, send } = await link(dbs);
     const pw = generateDbPassword();
     const spec = { database: 'wire_com', user: 'wire_com', password: pw, hosts: ['web-1'] };
-    expect(await send({ $case: 'dbCreate', value: spec })).toEqual({ id: 'cmd-1', ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbCreate', value: { hosts: ['127.0.0.1'] } } });
+    expect(await send({ $case: 'dbCreate', value: spec })).toEqual({ id: 'cmd-1', ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbCreate', value: { hosts: ['127.0.0.1'], siteHost: '127.0.0.1', sitePort: server.port } } });
     const again = await send({ $case: 'dbCreate', value: spec });
     expect(again).toMatchObject({ ok: false, errorCode: 'DB_EXISTS', errorMessage: expect.stringContaining('database wire_com already exists') });
     expect(await send({ $case: 'dbGrants', value: { ...spec, hosts: ['10.9.9.9'] } })).toMatchObject({

@@ -27,6 +27,7 @@ describe('agent.json db', () => {
     [{ socket: '/run/mysqld/mysqld.sock' }, { ...DEFAULTS, host: '', port: 0, socket: '/run/mysqld/mysqld.sock' }],
     [{ impl: 'mysql', host: 'db.internal', port: 3307, adminUser: 'spoke', adminPassword: 'p"w#\\x' }, { ...DEFAULTS, impl: 'mysql', host: 'db.internal', port: 3307, adminUser: 'spoke', adminPassword: 'p"w#\\x' }],
     [{ host: '::1' }, { ...DEFAULTS, host: '::1' }],
+    [{ siteHost: '10.0.0.5', sitePort: 3307 }, { ...DEFAULTS, siteHost: '10.0.0.5', sitePort: 3307 }],
     [{ grantHosts: { 'web-1': ['10.0.0.11', '10.0.0.11'], master: ['localhost', '127.0.0.1'] } }, { ...DEFAULTS, grantHosts: { 'web-1': ['10.0.0.11'], master: ['localhost', '127.0.0.1'] } }],
   ])('%j → %j', (db, want) => {
     expect(parseDbSettings(db)).toEqual(want);
@@ -43,6 +44,8 @@ describe('agent.json db', () => {
     [{ host: 'a b' }, 'db.host is not a host name or address'],
     [{ host: '' }, 'db.host is not a host name or address'],
     [{ port: 0 }, 'db.port must be a port number'],
+    [{ siteHost: 'a b' }, 'db.siteHost is not a host name or address'],
+    [{ sitePort: 70000 }, 'db.sitePort must be a port number'],
     [{ port: '3306' }, 'db.port must be a port number'],
     [{ adminUser: '' }, 'db.adminUser must be 1-80 characters'],
     [{ adminUser: 7 }, 'db.adminUser must be a string'],

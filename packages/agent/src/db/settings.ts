@@ -28,6 +28,13 @@ export interface DbConfigFile {
    * an entry are used as sent.
    */
   grantHosts?: Record<string, string[]>;
+  /**
+   * How the web servers reach this database server (written into the sites' settings files).
+   * @default `host` (or "localhost" when `socket` is used)
+   */
+  siteHost?: string;
+  /** @default `port` (3306 when `socket` is used) */
+  sitePort?: number;
 }
 
 /** agent.json `db`, checked, with defaults applied. */
@@ -41,9 +48,17 @@ export interface DbSettings {
   adminUser: string;
   adminPassword: string;
   grantHosts: Record<string, string[]>;
+  /** Only when set in agent.json (see `siteAddress` for the defaults). */
+  siteHost?: string;
+  sitePort?: number;
 }
 
-const DB_KEYS = ['impl', 'host', 'port', 'socket', 'adminUser', 'adminPassword', 'grantHosts'];
+/** How web servers reach the database server: `siteHost`/`sitePort`, else the admin's host/port. */
+export function siteAddress(s: DbSettings): { host: string; port: number } {
+  return { host: s.siteHost ?? (s.socket ? 'localhost' : s.host), port: s.sitePort ?? (s.socket ? 3306 : s.port) };
+}
+
+const DB_KEYS = ['impl', 'host', 'port', 'socket', 'adminUser', 'adminPassword', 'grantHosts', 'siteHost', 'sitePort'];
 const HOST_RE = /^([A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|[0-9a-fA-F:.]+)$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\x00-\x1f\x7f]/;
@@ -98,7 +113,23 @@ export function parseDbSettings(db: unknown): DbSettings | null {
     }
     grantHosts[k] = [...new Set(v as string[])];
   }
-  return { impl, host, port: socket ? 0 : port, socket, adminUser, adminPassword: pw ?? '', grantHosts };
+  const siteHost = str('siteHost');
+  if (siteHost !== undefined && !HOST_RE.test(siteHost)) throw bad('siteHost', `is not a host name or address (got ${JSON.stringify(siteHost)})`);
+  const sitePort = d.sitePort;
+  if (sitePort !== undefined && (typeof sitePort !== 'number' || !Number.isInteger(sitePort) || sitePort < 1 || sitePort > 65535)) {
+    throw bad('sitePort', 'must be a port number 1-65535');
+  }
+  return {
+    impl,
+    host,
+    port: socket ? 0 : port,
+    socket,
+    adminUser,
+    adminPassword: pw ?? '',
+    grantHosts,
+    ...(siteHost !== undefined ? { siteHost } : {}),
+    ...(sitePort !== undefined ? { sitePort } : {}),
+  };
 }
 
 /** True when a file mode lets group or others read it. */

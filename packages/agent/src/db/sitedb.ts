@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { DumpTail, checkDbHost, checkDbName, checkDbPassword, checkDbUser, fail, isSpokeError, type Logger } from '@spoke/shared';
-import type { DbSettings } from './settings.js';
+import { siteAddress, type DbSettings } from './settings.js';
 import { describeServer, grantDbIdent, mysqlConnector, quoteIdent, run, type AdminConnect, type AdminSession } from './sql.js';
 import { DUMP_ARGS, RESTORE_ARGS, StderrTail, defaultsArgs, findProgram, makeScratch, spawnTool } from './tools.js';
 
@@ -65,6 +65,11 @@ export class SiteDatabases {
     this.binDirs = deps.binDirs;
     this.tmpDir = deps.tmpDir;
     this.connect = deps.connect ?? mysqlConnector(deps.settings);
+  }
+
+  /** How web servers reach this database server (agent.json db.siteHost/sitePort or host/port). */
+  siteAddress(): { host: string; port: number } {
+    return siteAddress(this.s);
   }
 
   /**

@@ -91,6 +91,11 @@ export function siteToWire(s: SiteInfo): wire.Site {
     status: s.status,
     createdMs: s.createdMs,
     server: s.server,
+    dbName: s.dbName ?? '',
+    dbUser: s.dbUser ?? '',
+    dbHost: s.dbHost ?? '',
+    dbPort: s.dbPort ?? 0,
+    installedMs: s.installedMs ?? 0,
   };
 }
 

@@ -119,6 +119,25 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       sites: core.ns.listSites(req.platform || undefined).map(siteToWire),
     })),
     getSite: unary('GetSite', (req: wire.NameRequest) => siteToWire(core.ns.getSite(req.name))),
+    installSite: unary('InstallSite', (req: wire.InstallSiteRequest) =>
+      taskToWire(
+        core.sites.install({
+          domain: req.domain,
+          platform: req.platform,
+          dbServer: req.dbServer || undefined,
+          aliases: req.aliases,
+          title: req.title || undefined,
+          adminUser: req.adminUser || undefined,
+          adminEmail: req.adminEmail || undefined,
+        }),
+      ),
+    ),
+    verifySite: unary('VerifySite', (req: wire.NameRequest) => taskToWire(core.sites.verify(req.name))),
+    disableSite: unary('DisableSite', (req: wire.NameRequest) => taskToWire(core.sites.setEnabled(req.name, false))),
+    enableSite: unary('EnableSite', (req: wire.NameRequest) => taskToWire(core.sites.setEnabled(req.name, true))),
+    addAlias: unary('AddAlias', (req: wire.AliasRequest) => taskToWire(core.sites.addAlias(req.site, req.alias))),
+    removeAlias: unary('RemoveAlias', (req: wire.AliasRequest) => taskToWire(core.sites.removeAlias(req.site, req.alias))),
+    deleteSite: unary('DeleteSite', (req: wire.DeleteSiteRequest) => taskToWire(core.sites.delete(req.domain, { noBackup: req.noBackup }))),
 
     listTasks: unary('ListTasks', (req: wire.ListTasksRequest) => ({
       tasks: core.tasks

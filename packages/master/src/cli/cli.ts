@@ -105,7 +105,7 @@ async function follow(ctx: Ctx, id: number, opts: { quiet?: boolean } = {}): Pro
   }
 }
 
-async function waitAndReport(ctx: Ctx, task: wire.Task, noWait: boolean): Promise<number> {
+async function waitAndReport(ctx: Ctx, task: wire.Task, noWait: boolean, onSuccess?: (final: wire.Task) => void): Promise<number> {
   if (noWait) {
     print(ctx, taskJson(task), () => `${task.id}\n`);
     return 0;
@@ -116,6 +116,7 @@ async function waitAndReport(ctx: Ctx, task: wire.Task, noWait: boolean): Promis
   const dur = final.startedMs && final.finishedMs ? ` in ${((final.finishedMs - final.startedMs) / 1000).toFixed(1)}s` : '';
   print(ctx, taskJson(final), () => `task ${final.id} ${taskStateName(final.state)}${dur}\n`);
   if (!ok && !ctx.json) ctx.io.err(`error: ${final.errorCode || 'TASK_FAILED'}: ${final.errorMessage || 'task failed'}\n`);
+  if (ok && !ctx.json) onSuccess?.(final);
   return ok ? 0 : 1;
 }
 
@@ -503,7 +504,7 @@ const COMMANDS: Record<string, Command> = {
 
   'site ls': {
     usage: 'site ls [--platform P]',
-    summary: 'list sites',
+    summary: 'list sites (also: site list)',
     options: { platform: { type: 'string' } },
     args: [0, 0],
     async run(ctx, _p, o) {
@@ -511,14 +512,14 @@ const COMMANDS: Record<string, Command> = {
       print(ctx, r.sites.map(siteJson), () =>
         r.sites.length
           ? table(['DOMAIN', 'PLATFORM', 'SERVER', 'DB SERVER', 'STATUS', 'ALIASES'], r.sites.map((s) => [s.domain, s.platform, s.server, s.dbServer || '-', s.status, s.aliases.join(',') || '-']))
-          : 'no sites\n',
+          : 'no sites (spoke site install DOMAIN --platform P)\n',
       );
       return 0;
     },
   },
   'site show': {
     usage: 'site show DOMAIN',
-    summary: 'show one site (an alias finds its site)',
+    summary: 'show one site (an alias finds its site; the database password is never shown)',
     args: [1, 1],
     async run(ctx, [name]) {
       const s = await ctx.api().call<wire.NameRequest, wire.Site>('getSite', { name });
@@ -527,13 +528,101 @@ const COMMANDS: Record<string, Command> = {
           ['domain', s.domain],
           ['platform', s.platform],
           ['server', s.server],
-          ['db server', s.dbServer],
-          ['profile', s.profile],
-          ['aliases', s.aliases.join(', ')],
           ['status', s.status],
+          ['aliases', s.aliases.join(', ')],
+          ['db server', s.dbServer],
+          ['database', s.dbName ? `${s.dbName} (user ${s.dbUser})` : ''],
+          ['db address', s.dbHost ? `${s.dbHost}:${s.dbPort}` : ''],
+          ['profile', s.profile],
+          ['installed', s.installedMs ? new Date(s.installedMs).toISOString() : ''],
+          ['created', new Date(s.createdMs).toISOString()],
         ]),
       );
       return 0;
+    },
+  },
+  'site install': {
+    usage: 'site install DOMAIN --platform P [--db-server S] [--alias A ...] [--title T] [--admin-user U] [--admin-email E] [--no-wait]',
+    summary: 'create the database, settings and vhost of a new site and run its installer (WordPress); rolled back on failure',
+    options: {
+      platform: { type: 'string' },
+      'db-server': { type: 'string' },
+      alias: { type: 'string', multiple: true },
+      title: { type: 'string' },
+      'admin-user': { type: 'string' },
+      'admin-email': { type: 'string' },
+      'no-wait': { type: 'boolean' },
+    },
+    args: [1, 1],
+    async run(ctx, [domain], o) {
+      if (typeof o.platform !== 'string') throw new UsageError('site install needs --platform P');
+      const t = await ctx.api().call<wire.InstallSiteRequest, wire.Task>('installSite', {
+        domain,
+        platform: o.platform,
+        dbServer: (o['db-server'] as string | undefined) ?? '',
+        aliases: (o.alias as string[] | undefined) ?? [],
+        title: (o.title as string | undefined) ?? '',
+        adminUser: (o['admin-user'] as string | undefined) ?? '',
+        adminEmail: (o['admin-email'] as string | undefined) ?? '',
+      });
+      return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
+        const r = final.resultJson ? (JSON.parse(final.resultJson) as { url?: string; admin?: { user: string; email: string; password: string } | null; installer?: { ran: boolean; reason: string } }) : {};
+        if (r.url) ctx.io.out(`site: ${r.url}\n`);
+        if (r.admin) ctx.io.out(`admin: ${r.admin.user} <${r.admin.email}>, password ${r.admin.password} (shown once: keep it or change it after logging in)\n`);
+        else if (r.installer && !r.installer.ran) ctx.io.out(`installer not run (${r.installer.reason}): finish the install in a browser\n`);
+      });
+    },
+  },
+  'site verify': {
+    usage: 'site verify DOMAIN [--no-wait]',
+    summary: 'render the site settings again, converge the platform, configure the vhost and database grants',
+    options: { 'no-wait': { type: 'boolean' } },
+    args: [1, 1],
+    async run(ctx, [name], o) {
+      const t = await ctx.api().call<wire.NameRequest, wire.Task>('verifySite', { name });
+      return waitAndReport(ctx, t, o['no-wait'] === true);
+    },
+  },
+  'site disable': {
+    usage: 'site disable DOMAIN [--no-wait]',
+    summary: 'serve a 503 maintenance page for every name of the site',
+    options: { 'no-wait': { type: 'boolean' } },
+    args: [1, 1],
+    async run(ctx, [name], o) {
+      const t = await ctx.api().call<wire.NameRequest, wire.Task>('disableSite', { name });
+      return waitAndReport(ctx, t, o['no-wait'] === true);
+    },
+  },
+  'site enable': {
+    usage: 'site enable DOMAIN [--no-wait]',
+    summary: 'serve a disabled site again',
+    options: { 'no-wait': { type: 'boolean' } },
+    args: [1, 1],
+    async run(ctx, [name], o) {
+      const t = await ctx.api().call<wire.NameRequest, wire.Task>('enableSite', { name });
+      return waitAndReport(ctx, t, o['no-wait'] === true);
+    },
+  },
+  'site alias': {
+    usage: 'site alias add|rm DOMAIN ALIAS [--no-wait]',
+    summary: 'add or remove a name the site answers to (settings and vhost follow)',
+    options: { 'no-wait': { type: 'boolean' } },
+    args: [3, 3],
+    async run(ctx, pos, o) {
+      const [op, site, alias] = pos as unknown as [string, string, string];
+      if (op !== 'add' && op !== 'rm') throw new UsageError(`site alias takes add or rm, got ${JSON.stringify(op)}\nusage: spoke site alias add|rm DOMAIN ALIAS`);
+      const t = await ctx.api().call<wire.AliasRequest, wire.Task>(op === 'add' ? 'addAlias' : 'removeAlias', { site, alias });
+      return waitAndReport(ctx, t, o['no-wait'] === true);
+    },
+  },
+  'site delete': {
+    usage: 'site delete DOMAIN --no-backup [--no-wait]',
+    summary: 'remove the vhost, site dir, files, database and user (backups are not built yet: --no-backup is required)',
+    options: { 'no-backup': { type: 'boolean' }, 'no-wait': { type: 'boolean' } },
+    args: [1, 1],
+    async run(ctx, [domain], o) {
+      const t = await ctx.api().call<wire.DeleteSiteRequest, wire.Task>('deleteSite', { domain, noBackup: o['no-backup'] === true });
+      return waitAndReport(ctx, t, o['no-wait'] === true);
     },
   },
 
@@ -641,6 +730,8 @@ const COMMANDS: Record<string, Command> = {
     },
   },
 };
+
+COMMANDS['site list'] = { ...(COMMANDS['site ls'] as Command), usage: 'site list [--platform P]', summary: 'same as site ls' };
 
 function registrySummary(json: string): string {
   if (!json) return 'not verified yet';

@@ -64,6 +64,11 @@ export function siteJson(s: wire.Site) {
     aliases: s.aliases,
     status: s.status,
     created: new Date(s.createdMs).toISOString(),
+    database: s.dbName || null,
+    dbUser: s.dbUser || null,
+    dbHost: s.dbHost || null,
+    dbPort: s.dbPort || null,
+    installed: s.installedMs ? new Date(s.installedMs).toISOString() : null,
   };
 }
 

@@ -147,6 +147,11 @@ export interface MasterCommand {
     | { $case: "dbGrants"; value: DbGrantsCommand }
     | { $case: "dbDump"; value: DbDumpCommand }
     | { $case: "dbRestore"; value: DbRestoreCommand }
+    | //
+    /** sites on a web server (capability 5) */
+    { $case: "configureSite"; value: ConfigureSiteCommand }
+    | { $case: "removeSite"; value: RemoveSiteCommand }
+    | { $case: "installSite"; value: InstallSiteCommand }
     | undefined;
 }
 
@@ -287,6 +292,9 @@ export interface CommandResult {
     | { $case: "dbGrants"; value: DbGrantsResult }
     | { $case: "dbDump"; value: DbDumpResult }
     | { $case: "dbRestore"; value: DbRestoreResult }
+    | { $case: "configureSite"; value: ConfigureSiteResult }
+    | { $case: "removeSite"; value: RemoveSiteResult }
+    | { $case: "installSite"; value: InstallSiteResult }
     | undefined;
 }
 
@@ -306,6 +314,10 @@ export interface DbCreateCommand {
 export interface DbCreateResult {
   /** account hosts granted (after grantHosts mapping) */
   hosts: string[];
+  /** how web servers reach this database server (agent.json db.siteHost, default its host) */
+  siteHost: string;
+  /** and its port (db.sitePort, default its port) */
+  sitePort: number;
 }
 
 /** Drop every account of the user and the database; missing ones are fine (a retry works). */
@@ -336,6 +348,9 @@ export interface DbGrantsResult {
   hosts: string[];
   added: string[];
   removed: string[];
+  /** as in DbCreateResult */
+  siteHost: string;
+  sitePort: number;
 }
 
 /**
@@ -374,6 +389,89 @@ export interface PutDumpResult {
 
 export interface GetDumpRequest {
   commandId: string;
+}
+
+/**
+ * Render the site's vhost (<confDir>/spoke-site-<domain>.conf; the 503 maintenance page when
+ * disabled), test it and reload (a failing test restores the previous file); create
+ * sites/<domain>/files and private in the platform tree (web group, g+rwxs; never through a
+ * symlink); give web_group_files to the web group with mode 0640 (a missing one is a problem).
+ */
+export interface ConfigureSiteCommand {
+  domain: string;
+  /** platform name */
+  platform: string;
+  /** namespace path of the platform */
+  tree: string;
+  /** registry kind of the platform */
+  kind: string;
+  aliases: string[];
+  /** aliases answer 301 to http(s)://<domain>/... */
+  redirectAliases: boolean;
+  /** false: every name answers 503 (maintenance page) */
+  enabled: boolean;
+  /** relative to the platform root (settings files) */
+  webGroupFiles: string[];
+  /** as in ConfigurePlatformCommand */
+  pinnedImpl: string;
+}
+
+export interface ConfigureSiteResult {
+  impl: string;
+  /** the vhost file (host path) */
+  path: string;
+  changed: boolean;
+  tested: boolean;
+  reloaded: boolean;
+  /** dirs created, group and mode fixes */
+  fixed: string[];
+  /** warnings */
+  problems: string[];
+}
+
+/**
+ * Remove the site's vhost (test, reload; restored when the test fails) and, with delete_files,
+ * sites/<domain>/files and private (no symlink followed). What is already gone is fine.
+ */
+export interface RemoveSiteCommand {
+  domain: string;
+  /** namespace path of the platform */
+  tree: string;
+  deleteFiles: boolean;
+  pinnedImpl: string;
+}
+
+export interface RemoveSiteResult {
+  impl: string;
+  /** the vhost file (host path) */
+  path: string;
+  /** false: it was already gone */
+  removed: boolean;
+  reloaded: boolean;
+  /** relative to the platform root */
+  deleted: string[];
+  problems: string[];
+}
+
+/**
+ * Run the platform's installer when it needs no person: WordPress over HTTP against the agent's
+ * own web server (Host: <domain>). Other kinds: ran = false with the reason. The password is
+ * never logged.
+ */
+export interface InstallSiteCommand {
+  domain: string;
+  kind: string;
+  title: string;
+  adminUser: string;
+  adminEmail: string;
+  adminPassword: string;
+}
+
+export interface InstallSiteResult {
+  ran: boolean;
+  /** why it did not run ("" when it ran) */
+  reason: string;
+  url: string;
 }
 
 function createBaseGetManifestRequest(): GetManifestRequest {
@@ -1980,6 +2078,15 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       case "dbRestore":
         DbRestoreCommand.encode(message.command.value, writer.uint32(194).fork()).join();
         break;
+      case "configureSite":
+        ConfigureSiteCommand.encode(message.command.value, writer.uint32(242).fork()).join();
+        break;
+      case "removeSite":
+        RemoveSiteCommand.encode(message.command.value, writer.uint32(250).fork()).join();
+        break;
+      case "installSite":
+        InstallSiteCommand.encode(message.command.value, writer.uint32(258).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2096,6 +2203,30 @@ export const MasterCommand: MessageFns<MasterCommand> = {
             message.command = { $case: "dbRestore", value: DbRestoreCommand.decode(reader, reader.uint32()) };
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.command = { $case: "configureSite", value: ConfigureSiteCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.command = { $case: "removeSite", value: RemoveSiteCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.command = { $case: "installSite", value: InstallSiteCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2149,6 +2280,18 @@ export const MasterCommand: MessageFns<MasterCommand> = {
         ? { $case: "dbRestore", value: DbRestoreCommand.fromJSON(object.dbRestore) }
         : isSet(object.db_restore)
         ? { $case: "dbRestore", value: DbRestoreCommand.fromJSON(object.db_restore) }
+        : isSet(object.configureSite)
+        ? { $case: "configureSite", value: ConfigureSiteCommand.fromJSON(object.configureSite) }
+        : isSet(object.configure_site)
+        ? { $case: "configureSite", value: ConfigureSiteCommand.fromJSON(object.configure_site) }
+        : isSet(object.removeSite)
+        ? { $case: "removeSite", value: RemoveSiteCommand.fromJSON(object.removeSite) }
+        : isSet(object.remove_site)
+        ? { $case: "removeSite", value: RemoveSiteCommand.fromJSON(object.remove_site) }
+        : isSet(object.installSite)
+        ? { $case: "installSite", value: InstallSiteCommand.fromJSON(object.installSite) }
+        : isSet(object.install_site)
+        ? { $case: "installSite", value: InstallSiteCommand.fromJSON(object.install_site) }
         : undefined,
     };
   },
@@ -2180,6 +2323,12 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       obj.dbDump = DbDumpCommand.toJSON(message.command.value);
     } else if (message.command?.$case === "dbRestore") {
       obj.dbRestore = DbRestoreCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "configureSite") {
+      obj.configureSite = ConfigureSiteCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "removeSite") {
+      obj.removeSite = RemoveSiteCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "installSite") {
+      obj.installSite = InstallSiteCommand.toJSON(message.command.value);
     }
     return obj;
   },
@@ -2257,6 +2406,24 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       case "dbRestore": {
         if (object.command?.value !== undefined && object.command?.value !== null) {
           message.command = { $case: "dbRestore", value: DbRestoreCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "configureSite": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "configureSite", value: ConfigureSiteCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "removeSite": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "removeSite", value: RemoveSiteCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "installSite": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "installSite", value: InstallSiteCommand.fromPartial(object.command.value) };
         }
         break;
       }
@@ -3946,6 +4113,15 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "dbRestore":
         DbRestoreResult.encode(message.result.value, writer.uint32(194).fork()).join();
         break;
+      case "configureSite":
+        ConfigureSiteResult.encode(message.result.value, writer.uint32(242).fork()).join();
+        break;
+      case "removeSite":
+        RemoveSiteResult.encode(message.result.value, writer.uint32(250).fork()).join();
+        break;
+      case "installSite":
+        InstallSiteResult.encode(message.result.value, writer.uint32(258).fork()).join();
+        break;
     }
     return writer;
   },
@@ -4078,6 +4254,30 @@ export const CommandResult: MessageFns<CommandResult> = {
             message.result = { $case: "dbRestore", value: DbRestoreResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.result = { $case: "configureSite", value: ConfigureSiteResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.result = { $case: "removeSite", value: RemoveSiteResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.result = { $case: "installSite", value: InstallSiteResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4140,6 +4340,18 @@ export const CommandResult: MessageFns<CommandResult> = {
         ? { $case: "dbRestore", value: DbRestoreResult.fromJSON(object.dbRestore) }
         : isSet(object.db_restore)
         ? { $case: "dbRestore", value: DbRestoreResult.fromJSON(object.db_restore) }
+        : isSet(object.configureSite)
+        ? { $case: "configureSite", value: ConfigureSiteResult.fromJSON(object.configureSite) }
+        : isSet(object.configure_site)
+        ? { $case: "configureSite", value: ConfigureSiteResult.fromJSON(object.configure_site) }
+        : isSet(object.removeSite)
+        ? { $case: "removeSite", value: RemoveSiteResult.fromJSON(object.removeSite) }
+        : isSet(object.remove_site)
+        ? { $case: "removeSite", value: RemoveSiteResult.fromJSON(object.remove_site) }
+        : isSet(object.installSite)
+        ? { $case: "installSite", value: InstallSiteResult.fromJSON(object.installSite) }
+        : isSet(object.install_site)
+        ? { $case: "installSite", value: InstallSiteResult.fromJSON(object.install_site) }
         : undefined,
     };
   },
@@ -4178,6 +4390,12 @@ export const CommandResult: MessageFns<CommandResult> = {
       obj.dbDump = DbDumpResult.toJSON(message.result.value);
     } else if (message.result?.$case === "dbRestore") {
       obj.dbRestore = DbRestoreResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "configureSite") {
+      obj.configureSite = ConfigureSiteResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "removeSite") {
+      obj.removeSite = RemoveSiteResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "installSite") {
+      obj.installSite = InstallSiteResult.toJSON(message.result.value);
     }
     return obj;
   },
@@ -4252,6 +4470,24 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "dbRestore": {
         if (object.result?.value !== undefined && object.result?.value !== null) {
           message.result = { $case: "dbRestore", value: DbRestoreResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "configureSite": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "configureSite", value: ConfigureSiteResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "removeSite": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "removeSite", value: RemoveSiteResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "installSite": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "installSite", value: InstallSiteResult.fromPartial(object.result.value) };
         }
         break;
       }
@@ -4378,13 +4614,19 @@ export const DbCreateCommand: MessageFns<DbCreateCommand> = {
 };
 
 function createBaseDbCreateResult(): DbCreateResult {
-  return { hosts: [] };
+  return { hosts: [], siteHost: "", sitePort: 0 };
 }
 
 export const DbCreateResult: MessageFns<DbCreateResult> = {
   encode(message: DbCreateResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.hosts) {
       writer.uint32(10).string(v!);
+    }
+    if (message.siteHost !== "") {
+      writer.uint32(18).string(message.siteHost);
+    }
+    if (message.sitePort !== 0) {
+      writer.uint32(24).int32(message.sitePort);
     }
     return writer;
   },
@@ -4410,6 +4652,22 @@ export const DbCreateResult: MessageFns<DbCreateResult> = {
             message.hosts.push(reader.string());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.siteHost = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sitePort = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4423,13 +4681,31 @@ export const DbCreateResult: MessageFns<DbCreateResult> = {
   },
 
   fromJSON(object: any): DbCreateResult {
-    return { hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => globalThis.String(e)) : [] };
+    return {
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => globalThis.String(e)) : [],
+      siteHost: isSet(object.siteHost)
+        ? globalThis.String(object.siteHost)
+        : isSet(object.site_host)
+        ? globalThis.String(object.site_host)
+        : "",
+      sitePort: isSet(object.sitePort)
+        ? globalThis.Number(object.sitePort)
+        : isSet(object.site_port)
+        ? globalThis.Number(object.site_port)
+        : 0,
+    };
   },
 
   toJSON(message: DbCreateResult): unknown {
     const obj: any = {};
     if (message.hosts?.length) {
       obj.hosts = message.hosts;
+    }
+    if (message.siteHost !== "") {
+      obj.siteHost = message.siteHost;
+    }
+    if (message.sitePort !== 0) {
+      obj.sitePort = Math.round(message.sitePort);
     }
     return obj;
   },
@@ -4440,6 +4716,8 @@ export const DbCreateResult: MessageFns<DbCreateResult> = {
   fromPartial<I extends Exact<DeepPartial<DbCreateResult>, I>>(object: I): DbCreateResult {
     const message = createBaseDbCreateResult();
     message.hosts = object.hosts?.map((e) => e) || [];
+    message.siteHost = object.siteHost ?? "";
+    message.sitePort = object.sitePort ?? 0;
     return message;
   },
 };
@@ -4756,7 +5034,7 @@ export const DbGrantsCommand: MessageFns<DbGrantsCommand> = {
 };
 
 function createBaseDbGrantsResult(): DbGrantsResult {
-  return { hosts: [], added: [], removed: [] };
+  return { hosts: [], added: [], removed: [], siteHost: "", sitePort: 0 };
 }
 
 export const DbGrantsResult: MessageFns<DbGrantsResult> = {
@@ -4769,6 +5047,12 @@ export const DbGrantsResult: MessageFns<DbGrantsResult> = {
     }
     for (const v of message.removed) {
       writer.uint32(26).string(v!);
+    }
+    if (message.siteHost !== "") {
+      writer.uint32(34).string(message.siteHost);
+    }
+    if (message.sitePort !== 0) {
+      writer.uint32(40).int32(message.sitePort);
     }
     return writer;
   },
@@ -4810,6 +5094,22 @@ export const DbGrantsResult: MessageFns<DbGrantsResult> = {
             message.removed.push(reader.string());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.siteHost = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.sitePort = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4827,6 +5127,16 @@ export const DbGrantsResult: MessageFns<DbGrantsResult> = {
       hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => globalThis.String(e)) : [],
       added: globalThis.Array.isArray(object?.added) ? object.added.map((e: any) => globalThis.String(e)) : [],
       removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => globalThis.String(e)) : [],
+      siteHost: isSet(object.siteHost)
+        ? globalThis.String(object.siteHost)
+        : isSet(object.site_host)
+        ? globalThis.String(object.site_host)
+        : "",
+      sitePort: isSet(object.sitePort)
+        ? globalThis.Number(object.sitePort)
+        : isSet(object.site_port)
+        ? globalThis.Number(object.site_port)
+        : 0,
     };
   },
 
@@ -4841,6 +5151,12 @@ export const DbGrantsResult: MessageFns<DbGrantsResult> = {
     if (message.removed?.length) {
       obj.removed = message.removed;
     }
+    if (message.siteHost !== "") {
+      obj.siteHost = message.siteHost;
+    }
+    if (message.sitePort !== 0) {
+      obj.sitePort = Math.round(message.sitePort);
+    }
     return obj;
   },
 
@@ -4852,6 +5168,8 @@ export const DbGrantsResult: MessageFns<DbGrantsResult> = {
     message.hosts = object.hosts?.map((e) => e) || [];
     message.added = object.added?.map((e) => e) || [];
     message.removed = object.removed?.map((e) => e) || [];
+    message.siteHost = object.siteHost ?? "";
+    message.sitePort = object.sitePort ?? 0;
     return message;
   },
 };
@@ -5349,6 +5667,926 @@ export const GetDumpRequest: MessageFns<GetDumpRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetDumpRequest>, I>>(object: I): GetDumpRequest {
     const message = createBaseGetDumpRequest();
     message.commandId = object.commandId ?? "";
+    return message;
+  },
+};
+
+function createBaseConfigureSiteCommand(): ConfigureSiteCommand {
+  return {
+    domain: "",
+    platform: "",
+    tree: "",
+    kind: "",
+    aliases: [],
+    redirectAliases: false,
+    enabled: false,
+    webGroupFiles: [],
+    pinnedImpl: "",
+  };
+}
+
+export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
+  encode(message: ConfigureSiteCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.platform !== "") {
+      writer.uint32(18).string(message.platform);
+    }
+    if (message.tree !== "") {
+      writer.uint32(26).string(message.tree);
+    }
+    if (message.kind !== "") {
+      writer.uint32(34).string(message.kind);
+    }
+    for (const v of message.aliases) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.redirectAliases !== false) {
+      writer.uint32(48).bool(message.redirectAliases);
+    }
+    if (message.enabled !== false) {
+      writer.uint32(56).bool(message.enabled);
+    }
+    for (const v of message.webGroupFiles) {
+      writer.uint32(66).string(v!);
+    }
+    if (message.pinnedImpl !== "") {
+      writer.uint32(74).string(message.pinnedImpl);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfigureSiteCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfigureSiteCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.platform = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.aliases.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.redirectAliases = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.enabled = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.webGroupFiles.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.pinnedImpl = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfigureSiteCommand {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      aliases: globalThis.Array.isArray(object?.aliases) ? object.aliases.map((e: any) => globalThis.String(e)) : [],
+      redirectAliases: isSet(object.redirectAliases)
+        ? globalThis.Boolean(object.redirectAliases)
+        : isSet(object.redirect_aliases)
+        ? globalThis.Boolean(object.redirect_aliases)
+        : false,
+      enabled: isSet(object.enabled) ? globalThis.Boolean(object.enabled) : false,
+      webGroupFiles: globalThis.Array.isArray(object?.webGroupFiles)
+        ? object.webGroupFiles.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.web_group_files)
+        ? object.web_group_files.map((e: any) => globalThis.String(e))
+        : [],
+      pinnedImpl: isSet(object.pinnedImpl)
+        ? globalThis.String(object.pinnedImpl)
+        : isSet(object.pinned_impl)
+        ? globalThis.String(object.pinned_impl)
+        : "",
+    };
+  },
+
+  toJSON(message: ConfigureSiteCommand): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.platform !== "") {
+      obj.platform = message.platform;
+    }
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.aliases?.length) {
+      obj.aliases = message.aliases;
+    }
+    if (message.redirectAliases !== false) {
+      obj.redirectAliases = message.redirectAliases;
+    }
+    if (message.enabled !== false) {
+      obj.enabled = message.enabled;
+    }
+    if (message.webGroupFiles?.length) {
+      obj.webGroupFiles = message.webGroupFiles;
+    }
+    if (message.pinnedImpl !== "") {
+      obj.pinnedImpl = message.pinnedImpl;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConfigureSiteCommand>, I>>(base?: I): ConfigureSiteCommand {
+    return ConfigureSiteCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConfigureSiteCommand>, I>>(object: I): ConfigureSiteCommand {
+    const message = createBaseConfigureSiteCommand();
+    message.domain = object.domain ?? "";
+    message.platform = object.platform ?? "";
+    message.tree = object.tree ?? "";
+    message.kind = object.kind ?? "";
+    message.aliases = object.aliases?.map((e) => e) || [];
+    message.redirectAliases = object.redirectAliases ?? false;
+    message.enabled = object.enabled ?? false;
+    message.webGroupFiles = object.webGroupFiles?.map((e) => e) || [];
+    message.pinnedImpl = object.pinnedImpl ?? "";
+    return message;
+  },
+};
+
+function createBaseConfigureSiteResult(): ConfigureSiteResult {
+  return { impl: "", path: "", changed: false, tested: false, reloaded: false, fixed: [], problems: [] };
+}
+
+export const ConfigureSiteResult: MessageFns<ConfigureSiteResult> = {
+  encode(message: ConfigureSiteResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.impl !== "") {
+      writer.uint32(10).string(message.impl);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.changed !== false) {
+      writer.uint32(24).bool(message.changed);
+    }
+    if (message.tested !== false) {
+      writer.uint32(32).bool(message.tested);
+    }
+    if (message.reloaded !== false) {
+      writer.uint32(40).bool(message.reloaded);
+    }
+    for (const v of message.fixed) {
+      writer.uint32(50).string(v!);
+    }
+    for (const v of message.problems) {
+      writer.uint32(58).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfigureSiteResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfigureSiteResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.impl = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.changed = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.tested = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reloaded = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.fixed.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.problems.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfigureSiteResult {
+    return {
+      impl: isSet(object.impl) ? globalThis.String(object.impl) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      changed: isSet(object.changed) ? globalThis.Boolean(object.changed) : false,
+      tested: isSet(object.tested) ? globalThis.Boolean(object.tested) : false,
+      reloaded: isSet(object.reloaded) ? globalThis.Boolean(object.reloaded) : false,
+      fixed: globalThis.Array.isArray(object?.fixed) ? object.fixed.map((e: any) => globalThis.String(e)) : [],
+      problems: globalThis.Array.isArray(object?.problems) ? object.problems.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ConfigureSiteResult): unknown {
+    const obj: any = {};
+    if (message.impl !== "") {
+      obj.impl = message.impl;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.changed !== false) {
+      obj.changed = message.changed;
+    }
+    if (message.tested !== false) {
+      obj.tested = message.tested;
+    }
+    if (message.reloaded !== false) {
+      obj.reloaded = message.reloaded;
+    }
+    if (message.fixed?.length) {
+      obj.fixed = message.fixed;
+    }
+    if (message.problems?.length) {
+      obj.problems = message.problems;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConfigureSiteResult>, I>>(base?: I): ConfigureSiteResult {
+    return ConfigureSiteResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConfigureSiteResult>, I>>(object: I): ConfigureSiteResult {
+    const message = createBaseConfigureSiteResult();
+    message.impl = object.impl ?? "";
+    message.path = object.path ?? "";
+    message.changed = object.changed ?? false;
+    message.tested = object.tested ?? false;
+    message.reloaded = object.reloaded ?? false;
+    message.fixed = object.fixed?.map((e) => e) || [];
+    message.problems = object.problems?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRemoveSiteCommand(): RemoveSiteCommand {
+  return { domain: "", tree: "", deleteFiles: false, pinnedImpl: "" };
+}
+
+export const RemoveSiteCommand: MessageFns<RemoveSiteCommand> = {
+  encode(message: RemoveSiteCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.tree !== "") {
+      writer.uint32(18).string(message.tree);
+    }
+    if (message.deleteFiles !== false) {
+      writer.uint32(24).bool(message.deleteFiles);
+    }
+    if (message.pinnedImpl !== "") {
+      writer.uint32(34).string(message.pinnedImpl);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveSiteCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveSiteCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deleteFiles = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pinnedImpl = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveSiteCommand {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      deleteFiles: isSet(object.deleteFiles)
+        ? globalThis.Boolean(object.deleteFiles)
+        : isSet(object.delete_files)
+        ? globalThis.Boolean(object.delete_files)
+        : false,
+      pinnedImpl: isSet(object.pinnedImpl)
+        ? globalThis.String(object.pinnedImpl)
+        : isSet(object.pinned_impl)
+        ? globalThis.String(object.pinned_impl)
+        : "",
+    };
+  },
+
+  toJSON(message: RemoveSiteCommand): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.deleteFiles !== false) {
+      obj.deleteFiles = message.deleteFiles;
+    }
+    if (message.pinnedImpl !== "") {
+      obj.pinnedImpl = message.pinnedImpl;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveSiteCommand>, I>>(base?: I): RemoveSiteCommand {
+    return RemoveSiteCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveSiteCommand>, I>>(object: I): RemoveSiteCommand {
+    const message = createBaseRemoveSiteCommand();
+    message.domain = object.domain ?? "";
+    message.tree = object.tree ?? "";
+    message.deleteFiles = object.deleteFiles ?? false;
+    message.pinnedImpl = object.pinnedImpl ?? "";
+    return message;
+  },
+};
+
+function createBaseRemoveSiteResult(): RemoveSiteResult {
+  return { impl: "", path: "", removed: false, reloaded: false, deleted: [], problems: [] };
+}
+
+export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
+  encode(message: RemoveSiteResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.impl !== "") {
+      writer.uint32(10).string(message.impl);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.removed !== false) {
+      writer.uint32(24).bool(message.removed);
+    }
+    if (message.reloaded !== false) {
+      writer.uint32(32).bool(message.reloaded);
+    }
+    for (const v of message.deleted) {
+      writer.uint32(42).string(v!);
+    }
+    for (const v of message.problems) {
+      writer.uint32(50).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveSiteResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveSiteResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.impl = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.removed = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.reloaded = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.deleted.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.problems.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveSiteResult {
+    return {
+      impl: isSet(object.impl) ? globalThis.String(object.impl) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      removed: isSet(object.removed) ? globalThis.Boolean(object.removed) : false,
+      reloaded: isSet(object.reloaded) ? globalThis.Boolean(object.reloaded) : false,
+      deleted: globalThis.Array.isArray(object?.deleted) ? object.deleted.map((e: any) => globalThis.String(e)) : [],
+      problems: globalThis.Array.isArray(object?.problems) ? object.problems.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: RemoveSiteResult): unknown {
+    const obj: any = {};
+    if (message.impl !== "") {
+      obj.impl = message.impl;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.removed !== false) {
+      obj.removed = message.removed;
+    }
+    if (message.reloaded !== false) {
+      obj.reloaded = message.reloaded;
+    }
+    if (message.deleted?.length) {
+      obj.deleted = message.deleted;
+    }
+    if (message.problems?.length) {
+      obj.problems = message.problems;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveSiteResult>, I>>(base?: I): RemoveSiteResult {
+    return RemoveSiteResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveSiteResult>, I>>(object: I): RemoveSiteResult {
+    const message = createBaseRemoveSiteResult();
+    message.impl = object.impl ?? "";
+    message.path = object.path ?? "";
+    message.removed = object.removed ?? false;
+    message.reloaded = object.reloaded ?? false;
+    message.deleted = object.deleted?.map((e) => e) || [];
+    message.problems = object.problems?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseInstallSiteCommand(): InstallSiteCommand {
+  return { domain: "", kind: "", title: "", adminUser: "", adminEmail: "", adminPassword: "" };
+}
+
+export const InstallSiteCommand: MessageFns<InstallSiteCommand> = {
+  encode(message: InstallSiteCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.title !== "") {
+      writer.uint32(26).string(message.title);
+    }
+    if (message.adminUser !== "") {
+      writer.uint32(34).string(message.adminUser);
+    }
+    if (message.adminEmail !== "") {
+      writer.uint32(42).string(message.adminEmail);
+    }
+    if (message.adminPassword !== "") {
+      writer.uint32(50).string(message.adminPassword);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InstallSiteCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInstallSiteCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.adminUser = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.adminEmail = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.adminPassword = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InstallSiteCommand {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      adminUser: isSet(object.adminUser)
+        ? globalThis.String(object.adminUser)
+        : isSet(object.admin_user)
+        ? globalThis.String(object.admin_user)
+        : "",
+      adminEmail: isSet(object.adminEmail)
+        ? globalThis.String(object.adminEmail)
+        : isSet(object.admin_email)
+        ? globalThis.String(object.admin_email)
+        : "",
+      adminPassword: isSet(object.adminPassword)
+        ? globalThis.String(object.adminPassword)
+        : isSet(object.admin_password)
+        ? globalThis.String(object.admin_password)
+        : "",
+    };
+  },
+
+  toJSON(message: InstallSiteCommand): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.adminUser !== "") {
+      obj.adminUser = message.adminUser;
+    }
+    if (message.adminEmail !== "") {
+      obj.adminEmail = message.adminEmail;
+    }
+    if (message.adminPassword !== "") {
+      obj.adminPassword = message.adminPassword;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InstallSiteCommand>, I>>(base?: I): InstallSiteCommand {
+    return InstallSiteCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InstallSiteCommand>, I>>(object: I): InstallSiteCommand {
+    const message = createBaseInstallSiteCommand();
+    message.domain = object.domain ?? "";
+    message.kind = object.kind ?? "";
+    message.title = object.title ?? "";
+    message.adminUser = object.adminUser ?? "";
+    message.adminEmail = object.adminEmail ?? "";
+    message.adminPassword = object.adminPassword ?? "";
+    return message;
+  },
+};
+
+function createBaseInstallSiteResult(): InstallSiteResult {
+  return { ran: false, reason: "", url: "" };
+}
+
+export const InstallSiteResult: MessageFns<InstallSiteResult> = {
+  encode(message: InstallSiteResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ran !== false) {
+      writer.uint32(8).bool(message.ran);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    if (message.url !== "") {
+      writer.uint32(26).string(message.url);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InstallSiteResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInstallSiteResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ran = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InstallSiteResult {
+    return {
+      ran: isSet(object.ran) ? globalThis.Boolean(object.ran) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+    };
+  },
+
+  toJSON(message: InstallSiteResult): unknown {
+    const obj: any = {};
+    if (message.ran !== false) {
+      obj.ran = message.ran;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InstallSiteResult>, I>>(base?: I): InstallSiteResult {
+    return InstallSiteResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InstallSiteResult>, I>>(object: I): InstallSiteResult {
+    const message = createBaseInstallSiteResult();
+    message.ran = object.ran ?? false;
+    message.reason = object.reason ?? "";
+    message.url = object.url ?? "";
     return message;
   },
 };

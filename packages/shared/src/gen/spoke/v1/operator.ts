@@ -160,6 +160,31 @@ export interface ListSitesRequest {
   platform: string;
 }
 
+export interface InstallSiteRequest {
+  domain: string;
+  platform: string;
+  /** "" = the only server offering a database (see docs) */
+  dbServer: string;
+  aliases: string[];
+  /** installer: site title ("" = the domain) */
+  title: string;
+  /** "" = admin */
+  adminUser: string;
+  /** "" = admin@<domain> */
+  adminEmail: string;
+}
+
+export interface AliasRequest {
+  site: string;
+  alias: string;
+}
+
+export interface DeleteSiteRequest {
+  domain: string;
+  /** required until backups exist (SITE_NEEDS_BACKUP otherwise) */
+  noBackup: boolean;
+}
+
 export interface SiteList {
   sites: Site[];
 }
@@ -2165,6 +2190,357 @@ export const ListSitesRequest: MessageFns<ListSitesRequest> = {
   },
 };
 
+function createBaseInstallSiteRequest(): InstallSiteRequest {
+  return { domain: "", platform: "", dbServer: "", aliases: [], title: "", adminUser: "", adminEmail: "" };
+}
+
+export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
+  encode(message: InstallSiteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.platform !== "") {
+      writer.uint32(18).string(message.platform);
+    }
+    if (message.dbServer !== "") {
+      writer.uint32(26).string(message.dbServer);
+    }
+    for (const v of message.aliases) {
+      writer.uint32(34).string(v!);
+    }
+    if (message.title !== "") {
+      writer.uint32(42).string(message.title);
+    }
+    if (message.adminUser !== "") {
+      writer.uint32(50).string(message.adminUser);
+    }
+    if (message.adminEmail !== "") {
+      writer.uint32(58).string(message.adminEmail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InstallSiteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInstallSiteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.platform = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dbServer = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.aliases.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.adminUser = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.adminEmail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InstallSiteRequest {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
+      dbServer: isSet(object.dbServer)
+        ? globalThis.String(object.dbServer)
+        : isSet(object.db_server)
+        ? globalThis.String(object.db_server)
+        : "",
+      aliases: globalThis.Array.isArray(object?.aliases) ? object.aliases.map((e: any) => globalThis.String(e)) : [],
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      adminUser: isSet(object.adminUser)
+        ? globalThis.String(object.adminUser)
+        : isSet(object.admin_user)
+        ? globalThis.String(object.admin_user)
+        : "",
+      adminEmail: isSet(object.adminEmail)
+        ? globalThis.String(object.adminEmail)
+        : isSet(object.admin_email)
+        ? globalThis.String(object.admin_email)
+        : "",
+    };
+  },
+
+  toJSON(message: InstallSiteRequest): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.platform !== "") {
+      obj.platform = message.platform;
+    }
+    if (message.dbServer !== "") {
+      obj.dbServer = message.dbServer;
+    }
+    if (message.aliases?.length) {
+      obj.aliases = message.aliases;
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.adminUser !== "") {
+      obj.adminUser = message.adminUser;
+    }
+    if (message.adminEmail !== "") {
+      obj.adminEmail = message.adminEmail;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InstallSiteRequest>, I>>(base?: I): InstallSiteRequest {
+    return InstallSiteRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InstallSiteRequest>, I>>(object: I): InstallSiteRequest {
+    const message = createBaseInstallSiteRequest();
+    message.domain = object.domain ?? "";
+    message.platform = object.platform ?? "";
+    message.dbServer = object.dbServer ?? "";
+    message.aliases = object.aliases?.map((e) => e) || [];
+    message.title = object.title ?? "";
+    message.adminUser = object.adminUser ?? "";
+    message.adminEmail = object.adminEmail ?? "";
+    return message;
+  },
+};
+
+function createBaseAliasRequest(): AliasRequest {
+  return { site: "", alias: "" };
+}
+
+export const AliasRequest: MessageFns<AliasRequest> = {
+  encode(message: AliasRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.site !== "") {
+      writer.uint32(10).string(message.site);
+    }
+    if (message.alias !== "") {
+      writer.uint32(18).string(message.alias);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AliasRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAliasRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.site = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.alias = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AliasRequest {
+    return {
+      site: isSet(object.site) ? globalThis.String(object.site) : "",
+      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
+    };
+  },
+
+  toJSON(message: AliasRequest): unknown {
+    const obj: any = {};
+    if (message.site !== "") {
+      obj.site = message.site;
+    }
+    if (message.alias !== "") {
+      obj.alias = message.alias;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AliasRequest>, I>>(base?: I): AliasRequest {
+    return AliasRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AliasRequest>, I>>(object: I): AliasRequest {
+    const message = createBaseAliasRequest();
+    message.site = object.site ?? "";
+    message.alias = object.alias ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteSiteRequest(): DeleteSiteRequest {
+  return { domain: "", noBackup: false };
+}
+
+export const DeleteSiteRequest: MessageFns<DeleteSiteRequest> = {
+  encode(message: DeleteSiteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.noBackup !== false) {
+      writer.uint32(16).bool(message.noBackup);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteSiteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteSiteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.noBackup = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteSiteRequest {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      noBackup: isSet(object.noBackup)
+        ? globalThis.Boolean(object.noBackup)
+        : isSet(object.no_backup)
+        ? globalThis.Boolean(object.no_backup)
+        : false,
+    };
+  },
+
+  toJSON(message: DeleteSiteRequest): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.noBackup !== false) {
+      obj.noBackup = message.noBackup;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteSiteRequest>, I>>(base?: I): DeleteSiteRequest {
+    return DeleteSiteRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteSiteRequest>, I>>(object: I): DeleteSiteRequest {
+    const message = createBaseDeleteSiteRequest();
+    message.domain = object.domain ?? "";
+    message.noBackup = object.noBackup ?? false;
+    return message;
+  },
+};
+
 function createBaseSiteList(): SiteList {
   return { sites: [] };
 }
@@ -3110,6 +3486,70 @@ export const OperatorService = {
     responseSerialize: (value: Site): Buffer => Buffer.from(Site.encode(value).finish()),
     responseDeserialize: (value: Buffer): Site => Site.decode(value),
   },
+  /** Site tasks: each queues a task on site:<domain> (holding the platform's lock) and returns it. */
+  installSite: {
+    path: "/spoke.v1.Operator/InstallSite" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: InstallSiteRequest): Buffer => Buffer.from(InstallSiteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): InstallSiteRequest => InstallSiteRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
+  verifySite: {
+    path: "/spoke.v1.Operator/VerifySite" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
+  disableSite: {
+    path: "/spoke.v1.Operator/DisableSite" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
+  enableSite: {
+    path: "/spoke.v1.Operator/EnableSite" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
+  addAlias: {
+    path: "/spoke.v1.Operator/AddAlias" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AliasRequest): Buffer => Buffer.from(AliasRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AliasRequest => AliasRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
+  removeAlias: {
+    path: "/spoke.v1.Operator/RemoveAlias" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AliasRequest): Buffer => Buffer.from(AliasRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AliasRequest => AliasRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
+  deleteSite: {
+    path: "/spoke.v1.Operator/DeleteSite" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteSiteRequest): Buffer => Buffer.from(DeleteSiteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteSiteRequest => DeleteSiteRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
   listTasks: {
     path: "/spoke.v1.Operator/ListTasks" as const,
     requestStream: false as const,
@@ -3195,6 +3635,14 @@ export interface OperatorServer extends UntypedServiceImplementation {
   diffPlatforms: handleUnaryCall<DiffPlatformsRequest, DiffPlatformsResponse>;
   listSites: handleUnaryCall<ListSitesRequest, SiteList>;
   getSite: handleUnaryCall<NameRequest, Site>;
+  /** Site tasks: each queues a task on site:<domain> (holding the platform's lock) and returns it. */
+  installSite: handleUnaryCall<InstallSiteRequest, Task>;
+  verifySite: handleUnaryCall<NameRequest, Task>;
+  disableSite: handleUnaryCall<NameRequest, Task>;
+  enableSite: handleUnaryCall<NameRequest, Task>;
+  addAlias: handleUnaryCall<AliasRequest, Task>;
+  removeAlias: handleUnaryCall<AliasRequest, Task>;
+  deleteSite: handleUnaryCall<DeleteSiteRequest, Task>;
   listTasks: handleUnaryCall<ListTasksRequest, TaskList>;
   getTask: handleUnaryCall<TaskIdRequest, Task>;
   getTaskLog: handleUnaryCall<TaskIdRequest, TaskLog>;
@@ -3477,6 +3925,97 @@ export interface OperatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Site) => void,
+  ): ClientUnaryCall;
+  /** Site tasks: each queues a task on site:<domain> (holding the platform's lock) and returns it. */
+  installSite(
+    request: InstallSiteRequest,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  installSite(
+    request: InstallSiteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  installSite(
+    request: InstallSiteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  verifySite(request: NameRequest, callback: (error: ServiceError | null, response: Task) => void): ClientUnaryCall;
+  verifySite(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  verifySite(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  disableSite(request: NameRequest, callback: (error: ServiceError | null, response: Task) => void): ClientUnaryCall;
+  disableSite(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  disableSite(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  enableSite(request: NameRequest, callback: (error: ServiceError | null, response: Task) => void): ClientUnaryCall;
+  enableSite(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  enableSite(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  addAlias(request: AliasRequest, callback: (error: ServiceError | null, response: Task) => void): ClientUnaryCall;
+  addAlias(
+    request: AliasRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  addAlias(
+    request: AliasRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  removeAlias(request: AliasRequest, callback: (error: ServiceError | null, response: Task) => void): ClientUnaryCall;
+  removeAlias(
+    request: AliasRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  removeAlias(
+    request: AliasRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  deleteSite(
+    request: DeleteSiteRequest,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  deleteSite(
+    request: DeleteSiteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  deleteSite(
+    request: DeleteSiteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
   ): ClientUnaryCall;
   listTasks(
     request: ListTasksRequest,

@@ -239,11 +239,20 @@ export interface Site {
   dbServer: string;
   profile: string;
   aliases: string[];
-  /** pending | installing | enabled | disabled | failed | deleted */
+  /** pending | installing | installed | disabled | failed | deleting */
   status: string;
   createdMs: number;
   /** the platform's server */
   server: string;
+  /** database on db_server ("" before the install reserved it) */
+  dbName: string;
+  /** its user (the password is never sent) */
+  dbUser: string;
+  /** how the web servers reach the database */
+  dbHost: string;
+  dbPort: number;
+  /** 0 = not installed */
+  installedMs: number;
 }
 
 export interface Task {
@@ -1375,7 +1384,21 @@ export const Platform: MessageFns<Platform> = {
 };
 
 function createBaseSite(): Site {
-  return { domain: "", platform: "", dbServer: "", profile: "", aliases: [], status: "", createdMs: 0, server: "" };
+  return {
+    domain: "",
+    platform: "",
+    dbServer: "",
+    profile: "",
+    aliases: [],
+    status: "",
+    createdMs: 0,
+    server: "",
+    dbName: "",
+    dbUser: "",
+    dbHost: "",
+    dbPort: 0,
+    installedMs: 0,
+  };
 }
 
 export const Site: MessageFns<Site> = {
@@ -1403,6 +1426,21 @@ export const Site: MessageFns<Site> = {
     }
     if (message.server !== "") {
       writer.uint32(66).string(message.server);
+    }
+    if (message.dbName !== "") {
+      writer.uint32(74).string(message.dbName);
+    }
+    if (message.dbUser !== "") {
+      writer.uint32(82).string(message.dbUser);
+    }
+    if (message.dbHost !== "") {
+      writer.uint32(90).string(message.dbHost);
+    }
+    if (message.dbPort !== 0) {
+      writer.uint32(96).int32(message.dbPort);
+    }
+    if (message.installedMs !== 0) {
+      writer.uint32(104).int64(message.installedMs);
     }
     return writer;
   },
@@ -1484,6 +1522,46 @@ export const Site: MessageFns<Site> = {
             message.server = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.dbName = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.dbUser = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.dbHost = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.dbPort = reader.int32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.installedMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1514,6 +1592,31 @@ export const Site: MessageFns<Site> = {
         ? globalThis.Number(object.created_ms)
         : 0,
       server: isSet(object.server) ? globalThis.String(object.server) : "",
+      dbName: isSet(object.dbName)
+        ? globalThis.String(object.dbName)
+        : isSet(object.db_name)
+        ? globalThis.String(object.db_name)
+        : "",
+      dbUser: isSet(object.dbUser)
+        ? globalThis.String(object.dbUser)
+        : isSet(object.db_user)
+        ? globalThis.String(object.db_user)
+        : "",
+      dbHost: isSet(object.dbHost)
+        ? globalThis.String(object.dbHost)
+        : isSet(object.db_host)
+        ? globalThis.String(object.db_host)
+        : "",
+      dbPort: isSet(object.dbPort)
+        ? globalThis.Number(object.dbPort)
+        : isSet(object.db_port)
+        ? globalThis.Number(object.db_port)
+        : 0,
+      installedMs: isSet(object.installedMs)
+        ? globalThis.Number(object.installedMs)
+        : isSet(object.installed_ms)
+        ? globalThis.Number(object.installed_ms)
+        : 0,
     };
   },
 
@@ -1543,6 +1646,21 @@ export const Site: MessageFns<Site> = {
     if (message.server !== "") {
       obj.server = message.server;
     }
+    if (message.dbName !== "") {
+      obj.dbName = message.dbName;
+    }
+    if (message.dbUser !== "") {
+      obj.dbUser = message.dbUser;
+    }
+    if (message.dbHost !== "") {
+      obj.dbHost = message.dbHost;
+    }
+    if (message.dbPort !== 0) {
+      obj.dbPort = Math.round(message.dbPort);
+    }
+    if (message.installedMs !== 0) {
+      obj.installedMs = Math.round(message.installedMs);
+    }
     return obj;
   },
 
@@ -1559,6 +1677,11 @@ export const Site: MessageFns<Site> = {
     message.status = object.status ?? "";
     message.createdMs = object.createdMs ?? 0;
     message.server = object.server ?? "";
+    message.dbName = object.dbName ?? "";
+    message.dbUser = object.dbUser ?? "";
+    message.dbHost = object.dbHost ?? "";
+    message.dbPort = object.dbPort ?? 0;
+    message.installedMs = object.installedMs ?? 0;
     return message;
   },
 };

@@ -1,0 +1,195 @@
+/**
+ * Site vhost templates: sections, checked names (the shared domain rule), the alias redirect
+ * block, the disabled page; and nginx -t on every built-in variant.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { isSpokeError } from '@spoke/shared';
+import { BUILTIN_TEMPLATES, renderSiteConfig, renderTemplate, siteVars, type SiteConfigInput } from './webtemplate.js';
+
+const REPO = join(import.meta.dirname, '../../..');
+const dir = mkdtempSync(join(tmpdir(), 'spoke-sitetemplate-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const SITE: SiteConfigInput = {
+  impl: 'nginx',
+  domain: 'site.test',
+  aliases: ['www.site.test', 'old.site.test'],
+  redirectAliases: false,
+  enabled: true,
+  platform: 'wp',
+  kind: 'wordpress',
+  tree: '/var/www/wp',
+  root: '/srv/host1/var/www/wp',
+  listen: ['80', '[::]:80'],
+  fpm: '/run/php/php8.2-fpm.sock',
+};
+
+function code(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (isSpokeError(e)) return e.code;
+    throw e;
+  }
+  return 'no error';
+}
+
+/** The server blocks of an nginx config, each as its text. */
+function serverBlocks(text: string): string[] {
+  return text.split(/^server \{$/m).slice(1);
+}
+
+describe('template sections', () => {
+  it('writes the lines of a section only when its variable has a value', () => {
+    const t = 'a\n{{#names}}\nserver_name {{names}};\n{{/names}}\nb';
+    expect(renderTemplate('t', t, { names: 'x.test y.test' })).toBe('a\nserver_name x.test y.test;\nb');
+    expect(renderTemplate('t', t, { names: '' })).toBe('a\nb');
+    expect(renderTemplate('t', '{{#l}}\nalias {{l}};\n{{/l}}', { l: ['a', 'b'] })).toBe('alias a;\nalias b;');
+    expect(renderTemplate('t', '{{#l}}\nalias {{l}};\n{{/l}}', { l: [] })).toBe('');
+  });
+
+  it('refuses unknown, unclosed and crossed sections, and checks variables inside a skipped section', () => {
+    expect(() => renderTemplate('t.conf', '{{#nope}}\n{{/nope}}', { a: 'x' })).toThrow(/t\.conf:1: unknown section variable/);
+    expect(() => renderTemplate('t.conf', 'x\n{{#a}}\ny', { a: 'x' })).toThrow(/t\.conf:2: section \{\{#a\}\} is never closed/);
+    expect(code(() => renderTemplate('t', '{{#a}}\n{{#b}}\n{{/a}}\n{{/b}}', { a: 'x', b: 'y' }))).toBe('TEMPLATE_INVALID');
+    expect(code(() => renderTemplate('t', '{{/a}}', { a: 'x' }))).toBe('TEMPLATE_INVALID');
+    expect(code(() => renderTemplate('t', '{{#a}}\n{{typo}}\n{{/a}}', { a: '' }))).toBe('TEMPLATE_INVALID');
+  });
+});
+
+describe('siteVars: names are domains, checked by the shared rule', () => {
+  const hostile: [string, Partial<SiteConfigInput>][] = [
+    ['a newline in the domain', { domain: 'site.test\nserver' }],
+    ['a semicolon', { domain: 'site.test;' }],
+    ['a brace', { domain: 'site.test}' }],
+    ['a space', { domain: 'site.test evil.test' }],
+    ['a variable', { domain: '$host' }],
+    ['a wildcard', { domain: '*.site.test' }],
+    ['a regex name', { domain: '~^(.+)$' }],
+    ['upper case', { domain: 'Site.test' }],
+    ['one label', { domain: 'site' }],
+    ['an empty domain', { domain: '' }],
+    ['a hostile alias', { aliases: ['www.site.test', 'x.test; include /etc/shadow'] }],
+    ['an alias with a newline', { aliases: ['x.test\n}'] }],
+    ['an alias with quotes', { aliases: ['"x.test"'] }],
+    ['an empty alias', { aliases: [''] }],
+    ['the domain as its own alias', { aliases: ['site.test'] }],
+  ];
+  it.each(hostile)('refuses %s', (_what, over) => {
+    expect(code(() => siteVars({ ...SITE, ...over }))).toBe('INVALID_DOMAIN');
+  });
+
+  it('derives the names each block answers', () => {
+    const v = siteVars(SITE);
+    expect(v.server_names).toBe('site.test www.site.test old.site.test');
+    expect(v.aliases).toEqual(['www.site.test', 'old.site.test']);
+    expect(v.redirect_names).toBe('');
+    expect(v.all_names).toBe('site.test www.site.test old.site.test');
+    const r = siteVars({ ...SITE, redirectAliases: true, aliases: ['www.site.test', 'www.site.test'] });
+    expect(r.server_names).toBe('site.test');
+    expect(r.aliases).toEqual([]);
+    expect(r.redirect_names).toBe('www.site.test');
+    expect(r.redirect_aliases).toEqual(['www.site.test']);
+    expect(r.redirect_name).toBe('www.site.test');
+  });
+
+  it('refuses a hostile domain even with an override template that uses it raw', async () => {
+    const t = join(dir, 'override');
+    mkdirSync(join(t, 'nginx'), { recursive: true });
+    writeFileSync(join(t, 'nginx', 'site.conf'), 'server_name {{domain}};\n');
+    await expect(renderSiteConfig({ ...SITE, domain: 'x.test;include' }, t)).rejects.toMatchObject({ code: 'INVALID_DOMAIN' });
+    expect((await renderSiteConfig(SITE, t)).text).toBe('server_name site.test;\n');
+  });
+});
+
+describe('built-in site templates', () => {
+  it('are the files in deploy/templates and render without leftovers', async () => {
+    for (const impl of ['nginx', 'apache'] as const) {
+      for (const name of ['site.conf', 'site-disabled.conf']) {
+        expect(BUILTIN_TEMPLATES[impl][name]).toBe(readFileSync(join(REPO, 'deploy/templates', impl, name), 'utf8'));
+      }
+      for (const over of [{}, { redirectAliases: true }, { aliases: [] }, { enabled: false }, { enabled: false, aliases: [] }]) {
+        const r = await renderSiteConfig({ ...SITE, impl, ...over }, '');
+        expect(r.text).not.toMatch(/\{\{|\}\}/);
+        expect(r.text).toContain('site.test');
+      }
+    }
+  });
+
+  it('nginx: one block for every name; with redirectAliases the aliases get their own 301 block', async () => {
+    const plain = (await renderSiteConfig(SITE, '')).text;
+    expect(serverBlocks(plain)).toHaveLength(1);
+    expect(plain).toMatch(/^\s*server_name site\.test www\.site\.test old\.site\.test;$/m);
+    expect(plain).toMatch(/^\s*root \/srv\/host1\/var\/www\/wp;$/m);
+    expect(plain).toMatch(/^\s*try_files \$uri \$uri\/ \/index\.php\?\$query_string;$/m);
+    expect(plain).toMatch(/location ~ \^\/sites\/\[\^\/\]\+\/private\/ \{\s*deny all;/);
+    expect(plain).not.toContain('return 301');
+
+    const redirect = serverBlocks((await renderSiteConfig({ ...SITE, redirectAliases: true }, '')).text);
+    expect(redirect).toHaveLength(2);
+    expect(redirect[0]).toMatch(/^\s*server_name www\.site\.test old\.site\.test;$/m);
+    expect(redirect[0]).toMatch(/^\s*return 301 \$scheme:\/\/site\.test\$request_uri;$/m);
+    expect(redirect[0]).toMatch(/^\s*listen \[::\]:80;$/m);
+    expect(redirect[1]).toMatch(/^\s*server_name site\.test;$/m);
+
+    // no aliases: no redirect block even when asked
+    expect(serverBlocks((await renderSiteConfig({ ...SITE, aliases: [], redirectAliases: true }, '')).text)).toHaveLength(1);
+    // Drupal 7 gets its front controller
+    expect((await renderSiteConfig({ ...SITE, kind: 'drupal7' }, '')).text).toMatch(/try_files \$uri \$uri\/ \/index\.php\?q=\$uri&\$args;/);
+  });
+
+  it('nginx disabled: every name answers 503 with the maintenance page, Retry-After set', async () => {
+    const text = (await renderSiteConfig({ ...SITE, enabled: false, redirectAliases: true }, '')).text;
+    expect(serverBlocks(text)).toHaveLength(1);
+    expect(text).toMatch(/^\s*server_name site\.test www\.site\.test old\.site\.test;$/m);
+    expect(text).toMatch(/return 503 '<!DOCTYPE html>.*site\.test is down for maintenance/);
+    expect(text).toMatch(/add_header Retry-After \d+ always;/);
+    expect(text).not.toContain('fastcgi_pass');
+  });
+
+  it('apache: ServerAlias per served alias; redirect vhost; disabled vhost answers 503', async () => {
+    const plain = (await renderSiteConfig({ ...SITE, impl: 'apache' }, '')).text;
+    expect(plain.match(/<VirtualHost /g)).toHaveLength(1);
+    expect(plain).toMatch(/^\s*ServerName site\.test$/m);
+    expect(plain.match(/^\s*ServerAlias .*$/gm)).toEqual(['    ServerAlias www.site.test', '    ServerAlias old.site.test']);
+    const redirect = (await renderSiteConfig({ ...SITE, impl: 'apache', redirectAliases: true }, '')).text;
+    expect(redirect.match(/<VirtualHost \*:80 \[::\]:80>/g)).toHaveLength(2);
+    expect(redirect).toMatch(/ServerName www\.site\.test\n\s*ServerAlias www\.site\.test\n\s*ServerAlias old\.site\.test\n\s*RewriteEngine On\n\s*RewriteRule \^ %\{REQUEST_SCHEME\}:\/\/site\.test%\{REQUEST_URI\} \[R=301,L\]/);
+    const off = (await renderSiteConfig({ ...SITE, impl: 'apache', enabled: false }, '')).text;
+    expect(off).toMatch(/RewriteRule \^ - \[R=503,L\]/);
+    expect(off).toMatch(/ErrorDocument 503 ".*site\.test is down for maintenance.*"/);
+    expect(off.match(/^\s*ServerAlias .*$/gm)).toHaveLength(2);
+  });
+
+  // nginx judges every variant: the site blocks must load beside each other and a platform.
+  const nginxBin = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p));
+  it.skipIf(!nginxBin)('every nginx variant passes nginx -t', async () => {
+    const p = join(dir, 'nginx');
+    const root = join(p, 'www');
+    mkdirSync(join(p, 'conf.d'), { recursive: true });
+    mkdirSync(root, { recursive: true });
+    const variants: [string, Partial<SiteConfigInput>][] = [
+      ['a.test', {}],
+      ['b.test', { redirectAliases: true }],
+      ['c.test', { enabled: false }],
+      ['d.test', { aliases: [], redirectAliases: true }],
+      ['e.test', { enabled: false, aliases: [] }],
+    ];
+    for (const [domain, over] of variants) {
+      const aliases = (over.aliases ?? ['www', 'old']).map((a) => `${a}.${domain}`);
+      const text = (await renderSiteConfig({ ...SITE, root, listen: ['127.0.0.1:18090'], ...over, domain, aliases }, '')).text;
+      writeFileSync(join(p, 'conf.d', `spoke-site-${domain}.conf`), text);
+    }
+    writeFileSync(
+      join(p, 'nginx.conf'),
+      `pid ${p}/nginx.pid;\nerror_log ${p}/error.log;\nevents {}\nhttp {\n  access_log off;\n  client_body_temp_path ${p}/tmp;\n  fastcgi_temp_path ${p}/tmp;\n  proxy_temp_path ${p}/tmp;\n  uwsgi_temp_path ${p}/tmp;\n  scgi_temp_path ${p}/tmp;\n  include ${p}/conf.d/*.conf;\n}\n`,
+    );
+    const r = spawnSync(nginxBin as string, ['-t', '-p', p, '-c', join(p, 'nginx.conf'), '-e', join(p, 'error.log')], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/conflicting server name/);
+  });
+});

@@ -1,0 +1,130 @@
+/**
+ * What the site tasks refuse at once, before anything is queued or reserved (the steps
+ * themselves run against real agents in test/e2e/sites.test.ts).
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { RootMap, silentLogger, type SpokeError } from '@spoke/shared';
+import type { AgentHub } from '../hub.js';
+import type { PlatformSync } from '../converge.js';
+import { TaskEngine } from '../tasks.js';
+import { TreeStore } from '../trees.js';
+import { addAgent, freshNamespace } from '../testutil.js';
+import { SiteTasks } from './tasks.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function setup(kind = 'wordpress') {
+  const f = freshNamespace();
+  const root = mkdtempSync(join(tmpdir(), 'spoke-sitetasks-'));
+  dirs.push(root);
+  const tasks = new TaskEngine({ db: f.db, clock: () => f.now.ms, log: silentLogger() });
+  const trees = new TreeStore({ db: f.db, rootMap: new RootMap(root), log: silentLogger(), watch: false });
+  const sites = new SiteTasks({
+    ns: f.ns,
+    hub: { isOnline: () => false } as unknown as AgentHub,
+    tasks,
+    trees,
+    sync: {} as PlatformSync,
+    log: silentLogger(),
+    db: f.db,
+    trashDir: join(root, 'trash'),
+  });
+  addAgent(f.ns, 'web1');
+  f.ns.recordDetectedServices('web1', [{ kind: 'http', impl: 'nginx', version: '1' }]);
+  f.ns.addPlatform({ name: 'wp', path: '/var/www/wp', server: 'web1', source: { kind: 'existing' } });
+  f.ns.setRegistry('wp', JSON.stringify({ kind, coreVersion: '6.1', sites: [] }));
+  return { ...f, tasks, sites, root };
+}
+
+function refused(fn: () => unknown): SpokeError {
+  try {
+    fn();
+  } catch (e) {
+    return e as SpokeError;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('site tasks: refusals before anything is queued', () => {
+  it('needs a db server: none offering one, several, or the one named', () => {
+    const { sites, ns } = setup();
+    const none = refused(() => sites.install({ domain: 'blog.test', platform: 'wp' }));
+    expect([none.code, none.message]).toEqual(['DB_SERVER_REQUIRED', 'no agent server reports a database service; name the one with a db section in its agent.json: --db-server NAME']);
+    addAgent(ns, 'db1');
+    addAgent(ns, 'db2');
+    ns.recordDetectedServices('db1', [{ kind: 'db', impl: 'mariadb', version: '10.11' }]);
+    expect(sites.chooseDbServer(ns.getPlatform('wp'))).toBe('db1');
+    ns.recordDetectedServices('db2', [{ kind: 'db', impl: 'mariadb', version: '10.11' }]);
+    const several = refused(() => sites.chooseDbServer(ns.getPlatform('wp')));
+    expect([several.code, several.message]).toEqual(['DB_SERVER_REQUIRED', 'several servers offer a database (db1, db2); choose one: --db-server NAME']);
+    // among several, the platform's own server wins
+    ns.recordDetectedServices('web1', [{ kind: 'db', impl: 'mariadb', version: '10.11' }]);
+    expect(sites.chooseDbServer(ns.getPlatform('wp'))).toBe('web1');
+    expect(refused(() => sites.install({ domain: 'blog.test', platform: 'wp', dbServer: 'nope' })).code).toBe('SERVER_NOT_FOUND');
+    expect(ns.listSites()).toEqual([]);
+  });
+
+  it('refuses an unverified platform and one whose kind has no settings', () => {
+    const a = setup();
+    a.ns.setRegistry('wp', '');
+    expect(refused(() => a.sites.install({ domain: 'blog.test', platform: 'wp', dbServer: 'web1' })).code).toBe('PLATFORM_NOT_VERIFIED');
+    const b = setup('generic');
+    const e = refused(() => b.sites.install({ domain: 'blog.test', platform: 'wp', dbServer: 'web1' }));
+    expect([e.code, e.message]).toEqual(['PLATFORM_KIND_UNSUPPORTED', 'platform wp is generic; Spoke installs sites on Drupal 6/7/8+ and WordPress platforms only']);
+  });
+
+  it('refuses a taken name, a bad admin account, and a site dir already in the tree — queueing nothing', () => {
+    const { sites, ns, tasks, root } = setup();
+    ns.createSite({ domain: 'taken.test', platform: 'wp', aliases: ['www.taken.test'] });
+    expect(refused(() => sites.install({ domain: 'www.taken.test', platform: 'wp', dbServer: 'web1' })).code).toBe('DOMAIN_TAKEN');
+    expect(refused(() => sites.install({ domain: 'new.test', platform: 'wp', dbServer: 'web1', aliases: ['taken.test'] })).code).toBe('DOMAIN_TAKEN');
+    expect(refused(() => sites.install({ domain: 'bad_name', platform: 'wp', dbServer: 'web1' })).code).toBe('INVALID_DOMAIN');
+    expect(refused(() => sites.install({ domain: 'new.test', platform: 'wp', dbServer: 'web1', adminUser: 'a b;c' })).code).toBe('INVALID_ARGUMENT');
+    expect(refused(() => sites.install({ domain: 'new.test', platform: 'wp', dbServer: 'web1', adminEmail: 'nope' })).code).toBe('INVALID_ARGUMENT');
+    mkdirSync(join(root, 'var/www/wp/sites/old.test'), { recursive: true });
+    const e = refused(() => sites.install({ domain: 'old.test', platform: 'wp', dbServer: 'web1' }));
+    expect(e.code).toBe('SITE_DIR_EXISTS');
+    expect(e.message).toMatch(/^sites\/old\.test already exists in platform wp \(.*\); move it away or import the site$/);
+    expect(tasks.list()).toEqual([]);
+    // a good one is queued on the site, holding the platform's lock; nothing reserved yet
+    const t = sites.install({ domain: 'New.Test', platform: 'wp', dbServer: 'web1', aliases: ['WWW.new.test'] });
+    expect(t).toMatchObject({ kind: 'site.install', entity: 'site:new.test', state: 'queued' });
+    expect(t.params).toEqual({ domain: 'new.test', platform: 'wp', dbServer: 'web1', aliases: ['www.new.test'], kind: 'wordpress', title: 'new.test', adminUser: 'admin', adminEmail: 'admin@new.test' });
+    expect(ns.listSites().map((s) => s.domain)).toEqual(['taken.test']);
+  });
+
+  it('delete needs --no-backup until backups exist, and names the site by its domain', () => {
+    const { sites, ns, tasks } = setup();
+    ns.createSite({ domain: 'blog.test', platform: 'wp', aliases: ['www.blog.test'], status: 'installed' });
+    const e = refused(() => sites.delete('blog.test', { noBackup: false }));
+    expect([e.code, e.message]).toEqual([
+      'SITE_NEEDS_BACKUP',
+      'site delete backs the site up first, and backups are not built yet: run spoke site delete blog.test --no-backup to delete its database and files for good',
+    ]);
+    expect(refused(() => sites.delete('www.blog.test', { noBackup: true })).code).toBe('SITE_NOT_FOUND');
+    expect(refused(() => sites.delete('nope.test', { noBackup: true })).code).toBe('SITE_NOT_FOUND');
+    expect(tasks.list()).toEqual([]);
+    expect(sites.delete('blog.test', { noBackup: true })).toMatchObject({ kind: 'site.delete', entity: 'site:blog.test' });
+  });
+
+  it('disable, enable, verify and aliases need an installed site; alias changes are checked at once', () => {
+    const { sites, ns } = setup();
+    ns.createSite({ domain: 'blog.test', platform: 'wp', status: 'installing' });
+    const e = refused(() => sites.setEnabled('blog.test', false));
+    expect([e.code, e.message]).toEqual(['SITE_NOT_INSTALLED', 'site blog.test is installing; cannot disable it (see: spoke task ls --entity site:blog.test)']);
+    expect(refused(() => sites.verify('blog.test')).code).toBe('SITE_NOT_INSTALLED');
+    ns.setSiteStatus('blog.test', 'installed');
+    ns.createSite({ domain: 'other.test', platform: 'wp' });
+    expect(refused(() => sites.addAlias('blog.test', 'other.test')).code).toBe('DOMAIN_TAKEN');
+    expect(refused(() => sites.removeAlias('blog.test', 'www.blog.test')).code).toBe('ALIAS_NOT_FOUND');
+    expect(sites.addAlias('blog.test', 'WWW.blog.test').params).toMatchObject({ domain: 'blog.test', alias: 'www.blog.test' });
+    expect(ns.getSite('blog.test').aliases).toEqual([]); // added by the task, not at submit
+    expect(sites.setEnabled('blog.test', false).kind).toBe('site.disable');
+  });
+});

@@ -1,0 +1,367 @@
+/**
+ * Site tasks end to end, driven by the `spoke` CLI against the built master and agent daemons:
+ * a real nginx and php-fpm (private prefixes, a loopback port, as in webconfig.test.ts), a
+ * private MariaDB, and Debian's WordPress tree as the platform. One agent is both web and db
+ * server. Covered: `site install` (database, settings, converge, vhost, WordPress installer over
+ * HTTP) and the page showing the title; disable (503) and enable; alias add/rm; delete (vhost,
+ * site dir on master and agent, database and user gone, the names free); and an install that
+ * fails after its database step (a broken site template on the agent) rolling everything back.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
+import { AgentUnderTest, MasterUnderTest, cleanup, scratch, until } from '../harness.js';
+
+interface TaskJson {
+  id: number;
+  state: string;
+  error: { code: string; message: string } | null;
+  result: unknown;
+}
+
+const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p));
+const PHP_FPM = readdirSync('/usr/sbin')
+  .filter((f) => /^php-fpm[\d.]+$/.test(f))
+  .sort()
+  .reverse()
+  .map((f) => join('/usr/sbin', f))[0];
+const WORDPRESS = '/usr/share/wordpress';
+const ROOT_USER = process.getuid?.() === 0;
+const ROOT_PW = 'sites-e2e root #pw';
+const TITLE = 'Spoke Test Blog';
+
+const dir = scratch('spoke-sites-');
+// nginx workers and php-fpm run as www-data when we are root: they must reach the agent's tree.
+chmodSync(dir, 0o755);
+const master = new MasterUnderTest(dir);
+const w1 = new AgentUnderTest(dir, 'w1');
+const ngx = join(dir, 'nginx');
+const confDir = join(ngx, 'spoke.d');
+const templates = join(dir, 'templates');
+const fpmSock = join(dir, 'php-fpm.sock');
+const PLATFORM = '/var/www/wp';
+const webGroup = ROOT_USER ? 'www-data' : groupName(process.getgid?.() ?? 0);
+const nginxArgs = ['-p', ngx, '-c', join(ngx, 'nginx.conf'), '-e', join(ngx, 'error.log')];
+const agentTree = () => join(w1.root, PLATFORM);
+const masterTree = () => join(master.root, PLATFORM);
+const vhost = (domain: string) => join(confDir, `spoke-site-${domain}.conf`);
+let port = 0;
+let nginx: ChildProcess | undefined;
+let nginxOut = '';
+let fpm: ChildProcess | undefined;
+let db: PrivateMariaDb;
+
+function groupName(gid: number): string {
+  const line = readFileSync('/etc/group', 'utf8')
+    .split('\n')
+    .find((l) => l.split(':')[2] === String(gid));
+  return line?.split(':')[0] ?? String(gid);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** A GET to our nginx with a Host header (fetch cannot set Host). */
+function get(host: string, path = '/'): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, headers: { Host: host }, timeout: 20_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** nginx applies a reload asynchronously: wait until `host` answers as expected. */
+function served(what: string, host: string, path: string, ok: (r: Reply) => boolean): Promise<Reply> {
+  let last: Reply | undefined;
+  return until(
+    `${what} (last: ${last?.status} ${last?.body.slice(0, 200)})`,
+    async () => {
+      const r = await get(host, path).catch(() => undefined);
+      last = r;
+      return r && ok(r) ? r : undefined;
+    },
+    20_000,
+  );
+}
+
+/** Runs a CLI task in JSON mode: the task from stdout, its log lines from stderr. */
+async function task(...args: string[]): Promise<{ t: TaskJson; log: string }> {
+  const r = await master.cli('-o', 'json', ...args);
+  const at = r.stdout.lastIndexOf('\n{');
+  if (!r.stdout.trim().startsWith('{') && at < 0) throw new Error(`spoke ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  const t = JSON.parse(r.stdout.slice(at + 1)) as TaskJson;
+  return { t, log: r.stderr };
+}
+
+async function q(sql: string): Promise<unknown[]> {
+  const c = await db.connect();
+  try {
+    return (await c.query(sql))[0] as unknown[];
+  } finally {
+    await c.end();
+  }
+}
+
+const dbGone = async (name: string) => ({
+  databases: await q(`SHOW DATABASES LIKE '${name.replace(/_/g, '\\_')}'`),
+  users: await q(`SELECT User, Host FROM mysql.user WHERE User = '${name}'`),
+});
+
+beforeAll(async () => {
+  if (!NGINX) throw new Error('nginx is not installed: apt-get install nginx-light (scripts/test-all.sh does)');
+  if (!PHP_FPM) throw new Error('php-fpm is not installed: apt-get install php-fpm php-mysql');
+  if (!existsSync(join(WORDPRESS, 'wp-admin/install.php'))) throw new Error('Debian\'s WordPress is not installed: apt-get install wordpress');
+  port = await freePort();
+  mkdirSync(confDir, { recursive: true });
+  mkdirSync(join(ngx, 'tmp'), { recursive: true });
+  const mime = existsSync('/etc/nginx/mime.types') ? 'include /etc/nginx/mime.types;' : '';
+  writeFileSync(
+    join(ngx, 'nginx.conf'),
+    [
+      ROOT_USER ? 'user www-data www-data;' : '',
+      'worker_processes 1;',
+      `pid ${ngx}/nginx.pid;`,
+      `error_log ${ngx}/error.log;`,
+      'events { worker_connections 64; }',
+      'http {',
+      `  ${mime}`,
+      '  default_type application/octet-stream;',
+      `  access_log ${ngx}/access.log;`,
+      ...['client_body', 'fastcgi', 'proxy', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${ngx}/tmp/${t};`),
+      // Names no vhost claims land here.
+      `  server { listen 127.0.0.1:${port} default_server; server_name _; default_type text/plain; return 200 "default server\\n"; }`,
+      `  include ${confDir}/*.conf;`,
+      '}',
+      '',
+    ].join('\n'),
+  );
+  nginx = spawn(NGINX, [...nginxArgs, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  nginx.stdout?.on('data', (d: Buffer) => (nginxOut += d.toString()));
+  nginx.stderr?.on('data', (d: Buffer) => (nginxOut += d.toString()));
+  await until('nginx to start', () => existsSync(join(ngx, 'nginx.pid')) || (nginx?.exitCode != null ? Promise.reject(new Error(nginxOut)) : false));
+
+  writeFileSync(
+    join(dir, 'php-fpm.conf'),
+    [
+      '[global]',
+      `pid = ${dir}/php-fpm.pid`,
+      `error_log = ${dir}/php-fpm.log`,
+      'daemonize = no',
+      '[www]',
+      ...(ROOT_USER ? ['user = www-data', 'group = www-data', 'listen.owner = www-data', 'listen.group = www-data'] : []),
+      `listen = ${fpmSock}`,
+      'listen.mode = 0660',
+      'pm = static',
+      'pm.max_children = 2',
+      'catch_workers_output = yes',
+      '',
+    ].join('\n'),
+  );
+  // -n: no php.ini and no conf.d; WordPress needs mysqli.
+  fpm = spawn(PHP_FPM, ['-n', '-d', 'extension=mysqlnd', '-d', 'extension=mysqli', '-d', 'display_errors=0', '-F', '-y', join(dir, 'php-fpm.conf')], { stdio: 'ignore' });
+  await until('php-fpm to listen', () => existsSync(fpmSock));
+
+  db = await startMariaDb(join(dir, 'mariadb'), ROOT_PW);
+
+  // The platform: Debian's WordPress tree on the master, plus a minimal theme (the package ships
+  // none and the home page must show the title). WordPress falls back to the newest core default
+  // theme it finds, so the theme takes that name.
+  mkdirSync(join(master.root, '/var/www'), { recursive: true });
+  execFileSync('cp', ['-a', WORDPRESS, masterTree()]);
+  const theme = join(masterTree(), 'wp-content/themes/twentytwentythree');
+  mkdirSync(theme, { recursive: true });
+  writeFileSync(join(theme, 'style.css'), '/*\nTheme Name: Spoke Test\n*/\n');
+  writeFileSync(join(theme, 'index.php'), '<html><head><title><?php bloginfo("name"); ?></title></head><body><h1 id="site-title"><?php bloginfo("name"); ?></h1></body></html>\n');
+
+  await master.start();
+  const t = await master.cli('server', 'token', 'w1');
+  const r = await w1.enroll(master.listen, t.stdout.trim());
+  expect(r.code, r.stderr).toBe(0);
+  const cfgFile = join(w1.stateDir, 'agent.json');
+  const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+  cfg.http = {
+    impl: 'nginx',
+    confDir,
+    listen: [`127.0.0.1:${port}`],
+    testCommand: [NGINX, '-t', ...nginxArgs],
+    reloadCommand: [NGINX, '-s', 'reload', ...nginxArgs],
+    webGroup,
+    templatesDir: templates,
+  };
+  cfg.php = { fpmSocket: fpmSock };
+  // The web server w1 reaches its database over 127.0.0.1.
+  cfg.db = { host: '127.0.0.1', port: db.port, adminUser: 'root', adminPassword: ROOT_PW, grantHosts: { w1: ['127.0.0.1'] } };
+  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+  chmodSync(cfgFile, 0o600);
+  w1.run();
+  await until('w1 online', async () => (await master.json<{ online: boolean }>('server', 'show', 'w1')).online);
+  const { t: pv, log } = await task('platform', 'add', 'wp', '--path', PLATFORM, '--server', 'w1');
+  expect(pv.state, `${JSON.stringify(pv.error)}\n${log}`).toBe('succeeded');
+}, 300_000);
+
+afterAll(async () => {
+  await w1.daemon?.stop('SIGKILL');
+  await master.daemon?.stop('SIGKILL');
+  for (const p of [nginx, fpm]) {
+    if (p && p.exitCode === null && p.signalCode === null) {
+      const gone = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await gone;
+    }
+  }
+  await db?.stop();
+  cleanup(dir);
+});
+
+describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
+  it('site install: database, settings, converge, vhost and the WordPress installer; the home page shows the title', async () => {
+    const r = await master.cli('site', 'install', 'blog.test', '--platform', 'wp', '--title', TITLE);
+    expect(r.code, `${r.stdout}\n${r.stderr}\n${w1.daemon?.out.slice(-3000)}`).toBe(0);
+    expect(r.stdout).toMatch(/task \d+: site\.install on site:blog\.test/);
+    expect(r.stdout).toMatch(/created database blog_test and user blog_test for 127\.0\.0\.1/);
+    expect(r.stdout).toContain(`w1: nginx vhost ${vhost('blog.test')} written, tested and reloaded`);
+    expect(r.stdout).toContain('site: http://blog.test/');
+    const m = /admin: admin <admin@blog\.test>, password (\S+) \(shown once/.exec(r.stdout);
+    expect(m, r.stdout).not.toBeNull();
+    const adminPassword = (m as RegExpExecArray)[1] as string;
+    // the admin password is in the result only, never in the task log
+    const id = /task (\d+):/.exec(r.stdout)?.[1] as string;
+    const log = await master.cli('task', 'log', id);
+    expect(log.stdout).toContain('installer ran for blog.test');
+    expect(log.stdout).not.toContain(adminPassword);
+
+    const home = await served('the WordPress home page of blog.test', 'blog.test', '/', (x) => x.status === 200);
+    expect(home.body).toContain(`<h1 id="site-title">${TITLE}</h1>`);
+
+    // the settings file: on the master and (converged) on the agent, readable by the web group only
+    const settings = readFileSync(join(agentTree(), 'sites/blog.test/wp-config.php'), 'utf8');
+    expect(settings).toBe(readFileSync(join(masterTree(), 'sites/blog.test/wp-config.php'), 'utf8'));
+    expect(settings).toContain(`define('DB_HOST', '127.0.0.1:${db.port}')`);
+    expect(readFileSync(join(agentTree(), 'sites/hosts.php'), 'utf8')).toContain("'blog.test' => 'blog.test'");
+    expect(existsSync(join(agentTree(), 'sites/blog.test/files'))).toBe(true);
+
+    const site = await master.json<Record<string, unknown>>('site', 'show', 'blog.test');
+    expect(site).toMatchObject({ domain: 'blog.test', platform: 'wp', status: 'installed', dbServer: 'w1', database: 'blog_test', dbUser: 'blog_test', dbHost: '127.0.0.1', dbPort: db.port });
+    const dbPassword = /define\('DB_PASSWORD', '([^']+)'\)/.exec(settings)?.[1] as string;
+    expect(dbPassword.length).toBeGreaterThanOrEqual(16);
+    const all = [(await master.cli('-o', 'json', 'site', 'show', 'blog.test')).stdout, (await master.cli('site', 'show', 'blog.test')).stdout, (await master.cli('-o', 'json', 'site', 'list')).stdout];
+    for (const out of all) expect(out).not.toContain(dbPassword);
+    expect((await master.cli('site', 'list')).stdout).toMatch(/blog\.test\s+wp\s+w1\s+w1\s+installed/);
+  }, 300_000);
+
+  it('refuses a second install of the same domain at once (DOMAIN_TAKEN), and delete without --no-backup (SITE_NEEDS_BACKUP)', async () => {
+    const again = await master.cli('site', 'install', 'blog.test', '--platform', 'wp');
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe('error: DOMAIN_TAKEN: a site named blog.test already exists\n');
+    const del = await master.cli('site', 'delete', 'blog.test');
+    expect(del.code).toBe(1);
+    expect(del.stderr).toMatch(/^error: SITE_NEEDS_BACKUP: .*backups are not built yet: run spoke site delete blog\.test --no-backup/);
+  });
+
+  it('site disable answers 503 for every name; site enable serves the site again', async () => {
+    const { t, log } = await task('site', 'disable', 'blog.test');
+    expect(t.state, log).toBe('succeeded');
+    const off = await served('blog.test to answer 503', 'blog.test', '/', (x) => x.status === 503);
+    expect(off.body).not.toContain(TITLE);
+    expect((await master.json<{ status: string }>('site', 'show', 'blog.test')).status).toBe('disabled');
+    const { t: t2, log: log2 } = await task('site', 'enable', 'blog.test');
+    expect(t2.state, log2).toBe('succeeded');
+    const on = await served('blog.test to answer 200 again', 'blog.test', '/', (x) => x.status === 200);
+    expect(on.body).toContain(TITLE);
+    expect((await master.json<{ status: string }>('site', 'show', 'blog.test')).status).toBe('installed');
+  }, 120_000);
+
+  it('site alias add: the alias reaches the WordPress site; alias rm: it does not any more', async () => {
+    const before = await get('www.blog.test', '/wp-login.php');
+    expect(before.body).not.toContain(TITLE);
+    const { t, log } = await task('site', 'alias', 'add', 'blog.test', 'www.blog.test');
+    expect(t.state, log).toBe('succeeded');
+    expect(readFileSync(join(agentTree(), 'sites/hosts.php'), 'utf8')).toContain("'www.blog.test' => 'blog.test'");
+    // WordPress itself answers for the alias (its login page carries the site's title)
+    const login = await served('the alias to reach WordPress', 'www.blog.test', '/wp-login.php', (x) => x.status === 200 && x.body.includes(TITLE));
+    expect(login.body).toContain('user_login');
+    expect((await master.json<{ aliases: string[] }>('site', 'show', 'www.blog.test')).aliases).toEqual(['www.blog.test']);
+
+    const { t: t2, log: log2 } = await task('site', 'alias', 'rm', 'blog.test', 'www.blog.test');
+    expect(t2.state, log2).toBe('succeeded');
+    await served('the alias to be gone', 'www.blog.test', '/wp-login.php', (x) => !x.body.includes(TITLE));
+    expect(readFileSync(join(agentTree(), 'sites/hosts.php'), 'utf8')).not.toContain('www.blog.test');
+    const rm = await master.cli('site', 'alias', 'rm', 'blog.test', 'www.blog.test');
+    expect(rm.stderr).toBe('error: ALIAS_NOT_FOUND: www.blog.test is not an alias of blog.test (see: spoke site show blog.test)\n');
+  }, 120_000);
+
+  it('site verify renders, converges and configures again without changes', async () => {
+    const { t, log } = await task('site', 'verify', 'blog.test');
+    expect(t.state, log).toBe('succeeded');
+    expect(log).toContain('platform wp: site files unchanged');
+    expect(log).toContain(`w1: nginx vhost ${vhost('blog.test')} unchanged`);
+    expect(log).toMatch(/w1: grants for blog_test: 127\.0\.0\.1/);
+  }, 120_000);
+
+  it('a failed install after its database step rolls back: no database, no files, no vhost, the name free', async () => {
+    // A broken site template on the agent: ConfigureSite fails its nginx test.
+    const builtin = readFileSync(join(import.meta.dirname, '../../deploy/templates/nginx/site.conf'), 'utf8');
+    mkdirSync(join(templates, 'nginx'), { recursive: true });
+    writeFileSync(join(templates, 'nginx', 'site.conf'), builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'));
+    try {
+      const { t, log } = await task('site', 'install', 'shop.test', '--platform', 'wp', '--alias', 'www.shop.test');
+      expect(t.state).toBe('failed');
+      expect(t.error?.code).toBe('WEBSERVER_CONFIG_INVALID');
+      expect(t.error?.message).toMatch(/^site shop\.test: web server config failed on w1 \(WEBSERVER_CONFIG_INVALID: .*spoke_bogus_directive.*\); rolled back$/);
+      // each undo is in the log, in reverse order
+      const undos = log.split('\n').filter((l) => /undid /.test(l)).map((l) => l.replace(/^.*undid /, ''));
+      expect(undos).toEqual(['write-files', 'create-database', 'reserve']);
+      expect(log).toMatch(/created database shop_test/);
+      expect(log).toMatch(/w1: dropped database shop_test; dropped user shop_test@127\.0\.0\.1/);
+      expect(await dbGone('shop_test')).toEqual({ databases: [], users: [] });
+      expect(existsSync(vhost('shop.test'))).toBe(false);
+      expect(existsSync(join(masterTree(), 'sites/shop.test'))).toBe(false);
+      expect(existsSync(join(agentTree(), 'sites/shop.test'))).toBe(false);
+      expect(readFileSync(join(agentTree(), 'sites/hosts.php'), 'utf8')).not.toContain('shop.test');
+      expect((await master.json<{ domain: string }[]>('site', 'list')).map((s) => s.domain)).toEqual(['blog.test']);
+      expect((await master.cli('site', 'show', 'www.shop.test')).stderr).toMatch(/^error: SITE_NOT_FOUND/);
+      // blog.test kept serving throughout
+      expect((await get('blog.test', '/')).body).toContain(TITLE);
+    } finally {
+      rmSync(join(templates, 'nginx', 'site.conf'));
+    }
+  }, 300_000);
+
+  it('site delete --no-backup: vhost, site dir (agent and master), database and user gone; the name is free', async () => {
+    const { t, log } = await task('site', 'delete', 'blog.test', '--no-backup');
+    expect(t.state, log).toBe('succeeded');
+    expect(existsSync(vhost('blog.test'))).toBe(false);
+    expect(existsSync(join(agentTree(), 'sites/blog.test'))).toBe(false);
+    expect(existsSync(join(masterTree(), 'sites/blog.test'))).toBe(false);
+    expect(readFileSync(join(agentTree(), 'sites/hosts.php'), 'utf8')).not.toContain('blog.test');
+    expect(await dbGone('blog_test')).toEqual({ databases: [], users: [] });
+    expect(readdirSync(join(master.stateDir, 'trash'))).toEqual([]);
+    await served('blog.test to be gone', 'blog.test', '/', (x) => !x.body.includes(TITLE));
+    expect((await master.cli('site', 'list')).stdout).toBe('no sites (spoke site install DOMAIN --platform P)\n');
+    expect((await master.cli('site', 'show', 'blog.test')).stderr).toMatch(/^error: SITE_NOT_FOUND/);
+  }, 300_000);
+});
