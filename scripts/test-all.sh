@@ -14,11 +14,12 @@ step() { printf '\n== %s\n' "$*"; }
 # Debian packages the tests start for real (the site suites add nginx, php-fpm, mariadb-server).
 # wordpress, mediawiki: test/e2e/debian-platforms.test.ts converges their real trees
 # (/usr/share/wordpress, /usr/share/mediawiki) and fails, naming the package, without them.
+# apache2-bin: the apache templates are checked with apache2 -t.
 # nginx-light, php-fpm: test/e2e/webconfig.test.ts starts a private nginx (and php-fpm) and
 # serves a platform through the config the agent wrote.
 # mariadb-server, mariadb-client: packages/agent/src/db/db.test.ts starts a private mariadbd and
 # runs mariadb-dump / mariadb against it.
-APT_PACKAGES=(git patch unzip bzip2 xz-utils wordpress mediawiki nginx-light php-fpm mariadb-server mariadb-client)
+APT_PACKAGES=(git patch unzip bzip2 xz-utils wordpress mediawiki nginx-light apache2-bin php-fpm mariadb-server mariadb-client)
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

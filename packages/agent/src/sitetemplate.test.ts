@@ -167,7 +167,8 @@ describe('built-in site templates', () => {
 
   // nginx judges every variant: the site blocks must load beside each other and a platform.
   const nginxBin = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p));
-  it.skipIf(!nginxBin)('every nginx variant passes nginx -t', async () => {
+  it('every nginx variant passes nginx -t', async () => {
+    if (!nginxBin) throw new Error('nginx is not installed: apt-get install nginx-light');
     const p = join(dir, 'nginx');
     const root = join(p, 'www');
     mkdirSync(join(p, 'conf.d'), { recursive: true });
@@ -191,5 +192,38 @@ describe('built-in site templates', () => {
     const r = spawnSync(nginxBin as string, ['-t', '-p', p, '-c', join(p, 'nginx.conf'), '-e', join(p, 'error.log')], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).not.toMatch(/conflicting server name/);
+  });
+
+  // apache judges every variant too (Debian package apache2-bin; CI installs it).
+  it('every apache variant passes apache2 -t', async () => {
+    const apacheBin = ['/usr/sbin/apache2', '/usr/sbin/httpd'].find((b) => existsSync(b));
+    const modules = '/usr/lib/apache2/modules';
+    if (!apacheBin) throw new Error('apache2 is not installed: apt-get install apache2-bin');
+    const p = join(dir, 'apache');
+    const root = join(p, 'www');
+    mkdirSync(join(p, 'sites'), { recursive: true });
+    mkdirSync(root, { recursive: true });
+    const variants: [string, Partial<SiteConfigInput>][] = [
+      ['a.test', {}],
+      ['b.test', { redirectAliases: true }],
+      ['c.test', { enabled: false }],
+      ['d.test', { aliases: [], redirectAliases: true }],
+      ['e.test', { enabled: false, aliases: [] }],
+      ['f.test', { kind: 'drupal7' }],
+    ];
+    for (const [domain, over] of variants) {
+      const aliases = (over.aliases ?? ['www', 'old']).map((a) => `${a}.${domain}`);
+      const text = (await renderSiteConfig({ ...SITE, impl: 'apache', root, listen: ['127.0.0.1:18091'], ...over, domain, aliases }, '')).text;
+      writeFileSync(join(p, 'sites', `spoke-site-${domain}.conf`), text);
+    }
+    const mods = ['mpm_event', 'authz_core', 'dir', 'proxy', 'proxy_fcgi', 'rewrite', 'headers', 'alias', 'mime'];
+    const load = mods.filter((m) => existsSync(join(modules, `mod_${m}.so`))).map((m) => `LoadModule ${m}_module ${modules}/mod_${m}.so`).join('\n');
+    writeFileSync(
+      join(p, 'apache2.conf'),
+      `ServerRoot ${p}\nDefaultRuntimeDir ${p}\nPidFile ${p}/apache2.pid\nErrorLog ${p}/error.log\nServerName localhost\n${load}\nListen 127.0.0.1:18091\nIncludeOptional ${p}/sites/*.conf\n`,
+    );
+    const r = spawnSync(apacheBin, ['-t', '-f', join(p, 'apache2.conf')], { encoding: 'utf8' });
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    expect(r.stderr + r.stdout).toMatch(/Syntax OK/);
   });
 });
