@@ -6,14 +6,19 @@
  * HTTP) and the page showing the title; disable (503) and enable; alias add/rm; delete (vhost,
  * site dir on master and agent, database and user gone, the names free); and an install that
  * fails after its database step (a broken site template on the agent) rolling everything back.
+ * Backups: `site backup` (the archive holds the complete dump with a post and an uploaded file),
+ * `site restore` (a deleted post and file come back; a corrupted archive changes nothing), and
+ * `site delete` backing up first.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createGunzip } from 'node:zlib';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
+import { readTar } from '../../packages/shared/src/index.js';
 import { AgentUnderTest, MasterUnderTest, cleanup, scratch, until } from '../harness.js';
 
 interface TaskJson {
@@ -195,7 +200,7 @@ beforeAll(async () => {
   const theme = join(masterTree(), 'wp-content/themes/twentytwentythree');
   mkdirSync(theme, { recursive: true });
   writeFileSync(join(theme, 'style.css'), '/*\nTheme Name: Spoke Test\n*/\n');
-  writeFileSync(join(theme, 'index.php'), '<html><head><title><?php bloginfo("name"); ?></title></head><body><h1 id="site-title"><?php bloginfo("name"); ?></h1></body></html>\n');
+  writeFileSync(join(theme, 'index.php'), '<html><head><title><?php bloginfo("name"); ?></title></head><body><h1 id="site-title"><?php bloginfo("name"); ?></h1><?php while (have_posts()) { the_post(); echo "<h2 class=\\"post\\">" . get_the_title() . "</h2>"; } ?></body></html>\n');
 
   await master.start();
   const t = await master.cli('server', 'token', 'w1');
@@ -273,13 +278,10 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
     expect((await master.cli('site', 'list')).stdout).toMatch(/blog\.test\s+wp\s+w1\s+w1\s+installed/);
   }, 300_000);
 
-  it('refuses a second install of the same domain at once (DOMAIN_TAKEN), and delete without --no-backup (SITE_NEEDS_BACKUP)', async () => {
+  it('refuses a second install of the same domain at once (DOMAIN_TAKEN)', async () => {
     const again = await master.cli('site', 'install', 'blog.test', '--platform', 'wp');
     expect(again.code).toBe(1);
     expect(again.stderr).toBe('error: DOMAIN_TAKEN: a site named blog.test already exists\n');
-    const del = await master.cli('site', 'delete', 'blog.test');
-    expect(del.code).toBe(1);
-    expect(del.stderr).toMatch(/^error: SITE_NEEDS_BACKUP: .*backups are not built yet: run spoke site delete blog\.test --no-backup/);
   });
 
   it('site disable answers 503 for every name; site enable serves the site again', async () => {
@@ -351,9 +353,103 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
     }
   }, 300_000);
 
-  it('site delete --no-backup: vhost, site dir (agent and master), database and user gone; the name is free', async () => {
-    const { t, log } = await task('site', 'delete', 'blog.test', '--no-backup');
+  const POST = 'Backup Canary Post';
+  const upload = () => join(agentTree(), 'sites/blog.test/files/2024/01/canary.txt');
+  const posts = async () => ((await q(`SELECT ID FROM blog_test.wp_posts WHERE post_title = '${POST}'`)) as unknown[]).length;
+  let backupId = '';
+
+  it('site backup: one archive with the complete dump (holding a new post), the uploaded file, the site dir and backup.json', async () => {
+    mkdirSync(join(upload(), '..'), { recursive: true });
+    writeFileSync(upload(), 'uploaded by the e2e test\n');
+    await q(
+      `INSERT INTO blog_test.wp_posts (post_author, post_date, post_date_gmt, post_content, post_title, post_excerpt, post_status, comment_status, ping_status, post_name, to_ping, pinged, post_modified, post_modified_gmt, post_content_filtered, post_type)
+       VALUES (1, NOW(), UTC_TIMESTAMP(), 'canary body', '${POST}', '', 'publish', 'closed', 'closed', 'backup-canary', '', '', NOW(), UTC_TIMESTAMP(), '', 'post')`,
+    );
+    await served('the post on the home page', 'blog.test', '/', (x) => x.body.includes(`<h2 class="post">${POST}</h2>`));
+
+    const r = await master.cli('site', 'backup', 'blog.test');
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stdout).toMatch(/w1: dumped database blog_test \(.*, complete\)/);
+    backupId = /backup: (\S+) \(/.exec(r.stdout)?.[1] as string;
+    expect(backupId).toMatch(/^\d{8}T\d{9}Z-[0-9a-f]{6}$/);
+    const archive = join(master.stateDir, 'backups/blog.test', `${backupId}.tar.gz`);
+    expect(r.stdout).toContain(archive);
+    // nothing half-written beside it
+    expect(readdirSync(join(master.stateDir, 'backups/blog.test')).sort()).toEqual([`${backupId}.json`, `${backupId}.tar.gz`]);
+
+    const entries = new Map<string, string>();
+    for await (const e of readTar(createReadStream(archive).pipe(createGunzip()))) {
+      const chunks: Buffer[] = [];
+      for await (const c of e.body) chunks.push(c);
+      entries.set(e.header.name.replace(/\/$/, ''), Buffer.concat(chunks).toString('utf8'));
+    }
+    const dump = entries.get('database.sql') as string;
+    expect(dump.trimEnd().split('\n').at(-1)).toMatch(/^-- Dump completed/);
+    expect(dump).toContain(POST);
+    expect(entries.get('files/2024/01/canary.txt')).toBe('uploaded by the e2e test\n');
+    expect(entries.get('site/wp-config.php')).toContain("define('DB_NAME', 'blog_test')");
+    const meta = JSON.parse(entries.get('backup.json') as string) as Record<string, unknown>;
+    expect(meta).toMatchObject({ id: backupId, domain: 'blog.test', platform: 'wp', kind: 'wordpress', dbName: 'blog_test', reason: 'manual' });
+
+    const ls = await master.json<{ id: string; domain: string; reason: string }[]>('site', 'backup', 'ls', 'blog.test');
+    expect(ls.map((b) => [b.id, b.domain, b.reason])).toEqual([[backupId, 'blog.test', 'manual']]);
+  }, 300_000);
+
+  it('site restore --backup: a deleted post and a deleted upload are back; a safety backup of the state before is kept', async () => {
+    await q(`DELETE FROM blog_test.wp_posts WHERE post_title = '${POST}'`);
+    rmSync(upload());
+    await served('the post to be gone', 'blog.test', '/', (x) => x.status === 200 && !x.body.includes(POST));
+
+    const { t, log } = await task('site', 'restore', 'blog.test', '--backup', backupId);
+    expect(t.state, `${JSON.stringify(t.error)}\n${log}`).toBe('succeeded');
+    expect(await posts()).toBe(1);
+    expect(readFileSync(upload(), 'utf8')).toBe('uploaded by the e2e test\n');
+    await served('the restored post on the home page', 'blog.test', '/', (x) => x.body.includes(`<h2 class="post">${POST}</h2>`));
+    const safety = (t.result as { safetyBackup: string }).safetyBackup;
+    const ls = await master.json<{ id: string; reason: string }[]>('site', 'backup', 'ls', 'blog.test');
+    expect(ls.map((b) => [b.id, b.reason])).toEqual([
+      [backupId, 'manual'],
+      [safety, 'pre-restore'],
+    ]);
+    // the settings were rendered from the site's facts, as before
+    expect(readFileSync(join(agentTree(), 'sites/blog.test/wp-config.php'), 'utf8')).toBe(readFileSync(join(masterTree(), 'sites/blog.test/wp-config.php'), 'utf8'));
+    // the restore's scratch is gone from the platform tree
+    expect(readdirSync(join(masterTree(), 'sites')).filter((n) => n.startsWith('.spoke-staging'))).toEqual([]);
+  }, 300_000);
+
+  it('site restore from a corrupted archive fails before changing anything', async () => {
+    const dirB = join(master.stateDir, 'backups/blog.test');
+    const badId = backupId.replace(/-[0-9a-f]{6}$/, '-bad000');
+    const bytes = readFileSync(join(dirB, `${backupId}.tar.gz`));
+    bytes[Math.floor(bytes.length / 2)] = (bytes[Math.floor(bytes.length / 2)] ?? 0) ^ 0xff;
+    writeFileSync(join(dirB, `${badId}.tar.gz`), bytes);
+    copyFileSync(join(dirB, `${backupId}.json`), join(dirB, `${badId}.json`));
+    writeFileSync(upload(), 'changed after the backup\n');
+    const before = readdirSync(dirB).length;
+
+    const { t, log } = await task('site', 'restore', 'blog.test', '--backup', badId);
+    expect(t.state).toBe('failed');
+    expect(['BACKUP_INVALID', 'ARCHIVE_UNSAFE']).toContain(t.error?.code);
+    expect(log).not.toMatch(/safety|dumped database/);
+    expect(await posts()).toBe(1);
+    expect(readFileSync(upload(), 'utf8')).toBe('changed after the backup\n');
+    expect(readdirSync(dirB).length).toBe(before);
+    await served('the site still up', 'blog.test', '/', (x) => x.body.includes(POST));
+    expect((await master.cli('site', 'backup', 'rm', badId)).code).toBe(0);
+    expect(existsSync(join(dirB, `${badId}.tar.gz`))).toBe(false);
+  }, 300_000);
+
+  it('site login-url: the WordPress login page', async () => {
+    const r = await master.cli('site', 'login-url', 'blog.test');
+    expect(r.stdout).toMatch(/^http:\/\/blog\.test\/wp-login\.php\n\(WordPress has no one-time login/);
+  });
+
+  it('site delete backs up first (the backup stays); vhost, site dir (agent and master), database and user gone; the name is free', async () => {
+    const { t, log } = await task('site', 'delete', 'blog.test');
     expect(t.state, log).toBe('succeeded');
+    expect(log).toMatch(/kept backup \S+ of blog\.test/);
+    const ls = await master.json<{ reason: string }[]>('site', 'backup', 'ls', 'blog.test');
+    expect(ls.map((b) => b.reason)).toEqual(['manual', 'pre-restore', 'pre-delete']);
     expect(existsSync(vhost('blog.test'))).toBe(false);
     expect(existsSync(join(agentTree(), 'sites/blog.test'))).toBe(false);
     expect(existsSync(join(masterTree(), 'sites/blog.test'))).toBe(false);

@@ -1,6 +1,7 @@
 /**
  * Builds and starts an agent from compiled options and injected dependencies.
  */
+import { SiteFileTransfer } from './sitetransfer.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RootMap, type Logger } from '@spoke/shared';
@@ -53,11 +54,13 @@ export async function startAgent(
   const db = opts.db
     ? new SiteDatabases({ settings: opts.db, binDirs: opts.binDirs, tmpDir: join(opts.stateDir, 'tmp'), log: deps.log.child({ component: 'agent.db' }) })
     : null;
+  const siteFiles = new SiteFileTransfer({ roots: opts.roots, rootMap, webGroup: opts.http.webGroup, log: deps.log.child({ component: 'agent.sitefiles' }) });
   const connection = new MasterConnection({
     trees,
     web,
     installer,
     db,
+    siteFiles,
     driftIntervalMs: opts.driftIntervalMs,
     log: deps.log.child({ component: 'agent.link' }),
     master: opts.master,

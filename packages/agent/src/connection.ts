@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import { Readable } from 'node:stream';
-import { status as GrpcStatus, type ClientDuplexStream } from '@grpc/grpc-js';
+import { status as GrpcStatus, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import {
   CAPABILITY_VERSION,
   SPOKE_VERSION,
@@ -25,6 +25,7 @@ import type { AgentTrees } from './sync.js';
 import type { WebConfig } from './webconfig.js';
 import type { SiteInstaller } from './siteinstall.js';
 import type { SiteDatabases } from './db/index.js';
+import type { SiteFileTransfer } from './sitetransfer.js';
 
 /** Link state: idle → connecting → connected → (backoff → connecting)* → stopped. */
 export type LinkState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'stopped';
@@ -47,6 +48,8 @@ export interface ConnectionDeps {
   installer: Pick<SiteInstaller, 'install'>;
   /** Site databases (agent.json `db`); null when this agent manages no database server. */
   db?: Pick<SiteDatabases, 'createSiteDb' | 'dropSiteDb' | 'setGrants' | 'dumpSiteDb' | 'restoreSiteDb' | 'siteAddress'> | null;
+  /** Sites' user files to and from the master (capability 6); absent: those commands fail. */
+  siteFiles?: Pick<SiteFileTransfer, 'pack' | 'unpack'> | null;
   /** How often to re-observe held trees for drift. @default 60000 */
   driftIntervalMs: number;
 }
@@ -211,6 +214,12 @@ export class MasterConnection {
     };
   }
 
+  /** @throws SpokeError INTERNAL */
+  private siteFiles(): NonNullable<ConnectionDeps['siteFiles']> {
+    if (!this.deps.siteFiles) throw fail('INTERNAL', 'this agent was started without site file transfers');
+    return this.deps.siteFiles;
+  }
+
   /** @throws SpokeError DB_NOT_CONFIGURED */
   private siteDbs(): NonNullable<ConnectionDeps['db']> {
     if (!this.deps.db) throw fail('DB_NOT_CONFIGURED', 'this agent manages no database server: add a db section to its agent.json and restart it');
@@ -222,10 +231,10 @@ export class MasterConnection {
    * its output is incomplete) cancels the upload and is reported with its own code; the master
    * checks completeness again on arrival.
    */
-  private uploadDump(id: string, dump: Readable): Promise<number> {
+  private uploadDump(id: string, dump: Readable, rpc: 'putDump' | 'putFiles' = 'putDump'): Promise<number> {
     return new Promise((resolve, reject) => {
       let local: Error | null = null;
-      const call = this.client.putDump((err, res) => {
+      const call = this.client[rpc]((err: ServiceError | null, res?: wire.PutDumpResult) => {
         if (local) return reject(local);
         if (err) {
           dump.destroy(); // stops the dump tool
@@ -253,9 +262,9 @@ export class MasterConnection {
     });
   }
 
-  /** The dump for command `id`, downloaded with GetDump as a byte stream. */
-  private downloadDump(id: string): Readable {
-    const call = this.client.getDump({ commandId: id });
+  /** The dump (or with GetFiles, the files tar) for command `id`, downloaded as a byte stream. */
+  private downloadDump(id: string, rpc: 'getDump' | 'getFiles' = 'getDump'): Readable {
+    const call = this.client[rpc]({ commandId: id });
     const out = new Readable({ read: () => call.resume() });
     call.on('data', (c: wire.DumpChunk) => {
       if (!out.push(c.data)) call.pause();
@@ -371,6 +380,30 @@ export class MasterConnection {
           const download = this.downloadDump(cmd.id);
           const r = await dbs.restoreSiteDb(cmd.command.value.database, download).finally(() => download.destroy());
           return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbRestore', value: { bytes: r.bytes } } });
+        }
+        case 'siteFilesPack': {
+          const c = cmd.command.value;
+          const packed = await this.siteFiles().pack(c.tree, c.domain);
+          const bytes = await this.uploadDump(cmd.id, packed.stream, 'putFiles');
+          return reply({
+            ok: true,
+            errorCode: '',
+            errorMessage: '',
+            result: { $case: 'siteFilesPack', value: { bytes, entries: packed.entries, skipped: packed.skipped } },
+          });
+        }
+        case 'siteFilesUnpack': {
+          const c = cmd.command.value;
+          const download = this.downloadDump(cmd.id, 'getFiles');
+          const r = await this.siteFiles()
+            .unpack(c.tree, c.domain, c.replace, download)
+            .finally(() => download.destroy());
+          return reply({
+            ok: true,
+            errorCode: '',
+            errorMessage: '',
+            result: { $case: 'siteFilesUnpack', value: { bytes: r.bytes, entries: r.entries, replaced: r.replaced } },
+          });
         }
         default:
           return reply({

@@ -1,9 +1,12 @@
 /**
- * Site database dumps in flight between the master and an agent, keyed by the id of the command
- * that asked for them: a DbDumpCommand's upload (agent → master, PutDump) goes into the
- * caller's sink, checked for completeness on the way; a DbRestoreCommand's download
- * (master → agent, GetDump) reads the caller's source. Only the agent the command went to may
- * take its transfer, and only once.
+ * Transfers in flight between the master and an agent, keyed by the id of the command that asked
+ * for them. Two channels share the mechanism:
+ * - `dump`: a DbDumpCommand's upload (agent → master, PutDump) goes into the caller's sink,
+ *   checked for completeness on the way; a DbRestoreCommand's download (master → agent,
+ *   GetDump) reads the caller's source;
+ * - `files`: a SiteFilesPackCommand's tar (PutFiles) and a SiteFilesUnpackCommand's tar
+ *   (GetFiles), moved as they are (the agent and the tar codec check the content).
+ * Only the agent the command went to may take its transfer, on its channel, and only once.
  */
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
@@ -33,8 +36,12 @@ export interface DumpTransferHandle {
   finish(): void;
 }
 
+/** Which RPC pair a transfer belongs to. */
+export type TransferChannel = 'dump' | 'files';
+
 interface Upload {
   kind: 'put';
+  channel: TransferChannel;
   server: string;
   database: string;
   sink: Writable;
@@ -45,6 +52,7 @@ interface Upload {
 
 interface Download {
   kind: 'get';
+  channel: TransferChannel;
   server: string;
   source: () => Readable;
   taken: boolean;
@@ -55,14 +63,18 @@ interface Download {
 export class DumpTransfers {
   private readonly byId = new Map<string, Upload | Download>();
 
-  /** Registers the upload a DbDumpCommand `id` sent to `server` will make into `sink`. */
-  expectUpload(id: string, server: string, database: string, sink: Writable): DumpTransferHandle {
-    const u: Upload = { kind: 'put', server, database, sink, taken: false, state: 'waiting', error: null };
+  /**
+   * Registers the upload a command `id` sent to `server` will make into `sink`: a DbDumpCommand's
+   * dump of `database` (channel `dump`, checked for its completion marker), or a
+   * SiteFilesPackCommand's tar (channel `files`; `database` is then what the log calls it).
+   */
+  expectUpload(id: string, server: string, database: string, sink: Writable, channel: TransferChannel = 'dump'): DumpTransferHandle {
+    const u: Upload = { kind: 'put', channel, server, database, sink, taken: false, state: 'waiting', error: null };
     this.byId.set(id, u);
     sink.on('error', (e: Error) => {
       if (u.state === 'done' || u.state === 'failed') return;
       u.state = 'failed';
-      u.error = fail('DB_FAILED', `cannot store the dump of ${database} from ${server}: ${e.message}`);
+      u.error = fail(channel === 'dump' ? 'DB_FAILED' : 'INTERNAL', `cannot store ${channel === 'dump' ? 'the dump of ' : ''}${database} from ${server}: ${e.message}`);
     });
     return {
       abort: (err) => {
@@ -77,15 +89,15 @@ export class DumpTransfers {
         this.byId.delete(id);
         if (u.state !== 'done') {
           u.sink.destroy();
-          throw fail('INTERNAL', `agent ${server} reported a dump of ${database} the master did not receive in full`);
+          throw fail('INTERNAL', `agent ${server} reported ${channel === 'dump' ? 'a dump of ' : ''}${database} the master did not receive in full`);
         }
       },
     };
   }
 
-  /** Registers the dump a DbRestoreCommand `id` sent to `server` will download from `source`. */
-  offerDownload(id: string, server: string, source: () => Readable): DumpTransferHandle {
-    const d: Download = { kind: 'get', server, source, taken: false, open: null };
+  /** Registers what a DbRestoreCommand (channel `dump`) or SiteFilesUnpackCommand (`files`) `id` sent to `server` will download from `source`. */
+  offerDownload(id: string, server: string, source: () => Readable, channel: TransferChannel = 'dump'): DumpTransferHandle {
+    const d: Download = { kind: 'get', channel, server, source, taken: false, open: null };
     this.byId.set(id, d);
     const close = () => {
       this.byId.delete(id);
@@ -94,24 +106,26 @@ export class DumpTransfers {
     return { abort: close, finish: close };
   }
 
-  private take<K extends 'put' | 'get'>(server: string, id: string, kind: K): Extract<Upload | Download, { kind: K }> {
+  private take<K extends 'put' | 'get'>(server: string, id: string, kind: K, channel: TransferChannel): Extract<Upload | Download, { kind: K }> {
     const t = this.byId.get(id);
-    if (!t || t.kind !== kind || t.server !== server || t.taken) {
-      throw fail('DB_TRANSFER_UNKNOWN', `no ${kind === 'put' ? 'dump upload' : 'dump download'} is expected from ${server} for command ${JSON.stringify(id)}`);
+    if (!t || t.kind !== kind || t.channel !== channel || t.server !== server || t.taken) {
+      const what = `${channel === 'dump' ? 'dump' : 'site files'} ${kind === 'put' ? 'upload' : 'download'}`;
+      throw fail(channel === 'dump' ? 'DB_TRANSFER_UNKNOWN' : 'TRANSFER_UNKNOWN', `no ${what} is expected from ${server} for command ${JSON.stringify(id)}`);
     }
     t.taken = true;
     return t as Extract<Upload | Download, { kind: K }>;
   }
 
   /**
-   * Takes the upload of command `id` for the agent `server` (the PutDump handler).
-   * @throws SpokeError DB_TRANSFER_UNKNOWN
+   * Takes the upload of command `id` for the agent `server` (the PutDump / PutFiles handler).
+   * @throws SpokeError DB_TRANSFER_UNKNOWN (dump), TRANSFER_UNKNOWN (files)
    */
-  acceptUpload(server: string, id: string): DumpUpload {
-    const u = this.take(server, id, 'put');
+  acceptUpload(server: string, id: string, channel: TransferChannel = 'dump'): DumpUpload {
+    const u = this.take(server, id, 'put', channel);
     u.state = 'receiving';
     const tail = new DumpTail();
-    const broken = () => u.error ?? fail('AGENT_DISCONNECTED', `the dump of ${u.database} from ${server} was abandoned`);
+    const label = u.channel === 'dump' ? `the dump of ${u.database}` : u.database;
+    const broken = () => u.error ?? fail('AGENT_DISCONNECTED', `${label} from ${server} was abandoned`);
     const abort = (err: Error) => {
       if (u.state === 'done' || u.state === 'failed') return;
       u.state = 'failed';
@@ -130,7 +144,7 @@ export class DumpTransfers {
       end: async () => {
         if (u.state !== 'receiving') throw broken();
         try {
-          tail.check(`the dump of ${u.database} from ${server}`);
+          if (u.channel === 'dump') tail.check(`the dump of ${u.database} from ${server}`);
         } catch (e) {
           abort(e as Error);
           throw e;
@@ -147,11 +161,11 @@ export class DumpTransfers {
   }
 
   /**
-   * Opens the dump of command `id` for the agent `server` (the GetDump handler).
-   * @throws SpokeError DB_TRANSFER_UNKNOWN
+   * Opens the download of command `id` for the agent `server` (the GetDump / GetFiles handler).
+   * @throws SpokeError DB_TRANSFER_UNKNOWN (dump), TRANSFER_UNKNOWN (files)
    */
-  openDownload(server: string, id: string): Readable {
-    const d = this.take(server, id, 'get');
+  openDownload(server: string, id: string, channel: TransferChannel = 'dump'): Readable {
+    const d = this.take(server, id, 'get', channel);
     d.open = d.source();
     return d.open;
   }

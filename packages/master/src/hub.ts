@@ -45,7 +45,27 @@ export type AgentCommand =
       pinnedImpl: string;
     }
   | { type: 'removeSite'; domain: string; tree: string; deleteFiles: boolean; pinnedImpl: string }
-  | { type: 'installSite'; domain: string; kind: string; title: string; adminUser: string; adminEmail: string; adminPassword: string };
+  | { type: 'installSite'; domain: string; kind: string; title: string; adminUser: string; adminEmail: string; adminPassword: string }
+  // a site's user files (capability 6): a tar of files/ and private/ of sites/<domain>;
+  // siteFilesPack needs CallOptions.filesTo, siteFilesUnpack CallOptions.filesFrom
+  | { type: 'siteFilesPack'; tree: string; domain: string }
+  | { type: 'siteFilesUnpack'; tree: string; domain: string; replace: boolean };
+
+/** What an agent packed of a site's user files. */
+export interface SiteFilesPackReport {
+  bytes: number;
+  entries: number;
+  /** Left out, with why (sockets, FIFOs, links leaving the site dir). */
+  skipped: string[];
+}
+
+/** What an agent unpacked into a site's user files. */
+export interface SiteFilesUnpackReport {
+  bytes: number;
+  entries: number;
+  /** The parts swapped in: "files", "private". */
+  replaced: string[];
+}
 
 /** What an agent did to its web server for a site (the vhost, files dirs, settings files). */
 export interface SiteConfigReport {
@@ -178,6 +198,8 @@ export interface AgentCommandResults {
   configureSite: SiteConfigReport;
   removeSite: SiteRemoveReport;
   installSite: SiteInstallReport;
+  siteFilesPack: SiteFilesPackReport;
+  siteFilesUnpack: SiteFilesUnpackReport;
 }
 
 /** Options of `call`. */
@@ -192,6 +214,13 @@ export interface CallOptions {
   dumpTo?: Writable;
   /** dbRestore: opens the dump the agent downloads. */
   restoreFrom?: () => Readable;
+  /**
+   * siteFilesPack: where the tar goes. Ended once it arrived in full; destroyed unfinished on any
+   * failure (remove what it wrote).
+   */
+  filesTo?: Writable;
+  /** siteFilesUnpack: opens the tar the agent downloads. */
+  filesFrom?: () => Readable;
 }
 
 interface Pending {
@@ -422,7 +451,7 @@ export class AgentHub implements Presence {
     return resultFromWire(cmd.type, result) as AgentCommandResults[K];
   }
 
-  /** Registers the dump a dbDump / dbRestore command moves. @throws SpokeError INTERNAL */
+  /** Registers the transfer a dbDump / dbRestore / siteFilesPack / siteFilesUnpack command moves. @throws SpokeError INTERNAL */
   private dumpTransfer(id: string, server: string, cmd: AgentCommand, opts: CallOptions): DumpTransferHandle | null {
     if (cmd.type === 'dbDump') {
       if (!opts.dumpTo) throw fail('INTERNAL', 'dbDump needs CallOptions.dumpTo');
@@ -431,6 +460,14 @@ export class AgentHub implements Presence {
     if (cmd.type === 'dbRestore') {
       if (!opts.restoreFrom) throw fail('INTERNAL', 'dbRestore needs CallOptions.restoreFrom');
       return this.dumps.offerDownload(id, server, opts.restoreFrom);
+    }
+    if (cmd.type === 'siteFilesPack') {
+      if (!opts.filesTo) throw fail('INTERNAL', 'siteFilesPack needs CallOptions.filesTo');
+      return this.dumps.expectUpload(id, server, `the files of ${cmd.domain}`, opts.filesTo, 'files');
+    }
+    if (cmd.type === 'siteFilesUnpack') {
+      if (!opts.filesFrom) throw fail('INTERNAL', 'siteFilesUnpack needs CallOptions.filesFrom');
+      return this.dumps.offerDownload(id, server, opts.filesFrom, 'files');
     }
     return null;
   }
@@ -498,6 +535,10 @@ function commandToWire(id: string, cmd: AgentCommand): wire.MasterCommand {
           value: { domain: cmd.domain, kind: cmd.kind, title: cmd.title, adminUser: cmd.adminUser, adminEmail: cmd.adminEmail, adminPassword: cmd.adminPassword },
         },
       };
+    case 'siteFilesPack':
+      return { id, command: { $case: 'siteFilesPack', value: { tree: cmd.tree, domain: cmd.domain } } };
+    case 'siteFilesUnpack':
+      return { id, command: { $case: 'siteFilesUnpack', value: { tree: cmd.tree, domain: cmd.domain, replace: cmd.replace } } };
   }
 }
 
@@ -544,6 +585,14 @@ function resultFromWire(type: AgentCommand['type'], r: wire.CommandResult): unkn
   if (type === 'installSite' && r.result?.$case === 'installSite') {
     const c = r.result.value;
     return { ran: c.ran, reason: c.reason, url: c.url } satisfies SiteInstallReport;
+  }
+  if (type === 'siteFilesPack' && r.result?.$case === 'siteFilesPack') {
+    const c = r.result.value;
+    return { bytes: c.bytes, entries: c.entries, skipped: [...c.skipped] } satisfies SiteFilesPackReport;
+  }
+  if (type === 'siteFilesUnpack' && r.result?.$case === 'siteFilesUnpack') {
+    const c = r.result.value;
+    return { bytes: c.bytes, entries: c.entries, replaced: [...c.replaced] } satisfies SiteFilesUnpackReport;
   }
   if (type !== 'verifyServer' || r.result?.$case !== 'verifyServer') throw fail('INTERNAL', `agent answered ${type} with ${r.result?.$case ?? 'nothing'}`);
   const v = r.result.value;

@@ -819,6 +819,52 @@ export class Namespace {
     })();
   }
 
+  /**
+   * The switch of `site migrate`, in one transaction: the site's row takes its new platform and
+   * database (and salt). With a new domain, the site is renamed: the reservation row of the new
+   * domain (created by the migrate, status `installing`) is replaced by the site, whose aliases,
+   * status, profile and times follow it; the old domain is free afterwards.
+   * @throws SpokeError SITE_NOT_FOUND, DOMAIN_TAKEN (the new domain is held by another site), PLATFORM_NOT_FOUND, DB_EXISTS
+   */
+  relocateSite(
+    from: string,
+    to: { domain: string; platform: string; dbServer: string; db: { name: string; user: string; password: string }; dbHost: string; dbPort: number; salt: string },
+  ): SiteInfo {
+    return this.db.transaction(() => {
+      const r = this.mustSiteRow(from);
+      this.getPlatform(to.platform);
+      if (to.domain !== from) {
+        const d = this.db.prepare('SELECT site, is_alias FROM domains WHERE name = ?').get(to.domain) as { site: string; is_alias: number } | undefined;
+        const held = this.db.prepare('SELECT status FROM sites WHERE domain = ?').get(to.domain) as { status: SiteStatus } | undefined;
+        if (d && (d.is_alias || d.site !== to.domain || held?.status !== 'installing')) {
+          throw fail('DOMAIN_TAKEN', d.is_alias ? `${to.domain} is an alias of site ${d.site}` : `a site named ${to.domain} already exists`);
+        }
+        if (d) this.deleteSite(to.domain);
+      }
+      const taken = this.db
+        .prepare('SELECT domain FROM sites WHERE db_server = ? AND domain NOT IN (?, ?) AND (db_name IN (?, ?) OR db_user IN (?, ?))')
+        .get(to.dbServer, from, to.domain, to.db.name, to.db.user, to.db.name, to.db.user) as { domain: string } | undefined;
+      if (taken) throw fail('DB_EXISTS', `database or user ${to.db.name} is already used by site ${taken.domain} on ${to.dbServer}`);
+      if (to.domain === from) {
+        this.db
+          .prepare('UPDATE sites SET platform = ?, db_server = ?, db_name = ?, db_user = ?, db_password = ?, db_host = ?, db_port = ?, salt = ? WHERE domain = ?')
+          .run(to.platform, to.dbServer, to.db.name, to.db.user, to.db.password, to.dbHost, to.dbPort, to.salt, from);
+        return this.getSite(from);
+      }
+      this.db
+        .prepare(
+          `INSERT INTO sites (domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_password, db_host, db_port, salt, installed_ms)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(to.domain, to.platform, to.dbServer, r.profile, r.status, r.created_ms, to.db.name, to.db.user, to.db.password, to.dbHost, to.dbPort, to.salt, r.installed_ms);
+      this.db.prepare('INSERT INTO domains (name, site, is_alias) VALUES (?, ?, 0)').run(to.domain, to.domain);
+      this.db.prepare('UPDATE domains SET site = ? WHERE site = ? AND is_alias = 1').run(to.domain, from);
+      this.db.prepare('DELETE FROM domains WHERE site = ?').run(from);
+      this.db.prepare('DELETE FROM sites WHERE domain = ?').run(from);
+      return this.getSite(to.domain);
+    })();
+  }
+
   /** @throws SpokeError SITE_NOT_FOUND */
   getSite(domain: string): SiteInfo {
     const r = this.db.prepare('SELECT * FROM sites WHERE domain = ?').get(domain) as SiteRow | undefined;

@@ -10,11 +10,14 @@
  *       download) on the agent's MariaDB/MySQL (agent.json `db`).
  *   5 — sites on a web server: ConfigureSite (vhost from site.conf / site-disabled.conf, files
  *       dirs, settings files to the web group), RemoveSite, InstallSite (WordPress over HTTP).
+ *   6 — a site's user files moved to and from the master: SiteFilesPack (tar of files/ and
+ *       private/ uploaded with PutFiles), SiteFilesUnpack (downloaded with GetFiles, checked,
+ *       staged and swapped in). Used by backups and restore.
  */
-export const CAPABILITY_VERSION = 5;
+export const CAPABILITY_VERSION = 6;
 
 /** The lowest capability an agent needs for each command the master sends (default 1). */
-export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 2, treeStatus: 2, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5 };
+export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 2, treeStatus: 2, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteFilesPack: 6, siteFilesUnpack: 6 };
 
 /** The product version printed by `--version` and reported in host facts. */
 export const SPOKE_VERSION = '0.1.0';

@@ -5,7 +5,7 @@
 import type { sendUnaryData, ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import { fail, frameBlobs, toServiceError, wire, type Logger, type ManifestEntry } from '@spoke/shared';
 import type { Core } from '../core.js';
-import type { DumpUpload } from '../dumps.js';
+import type { DumpUpload, TransferChannel } from '../dumps.js';
 import { callerOf } from './auth.js';
 
 /** Builds the Agent service implementation (TLS listener only). */
@@ -84,58 +84,72 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
       });
     },
 
-    putDump: (call: ServerReadableStream<wire.DumpChunk, wire.PutDumpResult>, cb: sendUnaryData<wire.PutDumpResult>) => {
-      let upload: DumpUpload | undefined;
-      call.on('cancelled', () => {
-        upload?.abort(fail('AGENT_DISCONNECTED', 'the agent cancelled the dump upload'));
-        call.destroy();
-      });
-      (async () => {
-        const server = agentOf(core, call);
-        for await (const chunk of call as AsyncIterable<wire.DumpChunk>) {
-          upload ??= core.hub.dumps.acceptUpload(server, chunk.commandId);
-          if (chunk.data.length) await upload.write(chunk.data);
-        }
-        if (!upload) throw fail('INVALID_ARGUMENT', 'an empty dump upload names no command');
-        return upload.end();
-      })().then(
-        (bytes) => cb(null, { bytes }),
-        (e: unknown) => {
-          upload?.abort(e as Error);
-          log.warn({ err: (e as Error).message, code: (e as { code?: string }).code }, 'dump upload refused');
-          cb(toServiceError(e), null);
-        },
-      );
-    },
-
-    getDump: (call: ServerWritableStream<wire.GetDumpRequest, wire.DumpChunk>) => {
-      streamed(call, log, async () => {
-        const source = core.hub.dumps.openDownload(agentOf(core, call), call.request.commandId);
-        try {
-          for await (const piece of source as AsyncIterable<Buffer | string>) {
-            if (call.cancelled) return;
-            const raw = typeof piece === 'string' ? Buffer.from(piece) : piece;
-            for (let i = 0; i < raw.length; i += DUMP_CHUNK) {
-              if (!call.write({ commandId: '', data: raw.subarray(i, i + DUMP_CHUNK) })) {
-                await new Promise<void>((r) => {
-                  const done = () => {
-                    call.off('drain', done);
-                    call.off('cancelled', done);
-                    r();
-                  };
-                  call.on('drain', done);
-                  call.on('cancelled', done);
-                });
-              }
-              if (call.cancelled) return;
-            }
-          }
-        } finally {
-          source.destroy();
-        }
-      });
-    },
+    putDump: (call: ServerReadableStream<wire.DumpChunk, wire.PutDumpResult>, cb: sendUnaryData<wire.PutDumpResult>) => putUpload(core, log, call, cb, 'dump'),
+    getDump: (call: ServerWritableStream<wire.GetDumpRequest, wire.DumpChunk>) => getDownload(core, log, call, 'dump'),
+    putFiles: (call: ServerReadableStream<wire.DumpChunk, wire.PutDumpResult>, cb: sendUnaryData<wire.PutDumpResult>) => putUpload(core, log, call, cb, 'files'),
+    getFiles: (call: ServerWritableStream<wire.GetDumpRequest, wire.DumpChunk>) => getDownload(core, log, call, 'files'),
   };
+}
+
+/** PutDump / PutFiles: a client-streaming upload for a command; the first chunk names it. */
+function putUpload(
+  core: Core,
+  log: Logger,
+  call: ServerReadableStream<wire.DumpChunk, wire.PutDumpResult>,
+  cb: sendUnaryData<wire.PutDumpResult>,
+  channel: TransferChannel,
+): void {
+  let upload: DumpUpload | undefined;
+  const what = channel === 'dump' ? 'dump' : 'site files';
+  call.on('cancelled', () => {
+    upload?.abort(fail('AGENT_DISCONNECTED', `the agent cancelled the ${what} upload`));
+    call.destroy();
+  });
+  (async () => {
+    const server = agentOf(core, call);
+    for await (const chunk of call as AsyncIterable<wire.DumpChunk>) {
+      upload ??= core.hub.dumps.acceptUpload(server, chunk.commandId, channel);
+      if (chunk.data.length) await upload.write(chunk.data);
+    }
+    if (!upload) throw fail('INVALID_ARGUMENT', `an empty ${what} upload names no command`);
+    return upload.end();
+  })().then(
+    (bytes) => cb(null, { bytes }),
+    (e: unknown) => {
+      upload?.abort(e as Error);
+      log.warn({ err: (e as Error).message, code: (e as { code?: string }).code }, `${what} upload refused`);
+      cb(toServiceError(e), null);
+    },
+  );
+}
+
+/** GetDump / GetFiles: streams what the command's caller offered. */
+function getDownload(core: Core, log: Logger, call: ServerWritableStream<wire.GetDumpRequest, wire.DumpChunk>, channel: TransferChannel): void {
+  streamed(call, log, async () => {
+    const source = core.hub.dumps.openDownload(agentOf(core, call), call.request.commandId, channel);
+    try {
+      for await (const piece of source as AsyncIterable<Buffer | string>) {
+        if (call.cancelled) return;
+        const raw = typeof piece === 'string' ? Buffer.from(piece) : piece;
+        for (let i = 0; i < raw.length; i += DUMP_CHUNK) {
+          if (!call.write({ commandId: '', data: raw.subarray(i, i + DUMP_CHUNK) })) {
+            await new Promise<void>((r) => {
+              const done = () => {
+                call.off('drain', done);
+                call.off('cancelled', done);
+                r();
+              };
+              call.on('drain', done);
+              call.on('cancelled', done);
+            });
+          }
+          if (call.cancelled) return;
+        }
+      }
+    } finally {
+      source.destroy();
+    }
+  });
 }
 
 /** Largest data field of a DumpChunk sent to an agent. */
@@ -147,7 +161,7 @@ const DUMP_CHUNK = 1024 * 1024;
  */
 function agentOf(core: Core, call: ServerWritableStream<unknown, unknown> | ServerReadableStream<unknown, unknown>): string {
   const c = callerOf(call, 'tls');
-  if (c.via !== 'tls' || c.role !== 'agent') throw fail('CERT_REQUIRED', 'only enrolled agents may move database dumps');
+  if (c.via !== 'tls' || c.role !== 'agent') throw fail('CERT_REQUIRED', 'only enrolled agents may move database dumps and site files');
   return core.ns.authenticateAgent(c.commonName, c.fingerprint).name;
 }
 

@@ -1,6 +1,7 @@
 /**
  * Domain ↔ wire conversions for the Operator service. The core never sees wire types.
  */
+import type { BackupInfo } from '../sites/backup.js';
 import { wire } from '@spoke/shared';
 import type { PlatformInfo, PlatformSource, ServerInfo, SiteInfo, TaskInfo, TaskLogEntry, TaskState } from '../types.js';
 
@@ -117,4 +118,9 @@ export function taskToWire(t: TaskInfo): wire.Task {
 
 export function lineToWire(l: TaskLogEntry): wire.TaskLogLine {
   return { taskId: l.taskId, seq: l.seq, tsMs: l.tsMs, level: l.level, message: l.message };
+}
+
+/** A stored backup on the wire. */
+export function backupToWire(b: BackupInfo): wire.Backup {
+  return { id: b.id, domain: b.domain, platform: b.platform, kind: b.kind, reason: b.reason, createdMs: b.createdMs, bytes: b.archiveBytes, path: b.path };
 }

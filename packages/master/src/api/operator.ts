@@ -13,6 +13,7 @@ import {
   platformToWire,
   serverToWire,
   siteToWire,
+  backupToWire,
   sourceFromWire,
   taskStateFromWire,
   taskToWire,
@@ -138,6 +139,22 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     addAlias: unary('AddAlias', (req: wire.AliasRequest) => taskToWire(core.sites.addAlias(req.site, req.alias))),
     removeAlias: unary('RemoveAlias', (req: wire.AliasRequest) => taskToWire(core.sites.removeAlias(req.site, req.alias))),
     deleteSite: unary('DeleteSite', (req: wire.DeleteSiteRequest) => taskToWire(core.sites.delete(req.domain, { noBackup: req.noBackup }))),
+    backupSite: unary('BackupSite', (req: wire.NameRequest) => taskToWire(core.sites.backup(req.name))),
+    listBackups: unary('ListBackups', (req: wire.ListBackupsRequest) => ({
+      backups: core.sites.backups.store.list(req.domain ? req.domain.toLowerCase() : undefined).map(backupToWire),
+    })),
+    removeBackup: unary('RemoveBackup', (req: wire.BackupIdRequest) => {
+      core.sites.backups.store.remove(req.id);
+      return empty();
+    }),
+    restoreSite: unary('RestoreSite', (req: wire.RestoreSiteRequest) => taskToWire(core.sites.restore(req.domain, req.backupId))),
+    siteLoginUrl: unary('SiteLoginUrl', (req: wire.NameRequest) => core.sites.backups.loginUrl(req.name)),
+    cloneSite: unary('CloneSite', (req: wire.CloneSiteRequest) =>
+      taskToWire(core.sites.clone({ domain: req.domain, newDomain: req.newDomain, platform: req.platform || undefined, dbServer: req.dbServer || undefined })),
+    ),
+    migrateSite: unary('MigrateSite', (req: wire.MigrateSiteRequest) =>
+      taskToWire(core.sites.migrate({ domain: req.domain, platform: req.platform, newDomain: req.newDomain || undefined, dbServer: req.dbServer || undefined })),
+    ),
 
     listTasks: unary('ListTasks', (req: wire.ListTasksRequest) => ({
       tasks: core.tasks

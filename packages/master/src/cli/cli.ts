@@ -615,14 +615,108 @@ const COMMANDS: Record<string, Command> = {
       return waitAndReport(ctx, t, o['no-wait'] === true);
     },
   },
+  'site backup': {
+    usage: 'site backup DOMAIN [--no-wait] | site backup ls [DOMAIN] | site backup rm ID',
+    summary: 'back a site up (database dump, user files fetched from its web server, site dir) into one archive on the master; list or remove backups',
+    options: { 'no-wait': { type: 'boolean' } },
+    args: [1, 2],
+    async run(ctx, pos, o) {
+      const [first, second] = pos as unknown as [string, string | undefined];
+      if (first === 'ls' || first === 'list') {
+        const r = await ctx.api().call<wire.ListBackupsRequest, wire.BackupList>('listBackups', { domain: second ?? '' });
+        print(ctx, r.backups, () =>
+          r.backups.length
+            ? table(
+                ['ID', 'DOMAIN', 'PLATFORM', 'REASON', 'CREATED', 'SIZE'],
+                r.backups.map((b) => [b.id, b.domain, b.platform || '-', b.reason, b.createdMs ? new Date(b.createdMs).toISOString() : '-', human(b.bytes)]),
+              )
+            : `no backups${second ? ` of ${second}` : ''} (spoke site backup DOMAIN)\n`,
+        );
+        return 0;
+      }
+      if (first === 'rm') {
+        if (!second) throw new UsageError('usage: spoke site backup rm ID');
+        await ctx.api().call<wire.BackupIdRequest, wire.Empty>('removeBackup', { id: second });
+        ctx.io.out(`removed backup ${second}\n`);
+        return 0;
+      }
+      if (second !== undefined) throw new UsageError('usage: spoke site backup DOMAIN | site backup ls [DOMAIN] | site backup rm ID');
+      const t = await ctx.api().call<wire.NameRequest, wire.Task>('backupSite', { name: first });
+      return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
+        const r = final.resultJson ? (JSON.parse(final.resultJson) as { id?: string; path?: string }) : {};
+        if (r.id) ctx.io.out(`backup: ${r.id} (${r.path ?? ''})\n`);
+      });
+    },
+  },
+  'site restore': {
+    usage: 'site restore DOMAIN --backup ID [--no-wait]',
+    summary: 'put a site back as it was in a backup (database, user files, site dir; settings from the site facts); a backup of the current state is taken first and put back if the restore fails',
+    options: { backup: { type: 'string' }, 'no-wait': { type: 'boolean' } },
+    args: [1, 1],
+    async run(ctx, [domain], o) {
+      if (typeof o.backup !== 'string') throw new UsageError('site restore needs --backup ID (see: spoke site backup ls DOMAIN)');
+      const t = await ctx.api().call<wire.RestoreSiteRequest, wire.Task>('restoreSite', { domain, backupId: o.backup });
+      return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
+        const r = final.resultJson ? (JSON.parse(final.resultJson) as { safetyBackup?: string | null }) : {};
+        if (r.safetyBackup) ctx.io.out(`the state before the restore is backup ${r.safetyBackup}\n`);
+      });
+    },
+  },
+  'site login-url': {
+    usage: 'site login-url DOMAIN',
+    summary: "print the site's login page: WordPress /wp-login.php, Drupal /user/login (no one-time links: WordPress needs a plugin for them and Spoke does not run drush uli)",
+    args: [1, 1],
+    async run(ctx, [name]) {
+      const r = await ctx.api().call<wire.NameRequest, wire.LoginUrl>('siteLoginUrl', { name });
+      print(ctx, r, () => `${r.url}\n(${r.note})\n`);
+      return 0;
+    },
+  },
   'site delete': {
-    usage: 'site delete DOMAIN --no-backup [--no-wait]',
-    summary: 'remove the vhost, site dir, files, database and user (backups are not built yet: --no-backup is required)',
+    usage: 'site delete DOMAIN [--no-backup] [--no-wait]',
+    summary: 'back the site up (kept; see site backup ls), then remove the vhost, site dir, files, database and user; --no-backup skips the backup',
     options: { 'no-backup': { type: 'boolean' }, 'no-wait': { type: 'boolean' } },
     args: [1, 1],
     async run(ctx, [domain], o) {
       const t = await ctx.api().call<wire.DeleteSiteRequest, wire.Task>('deleteSite', { domain, noBackup: o['no-backup'] === true });
       return waitAndReport(ctx, t, o['no-wait'] === true);
+    },
+  },
+  'site clone': {
+    usage: 'site clone DOMAIN NEW_DOMAIN [--platform P] [--db-server S] [--no-wait]',
+    summary: 'copy a site (database, settings, user files, vhost) to a new domain; the source is untouched; rolled back on failure',
+    options: { platform: { type: 'string' }, 'db-server': { type: 'string' }, 'no-wait': { type: 'boolean' } },
+    args: [2, 2],
+    async run(ctx, [domain, newDomain], o) {
+      const t = await ctx.api().call<wire.CloneSiteRequest, wire.Task>('cloneSite', {
+        domain: domain as string,
+        newDomain: newDomain as string,
+        platform: (o.platform as string | undefined) ?? '',
+        dbServer: (o['db-server'] as string | undefined) ?? '',
+      });
+      return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
+        const r = final.resultJson ? (JSON.parse(final.resultJson) as { url?: string }) : {};
+        if (r.url) ctx.io.out(`site: ${r.url}\n`);
+      });
+    },
+  },
+  'site migrate': {
+    usage: 'site migrate DOMAIN --platform P [--domain NEW] [--db-server S] [--no-wait]',
+    summary: 'move a site to another platform (and name, db server); the old copy serves until the new one is configured, and goes after the switch',
+    options: { platform: { type: 'string' }, domain: { type: 'string' }, 'db-server': { type: 'string' }, 'no-wait': { type: 'boolean' } },
+    args: [1, 1],
+    async run(ctx, [domain], o) {
+      if (typeof o.platform !== 'string') throw new UsageError('site migrate needs --platform P');
+      const t = await ctx.api().call<wire.MigrateSiteRequest, wire.Task>('migrateSite', {
+        domain: domain as string,
+        platform: o.platform,
+        newDomain: (o.domain as string | undefined) ?? '',
+        dbServer: (o['db-server'] as string | undefined) ?? '',
+      });
+      return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
+        const r = final.resultJson ? (JSON.parse(final.resultJson) as { url?: string }) : {};
+        if (r.url) ctx.io.out(`site: ${r.url}\n`);
+      });
     },
   },
 

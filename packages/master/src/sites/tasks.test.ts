@@ -99,18 +99,19 @@ describe('site tasks: refusals before anything is queued', () => {
     expect(ns.listSites().map((s) => s.domain)).toEqual(['taken.test']);
   });
 
-  it('delete needs --no-backup until backups exist, and names the site by its domain', () => {
+  it('delete backs up first unless --no-backup, and names the site by its domain; backup and restore refusals', () => {
     const { sites, ns, tasks } = setup();
     ns.createSite({ domain: 'blog.test', platform: 'wp', aliases: ['www.blog.test'], status: 'installed' });
-    const e = refused(() => sites.delete('blog.test', { noBackup: false }));
-    expect([e.code, e.message]).toEqual([
-      'SITE_NEEDS_BACKUP',
-      'site delete backs the site up first, and backups are not built yet: run spoke site delete blog.test --no-backup to delete its database and files for good',
-    ]);
     expect(refused(() => sites.delete('www.blog.test', { noBackup: true })).code).toBe('SITE_NOT_FOUND');
     expect(refused(() => sites.delete('nope.test', { noBackup: true })).code).toBe('SITE_NOT_FOUND');
+    // restore: an unknown backup is refused at submit; backup and restore need an installed site
+    expect(refused(() => sites.restore('blog.test', '20240101T000000000Z-abcdef')).code).toBe('BACKUP_NOT_FOUND');
+    expect(refused(() => sites.restore('blog.test', '../../etc')).code).toBe('BACKUP_NOT_FOUND');
+    ns.createSite({ domain: 'new.test', platform: 'wp', status: 'installing' });
+    expect(refused(() => sites.backup('new.test')).code).toBe('SITE_NOT_INSTALLED');
     expect(tasks.list()).toEqual([]);
-    expect(sites.delete('blog.test', { noBackup: true })).toMatchObject({ kind: 'site.delete', entity: 'site:blog.test' });
+    expect(sites.delete('blog.test', { noBackup: false })).toMatchObject({ kind: 'site.delete', entity: 'site:blog.test', params: { noBackup: false } });
+    expect(sites.backup('www.blog.test')).toMatchObject({ kind: 'site.backup', entity: 'site:blog.test', params: { domain: 'blog.test', platform: 'wp' } });
   });
 
   it('disable, enable, verify and aliases need an installed site; alias changes are checked at once', () => {

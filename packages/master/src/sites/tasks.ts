@@ -4,8 +4,9 @@
  * lock too (`platform:<name>`): writes to a platform's canonical tree and its converges are
  * serialized with the platform's own tasks and with the other sites of the platform.
  *
- * Backup, restore, clone, migrate and import are not here yet; they are meant to be more step
- * lists over the same helpers (write/remove site files, converge, configure, database).
+ * Backup and restore (and delete's backup step) are in backuptasks.ts, clone and migrate in
+ * migrate.ts: more step lists over the same helpers (write/remove site files, converge,
+ * configure, database). Import is not built.
  */
 import { cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -19,11 +20,14 @@ import type { TaskContext, TaskEngine } from '../tasks.js';
 import type { TreeStore } from '../trees.js';
 import type { PlatformInfo, SiteInfo, SiteStatus, TaskInfo } from '../types.js';
 import type { PlatformKind, Registry } from '../platform/index.js';
-import { newSiteSalt, renderPlatformSiteFiles, renderSiteFiles, settingsSupported, siteDir, staleSiteFiles, type SiteFile, type SiteNames } from './settings.js';
+import { newSiteSalt, renderPlatformSiteFiles, renderSiteFiles, settingsSupported, siteDir, staleSiteFiles, type SiteFacts, type SiteFile, type SiteNames } from './settings.js';
 import { StepLog, resumeRollback, runSteps, type Step } from './steps.js';
+import { MOVE_TASKS, SiteMover, type CloneSiteInput, type MigrateSiteInput } from './migrate.js';
+import { BackupStore } from './backup.js';
+import { BACKUP_TASKS, SiteBackups } from './backuptasks.js';
 
 /** The site task kinds. */
-export const SITE_TASKS = ['site.install', 'site.verify', 'site.disable', 'site.enable', 'site.alias.add', 'site.alias.rm', 'site.delete'] as const;
+export const SITE_TASKS = ['site.install', 'site.verify', 'site.disable', 'site.enable', 'site.alias.add', 'site.alias.rm', 'site.delete', ...MOVE_TASKS, ...BACKUP_TASKS] as const;
 export type SiteTaskKind = (typeof SITE_TASKS)[number];
 
 /** What `site install` takes. */
@@ -49,7 +53,7 @@ interface Previous {
 }
 
 /** Undo data of a step that wrote files into a platform tree. */
-interface WriteUndo {
+export interface WriteUndo {
   platform: string;
   previous: Previous[];
   /** Directories it created (removed on undo, with what is in them). */
@@ -70,15 +74,18 @@ const ACTIVE: ReadonlySet<SiteStatus> = new Set(['installed', 'disabled', 'faile
 
 /** Wires the site tasks into the task engine and submits them. */
 export class SiteTasks {
-  private readonly ns: Namespace;
+  readonly ns: Namespace;
   private readonly hub: AgentHub;
   private readonly tasks: TaskEngine;
-  private readonly trees: TreeStore;
+  readonly trees: TreeStore;
   private readonly sync: PlatformSync;
   private readonly log: Logger;
   private readonly steps: StepLog;
   private readonly trashDir: string;
   private readonly onlineWaitMs: number;
+  private readonly mover: SiteMover;
+  /** Backups, restore, login URL (backuptasks.ts). */
+  readonly backups: SiteBackups;
 
   constructor(deps: {
     ns: Namespace;
@@ -92,6 +99,10 @@ export class SiteTasks {
     trashDir: string;
     /** How long a step waits for an agent to come online (e.g. right after a restart). @default 30000 */
     onlineWaitMs?: number;
+    /** Scratch space of clone/migrate (dumps, file archives). @default <trashDir>/../work */
+    workDir?: string;
+    /** Site backups (backup.ts). @default <trashDir>/../backups */
+    backupsDir?: string;
   }) {
     this.ns = deps.ns;
     this.hub = deps.hub;
@@ -102,6 +113,8 @@ export class SiteTasks {
     this.steps = new StepLog(deps.db);
     this.trashDir = deps.trashDir;
     this.onlineWaitMs = deps.onlineWaitMs ?? 30_000;
+    this.mover = new SiteMover(this, deps.workDir ?? join(dirname(deps.trashDir), 'work'));
+    this.backups = new SiteBackups(this, new BackupStore(deps.backupsDir ?? join(dirname(deps.trashDir), 'backups')), deps.workDir ?? join(dirname(deps.trashDir), 'work'));
     for (const kind of SITE_TASKS) {
       this.tasks.register(kind, (ctx) => this.run(ctx), {
         resume: async (ctx) => {
@@ -173,23 +186,36 @@ export class SiteTasks {
   }
 
   /**
-   * Queues `site.delete`. The contract is "back up first unless --no-backup"; backups do not
-   * exist yet, so `noBackup` is required.
-   * @throws SpokeError SITE_NOT_FOUND, SITE_NEEDS_BACKUP
+   * Queues `site.delete`: a backup first (kept after the delete) unless `noBackup`.
+   * @throws SpokeError SITE_NOT_FOUND
    */
   delete(domain: string, opts: { noBackup: boolean }): TaskInfo {
     const s = this.ns.getSite(domain);
     if (s.domain !== domain.toLowerCase()) throw fail('SITE_NOT_FOUND', `${domain} is an alias of ${s.domain}; name the site by its domain to delete it`);
-    if (!opts.noBackup) {
-      throw fail(
-        'SITE_NEEDS_BACKUP',
-        `site delete backs the site up first, and backups are not built yet: run spoke site delete ${s.domain} --no-backup to delete its database and files for good`,
-      );
-    }
-    return this.submit('site.delete', s.domain, s.platform, { noBackup: true });
+    return this.submit('site.delete', s.domain, s.platform, { noBackup: opts.noBackup });
   }
 
-  private activeSite(domain: string, what: string): SiteInfo {
+  /** Queues `site.backup`. @throws SpokeError SITE_NOT_FOUND, SITE_NOT_INSTALLED */
+  backup(domain: string): TaskInfo {
+    return this.tasks.submit(this.backups.planBackup(domain));
+  }
+
+  /** Queues `site.restore`. @throws SpokeError SITE_NOT_FOUND, SITE_NOT_INSTALLED, BACKUP_NOT_FOUND */
+  restore(domain: string, backupId: string): TaskInfo {
+    return this.tasks.submit(this.backups.planRestore(domain, backupId));
+  }
+
+  /** Queues `site.clone` (see migrate.ts). */
+  clone(input: CloneSiteInput): TaskInfo {
+    return this.tasks.submit(this.mover.planClone(input));
+  }
+
+  /** Queues `site.migrate` (see migrate.ts). */
+  migrate(input: MigrateSiteInput): TaskInfo {
+    return this.tasks.submit(this.mover.planMigrate(input));
+  }
+
+  activeSite(domain: string, what: string): SiteInfo {
     const s = this.ns.getSite(domain);
     if (!ACTIVE.has(s.status)) {
       throw fail('SITE_NOT_INSTALLED', `site ${s.domain} is ${s.status}; cannot ${what} it (see: spoke task ls --entity site:${s.domain})`);
@@ -215,7 +241,7 @@ export class SiteTasks {
     throw fail('DB_SERVER_REQUIRED', `several servers offer a database (${candidates.join(', ')}); choose one: --db-server NAME`);
   }
 
-  private platformKind(p: PlatformInfo): { kind: PlatformKind; coreVersion: string | null } {
+  platformKind(p: PlatformInfo): { kind: PlatformKind; coreVersion: string | null } {
     if (!p.registryJson) throw fail('PLATFORM_NOT_VERIFIED', `platform ${p.name} has not been verified yet; run: spoke platform verify ${p.name}`);
     const r = JSON.parse(p.registryJson) as Registry;
     if (!settingsSupported(r.kind)) {
@@ -249,7 +275,13 @@ export class SiteTasks {
       case 'site.alias.rm':
         return this.aliasSteps(domain, platform, String(params.alias), ctx.task.kind === 'site.alias.add', state);
       case 'site.delete':
-        return this.deleteSteps(domain, platform, ctx.task.id, state);
+        return [...(params.noBackup === false ? [this.backups.deleteBackupStep(domain)] : []), ...this.deleteSteps(domain, platform, ctx.task.id, state)];
+      case 'site.backup':
+      case 'site.restore':
+        return this.backups.steps(ctx, state);
+      case 'site.clone':
+      case 'site.migrate':
+        return this.mover.steps(ctx, state);
     }
     throw fail('INTERNAL', `unknown site task ${ctx.task.kind}`);
   }
@@ -542,9 +574,9 @@ export class SiteTasks {
     ];
   }
 
-  // ---------------------------------------------------------------- helpers
+  // ---------------------------------------------------------------- helpers (also used by migrate.ts)
 
-  private siteExists(domain: string): boolean {
+  siteExists(domain: string): boolean {
     try {
       return this.ns.getSite(domain).domain === domain;
     } catch (e) {
@@ -554,14 +586,14 @@ export class SiteTasks {
   }
 
   /** Agent servers that serve a platform (every member of a cluster). */
-  private webServers(platform: string): string[] {
+  webServers(platform: string): string[] {
     const p = this.ns.getPlatform(platform);
     const t = this.ns.targets(p.server);
     if (t.length === 0) throw fail('CLUSTER_NEEDS_MEMBER', `${p.server} has no members`);
     return t;
   }
 
-  private pinned(server: string, platformServer: string): string {
+  pinned(server: string, platformServer: string): string {
     const pin = (name: string) => {
       try {
         return this.ns.getServer(name).services.find((s) => s.kind === 'http')?.pinnedImpl ?? '';
@@ -573,7 +605,7 @@ export class SiteTasks {
   }
 
   /** Waits (up to onlineWaitMs) for an agent to be online, then sends the command. */
-  private async call<K extends AgentCommand['type']>(
+  async call<K extends AgentCommand['type']>(
     ctx: TaskContext,
     server: string,
     cmd: Extract<AgentCommand, { type: K }>,
@@ -589,14 +621,14 @@ export class SiteTasks {
     return this.hub.call(server, cmd, { timeoutMs: 3 * 60_000, ...opts, signal: ctx.signal });
   }
 
-  private recordDbAddress(ctx: TaskContext, domain: string, server: string, r: { siteHost: string; sitePort: number }): void {
+  recordDbAddress(ctx: TaskContext, domain: string, server: string, r: { siteHost: string; sitePort: number }): void {
     if (!r.siteHost) {
       ctx.log(`${server} did not say how web servers reach its database (an older agent); using localhost:3306`, 'warn');
     }
     this.ns.setSiteDbAddress(domain, r.siteHost || 'localhost', r.sitePort || 3306);
   }
 
-  private async dropDatabase(ctx: TaskContext, d: DbUndo): Promise<void> {
+  async dropDatabase(ctx: TaskContext, d: DbUndo): Promise<void> {
     const r = await this.call(ctx, d.server, { type: 'dbDrop', database: d.database, user: d.user, hosts: d.hosts });
     ctx.log(
       `${d.server}: ${r.databaseExisted ? `dropped database ${d.database}` : `database ${d.database} was already gone`}; ${r.usersDropped.length ? `dropped user ${d.user}@${r.usersDropped.join(',')}` : `no account of ${d.user} left`}`,
@@ -604,7 +636,7 @@ export class SiteTasks {
   }
 
   /** The sites (names and aliases) whose platform-level files a platform gets. */
-  private platformSites(platform: string, opts: { without?: string; previousAliases?: SiteNames }): SiteNames[] {
+  platformSites(platform: string, opts: { without?: string; previousAliases?: SiteNames }): SiteNames[] {
     return this.ns
       .listSites(platform)
       .filter((s) => s.status !== 'pending' && s.domain !== opts.without)
@@ -616,10 +648,18 @@ export class SiteTasks {
    * the platform's canonical tree; files that no longer belong (a removed alias' symlink) go.
    * Only what differs is written. Returns the undo data (what was there before).
    */
-  private async writeFiles(
+  async writeFiles(
     ctx: TaskContext,
     platform: string,
-    opts: { site?: string; without?: string; previousAliases?: SiteNames },
+    opts: {
+      site?: string;
+      without?: string;
+      previousAliases?: SiteNames;
+      /** A site not (or not yet) in this platform's rows: its files from these facts, its names in the platform files (clone/migrate). */
+      add?: SiteFacts;
+      /** A site that left the platform since the last render (its stale files go). */
+      gone?: SiteNames;
+    },
   ): Promise<WriteUndo> {
     const p = this.ns.getPlatform(platform);
     const { kind, coreVersion } = this.platformKind(p);
@@ -641,10 +681,21 @@ export class SiteTasks {
         }),
       );
     }
-    const next = renderPlatformSiteFiles(kind, this.platformSites(platform, { without: opts.without }));
+    let sites = this.platformSites(platform, { without: opts.without });
+    if (opts.add) {
+      const add = opts.add;
+      files.push(...renderSiteFiles(add));
+      sites = [
+        ...sites.filter((x) => x.domain !== add.domain).map((x) => ({ domain: x.domain, aliases: x.aliases.filter((a) => !add.aliases.includes(a)) })),
+        { domain: add.domain, aliases: add.aliases },
+      ].sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : 0));
+    }
+    const next = renderPlatformSiteFiles(kind, sites);
     // What the last render produced (the site being deleted still in, a changed alias as it was):
     // the files it had that the new render lacks are removed (Drupal 6 alias symlinks).
-    const before = renderPlatformSiteFiles(kind, this.platformSites(platform, { previousAliases: opts.previousAliases }));
+    const previous = this.platformSites(platform, { previousAliases: opts.previousAliases });
+    if (opts.gone && !previous.some((x) => x.domain === opts.gone?.domain)) previous.push(opts.gone);
+    const before = renderPlatformSiteFiles(kind, previous);
     const stale = staleSiteFiles(before, next);
     files.push(...next);
     const undo: WriteUndo = { platform, previous: [], created: [] };
@@ -671,7 +722,7 @@ export class SiteTasks {
   }
 
   /** Undo of writeFiles: puts back what was there, removes what it created, converges. */
-  private async restoreFiles(ctx: TaskContext, d: WriteUndo): Promise<void> {
+  async restoreFiles(ctx: TaskContext, d: WriteUndo): Promise<void> {
     const p = this.ns.getPlatform(d.platform);
     const root = this.trees.hostPath(p.path);
     for (const prev of [...d.previous].reverse()) {
@@ -692,7 +743,7 @@ export class SiteTasks {
     await this.converge(ctx, d.platform);
   }
 
-  private async converge(ctx: TaskContext, platform: string, paths: string[] = []): Promise<void> {
+  async converge(ctx: TaskContext, platform: string, paths: string[] = []): Promise<void> {
     await this.sync.converge(ctx, platform, paths);
   }
 
@@ -701,7 +752,7 @@ export class SiteTasks {
    * succeeded are put back (`revert`: configured as before; without it: RemoveSite, for a new
    * site) before the error is thrown.
    */
-  private async configure(
+  async configure(
     ctx: TaskContext,
     domain: string,
     enabled: boolean,
@@ -738,7 +789,7 @@ export class SiteTasks {
     return { domain: s.domain, platform: p.name, servers, enabled, aliases };
   }
 
-  private configureOn(ctx: TaskContext, servers: string[], s: SiteInfo, p: PlatformInfo, enabled: boolean, aliases: string[]): Promise<PromiseSettledResult<string>[]> {
+  configureOn(ctx: TaskContext, servers: string[], s: SiteInfo, p: PlatformInfo, enabled: boolean, aliases: string[]): Promise<PromiseSettledResult<string>[]> {
     const { kind, coreVersion } = this.platformKind(p);
     const files = this.settingsFiles(s, kind, coreVersion);
     return Promise.allSettled(
@@ -765,7 +816,7 @@ export class SiteTasks {
   }
 
   /** The settings files of a site the web group must read (relative to the platform root). */
-  private settingsFiles(s: SiteInfo, kind: PlatformKind, coreVersion: string | null): string[] {
+  settingsFiles(s: SiteInfo, kind: PlatformKind, coreVersion: string | null): string[] {
     if (!s.dbName || !s.dbUser || !s.dbHost) return [];
     const sec = this.ns.siteSecrets(s.domain);
     return renderSiteFiles({
@@ -781,7 +832,7 @@ export class SiteTasks {
   }
 
   /** Undo of an install's configure: RemoveSite (with the files dirs it created). */
-  private async unconfigure(ctx: TaskContext, d: ConfigureUndo, deleteFiles: boolean): Promise<void> {
+  async unconfigure(ctx: TaskContext, d: ConfigureUndo, deleteFiles: boolean): Promise<void> {
     const p = this.ns.getPlatform(d.platform);
     const errors: string[] = [];
     for (const server of d.servers) {
@@ -796,13 +847,13 @@ export class SiteTasks {
   }
 
   /** Undo of a configure that changed a live vhost: configure it again as it was. */
-  private async reconfigure(ctx: TaskContext, d: ConfigureUndo, enabled: boolean): Promise<void> {
+  async reconfigure(ctx: TaskContext, d: ConfigureUndo, enabled: boolean): Promise<void> {
     if (!this.siteExists(d.domain)) return;
     await this.configure(ctx, d.domain, enabled, { aliases: d.aliases });
   }
 
   /** RemoveSite on every web server; a server without a web server is only warned about. */
-  private async removeSite(ctx: TaskContext, domain: string, platform: string, deleteFiles: boolean): Promise<string[]> {
+  async removeSite(ctx: TaskContext, domain: string, platform: string, deleteFiles: boolean): Promise<string[]> {
     const p = this.ns.getPlatform(platform);
     const servers = this.webServers(platform);
     const done: string[] = [];
@@ -827,7 +878,7 @@ export class SiteTasks {
 }
 
 /** Undo data of a database step. */
-interface DbUndo {
+export interface DbUndo {
   server: string;
   database: string;
   user: string;
@@ -835,7 +886,7 @@ interface DbUndo {
 }
 
 /** Undo data of a configure step: the servers and how the vhost was before. */
-interface ConfigureUndo {
+export interface ConfigureUndo {
   domain: string;
   platform: string;
   servers: string[];

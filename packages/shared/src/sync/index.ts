@@ -51,4 +51,5 @@ export type { ArchiveHeader, ExtractOptions, ExtractResult, SafeEntry, SafeEntry
 export { packBlobs, packTree, unpackBlobs } from './pack.js';
 export { frameBlobs, unframeBlobs } from './frames.js';
 export type { BlobSource, PackTreeOptions, ReceivedBlob, UnpackBlobsOptions } from './pack.js';
-export type { ByteSource, TarEntry } from './tario.js';
+export type { ByteSource, TarEntry, TarWriter } from './tario.js';
+export { openTarWriter, readTar } from './tario.js';

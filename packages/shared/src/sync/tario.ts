@@ -179,3 +179,25 @@ export function packToReadable(produce: (pack: Pack) => Promise<void>): Readable
 async function* chunksOf(pack: Pack): AsyncGenerator<Buffer, void, undefined> {
   for await (const chunk of pack) yield chunk as Buffer;
 }
+
+/** A tar being written entry by entry, read from `readable`. */
+export interface TarWriter {
+  readable: Readable;
+  /** Adds one entry (streaming `body`), waiting until tar-stream accepted it. */
+  add(header: Partial<Header> & { name: string }, body?: AsyncIterable<Uint8Array>): Promise<void>;
+  /** Ends the tar (the end-of-archive blocks follow). */
+  end(): void;
+  /** Fails the stream. */
+  destroy(err: Error): void;
+}
+
+/** Opens a tar to be filled by the caller (when a producer callback does not fit, e.g. several tars at once). */
+export function openTarWriter(): TarWriter {
+  const pack = tarPack();
+  return {
+    readable: Readable.from(chunksOf(pack), { objectMode: false }),
+    add: (header, body) => addEntry(pack, header, body),
+    end: () => pack.finalize(),
+    destroy: (err) => pack.destroy(err),
+  };
+}

@@ -152,6 +152,10 @@ export interface MasterCommand {
     { $case: "configureSite"; value: ConfigureSiteCommand }
     | { $case: "removeSite"; value: RemoveSiteCommand }
     | { $case: "installSite"; value: InstallSiteCommand }
+    | //
+    /** site user files (capability 6): 40-49 */
+    { $case: "siteFilesPack"; value: SiteFilesPackCommand }
+    | { $case: "siteFilesUnpack"; value: SiteFilesUnpackCommand }
     | undefined;
 }
 
@@ -295,6 +299,8 @@ export interface CommandResult {
     | { $case: "configureSite"; value: ConfigureSiteResult }
     | { $case: "removeSite"; value: RemoveSiteResult }
     | { $case: "installSite"; value: InstallSiteResult }
+    | { $case: "siteFilesPack"; value: SiteFilesPackResult }
+    | { $case: "siteFilesUnpack"; value: SiteFilesUnpackResult }
     | undefined;
 }
 
@@ -389,6 +395,39 @@ export interface PutDumpResult {
 
 export interface GetDumpRequest {
   commandId: string;
+}
+
+/** Pack them and upload the tar with PutFiles (first chunk: command_id = this command's id). */
+export interface SiteFilesPackCommand {
+  tree: string;
+  domain: string;
+}
+
+export interface SiteFilesPackResult {
+  /** tar bytes sent */
+  bytes: number;
+  entries: number;
+  /** what was left out and why (sockets, FIFOs, links leaving the site dir) */
+  skipped: string[];
+}
+
+/**
+ * Download a tar with GetFiles(command_id = this command's id) and put its files/ and private/
+ * in place: checked entry by entry (hostile-archive rules), extracted into a staging dir, then
+ * swapped in (the old content is put back if the swap fails). replace=false: refused with
+ * SITE_FILES_EXIST when the target dirs hold anything.
+ */
+export interface SiteFilesUnpackCommand {
+  tree: string;
+  domain: string;
+  replace: boolean;
+}
+
+export interface SiteFilesUnpackResult {
+  bytes: number;
+  entries: number;
+  /** "files", "private": the parts swapped in */
+  replaced: string[];
 }
 
 /**
@@ -2087,6 +2126,12 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       case "installSite":
         InstallSiteCommand.encode(message.command.value, writer.uint32(258).fork()).join();
         break;
+      case "siteFilesPack":
+        SiteFilesPackCommand.encode(message.command.value, writer.uint32(322).fork()).join();
+        break;
+      case "siteFilesUnpack":
+        SiteFilesUnpackCommand.encode(message.command.value, writer.uint32(330).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2227,6 +2272,25 @@ export const MasterCommand: MessageFns<MasterCommand> = {
             message.command = { $case: "installSite", value: InstallSiteCommand.decode(reader, reader.uint32()) };
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.command = { $case: "siteFilesPack", value: SiteFilesPackCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 41: {
+            if (tag !== 330) {
+              break;
+            }
+
+            message.command = {
+              $case: "siteFilesUnpack",
+              value: SiteFilesUnpackCommand.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2292,6 +2356,14 @@ export const MasterCommand: MessageFns<MasterCommand> = {
         ? { $case: "installSite", value: InstallSiteCommand.fromJSON(object.installSite) }
         : isSet(object.install_site)
         ? { $case: "installSite", value: InstallSiteCommand.fromJSON(object.install_site) }
+        : isSet(object.siteFilesPack)
+        ? { $case: "siteFilesPack", value: SiteFilesPackCommand.fromJSON(object.siteFilesPack) }
+        : isSet(object.site_files_pack)
+        ? { $case: "siteFilesPack", value: SiteFilesPackCommand.fromJSON(object.site_files_pack) }
+        : isSet(object.siteFilesUnpack)
+        ? { $case: "siteFilesUnpack", value: SiteFilesUnpackCommand.fromJSON(object.siteFilesUnpack) }
+        : isSet(object.site_files_unpack)
+        ? { $case: "siteFilesUnpack", value: SiteFilesUnpackCommand.fromJSON(object.site_files_unpack) }
         : undefined,
     };
   },
@@ -2329,6 +2401,10 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       obj.removeSite = RemoveSiteCommand.toJSON(message.command.value);
     } else if (message.command?.$case === "installSite") {
       obj.installSite = InstallSiteCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "siteFilesPack") {
+      obj.siteFilesPack = SiteFilesPackCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "siteFilesUnpack") {
+      obj.siteFilesUnpack = SiteFilesUnpackCommand.toJSON(message.command.value);
     }
     return obj;
   },
@@ -2424,6 +2500,21 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       case "installSite": {
         if (object.command?.value !== undefined && object.command?.value !== null) {
           message.command = { $case: "installSite", value: InstallSiteCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "siteFilesPack": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "siteFilesPack", value: SiteFilesPackCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "siteFilesUnpack": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = {
+            $case: "siteFilesUnpack",
+            value: SiteFilesUnpackCommand.fromPartial(object.command.value),
+          };
         }
         break;
       }
@@ -4122,6 +4213,12 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "installSite":
         InstallSiteResult.encode(message.result.value, writer.uint32(258).fork()).join();
         break;
+      case "siteFilesPack":
+        SiteFilesPackResult.encode(message.result.value, writer.uint32(322).fork()).join();
+        break;
+      case "siteFilesUnpack":
+        SiteFilesUnpackResult.encode(message.result.value, writer.uint32(330).fork()).join();
+        break;
     }
     return writer;
   },
@@ -4278,6 +4375,22 @@ export const CommandResult: MessageFns<CommandResult> = {
             message.result = { $case: "installSite", value: InstallSiteResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.result = { $case: "siteFilesPack", value: SiteFilesPackResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 41: {
+            if (tag !== 330) {
+              break;
+            }
+
+            message.result = { $case: "siteFilesUnpack", value: SiteFilesUnpackResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4352,6 +4465,14 @@ export const CommandResult: MessageFns<CommandResult> = {
         ? { $case: "installSite", value: InstallSiteResult.fromJSON(object.installSite) }
         : isSet(object.install_site)
         ? { $case: "installSite", value: InstallSiteResult.fromJSON(object.install_site) }
+        : isSet(object.siteFilesPack)
+        ? { $case: "siteFilesPack", value: SiteFilesPackResult.fromJSON(object.siteFilesPack) }
+        : isSet(object.site_files_pack)
+        ? { $case: "siteFilesPack", value: SiteFilesPackResult.fromJSON(object.site_files_pack) }
+        : isSet(object.siteFilesUnpack)
+        ? { $case: "siteFilesUnpack", value: SiteFilesUnpackResult.fromJSON(object.siteFilesUnpack) }
+        : isSet(object.site_files_unpack)
+        ? { $case: "siteFilesUnpack", value: SiteFilesUnpackResult.fromJSON(object.site_files_unpack) }
         : undefined,
     };
   },
@@ -4396,6 +4517,10 @@ export const CommandResult: MessageFns<CommandResult> = {
       obj.removeSite = RemoveSiteResult.toJSON(message.result.value);
     } else if (message.result?.$case === "installSite") {
       obj.installSite = InstallSiteResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "siteFilesPack") {
+      obj.siteFilesPack = SiteFilesPackResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "siteFilesUnpack") {
+      obj.siteFilesUnpack = SiteFilesUnpackResult.toJSON(message.result.value);
     }
     return obj;
   },
@@ -4488,6 +4613,18 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "installSite": {
         if (object.result?.value !== undefined && object.result?.value !== null) {
           message.result = { $case: "installSite", value: InstallSiteResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "siteFilesPack": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "siteFilesPack", value: SiteFilesPackResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "siteFilesUnpack": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "siteFilesUnpack", value: SiteFilesUnpackResult.fromPartial(object.result.value) };
         }
         break;
       }
@@ -5671,6 +5808,394 @@ export const GetDumpRequest: MessageFns<GetDumpRequest> = {
   },
 };
 
+function createBaseSiteFilesPackCommand(): SiteFilesPackCommand {
+  return { tree: "", domain: "" };
+}
+
+export const SiteFilesPackCommand: MessageFns<SiteFilesPackCommand> = {
+  encode(message: SiteFilesPackCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tree !== "") {
+      writer.uint32(10).string(message.tree);
+    }
+    if (message.domain !== "") {
+      writer.uint32(18).string(message.domain);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SiteFilesPackCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSiteFilesPackCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SiteFilesPackCommand {
+    return {
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+    };
+  },
+
+  toJSON(message: SiteFilesPackCommand): unknown {
+    const obj: any = {};
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SiteFilesPackCommand>, I>>(base?: I): SiteFilesPackCommand {
+    return SiteFilesPackCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SiteFilesPackCommand>, I>>(object: I): SiteFilesPackCommand {
+    const message = createBaseSiteFilesPackCommand();
+    message.tree = object.tree ?? "";
+    message.domain = object.domain ?? "";
+    return message;
+  },
+};
+
+function createBaseSiteFilesPackResult(): SiteFilesPackResult {
+  return { bytes: 0, entries: 0, skipped: [] };
+}
+
+export const SiteFilesPackResult: MessageFns<SiteFilesPackResult> = {
+  encode(message: SiteFilesPackResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bytes !== 0) {
+      writer.uint32(8).int64(message.bytes);
+    }
+    if (message.entries !== 0) {
+      writer.uint32(16).int64(message.entries);
+    }
+    for (const v of message.skipped) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SiteFilesPackResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSiteFilesPackResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.entries = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.skipped.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SiteFilesPackResult {
+    return {
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      entries: isSet(object.entries) ? globalThis.Number(object.entries) : 0,
+      skipped: globalThis.Array.isArray(object?.skipped) ? object.skipped.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: SiteFilesPackResult): unknown {
+    const obj: any = {};
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.entries !== 0) {
+      obj.entries = Math.round(message.entries);
+    }
+    if (message.skipped?.length) {
+      obj.skipped = message.skipped;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SiteFilesPackResult>, I>>(base?: I): SiteFilesPackResult {
+    return SiteFilesPackResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SiteFilesPackResult>, I>>(object: I): SiteFilesPackResult {
+    const message = createBaseSiteFilesPackResult();
+    message.bytes = object.bytes ?? 0;
+    message.entries = object.entries ?? 0;
+    message.skipped = object.skipped?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSiteFilesUnpackCommand(): SiteFilesUnpackCommand {
+  return { tree: "", domain: "", replace: false };
+}
+
+export const SiteFilesUnpackCommand: MessageFns<SiteFilesUnpackCommand> = {
+  encode(message: SiteFilesUnpackCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tree !== "") {
+      writer.uint32(10).string(message.tree);
+    }
+    if (message.domain !== "") {
+      writer.uint32(18).string(message.domain);
+    }
+    if (message.replace !== false) {
+      writer.uint32(24).bool(message.replace);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SiteFilesUnpackCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSiteFilesUnpackCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.replace = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SiteFilesUnpackCommand {
+    return {
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      replace: isSet(object.replace) ? globalThis.Boolean(object.replace) : false,
+    };
+  },
+
+  toJSON(message: SiteFilesUnpackCommand): unknown {
+    const obj: any = {};
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.replace !== false) {
+      obj.replace = message.replace;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SiteFilesUnpackCommand>, I>>(base?: I): SiteFilesUnpackCommand {
+    return SiteFilesUnpackCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SiteFilesUnpackCommand>, I>>(object: I): SiteFilesUnpackCommand {
+    const message = createBaseSiteFilesUnpackCommand();
+    message.tree = object.tree ?? "";
+    message.domain = object.domain ?? "";
+    message.replace = object.replace ?? false;
+    return message;
+  },
+};
+
+function createBaseSiteFilesUnpackResult(): SiteFilesUnpackResult {
+  return { bytes: 0, entries: 0, replaced: [] };
+}
+
+export const SiteFilesUnpackResult: MessageFns<SiteFilesUnpackResult> = {
+  encode(message: SiteFilesUnpackResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bytes !== 0) {
+      writer.uint32(8).int64(message.bytes);
+    }
+    if (message.entries !== 0) {
+      writer.uint32(16).int64(message.entries);
+    }
+    for (const v of message.replaced) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SiteFilesUnpackResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSiteFilesUnpackResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.entries = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.replaced.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SiteFilesUnpackResult {
+    return {
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      entries: isSet(object.entries) ? globalThis.Number(object.entries) : 0,
+      replaced: globalThis.Array.isArray(object?.replaced) ? object.replaced.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: SiteFilesUnpackResult): unknown {
+    const obj: any = {};
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.entries !== 0) {
+      obj.entries = Math.round(message.entries);
+    }
+    if (message.replaced?.length) {
+      obj.replaced = message.replaced;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SiteFilesUnpackResult>, I>>(base?: I): SiteFilesUnpackResult {
+    return SiteFilesUnpackResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SiteFilesUnpackResult>, I>>(object: I): SiteFilesUnpackResult {
+    const message = createBaseSiteFilesUnpackResult();
+    message.bytes = object.bytes ?? 0;
+    message.entries = object.entries ?? 0;
+    message.replaced = object.replaced?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseConfigureSiteCommand(): ConfigureSiteCommand {
   return {
     domain: "",
@@ -6660,6 +7185,29 @@ export const AgentService = {
     responseSerialize: (value: DumpChunk): Buffer => Buffer.from(DumpChunk.encode(value).finish()),
     responseDeserialize: (value: Buffer): DumpChunk => DumpChunk.decode(value),
   },
+  /**
+   * A site's user files (a tar of files/ and private/) for a SiteFilesPackCommand, agent →
+   * master; the first chunk names the command (capability 6).
+   */
+  putFiles: {
+    path: "/spoke.v1.Agent/PutFiles" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: DumpChunk): Buffer => Buffer.from(DumpChunk.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DumpChunk => DumpChunk.decode(value),
+    responseSerialize: (value: PutDumpResult): Buffer => Buffer.from(PutDumpResult.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PutDumpResult => PutDumpResult.decode(value),
+  },
+  /** The tar to extract for a SiteFilesUnpackCommand, master → agent. */
+  getFiles: {
+    path: "/spoke.v1.Agent/GetFiles" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: GetDumpRequest): Buffer => Buffer.from(GetDumpRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetDumpRequest => GetDumpRequest.decode(value),
+    responseSerialize: (value: DumpChunk): Buffer => Buffer.from(DumpChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DumpChunk => DumpChunk.decode(value),
+  },
 } as const;
 
 export interface AgentServer extends UntypedServiceImplementation {
@@ -6677,6 +7225,13 @@ export interface AgentServer extends UntypedServiceImplementation {
   putDump: handleClientStreamingCall<DumpChunk, PutDumpResult>;
   /** The dump to load for a DbRestoreCommand, master → agent. */
   getDump: handleServerStreamingCall<GetDumpRequest, DumpChunk>;
+  /**
+   * A site's user files (a tar of files/ and private/) for a SiteFilesPackCommand, agent →
+   * master; the first chunk names the command (capability 6).
+   */
+  putFiles: handleClientStreamingCall<DumpChunk, PutDumpResult>;
+  /** The tar to extract for a SiteFilesUnpackCommand, master → agent. */
+  getFiles: handleServerStreamingCall<GetDumpRequest, DumpChunk>;
 }
 
 export interface AgentClient extends Client {
@@ -6734,6 +7289,31 @@ export interface AgentClient extends Client {
   /** The dump to load for a DbRestoreCommand, master → agent. */
   getDump(request: GetDumpRequest, options?: Partial<CallOptions>): ClientReadableStream<DumpChunk>;
   getDump(
+    request: GetDumpRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<DumpChunk>;
+  /**
+   * A site's user files (a tar of files/ and private/) for a SiteFilesPackCommand, agent →
+   * master; the first chunk names the command (capability 6).
+   */
+  putFiles(callback: (error: ServiceError | null, response: PutDumpResult) => void): ClientWritableStream<DumpChunk>;
+  putFiles(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PutDumpResult) => void,
+  ): ClientWritableStream<DumpChunk>;
+  putFiles(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PutDumpResult) => void,
+  ): ClientWritableStream<DumpChunk>;
+  putFiles(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PutDumpResult) => void,
+  ): ClientWritableStream<DumpChunk>;
+  /** The tar to extract for a SiteFilesUnpackCommand, master → agent. */
+  getFiles(request: GetDumpRequest, options?: Partial<CallOptions>): ClientReadableStream<DumpChunk>;
+  getFiles(
     request: GetDumpRequest,
     metadata?: Metadata,
     options?: Partial<CallOptions>,

@@ -179,10 +179,66 @@ export interface AliasRequest {
   alias: string;
 }
 
+export interface CloneSiteRequest {
+  domain: string;
+  newDomain: string;
+  /** "" = the site's own platform */
+  platform: string;
+  /** "" = the site's db server */
+  dbServer: string;
+}
+
+export interface MigrateSiteRequest {
+  domain: string;
+  platform: string;
+  /** "" = keep the domain */
+  newDomain: string;
+  /** "" = the site's db server */
+  dbServer: string;
+}
+
 export interface DeleteSiteRequest {
   domain: string;
-  /** required until backups exist (SITE_NEEDS_BACKUP otherwise) */
+  /** true: no backup is taken first */
   noBackup: boolean;
+}
+
+export interface ListBackupsRequest {
+  domain: string;
+}
+
+export interface BackupIdRequest {
+  id: string;
+}
+
+export interface RestoreSiteRequest {
+  domain: string;
+  backupId: string;
+}
+
+export interface Backup {
+  id: string;
+  domain: string;
+  platform: string;
+  /** platform kind */
+  kind: string;
+  /** manual, pre-delete, pre-restore */
+  reason: string;
+  createdMs: number;
+  /** archive size */
+  bytes: number;
+  /** on the master */
+  path: string;
+}
+
+export interface BackupList {
+  backups: Backup[];
+}
+
+export interface LoginUrl {
+  url: string;
+  oneTime: boolean;
+  note: string;
 }
 
 export interface SiteList {
@@ -2452,6 +2508,256 @@ export const AliasRequest: MessageFns<AliasRequest> = {
   },
 };
 
+function createBaseCloneSiteRequest(): CloneSiteRequest {
+  return { domain: "", newDomain: "", platform: "", dbServer: "" };
+}
+
+export const CloneSiteRequest: MessageFns<CloneSiteRequest> = {
+  encode(message: CloneSiteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.newDomain !== "") {
+      writer.uint32(18).string(message.newDomain);
+    }
+    if (message.platform !== "") {
+      writer.uint32(26).string(message.platform);
+    }
+    if (message.dbServer !== "") {
+      writer.uint32(34).string(message.dbServer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CloneSiteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCloneSiteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.newDomain = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.platform = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.dbServer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CloneSiteRequest {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      newDomain: isSet(object.newDomain)
+        ? globalThis.String(object.newDomain)
+        : isSet(object.new_domain)
+        ? globalThis.String(object.new_domain)
+        : "",
+      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
+      dbServer: isSet(object.dbServer)
+        ? globalThis.String(object.dbServer)
+        : isSet(object.db_server)
+        ? globalThis.String(object.db_server)
+        : "",
+    };
+  },
+
+  toJSON(message: CloneSiteRequest): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.newDomain !== "") {
+      obj.newDomain = message.newDomain;
+    }
+    if (message.platform !== "") {
+      obj.platform = message.platform;
+    }
+    if (message.dbServer !== "") {
+      obj.dbServer = message.dbServer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CloneSiteRequest>, I>>(base?: I): CloneSiteRequest {
+    return CloneSiteRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CloneSiteRequest>, I>>(object: I): CloneSiteRequest {
+    const message = createBaseCloneSiteRequest();
+    message.domain = object.domain ?? "";
+    message.newDomain = object.newDomain ?? "";
+    message.platform = object.platform ?? "";
+    message.dbServer = object.dbServer ?? "";
+    return message;
+  },
+};
+
+function createBaseMigrateSiteRequest(): MigrateSiteRequest {
+  return { domain: "", platform: "", newDomain: "", dbServer: "" };
+}
+
+export const MigrateSiteRequest: MessageFns<MigrateSiteRequest> = {
+  encode(message: MigrateSiteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.platform !== "") {
+      writer.uint32(18).string(message.platform);
+    }
+    if (message.newDomain !== "") {
+      writer.uint32(26).string(message.newDomain);
+    }
+    if (message.dbServer !== "") {
+      writer.uint32(34).string(message.dbServer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MigrateSiteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMigrateSiteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.platform = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.newDomain = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.dbServer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MigrateSiteRequest {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
+      newDomain: isSet(object.newDomain)
+        ? globalThis.String(object.newDomain)
+        : isSet(object.new_domain)
+        ? globalThis.String(object.new_domain)
+        : "",
+      dbServer: isSet(object.dbServer)
+        ? globalThis.String(object.dbServer)
+        : isSet(object.db_server)
+        ? globalThis.String(object.db_server)
+        : "",
+    };
+  },
+
+  toJSON(message: MigrateSiteRequest): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.platform !== "") {
+      obj.platform = message.platform;
+    }
+    if (message.newDomain !== "") {
+      obj.newDomain = message.newDomain;
+    }
+    if (message.dbServer !== "") {
+      obj.dbServer = message.dbServer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MigrateSiteRequest>, I>>(base?: I): MigrateSiteRequest {
+    return MigrateSiteRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MigrateSiteRequest>, I>>(object: I): MigrateSiteRequest {
+    const message = createBaseMigrateSiteRequest();
+    message.domain = object.domain ?? "";
+    message.platform = object.platform ?? "";
+    message.newDomain = object.newDomain ?? "";
+    message.dbServer = object.dbServer ?? "";
+    return message;
+  },
+};
+
 function createBaseDeleteSiteRequest(): DeleteSiteRequest {
   return { domain: "", noBackup: false };
 }
@@ -2537,6 +2843,588 @@ export const DeleteSiteRequest: MessageFns<DeleteSiteRequest> = {
     const message = createBaseDeleteSiteRequest();
     message.domain = object.domain ?? "";
     message.noBackup = object.noBackup ?? false;
+    return message;
+  },
+};
+
+function createBaseListBackupsRequest(): ListBackupsRequest {
+  return { domain: "" };
+}
+
+export const ListBackupsRequest: MessageFns<ListBackupsRequest> = {
+  encode(message: ListBackupsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListBackupsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListBackupsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListBackupsRequest {
+    return { domain: isSet(object.domain) ? globalThis.String(object.domain) : "" };
+  },
+
+  toJSON(message: ListBackupsRequest): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListBackupsRequest>, I>>(base?: I): ListBackupsRequest {
+    return ListBackupsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListBackupsRequest>, I>>(object: I): ListBackupsRequest {
+    const message = createBaseListBackupsRequest();
+    message.domain = object.domain ?? "";
+    return message;
+  },
+};
+
+function createBaseBackupIdRequest(): BackupIdRequest {
+  return { id: "" };
+}
+
+export const BackupIdRequest: MessageFns<BackupIdRequest> = {
+  encode(message: BackupIdRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BackupIdRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBackupIdRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BackupIdRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: BackupIdRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BackupIdRequest>, I>>(base?: I): BackupIdRequest {
+    return BackupIdRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BackupIdRequest>, I>>(object: I): BackupIdRequest {
+    const message = createBaseBackupIdRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseRestoreSiteRequest(): RestoreSiteRequest {
+  return { domain: "", backupId: "" };
+}
+
+export const RestoreSiteRequest: MessageFns<RestoreSiteRequest> = {
+  encode(message: RestoreSiteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.backupId !== "") {
+      writer.uint32(18).string(message.backupId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreSiteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreSiteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.backupId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestoreSiteRequest {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      backupId: isSet(object.backupId)
+        ? globalThis.String(object.backupId)
+        : isSet(object.backup_id)
+        ? globalThis.String(object.backup_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RestoreSiteRequest): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.backupId !== "") {
+      obj.backupId = message.backupId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestoreSiteRequest>, I>>(base?: I): RestoreSiteRequest {
+    return RestoreSiteRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestoreSiteRequest>, I>>(object: I): RestoreSiteRequest {
+    const message = createBaseRestoreSiteRequest();
+    message.domain = object.domain ?? "";
+    message.backupId = object.backupId ?? "";
+    return message;
+  },
+};
+
+function createBaseBackup(): Backup {
+  return { id: "", domain: "", platform: "", kind: "", reason: "", createdMs: 0, bytes: 0, path: "" };
+}
+
+export const Backup: MessageFns<Backup> = {
+  encode(message: Backup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.domain !== "") {
+      writer.uint32(18).string(message.domain);
+    }
+    if (message.platform !== "") {
+      writer.uint32(26).string(message.platform);
+    }
+    if (message.kind !== "") {
+      writer.uint32(34).string(message.kind);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    if (message.createdMs !== 0) {
+      writer.uint32(48).int64(message.createdMs);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(56).int64(message.bytes);
+    }
+    if (message.path !== "") {
+      writer.uint32(66).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Backup {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBackup();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.platform = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.createdMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Backup {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      createdMs: isSet(object.createdMs)
+        ? globalThis.Number(object.createdMs)
+        : isSet(object.created_ms)
+        ? globalThis.Number(object.created_ms)
+        : 0,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+    };
+  },
+
+  toJSON(message: Backup): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.platform !== "") {
+      obj.platform = message.platform;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.createdMs !== 0) {
+      obj.createdMs = Math.round(message.createdMs);
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Backup>, I>>(base?: I): Backup {
+    return Backup.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Backup>, I>>(object: I): Backup {
+    const message = createBaseBackup();
+    message.id = object.id ?? "";
+    message.domain = object.domain ?? "";
+    message.platform = object.platform ?? "";
+    message.kind = object.kind ?? "";
+    message.reason = object.reason ?? "";
+    message.createdMs = object.createdMs ?? 0;
+    message.bytes = object.bytes ?? 0;
+    message.path = object.path ?? "";
+    return message;
+  },
+};
+
+function createBaseBackupList(): BackupList {
+  return { backups: [] };
+}
+
+export const BackupList: MessageFns<BackupList> = {
+  encode(message: BackupList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.backups) {
+      Backup.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BackupList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBackupList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.backups.push(Backup.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BackupList {
+    return {
+      backups: globalThis.Array.isArray(object?.backups) ? object.backups.map((e: any) => Backup.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: BackupList): unknown {
+    const obj: any = {};
+    if (message.backups?.length) {
+      obj.backups = message.backups.map((e) => Backup.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BackupList>, I>>(base?: I): BackupList {
+    return BackupList.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BackupList>, I>>(object: I): BackupList {
+    const message = createBaseBackupList();
+    message.backups = object.backups?.map((e) => Backup.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseLoginUrl(): LoginUrl {
+  return { url: "", oneTime: false, note: "" };
+}
+
+export const LoginUrl: MessageFns<LoginUrl> = {
+  encode(message: LoginUrl, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.url !== "") {
+      writer.uint32(10).string(message.url);
+    }
+    if (message.oneTime !== false) {
+      writer.uint32(16).bool(message.oneTime);
+    }
+    if (message.note !== "") {
+      writer.uint32(26).string(message.note);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoginUrl {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoginUrl();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.oneTime = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.note = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LoginUrl {
+    return {
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      oneTime: isSet(object.oneTime)
+        ? globalThis.Boolean(object.oneTime)
+        : isSet(object.one_time)
+        ? globalThis.Boolean(object.one_time)
+        : false,
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
+    };
+  },
+
+  toJSON(message: LoginUrl): unknown {
+    const obj: any = {};
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.oneTime !== false) {
+      obj.oneTime = message.oneTime;
+    }
+    if (message.note !== "") {
+      obj.note = message.note;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LoginUrl>, I>>(base?: I): LoginUrl {
+    return LoginUrl.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LoginUrl>, I>>(object: I): LoginUrl {
+    const message = createBaseLoginUrl();
+    message.url = object.url ?? "";
+    message.oneTime = object.oneTime ?? false;
+    message.note = object.note ?? "";
     return message;
   },
 };
@@ -3550,6 +4438,75 @@ export const OperatorService = {
     responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
     responseDeserialize: (value: Buffer): Task => Task.decode(value),
   },
+  /** Clone: a new site from a copy (database, settings, user files, vhost); the source is untouched. */
+  cloneSite: {
+    path: "/spoke.v1.Operator/CloneSite" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CloneSiteRequest): Buffer => Buffer.from(CloneSiteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CloneSiteRequest => CloneSiteRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
+  /** Migrate: copy to another platform (and/or domain, db server), switch, then remove the old copy. */
+  migrateSite: {
+    path: "/spoke.v1.Operator/MigrateSite" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MigrateSiteRequest): Buffer => Buffer.from(MigrateSiteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MigrateSiteRequest => MigrateSiteRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
+  /**
+   * Backups (master's <state-dir>/backups/<domain>/<id>.tar.gz): BackupSite and RestoreSite
+   * queue tasks; the listing and removal answer at once.
+   */
+  backupSite: {
+    path: "/spoke.v1.Operator/BackupSite" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
+  listBackups: {
+    path: "/spoke.v1.Operator/ListBackups" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListBackupsRequest): Buffer => Buffer.from(ListBackupsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListBackupsRequest => ListBackupsRequest.decode(value),
+    responseSerialize: (value: BackupList): Buffer => Buffer.from(BackupList.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BackupList => BackupList.decode(value),
+  },
+  removeBackup: {
+    path: "/spoke.v1.Operator/RemoveBackup" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BackupIdRequest): Buffer => Buffer.from(BackupIdRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BackupIdRequest => BackupIdRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  restoreSite: {
+    path: "/spoke.v1.Operator/RestoreSite" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestoreSiteRequest): Buffer => Buffer.from(RestoreSiteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestoreSiteRequest => RestoreSiteRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
+  siteLoginUrl: {
+    path: "/spoke.v1.Operator/SiteLoginUrl" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: LoginUrl): Buffer => Buffer.from(LoginUrl.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LoginUrl => LoginUrl.decode(value),
+  },
   listTasks: {
     path: "/spoke.v1.Operator/ListTasks" as const,
     requestStream: false as const,
@@ -3643,6 +4600,19 @@ export interface OperatorServer extends UntypedServiceImplementation {
   addAlias: handleUnaryCall<AliasRequest, Task>;
   removeAlias: handleUnaryCall<AliasRequest, Task>;
   deleteSite: handleUnaryCall<DeleteSiteRequest, Task>;
+  /** Clone: a new site from a copy (database, settings, user files, vhost); the source is untouched. */
+  cloneSite: handleUnaryCall<CloneSiteRequest, Task>;
+  /** Migrate: copy to another platform (and/or domain, db server), switch, then remove the old copy. */
+  migrateSite: handleUnaryCall<MigrateSiteRequest, Task>;
+  /**
+   * Backups (master's <state-dir>/backups/<domain>/<id>.tar.gz): BackupSite and RestoreSite
+   * queue tasks; the listing and removal answer at once.
+   */
+  backupSite: handleUnaryCall<NameRequest, Task>;
+  listBackups: handleUnaryCall<ListBackupsRequest, BackupList>;
+  removeBackup: handleUnaryCall<BackupIdRequest, Empty>;
+  restoreSite: handleUnaryCall<RestoreSiteRequest, Task>;
+  siteLoginUrl: handleUnaryCall<NameRequest, LoginUrl>;
   listTasks: handleUnaryCall<ListTasksRequest, TaskList>;
   getTask: handleUnaryCall<TaskIdRequest, Task>;
   getTaskLog: handleUnaryCall<TaskIdRequest, TaskLog>;
@@ -4016,6 +4986,111 @@ export interface OperatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  /** Clone: a new site from a copy (database, settings, user files, vhost); the source is untouched. */
+  cloneSite(request: CloneSiteRequest, callback: (error: ServiceError | null, response: Task) => void): ClientUnaryCall;
+  cloneSite(
+    request: CloneSiteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  cloneSite(
+    request: CloneSiteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  /** Migrate: copy to another platform (and/or domain, db server), switch, then remove the old copy. */
+  migrateSite(
+    request: MigrateSiteRequest,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  migrateSite(
+    request: MigrateSiteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  migrateSite(
+    request: MigrateSiteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  /**
+   * Backups (master's <state-dir>/backups/<domain>/<id>.tar.gz): BackupSite and RestoreSite
+   * queue tasks; the listing and removal answer at once.
+   */
+  backupSite(request: NameRequest, callback: (error: ServiceError | null, response: Task) => void): ClientUnaryCall;
+  backupSite(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  backupSite(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  listBackups(
+    request: ListBackupsRequest,
+    callback: (error: ServiceError | null, response: BackupList) => void,
+  ): ClientUnaryCall;
+  listBackups(
+    request: ListBackupsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BackupList) => void,
+  ): ClientUnaryCall;
+  listBackups(
+    request: ListBackupsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BackupList) => void,
+  ): ClientUnaryCall;
+  removeBackup(
+    request: BackupIdRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  removeBackup(
+    request: BackupIdRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  removeBackup(
+    request: BackupIdRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  restoreSite(
+    request: RestoreSiteRequest,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  restoreSite(
+    request: RestoreSiteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  restoreSite(
+    request: RestoreSiteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  siteLoginUrl(
+    request: NameRequest,
+    callback: (error: ServiceError | null, response: LoginUrl) => void,
+  ): ClientUnaryCall;
+  siteLoginUrl(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LoginUrl) => void,
+  ): ClientUnaryCall;
+  siteLoginUrl(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LoginUrl) => void,
   ): ClientUnaryCall;
   listTasks(
     request: ListTasksRequest,

@@ -1,0 +1,426 @@
+/**
+ * `site clone` and `site migrate` end to end, driven by the `spoke` CLI against the built master
+ * and two agents: w1 and w2, each with its own `--root`, its own nginx (private prefix, its own
+ * loopback port) and its own WordPress platform (Debian's WordPress: `wp` on w1, `wp2` on w2);
+ * one php-fpm serves both, one private MariaDB holds every database and both agents administer
+ * it (so a migrate can move a database from the db server w1 to the db server w2).
+ * Covered: a clone to a new domain (same title, siteurl rewritten, links in posts rewritten, a
+ * serialized option untouched, user files copied); a migrate to w2 with a rename that fails
+ * half-way (a broken site template on w2: after the database copy and the file copy) and rolls
+ * back, the old site serving its data throughout; the same migrate succeeding: the new domain and
+ * the alias served by w2's nginx, the old database and user gone, no vhost of the old domain on
+ * w1, `sites/blog.test` gone on w1 and on the master.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
+import { AgentUnderTest, MasterUnderTest, cleanup, scratch, until } from '../harness.js';
+
+interface TaskJson {
+  id: number;
+  state: string;
+  error: { code: string; message: string } | null;
+  result: unknown;
+}
+
+const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p));
+const PHP_FPM = readdirSync('/usr/sbin')
+  .filter((f) => /^php-fpm[\d.]+$/.test(f))
+  .sort()
+  .reverse()
+  .map((f) => join('/usr/sbin', f))[0];
+const WORDPRESS = '/usr/share/wordpress';
+const ROOT_USER = process.getuid?.() === 0;
+const ROOT_PW = 'migrate-e2e root #pw';
+const TITLE = 'Spoke Migrating Blog';
+const WP3 = '/var/www/wp3';
+const SERIALIZED = 'a:2:{s:3:"url";s:17:"http://blog.test/";s:4:"list";a:1:{i:0;s:16:"http://blog.test";}}';
+
+const dir = scratch('spoke-migrate-');
+chmodSync(dir, 0o755);
+const master = new MasterUnderTest(dir);
+const fpmSock = join(dir, 'php-fpm.sock');
+const webGroup = ROOT_USER ? 'www-data' : groupName(process.getgid?.() ?? 0);
+let fpm: ChildProcess | undefined;
+let db: PrivateMariaDb;
+
+/** One web host: an agent with its own nginx and platform. */
+interface Host {
+  name: string;
+  agent: AgentUnderTest;
+  platform: string;
+  path: string;
+  ngx: string;
+  confDir: string;
+  templates: string;
+  port: number;
+  nginx?: ChildProcess;
+  out: string;
+}
+const hosts: Host[] = (['w1', 'w2'] as const).map((name, i) => ({
+  name,
+  agent: new AgentUnderTest(dir, name),
+  platform: i === 0 ? 'wp' : 'wp2',
+  path: i === 0 ? '/var/www/wp' : '/var/www/wp2',
+  ngx: join(dir, `nginx-${name}`),
+  confDir: join(dir, `nginx-${name}`, 'spoke.d'),
+  templates: join(dir, `templates-${name}`),
+  port: 0,
+  out: '',
+}));
+const [A, B] = hosts as [Host, Host];
+const nginxArgs = (h: Host) => ['-p', h.ngx, '-c', join(h.ngx, 'nginx.conf'), '-e', join(h.ngx, 'error.log')];
+const agentTree = (h: Host) => join(h.agent.root, h.path);
+const masterTree = (h: Host) => join(master.root, h.path);
+const vhost = (h: Host, domain: string) => join(h.confDir, `spoke-site-${domain}.conf`);
+
+function groupName(gid: number): string {
+  const line = readFileSync('/etc/group', 'utf8')
+    .split('\n')
+    .find((l) => l.split(':')[2] === String(gid));
+  return line?.split(':')[0] ?? String(gid);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+interface Reply {
+  status: number;
+  body: string;
+}
+
+/** A GET to a host's nginx with a Host header. */
+function get(h: Host, host: string, path = '/'): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: h.port, path, headers: { Host: host }, timeout: 20_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** nginx applies a reload asynchronously: wait until `host` answers as expected. */
+function served(what: string, h: Host, host: string, ok: (r: Reply) => boolean, path = '/'): Promise<Reply> {
+  let last: Reply | undefined;
+  return until(
+    `${what} (last: ${last?.status} ${last?.body.slice(0, 200)})`,
+    async () => {
+      const r = await get(h, host, path).catch(() => undefined);
+      last = r;
+      return r && ok(r) ? r : undefined;
+    },
+    20_000,
+  );
+}
+
+const title = (body: string) => /<h1 id="site-title">([^<]*)<\/h1>/.exec(body)?.[1];
+
+async function task(...args: string[]): Promise<{ t: TaskJson; log: string }> {
+  const r = await master.cli('-o', 'json', ...args);
+  const at = r.stdout.lastIndexOf('\n{');
+  if (!r.stdout.trim().startsWith('{') && at < 0) throw new Error(`spoke ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  const t = JSON.parse(r.stdout.slice(at + 1)) as TaskJson;
+  return { t, log: r.stderr };
+}
+
+async function q(sql: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
+  const c = await db.connect();
+  try {
+    return (await c.query(sql, values))[0] as Record<string, unknown>[];
+  } finally {
+    await c.end();
+  }
+}
+
+const dbGone = async (name: string) => ({
+  databases: await q(`SHOW DATABASES LIKE '${name.replace(/_/g, '\\_')}'`),
+  users: await q('SELECT User, Host FROM mysql.user WHERE User = ?', [name]),
+});
+const option = async (database: string, name: string) =>
+  ((await q(`SELECT option_value FROM \`${database}\`.wp_options WHERE option_name = ?`, [name]))[0]?.option_value as string | undefined) ?? null;
+
+async function startNginx(h: Host): Promise<void> {
+  h.port = await freePort();
+  mkdirSync(h.confDir, { recursive: true });
+  mkdirSync(join(h.ngx, 'tmp'), { recursive: true });
+  const mime = existsSync('/etc/nginx/mime.types') ? 'include /etc/nginx/mime.types;' : '';
+  writeFileSync(
+    join(h.ngx, 'nginx.conf'),
+    [
+      ROOT_USER ? 'user www-data www-data;' : '',
+      'worker_processes 1;',
+      `pid ${h.ngx}/nginx.pid;`,
+      `error_log ${h.ngx}/error.log;`,
+      'events { worker_connections 64; }',
+      'http {',
+      `  ${mime}`,
+      '  default_type application/octet-stream;',
+      `  access_log ${h.ngx}/access.log;`,
+      ...['client_body', 'fastcgi', 'proxy', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${h.ngx}/tmp/${t};`),
+      `  server { listen 127.0.0.1:${h.port} default_server; server_name _; default_type text/plain; return 200 "default server of ${h.name}\\n"; }`,
+      `  include ${h.confDir}/*.conf;`,
+      '}',
+      '',
+    ].join('\n'),
+  );
+  const p = spawn(NGINX as string, [...nginxArgs(h), '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  h.nginx = p;
+  p.stdout?.on('data', (d: Buffer) => (h.out += d.toString()));
+  p.stderr?.on('data', (d: Buffer) => (h.out += d.toString()));
+  await until(`nginx of ${h.name} to start`, () => existsSync(join(h.ngx, 'nginx.pid')) || (p.exitCode != null ? Promise.reject(new Error(h.out)) : false));
+}
+
+function platformTree(h: Host): void {
+  mkdirSync(join(master.root, '/var/www'), { recursive: true });
+  execFileSync('cp', ['-a', WORDPRESS, masterTree(h)]);
+  const theme = join(masterTree(h), 'wp-content/themes/twentytwentythree');
+  mkdirSync(theme, { recursive: true });
+  writeFileSync(join(theme, 'style.css'), '/*\nTheme Name: Spoke Test\n*/\n');
+  writeFileSync(join(theme, 'index.php'), '<html><head><title><?php bloginfo("name"); ?></title></head><body><h1 id="site-title"><?php bloginfo("name"); ?></h1></body></html>\n');
+}
+
+beforeAll(async () => {
+  if (!NGINX) throw new Error('nginx is not installed: apt-get install nginx-light (scripts/test-all.sh does)');
+  if (!PHP_FPM) throw new Error('php-fpm is not installed: apt-get install php-fpm php-mysql');
+  if (!existsSync(join(WORDPRESS, 'wp-admin/install.php'))) throw new Error("Debian's WordPress is not installed: apt-get install wordpress");
+  for (const h of hosts) await startNginx(h);
+  writeFileSync(
+    join(dir, 'php-fpm.conf'),
+    [
+      '[global]',
+      `pid = ${dir}/php-fpm.pid`,
+      `error_log = ${dir}/php-fpm.log`,
+      'daemonize = no',
+      '[www]',
+      ...(ROOT_USER ? ['user = www-data', 'group = www-data', 'listen.owner = www-data', 'listen.group = www-data'] : []),
+      `listen = ${fpmSock}`,
+      'listen.mode = 0660',
+      'pm = static',
+      'pm.max_children = 2',
+      'catch_workers_output = yes',
+      '',
+    ].join('\n'),
+  );
+  fpm = spawn(PHP_FPM, ['-n', '-d', 'extension=mysqlnd', '-d', 'extension=mysqli', '-d', 'display_errors=0', '-F', '-y', join(dir, 'php-fpm.conf')], { stdio: 'ignore' });
+  await until('php-fpm to listen', () => existsSync(fpmSock));
+  db = await startMariaDb(join(dir, 'mariadb'), ROOT_PW);
+  for (const h of hosts) platformTree(h);
+  // a second platform on w1 (a platform upgrade: the same domain moves on the same web server)
+  execFileSync('cp', ['-a', masterTree(A), join(master.root, WP3)]);
+
+  await master.start();
+  for (const h of hosts) {
+    const t = await master.cli('server', 'token', h.name);
+    const r = await h.agent.enroll(master.listen, t.stdout.trim());
+    expect(r.code, r.stderr).toBe(0);
+    const cfgFile = join(h.agent.stateDir, 'agent.json');
+    const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+    cfg.http = {
+      impl: 'nginx',
+      confDir: h.confDir,
+      listen: [`127.0.0.1:${h.port}`],
+      testCommand: [NGINX, '-t', ...nginxArgs(h)],
+      reloadCommand: [NGINX, '-s', 'reload', ...nginxArgs(h)],
+      webGroup,
+      templatesDir: h.templates,
+    };
+    cfg.php = { fpmSocket: fpmSock };
+    // Both agents administer the one MariaDB; both web servers reach it over 127.0.0.1.
+    cfg.db = { host: '127.0.0.1', port: db.port, adminUser: 'root', adminPassword: ROOT_PW, grantHosts: { w1: ['127.0.0.1'], w2: ['127.0.0.1'] } };
+    writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+    chmodSync(cfgFile, 0o600);
+    h.agent.run();
+    await until(`${h.name} online`, async () => (await master.json<{ online: boolean }>('server', 'show', h.name)).online);
+    const { t: pv, log } = await task('platform', 'add', h.platform, '--path', h.path, '--server', h.name);
+    expect(pv.state, `${JSON.stringify(pv.error)}\n${log}`).toBe('succeeded');
+  }
+  const { t: p3, log: p3log } = await task('platform', 'add', 'wp3', '--path', WP3, '--server', 'w1');
+  expect(p3.state, `${JSON.stringify(p3.error)}\n${p3log}`).toBe('succeeded');
+  const r = await master.cli('site', 'install', 'blog.test', '--platform', 'wp', '--title', TITLE);
+  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+  await served('blog.test on w1', A, 'blog.test', (x) => title(x.body) === TITLE);
+  // Data to carry: a post linking to the site, a link to a look-alike host, a serialized option, a user file.
+  await q(
+    "INSERT INTO blog_test.wp_posts (post_author, post_date, post_date_gmt, post_content, post_title, post_excerpt, post_status, post_name, to_ping, pinged, post_modified, post_modified_gmt, post_content_filtered, guid, post_type) VALUES (1, NOW(), NOW(), ?, 'Links', '', 'publish', 'links', '', '', NOW(), NOW(), '', 'http://blog.test/?p=999', 'post')",
+    ['<a href="http://blog.test/about/">about</a> <a href="http://blog.testing.example/">other</a> <img src="http://blog.test">'],
+  );
+  await q("INSERT INTO blog_test.wp_options (option_name, option_value, autoload) VALUES ('spoke_serialized', ?, 'no')", [SERIALIZED]);
+  mkdirSync(join(agentTree(A), 'sites/blog.test/files/2025'), { recursive: true });
+  writeFileSync(join(agentTree(A), 'sites/blog.test/files/2025/hello.txt'), 'hello from blog.test\n');
+}, 400_000);
+
+afterAll(async () => {
+  for (const h of hosts) await h.agent.daemon?.stop('SIGKILL');
+  await master.daemon?.stop('SIGKILL');
+  for (const p of [...hosts.map((h) => h.nginx), fpm]) {
+    if (p && p.exitCode === null && p.signalCode === null) {
+      const gone = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await gone;
+    }
+  }
+  await db?.stop();
+  cleanup(dir);
+});
+
+describe('site clone and migrate (two agents, real nginx, php-fpm, MariaDB, WordPress)', () => {
+  it('site clone: a new site with the same content, renamed in its database, user files copied; the source untouched', async () => {
+    const r = await master.cli('site', 'clone', 'blog.test', 'copy.test');
+    expect(r.code, `${r.stdout}\n${r.stderr}\n${A.agent.daemon?.out.slice(-3000)}`).toBe(0);
+    expect(r.stdout).toMatch(/task \d+: site\.clone on site:copy\.test/);
+    expect(r.stdout).toMatch(/w1: dumped database blog_test/);
+    expect(r.stdout).toMatch(/restored \d+ bytes into copy_test; renamed blog\.test to copy\.test in the stored data/);
+    expect(r.stdout).toContain('site: http://copy.test/');
+    const copy = await served('copy.test on w1', A, 'copy.test', (x) => x.status === 200 && !x.body.startsWith('default server'));
+    expect(title(copy.body), copy.body.slice(0, 2000)).toBe(TITLE);
+    expect(title((await get(A, 'blog.test')).body)).toBe(TITLE);
+
+    expect(await option('copy_test', 'siteurl')).toBe('http://copy.test');
+    expect(await option('copy_test', 'home')).toBe('http://copy.test');
+    expect(await option('blog_test', 'siteurl')).toBe('http://blog.test');
+    // serialized values are not rewritten (their lengths would break)
+    expect(await option('copy_test', 'spoke_serialized')).toBe(SERIALIZED);
+    const post = (await q("SELECT post_content, guid FROM copy_test.wp_posts WHERE post_name = 'links'"))[0] as { post_content: string; guid: string };
+    expect(post).toEqual({
+      post_content: '<a href="http://copy.test/about/">about</a> <a href="http://blog.testing.example/">other</a> <img src="http://copy.test">',
+      guid: 'http://copy.test/?p=999',
+    });
+    expect((await q("SELECT guid FROM blog_test.wp_posts WHERE post_name = 'links'"))[0]).toEqual({ guid: 'http://blog.test/?p=999' });
+    expect(readFileSync(join(agentTree(A), 'sites/copy.test/files/2025/hello.txt'), 'utf8')).toBe('hello from blog.test\n');
+    expect(readFileSync(join(agentTree(A), 'sites/hosts.php'), 'utf8')).toContain("'copy.test' => 'copy.test'");
+    const site = await master.json<Record<string, unknown>>('site', 'show', 'copy.test');
+    expect(site).toMatchObject({ domain: 'copy.test', platform: 'wp', status: 'installed', dbServer: 'w1', database: 'copy_test', dbUser: 'copy_test' });
+    // the copy has its own database password
+    const pw = (f: string) => /define\('DB_PASSWORD', '([^']+)'\)/.exec(readFileSync(f, 'utf8'))?.[1];
+    expect(pw(join(masterTree(A), 'sites/copy.test/wp-config.php'))).not.toBe(pw(join(masterTree(A), 'sites/blog.test/wp-config.php')));
+  }, 300_000);
+
+  it('refuses at once what cannot work', async () => {
+    expect((await master.cli('site', 'clone', 'blog.test', 'copy.test')).stderr).toBe('error: DOMAIN_TAKEN: a site named copy.test already exists\n');
+    expect((await master.cli('site', 'migrate', 'blog.test', '--platform', 'wp')).stderr).toMatch(/^error: INVALID_ARGUMENT: site blog\.test is on platform wp already/);
+    expect((await master.cli('site', 'migrate', 'blog.test', '--platform', 'wp2', '--domain', 'copy.test')).stderr).toBe('error: DOMAIN_TAKEN: a site named copy.test already exists\n');
+    expect((await master.cli('site', 'migrate', 'blog.test')).stderr).toMatch(/site migrate needs --platform P/);
+  });
+
+  it('a migrate that fails half-way (after the database and file copies) rolls back; the old site serves its data throughout', async () => {
+    const { t: al, log: alLog } = await task('site', 'alias', 'add', 'blog.test', 'www.blog.test');
+    expect(al.state, alLog).toBe('succeeded');
+    // A broken site template on w2: ConfigureSite of the copy fails its nginx test.
+    const builtin = readFileSync(join(import.meta.dirname, '../../deploy/templates/nginx/site.conf'), 'utf8');
+    mkdirSync(join(B.templates, 'nginx'), { recursive: true });
+    writeFileSync(join(B.templates, 'nginx', 'site.conf'), builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'));
+    try {
+      const { t, log } = await task('site', 'migrate', 'blog.test', '--platform', 'wp2', '--domain', 'news.test', '--db-server', 'w2');
+      expect(t.state, log).toBe('failed');
+      expect(t.error?.code).toBe('WEBSERVER_CONFIG_INVALID');
+      expect(t.error?.message).toMatch(/^site news\.test: web server config failed on w2 \(WEBSERVER_CONFIG_INVALID: .*spoke_bogus_directive.*\); rolled back$/);
+      // it got past the copies
+      expect(log).toMatch(/w2: created database news_test/);
+      expect(log).toMatch(/restored \d+ bytes into news_test/);
+      expect(log).toMatch(/w2: unpacked \d+ entries into sites\/news\.test of platform wp2/);
+      const undos = log.split('\n').filter((l) => /undid /.test(l)).map((l) => l.replace(/^.*undid /, ''));
+      expect(undos).toEqual(['copy-files', 'write-files', 'create-database', 'dump-database', 'reserve']);
+      expect(log).toMatch(/w2: dropped database news_test; dropped user news_test@127\.0\.0\.1/);
+      expect(await dbGone('news_test')).toEqual({ databases: [], users: [] });
+      expect(existsSync(vhost(B, 'news.test'))).toBe(false);
+      expect(existsSync(join(masterTree(B), 'sites/news.test'))).toBe(false);
+      expect(existsSync(join(agentTree(B), 'sites/news.test'))).toBe(false);
+      // hosts.php of wp2 was written for the copy only: it is gone again
+      expect(existsSync(join(agentTree(B), 'sites/hosts.php'))).toBe(false);
+      expect(existsSync(join(masterTree(B), 'sites/hosts.php'))).toBe(false);
+      expect(readdirSync(join(master.stateDir, 'work'))).toEqual([]);
+      // the old site: unchanged, serving its data under both names
+      const site = await master.json<Record<string, unknown>>('site', 'show', 'blog.test');
+      expect(site).toMatchObject({ domain: 'blog.test', platform: 'wp', status: 'installed', dbServer: 'w1', database: 'blog_test', aliases: ['www.blog.test'] });
+      expect((await master.cli('site', 'show', 'news.test')).stderr).toMatch(/^error: SITE_NOT_FOUND/);
+      expect(existsSync(vhost(A, 'blog.test'))).toBe(true);
+      expect(title((await get(A, 'blog.test')).body)).toBe(TITLE);
+      expect((await get(A, 'www.blog.test', '/wp-login.php')).body).toContain(TITLE);
+      expect(await option('blog_test', 'siteurl')).toBe('http://blog.test');
+      expect(readFileSync(join(agentTree(A), 'sites/blog.test/files/2025/hello.txt'), 'utf8')).toBe('hello from blog.test\n');
+    } finally {
+      rmSync(join(B.templates, 'nginx', 'site.conf'));
+    }
+  }, 300_000);
+
+  it('site migrate to w2 with a rename: the new domain and the alias served by w2, the old database, vhost and site dir gone', async () => {
+    const { t, log } = await task('site', 'migrate', 'blog.test', '--platform', 'wp2', '--domain', 'news.test', '--db-server', 'w2');
+    expect(t.state, `${log}\n${B.agent.daemon?.out.slice(-3000)}`).toBe('succeeded');
+    expect(t.result).toMatchObject({ domain: 'news.test', from: 'blog.test', platform: 'wp2', database: 'news_test', dbServer: 'w2', aliases: ['www.blog.test'] });
+    // the switch came after the new vhost, the removals after the switch
+    const order = ['w2: nginx vhost', 'w1: removed vhost', 'switched: blog.test is now news.test', 'w1: dropped database blog_test', 'platform wp: removed sites/blog.test'].map((s) => log.indexOf(s));
+    expect(order.every((i) => i >= 0), log).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+
+    const news = await served('news.test on w2', B, 'news.test', (x) => x.status === 200 && !x.body.startsWith('default server'));
+    expect(title(news.body)).toBe(TITLE);
+    expect((await served('the alias on w2', B, 'www.blog.test', (x) => x.body.includes(TITLE), '/wp-login.php')).status).toBe(200);
+    await served('blog.test gone from w1', A, 'blog.test', (x) => x.body.startsWith('default server of w1'));
+    expect(await option('news_test', 'siteurl')).toBe('http://news.test');
+    expect(await option('news_test', 'spoke_serialized')).toBe(SERIALIZED);
+    expect(await dbGone('blog_test')).toEqual({ databases: [], users: [] });
+    expect(existsSync(vhost(A, 'blog.test'))).toBe(false);
+    expect(existsSync(vhost(B, 'news.test'))).toBe(true);
+    expect(existsSync(join(agentTree(A), 'sites/blog.test'))).toBe(false);
+    expect(existsSync(join(masterTree(A), 'sites/blog.test'))).toBe(false);
+    expect(readFileSync(join(agentTree(A), 'sites/hosts.php'), 'utf8')).not.toContain('blog.test');
+    expect(readFileSync(join(agentTree(B), 'sites/hosts.php'), 'utf8')).toContain("'www.blog.test' => 'news.test'");
+    expect(readFileSync(join(agentTree(B), 'sites/news.test/files/2025/hello.txt'), 'utf8')).toBe('hello from blog.test\n');
+    expect(readdirSync(join(master.stateDir, 'work'))).toEqual([]);
+
+    const site = await master.json<Record<string, unknown>>('site', 'show', 'news.test');
+    expect(site).toMatchObject({ domain: 'news.test', platform: 'wp2', server: 'w2', status: 'installed', dbServer: 'w2', database: 'news_test', dbUser: 'news_test', aliases: ['www.blog.test'] });
+    expect((await master.json<{ domain: string }>('site', 'show', 'www.blog.test')).domain).toBe('news.test');
+    expect((await master.cli('site', 'show', 'blog.test')).stderr).toMatch(/^error: SITE_NOT_FOUND/);
+    // the clone was not touched
+    expect(title((await get(A, 'copy.test')).body)).toBe(TITLE);
+    // the migrated site is a normal site: verify changes nothing
+    const { t: v, log: vlog } = await task('site', 'verify', 'news.test');
+    expect(v.state, vlog).toBe('succeeded');
+    expect(vlog).toContain('platform wp2: site files unchanged');
+  }, 300_000);
+  it('site migrate keeping the domain: to another platform on the same web server (one vhost file), then to another server', async () => {
+    const { t, log } = await task('site', 'migrate', 'copy.test', '--platform', 'wp3');
+    expect(t.state, log).toBe('succeeded');
+    // the new vhost replaced the old one on w1 (same file); no vhost was removed before the switch
+    expect(log).toContain('w1: the vhost of copy.test already serves platform wp3');
+    expect(log).toContain('w1: dropped database copy_test');
+    expect(readFileSync(vhost(A, 'copy.test'), 'utf8')).toContain(WP3);
+    const site = await master.json<Record<string, unknown>>('site', 'show', 'copy.test');
+    expect(site).toMatchObject({ domain: 'copy.test', platform: 'wp3', dbServer: 'w1', database: 'copy_test_2' });
+    const wp3Tree = join(A.agent.root, WP3);
+    expect(readFileSync(join(wp3Tree, 'sites/copy.test/files/2025/hello.txt'), 'utf8')).toBe('hello from blog.test\n');
+    expect(existsSync(join(agentTree(A), 'sites/copy.test'))).toBe(false);
+    expect(existsSync(join(masterTree(A), 'sites/copy.test'))).toBe(false);
+    expect(await dbGone('copy_test')).toEqual({ databases: [], users: [] });
+    expect(await option('copy_test_2', 'siteurl')).toBe('http://copy.test');
+    const page = await served('copy.test from wp3', A, 'copy.test', (x) => x.status === 200 && !x.body.startsWith('default server'));
+    expect(title(page.body)).toBe(TITLE);
+
+    const { t: t2, log: log2 } = await task('site', 'migrate', 'copy.test', '--platform', 'wp2');
+    expect(t2.state, log2).toBe('succeeded');
+    expect(existsSync(vhost(A, 'copy.test'))).toBe(false);
+    expect(existsSync(vhost(B, 'copy.test'))).toBe(true);
+    expect(existsSync(join(wp3Tree, 'sites/copy.test'))).toBe(false);
+    expect(title((await served('copy.test on w2', B, 'copy.test', (x) => x.status === 200 && !x.body.startsWith('default server'))).body)).toBe(TITLE);
+    expect(await master.json<Record<string, unknown>>('site', 'show', 'copy.test')).toMatchObject({ platform: 'wp2', server: 'w2', dbServer: 'w1', database: 'copy_test' });
+    expect(await dbGone('copy_test_2')).toEqual({ databases: [], users: [] });
+  }, 300_000);
+});
