@@ -83,6 +83,15 @@ async function task(...args: string[]): Promise<{ t: TaskJson; log: string }> {
 }
 
 const agentTree = () => join(w1.root, PLATFORM);
+/** The trees the agent holds committed state for (head.json under <state>/trees). */
+const agentTreeStates = (): string[] => {
+  const d = join(w1.stateDir, 'trees');
+  if (!existsSync(d)) return [];
+  return readdirSync(d).flatMap((k) => {
+    const head = join(d, k, 'head.json');
+    return existsSync(head) ? [(JSON.parse(readFileSync(head, 'utf8')) as { treeKey: string }).treeKey] : [];
+  });
+};
 const masterTree = () => join(master.root, PLATFORM);
 
 beforeAll(async () => {
@@ -261,5 +270,74 @@ describe('web server config (real nginx)', () => {
     expect(t.state, log).toBe('succeeded');
     expect(log).toContain(`w1: nginx config ${CONF} unchanged`);
     expect((await get('/hello.txt')).body).toBe('hello again\n');
+  });
+
+  it('platform rm with the agent offline fails with AGENT_OFFLINE and removes nothing', async () => {
+    await w1.daemon?.stop('SIGKILL');
+    await until('w1 offline', async () => !(await master.json<{ online: boolean }>('server', 'show', 'w1')).online);
+    const { t, log } = await task('platform', 'rm', 'static1');
+    expect(t.state, log).toBe('failed');
+    expect(t.error?.code).toBe('AGENT_OFFLINE');
+    expect(t.error?.message).toMatch(/^w1 is offline and would keep serving platform static1; nothing was removed/);
+    expect(readFileSync(CONF, 'utf8')).toBe(firstConfig);
+    expect((await master.json<{ name: string }>('platform', 'show', 'static1')).name).toBe('static1');
+    expect(agentTreeStates()).toEqual([PLATFORM]);
+    w1.run();
+    await until('w1 online again', async () => (await master.json<{ online: boolean }>('server', 'show', 'w1')).online);
+    expect((await get('/hello.txt')).body).toBe('hello again\n');
+  });
+
+  it('platform rm removes the config (tested, reloaded) and the agent\'s tree state; nginx stops serving it; the tree stays', async () => {
+    const r = await master.cli('platform', 'rm', 'static1');
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stdout).toMatch(/^task \d+: platform\.remove on platform:static1\n/);
+    expect(r.stdout).toMatch(/removed platform static1\n$/);
+    expect(r.stdout).toContain(`w1: removed ${CONF} and reloaded; stopped holding the tree; tree ${PLATFORM} left in place`);
+    expect(r.stdout).toContain(`master: canonical tree ${masterTree()} left in place`);
+    expect(existsSync(CONF)).toBe(false);
+    expect(readdirSync(confDir)).toEqual([]);
+    expect(spawnSync(NGINX as string, ['-t', ...nginxArgs]).status).toBe(0);
+    // no server block is left on that port: nginx no longer answers there
+    await until('nginx to stop serving static1', async () => {
+      const res = await get('/hello.txt').catch(() => undefined);
+      return res === undefined || res.status !== 200;
+    });
+    expect((await master.cli('platform', 'show', 'static1')).stderr).toMatch(/^error: PLATFORM_NOT_FOUND: /);
+    expect((await master.json<{ platforms: string[] }>('server', 'show', 'w1')).platforms).toEqual([]);
+    expect(agentTreeStates()).toEqual([]);
+    // without --delete-files the trees stay, on the agent and on the master
+    expect(readFileSync(join(agentTree(), 'hello.txt'), 'utf8')).toBe('hello again\n');
+    expect(readFileSync(join(masterTree(), 'hello.txt'), 'utf8')).toBe('hello again\n');
+  });
+
+  it('platform add of the same name and path works again; the agent starts from no state', async () => {
+    const add = await master.cli('platform', 'add', 'static1', '--path', PLATFORM, '--server', 'w1', '--no-verify');
+    expect(add.code, add.stderr).toBe(0);
+    const st = await master.json<{ servers: { server: string; committedRootHash: string | null }[] }>('platform', 'status', 'static1');
+    expect(st.servers).toMatchObject([{ server: 'w1', committedRootHash: null }]);
+    const { t, log } = await task('platform', 'verify', 'static1');
+    expect(t.state, log).toBe('succeeded');
+    expect(log).toContain(`w1: nginx config ${CONF} written, tested and reloaded`);
+    const hello = await until('nginx to serve static1 again', async () => {
+      const res = await get('/hello.txt').catch(() => undefined);
+      return res?.status === 200 ? res : undefined;
+    });
+    expect(hello.body).toBe('hello again\n');
+    expect(agentTreeStates()).toEqual([PLATFORM]);
+  });
+
+  it('platform rm --delete-files deletes the tree on the agent (user files kept) and on the master', async () => {
+    const { t, log } = await task('platform', 'rm', 'static1', '--delete-files');
+    expect(t.state, log).toBe('succeeded');
+    expect(log).toContain(`w1: removed ${CONF} and reloaded; stopped holding the tree; deleted ${PLATFORM} except user data`);
+    expect(log).toMatch(/WARN w1: kept user data in .*static1: sites\/default\/files, sites\/default\/private/);
+    expect(log).toContain(`master: deleted the canonical tree ${masterTree()}`);
+    expect(existsSync(CONF)).toBe(false);
+    expect(existsSync(masterTree())).toBe(false);
+    expect(readdirSync(agentTree())).toEqual(['sites']);
+    expect(readFileSync(join(agentTree(), 'sites/default/files/upload.txt'), 'utf8')).toBe('uploaded\n');
+    expect(readFileSync(join(agentTree(), 'sites/default/private/secret.txt'), 'utf8')).toBe('private\n');
+    expect(agentTreeStates()).toEqual([]);
+    expect(readdirSync(join(master.stateDir, 'trash')).flatMap((d) => readdirSync(join(master.stateDir, 'trash', d)))).toEqual([]);
   });
 });

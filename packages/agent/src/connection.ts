@@ -26,6 +26,7 @@ import type { WebConfig } from './webconfig.js';
 import type { SiteInstaller } from './siteinstall.js';
 import type { SiteDatabases } from './db/index.js';
 import type { SiteFileTransfer } from './sitetransfer.js';
+import { forgetPlatform } from './forget.js';
 
 /** Link state: idle → connecting → connected → (backoff → connecting)* → stopped. */
 export type LinkState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'stopped';
@@ -43,7 +44,7 @@ export interface ConnectionDeps {
   /** Tree management (converge, status, observed hashes). */
   trees: AgentTrees;
   /** Web server config for platforms and sites. */
-  web: Pick<WebConfig, 'configurePlatform' | 'configureSite' | 'removeSite'>;
+  web: Pick<WebConfig, 'configurePlatform' | 'configureSite' | 'removeSite' | 'removePlatform'>;
   /** Site installers (WordPress over HTTP). */
   installer: Pick<SiteInstaller, 'install'>;
   /** Site databases (agent.json `db`); null when this agent manages no database server. */
@@ -338,6 +339,14 @@ export class MasterConnection {
           const c = cmd.command.value;
           const r = await this.deps.web.removeSite({ domain: c.domain, tree: c.tree, deleteFiles: c.deleteFiles, pinnedImpl: c.pinnedImpl });
           return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'removeSite', value: r } });
+        }
+        case 'forgetPlatform': {
+          const c = cmd.command.value;
+          const r = await forgetPlatform(
+            { web: this.deps.web, trees: this.deps.trees },
+            { platform: c.platform, tree: c.tree, pinnedImpl: c.pinnedImpl, removeTree: c.removeTree },
+          );
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'forgetPlatform', value: r } });
         }
         case 'installSite': {
           const c = cmd.command.value;

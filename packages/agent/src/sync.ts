@@ -3,7 +3,8 @@
  * master and hands them to the converge engine (converge/). Also keeps the observed root hashes
  * it reports at hello and after drift checks.
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import {
   buildManifest,
@@ -11,6 +12,7 @@ import {
   fail,
   fromServiceError,
   isSpokeError,
+  removeTreeKeepingUserData,
   unframeBlobs,
   wire,
   type Logger,
@@ -18,7 +20,7 @@ import {
   type ManifestEntry,
   type RootMap,
 } from '@spoke/shared';
-import { buildReuseIndex, converge, observe, readCommitted, replayJournals, treeKeyOf, type BlobFetcher } from './converge/index.js';
+import { buildReuseIndex, converge, observe, readCommitted, replayJournals, treeKeyOf, treeStateDir, type BlobFetcher } from './converge/index.js';
 
 /**
  * Below this many bytes left to fetch, other trees are not searched for the content: building
@@ -222,6 +224,32 @@ export class AgentTrees {
           total: o.drift.changed.length + o.drift.added.length + o.drift.removed.length,
         },
       };
+    });
+  }
+
+  /**
+   * Stops holding a tree (its platform left this server): drops it from the held trees and the
+   * observed hashes and removes its committed state (`<state>/trees/<key>`), so it is no longer
+   * reported. With `removeTree`, deletes the tree too, except user data (non-empty
+   * sites/<site>/files and private stay, listed in `kept`). Idempotent.
+   * @throws SpokeError PATH_OUTSIDE_ROOTS (removeTree only)
+   */
+  forget(tree: string, removeTree: boolean): Promise<{ stateRemoved: boolean; treeRemoved: boolean; kept: string[]; problems: string[] }> {
+    return this.withLock(tree, async () => {
+      this.held.delete(tree);
+      this.observedHashes.delete(tree);
+      const dir = treeStateDir(this.stateDir, tree);
+      const stateRemoved = existsSync(dir);
+      await rm(dir, { recursive: true, force: true });
+      const out = { stateRemoved, treeRemoved: false, kept: [] as string[], problems: [] as string[] };
+      if (removeTree) {
+        const r = await removeTreeKeepingUserData(this.rootMap.confine(tree, this.roots));
+        out.treeRemoved = r.removed && r.existed;
+        out.kept = r.kept;
+        out.problems = r.problems;
+      }
+      this.log.info({ tree, stateRemoved, removeTree, kept: out.kept }, 'tree forgotten');
+      return out;
     });
   }
 

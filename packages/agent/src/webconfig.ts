@@ -94,6 +94,17 @@ export interface SiteRemoveReport {
   problems: string[];
 }
 
+/** What removing a platform's config did. */
+export interface PlatformRemoveReport {
+  impl: HttpImpl;
+  /** The config file (host path). */
+  path: string;
+  /** The file existed and was removed (false: already gone). */
+  removed: boolean;
+  reloaded: boolean;
+  problems: string[];
+}
+
 /** How a command ended: exit code (null when it could not start or was killed) and its output. */
 export interface CommandOutcome {
   code: number | null;
@@ -211,6 +222,22 @@ export class WebConfig {
    */
   removeSite(req: RemoveSiteRequest): Promise<SiteRemoveReport> {
     return this.serial(() => this.removeSiteNow(req));
+  }
+
+  /**
+   * Removes the platform's config (`spoke-platform-<platform>.conf`): test, reload; the file is put
+   * back when the test fails. Already gone: nothing runs (removed false).
+   * @throws SpokeError NO_HTTP_SERVICE, INVALID_NAME, CONFIG_INVALID, WEBSERVER_CONFIG_INVALID,
+   *   WEBSERVER_RELOAD_FAILED
+   */
+  removePlatform(req: { platform: string; pinnedImpl: string }): Promise<PlatformRemoveReport> {
+    return this.serial(async () => {
+      checkName(req.platform, 'platform name');
+      const svc = await this.service(req.pinnedImpl);
+      const file = join(svc.confDir, `spoke-platform-${req.platform}.conf`);
+      const r = await this.apply(svc, file, null, `platform ${req.platform}`, this.deps.log.child({ platform: req.platform, file }));
+      return { impl: svc.impl, path: file, removed: r.changed, reloaded: r.reloaded, problems: [...svc.problems] };
+    });
   }
 
   /** Runs one operation after the previous one (the config test sees every file). */

@@ -17,7 +17,7 @@ import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, t
 
 /** Files the registry is read from (see platform/registry.ts and platform/detect.ts). */
 const REGISTRY_FILES =
-  /(^|\/)([^/]+\.(info|info\.yml|install|profile|module)|composer\.json|settings\.php|version\.php|Defines\.php|DefaultSettings\.php|bootstrap\.inc|Drupal\.php|core\.services\.yml|wp-load\.php|wp-settings\.php|index\.php|api\.php)$/;
+  /(^|\/)([^/]+\.(info|info\.yml|install|profile|module)|composer\.json|settings\.php|wp-config\.php|version\.php|Defines\.php|DefaultSettings\.php|bootstrap\.inc|Drupal\.php|core\.services\.yml|wp-load\.php|wp-settings\.php|index\.php|api\.php)$/;
 
 /** Totals of one converge across servers (stored as the task result). */
 export interface ConvergeSummary {
@@ -134,7 +134,9 @@ export class PlatformSync {
       `${p.name}: ${reg.kind}${reg.coreVersion ? ` ${reg.coreVersion}` : ''}${dist}; ${reg.profiles.length} profiles, ${reg.modules.length} modules, ${reg.themes.length} themes, ${reg.sites.length} sites on disk (${Date.now() - t0} ms)`,
     );
     for (const pr of reg.problems.slice(0, 20)) ctx.log(`${p.name}: ${pr.path}: ${pr.error}`, 'warn');
-    if (reg.sites.length) ctx.log(`${p.name}: sites on disk not in Spoke: ${reg.sites.join(', ')} (import them with the sites tasks)`, 'warn');
+    const known = new Set(this.ns.listSites(p.name).map((x) => x.domain));
+    const strangers = reg.sites.filter((d) => !known.has(d));
+    if (strangers.length) ctx.log(`${p.name}: sites on disk not in Spoke: ${strangers.join(', ')} (import them: spoke site import DOMAIN --platform ${p.name})`, 'warn');
   }
 
   /**

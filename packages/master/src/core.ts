@@ -16,6 +16,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Db } from './store.js';
 import { SiteTasks } from './sites/tasks.js';
+import { PlatformRemover, type RemovePlatformInput } from './platformremove.js';
 
 /** What `spoke status` shows. */
 export interface MasterStatusInfo {
@@ -43,6 +44,8 @@ export class Core {
   readonly sync: PlatformSync;
   /** The site tasks (install, verify, disable/enable, aliases, delete). */
   readonly sites: SiteTasks;
+  /** `platform rm` (platform.remove tasks). */
+  private readonly remover: PlatformRemover;
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly info: { stateDir: string; root: string; startedMs: number; listen: string | null; minFreeBytes: number };
@@ -86,6 +89,15 @@ export class Core {
       log: this.log.child({ component: 'master.sites' }),
       trashDir: join(this.info.stateDir, 'trash'),
     });
+    this.remover = new PlatformRemover({
+      ns: this.ns,
+      hub: this.hub,
+      tasks: this.tasks,
+      trees: this.trees,
+      sites: this.sites,
+      log: this.log.child({ component: 'master.platform' }),
+      trashDir: join(this.info.stateDir, 'trash', 'platforms'),
+    });
   }
 
   /**
@@ -101,11 +113,13 @@ export class Core {
     return { platform, task };
   }
 
-  /** Removes a platform from the namespace and stops watching its tree. */
-  async removePlatform(name: string, force: boolean): Promise<void> {
-    const p = this.ns.getPlatform(name);
-    this.ns.removePlatform(name, force);
-    await this.trees.forget(p.path);
+  /**
+   * Queues `platform.remove` (platformremove.ts): with `force` the site deletes first, then
+   * ForgetPlatform on every server, then the record (and with `deleteFiles` the trees).
+   * @throws SpokeError PLATFORM_NOT_FOUND, PLATFORM_HAS_SITES (without force)
+   */
+  removePlatform(input: RemovePlatformInput): TaskInfo {
+    return this.remover.submit(input);
   }
 
   /** Desired vs observed per server, asking each agent what is on its disk. */

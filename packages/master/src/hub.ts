@@ -49,7 +49,24 @@ export type AgentCommand =
   // a site's user files (capability 6): a tar of files/ and private/ of sites/<domain>;
   // siteFilesPack needs CallOptions.filesTo, siteFilesUnpack CallOptions.filesFrom
   | { type: 'siteFilesPack'; tree: string; domain: string }
-  | { type: 'siteFilesUnpack'; tree: string; domain: string; replace: boolean };
+  | { type: 'siteFilesUnpack'; tree: string; domain: string; replace: boolean }
+  // a platform leaving a web server (capability 7): its config, the agent's tree state and,
+  // with removeTree, the tree (user data kept)
+  | { type: 'forgetPlatform'; platform: string; tree: string; pinnedImpl: string; removeTree: boolean };
+
+/** What an agent removed for a platform leaving it. */
+export interface PlatformForgetReport {
+  /** The config file existed and was removed. */
+  configRemoved: boolean;
+  reloaded: boolean;
+  /** The config file (host path; "" without a web server). */
+  configPath: string;
+  /** removeTree: the tree is gone (false: absent already, or user data kept). */
+  treeRemoved: boolean;
+  /** removeTree: user-data dirs kept, relative to the platform root. */
+  kept: string[];
+  problems: string[];
+}
 
 /** What an agent packed of a site's user files. */
 export interface SiteFilesPackReport {
@@ -200,6 +217,7 @@ export interface AgentCommandResults {
   installSite: SiteInstallReport;
   siteFilesPack: SiteFilesPackReport;
   siteFilesUnpack: SiteFilesUnpackReport;
+  forgetPlatform: PlatformForgetReport;
 }
 
 /** Options of `call`. */
@@ -539,6 +557,11 @@ function commandToWire(id: string, cmd: AgentCommand): wire.MasterCommand {
       return { id, command: { $case: 'siteFilesPack', value: { tree: cmd.tree, domain: cmd.domain } } };
     case 'siteFilesUnpack':
       return { id, command: { $case: 'siteFilesUnpack', value: { tree: cmd.tree, domain: cmd.domain, replace: cmd.replace } } };
+    case 'forgetPlatform':
+      return {
+        id,
+        command: { $case: 'forgetPlatform', value: { platform: cmd.platform, tree: cmd.tree, pinnedImpl: cmd.pinnedImpl, removeTree: cmd.removeTree } },
+      };
   }
 }
 
@@ -593,6 +616,10 @@ function resultFromWire(type: AgentCommand['type'], r: wire.CommandResult): unkn
   if (type === 'siteFilesUnpack' && r.result?.$case === 'siteFilesUnpack') {
     const c = r.result.value;
     return { bytes: c.bytes, entries: c.entries, replaced: [...c.replaced] } satisfies SiteFilesUnpackReport;
+  }
+  if (type === 'forgetPlatform' && r.result?.$case === 'forgetPlatform') {
+    const c = r.result.value;
+    return { ...c, kept: [...c.kept], problems: [...c.problems] } satisfies PlatformForgetReport;
   }
   if (type !== 'verifyServer' || r.result?.$case !== 'verifyServer') throw fail('INTERNAL', `agent answered ${type} with ${r.result?.$case ?? 'nothing'}`);
   const v = r.result.value;

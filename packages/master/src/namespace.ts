@@ -69,6 +69,8 @@ interface SiteRow {
   db_port: number | null;
   salt: string | null;
   installed_ms: number | null;
+  own_settings: number;
+  redirect_aliases: number;
 }
 
 /** A detected service as an agent reports it. */
@@ -100,6 +102,10 @@ export interface CreateSiteInput {
   /** The site's database on `dbServer` (names from siteDbName; the password is never printed). */
   db?: { name: string; user: string; password: string };
   salt?: string;
+  /** The settings file is the site's own (an import that keeps it): Spoke does not render it. */
+  ownSettings?: boolean;
+  /** The aliases answer with a 301 to the domain. */
+  redirectAliases?: boolean;
 }
 
 /** Thrown inside a transaction to roll back a dry run. */
@@ -682,8 +688,8 @@ export class Namespace {
       }
       this.db
         .prepare(
-          `INSERT INTO sites (domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_password, salt)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO sites (domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_password, salt, own_settings, redirect_aliases)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           input.domain,
@@ -696,6 +702,8 @@ export class Namespace {
           input.db?.user ?? null,
           input.db?.password ?? null,
           input.salt ?? null,
+          input.ownSettings ? 1 : 0,
+          input.redirectAliases ? 1 : 0,
         );
       const ins = this.db.prepare('INSERT INTO domains (name, site, is_alias) VALUES (?, ?, ?)');
       ins.run(input.domain, input.domain, 0);
@@ -801,6 +809,12 @@ export class Namespace {
     this.db.prepare('UPDATE sites SET db_host = ?, db_port = ? WHERE domain = ?').run(host, port, domain);
   }
 
+  /** Sets whether a site's aliases answer with a 301 to its domain. @throws SpokeError SITE_NOT_FOUND */
+  setSiteRedirectAliases(domain: string, on: boolean): void {
+    this.mustSiteRow(domain);
+    this.db.prepare('UPDATE sites SET redirect_aliases = ? WHERE domain = ?').run(on ? 1 : 0, domain);
+  }
+
   /** The site's database password and salt (for rendering its settings only). @throws SpokeError SITE_NOT_FOUND */
   siteSecrets(domain: string): SiteSecrets {
     const r = this.mustSiteRow(domain);
@@ -847,16 +861,17 @@ export class Namespace {
       if (taken) throw fail('DB_EXISTS', `database or user ${to.db.name} is already used by site ${taken.domain} on ${to.dbServer}`);
       if (to.domain === from) {
         this.db
-          .prepare('UPDATE sites SET platform = ?, db_server = ?, db_name = ?, db_user = ?, db_password = ?, db_host = ?, db_port = ?, salt = ? WHERE domain = ?')
+          // the copy's settings are rendered by Spoke (own_settings ends)
+          .prepare('UPDATE sites SET platform = ?, db_server = ?, db_name = ?, db_user = ?, db_password = ?, db_host = ?, db_port = ?, salt = ?, own_settings = 0 WHERE domain = ?')
           .run(to.platform, to.dbServer, to.db.name, to.db.user, to.db.password, to.dbHost, to.dbPort, to.salt, from);
         return this.getSite(from);
       }
       this.db
         .prepare(
-          `INSERT INTO sites (domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_password, db_host, db_port, salt, installed_ms)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO sites (domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_password, db_host, db_port, salt, installed_ms, redirect_aliases)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(to.domain, to.platform, to.dbServer, r.profile, r.status, r.created_ms, to.db.name, to.db.user, to.db.password, to.dbHost, to.dbPort, to.salt, r.installed_ms);
+        .run(to.domain, to.platform, to.dbServer, r.profile, r.status, r.created_ms, to.db.name, to.db.user, to.db.password, to.dbHost, to.dbPort, to.salt, r.installed_ms, r.redirect_aliases);
       this.db.prepare('INSERT INTO domains (name, site, is_alias) VALUES (?, ?, 0)').run(to.domain, to.domain);
       this.db.prepare('UPDATE domains SET site = ? WHERE site = ? AND is_alias = 1').run(to.domain, from);
       this.db.prepare('DELETE FROM domains WHERE site = ?').run(from);
@@ -905,6 +920,8 @@ export class Namespace {
       dbHost: r.db_host,
       dbPort: r.db_port,
       installedMs: r.installed_ms,
+      ownSettings: r.own_settings === 1,
+      redirectAliases: r.redirect_aliases === 1,
     };
   }
 

@@ -150,6 +150,12 @@ const MIGRATIONS: string[] = [
   -- JSON array of {name, undo}: the steps a task finished, in order (sites/steps.ts)
   ALTER TABLE tasks ADD COLUMN steps_json TEXT;
   `,
+  // 5: sites — who writes the settings file (1 = the site's own, kept by an import), and whether
+  // the aliases answer with a 301 to the domain
+  `
+  ALTER TABLE sites ADD COLUMN own_settings INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE sites ADD COLUMN redirect_aliases INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 /** Opens (and creates or migrates) the store at `file`. `:memory:` works for tests. */

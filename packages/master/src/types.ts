@@ -102,6 +102,10 @@ export interface SiteInfo {
   dbHost: string | null;
   dbPort: number | null;
   installedMs: number | null;
+  /** The settings file is the site's own (imported and kept): Spoke does not render it. */
+  ownSettings: boolean;
+  /** The aliases answer with a 301 to the domain. */
+  redirectAliases: boolean;
 }
 
 /** What only the site tasks read: rendered into the settings files, never printed. */

@@ -13,11 +13,15 @@
  *   6 — a site's user files moved to and from the master: SiteFilesPack (tar of files/ and
  *       private/ uploaded with PutFiles), SiteFilesUnpack (downloaded with GetFiles, checked,
  *       staged and swapped in). Used by backups and restore.
+ *   7 — ForgetPlatform: remove the platform's web server config (test, reload, restored on a
+ *       failed test), stop holding its tree (committed state dropped, no longer reported) and,
+ *       when asked, delete the tree except a non-empty sites/<site>/files or private. Used by
+ *       `platform rm`.
  */
-export const CAPABILITY_VERSION = 6;
+export const CAPABILITY_VERSION = 7;
 
 /** The lowest capability an agent needs for each command the master sends (default 1). */
-export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 2, treeStatus: 2, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteFilesPack: 6, siteFilesUnpack: 6 };
+export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 2, treeStatus: 2, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };
 
 /** The product version printed by `--version` and reported in host facts. */
 export const SPOKE_VERSION = '0.1.0';

@@ -40,3 +40,5 @@ export { channelOptions, clientTls, serverTls, parseHostPort, grpcTarget } from 
 export * as wire from './wire.js';
 export * from './sync/index.js';
 export { formatBytes } from './format.js';
+export { removeTreeKeepingUserData } from './treeremove.js';
+export type { TreeRemoval } from './treeremove.js';

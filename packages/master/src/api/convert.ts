@@ -97,6 +97,8 @@ export function siteToWire(s: SiteInfo): wire.Site {
     dbHost: s.dbHost ?? '',
     dbPort: s.dbPort ?? 0,
     installedMs: s.installedMs ?? 0,
+    ownSettings: s.ownSettings,
+    redirectAliases: s.redirectAliases,
   };
 }
 

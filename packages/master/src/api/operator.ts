@@ -87,10 +87,9 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     }),
     listPlatforms: unary('ListPlatforms', () => ({ platforms: core.ns.listPlatforms().map(platformToWire) })),
     getPlatform: unary('GetPlatform', (req: wire.NameRequest) => platformToWire(core.ns.getPlatform(req.name))),
-    removePlatform: unary('RemovePlatform', async (req: wire.RemoveRequest) => {
-      await core.removePlatform(req.name, req.force);
-      return empty();
-    }),
+    removePlatform: unary('RemovePlatform', (req: wire.RemoveRequest) =>
+      taskToWire(core.removePlatform({ name: req.name, force: req.force, deleteFiles: req.deleteFiles, offlineOk: req.offlineOk })),
+    ),
     diffPlatforms: unary('DiffPlatforms', (req: wire.DiffPlatformsRequest) => ({ diffJson: JSON.stringify(core.sync.diff(req.from, req.to)) })),
     verifyPlatform: unary('VerifyPlatform', (req: wire.NameRequest) => taskToWire(core.sync.verify(req.name))),
     platformStatus: unary('PlatformStatus', async (req: wire.NameRequest) => {
@@ -130,6 +129,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
           title: req.title || undefined,
           adminUser: req.adminUser || undefined,
           adminEmail: req.adminEmail || undefined,
+          redirectAliases: req.redirectAliases,
         }),
       ),
     ),
@@ -149,6 +149,10 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     }),
     restoreSite: unary('RestoreSite', (req: wire.RestoreSiteRequest) => taskToWire(core.sites.restore(req.domain, req.backupId))),
     siteLoginUrl: unary('SiteLoginUrl', (req: wire.NameRequest) => core.sites.backups.loginUrl(req.name)),
+    importSite: unary('ImportSite', (req: wire.ImportSiteRequest) =>
+      taskToWire(core.sites.import({ domain: req.domain, platform: req.platform, dbServer: req.dbServer || undefined, rewriteSettings: req.rewriteSettings })),
+    ),
+    setAliasRedirect: unary('SetAliasRedirect', (req: wire.AliasRedirectRequest) => taskToWire(core.sites.setAliasRedirect(req.domain, req.on))),
     cloneSite: unary('CloneSite', (req: wire.CloneSiteRequest) =>
       taskToWire(core.sites.clone({ domain: req.domain, newDomain: req.newDomain, platform: req.platform || undefined, dbServer: req.dbServer || undefined })),
     ),

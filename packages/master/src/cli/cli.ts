@@ -243,7 +243,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'remove a server and revoke its certificate (refused while it hosts platforms)',
     args: [1, 1],
     async run(ctx, [name]) {
-      await ctx.api().call<wire.RemoveRequest, wire.Empty>('removeServer', { name, force: false });
+      await ctx.api().call<wire.RemoveRequest, wire.Empty>('removeServer', { name, force: false, deleteFiles: false, offlineOk: false });
       print(ctx, { removed: name }, () => `removed ${name}; its certificate is revoked\n`);
       return 0;
     },
@@ -484,6 +484,7 @@ const COMMANDS: Record<string, Command> = {
           ['kind', registrySummary(p.registryJson)],
           ['excludes', p.excludes.join(', ')],
           ['sites', p.sites.join(', ')],
+          ['sites on disk', sitesOnDisk(p).join(', ')],
           ['created', j.created],
         ]),
       );
@@ -491,14 +492,19 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   'platform rm': {
-    usage: 'platform rm NAME [--force]',
-    summary: 'remove a platform from the namespace (--force also drops its site records)',
-    options: { force: { type: 'boolean' } },
+    usage: 'platform rm NAME [--force] [--delete-files] [--offline-ok] [--no-wait]',
+    summary:
+      'remove a platform: its web server config and tree state on every server, then its record (refused while it has sites; --force deletes them first, each backed up; --delete-files also deletes its tree on the servers and the master, user files kept; --offline-ok goes on past offline servers, which keep the config)',
+    options: { force: { type: 'boolean' }, 'delete-files': { type: 'boolean' }, 'offline-ok': { type: 'boolean' }, 'no-wait': { type: 'boolean' } },
     args: [1, 1],
     async run(ctx, [name], o) {
-      await ctx.api().call<wire.RemoveRequest, wire.Empty>('removePlatform', { name, force: o.force === true });
-      print(ctx, { removed: name }, () => `removed platform ${name}\n`);
-      return 0;
+      const t = await ctx.api().call<wire.RemoveRequest, wire.Task>('removePlatform', {
+        name: name as string,
+        force: o.force === true,
+        deleteFiles: o['delete-files'] === true,
+        offlineOk: o['offline-ok'] === true,
+      });
+      return waitAndReport(ctx, t, o['no-wait'] === true, () => ctx.io.out(`removed platform ${name as string}\n`));
     },
   },
 
@@ -533,6 +539,8 @@ const COMMANDS: Record<string, Command> = {
           ['db server', s.dbServer],
           ['database', s.dbName ? `${s.dbName} (user ${s.dbUser})` : ''],
           ['db address', s.dbHost ? `${s.dbHost}:${s.dbPort}` : ''],
+          ['settings', s.ownSettings ? "the site's own (imported; Spoke does not render them)" : 'rendered by Spoke'],
+          ['alias redirect', s.redirectAliases ? 'on (301 to the domain)' : 'off'],
           ['profile', s.profile],
           ['installed', s.installedMs ? new Date(s.installedMs).toISOString() : ''],
           ['created', new Date(s.createdMs).toISOString()],
@@ -542,7 +550,7 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   'site install': {
-    usage: 'site install DOMAIN --platform P [--db-server S] [--alias A ...] [--title T] [--admin-user U] [--admin-email E] [--no-wait]',
+    usage: 'site install DOMAIN --platform P [--db-server S] [--alias A ...] [--redirect-aliases] [--title T] [--admin-user U] [--admin-email E] [--no-wait]',
     summary: 'create the database, settings and vhost of a new site and run its installer (WordPress); rolled back on failure',
     options: {
       platform: { type: 'string' },
@@ -551,6 +559,7 @@ const COMMANDS: Record<string, Command> = {
       title: { type: 'string' },
       'admin-user': { type: 'string' },
       'admin-email': { type: 'string' },
+      'redirect-aliases': { type: 'boolean' },
       'no-wait': { type: 'boolean' },
     },
     args: [1, 1],
@@ -564,6 +573,7 @@ const COMMANDS: Record<string, Command> = {
         title: (o.title as string | undefined) ?? '',
         adminUser: (o['admin-user'] as string | undefined) ?? '',
         adminEmail: (o['admin-email'] as string | undefined) ?? '',
+        redirectAliases: o['redirect-aliases'] === true,
       });
       return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
         const r = final.resultJson ? (JSON.parse(final.resultJson) as { url?: string; admin?: { user: string; email: string; password: string } | null; installer?: { ran: boolean; reason: string } }) : {};
@@ -604,15 +614,40 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   'site alias': {
-    usage: 'site alias add|rm DOMAIN ALIAS [--no-wait]',
-    summary: 'add or remove a name the site answers to (settings and vhost follow)',
+    usage: 'site alias add|rm DOMAIN ALIAS [--no-wait] | site alias redirect DOMAIN on|off [--no-wait]',
+    summary: 'add or remove a name the site answers to (settings and vhost follow); redirect on: the aliases answer with a 301 to the domain',
     options: { 'no-wait': { type: 'boolean' } },
     args: [3, 3],
     async run(ctx, pos, o) {
       const [op, site, alias] = pos as unknown as [string, string, string];
-      if (op !== 'add' && op !== 'rm') throw new UsageError(`site alias takes add or rm, got ${JSON.stringify(op)}\nusage: spoke site alias add|rm DOMAIN ALIAS`);
+      if (op === 'redirect') {
+        if (alias !== 'on' && alias !== 'off') throw new UsageError(`site alias redirect takes on or off, got ${JSON.stringify(alias)}\nusage: spoke site alias redirect DOMAIN on|off`);
+        const t = await ctx.api().call<wire.AliasRedirectRequest, wire.Task>('setAliasRedirect', { domain: site, on: alias === 'on' });
+        return waitAndReport(ctx, t, o['no-wait'] === true);
+      }
+      if (op !== 'add' && op !== 'rm') throw new UsageError(`site alias takes add, rm or redirect, got ${JSON.stringify(op)}\nusage: spoke site alias add|rm DOMAIN ALIAS | site alias redirect DOMAIN on|off`);
       const t = await ctx.api().call<wire.AliasRequest, wire.Task>(op === 'add' ? 'addAlias' : 'removeAlias', { site, alias });
       return waitAndReport(ctx, t, o['no-wait'] === true);
+    },
+  },
+  'site import': {
+    usage: 'site import DOMAIN --platform P [--db-server S] [--rewrite-settings] [--no-wait]',
+    summary:
+      "take a site found on disk (sites/DOMAIN in the platform's tree on the master, with its settings file; its database existing) into Spoke: database adopted, vhost configured; its settings file is kept unless --rewrite-settings",
+    options: { platform: { type: 'string' }, 'db-server': { type: 'string' }, 'rewrite-settings': { type: 'boolean' }, 'no-wait': { type: 'boolean' } },
+    args: [1, 1],
+    async run(ctx, [domain], o) {
+      if (typeof o.platform !== 'string') throw new UsageError('site import needs --platform P (spoke platform show P lists the sites on disk)');
+      const t = await ctx.api().call<wire.ImportSiteRequest, wire.Task>('importSite', {
+        domain: domain as string,
+        platform: o.platform,
+        dbServer: (o['db-server'] as string | undefined) ?? '',
+        rewriteSettings: o['rewrite-settings'] === true,
+      });
+      return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
+        const r = final.resultJson ? (JSON.parse(final.resultJson) as { url?: string; settings?: string }) : {};
+        if (r.url) ctx.io.out(`site: ${r.url} (settings ${r.settings ?? 'kept'})\n`);
+      });
     },
   },
   'site backup': {
@@ -831,6 +866,13 @@ function registrySummary(json: string): string {
   if (!json) return 'not verified yet';
   const r = JSON.parse(json) as { kind: string; coreVersion: string | null; profiles: unknown[]; modules: unknown[]; themes: unknown[]; distribution: { name: string } | null };
   return `${r.kind}${r.coreVersion ? ` ${r.coreVersion}` : ''}${r.distribution ? ` (${r.distribution.name})` : ''}; ${r.profiles.length} profiles, ${r.modules.length} modules, ${r.themes.length} themes`;
+}
+
+/** Site dirs the platform's registry found on disk that are not Spoke's sites yet (`site import` takes them). */
+function sitesOnDisk(p: wire.Platform): string[] {
+  if (!p.registryJson) return [];
+  const r = JSON.parse(p.registryJson) as { sites?: string[] };
+  return (r.sites ?? []).filter((d) => !p.sites.includes(d));
 }
 
 /** Extra commands registered by the entry point (`up` needs the master's start-up code). */

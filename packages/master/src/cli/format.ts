@@ -69,6 +69,8 @@ export function siteJson(s: wire.Site) {
     dbHost: s.dbHost || null,
     dbPort: s.dbPort || null,
     installed: s.installedMs ? new Date(s.installedMs).toISOString() : null,
+    ownSettings: s.ownSettings,
+    redirectAliases: s.redirectAliases,
   };
 }
 

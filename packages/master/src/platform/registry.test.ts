@@ -206,6 +206,19 @@ describe('scanPlatform: WordPress, MediaWiki, generic', () => {
     expect(r.problems).toEqual([]);
   });
 
+  it("lists WordPress sites by Spoke's per-site sites/<domain>/wp-config.php", async () => {
+    const r = await scanPlatform(
+      tree({
+        ...wordpressTree('6.4.2'),
+        'sites/old.test/wp-config.php': "<?php define('DB_NAME', 'x');",
+        'sites/hosts.php': '<?php return [];',
+        'sites/no-config.test/files/a.txt': 'x',
+        'sites/.spoke-staging-1/wp-config.php': '<?php',
+      }),
+    );
+    expect(r.sites).toEqual(['old.test']);
+  });
+
   it('refuses a WordPress version.php without wp-load.php/wp-settings.php', async () => {
     const r = await scanPlatform(tree({ 'wp-includes/version.php': "<?php $wp_version = '6.4.2';" }));
     expect(r.kind).toBe('generic');

@@ -71,7 +71,7 @@ export interface Registry {
   modules: Extension[];
   /** Themes and theme engines. */
   themes: Extension[];
-  /** Directories under sites/ holding a settings.php, except default, all and symlinks. */
+  /** Directories under sites/ holding a settings.php (WordPress: wp-config.php), except default, all and symlinks. */
   sites: string[];
   composer: ComposerInfo | null;
   /** Files that could not be used; never fatal. */
@@ -377,12 +377,15 @@ async function loadInfo(s: Scanner, rel: string): Promise<InfoObject | null> {
   return r.data;
 }
 
-/** Sites dirs (not symlinks, not default/all) that hold a settings.php. */
-async function findSites(s: Scanner): Promise<string[]> {
+/**
+ * Sites dirs (not symlinks, not default/all) that hold a settings file: `settings.php` (Drupal),
+ * `wp-config.php` (WordPress: Spoke's per-site config, loaded by its dispatcher).
+ */
+async function findSites(s: Scanner, file = 'settings.php'): Promise<string[]> {
   const out: string[] = [];
   for (const d of await s.listDir('sites')) {
     if (!d.isDirectory() || d.name.startsWith('.') || d.name === 'default' || d.name === 'all') continue;
-    if (await s.statFile(`sites/${d.name}/settings.php`)) out.push(d.name);
+    if (await s.statFile(`sites/${d.name}/${file}`)) out.push(d.name);
   }
   return out.sort();
 }
@@ -637,7 +640,7 @@ export async function scanPlatformCached(dir: string, options: ScanOptions = {})
     profiles: profiles.map(({ name, humanName, version, path }) => ({ name, humanName, version, hidden: false as const, path })),
     modules: found.modules.sort(byNameThenPath),
     themes: found.themes.sort(byNameThenPath),
-    sites: isDrupal ? await findSites(s) : [],
+    sites: isDrupal ? await findSites(s) : kind === 'wordpress' ? await findSites(s, 'wp-config.php') : [],
     composer: await readComposer(s),
     problems: s.problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
   };

@@ -2,7 +2,7 @@
  * What the site tasks refuse at once, before anything is queued or reserved (the steps
  * themselves run against real agents in test/e2e/sites.test.ts).
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -95,7 +95,8 @@ describe('site tasks: refusals before anything is queued', () => {
     // a good one is queued on the site, holding the platform's lock; nothing reserved yet
     const t = sites.install({ domain: 'New.Test', platform: 'wp', dbServer: 'web1', aliases: ['WWW.new.test'] });
     expect(t).toMatchObject({ kind: 'site.install', entity: 'site:new.test', state: 'queued' });
-    expect(t.params).toEqual({ domain: 'new.test', platform: 'wp', dbServer: 'web1', aliases: ['www.new.test'], kind: 'wordpress', title: 'new.test', adminUser: 'admin', adminEmail: 'admin@new.test' });
+    expect(t.params).toEqual({ domain: 'new.test', platform: 'wp', dbServer: 'web1', aliases: ['www.new.test'], kind: 'wordpress', title: 'new.test', adminUser: 'admin', adminEmail: 'admin@new.test', redirectAliases: false });
+    expect(sites.install({ domain: 'redir.test', platform: 'wp', dbServer: 'web1', redirectAliases: true }).params).toMatchObject({ redirectAliases: true });
     expect(ns.listSites().map((s) => s.domain)).toEqual(['taken.test']);
   });
 
@@ -112,6 +113,83 @@ describe('site tasks: refusals before anything is queued', () => {
     expect(tasks.list()).toEqual([]);
     expect(sites.delete('blog.test', { noBackup: false })).toMatchObject({ kind: 'site.delete', entity: 'site:blog.test', params: { noBackup: false } });
     expect(sites.backup('www.blog.test')).toMatchObject({ kind: 'site.backup', entity: 'site:blog.test', params: { domain: 'blog.test', platform: 'wp' } });
+  });
+
+  it('alias redirect on/off needs an installed site named by its domain', () => {
+    const { sites, ns } = setup();
+    ns.createSite({ domain: 'blog.test', platform: 'wp', aliases: ['www.blog.test'], status: 'installing' });
+    expect(refused(() => sites.setAliasRedirect('blog.test', true)).code).toBe('SITE_NOT_INSTALLED');
+    ns.setSiteStatus('blog.test', 'installed');
+    expect(refused(() => sites.setAliasRedirect('www.blog.test', true)).message).toBe('www.blog.test is an alias of blog.test; name the site by its domain');
+    expect(sites.setAliasRedirect('blog.test', true)).toMatchObject({ kind: 'site.alias.redirect', entity: 'site:blog.test', params: { domain: 'blog.test', platform: 'wp', on: true } });
+    expect(ns.getSite('blog.test').redirectAliases).toBe(false); // set by the task
+    ns.setSiteRedirectAliases('blog.test', true);
+    expect(ns.getSite('blog.test').redirectAliases).toBe(true);
+  });
+
+  it('import: refusals at submit (names, site dir, settings, db server, db names in use) queue and reserve nothing; the password stays out of the params', () => {
+    const { sites, ns, tasks, root } = setup();
+    const tree = join(root, 'var/www/wp');
+    const config = (name: string, host = '10.0.0.9:3306') =>
+      `<?php\ndefine('DB_NAME', '${name}');\ndefine('DB_USER', '${name}');\ndefine('DB_PASSWORD', 'a-long-legacy-password');\ndefine('DB_HOST', '${host}');\n$table_prefix = 'wp_';\ndefine('UPLOADS', 'sites/old.test/files');\n`;
+    const put = (domain: string, content: string) => {
+      mkdirSync(join(tree, 'sites', domain), { recursive: true });
+      writeFileSync(join(tree, 'sites', domain, 'wp-config.php'), content);
+    };
+    ns.createSite({ domain: 'taken.test', platform: 'wp' });
+    expect(refused(() => sites.import({ domain: 'taken.test', platform: 'wp' })).code).toBe('DOMAIN_TAKEN');
+    const none = refused(() => sites.import({ domain: 'old.test', platform: 'wp' }));
+    expect([none.code, none.message]).toEqual(['SETTINGS_NOT_FOUND', `no sites/old.test in platform wp (${tree}): put the site dir there first (spoke platform verify wp lists the sites found on disk)`]);
+    mkdirSync(join(tree, 'sites/old.test'), { recursive: true });
+    expect(refused(() => sites.import({ domain: 'old.test', platform: 'wp' })).message).toBe("sites/old.test in platform wp has no wp-config.php; nothing tells Spoke the site's database");
+    symlinkSync('/etc/passwd', join(tree, 'sites/old.test/wp-config.php'));
+    expect(refused(() => sites.import({ domain: 'old.test', platform: 'wp' })).code).toBe('SETTINGS_UNREADABLE');
+    rmSync(join(tree, 'sites/old.test/wp-config.php'));
+    put('old.test', "<?php\ndefine('WP_DEBUG', false);\n");
+    expect(refused(() => sites.import({ domain: 'old.test', platform: 'wp' })).code).toBe('SETTINGS_UNREADABLE');
+    put('old.test', config('old_db'));
+    // no server offers a database: it must be named
+    const req = refused(() => sites.import({ domain: 'old.test', platform: 'wp' }));
+    expect([req.code, req.message]).toEqual(['DB_SERVER_REQUIRED', 'cannot tell which server holds database old_db (the settings connect to 10.0.0.9:3306); name it: --db-server NAME']);
+    addAgent(ns, 'db1');
+    ns.recordDetectedServices('db1', [{ kind: 'db', impl: 'mariadb', version: '10' }]);
+    addAgent(ns, 'db2');
+    ns.recordDetectedServices('db2', [{ kind: 'db', impl: 'mariadb', version: '10' }]);
+    expect(refused(() => sites.import({ domain: 'old.test', platform: 'wp' })).code).toBe('DB_SERVER_REQUIRED');
+    // a site recorded at the same address tells
+    ns.createSite({ domain: 'other.test', platform: 'wp', dbServer: 'db2', status: 'installed', db: { name: 'other_test', user: 'other_test', password: 'p'.repeat(20) } });
+    ns.setSiteDbAddress('other.test', '10.0.0.9', 3306);
+    expect(tasks.list()).toEqual([]);
+    const t = sites.import({ domain: 'Old.Test', platform: 'wp' });
+    expect(t).toMatchObject({ kind: 'site.import', entity: 'site:old.test', state: 'queued' });
+    expect(t.params).toEqual({ domain: 'old.test', platform: 'wp', dbServer: 'db2', dbServerWhy: 'the sites recorded with database address 10.0.0.9:3306 use it', kind: 'wordpress', rewriteSettings: false });
+    expect(JSON.stringify(t.params)).not.toContain('a-long-legacy-password');
+    expect(ns.listSites().map((x) => x.domain)).toEqual(['other.test', 'taken.test']);
+    // names another site uses on that server
+    put('dup.test', config('other_test'));
+    expect(refused(() => sites.import({ domain: 'dup.test', platform: 'wp', dbServer: 'db2' })).code).toBe('DB_EXISTS');
+    // --rewrite-settings refuses what Spoke's settings would not fit
+    put('pre.test', config('pre_db').replace("'wp_'", "'legacy_'"));
+    expect(refused(() => sites.import({ domain: 'pre.test', platform: 'wp', dbServer: 'db1', rewriteSettings: true })).message).toBe(
+      `--rewrite-settings: sites/pre.test/wp-config.php uses the table prefix "legacy_" and Spoke's settings use "wp_"; import without --rewrite-settings to keep the site's own settings`,
+    );
+    expect(sites.import({ domain: 'pre.test', platform: 'wp', dbServer: 'db1' }).params).toMatchObject({ dbServer: 'db1', dbServerWhy: 'named with --db-server' });
+  });
+
+  it('import on a Drupal platform reads settings.php; a loopback address points at the web server when it offers a database', () => {
+    const { sites, ns, root } = setup('drupal8');
+    ns.recordDetectedServices('web1', [
+      { kind: 'http', impl: 'nginx', version: '1' },
+      { kind: 'db', impl: 'mariadb', version: '10' },
+    ]);
+    addAgent(ns, 'db1');
+    ns.recordDetectedServices('db1', [{ kind: 'db', impl: 'mariadb', version: '10' }]);
+    mkdirSync(join(root, 'var/www/wp/sites/d8.test'), { recursive: true });
+    writeFileSync(
+      join(root, 'var/www/wp/sites/d8.test/settings.php'),
+      "<?php\n$databases['default']['default'] = ['database' => 'd8', 'username' => 'd8', 'password' => 'a-long-legacy-password', 'host' => 'localhost', 'driver' => 'mysql'];\n",
+    );
+    expect(sites.import({ domain: 'd8.test', platform: 'wp' }).params).toMatchObject({ dbServer: 'web1', kind: 'drupal8', dbServerWhy: 'the settings connect to localhost:3306, the web server web1 itself' });
   });
 
   it('disable, enable, verify and aliases need an installed site; alias changes are checked at once', () => {

@@ -1,12 +1,13 @@
 /**
- * The site tasks: install, verify, disable, enable, alias add/rm, delete. Each is a list of steps
- * with undos (steps.ts) run by the task engine on entity `site:<domain>`, holding the platform's
- * lock too (`platform:<name>`): writes to a platform's canonical tree and its converges are
- * serialized with the platform's own tasks and with the other sites of the platform.
+ * The site tasks. Each is a list of steps with undos (steps.ts) run by the task engine on entity
+ * `site:<domain>`, holding the platform's lock too (`platform:<name>`): writes to a platform's
+ * canonical tree and its converges are serialized with the platform's own tasks and with the
+ * other sites of the platform.
  *
- * Backup and restore (and delete's backup step) are in backuptasks.ts, clone and migrate in
- * migrate.ts: more step lists over the same helpers (write/remove site files, converge,
- * configure, database). Import is not built.
+ * Here: install, verify, disable, enable, alias add/rm, alias redirect on/off, delete. Elsewhere,
+ * as more step lists over the helpers below (write/remove site files, converge, configure,
+ * database): backup and restore (and delete's backup step) in backuptasks.ts, clone and migrate
+ * in migrate.ts, import (a site found on disk, its own settings kept) in import.ts.
  */
 import { cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -25,9 +26,23 @@ import { StepLog, resumeRollback, runSteps, type Step } from './steps.js';
 import { MOVE_TASKS, SiteMover, type CloneSiteInput, type MigrateSiteInput } from './migrate.js';
 import { BackupStore } from './backup.js';
 import { BACKUP_TASKS, SiteBackups } from './backuptasks.js';
+import { IMPORT_TASKS, SiteImporter, type ImportSiteInput } from './import.js';
+import { settingsFileOf } from './readsettings.js';
 
 /** The site task kinds. */
-export const SITE_TASKS = ['site.install', 'site.verify', 'site.disable', 'site.enable', 'site.alias.add', 'site.alias.rm', 'site.delete', ...MOVE_TASKS, ...BACKUP_TASKS] as const;
+export const SITE_TASKS = [
+  'site.install',
+  'site.verify',
+  'site.disable',
+  'site.enable',
+  'site.alias.add',
+  'site.alias.rm',
+  'site.alias.redirect',
+  'site.delete',
+  ...MOVE_TASKS,
+  ...BACKUP_TASKS,
+  ...IMPORT_TASKS,
+] as const;
 export type SiteTaskKind = (typeof SITE_TASKS)[number];
 
 /** What `site install` takes. */
@@ -41,6 +56,8 @@ export interface InstallSiteInput {
   title?: string;
   adminUser?: string;
   adminEmail?: string;
+  /** The aliases answer with a 301 to the domain. @default false */
+  redirectAliases?: boolean;
 }
 
 /** A file or symlink as it was before a step wrote over it (undo data). */
@@ -84,6 +101,7 @@ export class SiteTasks {
   private readonly trashDir: string;
   private readonly onlineWaitMs: number;
   private readonly mover: SiteMover;
+  private readonly importer: SiteImporter;
   /** Backups, restore, login URL (backuptasks.ts). */
   readonly backups: SiteBackups;
 
@@ -114,6 +132,7 @@ export class SiteTasks {
     this.trashDir = deps.trashDir;
     this.onlineWaitMs = deps.onlineWaitMs ?? 30_000;
     this.mover = new SiteMover(this, deps.workDir ?? join(dirname(deps.trashDir), 'work'));
+    this.importer = new SiteImporter(this);
     this.backups = new SiteBackups(this, new BackupStore(deps.backupsDir ?? join(dirname(deps.trashDir), 'backups')), deps.workDir ?? join(dirname(deps.trashDir), 'work'));
     for (const kind of SITE_TASKS) {
       this.tasks.register(kind, (ctx) => this.run(ctx), {
@@ -154,7 +173,7 @@ export class SiteTasks {
     const title = input.title || domain;
     // eslint-disable-next-line no-control-regex
     if (title.length > 200 || /[\x00-\x1f\x7f]/.test(title)) throw fail('INVALID_ARGUMENT', 'the title must be 1-200 characters without control characters');
-    return this.submit('site.install', domain, p.name, { dbServer, aliases, kind, title, adminUser, adminEmail });
+    return this.submit('site.install', domain, p.name, { dbServer, aliases, kind, title, adminUser, adminEmail, redirectAliases: input.redirectAliases === true });
   }
 
   /** Queues `site.verify`. @throws SpokeError SITE_NOT_FOUND, SITE_NOT_INSTALLED */
@@ -183,6 +202,21 @@ export class SiteTasks {
     const a = alias.toLowerCase();
     this.ns.checkRemoveAlias(s.domain, a);
     return this.submit('site.alias.rm', s.domain, s.platform, { alias: a });
+  }
+
+  /**
+   * Queues `site.alias.redirect`: the aliases answer with a 301 to the domain (on) or serve the
+   * site (off). @throws SpokeError SITE_NOT_FOUND, SITE_NOT_INSTALLED
+   */
+  setAliasRedirect(domain: string, on: boolean): TaskInfo {
+    const s = this.activeSite(domain, 'change the alias redirect of');
+    if (s.domain !== domain.toLowerCase()) throw fail('SITE_NOT_FOUND', `${domain} is an alias of ${s.domain}; name the site by its domain`);
+    return this.submit('site.alias.redirect', s.domain, s.platform, { on });
+  }
+
+  /** Queues `site.import` (see import.ts). */
+  import(input: ImportSiteInput): TaskInfo {
+    return this.tasks.submit(this.importer.planImport(input));
   }
 
   /**
@@ -274,6 +308,10 @@ export class SiteTasks {
       case 'site.alias.add':
       case 'site.alias.rm':
         return this.aliasSteps(domain, platform, String(params.alias), ctx.task.kind === 'site.alias.add', state);
+      case 'site.alias.redirect':
+        return this.redirectSteps(domain, params.on === true, state);
+      case 'site.import':
+        return this.importer.steps(ctx, state);
       case 'site.delete':
         return [...(params.noBackup === false ? [this.backups.deleteBackupStep(domain)] : []), ...this.deleteSteps(domain, platform, ctx.task.id, state)];
       case 'site.backup':
@@ -304,6 +342,7 @@ export class SiteTasks {
             status: 'installing',
             db: { name: names.database, user: names.user, password: generateDbPassword() },
             salt: newSiteSalt(),
+            redirectAliases: params.redirectAliases === true,
           });
           ctx.log(`reserved ${[domain, ...aliases].join(', ')} on platform ${platform}; database ${names.database}, user ${names.user} on ${dbServer}`);
           return { domain };
@@ -491,6 +530,34 @@ export class SiteTasks {
     ];
   }
 
+  private redirectSteps(domain: string, on: boolean, state: { result?: unknown }): Step[] {
+    return [
+      {
+        name: 'set-redirect',
+        do: async (ctx) => {
+          const before = this.activeSite(domain, 'change the alias redirect of').redirectAliases;
+          this.ns.setSiteRedirectAliases(domain, on);
+          ctx.log(on ? `the aliases of ${domain} answer with a 301 to http://${domain}/` : `the aliases of ${domain} serve the site`);
+          return { domain, before };
+        },
+        undo: async (ctx, data) => {
+          const d = data as { domain: string; before: boolean };
+          if (this.siteExists(d.domain)) this.ns.setSiteRedirectAliases(d.domain, d.before);
+          ctx.log(`alias redirect of ${d.domain} is ${d.before ? 'on' : 'off'} again`);
+        },
+      },
+      {
+        name: 'configure-site',
+        do: async (ctx) => {
+          const s = this.ns.getSite(domain);
+          const enabled = s.status !== 'disabled';
+          await this.configure(ctx, domain, enabled, { revert: { enabled, aliases: s.aliases } });
+          state.result = { domain, redirectAliases: on };
+        },
+      },
+    ];
+  }
+
   private deleteSteps(domain: string, platform: string, taskId: number, state: { result?: unknown }): Step[] {
     const trash = join(this.trashDir, `task-${taskId}`);
     return [
@@ -665,7 +732,9 @@ export class SiteTasks {
     const { kind, coreVersion } = this.platformKind(p);
     const root = this.trees.hostPath(p.path);
     const files: SiteFile[] = [];
-    if (opts.site) {
+    const own = opts.site ? this.ns.getSite(opts.site) : null;
+    if (own?.ownSettings) ctx.log(`${settingsFileOf(kind, own.domain)} is the site's own (imported); Spoke does not render it`);
+    if (opts.site && !own?.ownSettings) {
       const s = this.ns.getSite(opts.site);
       const sec = this.ns.siteSecrets(s.domain);
       if (!s.dbName || !s.dbUser || !s.dbHost) throw fail('INTERNAL', `site ${s.domain} has no database recorded yet`);
@@ -801,7 +870,7 @@ export class SiteTasks {
           tree: p.path,
           kind,
           aliases,
-          redirectAliases: false,
+          redirectAliases: s.redirectAliases,
           enabled,
           webGroupFiles: files,
           pinnedImpl: this.pinned(server, p.server),
@@ -817,6 +886,7 @@ export class SiteTasks {
 
   /** The settings files of a site the web group must read (relative to the platform root). */
   settingsFiles(s: SiteInfo, kind: PlatformKind, coreVersion: string | null): string[] {
+    if (s.ownSettings) return [settingsFileOf(kind, s.domain)];
     if (!s.dbName || !s.dbUser || !s.dbHost) return [];
     const sec = this.ns.siteSecrets(s.domain);
     return renderSiteFiles({

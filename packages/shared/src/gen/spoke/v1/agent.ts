@@ -156,6 +156,9 @@ export interface MasterCommand {
     /** site user files (capability 6): 40-49 */
     { $case: "siteFilesPack"; value: SiteFilesPackCommand }
     | { $case: "siteFilesUnpack"; value: SiteFilesUnpackCommand }
+    | //
+    /** platform removal (capability 7): 60-69 */
+    { $case: "forgetPlatform"; value: ForgetPlatformCommand }
     | undefined;
 }
 
@@ -301,6 +304,7 @@ export interface CommandResult {
     | { $case: "installSite"; value: InstallSiteResult }
     | { $case: "siteFilesPack"; value: SiteFilesPackResult }
     | { $case: "siteFilesUnpack"; value: SiteFilesUnpackResult }
+    | { $case: "forgetPlatform"; value: ForgetPlatformResult }
     | undefined;
 }
 
@@ -511,6 +515,38 @@ export interface InstallSiteResult {
   /** why it did not run ("" when it ran) */
   reason: string;
   url: string;
+}
+
+/**
+ * A platform leaves this server (capability 7): remove <confDir>/spoke-platform-<platform>.conf
+ * (test, reload; put back when the test fails: WEBSERVER_CONFIG_INVALID), stop holding the tree
+ * (its committed state under <state>/trees goes, so it is no longer reported as observed) and,
+ * with remove_tree, delete the tree itself except user data: a sites/* /files or sites/* /private
+ * that holds anything stays, with its parents, and is listed in problems. An agent that manages
+ * no web server (NO_HTTP_SERVICE) only forgets the tree. What is already gone is fine.
+ */
+export interface ForgetPlatformCommand {
+  /** platform name */
+  platform: string;
+  /** namespace path of the platform */
+  tree: string;
+  /** as in ConfigurePlatformCommand */
+  pinnedImpl: string;
+  removeTree: boolean;
+}
+
+export interface ForgetPlatformResult {
+  /** the config file existed and was removed */
+  configRemoved: boolean;
+  reloaded: boolean;
+  /** remove_tree: the tree is gone (false: absent already, or user data kept) */
+  treeRemoved: boolean;
+  /** warnings: kept user data, no web server, … */
+  problems: string[];
+  /** the config file (host path; "" without a web server) */
+  configPath: string;
+  /** remove_tree: user-data dirs kept, relative to the platform root */
+  kept: string[];
 }
 
 function createBaseGetManifestRequest(): GetManifestRequest {
@@ -2132,6 +2168,9 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       case "siteFilesUnpack":
         SiteFilesUnpackCommand.encode(message.command.value, writer.uint32(330).fork()).join();
         break;
+      case "forgetPlatform":
+        ForgetPlatformCommand.encode(message.command.value, writer.uint32(482).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2291,6 +2330,14 @@ export const MasterCommand: MessageFns<MasterCommand> = {
             };
             continue;
           }
+          case 60: {
+            if (tag !== 482) {
+              break;
+            }
+
+            message.command = { $case: "forgetPlatform", value: ForgetPlatformCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2364,6 +2411,10 @@ export const MasterCommand: MessageFns<MasterCommand> = {
         ? { $case: "siteFilesUnpack", value: SiteFilesUnpackCommand.fromJSON(object.siteFilesUnpack) }
         : isSet(object.site_files_unpack)
         ? { $case: "siteFilesUnpack", value: SiteFilesUnpackCommand.fromJSON(object.site_files_unpack) }
+        : isSet(object.forgetPlatform)
+        ? { $case: "forgetPlatform", value: ForgetPlatformCommand.fromJSON(object.forgetPlatform) }
+        : isSet(object.forget_platform)
+        ? { $case: "forgetPlatform", value: ForgetPlatformCommand.fromJSON(object.forget_platform) }
         : undefined,
     };
   },
@@ -2405,6 +2456,8 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       obj.siteFilesPack = SiteFilesPackCommand.toJSON(message.command.value);
     } else if (message.command?.$case === "siteFilesUnpack") {
       obj.siteFilesUnpack = SiteFilesUnpackCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "forgetPlatform") {
+      obj.forgetPlatform = ForgetPlatformCommand.toJSON(message.command.value);
     }
     return obj;
   },
@@ -2515,6 +2568,12 @@ export const MasterCommand: MessageFns<MasterCommand> = {
             $case: "siteFilesUnpack",
             value: SiteFilesUnpackCommand.fromPartial(object.command.value),
           };
+        }
+        break;
+      }
+      case "forgetPlatform": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "forgetPlatform", value: ForgetPlatformCommand.fromPartial(object.command.value) };
         }
         break;
       }
@@ -4219,6 +4278,9 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "siteFilesUnpack":
         SiteFilesUnpackResult.encode(message.result.value, writer.uint32(330).fork()).join();
         break;
+      case "forgetPlatform":
+        ForgetPlatformResult.encode(message.result.value, writer.uint32(482).fork()).join();
+        break;
     }
     return writer;
   },
@@ -4391,6 +4453,14 @@ export const CommandResult: MessageFns<CommandResult> = {
             message.result = { $case: "siteFilesUnpack", value: SiteFilesUnpackResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 60: {
+            if (tag !== 482) {
+              break;
+            }
+
+            message.result = { $case: "forgetPlatform", value: ForgetPlatformResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4473,6 +4543,10 @@ export const CommandResult: MessageFns<CommandResult> = {
         ? { $case: "siteFilesUnpack", value: SiteFilesUnpackResult.fromJSON(object.siteFilesUnpack) }
         : isSet(object.site_files_unpack)
         ? { $case: "siteFilesUnpack", value: SiteFilesUnpackResult.fromJSON(object.site_files_unpack) }
+        : isSet(object.forgetPlatform)
+        ? { $case: "forgetPlatform", value: ForgetPlatformResult.fromJSON(object.forgetPlatform) }
+        : isSet(object.forget_platform)
+        ? { $case: "forgetPlatform", value: ForgetPlatformResult.fromJSON(object.forget_platform) }
         : undefined,
     };
   },
@@ -4521,6 +4595,8 @@ export const CommandResult: MessageFns<CommandResult> = {
       obj.siteFilesPack = SiteFilesPackResult.toJSON(message.result.value);
     } else if (message.result?.$case === "siteFilesUnpack") {
       obj.siteFilesUnpack = SiteFilesUnpackResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "forgetPlatform") {
+      obj.forgetPlatform = ForgetPlatformResult.toJSON(message.result.value);
     }
     return obj;
   },
@@ -4625,6 +4701,12 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "siteFilesUnpack": {
         if (object.result?.value !== undefined && object.result?.value !== null) {
           message.result = { $case: "siteFilesUnpack", value: SiteFilesUnpackResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "forgetPlatform": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "forgetPlatform", value: ForgetPlatformResult.fromPartial(object.result.value) };
         }
         break;
       }
@@ -7112,6 +7194,292 @@ export const InstallSiteResult: MessageFns<InstallSiteResult> = {
     message.ran = object.ran ?? false;
     message.reason = object.reason ?? "";
     message.url = object.url ?? "";
+    return message;
+  },
+};
+
+function createBaseForgetPlatformCommand(): ForgetPlatformCommand {
+  return { platform: "", tree: "", pinnedImpl: "", removeTree: false };
+}
+
+export const ForgetPlatformCommand: MessageFns<ForgetPlatformCommand> = {
+  encode(message: ForgetPlatformCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.platform !== "") {
+      writer.uint32(10).string(message.platform);
+    }
+    if (message.tree !== "") {
+      writer.uint32(18).string(message.tree);
+    }
+    if (message.pinnedImpl !== "") {
+      writer.uint32(26).string(message.pinnedImpl);
+    }
+    if (message.removeTree !== false) {
+      writer.uint32(32).bool(message.removeTree);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForgetPlatformCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForgetPlatformCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.platform = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pinnedImpl = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.removeTree = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForgetPlatformCommand {
+    return {
+      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      pinnedImpl: isSet(object.pinnedImpl)
+        ? globalThis.String(object.pinnedImpl)
+        : isSet(object.pinned_impl)
+        ? globalThis.String(object.pinned_impl)
+        : "",
+      removeTree: isSet(object.removeTree)
+        ? globalThis.Boolean(object.removeTree)
+        : isSet(object.remove_tree)
+        ? globalThis.Boolean(object.remove_tree)
+        : false,
+    };
+  },
+
+  toJSON(message: ForgetPlatformCommand): unknown {
+    const obj: any = {};
+    if (message.platform !== "") {
+      obj.platform = message.platform;
+    }
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.pinnedImpl !== "") {
+      obj.pinnedImpl = message.pinnedImpl;
+    }
+    if (message.removeTree !== false) {
+      obj.removeTree = message.removeTree;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForgetPlatformCommand>, I>>(base?: I): ForgetPlatformCommand {
+    return ForgetPlatformCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForgetPlatformCommand>, I>>(object: I): ForgetPlatformCommand {
+    const message = createBaseForgetPlatformCommand();
+    message.platform = object.platform ?? "";
+    message.tree = object.tree ?? "";
+    message.pinnedImpl = object.pinnedImpl ?? "";
+    message.removeTree = object.removeTree ?? false;
+    return message;
+  },
+};
+
+function createBaseForgetPlatformResult(): ForgetPlatformResult {
+  return { configRemoved: false, reloaded: false, treeRemoved: false, problems: [], configPath: "", kept: [] };
+}
+
+export const ForgetPlatformResult: MessageFns<ForgetPlatformResult> = {
+  encode(message: ForgetPlatformResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.configRemoved !== false) {
+      writer.uint32(8).bool(message.configRemoved);
+    }
+    if (message.reloaded !== false) {
+      writer.uint32(16).bool(message.reloaded);
+    }
+    if (message.treeRemoved !== false) {
+      writer.uint32(24).bool(message.treeRemoved);
+    }
+    for (const v of message.problems) {
+      writer.uint32(34).string(v!);
+    }
+    if (message.configPath !== "") {
+      writer.uint32(42).string(message.configPath);
+    }
+    for (const v of message.kept) {
+      writer.uint32(50).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForgetPlatformResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForgetPlatformResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.configRemoved = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.reloaded = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.treeRemoved = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.problems.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.configPath = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.kept.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForgetPlatformResult {
+    return {
+      configRemoved: isSet(object.configRemoved)
+        ? globalThis.Boolean(object.configRemoved)
+        : isSet(object.config_removed)
+        ? globalThis.Boolean(object.config_removed)
+        : false,
+      reloaded: isSet(object.reloaded) ? globalThis.Boolean(object.reloaded) : false,
+      treeRemoved: isSet(object.treeRemoved)
+        ? globalThis.Boolean(object.treeRemoved)
+        : isSet(object.tree_removed)
+        ? globalThis.Boolean(object.tree_removed)
+        : false,
+      problems: globalThis.Array.isArray(object?.problems) ? object.problems.map((e: any) => globalThis.String(e)) : [],
+      configPath: isSet(object.configPath)
+        ? globalThis.String(object.configPath)
+        : isSet(object.config_path)
+        ? globalThis.String(object.config_path)
+        : "",
+      kept: globalThis.Array.isArray(object?.kept) ? object.kept.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ForgetPlatformResult): unknown {
+    const obj: any = {};
+    if (message.configRemoved !== false) {
+      obj.configRemoved = message.configRemoved;
+    }
+    if (message.reloaded !== false) {
+      obj.reloaded = message.reloaded;
+    }
+    if (message.treeRemoved !== false) {
+      obj.treeRemoved = message.treeRemoved;
+    }
+    if (message.problems?.length) {
+      obj.problems = message.problems;
+    }
+    if (message.configPath !== "") {
+      obj.configPath = message.configPath;
+    }
+    if (message.kept?.length) {
+      obj.kept = message.kept;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForgetPlatformResult>, I>>(base?: I): ForgetPlatformResult {
+    return ForgetPlatformResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForgetPlatformResult>, I>>(object: I): ForgetPlatformResult {
+    const message = createBaseForgetPlatformResult();
+    message.configRemoved = object.configRemoved ?? false;
+    message.reloaded = object.reloaded ?? false;
+    message.treeRemoved = object.treeRemoved ?? false;
+    message.problems = object.problems?.map((e) => e) || [];
+    message.configPath = object.configPath ?? "";
+    message.kept = object.kept?.map((e) => e) || [];
     return message;
   },
 };

@@ -59,6 +59,10 @@ export interface NameRequest {
 export interface RemoveRequest {
   name: string;
   force: boolean;
+  /** RemovePlatform only */
+  deleteFiles: boolean;
+  /** RemovePlatform only */
+  offlineOk: boolean;
 }
 
 export interface CreateTokenRequest {
@@ -172,6 +176,22 @@ export interface InstallSiteRequest {
   adminUser: string;
   /** "" = admin@<domain> */
   adminEmail: string;
+  /** the aliases answer with a 301 to the domain */
+  redirectAliases: boolean;
+}
+
+export interface ImportSiteRequest {
+  domain: string;
+  platform: string;
+  /** "" = inferred from the settings' database address (see docs) */
+  dbServer: string;
+  /** render Spoke's settings over the site's own */
+  rewriteSettings: boolean;
+}
+
+export interface AliasRedirectRequest {
+  domain: string;
+  on: boolean;
 }
 
 export interface AliasRequest {
@@ -635,7 +655,7 @@ export const NameRequest: MessageFns<NameRequest> = {
 };
 
 function createBaseRemoveRequest(): RemoveRequest {
-  return { name: "", force: false };
+  return { name: "", force: false, deleteFiles: false, offlineOk: false };
 }
 
 export const RemoveRequest: MessageFns<RemoveRequest> = {
@@ -645,6 +665,12 @@ export const RemoveRequest: MessageFns<RemoveRequest> = {
     }
     if (message.force !== false) {
       writer.uint32(16).bool(message.force);
+    }
+    if (message.deleteFiles !== false) {
+      writer.uint32(24).bool(message.deleteFiles);
+    }
+    if (message.offlineOk !== false) {
+      writer.uint32(32).bool(message.offlineOk);
     }
     return writer;
   },
@@ -678,6 +704,22 @@ export const RemoveRequest: MessageFns<RemoveRequest> = {
             message.force = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deleteFiles = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.offlineOk = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -694,6 +736,16 @@ export const RemoveRequest: MessageFns<RemoveRequest> = {
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
+      deleteFiles: isSet(object.deleteFiles)
+        ? globalThis.Boolean(object.deleteFiles)
+        : isSet(object.delete_files)
+        ? globalThis.Boolean(object.delete_files)
+        : false,
+      offlineOk: isSet(object.offlineOk)
+        ? globalThis.Boolean(object.offlineOk)
+        : isSet(object.offline_ok)
+        ? globalThis.Boolean(object.offline_ok)
+        : false,
     };
   },
 
@@ -705,6 +757,12 @@ export const RemoveRequest: MessageFns<RemoveRequest> = {
     if (message.force !== false) {
       obj.force = message.force;
     }
+    if (message.deleteFiles !== false) {
+      obj.deleteFiles = message.deleteFiles;
+    }
+    if (message.offlineOk !== false) {
+      obj.offlineOk = message.offlineOk;
+    }
     return obj;
   },
 
@@ -715,6 +773,8 @@ export const RemoveRequest: MessageFns<RemoveRequest> = {
     const message = createBaseRemoveRequest();
     message.name = object.name ?? "";
     message.force = object.force ?? false;
+    message.deleteFiles = object.deleteFiles ?? false;
+    message.offlineOk = object.offlineOk ?? false;
     return message;
   },
 };
@@ -2247,7 +2307,16 @@ export const ListSitesRequest: MessageFns<ListSitesRequest> = {
 };
 
 function createBaseInstallSiteRequest(): InstallSiteRequest {
-  return { domain: "", platform: "", dbServer: "", aliases: [], title: "", adminUser: "", adminEmail: "" };
+  return {
+    domain: "",
+    platform: "",
+    dbServer: "",
+    aliases: [],
+    title: "",
+    adminUser: "",
+    adminEmail: "",
+    redirectAliases: false,
+  };
 }
 
 export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
@@ -2272,6 +2341,9 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
     }
     if (message.adminEmail !== "") {
       writer.uint32(58).string(message.adminEmail);
+    }
+    if (message.redirectAliases !== false) {
+      writer.uint32(64).bool(message.redirectAliases);
     }
     return writer;
   },
@@ -2345,6 +2417,14 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
             message.adminEmail = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.redirectAliases = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2378,6 +2458,11 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
         : isSet(object.admin_email)
         ? globalThis.String(object.admin_email)
         : "",
+      redirectAliases: isSet(object.redirectAliases)
+        ? globalThis.Boolean(object.redirectAliases)
+        : isSet(object.redirect_aliases)
+        ? globalThis.Boolean(object.redirect_aliases)
+        : false,
     };
   },
 
@@ -2404,6 +2489,9 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
     if (message.adminEmail !== "") {
       obj.adminEmail = message.adminEmail;
     }
+    if (message.redirectAliases !== false) {
+      obj.redirectAliases = message.redirectAliases;
+    }
     return obj;
   },
 
@@ -2419,6 +2507,217 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
     message.title = object.title ?? "";
     message.adminUser = object.adminUser ?? "";
     message.adminEmail = object.adminEmail ?? "";
+    message.redirectAliases = object.redirectAliases ?? false;
+    return message;
+  },
+};
+
+function createBaseImportSiteRequest(): ImportSiteRequest {
+  return { domain: "", platform: "", dbServer: "", rewriteSettings: false };
+}
+
+export const ImportSiteRequest: MessageFns<ImportSiteRequest> = {
+  encode(message: ImportSiteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.platform !== "") {
+      writer.uint32(18).string(message.platform);
+    }
+    if (message.dbServer !== "") {
+      writer.uint32(26).string(message.dbServer);
+    }
+    if (message.rewriteSettings !== false) {
+      writer.uint32(32).bool(message.rewriteSettings);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportSiteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportSiteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.platform = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dbServer = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.rewriteSettings = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportSiteRequest {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
+      dbServer: isSet(object.dbServer)
+        ? globalThis.String(object.dbServer)
+        : isSet(object.db_server)
+        ? globalThis.String(object.db_server)
+        : "",
+      rewriteSettings: isSet(object.rewriteSettings)
+        ? globalThis.Boolean(object.rewriteSettings)
+        : isSet(object.rewrite_settings)
+        ? globalThis.Boolean(object.rewrite_settings)
+        : false,
+    };
+  },
+
+  toJSON(message: ImportSiteRequest): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.platform !== "") {
+      obj.platform = message.platform;
+    }
+    if (message.dbServer !== "") {
+      obj.dbServer = message.dbServer;
+    }
+    if (message.rewriteSettings !== false) {
+      obj.rewriteSettings = message.rewriteSettings;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportSiteRequest>, I>>(base?: I): ImportSiteRequest {
+    return ImportSiteRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportSiteRequest>, I>>(object: I): ImportSiteRequest {
+    const message = createBaseImportSiteRequest();
+    message.domain = object.domain ?? "";
+    message.platform = object.platform ?? "";
+    message.dbServer = object.dbServer ?? "";
+    message.rewriteSettings = object.rewriteSettings ?? false;
+    return message;
+  },
+};
+
+function createBaseAliasRedirectRequest(): AliasRedirectRequest {
+  return { domain: "", on: false };
+}
+
+export const AliasRedirectRequest: MessageFns<AliasRedirectRequest> = {
+  encode(message: AliasRedirectRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.on !== false) {
+      writer.uint32(16).bool(message.on);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AliasRedirectRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAliasRedirectRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.on = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AliasRedirectRequest {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      on: isSet(object.on) ? globalThis.Boolean(object.on) : false,
+    };
+  },
+
+  toJSON(message: AliasRedirectRequest): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.on !== false) {
+      obj.on = message.on;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AliasRedirectRequest>, I>>(base?: I): AliasRedirectRequest {
+    return AliasRedirectRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AliasRedirectRequest>, I>>(object: I): AliasRedirectRequest {
+    const message = createBaseAliasRedirectRequest();
+    message.domain = object.domain ?? "";
+    message.on = object.on ?? false;
     return message;
   },
 };
@@ -4315,14 +4614,19 @@ export const OperatorService = {
     responseSerialize: (value: Platform): Buffer => Buffer.from(Platform.encode(value).finish()),
     responseDeserialize: (value: Buffer): Platform => Platform.decode(value),
   },
+  /**
+   * Queues `platform.remove` (force: delete its sites first, each backed up; delete_files: also
+   * its tree on every server and the master, user data kept; offline_ok: go on past offline
+   * servers). Returned Empty before; Task is wire-compatible with it.
+   */
   removePlatform: {
     path: "/spoke.v1.Operator/RemovePlatform" as const,
     requestStream: false as const,
     responseStream: false as const,
     requestSerialize: (value: RemoveRequest): Buffer => Buffer.from(RemoveRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): RemoveRequest => RemoveRequest.decode(value),
-    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
-    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
   },
   /** Scan the master's canonical tree and converge every server that hosts the platform. */
   verifyPlatform: {
@@ -4507,6 +4811,29 @@ export const OperatorService = {
     responseSerialize: (value: LoginUrl): Buffer => Buffer.from(LoginUrl.encode(value).finish()),
     responseDeserialize: (value: Buffer): LoginUrl => LoginUrl.decode(value),
   },
+  /**
+   * Import: a site dir found on disk in the platform's tree, whose database exists (its own
+   * settings file kept unless rewrite_settings).
+   */
+  importSite: {
+    path: "/spoke.v1.Operator/ImportSite" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImportSiteRequest): Buffer => Buffer.from(ImportSiteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImportSiteRequest => ImportSiteRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
+  /** The aliases answer with a 301 to the domain (on) or serve the site (off). */
+  setAliasRedirect: {
+    path: "/spoke.v1.Operator/SetAliasRedirect" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AliasRedirectRequest): Buffer => Buffer.from(AliasRedirectRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AliasRedirectRequest => AliasRedirectRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
   listTasks: {
     path: "/spoke.v1.Operator/ListTasks" as const,
     requestStream: false as const,
@@ -4583,7 +4910,12 @@ export interface OperatorServer extends UntypedServiceImplementation {
   addPlatform: handleUnaryCall<AddPlatformRequest, AddPlatformResponse>;
   listPlatforms: handleUnaryCall<Empty, PlatformList>;
   getPlatform: handleUnaryCall<NameRequest, Platform>;
-  removePlatform: handleUnaryCall<RemoveRequest, Empty>;
+  /**
+   * Queues `platform.remove` (force: delete its sites first, each backed up; delete_files: also
+   * its tree on every server and the master, user data kept; offline_ok: go on past offline
+   * servers). Returned Empty before; Task is wire-compatible with it.
+   */
+  removePlatform: handleUnaryCall<RemoveRequest, Task>;
   /** Scan the master's canonical tree and converge every server that hosts the platform. */
   verifyPlatform: handleUnaryCall<NameRequest, Task>;
   /** Desired vs observed root hash per server, and drift (asks each agent). */
@@ -4613,6 +4945,13 @@ export interface OperatorServer extends UntypedServiceImplementation {
   removeBackup: handleUnaryCall<BackupIdRequest, Empty>;
   restoreSite: handleUnaryCall<RestoreSiteRequest, Task>;
   siteLoginUrl: handleUnaryCall<NameRequest, LoginUrl>;
+  /**
+   * Import: a site dir found on disk in the platform's tree, whose database exists (its own
+   * settings file kept unless rewrite_settings).
+   */
+  importSite: handleUnaryCall<ImportSiteRequest, Task>;
+  /** The aliases answer with a 301 to the domain (on) or serve the site (off). */
+  setAliasRedirect: handleUnaryCall<AliasRedirectRequest, Task>;
   listTasks: handleUnaryCall<ListTasksRequest, TaskList>;
   getTask: handleUnaryCall<TaskIdRequest, Task>;
   getTaskLog: handleUnaryCall<TaskIdRequest, TaskLog>;
@@ -4809,20 +5148,25 @@ export interface OperatorClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Platform) => void,
   ): ClientUnaryCall;
+  /**
+   * Queues `platform.remove` (force: delete its sites first, each backed up; delete_files: also
+   * its tree on every server and the master, user data kept; offline_ok: go on past offline
+   * servers). Returned Empty before; Task is wire-compatible with it.
+   */
   removePlatform(
     request: RemoveRequest,
-    callback: (error: ServiceError | null, response: Empty) => void,
+    callback: (error: ServiceError | null, response: Task) => void,
   ): ClientUnaryCall;
   removePlatform(
     request: RemoveRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: Empty) => void,
+    callback: (error: ServiceError | null, response: Task) => void,
   ): ClientUnaryCall;
   removePlatform(
     request: RemoveRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: Empty) => void,
+    callback: (error: ServiceError | null, response: Task) => void,
   ): ClientUnaryCall;
   /** Scan the master's canonical tree and converge every server that hosts the platform. */
   verifyPlatform(request: NameRequest, callback: (error: ServiceError | null, response: Task) => void): ClientUnaryCall;
@@ -5091,6 +5435,41 @@ export interface OperatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: LoginUrl) => void,
+  ): ClientUnaryCall;
+  /**
+   * Import: a site dir found on disk in the platform's tree, whose database exists (its own
+   * settings file kept unless rewrite_settings).
+   */
+  importSite(
+    request: ImportSiteRequest,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  importSite(
+    request: ImportSiteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  importSite(
+    request: ImportSiteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  /** The aliases answer with a 301 to the domain (on) or serve the site (off). */
+  setAliasRedirect(
+    request: AliasRedirectRequest,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  setAliasRedirect(
+    request: AliasRedirectRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  setAliasRedirect(
+    request: AliasRedirectRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
   ): ClientUnaryCall;
   listTasks(
     request: ListTasksRequest,

@@ -253,6 +253,10 @@ export interface Site {
   dbPort: number;
   /** 0 = not installed */
   installedMs: number;
+  /** the settings file is the site's own (imported and kept): Spoke does not render it */
+  ownSettings: boolean;
+  /** the aliases answer with a 301 to the domain */
+  redirectAliases: boolean;
 }
 
 export interface Task {
@@ -1398,6 +1402,8 @@ function createBaseSite(): Site {
     dbHost: "",
     dbPort: 0,
     installedMs: 0,
+    ownSettings: false,
+    redirectAliases: false,
   };
 }
 
@@ -1441,6 +1447,12 @@ export const Site: MessageFns<Site> = {
     }
     if (message.installedMs !== 0) {
       writer.uint32(104).int64(message.installedMs);
+    }
+    if (message.ownSettings !== false) {
+      writer.uint32(112).bool(message.ownSettings);
+    }
+    if (message.redirectAliases !== false) {
+      writer.uint32(120).bool(message.redirectAliases);
     }
     return writer;
   },
@@ -1562,6 +1574,22 @@ export const Site: MessageFns<Site> = {
             message.installedMs = longToNumber(reader.int64());
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.ownSettings = reader.bool();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.redirectAliases = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1617,6 +1645,16 @@ export const Site: MessageFns<Site> = {
         : isSet(object.installed_ms)
         ? globalThis.Number(object.installed_ms)
         : 0,
+      ownSettings: isSet(object.ownSettings)
+        ? globalThis.Boolean(object.ownSettings)
+        : isSet(object.own_settings)
+        ? globalThis.Boolean(object.own_settings)
+        : false,
+      redirectAliases: isSet(object.redirectAliases)
+        ? globalThis.Boolean(object.redirectAliases)
+        : isSet(object.redirect_aliases)
+        ? globalThis.Boolean(object.redirect_aliases)
+        : false,
     };
   },
 
@@ -1661,6 +1699,12 @@ export const Site: MessageFns<Site> = {
     if (message.installedMs !== 0) {
       obj.installedMs = Math.round(message.installedMs);
     }
+    if (message.ownSettings !== false) {
+      obj.ownSettings = message.ownSettings;
+    }
+    if (message.redirectAliases !== false) {
+      obj.redirectAliases = message.redirectAliases;
+    }
     return obj;
   },
 
@@ -1682,6 +1726,8 @@ export const Site: MessageFns<Site> = {
     message.dbHost = object.dbHost ?? "";
     message.dbPort = object.dbPort ?? 0;
     message.installedMs = object.installedMs ?? 0;
+    message.ownSettings = object.ownSettings ?? false;
+    message.redirectAliases = object.redirectAliases ?? false;
     return message;
   },
 };
