@@ -360,6 +360,7 @@ export class SiteMover {
       {
         name: 'switch',
         commit: true,
+        recovery: `the site already runs as ${p.newDomain} on platform ${p.target}; remove what is left of the old copy by hand (named above)`,
         do: async (ctx) => {
           const c = need();
           const s = this.t.ns.getSite(p.domain);

@@ -122,6 +122,21 @@ describe('step engine', () => {
     expect(trace).toEqual(['do a', 'do b', 'do c', 'do d', 'undo c {"n":2,"made":"c-thing"}']);
   });
 
+  it('a failure right after the point of no return says what the commit step says to do', async () => {
+    const { tasks, steps } = engine();
+    const trace: string[] = [];
+    const list = recorder(trace, { failAt: 'c' });
+    (list[1] as Step).commit = true;
+    (list[1] as Step).recovery = 'the site already moved; remove the old copy by hand';
+    tasks.register('s', (ctx) => runSteps(ctx, list, steps));
+    tasks.start();
+    const t = await tasks.wait(tasks.submit({ kind: 's', entity: 'site:x' }).id);
+    expect(t.errorMessage).toBe(
+      'agent for c is offline; not rolled back: past the point of no return (b); the site already moved; remove the old copy by hand',
+    );
+    expect(trace).toEqual(['do a', 'do b', 'do c']);
+  });
+
   it('refuses a step list with a name twice', async () => {
     const { tasks, steps } = engine();
     const list = recorder([]);

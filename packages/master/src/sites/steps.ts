@@ -24,6 +24,11 @@ export interface Step {
   undo?(ctx: TaskContext, data: unknown): Promise<void>;
   /** Point of no return: once done, the steps before it (and it) are never undone. */
   commit?: boolean;
+  /**
+   * With `commit`: what the operator should do when a later step fails (the default, "run the
+   * task again", suits a delete; a migrate has already moved the site).
+   */
+  recovery?: string;
 }
 
 /** A finished step as stored in the task row. */
@@ -137,7 +142,8 @@ export async function resumeRollback(ctx: TaskContext, steps: Step[], log: StepL
 async function undoAll(ctx: TaskContext, steps: Step[], rec: StepRecord, log: StepLog, cause: SpokeError): Promise<SpokeError> {
   const pending = rec.done.filter((d) => !d.undoFailed);
   if (pending.length === 0) {
-    const why = rec.committed ? `not rolled back: past the point of no return (${rec.committed}); run the task again` : 'nothing to roll back';
+    const recovery = steps.find((s) => s.name === rec.committed)?.recovery ?? 'run the task again';
+    const why = rec.committed ? `not rolled back: past the point of no return (${rec.committed}); ${recovery}` : 'nothing to roll back';
     ctx.log(why, rec.committed ? 'error' : 'info');
     return fail(cause.code, `${cause.message}; ${why}`, cause.details);
   }
