@@ -21,6 +21,23 @@ describe('LiveManifest', () => {
     expect(live.toManifest()).toEqual(base);
   });
 
+  it('serves one snapshot until a change, and never alters a snapshot already handed out', () => {
+    const live = LiveManifest.from(base);
+    const first = live.toManifest();
+    expect(live.toManifest()).toBe(first);
+    const copy = JSON.parse(JSON.stringify(first)) as typeof first;
+    live.apply({ op: 'upsert', entry: file('a/x', 'changed') });
+    live.apply({ op: 'remove', path: 'a/b' });
+    live.apply({ op: 'upsert', entry: file('added') });
+    const second = live.toManifest();
+    expect(second).not.toBe(first);
+    expect(first).toEqual(copy); // history keeps what it was given
+    expect(second).toEqual(buildManifest([dir('a'), file('a/x', 'changed'), file('added'), file('z')]));
+    // an upsert that changes nothing keeps the snapshot
+    live.apply({ op: 'upsert', entry: file('added') });
+    expect(live.toManifest()).toBe(second);
+  });
+
   it('upserts and removes, always matching a full recompute', () => {
     const live = LiveManifest.from(base);
     expect(applyChange(live, { op: 'upsert', entry: file('a/x', 'new') })).toBe(true);
