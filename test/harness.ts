@@ -84,6 +84,14 @@ export class Daemon {
   }
 }
 
+/** A task as `spoke -o json` prints it. */
+export interface TaskJson {
+  id: number;
+  state: string;
+  error: { code: string; message: string } | null;
+  result: unknown;
+}
+
 /** A master under test: state dir, bound address, CLI. */
 export class MasterUnderTest {
   readonly stateDir: string;
@@ -118,6 +126,15 @@ export class MasterUnderTest {
     const r = await this.cli('-o', 'json', ...args);
     if (r.code !== 0) throw new Error(`spoke ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     return JSON.parse(r.stdout) as T;
+  }
+
+  /** Runs a CLI task in JSON mode: the task from stdout (its last JSON object), its log lines from stderr. */
+  async task(...args: string[]): Promise<{ t: TaskJson; log: string }> {
+    const r = await this.cli('-o', 'json', ...args);
+    const at = r.stdout.lastIndexOf('\n{');
+    if (!r.stdout.trim().startsWith('{') && at < 0) throw new Error(`spoke ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    const t = JSON.parse(r.stdout.slice(at + 1)) as TaskJson;
+    return { t, log: r.stderr };
   }
 }
 

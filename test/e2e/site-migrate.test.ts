@@ -11,30 +11,14 @@
  * the alias served by w2's nginx, the old database and user gone, no vhost of the old domain on
  * w1, `sites/blog.test` gone on w1 and on the master.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
-import { AgentUnderTest, MasterUnderTest, cleanup, scratch, until } from '../harness.js';
+import { AgentUnderTest, MasterUnderTest, cleanup, scratch } from '../harness.js';
+import { enrollAgent, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
 
-interface TaskJson {
-  id: number;
-  state: string;
-  error: { code: string; message: string } | null;
-  result: unknown;
-}
-
-const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p));
-const PHP_FPM = readdirSync('/usr/sbin')
-  .filter((f) => /^php-fpm[\d.]+$/.test(f))
-  .sort()
-  .reverse()
-  .map((f) => join('/usr/sbin', f))[0];
-const WORDPRESS = '/usr/share/wordpress';
-const ROOT_USER = process.getuid?.() === 0;
 const ROOT_PW = 'migrate-e2e root #pw';
 const TITLE = 'Spoke Migrating Blog';
 const WP3 = '/var/www/wp3';
@@ -43,9 +27,7 @@ const SERIALIZED = 'a:2:{s:3:"url";s:17:"http://blog.test/";s:4:"list";a:1:{i:0;
 const dir = scratch('spoke-migrate-');
 chmodSync(dir, 0o755);
 const master = new MasterUnderTest(dir);
-const fpmSock = join(dir, 'php-fpm.sock');
-const webGroup = ROOT_USER ? 'www-data' : groupName(process.getgid?.() ?? 0);
-let fpm: ChildProcess | undefined;
+let fpm: PrivatePhpFpm;
 let db: PrivateMariaDb;
 
 /** One web host: an agent with its own nginx and platform. */
@@ -57,9 +39,7 @@ interface Host {
   ngx: string;
   confDir: string;
   templates: string;
-  port: number;
-  nginx?: ChildProcess;
-  out: string;
+  nginx?: PrivateNginx;
 }
 const hosts: Host[] = (['w1', 'w2'] as const).map((name, i) => ({
   name,
@@ -69,76 +49,26 @@ const hosts: Host[] = (['w1', 'w2'] as const).map((name, i) => ({
   ngx: join(dir, `nginx-${name}`),
   confDir: join(dir, `nginx-${name}`, 'spoke.d'),
   templates: join(dir, `templates-${name}`),
-  port: 0,
-  out: '',
 }));
 const [A, B] = hosts as [Host, Host];
-const nginxArgs = (h: Host) => ['-p', h.ngx, '-c', join(h.ngx, 'nginx.conf'), '-e', join(h.ngx, 'error.log')];
 const agentTree = (h: Host) => join(h.agent.root, h.path);
 const masterTree = (h: Host) => join(master.root, h.path);
 const vhost = (h: Host, domain: string) => join(h.confDir, `spoke-site-${domain}.conf`);
 
-function groupName(gid: number): string {
-  const line = readFileSync('/etc/group', 'utf8')
-    .split('\n')
-    .find((l) => l.split(':')[2] === String(gid));
-  return line?.split(':')[0] ?? String(gid);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
-
-interface Reply {
-  status: number;
-  body: string;
-}
-
+/** The nginx of a host (started in beforeAll). */
+const nginxOf = (h: Host): PrivateNginx => {
+  if (!h.nginx) throw new Error(`the nginx of ${h.name} is not running`);
+  return h.nginx;
+};
 /** A GET to a host's nginx with a Host header. */
-function get(h: Host, host: string, path = '/'): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: h.port, path, headers: { Host: host }, timeout: 20_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
+const get = (h: Host, host: string, path = '/'): Promise<Reply> => nginxOf(h).get(host, path);
 /** nginx applies a reload asynchronously: wait until `host` answers as expected. */
-function served(what: string, h: Host, host: string, ok: (r: Reply) => boolean, path = '/'): Promise<Reply> {
-  let last: Reply | undefined;
-  return until(
-    `${what} (last: ${last?.status} ${last?.body.slice(0, 200)})`,
-    async () => {
-      const r = await get(h, host, path).catch(() => undefined);
-      last = r;
-      return r && ok(r) ? r : undefined;
-    },
-    20_000,
-  );
-}
+const served = (what: string, h: Host, host: string, ok: (r: Reply) => boolean, path = '/'): Promise<Reply> => nginxOf(h).served(what, host, path, ok);
 
 const title = (body: string) => /<h1 id="site-title">([^<]*)<\/h1>/.exec(body)?.[1];
 
-async function task(...args: string[]): Promise<{ t: TaskJson; log: string }> {
-  const r = await master.cli('-o', 'json', ...args);
-  const at = r.stdout.lastIndexOf('\n{');
-  if (!r.stdout.trim().startsWith('{') && at < 0) throw new Error(`spoke ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  const t = JSON.parse(r.stdout.slice(at + 1)) as TaskJson;
-  return { t, log: r.stderr };
-}
+/** Runs a CLI task in JSON mode: the task and its log lines. */
+const task = (...args: string[]) => master.task(...args);
 
 async function q(sql: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
   const c = await db.connect();
@@ -156,98 +86,24 @@ const dbGone = async (name: string) => ({
 const option = async (database: string, name: string) =>
   ((await q(`SELECT option_value FROM \`${database}\`.wp_options WHERE option_name = ?`, [name]))[0]?.option_value as string | undefined) ?? null;
 
-async function startNginx(h: Host): Promise<void> {
-  h.port = await freePort();
-  mkdirSync(h.confDir, { recursive: true });
-  mkdirSync(join(h.ngx, 'tmp'), { recursive: true });
-  const mime = existsSync('/etc/nginx/mime.types') ? 'include /etc/nginx/mime.types;' : '';
-  writeFileSync(
-    join(h.ngx, 'nginx.conf'),
-    [
-      ROOT_USER ? 'user www-data www-data;' : '',
-      'worker_processes 1;',
-      `pid ${h.ngx}/nginx.pid;`,
-      `error_log ${h.ngx}/error.log;`,
-      'events { worker_connections 64; }',
-      'http {',
-      `  ${mime}`,
-      '  default_type application/octet-stream;',
-      `  access_log ${h.ngx}/access.log;`,
-      ...['client_body', 'fastcgi', 'proxy', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${h.ngx}/tmp/${t};`),
-      `  server { listen 127.0.0.1:${h.port} default_server; server_name _; default_type text/plain; return 200 "default server of ${h.name}\\n"; }`,
-      `  include ${h.confDir}/*.conf;`,
-      '}',
-      '',
-    ].join('\n'),
-  );
-  const p = spawn(NGINX as string, [...nginxArgs(h), '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  h.nginx = p;
-  p.stdout?.on('data', (d: Buffer) => (h.out += d.toString()));
-  p.stderr?.on('data', (d: Buffer) => (h.out += d.toString()));
-  await until(`nginx of ${h.name} to start`, () => existsSync(join(h.ngx, 'nginx.pid')) || (p.exitCode != null ? Promise.reject(new Error(h.out)) : false));
-}
-
-function platformTree(h: Host): void {
-  mkdirSync(join(master.root, '/var/www'), { recursive: true });
-  execFileSync('cp', ['-a', WORDPRESS, masterTree(h)]);
-  const theme = join(masterTree(h), 'wp-content/themes/twentytwentythree');
-  mkdirSync(theme, { recursive: true });
-  writeFileSync(join(theme, 'style.css'), '/*\nTheme Name: Spoke Test\n*/\n');
-  writeFileSync(join(theme, 'index.php'), '<html><head><title><?php bloginfo("name"); ?></title></head><body><h1 id="site-title"><?php bloginfo("name"); ?></h1></body></html>\n');
-}
-
 beforeAll(async () => {
-  if (!NGINX) throw new Error('nginx is not installed: apt-get install nginx-light (scripts/test-all.sh does)');
-  if (!PHP_FPM) throw new Error('php-fpm is not installed: apt-get install php-fpm php-mysql');
   if (!existsSync(join(WORDPRESS, 'wp-admin/install.php'))) throw new Error("Debian's WordPress is not installed: apt-get install wordpress");
-  for (const h of hosts) await startNginx(h);
-  writeFileSync(
-    join(dir, 'php-fpm.conf'),
-    [
-      '[global]',
-      `pid = ${dir}/php-fpm.pid`,
-      `error_log = ${dir}/php-fpm.log`,
-      'daemonize = no',
-      '[www]',
-      ...(ROOT_USER ? ['user = www-data', 'group = www-data', 'listen.owner = www-data', 'listen.group = www-data'] : []),
-      `listen = ${fpmSock}`,
-      'listen.mode = 0660',
-      'pm = static',
-      'pm.max_children = 2',
-      'catch_workers_output = yes',
-      '',
-    ].join('\n'),
-  );
-  fpm = spawn(PHP_FPM, ['-n', '-d', 'extension=mysqlnd', '-d', 'extension=mysqli', '-d', 'display_errors=0', '-F', '-y', join(dir, 'php-fpm.conf')], { stdio: 'ignore' });
-  await until('php-fpm to listen', () => existsSync(fpmSock));
+  // Each nginx answers names no vhost claims with its own default server.
+  for (const h of hosts) h.nginx = await startNginx(h.ngx, { name: h.name, defaultServerBody: `default server of ${h.name}\n` });
+  fpm = await startPhpFpm(dir, { children: 2, catchWorkersOutput: true, mysqli: true }); // WordPress needs mysqli
   db = await startMariaDb(join(dir, 'mariadb'), ROOT_PW);
-  for (const h of hosts) platformTree(h);
+  for (const h of hosts) prepareWordPress(masterTree(h));
   // a second platform on w1 (a platform upgrade: the same domain moves on the same web server)
   execFileSync('cp', ['-a', masterTree(A), join(master.root, WP3)]);
 
   await master.start();
   for (const h of hosts) {
-    const t = await master.cli('server', 'token', h.name);
-    const r = await h.agent.enroll(master.listen, t.stdout.trim());
-    expect(r.code, r.stderr).toBe(0);
-    const cfgFile = join(h.agent.stateDir, 'agent.json');
-    const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
-    cfg.http = {
-      impl: 'nginx',
-      confDir: h.confDir,
-      listen: [`127.0.0.1:${h.port}`],
-      testCommand: [NGINX, '-t', ...nginxArgs(h)],
-      reloadCommand: [NGINX, '-s', 'reload', ...nginxArgs(h)],
-      webGroup,
-      templatesDir: h.templates,
-    };
-    cfg.php = { fpmSocket: fpmSock };
-    // Both agents administer the one MariaDB; both web servers reach it over 127.0.0.1.
-    cfg.db = { host: '127.0.0.1', port: db.port, adminUser: 'root', adminPassword: ROOT_PW, grantHosts: { w1: ['127.0.0.1'], w2: ['127.0.0.1'] } };
-    writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
-    chmodSync(cfgFile, 0o600);
-    h.agent.run();
-    await until(`${h.name} online`, async () => (await master.json<{ online: boolean }>('server', 'show', h.name)).online);
+    await enrollAgent(master, h.agent, {
+      http: nginxOf(h).agentHttp(h.templates),
+      php: { fpmSocket: fpm.socket },
+      // Both agents administer the one MariaDB; both web servers reach it over 127.0.0.1.
+      db: { host: '127.0.0.1', port: db.port, adminUser: 'root', adminPassword: ROOT_PW, grantHosts: { w1: ['127.0.0.1'], w2: ['127.0.0.1'] } },
+    });
     const { t: pv, log } = await task('platform', 'add', h.platform, '--path', h.path, '--server', h.name);
     expect(pv.state, `${JSON.stringify(pv.error)}\n${log}`).toBe('succeeded');
   }
@@ -269,13 +125,8 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const h of hosts) await h.agent.daemon?.stop('SIGKILL');
   await master.daemon?.stop('SIGKILL');
-  for (const p of [...hosts.map((h) => h.nginx), fpm]) {
-    if (p && p.exitCode === null && p.signalCode === null) {
-      const gone = new Promise((r) => p.once('exit', r));
-      p.kill('SIGTERM');
-      await gone;
-    }
-  }
+  for (const h of hosts) await h.nginx?.stop();
+  await fpm?.stop();
   await db?.stop();
   cleanup(dir);
 });

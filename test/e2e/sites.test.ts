@@ -10,32 +10,15 @@
  * `site restore` (a deleted post and file come back; a corrupted archive changes nothing), and
  * `site delete` backing up first.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createGunzip } from 'node:zlib';
-import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
 import { readTar } from '../../packages/shared/src/index.js';
-import { AgentUnderTest, MasterUnderTest, cleanup, scratch, until } from '../harness.js';
+import { AgentUnderTest, MasterUnderTest, cleanup, scratch } from '../harness.js';
+import { enrollAgent, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
 
-interface TaskJson {
-  id: number;
-  state: string;
-  error: { code: string; message: string } | null;
-  result: unknown;
-}
-
-const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p));
-const PHP_FPM = readdirSync('/usr/sbin')
-  .filter((f) => /^php-fpm[\d.]+$/.test(f))
-  .sort()
-  .reverse()
-  .map((f) => join('/usr/sbin', f))[0];
-const WORDPRESS = '/usr/share/wordpress';
-const ROOT_USER = process.getuid?.() === 0;
 const ROOT_PW = 'sites-e2e root #pw';
 const TITLE = 'Spoke Test Blog';
 
@@ -47,80 +30,20 @@ const w1 = new AgentUnderTest(dir, 'w1');
 const ngx = join(dir, 'nginx');
 const confDir = join(ngx, 'spoke.d');
 const templates = join(dir, 'templates');
-const fpmSock = join(dir, 'php-fpm.sock');
 const PLATFORM = '/var/www/wp';
-const webGroup = ROOT_USER ? 'www-data' : groupName(process.getgid?.() ?? 0);
-const nginxArgs = ['-p', ngx, '-c', join(ngx, 'nginx.conf'), '-e', join(ngx, 'error.log')];
 const agentTree = () => join(w1.root, PLATFORM);
 const masterTree = () => join(master.root, PLATFORM);
 const vhost = (domain: string) => join(confDir, `spoke-site-${domain}.conf`);
-let port = 0;
-let nginx: ChildProcess | undefined;
-let nginxOut = '';
-let fpm: ChildProcess | undefined;
+let nginx: PrivateNginx;
+let fpm: PrivatePhpFpm;
 let db: PrivateMariaDb;
 
-function groupName(gid: number): string {
-  const line = readFileSync('/etc/group', 'utf8')
-    .split('\n')
-    .find((l) => l.split(':')[2] === String(gid));
-  return line?.split(':')[0] ?? String(gid);
-}
+/** A GET to our nginx with a Host header. */
+const get = (host: string, path = '/'): Promise<Reply> => nginx.get(host, path);
+const served = (what: string, host: string, path: string, ok: (r: Reply) => boolean): Promise<Reply> => nginx.served(what, host, path, ok);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-/** A GET to our nginx with a Host header (fetch cannot set Host). */
-function get(host: string, path = '/'): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers: { Host: host }, timeout: 20_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** nginx applies a reload asynchronously: wait until `host` answers as expected. */
-function served(what: string, host: string, path: string, ok: (r: Reply) => boolean): Promise<Reply> {
-  let last: Reply | undefined;
-  return until(
-    `${what} (last: ${last?.status} ${last?.body.slice(0, 200)})`,
-    async () => {
-      const r = await get(host, path).catch(() => undefined);
-      last = r;
-      return r && ok(r) ? r : undefined;
-    },
-    20_000,
-  );
-}
-
-/** Runs a CLI task in JSON mode: the task from stdout, its log lines from stderr. */
-async function task(...args: string[]): Promise<{ t: TaskJson; log: string }> {
-  const r = await master.cli('-o', 'json', ...args);
-  const at = r.stdout.lastIndexOf('\n{');
-  if (!r.stdout.trim().startsWith('{') && at < 0) throw new Error(`spoke ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  const t = JSON.parse(r.stdout.slice(at + 1)) as TaskJson;
-  return { t, log: r.stderr };
-}
+/** Runs a CLI task in JSON mode: the task and its log lines. */
+const task = (...args: string[]) => master.task(...args);
 
 async function q(sql: string): Promise<unknown[]> {
   const c = await db.connect();
@@ -137,93 +60,25 @@ const dbGone = async (name: string) => ({
 });
 
 beforeAll(async () => {
-  if (!NGINX) throw new Error('nginx is not installed: apt-get install nginx-light (scripts/test-all.sh does)');
-  if (!PHP_FPM) throw new Error('php-fpm is not installed: apt-get install php-fpm php-mysql');
   if (!existsSync(join(WORDPRESS, 'wp-admin/install.php'))) throw new Error('Debian\'s WordPress is not installed: apt-get install wordpress');
-  port = await freePort();
-  mkdirSync(confDir, { recursive: true });
-  mkdirSync(join(ngx, 'tmp'), { recursive: true });
-  const mime = existsSync('/etc/nginx/mime.types') ? 'include /etc/nginx/mime.types;' : '';
-  writeFileSync(
-    join(ngx, 'nginx.conf'),
-    [
-      ROOT_USER ? 'user www-data www-data;' : '',
-      'worker_processes 1;',
-      `pid ${ngx}/nginx.pid;`,
-      `error_log ${ngx}/error.log;`,
-      'events { worker_connections 64; }',
-      'http {',
-      `  ${mime}`,
-      '  default_type application/octet-stream;',
-      `  access_log ${ngx}/access.log;`,
-      ...['client_body', 'fastcgi', 'proxy', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${ngx}/tmp/${t};`),
-      // Names no vhost claims land here.
-      `  server { listen 127.0.0.1:${port} default_server; server_name _; default_type text/plain; return 200 "default server\\n"; }`,
-      `  include ${confDir}/*.conf;`,
-      '}',
-      '',
-    ].join('\n'),
-  );
-  nginx = spawn(NGINX, [...nginxArgs, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  nginx.stdout?.on('data', (d: Buffer) => (nginxOut += d.toString()));
-  nginx.stderr?.on('data', (d: Buffer) => (nginxOut += d.toString()));
-  await until('nginx to start', () => existsSync(join(ngx, 'nginx.pid')) || (nginx?.exitCode != null ? Promise.reject(new Error(nginxOut)) : false));
-
-  writeFileSync(
-    join(dir, 'php-fpm.conf'),
-    [
-      '[global]',
-      `pid = ${dir}/php-fpm.pid`,
-      `error_log = ${dir}/php-fpm.log`,
-      'daemonize = no',
-      '[www]',
-      ...(ROOT_USER ? ['user = www-data', 'group = www-data', 'listen.owner = www-data', 'listen.group = www-data'] : []),
-      `listen = ${fpmSock}`,
-      'listen.mode = 0660',
-      'pm = static',
-      'pm.max_children = 2',
-      'catch_workers_output = yes',
-      '',
-    ].join('\n'),
-  );
-  // -n: no php.ini and no conf.d; WordPress needs mysqli.
-  fpm = spawn(PHP_FPM, ['-n', '-d', 'extension=mysqlnd', '-d', 'extension=mysqli', '-d', 'display_errors=0', '-F', '-y', join(dir, 'php-fpm.conf')], { stdio: 'ignore' });
-  await until('php-fpm to listen', () => existsSync(fpmSock));
+  // Names no vhost claims land on the default server.
+  nginx = await startNginx(ngx, { defaultServerBody: 'default server\n' });
+  fpm = await startPhpFpm(dir, { children: 2, catchWorkersOutput: true, mysqli: true }); // WordPress needs mysqli
 
   db = await startMariaDb(join(dir, 'mariadb'), ROOT_PW);
 
   // The platform: Debian's WordPress tree on the master, plus a minimal theme (the package ships
   // none and the home page must show the title). WordPress falls back to the newest core default
   // theme it finds, so the theme takes that name.
-  mkdirSync(join(master.root, '/var/www'), { recursive: true });
-  execFileSync('cp', ['-a', WORDPRESS, masterTree()]);
-  const theme = join(masterTree(), 'wp-content/themes/twentytwentythree');
-  mkdirSync(theme, { recursive: true });
-  writeFileSync(join(theme, 'style.css'), '/*\nTheme Name: Spoke Test\n*/\n');
-  writeFileSync(join(theme, 'index.php'), '<html><head><title><?php bloginfo("name"); ?></title></head><body><h1 id="site-title"><?php bloginfo("name"); ?></h1><?php while (have_posts()) { the_post(); echo "<h2 class=\\"post\\">" . get_the_title() . "</h2>"; } ?></body></html>\n');
+  prepareWordPress(masterTree(), { listPosts: true });
 
   await master.start();
-  const t = await master.cli('server', 'token', 'w1');
-  const r = await w1.enroll(master.listen, t.stdout.trim());
-  expect(r.code, r.stderr).toBe(0);
-  const cfgFile = join(w1.stateDir, 'agent.json');
-  const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
-  cfg.http = {
-    impl: 'nginx',
-    confDir,
-    listen: [`127.0.0.1:${port}`],
-    testCommand: [NGINX, '-t', ...nginxArgs],
-    reloadCommand: [NGINX, '-s', 'reload', ...nginxArgs],
-    webGroup,
-    templatesDir: templates,
-  };
-  cfg.php = { fpmSocket: fpmSock };
-  // The web server w1 reaches its database over 127.0.0.1.
-  cfg.db = { host: '127.0.0.1', port: db.port, adminUser: 'root', adminPassword: ROOT_PW, grantHosts: { w1: ['127.0.0.1'] } };
-  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
-  chmodSync(cfgFile, 0o600);
-  w1.run();
-  await until('w1 online', async () => (await master.json<{ online: boolean }>('server', 'show', 'w1')).online);
+  await enrollAgent(master, w1, {
+    http: nginx.agentHttp(templates),
+    php: { fpmSocket: fpm.socket },
+    // The web server w1 reaches its database over 127.0.0.1.
+    db: { host: '127.0.0.1', port: db.port, adminUser: 'root', adminPassword: ROOT_PW, grantHosts: { w1: ['127.0.0.1'] } },
+  });
   const { t: pv, log } = await task('platform', 'add', 'wp', '--path', PLATFORM, '--server', 'w1');
   expect(pv.state, `${JSON.stringify(pv.error)}\n${log}`).toBe('succeeded');
 }, 300_000);
@@ -231,13 +86,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await w1.daemon?.stop('SIGKILL');
   await master.daemon?.stop('SIGKILL');
-  for (const p of [nginx, fpm]) {
-    if (p && p.exitCode === null && p.signalCode === null) {
-      const gone = new Promise((r) => p.once('exit', r));
-      p.kill('SIGTERM');
-      await gone;
-    }
-  }
+  await nginx?.stop();
+  await fpm?.stop();
   await db?.stop();
   cleanup(dir);
 });

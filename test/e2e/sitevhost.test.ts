@@ -11,11 +11,9 @@
  * platform, a private MariaDB, a minimal wp-config.php, InstallSite over HTTP, the home page
  * showing the title.
  */
-import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CAPABILITY_VERSION, createCA, RootMap, silentLogger, type wire } from '@spoke/shared';
@@ -27,16 +25,9 @@ import { SiteInstaller } from '../../packages/agent/src/siteinstall.js';
 import type { AgentTrees } from '../../packages/agent/src/sync.js';
 import { commandRunner, WebConfig } from '../../packages/agent/src/webconfig.js';
 import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
-import { cleanup, scratch, until } from '../harness.js';
+import { cleanup, scratch } from '../harness.js';
+import { NGINX, prepareWordPress, startNginx, startPhpFpm, WEB_GROUP as webGroup, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
 
-const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p));
-const PHP_FPM = readdirSync('/usr/sbin')
-  .filter((f) => /^php-fpm[\d.]+$/.test(f))
-  .sort()
-  .reverse()
-  .map((f) => join('/usr/sbin', f))[0];
-const WORDPRESS = '/usr/share/wordpress';
-const ROOT_USER = process.getuid?.() === 0;
 const BIN_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
 const dir = scratch('spoke-sitevhost-');
@@ -46,65 +37,17 @@ const hostRoot = join(dir, 'w1'); // the agent's simulated host (--root)
 const ngx = join(dir, 'nginx');
 const confDir = join(ngx, 'spoke.d');
 const templates = join(dir, 'templates');
-const fpmSock = join(dir, 'php-fpm.sock');
 const PLATFORM = '/var/www/p1';
 const tree = () => join(hostRoot, PLATFORM);
 const CONF = join(confDir, 'spoke-site-site.test.conf');
-const webGroup = ROOT_USER ? 'www-data' : groupName(process.getgid?.() ?? 0);
-const nginxArgs = ['-p', ngx, '-c', join(ngx, 'nginx.conf'), '-e', join(ngx, 'error.log')];
-let port = 0;
-let nginx: ChildProcess | undefined;
-let nginxOut = '';
-let fpm: ChildProcess | undefined;
+let nginx: PrivateNginx;
+let fpm: PrivatePhpFpm;
 let hub: AgentHub;
 let conn: MasterConnection;
 
-function groupName(gid: number): string {
-  const line = readFileSync('/etc/group', 'utf8')
-    .split('\n')
-    .find((l) => l.split(':')[2] === String(gid));
-  return line?.split(':')[0] ?? String(gid);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-/** A GET to our nginx with the given Host header (fetch cannot set Host). */
-function get(host: string, path = '/'): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers: { Host: host }, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** nginx applies a reload asynchronously: wait until `host` answers as expected. */
-function served(what: string, host: string, path: string, ok: (r: Reply) => boolean): Promise<Reply> {
-  return until(what, async () => {
-    const r = await get(host, path).catch(() => undefined);
-    return r && ok(r) ? r : undefined;
-  });
-}
+/** A GET to our nginx with the given Host header. */
+const get = (host: string, path = '/'): Promise<Reply> => nginx.get(host, path);
+const served = (what: string, host: string, path: string, ok: (r: Reply) => boolean): Promise<Reply> => nginx.served(what, host, path, ok);
 
 /** Sends one command through the hub to the in-process agent. */
 function call<K extends AgentCommand['type']>(cmd: Extract<AgentCommand, { type: K }>) {
@@ -125,59 +68,9 @@ const SITE = {
 };
 
 beforeAll(async () => {
-  if (!NGINX) throw new Error('nginx is not installed: apt-get install nginx-light (scripts/test-all.sh does)');
-  if (!PHP_FPM) throw new Error('php-fpm is not installed: apt-get install php-fpm');
-  port = await freePort();
-  mkdirSync(confDir, { recursive: true });
-  mkdirSync(join(ngx, 'tmp'), { recursive: true });
-  const mime = existsSync('/etc/nginx/mime.types') ? 'include /etc/nginx/mime.types;' : '';
-  writeFileSync(
-    join(ngx, 'nginx.conf'),
-    [
-      ROOT_USER ? 'user www-data www-data;' : '',
-      'worker_processes 1;',
-      `pid ${ngx}/nginx.pid;`,
-      `error_log ${ngx}/error.log;`,
-      'events { worker_connections 64; }',
-      'http {',
-      `  ${mime}`,
-      '  default_type application/octet-stream;',
-      `  access_log ${ngx}/access.log;`,
-      ...['client_body', 'fastcgi', 'proxy', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${ngx}/tmp/${t};`),
-      // Names no site vhost claims land here.
-      `  server { listen 127.0.0.1:${port} default_server; server_name _; default_type text/plain; return 200 "default server\\n"; }`,
-      `  include ${confDir}/*.conf;`,
-      '}',
-      '',
-    ].join('\n'),
-  );
-  nginx = spawn(NGINX, [...nginxArgs, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  nginx.stdout?.on('data', (d: Buffer) => (nginxOut += d.toString()));
-  nginx.stderr?.on('data', (d: Buffer) => (nginxOut += d.toString()));
-  await until('nginx to start', () => existsSync(join(ngx, 'nginx.pid')) || (nginx?.exitCode != null ? Promise.reject(new Error(nginxOut)) : false));
-
-  writeFileSync(
-    join(dir, 'php-fpm.conf'),
-    [
-      '[global]',
-      `pid = ${dir}/php-fpm.pid`,
-      `error_log = ${dir}/php-fpm.log`,
-      'daemonize = no',
-      '[www]',
-      ...(ROOT_USER ? ['user = www-data', 'group = www-data', 'listen.owner = www-data', 'listen.group = www-data'] : []),
-      `listen = ${fpmSock}`,
-      'listen.mode = 0660',
-      'pm = static',
-      'pm.max_children = 2',
-      'catch_workers_output = yes',
-      '',
-    ].join('\n'),
-  );
-  // -n: no php.ini and no conf.d; WordPress needs mysqli.
-  fpm = spawn(PHP_FPM, ['-n', '-d', 'extension=mysqlnd', '-d', 'extension=mysqli', '-d', 'display_errors=0', '-F', '-y', join(dir, 'php-fpm.conf')], {
-    stdio: 'ignore',
-  });
-  await until('php-fpm to listen', () => existsSync(fpmSock));
+  // Names no site vhost claims land on the default server.
+  nginx = await startNginx(ngx, { defaultServerBody: 'default server\n', getTimeoutMs: 10_000 });
+  fpm = await startPhpFpm(dir, { children: 2, catchWorkersOutput: true, mysqli: true }); // WordPress needs mysqli
 
   // The platform as converge leaves it on the web server: code and sites/<domain>/ (no files dirs).
   mkdirSync(join(tree(), 'sites/site.test'), { recursive: true });
@@ -185,21 +78,12 @@ beforeAll(async () => {
   writeFileSync(join(tree(), 'sites/site.test/settings.php'), '<?php $secret = 1;\n', { mode: 0o600 });
 
   // The agent: real WebConfig and installer, nginx commands with the private prefix.
-  const http: HttpSettings = {
-    impl: 'nginx',
-    confDir,
-    listen: [`127.0.0.1:${port}`],
-    testCommand: [NGINX, '-t', ...nginxArgs],
-    reloadCommand: [NGINX, '-s', 'reload', ...nginxArgs],
-    webGroup,
-    templatesDir: templates,
-    configured: true,
-  };
+  const http: HttpSettings = { ...nginx.agentHttp(templates), configured: true };
   const rootMap = new RootMap(hostRoot);
   const log = silentLogger();
   const web = new WebConfig({
     http,
-    fpmSocket: fpmSock,
+    fpmSocket: fpm.socket,
     roots: ['/var/www'],
     rootMap,
     binDirs: BIN_DIRS,
@@ -246,13 +130,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const p of [nginx, fpm]) {
-    if (p && p.exitCode === null && p.signalCode === null) {
-      const gone = new Promise((r) => p.once('exit', r));
-      p.kill('SIGTERM');
-      await gone;
-    }
-  }
+  await nginx?.stop();
+  await fpm?.stop();
   cleanup(dir);
 });
 
@@ -313,7 +192,7 @@ describe('site vhosts (real nginx, php-fpm)', () => {
   });
 
   it('a broken site template fails with nginx\'s message; the old vhost stays and keeps serving', async () => {
-    const pidBefore = readFileSync(join(ngx, 'nginx.pid'), 'utf8').trim();
+    const pidBefore = readFileSync(nginx.pidFile, 'utf8').trim();
     const builtin = readFileSync(join(import.meta.dirname, '../../deploy/templates/nginx/site.conf'), 'utf8');
     mkdirSync(join(templates, 'nginx'), { recursive: true });
     writeFileSync(join(templates, 'nginx', 'site.conf'), builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'));
@@ -325,10 +204,10 @@ describe('site vhosts (real nginx, php-fpm)', () => {
       );
       expect(readFileSync(CONF, 'utf8')).toBe(enabledConfig);
       expect(readdirSync(confDir)).toEqual(['spoke-site-site.test.conf']);
-      expect(readFileSync(join(ngx, 'nginx.pid'), 'utf8').trim()).toBe(pidBefore);
+      expect(readFileSync(nginx.pidFile, 'utf8').trim()).toBe(pidBefore);
       expect((await get('site.test', '/')).status).toBe(200);
       expect((await get('new.site.test', '/')).body).toBe('default server\n');
-      expect(spawnSync(NGINX as string, ['-t', ...nginxArgs]).status).toBe(0);
+      expect(spawnSync(NGINX as string, ['-t', ...nginx.args]).status).toBe(0);
     } finally {
       writeFileSync(join(templates, 'nginx', 'site.conf'), builtin);
     }
@@ -367,12 +246,8 @@ describe('WordPress install over HTTP (Debian\'s wordpress, private MariaDB)', (
     await c.query("CREATE USER 'wp'@'127.0.0.1' IDENTIFIED BY 'wp-pass-1'");
     await c.query("GRANT ALL ON wp_site.* TO 'wp'@'127.0.0.1'");
     await c.end();
-    mkdirSync(join(hostRoot, '/var/www'), { recursive: true });
-    execFileSync('cp', ['-a', WORDPRESS, wpTree()]);
     // A minimal theme: Debian's package ships none, and the home page must show the title.
-    mkdirSync(join(wpTree(), 'wp-content/themes/spoketest'), { recursive: true });
-    writeFileSync(join(wpTree(), 'wp-content/themes/spoketest/style.css'), '/*\nTheme Name: Spoke Test\n*/\n');
-    writeFileSync(join(wpTree(), 'wp-content/themes/spoketest/index.php'), '<html><head><title><?php bloginfo("name"); ?></title></head><body><h1 id="site-title"><?php bloginfo("name"); ?></h1></body></html>\n');
+    prepareWordPress(wpTree(), { theme: 'spoketest' });
     // The real per-site settings are another part's job; this is the least WordPress needs.
     const salts = ['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT', 'LOGGED_IN_SALT', 'NONCE_SALT'];
     writeFileSync(

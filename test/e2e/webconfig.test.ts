@@ -5,26 +5,12 @@
  * gets the web group; and a broken template override fails the task with nginx's own message
  * while the previous config stays in place and nginx keeps serving.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentUnderTest, MasterUnderTest, cleanup, scratch, until } from '../harness.js';
-
-interface TaskJson {
-  id: number;
-  state: string;
-  error: { code: string; message: string } | null;
-}
-
-const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p));
-const PHP_FPM = readdirSync('/usr/sbin')
-  .filter((f) => /^php-fpm[\d.]+$/.test(f))
-  .sort()
-  .reverse()
-  .map((f) => join('/usr/sbin', f))[0];
-const ROOT_USER = process.getuid?.() === 0;
+import { enrollAgent, gidOf, NGINX, PHP_FPM, phpFpmSocket, startNginx, startPhpFpm, WEB_GROUP as webGroup, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
 
 const dir = scratch('spoke-webconfig-');
 // nginx workers and php-fpm run as www-data when we are root: they must reach the agent's tree.
@@ -34,53 +20,18 @@ const w1 = new AgentUnderTest(dir, 'w1');
 const ngx = join(dir, 'nginx');
 const confDir = join(ngx, 'spoke.d');
 const templates = join(dir, 'templates');
-const fpmSock = join(dir, 'php-fpm.sock');
 const PLATFORM = '/var/www/static1';
 const CONF = join(confDir, 'spoke-platform-static1.conf');
-const webGroup = ROOT_USER ? 'www-data' : groupName(process.getgid?.() ?? 0);
-let port = 0;
-let nginx: ChildProcess | undefined;
-let nginxOut = '';
-let fpm: ChildProcess | undefined;
-
-function groupName(gid: number): string {
-  const line = readFileSync('/etc/group', 'utf8')
-    .split('\n')
-    .find((l) => l.split(':')[2] === String(gid));
-  return line?.split(':')[0] ?? String(gid);
-}
-
-function gidOf(name: string): number {
-  const line = readFileSync('/etc/group', 'utf8')
-    .split('\n')
-    .find((l) => l.split(':')[0] === name);
-  return Number(line?.split(':')[2]);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
-
-const nginxArgs = ['-p', ngx, '-c', join(ngx, 'nginx.conf'), '-e', join(ngx, 'error.log')];
+let nginx: PrivateNginx;
+let fpm: PrivatePhpFpm | undefined;
 
 async function get(path: string): Promise<{ status: number; body: string }> {
-  const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
+  const r = await fetch(`http://127.0.0.1:${nginx.port}${path}`, { signal: AbortSignal.timeout(5000) });
   return { status: r.status, body: await r.text() };
 }
 
-/** Runs a CLI task in JSON mode: the task from stdout, its log lines from stderr. */
-async function task(...args: string[]): Promise<{ t: TaskJson; log: string }> {
-  const r = await master.cli('-o', 'json', ...args);
-  const t = JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('\n{') + 1)) as TaskJson;
-  return { t, log: r.stderr };
-}
+/** Runs a CLI task in JSON mode: the task and its log lines. */
+const task = (...args: string[]) => master.task(...args);
 
 const agentTree = () => join(w1.root, PLATFORM);
 /** The trees the agent holds committed state for (head.json under <state>/trees). */
@@ -95,54 +46,8 @@ const agentTreeStates = (): string[] => {
 const masterTree = () => join(master.root, PLATFORM);
 
 beforeAll(async () => {
-  if (!NGINX) throw new Error('nginx is not installed: apt-get install nginx-light (scripts/test-all.sh does)');
-  port = await freePort();
-  mkdirSync(confDir, { recursive: true });
-  mkdirSync(join(ngx, 'tmp'), { recursive: true });
-  const mime = existsSync('/etc/nginx/mime.types') ? 'include /etc/nginx/mime.types;' : '';
-  writeFileSync(
-    join(ngx, 'nginx.conf'),
-    [
-      ROOT_USER ? 'user www-data www-data;' : '',
-      'worker_processes 1;',
-      `pid ${ngx}/nginx.pid;`,
-      `error_log ${ngx}/error.log;`,
-      'events { worker_connections 64; }',
-      'http {',
-      `  ${mime}`,
-      '  default_type application/octet-stream;',
-      `  access_log ${ngx}/access.log;`,
-      ...['client_body', 'fastcgi', 'proxy', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${ngx}/tmp/${t};`),
-      `  include ${confDir}/*.conf;`,
-      '}',
-      '',
-    ].join('\n'),
-  );
-  nginx = spawn(NGINX, [...nginxArgs, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  nginx.stdout?.on('data', (d: Buffer) => (nginxOut += d.toString()));
-  nginx.stderr?.on('data', (d: Buffer) => (nginxOut += d.toString()));
-  await until('nginx to start', () => existsSync(join(ngx, 'nginx.pid')) || (nginx?.exitCode != null ? Promise.reject(new Error(nginxOut)) : false));
-
-  if (PHP_FPM) {
-    writeFileSync(
-      join(dir, 'php-fpm.conf'),
-      [
-        '[global]',
-        `pid = ${dir}/php-fpm.pid`,
-        `error_log = ${dir}/php-fpm.log`,
-        'daemonize = no',
-        '[www]',
-        ...(ROOT_USER ? ['user = www-data', 'group = www-data', 'listen.owner = www-data', 'listen.group = www-data'] : []),
-        `listen = ${fpmSock}`,
-        'listen.mode = 0660',
-        'pm = static',
-        'pm.max_children = 1',
-        '',
-      ].join('\n'),
-    );
-    fpm = spawn(PHP_FPM, ['-n', '-F', '-y', join(dir, 'php-fpm.conf')], { stdio: 'ignore' });
-    await until('php-fpm to listen', () => existsSync(fpmSock));
-  }
+  nginx = await startNginx(ngx);
+  if (PHP_FPM) fpm = await startPhpFpm(dir);
 
   // The platform on the master: a static file, a PHP file, a dotfile, a Drupal-like sites/.
   mkdirSync(join(masterTree(), 'sites/default'), { recursive: true });
@@ -160,36 +65,14 @@ beforeAll(async () => {
   for (const d of ['sites', 'sites/default/files', 'sites/default/private']) chmodSync(join(agentTree(), d), 0o755);
 
   await master.start();
-  const t = await master.cli('server', 'token', 'w1');
-  const r = await w1.enroll(master.listen, t.stdout.trim());
-  expect(r.code, r.stderr).toBe(0);
-  const cfgFile = join(w1.stateDir, 'agent.json');
-  const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
-  cfg.http = {
-    impl: 'nginx',
-    confDir,
-    listen: [`127.0.0.1:${port}`],
-    testCommand: [NGINX, '-t', ...nginxArgs],
-    reloadCommand: [NGINX, '-s', 'reload', ...nginxArgs],
-    webGroup,
-    templatesDir: templates,
-  };
-  cfg.php = { fpmSocket: fpmSock };
-  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
-  w1.run();
-  await until('w1 online', async () => (await master.json<{ online: boolean }>('server', 'show', 'w1')).online);
+  await enrollAgent(master, w1, { http: nginx.agentHttp(templates), php: { fpmSocket: phpFpmSocket(dir) } });
 });
 
 afterAll(async () => {
   await w1.daemon?.stop('SIGKILL');
   await master.daemon?.stop('SIGKILL');
-  for (const p of [nginx, fpm]) {
-    if (p && p.exitCode === null && p.signalCode === null) {
-      const gone = new Promise((r) => p.once('exit', r));
-      p.kill('SIGTERM');
-      await gone;
-    }
-  }
+  await nginx?.stop();
+  await fpm?.stop();
   cleanup(dir);
 });
 
@@ -202,7 +85,7 @@ describe('web server config (real nginx)', () => {
     expect(log).toContain(`w1: nginx config ${CONF} written, tested and reloaded`);
     firstConfig = readFileSync(CONF, 'utf8');
     expect(firstConfig).toContain(`root ${agentTree()};`);
-    expect(firstConfig).toContain(`listen 127.0.0.1:${port};`);
+    expect(firstConfig).toContain(`listen 127.0.0.1:${nginx.port};`);
     // nginx applies a reload asynchronously: wait for the new server block
     const hello = await until('nginx to serve hello.txt', async () => {
       const r = await get('/hello.txt').catch(() => undefined);
@@ -219,7 +102,7 @@ describe('web server config (real nginx)', () => {
   it('PHP goes to php-fpm through the socket from agent.json', async () => {
     if (!PHP_FPM) throw new Error('php-fpm is not installed: apt-get install php-fpm');
     const r = await get('/info.php');
-    expect(r.status, `${r.body}\n${existsSync(join(dir, 'php-fpm.log')) ? readFileSync(join(dir, 'php-fpm.log'), 'utf8') : ''}`).toBe(200);
+    expect(r.status, `${r.body}\n${fpm?.log() ?? ''}`).toBe(200);
     expect(r.body).toMatch(/^php ok \d+ \/info\.php$/);
     expect((await get('/missing.php')).status).toBe(404);
   });
@@ -242,7 +125,7 @@ describe('web server config (real nginx)', () => {
   });
 
   it('a broken template fails the verify with nginx\'s own message; the previous config stays and nginx keeps serving', async () => {
-    const pidBefore = readFileSync(join(ngx, 'nginx.pid'), 'utf8').trim();
+    const pidBefore = readFileSync(nginx.pidFile, 'utf8').trim();
     const builtin = readFileSync(join(import.meta.dirname, '../../deploy/templates/nginx/platform.conf'), 'utf8');
     mkdirSync(join(templates, 'nginx'), { recursive: true });
     writeFileSync(join(templates, 'nginx', 'platform.conf'), builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'));
@@ -257,10 +140,10 @@ describe('web server config (real nginx)', () => {
     expect(readFileSync(CONF, 'utf8')).toBe(firstConfig);
     expect(readdirSync(confDir)).toEqual(['spoke-platform-static1.conf']);
     // nginx never reloaded the broken file: same master, still serving (the tree itself converged)
-    expect(readFileSync(join(ngx, 'nginx.pid'), 'utf8').trim()).toBe(pidBefore);
+    expect(readFileSync(nginx.pidFile, 'utf8').trim()).toBe(pidBefore);
     const r = await get('/hello.txt');
     expect(r).toEqual({ status: 200, body: 'hello again\n' });
-    expect(spawnSync(NGINX as string, ['-t', ...nginxArgs]).status).toBe(0);
+    expect(spawnSync(NGINX as string, ['-t', ...nginx.args]).status).toBe(0);
   });
 
   it('with the override fixed, verify succeeds again and nothing needs reloading', async () => {
@@ -296,7 +179,7 @@ describe('web server config (real nginx)', () => {
     expect(r.stdout).toContain(`master: canonical tree ${masterTree()} left in place`);
     expect(existsSync(CONF)).toBe(false);
     expect(readdirSync(confDir)).toEqual([]);
-    expect(spawnSync(NGINX as string, ['-t', ...nginxArgs]).status).toBe(0);
+    expect(spawnSync(NGINX as string, ['-t', ...nginx.args]).status).toBe(0);
     // no server block is left on that port: nginx no longer answers there
     await until('nginx to stop serving static1', async () => {
       const res = await get('/hello.txt').catch(() => undefined);

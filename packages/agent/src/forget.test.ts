@@ -3,7 +3,7 @@
  * (scripts stand in for nginx), the tree state goes so the tree is no longer reported, and
  * removeTree deletes the tree but keeps user data.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import { AgentTrees } from './sync.js';
 import { forgetPlatform } from './forget.js';
 import { converge, treeStateDir } from './converge/index.js';
 import { copyFetcher, manifestOf, writeTree } from './converge/testkit.js';
+import { recordingScript, scriptsRan } from './testutil.js';
 
 const base = mkdtempSync(join(tmpdir(), 'spoke-forget-'));
 afterAll(() => rmSync(base, { recursive: true, force: true }));
@@ -22,13 +23,10 @@ const TREE = '/var/www/d7';
 let dir: string;
 let seq = 0;
 
-function script(name: string, code: number, out = ''): string {
-  const p = join(dir, `${name}.sh`);
-  writeFileSync(p, `#!/bin/sh\necho ${name} >> ${join(dir, 'ran.log')}\nprintf '%s\\n' '${out}' >&2\nexit ${code}\n`);
-  chmodSync(p, 0o755);
-  return p;
-}
-const ran = () => (existsSync(join(dir, 'ran.log')) ? readFileSync(join(dir, 'ran.log'), 'utf8').trim().split('\n') : []);
+/** A script that appends its name to dir/ran.log, prints `out` on stderr and exits with `code`. */
+const script = (name: string, code: number, out = ''): string => recordingScript(dir, name, code, out);
+/** The scripts that ran, in order. */
+const ran = (): string[] => scriptsRan(dir);
 const rootMap = () => new RootMap(join(dir, 'root'));
 const hostTree = () => join(dir, 'root', 'var/www/d7');
 const confFile = () => join(dir, 'conf.d', 'spoke-platform-d7.conf');

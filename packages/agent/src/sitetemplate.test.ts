@@ -7,8 +7,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isSpokeError } from '@spoke/shared';
 import { BUILTIN_TEMPLATES, renderSiteConfig, renderTemplate, siteVars, type SiteConfigInput } from './webtemplate.js';
+import { code, nginxTest } from './testutil.js';
 
 const REPO = join(import.meta.dirname, '../../..');
 const dir = mkdtempSync(join(tmpdir(), 'spoke-sitetemplate-'));
@@ -27,16 +27,6 @@ const SITE: SiteConfigInput = {
   listen: ['80', '[::]:80'],
   fpm: '/run/php/php8.2-fpm.sock',
 };
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (isSpokeError(e)) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 /** The server blocks of an nginx config, each as its text. */
 function serverBlocks(text: string): string[] {
@@ -166,13 +156,11 @@ describe('built-in site templates', () => {
   });
 
   // nginx judges every variant: the site blocks must load beside each other and a platform.
-  const nginxBin = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p));
   it('every nginx variant passes nginx -t', async () => {
-    if (!nginxBin) throw new Error('nginx is not installed: apt-get install nginx-light');
     const p = join(dir, 'nginx');
     const root = join(p, 'www');
-    mkdirSync(join(p, 'conf.d'), { recursive: true });
     mkdirSync(root, { recursive: true });
+    const confs: Record<string, string> = {};
     const variants: [string, Partial<SiteConfigInput>][] = [
       ['a.test', {}],
       ['b.test', { redirectAliases: true }],
@@ -182,14 +170,9 @@ describe('built-in site templates', () => {
     ];
     for (const [domain, over] of variants) {
       const aliases = (over.aliases ?? ['www', 'old']).map((a) => `${a}.${domain}`);
-      const text = (await renderSiteConfig({ ...SITE, root, listen: ['127.0.0.1:18090'], ...over, domain, aliases }, '')).text;
-      writeFileSync(join(p, 'conf.d', `spoke-site-${domain}.conf`), text);
+      confs[`spoke-site-${domain}.conf`] = (await renderSiteConfig({ ...SITE, root, listen: ['127.0.0.1:18090'], ...over, domain, aliases }, '')).text;
     }
-    writeFileSync(
-      join(p, 'nginx.conf'),
-      `pid ${p}/nginx.pid;\nerror_log ${p}/error.log;\nevents {}\nhttp {\n  access_log off;\n  client_body_temp_path ${p}/tmp;\n  fastcgi_temp_path ${p}/tmp;\n  proxy_temp_path ${p}/tmp;\n  uwsgi_temp_path ${p}/tmp;\n  scgi_temp_path ${p}/tmp;\n  include ${p}/conf.d/*.conf;\n}\n`,
-    );
-    const r = spawnSync(nginxBin as string, ['-t', '-p', p, '-c', join(p, 'nginx.conf'), '-e', join(p, 'error.log')], { encoding: 'utf8' });
+    const r = nginxTest(p, confs);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).not.toMatch(/conflicting server name/);
   });

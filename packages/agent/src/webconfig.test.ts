@@ -2,7 +2,7 @@
  * Write → test → restore → reload, with real commands standing in for the web server: /bin/true,
  * /bin/false and small scripts that print what nginx prints and record that they ran.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { RootMap, silentLogger } from '@spoke/shared';
 import type { HttpSettings } from './config.js';
 import type { DetectedService } from './detect.js';
 import { commandRunner, serverMessage, WebConfig, type WebConfigDeps } from './webconfig.js';
+import { recordingScript, scriptsRan } from './testutil.js';
 
 const base = mkdtempSync(join(tmpdir(), 'spoke-webconfig-'));
 afterAll(() => rmSync(base, { recursive: true, force: true }));
@@ -19,14 +20,10 @@ const TREE = '/var/www/d7';
 let dir: string;
 let seq = 0;
 
-/** A script that appends its name to a log, prints `out` on stderr and exits with `code`. */
-function script(name: string, code: number, out = ''): string {
-  const p = join(dir, `${name}.sh`);
-  writeFileSync(p, `#!/bin/sh\necho ${name} >> ${join(dir, 'ran.log')}\nprintf '%s\\n' '${out}' >&2\nexit ${code}\n`);
-  chmodSync(p, 0o755);
-  return p;
-}
-const ran = () => (existsSync(join(dir, 'ran.log')) ? readFileSync(join(dir, 'ran.log'), 'utf8').trim().split('\n') : []);
+/** A script that appends its name to dir/ran.log, prints `out` on stderr and exits with `code`. */
+const script = (name: string, code: number, out = ''): string => recordingScript(dir, name, code, out);
+/** The scripts that ran, in order. */
+const ran = (): string[] => scriptsRan(dir);
 
 function http(over: Partial<HttpSettings> = {}): HttpSettings {
   return {

@@ -3,8 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isSpokeError } from '@spoke/shared';
 import { BUILTIN_TEMPLATES, checkListen, platformVars, renderPlatformConfig, renderTemplate, type PlatformConfigInput } from './webtemplate.js';
+import { code, nginxTest } from './testutil.js';
 
 const REPO = join(import.meta.dirname, '../../..');
 const dir = mkdtempSync(join(tmpdir(), 'spoke-webtemplate-'));
@@ -19,16 +19,6 @@ const INPUT: PlatformConfigInput = {
   listen: ['80', '[::]:80'],
   fpm: '/run/php/php8.2-fpm.sock',
 };
-
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (isSpokeError(e)) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 describe('renderTemplate', () => {
   it('substitutes variables and repeats a line per value of a list variable', () => {
@@ -120,20 +110,12 @@ describe('built-in templates', () => {
   });
 
   // The real servers judge the built-in templates: nginx -t / apache2 -t on a private config.
-  const nginxBin = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p));
   it('the nginx template passes nginx -t', async () => {
-    if (!nginxBin) throw new Error('nginx is not installed: apt-get install nginx-light');
     const p = join(dir, 'nginx');
     const root = join(p, 'www');
-    mkdirSync(join(p, 'conf.d'), { recursive: true });
     mkdirSync(root, { recursive: true });
     const text = (await renderPlatformConfig({ ...INPUT, root, listen: ['127.0.0.1:18080', '127.0.0.1:18081'] }, '')).text;
-    writeFileSync(join(p, 'conf.d', 'spoke-platform-d7.conf'), text);
-    writeFileSync(
-      join(p, 'nginx.conf'),
-      `pid ${p}/nginx.pid;\nerror_log ${p}/error.log;\nevents {}\nhttp {\n  access_log off;\n  client_body_temp_path ${p}/tmp;\n  fastcgi_temp_path ${p}/tmp;\n  proxy_temp_path ${p}/tmp;\n  uwsgi_temp_path ${p}/tmp;\n  scgi_temp_path ${p}/tmp;\n  include ${p}/conf.d/*.conf;\n}\n`,
-    );
-    const r = spawnSync(nginxBin as string, ['-t', '-p', p, '-c', join(p, 'nginx.conf'), '-e', join(p, 'error.log')], { encoding: 'utf8' });
+    const r = nginxTest(p, { 'spoke-platform-d7.conf': text });
     expect(r.status, r.stderr).toBe(0);
   });
 

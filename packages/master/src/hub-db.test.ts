@@ -3,36 +3,12 @@
  * is sent, sent with their fields, and answered with domain reports or the agent's stable code;
  * dumps in flight (DumpTransfers) taken once, only by the agent the command went to, checked.
  */
-import { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
-import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { silentLogger, type wire } from '@spoke/shared';
-import { AgentHub } from './hub.js';
-import type { Namespace } from './namespace.js';
+import type { wire } from '@spoke/shared';
+import { connectFakeAgent } from './testutil.js';
 
-class FakeStream extends EventEmitter {
-  written: wire.MasterCommand[] = [];
-  write(m: wire.MasterCommand): boolean {
-    this.written.push(m);
-    return true;
-  }
-  end(): void {}
-}
-
-function connect(capabilityVersion: number) {
-  const ns = { recordHello: () => undefined, touch: () => undefined, getServer: () => ({ lastSeenMs: null }) } as unknown as Namespace;
-  const hub = new AgentHub({ ns, log: silentLogger(), clock: Date.now, heartbeatIntervalMs: 1000, heartbeatTtlMs: 60_000 });
-  const stream = new FakeStream();
-  hub.attach('db1', null, stream as unknown as ServerDuplexStream<wire.AgentEvent, wire.MasterCommand>);
-  stream.emit('data', { event: { $case: 'hello', value: { capabilityVersion, facts: undefined, services: [], observed: {} } } });
-  const answer = (result: Omit<wire.CommandResult, 'id'>) => {
-    const sent = stream.written.at(-1) as wire.MasterCommand;
-    stream.emit('data', { event: { $case: 'result', value: { id: sent.id, ...result } } });
-    return sent;
-  };
-  return { hub, stream, answer };
-}
+const connect = (capabilityVersion: number) => connectFakeAgent('db1', capabilityVersion);
 
 const SPEC = { database: 'example_com', user: 'example_com', password: 'pw-pw-pw-pw-pw-pw-pw', hosts: ['w1', 'w2'] };
 

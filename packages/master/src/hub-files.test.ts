@@ -4,36 +4,12 @@
  * offers CallOptions.filesFrom; a files transfer cannot be taken through the dump RPCs (nor the
  * reverse), only by the agent the command went to, only once; capability 6 is required.
  */
-import { EventEmitter } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
-import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { silentLogger, type wire } from '@spoke/shared';
-import { AgentHub } from './hub.js';
-import type { Namespace } from './namespace.js';
+import type { wire } from '@spoke/shared';
+import { connectFakeAgent } from './testutil.js';
 
-class FakeStream extends EventEmitter {
-  written: wire.MasterCommand[] = [];
-  write(m: wire.MasterCommand): boolean {
-    this.written.push(m);
-    return true;
-  }
-  end(): void {}
-}
-
-function connect(capabilityVersion: number) {
-  const ns = { recordHello: () => undefined, touch: () => undefined, getServer: () => ({ lastSeenMs: null }) } as unknown as Namespace;
-  const hub = new AgentHub({ ns, log: silentLogger(), clock: Date.now, heartbeatIntervalMs: 1000, heartbeatTtlMs: 60_000 });
-  const stream = new FakeStream();
-  hub.attach('w1', null, stream as unknown as ServerDuplexStream<wire.AgentEvent, wire.MasterCommand>);
-  stream.emit('data', { event: { $case: 'hello', value: { capabilityVersion, facts: undefined, services: [], observed: {} } } });
-  const answer = (result: Omit<wire.CommandResult, 'id'>) => {
-    const sent = stream.written.at(-1) as wire.MasterCommand;
-    stream.emit('data', { event: { $case: 'result', value: { id: sent.id, ...result } } });
-    return sent;
-  };
-  return { hub, stream, answer };
-}
+const connect = (capabilityVersion: number) => connectFakeAgent('w1', capabilityVersion);
 
 describe('AgentHub site files transfers', () => {
   it('refuses them to an agent older than capability 6, and without filesTo / filesFrom', async () => {

@@ -2,30 +2,11 @@
  * The hub refuses a command an agent's capability predates (before sending anything) and turns a
  * ConfigurePlatform result into the domain report. The stream is an in-memory duplex.
  */
-import { EventEmitter } from 'node:events';
-import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { CAPABILITY_VERSION, silentLogger, type wire } from '@spoke/shared';
-import { AgentHub } from './hub.js';
-import type { Namespace } from './namespace.js';
+import { CAPABILITY_VERSION, type wire } from '@spoke/shared';
+import { connectFakeAgent } from './testutil.js';
 
-class FakeStream extends EventEmitter {
-  written: wire.MasterCommand[] = [];
-  write(m: wire.MasterCommand): boolean {
-    this.written.push(m);
-    return true;
-  }
-  end(): void {}
-}
-
-function connect(capabilityVersion: number) {
-  const ns = { recordHello: () => undefined, touch: () => undefined, getServer: () => ({ lastSeenMs: null }) } as unknown as Namespace;
-  const hub = new AgentHub({ ns, log: silentLogger(), clock: Date.now, heartbeatIntervalMs: 1000, heartbeatTtlMs: 60_000 });
-  const stream = new FakeStream();
-  hub.attach('w1', null, stream as unknown as ServerDuplexStream<wire.AgentEvent, wire.MasterCommand>);
-  stream.emit('data', { event: { $case: 'hello', value: { capabilityVersion, facts: undefined, services: [], observed: {} } } });
-  return { hub, stream };
-}
+const connect = (capabilityVersion: number) => connectFakeAgent('w1', capabilityVersion);
 
 const CMD = { type: 'configurePlatform' as const, platform: 'd7', tree: '/var/www/d7', kind: 'drupal7', pinnedImpl: '' };
 

@@ -1,9 +1,12 @@
 /**
  * Test helpers shared by the master's unit tests (not exported from the package).
  */
+import { EventEmitter } from 'node:events';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { openStore, type Db } from './store.js';
 import { Namespace } from './namespace.js';
-import { SpokeError } from '@spoke/shared';
+import { AgentHub } from './hub.js';
+import { silentLogger, SpokeError } from '@spoke/shared';
 
 /** A fresh in-memory store with a namespace over it and a controllable clock. */
 export function freshNamespace(): { db: Db; ns: Namespace; now: { ms: number } } {
@@ -41,4 +44,42 @@ export function expectRefused(db: Db, code: string, fn: () => unknown): SpokeErr
 /** Enrolls an agent server directly in the namespace (no PKI). */
 export function addAgent(ns: Namespace, name: string, cluster: string | null = null): void {
   ns.recordEnrollment({ server: name, cluster, fingerprint: `fp-${name}`, replace: false });
+}
+
+// The wire types, taken from the hub's own signature: this test-only module imports no wire code
+// (test/architecture.test.ts keeps that to the edges).
+type AgentStream = Parameters<AgentHub['attach']>[2];
+type FromAgent = AgentStream extends ServerDuplexStream<infer E, unknown> ? E : never;
+type ToAgent = AgentStream extends ServerDuplexStream<unknown, infer C> ? C : never;
+type AgentResult = Extract<NonNullable<FromAgent['event']>, { $case: 'result' }>['value'];
+
+/** An agent's end of the command stream, in memory: what the hub writes is kept in `written`. */
+export class FakeAgentStream extends EventEmitter {
+  written: ToAgent[] = [];
+  write(m: ToAgent): boolean {
+    this.written.push(m);
+    return true;
+  }
+  end(): void {}
+}
+
+/**
+ * A hub with one fake agent `name` attached that said hello with `capabilityVersion`.
+ * `answer(result)` replies to the last command the hub sent and returns that command.
+ */
+export function connectFakeAgent(
+  name: string,
+  capabilityVersion: number,
+): { hub: AgentHub; stream: FakeAgentStream; answer: (result: Omit<AgentResult, 'id'>) => ToAgent } {
+  const ns = { recordHello: () => undefined, touch: () => undefined, getServer: () => ({ lastSeenMs: null }) } as unknown as Namespace;
+  const hub = new AgentHub({ ns, log: silentLogger(), clock: Date.now, heartbeatIntervalMs: 1000, heartbeatTtlMs: 60_000 });
+  const stream = new FakeAgentStream();
+  hub.attach(name, null, stream as unknown as AgentStream);
+  stream.emit('data', { event: { $case: 'hello', value: { capabilityVersion, facts: undefined, services: [], observed: {} } } });
+  const answer = (result: Omit<AgentResult, 'id'>) => {
+    const sent = stream.written.at(-1) as ToAgent;
+    stream.emit('data', { event: { $case: 'result', value: { id: sent.id, ...result } } });
+    return sent;
+  };
+  return { hub, stream, answer };
 }
