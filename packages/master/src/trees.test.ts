@@ -74,6 +74,22 @@ describe('TreeStore watching', () => {
     await settles();
   });
 
+  it('after an event storm (the kernel may have dropped events) the next read re-walks the tree', async () => {
+    await store.close();
+    store = new TreeStore({ db: openStore(':memory:'), rootMap: new RootMap(root), log: createLogger({ level: 'silent' }), stormEvents: 50 });
+    await store.manifest(NS, [], { live: true });
+    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
+    await settles(); // the ready re-walk
+    const before = store.untrustedRewalks;
+    for (let i = 0; i < 120; i++) writeFileSync(join(tree, 'mod0/src', `storm${i}.php`), `<?php // ${i}\n`);
+    await settles();
+    expect(store.untrustedRewalks).toBe(before + 1);
+    // a few events are not a storm
+    writeFileSync(join(tree, 'mod1/src/f0.php'), 'calm');
+    await settles();
+    expect(store.untrustedRewalks).toBe(before + 1);
+  });
+
   it('ignores user files and does not report them as changes', async () => {
     const changed: string[] = [];
     store.onChange = (p) => changed.push(p);

@@ -98,7 +98,10 @@ export class TreeStore {
   private readonly trees = new Map<string, Tree>();
   private readonly watchEnabled: boolean;
   private readonly watchMaxEntries: number;
+  private readonly stormEvents: number;
   private watchedEntries = 0;
+  /** Re-walks done because the watcher could not be trusted (event storm, watcher error). */
+  untrustedRewalks = 0;
   /** Called (debounced by the caller) when a watched tree changed. */
   onChange: (nsPath: string) => void = () => undefined;
 
@@ -108,14 +111,20 @@ export class TreeStore {
    *   192 MB for 20,000 files and 939 MB for 200,000. So only trees up to this many entries in
    *   total are watched; the others are re-walked (stat-cached) on every verify. Live platforms
    *   are always watched. @default 60000
+   * @param deps.stormEvents the kernel queues at most 16,384 inotify events (Linux default
+   *   `max_queued_events`) and drops the rest without a word that reaches Node; a `git checkout`
+   *   of a large tree produces more than that. So when a tree's watches report this many events
+   *   within a second, the next read re-walks it (stat-cached) instead of trusting the events.
+   *   @default 4000
    */
-  constructor(deps: { db: Db; rootMap: RootMap; log: Logger; watch?: boolean; watchMaxEntries?: number }) {
+  constructor(deps: { db: Db; rootMap: RootMap; log: Logger; watch?: boolean; watchMaxEntries?: number; stormEvents?: number }) {
     this.db = deps.db;
     this.rootMap = deps.rootMap;
     this.log = deps.log;
     this.cache = new SqliteStatCache(deps.db);
     this.watchEnabled = deps.watch ?? true;
     this.watchMaxEntries = deps.watchMaxEntries ?? 60_000;
+    this.stormEvents = deps.stormEvents ?? 4000;
   }
 
   /**
@@ -345,9 +354,25 @@ export class TreeStore {
       t.pending.add(rel);
       this.onChange(t.nsPath);
     };
+    const untrusted = (why: string, extra: object = {}) => {
+      if (!t.rewalk) {
+        this.untrustedRewalks++;
+        this.log.info({ tree: t.nsPath, ...extra }, `${why}: the next read re-walks the tree`);
+      }
+      t.rewalk = true;
+      this.onChange(t.nsPath);
+    };
+    let windowStart = 0;
+    let events = 0;
     // addDir / unlinkDir (files never reach chokidar's own events)
     w.on('all', (_ev, p) => touch(p));
     w.on('raw', (_ev, name: string | null, details) => {
+      const now = Date.now();
+      if (now - windowStart > 1000) {
+        windowStart = now;
+        events = 0;
+      }
+      if (++events === this.stormEvents) untrusted('event storm (the kernel may drop events)', { events });
       const dir = (details as { watchedPath?: string } | undefined)?.watchedPath;
       if (!dir || !name) return;
       // a watch on the directory itself reports its own deletion with its own name
@@ -359,7 +384,10 @@ export class TreeStore {
       t.rewalk = true;
       this.onChange(t.nsPath);
     });
-    w.on('error', (e) => this.log.warn({ tree: t.nsPath, err: (e as Error).message }, 'watcher error'));
+    w.on('error', (e) => {
+      this.log.warn({ tree: t.nsPath, err: (e as Error).message }, 'watcher error');
+      untrusted('watcher error');
+    });
     t.watcher = w;
   }
 
