@@ -208,20 +208,13 @@ export class PlatformSync {
     } catch {
       // no registry: the generic template variables apply
     }
-    const pinned = (name: string): string => {
-      try {
-        return this.ns.getServer(name).services.find((s) => s.kind === 'http')?.pinnedImpl ?? '';
-      } catch {
-        return '';
-      }
-    };
     return Promise.all(
       servers.map(async (server) => {
         const strip = (m: string) => (m.startsWith(`${server}: `) ? m.slice(server.length + 2) : m);
         try {
           const r = await this.hub.call(
             server,
-            { type: 'configurePlatform', platform: p.name, tree: p.path, kind, pinnedImpl: pinned(server) || (p.server !== server ? pinned(p.server) : '') },
+            { type: 'configurePlatform', platform: p.name, tree: p.path, kind, pinnedImpl: this.ns.httpPin(server, p.server) },
             { signal: ctx.signal, timeoutMs: 3 * 60_000 },
           );
           const did = r.changed ? 'written, tested and reloaded' : r.reloaded ? 'unchanged; reloaded' : 'unchanged';

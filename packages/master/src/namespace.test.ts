@@ -315,6 +315,21 @@ describe('services', () => {
     expect(ns.getServer('a1').services.find((s) => s.kind === 'http')?.impl).toBe('nginx');
   });
 
+  it('the http pin for a server: its own, else its cluster\'s, else none', () => {
+    const { ns } = freshNamespace();
+    addAgent(ns, 'w1', 'web');
+    addAgent(ns, 'w2', 'web');
+    addAgent(ns, 'solo');
+    expect(ns.httpPin('w1', 'web')).toBe('');
+    ns.pinService('web', 'http', 'apache');
+    expect(ns.httpPin('w1', 'web')).toBe('apache');
+    ns.pinService('w2', 'http', 'nginx');
+    expect(ns.httpPin('w2', 'web')).toBe('nginx');
+    expect(ns.httpPin('solo', 'solo')).toBe('');
+    expect(ns.httpPin('ghost', 'web')).toBe('apache');
+    expect(ns.httpPin('ghost', 'nowhere')).toBe('');
+  });
+
   it('a cluster offers what all its members detected', () => {
     const { ns } = freshNamespace();
     addAgent(ns, 'w1', 'web');

@@ -170,6 +170,22 @@ export class Namespace {
     return r.kind === 'cluster' ? this.members(server) : [server];
   }
 
+  /**
+   * The http implementation an operator pinned for `server` ("" = none: the agent's config or
+   * detection decides); a cluster member without its own pin takes the pin of `platformServer`
+   * (its cluster). Unknown servers have no pin.
+   */
+  httpPin(server: string, platformServer: string): string {
+    const pin = (name: string): string => {
+      try {
+        return this.getServer(name).services.find((s) => s.kind === 'http')?.pinnedImpl ?? '';
+      } catch {
+        return '';
+      }
+    };
+    return pin(server) || (server !== platformServer ? pin(platformServer) : '');
+  }
+
   /** One server with everything the operator sees. @throws SpokeError SERVER_NOT_FOUND */
   getServer(name: string): ServerInfo {
     return this.toServer(this.mustRow(name));

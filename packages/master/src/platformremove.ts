@@ -130,7 +130,7 @@ export class PlatformRemover {
         try {
           const r = await this.hub.call(
             server,
-            { type: 'forgetPlatform', platform: name, tree: p.path, pinnedImpl: this.pinned(server, p.server), removeTree: deleteFiles },
+            { type: 'forgetPlatform', platform: name, tree: p.path, pinnedImpl: this.ns.httpPin(server, p.server), removeTree: deleteFiles },
             { signal: ctx.signal, timeoutMs: 10 * 60_000 },
           );
           this.ns.recordObserved(server, p.path, '');
@@ -194,17 +194,6 @@ export class PlatformRemover {
       skipped: offline,
       canonicalDeleted,
     };
-  }
-
-  private pinned(server: string, platformServer: string): string {
-    const pin = (n: string) => {
-      try {
-        return this.ns.getServer(n).services.find((s) => s.kind === 'http')?.pinnedImpl ?? '';
-      } catch {
-        return '';
-      }
-    };
-    return pin(server) || (server !== platformServer ? pin(platformServer) : '');
   }
 }
 

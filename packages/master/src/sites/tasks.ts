@@ -661,14 +661,7 @@ export class SiteTasks {
   }
 
   pinned(server: string, platformServer: string): string {
-    const pin = (name: string) => {
-      try {
-        return this.ns.getServer(name).services.find((s) => s.kind === 'http')?.pinnedImpl ?? '';
-      } catch {
-        return '';
-      }
-    };
-    return pin(server) || (server !== platformServer ? pin(platformServer) : '');
+    return this.ns.httpPin(server, platformServer);
   }
 
   /** Waits (up to onlineWaitMs) for an agent to be online, then sends the command. */
