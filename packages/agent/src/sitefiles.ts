@@ -14,7 +14,7 @@ import { constants as FS } from 'node:fs';
 import { lstat, mkdir, open, readdir, realpath, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkDomain, fail } from '@spoke/shared';
-import { fixSitesPermissions, lookupGroup, type SitesPermDeps } from './sitesperms.js';
+import { fixSitesPermissions, giveToGroupByHandle, lookupGroup, type SitesPermDeps } from './sitesperms.js';
 
 /** What was done and what looks wrong (warnings for the master's log). */
 export interface SiteFilesReport {
@@ -141,33 +141,11 @@ export async function giveToWebGroup(platformRoot: string, rels: readonly string
       continue;
     }
     try {
-      const st = await fh.stat();
-      const [real, here] = await Promise.all([realpath(path).catch(() => ''), lstat(path).catch(() => undefined)]);
-      if (!st.isFile()) {
+      if (!(await fh.stat()).isFile()) {
         out.problems.push(`${rel}: is not a regular file; left as it is`);
         continue;
       }
-      if (real !== path || here === undefined || here.ino !== st.ino || here.dev !== st.dev) {
-        out.problems.push(`${rel}: changed while being checked (a symlink on its path?); left as it is`);
-        continue;
-      }
-      if (st.gid !== gid) {
-        try {
-          await chgrp(fh, gid);
-          out.fixed.push(`${rel}: group ${webGroup}`);
-        } catch (e) {
-          out.problems.push(`${rel}: cannot change its group to ${webGroup} (${errCode(e)}); run: chgrp ${webGroup} ${path}`);
-        }
-      }
-      const mode = (await fh.stat()).mode & 0o7777;
-      if (mode !== 0o640) {
-        try {
-          await chmod(fh, 0o640);
-          out.fixed.push(`${rel}: mode ${mode.toString(8).padStart(4, '0')} → 0640`);
-        } catch (e) {
-          out.problems.push(`${rel}: cannot set mode 0640 (${errCode(e)}); run: chmod 0640 ${path}`);
-        }
-      }
+      await giveToGroupByHandle(fh, path, rel, { gid, name: webGroup, chgrp, chmod }, () => 0o640, out);
     } finally {
       await fh.close();
     }

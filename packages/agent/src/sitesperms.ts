@@ -14,7 +14,7 @@
  * something outside the platform.
  */
 import { constants as FS } from 'node:fs';
-import { lstat, open, readFile, readdir, realpath } from 'node:fs/promises';
+import { lstat, open, readFile, readdir, realpath, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** What the fix did. */
@@ -56,6 +56,47 @@ export async function lookupGroup(group: string, groupFile = '/etc/group'): Prom
 
 function octal(mode: number): string {
   return (mode & 0o7777).toString(8).padStart(4, '0');
+}
+
+/**
+ * On an open handle of `path` (opened without following a final symlink): checks it is still
+ * the object at that place with no symlink on the way, then gives it the web group and the mode
+ * `want(current)`, through the handle. Every outcome is added to `out` (fixes, or problems with
+ * the command to run); nothing throws.
+ */
+export async function giveToGroupByHandle(
+  fh: FileHandle,
+  path: string,
+  rel: string,
+  group: { gid: number; name: string; chgrp: Required<SitesPermDeps>['chgrp']; chmod: Required<SitesPermDeps>['chmod'] },
+  want: (mode: number) => number,
+  out: SitesPermissions,
+): Promise<void> {
+  const st = await fh.stat();
+  const [real, here] = await Promise.all([realpath(path).catch(() => ''), lstat(path).catch(() => undefined)]);
+  if (real !== path || here === undefined || here.ino !== st.ino || here.dev !== st.dev) {
+    out.problems.push(`${rel}: changed while being checked (a symlink on its path?); left as it is`);
+    return;
+  }
+  if (st.gid !== group.gid) {
+    try {
+      await group.chgrp(fh, group.gid);
+      out.fixed.push(`${rel}: group ${group.name}`);
+    } catch (e) {
+      out.problems.push(`${rel}: cannot change its group to ${group.name} (${errCode(e)}); run: chgrp ${group.name} ${path}`);
+    }
+  }
+  // Group changes by a non-root owner may clear setgid: read the mode again.
+  const mode = (await fh.stat()).mode & 0o7777;
+  const to = want(mode);
+  if (to !== mode) {
+    try {
+      await group.chmod(fh, to);
+      out.fixed.push(`${rel}: mode ${octal(mode)} → ${octal(to)}`);
+    } catch (e) {
+      out.problems.push(`${rel}: cannot set mode ${octal(to)} (${errCode(e)}); run: chmod ${octal(to)} ${path}`);
+    }
+  }
 }
 
 function errCode(e: unknown): string {
@@ -103,32 +144,7 @@ export async function fixSitesPermissions(platformRoot: string, webGroup: string
       return;
     }
     try {
-      const st = await fh.stat();
-      // The handle must be the dir at the expected place, with no symlink on the way.
-      const [real, here] = await Promise.all([realpath(path).catch(() => ''), lstat(path).catch(() => undefined)]);
-      if (real !== path || here === undefined || here.ino !== st.ino || here.dev !== st.dev) {
-        out.problems.push(`${rel}: changed while being checked (a symlink on its path?); left as it is`);
-        return;
-      }
-      if (st.gid !== gid) {
-        try {
-          await chgrp(fh, gid);
-          out.fixed.push(`${rel}: group ${webGroup}`);
-        } catch (e) {
-          out.problems.push(`${rel}: cannot change its group to ${webGroup} (${errCode(e)}); run: chgrp ${webGroup} ${path}`);
-        }
-      }
-      // Group changes by a non-root owner may clear setgid: read the mode again.
-      const mode = (await fh.stat()).mode & 0o7777;
-      const want = mode | bits;
-      if (want !== mode) {
-        try {
-          await chmod(fh, want);
-          out.fixed.push(`${rel}: mode ${octal(mode)} → ${octal(want)}`);
-        } catch (e) {
-          out.problems.push(`${rel}: cannot make it group-writable (${errCode(e)}); run: chmod ${octal(want)} ${path}`);
-        }
-      }
+      await giveToGroupByHandle(fh, path, rel, { gid, name: webGroup, chgrp, chmod }, (mode) => mode | bits, out);
     } finally {
       await fh.close();
     }
