@@ -13,12 +13,12 @@
  * nginx is not that host's.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkDomain, checkName, fail, isSpokeError, type Logger, type RootMap } from '@spoke/shared';
 import type { HttpSettings } from './config.js';
 import { findBinary, type DetectedService, type FpmSocket } from './detect.js';
+import { writeAtomic } from './converge/fsutil.js';
 import { checkRelativePath, deleteSiteFiles, ensureSiteDirs, giveToWebGroup } from './sitefiles.js';
 import { fixSitesPermissions, type SitesPermDeps } from './sitesperms.js';
 import { renderPlatformConfig, renderSiteConfig, type HttpImpl } from './webtemplate.js';
@@ -399,7 +399,7 @@ export class WebConfig {
     const reload = await this.program(svc.reload, 'http.reloadCommand');
     if (rendered) {
       await mkdir(svc.confDir, { recursive: true });
-      await writeAtomic(file, rendered.text);
+      writeAtomic(file, rendered.text, true, 0o644);
     } else {
       await rm(file, { force: true });
     }
@@ -446,30 +446,11 @@ export class WebConfig {
   private async restore(file: string, previous: string | null): Promise<void> {
     try {
       if (previous === null) await rm(file, { force: true });
-      else await writeAtomic(file, previous);
+      else writeAtomic(file, previous, true, 0o644);
     } catch (e) {
       this.deps.log.error({ file, err: (e as Error).message }, 'could not restore the previous web server config');
       if (isSpokeError(e)) throw e;
       throw fail('WEBSERVER_CONFIG_INVALID', `could not restore ${file} after a failed config test: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-  }
-}
-
-/** Writes a file by temp + fsync + rename in the same dir (the temp name never ends in .conf). */
-export async function writeAtomic(file: string, text: string): Promise<void> {
-  const dir = join(file, '..');
-  const tmp = join(dir, `.${file.slice(dir.length + 1)}.${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', 0o644);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, file);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
   }
 }

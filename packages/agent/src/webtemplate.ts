@@ -239,9 +239,8 @@ export async function renderPlatformConfig(input: PlatformConfigInput, templates
   return { text: renderTemplate(t.source, t.text, vars), source: t.source };
 }
 
-/** What a site's vhost is rendered from. */
-export interface SiteConfigInput {
-  impl: HttpImpl;
+/** What a site's vhost is rendered from: its platform's input plus the site's names and state. */
+export interface SiteConfigInput extends PlatformConfigInput {
   domain: string;
   /** Other names of the site. */
   aliases: readonly string[];
@@ -249,15 +248,6 @@ export interface SiteConfigInput {
   redirectAliases: boolean;
   /** false: every name answers 503 with a maintenance page. */
   enabled: boolean;
-  platform: string;
-  kind: string;
-  /** Namespace path of the platform. */
-  tree: string;
-  /** Where the platform lives on this host (--root applied). */
-  root: string;
-  listen: readonly string[];
-  /** php-fpm socket path or HOST:PORT. */
-  fpm: string;
 }
 
 /**

@@ -86,7 +86,6 @@ export class Core {
       trees: this.trees,
       sync: this.sync,
       db: deps.db,
-      log: this.log.child({ component: 'master.sites' }),
       trashDir: join(this.info.stateDir, 'trash'),
     });
     this.remover = new PlatformRemover({

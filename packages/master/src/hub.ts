@@ -85,18 +85,7 @@ export interface SiteFilesUnpackReport {
 }
 
 /** What an agent did to its web server for a site (the vhost, files dirs, settings files). */
-export interface SiteConfigReport {
-  impl: string;
-  /** The vhost file on the agent's host. */
-  path: string;
-  changed: boolean;
-  tested: boolean;
-  reloaded: boolean;
-  /** Dirs created, group and mode fixes. */
-  fixed: string[];
-  /** Warnings (e.g. a settings file missing on that host). */
-  problems: string[];
-}
+export type SiteConfigReport = PlatformConfigReport;
 
 /** What an agent removed for a site. */
 export interface SiteRemoveReport {

@@ -41,7 +41,7 @@ function setup(opts: { online?: string[]; fails?: Record<string, Error> } = {}) 
       return { configRemoved: true, reloaded: true, configPath: `/etc/nginx/conf.d/spoke-platform-p.conf`, treeRemoved: false, kept: [], problems: [] };
     },
   } as unknown as AgentHub;
-  const sites = new SiteTasks({ ns: f.ns, hub, tasks, trees, sync: {} as PlatformSync, log: silentLogger(), db: f.db, trashDir: join(root, 'trash') });
+  const sites = new SiteTasks({ ns: f.ns, hub, tasks, trees, sync: {} as PlatformSync, db: f.db, trashDir: join(root, 'trash') });
   const remover = new PlatformRemover({ ns: f.ns, hub, tasks, trees, sites, log: silentLogger(), trashDir: join(root, 'trash', 'platforms') });
   for (const s of ['w1', 'w2']) addAgent(f.ns, s, 'c');
   f.ns.addPlatform({ name: 'p', path: '/var/www/p', server: 'c', source: { kind: 'existing' } });

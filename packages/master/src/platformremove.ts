@@ -10,7 +10,8 @@
  * the trash; user data kept). An offline server fails the task with AGENT_OFFLINE before
  * anything is touched, so a retry starts from the same state.
  */
-import { existsSync, mkdirSync, renameSync, cpSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { moveDir } from './fsmove.js';
 import { dirname, join } from 'node:path';
 import { fail, isSpokeError, removeTreeKeepingUserData, type Logger } from '@spoke/shared';
 import type { AgentHub, PlatformForgetReport } from './hub.js';
@@ -162,14 +163,14 @@ export class PlatformRemover {
     const trash = join(this.trashDir, `task-${ctx.task.id}`, 'tree');
     let moved = false;
     if (deleteFiles && existsSync(host)) {
-      move(host, trash);
+      moveDir(host, trash);
       moved = true;
       ctx.log(`moved the canonical tree ${host} to the master's trash`);
     }
     try {
       this.ns.removePlatform(name, false);
     } catch (e) {
-      if (moved && !existsSync(host)) move(trash, host);
+      if (moved && !existsSync(host)) moveDir(trash, host);
       throw e;
     }
     let canonicalDeleted = false;
@@ -178,7 +179,7 @@ export class PlatformRemover {
       canonicalDeleted = r.removed;
       if (r.kept.length) {
         // user data stays where it was
-        if (!existsSync(host)) move(trash, host);
+        if (!existsSync(host)) moveDir(trash, host);
         ctx.log(`master: kept user data in ${host}: ${r.kept.join(', ')} (not empty; move or delete it by hand)`, 'warn');
       } else {
         ctx.log(`master: deleted the canonical tree ${host}`);
@@ -194,17 +195,5 @@ export class PlatformRemover {
       skipped: offline,
       canonicalDeleted,
     };
-  }
-}
-
-/** Moves a directory (rename, or copy and remove across filesystems). */
-function move(from: string, to: string): void {
-  mkdirSync(dirname(to), { recursive: true });
-  try {
-    renameSync(from, to);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-    cpSync(from, to, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
-    rmSync(from, { recursive: true, force: true });
   }
 }

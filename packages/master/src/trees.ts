@@ -91,7 +91,6 @@ interface Tree {
 
 /** Canonical trees and their manifests. */
 export class TreeStore {
-  private readonly db: Db;
   private readonly rootMap: RootMap;
   private readonly log: Logger;
   private readonly cache: SqliteStatCache;
@@ -118,7 +117,6 @@ export class TreeStore {
    *   @default 4000
    */
   constructor(deps: { db: Db; rootMap: RootMap; log: Logger; watch?: boolean; watchMaxEntries?: number; stormEvents?: number }) {
-    this.db = deps.db;
     this.rootMap = deps.rootMap;
     this.log = deps.log;
     this.cache = new SqliteStatCache(deps.db);

@@ -74,10 +74,11 @@ let tmpSeq = 0;
 /**
  * Writes a file atomically: temp file in the same dir, (fsync), rename over, (fsync the dir).
  * Without `durable` it is still atomic against a process crash, just not against power loss.
+ * The temp name ends in `.tmp-…`, so a glob like nginx's `include *.conf` never picks it up.
  */
-export function writeAtomic(path: string, data: string | Buffer, durable: boolean): void {
+export function writeAtomic(path: string, data: string | Buffer, durable: boolean, mode = 0o600): void {
   const tmp = `${path}.tmp-${process.pid}-${tmpSeq++}`;
-  const fd = fs.openSync(tmp, FS.O_WRONLY | FS.O_CREAT | FS.O_TRUNC | FS.O_NOFOLLOW, 0o600);
+  const fd = fs.openSync(tmp, FS.O_WRONLY | FS.O_CREAT | FS.O_TRUNC | FS.O_NOFOLLOW, mode);
   try {
     fs.writeFileSync(fd, data);
     if (durable) fs.fsyncSync(fd);

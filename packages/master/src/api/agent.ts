@@ -132,17 +132,7 @@ function getDownload(core: Core, log: Logger, call: ServerWritableStream<wire.Ge
         if (call.cancelled) return;
         const raw = typeof piece === 'string' ? Buffer.from(piece) : piece;
         for (let i = 0; i < raw.length; i += DUMP_CHUNK) {
-          if (!call.write({ commandId: '', data: raw.subarray(i, i + DUMP_CHUNK) })) {
-            await new Promise<void>((r) => {
-              const done = () => {
-                call.off('drain', done);
-                call.off('cancelled', done);
-                r();
-              };
-              call.on('drain', done);
-              call.on('cancelled', done);
-            });
-          }
+          if (!call.write({ commandId: '', data: raw.subarray(i, i + DUMP_CHUNK) })) await drainOf(call);
           if (call.cancelled) return;
         }
       }
@@ -169,8 +159,17 @@ function entryToWire(e: ManifestEntry): wire.ManifestEntryMsg {
   return { path: e.path, type: e.type, mode: e.mode, size: e.size, hash: e.hash, target: e.target ?? '' };
 }
 
+/** Waits until the stream drains or the agent cancels it (a cancelled call never drains). */
 function drainOf(call: ServerWritableStream<unknown, unknown>): Promise<void> {
-  return new Promise((r) => call.once('drain', () => r()));
+  return new Promise((r) => {
+    const done = () => {
+      call.off('drain', done);
+      call.off('cancelled', done);
+      r();
+    };
+    call.on('drain', done);
+    call.on('cancelled', done);
+  });
 }
 
 /** Runs a server-streaming handler body; ends the stream or sends the mapped error status. */

@@ -33,7 +33,6 @@ function setup() {
     tasks,
     trees,
     sync: {} as PlatformSync,
-    log: silentLogger(),
     db: f.db,
     trashDir: join(root, 'trash'),
   });

@@ -31,7 +31,6 @@ function setup(kind = 'wordpress') {
     tasks,
     trees,
     sync: {} as PlatformSync,
-    log: silentLogger(),
     db: f.db,
     trashDir: join(root, 'trash'),
   });

@@ -9,10 +9,10 @@
  * database): backup and restore (and delete's backup step) in backuptasks.ts, clone and migrate
  * in migrate.ts, import (a site found on disk, its own settings kept) in import.ts.
  */
-import { cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { checkDomain, fail, generateDbPassword, isSpokeError, siteDbName, type Logger } from '@spoke/shared';
+import { checkDomain, fail, generateDbPassword, isSpokeError, siteDbName } from '@spoke/shared';
 import type { AgentCommand, AgentCommandResults, AgentHub, CallOptions } from '../hub.js';
 import type { Namespace } from '../namespace.js';
 import type { PlatformSync } from '../converge.js';
@@ -28,6 +28,7 @@ import { BackupStore } from './backup.js';
 import { BACKUP_TASKS, SiteBackups } from './backuptasks.js';
 import { IMPORT_TASKS, SiteImporter, type ImportSiteInput } from './import.js';
 import { settingsFileOf } from './readsettings.js';
+import { moveDir } from '../fsmove.js';
 
 /** The site task kinds. */
 export const SITE_TASKS = [
@@ -96,7 +97,6 @@ export class SiteTasks {
   private readonly tasks: TaskEngine;
   readonly trees: TreeStore;
   private readonly sync: PlatformSync;
-  private readonly log: Logger;
   private readonly steps: StepLog;
   private readonly trashDir: string;
   private readonly onlineWaitMs: number;
@@ -111,7 +111,6 @@ export class SiteTasks {
     tasks: TaskEngine;
     trees: TreeStore;
     sync: PlatformSync;
-    log: Logger;
     db: Db;
     /** Where deleted site dirs wait until the delete is past its point of no return. */
     trashDir: string;
@@ -127,7 +126,6 @@ export class SiteTasks {
     this.tasks = deps.tasks;
     this.trees = deps.trees;
     this.sync = deps.sync;
-    this.log = deps.log;
     this.steps = new StepLog(deps.db);
     this.trashDir = deps.trashDir;
     this.onlineWaitMs = deps.onlineWaitMs ?? 30_000;
@@ -596,7 +594,7 @@ export class SiteTasks {
           let moved = false;
           if (existsSync(dir)) {
             mkdirSync(trash, { recursive: true, mode: 0o700 });
-            move(dir, join(trash, domain));
+            moveDir(dir, join(trash, domain));
             moved = true;
             ctx.log(`moved ${siteDir(domain)} out of the platform tree (kept until the database is dropped)`);
           }
@@ -608,7 +606,7 @@ export class SiteTasks {
           if (d.moved && existsSync(d.trash)) {
             const p = this.ns.getPlatform(d.platform);
             const dest = join(this.trees.hostPath(p.path), d.dir);
-            if (!existsSync(dest)) move(d.trash, dest);
+            if (!existsSync(dest)) moveDir(d.trash, dest);
             this.trees.touch(p.path, [d.dir]);
             ctx.log(`moved ${d.dir} back into the platform tree`);
           }
@@ -729,19 +727,9 @@ export class SiteTasks {
     if (own?.ownSettings) ctx.log(`${settingsFileOf(kind, own.domain)} is the site's own (imported); Spoke does not render it`);
     if (opts.site && !own?.ownSettings) {
       const s = this.ns.getSite(opts.site);
-      const sec = this.ns.siteSecrets(s.domain);
-      if (!s.dbName || !s.dbUser || !s.dbHost) throw fail('INTERNAL', `site ${s.domain} has no database recorded yet`);
-      files.push(
-        ...renderSiteFiles({
-          domain: s.domain,
-          aliases: s.aliases,
-          kind,
-          coreVersion,
-          db: { name: s.dbName, user: s.dbUser, password: sec.dbPassword, host: s.dbHost, port: s.dbPort ?? 3306 },
-          salt: sec.salt,
-          ...(s.profile ? { profile: s.profile } : {}),
-        }),
-      );
+      const facts = this.siteFacts(s, kind, coreVersion);
+      if (!facts) throw fail('INTERNAL', `site ${s.domain} has no database recorded yet`);
+      files.push(...renderSiteFiles(facts));
     }
     let sites = this.platformSites(platform, { without: opts.without });
     if (opts.add) {
@@ -880,18 +868,23 @@ export class SiteTasks {
   /** The settings files of a site the web group must read (relative to the platform root). */
   settingsFiles(s: SiteInfo, kind: PlatformKind, coreVersion: string | null): string[] {
     if (s.ownSettings) return [settingsFileOf(kind, s.domain)];
-    if (!s.dbName || !s.dbUser || !s.dbHost) return [];
+    const facts = this.siteFacts(s, kind, coreVersion);
+    return facts ? renderSiteFiles(facts).filter((f) => f.webGroupReadable).map((f) => f.path) : [];
+  }
+
+  /** What a site's settings are rendered from (undefined while it has no database recorded). */
+  private siteFacts(s: SiteInfo, kind: PlatformKind, coreVersion: string | null): SiteFacts | undefined {
+    if (!s.dbName || !s.dbUser || !s.dbHost) return undefined;
     const sec = this.ns.siteSecrets(s.domain);
-    return renderSiteFiles({
+    return {
       domain: s.domain,
       aliases: s.aliases,
       kind,
       coreVersion,
       db: { name: s.dbName, user: s.dbUser, password: sec.dbPassword, host: s.dbHost, port: s.dbPort ?? 3306 },
       salt: sec.salt,
-    })
-      .filter((f) => f.webGroupReadable)
-      .map((f) => f.path);
+      ...(s.profile ? { profile: s.profile } : {}),
+    };
   }
 
   /** Undo of an install's configure: RemoveSite (with the files dirs it created). */
@@ -1016,16 +1009,4 @@ function writeSiteFile(abs: string, f: SiteFile): void {
   writeFileSync(tmp, f.content, { mode: f.mode });
   chmodSync(tmp, f.mode);
   renameSync(tmp, abs);
-}
-
-/** Moves a directory (rename, or copy and remove across filesystems). */
-function move(from: string, to: string): void {
-  mkdirSync(dirname(to), { recursive: true });
-  try {
-    renameSync(from, to);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-    cpSync(from, to, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
-    rmSync(from, { recursive: true, force: true });
-  }
 }
