@@ -85,4 +85,9 @@ describe('architecture', () => {
     );
     expect(bad).toEqual([]);
   });
+
+  it('master statements are never switched into pluck/raw/expand mode (openStore caches one per SQL text)', () => {
+    const bad = files.master.filter((f) => !/\.test\.ts$/.test(f) && /\.(pluck|raw|expand)\(/.test(readFileSync(f, 'utf8'))).map((f) => relative(ROOT, f));
+    expect(bad).toEqual([]);
+  });
 });

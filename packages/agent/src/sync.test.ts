@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildManifest, type ManifestEntry } from '@spoke/shared';
-import { mergeDelta } from './sync.js';
+import { mergeDelta } from './converge/index.js';
 
 const f = (path: string, hash = 'a'.repeat(64)): ManifestEntry => ({ path, type: 'file', mode: 0o644, size: 1, hash });
 const d = (path: string): ManifestEntry => ({ path, type: 'dir', mode: 0o755, size: 0, hash: '' });

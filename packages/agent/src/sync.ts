@@ -8,7 +8,6 @@ import { rm } from 'node:fs/promises';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import {
   buildManifest,
-  comparePaths,
   fail,
   fromServiceError,
   isSpokeError,
@@ -20,7 +19,17 @@ import {
   type ManifestEntry,
   type RootMap,
 } from '@spoke/shared';
-import { buildReuseIndex, converge, observe, readCommitted, replayJournals, treeKeyOf, treeStateDir, type BlobFetcher } from './converge/index.js';
+import {
+  buildReuseIndex,
+  converge,
+  type ManifestDelta,
+  observe,
+  readCommitted,
+  replayJournals,
+  treeKeyOf,
+  treeStateDir,
+  type BlobFetcher,
+} from './converge/index.js';
 
 /**
  * Below this many bytes left to fetch, other trees are not searched for the content: building
@@ -161,6 +170,7 @@ export class AgentTrees {
         return emptyResult(req.rootHash);
       }
       const desired = await this.fetchManifest(req.tree, req.rootHash);
+      const whole = 'entries' in desired;
       const heldRoots = new Map([...this.held].map(([k, v]) => [k, v.hostRoot]));
       let reuseIndex: ((hash: string) => string | undefined) | undefined;
       let lastPhase = '';
@@ -168,7 +178,8 @@ export class AgentTrees {
         treeKey: req.tree,
         hostRoot,
         stateDir: this.stateDir,
-        desired,
+        desired: whole ? desired : undefined,
+        delta: whole ? undefined : desired,
         excludes: req.excludes,
         fetcher: this.fetcher(req.tree),
         // Built only when a converge has enough to fetch to be worth it (see reuseMinBytes):
@@ -260,9 +271,10 @@ export class AgentTrees {
 
   /**
    * The desired manifest: only the difference from what this agent last committed when the
-   * master still remembers that version, else the whole manifest. Checked against its root hash.
+   * master still remembers that version (the converge engine merges and checks it), else the
+   * whole manifest, checked against its root hash.
    */
-  private async fetchManifest(tree: string, rootHash: string): Promise<Manifest> {
+  private async fetchManifest(tree: string, rootHash: string): Promise<Manifest | ManifestDelta> {
     const base = readCommitted(this.stateDir, tree);
     const entries: ManifestEntry[] = [];
     const removed: string[] = [];
@@ -281,11 +293,7 @@ export class AgentTrees {
     } catch (e) {
       throw fromServiceError(e);
     }
-    if (delta && base) {
-      // The converge engine checks the root hash of what it is given, so a wrong merge can
-      // never be applied; hashing here too would only double the cost.
-      return { entries: mergeDelta(base.manifest.entries, entries, removed), rootHash };
-    }
+    if (delta && base) return { base: base.rootHash, rootHash, upserts: entries, removed };
     const m = buildManifest(entries);
     if (m.rootHash !== rootHash) {
       throw fail('TREE_CHANGED', `the manifest the master sent hashes to ${m.rootHash.slice(0, 12)}, not ${rootHash.slice(0, 12)}`);
@@ -324,31 +332,6 @@ export class AgentTrees {
       },
     };
   }
-}
-
-/**
- * Applies a manifest delta to sorted base entries in one linear merge: `upserts` (sorted, as the
- * master sends them) replace or add entries, `removed` paths go away.
- */
-export function mergeDelta(base: readonly ManifestEntry[], upserts: readonly ManifestEntry[], removed: readonly string[]): ManifestEntry[] {
-  const gone = new Set(removed);
-  const out: ManifestEntry[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < base.length || j < upserts.length) {
-    const b = base[i];
-    const u = upserts[j];
-    const c = b === undefined ? 1 : u === undefined ? -1 : comparePaths(b.path, u.path);
-    if (c < 0) {
-      if (!gone.has((b as ManifestEntry).path)) out.push(b as ManifestEntry);
-      i++;
-    } else {
-      out.push(u as ManifestEntry);
-      j++;
-      if (c === 0) i++;
-    }
-  }
-  return out;
 }
 
 function emptyResult(rootHash: string): wire.ConvergeResult {

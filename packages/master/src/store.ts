@@ -169,7 +169,27 @@ export function openStore(file: string): Db {
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
   migrate(db);
+  cacheStatements(db);
   return db;
+}
+
+/**
+ * Makes `db.prepare(sql)` return one compiled statement per SQL text. Callers prepare at the
+ * point of use (readable), and compiling costs ~50-100 µs each: a platform verify ran about 40
+ * prepares. Statements are only ever used with run/get/all, never switched into pluck/raw/expand
+ * mode (that would leak into every other user of the same SQL; architecture.test.ts checks).
+ */
+export function cacheStatements(db: Db): void {
+  const compile = db.prepare.bind(db);
+  const cache = new Map<string, ReturnType<typeof compile>>();
+  db.prepare = ((sql: string) => {
+    let st = cache.get(sql);
+    if (st === undefined) {
+      st = compile(sql);
+      cache.set(sql, st);
+    }
+    return st;
+  }) as typeof db.prepare;
 }
 
 /** Applies pending migrations; returns the schema version reached. */

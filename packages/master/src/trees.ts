@@ -7,6 +7,7 @@ import { watch, type FSWatcher } from 'chokidar';
 import { basename, join, relative, sep } from 'node:path';
 import {
   LiveManifest,
+  comparePaths,
   excludeMatcher,
   fail,
   parentOf,
@@ -212,14 +213,36 @@ export class TreeStore {
     const key = `${base}>${desired.rootHash}`;
     const hit = t.deltas.get(key);
     if (hit) return { desired, ...hit };
-    const before = new Map(old.entries.map((e) => [e.path, e]));
+    // One merge pass over both sorted lists; snapshots share the objects of unchanged entries,
+    // so most steps are one identity check.
     const upserts: ManifestEntry[] = [];
-    for (const e of desired.entries) {
-      const o = before.get(e.path);
-      before.delete(e.path);
-      if (!o || !sameEntry(o, e)) upserts.push(e);
+    const removed: string[] = [];
+    const was = old.entries;
+    const now = desired.entries;
+    let i = 0;
+    let j = 0;
+    while (i < was.length || j < now.length) {
+      const o = was[i];
+      const e = now[j];
+      if (o !== undefined && o === e) {
+        i++;
+        j++;
+        continue;
+      }
+      const c = o === undefined ? 1 : e === undefined ? -1 : comparePaths(o.path, e.path);
+      if (c < 0) {
+        removed.push((o as ManifestEntry).path);
+        i++;
+      } else if (c > 0) {
+        upserts.push(e as ManifestEntry);
+        j++;
+      } else {
+        if (!sameEntry(o as ManifestEntry, e as ManifestEntry)) upserts.push(e as ManifestEntry);
+        i++;
+        j++;
+      }
     }
-    const d = { upserts, removed: [...before.keys()] };
+    const d = { upserts, removed };
     t.deltas.set(key, d);
     while (t.deltas.size > HISTORY) t.deltas.delete(t.deltas.keys().next().value as string);
     return { desired, ...d };

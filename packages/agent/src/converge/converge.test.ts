@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildManifest, isSpokeError, type Manifest, type ManifestEntry, sha256Hex } from '@spoke/shared';
 import { buildReuseIndex, converge, type ConvergeOptions, observe, readCommitted, replayJournals, treeKeyOf } from './index.js';
-import { treeStateDir } from './state.js';
+import { type ManifestDelta, MAX_CHAIN, readManifestFile, treeStateDir } from './state.js';
 import { codecFetcher, copyFetcher, fullManifest, manifestOf, scratch, type Spec, type TestFetcher, writeTree } from './testkit.js';
 
 const KEY = '/var/aegir/platforms/d7';
@@ -98,6 +98,103 @@ const CASES: { name: string; a: Spec; b: Spec; fetched?: number }[] = [
     b: { 'a/1': '1!', 'b': 'now a file', c: { link: 'a/1' }, 'e/f': { content: 'f', mode: 0o600 }, l: 'now a file too', n: { dir: 0o750 } },
   },
 ];
+
+/** The delta the master sends from the committed manifest to `src`'s (sorted upserts, every removed path). */
+async function deltaTo(src: string): Promise<ManifestDelta> {
+  const c = readCommitted(stateDir, KEY);
+  if (c === null) throw new Error('nothing committed');
+  const want = await manifestOf(src);
+  const before = new Map(c.manifest.entries.map((e) => [e.path, e]));
+  const upserts = want.entries.filter((e) => {
+    const o = before.get(e.path);
+    before.delete(e.path);
+    return o === undefined || JSON.stringify(o) !== JSON.stringify(e);
+  });
+  return { base: c.rootHash, rootHash: want.rootHash, upserts, removed: [...before.keys()] };
+}
+
+async function syncDelta(src: string, extra: Partial<ConvergeOptions> = {}) {
+  const fetcher = extra.fetcher ?? copyFetcher([src]);
+  const result = await converge({ treeKey: KEY, hostRoot: dst, stateDir, delta: await deltaTo(src), fetcher, ...extra });
+  return { result, fetcher: fetcher as TestFetcher };
+}
+
+describe('converge from a manifest delta: every change kind, both ways', () => {
+  for (const c of CASES) {
+    for (const trust of [true, false]) {
+      it(`${c.name}${trust ? '' : ' (trustCommitted: false)'}`, async () => {
+        const a = source(c.a);
+        const b = source(c.b);
+        await syncTo(a);
+        const fwd = await syncDelta(b, { trustCommitted: trust });
+        await expectSame(dst, b);
+        expectClean();
+        expect(fwd.result.inSync).toBe(false);
+        if (c.fetched !== undefined) expect(fwd.fetcher.asked.length).toBe(c.fetched);
+        // what was committed reads back from its files (a delta on a's whole manifest) as b
+        const treeDir = treeStateDir(stateDir, KEY);
+        expect(readManifestFile(treeDir, (await manifestOf(b)).rootHash).manifest).toEqual(await manifestOf(b));
+        const back = await syncDelta(a, { trustCommitted: trust });
+        await expectSame(dst, a);
+        expectClean();
+        expect(back.result.drift).toEqual({ changed: [], added: [], removed: [] });
+        // back at a's root: its file is written whole again (a file never refers to itself)
+        expect(readManifestFile(treeDir, (await manifestOf(a)).rootHash).chain).toHaveLength(1);
+        const again = await syncDelta(a, { trustCommitted: trust });
+        expect(again.result.inSync).toBe(true);
+        expect(again.fetcher.calls).toBe(0);
+      });
+    }
+  }
+
+  it('keeps a bounded chain of small delta files, reads it back after a restart, and repairs drift from a delta', async () => {
+    const spec: Spec = {};
+    for (let i = 0; i < 80; i++) spec[`d${i % 8}/f${i}.php`] = `<?php // ${i}\n`;
+    const src = source(spec);
+    await syncTo(src);
+    const treeDir = treeStateDir(stateDir, KEY);
+    const files = () => fs.readdirSync(treeDir).filter((n) => n.startsWith('manifest-'));
+    const sizes: number[] = [];
+    for (let round = 0; round < MAX_CHAIN + 3; round++) {
+      fs.appendFileSync(join(src, `d${round % 8}/f${round}.php`), `// round ${round}\n`);
+      const r = await syncDelta(src);
+      expect(r.result.changed).toBe(1);
+      await expectSame(dst, src);
+      const c = readCommitted(stateDir, KEY);
+      expect(c?.rootHash).toBe((await manifestOf(src)).rootHash);
+      // on disk: exactly the committed chain, never longer than MAX_CHAIN
+      const chain = readManifestFile(treeDir, c?.rootHash as string).chain;
+      expect(chain.length).toBeLessThanOrEqual(MAX_CHAIN);
+      expect(files().sort()).toEqual(chain.map((h) => `manifest-${h}.json`).sort());
+      sizes.push(fs.statSync(join(treeDir, `manifest-${chain[0]}.json`)).size);
+    }
+    // a delta file is a fraction of the whole manifest
+    expect(Math.min(...sizes) * 10).toBeLessThan(Math.max(...sizes));
+    // a hand edit on the host is found by the walk (untrusted head) and repaired from a delta
+    fs.writeFileSync(join(dst, 'd1/f1.php'), 'hand edit');
+    await observe(stateDir, KEY, dst);
+    fs.appendFileSync(join(src, 'd2/f2.php'), '// after the edit\n');
+    const fix = await syncDelta(src);
+    expect(fix.result.drift.changed).toEqual(['d1/f1.php']);
+    await expectSame(dst, src);
+  });
+
+  it('refuses a delta made against another base: TREE_CHANGED, nothing written', async () => {
+    const a = source({ x: '1' });
+    const b = source({ x: '2' });
+    await syncTo(a);
+    const d = await deltaTo(b);
+    let err: unknown;
+    try {
+      await converge({ treeKey: KEY, hostRoot: dst, stateDir, delta: { ...d, base: sha256Hex('other') }, fetcher: copyFetcher([b]) });
+    } catch (e) {
+      err = e;
+    }
+    expect(isSpokeError(err, 'TREE_CHANGED')).toBe(true);
+    await expectSame(dst, a);
+    expectClean();
+  });
+});
 
 describe('converge: every change kind, both ways, trusted and walked', () => {
   for (const c of CASES) {

@@ -39,6 +39,7 @@ import {
   buildOps,
   checkDesired,
   diffChecked,
+  diffFromDelta,
   type Lookup,
   lookupIn,
   neededBlobs,
@@ -51,6 +52,7 @@ import {
 import {
   type Committed,
   loadCommitted,
+  type ManifestDelta,
   pruneManifestFiles,
   readHead,
   rememberCommitted,
@@ -93,7 +95,14 @@ export interface ConvergeOptions {
   hostRoot: string;
   /** Agent state dir: committed manifests, journals and stat caches live in `<stateDir>/trees/`. */
   stateDir: string;
-  desired: Manifest;
+  /** The tree to make: a whole manifest, or `delta`. */
+  desired?: Manifest;
+  /**
+   * The tree to make as its change from this tree's committed manifest (what the master sends an
+   * agent a few edits behind): the diff, its checks and the commit then cost time in proportion
+   * to the change, not to the tree. Its base must be the committed root hash (else TREE_CHANGED).
+   */
+  delta?: ManifestDelta;
   /** Extra excludes; the defaults (VCS dirs, sites/*\/files, sites/*\/private) always apply. */
   excludes?: string[];
   fetcher: BlobFetcher;
@@ -146,8 +155,15 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
   const t0 = performance.now();
   const root = checkHostRoot(o.hostRoot);
   const treeDir = treeStateDir(o.stateDir, o.treeKey);
-  return withTreeLock(treeDir, () => convergeLocked(o, root, treeDir, t0));
+  if ((o.desired === undefined) === (o.delta === undefined)) throw fail('INTERNAL', 'converge needs exactly one of desired and delta');
+  // A private copy of a delta (the caller may reuse its objects; the committed entries it merges into are ours).
+  const own: ConvergeOptions =
+    o.delta === undefined ? o : { ...o, delta: { ...o.delta, upserts: o.delta.upserts.map(copyEntry), removed: o.delta.removed.slice() } };
+  return withTreeLock(treeDir, () => convergeLocked(own, root, treeDir, t0));
 }
+
+/** Below this many bytes to stage, only the files a converge removes or replaces are looked in. */
+const LOCAL_SCAN_MIN_BYTES = 1024 * 1024;
 
 interface Counters {
   filesFetched: number;
@@ -158,10 +174,10 @@ interface Counters {
 
 async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string, t0: number): Promise<ConvergeResult> {
   const stepper = new Stepper(o.onStep);
-  const desired = o.desired;
+  const target = o.desired?.rootHash ?? (o.delta as ManifestDelta).rootHash;
   const result = (inSync: boolean, diff: ManifestDiff | undefined, drift: Drift, c?: Counters): ConvergeResult => ({
     inSync,
-    rootHash: desired.rootHash,
+    rootHash: target,
     added: diff?.added.length ?? 0,
     changed: diff === undefined ? 0 : diff.changed.length + diff.typeChanged.length + diff.modeChanged.length,
     removed: diff?.removed.length ?? 0,
@@ -182,7 +198,7 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   }
   const trust = (o.trustCommitted ?? true) && head !== undefined && head.drift !== true && head.hostRoot === root;
   const sameExcludes = head !== undefined && sameList(head.excludes ?? [], o.excludes ?? []);
-  if (trust && sameExcludes && head?.rootHash === desired.rootHash) return result(true, undefined, NO_DRIFT);
+  if (trust && sameExcludes && head?.rootHash === target) return result(true, undefined, NO_DRIFT);
 
   cancelled(o.signal);
   fs.mkdirSync(treeDir, { recursive: true });
@@ -193,8 +209,20 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   if (rootSt !== undefined && !rootSt.isDirectory()) {
     throw fail(rootSt.isSymbolicLink() ? 'PATH_OUTSIDE_ROOTS' : 'INTERNAL', `tree root ${root} is not a directory`);
   }
+  // A delta is merged into the committed manifest it was made against, and checked.
+  let desired: Manifest;
+  let deltaDiff: ManifestDiff | undefined;
+  if (o.delta !== undefined) {
+    if (committed?.rootHash !== o.delta.base) {
+      throw fail('TREE_CHANGED', `the manifest delta is against ${o.delta.base.slice(0, 12)}…, but this tree committed ${committed?.rootHash.slice(0, 12) ?? 'nothing'}`);
+    }
+    const d = diffFromDelta(committed.manifest, o.delta, excludes);
+    desired = d.desired;
+    if (sameExcludes) deltaDiff = d.diff;
+    else checkDesired(desired, excludes); // excludes changed: committed entries were checked against others
+  } else desired = copyManifest(o.desired as Manifest); // private: it becomes the committed manifest
   // The base (what the tree has now), the diff, and the desired manifest checked on the way.
-  const { baseManifest, diff, drift, obstacles } = await findBase(o, root, treeDir, excludes, trust ? committed : undefined, committed, sameExcludes);
+  const { baseManifest, diff, drift, obstacles } = await findBase(o, desired, deltaDiff, root, treeDir, excludes, trust ? committed : undefined, committed, sameExcludes);
   const base = lookupIn(baseManifest.entries);
   o.onProgress?.({ phase: 'scan', files: baseManifest.entries.length, filesTotal: baseManifest.entries.length, bytes: 0, bytesTotal: 0 });
 
@@ -202,11 +230,10 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
     if (rootSt === undefined) fs.mkdirSync(root, { recursive: true, mode: 0o755 }); // an empty tree is an empty dir
     const excl = o.excludes ?? [];
     if (head?.rootHash !== desired.rootHash || head.drift === true || head.hostRoot !== root || !sameExcludes) {
-      const manifest = copyManifest(desired);
-      writeManifestFile(treeDir, o.treeKey, manifest);
+      const { chain } = writeManifestFile(treeDir, o.treeKey, desired, o.delta, committed);
       writeHead(treeDir, { v: 1, treeKey: o.treeKey, hostRoot: root, rootHash: desired.rootHash, excludes: excl });
-      pruneManifestFiles(treeDir, desired.rootHash);
-      rememberCommitted(treeDir, manifest);
+      pruneManifestFiles(treeDir, chain);
+      rememberCommitted(treeDir, desired, chain);
     }
     return result(true, diff, drift);
   }
@@ -228,16 +255,19 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   stepper.step('staging');
   const counters: Counters = { filesFetched: 0, bytesFetched: 0, filesReused: 0, bytesReused: 0 };
   let journal: Journal;
-  const manifest = copyManifest(desired);
+  let chain: string[] = [];
+  const manifest = desired;
   try {
     fs.mkdirSync(staging, { mode: 0o700 });
     fs.mkdirSync(join(staging, 'blobs'), { mode: 0o700 });
-    await stageBlobs(o, root, baseManifest, needs, staging, counters, stepper, partial);
+    await stageBlobs(o, root, { manifest: baseManifest, lookup: base, diff }, needs, staging, counters, stepper, partial);
     cancelled(o.signal);
     if (initial) buildInitialTree(staging, manifest, needs, rootSt, stepper);
     cancelled(o.signal);
     stepper.step('manifest');
-    const manifestFile = writeManifestFile(treeDir, o.treeKey, manifest);
+    const written = writeManifestFile(treeDir, o.treeKey, manifest, o.delta, committed);
+    chain = written.chain;
+    const manifestFile = written.name;
     journal = {
       v: 1,
       treeKey: o.treeKey,
@@ -260,7 +290,7 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   stepper.step('journal written');
   runJournal(treeDir, journal, {
     stepper,
-    manifest,
+    committed: { rootHash: manifest.rootHash, manifest, chain },
     onOp: (done, total) => o.onProgress?.({ phase: 'apply', files: done, filesTotal: total, bytes: 0, bytesTotal: 0 }),
   });
   return result(false, diff, drift, counters);
@@ -269,6 +299,8 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
 /** The base of the diff (see the module comment, step 2), and the drift found on the way. */
 async function findBase(
   o: ConvergeOptions,
+  desired: Manifest,
+  deltaDiff: ManifestDiff | undefined,
   root: string,
   treeDir: string,
   excludes: ExcludeMatcher,
@@ -276,14 +308,13 @@ async function findBase(
   committed: Committed | undefined,
   sameExcludes: boolean,
 ): Promise<{ baseManifest: Manifest; diff: ManifestDiff; drift: Drift; obstacles: Obstacle[] }> {
-  const desired = o.desired;
   if (trusted !== undefined) {
     // Entries equal to the committed ones were checked when they were committed.
-    const diff = diffChecked(trusted.manifest, desired, excludes, sameExcludes ? 'changed' : 'all');
+    const diff = deltaDiff ?? diffChecked(trusted.manifest, desired, excludes, sameExcludes ? 'changed' : 'all');
     if (touchedAsCommitted(root, lookupIn(trusted.manifest.entries), diff)) {
       return { baseManifest: trusted.manifest, diff, drift: NO_DRIFT, obstacles: [] };
     }
-  } else {
+  } else if (o.delta === undefined) {
     checkDesired(desired, excludes); // before the walk: a bad manifest costs nothing
   }
   const actual = await walkActual(treeDir, root, o.excludes);
@@ -315,14 +346,13 @@ function truncate(name: string): string {
 
 /** A private copy (the caller may reuse its objects); entries are already validated and sorted. */
 function copyManifest(m: Manifest): Manifest {
-  return {
-    rootHash: m.rootHash,
-    entries: m.entries.map((e) => {
-      const c: ManifestEntry = { path: e.path, type: e.type, mode: e.mode, size: e.size, hash: e.hash };
-      if (e.target !== undefined) c.target = e.target;
-      return c;
-    }),
-  };
+  return { rootHash: m.rootHash, entries: m.entries.map(copyEntry) };
+}
+
+function copyEntry(e: ManifestEntry): ManifestEntry {
+  const c: ManifestEntry = { path: e.path, type: e.type, mode: e.mode, size: e.size, hash: e.hash };
+  if (e.target !== undefined) c.target = e.target;
+  return c;
 }
 
 /**
@@ -376,7 +406,7 @@ function touchedAsCommitted(root: string, c: Lookup, d: ManifestDiff): boolean {
 async function stageBlobs(
   o: ConvergeOptions,
   root: string,
-  base: Manifest,
+  base: { manifest: Manifest; lookup: Lookup; diff: ManifestDiff },
   needs: Needs,
   staging: string,
   counters: Counters,
@@ -398,9 +428,19 @@ async function stageBlobs(
     }
     removeAll(partial);
   }
+  // Content this tree holds already: for a small fetch only what the converge removes or
+  // replaces (moved and renamed files), else every file (a walk of 20,000 entries costs ~5 ms).
   const local = new Map<string, string>();
-  for (const e of base.entries) {
-    if (e.type === 'file' && needs.has(e.hash) && !local.has(e.hash)) local.set(e.hash, e.path);
+  const consider = (e: ManifestEntry | undefined) => {
+    if (e !== undefined && e.type === 'file' && needs.has(e.hash) && !local.has(e.hash)) local.set(e.hash, e.path);
+  };
+  let neededBytes = 0;
+  for (const n of needs.values()) neededBytes += n.size;
+  if (neededBytes >= LOCAL_SCAN_MIN_BYTES) for (const e of base.manifest.entries) consider(e);
+  else {
+    for (const e of base.diff.removed) consider(e);
+    for (const t of base.diff.typeChanged) consider(t.from);
+    for (const e of base.diff.changed) consider(base.lookup(e.path));
   }
   const blobs = join(staging, 'blobs');
   let seq = 0;

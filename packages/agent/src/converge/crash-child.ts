@@ -1,24 +1,45 @@
 /**
  * Child process of crash.test.ts: converges `<dir>/host/d7` to the tree `<dir>/<src>` (default
  * srcB) and SIGKILLs itself at step k (the test hook onStep; 0 = never), like a power cut of the
- * process at that moment. Prints the result as JSON when it completes.
- * Usage: node --import tsx/esm crash-child.ts <dir> <k> <treeKey> [src]
+ * process at that moment. Prints the result as JSON when it completes. With `delta`, the desired
+ * tree is given as its change from the committed manifest, as the master sends it.
+ * Usage: node --import tsx/esm crash-child.ts <dir> <k> <treeKey> [src] [delta]
  */
 import { join } from 'node:path';
+import type { Manifest } from '@spoke/shared';
 import { converge } from './converge.js';
+import { readCommitted } from './observe.js';
+import type { ManifestDelta } from './state.js';
 import { copyFetcher, manifestOf } from './testkit.js';
 
-const [dir, kText, treeKey, srcName = 'srcB'] = process.argv.slice(2) as [string, string, string, string?];
+const [dir, kText, treeKey, srcName = 'srcB', mode] = process.argv.slice(2) as [string, string, string, string?, string?];
 const k = Number(kText);
 const src = join(dir, srcName);
+const stateDir = join(dir, 'state');
+const want = await manifestOf(src);
+
+function deltaOf(m: Manifest): ManifestDelta {
+  const c = readCommitted(stateDir, treeKey);
+  if (c === null) throw new Error('nothing committed to make a delta against');
+  const before = new Map(c.manifest.entries.map((e) => [e.path, e]));
+  const upserts = m.entries.filter((e) => {
+    const o = before.get(e.path);
+    before.delete(e.path);
+    return o === undefined || JSON.stringify(o) !== JSON.stringify(e);
+  });
+  return { base: c.rootHash, rootHash: m.rootHash, upserts, removed: [...before.keys()] };
+}
+
+let steps = 0;
 const result = await converge({
   treeKey,
   hostRoot: join(dir, 'host', 'd7'),
-  stateDir: join(dir, 'state'),
-  desired: await manifestOf(src),
+  stateDir,
+  ...(mode === 'delta' ? { delta: deltaOf(want) } : { desired: want }),
   fetcher: copyFetcher([src]),
   onStep: (n) => {
+    steps = n;
     if (n === k) process.kill(process.pid, 'SIGKILL');
   },
 });
-process.stdout.write(`${JSON.stringify(result)}\n`);
+process.stdout.write(`${JSON.stringify({ ...result, steps })}\n`);

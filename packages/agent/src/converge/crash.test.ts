@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Manifest, walkTree } from '@spoke/shared';
 import { converge, readCommitted, replayJournals } from './index.js';
-import { treeStateDir } from './state.js';
+import { readManifestFile, treeStateDir } from './state.js';
 import { copyFetcher, manifestOf, rng, scratch, type Spec, writeTree } from './testkit.js';
 
 const KEY = '/var/aegir/platforms/crash';
@@ -74,10 +74,10 @@ async function same(dir: string, m: Manifest): Promise<boolean> {
 function runChild(
   dir: string,
   k: number,
-  opts: { src?: string; uid?: number } = {},
+  opts: { src?: string; uid?: number; delta?: boolean } = {},
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }> {
   return new Promise((resolve, reject) => {
-    const args = ['--import', 'tsx/esm', CHILD, dir, String(k), KEY, opts.src ?? 'srcB'];
+    const args = ['--import', 'tsx/esm', CHILD, dir, String(k), KEY, opts.src ?? 'srcB', ...(opts.delta ? ['delta'] : [])];
     const ids = opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid };
     const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], ...ids });
     let out = '';
@@ -92,8 +92,10 @@ let root: string;
 let cleanup: () => void;
 let srcA: string;
 let srcB: string;
+let srcC: string;
 let mA: Manifest;
 let mB: Manifest;
+let mC: Manifest;
 beforeAll(async () => {
   ({ dir: root, cleanup } = scratch('spoke-crash-'));
   const { a, b } = specs();
@@ -101,8 +103,18 @@ beforeAll(async () => {
   srcB = join(root, 'srcB');
   writeTree(srcA, a);
   writeTree(srcB, b);
+  // C: A with a few edits, the usual small update (committed as a delta manifest file)
+  const c: Spec = { ...a };
+  const keys = Object.keys(a).filter((p) => p.endsWith('.php'));
+  c[keys[3] as string] = 'changed 3';
+  c[keys[40] as string] = { content: 'changed 40', mode: 0o600 };
+  delete c[keys[80] as string];
+  c['m1/s1/added.php'] = 'added';
+  srcC = join(root, 'srcC');
+  writeTree(srcC, c);
   mA = await manifestOf(srcA);
   mB = await manifestOf(srcB);
+  mC = await manifestOf(srcC);
 });
 afterAll(() => cleanup());
 
@@ -111,6 +123,7 @@ async function prepare(name: string, initial: boolean): Promise<string> {
   const dir = join(root, name);
   fs.mkdirSync(join(dir, 'host'), { recursive: true });
   fs.symlinkSync(srcB, join(dir, 'srcB'));
+  fs.symlinkSync(srcC, join(dir, 'srcC'));
   if (!initial) {
     await converge({ treeKey: KEY, hostRoot: join(dir, 'host', 'd7'), stateDir: join(dir, 'state'), desired: mA, fetcher: copyFetcher([srcA]) });
   }
@@ -132,14 +145,16 @@ async function countSteps(initial: boolean): Promise<{ total: number; names: str
   return { total: names.length, names };
 }
 
-async function crashAndReplay(k: number, initial: boolean): Promise<string> {
-  const dir = await prepare(`k${k}-${initial}`, initial);
+async function crashAndReplay(k: number, initial: boolean, delta = false): Promise<string> {
+  const dir = await prepare(`k${k}-${initial}${delta ? '-delta' : ''}`, initial);
   const tree = join(dir, 'host', 'd7');
   const stateDir = join(dir, 'state');
-  const { signal, out } = await runChild(dir, k);
+  // the delta case goes A -> C (a few edits), the others A -> B (every change kind)
+  const want = delta ? mC : mB;
+  const { signal, out } = await runChild(dir, k, delta ? { src: 'srcC', delta: true } : {});
   expect(signal, out).toBe('SIGKILL');
   const journal = fs.existsSync(join(treeStateDir(stateDir, KEY), 'journal.json'));
-  const committedB = readCommitted(stateDir, KEY)?.rootHash === mB.rootHash;
+  const committedB = readCommitted(stateDir, KEY)?.rootHash === want.rootHash;
   let state: string;
   if (journal) state = 'journal';
   else if (committedB) state = 'committed';
@@ -149,7 +164,7 @@ async function crashAndReplay(k: number, initial: boolean): Promise<string> {
     if (initial) expect(fs.existsSync(tree)).toBe(false);
     else expect(await same(tree, mA)).toBe(true);
   }
-  if (state === 'committed') expect(await same(tree, mB)).toBe(true);
+  if (state === 'committed') expect(await same(tree, want)).toBe(true);
   const finished = await replayJournals(stateDir);
   expect(finished).toEqual(journal ? [KEY] : []);
   if (state === 'old') {
@@ -157,8 +172,8 @@ async function crashAndReplay(k: number, initial: boolean): Promise<string> {
     else expect(await same(tree, mA)).toBe(true);
     expect(readCommitted(stateDir, KEY)?.rootHash ?? null).toBe(initial ? null : mA.rootHash);
   } else {
-    expect(await same(tree, mB)).toBe(true);
-    expect(readCommitted(stateDir, KEY)?.rootHash).toBe(mB.rootHash);
+    expect(await same(tree, want)).toBe(true);
+    expect(readCommitted(stateDir, KEY)?.rootHash).toBe(want.rootHash);
   }
   // nothing left behind: no staging dir next to the tree, no journal
   expect(fs.readdirSync(join(dir, 'host')).filter((n) => n !== 'd7')).toEqual([]);
@@ -187,6 +202,20 @@ function spread(total: number, n: number): number[] {
 }
 
 describe('crash safety (SIGKILL at step k, then replayJournals)', () => {
+  it('A -> C from a manifest delta (a few edits; the manifest file is a delta): up to 12 kill points over the whole run', async () => {
+    const dir = await prepare('count-delta', false);
+    const { code, out } = await runChild(dir, 0, { src: 'srcC', delta: true });
+    expect(code, out).toBe(0);
+    expect(await same(join(dir, 'host', 'd7'), mC)).toBe(true);
+    const treeDir = treeStateDir(join(dir, 'state'), KEY);
+    expect(readManifestFile(treeDir, mC.rootHash).chain).toEqual([mC.rootHash, mA.rootHash]);
+    const total = Number(/"steps":(\d+)/.exec(out)?.[1]);
+    expect(total).toBeGreaterThan(5);
+    const states = await twoAtATime(spread(total, Math.min(total, 12)), (k) => crashAndReplay(k, false, true));
+    expect(states).toContain('old');
+    expect(states).toContain('journal');
+  }, 60_000);
+
   it('A -> B (~230 files, every change kind): 20 kill points over the whole run', async () => {
     const { total, names } = await countSteps(false);
     expect(total).toBeGreaterThan(100);

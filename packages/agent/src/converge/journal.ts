@@ -30,13 +30,14 @@
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { excludeMatcher, fail, isSpokeError, type Manifest } from '@spoke/shared';
+import { excludeMatcher, fail, isSpokeError } from '@spoke/shared';
 import { errText, lstatOrNull, readIfExists, removeAll, writeAtomic } from './fsutil.js';
 import { DirGuard, type Op, type OpContext, runOp } from './ops.js';
 import {
-  decodeManifest,
+  type Committed,
   JOURNAL,
   pruneManifestFiles,
+  readManifestFile,
   rememberCommitted,
   STAGING_INTENT,
   writeHead,
@@ -96,7 +97,7 @@ export function readJournal(treeDir: string): Journal | undefined {
 export function runJournal(
   treeDir: string,
   j: Journal,
-  opts: { stepper?: Stepper; manifest?: Manifest; onOp?: (done: number, total: number) => void } = {},
+  opts: { stepper?: Stepper; committed?: Committed; onOp?: (done: number, total: number) => void } = {},
 ): void {
   const stepper = opts.stepper ?? new Stepper(undefined);
   const ctx: OpContext = {
@@ -125,13 +126,8 @@ export function runJournal(
     }
     if (opts.onOp !== undefined && (i % 256 === 255 || i === total - 1)) opts.onOp(i + 1, total);
   }
-  let manifest = opts.manifest;
-  if (manifest === undefined) {
-    const file = join(treeDir, j.manifestFile);
-    const text = readIfExists(file);
-    if (text === undefined) throw fail('INTERNAL', `journal of ${j.treeKey} names ${file}, which is missing`);
-    manifest = decodeManifest(text, file);
-  }
+  // The manifest file (and the chain behind it) was written durably before the journal.
+  const committed = opts.committed ?? readManifestFile(treeDir, j.rootHash);
   stepper.step('commit head');
   writeHead(treeDir, { v: 1, treeKey: j.treeKey, hostRoot: j.hostRoot, rootHash: j.rootHash, excludes: j.excludes });
   stepper.step('remove journal');
@@ -139,6 +135,6 @@ export function runJournal(
   stepper.step('remove staging');
   removeAll(j.staging);
   fs.rmSync(join(treeDir, STAGING_INTENT), { force: true });
-  pruneManifestFiles(treeDir, j.rootHash);
-  rememberCommitted(treeDir, manifest);
+  pruneManifestFiles(treeDir, committed.chain);
+  rememberCommitted(treeDir, committed.manifest, committed.chain);
 }

@@ -1,9 +1,9 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildManifest, diffManifests, excludeMatcher, isSpokeError, type ManifestEntry, sha256Hex } from '@spoke/shared';
-import { buildOps, diffChecked, lookupIn } from './plan.js';
-import { openStatCache } from './state.js';
+import { buildManifest, diffManifests, excludeMatcher, isSpokeError, type Manifest, type ManifestEntry, sha256Hex } from '@spoke/shared';
+import { buildOps, diffChecked, diffFromDelta, lookupIn } from './plan.js';
+import { type ManifestDelta, mergeDelta, openStatCache } from './state.js';
 import { rng, scratch } from './testkit.js';
 
 const ex = excludeMatcher({});
@@ -89,6 +89,62 @@ describe('diffChecked', () => {
       }
     })();
     expect(isSpokeError(err, 'INVALID_ARGUMENT')).toBe(true);
+  });
+});
+
+/** The delta the master would send from `a` to `b` (sorted upserts, every removed path). */
+function deltaOf(a: Manifest, b: Manifest): ManifestDelta {
+  const before = new Map(a.entries.map((e) => [e.path, e]));
+  const upserts = b.entries.filter((e) => {
+    const o = before.get(e.path);
+    before.delete(e.path);
+    return o === undefined || JSON.stringify(o) !== JSON.stringify(e);
+  });
+  return { base: a.rootHash, rootHash: b.rootHash, upserts, removed: [...before.keys()] };
+}
+
+describe('diffFromDelta', () => {
+  it('equals diffChecked of the merged manifest, and merges to the desired one, on 300 random pairs', () => {
+    for (let i = 0; i < 300; i++) {
+      const a = buildManifest(randomManifest(i));
+      const b = buildManifest(randomManifest(i + 1000));
+      const d = deltaOf(a, b);
+      const got = diffFromDelta(a, d, ex);
+      expect(got.desired).toEqual(b);
+      expect(got.diff).toEqual(diffChecked(a, b, ex, 'changed'));
+      expect(mergeDelta(a.entries, d.upserts, d.removed)).toEqual(b.entries);
+    }
+  });
+
+  it('refuses a delta that is unsorted, repeats, removes what is not there, orphans or hides entries, or does not hash to its root', () => {
+    const a = buildManifest([dir('d'), file('d/x'), file('f')]);
+    const refuse = (d: Partial<ManifestDelta>, msg: RegExp) => {
+      const delta: ManifestDelta = { base: a.rootHash, rootHash: a.rootHash, upserts: [], removed: [], ...d };
+      let err: unknown;
+      try {
+        diffFromDelta(a, delta, ex);
+      } catch (e) {
+        err = e;
+      }
+      expect(isSpokeError(err, 'INVALID_ARGUMENT') || isSpokeError(err, 'ARCHIVE_UNSAFE')).toBe(true);
+      expect((err as Error).message).toMatch(msg);
+    };
+    refuse({ upserts: [file('b'), file('a')] }, /not sorted/);
+    refuse({ upserts: [file('a'), file('a')] }, /twice/);
+    refuse({ removed: ['f', 'f'] }, /twice/);
+    refuse({ removed: ['nope'] }, /does not have/);
+    refuse({ removed: ['d'] }, /keeps what is below/);
+    refuse({ upserts: [file('d', 'now a file')] }, /keeps what is below/);
+    refuse({ upserts: [file('n/x')] }, /not its directory/);
+    refuse({ upserts: [file('f/x')] }, /not its directory/);
+    refuse({ upserts: [file('f')], removed: ['f'] }, /both removes and lists/);
+    refuse({ upserts: [{ ...file('g'), mode: 0o4755 }] }, /mode 4755/);
+    refuse({ upserts: [file('../up')] }, /unsafe path/);
+    refuse({ upserts: [file('sites/x/files')] }, /excluded/);
+    refuse({ upserts: [file('g')] }, /root hash/);
+    // the same changes, well formed, pass
+    const ok = buildManifest([dir('d'), file('d/x', 'new'), file('f'), file('g')]);
+    expect(diffFromDelta(a, deltaOf(a, ok), ex).diff.changed.map((e) => e.path)).toEqual(['d/x']);
   });
 });
 

@@ -21,6 +21,7 @@ import {
 } from '@spoke/shared';
 import { isErrno } from './fsutil.js';
 import { findExcluded, type Op } from './ops.js';
+import { type ManifestDelta, mergeDelta } from './state.js';
 
 /** Finds an entry by path in entries sorted by path (binary search; no index to build). */
 export type Lookup = (path: string) => ManifestEntry | undefined;
@@ -146,6 +147,76 @@ export function diffChecked(
 /** Checks a desired manifest completely (see diffChecked). */
 export function checkDesired(d: Manifest, excludes: ExcludeMatcher): void {
   diffChecked({ entries: [], rootHash: '' }, d, excludes, 'all');
+}
+
+/**
+ * The diff from `base` (a committed manifest: checked when it was committed, with the same
+ * excludes) to the manifest that `delta` describes, in time proportional to the change: the
+ * desired manifest is merged from base and delta, and only what the delta names is checked —
+ * upserts sorted and unique, each a safe entry (checkEntry) whose directory is a directory of the
+ * result, removed paths present in base, nothing left below a path that stops being a
+ * directory — and then the root hash of the result. Same result as diffChecked(base, merged,
+ * excludes, 'changed').
+ * @throws SpokeError ARCHIVE_UNSAFE, INVALID_ARGUMENT
+ */
+export function diffFromDelta(base: Manifest, delta: ManifestDelta, excludes: ExcludeMatcher): { diff: ManifestDiff; desired: Manifest } {
+  const out: ManifestDiff = { added: [], removed: [], changed: [], typeChanged: [], modeChanged: [], unchanged: 0 };
+  const inBase = lookupIn(base.entries);
+  let prev: string | undefined;
+  for (const want of delta.upserts) {
+    if (prev !== undefined && comparePaths(prev, want.path) >= 0) {
+      throw fail('INVALID_ARGUMENT', `manifest delta is not sorted or lists ${JSON.stringify(want.path)} twice`);
+    }
+    prev = want.path;
+  }
+  const removedSorted = [...delta.removed].sort(comparePaths);
+  for (let i = 1; i < removedSorted.length; i++) {
+    if (removedSorted[i - 1] === removedSorted[i]) throw fail('INVALID_ARGUMENT', `manifest delta removes ${JSON.stringify(removedSorted[i])} twice`);
+  }
+  const entries = mergeDelta(base.entries, delta.upserts, removedSorted);
+  const inDesired = lookupIn(entries);
+  /** True when `entries` has something below `dir` (descendants are one contiguous run). */
+  const hasBelow = (dir: string): boolean => {
+    const prefix = `${dir}/`;
+    let lo = 0;
+    let hi = entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (comparePaths((entries[mid] as ManifestEntry).path, prefix) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return entries[lo]?.path.startsWith(prefix) ?? false;
+  };
+  for (const want of delta.upserts) {
+    const p = want.path;
+    checkEntry(want, excludes);
+    const parent = parentOf(p);
+    if (parent !== '' && inDesired(parent)?.type !== 'dir') throw fail('INVALID_ARGUMENT', `manifest lists ${JSON.stringify(p)} but not its directory`);
+    const have = inBase(p);
+    if (have === undefined) {
+      out.added.push(want);
+      continue;
+    }
+    if (have.type === 'dir' && want.type !== 'dir' && hasBelow(p)) {
+      throw fail('INVALID_ARGUMENT', `manifest delta turns ${JSON.stringify(p)} into a ${want.type} but keeps what is below it`);
+    }
+    const same = have.type === want.type && sameContent(have, want);
+    if (same && have.mode === want.mode) out.unchanged++;
+    else if (have.type !== want.type) out.typeChanged.push({ path: p, from: have, to: want });
+    else if (!same) out.changed.push(want);
+    else out.modeChanged.push(want);
+  }
+  for (const p of removedSorted) {
+    const have = inBase(p);
+    if (have === undefined) throw fail('INVALID_ARGUMENT', `manifest delta removes ${JSON.stringify(p)}, which the base does not have`);
+    if (inDesired(p) !== undefined) throw fail('INVALID_ARGUMENT', `manifest delta both removes and lists ${JSON.stringify(p)}`);
+    if (have.type === 'dir' && hasBelow(p)) throw fail('INVALID_ARGUMENT', `manifest delta removes ${JSON.stringify(p)} but keeps what is below it`);
+    out.removed.push(have);
+  }
+  out.removed.reverse();
+  out.unchanged += base.entries.length - out.removed.length - out.changed.length - out.typeChanged.length - out.modeChanged.length - out.unchanged;
+  if (rootHashOfSorted(entries) !== delta.rootHash) throw fail('INVALID_ARGUMENT', 'manifest root hash does not match its entries');
+  return { diff: out, desired: { entries, rootHash: delta.rootHash } };
 }
 
 /**

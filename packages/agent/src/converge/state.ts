@@ -4,8 +4,12 @@
  *                      last (atomic, durable) by a converge, so it is the commit point. `drift`
  *                      is set by observe when the tree no longer matches, so the next converge
  *                      re-walks instead of trusting the committed manifest.
- * - `manifest-<root>.json` the committed manifest (tuples, see encodeManifest); written and fsynced
- *                      before the journal that refers to it, so a head never names a missing one.
+ * - `manifest-<root>.json` the committed manifest: whole (tuples, see encodeManifest), or as the
+ *                      change from an earlier manifest file of the tree (`base`, see encodeDelta),
+ *                      so a small converge of a large tree writes a small file. A chain of deltas
+ *                      ends at a whole manifest and is at most MAX_CHAIN long; every file of the
+ *                      committed chain is kept. Written and fsynced before the journal that
+ *                      refers to it, so a head never names a missing one.
  * - `journal.json`     the transaction in flight (see journal.ts).
  * - `staging.json`     {path}: the staging dir of a converge in progress, for clean-up after a
  *                      crash before the journal was committed.
@@ -15,7 +19,17 @@
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { type EntryType, fail, type Manifest, type ManifestEntry, sha256Hex, type StatCache, type StatCacheRecord } from '@spoke/shared';
+import {
+  comparePaths,
+  type EntryType,
+  fail,
+  type Manifest,
+  type ManifestEntry,
+  rootHashOfSorted,
+  sha256Hex,
+  type StatCache,
+  type StatCacheRecord,
+} from '@spoke/shared';
 import { readIfExists, removeAll, writeAtomic } from './fsutil.js';
 
 /** The small commit-point file of a tree. */
@@ -64,36 +78,133 @@ export function writeHead(treeDir: string, head: Head): void {
 
 type Tuple = [string, EntryType, number, number, string] | [string, EntryType, number, number, string, string];
 
+const toTuple = (e: ManifestEntry): Tuple =>
+  e.target === undefined ? [e.path, e.type, e.mode, e.size, e.hash] : [e.path, e.type, e.mode, e.size, e.hash, e.target];
+
+const fromTuple = (t: Tuple): ManifestEntry => {
+  const e: ManifestEntry = { path: t[0], type: t[1], mode: t[2], size: t[3], hash: t[4] };
+  if (t.length === 6) e.target = t[5];
+  return e;
+};
+
 /** Compact on-disk form of a manifest: one tuple per entry (about half the size of objects). */
 export function encodeManifest(treeKey: string, m: Manifest): string {
-  const tuples: Tuple[] = m.entries.map((e) =>
-    e.target === undefined ? [e.path, e.type, e.mode, e.size, e.hash] : [e.path, e.type, e.mode, e.size, e.hash, e.target],
-  );
-  return JSON.stringify({ v: 1, treeKey, rootHash: m.rootHash, entries: tuples });
+  return JSON.stringify({ v: 1, treeKey, rootHash: m.rootHash, entries: m.entries.map(toTuple) });
 }
 
-export function decodeManifest(text: string, where: string): Manifest {
-  let doc: { v?: unknown; rootHash?: unknown; entries?: unknown };
+/**
+ * A desired manifest given as its change from an earlier one (`base`, a root hash): entries
+ * added or changed (`upserts`, sorted by path) and every path that is gone (`removed`). This is
+ * what the master sends for an agent one or a few edits behind.
+ */
+export interface ManifestDelta {
+  base: string;
+  rootHash: string;
+  upserts: ManifestEntry[];
+  removed: string[];
+}
+
+/** On-disk form of a delta manifest file (see the module comment). */
+export function encodeDelta(treeKey: string, d: ManifestDelta): string {
+  return JSON.stringify({ v: 1, treeKey, rootHash: d.rootHash, base: d.base, upserts: d.upserts.map(toTuple), removed: d.removed });
+}
+
+type ManifestDoc =
+  | { kind: 'whole'; manifest: Manifest }
+  | { kind: 'delta'; delta: ManifestDelta };
+
+function decodeDoc(text: string, where: string): ManifestDoc {
+  let doc: { v?: unknown; rootHash?: unknown; entries?: unknown; base?: unknown; upserts?: unknown; removed?: unknown };
   try {
     doc = JSON.parse(text) as typeof doc;
   } catch {
     throw fail('INTERNAL', `${where} is not valid JSON`);
   }
-  if (doc.v !== 1 || typeof doc.rootHash !== 'string' || !Array.isArray(doc.entries)) {
-    throw fail('INTERNAL', `${where} has an unknown format`);
+  if (doc.v !== 1 || typeof doc.rootHash !== 'string') throw fail('INTERNAL', `${where} has an unknown format`);
+  if (typeof doc.base === 'string' && Array.isArray(doc.upserts) && Array.isArray(doc.removed)) {
+    const delta = { base: doc.base, rootHash: doc.rootHash, upserts: (doc.upserts as Tuple[]).map(fromTuple), removed: doc.removed as string[] };
+    return { kind: 'delta', delta };
   }
-  const entries: ManifestEntry[] = (doc.entries as Tuple[]).map((t) => {
-    const e: ManifestEntry = { path: t[0], type: t[1], mode: t[2], size: t[3], hash: t[4] };
-    if (t.length === 6) e.target = t[5];
-    return e;
-  });
-  return { rootHash: doc.rootHash, entries };
+  if (!Array.isArray(doc.entries)) throw fail('INTERNAL', `${where} has an unknown format`);
+  return { kind: 'whole', manifest: { rootHash: doc.rootHash, entries: (doc.entries as Tuple[]).map(fromTuple) } };
 }
 
-/** A committed manifest, memoised per tree dir. */
+/** Decodes a whole manifest file (a delta file needs its chain: see readManifestFile). */
+export function decodeManifest(text: string, where: string): Manifest {
+  const doc = decodeDoc(text, where);
+  if (doc.kind !== 'whole') throw fail('INTERNAL', `${where} is a delta on ${doc.delta.base.slice(0, 12)}…, not a whole manifest`);
+  return doc.manifest;
+}
+
+/**
+ * Applies a manifest delta to sorted base entries in one linear merge: `upserts` (sorted, as the
+ * master sends them) replace or add entries, `removed` paths go away.
+ */
+export function mergeDelta(base: readonly ManifestEntry[], upserts: readonly ManifestEntry[], removed: readonly string[]): ManifestEntry[] {
+  const gone = new Set(removed);
+  const out: ManifestEntry[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < base.length || j < upserts.length) {
+    const b = base[i];
+    const u = upserts[j];
+    const c = b === undefined ? 1 : u === undefined ? -1 : comparePaths(b.path, u.path);
+    if (c < 0) {
+      if (!gone.has((b as ManifestEntry).path)) out.push(b as ManifestEntry);
+      i++;
+    } else {
+      out.push(u as ManifestEntry);
+      j++;
+      if (c === 0) i++;
+    }
+  }
+  return out;
+}
+
+/** Longest chain of delta files behind a committed manifest; the next commit writes it whole. */
+export const MAX_CHAIN = 16;
+
+/** A manifest as committed: the manifest, and the root hashes of the files it is read from. */
 export interface Committed {
   rootHash: string;
   manifest: Manifest;
+  /** Newest first; the last names a whole manifest file. */
+  chain: string[];
+}
+
+/**
+ * Reads the manifest file of `rootHash` and the chain of delta files behind it. Whatever comes
+ * from disk is checked against its root hash, so a damaged chain is an error, never a wrong tree.
+ * @throws SpokeError INTERNAL (missing, unreadable or inconsistent files)
+ */
+export function readManifestFile(treeDir: string, rootHash: string): Committed {
+  const deltas: ManifestDelta[] = [];
+  const chain: string[] = [];
+  let root = rootHash;
+  let whole: Manifest | undefined;
+  while (whole === undefined) {
+    const file = join(treeDir, manifestFileName(root));
+    if (chain.includes(root) || chain.length > MAX_CHAIN + 1) throw fail('INTERNAL', `manifest files of ${treeDir} form a loop at ${root.slice(0, 12)}…`);
+    chain.push(root);
+    const text = readIfExists(file);
+    if (text === undefined) throw fail('INTERNAL', `committed manifest ${file} is missing`);
+    const doc = decodeDoc(text, file);
+    if ((doc.kind === 'whole' ? doc.manifest.rootHash : doc.delta.rootHash) !== root) throw fail('INTERNAL', `${file} does not hold root ${root}`);
+    if (doc.kind === 'whole') whole = doc.manifest;
+    else {
+      deltas.push(doc.delta);
+      root = doc.delta.base;
+    }
+  }
+  let entries = whole.entries;
+  for (let i = deltas.length - 1; i >= 0; i--) {
+    const d = deltas[i] as ManifestDelta;
+    entries = mergeDelta(entries, d.upserts, d.removed);
+  }
+  if (deltas.length > 0 && rootHashOfSorted(entries) !== rootHash) {
+    throw fail('INTERNAL', `the manifest files of ${treeDir} do not add up to root ${rootHash.slice(0, 12)}…`);
+  }
+  return { rootHash, manifest: { rootHash, entries }, chain };
 }
 
 const memo = new Map<string, Committed>();
@@ -102,33 +213,51 @@ const memo = new Map<string, Committed>();
 export function loadCommitted(treeDir: string, head: Head): Committed {
   const hit = memo.get(treeDir);
   if (hit !== undefined && hit.rootHash === head.rootHash) return hit;
-  const file = join(treeDir, manifestFileName(head.rootHash));
-  const text = readIfExists(file);
-  if (text === undefined) throw fail('INTERNAL', `committed manifest ${file} is missing`);
-  const manifest = decodeManifest(text, file);
-  if (manifest.rootHash !== head.rootHash) throw fail('INTERNAL', `${file} does not hold root ${head.rootHash}`);
-  const c: Committed = { rootHash: head.rootHash, manifest };
+  const c = readManifestFile(treeDir, head.rootHash);
   memo.set(treeDir, c);
   return c;
 }
 
-/** Writes the manifest file a journal will commit to (durable: the journal refers to it). */
-export function writeManifestFile(treeDir: string, treeKey: string, m: Manifest): string {
+/**
+ * Writes the manifest file a journal will commit to (durable: the journal refers to it) and
+ * returns its name and chain. With `delta` whose base is the committed manifest `from`, writes
+ * only the change, unless the chain is long already, the change is large, or the new root is
+ * already part of the chain (a file never refers to itself); else the whole manifest.
+ */
+export function writeManifestFile(
+  treeDir: string,
+  treeKey: string,
+  m: Manifest,
+  delta?: ManifestDelta,
+  from?: Committed,
+): { name: string; chain: string[] } {
   const name = manifestFileName(m.rootHash);
+  if (
+    delta !== undefined &&
+    from !== undefined &&
+    delta.base === from.rootHash &&
+    delta.rootHash === m.rootHash &&
+    from.chain.length < MAX_CHAIN &&
+    !from.chain.includes(m.rootHash) &&
+    (delta.upserts.length + delta.removed.length) * 4 <= Math.max(m.entries.length, 64)
+  ) {
+    writeAtomic(join(treeDir, name), encodeDelta(treeKey, delta), true);
+    return { name, chain: [m.rootHash, ...from.chain] };
+  }
   writeAtomic(join(treeDir, name), encodeManifest(treeKey, m), true);
-  return name;
+  return { name, chain: [m.rootHash] };
 }
 
 /** Remembers a manifest just committed (saves re-reading it). */
-export function rememberCommitted(treeDir: string, manifest: Manifest): void {
-  memo.set(treeDir, { rootHash: manifest.rootHash, manifest });
+export function rememberCommitted(treeDir: string, manifest: Manifest, chain: string[]): void {
+  memo.set(treeDir, { rootHash: manifest.rootHash, manifest, chain });
 }
 
-/** Removes manifest files other than the committed one (left by earlier commits or crashes). */
-export function pruneManifestFiles(treeDir: string, keepRoot: string): void {
-  const keep = manifestFileName(keepRoot);
+/** Removes manifest files that are not part of the committed chain (earlier commits, crashes). */
+export function pruneManifestFiles(treeDir: string, chain: readonly string[]): void {
+  const keep = new Set(chain.map(manifestFileName));
   for (const name of fs.readdirSync(treeDir)) {
-    if (name !== keep && name.startsWith('manifest-')) fs.rmSync(join(treeDir, name), { force: true });
+    if (!keep.has(name) && name.startsWith('manifest-')) fs.rmSync(join(treeDir, name), { force: true });
   }
 }
 

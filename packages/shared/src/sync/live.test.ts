@@ -38,6 +38,34 @@ describe('LiveManifest', () => {
     expect(live.toManifest()).toBe(second);
   });
 
+  it('content edits between snapshots update the sorted list in place without touching handed-out snapshots', () => {
+    const live = LiveManifest.from(base);
+    const shots = [live.toManifest()];
+    const copies = [JSON.stringify(shots[0])];
+    const edits: ManifestEntry[][] = [
+      [file('a/x', 'one')],
+      [file('a/b/y', 'two'), file('z', 'three', 0o600)],
+      [dir('a/b', 0o700)],
+      [file('a/x', 'four'), file('a/x', 'five')],
+    ];
+    let want = base.entries.slice();
+    for (const batch of edits) {
+      for (const e of batch) {
+        live.apply({ op: 'upsert', entry: e });
+        want = want.map((w) => (w.path === e.path ? e : w));
+      }
+      const shot = live.toManifest();
+      expect(shot).toEqual(buildManifest(want));
+      shots.push(shot);
+      copies.push(JSON.stringify(shot));
+    }
+    // every snapshot handed out is still exactly what it was
+    shots.forEach((m, i) => expect(JSON.stringify(m)).toBe(copies[i]));
+    // an add after in-place edits rebuilds the order
+    live.apply({ op: 'upsert', entry: file('a/0') });
+    expect(live.toManifest()).toEqual(buildManifest([...want, file('a/0')]));
+  });
+
   it('upserts and removes, always matching a full recompute', () => {
     const live = LiveManifest.from(base);
     expect(applyChange(live, { op: 'upsert', entry: file('a/x', 'new') })).toBe(true);

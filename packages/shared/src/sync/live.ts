@@ -19,6 +19,13 @@ export class LiveManifest {
   private readonly byPath = new Map<string, ManifestEntry>();
   private readonly children = new Map<string, Set<string>>();
   private sortedPaths: string[] | undefined;
+  /**
+   * The entries in path order while no path was added or removed: a content change replaces one
+   * element (copying the array first when a snapshot shares it), so the next snapshot does not
+   * rebuild 20,000 entries for one edit.
+   */
+  private sortedList: ManifestEntry[] | undefined;
+  private sortedListShared = false;
   private cachedRoot: string | undefined;
   /** The last snapshot, valid until the next change (callers treat manifests as read-only). */
   private snapshot: Manifest | undefined;
@@ -34,6 +41,8 @@ export class LiveManifest {
     live.sortedPaths = manifest.entries.map((e) => e.path);
     live.cachedRoot = manifest.rootHash;
     live.snapshot = { entries: manifest.entries.slice(), rootHash: manifest.rootHash };
+    live.sortedList = live.snapshot.entries;
+    live.sortedListShared = true;
     return live;
   }
 
@@ -58,7 +67,10 @@ export class LiveManifest {
     const prev = this.byPath.get(next.path);
     if (prev !== undefined && canonicalLine(prev) === canonicalLine(next)) return false;
     if (prev?.type === 'dir' && next.type !== 'dir') this.removeBelow(next.path);
-    if (prev === undefined) this.sortedPaths = undefined;
+    if (prev === undefined) {
+      this.sortedPaths = undefined;
+      this.sortedList = undefined;
+    } else this.replaceSorted(next);
     this.insert(next);
     this.cachedRoot = undefined;
     this.snapshot = undefined;
@@ -80,12 +92,41 @@ export class LiveManifest {
       const entries = this.sortedEntries();
       this.cachedRoot ??= rootHashOfSorted(entries);
       this.snapshot = { entries, rootHash: this.cachedRoot };
+      this.sortedListShared = true;
     }
     return this.snapshot;
   }
 
   private sortedEntries(): ManifestEntry[] {
-    return this.snapshot?.entries ?? this.sorted().map((p) => this.byPath.get(p) as ManifestEntry);
+    if (this.snapshot !== undefined) return this.snapshot.entries;
+    if (this.sortedList === undefined) {
+      this.sortedList = this.sorted().map((p) => this.byPath.get(p) as ManifestEntry);
+      this.sortedListShared = false;
+    }
+    return this.sortedList;
+  }
+
+  /** Puts a changed entry (same path) into sortedList, when there is one. */
+  private replaceSorted(e: ManifestEntry): void {
+    let list = this.sortedList;
+    if (list === undefined) return;
+    let lo = 0;
+    let hi = list.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const c = comparePaths((list[mid] as ManifestEntry).path, e.path);
+      if (c === 0) {
+        if (this.sortedListShared) {
+          list = this.sortedList = list.slice();
+          this.sortedListShared = false;
+        }
+        list[mid] = e;
+        return;
+      }
+      if (c < 0) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    this.sortedList = undefined; // not found: cannot happen for a path in byPath; rebuild to be safe
   }
 
   private sorted(): string[] {
@@ -107,6 +148,7 @@ export class LiveManifest {
     const below = this.removeBelow(path);
     if (had || below) {
       this.sortedPaths = undefined;
+      this.sortedList = undefined;
       this.cachedRoot = undefined;
       this.snapshot = undefined;
     }
@@ -128,6 +170,7 @@ export class LiveManifest {
     }
     if (removed) {
       this.sortedPaths = undefined;
+      this.sortedList = undefined;
       this.cachedRoot = undefined;
       this.snapshot = undefined;
     }
