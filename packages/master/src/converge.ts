@@ -239,7 +239,7 @@ export class PlatformSync {
   private async run(ctx: TaskContext, p: PlatformInfo, only: string | undefined, rescan: boolean): Promise<ConvergeSummary> {
     const started = Date.now();
     // A watched tree is current already; an unwatched one is re-walked (stat-cached) on verify.
-    const known = (await this.trees.rootHash(p.path)) !== undefined;
+    const known = this.trees.isLoaded(p.path);
     const manifest = await this.trees.manifest(p.path, p.excludes, {
       rescan: rescan && known && !this.trees.isWatched(p.path),
       live: p.live,

@@ -131,6 +131,11 @@ export class TreeStore {
    * watcher that is still setting up does not count: changes made before its directory watches
    * exist produce no events.
    */
+  /** True when this store holds a manifest of the tree (walked once since start-up). */
+  isLoaded(nsPath: string): boolean {
+    return this.trees.has(nsPath);
+  }
+
   isWatched(nsPath: string): boolean {
     const t = this.trees.get(nsPath);
     return t?.watcher !== undefined && t.watchReady === true;

@@ -17,11 +17,14 @@
  *       failed test), stop holding its tree (committed state dropped, no longer reported) and,
  *       when asked, delete the tree except a non-empty sites/<site>/files or private. Used by
  *       `platform rm`.
+ *   8 — root hash v2 (two levels: per-directory group digests, then the root over them; see
+ *       sync/roothash.ts), so a change costs its directory. Agents before 8 compute the v1 root
+ *       and can never agree with this master: converge and tree status need 8.
  */
-export const CAPABILITY_VERSION = 7;
+export const CAPABILITY_VERSION = 8;
 
 /** The lowest capability an agent needs for each command the master sends (default 1). */
-export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 2, treeStatus: 2, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };
+export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };
 
 /** The product version printed by `--version` and reported in host facts. */
 export const SPOKE_VERSION = '0.1.0';

@@ -29,6 +29,7 @@ import {
   type ManifestEntry,
   MODE_MASK,
   parentOf,
+  RootIndex,
   STAGING_PREFIX,
 } from '@spoke/shared';
 import { errText, hashFileSync, isErrno, lstatOrNull, removeAll } from './fsutil.js';
@@ -212,12 +213,15 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   // A delta is merged into the committed manifest it was made against, and checked.
   let desired: Manifest;
   let deltaDiff: ManifestDiff | undefined;
+  let index: RootIndex | undefined;
   if (o.delta !== undefined) {
     if (committed?.rootHash !== o.delta.base) {
       throw fail('TREE_CHANGED', `the manifest delta is against ${o.delta.base.slice(0, 12)}…, but this tree committed ${committed?.rootHash.slice(0, 12) ?? 'nothing'}`);
     }
-    const d = diffFromDelta(committed.manifest, o.delta, excludes);
+    committed.index ??= RootIndex.ofSorted(committed.manifest.entries);
+    const d = diffFromDelta(committed.manifest, o.delta, excludes, committed.index);
     desired = d.desired;
+    index = d.index;
     if (sameExcludes) deltaDiff = d.diff;
     else checkDesired(desired, excludes); // excludes changed: committed entries were checked against others
   } else desired = copyManifest(o.desired as Manifest); // private: it becomes the committed manifest
@@ -233,7 +237,7 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
       const { chain } = writeManifestFile(treeDir, o.treeKey, desired, o.delta, committed);
       writeHead(treeDir, { v: 1, treeKey: o.treeKey, hostRoot: root, rootHash: desired.rootHash, excludes: excl });
       pruneManifestFiles(treeDir, chain);
-      rememberCommitted(treeDir, desired, chain);
+      rememberCommitted(treeDir, { rootHash: desired.rootHash, manifest: desired, chain, index });
     }
     return result(true, diff, drift);
   }
@@ -290,7 +294,7 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   stepper.step('journal written');
   runJournal(treeDir, journal, {
     stepper,
-    committed: { rootHash: manifest.rootHash, manifest, chain },
+    committed: { rootHash: manifest.rootHash, manifest, chain, index },
     onOp: (done, total) => o.onProgress?.({ phase: 'apply', files: done, filesTotal: total, bytes: 0, bytesTotal: 0 }),
   });
   return result(false, diff, drift, counters);

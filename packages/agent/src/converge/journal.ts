@@ -136,5 +136,5 @@ export function runJournal(
   removeAll(j.staging);
   fs.rmSync(join(treeDir, STAGING_INTENT), { force: true });
   pruneManifestFiles(treeDir, committed.chain);
-  rememberCommitted(treeDir, committed.manifest, committed.chain);
+  rememberCommitted(treeDir, committed);
 }

@@ -16,6 +16,7 @@ import {
   type ManifestEntry,
   MODE_MASK,
   parentOf,
+  RootIndex,
   rootHashOfSorted,
   type SkippedEntry,
 } from '@spoke/shared';
@@ -159,7 +160,12 @@ export function checkDesired(d: Manifest, excludes: ExcludeMatcher): void {
  * excludes, 'changed').
  * @throws SpokeError ARCHIVE_UNSAFE, INVALID_ARGUMENT
  */
-export function diffFromDelta(base: Manifest, delta: ManifestDelta, excludes: ExcludeMatcher): { diff: ManifestDiff; desired: Manifest } {
+export function diffFromDelta(
+  base: Manifest,
+  delta: ManifestDelta,
+  excludes: ExcludeMatcher,
+  baseIndex?: RootIndex,
+): { diff: ManifestDiff; desired: Manifest; index: RootIndex } {
   const out: ManifestDiff = { added: [], removed: [], changed: [], typeChanged: [], modeChanged: [], unchanged: 0 };
   const inBase = lookupIn(base.entries);
   let prev: string | undefined;
@@ -215,8 +221,10 @@ export function diffFromDelta(base: Manifest, delta: ManifestDelta, excludes: Ex
   }
   out.removed.reverse();
   out.unchanged += base.entries.length - out.removed.length - out.changed.length - out.typeChanged.length - out.modeChanged.length - out.unchanged;
-  if (rootHashOfSorted(entries) !== delta.rootHash) throw fail('INVALID_ARGUMENT', 'manifest root hash does not match its entries');
-  return { diff: out, desired: { entries, rootHash: delta.rootHash } };
+  // The root of the result from the base's index: only the directories the delta touches are hashed.
+  const index = (baseIndex ?? RootIndex.ofSorted(base.entries)).withChanges(delta.upserts, removedSorted);
+  if (index.rootHash !== delta.rootHash) throw fail('INVALID_ARGUMENT', 'manifest root hash does not match its entries');
+  return { diff: out, desired: { entries, rootHash: delta.rootHash }, index };
 }
 
 /**

@@ -25,6 +25,7 @@ import {
   fail,
   type Manifest,
   type ManifestEntry,
+  RootIndex,
   rootHashOfSorted,
   sha256Hex,
   type StatCache,
@@ -170,6 +171,8 @@ export interface Committed {
   manifest: Manifest;
   /** Newest first; the last names a whole manifest file. */
   chain: string[];
+  /** Its root index (built on first use), so the root of the next version costs only the change. */
+  index?: RootIndex;
 }
 
 /**
@@ -249,8 +252,8 @@ export function writeManifestFile(
 }
 
 /** Remembers a manifest just committed (saves re-reading it). */
-export function rememberCommitted(treeDir: string, manifest: Manifest, chain: string[]): void {
-  memo.set(treeDir, { rootHash: manifest.rootHash, manifest, chain });
+export function rememberCommitted(treeDir: string, c: Committed): void {
+  memo.set(treeDir, c);
 }
 
 /** Removes manifest files that are not part of the committed chain (earlier commits, crashes). */

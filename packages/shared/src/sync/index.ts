@@ -31,6 +31,7 @@ export {
   sha256Hex,
   walkTree,
 } from './manifest.js';
+export { RootIndex } from './roothash.js';
 export type {
   EntryType,
   Manifest,

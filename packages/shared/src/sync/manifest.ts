@@ -21,6 +21,9 @@ import * as fsx from './fsx.js';
 import { errnoText, isErrno } from './fsx.js';
 import { checkLinkTarget, comparePaths, MAX_PATH_BYTES, nameProblem } from './paths.js';
 import { forEachLimit } from './pool.js';
+import { canonicalLine, rootHashOfSorted } from './roothash.js';
+
+export { canonicalLine, rootHashOfSorted };
 
 /** What a manifest entry is. Anything else (sockets, FIFOs, devices) is never synced. */
 export type EntryType = 'file' | 'dir' | 'symlink';
@@ -66,37 +69,12 @@ export function isHash(s: string): boolean {
   return /^[0-9a-f]{64}$/.test(s);
 }
 
-// Versioned prefix: if the serialisation ever changes, old and new root hashes can never be equal.
-const ROOT_HASH_DOMAIN = 'spoke-manifest-v1\0';
-
 /**
- * The canonical serialisation of one entry: every field NUL-terminated, so no value can run into
- * the next (NUL cannot occur in paths or targets).
- */
-export function canonicalLine(e: ManifestEntry): string {
-  return `${e.path}\0${e.type}\0${e.mode.toString(8)}\0${e.size}\0${e.hash}\0${e.target ?? ''}\0`;
-}
-
-/**
- * Root hash over the canonical serialisation of every entry in path order. Independent of the
+ * Root hash of a manifest's entries (see roothash.ts for its definition). Independent of the
  * input order (sorts a copy when needed).
  */
 export function computeRootHash(entries: readonly ManifestEntry[]): string {
   return rootHashOfSorted(isSorted(entries) ? entries : [...entries].sort(byPath));
-}
-
-/** Root hash of entries already sorted by path; hashes in ~64 KiB batches to keep update() calls few. */
-export function rootHashOfSorted(sorted: Iterable<ManifestEntry>): string {
-  const h = createHash('sha256').update(ROOT_HASH_DOMAIN);
-  let batch = '';
-  for (const e of sorted) {
-    batch += canonicalLine(e);
-    if (batch.length > 65536) {
-      h.update(batch);
-      batch = '';
-    }
-  }
-  return h.update(batch).digest('hex');
 }
 
 /** Compares entries by path (UTF-8 byte order). */
