@@ -456,12 +456,20 @@ describe('converge: reuse', () => {
     const s1 = source({ ...shared, 'only1.php': '1' });
     const other = join(base, 'host', 'other');
     await converge({ treeKey: '/other', hostRoot: other, stateDir, desired: await manifestOf(s1), fetcher: copyFetcher([s1]) });
-    const s2 = source({ 'core/a.php': 'aaa', 'core/b.php': 'bbb', 'img/logo.png': { content: Buffer.alloc(5000, 1) } });
+    const s2 = source({
+      'core/a.php': { content: 'aaa', mode: 0o200 }, // placed first, then the source of the copies below
+      'core/b.php': 'bbb',
+      'img/logo.png': { content: Buffer.alloc(5000, 1) },
+      'x/a-again.php': { content: 'aaa', mode: 0o400 },
+      'x/a-third.php': 'aaa',
+      'x/new.php': 'fetched',
+      'x/new-again.php': { content: 'fetched', mode: 0o600 },
+    });
     const reuse = buildReuseIndex(stateDir, new Map([['/other', other]]));
     const fetcher = copyFetcher([s2]);
     const r = await converge({ treeKey: KEY, hostRoot: dst, stateDir, desired: await manifestOf(s2), fetcher, reuse });
-    expect(fetcher.asked).toEqual([]);
-    expect(r).toMatchObject({ filesFetched: 0, filesReused: 3, bytesReused: 5006 });
+    expect(fetcher.asked).toHaveLength(1);
+    expect(r).toMatchObject({ filesFetched: 1, filesReused: 3, bytesReused: 5006 });
     await expectSame(dst, s2);
     // the other tree is untouched (copies, not links)
     await expectSame(other, s1);

@@ -32,7 +32,7 @@ import {
   RootIndex,
   STAGING_PREFIX,
 } from '@spoke/shared';
-import { errText, hashFileSync, isErrno, lstatOrNull, removeAll } from './fsutil.js';
+import { copyVerifiedSync, errText, hashFileSync, isErrno, lstatOrNull, removeAll } from './fsutil.js';
 import { type Journal, readJournal, runJournal, Stepper, writeJournal } from './journal.js';
 import { checkHostRoot, type Drift, driftOf, NO_DRIFT, walkActual } from './observe.js';
 import { blobPath, type Op, stagingTree } from './ops.js';
@@ -264,9 +264,13 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   try {
     fs.mkdirSync(staging, { mode: 0o700 });
     fs.mkdirSync(join(staging, 'blobs'), { mode: 0o700 });
-    await stageBlobs(o, root, { manifest: baseManifest, lookup: base, diff }, needs, staging, counters, stepper, partial);
+    // An initial build copies content found on this host straight to its place in the new tree.
+    const placed = new Map<string, string>();
+    if (initial) makeInitialDirs(staging, manifest);
+    const placeAt = initial ? (hash: string) => `${stagingTree(staging)}/${(needs.get(hash) as { paths: string[] }).paths[0]}` : undefined;
+    await stageBlobs(o, root, { manifest: baseManifest, lookup: base, diff }, needs, staging, counters, stepper, partial, placeAt, placed);
     cancelled(o.signal);
-    if (initial) buildInitialTree(staging, manifest, needs, rootSt, stepper);
+    if (initial) buildInitialTree(staging, manifest, needs, rootSt, stepper, placed);
     cancelled(o.signal);
     stepper.step('manifest');
     const written = writeManifestFile(treeDir, o.treeKey, manifest, o.delta, committed);
@@ -416,6 +420,10 @@ async function stageBlobs(
   counters: Counters,
   stepper: Stepper,
   partial?: string,
+  /** Where a blob's first use lives in a new tree being built: copies from this host go there. */
+  placeAt?: (hash: string) => string,
+  /** Filled with hash → path for the blobs placed so. */
+  placed?: Map<string, string>,
 ): Promise<void> {
   if (needs.size === 0) return;
   // Blobs an earlier failed attempt already fetched: verified on arrival then, checked by size
@@ -448,22 +456,18 @@ async function stageBlobs(
   }
   const blobs = join(staging, 'blobs');
   let seq = 0;
+  // Copied and hashed in one pass; only a copy that holds the wanted content is kept.
   const copyIn = (src: string, hash: string, size: number): boolean => {
-    const st = lstatOrNull(src);
-    if (st === undefined || !st.isFile() || st.size !== size) return false;
-    const tmp = join(blobs, `.copy-${seq++}`);
-    try {
-      fs.copyFileSync(src, tmp, FS.COPYFILE_FICLONE);
-      const got = hashFileSync(tmp);
-      if (got?.hash === hash) {
-        fs.renameSync(tmp, join(blobs, hash));
-        return true;
-      }
-    } catch (err) {
-      if (!isErrno(err, 'ENOENT') && !isErrno(err, 'EACCES') && !isErrno(err, 'EISDIR')) throw err;
+    const dest = placeAt?.(hash);
+    if (dest !== undefined) {
+      if (!copyVerifiedSync(src, dest, hash, size)) return false;
+      placed?.set(hash, dest);
+      return true;
     }
-    fs.rmSync(tmp, { force: true });
-    return false;
+    const tmp = join(blobs, `.copy-${seq++}`);
+    if (!copyVerifiedSync(src, tmp, hash, size)) return false;
+    fs.renameSync(tmp, join(blobs, hash));
+    return true;
   };
   const reused = (hash: string, size: number) => {
     counters.filesReused++;
@@ -541,10 +545,23 @@ async function stageBlobs(
   progress(toFetch.length);
 }
 
+/** The directories of a new tree, in `<staging>/tree` (0700 until buildInitialTree sets their modes). */
+function makeInitialDirs(staging: string, desired: Manifest): void {
+  const tree = stagingTree(staging);
+  try {
+    fs.mkdirSync(tree, 0o700);
+    for (const e of desired.entries) if (e.type === 'dir') fs.mkdirSync(`${tree}/${e.path}`, 0o700);
+  } catch (err) {
+    throw fail('INTERNAL', `cannot build the new tree in ${tree}: ${errText(err)}`);
+  }
+}
+
 /**
- * Builds the whole desired tree in `<staging>/tree`, in its final layout: the journal is then the
- * single rename that publishes it. Fresh private directory, parents before children, and every
- * parent is a directory of the manifest: nothing here can meet a symlink.
+ * Completes the whole desired tree in `<staging>/tree` (its directories made by makeInitialDirs),
+ * in its final layout: the journal is then the single rename that publishes it. Content copied
+ * from this host is in place already (`placed`); fetched blobs are renamed in (copied for all but
+ * their last use). Fresh private directory, parents before children, and every parent is a
+ * directory of the manifest: nothing here can meet a symlink.
  */
 function buildInitialTree(
   staging: string,
@@ -552,31 +569,35 @@ function buildInitialTree(
   needs: Needs,
   rootSt: fs.Stats | undefined,
   stepper: Stepper,
+  placed: ReadonlyMap<string, string>,
 ): void {
   const tree = stagingTree(staging);
   const blobs = join(staging, 'blobs');
-  fs.mkdirSync(tree, 0o700);
   const left = new Map<string, number>();
   for (const [hash, n] of needs) left.set(hash, n.paths.length);
   const entries = desired.entries;
   try {
     for (const e of entries) {
+      if (e.type === 'dir') continue;
       const abs = `${tree}/${e.path}`;
-      if (e.type === 'dir') {
-        fs.mkdirSync(abs, 0o700);
-      } else if (e.type === 'symlink') {
+      if (e.type === 'symlink') {
         fs.symlinkSync(e.target as string, abs);
       } else {
-        const n = (left.get(e.hash) as number) - 1;
-        left.set(e.hash, n);
-        const src = `${blobs}/${e.hash}`;
-        if (n > 0) fs.copyFileSync(src, abs, FS.COPYFILE_FICLONE);
-        else fs.renameSync(src, abs);
-        fs.chmodSync(abs, e.mode & MODE_MASK);
+        const at = placed.get(e.hash);
+        if (at === undefined) {
+          const n = (left.get(e.hash) as number) - 1;
+          left.set(e.hash, n);
+          const src = `${blobs}/${e.hash}`;
+          if (n > 0) fs.copyFileSync(src, abs, FS.COPYFILE_FICLONE);
+          else fs.renameSync(src, abs);
+        } else if (at !== abs) fs.copyFileSync(at, abs, FS.COPYFILE_FICLONE);
       }
       if (stepper.active) stepper.step(`build ${e.path}`);
     }
-    // Directory modes last, deepest first: a read-only directory must not block its children.
+    // File modes once every copy is made (a placed file may be the source of later copies and
+    // must stay readable until then), directory modes last, deepest first: a read-only
+    // directory must not block its children.
+    for (const e of entries) if (e.type === 'file') fs.chmodSync(`${tree}/${e.path}`, e.mode & MODE_MASK);
     for (let i = entries.length - 1; i >= 0; i--) {
       const e = entries[i] as ManifestEntry;
       if (e.type === 'dir') fs.chmodSync(`${tree}/${e.path}`, e.mode & MODE_MASK);

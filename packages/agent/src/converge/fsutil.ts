@@ -59,6 +59,46 @@ export function hashFileSync(path: string): { hash: string; size: number } | und
   }
 }
 
+/**
+ * Copies the regular file `src` (opened without following a symlink) to the new file `dest`
+ * (mode 0600, must not exist), hashing what it reads: one pass over the bytes instead of a copy
+ * and a re-read. True when the copy holds `size` bytes with SHA-256 `hash`; otherwise `dest` is
+ * removed and false returned (also when `src` is missing, not a regular file, or of another size).
+ */
+export function copyVerifiedSync(src: string, dest: string, hash: string, size: number): boolean {
+  let sfd: number;
+  try {
+    sfd = fs.openSync(src, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ELOOP') || isErrno(err, 'ENOTDIR') || isErrno(err, 'EACCES')) return false;
+    throw err;
+  }
+  let ok = false;
+  try {
+    const st = fs.fstatSync(sfd);
+    if (!st.isFile() || st.size !== size) return false;
+    const dfd = fs.openSync(dest, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o600);
+    try {
+      const h = createHash('sha256');
+      let n = 0;
+      for (;;) {
+        const got = fs.readSync(sfd, BUF, 0, BUF.length, null);
+        if (got === 0) break;
+        h.update(BUF.subarray(0, got));
+        for (let off = 0; off < got; ) off += fs.writeSync(dfd, BUF, off, got - off);
+        n += got;
+      }
+      ok = n === size && h.digest('hex') === hash;
+    } finally {
+      fs.closeSync(dfd);
+      if (!ok) fs.rmSync(dest, { force: true });
+    }
+    return ok;
+  } finally {
+    fs.closeSync(sfd);
+  }
+}
+
 /** fsync a directory (makes a rename or unlink in it durable). */
 export function fsyncDir(dir: string): void {
   const fd = fs.openSync(dir, FS.O_RDONLY | FS.O_DIRECTORY);
