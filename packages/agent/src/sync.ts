@@ -305,7 +305,7 @@ export class AgentTrees {
   private fetcher(tree: string): BlobFetcher {
     return {
       verifies: true,
-      fetch: async (hashes, stagingDir, onBytes) => {
+      fetch: async (hashes, stagingDir, onBytes, _signal, destOf) => {
         let missing = [...hashes];
         for (let attempt = 1; missing.length > 0; attempt++) {
           const stream = this.requireClient().fetchBlobs({ tree, hashes: missing });
@@ -316,7 +316,7 @@ export class AgentTrees {
             }
           };
           try {
-            const got = await unframeBlobs(counted(), stagingDir, { want: missing });
+            const got = await unframeBlobs(counted(), stagingDir, { want: missing, destOf });
             const have = new Set(got.map((g) => g.hash));
             missing = missing.filter((h) => !have.has(h));
             if (missing.length) throw fail('BLOB_HASH_MISMATCH', `${missing.length} blob(s) did not arrive`);
@@ -326,7 +326,10 @@ export class AgentTrees {
             if (attempt >= 3 || (isSpokeError(e) && ['TREE_CHANGED', 'PATH_OUTSIDE_ROOTS', 'CERT_REVOKED'].includes(e.code))) throw e;
             this.log.warn({ tree, attempt, err: (e as Error).message }, 'blob transfer failed; fetching the rest again');
             const present = new Set(readdirSync(stagingDir));
-            missing = missing.filter((h) => !present.has(h));
+            missing = missing.filter((h) => {
+              const at = destOf?.(h);
+              return !(present.has(h) || (at !== undefined && existsSync(at)));
+            });
           }
         }
       },

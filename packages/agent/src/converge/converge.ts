@@ -72,7 +72,17 @@ export interface BlobFetcher {
    * unpackBlobs from @spoke/shared on the byte stream the transport gives you). Resolves when all
    * arrived.
    */
-  fetch(hashes: string[], stagingDir: string, onBytes?: (n: number) => void, signal?: AbortSignal): Promise<void>;
+  fetch(
+    hashes: string[],
+    stagingDir: string,
+    onBytes?: (n: number) => void,
+    signal?: AbortSignal,
+    /**
+     * Where a blob may go instead of `<stagingDir>/<hash>`: a new file in a directory that exists,
+     * on the same filesystem (an initial build puts content where it is used). May be ignored.
+     */
+    destOf?: (hash: string) => string | undefined,
+  ): Promise<void>;
   /**
    * True when this fetcher verifies every blob's hash itself (unpackBlobs does). Converge then
    * checks only presence and size; otherwise it hashes every fetched blob again. Default false.
@@ -260,12 +270,13 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   const counters: Counters = { filesFetched: 0, bytesFetched: 0, filesReused: 0, bytesReused: 0 };
   let journal: Journal;
   let chain: string[] = [];
+  /** Blobs an initial build put where they are used: hash → path in the staging tree. */
+  const placed = new Map<string, string>();
   const manifest = desired;
   try {
     fs.mkdirSync(staging, { mode: 0o700 });
     fs.mkdirSync(join(staging, 'blobs'), { mode: 0o700 });
     // An initial build copies content found on this host straight to its place in the new tree.
-    const placed = new Map<string, string>();
     if (initial) makeInitialDirs(staging, manifest);
     const placeAt = initial ? (hash: string) => `${stagingTree(staging)}/${(needs.get(hash) as { paths: string[] }).paths[0]}` : undefined;
     await stageBlobs(o, root, { manifest: baseManifest, lookup: base, diff }, needs, staging, counters, stepper, partial, placeAt, placed);
@@ -289,7 +300,7 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
     stepper.step('journal');
     writeJournal(treeDir, journal);
   } catch (err) {
-    keepPartial(staging, partial);
+    keepPartial(staging, partial, placed);
     removeAll(staging);
     sweepStagingIntent(treeDir);
     throw err;
@@ -517,13 +528,16 @@ async function stageBlobs(
       progress(0);
     },
     o.signal,
+    placeAt,
   );
   cancelled(o.signal);
   const verify = o.fetcher.verifies !== true;
   for (const hash of toFetch) {
     const size = (needs.get(hash) as { size: number }).size;
-    const path = blobPath(staging, hash);
-    const st = lstatOrNull(path);
+    const at = placeAt?.(hash);
+    const atSt = at === undefined ? undefined : lstatOrNull(at);
+    const path = atSt === undefined ? blobPath(staging, hash) : (at as string);
+    const st = atSt ?? lstatOrNull(path);
     if (st === undefined || !st.isFile()) {
       throw fail('BLOB_HASH_MISMATCH', `blob ${hash.slice(0, 12)}… did not arrive`, { hash });
     }
@@ -539,6 +553,7 @@ async function stageBlobs(
         });
       }
     }
+    if (atSt !== undefined) placed?.set(hash, path);
   }
   counters.filesFetched = toFetch.length;
   counters.bytesFetched = bytesTotal;
@@ -652,15 +667,19 @@ export async function replayJournals(stateDir: string): Promise<string[]> {
   return finished;
 }
 
-/** Moves the verified blobs of a failed attempt aside for the next one (best effort). */
-function keepPartial(staging: string, partial: string): void {
+/**
+ * Moves the verified blobs of a failed attempt aside for the next one (best effort): those in
+ * `<staging>/blobs`, and those an initial build had put in place (`placed`; content copied from
+ * this host or fetched, checked either way).
+ */
+function keepPartial(staging: string, partial: string, placed: ReadonlyMap<string, string>): void {
   try {
     const blobs = join(staging, 'blobs');
-    if (!fs.existsSync(blobs)) return;
-    const names = fs.readdirSync(blobs).filter((n) => isHash(n));
-    if (names.length === 0) return;
+    const names = fs.existsSync(blobs) ? fs.readdirSync(blobs).filter((n) => isHash(n)) : [];
+    if (names.length === 0 && placed.size === 0) return;
     fs.mkdirSync(partial, { recursive: true, mode: 0o700 });
     for (const n of names) fs.renameSync(join(blobs, n), join(partial, n));
+    for (const [hash, at] of placed) if (fs.existsSync(at)) fs.renameSync(at, join(partial, hash));
   } catch {
     // keeping them is an optimisation; losing them only costs a re-fetch
   }

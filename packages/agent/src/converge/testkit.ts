@@ -97,7 +97,7 @@ export function copyFetcher(
     asked: [],
     calls: 0,
     verifies: opts.verifies ?? false,
-    async fetch(hashes, stagingDir, onBytes) {
+    async fetch(hashes, stagingDir, onBytes, _signal, destOf) {
       f.calls++;
       f.asked.push(...hashes);
       index ??= await build();
@@ -105,7 +105,7 @@ export function copyFetcher(
       for (const h of hashes) {
         const src = index.get(h);
         if (src === undefined) throw new Error(`test fetcher has no blob ${h}`);
-        const dest = join(stagingDir, h);
+        const dest = destOf?.(h) ?? join(stagingDir, h);
         if (opts.corrupt?.has(h)) {
           const st = fs.statSync(src);
           fs.writeFileSync(dest, Buffer.alloc(st.size, 0x78));

@@ -77,9 +77,15 @@ export async function* frameBlobs(sources: readonly BlobSource[]): AsyncGenerato
  * Receives framed blobs into stagingDir as files named by their hash, verifying each. A blob
  * that does not match its name is deleted and fails the call with BLOB_HASH_MISMATCH (blobs
  * verified before it stay: a retry need not fetch them again). Unwanted or malformed frames
- * fail with ARCHIVE_UNSAFE.
+ * fail with ARCHIVE_UNSAFE. `destOf` may name another place for a blob (a new file in the same
+ * private staging area, on the same filesystem, whose directory exists): the converge engine
+ * puts content straight where an initial build needs it.
  */
-export async function unframeBlobs(source: ByteSource, stagingDir: string, opts: { want?: Iterable<string> } = {}): Promise<ReceivedBlob[]> {
+export async function unframeBlobs(
+  source: ByteSource,
+  stagingDir: string,
+  opts: { want?: Iterable<string>; destOf?: (hash: string) => string | undefined } = {},
+): Promise<ReceivedBlob[]> {
   mkdirSync(stagingDir, { recursive: true });
   const want = opts.want === undefined ? undefined : new Set(opts.want);
   const got: ReceivedBlob[] = [];
@@ -100,7 +106,7 @@ export async function unframeBlobs(source: ByteSource, stagingDir: string, opts:
   const finish = (c: Cur) => {
     cur = null;
     const actual = c.hasher.digest('hex');
-    const dest = join(stagingDir, c.hash);
+    const dest = opts.destOf?.(c.hash) ?? join(stagingDir, c.hash);
     if (actual !== c.hash) {
       if (c.fd !== null) {
         closeSync(c.fd);
