@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildManifest, isSpokeError, type Manifest, type ManifestEntry, sha256Hex } from '@spoke/shared';
 import { buildReuseIndex, converge, type ConvergeOptions, observe, readCommitted, replayJournals, treeKeyOf } from './index.js';
 import { type ManifestDelta, MAX_CHAIN, readManifestFile, treeStateDir } from './state.js';
-import { codecFetcher, copyFetcher, fullManifest, manifestOf, scratch, type Spec, type TestFetcher, writeTree } from './testkit.js';
+import { codecFetcher, copyFetcher, deltaOf, fullManifest, manifestOf, scratch, type Spec, type TestFetcher, writeTree } from './testkit.js';
 
 const KEY = '/var/aegir/platforms/d7';
 
@@ -99,18 +99,11 @@ const CASES: { name: string; a: Spec; b: Spec; fetched?: number }[] = [
   },
 ];
 
-/** The delta the master sends from the committed manifest to `src`'s (sorted upserts, every removed path). */
+/** The delta the master sends from the committed manifest to `src`'s. */
 async function deltaTo(src: string): Promise<ManifestDelta> {
   const c = readCommitted(stateDir, KEY);
   if (c === null) throw new Error('nothing committed');
-  const want = await manifestOf(src);
-  const before = new Map(c.manifest.entries.map((e) => [e.path, e]));
-  const upserts = want.entries.filter((e) => {
-    const o = before.get(e.path);
-    before.delete(e.path);
-    return o === undefined || JSON.stringify(o) !== JSON.stringify(e);
-  });
-  return { base: c.rootHash, rootHash: want.rootHash, upserts, removed: [...before.keys()] };
+  return deltaOf(c.manifest, await manifestOf(src));
 }
 
 async function syncDelta(src: string, extra: Partial<ConvergeOptions> = {}) {

@@ -10,7 +10,7 @@ import type { Manifest } from '@spoke/shared';
 import { converge } from './converge.js';
 import { readCommitted } from './observe.js';
 import type { ManifestDelta } from './state.js';
-import { copyFetcher, manifestOf } from './testkit.js';
+import { copyFetcher, deltaOf, manifestOf } from './testkit.js';
 
 const [dir, kText, treeKey, srcName = 'srcB', mode] = process.argv.slice(2) as [string, string, string, string?, string?];
 const k = Number(kText);
@@ -18,16 +18,10 @@ const src = join(dir, srcName);
 const stateDir = join(dir, 'state');
 const want = await manifestOf(src);
 
-function deltaOf(m: Manifest): ManifestDelta {
+function deltaTo(m: Manifest): ManifestDelta {
   const c = readCommitted(stateDir, treeKey);
   if (c === null) throw new Error('nothing committed to make a delta against');
-  const before = new Map(c.manifest.entries.map((e) => [e.path, e]));
-  const upserts = m.entries.filter((e) => {
-    const o = before.get(e.path);
-    before.delete(e.path);
-    return o === undefined || JSON.stringify(o) !== JSON.stringify(e);
-  });
-  return { base: c.rootHash, rootHash: m.rootHash, upserts, removed: [...before.keys()] };
+  return deltaOf(c.manifest, m);
 }
 
 let steps = 0;
@@ -35,7 +29,7 @@ const result = await converge({
   treeKey,
   hostRoot: join(dir, 'host', 'd7'),
   stateDir,
-  ...(mode === 'delta' ? { delta: deltaOf(want) } : { desired: want }),
+  ...(mode === 'delta' ? { delta: deltaTo(want) } : { desired: want }),
   fetcher: copyFetcher([src]),
   onStep: (n) => {
     steps = n;

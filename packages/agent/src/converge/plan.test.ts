@@ -1,10 +1,10 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildManifest, diffManifests, excludeMatcher, isSpokeError, type Manifest, type ManifestEntry, sha256Hex } from '@spoke/shared';
+import { buildManifest, diffManifests, excludeMatcher, isSpokeError, type ManifestEntry, sha256Hex } from '@spoke/shared';
 import { buildOps, diffChecked, diffFromDelta, lookupIn } from './plan.js';
 import { type ManifestDelta, mergeDelta, openStatCache } from './state.js';
-import { rng, scratch } from './testkit.js';
+import { deltaOf, rng, scratch } from './testkit.js';
 
 const ex = excludeMatcher({});
 const file = (path: string, content = path, mode = 0o644): ManifestEntry => ({
@@ -91,17 +91,6 @@ describe('diffChecked', () => {
     expect(isSpokeError(err, 'INVALID_ARGUMENT')).toBe(true);
   });
 });
-
-/** The delta the master would send from `a` to `b` (sorted upserts, every removed path). */
-function deltaOf(a: Manifest, b: Manifest): ManifestDelta {
-  const before = new Map(a.entries.map((e) => [e.path, e]));
-  const upserts = b.entries.filter((e) => {
-    const o = before.get(e.path);
-    before.delete(e.path);
-    return o === undefined || JSON.stringify(o) !== JSON.stringify(e);
-  });
-  return { base: a.rootHash, rootHash: b.rootHash, upserts, removed: [...before.keys()] };
-}
 
 describe('diffFromDelta', () => {
   it('equals diffChecked of the merged manifest, and merges to the desired one, on 300 random pairs', () => {

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { type Manifest, packBlobs, unpackBlobs, walkTree } from '@spoke/shared';
 import type { BlobFetcher } from './converge.js';
+import type { ManifestDelta } from './state.js';
 
 /** A fresh scratch dir on /dev/shm when it exists (faster), else the OS temp dir. */
 export function scratch(prefix = 'spoke-converge-'): { dir: string; cleanup: () => void } {
@@ -223,4 +224,15 @@ export function generateTree(root: string, files: number, bytes: number, seed = 
     fs.symlinkSync(target, join(root, `link${i}`));
   }
   return paths;
+}
+
+/** The delta the master sends from `base` to `want`: sorted upserts, every removed path. */
+export function deltaOf(base: Manifest, want: Manifest): ManifestDelta {
+  const before = new Map(base.entries.map((e) => [e.path, e]));
+  const upserts = want.entries.filter((e) => {
+    const o = before.get(e.path);
+    before.delete(e.path);
+    return o === undefined || JSON.stringify(o) !== JSON.stringify(e);
+  });
+  return { base: base.rootHash, rootHash: want.rootHash, upserts, removed: [...before.keys()] };
 }
