@@ -2,7 +2,7 @@
  * Process helpers shared by the benchmarks: daemons with captured output, peak RSS, polling.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 
 /** A child process whose stdout and stderr are collected in `out`. */
 export type Proc = ChildProcess & { out: string };
@@ -47,6 +47,28 @@ export function peakRssMb(pid: number | undefined): number {
   if (!pid) return 0;
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Math.round(Number(m[1]) / 1024) : 0;
+}
+
+/** Current resident set size of a live process, in MB (VmRSS). */
+export function rssMb(pid: number | undefined): number {
+  if (!pid) return 0;
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : 0;
+}
+
+/**
+ * Resets a live process's peak RSS (VmHWM) to its current RSS, so a later peakRssMb() measures
+ * only what happened after this call (Linux: writing 5 to /proc/PID/clear_refs). Returns false
+ * when the kernel refused (then peakRssMb() still reports the peak since the process started).
+ */
+export function resetPeakRss(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Polls `fn` every 50 ms until it returns something truthy. */

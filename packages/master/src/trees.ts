@@ -169,7 +169,8 @@ export class TreeStore {
         throw fail('TREE_UNREADABLE', `the canonical tree ${hostPath} does not exist on the master (create it, or build the platform)`);
       }
       const started = Date.now();
-      const r = await walkTree(hostPath, { exclude: excludes, statCache: this.cache });
+      // previous: a re-walk shares unchanged entries with the manifests still held (history)
+      const r = await walkTree(hostPath, { exclude: excludes, statCache: this.cache, previous: t?.live });
       this.cache.flush();
       for (const s of r.skipped) this.log.warn({ tree: nsPath, path: s.path, reason: s.reason }, 'left out of manifest');
       this.log.info(
@@ -422,7 +423,7 @@ export class TreeStore {
     if (t.rewalk) {
       t.rewalk = false;
       t.pending.clear();
-      const r = await walkTree(t.hostPath, { exclude: t.excludes, statCache: this.cache });
+      const r = await walkTree(t.hostPath, { exclude: t.excludes, statCache: this.cache, previous: t.live });
       this.cache.flush();
       t.live = LiveManifest.from(r.manifest);
       this.snapshotDirs(t);

@@ -58,7 +58,7 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
             removed: removed.slice(i, i + CHUNK),
             baseRootHash: d ? base : '',
           };
-          if (!call.write(chunk)) await drainOf(call);
+          await writeBounded(call, chunk);
         }
       });
     },
@@ -69,7 +69,7 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
         const sources = await core.trees.blobSources(p.path, call.request.hashes);
         let corrupt = core.faults.corruptBlobs > 0;
         if (corrupt) core.faults.corruptBlobs--;
-        for await (const raw of frameBlobs(sources)) {
+        for await (const raw of frameBlobs(handOver(sources))) {
           if (call.cancelled) return;
           let chunk = raw;
           if (corrupt && chunk.length > 40) {
@@ -79,7 +79,7 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
             corrupt = false;
             log.warn('fault injection: corrupted a blob stream');
           }
-          if (!call.write({ data: chunk })) await drainOf(call);
+          await writeBounded(call, { data: chunk });
         }
       });
     },
@@ -155,8 +155,57 @@ function agentOf(core: Core, call: ServerWritableStream<unknown, unknown> | Serv
   return core.ns.authenticateAgent(c.commonName, c.fingerprint).name;
 }
 
+/**
+ * Yields each item once and drops the array's reference to it, so what was already sent can be
+ * collected during a long transfer: opening a file flattens (copies) its path string, and for
+ * 200,000 blobs to a slow agent those copies otherwise lived until the last blob was sent.
+ */
+function* handOver<T>(items: (T | undefined)[]): Generator<T> {
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i] as T;
+    items[i] = undefined;
+    yield item;
+  }
+}
+
 function entryToWire(e: ManifestEntry): wire.ManifestEntryMsg {
   return { path: e.path, type: e.type, mode: e.mode, size: e.size, hash: e.hash, target: e.target ?? '' };
+}
+
+/**
+ * Messages a server stream may have queued before writeBounded waits. A grpc-js stream is an
+ * object-mode Writable: write() returns false only after 16 queued messages, i.e. 16 MiB of blob
+ * chunks (a whole 200,000-file transfer to a slow agent sat in the master's memory).
+ */
+const MAX_QUEUED = 4;
+const queued = new WeakMap<object, { n: number; wake: (() => void) | undefined }>();
+
+/**
+ * Writes a message, then waits while more than MAX_QUEUED written messages have not reached the
+ * HTTP/2 stream yet, or until the call is cancelled or closed (its callbacks may never come).
+ */
+async function writeBounded<T>(call: ServerWritableStream<unknown, T>, msg: T): Promise<void> {
+  let q = queued.get(call);
+  if (q === undefined) queued.set(call, (q = { n: 0, wake: undefined }));
+  const state = q;
+  state.n++;
+  call.write(msg, () => {
+    state.n--;
+    state.wake?.();
+  });
+  while (state.n > MAX_QUEUED && !call.cancelled && !call.destroyed) {
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        state.wake = undefined;
+        call.off('cancelled', done);
+        call.off('close', done);
+        resolve();
+      };
+      state.wake = done;
+      call.on('cancelled', done);
+      call.on('close', done);
+    });
+  }
 }
 
 /** Waits until the stream drains or the agent cancels it (a cancelled call never drains). */

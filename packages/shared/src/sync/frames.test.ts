@@ -85,6 +85,26 @@ describe('blob frames', () => {
     expect(readdirSync(dest)).toEqual([]);
   });
 
+  it('packs many small blobs into chunks of at most 1 MiB, headers split across chunks intact', async () => {
+    // Frames are 40 + 23 bytes: headers and contents land on every offset of a chunk boundary.
+    // The hashes are fake (frameBlobs trusts the manifest's names; the receiver verifies them).
+    const src = tmp();
+    const body = Buffer.from('twenty-three bytes long');
+    const path = join(src, 'f');
+    writeFileSync(path, body);
+    const s = Array.from({ length: 40_000 }, (_, i) => ({ hash: sha(`blob ${i}`), path }));
+    const chunks = await collect(frameBlobs(s));
+    expect(chunks.length).toBeGreaterThan(2);
+    for (const c of chunks) expect(c.length).toBeLessThanOrEqual(1024 * 1024);
+    const all = Buffer.concat(chunks);
+    expect(all.length).toBe(s.length * (40 + body.length));
+    for (let i = 0, off = 0; i < s.length; i++, off += 40 + body.length) {
+      expect(all.toString('hex', off, off + 32)).toBe(s[i]!.hash);
+      expect(Number(all.readBigUInt64BE(off + 32))).toBe(body.length);
+      expect(all.subarray(off + 40, off + 40 + body.length).equals(body)).toBe(true);
+    }
+  });
+
   it('a missing source fails the sender with TREE_UNREADABLE', async () => {
     await expect(collect(frameBlobs([{ hash: sha('gone'), path: join(tmp(), 'nope') }]))).rejects.toMatchObject({ code: 'TREE_UNREADABLE' });
   });

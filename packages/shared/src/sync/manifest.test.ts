@@ -180,6 +180,30 @@ describe('walkTree', () => {
     }
   });
 
+  it('reuses the unchanged entries of a previous walk, and gives the same manifest', async () => {
+    await put('a.txt', 'aaaa');
+    await put('d/b.txt', 'bbbb');
+    const first = await walkTree(dir);
+    await put('d/b.txt', 'BBBB');
+    const byPath = new Map(first.manifest.entries.map((e) => [e.path, e]));
+    const again = await walkTree(dir, { previous: byPath });
+    expect(again.manifest).toEqual((await walkTree(dir)).manifest);
+    const got = new Map(again.manifest.entries.map((e) => [e.path, e]));
+    expect(got.get('a.txt')).toBe(byPath.get('a.txt'));
+    expect(got.get('d')).toBe(byPath.get('d'));
+    expect(got.get('d/b.txt')).not.toBe(byPath.get('d/b.txt'));
+    expect(got.get('d/b.txt')?.hash).not.toBe(byPath.get('d/b.txt')?.hash);
+  });
+
+  it('keeps a valid name that contains U+FFFD next to an invalid one', async () => {
+    await put('ok\uFFFD', 'x');
+    await put('sub/plain', 'y');
+    await writeFile(Buffer.concat([Buffer.from(`${dir}/bad`), Buffer.from([0xc3])]), 'x');
+    const { manifest, skipped } = await walkTree(dir);
+    expect(manifest.entries.map((e) => e.path)).toEqual(['ok\uFFFD', 'sub', 'sub/plain']);
+    expect(skipped).toEqual([{ path: 'bad\uFFFD', reason: 'non-utf8-name' }]);
+  });
+
   it('uses a warm stat cache instead of reading, and notices changes', async () => {
     await put('a.txt', 'aaaa');
     await put('b.txt', 'bbbb');

@@ -162,6 +162,13 @@ export interface WalkOptions {
    * tick would leave every cached field equal ("racily clean" in git's words). Default 2000.
    */
   racyMs?: number;
+  /**
+   * The entries of an earlier walk of the same tree (e.g. the master's live manifest). A path
+   * whose entry is unchanged gets that object instead of a new one: a re-walk of a large tree
+   * then shares its entries with the manifests still held, instead of holding a second copy of
+   * every entry (200,000 files: ~40 MB). The manifest is the same either way.
+   */
+  previous?: { get(path: string): ManifestEntry | undefined };
 }
 
 /** The result of walkTree. */
@@ -184,6 +191,9 @@ const RACY_MS = 2000;
 const READ_CHUNK = 256 * 1024;
 // Longest stretch of synchronous metadata calls before yielding to the event loop.
 const SLICE_MS = 10;
+// Files read per batch during a walk (see scanTree): large enough that the tail of a batch, when
+// fewer than `concurrency` reads are in flight, costs nothing measurable.
+const HASH_BATCH = 1024;
 
 interface WalkState {
   root: string;
@@ -195,6 +205,7 @@ interface WalkState {
   hashedBytes: number;
   cacheHits: number;
   buffers: Buffer[];
+  previous: WalkOptions['previous'];
 }
 
 /** A regular file that needs reading (not in the stat cache, or changed). */
@@ -215,6 +226,9 @@ interface HashTask {
  *    to 230 ms; sync: ~55 ms). The stat cache is consulted here, so a warm walk never leaves it.
  * 2. content — files the cache could not answer are read and hashed asynchronously, at most
  *    `concurrency` at once: reads may wait on a disk, and parallel reads keep a cold SSD busy.
+ *    The two alternate: the metadata walk pauses whenever it has found HASH_BATCH files to read,
+ *    so memory stays bounded by the batch, not the tree (200,000 small files, empty stat cache:
+ *    peak RSS of the walk ~390 → ~220 MB, time unchanged within run-to-run noise).
  * @throws SpokeError TREE_UNREADABLE when the root or an entry cannot be read
  */
 export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<WalkResult> {
@@ -232,37 +246,53 @@ export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<Wal
     hashedBytes: 0,
     cacheHits: 0,
     buffers: [],
+    previous: opts.previous,
   };
-  const toHash = await scanTree(state);
-  await forEachLimit(toHash, opts.concurrency ?? 16, (t) => hashInto(state, t));
+  const concurrency = opts.concurrency ?? 16;
+  await scanTree(state, (batch) => forEachLimit(batch, concurrency, (t) => hashInto(state, t)));
   const manifest = buildManifest(state.entries);
   state.skipped.sort((a, b) => comparePaths(a.path, b.path));
   return { manifest, skipped: state.skipped, hashedBytes: state.hashedBytes, cacheHits: state.cacheHits };
 }
 
-/** Phase 1 (see walkTree): an iterative walk with a stack, never recursion (trees can be deep). */
-async function scanTree(state: WalkState): Promise<HashTask[]> {
+/**
+ * Phase 1 (see walkTree): an iterative walk with a stack, never recursion (trees can be deep).
+ * Files to read are handed to `hash` in batches of HASH_BATCH, so the walk never holds a task
+ * (path + Stats, a few hundred bytes) for every file of a large tree at once: measured on
+ * 200,000 small files, collecting them all first raised the walk's peak RSS by ~170 MB.
+ */
+async function scanTree(state: WalkState, hash: (batch: HashTask[]) => Promise<void>): Promise<void> {
   const dirs: string[] = [''];
-  const toHash: HashTask[] = [];
+  let toHash: HashTask[] = [];
   let deadline = performance.now() + SLICE_MS;
   for (let rel = dirs.pop(); rel !== undefined; rel = dirs.pop()) {
     for (const raw of listDir(state, rel)) {
       visit(state, rel, raw, dirs, toHash);
-      if (performance.now() > deadline) {
+      if (toHash.length >= HASH_BATCH) {
+        await hash(toHash);
+        toHash = [];
+        deadline = performance.now() + SLICE_MS;
+      } else if (performance.now() > deadline) {
         await new Promise((resolve) => setImmediate(resolve));
         deadline = performance.now() + SLICE_MS;
       }
     }
   }
-  return toHash;
+  if (toHash.length > 0) await hash(toHash);
 }
 
-function listDir(state: WalkState, rel: string): Buffer[] {
+/**
+ * The names in a directory: strings when every name is valid UTF-8, else the raw bytes (see visit).
+ * A name that is not valid UTF-8 cannot be represented in a manifest, and its lossy decoding would
+ * name a different (or no) file. Decoding replaces every invalid sequence with U+FFFD, so names
+ * read as strings are exact unless one contains U+FFFD; only then is the directory read again as
+ * bytes. (Reading every directory as bytes cost a Buffer, and a malloc, per name.)
+ */
+function listDir(state: WalkState, rel: string): string[] | Buffer[] {
   const abs = rel === '' ? state.root : join(state.root, rel);
   try {
-    // Names as bytes: a name that is not valid UTF-8 cannot be represented in a manifest, and its
-    // lossy decoding would name a different (or no) file.
-    return fs.readdirSync(abs, { encoding: 'buffer' });
+    const names = fs.readdirSync(abs);
+    return names.some((n) => n.includes('\uFFFD')) ? fs.readdirSync(abs, { encoding: 'buffer' }) : names;
   } catch (err) {
     if (rel !== '' && (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR'))) {
       skip(state, rel, 'vanished');
@@ -273,10 +303,10 @@ function listDir(state: WalkState, rel: string): Buffer[] {
 }
 
 /** Classifies one directory entry: dirs are queued, files answered from the cache or queued. */
-function visit(state: WalkState, parent: string, raw: Buffer, dirs: string[], toHash: HashTask[]): void {
-  const name = raw.toString('utf8');
+function visit(state: WalkState, parent: string, raw: string | Buffer, dirs: string[], toHash: HashTask[]): void {
+  const name = typeof raw === 'string' ? raw : raw.toString('utf8');
   const rel = parent === '' ? name : `${parent}/${name}`;
-  if (!Buffer.from(name, 'utf8').equals(raw)) return skip(state, rel, 'non-utf8-name');
+  if (typeof raw !== 'string' && !Buffer.from(name, 'utf8').equals(raw)) return skip(state, rel, 'non-utf8-name');
   if (nameProblem(name) !== undefined || Buffer.byteLength(rel) > MAX_PATH_BYTES) {
     return skip(state, rel, 'unsafe-name');
   }
@@ -285,16 +315,16 @@ function visit(state: WalkState, parent: string, raw: Buffer, dirs: string[], to
   const st = lstatSyncOrUndefined(abs);
   if (st === undefined) return skip(state, rel, 'vanished');
   if (st.isDirectory()) {
-    state.entries.push({ path: rel, type: 'dir', mode: st.mode & MODE_MASK, size: 0, hash: '' });
+    add(state, { path: rel, type: 'dir', mode: st.mode & MODE_MASK, size: 0, hash: '' });
     dirs.push(rel);
   } else if (st.isFile()) {
     const hit = cachedEntry(state, abs, rel, st);
-    if (hit !== undefined) state.entries.push(hit);
+    if (hit !== undefined) add(state, hit);
     else toHash.push({ rel, st });
   } else if (st.isSymbolicLink()) {
     const entry = symlinkEntry(abs, rel);
     if (typeof entry === 'string') return skip(state, rel, entry);
-    state.entries.push(entry);
+    add(state, entry);
   } else {
     skip(state, rel, specialReason(st));
   }
@@ -303,7 +333,15 @@ function visit(state: WalkState, parent: string, raw: Buffer, dirs: string[], to
 async function hashInto(state: WalkState, t: HashTask): Promise<void> {
   const entry = await hashEntry(join(state.root, t.rel), t.rel, t.st, state);
   if (entry === undefined) state.skipped.push({ path: t.rel, reason: 'vanished' });
-  else state.entries.push(entry);
+  else add(state, entry);
+}
+
+/** Records an entry, or the equal one from `previous` (see WalkOptions.previous). */
+function add(state: WalkState, e: ManifestEntry): void {
+  const old = state.previous?.get(e.path);
+  const same =
+    old !== undefined && old.path === e.path && old.type === e.type && old.mode === e.mode && old.size === e.size && old.hash === e.hash && old.target === e.target;
+  state.entries.push(same ? old : e);
 }
 
 /** The entry from the stat cache, when ino/size/mtime/ctime all still match. */
