@@ -198,7 +198,9 @@ export class TreeStore {
     }
     await this.drain(t);
     const m = t.live.toManifest();
-    if (!t.history.has(m.rootHash)) {
+    if (t.history.get(m.rootHash) !== m) {
+      // the newest object for a root (a re-walk makes a new one): the old one can be collected
+      t.history.delete(m.rootHash);
       t.history.set(m.rootHash, m);
       // Keep a few versions: enough for members that are one or two edits behind.
       while (t.history.size > HISTORY) t.history.delete(t.history.keys().next().value as string);
@@ -336,20 +338,32 @@ export class TreeStore {
   }
 
   /** Host paths holding the given content hashes in a tree (for FetchBlobs). */
-  async blobSources(nsPath: string, hashes: readonly string[]): Promise<{ hash: string; path: string }[]> {
+  async blobSources(nsPath: string, hashes: readonly string[]): Promise<Iterable<{ hash: string; path: string }>> {
     const t = this.trees.get(nsPath);
     if (!t) throw fail('TREE_UNREADABLE', `tree ${nsPath} is not loaded on the master; run a verify first`);
     await this.drain(t);
     const want = new Set(hashes);
-    const found = new Map<string, string>();
+    // Entries, not path strings: a 200,000-blob request would otherwise hold 200,000 new
+    // strings (and as many source objects) for the whole transfer.
+    const found = new Map<string, ManifestEntry>();
     for (const e of t.live.toManifest().entries) {
-      if (e.type === 'file' && want.has(e.hash) && !found.has(e.hash)) found.set(e.hash, `${t.hostPath}/${e.path}`);
+      if (e.type === 'file' && want.has(e.hash) && !found.has(e.hash)) found.set(e.hash, e);
     }
-    const missing = hashes.filter((h) => !found.has(h));
-    if (missing.length) {
-      throw fail('BLOB_HASH_MISMATCH', `${missing.length} requested blob(s) are no longer in ${nsPath} (it changed); converge again`);
+    want.clear();
+    let missing = 0;
+    for (const h of hashes) if (!found.has(h)) missing++;
+    if (missing > 0) {
+      throw fail('BLOB_HASH_MISMATCH', `${missing} requested blob(s) are no longer in ${nsPath} (it changed); converge again`);
     }
-    return hashes.map((h) => ({ hash: h, path: found.get(h) as string }));
+    const hostPath = t.hostPath;
+    return (function* () {
+      for (const hash of hashes) {
+        const e = found.get(hash);
+        if (e === undefined) continue; // asked twice: sent once
+        found.delete(hash); // what was sent can be collected
+        yield { hash, path: `${hostPath}/${e.path}` };
+      }
+    })();
   }
 
   /**

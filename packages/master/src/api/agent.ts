@@ -69,7 +69,7 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
         const sources = await core.trees.blobSources(p.path, call.request.hashes);
         let corrupt = core.faults.corruptBlobs > 0;
         if (corrupt) core.faults.corruptBlobs--;
-        for await (const raw of frameBlobs(handOver(sources))) {
+        for await (const raw of frameBlobs(sources)) {
           if (call.cancelled) return;
           let chunk = raw;
           if (corrupt && chunk.length > 40) {
@@ -153,19 +153,6 @@ function agentOf(core: Core, call: ServerWritableStream<unknown, unknown> | Serv
   const c = callerOf(call, 'tls');
   if (c.via !== 'tls' || c.role !== 'agent') throw fail('CERT_REQUIRED', 'only enrolled agents may move database dumps and site files');
   return core.ns.authenticateAgent(c.commonName, c.fingerprint).name;
-}
-
-/**
- * Yields each item once and drops the array's reference to it, so what was already sent can be
- * collected during a long transfer: opening a file flattens (copies) its path string, and for
- * 200,000 blobs to a slow agent those copies otherwise lived until the last blob was sent.
- */
-function* handOver<T>(items: (T | undefined)[]): Generator<T> {
-  for (let i = 0; i < items.length; i++) {
-    const item = items[i] as T;
-    items[i] = undefined;
-    yield item;
-  }
 }
 
 function entryToWire(e: ManifestEntry): wire.ManifestEntryMsg {
