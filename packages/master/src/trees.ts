@@ -341,7 +341,9 @@ export class TreeStore {
   async blobSources(nsPath: string, hashes: readonly string[]): Promise<Iterable<{ hash: string; path: string }>> {
     const t = this.trees.get(nsPath);
     if (!t) throw fail('TREE_UNREADABLE', `tree ${nsPath} is not loaded on the master; run a verify first`);
-    await this.drain(t);
+    // No drain: the agent asks for the content of the manifest it was sent, which is this one (or
+    // older), not for what a pending re-walk would find; it checks every hash, and a path whose
+    // content changed since costs a refetch or a new converge, as it would after a drain.
     const want = new Set(hashes);
     // Entries, not path strings: a 200,000-blob request would otherwise hold 200,000 new
     // strings (and as many source objects) for the whole transfer.
