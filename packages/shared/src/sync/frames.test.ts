@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -107,5 +107,14 @@ describe('blob frames', () => {
 
   it('a missing source fails the sender with TREE_UNREADABLE', async () => {
     await expect(collect(frameBlobs([{ hash: sha('gone'), path: join(tmp(), 'nope') }]))).rejects.toMatchObject({ code: 'TREE_UNREADABLE' });
+  });
+
+  it('a source swapped for a symlink or a directory is never read through: TREE_UNREADABLE', async () => {
+    const d = tmp();
+    writeFileSync(join(d, 'secret'), 'not part of any tree');
+    symlinkSync(join(d, 'secret'), join(d, 'link'));
+    mkdirSync(join(d, 'dir'));
+    await expect(collect(frameBlobs([{ hash: sha('x'), path: join(d, 'link') }]))).rejects.toMatchObject({ code: 'TREE_UNREADABLE', message: expect.stringContaining('symlink') });
+    await expect(collect(frameBlobs([{ hash: sha('x'), path: join(d, 'dir') }]))).rejects.toMatchObject({ code: 'TREE_UNREADABLE' });
   });
 });

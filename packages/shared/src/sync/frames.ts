@@ -6,7 +6,7 @@
  * into ~1 MiB chunks. Every blob is verified against its name on arrival, as before.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeFileSync, writeSync, fstatSync } from 'node:fs';
+import { closeSync, constants as FS, mkdirSync, openSync, readSync, renameSync, rmSync, writeFileSync, writeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail } from '../errors.js';
 import { isHash } from './manifest.js';
@@ -47,12 +47,16 @@ export async function* frameBlobs(sources: Iterable<BlobSource>): AsyncGenerator
     seen.add(hash);
     let fd: number;
     try {
-      fd = openSync(path, 'r');
+      // never through a symlink (swapped in since the walk), never blocking on a FIFO
+      fd = openSync(path, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
     } catch (e) {
-      throw fail('TREE_UNREADABLE', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      const code = (e as NodeJS.ErrnoException).code;
+      throw fail('TREE_UNREADABLE', `cannot read ${path}: ${code === 'ELOOP' ? 'it is a symlink now' : (code ?? String(e))}`);
     }
     try {
-      const len = fstatSync(fd).size;
+      const st = fstatSync(fd);
+      if (!st.isFile()) throw fail('TREE_UNREADABLE', `cannot read ${path}: it is not a regular file now`);
+      const len = st.size;
       if (CHUNK - off < HEADER) yield take();
       out.write(hash, off, 32, 'hex');
       out.writeBigUInt64BE(BigInt(len), off + 32);
