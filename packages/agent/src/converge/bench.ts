@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { type Manifest, type StatCache, type StatCacheRecord, walkTree } from '@spoke/shared';
 import { converge, observe } from './index.js';
-import { blobIndex, codecFetcher, copyFetcher, generateTree, rmForce, scratch, type TestFetcher } from './testkit.js';
+import { blobIndex, codecFetcher, copyFetcher, deltaOf, generateTree, rmForce, scratch, type TestFetcher } from './testkit.js';
 
 const FILES = Number(process.argv[2] ?? 20000);
 const BYTES = Number(process.argv[3] ?? 85) * 1e6;
@@ -87,6 +87,8 @@ try {
   const rsDst = join(dir, 'rs');
   if (hasRsync) rsync(src, rsDst);
 
+  // Updates go as the agent gets them from the master: a delta on the committed manifest.
+  let committed = m0;
   const update = async (label: string, n: number, round: number) => {
     for (let i = 0; i < n; i++) {
       const p = paths[(i * 197 + round * 31) % paths.length] as string;
@@ -94,8 +96,10 @@ try {
     }
     const desired = await manifest(src);
     const fetcher = copyFetcher([src], { verifies: true, index: blobIndex(src, desired) });
+    const delta = deltaOf(committed, desired);
+    committed = desired;
     t0 = performance.now();
-    const r = await converge({ treeKey: '/t', hostRoot: tree, stateDir, desired, fetcher });
+    const r = await converge({ treeKey: '/t', hostRoot: tree, stateDir, delta, fetcher });
     const t = ms(t0);
     if (r.changed !== n) throw new Error(`${label}: expected ${n} changes, got ${r.changed}`);
     const rs = hasRsync ? rsync(src, rsDst) : undefined;
