@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { dir, file } from './testentries.js';
 import { LiveManifest, applyChange } from './live.js';
-import { buildManifest, computeRootHash, type ManifestEntry, sha256Hex } from './manifest.js';
-
-const dir = (path: string, mode = 0o755): ManifestEntry => ({ path, type: 'dir', mode, size: 0, hash: '' });
-const file = (path: string, content = path, mode = 0o644): ManifestEntry => ({
-  path,
-  type: 'file',
-  mode,
-  size: Buffer.byteLength(content),
-  hash: sha256Hex(content),
-});
+import { buildManifest, computeRootHash, type ManifestEntry } from './manifest.js';
 
 describe('LiveManifest', () => {
   const base = buildManifest([dir('a'), file('a/x'), dir('a/b'), file('a/b/y'), file('z')]);

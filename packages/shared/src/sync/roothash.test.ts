@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { buildManifest, computeRootHash, type ManifestEntry, sha256Hex } from './manifest.js';
+import { dir, file, link } from './testentries.js';
+import { buildManifest, computeRootHash, type ManifestEntry } from './manifest.js';
 import { comparePaths } from './paths.js';
 import { RootIndex, rootHashOfSorted } from './roothash.js';
-
-const dir = (path: string, mode = 0o755): ManifestEntry => ({ path, type: 'dir', mode, size: 0, hash: '' });
-const file = (path: string, content = path, mode = 0o644): ManifestEntry => ({
-  path,
-  type: 'file',
-  mode,
-  size: Buffer.byteLength(content),
-  hash: sha256Hex(content),
-});
-const link = (path: string, target: string): ManifestEntry => ({ path, type: 'symlink', mode: 0o777, size: target.length, hash: sha256Hex(target), target });
 
 /** Deterministic pseudo-random numbers. */
 function rng(seed: number): () => number {
