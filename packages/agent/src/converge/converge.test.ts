@@ -172,6 +172,30 @@ describe('converge from a manifest delta: every change kind, both ways', () => {
     await expectSame(dst, src);
   });
 
+  it('a tree committed under the v1 root hash (an agent upgraded to capability 8) is adopted by one converge that moves nothing', async () => {
+    const a = source({ 'd/x.php': '1', y: '2', l: { link: 'y' } });
+    await syncTo(a);
+    const treeDir = treeStateDir(stateDir, KEY);
+    const head = JSON.parse(fs.readFileSync(join(treeDir, 'head.json'), 'utf8')) as { rootHash: string };
+    const whole = JSON.parse(fs.readFileSync(join(treeDir, `manifest-${head.rootHash}.json`), 'utf8')) as { rootHash: string };
+    // what an older agent left: the same entries under a root computed the old way
+    const v1 = sha256Hex('a v1 root');
+    fs.writeFileSync(join(treeDir, `manifest-${v1}.json`), JSON.stringify({ ...whole, rootHash: v1 }));
+    fs.writeFileSync(join(treeDir, 'head.json'), JSON.stringify({ ...head, rootHash: v1 }));
+    fs.rmSync(join(treeDir, `manifest-${head.rootHash}.json`));
+    expect(readCommitted(stateDir, KEY)?.rootHash).toBe(v1);
+    const r = await syncTo(a);
+    expect(r.fetcher.calls).toBe(0);
+    expect(r.result).toMatchObject({ added: 0, changed: 0, removed: 0 });
+    expect(readCommitted(stateDir, KEY)?.rootHash).toBe((await manifestOf(a)).rootHash);
+    await expectSame(dst, a);
+    // and from there deltas work
+    const b = source({ 'd/x.php': '1!', y: '2', l: { link: 'y' } });
+    const d = await syncDelta(b);
+    expect(d.result.changed).toBe(1);
+    await expectSame(dst, b);
+  });
+
   it('refuses a delta made against another base: TREE_CHANGED, nothing written', async () => {
     const a = source({ x: '1' });
     const b = source({ x: '2' });
