@@ -132,7 +132,7 @@ function getDownload(core: Core, log: Logger, call: ServerWritableStream<wire.Ge
         if (call.cancelled) return;
         const raw = typeof piece === 'string' ? Buffer.from(piece) : piece;
         for (let i = 0; i < raw.length; i += DUMP_CHUNK) {
-          if (!call.write({ commandId: '', data: raw.subarray(i, i + DUMP_CHUNK) })) await drainOf(call);
+          await writeBounded(call, { commandId: '', data: raw.subarray(i, i + DUMP_CHUNK) });
           if (call.cancelled) return;
         }
       }
@@ -193,19 +193,6 @@ async function writeBounded<T>(call: ServerWritableStream<unknown, T>, msg: T): 
       call.on('close', done);
     });
   }
-}
-
-/** Waits until the stream drains or the agent cancels it (a cancelled call never drains). */
-function drainOf(call: ServerWritableStream<unknown, unknown>): Promise<void> {
-  return new Promise((r) => {
-    const done = () => {
-      call.off('drain', done);
-      call.off('cancelled', done);
-      r();
-    };
-    call.on('drain', done);
-    call.on('cancelled', done);
-  });
 }
 
 /** Runs a server-streaming handler body; ends the stream or sends the mapped error status. */
