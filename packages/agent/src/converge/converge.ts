@@ -244,7 +244,7 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
     if (rootSt === undefined) fs.mkdirSync(root, { recursive: true, mode: 0o755 }); // an empty tree is an empty dir
     const excl = o.excludes ?? [];
     if (head?.rootHash !== desired.rootHash || head.drift === true || head.hostRoot !== root || !sameExcludes) {
-      const { chain } = writeManifestFile(treeDir, o.treeKey, desired, o.delta, committed);
+      const chain = writeManifestFile(treeDir, o.treeKey, desired, o.delta, committed);
       writeHead(treeDir, { v: 1, treeKey: o.treeKey, hostRoot: root, rootHash: desired.rootHash, excludes: excl });
       pruneManifestFiles(treeDir, chain);
       rememberCommitted(treeDir, { rootHash: desired.rootHash, manifest: desired, chain, index });
@@ -284,16 +284,13 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
     if (initial) buildInitialTree(staging, manifest, needs, rootSt, stepper, placed);
     cancelled(o.signal);
     stepper.step('manifest');
-    const written = writeManifestFile(treeDir, o.treeKey, manifest, o.delta, committed);
-    chain = written.chain;
-    const manifestFile = written.name;
+    chain = writeManifestFile(treeDir, o.treeKey, manifest, o.delta, committed);
     journal = {
       v: 1,
       treeKey: o.treeKey,
       hostRoot: root,
       staging,
       rootHash: desired.rootHash,
-      manifestFile,
       excludes: o.excludes ?? [],
       ops,
     };

@@ -10,7 +10,7 @@
  * ```
  * { "v": 1, "treeKey": "/var/aegir/platforms/d7", "hostRoot": "/srv/x/var/aegir/platforms/d7",
  *   "staging": "/srv/x/var/aegir/platforms/.spoke-staging-d7-1a2b3c4d5e6f",
- *   "rootHash": "<new root hash>", "manifestFile": "manifest-<new root hash>.json",
+ *   "rootHash": "<new root hash>",      // its manifest file: manifest-<root>.json (state.ts)
  *   "excludes": [<extra exclude patterns; the defaults always apply>],
  *   "ops": [ {"op":"chmod","path":"ro","mode":493,"ifDir":true},     // u+rwx while writing into it
  *            {"op":"rm","path":"old.php"},                              // removed, deepest first
@@ -50,7 +50,6 @@ export interface Journal {
   hostRoot: string;
   staging: string;
   rootHash: string;
-  manifestFile: string;
   excludes: string[];
   ops: Op[];
 }

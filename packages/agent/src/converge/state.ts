@@ -130,13 +130,6 @@ function decodeDoc(text: string, where: string): ManifestDoc {
   return { kind: 'whole', manifest: { rootHash: doc.rootHash, entries: (doc.entries as Tuple[]).map(fromTuple) } };
 }
 
-/** Decodes a whole manifest file (a delta file needs its chain: see readManifestFile). */
-export function decodeManifest(text: string, where: string): Manifest {
-  const doc = decodeDoc(text, where);
-  if (doc.kind !== 'whole') throw fail('INTERNAL', `${where} is a delta on ${doc.delta.base.slice(0, 12)}…, not a whole manifest`);
-  return doc.manifest;
-}
-
 /**
  * Applies a manifest delta to sorted base entries in one linear merge: `upserts` (sorted, as the
  * master sends them) replace or add entries, `removed` paths go away.
@@ -223,9 +216,10 @@ export function loadCommitted(treeDir: string, head: Head): Committed {
 
 /**
  * Writes the manifest file a journal will commit to (durable: the journal refers to it) and
- * returns its name and chain. With `delta` whose base is the committed manifest `from`, writes
- * only the change, unless the chain is long already, the change is large, or the new root is
- * already part of the chain (a file never refers to itself); else the whole manifest.
+ * returns the chain it is read from (newest first). With `delta` whose base is the committed
+ * manifest `from`, writes only the change, unless the chain is long already, the change is
+ * large, or the new root is already part of the chain (a file never refers to itself); else the
+ * whole manifest.
  */
 export function writeManifestFile(
   treeDir: string,
@@ -233,7 +227,7 @@ export function writeManifestFile(
   m: Manifest,
   delta?: ManifestDelta,
   from?: Committed,
-): { name: string; chain: string[] } {
+): string[] {
   const name = manifestFileName(m.rootHash);
   if (
     delta !== undefined &&
@@ -245,10 +239,10 @@ export function writeManifestFile(
     (delta.upserts.length + delta.removed.length) * 4 <= Math.max(m.entries.length, 64)
   ) {
     writeAtomic(join(treeDir, name), encodeDelta(treeKey, delta), true);
-    return { name, chain: [m.rootHash, ...from.chain] };
+    return [m.rootHash, ...from.chain];
   }
   writeAtomic(join(treeDir, name), encodeManifest(treeKey, m), true);
-  return { name, chain: [m.rootHash] };
+  return [m.rootHash];
 }
 
 /** Remembers a manifest just committed (saves re-reading it). */
