@@ -11,6 +11,7 @@ import {
   type ExcludeMatcher,
   fail,
   isHash,
+  lowerBound,
   type Manifest,
   type ManifestDiff,
   type ManifestEntry,
@@ -29,17 +30,8 @@ export type Lookup = (path: string) => ManifestEntry | undefined;
 
 export function lookupIn(entries: readonly ManifestEntry[]): Lookup {
   return (path) => {
-    let lo = 0;
-    let hi = entries.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const e = entries[mid] as ManifestEntry;
-      const c = e.path === path ? 0 : comparePaths(e.path, path);
-      if (c === 0) return e;
-      if (c < 0) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    return undefined;
+    const e = entries[lowerBound(entries, path)];
+    return e?.path === path ? e : undefined;
   };
 }
 
@@ -182,17 +174,7 @@ export function diffFromDelta(
   const entries = mergeDelta(base.entries, delta.upserts, removedSorted);
   const inDesired = lookupIn(entries);
   /** True when `entries` has something below `dir` (descendants are one contiguous run). */
-  const hasBelow = (dir: string): boolean => {
-    const prefix = `${dir}/`;
-    let lo = 0;
-    let hi = entries.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (comparePaths((entries[mid] as ManifestEntry).path, prefix) < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return entries[lo]?.path.startsWith(prefix) ?? false;
-  };
+  const hasBelow = (dir: string): boolean => entries[lowerBound(entries, `${dir}/`)]?.path.startsWith(`${dir}/`) ?? false;
   for (const want of delta.upserts) {
     const p = want.path;
     checkEntry(want, excludes);

@@ -21,6 +21,7 @@ export {
   SYMLINK_MODE,
   buildManifest,
   byPath,
+  lowerBound,
   canonicalLine,
   computeRootHash,
   excludeMatcher,

@@ -5,7 +5,7 @@
  * RootIndex (roothash.ts) that re-hashes only the directories that changed since the last one.
  */
 import { comparePaths, parentOf } from './paths.js';
-import type { Manifest, ManifestEntry } from './manifest.js';
+import { lowerBound, type Manifest, type ManifestEntry } from './manifest.js';
 import { canonicalLine, RootIndex } from './roothash.js';
 
 /** A watcher-driven change: a path now has this entry, or a path (and everything below) is gone. */
@@ -15,7 +15,6 @@ export type ManifestChange = { op: 'upsert'; entry: ManifestEntry } | { op: 'rem
 export class LiveManifest {
   private readonly byPath = new Map<string, ManifestEntry>();
   private readonly children = new Map<string, Set<string>>();
-  private sortedPaths: string[] | undefined;
   /**
    * The entries in path order while no path was added or removed: a content change replaces one
    * element (copying the array first when a snapshot shares it), so the next snapshot does not
@@ -39,7 +38,6 @@ export class LiveManifest {
   /** Wraps an existing manifest. */
   static from(manifest: Manifest): LiveManifest {
     const live = new LiveManifest(manifest.entries);
-    live.sortedPaths = manifest.entries.map((e) => e.path);
     live.cachedRoot = manifest.rootHash;
     live.snapshot = { entries: manifest.entries.slice(), rootHash: manifest.rootHash };
     live.sortedList = live.snapshot.entries;
@@ -69,7 +67,6 @@ export class LiveManifest {
     if (prev !== undefined && canonicalLine(prev) === canonicalLine(next)) return false;
     if (prev?.type === 'dir' && next.type !== 'dir') this.removeBelow(next.path);
     if (prev === undefined) {
-      this.sortedPaths = undefined;
       this.sortedList = undefined;
     } else this.replaceSorted(next);
     this.insert(next);
@@ -111,7 +108,7 @@ export class LiveManifest {
   private sortedEntries(): ManifestEntry[] {
     if (this.snapshot !== undefined) return this.snapshot.entries;
     if (this.sortedList === undefined) {
-      this.sortedList = this.sorted().map((p) => this.byPath.get(p) as ManifestEntry);
+      this.sortedList = [...this.byPath.values()].sort((a, b) => comparePaths(a.path, b.path));
       this.sortedListShared = false;
     }
     return this.sortedList;
@@ -121,28 +118,16 @@ export class LiveManifest {
   private replaceSorted(e: ManifestEntry): void {
     let list = this.sortedList;
     if (list === undefined) return;
-    let lo = 0;
-    let hi = list.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const c = comparePaths((list[mid] as ManifestEntry).path, e.path);
-      if (c === 0) {
-        if (this.sortedListShared) {
-          list = this.sortedList = list.slice();
-          this.sortedListShared = false;
-        }
-        list[mid] = e;
-        return;
-      }
-      if (c < 0) lo = mid + 1;
-      else hi = mid - 1;
+    const i = lowerBound(list, e.path);
+    if (list[i]?.path !== e.path) {
+      this.sortedList = undefined; // not found: cannot happen for a path in byPath; rebuild to be safe
+      return;
     }
-    this.sortedList = undefined; // not found: cannot happen for a path in byPath; rebuild to be safe
-  }
-
-  private sorted(): string[] {
-    this.sortedPaths ??= [...this.byPath.keys()].sort(comparePaths);
-    return this.sortedPaths;
+    if (this.sortedListShared) {
+      list = this.sortedList = list.slice();
+      this.sortedListShared = false;
+    }
+    list[i] = e;
   }
 
   private insert(e: ManifestEntry): void {
@@ -159,7 +144,6 @@ export class LiveManifest {
     if (had) this.forgetPath(path);
     const below = this.removeBelow(path);
     if (had || below) {
-      this.sortedPaths = undefined;
       this.sortedList = undefined;
       this.cachedRoot = undefined;
       this.snapshot = undefined;
@@ -189,7 +173,6 @@ export class LiveManifest {
       }
     }
     if (removed) {
-      this.sortedPaths = undefined;
       this.sortedList = undefined;
       this.cachedRoot = undefined;
       this.snapshot = undefined;

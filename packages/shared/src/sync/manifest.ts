@@ -82,6 +82,22 @@ export function byPath(a: ManifestEntry, b: ManifestEntry): number {
   return comparePaths(a.path, b.path);
 }
 
+/**
+ * In entries sorted by path, the index of the first entry whose path is not before `path`
+ * (entries.length when there is none): the entry at `path` if there is one, else where it would
+ * go. Everything below a directory D is one run starting at lowerBound(entries, `D/`).
+ */
+export function lowerBound(entries: readonly ManifestEntry[], path: string): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (comparePaths((entries[mid] as ManifestEntry).path, path) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 function isSorted(entries: readonly ManifestEntry[]): boolean {
   for (let i = 1; i < entries.length; i++) {
     if (byPath(entries[i - 1] as ManifestEntry, entries[i] as ManifestEntry) >= 0) return false;
