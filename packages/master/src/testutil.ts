@@ -2,11 +2,18 @@
  * Test helpers shared by the master's unit tests (not exported from the package).
  */
 import { EventEmitter } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { openStore, type Db } from './store.js';
 import { Namespace } from './namespace.js';
 import { AgentHub } from './hub.js';
-import { silentLogger, SpokeError } from '@spoke/shared';
+import { RootMap, silentLogger, SpokeError } from '@spoke/shared';
+import type { PlatformSync } from './converge.js';
+import { SiteTasks } from './sites/tasks.js';
+import { TaskEngine } from './tasks.js';
+import { TreeStore } from './trees.js';
 
 /** A fresh in-memory store with a namespace over it and a controllable clock. */
 export function freshNamespace(): { db: Db; ns: Namespace; now: { ms: number } } {
@@ -82,4 +89,25 @@ export function connectFakeAgent(
     return sent;
   };
   return { hub, stream, answer };
+}
+
+/**
+ * Site tasks over a fresh namespace and a new temp dir `root` (the caller removes it): no agent
+ * is online and nothing converges, so tests see what is refused or queued, not the steps.
+ */
+export function siteTasksHarness(prefix: string) {
+  const f = freshNamespace();
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  const tasks = new TaskEngine({ db: f.db, clock: () => f.now.ms, log: silentLogger() });
+  const trees = new TreeStore({ db: f.db, rootMap: new RootMap(root), log: silentLogger(), watch: false });
+  const sites = new SiteTasks({
+    ns: f.ns,
+    hub: { isOnline: () => false } as unknown as AgentHub,
+    tasks,
+    trees,
+    sync: {} as PlatformSync,
+    db: f.db,
+    trashDir: join(root, 'trash'),
+  });
+  return { ...f, tasks, sites, root };
 }

@@ -3,17 +3,12 @@
  * queues (entity, locks, params), their step lists, and the namespace switch. The steps run
  * against real agents in test/e2e/site-migrate.test.ts.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RootMap, silentLogger } from '@spoke/shared';
-import type { AgentHub } from '../hub.js';
-import type { PlatformSync } from '../converge.js';
-import { TaskEngine, type TaskContext } from '../tasks.js';
-import { TreeStore } from '../trees.js';
-import { addAgent, expectRefused, freshNamespace } from '../testutil.js';
-import { SiteTasks } from './tasks.js';
+import type { TaskContext } from '../tasks.js';
+import { addAgent, expectRefused, siteTasksHarness } from '../testutil.js';
+import type { SiteTasks } from './tasks.js';
 import type { SiteMover } from './migrate.js';
 
 const dirs: string[] = [];
@@ -22,20 +17,9 @@ afterEach(() => {
 });
 
 function setup() {
-  const f = freshNamespace();
-  const root = mkdtempSync(join(tmpdir(), 'spoke-migrate-'));
-  dirs.push(root);
-  const tasks = new TaskEngine({ db: f.db, clock: () => f.now.ms, log: silentLogger() });
-  const trees = new TreeStore({ db: f.db, rootMap: new RootMap(root), log: silentLogger(), watch: false });
-  const sites = new SiteTasks({
-    ns: f.ns,
-    hub: { isOnline: () => false } as unknown as AgentHub,
-    tasks,
-    trees,
-    sync: {} as PlatformSync,
-    db: f.db,
-    trashDir: join(root, 'trash'),
-  });
+  const h = siteTasksHarness('spoke-migrate-');
+  dirs.push(h.root);
+  const f = h;
   for (const s of ['web1', 'web2']) {
     addAgent(f.ns, s);
     f.ns.recordDetectedServices(s, [
@@ -52,7 +36,7 @@ function setup() {
   platform('d7', 'web2', 'drupal7');
   f.ns.createSite({ domain: 'blog.test', platform: 'wp', dbServer: 'web1', aliases: ['www.blog.test'], status: 'installed', db: { name: 'blog_test', user: 'blog_test', password: 'p'.repeat(32) }, salt: 's'.repeat(64) });
   f.ns.setSiteDbAddress('blog.test', '127.0.0.1', 3306);
-  return { ...f, tasks, sites, root };
+  return h;
 }
 
 const mover = (sites: SiteTasks) => (sites as unknown as { mover: SiteMover }).mover;

@@ -2,17 +2,11 @@
  * What the site tasks refuse at once, before anything is queued or reserved (the steps
  * themselves run against real agents in test/e2e/sites.test.ts).
  */
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RootMap, silentLogger, type SpokeError } from '@spoke/shared';
-import type { AgentHub } from '../hub.js';
-import type { PlatformSync } from '../converge.js';
-import { TaskEngine } from '../tasks.js';
-import { TreeStore } from '../trees.js';
-import { addAgent, freshNamespace } from '../testutil.js';
-import { SiteTasks } from './tasks.js';
+import type { SpokeError } from '@spoke/shared';
+import { addAgent, siteTasksHarness } from '../testutil.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -20,25 +14,14 @@ afterEach(() => {
 });
 
 function setup(kind = 'wordpress') {
-  const f = freshNamespace();
-  const root = mkdtempSync(join(tmpdir(), 'spoke-sitetasks-'));
-  dirs.push(root);
-  const tasks = new TaskEngine({ db: f.db, clock: () => f.now.ms, log: silentLogger() });
-  const trees = new TreeStore({ db: f.db, rootMap: new RootMap(root), log: silentLogger(), watch: false });
-  const sites = new SiteTasks({
-    ns: f.ns,
-    hub: { isOnline: () => false } as unknown as AgentHub,
-    tasks,
-    trees,
-    sync: {} as PlatformSync,
-    db: f.db,
-    trashDir: join(root, 'trash'),
-  });
+  const h = siteTasksHarness('spoke-sitetasks-');
+  dirs.push(h.root);
+  const f = h;
   addAgent(f.ns, 'web1');
   f.ns.recordDetectedServices('web1', [{ kind: 'http', impl: 'nginx', version: '1' }]);
   f.ns.addPlatform({ name: 'wp', path: '/var/www/wp', server: 'web1', source: { kind: 'existing' } });
   f.ns.setRegistry('wp', JSON.stringify({ kind, coreVersion: '6.1', sites: [] }));
-  return { ...f, tasks, sites, root };
+  return h;
 }
 
 function refused(fn: () => unknown): SpokeError {

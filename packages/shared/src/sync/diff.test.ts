@@ -1,23 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { diffManifests, isDiffEmpty, type ManifestDiff } from './diff.js';
-import { buildManifest, type ManifestEntry, sha256Hex } from './manifest.js';
+import { buildManifest, type ManifestEntry } from './manifest.js';
+import { dir, file, link } from './testentries.js';
 
-const d = (path: string, mode = 0o755): ManifestEntry => ({ path, type: 'dir', mode, size: 0, hash: '' });
-const f = (path: string, content = 'x', mode = 0o644): ManifestEntry => ({
-  path,
-  type: 'file',
-  mode,
-  size: Buffer.byteLength(content),
-  hash: sha256Hex(content),
-});
-const l = (path: string, target: string): ManifestEntry => ({
-  path,
-  type: 'symlink',
-  mode: 0o777,
-  size: Buffer.byteLength(target),
-  hash: sha256Hex(target),
-  target,
-});
+const d = dir;
+const f = (path: string, content = 'x', mode = 0o644): ManifestEntry => file(path, content, mode);
+const l = link;
 
 /** The diff reduced to paths, for readable tables. */
 function summary(diff: ManifestDiff) {
