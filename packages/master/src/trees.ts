@@ -329,14 +329,6 @@ export class TreeStore {
     for (const rel of rels) if (rel && !rel.startsWith('/') && !rel.split('/').includes('..')) t.pending.add(rel);
   }
 
-  /** The current root hash without rebuilding the manifest (undefined when never scanned). */
-  async rootHash(nsPath: string): Promise<string | undefined> {
-    const t = this.trees.get(nsPath);
-    if (!t) return undefined;
-    await this.drain(t);
-    return t.live.rootHash();
-  }
-
   /** Host paths holding the given content hashes in a tree (for FetchBlobs). */
   async blobSources(nsPath: string, hashes: readonly string[]): Promise<Iterable<{ hash: string; path: string }>> {
     const t = this.trees.get(nsPath);
