@@ -3,7 +3,8 @@
  * Where the time of a benchmark case goes: reads V8 CPU profiles (`--cpu-prof`) and, optionally,
  * a spans.json written by `bench:sync --profile DIR`, and prints self and inclusive time per
  * function per timed run, counting only samples inside the spans of one case.
- *   node scripts/profile-spans.mjs DIR [--case 1-file] [--top 30]
+ *   node scripts/profile-spans.mjs DIR [--case 1-file] [--skip N] [--top 30]
+ * --skip N leaves out the case's first N spans (a warm-up run, or the add before the deltas).
  */
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,16 +12,16 @@ import { parseArgs } from 'node:util';
 
 const { values: args, positionals } = parseArgs({
   allowPositionals: true,
-  options: { case: { type: 'string' }, top: { type: 'string', default: '30' } },
+  options: { case: { type: 'string' }, skip: { type: 'string', default: '0' }, top: { type: 'string', default: '30' } },
 });
 const dir = positionals[0];
 if (!dir) {
-  process.stderr.write('usage: node scripts/profile-spans.mjs DIR [--case NAME] [--top N]\n');
+  process.stderr.write('usage: node scripts/profile-spans.mjs DIR [--case NAME] [--skip N] [--top N]\n');
   process.exit(2);
 }
 const spansFile = join(dir, 'spans.json');
 const allSpans = existsSync(spansFile) ? JSON.parse(readFileSync(spansFile, 'utf8')) : [];
-const spans = allSpans.filter((s) => !args.case || s.case === args.case);
+const spans = allSpans.filter((s) => !args.case || s.case === args.case).slice(Number(args.skip));
 if (args.case && spans.length === 0) {
   process.stderr.write(`error: no spans of case ${args.case} in ${spansFile}\n`);
   process.exit(2);

@@ -29,7 +29,9 @@ const w2 = new AgentUnderTest(dir, 'w2');
 const w3 = new AgentUnderTest(dir, 'w3');
 const solo = new AgentUnderTest(dir, 'solo');
 const D7 = '/var/aegir/platforms/d7';
-const AGENT_ENV = { SPOKE_DRIFT_INTERVAL_MS: '400' };
+// FetchBlobs in batches of 1,000 hashes: the ~5,000-file tree crosses several (and the
+// corrupted stream below is retried within one).
+const AGENT_ENV = { SPOKE_DRIFT_INTERVAL_MS: '400', SPOKE_FETCH_BATCH: '1000' };
 
 const masterTree = () => join(master.root, D7);
 const agentTree = (a: AgentUnderTest) => join(a.root, D7);

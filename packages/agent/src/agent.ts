@@ -31,7 +31,7 @@ export async function startAgent(
     keyPem: readFileSync(files.key, 'utf8'),
   };
   const rootMap = new RootMap(opts.rootPrefix);
-  const trees = new AgentTrees({ stateDir: opts.stateDir, roots: opts.roots, rootMap, log: deps.log.child({ component: 'agent.trees' }) });
+  const trees = new AgentTrees({ stateDir: opts.stateDir, roots: opts.roots, rootMap, fetchBatch: opts.fetchBatch, log: deps.log.child({ component: 'agent.trees' }) });
   await trees.startup();
   const detect = deps.detect ?? (() => detectServices(opts.binDirs));
   const web = new WebConfig({

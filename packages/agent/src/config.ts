@@ -6,6 +6,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { checkPublishPath, fail, parseHostPort } from '@spoke/shared';
 import { SERVICE_BIN_DIRS } from './detect.js';
+import { FETCH_BATCH } from './sync.js';
 import { exposesSecrets, parseDbSettings, type DbConfigFile, type DbSettings } from './db/settings.js';
 import { checkConfigPath, checkConfigValue, checkFpmAddress, checkListen } from './webtemplate.js';
 
@@ -77,6 +78,8 @@ export interface CompiledAgentOptions {
   logLevel: string;
   /** How often held trees are re-walked to find drift. @default 60000 (env SPOKE_DRIFT_INTERVAL_MS) */
   driftIntervalMs: number;
+  /** Hashes per FetchBlobs request (SPOKE_FETCH_BATCH; tests set it low to cross batches). */
+  fetchBatch: number;
   /** Where service binaries are looked for: $PATH, then the sbin/bin dirs. */
   binDirs: string[];
   /** Web server management (agent.json `http`). */
@@ -221,6 +224,7 @@ export function compileAgentOptions(flags: { stateDir: string; root?: string; ma
     backoffMaxMs: envInt('SPOKE_BACKOFF_MAX_MS', 15_000),
     logLevel: process.env.SPOKE_LOG_LEVEL ?? 'info',
     driftIntervalMs: envInt('SPOKE_DRIFT_INTERVAL_MS', 60_000),
+    fetchBatch: envInt('SPOKE_FETCH_BATCH', FETCH_BATCH),
     binDirs: [...new Set([...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...SERVICE_BIN_DIRS])],
     http: web.http,
     fpmSocket: web.fpmSocket,

@@ -36,6 +36,8 @@ import {
  * that index costs more (~50 ms for 20,000 entries) than fetching 1 MiB over the link.
  */
 const REUSE_MIN_BYTES = 1024 * 1024;
+/** Hashes per FetchBlobs request, by default. */
+export const FETCH_BATCH = 16_384;
 
 /** One converge as the master asked for it. */
 export interface ConvergeRequest {
@@ -69,8 +71,11 @@ export class AgentTrees {
   private readonly observedHashes = new Map<string, string>();
   /** Serialises work per tree. */
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Hashes per FetchBlobs request. */
+  private readonly fetchBatch: number;
 
-  constructor(deps: { stateDir: string; roots: string[]; rootMap: RootMap; log: Logger }) {
+  constructor(deps: { stateDir: string; roots: string[]; rootMap: RootMap; log: Logger; fetchBatch?: number }) {
+    this.fetchBatch = deps.fetchBatch ?? FETCH_BATCH;
     this.stateDir = deps.stateDir;
     this.roots = deps.roots;
     this.rootMap = deps.rootMap;
@@ -306,34 +311,47 @@ export class AgentTrees {
     return {
       verifies: true,
       fetch: async (hashes, stagingDir, onBytes, _signal, destOf) => {
-        let missing = [...hashes];
-        for (let attempt = 1; missing.length > 0; attempt++) {
-          const stream = this.requireClient().fetchBlobs({ tree, hashes: missing });
-          const counted = async function* () {
-            for await (const b of bytesOf(stream)) {
-              onBytes?.(b.byteLength);
-              yield b;
-            }
-          };
-          try {
-            const got = await unframeBlobs(counted(), stagingDir, { want: missing, destOf });
-            const have = new Set(got.map((g) => g.hash));
-            missing = missing.filter((h) => !have.has(h));
-            if (missing.length) throw fail('BLOB_HASH_MISMATCH', `${missing.length} blob(s) did not arrive`);
-          } catch (e) {
-            stream.cancel();
-            // A bad blob or a broken stream: keep what verified, fetch the rest again.
-            if (attempt >= 3 || (isSpokeError(e) && ['TREE_CHANGED', 'PATH_OUTSIDE_ROOTS', 'CERT_REVOKED'].includes(e.code))) throw e;
-            this.log.warn({ tree, attempt, err: (e as Error).message }, 'blob transfer failed; fetching the rest again');
-            const present = new Set(readdirSync(stagingDir));
-            missing = missing.filter((h) => {
-              const at = destOf?.(h);
-              return !(present.has(h) || (at !== undefined && existsSync(at)));
-            });
-          }
-        }
+        // In batches: one request naming 200,000 hashes held ~30 MB of decoded strings (and the
+        // master's index of them) for the whole transfer, on both ends.
+        const all = [...hashes];
+        for (let i = 0; i < all.length; i += this.fetchBatch) await this.fetchSome(tree, all.slice(i, i + this.fetchBatch), stagingDir, onBytes, destOf);
       },
     };
+  }
+
+  private async fetchSome(
+    tree: string,
+    batch: string[],
+    stagingDir: string,
+    onBytes: ((n: number) => void) | undefined,
+    destOf: ((hash: string) => string | undefined) | undefined,
+  ): Promise<void> {
+    let missing = batch;
+    for (let attempt = 1; missing.length > 0; attempt++) {
+      const stream = this.requireClient().fetchBlobs({ tree, hashes: missing });
+      const counted = async function* () {
+        for await (const b of bytesOf(stream)) {
+          onBytes?.(b.byteLength);
+          yield b;
+        }
+      };
+      try {
+        const got = await unframeBlobs(counted(), stagingDir, { want: missing, destOf });
+        const have = new Set(got.map((g) => g.hash));
+        missing = missing.filter((h) => !have.has(h));
+        if (missing.length) throw fail('BLOB_HASH_MISMATCH', `${missing.length} blob(s) did not arrive`);
+      } catch (e) {
+        stream.cancel();
+        // A bad blob or a broken stream: keep what verified, fetch the rest again.
+        if (attempt >= 3 || (isSpokeError(e) && ['TREE_CHANGED', 'PATH_OUTSIDE_ROOTS', 'CERT_REVOKED'].includes(e.code))) throw e;
+        this.log.warn({ tree, attempt, err: (e as Error).message }, 'blob transfer failed; fetching the rest again');
+        const present = new Set(readdirSync(stagingDir));
+        missing = missing.filter((h) => {
+          const at = destOf?.(h);
+          return !(present.has(h) || (at !== undefined && existsSync(at)));
+        });
+      }
+    }
   }
 }
 
