@@ -11,6 +11,7 @@
  * concurrent, and cheap next to the file system work.
  */
 import { setFlagsFromString } from 'node:v8';
+import { fail } from './errors.js';
 
 /** Percent the old generation may grow over what survived the last full collection. */
 export const HEAP_GROWING_PERCENT = 25;
@@ -22,6 +23,6 @@ export const HEAP_GROWING_PERCENT = 25;
 export function boundHeapGrowth(env: Record<string, string | undefined>): void {
   const raw = env.SPOKE_HEAP_GROWING_PERCENT;
   const percent = raw === undefined || raw === '' ? HEAP_GROWING_PERCENT : Number(raw);
-  if (!Number.isInteger(percent) || percent < 0) throw new Error(`SPOKE_HEAP_GROWING_PERCENT must be a whole number ≥ 0, not ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(percent) || percent < 0) throw fail('CONFIG_INVALID', `SPOKE_HEAP_GROWING_PERCENT must be a whole number ≥ 0, not ${JSON.stringify(raw)}`);
   if (percent > 0) setFlagsFromString(`--heap-growing-percent=${percent}`);
 }
