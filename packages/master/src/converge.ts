@@ -250,6 +250,8 @@ export class PlatformSync {
     ctx.log(`${p.name}: ${files} files, ${human(bytes)}, root ${manifest.rootHash.slice(0, 12)}`);
     const targets = only ? [only] : this.ns.targets(p.server);
     if (targets.length === 0) throw fail('CLUSTER_NEEDS_MEMBER', `${p.server} has no members`);
+    // a new tree's watcher waits until its servers have it (see TreeStore.hold)
+    const release = this.trees.hold(p.path);
     const converging = Promise.all(
       targets.map(async (server) => {
         try {
@@ -303,7 +305,7 @@ export class PlatformSync {
         })()
       : Promise.resolve();
     registry.catch(() => undefined); // awaited below; no unhandled rejection meanwhile
-    const results = await converging;
+    const results = await converging.finally(release);
     await registry;
     // Each server that converged renders, tests and loads the platform's web server config (after
     // the registry, which gives the kind): on a verify, and on a self-heal converge too, so a new

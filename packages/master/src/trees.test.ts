@@ -43,6 +43,19 @@ describe('TreeStore watching', () => {
     }
   }
 
+  it("a new tree's watcher starts only once its converge has released it, and then misses nothing", async () => {
+    await store.manifest(NS, [], { live: true });
+    const release = store.hold(NS);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(store.isWatched(NS)).toBe(false);
+    // changed while no watcher exists: the watcher's first read re-walks
+    writeFileSync(join(tree, 'mod1/src/f1.php'), '<?php // edited before the watch\n');
+    release();
+    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(store.isWatched(NS)).toBe(true);
+    await settles();
+  });
+
   it('sees edits, mode changes, adds in new dirs, removes and renames through events', async () => {
     await store.manifest(NS, [], { live: true });
     for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));

@@ -84,11 +84,22 @@ interface Tree {
   rewalk: boolean;
   /** The watcher has every directory watch in place. */
   watchReady?: boolean;
+  /** The deferred start of the watcher (see scheduleWatch). */
+  watchTimer?: NodeJS.Timeout;
+  /** When the tree's manifest or blobs were last read (Date.now()). */
+  lastUse: number;
+  /** Converges of this tree under way (see hold). */
+  holds: number;
   /** Entries counted against the watch budget (0 when not watched). */
   watched?: number;
   /** Inode and mtime of every directory at the last walk: an add/remove/rename changes them. */
   dirs: Map<string, { ino: number; mtimeMs: number }>;
 }
+
+/** A new tree's watcher starts after its reads have paused this long (see scheduleWatch). */
+const WATCH_QUIET_MS = 500;
+/** …or this long after the tree was first read, whatever the traffic. */
+const WATCH_MAX_DELAY_MS = 60_000;
 
 /** Canonical trees and their manifests. */
 export class TreeStore {
@@ -183,19 +194,20 @@ export class TreeStore {
         t.pending.clear();
         this.snapshotDirs(t);
       } else {
-        t = { nsPath, hostPath, excludes, live, pending: new Set(), history: new Map(), deltas: new Map(), rewalk: false, dirs: new Map() };
+        t = { nsPath, hostPath, excludes, live, pending: new Set(), history: new Map(), deltas: new Map(), rewalk: false, dirs: new Map(), lastUse: Date.now(), holds: 0 };
         this.trees.set(nsPath, t);
         const entries = r.manifest.entries.length;
         if (this.watchEnabled && (opts.live || this.watchedEntries + entries <= this.watchMaxEntries)) {
           this.watchedEntries += entries;
           t.watched = entries;
-          this.startWatch(t);
+          this.scheduleWatch(t);
         } else {
           this.log.info({ tree: nsPath, entries, watched: this.watchedEntries, max: this.watchMaxEntries }, 'tree not watched; verify re-walks it');
         }
         this.snapshotDirs(t);
       }
     }
+    t.lastUse = Date.now();
     await this.drain(t);
     const m = t.live.toManifest();
     if (t.history.get(m.rootHash) !== m) {
@@ -355,9 +367,33 @@ export class TreeStore {
         const e = found.get(hash);
         if (e === undefined) continue; // asked twice: sent once
         found.delete(hash); // what was sent can be collected
+        t.lastUse = Date.now();
         yield { hash, path: `${hostPath}/${e.path}` };
       }
     })();
+  }
+
+  /**
+   * Starts the watcher once the tree has been quiet (no converge holding it, no manifest or blob
+   * reads) for WATCH_QUIET_MS, or WATCH_MAX_DELAY_MS after it was first read at the latest. chokidar's
+   * set-up lstat()s and reads every directory of the tree (about 1 s of the master's CPU for
+   * 20,000 files): started at once, it competed with the tree's first converge, which reads and
+   * serves the same tree. Until the watcher is ready, a verify re-walks the tree (stat-cached),
+   * as it always did while a watcher was setting up, so nothing is missed in the meantime.
+   */
+  private scheduleWatch(t: Tree): void {
+    const first = Date.now();
+    const tick = () => {
+      t.watchTimer = undefined;
+      if (this.trees.get(t.nsPath) !== t) return; // forgotten meanwhile
+      const now = Date.now();
+      if ((t.holds > 0 || now - t.lastUse < WATCH_QUIET_MS) && now - first < WATCH_MAX_DELAY_MS) {
+        t.watchTimer = setTimeout(tick, Math.max(WATCH_QUIET_MS - (now - t.lastUse), 50));
+        return;
+      }
+      this.startWatch(t);
+    };
+    t.watchTimer = setTimeout(tick, WATCH_QUIET_MS);
   }
 
   /**
@@ -480,11 +516,29 @@ export class TreeStore {
     }
   }
 
+  /**
+   * Marks a converge of the tree as under way until the returned function is called: a new
+   * tree's watcher does not start meanwhile (see scheduleWatch). Calling it twice is harmless.
+   */
+  hold(nsPath: string): () => void {
+    const t = this.trees.get(nsPath);
+    if (!t) return () => undefined;
+    t.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      t.holds--;
+      t.lastUse = Date.now();
+    };
+  }
+
   /** Stops tracking a tree (platform removed). */
   async forget(nsPath: string): Promise<void> {
     const t = this.trees.get(nsPath);
     this.trees.delete(nsPath);
     this.watchedEntries -= t?.watched ?? 0;
+    if (t?.watchTimer) clearTimeout(t.watchTimer);
     await t?.watcher?.close();
   }
 
