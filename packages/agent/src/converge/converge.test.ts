@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildManifest, isSpokeError, type Manifest, type ManifestEntry, sha256Hex } from '@spoke/shared';
@@ -710,6 +711,35 @@ describe('a converge that fails half-way', () => {
       expect(readdirSync(join(base, 'host')).filter((n) => n.startsWith('.spoke'))).toEqual([]);
     } finally {
       rmSync(base, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a full disk', () => {
+  // A real full file system: a 2 MiB tmpfs (mounting needs root, as the CI has).
+  const canMount = process.getuid?.() === 0;
+  it.runIf(canMount)('fails with DISK_LOW, and the tree keeps its last complete version', async () => {
+    const base = fs.mkdtempSync('/tmp/spoke-full-');
+    const mnt = join(base, 'mnt');
+    fs.mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
+    try {
+      const src = join(base, 'src');
+      const dst = join(mnt, 'www', 'p');
+      const stateDir = join(mnt, 'state');
+      writeTree(src, { 'index.php': '<?php v1', 'small.txt': 'small' });
+      await converge({ treeKey: 'p', hostRoot: dst, stateDir, desired: await manifestOf(src), fetcher: copyFetcher([src]) });
+      const v1 = await manifestOf(dst);
+      // v2 needs ~3 MiB of new content: more than the file system holds
+      fs.writeFileSync(join(src, 'index.php'), '<?php v2');
+      for (let i = 0; i < 3; i++) fs.writeFileSync(join(src, `big${i}.bin`), Buffer.alloc(1024 * 1024, i + 1));
+      const err = await converge({ treeKey: 'p', hostRoot: dst, stateDir, desired: await manifestOf(src), fetcher: copyFetcher([src]) }).catch((e: unknown) => e);
+      expect(isSpokeError(err) && err.code).toBe('DISK_LOW');
+      expect((err as Error).message).toMatch(/no space left for .*file system full.*free space/);
+      expect((await manifestOf(dst)).rootHash).toBe(v1.rootHash);
+    } finally {
+      execFileSync('umount', [mnt]);
+      fs.rmSync(base, { recursive: true, force: true });
     }
   });
 });

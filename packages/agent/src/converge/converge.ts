@@ -170,7 +170,24 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
   // A private copy of a delta (the caller may reuse its objects; the committed entries it merges into are ours).
   const own: ConvergeOptions =
     o.delta === undefined ? o : { ...o, delta: { ...o.delta, upserts: o.delta.upserts.map(copyEntry), removed: o.delta.removed.slice() } };
-  return withTreeLock(treeDir, () => convergeLocked(own, root, treeDir, t0));
+  try {
+    return await withTreeLock(treeDir, () => convergeLocked(own, root, treeDir, t0));
+  } catch (e) {
+    throw diskFull(e, root) ?? e;
+  }
+}
+
+/**
+ * A full disk (or quota) anywhere in a converge, as DISK_LOW with what to do, instead of an
+ * INTERNAL error quoting ENOSPC. The tree is as it was (the staging dir is gone; verified blobs
+ * are kept for the retry), or a journal finishes it at the next converge.
+ */
+function diskFull(e: unknown, root: string): Error | undefined {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const msg = e instanceof Error ? e.message : String(e);
+  const full = code === 'ENOSPC' || code === 'EDQUOT' || (isSpokeError(e) && e.code === 'INTERNAL' && /\b(ENOSPC|EDQUOT)\b/.test(msg));
+  if (!full) return undefined;
+  return fail('DISK_LOW', `no space left for ${root} (${/EDQUOT/.test(msg) || code === 'EDQUOT' ? 'disk quota exceeded' : 'file system full'}); the tree keeps its last complete version — free space on this server and run a verify (${msg})`);
 }
 
 /** Below this many bytes to stage, only the files a converge removes or replaces are looked in. */
