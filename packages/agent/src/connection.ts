@@ -423,7 +423,10 @@ export class MasterConnection {
           });
       }
     } catch (e) {
-      this.deps.log.error({ err: e, command: cmd.command?.$case }, 'command failed');
+      // A SpokeError is a condition the master reports to the operator with its code (no web
+      // server here, a full disk…): one warning line. Anything else is a bug: its stack.
+      if (isSpokeError(e) && e.code !== 'INTERNAL') this.deps.log.warn({ code: e.code, msg: e.message, command: cmd.command?.$case }, 'command failed');
+      else this.deps.log.error({ err: e, command: cmd.command?.$case }, 'command failed');
       reply({
         ok: false,
         errorCode: isSpokeError(e) ? e.code : 'INTERNAL',
