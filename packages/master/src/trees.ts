@@ -86,7 +86,7 @@ interface Tree {
   watchReady?: boolean;
   /** The deferred start of the watcher (see scheduleWatch). */
   watchTimer?: NodeJS.Timeout;
-  /** When the tree's manifest or blobs were last read (Date.now()). */
+  /** When the tree's manifest was last read or a converge of it ended (Date.now()). */
   lastUse: number;
   /** Converges of this tree under way (see hold). */
   holds: number;
@@ -367,15 +367,14 @@ export class TreeStore {
         const e = found.get(hash);
         if (e === undefined) continue; // asked twice: sent once
         found.delete(hash); // what was sent can be collected
-        t.lastUse = Date.now();
         yield { hash, path: `${hostPath}/${e.path}` };
       }
     })();
   }
 
   /**
-   * Starts the watcher once the tree has been quiet (no converge holding it, no manifest or blob
-   * reads) for WATCH_QUIET_MS, or WATCH_MAX_DELAY_MS after it was first read at the latest. chokidar's
+   * Starts the watcher once the tree has been quiet (no converge holding it — blobs are only read
+   * for one — and no manifest read) for WATCH_QUIET_MS, or WATCH_MAX_DELAY_MS after it was first read at the latest. chokidar's
    * set-up lstat()s and reads every directory of the tree (about 1 s of the master's CPU for
    * 20,000 files): started at once, it competed with the tree's first converge, which reads and
    * serves the same tree. Until the watcher is ready, a verify re-walks the tree (stat-cached),
@@ -388,7 +387,7 @@ export class TreeStore {
       if (this.trees.get(t.nsPath) !== t) return; // forgotten meanwhile
       const now = Date.now();
       if ((t.holds > 0 || now - t.lastUse < WATCH_QUIET_MS) && now - first < WATCH_MAX_DELAY_MS) {
-        t.watchTimer = setTimeout(tick, Math.max(WATCH_QUIET_MS - (now - t.lastUse), 50));
+        t.watchTimer = setTimeout(tick, t.holds > 0 ? WATCH_QUIET_MS : WATCH_QUIET_MS - (now - t.lastUse));
         return;
       }
       this.startWatch(t);

@@ -6,9 +6,9 @@
  * default lets the old generation grow to up to several times the live set before it collects,
  * so the master's RSS peaked at ~300 MB on that tree while a full GC left ~70 MB live. A fixed
  * growth of 25 % over the live set after each collection bounds that: measured on the same tree
- * (pnpm bench:sync --only 200k), master peak 292–303 MB → 231 MB, initial converge 58–68 s →
- * 61 s, no-op verify 4.3 s (unchanged within noise): the extra collections are incremental and
- * concurrent, and cheap next to the file system work.
+ * (pnpm bench:sync --only 200k), master peak 292–303 MB → 231 MB. The extra collections cost
+ * time on a first sync: 20,000 files took 3.8 s at V8's default against 4.6–5.9 s at 25–50 %
+ * (`--fresh-fs`, medians of 5); see docs/architecture.md.
  */
 import { setFlagsFromString } from 'node:v8';
 import { fail } from './errors.js';

@@ -32,7 +32,7 @@ import {
   RootIndex,
   STAGING_PREFIX,
 } from '@spoke/shared';
-import { copyVerifiedSync, errText, hashFileSync, isErrno, lstatOrNull, removeAll } from './fsutil.js';
+import { copyVerifiedSync, errText, hashFileSync, isDiskFull, isErrno, lstatOrNull, removeAll } from './fsutil.js';
 import { type Journal, readJournal, runJournal, Stepper, writeJournal } from './journal.js';
 import { checkHostRoot, type Drift, driftOf, NO_DRIFT, walkActual } from './observe.js';
 import { blobPath, type Op, stagingTree } from './ops.js';
@@ -179,15 +179,14 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
 
 /**
  * A full disk (or quota) anywhere in a converge, as DISK_LOW with what to do, instead of an
- * INTERNAL error quoting ENOSPC. The tree is as it was (the staging dir is gone; verified blobs
- * are kept for the retry), or a journal finishes it at the next converge.
+ * INTERNAL error quoting ENOSPC (the steps that wrap file system errors let these through). The
+ * tree is as it was (the staging dir is gone; verified blobs are kept for the retry), or a
+ * journal finishes it at the next converge.
  */
 function diskFull(e: unknown, root: string): Error | undefined {
-  const code = (e as NodeJS.ErrnoException | undefined)?.code;
-  const msg = e instanceof Error ? e.message : String(e);
-  const full = code === 'ENOSPC' || code === 'EDQUOT' || (isSpokeError(e) && e.code === 'INTERNAL' && /\b(ENOSPC|EDQUOT)\b/.test(msg));
-  if (!full) return undefined;
-  return fail('DISK_LOW', `no space left for ${root} (${/EDQUOT/.test(msg) || code === 'EDQUOT' ? 'disk quota exceeded' : 'file system full'}); the tree keeps its last complete version — free space on this server and run a verify (${msg})`);
+  if (!isDiskFull(e)) return undefined;
+  const what = isErrno(e, 'EDQUOT') ? 'disk quota exceeded' : 'file system full';
+  return fail('DISK_LOW', `no space left for ${root} (${what}); the tree keeps its last complete version — free space on this server and run a verify (${errText(e)}: ${(e as Error).message})`);
 }
 
 /** Below this many bytes to stage, only the files a converge removes or replaces are looked in. */
@@ -581,6 +580,7 @@ function makeInitialDirs(staging: string, desired: Manifest): void {
     fs.mkdirSync(tree, 0o700);
     for (const e of desired.entries) if (e.type === 'dir') fs.mkdirSync(`${tree}/${e.path}`, 0o700);
   } catch (err) {
+    if (isDiskFull(err)) throw err; // converge() says DISK_LOW
     throw fail('INTERNAL', `cannot build the new tree in ${tree}: ${errText(err)}`);
   }
 }
@@ -633,6 +633,7 @@ function buildInitialTree(
     }
     fs.chmodSync(tree, rootSt === undefined ? 0o755 : rootSt.mode & MODE_MASK);
   } catch (err) {
+    if (isDiskFull(err)) throw err; // converge() says DISK_LOW
     throw fail('INTERNAL', `cannot build the new tree in ${tree}: ${errText(err)}`);
   }
 }

@@ -13,6 +13,11 @@ export function isErrno(err: unknown, code: string): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
 }
 
+/** True for a full file system or an exceeded quota (converge reports it as DISK_LOW). */
+export function isDiskFull(err: unknown): boolean {
+  return isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT');
+}
+
 /** The errno code of a system error, else its message (for one-line error texts). */
 export function errText(err: unknown): string {
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;

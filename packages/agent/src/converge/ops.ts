@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import { constants as FS } from 'node:fs';
 import { join } from 'node:path';
 import { type EntryType, type ExcludeMatcher, fail, MODE_MASK } from '@spoke/shared';
-import { errText, hashFileSync, isErrno, lstatOrNull } from './fsutil.js';
+import { errText, hashFileSync, isDiskFull, isErrno, lstatOrNull } from './fsutil.js';
 
 /** One journal operation. Paths are tree-relative; blobs live in `<staging>/blobs/<hash>`. */
 export type Op =
@@ -278,6 +278,7 @@ function publishOp(ctx: OpContext): void {
     try {
       fs.renameSync(from, ctx.root); // replaces an absent root or an empty directory atomically
     } catch (err) {
+      if (isDiskFull(err)) throw err; // converge() says DISK_LOW
       throw fail('INTERNAL', `cannot publish the new tree at ${ctx.root}: ${errText(err)}`);
     }
     return;
