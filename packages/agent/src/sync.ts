@@ -17,6 +17,7 @@ import {
   type Logger,
   type Manifest,
   type ManifestEntry,
+  type ReceivedBlob,
   type RootMap,
 } from '@spoke/shared';
 import {
@@ -310,11 +311,13 @@ export class AgentTrees {
   private fetcher(tree: string): BlobFetcher {
     return {
       verifies: true,
-      fetch: async (hashes, stagingDir, onBytes, _signal, destOf) => {
+      fetch: async (hashes, stagingDir, onBytes, _signal, destOf, modeOf) => {
         // In batches: one request naming 200,000 hashes held ~30 MB of decoded strings (and the
         // master's index of them) for the whole transfer, on both ends.
         const all = [...hashes];
-        for (let i = 0; i < all.length; i += this.fetchBatch) await this.fetchSome(tree, all.slice(i, i + this.fetchBatch), stagingDir, onBytes, destOf);
+        const got: ReceivedBlob[] = [];
+        for (let i = 0; i < all.length; i += this.fetchBatch) got.push(...(await this.fetchSome(tree, all.slice(i, i + this.fetchBatch), stagingDir, onBytes, destOf, modeOf)));
+        return got;
       },
     };
   }
@@ -325,8 +328,11 @@ export class AgentTrees {
     stagingDir: string,
     onBytes: ((n: number) => void) | undefined,
     destOf: ((hash: string) => string | undefined) | undefined,
-  ): Promise<void> {
+    modeOf: ((hash: string) => number) | undefined,
+  ): Promise<ReceivedBlob[]> {
     let missing = batch;
+    // what verified on arrival, where it was written (a failed attempt's blobs are not listed)
+    const received: ReceivedBlob[] = [];
     for (let attempt = 1; missing.length > 0; attempt++) {
       const stream = this.requireClient().fetchBlobs({ tree, hashes: missing });
       const counted = async function* () {
@@ -336,7 +342,8 @@ export class AgentTrees {
         }
       };
       try {
-        const got = await unframeBlobs(counted(), stagingDir, { want: missing, destOf });
+        const got = await unframeBlobs(counted(), stagingDir, { want: missing, destOf, modeOf });
+        received.push(...got);
         const have = new Set(got.map((g) => g.hash));
         missing = missing.filter((h) => !have.has(h));
         if (missing.length) throw fail('BLOB_HASH_MISMATCH', `${missing.length} blob(s) did not arrive`);
@@ -352,6 +359,7 @@ export class AgentTrees {
         });
       }
     }
+    return received;
   }
 }
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RootMap, createLogger, walkTree } from '@spoke/shared';
 import { openStore } from './store.js';
-import { TreeStore } from './trees.js';
+import { SqliteStatCache, TreeStore } from './trees.js';
 
 /**
  * The watcher keeps the manifest current without a verify's directory check: every kind of
@@ -116,5 +116,22 @@ describe('TreeStore watching', () => {
     expect(changed).toEqual([]);
     const m = await store.manifest(NS);
     expect(m.entries.some((e) => e.path.startsWith('sites/default/files'))).toBe(false);
+  });
+});
+
+describe('SqliteStatCache', () => {
+  it('knows when it holds nothing below a directory (pending records count)', () => {
+    const cache = new SqliteStatCache(openStore(':memory:'));
+    const rec = { ino: 1, size: 1, mtimeMs: 1, ctimeMs: 1, hash: 'a'.repeat(64) };
+    expect(cache.holdsNothingUnder('/var/aegir/p')).toBe(true);
+    cache.set('/var/aegir/p2/x.php', rec); // a sibling whose name starts the same
+    cache.set('/var/aegir/p-old/x.php', rec);
+    expect(cache.holdsNothingUnder('/var/aegir/p')).toBe(true);
+    cache.set('/var/aegir/p/deep/x.php', rec); // not flushed yet
+    expect(cache.holdsNothingUnder('/var/aegir/p')).toBe(false);
+    expect(cache.holdsNothingUnder('/var/aegir/p/')).toBe(false);
+    expect(cache.holdsNothingUnder('/var/aegir/p/deep')).toBe(false);
+    expect(cache.holdsNothingUnder('/var/aegir/p/dee')).toBe(true);
+    expect(cache.get('/var/aegir/p/deep/x.php')).toEqual(rec);
   });
 });

@@ -22,6 +22,7 @@ import {
   type StatCacheRecord,
 } from '@spoke/shared';
 import { existsSync, lstatSync, readdirSync, statSync, type Stats } from 'node:fs';
+import type { Statement } from 'better-sqlite3';
 import type { Db } from './store.js';
 
 /** How many recent manifests per tree are kept for sending differences. */
@@ -32,11 +33,20 @@ export class SqliteStatCache implements StatCache {
   private readonly db: Db;
   private pending: [string, StatCacheRecord][] = [];
   private readonly select: ReturnType<Db['prepare']>;
+  private readonly anyUnder: Statement<[string, string]>;
 
   constructor(db: Db) {
     this.db = db;
     // Prepared once: a walk looks up every file.
     this.select = db.prepare('SELECT ino, size, mtime_ms, ctime_ms, hash FROM file_hashes WHERE path = ?');
+    this.anyUnder = db.prepare<[string, string]>('SELECT 1 AS one FROM file_hashes WHERE path >= ? AND path < ? LIMIT 1');
+  }
+
+  holdsNothingUnder(absDir: string): boolean {
+    this.flush();
+    const base = absDir.endsWith('/') ? absDir.slice(0, -1) : absDir;
+    // every path below base starts with `base/`; '0' is the character after '/'
+    return this.anyUnder.get(`${base}/`, `${base}0`) === undefined;
   }
 
   get(absPath: string): StatCacheRecord | undefined {

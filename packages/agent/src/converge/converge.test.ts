@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildManifest, isSpokeError, type Manifest, type ManifestEntry, sha256Hex } from '@spoke/shared';
 import { buildReuseIndex, converge, type ConvergeOptions, observe, readCommitted, replayJournals, treeKeyOf } from './index.js';
 import { type ManifestDelta, MAX_CHAIN, readManifestFile, treeStateDir } from './state.js';
-import { codecFetcher, copyFetcher, deltaOf, fullManifest, manifestOf, scratch, type Spec, type TestFetcher, writeTree } from './testkit.js';
+import { codecFetcher, copyFetcher, deltaOf, framesFetcher, fullManifest, manifestOf, scratch, type Spec, type TestFetcher, writeTree } from './testkit.js';
 
 const KEY = '/var/aegir/platforms/d7';
 
@@ -270,6 +270,37 @@ describe('converge: initial sync', () => {
     const { fetcher } = await syncTo(src, { fetcher: codecFetcher([src]) });
     await expectSame(dst, src);
     expect(fetcher.asked.length).toBe(3);
+  });
+
+  it('an initial build through the real frames codec gets every mode right, whatever the umask', async () => {
+    const big = Buffer.alloc(5 * 1024 * 1024, 9); // over unframeBlobs' in-memory limit: a temp file
+    const spec: Spec = {
+      'a.php': 'same', // placed first with 0644: created so, no chmod
+      'b.php': { content: 'same', mode: 0o600 }, // a copy of a.php's content with its own mode
+      'exec.sh': { content: '#!/bin/sh', mode: 0o755 },
+      'private.key': { content: 'k', mode: 0o600 },
+      'readonly.txt': { content: 'r', mode: 0o444 },
+      'writeonly.log': { content: 'w', mode: 0o200 }, // not readable by its owner: 0600, then chmod
+      'noaccess': { content: 'n', mode: 0o000 },
+      'group.php': { content: 'g', mode: 0o664 },
+      'dir/big.bin': { content: big, mode: 0o755 },
+      'dir/ro': { dir: 0o555 },
+      'dir/ro/inside.txt': { content: 'i', mode: 0o640 },
+    };
+    const old = process.umask(0o077); // also a umask that strips the group and other bits
+    try {
+      for (const [i, mask] of [0o022, 0o077, 0o002].entries()) {
+        process.umask(mask);
+        const src = source(spec);
+        const target = join(base, 'host', `umask${i}`);
+        const fetcher = framesFetcher([src]);
+        const r = await converge({ treeKey: `/umask${i}`, hostRoot: target, stateDir, desired: await manifestOf(src), fetcher });
+        expect(r.filesFetched).toBe(9);
+        await expectSame(target, src);
+      }
+    } finally {
+      process.umask(old);
+    }
   });
 
   it('an empty manifest makes an empty directory', async () => {

@@ -70,7 +70,7 @@ export function hashFileSync(path: string): { hash: string; size: number } | und
  * and a re-read. True when the copy holds `size` bytes with SHA-256 `hash`; otherwise `dest` is
  * removed and false returned (also when `src` is missing, not a regular file, or of another size).
  */
-export function copyVerifiedSync(src: string, dest: string, hash: string, size: number): boolean {
+export function copyVerifiedSync(src: string, dest: string, hash: string, size: number, mode = 0o600): boolean {
   let sfd: number;
   try {
     sfd = fs.openSync(src, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
@@ -82,7 +82,7 @@ export function copyVerifiedSync(src: string, dest: string, hash: string, size: 
   try {
     const st = fs.fstatSync(sfd);
     if (!st.isFile() || st.size !== size) return false;
-    const dfd = fs.openSync(dest, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o600);
+    const dfd = fs.openSync(dest, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, mode);
     try {
       const h = createHash('sha256');
       let n = 0;
@@ -147,4 +147,24 @@ export function readIfExists(path: string): string | undefined {
 /** rm -rf that never follows symlinks (fs.rmSync does not follow them either); missing is fine. */
 export function removeAll(path: string): void {
   fs.rmSync(path, { recursive: true, force: true, maxRetries: 2 });
+}
+
+/**
+ * The mode a new file of an initial build is created with (before the umask): its final mode
+ * when the owner can read it (it may be the source of copies made later in the build), else
+ * 0600 and a chmod at the end. Created so, most files need no chmod at all (20,000: ~180 ms).
+ */
+export function creationMode(mode: number): number {
+  return mode & 0o400 ? mode & 0o777 : 0o600;
+}
+
+/** This process's umask, read without changing it: the mode a directory made with 0777 gets. */
+export function probeUmask(dir: string): number {
+  const probe = `${dir}/.umask-probe`;
+  fs.mkdirSync(probe, 0o777);
+  try {
+    return ~fs.lstatSync(probe).mode & 0o777;
+  } finally {
+    fs.rmdirSync(probe);
+  }
 }

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
-import { type Manifest, packBlobs, unpackBlobs, walkTree } from '@spoke/shared';
+import { frameBlobs, type Manifest, packBlobs, unframeBlobs, unpackBlobs, walkTree } from '@spoke/shared';
 import type { BlobFetcher } from './converge.js';
 import type { ManifestDelta } from './state.js';
 
@@ -164,6 +164,37 @@ export function codecFetcher(sources: string[], prebuilt?: Map<string, string>):
         }
       })();
       await unpackBlobs(Readable.from(counted), stagingDir, { want: hashes });
+    },
+  };
+  return f;
+}
+
+/**
+ * A fetcher going through the agent's real FetchBlobs path without the network: frameBlobs on the
+ * "master" side, unframeBlobs on the agent side with destOf and modeOf honoured, and its report
+ * returned (what AgentTrees' fetcher does).
+ */
+export function framesFetcher(sources: string[]): TestFetcher {
+  const index = new Map<string, string>();
+  const f: TestFetcher = {
+    asked: [],
+    calls: 0,
+    verifies: true,
+    async fetch(hashes, stagingDir, onBytes, _signal, destOf, modeOf) {
+      f.calls++;
+      f.asked.push(...hashes);
+      if (index.size === 0) {
+        for (const src of sources) {
+          for (const e of (await walkTree(src)).manifest.entries) if (e.type === 'file') index.set(e.hash, join(src, e.path));
+        }
+      }
+      const counted = (async function* () {
+        for await (const chunk of frameBlobs(hashes.map((hash) => ({ hash, path: index.get(hash) as string })))) {
+          onBytes?.(chunk.length);
+          yield chunk;
+        }
+      })();
+      return unframeBlobs(counted, stagingDir, { want: hashes, destOf, modeOf });
     },
   };
   return f;

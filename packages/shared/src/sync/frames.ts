@@ -96,14 +96,19 @@ export async function* frameBlobs(sources: Iterable<BlobSource>): AsyncGenerator
 export async function unframeBlobs(
   source: ByteSource,
   stagingDir: string,
-  opts: { want?: Iterable<string>; destOf?: (hash: string) => string | undefined } = {},
+  opts: {
+    want?: Iterable<string>;
+    destOf?: (hash: string) => string | undefined;
+    /** The mode a blob written to destOf(hash) is created with (before the umask); default 0600. */
+    modeOf?: (hash: string) => number | undefined;
+  } = {},
 ): Promise<ReceivedBlob[]> {
   mkdirSync(stagingDir, { recursive: true });
   const want = opts.want === undefined ? undefined : new Set(opts.want);
   const got: ReceivedBlob[] = [];
   let buf: Buffer = Buffer.alloc(0);
   // the blob being received
-  type Cur = { hash: string; size: number; left: number; hasher: ReturnType<typeof createHash>; parts: Buffer[]; fd: number | null; tmp: string };
+  type Cur = { hash: string; size: number; left: number; hasher: ReturnType<typeof createHash>; parts: Buffer[]; whole: Buffer | null; fd: number | null; tmp: string; dest: string; mode: number };
   let cur = null as Cur | null;
 
   const start = (header: Buffer): Cur => {
@@ -112,13 +117,17 @@ export async function unframeBlobs(
     if (!Number.isSafeInteger(size)) throw fail('ARCHIVE_UNSAFE', 'blob frame with an impossible size');
     if (want && !want.has(hash)) throw fail('ARCHIVE_UNSAFE', `blob ${hash.slice(0, 12)} was not asked for`);
     const tmp = join(stagingDir, `.in-${hash}`);
-    cur = { hash, size, left: size, hasher: createHash('sha256'), parts: [], fd: size > SMALL ? openSync(tmp, 'w', 0o600) : null, tmp };
+    const destOf = opts.destOf?.(hash);
+    const dest = destOf ?? join(stagingDir, hash);
+    const mode = (destOf !== undefined ? opts.modeOf?.(hash) : undefined) ?? 0o600;
+    cur = { hash, size, left: size, hasher: createHash('sha256'), parts: [], whole: null, fd: size > SMALL ? openSync(tmp, 'w', mode) : null, tmp, dest, mode };
     return cur;
   };
   const finish = (c: Cur) => {
     cur = null;
     const actual = c.hasher.digest('hex');
-    const dest = opts.destOf?.(c.hash) ?? join(stagingDir, c.hash);
+    const dest = c.dest;
+    const mode = c.mode;
     if (actual !== c.hash) {
       if (c.fd !== null) {
         closeSync(c.fd);
@@ -131,42 +140,52 @@ export async function unframeBlobs(
       renameSync(c.tmp, dest);
     } else {
       // The staging dir is private to one converge and swept after a crash, so a direct write is safe.
-      writeFileSync(dest, c.parts.length === 1 ? (c.parts[0] as Buffer) : Buffer.concat(c.parts, c.size), { mode: 0o600 });
+      writeFileSync(dest, c.whole ?? (c.parts.length === 1 ? (c.parts[0] as Buffer) : Buffer.concat(c.parts, c.size)), { mode });
     }
-    got.push({ hash: c.hash, size: c.size, path: dest });
+    got.push({ hash: c.hash, size: c.size, path: dest, mode });
   };
 
-  for await (const chunk of source) {
-    buf = buf.length === 0 ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) : Buffer.concat([buf, chunk]);
-    let off = 0;
-    for (;;) {
-      let c = cur;
-      if (c === null) {
-        if (buf.length - off < HEADER) break;
-        c = start(buf.subarray(off, off + HEADER));
-        off += HEADER;
-      }
-      const take = Math.min(c.left, buf.length - off);
-      if (take > 0) {
-        const piece = buf.subarray(off, off + take);
-        c.hasher.update(piece);
-        if (c.fd !== null) writeSync(c.fd, piece);
-        else c.parts.push(Buffer.from(piece)); // copy: `buf` is reused
-        c.left -= take;
-        off += take;
-      }
-      if (c.left === 0) finish(c);
-      else break;
-    }
-    buf = off === buf.length ? Buffer.alloc(0) : buf.subarray(off);
-  }
-  if (cur !== null || buf.length > 0) {
-    const c = cur;
-    if (c && c.fd !== null) {
+  try {
+    await receive();
+  } catch (e) {
+    // a broken stream or a bad blob: no half-written temp file, no open descriptor left behind
+    const c = cur as Cur | null;
+    if (c !== null && c.fd !== null) {
       closeSync(c.fd);
       rmSync(c.tmp, { force: true });
     }
-    throw fail('BLOB_HASH_MISMATCH', 'the blob stream ended in the middle of a blob');
+    throw e;
   }
   return got;
+
+  async function receive(): Promise<void> {
+    for await (const chunk of source) {
+      buf = buf.length === 0 ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) : Buffer.concat([buf, chunk]);
+      let off = 0;
+      for (;;) {
+        let c = cur;
+        if (c === null) {
+          if (buf.length - off < HEADER) break;
+          c = start(buf.subarray(off, off + HEADER));
+          off += HEADER;
+        }
+        const take = Math.min(c.left, buf.length - off);
+        if (take > 0) {
+          const piece = buf.subarray(off, off + take);
+          c.hasher.update(piece);
+          if (c.fd !== null) writeSync(c.fd, piece);
+          // All of it in this chunk (most blobs): written from the chunk by finish() below, before
+          // `buf` moves on. A blob spread over chunks is copied: `buf` is reused.
+          else if (take === c.left && c.parts.length === 0) c.whole = piece;
+          else c.parts.push(Buffer.from(piece));
+          c.left -= take;
+          off += take;
+        }
+        if (c.left === 0) finish(c);
+        else break;
+      }
+      buf = off === buf.length ? Buffer.alloc(0) : buf.subarray(off);
+    }
+    if (cur !== null || buf.length > 0) throw fail('BLOB_HASH_MISMATCH', 'the blob stream ended in the middle of a blob');
+  }
 }

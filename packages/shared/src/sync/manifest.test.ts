@@ -247,6 +247,49 @@ describe('walkTree', () => {
     await expect(walkTree(join(dir, 'nope'))).rejects.toSatisfy((e) => isSpokeError(e, 'TREE_UNREADABLE'));
   });
 
+  it('reads synchronously or through the thread pool with the same result, cache records included', async () => {
+    for (let i = 0; i < 300; i++) await put(`d${i % 7}/f${i}.php`, `content ${i}`.repeat(i % 50), i % 3 === 0 ? 0o755 : 0o644);
+    await put('big/over-a-mebibyte.bin', Buffer.alloc(1024 * 1024 + 5, 3)); // always read asynchronously
+    for (let i = 0; i < 7; i++) await age(`d${i}`);
+    const sync = mapCache();
+    const async = mapCache();
+    const a = await walkTree(dir, { statCache: sync, racyMs: 0 });
+    const b = await walkTree(dir, { statCache: async, racyMs: 0, syncReads: false });
+    expect(a.manifest).toEqual(b.manifest);
+    expect(a.hashedBytes).toBe(b.hashedBytes);
+    expect([...sync.map].sort()).toEqual([...async.map].sort());
+    expect(sync.map.size).toBe(301);
+  });
+
+  it('skips every lookup when the cache says it holds nothing for the tree', async () => {
+    await put('a.txt', 'aaaa');
+    await put('sub/b.txt', 'bbbb');
+    const cache = mapCache();
+    let gets = 0;
+    const asked: string[] = [];
+    const counting: StatCache = {
+      get: (p) => {
+        gets++;
+        return cache.get(p);
+      },
+      set: (p, r) => cache.set(p, r),
+      holdsNothingUnder: (d) => {
+        asked.push(d);
+        return cache.map.size === 0;
+      },
+    };
+    await age('a.txt');
+    await age('sub/b.txt');
+    const first = await walkTree(dir, { statCache: counting, racyMs: 0 });
+    expect(asked).toEqual([dir]);
+    expect(gets).toBe(0);
+    expect(cache.map.size).toBe(2); // still recorded
+    const second = await walkTree(dir, { statCache: counting, racyMs: 0 });
+    expect(gets).toBe(2);
+    expect(second.cacheHits).toBe(2);
+    expect(second.manifest).toEqual(first.manifest);
+  });
+
   it('hashes large files in chunks', async () => {
     const big = Buffer.alloc(3 * 1024 * 1024 + 17, 7);
     await put('big.bin', big);

@@ -140,6 +140,12 @@ export interface StatCacheRecord {
 export interface StatCache {
   get(absPath: string): StatCacheRecord | undefined;
   set(absPath: string, record: StatCacheRecord): void;
+  /**
+   * Optional: true when the cache holds no record below the directory `absDir`. walkTree asks
+   * once and then skips every lookup: a tree walked for the first time would otherwise pay a
+   * miss per file (SQLite: ~6 µs each, ~120 ms for 20,000 files).
+   */
+  holdsNothingUnder?(absDir: string): boolean;
 }
 
 /** Why walkTree left something out (excluded paths are not reported: that was asked for). */
@@ -179,6 +185,11 @@ export interface WalkOptions {
    */
   racyMs?: number;
   /**
+   * Read small files synchronously while that is fast (see hashBatch). Default true; false
+   * always reads asynchronously, `concurrency` at once.
+   */
+  syncReads?: boolean;
+  /**
    * The entries of an earlier walk of the same tree (e.g. the master's live manifest). A path
    * whose entry is unchanged gets that object instead of a new one: a re-walk of a large tree
    * then shares its entries with the manifests still held, instead of holding a second copy of
@@ -213,8 +224,12 @@ const HASH_BATCH = 1024;
 
 interface WalkState {
   root: string;
+  /** Small files are read synchronously (see hashBatch); cleared for the rest of a batch once reads are slow. */
+  syncReads: boolean;
   excludes: ExcludeMatcher;
   cache: StatCache | undefined;
+  /** False when the cache is known to hold nothing for this tree (see StatCache.holdsNothingUnder). */
+  lookups: boolean;
   racyMs: number;
   entries: ManifestEntry[];
   skipped: SkippedEntry[];
@@ -256,6 +271,7 @@ export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<Wal
     root: dir,
     excludes: excludeMatcher(opts),
     cache: opts.statCache,
+    lookups: opts.statCache !== undefined && opts.statCache.holdsNothingUnder?.(dir) !== true,
     racyMs: opts.racyMs ?? RACY_MS,
     entries: [],
     skipped: [],
@@ -263,9 +279,10 @@ export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<Wal
     cacheHits: 0,
     buffers: [],
     previous: opts.previous,
+    syncReads: true,
   };
   const concurrency = opts.concurrency ?? 16;
-  await scanTree(state, (batch) => forEachLimit(batch, concurrency, (t) => hashInto(state, t)));
+  await scanTree(state, (batch) => hashBatch(state, batch, concurrency, opts.syncReads ?? true));
   const manifest = buildManifest(state.entries);
   state.skipped.sort((a, b) => comparePaths(a.path, b.path));
   return { manifest, skipped: state.skipped, hashedBytes: state.hashedBytes, cacheHits: state.cacheHits };
@@ -346,6 +363,73 @@ function visit(state: WalkState, parent: string, raw: string | Buffer, dirs: str
   }
 }
 
+/** Files up to this size may be read synchronously (larger ones always go to the thread pool). */
+const SYNC_MAX_BYTES = 1024 * 1024;
+/**
+ * A synchronous slice is "slow" (the files are not in the page cache) when it took longer than
+ * this per file plus this per byte: a page-cache read of a small file costs ~25 µs here, a read
+ * that waits on a disk 100 µs and more.
+ */
+const SLOW_FILE_MS = 0.12;
+const SLOW_BYTE_MS = 1 / 300_000;
+
+/**
+ * Hashes one batch of files. Files the page cache holds are read fastest with one synchronous
+ * call each: measured on 20,000 files / 85 MB, warm, open/fstat/read/close in a loop took
+ * ~0.55 s, the same through the thread pool 16 at once 1.0–2.3 s (a hand-off per call costs
+ * more than the call). A cold disk is the opposite: one read at a time waits on every seek
+ * (1 → 4.2 s, 16 at once → 1.4 s). So small files are read synchronously, in slices of ~10 ms
+ * with a yield between them, for as long as the slices stay fast; a slow slice turns the rest
+ * of its batch (HASH_BATCH files) over to `concurrency` parallel reads.
+ */
+async function hashBatch(state: WalkState, batch: HashTask[], concurrency: number, allowSync: boolean): Promise<void> {
+  state.syncReads = true;
+  let async: HashTask[] = [];
+  if (!allowSync || !state.syncReads) async = batch;
+  else {
+    let i = 0;
+    while (i < batch.length) {
+      if (!state.syncReads) {
+        async.push(...batch.slice(i));
+        break;
+      }
+      const t0 = performance.now();
+      let files = 0;
+      let bytes = 0;
+      while (i < batch.length && performance.now() - t0 < SLICE_MS) {
+        const t = batch[i++] as HashTask;
+        if (t.st.size > SYNC_MAX_BYTES) {
+          async.push(t);
+          continue;
+        }
+        hashSyncInto(state, t);
+        files++;
+        bytes += t.st.size;
+      }
+      const ms = performance.now() - t0;
+      // slow: the rest of this batch goes to the thread pool; the next batch tries again (one
+      // slow slice may only mean this process was descheduled)
+      if (files > 0 && ms > files * SLOW_FILE_MS + bytes * SLOW_BYTE_MS) state.syncReads = false;
+      if (i < batch.length) await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+  if (async.length > 0) await forEachLimit(async, concurrency, (t) => hashInto(state, t));
+}
+
+function hashSyncInto(state: WalkState, t: HashTask): void {
+  const abs = join(state.root, t.rel);
+  const buf = state.buffers.pop() ?? Buffer.allocUnsafe(READ_CHUNK);
+  let got;
+  try {
+    got = hashPathSync(abs, t.st.size, buf, state.cache !== undefined);
+  } finally {
+    state.buffers.push(buf);
+  }
+  const entry = got === undefined ? undefined : recordHash(state, abs, t.rel, t.st, got);
+  if (entry === undefined) state.skipped.push({ path: t.rel, reason: 'vanished' });
+  else add(state, entry);
+}
+
 async function hashInto(state: WalkState, t: HashTask): Promise<void> {
   const entry = await hashEntry(join(state.root, t.rel), t.rel, t.st, state);
   if (entry === undefined) state.skipped.push({ path: t.rel, reason: 'vanished' });
@@ -362,12 +446,12 @@ function add(state: WalkState, e: ManifestEntry): void {
 
 /** The entry from the stat cache, when ino/size/mtime/ctime all still match. */
 function cachedEntry(
-  state: Pick<WalkState, 'cache' | 'cacheHits'>,
+  state: Pick<WalkState, 'cache' | 'cacheHits'> & { lookups?: boolean },
   abs: string,
   rel: string,
   st: Stats,
 ): ManifestEntry | undefined {
-  const hit = state.cache?.get(abs);
+  const hit = state.lookups === false ? undefined : state.cache?.get(abs);
   if (!hit || hit.ino !== st.ino || hit.size !== st.size || hit.mtimeMs !== st.mtimeMs || hit.ctimeMs !== st.ctimeMs) {
     return undefined;
   }
@@ -391,6 +475,18 @@ async function hashEntry(
     state.buffers.push(buf);
   }
   if (got === undefined) return undefined;
+  return recordHash(state, abs, rel, st, got);
+}
+
+/** The entry for a file just hashed; records the hash in the stat cache when that is safe. */
+function recordHash(
+  state: Pick<WalkState, 'cache' | 'racyMs' | 'hashedBytes'>,
+  abs: string,
+  rel: string,
+  st: Stats,
+  got: { hash: string; size: number; stat: Stats | undefined },
+): ManifestEntry {
+  const cache = state.cache;
   state.hashedBytes += got.size;
   const f = got.stat;
   // Cache only what provably belongs together: the file we opened is the one lstat saw, it was
@@ -442,6 +538,35 @@ async function hashPath(
     throw unreadable(abs, err);
   } finally {
     await fsx.close(fd);
+  }
+}
+
+/** hashPath with synchronous calls (see hashBatch for when that is faster). */
+function hashPathSync(abs: string, size: number, buf: Buffer, withStat: boolean): { hash: string; size: number; stat: Stats | undefined } | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(abs, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ELOOP') || isErrno(err, 'ENOTDIR')) return undefined;
+    throw unreadable(abs, err);
+  }
+  try {
+    const stat = withStat ? fs.fstatSync(fd) : undefined;
+    if (stat !== undefined && !stat.isFile()) return undefined;
+    const h = createHash('sha256');
+    let pos = 0;
+    while (pos < size) {
+      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, size - pos), pos);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      pos += n;
+    }
+    return { hash: h.digest('hex'), size: pos, stat };
+  } catch (err) {
+    if (isErrno(err, 'EISDIR') || isErrno(err, 'EAGAIN')) return undefined;
+    throw unreadable(abs, err);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

@@ -94,6 +94,8 @@ export interface ReceivedBlob {
   hash: string;
   size: number;
   path: string;
+  /** The mode the file was created with, before the umask (unframeBlobs: modeOf's, else 0600). */
+  mode?: number;
 }
 
 /**
