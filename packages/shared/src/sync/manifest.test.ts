@@ -259,6 +259,17 @@ describe('walkTree', () => {
     expect(a.hashedBytes).toBe(b.hashedBytes);
     expect([...sync.map].sort()).toEqual([...async.map].sort());
     expect(sync.map.size).toBe(301);
+    // Without lookups (no cache), regular files are listed by type and never lstat()ed; the
+    // file over 1 MiB is found large once opened and read through the thread pool.
+    await symlink('d1/f1.php', join(dir, 'link'));
+    execFileSync('mkfifo', [join(dir, 'd2/pipe')]);
+    const typed = await walkTree(dir);
+    const plain = await walkTree(dir, { syncReads: false });
+    expect(typed.manifest).toEqual(plain.manifest);
+    expect(typed.skipped).toEqual(plain.skipped);
+    expect(typed.skipped).toEqual([{ path: 'd2/pipe', reason: 'fifo' }]);
+    expect(typed.manifest.entries.find((e) => e.path === 'link')).toMatchObject({ type: 'symlink', target: 'd1/f1.php' });
+    expect(typed.manifest.entries.find((e) => e.path === 'big/over-a-mebibyte.bin')?.hash).toBe(sha256Hex(Buffer.alloc(1024 * 1024 + 5, 3)));
   });
 
   it('skips every lookup when the cache says it holds nothing for the tree', async () => {

@@ -230,6 +230,11 @@ interface WalkState {
   cache: StatCache | undefined;
   /** False when the cache is known to hold nothing for this tree (see StatCache.holdsNothingUnder). */
   lookups: boolean;
+  /**
+   * Directories are listed with their entries' types, and regular files are not lstat()ed: set
+   * when nothing is looked up in a stat cache and files are read synchronously (see visit).
+   */
+  typedListing: boolean;
   racyMs: number;
   entries: ManifestEntry[];
   skipped: SkippedEntry[];
@@ -242,7 +247,8 @@ interface WalkState {
 /** A regular file that needs reading (not in the stat cache, or changed). */
 interface HashTask {
   rel: string;
-  st: Stats;
+  /** lstat of the file; absent when the directory listing said "regular file" (see visit). */
+  st?: Stats;
 }
 
 /**
@@ -272,6 +278,7 @@ export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<Wal
     excludes: excludeMatcher(opts),
     cache: opts.statCache,
     lookups: opts.statCache !== undefined && opts.statCache.holdsNothingUnder?.(dir) !== true,
+    typedListing: false,
     racyMs: opts.racyMs ?? RACY_MS,
     entries: [],
     skipped: [],
@@ -282,7 +289,9 @@ export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<Wal
     syncReads: true,
   };
   const concurrency = opts.concurrency ?? 16;
-  await scanTree(state, (batch) => hashBatch(state, batch, concurrency, opts.syncReads ?? true));
+  const syncReads = opts.syncReads ?? true;
+  state.typedListing = syncReads && !state.lookups;
+  await scanTree(state, (batch) => hashBatch(state, batch, concurrency, syncReads));
   const manifest = buildManifest(state.entries);
   state.skipped.sort((a, b) => comparePaths(a.path, b.path));
   return { manifest, skipped: state.skipped, hashedBytes: state.hashedBytes, cacheHits: state.cacheHits };
@@ -321,9 +330,13 @@ async function scanTree(state: WalkState, hash: (batch: HashTask[]) => Promise<v
  * read as strings are exact unless one contains U+FFFD; only then is the directory read again as
  * bytes. (Reading every directory as bytes cost a Buffer, and a malloc, per name.)
  */
-function listDir(state: WalkState, rel: string): string[] | Buffer[] {
+function listDir(state: WalkState, rel: string): string[] | Buffer[] | fs.Dirent[] {
   const abs = rel === '' ? state.root : join(state.root, rel);
   try {
+    if (state.typedListing) {
+      const ents = fs.readdirSync(abs, { withFileTypes: true });
+      return ents.some((d) => d.name.includes('\uFFFD')) ? fs.readdirSync(abs, { encoding: 'buffer' }) : ents;
+    }
     const names = fs.readdirSync(abs);
     return names.some((n) => n.includes('\uFFFD')) ? fs.readdirSync(abs, { encoding: 'buffer' }) : names;
   } catch (err) {
@@ -336,14 +349,20 @@ function listDir(state: WalkState, rel: string): string[] | Buffer[] {
 }
 
 /** Classifies one directory entry: dirs are queued, files answered from the cache or queued. */
-function visit(state: WalkState, parent: string, raw: string | Buffer, dirs: string[], toHash: HashTask[]): void {
-  const name = typeof raw === 'string' ? raw : raw.toString('utf8');
+function visit(state: WalkState, parent: string, raw: string | Buffer | fs.Dirent, dirs: string[], toHash: HashTask[]): void {
+  const name = typeof raw === 'string' ? raw : Buffer.isBuffer(raw) ? raw.toString('utf8') : raw.name;
   const rel = parent === '' ? name : `${parent}/${name}`;
-  if (typeof raw !== 'string' && !Buffer.from(name, 'utf8').equals(raw)) return skip(state, rel, 'non-utf8-name');
+  if (Buffer.isBuffer(raw) && !Buffer.from(name, 'utf8').equals(raw)) return skip(state, rel, 'non-utf8-name');
   if (nameProblem(name) !== undefined || Buffer.byteLength(rel) > MAX_PATH_BYTES) {
     return skip(state, rel, 'unsafe-name');
   }
   if (state.excludes.matchesSelf(rel)) return;
+  // A regular file with nothing to look up needs no lstat: it is opened anyway, and fstat on
+  // that descriptor gives the same facts (20,000 files: ~20,000 fewer system calls).
+  if (typeof raw === 'object' && !Buffer.isBuffer(raw) && raw.isFile()) {
+    toHash.push({ rel });
+    return;
+  }
   const abs = join(state.root, rel);
   const st = lstatSyncOrUndefined(abs);
   if (st === undefined) return skip(state, rel, 'vanished');
@@ -398,13 +417,15 @@ async function hashBatch(state: WalkState, batch: HashTask[], concurrency: numbe
       let bytes = 0;
       while (i < batch.length && performance.now() - t0 < SLICE_MS) {
         const t = batch[i++] as HashTask;
-        if (t.st.size > SYNC_MAX_BYTES) {
+        if (t.st !== undefined && t.st.size > SYNC_MAX_BYTES) {
           async.push(t);
           continue;
         }
-        hashSyncInto(state, t);
-        files++;
-        bytes += t.st.size;
+        const n = hashSyncInto(state, t, async);
+        if (n !== undefined) {
+          files++;
+          bytes += n;
+        }
       }
       const ms = performance.now() - t0;
       // slow: the rest of this batch goes to the thread pool; the next batch tries again (one
@@ -416,22 +437,37 @@ async function hashBatch(state: WalkState, batch: HashTask[], concurrency: numbe
   if (async.length > 0) await forEachLimit(async, concurrency, (t) => hashInto(state, t));
 }
 
-function hashSyncInto(state: WalkState, t: HashTask): void {
+/**
+ * Hashes one file synchronously; returns the bytes read, or undefined when it was handed to
+ * `later` instead (found larger than SYNC_MAX_BYTES once opened) or vanished.
+ */
+function hashSyncInto(state: WalkState, t: HashTask, later: HashTask[]): number | undefined {
   const abs = join(state.root, t.rel);
   const buf = state.buffers.pop() ?? Buffer.allocUnsafe(READ_CHUNK);
   let got;
   try {
-    got = hashPathSync(abs, t.st.size, buf, state.cache !== undefined);
+    got = hashPathSync(abs, t.st, buf, state.cache !== undefined);
   } finally {
     state.buffers.push(buf);
   }
-  const entry = got === undefined ? undefined : recordHash(state, abs, t.rel, t.st, got);
-  if (entry === undefined) state.skipped.push({ path: t.rel, reason: 'vanished' });
-  else add(state, entry);
+  if (got !== undefined && 'large' in got) {
+    later.push({ rel: t.rel, st: got.large });
+    return undefined;
+  }
+  const st = t.st ?? got?.stat;
+  if (got === undefined || st === undefined) {
+    state.skipped.push({ path: t.rel, reason: 'vanished' });
+    return undefined;
+  }
+  add(state, recordHash(state, abs, t.rel, st, got));
+  return got.size;
 }
 
 async function hashInto(state: WalkState, t: HashTask): Promise<void> {
-  const entry = await hashEntry(join(state.root, t.rel), t.rel, t.st, state);
+  const abs = join(state.root, t.rel);
+  // listed as a regular file, not lstat()ed (see visit): looked at now
+  const st = t.st ?? lstatSyncOrUndefined(abs);
+  const entry = st?.isFile() ? await hashEntry(abs, t.rel, st, state) : undefined;
   if (entry === undefined) state.skipped.push({ path: t.rel, reason: 'vanished' });
   else add(state, entry);
 }
@@ -541,8 +577,17 @@ async function hashPath(
   }
 }
 
-/** hashPath with synchronous calls (see hashBatch for when that is faster). */
-function hashPathSync(abs: string, size: number, buf: Buffer, withStat: boolean): { hash: string; size: number; stat: Stats | undefined } | undefined {
+/**
+ * hashPath with synchronous calls (see hashBatch for when that is faster). Without `known` (the
+ * file's lstat), the size comes from fstat, and a file larger than SYNC_MAX_BYTES is not read:
+ * `{ large: its fstat }` says so.
+ */
+function hashPathSync(
+  abs: string,
+  known: Stats | undefined,
+  buf: Buffer,
+  withStat: boolean,
+): { hash: string; size: number; stat: Stats | undefined } | { large: Stats } | undefined {
   let fd: number;
   try {
     fd = fs.openSync(abs, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
@@ -551,8 +596,10 @@ function hashPathSync(abs: string, size: number, buf: Buffer, withStat: boolean)
     throw unreadable(abs, err);
   }
   try {
-    const stat = withStat ? fs.fstatSync(fd) : undefined;
+    const stat = withStat || known === undefined ? fs.fstatSync(fd) : undefined;
     if (stat !== undefined && !stat.isFile()) return undefined;
+    const size = known?.size ?? (stat as Stats).size;
+    if (known === undefined && size > SYNC_MAX_BYTES) return { large: stat as Stats };
     const h = createHash('sha256');
     let pos = 0;
     while (pos < size) {
