@@ -64,7 +64,7 @@ async function main(argv: string[]): Promise<void> {
   if (cmd !== 'run') usage(`unknown command ${JSON.stringify(cmd)}`);
   const opts = compileAgentOptions({ stateDir, root: values.root as string | undefined, master: values.master as string | undefined });
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'agent', server: opts.server } });
-  boundHeapGrowth({ SPOKE_HEAP_GROWING_PERCENT: "0" });
+  boundHeapGrowth(process.env);
   const agent = await startAgent(opts, { log });
   agent.connection.onState = (s, info) => {
     if (s === 'stopped' && agent.connection.fatal) {
