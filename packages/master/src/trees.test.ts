@@ -87,6 +87,38 @@ describe('TreeStore watching', () => {
     await settles();
   });
 
+  it("a verify checks only the directories a watch may be missing on, and finds a change below a lost watch", async () => {
+    const full = () => store.manifest(NS, [], { checkDirs: true });
+    await store.manifest(NS, [], { live: true });
+    await full();
+    const all = store.lastDirsChecked;
+    expect(all).toBe(13); // root, 5 × modN and modN/src, sites, sites/default (files: user data, excluded)
+    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
+    await settles(); // the ready re-walk
+    await full();
+    expect(store.lastDirsChecked).toBe(1); // every directory was watched before the walk: the root only
+    // a directory created now is suspect, with everything below it
+    mkdirSync(join(tree, 'late/deeper'), { recursive: true });
+    writeFileSync(join(tree, 'late/deeper/a.php'), 'a');
+    await settles();
+    await full();
+    expect(store.lastDirsChecked).toBe(3);
+    // chokidar lost the new directory's watch: a file added there makes no event, the check finds it
+    const t = (store as unknown as { trees: Map<string, { watcher: { unwatch(p: string): void } }> }).trees.get(NS);
+    t?.watcher.unwatch(join(tree, 'late/deeper'));
+    await new Promise((r) => setTimeout(r, 200));
+    writeFileSync(join(tree, 'late/deeper/b.php'), 'b');
+    await new Promise((r) => setTimeout(r, 300));
+    const want = (await walkTree(tree)).manifest.rootHash;
+    expect((await full()).rootHash).toBe(want);
+    // removed directories leave the suspects
+    rmSync(join(tree, 'late'), { recursive: true });
+    await settles();
+    await full();
+    await full();
+    expect(store.lastDirsChecked).toBe(1);
+  });
+
   it('after an event storm (the kernel may have dropped events) the next read re-walks the tree', async () => {
     await store.close();
     store = new TreeStore({ db: openStore(':memory:'), rootMap: new RootMap(root), log: createLogger({ level: 'silent' }), stormEvents: 50 });
@@ -97,6 +129,9 @@ describe('TreeStore watching', () => {
     for (let i = 0; i < 120; i++) writeFileSync(join(tree, 'mod0/src', `storm${i}.php`), `<?php // ${i}\n`);
     await settles();
     expect(store.untrustedRewalks).toBe(before + 1);
+    // and every directory is checked from then on: watches of new directories may be missing
+    await store.manifest(NS, [], { checkDirs: true });
+    expect(store.lastDirsChecked).toBe(13);
     // a few events are not a storm
     writeFileSync(join(tree, 'mod1/src/f0.php'), 'calm');
     await settles();

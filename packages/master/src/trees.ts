@@ -10,6 +10,7 @@ import {
   comparePaths,
   excludeMatcher,
   fail,
+  lowerBound,
   parentOf,
   readEntry,
   sameEntry,
@@ -104,6 +105,15 @@ interface Tree {
   watched?: number;
   /** Inode and mtime of every directory at the last walk: an add/remove/rename changes them. */
   dirs: Map<string, { ino: number; mtimeMs: number }>;
+  /**
+   * Once the watcher is ready and trusted: the directories whose watch may be missing, the only
+   * ones a verify's checkDirs looks at (see checkDirs). Undefined: every directory is checked.
+   */
+  suspect?: Set<string>;
+  /** The directories when the watcher started (see suspectsAfterReady). */
+  preWatch?: Map<string, { ino: number; mtimeMs: number }>;
+  /** The watcher lost events once (storm, error): every directory is checked from then on. */
+  distrusted?: boolean;
 }
 
 /** A new tree's watcher starts after its reads have paused this long (see scheduleWatch). */
@@ -278,32 +288,72 @@ export class TreeStore {
     return { desired, ...d };
   }
 
+  /** Directories the last checkDirs looked at (for tests and the verify log). */
+  lastDirsChecked = 0;
+
   /**
-   * chokidar can report an add or remove up to a second late (it re-reads a directory at most
-   * once a second) and loses a directory deleted and re-created quickly. An explicit verify
-   * therefore checks every directory's inode and mtime (one lstat each, a few ms for 2,000
-   * directories) and re-reads the subtrees that changed; content edits are reported by the
-   * per-file watches at once.
+   * chokidar can lose a directory deleted and re-created quickly (it may not get to watch the new
+   * one), and events can be lost when the watcher cannot be trusted. An explicit verify
+   * therefore checks directories' inode and mtime (one lstat each) and re-reads the subtrees
+   * that changed; content edits are reported by the per-file watches at once.
+   *
+   * Which directories: all of them until the watcher is ready, and after it lost events. Once it
+   * is ready, a directory that existed (same inode) before the watcher started has had a watch
+   * ever since, and every change of its names came as an event; only the root and the
+   * directories created or replaced since (`suspect`) can lack one. Checking all 2,200
+   * directories of a Drupal tree cost ~15 ms, half of a no-op verify.
    */
   private checkDirs(t: Tree): void {
-    for (const [rel, was] of t.dirs) {
-      let now: { ino: number; mtimeMs: number } | undefined;
-      try {
-        const st = lstatSync(rel ? `${t.hostPath}/${rel}` : t.hostPath);
-        now = st.isDirectory() ? { ino: st.ino, mtimeMs: st.mtimeMs } : undefined;
-      } catch {
-        now = undefined;
-      }
-      if (now && now.ino === was.ino && now.mtimeMs === was.mtimeMs) continue;
-      if (!now || now.ino !== was.ino) {
-        // gone, or replaced by another directory: re-read it whole
-        if (rel === '') t.rewalk = true;
-        else t.pending.add(rel);
+    const only = t.watchReady && !t.distrusted ? t.suspect : undefined;
+    if (only === undefined) {
+      this.lastDirsChecked = t.dirs.size;
+      for (const [rel, was] of t.dirs) this.checkDir(t, rel, was);
+      return;
+    }
+    this.lastDirsChecked = 1;
+    const root = t.dirs.get('');
+    if (root) this.checkDir(t, '', root);
+    for (const rel of only) {
+      const was = t.dirs.get(rel);
+      if (was === undefined) {
+        only.delete(rel); // gone since (the snapshot after that drain no longer lists it)
         continue;
       }
-      // same directory, entries added, removed or renamed: re-read the names that differ
-      this.refreshDir(t, rel);
+      this.lastDirsChecked++;
+      this.checkDir(t, rel, was);
     }
+  }
+
+  private checkDir(t: Tree, rel: string, was: { ino: number; mtimeMs: number }): void {
+    let now: { ino: number; mtimeMs: number } | undefined;
+    try {
+      const st = lstatSync(rel ? `${t.hostPath}/${rel}` : t.hostPath);
+      now = st.isDirectory() ? { ino: st.ino, mtimeMs: st.mtimeMs } : undefined;
+    } catch {
+      now = undefined;
+    }
+    if (now && now.ino === was.ino && now.mtimeMs === was.mtimeMs) return;
+    if (!now || now.ino !== was.ino) {
+      // gone, or replaced by another directory: re-read it whole
+      if (rel === '') t.rewalk = true;
+      else t.pending.add(rel);
+      return;
+    }
+    // same directory, entries added, removed or renamed: re-read the names that differ
+    this.refreshDir(t, rel);
+  }
+
+  /**
+   * After the walk that follows the watcher's 'ready': the directories that did not exist (or
+   * were another inode) when the watcher started are suspect (chokidar's set-up scan may have
+   * missed them); the others were watched before the walk read them.
+   */
+  private suspectsAfterReady(t: Tree): void {
+    if (!t.watchReady || t.distrusted || t.suspect !== undefined || t.preWatch === undefined) return;
+    const before = t.preWatch;
+    t.preWatch = undefined;
+    t.suspect = new Set();
+    for (const [rel, now] of t.dirs) if (rel !== '' && before.get(rel)?.ino !== now.ino) t.suspect.add(rel);
   }
 
   /** Queues the entries of one directory that appeared or disappeared since the last look. */
@@ -435,6 +485,9 @@ export class TreeStore {
       this.onChange(t.nsPath);
     };
     const untrusted = (why: string, extra: object = {}) => {
+      // events may be lost, and with them chokidar's watches of new directories: check all
+      t.distrusted = true;
+      t.suspect = undefined;
       if (!t.rewalk) {
         this.untrustedRewalks++;
         this.log.info({ tree: t.nsPath, ...extra }, `${why}: the next read re-walks the tree`);
@@ -468,6 +521,7 @@ export class TreeStore {
       this.log.warn({ tree: t.nsPath, err: (e as Error).message }, 'watcher error');
       untrusted('watcher error');
     });
+    t.preWatch = new Map(t.dirs);
     t.watcher = w;
   }
 
@@ -480,6 +534,7 @@ export class TreeStore {
       this.cache.flush();
       t.live = LiveManifest.from(r.manifest);
       this.snapshotDirs(t);
+      this.suspectsAfterReady(t);
       return;
     }
     if (t.pending.size === 0) return;
@@ -496,6 +551,17 @@ export class TreeStore {
         if (entry.type === 'dir') {
           await this.rescanBelow(t, rel);
           sawDir = true;
+          // new or replaced: chokidar may not have got to watch it, nor what is below it
+          if (t.suspect) {
+            t.suspect.add(rel);
+            const below = `${rel}/`;
+            const entries = t.live.toManifest().entries;
+            for (let i = lowerBound(entries, below); i < entries.length; i++) {
+              const e = entries[i] as ManifestEntry;
+              if (!e.path.startsWith(below)) break;
+              if (e.type === 'dir') t.suspect.add(e.path);
+            }
+          }
         }
       } else {
         t.live.apply({ op: 'remove', path: rel });
