@@ -305,8 +305,7 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
     const firstPath = (hash: string) => (needs.get(hash) as { paths: string[] }).paths[0] as string;
     const placeAt = initial ? (hash: string) => `${treeAt}${firstPath(hash)}` : undefined;
     // created with the final mode of that first path where it allows (see creationMode)
-    const desiredAt = initial ? lookupIn(manifest.entries) : undefined;
-    const modeAt = (hash: string) => creationMode(desiredAt?.(firstPath(hash))?.mode ?? 0o600);
+    const modeAt = (hash: string) => creationMode((needs.get(hash) as { mode: number }).mode);
     await stageBlobs(o, root, { manifest: baseManifest, lookup: base, diff }, needs, staging, counters, stepper, partial, placeAt, placed, modeAt, placedMode);
     cancelled(o.signal);
     if (initial) buildInitialTree(staging, manifest, needs, rootSt, stepper, placed, { umask: probeUmask(staging), placedMode });

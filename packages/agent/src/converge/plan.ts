@@ -295,14 +295,14 @@ export function obstaclesOf(skipped: readonly SkippedEntry[], desired: Lookup): 
 }
 
 /** Files to be written, grouped by content hash (paths in op order). */
-export type Needs = Map<string, { size: number; paths: string[] }>;
+export type Needs = Map<string, { size: number; paths: string[]; /** mode of the entry at paths[0] */ mode: number }>;
 
 export function neededBlobs(diff: ManifestDiff): Needs {
   const needs: Needs = new Map();
   const add = (e: ManifestEntry) => {
     if (e.type !== 'file') return;
     const n = needs.get(e.hash);
-    if (n === undefined) needs.set(e.hash, { size: e.size, paths: [e.path] });
+    if (n === undefined) needs.set(e.hash, { size: e.size, paths: [e.path], mode: e.mode });
     else n.paths.push(e.path);
   };
   for (const t of diff.typeChanged) add(t.to);
