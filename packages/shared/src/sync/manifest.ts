@@ -551,10 +551,9 @@ async function hashPath(
 ): Promise<{ hash: string; size: number; stat: Stats | undefined } | undefined> {
   let fd: number;
   try {
-    fd = await fsx.open(abs, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
+    fd = await fsx.open(abs, HASH_OPEN_FLAGS);
   } catch (err) {
-    if (isErrno(err, 'ENOENT') || isErrno(err, 'ELOOP') || isErrno(err, 'ENOTDIR')) return undefined;
-    throw unreadable(abs, err);
+    return goneOnOpen(abs, err);
   }
   try {
     const stat = withStat ? fs.fstatSync(fd) : undefined;
@@ -569,12 +568,25 @@ async function hashPath(
     }
     return { hash: h.digest('hex'), size: pos, stat };
   } catch (err) {
-    // A directory or a FIFO with a writer swapped in after lstat: gone as far as this walk goes.
-    if (isErrno(err, 'EISDIR') || isErrno(err, 'EAGAIN')) return undefined;
-    throw unreadable(abs, err);
+    return goneOnRead(abs, err);
   } finally {
     await fsx.close(fd);
   }
+}
+
+/** Never through a symlink (swapped in since lstat), never blocking on a FIFO. */
+const HASH_OPEN_FLAGS = FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK;
+
+/** A file that vanished or stopped being a regular file before it was opened: undefined. */
+function goneOnOpen(abs: string, err: unknown): undefined {
+  if (isErrno(err, 'ENOENT') || isErrno(err, 'ELOOP') || isErrno(err, 'ENOTDIR')) return undefined;
+  throw unreadable(abs, err);
+}
+
+/** A directory or a FIFO with a writer swapped in after lstat: gone as far as this walk goes. */
+function goneOnRead(abs: string, err: unknown): undefined {
+  if (isErrno(err, 'EISDIR') || isErrno(err, 'EAGAIN')) return undefined;
+  throw unreadable(abs, err);
 }
 
 /**
@@ -590,10 +602,9 @@ function hashPathSync(
 ): { hash: string; size: number; stat: Stats | undefined } | { large: Stats } | undefined {
   let fd: number;
   try {
-    fd = fs.openSync(abs, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
+    fd = fs.openSync(abs, HASH_OPEN_FLAGS);
   } catch (err) {
-    if (isErrno(err, 'ENOENT') || isErrno(err, 'ELOOP') || isErrno(err, 'ENOTDIR')) return undefined;
-    throw unreadable(abs, err);
+    return goneOnOpen(abs, err);
   }
   try {
     const stat = withStat || known === undefined ? fs.fstatSync(fd) : undefined;
@@ -610,8 +621,7 @@ function hashPathSync(
     }
     return { hash: h.digest('hex'), size: pos, stat };
   } catch (err) {
-    if (isErrno(err, 'EISDIR') || isErrno(err, 'EAGAIN')) return undefined;
-    throw unreadable(abs, err);
+    return goneOnRead(abs, err);
   } finally {
     fs.closeSync(fd);
   }
