@@ -251,6 +251,7 @@ describe('walkTree', () => {
     for (let i = 0; i < 300; i++) await put(`d${i % 7}/f${i}.php`, `content ${i}`.repeat(i % 50), i % 3 === 0 ? 0o755 : 0o644);
     await put('big/over-a-mebibyte.bin', Buffer.alloc(1024 * 1024 + 5, 3)); // always read asynchronously
     for (let i = 0; i < 7; i++) await age(`d${i}`);
+    await new Promise((r) => setTimeout(r, 5)); // see the next test
     const sync = mapCache();
     const async = mapCache();
     const a = await walkTree(dir, { statCache: sync, racyMs: 0 });
@@ -291,6 +292,8 @@ describe('walkTree', () => {
     };
     await age('a.txt');
     await age('sub/b.txt');
+    // utimes() set ctime to now: let a millisecond pass (Date.now() has no fraction, ctime has)
+    await new Promise((r) => setTimeout(r, 5));
     const first = await walkTree(dir, { statCache: counting, racyMs: 0 });
     expect(asked).toEqual([dir]);
     expect(gets).toBe(0);
