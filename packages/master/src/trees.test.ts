@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RootMap, createLogger, walkTree } from '@spoke/shared';
-import { openStore } from './store.js';
+import { migrate, openStore } from './store.js';
 import { SqliteStatCache, TreeStore } from './trees.js';
 
 /**
@@ -168,5 +168,42 @@ describe('SqliteStatCache', () => {
     expect(cache.holdsNothingUnder('/var/aegir/p/deep')).toBe(false);
     expect(cache.holdsNothingUnder('/var/aegir/p/dee')).toBe(true);
     expect(cache.get('/var/aegir/p/deep/x.php')).toEqual(rec);
+  });
+
+  it('migration 6 keeps the hash records and makes the table WITHOUT ROWID', () => {
+    const db = openStore(':memory:');
+    const ddl = () => (db.prepare("SELECT sql FROM sqlite_master WHERE name = 'file_hashes'").get() as { sql: string }).sql;
+    expect(ddl()).toMatch(/WITHOUT ROWID/);
+    // back to schema 5's table, with a record in it, and forward again
+    db.exec(`DROP TABLE file_hashes;
+      CREATE TABLE file_hashes (path TEXT PRIMARY KEY, ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ms REAL NOT NULL, ctime_ms REAL NOT NULL, hash TEXT NOT NULL);
+      INSERT INTO file_hashes VALUES ('/t/kept', 9, 10, 11.5, 12.5, '${'c'.repeat(64)}');`);
+    db.pragma('user_version = 5');
+    expect(migrate(db)).toBe(6);
+    expect(ddl()).toMatch(/WITHOUT ROWID/);
+    expect(new SqliteStatCache(db).get('/t/kept')).toEqual({ ino: 9, size: 10, mtimeMs: 11.5, ctimeMs: 12.5, hash: 'c'.repeat(64) });
+  });
+
+  it('writes a walk\'s records later, answers from them meanwhile, and writes them on flush', () => {
+    const db = openStore(':memory:');
+    const cache = new SqliteStatCache(db);
+    const rows = () => (db.prepare('SELECT COUNT(*) AS n FROM file_hashes').get() as { n: number }).n;
+    const rec = { ino: 7, size: 3, mtimeMs: 1, ctimeMs: 2, hash: 'b'.repeat(64) };
+    cache.set('/t/a', rec);
+    cache.flushSoon();
+    expect(rows()).toBe(0);
+    expect(cache.get('/t/a')).toEqual(rec);
+    cache.flush();
+    expect(rows()).toBe(1);
+    expect(cache.get('/t/a')).toEqual(rec);
+    // the schema keeps one row per path
+    cache.set('/t/a', { ...rec, size: 4 });
+    cache.flush();
+    expect(rows()).toBe(1);
+    expect(cache.get('/t/a')?.size).toBe(4);
+    // a closed database is not written to (a late timer after shutdown)
+    cache.set('/t/b', rec);
+    db.close();
+    expect(() => cache.flush()).not.toThrow();
   });
 });

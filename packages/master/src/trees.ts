@@ -29,10 +29,25 @@ import type { Db } from './store.js';
 /** How many recent manifests per tree are kept for sending differences. */
 const HISTORY = 4;
 
-/** Hash cache over the `file_hashes` table; writes are batched and flushed in one transaction. */
+/**
+ * Rows written at once when the pending records reach this many (a walk of a very large tree).
+ * Below it, a walk's records wait for flushSoon.
+ */
+const FLUSH_AT = 50_000;
+/** How long after a walk its hash records are written (see flushSoon). */
+const FLUSH_DELAY_MS = 3_000;
+
+/**
+ * Hash cache over the `file_hashes` table. Writes are batched: records wait in memory (where
+ * get() sees them) and are written in one transaction, on flush() or, after a walk, a few
+ * seconds later (flushSoon): writing 20,000 rows blocks the event loop ~100–400 ms, which then
+ * delayed the first converge of the tree it was walked for. Losing unwritten records (a crash)
+ * costs a re-read of those files, nothing else.
+ */
 export class SqliteStatCache implements StatCache {
   private readonly db: Db;
-  private pending: [string, StatCacheRecord][] = [];
+  private pending = new Map<string, StatCacheRecord>();
+  private timer: NodeJS.Timeout | undefined;
   private readonly select: ReturnType<Db['prepare']>;
   private readonly anyUnder: Statement<[string, string]>;
 
@@ -44,13 +59,16 @@ export class SqliteStatCache implements StatCache {
   }
 
   holdsNothingUnder(absDir: string): boolean {
-    this.flush();
     const base = absDir.endsWith('/') ? absDir.slice(0, -1) : absDir;
     // every path below base starts with `base/`; '0' is the character after '/'
-    return this.anyUnder.get(`${base}/`, `${base}0`) === undefined;
+    if (this.anyUnder.get(`${base}/`, `${base}0`) !== undefined) return false;
+    for (const p of this.pending.keys()) if (p.startsWith(`${base}/`)) return false;
+    return true;
   }
 
   get(absPath: string): StatCacheRecord | undefined {
+    const mine = this.pending.get(absPath);
+    if (mine !== undefined) return mine;
     const r = this.select.get(absPath) as
       | { ino: number; size: number; mtime_ms: number; ctime_ms: number; hash: string }
       | undefined;
@@ -58,15 +76,24 @@ export class SqliteStatCache implements StatCache {
   }
 
   set(absPath: string, rec: StatCacheRecord): void {
-    this.pending.push([absPath, rec]);
-    if (this.pending.length >= 5000) this.flush();
+    this.pending.set(absPath, rec);
+    if (this.pending.size >= FLUSH_AT) this.flush();
+  }
+
+  /** Writes the pending records FLUSH_DELAY_MS from now (once; flush() and close() write them sooner). */
+  flushSoon(): void {
+    if (this.timer !== undefined || this.pending.size === 0) return;
+    this.timer = setTimeout(() => this.flush(), FLUSH_DELAY_MS);
+    this.timer.unref();
   }
 
   /** Writes the batched records. */
   flush(): void {
-    if (this.pending.length === 0) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.pending.size === 0 || !this.db.open) return;
     const rows = this.pending;
-    this.pending = [];
+    this.pending = new Map();
     const up = this.db.prepare(
       'INSERT OR REPLACE INTO file_hashes (path, ino, size, mtime_ms, ctime_ms, hash) VALUES (?, ?, ?, ?, ?, ?)',
     );
@@ -202,7 +229,7 @@ export class TreeStore {
       const started = Date.now();
       // previous: a re-walk shares unchanged entries with the manifests still held (history)
       const r = await walkTree(hostPath, { exclude: excludes, statCache: this.cache, previous: t?.live });
-      this.cache.flush();
+      this.cache.flushSoon();
       for (const s of r.skipped) this.log.warn({ tree: nsPath, path: s.path, reason: s.reason }, 'left out of manifest');
       this.log.info(
         { tree: nsPath, entries: r.manifest.entries.length, hashedBytes: r.hashedBytes, cacheHits: r.cacheHits, ms: Date.now() - started },
@@ -531,7 +558,7 @@ export class TreeStore {
       t.rewalk = false;
       t.pending.clear();
       const r = await walkTree(t.hostPath, { exclude: t.excludes, statCache: this.cache, previous: t.live });
-      this.cache.flush();
+      this.cache.flushSoon();
       t.live = LiveManifest.from(r.manifest);
       this.snapshotDirs(t);
       this.suspectsAfterReady(t);
@@ -568,7 +595,7 @@ export class TreeStore {
         sawDir = true;
       }
     }
-    this.cache.flush();
+    this.cache.flushSoon();
     if (sawDir) this.snapshotDirs(t);
   }
 
@@ -617,8 +644,9 @@ export class TreeStore {
     await t?.watcher?.close();
   }
 
-  /** Stops every watcher. */
+  /** Stops every watcher and writes the pending hash records. */
   async close(): Promise<void> {
     await Promise.all([...this.trees.keys()].map((k) => this.forget(k)));
+    this.cache.flush();
   }
 }
