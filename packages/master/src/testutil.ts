@@ -25,10 +25,13 @@ export function freshNamespace(): { db: Db; ns: Namespace; now: { ms: number } }
 
 /** Every row of every table, for "changed nothing" assertions. */
 export function snapshot(db: Db): Record<string, unknown[]> {
-  const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as {
+  const tables = db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as {
     name: string;
-  }[]).map((t) => t.name);
-  return Object.fromEntries(tables.map((t) => [t, db.prepare(`SELECT * FROM "${t}" ORDER BY rowid`).all()]));
+    sql: string;
+  }[];
+  // a WITHOUT ROWID table (file_hashes) is ordered by its primary key, its first column
+  const order = (sql: string) => (/WITHOUT ROWID/i.test(sql) ? '1' : 'rowid');
+  return Object.fromEntries(tables.map((t) => [t.name, db.prepare(`SELECT * FROM "${t.name}" ORDER BY ${order(t.sql)}`).all()]));
 }
 
 /** Runs fn, expects a SpokeError with `code`, and that the database did not change. */

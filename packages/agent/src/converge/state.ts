@@ -31,7 +31,7 @@ import {
   type StatCache,
   type StatCacheRecord,
 } from '@spoke/shared';
-import { readIfExists, removeAll, writeAtomic } from './fsutil.js';
+import { readIfExists, removeAll, writeAtomic, writeAtomicDurable } from './fsutil.js';
 
 /** The small commit-point file of a tree. */
 export interface Head {
@@ -228,7 +228,23 @@ export function writeManifestFile(
   delta?: ManifestDelta,
   from?: Committed,
 ): string[] {
-  const name = manifestFileName(m.rootHash);
+  const f = manifestFileOf(treeKey, m, delta, from);
+  writeAtomic(join(treeDir, manifestFileName(m.rootHash)), f.data, true);
+  return f.chain;
+}
+
+/**
+ * writeManifestFile with the write and its fsyncs on the thread pool: a converge starts it as
+ * soon as it knows the desired manifest, so they overlap with staging and fetching. The content
+ * is encoded now (synchronously).
+ */
+export function writeManifestFileSoon(treeDir: string, treeKey: string, m: Manifest, delta?: ManifestDelta, from?: Committed): Promise<string[]> {
+  const f = manifestFileOf(treeKey, m, delta, from);
+  return writeAtomicDurable(join(treeDir, manifestFileName(m.rootHash)), f.data).then(() => f.chain);
+}
+
+/** The manifest file to write (a delta on `from`'s chain when that is small enough) and the chain it makes. */
+function manifestFileOf(treeKey: string, m: Manifest, delta?: ManifestDelta, from?: Committed): { data: string; chain: string[] } {
   if (
     delta !== undefined &&
     from !== undefined &&
@@ -238,11 +254,9 @@ export function writeManifestFile(
     !from.chain.includes(m.rootHash) &&
     (delta.upserts.length + delta.removed.length) * 4 <= Math.max(m.entries.length, 64)
   ) {
-    writeAtomic(join(treeDir, name), encodeDelta(treeKey, delta), true);
-    return [m.rootHash, ...from.chain];
+    return { data: encodeDelta(treeKey, delta), chain: [m.rootHash, ...from.chain] };
   }
-  writeAtomic(join(treeDir, name), encodeManifest(treeKey, m), true);
-  return [m.rootHash];
+  return { data: encodeManifest(treeKey, m), chain: [m.rootHash] };
 }
 
 /** Remembers a manifest just committed (saves re-reading it). */
