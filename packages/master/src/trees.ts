@@ -143,6 +143,22 @@ interface Tree {
   distrusted?: boolean;
 }
 
+/**
+ * Directory inodes and mtimes as a walk finds them (WalkOptions.onDir), and the root's (not when
+ * it is a symlink, like snapshotDirs); taken before each directory is read, so
+ * a name added meanwhile shows as a changed mtime at the next check, never the reverse.
+ */
+function dirSnapshot(hostPath: string): { map: Map<string, { ino: number; mtimeMs: number }>; onDir: (rel: string, st: Stats) => void } {
+  const map = new Map<string, { ino: number; mtimeMs: number }>();
+  try {
+    const st = lstatSync(hostPath);
+    if (st.isDirectory()) map.set('', { ino: st.ino, mtimeMs: st.mtimeMs });
+  } catch {
+    /* the walk says what is wrong with the root */
+  }
+  return { map, onDir: (rel, st) => map.set(rel, { ino: st.ino, mtimeMs: st.mtimeMs }) };
+}
+
 /** A new tree's watcher starts after its reads have paused this long (see scheduleWatch). */
 const WATCH_QUIET_MS = 500;
 /** …or this long after the tree was first read, whatever the traffic. */
@@ -228,7 +244,8 @@ export class TreeStore {
       }
       const started = Date.now();
       // previous: a re-walk shares unchanged entries with the manifests still held (history)
-      const r = await walkTree(hostPath, { exclude: excludes, statCache: this.cache, previous: t?.live });
+      const dirs = dirSnapshot(hostPath);
+      const r = await walkTree(hostPath, { exclude: excludes, statCache: this.cache, previous: t?.live, onDir: dirs.onDir });
       this.cache.flushSoon();
       for (const s of r.skipped) this.log.warn({ tree: nsPath, path: s.path, reason: s.reason }, 'left out of manifest');
       this.log.info(
@@ -239,9 +256,9 @@ export class TreeStore {
       if (t) {
         t.live = live;
         t.pending.clear();
-        this.snapshotDirs(t);
+        t.dirs = dirs.map;
       } else {
-        t = { nsPath, hostPath, excludes, live, pending: new Set(), history: new Map(), deltas: new Map(), rewalk: false, dirs: new Map(), lastUse: Date.now(), holds: 0 };
+        t = { nsPath, hostPath, excludes, live, pending: new Set(), history: new Map(), deltas: new Map(), rewalk: false, dirs: dirs.map, lastUse: Date.now(), holds: 0 };
         this.trees.set(nsPath, t);
         const entries = r.manifest.entries.length;
         if (this.watchEnabled && (opts.live || this.watchedEntries + entries <= this.watchMaxEntries)) {
@@ -251,7 +268,6 @@ export class TreeStore {
         } else {
           this.log.info({ tree: nsPath, entries, watched: this.watchedEntries, max: this.watchMaxEntries }, 'tree not watched; verify re-walks it');
         }
-        this.snapshotDirs(t);
       }
     }
     t.lastUse = Date.now();
@@ -557,10 +573,11 @@ export class TreeStore {
     if (t.rewalk) {
       t.rewalk = false;
       t.pending.clear();
-      const r = await walkTree(t.hostPath, { exclude: t.excludes, statCache: this.cache, previous: t.live });
+      const dirs = dirSnapshot(t.hostPath);
+      const r = await walkTree(t.hostPath, { exclude: t.excludes, statCache: this.cache, previous: t.live, onDir: dirs.onDir });
       this.cache.flushSoon();
       t.live = LiveManifest.from(r.manifest);
-      this.snapshotDirs(t);
+      t.dirs = dirs.map;
       this.suspectsAfterReady(t);
       return;
     }

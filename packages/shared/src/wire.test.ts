@@ -1,6 +1,11 @@
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BlobChunk } from './gen/spoke/v1/agent.js';
+import { sha256Hex } from './sync/manifest.js';
+import { frameBlobs } from './sync/frames.js';
 import { AgentService, decodeBlobChunk, encodeBlobChunk } from './wire.js';
 
 const generated = (data: Buffer) => Buffer.from(BlobChunk.encode({ data }).finish());
@@ -15,6 +20,34 @@ describe('BlobChunk codec', () => {
       const back = decodeBlobChunk(ours);
       expect(Buffer.compare(back.data, data)).toBe(0);
       if (n > 0) expect(back.data.buffer).toBe(ours.buffer); // no copy
+    }
+  });
+
+  it('writes the header in front of a frameBlobs chunk instead of copying it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-wire-'));
+    try {
+      const files = [Buffer.alloc(700_000, 1), Buffer.alloc(900_000, 2), Buffer.alloc(10, 3)];
+      const sources = files.map((f, i) => {
+        writeFileSync(join(dir, `f${i}`), f);
+        return { hash: sha256Hex(f), path: join(dir, `f${i}`) };
+      });
+      const chunks: Buffer[] = [];
+      for await (const c of frameBlobs(sources)) chunks.push(c);
+      expect(chunks.length).toBe(2);
+      for (const c of chunks) {
+        const want = generated(Buffer.from(c));
+        const ours = encodeBlobChunk({ data: c });
+        expect(ours.equals(want)).toBe(true);
+        expect(ours.buffer).toBe(c.buffer); // the same memory: no copy
+        expect(decodeBlobChunk(ours).data.equals(c)).toBe(true);
+      }
+      // a copy of a chunk (fault injection makes one) has no room in front: copied, same bytes
+      const copy = Buffer.from(chunks[0] as Buffer);
+      const encoded = encodeBlobChunk({ data: copy });
+      expect(encoded.buffer).not.toBe(copy.buffer);
+      expect(encoded.equals(generated(copy))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -9,6 +9,7 @@ import {
   BlobChunk,
   type AgentClient as GeneratedAgentClient,
 } from './gen/spoke/v1/agent.js';
+import { CHUNK_HEADROOM, hasHeadroom } from './sync/frames.js';
 
 export * from './gen/spoke/v1/types.js';
 export * from './gen/spoke/v1/operator.js';
@@ -21,7 +22,8 @@ export type { DeepPartial, Exact, MessageFns } from './gen/spoke/v1/types.js';
  * BlobChunk (one field: `bytes data = 1`) without the generated codec's copies. That codec copies
  * each 1 MiB chunk three times to send it (into the writer, out of it, into a Buffer) and once to
  * receive it; for a 85 MB initial sync that was ~250 MB of allocation on the master, most of its
- * garbage-collection time. This writes the field header and copies the data once, and reads the
+ * garbage-collection time. This writes the field header and copies the data once (not at all
+ * for a chunk from frameBlobs, which leaves room for the header in front of it), and reads the
  * data as a view of the received message. Same bytes on the wire (checked against the generated
  * codec in wire.test.ts); a message with any other field is left to the generated decoder.
  */
@@ -31,7 +33,9 @@ export function encodeBlobChunk(msg: BlobChunk): Buffer {
   if (n === 0) return Buffer.alloc(0);
   let head = 2; // tag byte + at least one length byte
   for (let v = n; v >= 0x80; v >>>= 7) head++;
-  const out = Buffer.allocUnsafe(head + n);
+  // A chunk from frameBlobs has room for the header in front of it: no copy at all.
+  const inPlace = head <= CHUNK_HEADROOM && hasHeadroom(data);
+  const out = inPlace ? Buffer.from(data.buffer, data.byteOffset - head, head + n) : Buffer.allocUnsafe(head + n);
   out[0] = 0x0a; // field 1, length-delimited
   let i = 1;
   let v = n;
@@ -40,7 +44,7 @@ export function encodeBlobChunk(msg: BlobChunk): Buffer {
     v >>>= 7;
   }
   out[i++] = v;
-  out.set(data, i);
+  if (!inPlace) out.set(data, i);
   return out;
 }
 

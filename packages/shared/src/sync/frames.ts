@@ -32,12 +32,12 @@ const SMALL = 4 * 1024 * 1024;
  */
 export async function* frameBlobs(sources: Iterable<BlobSource>): AsyncGenerator<Buffer> {
   const seen = new Set<string>();
-  let out = Buffer.allocUnsafe(CHUNK);
+  let out = newChunk();
   let off = 0;
   // Hands the filled part of `out` to the consumer (who may keep it) and starts a new chunk.
   const take = () => {
-    const filled = out.subarray(0, off);
-    out = Buffer.allocUnsafe(CHUNK);
+    const filled = withHeadroom(out, off);
+    out = newChunk();
     off = 0;
     return filled;
   };
@@ -82,7 +82,31 @@ export async function* frameBlobs(sources: Iterable<BlobSource>): AsyncGenerator
     }
     if (off === CHUNK) yield take();
   }
-  if (off > 0) yield out.subarray(0, off);
+  if (off > 0) yield withHeadroom(out, off);
+}
+
+/** Bytes free before every chunk frameBlobs yields, for the message header (see wire.ts). */
+export const CHUNK_HEADROOM = 8;
+const headroomed = new WeakSet<Buffer>();
+
+/** A chunk buffer of CHUNK bytes that starts CHUNK_HEADROOM bytes into its own allocation. */
+function newChunk(): Buffer {
+  return Buffer.allocUnsafe(CHUNK_HEADROOM + CHUNK).subarray(CHUNK_HEADROOM);
+}
+
+function withHeadroom(chunk: Buffer, length: number): Buffer {
+  const b = chunk.subarray(0, length);
+  headroomed.add(b);
+  return b;
+}
+
+/**
+ * True when `b` is a chunk from frameBlobs, preceded by CHUNK_HEADROOM bytes of its own
+ * allocation that nobody else uses: an encoder may write a header there and send header and
+ * chunk as one view, without copying the chunk.
+ */
+export function hasHeadroom(b: Uint8Array): boolean {
+  return headroomed.has(b as Buffer) && b.byteOffset >= CHUNK_HEADROOM;
 }
 
 /**

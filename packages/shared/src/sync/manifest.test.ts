@@ -304,6 +304,20 @@ describe('walkTree', () => {
     expect(second.manifest).toEqual(first.manifest);
   });
 
+  it('reports every directory of the manifest, with its lstat, to onDir', async () => {
+    await put('a/b/c.txt', 'c');
+    await put('a/d.txt', 'd');
+    await put('.git/HEAD', 'ref'); // excluded: not reported
+    await mkdir(join(dir, 'empty'));
+    const seen = new Map<string, number>();
+    const { manifest } = await walkTree(dir, { onDir: (rel, st) => seen.set(rel, st.ino) });
+    const dirs = manifest.entries.filter((e) => e.type === 'dir').map((e) => e.path);
+    expect([...seen.keys()].sort()).toEqual(dirs);
+    expect(dirs).toEqual(['a', 'a/b', 'empty']);
+    const { statSync } = await import('node:fs');
+    expect(seen.get('a/b')).toBe(statSync(join(dir, 'a/b')).ino);
+  });
+
   it('hashes large files in chunks', async () => {
     const big = Buffer.alloc(3 * 1024 * 1024 + 17, 7);
     await put('big.bin', big);

@@ -185,6 +185,12 @@ export interface WalkOptions {
    */
   racyMs?: number;
   /**
+   * Called with every directory the manifest lists, and its lstat, as the walk finds it (before
+   * it reads the names in it): the master keeps directory inodes and mtimes without a second
+   * lstat of each.
+   */
+  onDir?: (rel: string, st: Stats) => void;
+  /**
    * Read small files synchronously while that is fast (see hashBatch). Default true; false
    * always reads asynchronously, `concurrency` at once.
    */
@@ -230,6 +236,7 @@ interface WalkState {
   cache: StatCache | undefined;
   /** False when the cache is known to hold nothing for this tree (see StatCache.holdsNothingUnder). */
   lookups: boolean;
+  onDir: WalkOptions['onDir'];
   /**
    * Directories are listed with their entries' types, and regular files are not lstat()ed: set
    * when nothing is looked up in a stat cache and files are read synchronously (see visit).
@@ -279,6 +286,7 @@ export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<Wal
     cache: opts.statCache,
     lookups: opts.statCache !== undefined && opts.statCache.holdsNothingUnder?.(dir) !== true,
     typedListing: false,
+    onDir: opts.onDir,
     racyMs: opts.racyMs ?? RACY_MS,
     entries: [],
     skipped: [],
@@ -368,6 +376,7 @@ function visit(state: WalkState, parent: string, raw: string | Buffer | fs.Diren
   if (st === undefined) return skip(state, rel, 'vanished');
   if (st.isDirectory()) {
     add(state, { path: rel, type: 'dir', mode: st.mode & MODE_MASK, size: 0, hash: '' });
+    state.onDir?.(rel, st);
     dirs.push(rel);
   } else if (st.isFile()) {
     const hit = cachedEntry(state, abs, rel, st);
