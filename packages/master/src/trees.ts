@@ -131,21 +131,21 @@ interface Tree {
   /** Entries counted against the watch budget (0 when not watched). */
   watched?: number;
   /** Inode and mtime of every directory at the last walk: an add/remove/rename changes them. */
-  dirs: Map<string, { ino: number; mtimeMs: number }>;
+  dirs: ReadonlyMap<string, { ino: number; mtimeMs: number }>;
   /**
    * Once the watcher is ready and trusted: the directories whose watch may be missing, the only
    * ones a verify's checkDirs looks at (see checkDirs). Undefined: every directory is checked.
    */
   suspect?: Set<string>;
   /** The directories when the watcher started (see suspectsAfterReady). */
-  preWatch?: Map<string, { ino: number; mtimeMs: number }>;
+  preWatch?: ReadonlyMap<string, { ino: number; mtimeMs: number }>;
   /** The watcher lost events once (storm, error): every directory is checked from then on. */
   distrusted?: boolean;
 }
 
 /**
  * Directory inodes and mtimes as a walk finds them (WalkOptions.onDir), and the root's (not when
- * it is a symlink, like snapshotDirs); taken before each directory is read, so
+ * it is a symlink: checkDirs would take it for gone); taken before each directory is read, so
  * a name added meanwhile shows as a changed mtime at the next check, never the reverse.
  */
 function dirSnapshot(hostPath: string): { map: Map<string, { ino: number; mtimeMs: number }>; onDir: (rel: string, st: Stats) => void } {
@@ -331,7 +331,7 @@ export class TreeStore {
     return { desired, ...d };
   }
 
-  /** Directories the last checkDirs looked at (for tests and the verify log). */
+  /** Directories the last checkDirs looked at (for tests). */
   lastDirsChecked = 0;
 
   /**
@@ -419,20 +419,21 @@ export class TreeStore {
     for (const p of known) if (!onDisk.has(p)) t.pending.add(p);
   }
 
-  /** Records every directory's inode and mtime (after a walk or a drain that re-read dirs). */
+  /** Records every directory's inode and mtime again (after a drain that re-read directories). */
   private snapshotDirs(t: Tree): void {
-    t.dirs.clear();
-    const note = (rel: string) => {
+    const d = dirSnapshot(t.hostPath);
+    for (const e of t.live.toManifest().entries) {
+      if (e.type !== 'dir') continue;
       try {
-        const st = lstatSync(rel ? `${t.hostPath}/${rel}` : t.hostPath);
-        if (st.isDirectory()) t.dirs.set(rel, { ino: st.ino, mtimeMs: st.mtimeMs });
+        const st = lstatSync(`${t.hostPath}/${e.path}`);
+        if (st.isDirectory()) d.onDir(e.path, st);
       } catch {
         /* vanished: the next check re-reads its parent */
       }
-    };
-    note('');
-    for (const e of t.live.toManifest().entries) if (e.type === 'dir') note(e.path);
+    }
+    t.dirs = d.map;
   }
+
 
   /**
    * Marks paths (relative to the tree) as changed by the master itself, so the next manifest
@@ -564,7 +565,7 @@ export class TreeStore {
       this.log.warn({ tree: t.nsPath, err: (e as Error).message }, 'watcher error');
       untrusted('watcher error');
     });
-    t.preWatch = new Map(t.dirs);
+    t.preWatch = t.dirs; // replaced, never changed in place, by later snapshots
     t.watcher = w;
   }
 

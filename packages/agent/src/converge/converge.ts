@@ -62,7 +62,6 @@ import {
   withTreeLock,
   writeHead,
   writeManifestFile,
-  writeManifestFileSoon,
   writeStagingIntent,
 } from './state.js';
 
@@ -266,7 +265,7 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
     if (rootSt === undefined) fs.mkdirSync(root, { recursive: true, mode: 0o755 }); // an empty tree is an empty dir
     const excl = o.excludes ?? [];
     if (head?.rootHash !== desired.rootHash || head.drift === true || head.hostRoot !== root || !sameExcludes) {
-      const chain = writeManifestFile(treeDir, o.treeKey, desired, o.delta, committed);
+      const chain = await writeManifestFile(treeDir, o.treeKey, desired, o.delta, committed);
       writeHead(treeDir, { v: 1, treeKey: o.treeKey, hostRoot: root, rootHash: desired.rootHash, excludes: excl });
       pruneManifestFiles(treeDir, chain);
       rememberCommitted(treeDir, { rootHash: desired.rootHash, manifest: desired, chain, index });
@@ -294,14 +293,14 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   let chain: string[] = [];
   /** Blobs an initial build put where they are used: hash → path in the staging tree. */
   const placed = new Map<string, string>();
-  /** The mode (before the umask) a placed blob was created with, when known. */
-  const placedMode = new Map<string, number>();
+  /** Placed blobs known to be created with modeAt(hash) (a fetcher may ignore modeOf). */
+  const withMode = new Set<string>();
   const manifest = desired;
   let manifestWrite: Promise<string[]> | undefined;
   try {
     // Written (and fsynced) on the thread pool while the blobs are staged: a 20,000-entry
     // manifest's fsync took 100–200 ms at the end of a first sync. Awaited before the journal.
-    manifestWrite = writeManifestFileSoon(treeDir, o.treeKey, manifest, o.delta, committed);
+    manifestWrite = writeManifestFile(treeDir, o.treeKey, manifest, o.delta, committed);
     manifestWrite.catch(() => undefined); // awaited below, or in the catch
     fs.mkdirSync(staging, { mode: 0o700 });
     fs.mkdirSync(join(staging, 'blobs'), { mode: 0o700 });
@@ -312,9 +311,9 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
     const placeAt = initial ? (hash: string) => `${treeAt}${firstPath(hash)}` : undefined;
     // created with the final mode of that first path where it allows (see creationMode)
     const modeAt = (hash: string) => creationMode((needs.get(hash) as { mode: number }).mode);
-    await stageBlobs(o, root, { manifest: baseManifest, lookup: base, diff }, needs, staging, counters, stepper, partial, placeAt, placed, modeAt, placedMode);
+    await stageBlobs(o, root, { manifest: baseManifest, lookup: base, diff }, needs, staging, counters, stepper, partial, placeAt, placed, modeAt, withMode);
     cancelled(o.signal);
-    if (initial) buildInitialTree(staging, manifest, needs, rootSt, stepper, placed, { umask: probeUmask(staging), placedMode });
+    if (initial) buildInitialTree(staging, manifest, needs, rootSt, stepper, placed, { umask: probeUmask(staging), withMode });
     cancelled(o.signal);
     stepper.step('manifest');
     chain = await manifestWrite;
@@ -468,8 +467,8 @@ async function stageBlobs(
   placed?: Map<string, string>,
   /** The mode a blob placed so is created with (see creationMode). */
   modeAt?: (hash: string) => number,
-  /** Filled with hash → creation mode for the placed blobs whose creation mode is known. */
-  placedMode?: Map<string, number>,
+  /** Filled with the placed blobs known to be created with modeAt(hash). */
+  withMode?: Set<string>,
 ): Promise<void> {
   if (needs.size === 0) return;
   // Blobs an earlier failed attempt already fetched: verified on arrival then, checked by size
@@ -506,10 +505,9 @@ async function stageBlobs(
   const copyIn = (src: string, hash: string, size: number): boolean => {
     const dest = placeAt?.(hash);
     if (dest !== undefined) {
-      const mode = modeAt?.(hash) ?? 0o600;
-      if (!copyVerifiedSync(src, dest, hash, size, mode)) return false;
+      if (!copyVerifiedSync(src, dest, hash, size, modeAt?.(hash))) return false;
       placed?.set(hash, dest);
-      placedMode?.set(hash, mode);
+      if (modeAt) withMode?.add(hash);
       return true;
     }
     const tmp = join(blobs, `.copy-${seq++}`);
@@ -578,7 +576,7 @@ async function stageBlobs(
     const r = reported.get(hash);
     let path: string;
     let got: number | undefined;
-    if (r?.mode !== undefined && r.path === at) placedMode?.set(hash, r.mode);
+    if (r !== undefined && r.path === at && r.mode !== undefined && r.mode === modeAt?.(hash)) withMode?.add(hash);
     if (r !== undefined) {
       path = r.path;
       got = r.size;
@@ -637,8 +635,8 @@ function buildInitialTree(
   rootSt: fs.Stats | undefined,
   stepper: Stepper,
   placed: ReadonlyMap<string, string>,
-  /** This process's umask, and the modes placed files were created with (before it), when known. */
-  created: { umask: number; placedMode: ReadonlyMap<string, number> },
+  /** This process's umask, and the placed blobs created with creationMode of their first path's mode. */
+  created: { umask: number; withMode: ReadonlySet<string> },
 ): void {
   const tree = stagingTree(staging);
   const blobs = join(staging, 'blobs');
@@ -672,8 +670,8 @@ function buildInitialTree(
     for (const e of entries) {
       if (e.type !== 'file') continue;
       const abs = `${tree}/${e.path}`;
-      const m = created.placedMode.get(e.hash);
-      if (m !== undefined && placed.get(e.hash) === abs && (m & ~created.umask) === (e.mode & MODE_MASK)) continue;
+      const kept = placed.get(e.hash) === abs && created.withMode.has(e.hash) && (creationMode(e.mode) & ~created.umask) === (e.mode & MODE_MASK);
+      if (kept) continue;
       fs.chmodSync(abs, e.mode & MODE_MASK);
     }
     for (let i = entries.length - 1; i >= 0; i--) {

@@ -149,12 +149,7 @@ export function codecFetcher(sources: string[], prebuilt?: Map<string, string>):
     async fetch(hashes, stagingDir, onBytes) {
       f.calls++;
       f.asked.push(...hashes);
-      if (index === undefined) {
-        index = new Map();
-        for (const src of sources) {
-          for (const e of (await walkTree(src)).manifest.entries) if (e.type === 'file') index.set(e.hash, join(src, e.path));
-        }
-      }
+      index ??= await indexSources(sources);
       const idx = index;
       const stream = packBlobs(hashes.map((hash) => ({ hash, path: idx.get(hash) as string })));
       const counted = (async function* () {
@@ -175,7 +170,7 @@ export function codecFetcher(sources: string[], prebuilt?: Map<string, string>):
  * returned (what AgentTrees' fetcher does).
  */
 export function framesFetcher(sources: string[]): TestFetcher {
-  const index = new Map<string, string>();
+  let index: Map<string, string> | undefined;
   const f: TestFetcher = {
     asked: [],
     calls: 0,
@@ -183,13 +178,10 @@ export function framesFetcher(sources: string[]): TestFetcher {
     async fetch(hashes, stagingDir, onBytes, _signal, destOf, modeOf) {
       f.calls++;
       f.asked.push(...hashes);
-      if (index.size === 0) {
-        for (const src of sources) {
-          for (const e of (await walkTree(src)).manifest.entries) if (e.type === 'file') index.set(e.hash, join(src, e.path));
-        }
-      }
+      index ??= await indexSources(sources);
+      const idx = index;
       const counted = (async function* () {
-        for await (const chunk of frameBlobs(hashes.map((hash) => ({ hash, path: index.get(hash) as string })))) {
+        for await (const chunk of frameBlobs(hashes.map((hash) => ({ hash, path: idx.get(hash) as string })))) {
           onBytes?.(chunk.length);
           yield chunk;
         }
@@ -198,6 +190,15 @@ export function framesFetcher(sources: string[]): TestFetcher {
     },
   };
   return f;
+}
+
+/** hash -> file path over the trees `sources` (the content a test "master" serves). */
+async function indexSources(sources: string[]): Promise<Map<string, string>> {
+  const index = new Map<string, string>();
+  for (const src of sources) {
+    for (const e of (await walkTree(src)).manifest.entries) if (e.type === 'file') index.set(e.hash, join(src, e.path));
+  }
+  return index;
 }
 
 /** hash -> file path over a manifest of `root` (what the master's manifest cache gives it). */

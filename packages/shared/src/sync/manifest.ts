@@ -230,8 +230,6 @@ const HASH_BATCH = 1024;
 
 interface WalkState {
   root: string;
-  /** Small files are read synchronously (see hashBatch); cleared for the rest of a batch once reads are slow. */
-  syncReads: boolean;
   excludes: ExcludeMatcher;
   cache: StatCache | undefined;
   /** False when the cache is known to hold nothing for this tree (see StatCache.holdsNothingUnder). */
@@ -280,12 +278,14 @@ export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<Wal
     throw unreadable(dir, err);
   });
   if (!rootStat.isDirectory()) throw fail('TREE_UNREADABLE', `${dir} is not a directory`);
+  const syncReads = opts.syncReads ?? true;
+  const lookups = opts.statCache !== undefined && opts.statCache.holdsNothingUnder?.(dir) !== true;
   const state: WalkState = {
     root: dir,
     excludes: excludeMatcher(opts),
     cache: opts.statCache,
-    lookups: opts.statCache !== undefined && opts.statCache.holdsNothingUnder?.(dir) !== true,
-    typedListing: false,
+    lookups,
+    typedListing: syncReads && !lookups,
     onDir: opts.onDir,
     racyMs: opts.racyMs ?? RACY_MS,
     entries: [],
@@ -294,11 +294,8 @@ export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<Wal
     cacheHits: 0,
     buffers: [],
     previous: opts.previous,
-    syncReads: true,
   };
   const concurrency = opts.concurrency ?? 16;
-  const syncReads = opts.syncReads ?? true;
-  state.typedListing = syncReads && !state.lookups;
   await scanTree(state, (batch) => hashBatch(state, batch, concurrency, syncReads));
   const manifest = buildManifest(state.entries);
   state.skipped.sort((a, b) => comparePaths(a.path, b.path));
@@ -411,16 +408,11 @@ const SLOW_BYTE_MS = 1 / 300_000;
  * of its batch (HASH_BATCH files) over to `concurrency` parallel reads.
  */
 async function hashBatch(state: WalkState, batch: HashTask[], concurrency: number, allowSync: boolean): Promise<void> {
-  state.syncReads = true;
   let async: HashTask[] = [];
-  if (!allowSync || !state.syncReads) async = batch;
+  if (!allowSync) async = batch;
   else {
     let i = 0;
     while (i < batch.length) {
-      if (!state.syncReads) {
-        async.push(...batch.slice(i));
-        break;
-      }
       const t0 = performance.now();
       let files = 0;
       let bytes = 0;
@@ -439,7 +431,10 @@ async function hashBatch(state: WalkState, batch: HashTask[], concurrency: numbe
       const ms = performance.now() - t0;
       // slow: the rest of this batch goes to the thread pool; the next batch tries again (one
       // slow slice may only mean this process was descheduled)
-      if (files > 0 && ms > files * SLOW_FILE_MS + bytes * SLOW_BYTE_MS) state.syncReads = false;
+      if (files > 0 && ms > files * SLOW_FILE_MS + bytes * SLOW_BYTE_MS) {
+        async.push(...batch.slice(i));
+        break;
+      }
       if (i < batch.length) await new Promise((resolve) => setImmediate(resolve));
     }
   }
