@@ -4,7 +4,7 @@
  * removals, corruption in transit, a member enrolled later, hand edits (drift), user files, live
  * sync, and an agent that was offline.
  */
-import { chmodSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { walkTree } from '@spoke/shared';
@@ -257,6 +257,29 @@ describe('converge', () => {
     expect(t.error?.message).toMatch(/solo \(AGENT_OFFLINE/);
     solo.run(AGENT_ENV);
     await until('solo caught up', () => readFileSync(join(solo.root, '/var/www/solo-p/index.php'), 'utf8') === 'v2', 30_000);
+  });
+
+  it('after the machine went down under it, an agent trusts none of its tree state and is repaired by itself', async () => {
+    // solo holds solo-p (v2, above). Its run marker names this boot while it runs.
+    const marker = join(solo.stateDir, 'run.json');
+    const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    expect(JSON.parse(readFileSync(marker, 'utf8'))).toMatchObject({ bootId });
+    await solo.daemon?.stop('SIGKILL');
+    // What power loss can leave: the marker of an earlier boot, a torn head, a torn file.
+    writeFileSync(marker, JSON.stringify({ v: 1, bootId: 'an-earlier-boot' }));
+    const trees = join(solo.stateDir, 'trees');
+    const treeDir = readdirSync(trees).map((d) => join(trees, d)).find((d) => readFileSync(join(d, 'head.json'), 'utf8').includes('/var/www/solo-p'));
+    writeFileSync(join(treeDir as string, 'head.json'), '');
+    writeFileSync(join(solo.root, '/var/www/solo-p/index.php'), '\0\0');
+    const d = solo.run(AGENT_ENV);
+    await until('solo repaired its torn copy', () => readFileSync(join(solo.root, '/var/www/solo-p/index.php'), 'utf8') === 'v2', 30_000);
+    expect(d.out).toMatch(/the machine went down while the agent ran/);
+    // A clean stop flushes and removes the marker; the next start trusts its state again.
+    expect(await d.stop('SIGTERM')).toBe(0);
+    expect(existsSync(marker)).toBe(false);
+    const again = solo.run(AGENT_ENV);
+    await until('solo back', () => again.out.includes('agent started'), 20_000);
+    expect(again.out).not.toMatch(/the machine went down/);
   });
 
   it('with --live, an edit on the master reaches the servers without a verify', async () => {

@@ -9,6 +9,7 @@ import { identityFiles, type CompiledAgentOptions } from './config.js';
 import { MasterConnection } from './connection.js';
 import { detectFpmSocket, detectServices, type DetectedService } from './detect.js';
 import { AgentTrees } from './sync.js';
+import { beginRun, distrustTrees, endRun, linuxBootId, syncAll } from './converge/boot.js';
 import { commandRunner, WebConfig } from './webconfig.js';
 import { SiteInstaller } from './siteinstall.js';
 import { SiteDatabases } from './db/index.js';
@@ -22,7 +23,14 @@ export interface RunningAgent {
 /** Starts an agent: loads its identity, finishes interrupted converges, and dials the master. */
 export async function startAgent(
   opts: CompiledAgentOptions,
-  deps: { log: Logger; detect?: () => Promise<DetectedService[]> },
+  deps: {
+    log: Logger;
+    detect?: () => Promise<DetectedService[]>;
+    /** The kernel's boot id (default: /proc/sys/kernel/random/boot_id). */
+    bootId?: () => string | undefined;
+    /** Flushes all file systems at a clean stop (default: sync(1)). */
+    flush?: () => boolean;
+  },
 ): Promise<RunningAgent> {
   const files = identityFiles(opts.stateDir);
   const identity = {
@@ -32,6 +40,16 @@ export async function startAgent(
   };
   const rootMap = new RootMap(opts.rootPrefix);
   const trees = new AgentTrees({ stateDir: opts.stateDir, roots: opts.roots, rootMap, fetchBatch: opts.fetchBatch, log: deps.log.child({ component: 'agent.trees' }) });
+  // Converges do not fsync: a machine that went down while this agent ran is found here, and
+  // then the tree state it wrote is not trusted (see converge/boot.ts).
+  const run = beginRun(opts.stateDir, (deps.bootId ?? linuxBootId)());
+  if (run.unclean) {
+    const d = distrustTrees(opts.stateDir, deps.log);
+    deps.log.warn(
+      { previousBoot: run.previousBoot, trees: d.trees, journalsDiscarded: d.journalsDiscarded, headsRemoved: d.headsRemoved },
+      'the machine went down while the agent ran: every tree is hashed again and repaired from the master',
+    );
+  }
   await trees.startup();
   const detect = deps.detect ?? (() => detectServices(opts.binDirs));
   const web = new WebConfig({
@@ -77,6 +95,7 @@ export async function startAgent(
     connection,
     stop: async () => {
       connection.stop();
+      if (!endRun(opts.stateDir, deps.flush ?? syncAll)) deps.log.warn('sync failed at stop: the next start re-hashes every tree');
     },
   };
 }

@@ -10,7 +10,7 @@
  * 3. Stage: every blob needed goes to `<dirname(hostRoot)>/.spoke-staging-<name>-<random>/blobs`,
  *    copied from this tree (a moved file) or another tree (`reuse`) and verified by hashing the
  *    copy, or fetched and verified. The tree is not touched.
- * 4. Journal (durable), then the ops, then the commit (see journal.ts). For an initial sync into a
+ * 4. Journal, then the ops, then the commit (see journal.ts). For an initial sync into a
  *    missing or empty root the whole tree is built in staging and published with one rename.
  */
 import { randomBytes } from 'node:crypto';
@@ -298,8 +298,8 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   const manifest = desired;
   let manifestWrite: Promise<string[]> | undefined;
   try {
-    // Written (and fsynced) on the thread pool while the blobs are staged: a 20,000-entry
-    // manifest's fsync took 100–200 ms at the end of a first sync. Awaited before the journal.
+    // Written on the thread pool while the blobs are staged (a 20,000-entry manifest is ~2 MB).
+    // Awaited before the journal.
     manifestWrite = writeManifestFile(treeDir, o.treeKey, manifest, o.delta, committed);
     manifestWrite.catch(() => undefined); // awaited below, or in the catch
     fs.mkdirSync(staging, { mode: 0o700 });

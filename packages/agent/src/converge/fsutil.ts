@@ -136,25 +136,18 @@ export function writeAtomic(path: string, data: string | Buffer, durable: boolea
 }
 
 /**
- * writeAtomic(path, data, true) on the thread pool: the fsync of a large file (a 20,000-entry
- * manifest: 100–200 ms here) then overlaps with whatever the caller does meanwhile.
+ * writeAtomic(path, data, false) on the thread pool: writing a large file (a 20,000-entry
+ * manifest, ~2 MB) then overlaps with whatever the caller does meanwhile.
  */
-export async function writeAtomicDurable(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
+export async function writeAtomicAsync(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${tmpSeq++}`;
   const fh = await fsp.open(tmp, FS.O_WRONLY | FS.O_CREAT | FS.O_TRUNC | FS.O_NOFOLLOW, mode);
   try {
     await fh.writeFile(data);
-    await fh.sync();
   } finally {
     await fh.close();
   }
   await fsp.rename(tmp, path);
-  const dir = await fsp.open(dirname(path), FS.O_RDONLY | FS.O_DIRECTORY);
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
 }
 
 /** Reads a small file as UTF-8, or undefined when it does not exist. */

@@ -1,10 +1,11 @@
 /**
- * The converge transaction log: `<treeStateDir>/journal.json`, written atomically and durably
- * (temp file, fsync, rename, fsync dir) once every blob is staged and verified, before the tree is
- * touched. Its existence is the commit decision: without it the tree is still the old one (the
+ * The converge transaction log: `<treeStateDir>/journal.json`, written atomically (temp file,
+ * rename) once every blob is staged and verified, before the tree is touched. Its existence is the commit decision: without it the tree is still the old one (the
  * staging dir is swept), with it the ops are run to the end — now, or by replayJournals at the
- * next start-up. The new manifest is written (durably) to its own file first and the journal
- * names it; the head file written after the last op is the commit point of the manifest.
+ * next start-up. The new manifest is written to its own file first and the journal names it; the
+ * head file written after the last op is the commit point of the manifest. None of these is
+ * fsynced: that holds against the death of the process (the page cache survives it); the machine
+ * going down is found at the next start from the run marker, and the state distrusted (boot.ts).
  *
  * Format (v1):
  * ```
@@ -66,9 +67,9 @@ export class Stepper {
   }
 }
 
-/** Writes the journal durably: from here on the converge is decided. */
+/** Writes the journal: from here on the converge is decided. */
 export function writeJournal(treeDir: string, j: Journal): void {
-  writeAtomic(join(treeDir, JOURNAL), JSON.stringify(j), true);
+  writeAtomic(join(treeDir, JOURNAL), JSON.stringify(j), false);
 }
 
 /** The journal of a tree, if one is pending. */
@@ -89,7 +90,7 @@ export function readJournal(treeDir: string): Journal | undefined {
 }
 
 /**
- * Runs every op of a journal, then commits: head (durable), journal removed, staging removed,
+ * Runs every op of a journal, then commits: head, journal removed, staging removed,
  * older manifest files pruned. Safe to call again after a crash at any point of an earlier call.
  * @throws SpokeError when an op cannot be completed; the journal is left for a later attempt
  */
@@ -125,7 +126,7 @@ export function runJournal(
     }
     if (opts.onOp !== undefined && (i % 256 === 255 || i === total - 1)) opts.onOp(i + 1, total);
   }
-  // The manifest file (and the chain behind it) was written durably before the journal.
+  // The manifest file (and the chain behind it) was written before the journal.
   const committed = opts.committed ?? readManifestFile(treeDir, j.rootHash);
   stepper.step('commit head');
   writeHead(treeDir, { v: 1, treeKey: j.treeKey, hostRoot: j.hostRoot, rootHash: j.rootHash, excludes: j.excludes });

@@ -1,21 +1,23 @@
 /**
  * The agent's per-tree state: `<stateDir>/trees/<sha256(treeKey)>/`
  * - `head.json`        {v, treeKey, hostRoot, rootHash, excludes, drift}: the committed root hash; written
- *                      last (atomic, durable) by a converge, so it is the commit point. `drift`
+ *                      last (atomic) by a converge, so it is the commit point. `drift`
  *                      is set by observe when the tree no longer matches, so the next converge
  *                      re-walks instead of trusting the committed manifest.
  * - `manifest-<root>.json` the committed manifest: whole (tuples, see encodeManifest), or as the
  *                      change from an earlier manifest file of the tree (`base`, see encodeDelta),
  *                      so a small converge of a large tree writes a small file. A chain of deltas
  *                      ends at a whole manifest and is at most MAX_CHAIN long; every file of the
- *                      committed chain is kept. Written and fsynced before the journal that
- *                      refers to it, so a head never names a missing one.
+ *                      committed chain is kept. Written before the journal that refers to
+ *                      it, so a head never names a missing one.
  * - `journal.json`     the transaction in flight (see journal.ts).
  * - `staging.json`     {path}: the staging dir of a converge in progress, for clean-up after a
  *                      crash before the journal was committed.
  * - `stat.json`        observe's stat cache (rel path → ino, size, mtime, ctime, hash); a cache only,
  *                      written without fsync, ignored when unreadable.
  * Parsed manifests and stat caches are memoised per tree, so a long-running agent reads each once.
+ * Nothing here is fsynced: a machine that went down while the agent ran is found at the next
+ * start, and then none of these files is trusted (boot.ts).
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
@@ -31,7 +33,7 @@ import {
   type StatCache,
   type StatCacheRecord,
 } from '@spoke/shared';
-import { readIfExists, removeAll, writeAtomic, writeAtomicDurable } from './fsutil.js';
+import { readIfExists, removeAll, writeAtomic, writeAtomicAsync } from './fsutil.js';
 
 /** The small commit-point file of a tree. */
 export interface Head {
@@ -53,7 +55,7 @@ export function treeStateDir(stateDir: string, treeKey: string): string {
 export const HEAD = 'head.json';
 export const JOURNAL = 'journal.json';
 export const STAGING_INTENT = 'staging.json';
-const STAT = 'stat.json';
+export const STAT = 'stat.json';
 
 export function manifestFileName(rootHash: string): string {
   return `manifest-${rootHash}.json`;
@@ -74,7 +76,7 @@ export function readHead(treeDir: string): Head | undefined {
 }
 
 export function writeHead(treeDir: string, head: Head): void {
-  writeAtomic(join(treeDir, HEAD), JSON.stringify(head), true);
+  writeAtomic(join(treeDir, HEAD), JSON.stringify(head), false);
 }
 
 type Tuple = [string, EntryType, number, number, string] | [string, EntryType, number, number, string, string];
@@ -215,17 +217,17 @@ export function loadCommitted(treeDir: string, head: Head): Committed {
 }
 
 /**
- * Writes the manifest file a journal will commit to (durable: the journal refers to it) and
+ * Writes the manifest file a journal will commit to (before the journal, which refers to it) and
  * resolves to the chain it is read from (newest first). With `delta` whose base is the committed
  * manifest `from`, writes only the change, unless the chain is long already, the change is
  * large, or the new root is already part of the chain (a file never refers to itself); else the
- * whole manifest. The content is encoded at the call; the write and its fsyncs run on the
- * thread pool, so a converge starts it as soon as it knows the desired manifest and they
- * overlap with staging and fetching (a 20,000-entry manifest's fsync: 100–200 ms).
+ * whole manifest. The content is encoded at the call; the write runs on the thread pool, so a
+ * converge starts it as soon as it knows the desired manifest and it overlaps with staging and
+ * fetching.
  */
 export function writeManifestFile(treeDir: string, treeKey: string, m: Manifest, delta?: ManifestDelta, from?: Committed): Promise<string[]> {
   const f = manifestFileOf(treeKey, m, delta, from);
-  return writeAtomicDurable(join(treeDir, manifestFileName(m.rootHash)), f.data).then(() => f.chain);
+  return writeAtomicAsync(join(treeDir, manifestFileName(m.rootHash)), f.data).then(() => f.chain);
 }
 
 /** The manifest file to write (a delta on `from`'s chain when that is small enough) and the chain it makes. */
@@ -352,4 +354,10 @@ export async function withTreeLock<T>(treeDir: string, fn: () => Promise<T>): Pr
   } finally {
     if (locks.get(treeDir) === tail) locks.delete(treeDir);
   }
+}
+
+/** Drops what this process remembers of a tree's state files; they are read again when needed. */
+export function forgetMemos(treeDir: string): void {
+  memo.delete(treeDir);
+  statMemo.delete(treeDir);
 }
