@@ -81,3 +81,18 @@ export async function until<T>(what: string, fn: () => T | undefined | false | n
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * CPU time of a process in ms (user + system): its own, that of its reaped children (an rsync
+ * daemon's per-connection processes, this process's spawnSync'ed commands), or both.
+ */
+export function cpuMs(pid: number | undefined, of: 'self' | 'children' | 'both' = 'self'): number {
+  if (!pid) return 0;
+  // fields after the ")" that ends the command name: state is field 3, utime 14 … cstime 17
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+  const self = (f[11] ?? 0) + (f[12] ?? 0);
+  const children = (f[13] ?? 0) + (f[14] ?? 0);
+  const ticks = of === 'self' ? self : of === 'children' ? children : self + children;
+  return ticks * 10; // USER_HZ is 100 on Linux
+}

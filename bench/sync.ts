@@ -16,7 +16,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { wire } from '@spoke/shared';
-import { Procs, peakRssMb, resetPeakRss, rssMb, until } from './lib.js';
+import { cpuMs, Procs, peakRssMb, resetPeakRss, rssMb, until } from './lib.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const BIN = {
@@ -154,6 +154,8 @@ function treeStats(dir: string): { files: number; bytes: number } {
 const env = { ...process.env, SPOKE_LOG_LEVEL: args.keep ? 'debug' : 'warn', SPOKE_DRIFT_INTERVAL_MS: '3600000' };
 const procs = new Procs(env, args.profile);
 const daemon = (script: string, argv: string[]) => procs.daemon(script, argv);
+/** The processes whose CPU time a case counts. */
+const daemonPids: { master?: number; agent?: number; rsyncd?: number } = {};
 
 function cli(...a: string[]): string {
   return execFileSync(process.execPath, [BIN.spoke, '--state-dir', join(work, 'state'), ...a], { env, encoding: 'utf8' });
@@ -190,7 +192,8 @@ const spans: { case: string; from: number; to: number }[] = [];
 let currentCase = '';
 const nowUs = () => Number(process.hrtime.bigint() / 1000n);
 
-async function timed(start: () => Promise<wire.Task | undefined>): Promise<{ ms: number; bytes: number; task: wire.Task }> {
+async function timed(start: () => Promise<wire.Task | undefined>): Promise<{ ms: number; bytes: number; cpu: number; task: wire.Task }> {
+  const cpu0 = cpuMs(daemonPids.master) + cpuMs(daemonPids.agent);
   const t0 = performance.now();
   const from = nowUs();
   const t = await start();
@@ -200,7 +203,7 @@ async function timed(start: () => Promise<wire.Task | undefined>): Promise<{ ms:
   spans.push({ case: currentCase, from, to: nowUs() });
   if (done.state !== wire.TaskState.TASK_STATE_SUCCEEDED) throw new Error(`task ${done.id} ended ${done.errorCode}: ${done.errorMessage}`);
   const r = JSON.parse(done.resultJson) as TaskResult;
-  return { ms, bytes: r.sent.bytes, task: done };
+  return { ms, bytes: r.sent.bytes, cpu: cpuMs(daemonPids.master) + cpuMs(daemonPids.agent) - cpu0, task: done };
 }
 
 const verify = (name: string) => timed(() => unary<wire.NameRequest, wire.Task>('verifyPlatform', { name }));
@@ -221,7 +224,8 @@ const add = (name: string, path: string) =>
 // ---------------------------------------------------------------- rsync
 
 let rsyncPort = 0;
-function rsync(name: string): { ms: number; bytes: number } {
+function rsync(name: string): { ms: number; bytes: number; cpu: number } {
+  const cpu0 = cpuMs(process.pid, 'children') + cpuMs(daemonPids.rsyncd, 'both');
   const t0 = performance.now();
   const r = spawnSync(
     'rsync',
@@ -231,7 +235,8 @@ function rsync(name: string): { ms: number; bytes: number } {
   const ms = performance.now() - t0;
   if (r.status !== 0) throw new Error(`rsync failed: ${r.stderr}`);
   const num = (re: RegExp) => Number((re.exec(r.stdout)?.[1] ?? '0').replace(/,/g, ''));
-  return { ms, bytes: num(/Total bytes sent: ([\d,]+)/) + num(/Total bytes received: ([\d,]+)/) };
+  const cpu = cpuMs(process.pid, 'children') + cpuMs(daemonPids.rsyncd, 'both') - cpu0;
+  return { ms, bytes: num(/Total bytes sent: ([\d,]+)/) + num(/Total bytes received: ([\d,]+)/), cpu };
 }
 
 // ---------------------------------------------------------------- cases
@@ -248,12 +253,16 @@ interface Row {
   ratio: number;
   spokeBytes: number;
   rsyncBytes: number;
+  /** CPU ms (user + system), median: master + agent; rsync client + daemon. */
+  spokeCpuMs: number;
+  rsyncCpuMs: number;
   target: string;
 }
 const rows: Row[] = [];
 const failures: string[] = [];
 
-function record(name: string, target: string, spoke: { ms: number; bytes: number }[], rs: { ms: number; bytes: number }[]): void {
+type Run = { ms: number; bytes: number; cpu: number };
+function record(name: string, target: string, spoke: Run[], rs: Run[]): void {
   const row: Row = {
     case: name,
     spokeMs: Math.round(median(spoke.map((x) => x.ms))),
@@ -261,11 +270,13 @@ function record(name: string, target: string, spoke: { ms: number; bytes: number
     ratio: 0,
     spokeBytes: Math.round(median(spoke.map((x) => x.bytes))),
     rsyncBytes: Math.round(median(rs.map((x) => x.bytes))),
+    spokeCpuMs: Math.round(median(spoke.map((x) => x.cpu))),
+    rsyncCpuMs: Math.round(median(rs.map((x) => x.cpu))),
     target,
   };
   row.ratio = Math.round((row.spokeMs / Math.max(row.rsyncMs, 0.001)) * 1000) / 1000;
   rows.push(row);
-  say(`  ${name}: spoke ${row.spokeMs} ms, rsync ${row.rsyncMs} ms, ratio ${row.ratio} (target ${target})`);
+  say(`  ${name}: spoke ${row.spokeMs} ms, rsync ${row.rsyncMs} ms, ratio ${row.ratio} (target ${target}); CPU spoke ${row.spokeCpuMs} ms, rsync ${row.rsyncCpuMs} ms`);
 }
 
 /** Edits files in both the master tree (seen by the watcher) and nothing else: rsync reads the same tree. */
@@ -319,6 +330,7 @@ async function main(): Promise<void> {
   writeFileSync(join(work, 'rsyncd.conf'), `use chroot = no\nreverse lookup = no\n[www]\npath = ${join(masterRoot, NS)}\nread only = yes\nuid = root\ngid = root\n`);
   const rsyncd = spawn('rsync', ['--daemon', '--no-detach', `--config=${join(work, 'rsyncd.conf')}`, `--port=${rsyncPort}`, '--address=127.0.0.1'], { stdio: 'ignore' });
   procs.track(rsyncd);
+  daemonPids.rsyncd = rsyncd.pid;
 
   // master + agent
   const master = daemon(BIN.master, ['run', '--state-dir', join(work, 'state'), '--listen', '127.0.0.1:0', '--root', masterRoot]);
@@ -326,6 +338,8 @@ async function main(): Promise<void> {
   const token = cli('server', 'token', 'bench').trim();
   execFileSync(process.execPath, [BIN.agent, 'enroll', '--master', listen, '--token', token, '--state-dir', join(work, 'agent-state'), '--roots', NS], { env });
   const agent = daemon(BIN.agent, ['run', '--state-dir', join(work, 'agent-state'), '--root', agentRoot]);
+  daemonPids.master = master.pid;
+  daemonPids.agent = agent.pid;
   api = new wire.OperatorClient(`unix://${join(work, 'state', 'spoke.sock')}`, credentials.createInsecure());
   await until('agent online', () => /"online": true/.test(cli('-o', 'json', 'server', 'show', 'bench')) || undefined);
 
@@ -353,8 +367,8 @@ async function main(): Promise<void> {
   // 1. initial sync into empty: a fresh platform path each run (hard-linked copy on the master)
   say('initial sync …');
   await guard('initial sync', async () => {
-    const s: { ms: number; bytes: number }[] = [];
-    const r: { ms: number; bytes: number }[] = [];
+    const s: Run[] = [];
+    const r: Run[] = [];
     for (let i = 0; i < RUNS; i++) {
       const name = `init${i}`;
       execFileSync('cp', ['-al', tree, join(masterRoot, NS, name)]);
@@ -386,8 +400,8 @@ async function main(): Promise<void> {
   }
 
   const delta = async (label: string, target: string, change: (round: number) => void) => {
-    const s: { ms: number; bytes: number }[] = [];
-    const r: { ms: number; bytes: number }[] = [];
+    const s: Run[] = [];
+    const r: Run[] = [];
     for (let i = 0; i < RUNS; i++) {
       change(i);
       await settle();
@@ -409,8 +423,8 @@ async function main(): Promise<void> {
   // second platform sharing 95 % of its files with the first
   say('shared-core second platform …');
   await guard('second platform', async () => {
-    const s: { ms: number; bytes: number }[] = [];
-    const r: { ms: number; bytes: number }[] = [];
+    const s: Run[] = [];
+    const r: Run[] = [];
     for (let i = 0; i < RUNS; i++) {
       const name = `second${i}`;
       const p = join(masterRoot, NS, name);
@@ -469,9 +483,9 @@ async function main(): Promise<void> {
   if (args.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   else {
     const w = (s: string | number, n: number) => String(s).padEnd(n);
-    process.stdout.write(`\n${w('case', 32)}${w('spoke ms', 10)}${w('rsync ms', 10)}${w('ratio', 8)}${w('target', 8)}${w('spoke bytes', 14)}rsync bytes\n`);
+    process.stdout.write(`\n${w('case', 32)}${w('spoke ms', 10)}${w('rsync ms', 10)}${w('ratio', 8)}${w('target', 8)}${w('spoke bytes', 14)}${w('rsync bytes', 14)}CPU ms spoke / rsync\n`);
     for (const r of rows) {
-      process.stdout.write(`${w(r.case, 32)}${w(r.spokeMs, 10)}${w(r.rsyncMs, 10)}${w(r.ratio, 8)}${w(r.target, 8)}${w(r.spokeBytes, 14)}${r.rsyncBytes}\n`);
+      process.stdout.write(`${w(r.case, 32)}${w(r.spokeMs, 10)}${w(r.rsyncMs, 10)}${w(r.ratio, 8)}${w(r.target, 8)}${w(r.spokeBytes, 14)}${w(r.rsyncBytes, 14)}${r.spokeCpuMs} / ${r.rsyncCpuMs}\n`);
     }
     process.stdout.write(
       `${failures.length ? `\nfailed: ${failures.join('; ')}\n` : ''}\npeak RSS: master ${out.peakRssMb.master} MB, agent ${out.peakRssMb.agent} MB (20k cases)${bigRss ? `; master during the 200,000-file tree alone: ${bigPhaseRss ?? '? (no reset)'} MB (from ${bigStartRss} MB at its start); overall: master ${out.peakRssMb.masterOverall} MB, agent ${out.peakRssMb.agentOverall} MB` : ''}; CLI start-up ${out.cliStartupMs} ms\n`,
