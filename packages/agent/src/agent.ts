@@ -4,7 +4,7 @@
 import { SiteFileTransfer } from './sitetransfer.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RootMap, type Logger } from '@spoke/shared';
+import { FileWorker, RootMap, type Logger } from '@spoke/shared';
 import { identityFiles, type CompiledAgentOptions } from './config.js';
 import { MasterConnection } from './connection.js';
 import { detectFpmSocket, detectServices, type DetectedService } from './detect.js';
@@ -39,7 +39,8 @@ export async function startAgent(
     keyPem: readFileSync(files.key, 'utf8'),
   };
   const rootMap = new RootMap(opts.rootPrefix);
-  const trees = new AgentTrees({ stateDir: opts.stateDir, roots: opts.roots, rootMap, fetchBatch: opts.fetchBatch, log: deps.log.child({ component: 'agent.trees' }) });
+  const fileWorker = new FileWorker();
+  const trees = new AgentTrees({ stateDir: opts.stateDir, roots: opts.roots, rootMap, fetchBatch: opts.fetchBatch, helper: fileWorker, log: deps.log.child({ component: 'agent.trees' }) });
   // Converges do not fsync: a machine that went down while this agent ran is found here, and
   // then the tree state it wrote is not trusted (see converge/boot.ts).
   const run = beginRun(opts.stateDir, (deps.bootId ?? linuxBootId)());
@@ -95,6 +96,7 @@ export async function startAgent(
     connection,
     stop: async () => {
       connection.stop();
+      fileWorker.close();
       if (!endRun(opts.stateDir, deps.flush ?? syncAll)) deps.log.warn('sync failed at stop: the next start re-hashes every tree');
     },
   };

@@ -14,6 +14,7 @@ import {
   removeTreeKeepingUserData,
   unframeBlobs,
   wire,
+  type FileHelper,
   type Logger,
   type Manifest,
   type ManifestEntry,
@@ -62,6 +63,8 @@ async function* bytesOf(stream: ClientReadableStream<wire.BlobChunk>): AsyncGene
 /** Tree management on the agent. */
 export class AgentTrees {
   private readonly stateDir: string;
+  /** A second thread for copying content reused from other trees (see converge's helper). */
+  private readonly helper: FileHelper | undefined;
   private readonly roots: string[];
   private readonly rootMap: RootMap;
   private readonly log: Logger;
@@ -75,8 +78,9 @@ export class AgentTrees {
   /** Hashes per FetchBlobs request. */
   private readonly fetchBatch: number;
 
-  constructor(deps: { stateDir: string; roots: string[]; rootMap: RootMap; log: Logger; fetchBatch?: number }) {
+  constructor(deps: { stateDir: string; roots: string[]; rootMap: RootMap; log: Logger; fetchBatch?: number; helper?: FileHelper }) {
     this.fetchBatch = deps.fetchBatch ?? FETCH_BATCH;
+    this.helper = deps.helper;
     this.stateDir = deps.stateDir;
     this.roots = deps.roots;
     this.rootMap = deps.rootMap;
@@ -192,6 +196,7 @@ export class AgentTrees {
         // the index reads every held manifest, ~50 ms for 20,000 entries.
         reuse: (hash) => (reuseIndex ??= buildReuseIndex(this.stateDir, heldRoots))(hash),
         reuseMinBytes: REUSE_MIN_BYTES,
+        helper: this.helper,
         onProgress: (p) => {
           if (p.phase !== lastPhase || p.phase === 'fetch') {
             lastPhase = p.phase;

@@ -5,7 +5,7 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { RootMap, fail, grpcTarget, parseHostPort, serverTls, type Logger } from '@spoke/shared';
+import { FileWorker, RootMap, fail, grpcTarget, parseHostPort, serverTls, type Logger } from '@spoke/shared';
 import { TreeStore } from './trees.js';
 import { addServices } from './api/index.js';
 import { Enroller, issueMasterCert, loadOrCreateCA } from './ca.js';
@@ -91,7 +91,8 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
     ns.setPresence(hub);
     const tasks = new TaskEngine({ db, clock, log: log.child({ component: 'master.tasks' }), concurrency: opts.taskConcurrency });
     const enroller = new Enroller({ db, ns, ca, clock });
-    const trees = new TreeStore({ db, rootMap: new RootMap(opts.root), log: log.child({ component: 'master.trees' }) });
+    const fileWorker = new FileWorker();
+    const trees = new TreeStore({ db, rootMap: new RootMap(opts.root), log: log.child({ component: 'master.trees' }), helper: fileWorker });
     const core = new Core({
       ns,
       enroller,
@@ -135,6 +136,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
         await tasks.stop();
         core.sync.close();
         await trees.close();
+        fileWorker.close();
         hub.closeAll();
         // Let in-flight calls finish, but never wait on idle agent connections for long.
         const graceful = Promise.all([

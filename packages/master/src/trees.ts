@@ -15,6 +15,7 @@ import {
   readEntry,
   sameEntry,
   walkTree,
+  type FileHelper,
   type Logger,
   type Manifest,
   type ManifestEntry,
@@ -178,6 +179,7 @@ export class TreeStore {
   untrustedRewalks = 0;
   /** Called (debounced by the caller) when a watched tree changed. */
   onChange: (nsPath: string) => void = () => undefined;
+  private readonly helper: FileHelper | undefined;
 
   /**
    * @param deps.watchMaxEntries only directories are watched (a few hundred bytes each once
@@ -190,9 +192,11 @@ export class TreeStore {
    *   of a large tree produces more than that. So when a tree's watches report this many events
    *   within a second, the next read re-walks it (stat-cached) instead of trusting the events.
    *   @default 4000
+   * @param deps.helper a second thread that hashes half of what a walk reads (see FileWorker).
    */
-  constructor(deps: { db: Db; rootMap: RootMap; log: Logger; watch?: boolean; watchMaxEntries?: number; stormEvents?: number }) {
+  constructor(deps: { db: Db; rootMap: RootMap; log: Logger; watch?: boolean; watchMaxEntries?: number; stormEvents?: number; helper?: FileHelper }) {
     this.rootMap = deps.rootMap;
+    this.helper = deps.helper;
     this.log = deps.log;
     this.cache = new SqliteStatCache(deps.db);
     this.watchEnabled = deps.watch ?? true;
@@ -245,7 +249,7 @@ export class TreeStore {
       const started = Date.now();
       // previous: a re-walk shares unchanged entries with the manifests still held (history)
       const dirs = dirSnapshot(hostPath);
-      const r = await walkTree(hostPath, { exclude: excludes, statCache: this.cache, previous: t?.live, onDir: dirs.onDir });
+      const r = await walkTree(hostPath, { exclude: excludes, statCache: this.cache, previous: t?.live, onDir: dirs.onDir, helper: this.helper });
       this.cache.flushSoon();
       for (const s of r.skipped) this.log.warn({ tree: nsPath, path: s.path, reason: s.reason }, 'left out of manifest');
       this.log.info(
@@ -575,7 +579,7 @@ export class TreeStore {
       t.rewalk = false;
       t.pending.clear();
       const dirs = dirSnapshot(t.hostPath);
-      const r = await walkTree(t.hostPath, { exclude: t.excludes, statCache: this.cache, previous: t.live, onDir: dirs.onDir });
+      const r = await walkTree(t.hostPath, { exclude: t.excludes, statCache: this.cache, previous: t.live, onDir: dirs.onDir, helper: this.helper });
       this.cache.flushSoon();
       t.live = LiveManifest.from(r.manifest);
       t.dirs = dirs.map;

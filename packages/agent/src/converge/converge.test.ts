@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildManifest, isSpokeError, type Manifest, type ManifestEntry, sha256Hex } from '@spoke/shared';
+import { buildManifest, FileWorker, type FileHelper, isSpokeError, type Manifest, type ManifestEntry, sha256Hex } from '@spoke/shared';
 import { buildReuseIndex, converge, type ConvergeOptions, observe, readCommitted, replayJournals, treeKeyOf } from './index.js';
 import { type ManifestDelta, MAX_CHAIN, readManifestFile, treeStateDir } from './state.js';
 import { codecFetcher, copyFetcher, deltaOf, framesFetcher, fullManifest, manifestOf, scratch, type Spec, type TestFetcher, writeTree } from './testkit.js';
@@ -545,6 +545,40 @@ describe('converge: reuse', () => {
     const r2 = await converge({ treeKey: '/third', hostRoot: dst2, stateDir, desired: await manifestOf(s2), fetcher: copyFetcher([s2]), reuse, reuseMinBytes: 5014 });
     expect(lookups).toBe(2);
     expect(r2).toMatchObject({ filesFetched: 0, filesReused: 2 });
+  });
+
+  it('a helper thread copies a share of what other trees hold; what it hands back is done here, what does not match is fetched', async () => {
+    const spec: Spec = {};
+    for (let i = 0; i < 300; i++) spec[`core/m${i % 7}/f${i}.php`] = { content: `<?php // ${i} ${'y'.repeat(i)}`, mode: i % 5 === 0 ? 0o755 : 0o644 };
+    const s1 = source(spec);
+    const other = join(base, 'host', 'other');
+    await converge({ treeKey: '/other', hostRoot: other, stateDir, desired: await manifestOf(s1), fetcher: copyFetcher([s1]) });
+    // the other tree's copy of one file no longer holds its content (same size)
+    fs.writeFileSync(join(other, 'core/m3/f297.php'), fs.readFileSync(join(other, 'core/m3/f297.php'), 'utf8').toUpperCase());
+    const s2 = source({ ...spec, 'core/own.php': 'mine' });
+    const worker = new FileWorker();
+    let copiedThere = 0;
+    const helper: FileHelper = {
+      warm: () => worker.warm(),
+      hash: (items, max) => worker.hash(items, max),
+      copy: async (items) => {
+        const done = await worker.copy(items);
+        copiedThere += done.filter((d) => d === true).length;
+        // the first ten come back undone: this thread copies them itself
+        return done.map((d, k) => (k < 10 ? (fs.rmSync(items[k]?.[1] as string, { force: true }), undefined) : d));
+      },
+    };
+    try {
+      const reuse = buildReuseIndex(stateDir, new Map([['/other', other]]));
+      const fetcher = copyFetcher([s2]);
+      const r = await converge({ treeKey: KEY, hostRoot: dst, stateDir, desired: await manifestOf(s2), fetcher, reuse, helper });
+      expect(copiedThere).toBeGreaterThan(100);
+      expect(r).toMatchObject({ filesFetched: 2, filesReused: 299 });
+      await expectSame(dst, s2);
+      expect(fs.readFileSync(join(other, 'core/m0/f0.php'), 'utf8')).toBe('<?php // 0 '); // copied from, not moved
+    } finally {
+      worker.close();
+    }
   });
 
   it('a reuse source that no longer holds its hash is not used', async () => {

@@ -52,6 +52,8 @@ export { checkArchiveEntry, extractArchive } from './archive.js';
 export type { ArchiveHeader, ExtractOptions, ExtractResult, SafeEntry, SafeEntryType } from './archive.js';
 export { packBlobs, packTree, unpackBlobs } from './pack.js';
 export { frameBlobs, unframeBlobs } from './frames.js';
+export { FileWorker } from './fileworker.js';
+export type { CopyDone, CopyItem, FileHelper, HashDone, HashItem } from './fileworker.js';
 export type { BlobSource, PackTreeOptions, ReceivedBlob, UnpackBlobsOptions } from './pack.js';
 export type { ByteSource, TarEntry, TarWriter } from './tario.js';
 export { openTarWriter, readTar } from './tario.js';

@@ -17,6 +17,7 @@ import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { fail } from '../errors.js';
 import { compileExcludes, DEFAULT_EXCLUDES, type ExcludeMatcher } from './exclude.js';
+import type { FileHelper } from './fileworker.js';
 import * as fsx from './fsx.js';
 import { errnoText, isErrno } from './fsx.js';
 import { checkLinkTarget, comparePaths, MAX_PATH_BYTES, nameProblem } from './paths.js';
@@ -196,6 +197,12 @@ export interface WalkOptions {
    */
   syncReads?: boolean;
   /**
+   * A second thread that reads and hashes half of each batch of files the walk reads
+   * synchronously (see FileWorker): for a tree the stat cache cannot answer. Dropped for the
+   * rest of a walk once a slice is slow (a cold disk is better served by parallel async reads).
+   */
+  helper?: FileHelper;
+  /**
    * The entries of an earlier walk of the same tree (e.g. the master's live manifest). A path
    * whose entry is unchanged gets that object instead of a new one: a re-walk of a large tree
    * then shares its entries with the manifests still held, instead of holding a second copy of
@@ -249,7 +256,17 @@ interface WalkState {
   cacheHits: number;
   buffers: Buffer[];
   previous: WalkOptions['previous'];
+  /** The helper thread, until a slow slice turns it off for the rest of the walk. */
+  helper: FileHelper | undefined;
+  /** The batch the helper thread is working on (see hashBatch), and whether it is done. */
+  helping: Promise<void> | undefined;
+  helperDone: boolean;
+  /** The helper's share of a batch (see hashBatch). */
+  share: number;
 }
+
+/** What a walk uses of a file's lstat or fstat. */
+type FileFacts = Pick<Stats, 'ino' | 'size' | 'mode' | 'mtimeMs' | 'ctimeMs'>;
 
 /** A regular file that needs reading (not in the stat cache, or changed). */
 interface HashTask {
@@ -296,9 +313,15 @@ export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<Wal
     cacheHits: 0,
     buffers: [],
     previous: opts.previous,
+    helper: syncReads ? opts.helper : undefined,
+    helping: undefined,
+    helperDone: false,
+    share: 0.5,
   };
   const concurrency = opts.concurrency ?? 16;
+  state.helper?.warm(); // up (~70 ms) by the time the first batches are found
   await scanTree(state, (batch) => hashBatch(state, batch, concurrency, syncReads));
+  await state.helping;
   const manifest = buildManifest(state.entries);
   state.skipped.sort((a, b) => comparePaths(a.path, b.path));
   return { manifest, skipped: state.skipped, hashedBytes: state.hashedBytes, cacheHits: state.cacheHits };
@@ -413,6 +436,23 @@ async function hashBatch(state: WalkState, batch: HashTask[], concurrency: numbe
   let async: HashTask[] = [];
   if (!allowSync) async = batch;
   else {
+    // The helper thread takes a share of the batch (files known to be large excepted), and
+    // works on it while this thread goes on with its share and the next batch: at most one
+    // batch waits for it. The share grows while the helper is done before this thread needs it
+    // again, and shrinks while this thread waits (as it does while the thread starts, ~70 ms).
+    if (state.helper !== undefined && batch.length >= HELPER_MIN_BATCH) {
+      if (state.helping !== undefined) {
+        state.share = state.helperDone ? Math.min(0.8, state.share + 0.05) : Math.max(0.2, state.share - 0.05);
+        await state.helping;
+      }
+      state.helperDone = false;
+      const cut = Math.round(batch.length * (1 - state.share));
+      const theirs = batch.slice(cut).filter((t) => t.st === undefined || t.st.size <= SYNC_MAX_BYTES);
+      for (const t of batch.slice(cut)) if (t.st !== undefined && t.st.size > SYNC_MAX_BYTES) async.push(t);
+      batch = batch.slice(0, cut);
+      state.helping = helpedInto(state, state.helper, theirs, concurrency);
+      state.helping.catch(() => undefined); // awaited (and thrown) with the next batch or at the end
+    }
     let i = 0;
     while (i < batch.length) {
       const t0 = performance.now();
@@ -435,12 +475,39 @@ async function hashBatch(state: WalkState, batch: HashTask[], concurrency: numbe
       // slow slice may only mean this process was descheduled)
       if (files > 0 && ms > files * SLOW_FILE_MS + bytes * SLOW_BYTE_MS) {
         async.push(...batch.slice(i));
+        state.helper = undefined;
         break;
       }
       if (i < batch.length) await new Promise((resolve) => setImmediate(resolve));
     }
   }
   if (async.length > 0) await forEachLimit(async, concurrency, (t) => hashInto(state, t));
+}
+
+/** Batches smaller than this are not split with the helper thread (a round trip costs ~0.1 ms). */
+const HELPER_MIN_BATCH = 64;
+
+/**
+ * Hashes `tasks` on the helper thread; what it hands back undone (gone, not a regular file,
+ * larger than SYNC_MAX_BYTES, an error) is done here exactly as without a helper.
+ */
+async function helpedInto(state: WalkState, helper: FileHelper, tasks: HashTask[], concurrency: number): Promise<void> {
+  const later: HashTask[] = [];
+  const done = await helper.hash(
+    tasks.map((t) => [join(state.root, t.rel), t.st?.size ?? -1]),
+    SYNC_MAX_BYTES,
+  );
+  for (let k = 0; k < tasks.length; k++) {
+    const t = tasks[k] as HashTask;
+    const d = done[k];
+    if (d === undefined) {
+      hashSyncInto(state, t, later);
+      continue;
+    }
+    add(state, recordHash(state, join(state.root, t.rel), t.rel, t.st ?? d, { hash: d.hash, size: d.size, stat: d }));
+  }
+  if (later.length > 0) await forEachLimit(later, concurrency, (t) => hashInto(state, t));
+  state.helperDone = true;
 }
 
 /**
@@ -529,8 +596,8 @@ function recordHash(
   state: Pick<WalkState, 'cache' | 'racyMs' | 'hashedBytes'>,
   abs: string,
   rel: string,
-  st: Stats,
-  got: { hash: string; size: number; stat: Stats | undefined },
+  st: FileFacts,
+  got: { hash: string; size: number; stat: FileFacts | undefined },
 ): ManifestEntry {
   const cache = state.cache;
   state.hashedBytes += got.size;
