@@ -204,6 +204,8 @@ function diskFull(e: unknown, root: string): Error | undefined {
 const LOCAL_SCAN_MIN_BYTES = 1024 * 1024;
 /** Fewer copies than this are not shared with the helper thread. */
 const HELPER_MIN_COPIES = 64;
+/** Copies per chunk when a helper thread shares them (see stageBlobs). */
+const COPY_CHUNK = 256;
 
 interface Counters {
   filesFetched: number;
@@ -559,36 +561,52 @@ async function stageBlobs(
     if (src === undefined) fetchIt(hash, size);
     else copies.push([hash, size, src]);
   }
-  // A share of the copies goes to the helper thread, if there is one, while this thread does
-  // the rest; what it hands back undone is copied here, exactly as without it.
-  let helped: Promise<void> | undefined;
-  if (o.helper !== undefined && copies.length >= HELPER_MIN_COPIES) {
-    const theirs = copies.splice(copies.length >> 1);
-    const dests = theirs.map(([hash]) => placeAt?.(hash) ?? join(blobs, `.copy-${seq++}`));
-    const helper = o.helper;
-    helped = helper
-      .copy(theirs.map(([hash, size, src], k) => [src, dests[k] as string, hash, size, placeAt === undefined ? 0o600 : (modeAt?.(hash) ?? 0o600)]))
-      .then((done) => {
-        for (let k = 0; k < theirs.length; k++) {
-          const [hash, size, src] = theirs[k] as [string, number, string];
-          const dest = dests[k] as string;
-          const d = done[k];
-          if (d === true) {
-            if (placeAt === undefined) fs.renameSync(dest, join(blobs, hash));
-            else {
-              placed?.set(hash, dest);
-              if (modeAt) withMode?.add(hash);
-            }
-            reused(hash, size);
-          } else if (d === undefined && copyIn(src, hash, size)) reused(hash, size);
-          else fetchIt(hash, size);
-        }
-      });
-    helped.catch(() => undefined); // awaited (and thrown) below, after this thread's share
-  }
-  for (const [hash, size, src] of copies) {
-    if (copyIn(src, hash, size)) reused(hash, size);
-    else fetchIt(hash, size);
+  // With a helper thread, both threads take chunks of COPY_CHUNK copies from the list until it
+  // is empty (so neither waits long for the other: the helper is slower at first); what the
+  // helper hands back undone is copied here, exactly as without it.
+  let next = 0;
+  let end = copies.length;
+  const take = () => {
+    const from = next;
+    next = Math.min(end, next + COPY_CHUNK);
+    return copies.slice(from, next);
+  };
+  // the helper works from the end, in other directories than this thread (a directory takes one
+  // file creation at a time)
+  const takeLast = () => {
+    const to = end;
+    end = Math.max(next, end - COPY_CHUNK);
+    return copies.slice(end, to);
+  };
+  const helper = copies.length >= HELPER_MIN_COPIES ? o.helper : undefined;
+  const helped = (async () => {
+    if (helper === undefined) return;
+    for (let chunk = takeLast(); chunk.length > 0; chunk = takeLast()) {
+      const dests = chunk.map(([hash]) => placeAt?.(hash) ?? join(blobs, `.copy-${seq++}`));
+      const done = await helper.copy(chunk.map(([hash, size, src], k) => [src, dests[k] as string, hash, size, placeAt === undefined ? 0o600 : (modeAt?.(hash) ?? 0o600)]));
+      for (let k = 0; k < chunk.length; k++) {
+        const [hash, size, src] = chunk[k] as [string, number, string];
+        const dest = dests[k] as string;
+        const d = done[k];
+        if (d === true) {
+          if (placeAt === undefined) fs.renameSync(dest, join(blobs, hash));
+          else {
+            placed?.set(hash, dest);
+            if (modeAt) withMode?.add(hash);
+          }
+          reused(hash, size);
+        } else if (d === undefined && copyIn(src, hash, size)) reused(hash, size);
+        else fetchIt(hash, size);
+      }
+    }
+  })();
+  helped.catch(() => undefined); // awaited (and thrown) below, after this thread's share
+  for (let chunk = take(); chunk.length > 0; chunk = take()) {
+    for (const [hash, size, src] of chunk) {
+      if (copyIn(src, hash, size)) reused(hash, size);
+      else fetchIt(hash, size);
+    }
+    if (helper !== undefined) await new Promise((resolve) => setImmediate(resolve)); // the helper's answers, its next chunk
   }
   await helped;
   if (toFetch.length === 0) return;

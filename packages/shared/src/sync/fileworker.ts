@@ -141,7 +141,7 @@ export class FileWorker implements FileHelper {
 
   private started(): Worker {
     if (this.worker !== undefined) return this.worker;
-    const w = new Worker(SOURCE, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 } });
+    const w = new Worker(SOURCE, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 32 } });
     w.unref();
     w.on('message', (m: { id: number; out: unknown[] }) => {
       const p = this.pending.get(m.id);

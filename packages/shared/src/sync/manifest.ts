@@ -197,9 +197,10 @@ export interface WalkOptions {
    */
   syncReads?: boolean;
   /**
-   * A second thread that reads and hashes half of each batch of files the walk reads
-   * synchronously (see FileWorker): for a tree the stat cache cannot answer. Dropped for the
-   * rest of a walk once a slice is slow (a cold disk is better served by parallel async reads).
+   * A second thread that reads and hashes a share of each batch of files the walk reads
+   * synchronously (see FileWorker and hashBatch): for a tree the stat cache cannot answer. It
+   * keeps its share when a slice is slow (a GC pause or a busy CPU looks the same as a cold
+   * disk; turned off then, it measured off for most of a first walk here).
    */
   helper?: FileHelper;
   /**
@@ -256,7 +257,7 @@ interface WalkState {
   cacheHits: number;
   buffers: Buffer[];
   previous: WalkOptions['previous'];
-  /** The helper thread, until a slow slice turns it off for the rest of the walk. */
+  /** The helper thread (see hashBatch). */
   helper: FileHelper | undefined;
   /** The batch the helper thread is working on (see hashBatch), and whether it is done. */
   helping: Promise<void> | undefined;
@@ -475,7 +476,6 @@ async function hashBatch(state: WalkState, batch: HashTask[], concurrency: numbe
       // slow slice may only mean this process was descheduled)
       if (files > 0 && ms > files * SLOW_FILE_MS + bytes * SLOW_BYTE_MS) {
         async.push(...batch.slice(i));
-        state.helper = undefined;
         break;
       }
       if (i < batch.length) await new Promise((resolve) => setImmediate(resolve));
