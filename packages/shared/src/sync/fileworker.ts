@@ -31,7 +31,7 @@ export interface FileHelper {
   copy(items: CopyItem[]): Promise<CopyDone[]>;
 }
 
-const IDLE_MS = 5_000;
+const IDLE_MS = 250;
 
 // Plain CommonJS for `eval: true`; mirrors hashPathSync (manifest.ts) and copyVerifiedSync
 // (agent fsutil.ts) on their plain path, and answers null ("redo") for everything else.
@@ -141,7 +141,7 @@ export class FileWorker implements FileHelper {
 
   private started(): Worker {
     if (this.worker !== undefined) return this.worker;
-    const w = new Worker(SOURCE, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 32 } });
+    const w = new Worker(SOURCE, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2, stackSizeMb: 1 } });
     w.unref();
     w.on('message', (m: { id: number; out: unknown[] }) => {
       const p = this.pending.get(m.id);
