@@ -23,8 +23,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '@spoke/shared';
-import { readIfExists, removeAll, writeAtomic } from './fsutil.js';
-import { forgetMemos, HEAD, JOURNAL, readHead, readManifestFile, STAGING_INTENT, STAT, sweepStagingIntent, writeHead } from './state.js';
+import { readIfExists, writeAtomic } from './fsutil.js';
+import { forgetMemos, HEAD, JOURNAL, readHead, readManifestFile, removeStagingNamedIn, STAT, sweepStagingIntent, writeHead } from './state.js';
 
 const RUN = 'run.json';
 
@@ -105,17 +105,11 @@ export function distrustTrees(stateDir: string, log?: Logger): Distrusted {
     fs.rmSync(join(treeDir, STAT), { force: true });
     const journal = readIfExists(join(treeDir, JOURNAL));
     if (journal !== undefined) {
-      try {
-        const staging = (JSON.parse(journal) as { staging?: unknown }).staging;
-        if (typeof staging === 'string' && /\/\.spoke-staging-[^/]*$/.test(staging)) removeAll(staging);
-      } catch {
-        // torn: its staging dir, if any, is named by the intent file too
-      }
+      removeStagingNamedIn(journal); // torn: its staging dir is named by the intent file too
       fs.rmSync(join(treeDir, JOURNAL), { force: true });
       out.journalsDiscarded++;
     }
     sweepStagingIntent(treeDir);
-    fs.rmSync(join(treeDir, STAGING_INTENT), { force: true });
     let head;
     try {
       head = readHead(treeDir);

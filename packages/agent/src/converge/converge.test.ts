@@ -559,7 +559,6 @@ describe('converge: reuse', () => {
     const worker = new FileWorker();
     let copiedThere = 0;
     const helper: FileHelper = {
-      warm: () => worker.warm(),
       hash: (items, max) => worker.hash(items, max),
       copy: async (items) => {
         const done = await worker.copy(items);

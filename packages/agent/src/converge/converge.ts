@@ -243,7 +243,6 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   if (trust && sameExcludes && head?.rootHash === target) return result(true, undefined, NO_DRIFT);
 
   cancelled(o.signal);
-  o.helper?.warm(); // the thread takes ~70 ms to start: up by the time there is something to copy
   fs.mkdirSync(treeDir, { recursive: true });
   sweepStagingIntent(treeDir);
   const excludes = excludeMatcher({ exclude: o.excludes ?? [] });
@@ -512,18 +511,24 @@ async function stageBlobs(
   }
   const blobs = join(staging, 'blobs');
   let seq = 0;
-  // Copied and hashed in one pass; only a copy that holds the wanted content is kept.
-  const copyIn = (src: string, hash: string, size: number): boolean => {
-    const dest = placeAt?.(hash);
-    if (dest !== undefined) {
-      if (!copyVerifiedSync(src, dest, hash, size, modeAt?.(hash))) return false;
+  // Copied and hashed in one pass; only a copy that holds the wanted content is kept. A copy
+  // goes where the blob is used in a new tree (with its creation mode), else to a temp name in
+  // blobs/, renamed to its hash once verified.
+  const copyTarget = (hash: string): { dest: string; mode: number } => {
+    const at = placeAt?.(hash);
+    return at === undefined ? { dest: join(blobs, `.copy-${seq++}`), mode: 0o600 } : { dest: at, mode: modeAt?.(hash) ?? 0o600 };
+  };
+  const keepCopy = (hash: string, dest: string) => {
+    if (placeAt === undefined) fs.renameSync(dest, join(blobs, hash));
+    else {
       placed?.set(hash, dest);
       if (modeAt) withMode?.add(hash);
-      return true;
     }
-    const tmp = join(blobs, `.copy-${seq++}`);
-    if (!copyVerifiedSync(src, tmp, hash, size)) return false;
-    fs.renameSync(tmp, join(blobs, hash));
+  };
+  const copyIn = (src: string, hash: string, size: number): boolean => {
+    const t = copyTarget(hash);
+    if (!copyVerifiedSync(src, t.dest, hash, size, t.mode)) return false;
+    keepCopy(hash, t.dest);
     return true;
   };
   const reused = (hash: string, size: number) => {
@@ -582,18 +587,13 @@ async function stageBlobs(
   const helped = (async () => {
     if (helper === undefined) return;
     for (let chunk = takeLast(); chunk.length > 0; chunk = takeLast()) {
-      const dests = chunk.map(([hash]) => placeAt?.(hash) ?? join(blobs, `.copy-${seq++}`));
-      const done = await helper.copy(chunk.map(([hash, size, src], k) => [src, dests[k] as string, hash, size, placeAt === undefined ? 0o600 : (modeAt?.(hash) ?? 0o600)]));
+      const targets = chunk.map(([hash]) => copyTarget(hash));
+      const done = await helper.copy(chunk.map(([hash, size, src], k) => [src, targets[k]?.dest as string, hash, size, targets[k]?.mode as number]));
       for (let k = 0; k < chunk.length; k++) {
         const [hash, size, src] = chunk[k] as [string, number, string];
-        const dest = dests[k] as string;
         const d = done[k];
         if (d === true) {
-          if (placeAt === undefined) fs.renameSync(dest, join(blobs, hash));
-          else {
-            placed?.set(hash, dest);
-            if (modeAt) withMode?.add(hash);
-          }
+          keepCopy(hash, targets[k]?.dest as string);
           reused(hash, size);
         } else if (d === undefined && copyIn(src, hash, size)) reused(hash, size);
         else fetchIt(hash, size);

@@ -268,13 +268,22 @@ export function writeStagingIntent(treeDir: string, staging: string): void {
 export function sweepStagingIntent(treeDir: string, keep?: string): void {
   const text = readIfExists(join(treeDir, STAGING_INTENT));
   if (text === undefined) return;
+  removeStagingNamedIn(text, keep);
+  fs.rmSync(join(treeDir, STAGING_INTENT), { force: true });
+}
+
+/**
+ * Removes the staging dir a state file (staging intent, journal) names in its `path` or
+ * `staging` field — only a `.spoke-staging-*` dir; a torn file names nothing safe to delete.
+ */
+export function removeStagingNamedIn(json: string, keep?: string): void {
   try {
-    const { path } = JSON.parse(text) as { path?: unknown };
+    const doc = JSON.parse(json) as { path?: unknown; staging?: unknown };
+    const path = doc.path ?? doc.staging;
     if (typeof path === 'string' && path !== keep && /\/\.spoke-staging-[^/]*$/.test(path)) removeAll(path);
   } catch {
-    // unreadable intent: nothing we can safely delete
+    // unreadable: nothing we can safely delete
   }
-  fs.rmSync(join(treeDir, STAGING_INTENT), { force: true });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ function counting(inner: FileHelper): FileHelper & { asked: number; done: number
   const c = {
     asked: 0,
     done: 0,
-    warm: () => inner.warm(),
     hash: async (items: HashItem[], max: number): Promise<HashDone[]> => {
       c.asked += items.length;
       const out = await inner.hash(items, max);
@@ -44,7 +43,6 @@ function counting(inner: FileHelper): FileHelper & { asked: number; done: number
 
 /** Starts the worker and waits for one round trip (it takes ~70 ms to start). */
 async function ready(h: FileHelper): Promise<void> {
-  h.warm();
   await h.hash([[join(dir, 'tree', 'm0', 'empty.txt'), -1]], 1);
 }
 
@@ -82,13 +80,12 @@ describe('walkTree with a helper thread', () => {
 
   it('does itself whatever the helper hands back undone, and survives a helper thread that dies', async () => {
     const plain = await walkTree(join(dir, 'tree'));
-    const refusing: FileHelper = { warm: () => undefined, hash: async (items) => items.map(() => undefined), copy: async (items) => items.map(() => undefined) };
+    const refusing: FileHelper = { hash: async (items) => items.map(() => undefined), copy: async (items) => items.map(() => undefined) };
     expect((await walkTree(join(dir, 'tree'), { helper: refusing })).manifest).toEqual(plain.manifest);
 
     const dying = new FileWorker();
     await ready(dying);
     const killer: FileHelper = {
-      warm: () => dying.warm(),
       hash: (items, max) => {
         const p = dying.hash(items, max);
         dying.close(); // the thread goes away with the batch in flight

@@ -25,8 +25,6 @@ export type CopyDone = boolean | undefined;
 
 /** What walkTree and the agent's staging ask of a helper thread (absent: they do it all themselves). */
 export interface FileHelper {
-  /** Starts the thread if it is not running (work sent meanwhile waits for it). */
-  warm(): void;
   hash(items: HashItem[], maxUnknownSize: number): Promise<HashDone[]>;
   copy(items: CopyItem[]): Promise<CopyDone[]>;
 }
@@ -104,10 +102,6 @@ export class FileWorker implements FileHelper {
   private readonly pending = new Map<number, { resolve: (out: unknown[]) => void; n: number }>();
   private idleTimer: NodeJS.Timeout | undefined;
 
-  warm(): void {
-    this.started();
-  }
-
   hash(items: HashItem[], maxUnknownSize: number): Promise<HashDone[]> {
     return this.run('hash', items, { maxUnknown: maxUnknownSize }).then((out) =>
       out.map((r) => {
@@ -122,10 +116,6 @@ export class FileWorker implements FileHelper {
     return this.run('copy', items, {}).then((out) => out.map((r) => (typeof r === 'boolean' ? r : undefined)));
   }
 
-  /** Ends the worker now (a daemon's shutdown); a later call starts a new one. */
-  close(): void {
-    this.stop();
-  }
 
   private run(op: 'hash' | 'copy', items: unknown[], extra: object): Promise<unknown[]> {
     if (items.length === 0) return Promise.resolve([]);
@@ -165,11 +155,12 @@ export class FileWorker implements FileHelper {
   private idleSoon(): void {
     if (this.worker === undefined) return;
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.stop(), IDLE_MS);
+    this.idleTimer = setTimeout(() => this.close(), IDLE_MS);
     this.idleTimer.unref();
   }
 
-  private stop(): void {
+  /** Ends the worker now (a daemon's shutdown, or idle); a later call starts a new one. */
+  close(): void {
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     const w = this.worker;

@@ -17,7 +17,7 @@ import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { fail } from '../errors.js';
 import { compileExcludes, DEFAULT_EXCLUDES, type ExcludeMatcher } from './exclude.js';
-import type { FileHelper } from './fileworker.js';
+import type { FileHelper, HashItem } from './fileworker.js';
 import * as fsx from './fsx.js';
 import { errnoText, isErrno } from './fsx.js';
 import { checkLinkTarget, comparePaths, MAX_PATH_BYTES, nameProblem } from './paths.js';
@@ -320,7 +320,6 @@ export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<Wal
     share: 0.5,
   };
   const concurrency = opts.concurrency ?? 16;
-  state.helper?.warm(); // up (~70 ms) by the time the first batches are found
   await scanTree(state, (batch) => hashBatch(state, batch, concurrency, syncReads));
   await state.helping;
   const manifest = buildManifest(state.entries);
@@ -493,10 +492,8 @@ const HELPER_MIN_BATCH = 64;
  */
 async function helpedInto(state: WalkState, helper: FileHelper, tasks: HashTask[], concurrency: number): Promise<void> {
   const later: HashTask[] = [];
-  const done = await helper.hash(
-    tasks.map((t) => [join(state.root, t.rel), t.st?.size ?? -1]),
-    SYNC_MAX_BYTES,
-  );
+  const items: HashItem[] = tasks.map((t) => [join(state.root, t.rel), t.st?.size ?? -1]);
+  const done = await helper.hash(items, SYNC_MAX_BYTES);
   for (let k = 0; k < tasks.length; k++) {
     const t = tasks[k] as HashTask;
     const d = done[k];
@@ -504,7 +501,7 @@ async function helpedInto(state: WalkState, helper: FileHelper, tasks: HashTask[
       hashSyncInto(state, t, later);
       continue;
     }
-    add(state, recordHash(state, join(state.root, t.rel), t.rel, t.st ?? d, { hash: d.hash, size: d.size, stat: d }));
+    add(state, recordHash(state, (items[k] as HashItem)[0], t.rel, t.st ?? d, { hash: d.hash, size: d.size, stat: d }));
   }
   if (later.length > 0) await forEachLimit(later, concurrency, (t) => hashInto(state, t));
   state.helperDone = true;
