@@ -2,7 +2,7 @@
  * `spoke-agent`: enroll | run | version. The only place that wires the agent's graph.
  */
 import { parseArgs } from 'node:util';
-import { SPOKE_VERSION, boundHeapGrowth, createLogger, isSpokeError } from '@spoke/shared';
+import { SPOKE_VERSION, boundHeapGrowth, AGENT_HEAP_HEADROOM_MB, createLogger, isSpokeError } from '@spoke/shared';
 import { compileAgentOptions } from './config.js';
 import { enroll } from './enroll.js';
 import { startAgent } from './agent.js';
@@ -64,7 +64,7 @@ async function main(argv: string[]): Promise<void> {
   if (cmd !== 'run') usage(`unknown command ${JSON.stringify(cmd)}`);
   const opts = compileAgentOptions({ stateDir, root: values.root as string | undefined, master: values.master as string | undefined });
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'agent', server: opts.server } });
-  boundHeapGrowth(process.env);
+  boundHeapGrowth(process.env, AGENT_HEAP_HEADROOM_MB);
   const agent = await startAgent(opts, { log });
   agent.connection.onState = (s, info) => {
     if (s === 'stopped' && agent.connection.fatal) {

@@ -3,7 +3,7 @@
  * the master's graph for the standalone daemon.
  */
 import { parseArgs } from 'node:util';
-import { SPOKE_VERSION, boundHeapGrowth, createLogger, isSpokeError } from '@spoke/shared';
+import { SPOKE_VERSION, boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, createLogger, isSpokeError } from '@spoke/shared';
 import { compileMasterOptions } from './options.js';
 import { startMaster } from './master.js';
 
@@ -32,7 +32,7 @@ async function main(argv: string[]): Promise<void> {
     process.stderr.write(`error: USAGE: ${(e as Error).message}\n${USAGE}\n`);
     process.exit(2);
   }
-  boundHeapGrowth(process.env);
+  boundHeapGrowth(process.env, MASTER_HEAP_HEADROOM_MB);
   const opts = compileMasterOptions({ stateDir: values['state-dir'], listen: values.listen, root: values.root, socket: values.socket });
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'master' } });
   const master = await startMaster(opts, { log });

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { boundHeapGrowth, createLogger, fail } from '@spoke/shared';
+import { boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, createLogger, fail } from '@spoke/shared';
 import { compileMasterOptions } from './options.js';
 import { startMaster, type RunningMaster } from './master.js';
 import type { Command } from './cli/cli.js';
@@ -62,7 +62,7 @@ export const upCommand: Command = {
     const agentLog = join(opts.stateDir, 'agent.log');
     const log = createLogger({ level: opts.logLevel, base: { daemon: 'master' }, destination: masterLog });
     const bin = findAgentBin();
-    boundHeapGrowth(process.env);
+    boundHeapGrowth(process.env, MASTER_HEAP_HEADROOM_MB);
     const m = await startMaster(opts, { log });
     const agentDir = join(opts.stateDir, 'agent');
     let child: ChildProcess | undefined;
