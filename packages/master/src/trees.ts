@@ -450,7 +450,7 @@ export class TreeStore {
   }
 
   /** Host paths holding the given content hashes in a tree (for FetchBlobs). */
-  async blobSources(nsPath: string, hashes: readonly string[]): Promise<Iterable<{ hash: string; path: string }>> {
+  async blobSources(nsPath: string, hashes: readonly string[]): Promise<Iterable<{ hash: string; path: string; size: number }>> {
     const t = this.trees.get(nsPath);
     if (!t) throw fail('TREE_UNREADABLE', `tree ${nsPath} is not loaded on the master; run a verify first`);
     // No drain: the agent asks for the content of the manifest it was sent, which is this one (or
@@ -475,7 +475,7 @@ export class TreeStore {
         const e = found.get(hash);
         if (e === undefined) continue; // asked twice: sent once
         found.delete(hash); // what was sent can be collected
-        yield { hash, path: `${hostPath}/${e.path}` };
+        yield { hash, path: `${hostPath}/${e.path}`, size: e.size };
       }
     })();
   }

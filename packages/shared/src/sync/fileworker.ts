@@ -76,6 +76,7 @@ function copyOne(src, dest, hash, size, mode) {
       h.update(buf.subarray(0, got));
       for (let off = 0; off < got; ) off += fs.writeSync(dfd, buf, off, got - off);
       n += got;
+      if (got < buf.length && n >= size) break;
     }
     ok = n === size && h.digest('hex') === hash;
     return ok;

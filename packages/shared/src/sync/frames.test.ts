@@ -116,5 +116,26 @@ describe('blob frames', () => {
     mkdirSync(join(d, 'dir'));
     await expect(collect(frameBlobs([{ hash: sha('x'), path: join(d, 'link') }]))).rejects.toMatchObject({ code: 'TREE_UNREADABLE', message: expect.stringContaining('symlink') });
     await expect(collect(frameBlobs([{ hash: sha('x'), path: join(d, 'dir') }]))).rejects.toMatchObject({ code: 'TREE_UNREADABLE' });
+    // with the manifest's size (no fstat): the same refusals
+    await expect(collect(frameBlobs([{ hash: sha('x'), path: join(d, 'link'), size: 1 }]))).rejects.toMatchObject({ code: 'TREE_UNREADABLE', message: expect.stringContaining('symlink') });
+    await expect(collect(frameBlobs([{ hash: sha('x'), path: join(d, 'dir'), size: 1 }]))).rejects.toMatchObject({ code: 'TREE_UNREADABLE', message: expect.stringContaining('not a regular file now') });
+  });
+
+  it('with the manifest size: a source changed since (grown, shrunk) is refused by its hash; one only appended to sends its manifest content', async () => {
+    const src = tmp();
+    const s = sources(src, ['grew', 'shrank here', 'kept']);
+    writeFileSync(s[0]!.path, 'GREW since the walk');
+    writeFileSync(s[1]!.path, 'shrank');
+    const sized = s.map((x, i) => ({ ...x, size: ['grew', 'shrank here', 'kept'][i]!.length }));
+    // each alone: the bad one is refused, nothing of it is left
+    for (const bad of [sized[0]!, sized[1]!]) {
+      const dest = tmp();
+      await expect(unframeBlobs(frameBlobs([bad]), dest)).rejects.toMatchObject({ code: 'BLOB_HASH_MISMATCH' });
+      expect(readdirSync(dest)).toEqual([]);
+    }
+    writeFileSync(sized[2]!.path, 'kept, and appended to since');
+    const dest = tmp();
+    const got = await unframeBlobs(frameBlobs([sized[2]!]), dest);
+    expect(readFileSync(got[0]!.path, 'utf8')).toBe('kept');
   });
 });

@@ -6,7 +6,7 @@
  * into ~1 MiB chunks. Every blob is verified against its name on arrival, as before.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants as FS, mkdirSync, openSync, readSync, renameSync, rmSync, writeFileSync, writeSync, fstatSync } from 'node:fs';
+import { closeSync, constants as FS, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail } from '../errors.js';
 import { isHash } from './manifest.js';
@@ -41,7 +41,7 @@ export async function* frameBlobs(sources: Iterable<BlobSource>): AsyncGenerator
     off = 0;
     return filled;
   };
-  for (const { hash, path } of sources) {
+  for (const { hash, path, size } of sources) {
     if (!isHash(hash)) throw fail('INVALID_ARGUMENT', `${JSON.stringify(hash)} is not a SHA-256 hex digest`);
     if (seen.has(hash)) continue;
     seen.add(hash);
@@ -54,9 +54,12 @@ export async function* frameBlobs(sources: Iterable<BlobSource>): AsyncGenerator
       throw fail('TREE_UNREADABLE', `cannot read ${path}: ${code === 'ELOOP' ? 'it is a symlink now' : (code ?? String(e))}`);
     }
     try {
-      const st = fstatSync(fd);
-      if (!st.isFile()) throw fail('TREE_UNREADABLE', `cannot read ${path}: it is not a regular file now`);
-      const len = st.size;
+      let len: number;
+      if (size === undefined) {
+        const st = fstatSync(fd);
+        if (!st.isFile()) throw notAFile(path);
+        len = st.size;
+      } else len = size;
       if (CHUNK - off < HEADER) yield take();
       out.write(hash, off, 32, 'hex');
       out.writeBigUInt64BE(BigInt(len), off + 32);
@@ -64,7 +67,7 @@ export async function* frameBlobs(sources: Iterable<BlobSource>): AsyncGenerator
       let left = len;
       while (left > 0) {
         if (off === CHUNK) yield take();
-        const n = readSync(fd, out, off, Math.min(left, CHUNK - off), len - left);
+        const n = readBlob(fd, out, off, Math.min(left, CHUNK - off), len - left, path);
         if (n === 0) break; // truncated since stat: the receiver's size/hash check catches it
         off += n;
         left -= n;
@@ -83,6 +86,20 @@ export async function* frameBlobs(sources: Iterable<BlobSource>): AsyncGenerator
     if (off === CHUNK) yield take();
   }
   if (off > 0) yield withHeadroom(out, off);
+}
+
+function notAFile(path: string): Error {
+  return fail('TREE_UNREADABLE', `cannot read ${path}: it is not a regular file now`);
+}
+
+/** readSync, where a directory swapped in since the walk (no fstat said so) reads as EISDIR. */
+function readBlob(fd: number, out: Buffer, off: number, length: number, position: number, path: string): number {
+  try {
+    return readSync(fd, out, off, length, position);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw notAFile(path);
+    throw fail('TREE_UNREADABLE', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
 }
 
 /** Bytes free before every chunk frameBlobs yields, for the message header (see wire.ts). */
@@ -140,7 +157,7 @@ export async function unframeBlobs(
     const size = Number(header.readBigUInt64BE(32));
     if (!Number.isSafeInteger(size)) throw fail('ARCHIVE_UNSAFE', 'blob frame with an impossible size');
     if (want && !want.has(hash)) throw fail('ARCHIVE_UNSAFE', `blob ${hash.slice(0, 12)} was not asked for`);
-    const tmp = join(stagingDir, `.in-${hash}`);
+    const tmp = size > SMALL ? join(stagingDir, `.in-${hash}`) : '';
     const destOf = opts.destOf?.(hash);
     const dest = destOf ?? join(stagingDir, hash);
     const mode = (destOf !== undefined ? opts.modeOf?.(hash) : undefined) ?? 0o600;
@@ -164,7 +181,14 @@ export async function unframeBlobs(
       renameSync(c.tmp, dest);
     } else {
       // The staging dir is private to one converge and swept after a crash, so a direct write is safe.
-      writeFileSync(dest, c.whole ?? (c.parts.length === 1 ? (c.parts[0] as Buffer) : Buffer.concat(c.parts, c.size)), { mode });
+      // open/write/close, not writeFileSync: ~4 µs less per blob, 20,000 blobs in an initial sync
+      const data = c.whole ?? (c.parts.length === 1 ? (c.parts[0] as Buffer) : Buffer.concat(c.parts, c.size));
+      const fd = openSync(dest, FS.O_WRONLY | FS.O_CREAT | FS.O_TRUNC, mode);
+      try {
+        for (let o = 0; o < data.length; ) o += writeSync(fd, data, o, data.length - o);
+      } finally {
+        closeSync(fd);
+      }
     }
     got.push({ hash: c.hash, size: c.size, path: dest, mode });
   };

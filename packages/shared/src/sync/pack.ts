@@ -19,6 +19,11 @@ import { addEntry, fileChunks, packToReadable, readTar, type ByteSource } from '
 export interface BlobSource {
   hash: string;
   path: string;
+  /**
+   * Its size in the manifest, when known: frameBlobs then reads that many bytes without an
+   * fstat (a file that changed size since is caught by the receiver's hash check, as any change).
+   */
+  size?: number;
 }
 
 // Blobs carry no metadata of their own: mode and mtime come from the manifest at apply time, and
