@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -182,6 +182,23 @@ describe('SqliteStatCache', () => {
     expect(migrate(db)).toBe(6);
     expect(ddl()).toMatch(/WITHOUT ROWID/);
     expect(new SqliteStatCache(db).get('/t/kept')).toEqual({ ino: 9, size: 10, mtimeMs: 11.5, ctimeMs: 12.5, hash: 'c'.repeat(64) });
+  });
+
+  it('checkpoints the WAL after writing, so the next commit (an operator request) does not', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-statcache-'));
+    try {
+      const db = openStore(join(dir, 'spoke.db'));
+      const cache = new SqliteStatCache(db);
+      // fewer pages than SQLite's auto-checkpoint (1,000): it would leave them in the WAL
+      for (let i = 0; i < 2000; i++) cache.set(`/t/f${i}`, { ino: i, size: i, mtimeMs: 1, ctimeMs: 2, hash: 'd'.repeat(64) });
+      const before = statSync(join(dir, 'spoke.db')).size;
+      cache.flush();
+      // the rows are in the database file itself, not only in the WAL
+      expect(statSync(join(dir, 'spoke.db')).size).toBeGreaterThan(before + 100_000);
+      db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('writes a walk\'s records later, answers from them meanwhile, and writes them on flush', () => {
