@@ -117,6 +117,22 @@ describe('FileWorker.copy', () => {
     expect(fs.existsSync(join(dir, 'c-3'))).toBe(false);
   });
 
+  it('hands back what is not the plain case: a large file, another size, a directory', async () => {
+    const big = join(dir, 'e-big');
+    const content = Buffer.alloc(300 * 1024, 7);
+    fs.writeFileSync(big, content);
+    fs.writeFileSync(join(dir, 'e-small'), 'abc');
+    fs.mkdirSync(join(dir, 'e-dir'));
+    expect(
+      await worker.copy([
+        [big, join(dir, 'e-1'), sha(content), content.length, 0o644],
+        [join(dir, 'e-small'), join(dir, 'e-2'), sha('abcd'), 4, 0o644],
+        [join(dir, 'e-dir'), join(dir, 'e-3'), sha('x'), 1, 0o644],
+      ]),
+    ).toEqual([undefined, undefined, undefined]);
+    for (const n of ['e-1', 'e-2', 'e-3']) expect(fs.existsSync(join(dir, n))).toBe(false);
+  });
+
   it('never overwrites an existing destination', async () => {
     const src = join(dir, 'd-src');
     fs.writeFileSync(src, 'new');

@@ -32,7 +32,8 @@ export interface FileHelper {
 const IDLE_MS = 250;
 
 // Plain CommonJS for `eval: true`; mirrors hashPathSync (manifest.ts) and copyVerifiedSync
-// (agent fsutil.ts) on their plain path, and answers null ("redo") for everything else.
+// (agent fsutil.ts) on their plain path (a copy: a file smaller than the buffer, read and checked
+// before its copy is created), and answers null ("redo") for everything else.
 const SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
@@ -60,30 +61,24 @@ function hashOne(abs, known, maxUnknown) {
   } catch { return null; } finally { fs.closeSync(fd); }
 }
 function copyOne(src, dest, hash, size, mode) {
+  if (size >= buf.length) return null;
   let sfd;
   try { sfd = fs.openSync(src, OPEN); } catch { return null; }
-  let dfd = -1;
-  let ok = false;
   try {
-    const st = fs.fstatSync(sfd);
-    if (!st.isFile() || st.size !== size) return null;
-    dfd = fs.openSync(dest, C.O_WRONLY | C.O_CREAT | C.O_EXCL, mode);
-    const h = createHash('sha256');
-    let n = 0;
-    for (;;) {
-      const got = fs.readSync(sfd, buf, 0, buf.length, null);
-      if (got === 0) break;
-      h.update(buf.subarray(0, got));
+    const got = fs.readSync(sfd, buf, 0, buf.length, null);
+    if (got !== size) return null;
+    if (createHash('sha256').update(buf.subarray(0, got)).digest('hex') !== hash) return false;
+    const dfd = fs.openSync(dest, C.O_WRONLY | C.O_CREAT | C.O_EXCL, mode);
+    let ok = false;
+    try {
       for (let off = 0; off < got; ) off += fs.writeSync(dfd, buf, off, got - off);
-      n += got;
-      if (got < buf.length && n >= size) break;
+      ok = true;
+    } finally {
+      fs.closeSync(dfd);
+      if (!ok) try { fs.rmSync(dest, { force: true }); } catch {}
     }
-    ok = n === size && h.digest('hex') === hash;
-    return ok;
-  } catch { return null; } finally {
-    if (dfd >= 0) { try { fs.closeSync(dfd); } catch {} if (!ok) try { fs.rmSync(dest, { force: true }); } catch {} }
-    fs.closeSync(sfd);
-  }
+    return true;
+  } catch { return null; } finally { fs.closeSync(sfd); }
 }
 parentPort.on('message', (m) => {
   const out = [];
