@@ -11,7 +11,7 @@ import { RootMap, removeTreeKeepingUserData, silentLogger } from '@spoke/shared'
 import { commandRunner, WebConfig } from './webconfig.js';
 import { AgentTrees } from './sync.js';
 import { forgetPlatform } from './forget.js';
-import { converge, treeStateDir } from './converge/index.js';
+import { converge, hasMemos, treeStateDir } from './converge/index.js';
 import { copyFetcher, manifestOf, writeTree } from './converge/testkit.js';
 import { recordingScript, scriptsRan } from './testutil.js';
 
@@ -106,8 +106,11 @@ describe('AgentTrees.forget', () => {
     const { trees, stateDir } = await heldTree();
     expect(Object.keys(trees.observed())).toEqual([TREE]);
     expect(existsSync(treeStateDir(stateDir, TREE))).toBe(true);
+    expect(hasMemos(treeStateDir(stateDir, TREE))).toBe(true);
     const r = await trees.forget(TREE, false);
     expect(r).toEqual({ stateRemoved: true, treeRemoved: false, kept: [], problems: [] });
+    // nothing of it stays in memory either (a removed platform's manifest was kept until a restart)
+    expect(hasMemos(treeStateDir(stateDir, TREE))).toBe(false);
     expect(trees.observed()).toEqual({});
     expect(existsSync(treeStateDir(stateDir, TREE))).toBe(false);
     expect(await trees.checkDrift()).toBe(false);

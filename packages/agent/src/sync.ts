@@ -29,6 +29,7 @@ import {
   readCommitted,
   replayJournals,
   treeKeyOf,
+  forgetMemos,
   treeStateDir,
   type BlobFetcher,
 } from './converge/index.js';
@@ -263,6 +264,9 @@ export class AgentTrees {
       const dir = treeStateDir(this.stateDir, tree);
       const stateRemoved = existsSync(dir);
       await rm(dir, { recursive: true, force: true });
+      // and what this process remembers of it: a removed 20,000-file platform's committed
+      // manifest stayed in memory (~20–40 MB of heap each) until the agent restarted
+      forgetMemos(dir);
       const out = { stateRemoved, treeRemoved: false, kept: [] as string[], problems: [] as string[] };
       if (removeTree) {
         const r = await removeTreeKeepingUserData(this.rootMap.confine(tree, this.roots));

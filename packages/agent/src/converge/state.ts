@@ -370,3 +370,8 @@ export function forgetMemos(treeDir: string): void {
   memo.delete(treeDir);
   statMemo.delete(treeDir);
 }
+
+/** Whether this process remembers anything of a tree's state files (a committed manifest, a stat cache). */
+export function hasMemos(treeDir: string): boolean {
+  return memo.has(treeDir) || statMemo.has(treeDir);
+}
