@@ -11,7 +11,8 @@ import { RootMap, removeTreeKeepingUserData, silentLogger } from '@spoke/shared'
 import { commandRunner, WebConfig } from './webconfig.js';
 import { AgentTrees } from './sync.js';
 import { forgetPlatform } from './forget.js';
-import { converge, hasMemos, treeStateDir } from './converge/index.js';
+import { converge, treeStateDir } from './converge/index.js';
+import { hasMemos } from './converge/state.js';
 import { copyFetcher, manifestOf, writeTree } from './converge/testkit.js';
 import { recordingScript, scriptsRan } from './testutil.js';
 

@@ -24,12 +24,12 @@ import {
 import {
   buildReuseIndex,
   converge,
+  forgetMemos,
   type ManifestDelta,
   observe,
   readCommitted,
   replayJournals,
   treeKeyOf,
-  forgetMemos,
   treeStateDir,
   type BlobFetcher,
 } from './converge/index.js';

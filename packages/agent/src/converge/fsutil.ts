@@ -89,30 +89,21 @@ export function copyVerifiedSync(src: string, dest: string, hash: string, size: 
     const h = createHash('sha256');
     let got = readSource(sfd);
     if (got === undefined) return false;
-    if (got < BUF.length) {
-      // the whole file (a short read of a regular file is its end): checked before anything is written
-      if (got !== size) return false;
-      h.update(BUF.subarray(0, got));
-      if (h.digest('hex') !== hash) return false;
-      const dfd = fs.openSync(dest, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, mode);
-      let ok = false;
-      try {
-        for (let off = 0; off < got; ) off += fs.writeSync(dfd, BUF, off, got - off);
-        ok = true;
-      } finally {
-        fs.closeSync(dfd);
-        if (!ok) fs.rmSync(dest, { force: true });
-      }
-      return true;
-    }
-    if (size < BUF.length) return false; // larger than it should be
+    // a short read of a regular file is its end: a file read whole is checked before its copy is made
+    const whole = got < BUF.length;
+    if (whole ? got !== size || h.update(BUF.subarray(0, got)).digest('hex') !== hash : size < BUF.length) return false;
     const dfd = fs.openSync(dest, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, mode);
     let ok = false;
     try {
+      if (whole) {
+        writeAll(dfd, got);
+        ok = true;
+        return ok;
+      }
       let n = 0;
       while (got > 0 && n + got <= size) {
         h.update(BUF.subarray(0, got));
-        for (let off = 0; off < got; ) off += fs.writeSync(dfd, BUF, off, got - off);
+        writeAll(dfd, got);
         n += got;
         const next = readSource(sfd);
         if (next === undefined) return false;
@@ -127,6 +118,11 @@ export function copyVerifiedSync(src: string, dest: string, hash: string, size: 
   } finally {
     fs.closeSync(sfd);
   }
+}
+
+/** Writes the first `len` bytes of BUF to `fd`. */
+function writeAll(fd: number, len: number): void {
+  for (let off = 0; off < len; ) off += fs.writeSync(fd, BUF, off, len - off);
 }
 
 /** The next read of a copy's source into BUF; undefined for a source that is a directory now. */

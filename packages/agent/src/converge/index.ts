@@ -6,5 +6,5 @@ export { converge, replayJournals } from './converge.js';
 export type { BlobFetcher, ConvergeOptions, ConvergeProgress, ConvergeResult } from './converge.js';
 export { buildReuseIndex, observe, readCommitted, treeKeyOf } from './observe.js';
 export type { Drift } from './observe.js';
-export { forgetMemos, hasMemos, mergeDelta, treeStateDir } from './state.js';
+export { forgetMemos, mergeDelta, treeStateDir } from './state.js';
 export type { ManifestDelta } from './state.js';
