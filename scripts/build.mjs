@@ -42,4 +42,4 @@ await Promise.all(
     chmodSync(join(root, e.out), 0o755);
   }),
 );
-console.log(`built ${entries.length} bundles in ${Date.now() - t0} ms`);
+console.error(`built ${entries.length} bundles in ${Date.now() - t0} ms`);
