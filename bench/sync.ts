@@ -193,7 +193,17 @@ const spans: { case: string; from: number; to: number }[] = [];
 let currentCase = '';
 const nowUs = () => Number(process.hrtime.bigint() / 1000n);
 
+/**
+ * Every timed run starts with no dirty data on the disks (`sync`, untimed): otherwise each run
+ * paid for writing back what the run before it (the other tool's, or the local copy's, 85 MB)
+ * left in the page cache, and which tool paid how much depended on the order of the runs.
+ */
+function quiesce(): void {
+  spawnSync('sync');
+}
+
 async function timed(start: () => Promise<wire.Task | undefined>): Promise<{ ms: number; bytes: number; cpu: number; task: wire.Task }> {
+  quiesce();
   const cpu0 = cpuMs(daemonPids.master) + cpuMs(daemonPids.agent);
   const t0 = performance.now();
   const from = nowUs();
@@ -226,6 +236,7 @@ const add = (name: string, path: string) =>
 
 let rsyncPort = 0;
 function rsync(name: string): { ms: number; bytes: number; cpu: number } {
+  quiesce();
   const cpu0 = cpuMs(process.pid, 'children') + cpuMs(daemonPids.rsyncd, 'both');
   const t0 = performance.now();
   const r = spawnSync(
@@ -300,6 +311,7 @@ function ratioOf(a: number, b: number): number {
 function localCopy(name: string): number {
   const dest = join(work, 'local-copy', name);
   mkdirSync(dest, { recursive: true });
+  quiesce();
   const t0 = performance.now();
   execFileSync('bash', ['-c', 'set -o pipefail; tar -C "$1" -cf - . | tar -C "$2" -xf -', 'local-copy', join(masterRoot, NS, name), dest]);
   const ms = performance.now() - t0;
