@@ -265,6 +265,38 @@ describe('converge: initial sync', () => {
     expect(fs.statSync(dst).mode & 0o777).toBe(0o750);
   });
 
+  it('asks for the blobs before making the new tree\'s directories, and makes them before the first blob lands', async () => {
+    const src = source({ 'a/b/c.php': 'c', 'a/d.php': 'd', 'e/f/g/h.txt': 'h', 'empty/dir': { dir: 0o755 } });
+    const inner = framesFetcher([src]);
+    const seen: { dirsAtAsk?: boolean; dirsAtFirstBlob?: boolean } = {};
+    const fetcher: TestFetcher = {
+      ...inner,
+      async fetch(hashes, stagingDir, onBytes, signal, destOf, modeOf) {
+        const tree = join(stagingDir, '..', 'tree');
+        seen.dirsAtAsk = fs.existsSync(tree);
+        const firstPlaced = (hash: string) => {
+          const at = destOf?.(hash);
+          seen.dirsAtFirstBlob ??= fs.existsSync(join(tree, 'e/f/g')) && fs.existsSync(join(tree, 'empty/dir'));
+          return at;
+        };
+        return inner.fetch(hashes, stagingDir, onBytes, signal, firstPlaced, modeOf);
+      },
+    };
+    await syncTo(src, { fetcher });
+    expect(seen).toEqual({ dirsAtAsk: false, dirsAtFirstBlob: true });
+    await expectSame(dst, src);
+    expectClean();
+  });
+
+  it('a new tree with no file to place still gets all its directories', async () => {
+    const src = source({ 'a/b/c': { dir: 0o750 }, 'a/l': { link: 'b' }, 'd': { dir: 0o700 } });
+    const { result, fetcher } = await syncTo(src);
+    expect(fetcher.calls).toBe(0);
+    expect(result).toMatchObject({ inSync: false, filesFetched: 0 });
+    await expectSame(dst, src);
+    expectClean();
+  });
+
   it('works through the real blob codec (packBlobs -> unpackBlobs)', async () => {
     const src = source({ a: '1', 'b/c': 'two', 'b/d': { content: Buffer.alloc(300000, 7), mode: 0o600 } });
     const { fetcher } = await syncTo(src, { fetcher: codecFetcher([src]) });

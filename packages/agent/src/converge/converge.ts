@@ -314,16 +314,27 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
     manifestWrite.catch(() => undefined); // awaited below, or in the catch
     fs.mkdirSync(staging, { mode: 0o700 });
     fs.mkdirSync(join(staging, 'blobs'), { mode: 0o700 });
-    // An initial build copies content found on this host straight to its place in the new tree.
-    if (initial) makeInitialDirs(staging, manifest);
+    // An initial build puts content (copied from this host, or fetched) straight where it is
+    // used in the new tree. Its directories are made when the first file is placed: for a
+    // fetch, once the request is out and the first blob is in, so the master reads and sends
+    // while they are made (2,200 directories: ~100 ms) instead of after.
+    const ensureDirs = initial ? once(() => makeInitialDirs(staging, manifest)) : () => undefined;
     const treeAt = `${stagingTree(staging)}/`;
     const firstPath = (hash: string) => (needs.get(hash) as { paths: string[] }).paths[0] as string;
-    const placeAt = initial ? (hash: string) => `${treeAt}${firstPath(hash)}` : undefined;
+    const placeAt = initial
+      ? (hash: string) => {
+          ensureDirs();
+          return `${treeAt}${firstPath(hash)}`;
+        }
+      : undefined;
     // created with the final mode of that first path where it allows (see creationMode)
     const modeAt = (hash: string) => creationMode((needs.get(hash) as { mode: number }).mode);
     await stageBlobs(o, root, { manifest: baseManifest, lookup: base, diff }, needs, staging, counters, stepper, partial, placeAt, placed, modeAt, withMode);
     cancelled(o.signal);
-    if (initial) buildInitialTree(staging, manifest, needs, rootSt, stepper, placed, { umask: probeUmask(staging), withMode });
+    if (initial) {
+      ensureDirs(); // nothing placed: a tree of directories, symlinks and resumed blobs
+      buildInitialTree(staging, manifest, needs, rootSt, stepper, placed, { umask: probeUmask(staging), withMode });
+    }
     cancelled(o.signal);
     stepper.step('manifest');
     chain = await manifestWrite;
@@ -668,6 +679,22 @@ async function stageBlobs(
   counters.filesFetched = toFetch.length;
   counters.bytesFetched = bytesTotal;
   progress(toFetch.length);
+}
+
+/** `fn` run at the first call only; its error, if it threw, is thrown again by every later call. */
+function once(fn: () => void): () => void {
+  let state: { done: true } | { error: unknown } | undefined;
+  return () => {
+    if (state === undefined) {
+      try {
+        fn();
+        state = { done: true };
+      } catch (error) {
+        state = { error };
+      }
+    }
+    if ('error' in state) throw state.error;
+  };
 }
 
 /** The directories of a new tree, in `<staging>/tree` (0700 until buildInitialTree sets their modes). */
