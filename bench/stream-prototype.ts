@@ -1,5 +1,5 @@
 /**
- * `tsx bench/stream-prototype.ts --work DIR [--tree SRC] [--runs N]`
+ * `pnpm bench:stream-prototype --work DIR [--tree SRC] [--runs N]`
  *
  * A measurement, not product code: how fast could a *streamed* first sync be in Node on this
  * machine? The sender (this process) walks a generated 20,000-file Drupal tree in DIR (or SRC),
@@ -24,7 +24,7 @@ import { makeDrupal8Tree } from './drupal-tree.js';
 
 const { values: args } = parseArgs({ options: { work: { type: 'string' }, tree: { type: 'string' }, runs: { type: 'string', default: '5' } } });
 if (!args.work) {
-  process.stderr.write('usage: tsx bench/stream-prototype.ts --work DIR [--tree SRC] [--runs N]\n');
+  process.stderr.write('usage: pnpm bench:stream-prototype --work DIR [--tree SRC] [--runs N]\n');
   process.exit(2);
 }
 const RUNS = Number(args.runs);
