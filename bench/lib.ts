@@ -17,9 +17,9 @@ export class Procs {
     private readonly profileDir?: string,
   ) {}
 
-  /** Runs a node script as a daemon. */
-  daemon(script: string, argv: string[]): Proc {
-    const flags = this.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${this.profileDir}`] : [];
+  /** Runs a node script as a daemon, with these node flags (its deployment's, e.g. MASTER_NODE_FLAGS). */
+  daemon(script: string, argv: string[], nodeFlags: readonly string[] = []): Proc {
+    const flags = [...nodeFlags, ...(this.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${this.profileDir}`] : [])];
     return this.track(spawn(process.execPath, [...flags, script, ...argv], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] }));
   }
 

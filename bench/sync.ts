@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { wire } from '@spoke/shared';
+import { MASTER_NODE_FLAGS, wire } from '@spoke/shared';
 import { cpuMs, Procs, peakRssMb, resetPeakRss, rssMb, until } from './lib.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -154,7 +154,7 @@ function treeStats(dir: string): { files: number; bytes: number } {
 
 const env = { ...process.env, SPOKE_LOG_LEVEL: args.keep ? 'debug' : 'warn', SPOKE_DRIFT_INTERVAL_MS: '3600000' };
 const procs = new Procs(env, args.profile);
-const daemon = (script: string, argv: string[]) => procs.daemon(script, argv);
+const daemon = (script: string, argv: string[], nodeFlags: readonly string[] = []) => procs.daemon(script, argv, nodeFlags);
 /** The processes whose CPU time a case counts. */
 const daemonPids: { master?: number; agent?: number; rsyncd?: number } = {};
 
@@ -373,7 +373,7 @@ async function main(): Promise<void> {
   daemonPids.rsyncd = rsyncd.pid;
 
   // master + agent
-  const master = daemon(BIN.master, ['run', '--state-dir', join(work, 'state'), '--listen', '127.0.0.1:0', '--root', masterRoot]);
+  const master = daemon(BIN.master, ['run', '--state-dir', join(work, 'state'), '--listen', '127.0.0.1:0', '--root', masterRoot], MASTER_NODE_FLAGS);
   const listen = (await until('master', () => /listening on (\S+);/.exec(master.out)))[1] as string;
   const token = cli('server', 'token', 'bench').trim();
   execFileSync(process.execPath, [BIN.agent, 'enroll', '--master', listen, '--token', token, '--state-dir', join(work, 'agent-state'), '--roots', NS], { env });

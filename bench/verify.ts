@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { wire } from '@spoke/shared';
+import { MASTER_NODE_FLAGS, wire } from '@spoke/shared';
 import { Procs, peakRssMb, until } from './lib.js';
 import { makeDrupal8Tree } from './drupal-tree.js';
 
@@ -56,7 +56,7 @@ const tree = join(masterRoot, NS);
 
 const env = { ...process.env, SPOKE_LOG_LEVEL: args.keep ? 'debug' : 'warn', SPOKE_DRIFT_INTERVAL_MS: '3600000' };
 const procs = new Procs(env);
-const daemon = (script: string, argv: string[]) => procs.daemon(script, argv);
+const daemon = (script: string, argv: string[], nodeFlags: readonly string[] = []) => procs.daemon(script, argv, nodeFlags);
 
 function cli(...a: string[]): string {
   return execFileSync(process.execPath, [BIN.spoke, '--state-dir', join(work, 'state'), ...a], { env, encoding: 'utf8' });
@@ -178,7 +178,7 @@ async function main(): Promise<void> {
   const st = makeDrupal8Tree(tree, { files: FILES });
   say(`tree: ${st.files} files, ${(st.bytes / 1e6).toFixed(1)} MB, ${st.infoFiles} .info.yml, ${st.coreModules} core + ${st.contribModules} contrib modules (${Math.round(performance.now() - gen0)} ms)`);
 
-  const master = daemon(BIN.master, ['run', '--state-dir', join(work, 'state'), '--listen', '127.0.0.1:0', '--root', masterRoot]);
+  const master = daemon(BIN.master, ['run', '--state-dir', join(work, 'state'), '--listen', '127.0.0.1:0', '--root', masterRoot], MASTER_NODE_FLAGS);
   const listen = (await until('master', () => /listening on (\S+);/.exec(master.out) ?? undefined))[1] as string;
   const token = cli('server', 'token', 'bench').trim();
   execFileSync(process.execPath, [BIN.agent, 'enroll', '--master', listen, '--token', token, '--state-dir', join(work, 'agent-state'), '--roots', '/var/www'], { env });

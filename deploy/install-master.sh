@@ -211,7 +211,7 @@ if [ "$NODE" != "$DEF_NODE" ] || [ "$PREFIX" != "$DEF_PREFIX" ]; then
 # Written by install-master.sh; re-running it rewrites this file. Your own changes: systemctl edit spoke-master
 [Service]
 ExecStart=
-ExecStart=$NODE $PREFIX/$DAEMON run --state-dir $STATE_DIR --listen \${SPOKE_LISTEN}
+ExecStart=$NODE --max-semi-space-size=4 $PREFIX/$DAEMON run --state-dir $STATE_DIR --listen \${SPOKE_LISTEN}
 EOF
 else
   run rm -f "$DROPIN"

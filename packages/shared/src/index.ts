@@ -32,7 +32,7 @@ export {
 } from './pki.js';
 export type { KeyPair, CertRole, IssueOptions, CertIdentity } from './pki.js';
 export { createLogger, silentLogger } from './logger.js';
-export { AGENT_HEAP_HEADROOM_MB, boundHeapGrowth, MASTER_HEAP_HEADROOM_MB } from './heap.js';
+export { AGENT_HEAP_HEADROOM_MB, boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, MASTER_NODE_FLAGS } from './heap.js';
 export type { Logger, LoggerOptions } from './logger.js';
 export { CAPABILITY_VERSION, COMMAND_CAPABILITY, SPOKE_VERSION } from './capability.js';
 export { RootMap } from './rootmap.js';
