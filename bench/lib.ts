@@ -1,7 +1,7 @@
 /**
  * Process helpers shared by the benchmarks: daemons with captured output, peak RSS, polling.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 
 /** A child process whose stdout and stderr are collected in `out`. */
@@ -95,4 +95,31 @@ export function cpuMs(pid: number | undefined, of: 'self' | 'children' | 'both' 
   const children = (f[13] ?? 0) + (f[14] ?? 0);
   const ticks = of === 'self' ? self : of === 'children' ? children : self + children;
   return ticks * 10; // USER_HZ is 100 on Linux
+}
+
+/** The median of `xs` (the upper one of an even count); 0 for none. */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? 0;
+}
+
+/**
+ * Every timed run starts with no dirty data on the disks (`sync`, untimed): otherwise each run
+ * paid for writing back what the run before it (the other tool's, or the local copy's, 85 MB)
+ * left in the page cache, and which tool paid how much depended on the order of the runs.
+ */
+export function quiesce(): void {
+  spawnSync('sync');
+}
+
+/**
+ * The local-copy floor: `tar -c | tar -x` of `src` into the existing empty dir `dest`, after a
+ * quiesce; its milliseconds. No network, no checksums, two processes: the cheapest local copy
+ * measured here (~40 % under `cp -a`).
+ */
+export function timedTarCopy(src: string, dest: string): number {
+  quiesce();
+  const t0 = performance.now();
+  execFileSync('bash', ['-c', 'set -o pipefail; tar -C "$1" -cf - . | tar -C "$2" -xf -', 'local-copy', src, dest]);
+  return performance.now() - t0;
 }

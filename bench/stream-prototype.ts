@@ -21,6 +21,7 @@ import * as net from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeDrupal8Tree } from './drupal-tree.js';
+import { median, quiesce, timedTarCopy } from './lib.js';
 
 const { values: args } = parseArgs({ options: { work: { type: 'string' }, tree: { type: 'string' }, runs: { type: 'string', default: '5' } } });
 if (!args.work) {
@@ -143,7 +144,7 @@ async function streamRun(dest: string): Promise<{ ms: number; receiverCpuMs: num
     return messages.shift() as Record<string, number>;
   };
   const { port } = await next();
-  spawnSync('sync');
+  quiesce();
   const t0 = performance.now();
   const sent = await send(src, port as number);
   const done = await next();
@@ -154,14 +155,13 @@ async function streamRun(dest: string): Promise<{ ms: number; receiverCpuMs: num
 }
 
 function timedCmd(cmd: string, argv: string[]): number {
-  spawnSync('sync');
+  quiesce();
   const t0 = performance.now();
   const r = spawnSync(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
   if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr.toString()}`);
   return performance.now() - t0;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 
 async function main(): Promise<void> {
   if (!args.tree) {
@@ -178,7 +178,7 @@ async function main(): Promise<void> {
       const s = await streamRun(join(work, `stream${i}`));
       const r = timedCmd('rsync', ['-a', '--delete', '--sockopts=TCP_NODELAY', `rsync://127.0.0.1:${port}/w/${basename(src)}/`, join(work, `rsync${i}/`)]);
       fs.mkdirSync(join(work, `tar${i}`));
-      const t = timedCmd('bash', ['-c', 'set -o pipefail; tar -C "$1" -cf - . | tar -C "$2" -xf -', 'tar', src, join(work, `tar${i}`)]);
+      const t = timedTarCopy(src, join(work, `tar${i}`));
       rows.push({ stream: s.ms, rsync: r, tar: t, cpu: s.receiverCpuMs, sys: s.receiverSysMs });
       process.stderr.write(`run ${i + 1}: stream ${Math.round(s.ms)} ms (receiver CPU ${Math.round(s.receiverCpuMs)} ms, ${Math.round(s.receiverSysMs)} system), rsync ${Math.round(r)} ms, tar|tar ${Math.round(t)} ms\n`);
     }

@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { MASTER_NODE_FLAGS, wire } from '@spoke/shared';
-import { cpuMs, Procs, peakRssMb, resetPeakRss, rssMb, until } from './lib.js';
+import { cpuMs, median, Procs, peakRssMb, quiesce, resetPeakRss, rssMb, timedTarCopy, until } from './lib.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const BIN = {
@@ -193,15 +193,6 @@ const spans: { case: string; from: number; to: number }[] = [];
 let currentCase = '';
 const nowUs = () => Number(process.hrtime.bigint() / 1000n);
 
-/**
- * Every timed run starts with no dirty data on the disks (`sync`, untimed): otherwise each run
- * paid for writing back what the run before it (the other tool's, or the local copy's, 85 MB)
- * left in the page cache, and which tool paid how much depended on the order of the runs.
- */
-function quiesce(): void {
-  spawnSync('sync');
-}
-
 async function timed(start: () => Promise<wire.Task | undefined>): Promise<{ ms: number; bytes: number; cpu: number; task: wire.Task }> {
   quiesce();
   const cpu0 = cpuMs(daemonPids.master) + cpuMs(daemonPids.agent);
@@ -252,11 +243,6 @@ function rsync(name: string): { ms: number; bytes: number; cpu: number } {
 }
 
 // ---------------------------------------------------------------- cases
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? 0;
-};
 
 interface Row {
   case: string;
@@ -311,10 +297,7 @@ function ratioOf(a: number, b: number): number {
 function localCopy(name: string): number {
   const dest = join(work, 'local-copy', name);
   mkdirSync(dest, { recursive: true });
-  quiesce();
-  const t0 = performance.now();
-  execFileSync('bash', ['-c', 'set -o pipefail; tar -C "$1" -cf - . | tar -C "$2" -xf -', 'local-copy', join(masterRoot, NS, name), dest]);
-  const ms = performance.now() - t0;
+  const ms = timedTarCopy(join(masterRoot, NS, name), dest);
   trash(dest);
   return ms;
 }

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { MASTER_NODE_FLAGS, wire } from '@spoke/shared';
-import { Procs, peakRssMb, until } from './lib.js';
+import { median, Procs, peakRssMb, until } from './lib.js';
 import { makeDrupal8Tree } from './drupal-tree.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -137,10 +137,6 @@ async function timedVerify(name: string): Promise<Run> {
 
 // ---------------------------------------------------------------- cases
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? 0;
-};
 const r1 = (x: number) => Math.round(x * 10) / 10;
 
 interface Row {

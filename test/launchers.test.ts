@@ -2,6 +2,7 @@
  * Every way the master is started passes MASTER_NODE_FLAGS to node: V8 reads them at start only,
  * so a launcher that forgets them runs a master with ~30 MB more RSS and nothing says so.
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -41,8 +42,7 @@ describe('master launchers', () => {
     }
   });
 
-  it('the flags are ones this node accepts', async () => {
-    const { execFileSync } = await import('node:child_process');
+  it('the flags are ones this node accepts', () => {
     expect(execFileSync(process.execPath, [...MASTER_NODE_FLAGS, '-e', 'process.stdout.write("ok")'], { encoding: 'utf8' })).toBe('ok');
   });
 });
