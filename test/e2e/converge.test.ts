@@ -190,6 +190,20 @@ describe('converge', () => {
     expect(t.result?.sent.files).toBe(0);
   });
 
+  it("platform add refuses a path outside an agent's roots, or a tree the master does not have; nothing is registered", async () => {
+    const before = await master.json<{ name: string }[]>('platform', 'ls');
+    const outside = await master.cli('platform', 'add', 'elsewhere', '--path', '/srv/elsewhere', '--server', 'web');
+    expect(outside.code).not.toBe(0);
+    expect(outside.stderr).toMatch(/^error: PATH_OUTSIDE_ROOTS: path \/srv\/elsewhere is outside the roots of w1 \(\/var\/aegir, \/var\/www\)/);
+    // the namespace's own rules come first
+    const taken = await master.cli('platform', 'add', 'd7', '--path', '/var/www/missing', '--server', 'solo');
+    expect(taken.stderr).toMatch(/^error: PLATFORM_NAME_TAKEN: /);
+    const missing = await master.cli('platform', 'add', 'missing', '--path', '/var/www/missing', '--server', 'solo');
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toMatch(/^error: TREE_UNREADABLE: the canonical tree \S*\/var\/www\/missing does not exist on the master/);
+    expect(await master.json<{ name: string }[]>('platform', 'ls')).toEqual(before);
+  });
+
   it('a file edited by hand on an agent is reported as drift, then repaired by itself', async () => {
     const victim = join(agentTree(w2), 'modules/mod2/src/F2.php');
     // Stop w2 briefly so its drift check does not repair before we look.

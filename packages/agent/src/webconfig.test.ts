@@ -104,13 +104,32 @@ describe('WebConfig', () => {
   });
 
   it('a failing reload is WEBSERVER_RELOAD_FAILED; the tested file stays and the next call reloads even if unchanged', async () => {
-    const w = web({}, { reloadCommand: [script('badreload', 1, 'nginx: [error] invalid PID number "" in "/run/nginx.pid"')] });
+    const w = web({}, { reloadCommand: [script('badreload', 1, 'nginx: [alert] kill(1234, 1) failed (1: Operation not permitted)')] });
     const err = await w.configurePlatform(REQ).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'WEBSERVER_RELOAD_FAILED' });
-    expect((err as Error).message).toMatch(/invalid PID number .* the tested config stays in .*spoke-platform-d7\.conf/);
+    expect((err as Error).message).toMatch(/failed: nginx: \[alert\] kill\(1234, 1\) failed .* the tested config stays in .*spoke-platform-d7\.conf/);
     expect(existsSync(confFile())).toBe(true);
     await expect(w.configurePlatform(REQ)).rejects.toMatchObject({ code: 'WEBSERVER_RELOAD_FAILED' });
     expect(ran()).toEqual(['test', 'badreload', 'badreload']);
+  });
+
+  it.each([
+    ['an empty pid file', 'nginx: [error] invalid PID number "" in "/run/nginx.pid"'],
+    ['no pid file', 'nginx: [error] open() "/run/nginx.pid" failed (2: No such file or directory)'],
+  ])('a web server that is not running (%s) is a problem, not a failure; removing works too', async (_why, said) => {
+    const w = web({}, { reloadCommand: [script('downreload', 1, said)] });
+    const r = await w.configurePlatform(REQ);
+    expect(r).toMatchObject({ changed: true, tested: true, reloaded: false });
+    expect(r.problems.join('\n')).toMatch(/^nginx is not running, so nothing was reloaded; the tested config in \S+ loads when it starts \(systemctl start nginx\)$/m);
+    expect(existsSync(confFile())).toBe(true);
+    // nothing is left pending: an unchanged config runs nothing
+    expect(await w.configurePlatform(REQ)).toMatchObject({ changed: false, reloaded: false });
+    expect(ran()).toEqual(['test', 'downreload']);
+    // and `platform rm` is not stuck behind it
+    const gone = await w.removePlatform({ platform: 'd7', pinnedImpl: '' });
+    expect(gone).toMatchObject({ removed: true, reloaded: false });
+    expect(gone.problems.join('\n')).toMatch(/nginx is not running/);
+    expect(existsSync(confFile())).toBe(false);
   });
 
   it('a render that cannot be made (hostile name, unsafe path) writes nothing and runs nothing', async () => {

@@ -150,6 +150,9 @@ export function serverMessage(output: string): string {
   return text.length > 600 ? `${text.slice(0, 597)}...` : text || 'no output';
 }
 
+/** What `nginx -s reload` says when no nginx runs: its pid file is empty or missing. */
+const NOT_RUNNING = /invalid PID number|\.pid" failed \(2: /;
+
 /** Defaults per web server, for a Debian host. */
 const DEFAULTS: Record<HttpImpl, { confDir: string; test: string[]; reload: string[] }> = {
   nginx: { confDir: '/etc/nginx/conf.d', test: ['nginx', '-t'], reload: ['nginx', '-s', 'reload'] },
@@ -235,8 +238,9 @@ export class WebConfig {
       checkName(req.platform, 'platform name');
       const svc = await this.service(req.pinnedImpl);
       const file = join(svc.confDir, `spoke-platform-${req.platform}.conf`);
-      const r = await this.apply(svc, file, null, `platform ${req.platform}`, this.deps.log.child({ platform: req.platform, file }));
-      return { impl: svc.impl, path: file, removed: r.changed, reloaded: r.reloaded, problems: [...svc.problems] };
+      const problems = [...svc.problems];
+      const r = await this.apply(svc, file, null, `platform ${req.platform}`, this.deps.log.child({ platform: req.platform, file }), problems);
+      return { impl: svc.impl, path: file, removed: r.changed, reloaded: r.reloaded, problems };
     });
   }
 
@@ -313,7 +317,7 @@ export class WebConfig {
     const file = join(svc.confDir, `spoke-platform-${req.platform}.conf`);
     const log = this.deps.log.child({ platform: req.platform, file });
     const report: PlatformConfigReport = { impl: svc.impl, path: file, changed: false, tested: false, reloaded: false, fixed: [], problems };
-    Object.assign(report, await this.apply(svc, file, rendered, `platform ${req.platform}`, log));
+    Object.assign(report, await this.apply(svc, file, rendered, `platform ${req.platform}`, log, problems));
     const perms = await fixSitesPermissions(root, this.deps.http.webGroup, this.deps.perms);
     report.fixed.push(...perms.fixed);
     report.problems.push(...perms.problems);
@@ -348,7 +352,7 @@ export class WebConfig {
     const file = join(svc.confDir, `spoke-site-${req.domain}.conf`);
     const log = this.deps.log.child({ site: req.domain, file });
     const report: SiteConfigReport = { impl: svc.impl, path: file, changed: false, tested: false, reloaded: false, fixed: [], problems };
-    Object.assign(report, await this.apply(svc, file, rendered, `site ${req.domain}`, log));
+    Object.assign(report, await this.apply(svc, file, rendered, `site ${req.domain}`, log, problems));
     const dirs = await ensureSiteDirs(root, req.domain, this.deps.http.webGroup, this.deps.perms);
     const files = await giveToWebGroup(root, req.webGroupFiles, this.deps.http.webGroup, this.deps.perms);
     report.fixed.push(...dirs.fixed, ...files.fixed);
@@ -363,8 +367,9 @@ export class WebConfig {
     const root = this.deps.rootMap.confine(req.tree, this.deps.roots);
     const file = join(svc.confDir, `spoke-site-${req.domain}.conf`);
     const log = this.deps.log.child({ site: req.domain, file });
-    const r = await this.apply(svc, file, null, `site ${req.domain}`, log);
-    const report: SiteRemoveReport = { impl: svc.impl, path: file, removed: r.changed, reloaded: r.reloaded, deleted: [], problems: [...svc.problems] };
+    const problems = [...svc.problems];
+    const r = await this.apply(svc, file, null, `site ${req.domain}`, log, problems);
+    const report: SiteRemoveReport = { impl: svc.impl, path: file, removed: r.changed, reloaded: r.reloaded, deleted: [], problems };
     if (req.deleteFiles) {
       const d = await deleteSiteFiles(root, req.domain);
       report.deleted.push(...d.deleted);
@@ -377,7 +382,8 @@ export class WebConfig {
   /**
    * Puts `rendered` into `file` (null: removes it) when that changes it, tests the web server's
    * config and reloads; a failed test puts the previous state back. Nothing changed: nothing
-   * runs, unless an earlier reload failed (then it reloads).
+   * runs, unless an earlier reload failed (then it reloads). A web server that is not running
+   * has nothing to reload: that goes into `problems`, not an error (see reload).
    */
   private async apply(
     svc: Service,
@@ -385,6 +391,7 @@ export class WebConfig {
     rendered: { text: string; source: string } | null,
     what: string,
     log: Logger,
+    problems: string[],
   ): Promise<{ changed: boolean; tested: boolean; reloaded: boolean }> {
     const state = { changed: false, tested: false, reloaded: false };
     const previous = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
@@ -392,7 +399,7 @@ export class WebConfig {
       throw fail('CONFIG_INVALID', `cannot read ${file}: ${e.code ?? e.message}`);
     });
     if (previous === (rendered?.text ?? null)) {
-      if (this.reloadPending) await this.reload(await this.program(svc.reload, 'http.reloadCommand'), svc, file, state);
+      if (this.reloadPending) await this.reload(await this.program(svc.reload, 'http.reloadCommand'), svc, file, state, problems);
       return state;
     }
     const test = await this.program(svc.test, 'http.testCommand');
@@ -424,13 +431,27 @@ export class WebConfig {
       );
     }
     state.tested = true;
-    await this.reload(reload, svc, file, state);
+    if (!(await this.reload(reload, svc, file, state, problems))) return state;
     log.info({ source: rendered?.source ?? 'removed' }, rendered ? `${what} config written, tested and reloaded` : `${what} config removed, tested and reloaded`);
     return state;
   }
 
-  private async reload(argv: string[], svc: Service, file: string, state: { reloaded: boolean }): Promise<void> {
+  /**
+   * Reloads the web server: true when it did. One that is not running (nginx: no pid) has no
+   * running config to replace: the files on disk, tested, are what it loads when it starts, so
+   * that is a problem to report, not a failure — and `platform rm` must not be stuck behind it.
+   * @throws SpokeError WEBSERVER_RELOAD_FAILED (any other failure; the next operation reloads)
+   */
+  private async reload(argv: string[], svc: Service, file: string, state: { reloaded: boolean }, problems: string[]): Promise<boolean> {
     const r = await this.deps.run(argv);
+    if (r.code !== 0 && NOT_RUNNING.test(r.output)) {
+      this.reloadPending = false;
+      problems.push(
+        `${svc.impl} is not running, so nothing was reloaded; the tested config in ${svc.confDir} loads when it starts (systemctl start ${svc.impl === 'apache' ? 'apache2' : svc.impl})`,
+      );
+      this.deps.log.warn({ output: r.output }, `${svc.impl} is not running; config written and tested, not reloaded`);
+      return false;
+    }
     if (r.code !== 0) {
       this.reloadPending = true;
       throw fail(
@@ -440,6 +461,7 @@ export class WebConfig {
     }
     this.reloadPending = false;
     state.reloaded = true;
+    return true;
   }
 
   /** Puts the previous content back (or removes the new file); WEBSERVER_CONFIG_INVALID naming the file if even that fails. */

@@ -102,12 +102,16 @@ export class Core {
   /**
    * Registers a platform and, unless asked not to, queues its verify (build if needed, scan,
    * converge). A makefile is read and checked first (includes from its directory), so one that
-   * cannot build is refused before anything is registered.
-   * @throws SpokeError as Namespace.addPlatform, and CONFIG_INVALID, MAKEFILE_NEEDS_DRUPAL_ORG
+   * cannot build is refused before anything is registered, and so is an existing tree that is not
+   * there to verify (with `verify` off it may be put there later).
+   * @throws SpokeError as Namespace.addPlatform, and CONFIG_INVALID, MAKEFILE_NEEDS_DRUPAL_ORG,
+   *   TREE_UNREADABLE
    */
   async addPlatform(input: Parameters<Namespace['addPlatform']>[0], verify: boolean): Promise<{ platform: PlatformInfo; task: TaskInfo | null }> {
     if (input.source.kind === 'makefile' && input.source.makefile.trim()) await checkMakefileSource(input.source);
-    const platform = this.ns.addPlatform(input);
+    const platform = this.ns.addPlatform(input, () => {
+      if (input.source.kind === 'existing' && verify) this.trees.canonical(input.path);
+    });
     const task = verify ? this.sync.verify(platform.name) : null;
     return { platform, task };
   }

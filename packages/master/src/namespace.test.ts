@@ -72,6 +72,36 @@ describe('platform paths', () => {
     expectRefused(db, 'PLATFORM_PATH_NESTED', () => ns.addPlatform({ name: 'outer', path: '/var/aegir/platforms', server: 'a2', source: existing }));
   });
 
+  const hello = (roots: string[]) => ({
+    facts: { hostname: 'h', os: 'linux', arch: 'x64', agentVersion: '0', roots, rootPrefix: '', cpus: 2, memoryBytes: 1 },
+    services: [],
+    capabilityVersion: 8,
+  });
+
+  it("refuses a path outside the roots its agent reported (PATH_OUTSIDE_ROOTS), and takes one under them", () => {
+    const { db, ns } = setup();
+    ns.recordHello('a1', hello(['/var/aegir', '/var/www']));
+    const e = expectRefused(db, 'PATH_OUTSIDE_ROOTS', () => ns.addPlatform({ name: 'wp', path: '/srv/wp', server: 'a1', source: existing }));
+    expect(e.message).toContain('outside the roots of a1 (/var/aegir, /var/www)');
+    // a path equal to a root, or under one, is what the agent may write
+    expect(ns.addPlatform({ name: 'www', path: '/var/www', server: 'a1', source: existing }).server).toBe('a1');
+    expect(ns.addPlatform({ name: 'd8', path: '/var/aegir/platforms/d8', server: 'a1', source: existing }).server).toBe('a1');
+    // a root is a directory, not a string prefix
+    expectRefused(db, 'PATH_OUTSIDE_ROOTS', () => ns.addPlatform({ name: 'x', path: '/var/aegirx/p', server: 'a1', source: existing }));
+  });
+
+  it("checks each cluster member's roots; an agent that never said hello is not checked", () => {
+    const { db, ns } = setup();
+    addAgent(ns, 'm2', 'web');
+    ns.recordHello('m1', hello(['/var/aegir', '/srv']));
+    // m2 has not said hello yet: only m1's roots count
+    expect(ns.addPlatform({ name: 'p1', path: '/srv/p1', server: 'web', source: existing }).server).toBe('web');
+    ns.recordHello('m2', hello(['/var/aegir']));
+    const e = expectRefused(db, 'PATH_OUTSIDE_ROOTS', () => ns.addPlatform({ name: 'p2', path: '/srv/p2', server: 'web', source: existing }));
+    expect(e.message).toContain('roots of m2 (/var/aegir)');
+    expect(ns.addPlatform({ name: 'p3', path: '/var/aegir/p3', server: 'web', source: existing }).server).toBe('web');
+  });
+
   it('allows a sibling whose name shares a prefix', () => {
     const { ns } = setup();
     expect(ns.addPlatform({ name: 'd7x', path: '/var/aegir/platforms/d7x', server: 'a1', source: existing }).path).toBe(

@@ -503,9 +503,11 @@ export class Namespace {
   /**
    * Registers a platform. Its path is reserved across every server and cluster.
    * @throws SpokeError INVALID_NAME, INVALID_PATH, PLATFORM_NAME_TAKEN, PLATFORM_PATH_TAKEN,
-   *   PLATFORM_PATH_NESTED, SERVER_NOT_FOUND, SERVER_IS_CLUSTER_MEMBER, INVALID_ARGUMENT
+   *   PLATFORM_PATH_NESTED, SERVER_NOT_FOUND, SERVER_IS_CLUSTER_MEMBER, PATH_OUTSIDE_ROOTS,
+   *   INVALID_ARGUMENT, and whatever `check` throws: it runs after the namespace rules, before
+   *   anything is written
    */
-  addPlatform(input: AddPlatformInput): PlatformInfo {
+  addPlatform(input: AddPlatformInput, check?: () => void): PlatformInfo {
     checkName(input.name, 'platform name');
     checkPublishPath(input.path);
     const excludes = [...new Set(input.excludes ?? [])];
@@ -548,6 +550,8 @@ export class Namespace {
       if (srv.kind === 'agent' && srv.cluster) {
         throw fail('SERVER_IS_CLUSTER_MEMBER', `${input.server} is a member of cluster ${srv.cluster}; place the platform on ${srv.cluster}`);
       }
+      this.checkWithinRoots(input.path, srv);
+      check?.();
       const s = input.source;
       this.db
         .prepare(
@@ -570,6 +574,28 @@ export class Namespace {
         );
       return this.getPlatform(input.name);
     })();
+  }
+
+  /**
+   * A platform path must lie under the roots that every agent which will hold it reported in its
+   * last hello (a cluster: each member), or its converge could only fail there, after the
+   * platform was registered. An agent that never said hello is not checked: its converge says so.
+   * @throws SpokeError PATH_OUTSIDE_ROOTS
+   */
+  private checkWithinRoots(path: string, srv: ServerRow): void {
+    const holders =
+      srv.kind === 'cluster'
+        ? (this.db.prepare("SELECT * FROM servers WHERE cluster = ? AND kind = 'agent' ORDER BY name").all(srv.name) as ServerRow[])
+        : [srv];
+    for (const h of holders) {
+      const roots = h.facts_json ? ((JSON.parse(h.facts_json) as HostFactsInfo).roots ?? []) : [];
+      if (roots.length === 0 || roots.some((r) => pathContains(r, path))) continue;
+      throw fail(
+        'PATH_OUTSIDE_ROOTS',
+        `path ${path} is outside the roots of ${h.name} (${roots.join(', ')}), the directories its agent may write; ` +
+          `choose a path under one of them, or add a root to that agent's agent.json ("roots") and restart it`,
+      );
+    }
   }
 
   /** @throws SpokeError PLATFORM_NOT_FOUND */

@@ -230,6 +230,21 @@ export class TreeStore {
   }
 
   /**
+   * The canonical tree's host path, when it is a directory on the master.
+   * @throws SpokeError TREE_UNREADABLE otherwise
+   */
+  canonical(nsPath: string): string {
+    const hostPath = this.hostPath(nsPath);
+    if (!existsSync(hostPath) || !statSync(hostPath).isDirectory()) {
+      throw fail(
+        'TREE_UNREADABLE',
+        `the canonical tree ${hostPath} does not exist on the master (put the codebase there first, or add the platform with --makefile or --git to build it)`,
+      );
+    }
+    return hostPath;
+  }
+
+  /**
    * The manifest of a tree: walks it the first time (or when `rescan`), then serves the in-memory
    * copy kept current by the watcher.
    * @throws SpokeError TREE_UNREADABLE when the tree is not a directory on the master
@@ -247,10 +262,7 @@ export class TreeStore {
       t = undefined;
     }
     if (!t || opts.rescan) {
-      const hostPath = this.hostPath(nsPath);
-      if (!existsSync(hostPath) || !statSync(hostPath).isDirectory()) {
-        throw fail('TREE_UNREADABLE', `the canonical tree ${hostPath} does not exist on the master (create it, or build the platform)`);
-      }
+      const hostPath = this.canonical(nsPath);
       const started = Date.now();
       // previous: a re-walk shares unchanged entries with the manifests still held (history)
       const dirs = dirSnapshot(hostPath);
