@@ -217,7 +217,7 @@ export class PlatformSync {
             { type: 'configurePlatform', platform: p.name, tree: p.path, kind, pinnedImpl: this.ns.httpPin(server, p.server) },
             { signal: ctx.signal, timeoutMs: 3 * 60_000 },
           );
-          const did = r.changed ? 'written, tested and reloaded' : r.reloaded ? 'unchanged; reloaded' : 'unchanged';
+          const did = r.changed ? (r.reloaded ? 'written, tested and reloaded' : 'written and tested, not reloaded') : r.reloaded ? 'unchanged; reloaded' : 'unchanged';
           ctx.log(`${server}: ${r.impl} config ${r.path} ${did}`);
           for (const f of r.fixed) ctx.log(`${server}: fixed ${f}`);
           for (const pr of r.problems) ctx.log(`${server}: ${pr}`, 'warn');

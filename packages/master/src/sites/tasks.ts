@@ -856,7 +856,7 @@ export class SiteTasks {
           webGroupFiles: files,
           pinnedImpl: this.pinned(server, p.server),
         });
-        const did = r.changed ? 'written, tested and reloaded' : r.reloaded ? 'unchanged; reloaded' : 'unchanged';
+        const did = r.changed ? (r.reloaded ? 'written, tested and reloaded' : 'written and tested, not reloaded') : r.reloaded ? 'unchanged; reloaded' : 'unchanged';
         ctx.log(`${server}: ${r.impl} vhost ${r.path} ${did}${enabled ? '' : ' (disabled: every name answers 503)'}`);
         for (const f of r.fixed) ctx.log(`${server}: ${f}`);
         for (const pr of r.problems) ctx.log(`${server}: ${pr}`, 'warn');
