@@ -335,7 +335,7 @@ export class AgentTrees {
     tree: string,
     batch: string[],
     stagingDir: string,
-    onBytes: ((n: number) => void) | undefined,
+    onBytes: ((n: number, files: number) => void) | undefined,
     destOf: ((hash: string) => string | undefined) | undefined,
     modeOf: ((hash: string) => number) | undefined,
   ): Promise<ReceivedBlob[]> {
@@ -344,14 +344,8 @@ export class AgentTrees {
     const received: ReceivedBlob[] = [];
     for (let attempt = 1; missing.length > 0; attempt++) {
       const stream = this.requireClient().fetchBlobs({ tree, hashes: missing });
-      const counted = async function* () {
-        for await (const b of bytesOf(stream)) {
-          onBytes?.(b.byteLength);
-          yield b;
-        }
-      };
       try {
-        const got = await unframeBlobs(counted(), stagingDir, { want: missing, destOf, modeOf });
+        const got = await unframeBlobs(bytesOf(stream), stagingDir, { want: missing, destOf, modeOf, onProgress: onBytes });
         received.push(...got);
         const have = new Set(got.map((g) => g.hash));
         missing = missing.filter((h) => !have.has(h));

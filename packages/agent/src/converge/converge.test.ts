@@ -256,6 +256,21 @@ describe('converge: initial sync', () => {
     expect(treeKeyOf(treeStateDir(stateDir, KEY))).toBe(KEY);
   });
 
+  it('fetch progress counts files as they arrive, not only at the end', async () => {
+    // 600 files of 5 KB: about three 1 MiB chunks of the real blob framing
+    const spec: Spec = {};
+    for (let i = 0; i < 600; i++) spec[`f${String(i).padStart(3, '0')}.php`] = `${i}`.padEnd(5000, '.');
+    const src = source(spec);
+    const seen: { files: number; bytes: number }[] = [];
+    await syncTo(src, { fetcher: framesFetcher([src]), onProgress: (p) => p.phase === 'fetch' && seen.push({ files: p.files, bytes: p.bytes }) });
+    await expectSame(dst, src);
+    const during = seen.slice(1, -1); // between the opening 0 and the closing total
+    expect(during.length).toBeGreaterThan(1);
+    expect(during.some((p) => p.files > 0 && p.files < 600)).toBe(true);
+    for (let i = 1; i < seen.length; i++) expect(seen[i]?.files).toBeGreaterThanOrEqual(seen[i - 1]?.files as number);
+    expect(seen.at(-1)?.files).toBe(600);
+  });
+
   it('publishes into an existing empty directory, keeping its mode', async () => {
     fs.mkdirSync(dst, { recursive: true, mode: 0o750 });
     fs.chmodSync(dst, 0o750);

@@ -76,7 +76,8 @@ export interface BlobFetcher {
   fetch(
     hashes: string[],
     stagingDir: string,
-    onBytes?: (n: number) => void,
+    /** Bytes received since the last call, and blobs completed since (when the fetcher knows). */
+    onBytes?: (n: number, files?: number) => void,
     signal?: AbortSignal,
     /**
      * Where a blob may go instead of `<stagingDir>/<hash>`: a new file in a directory that exists,
@@ -623,16 +624,18 @@ async function stageBlobs(
   if (toFetch.length === 0) return;
   cancelled(o.signal);
   let bytes = 0;
-  const progress = (files: number) =>
-    o.onProgress?.({ phase: 'fetch', files, filesTotal: toFetch.length, bytes, bytesTotal });
+  let files = 0;
+  const progress = (done: number) =>
+    o.onProgress?.({ phase: 'fetch', files: done, filesTotal: toFetch.length, bytes, bytesTotal });
   progress(0);
   const report = await o.fetcher.fetch(
     toFetch,
     blobs,
-    (n) => {
+    (n, f = 0) => {
       bytes += n;
+      files += f;
       if (stepper.active) stepper.step('fetch');
-      progress(0);
+      progress(Math.min(files, toFetch.length)); // a retry's blobs count again
     },
     o.signal,
     placeAt,

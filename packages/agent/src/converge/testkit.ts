@@ -180,13 +180,8 @@ export function framesFetcher(sources: string[]): TestFetcher {
       f.asked.push(...hashes);
       index ??= await indexSources(sources);
       const idx = index;
-      const counted = (async function* () {
-        for await (const chunk of frameBlobs(hashes.map((hash) => ({ hash, path: idx.get(hash) as string })))) {
-          onBytes?.(chunk.length);
-          yield chunk;
-        }
-      })();
-      return unframeBlobs(counted, stagingDir, { want: hashes, destOf, modeOf });
+      const chunks = frameBlobs(hashes.map((hash) => ({ hash, path: idx.get(hash) as string })));
+      return unframeBlobs(chunks, stagingDir, { want: hashes, destOf, modeOf, onProgress: onBytes });
     },
   };
   return f;

@@ -142,6 +142,8 @@ export async function unframeBlobs(
     destOf?: (hash: string) => string | undefined;
     /** The mode a blob written to destOf(hash) is created with (before the umask); default 0600. */
     modeOf?: (hash: string) => number | undefined;
+    /** After each chunk: its bytes, and how many blobs it completed (written and verified). */
+    onProgress?: (bytes: number, blobs: number) => void;
   } = {},
 ): Promise<ReceivedBlob[]> {
   mkdirSync(stagingDir, { recursive: true });
@@ -208,6 +210,7 @@ export async function unframeBlobs(
 
   async function receive(): Promise<void> {
     for await (const chunk of source) {
+      const before = got.length;
       buf = buf.length === 0 ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) : Buffer.concat([buf, chunk]);
       let off = 0;
       for (;;) {
@@ -233,6 +236,7 @@ export async function unframeBlobs(
         else break;
       }
       buf = off === buf.length ? Buffer.alloc(0) : buf.subarray(off);
+      opts.onProgress?.(chunk.byteLength, got.length - before);
     }
     if (cur !== null || buf.length > 0) throw fail('BLOB_HASH_MISMATCH', 'the blob stream ended in the middle of a blob');
   }
