@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -65,6 +65,22 @@ describe('blob frames', () => {
     await expect(unframeBlobs(rechunk([bytes], 7), dest)).rejects.toMatchObject({ code: 'BLOB_HASH_MISMATCH' });
     expect(existsSync(join(dest, s[0]!.hash))).toBe(true);
     expect(existsSync(join(dest, s[1]!.hash))).toBe(false);
+    expect(readdirSync(dest).filter((n) => n.startsWith('.in-'))).toEqual([]); // its pieces went to a temp file
+  });
+
+  it('a blob spread over chunks lands at its destOf path with its modeOf mode, like one in a single chunk', async () => {
+    const src = tmp();
+    const s = sources(src, ['spread over three chunks', 'x']);
+    const dest = tmp();
+    mkdirSync(join(dest, 'tree'));
+    const at = (h: string) => join(dest, 'tree', h === s[0]!.hash ? 'spread.php' : 'one.php');
+    const chunks = await collect(frameBlobs(s));
+    // 64-byte chunks: the first blob's 24 bytes start at 40 and end past 64; the second fits one
+    const got = await unframeBlobs(rechunk(chunks, 64), dest, { destOf: at, modeOf: () => 0o640 });
+    expect(got.map((g) => g.path)).toEqual([at(s[0]!.hash), at(s[1]!.hash)]);
+    expect(readFileSync(at(s[0]!.hash), 'utf8')).toBe('spread over three chunks');
+    for (const g of got) expect(statSync(g.path).mode & 0o777).toBe(0o640 & ~process.umask());
+    expect(readdirSync(dest).sort()).toEqual(['tree']);
   });
 
   it('refuses blobs that were not asked for and streams cut short', async () => {
