@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RootMap, createLogger, walkTree } from '@spoke/shared';
 import { migrate, openStore } from './store.js';
 import { SqliteStatCache, TreeStore } from './trees.js';
@@ -198,6 +198,33 @@ describe('SqliteStatCache', () => {
       db.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("puts a walk's deferred write off while a converge is serving a tree, then writes it", () => {
+    vi.useFakeTimers();
+    try {
+      const db = openStore(':memory:');
+      let busy = true;
+      const cache = new SqliteStatCache(db, () => busy);
+      const rows = () => (db.prepare('SELECT COUNT(*) AS n FROM file_hashes').get() as { n: number }).n;
+      cache.set('/t/a', { ino: 7, size: 3, mtimeMs: 1, ctimeMs: 2, hash: 'b'.repeat(64) });
+      cache.flushSoon();
+      vi.advanceTimersByTime(10_000);
+      expect(rows()).toBe(0); // still serving
+      busy = false;
+      vi.advanceTimersByTime(500);
+      expect(rows()).toBe(1);
+      // and never later than a minute after the walk, busy or not
+      busy = true;
+      cache.set('/t/b', { ino: 8, size: 3, mtimeMs: 1, ctimeMs: 2, hash: 'c'.repeat(64) });
+      cache.flushSoon();
+      vi.advanceTimersByTime(59_000);
+      expect(rows()).toBe(1);
+      vi.advanceTimersByTime(1_000);
+      expect(rows()).toBe(2);
+    } finally {
+      vi.useRealTimers();
     }
   });
 

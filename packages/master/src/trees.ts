@@ -37,6 +37,9 @@ const HISTORY = 4;
 const FLUSH_AT = 50_000;
 /** How long after a walk its hash records are written (see flushSoon). */
 const FLUSH_DELAY_MS = 3_000;
+/** While `busy`, the write is put off by this much at a time, up to FLUSH_MAX_DELAY_MS. */
+const FLUSH_RETRY_MS = 500;
+const FLUSH_MAX_DELAY_MS = 60_000;
 
 /**
  * Hash cache over the `file_hashes` table. Writes are batched: records wait in memory (where
@@ -52,7 +55,15 @@ export class SqliteStatCache implements StatCache {
   private readonly select: ReturnType<Db['prepare']>;
   private readonly anyUnder: Statement<[string, string]>;
 
-  constructor(db: Db) {
+  /**
+   * @param busy true while a converge is serving a tree: the deferred write waits for it to end
+   *   (it blocks the event loop ~100 ms per 20,000 rows, which then stalled the blob stream of a
+   *   first sync that lasted longer than FLUSH_DELAY_MS), at most FLUSH_MAX_DELAY_MS after the walk
+   */
+  constructor(
+    db: Db,
+    private readonly busy: () => boolean = () => false,
+  ) {
     this.db = db;
     // Prepared once: a walk looks up every file.
     this.select = db.prepare('SELECT ino, size, mtime_ms, ctime_ms, hash FROM file_hashes WHERE path = ?');
@@ -81,10 +92,22 @@ export class SqliteStatCache implements StatCache {
     if (this.pending.size >= FLUSH_AT) this.flush();
   }
 
-  /** Writes the pending records FLUSH_DELAY_MS from now (once; flush() and close() write them sooner). */
+  /**
+   * Writes the pending records FLUSH_DELAY_MS from now, or once nothing is `busy` after that
+   * (once; flush() and close() write them sooner).
+   */
   flushSoon(): void {
     if (this.timer !== undefined || this.pending.size === 0) return;
-    this.timer = setTimeout(() => this.flush(), FLUSH_DELAY_MS);
+    const until = Date.now() + FLUSH_MAX_DELAY_MS;
+    const tick = () => {
+      if (this.busy() && Date.now() < until) {
+        this.timer = setTimeout(tick, FLUSH_RETRY_MS);
+        this.timer.unref();
+        return;
+      }
+      this.flush();
+    };
+    this.timer = setTimeout(tick, FLUSH_DELAY_MS);
     this.timer.unref();
   }
 
@@ -203,7 +226,7 @@ export class TreeStore {
     this.rootMap = deps.rootMap;
     this.helper = deps.helper;
     this.log = deps.log;
-    this.cache = new SqliteStatCache(deps.db);
+    this.cache = new SqliteStatCache(deps.db, () => [...this.trees.values()].some((t) => t.holds > 0));
     this.watchEnabled = deps.watch ?? true;
     this.watchMaxEntries = deps.watchMaxEntries ?? 60_000;
     this.stormEvents = deps.stormEvents ?? 4000;
