@@ -32,6 +32,34 @@ export interface ConvergeSummary {
 }
 
 /** Wires converge tasks and self-healing. */
+/**
+ * One server's converge progress as task log lines: at most one a second; bytes, rate and ETA
+ * while something is moving, the rate over what moved since the first report that moved any
+ * (timed from the task's start, it counted the master's scan and the agent's checks: a 2 s
+ * transfer showed "4.4 MiB/s ETA 41s").
+ */
+export class ProgressMeter {
+  private last = Number.NEGATIVE_INFINITY;
+  private from: { at: number; done: number } | undefined;
+
+  constructor(
+    private readonly server: string,
+    private readonly everyMs = 1000,
+  ) {}
+
+  /** The line for this report at `now` (ms), or undefined when one was logged less than everyMs ago. */
+  line(pr: { message: string; done: number; total: number }, now: number): string | undefined {
+    if (pr.done > 0 && this.from === undefined) this.from = { at: now, done: pr.done };
+    if (now - this.last < this.everyMs) return undefined;
+    this.last = now;
+    if (pr.total === 0) return `${this.server}: ${pr.message}`;
+    const secs = this.from === undefined ? 0 : (now - this.from.at) / 1000;
+    const rate = secs > 0 ? (pr.done - (this.from as { done: number }).done) / secs : 0;
+    const eta = rate > 0 && pr.total > pr.done ? ` ETA ${Math.ceil((pr.total - pr.done) / rate)}s` : '';
+    return `${this.server}: ${pr.message}, ${human(pr.done)}/${human(pr.total)}${rate > 0 ? `, ${human(rate)}/s` : ''}${eta}`;
+  }
+}
+
 export class PlatformSync {
   private readonly ns: Namespace;
   private readonly hub: AgentHub;
@@ -255,7 +283,7 @@ export class PlatformSync {
     const converging = Promise.all(
       targets.map(async (server) => {
         try {
-          let last = 0;
+          const meter = new ProgressMeter(server);
           const r = await this.hub.call(
             server,
             { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}` },
@@ -263,13 +291,8 @@ export class PlatformSync {
               signal: ctx.signal,
               timeoutMs: 30 * 60_000,
               onProgress: (pr) => {
-                const now = Date.now();
-                if (now - last < 1000) return;
-                last = now;
-                const secs = (now - started) / 1000;
-                const rate = pr.done / Math.max(secs, 0.001);
-                const eta = rate > 0 && pr.total > pr.done ? ` ETA ${Math.ceil((pr.total - pr.done) / rate)}s` : '';
-                ctx.log(`${server}: ${pr.message}, ${human(pr.done)}/${human(pr.total)}, ${human(rate)}/s${eta}`);
+                const line = meter.line(pr, Date.now());
+                if (line !== undefined) ctx.log(line);
               },
             },
           );

@@ -49,6 +49,15 @@ describe('blob frames', () => {
     }
   });
 
+  it('reports progress per chunk: blob bytes without the framing, and blobs completed', async () => {
+    const s = sources(tmp(), ['a'.repeat(100), 'b'.repeat(300), 'c'.repeat(50)]);
+    const seen: [number, number][] = [];
+    await unframeBlobs(rechunk(await collect(frameBlobs(s)), 128), tmp(), { onProgress: (bytes, blobs) => seen.push([bytes, blobs]) });
+    expect(seen.reduce((n, [b]) => n + b, 0)).toBe(450);
+    expect(seen.reduce((n, [, k]) => n + k, 0)).toBe(3);
+    expect(seen[0]).toEqual([88, 0]); // 128 bytes: a header and 88 of the first blob's 100
+  });
+
   it('survives one-byte chunks', async () => {
     const s = sources(tmp(), ['a', 'bc', '']);
     const got = await unframeBlobs(rechunk(await collect(frameBlobs(s)), 1), tmp());

@@ -146,7 +146,7 @@ export async function unframeBlobs(
     destOf?: (hash: string) => string | undefined;
     /** The mode a blob written to destOf(hash) is created with (before the umask); default 0600. */
     modeOf?: (hash: string) => number | undefined;
-    /** After each chunk: its bytes, and how many blobs it completed (written and verified). */
+    /** After each chunk: the blob bytes in it (not the framing), and how many blobs it completed. */
     onProgress?: (bytes: number, blobs: number) => void;
   } = {},
 ): Promise<ReceivedBlob[]> {
@@ -214,6 +214,7 @@ export async function unframeBlobs(
   async function receive(): Promise<void> {
     for await (const chunk of source) {
       const before = got.length;
+      let payload = 0;
       buf = buf.length === 0 ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) : Buffer.concat([buf, chunk]);
       let off = 0;
       for (;;) {
@@ -236,12 +237,13 @@ export async function unframeBlobs(
           else c.whole = piece;
           c.left -= take;
           off += take;
+          payload += take;
         }
         if (c.left === 0) finish(c);
         else break;
       }
       buf = off === buf.length ? Buffer.alloc(0) : buf.subarray(off);
-      opts.onProgress?.(chunk.byteLength, got.length - before);
+      opts.onProgress?.(payload, got.length - before);
     }
     if (cur !== null || buf.length > 0) throw fail('BLOB_HASH_MISMATCH', 'the blob stream ended in the middle of a blob');
   }
