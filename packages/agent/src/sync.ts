@@ -199,7 +199,7 @@ export class AgentTrees {
         reuseMinBytes: REUSE_MIN_BYTES,
         helper: this.helper,
         onProgress: (p) => {
-          if (p.phase !== lastPhase || p.phase === 'fetch') {
+          if (p.phase !== lastPhase || p.phase === 'fetch' || p.phase === 'reuse') {
             lastPhase = p.phase;
             progress({ message: `${p.phase} ${p.files}/${p.filesTotal} files`, done: Math.round(p.bytes), total: Math.round(p.bytesTotal) });
           }

@@ -22,6 +22,15 @@ describe('ProgressMeter', () => {
     expect(m.line({ message: 'fetch 3/9 files', done: 30, total: 90 }, 2_000)).toMatch(/^w: fetch 3\/9 files, 30 B\/90 B, 20 B\/s ETA 3s$/);
   });
 
+  it('starts the rate again when the phase changes (reuse, then fetch)', () => {
+    const m = new ProgressMeter('w');
+    m.line({ message: 'reuse 1024/3000 files', done: 10 * MiB, total: 30 * MiB }, 0);
+    expect(m.line({ message: 'reuse 2048/3000 files', done: 20 * MiB, total: 30 * MiB }, 1_000)).toMatch(/10\.0 MiB\/s ETA 1s$/);
+    // fetch counts its bytes from 0: no negative rate, no rate until it has moved for a while
+    expect(m.line({ message: 'fetch 10/900 files', done: MiB, total: 9 * MiB }, 2_000)).toBe('w: fetch 10/900 files, 1.0 MiB/9.0 MiB');
+    expect(m.line({ message: 'fetch 500/900 files', done: 5 * MiB, total: 9 * MiB }, 3_000)).toMatch(/4\.0 MiB\/s ETA 1s$/);
+  });
+
   it('a phase with nothing to move shows its message only', () => {
     const m = new ProgressMeter('w');
     expect(m.line({ message: 'apply 10/20 files', done: 0, total: 0 }, 0)).toBe('w: apply 10/20 files');

@@ -41,6 +41,7 @@ export interface ConvergeSummary {
 export class ProgressMeter {
   private last = Number.NEGATIVE_INFINITY;
   private from: { at: number; done: number } | undefined;
+  private phase = '';
 
   constructor(
     private readonly server: string,
@@ -49,6 +50,12 @@ export class ProgressMeter {
 
   /** The line for this report at `now` (ms), or undefined when one was logged less than everyMs ago. */
   line(pr: { message: string; done: number; total: number }, now: number): string | undefined {
+    const phase = pr.message.split(' ', 1)[0] ?? '';
+    if (phase !== this.phase) {
+      // each phase counts its own bytes from 0 (reuse, then fetch)
+      this.phase = phase;
+      this.from = undefined;
+    }
     if (pr.done > 0 && this.from === undefined) this.from = { at: now, done: pr.done };
     if (now - this.last < this.everyMs) return undefined;
     this.last = now;

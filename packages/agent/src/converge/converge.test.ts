@@ -627,6 +627,28 @@ describe('converge: reuse', () => {
     }
   });
 
+  it('reports reuse progress while it copies, so a second platform does not sit silent', async () => {
+    const spec: Spec = {};
+    for (let i = 0; i < 2100; i++) spec[`m${i % 7}/f${i}.php`] = `<?php // ${i}`;
+    const s1 = source(spec);
+    const other = join(base, 'host', 'other');
+    await converge({ treeKey: '/other', hostRoot: other, stateDir, desired: await manifestOf(s1), fetcher: copyFetcher([s1]) });
+    const s2 = source({ ...spec, 'own.php': 'mine' });
+    const seen: { files: number; filesTotal: number; bytes: number }[] = [];
+    const reuse = buildReuseIndex(stateDir, new Map([['/other', other]]));
+    await converge({
+      treeKey: KEY,
+      hostRoot: dst,
+      stateDir,
+      desired: await manifestOf(s2),
+      fetcher: copyFetcher([s2]),
+      reuse,
+      onProgress: (p) => p.phase === 'reuse' && seen.push({ files: p.files, filesTotal: p.filesTotal, bytes: p.bytes }),
+    });
+    expect(seen.map((p) => p.files)).toEqual([1024, 2048]);
+    expect(seen.every((p) => p.filesTotal === 2101 && p.bytes > 0)).toBe(true);
+  });
+
   it('a reuse source that no longer holds its hash is not used', async () => {
     const s1 = source({ 'a.php': 'original' });
     const other = join(base, 'host', 'other');

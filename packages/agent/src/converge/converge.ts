@@ -99,7 +99,8 @@ export interface BlobFetcher {
 
 /** Progress of a converge. */
 export interface ConvergeProgress {
-  phase: 'scan' | 'fetch' | 'apply';
+  /** reuse: content copied from this host (files and bytes of all that is needed); fetch: from the master */
+  phase: 'scan' | 'reuse' | 'fetch' | 'apply';
   files: number;
   filesTotal: number;
   bytes: number;
@@ -207,6 +208,8 @@ const LOCAL_SCAN_MIN_BYTES = 1024 * 1024;
 const HELPER_MIN_COPIES = 64;
 /** Copies per chunk when a helper thread shares them (see stageBlobs). */
 const COPY_CHUNK = 256;
+/** A `reuse` progress report every this many files reused. */
+const REUSE_PROGRESS_EVERY = 1024;
 
 interface Counters {
   filesFetched: number;
@@ -543,10 +546,16 @@ async function stageBlobs(
     keepCopy(hash, t.dest);
     return true;
   };
+  let needBytes = 0;
+  for (const need of needs.values()) needBytes += need.size;
   const reused = (hash: string, size: number) => {
     counters.filesReused++;
     counters.bytesReused += size;
     if (stepper.active) stepper.step(`stage ${hash.slice(0, 12)}`);
+    // a second platform copies ~20,000 files here: say so every REUSE_PROGRESS_EVERY
+    if (counters.filesReused % REUSE_PROGRESS_EVERY === 0) {
+      o.onProgress?.({ phase: 'reuse', files: counters.filesReused, filesTotal: needs.size, bytes: counters.bytesReused, bytesTotal: needBytes });
+    }
   };
   // First what this tree holds already (moved or copied files), then other trees.
   const elsewhere: [string, number][] = [];
