@@ -431,18 +431,19 @@ export class WebConfig {
       );
     }
     state.tested = true;
-    if (!(await this.reload(reload, svc, file, state, problems))) return state;
+    await this.reload(reload, svc, file, state, problems);
+    if (!state.reloaded) return state;
     log.info({ source: rendered?.source ?? 'removed' }, rendered ? `${what} config written, tested and reloaded` : `${what} config removed, tested and reloaded`);
     return state;
   }
 
   /**
-   * Reloads the web server: true when it did. One that is not running (nginx: no pid) has no
+   * Reloads the web server (state.reloaded). One that is not running (nginx: no pid) has no
    * running config to replace: the files on disk, tested, are what it loads when it starts, so
    * that is a problem to report, not a failure — and `platform rm` must not be stuck behind it.
    * @throws SpokeError WEBSERVER_RELOAD_FAILED (any other failure; the next operation reloads)
    */
-  private async reload(argv: string[], svc: Service, file: string, state: { reloaded: boolean }, problems: string[]): Promise<boolean> {
+  private async reload(argv: string[], svc: Service, file: string, state: { reloaded: boolean }, problems: string[]): Promise<void> {
     const r = await this.deps.run(argv);
     if (r.code !== 0 && NOT_RUNNING.test(r.output)) {
       this.reloadPending = false;
@@ -450,7 +451,7 @@ export class WebConfig {
         `${svc.impl} is not running, so nothing was reloaded; the tested config in ${svc.confDir} loads when it starts (systemctl start ${svc.impl === 'apache' ? 'apache2' : svc.impl})`,
       );
       this.deps.log.warn({ output: r.output }, `${svc.impl} is not running; config written and tested, not reloaded`);
-      return false;
+      return;
     }
     if (r.code !== 0) {
       this.reloadPending = true;
@@ -461,7 +462,6 @@ export class WebConfig {
     }
     this.reloadPending = false;
     state.reloaded = true;
-    return true;
   }
 
   /** Puts the previous content back (or removes the new file); WEBSERVER_CONFIG_INVALID naming the file if even that fails. */

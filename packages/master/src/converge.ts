@@ -31,7 +31,6 @@ export interface ConvergeSummary {
   ms: number;
 }
 
-/** Wires converge tasks and self-healing. */
 /**
  * One server's converge progress as task log lines: at most one a second; bytes, rate and ETA
  * while something is moving, the rate over what moved since the first report that moved any
@@ -60,13 +59,20 @@ export class ProgressMeter {
     if (now - this.last < this.everyMs) return undefined;
     this.last = now;
     if (pr.total === 0) return `${this.server}: ${pr.message}`;
-    const secs = this.from === undefined ? 0 : (now - this.from.at) / 1000;
-    const rate = secs > 0 ? (pr.done - (this.from as { done: number }).done) / secs : 0;
+    const from = this.from;
+    const rate = from !== undefined && now > from.at ? ((pr.done - from.done) * 1000) / (now - from.at) : 0;
     const eta = rate > 0 && pr.total > pr.done ? ` ETA ${Math.ceil((pr.total - pr.done) / rate)}s` : '';
     return `${this.server}: ${pr.message}, ${human(pr.done)}/${human(pr.total)}${rate > 0 ? `, ${human(rate)}/s` : ''}${eta}`;
   }
 }
 
+/** What an agent did with a web-server config file (a platform's or a site's), for the task log. */
+export function configOutcome(r: { changed: boolean; reloaded: boolean }): string {
+  if (r.changed) return r.reloaded ? 'written, tested and reloaded' : 'written and tested, not reloaded';
+  return r.reloaded ? 'unchanged; reloaded' : 'unchanged';
+}
+
+/** Wires converge tasks and self-healing. */
 export class PlatformSync {
   private readonly ns: Namespace;
   private readonly hub: AgentHub;
@@ -252,8 +258,7 @@ export class PlatformSync {
             { type: 'configurePlatform', platform: p.name, tree: p.path, kind, pinnedImpl: this.ns.httpPin(server, p.server) },
             { signal: ctx.signal, timeoutMs: 3 * 60_000 },
           );
-          const did = r.changed ? (r.reloaded ? 'written, tested and reloaded' : 'written and tested, not reloaded') : r.reloaded ? 'unchanged; reloaded' : 'unchanged';
-          ctx.log(`${server}: ${r.impl} config ${r.path} ${did}`);
+          ctx.log(`${server}: ${r.impl} config ${r.path} ${configOutcome(r)}`);
           for (const f of r.fixed) ctx.log(`${server}: fixed ${f}`);
           for (const pr of r.problems) ctx.log(`${server}: ${pr}`, 'warn');
           return { server, ok: true, msg: '' };

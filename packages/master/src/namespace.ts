@@ -583,10 +583,7 @@ export class Namespace {
    * @throws SpokeError PATH_OUTSIDE_ROOTS
    */
   private checkWithinRoots(path: string, srv: ServerRow): void {
-    const holders =
-      srv.kind === 'cluster'
-        ? (this.db.prepare("SELECT * FROM servers WHERE cluster = ? AND kind = 'agent' ORDER BY name").all(srv.name) as ServerRow[])
-        : [srv];
+    const holders = srv.kind === 'cluster' ? this.members(srv.name).map((m) => this.mustRow(m)) : [srv];
     for (const h of holders) {
       const roots = h.facts_json ? ((JSON.parse(h.facts_json) as HostFactsInfo).roots ?? []) : [];
       if (roots.length === 0 || roots.some((r) => pathContains(r, path))) continue;

@@ -258,7 +258,7 @@ export class TreeStore {
    */
   canonical(nsPath: string): string {
     const hostPath = this.hostPath(nsPath);
-    if (!existsSync(hostPath) || !statSync(hostPath).isDirectory()) {
+    if (statSync(hostPath, { throwIfNoEntry: false })?.isDirectory() !== true) {
       throw fail(
         'TREE_UNREADABLE',
         `the canonical tree ${hostPath} does not exist on the master (put the codebase there first, or add the platform with --makefile or --git to build it)`,

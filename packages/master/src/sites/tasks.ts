@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { checkDomain, fail, generateDbPassword, isSpokeError, siteDbName } from '@spoke/shared';
 import type { AgentCommand, AgentCommandResults, AgentHub, CallOptions } from '../hub.js';
 import type { Namespace } from '../namespace.js';
-import type { PlatformSync } from '../converge.js';
+import { configOutcome, type PlatformSync } from '../converge.js';
 import type { Db } from '../store.js';
 import type { TaskContext, TaskEngine } from '../tasks.js';
 import type { TreeStore } from '../trees.js';
@@ -856,8 +856,7 @@ export class SiteTasks {
           webGroupFiles: files,
           pinnedImpl: this.pinned(server, p.server),
         });
-        const did = r.changed ? (r.reloaded ? 'written, tested and reloaded' : 'written and tested, not reloaded') : r.reloaded ? 'unchanged; reloaded' : 'unchanged';
-        ctx.log(`${server}: ${r.impl} vhost ${r.path} ${did}${enabled ? '' : ' (disabled: every name answers 503)'}`);
+        ctx.log(`${server}: ${r.impl} vhost ${r.path} ${configOutcome(r)}${enabled ? '' : ' (disabled: every name answers 503)'}`);
         for (const f of r.fixed) ctx.log(`${server}: ${f}`);
         for (const pr of r.problems) ctx.log(`${server}: ${pr}`, 'warn');
         return server;
