@@ -22,6 +22,7 @@ import type { Namespace } from '../../packages/master/src/namespace.js';
 import { MasterConnection } from '../../packages/agent/src/connection.js';
 import type { HttpSettings } from '../../packages/agent/src/config.js';
 import { SiteInstaller } from '../../packages/agent/src/siteinstall.js';
+import { SitePhp } from '../../packages/agent/src/php/sitephp.js';
 import type { AgentTrees } from '../../packages/agent/src/sync.js';
 import { commandRunner, WebConfig } from '../../packages/agent/src/webconfig.js';
 import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
@@ -92,12 +93,14 @@ beforeAll(async () => {
     run: commandRunner(BIN_DIRS),
     log,
   });
-  const installer = new SiteInstaller({ http, binDirs: BIN_DIRS, service: (p) => web.service(p), log });
+  const sitePhp = new SitePhp({ rootMap, roots: ['/var/www'], binDirs: BIN_DIRS, phpCli: '', phpUser: 'www-data', log });
+  const installer = new SiteInstaller({ http, php: sitePhp, service: (p) => web.service(p), log });
   const ca = await createCA();
   conn = new MasterConnection({
     log,
     master: '127.0.0.1:1',
     identity: { caPem: ca.certPem, certPem: ca.certPem, keyPem: ca.keyPem },
+    sitePhp,
     roots: ['/var/www'],
     rootMap,
     detect: async () => [],
@@ -225,9 +228,9 @@ describe('site vhosts (real nginx, php-fpm)', () => {
   });
 
   it('InstallSite for a kind without an unattended installer says why it did not run', async () => {
-    const r = await call({ type: 'installSite', domain: 'site.test', kind: 'drupal8', title: 'X', adminUser: 'admin', adminEmail: 'a@site.test', adminPassword: 'pw' });
+    const r = await call({ type: 'installSite', domain: 'site.test', kind: 'generic', title: 'X', adminUser: 'admin', adminEmail: 'a@site.test', adminPassword: 'pw', tree: '/var/www/site', profile: '', locale: '' });
     expect(r.ran).toBe(false);
-    expect(r.reason).toMatch(/drush/);
+    expect(r.reason).toMatch(/no non-interactive installer for kind generic/);
     expect(r.url).toBe('http://site.test/');
   });
 });
@@ -281,18 +284,18 @@ describe('WordPress install over HTTP (Debian\'s wordpress, private MariaDB)', (
   });
 
   it('InstallSite runs the installer; the home page shows the title; a second run says it is installed', async () => {
-    const r = await call({ type: 'installSite', domain: 'wp.test', kind: 'wordpress', title: TITLE, adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'S3cret-pass-9!' });
+    const r = await call({ type: 'installSite', domain: 'wp.test', kind: 'wordpress', title: TITLE, adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'S3cret-pass-9!', tree: '/var/www/wp', profile: '', locale: '' });
     expect(r).toEqual({ ran: true, reason: '', url: 'http://wp.test/' });
     const home = await get('wp.test', '/');
     expect(home.status, home.body.slice(0, 500)).toBe(200);
     expect(home.body).toContain(`<h1 id="site-title">${TITLE}</h1>`);
-    const again = await call({ type: 'installSite', domain: 'wp.test', kind: 'wordpress', title: TITLE, adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'x' });
+    const again = await call({ type: 'installSite', domain: 'wp.test', kind: 'wordpress', title: TITLE, adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'x', tree: '/var/www/wp', profile: '', locale: '' });
     expect(again).toMatchObject({ ran: false, reason: 'WordPress is already installed at http://wp.test/' });
   }, 120_000);
 
   it('a site whose database is unreachable fails with SITE_INSTALL_FAILED and a one-line reason', async () => {
     writeFileSync(join(wpTree(), 'wp-config.php'), readFileSync(join(wpTree(), 'wp-config.php'), 'utf8').replace("'wp-pass-1'", "'wrong-password'"));
-    const err = await call({ type: 'installSite', domain: 'wp.test', kind: 'wordpress', title: TITLE, adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'pw' }).catch(
+    const err = await call({ type: 'installSite', domain: 'wp.test', kind: 'wordpress', title: TITLE, adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'pw', tree: '/var/www/wp', profile: '', locale: '' }).catch(
       (e: unknown) => e,
     );
     expect(err).toMatchObject({ code: 'SITE_INSTALL_FAILED' });

@@ -12,6 +12,7 @@ import { AgentTrees } from './sync.js';
 import { beginRun, distrustTrees, endRun, linuxBootId, syncAll } from './converge/boot.js';
 import { commandRunner, WebConfig } from './webconfig.js';
 import { SiteInstaller } from './siteinstall.js';
+import { SitePhp } from './php/sitephp.js';
 import { SiteDatabases } from './db/index.js';
 
 /** A running agent. */
@@ -64,9 +65,17 @@ export async function startAgent(
     run: commandRunner(opts.binDirs),
     log: deps.log.child({ component: 'agent.web' }),
   });
+  const sitePhp = new SitePhp({
+    rootMap,
+    roots: opts.roots,
+    binDirs: opts.binDirs,
+    phpCli: opts.phpCli,
+    phpUser: opts.phpUser,
+    log: deps.log.child({ component: 'agent.sitephp' }),
+  });
   const installer = new SiteInstaller({
     http: opts.http,
-    binDirs: opts.binDirs,
+    php: sitePhp,
     service: (pinned) => web.service(pinned),
     log: deps.log.child({ component: 'agent.install' }),
   });
@@ -78,6 +87,7 @@ export async function startAgent(
     trees,
     web,
     installer,
+    sitePhp,
     db,
     siteFiles,
     driftIntervalMs: opts.driftIntervalMs,

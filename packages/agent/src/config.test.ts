@@ -19,6 +19,8 @@ describe('agent.json http and php sections', () => {
     expect(parseWebSettings({})).toEqual({
       http: { impl: '', confDir: '', listen: ['80'], testCommand: null, reloadCommand: null, webGroup: 'www-data', templatesDir: '', configured: false },
       fpmSocket: '',
+      phpCli: '',
+      phpUser: 'www-data',
     });
   });
 
@@ -33,8 +35,10 @@ describe('agent.json http and php sections', () => {
         webGroup: 'nginx',
         templatesDir: '/etc/spoke/templates',
       },
-      php: { fpmSocket: '127.0.0.1:9000' },
+      php: { fpmSocket: '127.0.0.1:9000', cli: '/usr/bin/php8.2', user: 'web' },
     });
+    expect(r.phpCli).toBe('/usr/bin/php8.2');
+    expect(r.phpUser).toBe('web');
     expect(r.http).toMatchObject({ impl: 'nginx', listen: ['127.0.0.1:8080'], reloadCommand: ['systemctl', 'reload', 'nginx'], configured: true });
     expect(r.fpmSocket).toBe('127.0.0.1:9000');
     expect(parseWebSettings({ http: {} }).http.configured).toBe(true);
@@ -58,6 +62,8 @@ describe('agent.json http and php sections', () => {
     [{ http: [] }, /http must be an object/],
     [{ php: { fpmSocket: 'unix:/run/php.sock' } }, /php\.fpmSocket is not valid/],
     [{ php: { socket: '/run/php.sock' } }, /php\.socket is not a known setting/],
+    [{ php: { cli: 'php' } }, /php\.cli is not valid/],
+    [{ php: { user: 'www data' } }, /php\.user is not a user name/],
   ])('refuses %j', (cfg, re) => {
     expect(refusal(cfg)).toMatch(re);
   });

@@ -26,9 +26,19 @@ export interface AgentConfigFile {
   /** The web server the agent configures (see HttpConfigFile). */
   http?: HttpConfigFile;
   /** php-fpm. */
-  php?: { /** Socket path or HOST:PORT. @default detected from the pools in /etc/php, else /run/php */ fpmSocket?: string };
+  php?: PhpConfigFile;
   /** The MariaDB/MySQL server this agent manages site databases on (see DbConfigFile); absent = none. */
   db?: DbConfigFile;
+}
+
+/** agent.json `php`. */
+export interface PhpConfigFile {
+  /** Socket path or HOST:PORT. @default detected from the pools in /etc/php, else /run/php */
+  fpmSocket?: string;
+  /** The PHP command line binary that runs site installers, updates and one-time logins. @default `php` found on $PATH or in the sbin/bin dirs */
+  cli?: string;
+  /** The account those PHP runs use when the agent is root, so what they write belongs to the web server (php-fpm's pool user). @default www-data */
+  user?: string;
 }
 
 /** agent.json `http`: paths here are host paths (never mapped through --root). */
@@ -86,6 +96,10 @@ export interface CompiledAgentOptions {
   http: HttpSettings;
   /** php-fpm socket or HOST:PORT from agent.json ("" = detect). */
   fpmSocket: string;
+  /** PHP command line for site tools (agent.json `php.cli`; "" = find `php`). */
+  phpCli: string;
+  /** Account the PHP command line runs as when the agent is root (agent.json `php.user`). */
+  phpUser: string;
   /** Site databases (agent.json `db`); null = this agent manages no database server. */
   db: DbSettings | null;
 }
@@ -112,13 +126,14 @@ export function checkRoots(roots: string[]): string[] {
   });
 }
 
+const PHP_KEYS = ['fpmSocket', 'cli', 'user'];
 const HTTP_KEYS = ['impl', 'confDir', 'listen', 'testCommand', 'reloadCommand', 'webGroup', 'templatesDir'];
 
 /**
  * Checks agent.json's `http` and `php` sections.
  * @throws SpokeError CONFIG_INVALID
  */
-export function parseWebSettings(cfg: Pick<AgentConfigFile, 'http' | 'php'>): { http: HttpSettings; fpmSocket: string } {
+export function parseWebSettings(cfg: Pick<AgentConfigFile, 'http' | 'php'>): { http: HttpSettings; fpmSocket: string; phpCli: string; phpUser: string } {
   const bad = (key: string, why: string) => fail('CONFIG_INVALID', `agent.json: ${key} ${why}`);
   const checked = <T>(key: string, fn: () => T): T => {
     try {
@@ -161,11 +176,16 @@ export function parseWebSettings(cfg: Pick<AgentConfigFile, 'http' | 'php'>): { 
   if (!/^([a-z_][a-z0-9_.-]{0,31}|\d+)$/i.test(webGroup)) throw bad('http.webGroup', `is not a group name (got ${JSON.stringify(webGroup)})`);
   const php = cfg.php;
   if (php !== undefined && (php === null || typeof php !== 'object' || Array.isArray(php))) throw bad('php', 'must be an object');
-  const unknownPhp = Object.keys(php ?? {}).filter((k) => k !== 'fpmSocket');
-  if (unknownPhp.length) throw bad(`php.${unknownPhp[0]}`, 'is not a known setting (known: fpmSocket)');
+  const unknownPhp = Object.keys(php ?? {}).filter((k) => !PHP_KEYS.includes(k));
+  if (unknownPhp.length) throw bad(`php.${unknownPhp[0]}`, `is not a known setting (known: ${PHP_KEYS.join(', ')})`);
   const fpm = php?.fpmSocket ?? '';
   if (typeof fpm !== 'string') throw bad('php.fpmSocket', 'must be a string');
   if (fpm) checked('php.fpmSocket', () => checkFpmAddress(fpm));
+  const phpCli = php?.cli ?? '';
+  if (typeof phpCli !== 'string') throw bad('php.cli', 'must be a string');
+  if (phpCli) checked('php.cli', () => checkConfigPath('cli', phpCli));
+  const phpUser = php?.user ?? 'www-data';
+  if (typeof phpUser !== 'string' || !/^([a-z_][a-z0-9_.-]{0,31}|\d+)$/i.test(phpUser)) throw bad('php.user', `is not a user name (got ${JSON.stringify(phpUser)})`);
   return {
     http: {
       impl: impl as HttpSettings['impl'],
@@ -178,6 +198,8 @@ export function parseWebSettings(cfg: Pick<AgentConfigFile, 'http' | 'php'>): { 
       configured: h !== undefined,
     },
     fpmSocket: fpm,
+    phpCli,
+    phpUser,
   };
 }
 
@@ -228,6 +250,8 @@ export function compileAgentOptions(flags: { stateDir: string; root?: string; ma
     binDirs: [...new Set([...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...SERVICE_BIN_DIRS])],
     http: web.http,
     fpmSocket: web.fpmSocket,
+    phpCli: web.phpCli,
+    phpUser: web.phpUser,
     db,
   };
 }

@@ -24,6 +24,7 @@ import type { DetectedService } from './detect.js';
 import type { AgentTrees } from './sync.js';
 import type { WebConfig } from './webconfig.js';
 import type { SiteInstaller } from './siteinstall.js';
+import type { SitePhp, SiteToolOp } from './php/sitephp.js';
 import type { SiteDatabases } from './db/index.js';
 import type { SiteFileTransfer } from './sitetransfer.js';
 import { forgetPlatform } from './forget.js';
@@ -47,6 +48,8 @@ export interface ConnectionDeps {
   web: Pick<WebConfig, 'configurePlatform' | 'configureSite' | 'removeSite' | 'removePlatform'>;
   /** Site installers (WordPress over HTTP). */
   installer: Pick<SiteInstaller, 'install'>;
+  /** Spoke's site tool (one-time login links, database updates). */
+  sitePhp: Pick<SitePhp, 'run'>;
   /** Site databases (agent.json `db`); null when this agent manages no database server. */
   db?: Pick<SiteDatabases, 'createSiteDb' | 'dropSiteDb' | 'setGrants' | 'dumpSiteDb' | 'restoreSiteDb' | 'siteAddress'> | null;
   /** Sites' user files to and from the master (capability 6); absent: those commands fail. */
@@ -357,8 +360,16 @@ export class MasterConnection {
             adminUser: c.adminUser,
             adminEmail: c.adminEmail,
             adminPassword: c.adminPassword,
+            tree: c.tree,
+            profile: c.profile,
+            locale: c.locale,
           });
           return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'installSite', value: r } });
+        }
+        case 'siteTool': {
+          const c = cmd.command.value;
+          const r = await runSiteTool(this.deps.sitePhp, c);
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'siteTool', value: r } });
         }
         case 'dbCreate': {
           const c = cmd.command.value;
@@ -435,4 +446,26 @@ export class MasterConnection {
       });
     }
   }
+}
+
+const SITE_TOOL_OPS: Partial<Record<wire.SiteToolOp, SiteToolOp>> = {
+  [wire.SiteToolOp.SITE_TOOL_OP_LOGIN_URL]: 'loginUrl',
+  [wire.SiteToolOp.SITE_TOOL_OP_UPDATES]: 'updates',
+  [wire.SiteToolOp.SITE_TOOL_OP_UPDATE]: 'update',
+};
+
+/** Runs a SiteToolCommand: the wire op to the tool's, its answer back to the wire. */
+async function runSiteTool(php: Pick<SitePhp, 'run'>, c: wire.SiteToolCommand): Promise<wire.SiteToolResult> {
+  const op = SITE_TOOL_OPS[c.op];
+  if (!op) throw fail('INVALID_ARGUMENT', `unknown site tool op ${c.op}`);
+  const params: Record<string, unknown> = {};
+  if (op === 'loginUrl' && c.kind === 'wordpress') {
+    if (!/^[0-9a-f]{64}$/.test(c.tokenHash)) throw fail('INVALID_ARGUMENT', 'a WordPress login link needs the sha256 of its token');
+    params.token = c.tokenHash;
+    params.ttl = Math.max(60, Math.min(Number(c.ttlSeconds) || 900, 86_400));
+  }
+  const a = await php.run(op, { tree: c.tree, domain: c.domain, kind: c.kind }, params, { timeoutMs: op === 'update' ? 30 * 60_000 : 5 * 60_000 });
+  const updates = (v: unknown): wire.SiteUpdate[] =>
+    Array.isArray(v) ? v.map((x: Record<string, unknown>) => ({ module: String(x.module ?? ''), update: String(x.update ?? ''), description: String(x.description ?? '') })) : [];
+  return { url: String(a.url ?? ''), user: String(a.user ?? ''), pending: updates(a.pending), ran: updates(a.ran) };
 }

@@ -7,9 +7,10 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '@spoke/shared';
+import { fail, silentLogger } from '@spoke/shared';
 import type { HttpSettings } from './config.js';
 import { htmlText, localAddress, SiteInstaller } from './siteinstall.js';
+import type { SitePhp } from './php/sitephp.js';
 
 const FORM = '<html><head><title>WordPress &rsaquo; Installation</title><style>p{}</style></head><body><form><input name="weblog_title" type="text"/></form></body></html>';
 const REFUSED =
@@ -35,12 +36,23 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
+/** Site tool runs the installer asked for, answered by `answer` (the real tool is tested in test/e2e/drupal.test.ts). */
+const toolRuns: Array<{ op: string; site: unknown; params: Record<string, unknown> }> = [];
+let answer: () => Promise<Record<string, unknown>> = async () => ({ profile: 'standard' });
+
 function installer(listen: string[]): SiteInstaller {
   const http: HttpSettings = { impl: 'nginx', confDir: '/x', listen, testCommand: null, reloadCommand: null, webGroup: 'www-data', templatesDir: '', configured: true };
-  return new SiteInstaller({ http, binDirs: ['/nonexistent'], service: async () => undefined, log: silentLogger(), timeoutMs: 5000 });
+  const php = {
+    run: async (op: string, site: unknown, params: Record<string, unknown> = {}) => {
+      toolRuns.push({ op, site, params });
+      return answer();
+    },
+  } as unknown as SitePhp;
+  return new SiteInstaller({ http, php, service: async () => undefined, log: silentLogger(), timeoutMs: 5000 });
 }
 
-const REQ = { domain: 'wp.test', kind: 'wordpress', title: 'My Blog', adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'hunter2-secret' };
+const REQ = { domain: 'wp.test', kind: 'wordpress', title: 'My Blog', adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'hunter2-secret', tree: '/var/www/wp', profile: '', locale: '' };
+const D7 = { ...REQ, domain: 'd7.test', kind: 'drupal7', tree: '/var/www/d7', profile: 'standard', locale: 'en' };
 
 describe('SiteInstaller', () => {
   it('reaches the web server at the first listen address', () => {
@@ -59,8 +71,44 @@ describe('SiteInstaller', () => {
 
   it('other kinds do not run, with the reason and the address to finish at', async () => {
     const w = installer([`127.0.0.1:${port}`]);
-    expect(await w.install({ ...REQ, kind: 'drupal10' })).toEqual({ ran: false, reason: 'drush not available on this host; finish the install at http://wp.test/install.php', url: 'http://wp.test/' });
-    expect((await w.install({ ...REQ, kind: 'mediawiki' })).reason).toMatch(/no non-interactive installer for kind mediawiki/);
+    expect(await w.install({ ...REQ, kind: 'mediawiki' })).toEqual({
+      ran: false,
+      reason: 'Spoke has no non-interactive installer for kind mediawiki; finish the install at http://wp.test/',
+      url: 'http://wp.test/',
+      profile: '',
+    });
+    expect(toolRuns).toEqual([]);
+  });
+
+  it('Drupal runs the site tool\'s install with the profile, locale and account; the password goes only to the tool', async () => {
+    toolRuns.length = 0;
+    answer = async () => ({ profile: 'standard' });
+    const w = installer([`127.0.0.1:${port}`]);
+    expect(await w.install({ ...D7, locale: '' })).toEqual({ ran: true, reason: '', url: 'http://d7.test/', profile: 'standard' });
+    expect(toolRuns).toEqual([
+      {
+        op: 'install',
+        site: { tree: '/var/www/d7', domain: 'd7.test', kind: 'drupal7' },
+        params: { profile: 'standard', locale: 'en', title: 'My Blog', adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'hunter2-secret' },
+      },
+    ]);
+  });
+
+  it('Drupal already installed is not run (with the reason); a failing installer is SITE_INSTALL_FAILED without the password', async () => {
+    const w = installer([`127.0.0.1:${port}`]);
+    answer = async () => {
+      throw fail('SITE_ALREADY_INSTALLED', 'd7.test: To start over, you must empty your existing database');
+    };
+    expect(await w.install(D7)).toEqual({ ran: false, reason: "Drupal is already installed in the site's database (http://d7.test/)", url: 'http://d7.test/', profile: 'standard' });
+    answer = async () => {
+      throw fail('SITE_TOOL_FAILED', 'd7.test: PDOException: access denied for hunter2-secret');
+    };
+    const err = await w.install(D7).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'SITE_INSTALL_FAILED', message: 'Drupal installer (profile standard): d7.test: PDOException: access denied for ***' });
+    toolRuns.length = 0;
+    await expect(w.install({ ...D7, profile: '../x' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(w.install({ ...D7, locale: 'en; rm' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(toolRuns).toEqual([]);
   });
 
   it('refuses input WordPress would refuse, before any request', async () => {

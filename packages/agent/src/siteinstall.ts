@@ -1,18 +1,27 @@
 /**
- * Runs a platform's installer for a new site, when it can run without a person: WordPress over
- * HTTP against this agent's own web server (the first `http.listen` address, with the site's
- * name in the Host header), exactly as a browser would fill in wp-admin/install.php. Drupal and
- * the other kinds are left for their web installer, with the reason.
+ * Runs a platform's installer for a new site, without a person: WordPress over HTTP against this
+ * agent's own web server (the first `http.listen` address, with the site's name in the Host
+ * header), exactly as a browser would fill in wp-admin/install.php; Drupal 7 and 8+ through
+ * Drupal's own installer API from the PHP command line (php/sitephp.ts: `install_drupal()`
+ * non-interactive, the database from the settings file Spoke wrote), as drush site-install does.
+ * Drupal 6 is attempted the same way and refused with the PHP versions when its core cannot run
+ * here. Other kinds are left for their web installer, with the reason.
  */
 import { request } from 'node:http';
 import { checkDomain, fail, type Logger } from '@spoke/shared';
 import type { HttpSettings } from './config.js';
-import { findBinary } from './detect.js';
+import type { SitePhp } from './php/sitephp.js';
 
 /** A site installer run, as the master asks. */
 export interface InstallSiteRequest {
   domain: string;
   kind: string;
+  /** Namespace path of the platform (Drupal). */
+  tree: string;
+  /** Drupal install profile (checked by the master against the platform's profiles). */
+  profile: string;
+  /** Drupal locale / langcode. @default en */
+  locale: string;
   title: string;
   adminUser: string;
   adminEmail: string;
@@ -28,12 +37,15 @@ export interface SiteInstallReport {
   reason: string;
   /** The site's address. */
   url: string;
+  /** The Drupal profile installed ("" for other kinds). */
+  profile: string;
 }
 
 /** What SiteInstaller needs. */
 export interface SiteInstallerDeps {
   http: HttpSettings;
-  binDirs: readonly string[];
+  /** Runs Drupal's installer. */
+  php: SitePhp;
   /** Checks that this agent manages a web server (WebConfig.service). @throws SpokeError NO_HTTP_SERVICE */
   service: (pinnedImpl: string) => Promise<unknown>;
   log: Logger;
@@ -94,17 +106,36 @@ export class SiteInstaller {
     checkDomain(req.domain);
     const url = `http://${req.domain}/`;
     if (req.kind === 'wordpress') return this.wordpress(req, url);
-    if (/^drupal\d*$/.test(req.kind)) {
-      const drush = await findBinary(['drush'], [...this.deps.binDirs]);
-      return {
-        ran: false,
-        reason: drush
-          ? `Spoke does not run drush site-install yet (found ${drush}); finish the install at ${url}install.php`
-          : `drush not available on this host; finish the install at ${url}install.php`,
-        url,
-      };
+    if (req.kind === 'drupal6' || req.kind === 'drupal7' || req.kind === 'drupal8') return this.drupal(req, url);
+    return { ran: false, reason: `Spoke has no non-interactive installer for kind ${req.kind || 'generic'}; finish the install at ${url}`, url, profile: '' };
+  }
+
+  private async drupal(req: InstallSiteRequest, url: string): Promise<SiteInstallReport> {
+    if (!/^[a-z][a-z0-9_]{0,63}$/.test(req.profile)) throw fail('INVALID_ARGUMENT', `install profile ${JSON.stringify(req.profile)} is not a Drupal machine name`);
+    if (!/^[a-z]{2,3}(-[a-z0-9]{2,8})?$/i.test(req.locale || 'en')) throw fail('INVALID_ARGUMENT', `locale ${JSON.stringify(req.locale)} is not a language code such as en or pt-br`);
+    if (!req.adminPassword) throw fail('INVALID_ARGUMENT', 'the admin password is empty');
+    const log = this.deps.log.child({ site: req.domain, profile: req.profile });
+    const site = { tree: req.tree, domain: req.domain, kind: req.kind };
+    try {
+      await this.deps.php.run(
+        'install',
+        site,
+        { profile: req.profile, locale: req.locale || 'en', title: req.title, adminUser: req.adminUser, adminEmail: req.adminEmail, adminPassword: req.adminPassword },
+        { timeoutMs: this.deps.timeoutMs ?? 10 * 60_000 },
+      );
+    } catch (e) {
+      const err = e as { code?: string; message?: string };
+      if (err.code === 'SITE_ALREADY_INSTALLED') {
+        log.info('Drupal is already installed');
+        return { ran: false, reason: `Drupal is already installed in the site's database (${url})`, url, profile: req.profile };
+      }
+      if (err.code === 'SITE_TOOL_UNSUPPORTED' || err.code === 'SITE_TOOL_FAILED' || err.code === 'SITE_NOT_INSTALLED') {
+        throw fail('SITE_INSTALL_FAILED', `Drupal installer (profile ${req.profile}): ${(err.message ?? '').split(req.adminPassword).join('***')}`);
+      }
+      throw e;
     }
-    return { ran: false, reason: `Spoke has no non-interactive installer for kind ${req.kind || 'generic'}; finish the install at ${url}`, url };
+    log.info('Drupal installed');
+    return { ran: true, reason: '', url, profile: req.profile };
   }
 
   private async wordpress(req: InstallSiteRequest, url: string): Promise<SiteInstallReport> {
@@ -133,7 +164,7 @@ export class SiteInstaller {
     if (first.status !== 200) throw fail('SITE_INSTALL_FAILED', `${where} answered ${first.status}: ${htmlText(first.body) || 'no text'}`);
     if (/<h1[^>]*>\s*Already Installed\s*<\/h1>/i.test(first.body)) {
       log.info('WordPress is already installed');
-      return { ran: false, reason: `WordPress is already installed at ${url}`, url };
+      return { ran: false, reason: `WordPress is already installed at ${url}`, url, profile: '' };
     }
     if (!/name="weblog_title"/.test(first.body)) {
       throw fail('SITE_INSTALL_FAILED', `${where} does not show the WordPress install form: ${htmlText(first.body) || 'empty page'}`);
@@ -151,7 +182,7 @@ export class SiteInstaller {
     const done = await this.send(at, req.domain, 'POST', '/wp-admin/install.php?step=2', form, where);
     if (done.status === 200 && /<h1[^>]*>\s*Success!\s*<\/h1>/i.test(done.body)) {
       log.info('WordPress installed');
-      return { ran: true, reason: '', url };
+      return { ran: true, reason: '', url, profile: '' };
     }
     const message =
       /<p class="message">([\s\S]*?)<\/p>/.exec(done.body)?.[1] ?? /<div class="wp-die-message">([\s\S]*?)<\/div>/.exec(done.body)?.[1] ?? done.body;

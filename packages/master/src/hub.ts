@@ -45,7 +45,22 @@ export type AgentCommand =
       pinnedImpl: string;
     }
   | { type: 'removeSite'; domain: string; tree: string; deleteFiles: boolean; pinnedImpl: string }
-  | { type: 'installSite'; domain: string; kind: string; title: string; adminUser: string; adminEmail: string; adminPassword: string }
+  | {
+      type: 'installSite';
+      domain: string;
+      kind: string;
+      title: string;
+      adminUser: string;
+      adminEmail: string;
+      adminPassword: string;
+      /** Drupal: namespace path of the platform, install profile, langcode. */
+      tree: string;
+      profile: string;
+      locale: string;
+    }
+  // Spoke's site tool on a web agent (capability 9): a one-time login link, pending database
+  // updates, running them; tokenHash/ttlSeconds only for a WordPress login link
+  | { type: 'siteTool'; tree: string; domain: string; kind: string; op: SiteToolOp; tokenHash?: string; ttlSeconds?: number }
   // a site's user files (capability 6): a tar of files/ and private/ of sites/<domain>;
   // siteFilesPack needs CallOptions.filesTo, siteFilesUnpack CallOptions.filesFrom
   | { type: 'siteFilesPack'; tree: string; domain: string }
@@ -104,11 +119,42 @@ export interface SiteRemoveReport {
 export interface SiteInstallReport {
   /** The installer ran and succeeded. */
   ran: boolean;
-  /** Why it did not run ("" when it ran), e.g. "drush not available on this host; ...". */
+  /** Why it did not run ("" when it ran), e.g. "Spoke has no non-interactive installer for kind generic; ...". */
   reason: string;
   /** The site's address. */
   url: string;
+  /** The Drupal profile installed ("" for other kinds). */
+  profile: string;
 }
+
+/** What the site tool can do on an agent. */
+export type SiteToolOp = 'loginUrl' | 'updates' | 'update';
+
+/** A database update of a Drupal site. */
+export interface SiteUpdateInfo {
+  module: string;
+  /** hook_update_N number or post-update function. */
+  update: string;
+  description: string;
+}
+
+/** What the site tool answered. */
+export interface SiteToolReport {
+  /** loginUrl (Drupal): the one-time link; "" for WordPress (the master makes the link). */
+  url: string;
+  /** loginUrl: the account the link logs in as. */
+  user: string;
+  /** updates: pending ones; update: what is still pending after the run. */
+  pending: SiteUpdateInfo[];
+  /** update: what ran. */
+  ran: SiteUpdateInfo[];
+}
+
+const SITE_TOOL_OPS: Record<SiteToolOp, wire.SiteToolOp> = {
+  loginUrl: wire.SiteToolOp.SITE_TOOL_OP_LOGIN_URL,
+  updates: wire.SiteToolOp.SITE_TOOL_OP_UPDATES,
+  update: wire.SiteToolOp.SITE_TOOL_OP_UPDATE,
+};
 
 /** What a db agent granted (dbCreate, dbGrants): account hosts after its grantHosts mapping. */
 export interface DbGrantsReport {
@@ -204,6 +250,7 @@ export interface AgentCommandResults {
   configureSite: SiteConfigReport;
   removeSite: SiteRemoveReport;
   installSite: SiteInstallReport;
+  siteTool: SiteToolReport;
   siteFilesPack: SiteFilesPackReport;
   siteFilesUnpack: SiteFilesUnpackReport;
   forgetPlatform: PlatformForgetReport;
@@ -539,7 +586,25 @@ function commandToWire(id: string, cmd: AgentCommand): wire.MasterCommand {
         id,
         command: {
           $case: 'installSite',
-          value: { domain: cmd.domain, kind: cmd.kind, title: cmd.title, adminUser: cmd.adminUser, adminEmail: cmd.adminEmail, adminPassword: cmd.adminPassword },
+          value: {
+            domain: cmd.domain,
+            kind: cmd.kind,
+            title: cmd.title,
+            adminUser: cmd.adminUser,
+            adminEmail: cmd.adminEmail,
+            adminPassword: cmd.adminPassword,
+            tree: cmd.tree,
+            profile: cmd.profile,
+            locale: cmd.locale,
+          },
+        },
+      };
+    case 'siteTool':
+      return {
+        id,
+        command: {
+          $case: 'siteTool',
+          value: { tree: cmd.tree, domain: cmd.domain, kind: cmd.kind, op: SITE_TOOL_OPS[cmd.op], tokenHash: cmd.tokenHash ?? '', ttlSeconds: cmd.ttlSeconds ?? 0 },
         },
       };
     case 'siteFilesPack':
@@ -596,7 +661,12 @@ function resultFromWire(type: AgentCommand['type'], r: wire.CommandResult): unkn
   }
   if (type === 'installSite' && r.result?.$case === 'installSite') {
     const c = r.result.value;
-    return { ran: c.ran, reason: c.reason, url: c.url } satisfies SiteInstallReport;
+    return { ran: c.ran, reason: c.reason, url: c.url, profile: c.profile } satisfies SiteInstallReport;
+  }
+  if (type === 'siteTool' && r.result?.$case === 'siteTool') {
+    const c = r.result.value;
+    const u = (x: wire.SiteUpdate): SiteUpdateInfo => ({ module: x.module, update: x.update, description: x.description });
+    return { url: c.url, user: c.user, pending: c.pending.map(u), ran: c.ran.map(u) } satisfies SiteToolReport;
   }
   if (type === 'siteFilesPack' && r.result?.$case === 'siteFilesPack') {
     const c = r.result.value;

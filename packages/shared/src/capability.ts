@@ -20,11 +20,14 @@
  *   8 — root hash v2 (two levels: per-directory group digests, then the root over them; see
  *       sync/roothash.ts), so a change costs its directory. Agents before 8 compute the v1 root
  *       and can never agree with this master: converge and tree status need 8.
+ *   9 — Drupal sites without drush: InstallSite runs Drupal 7/8+'s installer API from the PHP
+ *       command line (profile, locale), SiteTool (one-time login links, pending database updates
+ *       and running them) through Spoke's site tool, as php.user.
  */
-export const CAPABILITY_VERSION = 8;
+export const CAPABILITY_VERSION = 9;
 
 /** The lowest capability an agent needs for each command the master sends (default 1). */
-export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };
+export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteTool: 9, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };
 
 /** The product version printed by `--version` and reported in host facts. */
 export const SPOKE_VERSION = '0.1.0';

@@ -303,6 +303,7 @@ describe('site databases over the agent link (connection.ts)', () => {
       identity: { caPem: ca.certPem, certPem: ca.certPem, keyPem: ca.keyPem },
       roots: [],
       rootMap: new RootMap(''),
+      sitePhp: { run: async () => ({}) },
       detect: async () => [],
       backoffInitialMs: 100,
       backoffMaxMs: 100,

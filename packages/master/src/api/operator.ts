@@ -119,20 +119,21 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       sites: core.ns.listSites(req.platform || undefined).map(siteToWire),
     })),
     getSite: unary('GetSite', (req: wire.NameRequest) => siteToWire(core.ns.getSite(req.name))),
-    installSite: unary('InstallSite', (req: wire.InstallSiteRequest) =>
-      taskToWire(
-        core.sites.install({
-          domain: req.domain,
-          platform: req.platform,
-          dbServer: req.dbServer || undefined,
-          aliases: req.aliases,
-          title: req.title || undefined,
-          adminUser: req.adminUser || undefined,
-          adminEmail: req.adminEmail || undefined,
-          redirectAliases: req.redirectAliases,
-        }),
-      ),
-    ),
+    installSite: unary('InstallSite', (req: wire.InstallSiteRequest) => {
+      const q = core.sites.install({
+        domain: req.domain,
+        platform: req.platform,
+        dbServer: req.dbServer || undefined,
+        aliases: req.aliases,
+        title: req.title || undefined,
+        adminUser: req.adminUser || undefined,
+        adminEmail: req.adminEmail || undefined,
+        redirectAliases: req.redirectAliases,
+        profile: req.profile || undefined,
+        locale: req.locale || undefined,
+      });
+      return { task: taskToWire(q.task), adminPassword: q.adminPassword };
+    }),
     verifySite: unary('VerifySite', (req: wire.NameRequest) => taskToWire(core.sites.verify(req.name))),
     disableSite: unary('DisableSite', (req: wire.NameRequest) => taskToWire(core.sites.setEnabled(req.name, false))),
     enableSite: unary('EnableSite', (req: wire.NameRequest) => taskToWire(core.sites.setEnabled(req.name, true))),

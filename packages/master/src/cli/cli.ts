@@ -105,7 +105,17 @@ async function follow(ctx: Ctx, id: number, opts: { quiet?: boolean } = {}): Pro
   }
 }
 
-async function waitAndReport(ctx: Ctx, task: wire.Task, noWait: boolean, onSuccess?: (final: wire.Task) => void): Promise<number> {
+/**
+ * Follows a task to its end and prints it. `extraJson` adds fields to the `-o json` output of a
+ * succeeded task (what only this CLI run was told, e.g. an install's admin password).
+ */
+async function waitAndReport(
+  ctx: Ctx,
+  task: wire.Task,
+  noWait: boolean,
+  onSuccess?: (final: wire.Task) => void,
+  extraJson?: (final: wire.Task) => Record<string, unknown>,
+): Promise<number> {
   if (noWait) {
     print(ctx, taskJson(task), () => `${task.id}\n`);
     return 0;
@@ -114,7 +124,7 @@ async function waitAndReport(ctx: Ctx, task: wire.Task, noWait: boolean, onSucce
   const final = await follow(ctx, task.id);
   const ok = final.state === wire.TaskState.TASK_STATE_SUCCEEDED;
   const dur = final.startedMs && final.finishedMs ? ` in ${((final.finishedMs - final.startedMs) / 1000).toFixed(1)}s` : '';
-  print(ctx, taskJson(final), () => `task ${final.id} ${taskStateName(final.state)}${dur}\n`);
+  print(ctx, { ...taskJson(final), ...(ok && extraJson ? extraJson(final) : {}) }, () => `task ${final.id} ${taskStateName(final.state)}${dur}\n`);
   if (!ok && !ctx.json) ctx.io.err(`error: ${final.errorCode || 'TASK_FAILED'}: ${final.errorMessage || 'task failed'}\n`);
   if (ok && !ctx.json) onSuccess?.(final);
   return ok ? 0 : 1;
@@ -550,8 +560,10 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   'site install': {
-    usage: 'site install DOMAIN --platform P [--db-server S] [--alias A ...] [--redirect-aliases] [--title T] [--admin-user U] [--admin-email E] [--no-wait]',
-    summary: 'create the database, settings and vhost of a new site and run its installer (WordPress); rolled back on failure',
+    usage:
+      'site install DOMAIN --platform P [--db-server S] [--alias A ...] [--redirect-aliases] [--title T] [--admin-user U] [--admin-email E] [--profile NAME] [--locale en] [--no-wait]',
+    summary:
+      "create the database, settings and vhost of a new site and run its installer (Drupal 7/8+ through Drupal's installer API, WordPress); the admin password is printed once; rolled back on failure",
     options: {
       platform: { type: 'string' },
       'db-server': { type: 'string' },
@@ -559,13 +571,15 @@ const COMMANDS: Record<string, Command> = {
       title: { type: 'string' },
       'admin-user': { type: 'string' },
       'admin-email': { type: 'string' },
+      profile: { type: 'string' },
+      locale: { type: 'string' },
       'redirect-aliases': { type: 'boolean' },
       'no-wait': { type: 'boolean' },
     },
     args: [1, 1],
     async run(ctx, [domain], o) {
       if (typeof o.platform !== 'string') throw new UsageError('site install needs --platform P');
-      const t = await ctx.api().call<wire.InstallSiteRequest, wire.Task>('installSite', {
+      const q = await ctx.api().call<wire.InstallSiteRequest, wire.InstallSiteResponse>('installSite', {
         domain,
         platform: o.platform,
         dbServer: (o['db-server'] as string | undefined) ?? '',
@@ -574,13 +588,34 @@ const COMMANDS: Record<string, Command> = {
         adminUser: (o['admin-user'] as string | undefined) ?? '',
         adminEmail: (o['admin-email'] as string | undefined) ?? '',
         redirectAliases: o['redirect-aliases'] === true,
+        profile: (o.profile as string | undefined) ?? '',
+        locale: (o.locale as string | undefined) ?? '',
       });
-      return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
-        const r = final.resultJson ? (JSON.parse(final.resultJson) as { url?: string; admin?: { user: string; email: string; password: string } | null; installer?: { ran: boolean; reason: string } }) : {};
-        if (r.url) ctx.io.out(`site: ${r.url}\n`);
-        if (r.admin) ctx.io.out(`admin: ${r.admin.user} <${r.admin.email}>, password ${r.admin.password} (shown once: keep it or change it after logging in)\n`);
-        else if (r.installer && !r.installer.ran) ctx.io.out(`installer not run (${r.installer.reason}): finish the install in a browser\n`);
-      });
+      const t = q.task as wire.Task;
+      type Result = { url?: string; admin?: { user: string; email: string } | null; installer?: { ran: boolean; reason: string }; profile?: string | null };
+      const resultOf = (final: wire.Task): Result => (final.resultJson ? (JSON.parse(final.resultJson) as Result) : {});
+      if (o['no-wait'] === true) {
+        // The password is shown now or never: the master keeps it only until the installer ran.
+        print(ctx, { ...taskJson(t), adminPassword: q.adminPassword || null }, () =>
+          `${t.id}\n${q.adminPassword ? `admin password (shown once; valid when task ${t.id} succeeds): ${q.adminPassword}\n` : ''}`,
+        );
+        return 0;
+      }
+      return waitAndReport(
+        ctx,
+        t,
+        false,
+        (final) => {
+          const r = resultOf(final);
+          if (r.url) ctx.io.out(`site: ${r.url}${r.profile ? ` (Drupal profile ${r.profile})` : ''}\n`);
+          if (r.admin && q.adminPassword) ctx.io.out(`admin: ${r.admin.user} <${r.admin.email}>, password ${q.adminPassword} (shown once: keep it or change it after logging in)\n`);
+          else if (r.installer && !r.installer.ran) ctx.io.out(`installer not run (${r.installer.reason}): finish the install in a browser\n`);
+        },
+        (final) => {
+          const r = resultOf(final);
+          return r.admin && q.adminPassword ? { admin: { ...r.admin, password: q.adminPassword } } : {};
+        },
+      );
     },
   },
   'site verify': {

@@ -68,6 +68,12 @@ export interface Registry {
   coreVersion: string | null;
   distribution: Distribution | null;
   profiles: ProfileInfo[];
+  /**
+   * Machine names of install profiles marked `hidden` (Drupal's installer lists them only when
+   * named, as Pantheon's Drupal 7 does with standard and minimal): a site can be installed with
+   * one by naming it, never by default. Absent in registries written before it was recorded.
+   */
+  hiddenProfiles?: string[];
   modules: Extension[];
   /** Themes and theme engines. */
   themes: Extension[];
@@ -403,8 +409,9 @@ async function scanD67(
   s: Scanner,
   kind: 'drupal6' | 'drupal7',
   coreVersion: string | null,
-): Promise<{ modules: Extension[]; themes: Extension[]; profiles: ProfileRecord[] }> {
+): Promise<{ modules: Extension[]; themes: Extension[]; profiles: ProfileRecord[]; hidden: string[] }> {
   const profiles: ProfileRecord[] = [];
+  const hidden: string[] = [];
   const roots: Root[] = [
     { rel: 'modules', site: null, holds: 'modules' },
     { rel: 'themes', site: null, holds: 'themes' },
@@ -430,6 +437,7 @@ async function scanD67(
       const rel = `${dir}/${p}.info`;
       if (!(await s.statFile(rel))) continue;
       const info = await loadInfo(s, rel);
+      if (info && phpTruthy(info.hidden)) hidden.push(p);
       if (!info || phpTruthy(info.hidden)) continue;
       profiles.push({
         name: p,
@@ -493,7 +501,7 @@ async function scanD67(
     }
   });
   await Promise.all(jobs);
-  return { modules, themes, profiles };
+  return { modules, themes, profiles, hidden };
 }
 
 /** `'name' => 'Drupal'` (or st('…')) inside a Drupal 6 *_profile_details() function. */
@@ -503,7 +511,7 @@ const D6_PROFILE_NAME =
 async function scanD8(
   s: Scanner,
   coreVersion: string | null,
-): Promise<{ modules: Extension[]; themes: Extension[]; profiles: ProfileRecord[] }> {
+): Promise<{ modules: Extension[]; themes: Extension[]; profiles: ProfileRecord[]; hidden: string[] }> {
   const roots: Root[] = [
     { rel: 'core/modules', site: null, holds: 'any' },
     { rel: 'core/themes', site: null, holds: 'any' },
@@ -519,6 +527,7 @@ async function scanD8(
   }
   const want = (n: string): boolean => n.endsWith('.info.yml') || n.endsWith('.install');
   const walks = await Promise.all(roots.map((r) => s.walk(r.rel, D8_SKIP, want)));
+  const hidden: string[] = [];
   const modules: Extension[] = [];
   const themes: Extension[] = [];
   const profiles: ProfileRecord[] = [];
@@ -533,6 +542,7 @@ async function scanD8(
         jobs.push(
           (async () => {
             const info = await loadInfo(s, infoRel);
+            if (info && phpTruthy(info.hidden) && infoString(info, 'type') === 'profile' && root.site === null) hidden.push(name);
             if (!info || phpTruthy(info.hidden)) return;
             const type = infoString(info, 'type');
             if (type === 'module') {
@@ -560,7 +570,7 @@ async function scanD8(
     }
   });
   await Promise.all(jobs);
-  return { modules, themes, profiles };
+  return { modules, themes, profiles, hidden };
 }
 
 function pickDistribution(profiles: ProfileRecord[]): Distribution | null {
@@ -627,7 +637,7 @@ export async function scanPlatformCached(dir: string, options: ScanOptions = {})
   s.problems.push(...detection.problems);
   const { kind, coreVersion } = detection;
 
-  let found: { modules: Extension[]; themes: Extension[]; profiles: ProfileRecord[] } = { modules: [], themes: [], profiles: [] };
+  let found: { modules: Extension[]; themes: Extension[]; profiles: ProfileRecord[]; hidden: string[] } = { modules: [], themes: [], profiles: [], hidden: [] };
   if (kind === 'drupal6' || kind === 'drupal7') found = await scanD67(s, kind, coreVersion);
   else if (kind === 'drupal8') found = await scanD8(s, coreVersion);
   const isDrupal = kind === 'drupal6' || kind === 'drupal7' || kind === 'drupal8';
@@ -638,6 +648,7 @@ export async function scanPlatformCached(dir: string, options: ScanOptions = {})
     coreVersion,
     distribution: pickDistribution(profiles),
     profiles: profiles.map(({ name, humanName, version, path }) => ({ name, humanName, version, hidden: false as const, path })),
+    hiddenProfiles: [...new Set(found.hidden)].sort(),
     modules: found.modules.sort(byNameThenPath),
     themes: found.themes.sort(byNameThenPath),
     sites: isDrupal ? await findSites(s) : kind === 'wordpress' ? await findSites(s, 'wp-config.php') : [],

@@ -75,10 +75,28 @@ describe('site tasks: refusals before anything is queued', () => {
     expect(e.message).toMatch(/^sites\/old\.test already exists in platform wp \(.*\); move it away or import the site$/);
     expect(tasks.list()).toEqual([]);
     // a good one is queued on the site, holding the platform's lock; nothing reserved yet
-    const t = sites.install({ domain: 'New.Test', platform: 'wp', dbServer: 'web1', aliases: ['WWW.new.test'] });
+    expect(refused(() => sites.install({ domain: 'new.test', platform: 'wp', dbServer: 'web1', profile: 'standard' })).message).toBe(
+      'platform wp is wordpress: --profile and --locale are for Drupal platforms',
+    );
+    const { task: t, adminPassword } = sites.install({ domain: 'New.Test', platform: 'wp', dbServer: 'web1', aliases: ['WWW.new.test'] });
     expect(t).toMatchObject({ kind: 'site.install', entity: 'site:new.test', state: 'queued' });
-    expect(t.params).toEqual({ domain: 'new.test', platform: 'wp', dbServer: 'web1', aliases: ['www.new.test'], kind: 'wordpress', title: 'new.test', adminUser: 'admin', adminEmail: 'admin@new.test', redirectAliases: false });
-    expect(sites.install({ domain: 'redir.test', platform: 'wp', dbServer: 'web1', redirectAliases: true }).params).toMatchObject({ redirectAliases: true });
+    expect(t.params).toEqual({
+      domain: 'new.test',
+      platform: 'wp',
+      dbServer: 'web1',
+      aliases: ['www.new.test'],
+      kind: 'wordpress',
+      title: 'new.test',
+      adminUser: 'admin',
+      adminEmail: 'admin@new.test',
+      redirectAliases: false,
+      profile: '',
+      locale: '',
+    });
+    // the admin password goes back to the caller and is nowhere in the task row
+    expect(adminPassword).toMatch(/^[A-Za-z0-9_-]{24}$/);
+    expect(JSON.stringify(tasks.get(t.id))).not.toContain(adminPassword);
+    expect(sites.install({ domain: 'redir.test', platform: 'wp', dbServer: 'web1', redirectAliases: true }).task.params).toMatchObject({ redirectAliases: true });
     expect(ns.listSites().map((s) => s.domain)).toEqual(['taken.test']);
   });
 

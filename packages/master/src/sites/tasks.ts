@@ -29,6 +29,7 @@ import { BACKUP_TASKS, SiteBackups } from './backuptasks.js';
 import { IMPORT_TASKS, SiteImporter, type ImportSiteInput } from './import.js';
 import { settingsFileOf } from './readsettings.js';
 import { moveDir } from '../fsmove.js';
+import { DRUPAL_KINDS, checkLocale, chooseProfile } from './drupal.js';
 
 /** The site task kinds. */
 export const SITE_TASKS = [
@@ -59,6 +60,17 @@ export interface InstallSiteInput {
   adminEmail?: string;
   /** The aliases answer with a 301 to the domain. @default false */
   redirectAliases?: boolean;
+  /** Drupal install profile. @default the distribution's profile, else standard (see chooseProfile) */
+  profile?: string;
+  /** Drupal langcode. @default en */
+  locale?: string;
+}
+
+/** A queued install and the admin password it will set (for the operator who asked, once). */
+export interface QueuedInstall {
+  task: TaskInfo;
+  /** "" when the platform has no unattended installer. */
+  adminPassword: string;
 }
 
 /** A file or symlink as it was before a step wrote over it (undo data). */
@@ -85,7 +97,10 @@ export interface InstallResult {
   database: string | null;
   dbServer: string | null;
   installer: { ran: boolean; reason: string };
-  admin: { user: string; email: string; password: string } | null;
+  /** The admin account the installer created (its password went to the operator only). */
+  admin: { user: string; email: string } | null;
+  /** Drupal: the install profile. */
+  profile: string | null;
 }
 
 const ACTIVE: ReadonlySet<SiteStatus> = new Set(['installed', 'disabled', 'failed']);
@@ -104,6 +119,12 @@ export class SiteTasks {
   private readonly importer: SiteImporter;
   /** Backups, restore, login URL (backuptasks.ts). */
   readonly backups: SiteBackups;
+  /**
+   * Admin passwords of queued installs, by task id: only in memory, handed to the agent by the
+   * installer step and forgotten then. A master restart loses them (the installer then sets a
+   * new one nobody sees, and says to use a one-time login link).
+   */
+  private readonly installPasswords = new Map<number, string>();
 
   constructor(deps: {
     ns: Namespace;
@@ -153,11 +174,15 @@ export class SiteTasks {
    * @throws SpokeError INVALID_DOMAIN, DOMAIN_TAKEN, PLATFORM_NOT_FOUND, PLATFORM_NOT_VERIFIED,
    *   PLATFORM_KIND_UNSUPPORTED, DB_SERVER_REQUIRED, SERVER_NOT_FOUND, SITE_DIR_EXISTS, INVALID_ARGUMENT
    */
-  install(input: InstallSiteInput): TaskInfo {
+  install(input: InstallSiteInput): QueuedInstall {
     const domain = input.domain.toLowerCase();
     checkDomain(domain);
     const p = this.ns.getPlatform(input.platform);
     const { kind } = this.platformKind(p);
+    const drupal = DRUPAL_KINDS.has(kind);
+    if (!drupal && (input.profile || input.locale)) throw fail('INVALID_ARGUMENT', `platform ${p.name} is ${kind}: --profile and --locale are for Drupal platforms`);
+    const profile = drupal ? chooseProfile(p.name, JSON.parse(p.registryJson as string) as Registry, input.profile || undefined) : '';
+    const locale = drupal ? checkLocale(input.locale || 'en') : '';
     const dbServer = input.dbServer || this.chooseDbServer(p);
     const aliases = [...new Set((input.aliases ?? []).map((a) => a.toLowerCase()))];
     this.ns.checkNewSite({ domain, platform: p.name, dbServer, aliases });
@@ -171,7 +196,10 @@ export class SiteTasks {
     const title = input.title || domain;
     // eslint-disable-next-line no-control-regex
     if (title.length > 200 || /[\x00-\x1f\x7f]/.test(title)) throw fail('INVALID_ARGUMENT', 'the title must be 1-200 characters without control characters');
-    return this.submit('site.install', domain, p.name, { dbServer, aliases, kind, title, adminUser, adminEmail, redirectAliases: input.redirectAliases === true });
+    const task = this.submit('site.install', domain, p.name, { dbServer, aliases, kind, title, adminUser, adminEmail, redirectAliases: input.redirectAliases === true, profile, locale });
+    const adminPassword = kind === 'wordpress' || (drupal && kind !== 'drupal6') ? randomBytes(18).toString('base64url') : '';
+    if (adminPassword) this.installPasswords.set(task.id, adminPassword);
+    return { task, adminPassword };
   }
 
   /** Queues `site.verify`. @throws SpokeError SITE_NOT_FOUND, SITE_NOT_INSTALLED */
@@ -286,7 +314,11 @@ export class SiteTasks {
 
   private async run(ctx: TaskContext): Promise<unknown> {
     const state: { result?: unknown } = {};
-    await runSteps(ctx, this.stepsFor(ctx, state), this.steps);
+    try {
+      await runSteps(ctx, this.stepsFor(ctx, state), this.steps);
+    } finally {
+      this.installPasswords.delete(ctx.task.id);
+    }
     return state.result ?? null;
   }
 
@@ -325,7 +357,6 @@ export class SiteTasks {
   private installSteps(domain: string, platform: string, params: Record<string, unknown>, state: { result?: unknown }): Step[] {
     const dbServer = String(params.dbServer);
     const aliases = (params.aliases as string[] | undefined) ?? [];
-    let adminPassword = '';
     let installer = { ran: false, reason: '' };
     return [
       {
@@ -341,6 +372,7 @@ export class SiteTasks {
             db: { name: names.database, user: names.user, password: generateDbPassword() },
             salt: newSiteSalt(),
             redirectAliases: params.redirectAliases === true,
+            profile: params.profile ? String(params.profile) : null,
           });
           ctx.log(`reserved ${[domain, ...aliases].join(', ')} on platform ${platform}; database ${names.database}, user ${names.user} on ${dbServer}`);
           return { domain };
@@ -384,8 +416,15 @@ export class SiteTasks {
         name: 'run-installer',
         do: async (ctx) => {
           const servers = this.webServers(platform);
-          const s = this.ns.getSite(domain);
-          adminPassword = randomBytes(18).toString('base64url');
+          const p = this.ns.getPlatform(platform);
+          let adminPassword = this.installPasswords.get(ctx.task.id);
+          this.installPasswords.delete(ctx.task.id);
+          if (!adminPassword) {
+            adminPassword = randomBytes(18).toString('base64url');
+            ctx.log(`the admin password made when this install was queued was lost (the master restarted); the installer sets one nobody has seen: log in with spoke site login-url ${domain}`, 'warn');
+          }
+          const profile = params.profile ? String(params.profile) : '';
+          if (profile) ctx.log(`${servers[0]}: running the Drupal installer (profile ${profile}, locale ${String(params.locale || 'en')}); this takes a while`);
           const r = await this.call(
             ctx,
             servers[0] as string,
@@ -397,11 +436,14 @@ export class SiteTasks {
               adminUser: String(params.adminUser),
               adminEmail: String(params.adminEmail),
               adminPassword,
+              tree: p.path,
+              profile,
+              locale: String(params.locale || ''),
             },
-            { timeoutMs: 5 * 60_000 },
+            { timeoutMs: 15 * 60_000 },
           );
           installer = { ran: r.ran, reason: r.reason };
-          if (r.ran) ctx.log(`${servers[0]}: installer ran for ${s.domain} (admin user ${String(params.adminUser)}; the password is in the task result)`);
+          if (r.ran) ctx.log(`${servers[0]}: installer ran for ${domain}${profile ? ` (profile ${profile})` : ''}; admin user ${String(params.adminUser)} (its password was shown to whoever queued the install, and is kept nowhere)`);
           else ctx.log(`${servers[0]}: installer not run: ${r.reason}; finish the install in a browser at ${r.url || `http://${domain}/`}`, 'warn');
         },
       },
@@ -416,7 +458,8 @@ export class SiteTasks {
             database: s.dbName,
             dbServer: s.dbServer,
             installer,
-            admin: installer.ran ? { user: String(params.adminUser), email: String(params.adminEmail), password: adminPassword } : null,
+            admin: installer.ran ? { user: String(params.adminUser), email: String(params.adminEmail) } : null,
+            profile: params.profile ? String(params.profile) : null,
           };
           state.result = result;
           ctx.log(`site ${domain} installed`);

@@ -30,6 +30,47 @@ export const protobufPackage = "spoke.v1";
 
 export const protobufFileName = "spoke/v1/agent.proto";
 
+export enum SiteToolOp {
+  SITE_TOOL_OP_UNSPECIFIED = 0,
+  SITE_TOOL_OP_LOGIN_URL = 1,
+  SITE_TOOL_OP_UPDATES = 2,
+  SITE_TOOL_OP_UPDATE = 3,
+}
+
+export function siteToolOpFromJSON(object: any): SiteToolOp {
+  switch (object) {
+    case 0:
+    case "SITE_TOOL_OP_UNSPECIFIED":
+      return SiteToolOp.SITE_TOOL_OP_UNSPECIFIED;
+    case 1:
+    case "SITE_TOOL_OP_LOGIN_URL":
+      return SiteToolOp.SITE_TOOL_OP_LOGIN_URL;
+    case 2:
+    case "SITE_TOOL_OP_UPDATES":
+      return SiteToolOp.SITE_TOOL_OP_UPDATES;
+    case 3:
+    case "SITE_TOOL_OP_UPDATE":
+      return SiteToolOp.SITE_TOOL_OP_UPDATE;
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum SiteToolOp");
+  }
+}
+
+export function siteToolOpToJSON(object: SiteToolOp): string {
+  switch (object) {
+    case SiteToolOp.SITE_TOOL_OP_UNSPECIFIED:
+      return "SITE_TOOL_OP_UNSPECIFIED";
+    case SiteToolOp.SITE_TOOL_OP_LOGIN_URL:
+      return "SITE_TOOL_OP_LOGIN_URL";
+    case SiteToolOp.SITE_TOOL_OP_UPDATES:
+      return "SITE_TOOL_OP_UPDATES";
+    case SiteToolOp.SITE_TOOL_OP_UPDATE:
+      return "SITE_TOOL_OP_UPDATE";
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum SiteToolOp");
+  }
+}
+
 export interface GetManifestRequest {
   /** namespace path */
   tree: string;
@@ -152,6 +193,9 @@ export interface MasterCommand {
     { $case: "configureSite"; value: ConfigureSiteCommand }
     | { $case: "removeSite"; value: RemoveSiteCommand }
     | { $case: "installSite"; value: InstallSiteCommand }
+    | //
+    /** capability 9 */
+    { $case: "siteTool"; value: SiteToolCommand }
     | //
     /** site user files (capability 6): 40-49 */
     { $case: "siteFilesPack"; value: SiteFilesPackCommand }
@@ -302,6 +346,7 @@ export interface CommandResult {
     | { $case: "configureSite"; value: ConfigureSiteResult }
     | { $case: "removeSite"; value: RemoveSiteResult }
     | { $case: "installSite"; value: InstallSiteResult }
+    | { $case: "siteTool"; value: SiteToolResult }
     | { $case: "siteFilesPack"; value: SiteFilesPackResult }
     | { $case: "siteFilesUnpack"; value: SiteFilesUnpackResult }
     | { $case: "forgetPlatform"; value: ForgetPlatformResult }
@@ -498,8 +543,9 @@ export interface RemoveSiteResult {
 
 /**
  * Run the platform's installer when it needs no person: WordPress over HTTP against the agent's
- * own web server (Host: <domain>). Other kinds: ran = false with the reason. The password is
- * never logged.
+ * own web server (Host: <domain>); Drupal 7/8+ through Drupal's installer API from the PHP command
+ * line, as the web server's account (capability 9; Drupal 6 is refused naming the PHP versions).
+ * Other kinds: ran = false with the reason. The password is never logged.
  */
 export interface InstallSiteCommand {
   domain: string;
@@ -508,6 +554,12 @@ export interface InstallSiteCommand {
   adminUser: string;
   adminEmail: string;
   adminPassword: string;
+  /** namespace path of the platform (Drupal) */
+  tree: string;
+  /** Drupal install profile (machine name) */
+  profile: string;
+  /** Drupal langcode ("" = en) */
+  locale: string;
 }
 
 export interface InstallSiteResult {
@@ -515,6 +567,45 @@ export interface InstallSiteResult {
   /** why it did not run ("" when it ran) */
   reason: string;
   url: string;
+  /** the Drupal profile installed */
+  profile: string;
+}
+
+/**
+ * Spoke's site tool (PHP, run in the platform tree as the web server's account) for one site
+ * (capability 9). LOGIN_URL: Drupal 7/8+ one-time login link for user 1 (as drush uli makes it);
+ * WordPress: stores the token hash for Spoke's must-use plugin (url is then ""). UPDATES: the
+ * pending database updates. UPDATE: runs them (update.php's work) and rebuilds caches.
+ */
+export interface SiteToolCommand {
+  /** namespace path of the platform */
+  tree: string;
+  domain: string;
+  /** registry kind: drupal7, drupal8, wordpress */
+  kind: string;
+  op: SiteToolOp;
+  /** LOGIN_URL on WordPress: sha256 hex of the one-time secret */
+  tokenHash: string;
+  /** LOGIN_URL on WordPress: how long the link is valid */
+  ttlSeconds: number;
+}
+
+export interface SiteUpdate {
+  module: string;
+  /** hook_update_N number or post-update function */
+  update: string;
+  description: string;
+}
+
+export interface SiteToolResult {
+  /** LOGIN_URL (Drupal): the one-time link */
+  url: string;
+  /** LOGIN_URL: the account it logs in as */
+  user: string;
+  /** UPDATES; UPDATE: what is still pending after the run */
+  pending: SiteUpdate[];
+  /** UPDATE */
+  ran: SiteUpdate[];
 }
 
 /**
@@ -2162,6 +2253,9 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       case "installSite":
         InstallSiteCommand.encode(message.command.value, writer.uint32(258).fork()).join();
         break;
+      case "siteTool":
+        SiteToolCommand.encode(message.command.value, writer.uint32(266).fork()).join();
+        break;
       case "siteFilesPack":
         SiteFilesPackCommand.encode(message.command.value, writer.uint32(322).fork()).join();
         break;
@@ -2311,6 +2405,14 @@ export const MasterCommand: MessageFns<MasterCommand> = {
             message.command = { $case: "installSite", value: InstallSiteCommand.decode(reader, reader.uint32()) };
             continue;
           }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            message.command = { $case: "siteTool", value: SiteToolCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 40: {
             if (tag !== 322) {
               break;
@@ -2403,6 +2505,10 @@ export const MasterCommand: MessageFns<MasterCommand> = {
         ? { $case: "installSite", value: InstallSiteCommand.fromJSON(object.installSite) }
         : isSet(object.install_site)
         ? { $case: "installSite", value: InstallSiteCommand.fromJSON(object.install_site) }
+        : isSet(object.siteTool)
+        ? { $case: "siteTool", value: SiteToolCommand.fromJSON(object.siteTool) }
+        : isSet(object.site_tool)
+        ? { $case: "siteTool", value: SiteToolCommand.fromJSON(object.site_tool) }
         : isSet(object.siteFilesPack)
         ? { $case: "siteFilesPack", value: SiteFilesPackCommand.fromJSON(object.siteFilesPack) }
         : isSet(object.site_files_pack)
@@ -2452,6 +2558,8 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       obj.removeSite = RemoveSiteCommand.toJSON(message.command.value);
     } else if (message.command?.$case === "installSite") {
       obj.installSite = InstallSiteCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "siteTool") {
+      obj.siteTool = SiteToolCommand.toJSON(message.command.value);
     } else if (message.command?.$case === "siteFilesPack") {
       obj.siteFilesPack = SiteFilesPackCommand.toJSON(message.command.value);
     } else if (message.command?.$case === "siteFilesUnpack") {
@@ -2553,6 +2661,12 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       case "installSite": {
         if (object.command?.value !== undefined && object.command?.value !== null) {
           message.command = { $case: "installSite", value: InstallSiteCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "siteTool": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "siteTool", value: SiteToolCommand.fromPartial(object.command.value) };
         }
         break;
       }
@@ -4272,6 +4386,9 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "installSite":
         InstallSiteResult.encode(message.result.value, writer.uint32(258).fork()).join();
         break;
+      case "siteTool":
+        SiteToolResult.encode(message.result.value, writer.uint32(266).fork()).join();
+        break;
       case "siteFilesPack":
         SiteFilesPackResult.encode(message.result.value, writer.uint32(322).fork()).join();
         break;
@@ -4437,6 +4554,14 @@ export const CommandResult: MessageFns<CommandResult> = {
             message.result = { $case: "installSite", value: InstallSiteResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            message.result = { $case: "siteTool", value: SiteToolResult.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 40: {
             if (tag !== 322) {
               break;
@@ -4535,6 +4660,10 @@ export const CommandResult: MessageFns<CommandResult> = {
         ? { $case: "installSite", value: InstallSiteResult.fromJSON(object.installSite) }
         : isSet(object.install_site)
         ? { $case: "installSite", value: InstallSiteResult.fromJSON(object.install_site) }
+        : isSet(object.siteTool)
+        ? { $case: "siteTool", value: SiteToolResult.fromJSON(object.siteTool) }
+        : isSet(object.site_tool)
+        ? { $case: "siteTool", value: SiteToolResult.fromJSON(object.site_tool) }
         : isSet(object.siteFilesPack)
         ? { $case: "siteFilesPack", value: SiteFilesPackResult.fromJSON(object.siteFilesPack) }
         : isSet(object.site_files_pack)
@@ -4591,6 +4720,8 @@ export const CommandResult: MessageFns<CommandResult> = {
       obj.removeSite = RemoveSiteResult.toJSON(message.result.value);
     } else if (message.result?.$case === "installSite") {
       obj.installSite = InstallSiteResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "siteTool") {
+      obj.siteTool = SiteToolResult.toJSON(message.result.value);
     } else if (message.result?.$case === "siteFilesPack") {
       obj.siteFilesPack = SiteFilesPackResult.toJSON(message.result.value);
     } else if (message.result?.$case === "siteFilesUnpack") {
@@ -4689,6 +4820,12 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "installSite": {
         if (object.result?.value !== undefined && object.result?.value !== null) {
           message.result = { $case: "installSite", value: InstallSiteResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "siteTool": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "siteTool", value: SiteToolResult.fromPartial(object.result.value) };
         }
         break;
       }
@@ -6937,7 +7074,17 @@ export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
 };
 
 function createBaseInstallSiteCommand(): InstallSiteCommand {
-  return { domain: "", kind: "", title: "", adminUser: "", adminEmail: "", adminPassword: "" };
+  return {
+    domain: "",
+    kind: "",
+    title: "",
+    adminUser: "",
+    adminEmail: "",
+    adminPassword: "",
+    tree: "",
+    profile: "",
+    locale: "",
+  };
 }
 
 export const InstallSiteCommand: MessageFns<InstallSiteCommand> = {
@@ -6959,6 +7106,15 @@ export const InstallSiteCommand: MessageFns<InstallSiteCommand> = {
     }
     if (message.adminPassword !== "") {
       writer.uint32(50).string(message.adminPassword);
+    }
+    if (message.tree !== "") {
+      writer.uint32(58).string(message.tree);
+    }
+    if (message.profile !== "") {
+      writer.uint32(66).string(message.profile);
+    }
+    if (message.locale !== "") {
+      writer.uint32(74).string(message.locale);
     }
     return writer;
   },
@@ -7024,6 +7180,30 @@ export const InstallSiteCommand: MessageFns<InstallSiteCommand> = {
             message.adminPassword = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.profile = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.locale = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7056,6 +7236,9 @@ export const InstallSiteCommand: MessageFns<InstallSiteCommand> = {
         : isSet(object.admin_password)
         ? globalThis.String(object.admin_password)
         : "",
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      profile: isSet(object.profile) ? globalThis.String(object.profile) : "",
+      locale: isSet(object.locale) ? globalThis.String(object.locale) : "",
     };
   },
 
@@ -7079,6 +7262,15 @@ export const InstallSiteCommand: MessageFns<InstallSiteCommand> = {
     if (message.adminPassword !== "") {
       obj.adminPassword = message.adminPassword;
     }
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.profile !== "") {
+      obj.profile = message.profile;
+    }
+    if (message.locale !== "") {
+      obj.locale = message.locale;
+    }
     return obj;
   },
 
@@ -7093,12 +7285,15 @@ export const InstallSiteCommand: MessageFns<InstallSiteCommand> = {
     message.adminUser = object.adminUser ?? "";
     message.adminEmail = object.adminEmail ?? "";
     message.adminPassword = object.adminPassword ?? "";
+    message.tree = object.tree ?? "";
+    message.profile = object.profile ?? "";
+    message.locale = object.locale ?? "";
     return message;
   },
 };
 
 function createBaseInstallSiteResult(): InstallSiteResult {
-  return { ran: false, reason: "", url: "" };
+  return { ran: false, reason: "", url: "", profile: "" };
 }
 
 export const InstallSiteResult: MessageFns<InstallSiteResult> = {
@@ -7111,6 +7306,9 @@ export const InstallSiteResult: MessageFns<InstallSiteResult> = {
     }
     if (message.url !== "") {
       writer.uint32(26).string(message.url);
+    }
+    if (message.profile !== "") {
+      writer.uint32(34).string(message.profile);
     }
     return writer;
   },
@@ -7152,6 +7350,14 @@ export const InstallSiteResult: MessageFns<InstallSiteResult> = {
             message.url = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.profile = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7169,6 +7375,7 @@ export const InstallSiteResult: MessageFns<InstallSiteResult> = {
       ran: isSet(object.ran) ? globalThis.Boolean(object.ran) : false,
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
       url: isSet(object.url) ? globalThis.String(object.url) : "",
+      profile: isSet(object.profile) ? globalThis.String(object.profile) : "",
     };
   },
 
@@ -7183,6 +7390,9 @@ export const InstallSiteResult: MessageFns<InstallSiteResult> = {
     if (message.url !== "") {
       obj.url = message.url;
     }
+    if (message.profile !== "") {
+      obj.profile = message.profile;
+    }
     return obj;
   },
 
@@ -7194,6 +7404,382 @@ export const InstallSiteResult: MessageFns<InstallSiteResult> = {
     message.ran = object.ran ?? false;
     message.reason = object.reason ?? "";
     message.url = object.url ?? "";
+    message.profile = object.profile ?? "";
+    return message;
+  },
+};
+
+function createBaseSiteToolCommand(): SiteToolCommand {
+  return { tree: "", domain: "", kind: "", op: 0, tokenHash: "", ttlSeconds: 0 };
+}
+
+export const SiteToolCommand: MessageFns<SiteToolCommand> = {
+  encode(message: SiteToolCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tree !== "") {
+      writer.uint32(10).string(message.tree);
+    }
+    if (message.domain !== "") {
+      writer.uint32(18).string(message.domain);
+    }
+    if (message.kind !== "") {
+      writer.uint32(26).string(message.kind);
+    }
+    if (message.op !== 0) {
+      writer.uint32(32).int32(message.op);
+    }
+    if (message.tokenHash !== "") {
+      writer.uint32(42).string(message.tokenHash);
+    }
+    if (message.ttlSeconds !== 0) {
+      writer.uint32(48).int64(message.ttlSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SiteToolCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSiteToolCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.op = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tokenHash = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.ttlSeconds = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SiteToolCommand {
+    return {
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      op: isSet(object.op) ? siteToolOpFromJSON(object.op) : 0,
+      tokenHash: isSet(object.tokenHash)
+        ? globalThis.String(object.tokenHash)
+        : isSet(object.token_hash)
+        ? globalThis.String(object.token_hash)
+        : "",
+      ttlSeconds: isSet(object.ttlSeconds)
+        ? globalThis.Number(object.ttlSeconds)
+        : isSet(object.ttl_seconds)
+        ? globalThis.Number(object.ttl_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: SiteToolCommand): unknown {
+    const obj: any = {};
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.op !== 0) {
+      obj.op = siteToolOpToJSON(message.op);
+    }
+    if (message.tokenHash !== "") {
+      obj.tokenHash = message.tokenHash;
+    }
+    if (message.ttlSeconds !== 0) {
+      obj.ttlSeconds = Math.round(message.ttlSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SiteToolCommand>, I>>(base?: I): SiteToolCommand {
+    return SiteToolCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SiteToolCommand>, I>>(object: I): SiteToolCommand {
+    const message = createBaseSiteToolCommand();
+    message.tree = object.tree ?? "";
+    message.domain = object.domain ?? "";
+    message.kind = object.kind ?? "";
+    message.op = object.op ?? 0;
+    message.tokenHash = object.tokenHash ?? "";
+    message.ttlSeconds = object.ttlSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseSiteUpdate(): SiteUpdate {
+  return { module: "", update: "", description: "" };
+}
+
+export const SiteUpdate: MessageFns<SiteUpdate> = {
+  encode(message: SiteUpdate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.module !== "") {
+      writer.uint32(10).string(message.module);
+    }
+    if (message.update !== "") {
+      writer.uint32(18).string(message.update);
+    }
+    if (message.description !== "") {
+      writer.uint32(26).string(message.description);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SiteUpdate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSiteUpdate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.module = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.update = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SiteUpdate {
+    return {
+      module: isSet(object.module) ? globalThis.String(object.module) : "",
+      update: isSet(object.update) ? globalThis.String(object.update) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+    };
+  },
+
+  toJSON(message: SiteUpdate): unknown {
+    const obj: any = {};
+    if (message.module !== "") {
+      obj.module = message.module;
+    }
+    if (message.update !== "") {
+      obj.update = message.update;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SiteUpdate>, I>>(base?: I): SiteUpdate {
+    return SiteUpdate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SiteUpdate>, I>>(object: I): SiteUpdate {
+    const message = createBaseSiteUpdate();
+    message.module = object.module ?? "";
+    message.update = object.update ?? "";
+    message.description = object.description ?? "";
+    return message;
+  },
+};
+
+function createBaseSiteToolResult(): SiteToolResult {
+  return { url: "", user: "", pending: [], ran: [] };
+}
+
+export const SiteToolResult: MessageFns<SiteToolResult> = {
+  encode(message: SiteToolResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.url !== "") {
+      writer.uint32(10).string(message.url);
+    }
+    if (message.user !== "") {
+      writer.uint32(18).string(message.user);
+    }
+    for (const v of message.pending) {
+      SiteUpdate.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.ran) {
+      SiteUpdate.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SiteToolResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSiteToolResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pending.push(SiteUpdate.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.ran.push(SiteUpdate.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SiteToolResult {
+    return {
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      pending: globalThis.Array.isArray(object?.pending) ? object.pending.map((e: any) => SiteUpdate.fromJSON(e)) : [],
+      ran: globalThis.Array.isArray(object?.ran) ? object.ran.map((e: any) => SiteUpdate.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: SiteToolResult): unknown {
+    const obj: any = {};
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.pending?.length) {
+      obj.pending = message.pending.map((e) => SiteUpdate.toJSON(e));
+    }
+    if (message.ran?.length) {
+      obj.ran = message.ran.map((e) => SiteUpdate.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SiteToolResult>, I>>(base?: I): SiteToolResult {
+    return SiteToolResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SiteToolResult>, I>>(object: I): SiteToolResult {
+    const message = createBaseSiteToolResult();
+    message.url = object.url ?? "";
+    message.user = object.user ?? "";
+    message.pending = object.pending?.map((e) => SiteUpdate.fromPartial(e)) || [];
+    message.ran = object.ran?.map((e) => SiteUpdate.fromPartial(e)) || [];
     return message;
   },
 };

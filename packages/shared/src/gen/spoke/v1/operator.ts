@@ -178,6 +178,19 @@ export interface InstallSiteRequest {
   adminEmail: string;
   /** the aliases answer with a 301 to the domain */
   redirectAliases: boolean;
+  /** Drupal install profile ("" = the distribution's, else standard) */
+  profile: string;
+  /** Drupal langcode ("" = en) */
+  locale: string;
+}
+
+/**
+ * The admin password travels only here, to the operator who asked: it is kept in the master's
+ * memory until the installer ran, never in the task row, its result or its log.
+ */
+export interface InstallSiteResponse {
+  task: Task | undefined;
+  adminPassword: string;
 }
 
 export interface ImportSiteRequest {
@@ -2316,6 +2329,8 @@ function createBaseInstallSiteRequest(): InstallSiteRequest {
     adminUser: "",
     adminEmail: "",
     redirectAliases: false,
+    profile: "",
+    locale: "",
   };
 }
 
@@ -2344,6 +2359,12 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
     }
     if (message.redirectAliases !== false) {
       writer.uint32(64).bool(message.redirectAliases);
+    }
+    if (message.profile !== "") {
+      writer.uint32(74).string(message.profile);
+    }
+    if (message.locale !== "") {
+      writer.uint32(82).string(message.locale);
     }
     return writer;
   },
@@ -2425,6 +2446,22 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
             message.redirectAliases = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.profile = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.locale = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2463,6 +2500,8 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
         : isSet(object.redirect_aliases)
         ? globalThis.Boolean(object.redirect_aliases)
         : false,
+      profile: isSet(object.profile) ? globalThis.String(object.profile) : "",
+      locale: isSet(object.locale) ? globalThis.String(object.locale) : "",
     };
   },
 
@@ -2492,6 +2531,12 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
     if (message.redirectAliases !== false) {
       obj.redirectAliases = message.redirectAliases;
     }
+    if (message.profile !== "") {
+      obj.profile = message.profile;
+    }
+    if (message.locale !== "") {
+      obj.locale = message.locale;
+    }
     return obj;
   },
 
@@ -2508,6 +2553,97 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
     message.adminUser = object.adminUser ?? "";
     message.adminEmail = object.adminEmail ?? "";
     message.redirectAliases = object.redirectAliases ?? false;
+    message.profile = object.profile ?? "";
+    message.locale = object.locale ?? "";
+    return message;
+  },
+};
+
+function createBaseInstallSiteResponse(): InstallSiteResponse {
+  return { task: undefined, adminPassword: "" };
+}
+
+export const InstallSiteResponse: MessageFns<InstallSiteResponse> = {
+  encode(message: InstallSiteResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.task !== undefined) {
+      Task.encode(message.task, writer.uint32(10).fork()).join();
+    }
+    if (message.adminPassword !== "") {
+      writer.uint32(18).string(message.adminPassword);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InstallSiteResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInstallSiteResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.task = Task.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.adminPassword = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InstallSiteResponse {
+    return {
+      task: isSet(object.task) ? Task.fromJSON(object.task) : undefined,
+      adminPassword: isSet(object.adminPassword)
+        ? globalThis.String(object.adminPassword)
+        : isSet(object.admin_password)
+        ? globalThis.String(object.admin_password)
+        : "",
+    };
+  },
+
+  toJSON(message: InstallSiteResponse): unknown {
+    const obj: any = {};
+    if (message.task !== undefined) {
+      obj.task = Task.toJSON(message.task);
+    }
+    if (message.adminPassword !== "") {
+      obj.adminPassword = message.adminPassword;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InstallSiteResponse>, I>>(base?: I): InstallSiteResponse {
+    return InstallSiteResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InstallSiteResponse>, I>>(object: I): InstallSiteResponse {
+    const message = createBaseInstallSiteResponse();
+    message.task = (object.task !== undefined && object.task !== null) ? Task.fromPartial(object.task) : undefined;
+    message.adminPassword = object.adminPassword ?? "";
     return message;
   },
 };
@@ -4685,8 +4821,8 @@ export const OperatorService = {
     responseStream: false as const,
     requestSerialize: (value: InstallSiteRequest): Buffer => Buffer.from(InstallSiteRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): InstallSiteRequest => InstallSiteRequest.decode(value),
-    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
-    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+    responseSerialize: (value: InstallSiteResponse): Buffer => Buffer.from(InstallSiteResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): InstallSiteResponse => InstallSiteResponse.decode(value),
   },
   verifySite: {
     path: "/spoke.v1.Operator/VerifySite" as const,
@@ -4925,7 +5061,7 @@ export interface OperatorServer extends UntypedServiceImplementation {
   listSites: handleUnaryCall<ListSitesRequest, SiteList>;
   getSite: handleUnaryCall<NameRequest, Site>;
   /** Site tasks: each queues a task on site:<domain> (holding the platform's lock) and returns it. */
-  installSite: handleUnaryCall<InstallSiteRequest, Task>;
+  installSite: handleUnaryCall<InstallSiteRequest, InstallSiteResponse>;
   verifySite: handleUnaryCall<NameRequest, Task>;
   disableSite: handleUnaryCall<NameRequest, Task>;
   enableSite: handleUnaryCall<NameRequest, Task>;
@@ -5243,18 +5379,18 @@ export interface OperatorClient extends Client {
   /** Site tasks: each queues a task on site:<domain> (holding the platform's lock) and returns it. */
   installSite(
     request: InstallSiteRequest,
-    callback: (error: ServiceError | null, response: Task) => void,
+    callback: (error: ServiceError | null, response: InstallSiteResponse) => void,
   ): ClientUnaryCall;
   installSite(
     request: InstallSiteRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: Task) => void,
+    callback: (error: ServiceError | null, response: InstallSiteResponse) => void,
   ): ClientUnaryCall;
   installSite(
     request: InstallSiteRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: Task) => void,
+    callback: (error: ServiceError | null, response: InstallSiteResponse) => void,
   ): ClientUnaryCall;
   verifySite(request: NameRequest, callback: (error: ServiceError | null, response: Task) => void): ClientUnaryCall;
   verifySite(
