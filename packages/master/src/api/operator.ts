@@ -149,7 +149,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       return empty();
     }),
     restoreSite: unary('RestoreSite', (req: wire.RestoreSiteRequest) => taskToWire(core.sites.restore(req.domain, req.backupId))),
-    siteLoginUrl: unary('SiteLoginUrl', (req: wire.NameRequest) => core.sites.backups.loginUrl(req.name)),
+    siteLoginUrl: unary('SiteLoginUrl', (req: wire.NameRequest) => core.sites.login.url(req.name)),
     importSite: unary('ImportSite', (req: wire.ImportSiteRequest) =>
       taskToWire(core.sites.import({ domain: req.domain, platform: req.platform, dbServer: req.dbServer || undefined, rewriteSettings: req.rewriteSettings })),
     ),

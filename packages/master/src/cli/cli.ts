@@ -620,12 +620,16 @@ const COMMANDS: Record<string, Command> = {
   },
   'site verify': {
     usage: 'site verify DOMAIN [--no-wait]',
-    summary: 'render the site settings again, converge the platform, configure the vhost and database grants',
+    summary: 'render the site settings again, converge the platform, configure the vhost and database grants; Drupal: report pending database updates',
     options: { 'no-wait': { type: 'boolean' } },
     args: [1, 1],
     async run(ctx, [name], o) {
       const t = await ctx.api().call<wire.NameRequest, wire.Task>('verifySite', { name });
-      return waitAndReport(ctx, t, o['no-wait'] === true);
+      return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
+        const r = final.resultJson ? (JSON.parse(final.resultJson) as { pendingUpdates?: Array<{ module: string; update: string }> }) : {};
+        if (r.pendingUpdates?.length) ctx.io.out(`pending database updates: ${r.pendingUpdates.map((u) => `${u.module} ${u.update}`).join(', ')}\n`);
+        else if (r.pendingUpdates) ctx.io.out('pending database updates: none\n');
+      });
     },
   },
   'site disable': {
@@ -734,7 +738,8 @@ const COMMANDS: Record<string, Command> = {
   },
   'site login-url': {
     usage: 'site login-url DOMAIN',
-    summary: "print the site's login page: WordPress /wp-login.php, Drupal /user/login (no one-time links: WordPress needs a plugin for them and Spoke does not run drush uli)",
+    summary:
+      "print a one-time login link made on a web server of the site (Drupal 7/8+: as drush uli, user 1, valid once within 24 h; WordPress: Spoke's must-use plugin, the first administrator, valid once for 15 min); Drupal 6: the login page",
     args: [1, 1],
     async run(ctx, [name]) {
       const r = await ctx.api().call<wire.NameRequest, wire.LoginUrl>('siteLoginUrl', { name });

@@ -30,14 +30,6 @@ import type { SiteTasks } from './tasks.js';
 /** The task kinds of this module. */
 export const BACKUP_TASKS = ['site.backup', 'site.restore'] as const;
 
-/** What `site login-url` answers. */
-export interface LoginUrl {
-  url: string;
-  /** A one-time login link (false: the plain login page). */
-  oneTime: boolean;
-  note: string;
-}
-
 const LONG = 60 * 60_000;
 
 /** Backups and restores of sites. */
@@ -88,6 +80,18 @@ export class SiteBackups {
       do: async (ctx) => {
         const b = await this.take(ctx, domain, 'pre-delete');
         ctx.log(`kept backup ${b.id} of ${domain} (restore needs the site again: spoke site backup ls ${domain})`);
+        return { backup: b.id };
+      },
+    };
+  }
+
+  /** The first step of a migrate: a backup of the site as it is, kept whatever happens next. */
+  migrateBackupStep(domain: string): Step {
+    return {
+      name: 'backup',
+      do: async (ctx) => {
+        const b = await this.take(ctx, domain, 'pre-migrate');
+        ctx.log(`kept backup ${b.id} of ${domain} from before the migrate (spoke site restore ${domain} ${b.id} puts it back)`);
         return { backup: b.id };
       },
     };
@@ -290,25 +294,6 @@ export class SiteBackups {
       ctx.log(`${server}: sites/${domain}/${r.replaced.join(', ') || '(nothing)'} put in place (${r.entries} entries)`);
     }
     return servers;
-  }
-
-  /**
-   * The login address of a site. WordPress has no one-time login without a plugin, and the
-   * agents cannot run `drush uli`: both answer the plain login page.
-   * @throws SpokeError SITE_NOT_FOUND, PLATFORM_NOT_VERIFIED
-   */
-  loginUrl(domain: string): LoginUrl {
-    const s: SiteInfo = this.t.ns.getSite(domain);
-    const { kind } = this.t.platformKind(this.t.ns.getPlatform(s.platform));
-    const base = `http://${s.domain}`;
-    if (kind === 'wordpress') {
-      return { url: `${base}/wp-login.php`, oneTime: false, note: 'WordPress has no one-time login link without a plugin; this is its login page' };
-    }
-    return {
-      url: `${base}/${kind === 'drupal6' ? '?q=user/login' : 'user/login'}`,
-      oneTime: false,
-      note: 'a one-time link needs drush (drush uli), which Spoke does not run; this is the login page',
-    };
   }
 }
 

@@ -69,7 +69,7 @@ describe('site clone / migrate: the task and its steps', () => {
     expect(t).toMatchObject({ kind: 'site.clone', entity: 'site:copy.test', state: 'queued' });
     expect(t.params).toEqual({ domain: 'blog.test', platform: 'wp', newDomain: 'copy.test', target: 'wp', dbServer: 'web1' });
     const steps = mover(sites).steps(ctxOf('site.clone', t.params), {});
-    expect(steps.map((s) => s.name)).toEqual(['reserve', 'dump-database', 'create-database', 'restore-database', 'write-files', 'converge', 'copy-files', 'configure-site', 'finish']);
+    expect(steps.map((s) => s.name)).toEqual(['reserve', 'dump-database', 'create-database', 'restore-database', 'write-files', 'converge', 'copy-files', 'update-database', 'configure-site', 'finish']);
     expect(steps.filter((s) => s.commit)).toEqual([]);
     // everything that changes something before the end has an undo
     for (const name of ['reserve', 'dump-database', 'create-database', 'write-files', 'copy-files', 'configure-site']) expect(steps.find((s) => s.name === name)?.undo, name).toBeDefined();
@@ -85,7 +85,7 @@ describe('site clone / migrate: the task and its steps', () => {
     const steps = mover(sites).steps(ctxOf('site.migrate', t.params), {});
     const names = steps.map((s) => s.name);
     expect(names).toEqual([
-      'reserve', 'dump-database', 'create-database', 'restore-database', 'write-files', 'converge', 'copy-files', 'configure-site',
+      'backup', 'reserve', 'dump-database', 'create-database', 'restore-database', 'write-files', 'converge', 'copy-files', 'update-database', 'configure-site',
       'remove-old-vhost', 'switch', 'drop-old-database', 'remove-old-dir', 'delete-old-files', 'finish',
     ]);
     expect(steps.filter((s) => s.commit).map((s) => s.name)).toEqual(['switch']);

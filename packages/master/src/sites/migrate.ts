@@ -24,6 +24,7 @@ import type { PlatformInfo, SiteInfo } from '../types.js';
 import { newSiteSalt, siteDir, type SiteFacts } from './settings.js';
 import { dumpMarkerOffset, dumpSchema, dumpWithStatements, renameStatements } from './rename.js';
 import type { Step } from './steps.js';
+import { describeUpdates } from './drupal.js';
 import type { ConfigureUndo, DbUndo, SiteTasks, WriteUndo } from './tasks.js';
 
 /** The task kinds of this module. */
@@ -138,6 +139,35 @@ export class SiteMover {
   }
 
   // ---------------------------------------------------------------- steps
+
+  /**
+   * Runs the copy's pending database updates on a target web server and rebuilds its caches
+   * (Drupal 7/8+; other kinds have nothing to run). A failing update fails the step: the copy's
+   * database is dropped by the undos and the old site keeps serving.
+   * @throws SpokeError SITE_UPDATE_FAILED, agent codes
+   */
+  private async updateDatabase(ctx: TaskContext, p: MoveParams): Promise<void> {
+    const to = this.t.ns.getPlatform(p.target);
+    const { kind } = this.t.platformKind(to);
+    if (kind !== 'drupal7' && kind !== 'drupal8') return ctx.log(`platform ${to.name} is ${kind}: no database updates to run`);
+    const server = this.t.webServers(p.target)[0] as string;
+    ctx.log(`${server}: running the pending database updates of ${p.newDomain} on platform ${to.name} (update.php's work), then rebuilding caches`);
+    let r;
+    try {
+      r = await this.t.call(ctx, server, { type: 'siteTool', tree: to.path, domain: p.newDomain, kind, op: 'update' }, { timeoutMs: 60 * 60_000 });
+    } catch (e) {
+      if (isSpokeError(e) && (e.code === 'SITE_TOOL_FAILED' || e.code === 'SITE_NOT_INSTALLED')) throw fail('SITE_UPDATE_FAILED', `${e.message}; the migrate is undone and ${p.domain} keeps serving from platform ${p.platform}`);
+      throw e;
+    }
+    if (r.ran.length === 0) ctx.log(`${server}: no database updates were pending; caches rebuilt`);
+    else {
+      ctx.log(`${server}: ran ${r.ran.length} database update${r.ran.length === 1 ? '' : 's'}; caches rebuilt`);
+      for (const line of describeUpdates(r.ran)) ctx.log(`  ${line}`);
+    }
+    if (r.pending.length) {
+      throw fail('SITE_UPDATE_FAILED', `${r.pending.length} database update(s) still pending after the run (${describeUpdates(r.pending, 3).join('; ')}); the migrate is undone`);
+    }
+  }
 
   /** The steps of a site.clone / site.migrate task, from its params alone. */
   steps(ctx: TaskContext, state: { result?: unknown }): Step[] {
@@ -296,6 +326,11 @@ export class SiteMover {
         undo: async (ctx, data) => this.deleteCopiedFiles(ctx, p, (data as { servers: string[] }).servers, overlap()),
       },
       {
+        // Before the copy serves: the target platform's code may be newer (update.php's work).
+        name: 'update-database',
+        do: async (ctx) => this.updateDatabase(ctx, p),
+      },
+      {
         name: 'configure-site',
         do: async (ctx) => this.configureCopy(ctx, p, need(), overlap()),
         undo: async (ctx, data) => this.unconfigureCopy(ctx, p, data as ConfigureUndo, overlap()),
@@ -331,6 +366,7 @@ export class SiteMover {
       }
     };
     return [
+      this.t.backups.migrateBackupStep(p.domain),
       ...copySteps,
       {
         name: 'remove-old-vhost',

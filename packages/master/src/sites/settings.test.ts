@@ -15,6 +15,7 @@ import {
   newSiteSalt,
   phpString,
   renderPlatformSiteFiles,
+  WP_LOGIN_PLUGIN,
   renderSiteFiles,
   settingsSupported,
   siteDir,
@@ -496,12 +497,14 @@ describe('WordPress', () => {
     expect(renderSiteFiles(site)).toEqual(renderSiteFiles(site));
   });
 
-  it('renders the dispatcher and sites/hosts.php', () => {
+  it('renders the dispatcher, sites/hosts.php and the one-time login plugin', () => {
     const files = renderPlatformSiteFiles('wordpress', platformNames);
     expect(files.map((f) => [f.path, f.mode, f.webGroupReadable])).toEqual([
       ['wp-config.php', 0o644, false],
       ['sites/hosts.php', 0o644, false],
+      ['wp-content/mu-plugins/spoke-login.php', 0o644, false],
     ]);
+    expect(files[2]!.content).toBe(WP_LOGIN_PLUGIN);
     const [dispatcher, hosts] = files;
     expect(hosts!.content).toContain(`  'example.com' => 'example.com',`);
     expect(hosts!.content).toContain(`  'www.example.com' => 'example.com',`);

@@ -499,6 +499,42 @@ require_once ABSPATH . 'wp-settings.php';
 }
 
 /**
+ * Spoke's WordPress must-use plugin for `spoke site login-url` (see sites/login.ts): a link
+ * `/?spoke-login=SECRET` logs in the administrator the agent named, when a transient keyed by the
+ * secret's SHA-256 exists; it is deleted before the login, so a link works once (of two racing
+ * requests only the one whose delete removed the row logs in).
+ */
+export const WP_LOGIN_PLUGIN = `<?php
+/**
+ * Plugin Name: Spoke one-time login
+ * Description: Written by Spoke for "spoke site login-url" (rewritten on every site change; do not edit).
+ */
+if (!defined('ABSPATH')) {
+  exit;
+}
+add_action('init', function () {
+  if (!isset($_GET['spoke-login']) || !is_string($_GET['spoke-login'])) {
+    return;
+  }
+  $secret = $_GET['spoke-login'];
+  $key = preg_match('/^[A-Za-z0-9_-]{32,128}$/', $secret) ? 'spoke_login_' . hash('sha256', $secret) : '';
+  $data = $key === '' ? FALSE : get_transient($key);
+  if (!is_array($data) || empty($data['user']) || !delete_transient($key)) {
+    wp_die('This login link is not valid: it was used already or it expired. Ask for a new one with: spoke site login-url', 'Login link', ['response' => 403]);
+  }
+  $user = get_user_by('id', (int) $data['user']);
+  if (!$user) {
+    wp_die('The account of this login link no longer exists.', 'Login link', ['response' => 403]);
+  }
+  wp_set_current_user($user->ID);
+  wp_set_auth_cookie($user->ID, FALSE, is_ssl());
+  nocache_headers();
+  wp_safe_redirect(admin_url());
+  exit;
+}, 1);
+`;
+
+/**
  * Platform-level files that depend on every site of the platform: Drupal 7/8+ `sites/sites.php`;
  * WordPress `wp-config.php` (dispatcher) and `sites/hosts.php`; Drupal 6 one symlink
  * `sites/<alias>` → `<domain>` per alias. [] for MediaWiki and generic. Always the complete set
@@ -515,7 +551,11 @@ export function renderPlatformSiteFiles(kind: PlatformKind, sites: SiteNames[]):
     case 'drupal8':
       return [platformFile('sites/sites.php', renderSitesPhp(aliases))];
     case 'wordpress':
-      return [platformFile('wp-config.php', renderWordpressDispatcher()), platformFile('sites/hosts.php', renderHostsPhp(domains, aliases))];
+      return [
+        platformFile('wp-config.php', renderWordpressDispatcher()),
+        platformFile('sites/hosts.php', renderHostsPhp(domains, aliases)),
+        platformFile('wp-content/mu-plugins/spoke-login.php', WP_LOGIN_PLUGIN),
+      ];
     case 'mediawiki':
     case 'generic':
       return [];

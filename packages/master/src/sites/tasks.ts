@@ -13,7 +13,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSyn
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { checkDomain, fail, generateDbPassword, isSpokeError, siteDbName } from '@spoke/shared';
-import type { AgentCommand, AgentCommandResults, AgentHub, CallOptions } from '../hub.js';
+import type { AgentCommand, AgentCommandResults, AgentHub, CallOptions, SiteUpdateInfo } from '../hub.js';
 import type { Namespace } from '../namespace.js';
 import { configOutcome, type PlatformSync } from '../converge.js';
 import type { Db } from '../store.js';
@@ -29,7 +29,8 @@ import { BACKUP_TASKS, SiteBackups } from './backuptasks.js';
 import { IMPORT_TASKS, SiteImporter, type ImportSiteInput } from './import.js';
 import { settingsFileOf } from './readsettings.js';
 import { moveDir } from '../fsmove.js';
-import { DRUPAL_KINDS, checkLocale, chooseProfile } from './drupal.js';
+import { SiteLogin } from './login.js';
+import { DRUPAL_KINDS, checkLocale, chooseProfile, describeUpdates } from './drupal.js';
 
 /** The site task kinds. */
 export const SITE_TASKS = [
@@ -117,8 +118,10 @@ export class SiteTasks {
   private readonly onlineWaitMs: number;
   private readonly mover: SiteMover;
   private readonly importer: SiteImporter;
-  /** Backups, restore, login URL (backuptasks.ts). */
+  /** Backups and restore (backuptasks.ts). */
   readonly backups: SiteBackups;
+  /** One-time login links (login.ts). */
+  readonly login: SiteLogin;
   /**
    * Admin passwords of queued installs, by task id: only in memory, handed to the agent by the
    * installer step and forgotten then. A master restart loses them (the installer then sets a
@@ -152,6 +155,7 @@ export class SiteTasks {
     this.onlineWaitMs = deps.onlineWaitMs ?? 30_000;
     this.mover = new SiteMover(this, deps.workDir ?? join(dirname(deps.trashDir), 'work'));
     this.importer = new SiteImporter(this);
+    this.login = new SiteLogin(this);
     this.backups = new SiteBackups(this, new BackupStore(deps.backupsDir ?? join(dirname(deps.trashDir), 'backups')), deps.workDir ?? join(dirname(deps.trashDir), 'work'));
     for (const kind of SITE_TASKS) {
       this.tasks.register(kind, (ctx) => this.run(ctx), {
@@ -469,6 +473,7 @@ export class SiteTasks {
   }
 
   private verifySteps(domain: string, platform: string, state: { result?: unknown }): Step[] {
+    let pending: SiteUpdateInfo[] | null = null;
     return [
       { name: 'check', do: async () => void this.activeSite(domain, 'verify') },
       { name: 'write-files', do: async (ctx) => void (await this.writeFiles(ctx, platform, { site: domain })) },
@@ -489,15 +494,44 @@ export class SiteTasks {
         },
       },
       {
+        name: 'check-updates',
+        do: async (ctx) => {
+          pending = await this.pendingUpdates(ctx, domain, platform);
+        },
+      },
+      {
         name: 'finish',
         do: async (ctx) => {
           const s = this.ns.getSite(domain);
           if (s.status === 'failed') this.ns.setSiteStatus(domain, 'installed');
-          state.result = { domain, status: this.ns.getSite(domain).status };
+          state.result = { domain, status: this.ns.getSite(domain).status, ...(pending ? { pendingUpdates: pending } : {}) };
           ctx.log(`site ${domain} verified`);
         },
       },
     ];
+  }
+
+  /**
+   * The pending database updates of a Drupal 7/8+ site, asked of its first web server and logged
+   * (null for other kinds, or when the check itself failed: a warning, never a failed verify).
+   */
+  private async pendingUpdates(ctx: TaskContext, domain: string, platform: string): Promise<SiteUpdateInfo[] | null> {
+    const p = this.ns.getPlatform(platform);
+    const { kind } = this.platformKind(p);
+    if (kind !== 'drupal7' && kind !== 'drupal8') return null;
+    const server = this.webServers(platform)[0] as string;
+    try {
+      const r = await this.call(ctx, server, { type: 'siteTool', tree: p.path, domain, kind, op: 'updates' }, { timeoutMs: 5 * 60_000 });
+      if (r.pending.length === 0) ctx.log(`${server}: no pending database updates`);
+      else {
+        ctx.log(`${server}: ${r.pending.length} pending database update${r.pending.length === 1 ? '' : 's'} (they run on the next migrate, or with update.php):`, 'warn');
+        for (const line of describeUpdates(r.pending)) ctx.log(`  ${line}`, 'warn');
+      }
+      return r.pending;
+    } catch (e) {
+      ctx.log(`${server}: could not check for pending database updates: ${isSpokeError(e) ? `${e.code}: ${e.message}` : String(e)}`, 'warn');
+      return null;
+    }
   }
 
   private enableSteps(domain: string, enabled: boolean, state: { result?: unknown }): Step[] {
@@ -703,6 +737,16 @@ export class SiteTasks {
 
   pinned(server: string, platformServer: string): string {
     return this.ns.httpPin(server, platformServer);
+  }
+
+  /** The agent is connected now. */
+  isOnline(server: string): boolean {
+    return this.hub.isOnline(server);
+  }
+
+  /** Sends a command now, outside a task (AGENT_OFFLINE at once when the agent is not connected). */
+  callNow<K extends AgentCommand['type']>(server: string, cmd: Extract<AgentCommand, { type: K }>, opts: CallOptions = {}): Promise<AgentCommandResults[K]> {
+    return this.hub.call(server, cmd, { timeoutMs: 3 * 60_000, ...opts });
   }
 
   /** Waits (up to onlineWaitMs) for an agent to be online, then sends the command. */
