@@ -202,7 +202,12 @@ export interface PhpFpmOptions {
   catchWorkersOutput?: boolean;
   /** Loads mysqlnd and mysqli (php-fpm runs with -n: no php.ini, no conf.d) and hides errors from pages. */
   mysqli?: boolean;
+  /** Loads what Drupal 7 and 8+ need (PDO MySQL, gd, the XML family, mbstring, …; packages php-mysql, php-gd, php-xml, php-mbstring). */
+  drupal?: boolean;
 }
+
+/** Debian's shared PHP extensions Drupal needs, in load order (php-fpm runs with -n). */
+export const DRUPAL_PHP_EXTENSIONS = ['mysqlnd', 'pdo', 'pdo_mysql', 'ctype', 'dom', 'simplexml', 'xml', 'xmlreader', 'xmlwriter', 'gd', 'mbstring', 'tokenizer', 'iconv', 'fileinfo', 'posix'];
 
 /** Where the php-fpm of `dir` listens (also when it is not installed and never started). */
 export const phpFpmSocket = (dir: string) => join(dir, 'php-fpm.sock');
@@ -230,7 +235,9 @@ export async function startPhpFpm(dir: string, opts: PhpFpmOptions = {}): Promis
       '',
     ].join('\n'),
   );
-  const ext = opts.mysqli ? ['-d', 'extension=mysqlnd', '-d', 'extension=mysqli', '-d', 'display_errors=0'] : [];
+  const names = [...(opts.mysqli ? ['mysqlnd', 'mysqli'] : []), ...(opts.drupal ? DRUPAL_PHP_EXTENSIONS : [])];
+  const ext = [...new Set(names)].flatMap((e) => ['-d', `extension=${e}`]);
+  if (names.length) ext.push('-d', 'display_errors=0', '-d', 'memory_limit=256M');
   const p = spawn(bin, ['-n', ...ext, '-F', '-y', join(dir, 'php-fpm.conf')], { stdio: 'ignore' });
   await until('php-fpm to listen', () => existsSync(socket));
   return {
