@@ -18,7 +18,7 @@ import { parse as parseYaml } from 'yaml';
 import { openStore } from '../../packages/master/src/store.js';
 import { Namespace } from '../../packages/master/src/namespace.js';
 import { drupal10Tree, drupal7Tree, wordpressTree } from '../../packages/master/src/platform/fixtures.js';
-import { writeTree } from '../../packages/master/src/platform/testTree.js';
+import { writeTree, type TreeSpec } from '../../packages/master/src/platform/testTree.js';
 import { AgentUnderTest, MasterUnderTest, cleanup, scratch, until, type TaskJson } from '../harness.js';
 
 const dir = scratch('spoke-aliases-');
@@ -38,7 +38,7 @@ async function enrollAndRun(a: AgentUnderTest, ...tokenArgs: string[]): Promise<
 
 const online = async (name: string) => (await master.json<{ online: boolean }>('server', 'show', name)).online;
 
-async function addPlatform(name: string, path: string, server: string, tree: Record<string, string>): Promise<void> {
+async function addPlatform(name: string, path: string, server: string, tree: TreeSpec): Promise<void> {
   writeTree(join(master.root, path), tree);
   const r = await master.cli('-o', 'json', 'platform', 'add', name, '--path', path, '--server', server);
   const t = JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('\n{') + 1)) as TaskJson;
