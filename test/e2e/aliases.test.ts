@@ -10,7 +10,7 @@
  * the one-box server counting as remote when the CLI talks to the master over TCP.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -80,6 +80,8 @@ describe('spoke site aliases (real master, agents and CLI)', () => {
     expect(d.code, d.stderr).toBe(0);
     expect(d.stdout).toBe(`wrote ${join(out, 'aliases.drushrc.php')}: 0 aliases (none)\n`);
     expect(phpAliases(join(out, 'aliases.drushrc.php'))).toEqual([]);
+    const y = await master.cli('site', 'aliases', '--out', out);
+    expect([y.code, y.stdout, y.stderr]).toEqual([0, `no aliases to write into ${out}\n`, '']);
   });
 
   it('with sites: YAML printed and written, drushrc valid PHP with the expected arrays; the rest listed with reasons', async () => {
@@ -114,8 +116,14 @@ describe('spoke site aliases (real master, agents and CLI)', () => {
         'note: no alias for half.example.com: status installing (only installed and disabled sites get aliases)\n',
     );
 
+    // an alias file an earlier run wrote for a site that is gone: named, never removed
+    const gone = join(out, 'gone_example_com.site.yml');
+    writeFileSync(gone, '# drush 9+ site alias @gone_example_com, written by `spoke site aliases`;\nlive: {}\n');
     const y = await master.cli('site', 'aliases', '--out', out);
     expect(y.code, y.stderr).toBe(0);
+    expect(y.stderr).toContain(`warning: ${gone} is from an earlier run and its site has no alias now; remove it if drush should forget it: rm ${gone}\n`);
+    expect(existsSync(gone)).toBe(true);
+    rmSync(gone);
     expect(y.stdout).toBe(
       `wrote ${join(out, 'local_example_com.site.yml')}: @local_example_com → ${live.local.root}\n` +
         `wrote ${join(out, 'remote_example_com.site.yml')}: @remote_example_com → root@${HOST}:${live.remote.root}\n` +

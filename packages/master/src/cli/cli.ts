@@ -746,17 +746,18 @@ const COMMANDS: Record<string, Command> = {
         print(ctx, { format, aliases: set.entries, skipped: set.skipped, files: set.files }, () => set.document);
         return 0;
       }
-      const written = writeAliasFiles(o.out, set.files);
-      const stale = format === 'yaml' ? staleAliasFiles(o.out, written) : [];
+      const outDir = resolve(o.out);
+      const written = writeAliasFiles(outDir, set.files);
+      const stale = format === 'yaml' ? staleAliasFiles(outDir, written) : [];
       print(ctx, { format, aliases: set.entries, skipped: set.skipped, written, stale }, () => {
         let out = '';
         if (format === 'yaml') {
           set.entries.forEach((e, i) => (out += `wrote ${written[i] as string}: ${e.alias} → ${e.host ? `${sshUser}@${e.host}:` : ''}${e.root}\n`));
-          if (!set.entries.length) out += `no aliases to write into ${o.out as string}\n`;
+          if (!set.entries.length) out += `no aliases to write into ${outDir}\n`;
         } else out += `wrote ${written[0] as string}: ${set.entries.length} alias${set.entries.length === 1 ? '' : 'es'} (${set.entries.map((e) => e.alias).join(', ') || 'none'})\n`;
         return out;
       });
-      for (const p of stale) ctx.io.err(`warning: ${p} is from an earlier run and its site has no alias now; remove it if drush should forget it: rm ${p}\n`);
+      for (const p of stale) ctx.io.err(`warning: ${p} is from an earlier run and its site has no alias now; remove it if drush should forget it: rm ${shellWord(p)}\n`);
       return 0;
     },
   },
@@ -919,6 +920,11 @@ function registrySummary(json: string): string {
   if (!json) return 'not verified yet';
   const r = JSON.parse(json) as { kind: string; coreVersion: string | null; profiles: unknown[]; modules: unknown[]; themes: unknown[]; distribution: { name: string } | null };
   return `${r.kind}${r.coreVersion ? ` ${r.coreVersion}` : ''}${r.distribution ? ` (${r.distribution.name})` : ''}; ${r.profiles.length} profiles, ${r.modules.length} modules, ${r.themes.length} themes`;
+}
+
+/** `s` as one shell word, for commands printed to be pasted. */
+function shellWord(s: string): string {
+  return /^[\w./@%+=:,-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`;
 }
 
 /** The registry's platform kind (`drupal8`, `wordpress`, …); null before the first verify. */
