@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -73,6 +73,18 @@ const NS = {
 
 const gen = (format: AliasFormat, opts: { sshUser?: string; localServer?: string | null } = {}, ns = NS) =>
   siteAliases(ns, { format, sshUser: opts.sshUser, localServer: opts.localServer === undefined ? 'master' : opts.localServer });
+
+/** Symfony's YAML component as Debian packages it: the parser drush 9+ reads alias files with. */
+const SYMFONY_YAML = '/usr/share/php/Symfony/Component/Yaml/autoload.php';
+
+/** Parses YAML `files` (name → content) with Symfony's parser; returns name → value. */
+function symfonyYaml(files: Record<string, string>): unknown {
+  if (!existsSync(SYMFONY_YAML)) throw new Error(`${SYMFONY_YAML} is missing: apt-get install php-symfony-yaml`);
+  const d = tmp();
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(d, name), content);
+  const script = `require ${JSON.stringify(SYMFONY_YAML)}; $o = []; foreach (array_slice($argv, 1) as $f) $o[basename($f)] = Symfony\\Component\\Yaml\\Yaml::parseFile($f); echo json_encode($o);`;
+  return JSON.parse(execFileSync(PHP, ['-r', script, ...Object.keys(files).map((n) => join(d, n))], { encoding: 'utf8' }));
+}
 
 /** Runs PHP on `file` and returns its $aliases as JSON. */
 function phpAliases(file: string): unknown {
@@ -220,6 +232,20 @@ describe('escaping', () => {
     const d = tmp();
     writeFileSync(join(d, DRUSHRC_FILE), gen('drushrc', {}, ns).document);
     expect((phpAliases(join(d, DRUSHRC_FILE)) as Record<string, { root: string }>)['x.example.com']?.root).toBe(path);
+  });
+
+  it("drush 9+'s own parser (Symfony Yaml) reads every file and the printed document exactly", () => {
+    const ns = {
+      servers: [agent('w', 'w.example.net'), agent('c1', 'c1.example.net'), cluster('web', ['c1'])],
+      platforms: NASTY.map((p, i) => platform(`p${i}`, i % 2 ? 'web' : 'w', p)),
+      sites: NASTY.map((_, i) => site(`s${i}.example.com`, `p${i}`)),
+    };
+    const set = gen('yaml', {}, ns);
+    const expected = Object.fromEntries(
+      NASTY.map((p, i) => [`s${i}_example_com.site.yml`, { live: { root: p, uri: `http://s${i}.example.com`, host: i % 2 ? 'c1.example.net' : 'w.example.net', user: 'root' } }]),
+    );
+    expect(symfonyYaml(Object.fromEntries(set.files.map((f) => [f.name, f.content])))).toEqual(expected);
+    expect((symfonyYaml({ 'doc.yml': set.document }) as Record<string, unknown>)['doc.yml']).toEqual(expected);
   });
 
   it('yamlString escapes what YAML may not carry raw; phpLiteral escapes only \\ and \'', () => {
