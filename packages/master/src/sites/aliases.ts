@@ -204,18 +204,26 @@ export function siteAliases(input: { sites: AliasSite[]; platforms: AliasPlatfor
   const skipped: AliasSet['skipped'] = [];
   for (const site of [...input.sites].sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : 0))) {
     const p = platforms.get(site.platform);
-    let why: string | null = null;
-    if (site.status !== 'installed' && site.status !== 'disabled') why = `status ${site.status} (only installed and disabled sites get aliases)`;
-    else if (!p) why = `its platform ${site.platform} is not in the namespace`;
-    else if (p.kind === null) why = `platform ${p.name} has not been verified yet, so its kind is unknown (spoke platform verify ${p.name})`;
-    else if (!DRUPAL_KINDS.has(p.kind)) why = `not a Drupal site (platform ${p.name} is ${p.kind}); drush cannot bootstrap it`;
-    if (why !== null || !p) {
-      skipped.push({ domain: site.domain, reason: why ?? '' });
+    const skip = (reason: string) => skipped.push({ domain: site.domain, reason });
+    if (site.status !== 'installed' && site.status !== 'disabled') {
+      skip(`status ${site.status} (only installed and disabled sites get aliases)`);
+      continue;
+    }
+    if (!p) {
+      skip(`its platform ${site.platform} is not in the namespace`);
+      continue;
+    }
+    if (p.kind === null || !DRUPAL_KINDS.has(p.kind)) {
+      skip(
+        p.kind === null
+          ? `platform ${p.name} has not been verified yet, so its kind is unknown (spoke platform verify ${p.name})`
+          : `not a Drupal site (platform ${p.name} is ${p.kind}); drush cannot bootstrap it`,
+      );
       continue;
     }
     const at = place(p.server, servers, opts.localServer);
     if ('skip' in at) {
-      skipped.push({ domain: site.domain, reason: at.skip });
+      skip(at.skip);
       continue;
     }
     const root = at.rootPrefix ? posix.join(at.rootPrefix, p.path) : p.path;
