@@ -17,11 +17,14 @@ step() { printf '\n== %s\n' "$*"; }
 # apache2-bin: the apache templates are checked with apache2 -t.
 # nginx-light, php-fpm: test/e2e/webconfig.test.ts starts a private nginx (and php-fpm) and
 # serves a platform through the config the agent wrote.
+# php-cli, php-mysql, php-gd, php-xml, php-mbstring, curl: test/e2e/drupal.test.ts installs real Drupal 7
+# and 9 sites (the agent's site tool runs with the PHP command line; php-fpm loads those
+# extensions) and logs in with curl.
 # mariadb-server, mariadb-client: packages/agent/src/db/db.test.ts starts a private mariadbd and
 # runs mariadb-dump / mariadb against it.
 # php-symfony-yaml: packages/master/src/sites/aliases.test.ts reads the drush alias files with
 # Symfony's YAML parser, the one drush 9+ loads them with.
-APT_PACKAGES=(git patch unzip bzip2 xz-utils wordpress mediawiki nginx-light apache2-bin php-fpm mariadb-server mariadb-client php-symfony-yaml)
+APT_PACKAGES=(git patch unzip bzip2 xz-utils wordpress mediawiki nginx-light apache2-bin php-fpm mariadb-server mariadb-client php-symfony-yaml php-cli php-mysql php-gd php-xml php-mbstring curl)
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

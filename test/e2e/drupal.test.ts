@@ -193,7 +193,7 @@ describe.skipIf(!HAVE)('Drupal sites without drush (real nginx, php-fpm, MariaDB
     const again = new Browser('d7-uli-2');
     await again.req(r.url, { follow: true });
     expect(await again.isAdmin('d7.test')).toBe(false);
-    expect((await master.cli('site', 'login-url', 'nope.test')).stderr).toBe('error: SITE_NOT_FOUND: no site named nope.test\n');
+    expect((await master.cli('site', 'login-url', 'nope.test')).stderr).toBe('error: SITE_NOT_FOUND: no site named nope.test (see: spoke site ls)\n');
   }, 120_000);
 
   it('Drupal 9 with standard and with minimal: served, and both log in (password and one-time link)', async () => {

@@ -45,7 +45,7 @@ export interface ConnectionDeps {
   /** Tree management (converge, status, observed hashes). */
   trees: AgentTrees;
   /** Web server config for platforms and sites. */
-  web: Pick<WebConfig, 'configurePlatform' | 'configureSite' | 'removeSite' | 'removePlatform'>;
+  web: Pick<WebConfig, 'configurePlatform' | 'configureSite' | 'removeSite' | 'removePlatform' | 'settingsToWebGroup'>;
   /** Site installers (WordPress over HTTP). */
   installer: Pick<SiteInstaller, 'install'>;
   /** Spoke's site tool (one-time login links, database updates). */
@@ -311,6 +311,11 @@ export class MasterConnection {
             if (this.stream === stream) stream.write({ event: { $case: 'progress', value: { id: cmd.id, ...p } } });
           };
           const r = await this.deps.trees.converge(c, progress);
+          if (c.webGroupFiles.length) {
+            const g = await this.deps.web.settingsToWebGroup(c.tree, c.webGroupFiles);
+            if (g.fixed.length) this.deps.log.info({ tree: c.tree, fixed: g.fixed }, 'settings files given to the web group');
+            for (const problem of g.problems) this.deps.log.warn({ tree: c.tree, problem }, 'settings file');
+          }
           return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'converge', value: r } });
         }
         case 'treeStatus': {

@@ -325,6 +325,17 @@ export class WebConfig {
     return report;
   }
 
+  /**
+   * Gives a tree's settings files to the web group (mode 0640) after a converge rewrote them as
+   * the agent's own. Missing files and other problems are reported, never thrown: the converge
+   * itself succeeded.
+   * @throws SpokeError PATH_OUTSIDE_ROOTS, INVALID_PATH
+   */
+  async settingsToWebGroup(tree: string, files: readonly string[]): Promise<{ fixed: string[]; problems: string[] }> {
+    const root = this.deps.rootMap.confine(tree, this.deps.roots);
+    return giveToWebGroup(root, files, this.deps.http.webGroup, this.deps.perms);
+  }
+
   private async configureSiteNow(req: ConfigureSiteRequest): Promise<SiteConfigReport> {
     checkDomain(req.domain);
     checkName(req.platform, 'platform name');

@@ -87,6 +87,14 @@ export class PlatformSync {
   /** The tree root hash each stored registry was parsed from. */
   private readonly registryRoots = new Map<string, string>();
 
+  /** The settings files of a platform's sites the web group must read (set by the site tasks, which render them). */
+  private webGroupFilesOf: (platform: string) => string[] = () => [];
+
+  /** Who knows each platform's settings files (SiteTasks; it is built after this). */
+  setWebGroupFiles(fn: (platform: string) => string[]): void {
+    this.webGroupFilesOf = fn;
+  }
+
   constructor(deps: { ns: Namespace; hub: AgentHub; tasks: TaskEngine; trees: TreeStore; log: Logger; builder?: PlatformBuilder; liveDebounceMs?: number }) {
     this.builder = deps.builder;
     this.ns = deps.ns;
@@ -298,7 +306,7 @@ export class PlatformSync {
           const meter = new ProgressMeter(server);
           const r = await this.hub.call(
             server,
-            { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}` },
+            { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}`, webGroupFiles: this.webGroupFilesOf(p.name) },
             {
               signal: ctx.signal,
               timeoutMs: 30 * 60_000,

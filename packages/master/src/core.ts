@@ -88,6 +88,7 @@ export class Core {
       db: deps.db,
       trashDir: join(this.info.stateDir, 'trash'),
     });
+    this.sync.setWebGroupFiles((platform) => this.sites.platformSettingsFiles(platform));
     this.remover = new PlatformRemover({
       ns: this.ns,
       hub: this.hub,

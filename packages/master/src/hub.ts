@@ -16,7 +16,8 @@ import { DumpTransfers, type DumpTransferHandle } from './dumps.js';
 export type AgentCommand =
   | { type: 'verifyServer'; minFreeBytes: number }
   | { type: 'ping' }
-  | { type: 'converge'; tree: string; rootHash: string; excludes: string[]; label: string }
+  // webGroupFiles: settings files the agent gives to the web group after the apply
+  | { type: 'converge'; tree: string; rootHash: string; excludes: string[]; label: string; webGroupFiles?: string[] }
   | { type: 'treeStatus'; tree: string; excludes: string[] }
   | { type: 'configurePlatform'; platform: string; tree: string; kind: string; pinnedImpl: string }
   // site databases on a db agent: `hosts` are the web hosts of the site (every cluster member);
@@ -543,7 +544,10 @@ function commandToWire(id: string, cmd: AgentCommand): wire.MasterCommand {
     case 'ping':
       return { id, command: { $case: 'ping', value: {} } };
     case 'converge':
-      return { id, command: { $case: 'converge', value: { tree: cmd.tree, rootHash: cmd.rootHash, excludes: cmd.excludes, label: cmd.label } } };
+      return {
+        id,
+        command: { $case: 'converge', value: { tree: cmd.tree, rootHash: cmd.rootHash, excludes: cmd.excludes, label: cmd.label, webGroupFiles: cmd.webGroupFiles ?? [] } },
+      };
     case 'treeStatus':
       return { id, command: { $case: 'treeStatus', value: { tree: cmd.tree, excludes: cmd.excludes } } };
     case 'configurePlatform':

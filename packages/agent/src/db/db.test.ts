@@ -308,7 +308,7 @@ describe('site databases over the agent link (connection.ts)', () => {
       backoffInitialMs: 100,
       backoffMaxMs: 100,
       trees: { setClient: () => undefined } as unknown as AgentTrees,
-      web: { configurePlatform: () => Promise.reject(new Error('unused')), configureSite: () => Promise.reject(new Error('unused')), removeSite: () => Promise.reject(new Error('unused')), removePlatform: () => Promise.reject(new Error('unused')) },
+      web: { configurePlatform: () => Promise.reject(new Error('unused')), configureSite: () => Promise.reject(new Error('unused')), removeSite: () => Promise.reject(new Error('unused')), removePlatform: () => Promise.reject(new Error('unused')), settingsToWebGroup: () => Promise.reject(new Error('unused')) },
       installer: { install: () => Promise.reject(new Error('unused')) },
       driftIntervalMs: 60_000,
       db,

@@ -9,7 +9,7 @@
  * database): backup and restore (and delete's backup step) in backuptasks.ts, clone and migrate
  * in migrate.ts, import (a site found on disk, its own settings kept) in import.ts.
  */
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { checkDomain, fail, generateDbPassword, isSpokeError, siteDbName } from '@spoke/shared';
@@ -949,6 +949,41 @@ export class SiteTasks {
         return server;
       }),
     );
+  }
+
+  /**
+   * The settings files of every site of a platform the web group must read (relative to the
+   * platform root): sent with each converge, so a rewritten settings file never leaves the web
+   * server unable to read it. [] for a platform that was never verified.
+   */
+  platformSettingsFiles(platform: string): string[] {
+    try {
+      const p = this.ns.getPlatform(platform);
+      if (!p.registryJson) return [];
+      const { kind, coreVersion } = this.platformKind(p);
+      const files = new Set(this.ns.listSites(platform).flatMap((s) => this.settingsFiles(s, kind, coreVersion)));
+      // A site dir in the tree without its row here yet (the copy a clone or migrate is making):
+      // its settings file too.
+      const sites = join(this.trees.hostPath(p.path), 'sites');
+      let dirs: string[] = [];
+      try {
+        dirs = readdirSync(sites, { withFileTypes: true }).filter((d) => d.isDirectory() && d.name !== 'all' && d.name !== 'default').map((d) => d.name);
+      } catch {
+        /* no sites/ yet */
+      }
+      for (const d of dirs) {
+        const rel = settingsFileOf(kind, d);
+        try {
+          if (lstatSync(join(this.trees.hostPath(p.path), rel)).isFile()) files.add(rel);
+        } catch {
+          /* no settings file there */
+        }
+      }
+      return [...files].sort();
+    } catch (e) {
+      if (isSpokeError(e) && (e.code === 'PLATFORM_KIND_UNSUPPORTED' || e.code === 'PLATFORM_NOT_FOUND')) return [];
+      throw e;
+    }
   }
 
   /** The settings files of a site the web group must read (relative to the platform root). */

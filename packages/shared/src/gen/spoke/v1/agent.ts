@@ -246,6 +246,12 @@ export interface ConvergeCommand {
   excludes: string[];
   /** e.g. "platform d7", for logs */
   label: string;
+  /**
+   * Files (relative to the tree) the web server must read — the sites' settings files, which hold
+   * database passwords: given to http.webGroup with mode 0640 after every apply, since a converge
+   * writes files as the agent's own (capability 9).
+   */
+  webGroupFiles: string[];
 }
 
 export interface Drift {
@@ -2983,7 +2989,7 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
 };
 
 function createBaseConvergeCommand(): ConvergeCommand {
-  return { tree: "", rootHash: "", excludes: [], label: "" };
+  return { tree: "", rootHash: "", excludes: [], label: "", webGroupFiles: [] };
 }
 
 export const ConvergeCommand: MessageFns<ConvergeCommand> = {
@@ -2999,6 +3005,9 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     }
     if (message.label !== "") {
       writer.uint32(34).string(message.label);
+    }
+    for (const v of message.webGroupFiles) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -3048,6 +3057,14 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
             message.label = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.webGroupFiles.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3070,6 +3087,11 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
         : "",
       excludes: globalThis.Array.isArray(object?.excludes) ? object.excludes.map((e: any) => globalThis.String(e)) : [],
       label: isSet(object.label) ? globalThis.String(object.label) : "",
+      webGroupFiles: globalThis.Array.isArray(object?.webGroupFiles)
+        ? object.webGroupFiles.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.web_group_files)
+        ? object.web_group_files.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -3087,6 +3109,9 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     if (message.label !== "") {
       obj.label = message.label;
     }
+    if (message.webGroupFiles?.length) {
+      obj.webGroupFiles = message.webGroupFiles;
+    }
     return obj;
   },
 
@@ -3099,6 +3124,7 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     message.rootHash = object.rootHash ?? "";
     message.excludes = object.excludes?.map((e) => e) || [];
     message.label = object.label ?? "";
+    message.webGroupFiles = object.webGroupFiles?.map((e) => e) || [];
     return message;
   },
 };
