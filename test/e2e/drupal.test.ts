@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
 import { AgentUnderTest, MasterUnderTest, cleanup, scratch } from '../harness.js';
-import { enrollAgent, startNginx, startPhpFpm, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
+import { enrollAgent, gidOf, startNginx, startPhpFpm, WEB_GROUP, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
 
 const run = promisify(execFile);
 const FIXTURES = resolve(import.meta.dirname, '../../../shared/fixtures');
@@ -194,6 +194,19 @@ describe.skipIf(!HAVE)('Drupal sites without drush (real nginx, php-fpm, MariaDB
     await again.req(r.url, { follow: true });
     expect(await again.isAdmin('d7.test')).toBe(false);
     expect((await master.cli('site', 'login-url', 'nope.test')).stderr).toBe('error: SITE_NOT_FOUND: no site named nope.test (see: spoke site ls)\n');
+  }, 120_000);
+
+  it("a drift repair that rewrites settings.php leaves it readable by the web server (the site keeps serving)", async () => {
+    const settings = join(w1.root, 'var/www/d7/sites/d7.test/settings.php');
+    writeFileSync(settings, '<?php // edited by hand\n');
+    const { t, log } = await task('platform', 'verify', 'd7');
+    expect(t.state, log).toBe('succeeded');
+    const st = statSync(settings);
+    expect(st.mode & 0o777).toBe(0o640);
+    expect(st.gid).toBe(gidOf(WEB_GROUP));
+    expect(readFileSync(settings, 'utf8')).toContain('$databases');
+    const home = await nginx.served('d7.test after the repair', 'd7.test', '/', (x) => x.status === 200);
+    expect(home.body).toContain('Site d7.test');
   }, 120_000);
 
   it('Drupal 9 with standard and with minimal: served, and both log in (password and one-time link)', async () => {

@@ -10,6 +10,9 @@
  * `site restore` (a deleted post and file come back; a corrupted archive changes nothing), and
  * `site delete` backing up first.
  */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
 import { chmodSync, copyFileSync, createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { join } from 'node:path';
@@ -19,6 +22,7 @@ import { readTar } from '../../packages/shared/src/index.js';
 import { AgentUnderTest, MasterUnderTest, cleanup, scratch } from '../harness.js';
 import { enrollAgent, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
 
+const run = promisify(execFile);
 const ROOT_PW = 'sites-e2e root #pw';
 const TITLE = 'Spoke Test Blog';
 
@@ -366,9 +370,34 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
     expect(after.filter((b) => !backupsBefore.includes(b.id)).map((b) => b.reason)).toEqual(['pre-restore']);
   }, 300_000);
 
-  it('site login-url: the WordPress login page', async () => {
-    const r = await master.cli('site', 'login-url', 'blog.test');
-    expect(r.stdout).toMatch(/^http:\/\/blog\.test\/wp-login\.php\n\(WordPress has no one-time login/);
+  it("site login-url: a one-time link through Spoke's must-use plugin logs the administrator into wp-admin, once", async () => {
+    const r = await master.json<{ url: string; oneTime: boolean; note: string }>('site', 'login-url', 'blog.test');
+    expect(r.oneTime).toBe(true);
+    expect(r.note).toMatch(/^logs in as admin; valid once, for 15 minutes$/);
+    const secret = /^http:\/\/blog\.test\/\?spoke-login=([\w-]{43})$/.exec(r.url)?.[1] as string;
+    expect(secret, r.url).toBeTruthy();
+    // the site's database holds only the secret's hash
+    const stored = (await q("SELECT option_name FROM blog_test.wp_options WHERE option_name LIKE '_transient_spoke_login_%'")) as Array<{ option_name: string }>;
+    expect(stored.map((o) => o.option_name)).toEqual([`_transient_spoke_login_${createHash('sha256').update(secret).digest('hex')}`]);
+    const curl = async (jar: string, path: string) => {
+      const { stdout } = await run('curl', ['-s', '-c', jar, '-b', jar, '-w', '\n@@%{http_code} %{redirect_url}', '--resolve', `blog.test:${nginx.port}:127.0.0.1`, `http://blog.test:${nginx.port}${path}`]);
+      const at = stdout.lastIndexOf('\n@@');
+      const [code, location] = stdout.slice(at + 3).split(' ');
+      return { status: Number(code), location: location ?? '', body: stdout.slice(0, at) };
+    };
+    const jar = join(dir, 'wp-login-jar');
+    const first = await curl(jar, `/?spoke-login=${secret}`);
+    expect(first.status, first.body.slice(0, 300)).toBe(302);
+    expect(first.location).toMatch(/\/wp-admin\/$/);
+    const admin = await curl(jar, '/wp-admin/');
+    expect(admin.status).toBe(200);
+    expect(admin.body).toContain('Dashboard');
+    // once only: a second use, and a made-up secret, are refused
+    const again = await curl(join(dir, 'wp-login-jar-2'), `/?spoke-login=${secret}`);
+    expect(again.status).toBe(403);
+    expect(again.body).toContain('used already or it expired');
+    expect((await curl(join(dir, 'wp-login-jar-3'), '/wp-admin/')).status).toBe(302);
+    expect((await q("SELECT option_name FROM blog_test.wp_options WHERE option_name LIKE '_transient_spoke_login_%'")) as unknown[]).toEqual([]);
   });
 
   // A site found on disk, as an operator moving a site in (from Aegir, say) has it: its dir with

@@ -972,11 +972,12 @@ export class SiteTasks {
         /* no sites/ yet */
       }
       for (const d of dirs) {
-        const rel = settingsFileOf(kind, d);
+        // Only site dirs (named as a domain): not a staging dir (.spoke-staging-*) or anything else.
         try {
+          const rel = settingsFileOf(kind, d);
           if (lstatSync(join(this.trees.hostPath(p.path), rel)).isFile()) files.add(rel);
         } catch {
-          /* no settings file there */
+          /* not a site dir, or no settings file there */
         }
       }
       return [...files].sort();
