@@ -64,6 +64,8 @@ describe('scanPlatform: Drupal 7', () => {
       { name: 'standard', humanName: 'Standard', version: '7.98', hidden: false, path: 'profiles/standard' },
     ]);
     expect(reg.distribution).toEqual({ name: 'Commerce Kickstart', version: '7.x-2.14', profile: 'commerce_kickstart' });
+    // hidden ones are recorded apart: a site can be installed with one by naming it
+    expect(reg.hiddenProfiles).toEqual(['testing']);
   });
 
   it('lists sites with settings.php, without default, all, symlinks or settings-less dirs', () => {
@@ -145,6 +147,8 @@ describe('scanPlatform: Drupal 8+', () => {
       ['standard', '10.3.1', 'core/profiles/standard'],
     ]);
     expect(reg.distribution).toEqual({ name: 'My Distro', version: '1.2.0', profile: 'myprofile' });
+    // a hidden profile is recorded apart; a hidden module is not a profile
+    expect(reg.hiddenProfiles).toEqual(['testing']);
   });
 
   it('reports the broken info.yml, reads composer.json, lists sites', () => {
@@ -247,7 +251,7 @@ describe('scanPlatform: WordPress, MediaWiki, generic', () => {
       tree({ 'composer.json': JSON.stringify({ name: 'acme/app', version: '2.1.0', description: 'An app' }), 'public/index.php': '<?php\n' }),
     );
     expect(r).toEqual({
-      kind: 'generic', coreVersion: null, distribution: null, profiles: [], modules: [], themes: [], sites: [],
+      kind: 'generic', coreVersion: null, distribution: null, profiles: [], hiddenProfiles: [], modules: [], themes: [], sites: [],
       composer: { name: 'acme/app', version: '2.1.0', description: 'An app' }, problems: [],
     });
   });
