@@ -120,6 +120,11 @@ beforeAll(async () => {
   const d7c = join(master.root, 'var/www/d7c');
   await Promise.all([unpack(D7_TAR, d7), unpack(D7_TAR, d7b), unpack(D7_TAR, d7c), unpack(D9_TAR, join(master.root, 'var/www/d9'))]);
   probeModule(d7, 'function spoke_probe_install() { variable_set("spoke_probe", "installed"); }');
+  // an install profile whose install fails half-way (after Drupal created its tables)
+  mkdirSync(join(d7, 'profiles/spoke_broken'), { recursive: true });
+  writeFileSync(join(d7, 'profiles/spoke_broken/spoke_broken.info'), 'name = Spoke broken\ncore = 7.x\ndependencies[] = node\n');
+  writeFileSync(join(d7, 'profiles/spoke_broken/spoke_broken.profile'), '<?php\n');
+  writeFileSync(join(d7, 'profiles/spoke_broken/spoke_broken.install'), '<?php\nfunction spoke_broken_install() { throw new Exception("spoke_broken refuses to install"); }\n');
   // the second platform: a newer spoke_probe with an update hook
   probeModule(d7b, 'function spoke_probe_update_7101() { variable_set("spoke_probe_updated", 7101); return "probe updated"; }');
   // the third: an update that fails
@@ -150,12 +155,25 @@ describe.skipIf(!HAVE)('Drupal sites without drush (real nginx, php-fpm, MariaDB
   it('refuses an unknown profile before anything is created, naming the profiles there are (hidden ones too)', async () => {
     const r = await master.cli('site', 'install', 'x.test', '--platform', 'd7', '--profile', 'umami');
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe('error: PROFILE_NOT_FOUND: platform d7 has no install profile umami: it has pantheon (hidden, install only when named: minimal, standard, testing)\n');
+    expect(r.stderr).toBe('error: PROFILE_NOT_FOUND: platform d7 has no install profile umami: it has pantheon, spoke_broken (hidden, install only when named: minimal, standard, testing)\n');
     const nope = await master.cli('site', 'install', 'x.test', '--platform', 'nope');
     expect(nope.stderr).toMatch(/^error: PLATFORM_NOT_FOUND: /);
     expect((await master.json<unknown[]>('site', 'list')).length).toBe(0);
     expect((await master.json<unknown[]>('task', 'ls')).filter((t) => (t as { kind: string }).kind === 'site.install')).toEqual([]);
   });
+
+  it('an installer that fails half-way rolls everything back: database, site dir, vhost; the name is free', async () => {
+    const r = await master.cli('site', 'install', 'broken.test', '--platform', 'd7', '--profile', 'spoke_broken');
+    expect(r.code, r.stdout).toBe(1);
+    expect(r.stderr).toMatch(/^error: SITE_INSTALL_FAILED: .*spoke_broken refuses to install/);
+    expect(r.stdout).toMatch(/rolled back/);
+    expect(r.stdout + r.stderr).not.toMatch(/password [\w-]{24}/);
+    expect(await q("SHOW DATABASES LIKE 'broken\\_test'")).toEqual([]);
+    expect(existsSync(join(master.root, 'var/www/d7/sites/broken.test'))).toBe(false);
+    expect(existsSync(join(w1.root, 'var/www/d7/sites/broken.test/settings.php'))).toBe(false);
+    expect(existsSync(join(ngx, 'spoke.d/spoke-site-broken.test.conf'))).toBe(false);
+    expect((await master.cli('site', 'show', 'broken.test')).code).toBe(1);
+  }, 300_000);
 
   it('Drupal 7 (profile standard, hidden here): installed unattended, the front page served, the admin logs in with the password shown once', async () => {
     const { password, id, stdout } = await install('d7.test', 'd7', '--profile', 'standard');
@@ -199,6 +217,8 @@ describe.skipIf(!HAVE)('Drupal sites without drush (real nginx, php-fpm, MariaDB
   it("a drift repair that rewrites settings.php leaves it readable by the web server (the site keeps serving)", async () => {
     const settings = join(w1.root, 'var/www/d7/sites/d7.test/settings.php');
     writeFileSync(settings, '<?php // edited by hand\n');
+    // status re-observes the tree at once (verify alone waits for the agent's drift scan: issue 19)
+    expect((await master.cli('platform', 'status', 'd7')).code).toBe(0);
     const { t, log } = await task('platform', 'verify', 'd7');
     expect(t.state, log).toBe('succeeded');
     const st = statSync(settings);

@@ -201,7 +201,7 @@ export class SiteTasks {
     // eslint-disable-next-line no-control-regex
     if (title.length > 200 || /[\x00-\x1f\x7f]/.test(title)) throw fail('INVALID_ARGUMENT', 'the title must be 1-200 characters without control characters');
     const task = this.submit('site.install', domain, p.name, { dbServer, aliases, kind, title, adminUser, adminEmail, redirectAliases: input.redirectAliases === true, profile, locale });
-    const adminPassword = kind === 'wordpress' || (drupal && kind !== 'drupal6') ? randomBytes(18).toString('base64url') : '';
+    const adminPassword = kind === 'wordpress' || drupal ? randomBytes(18).toString('base64url') : '';
     if (adminPassword) this.installPasswords.set(task.id, adminPassword);
     return { task, adminPassword };
   }
