@@ -285,7 +285,7 @@ describe('WordPress install over HTTP (Debian\'s wordpress, private MariaDB)', (
 
   it('InstallSite runs the installer; the home page shows the title; a second run says it is installed', async () => {
     const r = await call({ type: 'installSite', domain: 'wp.test', kind: 'wordpress', title: TITLE, adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'S3cret-pass-9!', tree: '/var/www/wp', profile: '', locale: '' });
-    expect(r).toEqual({ ran: true, reason: '', url: 'http://wp.test/' });
+    expect(r).toEqual({ ran: true, reason: '', url: 'http://wp.test/', profile: '' });
     const home = await get('wp.test', '/');
     expect(home.status, home.body.slice(0, 500)).toBe(200);
     expect(home.body).toContain(`<h1 id="site-title">${TITLE}</h1>`);

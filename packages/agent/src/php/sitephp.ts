@@ -13,6 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { fail, type ErrorCode, type Logger, type RootMap } from '@spoke/shared';
 import { findBinary } from '../detect.js';
 import toolSource from './spoke-site.php?raw';
@@ -141,7 +142,7 @@ export class SitePhp {
     const out = await new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>((resolve, reject) => {
       const child = spawn(php, ['-d', 'display_errors=stderr', '-d', 'memory_limit=1024M', '-d', 'max_execution_time=0', '-r', toolCode()], {
         cwd: root,
-        env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: as?.home ?? process.env.HOME ?? '/', LANG: 'C.UTF-8' },
+        env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: as?.home ?? homedir(), LANG: 'C.UTF-8' },
         stdio: ['pipe', 'pipe', 'pipe'],
         ...(as ? { uid: as.uid, gid: as.gid } : {}),
       });
