@@ -269,6 +269,18 @@ export function prepareWordPress(target: string, opts: WordPressOptions = {}): v
 }
 
 /**
+ * agent.json settings of one host that is both web and db server: our nginx and php-fpm, and a
+ * private MariaDB reached over 127.0.0.1 (the site accounts granted for 127.0.0.1).
+ */
+export function webAndDbSettings(o: { nginx: PrivateNginx; templates: string; fpm: PrivatePhpFpm; db: { port: number }; rootPassword: string; server: string }): Record<string, unknown> {
+  return {
+    http: o.nginx.agentHttp(o.templates),
+    php: { fpmSocket: o.fpm.socket },
+    db: { host: '127.0.0.1', port: o.db.port, adminUser: 'root', adminPassword: o.rootPassword, grantHosts: { [o.server]: ['127.0.0.1'] } },
+  };
+}
+
+/**
  * Enrolls `agent` with `master`, merges `settings` (http, php, db …) into its agent.json (kept
  * 0600), runs it and waits until the master sees it online.
  */

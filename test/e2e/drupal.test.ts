@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
 import { AgentUnderTest, MasterUnderTest, cleanup, scratch } from '../harness.js';
-import { enrollAgent, gidOf, startNginx, startPhpFpm, WEB_GROUP, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
+import { enrollAgent, webAndDbSettings, gidOf, startNginx, startPhpFpm, WEB_GROUP, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
 
 const run = promisify(execFile);
 const FIXTURES = resolve(import.meta.dirname, '../../../shared/fixtures');
@@ -131,11 +131,7 @@ beforeAll(async () => {
   probeModule(d7c, 'function spoke_probe_update_7101() { throw new DrupalUpdateException("spoke probe refuses to update"); }');
 
   await master.start();
-  await enrollAgent(master, w1, {
-    http: nginx.agentHttp(templates),
-    php: { fpmSocket: fpm.socket },
-    db: { host: '127.0.0.1', port: db.port, adminUser: 'root', adminPassword: ROOT_PW, grantHosts: { w1: ['127.0.0.1'] } },
-  });
+  await enrollAgent(master, w1, webAndDbSettings({ nginx, templates, fpm, db, rootPassword: ROOT_PW, server: 'w1' }));
   for (const name of ['d7', 'd7b', 'd7c', 'd9']) {
     const { t, log } = await task('platform', 'add', name, '--path', `/var/www/${name}`, '--server', 'w1');
     expect(t.state, `${JSON.stringify(t.error)}\n${log}`).toBe('succeeded');

@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
 import { readTar } from '../../packages/shared/src/index.js';
 import { AgentUnderTest, MasterUnderTest, cleanup, scratch } from '../harness.js';
-import { enrollAgent, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
+import { enrollAgent, webAndDbSettings, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
 
 const run = promisify(execFile);
 const ROOT_PW = 'sites-e2e root #pw';
@@ -77,12 +77,7 @@ beforeAll(async () => {
   prepareWordPress(masterTree(), { listPosts: true });
 
   await master.start();
-  await enrollAgent(master, w1, {
-    http: nginx.agentHttp(templates),
-    php: { fpmSocket: fpm.socket },
-    // The web server w1 reaches its database over 127.0.0.1.
-    db: { host: '127.0.0.1', port: db.port, adminUser: 'root', adminPassword: ROOT_PW, grantHosts: { w1: ['127.0.0.1'] } },
-  });
+  await enrollAgent(master, w1, webAndDbSettings({ nginx, templates, fpm, db, rootPassword: ROOT_PW, server: 'w1' }));
   const { t: pv, log } = await task('platform', 'add', 'wp', '--path', PLATFORM, '--server', 'w1');
   expect(pv.state, `${JSON.stringify(pv.error)}\n${log}`).toBe('succeeded');
 }, 300_000);

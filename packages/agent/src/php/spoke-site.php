@@ -171,20 +171,34 @@ function spoke_d7_updates($req) {
   require_once DRUPAL_ROOT . '/includes/install.inc';
   require_once DRUPAL_ROOT . '/includes/update.inc';
   drupal_load_updates();
-  return ['pending' => spoke_d7_pending()];
+  return ['pending' => spoke_pending_hooks()];
 }
 
-function spoke_d7_pending() {
+/** The pending hook_update_N() functions (Drupal 7 and 8+ share update_get_update_list()). */
+function spoke_pending_hooks() {
   $pending = [];
   foreach (update_get_update_list() as $module => $info) {
     if (!empty($info['warning'])) {
-      throw new SpokeFailure('SITE_PHP_FAILED', "module $module: " . strip_tags($info['warning']));
+      throw new SpokeFailure('SITE_PHP_FAILED', "module $module: " . strip_tags((string) $info['warning']));
     }
     foreach ($info['pending'] as $number => $description) {
-      $pending[] = ['module' => $module, 'update' => (string) $number, 'description' => trim(strip_tags((string) $description))];
+      // Drupal 7 prefixes the description with the number ("7101 - Adds ...").
+      $text = preg_replace('/^' . preg_quote((string) $number, '/') . '\s*-\s*/', '', trim(strip_tags((string) $description)));
+      $pending[] = ['module' => $module, 'update' => (string) $number, 'description' => $text];
     }
   }
   return $pending;
+}
+
+/** Where update_do_one() starts in each module: its first pending update. */
+function spoke_update_start() {
+  $start = [];
+  foreach (update_get_update_list() as $module => $info) {
+    if (!empty($info['pending'])) {
+      $start[$module] = array_keys($info['pending'])[0];
+    }
+  }
+  return $start;
 }
 
 function spoke_d7_update($req) {
@@ -195,15 +209,9 @@ function spoke_d7_update($req) {
   require_once DRUPAL_ROOT . '/includes/update.inc';
   drupal_load_updates();
   update_fix_d7_requirements();
-  $start = [];
-  foreach (update_get_update_list() as $module => $info) {
-    if (!empty($info['pending'])) {
-      $start[$module] = array_keys($info['pending'])[0];
-    }
-  }
-  $ran = spoke_run_updates($start, 'update_resolve_dependencies');
+  $ran = spoke_run_updates(spoke_update_start(), 'update_resolve_dependencies');
   drupal_flush_all_caches();
-  return ['ran' => $ran, 'pending' => spoke_d7_pending()];
+  return ['ran' => $ran, 'pending' => spoke_pending_hooks()];
 }
 
 /** Runs update functions in dependency order as update_batch() does; stops at the first failure. */
@@ -314,15 +322,7 @@ function spoke_d8_login_url($req) {
 }
 
 function spoke_d8_pending() {
-  $pending = [];
-  foreach (update_get_update_list() as $module => $info) {
-    if (!empty($info['warning'])) {
-      throw new SpokeFailure('SITE_PHP_FAILED', "module $module: " . strip_tags((string) $info['warning']));
-    }
-    foreach ($info['pending'] as $number => $description) {
-      $pending[] = ['module' => $module, 'update' => (string) $number, 'description' => trim(strip_tags((string) $description))];
-    }
-  }
+  $pending = spoke_pending_hooks();
   $post = \Drupal::service('update.post_update_registry')->getPendingUpdateInformation();
   foreach ($post as $module => $info) {
     foreach ($info['pending'] ?? [] as $name => $description) {
@@ -348,13 +348,7 @@ function spoke_d8_update($req) {
   if (function_exists('update_fix_compatibility')) {
     update_fix_compatibility();
   }
-  $start = [];
-  foreach (update_get_update_list() as $module => $info) {
-    if (!empty($info['pending'])) {
-      $start[$module] = array_keys($info['pending'])[0];
-    }
-  }
-  $ran = spoke_run_updates($start, 'update_resolve_dependencies');
+  $ran = spoke_run_updates(spoke_update_start(), 'update_resolve_dependencies');
   drupal_flush_all_caches();
   // Post-updates run after the hook_update_N() ones, on a rebuilt container (update.php's order).
   foreach (\Drupal::service('update.post_update_registry')->getPendingUpdateFunctions() as $function) {
