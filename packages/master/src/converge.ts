@@ -256,7 +256,7 @@ export class PlatformSync {
           const r = await this.hub.call(
             server,
             { type: 'configurePlatform', platform: p.name, tree: p.path, kind, pinnedImpl: this.ns.httpPin(server, p.server) },
-            { signal: ctx.signal, timeoutMs: 3 * 60_000 },
+            { signal: ctx.signal, timeoutMs: 3 * 60_000, log: ctx.log },
           );
           ctx.log(`${server}: ${r.impl} config ${r.path} ${configOutcome(r)}`);
           for (const f of r.fixed) ctx.log(`${server}: fixed ${f}`);
@@ -301,6 +301,7 @@ export class PlatformSync {
             { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}` },
             {
               signal: ctx.signal,
+              log: ctx.log,
               timeoutMs: 30 * 60_000,
               onProgress: (pr) => {
                 const line = meter.line(pr, Date.now());
