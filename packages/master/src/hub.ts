@@ -162,6 +162,19 @@ export interface ConvergeReport {
   bytesReused: number;
   ms: number;
   drift: DriftInfo;
+  /** Paths skipped for user data in the way (capability 11); then rootHash is what was committed. */
+  conflicts: ConflictInfo[];
+  /** With conflicts: the root hash that was asked for. */
+  wantedRootHash: string;
+}
+
+/** A path an agent could not converge without losing user data. */
+export interface ConflictInfo {
+  path: string;
+  /** What the platform has there: "file" | "symlink". */
+  wanted: string;
+  /** The user data in the way. */
+  userData: string;
 }
 
 /** What an agent holds for a tree. */
@@ -170,6 +183,8 @@ export interface TreeStatusReport {
   actualRootHash: string;
   exists: boolean;
   drift: DriftInfo;
+  /** What the last converge skipped (capability 11; [] from older agents). */
+  conflicts: ConflictInfo[];
 }
 
 /** One root an agent checked during verify. */
@@ -632,15 +647,25 @@ function driftFromWire(d: wire.Drift | undefined): DriftInfo {
   return { changed: d?.changed ?? [], added: d?.added ?? [], removed: d?.removed ?? [], total: d?.total ?? 0 };
 }
 
+function conflictFromWire(c: wire.ConvergeConflict): ConflictInfo {
+  return { path: c.path, wanted: c.wanted, userData: c.userData };
+}
+
 function resultFromWire(type: AgentCommand['type'], r: wire.CommandResult): unknown {
   if (type === 'ping') return null;
   if (type === 'converge' && r.result?.$case === 'converge') {
     const c = r.result.value;
-    return { ...c, drift: driftFromWire(c.drift) } satisfies ConvergeReport;
+    return { ...c, drift: driftFromWire(c.drift), conflicts: c.conflicts.map(conflictFromWire) } satisfies ConvergeReport;
   }
   if (type === 'treeStatus' && r.result?.$case === 'treeStatus') {
     const t = r.result.value;
-    return { committedRootHash: t.committedRootHash, actualRootHash: t.actualRootHash, exists: t.exists, drift: driftFromWire(t.drift) } satisfies TreeStatusReport;
+    return {
+      committedRootHash: t.committedRootHash,
+      actualRootHash: t.actualRootHash,
+      exists: t.exists,
+      drift: driftFromWire(t.drift),
+      conflicts: t.conflicts.map(conflictFromWire),
+    } satisfies TreeStatusReport;
   }
   if (type === 'configurePlatform' && r.result?.$case === 'configurePlatform') {
     const c = r.result.value;

@@ -20,8 +20,13 @@
  *   8 — root hash v2 (two levels: per-directory group digests, then the root over them; see
  *       sync/roothash.ts), so a change costs its directory. Agents before 8 compute the v1 root
  *       and can never agree with this master: converge and tree status need 8.
+ *   9, 10 — (other branches' additions)
+ *   11 — converge conflicts: a path where user data stands in the way of a wanted file or
+ *       symlink is skipped and reported (ConvergeResult.conflicts, TreeStatusResult.conflicts),
+ *       everything else applied; an unfinishable journal or a refused manifest delta no longer
+ *       stops every later converge of the tree. Older agents fail the whole converge instead.
  */
-export const CAPABILITY_VERSION = 8;
+export const CAPABILITY_VERSION = 11;
 
 /** The lowest capability an agent needs for each command the master sends (default 1). */
 export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };
