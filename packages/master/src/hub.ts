@@ -470,7 +470,8 @@ export class AgentHub implements Presence {
   }
 
   /**
-   * Sends a command to an agent and waits for its result.
+   * Sends a command to an agent and waits for its result. An agent expected back after the
+   * master's start is waited for first (awaitReconnect; said in `opts.log`).
    * @throws SpokeError AGENT_OFFLINE, AGENT_TOO_OLD (the agent's capability predates the command),
    *   AGENT_TIMEOUT, AGENT_DISCONNECTED, TASK_CANCELLED, or the agent's own error code
    */
