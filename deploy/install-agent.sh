@@ -291,8 +291,8 @@ else
   # Inline copy of deploy/systemd/spoke-agent.service (comments trimmed; keep in sync).
   write_file "$UNIT_PATH" 0644 <<'EOF'
 # Spoke agent. See deploy/systemd/spoke-agent.service in the Spoke repository for the full
-# commentary. Exit 1 (CERT_REVOKED, NOT_ENROLLED, CONFIG_INVALID — and Node's uncaught
-# exceptions) and exit 2 (usage) are not restarted: re-enroll or fix the config first.
+# commentary. Always restarted, except exit 3 (CERT_REVOKED, CERT_UNKNOWN, NOT_ENROLLED,
+# CONFIG_INVALID: re-enroll or fix the config first) and exit 2 (usage).
 [Unit]
 Description=Spoke agent (web server side of the Spoke control plane)
 Documentation=file:///opt/spoke-agent/README.md
@@ -311,7 +311,7 @@ StateDirectoryMode=0700
 ExecStart=/usr/bin/node /opt/spoke-agent/spoke-agent.js run --state-dir /var/lib/spoke-agent
 KillSignal=SIGTERM
 TimeoutStopSec=30s
-Restart=on-failure
+Restart=always
 RestartPreventExitStatus=2 3
 RestartSec=10s
 NoNewPrivileges=true

@@ -73,6 +73,8 @@ export class MasterConnection {
   private drift: NodeJS.Timeout | null = null;
   private driftRunning = false;
   private retry: NodeJS.Timeout | null = null;
+  /** The run loop's own handle: ref'd, so the process never ends while the link runs (see start). */
+  private keepAlive: NodeJS.Timeout | null = null;
   private attempt = 0;
   private state: LinkState = 'idle';
   /** Called on every state change (tests and logs). */
@@ -102,11 +104,30 @@ export class MasterConnection {
     this.onState(s, info);
   }
 
-  /** Starts dialing and the periodic drift check; returns at once. */
+  /**
+   * Starts dialing and the periodic drift check; returns at once. The link then holds a ref'd
+   * timer until `stop`: grpc-js unrefs its sockets whenever no call is open and our heartbeat and
+   * drift timers are unref'd, so without it the event loop could empty between two states and the
+   * process end with status 0 and no word. The same timer is a watchdog: a link that is neither
+   * connected, dialing nor waiting to retry dials again.
+   */
   start(): void {
     this.dial();
     this.drift = setInterval(() => void this.driftCheck(), this.deps.driftIntervalMs);
     this.drift.unref();
+    this.keepAlive = setInterval(() => this.ensureDialing('watchdog'), Math.max(1000, this.deps.backoffMaxMs));
+  }
+
+  /**
+   * Dials again when the link has no stream and no retry pending (it would otherwise stay down
+   * for good); `why` is logged. Called by the watchdog and by the daemon when its event loop
+   * emptied. Returns whether it dialed.
+   */
+  ensureDialing(why: string): boolean {
+    if (this.state === 'stopped' || this.stream !== null || this.retry !== null) return false;
+    this.deps.log.warn({ why, state: this.state }, 'the link to the master was idle with no retry pending; dialing again');
+    this.dial();
+    return true;
   }
 
   /** Re-observes held trees; reports new observed hashes to the master when they changed. */
@@ -131,7 +152,10 @@ export class MasterConnection {
   stop(): void {
     this.setState('stopped');
     if (this.retry) clearTimeout(this.retry);
+    this.retry = null;
     if (this.drift) clearInterval(this.drift);
+    if (this.keepAlive) clearInterval(this.keepAlive);
+    this.keepAlive = null;
     this.stopHeartbeat();
     this.stream?.cancel();
     this.stream = null;
@@ -141,14 +165,26 @@ export class MasterConnection {
   private dial(): void {
     if (this.state === 'stopped') return;
     this.setState('connecting');
-    const stream = this.client.connect();
+    let stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand>;
+    try {
+      stream = this.client.connect();
+    } catch (e) {
+      // Never seen, but a throw here must not leave the link with nothing pending.
+      this.deps.log.error({ err: e }, 'dialing the master failed');
+      this.retryLater(GrpcStatus.UNAVAILABLE, (e as Error).message, false);
+      return;
+    }
     this.stream = stream;
     let welcomed = false;
     stream.on('data', (cmd: wire.MasterCommand) => {
       if (cmd.command?.$case === 'welcome') {
         welcomed = true;
         this.attempt = 0;
-        this.onWelcome(stream, cmd.command.value).catch((e: unknown) => this.deps.log.error({ err: e }, 'hello failed'));
+        this.onWelcome(stream, cmd.command.value).catch((e: unknown) => {
+          // A link without a hello is never online on the master: start over.
+          this.deps.log.error({ err: e }, 'hello failed; reconnecting');
+          if (this.stream === stream) stream.cancel();
+        });
         return;
       }
       void this.onCommand(stream, cmd);
@@ -167,13 +203,24 @@ export class MasterConnection {
     if (code === GrpcStatus.PERMISSION_DENIED || code === GrpcStatus.UNAUTHENTICATED) {
       this.fatal = { code, details: details ?? '' };
       this.deps.log.error({ code, details }, 'the master refused this agent; enroll again with a new token');
+      if (this.keepAlive) clearInterval(this.keepAlive);
+      this.keepAlive = null;
       this.setState('stopped', { code, details });
       return;
     }
+    this.retryLater(code, details, welcomed);
+  }
+
+  /** Waits a backoff delay, then dials again. */
+  private retryLater(code: number | undefined, details: string | undefined, welcomed: boolean): void {
     const delay = backoffDelay(this.attempt++, this.deps.backoffInitialMs, this.deps.backoffMaxMs);
     this.deps.log.warn({ code, details, retryInMs: delay, welcomed }, 'connection to master lost');
     this.setState('backoff', { code, details });
-    this.retry = setTimeout(() => this.dial(), delay);
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      this.dial();
+    }, delay);
   }
 
   private async onWelcome(stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand>, w: wire.Welcome): Promise<void> {

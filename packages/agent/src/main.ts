@@ -66,18 +66,53 @@ async function main(argv: string[]): Promise<void> {
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'agent', server: opts.server } });
   boundHeapGrowth(process.env, AGENT_HEAP_HEADROOM_MB);
   const agent = await startAgent(opts, { log });
+  // `spoke-agent run` ends only on a refused certificate (exit 3) or a signal; every way out
+  // says why (the 'exit' handler logs synchronously: the logger writes with sync writes).
+  let exitReason: { reason: string; signal?: string } | undefined;
+  process.on('exit', (code) => {
+    if (exitReason) log.info({ code, ...exitReason }, 'agent exiting');
+    else log.error({ code }, 'agent exiting for no known reason (a bug: report it with this log)');
+  });
+  // Nothing should ever let the event loop empty (the link holds a ref'd timer): if it does,
+  // say so and dial again instead of ending with status 0 and no word.
+  process.on('beforeExit', () => {
+    if (exitReason) return;
+    log.error('the event loop emptied while the agent runs (a bug): dialing the master again');
+    if (!agent.connection.ensureDialing('event loop emptied')) {
+      setTimeout(() => agent.connection.ensureDialing('event loop emptied'), opts.backoffMaxMs);
+    }
+  });
+  // A rejected promise nobody awaited is a bug to log, not a reason to stop serving.
+  process.on('unhandledRejection', (e) => log.error({ err: e }, 'unhandled promise rejection (a bug: report it with this log)'));
+  process.on('uncaughtException', (e) => {
+    // State is unknown after an uncaught throw: exit non-zero, systemd starts a fresh agent.
+    exitReason = { reason: `uncaught exception: ${e.message}` };
+    log.fatal({ err: e }, 'uncaught exception');
+    process.exit(1);
+  });
   agent.connection.onState = (s, info) => {
     if (s === 'stopped' && agent.connection.fatal) {
+      exitReason = { reason: 'the master refused this agent\'s certificate' };
       process.stderr.write(`error: CERT_REVOKED: the master refused this agent (${info?.details ?? ''}); enroll again\n`);
       // A distinct exit code: systemd must not restart a refused agent (RestartPreventExitStatus=3).
       process.exit(EXIT_REFUSED);
     }
   };
-  const shutdown = () => {
-    void agent.stop().then(() => process.exit(0));
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (exitReason) return;
+    exitReason = { reason: 'signal', signal };
+    log.info({ signal }, 'agent stopping');
+    void agent.stop().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        log.error({ err: e }, 'stop failed');
+        process.exit(1);
+      },
+    );
   };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  process.on('SIGHUP', shutdown);
 }
 
 /** Errors that a restart cannot fix: exit with EXIT_REFUSED so systemd leaves the agent stopped. */

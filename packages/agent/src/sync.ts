@@ -102,8 +102,14 @@ export class AgentTrees {
    * agent holds, so the hello carries what is really on disk.
    */
   async startup(): Promise<void> {
-    const replayed = await replayJournals(this.stateDir);
-    if (replayed.length) this.log.warn({ trees: replayed }, 'finished interrupted converges from their journals');
+    try {
+      const replayed = await replayJournals(this.stateDir);
+      if (replayed.length) this.log.warn({ trees: replayed }, 'finished interrupted converges from their journals');
+    } catch (e) {
+      // Never a reason not to start: the next converge of that tree abandons the journal and
+      // works from what is on disk (converge.ts).
+      this.log.error({ err: (e as Error).message }, 'an interrupted converge could not be finished; the next converge of its tree starts from what is on disk');
+    }
     for (const tree of this.committedTrees()) {
       try {
         const hostRoot = this.rootMap.confine(tree, this.roots);
@@ -181,16 +187,16 @@ export class AgentTrees {
         return emptyResult(req.rootHash);
       }
       const desired = await this.fetchManifest(req.tree, req.rootHash);
-      const whole = 'entries' in desired;
       const heldRoots = new Map([...this.held].map(([k, v]) => [k, v.hostRoot]));
       let reuseIndex: ((hash: string) => string | undefined) | undefined;
       let lastPhase = '';
-      const r = await converge({
+      const run = (want: Manifest | ManifestDelta, trustCommitted?: boolean) => converge({
         treeKey: req.tree,
         hostRoot,
         stateDir: this.stateDir,
-        desired: whole ? desired : undefined,
-        delta: whole ? undefined : desired,
+        desired: 'entries' in want ? want : undefined,
+        delta: 'entries' in want ? undefined : want,
+        trustCommitted,
         excludes: req.excludes,
         fetcher: this.fetcher(req.tree),
         // Built only when a converge has enough to fetch to be worth it (see reuseMinBytes):
@@ -205,6 +211,23 @@ export class AgentTrees {
           }
         },
       });
+      let r: Awaited<ReturnType<typeof run>>;
+      try {
+        r = await run(desired);
+      } catch (e) {
+        // A delta this tree's committed manifest cannot take (it does not describe what is on
+        // disk after a failure) must not be refused forever: re-base on the whole manifest and
+        // on what is really there.
+        if ('entries' in desired || !isSpokeError(e) || !['INVALID_ARGUMENT', 'TREE_CHANGED'].includes(e.code)) throw e;
+        this.log.warn({ tree: req.tree, code: e.code, err: e.message }, 'manifest delta refused; converging from the whole manifest against what is on disk');
+        r = await run(await this.fetchManifest(req.tree, req.rootHash, false), false);
+      }
+      if (r.abandonedJournal !== undefined) {
+        this.log.warn({ tree: req.tree, err: r.abandonedJournal }, 'an earlier converge could not be finished: abandoned it and converged from what is on disk');
+      }
+      for (const c of r.conflicts) {
+        this.log.warn({ tree: req.tree, path: c.path, wanted: c.wanted, userData: c.userData }, 'converge conflict: user data stands where the master wants a file; path skipped');
+      }
       this.observedHashes.set(req.tree, r.rootHash);
       const cut = (a: string[]) => a.slice(0, 100);
       return {
@@ -224,6 +247,8 @@ export class AgentTrees {
           removed: cut(r.drift.removed),
           total: r.drift.changed.length + r.drift.added.length + r.drift.removed.length,
         },
+        conflicts: r.conflicts.map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData })),
+        wantedRootHash: r.conflicts.length ? req.rootHash : '',
       };
     });
   }
@@ -246,6 +271,7 @@ export class AgentTrees {
           removed: cut(o.drift.removed),
           total: o.drift.changed.length + o.drift.added.length + o.drift.removed.length,
         },
+        conflicts: (committed?.conflicts ?? []).map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData })),
       };
     });
   }
@@ -289,8 +315,8 @@ export class AgentTrees {
    * master still remembers that version (the converge engine merges and checks it), else the
    * whole manifest, checked against its root hash.
    */
-  private async fetchManifest(tree: string, rootHash: string): Promise<Manifest | ManifestDelta> {
-    const base = readCommitted(this.stateDir, tree);
+  private async fetchManifest(tree: string, rootHash: string, allowDelta = true): Promise<Manifest | ManifestDelta> {
+    const base = allowDelta ? readCommitted(this.stateDir, tree) : null;
     const entries: ManifestEntry[] = [];
     const removed: string[] = [];
     let delta = false;
@@ -379,5 +405,7 @@ function emptyResult(rootHash: string): wire.ConvergeResult {
     bytesReused: 0,
     ms: 0,
     drift: { changed: [], added: [], removed: [], total: 0 },
+    conflicts: [],
+    wantedRootHash: '',
   };
 }

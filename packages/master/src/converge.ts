@@ -6,7 +6,7 @@
  * with `--live`, a change under the canonical tree queues one too, debounced.
  */
 import { formatBytes as human, fail, isSpokeError, type Logger, type Manifest } from '@spoke/shared';
-import type { AgentHub, ConvergeReport, HelloEvent } from './hub.js';
+import type { AgentHub, ConflictInfo, ConvergeReport, HelloEvent } from './hub.js';
 import type { PlatformBuilder } from './build.js';
 import type { Namespace } from './namespace.js';
 import type { TaskContext, TaskEngine, TaskHandler } from './tasks.js';
@@ -67,6 +67,18 @@ export class ProgressMeter {
 }
 
 /** What an agent did with a web-server config file (a platform's or a site's), for the task log. */
+/**
+ * What an operator does about a converge conflict (user data where the platform has a file or
+ * symlink), as one line: the agent kept the directory and converged everything else.
+ */
+export function conflictAdvice(platform: string, server: string, c: ConflictInfo): string {
+  return (
+    `${server}: ${c.path}: the platform has a ${c.wanted} here, but ${server} holds user data in ${c.userData}; ` +
+    `kept as it is, everything else converged. To fix: move the user data out of ${c.path} on ${server} ` +
+    `(or make ${c.path} a directory again on the master), then run: spoke platform verify ${platform}`
+  );
+}
+
 export function configOutcome(r: { changed: boolean; reloaded: boolean }): string {
   if (r.changed) return r.reloaded ? 'written, tested and reloaded' : 'written and tested, not reloaded';
   return r.reloaded ? 'unchanged; reloaded' : 'unchanged';
@@ -264,7 +276,7 @@ export class PlatformSync {
           const r = await this.hub.call(
             server,
             { type: 'configurePlatform', platform: p.name, tree: p.path, kind, pinnedImpl: this.ns.httpPin(server, p.server) },
-            { signal: ctx.signal, timeoutMs: 3 * 60_000 },
+            { signal: ctx.signal, timeoutMs: 3 * 60_000, log: ctx.log },
           );
           ctx.log(`${server}: ${r.impl} config ${r.path} ${configOutcome(r)}`);
           for (const f of r.fixed) ctx.log(`${server}: fixed ${f}`);
@@ -309,6 +321,7 @@ export class PlatformSync {
             { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}`, webGroupFiles: this.webGroupFilesOf(p.name) },
             {
               signal: ctx.signal,
+              log: ctx.log,
               timeoutMs: 30 * 60_000,
               onProgress: (pr) => {
                 const line = meter.line(pr, Date.now());
@@ -317,6 +330,7 @@ export class PlatformSync {
             },
           );
           this.ns.recordObserved(server, p.path, r.rootHash);
+          for (const c of r.conflicts) ctx.log(`conflict: ${conflictAdvice(p.name, server, c)}`, 'warn');
           if (r.drift.total > 0) {
             const sample = [...r.drift.changed.map((x) => `~${x}`), ...r.drift.added.map((x) => `+${x}`), ...r.drift.removed.map((x) => `-${x}`)];
             ctx.log(`${server}: repaired drift in ${r.drift.total} path(s): ${sample.slice(0, 10).join(' ')}${r.drift.total > 10 ? ' …' : ''}`, 'warn');

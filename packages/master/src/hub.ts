@@ -209,6 +209,19 @@ export interface ConvergeReport {
   bytesReused: number;
   ms: number;
   drift: DriftInfo;
+  /** Paths skipped for user data in the way (capability 11); then rootHash is what was committed. */
+  conflicts: ConflictInfo[];
+  /** With conflicts: the root hash that was asked for. */
+  wantedRootHash: string;
+}
+
+/** A path an agent could not converge without losing user data. */
+export interface ConflictInfo {
+  path: string;
+  /** What the platform has there: "file" | "symlink". */
+  wanted: string;
+  /** The user data in the way. */
+  userData: string;
 }
 
 /** What an agent holds for a tree. */
@@ -217,6 +230,8 @@ export interface TreeStatusReport {
   actualRootHash: string;
   exists: boolean;
   drift: DriftInfo;
+  /** What the last converge skipped (capability 11; [] from older agents). */
+  conflicts: ConflictInfo[];
 }
 
 /** One root an agent checked during verify. */
@@ -276,7 +291,12 @@ export interface CallOptions {
   filesTo?: Writable;
   /** siteFilesUnpack: opens the tar the agent downloads. */
   filesFrom?: () => Readable;
+  /** The task log: says when the call waits for the agent to reconnect after a master start. */
+  log?: TaskLog;
 }
+
+/** A task's log function (TaskContext.log). */
+export type TaskLog = (message: string, level?: 'info' | 'warn' | 'error') => void;
 
 interface Pending {
   resolve(v: wire.CommandResult): void;
@@ -308,17 +328,72 @@ export class AgentHub implements Presence {
   private readonly heartbeatIntervalMs: number;
   private readonly heartbeatTtlMs: number;
   private readonly sessions = new Map<string, Session>();
+  /** Agents that were online when the master last stopped and have not said hello since. */
+  private readonly returning = new Set<string>();
+  /** When the reconnect grace after this master's start ends (clock ms). */
+  private readonly graceEndsMs: number;
   /** Dumps in flight for dbDump / dbRestore commands (the PutDump and GetDump handlers take them). */
   readonly dumps = new DumpTransfers();
   /** Emits `hello` and `observed` (HelloEvent), `online` and `offline` (server name). */
   readonly events = new EventEmitter();
 
-  constructor(deps: { ns: Namespace; log: Logger; clock: Clock; heartbeatIntervalMs: number; heartbeatTtlMs: number }) {
+  /**
+   * `reconnectGraceMs` (default 0: none): for this long after the hub is built (the master's
+   * start), a command for an agent that was online when the master last stopped waits for it to
+   * reconnect instead of failing AGENT_OFFLINE at once (see awaitReconnect).
+   */
+  constructor(deps: { ns: Namespace; log: Logger; clock: Clock; heartbeatIntervalMs: number; heartbeatTtlMs: number; reconnectGraceMs?: number }) {
     this.ns = deps.ns;
     this.log = deps.log;
     this.clock = deps.clock;
     this.heartbeatIntervalMs = deps.heartbeatIntervalMs;
     this.heartbeatTtlMs = deps.heartbeatTtlMs;
+    const grace = deps.reconnectGraceMs ?? 0;
+    this.graceEndsMs = this.clock() + grace;
+    if (grace > 0) {
+      for (const s of expectedBack(this.ns.listServers(), this.heartbeatTtlMs)) this.returning.add(s);
+      if (this.returning.size) this.log.info({ agents: [...this.returning], graceMs: grace }, 'expecting agents to reconnect after the master restart');
+    }
+  }
+
+  /**
+   * Waits for an agent that was online when the master last stopped to reconnect, for what is
+   * left of the reconnect grace after the master's start. Returns at once when the agent is
+   * online, was not online before the restart (never seen, or already gone then), came back once
+   * already, or the grace is over; never throws. Says so in `opts.log` (the task log).
+   */
+  async awaitReconnect(server: string, opts: { signal?: AbortSignal; log?: TaskLog } = {}): Promise<void> {
+    if (this.isOnline(server) || !this.returning.has(server)) return;
+    const left = this.graceEndsMs - this.clock();
+    if (left <= 0 || opts.signal?.aborted) {
+      this.returning.delete(server);
+      return;
+    }
+    const secs = Math.ceil(left / 1000);
+    opts.log?.(`waiting up to ${secs}s for ${server} to reconnect after the master restart`);
+    this.log.info({ server, waitMs: left }, 'waiting for an agent to reconnect after the master restart');
+    const t0 = this.clock();
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.events.off('online', onOnline);
+        opts.signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const onOnline = (name: string) => {
+        if (name === server) done();
+      };
+      const timer = setTimeout(done, left);
+      this.events.on('online', onOnline);
+      opts.signal?.addEventListener('abort', done, { once: true });
+    });
+    if (this.isOnline(server)) {
+      opts.log?.(`${server} reconnected after ${((this.clock() - t0) / 1000).toFixed(1)}s`);
+    } else if (!opts.signal?.aborted) {
+      this.returning.delete(server);
+      opts.log?.(`${server} did not reconnect within ${secs}s of the master restart`, 'warn');
+      this.log.warn({ server }, 'agent did not reconnect within the grace after the master restart');
+    }
   }
 
   /** True when the agent is connected, said hello, and its last heartbeat is within the TTL. */
@@ -415,6 +490,7 @@ export class AgentHub implements Presence {
           services: h.services.map((x) => ({ kind: x.kind, impl: x.impl, version: x.version })),
           capabilityVersion: h.capabilityVersion,
         });
+        this.returning.delete(s.server);
         this.events.emit('online', s.server);
         this.events.emit('hello', { server: s.server, observed: { ...h.observed } } satisfies HelloEvent);
         return;
@@ -442,7 +518,8 @@ export class AgentHub implements Presence {
   }
 
   /**
-   * Sends a command to an agent and waits for its result.
+   * Sends a command to an agent and waits for its result. An agent expected back after the
+   * master's start is waited for first (awaitReconnect; said in `opts.log`).
    * @throws SpokeError AGENT_OFFLINE, AGENT_TOO_OLD (the agent's capability predates the command),
    *   AGENT_TIMEOUT, AGENT_DISCONNECTED, TASK_CANCELLED, or the agent's own error code
    */
@@ -451,6 +528,7 @@ export class AgentHub implements Presence {
     cmd: Extract<AgentCommand, { type: K }>,
     opts: CallOptions = {},
   ): Promise<AgentCommandResults[K]> {
+    if (!this.isOnline(server)) await this.awaitReconnect(server, { signal: opts.signal, log: opts.log });
     const s = this.sessions.get(server);
     if (!s || !this.isOnline(server)) {
       throw fail('AGENT_OFFLINE', `agent ${server} is offline (last seen: ${this.lastSeen(server)})`);
@@ -535,6 +613,18 @@ export class AgentHub implements Presence {
       return 'unknown server';
     }
   }
+}
+
+/**
+ * The agent servers that were online when the master last stopped: those last seen within two
+ * heartbeat TTLs of the latest sign of life any agent gave (the master's last moments). An agent
+ * that was already gone then, or never said hello, is not waited for.
+ */
+export function expectedBack(servers: readonly { name: string; kind: string; lastSeenMs: number | null }[], heartbeatTtlMs: number): string[] {
+  const seen = servers.filter((s) => s.kind !== 'cluster' && s.lastSeenMs !== null);
+  if (seen.length === 0) return [];
+  const newest = Math.max(...seen.map((s) => s.lastSeenMs as number));
+  return seen.filter((s) => (s.lastSeenMs as number) >= newest - 2 * heartbeatTtlMs).map((s) => s.name).sort();
 }
 
 function commandToWire(id: string, cmd: AgentCommand): wire.MasterCommand {
@@ -627,15 +717,25 @@ function driftFromWire(d: wire.Drift | undefined): DriftInfo {
   return { changed: d?.changed ?? [], added: d?.added ?? [], removed: d?.removed ?? [], total: d?.total ?? 0 };
 }
 
+function conflictFromWire(c: wire.ConvergeConflict): ConflictInfo {
+  return { path: c.path, wanted: c.wanted, userData: c.userData };
+}
+
 function resultFromWire(type: AgentCommand['type'], r: wire.CommandResult): unknown {
   if (type === 'ping') return null;
   if (type === 'converge' && r.result?.$case === 'converge') {
     const c = r.result.value;
-    return { ...c, drift: driftFromWire(c.drift) } satisfies ConvergeReport;
+    return { ...c, drift: driftFromWire(c.drift), conflicts: c.conflicts.map(conflictFromWire) } satisfies ConvergeReport;
   }
   if (type === 'treeStatus' && r.result?.$case === 'treeStatus') {
     const t = r.result.value;
-    return { committedRootHash: t.committedRootHash, actualRootHash: t.actualRootHash, exists: t.exists, drift: driftFromWire(t.drift) } satisfies TreeStatusReport;
+    return {
+      committedRootHash: t.committedRootHash,
+      actualRootHash: t.actualRootHash,
+      exists: t.exists,
+      drift: driftFromWire(t.drift),
+      conflicts: t.conflicts.map(conflictFromWire),
+    } satisfies TreeStatusReport;
   }
   if (type === 'configurePlatform' && r.result?.$case === 'configurePlatform') {
     const c = r.result.value;

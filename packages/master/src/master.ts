@@ -87,6 +87,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
       clock,
       heartbeatIntervalMs: opts.heartbeatIntervalMs,
       heartbeatTtlMs: opts.heartbeatTtlMs,
+      reconnectGraceMs: opts.agentReconnectGraceMs,
     });
     ns.setPresence(hub);
     const tasks = new TaskEngine({ db, clock, log: log.child({ component: 'master.tasks' }), concurrency: opts.taskConcurrency });

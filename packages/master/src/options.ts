@@ -19,6 +19,13 @@ export interface MasterOptions {
   heartbeatIntervalMs?: number;
   /** An agent is offline when its last heartbeat is older than this. @default 3 × heartbeat */
   heartbeatTtlMs?: number;
+  /**
+   * After the master starts, a task's command for an agent that was online when the master last
+   * stopped waits this long for it to reconnect before failing AGENT_OFFLINE (agents that were
+   * already gone then, or never enrolled, are not waited for). 0 turns it off.
+   * @default 60000 (env SPOKE_RECONNECT_GRACE_MS)
+   */
+  agentReconnectGraceMs?: number;
   /** Tasks that may run at once. @default 4 */
   taskConcurrency?: number;
   /** `server verify` fails when a root has less free space. @default 256 MiB */
@@ -40,11 +47,11 @@ export interface MasterOptions {
 /** Fully-set master options. */
 export type CompiledMasterOptions = Required<MasterOptions>;
 
-function envInt(name: string): number | undefined {
+function envInt(name: string, zeroOk = false): number | undefined {
   const v = process.env[name];
   if (v === undefined || v === '') return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw fail('CONFIG_INVALID', `${name} must be a positive number`);
+  if (!Number.isFinite(n) || n < 0 || (n === 0 && !zeroOk)) throw fail('CONFIG_INVALID', `${name} must be a ${zeroOk ? 'non-negative' : 'positive'} number`);
   return n;
 }
 
@@ -61,6 +68,7 @@ export function compileMasterOptions(o: MasterOptions = {}): CompiledMasterOptio
     socket: o.socket ? resolve(o.socket) : resolve(stateDir, 'spoke.sock'),
     heartbeatIntervalMs,
     heartbeatTtlMs: o.heartbeatTtlMs ?? heartbeatIntervalMs * 3,
+    agentReconnectGraceMs: o.agentReconnectGraceMs ?? envInt('SPOKE_RECONNECT_GRACE_MS', true) ?? 60_000,
     taskConcurrency: o.taskConcurrency ?? 4,
     minFreeBytes: o.minFreeBytes ?? envInt('SPOKE_MIN_FREE_BYTES') ?? 256 * 1024 * 1024,
     logLevel: o.logLevel ?? process.env.SPOKE_LOG_LEVEL ?? 'info',

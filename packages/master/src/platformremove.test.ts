@@ -34,6 +34,7 @@ function setup(opts: { online?: string[]; fails?: Record<string, Error> } = {}) 
   const online = new Set(opts.online ?? ['w1', 'w2']);
   const hub = {
     isOnline: (s: string) => online.has(s),
+    awaitReconnect: async () => undefined,
     call: async (server: string, cmd: AgentCommand) => {
       calls.push({ server, cmd });
       const e = opts.fails?.[server];

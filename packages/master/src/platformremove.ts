@@ -108,6 +108,7 @@ export class PlatformRemover {
     }
 
     const targets = this.ns.targets(p.server);
+    await Promise.all(targets.map((s) => this.hub.awaitReconnect(s, { signal: ctx.signal, log: ctx.log })));
     const offline = targets.filter((s) => !this.hub.isOnline(s));
     if (offline.length && !offlineOk) {
       throw fail(

@@ -105,7 +105,7 @@ export function siteTasksHarness(prefix: string) {
   const trees = new TreeStore({ db: f.db, rootMap: new RootMap(root), log: silentLogger(), watch: false });
   const sites = new SiteTasks({
     ns: f.ns,
-    hub: { isOnline: () => false } as unknown as AgentHub,
+    hub: { isOnline: () => false, awaitReconnect: async () => undefined } as unknown as AgentHub,
     tasks,
     trees,
     sync: {} as PlatformSync,

@@ -19,7 +19,7 @@ export function verifyServerTask(deps: { ns: Namespace; hub: AgentHub; minFreeBy
     const results = await Promise.all(
       targets.map(async (member) => {
         try {
-          const r = await deps.hub.call(member, { type: 'verifyServer', minFreeBytes: deps.minFreeBytes }, { signal, timeoutMs: 60_000 });
+          const r = await deps.hub.call(member, { type: 'verifyServer', minFreeBytes: deps.minFreeBytes }, { signal, log, timeoutMs: 60_000 });
           const problems = reportProblems(r, deps.minFreeBytes);
           const svc = r.services.map((s) => `${s.impl}${s.version ? ` ${s.version}` : ''}`).join(', ') || 'none detected';
           log(`${member}: services: ${svc}`);

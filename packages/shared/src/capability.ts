@@ -22,9 +22,15 @@
  *       and can never agree with this master: converge and tree status need 8.
  *   9 — Drupal sites without drush: InstallSite runs Drupal 7/8+'s installer API from the PHP
  *       command line (profile, locale), SiteTool (one-time login links, pending database updates
- *       and running them) through Spoke's site tool, as php.user.
+ *       and running them) through Spoke's site tool, as php.user; Converge carries the settings
+ *       files to give to the web group after the apply.
+ *   10 — (site cron, merged separately)
+ *   11 — converge conflicts: a path where user data stands in the way of a wanted file or
+ *       symlink is skipped and reported (ConvergeResult.conflicts, TreeStatusResult.conflicts),
+ *       everything else applied; an unfinishable journal or a refused manifest delta no longer
+ *       stops every later converge of the tree. Older agents fail the whole converge instead.
  */
-export const CAPABILITY_VERSION = 9;
+export const CAPABILITY_VERSION = 11;
 
 /** The lowest capability an agent needs for each command the master sends (default 1). */
 export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteTool: 9, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };

@@ -383,15 +383,23 @@ describe('converge: user data', () => {
       { 'index.php': 'b', 'sites/x/settings.php': 's2', 'sites/default/settings.php': 'd' }, // change + remove below sites/x
       { 'index.php': 'b' }, // removes sites/x and sites/default entirely
       { 'index.php': 'c', 'sites/x/settings.php': 's3' }, // brings sites/x back
-      { 'index.php': 'c', sites: { link: 'elsewhere' }, elsewhere: { dir: 0o755 } }, // would replace sites/ by a link: refused
+      { 'index.php': 'd', sites: { link: 'elsewhere' }, elsewhere: { dir: 0o755 } }, // would replace sites/ by a link: a conflict
     ];
     for (const [i, spec] of steps.entries()) {
       const src = source(spec);
       for (const trust of [true, false]) {
         const run = syncTo(src, { trustCommitted: trust });
         if (i === 3) {
-          await expect(run).rejects.toThrow(/user data/);
+          // sites/ is kept for its user data; everything else is applied and committed
+          const { result } = await run;
+          expect(result.conflicts).toEqual([{ path: 'sites', wanted: 'symlink', userData: 'sites/default/files' }]);
           expectClean();
+          expect(fs.readFileSync(join(dst, 'index.php'), 'utf8')).toBe('d');
+          expect(fs.lstatSync(join(dst, 'elsewhere')).isDirectory()).toBe(true);
+          expect(fs.existsSync(join(dst, 'sites/x/settings.php'))).toBe(false);
+          const seen = await observe(stateDir, KEY, dst);
+          expect(seen.drift).toEqual({ changed: [], added: [], removed: [] });
+          expect(readCommitted(stateDir, KEY)?.conflicts).toEqual(result.conflicts);
         } else {
           await run;
           expectClean();
@@ -405,6 +413,67 @@ describe('converge: user data', () => {
     // the removed site's directory stays as the holder of its user data
     expect(fs.existsSync(join(dst, 'sites/default/files/a.txt'))).toBe(true);
     expect(fs.existsSync(join(dst, 'sites/default/settings.php'))).toBe(false);
+  });
+
+  describe('a file or symlink wanted where user data is: that path is skipped and reported, the rest applied', () => {
+    const v1: Spec = { 'index.php': 'a', 'sites/x.example.com/settings.php': 's', 'sites/default/settings.php': 'd' };
+    const asFile: Spec = { 'index.php': 'b', 'sites/x.example.com': 'a file now', 'sites/default/settings.php': 'd2' };
+    const conflict = [{ path: 'sites/x.example.com', wanted: 'file', userData: 'sites/x.example.com/files' }];
+    const userFile = () => join(dst, 'sites/x.example.com/files/u.jpg');
+
+    for (const how of ['whole', 'delta', 'walk'] as const) {
+      it(`a directory turned into a file (${how})`, async () => {
+        await syncTo(source(v1));
+        writeTree(dst, { 'sites/x.example.com/files/u.jpg': 'user' });
+        const b = source(asFile);
+        const run = () => (how === 'delta' ? syncDelta(b) : syncTo(b, { trustCommitted: how === 'whole' }));
+        const { result } = await run();
+        expect(result.conflicts).toEqual(conflict);
+        expect(result.rootHash).not.toBe((await manifestOf(b)).rootHash); // what was committed
+        expectClean();
+        expect(fs.readFileSync(userFile(), 'utf8')).toBe('user');
+        expect(fs.readFileSync(join(dst, 'index.php'), 'utf8')).toBe('b');
+        expect(fs.readFileSync(join(dst, 'sites/default/settings.php'), 'utf8')).toBe('d2');
+        expect(fs.existsSync(join(dst, 'sites/x.example.com/settings.php'))).toBe(false);
+        // no drift: what is on disk is what was committed
+        expect((await observe(stateDir, KEY, dst)).drift).toEqual({ changed: [], added: [], removed: [] });
+        // later converges of the same tree go on working: a hand edit is repaired, the conflict stays reported
+        fs.writeFileSync(join(dst, 'index.php'), 'edited by hand');
+        const again = await syncTo(b, { trustCommitted: false });
+        expect(again.result.conflicts).toEqual(conflict);
+        expect(fs.readFileSync(join(dst, 'index.php'), 'utf8')).toBe('b');
+        // and a newer tree too (sites turned into a symlink: the same user data stands in the way)
+        const c = source({ 'index.php': 'c', sites: { link: 'shared' }, shared: { dir: 0o755 } });
+        const third = await syncTo(c);
+        expect(third.result.conflicts).toEqual([{ path: 'sites', wanted: 'symlink', userData: 'sites/x.example.com/files' }]);
+        expect(fs.readFileSync(join(dst, 'index.php'), 'utf8')).toBe('c');
+        expect(fs.readFileSync(userFile(), 'utf8')).toBe('user');
+        // once the user data is moved away, the next converge applies what was wanted
+        fs.rmSync(join(dst, 'sites/x.example.com/files'), { recursive: true });
+        const fixed = await syncTo(c);
+        expect(fixed.result.conflicts).toEqual([]);
+        await expectSame(dst, c);
+        expect(readCommitted(stateDir, KEY)?.conflicts).toEqual([]);
+      });
+    }
+
+    it('a file added where a removed site left its user data (the holder directory)', async () => {
+      await syncTo(source(v1));
+      writeTree(dst, { 'sites/x.example.com/files/u.jpg': 'user' });
+      // the site leaves the platform: its directory stays, holding the user data
+      await syncTo(source({ 'index.php': 'a', 'sites/default/settings.php': 'd' }));
+      expect(fs.lstatSync(join(dst, 'sites/x.example.com')).isDirectory()).toBe(true);
+      // now the master has a file there: before, this committed a journal that failed at its
+      // first op every time (EISDIR) and stopped every converge of the tree
+      const b = source(asFile);
+      for (const trust of [true, false]) {
+        const { result } = await syncTo(b, { trustCommitted: trust });
+        expect(result.conflicts).toEqual(conflict);
+        expectClean();
+        expect(fs.readFileSync(join(dst, 'index.php'), 'utf8')).toBe('b');
+        expect(fs.readFileSync(userFile(), 'utf8')).toBe('user');
+      }
+    });
   });
 
   it('extra excludes are protected the same way', async () => {
@@ -775,7 +844,7 @@ describe('replayJournals', () => {
     expectClean();
   });
 
-  it('a journal that cannot be completed fails loudly and is kept', async () => {
+  it('a journal that cannot be completed fails replay loudly; the next converge abandons it and works from what is on disk', async () => {
     const a = source({ x: '1' });
     const b = source({ x: '1', y: 'new', z: 'other' });
     await syncTo(a);
@@ -785,8 +854,13 @@ describe('replayJournals', () => {
     const err = await replayJournals(stateDir).catch((e: unknown) => e);
     expect(isSpokeError(err, 'BLOB_HASH_MISMATCH')).toBe(true);
     expect(fs.existsSync(join(treeStateDir(stateDir, KEY), 'journal.json'))).toBe(true);
-    // a converge of the tree refuses too, until someone looks
-    await expect(syncTo(b)).rejects.toThrow(/gone from staging/);
+    // before, every converge of the tree refused from here on ("gone from staging")
+    const { result } = await syncTo(b);
+    expect(result.abandonedJournal).toMatch(/gone from staging/);
+    await expectSame(dst, b);
+    expectClean();
+    expect(readCommitted(stateDir, KEY)?.rootHash).toBe((await manifestOf(b)).rootHash);
+    expect((await syncTo(b)).result.abandonedJournal).toBeUndefined();
   });
 
   it('discards a staging dir whose journal was never written', async () => {

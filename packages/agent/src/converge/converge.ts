@@ -40,6 +40,9 @@ import { blobPath, type Op, stagingTree } from './ops.js';
 import {
   buildOps,
   checkDesired,
+  type Conflict,
+  findConflicts,
+  withoutConflicts,
   diffChecked,
   diffFromDelta,
   type Lookup,
@@ -55,6 +58,7 @@ import {
   type Committed,
   loadCommitted,
   type ManifestDelta,
+  JOURNAL,
   pruneManifestFiles,
   readHead,
   rememberCommitted,
@@ -167,6 +171,17 @@ export interface ConvergeResult {
   ms: number;
   /** Where the tree differed from its committed manifest before this converge (repaired now). */
   drift: Drift;
+  /**
+   * Paths skipped because user data stands where the desired manifest wants a file or symlink
+   * (see findConflicts); everything else was applied. Then `rootHash` is the root of what was
+   * committed (the desired manifest without those paths), not the desired one.
+   */
+  conflicts: Conflict[];
+  /**
+   * Set when an earlier converge's journal could not be completed (its message): it was
+   * abandoned and this converge worked from what is really on disk instead.
+   */
+  abandonedJournal?: string;
 }
 
 /**
@@ -221,9 +236,14 @@ interface Counters {
 async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string, t0: number): Promise<ConvergeResult> {
   const stepper = new Stepper(o.onStep);
   const target = o.desired?.rootHash ?? (o.delta as ManifestDelta).rootHash;
+  let conflicts: Conflict[] = [];
+  let committedRoot = target;
+  let abandonedJournal: string | undefined;
   const result = (inSync: boolean, diff: ManifestDiff | undefined, drift: Drift, c?: Counters): ConvergeResult => ({
     inSync,
-    rootHash: target,
+    rootHash: committedRoot,
+    conflicts,
+    ...(abandonedJournal === undefined ? {} : { abandonedJournal }),
     added: diff?.added.length ?? 0,
     changed: diff === undefined ? 0 : diff.changed.length + diff.typeChanged.length + diff.modeChanged.length,
     removed: diff?.removed.length ?? 0,
@@ -235,16 +255,22 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
     drift,
   });
 
-  // An interrupted transaction of this tree is finished before anything else.
+  // An interrupted transaction of this tree is finished before anything else. One that cannot
+  // be finished (an op that fails every time, a torn journal) would stop every converge of the
+  // tree for good: it is abandoned, and this converge starts from what is really on disk.
   let head = readHead(treeDir);
-  const pending = readJournal(treeDir);
-  if (pending !== undefined) {
-    runJournal(treeDir, pending);
-    head = readHead(treeDir);
+  try {
+    const pending = readJournal(treeDir);
+    if (pending !== undefined) runJournal(treeDir, pending);
+  } catch (err) {
+    if (isDiskFull(err)) throw err; // kept: it completes once there is space
+    abandonedJournal = (err as Error).message;
+    abandonJournal(treeDir);
   }
+  head = readHead(treeDir);
   const trust = (o.trustCommitted ?? true) && head !== undefined && head.drift !== true && head.hostRoot === root;
   const sameExcludes = head !== undefined && sameList(head.excludes ?? [], o.excludes ?? []);
-  if (trust && sameExcludes && head?.rootHash === target) return result(true, undefined, NO_DRIFT);
+  if (trust && sameExcludes && head?.rootHash === target && !head.conflicts?.length) return result(true, undefined, NO_DRIFT);
 
   cancelled(o.signal);
   fs.mkdirSync(treeDir, { recursive: true });
@@ -271,16 +297,28 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
     else checkDesired(desired, excludes); // excludes changed: committed entries were checked against others
   } else desired = copyManifest(o.desired as Manifest); // private: it becomes the committed manifest
   // The base (what the tree has now), the diff, and the desired manifest checked on the way.
-  const { baseManifest, diff, drift, obstacles } = await findBase(o, desired, deltaDiff, root, treeDir, excludes, trust ? committed : undefined, committed, sameExcludes);
+  const found = await findBase(o, desired, deltaDiff, root, treeDir, excludes, trust ? committed : undefined, committed, sameExcludes);
+  const { baseManifest, drift, obstacles } = found;
+  let diff = found.diff;
+  // User data where a file or symlink is wanted: skip those paths, apply and commit the rest.
+  conflicts = findConflicts(root, diff, excludes, found.holders);
+  /** The delta the new manifest file is written from (none when conflicts changed the manifest). */
+  let delta = o.delta;
+  if (conflicts.length > 0) {
+    ({ diff, desired } = withoutConflicts(diff, desired, conflicts));
+    delta = undefined;
+    index = undefined;
+  }
+  committedRoot = desired.rootHash;
   const base = lookupIn(baseManifest.entries);
   o.onProgress?.({ phase: 'scan', files: baseManifest.entries.length, filesTotal: baseManifest.entries.length, bytes: 0, bytesTotal: 0 });
 
   if (isDiffEmpty(diff) && obstacles.length === 0) {
     if (rootSt === undefined) fs.mkdirSync(root, { recursive: true, mode: 0o755 }); // an empty tree is an empty dir
     const excl = o.excludes ?? [];
-    if (head?.rootHash !== desired.rootHash || head.drift === true || head.hostRoot !== root || !sameExcludes) {
-      const chain = await writeManifestFile(treeDir, o.treeKey, desired, o.delta, committed);
-      writeHead(treeDir, { v: 1, treeKey: o.treeKey, hostRoot: root, rootHash: desired.rootHash, excludes: excl });
+    if (head?.rootHash !== desired.rootHash || head.drift === true || head.hostRoot !== root || !sameExcludes || !sameConflicts(head.conflicts, conflicts)) {
+      const chain = await writeManifestFile(treeDir, o.treeKey, desired, delta, committed);
+      writeHead(treeDir, { v: 1, treeKey: o.treeKey, hostRoot: root, rootHash: desired.rootHash, excludes: excl, ...(conflicts.length ? { conflicts, wanted: target } : {}) });
       pruneManifestFiles(treeDir, chain);
       rememberCommitted(treeDir, { rootHash: desired.rootHash, manifest: desired, chain, index });
     }
@@ -314,7 +352,7 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   try {
     // Written on the thread pool while the blobs are staged (a 20,000-entry manifest is ~2 MB).
     // Awaited before the journal.
-    manifestWrite = writeManifestFile(treeDir, o.treeKey, manifest, o.delta, committed);
+    manifestWrite = writeManifestFile(treeDir, o.treeKey, manifest, delta, committed);
     manifestWrite.catch(() => undefined); // awaited below, or in the catch
     fs.mkdirSync(staging, { mode: 0o700 });
     fs.mkdirSync(join(staging, 'blobs'), { mode: 0o700 });
@@ -350,6 +388,7 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
       rootHash: desired.rootHash,
       excludes: o.excludes ?? [],
       ops,
+      ...(conflicts.length ? { conflicts, wanted: target } : {}),
     };
     stepper.step('journal');
     writeJournal(treeDir, journal);
@@ -381,12 +420,12 @@ async function findBase(
   trusted: Committed | undefined,
   committed: Committed | undefined,
   sameExcludes: boolean,
-): Promise<{ baseManifest: Manifest; diff: ManifestDiff; drift: Drift; obstacles: Obstacle[] }> {
+): Promise<{ baseManifest: Manifest; diff: ManifestDiff; drift: Drift; obstacles: Obstacle[]; holders: ReadonlySet<string> }> {
   if (trusted !== undefined) {
     // Entries equal to the committed ones were checked when they were committed.
     const diff = deltaDiff ?? diffChecked(trusted.manifest, desired, excludes, sameExcludes ? 'changed' : 'all');
     if (touchedAsCommitted(root, lookupIn(trusted.manifest.entries), diff)) {
-      return { baseManifest: trusted.manifest, diff, drift: NO_DRIFT, obstacles: [] };
+      return { baseManifest: trusted.manifest, diff, drift: NO_DRIFT, obstacles: [], holders: new Set() };
     }
   } else if (o.delta === undefined) {
     checkDesired(desired, excludes); // before the walk: a bad manifest costs nothing
@@ -401,7 +440,32 @@ async function findBase(
     const asCommitted = withWebGroupBits(withoutHolders(actual.manifest, actual.holders, committedIn), committedIn);
     if (asCommitted.rootHash !== committed.rootHash) drift = driftOf(diffChecked(committed.manifest, asCommitted, excludes, 'none'));
   }
-  return { baseManifest, diff: diffChecked(baseManifest, desired, excludes, 'none'), drift, obstacles };
+  return { baseManifest, diff: diffChecked(baseManifest, desired, excludes, 'none'), drift, obstacles, holders: actual.holders };
+}
+
+/** Same conflicts (by path and what was wanted). */
+function sameConflicts(a: readonly Conflict[] | undefined, b: readonly Conflict[]): boolean {
+  const x = a ?? [];
+  return x.length === b.length && x.every((c, i) => c.path === b[i]?.path && c.wanted === b[i]?.wanted && c.userData === b[i]?.userData);
+}
+
+/**
+ * Drops a journal that cannot be completed (and its staging dir) and marks the tree drifted, so
+ * the next plan walks what is really there: the ops that did run leave a tree between the old and
+ * the new version, which the walk sees as it is.
+ */
+function abandonJournal(treeDir: string): void {
+  let staging: string | undefined;
+  try {
+    staging = readJournal(treeDir)?.staging;
+  } catch {
+    // torn: its staging dir is swept with the intent record below
+  }
+  if (staging !== undefined && basename(staging).startsWith(STAGING_PREFIX)) removeAll(staging);
+  fs.rmSync(join(treeDir, JOURNAL), { force: true });
+  sweepStagingIntent(treeDir);
+  const head = readHead(treeDir);
+  if (head !== undefined && head.drift !== true) writeHead(treeDir, { ...head, drift: true });
 }
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {

@@ -36,6 +36,7 @@ import { errText, lstatOrNull, readIfExists, removeAll, writeAtomic } from './fs
 import { DirGuard, type Op, type OpContext, runOp } from './ops.js';
 import {
   type Committed,
+  type HeadConflict,
   JOURNAL,
   pruneManifestFiles,
   readManifestFile,
@@ -53,6 +54,10 @@ export interface Journal {
   rootHash: string;
   excludes: string[];
   ops: Op[];
+  /** Paths this converge skipped for user data (written to the head at the commit). */
+  conflicts?: HeadConflict[];
+  /** With conflicts: the root hash that was desired. */
+  wanted?: string;
 }
 
 /** Counts steps for the onStep test hook. */
@@ -129,7 +134,14 @@ export function runJournal(
   // The manifest file (and the chain behind it) was written before the journal.
   const committed = opts.committed ?? readManifestFile(treeDir, j.rootHash);
   stepper.step('commit head');
-  writeHead(treeDir, { v: 1, treeKey: j.treeKey, hostRoot: j.hostRoot, rootHash: j.rootHash, excludes: j.excludes });
+  writeHead(treeDir, {
+    v: 1,
+    treeKey: j.treeKey,
+    hostRoot: j.hostRoot,
+    rootHash: j.rootHash,
+    excludes: j.excludes,
+    ...(j.conflicts?.length ? { conflicts: j.conflicts, wanted: j.wanted } : {}),
+  });
   stepper.step('remove journal');
   fs.rmSync(join(treeDir, JOURNAL), { force: true });
   stepper.step('remove staging');

@@ -14,7 +14,7 @@ import {
 } from '@spoke/shared';
 import { lstatOrNull } from './fsutil.js';
 import { diffChecked, holderDirs, lookupIn, withoutHolders, withWebGroupBits } from './plan.js';
-import { loadCommitted, openStatCache, readHead, treeStateDir, withTreeLock, writeHead } from './state.js';
+import { type HeadConflict, loadCommitted, openStatCache, readHead, treeStateDir, withTreeLock, writeHead } from './state.js';
 
 /** Paths where a tree differs from its committed manifest. */
 export interface Drift {
@@ -48,12 +48,12 @@ export function checkHostRoot(hostRoot: string): string {
 export function readCommitted(
   stateDir: string,
   treeKey: string,
-): { rootHash: string; manifest: Manifest; hostRoot: string; excludes: string[] } | null {
+): { rootHash: string; manifest: Manifest; hostRoot: string; excludes: string[]; conflicts: HeadConflict[] } | null {
   const treeDir = treeStateDir(stateDir, treeKey);
   const head = readHead(treeDir);
   if (head === undefined) return null;
   const c = loadCommitted(treeDir, head);
-  return { rootHash: c.rootHash, manifest: c.manifest, hostRoot: head.hostRoot, excludes: head.excludes ?? [] };
+  return { rootHash: c.rootHash, manifest: c.manifest, hostRoot: head.hostRoot, excludes: head.excludes ?? [], conflicts: head.conflicts ?? [] };
 }
 
 /** The tree key recorded in a tree state dir (`<stateDir>/trees/<id>`), if it was ever committed. */

@@ -294,6 +294,64 @@ export function obstaclesOf(skipped: readonly SkippedEntry[], desired: Lookup): 
   return out;
 }
 
+/**
+ * A path the desired manifest wants as a file or symlink where this host has a directory holding
+ * user data (`sites/x/files`…): it cannot be replaced without losing that data, so a converge
+ * skips it (and keeps the directory), applies everything else, and reports it.
+ */
+export interface Conflict {
+  /** Path in the tree. */
+  path: string;
+  /** What the desired manifest wants there. */
+  wanted: 'file' | 'symlink';
+  /** The first user-data path found below it. */
+  userData: string;
+}
+
+/**
+ * The conflicts in a diff: a directory to be replaced by a file or symlink (type change) that
+ * holds user data, or a file or symlink to be added where a directory that only holds user data
+ * stands (`holders`: such directories are not listed in the base).
+ */
+export function findConflicts(root: string, diff: ManifestDiff, excludes: ExcludeMatcher, holders: ReadonlySet<string>): Conflict[] {
+  const out: Conflict[] = [];
+  for (const t of diff.typeChanged) {
+    if (t.from.type !== 'dir' || t.to.type === 'dir') continue;
+    const user = findExcluded(root, excludes, t.path);
+    if (user !== undefined) out.push({ path: t.path, wanted: t.to.type, userData: user });
+  }
+  if (holders.size > 0) {
+    for (const e of diff.added) {
+      if (e.type === 'dir' || !holders.has(e.path)) continue;
+      const user = findExcluded(root, excludes, e.path);
+      if (user !== undefined) out.push({ path: e.path, wanted: e.type, userData: user });
+    }
+  }
+  return out.sort((a, b) => comparePaths(a.path, b.path));
+}
+
+/** True when `path` is one of `paths` or below one of them. */
+function coveredBy(paths: ReadonlySet<string>, path: string): boolean {
+  for (let p = path; p !== ''; p = parentOf(p)) if (paths.has(p)) return true;
+  return false;
+}
+
+/**
+ * A diff and desired manifest without the conflicting paths (and anything the desired manifest
+ * lists below them): what a converge with conflicts applies and commits. Removals stay (a
+ * removed directory keeps its user data).
+ */
+export function withoutConflicts(diff: ManifestDiff, desired: Manifest, conflicts: readonly Conflict[]): { diff: ManifestDiff; desired: Manifest } {
+  if (conflicts.length === 0) return { diff, desired };
+  const skip = new Set(conflicts.map((c) => c.path));
+  const keep = (e: { path: string }) => !coveredBy(skip, e.path);
+  const entries = desired.entries.filter(keep);
+  return {
+    diff: { ...diff, added: diff.added.filter(keep), changed: diff.changed.filter(keep), typeChanged: diff.typeChanged.filter(keep), modeChanged: diff.modeChanged.filter(keep) },
+    desired: { entries, rootHash: rootHashOfSorted(entries) },
+  };
+}
+
 /** Files to be written, grouped by content hash (paths in op order). */
 export type Needs = Map<string, { size: number; paths: string[]; /** mode of the entry at paths[0] */ mode: number }>;
 

@@ -45,6 +45,20 @@ export interface Head {
   excludes?: string[];
   /** Set by observe when the tree differs from the committed manifest. */
   drift?: boolean;
+  /**
+   * Paths the last converge skipped because user data stands where a file or symlink is wanted
+   * (plan.ts findConflicts); the committed manifest is the desired one without them.
+   */
+  conflicts?: HeadConflict[];
+  /** With conflicts: the root hash that was desired. */
+  wanted?: string;
+}
+
+/** A conflict as head.json records it (plan.ts Conflict). */
+export interface HeadConflict {
+  path: string;
+  wanted: 'file' | 'symlink';
+  userData: string;
 }
 
 /** Directory holding the state of one tree. */

@@ -7,6 +7,7 @@ import { fail, toServiceError, wire, type Logger } from '@spoke/shared';
 import type { Core } from '../core.js';
 import type { TaskEvent } from '../tasks.js';
 import { isFinal } from '../tasks.js';
+import { conflictAdvice } from '../converge.js';
 import { requireOperator, type Via } from './auth.js';
 import {
   lineToWire,
@@ -111,6 +112,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
           driftRemoved: x.report?.drift.removed ?? [],
           driftTotal: x.report?.drift.total ?? 0,
           error: x.error,
+          conflicts: (x.report?.conflicts ?? []).map((c) => ({ ...c, advice: conflictAdvice(s.platform.name, x.server, c) })),
         })),
       };
     }),

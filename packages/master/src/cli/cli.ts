@@ -418,7 +418,7 @@ const COMMANDS: Record<string, Command> = {
   },
   'platform status': {
     usage: 'platform status NAME',
-    summary: 'desired vs observed tree per server, and drift (hand edits) before repair',
+    summary: 'desired vs observed tree per server, drift (hand edits) before repair, and conflicts with user data',
     args: [1, 1],
     async run(ctx, [name]) {
       const s = await ctx.api().call<wire.NameRequest, wire.PlatformStatusResponse>('platformStatus', { name }, 120_000);
@@ -435,6 +435,7 @@ const COMMANDS: Record<string, Command> = {
           observedRootHash: x.observedRootHash || null,
           committedRootHash: x.committedRootHash || null,
           drift: { changed: x.driftChanged, added: x.driftAdded, removed: x.driftRemoved, total: Number(x.driftTotal) },
+          conflicts: x.conflicts.map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData, advice: c.advice })),
           error: x.error || null,
         })),
       };
@@ -444,7 +445,7 @@ const COMMANDS: Record<string, Command> = {
           ['SERVER', 'STATE', 'OBSERVED', 'LAST CONVERGED', 'DRIFT'],
           s.servers.map((x) => [
             x.server,
-            !x.online ? 'offline' : x.error ? 'error' : x.inSync ? 'in sync' : 'behind',
+            !x.online ? 'offline' : x.error ? 'error' : x.conflicts.length ? 'conflict' : x.inSync ? 'in sync' : 'behind',
             short(x.observedRootHash),
             short(x.committedRootHash),
             x.error ? x.error : String(x.driftTotal),
@@ -454,6 +455,7 @@ const COMMANDS: Record<string, Command> = {
           const lines = [...x.driftChanged.map((p) => `  ~ ${p}`), ...x.driftAdded.map((p) => `  + ${p}`), ...x.driftRemoved.map((p) => `  - ${p}`)];
           if (lines.length) out += `drift on ${x.server} (changed ~, added +, removed -):\n${lines.join('\n')}\n`;
           if (Number(x.driftTotal) > lines.length) out += `  … ${Number(x.driftTotal) - lines.length} more\n`;
+          for (const c of x.conflicts) out += `conflict: ${c.advice}\n`;
         }
         return out;
       });

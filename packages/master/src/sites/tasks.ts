@@ -756,6 +756,7 @@ export class SiteTasks {
     cmd: Extract<AgentCommand, { type: K }>,
     opts: CallOptions = {},
   ): Promise<AgentCommandResults[K]> {
+    await this.hub.awaitReconnect(server, { signal: ctx.signal, log: ctx.log });
     const end = Date.now() + this.onlineWaitMs;
     let said = false;
     while (!this.hub.isOnline(server) && Date.now() < end && !ctx.signal.aborted) {
@@ -763,7 +764,7 @@ export class SiteTasks {
       said = true;
       await new Promise((r) => setTimeout(r, 200));
     }
-    return this.hub.call(server, cmd, { timeoutMs: 3 * 60_000, ...opts, signal: ctx.signal });
+    return this.hub.call(server, cmd, { timeoutMs: 3 * 60_000, ...opts, signal: ctx.signal, log: ctx.log });
   }
 
   recordDbAddress(ctx: TaskContext, domain: string, server: string, r: { siteHost: string; sitePort: number }): void {

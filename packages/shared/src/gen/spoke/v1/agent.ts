@@ -275,7 +275,26 @@ export interface ConvergeResult {
   bytesReused: number;
   ms: number;
   /** what differed from the last committed state (hand edits) */
-  drift: Drift | undefined;
+  drift:
+    | Drift
+    | undefined;
+  /**
+   * Paths skipped because user data stands where the master wants a file or symlink; all else
+   * was applied, and root_hash is then the root of what was committed (capability 11).
+   */
+  conflicts: ConvergeConflict[];
+  /** with conflicts: the root that was asked for */
+  wantedRootHash: string;
+}
+
+/** One path a converge could not apply without losing user data. */
+export interface ConvergeConflict {
+  /** in the tree, e.g. "sites/x.example.com" */
+  path: string;
+  /** what the master wants there: "file" | "symlink" */
+  wanted: string;
+  /** the user data found below it, e.g. "sites/x.example.com/files" */
+  userData: string;
 }
 
 export interface TreeStatusCommand {
@@ -291,6 +310,8 @@ export interface TreeStatusResult {
   /** actual vs committed */
   drift: Drift | undefined;
   exists: boolean;
+  /** what the last converge skipped (capability 11) */
+  conflicts: ConvergeConflict[];
 }
 
 /** First message from the master on a new stream. */
@@ -3259,6 +3280,8 @@ function createBaseConvergeResult(): ConvergeResult {
     bytesReused: 0,
     ms: 0,
     drift: undefined,
+    conflicts: [],
+    wantedRootHash: "",
   };
 }
 
@@ -3296,6 +3319,12 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     }
     if (message.drift !== undefined) {
       Drift.encode(message.drift, writer.uint32(90).fork()).join();
+    }
+    for (const v of message.conflicts) {
+      ConvergeConflict.encode(v!, writer.uint32(162).fork()).join();
+    }
+    if (message.wantedRootHash !== "") {
+      writer.uint32(170).string(message.wantedRootHash);
     }
     return writer;
   },
@@ -3401,6 +3430,22 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
             message.drift = Drift.decode(reader, reader.uint32());
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.conflicts.push(ConvergeConflict.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.wantedRootHash = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3450,6 +3495,14 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
         : 0,
       ms: isSet(object.ms) ? globalThis.Number(object.ms) : 0,
       drift: isSet(object.drift) ? Drift.fromJSON(object.drift) : undefined,
+      conflicts: globalThis.Array.isArray(object?.conflicts)
+        ? object.conflicts.map((e: any) => ConvergeConflict.fromJSON(e))
+        : [],
+      wantedRootHash: isSet(object.wantedRootHash)
+        ? globalThis.String(object.wantedRootHash)
+        : isSet(object.wanted_root_hash)
+        ? globalThis.String(object.wanted_root_hash)
+        : "",
     };
   },
 
@@ -3488,6 +3541,12 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     if (message.drift !== undefined) {
       obj.drift = Drift.toJSON(message.drift);
     }
+    if (message.conflicts?.length) {
+      obj.conflicts = message.conflicts.map((e) => ConvergeConflict.toJSON(e));
+    }
+    if (message.wantedRootHash !== "") {
+      obj.wantedRootHash = message.wantedRootHash;
+    }
     return obj;
   },
 
@@ -3507,6 +3566,113 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     message.bytesReused = object.bytesReused ?? 0;
     message.ms = object.ms ?? 0;
     message.drift = (object.drift !== undefined && object.drift !== null) ? Drift.fromPartial(object.drift) : undefined;
+    message.conflicts = object.conflicts?.map((e) => ConvergeConflict.fromPartial(e)) || [];
+    message.wantedRootHash = object.wantedRootHash ?? "";
+    return message;
+  },
+};
+
+function createBaseConvergeConflict(): ConvergeConflict {
+  return { path: "", wanted: "", userData: "" };
+}
+
+export const ConvergeConflict: MessageFns<ConvergeConflict> = {
+  encode(message: ConvergeConflict, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.wanted !== "") {
+      writer.uint32(18).string(message.wanted);
+    }
+    if (message.userData !== "") {
+      writer.uint32(26).string(message.userData);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConvergeConflict {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConvergeConflict();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.wanted = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.userData = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConvergeConflict {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      wanted: isSet(object.wanted) ? globalThis.String(object.wanted) : "",
+      userData: isSet(object.userData)
+        ? globalThis.String(object.userData)
+        : isSet(object.user_data)
+        ? globalThis.String(object.user_data)
+        : "",
+    };
+  },
+
+  toJSON(message: ConvergeConflict): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.wanted !== "") {
+      obj.wanted = message.wanted;
+    }
+    if (message.userData !== "") {
+      obj.userData = message.userData;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConvergeConflict>, I>>(base?: I): ConvergeConflict {
+    return ConvergeConflict.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConvergeConflict>, I>>(object: I): ConvergeConflict {
+    const message = createBaseConvergeConflict();
+    message.path = object.path ?? "";
+    message.wanted = object.wanted ?? "";
+    message.userData = object.userData ?? "";
     return message;
   },
 };
@@ -3597,7 +3763,7 @@ export const TreeStatusCommand: MessageFns<TreeStatusCommand> = {
 };
 
 function createBaseTreeStatusResult(): TreeStatusResult {
-  return { committedRootHash: "", actualRootHash: "", drift: undefined, exists: false };
+  return { committedRootHash: "", actualRootHash: "", drift: undefined, exists: false, conflicts: [] };
 }
 
 export const TreeStatusResult: MessageFns<TreeStatusResult> = {
@@ -3613,6 +3779,9 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
     }
     if (message.exists !== false) {
       writer.uint32(32).bool(message.exists);
+    }
+    for (const v of message.conflicts) {
+      ConvergeConflict.encode(v!, writer.uint32(162).fork()).join();
     }
     return writer;
   },
@@ -3662,6 +3831,14 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
             message.exists = reader.bool();
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.conflicts.push(ConvergeConflict.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3688,6 +3865,9 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
         : "",
       drift: isSet(object.drift) ? Drift.fromJSON(object.drift) : undefined,
       exists: isSet(object.exists) ? globalThis.Boolean(object.exists) : false,
+      conflicts: globalThis.Array.isArray(object?.conflicts)
+        ? object.conflicts.map((e: any) => ConvergeConflict.fromJSON(e))
+        : [],
     };
   },
 
@@ -3705,6 +3885,9 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
     if (message.exists !== false) {
       obj.exists = message.exists;
     }
+    if (message.conflicts?.length) {
+      obj.conflicts = message.conflicts.map((e) => ConvergeConflict.toJSON(e));
+    }
     return obj;
   },
 
@@ -3717,6 +3900,7 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
     message.actualRootHash = object.actualRootHash ?? "";
     message.drift = (object.drift !== undefined && object.drift !== null) ? Drift.fromPartial(object.drift) : undefined;
     message.exists = object.exists ?? false;
+    message.conflicts = object.conflicts?.map((e) => ConvergeConflict.fromPartial(e)) || [];
     return message;
   },
 };

@@ -150,6 +150,20 @@ export interface PlatformTreeStatus {
   driftRemoved: string[];
   driftTotal: number;
   error: string;
+  /** Paths the server's last converge skipped because user data stands in the way. */
+  conflicts: PlatformConflict[];
+}
+
+/** One path a server could not converge without losing user data. */
+export interface PlatformConflict {
+  /** in the tree, e.g. "sites/x.example.com" */
+  path: string;
+  /** what the platform has there: "file" | "symlink" */
+  wanted: string;
+  /** the user data in the way, e.g. "sites/x.example.com/files" */
+  userData: string;
+  /** what to do, one line for an operator */
+  advice: string;
 }
 
 export interface PlatformStatusResponse {
@@ -1873,6 +1887,7 @@ function createBasePlatformTreeStatus(): PlatformTreeStatus {
     driftRemoved: [],
     driftTotal: 0,
     error: "",
+    conflicts: [],
   };
 }
 
@@ -1907,6 +1922,9 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     }
     if (message.error !== "") {
       writer.uint32(82).string(message.error);
+    }
+    for (const v of message.conflicts) {
+      PlatformConflict.encode(v!, writer.uint32(162).fork()).join();
     }
     return writer;
   },
@@ -2004,6 +2022,14 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
             message.error = reader.string();
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.conflicts.push(PlatformConflict.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2056,6 +2082,9 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
         ? globalThis.Number(object.drift_total)
         : 0,
       error: isSet(object.error) ? globalThis.String(object.error) : "",
+      conflicts: globalThis.Array.isArray(object?.conflicts)
+        ? object.conflicts.map((e: any) => PlatformConflict.fromJSON(e))
+        : [],
     };
   },
 
@@ -2091,6 +2120,9 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     if (message.error !== "") {
       obj.error = message.error;
     }
+    if (message.conflicts?.length) {
+      obj.conflicts = message.conflicts.map((e) => PlatformConflict.toJSON(e));
+    }
     return obj;
   },
 
@@ -2109,6 +2141,128 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     message.driftRemoved = object.driftRemoved?.map((e) => e) || [];
     message.driftTotal = object.driftTotal ?? 0;
     message.error = object.error ?? "";
+    message.conflicts = object.conflicts?.map((e) => PlatformConflict.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePlatformConflict(): PlatformConflict {
+  return { path: "", wanted: "", userData: "", advice: "" };
+}
+
+export const PlatformConflict: MessageFns<PlatformConflict> = {
+  encode(message: PlatformConflict, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.wanted !== "") {
+      writer.uint32(18).string(message.wanted);
+    }
+    if (message.userData !== "") {
+      writer.uint32(26).string(message.userData);
+    }
+    if (message.advice !== "") {
+      writer.uint32(34).string(message.advice);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlatformConflict {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlatformConflict();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.wanted = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.userData = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.advice = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlatformConflict {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      wanted: isSet(object.wanted) ? globalThis.String(object.wanted) : "",
+      userData: isSet(object.userData)
+        ? globalThis.String(object.userData)
+        : isSet(object.user_data)
+        ? globalThis.String(object.user_data)
+        : "",
+      advice: isSet(object.advice) ? globalThis.String(object.advice) : "",
+    };
+  },
+
+  toJSON(message: PlatformConflict): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.wanted !== "") {
+      obj.wanted = message.wanted;
+    }
+    if (message.userData !== "") {
+      obj.userData = message.userData;
+    }
+    if (message.advice !== "") {
+      obj.advice = message.advice;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PlatformConflict>, I>>(base?: I): PlatformConflict {
+    return PlatformConflict.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PlatformConflict>, I>>(object: I): PlatformConflict {
+    const message = createBasePlatformConflict();
+    message.path = object.path ?? "";
+    message.wanted = object.wanted ?? "";
+    message.userData = object.userData ?? "";
+    message.advice = object.advice ?? "";
     return message;
   },
 };
