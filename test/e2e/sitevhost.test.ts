@@ -23,6 +23,7 @@ import { MasterConnection } from '../../packages/agent/src/connection.js';
 import type { HttpSettings } from '../../packages/agent/src/config.js';
 import { SiteInstaller } from '../../packages/agent/src/siteinstall.js';
 import { SitePhp } from '../../packages/agent/src/php/sitephp.js';
+import { SiteCron } from '../../packages/agent/src/sitecron.js';
 import type { AgentTrees } from '../../packages/agent/src/sync.js';
 import { commandRunner, WebConfig } from '../../packages/agent/src/webconfig.js';
 import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
@@ -95,6 +96,7 @@ beforeAll(async () => {
   });
   const sitePhp = new SitePhp({ rootMap, roots: ['/var/www'], binDirs: BIN_DIRS, phpCli: '', phpUser: 'www-data', log });
   const installer = new SiteInstaller({ http, php: sitePhp, service: (p) => web.service(p), log });
+  const cron = new SiteCron({ http, php: sitePhp, service: (p) => web.service(p), log });
   const ca = await createCA();
   conn = new MasterConnection({
     log,
@@ -109,6 +111,7 @@ beforeAll(async () => {
     trees: { setClient: () => undefined } as unknown as AgentTrees,
     web,
     installer,
+    cron,
     driftIntervalMs: 60_000,
     db: null,
   });

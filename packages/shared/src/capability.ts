@@ -23,11 +23,14 @@
  *   9 — Drupal sites without drush: InstallSite runs Drupal 7/8+'s installer API from the PHP
  *       command line (profile, locale), SiteTool (one-time login links, pending database updates
  *       and running them) through Spoke's site tool, as php.user.
+ *  10 — SiteCron: one cron run of a site through its own web server (Drupal 7/8+ with the
+ *       site's cron key, WordPress wp-cron.php) or, for MediaWiki, maintenance/runJobs.php as
+ *       php.user. Used by the master's cron scheduler and `site cron`.
  */
-export const CAPABILITY_VERSION = 9;
+export const CAPABILITY_VERSION = 10;
 
 /** The lowest capability an agent needs for each command the master sends (default 1). */
-export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteTool: 9, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };
+export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteTool: 9, siteCron: 10, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };
 
 /** The product version printed by `--version` and reported in host facts. */
 export const SPOKE_VERSION = '0.1.0';
