@@ -62,7 +62,10 @@ export class CronScheduler {
   private readonly concurrency: number;
   private readonly running = new Map<string, { trigger: CronTrigger; startedMs: number; done: Promise<CronRunInfo | null> }>();
   private timer: NodeJS.Timeout | null = null;
-  private stopped = true;
+  /** The timer runs (start() called, stop() not yet). */
+  private ticking = false;
+  /** stop() was called: no run starts any more. */
+  private closed = false;
 
   constructor(deps: CronSchedulerDeps) {
     this.deps = deps;
@@ -71,20 +74,21 @@ export class CronScheduler {
 
   /** Starts the timer (the first tick comes after one interval). */
   start(): void {
-    this.stopped = false;
+    this.ticking = true;
     this.arm();
   }
 
   /** Stops the timer and waits for the runs in flight. */
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.ticking = false;
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
   }
 
   private arm(): void {
-    if (this.stopped) return;
+    if (!this.ticking) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = null;
@@ -108,6 +112,7 @@ export class CronScheduler {
    * pass). Returns the sites started.
    */
   tick(): string[] {
+    if (this.closed) return [];
     const free = this.concurrency - this.running.size;
     if (free <= 0) return [];
     const sites: CronSite[] = this.deps.ns.cronSites();
@@ -190,7 +195,7 @@ export class CronScheduler {
     const done = this.execute(domain, trigger, startedMs).finally(() => {
       this.running.delete(domain);
       // A slot is free: start the next due site without waiting for the timer.
-      if (!this.stopped) {
+      if (!this.closed) {
         try {
           this.tick();
         } catch (e) {
