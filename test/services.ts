@@ -202,7 +202,12 @@ export interface PhpFpmOptions {
   catchWorkersOutput?: boolean;
   /** Loads mysqlnd and mysqli (php-fpm runs with -n: no php.ini, no conf.d) and hides errors from pages. */
   mysqli?: boolean;
+  /** More shared extensions to load, in order (e.g. DRUPAL_EXTENSIONS). */
+  extensions?: string[];
 }
+
+/** What Drupal 7/8+ needs of PHP beyond what is built in (with `mysqli: true` for mysqlnd first). */
+export const DRUPAL_EXTENSIONS = ['pdo', 'pdo_mysql', 'ctype', 'dom', 'gd', 'mbstring', 'simplexml', 'tokenizer', 'xml', 'xmlreader', 'xmlwriter', 'fileinfo', 'iconv', 'posix'];
 
 /** Where the php-fpm of `dir` listens (also when it is not installed and never started). */
 export const phpFpmSocket = (dir: string) => join(dir, 'php-fpm.sock');
@@ -230,7 +235,10 @@ export async function startPhpFpm(dir: string, opts: PhpFpmOptions = {}): Promis
       '',
     ].join('\n'),
   );
-  const ext = opts.mysqli ? ['-d', 'extension=mysqlnd', '-d', 'extension=mysqli', '-d', 'display_errors=0'] : [];
+  const ext = [
+    ...(opts.mysqli ? ['-d', 'extension=mysqlnd', '-d', 'extension=mysqli', '-d', 'display_errors=0'] : []),
+    ...(opts.extensions ?? []).flatMap((e) => ['-d', `extension=${e}`]),
+  ];
   const p = spawn(bin, ['-n', ...ext, '-F', '-y', join(dir, 'php-fpm.conf')], { stdio: 'ignore' });
   await until('php-fpm to listen', () => existsSync(socket));
   return {
