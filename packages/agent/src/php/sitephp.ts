@@ -13,6 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fail, type ErrorCode, type Logger, type RootMap } from '@spoke/shared';
 import { findBinary } from '../detect.js';
@@ -216,7 +217,7 @@ function spawnPhp(php: string, args: string[], o: { cwd: string; as: RunAs | nul
   return new Promise((resolve, reject) => {
     const child = spawn(php, args, {
       cwd: o.cwd,
-      env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: o.as?.home ?? process.env.HOME ?? '/', LANG: 'C.UTF-8' },
+      env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: o.as?.home ?? homedir(), LANG: 'C.UTF-8' },
       stdio: ['pipe', 'pipe', 'pipe'],
       ...(o.as ? { uid: o.as.uid, gid: o.as.gid } : {}),
     });
