@@ -32,7 +32,7 @@ class FakeHub implements CronHub {
   }
   call<K extends AgentCommand['type']>(server: string, cmd: Extract<AgentCommand, { type: K }>, _opts?: CallOptions): Promise<never> {
     return new Promise((resolve, reject) => {
-      const c: Call = { server, cmd, resolve: resolve as (r: SiteCronReport) => void, reject };
+      const c: Call = { server, cmd, resolve: resolve as unknown as (r: SiteCronReport) => void, reject };
       this.calls.push(c);
       const a = this.auto?.(server, cmd);
       if (a instanceof Error) reject(a);
