@@ -288,13 +288,19 @@ describe('WordPress install over HTTP (Debian\'s wordpress, private MariaDB)', (
 
   it('InstallSite runs the installer; the home page shows the title; a second run says it is installed', async () => {
     const r = await call({ type: 'installSite', domain: 'wp.test', kind: 'wordpress', title: TITLE, adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'S3cret-pass-9!', tree: '/var/www/wp', profile: '', locale: '' });
-    expect(r).toEqual({ ran: true, reason: '', url: 'http://wp.test/' });
+    expect(r).toEqual({ ran: true, reason: '', url: 'http://wp.test/', profile: '' });
     const home = await get('wp.test', '/');
     expect(home.status, home.body.slice(0, 500)).toBe(200);
     expect(home.body).toContain(`<h1 id="site-title">${TITLE}</h1>`);
     const again = await call({ type: 'installSite', domain: 'wp.test', kind: 'wordpress', title: TITLE, adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'x', tree: '/var/www/wp', profile: '', locale: '' });
     expect(again).toMatchObject({ ran: false, reason: 'WordPress is already installed at http://wp.test/' });
   }, 120_000);
+
+  it('SiteCron over the link: wp-cron.php through the same web server answers 200', async () => {
+    const r = await call({ type: 'siteCron', tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' });
+    expect(r).toMatchObject({ status: 200, message: '200' });
+    expect(r.method).toMatch(/^GET \/wp-cron\.php\?doing_wp_cron via 127\.0\.0\.1:\d+$/);
+  }, 60_000);
 
   it('a site whose database is unreachable fails with SITE_INSTALL_FAILED and a one-line reason', async () => {
     writeFileSync(join(wpTree(), 'wp-config.php'), readFileSync(join(wpTree(), 'wp-config.php'), 'utf8').replace("'wp-pass-1'", "'wrong-password'"));
