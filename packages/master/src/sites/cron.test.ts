@@ -95,6 +95,7 @@ describe('planCron', () => {
     ['never ran, installed before the last slot', a, undefined, T0 + off, true],
     ['never ran, installed after the last slot', site('a.test', { installedMs: T0 + off + 1 }), undefined, T0 + off + 2, false],
     ['never ran, not installed time: created time counts', site('a.test', { installedMs: null, createdMs: T0 + off + 1 }), undefined, T0 + off + 2, false],
+    ['installed again after its last run and after the slot: waits for the next slot', site('a.test', { installedMs: T0 + off + 1 }), T0 - 5 * H, T0 + off + 2, false],
     ['disabled', site('a.test', { status: 'disabled' }), T0 - 5 * H, T0 + off, false],
     ['installing', site('a.test', { status: 'installing' }), undefined, T0 + off, false],
     ['failed status', site('a.test', { status: 'failed' }), undefined, T0 + off, false],

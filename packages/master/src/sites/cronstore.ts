@@ -100,6 +100,12 @@ export class CronStore {
     return new Map(rows.map((r) => [r.site, toRun(r)]));
   }
 
+  /** When each site's newest run started (one pass over the index; the scheduler keeps it in memory). */
+  lastStarts(): Map<string, number> {
+    const rows = this.db.prepare('SELECT site, started_ms FROM cron_runs WHERE id IN (SELECT max(id) FROM cron_runs GROUP BY site)').all() as { site: string; started_ms: number }[];
+    return new Map(rows.map((r) => [r.site, r.started_ms]));
+  }
+
   /** The site's runs, newest first. */
   list(domain: string, limit = CRON_RUNS_KEPT): CronRunInfo[] {
     return (this.db.prepare('SELECT * FROM cron_runs WHERE site = ? ORDER BY id DESC LIMIT ?').all(domain, limit) as Row[]).map(toRun);
