@@ -1,18 +1,19 @@
 /**
  * Cron end to end, driven by the `spoke` CLI against the built master and agent daemons, with a
  * real nginx and php-fpm (private prefixes, a loopback port), a private MariaDB, Debian's
- * WordPress tree and a real Drupal 7.105 tree (the shared fixture, unpacked into the master's
- * platform path). One agent is both web and db server. Covered: `site cron` on WordPress
+ * WordPress tree and real Drupal 7.105 and 9.5.11 trees (the shared fixtures, unpacked into the
+ * master's platform paths). One agent is both web and db server. Covered: `site cron` on WordPress
  * (wp-cron.php through nginx and php-fpm: the due events ran, the `cron` option moved on) and on
  * Drupal 7 installed unattended with `--profile standard` (cron.php with the site's cron key:
- * `cron_last` in the site's database changed); the history and `site show`; a disabled site
+ * `cron_last` in the site's database changed) and Drupal 9 with `--profile minimal` (`/cron/<key>`,
+ * 204, `system.cron_last` changed); the history and `site show`; a disabled site
  * refused with SITE_DISABLED and nothing recorded; runs failing while php-fpm is down recorded as
  * failed, three in a row flagged in `site ls`, a good run clearing it; `--interval` and
  * `--cron-interval` and their bad input. The schedule itself (offsets, ticks, the cap) is tested
  * with a fake clock in packages/master/src/sites/cronrunner.test.ts.
  *
- * Needs the Drupal fixture at ../shared/fixtures (from the repository root): missing under CI it
- * fails; elsewhere the Drupal test is skipped with the reason printed.
+ * Needs the Drupal fixtures at ../shared/fixtures (from the repository root): missing under CI
+ * the file fails; elsewhere the Drupal tests are skipped with the reason printed.
  */
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
