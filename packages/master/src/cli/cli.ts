@@ -965,7 +965,8 @@ function cronLines(c: wire.SiteCron | undefined): [string, string][] {
     ],
   ];
   if (c.failures > 0) lines.push(['cron failures', `${c.failures} in a row${c.failures >= 3 ? ' (see: spoke site cron DOMAIN --history)' : ''}`]);
-  lines.push(['cron next run', c.nextRunMs ? new Date(c.nextRunMs).toISOString() : '-']);
+  const next = c.nextRunMs ? new Date(c.nextRunMs).toISOString() : '-';
+  lines.push(['cron next run', c.nextRunMs && c.nextRunMs <= Date.now() ? `${next} (due: runs at the scheduler's next free slot)` : next]);
   return lines;
 }
 
