@@ -7,6 +7,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SPOKE_VERSION, SpokeError, fail, isSpokeError, wire } from '@spoke/shared';
 import { OperatorApi, type ConnectOptions } from './client.js';
+import { formatCronInterval } from '../sites/cron.js';
 import { ago, cronRunJson, human, parseDuration, platformJson, serverJson, siteJson, table, taskJson, taskStateFromName, taskStateName } from './format.js';
 
 /** Where the CLI writes. */
@@ -557,7 +558,7 @@ const COMMANDS: Record<string, Command> = {
           ['profile', s.profile],
           ['installed', s.installedMs ? new Date(s.installedMs).toISOString() : ''],
           ['created', new Date(s.createdMs).toISOString()],
-          ...cronLines(s.cron),
+          ...cronLines(s.domain, s.cron),
         ]),
       );
       return 0;
@@ -572,7 +573,7 @@ const COMMANDS: Record<string, Command> = {
     async run(ctx, [domain], o) {
       if (typeof o.interval === 'string') {
         const s = await ctx.api().call<wire.SetSiteCronRequest, wire.Site>('setSiteCron', { domain, interval: o.interval });
-        print(ctx, siteJson(s), () => kv(cronLines(s.cron)));
+        print(ctx, siteJson(s), () => kv(cronLines(s.domain, s.cron)));
         return 0;
       }
       if (o.history === true) {
@@ -952,11 +953,11 @@ function cronColumn(c: wire.SiteCron | undefined): string {
 }
 
 /** site show's cron lines. */
-function cronLines(c: wire.SiteCron | undefined): [string, string][] {
+function cronLines(domain: string, c: wire.SiteCron | undefined): [string, string][] {
   if (!c) return [];
   const last = c.last;
   const lines: [string, string][] = [
-    ['cron', c.intervalSeconds > 0 ? `every ${formatInterval(c.intervalSeconds)}${c.skipped ? ` (not run: ${c.skipped})` : ''}` : `off${c.skipped && c.skipped !== 'cron is off' ? ` (${c.skipped})` : ''}`],
+    ['cron', c.intervalSeconds > 0 ? `every ${formatCronInterval(c.intervalSeconds)}${c.skipped ? ` (not run: ${c.skipped})` : ''}` : `off${c.skipped && c.skipped !== 'cron is off' ? ` (${c.skipped})` : ''}`],
     [
       'cron last run',
       last
@@ -964,18 +965,10 @@ function cronLines(c: wire.SiteCron | undefined): [string, string][] {
         : 'never',
     ],
   ];
-  if (c.failures > 0) lines.push(['cron failures', `${c.failures} in a row${c.failures >= 3 ? ' (see: spoke site cron DOMAIN --history)' : ''}`]);
+  if (c.failures > 0) lines.push(['cron failures', `${c.failures} in a row${c.failures >= 3 ? ' (see: spoke site cron ${domain} --history)' : ''}`]);
   const next = c.nextRunMs ? new Date(c.nextRunMs).toISOString() : '-';
   lines.push(['cron next run', c.nextRunMs && c.nextRunMs <= Date.now() ? `${next} (due: runs at the scheduler's next free slot)` : next]);
   return lines;
-}
-
-/** `1h`, `15m`, `1d`. */
-function formatInterval(s: number): string {
-  if (s % 86_400 === 0) return `${s / 86_400}d`;
-  if (s % 3600 === 0) return `${s / 3600}h`;
-  if (s % 60 === 0) return `${s / 60}m`;
-  return `${s}s`;
 }
 
 function registrySummary(json: string): string {

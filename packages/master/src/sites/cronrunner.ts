@@ -80,7 +80,7 @@ export class CronScheduler {
     this.concurrency = deps.concurrency ?? 4;
   }
 
-  /** Starts the timer (the first tick comes after one interval). */
+  /** Starts the timer (the first tick comes after tickMs). */
   start(): void {
     this.ticking = true;
     this.arm();
@@ -129,8 +129,11 @@ export class CronScheduler {
     const plan = planCron(sites, this.deps.clock(), busy, this.lastStarts);
     const started = plan.due.slice(0, free);
     for (const domain of started) this.begin(domain, 'schedule');
-    this.backlog = plan.due.length > started.length;
-    if (this.backlog) this.deps.log.info({ started: started.length, waiting: plan.due.length - started.length }, 'cron runs wait for a free slot');
+    const waiting = plan.due.length - started.length;
+    // Said once when a queue forms (e.g. after the master was down), not at every run's end.
+    if (waiting > 0 && !this.backlog) this.deps.log.info({ started: started.length, waiting, concurrency: this.concurrency }, 'cron runs wait for a free slot');
+    else if (waiting === 0 && this.backlog) this.deps.log.info('cron queue drained');
+    this.backlog = waiting > 0;
     return started;
   }
 
