@@ -15,7 +15,7 @@
  * Needs the Drupal fixtures at ../shared/fixtures (from the repository root): missing under CI
  * the file fails; elsewhere the Drupal tests are skipped with the reason printed.
  */
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -195,6 +195,26 @@ describe('cron (real nginx, php-fpm, MariaDB, WordPress, Drupal 7)', () => {
     expect([nope.code, nope.stderr]).toEqual([1, 'error: SITE_NOT_FOUND: no site named nope.test (see: spoke site ls)\n']);
     expect((await master.cli('site', 'cron')).code).toBe(2);
   }, 60_000);
+
+  it('a site whose vhost is gone (the default server answers 200) is a failed run, not a false success; site verify puts it back', async () => {
+    const vhost = join(ngx, 'spoke.d', 'spoke-site-wp.test.conf');
+    expect(existsSync(vhost)).toBe(true);
+    rmSync(vhost);
+    execFileSync(nginx.reloadCommand[0] as string, nginx.reloadCommand.slice(1));
+    await nginx.served('wp.test to land on the default server', 'wp.test', '/', (x) => x.body.includes('default server'));
+    const r = await master.cli('site', 'cron', 'wp.test');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^error: SITE_CRON_FAILED: cron of wp\.test failed on w1 after \d+\.\ds: w1: GET http:\/\/wp\.test\/wp-cron\.php\?doing_wp_cron \(via 127\.0\.0\.1:\d+\) answered 200 without WordPress's wp-cron\.php's headers: not the site's answer \(is its vhost in place\?\): default server\n$/,
+    );
+    expect((await master.json<SiteJson>('site', 'show', 'wp.test')).cron).toMatchObject({ failures: 1, failing: false, last: { ok: false, errorCode: 'SITE_CRON_FAILED' } });
+    const v = await master.task('site', 'verify', 'wp.test');
+    expect(v.t.state, v.log).toBe('succeeded');
+    await nginx.served('wp.test to be served again', 'wp.test', '/wp-login.php', (x) => x.status === 200 && !x.body.includes('default server'));
+    const ok = await master.cli('site', 'cron', 'wp.test');
+    expect(ok.code, ok.stderr).toBe(0);
+    expect((await master.json<SiteJson>('site', 'show', 'wp.test')).cron.failures).toBe(0);
+  }, 120_000);
 
   it.skipIf(!HAVE_D7)(
     'Drupal 7 from the fixture: installed with --profile standard, site cron runs cron.php with its cron key and cron_last changes',

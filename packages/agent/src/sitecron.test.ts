@@ -22,13 +22,15 @@ let server: Server;
 let port = 0;
 const seen: { url: string; host: string }[] = [];
 /** What the stand-in web server answers, by request path. */
-let reply: (url: string) => { status: number; body: string } = () => ({ status: 200, body: '' });
+let reply: (url: string) => { status: number; body: string; expires?: string } = () => ({ status: 200, body: '' });
+const D7_EXPIRES = 'Sun, 19 Nov 1978 05:00:00 GMT';
+const WP_EXPIRES = 'Wed, 11 Jan 1984 05:00:00 GMT';
 
 beforeAll(async () => {
   server = createServer((req, res) => {
     seen.push({ url: req.url ?? '', host: req.headers.host ?? '' });
     const r = reply(req.url ?? '');
-    res.writeHead(r.status, { 'Content-Type': 'text/html' });
+    res.writeHead(r.status, { 'Content-Type': 'text/html', ...(r.expires ? { Expires: r.expires } : {}) });
     res.end(r.body);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -63,14 +65,26 @@ async function refusal(p: Promise<unknown>): Promise<SpokeError> {
 }
 
 describe('SiteCron over HTTP', () => {
-  it('Drupal 7: reads the cron key with the site tool, GETs /cron.php?cron_key=KEY with the Host header; 200 is success', async () => {
+  it('Drupal 7: reads the cron key with the site tool, GETs /cron.php?cron_key=KEY with the Host header; 200 with Drupal\'s headers is success', async () => {
     seen.length = 0;
-    reply = () => ({ status: 200, body: '' });
+    reply = () => ({ status: 200, body: '', expires: D7_EXPIRES });
     const r = await cron().run({ tree: '/var/www/d7', domain: 'd7.test', kind: 'drupal7' });
     expect(seen).toEqual([{ url: `/cron.php?cron_key=${KEY}`, host: 'd7.test' }]);
     expect(toolRuns.at(-1)).toEqual({ op: 'cronKey', kind: 'drupal7' });
     expect(r).toMatchObject({ method: `GET /cron.php?cron_key=… via 127.0.0.1:${port}`, status: 200, message: '200' });
     expect(JSON.stringify(r)).not.toContain(KEY);
+  });
+
+  it('a 200 without the application\'s header is another site answering (the vhost is gone): SITE_CRON_FAILED', async () => {
+    reply = () => ({ status: 200, body: '<html><body><h1>Welcome to nginx!</h1></body></html>' });
+    const d7 = await refusal(cron().run({ tree: '/var/www/d7', domain: 'd7.test', kind: 'drupal7' }));
+    expect([d7.code, d7.message]).toEqual([
+      'SITE_CRON_FAILED',
+      `GET http://d7.test/cron.php?cron_key=… (via 127.0.0.1:${port}) answered 200 without Drupal's headers: not the site's answer (is its vhost in place?): Welcome to nginx!`,
+    ]);
+    reply = () => ({ status: 200, body: '', expires: D7_EXPIRES });
+    const wp = await refusal(cron().run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }));
+    expect(wp.message).toBe(`GET http://wp.test/wp-cron.php?doing_wp_cron (via 127.0.0.1:${port}) answered 200 without WordPress's wp-cron.php's headers: not the site's answer (is its vhost in place?)`);
   });
 
   it('Drupal 8+: GET /cron/KEY, 204 is success; a 403 is SITE_CRON_FAILED saying why, without the key', async () => {
@@ -91,7 +105,7 @@ describe('SiteCron over HTTP', () => {
   it('WordPress: GET /wp-cron.php?doing_wp_cron without the site tool; a 503 (disabled) and a 500 fail', async () => {
     seen.length = 0;
     toolRuns.length = 0;
-    reply = () => ({ status: 200, body: '' });
+    reply = () => ({ status: 200, body: '', expires: WP_EXPIRES });
     const r = await cron().run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' });
     expect(seen).toEqual([{ url: '/wp-cron.php?doing_wp_cron', host: 'wp.test' }]);
     expect(toolRuns).toEqual([]);

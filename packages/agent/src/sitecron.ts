@@ -102,9 +102,9 @@ export class SiteCron {
       if (!/^[A-Za-z0-9_-]{1,128}$/.test(key)) throw fail('SITE_CRON_FAILED', `${req.domain}: the site has no usable cron key (${key ? 'unexpected characters' : 'empty'})`);
       const path = req.kind === 'drupal7' ? `/cron.php?cron_key=${key}` : `/cron/${key}`;
       const shown = req.kind === 'drupal7' ? '/cron.php?cron_key=…' : '/cron/…';
-      r = await this.http(req.domain, path, shown, req.kind === 'drupal7' ? [200] : [204, 200]);
+      r = req.kind === 'drupal7' ? await this.http(req.domain, path, shown, [200], DRUPAL7_SIGN) : await this.http(req.domain, path, shown, [204]);
     } else if (req.kind === 'wordpress') {
-      r = await this.http(req.domain, '/wp-cron.php?doing_wp_cron', '/wp-cron.php?doing_wp_cron', [200]);
+      r = await this.http(req.domain, '/wp-cron.php?doing_wp_cron', '/wp-cron.php?doing_wp_cron', [200], WORDPRESS_SIGN);
     } else {
       throw fail('SITE_TOOL_UNSUPPORTED', `${req.domain}: Spoke runs no cron for a ${req.kind || 'generic'} site`);
     }
@@ -113,8 +113,8 @@ export class SiteCron {
     return { ...r, ms };
   }
 
-  /** GETs `path` from the local web server; `ok` lists the statuses that mean success. */
-  private async http(domain: string, path: string, shown: string, ok: number[]): Promise<Omit<SiteCronReport, 'ms'>> {
+  /** GETs `path` from the local web server; `ok` lists the statuses that mean success, `sign` the header only the application sends. */
+  private async http(domain: string, path: string, shown: string, ok: number[], sign?: AppSign): Promise<Omit<SiteCronReport, 'ms'>> {
     await this.deps.service('');
     const listen = this.deps.http.listen[0];
     if (!listen) throw fail('NO_HTTP_SERVICE', 'http.listen in agent.json is empty: the agent cannot reach its web server to run cron');
@@ -127,6 +127,20 @@ export class SiteCron {
       const why = a.status === 403 ? ' (the cron key was refused, or the site is in maintenance mode)' : a.status === 503 ? ' (the site is disabled or in maintenance)' : '';
       throw fail('SITE_CRON_FAILED', `GET ${where} answered ${a.status}${why}${text ? `: ${text}` : ''}`);
     }
+    if (sign && !sign.expires.test(String(a.headers.expires ?? ''))) {
+      throw fail('SITE_CRON_FAILED', `GET ${where} answered ${a.status} without ${sign.app}'s headers: not the site's answer (is its vhost in place?)${text ? `: ${text}` : ''}`);
+    }
     return { method, status: a.status, message: `${a.status}${text ? ` ${text}` : ''}` };
   }
 }
+
+/** A header only the application's cron script sends. */
+interface AppSign {
+  app: string;
+  expires: RegExp;
+}
+
+/** drupal_page_header(), sent by every fully bootstrapped Drupal 7 request. */
+const DRUPAL7_SIGN: AppSign = { app: 'Drupal', expires: /19 Nov 1978/ };
+/** wp-cron.php's own header. */
+const WORDPRESS_SIGN: AppSign = { app: "WordPress's wp-cron.php", expires: /11 Jan 1984/ };

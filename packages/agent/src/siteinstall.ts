@@ -58,6 +58,8 @@ export interface Answer {
   status: number;
   location: string;
   body: string;
+  /** Response headers, names in lower case. */
+  headers: Record<string, string | string[] | undefined>;
 }
 
 /**
@@ -87,7 +89,9 @@ export function requestSite(
         size += c.length;
         if (size <= 4 * 1024 * 1024) chunks.push(c);
       });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, location: String(res.headers.location ?? ''), body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, location: String(res.headers.location ?? ''), body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }),
+      );
       res.on('error', (e) => reject(fail(code, `${method} ${where}: ${e.message}`)));
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${Math.round(timeoutMs / 1000)}s`)));
