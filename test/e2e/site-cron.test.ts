@@ -116,8 +116,8 @@ afterAll(async () => {
   await nginx?.stop();
   await fpm?.stop();
   await db?.stop();
-  cleanup(dir);
-});
+  cleanup(dir); // three platform trees on the master and the agent: ~90,000 files
+}, 300_000);
 
 describe('cron (real nginx, php-fpm, MariaDB, WordPress, Drupal 7)', () => {
   it('site install --cron-interval: a bad interval is refused before anything; 15m is kept', async () => {
