@@ -202,12 +202,14 @@ export interface PhpFpmOptions {
   catchWorkersOutput?: boolean;
   /** Loads mysqlnd and mysqli (php-fpm runs with -n: no php.ini, no conf.d) and hides errors from pages. */
   mysqli?: boolean;
-  /** Loads what Drupal 7 and 8+ need (PDO MySQL, gd, the XML family, mbstring, …; packages php-mysql, php-gd, php-xml, php-mbstring). */
+  /** Loads what Drupal 7 and 8+ need (mysqlnd and DRUPAL_EXTENSIONS; packages php-mysql, php-gd, php-xml, php-mbstring). */
   drupal?: boolean;
+  /** More shared extensions to load, in order (e.g. DRUPAL_EXTENSIONS). */
+  extensions?: string[];
 }
 
-/** Debian's shared PHP extensions Drupal needs, in load order (php-fpm runs with -n). */
-export const DRUPAL_PHP_EXTENSIONS = ['mysqlnd', 'pdo', 'pdo_mysql', 'ctype', 'dom', 'simplexml', 'xml', 'xmlreader', 'xmlwriter', 'gd', 'mbstring', 'tokenizer', 'iconv', 'fileinfo', 'posix'];
+/** What Drupal 7/8+ needs of PHP beyond what is built in (after mysqlnd). */
+export const DRUPAL_EXTENSIONS = ['pdo', 'pdo_mysql', 'ctype', 'dom', 'gd', 'mbstring', 'simplexml', 'tokenizer', 'xml', 'xmlreader', 'xmlwriter', 'fileinfo', 'iconv', 'posix'];
 
 /** Where the php-fpm of `dir` listens (also when it is not installed and never started). */
 export const phpFpmSocket = (dir: string) => join(dir, 'php-fpm.sock');
@@ -235,9 +237,14 @@ export async function startPhpFpm(dir: string, opts: PhpFpmOptions = {}): Promis
       '',
     ].join('\n'),
   );
-  const names = [...(opts.mysqli ? ['mysqlnd', 'mysqli'] : []), ...(opts.drupal ? DRUPAL_PHP_EXTENSIONS : [])];
+  const names = [
+    ...(opts.mysqli || opts.drupal ? ['mysqlnd'] : []),
+    ...(opts.mysqli ? ['mysqli'] : []),
+    ...(opts.drupal ? DRUPAL_EXTENSIONS : []),
+    ...(opts.extensions ?? []),
+  ];
   const ext = [...new Set(names)].flatMap((e) => ['-d', `extension=${e}`]);
-  if (names.length) ext.push('-d', 'display_errors=0', '-d', 'memory_limit=256M');
+  if (names.length) ext.push('-d', 'display_errors=0');
   const p = spawn(bin, ['-n', ...ext, '-F', '-y', join(dir, 'php-fpm.conf')], { stdio: 'ignore' });
   await until('php-fpm to listen', () => existsSync(socket));
   return {

@@ -23,6 +23,7 @@ import { MasterConnection } from '../../packages/agent/src/connection.js';
 import type { HttpSettings } from '../../packages/agent/src/config.js';
 import { SiteInstaller } from '../../packages/agent/src/siteinstall.js';
 import { SitePhp } from '../../packages/agent/src/php/sitephp.js';
+import { SiteCron } from '../../packages/agent/src/sitecron.js';
 import type { AgentTrees } from '../../packages/agent/src/sync.js';
 import { commandRunner, WebConfig } from '../../packages/agent/src/webconfig.js';
 import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
@@ -95,6 +96,7 @@ beforeAll(async () => {
   });
   const sitePhp = new SitePhp({ rootMap, roots: ['/var/www'], binDirs: BIN_DIRS, phpCli: '', phpUser: 'www-data', log });
   const installer = new SiteInstaller({ http, php: sitePhp, service: (p) => web.service(p), log });
+  const cron = new SiteCron({ http, php: sitePhp, service: (p) => web.service(p), log });
   const ca = await createCA();
   conn = new MasterConnection({
     log,
@@ -109,6 +111,7 @@ beforeAll(async () => {
     trees: { setClient: () => undefined } as unknown as AgentTrees,
     web,
     installer,
+    cron,
     driftIntervalMs: 60_000,
     db: null,
   });
@@ -292,6 +295,12 @@ describe('WordPress install over HTTP (Debian\'s wordpress, private MariaDB)', (
     const again = await call({ type: 'installSite', domain: 'wp.test', kind: 'wordpress', title: TITLE, adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'x', tree: '/var/www/wp', profile: '', locale: '' });
     expect(again).toMatchObject({ ran: false, reason: 'WordPress is already installed at http://wp.test/' });
   }, 120_000);
+
+  it('SiteCron over the link: wp-cron.php through the same web server answers 200', async () => {
+    const r = await call({ type: 'siteCron', tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' });
+    expect(r).toMatchObject({ status: 200, message: '200' });
+    expect(r.method).toMatch(/^GET \/wp-cron\.php\?doing_wp_cron via 127\.0\.0\.1:\d+$/);
+  }, 60_000);
 
   it('a site whose database is unreachable fails with SITE_INSTALL_FAILED and a one-line reason', async () => {
     writeFileSync(join(wpTree(), 'wp-config.php'), readFileSync(join(wpTree(), 'wp-config.php'), 'utf8').replace("'wp-pass-1'", "'wrong-password'"));

@@ -13,6 +13,7 @@ import { beginRun, distrustTrees, endRun, linuxBootId, syncAll } from './converg
 import { commandRunner, WebConfig } from './webconfig.js';
 import { SiteInstaller } from './siteinstall.js';
 import { SitePhp } from './php/sitephp.js';
+import { SiteCron } from './sitecron.js';
 import { SiteDatabases } from './db/index.js';
 
 /** A running agent. */
@@ -79,6 +80,12 @@ export async function startAgent(
     service: (pinned) => web.service(pinned),
     log: deps.log.child({ component: 'agent.install' }),
   });
+  const cron = new SiteCron({
+    http: opts.http,
+    php: sitePhp,
+    service: (pinned) => web.service(pinned),
+    log: deps.log.child({ component: 'agent.cron' }),
+  });
   const db = opts.db
     ? new SiteDatabases({ settings: opts.db, binDirs: opts.binDirs, tmpDir: join(opts.stateDir, 'tmp'), log: deps.log.child({ component: 'agent.db' }) })
     : null;
@@ -88,6 +95,7 @@ export async function startAgent(
     web,
     installer,
     sitePhp,
+    cron,
     db,
     siteFiles,
     driftIntervalMs: opts.driftIntervalMs,

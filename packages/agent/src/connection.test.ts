@@ -55,6 +55,7 @@ function link(port: number): { conn: MasterConnection; states: LinkState[]; hell
     web: { configurePlatform: () => Promise.reject(new Error('unused')), configureSite: () => Promise.reject(new Error('unused')), removeSite: () => Promise.reject(new Error('unused')), removePlatform: () => Promise.reject(new Error('unused')), settingsToWebGroup: () => Promise.reject(new Error('unused')) },
     installer: { install: () => Promise.reject(new Error('unused')) },
     sitePhp: { run: () => Promise.reject(new Error('unused')) },
+    cron: { run: () => Promise.reject(new Error('unused')) },
     driftIntervalMs: 60_000,
   });
   const states: LinkState[] = [];

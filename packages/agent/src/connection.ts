@@ -25,6 +25,7 @@ import type { AgentTrees } from './sync.js';
 import type { WebConfig } from './webconfig.js';
 import type { SiteInstaller } from './siteinstall.js';
 import type { SitePhp, SiteToolOp } from './php/sitephp.js';
+import type { SiteCron } from './sitecron.js';
 import type { SiteDatabases } from './db/index.js';
 import type { SiteFileTransfer } from './sitetransfer.js';
 import { forgetPlatform } from './forget.js';
@@ -50,6 +51,8 @@ export interface ConnectionDeps {
   installer: Pick<SiteInstaller, 'install'>;
   /** Spoke's site tool (one-time login links, database updates). */
   sitePhp: Pick<SitePhp, 'run'>;
+  /** Sites' cron runs (capability 10). */
+  cron: Pick<SiteCron, 'run'>;
   /** Site databases (agent.json `db`); null when this agent manages no database server. */
   db?: Pick<SiteDatabases, 'createSiteDb' | 'dropSiteDb' | 'setGrants' | 'dumpSiteDb' | 'restoreSiteDb' | 'siteAddress'> | null;
   /** Sites' user files to and from the master (capability 6); absent: those commands fail. */
@@ -422,6 +425,11 @@ export class MasterConnection {
           const c = cmd.command.value;
           const r = await runSiteTool(this.deps.sitePhp, c);
           return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'siteTool', value: r } });
+        }
+        case 'siteCron': {
+          const c = cmd.command.value;
+          const r = await this.deps.cron.run({ tree: c.tree, domain: c.domain, kind: c.kind });
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'siteCron', value: r } });
         }
         case 'dbCreate': {
           const c = cmd.command.value;

@@ -26,6 +26,7 @@ const conn = new MasterConnection({
   web: { configurePlatform: unused, configureSite: unused, removeSite: unused, removePlatform: unused, settingsToWebGroup: unused },
   installer: { install: unused },
   sitePhp: { run: unused },
+  cron: { run: unused },
   driftIntervalMs: 60_000,
 });
 conn.onState = (s) => process.stdout.write(`state ${s}\n`);

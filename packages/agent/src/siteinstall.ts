@@ -8,7 +8,7 @@
  * here. Other kinds are left for their web installer, with the reason.
  */
 import { request } from 'node:http';
-import { checkDomain, fail, type Logger } from '@spoke/shared';
+import { checkDomain, fail, type ErrorCode, type Logger } from '@spoke/shared';
 import type { HttpSettings } from './config.js';
 import type { SitePhp } from './php/sitephp.js';
 
@@ -53,11 +53,53 @@ export interface SiteInstallerDeps {
   timeoutMs?: number;
 }
 
-/** One HTTP answer. */
-interface Answer {
+/** One HTTP answer (the body cut at 4 MiB). */
+export interface Answer {
   status: number;
   location: string;
   body: string;
+  /** Response headers, names in lower case. */
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/**
+ * One request to this host's web server at `at` with the site's name in the Host header, as a
+ * browser would send it; redirects are not followed.
+ * @throws SpokeError `opts.code` when the server cannot be reached or does not answer in time
+ */
+export function requestSite(
+  at: { host: string; port: number },
+  domain: string,
+  method: 'GET' | 'POST',
+  path: string,
+  body: string | null,
+  opts: { timeoutMs: number; where: string; code: ErrorCode },
+): Promise<Answer> {
+  const { timeoutMs, where, code } = opts;
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { Host: domain, 'User-Agent': 'spoke-agent' };
+    if (body !== null) {
+      headers['Content-Type'] = 'application/x-www-form-urlencoded';
+      headers['Content-Length'] = String(Buffer.byteLength(body));
+    }
+    const req = request({ host: at.host, port: at.port, method, path, headers, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size <= 4 * 1024 * 1024) chunks.push(c);
+      });
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, location: String(res.headers.location ?? ''), body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }),
+      );
+      res.on('error', (e) => reject(fail(code, `${method} ${where}: ${e.message}`)));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${Math.round(timeoutMs / 1000)}s`)));
+    req.on('error', (e: NodeJS.ErrnoException) =>
+      reject(fail(code, `${method} ${where} failed: ${e.code === 'ECONNREFUSED' ? 'connection refused (is the web server running?)' : (e.code ?? e.message)}`)),
+    );
+    req.end(body ?? undefined);
+  });
 }
 
 /** The address to reach this host's web server from the agent, from an `http.listen` value. */
@@ -194,28 +236,6 @@ export class SiteInstaller {
 
   /** One request to the local web server with the site's Host header; redirects are not followed. */
   private send(at: { host: string; port: number }, domain: string, method: 'GET' | 'POST', path: string, body: string | null, where: string): Promise<Answer> {
-    const timeoutMs = this.deps.timeoutMs ?? 120_000;
-    return new Promise((resolve, reject) => {
-      const headers: Record<string, string> = { Host: domain, 'User-Agent': 'spoke-agent' };
-      if (body !== null) {
-        headers['Content-Type'] = 'application/x-www-form-urlencoded';
-        headers['Content-Length'] = String(Buffer.byteLength(body));
-      }
-      const req = request({ host: at.host, port: at.port, method, path, headers, timeout: timeoutMs }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size <= 4 * 1024 * 1024) chunks.push(c);
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, location: String(res.headers.location ?? ''), body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', (e) => reject(fail('SITE_INSTALL_FAILED', `${method} ${where}: ${e.message}`)));
-      });
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${Math.round(timeoutMs / 1000)}s`)));
-      req.on('error', (e: NodeJS.ErrnoException) =>
-        reject(fail('SITE_INSTALL_FAILED', `${method} ${where} failed: ${e.code === 'ECONNREFUSED' ? 'connection refused (is the web server running?)' : (e.code ?? e.message)}`)),
-      );
-      req.end(body ?? undefined);
-    });
+    return requestSite(at, domain, method, path, body, { timeoutMs: this.deps.timeoutMs ?? 120_000, where, code: 'SITE_INSTALL_FAILED' });
   }
 }

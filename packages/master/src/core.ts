@@ -17,6 +17,8 @@ import { join } from 'node:path';
 import type { Db } from './store.js';
 import { SiteTasks } from './sites/tasks.js';
 import { PlatformRemover, type RemovePlatformInput } from './platformremove.js';
+import { CronScheduler } from './sites/cronrunner.js';
+import { CronStore } from './sites/cronstore.js';
 
 /** What `spoke status` shows. */
 export interface MasterStatusInfo {
@@ -44,6 +46,8 @@ export class Core {
   readonly sync: PlatformSync;
   /** The site tasks (install, verify, disable/enable, aliases, delete). */
   readonly sites: SiteTasks;
+  /** Sites' cron: the scheduler (started by master.ts), `site cron`, the history. */
+  readonly cron: CronScheduler;
   /** `platform rm` (platform.remove tasks). */
   private readonly remover: PlatformRemover;
   private readonly log: Logger;
@@ -66,6 +70,8 @@ export class Core {
     faults?: { corruptBlobs: number };
     /** Environment for the build tools (git, patch). @default {} (PATH unset: tools not found) */
     buildEnv?: Record<string, string | undefined>;
+    /** Cron runs at once and time between scheduler ticks. @default 4, 10000 */
+    cron?: { concurrency?: number; tickMs?: number };
   }) {
     this.faults = deps.faults ?? { corruptBlobs: 0 };
     this.ns = deps.ns;
@@ -89,6 +95,22 @@ export class Core {
       trashDir: join(this.info.stateDir, 'trash'),
     });
     this.sync.setWebGroupFiles((platform) => this.sites.platformSettingsFiles(platform));
+    this.cron = new CronScheduler({
+      ns: this.ns,
+      hub: this.hub,
+      runs: new CronStore({ db: deps.db }),
+      clock: this.clock,
+      log: this.log.child({ component: 'master.cron' }),
+      busySites: () =>
+        new Set(
+          this.tasks
+            .list({ state: 'running' })
+            .filter((t) => t.entity.startsWith('site:'))
+            .map((t) => t.entity.slice('site:'.length)),
+        ),
+      concurrency: deps.cron?.concurrency,
+      tickMs: deps.cron?.tickMs,
+    });
     this.remover = new PlatformRemover({
       ns: this.ns,
       hub: this.hub,

@@ -62,6 +62,9 @@ export type AgentCommand =
   // Spoke's site tool on a web agent (capability 9): a one-time login link, pending database
   // updates, running them; tokenHash/ttlSeconds only for a WordPress login link
   | { type: 'siteTool'; tree: string; domain: string; kind: string; op: SiteToolOp; tokenHash?: string; ttlSeconds?: number }
+  // one cron run of a site on a web agent (capability 10), through its web server (Drupal,
+  // WordPress) or runJobs.php (MediaWiki)
+  | { type: 'siteCron'; tree: string; domain: string; kind: string }
   // a site's user files (capability 6): a tar of files/ and private/ of sites/<domain>;
   // siteFilesPack needs CallOptions.filesTo, siteFilesUnpack CallOptions.filesFrom
   | { type: 'siteFilesPack'; tree: string; domain: string }
@@ -149,6 +152,17 @@ export interface SiteToolReport {
   pending: SiteUpdateInfo[];
   /** update: what ran. */
   ran: SiteUpdateInfo[];
+}
+
+/** What one cron run did on an agent. */
+export interface SiteCronReport {
+  /** What ran, e.g. "GET /cron/… via 127.0.0.1:80" (the key elided). */
+  method: string;
+  /** HTTP status (0 for runJobs.php). */
+  status: number;
+  /** One line: what the site answered. */
+  message: string;
+  ms: number;
 }
 
 const SITE_TOOL_OPS: Record<SiteToolOp, wire.SiteToolOp> = {
@@ -267,6 +281,7 @@ export interface AgentCommandResults {
   removeSite: SiteRemoveReport;
   installSite: SiteInstallReport;
   siteTool: SiteToolReport;
+  siteCron: SiteCronReport;
   siteFilesPack: SiteFilesPackReport;
   siteFilesUnpack: SiteFilesUnpackReport;
   forgetPlatform: PlatformForgetReport;
@@ -701,6 +716,8 @@ function commandToWire(id: string, cmd: AgentCommand): wire.MasterCommand {
           value: { tree: cmd.tree, domain: cmd.domain, kind: cmd.kind, op: SITE_TOOL_OPS[cmd.op], tokenHash: cmd.tokenHash ?? '', ttlSeconds: cmd.ttlSeconds ?? 0 },
         },
       };
+    case 'siteCron':
+      return { id, command: { $case: 'siteCron', value: { tree: cmd.tree, domain: cmd.domain, kind: cmd.kind } } };
     case 'siteFilesPack':
       return { id, command: { $case: 'siteFilesPack', value: { tree: cmd.tree, domain: cmd.domain } } };
     case 'siteFilesUnpack':
@@ -771,6 +788,10 @@ function resultFromWire(type: AgentCommand['type'], r: wire.CommandResult): unkn
     const c = r.result.value;
     const u = (x: wire.SiteUpdate): SiteUpdateInfo => ({ module: x.module, update: x.update, description: x.description });
     return { url: c.url, user: c.user, pending: c.pending.map(u), ran: c.ran.map(u) } satisfies SiteToolReport;
+  }
+  if (type === 'siteCron' && r.result?.$case === 'siteCron') {
+    const c = r.result.value;
+    return { method: c.method, status: c.status, message: c.message, ms: c.ms } satisfies SiteCronReport;
   }
   if (type === 'siteFilesPack' && r.result?.$case === 'siteFilesPack') {
     const c = r.result.value;

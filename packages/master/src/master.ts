@@ -106,6 +106,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
       faults: { corruptBlobs: opts.faultCorruptBlobs },
       db,
       buildEnv: opts.buildEnv,
+      cron: { concurrency: opts.cronConcurrency, tickMs: opts.cronTickMs },
     });
     const interrupted = tasks.recover();
     if (interrupted.length) log.warn({ tasks: interrupted }, 'tasks interrupted by the last stop were failed');
@@ -123,6 +124,8 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
     await bind(local, `unix://${opts.socket}`, ServerCredentials.createInsecure());
     chmodSync(opts.socket, 0o600);
     tasks.start();
+    if (opts.cron) core.cron.start();
+    else log.warn('the cron scheduler is off (SPOKE_CRON=off): no site cron runs on schedule; spoke site cron DOMAIN still runs one');
     log.info({ listen, socket: opts.socket, stateDir: opts.stateDir, root: opts.root || '/' }, 'master started');
 
     let stopped = false;
@@ -134,6 +137,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
       stop: async () => {
         if (stopped) return;
         stopped = true;
+        await core.cron.stop();
         await tasks.stop();
         core.sync.close();
         await trees.close();

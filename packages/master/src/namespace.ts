@@ -71,6 +71,7 @@ interface SiteRow {
   installed_ms: number | null;
   own_settings: number;
   redirect_aliases: number;
+  cron_interval_s: number;
 }
 
 /** A detected service as an agent reports it. */
@@ -106,6 +107,20 @@ export interface CreateSiteInput {
   ownSettings?: boolean;
   /** The aliases answer with a 301 to the domain. */
   redirectAliases?: boolean;
+  /** Seconds between cron runs, 0 = off. @default 3600 */
+  cronIntervalS?: number;
+}
+
+/** What the cron scheduler reads of a site (one cheap query for every site). */
+export interface CronSiteRow {
+  domain: string;
+  platform: string;
+  status: SiteStatus;
+  /** Registry kind of the platform ("" when it was never verified). */
+  kind: string;
+  intervalS: number;
+  installedMs: number | null;
+  createdMs: number;
 }
 
 /** Thrown inside a transaction to roll back a dry run. */
@@ -727,8 +742,8 @@ export class Namespace {
       }
       this.db
         .prepare(
-          `INSERT INTO sites (domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_password, salt, own_settings, redirect_aliases)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO sites (domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_password, salt, own_settings, redirect_aliases, cron_interval_s)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           input.domain,
@@ -743,6 +758,7 @@ export class Namespace {
           input.salt ?? null,
           input.ownSettings ? 1 : 0,
           input.redirectAliases ? 1 : 0,
+          input.cronIntervalS ?? 3600,
         );
       const ins = this.db.prepare('INSERT INTO domains (name, site, is_alias) VALUES (?, ?, ?)');
       ins.run(input.domain, input.domain, 0);
@@ -854,6 +870,48 @@ export class Namespace {
     this.db.prepare('UPDATE sites SET redirect_aliases = ? WHERE domain = ?').run(on ? 1 : 0, domain);
   }
 
+  /**
+   * Sets a site's cron interval in seconds (0 = off); the cron scheduler is its reader.
+   * @throws SpokeError SITE_NOT_FOUND, INVALID_ARGUMENT (negative or not whole)
+   */
+  setSiteCronInterval(domain: string, seconds: number): SiteInfo {
+    if (!Number.isInteger(seconds) || seconds < 0) throw fail('INVALID_ARGUMENT', `cron interval must be whole seconds >= 0, got ${seconds}`);
+    const s = this.getSite(domain);
+    this.db.prepare('UPDATE sites SET cron_interval_s = ? WHERE domain = ?').run(seconds, s.domain);
+    return this.getSite(s.domain);
+  }
+
+  /** Every site with what the cron scheduler needs (its platform's kind from the stored registry). */
+  cronSites(): CronSiteRow[] {
+    const kinds = new Map<string, string>();
+    for (const p of this.db.prepare('SELECT name, registry_json FROM platforms').all() as { name: string; registry_json: string | null }[]) {
+      let kind = '';
+      try {
+        kind = p.registry_json ? String((JSON.parse(p.registry_json) as { kind?: unknown }).kind ?? '') : '';
+      } catch {
+        kind = '';
+      }
+      kinds.set(p.name, kind);
+    }
+    const rows = this.db.prepare('SELECT domain, platform, status, cron_interval_s, installed_ms, created_ms FROM sites ORDER BY domain').all() as {
+      domain: string;
+      platform: string;
+      status: SiteStatus;
+      cron_interval_s: number;
+      installed_ms: number | null;
+      created_ms: number;
+    }[];
+    return rows.map((r) => ({
+      domain: r.domain,
+      platform: r.platform,
+      status: r.status,
+      kind: kinds.get(r.platform) ?? '',
+      intervalS: r.cron_interval_s,
+      installedMs: r.installed_ms,
+      createdMs: r.created_ms,
+    }));
+  }
+
   /** The site's database password and salt (for rendering its settings only). @throws SpokeError SITE_NOT_FOUND */
   siteSecrets(domain: string): SiteSecrets {
     const r = this.mustSiteRow(domain);
@@ -907,10 +965,10 @@ export class Namespace {
       }
       this.db
         .prepare(
-          `INSERT INTO sites (domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_password, db_host, db_port, salt, installed_ms, redirect_aliases)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO sites (domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_password, db_host, db_port, salt, installed_ms, redirect_aliases, cron_interval_s)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(to.domain, to.platform, to.dbServer, r.profile, r.status, r.created_ms, to.db.name, to.db.user, to.db.password, to.dbHost, to.dbPort, to.salt, r.installed_ms, r.redirect_aliases);
+        .run(to.domain, to.platform, to.dbServer, r.profile, r.status, r.created_ms, to.db.name, to.db.user, to.db.password, to.dbHost, to.dbPort, to.salt, r.installed_ms, r.redirect_aliases, r.cron_interval_s);
       this.db.prepare('INSERT INTO domains (name, site, is_alias) VALUES (?, ?, 0)').run(to.domain, to.domain);
       this.db.prepare('UPDATE domains SET site = ? WHERE site = ? AND is_alias = 1').run(to.domain, from);
       this.db.prepare('DELETE FROM domains WHERE site = ?').run(from);
@@ -961,6 +1019,7 @@ export class Namespace {
       installedMs: r.installed_ms,
       ownSettings: r.own_settings === 1,
       redirectAliases: r.redirect_aliases === 1,
+      cronIntervalS: r.cron_interval_s,
     };
   }
 

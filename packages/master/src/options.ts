@@ -42,6 +42,12 @@ export interface MasterOptions {
    * proxies, SSH agent. Prompts are always turned off. @default the master's own environment
    */
   buildEnv?: Record<string, string | undefined>;
+  /** Run sites' cron on schedule (env SPOKE_CRON=off turns it off; `site cron` still runs). @default true */
+  cron?: boolean;
+  /** Cron runs at once across all sites. @default 4 (env SPOKE_CRON_CONCURRENCY) */
+  cronConcurrency?: number;
+  /** Time between cron scheduler ticks. @default 10000 (env SPOKE_CRON_TICK_MS) */
+  cronTickMs?: number;
 }
 
 /** Fully-set master options. */
@@ -74,5 +80,8 @@ export function compileMasterOptions(o: MasterOptions = {}): CompiledMasterOptio
     logLevel: o.logLevel ?? process.env.SPOKE_LOG_LEVEL ?? 'info',
     faultCorruptBlobs: o.faultCorruptBlobs ?? envInt('SPOKE_FAULT_CORRUPT_BLOBS') ?? 0,
     buildEnv: o.buildEnv ?? { ...process.env },
+    cron: o.cron ?? process.env.SPOKE_CRON !== 'off',
+    cronConcurrency: o.cronConcurrency ?? envInt('SPOKE_CRON_CONCURRENCY') ?? 4,
+    cronTickMs: o.cronTickMs ?? envInt('SPOKE_CRON_TICK_MS') ?? 10_000,
   };
 }

@@ -171,6 +171,25 @@ const MIGRATIONS: string[] = [
   DROP TABLE file_hashes;
   ALTER TABLE file_hashes_new RENAME TO file_hashes;
   `,
+  // 7: cron — each site's interval (0 = off; existing sites get the default, 1 h) and a bounded
+  // history of runs (sites/cronstore.ts keeps the last 20 per site; they go with the site)
+  `
+  ALTER TABLE sites ADD COLUMN cron_interval_s INTEGER NOT NULL DEFAULT 3600;
+  CREATE TABLE cron_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    site TEXT NOT NULL REFERENCES sites(domain) ON DELETE CASCADE,
+    started_ms INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    -- failed runs in a row up to and including this one (0 when ok)
+    failures INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    error_code TEXT NOT NULL DEFAULT '',
+    server TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL CHECK (kind IN ('schedule', 'manual'))
+  );
+  CREATE INDEX cron_runs_site ON cron_runs(site, id);
+  `,
 ];
 
 /** Opens (and creates or migrates) the store at `file`. `:memory:` works for tests. */

@@ -106,6 +106,8 @@ export interface SiteInfo {
   ownSettings: boolean;
   /** The aliases answer with a 301 to the domain. */
   redirectAliases: boolean;
+  /** Seconds between scheduled cron runs; 0 = off. */
+  cronIntervalS: number;
 }
 
 /** What only the site tasks read: rendered into the settings files, never printed. */

@@ -24,8 +24,10 @@
  *       command line (profile, locale), SiteTool (one-time login links, pending database updates
  *       and running them) through Spoke's site tool, as php.user; Converge carries the settings
  *       files to give to the web group after the apply.
- *   10 — (site cron, merged separately)
- *   11 — converge conflicts: a path where user data stands in the way of a wanted file or
+ *  10 — SiteCron: one cron run of a site through its own web server (Drupal 7/8+ with the
+ *       site's cron key, WordPress wp-cron.php) or, for MediaWiki, maintenance/runJobs.php as
+ *       php.user. Used by the master's cron scheduler and `site cron`.
+ *  11 — converge conflicts: a path where user data stands in the way of a wanted file or
  *       symlink is skipped and reported (ConvergeResult.conflicts, TreeStatusResult.conflicts),
  *       everything else applied; an unfinishable journal or a refused manifest delta no longer
  *       stops every later converge of the tree. Older agents fail the whole converge instead.
@@ -33,7 +35,7 @@
 export const CAPABILITY_VERSION = 11;
 
 /** The lowest capability an agent needs for each command the master sends (default 1). */
-export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteTool: 9, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };
+export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteTool: 9, siteCron: 10, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };
 
 /** The product version printed by `--version` and reported in host facts. */
 export const SPOKE_VERSION = '0.1.0';

@@ -310,6 +310,7 @@ describe('site databases over the agent link (connection.ts)', () => {
       trees: { setClient: () => undefined } as unknown as AgentTrees,
       web: { configurePlatform: () => Promise.reject(new Error('unused')), configureSite: () => Promise.reject(new Error('unused')), removeSite: () => Promise.reject(new Error('unused')), removePlatform: () => Promise.reject(new Error('unused')), settingsToWebGroup: () => Promise.reject(new Error('unused')) },
       installer: { install: () => Promise.reject(new Error('unused')) },
+      cron: { run: () => Promise.reject(new Error('unused')) },
       driftIntervalMs: 60_000,
       db,
     });

@@ -14,6 +14,7 @@
 import { spawn } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { fail, type ErrorCode, type Logger, type RootMap } from '@spoke/shared';
 import { findBinary } from '../detect.js';
 import toolSource from './spoke-site.php?raw';
@@ -139,32 +140,11 @@ export class SitePhp {
     const timeoutMs = opts.timeoutMs ?? 10 * 60_000;
     const log = this.deps.log.child({ site: site.domain, op, as: as?.name ?? 'agent' });
     const t0 = Date.now();
-    const out = await new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(php, ['-d', 'display_errors=stderr', '-d', 'memory_limit=1024M', '-d', 'max_execution_time=0', '-r', toolCode()], {
-        cwd: root,
-        env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: as?.home ?? homedir(), LANG: 'C.UTF-8' },
-        stdio: ['pipe', 'pipe', 'pipe'],
-        ...(as ? { uid: as.uid, gid: as.gid } : {}),
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        stdout = (stdout + d).slice(-MAX_OUTPUT);
-      });
-      child.stderr.setEncoding('utf8').on('data', (d: string) => {
-        stderr = (stderr + d).slice(-64 * 1024);
-      });
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      child.on('error', (e) => {
-        clearTimeout(timer);
-        reject(fail('SITE_TOOL_FAILED', `cannot run ${php}: ${e.message}`));
-      });
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        resolve({ code, signal, stdout, stderr });
-      });
-      child.stdin.on('error', () => undefined);
-      child.stdin.end(JSON.stringify({ ...params, op, kind: site.kind, domain: site.domain }));
+    const out = await spawnPhp(php, ['-d', 'display_errors=stderr', '-d', 'memory_limit=1024M', '-d', 'max_execution_time=0', '-r', toolCode()], {
+      cwd: root,
+      as,
+      stdin: JSON.stringify({ ...params, op, kind: site.kind, domain: site.domain }),
+      timeoutMs,
     });
     const ms = Date.now() - t0;
     const at = out.stdout.lastIndexOf(MARK);
@@ -188,11 +168,77 @@ export class SitePhp {
     const { ok: _ok, ...rest } = answer;
     return rest;
   }
+
+  /**
+   * Runs a PHP script of the platform (a path relative to its root, e.g. MediaWiki's
+   * maintenance/runJobs.php) with `args`, in the tree as `php.user` (see runAs). Nothing goes over
+   * stdin; the exit code and output (stdout's last 4 MiB, stderr's last 64 KiB) come back.
+   * @throws SpokeError PATH_OUTSIDE_ROOTS, PLATFORM_NOT_FOUND, PHP_CLI_MISSING, CONFIG_INVALID,
+   *   SITE_TOOL_FAILED (the script is missing, or PHP cannot start)
+   */
+  async runScript(site: SiteRef, script: string, args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<PhpRun> {
+    const root = this.deps.rootMap.confine(site.tree, this.deps.roots);
+    if (script.startsWith('/') || script.split('/').includes('..')) throw fail('INVALID_ARGUMENT', `script ${script} must be a path inside the platform`);
+    try {
+      if (!(await stat(join(root, script))).isFile()) throw new Error('not a file');
+    } catch {
+      throw fail('SITE_TOOL_FAILED', `${site.domain}: ${script} is not in the platform tree ${site.tree}`);
+    }
+    const php = await this.php();
+    const as = await this.runAs();
+    return spawnPhp(php, scriptArgs(script, args), { cwd: root, as, stdin: '', timeoutMs: opts.timeoutMs ?? 10 * 60_000 });
+  }
 }
 
 /** The last line or two of a process's output, for an error message. */
-function tail(text: string): string {
+export function tail(text: string): string {
   const t = text.replace(/\s+/g, ' ').trim();
   if (!t) return '';
   return `: ${t.length > 400 ? `...${t.slice(-400)}` : t}`;
+}
+
+/** What a PHP process left. */
+export interface PhpRun {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** The PHP command line of a platform script: no time limit, errors to stderr. */
+export function scriptArgs(script: string, args: readonly string[]): string[] {
+  return ['-d', 'display_errors=stderr', '-d', 'max_execution_time=0', script, ...args];
+}
+
+/** Runs PHP as `as` (or the agent) in `cwd`; SIGKILL after `timeoutMs`. @throws SpokeError SITE_TOOL_FAILED (cannot start) */
+function spawnPhp(php: string, args: string[], o: { cwd: string; as: RunAs | null; stdin: string; timeoutMs: number }): Promise<PhpRun> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(php, args, {
+      cwd: o.cwd,
+      env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: o.as?.home ?? homedir(), LANG: 'C.UTF-8' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(o.as ? { uid: o.as.uid, gid: o.as.gid } : {}),
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout = (stdout + d).slice(-MAX_OUTPUT);
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr = (stderr + d).slice(-64 * 1024);
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(fail('SITE_TOOL_FAILED', `cannot run ${php}: ${e.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(o.stdin);
+  });
 }

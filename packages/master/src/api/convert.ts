@@ -2,6 +2,8 @@
  * Domain ↔ wire conversions for the Operator service. The core never sees wire types.
  */
 import type { BackupInfo } from '../sites/backup.js';
+import type { CronRunInfo } from '../sites/cronstore.js';
+import type { SiteCronInfo } from '../sites/cronrunner.js';
 import { wire } from '@spoke/shared';
 import type { PlatformInfo, PlatformSource, ServerInfo, SiteInfo, TaskInfo, TaskLogEntry, TaskState } from '../types.js';
 
@@ -82,7 +84,22 @@ export function platformToWire(p: PlatformInfo): wire.Platform {
   };
 }
 
-export function siteToWire(s: SiteInfo): wire.Site {
+export function cronRunToWire(r: CronRunInfo): wire.CronRun {
+  return {
+    id: r.id,
+    domain: r.domain,
+    startedMs: r.startedMs,
+    durationMs: r.durationMs,
+    ok: r.ok,
+    message: r.message,
+    server: r.server,
+    trigger: r.trigger,
+    errorCode: r.errorCode,
+  };
+}
+
+/** A site; `cron` when the caller has it (site show, site ls). */
+export function siteToWire(s: SiteInfo, cron?: SiteCronInfo): wire.Site {
   return {
     domain: s.domain,
     platform: s.platform,
@@ -99,6 +116,15 @@ export function siteToWire(s: SiteInfo): wire.Site {
     installedMs: s.installedMs ?? 0,
     ownSettings: s.ownSettings,
     redirectAliases: s.redirectAliases,
+    cron: cron
+      ? {
+          intervalSeconds: cron.intervalS,
+          nextRunMs: cron.nextRunMs,
+          last: cron.last ? cronRunToWire(cron.last) : undefined,
+          failures: cron.failures,
+          skipped: cron.skipped,
+        }
+      : { intervalSeconds: s.cronIntervalS, nextRunMs: 0, last: undefined, failures: 0, skipped: '' },
   };
 }
 

@@ -9,12 +9,14 @@ import type { TaskEvent } from '../tasks.js';
 import { isFinal } from '../tasks.js';
 import { conflictAdvice } from '../converge.js';
 import { requireOperator, type Via } from './auth.js';
+import { parseCronInterval } from '../sites/cron.js';
 import {
   lineToWire,
   platformToWire,
   serverToWire,
   siteToWire,
   backupToWire,
+  cronRunToWire,
   sourceFromWire,
   taskStateFromWire,
   taskToWire,
@@ -117,10 +119,15 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       };
     }),
 
-    listSites: unary('ListSites', (req: wire.ListSitesRequest) => ({
-      sites: core.ns.listSites(req.platform || undefined).map(siteToWire),
-    })),
-    getSite: unary('GetSite', (req: wire.NameRequest) => siteToWire(core.ns.getSite(req.name))),
+    listSites: unary('ListSites', (req: wire.ListSitesRequest) => {
+      const sites = core.ns.listSites(req.platform || undefined);
+      const cron = core.cron.infos(sites);
+      return { sites: sites.map((s) => siteToWire(s, cron.get(s.domain))) };
+    }),
+    getSite: unary('GetSite', (req: wire.NameRequest) => {
+      const s = core.ns.getSite(req.name);
+      return siteToWire(s, core.cron.info(s));
+    }),
     installSite: unary('InstallSite', (req: wire.InstallSiteRequest) => {
       const q = core.sites.install({
         domain: req.domain,
@@ -133,6 +140,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
         redirectAliases: req.redirectAliases,
         profile: req.profile || undefined,
         locale: req.locale || undefined,
+        cronInterval: req.cronInterval || undefined,
       });
       return { task: taskToWire(q.task), adminPassword: q.adminPassword };
     }),
@@ -217,6 +225,16 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
         finish(e);
       }
     },
+
+    runSiteCron: unary('RunSiteCron', async (req: wire.NameRequest) => {
+      const r = await core.cron.runNow(req.name);
+      return { ...cronRunToWire(r.run), message: r.joined ? `(a ${r.run.trigger} run was going already; its outcome) ${r.run.message}` : r.run.message };
+    }),
+    setSiteCron: unary('SetSiteCron', (req: wire.SetSiteCronRequest) => {
+      const s = core.ns.setSiteCronInterval(req.domain, parseCronInterval(req.interval));
+      return siteToWire(s, core.cron.info(s));
+    }),
+    listCronRuns: unary('ListCronRuns', (req: wire.NameRequest) => ({ runs: core.cron.history(req.name).map(cronRunToWire) })),
 
     issueOperatorCert: unary('IssueOperatorCert', async (req: wire.IssueOperatorCertRequest) => {
       if (via !== 'socket') throw fail('CERT_UNKNOWN', 'operator certificates are issued only over the local socket');

@@ -7,7 +7,8 @@ import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SPOKE_VERSION, SpokeError, fail, isSpokeError, wire } from '@spoke/shared';
 import { OperatorApi, type ConnectOptions } from './client.js';
-import { ago, human, parseDuration, platformJson, serverJson, siteJson, table, taskJson, taskStateFromName, taskStateName } from './format.js';
+import { formatCronInterval } from '../sites/cron.js';
+import { ago, cronRunJson, human, parseDuration, platformJson, serverJson, siteJson, table, taskJson, taskStateFromName, taskStateName } from './format.js';
 import { ALIAS_FORMATS, DEFAULT_SSH_USER, DRUSHRC_FILE, checkSshUser, siteAliases, staleAliasFiles, writeAliasFiles, type AliasFormat } from '../sites/aliases.js';
 import { LOCAL_SERVER } from '../up.js';
 
@@ -531,7 +532,10 @@ const COMMANDS: Record<string, Command> = {
       const r = await ctx.api().call<wire.ListSitesRequest, wire.SiteList>('listSites', { platform: (o.platform as string | undefined) ?? '' });
       print(ctx, r.sites.map(siteJson), () =>
         r.sites.length
-          ? table(['DOMAIN', 'PLATFORM', 'SERVER', 'DB SERVER', 'STATUS', 'ALIASES'], r.sites.map((s) => [s.domain, s.platform, s.server, s.dbServer || '-', s.status, s.aliases.join(',') || '-']))
+          ? table(
+              ['DOMAIN', 'PLATFORM', 'SERVER', 'DB SERVER', 'STATUS', 'CRON', 'ALIASES'],
+              r.sites.map((s) => [s.domain, s.platform, s.server, s.dbServer || '-', s.status, cronColumn(s.cron), s.aliases.join(',') || '-']),
+            )
           : 'no sites (spoke site install DOMAIN --platform P)\n',
       );
       return 0;
@@ -558,14 +562,50 @@ const COMMANDS: Record<string, Command> = {
           ['profile', s.profile],
           ['installed', s.installedMs ? new Date(s.installedMs).toISOString() : ''],
           ['created', new Date(s.createdMs).toISOString()],
+          ...cronLines(s.domain, s.cron),
         ]),
       );
       return 0;
     },
   },
+  'site cron': {
+    usage: 'site cron DOMAIN [--interval 15m|1h|1d|off] [--history]',
+    summary:
+      "run the site's cron now on one of its web servers and wait for it (Drupal 7/8+ with the site's cron key, WordPress wp-cron.php, MediaWiki runJobs.php; recorded in the history like a scheduled run); --interval changes its schedule (default 1h; off stops it); --history lists its last runs",
+    options: { interval: { type: 'string' }, history: { type: 'boolean' } },
+    args: [1, 1],
+    async run(ctx, [domain], o) {
+      if (typeof o.interval === 'string') {
+        const s = await ctx.api().call<wire.SetSiteCronRequest, wire.Site>('setSiteCron', { domain, interval: o.interval });
+        print(ctx, siteJson(s), () => kv(cronLines(s.domain, s.cron)));
+        return 0;
+      }
+      if (o.history === true) {
+        const r = await ctx.api().call<wire.NameRequest, wire.CronRunList>('listCronRuns', { name: domain });
+        print(ctx, r.runs.map(cronRunJson), () =>
+          r.runs.length
+            ? table(
+                ['STARTED', 'TRIGGER', 'SERVER', 'DURATION', 'RESULT', 'MESSAGE'],
+                r.runs.map((x) => [new Date(x.startedMs).toISOString(), x.trigger, x.server || '-', seconds(x.durationMs), x.ok ? 'ok' : `failed (${x.errorCode})`, x.message]),
+              )
+            : `no cron runs of ${domain} yet (spoke site cron ${domain} runs it now)\n`,
+        );
+        return 0;
+      }
+      const run = await ctx.api().call<wire.NameRequest, wire.CronRun>('runSiteCron', { name: domain }, 16 * 60_000);
+      const where = run.server ? ` on ${run.server}` : '';
+      if (!run.ok) {
+        if (ctx.json) ctx.io.out(`${JSON.stringify(cronRunJson(run), null, 2)}\n`);
+        ctx.io.err(`error: ${run.errorCode || 'SITE_CRON_FAILED'}: cron of ${run.domain} failed${where} after ${seconds(run.durationMs)}: ${run.message}\n`);
+        return 1;
+      }
+      print(ctx, cronRunJson(run), () => `cron of ${run.domain} ran${where} in ${seconds(run.durationMs)}: ${run.message}\n`);
+      return 0;
+    },
+  },
   'site install': {
     usage:
-      'site install DOMAIN --platform P [--db-server S] [--alias A ...] [--redirect-aliases] [--title T] [--admin-user U] [--admin-email E] [--profile NAME] [--locale en] [--no-wait]',
+      'site install DOMAIN --platform P [--db-server S] [--alias A ...] [--redirect-aliases] [--title T] [--admin-user U] [--admin-email E] [--profile NAME] [--locale en] [--cron-interval 1h|off] [--no-wait]',
     summary:
       "create the database, settings and vhost of a new site and run its installer (Drupal 7/8+ through Drupal's installer API, WordPress); the admin password is printed once; rolled back on failure",
     options: {
@@ -577,6 +617,7 @@ const COMMANDS: Record<string, Command> = {
       'admin-email': { type: 'string' },
       profile: { type: 'string' },
       locale: { type: 'string' },
+      'cron-interval': { type: 'string' },
       'redirect-aliases': { type: 'boolean' },
       'no-wait': { type: 'boolean' },
     },
@@ -594,6 +635,7 @@ const COMMANDS: Record<string, Command> = {
         redirectAliases: o['redirect-aliases'] === true,
         profile: (o.profile as string | undefined) ?? '',
         locale: (o.locale as string | undefined) ?? '',
+        cronInterval: (o['cron-interval'] as string | undefined) ?? '',
       });
       const t = q.task as wire.Task;
       type Result = { url?: string; admin?: { user: string; email: string } | null; installer?: { ran: boolean; reason: string }; profile?: string | null };
@@ -957,6 +999,38 @@ const COMMANDS: Record<string, Command> = {
 };
 
 COMMANDS['site list'] = { ...(COMMANDS['site ls'] as Command), usage: 'site list [--platform P]', summary: 'same as site ls' };
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)}s`;
+}
+
+/** The CRON column of site ls: off, never, ok, failed N×, or FAILING N× from 3 failed runs in a row. */
+function cronColumn(c: wire.SiteCron | undefined): string {
+  if (!c) return '-';
+  if (c.failures >= 3) return `FAILING ${c.failures}x`;
+  if (c.failures > 0) return `failed ${c.failures}x`;
+  if (c.last) return 'ok';
+  return c.intervalSeconds > 0 ? 'never' : 'off';
+}
+
+/** site show's cron lines. */
+function cronLines(domain: string, c: wire.SiteCron | undefined): [string, string][] {
+  if (!c) return [];
+  const last = c.last;
+  const lines: [string, string][] = [
+    ['cron', c.intervalSeconds > 0 ? `every ${formatCronInterval(c.intervalSeconds)}${c.skipped ? ` (not run: ${c.skipped})` : ''}` : `off${c.skipped && c.skipped !== 'cron is off' ? ` (${c.skipped})` : ''}`],
+    [
+      'cron last run',
+      last
+        ? `${new Date(last.startedMs).toISOString()} on ${last.server || '-'} (${last.trigger}), ${seconds(last.durationMs)}, ${last.ok ? 'ok' : `failed: ${last.errorCode}: ${last.message}`}`
+        : 'never',
+    ],
+  ];
+  if (c.failures > 0) lines.push(['cron failures', `${c.failures} in a row${c.failures >= 3 ? ' (see: spoke site cron ${domain} --history)' : ''}`]);
+  const next = c.nextRunMs ? new Date(c.nextRunMs).toISOString() : '-';
+  lines.push(['cron next run', c.nextRunMs && c.nextRunMs <= Date.now() ? `${next} (due: runs at the scheduler's next free slot)` : next]);
+  return lines;
+}
 
 function registrySummary(json: string): string {
   if (!json) return 'not verified yet';

@@ -71,6 +71,30 @@ export function siteJson(s: wire.Site) {
     installed: s.installedMs ? new Date(s.installedMs).toISOString() : null,
     ownSettings: s.ownSettings,
     redirectAliases: s.redirectAliases,
+    cron: s.cron
+      ? {
+          intervalSeconds: s.cron.intervalSeconds,
+          nextRun: s.cron.nextRunMs ? new Date(s.cron.nextRunMs).toISOString() : null,
+          last: s.cron.last ? cronRunJson(s.cron.last) : null,
+          failures: s.cron.failures,
+          failing: s.cron.failures >= 3,
+          skipped: s.cron.skipped || null,
+        }
+      : null,
+  };
+}
+
+/** A cron run as printed by `-o json`. */
+export function cronRunJson(r: wire.CronRun) {
+  return {
+    domain: r.domain,
+    started: new Date(r.startedMs).toISOString(),
+    durationMs: r.durationMs,
+    ok: r.ok,
+    errorCode: r.errorCode || null,
+    message: r.message,
+    server: r.server || null,
+    trigger: r.trigger,
   };
 }
 

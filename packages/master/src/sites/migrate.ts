@@ -205,6 +205,7 @@ export class SiteMover {
               db: { name: names.database, user: names.user, password },
               salt,
               ...(s.profile ? { profile: s.profile } : {}),
+              cronIntervalS: s.cronIntervalS,
             });
           }
           copy.c = {

@@ -69,6 +69,7 @@ describe('site tasks: refusals before anything is queued', () => {
     expect(refused(() => sites.install({ domain: 'bad_name', platform: 'wp', dbServer: 'web1' })).code).toBe('INVALID_DOMAIN');
     expect(refused(() => sites.install({ domain: 'new.test', platform: 'wp', dbServer: 'web1', adminUser: 'a b;c' })).code).toBe('INVALID_ARGUMENT');
     expect(refused(() => sites.install({ domain: 'new.test', platform: 'wp', dbServer: 'web1', adminEmail: 'nope' })).code).toBe('INVALID_ARGUMENT');
+    expect(refused(() => sites.install({ domain: 'new.test', platform: 'wp', dbServer: 'web1', cronInterval: '1s' })).code).toBe('INVALID_ARGUMENT');
     mkdirSync(join(root, 'var/www/wp/sites/old.test'), { recursive: true });
     const e = refused(() => sites.install({ domain: 'old.test', platform: 'wp', dbServer: 'web1' }));
     expect(e.code).toBe('SITE_DIR_EXISTS');
@@ -92,11 +93,14 @@ describe('site tasks: refusals before anything is queued', () => {
       redirectAliases: false,
       profile: '',
       locale: '',
+      cronIntervalS: 3600,
     });
     // the admin password goes back to the caller and is nowhere in the task row
     expect(adminPassword).toMatch(/^[A-Za-z0-9_-]{24}$/);
     expect(JSON.stringify(tasks.get(t.id))).not.toContain(adminPassword);
     expect(sites.install({ domain: 'redir.test', platform: 'wp', dbServer: 'web1', redirectAliases: true }).task.params).toMatchObject({ redirectAliases: true });
+    expect(sites.install({ domain: 'quarter.test', platform: 'wp', dbServer: 'web1', cronInterval: '15m' }).task.params).toMatchObject({ cronIntervalS: 900 });
+    expect(sites.install({ domain: 'nocron.test', platform: 'wp', dbServer: 'web1', cronInterval: 'off' }).task.params).toMatchObject({ cronIntervalS: 0 });
     expect(ns.listSites().map((s) => s.domain)).toEqual(['taken.test']);
   });
 

@@ -31,6 +31,7 @@ import { settingsFileOf } from './readsettings.js';
 import { moveDir } from '../fsmove.js';
 import { SiteLogin } from './login.js';
 import { DRUPAL_KINDS, checkLocale, chooseProfile, describeUpdates } from './drupal.js';
+import { DEFAULT_CRON_INTERVAL_S, parseCronInterval } from './cron.js';
 
 /** The site task kinds. */
 export const SITE_TASKS = [
@@ -65,6 +66,8 @@ export interface InstallSiteInput {
   profile?: string;
   /** Drupal langcode. @default en */
   locale?: string;
+  /** Cron interval: 15m, 1h, 1d, off (see sites/cron.ts). @default 1h */
+  cronInterval?: string;
 }
 
 /** A queued install and the admin password it will set (for the operator who asked, once). */
@@ -197,10 +200,11 @@ export class SiteTasks {
     if (!/^[A-Za-z0-9._@-]{1,60}$/.test(adminUser)) throw fail('INVALID_ARGUMENT', `admin user ${JSON.stringify(adminUser)}: use 1-60 letters, digits, . _ @ -`);
     const adminEmail = input.adminEmail || `admin@${domain}`;
     if (!/^[^\s@]+@[^\s@]+$/.test(adminEmail)) throw fail('INVALID_ARGUMENT', `admin email ${JSON.stringify(adminEmail)} is not an address`);
+    const cronIntervalS = input.cronInterval === undefined ? DEFAULT_CRON_INTERVAL_S : parseCronInterval(input.cronInterval);
     const title = input.title || domain;
     // eslint-disable-next-line no-control-regex
     if (title.length > 200 || /[\x00-\x1f\x7f]/.test(title)) throw fail('INVALID_ARGUMENT', 'the title must be 1-200 characters without control characters');
-    const task = this.submit('site.install', domain, p.name, { dbServer, aliases, kind, title, adminUser, adminEmail, redirectAliases: input.redirectAliases === true, profile, locale });
+    const task = this.submit('site.install', domain, p.name, { dbServer, aliases, kind, title, adminUser, adminEmail, redirectAliases: input.redirectAliases === true, profile, locale, cronIntervalS });
     const adminPassword = kind === 'wordpress' || drupal ? randomBytes(18).toString('base64url') : '';
     if (adminPassword) this.installPasswords.set(task.id, adminPassword);
     return { task, adminPassword };
@@ -377,6 +381,7 @@ export class SiteTasks {
             salt: newSiteSalt(),
             redirectAliases: params.redirectAliases === true,
             profile: params.profile ? String(params.profile) : null,
+            cronIntervalS: typeof params.cronIntervalS === 'number' ? params.cronIntervalS : DEFAULT_CRON_INTERVAL_S,
           });
           ctx.log(`reserved ${[domain, ...aliases].join(', ')} on platform ${platform}; database ${names.database}, user ${names.user} on ${dbServer}`);
           return { domain };

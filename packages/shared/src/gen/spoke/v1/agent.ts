@@ -201,6 +201,9 @@ export interface MasterCommand {
     { $case: "siteFilesPack"; value: SiteFilesPackCommand }
     | { $case: "siteFilesUnpack"; value: SiteFilesUnpackCommand }
     | //
+    /** capability 10 */
+    { $case: "siteCron"; value: SiteCronCommand }
+    | //
     /** platform removal (capability 7): 60-69 */
     { $case: "forgetPlatform"; value: ForgetPlatformCommand }
     | undefined;
@@ -376,6 +379,7 @@ export interface CommandResult {
     | { $case: "siteTool"; value: SiteToolResult }
     | { $case: "siteFilesPack"; value: SiteFilesPackResult }
     | { $case: "siteFilesUnpack"; value: SiteFilesUnpackResult }
+    | { $case: "siteCron"; value: SiteCronResult }
     | { $case: "forgetPlatform"; value: ForgetPlatformResult }
     | undefined;
 }
@@ -665,6 +669,32 @@ export interface ForgetPlatformResult {
   configPath: string;
   /** remove_tree: user-data dirs kept, relative to the platform root */
   kept: string[];
+}
+
+/**
+ * One cron run of a site on this web server (capability 10), as the web server runs the site's
+ * code (never as root): Drupal 7 `GET /cron.php?cron_key=KEY`, Drupal 8+ `GET /cron/KEY` (the key
+ * read with Spoke's site tool), WordPress `GET /wp-cron.php?doing_wp_cron`, each sent to the
+ * agent's own web server (first http.listen) with the site's name in the Host header; MediaWiki
+ * `php maintenance/runJobs.php` in the platform tree as php.user. A failure is an error
+ * (SITE_CRON_FAILED, SITE_NOT_INSTALLED, SITE_TOOL_UNSUPPORTED, NO_HTTP_SERVICE, ...).
+ */
+export interface SiteCronCommand {
+  /** namespace path of the platform */
+  tree: string;
+  domain: string;
+  /** registry kind: drupal7, drupal8, wordpress, mediawiki */
+  kind: string;
+}
+
+export interface SiteCronResult {
+  /** what ran, e.g. "GET /cron/<key> via 127.0.0.1:8080" (the key elided) */
+  method: string;
+  /** HTTP status (0 for MediaWiki's runJobs.php) */
+  status: number;
+  /** one line: what the site answered */
+  message: string;
+  ms: number;
 }
 
 function createBaseGetManifestRequest(): GetManifestRequest {
@@ -2289,6 +2319,9 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       case "siteFilesUnpack":
         SiteFilesUnpackCommand.encode(message.command.value, writer.uint32(330).fork()).join();
         break;
+      case "siteCron":
+        SiteCronCommand.encode(message.command.value, writer.uint32(402).fork()).join();
+        break;
       case "forgetPlatform":
         ForgetPlatformCommand.encode(message.command.value, writer.uint32(482).fork()).join();
         break;
@@ -2459,6 +2492,14 @@ export const MasterCommand: MessageFns<MasterCommand> = {
             };
             continue;
           }
+          case 50: {
+            if (tag !== 402) {
+              break;
+            }
+
+            message.command = { $case: "siteCron", value: SiteCronCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 60: {
             if (tag !== 482) {
               break;
@@ -2544,6 +2585,10 @@ export const MasterCommand: MessageFns<MasterCommand> = {
         ? { $case: "siteFilesUnpack", value: SiteFilesUnpackCommand.fromJSON(object.siteFilesUnpack) }
         : isSet(object.site_files_unpack)
         ? { $case: "siteFilesUnpack", value: SiteFilesUnpackCommand.fromJSON(object.site_files_unpack) }
+        : isSet(object.siteCron)
+        ? { $case: "siteCron", value: SiteCronCommand.fromJSON(object.siteCron) }
+        : isSet(object.site_cron)
+        ? { $case: "siteCron", value: SiteCronCommand.fromJSON(object.site_cron) }
         : isSet(object.forgetPlatform)
         ? { $case: "forgetPlatform", value: ForgetPlatformCommand.fromJSON(object.forgetPlatform) }
         : isSet(object.forget_platform)
@@ -2591,6 +2636,8 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       obj.siteFilesPack = SiteFilesPackCommand.toJSON(message.command.value);
     } else if (message.command?.$case === "siteFilesUnpack") {
       obj.siteFilesUnpack = SiteFilesUnpackCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "siteCron") {
+      obj.siteCron = SiteCronCommand.toJSON(message.command.value);
     } else if (message.command?.$case === "forgetPlatform") {
       obj.forgetPlatform = ForgetPlatformCommand.toJSON(message.command.value);
     }
@@ -2709,6 +2756,12 @@ export const MasterCommand: MessageFns<MasterCommand> = {
             $case: "siteFilesUnpack",
             value: SiteFilesUnpackCommand.fromPartial(object.command.value),
           };
+        }
+        break;
+      }
+      case "siteCron": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "siteCron", value: SiteCronCommand.fromPartial(object.command.value) };
         }
         break;
       }
@@ -4605,6 +4658,9 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "siteFilesUnpack":
         SiteFilesUnpackResult.encode(message.result.value, writer.uint32(330).fork()).join();
         break;
+      case "siteCron":
+        SiteCronResult.encode(message.result.value, writer.uint32(402).fork()).join();
+        break;
       case "forgetPlatform":
         ForgetPlatformResult.encode(message.result.value, writer.uint32(482).fork()).join();
         break;
@@ -4788,6 +4844,14 @@ export const CommandResult: MessageFns<CommandResult> = {
             message.result = { $case: "siteFilesUnpack", value: SiteFilesUnpackResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 50: {
+            if (tag !== 402) {
+              break;
+            }
+
+            message.result = { $case: "siteCron", value: SiteCronResult.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 60: {
             if (tag !== 482) {
               break;
@@ -4882,6 +4946,10 @@ export const CommandResult: MessageFns<CommandResult> = {
         ? { $case: "siteFilesUnpack", value: SiteFilesUnpackResult.fromJSON(object.siteFilesUnpack) }
         : isSet(object.site_files_unpack)
         ? { $case: "siteFilesUnpack", value: SiteFilesUnpackResult.fromJSON(object.site_files_unpack) }
+        : isSet(object.siteCron)
+        ? { $case: "siteCron", value: SiteCronResult.fromJSON(object.siteCron) }
+        : isSet(object.site_cron)
+        ? { $case: "siteCron", value: SiteCronResult.fromJSON(object.site_cron) }
         : isSet(object.forgetPlatform)
         ? { $case: "forgetPlatform", value: ForgetPlatformResult.fromJSON(object.forgetPlatform) }
         : isSet(object.forget_platform)
@@ -4936,6 +5004,8 @@ export const CommandResult: MessageFns<CommandResult> = {
       obj.siteFilesPack = SiteFilesPackResult.toJSON(message.result.value);
     } else if (message.result?.$case === "siteFilesUnpack") {
       obj.siteFilesUnpack = SiteFilesUnpackResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "siteCron") {
+      obj.siteCron = SiteCronResult.toJSON(message.result.value);
     } else if (message.result?.$case === "forgetPlatform") {
       obj.forgetPlatform = ForgetPlatformResult.toJSON(message.result.value);
     }
@@ -5048,6 +5118,12 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "siteFilesUnpack": {
         if (object.result?.value !== undefined && object.result?.value !== null) {
           message.result = { $case: "siteFilesUnpack", value: SiteFilesUnpackResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "siteCron": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "siteCron", value: SiteCronResult.fromPartial(object.result.value) };
         }
         break;
       }
@@ -8276,6 +8352,224 @@ export const ForgetPlatformResult: MessageFns<ForgetPlatformResult> = {
     message.problems = object.problems?.map((e) => e) || [];
     message.configPath = object.configPath ?? "";
     message.kept = object.kept?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSiteCronCommand(): SiteCronCommand {
+  return { tree: "", domain: "", kind: "" };
+}
+
+export const SiteCronCommand: MessageFns<SiteCronCommand> = {
+  encode(message: SiteCronCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tree !== "") {
+      writer.uint32(10).string(message.tree);
+    }
+    if (message.domain !== "") {
+      writer.uint32(18).string(message.domain);
+    }
+    if (message.kind !== "") {
+      writer.uint32(26).string(message.kind);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SiteCronCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSiteCronCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SiteCronCommand {
+    return {
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+    };
+  },
+
+  toJSON(message: SiteCronCommand): unknown {
+    const obj: any = {};
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SiteCronCommand>, I>>(base?: I): SiteCronCommand {
+    return SiteCronCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SiteCronCommand>, I>>(object: I): SiteCronCommand {
+    const message = createBaseSiteCronCommand();
+    message.tree = object.tree ?? "";
+    message.domain = object.domain ?? "";
+    message.kind = object.kind ?? "";
+    return message;
+  },
+};
+
+function createBaseSiteCronResult(): SiteCronResult {
+  return { method: "", status: 0, message: "", ms: 0 };
+}
+
+export const SiteCronResult: MessageFns<SiteCronResult> = {
+  encode(message: SiteCronResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.method !== "") {
+      writer.uint32(10).string(message.method);
+    }
+    if (message.status !== 0) {
+      writer.uint32(16).int32(message.status);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    if (message.ms !== 0) {
+      writer.uint32(32).int64(message.ms);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SiteCronResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSiteCronResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.method = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ms = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SiteCronResult {
+    return {
+      method: isSet(object.method) ? globalThis.String(object.method) : "",
+      status: isSet(object.status) ? globalThis.Number(object.status) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      ms: isSet(object.ms) ? globalThis.Number(object.ms) : 0,
+    };
+  },
+
+  toJSON(message: SiteCronResult): unknown {
+    const obj: any = {};
+    if (message.method !== "") {
+      obj.method = message.method;
+    }
+    if (message.status !== 0) {
+      obj.status = Math.round(message.status);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.ms !== 0) {
+      obj.ms = Math.round(message.ms);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SiteCronResult>, I>>(base?: I): SiteCronResult {
+    return SiteCronResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SiteCronResult>, I>>(object: I): SiteCronResult {
+    const message = createBaseSiteCronResult();
+    message.method = object.method ?? "";
+    message.status = object.status ?? 0;
+    message.message = object.message ?? "";
+    message.ms = object.ms ?? 0;
     return message;
   },
 };

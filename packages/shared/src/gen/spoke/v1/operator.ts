@@ -21,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import {
+  CronRun,
   Empty,
   Platform,
   PlatformSource,
@@ -196,6 +197,8 @@ export interface InstallSiteRequest {
   profile: string;
   /** Drupal langcode ("" = en) */
   locale: string;
+  /** 15m, 1h, 1d, off ("" = 1h) */
+  cronInterval: string;
 }
 
 /**
@@ -330,6 +333,15 @@ export interface IssueOperatorCertRequest {
 export interface IssueOperatorCertResponse {
   certPem: string;
   caPem: string;
+}
+
+export interface SetSiteCronRequest {
+  domain: string;
+  interval: string;
+}
+
+export interface CronRunList {
+  runs: CronRun[];
 }
 
 function createBaseMasterStatus(): MasterStatus {
@@ -2485,6 +2497,7 @@ function createBaseInstallSiteRequest(): InstallSiteRequest {
     redirectAliases: false,
     profile: "",
     locale: "",
+    cronInterval: "",
   };
 }
 
@@ -2519,6 +2532,9 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
     }
     if (message.locale !== "") {
       writer.uint32(82).string(message.locale);
+    }
+    if (message.cronInterval !== "") {
+      writer.uint32(402).string(message.cronInterval);
     }
     return writer;
   },
@@ -2616,6 +2632,14 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
             message.locale = reader.string();
             continue;
           }
+          case 50: {
+            if (tag !== 402) {
+              break;
+            }
+
+            message.cronInterval = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2656,6 +2680,11 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
         : false,
       profile: isSet(object.profile) ? globalThis.String(object.profile) : "",
       locale: isSet(object.locale) ? globalThis.String(object.locale) : "",
+      cronInterval: isSet(object.cronInterval)
+        ? globalThis.String(object.cronInterval)
+        : isSet(object.cron_interval)
+        ? globalThis.String(object.cron_interval)
+        : "",
     };
   },
 
@@ -2691,6 +2720,9 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
     if (message.locale !== "") {
       obj.locale = message.locale;
     }
+    if (message.cronInterval !== "") {
+      obj.cronInterval = message.cronInterval;
+    }
     return obj;
   },
 
@@ -2709,6 +2741,7 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
     message.redirectAliases = object.redirectAliases ?? false;
     message.profile = object.profile ?? "";
     message.locale = object.locale ?? "";
+    message.cronInterval = object.cronInterval ?? "";
     return message;
   },
 };
@@ -4781,6 +4814,158 @@ export const IssueOperatorCertResponse: MessageFns<IssueOperatorCertResponse> = 
   },
 };
 
+function createBaseSetSiteCronRequest(): SetSiteCronRequest {
+  return { domain: "", interval: "" };
+}
+
+export const SetSiteCronRequest: MessageFns<SetSiteCronRequest> = {
+  encode(message: SetSiteCronRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.interval !== "") {
+      writer.uint32(18).string(message.interval);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetSiteCronRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetSiteCronRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.interval = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetSiteCronRequest {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      interval: isSet(object.interval) ? globalThis.String(object.interval) : "",
+    };
+  },
+
+  toJSON(message: SetSiteCronRequest): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.interval !== "") {
+      obj.interval = message.interval;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetSiteCronRequest>, I>>(base?: I): SetSiteCronRequest {
+    return SetSiteCronRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetSiteCronRequest>, I>>(object: I): SetSiteCronRequest {
+    const message = createBaseSetSiteCronRequest();
+    message.domain = object.domain ?? "";
+    message.interval = object.interval ?? "";
+    return message;
+  },
+};
+
+function createBaseCronRunList(): CronRunList {
+  return { runs: [] };
+}
+
+export const CronRunList: MessageFns<CronRunList> = {
+  encode(message: CronRunList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.runs) {
+      CronRun.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CronRunList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCronRunList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runs.push(CronRun.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CronRunList {
+    return { runs: globalThis.Array.isArray(object?.runs) ? object.runs.map((e: any) => CronRun.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: CronRunList): unknown {
+    const obj: any = {};
+    if (message.runs?.length) {
+      obj.runs = message.runs.map((e) => CronRun.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CronRunList>, I>>(base?: I): CronRunList {
+    return CronRunList.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CronRunList>, I>>(object: I): CronRunList {
+    const message = createBaseCronRunList();
+    message.runs = object.runs?.map((e) => CronRun.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * The operator API: what the `spoke` CLI talks to, over the master's unix socket (file
  * permissions) or its TLS port with an operator certificate.
@@ -5184,6 +5369,37 @@ export const OperatorService = {
       Buffer.from(IssueOperatorCertResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): IssueOperatorCertResponse => IssueOperatorCertResponse.decode(value),
   },
+  /**
+   * Cron: run a site's cron now (waits for the run; recorded in its history like a scheduled
+   * one), change its interval, list its recent runs.
+   */
+  runSiteCron: {
+    path: "/spoke.v1.Operator/RunSiteCron" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: CronRun): Buffer => Buffer.from(CronRun.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CronRun => CronRun.decode(value),
+  },
+  setSiteCron: {
+    path: "/spoke.v1.Operator/SetSiteCron" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetSiteCronRequest): Buffer => Buffer.from(SetSiteCronRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetSiteCronRequest => SetSiteCronRequest.decode(value),
+    responseSerialize: (value: Site): Buffer => Buffer.from(Site.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Site => Site.decode(value),
+  },
+  listCronRuns: {
+    path: "/spoke.v1.Operator/ListCronRuns" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: CronRunList): Buffer => Buffer.from(CronRunList.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CronRunList => CronRunList.decode(value),
+  },
 } as const;
 
 export interface OperatorServer extends UntypedServiceImplementation {
@@ -5252,6 +5468,13 @@ export interface OperatorServer extends UntypedServiceImplementation {
    */
   watchTask: handleServerStreamingCall<WatchTaskRequest, TaskEvent>;
   issueOperatorCert: handleUnaryCall<IssueOperatorCertRequest, IssueOperatorCertResponse>;
+  /**
+   * Cron: run a site's cron now (waits for the run; recorded in its history like a scheduled
+   * one), change its interval, list its recent runs.
+   */
+  runSiteCron: handleUnaryCall<NameRequest, CronRun>;
+  setSiteCron: handleUnaryCall<SetSiteCronRequest, Site>;
+  listCronRuns: handleUnaryCall<NameRequest, CronRunList>;
 }
 
 export interface OperatorClient extends Client {
@@ -5839,6 +6062,52 @@ export interface OperatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: IssueOperatorCertResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Cron: run a site's cron now (waits for the run; recorded in its history like a scheduled
+   * one), change its interval, list its recent runs.
+   */
+  runSiteCron(request: NameRequest, callback: (error: ServiceError | null, response: CronRun) => void): ClientUnaryCall;
+  runSiteCron(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CronRun) => void,
+  ): ClientUnaryCall;
+  runSiteCron(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CronRun) => void,
+  ): ClientUnaryCall;
+  setSiteCron(
+    request: SetSiteCronRequest,
+    callback: (error: ServiceError | null, response: Site) => void,
+  ): ClientUnaryCall;
+  setSiteCron(
+    request: SetSiteCronRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Site) => void,
+  ): ClientUnaryCall;
+  setSiteCron(
+    request: SetSiteCronRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Site) => void,
+  ): ClientUnaryCall;
+  listCronRuns(
+    request: NameRequest,
+    callback: (error: ServiceError | null, response: CronRunList) => void,
+  ): ClientUnaryCall;
+  listCronRuns(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CronRunList) => void,
+  ): ClientUnaryCall;
+  listCronRuns(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CronRunList) => void,
   ): ClientUnaryCall;
 }
 

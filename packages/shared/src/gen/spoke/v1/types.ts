@@ -257,6 +257,43 @@ export interface Site {
   ownSettings: boolean;
   /** the aliases answer with a 301 to the domain */
   redirectAliases: boolean;
+  /** the site's cron: schedule and last run */
+  cron: SiteCron | undefined;
+}
+
+/**
+ * A site's cron as `site show` prints it. The schedule is the master's (interval with a per-site
+ * offset); the runs are kept as a bounded history (see ListCronRuns), not as tasks.
+ */
+export interface SiteCron {
+  /** 0 = off */
+  intervalSeconds: number;
+  /** 0 = none (off, or the site is not installed/enabled) */
+  nextRunMs: number;
+  /** absent: never ran */
+  last:
+    | CronRun
+    | undefined;
+  /** failed runs in a row, up to the last run */
+  failures: number;
+  /** why the scheduler does not run it ("" = it does) */
+  skipped: string;
+}
+
+export interface CronRun {
+  id: number;
+  domain: string;
+  startedMs: number;
+  durationMs: number;
+  ok: boolean;
+  /** one line: what the site answered, or why it failed */
+  message: string;
+  /** the web server it ran on ("" = none reached) */
+  server: string;
+  /** schedule | manual */
+  trigger: string;
+  /** "" when ok */
+  errorCode: string;
 }
 
 export interface Task {
@@ -1404,6 +1441,7 @@ function createBaseSite(): Site {
     installedMs: 0,
     ownSettings: false,
     redirectAliases: false,
+    cron: undefined,
   };
 }
 
@@ -1453,6 +1491,9 @@ export const Site: MessageFns<Site> = {
     }
     if (message.redirectAliases !== false) {
       writer.uint32(120).bool(message.redirectAliases);
+    }
+    if (message.cron !== undefined) {
+      SiteCron.encode(message.cron, writer.uint32(402).fork()).join();
     }
     return writer;
   },
@@ -1590,6 +1631,14 @@ export const Site: MessageFns<Site> = {
             message.redirectAliases = reader.bool();
             continue;
           }
+          case 50: {
+            if (tag !== 402) {
+              break;
+            }
+
+            message.cron = SiteCron.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1655,6 +1704,7 @@ export const Site: MessageFns<Site> = {
         : isSet(object.redirect_aliases)
         ? globalThis.Boolean(object.redirect_aliases)
         : false,
+      cron: isSet(object.cron) ? SiteCron.fromJSON(object.cron) : undefined,
     };
   },
 
@@ -1705,6 +1755,9 @@ export const Site: MessageFns<Site> = {
     if (message.redirectAliases !== false) {
       obj.redirectAliases = message.redirectAliases;
     }
+    if (message.cron !== undefined) {
+      obj.cron = SiteCron.toJSON(message.cron);
+    }
     return obj;
   },
 
@@ -1728,6 +1781,367 @@ export const Site: MessageFns<Site> = {
     message.installedMs = object.installedMs ?? 0;
     message.ownSettings = object.ownSettings ?? false;
     message.redirectAliases = object.redirectAliases ?? false;
+    message.cron = (object.cron !== undefined && object.cron !== null) ? SiteCron.fromPartial(object.cron) : undefined;
+    return message;
+  },
+};
+
+function createBaseSiteCron(): SiteCron {
+  return { intervalSeconds: 0, nextRunMs: 0, last: undefined, failures: 0, skipped: "" };
+}
+
+export const SiteCron: MessageFns<SiteCron> = {
+  encode(message: SiteCron, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.intervalSeconds !== 0) {
+      writer.uint32(8).int64(message.intervalSeconds);
+    }
+    if (message.nextRunMs !== 0) {
+      writer.uint32(16).int64(message.nextRunMs);
+    }
+    if (message.last !== undefined) {
+      CronRun.encode(message.last, writer.uint32(26).fork()).join();
+    }
+    if (message.failures !== 0) {
+      writer.uint32(32).int32(message.failures);
+    }
+    if (message.skipped !== "") {
+      writer.uint32(42).string(message.skipped);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SiteCron {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSiteCron();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.intervalSeconds = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.nextRunMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.last = CronRun.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.failures = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.skipped = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SiteCron {
+    return {
+      intervalSeconds: isSet(object.intervalSeconds)
+        ? globalThis.Number(object.intervalSeconds)
+        : isSet(object.interval_seconds)
+        ? globalThis.Number(object.interval_seconds)
+        : 0,
+      nextRunMs: isSet(object.nextRunMs)
+        ? globalThis.Number(object.nextRunMs)
+        : isSet(object.next_run_ms)
+        ? globalThis.Number(object.next_run_ms)
+        : 0,
+      last: isSet(object.last) ? CronRun.fromJSON(object.last) : undefined,
+      failures: isSet(object.failures) ? globalThis.Number(object.failures) : 0,
+      skipped: isSet(object.skipped) ? globalThis.String(object.skipped) : "",
+    };
+  },
+
+  toJSON(message: SiteCron): unknown {
+    const obj: any = {};
+    if (message.intervalSeconds !== 0) {
+      obj.intervalSeconds = Math.round(message.intervalSeconds);
+    }
+    if (message.nextRunMs !== 0) {
+      obj.nextRunMs = Math.round(message.nextRunMs);
+    }
+    if (message.last !== undefined) {
+      obj.last = CronRun.toJSON(message.last);
+    }
+    if (message.failures !== 0) {
+      obj.failures = Math.round(message.failures);
+    }
+    if (message.skipped !== "") {
+      obj.skipped = message.skipped;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SiteCron>, I>>(base?: I): SiteCron {
+    return SiteCron.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SiteCron>, I>>(object: I): SiteCron {
+    const message = createBaseSiteCron();
+    message.intervalSeconds = object.intervalSeconds ?? 0;
+    message.nextRunMs = object.nextRunMs ?? 0;
+    message.last = (object.last !== undefined && object.last !== null) ? CronRun.fromPartial(object.last) : undefined;
+    message.failures = object.failures ?? 0;
+    message.skipped = object.skipped ?? "";
+    return message;
+  },
+};
+
+function createBaseCronRun(): CronRun {
+  return {
+    id: 0,
+    domain: "",
+    startedMs: 0,
+    durationMs: 0,
+    ok: false,
+    message: "",
+    server: "",
+    trigger: "",
+    errorCode: "",
+  };
+}
+
+export const CronRun: MessageFns<CronRun> = {
+  encode(message: CronRun, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).int64(message.id);
+    }
+    if (message.domain !== "") {
+      writer.uint32(18).string(message.domain);
+    }
+    if (message.startedMs !== 0) {
+      writer.uint32(24).int64(message.startedMs);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(32).int64(message.durationMs);
+    }
+    if (message.ok !== false) {
+      writer.uint32(40).bool(message.ok);
+    }
+    if (message.message !== "") {
+      writer.uint32(50).string(message.message);
+    }
+    if (message.server !== "") {
+      writer.uint32(58).string(message.server);
+    }
+    if (message.trigger !== "") {
+      writer.uint32(66).string(message.trigger);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(74).string(message.errorCode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CronRun {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCronRun();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.startedMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.durationMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.ok = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.server = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.trigger = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CronRun {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      startedMs: isSet(object.startedMs)
+        ? globalThis.Number(object.startedMs)
+        : isSet(object.started_ms)
+        ? globalThis.Number(object.started_ms)
+        : 0,
+      durationMs: isSet(object.durationMs)
+        ? globalThis.Number(object.durationMs)
+        : isSet(object.duration_ms)
+        ? globalThis.Number(object.duration_ms)
+        : 0,
+      ok: isSet(object.ok) ? globalThis.Boolean(object.ok) : false,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      server: isSet(object.server) ? globalThis.String(object.server) : "",
+      trigger: isSet(object.trigger) ? globalThis.String(object.trigger) : "",
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+    };
+  },
+
+  toJSON(message: CronRun): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.startedMs !== 0) {
+      obj.startedMs = Math.round(message.startedMs);
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = Math.round(message.durationMs);
+    }
+    if (message.ok !== false) {
+      obj.ok = message.ok;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.server !== "") {
+      obj.server = message.server;
+    }
+    if (message.trigger !== "") {
+      obj.trigger = message.trigger;
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CronRun>, I>>(base?: I): CronRun {
+    return CronRun.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CronRun>, I>>(object: I): CronRun {
+    const message = createBaseCronRun();
+    message.id = object.id ?? 0;
+    message.domain = object.domain ?? "";
+    message.startedMs = object.startedMs ?? 0;
+    message.durationMs = object.durationMs ?? 0;
+    message.ok = object.ok ?? false;
+    message.message = object.message ?? "";
+    message.server = object.server ?? "";
+    message.trigger = object.trigger ?? "";
+    message.errorCode = object.errorCode ?? "";
     return message;
   },
 };

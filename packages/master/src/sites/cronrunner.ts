@@ -1,0 +1,262 @@
+/**
+ * The cron scheduler: one timer for every site (never one per site). Each tick asks `planCron`
+ * (cron.ts) which sites are due and starts up to `concurrency` runs at once (default 4); a run
+ * that ends makes room and the next tick (or the end of the run) starts the next one. A run sends
+ * `siteCron` to ONE web server of the site's platform — on a cluster, the online members take
+ * turns (the one after the last run's server) — and records the outcome in the bounded history
+ * (cronstore.ts), not as a task. `site cron DOMAIN` (runNow) uses the same path with trigger
+ * `manual`; a run already going for that site is joined, not doubled.
+ */
+import { fail, isSpokeError, type Logger } from '@spoke/shared';
+import type { AgentCommand, AgentCommandResults, CallOptions } from '../hub.js';
+import type { Namespace } from '../namespace.js';
+import type { Clock, SiteInfo } from '../types.js';
+import { CRON_KINDS, cronSkipReason, nextCronRun, planCron, type CronSite } from './cron.js';
+import type { CronRunInfo, CronStore, CronTrigger } from './cronstore.js';
+
+/** What the scheduler needs of the agent hub. */
+export interface CronHub {
+  isOnline(server: string): boolean;
+  call<K extends AgentCommand['type']>(server: string, cmd: Extract<AgentCommand, { type: K }>, opts?: CallOptions): Promise<AgentCommandResults[K]>;
+}
+
+/** What `site show` / `site ls` print about a site's cron. */
+export interface SiteCronInfo {
+  intervalS: number;
+  /** 0 = it does not run (see skipped); at or before now = due. */
+  nextRunMs: number;
+  last: CronRunInfo | null;
+  /** Failed runs in a row, up to the last run. */
+  failures: number;
+  /** Why the scheduler does not run it ("" = it does). */
+  skipped: string;
+}
+
+/** What a manual run returns. */
+export interface ManualCronRun {
+  run: CronRunInfo;
+  /** A run of the site was going already (scheduled): this is its outcome. */
+  joined: boolean;
+}
+
+/** What the scheduler needs. */
+export interface CronSchedulerDeps {
+  ns: Pick<Namespace, 'cronSites' | 'getSite' | 'getPlatform' | 'targets'>;
+  hub: CronHub;
+  runs: CronStore;
+  clock: Clock;
+  log: Logger;
+  /** Sites with a site task running (their cron waits). @default none */
+  busySites?: () => ReadonlySet<string>;
+  /** Cron runs at once. @default 4 */
+  concurrency?: number;
+  /** Time between ticks. @default 10000 */
+  tickMs?: number;
+  /** How long one run may take on the agent. @default 15 min */
+  runTimeoutMs?: number;
+}
+
+/** Runs sites' cron on schedule and on demand. */
+export class CronScheduler {
+  private readonly deps: CronSchedulerDeps;
+  private readonly concurrency: number;
+  private readonly running = new Map<string, { trigger: CronTrigger; startedMs: number; done: Promise<CronRunInfo | null> }>();
+  private timer: NodeJS.Timeout | null = null;
+  /** The timer runs (start() called, stop() not yet). */
+  private ticking = false;
+  /** stop() was called: no run starts any more. */
+  private closed = false;
+  /**
+   * When each site's last run started: read from the history once, then kept by the runs (rows
+   * are the truth, memory only schedules; reading the newest row of 10,000 sites cost ~100 ms a
+   * tick, measured).
+   */
+  private lastStarts: Map<string, number> | null = null;
+  /** The last tick left due sites waiting for a free slot: a run that ends ticks at once. */
+  private backlog = false;
+
+  constructor(deps: CronSchedulerDeps) {
+    this.deps = deps;
+    this.concurrency = deps.concurrency ?? 4;
+  }
+
+  /** Starts the timer (the first tick comes after tickMs). */
+  start(): void {
+    this.ticking = true;
+    this.arm();
+  }
+
+  /** Stops the timer and waits for the runs in flight. */
+  async stop(): Promise<void> {
+    this.ticking = false;
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await Promise.allSettled([...this.running.values()].map((r) => r.done));
+  }
+
+  private arm(): void {
+    if (!this.ticking) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      try {
+        this.tick();
+      } catch (e) {
+        this.deps.log.error({ err: e }, 'cron tick failed');
+      }
+      this.arm();
+    }, this.deps.tickMs ?? 10_000);
+    this.timer.unref();
+  }
+
+  /** Sites whose cron runs now. */
+  inFlight(): string[] {
+    return [...this.running.keys()].sort();
+  }
+
+  /**
+   * One pass: starts the due sites' runs, up to the concurrency limit (the rest wait for the next
+   * pass). Returns the sites started.
+   */
+  tick(): string[] {
+    if (this.closed) return [];
+    const free = this.concurrency - this.running.size;
+    if (free <= 0) return [];
+    const sites: CronSite[] = this.deps.ns.cronSites();
+    const busy = new Set([...this.running.keys(), ...(this.deps.busySites?.() ?? [])]);
+    this.lastStarts ??= this.deps.runs.lastStarts();
+    const plan = planCron(sites, this.deps.clock(), busy, this.lastStarts);
+    const started = plan.due.slice(0, free);
+    for (const domain of started) this.begin(domain, 'schedule');
+    const waiting = plan.due.length - started.length;
+    // Said once when a queue forms (e.g. after the master was down), not at every run's end.
+    if (waiting > 0 && !this.backlog) this.deps.log.info({ started: started.length, waiting, concurrency: this.concurrency }, 'cron runs wait for a free slot');
+    else if (waiting === 0 && this.backlog) this.deps.log.info('cron queue drained');
+    this.backlog = waiting > 0;
+    return started;
+  }
+
+  /**
+   * Runs a site's cron now and waits for it (a run going already is joined).
+   * @throws SpokeError SITE_NOT_FOUND, SITE_DISABLED, SITE_NOT_INSTALLED, PLATFORM_KIND_UNSUPPORTED
+   */
+  async runNow(domain: string): Promise<ManualCronRun> {
+    const s = this.deps.ns.getSite(domain);
+    const going = this.running.get(s.domain);
+    if (going) {
+      const run = await going.done;
+      if (run) return { run, joined: true };
+    }
+    if (s.status === 'disabled') {
+      throw fail('SITE_DISABLED', `site ${s.domain} is disabled: its cron does not run (nothing was run; enable it first: spoke site enable ${s.domain})`);
+    }
+    if (s.status !== 'installed') throw fail('SITE_NOT_INSTALLED', `site ${s.domain} is ${s.status}; cron runs only on installed sites`);
+    const kind = this.kindOf(s);
+    if (!CRON_KINDS.has(kind)) {
+      throw fail('PLATFORM_KIND_UNSUPPORTED', `platform ${s.platform} is ${kind || 'not verified'}: Spoke runs cron for Drupal 7/8+, WordPress and MediaWiki sites`);
+    }
+    const run = await this.begin(s.domain, 'manual');
+    if (!run) throw fail('SITE_NOT_FOUND', `site ${s.domain} was deleted while its cron ran`);
+    return { run, joined: false };
+  }
+
+  /** What `site show` prints about the site's cron. `last` may be passed in (site ls reads them all at once). */
+  info(site: SiteInfo, last: CronRunInfo | null | undefined = undefined, kind?: string): SiteCronInfo {
+    const lastRun = last === undefined ? this.deps.runs.last(site.domain) : last;
+    const cs: CronSite = {
+      domain: site.domain,
+      status: site.status,
+      kind: kind ?? this.kindOf(site),
+      intervalS: site.cronIntervalS,
+      installedMs: site.installedMs,
+      createdMs: site.createdMs,
+    };
+    return {
+      intervalS: site.cronIntervalS,
+      nextRunMs: nextCronRun(cs, lastRun?.startedMs, this.deps.clock()),
+      last: lastRun,
+      failures: lastRun?.failures ?? 0,
+      skipped: cronSkipReason(cs),
+    };
+  }
+
+  /** A site's recent runs, newest first. @throws SpokeError SITE_NOT_FOUND */
+  history(domain: string): CronRunInfo[] {
+    return this.deps.runs.list(this.deps.ns.getSite(domain).domain);
+  }
+
+  /** The cron info of many sites (one history query). */
+  infos(sites: SiteInfo[]): Map<string, SiteCronInfo> {
+    const last = this.deps.runs.lastAll();
+    const kinds = new Map(this.deps.ns.cronSites().map((c) => [c.domain, c.kind]));
+    return new Map(sites.map((s) => [s.domain, this.info(s, last.get(s.domain) ?? null, kinds.get(s.domain) ?? '')]));
+  }
+
+  private kindOf(site: Pick<SiteInfo, 'platform'>): string {
+    try {
+      const reg = this.deps.ns.getPlatform(site.platform).registryJson;
+      return reg ? String((JSON.parse(reg) as { kind?: unknown }).kind ?? '') : '';
+    } catch {
+      return '';
+    }
+  }
+
+  private begin(domain: string, trigger: CronTrigger): Promise<CronRunInfo | null> {
+    const startedMs = this.deps.clock();
+    this.lastStarts?.set(domain, startedMs);
+    const done = this.execute(domain, trigger, startedMs).finally(() => {
+      this.running.delete(domain);
+      // A slot is free: start the next waiting site without waiting for the timer.
+      if (!this.closed && this.backlog) {
+        try {
+          this.tick();
+        } catch (e) {
+          this.deps.log.error({ err: e }, 'cron tick failed');
+        }
+      }
+    });
+    this.running.set(domain, { trigger, startedMs, done });
+    return done;
+  }
+
+  /** One run: pick a server, send siteCron, record the outcome (never throws). */
+  private async execute(domain: string, trigger: CronTrigger, startedMs: number): Promise<CronRunInfo | null> {
+    const log = this.deps.log.child({ site: domain, trigger });
+    let server = '';
+    let outcome: { ok: boolean; message: string; errorCode: string };
+    try {
+      const s = this.deps.ns.getSite(domain);
+      const p = this.deps.ns.getPlatform(s.platform);
+      const kind = this.kindOf(s);
+      server = this.pickServer(p.server, this.deps.runs.last(domain)?.server ?? '');
+      const r = await this.deps.hub.call(server, { type: 'siteCron', tree: p.path, domain, kind }, { timeoutMs: this.deps.runTimeoutMs ?? 15 * 60_000 });
+      outcome = { ok: true, message: `${r.method}: ${r.message}`, errorCode: '' };
+    } catch (e) {
+      const code = isSpokeError(e) ? e.code : 'INTERNAL';
+      outcome = { ok: false, message: e instanceof Error ? e.message : String(e), errorCode: code };
+      if (!isSpokeError(e)) log.error({ err: e }, 'cron run failed');
+    }
+    const durationMs = Math.max(0, this.deps.clock() - startedMs);
+    const run = this.deps.runs.record({ domain, startedMs, durationMs, server, trigger, ...outcome });
+    if (outcome.ok) log.info({ server, ms: durationMs }, 'cron ran');
+    else log.warn({ server, code: outcome.errorCode, msg: outcome.message, failures: run?.failures }, 'cron failed');
+    return run;
+  }
+
+  /**
+   * The web server a run goes to: the platform's server, or on a cluster the first online member
+   * after `lastServer` (sorted names, wrapping), so members take turns.
+   * @throws SpokeError AGENT_OFFLINE (no member online)
+   */
+  private pickServer(platformServer: string, lastServer: string): string {
+    const members = [...this.deps.ns.targets(platformServer)].sort();
+    const start = members.indexOf(lastServer) + 1;
+    const order = [...members.slice(start), ...members.slice(0, start)];
+    const online = order.find((m) => this.deps.hub.isOnline(m));
+    if (!online) {
+      throw fail('AGENT_OFFLINE', `no web server of ${platformServer} is online (${members.join(', ')} offline); cron did not run`);
+    }
+    return online;
+  }
+}
