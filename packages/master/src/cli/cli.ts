@@ -157,7 +157,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'show the master: address, CA fingerprint, counts',
     args: [0, 0],
     async run(ctx) {
-      const s = await ctx.api().call<wire.Empty, wire.MasterStatus>('status', {});
+      const s = await ctx.api().call('status', {});
       print(ctx, { ...s, started: new Date(s.startedMs).toISOString() }, () =>
         kv([
           ['version', s.version],
@@ -188,13 +188,13 @@ const COMMANDS: Record<string, Command> = {
         if (d === undefined) throw new UsageError(`--ttl ${o.ttl}: use a duration like 90s, 30m, 1h, 2d`);
         ttlSeconds = d;
       }
-      const created = await ctx.api().call<wire.CreateTokenRequest, wire.CreateTokenResponse>('createToken', {
+      const created = await ctx.api().call('createToken', {
         server: name as string,
         cluster: (o.cluster as string | undefined) ?? '',
         ttlSeconds,
         replace: o.replace === true,
       });
-      const listen = (await ctx.api().call<wire.Empty, wire.MasterStatus>('status', {})).listen;
+      const listen = (await ctx.api().call('status', {})).listen;
       const r = { ...created, listen };
       print(ctx, { token: r.token, server: r.server, cluster: r.cluster || null, expires: new Date(r.expiresMs).toISOString() }, () => {
         ctx.io.err(
@@ -211,7 +211,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'list servers and clusters with their state',
     args: [0, 0],
     async run(ctx) {
-      const r = await ctx.api().call<wire.Empty, wire.ServerList>('listServers', {});
+      const r = await ctx.api().call('listServers', {});
       print(ctx, r.servers.map(serverJson), () => (r.servers.length ? serverTable(r.servers) : 'no servers yet (create a token: spoke server token NAME)\n'));
       return 0;
     },
@@ -221,7 +221,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'show one server',
     args: [1, 1],
     async run(ctx, [name]) {
-      const s = await ctx.api().call<wire.NameRequest, wire.Server>('getServer', { name });
+      const s = await ctx.api().call('getServer', { name });
       const j = serverJson(s);
       print(ctx, j, () =>
         kv([
@@ -247,7 +247,7 @@ const COMMANDS: Record<string, Command> = {
     options: { 'no-wait': { type: 'boolean' } },
     args: [1, 1],
     async run(ctx, [name], o) {
-      const t = await ctx.api().call<wire.NameRequest, wire.Task>('verifyServer', { name });
+      const t = await ctx.api().call('verifyServer', { name });
       return waitAndReport(ctx, t, o['no-wait'] === true);
     },
   },
@@ -256,7 +256,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'remove a server and revoke its certificate (refused while it hosts platforms)',
     args: [1, 1],
     async run(ctx, [name]) {
-      await ctx.api().call<wire.RemoveRequest, wire.Empty>('removeServer', { name, force: false, deleteFiles: false, offlineOk: false });
+      await ctx.api().call('removeServer', { name, force: false, deleteFiles: false, offlineOk: false });
       print(ctx, { removed: name }, () => `removed ${name}; its certificate is revoked\n`);
       return 0;
     },
@@ -271,7 +271,7 @@ const COMMANDS: Record<string, Command> = {
       if (kinds.length === 0) throw new UsageError('say what to pin: --http nginx|apache and/or --db mariadb|mysql');
       let s: wire.Server | undefined;
       for (const k of kinds) {
-        s = await ctx.api().call<wire.PinServiceRequest, wire.Server>('pinService', { server: name, kind: k, impl: o[k] as string });
+        s = await ctx.api().call('pinService', { server: name, kind: k, impl: o[k] as string });
       }
       print(ctx, serverJson(s as wire.Server), () => serverTable([s as wire.Server]));
       return 0;
@@ -284,7 +284,7 @@ const COMMANDS: Record<string, Command> = {
     options: { member: { type: 'string', multiple: true } },
     args: [1, 1],
     async run(ctx, [name], o) {
-      const s = await ctx.api().call<wire.CreateClusterRequest, wire.Server>('createCluster', {
+      const s = await ctx.api().call('createCluster', {
         name,
         members: (o.member as string[] | undefined) ?? [],
       });
@@ -297,7 +297,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'add an agent server to a cluster',
     args: [2, 2],
     async run(ctx, [cluster, member]) {
-      const s = await ctx.api().call<wire.ClusterMemberRequest, wire.Server>('addClusterMember', { cluster, member });
+      const s = await ctx.api().call('addClusterMember', { cluster, member });
       print(ctx, serverJson(s), () => `cluster ${s.name}: ${s.members.join(', ')}\n`);
       return 0;
     },
@@ -307,7 +307,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'take an agent server out of a cluster (it stays enrolled)',
     args: [2, 2],
     async run(ctx, [cluster, member]) {
-      const s = await ctx.api().call<wire.ClusterMemberRequest, wire.Server>('removeClusterMember', { cluster, member });
+      const s = await ctx.api().call('removeClusterMember', { cluster, member });
       print(ctx, serverJson(s), () => `cluster ${s.name}: ${s.members.join(', ')}\n`);
       return 0;
     },
@@ -317,7 +317,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'list clusters and their members',
     args: [0, 0],
     async run(ctx) {
-      const r = await ctx.api().call<wire.Empty, wire.ServerList>('listServers', {});
+      const r = await ctx.api().call('listServers', {});
       const cl = r.servers.filter((s) => s.kind === wire.ServerKind.SERVER_KIND_CLUSTER);
       print(ctx, cl.map(serverJson), () => (cl.length ? serverTable(cl) : 'no clusters\n'));
       return 0;
@@ -361,7 +361,7 @@ const COMMANDS: Record<string, Command> = {
         const url = !/^[a-z][a-z0-9+.-]*:\/\//i.test(o.git) && !/^[^/]+:/.test(o.git) && existsSync(o.git) ? resolve(o.git) : o.git;
         source = { ...source, kind: K.PLATFORM_SOURCE_KIND_GIT, gitUrl: url, gitRef: (o.ref as string | undefined) ?? '' };
       }
-      const r = await ctx.api().call<wire.AddPlatformRequest, wire.AddPlatformResponse>('addPlatform', {
+      const r = await ctx.api().call('addPlatform', {
         name,
         path: o.path,
         server: o.server,
@@ -385,7 +385,7 @@ const COMMANDS: Record<string, Command> = {
     options: { 'no-wait': { type: 'boolean' } },
     args: [1, 1],
     async run(ctx, [name], o) {
-      const t = await ctx.api().call<wire.NameRequest, wire.Task>('verifyPlatform', { name });
+      const t = await ctx.api().call('verifyPlatform', { name });
       return waitAndReport(ctx, t, o['no-wait'] === true);
     },
   },
@@ -394,7 +394,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'what changes for sites moving from platform A to B: per module/theme upgrade, downgrade, missing, same',
     args: [2, 2],
     async run(ctx, [from, to]) {
-      const r = await ctx.api().call<wire.DiffPlatformsRequest, wire.DiffPlatformsResponse>('diffPlatforms', { from, to });
+      const r = await ctx.api().call('diffPlatforms', { from, to });
       type Entry = { name: string; type: string; from: string | null; to: string | null; status: string };
       const d = JSON.parse(r.diffJson) as {
         core: { kindFrom: string; kindTo: string; from: string | null; to: string | null; status: string };
@@ -422,7 +422,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'desired vs observed tree per server, drift (hand edits) before repair, and conflicts with user data',
     args: [1, 1],
     async run(ctx, [name]) {
-      const s = await ctx.api().call<wire.NameRequest, wire.PlatformStatusResponse>('platformStatus', { name }, 120_000);
+      const s = await ctx.api().call('platformStatus', { name }, 120_000);
       const short = (h: string) => (h ? h.slice(0, 12) : '-');
       const json = {
         platform: s.platform,
@@ -468,7 +468,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'list platforms',
     args: [0, 0],
     async run(ctx) {
-      const r = await ctx.api().call<wire.Empty, wire.PlatformList>('listPlatforms', {});
+      const r = await ctx.api().call('listPlatforms', {});
       print(ctx, r.platforms.map(platformJson), () =>
         r.platforms.length
           ? table(
@@ -485,7 +485,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'show one platform (-o json includes the registry)',
     args: [1, 1],
     async run(ctx, [name]) {
-      const p = await ctx.api().call<wire.NameRequest, wire.Platform>('getPlatform', { name });
+      const p = await ctx.api().call('getPlatform', { name });
       const j = platformJson(p);
       print(ctx, j, () =>
         kv([
@@ -513,7 +513,7 @@ const COMMANDS: Record<string, Command> = {
     options: { force: { type: 'boolean' }, 'delete-files': { type: 'boolean' }, 'offline-ok': { type: 'boolean' }, 'no-wait': { type: 'boolean' } },
     args: [1, 1],
     async run(ctx, [name], o) {
-      const t = await ctx.api().call<wire.RemoveRequest, wire.Task>('removePlatform', {
+      const t = await ctx.api().call('removePlatform', {
         name: name as string,
         force: o.force === true,
         deleteFiles: o['delete-files'] === true,
@@ -529,7 +529,7 @@ const COMMANDS: Record<string, Command> = {
     options: { platform: { type: 'string' } },
     args: [0, 0],
     async run(ctx, _p, o) {
-      const r = await ctx.api().call<wire.ListSitesRequest, wire.SiteList>('listSites', { platform: (o.platform as string | undefined) ?? '' });
+      const r = await ctx.api().call('listSites', { platform: (o.platform as string | undefined) ?? '' });
       print(ctx, r.sites.map(siteJson), () =>
         r.sites.length
           ? table(
@@ -546,7 +546,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'show one site (an alias finds its site; the database password is never shown)',
     args: [1, 1],
     async run(ctx, [name]) {
-      const s = await ctx.api().call<wire.NameRequest, wire.Site>('getSite', { name });
+      const s = await ctx.api().call('getSite', { name });
       print(ctx, siteJson(s), () =>
         kv([
           ['domain', s.domain],
@@ -576,12 +576,12 @@ const COMMANDS: Record<string, Command> = {
     args: [1, 1],
     async run(ctx, [domain], o) {
       if (typeof o.interval === 'string') {
-        const s = await ctx.api().call<wire.SetSiteCronRequest, wire.Site>('setSiteCron', { domain, interval: o.interval });
+        const s = await ctx.api().call('setSiteCron', { domain, interval: o.interval });
         print(ctx, siteJson(s), () => kv(cronLines(s.domain, s.cron)));
         return 0;
       }
       if (o.history === true) {
-        const r = await ctx.api().call<wire.NameRequest, wire.CronRunList>('listCronRuns', { name: domain });
+        const r = await ctx.api().call('listCronRuns', { name: domain });
         print(ctx, r.runs.map(cronRunJson), () =>
           r.runs.length
             ? table(
@@ -592,7 +592,7 @@ const COMMANDS: Record<string, Command> = {
         );
         return 0;
       }
-      const run = await ctx.api().call<wire.NameRequest, wire.CronRun>('runSiteCron', { name: domain }, 16 * 60_000);
+      const run = await ctx.api().call('runSiteCron', { name: domain }, 16 * 60_000);
       const where = run.server ? ` on ${run.server}` : '';
       if (!run.ok) {
         if (ctx.json) ctx.io.out(`${JSON.stringify(cronRunJson(run), null, 2)}\n`);
@@ -624,7 +624,7 @@ const COMMANDS: Record<string, Command> = {
     args: [1, 1],
     async run(ctx, [domain], o) {
       if (typeof o.platform !== 'string') throw new UsageError('site install needs --platform P');
-      const q = await ctx.api().call<wire.InstallSiteRequest, wire.InstallSiteResponse>('installSite', {
+      const q = await ctx.api().call('installSite', {
         domain,
         platform: o.platform,
         dbServer: (o['db-server'] as string | undefined) ?? '',
@@ -670,7 +670,7 @@ const COMMANDS: Record<string, Command> = {
     options: { 'no-wait': { type: 'boolean' } },
     args: [1, 1],
     async run(ctx, [name], o) {
-      const t = await ctx.api().call<wire.NameRequest, wire.Task>('verifySite', { name });
+      const t = await ctx.api().call('verifySite', { name });
       return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
         const r = final.resultJson ? (JSON.parse(final.resultJson) as { pendingUpdates?: Array<{ module: string; update: string }> }) : {};
         if (r.pendingUpdates?.length) ctx.io.out(`pending database updates: ${r.pendingUpdates.map((u) => `${u.module} ${u.update}`).join(', ')}\n`);
@@ -684,7 +684,7 @@ const COMMANDS: Record<string, Command> = {
     options: { 'no-wait': { type: 'boolean' } },
     args: [1, 1],
     async run(ctx, [name], o) {
-      const t = await ctx.api().call<wire.NameRequest, wire.Task>('disableSite', { name });
+      const t = await ctx.api().call('disableSite', { name });
       return waitAndReport(ctx, t, o['no-wait'] === true);
     },
   },
@@ -694,7 +694,7 @@ const COMMANDS: Record<string, Command> = {
     options: { 'no-wait': { type: 'boolean' } },
     args: [1, 1],
     async run(ctx, [name], o) {
-      const t = await ctx.api().call<wire.NameRequest, wire.Task>('enableSite', { name });
+      const t = await ctx.api().call('enableSite', { name });
       return waitAndReport(ctx, t, o['no-wait'] === true);
     },
   },
@@ -707,11 +707,11 @@ const COMMANDS: Record<string, Command> = {
       const [op, site, alias] = pos as unknown as [string, string, string];
       if (op === 'redirect') {
         if (alias !== 'on' && alias !== 'off') throw new UsageError(`site alias redirect takes on or off, got ${JSON.stringify(alias)}\nusage: spoke site alias redirect DOMAIN on|off`);
-        const t = await ctx.api().call<wire.AliasRedirectRequest, wire.Task>('setAliasRedirect', { domain: site, on: alias === 'on' });
+        const t = await ctx.api().call('setAliasRedirect', { domain: site, on: alias === 'on' });
         return waitAndReport(ctx, t, o['no-wait'] === true);
       }
       if (op !== 'add' && op !== 'rm') throw new UsageError(`site alias takes add, rm or redirect, got ${JSON.stringify(op)}\nusage: spoke site alias add|rm DOMAIN ALIAS | site alias redirect DOMAIN on|off`);
-      const t = await ctx.api().call<wire.AliasRequest, wire.Task>(op === 'add' ? 'addAlias' : 'removeAlias', { site, alias });
+      const t = await ctx.api().call(op === 'add' ? 'addAlias' : 'removeAlias', { site, alias });
       return waitAndReport(ctx, t, o['no-wait'] === true);
     },
   },
@@ -723,7 +723,7 @@ const COMMANDS: Record<string, Command> = {
     args: [1, 1],
     async run(ctx, [domain], o) {
       if (typeof o.platform !== 'string') throw new UsageError('site import needs --platform P (spoke platform show P lists the sites on disk)');
-      const t = await ctx.api().call<wire.ImportSiteRequest, wire.Task>('importSite', {
+      const t = await ctx.api().call('importSite', {
         domain: domain as string,
         platform: o.platform,
         dbServer: (o['db-server'] as string | undefined) ?? '',
@@ -743,7 +743,7 @@ const COMMANDS: Record<string, Command> = {
     async run(ctx, pos, o) {
       const [first, second] = pos as unknown as [string, string | undefined];
       if (first === 'ls' || first === 'list') {
-        const r = await ctx.api().call<wire.ListBackupsRequest, wire.BackupList>('listBackups', { domain: second ?? '' });
+        const r = await ctx.api().call('listBackups', { domain: second ?? '' });
         print(ctx, r.backups, () =>
           r.backups.length
             ? table(
@@ -756,12 +756,12 @@ const COMMANDS: Record<string, Command> = {
       }
       if (first === 'rm') {
         if (!second) throw new UsageError('usage: spoke site backup rm ID');
-        await ctx.api().call<wire.BackupIdRequest, wire.Empty>('removeBackup', { id: second });
+        await ctx.api().call('removeBackup', { id: second });
         ctx.io.out(`removed backup ${second}\n`);
         return 0;
       }
       if (second !== undefined) throw new UsageError('usage: spoke site backup DOMAIN | site backup ls [DOMAIN] | site backup rm ID');
-      const t = await ctx.api().call<wire.NameRequest, wire.Task>('backupSite', { name: first });
+      const t = await ctx.api().call('backupSite', { name: first });
       return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
         const r = final.resultJson ? (JSON.parse(final.resultJson) as { id?: string; path?: string }) : {};
         if (r.id) ctx.io.out(`backup: ${r.id} (${r.path ?? ''})\n`);
@@ -775,7 +775,7 @@ const COMMANDS: Record<string, Command> = {
     args: [1, 1],
     async run(ctx, [domain], o) {
       if (typeof o.backup !== 'string') throw new UsageError('site restore needs --backup ID (see: spoke site backup ls DOMAIN)');
-      const t = await ctx.api().call<wire.RestoreSiteRequest, wire.Task>('restoreSite', { domain, backupId: o.backup });
+      const t = await ctx.api().call('restoreSite', { domain, backupId: o.backup });
       return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
         const r = final.resultJson ? (JSON.parse(final.resultJson) as { safetyBackup?: string | null }) : {};
         if (r.safetyBackup) ctx.io.out(`the state before the restore is backup ${r.safetyBackup}\n`);
@@ -788,7 +788,7 @@ const COMMANDS: Record<string, Command> = {
       "print a one-time login link made on a web server of the site (Drupal 7/8+: as drush uli, user 1, valid once within 24 h; WordPress: Spoke's must-use plugin, the first administrator, valid once for 15 min); Drupal 6: the login page",
     args: [1, 1],
     async run(ctx, [name]) {
-      const r = await ctx.api().call<wire.NameRequest, wire.LoginUrl>('siteLoginUrl', { name });
+      const r = await ctx.api().call('siteLoginUrl', { name });
       print(ctx, r, () => `${r.url}\n(${r.note})\n`);
       return 0;
     },
@@ -805,9 +805,9 @@ const COMMANDS: Record<string, Command> = {
       checkSshUser(sshUser);
       const api = ctx.api();
       const [sites, platforms, servers] = await Promise.all([
-        api.call<wire.ListSitesRequest, wire.SiteList>('listSites', { platform: '' }),
-        api.call<wire.Empty, wire.PlatformList>('listPlatforms', {}),
-        api.call<wire.Empty, wire.ServerList>('listServers', {}),
+        api.call('listSites', { platform: '' }),
+        api.call('listPlatforms', {}),
+        api.call('listServers', {}),
       ]);
       const set = siteAliases(
         {
@@ -851,7 +851,7 @@ const COMMANDS: Record<string, Command> = {
     options: { 'no-backup': { type: 'boolean' }, 'no-wait': { type: 'boolean' } },
     args: [1, 1],
     async run(ctx, [domain], o) {
-      const t = await ctx.api().call<wire.DeleteSiteRequest, wire.Task>('deleteSite', { domain, noBackup: o['no-backup'] === true });
+      const t = await ctx.api().call('deleteSite', { domain, noBackup: o['no-backup'] === true });
       return waitAndReport(ctx, t, o['no-wait'] === true);
     },
   },
@@ -861,7 +861,7 @@ const COMMANDS: Record<string, Command> = {
     options: { platform: { type: 'string' }, 'db-server': { type: 'string' }, 'no-wait': { type: 'boolean' } },
     args: [2, 2],
     async run(ctx, [domain, newDomain], o) {
-      const t = await ctx.api().call<wire.CloneSiteRequest, wire.Task>('cloneSite', {
+      const t = await ctx.api().call('cloneSite', {
         domain: domain as string,
         newDomain: newDomain as string,
         platform: (o.platform as string | undefined) ?? '',
@@ -880,7 +880,7 @@ const COMMANDS: Record<string, Command> = {
     args: [1, 1],
     async run(ctx, [domain], o) {
       if (typeof o.platform !== 'string') throw new UsageError('site migrate needs --platform P');
-      const t = await ctx.api().call<wire.MigrateSiteRequest, wire.Task>('migrateSite', {
+      const t = await ctx.api().call('migrateSite', {
         domain: domain as string,
         platform: o.platform,
         newDomain: (o.domain as string | undefined) ?? '',
@@ -907,7 +907,7 @@ const COMMANDS: Record<string, Command> = {
       }
       const limit = typeof o.limit === 'string' ? Number(o.limit) : 0;
       if (!Number.isInteger(limit) || limit < 0) throw new UsageError('--limit must be a whole number');
-      const r = await ctx.api().call<wire.ListTasksRequest, wire.TaskList>('listTasks', { state, entity: (o.entity as string | undefined) ?? '', limit });
+      const r = await ctx.api().call('listTasks', { state, entity: (o.entity as string | undefined) ?? '', limit });
       print(ctx, r.tasks.map(taskJson), () =>
         r.tasks.length
           ? table(
@@ -924,7 +924,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'show one task',
     args: [1, 1],
     async run(ctx, [id]) {
-      const t = await ctx.api().call<wire.TaskIdRequest, wire.Task>('getTask', { id: idArg(id as string) });
+      const t = await ctx.api().call('getTask', { id: idArg(id as string) });
       const j = taskJson(t);
       print(ctx, j, () =>
         kv([
@@ -952,7 +952,7 @@ const COMMANDS: Record<string, Command> = {
         const t = await follow({ ...ctx, json: false }, n);
         return t.state === wire.TaskState.TASK_STATE_SUCCEEDED ? 0 : 1;
       }
-      const r = await ctx.api().call<wire.TaskIdRequest, wire.TaskLog>('getTaskLog', { id: n });
+      const r = await ctx.api().call('getTaskLog', { id: n });
       print(ctx, r.lines.map((l) => ({ seq: l.seq, ts: new Date(l.tsMs).toISOString(), level: l.level, message: l.message })), () =>
         r.lines.map((l) => `${time(l.tsMs)} ${l.level === 'info' ? '' : `${l.level.toUpperCase()} `}${l.message}\n`).join(''),
       );
@@ -964,7 +964,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'cancel a queued task, or ask a running one to stop',
     args: [1, 1],
     async run(ctx, [id]) {
-      const t = await ctx.api().call<wire.TaskIdRequest, wire.Task>('cancelTask', { id: idArg(id as string) });
+      const t = await ctx.api().call('cancelTask', { id: idArg(id as string) });
       print(ctx, taskJson(t), () => `task ${t.id}: ${taskStateName(t.state) === 'cancelled' ? 'cancelled' : 'cancel requested'}\n`);
       return 0;
     },
@@ -983,7 +983,7 @@ const COMMANDS: Record<string, Command> = {
       const { mkdirSync, writeFileSync } = await import('node:fs');
       const { join } = await import('node:path');
       const { csrPem, keyPem } = await createCsr(name as string);
-      const r = await ctx.api().call<wire.IssueOperatorCertRequest, wire.IssueOperatorCertResponse>('issueOperatorCert', {
+      const r = await ctx.api().call('issueOperatorCert', {
         name,
         csrPem,
         ttlSeconds: ttl,

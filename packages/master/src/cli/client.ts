@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { credentials, Metadata, type ClientReadableStream } from '@grpc/grpc-js';
+import { credentials, Metadata, type ClientReadableStream, type handleUnaryCall } from '@grpc/grpc-js';
 import { channelOptions, clientTls, fail, fromServiceError, grpcTarget, wire } from '@spoke/shared';
 
 /** How to reach the master. */
@@ -18,6 +18,17 @@ export interface ConnectOptions {
 
 type Cb<T> = (err: unknown, res: T) => void;
 type UnaryFn<Req, Res> = (req: Req, md: Metadata, opts: { deadline: number }, cb: Cb<Res>) => unknown;
+
+/** The generated service's own methods (without the index signature it inherits). */
+type OperatorMethods = { [K in keyof wire.OperatorServer as string extends K ? never : K]: wire.OperatorServer[K] };
+/** The Operator service's unary methods (from the generated service: one source of truth). */
+export type OperatorUnary = {
+  [K in keyof OperatorMethods]: OperatorMethods[K] extends handleUnaryCall<infer _Req, infer _Res> ? K : never;
+}[keyof OperatorMethods];
+/** The request type of a unary Operator method. */
+export type OperatorRequest<K extends OperatorUnary> = OperatorMethods[K] extends handleUnaryCall<infer Req, infer _Res> ? Req : never;
+/** The response type of a unary Operator method. */
+export type OperatorResponse<K extends OperatorUnary> = OperatorMethods[K] extends handleUnaryCall<infer _Req, infer Res> ? Res : never;
 
 /** Promise-returning operator calls. */
 export class OperatorApi {
@@ -50,9 +61,13 @@ export class OperatorApi {
     }
   }
 
-  /** Calls one unary method; errors come back as SpokeError. */
-  call<Req, Res>(method: keyof wire.OperatorClient, req: Req, timeoutMs = 30_000): Promise<Res> {
-    const fn = (this.client[method] as unknown as UnaryFn<Req, Res>).bind(this.client);
+  /**
+   * Calls one unary method; its request and response types come from the generated service, so
+   * a wrong pair does not compile. Errors come back as SpokeError.
+   */
+  call<K extends OperatorUnary>(method: K, req: OperatorRequest<K>, timeoutMs = 30_000): Promise<OperatorResponse<K>> {
+    type Res = OperatorResponse<K>;
+    const fn = (this.client[method] as unknown as UnaryFn<OperatorRequest<K>, Res>).bind(this.client);
     return new Promise<Res>((ok, ko) => {
       fn(req, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? ko(fromServiceError(err)) : ok(res)));
     });
