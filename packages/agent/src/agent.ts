@@ -80,7 +80,7 @@ export async function startAgent(
     log: deps.log.child({ component: 'agent.install' }),
   });
   const db = opts.db
-    ? new SiteDatabases({ settings: opts.db, binDirs: opts.binDirs, tmpDir: join(opts.stateDir, 'tmp'), log: deps.log.child({ component: 'agent.db' }) })
+    ? new SiteDatabases({ settings: opts.db, server: opts.server, binDirs: opts.binDirs, tmpDir: join(opts.stateDir, 'tmp'), log: deps.log.child({ component: 'agent.db' }) })
     : null;
   const siteFiles = new SiteFileTransfer({ roots: opts.roots, rootMap, webGroup: opts.http.webGroup, log: deps.log.child({ component: 'agent.sitefiles' }) });
   const connection = new MasterConnection({
