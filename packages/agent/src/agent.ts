@@ -63,6 +63,7 @@ export async function startAgent(
     detect,
     detectFpm: () => detectFpmSocket(),
     run: commandRunner(opts.binDirs),
+    userFiles: { user: opts.phpUser },
     log: deps.log.child({ component: 'agent.web' }),
   });
   const sitePhp = new SitePhp({
@@ -82,7 +83,7 @@ export async function startAgent(
   const db = opts.db
     ? new SiteDatabases({ settings: opts.db, server: opts.server, binDirs: opts.binDirs, tmpDir: join(opts.stateDir, 'tmp'), log: deps.log.child({ component: 'agent.db' }) })
     : null;
-  const siteFiles = new SiteFileTransfer({ roots: opts.roots, rootMap, webGroup: opts.http.webGroup, log: deps.log.child({ component: 'agent.sitefiles' }) });
+  const siteFiles = new SiteFileTransfer({ roots: opts.roots, rootMap, webGroup: opts.http.webGroup, userFiles: { user: opts.phpUser }, log: deps.log.child({ component: 'agent.sitefiles' }) });
   const connection = new MasterConnection({
     trees,
     web,
