@@ -204,6 +204,8 @@ export interface PhpFpmOptions {
   mysqli?: boolean;
   /** Loads what Drupal 7 and 8+ need (PDO MySQL, gd, the XML family, mbstring, …; packages php-mysql, php-gd, php-xml, php-mbstring). */
   drupal?: boolean;
+  /** The MariaDB socket `localhost` means to mysqli and pdo_mysql (what Debian's php.ini defaults do for /run/mysqld/mysqld.sock). */
+  mysqlSocket?: string;
 }
 
 /** Debian's shared PHP extensions Drupal needs, in load order (php-fpm runs with -n). */
@@ -238,6 +240,7 @@ export async function startPhpFpm(dir: string, opts: PhpFpmOptions = {}): Promis
   const names = [...(opts.mysqli ? ['mysqlnd', 'mysqli'] : []), ...(opts.drupal ? DRUPAL_PHP_EXTENSIONS : [])];
   const ext = [...new Set(names)].flatMap((e) => ['-d', `extension=${e}`]);
   if (names.length) ext.push('-d', 'display_errors=0', '-d', 'memory_limit=256M');
+  if (opts.mysqlSocket) ext.push('-d', `mysqli.default_socket=${opts.mysqlSocket}`, '-d', `pdo_mysql.default_socket=${opts.mysqlSocket}`);
   const p = spawn(bin, ['-n', ...ext, '-F', '-y', join(dir, 'php-fpm.conf')], { stdio: 'ignore' });
   await until('php-fpm to listen', () => existsSync(socket));
   return {
