@@ -9,14 +9,15 @@
  * The web server can write everything walked here, so nothing is followed: entries are lstat'ed,
  * symlinks, sockets, FIFOs and devices are left alone, and an entry that needs a change is opened
  * with O_NOFOLLOW and changed through the handle only after checking that the handle is the entry
- * at that place with no symlink on the way (the same rule as sitesperms.ts). A regular file with
+ * at that place with no symlink on the way (the same rule as sitesperms.ts; the kernel's path of
+ * the open fd is compared with the expected one). A regular file with
  * more than one link is not changed by a repair (a hard link could reach a file outside the
  * site); an unpack may (`trustHardlinks`: its links came from the archive, made by the agent).
  * Entries that already match cost one lstat: a clean tree of 20,000 files is a readdir and an
  * lstat each.
  */
 import { constants as FS } from 'node:fs';
-import { lstat, open, readdir, realpath, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readdir, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 import { lookupUser } from './php/sitephp.js';
@@ -51,6 +52,22 @@ const MAX_PROBLEMS = 5;
 /** g+rw for files; dirs also get x and setgid. */
 const FILE_BITS = 0o060;
 const DIR_BITS = 0o2070;
+
+/** Entries of one dir looked at together. */
+const BATCH = 16;
+
+/**
+ * Where an open handle really is: the kernel's own path of the fd (/proc/self/fd, one readlink,
+ * exact even if a dir on the way was swapped since), else realpath of `path` (then a symlink on
+ * the way shows as a different path).
+ */
+async function openedPath(fh: FileHandle, path: string): Promise<string> {
+  try {
+    return await readlink(`/proc/self/fd/${fh.fd}`);
+  } catch {
+    return realpath(path).catch(() => '');
+  }
+}
 
 function errCode(e: unknown): string {
   return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
@@ -106,7 +123,7 @@ export async function giveUserFilesToWebServer(
     }
     try {
       const now = await fh.stat();
-      const here = await realpath(path).catch(() => '');
+      const here = await openedPath(fh, path);
       if (here !== path || now.ino !== st.ino || now.dev !== st.dev) {
         problem(`${rel}: changed while being checked (a symlink on its path?); left as it is`);
         return;
@@ -157,18 +174,23 @@ export async function giveUserFilesToWebServer(
       problem(`${rel}: cannot list (${errCode(e)})`);
       continue;
     }
-    for (const name of names) {
-      const child = `${rel}/${name}`;
-      const st = await lstat(join(root, child)).catch(() => null);
-      if (st === null) continue;
-      out.checked++;
-      if (st.isDirectory()) {
-        await fix(child, st);
-        stack.push(child);
-      } else if (st.isFile()) {
-        await fix(child, st);
-      }
-      // symlinks, sockets, FIFOs, devices: never followed, never changed
+    // A few entries at a time: lstat and the handle work wait on the thread pool.
+    for (let i = 0; i < names.length; i += BATCH) {
+      await Promise.all(
+        names.slice(i, i + BATCH).map(async (name) => {
+          const child = `${rel}/${name}`;
+          const st = await lstat(join(root, child)).catch(() => null);
+          if (st === null) return;
+          out.checked++;
+          if (st.isDirectory()) {
+            await fix(child, st);
+            stack.push(child);
+          } else if (st.isFile()) {
+            await fix(child, st);
+          }
+          // symlinks, sockets, FIFOs, devices: never followed, never changed
+        }),
+      );
     }
   }
   if (dropped) out.problems.push(`… and ${dropped} more under ${siteRel} like these`);
