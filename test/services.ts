@@ -272,11 +272,11 @@ export function prepareWordPress(target: string, opts: WordPressOptions = {}): v
 }
 
 /**
- * Enrolls `agent` with `master`, merges `settings` (http, php, db …) into its agent.json (kept
- * 0600), runs it and waits until the master sees it online.
+ * Enrolls `agent` with `master` (`tokenArgs`: e.g. `--cluster web`), merges `settings` (http,
+ * php, db …) into its agent.json (kept 0600), runs it and waits until the master sees it online.
  */
-export async function enrollAgent(master: MasterUnderTest, agent: AgentUnderTest, settings: Record<string, unknown>): Promise<void> {
-  const t = await master.cli('server', 'token', agent.name);
+export async function enrollAgent(master: MasterUnderTest, agent: AgentUnderTest, settings: Record<string, unknown>, tokenArgs: string[] = []): Promise<void> {
+  const t = await master.cli('server', 'token', agent.name, ...tokenArgs);
   const r = await agent.enroll(master.listen, t.stdout.trim());
   if (r.code !== 0) throw new Error(`enrolling ${agent.name} exited ${r.code}: ${r.stderr}`);
   const cfgFile = join(agent.stateDir, 'agent.json');

@@ -7,7 +7,9 @@
  * `localhost`); `site install localhost` is refused before anything exists (no task, database or
  * vhost); after restore, clone and migrate the user files under `sites/<domain>/files` belong to
  * the web server (www-data, group-writable) so PHP running as www-data can write an upload into
- * them; `site verify` repairs a file and a dir chown'd to root.
+ * them; `site verify` repairs a file and a dir chown'd to root. A cluster `web` (members c1 and c2,
+ * each with its own nginx, the database on w1 granted to them as `localhost` by grantHosts): a
+ * restore leaves the files www-data's on every member.
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, readFileSync, writeFileSync } from 'node:fs';
@@ -27,8 +29,10 @@ const ngx = join(dir, 'nginx');
 const confDir = join(ngx, 'spoke.d');
 const WP = '/var/www/wp';
 const WP2 = '/var/www/wp2';
-const agentTree = (path: string) => join(w1.root, path);
-const filesDir = (path: string, domain: string) => join(agentTree(path), 'sites', domain, 'files');
+const agentTree = (path: string, agent: AgentUnderTest = w1) => join(agent.root, path);
+const filesDir = (path: string, domain: string, agent: AgentUnderTest = w1) => join(agentTree(path, agent), 'sites', domain, 'files');
+const members = ['c1', 'c2'].map((name) => ({ name, agent: new AgentUnderTest(dir, name), ngx: join(dir, `nginx-${name}`), nginx: undefined as PrivateNginx | undefined }));
+const WPC = '/var/www/wpc';
 let nginx: PrivateNginx;
 let fpm: PrivatePhpFpm;
 let db: PrivateMariaDb;
@@ -97,8 +101,18 @@ beforeAll(async () => {
     php: { fpmSocket: fpm.socket },
     // deploy/README.md's single-server setup: the socket, nothing else (the password only
     // because this private server's root has one).
-    db: { socket: db.socket, adminPassword: ROOT_PW },
+    // The cluster members c1 and c2 run on this host too: they reach the socket, as localhost.
+    db: { socket: db.socket, adminPassword: ROOT_PW, grantHosts: { c1: ['localhost'], c2: ['localhost'] } },
   });
+  for (const m of members) {
+    m.nginx = await startNginx(m.ngx, { name: m.name, defaultServerBody: `default server of ${m.name}\n` });
+    await enrollAgent(master, m.agent, { http: m.nginx.agentHttp(join(dir, `templates-${m.name}`)), php: { fpmSocket: fpm.socket } }, ['--cluster', 'web']);
+  }
+  prepareWordPress(join(master.root, WPC), { listPosts: true });
+  {
+    const { t, log } = await master.task('platform', 'add', 'wpc', '--path', WPC, '--server', 'web');
+    expect(t.state, `${JSON.stringify(t.error)}\n${log}`).toBe('succeeded');
+  }
   for (const [name, path] of [['wp', WP], ['wp2', WP2]] as const) {
     const { t, log } = await master.task('platform', 'add', name, '--path', path, '--server', 'w1');
     expect(t.state, `${JSON.stringify(t.error)}\n${log}`).toBe('succeeded');
@@ -106,6 +120,10 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
+  for (const m of members) {
+    await m.agent.daemon?.stop('SIGKILL');
+    await m.nginx?.stop();
+  }
   await w1.daemon?.stop('SIGKILL');
   await master.daemon?.stop('SIGKILL');
   await nginx?.stop();
@@ -188,5 +206,26 @@ describe('a single-server stack (web and db on one host, MariaDB over its socket
     expect(again.t.state, again.log).toBe('succeeded');
     expect(again.log).not.toMatch(/entries given to/);
     expect(phpWriteAsWebUser(join(news, '2026/12/drift.txt'))).toBeNull();
+  }, 300_000);
+
+  it('on a cluster: a restore leaves the files www-data\'s on every member', async () => {
+    const r = await master.cli('site', 'install', 'c.test', '--platform', 'wpc', '--db-server', 'w1', '--title', TITLE);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const [c1, c2] = members as [(typeof members)[0], (typeof members)[0]];
+    for (const m of members) {
+      await (m.nginx as PrivateNginx).served(`c.test on ${m.name}`, 'c.test', '/', (x) => x.status === 200 && x.body.includes(TITLE));
+    }
+    expect(phpWriteAsWebUser(join(filesDir(WPC, 'c.test', c1.agent), '2026/12/photo.jpg'))).toBeNull();
+    const b = await master.cli('site', 'backup', 'c.test');
+    expect(b.code, `${b.stdout}\n${b.stderr}`).toBe(0);
+    const id = /backup: (\S+) \(/.exec(b.stdout)?.[1] as string;
+    const { t, log } = await master.task('site', 'restore', 'c.test', '--backup', id);
+    expect(t.state, `${JSON.stringify(t.error)}\n${log}`).toBe('succeeded');
+    for (const m of [c1, c2]) {
+      const files = filesDir(WPC, 'c.test', m.agent);
+      expect(readFileSync(join(files, '2026/12/photo.jpg'), 'utf8')).toBe('uploaded');
+      expectWebOwned(files);
+      expect(phpWriteAsWebUser(join(files, '2026/12/after-restore.txt')), m.name).toBeNull();
+    }
   }, 300_000);
 });
