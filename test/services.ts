@@ -206,6 +206,8 @@ export interface PhpFpmOptions {
   drupal?: boolean;
   /** More shared extensions to load, in order (e.g. DRUPAL_EXTENSIONS). */
   extensions?: string[];
+  /** The MariaDB socket `localhost` means to mysqli and pdo_mysql (what Debian's php.ini defaults do for /run/mysqld/mysqld.sock). */
+  mysqlSocket?: string;
 }
 
 /** What Drupal 7/8+ needs of PHP beyond what is built in (after mysqlnd). */
@@ -244,7 +246,8 @@ export async function startPhpFpm(dir: string, opts: PhpFpmOptions = {}): Promis
     ...(opts.extensions ?? []),
   ];
   const ext = [...new Set(names)].flatMap((e) => ['-d', `extension=${e}`]);
-  if (names.length) ext.push('-d', 'display_errors=0');
+  if (names.length) ext.push('-d', 'display_errors=0', '-d', 'memory_limit=256M');
+  if (opts.mysqlSocket) ext.push('-d', `mysqli.default_socket=${opts.mysqlSocket}`, '-d', `pdo_mysql.default_socket=${opts.mysqlSocket}`);
   const p = spawn(bin, ['-n', ...ext, '-F', '-y', join(dir, 'php-fpm.conf')], { stdio: 'ignore' });
   await until('php-fpm to listen', () => existsSync(socket));
   return {
@@ -288,11 +291,11 @@ export function webAndDbSettings(o: { nginx: PrivateNginx; templates: string; fp
 }
 
 /**
- * Enrolls `agent` with `master`, merges `settings` (http, php, db …) into its agent.json (kept
- * 0600), runs it and waits until the master sees it online.
+ * Enrolls `agent` with `master` (`tokenArgs`: e.g. `--cluster web`), merges `settings` (http,
+ * php, db …) into its agent.json (kept 0600), runs it and waits until the master sees it online.
  */
-export async function enrollAgent(master: MasterUnderTest, agent: AgentUnderTest, settings: Record<string, unknown>): Promise<void> {
-  const t = await master.cli('server', 'token', agent.name);
+export async function enrollAgent(master: MasterUnderTest, agent: AgentUnderTest, settings: Record<string, unknown>, tokenArgs: string[] = []): Promise<void> {
+  const t = await master.cli('server', 'token', agent.name, ...tokenArgs);
   const r = await agent.enroll(master.listen, t.stdout.trim());
   if (r.code !== 0) throw new Error(`enrolling ${agent.name} exited ${r.code}: ${r.stderr}`);
   const cfgFile = join(agent.stateDir, 'agent.json');

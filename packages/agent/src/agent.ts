@@ -64,6 +64,7 @@ export async function startAgent(
     detect,
     detectFpm: () => detectFpmSocket(),
     run: commandRunner(opts.binDirs),
+    userFiles: { user: opts.phpUser },
     log: deps.log.child({ component: 'agent.web' }),
   });
   const sitePhp = new SitePhp({
@@ -87,9 +88,9 @@ export async function startAgent(
     log: deps.log.child({ component: 'agent.cron' }),
   });
   const db = opts.db
-    ? new SiteDatabases({ settings: opts.db, binDirs: opts.binDirs, tmpDir: join(opts.stateDir, 'tmp'), log: deps.log.child({ component: 'agent.db' }) })
+    ? new SiteDatabases({ settings: opts.db, server: opts.server, binDirs: opts.binDirs, tmpDir: join(opts.stateDir, 'tmp'), log: deps.log.child({ component: 'agent.db' }) })
     : null;
-  const siteFiles = new SiteFileTransfer({ roots: opts.roots, rootMap, webGroup: opts.http.webGroup, log: deps.log.child({ component: 'agent.sitefiles' }) });
+  const siteFiles = new SiteFileTransfer({ roots: opts.roots, rootMap, webGroup: opts.http.webGroup, userFiles: { user: opts.phpUser }, log: deps.log.child({ component: 'agent.sitefiles' }) });
   const connection = new MasterConnection({
     trees,
     web,

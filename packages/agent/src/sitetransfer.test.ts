@@ -94,6 +94,29 @@ describe('SiteFileTransfer', () => {
     expect(readdirSync(site()).filter((n: string) => n.startsWith('.spoke'))).toEqual([]);
   });
 
+  it("gives what it unpacked to the web server (php.user when root, the web group, g+rw, dirs setgid), not to the tar's owners", async () => {
+    const root = process.getuid?.() === 0;
+    const uid = root ? 4243 : (process.getuid?.() ?? 0);
+    const passwdFile = join(base, 'passwd');
+    writeFileSync(passwdFile, `web:x:${uid}:${uid}::/:/bin/sh\n`);
+    const owned = new SiteFileTransfer({ roots: ['/var/www'], rootMap: new RootMap(base), webGroup: group, userFiles: { user: 'web', passwdFile, isRoot: () => root }, log: silentLogger() });
+    const tar = await tarOf([
+      { name: 'files', type: 'directory' },
+      { name: 'files/2026', type: 'directory' },
+      { name: 'files/2026/up.jpg', data: 'U' },
+      { name: 'files/link', type: 'symlink', linkname: '2026/up.jpg' },
+    ]);
+    const r = await owned.unpack(TREE, 'a.test', true, Readable.from([tar]));
+    expect(r.problems).toEqual([]);
+    const gid = lstatSync(join(site(), 'files')).gid;
+    for (const rel of ['files', 'files/2026', 'files/2026/up.jpg']) {
+      const st = lstatSync(join(site(), rel));
+      expect([rel, st.uid, st.gid]).toEqual([rel, uid, gid]);
+    }
+    expect(lstatSync(join(site(), 'files/2026')).mode & 0o7777).toBe(0o2775);
+    expect(lstatSync(join(site(), 'files/2026/up.jpg')).mode & 0o7777).toBe(0o664);
+  });
+
   it('refuses a hostile tar (escape, absolute link, another top-level name) and changes nothing', async () => {
     for (const bad of [
       [{ name: 'files', type: 'directory' as const }, { name: 'files/../../settings.php', data: 'pwned' }],

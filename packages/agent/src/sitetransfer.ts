@@ -12,7 +12,9 @@
  * and `private` may be at the top, and everything lands in a staging dir inside the site dir
  * first. Only when the whole tar was accepted are the parts swapped in, one rename each; the old
  * content stays in the staging dir until every part is in place, and is put back if a swap
- * fails. A refused tar leaves the site's files as they were.
+ * fails. A refused tar leaves the site's files as they were. What was unpacked then belongs to the
+ * web server (siteowner.ts: owner `php.user` when the agent is root, the web group, group-write),
+ * not to the tar's uid/gid.
  */
 import { lstat, mkdir, mkdtemp, readdir, realpath, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -32,6 +34,7 @@ import {
   type RootMap,
 } from '@spoke/shared';
 import { ensureSiteDirs } from './sitefiles.js';
+import { describeUserFiles, giveUserFilesToWebServer, type UserFilesOwner } from './siteowner.js';
 import type { SitesPermDeps } from './sitesperms.js';
 
 /** The parts of a site dir that hold user data, in archive order. */
@@ -63,6 +66,8 @@ export class SiteFileTransfer {
       rootMap: RootMap;
       webGroup: string;
       perms?: SitesPermDeps;
+      /** Who unpacked user files belong to (agent.json `php.user`). @default { user: 'www-data' } */
+      userFiles?: Omit<UserFilesOwner, 'webGroup'>;
       log: Logger;
     },
   ) {}
@@ -149,8 +154,13 @@ export class SiteFileTransfer {
       const parts = USER_PARTS.filter((p) => res.topLevel.includes(p));
       await swapIn(at.dir, staging, parts);
       const perms = await ensureSiteDirs(at.root, domain, this.deps.webGroup, this.deps.perms);
-      this.deps.log.info({ domain, tree, entries: res.entries, replaced: parts }, 'site files unpacked');
-      return { bytes, entries: res.entries, replaced: [...parts], problems: perms.problems };
+      // The tar's owners are not kept (uid/gid 0 from another host mean nothing here): what was
+      // unpacked is the web server's, so uploads into it work.
+      const owned = await giveUserFilesToWebServer(at.root, domain, { user: 'www-data', ...this.deps.userFiles, webGroup: this.deps.webGroup }, { trustHardlinks: true });
+      const problems = [...perms.problems, ...owned.problems];
+      this.deps.log.info({ domain, tree, entries: res.entries, replaced: parts, owner: describeUserFiles(domain, owned) }, 'site files unpacked');
+      if (problems.length) this.deps.log.warn({ domain, tree, problems }, 'site files unpacked with permission problems');
+      return { bytes, entries: res.entries, replaced: [...parts], problems };
     } finally {
       await rm(staging, { recursive: true, force: true });
     }

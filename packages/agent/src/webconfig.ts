@@ -13,13 +13,14 @@
  * nginx is not that host's.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, realpath, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkDomain, checkName, fail, isSpokeError, type Logger, type RootMap } from '@spoke/shared';
 import type { HttpSettings } from './config.js';
 import { findBinary, type DetectedService, type FpmSocket } from './detect.js';
 import { writeAtomic } from './converge/fsutil.js';
 import { checkRelativePath, deleteSiteFiles, ensureSiteDirs, giveToWebGroup } from './sitefiles.js';
+import { describeUserFiles, giveUserFilesToWebServer, type UserFilesOwner } from './siteowner.js';
 import { fixSitesPermissions, type SitesPermDeps } from './sitesperms.js';
 import { renderPlatformConfig, renderSiteConfig, type HttpImpl } from './webtemplate.js';
 
@@ -175,6 +176,8 @@ export interface WebConfigDeps {
   run: CommandRunner;
   log: Logger;
   perms?: SitesPermDeps;
+  /** Who a site's user files belong to (agent.json `php.user`). @default { user: 'www-data' } */
+  userFiles?: Omit<UserFilesOwner, 'webGroup'>;
 }
 
 interface Service {
@@ -366,8 +369,13 @@ export class WebConfig {
     Object.assign(report, await this.apply(svc, file, rendered, `site ${req.domain}`, log, problems));
     const dirs = await ensureSiteDirs(root, req.domain, this.deps.http.webGroup, this.deps.perms);
     const files = await giveToWebGroup(root, req.webGroupFiles, this.deps.http.webGroup, this.deps.perms);
+    // Drift under files/ and private/ (a file chown'd to root, a dir without g+w) is repaired
+    // here, so `site verify` makes uploads work again.
+    const real = await realpath(root).catch(() => null);
+    const owned = real === null ? null : await giveUserFilesToWebServer(real, req.domain, { user: 'www-data', ...this.deps.userFiles, webGroup: this.deps.http.webGroup });
     report.fixed.push(...dirs.fixed, ...files.fixed);
-    report.problems.push(...dirs.problems, ...files.problems);
+    if (owned?.changed) report.fixed.push(describeUserFiles(req.domain, owned));
+    report.problems.push(...dirs.problems, ...files.problems, ...(owned?.problems ?? []));
     if (report.fixed.length) log.info({ fixed: report.fixed }, 'site dirs and files fixed');
     return report;
   }

@@ -160,6 +160,7 @@ describe('domains', () => {
     ['bad-.example.com'],
     ['under_score.com'],
     ['nodot'],
+    ['localhost'],
     [`${'a'.repeat(64)}.com`],
     [`${'a.'.repeat(127)}com`],
     ['example.123'],

@@ -50,7 +50,10 @@ const LABEL_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /**
  * Checks a site domain or alias: lowercase, RFC 1123 labels (1-63 chars, letters, digits and
- * inner hyphens), at least two labels, at most 253 characters, no trailing dot.
+ * inner hyphens), at least two labels, at most 253 characters, no trailing dot. The one rule for
+ * every verb (site install, import, rename, clone/migrate targets, alias add): Spoke serves public
+ * names, so a single-label name such as `localhost` is refused everywhere, before anything is
+ * created.
  * @throws SpokeError INVALID_DOMAIN
  */
 export function checkDomain(domain: string): string {
@@ -60,7 +63,7 @@ export function checkDomain(domain: string): string {
   if (domain !== domain.toLowerCase()) throw bad('use lowercase');
   if (domain.endsWith('.')) throw bad('remove the trailing dot');
   const labels = domain.split('.');
-  if (labels.length < 2 && domain !== 'localhost') throw bad('it needs at least two labels (example.com)');
+  if (labels.length < 2) throw bad('it needs at least two labels (example.com); single-label names such as localhost are not served');
   for (const label of labels) {
     if (!LABEL_RE.test(label)) {
       throw bad(`label ${JSON.stringify(label)} must be 1-63 characters of a-z 0-9 and inner hyphens`);

@@ -29,6 +29,7 @@ const log: Logger = createLogger({
   destination: { write: (l: string) => void logLines.push(l) },
 });
 const PW = generateDbPassword();
+const DEFAULT_SETTINGS: DbSettings = { impl: 'mariadb', host: '127.0.0.1', port: 3306, socket: '', adminUser: 'root', adminPassword: '', grantHosts: {} };
 const SITE = { database: 'example_com', user: 'example_com', password: PW, hosts: ['web-1', '10.9.9.9'] };
 
 function make(over: Partial<DbSettings> = {}, binDirs = ['/usr/bin', '/usr/sbin']): SiteDatabases {
@@ -291,6 +292,23 @@ describe('site databases on a real MariaDB', () => {
     await sock.restoreSiteDb('sock_com', Readable.from([d]));
     expect(await q('SELECT v FROM sock_com.t')).toEqual([{ v: 7 }]);
     expect(await sock.dropSiteDb({ database: 'sock_com', user: 'sock_com', hosts: ['localhost'] })).toEqual({ databaseExisted: true, usersDropped: ['localhost'] });
+  });
+});
+
+describe('account hosts (who the site user is granted to)', () => {
+  const hosts = (over: Partial<DbSettings>, server: string, sent: string[]) =>
+    new SiteDatabases({ settings: { ...DEFAULT_SETTINGS, ...over }, server, log, binDirs: [], tmpDir: scratch, connect: () => Promise.reject(new Error('unused')) }).accountHosts(sent);
+  it.each<[string, Partial<DbSettings>, string[], string[]]>([
+    ['its own name over the socket: localhost', { socket: '/run/mysqld/mysqld.sock', host: '', port: 0 }, ['db1'], ['localhost']],
+    ['its own name over loopback TCP: 127.0.0.1', { host: '127.0.0.1' }, ['db1'], ['127.0.0.1']],
+    ['its own name with siteHost: that host', { socket: '/s.sock', host: '', port: 0, siteHost: '10.0.0.5' }, ['db1'], ['10.0.0.5']],
+    ['grantHosts wins for its own name', { socket: '/s.sock', host: '', port: 0, grantHosts: { db1: ['localhost', '127.0.0.1'] } }, ['db1'], ['127.0.0.1', 'localhost']],
+    ['another web server: as sent (or mapped)', { socket: '/s.sock', host: '', port: 0, grantHosts: { w2: ['10.0.0.12'] } }, ['db1', 'w1', 'w2'], ['10.0.0.12', 'localhost', 'w1']],
+  ])('%s', (_what, over, sent, want) => {
+    expect(hosts(over, 'db1', sent)).toEqual(want);
+  });
+  it('without its own name (an old caller), names are used as sent', () => {
+    expect(hosts({ socket: '/s.sock', host: '', port: 0 }, '', ['db1'])).toEqual(['db1']);
   });
 });
 

@@ -23,6 +23,12 @@ export interface SiteDatabasesDeps {
   tmpDir: string;
   /** Opens admin sessions. @default mysql2 with the settings' admin account */
   connect?: AdminConnect;
+  /**
+   * This agent's own server name. A web server of that name is this host: it connects from where
+   * it connects to (the site address: `localhost` over the socket). "" = unknown.
+   * @default ""
+   */
+  server?: string;
 }
 
 /** A site database and its account. */
@@ -58,8 +64,10 @@ export class SiteDatabases {
   private readonly binDirs: string[];
   private readonly tmpDir: string;
   private readonly connect: AdminConnect;
+  private readonly server: string;
 
   constructor(deps: SiteDatabasesDeps) {
+    this.server = deps.server ?? '';
     this.s = deps.settings;
     this.log = deps.log;
     this.binDirs = deps.binDirs;
@@ -73,14 +81,19 @@ export class SiteDatabases {
   }
 
   /**
-   * The account hosts for the hosts the master sent: each is checked, then replaced by its
-   * `grantHosts` entry when there is one; duplicates go.
+   * The account hosts for the hosts the master sent (web server names): each is checked, then
+   * replaced by its `grantHosts` entry when there is one. Without an entry, this host's own name
+   * (a single-server setup: web and db on one host) becomes the host the sites connect to —
+   * `localhost` with a socket (MariaDB sees socket clients as localhost), 127.0.0.1 over
+   * loopback TCP — since that is where such a client comes from; other names are used as sent.
+   * Duplicates go.
    * @throws SpokeError INVALID_ARGUMENT
    */
   accountHosts(hosts: string[]): string[] {
     if (!Array.isArray(hosts) || hosts.length === 0) throw fail('INVALID_ARGUMENT', 'a site database needs at least one web host to grant access to');
     const out = new Set<string>();
-    for (const h of hosts) for (const a of this.s.grantHosts[checkDbHost(h)] ?? [h]) out.add(checkDbHost(a));
+    const self = (h: string): string[] => (this.server !== '' && h === this.server ? [siteAddress(this.s).host] : [h]);
+    for (const h of hosts) for (const a of this.s.grantHosts[checkDbHost(h)] ?? self(h)) out.add(checkDbHost(a));
     return [...out].sort();
   }
 

@@ -67,6 +67,12 @@ describe('site tasks: refusals before anything is queued', () => {
     expect(refused(() => sites.install({ domain: 'www.taken.test', platform: 'wp', dbServer: 'web1' })).code).toBe('DOMAIN_TAKEN');
     expect(refused(() => sites.install({ domain: 'new.test', platform: 'wp', dbServer: 'web1', aliases: ['taken.test'] })).code).toBe('DOMAIN_TAKEN');
     expect(refused(() => sites.install({ domain: 'bad_name', platform: 'wp', dbServer: 'web1' })).code).toBe('INVALID_DOMAIN');
+    // one domain rule for every verb: install refuses the single-label names alias add refuses
+    for (const domain of ['localhost', 'intranet']) {
+      const e = refused(() => sites.install({ domain, platform: 'wp', dbServer: 'web1' }));
+      expect([e.code, e.message]).toEqual(['INVALID_DOMAIN', `domain "${domain}" is not valid: it needs at least two labels (example.com); single-label names such as localhost are not served`]);
+      expect(refused(() => ns.addAlias('taken.test', domain)).code).toBe('INVALID_DOMAIN');
+    }
     expect(refused(() => sites.install({ domain: 'new.test', platform: 'wp', dbServer: 'web1', adminUser: 'a b;c' })).code).toBe('INVALID_ARGUMENT');
     expect(refused(() => sites.install({ domain: 'new.test', platform: 'wp', dbServer: 'web1', adminEmail: 'nope' })).code).toBe('INVALID_ARGUMENT');
     expect(refused(() => sites.install({ domain: 'new.test', platform: 'wp', dbServer: 'web1', cronInterval: '1s' })).code).toBe('INVALID_ARGUMENT');
