@@ -39,6 +39,9 @@ afterAll(() => new Promise<void>((r) => server.close(() => r())));
 /** Site tool runs the installer asked for, answered by `answer` (the real tool is tested in test/e2e/drupal.test.ts). */
 const toolRuns: Array<{ op: string; site: unknown; params: Record<string, unknown> }> = [];
 let answer: () => Promise<Record<string, unknown>> = async () => ({ profile: 'standard' });
+/** The platform ships vendor/bin/drush; what `drush` exits with. */
+let drush: { ships: boolean; code: number; stderr: string } = { ships: false, code: 0, stderr: '' };
+const scripts: Array<{ script: string; args: readonly string[] }> = [];
 
 function installer(listen: string[]): SiteInstaller {
   const http: HttpSettings = { impl: 'nginx', confDir: '/x', listen, testCommand: null, reloadCommand: null, webGroup: 'www-data', templatesDir: '', configured: true };
@@ -46,6 +49,11 @@ function installer(listen: string[]): SiteInstaller {
     run: async (op: string, site: unknown, params: Record<string, unknown> = {}) => {
       toolRuns.push({ op, site, params });
       return answer();
+    },
+    hasDrush: async () => drush.ships,
+    runScript: async (_site: unknown, script: string, args: readonly string[]) => {
+      scripts.push({ script, args });
+      return { code: drush.code, signal: null, stdout: '', stderr: drush.stderr, ms: 1 };
     },
   } as unknown as SitePhp;
   return new SiteInstaller({ http, php, service: async () => undefined, log: silentLogger(), timeoutMs: 5000 });
@@ -92,6 +100,36 @@ describe('SiteInstaller', () => {
         params: { profile: 'standard', locale: 'en', title: 'My Blog', adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'hunter2-secret' },
       },
     ]);
+  });
+
+  it("a Drupal 8+ platform that ships drush is installed with its drush site:install; the password is set after, never on its command line", async () => {
+    toolRuns.length = 0;
+    scripts.length = 0;
+    answer = async () => ({});
+    drush = { ships: true, code: 0, stderr: '' };
+    const D9 = { ...D7, domain: 'd9.test', kind: 'drupal8', tree: '/var/www/d9', profile: 'minimal' };
+    expect(await installer([`127.0.0.1:${port}`]).install(D9)).toEqual({ ran: true, reason: '', url: 'http://d9.test/', profile: 'minimal' });
+    expect(scripts).toEqual([
+      {
+        script: 'vendor/bin/drush',
+        args: [
+          'site:install', 'minimal', '--yes', '--uri=http://d9.test', '--sites-subdir=d9.test', '--site-name=My Blog', '--site-mail=admin@wp.test',
+          '--account-name=admin', '--account-mail=admin@wp.test', '--locale=en',
+        ],
+      },
+    ]);
+    expect(JSON.stringify(scripts)).not.toContain('hunter2-secret');
+    expect(toolRuns.map((r) => [r.op, r.params])).toEqual([
+      ['prepareInstall', {}],
+      ['setPassword', { adminUser: 'admin', adminPassword: 'hunter2-secret' }],
+    ]);
+    // drush failing is SITE_INSTALL_FAILED with what it said; the password is never set
+    toolRuns.length = 0;
+    drush = { ships: true, code: 1, stderr: ' [error]  SQLSTATE[HY000] [2002] Connection refused ' };
+    const err = await installer([`127.0.0.1:${port}`]).install(D9).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'SITE_INSTALL_FAILED', message: 'vendor/bin/drush site:install (profile minimal) exited with 1: [error] SQLSTATE[HY000] [2002] Connection refused' });
+    expect(toolRuns.map((r) => r.op)).toEqual(['prepareInstall']);
+    drush = { ships: false, code: 0, stderr: '' };
   });
 
   it('Drupal already installed is not run (with the reason); a failing installer is SITE_INSTALL_FAILED without the password', async () => {

@@ -4,13 +4,15 @@
  * header), exactly as a browser would fill in wp-admin/install.php; Drupal 7 and 8+ through
  * Drupal's own installer API from the PHP command line (php/sitephp.ts: `install_drupal()`
  * non-interactive, the database from the settings file Spoke wrote), as drush site-install does.
+ * A Drupal 8+ platform that ships its own drush (composer's `vendor/bin/drush`) is installed
+ * with it (`site:install`, the password set afterwards through the site tool, never on argv).
  * Drupal 6 is attempted the same way and refused with the PHP versions when its core cannot run
  * here. Other kinds are left for their web installer, with the reason.
  */
 import { request } from 'node:http';
 import { checkDomain, fail, type ErrorCode, type Logger } from '@spoke/shared';
 import type { HttpSettings } from './config.js';
-import type { SitePhp } from './php/sitephp.js';
+import { PLATFORM_DRUSH, type SitePhp } from './php/sitephp.js';
 
 /** A site installer run, as the master asks. */
 export interface InstallSiteRequest {
@@ -158,12 +160,43 @@ export class SiteInstaller {
     if (!req.adminPassword) throw fail('INVALID_ARGUMENT', 'the admin password is empty');
     const log = this.deps.log.child({ site: req.domain, profile: req.profile });
     const site = { tree: req.tree, domain: req.domain, kind: req.kind };
+    const locale = req.locale || 'en';
+    const timeoutMs = this.deps.timeoutMs ?? 10 * 60_000;
+    const failed = (m: string) => fail('SITE_INSTALL_FAILED', m.split(req.adminPassword).join('***'));
     try {
+      if (req.kind === 'drupal8' && (await this.deps.php.hasDrush(site))) {
+        // The platform's own drush, as the issue of a composer-built platform expects; the
+        // password is set afterwards through the site tool, never on a command line.
+        await this.deps.php.run('prepareInstall', site, {});
+        const args = [
+          'site:install',
+          req.profile,
+          '--yes',
+          `--uri=http://${req.domain}`,
+          `--sites-subdir=${req.domain}`,
+          `--site-name=${req.title}`,
+          `--site-mail=${req.adminEmail}`,
+          `--account-name=${req.adminUser}`,
+          `--account-mail=${req.adminEmail}`,
+          `--locale=${locale}`,
+        ];
+        const r = await this.deps.php.runScript(site, PLATFORM_DRUSH, args, { timeoutMs });
+        if (r.code !== 0) {
+          const text = `${r.stderr}\n${r.stdout}`.replace(/\s+/g, ' ').trim();
+          if (/already installed|existing installation/i.test(text)) {
+            return { ran: false, reason: `Drupal is already installed in the site's database (${url})`, url, profile: req.profile };
+          }
+          throw failed(`${PLATFORM_DRUSH} site:install (profile ${req.profile}) exited with ${r.code ?? r.signal}: ${text.length > 400 ? `...${text.slice(-400)}` : text || 'no output'}`);
+        }
+        await this.deps.php.run('setPassword', site, { adminUser: req.adminUser, adminPassword: req.adminPassword });
+        log.info({ via: 'drush' }, 'Drupal installed');
+        return { ran: true, reason: '', url, profile: req.profile };
+      }
       await this.deps.php.run(
         'install',
         site,
-        { profile: req.profile, locale: req.locale || 'en', title: req.title, adminUser: req.adminUser, adminEmail: req.adminEmail, adminPassword: req.adminPassword },
-        { timeoutMs: this.deps.timeoutMs ?? 10 * 60_000 },
+        { profile: req.profile, locale, title: req.title, adminUser: req.adminUser, adminEmail: req.adminEmail, adminPassword: req.adminPassword },
+        { timeoutMs },
       );
     } catch (e) {
       const err = e as { code?: string; message?: string };
@@ -172,7 +205,7 @@ export class SiteInstaller {
         return { ran: false, reason: `Drupal is already installed in the site's database (${url})`, url, profile: req.profile };
       }
       if (err.code === 'SITE_TOOL_UNSUPPORTED' || err.code === 'SITE_TOOL_FAILED' || err.code === 'SITE_NOT_INSTALLED') {
-        throw fail('SITE_INSTALL_FAILED', `Drupal installer (profile ${req.profile}): ${(err.message ?? '').split(req.adminPassword).join('***')}`);
+        throw failed(`Drupal installer (profile ${req.profile}): ${err.message ?? ''}`);
       }
       throw e;
     }

@@ -20,7 +20,10 @@ import { findBinary } from '../detect.js';
 import toolSource from './spoke-site.php?raw';
 
 /** What the tool can do. */
-export type SiteToolOp = 'install' | 'loginUrl' | 'updates' | 'update' | 'cronKey';
+export type SiteToolOp = 'install' | 'loginUrl' | 'updates' | 'update' | 'cronKey' | 'prepareInstall' | 'setPassword';
+
+/** Where a composer-built Drupal platform keeps its own drush (relative to the platform root). */
+export const PLATFORM_DRUSH = 'vendor/bin/drush';
 
 /** The site a tool run is for. */
 export interface SiteRef {
@@ -176,6 +179,16 @@ export class SitePhp {
    * @throws SpokeError PATH_OUTSIDE_ROOTS, PLATFORM_NOT_FOUND, PHP_CLI_MISSING, CONFIG_INVALID,
    *   SITE_TOOL_FAILED (the script is missing, or PHP cannot start)
    */
+  /** The platform ships its own drush (composer's `vendor/bin/drush`). */
+  async hasDrush(site: SiteRef): Promise<boolean> {
+    const root = this.deps.rootMap.confine(site.tree, this.deps.roots);
+    try {
+      return (await stat(join(root, PLATFORM_DRUSH))).isFile();
+    } catch {
+      return false;
+    }
+  }
+
   async runScript(site: SiteRef, script: string, args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<PhpRun> {
     const root = this.deps.rootMap.confine(site.tree, this.deps.roots);
     if (script.startsWith('/') || script.split('/').includes('..')) throw fail('INVALID_ARGUMENT', `script ${script} must be a path inside the platform`);

@@ -18,6 +18,10 @@
  *   update     — runs pending database updates and rebuilds caches (update.php's work).
  *                Result: {ran: [...], pending: [...]} (pending: what is still left).
  *   cronKey    — the site's cron key (Drupal 7/8+): {key}.
+ *   prepareInstall — Drupal 8+: what must exist before the platform's own drush installs
+ *                (the config sync directory).
+ *   setPassword — Drupal 8+: sets adminUser's password to adminPassword (after drush
+ *                site:install, so the password never is on a command line).
  * Errors: {"ok": false, "code": "...", "message": "..."}; codes SITE_NOT_INSTALLED,
  * SITE_ALREADY_INSTALLED, SITE_PHP_FAILED, UNSUPPORTED.
  */
@@ -309,6 +313,27 @@ function spoke_d8_install($req) {
   return ['profile' => $req['profile']];
 }
 
+function spoke_d8_prepare_install($req) {
+  // What Spoke's settings.php names must exist before any installer runs (see spoke_d8_install).
+  $sync = getcwd() . '/sites/' . $req['domain'] . '/private/config/sync';
+  if (!is_dir($sync) && !@mkdir($sync, 02770, TRUE)) {
+    throw new SpokeFailure('SITE_PHP_FAILED', "cannot create the config sync directory sites/{$req['domain']}/private/config/sync");
+  }
+  return [];
+}
+
+function spoke_d8_set_password($req) {
+  spoke_d8_boot($req);
+  $found = \Drupal::entityTypeManager()->getStorage('user')->loadByProperties(['name' => (string) $req['adminUser']]);
+  $account = $found ? reset($found) : NULL;
+  if (!$account) {
+    throw new SpokeFailure('SITE_PHP_FAILED', "the site has no user {$req['adminUser']}");
+  }
+  $account->setPassword((string) $req['adminPassword']);
+  $account->save();
+  return ['user' => $account->getAccountName()];
+}
+
 function spoke_d8_login_url($req) {
   spoke_d8_boot($req);
   $account = \Drupal\user\Entity\User::load(1);
@@ -417,6 +442,8 @@ function spoke_handler($kind, $op) {
       'updates' => 'spoke_d8_updates',
       'update' => 'spoke_d8_update',
       'cronKey' => 'spoke_d8_cron_key',
+      'prepareInstall' => 'spoke_d8_prepare_install',
+      'setPassword' => 'spoke_d8_set_password',
     ],
     'wordpress' => ['loginUrl' => 'spoke_wp_login_url'],
   ];
