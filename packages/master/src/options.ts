@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { fail, parseHostPort } from '@spoke/shared';
+import { DEFAULT_BUILD_LIMITS } from './buildfs.js';
 
 /** What a caller may set. */
 export interface MasterOptions {
@@ -35,6 +36,21 @@ export interface MasterOptions {
    * proxies, SSH agent. Prompts are always turned off. @default the master's own environment
    */
   buildEnv?: Record<string, string | undefined>;
+  /**
+   * Directories a build may read local sources from (file and copy downloads, local git
+   * repositories, patches, includes); the master's state dir never, whatever this says.
+   * (`--build-source-dir`, repeatable) @default [] (each makefile's own directory tree)
+   */
+  buildSourceDirs?: string[];
+  /** Bytes of files one build may produce (`--build-max-bytes`). @default 1 GiB */
+  buildMaxBytes?: number;
+  /** Files, directories and links one build may produce (`--build-max-entries`). @default 100,000 */
+  buildMaxEntries?: number;
+  /**
+   * How many times its own size an archive may expand to (`--build-max-ratio`); archives that
+   * expand to less than 1 MiB are not held to it. @default 100
+   */
+  buildMaxRatio?: number;
 }
 
 /** Fully-set master options. */
@@ -45,6 +61,11 @@ function envInt(name: string): number | undefined {
   if (v === undefined || v === '') return undefined;
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw fail('CONFIG_INVALID', `${name} must be a positive number`);
+  return n;
+}
+
+function positive(what: string, n: number): number {
+  if (!Number.isFinite(n) || n <= 0) throw fail('CONFIG_INVALID', `${what} must be a positive number, not ${String(n)}`);
   return n;
 }
 
@@ -66,5 +87,9 @@ export function compileMasterOptions(o: MasterOptions = {}): CompiledMasterOptio
     logLevel: o.logLevel ?? process.env.SPOKE_LOG_LEVEL ?? 'info',
     faultCorruptBlobs: o.faultCorruptBlobs ?? envInt('SPOKE_FAULT_CORRUPT_BLOBS') ?? 0,
     buildEnv: o.buildEnv ?? { ...process.env },
+    buildSourceDirs: (o.buildSourceDirs ?? []).map((d) => resolve(d)),
+    buildMaxBytes: positive('build max bytes', o.buildMaxBytes ?? DEFAULT_BUILD_LIMITS.maxBytes),
+    buildMaxEntries: positive('build max entries', o.buildMaxEntries ?? DEFAULT_BUILD_LIMITS.maxEntries),
+    buildMaxRatio: positive('build max ratio', o.buildMaxRatio ?? DEFAULT_BUILD_LIMITS.maxRatio),
   };
 }
