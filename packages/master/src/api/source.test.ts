@@ -43,7 +43,7 @@ describe('AddPlatform over the socket', () => {
       for (const [name, source, code, message] of cases) {
         await expect(add(name, source), name).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
       }
-      const list = await call<wire.ListPlatformsResponse>((cb) => api.listPlatforms({}, new Metadata(), cb));
+      const list = await call<wire.PlatformList>((cb) => api.listPlatforms({}, new Metadata(), cb));
       expect(list.platforms).toEqual([]);
     } finally {
       api.close();
