@@ -1,7 +1,7 @@
 /**
- * `pnpm fuzz:build [--cases N] [--seed S] [--only N] [--keep] [--dir DIR]`: runs generated build
+ * `pnpm fuzz:build [--cases N] [--seed S] [--only N] [--keep] [--dir DIR] [--concurrency N]`: runs generated build
  * cases (buildfuzz.ts) and prints a summary; exits 1 when any case broke an invariant. Defaults:
- * 10,000 cases, seed from the clock (printed, so a failing run can be replayed), a temp dir.
+ * 10,000 cases, seed from the clock (printed, so a failing run can be replayed), a temp dir, 2 at once.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,13 +16,14 @@ const { values } = parseArgs({
     only: { type: 'string' },
     keep: { type: 'boolean', default: false },
     dir: { type: 'string' },
+    concurrency: { type: 'string', default: '2' },
   },
   strict: true,
 });
 const seed = values.seed !== undefined ? Number(values.seed) : Date.now() % 1_000_000;
 const cases = Number(values.cases);
 if (!Number.isInteger(seed) || !Number.isInteger(cases) || cases <= 0) {
-  process.stderr.write('usage: pnpm fuzz:build [--cases N] [--seed S] [--only N] [--keep] [--dir DIR]\n');
+  process.stderr.write('usage: pnpm fuzz:build [--cases N] [--seed S] [--only N] [--keep] [--dir DIR] [--concurrency N]\n');
   process.exit(2);
 }
 const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'spoke-fuzz-build-'));
@@ -32,6 +33,7 @@ const report = await runBuildFuzz({
   seed,
   dir,
   keep: values.keep,
+  concurrency: Number(values.concurrency),
   ...(values.only !== undefined ? { only: Number(values.only) } : {}),
   log: (line) => process.stdout.write(`${line}\n`),
 });

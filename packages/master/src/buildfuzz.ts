@@ -28,6 +28,8 @@ export interface FuzzOptions {
   only?: number;
   /** Keep the directories of cases that violated an invariant (the others are always removed). */
   keep?: boolean;
+  /** Cases run at once (each spawns tar, zip, git, patch). @default 1 */
+  concurrency?: number;
   /** Progress and violations, one line each. */
   log?: (line: string) => void;
 }
@@ -126,7 +128,9 @@ function randomTarget(r: Rand, path: string, tree: Map<string, Node>, dirs: Case
   const roll = r.next();
   if (roll < 0.25) {
     // `..` chains: inside the archive, at its edge, or out of it (the extractor or the scan refuses those)
-    const ups = r.int(1, Math.min(depth + 3, 8));
+    // one more than the link's depth is legal in an archive with one top directory and leaves the
+    // platform once that directory is stripped; more leaves the archive itself
+    const ups = Math.min(8, Math.max(1, r.chance(0.5) ? depth + 1 : r.int(1, depth + 3)));
     return `${'../'.repeat(ups)}${r.chance(0.5) ? r.pick(NAMES) : ''}`.replace(/\/$/, '') || '..';
   }
   if (roll < 0.4) return r.pick([dirs.root, dirs.outside, dirs.out, dirs.state, join(dirs.root, PAD[0] as string)]) + (r.chance(0.3) ? `/${r.pick(NAMES)}` : '');
@@ -155,31 +159,59 @@ const CORE_DOWNLOADS: readonly Download[] = ['tar', 'tar.gz', 'tar.bz2', 'tar.xz
 const ITEM_DOWNLOADS: readonly Download[] = [...CORE_DOWNLOADS, 'plain'];
 
 /** Makes a source of kind `dl` from a random tree; returns makefile download lines (after `download`). */
-function makeSource(r: Rand, dirs: CaseDirs, id: string, dl: Download, forbidden: { used: boolean }, hostile: boolean): { lines: string[]; subtreeable: string[] } {
+function makeSource(
+  r: Rand,
+  dirs: CaseDirs,
+  id: string,
+  dl: Download,
+  forbidden: { used: boolean },
+  hostile: boolean,
+  /** Plant the issue's link: `esc` at the top of what is placed, aimed just outside the platform. */
+  plant = false,
+): { lines: string[]; subtreeable: string[]; links: string[]; subtree?: string } {
   if (dl === 'plain') {
     writeFileSync(join(dirs.src, `${id}.txt`), `${id}\n`);
-    return { lines: ['[type] = file', `[url] = ${id}.txt`], subtreeable: [] };
+    return { lines: ['[type] = file', `[url] = ${id}.txt`], subtreeable: [], links: [] };
   }
   if (dl === 'secret' || dl === 'cakey') {
     forbidden.used = true;
     const file = dl === 'secret' ? join(dirs.outside, 'secret.txt') : join(dirs.state, 'pki', 'ca.key');
-    return { lines: ['[type] = file', `[url] = ${r.chance(0.5) ? file : `file://${file}`}`], subtreeable: [] };
+    return { lines: ['[type] = file', `[url] = ${r.chance(0.5) ? file : `file://${file}`}`], subtreeable: [], links: [] };
   }
   const stage = join(dirs.src, 'stage', id);
-  const wrap = r.chance(0.6) ? r.pick(NAMES) : ''; // one top directory (stripped), or several names at the top
-  const tree = randomTree(r, dirs, 14, hostile);
+  // one top directory (stripped from archives), or several names at the top
+  const wrap = (plant && dl !== 'git' && dl !== 'copy') || r.chance(0.6) ? r.pick(NAMES.filter((n) => n !== 'esc')) : '';
+  let tree = randomTree(r, dirs, 14, hostile);
+  let plantedSubtree: string | null = null;
+  if (plant) {
+    tree.delete('esc');
+    for (const k of [...tree.keys()]) if (k.startsWith('esc/')) tree.delete(k);
+    if (dl === 'git' || dl === 'copy') {
+      // a repository or a copy carries an absolute link as it is
+      tree.set('esc', { kind: 'link', target: r.pick([dirs.outside, dirs.out, join(dirs.root, 'p1')]) });
+    } else {
+      // In an archive `top/s/t/esc -> ../../..` is legal; placed with subtree top/s/t it becomes
+      // the root's `esc -> ../../..`, which leads past the staging dir into the case dir.
+      tree = new Map<string, Node>([['s', { kind: 'dir' }], ['s/t', { kind: 'dir' }], ...[...tree].map(([k, v]): [string, Node] => [`s/t/${k}`, v])]);
+      tree.set('s/t/esc', { kind: 'link', target: '../../..' });
+      plantedSubtree = `${wrap}/s/t`;
+    }
+  }
   writeNodes(wrap ? join(stage, wrap) : stage, tree);
   const entries = readdirSync(stage);
   if (entries.length === 0) writeFileSync(join(stage, 'empty.txt'), 'e\n');
   const subtreeable = [...tree].filter(([, n]) => n.kind === 'dir').map(([p]) => (wrap ? `${wrap}/${p}` : p));
+  // Where its links land in the platform when it is placed at the root without a subtree (an
+  // archive's single top directory is stripped; a repository or copy is placed as it is).
+  const links = [...tree].filter(([, n]) => n.kind === 'link').map(([p]) => (wrap && (dl === 'git' || dl === 'copy') ? `${wrap}/${p}` : p));
   if (dl === 'git') {
     commitRepo(stage);
-    return { lines: ['[type] = git', `[url] = ${r.chance(0.5) ? stage : relative(dirs.src, stage)}`], subtreeable: [] };
+    return { lines: ['[type] = git', `[url] = ${r.chance(0.5) ? stage : relative(dirs.src, stage)}`], subtreeable: [], links };
   }
-  if (dl === 'copy') return { lines: ['[type] = copy', `[url] = ${relative(dirs.src, stage)}`], subtreeable: [] };
+  if (dl === 'copy') return { lines: ['[type] = copy', `[url] = ${relative(dirs.src, stage)}`], subtreeable: [], links };
   const file = join(dirs.src, `${id}.${dl}`);
   packArchive(stage, readdirSync(stage), file, dl as ArchiveFormat);
-  return { lines: ['[type] = file', `[url] = ${id}.${dl}`], subtreeable };
+  return { lines: ['[type] = file', `[url] = ${id}.${dl}`], subtreeable, links, ...(plantedSubtree ? { subtree: plantedSubtree } : {}) };
 }
 
 /** One generated case: its makefile (INI) and whether it asks for something it may not read. */
@@ -189,15 +221,19 @@ function generate(r: Rand, dirs: CaseDirs): { makefile: string; forbidden: boole
   // links inside, so they build and exercise placement through links that may be followed.
   const hostile = r.chance(0.5);
   const downloadFor = (): Download => (hostile && r.chance(0.1) ? r.pick(['secret', 'cakey'] as const) : r.pick(ITEM_DOWNLOADS));
-  const d8 = r.chance(0.8);
-  const lines = [`core = ${d8 ? '8.x' : '7.x'}`, 'api = 2'];
+  // Hostile cases are Drupal 8+ (contrib at the root), so a library's destination can start at a
+  // link the core planted at the root: the attack of issue 16.
+  const lines = [`core = ${hostile || r.chance(0.8) ? '8.x' : '7.x'}`, 'api = 2'];
   if (hostile && r.chance(0.05)) {
     forbidden.used = true;
     lines.push(`includes[] = ${join(dirs.outside, 'inc.make')}`);
   }
-  const core = makeSource(r, dirs, 'core', r.pick(CORE_DOWNLOADS), forbidden, hostile);
+  const plant = hostile && r.chance(0.4);
+  const core = makeSource(r, dirs, 'core', r.pick(CORE_DOWNLOADS), forbidden, hostile, plant);
   lines.push('projects[drupal][type] = core', ...core.lines.map((l) => `projects[drupal][download]${l}`));
-  if (core.subtreeable.length && r.chance(0.3)) lines.push(`projects[drupal][download][subtree] = ${r.pick(core.subtreeable)}`);
+  const subtree = core.subtree !== undefined || (core.subtreeable.length > 0 && r.chance(0.3));
+  if (subtree) lines.push(`projects[drupal][download][subtree] = ${core.subtree ?? r.pick(core.subtreeable)}`);
+  const planted = subtree ? [] : core.links;
   const patches = (owner: string): string[] => {
     const out: string[] = [];
     for (let i = r.int(0, 2); i > 0; i--) {
@@ -211,6 +247,10 @@ function generate(r: Rand, dirs: CaseDirs): { makefile: string; forbidden: boole
     return out;
   };
   lines.push(...patches('projects[drupal]'));
+  if (plant) {
+    const p = makeSource(r, dirs, 'payload', r.pick(ITEM_DOWNLOADS), forbidden, false);
+    lines.push(...p.lines.map((l) => `libraries[payload][download]${l}`), `libraries[payload][destination] = esc${r.chance(0.5) ? '/OUT' : ''}`);
+  }
   const items = r.int(0, 3);
   for (let i = 0; i < items; i++) {
     const lib = r.chance(0.6);
@@ -220,7 +260,8 @@ function generate(r: Rand, dirs: CaseDirs): { makefile: string; forbidden: boole
     lines.push(...src.lines.map((l) => `${owner}[download]${l}`));
     if (src.subtreeable.length && r.chance(0.3)) lines.push(`${owner}[download][subtree] = ${r.pick(src.subtreeable)}`);
     const path = () => Array.from({ length: r.int(1, 3) }, () => r.pick(NAMES)).join('/');
-    if (lib && r.chance(0.8)) lines.push(`${owner}[destination] = ${path()}`);
+    if (lib && hostile && planted.length && r.chance(0.6)) lines.push(`${owner}[destination] = ${r.pick(planted)}${r.chance(0.5) ? `/${r.pick(NAMES)}` : ''}`);
+    else if (lib && r.chance(0.8)) lines.push(`${owner}[destination] = ${path()}`);
     if (!lib) {
       lines.push(`${owner}[type] = ${r.pick(['module', 'theme', 'profile', 'library'])}`);
       if (r.chance(0.5)) lines.push(`${owner}[subdir] = ${path()}`);
@@ -294,7 +335,11 @@ export async function runBuildFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   const env = { PATH: process.env.PATH, HOME: process.env.HOME };
   const first = opts.only ?? 0;
   const last = opts.only ?? opts.cases - 1;
-  for (let n = first; n <= last; n++) {
+  let nextCase = first;
+  const worker = async (): Promise<void> => {
+    while (nextCase <= last) await runCase(nextCase++);
+  };
+  const runCase = async (n: number): Promise<void> => {
     const r = new Rand(prng((opts.seed * 1_000_003 + n) >>> 0));
     const root = join(opts.dir, `case-${opts.seed}-${n}`);
     rmSync(root, { recursive: true, force: true });
@@ -357,8 +402,9 @@ export async function runBuildFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     }
     if (!problems.length || !opts.keep) rmSync(root, { recursive: true, force: true });
     if (opts.only !== undefined) log(`${where}: ${outcome}\n${makefile}`);
-    else if ((n + 1) % 100 === 0) log(`${n + 1} cases: ${report.built} built, ${report.violations.length} violations`);
-  }
+    else if (report.cases % 100 === 0) log(`${report.cases} cases: ${report.built} built, ${report.violations.length} violations`);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 1) }, worker));
   report.ms = performance.now() - t0;
   return report;
 }
