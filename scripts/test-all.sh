@@ -19,7 +19,8 @@ step() { printf '\n== %s\n' "$*"; }
 # serves a platform through the config the agent wrote.
 # mariadb-server, mariadb-client: packages/agent/src/db/db.test.ts starts a private mariadbd and
 # runs mariadb-dump / mariadb against it.
-APT_PACKAGES=(git patch unzip bzip2 xz-utils wordpress mediawiki nginx-light apache2-bin php-fpm mariadb-server mariadb-client)
+# zip: the build tests and the build fuzz suite make real zip archives with it (unzip reads them).
+APT_PACKAGES=(git patch unzip zip bzip2 xz-utils wordpress mediawiki nginx-light apache2-bin php-fpm mariadb-server mariadb-client)
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
