@@ -21,7 +21,8 @@ const cases = Number(process.env.SPOKE_FUZZ_CASES ?? 200);
 describe('build fuzz', () => {
   it(`${cases} generated cases (seed ${seed}) leave everything outside their target as it was`, { timeout: 600_000 }, async () => {
     const lines: string[] = [];
-    const report = await runBuildFuzz({ cases, seed, dir, concurrency: 2, log: (l) => lines.push(l) });
+    const env = { PATH: process.env.PATH, HOME: process.env.HOME };
+    const report = await runBuildFuzz({ cases, seed, dir, env, concurrency: 2, log: (l) => lines.push(l) });
     expect(report.violations, lines.join('\n')).toEqual([]);
     expect(report.cases).toBe(cases);
     // The mix: builds that succeeded (some placing through a link inside the tree) and hostile

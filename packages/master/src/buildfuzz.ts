@@ -10,7 +10,7 @@
  * to read. Deterministic per (seed, case): `pnpm fuzz:build --seed S --only N --keep` replays one.
  *
  * Not part of the product (not exported from the package index): buildfuzz.test.ts runs a few
- * hundred cases in CI, buildfuzz-cli.ts any number by hand.
+ * hundred cases in CI, bench/fuzz-build.ts (`pnpm fuzz:build`) any number by hand.
  */
 import { lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
@@ -28,6 +28,8 @@ export interface FuzzOptions {
   only?: number;
   /** Keep the directories of cases that violated an invariant (the others are always removed). */
   keep?: boolean;
+  /** Environment of the build tools (PATH, HOME), as the master's `buildEnv`. */
+  env: Record<string, string | undefined>;
   /** Cases run at once (each spawns tar, zip, git, patch). @default 1 */
   concurrency?: number;
   /** Progress and violations, one line each. */
@@ -332,7 +334,7 @@ export async function runBuildFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   const t0 = performance.now();
   const log = opts.log ?? (() => undefined);
   const report: FuzzReport = { cases: 0, built: 0, refused: {}, followedLinks: 0, violations: [], ms: 0 };
-  const env = { PATH: process.env.PATH, HOME: process.env.HOME };
+  const env = opts.env;
   const first = opts.only ?? 0;
   const last = opts.only ?? opts.cases - 1;
   let nextCase = first;

@@ -1,13 +1,13 @@
 /**
  * `pnpm fuzz:build [--cases N] [--seed S] [--only N] [--keep] [--dir DIR] [--concurrency N]`: runs generated build
- * cases (buildfuzz.ts) and prints a summary; exits 1 when any case broke an invariant. Defaults:
+ * cases (packages/master/src/buildfuzz.ts) and prints a summary; exits 1 when any case broke an invariant. Defaults:
  * 10,000 cases, seed from the clock (printed, so a failing run can be replayed), a temp dir, 2 at once.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { runBuildFuzz } from './buildfuzz.js';
+import { runBuildFuzz } from '../packages/master/src/buildfuzz.js';
 
 const { values } = parseArgs({
   options: {
@@ -33,6 +33,7 @@ const report = await runBuildFuzz({
   seed,
   dir,
   keep: values.keep,
+  env: { PATH: process.env.PATH, HOME: process.env.HOME },
   concurrency: Number(values.concurrency),
   ...(values.only !== undefined ? { only: Number(values.only) } : {}),
   log: (line) => process.stdout.write(`${line}\n`),
