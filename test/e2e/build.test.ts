@@ -225,7 +225,7 @@ describe('platform build', () => {
     writeFileSync(makefile, `core = 7.x\napi = 2\nprojects[drupal][download][url] = ${core}\nlibraries[k][download][type] = file\nlibraries[k][download][url] = ${join(master.stateDir, 'ca.key')}\n`);
     const r = await master.cli('platform', 'add', 'key', '--server', 'web', '--path', '/var/aegir/platforms/key', '--makefile', makefile);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error: BUILD_SOURCE_NOT_ALLOWED: key\.make: library k: download: .*ca\.key is in the master's state directory/m);
+    expect(r.stderr).toMatch(/^error: BUILD_SOURCE_NOT_ALLOWED: key\.make: library k: download .*ca\.key is in the master's state directory/m);
     expect((await master.cli('platform', 'show', 'key')).stderr).toMatch(/PLATFORM_NOT_FOUND/);
   });
 

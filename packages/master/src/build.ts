@@ -648,7 +648,7 @@ export class PlatformBuilder {
 
   /** A local path an item reads, checked against the source policy. @throws SpokeError BUILD_SOURCE_NOT_ALLOWED */
   private source(b: BuildState, item: Item, path: string, what: string): Promise<string> {
-    return this.step(b.platform, b.ctx, `${item.label}: ${what} ${path}`, () => this.policy.check(path, b.sources, `${item.label}: ${what}`));
+    return this.step(b.platform, b.ctx, `${item.label}: ${what}`, () => this.policy.check(path, b.sources, 'source'));
   }
 
   private async recurse(b: BuildState, item: Item, abs: string, dest: string): Promise<void> {
@@ -663,7 +663,7 @@ export class PlatformBuilder {
     const file = found;
     b.ctx.log(`${b.platform}: ${item.label}: found ${basename(file)}; building what it lists`);
     const nested = await this.step(b.platform, b.ctx, `${item.label}: read ${basename(file)}`, () =>
-      loadMakefile(file, { checkInclude: (p) => this.policy.check(p, b.sources, `${item.label}: ${basename(file)}: include`) }),
+      loadMakefile(file, { checkInclude: (p) => this.policy.check(p, b.sources, 'include') }),
     );
     await this.makeMakefile(b, nested, { top: false, dest, dir: dirname(file) });
   }
@@ -698,8 +698,9 @@ export class PlatformBuilder {
   }
 
   private async fileDownload(b: BuildState, item: Item, d: FileDownload, abs: string, dir: string | null): Promise<void> {
-    const src = await this.source(b, item, localPath(d.url, dir, item.label), 'read');
-    const name = basename(src);
+    const asked = localPath(d.url, dir, item.label);
+    const src = await this.source(b, item, asked, 'read'); // its real path, read from now on
+    const name = basename(asked);
     const st = await this.step(b.platform, b.ctx, `${item.label}: read ${src}`, async () => {
       const st = await fsp.stat(src).catch(() => null);
       if (!st?.isFile()) throw fail('PLATFORM_BUILD_FAILED', `${src} is not a file`);
@@ -774,8 +775,9 @@ export class PlatformBuilder {
   // --- patches -----------------------------------------------------------------------------
 
   private async patch(b: BuildState, item: Item, p: MakePatch, abs: string, dir: string | null): Promise<void> {
-    const file = localPath(p.url, dir, `${item.label}: patch`);
-    const name = basename(file);
+    const asked = localPath(p.url, dir, `${item.label}: patch`);
+    const name = basename(asked);
+    const file = await this.source(b, item, asked, `patch ${name}`);
     const step = `${item.label}: patch ${name}`;
     await this.step(b.platform, b.ctx, step, async () => {
       const st = await fsp.stat(file).catch(() => null);

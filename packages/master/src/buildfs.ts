@@ -161,21 +161,22 @@ export class SourcePolicy {
 
   /**
    * Checks that `path` (absolute) lies under one of `roots` and under no denied directory, after
-   * resolving links; a missing path passes (the caller reports it as missing). Returns the real path.
+   * resolving links; a missing path passes (the caller reports it as missing). Returns the real
+   * path. `what` names the path in the message (`d7.make: library x: download`).
    * @throws SpokeError BUILD_SOURCE_NOT_ALLOWED
    */
   async check(path: string, roots: readonly string[], what: string): Promise<string> {
     const real = await realOrSelf(path);
     for (const d of this.denied) {
       if (within(real, await realOrSelf(d))) {
-        throw fail('BUILD_SOURCE_NOT_ALLOWED', `${what}: ${path} is in the master's state directory; builds never read from it`, { path });
+        throw fail('BUILD_SOURCE_NOT_ALLOWED', `${what} ${path} is in the master's state directory; builds never read from it`, { path });
       }
     }
     for (const r of roots) if (within(real, await realOrSelf(r))) return real;
     const where = roots.length ? roots.join(', ') : 'nowhere (the makefile directory is not known)';
     throw fail(
       'BUILD_SOURCE_NOT_ALLOWED',
-      `${what}: ${path} is outside the directories builds may read (${where}); move it there or start the master with --build-source-dir ${dirname(real)}`,
+      `${what} ${path} is outside the directories builds may read (${where}); move it there or start the master with --build-source-dir ${dirname(real)}`,
       { path },
     );
   }

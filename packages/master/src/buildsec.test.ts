@@ -175,6 +175,20 @@ describe('item 2: local sources come only from allowed directories, never the st
     }
   });
 
+  it('a nested makefile inside a downloaded project may not reach outside either (patch, include, file)', async () => {
+    const nested: [string, string][] = [
+      ['patch', `projects[p][patch][] = ${join(jail, 'outside/secret.txt')}`],
+      ['include', `includes[] = ${join(jail, 'outside/inc.make')}`],
+      ['file', `libraries[s][download][type] = file\nlibraries[s][download][url] = ${join(stateDir, 'pki/ca.key')}`],
+    ];
+    for (const [name, line] of nested) {
+      writeTree(join(src, `repos/nest-${name}`), { 'n.module': '<?php\n', [`nest${name}.make`]: `api = 2\nprojects[p][download][type] = copy\nprojects[p][download][url] = .\n${line}\n` });
+      const repo = commitRepo(join(src, `repos/nest-${name}`));
+      const err = await refused(makefile(`nest-${name}`, [...coreLines(), `projects[nest${name}][download][url] = ${repo}`]), 'BUILD_SOURCE_NOT_ALLOWED');
+      expect(err.message, name).toMatch(/(is outside the directories builds may read|is in the master's state directory)/);
+    }
+  });
+
   it('--build-source-dir replaces the default: the listed directory is allowed, the makefile directory no longer is', async () => {
     const extra = new PlatformBuilder({ env, log: silentLogger(), stateDir, sourceDirs: [join(jail, 'outside'), join(src, 'stage')] });
     const core = packArchive(join(src, 'stage/core8'), ['drupal-10.1.0'], join(src, 'stage/core8-again.tar.gz'), 'tar.gz');
