@@ -107,10 +107,10 @@ export class MasterUnderTest {
     return join(this.dir, 'master-root');
   }
 
-  /** Starts (or restarts, on the same port) the master and waits until it listens. */
-  async start(env: Record<string, string> = {}): Promise<void> {
+  /** Starts (or restarts, on the same port) the master and waits until it listens; `args` are extra `run` options. */
+  async start(env: Record<string, string> = {}, args: string[] = []): Promise<void> {
     const listen = this.listen || '127.0.0.1:0';
-    const d = new Daemon(BIN.master, ['run', '--state-dir', this.stateDir, '--listen', listen, '--root', this.root], env);
+    const d = new Daemon(BIN.master, ['run', '--state-dir', this.stateDir, '--listen', listen, '--root', this.root, ...args], env);
     this.daemon = d;
     const m = await until('master to listen', () => /listening on (\S+);/.exec(d.out) ?? (!d.alive ? Promise.reject(new Error(d.out)) : undefined));
     this.listen = m[1] as string;

@@ -3,7 +3,9 @@
  * module from local git repositories, the module at a tag with a patch, a library from a local
  * tarball with its sha256) or from a git repository; the real master builds it in staging beside
  * the publish path and converges it to a real agent. Failed builds leave nothing behind and say
- * which step failed; a verify of a built platform does not rebuild it.
+ * which step failed; a verify of a built platform does not rebuild it. The master runs with
+ * `--build-source-dir` (the repositories are not under the makefiles' directory), never reads
+ * its state dir, and sweeps interrupted builds at start.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -103,7 +105,7 @@ beforeAll(async () => {
     'stage/ckeditor/plugins/link/plugin.js': '/* link */\n',
   });
   execFileSync('tar', ['-czf', join(src, 'make', 'ckeditor_4.5.tar.gz'), '-C', join(src, 'stage'), 'ckeditor']);
-  await master.start();
+  await master.start({}, ['--build-source-dir', src]);
   const t = await master.cli('server', 'token', 'web');
   const r = await web.enroll(master.listen, t.stdout.trim());
   expect(r.code, r.stderr).toBe(0);
@@ -216,5 +218,24 @@ describe('platform build', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error: MAKEFILE_NEEDS_DRUPAL_ORG: dorg\.make: project views \(version 3\.18\) has no download URL and would need drupal\.org/m);
     expect((await master.cli('platform', 'show', 'dorg')).stderr).toMatch(/PLATFORM_NOT_FOUND/);
+  });
+
+  it('a makefile reading the CA key from the state dir is refused at add, and nothing is registered', async () => {
+    const makefile = join(src, 'make', 'key.make');
+    writeFileSync(makefile, `core = 7.x\napi = 2\nprojects[drupal][download][url] = ${core}\nlibraries[k][download][type] = file\nlibraries[k][download][url] = ${join(master.stateDir, 'ca.key')}\n`);
+    const r = await master.cli('platform', 'add', 'key', '--server', 'web', '--path', '/var/aegir/platforms/key', '--makefile', makefile);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: BUILD_SOURCE_NOT_ALLOWED: key\.make: library k: download .*ca\.key is in the master's state directory/m);
+    expect((await master.cli('platform', 'show', 'key')).stderr).toMatch(/PLATFORM_NOT_FOUND/);
+  });
+
+  it('a restarted master removes the staging dirs an interrupted build left beside a platform', async () => {
+    const parent = join(master.root, '/var/aegir/platforms');
+    mkdirSync(join(parent, '.spoke-build-d7-made-0123abcd', 'tree', 'sites'), { recursive: true });
+    await master.daemon?.stop('SIGKILL');
+    await master.start({}, ['--build-source-dir', src]);
+    expect(readdirSync(parent).filter((n) => n.startsWith('.spoke-build-'))).toEqual([]);
+    expect(master.daemon?.out).toMatch(/removed staging dirs of builds interrupted by the last stop/);
+    expect(existsSync(join(parent, 'd7-made', 'index.php'))).toBe(true);
   });
 });

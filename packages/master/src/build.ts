@@ -35,15 +35,16 @@
  * relative ones resolve against the makefile's directory — for a nested makefile, its own), and
  * translations are not downloaded.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pipeline } from 'node:stream';
+import { PassThrough, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { checkEntryPath, checkSymlinkTarget, extractArchive, fail, isSpokeError, SpokeError, type ByteSource, type Logger } from '@spoke/shared';
+import { BuildBudget, checkBuiltTree, countTree, DEFAULT_BUILD_LIMITS, placeInside, resolveDirInside, SourcePolicy, type BuildLimits, type TreeCount } from './buildfs.js';
 import {
   loadMakefile,
   loadMakefileText,
@@ -116,7 +117,10 @@ interface BuildState {
   /** Scratch space beside it, removed with the staging dir. */
   work: string;
   ctx: BuildContext;
+  budget: BuildBudget;
   seq: number;
+  /** Directories local sources may come from in this build (the policy's, and the tree being built). */
+  sources: string[];
   /** Top-level project and library names (`project:x`, `library:x`): nested makefiles never redefine them. */
   claimed: Set<string>;
   made: Set<string>;
@@ -174,6 +178,10 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
+function isEnoent(e: unknown): boolean {
+  return (e as NodeJS.ErrnoException | null)?.code === 'ENOENT';
+}
+
 async function isDir(p: string): Promise<boolean> {
   try {
     return (await fsp.lstat(p)).isDirectory();
@@ -215,6 +223,19 @@ function gitUrl(url: string, dir: string | null, what: string): string {
 
 function checkRef(ref: string | null, what: string): void {
   if (ref !== null && (ref.startsWith('-') || /[\s\0]/.test(ref))) throw fail('CONFIG_INVALID', `${what}: git ref ${JSON.stringify(ref)} is not valid`);
+}
+
+/**
+ * Checks a git platform's repository and ref as the operator gave them: the URL is a URL,
+ * `host:path` or an absolute path and never starts with `-` (git would read it as an option);
+ * the ref (may be empty: the default branch) never starts with `-` and has no blanks.
+ * @throws SpokeError CONFIG_INVALID
+ */
+export function checkGitSource(url: string, ref: string): void {
+  if (url.startsWith('-') || /[\0\n\r]/.test(url) || !(REMOTE.test(url) || /^[^/]+:/.test(url) || isAbsolute(url))) {
+    throw fail('CONFIG_INVALID', `repository ${JSON.stringify(url)} must be a URL, host:path, or an absolute path`);
+  }
+  checkRef(ref || null, 'git platform');
 }
 
 /** Drush's default contrib destination: `sites/all` before Drupal 8, the root from 8 on. */
@@ -351,13 +372,48 @@ function plan(mf: Makefile, opts: { top: boolean; dest: string; dir: string | nu
 /**
  * Reads and checks a makefile source as `platform add` receives it (includes are followed from
  * its directory on the master's disk), so a makefile that cannot build is refused before the
- * platform is registered.
- * @throws SpokeError CONFIG_INVALID, MAKEFILE_NEEDS_DRUPAL_ORG
+ * platform is registered: includes, local downloads, copies, patches and local git repositories
+ * must lie where `policy` allows (by default the makefile's own directory tree).
+ * @throws SpokeError CONFIG_INVALID, MAKEFILE_NEEDS_DRUPAL_ORG, BUILD_SOURCE_NOT_ALLOWED
  */
-export async function checkMakefileSource(source: Extract<PlatformSource, { kind: 'makefile' }>): Promise<Makefile> {
-  const mf = await loadMakefileText(source.makefile, { name: source.makefileName || 'platform.make', dir: source.makefileDir ?? null });
-  plan(mf, { top: true, dest: contribDestination(mf.core), dir: source.makefileDir ?? null, skip: () => false });
+export async function checkMakefileSource(source: Extract<PlatformSource, { kind: 'makefile' }>, policy: SourcePolicy = new SourcePolicy([], [])): Promise<Makefile> {
+  const dir = source.makefileDir ?? null;
+  const roots = policy.roots(dir);
+  const mf = await loadMakefileText(source.makefile, {
+    name: source.makefileName || 'platform.make',
+    dir,
+    checkInclude: (p) => policy.check(p, roots, `${source.makefileName || 'makefile'}: include`),
+  });
+  const p = plan(mf, { top: true, dest: contribDestination(mf.core), dir, skip: () => false });
+  for (const item of p.items) {
+    for (const [path, what] of localSources(item, dir)) await policy.check(path, roots, `${basename(mf.source)}: ${what}`);
+  }
   return mf;
+}
+
+/** The local paths an item reads (file, copy, local git repository, patches), with what each is. */
+function localSources(item: Item, dir: string | null): [string, string][] {
+  const out: [string, string][] = [];
+  const d = item.download;
+  if (d.type === 'file' || d.type === 'copy') out.push([localPath(d.url, dir, item.label), `${item.label}: download`]);
+  if (d.type === 'git') {
+    const local = localGitPath(gitUrl(d.url ?? '', dir, item.label));
+    if (local !== null) out.push([local, `${item.label}: git repository`]);
+  }
+  for (const p of item.patches) out.push([localPath(p.url, dir, `${item.label}: patch`), `${item.label}: patch`]);
+  return out;
+}
+
+/** The directory a git URL reads on the master's own disk (an absolute path or file://), else null. */
+function localGitPath(url: string): string | null {
+  if (/^file:\/\//i.test(url)) {
+    try {
+      return fileURLToPath(url);
+    } catch {
+      return null; // git itself refuses it
+    }
+  }
+  return isAbsolute(url) ? url : null;
 }
 
 /** Builds platforms from makefiles and git repositories. */
@@ -365,12 +421,25 @@ export class PlatformBuilder {
   private readonly env: Record<string, string | undefined>;
   private readonly log: Logger;
   private readonly timeoutMs: number;
+  private readonly limits: BuildLimits;
+  /** Where local sources may come from (`--build-source-dir`, never the state dir). */
+  readonly policy: SourcePolicy;
 
   /**
    * @param deps.env environment for git and patch (the master's own; prompts are turned off here)
    * @param deps.commandTimeoutMs per external command (git clone of a big repository). @default 30 min
+   * @param deps.sourceDirs directories local sources may come from. @default [] (each makefile's own directory)
+   * @param deps.stateDir the master's state dir: never read by a build. @default none
+   * @param deps.limits bytes, entries and archive expansion ratio per build. @default DEFAULT_BUILD_LIMITS
    */
-  constructor(deps: { env: Record<string, string | undefined>; log: Logger; commandTimeoutMs?: number }) {
+  constructor(deps: {
+    env: Record<string, string | undefined>;
+    log: Logger;
+    commandTimeoutMs?: number;
+    sourceDirs?: readonly string[];
+    stateDir?: string;
+    limits?: Partial<BuildLimits>;
+  }) {
     // No prompt may ever wait for a terminal: a build runs unattended.
     this.env = {
       ...deps.env,
@@ -382,6 +451,8 @@ export class PlatformBuilder {
     };
     this.log = deps.log;
     this.timeoutMs = deps.commandTimeoutMs ?? COMMAND_TIMEOUT_MS;
+    this.limits = { ...DEFAULT_BUILD_LIMITS, ...deps.limits };
+    this.policy = new SourcePolicy(deps.sourceDirs ?? [], deps.stateDir ? [deps.stateDir] : []);
   }
 
   /**
@@ -400,18 +471,11 @@ export class PlatformBuilder {
     const dir = req.source.kind === 'makefile' ? (req.source.makefileDir ?? null) : null;
     if (req.source.kind === 'makefile') {
       const src = req.source;
-      mf = await this.step(req.platform, ctx, 'read the makefile', () => loadMakefileText(src.makefile, { name: src.makefileName || 'platform.make', dir }));
-      const m = mf;
       // Everything that can be refused without fetching is refused before anything is created.
-      await this.step(req.platform, ctx, 'check the makefile', async () => plan(m, { top: true, dest: contribDestination(m.core), dir, skip: () => false }));
+      mf = await this.step(req.platform, ctx, 'read and check the makefile', () => checkMakefileSource(src, this.policy));
     } else {
       const g = req.source;
-      await this.step(req.platform, ctx, 'check the git source', async () => {
-        if (g.url.startsWith('-') || !(REMOTE.test(g.url) || /^[^/]+:/.test(g.url) || isAbsolute(g.url))) {
-          throw fail('CONFIG_INVALID', `repository ${g.url} must be a URL, host:path, or an absolute path`);
-        }
-        checkRef(g.ref || null, 'git platform');
-      });
+      await this.step(req.platform, ctx, 'check the git source', async () => checkGitSource(g.url, g.ref));
     }
 
     const parent = dirname(req.target);
@@ -422,6 +486,8 @@ export class PlatformBuilder {
       root: join(staging, 'tree'),
       work: join(staging, 'work'),
       ctx,
+      budget: new BuildBudget(this.limits),
+      sources: [],
       seq: 0,
       claimed: new Set(),
       made: new Set(),
@@ -437,6 +503,7 @@ export class PlatformBuilder {
         await fsp.mkdir(staging, { mode: 0o700 });
         await fsp.mkdir(b.work, { mode: 0o700 });
       });
+      b.sources = this.policy.roots(dir, [b.root]);
       ctx.log(
         `${req.platform}: building from ${req.source.kind === 'makefile' ? `makefile ${req.source.makefileName}` : `git ${req.source.url}${req.source.ref ? ` @ ${req.source.ref}` : ''}`} in ${staging}`,
       );
@@ -465,6 +532,27 @@ export class PlatformBuilder {
       `${req.platform}: built in ${(ms / 1000).toFixed(1)} s: ${b.projects} project(s), ${b.libraries} librar${b.libraries === 1 ? 'y' : 'ies'}, ${b.patches} patch(es); now at ${req.target}`,
     );
     return { built: true, ms, projects: b.projects, libraries: b.libraries, patches: b.patches };
+  }
+
+  /**
+   * Removes every staging dir (`.spoke-build-<platform>-<8 hex>`, a real directory) found
+   * directly in `parents`, left by a master that stopped mid-build. Called once at master start,
+   * before any task runs; returns what it removed. A parent that does not exist is skipped.
+   */
+  async sweepInterrupted(parents: Iterable<string>): Promise<string[]> {
+    const re = new RegExp(`^${BUILD_STAGING_PREFIX.replace(/\./g, '\\.')}.+-[0-9a-f]{8}$`);
+    const removed: string[] = [];
+    for (const parent of new Set(parents)) {
+      const names = await fsp.readdir(parent).catch((e: unknown) => (isEnoent(e) ? [] : Promise.reject(e)));
+      for (const name of names) {
+        const p = join(parent, name);
+        if (!re.test(name) || !(await isDir(p))) continue;
+        await fsp.rm(p, { recursive: true, force: true });
+        removed.push(p);
+        this.log.warn({ path: p }, 'removed a build staging dir left by an interrupted build');
+      }
+    }
+    return removed;
   }
 
   /** Removes staging dirs of this platform left by a master that died mid-build. */
@@ -512,33 +600,55 @@ export class PlatformBuilder {
   }
 
   private async makeItem(b: BuildState, item: Item, dir: string | null): Promise<void> {
-    const abs = item.rel ? join(b.root, item.rel) : b.root;
     const where = item.rel || '.';
-    await this.step(b.platform, b.ctx, `${item.label}: prepare ${where}`, async () => {
-      if (await exists(abs)) {
+    // Each component of the item's path is resolved inside the tree, never through a link that
+    // leaves it (one an earlier item or patch left there); the item itself goes in at `abs`.
+    const abs = await this.step(b.platform, b.ctx, `${item.label}: prepare ${where}`, async () => {
+      const at = item.rel ? await placeInside(b.root, item.rel) : b.root;
+      if (await exists(at)) {
         if (!item.overwrite) throw fail('PLATFORM_BUILD_FAILED', `${where} already exists (another project put it there); set overwrite to replace it`);
-        await fsp.rm(abs, { recursive: true, force: true });
+        await fsp.rm(at, { recursive: true, force: true });
         b.ctx.log(`${b.platform}: ${item.label}: replacing ${where} (overwrite)`, 'warn');
       }
-      await fsp.mkdir(dirname(abs), { recursive: true });
+      return at;
     });
     const d = item.download;
     if (d.type === 'git') await this.gitDownload(b, item, d, abs, dir);
     else if (d.type === 'file') await this.fileDownload(b, item, d, abs, dir);
     else if (d.type === 'copy') {
-      const src = localPath(d.url, dir, item.label); // checked by plan()
+      const src = await this.source(b, item, localPath(d.url, dir, item.label), 'copy');
       await this.step(b.platform, b.ctx, `${item.label}: copy ${src}`, async () => {
         if (!(await isDir(src))) throw fail('PLATFORM_BUILD_FAILED', `${src} is not a directory`);
+        // Counted (and its types checked) before a byte is copied: the source may be huge.
+        b.budget.fits(await countTree(src), `${item.label}: copy ${src}`);
         await fsp.cp(src, abs, { recursive: true, errorOnExist: true, force: false, verbatimSymlinks: true });
       });
       b.ctx.log(`${b.platform}: ${item.label}: copied ${src} to ${where}`);
     }
+    const placed = await this.step(b.platform, b.ctx, `${item.label}: check ${where}`, () => this.checkPlaced(b, item, abs));
     for (const patch of item.patches) await this.patch(b, item, patch, abs, dir);
-    if (item.patches.length) await this.patchesTxt(item, abs);
+    if (item.patches.length) {
+      await this.patchesTxt(item, abs);
+      await this.step(b.platform, b.ctx, `${item.label}: check ${where} after its patches`, async () => {
+        b.budget.replace(placed, await checkBuiltTree(b.root, abs, item.label), item.label);
+      });
+    }
     b.placed.push({ label: item.label, rel: item.rel });
     if (item.kind === 'project') b.projects++;
     else b.libraries++;
     if (item.recurse !== null) await this.recurse(b, item, abs, item.recurse);
+  }
+
+  /** Checks what an item placed (links inside the platform, types, limits) and counts it. */
+  private async checkPlaced(b: BuildState, item: Item, abs: string): Promise<TreeCount> {
+    const c = await checkBuiltTree(b.root, abs, item.label);
+    b.budget.add(c, item.label);
+    return c;
+  }
+
+  /** A local path an item reads, checked against the source policy. @throws SpokeError BUILD_SOURCE_NOT_ALLOWED */
+  private source(b: BuildState, item: Item, path: string, what: string): Promise<string> {
+    return this.step(b.platform, b.ctx, `${item.label}: ${what}`, () => this.policy.check(path, b.sources, 'source'));
   }
 
   private async recurse(b: BuildState, item: Item, abs: string, dest: string): Promise<void> {
@@ -552,7 +662,9 @@ export class PlatformBuilder {
     if (!found) return;
     const file = found;
     b.ctx.log(`${b.platform}: ${item.label}: found ${basename(file)}; building what it lists`);
-    const nested = await this.step(b.platform, b.ctx, `${item.label}: read ${basename(file)}`, () => loadMakefile(file));
+    const nested = await this.step(b.platform, b.ctx, `${item.label}: read ${basename(file)}`, () =>
+      loadMakefile(file, { checkInclude: (p) => this.policy.check(p, b.sources, 'include') }),
+    );
     await this.makeMakefile(b, nested, { top: false, dest, dir: dirname(file) });
   }
 
@@ -560,6 +672,8 @@ export class PlatformBuilder {
 
   private async gitDownload(b: BuildState, item: Item, d: GitDownload, abs: string, dir: string | null): Promise<void> {
     const url = gitUrl(d.url ?? '', dir, item.label);
+    const local = localGitPath(url);
+    if (local !== null) await this.source(b, item, local, 'git repository');
     await this.step(b.platform, b.ctx, `${item.label}: git clone ${url}`, () => this.git(b, null, ['clone', '--quiet', '--', url, abs]));
     let what = 'default branch';
     if (d.refspec) {
@@ -584,30 +698,37 @@ export class PlatformBuilder {
   }
 
   private async fileDownload(b: BuildState, item: Item, d: FileDownload, abs: string, dir: string | null): Promise<void> {
-    const src = localPath(d.url, dir, item.label);
-    const name = basename(src);
-    await this.step(b.platform, b.ctx, `${item.label}: read ${src}`, async () => {
+    const asked = localPath(d.url, dir, item.label);
+    const src = await this.source(b, item, asked, 'read'); // its real path, read from now on
+    const name = basename(asked);
+    const st = await this.step(b.platform, b.ctx, `${item.label}: read ${src}`, async () => {
       const st = await fsp.stat(src).catch(() => null);
       if (!st?.isFile()) throw fail('PLATFORM_BUILD_FAILED', `${src} is not a file`);
+      return st;
     });
     const checked = await this.step(b.platform, b.ctx, `${item.label}: verify checksum of ${name}`, () => verifyChecksums(src, d));
     const kind = await this.step(b.platform, b.ctx, `${item.label}: read ${name}`, () => sniff(src));
     if (kind === 'plain') {
       await this.step(b.platform, b.ctx, `${item.label}: place ${name}`, async () => {
-        await fsp.mkdir(abs, { recursive: true });
-        await fsp.copyFile(src, join(abs, d.filename ?? name));
+        b.budget.fits({ entries: 2, bytes: st.size }, `${item.label}: ${name}`);
+        await fsp.mkdir(abs, { mode: 0o755 });
+        await fsp.copyFile(src, join(abs, d.filename ?? name), fsp.constants.COPYFILE_EXCL);
       });
     } else {
       const x = join(b.work, `x${++b.seq}`);
+      const limit = b.budget.archive(st.size, `${item.label}: ${name}`);
       await this.step(b.platform, b.ctx, `${item.label}: extract ${name}`, async () => {
         await fsp.mkdir(x, { mode: 0o700 });
-        if (kind === 'zip') await this.unzip(b, src, x);
-        else await extractTar(src, kind, x, b.ctx.signal);
+        if (kind === 'zip') await this.unzip(b, src, x, limit);
+        else await extractTar(src, kind, x, b.ctx.signal, limit);
       });
       await this.step(b.platform, b.ctx, `${item.label}: place ${name}`, async () => {
         let top = x;
         if (d.subtree) {
-          top = join(x, safeRel(d.subtree));
+          // Resolved inside the extracted tree: a link in the archive never leads the subtree out.
+          const sub = safeRel(d.subtree);
+          const i = sub.lastIndexOf('/');
+          top = join(await resolveDirInside(x, i < 0 ? '' : sub.slice(0, i), { create: false }), i < 0 ? sub : sub.slice(i + 1));
           if (!(await isDir(top))) throw fail('PLATFORM_BUILD_FAILED', `subtree ${d.subtree} is not a directory in ${name}`);
         } else {
           const names = await fsp.readdir(x);
@@ -621,23 +742,42 @@ export class PlatformBuilder {
     );
   }
 
-  /** Unzips with Info-ZIP after checking every name; symlinks, modes and types are checked after. */
-  private async unzip(b: BuildState, file: string, dest: string): Promise<void> {
-    const list = await run('unzip', ['-Z1', file], { env: this.env, signal: b.ctx.signal, timeoutMs: this.timeoutMs }).catch((e: unknown) => {
+  /**
+   * Unzips with Info-ZIP after checking every name (and refusing a name listed twice, which would
+   * make unzip ask "replace?") and the declared sizes against the limits; symlinks, modes, types
+   * and the real sizes are checked after.
+   */
+  private async unzip(b: BuildState, file: string, dest: string, limit: (bytes: number, entries: number) => void): Promise<void> {
+    const opts = { env: this.env, signal: b.ctx.signal, timeoutMs: this.timeoutMs };
+    const unreadable = (e: unknown) => {
       throw e instanceof CommandError ? fail('ARCHIVE_UNSAFE', `not a readable zip archive: ${gist(e.output)}`) : e;
-    });
-    for (const n of list.stdout.split('\n')) if (n !== '') checkEntryPath(n);
+    };
+    const list = await run('unzip', ['-Z1', file], opts).catch(unreadable);
+    const names = new Set<string>();
+    for (const n of list.stdout.split('\n')) {
+      if (n === '') continue;
+      const p = checkEntryPath(n);
+      if (names.has(p)) throw fail('ARCHIVE_UNSAFE', `${JSON.stringify(p)} appears twice in the archive`);
+      names.add(p);
+    }
+    // "N files, B bytes uncompressed, C bytes compressed: R%": the declared total, checked before
+    // anything is written (a lying header is caught by the walk after).
+    const totals = await run('unzip', ['-Zt', file], opts).catch(unreadable);
+    const m = /([0-9]+) bytes uncompressed/.exec(totals.stdout);
+    limit(m ? Number(m[1]) : 0, names.size);
     // UnZip 6 creates symlinks only after every file is written, and strips setuid/setgid
-    // unless -K; -qq quiet, no -o (never overwrite), nothing read from stdin.
-    await run('unzip', ['-qq', file, '-d', dest], { env: this.env, signal: b.ctx.signal, timeoutMs: this.timeoutMs });
-    await checkExtracted(dest);
+    // unless -K; -qq quiet, -n never overwrite (and stdin is closed: it can never ask).
+    await run('unzip', ['-qq', '-n', file, '-d', dest], opts);
+    const c = await checkExtracted(dest);
+    limit(c.bytes, c.entries);
   }
 
   // --- patches -----------------------------------------------------------------------------
 
   private async patch(b: BuildState, item: Item, p: MakePatch, abs: string, dir: string | null): Promise<void> {
-    const file = localPath(p.url, dir, `${item.label}: patch`);
-    const name = basename(file);
+    const asked = localPath(p.url, dir, `${item.label}: patch`);
+    const name = basename(asked);
+    const file = await this.source(b, item, asked, `patch ${name}`);
     const step = `${item.label}: patch ${name}`;
     await this.step(b.platform, b.ctx, step, async () => {
       const st = await fsp.stat(file).catch(() => null);
@@ -678,7 +818,7 @@ export class PlatformBuilder {
     const f = join(abs, 'PATCHES.txt');
     if (await exists(f)) return;
     const lines = item.patches.map((p) => `- ${p.url}`).join('\n');
-    await fsp.writeFile(f, `The following patches have been applied to this project:\n${lines}\n\nThis file was automatically generated by Spoke (drush make).\n`);
+    await fsp.writeFile(f, `The following patches have been applied to this project:\n${lines}\n\nThis file was automatically generated by Spoke (drush make).\n`, { flag: 'wx' });
   }
 
   // --- git platforms -------------------------------------------------------------------------
@@ -689,11 +829,12 @@ export class PlatformBuilder {
     const head = (await this.step(b.platform, b.ctx, 'git rev-parse HEAD', () => this.git(b, b.root, ['rev-parse', 'HEAD']))).stdout.trim();
     b.ctx.log(`${b.platform}: cloned ${url} at ${ref || 'its default branch'} (${head.slice(0, 12)}); .git is kept on the master and never synced`);
     if (await exists(join(b.root, '.gitmodules'))) b.ctx.log(`${b.platform}: the repository has submodules; they are not checked out`, 'warn');
+    await this.step(b.platform, b.ctx, 'check the checkout', async () => b.budget.add(await checkBuiltTree(b.root, b.root, 'git checkout'), 'git checkout'));
     b.placed.push({ label: 'git checkout', rel: '' });
   }
 
   private git(b: BuildState, cwd: string | null, args: string[]): Promise<Ran> {
-    return run('git', ['-c', 'advice.detachedHead=false', '-c', 'core.hooksPath=/dev/null', ...args], {
+    return run('git', ['-c', 'advice.detachedHead=false', '-c', 'core.hooksPath=/dev/null', '-c', 'protocol.ext.allow=never', ...args], {
       env: this.env,
       signal: b.ctx.signal,
       timeoutMs: this.timeoutMs,
@@ -728,26 +869,57 @@ async function removeEmptyUpTo(dir: string, top: string | undefined): Promise<vo
   }
 }
 
-/** Runs a program (never a shell) and collects its output; a non-zero exit throws CommandError. */
+/** Output kept per stream of a command (the tail is what says what went wrong). */
+const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Runs a program (never a shell) with stdin closed, so a tool that would prompt (unzip's
+ * "replace?", git asking for a password, patch asking which file) reads end-of-file and never
+ * waits; collects its output; a non-zero exit throws CommandError.
+ */
 function run(
   cmd: string,
   args: string[],
   opts: { env: Record<string, string | undefined>; signal: AbortSignal; timeoutMs: number; cwd?: string },
 ): Promise<Ran> {
   return new Promise((res, rej) => {
-    execFile(
-      cmd,
-      args,
-      { env: opts.env, signal: opts.signal, timeout: opts.timeoutMs, maxBuffer: 64 * 1024 * 1024, ...(opts.cwd ? { cwd: opts.cwd } : {}) },
-      (err, stdout, stderr) => {
-        if (!err) return res({ stdout, stderr });
-        if (opts.signal.aborted) return rej(opts.signal.reason);
-        const e = err as NodeJS.ErrnoException & { code?: number | string; killed?: boolean; signal?: string };
-        if (e.code === 'ENOENT') return rej(fail('PLATFORM_BUILD_FAILED', `${cmd} is not installed on the master`));
-        const exit = e.killed ? `timed out after ${Math.round(opts.timeoutMs / 1000)} s` : (e.code ?? e.signal ?? null);
-        rej(new CommandError(cmd, `${stderr}\n${stdout}`, exit as number | string | null));
-      },
-    );
+    if (opts.signal.aborted) return rej(opts.signal.reason);
+    const child = spawn(cmd, args, { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let outBytes = 0;
+    let errBytes = 0;
+    child.stdout.on('data', (d: Buffer) => {
+      if ((outBytes += d.length) <= MAX_OUTPUT_BYTES) out.push(d);
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      if ((errBytes += d.length) <= MAX_OUTPUT_BYTES) err.push(d);
+    });
+    let timedOut = false;
+    const kill = () => child.kill('SIGKILL');
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill();
+    }, opts.timeoutMs);
+    opts.signal.addEventListener('abort', kill, { once: true });
+    const done = () => {
+      clearTimeout(timer);
+      opts.signal.removeEventListener('abort', kill);
+    };
+    child.once('error', (e: NodeJS.ErrnoException) => {
+      done();
+      if (e.code === 'ENOENT') rej(fail('PLATFORM_BUILD_FAILED', `${cmd} is not installed on the master`));
+      else rej(e);
+    });
+    child.once('close', (code, signal) => {
+      done();
+      const stdout = Buffer.concat(out).toString();
+      const stderr = Buffer.concat(err).toString();
+      if (opts.signal.aborted) return rej(opts.signal.reason);
+      if (code === 0) return res({ stdout, stderr });
+      const exit = timedOut ? `timed out after ${Math.round(opts.timeoutMs / 1000)} s` : (code ?? signal ?? null);
+      rej(new CommandError(cmd, `${stderr}\n${stdout}`, exit));
+    });
   });
 }
 
@@ -789,10 +961,24 @@ async function verifyChecksums(file: string, want: Pick<FileDownload, (typeof HA
 
 /**
  * Extracts a (compressed) tar through the shared hostile-archive checks (absolute paths, `..`,
- * links leaving the tree, devices, setuid bits are refused; a refused archive writes nothing).
+ * links leaving the tree, devices, setuid bits are refused; a refused archive writes nothing),
+ * calling `limit` with the archive's running totals before each entry is written.
  * gzip is decompressed in-process; bzip2 and xz by their Debian binaries.
  */
-async function extractTar(file: string, kind: Exclude<FileKind, 'zip' | 'plain'>, dest: string, signal: AbortSignal): Promise<void> {
+async function extractTar(
+  file: string,
+  kind: Exclude<FileKind, 'zip' | 'plain'>,
+  dest: string,
+  signal: AbortSignal,
+  limit: (bytes: number, entries: number) => void,
+): Promise<void> {
+  let bytes = 0;
+  let entries = 0;
+  const beforeEntry = (e: { type: string; size: number }) => {
+    entries++;
+    if (e.type === 'file') bytes += e.size;
+    limit(bytes, entries);
+  };
   if (kind === 'tar' || kind === 'gzip') {
     const input = createReadStream(file);
     let source: ByteSource = input;
@@ -801,10 +987,15 @@ async function extractTar(file: string, kind: Exclude<FileKind, 'zip' | 'plain'>
       pipeline(input, gz, () => undefined); // errors surface through gz to the reader
       source = gz;
     }
-    await extractArchive(source, dest);
+    await extractArchive(source, dest, { beforeEntry });
     return;
   }
   const child = spawn(kind === 'bzip2' ? 'bzip2' : 'xz', ['-dc', '--', file], { stdio: ['ignore', 'pipe', 'pipe'], signal });
+  // The output goes into a buffer with back-pressure at once: a child's stdout that has no
+  // reader when the child exits is resumed and drained by Node (child_process flushStdio), and a
+  // small archive's whole content was lost that way before the extractor started reading.
+  const out = new PassThrough();
+  pipeline(child.stdout, out, () => undefined); // a failing child shows in its exit code and stderr
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((r, j) => {
@@ -812,7 +1003,8 @@ async function extractTar(file: string, kind: Exclude<FileKind, 'zip' | 'plain'>
     child.once('close', (code) => r(code));
   });
   try {
-    await extractArchive(child.stdout, dest);
+    await extractArchive(out, dest, { beforeEntry });
+    out.resume(); // whatever follows the end-of-archive blocks: drained, so the child can exit
   } catch (e) {
     child.kill();
     const code = await exited.catch(() => null);
@@ -823,17 +1015,21 @@ async function extractTar(file: string, kind: Exclude<FileKind, 'zip' | 'plain'>
   if (code !== 0) throw fail('ARCHIVE_UNSAFE', `cannot decompress ${basename(file)}: ${gist(stderr) || `exit ${String(code)}`}`);
 }
 
-/** After an unzip: only files, dirs and symlinks that stay inside; no setuid/setgid/sticky bits. */
-async function checkExtracted(root: string): Promise<void> {
+/** After an unzip: only files, dirs and symlinks that stay inside; no setuid/setgid/sticky bits. Returns what it counted. */
+async function checkExtracted(root: string): Promise<TreeCount> {
+  const count: TreeCount = { entries: 0, bytes: 0 };
   const walk = async (rel: string): Promise<void> => {
     for (const ent of await fsp.readdir(rel ? join(root, rel) : root, { withFileTypes: true })) {
       const r = rel ? `${rel}/${ent.name}` : ent.name;
       const st = await fsp.lstat(join(root, r));
+      count.entries++;
       if (st.isSymbolicLink()) checkSymlinkTarget(r, await fsp.readlink(join(root, r)));
       else if (st.isDirectory()) await walk(r);
       else if (!st.isFile()) throw fail('ARCHIVE_UNSAFE', `${JSON.stringify(r)} is not a file, directory or symlink`);
+      else count.bytes += st.size;
       if (st.mode & 0o7000) throw fail('ARCHIVE_UNSAFE', `${JSON.stringify(r)} has setuid, setgid or sticky bits`);
     }
   };
   await walk('');
+  return count;
 }

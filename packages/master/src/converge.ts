@@ -5,7 +5,7 @@
  * hashes (hello, drift check) that differ from desired, a converge for that server is queued;
  * with `--live`, a change under the canonical tree queues one too, debounced.
  */
-import { formatBytes as human, fail, isSpokeError, type Logger, type Manifest } from '@spoke/shared';
+import { checkSymlinkTarget, formatBytes as human, fail, isSpokeError, type Logger, type Manifest } from '@spoke/shared';
 import type { AgentHub, ConflictInfo, ConvergeReport, HelloEvent } from './hub.js';
 import type { PlatformBuilder } from './build.js';
 import type { Namespace } from './namespace.js';
@@ -180,15 +180,23 @@ export class PlatformSync {
     if (!base || base === rootHash) return base === rootHash;
     const d = await this.trees.delta(p.path, p.excludes, base);
     if (!d) return false;
-    return ![...d.upserts.map((e) => e.path), ...d.removed].some((path) => REGISTRY_FILES.test(path));
+    // A link added, changed or removed may change the outside links listed among its problems.
+    if (d.upserts.some((e) => e.type === 'symlink')) return false;
+    const listed = new Set(p.registryJson ? (JSON.parse(p.registryJson) as Registry).problems.map((x) => x.path) : []);
+    return ![...d.upserts.map((e) => e.path), ...d.removed].some((path) => REGISTRY_FILES.test(path) || listed.has(path));
   }
 
-  /** Parses the platform into its registry (kind, core version, profiles, modules, themes, sites). */
-  private async scanRegistry(ctx: TaskContext, p: PlatformInfo): Promise<void> {
+  /**
+   * Parses the platform into its registry (kind, core version, profiles, modules, themes, sites);
+   * links of the tree that point outside it are listed among its problems (an existing tree keeps
+   * them, a build refuses them).
+   */
+  private async scanRegistry(ctx: TaskContext, p: PlatformInfo, manifest: Manifest): Promise<void> {
     const t0 = Date.now();
     const r = await scanPlatformCached(this.trees.hostPath(p.path), { previous: this.scanCaches.get(p.path) });
     this.scanCaches.set(p.path, r.cache);
     const reg = r.registry;
+    reg.problems = [...reg.problems, ...outsideLinks(manifest)].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     this.ns.setRegistry(p.name, JSON.stringify(reg));
     const dist = reg.distribution ? `, distribution ${reg.distribution.name} ${reg.distribution.version ?? ''}`.trimEnd() : '';
     ctx.log(
@@ -356,7 +364,7 @@ export class PlatformSync {
           await new Promise((r) => setImmediate(r));
           if (p.registryJson && (await this.registryUnaffected(p, manifest.rootHash))) this.registryRoots.set(p.path, manifest.rootHash);
           if (this.registryRoots.get(p.path) !== manifest.rootHash || !p.registryJson) {
-            await this.scanRegistry(ctx, p);
+            await this.scanRegistry(ctx, p, manifest);
             this.registryRoots.set(p.path, manifest.rootHash);
           }
         })()
@@ -412,4 +420,18 @@ function fileTotals(m: Manifest): { files: number; bytes: number } {
     totals.set(m, t);
   }
   return t;
+}
+
+/** Symlinks of a tree whose target leaves it (absolute, or climbing above its root), as registry problems. */
+export function outsideLinks(manifest: Manifest): { path: string; error: string }[] {
+  const out: { path: string; error: string }[] = [];
+  for (const e of manifest.entries) {
+    if (e.type !== 'symlink' || e.target === undefined) continue;
+    try {
+      checkSymlinkTarget(e.path, e.target);
+    } catch {
+      out.push({ path: e.path, error: `link to ${e.target} points outside the platform (kept as it is; a build would refuse it)` });
+    }
+  }
+  return out;
 }

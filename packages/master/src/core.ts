@@ -13,7 +13,8 @@ import type { TreeStore } from './trees.js';
 import { PlatformSync } from './converge.js';
 import { PlatformBuilder, checkMakefileSource } from './build.js';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import type { BuildLimits } from './buildfs.js';
 import type { Db } from './store.js';
 import { SiteTasks } from './sites/tasks.js';
 import { PlatformRemover, type RemovePlatformInput } from './platformremove.js';
@@ -50,6 +51,8 @@ export class Core {
   readonly cron: CronScheduler;
   /** `platform rm` (platform.remove tasks). */
   private readonly remover: PlatformRemover;
+  /** Builds makefile and git platforms. */
+  private readonly builder: PlatformBuilder;
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly info: { stateDir: string; root: string; startedMs: number; listen: string | null; minFreeBytes: number };
@@ -72,6 +75,10 @@ export class Core {
     buildEnv?: Record<string, string | undefined>;
     /** Cron runs at once and time between scheduler ticks. @default 4, 10000 */
     cron?: { concurrency?: number; tickMs?: number };
+    /** Directories local build sources may come from. @default [] (each makefile's own directory) */
+    buildSourceDirs?: readonly string[];
+    /** Per-build limits. @default DEFAULT_BUILD_LIMITS (buildfs.ts) */
+    buildLimits?: Partial<BuildLimits>;
   }) {
     this.faults = deps.faults ?? { corruptBlobs: 0 };
     this.ns = deps.ns;
@@ -83,7 +90,14 @@ export class Core {
     this.clock = deps.clock;
     this.info = deps.info;
     this.tasks.register('server.verify', verifyServerTask({ ns: this.ns, hub: this.hub, minFreeBytes: this.info.minFreeBytes }));
-    const builder = new PlatformBuilder({ env: deps.buildEnv ?? {}, log: this.log.child({ component: 'master.build' }) });
+    const builder = new PlatformBuilder({
+      env: deps.buildEnv ?? {},
+      log: this.log.child({ component: 'master.build' }),
+      sourceDirs: deps.buildSourceDirs ?? [],
+      stateDir: this.info.stateDir,
+      limits: deps.buildLimits ?? {},
+    });
+    this.builder = builder;
     this.sync = new PlatformSync({ ns: this.ns, hub: this.hub, tasks: this.tasks, trees: this.trees, log: this.log.child({ component: 'master.converge' }), builder });
     this.sites = new SiteTasks({
       ns: this.ns,
@@ -131,12 +145,20 @@ export class Core {
    *   TREE_UNREADABLE
    */
   async addPlatform(input: Parameters<Namespace['addPlatform']>[0], verify: boolean): Promise<{ platform: PlatformInfo; task: TaskInfo | null }> {
-    if (input.source.kind === 'makefile' && input.source.makefile.trim()) await checkMakefileSource(input.source);
+    if (input.source.kind === 'makefile' && input.source.makefile.trim()) await checkMakefileSource(input.source, this.builder.policy);
     const platform = this.ns.addPlatform(input, () => {
       if (input.source.kind === 'existing' && verify) this.trees.canonical(input.path);
     });
     const task = verify ? this.sync.verify(platform.name) : null;
     return { platform, task };
+  }
+
+  /**
+   * Removes the build staging dirs (`.spoke-build-*`) an interrupted build left beside any
+   * platform's path; run once at start-up before tasks start. Returns the paths removed.
+   */
+  async sweepBuilds(): Promise<string[]> {
+    return this.builder.sweepInterrupted(this.ns.listPlatforms().map((p) => dirname(this.trees.hostPath(p.path))));
   }
 
   /**

@@ -1,5 +1,5 @@
 /**
- * `spoke-master run --state-dir DIR --listen HOST:PORT [--root DIR]`. The only place that wires
+ * `spoke-master run --state-dir DIR --listen HOST:PORT [--root DIR] [--build-* …]`. The only place that wires
  * the master's graph for the standalone daemon.
  */
 import { parseArgs } from 'node:util';
@@ -9,7 +9,18 @@ import { startMaster } from './master.js';
 
 const USAGE = `usage:
   spoke-master run [--state-dir DIR] [--listen HOST:PORT] [--root DIR] [--socket PATH]
+                   [--build-source-dir DIR]... [--build-max-bytes N] [--build-max-entries N] [--build-max-ratio N]
   spoke-master version`;
+
+/** A count option: digits only, so "1e9" or "10G" are refused rather than guessed at. */
+function count(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^[0-9]+$/.test(v) || Number(v) <= 0) {
+    process.stderr.write(`error: USAGE: --${flag} wants a positive whole number, not ${JSON.stringify(v)}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  return Number(v);
+}
 
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
@@ -21,19 +32,39 @@ async function main(argv: string[]): Promise<void> {
     process.stderr.write(`${cmd && cmd !== 'help' && cmd !== '--help' ? `error: USAGE: unknown command ${JSON.stringify(cmd)}\n` : ''}${USAGE}\n`);
     process.exit(cmd === 'help' || cmd === '--help' ? 0 : 2);
   }
-  let values: Record<string, string | undefined>;
+  let values: Partial<Record<'state-dir' | 'listen' | 'root' | 'socket' | 'build-max-bytes' | 'build-max-entries' | 'build-max-ratio', string>> & {
+    'build-source-dir'?: string[];
+  };
   try {
     ({ values } = parseArgs({
       args: rest,
-      options: { 'state-dir': { type: 'string' }, listen: { type: 'string' }, root: { type: 'string' }, socket: { type: 'string' } },
+      options: {
+        'state-dir': { type: 'string' },
+        listen: { type: 'string' },
+        root: { type: 'string' },
+        socket: { type: 'string' },
+        'build-source-dir': { type: 'string', multiple: true },
+        'build-max-bytes': { type: 'string' },
+        'build-max-entries': { type: 'string' },
+        'build-max-ratio': { type: 'string' },
+      },
       strict: true,
-    }) as { values: Record<string, string | undefined> });
+    }));
   } catch (e) {
     process.stderr.write(`error: USAGE: ${(e as Error).message}\n${USAGE}\n`);
     process.exit(2);
   }
   boundHeapGrowth(process.env, MASTER_HEAP_HEADROOM_MB);
-  const opts = compileMasterOptions({ stateDir: values['state-dir'], listen: values.listen, root: values.root, socket: values.socket });
+  const opts = compileMasterOptions({
+    stateDir: values['state-dir'],
+    listen: values.listen,
+    root: values.root,
+    socket: values.socket,
+    buildSourceDirs: values['build-source-dir'],
+    buildMaxBytes: count('build-max-bytes', values['build-max-bytes']),
+    buildMaxEntries: count('build-max-entries', values['build-max-entries']),
+    buildMaxRatio: count('build-max-ratio', values['build-max-ratio']),
+  });
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'master' } });
   const master = await startMaster(opts, { log });
   process.stdout.write(`spoke-master listening on ${master.listen}; CLI socket ${master.socket}\n`);

@@ -107,7 +107,11 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
       db,
       buildEnv: opts.buildEnv,
       cron: { concurrency: opts.cronConcurrency, tickMs: opts.cronTickMs },
+      buildSourceDirs: opts.buildSourceDirs,
+      buildLimits: { maxBytes: opts.buildMaxBytes, maxEntries: opts.buildMaxEntries, maxRatio: opts.buildMaxRatio },
     });
+    const swept = await core.sweepBuilds();
+    if (swept.length) log.warn({ dirs: swept }, 'removed staging dirs of builds interrupted by the last stop');
     const interrupted = tasks.recover();
     if (interrupted.length) log.warn({ tasks: interrupted }, 'tasks interrupted by the last stop were failed');
 

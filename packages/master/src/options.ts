@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { fail, parseHostPort } from '@spoke/shared';
+import { DEFAULT_BUILD_LIMITS } from './buildfs.js';
 
 /** What a caller may set. */
 export interface MasterOptions {
@@ -48,6 +49,21 @@ export interface MasterOptions {
   cronConcurrency?: number;
   /** Time between cron scheduler ticks. @default 10000 (env SPOKE_CRON_TICK_MS) */
   cronTickMs?: number;
+  /**
+   * Directories a build may read local sources from (file and copy downloads, local git
+   * repositories, patches, includes); the master's state dir never, whatever this says.
+   * (`--build-source-dir`, repeatable) @default [] (each makefile's own directory tree)
+   */
+  buildSourceDirs?: string[];
+  /** Bytes of files one build may produce (`--build-max-bytes`). @default 1 GiB */
+  buildMaxBytes?: number;
+  /** Files, directories and links one build may produce (`--build-max-entries`). @default 100,000 */
+  buildMaxEntries?: number;
+  /**
+   * How many times its own size an archive may expand to (`--build-max-ratio`); archives that
+   * expand to less than 1 MiB are not held to it. @default 100
+   */
+  buildMaxRatio?: number;
 }
 
 /** Fully-set master options. */
@@ -58,6 +74,11 @@ function envInt(name: string, zeroOk = false): number | undefined {
   if (v === undefined || v === '') return undefined;
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0 || (n === 0 && !zeroOk)) throw fail('CONFIG_INVALID', `${name} must be a ${zeroOk ? 'non-negative' : 'positive'} number`);
+  return n;
+}
+
+function positive(what: string, n: number): number {
+  if (!Number.isFinite(n) || n <= 0) throw fail('CONFIG_INVALID', `${what} must be a positive number, not ${String(n)}`);
   return n;
 }
 
@@ -83,5 +104,9 @@ export function compileMasterOptions(o: MasterOptions = {}): CompiledMasterOptio
     cron: o.cron ?? process.env.SPOKE_CRON !== 'off',
     cronConcurrency: o.cronConcurrency ?? envInt('SPOKE_CRON_CONCURRENCY') ?? 4,
     cronTickMs: o.cronTickMs ?? envInt('SPOKE_CRON_TICK_MS') ?? 10_000,
+    buildSourceDirs: (o.buildSourceDirs ?? []).map((d) => resolve(d)),
+    buildMaxBytes: positive('build max bytes', o.buildMaxBytes ?? DEFAULT_BUILD_LIMITS.maxBytes),
+    buildMaxEntries: positive('build max entries', o.buildMaxEntries ?? DEFAULT_BUILD_LIMITS.maxEntries),
+    buildMaxRatio: positive('build max ratio', o.buildMaxRatio ?? DEFAULT_BUILD_LIMITS.maxRatio),
   };
 }

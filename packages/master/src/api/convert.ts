@@ -4,7 +4,8 @@
 import type { BackupInfo } from '../sites/backup.js';
 import type { CronRunInfo } from '../sites/cronstore.js';
 import type { SiteCronInfo } from '../sites/cronrunner.js';
-import { wire } from '@spoke/shared';
+import { fail, wire } from '@spoke/shared';
+import { checkGitSource } from '../build.js';
 import type { PlatformInfo, PlatformSource, ServerInfo, SiteInfo, TaskInfo, TaskLogEntry, TaskState } from '../types.js';
 
 const TASK_STATE_TO_WIRE: Record<TaskState, wire.TaskState> = {
@@ -57,14 +58,25 @@ export function sourceToWire(s: PlatformSource): wire.PlatformSource {
   }
 }
 
+/**
+ * A platform source from the wire, checked here rather than trusted to the CLI: a missing source
+ * is an existing tree (older clients send none); a present one must name its kind, and a git one
+ * a usable repository and ref.
+ * @throws SpokeError INVALID_ARGUMENT (unspecified or unknown kind), CONFIG_INVALID (git URL or ref)
+ */
 export function sourceFromWire(s: wire.PlatformSource | undefined): PlatformSource {
-  switch (s?.kind) {
+  if (s === undefined) return { kind: 'existing' };
+  switch (s.kind) {
+    case wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_EXISTING:
+      return { kind: 'existing' };
     case wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_MAKEFILE:
       return { kind: 'makefile', makefile: s.makefile, makefileName: s.makefileName, ...(s.makefileDir ? { makefileDir: s.makefileDir } : {}) };
     case wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_GIT:
+      if (s.gitUrl === '') throw fail('INVALID_ARGUMENT', 'a git platform needs a repository URL');
+      checkGitSource(s.gitUrl, s.gitRef);
       return { kind: 'git', url: s.gitUrl, ref: s.gitRef };
     default:
-      return { kind: 'existing' };
+      throw fail('INVALID_ARGUMENT', `platform source kind ${String(s.kind)} is not one of existing, makefile or git`);
   }
 }
 

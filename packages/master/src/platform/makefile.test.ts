@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isSpokeError } from '@spoke/shared';
-import { loadMakefile, needsDrupalOrg, nestedMakefileNames, parseMakefile, type Makefile, type MakeProject } from './makefile.js';
+import { loadMakefile, loadMakefileText, needsDrupalOrg, nestedMakefileNames, parseMakefile, type Makefile, type MakeProject } from './makefile.js';
 import { makeTree, type TreeSpec } from './testTree.js';
 
 const cleanups: Array<() => void> = [];
@@ -355,6 +355,16 @@ describe('loadMakefile', () => {
     await expectConfigInvalidAsync(loadMakefile(join(root, 'remote.make')), /remote includes are not supported: http:\/\/example\.com\/remote\.make/);
     await expectConfigInvalidAsync(loadMakefile(join(root, 'gitinc.make.yml')), /includes from a repository/);
     await expectConfigInvalidAsync(loadMakefile(join(root, 'absent.make')), /makefile not found/);
+  });
+
+  it('hands every include and override to checkInclude before reading it, the top file not', async () => {
+    const seen: string[] = [];
+    const m = await loadMakefile(join(root, 'extender.make.yml'), { checkInclude: async (p) => seen.push(p) });
+    expect(m.core).toBe('6.x');
+    expect(seen).toEqual([join(root, 'base.make'), join(root, 'sub/more.make'), join(root, 'shared/lib.make'), join(root, 'ov.make')]);
+    const refusal = new Error('not here');
+    await expect(loadMakefile(join(root, 'missing.make'), { checkInclude: () => Promise.reject(refusal) })).rejects.toBe(refusal);
+    await expect(loadMakefileText('core = 7.x\nincludes[] = /etc/shadow\n', { name: 'x.make', dir: root, checkInclude: () => Promise.reject(refusal) })).rejects.toBe(refusal);
   });
 
   it('parseMakefile lists includes without following them', () => {

@@ -426,7 +426,14 @@ export function makefileFormat(path: string): 'ini' | 'yaml' {
 
 const REMOTE = /^[a-z][a-z0-9+.-]*:\/\//i;
 
-async function loadTree(path: string, stack: string[], loaded: string[]): Promise<PhpArray> {
+/**
+ * Checks an include or override before it is read (the build's source policy); throws to refuse.
+ * Gets the path as resolved, returns nothing.
+ */
+export type IncludeCheck = (path: string) => Promise<unknown>;
+
+async function loadTree(path: string, stack: string[], loaded: string[], check: IncludeCheck | undefined): Promise<PhpArray> {
+  if (check && stack.length > 0) await check(path);
   let real: string;
   try {
     real = await realpath(path);
@@ -443,7 +450,7 @@ async function loadTree(path: string, stack: string[], loaded: string[]): Promis
   } catch (e) {
     throw fail('CONFIG_INVALID', `cannot read makefile ${real}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { makefile: real });
   }
-  const merged = await mergeIncludes(text, real, dirname(real), stack, loaded);
+  const merged = await mergeIncludes(text, real, dirname(real), stack, loaded, check);
   if (stack.length > 0 && !loaded.includes(real)) loaded.push(real);
   return merged;
 }
@@ -452,7 +459,7 @@ async function loadTree(path: string, stack: string[], loaded: string[]): Promis
  * Parses one makefile's text (named `source`) and merges its includes and overrides, resolved
  * against `dir` (null: unknown, so only absolute ones can be followed).
  */
-async function mergeIncludes(text: string, source: string, dir: string | null, stack: string[], loaded: string[]): Promise<PhpArray> {
+async function mergeIncludes(text: string, source: string, dir: string | null, stack: string[], loaded: string[], check: IncludeCheck | undefined): Promise<PhpArray> {
   const own = expandShorthand(parseRaw(text, makefileFormat(source), source), source);
   const resolveEntry = (entry: PhpValue, key: string): string => {
     if (typeof entry !== 'string') throw invalid(source, `${key} from a repository (git) are not supported; list a local file`);
@@ -466,11 +473,11 @@ async function mergeIncludes(text: string, source: string, dir: string | null, s
   // Later includes override earlier ones; the including file overrides them all.
   let merged: PhpArray = new Map();
   for (const entry of includeEntries(own, 'includes', source)) {
-    merged = replaceRecursive(merged, await loadTree(resolveEntry(entry, 'includes'), nextStack, loaded));
+    merged = replaceRecursive(merged, await loadTree(resolveEntry(entry, 'includes'), nextStack, loaded, check));
   }
   merged = replaceRecursive(merged, own);
   for (const entry of includeEntries(own, 'overrides', source)) {
-    merged = replaceRecursive(merged, await loadTree(resolveEntry(entry, 'overrides'), nextStack, loaded));
+    merged = replaceRecursive(merged, await loadTree(resolveEntry(entry, 'overrides'), nextStack, loaded, check));
   }
   merged.delete('includes');
   merged.delete('overrides');
@@ -480,12 +487,13 @@ async function mergeIncludes(text: string, source: string, dir: string | null, s
 /**
  * Reads a makefile from disk (format by extension) and follows its `includes` and `overrides`
  * recursively, each resolved relative to the file naming it. Throws CONFIG_INVALID for a missing
- * file, an include cycle, a remote or git include, or anything parseMakefile refuses.
+ * file, an include cycle, a remote or git include, or anything parseMakefile refuses;
+ * `checkInclude` (when given) sees every include and override before it is read and may refuse it.
  */
-export async function loadMakefile(path: string): Promise<Makefile> {
+export async function loadMakefile(path: string, options: { checkInclude?: IncludeCheck } = {}): Promise<Makefile> {
   const abs = resolve(path);
   const loaded: string[] = [];
-  const tree = await loadTree(abs, [], loaded);
+  const tree = await loadTree(abs, [], loaded, options.checkInclude);
   return normalise(tree, abs, loaded);
 }
 
@@ -493,14 +501,14 @@ export async function loadMakefile(path: string): Promise<Makefile> {
  * Like loadMakefile, for a makefile held as text (the master stores the makefile, not its file):
  * `name` decides the format (`.yml`/`.yaml` is YAML), and includes/overrides resolve against
  * `dir`, the directory the makefile was read from (null: unknown, so only absolute includes can be
- * followed). `source` is `dir/name` when the directory is known.
+ * followed). `source` is `dir/name` when the directory is known. `checkInclude` as for loadMakefile.
  */
-export async function loadMakefileText(text: string, options: { name: string; dir: string | null }): Promise<Makefile> {
+export async function loadMakefileText(text: string, options: { name: string; dir: string | null; checkInclude?: IncludeCheck }): Promise<Makefile> {
   const source = options.dir ? resolve(options.dir, options.name) : options.name;
   const loaded: string[] = [];
   let real = source;
   if (options.dir) real = await realpath(source).catch(() => source);
-  const tree = await mergeIncludes(text, source, options.dir, real === source ? [] : [real], loaded);
+  const tree = await mergeIncludes(text, source, options.dir, real === source ? [] : [real], loaded, options.checkInclude);
   return normalise(tree, source, loaded);
 }
 

@@ -97,6 +97,19 @@ describe('extractArchive refuses hostile archives and leaves nothing behind', ()
     expect(await readdir(dest)).toEqual([]);
   });
 
+  it('asks beforeEntry about each accepted entry before writing it; its refusal leaves nothing', async () => {
+    const tar = await tarOf([file('a', '12345'), file('b', '12345')]);
+    const seen: string[] = [];
+    const limit = new Error('the caller\'s own limit');
+    const beforeEntry = (e: { path: string; size: number }) => {
+      seen.push(`${e.path}:${e.size}`);
+      if (e.path === 'b') throw limit;
+    };
+    await expect(extractArchive(chunked(tar), dest, { beforeEntry })).rejects.toBe(limit);
+    expect(seen).toEqual(['a:5', 'b:5']);
+    expect(await readdir(dest)).toEqual([]);
+  });
+
   it('fails with ARCHIVE_PATH_EXISTS, touching nothing, when a top-level name exists', async () => {
     await writeFile(join(dest, 'b'), 'mine');
     const err = await extractRaw([file('a'), file('b', 'theirs')]).catch((e: unknown) => e);

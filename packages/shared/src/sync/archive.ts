@@ -109,6 +109,11 @@ export interface ExtractOptions {
   maxEntries?: number;
   /** Refuse archives whose files add up to more bytes than this (checked from headers, before writing). */
   maxBytes?: number;
+  /**
+   * Called with each accepted entry before it is written (after the built-in checks); throwing
+   * refuses the archive like any other refusal (the caller's own limits, with its own error).
+   */
+  beforeEntry?: (entry: SafeEntry) => void;
 }
 
 /** What extractArchive wrote. */
@@ -149,6 +154,7 @@ export async function extractArchive(
       const safe = checkArchiveEntry(entry.header);
       if (safe.path === '') continue; // './': destRoot's own mode is not the archive's to set
       admit(st, safe, opts);
+      opts.beforeEntry?.(safe);
       await ensureParents(st, safe.path);
       await writeEntry(st, safe, entry);
       opts.onEntry?.(safe);
