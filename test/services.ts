@@ -11,7 +11,7 @@ import { request, type IncomingHttpHeaders } from 'node:http';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { HttpSettings } from '../packages/agent/src/config.js';
-import { type AgentUnderTest, type MasterUnderTest, until } from './harness.js';
+import { cleanup, type AgentUnderTest, type MasterUnderTest, until } from './harness.js';
 
 export const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p));
 /** The newest php-fpm binary Debian installed (php-fpm8.2 …), if any. */
@@ -276,6 +276,17 @@ export function prepareWordPress(target: string, opts: WordPressOptions = {}): v
   writeFileSync(join(theme, 'style.css'), '/*\nTheme Name: Spoke Test\n*/\n');
   const posts = opts.listPosts ? '<?php while (have_posts()) { the_post(); echo "<h2 class=\\"post\\">" . get_the_title() . "</h2>"; } ?>' : '';
   writeFileSync(join(theme, 'index.php'), `<html><head><title><?php bloginfo("name"); ?></title></head><body><h1 id="site-title"><?php bloginfo("name"); ?></h1>${posts}</body></html>\n`);
+}
+
+/**
+ * Tears a site test stack down: the agents and the master killed, then the services stopped
+ * (each may be undefined when the set-up failed half-way), then the scratch dir removed.
+ */
+export async function stopStack(o: { agents: ReadonlyArray<{ daemon?: { stop(signal: NodeJS.Signals): Promise<unknown> } }>; master: { daemon?: { stop(signal: NodeJS.Signals): Promise<unknown> } }; services: ReadonlyArray<{ stop(): Promise<unknown> } | undefined>; dir: string }): Promise<void> {
+  for (const a of o.agents) await a.daemon?.stop('SIGKILL');
+  await o.master.daemon?.stop('SIGKILL');
+  for (const svc of o.services) await svc?.stop();
+  cleanup(o.dir);
 }
 
 /**

@@ -16,8 +16,8 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
-import { AgentUnderTest, MasterUnderTest, cleanup, scratch } from '../harness.js';
-import { enrollAgent, webAndDbSettings, gidOf, startNginx, startPhpFpm, WEB_GROUP, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
+import { AgentUnderTest, MasterUnderTest, scratch } from '../harness.js';
+import { enrollAgent, stopStack, webAndDbSettings, gidOf, startNginx, startPhpFpm, WEB_GROUP, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
 
 const run = promisify(execFile);
 const FIXTURES = resolve(import.meta.dirname, '../../../shared/fixtures');
@@ -139,12 +139,7 @@ beforeAll(async () => {
 }, 600_000);
 
 afterAll(async () => {
-  await w1.daemon?.stop('SIGKILL');
-  await master.daemon?.stop('SIGKILL');
-  await nginx?.stop();
-  await fpm?.stop();
-  await db?.stop();
-  cleanup(dir);
+  await stopStack({ agents: [w1], master, services: [nginx, fpm, db], dir });
 });
 
 describe.skipIf(!HAVE)('Drupal sites without drush (real nginx, php-fpm, MariaDB, Drupal 7.105 and 9.5.11)', () => {

@@ -20,8 +20,8 @@ import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
-import { AgentUnderTest, MasterUnderTest, cleanup, scratch, until } from '../harness.js';
-import { DRUPAL_EXTENSIONS, enrollAgent, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
+import { AgentUnderTest, MasterUnderTest, scratch, until } from '../harness.js';
+import { DRUPAL_EXTENSIONS, enrollAgent, stopStack, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
 
 const ROOT_PW = 'cron-e2e root #pw';
 const FIXTURES = resolve(import.meta.dirname, '../../../shared/fixtures');
@@ -111,12 +111,7 @@ beforeAll(async () => {
 }, 600_000);
 
 afterAll(async () => {
-  await w1.daemon?.stop('SIGKILL');
-  await master.daemon?.stop('SIGKILL');
-  await nginx?.stop();
-  await fpm?.stop();
-  await db?.stop();
-  cleanup(dir); // three platform trees on the master and the agent: ~90,000 files
+  await stopStack({ agents: [w1], master, services: [nginx, fpm, db], dir }); // three platform trees on the master and the agent: ~90,000 files
 }, 300_000);
 
 describe('cron (real nginx, php-fpm, MariaDB, WordPress, Drupal 7)', () => {

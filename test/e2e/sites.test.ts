@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
 import { readTar } from '../../packages/shared/src/index.js';
-import { AgentUnderTest, MasterUnderTest, cleanup, scratch } from '../harness.js';
-import { enrollAgent, webAndDbSettings, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
+import { AgentUnderTest, MasterUnderTest, scratch } from '../harness.js';
+import { enrollAgent, stopStack, webAndDbSettings, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
 
 const run = promisify(execFile);
 const ROOT_PW = 'sites-e2e root #pw';
@@ -83,12 +83,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  await w1.daemon?.stop('SIGKILL');
-  await master.daemon?.stop('SIGKILL');
-  await nginx?.stop();
-  await fpm?.stop();
-  await db?.stop();
-  cleanup(dir);
+  await stopStack({ agents: [w1], master, services: [nginx, fpm, db], dir });
 });
 
 describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
