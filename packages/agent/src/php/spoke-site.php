@@ -286,10 +286,7 @@ function spoke_d8_boot($req) {
 function spoke_d8_install($req) {
   // The config sync directory Spoke's settings.php names: without it Drupal's installer wants to
   // write settings.php itself.
-  $sync = getcwd() . '/sites/' . $req['domain'] . '/private/config/sync';
-  if (!is_dir($sync) && !@mkdir($sync, 02770, TRUE)) {
-    throw new SpokeFailure('SITE_PHP_FAILED', "cannot create the config sync directory sites/{$req['domain']}/private/config/sync");
-  }
+  spoke_d8_prepare_install($req);
   $loader = spoke_d8_loader();
   spoke_server($req['domain'], '/core/install.php');
   require_once getcwd() . '/core/includes/install.core.inc';

@@ -185,10 +185,10 @@ export class SiteTasks {
     const domain = input.domain.toLowerCase();
     checkDomain(domain);
     const p = this.ns.getPlatform(input.platform);
-    const { kind } = this.platformKind(p);
+    const { kind, registry } = this.platformKind(p);
     const drupal = DRUPAL_KINDS.has(kind);
     if (!drupal && (input.profile || input.locale)) throw fail('INVALID_ARGUMENT', `platform ${p.name} is ${kind}: --profile and --locale are for Drupal platforms`);
-    const profile = drupal ? chooseProfile(p.name, JSON.parse(p.registryJson as string) as Registry, input.profile || undefined) : '';
+    const profile = drupal ? chooseProfile(p.name, registry, input.profile || undefined) : '';
     const locale = drupal ? checkLocale(input.locale || 'en') : '';
     const dbServer = input.dbServer || this.chooseDbServer(p);
     const aliases = [...new Set((input.aliases ?? []).map((a) => a.toLowerCase()))];
@@ -309,13 +309,13 @@ export class SiteTasks {
     throw fail('DB_SERVER_REQUIRED', `several servers offer a database (${candidates.join(', ')}); choose one: --db-server NAME`);
   }
 
-  platformKind(p: PlatformInfo): { kind: PlatformKind; coreVersion: string | null } {
+  platformKind(p: PlatformInfo): { kind: PlatformKind; coreVersion: string | null; registry: Registry } {
     if (!p.registryJson) throw fail('PLATFORM_NOT_VERIFIED', `platform ${p.name} has not been verified yet; run: spoke platform verify ${p.name}`);
     const r = JSON.parse(p.registryJson) as Registry;
     if (!settingsSupported(r.kind)) {
       throw fail('PLATFORM_KIND_UNSUPPORTED', `platform ${p.name} is ${r.kind}; Spoke installs sites on Drupal 6/7/8+ and WordPress platforms only`);
     }
-    return { kind: r.kind, coreVersion: r.coreVersion };
+    return { kind: r.kind, coreVersion: r.coreVersion, registry: r };
   }
 
   // ---------------------------------------------------------------- running
