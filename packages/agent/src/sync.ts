@@ -25,7 +25,13 @@ import {
   buildReuseIndex,
   converge,
   forgetMemos,
+  listQuarantine,
   type ManifestDelta,
+  pruneQuarantine,
+  QUARANTINE_MAX_AGE_MS,
+  QUARANTINE_MAX_BYTES,
+  type QuarantineEntry,
+  type QuarantineOptions,
   observe,
   readCommitted,
   replayJournals,
@@ -48,6 +54,8 @@ export interface ConvergeRequest {
   rootHash: string;
   excludes: string[];
   label: string;
+  /** Report drift instead of repairing it (DRIFT_FOUND, nothing changed). */
+  reportDrift?: boolean;
 }
 
 /** Progress as the connection forwards it to the master. */
@@ -78,9 +86,17 @@ export class AgentTrees {
   private readonly locks = new Map<string, Promise<unknown>>();
   /** Hashes per FetchBlobs request. */
   private readonly fetchBatch: number;
+  /** Where drift repairs keep what they remove or overwrite. */
+  private readonly quarantine: QuarantineOptions;
 
-  constructor(deps: { stateDir: string; roots: string[]; rootMap: RootMap; log: Logger; fetchBatch?: number; helper?: FileHelper }) {
+  constructor(deps: { stateDir: string; roots: string[]; rootMap: RootMap; log: Logger; fetchBatch?: number; helper?: FileHelper; quarantine?: Partial<QuarantineOptions> }) {
     this.fetchBatch = deps.fetchBatch ?? FETCH_BATCH;
+    this.quarantine = {
+      dir: deps.quarantine?.dir ?? `${deps.stateDir}/quarantine`,
+      maxBytes: deps.quarantine?.maxBytes ?? QUARANTINE_MAX_BYTES,
+      maxAgeMs: deps.quarantine?.maxAgeMs ?? QUARANTINE_MAX_AGE_MS,
+      ...(deps.quarantine?.now ? { now: deps.quarantine.now } : {}),
+    };
     this.helper = deps.helper;
     this.stateDir = deps.stateDir;
     this.roots = deps.roots;
@@ -198,6 +214,8 @@ export class AgentTrees {
         delta: 'entries' in want ? undefined : want,
         trustCommitted,
         excludes: req.excludes,
+        quarantine: this.quarantine,
+        reportDrift: req.reportDrift === true,
         fetcher: this.fetcher(req.tree),
         // Built only when a converge has enough to fetch to be worth it (see reuseMinBytes):
         // the index reads every held manifest, ~50 ms for 20,000 entries.
@@ -228,6 +246,10 @@ export class AgentTrees {
       for (const c of r.conflicts) {
         this.log.warn({ tree: req.tree, path: c.path, wanted: c.wanted, userData: c.userData }, 'converge conflict: user data stands where the master wants a file; path skipped');
       }
+      const q = r.quarantined;
+      if (q !== undefined) {
+        this.log.warn({ tree: req.tree, quarantine: q.dir, files: q.paths.length, bytes: q.bytes, skipped: q.skipped.length }, 'drift repair: kept what it removed or overwrote in quarantine');
+      }
       this.observedHashes.set(req.tree, r.rootHash);
       const cut = (a: string[]) => a.slice(0, 100);
       return {
@@ -249,6 +271,7 @@ export class AgentTrees {
         },
         conflicts: r.conflicts.map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData })),
         wantedRootHash: r.conflicts.length ? req.rootHash : '',
+        quarantined: q === undefined ? undefined : quarantinedToWire(q),
       };
     });
   }
@@ -272,6 +295,7 @@ export class AgentTrees {
           total: o.drift.changed.length + o.drift.added.length + o.drift.removed.length,
         },
         conflicts: (committed?.conflicts ?? []).map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData })),
+        quarantine: safeList(this.quarantine, tree).map(quarantinedToWire),
       };
     });
   }
@@ -392,6 +416,20 @@ export class AgentTrees {
   }
 }
 
+function quarantinedToWire(q: QuarantineEntry): wire.Quarantined {
+  return { id: q.id, atMs: q.atMs, dir: q.dir, files: q.paths.length, bytes: q.bytes, paths: q.paths.slice(0, 100).map((p) => p.path), skipped: q.skipped.length };
+}
+
+/** The quarantine of a tree, pruned to its bounds first (an unreadable dir lists nothing). */
+function safeList(q: QuarantineOptions, tree: string): QuarantineEntry[] {
+  try {
+    pruneQuarantine(q);
+    return listQuarantine(q, tree);
+  } catch {
+    return [];
+  }
+}
+
 function emptyResult(rootHash: string): wire.ConvergeResult {
   return {
     inSync: true,
@@ -407,5 +445,6 @@ function emptyResult(rootHash: string): wire.ConvergeResult {
     drift: { changed: [], added: [], removed: [], total: 0 },
     conflicts: [],
     wantedRootHash: '',
+    quarantined: undefined,
   };
 }

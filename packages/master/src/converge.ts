@@ -6,12 +6,13 @@
  * with `--live`, a change under the canonical tree queues one too, debounced.
  */
 import { checkSymlinkTarget, formatBytes as human, fail, isSpokeError, type Logger, type Manifest } from '@spoke/shared';
-import type { AgentHub, ConflictInfo, ConvergeReport, HelloEvent } from './hub.js';
+import type { AgentHub, ConflictInfo, ConvergeReport, HelloEvent, QuarantineInfo } from './hub.js';
 import type { PlatformBuilder } from './build.js';
 import type { Namespace } from './namespace.js';
 import type { TaskContext, TaskEngine, TaskHandler } from './tasks.js';
 import type { TreeStore } from './trees.js';
 import type { PlatformInfo } from './types.js';
+import { ReportedDrift } from './drift.js';
 import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, type ScanCache } from './platform/index.js';
 
 
@@ -79,6 +80,13 @@ export function conflictAdvice(platform: string, server: string, c: ConflictInfo
   );
 }
 
+/** The task-log line for what a drift repair kept in a server's quarantine. */
+export function quarantineLine(server: string, q: QuarantineInfo): string {
+  const lost = q.skipped > 0 ? `; ${q.skipped} more could not be kept (over the quarantine's size bound)` : '';
+  const sample = q.paths.slice(0, 5).join(' ');
+  return `${server}: the repair removed or overwrote ${q.files} hand-made file(s) (${human(q.bytes)}): ${sample}${q.files > 5 ? ' …' : ''}; kept in quarantine ${q.dir} on ${server}${lost}`;
+}
+
 export function configOutcome(r: { changed: boolean; reloaded: boolean }): string {
   if (r.changed) return r.reloaded ? 'written, tested and reloaded' : 'written and tested, not reloaded';
   return r.reloaded ? 'unchanged; reloaded' : 'unchanged';
@@ -98,6 +106,8 @@ export class PlatformSync {
   private readonly scanCaches = new Map<string, ScanCache>();
   /** The tree root hash each stored registry was parsed from. */
   private readonly registryRoots = new Map<string, string>();
+  /** Drift already reported on report-only platforms (see drift.ts). */
+  private readonly reportedDrift = new ReportedDrift();
 
   /** The settings files of a platform's sites the web group must read (set by the site tasks, which render them). */
   private webGroupFilesOf: (platform: string) => string[] = () => [];
@@ -142,9 +152,9 @@ export class PlatformSync {
         const observed = e.observed[p.path] ?? '';
         this.ns.recordObserved(e.server, p.path, observed);
         if (!p.desiredRootHash || p.status === 'pending') continue; // never verified: nothing desired yet
-        if (observed !== p.desiredRootHash) {
-          this.queueConverge(p, e.server, observed ? 'drift or stale copy' : 'tree missing on the server');
-        }
+        if (observed === p.desiredRootHash) this.reportedDrift.clear(p.name, e.server);
+        else if (p.drift === 'report' && this.reportedDrift.has(p.name, e.server, observed)) continue;
+        else this.queueConverge(p, e.server, observed ? 'drift or stale copy' : 'tree missing on the server');
       }
     } catch (err) {
       this.log.error({ err, server: e.server }, 'self-heal check failed');
@@ -254,7 +264,9 @@ export class PlatformSync {
           if (!this.builder) throw fail('INTERNAL', 'no platform builder configured');
           await this.builder.ensure(ctx, { platform: p.name, source: p.source, target: this.trees.hostPath(p.path) });
         }
-        const summary = await this.run(ctx, p, only, isVerify);
+        // Automatic converges (self-heal, live) only report drift on a report-only platform.
+        const automatic = !isVerify || ctx.task.params.why === 'live';
+        const summary = await this.run(ctx, p, only, isVerify, automatic && p.drift === 'report');
         if (isVerify || this.ns.getPlatform(name).status !== 'verifying') this.ns.setPlatformStatus(name, 'ready');
         return summary;
       } catch (e) {
@@ -304,7 +316,7 @@ export class PlatformSync {
     );
   }
 
-  private async run(ctx: TaskContext, p: PlatformInfo, only: string | undefined, rescan: boolean): Promise<ConvergeSummary> {
+  private async run(ctx: TaskContext, p: PlatformInfo, only: string | undefined, rescan: boolean, reportDrift = false): Promise<ConvergeSummary> {
     const started = Date.now();
     // A watched tree is current already; an unwatched one is re-walked (stat-cached) on verify.
     const known = this.trees.isLoaded(p.path);
@@ -326,7 +338,7 @@ export class PlatformSync {
           const meter = new ProgressMeter(server);
           const r = await this.hub.call(
             server,
-            { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}`, webGroupFiles: this.webGroupFilesOf(p.name) },
+            { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}`, webGroupFiles: this.webGroupFilesOf(p.name), reportDrift },
             {
               signal: ctx.signal,
               log: ctx.log,
@@ -343,6 +355,8 @@ export class PlatformSync {
             const sample = [...r.drift.changed.map((x) => `~${x}`), ...r.drift.added.map((x) => `+${x}`), ...r.drift.removed.map((x) => `-${x}`)];
             ctx.log(`${server}: repaired drift in ${r.drift.total} path(s): ${sample.slice(0, 10).join(' ')}${r.drift.total > 10 ? ' …' : ''}`, 'warn');
           }
+          if (r.quarantined) ctx.log(quarantineLine(server, r.quarantined), 'warn');
+          this.reportedDrift.clear(p.name, server);
           ctx.log(
             r.inSync
               ? `${server}: in sync`
@@ -352,6 +366,11 @@ export class PlatformSync {
         } catch (e) {
           if (ctx.signal.aborted) throw e;
           const msg = isSpokeError(e) ? `${e.code}: ${e.message}` : String(e);
+          if (isSpokeError(e, 'DRIFT_FOUND')) {
+            this.reportedDrift.add(p.name, server, this.ns.observed(server, p.path) ?? '');
+            ctx.log(`${server}: ${msg}. Platform ${p.name} reports drift (--drift report): look at it on ${server}, then repair with: spoke platform verify ${p.name}`, 'warn');
+            return { server, ok: false as const, msg };
+          }
           ctx.log(`${server}: ${msg}`, 'error');
           return { server, ok: false as const, msg };
         }

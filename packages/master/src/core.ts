@@ -175,7 +175,7 @@ export class Core {
     platform: PlatformInfo;
     files: number;
     bytes: number;
-    servers: { server: string; online: boolean; report: TreeStatusReport | null; error: string }[];
+    servers: { server: string; online: boolean; report: TreeStatusReport | null; error: string; lastKnown?: { rootHash: string; updatedMs: number } }[];
   }> {
     const p = this.ns.getPlatform(name);
     let files = 0;
@@ -192,7 +192,8 @@ export class Core {
     const servers = await Promise.all(
       this.ns.targets(p.server).map(async (server) => {
         const online = this.hub.isOnline(server);
-        if (!online) return { server, online, report: null, error: 'offline' };
+        // offline: the last state it reported, with its time
+        if (!online) return { server, online, report: null, error: 'offline', lastKnown: this.ns.observedAt(server, p.path) ?? undefined };
         try {
           const report = await this.hub.call(server, { type: 'treeStatus', tree: p.path, excludes: p.excludes }, { timeoutMs: 60_000 });
           return { server, online, report, error: '' };

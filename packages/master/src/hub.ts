@@ -17,7 +17,7 @@ export type AgentCommand =
   | { type: 'verifyServer'; minFreeBytes: number }
   | { type: 'ping' }
   // webGroupFiles: settings files the agent gives to the web group after the apply
-  | { type: 'converge'; tree: string; rootHash: string; excludes: string[]; label: string; webGroupFiles?: string[] }
+  | { type: 'converge'; tree: string; rootHash: string; excludes: string[]; label: string; webGroupFiles?: string[]; reportDrift?: boolean }
   | { type: 'treeStatus'; tree: string; excludes: string[] }
   | { type: 'configurePlatform'; platform: string; tree: string; kind: string; pinnedImpl: string }
   // site databases on a db agent: `hosts` are the web hosts of the site (every cluster member);
@@ -227,6 +227,22 @@ export interface ConvergeReport {
   conflicts: ConflictInfo[];
   /** With conflicts: the root hash that was asked for. */
   wantedRootHash: string;
+  /** What a drift repair kept in the agent's quarantine (undefined: nothing hand-made was lost). */
+  quarantined?: QuarantineInfo;
+}
+
+/** One quarantine entry on an agent: what a drift repair removed or overwrote, kept. */
+export interface QuarantineInfo {
+  id: string;
+  atMs: number;
+  /** Directory on the agent's host holding the files at their tree-relative paths. */
+  dir: string;
+  files: number;
+  bytes: number;
+  /** The first 100 paths. */
+  paths: string[];
+  /** Paths lost without a copy (over the size bound). */
+  skipped: number;
 }
 
 /** A path an agent could not converge without losing user data. */
@@ -246,6 +262,8 @@ export interface TreeStatusReport {
   drift: DriftInfo;
   /** What the last converge skipped (capability 11; [] from older agents). */
   conflicts: ConflictInfo[];
+  /** What drift repairs of this tree kept, oldest first ([] from older agents). */
+  quarantine: QuarantineInfo[];
 }
 
 /** One root an agent checked during verify. */
@@ -651,7 +669,7 @@ function commandToWire(id: string, cmd: AgentCommand): wire.MasterCommand {
     case 'converge':
       return {
         id,
-        command: { $case: 'converge', value: { tree: cmd.tree, rootHash: cmd.rootHash, excludes: cmd.excludes, label: cmd.label, webGroupFiles: cmd.webGroupFiles ?? [] } },
+        command: { $case: 'converge', value: { tree: cmd.tree, rootHash: cmd.rootHash, excludes: cmd.excludes, label: cmd.label, webGroupFiles: cmd.webGroupFiles ?? [], reportDrift: cmd.reportDrift === true } },
       };
     case 'treeStatus':
       return { id, command: { $case: 'treeStatus', value: { tree: cmd.tree, excludes: cmd.excludes } } };
@@ -734,6 +752,10 @@ function driftFromWire(d: wire.Drift | undefined): DriftInfo {
   return { changed: d?.changed ?? [], added: d?.added ?? [], removed: d?.removed ?? [], total: d?.total ?? 0 };
 }
 
+function quarantineFromWire(q: wire.Quarantined): QuarantineInfo {
+  return { id: q.id, atMs: q.atMs, dir: q.dir, files: q.files, bytes: q.bytes, paths: [...q.paths], skipped: q.skipped };
+}
+
 function conflictFromWire(c: wire.ConvergeConflict): ConflictInfo {
   return { path: c.path, wanted: c.wanted, userData: c.userData };
 }
@@ -742,7 +764,13 @@ function resultFromWire(type: AgentCommand['type'], r: wire.CommandResult): unkn
   if (type === 'ping') return null;
   if (type === 'converge' && r.result?.$case === 'converge') {
     const c = r.result.value;
-    return { ...c, drift: driftFromWire(c.drift), conflicts: c.conflicts.map(conflictFromWire) } satisfies ConvergeReport;
+    const { quarantined, ...rest } = c;
+    return {
+      ...rest,
+      drift: driftFromWire(c.drift),
+      conflicts: c.conflicts.map(conflictFromWire),
+      ...(quarantined === undefined ? {} : { quarantined: quarantineFromWire(quarantined) }),
+    } satisfies ConvergeReport;
   }
   if (type === 'treeStatus' && r.result?.$case === 'treeStatus') {
     const t = r.result.value;
@@ -752,6 +780,7 @@ function resultFromWire(type: AgentCommand['type'], r: wire.CommandResult): unkn
       exists: t.exists,
       drift: driftFromWire(t.drift),
       conflicts: t.conflicts.map(conflictFromWire),
+      quarantine: t.quarantine.map(quarantineFromWire),
     } satisfies TreeStatusReport;
   }
   if (type === 'configurePlatform' && r.result?.$case === 'configurePlatform') {

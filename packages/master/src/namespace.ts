@@ -8,6 +8,7 @@ import { isAbsolute } from 'node:path';
 import type { Db } from './store.js';
 import type {
   Clock,
+  DriftMode,
   HostFactsInfo,
   PlatformInfo,
   PlatformSource,
@@ -53,6 +54,7 @@ interface PlatformRow {
   created_ms: number;
   desired_root_hash: string | null;
   excludes_json: string;
+  drift_mode: DriftMode;
 }
 
 interface SiteRow {
@@ -89,6 +91,8 @@ export interface AddPlatformInput {
   source: PlatformSource;
   live?: boolean;
   excludes?: string[];
+  /** @default 'repair' */
+  drift?: DriftMode;
 }
 
 /** What `createSite` takes (the sites issue adds the tasks around it). */
@@ -570,8 +574,8 @@ export class Namespace {
       const s = input.source;
       this.db
         .prepare(
-          `INSERT INTO platforms (name, path, server, source_kind, makefile, makefile_name, makefile_dir, git_url, git_ref, status, live, created_ms, excludes_json)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)`,
+          `INSERT INTO platforms (name, path, server, source_kind, makefile, makefile_name, makefile_dir, git_url, git_ref, status, live, created_ms, excludes_json, drift_mode)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
         )
         .run(
           input.name,
@@ -586,6 +590,7 @@ export class Namespace {
           input.live ? 1 : 0,
           this.clock(),
           JSON.stringify(excludes),
+          input.drift ?? 'repair',
         );
       return this.getPlatform(input.name);
     })();
@@ -644,7 +649,15 @@ export class Namespace {
       createdMs: r.created_ms,
       desiredRootHash: r.desired_root_hash,
       excludes: JSON.parse(r.excludes_json) as string[],
+      drift: r.drift_mode,
     };
+  }
+
+  /** Sets what a drift check found on a server leads to (see DriftMode). @throws SpokeError PLATFORM_NOT_FOUND */
+  setPlatformDrift(name: string, drift: DriftMode): PlatformInfo {
+    this.getPlatform(name);
+    this.db.prepare('UPDATE platforms SET drift_mode = ? WHERE name = ?').run(drift, name);
+    return this.getPlatform(name);
   }
 
   /** Platforms whose tree a server must hold (for a member: its cluster's). */
@@ -682,6 +695,14 @@ export class Namespace {
   }
 
   /** What a server last reported for a path (null when never). */
+  observedAt(server: string, path: string): { rootHash: string; updatedMs: number } | null {
+    const r = this.db.prepare('SELECT root_hash, updated_ms FROM tree_observed WHERE server = ? AND path = ?').get(server, path) as
+      | { root_hash: string; updated_ms: number }
+      | undefined;
+    return r ? { rootHash: r.root_hash, updatedMs: r.updated_ms } : null;
+  }
+
+  /** What an agent last reported it holds at `path` (observed), or null. */
   observed(server: string, path: string): string | null {
     const r = this.db.prepare('SELECT root_hash FROM tree_observed WHERE server = ? AND path = ?').get(server, path) as
       | { root_hash: string }

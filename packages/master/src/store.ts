@@ -190,6 +190,10 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX cron_runs_site ON cron_runs(site, id);
   `,
+  // 8: clusters and agents (issue 23) — per-platform drift mode
+  `
+  ALTER TABLE platforms ADD COLUMN drift_mode TEXT NOT NULL DEFAULT 'repair' CHECK (drift_mode IN ('repair', 'report'));
+  `,
 ];
 
 /** Opens (and creates or migrates) the store at `file`. `:memory:` works for tests. */

@@ -93,6 +93,7 @@ export function platformToWire(p: PlatformInfo): wire.Platform {
     live: p.live,
     desiredRootHash: p.desiredRootHash ?? '',
     excludes: p.excludes,
+    drift: p.drift,
   };
 }
 

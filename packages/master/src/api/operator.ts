@@ -8,6 +8,7 @@ import type { Core } from '../core.js';
 import type { TaskEvent } from '../tasks.js';
 import { isFinal } from '../tasks.js';
 import { conflictAdvice } from '../converge.js';
+import { parseDriftMode } from '../drift.js';
 import { requireOperator, type Via } from './auth.js';
 import { parseCronInterval } from '../sites/cron.js';
 import {
@@ -83,7 +84,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
 
     addPlatform: unary('AddPlatform', async (req: wire.AddPlatformRequest) => {
       const r = await core.addPlatform(
-        { name: req.name, path: req.path, server: req.server, source: sourceFromWire(req.source), live: req.live, excludes: req.excludes },
+        { name: req.name, path: req.path, server: req.server, source: sourceFromWire(req.source), live: req.live, excludes: req.excludes, drift: parseDriftMode(req.drift) },
         !req.noVerify,
       );
       return { platform: platformToWire(r.platform), task: r.task ? taskToWire(r.task) : undefined };
@@ -93,6 +94,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     removePlatform: unary('RemovePlatform', (req: wire.RemoveRequest) =>
       taskToWire(core.removePlatform({ name: req.name, force: req.force, deleteFiles: req.deleteFiles, offlineOk: req.offlineOk })),
     ),
+    setPlatformDrift: unary('SetPlatformDrift', (req: wire.SetPlatformDriftRequest) => platformToWire(core.ns.setPlatformDrift(req.name, parseDriftMode(req.drift)))),
     diffPlatforms: unary('DiffPlatforms', (req: wire.DiffPlatformsRequest) => ({ diffJson: JSON.stringify(core.sync.diff(req.from, req.to)) })),
     verifyPlatform: unary('VerifyPlatform', (req: wire.NameRequest) => taskToWire(core.sync.verify(req.name))),
     platformStatus: unary('PlatformStatus', async (req: wire.NameRequest) => {
@@ -106,9 +108,11 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
         servers: s.servers.map((x) => ({
           server: x.server,
           online: x.online,
-          observedRootHash: x.report?.actualRootHash ?? '',
+          observedRootHash: x.report?.actualRootHash ?? x.lastKnown?.rootHash ?? '',
           committedRootHash: x.report?.committedRootHash ?? '',
-          inSync: !!x.report && !!desired && x.report.actualRootHash === desired,
+          inSync: !!desired && (x.report ? x.report.actualRootHash === desired : x.lastKnown?.rootHash === desired),
+          lastKnownMs: x.report ? 0 : (x.lastKnown?.updatedMs ?? 0),
+          quarantine: x.report?.quarantine ?? [],
           driftChanged: x.report?.drift.changed ?? [],
           driftAdded: x.report?.drift.added ?? [],
           driftRemoved: x.report?.drift.removed ?? [],

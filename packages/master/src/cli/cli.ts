@@ -11,6 +11,7 @@ import { formatCronInterval } from '../sites/cron.js';
 import { ago, cronRunJson, human, parseDuration, platformJson, serverJson, siteJson, table, taskJson, taskStateFromName, taskStateName } from './format.js';
 import { ALIAS_FORMATS, DEFAULT_SSH_USER, DRUSHRC_FILE, checkSshUser, siteAliases, staleAliasFiles, writeAliasFiles, type AliasFormat } from '../sites/aliases.js';
 import { LOCAL_SERVER } from '../up.js';
+import { driftModeLine, quarantineJson, quarantineLines, treeState } from './fleet.js';
 
 /** Where the CLI writes. */
 export interface CliIO {
@@ -325,7 +326,7 @@ const COMMANDS: Record<string, Command> = {
   },
 
   'platform add': {
-    usage: 'platform add NAME --path P --server S [--makefile F | --git URL [--ref R]] [--live] [--exclude PATTERN ...] [--no-verify] [--no-wait]',
+    usage: 'platform add NAME --path P --server S [--makefile F | --git URL [--ref R]] [--live] [--exclude PATTERN ...] [--drift repair|report] [--no-verify] [--no-wait]',
     summary: 'register a platform (its path is reserved everywhere), build it (--makefile/--git) and converge it to its servers',
     options: {
       path: { type: 'string' },
@@ -335,6 +336,7 @@ const COMMANDS: Record<string, Command> = {
       ref: { type: 'string' },
       live: { type: 'boolean' },
       exclude: { type: 'string', multiple: true },
+      drift: { type: 'string' },
       'no-verify': { type: 'boolean' },
       'no-wait': { type: 'boolean' },
     },
@@ -369,6 +371,7 @@ const COMMANDS: Record<string, Command> = {
         live: o.live === true,
         excludes: (o.exclude as string[] | undefined) ?? [],
         noVerify: o['no-verify'] === true,
+        drift: (o.drift as string | undefined) ?? '',
       });
       const p = r.platform as wire.Platform;
       if (!ctx.json || !r.task) {
@@ -387,6 +390,16 @@ const COMMANDS: Record<string, Command> = {
     async run(ctx, [name], o) {
       const t = await ctx.api().call('verifyPlatform', { name });
       return waitAndReport(ctx, t, o['no-wait'] === true);
+    },
+  },
+  'platform drift': {
+    usage: 'platform drift NAME repair|report',
+    summary: 'what hand edits found on a server lead to: repair them (kept in quarantine first; default) or only report them',
+    args: [2, 2],
+    async run(ctx, [name, mode]) {
+      const p = await ctx.api().call('setPlatformDrift', { name, drift: mode });
+      print(ctx, platformJson(p), () => driftModeLine(p));
+      return 0;
     },
   },
   'platform diff': {
@@ -438,6 +451,8 @@ const COMMANDS: Record<string, Command> = {
           drift: { changed: x.driftChanged, added: x.driftAdded, removed: x.driftRemoved, total: Number(x.driftTotal) },
           conflicts: x.conflicts.map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData, advice: c.advice })),
           error: x.error || null,
+          lastKnown: x.lastKnownMs ? new Date(Number(x.lastKnownMs)).toISOString() : null,
+          quarantine: x.quarantine.map(quarantineJson),
         })),
       };
       print(ctx, json, () => {
@@ -446,7 +461,7 @@ const COMMANDS: Record<string, Command> = {
           ['SERVER', 'STATE', 'OBSERVED', 'LAST CONVERGED', 'DRIFT'],
           s.servers.map((x) => [
             x.server,
-            !x.online ? 'offline' : x.error ? 'error' : x.conflicts.length ? 'conflict' : x.inSync ? 'in sync' : 'behind',
+            treeState(x),
             short(x.observedRootHash),
             short(x.committedRootHash),
             x.error ? x.error : String(x.driftTotal),
@@ -457,6 +472,7 @@ const COMMANDS: Record<string, Command> = {
           if (lines.length) out += `drift on ${x.server} (changed ~, added +, removed -):\n${lines.join('\n')}\n`;
           if (Number(x.driftTotal) > lines.length) out += `  … ${Number(x.driftTotal) - lines.length} more\n`;
           for (const c of x.conflicts) out += `conflict: ${c.advice}\n`;
+          out += quarantineLines(x);
         }
         return out;
       });

@@ -47,6 +47,7 @@ export function platformJson(p: wire.Platform) {
     live: p.live,
     desiredRootHash: p.desiredRootHash || null,
     excludes: p.excludes,
+    drift: p.drift || 'repair',
     sites: p.sites,
     registry: p.registryJson ? (JSON.parse(p.registryJson) as unknown) : null,
     created: new Date(p.createdMs).toISOString(),

@@ -255,6 +255,25 @@ export interface ConvergeCommand {
    * writes files as the agent's own (capability 9).
    */
   webGroupFiles: string[];
+  /**
+   * Report drift instead of repairing it: when the tree differs from what was last converged
+   * (hand edits), change nothing and fail with DRIFT_FOUND (platforms with `--drift report`).
+   */
+  reportDrift: boolean;
+}
+
+/** What a drift repair copied into the agent's quarantine before removing or overwriting it. */
+export interface Quarantined {
+  id: string;
+  atMs: number;
+  /** on the agent's host: the files at their tree-relative paths */
+  dir: string;
+  files: number;
+  bytes: number;
+  /** the first 100 */
+  paths: string[];
+  /** lost without a copy (over the quarantine's size bound) */
+  skipped: number;
 }
 
 export interface Drift {
@@ -288,6 +307,8 @@ export interface ConvergeResult {
   conflicts: ConvergeConflict[];
   /** with conflicts: the root that was asked for */
   wantedRootHash: string;
+  /** what this repair kept (absent: nothing hand-made was lost) */
+  quarantined: Quarantined | undefined;
 }
 
 /** One path a converge could not apply without losing user data. */
@@ -315,6 +336,8 @@ export interface TreeStatusResult {
   exists: boolean;
   /** what the last converge skipped (capability 11) */
   conflicts: ConvergeConflict[];
+  /** what repairs of this tree kept, oldest first */
+  quarantine: Quarantined[];
 }
 
 /** First message from the master on a new stream. */
@@ -3063,7 +3086,7 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
 };
 
 function createBaseConvergeCommand(): ConvergeCommand {
-  return { tree: "", rootHash: "", excludes: [], label: "", webGroupFiles: [] };
+  return { tree: "", rootHash: "", excludes: [], label: "", webGroupFiles: [], reportDrift: false };
 }
 
 export const ConvergeCommand: MessageFns<ConvergeCommand> = {
@@ -3082,6 +3105,9 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     }
     for (const v of message.webGroupFiles) {
       writer.uint32(42).string(v!);
+    }
+    if (message.reportDrift !== false) {
+      writer.uint32(48).bool(message.reportDrift);
     }
     return writer;
   },
@@ -3139,6 +3165,14 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
             message.webGroupFiles.push(reader.string());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.reportDrift = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3166,6 +3200,11 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
         : globalThis.Array.isArray(object?.web_group_files)
         ? object.web_group_files.map((e: any) => globalThis.String(e))
         : [],
+      reportDrift: isSet(object.reportDrift)
+        ? globalThis.Boolean(object.reportDrift)
+        : isSet(object.report_drift)
+        ? globalThis.Boolean(object.report_drift)
+        : false,
     };
   },
 
@@ -3186,6 +3225,9 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     if (message.webGroupFiles?.length) {
       obj.webGroupFiles = message.webGroupFiles;
     }
+    if (message.reportDrift !== false) {
+      obj.reportDrift = message.reportDrift;
+    }
     return obj;
   },
 
@@ -3199,6 +3241,176 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     message.excludes = object.excludes?.map((e) => e) || [];
     message.label = object.label ?? "";
     message.webGroupFiles = object.webGroupFiles?.map((e) => e) || [];
+    message.reportDrift = object.reportDrift ?? false;
+    return message;
+  },
+};
+
+function createBaseQuarantined(): Quarantined {
+  return { id: "", atMs: 0, dir: "", files: 0, bytes: 0, paths: [], skipped: 0 };
+}
+
+export const Quarantined: MessageFns<Quarantined> = {
+  encode(message: Quarantined, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(16).int64(message.atMs);
+    }
+    if (message.dir !== "") {
+      writer.uint32(26).string(message.dir);
+    }
+    if (message.files !== 0) {
+      writer.uint32(32).int64(message.files);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(40).int64(message.bytes);
+    }
+    for (const v of message.paths) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.skipped !== 0) {
+      writer.uint32(56).int64(message.skipped);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Quarantined {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQuarantined();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dir = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.files = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.paths.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.skipped = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Quarantined {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      dir: isSet(object.dir) ? globalThis.String(object.dir) : "",
+      files: isSet(object.files) ? globalThis.Number(object.files) : 0,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      paths: globalThis.Array.isArray(object?.paths) ? object.paths.map((e: any) => globalThis.String(e)) : [],
+      skipped: isSet(object.skipped) ? globalThis.Number(object.skipped) : 0,
+    };
+  },
+
+  toJSON(message: Quarantined): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.dir !== "") {
+      obj.dir = message.dir;
+    }
+    if (message.files !== 0) {
+      obj.files = Math.round(message.files);
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.paths?.length) {
+      obj.paths = message.paths;
+    }
+    if (message.skipped !== 0) {
+      obj.skipped = Math.round(message.skipped);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Quarantined>, I>>(base?: I): Quarantined {
+    return Quarantined.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Quarantined>, I>>(object: I): Quarantined {
+    const message = createBaseQuarantined();
+    message.id = object.id ?? "";
+    message.atMs = object.atMs ?? 0;
+    message.dir = object.dir ?? "";
+    message.files = object.files ?? 0;
+    message.bytes = object.bytes ?? 0;
+    message.paths = object.paths?.map((e) => e) || [];
+    message.skipped = object.skipped ?? 0;
     return message;
   },
 };
@@ -3335,6 +3547,7 @@ function createBaseConvergeResult(): ConvergeResult {
     drift: undefined,
     conflicts: [],
     wantedRootHash: "",
+    quarantined: undefined,
   };
 }
 
@@ -3378,6 +3591,9 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     }
     if (message.wantedRootHash !== "") {
       writer.uint32(170).string(message.wantedRootHash);
+    }
+    if (message.quarantined !== undefined) {
+      Quarantined.encode(message.quarantined, writer.uint32(178).fork()).join();
     }
     return writer;
   },
@@ -3499,6 +3715,14 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
             message.wantedRootHash = reader.string();
             continue;
           }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.quarantined = Quarantined.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3556,6 +3780,7 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
         : isSet(object.wanted_root_hash)
         ? globalThis.String(object.wanted_root_hash)
         : "",
+      quarantined: isSet(object.quarantined) ? Quarantined.fromJSON(object.quarantined) : undefined,
     };
   },
 
@@ -3600,6 +3825,9 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     if (message.wantedRootHash !== "") {
       obj.wantedRootHash = message.wantedRootHash;
     }
+    if (message.quarantined !== undefined) {
+      obj.quarantined = Quarantined.toJSON(message.quarantined);
+    }
     return obj;
   },
 
@@ -3621,6 +3849,9 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     message.drift = (object.drift !== undefined && object.drift !== null) ? Drift.fromPartial(object.drift) : undefined;
     message.conflicts = object.conflicts?.map((e) => ConvergeConflict.fromPartial(e)) || [];
     message.wantedRootHash = object.wantedRootHash ?? "";
+    message.quarantined = (object.quarantined !== undefined && object.quarantined !== null)
+      ? Quarantined.fromPartial(object.quarantined)
+      : undefined;
     return message;
   },
 };
@@ -3816,7 +4047,7 @@ export const TreeStatusCommand: MessageFns<TreeStatusCommand> = {
 };
 
 function createBaseTreeStatusResult(): TreeStatusResult {
-  return { committedRootHash: "", actualRootHash: "", drift: undefined, exists: false, conflicts: [] };
+  return { committedRootHash: "", actualRootHash: "", drift: undefined, exists: false, conflicts: [], quarantine: [] };
 }
 
 export const TreeStatusResult: MessageFns<TreeStatusResult> = {
@@ -3835,6 +4066,9 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
     }
     for (const v of message.conflicts) {
       ConvergeConflict.encode(v!, writer.uint32(162).fork()).join();
+    }
+    for (const v of message.quarantine) {
+      Quarantined.encode(v!, writer.uint32(170).fork()).join();
     }
     return writer;
   },
@@ -3892,6 +4126,14 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
             message.conflicts.push(ConvergeConflict.decode(reader, reader.uint32()));
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.quarantine.push(Quarantined.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3921,6 +4163,9 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
       conflicts: globalThis.Array.isArray(object?.conflicts)
         ? object.conflicts.map((e: any) => ConvergeConflict.fromJSON(e))
         : [],
+      quarantine: globalThis.Array.isArray(object?.quarantine)
+        ? object.quarantine.map((e: any) => Quarantined.fromJSON(e))
+        : [],
     };
   },
 
@@ -3941,6 +4186,9 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
     if (message.conflicts?.length) {
       obj.conflicts = message.conflicts.map((e) => ConvergeConflict.toJSON(e));
     }
+    if (message.quarantine?.length) {
+      obj.quarantine = message.quarantine.map((e) => Quarantined.toJSON(e));
+    }
     return obj;
   },
 
@@ -3954,6 +4202,7 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
     message.drift = (object.drift !== undefined && object.drift !== null) ? Drift.fromPartial(object.drift) : undefined;
     message.exists = object.exists ?? false;
     message.conflicts = object.conflicts?.map((e) => ConvergeConflict.fromPartial(e)) || [];
+    message.quarantine = object.quarantine?.map((e) => Quarantined.fromPartial(e)) || [];
     return message;
   },
 };

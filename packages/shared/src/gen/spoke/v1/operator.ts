@@ -115,6 +115,13 @@ export interface AddPlatformRequest {
   excludes: string[];
   /** register only; do not scan and converge now */
   noVerify: boolean;
+  /** repair | report ("" = repair) */
+  drift: string;
+}
+
+export interface SetPlatformDriftRequest {
+  name: string;
+  drift: string;
 }
 
 export interface DiffPlatformsRequest {
@@ -153,6 +160,24 @@ export interface PlatformTreeStatus {
   error: string;
   /** Paths the server's last converge skipped because user data stands in the way. */
   conflicts: PlatformConflict[];
+  /** What drift repairs on this server kept (oldest first): removed or overwritten hand edits. */
+  quarantine: PlatformQuarantine[];
+  /**
+   * Offline: observed_root_hash is the last one the server reported, at this time (ms since the
+   * epoch); 0 when it was asked just now.
+   */
+  lastKnownMs: number;
+}
+
+export interface PlatformQuarantine {
+  id: string;
+  atMs: number;
+  /** on the server */
+  dir: string;
+  files: number;
+  bytes: number;
+  paths: string[];
+  skipped: number;
 }
 
 /** One path a server could not converge without losing user data. */
@@ -1401,7 +1426,7 @@ export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
 };
 
 function createBaseAddPlatformRequest(): AddPlatformRequest {
-  return { name: "", path: "", server: "", source: undefined, live: false, excludes: [], noVerify: false };
+  return { name: "", path: "", server: "", source: undefined, live: false, excludes: [], noVerify: false, drift: "" };
 }
 
 export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
@@ -1426,6 +1451,9 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
     }
     if (message.noVerify !== false) {
       writer.uint32(56).bool(message.noVerify);
+    }
+    if (message.drift !== "") {
+      writer.uint32(66).string(message.drift);
     }
     return writer;
   },
@@ -1499,6 +1527,14 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
             message.noVerify = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.drift = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1524,6 +1560,7 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
         : isSet(object.no_verify)
         ? globalThis.Boolean(object.no_verify)
         : false,
+      drift: isSet(object.drift) ? globalThis.String(object.drift) : "",
     };
   },
 
@@ -1550,6 +1587,9 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
     if (message.noVerify !== false) {
       obj.noVerify = message.noVerify;
     }
+    if (message.drift !== "") {
+      obj.drift = message.drift;
+    }
     return obj;
   },
 
@@ -1567,6 +1607,92 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
     message.live = object.live ?? false;
     message.excludes = object.excludes?.map((e) => e) || [];
     message.noVerify = object.noVerify ?? false;
+    message.drift = object.drift ?? "";
+    return message;
+  },
+};
+
+function createBaseSetPlatformDriftRequest(): SetPlatformDriftRequest {
+  return { name: "", drift: "" };
+}
+
+export const SetPlatformDriftRequest: MessageFns<SetPlatformDriftRequest> = {
+  encode(message: SetPlatformDriftRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.drift !== "") {
+      writer.uint32(18).string(message.drift);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetPlatformDriftRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetPlatformDriftRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.drift = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetPlatformDriftRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      drift: isSet(object.drift) ? globalThis.String(object.drift) : "",
+    };
+  },
+
+  toJSON(message: SetPlatformDriftRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.drift !== "") {
+      obj.drift = message.drift;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetPlatformDriftRequest>, I>>(base?: I): SetPlatformDriftRequest {
+    return SetPlatformDriftRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetPlatformDriftRequest>, I>>(object: I): SetPlatformDriftRequest {
+    const message = createBaseSetPlatformDriftRequest();
+    message.name = object.name ?? "";
+    message.drift = object.drift ?? "";
     return message;
   },
 };
@@ -1900,6 +2026,8 @@ function createBasePlatformTreeStatus(): PlatformTreeStatus {
     driftTotal: 0,
     error: "",
     conflicts: [],
+    quarantine: [],
+    lastKnownMs: 0,
   };
 }
 
@@ -1937,6 +2065,12 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     }
     for (const v of message.conflicts) {
       PlatformConflict.encode(v!, writer.uint32(162).fork()).join();
+    }
+    for (const v of message.quarantine) {
+      PlatformQuarantine.encode(v!, writer.uint32(170).fork()).join();
+    }
+    if (message.lastKnownMs !== 0) {
+      writer.uint32(176).int64(message.lastKnownMs);
     }
     return writer;
   },
@@ -2042,6 +2176,22 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
             message.conflicts.push(PlatformConflict.decode(reader, reader.uint32()));
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.quarantine.push(PlatformQuarantine.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.lastKnownMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2097,6 +2247,14 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
       conflicts: globalThis.Array.isArray(object?.conflicts)
         ? object.conflicts.map((e: any) => PlatformConflict.fromJSON(e))
         : [],
+      quarantine: globalThis.Array.isArray(object?.quarantine)
+        ? object.quarantine.map((e: any) => PlatformQuarantine.fromJSON(e))
+        : [],
+      lastKnownMs: isSet(object.lastKnownMs)
+        ? globalThis.Number(object.lastKnownMs)
+        : isSet(object.last_known_ms)
+        ? globalThis.Number(object.last_known_ms)
+        : 0,
     };
   },
 
@@ -2135,6 +2293,12 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     if (message.conflicts?.length) {
       obj.conflicts = message.conflicts.map((e) => PlatformConflict.toJSON(e));
     }
+    if (message.quarantine?.length) {
+      obj.quarantine = message.quarantine.map((e) => PlatformQuarantine.toJSON(e));
+    }
+    if (message.lastKnownMs !== 0) {
+      obj.lastKnownMs = Math.round(message.lastKnownMs);
+    }
     return obj;
   },
 
@@ -2154,6 +2318,177 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     message.driftTotal = object.driftTotal ?? 0;
     message.error = object.error ?? "";
     message.conflicts = object.conflicts?.map((e) => PlatformConflict.fromPartial(e)) || [];
+    message.quarantine = object.quarantine?.map((e) => PlatformQuarantine.fromPartial(e)) || [];
+    message.lastKnownMs = object.lastKnownMs ?? 0;
+    return message;
+  },
+};
+
+function createBasePlatformQuarantine(): PlatformQuarantine {
+  return { id: "", atMs: 0, dir: "", files: 0, bytes: 0, paths: [], skipped: 0 };
+}
+
+export const PlatformQuarantine: MessageFns<PlatformQuarantine> = {
+  encode(message: PlatformQuarantine, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(16).int64(message.atMs);
+    }
+    if (message.dir !== "") {
+      writer.uint32(26).string(message.dir);
+    }
+    if (message.files !== 0) {
+      writer.uint32(32).int64(message.files);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(40).int64(message.bytes);
+    }
+    for (const v of message.paths) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.skipped !== 0) {
+      writer.uint32(56).int64(message.skipped);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlatformQuarantine {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlatformQuarantine();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dir = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.files = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.paths.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.skipped = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlatformQuarantine {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      dir: isSet(object.dir) ? globalThis.String(object.dir) : "",
+      files: isSet(object.files) ? globalThis.Number(object.files) : 0,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      paths: globalThis.Array.isArray(object?.paths) ? object.paths.map((e: any) => globalThis.String(e)) : [],
+      skipped: isSet(object.skipped) ? globalThis.Number(object.skipped) : 0,
+    };
+  },
+
+  toJSON(message: PlatformQuarantine): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.dir !== "") {
+      obj.dir = message.dir;
+    }
+    if (message.files !== 0) {
+      obj.files = Math.round(message.files);
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.paths?.length) {
+      obj.paths = message.paths;
+    }
+    if (message.skipped !== 0) {
+      obj.skipped = Math.round(message.skipped);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PlatformQuarantine>, I>>(base?: I): PlatformQuarantine {
+    return PlatformQuarantine.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PlatformQuarantine>, I>>(object: I): PlatformQuarantine {
+    const message = createBasePlatformQuarantine();
+    message.id = object.id ?? "";
+    message.atMs = object.atMs ?? 0;
+    message.dir = object.dir ?? "";
+    message.files = object.files ?? 0;
+    message.bytes = object.bytes ?? 0;
+    message.paths = object.paths?.map((e) => e) || [];
+    message.skipped = object.skipped ?? 0;
     return message;
   },
 };
@@ -5135,6 +5470,17 @@ export const OperatorService = {
       Buffer.from(DiffPlatformsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DiffPlatformsResponse => DiffPlatformsResponse.decode(value),
   },
+  /** What a server's drift check leads to: repair (default) or report only. */
+  setPlatformDrift: {
+    path: "/spoke.v1.Operator/SetPlatformDrift" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetPlatformDriftRequest): Buffer =>
+      Buffer.from(SetPlatformDriftRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetPlatformDriftRequest => SetPlatformDriftRequest.decode(value),
+    responseSerialize: (value: Platform): Buffer => Buffer.from(Platform.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Platform => Platform.decode(value),
+  },
   listSites: {
     path: "/spoke.v1.Operator/ListSites" as const,
     requestStream: false as const,
@@ -5428,6 +5774,8 @@ export interface OperatorServer extends UntypedServiceImplementation {
   platformStatus: handleUnaryCall<NameRequest, PlatformStatusResponse>;
   /** Per module/theme/profile: upgrade, downgrade, missing, added, same, unknown — from A to B. */
   diffPlatforms: handleUnaryCall<DiffPlatformsRequest, DiffPlatformsResponse>;
+  /** What a server's drift check leads to: repair (default) or report only. */
+  setPlatformDrift: handleUnaryCall<SetPlatformDriftRequest, Platform>;
   listSites: handleUnaryCall<ListSitesRequest, SiteList>;
   getSite: handleUnaryCall<NameRequest, Site>;
   /** Site tasks: each queues a task on site:<domain> (holding the platform's lock) and returns it. */
@@ -5725,6 +6073,22 @@ export interface OperatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DiffPlatformsResponse) => void,
+  ): ClientUnaryCall;
+  /** What a server's drift check leads to: repair (default) or report only. */
+  setPlatformDrift(
+    request: SetPlatformDriftRequest,
+    callback: (error: ServiceError | null, response: Platform) => void,
+  ): ClientUnaryCall;
+  setPlatformDrift(
+    request: SetPlatformDriftRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Platform) => void,
+  ): ClientUnaryCall;
+  setPlatformDrift(
+    request: SetPlatformDriftRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Platform) => void,
   ): ClientUnaryCall;
   listSites(
     request: ListSitesRequest,

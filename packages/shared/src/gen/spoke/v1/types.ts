@@ -231,6 +231,8 @@ export interface Platform {
   desiredRootHash: string;
   /** per-platform extra excludes */
   excludes: string[];
+  /** repair | report: what a drift check found on a server leads to */
+  drift: string;
 }
 
 export interface Site {
@@ -1180,6 +1182,7 @@ function createBasePlatform(): Platform {
     live: false,
     desiredRootHash: "",
     excludes: [],
+    drift: "",
   };
 }
 
@@ -1217,6 +1220,9 @@ export const Platform: MessageFns<Platform> = {
     }
     for (const v of message.excludes) {
       writer.uint32(90).string(v!);
+    }
+    if (message.drift !== "") {
+      writer.uint32(98).string(message.drift);
     }
     return writer;
   },
@@ -1322,6 +1328,14 @@ export const Platform: MessageFns<Platform> = {
             message.excludes.push(reader.string());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.drift = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1361,6 +1375,7 @@ export const Platform: MessageFns<Platform> = {
       excludes: globalThis.Array.isArray(object?.excludes)
         ? object.excludes.map((e: any) => globalThis.String(e))
         : [],
+      drift: isSet(object.drift) ? globalThis.String(object.drift) : "",
     };
   },
 
@@ -1399,6 +1414,9 @@ export const Platform: MessageFns<Platform> = {
     if (message.excludes?.length) {
       obj.excludes = message.excludes;
     }
+    if (message.drift !== "") {
+      obj.drift = message.drift;
+    }
     return obj;
   },
 
@@ -1420,6 +1438,7 @@ export const Platform: MessageFns<Platform> = {
     message.live = object.live ?? false;
     message.desiredRootHash = object.desiredRootHash ?? "";
     message.excludes = object.excludes?.map((e) => e) || [];
+    message.drift = object.drift ?? "";
     return message;
   },
 };

@@ -1,0 +1,40 @@
+/**
+ * CLI rendering for clusters and agents as an operator meets them (issue 23): a tree's state on
+ * one server (with the last known state of an offline one), the quarantine of drift repairs, a
+ * platform's drift mode, and a cluster's state from its members'.
+ */
+import { wire } from '@spoke/shared';
+import { ago, human } from './format.js';
+
+/** STATE of `platform status` for one server. */
+export function treeState(x: wire.PlatformTreeStatus, now = Date.now()): string {
+  if (!x.online) {
+    if (!x.lastKnownMs) return 'offline';
+    return `offline (last known ${x.inSync ? 'in sync' : 'behind'}, ${ago(Number(x.lastKnownMs), now)})`;
+  }
+  return x.error ? 'error' : x.conflicts.length ? 'conflict' : x.inSync ? 'in sync' : 'behind';
+}
+
+/** A quarantine entry as printed by `-o json`. */
+export function quarantineJson(q: wire.PlatformQuarantine) {
+  return { id: q.id, at: new Date(Number(q.atMs)).toISOString(), dir: q.dir, files: Number(q.files), bytes: Number(q.bytes), paths: q.paths, skipped: Number(q.skipped) };
+}
+
+/** `platform status` lines for what drift repairs on one server kept. */
+export function quarantineLines(x: wire.PlatformTreeStatus, now = Date.now()): string {
+  let out = '';
+  for (const q of x.quarantine) {
+    const lost = Number(q.skipped) > 0 ? `, ${Number(q.skipped)} not kept (over the size bound)` : '';
+    out += `quarantine on ${x.server}: ${q.dir} — ${Number(q.files)} file(s), ${human(Number(q.bytes))}, ${ago(Number(q.atMs), now)}${lost}\n`;
+    for (const p of q.paths.slice(0, 10)) out += `  ${p}\n`;
+    if (Number(q.files) > 10) out += `  … ${Number(q.files) - 10} more\n`;
+  }
+  return out;
+}
+
+/** What `platform drift` prints. */
+export function driftModeLine(p: wire.Platform): string {
+  return p.drift === 'report'
+    ? `platform ${p.name}: drift is reported, not repaired (platform status shows it; spoke platform verify ${p.name} repairs)\n`
+    : `platform ${p.name}: drift is repaired (what a repair removes or overwrites is kept in the server's quarantine)\n`;
+}
