@@ -90,6 +90,10 @@ export interface CompiledAgentOptions {
   driftIntervalMs: number;
   /** Hashes per FetchBlobs request (SPOKE_FETCH_BATCH; tests set it low to cross batches). */
   fetchBatch: number;
+  /** What drift repairs keep in `<state-dir>/quarantine`: at most this many bytes. @default 256 MiB (env SPOKE_QUARANTINE_MAX_BYTES) */
+  quarantineMaxBytes: number;
+  /** …for at most this long. @default 30 days (env SPOKE_QUARANTINE_MAX_AGE_DAYS) */
+  quarantineMaxAgeMs: number;
   /** Where service binaries are looked for: $PATH, then the sbin/bin dirs. */
   binDirs: string[];
   /** Web server management (agent.json `http`). */
@@ -247,6 +251,8 @@ export function compileAgentOptions(flags: { stateDir: string; root?: string; ma
     logLevel: process.env.SPOKE_LOG_LEVEL ?? 'info',
     driftIntervalMs: envInt('SPOKE_DRIFT_INTERVAL_MS', 60_000),
     fetchBatch: envInt('SPOKE_FETCH_BATCH', FETCH_BATCH),
+    quarantineMaxBytes: envInt('SPOKE_QUARANTINE_MAX_BYTES', 256 * 1024 * 1024),
+    quarantineMaxAgeMs: envInt('SPOKE_QUARANTINE_MAX_AGE_DAYS', 30) * 86_400_000,
     binDirs: [...new Set([...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...SERVICE_BIN_DIRS])],
     http: web.http,
     fpmSocket: web.fpmSocket,

@@ -138,6 +138,23 @@ export class PlatformSync {
     return this.tasks.submit({ kind: 'platform.verify', entity: `platform:${p.name}`, params: { platform: p.name } });
   }
 
+  /**
+   * Queues a converge of each platform `server` must hold whose tree it does not have as desired
+   * (by its last report): what a server that joined a cluster while connected needs, since no
+   * hello follows. Returns the platforms queued.
+   */
+  reconcile(server: string, why: string): string[] {
+    const out: string[] = [];
+    if (!this.hub.isOnline(server)) return out; // its hello does it
+    for (const p of this.ns.platformsFor(server)) {
+      if (!p.desiredRootHash || p.status === 'pending') continue;
+      if (this.ns.observed(server, p.path) === p.desiredRootHash) continue;
+      this.queueConverge(p, server, why);
+      out.push(p.name);
+    }
+    return out;
+  }
+
   /** Queues a converge of one server unless one is already queued for that platform. */
   private queueConverge(p: PlatformInfo, server: string, why: string): void {
     const queued = this.tasks.list({ state: 'queued', entity: `platform:${p.name}` });

@@ -7,7 +7,7 @@ import type { Enroller } from './ca.js';
 import type { AgentHub, TreeStatusReport } from './hub.js';
 import type { Namespace } from './namespace.js';
 import type { TaskEngine } from './tasks.js';
-import type { Clock, PlatformInfo, TaskInfo } from './types.js';
+import type { Clock, PlatformInfo, ServerInfo, TaskInfo } from './types.js';
 import { verifyServerTask } from './verify.js';
 import type { TreeStore } from './trees.js';
 import { PlatformSync } from './converge.js';
@@ -18,6 +18,7 @@ import type { BuildLimits } from './buildfs.js';
 import type { Db } from './store.js';
 import { SiteTasks } from './sites/tasks.js';
 import { PlatformRemover, type RemovePlatformInput } from './platformremove.js';
+import { Leftovers } from './membership.js';
 import { CronScheduler } from './sites/cronrunner.js';
 import { CronStore } from './sites/cronstore.js';
 
@@ -51,6 +52,8 @@ export class Core {
   readonly cron: CronScheduler;
   /** `platform rm` (platform.remove tasks). */
   private readonly remover: PlatformRemover;
+  /** Trees servers still hold for platforms they no longer serve (server.forget tasks). */
+  readonly leftovers: Leftovers;
   /** Builds makefile and git platforms. */
   private readonly builder: PlatformBuilder;
   private readonly log: Logger;
@@ -125,7 +128,9 @@ export class Core {
       concurrency: deps.cron?.concurrency,
       tickMs: deps.cron?.tickMs,
     });
+    this.leftovers = new Leftovers({ db: deps.db, ns: this.ns, hub: this.hub, tasks: this.tasks, clock: this.clock, log: this.log.child({ component: 'master.membership' }) });
     this.remover = new PlatformRemover({
+      leftovers: this.leftovers,
       ns: this.ns,
       hub: this.hub,
       tasks: this.tasks,
@@ -217,10 +222,37 @@ export class Core {
     return this.tasks.submit({ kind: 'server.verify', entity: `server:${name}`, params: { server: name } });
   }
 
+  /** Adds members to a cluster and converges its platforms to them (membership.ts). */
+  addClusterMember(cluster: string, member: string): ServerInfo {
+    const s = this.ns.addClusterMember(cluster, member);
+    this.sync.reconcile(member, `joined cluster ${cluster}`);
+    return s;
+  }
+
+  /** Creates a cluster (its members converge to its platforms once it has some). */
+  createCluster(name: string, members: string[]): ServerInfo {
+    const s = this.ns.createCluster(name, members);
+    for (const m of members) this.sync.reconcile(m, `joined cluster ${name}`);
+    return s;
+  }
+
+  /**
+   * Takes a member out of a cluster; the cluster's platforms become leftovers on it (config and
+   * tree state removed when it is online; the tree deleted only with `deleteFiles`).
+   * Returns the cluster and the platforms left on the member.
+   */
+  removeClusterMember(cluster: string, member: string, deleteFiles: boolean): { cluster: ServerInfo; left: PlatformInfo[]; task: TaskInfo | undefined } {
+    const left = this.ns.platformsFor(member);
+    const s = this.ns.removeClusterMember(cluster, member);
+    for (const p of left) this.leftovers.add({ server: member, path: p.path, platform: p.name, deleteFiles });
+    return { cluster: s, left, task: this.leftovers.queue(member) };
+  }
+
   /** Removes a server, revokes its certificate and drops its connection. */
   removeServer(name: string): void {
     const members = this.ns.hasServer(name) ? this.ns.getServer(name).members : [];
     this.ns.removeServer(name);
+    this.leftovers.forgetServer(name);
     this.hub.disconnect(name, fail('CERT_REVOKED', `server ${name} was removed; its certificate is revoked`));
     this.log.info({ server: name, detachedMembers: members }, 'server removed');
   }

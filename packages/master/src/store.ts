@@ -193,6 +193,16 @@ const MIGRATIONS: string[] = [
   // 8: clusters and agents (issue 23) — per-platform drift mode
   `
   ALTER TABLE platforms ADD COLUMN drift_mode TEXT NOT NULL DEFAULT 'repair' CHECK (drift_mode IN ('repair', 'report'));
+  -- trees a server still holds for a platform it no longer serves (membership.ts): finished by
+  -- a server.forget task when the server is online
+  CREATE TABLE leftover_trees (
+    server TEXT NOT NULL,
+    path TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    delete_files INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (server, path)
+  );
   `,
 ];
 

@@ -34,6 +34,8 @@ export interface ServerInfo {
   cluster: string | null;
   members: string[];
   online: boolean;
+  /** For a cluster: its members online now (some but not all: the cluster is degraded). */
+  membersOnline: string[];
   lastSeenMs: number | null;
   enrolled: boolean;
   services: ServiceInfo[];

@@ -4,7 +4,7 @@
  */
 export { SpokeError, fail, isSpokeError, isErrorCode, ERROR_CODES } from './errors.js';
 export type { ErrorCode, GrpcStatusName } from './errors.js';
-export { checkName, checkPublishPath, checkDomain, pathContains } from './names.js';
+export { checkName, checkPublishPath, checkDomain, pathContains, trimPathSlashes } from './names.js';
 export {
   siteDbName,
   checkDbName,
@@ -43,3 +43,4 @@ export * from './sync/index.js';
 export { formatBytes } from './format.js';
 export { removeTreeKeepingUserData } from './treeremove.js';
 export type { TreeRemoval } from './treeremove.js';
+export { lockStateDir, stateDirHolder } from './statelock.js';

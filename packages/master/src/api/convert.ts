@@ -29,6 +29,7 @@ export function serverToWire(s: ServerInfo): wire.Server {
     cluster: s.cluster ?? '',
     members: s.members,
     online: s.online,
+    membersOnline: s.membersOnline,
     lastSeenMs: s.lastSeenMs ?? 0,
     enrolled: s.enrolled,
     services: s.services.map((x) => ({ ...x })),

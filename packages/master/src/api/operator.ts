@@ -3,7 +3,7 @@
  * Errors are mapped once, in `unary`/`stream`, to a gRPC status with the stable code.
  */
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
-import { fail, toServiceError, wire, type Logger } from '@spoke/shared';
+import { fail, toServiceError, trimPathSlashes, wire, type Logger } from '@spoke/shared';
 import type { Core } from '../core.js';
 import type { TaskEvent } from '../tasks.js';
 import { isFinal } from '../tasks.js';
@@ -74,17 +74,17 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       serverToWire(core.ns.pinService(req.server, req.kind, req.impl)),
     ),
 
-    createCluster: unary('CreateCluster', (req: wire.CreateClusterRequest) => serverToWire(core.ns.createCluster(req.name, req.members))),
+    createCluster: unary('CreateCluster', (req: wire.CreateClusterRequest) => serverToWire(core.createCluster(req.name, req.members))),
     addClusterMember: unary('AddClusterMember', (req: wire.ClusterMemberRequest) =>
-      serverToWire(core.ns.addClusterMember(req.cluster, req.member)),
+      serverToWire(core.addClusterMember(req.cluster, req.member)),
     ),
     removeClusterMember: unary('RemoveClusterMember', (req: wire.ClusterMemberRequest) =>
-      serverToWire(core.ns.removeClusterMember(req.cluster, req.member)),
+      serverToWire(core.removeClusterMember(req.cluster, req.member, req.deleteFiles).cluster),
     ),
 
     addPlatform: unary('AddPlatform', async (req: wire.AddPlatformRequest) => {
       const r = await core.addPlatform(
-        { name: req.name, path: req.path, server: req.server, source: sourceFromWire(req.source), live: req.live, excludes: req.excludes, drift: parseDriftMode(req.drift) },
+        { name: req.name, path: trimPathSlashes(req.path), server: req.server, source: sourceFromWire(req.source), live: req.live, excludes: req.excludes, drift: parseDriftMode(req.drift) },
         !req.noVerify,
       );
       return { platform: platformToWire(r.platform), task: r.task ? taskToWire(r.task) : undefined };

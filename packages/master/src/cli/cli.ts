@@ -11,7 +11,7 @@ import { formatCronInterval } from '../sites/cron.js';
 import { ago, cronRunJson, human, parseDuration, platformJson, serverJson, siteJson, table, taskJson, taskStateFromName, taskStateName } from './format.js';
 import { ALIAS_FORMATS, DEFAULT_SSH_USER, DRUSHRC_FILE, checkSshUser, siteAliases, staleAliasFiles, writeAliasFiles, type AliasFormat } from '../sites/aliases.js';
 import { LOCAL_SERVER } from '../up.js';
-import { driftModeLine, quarantineJson, quarantineLines, treeState } from './fleet.js';
+import { driftModeLine, joinedLine, leftLine, quarantineJson, quarantineLines, treeState } from './fleet.js';
 
 /** Where the CLI writes. */
 export interface CliIO {
@@ -50,6 +50,11 @@ const GLOBAL: OptSpec = {
   output: { type: 'string', short: 'o' },
   help: { type: 'boolean', short: 'h' },
 };
+
+/** The platforms placed on `server`. */
+async function platformsOf(ctx: Ctx, server: string): Promise<wire.Platform[]> {
+  return (await ctx.api().call('listPlatforms', {})).platforms.filter((p) => p.server === server);
+}
 
 function print(ctx: Ctx, json: unknown, human: () => string): void {
   ctx.io.out(ctx.json ? `${JSON.stringify(json, null, 2)}\n` : human());
@@ -143,7 +148,7 @@ function serverTable(servers: wire.Server[]): string {
         s.name,
         j.kind,
         j.kind === 'cluster' ? s.members.join(',') || '-' : s.cluster || '-',
-        s.online ? 'online' : j.kind === 'agent' && !s.enrolled ? 'not enrolled' : 'offline',
+        j.state === 'degraded' ? `degraded (${s.membersOnline.length}/${s.members.length} online)` : j.state,
         j.kind === 'cluster' ? '-' : ago(s.lastSeenMs),
         s.services.map((x) => `${x.kind}:${x.impl}${x.pinnedImpl ? '(pinned)' : ''}`).join(',') || '-',
         String(s.platforms.length),
@@ -229,7 +234,7 @@ const COMMANDS: Record<string, Command> = {
           ['name', s.name],
           ['kind', j.kind],
           [j.kind === 'cluster' ? 'members' : 'cluster', j.kind === 'cluster' ? s.members.join(', ') : s.cluster],
-          ['state', s.online ? 'online' : 'offline'],
+          ['state', j.state === 'degraded' ? `degraded (${s.membersOnline.join(', ')} of ${s.members.length} online)` : j.state],
           ['last seen', j.kind === 'agent' ? ago(s.lastSeenMs) : '-'],
           ['services', s.services.map((x) => `${x.kind}: ${x.impl || '?'}${x.version ? ` ${x.version}` : ''}${x.pinnedImpl ? ' (pinned)' : ''}`).join('; ')],
           ['platforms', s.platforms.join(', ')],
@@ -298,18 +303,22 @@ const COMMANDS: Record<string, Command> = {
     summary: 'add an agent server to a cluster',
     args: [2, 2],
     async run(ctx, [cluster, member]) {
-      const s = await ctx.api().call('addClusterMember', { cluster, member });
-      print(ctx, serverJson(s), () => `cluster ${s.name}: ${s.members.join(', ')}\n`);
+      const s = await ctx.api().call('addClusterMember', { cluster, member, deleteFiles: false });
+      const platforms = await platformsOf(ctx, cluster);
+      print(ctx, serverJson(s), () => `cluster ${s.name}: ${s.members.join(', ')}\n${joinedLine(member, platforms)}`);
       return 0;
     },
   },
   'cluster remove': {
-    usage: 'cluster remove NAME MEMBER',
-    summary: 'take an agent server out of a cluster (it stays enrolled)',
+    usage: 'cluster remove NAME MEMBER [--delete-files]',
+    summary: "take an agent server out of a cluster (it stays enrolled); it stops serving the cluster's platforms, and with --delete-files their trees are deleted there (user data kept)",
+    options: { 'delete-files': { type: 'boolean' } },
     args: [2, 2],
-    async run(ctx, [cluster, member]) {
-      const s = await ctx.api().call('removeClusterMember', { cluster, member });
-      print(ctx, serverJson(s), () => `cluster ${s.name}: ${s.members.join(', ')}\n`);
+    async run(ctx, [cluster, member], o) {
+      const platforms = await platformsOf(ctx, cluster);
+      const deleteFiles = o['delete-files'] === true;
+      const s = await ctx.api().call('removeClusterMember', { cluster, member, deleteFiles });
+      print(ctx, serverJson(s), () => `cluster ${s.name}: ${s.members.join(', ')}\n${leftLine(member, cluster, platforms, deleteFiles)}`);
       return 0;
     },
   },

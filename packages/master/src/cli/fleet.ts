@@ -38,3 +38,18 @@ export function driftModeLine(p: wire.Platform): string {
     ? `platform ${p.name}: drift is reported, not repaired (platform status shows it; spoke platform verify ${p.name} repairs)\n`
     : `platform ${p.name}: drift is repaired (what a repair removes or overwrites is kept in the server's quarantine)\n`;
 }
+
+/** What `cluster add` says about the new member's platforms. */
+export function joinedLine(member: string, platforms: wire.Platform[]): string {
+  if (platforms.length === 0) return '';
+  return `converging ${member} to ${platforms.map((p) => `${p.name} (${p.path})`).join(', ')} (see: spoke task ls)\n`;
+}
+
+/** What `cluster remove` says stays where. */
+export function leftLine(member: string, cluster: string, platforms: wire.Platform[], deleteFiles: boolean): string {
+  if (platforms.length === 0) return `${member} held no platform of ${cluster}\n`;
+  const list = platforms.map((p) => `${p.name} (${p.path})`).join(', ');
+  return deleteFiles
+    ? `${member} no longer serves ${list}: Spoke removes their web server config and deletes their trees on ${member} (user data under sites/*/files and private kept), now or when it is next online\n`
+    : `${member} no longer serves ${list}: Spoke removes their web server config on ${member}, now or when it is next online; the trees stay on ${member} (files there are yours to delete; --delete-files would have deleted them)\n`;
+}

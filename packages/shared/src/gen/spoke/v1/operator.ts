@@ -104,6 +104,8 @@ export interface CreateClusterRequest {
 export interface ClusterMemberRequest {
   cluster: string;
   member: string;
+  /** remove: also delete the cluster's platform trees on the member (user data kept) */
+  deleteFiles: boolean;
 }
 
 export interface AddPlatformRequest {
@@ -1341,7 +1343,7 @@ export const CreateClusterRequest: MessageFns<CreateClusterRequest> = {
 };
 
 function createBaseClusterMemberRequest(): ClusterMemberRequest {
-  return { cluster: "", member: "" };
+  return { cluster: "", member: "", deleteFiles: false };
 }
 
 export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
@@ -1351,6 +1353,9 @@ export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
     }
     if (message.member !== "") {
       writer.uint32(18).string(message.member);
+    }
+    if (message.deleteFiles !== false) {
+      writer.uint32(24).bool(message.deleteFiles);
     }
     return writer;
   },
@@ -1384,6 +1389,14 @@ export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
             message.member = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deleteFiles = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1400,6 +1413,11 @@ export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
     return {
       cluster: isSet(object.cluster) ? globalThis.String(object.cluster) : "",
       member: isSet(object.member) ? globalThis.String(object.member) : "",
+      deleteFiles: isSet(object.deleteFiles)
+        ? globalThis.Boolean(object.deleteFiles)
+        : isSet(object.delete_files)
+        ? globalThis.Boolean(object.delete_files)
+        : false,
     };
   },
 
@@ -1411,6 +1429,9 @@ export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
     if (message.member !== "") {
       obj.member = message.member;
     }
+    if (message.deleteFiles !== false) {
+      obj.deleteFiles = message.deleteFiles;
+    }
     return obj;
   },
 
@@ -1421,6 +1442,7 @@ export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
     const message = createBaseClusterMemberRequest();
     message.cluster = object.cluster ?? "";
     message.member = object.member ?? "";
+    message.deleteFiles = object.deleteFiles ?? false;
     return message;
   },
 };

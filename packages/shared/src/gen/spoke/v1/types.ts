@@ -183,6 +183,8 @@ export interface Server {
   /** sha256 of the agent certificate (hex) */
   certFingerprint: string;
   capabilityVersion: number;
+  /** for a cluster: the members online now (some but not all: degraded) */
+  membersOnline: string[];
 }
 
 export interface HostFacts {
@@ -531,6 +533,7 @@ function createBaseServer(): Server {
     createdMs: 0,
     certFingerprint: "",
     capabilityVersion: 0,
+    membersOnline: [],
   };
 }
 
@@ -574,6 +577,9 @@ export const Server: MessageFns<Server> = {
     }
     if (message.capabilityVersion !== 0) {
       writer.uint32(104).uint32(message.capabilityVersion);
+    }
+    for (const v of message.membersOnline) {
+      writer.uint32(114).string(v!);
     }
     return writer;
   },
@@ -695,6 +701,14 @@ export const Server: MessageFns<Server> = {
             message.capabilityVersion = reader.uint32();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.membersOnline.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -740,6 +754,11 @@ export const Server: MessageFns<Server> = {
         : isSet(object.capability_version)
         ? globalThis.Number(object.capability_version)
         : 0,
+      membersOnline: globalThis.Array.isArray(object?.membersOnline)
+        ? object.membersOnline.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.members_online)
+        ? object.members_online.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -784,6 +803,9 @@ export const Server: MessageFns<Server> = {
     if (message.capabilityVersion !== 0) {
       obj.capabilityVersion = Math.round(message.capabilityVersion);
     }
+    if (message.membersOnline?.length) {
+      obj.membersOnline = message.membersOnline;
+    }
     return obj;
   },
 
@@ -807,6 +829,7 @@ export const Server: MessageFns<Server> = {
     message.createdMs = object.createdMs ?? 0;
     message.certFingerprint = object.certFingerprint ?? "";
     message.capabilityVersion = object.capabilityVersion ?? 0;
+    message.membersOnline = object.membersOnline?.map((e) => e) || [];
     return message;
   },
 };
