@@ -162,7 +162,14 @@ describe('fleet', () => {
     expect(read(agentFile(solo, `${P}/index.php`))).toBe('solo');
     await solo.daemon?.stop('SIGKILL');
     await until('solo offline', async () => !(await online('solo')), 20_000);
-    const { t, log } = await master.task('platform', 'rm', 'solo-p', '--offline-ok', '--delete-files');
+    // --delete-files says what it deletes where, and without a terminal needs --yes
+    const unconfirmed = await master.cli('platform', 'rm', 'solo-p', '--offline-ok', '--delete-files');
+    expect(unconfirmed.code).toBe(1);
+    expect(unconfirmed.stderr).toContain(
+      `error: CONFIRMATION_REQUIRED: platform rm solo-p --delete-files deletes ${P} on solo and the master's canonical tree ${join(master.root, P)} — the only copy Spoke has of this existing-tree platform; user data under sites/*/files and sites/*/private is kept. Nothing was done: add --yes to go ahead`,
+    );
+    expect(existsSync(join(master.root, P, 'index.php'))).toBe(true);
+    const { t, log } = await master.task('platform', 'rm', 'solo-p', '--offline-ok', '--delete-files', '--yes');
     expect(t.state).toBe('succeeded');
     expect(log).toContain('when it comes back Spoke removes the config and stops holding the tree, and deletes the tree');
     solo.run(AGENT_ENV);

@@ -11,12 +11,14 @@ import { formatCronInterval } from '../sites/cron.js';
 import { ago, cronRunJson, human, parseDuration, platformJson, serverJson, siteJson, table, taskJson, taskStateFromName, taskStateName } from './format.js';
 import { ALIAS_FORMATS, DEFAULT_SSH_USER, DRUSHRC_FILE, checkSshUser, siteAliases, staleAliasFiles, writeAliasFiles, type AliasFormat } from '../sites/aliases.js';
 import { LOCAL_SERVER } from '../up.js';
-import { driftModeLine, joinedLine, leftLine, quarantineJson, quarantineLines, treeState } from './fleet.js';
+import { confirmDelete, deleteFilesWarning, driftModeLine, joinedLine, leftLine, quarantineJson, quarantineLines, treeState } from './fleet.js';
 
 /** Where the CLI writes. */
 export interface CliIO {
   out(s: string): void;
   err(s: string): void;
+  /** Asks a yes/no question on the operator's terminal; absent when stdin is not a terminal. */
+  confirm?(question: string): Promise<boolean>;
 }
 
 /** Context every command gets. */
@@ -532,12 +534,18 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   'platform rm': {
-    usage: 'platform rm NAME [--force] [--delete-files] [--offline-ok] [--no-wait]',
+    usage: 'platform rm NAME [--force] [--delete-files [--yes]] [--offline-ok] [--no-wait]',
     summary:
       'remove a platform: its web server config and tree state on every server, then its record (refused while it has sites; --force deletes them first, each backed up; --delete-files also deletes its tree on the servers and the master, user files kept; --offline-ok goes on past offline servers, which keep the config)',
-    options: { force: { type: 'boolean' }, 'delete-files': { type: 'boolean' }, 'offline-ok': { type: 'boolean' }, 'no-wait': { type: 'boolean' } },
+    options: { force: { type: 'boolean' }, 'delete-files': { type: 'boolean' }, 'offline-ok': { type: 'boolean' }, 'no-wait': { type: 'boolean' }, yes: { type: 'boolean', short: 'y' } },
     args: [1, 1],
     async run(ctx, [name], o) {
+      if (o['delete-files'] === true) {
+        const p = await ctx.api().call('getPlatform', { name });
+        const members = (await ctx.api().call('getServer', { name: p.server })).members;
+        const root = (await ctx.api().call('status', {})).root;
+        await confirmDelete(ctx.io, deleteFilesWarning(p, members, root), o.yes === true);
+      }
       const t = await ctx.api().call('removePlatform', {
         name: name as string,
         force: o.force === true,

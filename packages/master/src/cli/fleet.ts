@@ -3,7 +3,7 @@
  * one server (with the last known state of an offline one), the quarantine of drift repairs, a
  * platform's drift mode, and a cluster's state from its members'.
  */
-import { wire } from '@spoke/shared';
+import { fail, wire } from '@spoke/shared';
 import { ago, human } from './format.js';
 
 /** STATE of `platform status` for one server. */
@@ -52,4 +52,26 @@ export function leftLine(member: string, cluster: string, platforms: wire.Platfo
   return deleteFiles
     ? `${member} no longer serves ${list}: Spoke removes their web server config and deletes their trees on ${member} (user data under sites/*/files and private kept), now or when it is next online\n`
     : `${member} no longer serves ${list}: Spoke removes their web server config on ${member}, now or when it is next online; the trees stay on ${member} (files there are yours to delete; --delete-files would have deleted them)\n`;
+}
+
+/** What `platform rm --delete-files` deletes where, for the operator to confirm. */
+export function deleteFilesWarning(p: wire.Platform, members: string[], masterRoot: string): string {
+  const servers = members.length ? `${p.server} (${members.join(', ')})` : p.server;
+  const canonical = `${masterRoot && masterRoot !== '/' ? masterRoot : ''}${p.path}`;
+  const only = p.source?.kind === wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_EXISTING ? ' — the only copy Spoke has of this existing-tree platform' : ' (it can be built again from its source)';
+  return (
+    `platform rm ${p.name} --delete-files deletes ${p.path} on ${servers} and the master's canonical tree ${canonical}${only}; ` +
+    `user data under sites/*/files and sites/*/private is kept.`
+  );
+}
+
+/**
+ * Asks before a destructive command: on a terminal the operator answers; without one `--yes` is
+ * required. @throws SpokeError CONFIRMATION_REQUIRED, TASK_CANCELLED (answered no)
+ */
+export async function confirmDelete(io: { err(s: string): void; confirm?(q: string): Promise<boolean> }, warning: string, yes: boolean): Promise<void> {
+  if (yes) return;
+  if (!io.confirm) throw fail('CONFIRMATION_REQUIRED', `${warning} Nothing was done: add --yes to go ahead`);
+  io.err(`${warning}\n`);
+  if (!(await io.confirm('Delete these files?'))) throw fail('TASK_CANCELLED', 'nothing was deleted (answered no)');
 }
