@@ -121,7 +121,7 @@ async function startLocked(opts: CompiledAgentOptions, deps: Parameters<typeof s
     backoffMaxMs: opts.backoffMaxMs,
   });
   connection.start();
-  deps.log.info({ master: opts.master, server: opts.server, roots: opts.roots, root: opts.rootPrefix || '/' }, 'agent started');
+  deps.log.info({ master: opts.master, roots: opts.roots, root: opts.rootPrefix || '/' }, 'agent started');
   return {
     connection,
     stop: async () => {
@@ -129,6 +129,7 @@ async function startLocked(opts: CompiledAgentOptions, deps: Parameters<typeof s
       fileWorker.close();
       if (!endRun(opts.stateDir, deps.flush ?? syncAll)) deps.log.warn('sync failed at stop: the next start re-hashes every tree');
       unlock();
+      deps.log.info('agent stopped: link closed, trees at rest, state dir unlocked');
     },
   };
 }

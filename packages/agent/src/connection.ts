@@ -240,7 +240,7 @@ export class MasterConnection {
         },
       },
     });
-    this.deps.log.info({ server: w.server, cluster: w.cluster || undefined }, 'connected to master');
+    this.deps.log.info({ as: w.server, cluster: w.cluster || undefined }, 'connected to master');
     this.setState('connected');
     this.stopHeartbeat();
     const every = Math.max(100, w.heartbeatIntervalMs || 5000);
@@ -496,7 +496,7 @@ export class MasterConnection {
     } catch (e) {
       // A SpokeError is a condition the master reports to the operator with its code (no web
       // server here, a full disk…): one warning line. Anything else is a bug: its stack.
-      if (isSpokeError(e) && e.code !== 'INTERNAL') this.deps.log.warn({ code: e.code, msg: e.message, command: cmd.command?.$case }, 'command failed');
+      if (isSpokeError(e) && e.code !== 'INTERNAL') this.deps.log.warn({ code: e.code, error: e.message, command: cmd.command?.$case }, 'command failed');
       else this.deps.log.error({ err: e, command: cmd.command?.$case }, 'command failed');
       reply({
         ok: false,
