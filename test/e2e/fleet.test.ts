@@ -198,6 +198,24 @@ describe('fleet', () => {
     expect(JSON.parse(readFileSync(join(solo.stateDir, 'agent.json'), 'utf8')).server).toBe('w9');
   });
 
+  it('operator certificates are listed and revoked, and a revoked one is refused on its next call', async () => {
+    const certs = join(dir, 'alice');
+    expect((await master.cli('operator', 'cert', 'alice', '--out', certs)).code).toBe(0);
+    const asAlice = (...args: string[]) => runNode(BIN.spoke, ['--master', master.listen, '--cert-dir', certs, ...args]);
+    expect((await asAlice('server', 'ls')).code).toBe(0);
+    const ls = await master.json<{ name: string; fingerprint: string; revoked: string | null }[]>('operator', 'ls');
+    expect(ls.map((c) => [c.name, c.revoked])).toEqual([['alice', null]]);
+    const r = await master.cli('operator', 'revoke', 'alice');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`revoked 1 certificate(s) of alice: ${ls[0]?.fingerprint.slice(0, 16)}`);
+    const refused = await asAlice('server', 'ls');
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('CERT_REVOKED: the operator certificate of alice was revoked');
+    expect((await master.cli('operator', 'ls')).stdout).toMatch(/alice\s+\S+\s+\S+\s+\S+\s+revoked/);
+    const again = await master.cli('operator', 'revoke', 'bob');
+    expect(again.stderr).toContain('OPERATOR_NOT_FOUND: no operator certificate was issued to bob');
+  });
+
   it('a taken listen address is ADDRESS_IN_USE, one line, exit 1', async () => {
     const blocker = createServer();
     await new Promise<void>((res) => blocker.listen(0, '127.0.0.1', () => res()));

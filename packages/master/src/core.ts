@@ -19,6 +19,7 @@ import type { Db } from './store.js';
 import { SiteTasks } from './sites/tasks.js';
 import { PlatformRemover, type RemovePlatformInput } from './platformremove.js';
 import { Leftovers } from './membership.js';
+import { OperatorCerts } from './operators.js';
 import { CronScheduler } from './sites/cronrunner.js';
 import { CronStore } from './sites/cronstore.js';
 
@@ -54,6 +55,8 @@ export class Core {
   private readonly remover: PlatformRemover;
   /** Trees servers still hold for platforms they no longer serve (server.forget tasks). */
   readonly leftovers: Leftovers;
+  /** Operator certificates issued, listed and revoked. */
+  readonly operators: OperatorCerts;
   /** Builds makefile and git platforms. */
   private readonly builder: PlatformBuilder;
   private readonly log: Logger;
@@ -128,6 +131,7 @@ export class Core {
       concurrency: deps.cron?.concurrency,
       tickMs: deps.cron?.tickMs,
     });
+    this.operators = new OperatorCerts({ db: deps.db, clock: this.clock });
     this.leftovers = new Leftovers({ db: deps.db, ns: this.ns, hub: this.hub, tasks: this.tasks, clock: this.clock, log: this.log.child({ component: 'master.membership' }) });
     this.remover = new PlatformRemover({
       leftovers: this.leftovers,

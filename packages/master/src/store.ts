@@ -203,6 +203,14 @@ const MIGRATIONS: string[] = [
     created_ms INTEGER NOT NULL,
     PRIMARY KEY (server, path)
   );
+  -- operator certificates issued (operators.ts): listed, revoked by name, checked on every call
+  CREATE TABLE operator_certs (
+    fingerprint TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    issued_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+  );
   `,
 ];
 

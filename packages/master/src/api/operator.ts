@@ -9,6 +9,7 @@ import type { TaskEvent } from '../tasks.js';
 import { isFinal } from '../tasks.js';
 import { conflictAdvice } from '../converge.js';
 import { parseDriftMode } from '../drift.js';
+import type { OperatorCertInfo } from '../operators.js';
 import { requireOperator, type Via } from './auth.js';
 import { parseCronInterval } from '../sites/cron.js';
 import {
@@ -26,12 +27,16 @@ import {
 type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => void;
 
 /** Builds the Operator service implementation for one listener. */
+function operatorToWire(c: OperatorCertInfo): wire.OperatorCert {
+  return { name: c.name, fingerprint: c.fingerprint, issuedMs: c.issuedMs, expiresMs: c.expiresMs, revokedMs: c.revokedMs ?? 0 };
+}
+
 export function operatorService(core: Core, via: Via, log: Logger): wire.OperatorServer {
   function unary<Req, Res>(name: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>): Unary<Req, Res> {
     return (call, cb) => {
       Promise.resolve()
         .then(() => {
-          requireOperator(call, via);
+          requireOperator(call, via, (fp) => core.operators.isRevoked(fp));
           return fn(call.request, call);
         })
         .then(
@@ -244,7 +249,10 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       if (via !== 'socket') throw fail('CERT_UNKNOWN', 'operator certificates are issued only over the local socket');
       const ttl = req.ttlSeconds > 0 ? req.ttlSeconds * 1000 : 365 * 86_400_000;
       const certPem = await core.enroller.issueOperatorCert(req.name, req.csrPem, ttl);
+      core.operators.record(req.name, certPem);
       return { certPem, caPem: core.enroller.caPem };
     }),
+    listOperators: unary('ListOperators', () => ({ operators: core.operators.list().map(operatorToWire) })),
+    revokeOperator: unary('RevokeOperator', (req: wire.NameRequest) => ({ operators: core.operators.revoke(req.name).map(operatorToWire) })),
   };
 }

@@ -11,7 +11,7 @@ import { formatCronInterval } from '../sites/cron.js';
 import { ago, cronRunJson, human, parseDuration, platformJson, serverJson, siteJson, table, taskJson, taskStateFromName, taskStateName } from './format.js';
 import { ALIAS_FORMATS, DEFAULT_SSH_USER, DRUSHRC_FILE, checkSshUser, siteAliases, staleAliasFiles, writeAliasFiles, type AliasFormat } from '../sites/aliases.js';
 import { LOCAL_SERVER } from '../up.js';
-import { confirmDelete, deleteFilesWarning, driftModeLine, joinedLine, leftLine, quarantineJson, quarantineLines, treeState } from './fleet.js';
+import { operatorJson, operatorTable, confirmDelete, deleteFilesWarning, driftModeLine, joinedLine, leftLine, quarantineJson, quarantineLines, treeState } from './fleet.js';
 
 /** Where the CLI writes. */
 export interface CliIO {
@@ -1028,6 +1028,27 @@ const COMMANDS: Record<string, Command> = {
       print(ctx, { name, dir: o.out }, () => `wrote operator.key, operator.crt, ca.crt to ${o.out}\nuse: spoke --master HOST:PORT --cert-dir ${o.out} server ls\n`);
       return 0;
     },
+  },
+};
+
+COMMANDS['operator ls'] = {
+  usage: 'operator ls',
+  summary: 'list the operator certificates issued (name, fingerprint, expiry, revoked)',
+  args: [0, 0],
+  async run(ctx) {
+    const r = await ctx.api().call('listOperators', {});
+    print(ctx, r.operators.map(operatorJson), () => operatorTable(r.operators));
+    return 0;
+  },
+};
+COMMANDS['operator revoke'] = {
+  usage: 'operator revoke NAME',
+  summary: "revoke every valid certificate of an operator: the master refuses their next call",
+  args: [1, 1],
+  async run(ctx, [name]) {
+    const r = await ctx.api().call('revokeOperator', { name });
+    print(ctx, r.operators.map(operatorJson), () => `revoked ${r.operators.length} certificate(s) of ${name}: ${r.operators.map((c) => c.fingerprint.slice(0, 16)).join(', ')}\n`);
+    return 0;
   },
 };
 

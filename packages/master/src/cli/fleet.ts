@@ -4,7 +4,7 @@
  * platform's drift mode, and a cluster's state from its members'.
  */
 import { fail, wire } from '@spoke/shared';
-import { ago, human } from './format.js';
+import { ago, human, table } from './format.js';
 
 /** STATE of `platform status` for one server. */
 export function treeState(x: wire.PlatformTreeStatus, now = Date.now()): string {
@@ -74,4 +74,20 @@ export async function confirmDelete(io: { err(s: string): void; confirm?(q: stri
   if (!io.confirm) throw fail('CONFIRMATION_REQUIRED', `${warning} Nothing was done: add --yes to go ahead`);
   io.err(`${warning}\n`);
   if (!(await io.confirm('Delete these files?'))) throw fail('TASK_CANCELLED', 'nothing was deleted (answered no)');
+}
+
+/** An operator certificate as printed by `-o json`. */
+export function operatorJson(c: wire.OperatorCert) {
+  const iso = (ms: number) => (ms ? new Date(Number(ms)).toISOString() : null);
+  return { name: c.name, fingerprint: c.fingerprint, issued: iso(c.issuedMs), expires: iso(c.expiresMs), revoked: iso(c.revokedMs) };
+}
+
+/** `operator ls`. */
+export function operatorTable(list: wire.OperatorCert[], now = Date.now()): string {
+  if (list.length === 0) return 'no operator certificates recorded (issue one: spoke operator cert NAME --out DIR)\n';
+  const day = (ms: number) => new Date(Number(ms)).toISOString().slice(0, 10);
+  return table(
+    ['NAME', 'FINGERPRINT', 'ISSUED', 'EXPIRES', 'STATE'],
+    list.map((c) => [c.name, c.fingerprint.slice(0, 16), day(c.issuedMs), day(c.expiresMs), c.revokedMs ? `revoked ${day(c.revokedMs)}` : Number(c.expiresMs) < now ? 'expired' : 'valid']),
+  );
 }

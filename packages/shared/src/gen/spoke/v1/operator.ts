@@ -362,6 +362,20 @@ export interface IssueOperatorCertResponse {
   caPem: string;
 }
 
+export interface OperatorCert {
+  name: string;
+  /** sha256 of the certificate (hex) */
+  fingerprint: string;
+  issuedMs: number;
+  expiresMs: number;
+  /** 0 = valid */
+  revokedMs: number;
+}
+
+export interface OperatorCertList {
+  operators: OperatorCert[];
+}
+
 export interface SetSiteCronRequest {
   domain: string;
   interval: string;
@@ -5171,6 +5185,222 @@ export const IssueOperatorCertResponse: MessageFns<IssueOperatorCertResponse> = 
   },
 };
 
+function createBaseOperatorCert(): OperatorCert {
+  return { name: "", fingerprint: "", issuedMs: 0, expiresMs: 0, revokedMs: 0 };
+}
+
+export const OperatorCert: MessageFns<OperatorCert> = {
+  encode(message: OperatorCert, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.fingerprint !== "") {
+      writer.uint32(18).string(message.fingerprint);
+    }
+    if (message.issuedMs !== 0) {
+      writer.uint32(24).int64(message.issuedMs);
+    }
+    if (message.expiresMs !== 0) {
+      writer.uint32(32).int64(message.expiresMs);
+    }
+    if (message.revokedMs !== 0) {
+      writer.uint32(40).int64(message.revokedMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OperatorCert {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOperatorCert();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fingerprint = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.issuedMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.expiresMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.revokedMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OperatorCert {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      fingerprint: isSet(object.fingerprint) ? globalThis.String(object.fingerprint) : "",
+      issuedMs: isSet(object.issuedMs)
+        ? globalThis.Number(object.issuedMs)
+        : isSet(object.issued_ms)
+        ? globalThis.Number(object.issued_ms)
+        : 0,
+      expiresMs: isSet(object.expiresMs)
+        ? globalThis.Number(object.expiresMs)
+        : isSet(object.expires_ms)
+        ? globalThis.Number(object.expires_ms)
+        : 0,
+      revokedMs: isSet(object.revokedMs)
+        ? globalThis.Number(object.revokedMs)
+        : isSet(object.revoked_ms)
+        ? globalThis.Number(object.revoked_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: OperatorCert): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.fingerprint !== "") {
+      obj.fingerprint = message.fingerprint;
+    }
+    if (message.issuedMs !== 0) {
+      obj.issuedMs = Math.round(message.issuedMs);
+    }
+    if (message.expiresMs !== 0) {
+      obj.expiresMs = Math.round(message.expiresMs);
+    }
+    if (message.revokedMs !== 0) {
+      obj.revokedMs = Math.round(message.revokedMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OperatorCert>, I>>(base?: I): OperatorCert {
+    return OperatorCert.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OperatorCert>, I>>(object: I): OperatorCert {
+    const message = createBaseOperatorCert();
+    message.name = object.name ?? "";
+    message.fingerprint = object.fingerprint ?? "";
+    message.issuedMs = object.issuedMs ?? 0;
+    message.expiresMs = object.expiresMs ?? 0;
+    message.revokedMs = object.revokedMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseOperatorCertList(): OperatorCertList {
+  return { operators: [] };
+}
+
+export const OperatorCertList: MessageFns<OperatorCertList> = {
+  encode(message: OperatorCertList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.operators) {
+      OperatorCert.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OperatorCertList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOperatorCertList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.operators.push(OperatorCert.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OperatorCertList {
+    return {
+      operators: globalThis.Array.isArray(object?.operators)
+        ? object.operators.map((e: any) => OperatorCert.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: OperatorCertList): unknown {
+    const obj: any = {};
+    if (message.operators?.length) {
+      obj.operators = message.operators.map((e) => OperatorCert.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OperatorCertList>, I>>(base?: I): OperatorCertList {
+    return OperatorCertList.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OperatorCertList>, I>>(object: I): OperatorCertList {
+    const message = createBaseOperatorCertList();
+    message.operators = object.operators?.map((e) => OperatorCert.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseSetSiteCronRequest(): SetSiteCronRequest {
   return { domain: "", interval: "" };
 }
@@ -5737,6 +5967,25 @@ export const OperatorService = {
       Buffer.from(IssueOperatorCertResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): IssueOperatorCertResponse => IssueOperatorCertResponse.decode(value),
   },
+  /** Operator certificates issued (since they are recorded), and revoking every valid one of a name. */
+  listOperators: {
+    path: "/spoke.v1.Operator/ListOperators" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    requestDeserialize: (value: Buffer): Empty => Empty.decode(value),
+    responseSerialize: (value: OperatorCertList): Buffer => Buffer.from(OperatorCertList.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OperatorCertList => OperatorCertList.decode(value),
+  },
+  revokeOperator: {
+    path: "/spoke.v1.Operator/RevokeOperator" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: OperatorCertList): Buffer => Buffer.from(OperatorCertList.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OperatorCertList => OperatorCertList.decode(value),
+  },
   /**
    * Cron: run a site's cron now (waits for the run; recorded in its history like a scheduled
    * one), change its interval, list its recent runs.
@@ -5838,6 +6087,9 @@ export interface OperatorServer extends UntypedServiceImplementation {
    */
   watchTask: handleServerStreamingCall<WatchTaskRequest, TaskEvent>;
   issueOperatorCert: handleUnaryCall<IssueOperatorCertRequest, IssueOperatorCertResponse>;
+  /** Operator certificates issued (since they are recorded), and revoking every valid one of a name. */
+  listOperators: handleUnaryCall<Empty, OperatorCertList>;
+  revokeOperator: handleUnaryCall<NameRequest, OperatorCertList>;
   /**
    * Cron: run a site's cron now (waits for the run; recorded in its history like a scheduled
    * one), change its interval, list its recent runs.
@@ -6448,6 +6700,37 @@ export interface OperatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: IssueOperatorCertResponse) => void,
+  ): ClientUnaryCall;
+  /** Operator certificates issued (since they are recorded), and revoking every valid one of a name. */
+  listOperators(
+    request: Empty,
+    callback: (error: ServiceError | null, response: OperatorCertList) => void,
+  ): ClientUnaryCall;
+  listOperators(
+    request: Empty,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: OperatorCertList) => void,
+  ): ClientUnaryCall;
+  listOperators(
+    request: Empty,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: OperatorCertList) => void,
+  ): ClientUnaryCall;
+  revokeOperator(
+    request: NameRequest,
+    callback: (error: ServiceError | null, response: OperatorCertList) => void,
+  ): ClientUnaryCall;
+  revokeOperator(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: OperatorCertList) => void,
+  ): ClientUnaryCall;
+  revokeOperator(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: OperatorCertList) => void,
   ): ClientUnaryCall;
   /**
    * Cron: run a site's cron now (waits for the run; recorded in its history like a scheduled
