@@ -20,11 +20,11 @@
 import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { STAGING_PREFIX, extractArchive, fail, formatBytes } from '@spoke/shared';
-import type { TaskContext } from '../tasks.js';
+import type { TaskContext } from '../tasks/engine.js';
 import type { SiteInfo } from '../types.js';
 import { BackupStore, newBackupId, type BackupInfo, type BackupParts } from './backup.js';
 import { siteDir } from './settings.js';
-import type { Step } from './steps.js';
+import type { Step } from '../tasks/steps.js';
 import type { SiteTasks } from './tasks.js';
 
 /** The task kinds of this module. */

@@ -26,12 +26,12 @@
 import { lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkDomain, fail, isSpokeError } from '@spoke/shared';
-import type { TaskContext } from '../tasks.js';
+import type { TaskContext } from '../tasks/engine.js';
 import type { PlatformInfo } from '../types.js';
-import type { PlatformKind } from '../platform/index.js';
+import type { PlatformKind } from '../platforms/registry/index.js';
 import { readSiteSettings, settingsFileOf, type ImportedSettings } from './readsettings.js';
 import { newSiteSalt, siteDir } from './settings.js';
-import type { Step } from './steps.js';
+import type { Step } from '../tasks/steps.js';
 import type { ConfigureUndo, SiteTasks, WriteUndo } from './tasks.js';
 
 /** The task kind of this module. */

@@ -19,11 +19,11 @@ import { createReadStream, createWriteStream, existsSync, mkdirSync, rmSync } fr
 import { finished } from 'node:stream/promises';
 import { join } from 'node:path';
 import { checkDomain, fail, generateDbPassword, isSpokeError, siteDbName } from '@spoke/shared';
-import type { SubmitInput, TaskContext } from '../tasks.js';
+import type { SubmitInput, TaskContext } from '../tasks/engine.js';
 import type { PlatformInfo, SiteInfo } from '../types.js';
 import { newSiteSalt, siteDir, type SiteFacts } from './settings.js';
 import { dumpMarkerOffset, dumpSchema, dumpWithStatements, renameStatements } from './rename.js';
-import type { Step } from './steps.js';
+import type { Step } from '../tasks/steps.js';
 import { describeUpdates } from './drupal.js';
 import type { ConfigureUndo, DbUndo, SiteTasks, WriteUndo } from './tasks.js';
 

@@ -18,7 +18,7 @@ import type {
   SiteInfo,
   SiteSecrets,
   SiteStatus,
-} from './types.js';
+} from '../types.js';
 
 /** Tells whether an agent server is connected with a fresh heartbeat. */
 export interface Presence {
