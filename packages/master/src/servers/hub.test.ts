@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CAPABILITY_VERSION, type wire } from '@spoke/shared';
-import { connectFakeAgent } from './testutil.js';
+import { connectFakeAgent } from '../testutil.js';
 
 const connect = (capabilityVersion: number) => connectFakeAgent('w1', capabilityVersion);
 

@@ -6,7 +6,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { wire } from '@spoke/shared';
-import { connectFakeAgent } from './testutil.js';
+import { connectFakeAgent } from '../testutil.js';
 
 const connect = (capabilityVersion: number) => connectFakeAgent('db1', capabilityVersion);
 

@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger, type SpokeError } from '@spoke/shared';
 import { PlatformBuilder, checkMakefileSource, type BuildRequest } from './build.js';
 import { ARCHIVE_FORMATS, commitRepo, packArchive, rawZip, snapshot, snapshotDiff, symlinkPatch } from './buildfixtures.js';
-import { writeTree } from './platform/testTree.js';
+import { writeTree } from './registry/testTree.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spoke-buildsec-'));
 /** Everything a build may not touch lives in here; escapes with up to 4 `..` land in it. */

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RootMap, createLogger, walkTree } from '@spoke/shared';
-import { migrate, openStore } from './store.js';
+import { migrate, openStore } from '../namespace/store.js';
 import { SqliteStatCache, TreeStore } from './trees.js';
 
 /**

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fail, silentLogger } from '@spoke/shared';
-import { openStore, type Db } from '../store.js';
-import { TaskEngine, type TaskContext } from '../tasks.js';
+import { openStore, type Db } from '../namespace/store.js';
+import { TaskEngine, type TaskContext } from './engine.js';
 import { StepLog, resumeRollback, runSteps, type Step } from './steps.js';
 
 const dirs: string[] = [];

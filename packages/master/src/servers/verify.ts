@@ -4,8 +4,8 @@
  */
 import { formatBytes as human, fail, isSpokeError } from '@spoke/shared';
 import type { AgentHub, VerifyReport } from './hub.js';
-import type { Namespace } from './namespace.js';
-import type { TaskHandler } from './tasks.js';
+import type { Namespace } from '../namespace/namespace.js';
+import type { TaskHandler } from '../tasks/engine.js';
 
 
 /** The handler for `server.verify` tasks. */

@@ -6,13 +6,13 @@
  * with `--live`, a change under the canonical tree queues one too, debounced.
  */
 import { checkSymlinkTarget, formatBytes as human, fail, isSpokeError, type Logger, type Manifest } from '@spoke/shared';
-import type { AgentHub, ConflictInfo, ConvergeReport, HelloEvent } from './hub.js';
+import type { AgentHub, ConflictInfo, ConvergeReport, HelloEvent } from '../servers/hub.js';
 import type { PlatformBuilder } from './build.js';
-import type { Namespace } from './namespace.js';
-import type { TaskContext, TaskEngine, TaskHandler } from './tasks.js';
+import type { Namespace } from '../namespace/namespace.js';
+import type { TaskContext, TaskEngine, TaskHandler } from '../tasks/engine.js';
 import type { TreeStore } from './trees.js';
-import type { PlatformInfo } from './types.js';
-import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, type ScanCache } from './platform/index.js';
+import type { PlatformInfo } from '../types.js';
+import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, type ScanCache } from './registry/index.js';
 
 
 /** Files the registry is read from (see platform/registry.ts and platform/detect.ts). */

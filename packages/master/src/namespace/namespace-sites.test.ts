@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addAgent, expectRefused, freshNamespace, snapshot } from './testutil.js';
+import { addAgent, expectRefused, freshNamespace, snapshot } from '../testutil.js';
 
 const existing = { kind: 'existing' as const };
 const DB = { name: 'example_com', user: 'example_com', password: 'p'.repeat(32) };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addAgent, expectRefused, freshNamespace } from './testutil.js';
+import { addAgent, expectRefused, freshNamespace } from '../testutil.js';
 
 const existing = { kind: 'existing' as const };
 

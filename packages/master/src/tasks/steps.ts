@@ -8,8 +8,8 @@
  * before it are not undone any more.
  */
 import { fail, isSpokeError, SpokeError } from '@spoke/shared';
-import type { Db } from '../store.js';
-import type { TaskContext } from '../tasks.js';
+import type { Db } from '../namespace/store.js';
+import type { TaskContext } from './engine.js';
 
 /** One step of a task. */
 export interface Step {

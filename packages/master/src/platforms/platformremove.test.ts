@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RootMap, fail, silentLogger } from '@spoke/shared';
-import type { AgentCommand, AgentHub } from './hub.js';
+import type { AgentCommand, AgentHub } from '../servers/hub.js';
 import type { PlatformSync } from './converge.js';
-import { TaskEngine } from './tasks.js';
+import { TaskEngine } from '../tasks/engine.js';
 import { TreeStore } from './trees.js';
-import { addAgent, freshNamespace } from './testutil.js';
-import { SiteTasks } from './sites/tasks.js';
+import { addAgent, freshNamespace } from '../testutil.js';
+import { SiteTasks } from '../sites/tasks.js';
 import { PlatformRemover } from './platformremove.js';
 
 const dirs: string[] = [];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fail, silentLogger } from '@spoke/shared';
-import { openStore } from './store.js';
-import { TaskEngine } from './tasks.js';
+import { openStore } from '../namespace/store.js';
+import { TaskEngine } from './engine.js';
 
 function engine(concurrency = 4, file = ':memory:') {
   const db = openStore(file);

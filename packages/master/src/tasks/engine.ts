@@ -5,8 +5,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { SpokeError, fail, isSpokeError, type Logger } from '@spoke/shared';
-import type { Db } from './store.js';
-import type { Clock, TaskInfo, TaskLogEntry, TaskState } from './types.js';
+import type { Db } from '../namespace/store.js';
+import type { Clock, TaskInfo, TaskLogEntry, TaskState } from '../types.js';
 
 /** What a running task's handler gets. */
 export interface TaskContext {

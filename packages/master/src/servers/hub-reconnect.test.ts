@@ -6,8 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '@spoke/shared';
 import { AgentHub, expectedBack } from './hub.js';
-import type { Namespace } from './namespace.js';
-import { FakeAgentStream } from './testutil.js';
+import type { Namespace } from '../namespace/namespace.js';
+import { FakeAgentStream } from '../testutil.js';
 
 type AgentStream = Parameters<AgentHub['attach']>[2];
 const NOW = Date.now();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { certIdentity, createCA, createCsr } from '@spoke/shared';
 import { Enroller, loadOrCreateCA, parseToken } from './ca.js';
-import { addAgent, expectRefused, freshNamespace } from './testutil.js';
+import { addAgent, expectRefused, freshNamespace } from '../testutil.js';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));

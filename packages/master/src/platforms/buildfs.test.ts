@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BuildBudget, checkBuiltTree, countTree, placeInside, resolveDirInside, SourcePolicy } from './buildfs.js';
-import { writeTree } from './platform/testTree.js';
+import { writeTree } from './registry/testTree.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spoke-buildfs-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -57,8 +57,8 @@ import {
   type MakeLibrary,
   type MakePatch,
   type MakeProject,
-} from './platform/index.js';
-import type { PlatformSource } from './types.js';
+} from './registry/index.js';
+import type { PlatformSource } from '../types.js';
 
 /** What a build writes to (the task log) and listens to (cancellation). */
 export interface BuildContext {

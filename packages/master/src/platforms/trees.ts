@@ -25,7 +25,7 @@ import {
 } from '@spoke/shared';
 import { existsSync, lstatSync, readdirSync, statSync, type Stats } from 'node:fs';
 import type { Statement } from 'better-sqlite3';
-import type { Db } from './store.js';
+import type { Db } from '../namespace/store.js';
 
 /** How many recent manifests per tree are kept for sending differences. */
 const HISTORY = 4;

@@ -11,15 +11,15 @@
  * anything is touched, so a retry starts from the same state.
  */
 import { existsSync, rmSync } from 'node:fs';
-import { moveDir } from './fsmove.js';
+import { moveDir } from '../fsmove.js';
 import { dirname, join } from 'node:path';
 import { fail, isSpokeError, removeTreeKeepingUserData, type Logger } from '@spoke/shared';
-import type { AgentHub, PlatformForgetReport } from './hub.js';
-import type { Namespace } from './namespace.js';
-import type { TaskContext, TaskEngine } from './tasks.js';
+import type { AgentHub, PlatformForgetReport } from '../servers/hub.js';
+import type { Namespace } from '../namespace/namespace.js';
+import type { TaskContext, TaskEngine } from '../tasks/engine.js';
 import type { TreeStore } from './trees.js';
-import type { TaskInfo } from './types.js';
-import type { SiteTasks } from './sites/tasks.js';
+import type { TaskInfo } from '../types.js';
+import type { SiteTasks } from '../sites/tasks.js';
 
 /** What `platform rm` takes. */
 export interface RemovePlatformInput {

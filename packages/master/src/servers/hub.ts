@@ -8,8 +8,8 @@ import { randomUUID } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { CAPABILITY_VERSION, COMMAND_CAPABILITY, fail, SpokeError, toServiceError, type Logger, wire, isErrorCode } from '@spoke/shared';
-import type { Namespace, Presence, DetectedServiceInfo } from './namespace.js';
-import type { Clock, HostFactsInfo } from './types.js';
+import type { Namespace, Presence, DetectedServiceInfo } from '../namespace/namespace.js';
+import type { Clock, HostFactsInfo } from '../types.js';
 import { DumpTransfers, type DumpTransferHandle } from './dumps.js';
 
 /** A typed command the master can send to an agent. */

@@ -17,9 +17,9 @@ import {
   signCsr,
   type KeyPair,
 } from '@spoke/shared';
-import type { Namespace } from './namespace.js';
-import type { Db } from './store.js';
-import type { Clock } from './types.js';
+import type { Namespace } from '../namespace/namespace.js';
+import type { Db } from '../namespace/store.js';
+import type { Clock } from '../types.js';
 
 /** Default lifetime of an enrollment token. */
 export const DEFAULT_TOKEN_TTL_MS = 3_600_000;
