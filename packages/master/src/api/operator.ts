@@ -5,11 +5,11 @@
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import { fail, toServiceError, trimPathSlashes, wire, type Logger } from '@spoke/shared';
 import type { Core } from '../core.js';
-import type { TaskEvent } from '../tasks.js';
-import { isFinal } from '../tasks.js';
-import { conflictAdvice } from '../converge.js';
-import { parseDriftMode } from '../drift.js';
-import type { OperatorCertInfo } from '../operators.js';
+import type { TaskEvent } from '../tasks/engine.js';
+import { isFinal } from '../tasks/engine.js';
+import { conflictAdvice } from '../platforms/converge.js';
+import { parseDriftMode } from '../platforms/drift.js';
+import type { OperatorCertInfo } from '../servers/operators.js';
 import { requireOperator, type Via } from './auth.js';
 import { parseCronInterval } from '../sites/cron.js';
 import {

@@ -4,6 +4,7 @@
  * platform's drift mode, and a cluster's state from its members'.
  */
 import { fail, wire } from '@spoke/shared';
+import type { Ctx } from './command.js';
 import { ago, human, table } from './format.js';
 
 /** STATE of `platform status` for one server. */
@@ -90,4 +91,17 @@ export function operatorTable(list: wire.OperatorCert[], now = Date.now()): stri
     ['NAME', 'FINGERPRINT', 'ISSUED', 'EXPIRES', 'STATE'],
     list.map((c) => [c.name, c.fingerprint.slice(0, 16), day(c.issuedMs), day(c.expiresMs), c.revokedMs ? `revoked ${day(c.revokedMs)}` : Number(c.expiresMs) < now ? 'expired' : 'valid']),
   );
+}
+
+/** The platforms placed on `server`. */
+export async function platformsOf(ctx: Ctx, server: string): Promise<wire.Platform[]> {
+  return (await ctx.api().call('listPlatforms', {})).platforms.filter((p) => p.server === server);
+}
+
+/** `platform rm --delete-files`: says what goes where and asks, or needs --yes. */
+export async function confirmDeleteFiles(ctx: Ctx, name: string, yes: boolean): Promise<void> {
+  const p = await ctx.api().call('getPlatform', { name });
+  const members = (await ctx.api().call('getServer', { name: p.server })).members;
+  const root = (await ctx.api().call('status', {})).root;
+  await confirmDelete(ctx.io, deleteFilesWarning(p, members, root), yes);
 }

@@ -256,6 +256,12 @@ export interface ConvergeCommand {
    */
   webGroupFiles: string[];
   /**
+   * Re-observe the tree on disk before deciding what to change (an operator's `platform verify`):
+   * a hand edit made a second ago is repaired now, not at the agent's next minute scan. An agent
+   * that does not know the field trusts what it last committed, as before.
+   */
+  recheck: boolean;
+  /**
    * Report drift instead of repairing it: when the tree differs from what was last converged
    * (hand edits), change nothing and fail with DRIFT_FOUND (platforms with `--drift report`).
    */
@@ -3086,7 +3092,7 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
 };
 
 function createBaseConvergeCommand(): ConvergeCommand {
-  return { tree: "", rootHash: "", excludes: [], label: "", webGroupFiles: [], reportDrift: false };
+  return { tree: "", rootHash: "", excludes: [], label: "", webGroupFiles: [], recheck: false, reportDrift: false };
 }
 
 export const ConvergeCommand: MessageFns<ConvergeCommand> = {
@@ -3106,8 +3112,11 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     for (const v of message.webGroupFiles) {
       writer.uint32(42).string(v!);
     }
+    if (message.recheck !== false) {
+      writer.uint32(48).bool(message.recheck);
+    }
     if (message.reportDrift !== false) {
-      writer.uint32(48).bool(message.reportDrift);
+      writer.uint32(56).bool(message.reportDrift);
     }
     return writer;
   },
@@ -3170,6 +3179,14 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
               break;
             }
 
+            message.recheck = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
             message.reportDrift = reader.bool();
             continue;
           }
@@ -3200,6 +3217,7 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
         : globalThis.Array.isArray(object?.web_group_files)
         ? object.web_group_files.map((e: any) => globalThis.String(e))
         : [],
+      recheck: isSet(object.recheck) ? globalThis.Boolean(object.recheck) : false,
       reportDrift: isSet(object.reportDrift)
         ? globalThis.Boolean(object.reportDrift)
         : isSet(object.report_drift)
@@ -3225,6 +3243,9 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     if (message.webGroupFiles?.length) {
       obj.webGroupFiles = message.webGroupFiles;
     }
+    if (message.recheck !== false) {
+      obj.recheck = message.recheck;
+    }
     if (message.reportDrift !== false) {
       obj.reportDrift = message.reportDrift;
     }
@@ -3241,6 +3262,7 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     message.excludes = object.excludes?.map((e) => e) || [];
     message.label = object.label ?? "";
     message.webGroupFiles = object.webGroupFiles?.map((e) => e) || [];
+    message.recheck = object.recheck ?? false;
     message.reportDrift = object.reportDrift ?? false;
     return message;
   },
