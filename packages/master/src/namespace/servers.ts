@@ -326,6 +326,7 @@ export class Servers {
         );
       }
       if (r.kind === 'agent' && r.cluster) {
+        this.checkMemberRemovable(r.cluster, name);
         // A member holds its cluster's trees: it leaves the cluster first, which says what stays where.
         const served = this.platformNamesOn(r.cluster);
         if (served.length > 0) {
@@ -334,7 +335,6 @@ export class Servers {
             `${name} serves platform${served.length > 1 ? 's' : ''} ${served.join(', ')} of cluster ${r.cluster}; take it out first: spoke cluster remove ${r.cluster} ${name} [--delete-files], then spoke server rm ${name}`,
           );
         }
-        this.checkMemberRemovable(r.cluster, name);
       }
       if (r.kind === 'cluster') {
         this.db.prepare('UPDATE servers SET cluster = NULL WHERE cluster = ?').run(name);
