@@ -31,8 +31,13 @@
  *       symlink is skipped and reported (ConvergeResult.conflicts, TreeStatusResult.conflicts),
  *       everything else applied; an unfinishable journal or a refused manifest delta no longer
  *       stops every later converge of the tree. Older agents fail the whole converge instead.
+ *  13 — drift on the agent's terms (issue 23): a repair copies what it removes or overwrites that
+ *       differs from the last commit (hand edits) into a bounded quarantine in the state dir
+ *       (ConvergeResult.quarantined, TreeStatusResult.quarantine), and ConvergeCommand.report_drift
+ *       makes a converge that finds drift change nothing and fail with DRIFT_FOUND. Older agents
+ *       ignore report_drift (they repair, keeping nothing) and list no quarantine.
  */
-export const CAPABILITY_VERSION = 11;
+export const CAPABILITY_VERSION = 13;
 
 /** The lowest capability an agent needs for each command the master sends (default 1). */
 export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteTool: 9, siteCron: 10, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };
