@@ -200,7 +200,7 @@ export class PlatformRemover {
     } else if (!deleteFiles) {
       ctx.log(`master: canonical tree ${host} left in place`);
     }
-    ctx.log(`platform ${name} removed${offline.length ? `; ${offline.join(', ')} still ${offline.length > 1 ? 'have' : 'has'} its config (offline; finished when ${offline.length > 1 ? 'they return' : 'it returns'})` : ''}`);
+    ctx.log(`platform ${name} removed${offline.length ? `; ${offline.join(', ')} still ${offline.length > 1 ? 'have' : 'has'} its config (offline${this.leftovers ? `; finished when ${offline.length > 1 ? 'they return' : 'it returns'}` : ''})` : ''}`);
     return {
       platform: name,
       servers: results.flatMap((r) => (r.ok ? [{ server: r.server, ...r.r }] : [])),
