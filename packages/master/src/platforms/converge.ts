@@ -326,7 +326,7 @@ export class PlatformSync {
           const meter = new ProgressMeter(server);
           const r = await this.hub.call(
             server,
-            { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}`, webGroupFiles: this.webGroupFilesOf(p.name) },
+            { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}`, webGroupFiles: this.webGroupFilesOf(p.name), recheck: rescan },
             {
               signal: ctx.signal,
               log: ctx.log,

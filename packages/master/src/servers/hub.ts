@@ -16,8 +16,9 @@ import { DumpTransfers, type DumpTransferHandle } from './dumps.js';
 export type AgentCommand =
   | { type: 'verifyServer'; minFreeBytes: number }
   | { type: 'ping' }
-  // webGroupFiles: settings files the agent gives to the web group after the apply
-  | { type: 'converge'; tree: string; rootHash: string; excludes: string[]; label: string; webGroupFiles?: string[] }
+  // webGroupFiles: settings files the agent gives to the web group after the apply; recheck: the
+  // agent re-observes the tree first (an operator's verify), instead of trusting its last commit
+  | { type: 'converge'; tree: string; rootHash: string; excludes: string[]; label: string; webGroupFiles?: string[]; recheck?: boolean }
   | { type: 'treeStatus'; tree: string; excludes: string[] }
   | { type: 'configurePlatform'; platform: string; tree: string; kind: string; pinnedImpl: string }
   // site databases on a db agent: `hosts` are the web hosts of the site (every cluster member);
@@ -651,7 +652,7 @@ function commandToWire(id: string, cmd: AgentCommand): wire.MasterCommand {
     case 'converge':
       return {
         id,
-        command: { $case: 'converge', value: { tree: cmd.tree, rootHash: cmd.rootHash, excludes: cmd.excludes, label: cmd.label, webGroupFiles: cmd.webGroupFiles ?? [] } },
+        command: { $case: 'converge', value: { tree: cmd.tree, rootHash: cmd.rootHash, excludes: cmd.excludes, label: cmd.label, webGroupFiles: cmd.webGroupFiles ?? [], recheck: cmd.recheck ?? false } },
       };
     case 'treeStatus':
       return { id, command: { $case: 'treeStatus', value: { tree: cmd.tree, excludes: cmd.excludes } } };
