@@ -4,7 +4,8 @@
  */
 import { fail, isSpokeError, SPOKE_VERSION, type Logger } from '@spoke/shared';
 import type { Enroller } from './ca.js';
-import type { AgentHub, TreeStatusReport } from './hub.js';
+import type { AgentHub } from './hub.js';
+import type { TreeStatusReport } from '@spoke/shared';
 import type { Namespace } from './namespace.js';
 import type { TaskEngine } from './tasks.js';
 import type { Clock, PlatformInfo, TaskInfo } from './types.js';

@@ -13,7 +13,8 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSy
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { checkDomain, fail, generateDbPassword, isSpokeError, siteDbName } from '@spoke/shared';
-import type { AgentCommand, AgentCommandResults, AgentHub, CallOptions, SiteUpdateInfo } from '../hub.js';
+import type { AgentHub, CallOptions } from '../hub.js';
+import type { AgentCommand, AgentCommandResults, SiteUpdateInfo } from '@spoke/shared';
 import type { Namespace } from '../namespace.js';
 import { configOutcome, type PlatformSync } from '../converge.js';
 import type { Db } from '../store.js';
