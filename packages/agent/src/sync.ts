@@ -14,12 +14,15 @@ import {
   removeTreeKeepingUserData,
   unframeBlobs,
   wire,
+  type ConvergeReport,
+  type ConvergeRequest,
   type FileHelper,
   type Logger,
   type Manifest,
   type ManifestEntry,
   type ReceivedBlob,
   type RootMap,
+  type TreeStatusReport,
 } from '@spoke/shared';
 import {
   buildReuseIndex,
@@ -41,14 +44,6 @@ import {
 const REUSE_MIN_BYTES = 1024 * 1024;
 /** Hashes per FetchBlobs request, by default. */
 export const FETCH_BATCH = 16_384;
-
-/** One converge as the master asked for it. */
-export interface ConvergeRequest {
-  tree: string;
-  rootHash: string;
-  excludes: string[];
-  label: string;
-}
 
 /** Progress as the connection forwards it to the master. */
 export type ProgressFn = (p: { message: string; done: number; total: number }) => void;
@@ -178,7 +173,7 @@ export class AgentTrees {
   }
 
   /** Makes `req.tree` equal to the master's desired tree. */
-  converge(req: ConvergeRequest, progress: ProgressFn): Promise<wire.ConvergeResult> {
+  converge(req: ConvergeRequest, progress: ProgressFn): Promise<ConvergeReport> {
     return this.withLock(req.tree, async () => {
       const hostRoot = this.rootMap.confine(req.tree, this.roots);
       const committed = readCommitted(this.stateDir, req.tree);
@@ -254,7 +249,7 @@ export class AgentTrees {
   }
 
   /** What is on disk for a tree, against what was last converged. */
-  status(tree: string, excludes: string[]): Promise<wire.TreeStatusResult> {
+  status(tree: string, excludes: string[]): Promise<TreeStatusReport> {
     return this.withLock(tree, async () => {
       const hostRoot = this.rootMap.confine(tree, this.roots);
       const committed = readCommitted(this.stateDir, tree);
@@ -392,7 +387,7 @@ export class AgentTrees {
   }
 }
 
-function emptyResult(rootHash: string): wire.ConvergeResult {
+function emptyResult(rootHash: string): ConvergeReport {
   return {
     inSync: true,
     rootHash,

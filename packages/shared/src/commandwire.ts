@@ -16,6 +16,10 @@ type ResultCase<K extends AgentCommandType> = K extends 'ping' ? 'pong' : K;
 type WireResult = NonNullable<CommandResult['result']>;
 type WireResultValue<K extends AgentCommandType> = Extract<WireResult, { $case: ResultCase<K> }>['value'];
 
+/** Every MasterCommand case but the welcome is a command of the union: `true` only then. */
+const PROTO_CASES_ARE_COMMANDS: [Exclude<WireCommand['$case'], 'welcome' | AgentCommandType>] extends [never] ? true : false = true;
+void PROTO_CASES_ARE_COMMANDS;
+
 /** How one command and its result cross the wire, both ways. */
 interface Codec<K extends AgentCommandType> {
   command(c: AgentCommands[K]): WireCommandValue<K>;
