@@ -80,5 +80,6 @@ export { channelOptions, clientTls, serverTls, parseHostPort, grpcTarget } from 
 export * as wire from './wire.js';
 export * from './sync/index.js';
 export { formatBytes } from './format.js';
+export { envInt, LOG_LEVEL, parseEnv, parseWith } from './schema.js';
 export { removeTreeKeepingUserData } from './treeremove.js';
 export type { TreeRemoval } from './treeremove.js';
