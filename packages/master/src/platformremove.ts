@@ -20,6 +20,7 @@ import type { Namespace } from './namespace.js';
 import type { TaskContext, TaskEngine } from './tasks.js';
 import type { TreeStore } from './trees.js';
 import type { TaskInfo } from './types.js';
+import { paramsOf } from './taskparams.js';
 import type { SiteTasks } from './sites/tasks.js';
 
 /** What `platform rm` takes. */
@@ -87,11 +88,11 @@ export class PlatformRemover {
   }
 
   private async run(ctx: TaskContext): Promise<RemovePlatformResult> {
-    const params = ctx.task.params;
-    const name = String(params.platform);
+    const params = paramsOf(ctx.task, 'platform.remove');
+    const name = params.platform;
     const deleteFiles = params.deleteFiles === true;
     const offlineOk = params.offlineOk === true;
-    const siteTasks = (params.siteTasks as number[] | undefined) ?? [];
+    const siteTasks = params.siteTasks ?? [];
     const p = this.ns.getPlatform(name);
 
     for (const id of siteTasks) {
