@@ -9,7 +9,6 @@ import {
   CAPABILITY_VERSION,
   channelOptions,
   clientTls,
-  fail,
   fromServiceError,
   grpcTarget,
   isSpokeError,
