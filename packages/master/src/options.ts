@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { envInt, fail, LOG_LEVEL, parseEnv, parseHostPort } from '@spoke/shared';
-import { DEFAULT_BUILD_LIMITS } from './buildfs.js';
+import { DEFAULT_BUILD_LIMITS } from './platforms/buildfs.js';
 
 /** What a caller may set. */
 export interface MasterOptions {

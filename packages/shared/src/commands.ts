@@ -87,6 +87,11 @@ export interface ConvergeRequest {
   label: string;
   /** Settings files the agent gives to the web group after the apply (relative to the tree). */
   webGroupFiles?: string[];
+  /**
+   * Re-observe the tree on disk before deciding (an operator's verify), instead of trusting what
+   * was last committed. An agent that does not know the field trusts its last commit, as before.
+   */
+  recheck?: boolean;
 }
 
 /** One platform to configure on a web server. */

@@ -11,7 +11,7 @@ const conflicts = [{ path: 'sites/x', wanted: 'file', userData: 'sites/x/files' 
 const COMMANDS: { [K in AgentCommandType]: Extract<AgentCommand, { type: K }> } = {
   verifyServer: { type: 'verifyServer', minFreeBytes: 5_000_000_000 },
   ping: { type: 'ping' },
-  converge: { type: 'converge', tree: '/var/www/d7', rootHash: 'r1', excludes: ['x/'], label: 'platform d7', webGroupFiles: ['sites/a/settings.php'] },
+  converge: { type: 'converge', tree: '/var/www/d7', rootHash: 'r1', excludes: ['x/'], label: 'platform d7', webGroupFiles: ['sites/a/settings.php'], recheck: true },
   treeStatus: { type: 'treeStatus', tree: '/var/www/d7', excludes: ['y'] },
   configurePlatform: { type: 'configurePlatform', platform: 'd7', tree: '/var/www/d7', kind: 'drupal7', pinnedImpl: 'nginx' },
   dbCreate: { type: 'dbCreate', database: 'db1', user: 'u1', password: 'pw', hosts: ['w1', 'w2'] },
@@ -127,7 +127,7 @@ describe('agent command codecs', () => {
 
   it('fills what an optional field left out with the wire default', () => {
     const got = commandFromWire(overTheWire.command(commandToWire('id', { type: 'converge', tree: '/t', rootHash: 'r', excludes: [], label: 'l' })));
-    expect(got).toEqual({ type: 'converge', tree: '/t', rootHash: 'r', excludes: [], label: 'l', webGroupFiles: [] });
+    expect(got).toEqual({ type: 'converge', tree: '/t', rootHash: 'r', excludes: [], label: 'l', webGroupFiles: [], recheck: false });
     const tool = commandFromWire(overTheWire.command(commandToWire('id', { type: 'siteTool', tree: '/t', domain: 'a.b', kind: 'drupal8', op: 'updates' })));
     expect(tool).toEqual({ type: 'siteTool', tree: '/t', domain: 'a.b', kind: 'drupal8', op: 'updates', tokenHash: '', ttlSeconds: 0 });
   });

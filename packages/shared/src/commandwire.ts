@@ -62,7 +62,7 @@ const COMMAND_CODECS: { [K in AgentCommandType]: Codec<K> } = {
   },
   ping: { ...sameCodec, result: () => ({}), resultFrom: () => null },
   converge: {
-    command: (c) => ({ ...c, webGroupFiles: c.webGroupFiles ?? [] }),
+    command: (c) => ({ ...c, webGroupFiles: c.webGroupFiles ?? [], recheck: c.recheck ?? false }),
     commandFrom: same,
     result: same,
     resultFrom: (v) => ({ ...v, drift: driftFrom(v.drift), conflicts: conflictsFrom(v.conflicts) }),

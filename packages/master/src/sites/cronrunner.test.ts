@@ -7,7 +7,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fail, silentLogger } from '@spoke/shared';
-import type { CallOptions } from '../hub.js';
+import type { CallOptions } from '../servers/hub.js';
 import type { AgentCommand, SiteCronReport } from '@spoke/shared';
 import { addAgent, expectRefused, freshNamespace, snapshot } from '../testutil.js';
 import { cronOffsetMs } from './cron.js';
