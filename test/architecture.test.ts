@@ -36,7 +36,7 @@ const WIRE_EDGES = [
   /^packages\/agent\/src\/connection\.ts$/,
   /^packages\/agent\/src\/enroll\.ts$/,
   /^packages\/agent\/src\/sync\.ts$/,
-  /^packages\/shared\/src\/(wire|index|grpc|rpc)\.ts$/,
+  /^packages\/shared\/src\/(wire|index|grpc|rpc|commandwire)\.ts$/,
 ];
 
 describe('architecture', () => {

@@ -2,6 +2,7 @@
  * Domain types of the master. The core works with these; gRPC handlers convert them to and from
  * wire messages at the edge (api/convert.ts).
  */
+import type { HostFactsInfo } from '@spoke/shared';
 
 /** What a server row is: one agent host, or a named group of agent servers acting as one. */
 export type ServerKind = 'agent' | 'cluster';
@@ -15,17 +16,8 @@ export interface ServiceInfo {
   pinnedImpl: string;
 }
 
-/** Host facts an agent reports at hello. */
-export interface HostFactsInfo {
-  hostname: string;
-  os: string;
-  arch: string;
-  agentVersion: string;
-  roots: string[];
-  rootPrefix: string;
-  cpus: number;
-  memoryBytes: number;
-}
+/** Host facts an agent reports at hello (defined with the agent command protocol). */
+export type { HostFactsInfo };
 
 /** A server as the operator sees it. */
 export interface ServerInfo {

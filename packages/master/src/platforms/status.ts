@@ -6,7 +6,8 @@
  */
 import { existsSync } from 'node:fs';
 import { isSpokeError, type Logger } from '@spoke/shared';
-import type { AgentHub, TreeStatusReport } from '../servers/hub.js';
+import type { TreeStatusReport } from '@spoke/shared';
+import type { AgentHub } from '../servers/hub.js';
 import type { Namespace } from '../namespace/namespace.js';
 import type { TreeStore } from './trees.js';
 import type { PlatformInfo } from '../types.js';

@@ -7,7 +7,8 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fail, silentLogger } from '@spoke/shared';
-import type { AgentCommand, CallOptions, SiteCronReport } from '../servers/hub.js';
+import type { CallOptions } from '../servers/hub.js';
+import type { AgentCommand, SiteCronReport } from '@spoke/shared';
 import { addAgent, expectRefused, freshNamespace, snapshot } from '../testutil.js';
 import { cronOffsetMs } from './cron.js';
 import { CronScheduler, type CronHub } from './cronrunner.js';
