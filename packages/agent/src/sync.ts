@@ -14,12 +14,16 @@ import {
   removeTreeKeepingUserData,
   unframeBlobs,
   wire,
+  type ConvergeReport,
+  type ConvergeRequest,
   type FileHelper,
   type Logger,
   type Manifest,
   type ManifestEntry,
+  type QuarantineInfo,
   type ReceivedBlob,
   type RootMap,
+  type TreeStatusReport,
 } from '@spoke/shared';
 import {
   buildReuseIndex,
@@ -47,18 +51,6 @@ import {
 const REUSE_MIN_BYTES = 1024 * 1024;
 /** Hashes per FetchBlobs request, by default. */
 export const FETCH_BATCH = 16_384;
-
-/** One converge as the master asked for it. */
-export interface ConvergeRequest {
-  tree: string;
-  rootHash: string;
-  excludes: string[];
-  label: string;
-  /** Re-observe the tree before deciding (an operator's verify): nothing committed is trusted unchecked. */
-  recheck?: boolean;
-  /** Report drift instead of repairing it (DRIFT_FOUND, nothing changed). */
-  reportDrift?: boolean;
-}
 
 /** Progress as the connection forwards it to the master. */
 export type ProgressFn = (p: { message: string; done: number; total: number }) => void;
@@ -196,7 +188,7 @@ export class AgentTrees {
   }
 
   /** Makes `req.tree` equal to the master's desired tree. */
-  converge(req: ConvergeRequest, progress: ProgressFn): Promise<wire.ConvergeResult> {
+  converge(req: ConvergeRequest, progress: ProgressFn): Promise<ConvergeReport> {
     return this.withLock(req.tree, async () => {
       const hostRoot = this.rootMap.confine(req.tree, this.roots);
       const committed = readCommitted(this.stateDir, req.tree);
@@ -276,13 +268,13 @@ export class AgentTrees {
         },
         conflicts: r.conflicts.map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData })),
         wantedRootHash: r.conflicts.length ? req.rootHash : '',
-        quarantined: q === undefined ? undefined : quarantinedToWire(q),
+        ...(q === undefined ? {} : { quarantined: quarantineInfo(q) }),
       };
     });
   }
 
   /** What is on disk for a tree, against what was last converged. */
-  status(tree: string, excludes: string[]): Promise<wire.TreeStatusResult> {
+  status(tree: string, excludes: string[]): Promise<TreeStatusReport> {
     return this.withLock(tree, async () => {
       const hostRoot = this.rootMap.confine(tree, this.roots);
       const committed = readCommitted(this.stateDir, tree);
@@ -300,7 +292,7 @@ export class AgentTrees {
           total: o.drift.changed.length + o.drift.added.length + o.drift.removed.length,
         },
         conflicts: (committed?.conflicts ?? []).map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData })),
-        quarantine: safeList(this.quarantine, tree).map(quarantinedToWire),
+        quarantine: safeList(this.quarantine, tree).map(quarantineInfo),
       };
     });
   }
@@ -421,7 +413,7 @@ export class AgentTrees {
   }
 }
 
-function quarantinedToWire(q: QuarantineEntry): wire.Quarantined {
+function quarantineInfo(q: QuarantineEntry): QuarantineInfo {
   return { id: q.id, atMs: q.atMs, dir: q.dir, files: q.paths.length, bytes: q.bytes, paths: q.paths.slice(0, 100).map((p) => p.path), skipped: q.skipped.length };
 }
 
@@ -435,7 +427,7 @@ function safeList(q: QuarantineOptions, tree: string): QuarantineEntry[] {
   }
 }
 
-function emptyResult(rootHash: string): wire.ConvergeResult {
+function emptyResult(rootHash: string): ConvergeReport {
   return {
     inSync: true,
     rootHash,
@@ -450,6 +442,5 @@ function emptyResult(rootHash: string): wire.ConvergeResult {
     drift: { changed: [], added: [], removed: [], total: 0 },
     conflicts: [],
     wantedRootHash: '',
-    quarantined: undefined,
   };
 }

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, createLogger, fail } from '@spoke/shared';
 import { compileMasterOptions } from './options.js';
 import { startMaster, type RunningMaster } from './master.js';
-import type { Command } from './cli/cli.js';
+import type { Command } from './cli/command.js';
 
 /**
  * The start-up line that says where Spoke writes: with the real root, the machine's own

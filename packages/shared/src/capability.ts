@@ -31,6 +31,8 @@
  *       symlink is skipped and reported (ConvergeResult.conflicts, TreeStatusResult.conflicts),
  *       everything else applied; an unfinishable journal or a refused manifest delta no longer
  *       stops every later converge of the tree. Older agents fail the whole converge instead.
+ *  12 — reserved for the https branch (site certificates), not merged here yet: 13 is kept so
+ *       the two never mean different things.
  *  13 — drift on the agent's terms (issue 23): a repair copies what it removes or overwrites that
  *       differs from the last commit (hand edits) into a bounded quarantine in the state dir
  *       (ConvergeResult.quarantined, TreeStatusResult.quarantine), and ConvergeCommand.report_drift
@@ -39,8 +41,7 @@
  */
 export const CAPABILITY_VERSION = 13;
 
-/** The lowest capability an agent needs for each command the master sends (default 1). */
-export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteTool: 9, siteCron: 10, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };
+// The lowest capability each command needs: COMMAND_CAPABILITY in commands.ts.
 
 /** The product version printed by `--version` and reported in host facts. */
 export const SPOKE_VERSION = '0.1.0';

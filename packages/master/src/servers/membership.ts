@@ -20,6 +20,7 @@ import type { Namespace } from '../namespace/namespace.js';
 import type { Db } from '../namespace/store.js';
 import type { TaskContext, TaskEngine } from '../tasks/engine.js';
 import type { Clock, TaskInfo } from '../types.js';
+import { paramsOf } from '../tasks/params.js';
 
 /** One tree a server still holds for a platform it no longer serves. */
 export interface Leftover {
@@ -101,7 +102,7 @@ export class Leftovers {
   }
 
   private async run(ctx: TaskContext): Promise<ForgetLeftoversResult> {
-    const server = String(ctx.task.params.server);
+    const { server } = paramsOf(ctx.task, 'server.forget');
     const out: ForgetLeftoversResult = { server, forgotten: [], dropped: [] };
     const served = new Set(this.ns.hasServer(server) ? this.ns.platformsFor(server).map((p) => p.path) : []);
     for (const l of this.list(server)) {
