@@ -27,6 +27,13 @@ export interface MasterOptions {
    * @default 60000 (env SPOKE_RECONNECT_GRACE_MS)
    */
   agentReconnectGraceMs?: number;
+  /**
+   * How often the reconcile loop compares desired vs observed trees without an event.
+   * @default 30000 (env SPOKE_RECONCILE_MS)
+   */
+  reconcileIntervalMs?: number;
+  /** Wait after a failed converge before the loop retries it (doubles per failure, ≤ 15 min). @default 15000 (env SPOKE_RECONCILE_BACKOFF_MS) */
+  reconcileBackoffMs?: number;
   /** Tasks that may run at once. @default 4 */
   taskConcurrency?: number;
   /** `server verify` fails when a root has less free space. @default 256 MiB */
@@ -96,6 +103,8 @@ export function compileMasterOptions(o: MasterOptions = {}): CompiledMasterOptio
     heartbeatIntervalMs,
     heartbeatTtlMs: o.heartbeatTtlMs ?? heartbeatIntervalMs * 3,
     agentReconnectGraceMs: o.agentReconnectGraceMs ?? envInt('SPOKE_RECONNECT_GRACE_MS', true) ?? 60_000,
+    reconcileIntervalMs: o.reconcileIntervalMs ?? envInt('SPOKE_RECONCILE_MS') ?? 30_000,
+    reconcileBackoffMs: o.reconcileBackoffMs ?? envInt('SPOKE_RECONCILE_BACKOFF_MS') ?? 15_000,
     taskConcurrency: o.taskConcurrency ?? 4,
     minFreeBytes: o.minFreeBytes ?? envInt('SPOKE_MIN_FREE_BYTES') ?? 256 * 1024 * 1024,
     logLevel: o.logLevel ?? process.env.SPOKE_LOG_LEVEL ?? 'info',
