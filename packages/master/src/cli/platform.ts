@@ -119,6 +119,7 @@ export const platformCommands: Record<string, Command> = {
           drift: { changed: x.driftChanged, added: x.driftAdded, removed: x.driftRemoved, total: Number(x.driftTotal) },
           conflicts: x.conflicts.map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData, advice: c.advice })),
           error: x.error || null,
+          retry: Number(x.retryAtMs) ? { atMs: Number(x.retryAtMs), failures: x.failures, lastError: x.lastError } : null,
         })),
       };
       print(ctx, json, () => {
@@ -138,6 +139,10 @@ export const platformCommands: Record<string, Command> = {
           if (lines.length) out += `drift on ${x.server} (changed ~, added +, removed -):\n${lines.join('\n')}\n`;
           if (Number(x.driftTotal) > lines.length) out += `  … ${Number(x.driftTotal) - lines.length} more\n`;
           for (const c of x.conflicts) out += `conflict: ${c.advice}\n`;
+          if (Number(x.retryAtMs)) {
+            const inS = Math.max(0, Math.ceil((Number(x.retryAtMs) - Date.now()) / 1000));
+            out += `${x.server}: converge failed ${x.failures} time(s) in a row (last: ${x.lastError || 'unknown'}); next try in ${inS}s, or now: spoke platform verify ${s.platform}\n`;
+          }
         }
         return out;
       });
