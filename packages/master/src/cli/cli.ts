@@ -6,7 +6,7 @@
  * operator.ts); what they share (the command shape, printing, following a task) is command.ts.
  */
 import { parseArgs } from 'node:util';
-import { SPOKE_VERSION, SpokeError, fail, isSpokeError } from '@spoke/shared';
+import { SPOKE_VERSION, SpokeError, fail, isSpokeError } from '@spoke/shared/client';
 import { OperatorApi, type ConnectOptions } from './client.js';
 import { UsageError, type CliIO, type Command, type Ctx, type OptSpec } from './command.js';
 import { clusterCommands } from './cluster.js';
@@ -94,7 +94,8 @@ export async function runCli(argv: string[], io: CliIO, extra: Record<string, Co
         group.length ? `unknown command "${two}"; ${words[0]} has: ${group.map((k) => k.split(' ')[1]).join(', ')}` : `unknown command "${words[0]}" (see: spoke help)`,
       );
     }
-    const cmd = all[key] as Command;
+    let cmd = all[key] as Command;
+    if (cmd.load) cmd = await cmd.load();
     const nWords = key.split(' ').length;
     // Remove the command words (first occurrences) and parse the rest strictly.
     const args = [...rest];

@@ -3,7 +3,7 @@
  */
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { fail, wire } from '@spoke/shared';
+import { fail, wire } from '@spoke/shared/client';
 import { UsageError, kv, print, taskCommand, waitAndReport, type Command } from './command.js';
 import { human, platformJson, table } from './format.js';
 

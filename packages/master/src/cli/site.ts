@@ -3,7 +3,7 @@
  * link, delete, clone and migrate; `site cron`, `site backup`/`restore` and `site aliases` live in
  * their own files and are listed here in help order.
  */
-import { wire } from '@spoke/shared';
+import { wire } from '@spoke/shared/client';
 import { UsageError, kv, print, taskCommand, taskResult, waitAndReport, type Command, type Ctx } from './command.js';
 import { siteJson, table, taskJson } from './format.js';
 import { siteAliasCommands } from './sitealiases.js';
