@@ -1,13 +1,13 @@
 /**
  * CLI start-up benchmark (issue 23 item 17): `spoke server ls` start-to-exit against a bare
- * `node -e ''` in the same run, against a real master (its unix socket) with a few servers.
+ * `node -e ''` in the same run, against a real master (one ListServers round trip over its unix socket).
  * Runs alternate (node, spoke, node, spoke, …) so both see the same machine load; the ratio of
  * the medians is the figure (goal: ≤ 3× bare Node). Absolute times swing with load; the ratio is
  * what to compare between runs and machines.
  *
- *   pnpm bench:cli [--runs 21] [--json] [--spoke DIST/spoke.js (another build, e.g. an older one)]
+ *   pnpm bench:cli [--runs 21] [--json] [--spoke packages/master/OTHER-DIST/spoke.js (another build, e.g. an older one)]
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,8 +41,6 @@ async function main(): Promise<void> {
     const state = join(work, 'state');
     const master = procs.daemon(BIN.master, ['run', '--state-dir', state, '--listen', '127.0.0.1:0', '--root', join(work, 'root')], MASTER_NODE_FLAGS);
     await until('master', () => /listening on (\S+);/.exec(master.out) ?? undefined);
-    // A few servers so `server ls` prints a real table.
-    for (const s of ['web-1', 'web-2', 'web-3']) execFileSync(BIN.spoke, ['--state-dir', state, 'server', 'token', s], { stdio: 'ignore' });
     // As bin/spoke runs it (node, its flags, the bundle), or another build's bundle the same way.
     const spokeCmd = args.spoke ? process.execPath : BIN.spoke;
     const spoke = [...(args.spoke ? ['--max-semi-space-size=4', args.spoke] : []), '--state-dir', state, 'server', 'ls'];

@@ -26,7 +26,7 @@ const GLOBAL: OptSpec = {
 };
 
 /** Every command, in the order help lists them. */
-const COMMANDS: Record<string, Command> = {
+export const COMMANDS: Record<string, Command> = {
   ...statusCommands,
   ...serverCommands,
   ...clusterCommands,

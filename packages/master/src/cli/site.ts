@@ -97,9 +97,11 @@ export const siteCommands: Record<string, Command> = {
       const resultOf = (final: wire.Task): Result => (final.resultJson ? (JSON.parse(final.resultJson) as Result) : {});
       if (o['no-wait'] === true) {
         // The password is shown now or never: the master keeps it only until the installer ran.
-        print(ctx, { ...taskJson(t), adminPassword: q.adminPassword || null }, () =>
-          `${t.id}\n${q.adminPassword ? `admin password (shown once; valid when task ${t.id} succeeds): ${q.adminPassword}\n` : ''}`,
-        );
+        // stdout carries the task id alone (scripts read it); the password goes to the operator on stderr.
+        print(ctx, { ...taskJson(t), adminPassword: q.adminPassword || null }, () => {
+          if (q.adminPassword) ctx.io.err(`admin password (shown once; valid when task ${t.id} succeeds): ${q.adminPassword}\n`);
+          return `${t.id}\n`;
+        });
         return 0;
       }
       return waitAndReport(
