@@ -11,4 +11,6 @@ export { SPOKE_VERSION } from './capability.js';
 export { fromServiceError } from './rpc.js';
 export { channelOptions, clientTls, grpcTarget } from './grpc.js';
 export { formatBytes } from './format.js';
+export { didYouMean, formatHelp, unknownOptionMessage } from './usage.js';
+export type { HelpSpec } from './usage.js';
 export * as wire from './wireoperator.js';

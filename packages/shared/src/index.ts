@@ -41,5 +41,7 @@ export { channelOptions, clientTls, serverTls, parseHostPort, grpcTarget } from 
 export * as wire from './wire.js';
 export * from './sync/index.js';
 export { formatBytes } from './format.js';
+export { didYouMean, formatHelp, unknownOptionMessage } from './usage.js';
+export type { HelpSpec } from './usage.js';
 export { removeTreeKeepingUserData } from './treeremove.js';
 export type { TreeRemoval } from './treeremove.js';
