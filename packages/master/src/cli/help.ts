@@ -59,8 +59,6 @@ export const FLAG_HELP: Record<string, string> = {
   entity: 'only tasks on this thing: KIND:NAME (platform:wp, site:a.test, server:web-1) or a bare NAME when only one kind has it',
   limit: 'at most this many tasks (newest first; default 50)',
   follow: 'keep printing as it happens, until the task ends (Ctrl-C stops following, not the task)',
-  'events|follow': 'keep printing events as they happen until Ctrl-C',
-  'events|since': 'start from events after this sequence number (default: the last 20)',
   // operator
   'operator cert|ttl': 'how long the certificate is valid (e.g. 30d; default 365d)',
   'operator cert|out': 'the directory the key, certificate and CA certificate are written to (created 0700)',
@@ -116,7 +114,6 @@ export const EXAMPLES: Record<string, string[]> = {
   'task cancel': ['spoke task cancel 42'],
   'operator cert': ['spoke operator cert alice --out ~/.spoke/alice'],
   up: ['spoke up --root /tmp/spoke-trial'],
-  events: ['spoke events', 'spoke events -f'],
   completion: ['spoke completion bash > /etc/bash_completion.d/spoke', 'source <(spoke completion zsh)'],
 };
 
