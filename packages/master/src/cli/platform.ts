@@ -3,7 +3,7 @@
  */
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { fail, wire } from '@spoke/shared';
+import { fail, wire } from '@spoke/shared/client';
 import { UsageError, kv, print, taskCommand, waitAndReport, type Command } from './command.js';
 import { human, platformJson, table } from './format.js';
 
@@ -59,6 +59,8 @@ export const platformCommands: Record<string, Command> = {
       if (!ctx.json || !r.task) {
         const msg = `added platform ${p.name} at ${p.path} on ${p.server}${r.task ? '' : ` (status ${p.status})`}\n`;
         if (ctx.json) print(ctx, platformJson(p), () => msg);
+        // With --no-wait stdout carries the task id alone (scripts read it); the sentence is for the operator.
+        else if (r.task && o['no-wait'] === true) ctx.io.err(msg);
         else ctx.io.out(msg);
       }
       return r.task ? waitAndReport(ctx, r.task, o['no-wait'] === true) : 0;
