@@ -81,6 +81,8 @@ export class Core {
     buildEnv?: Record<string, string | undefined>;
     /** Cron runs at once and time between scheduler ticks. @default 4, 10000 */
     cron?: { concurrency?: number; tickMs?: number };
+    /** The reconcile loop's interval and first backoff (platforms/reconcile.ts). */
+    reconcile?: { intervalMs?: number; backoffMs?: number };
     /** Directories local build sources may come from. @default [] (each makefile's own directory) */
     buildSourceDirs?: readonly string[];
     /** Per-build limits. @default DEFAULT_BUILD_LIMITS (buildfs.ts) */
@@ -104,7 +106,17 @@ export class Core {
       limits: deps.buildLimits ?? {},
     });
     this.builder = builder;
-    this.sync = new PlatformSync({ ns: this.ns, hub: this.hub, tasks: this.tasks, trees: this.trees, log: this.log.child({ component: 'master.converge' }), builder });
+    this.sync = new PlatformSync({
+      ns: this.ns,
+      hub: this.hub,
+      tasks: this.tasks,
+      trees: this.trees,
+      log: this.log.child({ component: 'master.converge' }),
+      builder,
+      clock: this.clock,
+      reconcileIntervalMs: deps.reconcile?.intervalMs,
+      reconcilePolicy: deps.reconcile?.backoffMs ? { baseBackoffMs: deps.reconcile.backoffMs } : {},
+    });
     this.sites = new SiteTasks({
       ns: this.ns,
       hub: this.hub,
@@ -196,17 +208,20 @@ export class Core {
     return this.tasks.submit({ kind: 'server.verify', entity: `server:${name}`, params: { server: name } });
   }
 
-  /** Adds members to a cluster and converges its platforms to them (membership.ts). */
+  /**
+   * Adds a member to a cluster; the reconcile loop, woken now, converges the cluster's platforms
+   * to it (a connected agent says no new hello, so nothing else would).
+   */
   addClusterMember(cluster: string, member: string): ServerInfo {
     const s = this.ns.addClusterMember(cluster, member);
-    this.sync.reconcile(member, `joined cluster ${cluster}`);
+    this.sync.wake();
     return s;
   }
 
   /** Creates a cluster (its members converge to its platforms once it has some). */
   createCluster(name: string, members: string[]): ServerInfo {
     const s = this.ns.createCluster(name, members);
-    for (const m of members) this.sync.reconcile(m, `joined cluster ${name}`);
+    this.sync.wake();
     return s;
   }
 

@@ -12,6 +12,7 @@ import { boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, createLogger, fail } from '@s
 import { compileMasterOptions } from './options.js';
 import { startMaster, type RunningMaster } from './master.js';
 import type { Command } from './cli/command.js';
+import { LOCAL_SERVER } from './local.js';
 
 /**
  * The start-up line that says where Spoke writes: with the real root, the machine's own
@@ -25,9 +26,7 @@ export function rootNotice(root: string): string {
     '(the first server verify creates them); for a trial that touches nothing outside one directory: ./bin/spoke up --root DIR'
   );
 }
-
-/** The name of the local agent server on a one-box install. */
-export const LOCAL_SERVER = 'master';
+export { LOCAL_SERVER } from './local.js';
 
 /** Finds the spoke-agent entry: $SPOKE_AGENT_BIN, beside this file, or the workspace build. */
 export function findAgentBin(): string {

@@ -3,7 +3,7 @@
  * one server (with the last known state of an offline one), the quarantine of drift repairs, a
  * platform's drift mode, and a cluster's state from its members'.
  */
-import { fail, wire } from '@spoke/shared';
+import { fail, wire } from '@spoke/shared/client';
 import type { Ctx } from './command.js';
 import { ago, human, table } from './format.js';
 

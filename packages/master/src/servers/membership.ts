@@ -3,8 +3,9 @@
  * hands converges or cleans up by itself.
  *
  * - **Joining** a cluster (`cluster add`, `cluster create`, or enrolling with a cluster token)
- *   queues a converge of each of the cluster's platforms to the new member (`PlatformSync.reconcile`):
- *   an agent already connected says no new hello, so waiting for one left it `behind` for good.
+ *   wakes the reconcile loop (`PlatformSync.wake`, platforms/reconcile.ts), which converges each
+ *   of the cluster's platforms to the new member: an agent already connected says no new hello,
+ *   so waiting for one left it `behind` until the loop's next timed pass.
  * - **Leaving** a platform's servers without a ForgetPlatform — `platform rm --offline-ok` while
  *   a server is offline, or `cluster remove` of a member — records a *leftover* (table
  *   `leftover_trees`: server, tree path, platform, whether to delete the files). A `server.forget`

@@ -169,6 +169,13 @@ export interface PlatformTreeStatus {
    * epoch); 0 when it was asked just now.
    */
   lastKnownMs: number;
+  /**
+   * The reconcile loop backs off after failed converges of this server: when it tries next (ms
+   * since the epoch; 0 = not backing off), how many failed in a row, and the last error.
+   */
+  retryAtMs: number;
+  failures: number;
+  lastError: string;
 }
 
 export interface PlatformQuarantine {
@@ -2064,6 +2071,9 @@ function createBasePlatformTreeStatus(): PlatformTreeStatus {
     conflicts: [],
     quarantine: [],
     lastKnownMs: 0,
+    retryAtMs: 0,
+    failures: 0,
+    lastError: "",
   };
 }
 
@@ -2107,6 +2117,15 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     }
     if (message.lastKnownMs !== 0) {
       writer.uint32(176).int64(message.lastKnownMs);
+    }
+    if (message.retryAtMs !== 0) {
+      writer.uint32(240).int64(message.retryAtMs);
+    }
+    if (message.failures !== 0) {
+      writer.uint32(248).int32(message.failures);
+    }
+    if (message.lastError !== "") {
+      writer.uint32(258).string(message.lastError);
     }
     return writer;
   },
@@ -2228,6 +2247,30 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
             message.lastKnownMs = longToNumber(reader.int64());
             continue;
           }
+          case 30: {
+            if (tag !== 240) {
+              break;
+            }
+
+            message.retryAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 31: {
+            if (tag !== 248) {
+              break;
+            }
+
+            message.failures = reader.int32();
+            continue;
+          }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.lastError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2291,6 +2334,17 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
         : isSet(object.last_known_ms)
         ? globalThis.Number(object.last_known_ms)
         : 0,
+      retryAtMs: isSet(object.retryAtMs)
+        ? globalThis.Number(object.retryAtMs)
+        : isSet(object.retry_at_ms)
+        ? globalThis.Number(object.retry_at_ms)
+        : 0,
+      failures: isSet(object.failures) ? globalThis.Number(object.failures) : 0,
+      lastError: isSet(object.lastError)
+        ? globalThis.String(object.lastError)
+        : isSet(object.last_error)
+        ? globalThis.String(object.last_error)
+        : "",
     };
   },
 
@@ -2335,6 +2389,15 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     if (message.lastKnownMs !== 0) {
       obj.lastKnownMs = Math.round(message.lastKnownMs);
     }
+    if (message.retryAtMs !== 0) {
+      obj.retryAtMs = Math.round(message.retryAtMs);
+    }
+    if (message.failures !== 0) {
+      obj.failures = Math.round(message.failures);
+    }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
     return obj;
   },
 
@@ -2356,6 +2419,9 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     message.conflicts = object.conflicts?.map((e) => PlatformConflict.fromPartial(e)) || [];
     message.quarantine = object.quarantine?.map((e) => PlatformQuarantine.fromPartial(e)) || [];
     message.lastKnownMs = object.lastKnownMs ?? 0;
+    message.retryAtMs = object.retryAtMs ?? 0;
+    message.failures = object.failures ?? 0;
+    message.lastError = object.lastError ?? "";
     return message;
   },
 };
