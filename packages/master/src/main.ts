@@ -8,7 +8,7 @@ import { compileMasterOptions } from './options.js';
 import { startMaster } from './master.js';
 
 const USAGE = `usage:
-  spoke-master run [--state-dir DIR] [--listen HOST:PORT] [--root DIR] [--socket PATH]
+  spoke-master run [--state-dir DIR] [--listen HOST:PORT] [--root DIR] [--socket PATH] [--metrics HOST:PORT]
                    [--build-source-dir DIR]... [--build-max-bytes N] [--build-max-entries N] [--build-max-ratio N]
   spoke-master version`;
 
@@ -32,7 +32,7 @@ async function main(argv: string[]): Promise<void> {
     process.stderr.write(`${cmd && cmd !== 'help' && cmd !== '--help' ? `error: USAGE: unknown command ${JSON.stringify(cmd)}\n` : ''}${USAGE}\n`);
     process.exit(cmd === 'help' || cmd === '--help' ? 0 : 2);
   }
-  let values: Partial<Record<'state-dir' | 'listen' | 'root' | 'socket' | 'build-max-bytes' | 'build-max-entries' | 'build-max-ratio', string>> & {
+  let values: Partial<Record<'state-dir' | 'listen' | 'root' | 'socket' | 'metrics' | 'build-max-bytes' | 'build-max-entries' | 'build-max-ratio', string>> & {
     'build-source-dir'?: string[];
   };
   try {
@@ -43,6 +43,7 @@ async function main(argv: string[]): Promise<void> {
         listen: { type: 'string' },
         root: { type: 'string' },
         socket: { type: 'string' },
+        metrics: { type: 'string' },
         'build-source-dir': { type: 'string', multiple: true },
         'build-max-bytes': { type: 'string' },
         'build-max-entries': { type: 'string' },
@@ -60,6 +61,7 @@ async function main(argv: string[]): Promise<void> {
     listen: values.listen,
     root: values.root,
     socket: values.socket,
+    metrics: values.metrics,
     buildSourceDirs: values['build-source-dir'],
     buildMaxBytes: count('build-max-bytes', values['build-max-bytes']),
     buildMaxEntries: count('build-max-entries', values['build-max-entries']),
@@ -67,7 +69,7 @@ async function main(argv: string[]): Promise<void> {
   });
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'master' } });
   const master = await startMaster(opts, { log });
-  process.stdout.write(`spoke-master listening on ${master.listen}; CLI socket ${master.socket}\n`);
+  process.stdout.write(`spoke-master listening on ${master.listen}; CLI socket ${master.socket}${master.metrics ? `; metrics on http://${master.metrics}/metrics` : ''}\n`);
   let stopping = false;
   const shutdown = (sig: string) => {
     if (stopping) return;

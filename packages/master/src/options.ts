@@ -64,6 +64,11 @@ export interface MasterOptions {
    * expand to less than 1 MiB are not held to it. @default 100
    */
   buildMaxRatio?: number;
+  /**
+   * HTTP listener for Prometheus metrics (`/metrics`) and readiness (`/healthz`, `/readyz`),
+   * HOST:PORT (`--metrics`, env SPOKE_METRICS; port 0 = ephemeral). @default "" (off)
+   */
+  metrics?: string;
 }
 
 /** Fully-set master options. */
@@ -80,6 +85,16 @@ function envInt(name: string, zeroOk = false): number | undefined {
 function positive(what: string, n: number): number {
   if (!Number.isFinite(n) || n <= 0) throw fail('CONFIG_INVALID', `${what} must be a positive number, not ${String(n)}`);
   return n;
+}
+
+function checkedMetrics(listen: string): string {
+  if (listen === '') return '';
+  try {
+    parseHostPort(listen);
+  } catch {
+    throw fail('CONFIG_INVALID', `--metrics / SPOKE_METRICS wants HOST:PORT (e.g. 127.0.0.1:9464), not ${JSON.stringify(listen)}`);
+  }
+  return listen;
 }
 
 /** Applies defaults and checks values. @throws SpokeError CONFIG_INVALID */
@@ -108,5 +123,6 @@ export function compileMasterOptions(o: MasterOptions = {}): CompiledMasterOptio
     buildMaxBytes: positive('build max bytes', o.buildMaxBytes ?? DEFAULT_BUILD_LIMITS.maxBytes),
     buildMaxEntries: positive('build max entries', o.buildMaxEntries ?? DEFAULT_BUILD_LIMITS.maxEntries),
     buildMaxRatio: positive('build max ratio', o.buildMaxRatio ?? DEFAULT_BUILD_LIMITS.maxRatio),
+    metrics: checkedMetrics(o.metrics ?? process.env.SPOKE_METRICS ?? ''),
   };
 }

@@ -41,5 +41,7 @@ export { channelOptions, clientTls, serverTls, parseHostPort, grpcTarget } from 
 export * as wire from './wire.js';
 export * from './sync/index.js';
 export { formatBytes } from './format.js';
+export { startMetricsListener } from './metricsserver.js';
+export type { MetricsListener, MetricsSource } from './metricsserver.js';
 export { removeTreeKeepingUserData } from './treeremove.js';
 export type { TreeRemoval } from './treeremove.js';

@@ -13,6 +13,7 @@ import type { TaskContext, TaskEngine, TaskHandler } from '../tasks/engine.js';
 import type { TreeStore } from './trees.js';
 import type { PlatformInfo } from '../types.js';
 import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, type ScanCache } from './registry/index.js';
+import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
 
 
 /** Files the registry is read from (see platform/registry.ts and platform/detect.ts). */
@@ -92,6 +93,7 @@ export class PlatformSync {
   private readonly trees: TreeStore;
   private readonly log: Logger;
   private readonly builder: PlatformBuilder | undefined;
+  private readonly metrics: MasterMetrics;
   private readonly liveDebounceMs: number;
   private readonly liveTimers = new Map<string, NodeJS.Timeout>();
   /** Parsed info files per platform path, so a re-verify parses only what changed. */
@@ -107,7 +109,18 @@ export class PlatformSync {
     this.webGroupFilesOf = fn;
   }
 
-  constructor(deps: { ns: Namespace; hub: AgentHub; tasks: TaskEngine; trees: TreeStore; log: Logger; builder?: PlatformBuilder; liveDebounceMs?: number }) {
+  constructor(deps: {
+    ns: Namespace;
+    hub: AgentHub;
+    tasks: TaskEngine;
+    trees: TreeStore;
+    log: Logger;
+    builder?: PlatformBuilder;
+    liveDebounceMs?: number;
+    /** Bytes sent vs reused per converge. @default NO_METRICS */
+    metrics?: MasterMetrics;
+  }) {
+    this.metrics = deps.metrics ?? NO_METRICS;
     this.builder = deps.builder;
     this.ns = deps.ns;
     this.hub = deps.hub;
@@ -338,6 +351,7 @@ export class PlatformSync {
             },
           );
           this.ns.recordObserved(server, p.path, r.rootHash);
+          this.metrics.converged(r.bytesFetched, r.bytesReused);
           for (const c of r.conflicts) ctx.log(`conflict: ${conflictAdvice(p.name, server, c)}`, 'warn');
           if (r.drift.total > 0) {
             const sample = [...r.drift.changed.map((x) => `~${x}`), ...r.drift.added.map((x) => `+${x}`), ...r.drift.removed.map((x) => `-${x}`)];
