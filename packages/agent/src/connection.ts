@@ -29,6 +29,7 @@ import type { SiteCron } from './sitecron.js';
 import type { SiteDatabases } from './db/index.js';
 import type { SiteFileTransfer } from './sitetransfer.js';
 import { forgetPlatform } from './forget.js';
+import { NO_AGENT_METRICS, type AgentMetrics } from './metrics.js';
 
 /** Link state: idle → connecting → connected → (backoff → connecting)* → stopped. */
 export type LinkState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'stopped';
@@ -59,6 +60,8 @@ export interface ConnectionDeps {
   siteFiles?: Pick<SiteFileTransfer, 'pack' | 'unpack'> | null;
   /** How often to re-observe held trees for drift. @default 60000 */
   driftIntervalMs: number;
+  /** Commands answered and converge bytes. @default NO_AGENT_METRICS */
+  metrics?: AgentMetrics;
 }
 
 /** Computes the next reconnect delay: exponential, capped, with full jitter. */
@@ -332,7 +335,9 @@ export class MasterConnection {
   }
 
   private async onCommand(stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand>, cmd: wire.MasterCommand): Promise<void> {
+    const started = Date.now();
     const reply = (r: Omit<wire.CommandResult, 'id'>) => {
+      (this.deps.metrics ?? NO_AGENT_METRICS).command(cmd.command?.$case ?? 'unknown', r.ok ? 'ok' : r.errorCode || 'INTERNAL', (Date.now() - started) / 1000);
       if (this.stream === stream) stream.write({ event: { $case: 'result', value: { id: cmd.id, ...r } } });
     };
     try {
@@ -361,6 +366,7 @@ export class MasterConnection {
             if (this.stream === stream) stream.write({ event: { $case: 'progress', value: { id: cmd.id, ...p } } });
           };
           const r = await this.deps.trees.converge(c, progress);
+          (this.deps.metrics ?? NO_AGENT_METRICS).converged(r.bytesFetched, r.bytesReused);
           if (c.webGroupFiles.length) {
             const g = await this.deps.web.settingsToWebGroup(c.tree, c.webGroupFiles);
             if (g.fixed.length) this.deps.log.info({ tree: c.tree, fixed: g.fixed }, 'settings files given to the web group');
