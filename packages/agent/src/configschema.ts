@@ -105,6 +105,8 @@ export const AGENT_ENV = z.object({
   /** …for at most this many days. */
   SPOKE_QUARANTINE_MAX_AGE_DAYS: envInt(QUARANTINE_MAX_AGE_MS / 86_400_000),
   SPOKE_LOG_LEVEL: LOG_LEVEL.default('info'),
+  /** HOST:PORT of the metrics and readiness listener ("" = off). */
+  SPOKE_METRICS: z.string().default(''),
   PATH: z.string().default(''),
 });
 

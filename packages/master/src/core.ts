@@ -22,6 +22,8 @@ import { OperatorCerts } from './servers/operators.js';
 import { platformStatus, type PlatformStatusInfo } from './platforms/status.js';
 import { CronScheduler } from './sites/cronrunner.js';
 import { CronStore } from './sites/cronstore.js';
+import { NO_METRICS, type MasterMetrics } from './health/metrics.js';
+import { healthSummary, type HealthSummary } from './health/summary.js';
 
 /** What `spoke status` shows. */
 export interface MasterStatusInfo {
@@ -37,6 +39,8 @@ export interface MasterStatusInfo {
   sites: number;
   tasksQueued: number;
   tasksRunning: number;
+  /** Agents offline, tasks failing, anything stuck, cron failing (health/summary.ts). */
+  health: HealthSummary;
 }
 
 /** The master's components and cross-cutting operations. */
@@ -87,7 +91,10 @@ export class Core {
     buildSourceDirs?: readonly string[];
     /** Per-build limits. @default DEFAULT_BUILD_LIMITS (buildfs.ts) */
     buildLimits?: Partial<BuildLimits>;
+    /** Converge bytes and cron results. @default NO_METRICS */
+    metrics?: MasterMetrics;
   }) {
+    const metrics = deps.metrics ?? NO_METRICS;
     this.faults = deps.faults ?? { corruptBlobs: 0 };
     this.ns = deps.ns;
     this.enroller = deps.enroller;
@@ -113,6 +120,7 @@ export class Core {
       trees: this.trees,
       log: this.log.child({ component: 'master.converge' }),
       builder,
+      metrics,
       clock: this.clock,
       reconcileIntervalMs: deps.reconcile?.intervalMs,
       reconcilePolicy: deps.reconcile?.backoffMs ? { baseBackoffMs: deps.reconcile.backoffMs } : {},
@@ -142,6 +150,7 @@ export class Core {
         ),
       concurrency: deps.cron?.concurrency,
       tickMs: deps.cron?.tickMs,
+      metrics,
     });
     this.operators = new OperatorCerts({ db: deps.db, clock: this.clock });
     this.leftovers = new Leftovers({ db: deps.db, ns: this.ns, hub: this.hub, tasks: this.tasks, clock: this.clock, log: this.log.child({ component: 'master.membership' }) });
@@ -263,6 +272,14 @@ export class Core {
       sites: c.sites,
       tasksQueued: t.queued,
       tasksRunning: t.running,
+      health: healthSummary({
+        now: this.clock(),
+        agents: this.ns.listServers().flatMap((s) => (s.kind === 'agent' && s.enrolled ? [{ name: s.name, online: this.hub.isOnline(s.name) }] : [])),
+        failed: this.tasks.list({ state: 'failed', limit: 50 }),
+        running: this.tasks.list({ state: 'running', limit: 1000 }),
+        queued: this.tasks.list({ state: 'queued', limit: 1000 }),
+        cron: this.cron.lastRuns(),
+      }),
     };
   }
 }

@@ -72,6 +72,11 @@ export interface MasterOptions {
    * expand to less than 1 MiB are not held to it. @default 100
    */
   buildMaxRatio?: number;
+  /**
+   * HTTP listener for Prometheus metrics (`/metrics`) and readiness (`/healthz`, `/readyz`),
+   * HOST:PORT (`--metrics`, env SPOKE_METRICS; port 0 = ephemeral). @default "" (off)
+   */
+  metrics?: string;
 }
 
 /** Fully-set master options. */
@@ -90,6 +95,8 @@ export const MASTER_ENV = z.object({
   SPOKE_CRON: z.string().optional(),
   SPOKE_CRON_CONCURRENCY: envInt(4),
   SPOKE_CRON_TICK_MS: envInt(10_000),
+  /** HOST:PORT of the metrics and readiness listener ("" = off). */
+  SPOKE_METRICS: z.string().default(''),
   SPOKE_RECONCILE_MS: envInt(30_000),
   SPOKE_RECONCILE_BACKOFF_MS: envInt(15_000),
 });
@@ -100,6 +107,16 @@ export type MasterEnv = z.output<typeof MASTER_ENV>;
 function positive(what: string, n: number): number {
   if (!Number.isFinite(n) || n <= 0) throw fail('CONFIG_INVALID', `${what} must be a positive number, not ${String(n)}`);
   return n;
+}
+
+function checkedMetrics(listen: string): string {
+  if (listen === '') return '';
+  try {
+    parseHostPort(listen);
+  } catch {
+    throw fail('CONFIG_INVALID', `--metrics / SPOKE_METRICS wants HOST:PORT (e.g. 127.0.0.1:9464), not ${JSON.stringify(listen)}`);
+  }
+  return listen;
 }
 
 /** Applies defaults and checks values. @throws SpokeError CONFIG_INVALID */
@@ -131,5 +148,6 @@ export function compileMasterOptions(o: MasterOptions = {}, environ: Record<stri
     buildMaxBytes: positive('build max bytes', o.buildMaxBytes ?? DEFAULT_BUILD_LIMITS.maxBytes),
     buildMaxEntries: positive('build max entries', o.buildMaxEntries ?? DEFAULT_BUILD_LIMITS.maxEntries),
     buildMaxRatio: positive('build max ratio', o.buildMaxRatio ?? DEFAULT_BUILD_LIMITS.maxRatio),
+    metrics: checkedMetrics(o.metrics ?? env.SPOKE_METRICS),
   };
 }

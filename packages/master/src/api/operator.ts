@@ -55,8 +55,8 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
 
   return {
     status: unary('Status', () => {
-      const s = core.status();
-      return { ...s, listen: s.listen ?? '' };
+      const { health, ...s } = core.status();
+      return { ...s, listen: s.listen ?? '', ...health };
     }),
 
     createToken: unary('CreateToken', (req: wire.CreateTokenRequest) => {

@@ -51,6 +51,33 @@ export interface MasterStatus {
   sites: number;
   tasksQueued: number;
   tasksRunning: number;
+  /**
+   * Health at a glance (issue 20): enrolled agent servers offline now, tasks failed in the last
+   * 24 h, tasks running > 1 h or queued > 10 min, sites whose newest cron run failed.
+   */
+  agentsOffline: string[];
+  tasksFailing: StatusTask[];
+  tasksStuck: StatusTask[];
+  cronFailing: StatusCron[];
+}
+
+/** A task named by `spoke status`; since_ms = when it failed (failing) or started/was queued (stuck). */
+export interface StatusTask {
+  id: number;
+  kind: string;
+  entity: string;
+  state: string;
+  errorCode: string;
+  errorMessage: string;
+  sinceMs: number;
+}
+
+/** A site whose newest cron run failed; failures = failed runs in a row. */
+export interface StatusCron {
+  domain: string;
+  failures: number;
+  errorCode: string;
+  message: string;
 }
 
 export interface NameRequest {
@@ -406,6 +433,10 @@ function createBaseMasterStatus(): MasterStatus {
     sites: 0,
     tasksQueued: 0,
     tasksRunning: 0,
+    agentsOffline: [],
+    tasksFailing: [],
+    tasksStuck: [],
+    cronFailing: [],
   };
 }
 
@@ -446,6 +477,18 @@ export const MasterStatus: MessageFns<MasterStatus> = {
     }
     if (message.tasksRunning !== 0) {
       writer.uint32(96).int64(message.tasksRunning);
+    }
+    for (const v of message.agentsOffline) {
+      writer.uint32(106).string(v!);
+    }
+    for (const v of message.tasksFailing) {
+      StatusTask.encode(v!, writer.uint32(114).fork()).join();
+    }
+    for (const v of message.tasksStuck) {
+      StatusTask.encode(v!, writer.uint32(122).fork()).join();
+    }
+    for (const v of message.cronFailing) {
+      StatusCron.encode(v!, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -559,6 +602,38 @@ export const MasterStatus: MessageFns<MasterStatus> = {
             message.tasksRunning = longToNumber(reader.int64());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.agentsOffline.push(reader.string());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.tasksFailing.push(StatusTask.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.tasksStuck.push(StatusTask.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.cronFailing.push(StatusCron.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -609,6 +684,26 @@ export const MasterStatus: MessageFns<MasterStatus> = {
         : isSet(object.tasks_running)
         ? globalThis.Number(object.tasks_running)
         : 0,
+      agentsOffline: globalThis.Array.isArray(object?.agentsOffline)
+        ? object.agentsOffline.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.agents_offline)
+        ? object.agents_offline.map((e: any) => globalThis.String(e))
+        : [],
+      tasksFailing: globalThis.Array.isArray(object?.tasksFailing)
+        ? object.tasksFailing.map((e: any) => StatusTask.fromJSON(e))
+        : globalThis.Array.isArray(object?.tasks_failing)
+        ? object.tasks_failing.map((e: any) => StatusTask.fromJSON(e))
+        : [],
+      tasksStuck: globalThis.Array.isArray(object?.tasksStuck)
+        ? object.tasksStuck.map((e: any) => StatusTask.fromJSON(e))
+        : globalThis.Array.isArray(object?.tasks_stuck)
+        ? object.tasks_stuck.map((e: any) => StatusTask.fromJSON(e))
+        : [],
+      cronFailing: globalThis.Array.isArray(object?.cronFailing)
+        ? object.cronFailing.map((e: any) => StatusCron.fromJSON(e))
+        : globalThis.Array.isArray(object?.cron_failing)
+        ? object.cron_failing.map((e: any) => StatusCron.fromJSON(e))
+        : [],
     };
   },
 
@@ -650,6 +745,18 @@ export const MasterStatus: MessageFns<MasterStatus> = {
     if (message.tasksRunning !== 0) {
       obj.tasksRunning = Math.round(message.tasksRunning);
     }
+    if (message.agentsOffline?.length) {
+      obj.agentsOffline = message.agentsOffline;
+    }
+    if (message.tasksFailing?.length) {
+      obj.tasksFailing = message.tasksFailing.map((e) => StatusTask.toJSON(e));
+    }
+    if (message.tasksStuck?.length) {
+      obj.tasksStuck = message.tasksStuck.map((e) => StatusTask.toJSON(e));
+    }
+    if (message.cronFailing?.length) {
+      obj.cronFailing = message.cronFailing.map((e) => StatusCron.toJSON(e));
+    }
     return obj;
   },
 
@@ -670,6 +777,308 @@ export const MasterStatus: MessageFns<MasterStatus> = {
     message.sites = object.sites ?? 0;
     message.tasksQueued = object.tasksQueued ?? 0;
     message.tasksRunning = object.tasksRunning ?? 0;
+    message.agentsOffline = object.agentsOffline?.map((e) => e) || [];
+    message.tasksFailing = object.tasksFailing?.map((e) => StatusTask.fromPartial(e)) || [];
+    message.tasksStuck = object.tasksStuck?.map((e) => StatusTask.fromPartial(e)) || [];
+    message.cronFailing = object.cronFailing?.map((e) => StatusCron.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseStatusTask(): StatusTask {
+  return { id: 0, kind: "", entity: "", state: "", errorCode: "", errorMessage: "", sinceMs: 0 };
+}
+
+export const StatusTask: MessageFns<StatusTask> = {
+  encode(message: StatusTask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).int64(message.id);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.entity !== "") {
+      writer.uint32(26).string(message.entity);
+    }
+    if (message.state !== "") {
+      writer.uint32(34).string(message.state);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(42).string(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(50).string(message.errorMessage);
+    }
+    if (message.sinceMs !== 0) {
+      writer.uint32(56).int64(message.sinceMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatusTask {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatusTask();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.entity = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.sinceMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatusTask {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      entity: isSet(object.entity) ? globalThis.String(object.entity) : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+      sinceMs: isSet(object.sinceMs)
+        ? globalThis.Number(object.sinceMs)
+        : isSet(object.since_ms)
+        ? globalThis.Number(object.since_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: StatusTask): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.entity !== "") {
+      obj.entity = message.entity;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.sinceMs !== 0) {
+      obj.sinceMs = Math.round(message.sinceMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatusTask>, I>>(base?: I): StatusTask {
+    return StatusTask.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatusTask>, I>>(object: I): StatusTask {
+    const message = createBaseStatusTask();
+    message.id = object.id ?? 0;
+    message.kind = object.kind ?? "";
+    message.entity = object.entity ?? "";
+    message.state = object.state ?? "";
+    message.errorCode = object.errorCode ?? "";
+    message.errorMessage = object.errorMessage ?? "";
+    message.sinceMs = object.sinceMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseStatusCron(): StatusCron {
+  return { domain: "", failures: 0, errorCode: "", message: "" };
+}
+
+export const StatusCron: MessageFns<StatusCron> = {
+  encode(message: StatusCron, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.failures !== 0) {
+      writer.uint32(16).int64(message.failures);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(26).string(message.errorCode);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatusCron {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatusCron();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.failures = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatusCron {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      failures: isSet(object.failures) ? globalThis.Number(object.failures) : 0,
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: StatusCron): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.failures !== 0) {
+      obj.failures = Math.round(message.failures);
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatusCron>, I>>(base?: I): StatusCron {
+    return StatusCron.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatusCron>, I>>(object: I): StatusCron {
+    const message = createBaseStatusCron();
+    message.domain = object.domain ?? "";
+    message.failures = object.failures ?? 0;
+    message.errorCode = object.errorCode ?? "";
+    message.message = object.message ?? "";
     return message;
   },
 };
