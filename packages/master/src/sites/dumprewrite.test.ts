@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { rewriteDump, rewriteDumpLine, SiteValueRewriter, sqlEscape, sqlUnescape } from './dumprewrite.js';
+import { DumpLineRewriter, rewriteDump, SiteValueRewriter, sqlEscape, sqlUnescape } from './dumprewrite.js';
 import { looksSerialized, parsePhp, serializePhp } from './phpserial.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spoke-dumprewrite-'));
@@ -82,7 +82,6 @@ describe('site value rewriter', () => {
 describe('dump lines', () => {
   const rw = () => new SiteValueRewriter('drupal8', 'old.test', 'new.test');
   const hex = (s: string) => Buffer.from(s, 'latin1').toString('hex').toUpperCase();
-  const needles = (r: SiteValueRewriter) => r.needles.map((n) => Buffer.from(n).toString('hex').toUpperCase());
 
   it('escapes round-trip as mariadb-dump writes them', () => {
     const bytes = "a'b\"c\\d\ne\rf\0g\x1ah";
@@ -94,13 +93,20 @@ describe('dump lines', () => {
     const blob = phpSerialize(`["path" => "sites/old.test/files", "n" => "it's"]`);
     const line = `INSERT INTO \`config\` VALUES ('system.file','a\\'b sites/old.test/files/x.png\\n',0x${hex(blob)},NULL,12,0x00FF),('x','sites/old.testing/files',0x41,'')`;
     const r = rw();
-    const out = rewriteDumpLine(line, r, needles(r));
+    const out = new DumpLineRewriter(r).line(line);
     const want = phpSerialize(`["path" => "sites/new.test/files", "n" => "it's"]`);
     expect(out).toBe(
       `INSERT INTO \`config\` VALUES ('system.file','a\\'b sites/new.test/files/x.png\\n',0x${hex(want)},NULL,12,0x00FF),('x','sites/old.testing/files',0x41,'')`,
     );
     expect(r.count.values).toBe(2);
-    for (const other of ['-- sites/old.test/files', 'CREATE TABLE `sites/old.test/files` (', "INSERT INTO `t` VALUES ('nothing here')"]) expect(rewriteDumpLine(other, r, needles(r))).toBe(other);
+    for (const other of ['-- sites/old.test/files', 'CREATE TABLE `sites/old.test/files` (', "INSERT INTO `t` VALUES ('nothing here')"]) expect(new DumpLineRewriter(r).line(other)).toBe(other);
+  });
+
+  it('mariadb-dump 10.x rows: INSERT alone on its line, one row per line, until the line ending in ;', () => {
+    const r = rw();
+    const lr = new DumpLineRewriter(r);
+    const lines = ['INSERT INTO `node__body` VALUES', "(1,'sites/old.test/files/a'),", "(2,'sites/old.test/files/b');", "('sites/old.test/files/c')", 'UNLOCK TABLES;'];
+    expect(lines.map((l) => lr.line(l))).toEqual(['INSERT INTO `node__body` VALUES', "(1,'sites/new.test/files/a'),", "(2,'sites/new.test/files/b');", "('sites/old.test/files/c')", 'UNLOCK TABLES;']);
   });
 
   it('a whole dump file: only changed lines differ, bytes outside the values (latin1, CRs) kept', async () => {
@@ -108,7 +114,7 @@ describe('dump lines', () => {
     const dst = join(dir, 'out.sql');
     const body = Buffer.concat([
       Buffer.from('-- MariaDB dump\r\n/*!40101 SET NAMES utf8mb4 */;\n', 'latin1'),
-      Buffer.from("INSERT INTO `node__body` VALUES (1,'<img src=\\\"/sites/old.test/files/é.png\\\">');\n", 'utf8'),
+      Buffer.from("INSERT INTO `node__body` VALUES\n(1,'<img src=\\\"/sites/old.test/files/é.png\\\">');\n", 'utf8'),
       Buffer.from([0xff, 0xfe, 0x0a]),
       Buffer.from('-- Dump completed on 2026-12-06', 'latin1'),
     ]);

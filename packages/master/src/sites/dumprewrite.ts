@@ -102,15 +102,46 @@ export function sqlEscape(bytes: string): string {
   return bytes.replace(/[\0\n\r\\'"\x1a]/g, (c) => ({ '\0': '\\0', '\n': '\\n', '\r': '\\r', '\\': '\\\\', "'": "\\'", '"': '\\"', '\x1a': '\\Z' })[c] as string);
 }
 
-/** A dump line with its values rewritten, or the same line (binary string, no newline). */
-export function rewriteDumpLine(line: string, rw: SiteValueRewriter, hexNeedles: string[]): string {
-  const m = /^INSERT INTO `((?:[^`]|``)+)` (?:\([^)]*\) )?VALUES /.exec(line);
-  if (!m) return line;
-  if (!rw.mayHold(line) && !hexNeedles.some((h) => line.includes(h))) return line;
-  const table = (m[1] as string).replace(/``/g, '`');
+/**
+ * The row lines of a dump, rewritten one by one. mariadb-dump 10.x writes `INSERT INTO \`t\`
+ * VALUES` alone on a line and then one row per line (`(…),` … `(…);`); older dumps put the rows
+ * on the INSERT line itself. Both are read; strings never span lines (newlines are escaped).
+ */
+export class DumpLineRewriter {
+  /** The table whose rows the next lines hold (null outside an INSERT). */
+  private table: string | null = null;
+  private readonly hexNeedles: string[];
+
+  constructor(private readonly rw: SiteValueRewriter) {
+    this.hexNeedles = rw.needles.flatMap((n) => {
+      const h = Buffer.from(n, 'latin1').toString('hex');
+      return [h.toUpperCase(), h];
+    });
+  }
+
+  /** One line (binary string, no newline) as it goes into the rewritten dump. */
+  line(line: string): string {
+    let from = 0;
+    const m = /^INSERT INTO `((?:[^`]|``)+)` (?:\([^)]*\) )?VALUES ?/.exec(line);
+    if (m) {
+      this.table = (m[1] as string).replace(/``/g, '`');
+      from = m[0].length;
+    } else if (this.table === null || !line.startsWith('(')) {
+      this.table = null;
+      return line;
+    }
+    const table = this.table;
+    if (line.endsWith(';')) this.table = null;
+    if (!this.rw.mayHold(line) && !this.hexNeedles.some((h) => line.includes(h))) return line;
+    return rewriteValues(line, from, table, this.rw, this.hexNeedles);
+  }
+}
+
+/** `line` with the string and hex literals from `start` on rewritten (the same line when none changed). */
+function rewriteValues(line: string, start: number, table: string, rw: SiteValueRewriter, hexNeedles: string[]): string {
   let out = '';
   let last = 0;
-  let i = m[0].length;
+  let i = start;
   const n = line.length;
   while (i < n) {
     const c = line.charCodeAt(i);
@@ -161,19 +192,16 @@ export function rewriteDumpLine(line: string, rw: SiteValueRewriter, hexNeedles:
  */
 export async function rewriteDump(from: string, to: string, kind: PlatformKind, oldDomain: string, newDomain: string): Promise<DumpRewriteCount> {
   const rw = new SiteValueRewriter(kind, oldDomain, newDomain);
-  const hexNeedles = rw.needles.flatMap((s) => {
-    const h = Buffer.from(s, 'latin1').toString('hex');
-    return [h.toUpperCase(), h];
-  });
+  const lr = new DumpLineRewriter(rw);
   async function* lines(): AsyncGenerator<Buffer> {
     let rest = '';
     for await (const chunk of createReadStream(from, { encoding: 'latin1', highWaterMark: 1 << 20 })) {
       const text = rest + (chunk as string);
       const parts = text.split('\n');
       rest = parts.pop() as string;
-      yield Buffer.from(parts.map((l) => rewriteDumpLine(l, rw, hexNeedles)).join('\n') + (parts.length ? '\n' : ''), 'latin1');
+      yield Buffer.from(parts.map((l) => lr.line(l)).join('\n') + (parts.length ? '\n' : ''), 'latin1');
     }
-    if (rest) yield Buffer.from(rewriteDumpLine(rest, rw, hexNeedles), 'latin1');
+    if (rest) yield Buffer.from(lr.line(rest), 'latin1');
   }
   await pipeline(Readable.from(lines()), createWriteStream(to, { mode: 0o600 }));
   return rw.count;
