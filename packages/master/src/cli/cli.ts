@@ -11,6 +11,7 @@ import { formatCronInterval } from '../sites/cron.js';
 import { ago, cronRunJson, human, parseDuration, platformJson, serverJson, siteJson, table, taskJson, taskStateFromName, taskStateName } from './format.js';
 import { ALIAS_FORMATS, DEFAULT_SSH_USER, DRUSHRC_FILE, checkSshUser, siteAliases, staleAliasFiles, writeAliasFiles, type AliasFormat } from '../sites/aliases.js';
 import { LOCAL_SERVER } from '../up.js';
+import { addonNouns, addonRows } from './registryview.js';
 
 /** Where the CLI writes. */
 export interface CliIO {
@@ -497,6 +498,7 @@ const COMMANDS: Record<string, Command> = {
           ['live sync', p.live ? 'on' : 'off'],
           ['tree', p.desiredRootHash ? p.desiredRootHash.slice(0, 16) : 'not scanned yet'],
           ['kind', registrySummary(p.registryJson)],
+          ...addonRows(p.registryJson),
           ['excludes', p.excludes.join(', ')],
           ['sites', p.sites.join(', ')],
           ['sites on disk', sitesOnDisk(p).join(', ')],
@@ -1035,7 +1037,8 @@ function cronLines(domain: string, c: wire.SiteCron | undefined): [string, strin
 function registrySummary(json: string): string {
   if (!json) return 'not verified yet';
   const r = JSON.parse(json) as { kind: string; coreVersion: string | null; profiles: unknown[]; modules: unknown[]; themes: unknown[]; distribution: { name: string } | null };
-  return `${r.kind}${r.coreVersion ? ` ${r.coreVersion}` : ''}${r.distribution ? ` (${r.distribution.name})` : ''}; ${r.profiles.length} profiles, ${r.modules.length} modules, ${r.themes.length} themes`;
+  const [mods, themes] = addonNouns(r.kind);
+  return `${r.kind}${r.coreVersion ? ` ${r.coreVersion}` : ''}${r.distribution ? ` (${r.distribution.name})` : ''}; ${r.profiles.length} profiles, ${r.modules.length} ${mods}, ${r.themes.length} ${themes}`;
 }
 
 /** `s` as one shell word, for commands printed to be pasted. */
