@@ -961,6 +961,16 @@ const COMMANDS: Record<string, Command> = {
       return 0;
     },
   },
+  'task rollback': {
+    usage: 'task rollback ID [--no-wait]',
+    summary: 'finish the rollback of a failed site task whose undos did not all run ("rollback incomplete"): runs the failed undos again',
+    options: { 'no-wait': { type: 'boolean' } },
+    args: [1, 1],
+    async run(ctx, [id], o) {
+      const t = await ctx.api().call('rollbackTask', { id: idArg(id as string) });
+      return waitAndReport(ctx, t, o['no-wait'] === true);
+    },
+  },
   'task cancel': {
     usage: 'task cancel ID',
     summary: 'cancel a queued task, or ask a running one to stop',

@@ -23,6 +23,7 @@ import type { PlatformInfo, SiteInfo, SiteStatus, TaskInfo } from '../types.js';
 import type { PlatformKind, Registry } from '../platform/index.js';
 import { newSiteSalt, renderPlatformSiteFiles, renderSiteFiles, settingsSupported, siteDir, staleSiteFiles, type SiteFacts, type SiteFile, type SiteNames } from './settings.js';
 import { StepLog, resumeRollback, runSteps, type Step } from './steps.js';
+import { SiteRollback } from './rollback.js';
 import { MOVE_TASKS, SiteMover, type CloneSiteInput, type MigrateSiteInput } from './migrate.js';
 import { BackupStore } from './backup.js';
 import { BACKUP_TASKS, SiteBackups } from './backuptasks.js';
@@ -125,6 +126,8 @@ export class SiteTasks {
   readonly backups: SiteBackups;
   /** One-time login links (login.ts). */
   readonly login: SiteLogin;
+  /** `spoke task rollback`: finishing an incomplete rollback (rollback.ts). */
+  readonly rollback: SiteRollback;
   /**
    * Admin passwords of queued installs, by task id: only in memory, handed to the agent by the
    * installer step and forgotten then. A master restart loses them (the installer then sets a
@@ -160,6 +163,7 @@ export class SiteTasks {
     this.importer = new SiteImporter(this);
     this.login = new SiteLogin(this);
     this.backups = new SiteBackups(this, new BackupStore(deps.backupsDir ?? join(dirname(deps.trashDir), 'backups')), deps.workDir ?? join(dirname(deps.trashDir), 'work'));
+    this.rollback = new SiteRollback({ tasks: this.tasks, db: deps.db, log: this.steps, kinds: SITE_TASKS, stepsOf: (ctx) => this.stepsFor(ctx, {}) });
     for (const kind of SITE_TASKS) {
       this.tasks.register(kind, (ctx) => this.run(ctx), {
         resume: async (ctx) => {
@@ -761,15 +765,25 @@ export class SiteTasks {
     cmd: Extract<AgentCommand, { type: K }>,
     opts: CallOptions = {},
   ): Promise<AgentCommandResults[K]> {
+    await this.awaitAgent(ctx, server, cmd.type);
+    return this.hub.call(server, cmd, { timeoutMs: 3 * 60_000, ...opts, signal: ctx.signal, log: ctx.log });
+  }
+
+  /**
+   * Waits for an agent to be online: through the reconnect grace after a master restart, then up
+   * to onlineWaitMs more; the task log says what waits for whom, and for how long. Never throws
+   * (the command that follows fails AGENT_OFFLINE when the agent did not come).
+   */
+  async awaitAgent(ctx: TaskContext, server: string, what: string): Promise<void> {
     await this.hub.awaitReconnect(server, { signal: ctx.signal, log: ctx.log });
     const end = Date.now() + this.onlineWaitMs;
     let said = false;
     while (!this.hub.isOnline(server) && Date.now() < end && !ctx.signal.aborted) {
-      if (!said) ctx.log(`waiting for ${server} to come online`, 'warn');
+      if (!said) ctx.log(`${what}: waiting up to ${Math.ceil(this.onlineWaitMs / 1000)}s for ${server} to come online`, 'warn');
       said = true;
       await new Promise((r) => setTimeout(r, 200));
     }
-    return this.hub.call(server, cmd, { timeoutMs: 3 * 60_000, ...opts, signal: ctx.signal, log: ctx.log });
+    if (said) ctx.log(this.hub.isOnline(server) ? `${server} is online` : `${server} did not come online within ${Math.ceil(this.onlineWaitMs / 1000)}s`, this.hub.isOnline(server) ? 'info' : 'warn');
   }
 
   recordDbAddress(ctx: TaskContext, domain: string, server: string, r: { siteHost: string; sitePort: number }): void {
@@ -887,6 +901,8 @@ export class SiteTasks {
   }
 
   async converge(ctx: TaskContext, platform: string, paths: string[] = []): Promise<void> {
+    // An undo after a master restart runs before the agents are back: every server waits its turn.
+    for (const server of this.webServers(platform)) await this.awaitAgent(ctx, server, `converge of platform ${platform}`);
     await this.sync.converge(ctx, platform, paths);
   }
 
