@@ -9,9 +9,9 @@
 import { finished } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { fail, openTarWriter, type SpokeError } from '@spoke/shared';
-import type { PlatformSync } from './converge.js';
-import type { AgentCommand, AgentCommandResults, AgentHub, CallOptions } from './hub.js';
-import type { TaskContext } from './tasks.js';
+import type { PlatformSync } from './platforms/converge.js';
+import type { AgentCommand, AgentCommandResults, AgentHub, CallOptions } from './servers/hub.js';
+import type { TaskContext } from './tasks/engine.js';
 
 /** One call the fake agents received. */
 export interface ScriptedCall {

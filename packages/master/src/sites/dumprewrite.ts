@@ -21,7 +21,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { checkDomain } from '@spoke/shared';
-import type { PlatformKind } from '../platform/index.js';
+import type { PlatformKind } from '../platforms/registry/index.js';
 import { looksSerialized, mapPhpStrings, parsePhp, serializePhp } from './phpserial.js';
 import { HOST_END } from './rename.js';
 

@@ -7,10 +7,10 @@
  * same command to run again. An incomplete rollback's message names this command.
  */
 import { fail } from '@spoke/shared';
-import type { Db } from '../store.js';
-import type { SubmitInput, TaskContext, TaskEngine } from '../tasks.js';
+import type { Db } from '../namespace/store.js';
+import type { SubmitInput, TaskContext, TaskEngine } from '../tasks/engine.js';
 import type { TaskInfo } from '../types.js';
-import { failedUndos, finishRollback, type Step, type StepLog } from './steps.js';
+import { failedUndos, finishRollback, type Step, type StepLog } from '../tasks/steps.js';
 
 /** The task kind that finishes a rollback. */
 export const ROLLBACK_TASK = 'task.rollback';
