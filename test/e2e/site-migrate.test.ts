@@ -318,7 +318,8 @@ describe('site clone and migrate (two agents, real nginx, php-fpm, MariaDB, Word
   it('kill -9 of the master during site clone: after the restart the rollback waits for the agent and completes when it is back', async () => {
     const r = await master.cli('site', 'clone', 'the-copy.test', 'crash.test', '--no-wait');
     expect(r.code, r.stderr).toBe(0);
-    const id = /task (\d+)/.exec(r.stdout)?.[1] as string;
+    const id = r.stdout.trim(); // --no-wait prints the task id alone
+    expect(id).toMatch(/^\d+$/);
     // once the copy's files are written on the master, freeze the agent: the task hangs at its next call to w1
     await until('the clone to write its files', async () => /platform wp: wrote sites\/crash\.test/.test((await master.cli('task', 'log', id)).stdout), 120_000);
     const agent = A.agent.daemon;
