@@ -80,8 +80,9 @@ export interface PlatformInfo {
 /**
  * Site status, driven by the site tasks: installing (site.install running) → installed; a failed
  * install is rolled back (the row goes). installed ⇄ disabled (site.disable / site.enable);
- * deleting while site.delete runs past its point of no return; failed when a task could not
- * finish or roll back (re-run it, or `site delete`). pending: reserved, nothing done yet.
+ * deleting while site.delete runs; failed is accepted by every task but set by none today.
+ * pending: the default of a bare createSite. The allowed changes are the table
+ * SITE_STATUS_TRANSITIONS (namespace/sites.ts), checked by Namespace.setSiteStatus.
  */
 export type SiteStatus = 'pending' | 'installing' | 'installed' | 'disabled' | 'failed' | 'deleting';
 
