@@ -11,6 +11,7 @@ import { Namespace } from './namespace/namespace.js';
 import { AgentHub } from './servers/hub.js';
 import { RootMap, silentLogger, SpokeError } from '@spoke/shared';
 import type { PlatformSync } from './platforms/converge.js';
+import type { ScriptedAgents } from './scriptedagents.js';
 import { SiteTasks } from './sites/tasks.js';
 import { TaskEngine } from './tasks/engine.js';
 import { TreeStore } from './platforms/trees.js';
@@ -96,21 +97,23 @@ export function connectFakeAgent(
 
 /**
  * Site tasks over a fresh namespace and a new temp dir `root` (the caller removes it): no agent
- * is online and nothing converges, so tests see what is refused or queued, not the steps.
+ * is online and nothing converges, so tests see what is refused or queued, not the steps; with
+ * `agents` (scriptedagents.ts), the tasks run their steps against those scripted fakes.
  */
-export function siteTasksHarness(prefix: string) {
+export function siteTasksHarness(prefix: string, opts: { agents?: ScriptedAgents; onlineWaitMs?: number } = {}) {
   const f = freshNamespace();
   const root = mkdtempSync(join(tmpdir(), prefix));
   const tasks = new TaskEngine({ db: f.db, clock: () => f.now.ms, log: silentLogger() });
   const trees = new TreeStore({ db: f.db, rootMap: new RootMap(root), log: silentLogger(), watch: false });
   const sites = new SiteTasks({
     ns: f.ns,
-    hub: { isOnline: () => false, awaitReconnect: async () => undefined } as unknown as AgentHub,
+    hub: opts.agents?.hub ?? ({ isOnline: () => false, awaitReconnect: async () => undefined } as unknown as AgentHub),
     tasks,
     trees,
-    sync: {} as PlatformSync,
+    sync: opts.agents?.sync ?? ({} as PlatformSync),
     db: f.db,
     trashDir: join(root, 'trash'),
+    onlineWaitMs: opts.onlineWaitMs ?? (opts.agents ? 0 : undefined),
   });
   return { ...f, tasks, sites, root };
 }

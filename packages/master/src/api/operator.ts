@@ -183,6 +183,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     getTask: unary('GetTask', (req: wire.TaskIdRequest) => taskToWire(core.tasks.get(req.id))),
     getTaskLog: unary('GetTaskLog', (req: wire.TaskIdRequest) => ({ lines: core.tasks.lines(req.id).map(lineToWire) })),
     cancelTask: unary('CancelTask', (req: wire.TaskIdRequest) => taskToWire(core.tasks.cancel(req.id))),
+    rollbackTask: unary('RollbackTask', (req: wire.TaskIdRequest) => taskToWire(core.sites.rollback.submit(req.id))),
 
     watchTask: (call: ServerWritableStream<wire.WatchTaskRequest, wire.TaskEvent>) => {
       let off: (() => void) | undefined;

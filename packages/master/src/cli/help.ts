@@ -112,6 +112,7 @@ export const EXAMPLES: Record<string, string[]> = {
   'task show': ['spoke task show 42'],
   'task log': ['spoke task log 42 -f'],
   'task cancel': ['spoke task cancel 42'],
+  'task rollback': ['spoke task rollback 42'],
   'operator cert': ['spoke operator cert alice --out ~/.spoke/alice'],
   up: ['spoke up --root /tmp/spoke-trial'],
   completion: ['spoke completion bash > /etc/bash_completion.d/spoke', 'source <(spoke completion zsh)'],
