@@ -10,8 +10,8 @@ import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientTls, channelOptions, createLogger, generateDbPassword, grpcTarget, wire } from '@spoke/shared';
 import { expectCode } from '@spoke/shared/testkit';
-import { compileMasterOptions, startMaster, type RunningMaster } from '../../packages/master/src/index.js';
-import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
+import { compileMasterOptions, startMaster, type RunningMaster } from '@spoke/master';
+import { startMariaDb, type PrivateMariaDb } from '@spoke/agent/testkit';
 import { BIN, Daemon, cleanup, runNode, scratch, until } from '../harness.js';
 
 const ROOT_PW = 'db-link "root" #pw\\x';
