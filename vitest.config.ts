@@ -8,7 +8,7 @@ import { defineConfig } from 'vitest/config';
  * processes and take minutes on a loaded 2-core machine (measured: 491 s and 105 s), which is
  * not what `pnpm test` is for. Every other package test is a unit test.
  */
-const PACKAGE_E2E = ['packages/agent/src/db/db.test.ts', 'packages/master/src/buildfuzz.test.ts', 'packages/agent/src/converge/crash.test.ts'];
+const PACKAGE_E2E = ['packages/agent/src/db/db.test.ts', 'packages/master/src/platforms/buildfuzz.test.ts', 'packages/agent/src/converge/crash.test.ts'];
 
 /** Static checks in test/ that start nothing: they run with the unit tests. */
 const TEST_UNIT = ['test/architecture.test.ts', 'test/launchers.test.ts'];

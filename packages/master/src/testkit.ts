@@ -5,13 +5,13 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { wire } from '@spoke/shared';
-import type { AgentHub } from './hub.js';
+import type { AgentHub } from './servers/hub.js';
 
-export { AgentHub } from './hub.js';
-export type { AgentCommand } from './hub.js';
-export { drupal10Tree, drupal7Tree, wordpressTree } from './platform/fixtures.js';
-export { writeTree } from './platform/testTree.js';
-export type { TreeSpec } from './platform/testTree.js';
+export { AgentHub } from './servers/hub.js';
+export type { AgentCommand } from './servers/hub.js';
+export { drupal10Tree, drupal7Tree, wordpressTree } from './platforms/registry/fixtures.js';
+export { writeTree } from './platforms/registry/testTree.js';
+export type { TreeSpec } from './platforms/registry/testTree.js';
 export { addAgent, freshNamespace } from './testutil.js';
 
 /**

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { expectCode } from '@spoke/shared/testkit';
-import type { PlatformKind } from '../platform/detect.js';
+import type { PlatformKind } from '../platforms/registry/detect.js';
 import {
   PLATFORM_FILE_MODE,
   SETTINGS_MODE,
