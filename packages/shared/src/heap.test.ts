@@ -1,4 +1,5 @@
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import type * as V8 from 'node:v8';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
@@ -9,7 +10,7 @@ const MB = 1024 * 1024;
 /** Every V8 flag heap.ts sets, in order (the real setFlagsFromString still runs). */
 const flags = vi.hoisted(() => [] as string[]);
 vi.mock('node:v8', async (importOriginal) => {
-  const v8 = await importOriginal<typeof import('node:v8')>();
+  const v8 = await importOriginal<typeof V8>();
   return {
     ...v8,
     setFlagsFromString: (f: string) => {
