@@ -15,7 +15,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
+import { startMariaDb, type PrivateMariaDb } from '@spoke/agent/testkit';
 import { AgentUnderTest, MasterUnderTest, scratch } from '../harness.js';
 import { enrollAgent, stopStack, webAndDbSettings, gidOf, startNginx, startPhpFpm, WEB_GROUP, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
 

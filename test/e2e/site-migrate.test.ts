@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
+import { startMariaDb, type PrivateMariaDb } from '@spoke/agent/testkit';
 import { AgentUnderTest, MasterUnderTest, cleanup, scratch } from '../harness.js';
 import { enrollAgent, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
 

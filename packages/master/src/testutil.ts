@@ -9,7 +9,8 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { openStore, type Db } from './namespace/store.js';
 import { Namespace } from './namespace/namespace.js';
 import { AgentHub } from './servers/hub.js';
-import { RootMap, silentLogger, SpokeError } from '@spoke/shared';
+import { RootMap, silentLogger, type ErrorCode, type SpokeError } from '@spoke/shared';
+import { expectCode } from '@spoke/shared/testkit';
 import type { PlatformSync } from './platforms/converge.js';
 import type { ScriptedAgents } from './scriptedagents.js';
 import { SiteTasks } from './sites/tasks.js';
@@ -36,19 +37,10 @@ export function snapshot(db: Db): Record<string, unknown[]> {
 }
 
 /** Runs fn, expects a SpokeError with `code`, and that the database did not change. */
-export function expectRefused(db: Db, code: string, fn: () => unknown): SpokeError {
+export function expectRefused(db: Db, code: ErrorCode, fn: () => unknown): SpokeError {
   const before = JSON.stringify(snapshot(db));
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  if (!(caught instanceof SpokeError)) throw new Error(`expected SpokeError ${code}, got ${caught === undefined ? 'no error' : String(caught)}`);
-  if (caught.code !== code) throw new Error(`expected ${code}, got ${caught.code}: ${caught.message}`);
-  const after = JSON.stringify(snapshot(db));
-  if (before !== after) throw new Error(`refused ${code} but the database changed`);
-  if (caught.message.includes('\n')) throw new Error('error message must be one line');
+  const caught = expectCode(fn, code);
+  if (JSON.stringify(snapshot(db)) !== before) throw new Error(`refused ${code} but the database changed`);
   return caught;
 }
 
@@ -75,14 +67,16 @@ export class FakeAgentStream extends EventEmitter {
 }
 
 /**
- * A hub with one fake agent `name` attached that said hello with `capabilityVersion`.
- * `answer(result)` replies to the last command the hub sent and returns that command.
+ * A hub over a fresh in-memory namespace with one fake agent `name` enrolled, attached and said
+ * hello with `capabilityVersion`. `answer(result)` replies to the last command the hub sent and
+ * returns that command.
  */
 export function connectFakeAgent(
   name: string,
   capabilityVersion: number,
-): { hub: AgentHub; stream: FakeAgentStream; answer: (result: Omit<AgentResult, 'id'>) => ToAgent } {
-  const ns = { recordHello: () => undefined, touch: () => undefined, getServer: () => ({ lastSeenMs: null }) } as unknown as Namespace;
+): { hub: AgentHub; ns: Namespace; stream: FakeAgentStream; answer: (result: Omit<AgentResult, 'id'>) => ToAgent } {
+  const { ns } = freshNamespace();
+  addAgent(ns, name);
   const hub = new AgentHub({ ns, log: silentLogger(), clock: Date.now, heartbeatIntervalMs: 1000, heartbeatTtlMs: 60_000 });
   const stream = new FakeAgentStream();
   hub.attach(name, null, stream as unknown as AgentStream);
@@ -92,7 +86,7 @@ export function connectFakeAgent(
     stream.emit('data', { event: { $case: 'result', value: { id: sent.id, ...result } } });
     return sent;
   };
-  return { hub, stream, answer };
+  return { hub, ns, stream, answer };
 }
 
 /**
