@@ -13,7 +13,7 @@ import {
   isSpokeError,
   removeTreeKeepingUserData,
   unframeBlobs,
-  wire,
+  type wire,
   type ConvergeReport,
   type ConvergeRequest,
   type FileHelper,

@@ -3,7 +3,7 @@
  * Errors are mapped once, in `unary`/`stream`, to a gRPC status with the stable code.
  */
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
-import { fail, toServiceError, trimPathSlashes, wire, type Logger } from '@spoke/shared';
+import { fail, toServiceError, trimPathSlashes, type wire, type Logger } from '@spoke/shared';
 import type { Core } from '../core.js';
 import type { TaskEvent } from '../tasks/engine.js';
 import { isFinal } from '../tasks/engine.js';
@@ -192,6 +192,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     getTask: unary('GetTask', (req: wire.TaskIdRequest) => taskToWire(core.tasks.get(req.id))),
     getTaskLog: unary('GetTaskLog', (req: wire.TaskIdRequest) => ({ lines: core.tasks.lines(req.id).map(lineToWire) })),
     cancelTask: unary('CancelTask', (req: wire.TaskIdRequest) => taskToWire(core.tasks.cancel(req.id))),
+    rollbackTask: unary('RollbackTask', (req: wire.TaskIdRequest) => taskToWire(core.sites.rollback.submit(req.id))),
 
     watchTask: (call: ServerWritableStream<wire.WatchTaskRequest, wire.TaskEvent>) => {
       let off: (() => void) | undefined;

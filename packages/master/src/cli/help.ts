@@ -116,6 +116,7 @@ export const EXAMPLES: Record<string, string[]> = {
   'task show': ['spoke task show 42'],
   'task log': ['spoke task log 42 -f'],
   'task cancel': ['spoke task cancel 42'],
+  'task rollback': ['spoke task rollback 42'],
   'operator cert': ['spoke operator cert alice --out ~/.spoke/alice'],
   'operator ls': ['spoke operator ls'],
   'operator revoke': ['spoke operator revoke alice'],

@@ -17,6 +17,7 @@ const OPTS: Record<string, Record<string, unknown>> = {
 const POS: Record<string, string[]> = {
   'site alias': ['add', 'a.test', 'b.test'],
   'platform diff': ['wp', 'wp2'],
+  'task rollback': ['7'],
 };
 
 describe('--no-wait: stdout is the task id alone, for every task command (issue 23 item 11)', () => {

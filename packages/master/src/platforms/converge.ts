@@ -23,7 +23,7 @@ import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
 
 /** Files the registry is read from (see platform/registry.ts and platform/detect.ts). */
 const REGISTRY_FILES =
-  /(^|\/)([^/]+\.(info|info\.yml|install|profile|module)|composer\.json|settings\.php|wp-config\.php|version\.php|Defines\.php|DefaultSettings\.php|bootstrap\.inc|Drupal\.php|core\.services\.yml|wp-load\.php|wp-settings\.php|index\.php|api\.php)$/;
+  /(^|\/)([^/]+\.(info|info\.yml|install|profile|module)|composer\.json|settings\.php|wp-config\.php|version\.php|Defines\.php|DefaultSettings\.php|bootstrap\.inc|Drupal\.php|core\.services\.yml|wp-load\.php|wp-settings\.php|index\.php|api\.php|style\.css|extension\.json|skin\.json)$|^wp-content\/(mu-)?plugins\/[^/]+(\/[^/]+)?\.php$/;
 
 /** Totals of one converge across servers (stored as the task result). */
 export interface ConvergeSummary {

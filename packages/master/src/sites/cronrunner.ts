@@ -132,7 +132,11 @@ export class CronScheduler {
     this.lastStarts ??= this.deps.runs.lastStarts();
     const plan = planCron(sites, this.deps.clock(), busy, this.lastStarts);
     const started = plan.due.slice(0, free);
-    for (const domain of started) this.begin(domain, 'schedule');
+    // Not awaited: a run is tracked in `running` (stop() waits for it) and records its own outcome.
+    // Only a fault outside the agent call (the history write) rejects it: said here, not lost.
+    for (const domain of started) {
+      this.begin(domain, 'schedule').catch((e: unknown) => this.deps.log.error({ err: e, site: domain }, 'cron run not recorded'));
+    }
     const waiting = plan.due.length - started.length;
     // Said once when a queue forms (e.g. after the master was down), not at every run's end.
     if (waiting > 0 && !this.backlog) this.deps.log.info({ started: started.length, waiting, concurrency: this.concurrency }, 'cron runs wait for a free slot');

@@ -8,7 +8,16 @@ import { SpokeError, fail, isSpokeError, type Logger } from '@spoke/shared';
 import type { Db } from '../namespace/store.js';
 import type { Clock, TaskInfo, TaskLogEntry, TaskState } from '../types.js';
 import { checkTaskParams } from './params.js';
-import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
+
+/** What the engine reports for metrics (health/metrics.ts implements it; tasks/ stays a floor room). */
+export interface TaskMetrics {
+  /** A task started after waiting `waitSeconds` in the queue. */
+  taskStarted(kind: string, waitSeconds: number): void;
+  /** A task ended in `state` after running `runSeconds` (null: it never started). */
+  taskFinished(kind: string, state: string, runSeconds: number | null): void;
+}
+
+const NO_TASK_METRICS: TaskMetrics = { taskStarted: () => undefined, taskFinished: () => undefined };
 
 /** What a running task's handler gets. */
 export interface TaskContext {
@@ -88,7 +97,7 @@ export class TaskEngine {
   private readonly log: Logger;
   private readonly concurrency: number;
   /** Queue wait and run time of each task. */
-  private readonly metrics: MasterMetrics;
+  private readonly metrics: TaskMetrics;
   private readonly handlers = new Map<string, TaskHandler>();
   private readonly resumers = new Map<string, TaskHandler>();
   /** Interrupted tasks of resumable kinds found by `recover()`, run by `start()`. */
@@ -100,8 +109,8 @@ export class TaskEngine {
   private stopping = false;
   private scheduled = false;
 
-  constructor(deps: { db: Db; clock: Clock; log: Logger; concurrency?: number; metrics?: MasterMetrics }) {
-    this.metrics = deps.metrics ?? NO_METRICS;
+  constructor(deps: { db: Db; clock: Clock; log: Logger; concurrency?: number; metrics?: TaskMetrics }) {
+    this.metrics = deps.metrics ?? NO_TASK_METRICS;
     this.db = deps.db;
     this.clock = deps.clock;
     this.log = deps.log;

@@ -57,6 +57,8 @@ export const TASK_PARAMS = {
   'site.restore': z.looseObject({ ...site, backupId: name }),
   'site.clone': z.looseObject({ ...site, newDomain: name, target: name, dbServer: name }),
   'site.migrate': z.looseObject({ ...site, newDomain: name, target: name, dbServer: name }),
+  /** `spoke task rollback ID`: the failed site task whose undos run again. */
+  'task.rollback': z.looseObject({ task: z.number().int().positive() }),
 };
 
 /** A task kind the master runs. */

@@ -6418,6 +6418,16 @@ export const OperatorService = {
     responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
     responseDeserialize: (value: Buffer): Task => Task.decode(value),
   },
+  /** Queues a task that runs again the failed undos of a site task whose rollback was incomplete. */
+  rollbackTask: {
+    path: "/spoke.v1.Operator/RollbackTask" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TaskIdRequest): Buffer => Buffer.from(TaskIdRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TaskIdRequest => TaskIdRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
   /**
    * Streams the task's log from `from_seq`, then each new line and state change, and ends when
    * the task reaches a final state.
@@ -6556,6 +6566,8 @@ export interface OperatorServer extends UntypedServiceImplementation {
   getTask: handleUnaryCall<TaskIdRequest, Task>;
   getTaskLog: handleUnaryCall<TaskIdRequest, TaskLog>;
   cancelTask: handleUnaryCall<TaskIdRequest, Task>;
+  /** Queues a task that runs again the failed undos of a site task whose rollback was incomplete. */
+  rollbackTask: handleUnaryCall<TaskIdRequest, Task>;
   /**
    * Streams the task's log from `from_seq`, then each new line and state change, and ends when
    * the task reaches a final state.
@@ -7146,6 +7158,19 @@ export interface OperatorClient extends Client {
     callback: (error: ServiceError | null, response: Task) => void,
   ): ClientUnaryCall;
   cancelTask(
+    request: TaskIdRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  /** Queues a task that runs again the failed undos of a site task whose rollback was incomplete. */
+  rollbackTask(request: TaskIdRequest, callback: (error: ServiceError | null, response: Task) => void): ClientUnaryCall;
+  rollbackTask(
+    request: TaskIdRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  rollbackTask(
     request: TaskIdRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
