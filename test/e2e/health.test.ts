@@ -24,12 +24,26 @@ type HealthClient = Client & {
   Check(req: { service: string }, cb: (e: ServiceError | null, r?: { status: string }) => void): void;
   Watch(req: { service: string }): NodeJS.ReadableStream & { cancel(): void };
 };
-const HealthClientCtor = makeGenericClientConstructor(healthService as unknown as ServiceDefinition, 'Health');
+const HealthClientCtor = makeGenericClientConstructor(healthService as ServiceDefinition, 'Health');
+
+/** The generic client's methods are untyped (`Function`): bound here to the health service's shapes. */
+type ServiceClient = InstanceType<typeof HealthClientCtor>;
+
+function typed(c: ServiceClient): HealthClient {
+  const method = (name: string): Function => {
+    const fn = c[name];
+    if (typeof fn !== 'function') throw new Error(`the health client has no ${name}`);
+    return fn;
+  };
+  const Check: HealthClient['Check'] = method('Check').bind(c);
+  const Watch: HealthClient['Watch'] = method('Watch').bind(c);
+  return Object.assign(c, { Check, Watch });
+}
 
 function healthClient(listener: 'tls' | 'socket'): HealthClient {
-  if (listener === 'socket') return new HealthClientCtor(`unix://${join(master.stateDir, 'spoke.sock')}`, credentials.createInsecure()) as unknown as HealthClient;
+  if (listener === 'socket') return typed(new HealthClientCtor(`unix://${join(master.stateDir, 'spoke.sock')}`, credentials.createInsecure()));
   const creds: ChannelCredentials = credentials.createSsl(readFileSync(join(master.stateDir, 'pki', 'ca.crt')));
-  return new HealthClientCtor(master.listen, creds, { 'grpc.ssl_target_name_override': 'spoke-master' }) as unknown as HealthClient;
+  return typed(new HealthClientCtor(master.listen, creds, { 'grpc.ssl_target_name_override': 'spoke-master' }));
 }
 
 function check(c: HealthClient, service: string): Promise<string> {

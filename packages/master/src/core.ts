@@ -11,6 +11,7 @@ import type { Clock, PlatformInfo, ServerInfo, TaskInfo } from './types.js';
 import { verifyServerTask } from './servers/verify.js';
 import type { TreeStore } from './platforms/trees.js';
 import { PlatformSync } from './platforms/converge.js';
+import { EventFeed } from './events.js';
 import { PlatformBuilder, checkMakefileSource } from './platforms/build.js';
 import { dirname, join } from 'node:path';
 import type { BuildLimits } from './platforms/buildfs.js';
@@ -51,6 +52,8 @@ export class Core {
   readonly hub: AgentHub;
   readonly trees: TreeStore;
   readonly sync: PlatformSync;
+  /** Task and agent events for `spoke events`. */
+  readonly events: EventFeed;
   /** The site tasks (install, verify, disable/enable, aliases, delete). */
   readonly sites: SiteTasks;
   /** Sites' cron: the scheduler (started by master.ts), `site cron`, the history. */
@@ -113,6 +116,7 @@ export class Core {
       limits: deps.buildLimits ?? {},
     });
     this.builder = builder;
+    this.events = new EventFeed({ tasks: this.tasks, hub: this.hub, clock: this.clock });
     this.sync = new PlatformSync({
       ns: this.ns,
       hub: this.hub,

@@ -240,6 +240,23 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       }
     },
 
+    events: (call: ServerWritableStream<wire.EventsRequest, wire.SpokeEvent>) => {
+      let off: (() => void) | undefined;
+      try {
+        requireOperator(call, via);
+        const backlog = call.request.backlog > 0 ? call.request.backlog : 20;
+        for (const e of core.events.backlog(backlog)) call.write(e);
+        if (!call.request.follow) return call.end();
+        // The backlog read and this subscription run in one synchronous turn: no event falls between.
+        off = core.events.subscribe((e) => call.write(e));
+        call.on('cancelled', () => off?.());
+        call.on('close', () => off?.());
+      } catch (e) {
+        off?.();
+        call.emit('error', Object.assign(new Error('events failed'), toServiceError(e)));
+      }
+    },
+
     runSiteCron: unary('RunSiteCron', async (req: wire.NameRequest) => {
       const r = await core.cron.runNow(req.name);
       return { ...cronRunToWire(r.run), message: r.joined ? `(a ${r.run.trigger} run was going already; its outcome) ${r.run.message}` : r.run.message };

@@ -345,6 +345,13 @@ export class TaskEngine {
 
   private emit(task: TaskInfo): void {
     this.events.emit(`task:${task.id}`, { type: 'task', task } satisfies TaskEvent);
+    this.events.emit('change', task);
+  }
+
+  /** Subscribes to every task's state changes (submitted, started, finished). Returns the unsubscribe function. */
+  onChange(fn: (task: TaskInfo) => void): () => void {
+    this.events.on('change', fn);
+    return () => this.events.off('change', fn);
   }
 
   private schedule(): void {

@@ -379,6 +379,29 @@ export interface WatchTaskRequest {
   fromSeq: number;
 }
 
+export interface EventsRequest {
+  /** keep the stream open for live events */
+  follow: boolean;
+  /** recent task changes to send first (0 = 20) */
+  backlog: number;
+}
+
+export interface SpokeEvent {
+  tsMs: number;
+  /** "task" | "agent" */
+  kind: string;
+  /** e.g. "site:blog.example.com", "server:web-1" */
+  entity: string;
+  /** task: queued|running|succeeded|failed|cancelled; agent: connected|disconnected */
+  state: string;
+  /** 0 for agent events */
+  taskId: number;
+  /** e.g. "site.install" */
+  taskKind: string;
+  /** the error of a failed task, or "" */
+  message: string;
+}
+
 export interface TaskEvent {
   event: { $case: "line"; value: TaskLogLine } | //
   /** the task's state, sent first and on every state change */
@@ -5357,6 +5380,268 @@ export const WatchTaskRequest: MessageFns<WatchTaskRequest> = {
   },
 };
 
+function createBaseEventsRequest(): EventsRequest {
+  return { follow: false, backlog: 0 };
+}
+
+export const EventsRequest: MessageFns<EventsRequest> = {
+  encode(message: EventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.follow !== false) {
+      writer.uint32(8).bool(message.follow);
+    }
+    if (message.backlog !== 0) {
+      writer.uint32(16).int32(message.backlog);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.follow = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.backlog = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EventsRequest {
+    return {
+      follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
+      backlog: isSet(object.backlog) ? globalThis.Number(object.backlog) : 0,
+    };
+  },
+
+  toJSON(message: EventsRequest): unknown {
+    const obj: any = {};
+    if (message.follow !== false) {
+      obj.follow = message.follow;
+    }
+    if (message.backlog !== 0) {
+      obj.backlog = Math.round(message.backlog);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EventsRequest>, I>>(base?: I): EventsRequest {
+    return EventsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EventsRequest>, I>>(object: I): EventsRequest {
+    const message = createBaseEventsRequest();
+    message.follow = object.follow ?? false;
+    message.backlog = object.backlog ?? 0;
+    return message;
+  },
+};
+
+function createBaseSpokeEvent(): SpokeEvent {
+  return { tsMs: 0, kind: "", entity: "", state: "", taskId: 0, taskKind: "", message: "" };
+}
+
+export const SpokeEvent: MessageFns<SpokeEvent> = {
+  encode(message: SpokeEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tsMs !== 0) {
+      writer.uint32(8).int64(message.tsMs);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.entity !== "") {
+      writer.uint32(26).string(message.entity);
+    }
+    if (message.state !== "") {
+      writer.uint32(34).string(message.state);
+    }
+    if (message.taskId !== 0) {
+      writer.uint32(40).int64(message.taskId);
+    }
+    if (message.taskKind !== "") {
+      writer.uint32(50).string(message.taskKind);
+    }
+    if (message.message !== "") {
+      writer.uint32(58).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SpokeEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSpokeEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.tsMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.entity = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.taskId = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.taskKind = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SpokeEvent {
+    return {
+      tsMs: isSet(object.tsMs)
+        ? globalThis.Number(object.tsMs)
+        : isSet(object.ts_ms)
+        ? globalThis.Number(object.ts_ms)
+        : 0,
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      entity: isSet(object.entity) ? globalThis.String(object.entity) : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      taskId: isSet(object.taskId)
+        ? globalThis.Number(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.Number(object.task_id)
+        : 0,
+      taskKind: isSet(object.taskKind)
+        ? globalThis.String(object.taskKind)
+        : isSet(object.task_kind)
+        ? globalThis.String(object.task_kind)
+        : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: SpokeEvent): unknown {
+    const obj: any = {};
+    if (message.tsMs !== 0) {
+      obj.tsMs = Math.round(message.tsMs);
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.entity !== "") {
+      obj.entity = message.entity;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.taskId !== 0) {
+      obj.taskId = Math.round(message.taskId);
+    }
+    if (message.taskKind !== "") {
+      obj.taskKind = message.taskKind;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SpokeEvent>, I>>(base?: I): SpokeEvent {
+    return SpokeEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SpokeEvent>, I>>(object: I): SpokeEvent {
+    const message = createBaseSpokeEvent();
+    message.tsMs = object.tsMs ?? 0;
+    message.kind = object.kind ?? "";
+    message.entity = object.entity ?? "";
+    message.state = object.state ?? "";
+    message.taskId = object.taskId ?? 0;
+    message.taskKind = object.taskKind ?? "";
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
 function createBaseTaskEvent(): TaskEvent {
   return { event: undefined };
 }
@@ -6441,6 +6726,19 @@ export const OperatorService = {
     responseSerialize: (value: TaskEvent): Buffer => Buffer.from(TaskEvent.encode(value).finish()),
     responseDeserialize: (value: Buffer): TaskEvent => TaskEvent.decode(value),
   },
+  /**
+   * Every task state change and agent connect/disconnect as it happens (`spoke events`): first
+   * the last `backlog` task changes from the task table, then, with `follow`, live ones.
+   */
+  events: {
+    path: "/spoke.v1.Operator/Events" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: EventsRequest): Buffer => Buffer.from(EventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EventsRequest => EventsRequest.decode(value),
+    responseSerialize: (value: SpokeEvent): Buffer => Buffer.from(SpokeEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SpokeEvent => SpokeEvent.decode(value),
+  },
   issueOperatorCert: {
     path: "/spoke.v1.Operator/IssueOperatorCert" as const,
     requestStream: false as const,
@@ -6573,6 +6871,11 @@ export interface OperatorServer extends UntypedServiceImplementation {
    * the task reaches a final state.
    */
   watchTask: handleServerStreamingCall<WatchTaskRequest, TaskEvent>;
+  /**
+   * Every task state change and agent connect/disconnect as it happens (`spoke events`): first
+   * the last `backlog` task changes from the task table, then, with `follow`, live ones.
+   */
+  events: handleServerStreamingCall<EventsRequest, SpokeEvent>;
   issueOperatorCert: handleUnaryCall<IssueOperatorCertRequest, IssueOperatorCertResponse>;
   /** Operator certificates issued (since they are recorded), and revoking every valid one of a name. */
   listOperators: handleUnaryCall<Empty, OperatorCertList>;
@@ -7186,6 +7489,12 @@ export interface OperatorClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<TaskEvent>;
+  /**
+   * Every task state change and agent connect/disconnect as it happens (`spoke events`): first
+   * the last `backlog` task changes from the task table, then, with `follow`, live ones.
+   */
+  events(request: EventsRequest, options?: Partial<CallOptions>): ClientReadableStream<SpokeEvent>;
+  events(request: EventsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<SpokeEvent>;
   issueOperatorCert(
     request: IssueOperatorCertRequest,
     callback: (error: ServiceError | null, response: IssueOperatorCertResponse) => void,
