@@ -219,6 +219,7 @@ const add = (name: string, path: string) =>
       live: false,
       excludes: [],
       noVerify: false,
+      drift: '',
     });
     return r.task;
   });

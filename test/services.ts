@@ -6,7 +6,7 @@
  * agent.json) is here too. MariaDB: packages/agent/src/db/testserver.ts.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -258,21 +258,34 @@ export async function startPhpFpm(dir: string, opts: PhpFpmOptions = {}): Promis
 }
 
 export interface WordPressOptions {
-  /** The theme's directory name (WordPress falls back to the newest core default theme it finds). */
+  /** The test theme's directory name. @default spoke-test */
   theme?: string;
   /** The home page lists the posts' titles (<h2 class="post">) below the site title. */
   listPosts?: boolean;
 }
 
 /**
- * Copies Debian's WordPress tree to `target` (its parent created) with a minimal theme: the
- * package ships none, and the home page must show the title (<h1 id="site-title">).
+ * Copies Debian's WordPress tree to `target` (its parent created) with the test's own minimal
+ * theme, whatever theme packages the machine has: the home page must show the title
+ * (<h1 id="site-title">). The copy's wp-content is made a real directory (never written through a
+ * link into the packages' dirs), the themes the packages put there are left out (with
+ * wordpress-theme-twentytwentythree installed, a Recommends of wordpress, WordPress picked that
+ * block theme and its markup), and a must-use plugin makes the test theme WordPress's default.
  */
-export function prepareWordPress(target: string, opts: WordPressOptions = {}): void {
+export function prepareWordPress(target: string, opts: WordPressOptions = {}, source = WORDPRESS): void {
   mkdirSync(dirname(target), { recursive: true });
-  execFileSync('cp', ['-a', WORDPRESS, target]);
-  const theme = join(target, 'wp-content/themes', opts.theme ?? 'twentytwentythree');
+  execFileSync('cp', ['-a', source, target]);
+  const content = join(target, 'wp-content');
+  if (lstatSync(content).isSymbolicLink()) {
+    rmSync(content);
+    execFileSync('cp', ['-aL', join(source, 'wp-content'), content]);
+  }
+  rmSync(join(content, 'themes'), { recursive: true, force: true });
+  const name = opts.theme ?? 'spoke-test';
+  const theme = join(content, 'themes', name);
   mkdirSync(theme, { recursive: true });
+  mkdirSync(join(content, 'mu-plugins'), { recursive: true });
+  writeFileSync(join(content, 'mu-plugins', 'spoke-test-theme.php'), `<?php\ndefine('WP_DEFAULT_THEME', '${name}');\n`);
   writeFileSync(join(theme, 'style.css'), '/*\nTheme Name: Spoke Test\n*/\n');
   const posts = opts.listPosts ? '<?php while (have_posts()) { the_post(); echo "<h2 class=\\"post\\">" . get_the_title() . "</h2>"; } ?>' : '';
   writeFileSync(join(theme, 'index.php'), `<html><head><title><?php bloginfo("name"); ?></title></head><body><h1 id="site-title"><?php bloginfo("name"); ?></h1>${posts}</body></html>\n`);

@@ -71,9 +71,8 @@ beforeAll(async () => {
 
   db = await startMariaDb(join(dir, 'mariadb'), ROOT_PW);
 
-  // The platform: Debian's WordPress tree on the master, plus a minimal theme (the package ships
-  // none and the home page must show the title). WordPress falls back to the newest core default
-  // theme it finds, so the theme takes that name.
+  // The platform: Debian's WordPress tree on the master with the test's own minimal theme (the
+  // home page must show the title), whatever theme packages are installed (see prepareWordPress).
   prepareWordPress(masterTree(), { listPosts: true });
 
   await master.start();

@@ -210,7 +210,7 @@ describe('web server config (real nginx)', () => {
   });
 
   it('platform rm --delete-files deletes the tree on the agent (user files kept) and on the master', async () => {
-    const { t, log } = await task('platform', 'rm', 'static1', '--delete-files');
+    const { t, log } = await task('platform', 'rm', 'static1', '--delete-files', '--yes');
     expect(t.state, log).toBe('succeeded');
     expect(log).toContain(`w1: removed ${CONF} and reloaded; stopped holding the tree; deleted ${PLATFORM} except user data`);
     expect(log).toMatch(/WARN w1: kept user data in .*static1: sites\/default\/files, sites\/default\/private/);

@@ -4,7 +4,7 @@
 import { SiteFileTransfer } from './sitetransfer.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FileWorker, RootMap, startMetricsListener, type Logger, type MetricsListener } from '@spoke/shared';
+import { FileWorker, lockStateDir, RootMap, startMetricsListener, type Logger, type MetricsListener } from '@spoke/shared';
 import { PromAgentMetrics } from './metrics.js';
 import { identityFiles, type CompiledAgentOptions } from './config.js';
 import { MasterConnection } from './connection.js';
@@ -37,6 +37,17 @@ export async function startAgent(
     flush?: () => boolean;
   },
 ): Promise<RunningAgent> {
+  // One agent per state dir: two replace each other's stream and race on the same trees.
+  const unlock = lockStateDir(opts.stateDir, 'agent', 'stop it first (systemctl stop spoke-agent), or give this one its own --state-dir');
+  try {
+    return await startLocked(opts, deps, unlock);
+  } catch (e) {
+    unlock();
+    throw e;
+  }
+}
+
+async function startLocked(opts: CompiledAgentOptions, deps: Parameters<typeof startAgent>[1], unlock: () => void): Promise<RunningAgent> {
   const files = identityFiles(opts.stateDir);
   const identity = {
     caPem: readFileSync(files.ca, 'utf8'),
@@ -45,7 +56,7 @@ export async function startAgent(
   };
   const rootMap = new RootMap(opts.rootPrefix);
   const fileWorker = new FileWorker();
-  const trees = new AgentTrees({ stateDir: opts.stateDir, roots: opts.roots, rootMap, fetchBatch: opts.fetchBatch, helper: fileWorker, log: deps.log.child({ component: 'agent.trees' }) });
+  const trees = new AgentTrees({ stateDir: opts.stateDir, roots: opts.roots, rootMap, fetchBatch: opts.fetchBatch, helper: fileWorker, quarantine: { maxBytes: opts.quarantineMaxBytes, maxAgeMs: opts.quarantineMaxAgeMs }, log: deps.log.child({ component: 'agent.trees' }) });
   // Converges do not fsync: a machine that went down while this agent ran is found here, and
   // then the tree state it wrote is not trusted (see converge/boot.ts).
   const run = beginRun(opts.stateDir, (deps.bootId ?? linuxBootId)());
@@ -126,7 +137,7 @@ export async function startAgent(
     });
   }
   connection.start();
-  deps.log.info({ master: opts.master, server: opts.server, roots: opts.roots, root: opts.rootPrefix || '/', metrics: metricsListener?.address ?? '' }, 'agent started');
+  deps.log.info({ master: opts.master, roots: opts.roots, root: opts.rootPrefix || '/', metrics: metricsListener?.address ?? '' }, 'agent started');
   return {
     connection,
     metrics: metricsListener?.address ?? '',
@@ -135,6 +146,8 @@ export async function startAgent(
       await metricsListener?.close();
       fileWorker.close();
       if (!endRun(opts.stateDir, deps.flush ?? syncAll)) deps.log.warn('sync failed at stop: the next start re-hashes every tree');
+      unlock();
+      deps.log.info('agent stopped: link closed, trees at rest, state dir unlocked');
     },
   };
 }

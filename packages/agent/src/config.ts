@@ -53,6 +53,10 @@ export interface CompiledAgentOptions {
   driftIntervalMs: number;
   /** Hashes per FetchBlobs request (SPOKE_FETCH_BATCH; tests set it low to cross batches). */
   fetchBatch: number;
+  /** What drift repairs keep in `<state-dir>/quarantine`: at most this many bytes. @default 256 MiB (env SPOKE_QUARANTINE_MAX_BYTES) */
+  quarantineMaxBytes: number;
+  /** …for at most this long. @default 30 days (env SPOKE_QUARANTINE_MAX_AGE_DAYS) */
+  quarantineMaxAgeMs: number;
   /** Where service binaries are looked for: $PATH, then the sbin/bin dirs. */
   binDirs: string[];
   /** Web server management (agent.json `http`). */
@@ -168,6 +172,8 @@ export function compileAgentOptions(flags: { stateDir: string; root?: string; ma
     logLevel: env.SPOKE_LOG_LEVEL,
     driftIntervalMs: env.SPOKE_DRIFT_INTERVAL_MS,
     fetchBatch: env.SPOKE_FETCH_BATCH,
+    quarantineMaxBytes: env.SPOKE_QUARANTINE_MAX_BYTES,
+    quarantineMaxAgeMs: env.SPOKE_QUARANTINE_MAX_AGE_DAYS * 86_400_000,
     binDirs: [...new Set([...env.PATH.split(':').filter((d) => d.startsWith('/')), ...SERVICE_BIN_DIRS])],
     http: web.http,
     fpmSocket: web.fpmSocket,

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { envInt, LOG_LEVEL } from '@spoke/shared';
 import type { DbConfigFile } from './db/settings.js';
+import { QUARANTINE_MAX_AGE_MS, QUARANTINE_MAX_BYTES } from './converge/quarantine.js';
 import { FETCH_BATCH } from './sync.js';
 import { checkConfigPath, checkConfigValue, checkFpmAddress, checkListen } from './webtemplate.js';
 
@@ -99,6 +100,10 @@ export const AGENT_ENV = z.object({
   SPOKE_DRIFT_INTERVAL_MS: envInt(60_000),
   /** Hashes per FetchBlobs request (tests set it low to cross batches). */
   SPOKE_FETCH_BATCH: envInt(FETCH_BATCH),
+  /** What drift repairs keep in `<state-dir>/quarantine`: at most this many bytes (256 MiB). */
+  SPOKE_QUARANTINE_MAX_BYTES: envInt(QUARANTINE_MAX_BYTES),
+  /** …for at most this many days. */
+  SPOKE_QUARANTINE_MAX_AGE_DAYS: envInt(QUARANTINE_MAX_AGE_MS / 86_400_000),
   SPOKE_LOG_LEVEL: LOG_LEVEL.default('info'),
   /** HOST:PORT of the metrics and readiness listener ("" = off). */
   SPOKE_METRICS: z.string().default(''),

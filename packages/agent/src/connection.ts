@@ -216,7 +216,7 @@ export class MasterConnection {
         },
       },
     });
-    this.deps.log.info({ server: w.server, cluster: w.cluster || undefined }, 'connected to master');
+    this.deps.log.info({ as: w.server, cluster: w.cluster || undefined }, 'connected to master');
     this.setState('connected');
     this.stopHeartbeat();
     const every = Math.max(100, w.heartbeatIntervalMs || 5000);
@@ -303,7 +303,7 @@ export class MasterConnection {
       // A SpokeError is a condition the master reports to the operator with its code (no web
       // server here, a full disk…): one warning line. Anything else is a bug: its stack.
       const command = cmd?.type ?? msg.command?.$case;
-      if (isSpokeError(e) && e.code !== 'INTERNAL') this.deps.log.warn({ code: e.code, msg: e.message, command }, 'command failed');
+      if (isSpokeError(e) && e.code !== 'INTERNAL') this.deps.log.warn({ code: e.code, error: e.message, command }, 'command failed');
       else this.deps.log.error({ err: e, command }, 'command failed');
       reply({
         ok: false,

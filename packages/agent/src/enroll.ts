@@ -4,7 +4,7 @@
  */
 import { connect as tlsConnect, type DetailedPeerCertificate } from 'node:tls';
 import { X509Certificate, createHash } from 'node:crypto';
-import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import {
@@ -16,6 +16,7 @@ import {
   fromServiceError,
   grpcTarget,
   parseHostPort,
+  stateDirHolder,
   wire,
 } from '@spoke/shared';
 import { checkRoots, identityFiles, writeAgentConfig, DEFAULT_ROOTS } from './config.js';
@@ -66,10 +67,37 @@ export function fetchPinnedCA(master: string, pin: string, timeoutMs = 10_000): 
   });
 }
 
-/** Enrolls this host. @throws SpokeError TOKEN_*, CA_MISMATCH, MASTER_UNREACHABLE, CONFIG_INVALID */
-export async function enroll(input: { master: string; token: string; stateDir: string; roots?: string[] }): Promise<EnrollResult> {
+/**
+ * Refuses to enroll into a state dir that holds an identity (agent.json with a certificate)
+ * unless `force`, and always while an agent runs on it — before the token is spent.
+ * @throws SpokeError IDENTITY_EXISTS, STATE_DIR_LOCKED
+ */
+export function checkEnrollTarget(stateDir: string, force: boolean): void {
+  const dir = resolve(stateDir);
+  const pid = stateDirHolder(dir, 'agent');
+  if (pid !== undefined) {
+    throw fail('STATE_DIR_LOCKED', `an agent (pid ${pid}) is running on ${dir}; stop it before enrolling into its state dir`, { pid });
+  }
+  const files = identityFiles(dir);
+  if (force || !existsSync(files.cert)) return;
+  let who = 'an agent';
+  try {
+    const cfg = JSON.parse(readFileSync(files.config, 'utf8')) as { server?: string; cluster?: string; master?: string };
+    who = `${cfg.server ?? '?'}${cfg.cluster ? ` (cluster ${cfg.cluster})` : ''}, enrolled with ${cfg.master ?? '?'}`;
+  } catch {
+    // a certificate without a readable agent.json is still an identity
+  }
+  throw fail(
+    'IDENTITY_EXISTS',
+    `${dir} already holds the identity of ${who}; enrolling would replace it. Use another --state-dir, or --force to replace it (the old identity stops working)`,
+  );
+}
+
+/** Enrolls this host. @throws SpokeError TOKEN_*, CA_MISMATCH, MASTER_UNREACHABLE, CONFIG_INVALID, IDENTITY_EXISTS, STATE_DIR_LOCKED */
+export async function enroll(input: { master: string; token: string; stateDir: string; roots?: string[]; force?: boolean }): Promise<EnrollResult> {
   const m = TOKEN_RE.exec(input.token.trim());
   if (!m) throw fail('TOKEN_INVALID', 'the enrollment token is malformed (expected spoke1.<secret>.<ca-fingerprint>)');
+  checkEnrollTarget(input.stateDir, input.force === true);
   const roots = checkRoots(input.roots ?? DEFAULT_ROOTS);
   const caPem = await fetchPinnedCA(input.master, m[1] as string);
   const stateDir = resolve(input.stateDir);

@@ -12,7 +12,7 @@ import { AGENT_FLAGS, AGENT_HELP } from './usage.js';
 const EXIT_REFUSED = 3;
 
 const USAGE = `usage:
-  spoke-agent enroll --master HOST:PORT --token TOKEN --state-dir DIR [--roots /var/aegir,/var/www]
+  spoke-agent enroll --master HOST:PORT --token TOKEN --state-dir DIR [--roots /var/aegir,/var/www] [--force]
   spoke-agent run --state-dir DIR [--root DIR] [--master HOST:PORT] [--metrics HOST:PORT]
   spoke-agent version
 (spoke-agent enroll --help, spoke-agent run --help: each flag explained)`;
@@ -51,6 +51,7 @@ async function main(argv: string[]): Promise<void> {
         'state-dir': { type: 'string' },
         roots: { type: 'string' },
         root: { type: 'string' },
+        force: { type: 'boolean' },
         metrics: { type: 'string' },
       },
       strict: true,
@@ -65,7 +66,7 @@ async function main(argv: string[]): Promise<void> {
     const token = (values.token as string | undefined) ?? process.env.SPOKE_TOKEN;
     if (!master || !token) usage('enroll needs --master and --token (or SPOKE_TOKEN)');
     const roots = typeof values.roots === 'string' ? values.roots.split(',').filter(Boolean) : undefined;
-    const r = await enroll({ master, token, stateDir, roots });
+    const r = await enroll({ master, token, stateDir, roots, force: values.force === true });
     process.stdout.write(
       `enrolled as ${r.server}${r.cluster ? ` (member of cluster ${r.cluster})` : ''}; identity in ${r.stateDir}\n` +
         `next: spoke-agent run --state-dir ${stateDir}\n`,

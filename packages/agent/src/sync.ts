@@ -13,13 +13,14 @@ import {
   isSpokeError,
   removeTreeKeepingUserData,
   unframeBlobs,
-  wire,
+  type wire,
   type ConvergeReport,
   type ConvergeRequest,
   type FileHelper,
   type Logger,
   type Manifest,
   type ManifestEntry,
+  type QuarantineInfo,
   type ReceivedBlob,
   type RootMap,
   type TreeStatusReport,
@@ -28,7 +29,13 @@ import {
   buildReuseIndex,
   converge,
   forgetMemos,
+  listQuarantine,
   type ManifestDelta,
+  pruneQuarantine,
+  QUARANTINE_MAX_AGE_MS,
+  QUARANTINE_MAX_BYTES,
+  type QuarantineEntry,
+  type QuarantineOptions,
   observe,
   readCommitted,
   replayJournals,
@@ -73,9 +80,17 @@ export class AgentTrees {
   private readonly locks = new Map<string, Promise<unknown>>();
   /** Hashes per FetchBlobs request. */
   private readonly fetchBatch: number;
+  /** Where drift repairs keep what they remove or overwrite. */
+  private readonly quarantine: QuarantineOptions;
 
-  constructor(deps: { stateDir: string; roots: string[]; rootMap: RootMap; log: Logger; fetchBatch?: number; helper?: FileHelper }) {
+  constructor(deps: { stateDir: string; roots: string[]; rootMap: RootMap; log: Logger; fetchBatch?: number; helper?: FileHelper; quarantine?: Partial<QuarantineOptions> }) {
     this.fetchBatch = deps.fetchBatch ?? FETCH_BATCH;
+    this.quarantine = {
+      dir: deps.quarantine?.dir ?? `${deps.stateDir}/quarantine`,
+      maxBytes: deps.quarantine?.maxBytes ?? QUARANTINE_MAX_BYTES,
+      maxAgeMs: deps.quarantine?.maxAgeMs ?? QUARANTINE_MAX_AGE_MS,
+      ...(deps.quarantine?.now ? { now: deps.quarantine.now } : {}),
+    };
     this.helper = deps.helper;
     this.stateDir = deps.stateDir;
     this.roots = deps.roots;
@@ -196,6 +211,8 @@ export class AgentTrees {
         delta: 'entries' in want ? undefined : want,
         trustCommitted,
         excludes: req.excludes,
+        quarantine: this.quarantine,
+        reportDrift: req.reportDrift === true,
         fetcher: this.fetcher(req.tree),
         // Built only when a converge has enough to fetch to be worth it (see reuseMinBytes):
         // the index reads every held manifest, ~50 ms for 20,000 entries.
@@ -226,6 +243,10 @@ export class AgentTrees {
       for (const c of r.conflicts) {
         this.log.warn({ tree: req.tree, path: c.path, wanted: c.wanted, userData: c.userData }, 'converge conflict: user data stands where the master wants a file; path skipped');
       }
+      const q = r.quarantined;
+      if (q !== undefined) {
+        this.log.warn({ tree: req.tree, quarantine: q.dir, files: q.paths.length, bytes: q.bytes, skipped: q.skipped.length }, 'drift repair: kept what it removed or overwrote in quarantine');
+      }
       this.observedHashes.set(req.tree, r.rootHash);
       const cut = (a: string[]) => a.slice(0, 100);
       return {
@@ -247,6 +268,7 @@ export class AgentTrees {
         },
         conflicts: r.conflicts.map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData })),
         wantedRootHash: r.conflicts.length ? req.rootHash : '',
+        ...(q === undefined ? {} : { quarantined: quarantineInfo(q) }),
       };
     });
   }
@@ -270,6 +292,7 @@ export class AgentTrees {
           total: o.drift.changed.length + o.drift.added.length + o.drift.removed.length,
         },
         conflicts: (committed?.conflicts ?? []).map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData })),
+        quarantine: safeList(this.quarantine, tree).map(quarantineInfo),
       };
     });
   }
@@ -387,6 +410,20 @@ export class AgentTrees {
       }
     }
     return received;
+  }
+}
+
+function quarantineInfo(q: QuarantineEntry): QuarantineInfo {
+  return { id: q.id, atMs: q.atMs, dir: q.dir, files: q.paths.length, bytes: q.bytes, paths: q.paths.slice(0, 100).map((p) => p.path), skipped: q.skipped.length };
+}
+
+/** The quarantine of a tree, pruned to its bounds first (an unreadable dir lists nothing). */
+function safeList(q: QuarantineOptions, tree: string): QuarantineEntry[] {
+  try {
+    pruneQuarantine(q);
+    return listQuarantine(q, tree);
+  } catch {
+    return [];
   }
 }
 

@@ -7,7 +7,7 @@ import type { Enroller } from './servers/ca.js';
 import type { AgentHub } from './servers/hub.js';
 import type { Namespace } from './namespace/namespace.js';
 import type { TaskEngine } from './tasks/engine.js';
-import type { Clock, PlatformInfo, TaskInfo } from './types.js';
+import type { Clock, PlatformInfo, ServerInfo, TaskInfo } from './types.js';
 import { verifyServerTask } from './servers/verify.js';
 import type { TreeStore } from './platforms/trees.js';
 import { PlatformSync } from './platforms/converge.js';
@@ -18,6 +18,8 @@ import type { BuildLimits } from './platforms/buildfs.js';
 import type { Db } from './namespace/store.js';
 import { SiteTasks } from './sites/tasks.js';
 import { PlatformRemover, type RemovePlatformInput } from './platforms/platformremove.js';
+import { Leftovers } from './servers/membership.js';
+import { OperatorCerts } from './servers/operators.js';
 import { platformStatus, type PlatformStatusInfo } from './platforms/status.js';
 import { CronScheduler } from './sites/cronrunner.js';
 import { CronStore } from './sites/cronstore.js';
@@ -58,6 +60,10 @@ export class Core {
   readonly cron: CronScheduler;
   /** `platform rm` (platform.remove tasks). */
   private readonly remover: PlatformRemover;
+  /** Trees servers still hold for platforms they no longer serve (server.forget tasks). */
+  readonly leftovers: Leftovers;
+  /** Operator certificates issued, listed and revoked. */
+  readonly operators: OperatorCerts;
   /** Builds makefile and git platforms. */
   private readonly builder: PlatformBuilder;
   private readonly log: Logger;
@@ -150,7 +156,10 @@ export class Core {
       tickMs: deps.cron?.tickMs,
       metrics,
     });
+    this.operators = new OperatorCerts({ db: deps.db, clock: this.clock });
+    this.leftovers = new Leftovers({ db: deps.db, ns: this.ns, hub: this.hub, tasks: this.tasks, clock: this.clock, log: this.log.child({ component: 'master.membership' }) });
     this.remover = new PlatformRemover({
+      leftovers: this.leftovers,
       ns: this.ns,
       hub: this.hub,
       tasks: this.tasks,
@@ -212,10 +221,40 @@ export class Core {
     return this.tasks.submit({ kind: 'server.verify', entity: `server:${name}`, params: { server: name } });
   }
 
+  /**
+   * Adds a member to a cluster; the reconcile loop, woken now, converges the cluster's platforms
+   * to it (a connected agent says no new hello, so nothing else would).
+   */
+  addClusterMember(cluster: string, member: string): ServerInfo {
+    const s = this.ns.addClusterMember(cluster, member);
+    this.sync.wake();
+    return s;
+  }
+
+  /** Creates a cluster (its members converge to its platforms once it has some). */
+  createCluster(name: string, members: string[]): ServerInfo {
+    const s = this.ns.createCluster(name, members);
+    this.sync.wake();
+    return s;
+  }
+
+  /**
+   * Takes a member out of a cluster; the cluster's platforms become leftovers on it (config and
+   * tree state removed when it is online; the tree deleted only with `deleteFiles`).
+   * Returns the cluster and the platforms left on the member.
+   */
+  removeClusterMember(cluster: string, member: string, deleteFiles: boolean): { cluster: ServerInfo; left: PlatformInfo[]; task: TaskInfo | undefined } {
+    const left = this.ns.platformsFor(member);
+    const s = this.ns.removeClusterMember(cluster, member);
+    for (const p of left) this.leftovers.add({ server: member, path: p.path, platform: p.name, deleteFiles });
+    return { cluster: s, left, task: this.leftovers.queue(member) };
+  }
+
   /** Removes a server, revokes its certificate and drops its connection. */
   removeServer(name: string): void {
     const members = this.ns.hasServer(name) ? this.ns.getServer(name).members : [];
     this.ns.removeServer(name);
+    this.leftovers.forgetServer(name);
     this.hub.disconnect(name, fail('CERT_REVOKED', `server ${name} was removed; its certificate is revoked`));
     this.log.info({ server: name, detachedMembers: members }, 'server removed');
   }

@@ -3,6 +3,7 @@
  * the master's graph for the standalone daemon.
  */
 import { parseArgs } from 'node:util';
+import { setLogger } from '@grpc/grpc-js';
 import { SPOKE_VERSION, boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, createLogger, didYouMean, formatHelp, isSpokeError, unknownOptionMessage } from '@spoke/shared';
 import { compileMasterOptions } from './options.js';
 import { startMaster } from './master.js';
@@ -77,6 +78,10 @@ async function main(argv: string[]): Promise<void> {
     buildMaxRatio: count('build-max-ratio', values['build-max-ratio']),
   });
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'master' } });
+  // grpc-js writes its own lines to stderr (a taken port: "E No address added out of total 1
+  // resolved" before our ADDRESS_IN_USE): into the log instead, at debug.
+  const grpcLine = (...a: unknown[]) => log.debug({ grpc: a.map(String).join(' ') }, 'grpc-js');
+  setLogger({ error: grpcLine, info: grpcLine, debug: grpcLine });
   const master = await startMaster(opts, { log });
   process.stdout.write(`spoke-master listening on ${master.listen}; CLI socket ${master.socket}${master.metrics ? `; metrics on http://${master.metrics}/metrics` : ''}\n`);
   let stopping = false;

@@ -2,10 +2,10 @@
  * Builds and starts a master from compiled options and injected dependencies (logger, clock).
  * `main.ts` and `spoke up` call this; tests call it too.
  */
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { FileWorker, RootMap, fail, grpcTarget, parseHostPort, serverTls, startMetricsListener, type Logger, type MetricsListener } from '@spoke/shared';
+import { FileWorker, RootMap, fail, grpcTarget, lockStateDir, parseHostPort, serverTls, startMetricsListener, type Logger, type MetricsListener } from '@spoke/shared';
 import { MasterHealth } from './health/grpchealth.js';
 import { NO_METRICS, PromMasterMetrics } from './health/metrics.js';
 import { TreeStore } from './platforms/trees.js';
@@ -33,44 +33,23 @@ export interface RunningMaster {
   stop(): Promise<void>;
 }
 
-function bind(server: Server, target: string, creds: ServerCredentials): Promise<number> {
+function bind(server: Server, target: string, creds: ServerCredentials, what: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(target, creds, (err, port) => (err ? reject(err) : resolve(port)));
+    server.bindAsync(target, creds, (err, port) => (err ? reject(bindError(err, what)) : resolve(port)));
   });
 }
 
-/** Takes an exclusive lock on the state dir (a pid file), or says who holds it. */
-function lockStateDir(stateDir: string): () => void {
-  const file = join(stateDir, 'master.lock');
-  const tryLock = () => {
-    const fd = openSync(file, 'wx', 0o600);
-    closeSync(fd);
-  };
-  try {
-    tryLock();
-  } catch {
-    // A lock left by a dead process is stale: take it over.
-    let pid = NaN;
-    try {
-      pid = Number(readFileSync(file, 'utf8'));
-    } catch {
-      /* unreadable lock: treat as stale */
-    }
-    let alive = false;
-    if (Number.isInteger(pid) && pid > 0) {
-      try {
-        process.kill(pid, 0);
-        alive = pid !== process.pid;
-      } catch {
-        alive = false;
-      }
-    }
-    if (alive) throw fail('STATE_DIR_LOCKED', `another master (pid ${pid}) is running on ${stateDir}`);
-    rmSync(file, { force: true });
-    tryLock();
+/**
+ * A failed bind as one line for the operator: a taken address is ADDRESS_IN_USE (grpc-js says
+ * "No address added out of total 1 resolved" with the EADDRINUSE in its details).
+ */
+export function bindError(err: Error, what: string): Error {
+  const text = `${err.message} ${String((err as { details?: unknown }).details ?? '')}`;
+  if (/EADDRINUSE|address already in use/i.test(text)) {
+    return fail('ADDRESS_IN_USE', `${what} is already in use (another spoke-master, or another program: see ss -ltnp); stop it or choose another address`);
   }
-  writeFileSync(file, String(process.pid));
-  return () => rmSync(file, { force: true });
+  if (/EACCES|permission denied/i.test(text)) return fail('CONFIG_INVALID', `cannot listen on ${what}: permission denied`);
+  return fail('CONFIG_INVALID', `cannot listen on ${what}: ${err.message}`);
 }
 
 /** Starts a master. @throws SpokeError STATE_DIR_LOCKED, CONFIG_INVALID */
@@ -79,7 +58,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
   const log = deps.log;
   mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   chmodSync(opts.stateDir, 0o700);
-  const unlock = lockStateDir(opts.stateDir);
+  const unlock = lockStateDir(opts.stateDir, 'master', 'stop it first, or give this one another --state-dir');
   let db: Db | undefined;
   let metricsListener: MetricsListener | undefined;
   try {
@@ -132,7 +111,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
     const tls = new Server(serverOpts);
     addServices(tls, core, 'tls', log);
     health.addTo(tls, 'tls');
-    const port = await bind(tls, grpcTarget(opts.listen), serverTls(ca.certPem, tlsCert.certPem, tlsCert.keyPem));
+    const port = await bind(tls, grpcTarget(opts.listen), serverTls(ca.certPem, tlsCert.certPem, tlsCert.keyPem), opts.listen);
     const listen = `${host.includes(':') ? `[${host}]` : host}:${port}`;
     core.setListen(listen);
 
@@ -140,7 +119,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
     addServices(local, core, 'socket', log);
     health.addTo(local, 'socket');
     if (existsSync(opts.socket)) rmSync(opts.socket, { force: true });
-    await bind(local, `unix://${opts.socket}`, ServerCredentials.createInsecure());
+    await bind(local, `unix://${opts.socket}`, ServerCredentials.createInsecure(), opts.socket);
     chmodSync(opts.socket, 0o600);
     tasks.start();
     core.sync.startReconcile();

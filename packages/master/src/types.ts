@@ -26,6 +26,8 @@ export interface ServerInfo {
   cluster: string | null;
   members: string[];
   online: boolean;
+  /** For a cluster: its members online now (some but not all: the cluster is degraded). */
+  membersOnline: string[];
   lastSeenMs: number | null;
   enrolled: boolean;
   services: ServiceInfo[];
@@ -67,7 +69,17 @@ export interface PlatformInfo {
   desiredRootHash: string | null;
   /** Extra exclude patterns for this platform's tree. */
   excludes: string[];
+  /** What a drift check that finds hand edits on a server leads to (see DriftMode). */
+  drift: DriftMode;
 }
+
+/**
+ * What Spoke does when an agent finds a platform tree differs from what it last converged (hand
+ * edits): `repair` queues a converge that puts the tree back, keeping what it removes or
+ * overwrites in the server's quarantine; `report` only reports it (`platform status`, the task
+ * log) and changes nothing until an operator runs `platform verify`, which repairs.
+ */
+export type DriftMode = 'repair' | 'report';
 
 /**
  * Site status, driven by the site tasks: installing (site.install running) → installed; a failed

@@ -14,6 +14,18 @@ import { startMaster, type RunningMaster } from './master.js';
 import type { Command } from './cli/command.js';
 import { LOCAL_SERVER } from './local.js';
 
+/**
+ * The start-up line that says where Spoke writes: with the real root, the machine's own
+ * /var/aegir and /var/www (a first `server verify` creates them), and how to try it inside one
+ * directory instead.
+ */
+export function rootNotice(root: string): string {
+  if (root && root !== '/') return `root:    ${root} — platforms and sites live under it (nothing outside it is touched)`;
+  return (
+    "root:    / — platforms and sites are written to this machine's real /var/aegir and /var/www " +
+    '(the first server verify creates them); for a trial that touches nothing outside one directory: ./bin/spoke up --root DIR'
+  );
+}
 export { LOCAL_SERVER } from './local.js';
 
 /** Finds the spoke-agent entry: $SPOKE_AGENT_BIN, beside this file, or the workspace build. */
@@ -107,6 +119,7 @@ export const upCommand: Command = {
   socket:  ${m.socket}
   state:   ${opts.stateDir}   logs: master.log, agent.log
   agent:   server "${LOCAL_SERVER}" ${online ? 'online' : `not online yet (see ${agentLog})`}
+  ${rootNotice(opts.root)}
 
 Next, in another terminal:
 ${cmd('server ls')}

@@ -31,8 +31,15 @@
  *       symlink is skipped and reported (ConvergeResult.conflicts, TreeStatusResult.conflicts),
  *       everything else applied; an unfinishable journal or a refused manifest delta no longer
  *       stops every later converge of the tree. Older agents fail the whole converge instead.
+ *  12 — reserved for the https branch (site certificates), not merged here yet: 13 is kept so
+ *       the two never mean different things.
+ *  13 — drift on the agent's terms (issue 23): a repair copies what it removes or overwrites that
+ *       differs from the last commit (hand edits) into a bounded quarantine in the state dir
+ *       (ConvergeResult.quarantined, TreeStatusResult.quarantine), and ConvergeCommand.report_drift
+ *       makes a converge that finds drift change nothing and fail with DRIFT_FOUND. Older agents
+ *       ignore report_drift (they repair, keeping nothing) and list no quarantine.
  */
-export const CAPABILITY_VERSION = 11;
+export const CAPABILITY_VERSION = 13;
 
 // The lowest capability each command needs: COMMAND_CAPABILITY in commands.ts.
 

@@ -64,6 +64,20 @@ export interface ConflictInfo {
   userData: string;
 }
 
+/** One quarantine entry on an agent: what a drift repair removed or overwrote, kept (capability 13). */
+export interface QuarantineInfo {
+  id: string;
+  atMs: number;
+  /** Directory on the agent's host holding the files at their tree-relative paths. */
+  dir: string;
+  files: number;
+  bytes: number;
+  /** The first 100 paths. */
+  paths: string[];
+  /** Paths lost without a copy (over the size bound). */
+  skipped: number;
+}
+
 /** What the site tool can do on an agent. */
 export type SiteToolOp = 'loginUrl' | 'updates' | 'update';
 
@@ -92,6 +106,12 @@ export interface ConvergeRequest {
    * was last committed. An agent that does not know the field trusts its last commit, as before.
    */
   recheck?: boolean;
+  /**
+   * Report drift instead of repairing it (platforms with `--drift report`): a tree that differs
+   * from what was last committed is left as it is and the converge fails with DRIFT_FOUND.
+   * Agents below capability 13 ignore it and repair.
+   */
+  reportDrift?: boolean;
 }
 
 /** One platform to configure on a web server. */
@@ -256,6 +276,8 @@ export interface ConvergeReport {
   conflicts: ConflictInfo[];
   /** With conflicts: the root hash that was asked for. */
   wantedRootHash: string;
+  /** What a drift repair kept in the agent's quarantine (absent: nothing hand-made was lost; capability 13). */
+  quarantined?: QuarantineInfo;
 }
 
 /** What an agent holds for a tree. */
@@ -269,6 +291,8 @@ export interface TreeStatusReport {
   drift: DriftInfo;
   /** What the last converge skipped (capability 11; [] from older agents). */
   conflicts: ConflictInfo[];
+  /** What drift repairs of this tree kept, oldest first (capability 13; [] from older agents). */
+  quarantine: QuarantineInfo[];
 }
 
 /** What an agent did to its web server for a platform. */

@@ -6,12 +6,13 @@ import { isSpokeError } from './errors.js';
 
 const drift = { changed: ['a'], added: ['b', 'c'], removed: [], total: 3 };
 const conflicts = [{ path: 'sites/x', wanted: 'file', userData: 'sites/x/files' }];
+const kept = { id: 'q1', atMs: 1_700_000_000_000, dir: '/s/quarantine/q1', files: 2, bytes: 30, paths: ['index.php', 'x.txt'], skipped: 1 };
 
 /** One command of each kind, every field set to something other than its wire default. */
 const COMMANDS: { [K in AgentCommandType]: Extract<AgentCommand, { type: K }> } = {
   verifyServer: { type: 'verifyServer', minFreeBytes: 5_000_000_000 },
   ping: { type: 'ping' },
-  converge: { type: 'converge', tree: '/var/www/d7', rootHash: 'r1', excludes: ['x/'], label: 'platform d7', webGroupFiles: ['sites/a/settings.php'], recheck: true },
+  converge: { type: 'converge', tree: '/var/www/d7', rootHash: 'r1', excludes: ['x/'], label: 'platform d7', webGroupFiles: ['sites/a/settings.php'], recheck: true, reportDrift: true },
   treeStatus: { type: 'treeStatus', tree: '/var/www/d7', excludes: ['y'] },
   configurePlatform: { type: 'configurePlatform', platform: 'd7', tree: '/var/www/d7', kind: 'drupal7', pinnedImpl: 'nginx' },
   dbCreate: { type: 'dbCreate', database: 'db1', user: 'u1', password: 'pw', hosts: ['w1', 'w2'] },
@@ -73,8 +74,9 @@ const RESULTS: AgentCommandResults = {
     drift,
     conflicts,
     wantedRootHash: 'r1',
+    quarantined: kept,
   },
-  treeStatus: { committedRootHash: 'r1', actualRootHash: 'r2', exists: true, drift, conflicts },
+  treeStatus: { committedRootHash: 'r1', actualRootHash: 'r2', exists: true, drift, conflicts, quarantine: [kept] },
   configurePlatform: { impl: 'nginx', path: '/etc/nginx/x.conf', changed: true, tested: true, reloaded: true, fixed: ['sites/default'], problems: ['p'] },
   dbCreate: { hosts: ['w1', 'w2'], added: ['w1', 'w2'], removed: [], siteHost: 'db.example.com', sitePort: 3307 },
   dbDrop: { databaseExisted: true, usersDropped: ['w1'] },
@@ -127,14 +129,17 @@ describe('agent command codecs', () => {
 
   it('fills what an optional field left out with the wire default', () => {
     const got = commandFromWire(overTheWire.command(commandToWire('id', { type: 'converge', tree: '/t', rootHash: 'r', excludes: [], label: 'l' })));
-    expect(got).toEqual({ type: 'converge', tree: '/t', rootHash: 'r', excludes: [], label: 'l', webGroupFiles: [], recheck: false });
+    expect(got).toEqual({ type: 'converge', tree: '/t', rootHash: 'r', excludes: [], label: 'l', webGroupFiles: [], recheck: false, reportDrift: false });
     const tool = commandFromWire(overTheWire.command(commandToWire('id', { type: 'siteTool', tree: '/t', domain: 'a.b', kind: 'drupal8', op: 'updates' })));
     expect(tool).toEqual({ type: 'siteTool', tree: '/t', domain: 'a.b', kind: 'drupal8', op: 'updates', tokenHash: '', ttlSeconds: 0 });
   });
 
   it('a drift or facts an older agent left out read as empty', () => {
-    const r = resultFromWire('treeStatus', { id: 'i', ok: true, errorCode: '', errorMessage: '', result: { $case: 'treeStatus', value: { committedRootHash: '', actualRootHash: '', exists: false, drift: undefined, conflicts: [] } } });
+    const r = resultFromWire('treeStatus', { id: 'i', ok: true, errorCode: '', errorMessage: '', result: { $case: 'treeStatus', value: { committedRootHash: '', actualRootHash: '', exists: false, drift: undefined, conflicts: [], quarantine: [] } } });
     expect(r.drift).toEqual({ changed: [], added: [], removed: [], total: 0 });
+    // a converge that kept nothing (or an agent below capability 13) has no quarantined entry
+    const c = resultFromWire('converge', overTheWire.result({ id: 'i', ok: true, errorCode: '', errorMessage: '', result: resultToWire('converge', { ...RESULTS.converge, quarantined: undefined }) }));
+    expect('quarantined' in c).toBe(false);
     const v = resultFromWire('verifyServer', overTheWire.result({ id: 'i', ok: true, errorCode: '', errorMessage: '', result: resultToWire('verifyServer', { services: [], roots: [], facts: null }) }));
     expect(v.facts).toBeNull();
   });

@@ -6,8 +6,8 @@
  */
 import { fail } from './errors.js';
 import { SiteToolOp as WireSiteToolOp, type CommandResult, type MasterCommand } from './gen/spoke/v1/agent.js';
-import type { AgentCommand, AgentCommandResults, AgentCommands, AgentCommandType, DriftInfo, SiteToolOp } from './commands.js';
-import type { ConvergeConflict, Drift } from './gen/spoke/v1/agent.js';
+import type { AgentCommand, AgentCommandResults, AgentCommands, AgentCommandType, DriftInfo, QuarantineInfo, SiteToolOp } from './commands.js';
+import type { ConvergeConflict, Drift, Quarantined } from './gen/spoke/v1/agent.js';
 
 type WireCommand = NonNullable<MasterCommand['command']>;
 type WireCommandValue<K extends AgentCommandType> = Extract<WireCommand, { $case: K }>['value'];
@@ -53,6 +53,10 @@ function conflictsFrom(cs: ConvergeConflict[]): { path: string; wanted: string; 
   return cs.map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData }));
 }
 
+function quarantineFrom(q: Quarantined): QuarantineInfo {
+  return { id: q.id, atMs: q.atMs, dir: q.dir, files: q.files, bytes: q.bytes, paths: [...q.paths], skipped: q.skipped };
+}
+
 /** Every command's codec. */
 const COMMAND_CODECS: { [K in AgentCommandType]: Codec<K> } = {
   verifyServer: {
@@ -62,10 +66,15 @@ const COMMAND_CODECS: { [K in AgentCommandType]: Codec<K> } = {
   },
   ping: { ...sameCodec, result: () => ({}), resultFrom: () => null },
   converge: {
-    command: (c) => ({ ...c, webGroupFiles: c.webGroupFiles ?? [], recheck: c.recheck ?? false }),
+    command: (c) => ({ ...c, webGroupFiles: c.webGroupFiles ?? [], recheck: c.recheck ?? false, reportDrift: c.reportDrift ?? false }),
     commandFrom: same,
-    result: same,
-    resultFrom: (v) => ({ ...v, drift: driftFrom(v.drift), conflicts: conflictsFrom(v.conflicts) }),
+    result: (r) => ({ ...r, quarantined: r.quarantined }),
+    resultFrom: ({ quarantined, ...v }) => ({
+      ...v,
+      drift: driftFrom(v.drift),
+      conflicts: conflictsFrom(v.conflicts),
+      ...(quarantined === undefined ? {} : { quarantined: quarantineFrom(quarantined) }),
+    }),
   },
   treeStatus: {
     ...sameCodec,
@@ -75,6 +84,7 @@ const COMMAND_CODECS: { [K in AgentCommandType]: Codec<K> } = {
       exists: v.exists,
       drift: driftFrom(v.drift),
       conflicts: conflictsFrom(v.conflicts),
+      quarantine: v.quarantine.map(quarantineFrom),
     }),
   },
   configurePlatform: sameCodec,

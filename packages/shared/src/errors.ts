@@ -55,6 +55,8 @@ export const ERROR_CODES = {
   CERT_REVOKED: 'PERMISSION_DENIED',
   CA_MISMATCH: 'UNAUTHENTICATED',
   NOT_ENROLLED: 'FAILED_PRECONDITION',
+  IDENTITY_EXISTS: 'ALREADY_EXISTS', // spoke-agent enroll into a state dir that holds one (--force replaces it)
+  OPERATOR_NOT_FOUND: 'NOT_FOUND',
   // tasks and agents
   TASK_NOT_FOUND: 'NOT_FOUND',
   ENTITY_AMBIGUOUS: 'INVALID_ARGUMENT',
@@ -69,6 +71,7 @@ export const ERROR_CODES = {
   VERIFY_FAILED: 'FAILED_PRECONDITION',
   CONVERGE_FAILED: 'FAILED_PRECONDITION',
   TREE_CHANGED: 'ABORTED',
+  DRIFT_FOUND: 'FAILED_PRECONDITION', // a platform with `--drift report`: hand edits found, nothing changed
   PLATFORM_BUILD_FAILED: 'FAILED_PRECONDITION',
   MAKEFILE_NEEDS_DRUPAL_ORG: 'FAILED_PRECONDITION',
   CHECKSUM_MISMATCH: 'FAILED_PRECONDITION',
@@ -111,6 +114,8 @@ export const ERROR_CODES = {
   // transport and process
   MASTER_UNREACHABLE: 'UNAVAILABLE',
   STATE_DIR_LOCKED: 'FAILED_PRECONDITION',
+  ADDRESS_IN_USE: 'FAILED_PRECONDITION', // a daemon's listen address is taken by another process
+  CONFIRMATION_REQUIRED: 'FAILED_PRECONDITION', // a destructive command without --yes and no terminal to ask on
   CONFIG_INVALID: 'INVALID_ARGUMENT',
   USAGE: 'INVALID_ARGUMENT',
   OUTPUT_NOT_WRITABLE: 'FAILED_PRECONDITION', // CLI: a file it writes (--out DIR) cannot go there

@@ -4,7 +4,7 @@
  */
 export { SpokeError, fail, isSpokeError, isErrorCode, ERROR_CODES } from './errors.js';
 export type { ErrorCode, GrpcStatusName } from './errors.js';
-export { checkName, checkPublishPath, checkDomain, pathContains } from './names.js';
+export { checkName, checkPublishPath, checkDomain, pathContains, trimPathSlashes } from './names.js';
 export {
   siteDbName,
   checkDbName,
@@ -52,6 +52,7 @@ export type {
   DbGrantsReport,
   DetectedServiceReport,
   DriftInfo,
+  QuarantineInfo,
   ForgetPlatformRequest,
   HostFactsInfo,
   InstallSiteRequest,
@@ -87,3 +88,4 @@ export { startMetricsListener } from './metricsserver.js';
 export type { MetricsListener, MetricsSource } from './metricsserver.js';
 export { removeTreeKeepingUserData } from './treeremove.js';
 export type { TreeRemoval } from './treeremove.js';
+export { lockStateDir, stateDirHolder } from './statelock.js';

@@ -18,12 +18,41 @@ export interface LoggerOptions {
 
 /** Builds a JSON logger; never a module-level singleton. */
 export function createLogger(opts: LoggerOptions = {}): Logger {
+  const base = opts.base ?? {};
   return pino(
-    { level: opts.level ?? 'info', base: opts.base ?? {}, timestamp: pino.stdTimeFunctions.isoTime },
+    {
+      level: opts.level ?? 'info',
+      base,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      // One key, one value: a line's own `msg` field would be written beside the message (parsers
+      // keep the second), and a field that repeats a base field (`server`) twice.
+      formatters: { log: (obj) => uniqueKeys(obj, base) },
+    },
     typeof opts.destination === 'string'
       ? pino.destination({ dest: opts.destination, sync: true, mkdir: true, mode: 0o600 })
       : (opts.destination ?? pino.destination({ fd: 2, sync: true })),
   );
+}
+
+/**
+ * A line's fields without keys the line writes anyway: `msg` becomes `message` (the text is kept),
+ * a base field with the same value is dropped and with another value renamed `<key>Field`.
+ */
+export function uniqueKeys(obj: Record<string, unknown>, base: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  const own = () => (out ??= { ...obj });
+  if ('msg' in obj) {
+    const o = own();
+    o.message = o.msg;
+    delete o.msg;
+  }
+  for (const k of Object.keys(base)) {
+    if (!(k in obj)) continue;
+    const o = own();
+    if (o[k] !== base[k]) o[`${k}Field`] = o[k];
+    delete o[k];
+  }
+  return out ?? obj;
 }
 
 /** A logger that drops everything (tests). */

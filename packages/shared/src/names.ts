@@ -25,6 +25,16 @@ export function checkName(name: string, what = 'name'): string {
  * slash, no `//`), no control characters, and not `/` itself. Returns it unchanged.
  * @throws SpokeError INVALID_PATH
  */
+/**
+ * What an operator typed as a publish path, with trailing slashes removed (`/var/www/wp/` →
+ * `/var/www/wp`), as shells complete directory names; `/` stays `/` (refused by checkPublishPath).
+ */
+export function trimPathSlashes(path: string): string {
+  let p = path;
+  while (p.length > 1 && p.endsWith('/')) p = p.slice(0, -1);
+  return p;
+}
+
 export function checkPublishPath(path: string): string {
   const bad = (why: string) => fail('INVALID_PATH', `path ${JSON.stringify(path)} is not valid: ${why}`);
   if (path.length === 0) throw bad('it is empty');

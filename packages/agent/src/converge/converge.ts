@@ -37,6 +37,7 @@ import { copyVerifiedSync, creationMode, errText, hashFileSync, isDiskFull, isEr
 import { type Journal, readJournal, runJournal, Stepper, writeJournal } from './journal.js';
 import { checkHostRoot, type Drift, driftOf, NO_DRIFT, walkActual } from './observe.js';
 import { blobPath, type Op, stagingTree } from './ops.js';
+import { quarantine, quarantineCandidates, type QuarantineEntry, type QuarantineOptions } from './quarantine.js';
 import {
   buildOps,
   checkDesired,
@@ -148,6 +149,16 @@ export interface ConvergeOptions {
    * observe() marks a drifted tree, which turns the trust off until a converge repairs it.
    */
   trustCommitted?: boolean;
+  /**
+   * Where a drift repair copies what it removes or overwrites (content that differs from the
+   * committed manifest: hand edits) before the apply; absent = nothing is kept.
+   */
+  quarantine?: QuarantineOptions;
+  /**
+   * Report drift instead of repairing it: a converge that finds the tree differs from what was
+   * last committed changes nothing and fails with DRIFT_FOUND (platforms with `--drift report`).
+   */
+  reportDrift?: boolean;
   onProgress?: (p: ConvergeProgress) => void;
   /** Cancels before the journal is committed; after that the transaction always completes. */
   signal?: AbortSignal;
@@ -182,6 +193,8 @@ export interface ConvergeResult {
    * abandoned and this converge worked from what is really on disk instead.
    */
   abandonedJournal?: string;
+  /** What the repair copied to the quarantine before removing or overwriting it. */
+  quarantined?: QuarantineEntry;
 }
 
 /**
@@ -239,11 +252,13 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   let conflicts: Conflict[] = [];
   let committedRoot = target;
   let abandonedJournal: string | undefined;
+  let quarantined: QuarantineEntry | undefined;
   const result = (inSync: boolean, diff: ManifestDiff | undefined, drift: Drift, c?: Counters): ConvergeResult => ({
     inSync,
     rootHash: committedRoot,
     conflicts,
     ...(abandonedJournal === undefined ? {} : { abandonedJournal }),
+    ...(quarantined === undefined ? {} : { quarantined }),
     added: diff?.added.length ?? 0,
     changed: diff === undefined ? 0 : diff.changed.length + diff.typeChanged.length + diff.modeChanged.length,
     removed: diff?.removed.length ?? 0,
@@ -300,6 +315,8 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   const found = await findBase(o, desired, deltaDiff, root, treeDir, excludes, trust ? committed : undefined, committed, sameExcludes);
   const { baseManifest, drift, obstacles } = found;
   let diff = found.diff;
+  const drifted = drift.changed.length + drift.added.length + drift.removed.length;
+  if (o.reportDrift === true && drifted > 0) throw driftFound(o.treeKey, drift);
   // User data where a file or symlink is wanted: skip those paths, apply and commit the rest.
   conflicts = findConflicts(root, diff, excludes, found.holders);
   /** The delta the new manifest file is written from (none when conflicts changed the manifest). */
@@ -378,6 +395,12 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
       buildInitialTree(staging, manifest, needs, rootSt, stepper, placed, { umask: probeUmask(staging), withMode });
     }
     cancelled(o.signal);
+    // Hand-made content the apply removes or overwrites is kept before the commit (a crash
+    // before the journal leaves the tree as it was and, at worst, an extra copy).
+    if (o.quarantine !== undefined && !initial && (drifted > 0 || committed === undefined)) {
+      const lost = quarantineCandidates(base, diff, committed === undefined ? undefined : lookupIn(committed.manifest.entries));
+      quarantined = quarantine(o.quarantine, o.treeKey, root, lost);
+    }
     stepper.step('manifest');
     chain = await manifestWrite;
     journal = {
@@ -407,6 +430,17 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
     onOp: (done, total) => o.onProgress?.({ phase: 'apply', files: done, filesTotal: total, bytes: 0, bytesTotal: 0 }),
   });
   return result(false, diff, drift, counters);
+}
+
+/** DRIFT_FOUND for a tree whose drift is reported, not repaired. */
+function driftFound(tree: string, d: Drift): Error {
+  const sample = [...d.changed.map((x) => `~${x}`), ...d.added.map((x) => `+${x}`), ...d.removed.map((x) => `-${x}`)];
+  const n = sample.length;
+  return fail(
+    'DRIFT_FOUND',
+    `${tree} differs from what was last converged in ${n} path(s): ${sample.slice(0, 10).join(' ')}${n > 10 ? ' …' : ''}; nothing was changed (drift is reported, not repaired)`,
+    { tree, drift: d },
+  );
 }
 
 /** The base of the diff (see the module comment, step 2), and the drift found on the way. */

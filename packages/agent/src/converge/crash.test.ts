@@ -195,6 +195,13 @@ async function twoAtATime<T, R>(items: T[], fn: (t: T) => Promise<R>): Promise<R
   return out;
 }
 
+/**
+ * A test's time limit from its work: each kill point starts a child (tsx), converges until the
+ * kill and replays, which took ~2 s alone and up to ~6 s on a loaded 2-core box; the limit only
+ * catches a hang, never a slow machine (the 20-point test took 42.7 s alone and hit a flat 60 s).
+ */
+const killPointsBudget = (points: number): number => 30_000 + points * 15_000;
+
 function spread(total: number, n: number): number[] {
   const ks = new Set<number>();
   for (let i = 0; i < n; i++) ks.add(1 + Math.round((i * (total - 1)) / (n - 1)));
@@ -214,7 +221,7 @@ describe('crash safety (SIGKILL at step k, then replayJournals)', () => {
     const states = await twoAtATime(spread(total, Math.min(total, 12)), (k) => crashAndReplay(k, false, true));
     expect(states).toContain('old');
     expect(states).toContain('journal');
-  }, 60_000);
+  }, killPointsBudget(12));
 
   it('A -> B (~230 files, every change kind): 20 kill points over the whole run', async () => {
     const { total, names } = await countSteps(false);
@@ -227,7 +234,7 @@ describe('crash safety (SIGKILL at step k, then replayJournals)', () => {
     const states = await twoAtATime(ks, (k) => crashAndReplay(k, false));
     expect(states).toContain('old');
     expect(states).toContain('journal');
-  }, 60_000);
+  }, killPointsBudget(20));
 
   it.skipIf(process.getuid?.() !== 0)('as a non-root user: read-only directories are written into and removed', async () => {
     const dir = join(root, 'nonroot');
@@ -255,5 +262,5 @@ describe('crash safety (SIGKILL at step k, then replayJournals)', () => {
     const ks = spread(total, 6);
     const states = await twoAtATime(ks, (k) => crashAndReplay(k, true));
     expect(states).toContain('old');
-  }, 60_000);
+  }, killPointsBudget(6));
 });

@@ -38,12 +38,13 @@ export function callerOf(call: AuthCall, via: Via): Caller {
  * Allows operator calls from the unix socket or with an operator certificate.
  * @throws SpokeError CERT_REQUIRED, CERT_UNKNOWN
  */
-export function requireOperator(call: AuthCall, via: Via): Caller {
+export function requireOperator(call: AuthCall, via: Via, isRevoked: (fingerprint: string) => boolean = () => false): Caller {
   const c = callerOf(call, via);
   if (c.via === 'socket') return c;
   if (c.via === 'tls-anonymous') {
     throw fail('CERT_REQUIRED', 'operator calls over TCP need an operator certificate (see: spoke operator cert)');
   }
   if (c.role !== 'operator') throw fail('CERT_UNKNOWN', `certificate ${c.commonName} (${c.role}) is not an operator certificate`);
+  if (isRevoked(c.fingerprint)) throw fail('CERT_REVOKED', `the operator certificate of ${c.commonName} was revoked; ask for a new one (spoke operator cert, on the master)`);
   return c;
 }

@@ -29,6 +29,7 @@ export function serverToWire(s: ServerInfo): wire.Server {
     cluster: s.cluster ?? '',
     members: s.members,
     online: s.online,
+    membersOnline: s.membersOnline,
     lastSeenMs: s.lastSeenMs ?? 0,
     enrolled: s.enrolled,
     services: s.services.map((x) => ({ ...x })),
@@ -93,6 +94,7 @@ export function platformToWire(p: PlatformInfo): wire.Platform {
     live: p.live,
     desiredRootHash: p.desiredRootHash ?? '',
     excludes: p.excludes,
+    drift: p.drift,
   };
 }
 

@@ -3,11 +3,13 @@
  * Errors are mapped once, in `unary`/`stream`, to a gRPC status with the stable code.
  */
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
-import { fail, toServiceError, wire, type Logger } from '@spoke/shared';
+import { fail, toServiceError, trimPathSlashes, type wire, type Logger } from '@spoke/shared';
 import type { Core } from '../core.js';
 import type { TaskEvent } from '../tasks/engine.js';
 import { isFinal } from '../tasks/engine.js';
 import { conflictAdvice } from '../platforms/converge.js';
+import { parseDriftMode } from '../platforms/drift.js';
+import type { OperatorCertInfo } from '../servers/operators.js';
 import { requireOperator, type Via } from './auth.js';
 import { parseCronInterval } from '../sites/cron.js';
 import {
@@ -25,12 +27,16 @@ import {
 type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => void;
 
 /** Builds the Operator service implementation for one listener. */
+function operatorToWire(c: OperatorCertInfo): wire.OperatorCert {
+  return { name: c.name, fingerprint: c.fingerprint, issuedMs: c.issuedMs, expiresMs: c.expiresMs, revokedMs: c.revokedMs ?? 0 };
+}
+
 export function operatorService(core: Core, via: Via, log: Logger): wire.OperatorServer {
   function unary<Req, Res>(name: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>): Unary<Req, Res> {
     return (call, cb) => {
       Promise.resolve()
         .then(() => {
-          requireOperator(call, via);
+          requireOperator(call, via, (fp) => core.operators.isRevoked(fp));
           return fn(call.request, call);
         })
         .then(
@@ -73,17 +79,17 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       serverToWire(core.ns.pinService(req.server, req.kind, req.impl)),
     ),
 
-    createCluster: unary('CreateCluster', (req: wire.CreateClusterRequest) => serverToWire(core.ns.createCluster(req.name, req.members))),
+    createCluster: unary('CreateCluster', (req: wire.CreateClusterRequest) => serverToWire(core.createCluster(req.name, req.members))),
     addClusterMember: unary('AddClusterMember', (req: wire.ClusterMemberRequest) =>
-      serverToWire(core.ns.addClusterMember(req.cluster, req.member)),
+      serverToWire(core.addClusterMember(req.cluster, req.member)),
     ),
     removeClusterMember: unary('RemoveClusterMember', (req: wire.ClusterMemberRequest) =>
-      serverToWire(core.ns.removeClusterMember(req.cluster, req.member)),
+      serverToWire(core.removeClusterMember(req.cluster, req.member, req.deleteFiles).cluster),
     ),
 
     addPlatform: unary('AddPlatform', async (req: wire.AddPlatformRequest) => {
       const r = await core.addPlatform(
-        { name: req.name, path: req.path, server: req.server, source: sourceFromWire(req.source), live: req.live, excludes: req.excludes },
+        { name: req.name, path: trimPathSlashes(req.path), server: req.server, source: sourceFromWire(req.source), live: req.live, excludes: req.excludes, drift: parseDriftMode(req.drift) },
         !req.noVerify,
       );
       return { platform: platformToWire(r.platform), task: r.task ? taskToWire(r.task) : undefined };
@@ -93,6 +99,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     removePlatform: unary('RemovePlatform', (req: wire.RemoveRequest) =>
       taskToWire(core.removePlatform({ name: req.name, force: req.force, deleteFiles: req.deleteFiles, offlineOk: req.offlineOk })),
     ),
+    setPlatformDrift: unary('SetPlatformDrift', (req: wire.SetPlatformDriftRequest) => platformToWire(core.ns.setPlatformDrift(req.name, parseDriftMode(req.drift)))),
     diffPlatforms: unary('DiffPlatforms', (req: wire.DiffPlatformsRequest) => ({ diffJson: JSON.stringify(core.sync.diff(req.from, req.to)) })),
     verifyPlatform: unary('VerifyPlatform', (req: wire.NameRequest) => taskToWire(core.sync.verify(req.name))),
     platformStatus: unary('PlatformStatus', async (req: wire.NameRequest) => {
@@ -107,9 +114,11 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
         servers: s.servers.map((x) => ({
           server: x.server,
           online: x.online,
-          observedRootHash: x.report?.actualRootHash ?? '',
+          observedRootHash: x.report?.actualRootHash ?? x.lastKnown?.rootHash ?? '',
           committedRootHash: x.report?.committedRootHash ?? '',
-          inSync: !!x.report && !!desired && x.report.actualRootHash === desired,
+          inSync: !!desired && (x.report ? x.report.actualRootHash === desired : x.lastKnown?.rootHash === desired),
+          lastKnownMs: x.report ? 0 : (x.lastKnown?.updatedMs ?? 0),
+          quarantine: x.report?.quarantine ?? [],
           driftChanged: x.report?.drift.changed ?? [],
           driftAdded: x.report?.drift.added ?? [],
           driftRemoved: x.report?.drift.removed ?? [],
@@ -262,7 +271,10 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       if (via !== 'socket') throw fail('CERT_UNKNOWN', 'operator certificates are issued only over the local socket');
       const ttl = req.ttlSeconds > 0 ? req.ttlSeconds * 1000 : 365 * 86_400_000;
       const certPem = await core.enroller.issueOperatorCert(req.name, req.csrPem, ttl);
+      core.operators.record(req.name, certPem);
       return { certPem, caPem: core.enroller.caPem };
     }),
+    listOperators: unary('ListOperators', () => ({ operators: core.operators.list().map(operatorToWire) })),
+    revokeOperator: unary('RevokeOperator', (req: wire.NameRequest) => ({ operators: core.operators.revoke(req.name).map(operatorToWire) })),
   };
 }

@@ -32,7 +32,7 @@ describe('AddPlatform over the socket', () => {
       master.core.ns.recordEnrollment({ server: 'web', cluster: null, fingerprint: 'fp-web', replace: false });
       const add = (name: string, source: wire.PlatformSource) =>
         call<wire.AddPlatformResponse>((cb) =>
-          api.addPlatform({ name, path: `/var/aegir/platforms/${name}`, server: 'web', source, live: false, excludes: [], noVerify: true }, new Metadata(), cb),
+          api.addPlatform({ name, path: `/var/aegir/platforms/${name}`, server: 'web', source, live: false, excludes: [], noVerify: true, drift: '' }, new Metadata(), cb),
         );
       const cases: [string, wire.PlatformSource, string, RegExp][] = [
         ['kind0', { ...blank, kind: K.PLATFORM_SOURCE_KIND_UNSPECIFIED }, 'INVALID_ARGUMENT', /^platform source kind 0 is not one of existing, makefile or git$/],

@@ -5,6 +5,7 @@ import { wire } from '@spoke/shared/client';
 import { print, type Command } from './command.js';
 import { serverJson } from './format.js';
 import { serverTable } from './server.js';
+import { joinedLine, leftLine, platformsOf } from './fleet.js';
 
 /** `spoke cluster …`. */
 export const clusterCommands: Record<string, Command> = {
@@ -27,18 +28,22 @@ export const clusterCommands: Record<string, Command> = {
     summary: 'add an agent server to a cluster',
     args: [2, 2],
     async run(ctx, [cluster, member]) {
-      const s = await ctx.api().call('addClusterMember', { cluster, member });
-      print(ctx, serverJson(s), () => `cluster ${s.name}: ${s.members.join(', ')}\n`);
+      const s = await ctx.api().call('addClusterMember', { cluster, member, deleteFiles: false });
+      const platforms = await platformsOf(ctx, cluster);
+      print(ctx, serverJson(s), () => `cluster ${s.name}: ${s.members.join(', ')}\n${joinedLine(member, platforms)}`);
       return 0;
     },
   },
   'cluster remove': {
-    usage: 'cluster remove NAME MEMBER',
-    summary: 'take an agent server out of a cluster (it stays enrolled)',
+    usage: 'cluster remove NAME MEMBER [--delete-files]',
+    summary: "take an agent server out of a cluster (it stays enrolled); it stops serving the cluster's platforms, and with --delete-files their trees are deleted there (user data kept)",
+    options: { 'delete-files': { type: 'boolean' } },
     args: [2, 2],
-    async run(ctx, [cluster, member]) {
-      const s = await ctx.api().call('removeClusterMember', { cluster, member });
-      print(ctx, serverJson(s), () => `cluster ${s.name}: ${s.members.join(', ')}\n`);
+    async run(ctx, [cluster, member], o) {
+      const platforms = await platformsOf(ctx, cluster);
+      const deleteFiles = o['delete-files'] === true;
+      const s = await ctx.api().call('removeClusterMember', { cluster, member, deleteFiles });
+      print(ctx, serverJson(s), () => `cluster ${s.name}: ${s.members.join(', ')}\n${leftLine(member, cluster, platforms, deleteFiles)}`);
       return 0;
     },
   },

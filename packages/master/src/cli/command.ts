@@ -11,6 +11,8 @@ import { taskJson, taskStateName } from './format.js';
 export interface CliIO {
   out(s: string): void;
   err(s: string): void;
+  /** Asks a yes/no question on the operator's terminal; absent when stdin is not a terminal. */
+  confirm?(question: string): Promise<boolean>;
 }
 
 /** Context every command gets. */

@@ -5,6 +5,18 @@
 import { wire } from '@spoke/shared/client';
 export { formatBytes as human } from '@spoke/shared/client';
 
+/**
+ * online | offline | not enrolled for an agent; a cluster is online when every member is,
+ * degraded when some are, offline when none is.
+ */
+export function serverState(s: wire.Server): string {
+  if (s.kind === wire.ServerKind.SERVER_KIND_CLUSTER) {
+    const up = s.membersOnline.length;
+    return s.online ? 'online' : up > 0 ? 'degraded' : 'offline';
+  }
+  return s.online ? 'online' : !s.enrolled ? 'not enrolled' : 'offline';
+}
+
 /** A server as printed by `-o json`. */
 export function serverJson(s: wire.Server) {
   return {
@@ -13,6 +25,8 @@ export function serverJson(s: wire.Server) {
     cluster: s.cluster || null,
     members: s.members,
     online: s.online,
+    state: serverState(s),
+    membersOnline: s.kind === wire.ServerKind.SERVER_KIND_CLUSTER ? s.membersOnline : undefined,
     lastSeen: s.lastSeenMs ? new Date(s.lastSeenMs).toISOString() : null,
     enrolled: s.enrolled,
     services: s.services.map((x) => ({ kind: x.kind, impl: x.impl, version: x.version || null, detected: x.detectedImpl || null, pinned: x.pinnedImpl || null })),
@@ -47,6 +61,7 @@ export function platformJson(p: wire.Platform) {
     live: p.live,
     desiredRootHash: p.desiredRootHash || null,
     excludes: p.excludes,
+    drift: p.drift || 'repair',
     sites: p.sites,
     registry: p.registryJson ? (JSON.parse(p.registryJson) as unknown) : null,
     created: new Date(p.createdMs).toISOString(),

@@ -87,7 +87,7 @@ describe('spoke completion (issue 23 item 10)', () => {
     const r = await cli('completion', 'bash');
     expect(r.code).toBe(0);
     expect(await complete(r.out, ['spoke', 'pl'])).toEqual(['platform']);
-    expect(await complete(r.out, ['spoke', 'platform', ''])).toEqual(['add', 'diff', 'ls', 'rm', 'show', 'status', 'verify']);
+    expect(await complete(r.out, ['spoke', 'platform', ''])).toEqual(['add', 'diff', 'drift', 'ls', 'rm', 'show', 'status', 'verify']);
     expect(await complete(r.out, ['spoke', '--state-dir', '/tmp/s', 'task', 'l'])).toEqual(['log', 'ls']);
     expect(await complete(r.out, ['spoke', 'platform', 'add', 'wp', '--ex'])).toEqual(['--exclude']);
     expect(await complete(r.out, ['spoke', 'task', 'log', '1', '-'])).toContain('-f');

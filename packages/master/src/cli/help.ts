@@ -17,6 +17,7 @@ export const FLAG_HELP: Record<string, string> = {
   http: 'web server the agent must use: nginx or apache ("" lets it pick what it finds)',
   db: 'database server the agent must use: mariadb or mysql ("" lets it pick)',
   member: 'an agent server that joins the cluster (repeat for each member)',
+  'cluster remove|delete-files': 'also delete the cluster\'s platform trees on the member (user files kept); without it they stay on its disk',
   // platform
   path: 'where the platform\'s code tree lives on the web servers (absolute, reserved on every server)',
   server: 'the agent server or cluster the platform is deployed to',
@@ -29,6 +30,8 @@ export const FLAG_HELP: Record<string, string> = {
   force: 'remove even though sites still name the platform (their records stay; they stop being served)',
   'delete-files': 'also delete the platform\'s code tree on the servers (and on the master for a built platform)',
   'offline-ok': 'go ahead while a server is offline; it finishes the removal when it returns',
+  yes: 'do not ask before deleting files (needed when there is no terminal to ask on)',
+  drift: 'what hand edits found on a server lead to: repair (default; what the repair removes is kept in quarantine) or report (nothing changes on its own)',
   // site
   platform: 'the platform the site runs on',
   'site ls|platform': 'only sites on this platform',
@@ -81,7 +84,7 @@ export const EXAMPLES: Record<string, string[]> = {
   'server pin': ['spoke server pin web-1 --http nginx', 'spoke server pin web-1 --db ""'],
   'cluster create': ['spoke cluster create web --member web-1 --member web-2'],
   'cluster add': ['spoke cluster add web web-3'],
-  'cluster remove': ['spoke cluster remove web web-3'],
+  'cluster remove': ['spoke cluster remove web web-3', 'spoke cluster remove web web-3 --delete-files'],
   'cluster ls': ['spoke cluster ls'],
   'platform add': [
     'spoke platform add wp --path /usr/share/wordpress --server web-1',
@@ -92,7 +95,8 @@ export const EXAMPLES: Record<string, string[]> = {
   'platform status': ['spoke platform status wp'],
   'platform ls': ['spoke platform ls'],
   'platform show': ['spoke platform show wp'],
-  'platform rm': ['spoke platform rm wp', 'spoke platform rm d10 --delete-files --offline-ok'],
+  'platform rm': ['spoke platform rm wp', 'spoke platform rm d10 --delete-files --offline-ok --yes'],
+  'platform drift': ['spoke platform drift d10 report', 'spoke platform drift d10 repair'],
   'site ls': ['spoke site ls --platform wp'],
   'site list': ['spoke site list'],
   'site show': ['spoke site show blog.example.com'],
@@ -117,6 +121,8 @@ export const EXAMPLES: Record<string, string[]> = {
   'task rollback': ['spoke task rollback 42'],
   events: ['spoke events', 'spoke events -f', 'spoke -o json events -f --limit 100'],
   'operator cert': ['spoke operator cert alice --out ~/.spoke/alice'],
+  'operator ls': ['spoke operator ls'],
+  'operator revoke': ['spoke operator revoke alice'],
   up: ['spoke up --root /tmp/spoke-trial'],
   completion: ['spoke completion bash > /etc/bash_completion.d/spoke', 'source <(spoke completion zsh)'],
 };

@@ -4,6 +4,7 @@
  */
 import { UsageError, kv, print, type Command } from './command.js';
 import { parseDuration } from './format.js';
+import { operatorJson, operatorTable } from './fleet.js';
 import { healthLines } from './health.js';
 
 /** `spoke status`. */
@@ -58,6 +59,26 @@ export const operatorCommands: Record<string, Command> = {
       writeFileSync(join(o.out, 'operator.crt'), r.certPem, { mode: 0o644 });
       writeFileSync(join(o.out, 'ca.crt'), r.caPem, { mode: 0o644 });
       print(ctx, { name, dir: o.out }, () => `wrote operator.key, operator.crt, ca.crt to ${o.out}\nuse: spoke --master HOST:PORT --cert-dir ${o.out} server ls\n`);
+      return 0;
+    },
+  },
+  'operator ls': {
+    usage: 'operator ls',
+    summary: 'list the operator certificates issued (name, fingerprint, expiry, revoked)',
+    args: [0, 0],
+    async run(ctx) {
+      const r = await ctx.api().call('listOperators', {});
+      print(ctx, r.operators.map(operatorJson), () => operatorTable(r.operators));
+      return 0;
+    },
+  },
+  'operator revoke': {
+    usage: 'operator revoke NAME',
+    summary: 'revoke every valid certificate of an operator: the master refuses their next call',
+    args: [1, 1],
+    async run(ctx, [name]) {
+      const r = await ctx.api().call('revokeOperator', { name });
+      print(ctx, r.operators.map(operatorJson), () => `revoked ${r.operators.length} certificate(s) of ${name}: ${r.operators.map((c) => c.fingerprint.slice(0, 16)).join(', ')}\n`);
       return 0;
     },
   },

@@ -6,12 +6,13 @@ import { basename, dirname, resolve } from 'node:path';
 import { fail, wire } from '@spoke/shared/client';
 import { UsageError, kv, print, taskCommand, waitAndReport, type Command } from './command.js';
 import { human, platformJson, table } from './format.js';
+import { confirmDeleteFiles, driftModeLine, quarantineJson, quarantineLines, treeState } from './fleet.js';
 import { addonNouns, addonRows } from './registryview.js';
 
 /** `spoke platform …`. */
 export const platformCommands: Record<string, Command> = {
   'platform add': {
-    usage: 'platform add NAME --path P --server S [--makefile F | --git URL [--ref R]] [--live] [--exclude PATTERN ...] [--no-verify] [--no-wait]',
+    usage: 'platform add NAME --path P --server S [--makefile F | --git URL [--ref R]] [--live] [--exclude PATTERN ...] [--drift repair|report] [--no-verify] [--no-wait]',
     summary: 'register a platform (its path is reserved everywhere), build it (--makefile/--git) and converge it to its servers',
     options: {
       path: { type: 'string' },
@@ -21,6 +22,7 @@ export const platformCommands: Record<string, Command> = {
       ref: { type: 'string' },
       live: { type: 'boolean' },
       exclude: { type: 'string', multiple: true },
+      drift: { type: 'string' },
       'no-verify': { type: 'boolean' },
       'no-wait': { type: 'boolean' },
     },
@@ -55,6 +57,7 @@ export const platformCommands: Record<string, Command> = {
         live: o.live === true,
         excludes: (o.exclude as string[] | undefined) ?? [],
         noVerify: o['no-verify'] === true,
+        drift: (o.drift as string | undefined) ?? '',
       });
       const p = r.platform as wire.Platform;
       if (!ctx.json || !r.task) {
@@ -73,6 +76,16 @@ export const platformCommands: Record<string, Command> = {
     args: [1, 1],
     start: (ctx, [name]) => ctx.api().call('verifyPlatform', { name }),
   }),
+  'platform drift': {
+    usage: 'platform drift NAME repair|report',
+    summary: 'what hand edits found on a server lead to: repair them (kept in quarantine first; default) or only report them',
+    args: [2, 2],
+    async run(ctx, [name, mode]) {
+      const p = await ctx.api().call('setPlatformDrift', { name, drift: mode });
+      print(ctx, platformJson(p), () => driftModeLine(p));
+      return 0;
+    },
+  },
   'platform diff': {
     usage: 'platform diff A B',
     summary: 'what changes for sites moving from platform A to B: per module/theme upgrade, downgrade, missing, same',
@@ -122,6 +135,8 @@ export const platformCommands: Record<string, Command> = {
           drift: { changed: x.driftChanged, added: x.driftAdded, removed: x.driftRemoved, total: Number(x.driftTotal) },
           conflicts: x.conflicts.map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData, advice: c.advice })),
           error: x.error || null,
+          lastKnown: x.lastKnownMs ? new Date(Number(x.lastKnownMs)).toISOString() : null,
+          quarantine: x.quarantine.map(quarantineJson),
           retry: Number(x.retryAtMs) ? { atMs: Number(x.retryAtMs), failures: x.failures, lastError: x.lastError } : null,
         })),
       };
@@ -131,7 +146,7 @@ export const platformCommands: Record<string, Command> = {
           ['SERVER', 'STATE', 'OBSERVED', 'LAST CONVERGED', 'DRIFT'],
           s.servers.map((x) => [
             x.server,
-            !x.online ? 'offline' : x.error ? 'error' : x.conflicts.length ? 'conflict' : x.inSync ? 'in sync' : 'behind',
+            treeState(x),
             short(x.observedRootHash),
             short(x.committedRootHash),
             x.error ? x.error : String(x.driftTotal),
@@ -142,6 +157,7 @@ export const platformCommands: Record<string, Command> = {
           if (lines.length) out += `drift on ${x.server} (changed ~, added +, removed -):\n${lines.join('\n')}\n`;
           if (Number(x.driftTotal) > lines.length) out += `  … ${Number(x.driftTotal) - lines.length} more\n`;
           for (const c of x.conflicts) out += `conflict: ${c.advice}\n`;
+          out += quarantineLines(x);
           if (Number(x.retryAtMs)) {
             const inS = Math.max(0, Math.ceil((Number(x.retryAtMs) - Date.now()) / 1000));
             out += `${x.server}: converge failed ${x.failures} time(s) in a row (last: ${x.lastError || 'unknown'}); next try in ${inS}s, or now: spoke platform verify ${s.platform}\n`;
@@ -197,18 +213,21 @@ export const platformCommands: Record<string, Command> = {
     },
   },
   'platform rm': taskCommand({
-    usage: 'platform rm NAME [--force] [--delete-files] [--offline-ok] [--no-wait]',
+    usage: 'platform rm NAME [--force] [--delete-files [--yes]] [--offline-ok] [--no-wait]',
     summary:
       'remove a platform: its web server config and tree state on every server, then its record (refused while it has sites; --force deletes them first, each backed up; --delete-files also deletes its tree on the servers and the master, user files kept; --offline-ok goes on past offline servers, which keep the config)',
-    options: { force: { type: 'boolean' }, 'delete-files': { type: 'boolean' }, 'offline-ok': { type: 'boolean' } },
+    options: { force: { type: 'boolean' }, 'delete-files': { type: 'boolean' }, 'offline-ok': { type: 'boolean' }, yes: { type: 'boolean', short: 'y' } },
     args: [1, 1],
-    start: (ctx, [name], o) =>
-      ctx.api().call('removePlatform', {
+    start: async (ctx, [name], o) => {
+      // --delete-files says what it deletes where and asks (or needs --yes) first
+      if (o['delete-files'] === true) await confirmDeleteFiles(ctx, name, o.yes === true);
+      return ctx.api().call('removePlatform', {
         name,
         force: o.force === true,
         deleteFiles: o['delete-files'] === true,
         offlineOk: o['offline-ok'] === true,
-      }),
+      });
+    },
     done: (ctx, _final, [name]) => ctx.io.out(`removed platform ${name}\n`),
   }),
 };

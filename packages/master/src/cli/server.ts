@@ -2,7 +2,7 @@
  * `spoke server …`: enrollment tokens, listing and showing servers, verify, removal, pinning a
  * service implementation.
  */
-import { wire } from '@spoke/shared/client';
+import type { wire } from '@spoke/shared/client';
 import { UsageError, kv, print, taskCommand, type Command } from './command.js';
 import { ago, parseDuration, serverJson, table } from './format.js';
 
@@ -16,7 +16,7 @@ export function serverTable(servers: wire.Server[]): string {
         s.name,
         j.kind,
         j.kind === 'cluster' ? s.members.join(',') || '-' : s.cluster || '-',
-        s.online ? 'online' : j.kind === 'agent' && !s.enrolled ? 'not enrolled' : 'offline',
+        j.state === 'degraded' ? `degraded (${s.membersOnline.length}/${s.members.length} online)` : j.state,
         j.kind === 'cluster' ? '-' : ago(s.lastSeenMs),
         s.services.map((x) => `${x.kind}:${x.impl}${x.pinnedImpl ? '(pinned)' : ''}`).join(',') || '-',
         String(s.platforms.length),
@@ -79,7 +79,7 @@ export const serverCommands: Record<string, Command> = {
           ['name', s.name],
           ['kind', j.kind],
           [j.kind === 'cluster' ? 'members' : 'cluster', j.kind === 'cluster' ? s.members.join(', ') : s.cluster],
-          ['state', s.online ? 'online' : 'offline'],
+          ['state', j.state === 'degraded' ? `degraded (${s.membersOnline.join(', ')} of ${s.members.length} online)` : j.state],
           ['last seen', j.kind === 'agent' ? ago(s.lastSeenMs) : '-'],
           ['services', s.services.map((x) => `${x.kind}: ${x.impl || '?'}${x.version ? ` ${x.version}` : ''}${x.pinnedImpl ? ' (pinned)' : ''}`).join('; ')],
           ['platforms', s.platforms.join(', ')],

@@ -219,6 +219,10 @@ describe('removing servers, clusters and platforms', () => {
     addAgent(ns, 'm2');
     ns.createCluster('web', ['m1', 'm2']);
     ns.addPlatform({ name: 'p', path: '/srv/p', server: 'web', source: existing });
+    // a member serving its cluster's platforms leaves the cluster first (issue 23 item 5)
+    const e = expectRefused(db, 'SERVER_HAS_PLATFORMS', () => ns.removeServer('m1'));
+    expect(e.message).toBe('m1 serves platform p of cluster web; take it out first: spoke cluster remove web m1 [--delete-files], then spoke server rm m1');
+    ns.removeClusterMember('web', 'm1');
     ns.removeServer('m1');
     expect(ns.getServer('web').members).toEqual(['m2']);
     expectRefused(db, 'CLUSTER_WOULD_STRAND_PLATFORMS', () => ns.removeServer('m2'));

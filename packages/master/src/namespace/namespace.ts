@@ -12,7 +12,7 @@ import type { NamespaceScope, Presence } from './scope.js';
 import { Servers, type DetectedServiceInfo } from './servers.js';
 import { Sites, type CreateSiteInput, type CronSiteRow } from './sites.js';
 import type { Db } from './store.js';
-import type { Clock, HostFactsInfo, PlatformInfo, PlatformStatus, ServerInfo, ServerKind, SiteInfo, SiteSecrets, SiteStatus } from '../types.js';
+import type { Clock, DriftMode, HostFactsInfo, PlatformInfo, PlatformStatus, ServerInfo, ServerKind, SiteInfo, SiteSecrets, SiteStatus } from '../types.js';
 
 export type { Presence } from './scope.js';
 export type { DetectedServiceInfo } from './servers.js';
@@ -142,6 +142,14 @@ export class Namespace {
 
   observed(server: string, path: string): string | null {
     return this.platforms.observed(server, path);
+  }
+
+  observedAt(server: string, path: string): { rootHash: string; updatedMs: number } | null {
+    return this.platforms.observedAt(server, path);
+  }
+
+  setPlatformDrift(name: string, drift: DriftMode): PlatformInfo {
+    return this.platforms.setPlatformDrift(name, drift);
   }
 
   setPlatformStatus(name: string, status: PlatformStatus): void {

@@ -8,6 +8,7 @@ import { isAbsolute } from 'node:path';
 import type { NamespaceScope } from './scope.js';
 import type { ServerRow, Servers } from './servers.js';
 import type {
+  DriftMode,
   HostFactsInfo,
   PlatformInfo,
   PlatformSource,
@@ -30,6 +31,7 @@ interface PlatformRow {
   created_ms: number;
   desired_root_hash: string | null;
   excludes_json: string;
+  drift_mode: DriftMode;
 }
 
 /** What `addPlatform` takes. */
@@ -40,6 +42,8 @@ export interface AddPlatformInput {
   source: PlatformSource;
   live?: boolean;
   excludes?: string[];
+  /** @default 'repair' */
+  drift?: DriftMode;
 }
 
 /** Platforms: rules and queries. */
@@ -112,8 +116,8 @@ export class Platforms {
       const s = input.source;
       this.db
         .prepare(
-          `INSERT INTO platforms (name, path, server, source_kind, makefile, makefile_name, makefile_dir, git_url, git_ref, status, live, created_ms, excludes_json)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)`,
+          `INSERT INTO platforms (name, path, server, source_kind, makefile, makefile_name, makefile_dir, git_url, git_ref, status, live, created_ms, excludes_json, drift_mode)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
         )
         .run(
           input.name,
@@ -128,6 +132,7 @@ export class Platforms {
           input.live ? 1 : 0,
           this.clock(),
           JSON.stringify(excludes),
+          input.drift ?? 'repair',
         );
       return this.getPlatform(input.name);
     })();
@@ -186,7 +191,15 @@ export class Platforms {
       createdMs: r.created_ms,
       desiredRootHash: r.desired_root_hash,
       excludes: JSON.parse(r.excludes_json) as string[],
+      drift: r.drift_mode,
     };
+  }
+
+  /** Sets what a drift check found on a server leads to (see DriftMode). @throws SpokeError PLATFORM_NOT_FOUND */
+  setPlatformDrift(name: string, drift: DriftMode): PlatformInfo {
+    this.getPlatform(name);
+    this.db.prepare('UPDATE platforms SET drift_mode = ? WHERE name = ?').run(drift, name);
+    return this.getPlatform(name);
   }
 
   /** Platforms whose tree a server must hold (for a member: its cluster's). */
@@ -221,6 +234,14 @@ export class Platforms {
          ON CONFLICT (server, path) DO UPDATE SET root_hash = excluded.root_hash, updated_ms = excluded.updated_ms`,
       )
       .run(server, path, rootHash, this.clock());
+  }
+
+  /** What a server last reported for a path and when (null when never). */
+  observedAt(server: string, path: string): { rootHash: string; updatedMs: number } | null {
+    const r = this.db.prepare('SELECT root_hash, updated_ms FROM tree_observed WHERE server = ? AND path = ?').get(server, path) as
+      | { root_hash: string; updated_ms: number }
+      | undefined;
+    return r ? { rootHash: r.root_hash, updatedMs: r.updated_ms } : null;
   }
 
   /** What a server last reported for a path (null when never). */

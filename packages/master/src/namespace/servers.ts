@@ -118,8 +118,8 @@ export class Servers {
 
   private toServer(r: ServerRow): ServerInfo {
     const members = r.kind === 'cluster' ? this.members(r.name) : [];
-    const online =
-      r.kind === 'cluster' ? members.length > 0 && members.every((m) => this.presence.isOnline(m)) : this.presence.isOnline(r.name);
+    const membersOnline = members.filter((m) => this.presence.isOnline(m));
+    const online = r.kind === 'cluster' ? members.length > 0 && membersOnline.length === members.length : this.presence.isOnline(r.name);
     const hostOf = r.kind === 'agent' && r.cluster ? r.cluster : r.name;
     const platforms = (
       this.db.prepare('SELECT name FROM platforms WHERE server = ? ORDER BY name').all(hostOf) as { name: string }[]
@@ -130,6 +130,7 @@ export class Servers {
       cluster: r.cluster,
       members,
       online,
+      membersOnline,
       lastSeenMs: r.last_seen_ms,
       enrolled: r.kind === 'agent' && r.cert_fingerprint !== null,
       services: this.services(r.name, members),
@@ -324,7 +325,17 @@ export class Servers {
           `${name} holds the databases of ${dbSites.map((s) => s.domain).join(', ')}; migrate those sites first`,
         );
       }
-      if (r.kind === 'agent' && r.cluster) this.checkMemberRemovable(r.cluster, name);
+      if (r.kind === 'agent' && r.cluster) {
+        this.checkMemberRemovable(r.cluster, name);
+        // A member holds its cluster's trees: it leaves the cluster first, which says what stays where.
+        const served = this.platformNamesOn(r.cluster);
+        if (served.length > 0) {
+          throw fail(
+            'SERVER_HAS_PLATFORMS',
+            `${name} serves platform${served.length > 1 ? 's' : ''} ${served.join(', ')} of cluster ${r.cluster}; take it out first: spoke cluster remove ${r.cluster} ${name} [--delete-files], then spoke server rm ${name}`,
+          );
+        }
+      }
       if (r.kind === 'cluster') {
         this.db.prepare('UPDATE servers SET cluster = NULL WHERE cluster = ?').run(name);
       }

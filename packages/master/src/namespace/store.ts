@@ -190,6 +190,28 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX cron_runs_site ON cron_runs(site, id);
   `,
+  // 8: clusters and agents (issue 23) — per-platform drift mode
+  `
+  ALTER TABLE platforms ADD COLUMN drift_mode TEXT NOT NULL DEFAULT 'repair' CHECK (drift_mode IN ('repair', 'report'));
+  -- trees a server still holds for a platform it no longer serves (membership.ts): finished by
+  -- a server.forget task when the server is online
+  CREATE TABLE leftover_trees (
+    server TEXT NOT NULL,
+    path TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    delete_files INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (server, path)
+  );
+  -- operator certificates issued (operators.ts): listed, revoked by name, checked on every call
+  CREATE TABLE operator_certs (
+    fingerprint TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    issued_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+  );
+  `,
 ];
 
 /** Opens (and creates or migrates) the store at `file`. `:memory:` works for tests. */

@@ -9,12 +9,13 @@
  */
 import { checkSymlinkTarget, formatBytes as human, fail, isSpokeError, type Logger, type Manifest } from '@spoke/shared';
 import type { AgentHub, HelloEvent } from '../servers/hub.js';
-import type { ConflictInfo, ConvergeReport } from '@spoke/shared';
+import type { ConflictInfo, ConvergeReport, QuarantineInfo } from '@spoke/shared';
 import type { PlatformBuilder } from './build.js';
 import type { Namespace } from '../namespace/namespace.js';
 import type { TaskContext, TaskEngine, TaskHandler } from '../tasks/engine.js';
 import type { TreeStore } from './trees.js';
 import type { PlatformInfo, TaskInfo } from '../types.js';
+import { ReportedDrift } from './drift.js';
 import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, type ScanCache } from './registry/index.js';
 import { DEFAULT_POLICY, nextWakeMs, planConverges, type PairState, type ReconcilePolicy, type WaitingPair } from './reconcile.js';
 import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
@@ -84,6 +85,13 @@ export function conflictAdvice(platform: string, server: string, c: ConflictInfo
   );
 }
 
+/** The task-log line for what a drift repair kept in a server's quarantine. */
+export function quarantineLine(server: string, q: QuarantineInfo): string {
+  const lost = q.skipped > 0 ? `; ${q.skipped} more could not be kept (over the quarantine's size bound)` : '';
+  const sample = q.paths.slice(0, 5).join(' ');
+  return `${server}: the repair removed or overwrote ${q.files} hand-made file(s) (${human(q.bytes)}): ${sample}${q.files > 5 ? ' …' : ''}; kept in quarantine ${q.dir} on ${server}${lost}`;
+}
+
 export function configOutcome(r: { changed: boolean; reloaded: boolean }): string {
   if (r.changed) return r.reloaded ? 'written, tested and reloaded' : 'written and tested, not reloaded';
   return r.reloaded ? 'unchanged; reloaded' : 'unchanged';
@@ -104,6 +112,8 @@ export class PlatformSync {
   private readonly scanCaches = new Map<string, ScanCache>();
   /** The tree root hash each stored registry was parsed from. */
   private readonly registryRoots = new Map<string, string>();
+  /** Drift already reported on report-only platforms (see drift.ts). */
+  private readonly reportedDrift = new ReportedDrift();
   private readonly clock: () => number;
   private readonly policy: ReconcilePolicy;
   private readonly reconcileIntervalMs: number;
@@ -246,12 +256,15 @@ export class PlatformSync {
       const recent = this.tasks.list({ entity: `platform:${p.name}`, limit: 50 });
       for (const server of this.ns.targets(p.server)) {
         const f = failuresOf(recent, server);
+        const observed = this.ns.observed(server, p.path);
         pairs.push({
           platform: p.name,
           server,
           desired,
-          observed: this.ns.observed(server, p.path),
+          observed,
           online: this.hub.isOnline(server),
+          // report-only platform: drift already reported for this very tree waits for an operator
+          driftReported: p.drift === 'report' && this.reportedDrift.has(p.name, server, observed ?? ''),
           busy: busy.has(`${p.name}\0*`) || busy.has(`${p.name}\0${server}`),
           ...f,
         });
@@ -262,7 +275,12 @@ export class PlatformSync {
 
   private onObserved(e: HelloEvent): void {
     try {
-      for (const p of this.ns.platformsFor(e.server)) this.ns.recordObserved(e.server, p.path, e.observed[p.path] ?? '');
+      for (const p of this.ns.platformsFor(e.server)) {
+        const observed = e.observed[p.path] ?? '';
+        this.ns.recordObserved(e.server, p.path, observed);
+        // a report-only platform's drift that went away (repaired by hand) is no longer reported
+        if (observed === p.desiredRootHash) this.reportedDrift.clear(p.name, e.server);
+      }
     } catch (err) {
       this.log.error({ err, server: e.server }, 'cannot record observed trees');
     }
@@ -376,7 +394,9 @@ export class PlatformSync {
           if (!this.builder) throw fail('INTERNAL', 'no platform builder configured');
           await this.builder.ensure(ctx, { platform: p.name, source: p.source, target: this.trees.hostPath(p.path) });
         }
-        const summary = await this.run(ctx, p, only, isVerify);
+        // Automatic converges (self-heal, live) only report drift on a report-only platform.
+        const automatic = !isVerify || ctx.task.params.why === 'live';
+        const summary = await this.run(ctx, p, only, isVerify, automatic && p.drift === 'report');
         if (isVerify || this.ns.getPlatform(name).status !== 'verifying') this.ns.setPlatformStatus(name, 'ready');
         return summary;
       } catch (e) {
@@ -426,7 +446,7 @@ export class PlatformSync {
     );
   }
 
-  private async run(ctx: TaskContext, p: PlatformInfo, only: string | undefined, rescan: boolean): Promise<ConvergeSummary> {
+  private async run(ctx: TaskContext, p: PlatformInfo, only: string | undefined, rescan: boolean, reportDrift = false): Promise<ConvergeSummary> {
     const started = Date.now();
     // A watched tree is current already; an unwatched one is re-walked (stat-cached) on verify.
     const known = this.trees.isLoaded(p.path);
@@ -448,7 +468,7 @@ export class PlatformSync {
           const meter = new ProgressMeter(server);
           const r = await this.hub.call(
             server,
-            { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}`, webGroupFiles: this.webGroupFilesOf(p.name), recheck: rescan },
+            { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}`, webGroupFiles: this.webGroupFilesOf(p.name), recheck: rescan, reportDrift },
             {
               signal: ctx.signal,
               log: ctx.log,
@@ -466,6 +486,8 @@ export class PlatformSync {
             const sample = [...r.drift.changed.map((x) => `~${x}`), ...r.drift.added.map((x) => `+${x}`), ...r.drift.removed.map((x) => `-${x}`)];
             ctx.log(`${server}: repaired drift in ${r.drift.total} path(s): ${sample.slice(0, 10).join(' ')}${r.drift.total > 10 ? ' …' : ''}`, 'warn');
           }
+          if (r.quarantined) ctx.log(quarantineLine(server, r.quarantined), 'warn');
+          this.reportedDrift.clear(p.name, server);
           ctx.log(
             r.inSync
               ? `${server}: in sync`
@@ -475,6 +497,11 @@ export class PlatformSync {
         } catch (e) {
           if (ctx.signal.aborted) throw e;
           const msg = isSpokeError(e) ? `${e.code}: ${e.message}` : String(e);
+          if (isSpokeError(e, 'DRIFT_FOUND')) {
+            this.reportedDrift.add(p.name, server, this.ns.observed(server, p.path) ?? '');
+            ctx.log(`${server}: ${msg}. Platform ${p.name} reports drift (--drift report): look at it on ${server}, then repair with: spoke platform verify ${p.name}`, 'warn');
+            return { server, ok: false as const, msg };
+          }
           ctx.log(`${server}: ${msg}`, 'error');
           return { server, ok: false as const, msg };
         }

@@ -22,6 +22,7 @@ import type { TreeStore } from './trees.js';
 import type { TaskInfo } from '../types.js';
 import { paramsOf } from '../tasks/params.js';
 import type { SiteTasks } from '../sites/tasks.js';
+import type { Leftovers } from '../servers/membership.js';
 
 /** What `platform rm` takes. */
 export interface RemovePlatformInput {
@@ -54,7 +55,11 @@ export class PlatformRemover {
   private readonly log: Logger;
   private readonly trashDir: string;
 
-  constructor(deps: { ns: Namespace; hub: AgentHub; tasks: TaskEngine; trees: TreeStore; sites: SiteTasks; log: Logger; trashDir: string }) {
+  /** Where an offline server's part is recorded, to be finished when it returns (membership.ts). */
+  private readonly leftovers: Pick<Leftovers, 'add'> | undefined;
+
+  constructor(deps: { ns: Namespace; hub: AgentHub; tasks: TaskEngine; trees: TreeStore; sites: SiteTasks; log: Logger; trashDir: string; leftovers?: Pick<Leftovers, 'add'> }) {
+    this.leftovers = deps.leftovers;
     this.ns = deps.ns;
     this.hub = deps.hub;
     this.tasks = deps.tasks;
@@ -121,7 +126,13 @@ export class PlatformRemover {
       );
     }
     for (const s of offline) {
-      ctx.log(`${s}: offline; ${s} still has the web server config spoke-platform-${name}.conf and the tree ${p.path} (remove them by hand)`, 'warn');
+      if (this.leftovers) {
+        this.leftovers.add({ server: s, path: p.path, platform: name, deleteFiles });
+        ctx.log(
+          `${s}: offline; it still has the web server config of ${name} and the tree ${p.path}: when it comes back Spoke removes the config and stops holding the tree${deleteFiles ? ', and deletes the tree (user data kept)' : ' (the files stay)'}`,
+          'warn',
+        );
+      } else ctx.log(`${s}: offline; ${s} still has the web server config spoke-platform-${name}.conf and the tree ${p.path} (remove them by hand)`, 'warn');
     }
     const online = targets.filter((s) => !offline.includes(s));
 
@@ -191,7 +202,7 @@ export class PlatformRemover {
     } else if (!deleteFiles) {
       ctx.log(`master: canonical tree ${host} left in place`);
     }
-    ctx.log(`platform ${name} removed${offline.length ? `; ${offline.join(', ')} still ${offline.length > 1 ? 'have' : 'has'} its config (offline)` : ''}`);
+    ctx.log(`platform ${name} removed${offline.length ? `; ${offline.join(', ')} still ${offline.length > 1 ? 'have' : 'has'} its config (offline${this.leftovers ? `; finished when ${offline.length > 1 ? 'they return' : 'it returns'}` : ''})` : ''}`);
     return {
       platform: name,
       servers: results.flatMap((r) => (r.ok ? [{ server: r.server, ...r.r }] : [])),

@@ -25,6 +25,8 @@ describe('planConverges', () => {
     ['failed 3 times, 4 s backoff over', { observed: 'X', failures: 3, lastFailedMs: NOW - 4000 }, 'start'],
     ['failed 50 times: capped at 8 s', { observed: 'X', failures: 50, lastFailedMs: NOW - 8000 }, 'start'],
     ['failures while in sync: nothing to do', { failures: 5, lastFailedMs: NOW }, 'skip'],
+    ['report-only platform, this drift reported already: left to an operator', { observed: 'X', driftReported: true }, 'skip'],
+    ['report-only platform, drift reported and its converge failed: no retry', { observed: 'X', driftReported: true, failures: 1, lastFailedMs: NOW - 5000 }, 'skip'],
   ];
   for (const [name, over, want, why] of rows) {
     it(name, () => {

@@ -24,6 +24,12 @@ export interface PairState {
   lastFailedMs: number;
   /** The last failure's error, for the log and `platform status`. */
   lastError: string;
+  /**
+   * The platform only reports drift (`--drift report`) and this server's tree, as observed now,
+   * was reported already (a converge answered DRIFT_FOUND for it): left to an operator until the
+   * tree changes again (platforms/drift.ts).
+   */
+  driftReported?: boolean;
 }
 
 export interface ReconcilePolicy {
@@ -69,14 +75,15 @@ export function backoffMs(failures: number, p: ReconcilePolicy): number {
 /**
  * The converges to start now. A pair needs one when its platform was verified, its server is
  * online, nothing is already converging it, and what the server holds differs from desired; after
- * failures it waits (exponential backoff). `running` is how many converges are queued or running
- * already; fresh pairs go before retries, then by name, up to the cap.
+ * failures it waits (exponential backoff); drift a report-only platform already reported waits for
+ * an operator. `running` is how many converges are queued or running already; fresh pairs go
+ * before retries, then by name, up to the cap.
  */
 export function planConverges(pairs: readonly PairState[], running: number, now: number, policy: ReconcilePolicy = DEFAULT_POLICY): ReconcilePlan {
   const due: (PairState & { why: string })[] = [];
   const waiting: WaitingPair[] = [];
   for (const p of pairs) {
-    if (!p.desired || !p.online || p.busy || p.observed === p.desired) continue;
+    if (!p.desired || !p.online || p.busy || p.observed === p.desired || p.driftReported === true) continue;
     if (p.failures > 0) {
       const nextMs = p.lastFailedMs + backoffMs(p.failures, policy);
       if (nextMs > now) {

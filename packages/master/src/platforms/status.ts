@@ -18,7 +18,8 @@ export interface PlatformStatusInfo {
   /** Files and their bytes in the master's canonical tree now (0 when it cannot be read). */
   files: number;
   bytes: number;
-  servers: { server: string; online: boolean; report: TreeStatusReport | null; error: string }[];
+  /** Offline servers carry `lastKnown`: the last root hash they reported, and when. */
+  servers: { server: string; online: boolean; report: TreeStatusReport | null; error: string; lastKnown?: { rootHash: string; updatedMs: number } }[];
 }
 
 /**
@@ -43,7 +44,8 @@ export async function platformStatus(deps: { ns: Namespace; trees: TreeStore; hu
   const servers = await Promise.all(
     ns.targets(p.server).map(async (server) => {
       const online = hub.isOnline(server);
-      if (!online) return { server, online, report: null, error: 'offline' };
+      // offline: the last state it reported, with its time
+      if (!online) return { server, online, report: null, error: 'offline', lastKnown: ns.observedAt(server, p.path) ?? undefined };
       try {
         const report = await hub.call(server, { type: 'treeStatus', tree: p.path, excludes: p.excludes }, { timeoutMs: 60_000 });
         return { server, online, report, error: '' };

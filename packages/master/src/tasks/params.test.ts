@@ -45,7 +45,7 @@ describe('checkTaskParams', () => {
   it('has a schema for every kind the master registers', () => {
     expect(Object.keys(TASK_PARAMS).sort()).toEqual(
       [
-        'platform.converge', 'platform.remove', 'platform.verify', 'server.verify',
+        'platform.converge', 'platform.remove', 'platform.verify', 'server.forget', 'server.verify',
         'site.alias.add', 'site.alias.redirect', 'site.alias.rm', 'site.backup', 'site.clone', 'site.delete', 'site.disable',
         'site.enable', 'site.import', 'site.install', 'site.migrate', 'site.restore', 'site.verify', 'task.rollback',
       ].sort(),

@@ -20,6 +20,8 @@ const flag = z.boolean().optional();
  */
 export const TASK_PARAMS = {
   'server.verify': z.looseObject({ server: name }),
+  /** Finishes what a server's removal from a cluster left on it (servers/membership.ts). */
+  'server.forget': z.looseObject({ server: name }),
   'platform.verify': z.looseObject({ platform: name, why: z.string().optional() }),
   'platform.converge': z.looseObject({ platform: name, server: name.optional(), why: z.string().optional() }),
   'platform.remove': z.looseObject({

@@ -261,6 +261,25 @@ export interface ConvergeCommand {
    * that does not know the field trusts what it last committed, as before.
    */
   recheck: boolean;
+  /**
+   * Report drift instead of repairing it: when the tree differs from what was last converged
+   * (hand edits), change nothing and fail with DRIFT_FOUND (platforms with `--drift report`).
+   */
+  reportDrift: boolean;
+}
+
+/** What a drift repair copied into the agent's quarantine before removing or overwriting it. */
+export interface Quarantined {
+  id: string;
+  atMs: number;
+  /** on the agent's host: the files at their tree-relative paths */
+  dir: string;
+  files: number;
+  bytes: number;
+  /** the first 100 */
+  paths: string[];
+  /** lost without a copy (over the quarantine's size bound) */
+  skipped: number;
 }
 
 export interface Drift {
@@ -294,6 +313,8 @@ export interface ConvergeResult {
   conflicts: ConvergeConflict[];
   /** with conflicts: the root that was asked for */
   wantedRootHash: string;
+  /** what this repair kept (absent: nothing hand-made was lost) */
+  quarantined: Quarantined | undefined;
 }
 
 /** One path a converge could not apply without losing user data. */
@@ -321,6 +342,8 @@ export interface TreeStatusResult {
   exists: boolean;
   /** what the last converge skipped (capability 11) */
   conflicts: ConvergeConflict[];
+  /** what repairs of this tree kept, oldest first */
+  quarantine: Quarantined[];
 }
 
 /** First message from the master on a new stream. */
@@ -3069,7 +3092,7 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
 };
 
 function createBaseConvergeCommand(): ConvergeCommand {
-  return { tree: "", rootHash: "", excludes: [], label: "", webGroupFiles: [], recheck: false };
+  return { tree: "", rootHash: "", excludes: [], label: "", webGroupFiles: [], recheck: false, reportDrift: false };
 }
 
 export const ConvergeCommand: MessageFns<ConvergeCommand> = {
@@ -3091,6 +3114,9 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     }
     if (message.recheck !== false) {
       writer.uint32(48).bool(message.recheck);
+    }
+    if (message.reportDrift !== false) {
+      writer.uint32(56).bool(message.reportDrift);
     }
     return writer;
   },
@@ -3156,6 +3182,14 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
             message.recheck = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.reportDrift = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3184,6 +3218,11 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
         ? object.web_group_files.map((e: any) => globalThis.String(e))
         : [],
       recheck: isSet(object.recheck) ? globalThis.Boolean(object.recheck) : false,
+      reportDrift: isSet(object.reportDrift)
+        ? globalThis.Boolean(object.reportDrift)
+        : isSet(object.report_drift)
+        ? globalThis.Boolean(object.report_drift)
+        : false,
     };
   },
 
@@ -3207,6 +3246,9 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     if (message.recheck !== false) {
       obj.recheck = message.recheck;
     }
+    if (message.reportDrift !== false) {
+      obj.reportDrift = message.reportDrift;
+    }
     return obj;
   },
 
@@ -3221,6 +3263,176 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     message.label = object.label ?? "";
     message.webGroupFiles = object.webGroupFiles?.map((e) => e) || [];
     message.recheck = object.recheck ?? false;
+    message.reportDrift = object.reportDrift ?? false;
+    return message;
+  },
+};
+
+function createBaseQuarantined(): Quarantined {
+  return { id: "", atMs: 0, dir: "", files: 0, bytes: 0, paths: [], skipped: 0 };
+}
+
+export const Quarantined: MessageFns<Quarantined> = {
+  encode(message: Quarantined, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(16).int64(message.atMs);
+    }
+    if (message.dir !== "") {
+      writer.uint32(26).string(message.dir);
+    }
+    if (message.files !== 0) {
+      writer.uint32(32).int64(message.files);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(40).int64(message.bytes);
+    }
+    for (const v of message.paths) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.skipped !== 0) {
+      writer.uint32(56).int64(message.skipped);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Quarantined {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQuarantined();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dir = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.files = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.paths.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.skipped = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Quarantined {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      dir: isSet(object.dir) ? globalThis.String(object.dir) : "",
+      files: isSet(object.files) ? globalThis.Number(object.files) : 0,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      paths: globalThis.Array.isArray(object?.paths) ? object.paths.map((e: any) => globalThis.String(e)) : [],
+      skipped: isSet(object.skipped) ? globalThis.Number(object.skipped) : 0,
+    };
+  },
+
+  toJSON(message: Quarantined): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.dir !== "") {
+      obj.dir = message.dir;
+    }
+    if (message.files !== 0) {
+      obj.files = Math.round(message.files);
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.paths?.length) {
+      obj.paths = message.paths;
+    }
+    if (message.skipped !== 0) {
+      obj.skipped = Math.round(message.skipped);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Quarantined>, I>>(base?: I): Quarantined {
+    return Quarantined.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Quarantined>, I>>(object: I): Quarantined {
+    const message = createBaseQuarantined();
+    message.id = object.id ?? "";
+    message.atMs = object.atMs ?? 0;
+    message.dir = object.dir ?? "";
+    message.files = object.files ?? 0;
+    message.bytes = object.bytes ?? 0;
+    message.paths = object.paths?.map((e) => e) || [];
+    message.skipped = object.skipped ?? 0;
     return message;
   },
 };
@@ -3357,6 +3569,7 @@ function createBaseConvergeResult(): ConvergeResult {
     drift: undefined,
     conflicts: [],
     wantedRootHash: "",
+    quarantined: undefined,
   };
 }
 
@@ -3400,6 +3613,9 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     }
     if (message.wantedRootHash !== "") {
       writer.uint32(170).string(message.wantedRootHash);
+    }
+    if (message.quarantined !== undefined) {
+      Quarantined.encode(message.quarantined, writer.uint32(178).fork()).join();
     }
     return writer;
   },
@@ -3521,6 +3737,14 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
             message.wantedRootHash = reader.string();
             continue;
           }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.quarantined = Quarantined.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3578,6 +3802,7 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
         : isSet(object.wanted_root_hash)
         ? globalThis.String(object.wanted_root_hash)
         : "",
+      quarantined: isSet(object.quarantined) ? Quarantined.fromJSON(object.quarantined) : undefined,
     };
   },
 
@@ -3622,6 +3847,9 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     if (message.wantedRootHash !== "") {
       obj.wantedRootHash = message.wantedRootHash;
     }
+    if (message.quarantined !== undefined) {
+      obj.quarantined = Quarantined.toJSON(message.quarantined);
+    }
     return obj;
   },
 
@@ -3643,6 +3871,9 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     message.drift = (object.drift !== undefined && object.drift !== null) ? Drift.fromPartial(object.drift) : undefined;
     message.conflicts = object.conflicts?.map((e) => ConvergeConflict.fromPartial(e)) || [];
     message.wantedRootHash = object.wantedRootHash ?? "";
+    message.quarantined = (object.quarantined !== undefined && object.quarantined !== null)
+      ? Quarantined.fromPartial(object.quarantined)
+      : undefined;
     return message;
   },
 };
@@ -3838,7 +4069,7 @@ export const TreeStatusCommand: MessageFns<TreeStatusCommand> = {
 };
 
 function createBaseTreeStatusResult(): TreeStatusResult {
-  return { committedRootHash: "", actualRootHash: "", drift: undefined, exists: false, conflicts: [] };
+  return { committedRootHash: "", actualRootHash: "", drift: undefined, exists: false, conflicts: [], quarantine: [] };
 }
 
 export const TreeStatusResult: MessageFns<TreeStatusResult> = {
@@ -3857,6 +4088,9 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
     }
     for (const v of message.conflicts) {
       ConvergeConflict.encode(v!, writer.uint32(162).fork()).join();
+    }
+    for (const v of message.quarantine) {
+      Quarantined.encode(v!, writer.uint32(170).fork()).join();
     }
     return writer;
   },
@@ -3914,6 +4148,14 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
             message.conflicts.push(ConvergeConflict.decode(reader, reader.uint32()));
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.quarantine.push(Quarantined.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3943,6 +4185,9 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
       conflicts: globalThis.Array.isArray(object?.conflicts)
         ? object.conflicts.map((e: any) => ConvergeConflict.fromJSON(e))
         : [],
+      quarantine: globalThis.Array.isArray(object?.quarantine)
+        ? object.quarantine.map((e: any) => Quarantined.fromJSON(e))
+        : [],
     };
   },
 
@@ -3963,6 +4208,9 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
     if (message.conflicts?.length) {
       obj.conflicts = message.conflicts.map((e) => ConvergeConflict.toJSON(e));
     }
+    if (message.quarantine?.length) {
+      obj.quarantine = message.quarantine.map((e) => Quarantined.toJSON(e));
+    }
     return obj;
   },
 
@@ -3976,6 +4224,7 @@ export const TreeStatusResult: MessageFns<TreeStatusResult> = {
     message.drift = (object.drift !== undefined && object.drift !== null) ? Drift.fromPartial(object.drift) : undefined;
     message.exists = object.exists ?? false;
     message.conflicts = object.conflicts?.map((e) => ConvergeConflict.fromPartial(e)) || [];
+    message.quarantine = object.quarantine?.map((e) => Quarantined.fromPartial(e)) || [];
     return message;
   },
 };

@@ -131,6 +131,8 @@ export interface CreateClusterRequest {
 export interface ClusterMemberRequest {
   cluster: string;
   member: string;
+  /** remove: also delete the cluster's platform trees on the member (user data kept) */
+  deleteFiles: boolean;
 }
 
 export interface AddPlatformRequest {
@@ -142,6 +144,13 @@ export interface AddPlatformRequest {
   excludes: string[];
   /** register only; do not scan and converge now */
   noVerify: boolean;
+  /** repair | report ("" = repair) */
+  drift: string;
+}
+
+export interface SetPlatformDriftRequest {
+  name: string;
+  drift: string;
 }
 
 export interface DiffPlatformsRequest {
@@ -180,6 +189,13 @@ export interface PlatformTreeStatus {
   error: string;
   /** Paths the server's last converge skipped because user data stands in the way. */
   conflicts: PlatformConflict[];
+  /** What drift repairs on this server kept (oldest first): removed or overwritten hand edits. */
+  quarantine: PlatformQuarantine[];
+  /**
+   * Offline: observed_root_hash is the last one the server reported, at this time (ms since the
+   * epoch); 0 when it was asked just now.
+   */
+  lastKnownMs: number;
   /**
    * The reconcile loop backs off after failed converges of this server: when it tries next (ms
    * since the epoch; 0 = not backing off), how many failed in a row, and the last error.
@@ -187,6 +203,17 @@ export interface PlatformTreeStatus {
   retryAtMs: number;
   failures: number;
   lastError: string;
+}
+
+export interface PlatformQuarantine {
+  id: string;
+  atMs: number;
+  /** on the server */
+  dir: string;
+  files: number;
+  bytes: number;
+  paths: string[];
+  skipped: number;
 }
 
 /** One path a server could not converge without losing user data. */
@@ -390,6 +417,20 @@ export interface IssueOperatorCertRequest {
 export interface IssueOperatorCertResponse {
   certPem: string;
   caPem: string;
+}
+
+export interface OperatorCert {
+  name: string;
+  /** sha256 of the certificate (hex) */
+  fingerprint: string;
+  issuedMs: number;
+  expiresMs: number;
+  /** 0 = valid */
+  revokedMs: number;
+}
+
+export interface OperatorCertList {
+  operators: OperatorCert[];
 }
 
 export interface SetSiteCronRequest {
@@ -1755,7 +1796,7 @@ export const CreateClusterRequest: MessageFns<CreateClusterRequest> = {
 };
 
 function createBaseClusterMemberRequest(): ClusterMemberRequest {
-  return { cluster: "", member: "" };
+  return { cluster: "", member: "", deleteFiles: false };
 }
 
 export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
@@ -1765,6 +1806,9 @@ export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
     }
     if (message.member !== "") {
       writer.uint32(18).string(message.member);
+    }
+    if (message.deleteFiles !== false) {
+      writer.uint32(24).bool(message.deleteFiles);
     }
     return writer;
   },
@@ -1798,6 +1842,14 @@ export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
             message.member = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deleteFiles = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1814,6 +1866,11 @@ export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
     return {
       cluster: isSet(object.cluster) ? globalThis.String(object.cluster) : "",
       member: isSet(object.member) ? globalThis.String(object.member) : "",
+      deleteFiles: isSet(object.deleteFiles)
+        ? globalThis.Boolean(object.deleteFiles)
+        : isSet(object.delete_files)
+        ? globalThis.Boolean(object.delete_files)
+        : false,
     };
   },
 
@@ -1825,6 +1882,9 @@ export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
     if (message.member !== "") {
       obj.member = message.member;
     }
+    if (message.deleteFiles !== false) {
+      obj.deleteFiles = message.deleteFiles;
+    }
     return obj;
   },
 
@@ -1835,12 +1895,13 @@ export const ClusterMemberRequest: MessageFns<ClusterMemberRequest> = {
     const message = createBaseClusterMemberRequest();
     message.cluster = object.cluster ?? "";
     message.member = object.member ?? "";
+    message.deleteFiles = object.deleteFiles ?? false;
     return message;
   },
 };
 
 function createBaseAddPlatformRequest(): AddPlatformRequest {
-  return { name: "", path: "", server: "", source: undefined, live: false, excludes: [], noVerify: false };
+  return { name: "", path: "", server: "", source: undefined, live: false, excludes: [], noVerify: false, drift: "" };
 }
 
 export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
@@ -1865,6 +1926,9 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
     }
     if (message.noVerify !== false) {
       writer.uint32(56).bool(message.noVerify);
+    }
+    if (message.drift !== "") {
+      writer.uint32(66).string(message.drift);
     }
     return writer;
   },
@@ -1938,6 +2002,14 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
             message.noVerify = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.drift = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1963,6 +2035,7 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
         : isSet(object.no_verify)
         ? globalThis.Boolean(object.no_verify)
         : false,
+      drift: isSet(object.drift) ? globalThis.String(object.drift) : "",
     };
   },
 
@@ -1989,6 +2062,9 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
     if (message.noVerify !== false) {
       obj.noVerify = message.noVerify;
     }
+    if (message.drift !== "") {
+      obj.drift = message.drift;
+    }
     return obj;
   },
 
@@ -2006,6 +2082,92 @@ export const AddPlatformRequest: MessageFns<AddPlatformRequest> = {
     message.live = object.live ?? false;
     message.excludes = object.excludes?.map((e) => e) || [];
     message.noVerify = object.noVerify ?? false;
+    message.drift = object.drift ?? "";
+    return message;
+  },
+};
+
+function createBaseSetPlatformDriftRequest(): SetPlatformDriftRequest {
+  return { name: "", drift: "" };
+}
+
+export const SetPlatformDriftRequest: MessageFns<SetPlatformDriftRequest> = {
+  encode(message: SetPlatformDriftRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.drift !== "") {
+      writer.uint32(18).string(message.drift);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetPlatformDriftRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetPlatformDriftRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.drift = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetPlatformDriftRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      drift: isSet(object.drift) ? globalThis.String(object.drift) : "",
+    };
+  },
+
+  toJSON(message: SetPlatformDriftRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.drift !== "") {
+      obj.drift = message.drift;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetPlatformDriftRequest>, I>>(base?: I): SetPlatformDriftRequest {
+    return SetPlatformDriftRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetPlatformDriftRequest>, I>>(object: I): SetPlatformDriftRequest {
+    const message = createBaseSetPlatformDriftRequest();
+    message.name = object.name ?? "";
+    message.drift = object.drift ?? "";
     return message;
   },
 };
@@ -2339,6 +2501,8 @@ function createBasePlatformTreeStatus(): PlatformTreeStatus {
     driftTotal: 0,
     error: "",
     conflicts: [],
+    quarantine: [],
+    lastKnownMs: 0,
     retryAtMs: 0,
     failures: 0,
     lastError: "",
@@ -2379,6 +2543,12 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     }
     for (const v of message.conflicts) {
       PlatformConflict.encode(v!, writer.uint32(162).fork()).join();
+    }
+    for (const v of message.quarantine) {
+      PlatformQuarantine.encode(v!, writer.uint32(170).fork()).join();
+    }
+    if (message.lastKnownMs !== 0) {
+      writer.uint32(176).int64(message.lastKnownMs);
     }
     if (message.retryAtMs !== 0) {
       writer.uint32(240).int64(message.retryAtMs);
@@ -2493,6 +2663,22 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
             message.conflicts.push(PlatformConflict.decode(reader, reader.uint32()));
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.quarantine.push(PlatformQuarantine.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.lastKnownMs = longToNumber(reader.int64());
+            continue;
+          }
           case 30: {
             if (tag !== 240) {
               break;
@@ -2572,6 +2758,14 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
       conflicts: globalThis.Array.isArray(object?.conflicts)
         ? object.conflicts.map((e: any) => PlatformConflict.fromJSON(e))
         : [],
+      quarantine: globalThis.Array.isArray(object?.quarantine)
+        ? object.quarantine.map((e: any) => PlatformQuarantine.fromJSON(e))
+        : [],
+      lastKnownMs: isSet(object.lastKnownMs)
+        ? globalThis.Number(object.lastKnownMs)
+        : isSet(object.last_known_ms)
+        ? globalThis.Number(object.last_known_ms)
+        : 0,
       retryAtMs: isSet(object.retryAtMs)
         ? globalThis.Number(object.retryAtMs)
         : isSet(object.retry_at_ms)
@@ -2621,6 +2815,12 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     if (message.conflicts?.length) {
       obj.conflicts = message.conflicts.map((e) => PlatformConflict.toJSON(e));
     }
+    if (message.quarantine?.length) {
+      obj.quarantine = message.quarantine.map((e) => PlatformQuarantine.toJSON(e));
+    }
+    if (message.lastKnownMs !== 0) {
+      obj.lastKnownMs = Math.round(message.lastKnownMs);
+    }
     if (message.retryAtMs !== 0) {
       obj.retryAtMs = Math.round(message.retryAtMs);
     }
@@ -2649,9 +2849,180 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     message.driftTotal = object.driftTotal ?? 0;
     message.error = object.error ?? "";
     message.conflicts = object.conflicts?.map((e) => PlatformConflict.fromPartial(e)) || [];
+    message.quarantine = object.quarantine?.map((e) => PlatformQuarantine.fromPartial(e)) || [];
+    message.lastKnownMs = object.lastKnownMs ?? 0;
     message.retryAtMs = object.retryAtMs ?? 0;
     message.failures = object.failures ?? 0;
     message.lastError = object.lastError ?? "";
+    return message;
+  },
+};
+
+function createBasePlatformQuarantine(): PlatformQuarantine {
+  return { id: "", atMs: 0, dir: "", files: 0, bytes: 0, paths: [], skipped: 0 };
+}
+
+export const PlatformQuarantine: MessageFns<PlatformQuarantine> = {
+  encode(message: PlatformQuarantine, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(16).int64(message.atMs);
+    }
+    if (message.dir !== "") {
+      writer.uint32(26).string(message.dir);
+    }
+    if (message.files !== 0) {
+      writer.uint32(32).int64(message.files);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(40).int64(message.bytes);
+    }
+    for (const v of message.paths) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.skipped !== 0) {
+      writer.uint32(56).int64(message.skipped);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlatformQuarantine {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlatformQuarantine();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dir = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.files = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.paths.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.skipped = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlatformQuarantine {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      dir: isSet(object.dir) ? globalThis.String(object.dir) : "",
+      files: isSet(object.files) ? globalThis.Number(object.files) : 0,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      paths: globalThis.Array.isArray(object?.paths) ? object.paths.map((e: any) => globalThis.String(e)) : [],
+      skipped: isSet(object.skipped) ? globalThis.Number(object.skipped) : 0,
+    };
+  },
+
+  toJSON(message: PlatformQuarantine): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.dir !== "") {
+      obj.dir = message.dir;
+    }
+    if (message.files !== 0) {
+      obj.files = Math.round(message.files);
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.paths?.length) {
+      obj.paths = message.paths;
+    }
+    if (message.skipped !== 0) {
+      obj.skipped = Math.round(message.skipped);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PlatformQuarantine>, I>>(base?: I): PlatformQuarantine {
+    return PlatformQuarantine.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PlatformQuarantine>, I>>(object: I): PlatformQuarantine {
+    const message = createBasePlatformQuarantine();
+    message.id = object.id ?? "";
+    message.atMs = object.atMs ?? 0;
+    message.dir = object.dir ?? "";
+    message.files = object.files ?? 0;
+    message.bytes = object.bytes ?? 0;
+    message.paths = object.paths?.map((e) => e) || [];
+    message.skipped = object.skipped ?? 0;
     return message;
   },
 };
@@ -5574,6 +5945,222 @@ export const IssueOperatorCertResponse: MessageFns<IssueOperatorCertResponse> = 
   },
 };
 
+function createBaseOperatorCert(): OperatorCert {
+  return { name: "", fingerprint: "", issuedMs: 0, expiresMs: 0, revokedMs: 0 };
+}
+
+export const OperatorCert: MessageFns<OperatorCert> = {
+  encode(message: OperatorCert, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.fingerprint !== "") {
+      writer.uint32(18).string(message.fingerprint);
+    }
+    if (message.issuedMs !== 0) {
+      writer.uint32(24).int64(message.issuedMs);
+    }
+    if (message.expiresMs !== 0) {
+      writer.uint32(32).int64(message.expiresMs);
+    }
+    if (message.revokedMs !== 0) {
+      writer.uint32(40).int64(message.revokedMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OperatorCert {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOperatorCert();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fingerprint = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.issuedMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.expiresMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.revokedMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OperatorCert {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      fingerprint: isSet(object.fingerprint) ? globalThis.String(object.fingerprint) : "",
+      issuedMs: isSet(object.issuedMs)
+        ? globalThis.Number(object.issuedMs)
+        : isSet(object.issued_ms)
+        ? globalThis.Number(object.issued_ms)
+        : 0,
+      expiresMs: isSet(object.expiresMs)
+        ? globalThis.Number(object.expiresMs)
+        : isSet(object.expires_ms)
+        ? globalThis.Number(object.expires_ms)
+        : 0,
+      revokedMs: isSet(object.revokedMs)
+        ? globalThis.Number(object.revokedMs)
+        : isSet(object.revoked_ms)
+        ? globalThis.Number(object.revoked_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: OperatorCert): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.fingerprint !== "") {
+      obj.fingerprint = message.fingerprint;
+    }
+    if (message.issuedMs !== 0) {
+      obj.issuedMs = Math.round(message.issuedMs);
+    }
+    if (message.expiresMs !== 0) {
+      obj.expiresMs = Math.round(message.expiresMs);
+    }
+    if (message.revokedMs !== 0) {
+      obj.revokedMs = Math.round(message.revokedMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OperatorCert>, I>>(base?: I): OperatorCert {
+    return OperatorCert.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OperatorCert>, I>>(object: I): OperatorCert {
+    const message = createBaseOperatorCert();
+    message.name = object.name ?? "";
+    message.fingerprint = object.fingerprint ?? "";
+    message.issuedMs = object.issuedMs ?? 0;
+    message.expiresMs = object.expiresMs ?? 0;
+    message.revokedMs = object.revokedMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseOperatorCertList(): OperatorCertList {
+  return { operators: [] };
+}
+
+export const OperatorCertList: MessageFns<OperatorCertList> = {
+  encode(message: OperatorCertList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.operators) {
+      OperatorCert.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OperatorCertList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOperatorCertList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.operators.push(OperatorCert.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OperatorCertList {
+    return {
+      operators: globalThis.Array.isArray(object?.operators)
+        ? object.operators.map((e: any) => OperatorCert.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: OperatorCertList): unknown {
+    const obj: any = {};
+    if (message.operators?.length) {
+      obj.operators = message.operators.map((e) => OperatorCert.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OperatorCertList>, I>>(base?: I): OperatorCertList {
+    return OperatorCertList.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OperatorCertList>, I>>(object: I): OperatorCertList {
+    const message = createBaseOperatorCertList();
+    message.operators = object.operators?.map((e) => OperatorCert.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseSetSiteCronRequest(): SetSiteCronRequest {
   return { domain: "", interval: "" };
 }
@@ -5895,6 +6482,17 @@ export const OperatorService = {
       Buffer.from(DiffPlatformsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DiffPlatformsResponse => DiffPlatformsResponse.decode(value),
   },
+  /** What a server's drift check leads to: repair (default) or report only. */
+  setPlatformDrift: {
+    path: "/spoke.v1.Operator/SetPlatformDrift" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetPlatformDriftRequest): Buffer =>
+      Buffer.from(SetPlatformDriftRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetPlatformDriftRequest => SetPlatformDriftRequest.decode(value),
+    responseSerialize: (value: Platform): Buffer => Buffer.from(Platform.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Platform => Platform.decode(value),
+  },
   listSites: {
     path: "/spoke.v1.Operator/ListSites" as const,
     requestStream: false as const,
@@ -6152,6 +6750,25 @@ export const OperatorService = {
       Buffer.from(IssueOperatorCertResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): IssueOperatorCertResponse => IssueOperatorCertResponse.decode(value),
   },
+  /** Operator certificates issued (since they are recorded), and revoking every valid one of a name. */
+  listOperators: {
+    path: "/spoke.v1.Operator/ListOperators" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    requestDeserialize: (value: Buffer): Empty => Empty.decode(value),
+    responseSerialize: (value: OperatorCertList): Buffer => Buffer.from(OperatorCertList.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OperatorCertList => OperatorCertList.decode(value),
+  },
+  revokeOperator: {
+    path: "/spoke.v1.Operator/RevokeOperator" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NameRequest): Buffer => Buffer.from(NameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NameRequest => NameRequest.decode(value),
+    responseSerialize: (value: OperatorCertList): Buffer => Buffer.from(OperatorCertList.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OperatorCertList => OperatorCertList.decode(value),
+  },
   /**
    * Cron: run a site's cron now (waits for the run; recorded in its history like a scheduled
    * one), change its interval, list its recent runs.
@@ -6211,6 +6828,8 @@ export interface OperatorServer extends UntypedServiceImplementation {
   platformStatus: handleUnaryCall<NameRequest, PlatformStatusResponse>;
   /** Per module/theme/profile: upgrade, downgrade, missing, added, same, unknown — from A to B. */
   diffPlatforms: handleUnaryCall<DiffPlatformsRequest, DiffPlatformsResponse>;
+  /** What a server's drift check leads to: repair (default) or report only. */
+  setPlatformDrift: handleUnaryCall<SetPlatformDriftRequest, Platform>;
   listSites: handleUnaryCall<ListSitesRequest, SiteList>;
   getSite: handleUnaryCall<NameRequest, Site>;
   /** Site tasks: each queues a task on site:<domain> (holding the platform's lock) and returns it. */
@@ -6258,6 +6877,9 @@ export interface OperatorServer extends UntypedServiceImplementation {
    */
   events: handleServerStreamingCall<EventsRequest, SpokeEvent>;
   issueOperatorCert: handleUnaryCall<IssueOperatorCertRequest, IssueOperatorCertResponse>;
+  /** Operator certificates issued (since they are recorded), and revoking every valid one of a name. */
+  listOperators: handleUnaryCall<Empty, OperatorCertList>;
+  revokeOperator: handleUnaryCall<NameRequest, OperatorCertList>;
   /**
    * Cron: run a site's cron now (waits for the run; recorded in its history like a scheduled
    * one), change its interval, list its recent runs.
@@ -6515,6 +7137,22 @@ export interface OperatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DiffPlatformsResponse) => void,
+  ): ClientUnaryCall;
+  /** What a server's drift check leads to: repair (default) or report only. */
+  setPlatformDrift(
+    request: SetPlatformDriftRequest,
+    callback: (error: ServiceError | null, response: Platform) => void,
+  ): ClientUnaryCall;
+  setPlatformDrift(
+    request: SetPlatformDriftRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Platform) => void,
+  ): ClientUnaryCall;
+  setPlatformDrift(
+    request: SetPlatformDriftRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Platform) => void,
   ): ClientUnaryCall;
   listSites(
     request: ListSitesRequest,
@@ -6871,6 +7509,37 @@ export interface OperatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: IssueOperatorCertResponse) => void,
+  ): ClientUnaryCall;
+  /** Operator certificates issued (since they are recorded), and revoking every valid one of a name. */
+  listOperators(
+    request: Empty,
+    callback: (error: ServiceError | null, response: OperatorCertList) => void,
+  ): ClientUnaryCall;
+  listOperators(
+    request: Empty,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: OperatorCertList) => void,
+  ): ClientUnaryCall;
+  listOperators(
+    request: Empty,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: OperatorCertList) => void,
+  ): ClientUnaryCall;
+  revokeOperator(
+    request: NameRequest,
+    callback: (error: ServiceError | null, response: OperatorCertList) => void,
+  ): ClientUnaryCall;
+  revokeOperator(
+    request: NameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: OperatorCertList) => void,
+  ): ClientUnaryCall;
+  revokeOperator(
+    request: NameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: OperatorCertList) => void,
   ): ClientUnaryCall;
   /**
    * Cron: run a site's cron now (waits for the run; recorded in its history like a scheduled

@@ -183,6 +183,8 @@ export interface Server {
   /** sha256 of the agent certificate (hex) */
   certFingerprint: string;
   capabilityVersion: number;
+  /** for a cluster: the members online now (some but not all: degraded) */
+  membersOnline: string[];
 }
 
 export interface HostFacts {
@@ -231,6 +233,8 @@ export interface Platform {
   desiredRootHash: string;
   /** per-platform extra excludes */
   excludes: string[];
+  /** repair | report: what a drift check found on a server leads to */
+  drift: string;
 }
 
 export interface Site {
@@ -529,6 +533,7 @@ function createBaseServer(): Server {
     createdMs: 0,
     certFingerprint: "",
     capabilityVersion: 0,
+    membersOnline: [],
   };
 }
 
@@ -572,6 +577,9 @@ export const Server: MessageFns<Server> = {
     }
     if (message.capabilityVersion !== 0) {
       writer.uint32(104).uint32(message.capabilityVersion);
+    }
+    for (const v of message.membersOnline) {
+      writer.uint32(114).string(v!);
     }
     return writer;
   },
@@ -693,6 +701,14 @@ export const Server: MessageFns<Server> = {
             message.capabilityVersion = reader.uint32();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.membersOnline.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -738,6 +754,11 @@ export const Server: MessageFns<Server> = {
         : isSet(object.capability_version)
         ? globalThis.Number(object.capability_version)
         : 0,
+      membersOnline: globalThis.Array.isArray(object?.membersOnline)
+        ? object.membersOnline.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.members_online)
+        ? object.members_online.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -782,6 +803,9 @@ export const Server: MessageFns<Server> = {
     if (message.capabilityVersion !== 0) {
       obj.capabilityVersion = Math.round(message.capabilityVersion);
     }
+    if (message.membersOnline?.length) {
+      obj.membersOnline = message.membersOnline;
+    }
     return obj;
   },
 
@@ -805,6 +829,7 @@ export const Server: MessageFns<Server> = {
     message.createdMs = object.createdMs ?? 0;
     message.certFingerprint = object.certFingerprint ?? "";
     message.capabilityVersion = object.capabilityVersion ?? 0;
+    message.membersOnline = object.membersOnline?.map((e) => e) || [];
     return message;
   },
 };
@@ -1180,6 +1205,7 @@ function createBasePlatform(): Platform {
     live: false,
     desiredRootHash: "",
     excludes: [],
+    drift: "",
   };
 }
 
@@ -1217,6 +1243,9 @@ export const Platform: MessageFns<Platform> = {
     }
     for (const v of message.excludes) {
       writer.uint32(90).string(v!);
+    }
+    if (message.drift !== "") {
+      writer.uint32(98).string(message.drift);
     }
     return writer;
   },
@@ -1322,6 +1351,14 @@ export const Platform: MessageFns<Platform> = {
             message.excludes.push(reader.string());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.drift = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1361,6 +1398,7 @@ export const Platform: MessageFns<Platform> = {
       excludes: globalThis.Array.isArray(object?.excludes)
         ? object.excludes.map((e: any) => globalThis.String(e))
         : [],
+      drift: isSet(object.drift) ? globalThis.String(object.drift) : "",
     };
   },
 
@@ -1399,6 +1437,9 @@ export const Platform: MessageFns<Platform> = {
     if (message.excludes?.length) {
       obj.excludes = message.excludes;
     }
+    if (message.drift !== "") {
+      obj.drift = message.drift;
+    }
     return obj;
   },
 
@@ -1420,6 +1461,7 @@ export const Platform: MessageFns<Platform> = {
     message.live = object.live ?? false;
     message.desiredRootHash = object.desiredRootHash ?? "";
     message.excludes = object.excludes?.map((e) => e) || [];
+    message.drift = object.drift ?? "";
     return message;
   },
 };
