@@ -5,6 +5,7 @@ import { SiteFileTransfer } from './sitetransfer.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileWorker, RootMap, type Logger } from '@spoke/shared';
+import { DEFAULT_ACME_DIR, SiteTlsStore } from './tls/sitetls.js';
 import { identityFiles, type CompiledAgentOptions } from './config.js';
 import { MasterConnection } from './connection.js';
 import { detectFpmSocket, detectServices, type DetectedService } from './detect.js';
@@ -55,7 +56,13 @@ export async function startAgent(
   }
   await trees.startup();
   const detect = deps.detect ?? (() => detectServices(opts.binDirs));
+  const tls = new SiteTlsStore({
+    stateDir: opts.stateDir,
+    acmeDir: opts.http.acmeDir || rootMap.toHost(DEFAULT_ACME_DIR),
+    log: deps.log.child({ component: 'agent.tls' }),
+  });
   const web = new WebConfig({
+    tls,
     http: opts.http,
     fpmSocket: opts.fpmSocket,
     roots: opts.roots,
@@ -99,6 +106,7 @@ export async function startAgent(
     cron,
     db,
     siteFiles,
+    tls,
     driftIntervalMs: opts.driftIntervalMs,
     log: deps.log.child({ component: 'agent.link' }),
     master: opts.master,

@@ -57,6 +57,10 @@ export interface HttpConfigFile {
   webGroup?: string;
   /** Overrides: `<templatesDir>/<impl>/platform.conf`, `site.conf`, `site-disabled.conf` replace the built-in templates. */
   templatesDir?: string;
+  /** Addresses the 443 blocks of HTTPS sites listen on (PORT, HOST:PORT, [IPv6]:PORT). @default ["443"] */
+  httpsListen?: string | string[];
+  /** Where ACME HTTP-01 challenge files go (served at /.well-known/acme-challenge/). @default /var/lib/spoke-agent/acme-challenge (under --root) */
+  acmeDir?: string;
 }
 
 /** The web server settings, checked; "" / null mean "the default for the impl". */
@@ -69,6 +73,10 @@ export interface HttpSettings {
   reloadCommand: string[] | null;
   webGroup: string;
   templatesDir: string;
+  /** Where HTTPS sites listen. @default ["443"] */
+  httpsListen?: string[];
+  /** Host path of the ACME challenge dir ("" or absent = the default under --root). */
+  acmeDir?: string;
   /** True when agent.json has an `http` section (an agent with --root manages only an explicit one). */
   configured: boolean;
 }
@@ -127,7 +135,7 @@ export function checkRoots(roots: string[]): string[] {
 }
 
 const PHP_KEYS = ['fpmSocket', 'cli', 'user'];
-const HTTP_KEYS = ['impl', 'confDir', 'listen', 'testCommand', 'reloadCommand', 'webGroup', 'templatesDir'];
+const HTTP_KEYS = ['impl', 'confDir', 'listen', 'testCommand', 'reloadCommand', 'webGroup', 'templatesDir', 'httpsListen', 'acmeDir'];
 
 /**
  * Checks agent.json's `http` and `php` sections.
@@ -172,6 +180,14 @@ export function parseWebSettings(cfg: Pick<AgentConfigFile, 'http' | 'php'>): { 
     throw bad('http.listen', 'must be an address or a non-empty array of addresses, e.g. ["80"] or "127.0.0.1:8080"');
   }
   listen.forEach((l) => checked('http.listen', () => checkListen(l)));
+  const rawHttps = h?.httpsListen ?? ['443'];
+  const httpsListen = typeof rawHttps === 'string' ? [rawHttps] : rawHttps;
+  if (!Array.isArray(httpsListen) || httpsListen.length === 0 || httpsListen.some((l) => typeof l !== 'string')) {
+    throw bad('http.httpsListen', 'must be an address or a non-empty array of addresses, e.g. ["443"] or "127.0.0.1:8443"');
+  }
+  httpsListen.forEach((l) => checked('http.httpsListen', () => checkListen(l)));
+  const acmeDir = str('acmeDir') ?? '';
+  if (acmeDir) checked('http.acmeDir', () => checkConfigPath('acmeDir', acmeDir));
   const webGroup = str('webGroup') ?? 'www-data';
   if (!/^([a-z_][a-z0-9_.-]{0,31}|\d+)$/i.test(webGroup)) throw bad('http.webGroup', `is not a group name (got ${JSON.stringify(webGroup)})`);
   const php = cfg.php;
@@ -195,6 +211,8 @@ export function parseWebSettings(cfg: Pick<AgentConfigFile, 'http' | 'php'>): { 
       reloadCommand: argv('reloadCommand'),
       webGroup: checked('http.webGroup', () => checkConfigValue('webGroup', webGroup)),
       templatesDir,
+      httpsListen: [...httpsListen],
+      acmeDir,
       configured: h !== undefined,
     },
     fpmSocket: fpm,

@@ -22,6 +22,7 @@ import {
 import { checkRoots } from './checks.js';
 import type { DetectedService } from './detect.js';
 import type { AgentTrees } from './sync.js';
+import type { SiteTlsStore } from './tls/sitetls.js';
 import type { WebConfig } from './webconfig.js';
 import type { SiteInstaller } from './siteinstall.js';
 import type { SitePhp, SiteToolOp } from './php/sitephp.js';
@@ -55,6 +56,8 @@ export interface ConnectionDeps {
   cron: Pick<SiteCron, 'run'>;
   /** Site databases (agent.json `db`); null when this agent manages no database server. */
   db?: Pick<SiteDatabases, 'createSiteDb' | 'dropSiteDb' | 'setGrants' | 'dumpSiteDb' | 'restoreSiteDb' | 'siteAddress'> | null;
+  /** ACME HTTP-01 challenge files (capability 12); absent: AcmeChallenge fails. */
+  tls?: Pick<SiteTlsStore, 'challenge'> | null;
   /** Sites' user files to and from the master (capability 6); absent: those commands fail. */
   siteFiles?: Pick<SiteFileTransfer, 'pack' | 'unpack'> | null;
   /** How often to re-observe held trees for drift. @default 60000 */
@@ -390,8 +393,15 @@ export class MasterConnection {
             enabled: c.enabled,
             webGroupFiles: c.webGroupFiles,
             pinnedImpl: c.pinnedImpl,
+            tls: c.tls ? { certPem: c.tls.certPem, keyPem: c.tls.keyPem, redirect: c.tls.redirect, hsts: c.tls.hsts } : null,
           });
           return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'configureSite', value: r } });
+        }
+        case 'acmeChallenge': {
+          const c = cmd.command.value;
+          if (!this.deps.tls) throw fail('INTERNAL', 'this agent has no challenge store');
+          const path = this.deps.tls.challenge(c.token, c.keyAuthorization, c.remove);
+          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'acmeChallenge', value: { path } } });
         }
         case 'removeSite': {
           const c = cmd.command.value;

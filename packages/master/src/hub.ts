@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { CAPABILITY_VERSION, COMMAND_CAPABILITY, fail, SpokeError, toServiceError, type Logger, wire, isErrorCode } from '@spoke/shared';
+import { CAPABILITY_VERSION, COMMAND_CAPABILITY, HTTPS_CAPABILITY, fail, SpokeError, toServiceError, type Logger, wire, isErrorCode } from '@spoke/shared';
 import type { Namespace, Presence, DetectedServiceInfo } from './namespace.js';
 import type { Clock, HostFactsInfo } from './types.js';
 import { DumpTransfers, type DumpTransferHandle } from './dumps.js';
@@ -44,7 +44,11 @@ export type AgentCommand =
       /** Paths relative to the platform root the web group must read (settings files): chgrp, mode 0640. */
       webGroupFiles: string[];
       pinnedImpl: string;
+      /** The site's certificate and key for its 443 block (needs capability 12; the key is never logged). */
+      tls?: SiteTlsConfig | null;
     }
+  // an ACME HTTP-01 challenge answer served on port 80 by every site vhost (capability 12)
+  | { type: 'acmeChallenge'; token: string; keyAuthorization: string; remove: boolean }
   | { type: 'removeSite'; domain: string; tree: string; deleteFiles: boolean; pinnedImpl: string }
   | {
       type: 'installSite';
@@ -72,6 +76,16 @@ export type AgentCommand =
   // a platform leaving a web server (capability 7): its config, the agent's tree state and,
   // with removeTree, the tree (user data kept)
   | { type: 'forgetPlatform'; platform: string; tree: string; pinnedImpl: string; removeTree: boolean };
+
+/** A site's certificate as ConfigureSite carries it. */
+export interface SiteTlsConfig {
+  /** Leaf first, then the chain. */
+  certPem: string;
+  keyPem: string;
+  /** Port 80 answers 301 to https. */
+  redirect: boolean;
+  hsts: boolean;
+}
 
 /** What an agent removed for a platform leaving it. */
 export interface PlatformForgetReport {
@@ -285,6 +299,7 @@ export interface AgentCommandResults {
   siteFilesPack: SiteFilesPackReport;
   siteFilesUnpack: SiteFilesUnpackReport;
   forgetPlatform: PlatformForgetReport;
+  acmeChallenge: { path: string };
 }
 
 /** Options of `call`. */
@@ -548,7 +563,9 @@ export class AgentHub implements Presence {
     if (!s || !this.isOnline(server)) {
       throw fail('AGENT_OFFLINE', `agent ${server} is offline (last seen: ${this.lastSeen(server)})`);
     }
-    const needs = COMMAND_CAPABILITY[cmd.type] ?? 1;
+    // A vhost with a certificate needs an agent that knows about it: an older one would drop
+    // the certificate and serve the site over plain HTTP only.
+    const needs = cmd.type === 'configureSite' && cmd.tls ? HTTPS_CAPABILITY : (COMMAND_CAPABILITY[cmd.type] ?? 1);
     if (s.capability < needs) {
       throw fail(
         'AGENT_TOO_OLD',
@@ -685,9 +702,12 @@ function commandToWire(id: string, cmd: AgentCommand): wire.MasterCommand {
             enabled: cmd.enabled,
             webGroupFiles: cmd.webGroupFiles,
             pinnedImpl: cmd.pinnedImpl,
+            tls: cmd.tls ? { certPem: cmd.tls.certPem, keyPem: cmd.tls.keyPem, redirect: cmd.tls.redirect, hsts: cmd.tls.hsts } : undefined,
           },
         },
       };
+    case 'acmeChallenge':
+      return { id, command: { $case: 'acmeChallenge', value: { token: cmd.token, keyAuthorization: cmd.keyAuthorization, remove: cmd.remove } } };
     case 'removeSite':
       return { id, command: { $case: 'removeSite', value: { domain: cmd.domain, tree: cmd.tree, deleteFiles: cmd.deleteFiles, pinnedImpl: cmd.pinnedImpl } } };
     case 'installSite':
@@ -775,6 +795,9 @@ function resultFromWire(type: AgentCommand['type'], r: wire.CommandResult): unkn
   if (type === 'configureSite' && r.result?.$case === 'configureSite') {
     const c = r.result.value;
     return { ...c, fixed: [...c.fixed], problems: [...c.problems] } satisfies SiteConfigReport;
+  }
+  if (type === 'acmeChallenge' && r.result?.$case === 'acmeChallenge') {
+    return { path: r.result.value.path };
   }
   if (type === 'removeSite' && r.result?.$case === 'removeSite') {
     const c = r.result.value;

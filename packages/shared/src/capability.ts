@@ -31,11 +31,19 @@
  *       symlink is skipped and reported (ConvergeResult.conflicts, TreeStatusResult.conflicts),
  *       everything else applied; an unfinishable journal or a refused manifest delta no longer
  *       stops every later converge of the tree. Older agents fail the whole converge instead.
+ *  12 — HTTPS: ConfigureSite carries the site's certificate and key (SiteTls; written 0600 under
+ *       the agent's state dir, a 443 block on http.httpsListen, redirect and HSTS opt-in) and
+ *       every site vhost serves /.well-known/acme-challenge/ on port 80; AcmeChallenge puts and
+ *       removes HTTP-01 challenge files. The master refuses ConfigureSite with a certificate and
+ *       AcmeChallenge to older agents (they would drop the certificate and serve plain HTTP).
  */
-export const CAPABILITY_VERSION = 11;
+export const CAPABILITY_VERSION = 12;
 
 /** The lowest capability an agent needs for each command the master sends (default 1). */
-export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteTool: 9, siteCron: 10, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7 };
+export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteTool: 9, siteCron: 10, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7, acmeChallenge: 12 };
+
+/** The capability a ConfigureSite with a certificate needs (see 12 above). */
+export const HTTPS_CAPABILITY = 12;
 
 /** The product version printed by `--version` and reported in host facts. */
 export const SPOKE_VERSION = '0.1.0';

@@ -34,7 +34,7 @@ export type { KeyPair, CertRole, IssueOptions, CertIdentity } from './pki.js';
 export { createLogger, silentLogger } from './logger.js';
 export { AGENT_HEAP_HEADROOM_MB, boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, MASTER_NODE_FLAGS } from './heap.js';
 export type { Logger, LoggerOptions } from './logger.js';
-export { CAPABILITY_VERSION, COMMAND_CAPABILITY, SPOKE_VERSION } from './capability.js';
+export { CAPABILITY_VERSION, COMMAND_CAPABILITY, HTTPS_CAPABILITY, SPOKE_VERSION } from './capability.js';
 export { RootMap } from './rootmap.js';
 export { toServiceError, fromServiceError } from './rpc.js';
 export { channelOptions, clientTls, serverTls, parseHostPort, grpcTarget } from './grpc.js';
