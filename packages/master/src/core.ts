@@ -20,6 +20,9 @@ import { SiteTasks } from './sites/tasks.js';
 import { PlatformRemover, type RemovePlatformInput } from './platformremove.js';
 import { CronScheduler } from './sites/cronrunner.js';
 import { CronStore } from './sites/cronstore.js';
+import { SiteHttps } from './sites/https/https.js';
+import { HttpsStore } from './sites/https/store.js';
+import { AcmeIssuer } from './sites/https/acme.js';
 
 /** What `spoke status` shows. */
 export interface MasterStatusInfo {
@@ -35,6 +38,10 @@ export interface MasterStatusInfo {
   sites: number;
   tasksQueued: number;
   tasksRunning: number;
+  /** One line per site whose certificate renewal keeps failing. */
+  httpsFailing: string[];
+  /** "" = no ACME directory configured. */
+  acmeDirectory: string;
 }
 
 /** The master's components and cross-cutting operations. */
@@ -49,6 +56,8 @@ export class Core {
   readonly sites: SiteTasks;
   /** Sites' cron: the scheduler (started by master.ts), `site cron`, the history. */
   readonly cron: CronScheduler;
+  /** HTTPS of sites: `site https`, the certificate each vhost carries, the renewer (started by master.ts). */
+  readonly https: SiteHttps;
   /** `platform rm` (platform.remove tasks). */
   private readonly remover: PlatformRemover;
   /** Builds makefile and git platforms. */
@@ -79,6 +88,8 @@ export class Core {
     buildSourceDirs?: readonly string[];
     /** Per-build limits. @default DEFAULT_BUILD_LIMITS (buildfs.ts) */
     buildLimits?: Partial<BuildLimits>;
+    /** HTTPS: the ACME directory (null: none), the renewer's clock and tick. @default no ACME, clock, 60000 */
+    https?: { acme?: { directoryUrl: string; email: string; caPem: string } | null; clock?: Clock; tickMs?: number };
   }) {
     this.faults = deps.faults ?? { corruptBlobs: 0 };
     this.ns = deps.ns;
@@ -109,6 +120,17 @@ export class Core {
       trashDir: join(this.info.stateDir, 'trash'),
     });
     this.sync.setWebGroupFiles((platform) => this.sites.platformSettingsFiles(platform));
+    const acme = deps.https?.acme;
+    this.https = new SiteHttps({
+      sites: this.sites,
+      tasks: this.tasks,
+      db: deps.db,
+      store: new HttpsStore({ db: deps.db, dir: join(this.info.stateDir, 'tls') }),
+      acme: acme ? new AcmeIssuer({ ...acme, accountKeyFile: join(this.info.stateDir, 'acme', 'account.key') }) : null,
+      clock: deps.https?.clock ?? this.clock,
+      log: this.log.child({ component: 'master.https' }),
+      tickMs: deps.https?.tickMs,
+    });
     this.cron = new CronScheduler({
       ns: this.ns,
       hub: this.hub,
@@ -241,6 +263,8 @@ export class Core {
       sites: c.sites,
       tasksQueued: t.queued,
       tasksRunning: t.running,
+      httpsFailing: this.https.failing(),
+      acmeDirectory: this.https.acmeDirectory,
     };
   }
 }

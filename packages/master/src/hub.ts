@@ -565,7 +565,7 @@ export class AgentHub implements Presence {
     }
     // A vhost with a certificate needs an agent that knows about it: an older one would drop
     // the certificate and serve the site over plain HTTP only.
-    const needs = cmd.type === 'configureSite' && cmd.tls ? HTTPS_CAPABILITY : (COMMAND_CAPABILITY[cmd.type] ?? 1);
+    const needs = cmd.type === 'configureSite' && (cmd as Extract<AgentCommand, { type: 'configureSite' }>).tls ? HTTPS_CAPABILITY : (COMMAND_CAPABILITY[cmd.type] ?? 1);
     if (s.capability < needs) {
       throw fail(
         'AGENT_TOO_OLD',

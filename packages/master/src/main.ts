@@ -10,6 +10,7 @@ import { startMaster } from './master.js';
 const USAGE = `usage:
   spoke-master run [--state-dir DIR] [--listen HOST:PORT] [--root DIR] [--socket PATH]
                    [--build-source-dir DIR]... [--build-max-bytes N] [--build-max-entries N] [--build-max-ratio N]
+                   [--acme-directory URL] [--acme-email E] [--acme-ca FILE]
   spoke-master version`;
 
 /** A count option: digits only, so "1e9" or "10G" are refused rather than guessed at. */
@@ -32,7 +33,9 @@ async function main(argv: string[]): Promise<void> {
     process.stderr.write(`${cmd && cmd !== 'help' && cmd !== '--help' ? `error: USAGE: unknown command ${JSON.stringify(cmd)}\n` : ''}${USAGE}\n`);
     process.exit(cmd === 'help' || cmd === '--help' ? 0 : 2);
   }
-  let values: Partial<Record<'state-dir' | 'listen' | 'root' | 'socket' | 'build-max-bytes' | 'build-max-entries' | 'build-max-ratio', string>> & {
+  let values: Partial<
+    Record<'state-dir' | 'listen' | 'root' | 'socket' | 'build-max-bytes' | 'build-max-entries' | 'build-max-ratio' | 'acme-directory' | 'acme-email' | 'acme-ca', string>
+  > & {
     'build-source-dir'?: string[];
   };
   try {
@@ -47,6 +50,9 @@ async function main(argv: string[]): Promise<void> {
         'build-max-bytes': { type: 'string' },
         'build-max-entries': { type: 'string' },
         'build-max-ratio': { type: 'string' },
+        'acme-directory': { type: 'string' },
+        'acme-email': { type: 'string' },
+        'acme-ca': { type: 'string' },
       },
       strict: true,
     }));
@@ -64,6 +70,9 @@ async function main(argv: string[]): Promise<void> {
     buildMaxBytes: count('build-max-bytes', values['build-max-bytes']),
     buildMaxEntries: count('build-max-entries', values['build-max-entries']),
     buildMaxRatio: count('build-max-ratio', values['build-max-ratio']),
+    acmeDirectory: values['acme-directory'],
+    acmeEmail: values['acme-email'],
+    acmeCa: values['acme-ca'],
   });
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'master' } });
   const master = await startMaster(opts, { log });

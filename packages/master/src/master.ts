@@ -67,6 +67,29 @@ function lockStateDir(stateDir: string): () => void {
   return () => rmSync(file, { force: true });
 }
 
+/** The ACME server's CA bundle. @throws SpokeError CONFIG_INVALID */
+function readAcmeCa(file: string): string {
+  if (!file) return '';
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw fail('CONFIG_INVALID', `--acme-ca ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** Tests: a clock that runs ahead by the milliseconds written in `file` (0 when absent). */
+function offsetClock(clock: Clock, file: string): Clock {
+  return () => {
+    let offset = 0;
+    try {
+      offset = Number(readFileSync(file, 'utf8').trim()) || 0;
+    } catch {
+      /* no offset yet */
+    }
+    return clock() + offset;
+  };
+}
+
 /** Starts a master. @throws SpokeError STATE_DIR_LOCKED, CONFIG_INVALID */
 export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logger; clock?: Clock }): Promise<RunningMaster> {
   const clock = deps.clock ?? Date.now;
@@ -109,6 +132,11 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
       cron: { concurrency: opts.cronConcurrency, tickMs: opts.cronTickMs },
       buildSourceDirs: opts.buildSourceDirs,
       buildLimits: { maxBytes: opts.buildMaxBytes, maxEntries: opts.buildMaxEntries, maxRatio: opts.buildMaxRatio },
+      https: {
+        acme: opts.acmeDirectory ? { directoryUrl: opts.acmeDirectory, email: opts.acmeEmail, caPem: readAcmeCa(opts.acmeCa) } : null,
+        clock: opts.clockOffsetFile ? offsetClock(clock, opts.clockOffsetFile) : clock,
+        tickMs: opts.httpsTickMs,
+      },
     });
     const swept = await core.sweepBuilds();
     if (swept.length) log.warn({ dirs: swept }, 'removed staging dirs of builds interrupted by the last stop');
@@ -128,6 +156,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
     await bind(local, `unix://${opts.socket}`, ServerCredentials.createInsecure());
     chmodSync(opts.socket, 0o600);
     tasks.start();
+    core.https.start();
     if (opts.cron) core.cron.start();
     else log.warn('the cron scheduler is off (SPOKE_CRON=off): no site cron runs on schedule; spoke site cron DOMAIN still runs one');
     log.info({ listen, socket: opts.socket, stateDir: opts.stateDir, root: opts.root || '/' }, 'master started');
@@ -142,6 +171,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
         if (stopped) return;
         stopped = true;
         await core.cron.stop();
+        await core.https.stop();
         await tasks.stop();
         core.sync.close();
         await trees.close();

@@ -64,6 +64,19 @@ export interface MasterOptions {
    * expand to less than 1 MiB are not held to it. @default 100
    */
   buildMaxRatio?: number;
+  /** ACME directory URL for site certificates (`--acme-directory`, env SPOKE_ACME_DIRECTORY). @default "" (no ACME) */
+  acmeDirectory?: string;
+  /** ACME account contact (`--acme-email`, env SPOKE_ACME_EMAIL). @default "" */
+  acmeEmail?: string;
+  /** PEM bundle trusted for the ACME server's own TLS (`--acme-ca FILE`, env SPOKE_ACME_CA). @default "" (the system's) */
+  acmeCa?: string;
+  /** Time between certificate renewer ticks. @default 60000 (env SPOKE_HTTPS_TICK_MS) */
+  httpsTickMs?: number;
+  /**
+   * Tests only: a file holding milliseconds the renewer's clock runs ahead of the real one, read
+   * at each look (env SPOKE_TEST_CLOCK_OFFSET_FILE). @default "" (the real clock)
+   */
+  clockOffsetFile?: string;
 }
 
 /** Fully-set master options. */
@@ -80,6 +93,23 @@ function envInt(name: string, zeroOk = false): number | undefined {
 function positive(what: string, n: number): number {
   if (!Number.isFinite(n) || n <= 0) throw fail('CONFIG_INVALID', `${what} must be a positive number, not ${String(n)}`);
   return n;
+}
+
+function checkAcmeDirectory(url: string): string {
+  if (!url) return '';
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw fail('CONFIG_INVALID', `--acme-directory ${JSON.stringify(url)} is not a URL`);
+  }
+  if (u.protocol !== 'https:') throw fail('CONFIG_INVALID', `--acme-directory must be an https:// URL (RFC 8555), not ${u.protocol}`);
+  return url;
+}
+
+function checkEmail(e: string): string {
+  if (e && !/^[^\s@]+@[^\s@]+$/.test(e)) throw fail('CONFIG_INVALID', `--acme-email ${JSON.stringify(e)} is not an e-mail address`);
+  return e;
 }
 
 /** Applies defaults and checks values. @throws SpokeError CONFIG_INVALID */
@@ -108,5 +138,10 @@ export function compileMasterOptions(o: MasterOptions = {}): CompiledMasterOptio
     buildMaxBytes: positive('build max bytes', o.buildMaxBytes ?? DEFAULT_BUILD_LIMITS.maxBytes),
     buildMaxEntries: positive('build max entries', o.buildMaxEntries ?? DEFAULT_BUILD_LIMITS.maxEntries),
     buildMaxRatio: positive('build max ratio', o.buildMaxRatio ?? DEFAULT_BUILD_LIMITS.maxRatio),
+    acmeDirectory: checkAcmeDirectory(o.acmeDirectory ?? process.env.SPOKE_ACME_DIRECTORY ?? ''),
+    acmeEmail: checkEmail(o.acmeEmail ?? process.env.SPOKE_ACME_EMAIL ?? ''),
+    acmeCa: (o.acmeCa ?? process.env.SPOKE_ACME_CA ?? '') ? resolve(o.acmeCa ?? process.env.SPOKE_ACME_CA ?? '') : '',
+    httpsTickMs: o.httpsTickMs ?? envInt('SPOKE_HTTPS_TICK_MS') ?? 60_000,
+    clockOffsetFile: o.clockOffsetFile ?? process.env.SPOKE_TEST_CLOCK_OFFSET_FILE ?? '',
   };
 }

@@ -11,6 +11,7 @@ import { formatCronInterval } from '../sites/cron.js';
 import { ago, cronRunJson, human, parseDuration, platformJson, serverJson, siteJson, table, taskJson, taskStateFromName, taskStateName } from './format.js';
 import { ALIAS_FORMATS, DEFAULT_SSH_USER, DRUSHRC_FILE, checkSshUser, siteAliases, staleAliasFiles, writeAliasFiles, type AliasFormat } from '../sites/aliases.js';
 import { LOCAL_SERVER } from '../up.js';
+import { httpsColumn, httpsCommands, httpsJson, httpsLines, statusHttpsLines } from './https.js';
 
 /** Where the CLI writes. */
 export interface CliIO {
@@ -170,6 +171,7 @@ const COMMANDS: Record<string, Command> = {
           ['platforms', s.platforms],
           ['sites', s.sites],
           ['tasks', `${s.tasksRunning} running, ${s.tasksQueued} queued`],
+          ...statusHttpsLines(s),
         ]),
       );
       return 0;
@@ -530,11 +532,11 @@ const COMMANDS: Record<string, Command> = {
     args: [0, 0],
     async run(ctx, _p, o) {
       const r = await ctx.api().call('listSites', { platform: (o.platform as string | undefined) ?? '' });
-      print(ctx, r.sites.map(siteJson), () =>
+      print(ctx, r.sites.map((s) => ({ ...siteJson(s), https: httpsJson(s) })), () =>
         r.sites.length
           ? table(
-              ['DOMAIN', 'PLATFORM', 'SERVER', 'DB SERVER', 'STATUS', 'CRON', 'ALIASES'],
-              r.sites.map((s) => [s.domain, s.platform, s.server, s.dbServer || '-', s.status, cronColumn(s.cron), s.aliases.join(',') || '-']),
+              ['DOMAIN', 'PLATFORM', 'SERVER', 'DB SERVER', 'STATUS', 'CRON', 'HTTPS', 'ALIASES'],
+              r.sites.map((s) => [s.domain, s.platform, s.server, s.dbServer || '-', s.status, cronColumn(s.cron), httpsColumn(s), s.aliases.join(',') || '-']),
             )
           : 'no sites (spoke site install DOMAIN --platform P)\n',
       );
@@ -547,7 +549,7 @@ const COMMANDS: Record<string, Command> = {
     args: [1, 1],
     async run(ctx, [name]) {
       const s = await ctx.api().call('getSite', { name });
-      print(ctx, siteJson(s), () =>
+      print(ctx, { ...siteJson(s), https: httpsJson(s) }, () =>
         kv([
           ['domain', s.domain],
           ['platform', s.platform],
@@ -563,6 +565,7 @@ const COMMANDS: Record<string, Command> = {
           ['installed', s.installedMs ? new Date(s.installedMs).toISOString() : ''],
           ['created', new Date(s.createdMs).toISOString()],
           ...cronLines(s.domain, s.cron),
+          ...httpsLines(s),
         ]),
       );
       return 0;
@@ -605,7 +608,7 @@ const COMMANDS: Record<string, Command> = {
   },
   'site install': {
     usage:
-      'site install DOMAIN --platform P [--db-server S] [--alias A ...] [--redirect-aliases] [--title T] [--admin-user U] [--admin-email E] [--profile NAME] [--locale en] [--cron-interval 1h|off] [--no-wait]',
+      'site install DOMAIN --platform P [--db-server S] [--alias A ...] [--redirect-aliases] [--title T] [--admin-user U] [--admin-email E] [--profile NAME] [--locale en] [--cron-interval 1h|off] [--https] [--no-wait]',
     summary:
       "create the database, settings and vhost of a new site and run its installer (Drupal 7/8+ through Drupal's installer API, WordPress); the admin password is printed once; rolled back on failure",
     options: {
@@ -619,6 +622,7 @@ const COMMANDS: Record<string, Command> = {
       locale: { type: 'string' },
       'cron-interval': { type: 'string' },
       'redirect-aliases': { type: 'boolean' },
+      https: { type: 'boolean' },
       'no-wait': { type: 'boolean' },
     },
     args: [1, 1],
@@ -636,6 +640,7 @@ const COMMANDS: Record<string, Command> = {
         profile: (o.profile as string | undefined) ?? '',
         locale: (o.locale as string | undefined) ?? '',
         cronInterval: (o['cron-interval'] as string | undefined) ?? '',
+        https: o.https === true,
       });
       const t = q.task as wire.Task;
       type Result = { url?: string; admin?: { user: string; email: string } | null; installer?: { ran: boolean; reason: string }; profile?: string | null };
@@ -856,9 +861,9 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   'site clone': {
-    usage: 'site clone DOMAIN NEW_DOMAIN [--platform P] [--db-server S] [--no-wait]',
+    usage: 'site clone DOMAIN NEW_DOMAIN [--platform P] [--db-server S] [--https] [--no-wait]',
     summary: 'copy a site (database, settings, user files, vhost) to a new domain; the source is untouched; rolled back on failure',
-    options: { platform: { type: 'string' }, 'db-server': { type: 'string' }, 'no-wait': { type: 'boolean' } },
+    options: { platform: { type: 'string' }, 'db-server': { type: 'string' }, https: { type: 'boolean' }, 'no-wait': { type: 'boolean' } },
     args: [2, 2],
     async run(ctx, [domain, newDomain], o) {
       const t = await ctx.api().call('cloneSite', {
@@ -866,6 +871,7 @@ const COMMANDS: Record<string, Command> = {
         newDomain: newDomain as string,
         platform: (o.platform as string | undefined) ?? '',
         dbServer: (o['db-server'] as string | undefined) ?? '',
+        https: o.https === true,
       });
       return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
         const r = final.resultJson ? (JSON.parse(final.resultJson) as { url?: string }) : {};
@@ -874,9 +880,9 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   'site migrate': {
-    usage: 'site migrate DOMAIN --platform P [--domain NEW] [--db-server S] [--no-wait]',
+    usage: 'site migrate DOMAIN --platform P [--domain NEW] [--db-server S] [--https] [--no-wait]',
     summary: 'move a site to another platform (and name, db server); the old copy serves until the new one is configured, and goes after the switch',
-    options: { platform: { type: 'string' }, domain: { type: 'string' }, 'db-server': { type: 'string' }, 'no-wait': { type: 'boolean' } },
+    options: { platform: { type: 'string' }, domain: { type: 'string' }, 'db-server': { type: 'string' }, https: { type: 'boolean' }, 'no-wait': { type: 'boolean' } },
     args: [1, 1],
     async run(ctx, [domain], o) {
       if (typeof o.platform !== 'string') throw new UsageError('site migrate needs --platform P');
@@ -885,6 +891,7 @@ const COMMANDS: Record<string, Command> = {
         platform: o.platform,
         newDomain: (o.domain as string | undefined) ?? '',
         dbServer: (o['db-server'] as string | undefined) ?? '',
+        https: o.https === true,
       });
       return waitAndReport(ctx, t, o['no-wait'] === true, (final) => {
         const r = final.resultJson ? (JSON.parse(final.resultJson) as { url?: string }) : {};
@@ -998,6 +1005,7 @@ const COMMANDS: Record<string, Command> = {
   },
 };
 
+Object.assign(COMMANDS, httpsCommands<Ctx>({ waitAndReport: (ctx, t, noWait, ok) => waitAndReport(ctx, t, noWait, ok), usageError: (m) => new UsageError(m) }));
 COMMANDS['site list'] = { ...(COMMANDS['site ls'] as Command), usage: 'site list [--platform P]', summary: 'same as site ls' };
 
 function seconds(ms: number): string {

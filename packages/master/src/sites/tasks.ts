@@ -13,7 +13,7 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSy
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { checkDomain, fail, generateDbPassword, isSpokeError, siteDbName } from '@spoke/shared';
-import type { AgentCommand, AgentCommandResults, AgentHub, CallOptions, SiteUpdateInfo } from '../hub.js';
+import type { AgentCommand, AgentCommandResults, AgentHub, CallOptions, SiteTlsConfig, SiteUpdateInfo } from '../hub.js';
 import type { Namespace } from '../namespace.js';
 import { configOutcome, type PlatformSync } from '../converge.js';
 import type { Db } from '../store.js';
@@ -68,6 +68,8 @@ export interface InstallSiteInput {
   locale?: string;
   /** Cron interval: 15m, 1h, 1d, off (see sites/cron.ts). @default 1h */
   cronInterval?: string;
+  /** HTTPS once installed (ACME when the master has a directory, else self-signed). @default false */
+  https?: boolean;
 }
 
 /** A queued install and the admin password it will set (for the operator who asked, once). */
@@ -107,6 +109,18 @@ export interface InstallResult {
   profile: string | null;
 }
 
+/** What the site tasks need of HTTPS (sites/https/https.ts). */
+export interface SiteHttpsHook {
+  /** The certificate a site's vhost carries now (null: plain HTTP). */
+  tlsFor(domain: string): SiteTlsConfig | null;
+  /** The site is served over HTTPS (its settings say so). */
+  servedOverHttps(domain: string): boolean;
+  /** The steps of `--https` on install, clone and migrate. */
+  enableSteps(domain: string): Step[];
+  /** Refuses `--https` when it cannot work (nothing is queued). @throws SpokeError */
+  checkCanEnable(): void;
+}
+
 const ACTIVE: ReadonlySet<SiteStatus> = new Set(['installed', 'disabled', 'failed']);
 
 /** Wires the site tasks into the task engine and submits them. */
@@ -131,6 +145,8 @@ export class SiteTasks {
    * new one nobody sees, and says to use a one-time login link).
    */
   private readonly installPasswords = new Map<number, string>();
+  /** HTTPS (sites/https): the certificate each vhost carries, and the steps of `--https`. */
+  private https: SiteHttpsHook | null = null;
 
   constructor(deps: {
     ns: Namespace;
@@ -169,6 +185,11 @@ export class SiteTasks {
     }
   }
 
+  /** Wires HTTPS in (Core does, once). */
+  setHttps(hook: SiteHttpsHook): void {
+    this.https = hook;
+  }
+
   // ---------------------------------------------------------------- submitting
 
   private submit(kind: SiteTaskKind, domain: string, platform: string, params: Record<string, unknown>): TaskInfo {
@@ -204,7 +225,8 @@ export class SiteTasks {
     const title = input.title || domain;
     // eslint-disable-next-line no-control-regex
     if (title.length > 200 || /[\x00-\x1f\x7f]/.test(title)) throw fail('INVALID_ARGUMENT', 'the title must be 1-200 characters without control characters');
-    const task = this.submit('site.install', domain, p.name, { dbServer, aliases, kind, title, adminUser, adminEmail, redirectAliases: input.redirectAliases === true, profile, locale, cronIntervalS });
+    if (input.https) this.checkHttps();
+    const task = this.submit('site.install', domain, p.name, { dbServer, aliases, kind, title, adminUser, adminEmail, redirectAliases: input.redirectAliases === true, profile, locale, cronIntervalS, https: input.https === true });
     const adminPassword = kind === 'wordpress' || drupal ? randomBytes(18).toString('base64url') : '';
     if (adminPassword) this.installPasswords.set(task.id, adminPassword);
     return { task, adminPassword };
@@ -337,7 +359,7 @@ export class SiteTasks {
     const platform = String(params.platform);
     switch (ctx.task.kind as SiteTaskKind) {
       case 'site.install':
-        return this.installSteps(domain, platform, params, state);
+        return [...this.installSteps(domain, platform, params, state), ...(params.https === true ? this.httpsSteps(domain) : [])];
       case 'site.verify':
         return this.verifySteps(domain, platform, state);
       case 'site.disable':
@@ -932,9 +954,22 @@ export class SiteTasks {
     return { domain: s.domain, platform: p.name, servers, enabled, aliases };
   }
 
+  /** Refuses `--https` when HTTPS is not wired (nothing queued). @throws SpokeError INTERNAL */
+  checkHttps(): void {
+    if (!this.https) throw fail('INTERNAL', 'HTTPS is not wired');
+    this.https.checkCanEnable();
+  }
+
+  /** The steps that turn HTTPS on after a task made the site (install, clone, migrate `--https`). */
+  httpsSteps(domain: string): Step[] {
+    if (!this.https) throw fail('INTERNAL', 'HTTPS is not wired');
+    return this.https.enableSteps(domain);
+  }
+
   configureOn(ctx: TaskContext, servers: string[], s: SiteInfo, p: PlatformInfo, enabled: boolean, aliases: string[]): Promise<PromiseSettledResult<string>[]> {
     const { kind, coreVersion } = this.platformKind(p);
     const files = this.settingsFiles(s, kind, coreVersion);
+    const tls = this.https?.tlsFor(s.domain) ?? null;
     return Promise.allSettled(
       servers.map(async (server) => {
         const r = await this.call(ctx, server, {
@@ -948,8 +983,9 @@ export class SiteTasks {
           enabled,
           webGroupFiles: files,
           pinnedImpl: this.pinned(server, p.server),
+          tls,
         });
-        ctx.log(`${server}: ${r.impl} vhost ${r.path} ${configOutcome(r)}${enabled ? '' : ' (disabled: every name answers 503)'}`);
+        ctx.log(`${server}: ${r.impl} vhost ${r.path} ${configOutcome(r)}${enabled ? '' : ' (disabled: every name answers 503)'}${tls ? ' with https' : ''}`);
         for (const f of r.fixed) ctx.log(`${server}: ${f}`);
         for (const pr of r.problems) ctx.log(`${server}: ${pr}`, 'warn');
         return server;
@@ -1012,6 +1048,7 @@ export class SiteTasks {
       db: { name: s.dbName, user: s.dbUser, password: sec.dbPassword, host: s.dbHost, port: s.dbPort ?? 3306 },
       salt: sec.salt,
       ...(s.profile ? { profile: s.profile } : {}),
+      ...(this.https?.servedOverHttps(s.domain) ? { https: true } : {}),
     };
   }
 
