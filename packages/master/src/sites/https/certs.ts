@@ -150,7 +150,7 @@ export async function selfSigned(hosts: readonly string[], nowMs: number): Promi
 
 /**
  * When a certificate is renewed: at 2/3 of its lifetime, or 30 days before not-after, whichever
- * comes first (a 90-day certificate: day 60; a 1-year one: 30 days before).
+ * comes first (a 90-day certificate: day 60; a 1-year one: day 243; a 40-day one: day 10).
  */
 export function renewAt(notBeforeMs: number, notAfterMs: number): number {
   return Math.min(notBeforeMs + Math.floor(((notAfterMs - notBeforeMs) * 2) / 3), notAfterMs - 30 * DAY_MS);

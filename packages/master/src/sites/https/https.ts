@@ -351,6 +351,10 @@ export class SiteHttps implements SiteHttpsHook {
             ctx.log(`new self-signed certificate for ${names.join(', ')}`);
             return;
           }
+          if (!renewal && r.certKind === 'acme' && uncovered(r.names, names).length === 0 && r.renewAtMs > this.clock()) {
+            ctx.log(`the ACME certificate in use covers ${names.join(', ')} until ${new Date(r.notAfterMs).toISOString()}; not ordering another`);
+            return;
+          }
           if (!this.acme) throw fail('ACME_NOT_CONFIGURED', 'this master has no ACME directory (spoke-master --acme-directory URL); the certificate in use is kept');
           const servers = this.sites.webServers(this.sites.ns.getSite(domain).platform);
           ctx.log(`ordering a certificate for ${names.join(', ')} from ${this.acme.directoryUrl} (HTTP-01 on ${servers.join(', ')})`);
@@ -363,7 +367,7 @@ export class SiteHttps implements SiteHttpsHook {
         name: 'configure-issued',
         do: async (ctx) => {
           const previous = this.store.get(domain);
-          if (!pending) throw fail('INTERNAL', 'no certificate was issued');
+          if (!pending) return { domain, previous } satisfies RowUndo; // nothing new to serve
           this.store.put(pending);
           await this.sites.configure(ctx, domain, this.sites.ns.getSite(domain).status !== 'disabled');
           const keep = previous?.certId ? [previous.certId] : [];
