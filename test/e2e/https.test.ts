@@ -10,7 +10,8 @@
  * agents and in the master's state dir, never in a task row, a log or `-o json`; an alias added
  * → a certificate with it; renewal by moving the renewer's clock forward; redirect and HSTS with
  * the challenge path still on port 80; an operator certificate with a key of another is refused
- * and nothing changes; then an operator certificate that fits is served.
+ * and nothing changes; then an operator certificate that fits is served; a failed renewal (pebble
+ * stopped) keeps the certificate and shows in site ls, site show and status; off.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -46,6 +47,7 @@ interface HttpsJson {
   notAfter: string | null;
   renewAt: string | null;
   failures: number;
+  lastError: string | null;
   uncovered: string[];
 }
 const httpsOf = async (domain: string) => (await master.json<{ https: HttpsJson | null }>('site', 'show', domain)).https;
@@ -215,6 +217,26 @@ describe('HTTPS (real nginx, php-fpm, MariaDB, WordPress, pebble; a cluster of t
     expect(await httpsOf('a.test')).toMatchObject({ redirect: true, hsts: true });
   }, 300_000);
 
+  it('a failed renewal (the ACME server gone) keeps the working certificate and shows in site ls and spoke status', async () => {
+    const before = await httpsOf('a.test');
+    const fps = await Promise.all(members.map((m) => servedFingerprint(m.httpsPort, 'a.test')));
+    await pebble.stop();
+    writeFileSync(clockFile, String(Date.parse(before?.renewAt as string) - Date.now() + 3_600_000));
+    const failed = await until('a failed renewal', async () => {
+      const h = await httpsOf('a.test');
+      return h && h.failures > 0 ? h : undefined;
+    }, 120_000);
+    writeFileSync(clockFile, '0');
+    await settled('a.test');
+    expect(failed.lastError).toMatch(/^ACME_FAILED: https:\/\/127\.0\.0\.1:\d+\/dir: /);
+    expect(failed).toMatchObject({ enabled: true, certificate: 'acme', names: before?.names, notAfter: before?.notAfter });
+    expect(await Promise.all(members.map((m) => servedFingerprint(m.httpsPort, 'a.test')))).toEqual(fps);
+    expect(curl(members[1]!.httpsPort, 'a.test').code).toBe(0);
+    expect((await master.cli('site', 'ls')).stdout).toMatch(/a\.test .* FAILING 1x/);
+    expect((await master.cli('status')).stdout).toMatch(/HTTPS FAILING:\s+a\.test: 1 failed renewal: ACME_FAILED: /);
+    expect((await master.cli('site', 'show', 'a.test')).stdout).toMatch(/https renewal:\s+FAILING 1x: ACME_FAILED: .*; next attempt \d{4}-.* \(the certificate in use stays\)/);
+  }, 300_000);
+
   it('an operator certificate whose key is another refused, nothing changed; one that fits is served', async () => {
     const before = await httpsOf('a.test');
     const fp = await servedFingerprint(members[0]!.httpsPort, 'a.test');
@@ -244,5 +266,19 @@ describe('HTTPS (real nginx, php-fpm, MariaDB, WordPress, pebble; a cluster of t
       const r = spawnSync('curl', ['-sS', '--cacert', join(ops, 'ca.pem'), '--resolve', `www.a.test:${m.httpsPort}:127.0.0.1`, `https://www.a.test:${m.httpsPort}/hello.txt`], { encoding: 'utf8' });
       expect([r.status, r.stdout], m.name).toEqual([0, 'hello over tls\n']);
     }
+  }, 300_000);
+
+  it('off: plain HTTP again on every member, the https port no longer serves the site', async () => {
+    const { t, log } = await master.task('site', 'https', 'a.test', 'off');
+    expect(t.state, log).toBe('succeeded');
+    for (const m of members) {
+      const n = m.nginx as PrivateNginx;
+      const r = await n.served(`plain http on ${m.name}`, 'a.test', '/hello.txt', (x) => x.status === 200);
+      expect(r.body).toBe('hello over tls\n');
+      expect(curl(m.httpsPort, 'a.test').code).not.toBe(0);
+    }
+    expect(await httpsOf('a.test')).toMatchObject({ enabled: false, source: 'operator' });
+    expect((await master.cli('site', 'show', 'a.test')).stdout).toMatch(/https:\s+off \(a certificate is kept\)/);
+    expect(readFileSync(join(master.root, '/var/www/wp/sites/a.test/wp-config.php'), 'utf8')).toContain("define('WP_HOME', 'http://a.test');");
   }, 300_000);
 });

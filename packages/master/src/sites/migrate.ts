@@ -98,7 +98,7 @@ export class SiteMover {
     this.t.ns.checkNewSite({ domain: newDomain, platform: p.name, dbServer });
     this.checkTarget(s, p, newDomain);
     if (input.https) this.t.checkHttps();
-    const params: MoveParams = { domain: s.domain, platform: s.platform, newDomain, target: p.name, dbServer, https: input.https === true };
+    const params: MoveParams = { domain: s.domain, platform: s.platform, newDomain, target: p.name, dbServer, ...(input.https ? { https: true } : {}) };
     return { kind: 'site.clone', entity: `site:${newDomain}`, locks: unique([`site:${s.domain}`, `platform:${p.name}`]), params: { ...params } };
   }
 
@@ -119,7 +119,7 @@ export class SiteMover {
     else if (this.t.ns.getServer(dbServer).kind !== 'agent') throw fail('SERVER_IS_CLUSTER', `${dbServer} is a cluster; a site database lives on one agent server`);
     this.checkTarget(s, p, newDomain);
     if (input.https) this.t.checkHttps();
-    const params: MoveParams = { domain: s.domain, platform: s.platform, newDomain, target: p.name, dbServer, https: input.https === true };
+    const params: MoveParams = { domain: s.domain, platform: s.platform, newDomain, target: p.name, dbServer, ...(input.https ? { https: true } : {}) };
     const locks = unique([`platform:${s.platform}`, `platform:${p.name}`, ...(newDomain !== s.domain ? [`site:${newDomain}`] : [])]);
     return { kind: 'site.migrate', entity: `site:${s.domain}`, locks, params: { ...params } };
   }
