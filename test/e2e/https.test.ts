@@ -11,7 +11,8 @@
  * → a certificate with it; renewal by moving the renewer's clock forward; redirect and HSTS with
  * the challenge path still on port 80; an operator certificate with a key of another is refused
  * and nothing changes; then an operator certificate that fits is served; a failed renewal (pebble
- * stopped) keeps the certificate and shows in site ls, site show and status; off.
+ * stopped) keeps the certificate and shows in site ls, site show and status; off; on again with a
+ * self-signed certificate.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -280,5 +281,15 @@ describe('HTTPS (real nginx, php-fpm, MariaDB, WordPress, pebble; a cluster of t
     expect(await httpsOf('a.test')).toMatchObject({ enabled: false, source: 'operator' });
     expect((await master.cli('site', 'show', 'a.test')).stdout).toMatch(/https:\s+off \(a certificate is kept\)/);
     expect(readFileSync(join(master.root, '/var/www/wp/sites/a.test/wp-config.php'), 'utf8')).toContain("define('WP_HOME', 'http://a.test');");
+
+    // on again, self-signed: a new certificate for every name, the same on both members.
+    const again = await master.task('site', 'https', 'a.test', 'on', '--self-signed');
+    expect(again.t.state, again.log).toBe('succeeded');
+    const h = await httpsOf('a.test');
+    expect(h).toMatchObject({ enabled: true, source: 'self-signed', certificate: 'self-signed', issuer: 'CN=a.test', uncovered: [] });
+    expect(h?.names.sort()).toEqual(['a.test', 'shop.a.test', 'www.a.test']);
+    const fps = await Promise.all(members.map((m) => servedFingerprint(m.httpsPort, 'shop.a.test')));
+    expect(fps[0]).toBe(fps[1]);
+    expect(curl(members[0]!.httpsPort, 'a.test').code).toBe(60); // curl: not trusted by pebble's root
   }, 300_000);
 });
