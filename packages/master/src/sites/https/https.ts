@@ -423,7 +423,8 @@ export class SiteHttps implements SiteHttpsHook {
   /** One renewer pass: queues `site.https.renew` for each due site. */
   tick(): TaskInfo[] {
     const busy = new Set(
-      [...this.tasks.list({ state: 'queued' }), ...this.tasks.list({ state: 'running' })].filter((t) => t.entity.startsWith('site:')).map((t) => t.entity.slice('site:'.length)),
+      // Every queued and running task (the default page is the newest 100).
+      [...this.tasks.list({ state: 'queued', limit: 1_000_000 }), ...this.tasks.list({ state: 'running', limit: 1_000_000 })].filter((t) => t.entity.startsWith('site:')).map((t) => t.entity.slice('site:'.length)),
     );
     const queued: TaskInfo[] = [];
     for (const domain of this.due(this.clock(), busy)) {
