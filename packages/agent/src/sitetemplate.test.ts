@@ -258,5 +258,12 @@ describe('built-in site templates', () => {
     const r = spawnSync(apacheBin, ['-t', '-f', join(p, 'apache2.conf')], { encoding: 'utf8' });
     expect(r.status, r.stderr + r.stdout).toBe(0);
     expect(r.stderr + r.stdout).toMatch(/Syntax OK/);
+    // The agent's own check for apache (http.testCommand default): `apache2ctl configtest`, here
+    // on this private config dir (Debian's apache2ctl reads $APACHE_CONFDIR/apache2.conf).
+    if (existsSync('/usr/sbin/apache2ctl')) {
+      const ctl = spawnSync('/usr/sbin/apache2ctl', ['configtest'], { encoding: 'utf8', env: { ...process.env, APACHE_CONFDIR: p, APACHE_ENVVARS: join(p, 'envvars') } });
+      expect(ctl.status, ctl.stderr + ctl.stdout).toBe(0);
+      expect(ctl.stderr + ctl.stdout).toMatch(/Syntax OK/);
+    }
   });
 });
