@@ -236,7 +236,18 @@ describe('HTTPS (real nginx, php-fpm, MariaDB, WordPress, pebble; a cluster of t
     expect((await master.cli('site', 'ls')).stdout).toMatch(/a\.test .* FAILING 1x/);
     expect((await master.cli('status')).stdout).toMatch(/HTTPS FAILING:\s+a\.test: 1 failed renewal: ACME_FAILED: /);
     expect((await master.cli('site', 'show', 'a.test')).stdout).toMatch(/https renewal:\s+FAILING 1x: ACME_FAILED: .*; next attempt \d{4}-.* \(the certificate in use stays\)/);
-  }, 300_000);
+
+    // An install --https while the ACME server is down is not undone: the site serves a
+    // self-signed stand-in, the failure is recorded, the renewer tries again later.
+    const b = await master.task('site', 'install', 'b.test', '--platform', 'wp', '--db-server', 'd1', '--https');
+    expect(b.t.state, b.log).toBe('succeeded');
+    expect(b.log).toMatch(/WARN the site is served with a self-signed certificate until an ACME one is issued/);
+    const hb = await httpsOf('b.test');
+    expect(hb).toMatchObject({ enabled: true, source: 'acme', certificate: 'self-signed', failures: 1, issuer: 'CN=b.test' });
+    expect(hb?.lastError).toMatch(/^ACME_FAILED: /);
+    const k = spawnSync('curl', ['-sS', '-k', '--resolve', `b.test:${members[1]!.httpsPort}:127.0.0.1`, `https://b.test:${members[1]!.httpsPort}/hello.txt`], { encoding: 'utf8' });
+    expect([k.status, k.stdout]).toEqual([0, 'hello over tls\n']);
+  }, 600_000);
 
   it('an operator certificate whose key is another refused, nothing changed; one that fits is served', async () => {
     const before = await httpsOf('a.test');

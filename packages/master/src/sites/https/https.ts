@@ -170,7 +170,7 @@ export class SiteHttps implements SiteHttpsHook {
 
   /** The steps of `--https` on install, clone, migrate: ACME when configured, else self-signed. */
   enableSteps(domain: string): Step[] {
-    return this.onSteps(domain, { source: this.acme ? 'acme' : 'self-signed', redirect: false, hsts: false, certId: '' });
+    return this.onSteps(domain, { source: this.acme ? 'acme' : 'self-signed', redirect: false, hsts: false, certId: '' }, true);
   }
 
   // ---------------------------------------------------------------- reading
@@ -282,7 +282,12 @@ export class SiteHttps implements SiteHttpsHook {
     };
   }
 
-  private onSteps(domain: string, want: { source: HttpsSource; redirect: boolean; hsts: boolean; certId: string }): Step[] {
+  /**
+   * The steps of turning HTTPS on. `soft` (the end of install/clone/migrate `--https`): an ACME
+   * order that fails does not undo the task that made the site — it keeps its self-signed
+   * stand-in, the failure is recorded as a failed renewal and the renewer tries again.
+   */
+  private onSteps(domain: string, want: { source: HttpsSource; redirect: boolean; hsts: boolean; certId: string }, soft = false): Step[] {
     const steps: Step[] = [
       this.setRowStep(
         domain,
@@ -309,7 +314,7 @@ export class SiteHttps implements SiteHttpsHook {
       ...this.settingsSteps(domain),
       this.configureStep(domain),
     ];
-    if (want.source === 'acme') steps.push(...this.issueSteps(domain, false));
+    if (want.source === 'acme') steps.push(...this.issueSteps(domain, false, soft));
     return steps;
   }
 
@@ -336,31 +341,20 @@ export class SiteHttps implements SiteHttpsHook {
    * issue (ACME, or a new self-signed one for a self-signed site) → configure. The row changes
    * only in the configure step, after the new pair is stored; its undo puts the old row back.
    */
-  private issueSteps(domain: string, renewal: boolean): Step[] {
+  private issueSteps(domain: string, renewal: boolean, soft = false): Step[] {
     let pending: HttpsRecord | null = null;
     return [
       {
         name: 'issue',
         do: async (ctx) => {
-          const r = this.store.get(domain);
-          if (!r || !r.enabled) throw fail('INVALID_ARGUMENT', `HTTPS is off for ${domain}; nothing to ${renewal ? 'renew' : 'issue'}`);
-          const names = this.names(domain);
-          if (r.source === 'operator') throw fail('INVALID_ARGUMENT', `${domain} serves an operator certificate; give a new one with spoke site https ${domain} on --cert FILE --key FILE`);
-          if (r.source === 'self-signed') {
-            pending = await this.withPair(r, 'self-signed', await selfSigned(names, this.clock()));
-            ctx.log(`new self-signed certificate for ${names.join(', ')}`);
-            return;
+          if (!soft) return this.issue(ctx, domain, renewal, (p) => (pending = p));
+          try {
+            await this.issue(ctx, domain, renewal, (p) => (pending = p));
+          } catch (e) {
+            pending = null;
+            this.recordFailure(ctx, domain, e);
+            ctx.log(`the site is served with a self-signed certificate until an ACME one is issued (spoke site show ${domain})`, 'warn');
           }
-          if (!renewal && r.certKind === 'acme' && uncovered(r.names, names).length === 0 && r.renewAtMs > this.clock()) {
-            ctx.log(`the ACME certificate in use covers ${names.join(', ')} until ${new Date(r.notAfterMs).toISOString()}; not ordering another`);
-            return;
-          }
-          if (!this.acme) throw fail('ACME_NOT_CONFIGURED', 'this master has no ACME directory (spoke-master --acme-directory URL); the certificate in use is kept');
-          const servers = this.sites.webServers(this.sites.ns.getSite(domain).platform);
-          ctx.log(`ordering a certificate for ${names.join(', ')} from ${this.acme.directoryUrl} (HTTP-01 on ${servers.join(', ')})`);
-          const pair = await this.acme.issue(names, this.challengeTarget(ctx, servers), (m) => ctx.log(m));
-          pending = await this.withPair(r, 'acme', pair);
-          ctx.log(`issued by ${pending.issuer} for ${pending.names.join(', ')}, valid until ${new Date(pending.notAfterMs).toISOString()}; renews after ${new Date(pending.renewAtMs).toISOString()}`);
         },
       },
       {
@@ -382,6 +376,30 @@ export class SiteHttps implements SiteHttpsHook {
         },
       },
     ];
+  }
+
+  /** Orders (ACME) or makes (self-signed) the next certificate; `set` gets it (nothing when the one in use is fine). */
+  private async issue(ctx: TaskContext, domain: string, renewal: boolean, set: (r: HttpsRecord) => void): Promise<void> {
+    const r = this.store.get(domain);
+    if (!r || !r.enabled) throw fail('INVALID_ARGUMENT', `HTTPS is off for ${domain}; nothing to ${renewal ? 'renew' : 'issue'}`);
+    const names = this.names(domain);
+    if (r.source === 'operator') throw fail('INVALID_ARGUMENT', `${domain} serves an operator certificate; give a new one with spoke site https ${domain} on --cert FILE --key FILE`);
+    if (r.source === 'self-signed') {
+      set(await this.withPair(r, 'self-signed', await selfSigned(names, this.clock())));
+      ctx.log(`new self-signed certificate for ${names.join(', ')}`);
+      return;
+    }
+    if (!renewal && r.certKind === 'acme' && uncovered(r.names, names).length === 0 && r.renewAtMs > this.clock()) {
+      ctx.log(`the ACME certificate in use covers ${names.join(', ')} until ${new Date(r.notAfterMs).toISOString()}; not ordering another`);
+      return;
+    }
+    if (!this.acme) throw fail('ACME_NOT_CONFIGURED', 'this master has no ACME directory (spoke-master --acme-directory URL); the certificate in use is kept');
+    const servers = this.sites.webServers(this.sites.ns.getSite(domain).platform);
+    ctx.log(`ordering a certificate for ${names.join(', ')} from ${this.acme.directoryUrl} (HTTP-01 on ${servers.join(', ')})`);
+    const pair = await this.acme.issue(names, this.challengeTarget(ctx, servers), (m) => ctx.log(m));
+    const issued = await this.withPair(r, 'acme', pair);
+    set(issued);
+    ctx.log(`issued by ${issued.issuer} for ${issued.names.join(', ')}, valid until ${new Date(issued.notAfterMs).toISOString()}; renews after ${new Date(issued.renewAtMs).toISOString()}`);
   }
 
   /** HTTP-01 answers on every web server of the site (a cluster: every member). */
