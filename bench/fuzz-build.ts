@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { runBuildFuzz } from '../packages/master/src/buildfuzz.js';
+import { runBuildFuzz } from '../packages/master/src/platforms/buildfuzz.js';
 
 const { values } = parseArgs({
   options: {

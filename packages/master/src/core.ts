@@ -3,21 +3,21 @@
  * agent hub), plus the operations that touch more than one of them.
  */
 import { fail, isSpokeError, SPOKE_VERSION, type Logger } from '@spoke/shared';
-import type { Enroller } from './ca.js';
-import type { AgentHub, TreeStatusReport } from './hub.js';
-import type { Namespace } from './namespace.js';
-import type { TaskEngine } from './tasks.js';
+import type { Enroller } from './servers/ca.js';
+import type { AgentHub, TreeStatusReport } from './servers/hub.js';
+import type { Namespace } from './namespace/namespace.js';
+import type { TaskEngine } from './tasks/engine.js';
 import type { Clock, PlatformInfo, TaskInfo } from './types.js';
-import { verifyServerTask } from './verify.js';
-import type { TreeStore } from './trees.js';
-import { PlatformSync } from './converge.js';
-import { PlatformBuilder, checkMakefileSource } from './build.js';
+import { verifyServerTask } from './servers/verify.js';
+import type { TreeStore } from './platforms/trees.js';
+import { PlatformSync } from './platforms/converge.js';
+import { PlatformBuilder, checkMakefileSource } from './platforms/build.js';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { BuildLimits } from './buildfs.js';
-import type { Db } from './store.js';
+import type { BuildLimits } from './platforms/buildfs.js';
+import type { Db } from './namespace/store.js';
 import { SiteTasks } from './sites/tasks.js';
-import { PlatformRemover, type RemovePlatformInput } from './platformremove.js';
+import { PlatformRemover, type RemovePlatformInput } from './platforms/platformremove.js';
 import { CronScheduler } from './sites/cronrunner.js';
 import { CronStore } from './sites/cronstore.js';
 import { SiteHttps } from './sites/https/https.js';
@@ -122,7 +122,7 @@ export class Core {
     this.sync.setWebGroupFiles((platform) => this.sites.platformSettingsFiles(platform));
     const acme = deps.https?.acme;
     this.https = new SiteHttps({
-      sites: this.sites,
+      sites: this.sites.ops,
       tasks: this.tasks,
       db: deps.db,
       store: new HttpsStore({ db: deps.db, dir: join(this.info.stateDir, 'tls') }),

@@ -7,5 +7,5 @@ export { compileMasterOptions } from './options.js';
 export type { MasterOptions, CompiledMasterOptions } from './options.js';
 export { runCli } from './cli/cli.js';
 export type { CliIO } from './cli/cli.js';
-export { Namespace } from './namespace.js';
-export { openStore } from './store.js';
+export { Namespace } from './namespace/namespace.js';
+export { openStore } from './namespace/store.js';

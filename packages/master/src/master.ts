@@ -6,15 +6,15 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rm
 import { join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { FileWorker, RootMap, fail, grpcTarget, parseHostPort, serverTls, type Logger } from '@spoke/shared';
-import { TreeStore } from './trees.js';
+import { TreeStore } from './platforms/trees.js';
 import { addServices } from './api/index.js';
-import { Enroller, issueMasterCert, loadOrCreateCA } from './ca.js';
+import { Enroller, issueMasterCert, loadOrCreateCA } from './servers/ca.js';
 import { Core } from './core.js';
-import { AgentHub } from './hub.js';
-import { Namespace } from './namespace.js';
+import { AgentHub } from './servers/hub.js';
+import { Namespace } from './namespace/namespace.js';
 import type { CompiledMasterOptions } from './options.js';
-import { openStore, type Db } from './store.js';
-import { TaskEngine } from './tasks.js';
+import { openStore, type Db } from './namespace/store.js';
+import { TaskEngine } from './tasks/engine.js';
 import type { Clock } from './types.js';
 
 /** A running master. */

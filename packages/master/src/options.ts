@@ -4,7 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { fail, parseHostPort } from '@spoke/shared';
-import { DEFAULT_BUILD_LIMITS } from './buildfs.js';
+import { DEFAULT_BUILD_LIMITS } from './platforms/buildfs.js';
 
 /** What a caller may set. */
 export interface MasterOptions {

@@ -6,14 +6,14 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { openStore, type Db } from './store.js';
-import { Namespace } from './namespace.js';
-import { AgentHub } from './hub.js';
+import { openStore, type Db } from './namespace/store.js';
+import { Namespace } from './namespace/namespace.js';
+import { AgentHub } from './servers/hub.js';
 import { RootMap, silentLogger, SpokeError } from '@spoke/shared';
-import type { PlatformSync } from './converge.js';
+import type { PlatformSync } from './platforms/converge.js';
 import { SiteTasks } from './sites/tasks.js';
-import { TaskEngine } from './tasks.js';
-import { TreeStore } from './trees.js';
+import { TaskEngine } from './tasks/engine.js';
+import { TreeStore } from './platforms/trees.js';
 
 /** A fresh in-memory store with a namespace over it and a controllable clock. */
 export function freshNamespace(): { db: Db; ns: Namespace; now: { ms: number } } {

@@ -5,7 +5,7 @@
 import type { sendUnaryData, ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import { fail, frameBlobs, toServiceError, wire, type Logger, type ManifestEntry } from '@spoke/shared';
 import type { Core } from '../core.js';
-import type { DumpUpload, TransferChannel } from '../dumps.js';
+import type { DumpUpload, TransferChannel } from '../servers/dumps.js';
 import { callerOf } from './auth.js';
 
 /** Builds the Agent service implementation (TLS listener only). */

@@ -5,9 +5,9 @@
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import { fail, toServiceError, wire, type Logger } from '@spoke/shared';
 import type { Core } from '../core.js';
-import type { TaskEvent } from '../tasks.js';
-import { isFinal } from '../tasks.js';
-import { conflictAdvice } from '../converge.js';
+import type { TaskEvent } from '../tasks/engine.js';
+import { isFinal } from '../tasks/engine.js';
+import { conflictAdvice } from '../platforms/converge.js';
 import { requireOperator, type Via } from './auth.js';
 import { parseCronInterval } from '../sites/cron.js';
 import { httpsFromWire, withHttps } from './https.js';

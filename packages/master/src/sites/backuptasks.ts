@@ -1,7 +1,7 @@
 /**
  * The backup tasks of a site: `site.backup`, `site.restore`, and the backup step `site.delete`
  * runs first; plus `site login-url`. Archive I/O is in backup.ts; these are the step lists, over
- * the helpers of SiteTasks (call, converge, writeFiles, configure).
+ * the shared site operations (ops.ts: call, converge, writeFiles, configure).
  *
  * `site.restore DOMAIN --backup ID` (undo in brackets):
  * 1. `check-backup`: the archive is read into a staging dir and checked whole (hostile entries,
@@ -20,12 +20,12 @@
 import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { STAGING_PREFIX, extractArchive, fail, formatBytes } from '@spoke/shared';
-import type { TaskContext } from '../tasks.js';
+import type { TaskContext } from '../tasks/engine.js';
 import type { SiteInfo } from '../types.js';
 import { BackupStore, newBackupId, type BackupInfo, type BackupParts } from './backup.js';
 import { siteDir } from './settings.js';
-import type { Step } from './steps.js';
-import type { SiteTasks } from './tasks.js';
+import type { Step } from '../tasks/steps.js';
+import type { SiteOps } from './ops.js';
 
 /** The task kinds of this module. */
 export const BACKUP_TASKS = ['site.backup', 'site.restore'] as const;
@@ -35,7 +35,7 @@ const LONG = 60 * 60_000;
 /** Backups and restores of sites. */
 export class SiteBackups {
   constructor(
-    private readonly t: SiteTasks,
+    private readonly t: SiteOps,
     readonly store: BackupStore,
     /** Scratch space: restore staging, undo staging. */
     private readonly workDir: string,

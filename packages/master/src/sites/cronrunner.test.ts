@@ -7,7 +7,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fail, silentLogger } from '@spoke/shared';
-import type { AgentCommand, CallOptions, SiteCronReport } from '../hub.js';
+import type { AgentCommand, CallOptions, SiteCronReport } from '../servers/hub.js';
 import { addAgent, expectRefused, freshNamespace, snapshot } from '../testutil.js';
 import { cronOffsetMs } from './cron.js';
 import { CronScheduler, type CronHub } from './cronrunner.js';

@@ -5,7 +5,7 @@
  * runs in a row up to it, so the newest row alone says whether a site's cron keeps failing. Rows
  * go with their site (ON DELETE CASCADE).
  */
-import type { Db } from '../store.js';
+import type { Db } from '../namespace/store.js';
 
 /** Who started a cron run. */
 export type CronTrigger = 'schedule' | 'manual';

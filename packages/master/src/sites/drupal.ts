@@ -4,7 +4,7 @@
  * updates read in a task log. Pure functions; the agents run Drupal's own code (their site tool).
  */
 import { fail } from '@spoke/shared';
-import type { Registry } from '../platform/index.js';
+import type { Registry } from '../platforms/registry/index.js';
 
 /** Drupal kinds Spoke installs unattended (Drupal 6 is attempted and refused by the agent with its PHP version). */
 export const DRUPAL_KINDS: ReadonlySet<string> = new Set(['drupal6', 'drupal7', 'drupal8']);

@@ -26,13 +26,13 @@
 import { lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkDomain, fail, isSpokeError } from '@spoke/shared';
-import type { TaskContext } from '../tasks.js';
+import type { TaskContext } from '../tasks/engine.js';
 import type { PlatformInfo } from '../types.js';
-import type { PlatformKind } from '../platform/index.js';
+import type { PlatformKind } from '../platforms/registry/index.js';
 import { readSiteSettings, settingsFileOf, type ImportedSettings } from './readsettings.js';
 import { newSiteSalt, siteDir } from './settings.js';
-import type { Step } from './steps.js';
-import type { ConfigureUndo, SiteTasks, WriteUndo } from './tasks.js';
+import type { Step } from '../tasks/steps.js';
+import type { ConfigureUndo, SiteOps, WriteUndo } from './ops.js';
 
 /** The task kind of this module. */
 export const IMPORT_TASKS = ['site.import'] as const;
@@ -73,7 +73,7 @@ interface AdoptUndo {
 
 /** Plans and builds the steps of `site import`. */
 export class SiteImporter {
-  constructor(private readonly t: SiteTasks) {}
+  constructor(private readonly t: SiteOps) {}
 
   /**
    * Checks an import and returns the task to submit. Nothing is reserved yet.

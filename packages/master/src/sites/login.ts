@@ -11,7 +11,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { fail, isSpokeError } from '@spoke/shared';
-import type { SiteTasks } from './tasks.js';
+import type { SiteOps } from './ops.js';
 
 /** What `site login-url` answers. */
 export interface LoginUrl {
@@ -26,7 +26,7 @@ export const WP_LOGIN_TTL_S = 15 * 60;
 
 /** One-time login links. */
 export class SiteLogin {
-  constructor(private readonly t: SiteTasks) {}
+  constructor(private readonly t: SiteOps) {}
 
   /**
    * A one-time login link for the site, made on its first online web server.

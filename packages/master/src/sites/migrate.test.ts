@@ -6,7 +6,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { TaskContext } from '../tasks.js';
+import type { TaskContext } from '../tasks/engine.js';
 import { addAgent, expectRefused, siteTasksHarness } from '../testutil.js';
 import type { SiteTasks } from './tasks.js';
 import type { SiteMover } from './migrate.js';

@@ -19,13 +19,14 @@ import { createReadStream, createWriteStream, existsSync, mkdirSync, rmSync } fr
 import { finished } from 'node:stream/promises';
 import { join } from 'node:path';
 import { checkDomain, fail, generateDbPassword, isSpokeError, siteDbName } from '@spoke/shared';
-import type { SubmitInput, TaskContext } from '../tasks.js';
+import type { SubmitInput, TaskContext } from '../tasks/engine.js';
 import type { PlatformInfo, SiteInfo } from '../types.js';
 import { newSiteSalt, siteDir, type SiteFacts } from './settings.js';
 import { dumpMarkerOffset, dumpSchema, dumpWithStatements, renameStatements } from './rename.js';
-import type { Step } from './steps.js';
+import type { Step } from '../tasks/steps.js';
 import { describeUpdates } from './drupal.js';
-import type { ConfigureUndo, DbUndo, SiteTasks, WriteUndo } from './tasks.js';
+import type { SiteBackups } from './backuptasks.js';
+import type { ConfigureUndo, DbUndo, SiteOps, WriteUndo } from './ops.js';
 
 /** The task kinds of this module. */
 export const MOVE_TASKS = ['site.clone', 'site.migrate'] as const;
@@ -75,10 +76,11 @@ interface Copy {
   row: boolean;
 }
 
-/** Plans and builds the steps of clone and migrate over SiteTasks' helpers. */
+/** Plans and builds the steps of clone and migrate over the shared site operations (ops.ts). */
 export class SiteMover {
   constructor(
-    private readonly t: SiteTasks,
+    private readonly t: SiteOps,
+    private readonly backups: SiteBackups,
     private readonly workDir: string,
   ) {}
 
@@ -376,7 +378,7 @@ export class SiteMover {
       }
     };
     return [
-      this.t.backups.migrateBackupStep(p.domain),
+      this.backups.migrateBackupStep(p.domain),
       ...copySteps,
       {
         name: 'remove-old-vhost',

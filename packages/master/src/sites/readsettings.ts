@@ -16,7 +16,7 @@
  *   `$table_prefix`, `UPLOADS`.
  */
 import { checkDbName, checkDbPassword, checkDbUser, fail, isSpokeError } from '@spoke/shared';
-import type { PlatformKind } from '../platform/detect.js';
+import type { PlatformKind } from '../platforms/registry/detect.js';
 import { siteDir } from './settings.js';
 
 /** What `site import` takes from a settings file. */

@@ -28,7 +28,7 @@ import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { checkDomain, fail } from '@spoke/shared';
-import type { PlatformKind } from '../platform/index.js';
+import type { PlatformKind } from '../platforms/registry/index.js';
 
 /** Tables of a dump and their columns. */
 export type DumpSchema = Map<string, Set<string>>;

@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { PlatformKind } from '../platform/detect.js';
+import type { PlatformKind } from '../platforms/registry/detect.js';
 import {
   PLATFORM_FILE_MODE,
   SETTINGS_MODE,

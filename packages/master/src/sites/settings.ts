@@ -21,7 +21,7 @@
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import { checkDbName, checkDbPassword, checkDbUser, checkDomain, fail } from '@spoke/shared';
-import type { PlatformKind } from '../platform/detect.js';
+import type { PlatformKind } from '../platforms/registry/detect.js';
 
 /** A site's database connection as the site's code sees it. */
 export interface SiteDb {

@@ -100,7 +100,7 @@ function setup(opts: { acme?: boolean } = {}) {
   h.ns.createSite({ domain: 'a.test', platform: 'wp', status: 'installed', aliases: ['www.a.test'] });
   const store = new HttpsStore({ db: h.db, dir: join(h.root, 'tls') });
   const acme = opts.acme ? ({ directoryUrl: 'https://acme.test/dir', issue: async () => ({ certPem: '', keyPem: '' }) } as never) : null;
-  const https = new SiteHttps({ sites: h.sites, tasks: h.tasks, db: h.db, store, acme, clock: () => h.now.ms, log: silentLogger() });
+  const https = new SiteHttps({ sites: h.sites.ops, tasks: h.tasks, db: h.db, store, acme, clock: () => h.now.ms, log: silentLogger() });
   return { ...h, store, https };
 }
 

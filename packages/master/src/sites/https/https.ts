@@ -21,12 +21,12 @@
  * site is queued or running.
  */
 import { fail, isSpokeError, type Logger } from '@spoke/shared';
-import type { SiteTlsConfig } from '../../hub.js';
-import type { Db } from '../../store.js';
-import type { TaskContext, TaskEngine } from '../../tasks.js';
+import type { SiteTlsConfig } from '../../servers/hub.js';
+import type { Db } from '../../namespace/store.js';
+import type { TaskContext, TaskEngine } from '../../tasks/engine.js';
 import type { Clock, TaskInfo } from '../../types.js';
-import { StepLog, resumeRollback, runSteps, type Step } from '../steps.js';
-import type { SiteHttpsHook, SiteTasks, WriteUndo } from '../tasks.js';
+import { StepLog, resumeRollback, runSteps, type Step } from '../../tasks/steps.js';
+import type { SiteHttpsHook, SiteOps, WriteUndo } from '../ops.js';
 import type { AcmeIssuer } from './acme.js';
 import { checkCertificate, inspectChain, renewAt, retryDelayMs, selfSigned, uncovered } from './certs.js';
 import type { HttpsRecord, HttpsSource, HttpsStore } from './store.js';
@@ -64,7 +64,7 @@ interface RowUndo {
 
 /** HTTPS of sites: tasks, the vhost hook, the renewer. */
 export class SiteHttps implements SiteHttpsHook {
-  private readonly sites: SiteTasks;
+  private readonly sites: SiteOps;
   private readonly tasks: TaskEngine;
   private readonly store: HttpsStore;
   private readonly acme: AcmeIssuer | null;
@@ -76,7 +76,8 @@ export class SiteHttps implements SiteHttpsHook {
   private ticking: Promise<void> | null = null;
 
   constructor(deps: {
-    sites: SiteTasks;
+    /** The site tasks' shared operations (ops.ts): configure, files, converge, agent calls. */
+    sites: SiteOps;
     tasks: TaskEngine;
     db: Db;
     store: HttpsStore;

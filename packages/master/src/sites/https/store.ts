@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkDomain, fail } from '@spoke/shared';
-import type { Db } from '../../store.js';
+import type { Db } from '../../namespace/store.js';
 import type { CertInfo } from './certs.js';
 
 /** Where the site's certificate comes from. */

@@ -258,6 +258,12 @@ export interface ConvergeCommand {
    * writes files as the agent's own (capability 9).
    */
   webGroupFiles: string[];
+  /**
+   * Re-observe the tree on disk before deciding what to change (an operator's `platform verify`):
+   * a hand edit made a second ago is repaired now, not at the agent's next minute scan. An agent
+   * that does not know the field trusts what it last committed, as before.
+   */
+  recheck: boolean;
 }
 
 export interface Drift {
@@ -3123,7 +3129,7 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
 };
 
 function createBaseConvergeCommand(): ConvergeCommand {
-  return { tree: "", rootHash: "", excludes: [], label: "", webGroupFiles: [] };
+  return { tree: "", rootHash: "", excludes: [], label: "", webGroupFiles: [], recheck: false };
 }
 
 export const ConvergeCommand: MessageFns<ConvergeCommand> = {
@@ -3142,6 +3148,9 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     }
     for (const v of message.webGroupFiles) {
       writer.uint32(42).string(v!);
+    }
+    if (message.recheck !== false) {
+      writer.uint32(48).bool(message.recheck);
     }
     return writer;
   },
@@ -3199,6 +3208,14 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
             message.webGroupFiles.push(reader.string());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.recheck = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3226,6 +3243,7 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
         : globalThis.Array.isArray(object?.web_group_files)
         ? object.web_group_files.map((e: any) => globalThis.String(e))
         : [],
+      recheck: isSet(object.recheck) ? globalThis.Boolean(object.recheck) : false,
     };
   },
 
@@ -3246,6 +3264,9 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     if (message.webGroupFiles?.length) {
       obj.webGroupFiles = message.webGroupFiles;
     }
+    if (message.recheck !== false) {
+      obj.recheck = message.recheck;
+    }
     return obj;
   },
 
@@ -3259,6 +3280,7 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     message.excludes = object.excludes?.map((e) => e) || [];
     message.label = object.label ?? "";
     message.webGroupFiles = object.webGroupFiles?.map((e) => e) || [];
+    message.recheck = object.recheck ?? false;
     return message;
   },
 };

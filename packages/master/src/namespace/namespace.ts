@@ -1,0 +1,233 @@
+/**
+ * The namespace: servers, clusters, platforms, sites and their hard rules. Every mutation runs in
+ * one SQLite transaction and either applies fully or throws a SpokeError with a stable code,
+ * changing nothing.
+ *
+ * One aggregate per file — servers.ts (servers, clusters, services, enrollment), platforms.ts,
+ * sites.ts (sites, domains, aliases) — over one store (scope.ts). `Namespace` is the facade every
+ * caller uses: each method below hands over to its aggregate, where its rules and doc comment are.
+ */
+import { Platforms, type AddPlatformInput } from './platforms.js';
+import type { NamespaceScope, Presence } from './scope.js';
+import { Servers, type DetectedServiceInfo } from './servers.js';
+import { Sites, type CreateSiteInput, type CronSiteRow } from './sites.js';
+import type { Db } from './store.js';
+import type { Clock, HostFactsInfo, PlatformInfo, PlatformStatus, ServerInfo, ServerKind, SiteInfo, SiteSecrets, SiteStatus } from '../types.js';
+
+export type { Presence } from './scope.js';
+export type { DetectedServiceInfo } from './servers.js';
+export type { AddPlatformInput } from './platforms.js';
+export type { CreateSiteInput, CronSiteRow } from './sites.js';
+
+/** Namespace rules and queries over the store. */
+export class Namespace {
+  private readonly scope: NamespaceScope;
+  /** Servers and clusters. */
+  readonly servers: Servers;
+  /** Platforms. */
+  readonly platforms: Platforms;
+  /** Sites, their domains and aliases. */
+  readonly sites: Sites;
+
+  constructor(deps: { db: Db; clock: Clock; presence?: Presence }) {
+    this.scope = { db: deps.db, clock: deps.clock, presence: deps.presence ?? { isOnline: () => false } };
+    this.servers = new Servers(this.scope);
+    this.platforms = new Platforms(this.scope, this.servers);
+    this.sites = new Sites(this.scope, this.servers, this.platforms);
+  }
+
+  /** Sets the presence source (the agent hub, once it exists). */
+  setPresence(p: Presence): void {
+    this.scope.presence = p;
+  }
+
+  // ---------------------------------------------------------------- servers: see servers.ts
+
+  hasServer(name: string): boolean {
+    return this.servers.hasServer(name);
+  }
+
+  members(cluster: string): string[] {
+    return this.servers.members(cluster);
+  }
+
+  targets(server: string): string[] {
+    return this.servers.targets(server);
+  }
+
+  httpPin(server: string, platformServer: string): string {
+    return this.servers.httpPin(server, platformServer);
+  }
+
+  getServer(name: string): ServerInfo {
+    return this.servers.getServer(name);
+  }
+
+  listServers(): ServerInfo[] {
+    return this.servers.listServers();
+  }
+
+  pinService(server: string, kind: string, impl: string): ServerInfo {
+    return this.servers.pinService(server, kind, impl);
+  }
+
+  recordEnrollment(input: { server: string; cluster: string | null; fingerprint: string; replace: boolean }): void {
+    return this.servers.recordEnrollment(input);
+  }
+
+  revoke(fingerprint: string, server: string, reason: string): void {
+    return this.servers.revoke(fingerprint, server, reason);
+  }
+
+  authenticateAgent(commonName: string, fingerprint: string): ServerInfo {
+    return this.servers.authenticateAgent(commonName, fingerprint);
+  }
+
+  recordHello(server: string, hello: { facts: HostFactsInfo; services: DetectedServiceInfo[]; capabilityVersion: number }): void {
+    return this.servers.recordHello(server, hello);
+  }
+
+  recordDetectedServices(server: string, services: DetectedServiceInfo[]): void {
+    return this.servers.recordDetectedServices(server, services);
+  }
+
+  touch(server: string, atMs?: number): void {
+    return this.servers.touch(server, atMs);
+  }
+
+  removeServer(name: string): { revoked: string | null; kind: ServerKind } {
+    return this.servers.removeServer(name);
+  }
+
+  createCluster(name: string, members: string[]): ServerInfo {
+    return this.servers.createCluster(name, members);
+  }
+
+  addClusterMember(cluster: string, member: string): ServerInfo {
+    return this.servers.addClusterMember(cluster, member);
+  }
+
+  removeClusterMember(cluster: string, member: string): ServerInfo {
+    return this.servers.removeClusterMember(cluster, member);
+  }
+  // ---------------------------------------------------------------- platforms: see platforms.ts
+
+  addPlatform(input: AddPlatformInput, check?: () => void): PlatformInfo {
+    return this.platforms.addPlatform(input, check);
+  }
+
+  getPlatform(name: string): PlatformInfo {
+    return this.platforms.getPlatform(name);
+  }
+
+  listPlatforms(): PlatformInfo[] {
+    return this.platforms.listPlatforms();
+  }
+
+  platformsFor(server: string): PlatformInfo[] {
+    return this.platforms.platformsFor(server);
+  }
+
+  setRegistry(name: string, registryJson: string): void {
+    return this.platforms.setRegistry(name, registryJson);
+  }
+
+  setDesiredRootHash(name: string, hash: string): void {
+    return this.platforms.setDesiredRootHash(name, hash);
+  }
+
+  recordObserved(server: string, path: string, rootHash: string): void {
+    return this.platforms.recordObserved(server, path, rootHash);
+  }
+
+  observed(server: string, path: string): string | null {
+    return this.platforms.observed(server, path);
+  }
+
+  setPlatformStatus(name: string, status: PlatformStatus): void {
+    return this.platforms.setPlatformStatus(name, status);
+  }
+
+  removePlatform(name: string, force?: boolean): { sitesRemoved: string[] } {
+    return this.platforms.removePlatform(name, force);
+  }
+  // ---------------------------------------------------------------- sites: see sites.ts
+
+  createSite(input: CreateSiteInput): SiteInfo {
+    return this.sites.createSite(input);
+  }
+
+  checkNewSite(input: CreateSiteInput): void {
+    return this.sites.checkNewSite(input);
+  }
+
+  dbNamesTaken(dbServer: string): Set<string> {
+    return this.sites.dbNamesTaken(dbServer);
+  }
+
+  addAlias(site: string, alias: string): SiteInfo {
+    return this.sites.addAlias(site, alias);
+  }
+
+  checkNewAlias(site: string, alias: string): void {
+    return this.sites.checkNewAlias(site, alias);
+  }
+
+  removeAlias(site: string, alias: string): SiteInfo {
+    return this.sites.removeAlias(site, alias);
+  }
+
+  checkRemoveAlias(site: string, alias: string): void {
+    return this.sites.checkRemoveAlias(site, alias);
+  }
+
+  setSiteStatus(domain: string, status: SiteStatus, opts?: { installedMs?: number }): void {
+    return this.sites.setSiteStatus(domain, status, opts);
+  }
+
+  setSiteDbAddress(domain: string, host: string, port: number): void {
+    return this.sites.setSiteDbAddress(domain, host, port);
+  }
+
+  setSiteRedirectAliases(domain: string, on: boolean): void {
+    return this.sites.setSiteRedirectAliases(domain, on);
+  }
+
+  setSiteCronInterval(domain: string, seconds: number): SiteInfo {
+    return this.sites.setSiteCronInterval(domain, seconds);
+  }
+
+  cronSites(): CronSiteRow[] {
+    return this.sites.cronSites();
+  }
+
+  siteSecrets(domain: string): SiteSecrets {
+    return this.sites.siteSecrets(domain);
+  }
+
+  deleteSite(domain: string): void {
+    return this.sites.deleteSite(domain);
+  }
+
+  relocateSite(from: string, to: { domain: string; platform: string; dbServer: string; db: { name: string; user: string; password: string }; dbHost: string; dbPort: number; salt: string }): SiteInfo {
+    return this.sites.relocateSite(from, to);
+  }
+
+  getSite(domain: string): SiteInfo {
+    return this.sites.getSite(domain);
+  }
+
+  listSites(platform?: string): SiteInfo[] {
+    return this.sites.listSites(platform);
+  }
+
+  /** Counts for `spoke status`. */
+  counts(): { servers: number; platforms: number; sites: number } {
+    const one = (sql: string) => (this.scope.db.prepare(sql).get() as { n: number }).n;
+    return {
+      servers: one('SELECT count(*) AS n FROM servers'),
+      platforms: one('SELECT count(*) AS n FROM platforms'),
+      sites: one('SELECT count(*) AS n FROM sites'),
+    };
+  }
+}

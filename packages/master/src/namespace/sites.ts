@@ -1,0 +1,392 @@
+/**
+ * The sites aggregate of the namespace: sites with their domains and aliases (unique across the
+ * namespace), database names, status, cron interval, and the switch of a migrate. Every mutation
+ * is one transaction; a refusal throws a SpokeError with a stable code and changes nothing.
+ */
+import { checkDomain, fail } from '@spoke/shared';
+import type { NamespaceScope } from './scope.js';
+import type { Platforms } from './platforms.js';
+import type { Servers } from './servers.js';
+import type {
+  SiteInfo,
+  SiteSecrets,
+  SiteStatus,
+} from '../types.js';
+
+interface SiteRow {
+  domain: string;
+  platform: string;
+  db_server: string | null;
+  profile: string | null;
+  status: SiteStatus;
+  created_ms: number;
+  db_name: string | null;
+  db_user: string | null;
+  db_password: string | null;
+  db_host: string | null;
+  db_port: number | null;
+  salt: string | null;
+  installed_ms: number | null;
+  own_settings: number;
+  redirect_aliases: number;
+  cron_interval_s: number;
+}
+
+/** What `createSite` takes (the sites issue adds the tasks around it). */
+export interface CreateSiteInput {
+  domain: string;
+  platform: string;
+  dbServer?: string | null;
+  profile?: string | null;
+  aliases?: string[];
+  /** @default 'pending' */
+  status?: SiteStatus;
+  /** The site's database on `dbServer` (names from siteDbName; the password is never printed). */
+  db?: { name: string; user: string; password: string };
+  salt?: string;
+  /** The settings file is the site's own (an import that keeps it): Spoke does not render it. */
+  ownSettings?: boolean;
+  /** The aliases answer with a 301 to the domain. */
+  redirectAliases?: boolean;
+  /** Seconds between cron runs, 0 = off. @default 3600 */
+  cronIntervalS?: number;
+}
+
+/** What the cron scheduler reads of a site (one cheap query for every site). */
+export interface CronSiteRow {
+  domain: string;
+  platform: string;
+  status: SiteStatus;
+  /** Registry kind of the platform ("" when it was never verified). */
+  kind: string;
+  intervalS: number;
+  installedMs: number | null;
+  createdMs: number;
+}
+
+/** Thrown inside a transaction to roll back a dry run. */
+const DRY_RUN = Symbol('dry run');
+
+/** Sites: rules and queries. */
+export class Sites {
+  constructor(
+    private readonly scope: NamespaceScope,
+    private readonly servers: Servers,
+    private readonly platforms: Platforms,
+  ) {}
+
+  private get db() {
+    return this.scope.db;
+  }
+
+  private get clock() {
+    return this.scope.clock;
+  }
+
+  /**
+   * Creates a site row with its domain and aliases reserved across the namespace.
+   * @throws SpokeError INVALID_DOMAIN, DOMAIN_TAKEN, PLATFORM_NOT_FOUND, SERVER_NOT_FOUND
+   */
+  createSite(input: CreateSiteInput): SiteInfo {
+    checkDomain(input.domain);
+    const aliases = [...new Set(input.aliases ?? [])];
+    aliases.forEach((a) => checkDomain(a));
+    if (aliases.includes(input.domain)) throw fail('DOMAIN_TAKEN', `alias ${input.domain} is the site's own domain`);
+    if (input.db && !input.dbServer) throw fail('INVALID_ARGUMENT', `site ${input.domain}: a database needs its db server`);
+    return this.db.transaction(() => {
+      this.platforms.getPlatform(input.platform);
+      if (input.dbServer) {
+        const srv = this.servers.mustRow(input.dbServer);
+        if (srv.kind !== 'agent') throw fail('SERVER_IS_CLUSTER', `${input.dbServer} is a cluster; a site database lives on one agent server`);
+      }
+      this.claimDomain(input.domain);
+      aliases.forEach((a) => this.claimDomain(a));
+      if (input.db) {
+        const taken = this.dbNamesTaken(input.dbServer as string);
+        for (const n of [input.db.name, input.db.user]) {
+          if (taken.has(n)) throw fail('DB_EXISTS', `database or user name ${n} is already used by another site on ${input.dbServer as string}`);
+        }
+      }
+      this.db
+        .prepare(
+          `INSERT INTO sites (domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_password, salt, own_settings, redirect_aliases, cron_interval_s)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          input.domain,
+          input.platform,
+          input.dbServer ?? null,
+          input.profile ?? null,
+          input.status ?? 'pending',
+          this.clock(),
+          input.db?.name ?? null,
+          input.db?.user ?? null,
+          input.db?.password ?? null,
+          input.salt ?? null,
+          input.ownSettings ? 1 : 0,
+          input.redirectAliases ? 1 : 0,
+          input.cronIntervalS ?? 3600,
+        );
+      const ins = this.db.prepare('INSERT INTO domains (name, site, is_alias) VALUES (?, ?, ?)');
+      ins.run(input.domain, input.domain, 0);
+      aliases.forEach((a) => ins.run(a, input.domain, 1));
+      return this.getSite(input.domain);
+    })();
+  }
+
+  private claimDomain(name: string): void {
+    const d = this.db.prepare('SELECT site, is_alias FROM domains WHERE name = ?').get(name) as
+      | { site: string; is_alias: number }
+      | undefined;
+    if (d) {
+      throw fail(
+        'DOMAIN_TAKEN',
+        d.is_alias ? `${name} is already an alias of site ${d.site}` : `a site named ${name} already exists`,
+      );
+    }
+  }
+
+  /**
+   * Runs the checks of `createSite` without keeping anything (a site task refuses at once what
+   * its first step would refuse).
+   * @throws as createSite
+   */
+  checkNewSite(input: CreateSiteInput): void {
+    this.dryRun(() => this.createSite(input));
+  }
+
+  private dryRun(fn: () => unknown): void {
+    try {
+      this.db.transaction(() => {
+        fn();
+        throw DRY_RUN;
+      })();
+    } catch (e) {
+      if (e !== DRY_RUN) throw e;
+    }
+  }
+
+  /** Database and user names already used on a db server (for siteDbName). */
+  dbNamesTaken(dbServer: string): Set<string> {
+    const rows = this.db.prepare('SELECT db_name, db_user FROM sites WHERE db_server = ?').all(dbServer) as { db_name: string | null; db_user: string | null }[];
+    return new Set(rows.flatMap((r) => [r.db_name, r.db_user].filter((x): x is string => !!x)));
+  }
+
+  /**
+   * Adds an alias to a site (the alias must name the site by its own domain).
+   * @throws SpokeError SITE_NOT_FOUND, INVALID_DOMAIN, DOMAIN_TAKEN
+   */
+  addAlias(site: string, alias: string): SiteInfo {
+    checkDomain(alias);
+    return this.db.transaction(() => {
+      const s = this.mustSiteRow(site);
+      this.claimDomain(alias);
+      this.db.prepare('INSERT INTO domains (name, site, is_alias) VALUES (?, ?, 1)').run(alias, s.domain);
+      return this.getSite(s.domain);
+    })();
+  }
+
+  /** The checks of addAlias, keeping nothing. @throws as addAlias */
+  checkNewAlias(site: string, alias: string): void {
+    this.dryRun(() => this.addAlias(site, alias));
+  }
+
+  /**
+   * Removes an alias of a site (its name is free again).
+   * @throws SpokeError SITE_NOT_FOUND, ALIAS_NOT_FOUND
+   */
+  removeAlias(site: string, alias: string): SiteInfo {
+    return this.db.transaction(() => {
+      const s = this.mustSiteRow(site);
+      if (alias === s.domain) throw fail('ALIAS_NOT_FOUND', `${alias} is the site's own domain, not an alias; delete the site instead`);
+      const r = this.db.prepare('DELETE FROM domains WHERE name = ? AND site = ? AND is_alias = 1').run(alias, s.domain);
+      if (r.changes === 0) throw fail('ALIAS_NOT_FOUND', `${alias} is not an alias of ${s.domain} (see: spoke site show ${s.domain})`);
+      return this.getSite(s.domain);
+    })();
+  }
+
+  /** The checks of removeAlias, keeping nothing. @throws as removeAlias */
+  checkRemoveAlias(site: string, alias: string): void {
+    this.dryRun(() => this.removeAlias(site, alias));
+  }
+
+  /** A site row by its own domain (not an alias). @throws SpokeError SITE_NOT_FOUND */
+  private mustSiteRow(domain: string): SiteRow {
+    const r = this.db.prepare('SELECT * FROM sites WHERE domain = ?').get(domain) as SiteRow | undefined;
+    if (!r) throw fail('SITE_NOT_FOUND', `no site named ${domain} (see: spoke site ls)`);
+    return r;
+  }
+
+  /** Sets a site's status (the site tasks are its writer). @throws SpokeError SITE_NOT_FOUND */
+  setSiteStatus(domain: string, status: SiteStatus, opts: { installedMs?: number } = {}): void {
+    this.mustSiteRow(domain);
+    this.db
+      .prepare('UPDATE sites SET status = ?, installed_ms = COALESCE(?, installed_ms) WHERE domain = ?')
+      .run(status, opts.installedMs ?? null, domain);
+  }
+
+  /** Records how the web servers reach the site's database. @throws SpokeError SITE_NOT_FOUND */
+  setSiteDbAddress(domain: string, host: string, port: number): void {
+    this.mustSiteRow(domain);
+    this.db.prepare('UPDATE sites SET db_host = ?, db_port = ? WHERE domain = ?').run(host, port, domain);
+  }
+
+  /** Sets whether a site's aliases answer with a 301 to its domain. @throws SpokeError SITE_NOT_FOUND */
+  setSiteRedirectAliases(domain: string, on: boolean): void {
+    this.mustSiteRow(domain);
+    this.db.prepare('UPDATE sites SET redirect_aliases = ? WHERE domain = ?').run(on ? 1 : 0, domain);
+  }
+
+  /**
+   * Sets a site's cron interval in seconds (0 = off); the cron scheduler is its reader.
+   * @throws SpokeError SITE_NOT_FOUND, INVALID_ARGUMENT (negative or not whole)
+   */
+  setSiteCronInterval(domain: string, seconds: number): SiteInfo {
+    if (!Number.isInteger(seconds) || seconds < 0) throw fail('INVALID_ARGUMENT', `cron interval must be whole seconds >= 0, got ${seconds}`);
+    const s = this.getSite(domain);
+    this.db.prepare('UPDATE sites SET cron_interval_s = ? WHERE domain = ?').run(seconds, s.domain);
+    return this.getSite(s.domain);
+  }
+
+  /** Every site with what the cron scheduler needs (its platform's kind from the stored registry). */
+  cronSites(): CronSiteRow[] {
+    const kinds = new Map<string, string>();
+    for (const p of this.db.prepare('SELECT name, registry_json FROM platforms').all() as { name: string; registry_json: string | null }[]) {
+      let kind = '';
+      try {
+        kind = p.registry_json ? String((JSON.parse(p.registry_json) as { kind?: unknown }).kind ?? '') : '';
+      } catch {
+        kind = '';
+      }
+      kinds.set(p.name, kind);
+    }
+    const rows = this.db.prepare('SELECT domain, platform, status, cron_interval_s, installed_ms, created_ms FROM sites ORDER BY domain').all() as {
+      domain: string;
+      platform: string;
+      status: SiteStatus;
+      cron_interval_s: number;
+      installed_ms: number | null;
+      created_ms: number;
+    }[];
+    return rows.map((r) => ({
+      domain: r.domain,
+      platform: r.platform,
+      status: r.status,
+      kind: kinds.get(r.platform) ?? '',
+      intervalS: r.cron_interval_s,
+      installedMs: r.installed_ms,
+      createdMs: r.created_ms,
+    }));
+  }
+
+  /** The site's database password and salt (for rendering its settings only). @throws SpokeError SITE_NOT_FOUND */
+  siteSecrets(domain: string): SiteSecrets {
+    const r = this.mustSiteRow(domain);
+    return { dbPassword: r.db_password ?? '', salt: r.salt ?? '' };
+  }
+
+  /**
+   * Removes a site row; its domain and aliases are free again.
+   * @throws SpokeError SITE_NOT_FOUND
+   */
+  deleteSite(domain: string): void {
+    this.db.transaction(() => {
+      this.mustSiteRow(domain);
+      this.db.prepare('DELETE FROM domains WHERE site = ?').run(domain);
+      this.db.prepare('DELETE FROM sites WHERE domain = ?').run(domain);
+    })();
+  }
+
+  /**
+   * The switch of `site migrate`, in one transaction: the site's row takes its new platform and
+   * database (and salt). With a new domain, the site is renamed: the reservation row of the new
+   * domain (created by the migrate, status `installing`) is replaced by the site, whose aliases,
+   * status, profile and times follow it; the old domain is free afterwards.
+   * @throws SpokeError SITE_NOT_FOUND, DOMAIN_TAKEN (the new domain is held by another site), PLATFORM_NOT_FOUND, DB_EXISTS
+   */
+  relocateSite(
+    from: string,
+    to: { domain: string; platform: string; dbServer: string; db: { name: string; user: string; password: string }; dbHost: string; dbPort: number; salt: string },
+  ): SiteInfo {
+    return this.db.transaction(() => {
+      const r = this.mustSiteRow(from);
+      this.platforms.getPlatform(to.platform);
+      if (to.domain !== from) {
+        const d = this.db.prepare('SELECT site, is_alias FROM domains WHERE name = ?').get(to.domain) as { site: string; is_alias: number } | undefined;
+        const held = this.db.prepare('SELECT status FROM sites WHERE domain = ?').get(to.domain) as { status: SiteStatus } | undefined;
+        if (d && (d.is_alias || d.site !== to.domain || held?.status !== 'installing')) {
+          throw fail('DOMAIN_TAKEN', d.is_alias ? `${to.domain} is an alias of site ${d.site}` : `a site named ${to.domain} already exists`);
+        }
+        if (d) this.deleteSite(to.domain);
+      }
+      const taken = this.db
+        .prepare('SELECT domain FROM sites WHERE db_server = ? AND domain NOT IN (?, ?) AND (db_name IN (?, ?) OR db_user IN (?, ?))')
+        .get(to.dbServer, from, to.domain, to.db.name, to.db.user, to.db.name, to.db.user) as { domain: string } | undefined;
+      if (taken) throw fail('DB_EXISTS', `database or user ${to.db.name} is already used by site ${taken.domain} on ${to.dbServer}`);
+      if (to.domain === from) {
+        this.db
+          // the copy's settings are rendered by Spoke (own_settings ends)
+          .prepare('UPDATE sites SET platform = ?, db_server = ?, db_name = ?, db_user = ?, db_password = ?, db_host = ?, db_port = ?, salt = ?, own_settings = 0 WHERE domain = ?')
+          .run(to.platform, to.dbServer, to.db.name, to.db.user, to.db.password, to.dbHost, to.dbPort, to.salt, from);
+        return this.getSite(from);
+      }
+      this.db
+        .prepare(
+          `INSERT INTO sites (domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_password, db_host, db_port, salt, installed_ms, redirect_aliases, cron_interval_s)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(to.domain, to.platform, to.dbServer, r.profile, r.status, r.created_ms, to.db.name, to.db.user, to.db.password, to.dbHost, to.dbPort, to.salt, r.installed_ms, r.redirect_aliases, r.cron_interval_s);
+      this.db.prepare('INSERT INTO domains (name, site, is_alias) VALUES (?, ?, 0)').run(to.domain, to.domain);
+      this.db.prepare('UPDATE domains SET site = ? WHERE site = ? AND is_alias = 1').run(to.domain, from);
+      this.db.prepare('DELETE FROM domains WHERE site = ?').run(from);
+      this.db.prepare('DELETE FROM sites WHERE domain = ?').run(from);
+      return this.getSite(to.domain);
+    })();
+  }
+
+  /** @throws SpokeError SITE_NOT_FOUND */
+  getSite(domain: string): SiteInfo {
+    const r = this.db.prepare('SELECT * FROM sites WHERE domain = ?').get(domain) as SiteRow | undefined;
+    if (!r) {
+      const alias = this.db.prepare('SELECT site FROM domains WHERE name = ? AND is_alias = 1').get(domain) as
+        | { site: string }
+        | undefined;
+      if (alias) return this.getSite(alias.site);
+      throw fail('SITE_NOT_FOUND', `no site named ${domain} (see: spoke site ls)`);
+    }
+    return this.toSite(r);
+  }
+
+  /** Sites, optionally of one platform. */
+  listSites(platform?: string): SiteInfo[] {
+    const rows = platform
+      ? (this.db.prepare('SELECT * FROM sites WHERE platform = ? ORDER BY domain').all(platform) as SiteRow[])
+      : (this.db.prepare('SELECT * FROM sites ORDER BY domain').all() as SiteRow[]);
+    return rows.map((r) => this.toSite(r));
+  }
+
+  private toSite(r: SiteRow): SiteInfo {
+    const aliases = (
+      this.db.prepare('SELECT name FROM domains WHERE site = ? AND is_alias = 1 ORDER BY name').all(r.domain) as { name: string }[]
+    ).map((a) => a.name);
+    const server = (this.db.prepare('SELECT server FROM platforms WHERE name = ?').get(r.platform) as { server: string }).server;
+    return {
+      domain: r.domain,
+      platform: r.platform,
+      server,
+      dbServer: r.db_server,
+      profile: r.profile,
+      aliases,
+      status: r.status,
+      createdMs: r.created_ms,
+      dbName: r.db_name,
+      dbUser: r.db_user,
+      dbHost: r.db_host,
+      dbPort: r.db_port,
+      installedMs: r.installed_ms,
+      ownSettings: r.own_settings === 1,
+      redirectAliases: r.redirect_aliases === 1,
+      cronIntervalS: r.cron_interval_s,
+    };
+  }
+}

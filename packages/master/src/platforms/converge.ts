@@ -1,0 +1,437 @@
+/**
+ * Platform converge on the master: `platform.verify` scans the canonical tree and converges every
+ * server that hosts the platform (each cluster member, in parallel); `platform.converge` brings
+ * one server back to the desired tree. Self-healing: whenever an agent reports observed root
+ * hashes (hello, drift check) that differ from desired, a converge for that server is queued;
+ * with `--live`, a change under the canonical tree queues one too, debounced.
+ */
+import { checkSymlinkTarget, formatBytes as human, fail, isSpokeError, type Logger, type Manifest } from '@spoke/shared';
+import type { AgentHub, ConflictInfo, ConvergeReport, HelloEvent } from '../servers/hub.js';
+import type { PlatformBuilder } from './build.js';
+import type { Namespace } from '../namespace/namespace.js';
+import type { TaskContext, TaskEngine, TaskHandler } from '../tasks/engine.js';
+import type { TreeStore } from './trees.js';
+import type { PlatformInfo } from '../types.js';
+import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, type ScanCache } from './registry/index.js';
+
+
+/** Files the registry is read from (see platform/registry.ts and platform/detect.ts). */
+const REGISTRY_FILES =
+  /(^|\/)([^/]+\.(info|info\.yml|install|profile|module)|composer\.json|settings\.php|wp-config\.php|version\.php|Defines\.php|DefaultSettings\.php|bootstrap\.inc|Drupal\.php|core\.services\.yml|wp-load\.php|wp-settings\.php|index\.php|api\.php)$/;
+
+/** Totals of one converge across servers (stored as the task result). */
+export interface ConvergeSummary {
+  platform: string;
+  rootHash: string;
+  files: number;
+  bytes: number;
+  servers: ({ server: string } & ConvergeReport)[];
+  sent: { files: number; bytes: number };
+  reused: { files: number; bytes: number };
+  ms: number;
+}
+
+/**
+ * One server's converge progress as task log lines: at most one a second; bytes, rate and ETA
+ * while something is moving, the rate over what moved since the first report that moved any
+ * (timed from the task's start, it counted the master's scan and the agent's checks: a 2 s
+ * transfer showed "4.4 MiB/s ETA 41s").
+ */
+export class ProgressMeter {
+  private last = Number.NEGATIVE_INFINITY;
+  private from: { at: number; done: number } | undefined;
+  private phase = '';
+
+  constructor(
+    private readonly server: string,
+    private readonly everyMs = 1000,
+  ) {}
+
+  /** The line for this report at `now` (ms), or undefined when one was logged less than everyMs ago. */
+  line(pr: { message: string; done: number; total: number }, now: number): string | undefined {
+    const phase = pr.message.split(' ', 1)[0] ?? '';
+    if (phase !== this.phase) {
+      // each phase counts its own bytes from 0 (reuse, then fetch)
+      this.phase = phase;
+      this.from = undefined;
+    }
+    if (pr.done > 0 && this.from === undefined) this.from = { at: now, done: pr.done };
+    if (now - this.last < this.everyMs) return undefined;
+    this.last = now;
+    if (pr.total === 0) return `${this.server}: ${pr.message}`;
+    const from = this.from;
+    const rate = from !== undefined && now > from.at ? ((pr.done - from.done) * 1000) / (now - from.at) : 0;
+    const eta = rate > 0 && pr.total > pr.done ? ` ETA ${Math.ceil((pr.total - pr.done) / rate)}s` : '';
+    return `${this.server}: ${pr.message}, ${human(pr.done)}/${human(pr.total)}${rate > 0 ? `, ${human(rate)}/s` : ''}${eta}`;
+  }
+}
+
+/** What an agent did with a web-server config file (a platform's or a site's), for the task log. */
+/**
+ * What an operator does about a converge conflict (user data where the platform has a file or
+ * symlink), as one line: the agent kept the directory and converged everything else.
+ */
+export function conflictAdvice(platform: string, server: string, c: ConflictInfo): string {
+  return (
+    `${server}: ${c.path}: the platform has a ${c.wanted} here, but ${server} holds user data in ${c.userData}; ` +
+    `kept as it is, everything else converged. To fix: move the user data out of ${c.path} on ${server} ` +
+    `(or make ${c.path} a directory again on the master), then run: spoke platform verify ${platform}`
+  );
+}
+
+export function configOutcome(r: { changed: boolean; reloaded: boolean }): string {
+  if (r.changed) return r.reloaded ? 'written, tested and reloaded' : 'written and tested, not reloaded';
+  return r.reloaded ? 'unchanged; reloaded' : 'unchanged';
+}
+
+/** Wires converge tasks and self-healing. */
+export class PlatformSync {
+  private readonly ns: Namespace;
+  private readonly hub: AgentHub;
+  private readonly tasks: TaskEngine;
+  private readonly trees: TreeStore;
+  private readonly log: Logger;
+  private readonly builder: PlatformBuilder | undefined;
+  private readonly liveDebounceMs: number;
+  private readonly liveTimers = new Map<string, NodeJS.Timeout>();
+  /** Parsed info files per platform path, so a re-verify parses only what changed. */
+  private readonly scanCaches = new Map<string, ScanCache>();
+  /** The tree root hash each stored registry was parsed from. */
+  private readonly registryRoots = new Map<string, string>();
+
+  /** The settings files of a platform's sites the web group must read (set by the site tasks, which render them). */
+  private webGroupFilesOf: (platform: string) => string[] = () => [];
+
+  /** Who knows each platform's settings files (SiteTasks; it is built after this). */
+  setWebGroupFiles(fn: (platform: string) => string[]): void {
+    this.webGroupFilesOf = fn;
+  }
+
+  constructor(deps: { ns: Namespace; hub: AgentHub; tasks: TaskEngine; trees: TreeStore; log: Logger; builder?: PlatformBuilder; liveDebounceMs?: number }) {
+    this.builder = deps.builder;
+    this.ns = deps.ns;
+    this.hub = deps.hub;
+    this.tasks = deps.tasks;
+    this.trees = deps.trees;
+    this.log = deps.log;
+    this.liveDebounceMs = deps.liveDebounceMs ?? 500;
+    this.tasks.register('platform.verify', this.verifyHandler());
+    this.tasks.register('platform.converge', this.verifyHandler());
+    this.hub.events.on('hello', (e: HelloEvent) => this.onObserved(e));
+    this.hub.events.on('observed', (e: HelloEvent) => this.onObserved(e));
+    this.trees.onChange = (path) => this.onTreeChanged(path);
+  }
+
+  /** Queues a verify of a platform (scan + converge all its servers). */
+  verify(name: string): ReturnType<TaskEngine['submit']> {
+    const p = this.ns.getPlatform(name);
+    return this.tasks.submit({ kind: 'platform.verify', entity: `platform:${p.name}`, params: { platform: p.name } });
+  }
+
+  /** Queues a converge of one server unless one is already queued for that platform. */
+  private queueConverge(p: PlatformInfo, server: string, why: string): void {
+    const queued = this.tasks.list({ state: 'queued', entity: `platform:${p.name}` });
+    if (queued.some((t) => t.kind === 'platform.verify' || (t.kind === 'platform.converge' && t.params.server === server))) return;
+    this.log.info({ platform: p.name, server, why }, 'queueing converge');
+    this.tasks.submit({ kind: 'platform.converge', entity: `platform:${p.name}`, params: { platform: p.name, server, why } });
+  }
+
+  private onObserved(e: HelloEvent): void {
+    try {
+      for (const p of this.ns.platformsFor(e.server)) {
+        const observed = e.observed[p.path] ?? '';
+        this.ns.recordObserved(e.server, p.path, observed);
+        if (!p.desiredRootHash || p.status === 'pending') continue; // never verified: nothing desired yet
+        if (observed !== p.desiredRootHash) {
+          this.queueConverge(p, e.server, observed ? 'drift or stale copy' : 'tree missing on the server');
+        }
+      }
+    } catch (err) {
+      this.log.error({ err, server: e.server }, 'self-heal check failed');
+    }
+  }
+
+  private onTreeChanged(path: string): void {
+    // Debounce first: a `git pull` reports thousands of paths, and the platform lookup below
+    // needs doing once per burst, not once per event.
+    clearTimeout(this.liveTimers.get(path));
+    this.liveTimers.set(
+      path,
+      setTimeout(() => {
+        this.liveTimers.delete(path);
+        const p = this.ns.listPlatforms().find((x) => x.path === path);
+        if (!p?.live) return;
+        const queued = this.tasks.list({ state: 'queued', entity: `platform:${p.name}` });
+        if (!queued.some((t) => t.kind === 'platform.verify')) {
+          this.log.info({ platform: p.name }, 'live change: queueing verify');
+          this.tasks.submit({ kind: 'platform.verify', entity: `platform:${p.name}`, params: { platform: p.name, why: 'live' } });
+        }
+      }, this.liveDebounceMs),
+    );
+  }
+
+
+  /**
+   * True when nothing the registry is read from changed since it was parsed: no info, install,
+   * profile, version or settings file among the paths that differ. Unknown history → false.
+   */
+  private async registryUnaffected(p: PlatformInfo, rootHash: string): Promise<boolean> {
+    const base = this.registryRoots.get(p.path);
+    if (!base || base === rootHash) return base === rootHash;
+    const d = await this.trees.delta(p.path, p.excludes, base);
+    if (!d) return false;
+    // A link added, changed or removed may change the outside links listed among its problems.
+    if (d.upserts.some((e) => e.type === 'symlink')) return false;
+    const listed = new Set(p.registryJson ? (JSON.parse(p.registryJson) as Registry).problems.map((x) => x.path) : []);
+    return ![...d.upserts.map((e) => e.path), ...d.removed].some((path) => REGISTRY_FILES.test(path) || listed.has(path));
+  }
+
+  /**
+   * Parses the platform into its registry (kind, core version, profiles, modules, themes, sites);
+   * links of the tree that point outside it are listed among its problems (an existing tree keeps
+   * them, a build refuses them).
+   */
+  private async scanRegistry(ctx: TaskContext, p: PlatformInfo, manifest: Manifest): Promise<void> {
+    const t0 = Date.now();
+    const r = await scanPlatformCached(this.trees.hostPath(p.path), { previous: this.scanCaches.get(p.path) });
+    this.scanCaches.set(p.path, r.cache);
+    const reg = r.registry;
+    reg.problems = [...reg.problems, ...outsideLinks(manifest)].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    this.ns.setRegistry(p.name, JSON.stringify(reg));
+    const dist = reg.distribution ? `, distribution ${reg.distribution.name} ${reg.distribution.version ?? ''}`.trimEnd() : '';
+    ctx.log(
+      `${p.name}: ${reg.kind}${reg.coreVersion ? ` ${reg.coreVersion}` : ''}${dist}; ${reg.profiles.length} profiles, ${reg.modules.length} modules, ${reg.themes.length} themes, ${reg.sites.length} sites on disk (${Date.now() - t0} ms)`,
+    );
+    for (const pr of reg.problems.slice(0, 20)) ctx.log(`${p.name}: ${pr.path}: ${pr.error}`, 'warn');
+    const known = new Set(this.ns.listSites(p.name).map((x) => x.domain));
+    const strangers = reg.sites.filter((d) => !known.has(d));
+    if (strangers.length) ctx.log(`${p.name}: sites on disk not in Spoke: ${strangers.join(', ')} (import them: spoke site import DOMAIN --platform ${p.name})`, 'warn');
+  }
+
+  /**
+   * Compares the registries of two verified platforms.
+   * @throws SpokeError PLATFORM_NOT_FOUND, PLATFORM_NOT_VERIFIED
+   */
+  diff(from: string, to: string): RegistryDiff {
+    const reg = (name: string): Registry => {
+      const p = this.ns.getPlatform(name);
+      if (!p.registryJson) throw fail('PLATFORM_NOT_VERIFIED', `platform ${name} has no registry yet; run: spoke platform verify ${name}`);
+      return JSON.parse(p.registryJson) as Registry;
+    };
+    return diffRegistries(reg(from), reg(to));
+  }
+
+  /**
+   * Converges a platform to every server that hosts it from inside another task that changed
+   * files under its canonical tree and holds the platform's lock (the site tasks): `paths` (relative
+   * to the platform root) are re-read first, then it runs like a verify without the build: scan,
+   * converge, registry, web server config.
+   * @throws SpokeError PLATFORM_NOT_FOUND, TREE_UNREADABLE, CONVERGE_FAILED, CLUSTER_NEEDS_MEMBER
+   */
+  async converge(ctx: TaskContext, name: string, paths: string[] = []): Promise<ConvergeSummary> {
+    const p = this.ns.getPlatform(name);
+    this.trees.touch(p.path, paths);
+    return this.run(ctx, p, undefined, true);
+  }
+
+  /** Stops pending live timers. */
+  close(): void {
+    for (const t of this.liveTimers.values()) clearTimeout(t);
+    this.liveTimers.clear();
+  }
+
+  private verifyHandler(): TaskHandler {
+    return async (ctx) => {
+      const name = String(ctx.task.params.platform);
+      const p = this.ns.getPlatform(name);
+      const only = typeof ctx.task.params.server === 'string' ? ctx.task.params.server : undefined;
+      const isVerify = ctx.task.kind === 'platform.verify';
+      if (isVerify) this.ns.setPlatformStatus(name, 'verifying');
+      try {
+        // A makefile or git platform is built on the master the first time (an existing tree is
+        // never rebuilt); a plain converge of one server never builds.
+        if (isVerify && p.source.kind !== 'existing') {
+          if (!this.builder) throw fail('INTERNAL', 'no platform builder configured');
+          await this.builder.ensure(ctx, { platform: p.name, source: p.source, target: this.trees.hostPath(p.path) });
+        }
+        const summary = await this.run(ctx, p, only, isVerify);
+        if (isVerify || this.ns.getPlatform(name).status !== 'verifying') this.ns.setPlatformStatus(name, 'ready');
+        return summary;
+      } catch (e) {
+        if (isVerify) this.ns.setPlatformStatus(name, 'failed');
+        throw e;
+      }
+    };
+  }
+
+  /**
+   * Asks each server to configure its web server for the platform (ConfigurePlatform) and logs
+   * what it did. An agent that manages no web server (NO_HTTP_SERVICE) is skipped with a warning;
+   * any other error is returned as a failure of that server.
+   */
+  private async configureWeb(ctx: TaskContext, p: PlatformInfo, servers: string[]): Promise<{ server: string; ok: boolean; msg: string }[]> {
+    let kind = 'generic';
+    try {
+      const reg = this.ns.getPlatform(p.name).registryJson;
+      if (reg) kind = (JSON.parse(reg) as Registry).kind || 'generic';
+    } catch {
+      // no registry: the generic template variables apply
+    }
+    return Promise.all(
+      servers.map(async (server) => {
+        const strip = (m: string) => (m.startsWith(`${server}: `) ? m.slice(server.length + 2) : m);
+        try {
+          const r = await this.hub.call(
+            server,
+            { type: 'configurePlatform', platform: p.name, tree: p.path, kind, pinnedImpl: this.ns.httpPin(server, p.server) },
+            { signal: ctx.signal, timeoutMs: 3 * 60_000, log: ctx.log },
+          );
+          ctx.log(`${server}: ${r.impl} config ${r.path} ${configOutcome(r)}`);
+          for (const f of r.fixed) ctx.log(`${server}: fixed ${f}`);
+          for (const pr of r.problems) ctx.log(`${server}: ${pr}`, 'warn');
+          return { server, ok: true, msg: '' };
+        } catch (e) {
+          if (ctx.signal.aborted) throw e;
+          if (isSpokeError(e, 'NO_HTTP_SERVICE')) {
+            ctx.log(`${server}: web server not configured: ${e.code}: ${strip(e.message)}`, 'warn');
+            return { server, ok: true, msg: '' };
+          }
+          const msg = isSpokeError(e) ? `${e.code}: ${strip(e.message)}` : String(e);
+          ctx.log(`${server}: ${msg}`, 'error');
+          return { server, ok: false, msg };
+        }
+      }),
+    );
+  }
+
+  private async run(ctx: TaskContext, p: PlatformInfo, only: string | undefined, rescan: boolean): Promise<ConvergeSummary> {
+    const started = Date.now();
+    // A watched tree is current already; an unwatched one is re-walked (stat-cached) on verify.
+    const known = this.trees.isLoaded(p.path);
+    const manifest = await this.trees.manifest(p.path, p.excludes, {
+      rescan: rescan && known && !this.trees.isWatched(p.path),
+      live: p.live,
+      checkDirs: rescan,
+    });
+    const { files, bytes } = fileTotals(manifest);
+    this.ns.setDesiredRootHash(p.name, manifest.rootHash);
+    ctx.log(`${p.name}: ${files} files, ${human(bytes)}, root ${manifest.rootHash.slice(0, 12)}`);
+    const targets = only ? [only] : this.ns.targets(p.server);
+    if (targets.length === 0) throw fail('CLUSTER_NEEDS_MEMBER', `${p.server} has no members`);
+    // a new tree's watcher waits until its servers have it (see TreeStore.hold)
+    const release = this.trees.hold(p.path);
+    const converging = Promise.all(
+      targets.map(async (server) => {
+        try {
+          const meter = new ProgressMeter(server);
+          const r = await this.hub.call(
+            server,
+            { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}`, webGroupFiles: this.webGroupFilesOf(p.name), recheck: rescan },
+            {
+              signal: ctx.signal,
+              log: ctx.log,
+              timeoutMs: 30 * 60_000,
+              onProgress: (pr) => {
+                const line = meter.line(pr, Date.now());
+                if (line !== undefined) ctx.log(line);
+              },
+            },
+          );
+          this.ns.recordObserved(server, p.path, r.rootHash);
+          for (const c of r.conflicts) ctx.log(`conflict: ${conflictAdvice(p.name, server, c)}`, 'warn');
+          if (r.drift.total > 0) {
+            const sample = [...r.drift.changed.map((x) => `~${x}`), ...r.drift.added.map((x) => `+${x}`), ...r.drift.removed.map((x) => `-${x}`)];
+            ctx.log(`${server}: repaired drift in ${r.drift.total} path(s): ${sample.slice(0, 10).join(' ')}${r.drift.total > 10 ? ' …' : ''}`, 'warn');
+          }
+          ctx.log(
+            r.inSync
+              ? `${server}: in sync`
+              : `${server}: +${r.added} ~${r.changed} -${r.removed}; sent ${r.filesFetched} files (${human(r.bytesFetched)}), reused ${r.filesReused} (${human(r.bytesReused)}) in ${r.ms} ms`,
+          );
+          return { server, ok: true as const, r };
+        } catch (e) {
+          if (ctx.signal.aborted) throw e;
+          const msg = isSpokeError(e) ? `${e.code}: ${e.message}` : String(e);
+          ctx.log(`${server}: ${msg}`, 'error');
+          return { server, ok: false as const, msg };
+        }
+      }),
+    );
+    // The registry depends only on the tree: parse again only when a file it is read from
+    // changed. It runs while the agents work (they do not depend on it) and is awaited below.
+    const registry = rescan
+      ? (async () => {
+          await new Promise((r) => setImmediate(r));
+          if (p.registryJson && (await this.registryUnaffected(p, manifest.rootHash))) this.registryRoots.set(p.path, manifest.rootHash);
+          if (this.registryRoots.get(p.path) !== manifest.rootHash || !p.registryJson) {
+            await this.scanRegistry(ctx, p, manifest);
+            this.registryRoots.set(p.path, manifest.rootHash);
+          }
+        })()
+      : Promise.resolve();
+    registry.catch(() => undefined); // awaited below; no unhandled rejection meanwhile
+    const results = await converging.finally(release);
+    await registry;
+    // Each server that converged renders, tests and loads the platform's web server config (after
+    // the registry, which gives the kind): on a verify, and on a self-heal converge too, so a new
+    // cluster member or a returning agent serves the platform without an operator. An unchanged
+    // config costs one round trip and no reload. Failures fail the task like a converge.
+    const web = await this.configureWeb(ctx, p, results.flatMap((r) => (r.ok ? [r.server] : [])));
+    const failed = results.filter((r) => !r.ok);
+    const webFailed = web.filter((w) => !w.ok);
+    if (failed.length || webFailed.length) {
+      const parts = [
+        ...(failed.length ? [`converge of ${p.name} failed on ${failed.map((f) => `${f.server} (${'msg' in f ? f.msg : ''})`).join(', ')}`] : []),
+        ...(webFailed.length ? [`web server config of ${p.name} failed on ${webFailed.map((f) => `${f.server} (${f.msg})`).join(', ')}`] : []),
+      ];
+      throw fail('CONVERGE_FAILED', parts.join('; '));
+    }
+    const ok = results.flatMap((r) => (r.ok ? [{ server: r.server, ...r.r }] : []));
+    const sum = (f: (r: ConvergeReport) => number) => ok.reduce((n, r) => n + f(r), 0);
+    const summary: ConvergeSummary = {
+      platform: p.name,
+      rootHash: manifest.rootHash,
+      files,
+      bytes,
+      servers: ok,
+      sent: { files: sum((r) => r.filesFetched), bytes: sum((r) => r.bytesFetched) },
+      reused: { files: sum((r) => r.filesReused), bytes: sum((r) => r.bytesReused) },
+      ms: Date.now() - started,
+    };
+    ctx.log(
+      `summary: ${ok.length} server(s); sent ${summary.sent.files} files (${human(summary.sent.bytes)}), reused ${summary.reused.files} (${human(summary.reused.bytes)}), ${summary.ms} ms`,
+    );
+    return summary;
+  }
+}
+
+/** Files and bytes of a manifest, counted once per snapshot (a verify logs them; 20,000 entries cost ~5 ms). */
+const totals = new WeakMap<Manifest, { files: number; bytes: number }>();
+function fileTotals(m: Manifest): { files: number; bytes: number } {
+  let t = totals.get(m);
+  if (t === undefined) {
+    t = { files: 0, bytes: 0 };
+    for (const e of m.entries) {
+      if (e.type === 'file') {
+        t.files++;
+        t.bytes += e.size;
+      }
+    }
+    totals.set(m, t);
+  }
+  return t;
+}
+
+/** Symlinks of a tree whose target leaves it (absolute, or climbing above its root), as registry problems. */
+export function outsideLinks(manifest: Manifest): { path: string; error: string }[] {
+  const out: { path: string; error: string }[] = [];
+  for (const e of manifest.entries) {
+    if (e.type !== 'symlink' || e.target === undefined) continue;
+    try {
+      checkSymlinkTarget(e.path, e.target);
+    } catch {
+      out.push({ path: e.path, error: `link to ${e.target} points outside the platform (kept as it is; a build would refuse it)` });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,254 @@
+import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { RootMap, createLogger, walkTree } from '@spoke/shared';
+import { migrate, openStore } from '../namespace/store.js';
+import { SqliteStatCache, TreeStore } from './trees.js';
+
+/**
+ * The watcher keeps the manifest current without a verify's directory check: every kind of
+ * change below must show up through watcher events alone (checkDirs off).
+ */
+describe('TreeStore watching', () => {
+  let root: string;
+  let tree: string;
+  let store: TreeStore;
+  const NS = '/var/aegir/p';
+
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), 'spoke-trees-'));
+    tree = join(root, 'var/aegir/p');
+    for (let d = 0; d < 5; d++) {
+      mkdirSync(join(tree, `mod${d}`, 'src'), { recursive: true });
+      for (let f = 0; f < 20; f++) writeFileSync(join(tree, `mod${d}`, 'src', `f${f}.php`), `<?php // ${d}/${f}\n`);
+    }
+    mkdirSync(join(tree, 'sites/default/files'), { recursive: true });
+    store = new TreeStore({ db: openStore(':memory:'), rootMap: new RootMap(root), log: createLogger({ level: 'silent' }) });
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  /** Waits until the store's manifest equals a fresh walk of the tree (events only). */
+  async function settles(): Promise<void> {
+    const want = (await walkTree(tree)).manifest.rootHash;
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const got = (await store.manifest(NS)).rootHash;
+      if (got === want) return;
+      if (Date.now() > deadline) throw new Error(`watcher missed a change: ${got} != ${want}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  it("a new tree's watcher starts only once its converge has released it, and then misses nothing", async () => {
+    await store.manifest(NS, [], { live: true });
+    const release = store.hold(NS);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(store.isWatched(NS)).toBe(false);
+    // changed while no watcher exists: the watcher's first read re-walks
+    writeFileSync(join(tree, 'mod1/src/f1.php'), '<?php // edited before the watch\n');
+    release();
+    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(store.isWatched(NS)).toBe(true);
+    await settles();
+  });
+
+  it('sees edits, mode changes, adds in new dirs, removes and renames through events', async () => {
+    await store.manifest(NS, [], { live: true });
+    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(store.isWatched(NS)).toBe(true);
+    await settles();
+
+    writeFileSync(join(tree, 'mod0/src/f0.php'), '<?php // edited, longer\n');
+    await settles();
+    // same size, different content
+    writeFileSync(join(tree, 'mod0/src/f1.php'), '<?php // 0/X\n');
+    await settles();
+    chmodSync(join(tree, 'mod1/src/f2.php'), 0o755);
+    await settles();
+    mkdirSync(join(tree, 'newmod/deep/er'), { recursive: true });
+    writeFileSync(join(tree, 'newmod/deep/er/x.php'), 'x');
+    await settles();
+    // a file inside the new directory written after it was first seen
+    await new Promise((r) => setTimeout(r, 300));
+    writeFileSync(join(tree, 'newmod/deep/er/y.php'), 'y');
+    await settles();
+    rmSync(join(tree, 'mod2'), { recursive: true });
+    await settles();
+    renameSync(join(tree, 'mod3'), join(tree, 'mod3-renamed'));
+    await settles();
+    writeFileSync(join(tree, 'mod3-renamed/src/f0.php'), 'after rename');
+    await settles();
+    // editor-backup-like names are content too
+    writeFileSync(join(tree, 'mod4/src/f0.php~'), 'backup');
+    await settles();
+  });
+
+  it("a verify checks only the directories a watch may be missing on, and finds a change below a lost watch", async () => {
+    const full = () => store.manifest(NS, [], { checkDirs: true });
+    await store.manifest(NS, [], { live: true });
+    await full();
+    const all = store.lastDirsChecked;
+    expect(all).toBe(13); // root, 5 × modN and modN/src, sites, sites/default (files: user data, excluded)
+    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
+    await settles(); // the ready re-walk
+    await full();
+    expect(store.lastDirsChecked).toBe(1); // every directory was watched before the walk: the root only
+    // a directory created now is suspect, with everything below it
+    mkdirSync(join(tree, 'late/deeper'), { recursive: true });
+    writeFileSync(join(tree, 'late/deeper/a.php'), 'a');
+    await settles();
+    await full();
+    expect(store.lastDirsChecked).toBe(3);
+    // chokidar lost the new directory's watch: a file added there makes no event, the check finds it
+    const t = (store as unknown as { trees: Map<string, { watcher: { unwatch(p: string): void } }> }).trees.get(NS);
+    t?.watcher.unwatch(join(tree, 'late/deeper'));
+    await new Promise((r) => setTimeout(r, 200));
+    writeFileSync(join(tree, 'late/deeper/b.php'), 'b');
+    await new Promise((r) => setTimeout(r, 300));
+    const want = (await walkTree(tree)).manifest.rootHash;
+    expect((await full()).rootHash).toBe(want);
+    // removed directories leave the suspects
+    rmSync(join(tree, 'late'), { recursive: true });
+    await settles();
+    await full();
+    await full();
+    expect(store.lastDirsChecked).toBe(1);
+  });
+
+  it('after an event storm (the kernel may have dropped events) the next read re-walks the tree', async () => {
+    await store.close();
+    store = new TreeStore({ db: openStore(':memory:'), rootMap: new RootMap(root), log: createLogger({ level: 'silent' }), stormEvents: 50 });
+    await store.manifest(NS, [], { live: true });
+    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
+    await settles(); // the ready re-walk
+    const before = store.untrustedRewalks;
+    for (let i = 0; i < 120; i++) writeFileSync(join(tree, 'mod0/src', `storm${i}.php`), `<?php // ${i}\n`);
+    await settles();
+    expect(store.untrustedRewalks).toBe(before + 1);
+    // and every directory is checked from then on: watches of new directories may be missing
+    await store.manifest(NS, [], { checkDirs: true });
+    expect(store.lastDirsChecked).toBe(13);
+    // a few events are not a storm
+    writeFileSync(join(tree, 'mod1/src/f0.php'), 'calm');
+    await settles();
+    expect(store.untrustedRewalks).toBe(before + 1);
+  });
+
+  it('ignores user files and does not report them as changes', async () => {
+    const changed: string[] = [];
+    store.onChange = (p) => changed.push(p);
+    await store.manifest(NS, [], { live: true });
+    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 200));
+    changed.length = 0;
+    writeFileSync(join(tree, 'sites/default/files/upload.jpg'), 'jpeg');
+    mkdirSync(join(tree, 'sites/default/files/styles'));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(changed).toEqual([]);
+    const m = await store.manifest(NS);
+    expect(m.entries.some((e) => e.path.startsWith('sites/default/files'))).toBe(false);
+  });
+});
+
+describe('SqliteStatCache', () => {
+  it('knows when it holds nothing below a directory (pending records count)', () => {
+    const cache = new SqliteStatCache(openStore(':memory:'));
+    const rec = { ino: 1, size: 1, mtimeMs: 1, ctimeMs: 1, hash: 'a'.repeat(64) };
+    expect(cache.holdsNothingUnder('/var/aegir/p')).toBe(true);
+    cache.set('/var/aegir/p2/x.php', rec); // a sibling whose name starts the same
+    cache.set('/var/aegir/p-old/x.php', rec);
+    expect(cache.holdsNothingUnder('/var/aegir/p')).toBe(true);
+    cache.set('/var/aegir/p/deep/x.php', rec); // not flushed yet
+    expect(cache.holdsNothingUnder('/var/aegir/p')).toBe(false);
+    expect(cache.holdsNothingUnder('/var/aegir/p/')).toBe(false);
+    expect(cache.holdsNothingUnder('/var/aegir/p/deep')).toBe(false);
+    expect(cache.holdsNothingUnder('/var/aegir/p/dee')).toBe(true);
+    expect(cache.get('/var/aegir/p/deep/x.php')).toEqual(rec);
+  });
+
+  it('migration 6 keeps the hash records and makes the table WITHOUT ROWID', () => {
+    const db = openStore(':memory:');
+    const ddl = () => (db.prepare("SELECT sql FROM sqlite_master WHERE name = 'file_hashes'").get() as { sql: string }).sql;
+    expect(ddl()).toMatch(/WITHOUT ROWID/);
+    // back to schema 5's table, with a record in it, and forward again
+    db.exec(`DROP TABLE file_hashes;
+      CREATE TABLE file_hashes (path TEXT PRIMARY KEY, ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ms REAL NOT NULL, ctime_ms REAL NOT NULL, hash TEXT NOT NULL);
+      INSERT INTO file_hashes VALUES ('/t/kept', 9, 10, 11.5, 12.5, '${'c'.repeat(64)}');
+      DROP TABLE site_https; DROP TABLE cron_runs; ALTER TABLE sites DROP COLUMN cron_interval_s;`);
+    db.pragma('user_version = 5');
+    expect(migrate(db)).toBeGreaterThanOrEqual(6);
+    expect(ddl()).toMatch(/WITHOUT ROWID/);
+    expect(new SqliteStatCache(db).get('/t/kept')).toEqual({ ino: 9, size: 10, mtimeMs: 11.5, ctimeMs: 12.5, hash: 'c'.repeat(64) });
+  });
+
+  it('checkpoints the WAL after writing, so the next commit (an operator request) does not', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-statcache-'));
+    try {
+      const db = openStore(join(dir, 'spoke.db'));
+      const cache = new SqliteStatCache(db);
+      // fewer pages than SQLite's auto-checkpoint (1,000): it would leave them in the WAL
+      for (let i = 0; i < 2000; i++) cache.set(`/t/f${i}`, { ino: i, size: i, mtimeMs: 1, ctimeMs: 2, hash: 'd'.repeat(64) });
+      const before = statSync(join(dir, 'spoke.db')).size;
+      cache.flush();
+      // the rows are in the database file itself, not only in the WAL
+      expect(statSync(join(dir, 'spoke.db')).size).toBeGreaterThan(before + 100_000);
+      db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("puts a walk's deferred write off while a converge is serving a tree, then writes it", () => {
+    vi.useFakeTimers();
+    try {
+      const db = openStore(':memory:');
+      let busy = true;
+      const cache = new SqliteStatCache(db, () => busy);
+      const rows = () => (db.prepare('SELECT COUNT(*) AS n FROM file_hashes').get() as { n: number }).n;
+      cache.set('/t/a', { ino: 7, size: 3, mtimeMs: 1, ctimeMs: 2, hash: 'b'.repeat(64) });
+      cache.flushSoon();
+      vi.advanceTimersByTime(10_000);
+      expect(rows()).toBe(0); // still serving
+      busy = false;
+      vi.advanceTimersByTime(500);
+      expect(rows()).toBe(1);
+      // and never later than a minute after the walk, busy or not
+      busy = true;
+      cache.set('/t/b', { ino: 8, size: 3, mtimeMs: 1, ctimeMs: 2, hash: 'c'.repeat(64) });
+      cache.flushSoon();
+      vi.advanceTimersByTime(59_000);
+      expect(rows()).toBe(1);
+      vi.advanceTimersByTime(1_000);
+      expect(rows()).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('writes a walk\'s records later, answers from them meanwhile, and writes them on flush', () => {
+    const db = openStore(':memory:');
+    const cache = new SqliteStatCache(db);
+    const rows = () => (db.prepare('SELECT COUNT(*) AS n FROM file_hashes').get() as { n: number }).n;
+    const rec = { ino: 7, size: 3, mtimeMs: 1, ctimeMs: 2, hash: 'b'.repeat(64) };
+    cache.set('/t/a', rec);
+    cache.flushSoon();
+    expect(rows()).toBe(0);
+    expect(cache.get('/t/a')).toEqual(rec);
+    cache.flush();
+    expect(rows()).toBe(1);
+    expect(cache.get('/t/a')).toEqual(rec);
+    // the schema keeps one row per path
+    cache.set('/t/a', { ...rec, size: 4 });
+    cache.flush();
+    expect(rows()).toBe(1);
+    expect(cache.get('/t/a')?.size).toBe(4);
+    // a closed database is not written to (a late timer after shutdown)
+    cache.set('/t/b', rec);
+    db.close();
+    expect(() => cache.flush()).not.toThrow();
+  });
+});
