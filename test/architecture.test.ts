@@ -4,7 +4,7 @@
  * edges (gRPC handlers, the agent hub, the agent's connection, the CLI client).
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -36,7 +36,7 @@ const WIRE_EDGES = [
   /^packages\/agent\/src\/connection\.ts$/,
   /^packages\/agent\/src\/enroll\.ts$/,
   /^packages\/agent\/src\/sync\.ts$/,
-  /^packages\/shared\/src\/(wire|index|grpc|rpc)\.ts$/,
+  /^packages\/shared\/src\/(wire|index|grpc|rpc|commandwire)\.ts$/,
 ];
 
 describe('architecture', () => {
@@ -88,6 +88,47 @@ describe('architecture', () => {
 
   it('master statements are never switched into pluck/raw/expand mode (openStore caches one per SQL text)', () => {
     const bad = files.master.filter((f) => !/\.test\.ts$/.test(f) && /\.(pluck|raw|expand)\(/.test(readFileSync(f, 'utf8'))).map((f) => relative(ROOT, f));
+    expect(bad).toEqual([]);
+  });
+
+  it('master files import no cycle (type imports count too): e.g. the site tasks and their siblings', () => {
+    const src = join(ROOT, 'packages/master/src');
+    const graph = new Map<string, string[]>();
+    for (const f of files.master.filter((x) => !x.endsWith('.test.ts'))) {
+      graph.set(f, imports(f).filter((i) => i.startsWith('.')).map((i) => resolve(dirname(f), i).replace(/\.js$/, '.ts')));
+    }
+    const cycles: string[] = [];
+    const state = new Map<string, 'open' | 'done'>();
+    const visit = (f: string, path: string[]): void => {
+      if (state.get(f) === 'done') return;
+      if (state.get(f) === 'open') {
+        cycles.push([...path.slice(path.indexOf(f)), f].map((x) => relative(src, x)).join(' -> '));
+        return;
+      }
+      state.set(f, 'open');
+      for (const t of graph.get(f) ?? []) visit(t, [...path, f]);
+      state.set(f, 'done');
+    };
+    for (const f of graph.keys()) visit(f, []);
+    expect(cycles).toEqual([]);
+  });
+
+  it('the floor rooms of the master stay the floor: namespace/ imports no other room, tasks/ only namespace/', () => {
+    const src = join(ROOT, 'packages/master/src');
+    const roomOf = (f: string) => (relative(src, f).includes('/') ? (relative(src, f).split('/')[0] ?? '') : '(top)');
+    const allowed: Record<string, string[]> = { namespace: ['namespace'], tasks: ['tasks', 'namespace'] };
+    const bad: string[] = [];
+    for (const f of files.master.filter((x) => !x.endsWith('.test.ts'))) {
+      const room = roomOf(f);
+      const ok = allowed[room];
+      if (!ok) continue;
+      for (const i of imports(f).filter((x) => x.startsWith('.'))) {
+        const target = resolve(dirname(f), i);
+        // the shared domain types (types.ts) are open to every room
+        if (relative(src, target) === 'types.js') continue;
+        if (!ok.includes(roomOf(target))) bad.push(`${relative(src, f)} imports ${relative(src, target)}`);
+      }
+    }
     expect(bad).toEqual([]);
   });
 });

@@ -17,7 +17,8 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CAPABILITY_VERSION, createCA, RootMap, silentLogger, type wire } from '@spoke/shared';
-import { AgentHub, type AgentCommand } from '../../packages/master/src/servers/hub.js';
+import { AgentHub } from '../../packages/master/src/servers/hub.js';
+import type { AgentCommand } from '@spoke/shared';
 import type { Namespace } from '../../packages/master/src/namespace/namespace.js';
 import { MasterConnection } from '../../packages/agent/src/connection.js';
 import type { HttpSettings } from '../../packages/agent/src/config.js';

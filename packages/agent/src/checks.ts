@@ -5,17 +5,7 @@
 import { mkdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { RootMap } from '@spoke/shared';
-
-/** One root's check. */
-export interface RootCheck {
-  path: string;
-  hostPath: string;
-  writable: boolean;
-  freeBytes: number;
-  totalBytes: number;
-  error: string;
-}
+import type { RootCheck, RootMap } from '@spoke/shared';
 
 /** Checks every root. */
 export async function checkRoots(roots: string[], map: RootMap): Promise<RootCheck[]> {

@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isSpokeError } from '@spoke/shared';
-import { parseWebSettings, type AgentConfigFile } from './config.js';
+import { compileAgentOptions, parseWebSettings, type AgentConfigFile } from './config.js';
 
 function refusal(cfg: unknown): string {
   try {
@@ -73,5 +74,58 @@ describe('agent.json http and php sections', () => {
     [{ php: { user: 'www data' } }, /php\.user is not a user name/],
   ])('refuses %j', (cfg, re) => {
     expect(refusal(cfg)).toMatch(re);
+  });
+});
+
+describe('compileAgentOptions: agent.json and the environment by schema', () => {
+  function stateDir(cfg: unknown): string {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-agentcfg-'));
+    writeFileSync(join(dir, 'agent.json'), JSON.stringify(cfg));
+    writeFileSync(join(dir, 'agent.crt'), '');
+    writeFileSync(join(dir, 'agent.key'), '');
+    return dir;
+  }
+  const good = { master: '127.0.0.1:7443', server: 'w1' };
+  const compileRefusal = (cfg: unknown, env: Record<string, string> = {}): string => {
+    const dir = stateDir(cfg);
+    try {
+      compileAgentOptions({ stateDir: dir }, env);
+    } catch (e) {
+      if (isSpokeError(e, 'CONFIG_INVALID')) return e.message;
+      throw e;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return 'accepted';
+  };
+
+  it('takes the environment settings, and their defaults when unset', () => {
+    const dir = stateDir(good);
+    try {
+      expect(compileAgentOptions({ stateDir: dir }, {})).toMatchObject({ backoffInitialMs: 500, backoffMaxMs: 15_000, driftIntervalMs: 60_000, logLevel: 'info' });
+      const o = compileAgentOptions({ stateDir: dir }, { SPOKE_BACKOFF_MAX_MS: '2000', SPOKE_DRIFT_INTERVAL_MS: '3600000', SPOKE_FETCH_BATCH: '3', SPOKE_LOG_LEVEL: 'debug' });
+      expect(o).toMatchObject({ backoffMaxMs: 2000, driftIntervalMs: 3_600_000, fetchBatch: 3, logLevel: 'debug' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.each([
+    [{ SPOKE_BACKOFF_MAX_MS: 'soon' }, 'SPOKE_BACKOFF_MAX_MS must be a whole number of at least 1 (got "soon")'],
+    [{ SPOKE_DRIFT_INTERVAL_MS: '0' }, 'SPOKE_DRIFT_INTERVAL_MS must be a whole number of at least 1 (got "0")'],
+    [{ SPOKE_LOG_LEVEL: 'verbose' }, 'SPOKE_LOG_LEVEL must be one of'],
+  ])('refuses a bad environment setting %j instead of using its default', (env, msg) => {
+    expect(compileRefusal(good, env)).toContain(msg);
+  });
+
+  it.each([
+    [{ server: 'w1' }, 'agent.json: master is missing'],
+    [{ ...good, roots: '/var/www' }, 'agent.json: roots must be an array'],
+    [{ ...good, cluster: 7 }, 'agent.json: cluster must be a string'],
+    [{ ...good, http: { listen: '80', impl: 'caddy' } }, 'agent.json: http.impl must be nginx, apache or none (got "caddy")'],
+    [{ ...good, php: { fpm: '/run/php.sock' } }, 'agent.json: php.fpm is not a known setting (known: fpmSocket, cli, user)'],
+    [{ ...good, db: { port: 'x' } }, 'agent.json: db.port must be a port number 1-65535'],
+  ])('refuses agent.json %j with the field named', (cfg, msg) => {
+    expect(compileRefusal(cfg)).toBe(msg);
   });
 });

@@ -4,64 +4,23 @@
  */
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { checkPublishPath, fail, parseHostPort } from '@spoke/shared';
+import type { z } from 'zod';
+import { checkPublishPath, fail, parseEnv, parseHostPort, parseWith } from '@spoke/shared';
 import { SERVICE_BIN_DIRS } from './detect.js';
-import { FETCH_BATCH } from './sync.js';
-import { exposesSecrets, parseDbSettings, type DbConfigFile, type DbSettings } from './db/settings.js';
-import { checkConfigPath, checkConfigValue, checkFpmAddress, checkListen } from './webtemplate.js';
+import { exposesSecrets, parseDbSettings, type DbSettings } from './db/settings.js';
+import { AGENT_ENV, AGENT_JSON, WEB_SECTIONS, type AgentConfigFile, type HTTP_SECTION, type PHP_SECTION } from './configschema.js';
 
 /** Default namespace roots an agent may write under. */
 export const DEFAULT_ROOTS = ['/var/aegir', '/var/www'];
 
-/** The file format of agent.json. */
-export interface AgentConfigFile {
-  /** Master TLS address, HOST:PORT. */
-  master: string;
-  /** Server name (the certificate's identity; informational here). */
-  server: string;
-  /** Cluster joined at enrollment ("" for none). */
-  cluster?: string;
-  /** Namespace paths this agent may write under. @default ["/var/aegir", "/var/www"] */
-  roots?: string[];
-  /** The web server the agent configures (see HttpConfigFile). */
-  http?: HttpConfigFile;
-  /** php-fpm. */
-  php?: PhpConfigFile;
-  /** The MariaDB/MySQL server this agent manages site databases on (see DbConfigFile); absent = none. */
-  db?: DbConfigFile;
-}
+/** The file format of agent.json (from its schema, configschema.ts). */
+export type { AgentConfigFile };
+
+/** agent.json `http`. */
+export type HttpConfigFile = z.input<typeof HTTP_SECTION>;
 
 /** agent.json `php`. */
-export interface PhpConfigFile {
-  /** Socket path or HOST:PORT. @default detected from the pools in /etc/php, else /run/php */
-  fpmSocket?: string;
-  /** The PHP command line binary that runs site installers, updates and one-time logins. @default `php` found on $PATH or in the sbin/bin dirs */
-  cli?: string;
-  /** The account those PHP runs use when the agent is root, so what they write belongs to the web server (php-fpm's pool user). @default www-data */
-  user?: string;
-}
-
-/** agent.json `http`: paths here are host paths (never mapped through --root). */
-export interface HttpConfigFile {
-  /** nginx | apache | none (do not manage a web server). @default detected: nginx, else apache */
-  impl?: 'nginx' | 'apache' | 'none';
-  /** Where platform and site configs are written. @default /etc/nginx/conf.d, /etc/apache2/sites-enabled */
-  confDir?: string;
-  /** Addresses the platform and site configs listen on: PORT, HOST:PORT, [IPv6]:PORT. The first is where the agent runs site installers (WordPress) against its own server. @default ["80"] */
-  listen?: string | string[];
-  /** Config test, argv. @default ["nginx","-t"], ["apache2ctl","configtest"] */
-  testCommand?: string[];
-  /** Reload, argv. @default ["nginx","-s","reload"], ["apache2ctl","graceful"] */
-  reloadCommand?: string[];
-  /** Group the web server runs as; owns sites/ and its files dirs. @default www-data */
-  webGroup?: string;
-  /** Overrides: `<templatesDir>/<impl>/platform.conf`, `site.conf`, `site-disabled.conf` replace the built-in templates. */
-  templatesDir?: string;
-  /** Addresses the 443 blocks of HTTPS sites listen on (PORT, HOST:PORT, [IPv6]:PORT). @default ["443"] */
-  httpsListen?: string | string[];
-  /** Where ACME HTTP-01 challenge files go (served at /.well-known/acme-challenge/). @default /var/lib/spoke-agent/acme-challenge (under --root) */
-  acmeDir?: string;
-}
+export type PhpConfigFile = z.input<typeof PHP_SECTION>;
 
 /** The web server settings, checked; "" / null mean "the default for the impl". */
 export interface HttpSettings {
@@ -134,90 +93,30 @@ export function checkRoots(roots: string[]): string[] {
   });
 }
 
-const PHP_KEYS = ['fpmSocket', 'cli', 'user'];
-const HTTP_KEYS = ['impl', 'confDir', 'listen', 'testCommand', 'reloadCommand', 'webGroup', 'templatesDir', 'httpsListen', 'acmeDir'];
-
 /**
  * Checks agent.json's `http` and `php` sections.
  * @throws SpokeError CONFIG_INVALID
  */
 export function parseWebSettings(cfg: Pick<AgentConfigFile, 'http' | 'php'>): { http: HttpSettings; fpmSocket: string; phpCli: string; phpUser: string } {
-  const bad = (key: string, why: string) => fail('CONFIG_INVALID', `agent.json: ${key} ${why}`);
-  const checked = <T>(key: string, fn: () => T): T => {
-    try {
-      return fn();
-    } catch (e) {
-      throw bad(key, `is not valid: ${(e as Error).message}`);
-    }
-  };
-  const h = cfg.http;
-  if (h !== undefined && (h === null || typeof h !== 'object' || Array.isArray(h))) throw bad('http', 'must be an object');
-  const unknown = Object.keys(h ?? {}).filter((k) => !HTTP_KEYS.includes(k));
-  if (unknown.length) throw bad(`http.${unknown[0]}`, `is not a known setting (known: ${HTTP_KEYS.join(', ')})`);
-  const str = (key: keyof HttpConfigFile): string | undefined => {
-    const v = h?.[key];
-    if (v !== undefined && typeof v !== 'string') throw bad(`http.${key}`, 'must be a string');
-    return v;
-  };
-  const argv = (key: 'testCommand' | 'reloadCommand'): string[] | null => {
-    const v = h?.[key];
-    if (v === undefined) return null;
-    // eslint-disable-next-line no-control-regex
-    if (!Array.isArray(v) || v.length === 0 || v.some((a) => typeof a !== 'string' || a === '' || /[\x00\n]/.test(a))) {
-      throw bad(`http.${key}`, 'must be a non-empty array of arguments, e.g. ["nginx", "-t"] (no shell string)');
-    }
-    return [...v];
-  };
-  const impl = str('impl') ?? '';
-  if (!['', 'nginx', 'apache', 'none'].includes(impl)) throw bad('http.impl', `must be nginx, apache or none (got ${JSON.stringify(impl)})`);
-  const confDir = str('confDir') ?? '';
-  if (confDir) checked('http.confDir', () => checkConfigPath('confDir', confDir));
-  const templatesDir = str('templatesDir') ?? '';
-  if (templatesDir) checked('http.templatesDir', () => checkConfigPath('templatesDir', templatesDir));
-  const rawListen = h?.listen ?? ['80'];
-  const listen = typeof rawListen === 'string' ? [rawListen] : rawListen;
-  if (!Array.isArray(listen) || listen.length === 0 || listen.some((l) => typeof l !== 'string')) {
-    throw bad('http.listen', 'must be an address or a non-empty array of addresses, e.g. ["80"] or "127.0.0.1:8080"');
-  }
-  listen.forEach((l) => checked('http.listen', () => checkListen(l)));
-  const rawHttps = h?.httpsListen ?? ['443'];
-  const httpsListen = typeof rawHttps === 'string' ? [rawHttps] : rawHttps;
-  if (!Array.isArray(httpsListen) || httpsListen.length === 0 || httpsListen.some((l) => typeof l !== 'string')) {
-    throw bad('http.httpsListen', 'must be an address or a non-empty array of addresses, e.g. ["443"] or "127.0.0.1:8443"');
-  }
-  httpsListen.forEach((l) => checked('http.httpsListen', () => checkListen(l)));
-  const acmeDir = str('acmeDir') ?? '';
-  if (acmeDir) checked('http.acmeDir', () => checkConfigPath('acmeDir', acmeDir));
-  const webGroup = str('webGroup') ?? 'www-data';
-  if (!/^([a-z_][a-z0-9_.-]{0,31}|\d+)$/i.test(webGroup)) throw bad('http.webGroup', `is not a group name (got ${JSON.stringify(webGroup)})`);
-  const php = cfg.php;
-  if (php !== undefined && (php === null || typeof php !== 'object' || Array.isArray(php))) throw bad('php', 'must be an object');
-  const unknownPhp = Object.keys(php ?? {}).filter((k) => !PHP_KEYS.includes(k));
-  if (unknownPhp.length) throw bad(`php.${unknownPhp[0]}`, `is not a known setting (known: ${PHP_KEYS.join(', ')})`);
-  const fpm = php?.fpmSocket ?? '';
-  if (typeof fpm !== 'string') throw bad('php.fpmSocket', 'must be a string');
-  if (fpm) checked('php.fpmSocket', () => checkFpmAddress(fpm));
-  const phpCli = php?.cli ?? '';
-  if (typeof phpCli !== 'string') throw bad('php.cli', 'must be a string');
-  if (phpCli) checked('php.cli', () => checkConfigPath('cli', phpCli));
-  const phpUser = php?.user ?? 'www-data';
-  if (typeof phpUser !== 'string' || !/^([a-z_][a-z0-9_.-]{0,31}|\d+)$/i.test(phpUser)) throw bad('php.user', `is not a user name (got ${JSON.stringify(phpUser)})`);
+  const { http: h, php } = parseWith(WEB_SECTIONS, cfg, 'agent.json');
+  const listen = h?.listen ?? ['80'];
+  const httpsListen = h?.httpsListen ?? ['443'];
   return {
     http: {
-      impl: impl as HttpSettings['impl'],
-      confDir,
-      listen: [...listen],
-      testCommand: argv('testCommand'),
-      reloadCommand: argv('reloadCommand'),
-      webGroup: checked('http.webGroup', () => checkConfigValue('webGroup', webGroup)),
-      templatesDir,
-      httpsListen: [...httpsListen],
-      acmeDir,
+      impl: h?.impl ?? '',
+      confDir: h?.confDir ?? '',
+      listen: typeof listen === 'string' ? [listen] : [...listen],
+      testCommand: h?.testCommand ? [...h.testCommand] : null,
+      reloadCommand: h?.reloadCommand ? [...h.reloadCommand] : null,
+      webGroup: h?.webGroup ?? 'www-data',
+      templatesDir: h?.templatesDir ?? '',
+      httpsListen: typeof httpsListen === 'string' ? [httpsListen] : [...httpsListen],
+      acmeDir: h?.acmeDir ?? '',
       configured: h !== undefined,
     },
-    fpmSocket: fpm,
-    phpCli,
-    phpUser,
+    fpmSocket: php?.fpmSocket ?? '',
+    phpCli: php?.cli ?? '',
+    phpUser: php?.user ?? 'www-data',
   };
 }
 
@@ -230,18 +129,20 @@ export function writeAgentConfig(stateDir: string, cfg: AgentConfigFile): void {
  * Reads agent.json and applies flags.
  * @throws SpokeError NOT_ENROLLED when the state dir has no enrollment, CONFIG_INVALID
  */
-export function compileAgentOptions(flags: { stateDir: string; root?: string; master?: string }): CompiledAgentOptions {
+export function compileAgentOptions(flags: { stateDir: string; root?: string; master?: string }, environ: Record<string, string | undefined> = process.env): CompiledAgentOptions {
   const stateDir = resolve(flags.stateDir);
   const files = identityFiles(stateDir);
   if (!existsSync(files.config) || !existsSync(files.cert) || !existsSync(files.key)) {
     throw fail('NOT_ENROLLED', `no enrollment in ${stateDir}; run: spoke-agent enroll --master HOST:PORT --token TOKEN --state-dir ${flags.stateDir}`);
   }
-  let cfg: AgentConfigFile;
+  let raw: unknown;
   try {
-    cfg = JSON.parse(readFileSync(files.config, 'utf8')) as AgentConfigFile;
+    raw = JSON.parse(readFileSync(files.config, 'utf8'));
   } catch (e) {
     throw fail('CONFIG_INVALID', `${files.config} is not valid JSON: ${(e as Error).message}`);
   }
+  const cfg = parseWith(AGENT_JSON, raw, 'agent.json');
+  const env = parseEnv(AGENT_ENV, environ);
   const master = flags.master ?? cfg.master;
   parseHostPort(master);
   const web = parseWebSettings(cfg);
@@ -249,10 +150,6 @@ export function compileAgentOptions(flags: { stateDir: string; root?: string; ma
   if (db?.adminPassword && exposesSecrets(statSync(files.config).mode)) {
     throw fail('CONFIG_INVALID', `${files.config} holds db.adminPassword but group or others can read it; run: chmod 600 ${files.config}`);
   }
-  const envInt = (name: string, d: number) => {
-    const v = Number(process.env[name]);
-    return Number.isFinite(v) && v > 0 ? v : d;
-  };
   return {
     stateDir,
     master,
@@ -260,12 +157,12 @@ export function compileAgentOptions(flags: { stateDir: string; root?: string; ma
     cluster: cfg.cluster ?? '',
     roots: checkRoots(cfg.roots ?? DEFAULT_ROOTS),
     rootPrefix: flags.root && flags.root !== '/' ? resolve(flags.root) : '',
-    backoffInitialMs: envInt('SPOKE_BACKOFF_INITIAL_MS', 500),
-    backoffMaxMs: envInt('SPOKE_BACKOFF_MAX_MS', 15_000),
-    logLevel: process.env.SPOKE_LOG_LEVEL ?? 'info',
-    driftIntervalMs: envInt('SPOKE_DRIFT_INTERVAL_MS', 60_000),
-    fetchBatch: envInt('SPOKE_FETCH_BATCH', FETCH_BATCH),
-    binDirs: [...new Set([...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...SERVICE_BIN_DIRS])],
+    backoffInitialMs: env.SPOKE_BACKOFF_INITIAL_MS,
+    backoffMaxMs: env.SPOKE_BACKOFF_MAX_MS,
+    logLevel: env.SPOKE_LOG_LEVEL,
+    driftIntervalMs: env.SPOKE_DRIFT_INTERVAL_MS,
+    fetchBatch: env.SPOKE_FETCH_BATCH,
+    binDirs: [...new Set([...env.PATH.split(':').filter((d) => d.startsWith('/')), ...SERVICE_BIN_DIRS])],
     http: web.http,
     fpmSocket: web.fpmSocket,
     phpCli: web.phpCli,

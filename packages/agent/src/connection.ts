@@ -3,63 +3,31 @@
  * heartbeats, run commands and reply by id, and reconnect with capped, jittered backoff.
  * This is the agent's wire edge: commands are converted to domain calls here.
  */
-import os from 'node:os';
 import { Readable } from 'node:stream';
 import { status as GrpcStatus, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import {
   CAPABILITY_VERSION,
-  SPOKE_VERSION,
   channelOptions,
   clientTls,
-  fail,
   fromServiceError,
   grpcTarget,
   isSpokeError,
   wire,
-  type Logger,
-  type RootMap,
+  type AgentCommand,
+  type AgentCommandResults,
+  type AgentCommandType,
 } from '@spoke/shared';
-import { checkRoots } from './checks.js';
-import type { DetectedService } from './detect.js';
-import type { AgentTrees } from './sync.js';
-import type { SiteTlsStore } from './tls/sitetls.js';
-import type { WebConfig } from './webconfig.js';
-import type { SiteInstaller } from './siteinstall.js';
-import type { SitePhp, SiteToolOp } from './php/sitephp.js';
-import type { SiteCron } from './sitecron.js';
-import type { SiteDatabases } from './db/index.js';
-import type { SiteFileTransfer } from './sitetransfer.js';
-import { forgetPlatform } from './forget.js';
+import { commandHandlers, hostFacts, UNKNOWN_COMMAND, type CommandContext, type CommandDeps, type CommandHandler, type CommandHandlers } from './handlers.js';
 
 /** Link state: idle → connecting → connected → (backoff → connecting)* → stopped. */
 export type LinkState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'stopped';
 
-/** What the connection needs from the rest of the agent. */
-export interface ConnectionDeps {
-  log: Logger;
+/** What the connection needs from the rest of the agent (and its command handlers). */
+export interface ConnectionDeps extends CommandDeps {
   master: string;
   identity: { caPem: string; certPem: string; keyPem: string };
-  roots: string[];
-  rootMap: RootMap;
-  detect: () => Promise<DetectedService[]>;
   backoffInitialMs: number;
   backoffMaxMs: number;
-  /** Tree management (converge, status, observed hashes). */
-  trees: AgentTrees;
-  /** Web server config for platforms and sites. */
-  web: Pick<WebConfig, 'configurePlatform' | 'configureSite' | 'removeSite' | 'removePlatform' | 'settingsToWebGroup'>;
-  /** Site installers (WordPress over HTTP). */
-  installer: Pick<SiteInstaller, 'install'>;
-  /** Spoke's site tool (one-time login links, database updates). */
-  sitePhp: Pick<SitePhp, 'run'>;
-  /** Sites' cron runs (capability 10). */
-  cron: Pick<SiteCron, 'run'>;
-  /** Site databases (agent.json `db`); null when this agent manages no database server. */
-  db?: Pick<SiteDatabases, 'createSiteDb' | 'dropSiteDb' | 'setGrants' | 'dumpSiteDb' | 'restoreSiteDb' | 'siteAddress'> | null;
-  /** ACME HTTP-01 challenge files (capability 12); absent: AcmeChallenge fails. */
-  tls?: Pick<SiteTlsStore, 'challenge'> | null;
-  /** Sites' user files to and from the master (capability 6); absent: those commands fail. */
-  siteFiles?: Pick<SiteFileTransfer, 'pack' | 'unpack'> | null;
   /** How often to re-observe held trees for drift. @default 60000 */
   driftIntervalMs: number;
 }
@@ -74,6 +42,7 @@ export function backoffDelay(attempt: number, initialMs: number, maxMs: number, 
 export class MasterConnection {
   private readonly deps: ConnectionDeps;
   private readonly client: wire.AgentClient;
+  private readonly handlers: CommandHandlers;
   private stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand> | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private drift: NodeJS.Timeout | null = null;
@@ -96,6 +65,7 @@ export class MasterConnection {
       channelOptions({ 'grpc.initial_reconnect_backoff_ms': deps.backoffInitialMs, 'grpc.max_reconnect_backoff_ms': deps.backoffMaxMs }),
     );
     deps.trees.setClient(this.client);
+    this.handlers = commandHandlers(deps);
   }
 
   /** Current link state. */
@@ -237,7 +207,7 @@ export class MasterConnection {
         $case: 'hello',
         value: {
           capabilityVersion: CAPABILITY_VERSION,
-          facts: this.facts(),
+          facts: hostFacts(this.deps.roots, this.deps.rootMap),
           services: services.map((s) => ({ kind: s.kind, impl: s.impl, version: s.version, binary: s.binary })),
           observed: this.deps.trees.observed(),
         },
@@ -256,31 +226,6 @@ export class MasterConnection {
   private stopHeartbeat(): void {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
-  }
-
-  private facts(): wire.HostFacts {
-    return {
-      hostname: os.hostname(),
-      os: `${os.type()} ${os.release()}`,
-      arch: os.arch(),
-      agentVersion: SPOKE_VERSION,
-      roots: this.deps.roots,
-      rootPrefix: this.deps.rootMap.prefix,
-      cpus: os.cpus().length,
-      memoryBytes: os.totalmem(),
-    };
-  }
-
-  /** @throws SpokeError INTERNAL */
-  private siteFiles(): NonNullable<ConnectionDeps['siteFiles']> {
-    if (!this.deps.siteFiles) throw fail('INTERNAL', 'this agent was started without site file transfers');
-    return this.deps.siteFiles;
-  }
-
-  /** @throws SpokeError DB_NOT_CONFIGURED */
-  private siteDbs(): NonNullable<ConnectionDeps['db']> {
-    if (!this.deps.db) throw fail('DB_NOT_CONFIGURED', 'this agent manages no database server: add a db section to its agent.json and restart it');
-    return this.deps.db;
   }
 
   /**
@@ -334,180 +279,22 @@ export class MasterConnection {
     return out;
   }
 
-  private async onCommand(stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand>, cmd: wire.MasterCommand): Promise<void> {
+  private async onCommand(stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand>, msg: wire.MasterCommand): Promise<void> {
     const reply = (r: Omit<wire.CommandResult, 'id'>) => {
-      if (this.stream === stream) stream.write({ event: { $case: 'result', value: { id: cmd.id, ...r } } });
+      if (this.stream === stream) stream.write({ event: { $case: 'result', value: { id: msg.id, ...r } } });
     };
+    let cmd: AgentCommand | undefined;
     try {
-      switch (cmd.command?.$case) {
-        case 'ping':
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'pong', value: {} } });
-        case 'verifyServer': {
-          const [services, roots] = await Promise.all([this.deps.detect(), checkRoots(this.deps.roots, this.deps.rootMap)]);
-          return reply({
-            ok: true,
-            errorCode: '',
-            errorMessage: '',
-            result: {
-              $case: 'verifyServer',
-              value: {
-                services: services.map((s) => ({ kind: s.kind, impl: s.impl, version: s.version, binary: s.binary })),
-                roots,
-                facts: this.facts(),
-              },
-            },
-          });
-        }
-        case 'converge': {
-          const c = cmd.command.value;
-          const progress = (p: { message: string; done: number; total: number }) => {
-            if (this.stream === stream) stream.write({ event: { $case: 'progress', value: { id: cmd.id, ...p } } });
-          };
-          const r = await this.deps.trees.converge(c, progress);
-          if (c.webGroupFiles.length) {
-            const g = await this.deps.web.settingsToWebGroup(c.tree, c.webGroupFiles);
-            if (g.fixed.length) this.deps.log.info({ tree: c.tree, fixed: g.fixed }, 'settings files given to the web group');
-            for (const problem of g.problems) this.deps.log.warn({ tree: c.tree, problem }, 'settings file');
-          }
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'converge', value: r } });
-        }
-        case 'treeStatus': {
-          const c = cmd.command.value;
-          const r = await this.deps.trees.status(c.tree, c.excludes);
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'treeStatus', value: r } });
-        }
-        case 'configurePlatform': {
-          const c = cmd.command.value;
-          const r = await this.deps.web.configurePlatform({ platform: c.platform, tree: c.tree, kind: c.kind, pinnedImpl: c.pinnedImpl });
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'configurePlatform', value: r } });
-        }
-        case 'configureSite': {
-          const c = cmd.command.value;
-          const r = await this.deps.web.configureSite({
-            domain: c.domain,
-            platform: c.platform,
-            tree: c.tree,
-            kind: c.kind,
-            aliases: c.aliases,
-            redirectAliases: c.redirectAliases,
-            enabled: c.enabled,
-            webGroupFiles: c.webGroupFiles,
-            pinnedImpl: c.pinnedImpl,
-            tls: c.tls ? { certPem: c.tls.certPem, keyPem: c.tls.keyPem, redirect: c.tls.redirect, hsts: c.tls.hsts } : null,
-          });
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'configureSite', value: r } });
-        }
-        case 'acmeChallenge': {
-          const c = cmd.command.value;
-          if (!this.deps.tls) throw fail('INTERNAL', 'this agent has no challenge store');
-          const path = this.deps.tls.challenge(c.token, c.keyAuthorization, c.remove);
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'acmeChallenge', value: { path } } });
-        }
-        case 'removeSite': {
-          const c = cmd.command.value;
-          const r = await this.deps.web.removeSite({ domain: c.domain, tree: c.tree, deleteFiles: c.deleteFiles, pinnedImpl: c.pinnedImpl });
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'removeSite', value: r } });
-        }
-        case 'forgetPlatform': {
-          const c = cmd.command.value;
-          const r = await forgetPlatform(
-            { web: this.deps.web, trees: this.deps.trees },
-            { platform: c.platform, tree: c.tree, pinnedImpl: c.pinnedImpl, removeTree: c.removeTree },
-          );
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'forgetPlatform', value: r } });
-        }
-        case 'installSite': {
-          const c = cmd.command.value;
-          const r = await this.deps.installer.install({
-            domain: c.domain,
-            kind: c.kind,
-            title: c.title,
-            adminUser: c.adminUser,
-            adminEmail: c.adminEmail,
-            adminPassword: c.adminPassword,
-            tree: c.tree,
-            profile: c.profile,
-            locale: c.locale,
-          });
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'installSite', value: r } });
-        }
-        case 'siteTool': {
-          const c = cmd.command.value;
-          const r = await runSiteTool(this.deps.sitePhp, c);
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'siteTool', value: r } });
-        }
-        case 'siteCron': {
-          const c = cmd.command.value;
-          const r = await this.deps.cron.run({ tree: c.tree, domain: c.domain, kind: c.kind });
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'siteCron', value: r } });
-        }
-        case 'dbCreate': {
-          const c = cmd.command.value;
-          const dbs = this.siteDbs();
-          const r = await dbs.createSiteDb({ database: c.database, user: c.user, password: c.password, hosts: c.hosts });
-          const at = dbs.siteAddress();
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbCreate', value: { hosts: r.hosts, siteHost: at.host, sitePort: at.port } } });
-        }
-        case 'dbDrop': {
-          const c = cmd.command.value;
-          const r = await this.siteDbs().dropSiteDb({ database: c.database, user: c.user, hosts: c.hosts });
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbDrop', value: r } });
-        }
-        case 'dbGrants': {
-          const c = cmd.command.value;
-          const dbs = this.siteDbs();
-          const r = await dbs.setGrants({ database: c.database, user: c.user, password: c.password, hosts: c.hosts });
-          const at = dbs.siteAddress();
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbGrants', value: { hosts: r.hosts, added: r.added, removed: r.removed, siteHost: at.host, sitePort: at.port } } });
-        }
-        case 'dbDump': {
-          const dump = await this.siteDbs().dumpSiteDb(cmd.command.value.database);
-          const bytes = await this.uploadDump(cmd.id, dump);
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbDump', value: { bytes } } });
-        }
-        case 'dbRestore': {
-          const dbs = this.siteDbs();
-          const download = this.downloadDump(cmd.id);
-          const r = await dbs.restoreSiteDb(cmd.command.value.database, download).finally(() => download.destroy());
-          return reply({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbRestore', value: { bytes: r.bytes } } });
-        }
-        case 'siteFilesPack': {
-          const c = cmd.command.value;
-          const packed = await this.siteFiles().pack(c.tree, c.domain);
-          const bytes = await this.uploadDump(cmd.id, packed.stream, 'putFiles');
-          return reply({
-            ok: true,
-            errorCode: '',
-            errorMessage: '',
-            result: { $case: 'siteFilesPack', value: { bytes, entries: packed.entries, skipped: packed.skipped } },
-          });
-        }
-        case 'siteFilesUnpack': {
-          const c = cmd.command.value;
-          const download = this.downloadDump(cmd.id, 'getFiles');
-          const r = await this.siteFiles()
-            .unpack(c.tree, c.domain, c.replace, download)
-            .finally(() => download.destroy());
-          return reply({
-            ok: true,
-            errorCode: '',
-            errorMessage: '',
-            result: { $case: 'siteFilesUnpack', value: { bytes: r.bytes, entries: r.entries, replaced: r.replaced } },
-          });
-        }
-        default:
-          return reply({
-            ok: false,
-            errorCode: 'INVALID_ARGUMENT',
-            errorMessage: `this agent (capability ${CAPABILITY_VERSION}) does not know that command; upgrade it`,
-            result: undefined,
-          });
-      }
+      cmd = wire.commandFromWire(msg);
+      if (!cmd) return reply({ ok: false, errorCode: 'INVALID_ARGUMENT', errorMessage: UNKNOWN_COMMAND, result: undefined });
+      const value = await this.run(cmd, msg.id, stream);
+      return reply({ ok: true, errorCode: '', errorMessage: '', result: wire.resultToWire(cmd.type, value) });
     } catch (e) {
       // A SpokeError is a condition the master reports to the operator with its code (no web
       // server here, a full disk…): one warning line. Anything else is a bug: its stack.
-      if (isSpokeError(e) && e.code !== 'INTERNAL') this.deps.log.warn({ code: e.code, msg: e.message, command: cmd.command?.$case }, 'command failed');
-      else this.deps.log.error({ err: e, command: cmd.command?.$case }, 'command failed');
+      const command = cmd?.type ?? msg.command?.$case;
+      if (isSpokeError(e) && e.code !== 'INTERNAL') this.deps.log.warn({ code: e.code, msg: e.message, command }, 'command failed');
+      else this.deps.log.error({ err: e, command }, 'command failed');
       reply({
         ok: false,
         errorCode: isSpokeError(e) ? e.code : 'INTERNAL',
@@ -516,26 +303,19 @@ export class MasterConnection {
       });
     }
   }
-}
 
-const SITE_TOOL_OPS: Partial<Record<wire.SiteToolOp, SiteToolOp>> = {
-  [wire.SiteToolOp.SITE_TOOL_OP_LOGIN_URL]: 'loginUrl',
-  [wire.SiteToolOp.SITE_TOOL_OP_UPDATES]: 'updates',
-  [wire.SiteToolOp.SITE_TOOL_OP_UPDATE]: 'update',
-};
-
-/** Runs a SiteToolCommand: the wire op to the tool's, its answer back to the wire. */
-async function runSiteTool(php: Pick<SitePhp, 'run'>, c: wire.SiteToolCommand): Promise<wire.SiteToolResult> {
-  const op = SITE_TOOL_OPS[c.op];
-  if (!op) throw fail('INVALID_ARGUMENT', `unknown site tool op ${c.op}`);
-  const params: Record<string, unknown> = {};
-  if (op === 'loginUrl' && c.kind === 'wordpress') {
-    if (!/^[0-9a-f]{64}$/.test(c.tokenHash)) throw fail('INVALID_ARGUMENT', 'a WordPress login link needs the sha256 of its token');
-    params.token = c.tokenHash;
-    params.ttl = Math.max(60, Math.min(Number(c.ttlSeconds) || 900, 86_400));
+  /** Runs a command through its handler, with this command's progress and transfers. */
+  private run(cmd: AgentCommand, id: string, stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand>): Promise<AgentCommandResults[AgentCommandType]> {
+    const ctx: CommandContext = {
+      progress: (p) => {
+        if (this.stream === stream) stream.write({ event: { $case: 'progress', value: { id, ...p } } });
+      },
+      upload: (data, channel) => this.uploadDump(id, data, channel === 'dump' ? 'putDump' : 'putFiles'),
+      download: (channel) => this.downloadDump(id, channel === 'dump' ? 'getDump' : 'getFiles'),
+    };
+    const { type, ...fields } = cmd;
+    // The union is correlated by `type`; TypeScript cannot follow that through the lookup.
+    const handler = this.handlers[type] as CommandHandler<AgentCommandType>;
+    return handler(fields as never, ctx);
   }
-  const a = await php.run(op, { tree: c.tree, domain: c.domain, kind: c.kind }, params, { timeoutMs: op === 'update' ? 30 * 60_000 : 5 * 60_000 });
-  const updates = (v: unknown): wire.SiteUpdate[] =>
-    Array.isArray(v) ? v.map((x: Record<string, unknown>) => ({ module: String(x.module ?? ''), update: String(x.update ?? ''), description: String(x.description ?? '') })) : [];
-  return { url: String(a.url ?? ''), user: String(a.user ?? ''), pending: updates(a.pending), ran: updates(a.ran) };
 }

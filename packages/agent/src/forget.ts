@@ -5,30 +5,9 @@
  * is forgotten (committed state removed, no longer reported) and, with removeTree, deleted
  * except user data. An agent without a web server (NO_HTTP_SERVICE) has no config to remove.
  */
-import { isSpokeError, checkName } from '@spoke/shared';
+import { isSpokeError, checkName, type ForgetPlatformRequest, type PlatformForgetReport } from '@spoke/shared';
 import type { AgentTrees } from './sync.js';
 import type { WebConfig } from './webconfig.js';
-
-/** What the master asks. */
-export interface ForgetPlatformRequest {
-  platform: string;
-  /** Namespace path of the platform. */
-  tree: string;
-  pinnedImpl: string;
-  removeTree: boolean;
-}
-
-/** What happened (the connection turns it into the wire result). */
-export interface ForgetPlatformReport {
-  configRemoved: boolean;
-  reloaded: boolean;
-  treeRemoved: boolean;
-  problems: string[];
-  /** The config file that was (or would have been) removed. */
-  configPath: string;
-  /** User data kept when the tree was removed (relative to the platform root). */
-  kept: string[];
-}
 
 /**
  * Removes the platform's config, then forgets (and with removeTree deletes) its tree.
@@ -39,9 +18,9 @@ export interface ForgetPlatformReport {
 export async function forgetPlatform(
   deps: { web: Pick<WebConfig, 'removePlatform'>; trees: Pick<AgentTrees, 'forget'> },
   req: ForgetPlatformRequest,
-): Promise<ForgetPlatformReport> {
+): Promise<PlatformForgetReport> {
   checkName(req.platform, 'platform name');
-  const out: ForgetPlatformReport = { configRemoved: false, reloaded: false, treeRemoved: false, problems: [], configPath: '', kept: [] };
+  const out: PlatformForgetReport = { configRemoved: false, reloaded: false, treeRemoved: false, problems: [], configPath: '', kept: [] };
   try {
     const r = await deps.web.removePlatform({ platform: req.platform, pinnedImpl: req.pinnedImpl });
     out.configRemoved = r.removed;

@@ -9,30 +9,10 @@
  * php.user). MediaWiki: `php maintenance/runJobs.php --server http://DOMAIN --maxtime N --result
  * json` in the platform tree as php.user (its jobs are its cron).
  */
-import { checkDomain, fail, type Logger } from '@spoke/shared';
+import { checkDomain, fail, type Logger, type SiteCronReport, type SiteCronRequest } from '@spoke/shared';
 import type { HttpSettings } from './config.js';
 import { htmlText, localAddress, requestSite } from './siteinstall.js';
 import { tail, type PhpRun, type SitePhp } from './php/sitephp.js';
-
-/** A cron run, as the master asks. */
-export interface SiteCronRequest {
-  /** Namespace path of the platform. */
-  tree: string;
-  domain: string;
-  /** Registry kind: drupal7, drupal8, wordpress, mediawiki. */
-  kind: string;
-}
-
-/** What a cron run did. */
-export interface SiteCronReport {
-  /** What ran, e.g. "GET /cron/… via 127.0.0.1:80" (the key elided). */
-  method: string;
-  /** HTTP status (0 for runJobs.php). */
-  status: number;
-  /** One line: what the site answered. */
-  message: string;
-  ms: number;
-}
 
 /** What SiteCron needs. */
 export interface SiteCronDeps {

@@ -10,38 +10,9 @@
  * here. Other kinds are left for their web installer, with the reason.
  */
 import { request } from 'node:http';
-import { checkDomain, fail, type ErrorCode, type Logger } from '@spoke/shared';
+import { checkDomain, fail, type ErrorCode, type InstallSiteRequest, type Logger, type SiteInstallReport } from '@spoke/shared';
 import type { HttpSettings } from './config.js';
 import { PLATFORM_DRUSH, type SitePhp } from './php/sitephp.js';
-
-/** A site installer run, as the master asks. */
-export interface InstallSiteRequest {
-  domain: string;
-  kind: string;
-  /** Namespace path of the platform (Drupal). */
-  tree: string;
-  /** Drupal install profile (checked by the master against the platform's profiles). */
-  profile: string;
-  /** Drupal locale / langcode. @default en */
-  locale: string;
-  title: string;
-  adminUser: string;
-  adminEmail: string;
-  /** Never logged. */
-  adminPassword: string;
-}
-
-/** What the installer did. */
-export interface SiteInstallReport {
-  /** The installer ran and succeeded. */
-  ran: boolean;
-  /** Why it did not run ("" when it ran). */
-  reason: string;
-  /** The site's address. */
-  url: string;
-  /** The Drupal profile installed ("" for other kinds). */
-  profile: string;
-}
 
 /** What SiteInstaller needs. */
 export interface SiteInstallerDeps {

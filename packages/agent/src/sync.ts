@@ -14,12 +14,15 @@ import {
   removeTreeKeepingUserData,
   unframeBlobs,
   wire,
+  type ConvergeReport,
+  type ConvergeRequest,
   type FileHelper,
   type Logger,
   type Manifest,
   type ManifestEntry,
   type ReceivedBlob,
   type RootMap,
+  type TreeStatusReport,
 } from '@spoke/shared';
 import {
   buildReuseIndex,
@@ -41,16 +44,6 @@ import {
 const REUSE_MIN_BYTES = 1024 * 1024;
 /** Hashes per FetchBlobs request, by default. */
 export const FETCH_BATCH = 16_384;
-
-/** One converge as the master asked for it. */
-export interface ConvergeRequest {
-  tree: string;
-  rootHash: string;
-  excludes: string[];
-  label: string;
-  /** Re-observe the tree before deciding (an operator's verify): nothing committed is trusted unchecked. */
-  recheck?: boolean;
-}
 
 /** Progress as the connection forwards it to the master. */
 export type ProgressFn = (p: { message: string; done: number; total: number }) => void;
@@ -180,7 +173,7 @@ export class AgentTrees {
   }
 
   /** Makes `req.tree` equal to the master's desired tree. */
-  converge(req: ConvergeRequest, progress: ProgressFn): Promise<wire.ConvergeResult> {
+  converge(req: ConvergeRequest, progress: ProgressFn): Promise<ConvergeReport> {
     return this.withLock(req.tree, async () => {
       const hostRoot = this.rootMap.confine(req.tree, this.roots);
       const committed = readCommitted(this.stateDir, req.tree);
@@ -259,7 +252,7 @@ export class AgentTrees {
   }
 
   /** What is on disk for a tree, against what was last converged. */
-  status(tree: string, excludes: string[]): Promise<wire.TreeStatusResult> {
+  status(tree: string, excludes: string[]): Promise<TreeStatusReport> {
     return this.withLock(tree, async () => {
       const hostRoot = this.rootMap.confine(tree, this.roots);
       const committed = readCommitted(this.stateDir, tree);
@@ -397,7 +390,7 @@ export class AgentTrees {
   }
 }
 
-function emptyResult(rootHash: string): wire.ConvergeResult {
+function emptyResult(rootHash: string): ConvergeReport {
   return {
     inSync: true,
     rootHash,

@@ -15,7 +15,20 @@
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, realpath, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkDomain, checkName, fail, isSpokeError, type Logger, type RootMap } from '@spoke/shared';
+import {
+  checkDomain,
+  checkName,
+  fail,
+  isSpokeError,
+  type ConfigurePlatformRequest,
+  type ConfigureSiteRequest,
+  type Logger,
+  type PlatformConfigReport,
+  type RemoveSiteRequest,
+  type RootMap,
+  type SiteConfigReport,
+  type SiteRemoveReport,
+} from '@spoke/shared';
 import type { HttpSettings } from './config.js';
 import { findBinary, type DetectedService, type FpmSocket } from './detect.js';
 import { writeAtomic } from './converge/fsutil.js';
@@ -24,88 +37,6 @@ import { describeUserFiles, giveUserFilesToWebServer, type UserFilesOwner } from
 import { fixSitesPermissions, type SitesPermDeps } from './sitesperms.js';
 import { renderPlatformConfig, renderSiteConfig, type HttpImpl } from './webtemplate.js';
 import { DEFAULT_ACME_DIR, type SiteTlsStore } from './tls/sitetls.js';
-
-/** One platform to configure, as the master asks. */
-export interface ConfigurePlatformRequest {
-  platform: string;
-  /** Namespace path of the platform. */
-  tree: string;
-  /** Registry kind (drupal7, wordpress, generic, …). */
-  kind: string;
-  /** The http impl an operator pinned for this server ("" = none). */
-  pinnedImpl: string;
-}
-
-/** What configuring a platform did. */
-export interface PlatformConfigReport {
-  impl: HttpImpl;
-  /** The config file (host path). */
-  path: string;
-  /** The file was written (false: it already was as rendered). */
-  changed: boolean;
-  /** The server's config test ran and passed. */
-  tested: boolean;
-  reloaded: boolean;
-  /** Permission fixes made under sites/. */
-  fixed: string[];
-  /** What could not be fixed or looks wrong (the master logs them as warnings). */
-  problems: string[];
-}
-
-/** One site to configure, as the master asks. */
-export interface ConfigureSiteRequest {
-  domain: string;
-  platform: string;
-  /** Namespace path of the platform. */
-  tree: string;
-  kind: string;
-  aliases: readonly string[];
-  /** The aliases answer 301 to the domain. */
-  redirectAliases: boolean;
-  /** false: every name answers 503 with a maintenance page. */
-  enabled: boolean;
-  /** Paths relative to the platform root the web group must read (settings files): group web group, mode 0640. */
-  webGroupFiles: readonly string[];
-  /** The http impl an operator pinned for this server ("" = none). */
-  pinnedImpl: string;
-  /** The site's certificate for its 443 block (capability 12); null/absent: plain HTTP only. */
-  tls?: SiteTlsRequest | null;
-}
-
-/** A site's certificate and HTTPS options, as the master sends them. */
-export interface SiteTlsRequest {
-  /** Leaf first, then the chain. */
-  certPem: string;
-  keyPem: string;
-  redirect: boolean;
-  hsts: boolean;
-}
-
-/** What configuring a site did (the same shape as for a platform; `fixed` lists created dirs too). */
-export type SiteConfigReport = PlatformConfigReport;
-
-/** One site to remove from this web server. */
-export interface RemoveSiteRequest {
-  domain: string;
-  /** Namespace path of the platform. */
-  tree: string;
-  /** Also remove sites/<domain>/files and private (user data). */
-  deleteFiles: boolean;
-  pinnedImpl: string;
-}
-
-/** What removing a site did. */
-export interface SiteRemoveReport {
-  impl: HttpImpl;
-  /** The vhost file (host path). */
-  path: string;
-  /** The vhost existed and was removed (false: already gone). */
-  removed: boolean;
-  reloaded: boolean;
-  /** With deleteFiles: what was deleted, relative to the platform root. */
-  deleted: string[];
-  problems: string[];
-}
 
 /** What removing a platform's config did. */
 export interface PlatformRemoveReport {

@@ -2,9 +2,9 @@
  * The master's core: the components one operator call may span (namespace, enrollment, tasks,
  * agent hub), plus the operations that touch more than one of them.
  */
-import { fail, isSpokeError, SPOKE_VERSION, type Logger } from '@spoke/shared';
+import { fail, SPOKE_VERSION, type Logger } from '@spoke/shared';
 import type { Enroller } from './servers/ca.js';
-import type { AgentHub, TreeStatusReport } from './servers/hub.js';
+import type { AgentHub } from './servers/hub.js';
 import type { Namespace } from './namespace/namespace.js';
 import type { TaskEngine } from './tasks/engine.js';
 import type { Clock, PlatformInfo, TaskInfo } from './types.js';
@@ -12,12 +12,12 @@ import { verifyServerTask } from './servers/verify.js';
 import type { TreeStore } from './platforms/trees.js';
 import { PlatformSync } from './platforms/converge.js';
 import { PlatformBuilder, checkMakefileSource } from './platforms/build.js';
-import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { BuildLimits } from './platforms/buildfs.js';
 import type { Db } from './namespace/store.js';
 import { SiteTasks } from './sites/tasks.js';
 import { PlatformRemover, type RemovePlatformInput } from './platforms/platformremove.js';
+import { platformStatus, type PlatformStatusInfo } from './platforms/status.js';
 import { CronScheduler } from './sites/cronrunner.js';
 import { CronStore } from './sites/cronstore.js';
 import { SiteHttps } from './sites/https/https.js';
@@ -192,38 +192,9 @@ export class Core {
     return this.remover.submit(input);
   }
 
-  /** Desired vs observed per server, asking each agent what is on its disk. */
-  async platformStatus(name: string): Promise<{
-    platform: PlatformInfo;
-    files: number;
-    bytes: number;
-    servers: { server: string; online: boolean; report: TreeStatusReport | null; error: string }[];
-  }> {
-    const p = this.ns.getPlatform(name);
-    let files = 0;
-    let bytes = 0;
-    if (p.source.kind === 'existing' || existsSync(this.trees.hostPath(p.path))) {
-      try {
-        const m = await this.trees.manifest(p.path, p.excludes, { live: p.live });
-        this.ns.setDesiredRootHash(p.name, m.rootHash);
-        for (const e of m.entries) if (e.type === 'file') (files++, (bytes += e.size));
-      } catch (e) {
-        this.log.warn({ platform: name, err: (e as Error).message }, 'cannot scan platform for status');
-      }
-    }
-    const servers = await Promise.all(
-      this.ns.targets(p.server).map(async (server) => {
-        const online = this.hub.isOnline(server);
-        if (!online) return { server, online, report: null, error: 'offline' };
-        try {
-          const report = await this.hub.call(server, { type: 'treeStatus', tree: p.path, excludes: p.excludes }, { timeoutMs: 60_000 });
-          return { server, online, report, error: '' };
-        } catch (e) {
-          return { server, online, report: null, error: isSpokeError(e) ? `${e.code}: ${e.message}` : String(e) };
-        }
-      }),
-    );
-    return { platform: this.ns.getPlatform(name), files, bytes, servers };
+  /** Desired vs observed per server (platforms/status.ts; a read, it writes nothing). */
+  platformStatus(name: string): Promise<PlatformStatusInfo> {
+    return platformStatus({ ns: this.ns, trees: this.trees, hub: this.hub, log: this.log }, name);
   }
 
   /** Sets the address the TLS listener is bound to (known after bind). */

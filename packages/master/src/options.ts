@@ -3,7 +3,8 @@
  * them into fully-set options once at start-up. Only this module reads the environment.
  */
 import { resolve } from 'node:path';
-import { fail, parseHostPort } from '@spoke/shared';
+import { z } from 'zod';
+import { envInt, fail, LOG_LEVEL, parseEnv, parseHostPort } from '@spoke/shared';
 import { DEFAULT_BUILD_LIMITS } from './platforms/buildfs.js';
 
 /** What a caller may set. */
@@ -82,13 +83,31 @@ export interface MasterOptions {
 /** Fully-set master options. */
 export type CompiledMasterOptions = Required<MasterOptions>;
 
-function envInt(name: string, zeroOk = false): number | undefined {
-  const v = process.env[name];
-  if (v === undefined || v === '') return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0 || (n === 0 && !zeroOk)) throw fail('CONFIG_INVALID', `${name} must be a ${zeroOk ? 'non-negative' : 'positive'} number`);
-  return n;
-}
+/** The master's environment settings: each checked, none silently replaced by its default. */
+export const MASTER_ENV = z.object({
+  SPOKE_HEARTBEAT_MS: envInt(5000),
+  /** 0 = no reconnect grace. */
+  SPOKE_RECONNECT_GRACE_MS: envInt(60_000, 0),
+  SPOKE_MIN_FREE_BYTES: envInt(256 * 1024 * 1024),
+  SPOKE_LOG_LEVEL: LOG_LEVEL.default('info'),
+  /** Test hook: corrupt this many blobs served to agents. */
+  SPOKE_FAULT_CORRUPT_BLOBS: envInt(0, 0),
+  /** "off" disables the cron scheduler. */
+  SPOKE_CRON: z.string().optional(),
+  SPOKE_CRON_CONCURRENCY: envInt(4),
+  SPOKE_CRON_TICK_MS: envInt(10_000),
+  /** As --acme-directory, --acme-email, --acme-ca ("" = none). */
+  SPOKE_ACME_DIRECTORY: z.string().default(''),
+  SPOKE_ACME_EMAIL: z.string().default(''),
+  SPOKE_ACME_CA: z.string().default(''),
+  /** Time between certificate renewer ticks. */
+  SPOKE_HTTPS_TICK_MS: envInt(60_000),
+  /** Tests only: a file holding milliseconds the renewer's clock runs ahead ("" = the real clock). */
+  SPOKE_TEST_CLOCK_OFFSET_FILE: z.string().default(''),
+});
+
+/** The master's environment settings, checked. */
+export type MasterEnv = z.output<typeof MASTER_ENV>;
 
 function positive(what: string, n: number): number {
   if (!Number.isFinite(n) || n <= 0) throw fail('CONFIG_INVALID', `${what} must be a positive number, not ${String(n)}`);
@@ -113,11 +132,12 @@ function checkEmail(e: string): string {
 }
 
 /** Applies defaults and checks values. @throws SpokeError CONFIG_INVALID */
-export function compileMasterOptions(o: MasterOptions = {}): CompiledMasterOptions {
+export function compileMasterOptions(o: MasterOptions = {}, environ: Record<string, string | undefined> = process.env): CompiledMasterOptions {
   const stateDir = resolve(o.stateDir ?? '.spoke');
   const listen = o.listen ?? '127.0.0.1:7443';
   parseHostPort(listen);
-  const heartbeatIntervalMs = o.heartbeatIntervalMs ?? envInt('SPOKE_HEARTBEAT_MS') ?? 5000;
+  const env = parseEnv(MASTER_ENV, environ);
+  const heartbeatIntervalMs = o.heartbeatIntervalMs ?? env.SPOKE_HEARTBEAT_MS;
   return {
     stateDir,
     listen,
@@ -125,23 +145,23 @@ export function compileMasterOptions(o: MasterOptions = {}): CompiledMasterOptio
     socket: o.socket ? resolve(o.socket) : resolve(stateDir, 'spoke.sock'),
     heartbeatIntervalMs,
     heartbeatTtlMs: o.heartbeatTtlMs ?? heartbeatIntervalMs * 3,
-    agentReconnectGraceMs: o.agentReconnectGraceMs ?? envInt('SPOKE_RECONNECT_GRACE_MS', true) ?? 60_000,
+    agentReconnectGraceMs: o.agentReconnectGraceMs ?? env.SPOKE_RECONNECT_GRACE_MS,
     taskConcurrency: o.taskConcurrency ?? 4,
-    minFreeBytes: o.minFreeBytes ?? envInt('SPOKE_MIN_FREE_BYTES') ?? 256 * 1024 * 1024,
-    logLevel: o.logLevel ?? process.env.SPOKE_LOG_LEVEL ?? 'info',
-    faultCorruptBlobs: o.faultCorruptBlobs ?? envInt('SPOKE_FAULT_CORRUPT_BLOBS') ?? 0,
-    buildEnv: o.buildEnv ?? { ...process.env },
-    cron: o.cron ?? process.env.SPOKE_CRON !== 'off',
-    cronConcurrency: o.cronConcurrency ?? envInt('SPOKE_CRON_CONCURRENCY') ?? 4,
-    cronTickMs: o.cronTickMs ?? envInt('SPOKE_CRON_TICK_MS') ?? 10_000,
+    minFreeBytes: o.minFreeBytes ?? env.SPOKE_MIN_FREE_BYTES,
+    logLevel: o.logLevel ?? env.SPOKE_LOG_LEVEL,
+    faultCorruptBlobs: o.faultCorruptBlobs ?? env.SPOKE_FAULT_CORRUPT_BLOBS,
+    buildEnv: o.buildEnv ?? { ...environ },
+    cron: o.cron ?? env.SPOKE_CRON !== 'off',
+    cronConcurrency: o.cronConcurrency ?? env.SPOKE_CRON_CONCURRENCY,
+    cronTickMs: o.cronTickMs ?? env.SPOKE_CRON_TICK_MS,
     buildSourceDirs: (o.buildSourceDirs ?? []).map((d) => resolve(d)),
     buildMaxBytes: positive('build max bytes', o.buildMaxBytes ?? DEFAULT_BUILD_LIMITS.maxBytes),
     buildMaxEntries: positive('build max entries', o.buildMaxEntries ?? DEFAULT_BUILD_LIMITS.maxEntries),
     buildMaxRatio: positive('build max ratio', o.buildMaxRatio ?? DEFAULT_BUILD_LIMITS.maxRatio),
-    acmeDirectory: checkAcmeDirectory(o.acmeDirectory ?? process.env.SPOKE_ACME_DIRECTORY ?? ''),
-    acmeEmail: checkEmail(o.acmeEmail ?? process.env.SPOKE_ACME_EMAIL ?? ''),
-    acmeCa: (o.acmeCa ?? process.env.SPOKE_ACME_CA ?? '') ? resolve(o.acmeCa ?? process.env.SPOKE_ACME_CA ?? '') : '',
-    httpsTickMs: o.httpsTickMs ?? envInt('SPOKE_HTTPS_TICK_MS') ?? 60_000,
-    clockOffsetFile: o.clockOffsetFile ?? process.env.SPOKE_TEST_CLOCK_OFFSET_FILE ?? '',
+    acmeDirectory: checkAcmeDirectory(o.acmeDirectory ?? env.SPOKE_ACME_DIRECTORY),
+    acmeEmail: checkEmail(o.acmeEmail ?? env.SPOKE_ACME_EMAIL),
+    acmeCa: (o.acmeCa ?? env.SPOKE_ACME_CA) ? resolve(o.acmeCa ?? env.SPOKE_ACME_CA) : '',
+    httpsTickMs: o.httpsTickMs ?? env.SPOKE_HTTPS_TICK_MS,
+    clockOffsetFile: o.clockOffsetFile ?? env.SPOKE_TEST_CLOCK_OFFSET_FILE,
   };
 }

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, createLogger, fail } from '@spoke/shared';
 import { compileMasterOptions } from './options.js';
 import { startMaster, type RunningMaster } from './master.js';
-import type { Command } from './cli/cli.js';
+import type { Command } from './cli/command.js';
 
 /** The name of the local agent server on a one-box install. */
 export const LOCAL_SERVER = 'master';

@@ -39,8 +39,7 @@
  */
 export const CAPABILITY_VERSION = 12;
 
-/** The lowest capability an agent needs for each command the master sends (default 1). */
-export const COMMAND_CAPABILITY: Readonly<Record<string, number>> = { converge: 8, treeStatus: 8, configurePlatform: 3, dbCreate: 4, dbDrop: 4, dbGrants: 4, dbDump: 4, dbRestore: 4, configureSite: 5, removeSite: 5, installSite: 5, siteTool: 9, siteCron: 10, siteFilesPack: 6, siteFilesUnpack: 6, forgetPlatform: 7, acmeChallenge: 12 };
+// The lowest capability each command needs: COMMAND_CAPABILITY in commands.ts.
 
 /** The capability a ConfigureSite with a certificate needs (see 12 above). */
 export const HTTPS_CAPABILITY = 12;

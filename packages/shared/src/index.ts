@@ -34,12 +34,55 @@ export type { KeyPair, CertRole, IssueOptions, CertIdentity } from './pki.js';
 export { createLogger, silentLogger } from './logger.js';
 export { AGENT_HEAP_HEADROOM_MB, boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, MASTER_NODE_FLAGS } from './heap.js';
 export type { Logger, LoggerOptions } from './logger.js';
-export { CAPABILITY_VERSION, COMMAND_CAPABILITY, HTTPS_CAPABILITY, SPOKE_VERSION } from './capability.js';
+export { CAPABILITY_VERSION, HTTPS_CAPABILITY, SPOKE_VERSION } from './capability.js';
+export { COMMAND_CAPABILITY } from './commands.js';
+export type {
+  AgentCommand,
+  AgentCommands,
+  AgentCommandResults,
+  AcmeChallengeReport,
+  AcmeChallengeRequest,
+  AgentCommandType,
+  BytesReport,
+  ConfigurePlatformRequest,
+  ConfigureSiteRequest,
+  ConflictInfo,
+  ConvergeReport,
+  ConvergeRequest,
+  DbAccountRequest,
+  DbDropReport,
+  DbGrantsReport,
+  DetectedServiceReport,
+  DriftInfo,
+  ForgetPlatformRequest,
+  HostFactsInfo,
+  InstallSiteRequest,
+  PlatformConfigReport,
+  PlatformForgetReport,
+  RemoveSiteRequest,
+  RootCheck,
+  SiteConfigReport,
+  SiteCronReport,
+  SiteCronRequest,
+  SiteFilesPackReport,
+  SiteFilesRequest,
+  SiteFilesUnpackReport,
+  SiteInstallReport,
+  SiteRemoveReport,
+  SiteTlsConfig,
+  SiteToolOp,
+  SiteToolReport,
+  SiteToolRequest,
+  SiteUpdateInfo,
+  TreeStatusReport,
+  VerifyReport,
+} from './commands.js';
 export { RootMap } from './rootmap.js';
 export { toServiceError, fromServiceError } from './rpc.js';
 export { channelOptions, clientTls, serverTls, parseHostPort, grpcTarget } from './grpc.js';
 export * as wire from './wire.js';
 export * from './sync/index.js';
 export { formatBytes } from './format.js';
+export { envInt, LOG_LEVEL, parseEnv, parseWith } from './schema.js';
 export { removeTreeKeepingUserData } from './treeremove.js';
 export type { TreeRemoval } from './treeremove.js';

@@ -17,6 +17,8 @@ export * from './gen/spoke/v1/agent.js';
 // The generated files each define these helpers; name one set explicitly to settle the clash.
 export { protobufFileName, protobufPackage } from './gen/spoke/v1/types.js';
 export type { DeepPartial, Exact, MessageFns } from './gen/spoke/v1/types.js';
+// Agent commands between their domain form and the wire (the hub and the agent's connection).
+export { commandToWire, commandFromWire, resultToWire, resultFromWire } from './commandwire.js';
 
 /**
  * BlobChunk (one field: `bytes data = 1`) without the generated codec's copies. That codec copies

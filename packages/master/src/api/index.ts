@@ -1,6 +1,13 @@
 /**
- * Registers the gRPC services on a listener: the TLS port serves agents and certificate-holding
- * operators; the unix socket serves the Operator service only.
+ * Room `api/`: the gRPC handlers, where wire messages become domain types and back.
+ *
+ * - operator.ts  the Operator service (CLI → master); validation of requests happens here
+ * - agent.ts     the Agent service (Enroll, Connect, GetManifest, FetchBlobs, dump/file transfers)
+ * - auth.ts      which listener a call came through and what its certificate allows
+ * - convert.ts   domain ↔ wire conversions
+ *
+ * This file registers the services on a listener: the TLS port serves agents and
+ * certificate-holding operators; the unix socket serves the Operator service only.
  */
 import type { Server } from '@grpc/grpc-js';
 import { wire, type Logger } from '@spoke/shared';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { addAgent, expectRefused, freshNamespace, snapshot } from '../testutil.js';
+import { SITE_STATUS_TRANSITIONS } from './sites.js';
 
 const existing = { kind: 'existing' as const };
 const DB = { name: 'example_com', user: 'example_com', password: 'p'.repeat(32) };
@@ -118,5 +119,34 @@ describe('deleting a site', () => {
     ns.deleteSite('example.com');
     ns.removeServer('db1');
     expect(ns.hasServer('db1')).toBe(false);
+  });
+});
+
+describe('site status transitions', () => {
+  it('every status has a row in the table, naming only known statuses', () => {
+    const all = Object.keys(SITE_STATUS_TRANSITIONS).sort();
+    expect(all).toEqual(['deleting', 'disabled', 'failed', 'installed', 'installing', 'pending']);
+    for (const to of Object.values(SITE_STATUS_TRANSITIONS).flat()) expect(all).toContain(to);
+  });
+
+  it('the changes the site tasks make pass: install, disable/enable, delete and its undo', () => {
+    const { ns } = setup();
+    expect(ns.setSiteStatus('example.com', 'installed')).toBe('installing');
+    expect(ns.setSiteStatus('example.com', 'installed')).toBe('installed'); // the same status again
+    ns.setSiteStatus('example.com', 'disabled');
+    ns.setSiteStatus('example.com', 'installed');
+    const before = ns.setSiteStatus('example.com', 'deleting');
+    ns.setSiteStatus('example.com', before);
+    expect(ns.getSite('example.com').status).toBe('installed');
+  });
+
+  it('refuses a change the table does not allow (INTERNAL) and changes nothing', () => {
+    const { db, ns } = setup();
+    const e = expectRefused(db, 'INTERNAL', () => ns.setSiteStatus('example.com', 'disabled'));
+    expect(e.message).toBe('site example.com: illegal status change installing -> disabled');
+    ns.setSiteStatus('example.com', 'installed');
+    expectRefused(db, 'INTERNAL', () => ns.setSiteStatus('example.com', 'installing'));
+    expectRefused(db, 'INTERNAL', () => ns.setSiteStatus('example.com', 'pending'));
+    expectRefused(db, 'SITE_NOT_FOUND', () => ns.setSiteStatus('nope.test', 'installed'));
   });
 });

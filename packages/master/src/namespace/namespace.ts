@@ -181,7 +181,7 @@ export class Namespace {
     return this.sites.checkRemoveAlias(site, alias);
   }
 
-  setSiteStatus(domain: string, status: SiteStatus, opts?: { installedMs?: number }): void {
+  setSiteStatus(domain: string, status: SiteStatus, opts?: { installedMs?: number }): SiteStatus {
     return this.sites.setSiteStatus(domain, status, opts);
   }
 

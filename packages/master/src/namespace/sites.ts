@@ -67,6 +67,28 @@ export interface CronSiteRow {
 /** Thrown inside a transaction to roll back a dry run. */
 const DRY_RUN = Symbol('dry run');
 
+/**
+ * Allowed site status changes; every change goes through `setSiteStatus`, which refuses any other.
+ * A row is created `installing` by the task that reserves it (install, import, the copy of a
+ * clone or migrate; `pending` is the default of a bare `createSite`), and a failed reservation is
+ * rolled back by deleting the row, not by a status.
+ * - installing → installed: the task's last step (install, import, clone/migrate `finish`)
+ * - installed ⇄ disabled: `site disable` / `site enable` (either from failed too)
+ * - failed → installed: a `site verify` or `site restore` that succeeded
+ * - any → deleting: the first step of `site delete`; its undo puts back the status it had
+ *   (deleting → any)
+ * Nothing moves a site into `failed` today: a task that cannot roll back completely says so in its
+ * error and log (`rollback incomplete`) and leaves the status as it was.
+ */
+export const SITE_STATUS_TRANSITIONS: Readonly<Record<SiteStatus, readonly SiteStatus[]>> = {
+  pending: ['installing', 'installed', 'deleting'],
+  installing: ['installed', 'deleting'],
+  installed: ['disabled', 'deleting'],
+  disabled: ['installed', 'deleting'],
+  failed: ['installed', 'disabled', 'deleting'],
+  deleting: ['pending', 'installing', 'installed', 'disabled', 'failed'],
+};
+
 /** Sites: rules and queries. */
 export class Sites {
   constructor(
@@ -217,12 +239,20 @@ export class Sites {
     return r;
   }
 
-  /** Sets a site's status (the site tasks are its writer). @throws SpokeError SITE_NOT_FOUND */
-  setSiteStatus(domain: string, status: SiteStatus, opts: { installedMs?: number } = {}): void {
-    this.mustSiteRow(domain);
+  /**
+   * Sets a site's status (the site tasks are its writer); the change must be in
+   * SITE_STATUS_TRANSITIONS (setting the status it has is always allowed). Returns the status before.
+   * @throws SpokeError SITE_NOT_FOUND, INTERNAL (a change the table does not allow: a bug)
+   */
+  setSiteStatus(domain: string, status: SiteStatus, opts: { installedMs?: number } = {}): SiteStatus {
+    const from = this.mustSiteRow(domain).status;
+    if (from !== status && !SITE_STATUS_TRANSITIONS[from].includes(status)) {
+      throw fail('INTERNAL', `site ${domain}: illegal status change ${from} -> ${status}`);
+    }
     this.db
       .prepare('UPDATE sites SET status = ?, installed_ms = COALESCE(?, installed_ms) WHERE domain = ?')
       .run(status, opts.installedMs ?? null, domain);
+    return from;
   }
 
   /** Records how the web servers reach the site's database. @throws SpokeError SITE_NOT_FOUND */

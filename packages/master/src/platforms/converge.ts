@@ -6,7 +6,8 @@
  * with `--live`, a change under the canonical tree queues one too, debounced.
  */
 import { checkSymlinkTarget, formatBytes as human, fail, isSpokeError, type Logger, type Manifest } from '@spoke/shared';
-import type { AgentHub, ConflictInfo, ConvergeReport, HelloEvent } from '../servers/hub.js';
+import type { AgentHub, HelloEvent } from '../servers/hub.js';
+import type { ConflictInfo, ConvergeReport } from '@spoke/shared';
 import type { PlatformBuilder } from './build.js';
 import type { Namespace } from '../namespace/namespace.js';
 import type { TaskContext, TaskEngine, TaskHandler } from '../tasks/engine.js';

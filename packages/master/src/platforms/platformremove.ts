@@ -14,11 +14,13 @@ import { existsSync, rmSync } from 'node:fs';
 import { moveDir } from '../fsmove.js';
 import { dirname, join } from 'node:path';
 import { fail, isSpokeError, removeTreeKeepingUserData, type Logger } from '@spoke/shared';
-import type { AgentHub, PlatformForgetReport } from '../servers/hub.js';
+import type { AgentHub } from '../servers/hub.js';
+import type { PlatformForgetReport } from '@spoke/shared';
 import type { Namespace } from '../namespace/namespace.js';
 import type { TaskContext, TaskEngine } from '../tasks/engine.js';
 import type { TreeStore } from './trees.js';
 import type { TaskInfo } from '../types.js';
+import { paramsOf } from '../tasks/params.js';
 import type { SiteTasks } from '../sites/tasks.js';
 
 /** What `platform rm` takes. */
@@ -86,11 +88,11 @@ export class PlatformRemover {
   }
 
   private async run(ctx: TaskContext): Promise<RemovePlatformResult> {
-    const params = ctx.task.params;
-    const name = String(params.platform);
+    const params = paramsOf(ctx.task, 'platform.remove');
+    const name = params.platform;
     const deleteFiles = params.deleteFiles === true;
     const offlineOk = params.offlineOk === true;
-    const siteTasks = (params.siteTasks as number[] | undefined) ?? [];
+    const siteTasks = params.siteTasks ?? [];
     const p = this.ns.getPlatform(name);
 
     for (const id of siteTasks) {

@@ -3,7 +3,8 @@
  * services, that its roots are writable, and free disk. Fails naming each member that failed.
  */
 import { formatBytes as human, fail, isSpokeError } from '@spoke/shared';
-import type { AgentHub, VerifyReport } from './hub.js';
+import type { AgentHub } from './hub.js';
+import type { VerifyReport } from '@spoke/shared';
 import type { Namespace } from '../namespace/namespace.js';
 import type { TaskHandler } from '../tasks/engine.js';
 

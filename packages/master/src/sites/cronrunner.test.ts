@@ -7,7 +7,8 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fail, silentLogger } from '@spoke/shared';
-import type { AgentCommand, CallOptions, SiteCronReport } from '../servers/hub.js';
+import type { CallOptions } from '../servers/hub.js';
+import type { AgentCommand, SiteCronReport } from '@spoke/shared';
 import { addAgent, expectRefused, freshNamespace, snapshot } from '../testutil.js';
 import { cronOffsetMs } from './cron.js';
 import { CronScheduler, type CronHub } from './cronrunner.js';
@@ -238,7 +239,7 @@ describe('site cron (runNow)', () => {
   it('refuses a disabled site (SITE_DISABLED), one not installed, a kind without cron and an unknown site, recording nothing', async () => {
     const f = setup({ sites: ['a.test', 'b.test'] });
     f.ns.setSiteStatus('a.test', 'disabled');
-    f.ns.setSiteStatus('b.test', 'installing');
+    f.ns.setSiteStatus('b.test', 'deleting');
     const refusal = async (domain: string, code: string) => {
       const before = JSON.stringify(snapshot(f.db));
       const e = await f.cron.runNow(domain).then(
@@ -251,7 +252,7 @@ describe('site cron (runNow)', () => {
       return e?.message;
     };
     expect(await refusal('a.test', 'SITE_DISABLED')).toBe('site a.test is disabled: its cron does not run (nothing was run; enable it first: spoke site enable a.test)');
-    expect(await refusal('b.test', 'SITE_NOT_INSTALLED')).toBe('site b.test is installing; cron runs only on installed sites');
+    expect(await refusal('b.test', 'SITE_NOT_INSTALLED')).toBe('site b.test is deleting; cron runs only on installed sites');
     expect(await refusal('nope.test', 'SITE_NOT_FOUND')).toMatch(/no site named nope\.test/);
     f.ns.setSiteStatus('b.test', 'installed');
     f.ns.setRegistry('d7', JSON.stringify({ kind: 'generic' }));

@@ -8,7 +8,8 @@
  * `manual`; a run already going for that site is joined, not doubled.
  */
 import { fail, isSpokeError, type Logger } from '@spoke/shared';
-import type { AgentCommand, AgentCommandResults, CallOptions } from '../servers/hub.js';
+import type { CallOptions } from '../servers/hub.js';
+import type { AgentCommand, AgentCommandResults } from '@spoke/shared';
 import type { Namespace } from '../namespace/namespace.js';
 import type { Clock, SiteInfo } from '../types.js';
 import { CRON_KINDS, cronSkipReason, nextCronRun, planCron, type CronSite } from './cron.js';

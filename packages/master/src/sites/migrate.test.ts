@@ -56,7 +56,7 @@ describe('site clone / migrate: refusals at submit', () => {
     expectRefused(db, 'SERVER_NOT_FOUND', () => sites.migrate({ domain: 'blog.test', platform: 'wp2', dbServer: 'nope' }));
     mkdirSync(join(sites.trees.hostPath('/var/www/wp2'), 'sites/news.test'), { recursive: true });
     expectRefused(db, 'SITE_DIR_EXISTS', () => sites.migrate({ domain: 'blog.test', platform: 'wp2', newDomain: 'news.test' }));
-    ns.setSiteStatus('blog.test', 'installing');
+    ns.setSiteStatus('blog.test', 'deleting');
     expectRefused(db, 'SITE_NOT_INSTALLED', () => sites.migrate({ domain: 'blog.test', platform: 'wp2' }));
     expect(tasks.list({})).toEqual([]);
   });

@@ -24,6 +24,7 @@ import type { PlatformInfo, SiteInfo } from '../types.js';
 import { newSiteSalt, siteDir, type SiteFacts } from './settings.js';
 import { dumpMarkerOffset, dumpSchema, dumpWithStatements, renameStatements } from './rename.js';
 import type { Step } from '../tasks/steps.js';
+import { paramsOf, type TaskParams } from '../tasks/params.js';
 import { describeUpdates } from './drupal.js';
 import type { SiteBackups } from './backuptasks.js';
 import type { ConfigureUndo, DbUndo, SiteOps, WriteUndo } from './ops.js';
@@ -56,17 +57,7 @@ export interface MigrateSiteInput {
 }
 
 /** The task params (both kinds): everything the steps need, also after a restart. */
-interface MoveParams {
-  /** The source site. */
-  domain: string;
-  /** Its platform (the source). */
-  platform: string;
-  newDomain: string;
-  target: string;
-  dbServer: string;
-  /** Turn HTTPS on at the end (absent in tasks queued before HTTPS existed). */
-  https?: boolean;
-}
+type MoveParams = TaskParams<'site.clone' | 'site.migrate'>;
 
 /** The copy being built (closure state of a running task). */
 interface Copy {
@@ -181,7 +172,7 @@ export class SiteMover {
 
   /** The steps of a site.clone / site.migrate task, from its params alone. */
   steps(ctx: TaskContext, state: { result?: unknown }): Step[] {
-    const p = ctx.task.params as unknown as MoveParams;
+    const p = paramsOf(ctx.task, 'site.clone', 'site.migrate');
     const migrate = ctx.task.kind === 'site.migrate';
     const work = join(this.workDir, `task-${ctx.task.id}`);
     const copy: { c?: Copy } = {};

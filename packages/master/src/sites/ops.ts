@@ -8,7 +8,8 @@
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fail, isSpokeError } from '@spoke/shared';
-import type { AgentCommand, AgentCommandResults, AgentHub, CallOptions, SiteTlsConfig } from '../servers/hub.js';
+import type { AgentHub, CallOptions } from '../servers/hub.js';
+import type { AgentCommand, AgentCommandResults, SiteTlsConfig } from '@spoke/shared';
 import type { Step } from '../tasks/steps.js';
 import type { Namespace } from '../namespace/namespace.js';
 import { configOutcome, type PlatformSync } from '../platforms/converge.js';

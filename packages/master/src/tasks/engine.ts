@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { SpokeError, fail, isSpokeError, type Logger } from '@spoke/shared';
 import type { Db } from '../namespace/store.js';
 import type { Clock, TaskInfo, TaskLogEntry, TaskState } from '../types.js';
+import { checkTaskParams } from './params.js';
 
 /** What a running task's handler gets. */
 export interface TaskContext {
@@ -353,6 +354,7 @@ export class TaskEngine {
     const done = (async () => {
       try {
         if (!handler) throw fail('INTERNAL', `no handler for task kind ${row.kind}`);
+        task.params = checkTaskParams(row, row.params_json);
         const result = await handler(ctx);
         // A resumable task that finished its work is done, even when the stop came meanwhile.
         if (controller.signal.aborted && !resumable) throw controller.signal.reason;
@@ -387,7 +389,7 @@ function toTask(r: TaskRow): TaskInfo {
     kind: r.kind,
     entity: r.entity,
     state: r.state,
-    params: JSON.parse(r.params_json) as Record<string, unknown>,
+    params: jsonObject(r.params_json),
     result: r.result_json ? (JSON.parse(r.result_json) as unknown) : null,
     errorCode: r.error_code,
     errorMessage: r.error_message,
@@ -395,4 +397,14 @@ function toTask(r: TaskRow): TaskInfo {
     startedMs: r.started_ms,
     finishedMs: r.finished_ms,
   };
+}
+
+/** A stored JSON object; {} for a row that holds anything else (the run refuses it: checkTaskParams). */
+function jsonObject(text: string): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(text);
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
 }

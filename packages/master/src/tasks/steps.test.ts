@@ -167,7 +167,9 @@ describe('rollback after a restart (real SQLite file)', () => {
       },
     });
     first.tasks.start();
-    const id = first.tasks.submit({ kind: 'site.install', entity: 'site:x', locks: ['platform:p'] }).id;
+    // (the params a site.install is submitted with: the engine checks them against its schema)
+    const params = { domain: 'x.example.com', platform: 'p', dbServer: 'db', kind: 'drupal7', title: 'X', adminUser: 'admin', adminEmail: 'admin@x.example.com' };
+    const id = first.tasks.submit({ kind: 'site.install', entity: 'site:x', locks: ['platform:p'], params }).id;
     await new Promise((r) => setTimeout(r, 30));
     expect(trace1).toEqual(['do a', 'do b', 'do c']);
     first.db.close(); // SIGKILL: no stop(), nothing more written
@@ -212,7 +214,7 @@ describe('rollback after a restart (real SQLite file)', () => {
   it('a shutdown mid-rollback leaves the rest for the next start-up, which finishes it', async () => {
     const file = tmpDb();
     const a = engine(file);
-    a.db.prepare("INSERT INTO tasks (kind, entity, locks_json, state, params_json, created_ms, steps_json) VALUES ('site.delete', 'site:x', '[\"site:x\"]', 'running', '{}', 1, ?)").run(
+    a.db.prepare("INSERT INTO tasks (kind, entity, locks_json, state, params_json, created_ms, steps_json) VALUES ('site.delete', 'site:x', '[\"site:x\"]', 'running', '{\"domain\":\"x.example.com\",\"platform\":\"p\"}', 1, ?)").run(
       JSON.stringify({ done: [{ name: 'a', undo: { n: 0 } }, { name: 'b', undo: { n: 1 } }], inflight: null, committed: null }),
     );
     const trace: string[] = [];

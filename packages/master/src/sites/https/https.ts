@@ -20,8 +20,7 @@
  * ACME certificate — never before its next attempt after a failure, and never while a task of the
  * site is queued or running.
  */
-import { fail, isSpokeError, type Logger } from '@spoke/shared';
-import type { SiteTlsConfig } from '../../servers/hub.js';
+import { fail, isSpokeError, type Logger, type SiteTlsConfig } from '@spoke/shared';
 import type { Db } from '../../namespace/store.js';
 import type { TaskContext, TaskEngine } from '../../tasks/engine.js';
 import type { Clock, TaskInfo } from '../../types.js';
