@@ -36,7 +36,7 @@ const WIRE_EDGES = [
   /^packages\/agent\/src\/connection\.ts$/,
   /^packages\/agent\/src\/enroll\.ts$/,
   /^packages\/agent\/src\/sync\.ts$/,
-  /^packages\/shared\/src\/(wire|index|grpc|rpc|commandwire)\.ts$/,
+  /^packages\/shared\/src\/(wire|wireoperator|index|client|grpc|rpc|commandwire)\.ts$/,
 ];
 
 describe('architecture', () => {
@@ -55,9 +55,13 @@ describe('architecture', () => {
     expect(bad).toEqual([]);
   });
 
-  it('packages are entered only through their index', () => {
+  it('packages are entered only through their index (and shared\'s lean client door)', () => {
     const bad = pkgs.flatMap((p) =>
-      files[p].flatMap((f) => imports(f).filter((i) => /^@spoke\/\w+\//.test(i)).map((i) => `${relative(ROOT, f)} imports ${i}`)),
+      files[p].flatMap((f) =>
+        imports(f)
+          .filter((i) => /^@spoke\/\w+\//.test(i) && i !== '@spoke/shared/client')
+          .map((i) => `${relative(ROOT, f)} imports ${i}`),
+      ),
     );
     expect(bad).toEqual([]);
   });
@@ -69,7 +73,7 @@ describe('architecture', () => {
         const rel = relative(ROOT, f);
         if (WIRE_EDGES.some((re) => re.test(rel)) || rel.endsWith('.test.ts')) continue;
         const text = readFileSync(f, 'utf8');
-        if (/\bwire\b[^\n]*from '@spoke\/shared'|from ['"][./]*gen\//.test(text) || /import[^;]*\bwire\b[^;]*from '@spoke\/shared'/s.test(text)) {
+        if (/\bwire\b[^\n]*from '@spoke\/shared(?:\/client)?'|from ['"][./]*gen\//.test(text) || /import[^;]*\bwire\b[^;]*from '@spoke\/shared(?:\/client)?'/s.test(text)) {
           bad.push(rel);
         }
       }

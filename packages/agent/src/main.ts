@@ -2,10 +2,11 @@
  * `spoke-agent`: enroll | run | version. The only place that wires the agent's graph.
  */
 import { parseArgs } from 'node:util';
-import { SPOKE_VERSION, boundHeapGrowth, AGENT_HEAP_HEADROOM_MB, createLogger, isSpokeError } from '@spoke/shared';
+import { SPOKE_VERSION, boundHeapGrowth, AGENT_HEAP_HEADROOM_MB, createLogger, didYouMean, formatHelp, isSpokeError, unknownOptionMessage } from '@spoke/shared';
 import { compileAgentOptions } from './config.js';
 import { enroll } from './enroll.js';
 import { startAgent } from './agent.js';
+import { AGENT_FLAGS, AGENT_HELP } from './usage.js';
 
 /** Exit code when the master refused this agent's identity (revoked or unknown certificate). */
 const EXIT_REFUSED = 3;
@@ -13,7 +14,8 @@ const EXIT_REFUSED = 3;
 const USAGE = `usage:
   spoke-agent enroll --master HOST:PORT --token TOKEN --state-dir DIR [--roots /var/aegir,/var/www]
   spoke-agent run --state-dir DIR [--root DIR] [--master HOST:PORT]
-  spoke-agent version`;
+  spoke-agent version
+(spoke-agent enroll --help, spoke-agent run --help: each flag explained)`;
 
 function usage(msg: string): never {
   process.stderr.write(`error: USAGE: ${msg}\n${USAGE}\n`);
@@ -31,6 +33,14 @@ async function main(argv: string[]): Promise<void> {
     if (cmd === undefined) process.exit(2);
     return;
   }
+  if (cmd !== 'enroll' && cmd !== 'run') {
+    const guess = didYouMean(cmd, ['enroll', 'run', 'version']);
+    usage(`unknown command ${JSON.stringify(cmd)}${guess ? ` (did you mean "${guess}"?)` : ''}`);
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(formatHelp('spoke-agent', AGENT_HELP[cmd]));
+    return;
+  }
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
@@ -45,7 +55,7 @@ async function main(argv: string[]): Promise<void> {
       strict: true,
     }));
   } catch (e) {
-    usage((e as Error).message);
+    usage(unknownOptionMessage((e as Error).message, AGENT_FLAGS[cmd]));
   }
   const stateDir = values['state-dir'] as string | undefined;
   if (!stateDir) usage('--state-dir is required');
@@ -61,7 +71,6 @@ async function main(argv: string[]): Promise<void> {
     );
     return;
   }
-  if (cmd !== 'run') usage(`unknown command ${JSON.stringify(cmd)}`);
   const opts = compileAgentOptions({ stateDir, root: values.root as string | undefined, master: values.master as string | undefined });
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'agent', server: opts.server } });
   boundHeapGrowth(process.env, AGENT_HEAP_HEADROOM_MB);

@@ -84,6 +84,8 @@ export class Core {
     buildEnv?: Record<string, string | undefined>;
     /** Cron runs at once and time between scheduler ticks. @default 4, 10000 */
     cron?: { concurrency?: number; tickMs?: number };
+    /** The reconcile loop's interval and first backoff (platforms/reconcile.ts). */
+    reconcile?: { intervalMs?: number; backoffMs?: number };
     /** Directories local build sources may come from. @default [] (each makefile's own directory) */
     buildSourceDirs?: readonly string[];
     /** Per-build limits. @default DEFAULT_BUILD_LIMITS (buildfs.ts) */
@@ -109,7 +111,17 @@ export class Core {
       limits: deps.buildLimits ?? {},
     });
     this.builder = builder;
-    this.sync = new PlatformSync({ ns: this.ns, hub: this.hub, tasks: this.tasks, trees: this.trees, log: this.log.child({ component: 'master.converge' }), builder });
+    this.sync = new PlatformSync({
+      ns: this.ns,
+      hub: this.hub,
+      tasks: this.tasks,
+      trees: this.trees,
+      log: this.log.child({ component: 'master.converge' }),
+      builder,
+      clock: this.clock,
+      reconcileIntervalMs: deps.reconcile?.intervalMs,
+      reconcilePolicy: deps.reconcile?.backoffMs ? { baseBackoffMs: deps.reconcile.backoffMs } : {},
+    });
     this.sites = new SiteTasks({
       ns: this.ns,
       hub: this.hub,

@@ -3,15 +3,17 @@
  * the master's graph for the standalone daemon.
  */
 import { parseArgs } from 'node:util';
-import { SPOKE_VERSION, boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, createLogger, isSpokeError } from '@spoke/shared';
+import { SPOKE_VERSION, boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, createLogger, didYouMean, formatHelp, isSpokeError, unknownOptionMessage } from '@spoke/shared';
 import { compileMasterOptions } from './options.js';
 import { startMaster } from './master.js';
+import { MASTER_FLAGS, MASTER_RUN_HELP } from './usage.js';
 
 const USAGE = `usage:
   spoke-master run [--state-dir DIR] [--listen HOST:PORT] [--root DIR] [--socket PATH]
                    [--build-source-dir DIR]... [--build-max-bytes N] [--build-max-entries N] [--build-max-ratio N]
                    [--acme-directory URL] [--acme-email E] [--acme-ca FILE]
-  spoke-master version`;
+  spoke-master version
+(spoke-master run --help: each flag explained)`;
 
 /** A count option: digits only, so "1e9" or "10G" are refused rather than guessed at. */
 function count(flag: string, v: string | undefined): number | undefined {
@@ -30,12 +32,17 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (cmd !== 'run') {
-    process.stderr.write(`${cmd && cmd !== 'help' && cmd !== '--help' ? `error: USAGE: unknown command ${JSON.stringify(cmd)}\n` : ''}${USAGE}\n`);
+    const guess = cmd ? didYouMean(cmd, ['run', 'version']) : undefined;
+    process.stderr.write(
+      `${cmd && cmd !== 'help' && cmd !== '--help' ? `error: USAGE: unknown command ${JSON.stringify(cmd)}${guess ? ` (did you mean "${guess}"?)` : ''}\n` : ''}${USAGE}\n`,
+    );
     process.exit(cmd === 'help' || cmd === '--help' ? 0 : 2);
   }
-  let values: Partial<
-    Record<'state-dir' | 'listen' | 'root' | 'socket' | 'build-max-bytes' | 'build-max-entries' | 'build-max-ratio' | 'acme-directory' | 'acme-email' | 'acme-ca', string>
-  > & {
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(formatHelp('spoke-master', MASTER_RUN_HELP));
+    return;
+  }
+  let values: Partial<Record<'state-dir' | 'listen' | 'root' | 'socket' | 'build-max-bytes' | 'build-max-entries' | 'build-max-ratio' | 'acme-directory' | 'acme-email' | 'acme-ca', string>> & {
     'build-source-dir'?: string[];
   };
   try {
@@ -57,7 +64,7 @@ async function main(argv: string[]): Promise<void> {
       strict: true,
     }));
   } catch (e) {
-    process.stderr.write(`error: USAGE: ${(e as Error).message}\n${USAGE}\n`);
+    process.stderr.write(`error: USAGE: ${unknownOptionMessage((e as Error).message, MASTER_FLAGS)}\n${USAGE}\n`);
     process.exit(2);
   }
   boundHeapGrowth(process.env, MASTER_HEAP_HEADROOM_MB);

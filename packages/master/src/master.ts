@@ -130,6 +130,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
       db,
       buildEnv: opts.buildEnv,
       cron: { concurrency: opts.cronConcurrency, tickMs: opts.cronTickMs },
+      reconcile: { intervalMs: opts.reconcileIntervalMs, backoffMs: opts.reconcileBackoffMs },
       buildSourceDirs: opts.buildSourceDirs,
       buildLimits: { maxBytes: opts.buildMaxBytes, maxEntries: opts.buildMaxEntries, maxRatio: opts.buildMaxRatio },
       https: {
@@ -157,6 +158,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
     chmodSync(opts.socket, 0o600);
     tasks.start();
     core.https.start();
+    core.sync.startReconcile();
     if (opts.cron) core.cron.start();
     else log.warn('the cron scheduler is off (SPOKE_CRON=off): no site cron runs on schedule; spoke site cron DOMAIN still runs one');
     log.info({ listen, socket: opts.socket, stateDir: opts.stateDir, root: opts.root || '/' }, 'master started');

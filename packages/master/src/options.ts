@@ -28,6 +28,13 @@ export interface MasterOptions {
    * @default 60000 (env SPOKE_RECONNECT_GRACE_MS)
    */
   agentReconnectGraceMs?: number;
+  /**
+   * How often the reconcile loop compares desired vs observed trees without an event.
+   * @default 30000 (env SPOKE_RECONCILE_MS)
+   */
+  reconcileIntervalMs?: number;
+  /** Wait after a failed converge before the loop retries it (doubles per failure, ≤ 15 min). @default 15000 (env SPOKE_RECONCILE_BACKOFF_MS) */
+  reconcileBackoffMs?: number;
   /** Tasks that may run at once. @default 4 */
   taskConcurrency?: number;
   /** `server verify` fails when a root has less free space. @default 256 MiB */
@@ -104,6 +111,8 @@ export const MASTER_ENV = z.object({
   SPOKE_HTTPS_TICK_MS: envInt(60_000),
   /** Tests only: a file holding milliseconds the renewer's clock runs ahead ("" = the real clock). */
   SPOKE_TEST_CLOCK_OFFSET_FILE: z.string().default(''),
+  SPOKE_RECONCILE_MS: envInt(30_000),
+  SPOKE_RECONCILE_BACKOFF_MS: envInt(15_000),
 });
 
 /** The master's environment settings, checked. */
@@ -146,6 +155,8 @@ export function compileMasterOptions(o: MasterOptions = {}, environ: Record<stri
     heartbeatIntervalMs,
     heartbeatTtlMs: o.heartbeatTtlMs ?? heartbeatIntervalMs * 3,
     agentReconnectGraceMs: o.agentReconnectGraceMs ?? env.SPOKE_RECONNECT_GRACE_MS,
+    reconcileIntervalMs: o.reconcileIntervalMs ?? env.SPOKE_RECONCILE_MS,
+    reconcileBackoffMs: o.reconcileBackoffMs ?? env.SPOKE_RECONCILE_BACKOFF_MS,
     taskConcurrency: o.taskConcurrency ?? 4,
     minFreeBytes: o.minFreeBytes ?? env.SPOKE_MIN_FREE_BYTES,
     logLevel: o.logLevel ?? env.SPOKE_LOG_LEVEL,

@@ -12,9 +12,9 @@ import { boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, createLogger, fail } from '@s
 import { compileMasterOptions } from './options.js';
 import { startMaster, type RunningMaster } from './master.js';
 import type { Command } from './cli/command.js';
+import { LOCAL_SERVER } from './local.js';
 
-/** The name of the local agent server on a one-box install. */
-export const LOCAL_SERVER = 'master';
+export { LOCAL_SERVER } from './local.js';
 
 /** Finds the spoke-agent entry: $SPOKE_AGENT_BIN, beside this file, or the workspace build. */
 export function findAgentBin(): string {

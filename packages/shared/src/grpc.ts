@@ -2,7 +2,7 @@
  * Transport helpers shared by master, agent and CLI: credentials, channel options, addresses.
  */
 import { credentials, experimental, ServerCredentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
-import { MASTER_TLS_NAME } from './pki.js';
+import { MASTER_TLS_NAME } from './tlsname.js';
 import { fail } from './errors.js';
 
 /** Channel options every client uses: the master is verified by its fixed TLS name. */

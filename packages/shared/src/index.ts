@@ -84,5 +84,7 @@ export * as wire from './wire.js';
 export * from './sync/index.js';
 export { formatBytes } from './format.js';
 export { envInt, LOG_LEVEL, parseEnv, parseWith } from './schema.js';
+export { didYouMean, formatHelp, unknownOptionMessage } from './usage.js';
+export type { HelpSpec } from './usage.js';
 export { removeTreeKeepingUserData } from './treeremove.js';
 export type { TreeRemoval } from './treeremove.js';

@@ -6,6 +6,7 @@ import 'reflect-metadata';
 import { createHash, webcrypto, X509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { fail } from './errors.js';
+import { MASTER_TLS_NAME } from './tlsname.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -21,8 +22,7 @@ export interface KeyPair {
   keyPem: string;
 }
 
-/** The DNS name every master certificate carries; clients verify it whatever address they dial. */
-export const MASTER_TLS_NAME = 'spoke-master';
+export { MASTER_TLS_NAME };
 
 async function newKeys(): Promise<CryptoKeyPair> {
   return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;

@@ -99,6 +99,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     platformStatus: unary('PlatformStatus', async (req: wire.NameRequest) => {
       const s = await core.platformStatus(req.name);
       const desired = s.platform.desiredRootHash ?? '';
+      const retries = core.sync.retries(s.platform.name);
       return {
         platform: s.platform.name,
         desiredRootHash: desired,
@@ -116,6 +117,9 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
           driftTotal: x.report?.drift.total ?? 0,
           error: x.error,
           conflicts: (x.report?.conflicts ?? []).map((c) => ({ ...c, advice: conflictAdvice(s.platform.name, x.server, c) })),
+          retryAtMs: retries.get(x.server)?.nextMs ?? 0,
+          failures: retries.get(x.server)?.failures ?? 0,
+          lastError: retries.get(x.server)?.lastError ?? '',
         })),
       };
     }),

@@ -6,10 +6,12 @@
  * operator.ts); what they share (the command shape, printing, following a task) is command.ts.
  */
 import { parseArgs } from 'node:util';
-import { SPOKE_VERSION, SpokeError, fail, isSpokeError } from '@spoke/shared';
+import { SPOKE_VERSION, SpokeError, didYouMean, fail, isSpokeError, unknownOptionMessage } from '@spoke/shared/client';
 import { OperatorApi, type ConnectOptions } from './client.js';
 import { UsageError, type CliIO, type Command, type Ctx, type OptSpec } from './command.js';
 import { clusterCommands } from './cluster.js';
+import { bashCompletion, zshCompletion } from './completion.js';
+import { argNames, commandHelp } from './help.js';
 import { operatorCommands, statusCommands } from './operator.js';
 import { platformCommands } from './platform.js';
 import { serverCommands } from './server.js';
@@ -26,7 +28,7 @@ const GLOBAL: OptSpec = {
 };
 
 /** Every command, in the order help lists them. */
-const COMMANDS: Record<string, Command> = {
+export const COMMANDS: Record<string, Command> = {
   ...statusCommands,
   ...serverCommands,
   ...clusterCommands,
@@ -35,6 +37,31 @@ const COMMANDS: Record<string, Command> = {
   ...taskCommands,
   ...operatorCommands,
 };
+
+COMMANDS.completion = {
+  usage: 'completion bash|zsh',
+  summary: 'print a shell completion script (load it: source <(spoke completion bash))',
+  args: [1, 1],
+  async run(ctx, [shell]) {
+    if (shell !== 'bash' && shell !== 'zsh') throw new UsageError(`completion takes bash or zsh, got ${JSON.stringify(shell)}`);
+    ctx.io.out(shell === 'bash' ? bashCompletion(COMMANDS) : zshCompletion(COMMANDS));
+    return 0;
+  },
+};
+
+/** The message for a command that does not exist, with the nearest one when it looks like a typo. */
+function unknownCommand(words: string[], all: Record<string, Command>): string {
+  const [noun, verb] = words as [string, string | undefined];
+  const group = Object.keys(all).filter((k) => k.startsWith(`${noun} `));
+  if (group.length) {
+    const verbs = group.map((k) => k.split(' ')[1] as string);
+    const guess = verb === undefined ? undefined : didYouMean(verb, verbs);
+    return `${verb === undefined ? `${noun} needs a command` : `unknown command "${noun} ${verb}"`}${guess ? ` (did you mean "${noun} ${guess}"?)` : ''}; ${noun} has: ${verbs.join(', ')}`;
+  }
+  const nouns = [...new Set(Object.keys(all).map((k) => k.split(' ')[0] as string))];
+  const guess = didYouMean(noun, nouns);
+  return `unknown command "${noun}"${guess ? ` (did you mean "${guess}"?)` : ''} (see: spoke help)`;
+}
 
 COMMANDS['site list'] = { ...(COMMANDS['site ls'] as Command), usage: 'site list [--platform P]', summary: 'same as site ls' };
 
@@ -53,6 +80,8 @@ ${lines.join('\n')}
 
 The CLI talks to the master over <state-dir>/spoke.sock (default ./.spoke, or $SPOKE_STATE_DIR).
 Errors print as "error: CODE: message"; exit 0 = ok, 1 = refused or failed, 2 = usage.
+Every command explains itself: spoke COMMAND --help (e.g. spoke platform add --help).
+Shell completion: source <(spoke completion bash)   (or zsh)
 `;
 }
 
@@ -77,12 +106,13 @@ export async function runCli(argv: string[], io: CliIO, extra: Record<string, Co
     const gv = g.values as Record<string, string | boolean | undefined>;
     const output = (gv.output as string | undefined) ?? 'table';
     if (output !== 'table' && output !== 'json') throw new UsageError(`-o must be table or json, got ${output}`);
-    const words = rest.filter((a) => !a.startsWith('-'));
     if (rest[0] === 'version' || rest[0] === '--version') {
       io.out(`spoke ${SPOKE_VERSION}\n`);
       return 0;
     }
-    if (rest.length === 0 || rest[0] === 'help' || gv.help === true) {
+    const helpAsked = gv.help === true || rest[0] === 'help';
+    const words = (rest[0] === 'help' ? rest.slice(1) : rest).filter((a) => !a.startsWith('-'));
+    if (words.length === 0) {
       io.out(helpText(extra));
       return rest.length === 0 && gv.help !== true ? 2 : 0;
     }
@@ -90,12 +120,18 @@ export async function runCli(argv: string[], io: CliIO, extra: Record<string, Co
     const key = all[two] ? two : all[words[0] ?? ''] ? (words[0] as string) : undefined;
     if (!key) {
       const group = Object.keys(all).filter((k) => k.startsWith(`${words[0]} `));
-      throw new UsageError(
-        group.length ? `unknown command "${two}"; ${words[0]} has: ${group.map((k) => k.split(' ')[1]).join(', ')}` : `unknown command "${words[0]}" (see: spoke help)`,
-      );
+      if (group.length && helpAsked) {
+        io.out(`spoke ${words[0]} commands (spoke ${words[0]} VERB --help for one):\n${group.map((k) => `  spoke ${(all[k] as Command).usage.padEnd(74)} ${(all[k] as Command).summary}`).join('\n')}\n`);
+        return 0;
+      }
+      throw new UsageError(unknownCommand(words, all));
     }
-    const cmd = all[key] as Command;
-    const nWords = key.split(' ').length;
+    let cmd = all[key] as Command;
+    if (cmd.load) cmd = await cmd.load();
+    if (helpAsked) {
+      io.out(commandHelp(key, cmd));
+      return 0;
+    }
     // Remove the command words (first occurrences) and parse the rest strictly.
     const args = [...rest];
     for (const w of key.split(' ')) args.splice(args.indexOf(w), 1);
@@ -103,13 +139,17 @@ export async function runCli(argv: string[], io: CliIO, extra: Record<string, Co
     try {
       parsed = parseArgs({ args, options: cmd.options ?? {}, strict: true, allowPositionals: true });
     } catch (e) {
-      throw new UsageError(`${(e as Error).message.split('\n')[0]}\nusage: spoke ${cmd.usage}`);
+      const known = [...Object.keys(cmd.options ?? {}), ...Object.keys(GLOBAL)];
+      throw new UsageError(`${unknownOptionMessage((e as Error).message, known)}\nusage: spoke ${cmd.usage} (more: spoke ${key} --help)`);
     }
     const pos = parsed.positionals;
-    if (pos.length < cmd.args[0] || pos.length > cmd.args[1]) {
-      throw new UsageError(`wrong number of arguments\nusage: spoke ${cmd.usage}`);
+    if (pos.length < cmd.args[0]) {
+      const missing = argNames(key, cmd).slice(pos.length, cmd.args[0]);
+      throw new UsageError(`missing ${missing.length ? missing.join(' ') : 'argument'}\nusage: spoke ${cmd.usage} (more: spoke ${key} --help)`);
     }
-    void nWords;
+    if (pos.length > cmd.args[1]) {
+      throw new UsageError(`unexpected argument ${JSON.stringify(pos[cmd.args[1]])}\nusage: spoke ${cmd.usage} (more: spoke ${key} --help)`);
+    }
     const conn: ConnectOptions = {
       stateDir: gv['state-dir'] as string | undefined,
       socket: gv.socket as string | undefined,

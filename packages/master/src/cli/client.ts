@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { credentials, Metadata, type ClientReadableStream, type handleUnaryCall } from '@grpc/grpc-js';
-import { channelOptions, clientTls, fail, fromServiceError, grpcTarget, wire } from '@spoke/shared';
+import { channelOptions, clientTls, fail, fromServiceError, grpcTarget, wire } from '@spoke/shared/client';
 
 /** How to reach the master. */
 export interface ConnectOptions {

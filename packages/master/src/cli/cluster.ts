@@ -1,7 +1,7 @@
 /**
  * `spoke cluster …`: grouping agent servers into a cluster that acts as one web server.
  */
-import { wire } from '@spoke/shared';
+import { wire } from '@spoke/shared/client';
 import { print, type Command } from './command.js';
 import { serverJson } from './format.js';
 import { serverTable } from './server.js';

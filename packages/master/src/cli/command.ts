@@ -3,7 +3,7 @@
  * the printing helpers, and the two ways a task is shown — `follow` (its log lines as they come)
  * and `taskCommand` (start a task on the master, follow it to its end, print the outcome).
  */
-import { wire } from '@spoke/shared';
+import { wire } from '@spoke/shared/client';
 import type { ConnectOptions, OperatorApi } from './client.js';
 import { taskJson, taskStateName } from './format.js';
 
@@ -33,6 +33,8 @@ export interface Command {
   /** Number of positionals required (and max allowed). */
   args: [number, number];
   run(ctx: Ctx, pos: [string, string], opts: Record<string, unknown>): Promise<number>;
+  /** Loads the full command when it runs (its code is large and rarely needed, e.g. `spoke up`). */
+  load?(): Promise<Command>;
 }
 
 /** Thrown for usage errors (exit 2). */

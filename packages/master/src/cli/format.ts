@@ -2,8 +2,8 @@
  * Output for people (tables) and scripts (`-o json`, stable field names). JSON field names are a
  * contract: add fields, never rename them.
  */
-import { wire } from '@spoke/shared';
-export { formatBytes as human } from '@spoke/shared';
+import { wire } from '@spoke/shared/client';
+export { formatBytes as human } from '@spoke/shared/client';
 
 /** A server as printed by `-o json`. */
 export function serverJson(s: wire.Server) {

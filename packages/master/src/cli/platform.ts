@@ -3,7 +3,7 @@
  */
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { fail, wire } from '@spoke/shared';
+import { fail, wire } from '@spoke/shared/client';
 import { UsageError, kv, print, taskCommand, waitAndReport, type Command } from './command.js';
 import { human, platformJson, table } from './format.js';
 
@@ -59,6 +59,8 @@ export const platformCommands: Record<string, Command> = {
       if (!ctx.json || !r.task) {
         const msg = `added platform ${p.name} at ${p.path} on ${p.server}${r.task ? '' : ` (status ${p.status})`}\n`;
         if (ctx.json) print(ctx, platformJson(p), () => msg);
+        // With --no-wait stdout carries the task id alone (scripts read it); the sentence is for the operator.
+        else if (r.task && o['no-wait'] === true) ctx.io.err(msg);
         else ctx.io.out(msg);
       }
       return r.task ? waitAndReport(ctx, r.task, o['no-wait'] === true) : 0;
@@ -119,6 +121,7 @@ export const platformCommands: Record<string, Command> = {
           drift: { changed: x.driftChanged, added: x.driftAdded, removed: x.driftRemoved, total: Number(x.driftTotal) },
           conflicts: x.conflicts.map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData, advice: c.advice })),
           error: x.error || null,
+          retry: Number(x.retryAtMs) ? { atMs: Number(x.retryAtMs), failures: x.failures, lastError: x.lastError } : null,
         })),
       };
       print(ctx, json, () => {
@@ -138,6 +141,10 @@ export const platformCommands: Record<string, Command> = {
           if (lines.length) out += `drift on ${x.server} (changed ~, added +, removed -):\n${lines.join('\n')}\n`;
           if (Number(x.driftTotal) > lines.length) out += `  … ${Number(x.driftTotal) - lines.length} more\n`;
           for (const c of x.conflicts) out += `conflict: ${c.advice}\n`;
+          if (Number(x.retryAtMs)) {
+            const inS = Math.max(0, Math.ceil((Number(x.retryAtMs) - Date.now()) / 1000));
+            out += `${x.server}: converge failed ${x.failures} time(s) in a row (last: ${x.lastError || 'unknown'}); next try in ${inS}s, or now: spoke platform verify ${s.platform}\n`;
+          }
         }
         return out;
       });

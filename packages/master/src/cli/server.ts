@@ -2,7 +2,7 @@
  * `spoke server …`: enrollment tokens, listing and showing servers, verify, removal, pinning a
  * service implementation.
  */
-import { wire } from '@spoke/shared';
+import { wire } from '@spoke/shared/client';
 import { UsageError, kv, print, taskCommand, type Command } from './command.js';
 import { ago, parseDuration, serverJson, table } from './format.js';
 

@@ -3,7 +3,7 @@
  * link, delete, clone and migrate; `site cron`, `site backup`/`restore` and `site aliases` live in
  * their own files and are listed here in help order.
  */
-import { wire } from '@spoke/shared';
+import { wire } from '@spoke/shared/client';
 import { UsageError, kv, print, taskCommand, taskResult, waitAndReport, type Command, type Ctx } from './command.js';
 import { siteJson, table, taskJson } from './format.js';
 import { siteAliasCommands } from './sitealiases.js';
@@ -102,9 +102,11 @@ export const siteCommands: Record<string, Command> = {
       const resultOf = (final: wire.Task): Result => (final.resultJson ? (JSON.parse(final.resultJson) as Result) : {});
       if (o['no-wait'] === true) {
         // The password is shown now or never: the master keeps it only until the installer ran.
-        print(ctx, { ...taskJson(t), adminPassword: q.adminPassword || null }, () =>
-          `${t.id}\n${q.adminPassword ? `admin password (shown once; valid when task ${t.id} succeeds): ${q.adminPassword}\n` : ''}`,
-        );
+        // stdout carries the task id alone (scripts read it); the password goes to the operator on stderr.
+        print(ctx, { ...taskJson(t), adminPassword: q.adminPassword || null }, () => {
+          if (q.adminPassword) ctx.io.err(`admin password (shown once; valid when task ${t.id} succeeds): ${q.adminPassword}\n`);
+          return `${t.id}\n`;
+        });
         return 0;
       }
       return waitAndReport(

@@ -2,9 +2,9 @@
  * `spoke site aliases`: drush site aliases of the Drupal sites, printed or written into a directory.
  */
 import { resolve } from 'node:path';
-import { wire } from '@spoke/shared';
+import { wire } from '@spoke/shared/client';
 import { ALIAS_FORMATS, DEFAULT_SSH_USER, DRUSHRC_FILE, checkSshUser, siteAliases, staleAliasFiles, writeAliasFiles, type AliasFormat } from '../sites/aliases.js';
-import { LOCAL_SERVER } from '../up.js';
+import { LOCAL_SERVER } from '../local.js';
 import { UsageError, print, type Command } from './command.js';
 
 /** `spoke site aliases`. */

@@ -2,7 +2,7 @@
  * `spoke site cron`: run a site's cron now, change its interval, list its runs; and the cron
  * column and lines `site ls` and `site show` print.
  */
-import { wire } from '@spoke/shared';
+import { wire } from '@spoke/shared/client';
 import { formatCronInterval } from '../sites/cron.js';
 import { kv, print, seconds, type Command } from './command.js';
 import { cronRunJson, siteJson, table } from './format.js';

@@ -5,7 +5,7 @@
  * master checks them before anything is queued.
  */
 import { readFileSync } from 'node:fs';
-import { fail, type wire } from '@spoke/shared';
+import { fail, type wire } from '@spoke/shared/client';
 import { UsageError, taskCommand, type Command } from './command.js';
 
 function readPem(flag: string, file: string): string {

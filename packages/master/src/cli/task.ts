@@ -1,7 +1,7 @@
 /**
  * `spoke task …`: list, show, read or follow the log of, and cancel tasks.
  */
-import { wire } from '@spoke/shared';
+import { wire } from '@spoke/shared/client';
 import { follow, idArg, kv, print, time, UsageError, type Command } from './command.js';
 import { table, taskJson, taskStateFromName, taskStateName } from './format.js';
 

@@ -1,9 +1,11 @@
 /**
  * Platform converge on the master: `platform.verify` scans the canonical tree and converges every
  * server that hosts the platform (each cluster member, in parallel); `platform.converge` brings
- * one server back to the desired tree. Self-healing: whenever an agent reports observed root
- * hashes (hello, drift check) that differ from desired, a converge for that server is queued;
- * with `--live`, a change under the canonical tree queues one too, debounced.
+ * one server back to the desired tree. Self-healing is level-triggered (reconcile.ts): a loop
+ * compares desired vs observed for every (platform, server) on a timer and whenever an agent
+ * reports (hello, drift check) or a converge it started ends, and queues the converges that are
+ * missing — with backoff for a pair that keeps failing and a cap on how many run at once. With
+ * `--live`, a change under the canonical tree queues a verify, debounced.
  */
 import { checkSymlinkTarget, formatBytes as human, fail, isSpokeError, type Logger, type Manifest } from '@spoke/shared';
 import type { AgentHub, HelloEvent } from '../servers/hub.js';
@@ -12,8 +14,9 @@ import type { PlatformBuilder } from './build.js';
 import type { Namespace } from '../namespace/namespace.js';
 import type { TaskContext, TaskEngine, TaskHandler } from '../tasks/engine.js';
 import type { TreeStore } from './trees.js';
-import type { PlatformInfo } from '../types.js';
+import type { PlatformInfo, TaskInfo } from '../types.js';
 import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, type ScanCache } from './registry/index.js';
+import { DEFAULT_POLICY, nextWakeMs, planConverges, type PairState, type ReconcilePolicy, type WaitingPair } from './reconcile.js';
 
 
 /** Files the registry is read from (see platform/registry.ts and platform/detect.ts). */
@@ -99,6 +102,15 @@ export class PlatformSync {
   private readonly scanCaches = new Map<string, ScanCache>();
   /** The tree root hash each stored registry was parsed from. */
   private readonly registryRoots = new Map<string, string>();
+  private readonly clock: () => number;
+  private readonly policy: ReconcilePolicy;
+  private readonly reconcileIntervalMs: number;
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  private reconcileSoon: NodeJS.Immediate | undefined;
+  private reconciling = false;
+  private closed = false;
+  /** Pairs backing off after failures, from the last reconcile (`platform status` shows them). */
+  private waiting = new Map<string, WaitingPair>();
 
   /** The settings files of a platform's sites the web group must read (set by the site tasks, which render them). */
   private webGroupFilesOf: (platform: string) => string[] = () => [];
@@ -108,8 +120,23 @@ export class PlatformSync {
     this.webGroupFilesOf = fn;
   }
 
-  constructor(deps: { ns: Namespace; hub: AgentHub; tasks: TaskEngine; trees: TreeStore; log: Logger; builder?: PlatformBuilder; liveDebounceMs?: number }) {
+  constructor(deps: {
+    ns: Namespace;
+    hub: AgentHub;
+    tasks: TaskEngine;
+    trees: TreeStore;
+    log: Logger;
+    builder?: PlatformBuilder;
+    liveDebounceMs?: number;
+    clock?: () => number;
+    /** How often the reconcile loop runs without an event. @default 30000 */
+    reconcileIntervalMs?: number;
+    reconcilePolicy?: Partial<ReconcilePolicy>;
+  }) {
     this.builder = deps.builder;
+    this.clock = deps.clock ?? Date.now;
+    this.policy = { ...DEFAULT_POLICY, ...deps.reconcilePolicy };
+    this.reconcileIntervalMs = deps.reconcileIntervalMs ?? 30_000;
     this.ns = deps.ns;
     this.hub = deps.hub;
     this.tasks = deps.tasks;
@@ -129,27 +156,112 @@ export class PlatformSync {
     return this.tasks.submit({ kind: 'platform.verify', entity: `platform:${p.name}`, params: { platform: p.name } });
   }
 
-  /** Queues a converge of one server unless one is already queued for that platform. */
-  private queueConverge(p: PlatformInfo, server: string, why: string): void {
-    const queued = this.tasks.list({ state: 'queued', entity: `platform:${p.name}` });
-    if (queued.some((t) => t.kind === 'platform.verify' || (t.kind === 'platform.converge' && t.params.server === server))) return;
-    this.log.info({ platform: p.name, server, why }, 'queueing converge');
-    this.tasks.submit({ kind: 'platform.converge', entity: `platform:${p.name}`, params: { platform: p.name, server, why } });
+  /** Starts the reconcile loop (the master calls it once it serves). */
+  startReconcile(): void {
+    this.closed = false;
+    this.wake();
+  }
+
+  /** Runs the reconcile loop soon (coalesced): an event changed what the master knows. */
+  wake(): void {
+    if (this.closed || this.reconcileSoon) return;
+    this.reconcileSoon = setImmediate(() => {
+      this.reconcileSoon = undefined;
+      this.reconcile();
+    });
+  }
+
+  /** Pairs of a platform backing off after failed converges: server → next try. */
+  retries(platform: string): Map<string, WaitingPair> {
+    return new Map([...this.waiting.values()].filter((w) => w.platform === platform).map((w) => [w.server, w]));
+  }
+
+  /**
+   * One pass of the loop: gathers desired, observed, busy and failures for every pair, queues
+   * the converges planConverges picks, and sets the timer for the next pass (the earliest retry,
+   * else the interval). Returns the tasks it queued.
+   */
+  reconcile(): number[] {
+    if (this.closed || this.reconciling) return [];
+    this.reconciling = true;
+    const queued: number[] = [];
+    try {
+      const now = this.clock();
+      const { pairs, running } = this.reconcileState();
+      const plan = planConverges(pairs, running, now, this.policy);
+      this.waiting = new Map(plan.waiting.map((w) => [`${w.platform}\0${w.server}`, w]));
+      for (const c of plan.start) {
+        this.log.info({ platform: c.platform, server: c.server, why: c.why }, 'queueing converge');
+        const t = this.tasks.submit({ kind: 'platform.converge', entity: `platform:${c.platform}`, params: { platform: c.platform, server: c.server, why: c.why } });
+        queued.push(t.id);
+        // its end frees a slot and may be a failure to back off from: look again then
+        const off = this.tasks.subscribe(t.id, (ev) => {
+          if (ev.type === 'task' && ['succeeded', 'failed', 'cancelled'].includes(ev.task.state)) {
+            off();
+            this.wake();
+          }
+        });
+      }
+      if (!this.closed) {
+        clearTimeout(this.reconcileTimer);
+        this.reconcileTimer = setTimeout(() => this.reconcile(), Math.max(1, nextWakeMs(plan, now, this.reconcileIntervalMs) - now));
+        this.reconcileTimer.unref();
+      }
+    } catch (err) {
+      this.log.error({ err }, 'reconcile failed');
+      if (!this.closed) {
+        clearTimeout(this.reconcileTimer);
+        this.reconcileTimer = setTimeout(() => this.reconcile(), this.reconcileIntervalMs);
+        this.reconcileTimer.unref();
+      }
+    } finally {
+      this.reconciling = false;
+    }
+    return queued;
+  }
+
+  /** What the loop decides from: every (platform, server) pair, and how many converges run. */
+  private reconcileState(): { pairs: PairState[]; running: number } {
+    const active = [...this.tasks.list({ state: 'queued', limit: 100_000 }), ...this.tasks.list({ state: 'running', limit: 100_000 })];
+    const busy = new Set<string>();
+    let running = 0;
+    for (const t of active) {
+      if (t.kind === 'platform.converge') {
+        running++;
+        busy.add(`${String(t.params.platform)}\0${String(t.params.server)}`);
+      } else if (t.kind === 'platform.verify' || t.kind === 'platform.remove') {
+        busy.add(`${String(t.params.platform)}\0*`);
+      }
+    }
+    const pairs: PairState[] = [];
+    for (const p of this.ns.listPlatforms()) {
+      // never verified (or being verified): nothing desired yet, or the verify converges
+      const desired = p.status === 'pending' || p.status === 'verifying' ? '' : (p.desiredRootHash ?? '');
+      if (!desired) continue;
+      const recent = this.tasks.list({ entity: `platform:${p.name}`, limit: 50 });
+      for (const server of this.ns.targets(p.server)) {
+        const f = failuresOf(recent, server);
+        pairs.push({
+          platform: p.name,
+          server,
+          desired,
+          observed: this.ns.observed(server, p.path),
+          online: this.hub.isOnline(server),
+          busy: busy.has(`${p.name}\0*`) || busy.has(`${p.name}\0${server}`),
+          ...f,
+        });
+      }
+    }
+    return { pairs, running };
   }
 
   private onObserved(e: HelloEvent): void {
     try {
-      for (const p of this.ns.platformsFor(e.server)) {
-        const observed = e.observed[p.path] ?? '';
-        this.ns.recordObserved(e.server, p.path, observed);
-        if (!p.desiredRootHash || p.status === 'pending') continue; // never verified: nothing desired yet
-        if (observed !== p.desiredRootHash) {
-          this.queueConverge(p, e.server, observed ? 'drift or stale copy' : 'tree missing on the server');
-        }
-      }
+      for (const p of this.ns.platformsFor(e.server)) this.ns.recordObserved(e.server, p.path, e.observed[p.path] ?? '');
     } catch (err) {
-      this.log.error({ err, server: e.server }, 'self-heal check failed');
+      this.log.error({ err, server: e.server }, 'cannot record observed trees');
     }
+    this.wake();
   }
 
   private onTreeChanged(path: string): void {
@@ -235,10 +347,14 @@ export class PlatformSync {
     return this.run(ctx, p, undefined, true);
   }
 
-  /** Stops pending live timers. */
+  /** Stops pending live timers and the reconcile loop. */
   close(): void {
     for (const t of this.liveTimers.values()) clearTimeout(t);
     this.liveTimers.clear();
+    this.closed = true;
+    clearTimeout(this.reconcileTimer);
+    if (this.reconcileSoon) clearImmediate(this.reconcileSoon);
+    this.reconcileSoon = undefined;
   }
 
   private verifyHandler(): TaskHandler {
@@ -404,6 +520,29 @@ export class PlatformSync {
     );
     return summary;
   }
+}
+
+/**
+ * A pair's failed converges since its last success, newest first in `recent` (a platform's
+ * latest tasks): a succeeded converge of the server or a succeeded verify ends the count.
+ */
+export function failuresOf(recent: readonly TaskInfo[], server: string): { failures: number; lastFailedMs: number; lastError: string } {
+  let failures = 0;
+  let lastFailedMs = 0;
+  let lastError = '';
+  for (const t of recent) {
+    const mine = t.kind === 'platform.converge' && t.params.server === server;
+    if ((mine || t.kind === 'platform.verify') && t.state === 'succeeded') break;
+    // a converge the master's own stop interrupted says nothing about the server
+    if (mine && t.state === 'failed' && t.errorCode !== 'TASK_INTERRUPTED') {
+      if (failures === 0) {
+        lastFailedMs = t.finishedMs ?? t.createdMs;
+        lastError = t.errorCode ? `${t.errorCode}: ${t.errorMessage ?? ''}` : (t.errorMessage ?? '');
+      }
+      failures++;
+    }
+  }
+  return { failures, lastFailedMs, lastError };
 }
 
 /** Files and bytes of a manifest, counted once per snapshot (a verify logs them; 20,000 entries cost ~5 ms). */

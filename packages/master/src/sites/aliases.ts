@@ -34,7 +34,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, lstatSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import { fail } from '@spoke/shared';
+import { fail } from '@spoke/shared/client';
 
 /** The two output forms: drush 9+ `*.site.yml` files, or one drush 8 `aliases.drushrc.php`. */
 export type AliasFormat = 'yaml' | 'drushrc';

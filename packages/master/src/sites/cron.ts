@@ -11,7 +11,7 @@
  * run after a slot satisfies that slot.
  */
 import { createHash } from 'node:crypto';
-import { fail } from '@spoke/shared';
+import { fail } from '@spoke/shared/client';
 import type { SiteStatus } from '../types.js';
 
 /** The interval of a new site. */

@@ -143,6 +143,24 @@ describe('task engine', () => {
     expect(tasks.list({ entity: 'e:1' })).toHaveLength(1);
   });
 
+  it('takes a bare entity name when one kind has it, and names the kinds when several do (issue 23 item 12)', () => {
+    const { tasks } = engine();
+    tasks.register('t', async () => undefined);
+    tasks.submit({ kind: 't', entity: 'platform:wp' });
+    tasks.submit({ kind: 't', entity: 'platform:wp' });
+    tasks.submit({ kind: 't', entity: 'site:a.test' });
+    tasks.submit({ kind: 't', entity: 'platform:web' });
+    tasks.submit({ kind: 't', entity: 'server:web' });
+    expect(tasks.list({ entity: 'wp' }).map((t) => t.entity)).toEqual(['platform:wp', 'platform:wp']);
+    expect(tasks.list({ entity: 'a.test' })).toHaveLength(1);
+    expect(tasks.list({ entity: 'nothing' })).toEqual([]);
+    // A name is matched whole, never as a pattern.
+    expect(tasks.list({ entity: 'w%' })).toEqual([]);
+    expect(() => tasks.list({ entity: 'web' })).toThrow(
+      expect.objectContaining({ code: 'ENTITY_AMBIGUOUS', message: expect.stringContaining('platform:web, server:web') }),
+    );
+  });
+
   it('streams events to subscribers', async () => {
     const { tasks } = engine();
     tasks.register('t', async ({ log }) => log('hello'));

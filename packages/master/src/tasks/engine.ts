@@ -176,8 +176,12 @@ export class TaskEngine {
     return toTask(r);
   }
 
-  /** Tasks, newest first. */
+  /**
+   * Tasks, newest first. `entity` is `KIND:NAME` (`platform:wp`), or a bare `NAME` when tasks of
+   * only one kind carry that name. @throws SpokeError ENTITY_AMBIGUOUS (a bare name of two kinds)
+   */
   list(filter: { state?: TaskState; entity?: string; limit?: number } = {}): TaskInfo[] {
+    if (filter.entity && !filter.entity.includes(':')) filter = { ...filter, entity: this.entityOf(filter.entity) };
     const where: string[] = [];
     const args: unknown[] = [];
     if (filter.state) {
@@ -191,6 +195,18 @@ export class TaskEngine {
     const sql = `SELECT * FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
     args.push(filter.limit && filter.limit > 0 ? filter.limit : 100);
     return (this.db.prepare(sql).all(...args) as TaskRow[]).map(toTask);
+  }
+
+  /** The one `KIND:NAME` entity tasks were run on named `name`; the name itself when none. */
+  private entityOf(name: string): string {
+    const rows = this.db
+      .prepare("SELECT DISTINCT entity FROM tasks WHERE substr(entity, instr(entity, ':') + 1) = ? ORDER BY entity")
+      .all(name) as { entity: string }[];
+    if (rows.length > 1) {
+      const kinds = rows.map((r) => r.entity);
+      throw fail('ENTITY_AMBIGUOUS', `"${name}" names ${rows.length} things: ${kinds.join(', ')}; say which (e.g. --entity ${kinds[0]})`);
+    }
+    return rows[0]?.entity ?? name;
   }
 
   /** Log lines of a task after `fromSeq`. @throws SpokeError TASK_NOT_FOUND */

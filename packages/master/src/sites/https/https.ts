@@ -303,9 +303,16 @@ export class SiteHttps implements SiteHttpsHook {
           if (want.source === 'operator') {
             return this.withPair(base, 'operator', this.store.pair(domain, want.certId));
           }
-          // Keep a certificate that still serves every name and is not expired; else a
-          // self-signed stand-in, so the vhost never names a missing file.
-          const usable = base.certId && this.store.hasPair(domain, base.certId) && uncovered(base.names, this.names(domain)).length === 0 && base.notAfterMs > this.clock();
+          // Keep a certificate that still serves every name and is not expired (for self-signed:
+          // only a self-signed one, so an operator's or ACME certificate is not kept when the
+          // operator asked for a self-signed one); else a self-signed stand-in, so the vhost never
+          // names a missing file.
+          const usable =
+            base.certId &&
+            (want.source !== 'self-signed' || base.certKind === 'self-signed') &&
+            this.store.hasPair(domain, base.certId) &&
+            uncovered(base.names, this.names(domain)).length === 0 &&
+            base.notAfterMs > this.clock();
           if (usable) return base;
           return this.withPair(base, 'self-signed', await selfSigned(this.names(domain), this.clock()));
         },

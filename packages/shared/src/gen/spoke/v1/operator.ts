@@ -157,6 +157,13 @@ export interface PlatformTreeStatus {
   error: string;
   /** Paths the server's last converge skipped because user data stands in the way. */
   conflicts: PlatformConflict[];
+  /**
+   * The reconcile loop backs off after failed converges of this server: when it tries next (ms
+   * since the epoch; 0 = not backing off), how many failed in a row, and the last error.
+   */
+  retryAtMs: number;
+  failures: number;
+  lastError: string;
 }
 
 /** One path a server could not converge without losing user data. */
@@ -1969,6 +1976,9 @@ function createBasePlatformTreeStatus(): PlatformTreeStatus {
     driftTotal: 0,
     error: "",
     conflicts: [],
+    retryAtMs: 0,
+    failures: 0,
+    lastError: "",
   };
 }
 
@@ -2006,6 +2016,15 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     }
     for (const v of message.conflicts) {
       PlatformConflict.encode(v!, writer.uint32(162).fork()).join();
+    }
+    if (message.retryAtMs !== 0) {
+      writer.uint32(240).int64(message.retryAtMs);
+    }
+    if (message.failures !== 0) {
+      writer.uint32(248).int32(message.failures);
+    }
+    if (message.lastError !== "") {
+      writer.uint32(258).string(message.lastError);
     }
     return writer;
   },
@@ -2111,6 +2130,30 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
             message.conflicts.push(PlatformConflict.decode(reader, reader.uint32()));
             continue;
           }
+          case 30: {
+            if (tag !== 240) {
+              break;
+            }
+
+            message.retryAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 31: {
+            if (tag !== 248) {
+              break;
+            }
+
+            message.failures = reader.int32();
+            continue;
+          }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.lastError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2166,6 +2209,17 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
       conflicts: globalThis.Array.isArray(object?.conflicts)
         ? object.conflicts.map((e: any) => PlatformConflict.fromJSON(e))
         : [],
+      retryAtMs: isSet(object.retryAtMs)
+        ? globalThis.Number(object.retryAtMs)
+        : isSet(object.retry_at_ms)
+        ? globalThis.Number(object.retry_at_ms)
+        : 0,
+      failures: isSet(object.failures) ? globalThis.Number(object.failures) : 0,
+      lastError: isSet(object.lastError)
+        ? globalThis.String(object.lastError)
+        : isSet(object.last_error)
+        ? globalThis.String(object.last_error)
+        : "",
     };
   },
 
@@ -2204,6 +2258,15 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     if (message.conflicts?.length) {
       obj.conflicts = message.conflicts.map((e) => PlatformConflict.toJSON(e));
     }
+    if (message.retryAtMs !== 0) {
+      obj.retryAtMs = Math.round(message.retryAtMs);
+    }
+    if (message.failures !== 0) {
+      obj.failures = Math.round(message.failures);
+    }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
     return obj;
   },
 
@@ -2223,6 +2286,9 @@ export const PlatformTreeStatus: MessageFns<PlatformTreeStatus> = {
     message.driftTotal = object.driftTotal ?? 0;
     message.error = object.error ?? "";
     message.conflicts = object.conflicts?.map((e) => PlatformConflict.fromPartial(e)) || [];
+    message.retryAtMs = object.retryAtMs ?? 0;
+    message.failures = object.failures ?? 0;
+    message.lastError = object.lastError ?? "";
     return message;
   },
 };
