@@ -1,5 +1,6 @@
 // Bundles the three entry points into single ESM files (esbuild). better-sqlite3 stays external
-// (native addon); a createRequire banner lets bundled CommonJS code call require().
+// (native addon), and so does grpc-health-check (it loads its health.proto from its own package
+// directory at run time); a createRequire banner lets bundled CommonJS code call require().
 import { build } from 'esbuild';
 import { chmodSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -43,7 +44,7 @@ await Promise.all(
       target: 'node20',
       format: 'esm',
       sourcemap: 'linked',
-      external: ['better-sqlite3'],
+      external: ['better-sqlite3', 'grpc-health-check'],
       banner,
       plugins: [rawText],
       logLevel: 'warning',

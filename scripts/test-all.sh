@@ -2,8 +2,11 @@
 # Runs every check and test, then prints "N passed, N failed" as its last line.
 #  1. the committed wire code matches proto/ (regenerated here)
 #  2. types check (tsc -b, strict)
-#  3. bundles build
-#  4. vitest: unit tests beside the code + end-to-end tests in test/ (real daemons)
+#  3. lint (eslint: floating promises, type imports, import cycles) and format (prettier --check)
+#  4. bundles build
+#  5. vitest: the unit project (tests beside the code, in parallel), then the e2e project
+#     (test/ with real daemons, and package tests that start a real service; one file at a time)
+# Each of 1-4 that fails counts as one failed test in the last line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 report="$(mktemp -d)/vitest.json"
@@ -45,6 +48,12 @@ fi
 
 step "typecheck"
 if pnpm -s typecheck; then echo ok; else echo "FAIL: typecheck"; checks_failed=$((checks_failed + 1)); fi
+
+step "lint"
+if pnpm -s lint; then echo ok; else echo "FAIL: lint (pnpm lint; pnpm lint --fix fixes type imports)"; checks_failed=$((checks_failed + 1)); fi
+
+step "format"
+if pnpm -s format:check; then echo ok; else echo "FAIL: format (pnpm format rewrites the files listed above)"; checks_failed=$((checks_failed + 1)); fi
 
 step "build"
 if pnpm -s build; then :; else echo "FAIL: build"; checks_failed=$((checks_failed + 1)); fi

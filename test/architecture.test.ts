@@ -1,7 +1,9 @@
 /**
  * The shape of the code, checked: master and agent never import each other, shared imports
  * neither, nobody deep-imports another package, and the generated wire code is used only at the
- * edges (gRPC handlers, the agent hub, the agent's connection, the CLI client).
+ * edges (gRPC handlers, the agent hub, the agent's connection, the CLI client). Tests in test/
+ * enter a package through its index or its testkit (`@spoke/<pkg>/testkit`), never its files,
+ * and no daemon code loads a testkit.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -39,6 +41,11 @@ const WIRE_EDGES = [
   /^packages\/shared\/src\/(wire|wireoperator|index|client|grpc|rpc|commandwire)\.ts$/,
 ];
 
+/** A package's test door, for tests only. */
+const TESTKIT = /^@spoke\/(shared|master|agent)\/testkit$/;
+/** Files of a package that only tests and benchmarks load: tests, their helpers and child processes, testkits. */
+const TEST_SUPPORT = /(\.test\.ts|\/testutil\.ts|\/testkit\.ts|\/testing\.ts|-child\.ts|\/bench\.ts)$/;
+
 describe('architecture', () => {
   it('master and agent never import each other; shared imports neither', () => {
     const bad: string[] = [];
@@ -55,14 +62,32 @@ describe('architecture', () => {
     expect(bad).toEqual([]);
   });
 
-  it('packages are entered only through their index (and shared\'s lean client door)', () => {
+  it('packages are entered only through their index (and shared\'s lean client door; tests: or their testkit)', () => {
     const bad = pkgs.flatMap((p) =>
       files[p].flatMap((f) =>
         imports(f)
-          .filter((i) => /^@spoke\/\w+\//.test(i) && i !== '@spoke/shared/client')
+          .filter((i) => /^@spoke\/\w+\//.test(i) && i !== '@spoke/shared/client' && !(TEST_SUPPORT.test(f) && TESTKIT.test(i)))
           .map((i) => `${relative(ROOT, f)} imports ${i}`),
       ),
     );
+    expect(bad).toEqual([]);
+  });
+
+  it('no daemon code imports a testkit', () => {
+    const bad = pkgs.flatMap((p) => files[p].filter((f) => !TEST_SUPPORT.test(f) && imports(f).some((i) => TESTKIT.test(i) || /testkit\.js$/.test(i))).map((f) => relative(ROOT, f)));
+    expect(bad).toEqual([]);
+  });
+
+  it('tests in test/ enter packages through their index or their testkit, and never reach past types', () => {
+    const tests = sources(join(ROOT, 'test'));
+    expect(tests.length).toBeGreaterThan(10);
+    const bad = tests.flatMap((f) => [
+      ...imports(f)
+        .filter((i) => /(^|\/)packages\//.test(i) || (/^@spoke\//.test(i) && !/^@spoke\/\w+$/.test(i) && !TESTKIT.test(i)))
+        .map((i) => `${relative(ROOT, f)} imports ${i}`),
+      // a cast through unknown is how a test reaches a private field or fakes a component
+      ...(/\bas unknown as\b|\bas any\b/.test(readFileSync(f, 'utf8')) ? [`${relative(ROOT, f)} casts through unknown/any`] : []),
+    ]);
     expect(bad).toEqual([]);
   });
 
@@ -71,7 +96,7 @@ describe('architecture', () => {
     for (const p of pkgs) {
       for (const f of files[p]) {
         const rel = relative(ROOT, f);
-        if (WIRE_EDGES.some((re) => re.test(rel)) || rel.endsWith('.test.ts')) continue;
+        if (WIRE_EDGES.some((re) => re.test(rel)) || TEST_SUPPORT.test(rel)) continue;
         const text = readFileSync(f, 'utf8');
         if (/\bwire\b[^\n]*from '@spoke\/shared(?:\/client)?'|from ['"][./]*gen\//.test(text) || /import[^;]*\bwire\b[^;]*from '@spoke\/shared(?:\/client)?'/s.test(text)) {
           bad.push(rel);

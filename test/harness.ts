@@ -157,8 +157,9 @@ export class AgentUnderTest {
     return runNode(BIN.agent, ['enroll', '--master', master, '--token', token, '--state-dir', this.stateDir, '--roots', '/var/aegir,/var/www']);
   }
 
-  run(env: Record<string, string> = {}): Daemon {
-    this.daemon = new Daemon(BIN.agent, ['run', '--state-dir', this.stateDir, '--root', this.root], env);
+  /** Starts `spoke-agent run`; `args` are extra `run` options. */
+  run(env: Record<string, string> = {}, args: string[] = []): Daemon {
+    this.daemon = new Daemon(BIN.agent, ['run', '--state-dir', this.stateDir, '--root', this.root, ...args], env);
     return this.daemon;
   }
 }

@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileS
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
-import type { HttpSettings } from '../packages/agent/src/config.js';
+import type { HttpSettings } from '@spoke/agent/testkit';
 import { cleanup, type AgentUnderTest, type MasterUnderTest, until } from './harness.js';
 
 export const NGINX = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p));

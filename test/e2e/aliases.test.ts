@@ -15,10 +15,8 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { openStore } from '../../packages/master/src/namespace/store.js';
-import { Namespace } from '../../packages/master/src/namespace/namespace.js';
-import { drupal10Tree, drupal7Tree, wordpressTree } from '../../packages/master/src/platforms/registry/fixtures.js';
-import { writeTree, type TreeSpec } from '../../packages/master/src/platforms/registry/testTree.js';
+import { Namespace, openStore } from '@spoke/master';
+import { drupal10Tree, drupal7Tree, wordpressTree, writeTree, type TreeSpec } from '@spoke/master/testkit';
 import { AgentUnderTest, MasterUnderTest, cleanup, scratch, until, type TaskJson } from '../harness.js';
 
 const dir = scratch('spoke-aliases-');

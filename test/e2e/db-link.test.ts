@@ -8,9 +8,10 @@ import { createReadStream, createWriteStream, chmodSync, readFileSync, statSync,
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientTls, channelOptions, createLogger, generateDbPassword, grpcTarget, isSpokeError, wire } from '@spoke/shared';
-import { compileMasterOptions, startMaster, type RunningMaster } from '../../packages/master/src/index.js';
-import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
+import { clientTls, channelOptions, createLogger, generateDbPassword, grpcTarget, wire } from '@spoke/shared';
+import { expectCode } from '@spoke/shared/testkit';
+import { compileMasterOptions, startMaster, type RunningMaster } from '@spoke/master';
+import { startMariaDb, type PrivateMariaDb } from '@spoke/agent/testkit';
 import { BIN, Daemon, cleanup, runNode, scratch, until } from '../harness.js';
 
 const ROOT_PW = 'db-link "root" #pw\\x';
@@ -22,16 +23,6 @@ const masterLog: string[] = [];
 const stateDir = join(dir, 'agent-db1', 'state');
 const PW = generateDbPassword();
 const SITE = { database: 'example_com', user: 'example_com', password: PW, hosts: ['web-1'] };
-
-async function refusal(p: Promise<unknown>): Promise<{ code: string; message: string }> {
-  try {
-    await p;
-  } catch (e) {
-    if (!isSpokeError(e)) throw e;
-    return { code: e.code, message: e.message };
-  }
-  throw new Error('expected a refusal');
-}
 
 async function q(sql: string): Promise<unknown[]> {
   const c = await db.connect();
@@ -88,7 +79,7 @@ describe('site databases over the agent link', () => {
     await c.query('CREATE TABLE node (nid INT PRIMARY KEY, title TEXT)');
     await c.query("INSERT INTO node VALUES (1, 'one'), (2, 'two ✓')");
     await c.end();
-    expect(await refusal(hub().call('db1', { type: 'dbCreate', ...SITE }))).toMatchObject({ code: 'DB_EXISTS', message: expect.stringMatching(/^db1: database example_com already exists/) });
+    expect(await expectCode(hub().call('db1', { type: 'dbCreate', ...SITE }))).toMatchObject({ code: 'DB_EXISTS', message: expect.stringMatching(/^db1: database example_com already exists/) });
   });
 
   const file = join(dir, 'example_com.sql');
@@ -99,7 +90,7 @@ describe('site databases over the agent link', () => {
     expect(text).toMatch(/INSERT INTO `node` VALUES\s*\(1,'one'\),\s*\(2,'two ✓'\);/);
     expect(text.trimEnd().split('\n').pop()).toMatch(/^-- Dump completed/);
     const sink = new PassThrough();
-    expect(await refusal(hub().call('db1', { type: 'dbDump', database: 'nope_com' }, { dumpTo: sink }))).toMatchObject({ code: 'DB_NOT_FOUND' });
+    expect(await expectCode(hub().call('db1', { type: 'dbDump', database: 'nope_com' }, { dumpTo: sink }))).toMatchObject({ code: 'DB_NOT_FOUND' });
     expect(sink.destroyed).toBe(true);
   });
 
@@ -108,7 +99,7 @@ describe('site databases over the agent link', () => {
     const text = readFileSync(file, 'utf8');
     writeFileSync(cut, text.slice(0, text.indexOf('INSERT INTO')));
     await q('DELETE FROM example_com.node WHERE nid = 2');
-    const r = await refusal(hub().call('db1', { type: 'dbRestore', database: 'example_com' }, { restoreFrom: () => createReadStream(cut) }));
+    const r = await expectCode(hub().call('db1', { type: 'dbRestore', database: 'example_com' }, { restoreFrom: () => createReadStream(cut) }));
     expect(r.code).toBe('DB_DUMP_INCOMPLETE');
     expect(await q('SELECT nid FROM example_com.node')).toEqual([{ nid: 1 }]);
   });

@@ -39,7 +39,13 @@ interface PlatformJson {
   name: string;
   status: string;
   desiredRootHash: string;
-  registry: { kind: string; coreVersion: string | null; problems: { path: string; error: string }[] } | null;
+  registry: {
+    kind: string;
+    coreVersion: string | null;
+    problems: { path: string; error: string }[];
+    modules: { name: string; type: string; version: string | null }[];
+    themes: { name: string; type: string; version: string | null }[];
+  } | null;
 }
 
 const dir = scratch('spoke-debian-');
@@ -213,6 +219,19 @@ describe('Debian wordpress and mediawiki trees as platforms', () => {
       const outside = [...linksOutOfTree(p.tree).keys()].sort();
       expect(outside.length).toBeGreaterThan(0);
       expect(shown.registry?.problems.map((x) => x.path).sort()).toEqual(outside);
+      // the add-ons the package ships, with the versions their own files declare
+      if (p.pkg === 'wordpress') {
+        const v = /^\s*\*?\s*Version:\s*(\S+)/m.exec(readFileSync(join(p.tree, 'wp-content/plugins/akismet/akismet.php'), 'utf8'))?.[1];
+        expect(shown.registry?.modules.find((m) => m.name === 'akismet')).toMatchObject({ type: 'plugin', version: v });
+        const human = await spoke('platform', 'show', p.pkg);
+        expect(human.stdout).toMatch(new RegExp(`^plugins: +akismet ${(v as string).replace(/\./g, '\\.')}`, 'm'));
+      } else {
+        const skins = readdirSync(join(p.tree, 'skins')).filter((d) => existsSync(join(p.tree, 'skins', d, 'skin.json')));
+        expect(skins.length).toBeGreaterThan(0);
+        expect(shown.registry?.themes.filter((t) => t.type === 'skin').map((t) => t.name).sort()).toEqual(skins.sort());
+        const vector = JSON.parse(readFileSync(join(p.tree, 'skins/Vector/skin.json'), 'utf8')) as { version?: string };
+        expect(shown.registry?.themes.find((t) => t.name === 'Vector')?.version).toBe(vector.version ?? null);
+      }
       for (const pr of shown.registry?.problems ?? []) expect(pr.error, pr.path).toMatch(/^link to .+ points outside the platform/);
 
       // byte for byte: every path, type, mode, size, content and link target

@@ -15,7 +15,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
+import { startMariaDb, type PrivateMariaDb } from '@spoke/agent/testkit';
 import { AgentUnderTest, MasterUnderTest, scratch } from '../harness.js';
 import { enrollAgent, stopStack, webAndDbSettings, gidOf, startNginx, startPhpFpm, WEB_GROUP, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
 
@@ -41,6 +41,24 @@ let fpm: PrivatePhpFpm;
 let db: PrivateMariaDb;
 
 const task = (...args: string[]) => master.task(...args);
+/** PHP's serialize() of a JSON value (as arrays), by PHP itself. */
+const phpSerialize = async (v: unknown): Promise<string> => {
+  const child = execFile('php', ['-r', 'echo serialize(json_decode(stream_get_contents(STDIN), true));']);
+  child.stdin?.end(JSON.stringify(v));
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  await new Promise((r) => child.on('close', r));
+  return out;
+};
+/** PHP's unserialize() of a stored value (as JSON), by PHP itself. */
+const phpUnserialize = async (s: string): Promise<unknown> => {
+  const child = execFile('php', ['-r', 'echo json_encode(unserialize(stream_get_contents(STDIN)));']);
+  child.stdin?.end(s);
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  await new Promise((r) => child.on('close', r));
+  return JSON.parse(out) as unknown;
+};
 
 async function q(sql: string): Promise<Array<Record<string, unknown>>> {
   const c = await db.connect();
@@ -204,6 +222,41 @@ describe.skipIf(!HAVE)('Drupal sites without drush (real nginx, php-fpm, MariaDB
     expect(await again.isAdmin('d7.test')).toBe(false);
     expect((await master.cli('site', 'login-url', 'nope.test')).stderr).toBe('error: SITE_NOT_FOUND: no site named nope.test (see: spoke site ls)\n');
   }, 120_000);
+
+  it('site clone to a new name renames sites/<old>/files in serialized variables (hex blobs in the dump): the copy shows its own logo', async () => {
+    const logo = join(w1.root, 'var/www/d7/sites/d7.test/files/logo.png');
+    writeFileSync(logo, 'logo of d7.test\n');
+    // the global theme settings as Drupal 7's appearance form stores them: serialized in a blob
+    const settings = await phpSerialize({ default_logo: 0, logo_path: 'sites/d7.test/files/logo.png', toggle_logo: 1 });
+    const c = await db.connect();
+    try {
+      await c.query("REPLACE INTO d7_test.variable (name, value) VALUES ('theme_settings', ?)", [Buffer.from(settings)]);
+    } finally {
+      await c.end();
+    }
+    await q('DELETE FROM d7_test.cache_bootstrap');
+    await q('DELETE FROM d7_test.cache');
+    await q('DELETE FROM d7_test.cache_page');
+    const before = await nginx.served('d7.test with its logo', 'd7.test', '/', (x) => x.status === 200 && x.body.includes('/sites/d7.test/files/logo.png'));
+    expect(before.body).toContain('Site d7.test');
+
+    const { t, log } = await task('site', 'clone', 'd7.test', 'd7-copy.test');
+    expect(t.state, log).toBe('succeeded');
+    expect(log).toMatch(/renamed sites\/d7\.test\/files and sites\/d7\.test\/private to sites\/d7-copy\.test\/… in [1-9]\d* stored value\(s\)/);
+    const stored = (await q("SELECT value FROM d7_copy_test.variable WHERE name = 'theme_settings'"))[0]?.value as Buffer;
+    expect(await phpUnserialize(stored.toString('utf8'))).toEqual({ default_logo: 0, logo_path: 'sites/d7-copy.test/files/logo.png', toggle_logo: 1 });
+    writeFileSync(join(w1.root, 'var/www/d7/sites/d7-copy.test/files/logo.png'), 'logo of the copy\n');
+    const page = await nginx.served('the copy with its own logo', 'd7-copy.test', '/', (x) => x.status === 200 && x.body.includes('Site d7.test'));
+    expect(page.body).toContain('http://d7-copy.test/sites/d7-copy.test/files/logo.png');
+    expect(page.body).not.toContain('sites/d7.test/files');
+    const file = await nginx.get('d7-copy.test', '/sites/d7-copy.test/files/logo.png');
+    expect([file.status, file.body]).toEqual([200, 'logo of the copy\n']);
+    // the original is untouched
+    const orig = (await q("SELECT value FROM d7_test.variable WHERE name = 'theme_settings'"))[0]?.value as Buffer;
+    expect(orig.toString('utf8')).toBe(settings);
+    const { t: del, log: delLog } = await task('site', 'delete', 'd7-copy.test');
+    expect(del.state, delLog).toBe('succeeded');
+  }, 300_000);
 
   it("a drift repair that rewrites settings.php leaves it readable by the web server (the site keeps serving)", async () => {
     const settings = join(w1.root, 'var/www/d7/sites/d7.test/settings.php');

@@ -19,7 +19,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
+import { startMariaDb, type PrivateMariaDb } from '@spoke/agent/testkit';
 import { AgentUnderTest, MasterUnderTest, scratch, until } from '../harness.js';
 import { ROOT_USER, WORDPRESS, enrollAgent, freePort, prepareWordPress, startNginx, startPhpFpm, stopStack, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
 import { startPebble, type PrivatePebble } from '../pebble.js';

@@ -19,7 +19,7 @@ import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
+import { startMariaDb, type PrivateMariaDb } from '@spoke/agent/testkit';
 import { AgentUnderTest, MasterUnderTest, scratch, until } from '../harness.js';
 import { DRUPAL_EXTENSIONS, enrollAgent, stopStack, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
 
@@ -71,6 +71,7 @@ interface CronRunJson {
   durationMs: number;
 }
 interface SiteJson {
+  domain: string;
   status: string;
   cron: { intervalSeconds: number; nextRun: string | null; last: CronRunJson | null; failures: number; failing: boolean; skipped: string | null };
 }
@@ -270,7 +271,7 @@ describe('cron (real nginx, php-fpm, MariaDB, WordPress, Drupal 7)', () => {
       expect(ls).toMatch(/^DOMAIN\s+PLATFORM\s+SERVER\s+DB SERVER\s+STATUS\s+CRON\s+ALIASES$/m);
       expect(ls).toMatch(/^d7\.test\s+d7\s+w1\s+w1\s+installed\s+FAILING \d+x\s+-$/m);
       expect(ls).toMatch(/^wp\.test\s+wp\s+w1\s+w1\s+installed\s+ok\s+-$/m);
-      expect((await master.json<SiteJson[]>('site', 'ls')).find((x) => (x as unknown as { domain: string }).domain === 'd7.test')?.cron.failing).toBe(true);
+      expect((await master.json<SiteJson[]>('site', 'ls')).find((x) => x.domain === 'd7.test')?.cron.failing).toBe(true);
 
       fpm = await startFpm();
       const ok = await master.cli('site', 'cron', 'd7.test');

@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
+import { startMariaDb, type PrivateMariaDb } from '@spoke/agent/testkit';
 import { AgentUnderTest, MasterUnderTest, cleanup, scratch } from '../harness.js';
 import { enrollAgent, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
 
@@ -23,6 +23,14 @@ const ROOT_PW = 'migrate-e2e root #pw';
 const TITLE = 'Spoke Migrating Blog';
 const WP3 = '/var/www/wp3';
 const SERIALIZED = 'a:2:{s:3:"url";s:17:"http://blog.test/";s:4:"list";a:1:{i:0;s:16:"http://blog.test";}}';
+const UPLOAD_URL = 'http://blog.test/sites/blog.test/files/2025/hello.txt';
+
+/** PHP's serialize() of a JSON value (as arrays), by PHP itself. */
+const phpSerialize = (v: unknown): string => execFileSync('php', ['-r', 'echo serialize(json_decode(stream_get_contents(STDIN), true));'], { input: JSON.stringify(v) }).toString('utf8');
+/** PHP's unserialize() of a stored value (as JSON), by PHP itself; false when PHP cannot read it. */
+const phpUnserialize = (s: string): unknown => JSON.parse(execFileSync('php', ['-r', 'echo json_encode(unserialize(stream_get_contents(STDIN)));'], { input: s }).toString('utf8'));
+/** The upload's URL and the post/option that carry it, for a site renamed to `domain`. */
+const uploadUrl = (domain: string) => `http://${domain}/sites/${domain}/files/2025/hello.txt`;
 
 const dir = scratch('spoke-migrate-');
 chmodSync(dir, 0o755);
@@ -118,6 +126,12 @@ beforeAll(async () => {
     ['<a href="http://blog.test/about/">about</a> <a href="http://blog.testing.example/">other</a> <img src="http://blog.test">'],
   );
   await q("INSERT INTO blog_test.wp_options (option_name, option_value, autoload) VALUES ('spoke_serialized', ?, 'no')", [SERIALIZED]);
+  // An uploaded file referenced by its URL in a post and in a serialized option (a widget, a theme mod).
+  await q(
+    "INSERT INTO blog_test.wp_posts (post_author, post_date, post_date_gmt, post_content, post_title, post_excerpt, post_status, post_name, to_ping, pinged, post_modified, post_modified_gmt, post_content_filtered, guid, post_type) VALUES (1, NOW(), NOW(), ?, 'Upload', '', 'publish', 'upload', '', '', NOW(), NOW(), '', 'http://blog.test/?p=998', 'post')",
+    [`<a href="${UPLOAD_URL}">hello</a>`],
+  );
+  await q("INSERT INTO blog_test.wp_options (option_name, option_value, autoload) VALUES ('spoke_upload', ?, 'no')", [phpSerialize({ logo: UPLOAD_URL, caption: 'grüß' })]);
   mkdirSync(join(agentTree(A), 'sites/blog.test/files/2025'), { recursive: true });
   writeFileSync(join(agentTree(A), 'sites/blog.test/files/2025/hello.txt'), 'hello from blog.test\n');
 }, 400_000);
@@ -146,8 +160,9 @@ describe('site clone and migrate (two agents, real nginx, php-fpm, MariaDB, Word
     expect(await option('copy_test', 'siteurl')).toBe('http://copy.test');
     expect(await option('copy_test', 'home')).toBe('http://copy.test');
     expect(await option('blog_test', 'siteurl')).toBe('http://blog.test');
-    // serialized values are not rewritten (their lengths would break)
-    expect(await option('copy_test', 'spoke_serialized')).toBe(SERIALIZED);
+    // hosts inside serialized values are rewritten with their lengths (same length here)
+    expect(await option('copy_test', 'spoke_serialized')).toBe(SERIALIZED.replaceAll('blog.test', 'copy.test'));
+    expect(r.stdout).toMatch(/renamed sites\/blog\.test\/files and sites\/blog\.test\/private to sites\/copy\.test\/… in \d+ stored value\(s\)/);
     const post = (await q("SELECT post_content, guid FROM copy_test.wp_posts WHERE post_name = 'links'"))[0] as { post_content: string; guid: string };
     expect(post).toEqual({
       post_content: '<a href="http://copy.test/about/">about</a> <a href="http://blog.testing.example/">other</a> <img src="http://copy.test">',
@@ -161,6 +176,22 @@ describe('site clone and migrate (two agents, real nginx, php-fpm, MariaDB, Word
     // the copy has its own database password
     const pw = (f: string) => /define\('DB_PASSWORD', '([^']+)'\)/.exec(readFileSync(f, 'utf8'))?.[1];
     expect(pw(join(masterTree(A), 'sites/copy.test/wp-config.php'))).not.toBe(pw(join(masterTree(A), 'sites/blog.test/wp-config.php')));
+  }, 300_000);
+
+  it('site clone to a name of another length: its upload paths renamed in posts and serialized options; the copy serves its own file', async () => {
+    const { t, log } = await task('site', 'clone', 'blog.test', 'the-copy.test');
+    expect(t.state, log).toBe('succeeded');
+    await served('the-copy.test on w1', A, 'the-copy.test', (x) => x.status === 200 && !x.body.startsWith('default server'));
+    const post = (await q("SELECT post_content FROM the_copy_test.wp_posts WHERE post_name = 'upload'"))[0] as { post_content: string };
+    expect(post.post_content).toBe(`<a href="${uploadUrl('the-copy.test')}">hello</a>`);
+    const stored = (await option('the_copy_test', 'spoke_upload')) as string;
+    expect(phpUnserialize(stored)).toEqual({ logo: uploadUrl('the-copy.test'), caption: 'grüß' });
+    // the original keeps its own
+    expect(phpUnserialize((await option('blog_test', 'spoke_upload')) as string)).toEqual({ logo: UPLOAD_URL, caption: 'grüß' });
+    // the copy's URL is served from the copy's own files (not the original's)
+    writeFileSync(join(agentTree(A), 'sites/the-copy.test/files/2025/hello.txt'), 'hello from the copy\n');
+    const file = await get(A, 'the-copy.test', new URL(uploadUrl('the-copy.test')).pathname);
+    expect([file.status, file.body]).toEqual([200, 'hello from the copy\n']);
   }, 300_000);
 
   it('refuses at once what cannot work', async () => {
@@ -225,7 +256,16 @@ describe('site clone and migrate (two agents, real nginx, php-fpm, MariaDB, Word
     expect((await served('the alias on w2', B, 'www.blog.test', (x) => x.body.includes(TITLE), '/wp-login.php')).status).toBe(200);
     await served('blog.test gone from w1', A, 'blog.test', (x) => x.body.startsWith('default server of w1'));
     expect(await option('news_test', 'siteurl')).toBe('http://news.test');
-    expect(await option('news_test', 'spoke_serialized')).toBe(SERIALIZED);
+    expect(await option('news_test', 'spoke_serialized')).toBe(SERIALIZED.replaceAll('blog.test', 'news.test'));
+    // the upload: renamed in the post and in the serialized option, served at its new URL by w2
+    const post = (await q("SELECT post_content FROM news_test.wp_posts WHERE post_name = 'upload'"))[0] as { post_content: string };
+    expect(post.post_content).toBe(`<a href="${uploadUrl('news.test')}">hello</a>`);
+    expect(phpUnserialize((await option('news_test', 'spoke_upload')) as string)).toEqual({ logo: uploadUrl('news.test'), caption: 'grüß' });
+    const upload = await get(B, 'news.test', new URL(uploadUrl('news.test')).pathname);
+    expect([upload.status, upload.body]).toEqual([200, 'hello from blog.test\n']);
+    // the clone made earlier still serves its own copy, the original being gone
+    const copied = await get(A, 'the-copy.test', new URL(uploadUrl('the-copy.test')).pathname);
+    expect([copied.status, copied.body]).toEqual([200, 'hello from the copy\n']);
     expect(await dbGone('blog_test')).toEqual({ databases: [], users: [] });
     expect(existsSync(vhost(A, 'blog.test'))).toBe(false);
     expect(existsSync(vhost(B, 'news.test'))).toBe(true);

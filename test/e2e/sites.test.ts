@@ -17,8 +17,8 @@ import { chmodSync, copyFileSync, createReadStream, existsSync, mkdirSync, readd
 import { createGunzip } from 'node:zlib';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
-import { readTar } from '../../packages/shared/src/index.js';
+import { startMariaDb, type PrivateMariaDb } from '@spoke/agent/testkit';
+import { readTar } from '@spoke/shared';
 import { AgentUnderTest, MasterUnderTest, scratch } from '../harness.js';
 import { enrollAgent, stopStack, webAndDbSettings, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
 

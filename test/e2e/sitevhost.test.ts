@@ -17,17 +17,20 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CAPABILITY_VERSION, createCA, RootMap, silentLogger, type wire } from '@spoke/shared';
-import { AgentHub } from '../../packages/master/src/servers/hub.js';
-import type { AgentCommand } from '@spoke/shared';
-import type { Namespace } from '../../packages/master/src/namespace/namespace.js';
-import { MasterConnection } from '../../packages/agent/src/connection.js';
-import type { HttpSettings } from '../../packages/agent/src/config.js';
-import { SiteInstaller } from '../../packages/agent/src/siteinstall.js';
-import { SitePhp } from '../../packages/agent/src/php/sitephp.js';
-import { SiteCron } from '../../packages/agent/src/sitecron.js';
-import type { AgentTrees } from '../../packages/agent/src/sync.js';
-import { commandRunner, WebConfig } from '../../packages/agent/src/webconfig.js';
-import { startMariaDb, type PrivateMariaDb } from '../../packages/agent/src/db/testserver.js';
+import { MasterConnection } from '@spoke/agent';
+import {
+  AgentTrees,
+  commandRunner,
+  linkInMemory,
+  SiteCron,
+  SiteInstaller,
+  SitePhp,
+  startMariaDb,
+  WebConfig,
+  type HttpSettings,
+  type PrivateMariaDb,
+} from '@spoke/agent/testkit';
+import { addAgent, AgentHub, attachInMemory, freshNamespace, type AgentCommand } from '@spoke/master/testkit';
 import { cleanup, scratch } from '../harness.js';
 import { NGINX, prepareWordPress, startNginx, startPhpFpm, WEB_GROUP as webGroup, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
 
@@ -109,7 +112,7 @@ beforeAll(async () => {
     detect: async () => [],
     backoffInitialMs: 100,
     backoffMaxMs: 100,
-    trees: { setClient: () => undefined } as unknown as AgentTrees,
+    trees: new AgentTrees({ stateDir: join(dir, 'agent-state'), roots: ['/var/www'], rootMap, log }),
     web,
     installer,
     cron,
@@ -121,18 +124,16 @@ beforeAll(async () => {
   // back as the hub's stream data.
   const masterSide = new (class extends EventEmitter {
     write(m: wire.MasterCommand): boolean {
-      if (m.command?.$case !== 'welcome') {
-        void (conn as unknown as { onCommand(s: unknown, c: wire.MasterCommand): Promise<void> }).onCommand(agentSide, m);
-      }
+      if (m.command?.$case !== 'welcome') toAgent(m);
       return true;
     }
     end(): void {}
   })();
-  const agentSide = { write: (e: wire.AgentEvent) => setImmediate(() => masterSide.emit('data', e)), cancel: () => undefined };
-  (conn as unknown as { stream: unknown }).stream = agentSide;
-  const ns = { recordHello: () => undefined, touch: () => undefined, getServer: () => ({ lastSeenMs: null }) } as unknown as Namespace;
+  const toAgent = linkInMemory(conn, (e) => setImmediate(() => masterSide.emit('data', e)));
+  const { ns } = freshNamespace();
+  addAgent(ns, 'w1');
   hub = new AgentHub({ ns, log, clock: Date.now, heartbeatIntervalMs: 1000, heartbeatTtlMs: 3_600_000 });
-  hub.attach('w1', null, masterSide as unknown as Parameters<AgentHub['attach']>[2]);
+  attachInMemory(hub, 'w1', masterSide);
   masterSide.emit('data', { event: { $case: 'hello', value: { capabilityVersion: CAPABILITY_VERSION, facts: undefined, services: [], observed: {} } } });
 });
 

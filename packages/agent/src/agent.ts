@@ -4,8 +4,9 @@
 import { SiteFileTransfer } from './sitetransfer.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FileWorker, RootMap, type Logger } from '@spoke/shared';
 import { DEFAULT_ACME_DIR, SiteTlsStore } from './tls/sitetls.js';
+import { FileWorker, RootMap, startMetricsListener, type Logger, type MetricsListener } from '@spoke/shared';
+import { PromAgentMetrics } from './metrics.js';
 import { identityFiles, type CompiledAgentOptions } from './config.js';
 import { MasterConnection } from './connection.js';
 import { detectFpmSocket, detectServices, type DetectedService } from './detect.js';
@@ -20,6 +21,8 @@ import { SiteDatabases } from './db/index.js';
 /** A running agent. */
 export interface RunningAgent {
   connection: MasterConnection;
+  /** The metrics listener's bound address, HOST:PORT ("" when off). */
+  metrics: string;
   stop(): Promise<void>;
 }
 
@@ -98,7 +101,11 @@ export async function startAgent(
     ? new SiteDatabases({ settings: opts.db, server: opts.server, binDirs: opts.binDirs, tmpDir: join(opts.stateDir, 'tmp'), log: deps.log.child({ component: 'agent.db' }) })
     : null;
   const siteFiles = new SiteFileTransfer({ roots: opts.roots, rootMap, webGroup: opts.http.webGroup, userFiles: { user: opts.phpUser }, log: deps.log.child({ component: 'agent.sitefiles' }) });
+  // The link is read at scrape time; it exists before the first scrape can arrive.
+  let link: MasterConnection | undefined;
+  const prom = opts.metrics ? new PromAgentMetrics(() => link?.linkState ?? 'idle') : undefined;
   const connection = new MasterConnection({
+    metrics: prom,
     trees,
     web,
     installer,
@@ -117,12 +124,23 @@ export async function startAgent(
     backoffInitialMs: opts.backoffInitialMs,
     backoffMaxMs: opts.backoffMaxMs,
   });
+  link = connection;
+  let metricsListener: MetricsListener | undefined;
+  if (prom) {
+    // Ready = connected to the master (hello answered); the reason names the link state.
+    metricsListener = await startMetricsListener(opts.metrics, {
+      render: () => prom.render(),
+      ready: () => ({ ready: connection.linkState === 'connected', reason: `link ${connection.linkState}` }),
+    });
+  }
   connection.start();
-  deps.log.info({ master: opts.master, server: opts.server, roots: opts.roots, root: opts.rootPrefix || '/' }, 'agent started');
+  deps.log.info({ master: opts.master, server: opts.server, roots: opts.roots, root: opts.rootPrefix || '/', metrics: metricsListener?.address ?? '' }, 'agent started');
   return {
     connection,
+    metrics: metricsListener?.address ?? '',
     stop: async () => {
       connection.stop();
+      await metricsListener?.close();
       fileWorker.close();
       if (!endRun(opts.stateDir, deps.flush ?? syncAll)) deps.log.warn('sync failed at stop: the next start re-hashes every tree');
     },

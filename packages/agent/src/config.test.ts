@@ -3,17 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isSpokeError } from '@spoke/shared';
+import { expectCode } from '@spoke/shared/testkit';
 import { compileAgentOptions, parseWebSettings, type AgentConfigFile } from './config.js';
-
-function refusal(cfg: unknown): string {
-  try {
-    parseWebSettings(cfg as Pick<AgentConfigFile, 'http' | 'php'>);
-  } catch (e) {
-    if (isSpokeError(e, 'CONFIG_INVALID')) return e.message;
-    throw e;
-  }
-  return 'accepted';
-}
 
 describe('agent.json http and php sections', () => {
   it('defaults: detect the web server, listen on 80, group www-data, detect php-fpm', () => {
@@ -73,7 +64,7 @@ describe('agent.json http and php sections', () => {
     [{ php: { cli: 'php' } }, /php\.cli is not valid/],
     [{ php: { user: 'www data' } }, /php\.user is not a user name/],
   ])('refuses %j', (cfg, re) => {
-    expect(refusal(cfg)).toMatch(re);
+    expect(expectCode(() => parseWebSettings(cfg as Pick<AgentConfigFile, 'http' | 'php'>), 'CONFIG_INVALID').message).toMatch(re);
   });
 });
 

@@ -69,6 +69,11 @@ export interface CompiledAgentOptions {
   phpUser: string;
   /** Site databases (agent.json `db`); null = this agent manages no database server. */
   db: DbSettings | null;
+  /**
+   * HTTP listener for Prometheus metrics and readiness (`/metrics`, `/healthz`, `/readyz`),
+   * HOST:PORT (`--metrics`, env SPOKE_METRICS). @default "" (off)
+   */
+  metrics: string;
 }
 
 /** Paths of the agent's identity files. */
@@ -129,7 +134,7 @@ export function writeAgentConfig(stateDir: string, cfg: AgentConfigFile): void {
  * Reads agent.json and applies flags.
  * @throws SpokeError NOT_ENROLLED when the state dir has no enrollment, CONFIG_INVALID
  */
-export function compileAgentOptions(flags: { stateDir: string; root?: string; master?: string }, environ: Record<string, string | undefined> = process.env): CompiledAgentOptions {
+export function compileAgentOptions(flags: { stateDir: string; root?: string; master?: string; metrics?: string }, environ: Record<string, string | undefined> = process.env): CompiledAgentOptions {
   const stateDir = resolve(flags.stateDir);
   const files = identityFiles(stateDir);
   if (!existsSync(files.config) || !existsSync(files.cert) || !existsSync(files.key)) {
@@ -145,6 +150,14 @@ export function compileAgentOptions(flags: { stateDir: string; root?: string; ma
   const env = parseEnv(AGENT_ENV, environ);
   const master = flags.master ?? cfg.master;
   parseHostPort(master);
+  const metrics = flags.metrics ?? env.SPOKE_METRICS;
+  if (metrics !== '') {
+    try {
+      parseHostPort(metrics);
+    } catch {
+      throw fail('CONFIG_INVALID', `--metrics / SPOKE_METRICS wants HOST:PORT (e.g. 127.0.0.1:9464), not ${JSON.stringify(metrics)}`);
+    }
+  }
   const web = parseWebSettings(cfg);
   const db = parseDbSettings(cfg.db);
   if (db?.adminPassword && exposesSecrets(statSync(files.config).mode)) {
@@ -168,5 +181,6 @@ export function compileAgentOptions(flags: { stateDir: string; root?: string; ma
     phpCli: web.phpCli,
     phpUser: web.phpUser,
     db,
+    metrics,
   };
 }

@@ -108,6 +108,8 @@ export const AGENT_ENV = z.object({
   /** Hashes per FetchBlobs request (tests set it low to cross batches). */
   SPOKE_FETCH_BATCH: envInt(FETCH_BATCH),
   SPOKE_LOG_LEVEL: LOG_LEVEL.default('info'),
+  /** HOST:PORT of the metrics and readiness listener ("" = off). */
+  SPOKE_METRICS: z.string().default(''),
   PATH: z.string().default(''),
 });
 

@@ -18,6 +18,7 @@ import {
   type AgentCommandType,
 } from '@spoke/shared';
 import { commandHandlers, hostFacts, UNKNOWN_COMMAND, type CommandContext, type CommandDeps, type CommandHandler, type CommandHandlers } from './handlers.js';
+import { NO_AGENT_METRICS, type AgentMetrics } from './metrics.js';
 
 /** Link state: idle → connecting → connected → (backoff → connecting)* → stopped. */
 export type LinkState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'stopped';
@@ -30,6 +31,8 @@ export interface ConnectionDeps extends CommandDeps {
   backoffMaxMs: number;
   /** How often to re-observe held trees for drift. @default 60000 */
   driftIntervalMs: number;
+  /** Commands answered and converge bytes. @default NO_AGENT_METRICS */
+  metrics?: AgentMetrics;
 }
 
 /** Computes the next reconnect delay: exponential, capped, with full jitter. */
@@ -280,7 +283,10 @@ export class MasterConnection {
   }
 
   private async onCommand(stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand>, msg: wire.MasterCommand): Promise<void> {
+    const started = Date.now();
+    const metrics = this.deps.metrics ?? NO_AGENT_METRICS;
     const reply = (r: Omit<wire.CommandResult, 'id'>) => {
+      metrics.command(msg.command?.$case ?? 'unknown', r.ok ? 'ok' : r.errorCode || 'INTERNAL', (Date.now() - started) / 1000);
       if (this.stream === stream) stream.write({ event: { $case: 'result', value: { id: msg.id, ...r } } });
     };
     let cmd: AgentCommand | undefined;
@@ -288,6 +294,10 @@ export class MasterConnection {
       cmd = wire.commandFromWire(msg);
       if (!cmd) return reply({ ok: false, errorCode: 'INVALID_ARGUMENT', errorMessage: UNKNOWN_COMMAND, result: undefined });
       const value = await this.run(cmd, msg.id, stream);
+      if (cmd.type === 'converge') {
+        const c = value as AgentCommandResults['converge'];
+        metrics.converged(c.bytesFetched, c.bytesReused);
+      }
       return reply({ ok: true, errorCode: '', errorMessage: '', result: wire.resultToWire(cmd.type, value) });
     } catch (e) {
       // A SpokeError is a condition the master reports to the operator with its code (no web

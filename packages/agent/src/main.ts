@@ -13,7 +13,7 @@ const EXIT_REFUSED = 3;
 
 const USAGE = `usage:
   spoke-agent enroll --master HOST:PORT --token TOKEN --state-dir DIR [--roots /var/aegir,/var/www]
-  spoke-agent run --state-dir DIR [--root DIR] [--master HOST:PORT]
+  spoke-agent run --state-dir DIR [--root DIR] [--master HOST:PORT] [--metrics HOST:PORT]
   spoke-agent version
 (spoke-agent enroll --help, spoke-agent run --help: each flag explained)`;
 
@@ -51,6 +51,7 @@ async function main(argv: string[]): Promise<void> {
         'state-dir': { type: 'string' },
         roots: { type: 'string' },
         root: { type: 'string' },
+        metrics: { type: 'string' },
       },
       strict: true,
     }));
@@ -71,7 +72,7 @@ async function main(argv: string[]): Promise<void> {
     );
     return;
   }
-  const opts = compileAgentOptions({ stateDir, root: values.root as string | undefined, master: values.master as string | undefined });
+  const opts = compileAgentOptions({ stateDir, root: values.root as string | undefined, master: values.master as string | undefined, metrics: values.metrics as string | undefined });
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'agent', server: opts.server } });
   boundHeapGrowth(process.env, AGENT_HEAP_HEADROOM_MB);
   const agent = await startAgent(opts, { log });

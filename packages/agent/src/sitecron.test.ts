@@ -12,7 +12,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RootMap, SpokeError, silentLogger } from '@spoke/shared';
+import { RootMap, silentLogger } from '@spoke/shared';
+import { expectCode } from '@spoke/shared/testkit';
 import type { HttpSettings } from './config.js';
 import { SitePhp, scriptArgs, type PhpRun } from './php/sitephp.js';
 import { runJobsArgs, runJobsOutcome, SiteCron } from './sitecron.js';
@@ -54,16 +55,6 @@ function cron(listen = [`127.0.0.1:${port}`], key = KEY): SiteCron {
   return new SiteCron({ http, php, service: async () => undefined, log: silentLogger(), timeoutMs: 5000 });
 }
 
-async function refusal(p: Promise<unknown>): Promise<SpokeError> {
-  const e = await p.then(
-    () => null,
-    (x: unknown) => x,
-  );
-  if (!(e instanceof SpokeError)) throw new Error(`expected a SpokeError, got ${String(e)}`);
-  expect(e.message).not.toContain('\n');
-  return e;
-}
-
 describe('SiteCron over HTTP', () => {
   it('Drupal 7: reads the cron key with the site tool, GETs /cron.php?cron_key=KEY with the Host header; 200 with Drupal\'s headers is success', async () => {
     seen.length = 0;
@@ -77,13 +68,13 @@ describe('SiteCron over HTTP', () => {
 
   it('a 200 without the application\'s header is another site answering (the vhost is gone): SITE_CRON_FAILED', async () => {
     reply = () => ({ status: 200, body: '<html><body><h1>Welcome to nginx!</h1></body></html>' });
-    const d7 = await refusal(cron().run({ tree: '/var/www/d7', domain: 'd7.test', kind: 'drupal7' }));
+    const d7 = await expectCode(cron().run({ tree: '/var/www/d7', domain: 'd7.test', kind: 'drupal7' }));
     expect([d7.code, d7.message]).toEqual([
       'SITE_CRON_FAILED',
       `GET http://d7.test/cron.php?cron_key=… (via 127.0.0.1:${port}) answered 200 without Drupal's headers: not the site's answer (is its vhost in place?): Welcome to nginx!`,
     ]);
     reply = () => ({ status: 200, body: '', expires: D7_EXPIRES });
-    const wp = await refusal(cron().run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }));
+    const wp = await expectCode(cron().run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }));
     expect(wp.message).toBe(`GET http://wp.test/wp-cron.php?doing_wp_cron (via 127.0.0.1:${port}) answered 200 without WordPress's wp-cron.php's headers: not the site's answer (is its vhost in place?)`);
   });
 
@@ -94,7 +85,7 @@ describe('SiteCron over HTTP', () => {
     expect(seen).toEqual([{ url: `/cron/${KEY}`, host: 'd9.test' }]);
     expect(ok).toMatchObject({ status: 204, method: `GET /cron/… via 127.0.0.1:${port}` });
     reply = () => ({ status: 403, body: '<html><body><h1>Access denied</h1><p>You are not authorized to access this page.</p></body></html>' });
-    const e = await refusal(cron().run({ tree: '/var/www/d9', domain: 'd9.test', kind: 'drupal8' }));
+    const e = await expectCode(cron().run({ tree: '/var/www/d9', domain: 'd9.test', kind: 'drupal8' }));
     expect(e.code).toBe('SITE_CRON_FAILED');
     expect(e.message).toBe(
       `GET http://d9.test/cron/… (via 127.0.0.1:${port}) answered 403 (the cron key was refused, or the site is in maintenance mode): Access denied You are not authorized to access this page.`,
@@ -111,9 +102,9 @@ describe('SiteCron over HTTP', () => {
     expect(toolRuns).toEqual([]);
     expect(r.status).toBe(200);
     reply = () => ({ status: 503, body: 'maintenance' });
-    expect((await refusal(cron().run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }))).message).toMatch(/answered 503 \(the site is disabled or in maintenance\): maintenance$/);
+    expect((await expectCode(cron().run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }))).message).toMatch(/answered 503 \(the site is disabled or in maintenance\): maintenance$/);
     reply = () => ({ status: 500, body: '' });
-    expect((await refusal(cron().run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }))).message).toMatch(/answered 500$/);
+    expect((await expectCode(cron().run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }))).message).toMatch(/answered 500$/);
   });
 
   it('a stopped web server is SITE_CRON_FAILED "connection refused"; an unusable key is refused before any request', async () => {
@@ -121,18 +112,18 @@ describe('SiteCron over HTTP', () => {
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
     const deadPort = (closed.address() as AddressInfo).port;
     await new Promise<void>((r) => closed.close(() => r()));
-    const e = await refusal(cron([`127.0.0.1:${deadPort}`]).run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }));
+    const e = await expectCode(cron([`127.0.0.1:${deadPort}`]).run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }));
     expect([e.code, e.message]).toEqual(['SITE_CRON_FAILED', `GET http://wp.test/wp-cron.php?doing_wp_cron (via 127.0.0.1:${deadPort}) failed: connection refused (is the web server running?)`]);
     seen.length = 0;
-    const k = await refusal(cron(undefined, '').run({ tree: '/var/www/d7', domain: 'd7.test', kind: 'drupal7' }));
+    const k = await expectCode(cron(undefined, '').run({ tree: '/var/www/d7', domain: 'd7.test', kind: 'drupal7' }));
     expect([k.code, k.message]).toEqual(['SITE_CRON_FAILED', 'd7.test: the site has no usable cron key (empty)']);
     expect(seen).toEqual([]);
   });
 
   it('refuses kinds without cron and bad domains', async () => {
-    expect((await refusal(cron().run({ tree: '/var/www/g', domain: 'g.test', kind: 'generic' }))).code).toBe('SITE_TOOL_UNSUPPORTED');
-    expect((await refusal(cron().run({ tree: '/var/www/g', domain: '../etc', kind: 'wordpress' }))).code).toBe('INVALID_DOMAIN');
-    expect((await refusal(cron([]).run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }))).code).toBe('NO_HTTP_SERVICE');
+    expect((await expectCode(cron().run({ tree: '/var/www/g', domain: 'g.test', kind: 'generic' }))).code).toBe('SITE_TOOL_UNSUPPORTED');
+    expect((await expectCode(cron().run({ tree: '/var/www/g', domain: '../etc', kind: 'wordpress' }))).code).toBe('INVALID_DOMAIN');
+    expect((await expectCode(cron([]).run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }))).code).toBe('NO_HTTP_SERVICE');
   });
 });
 
@@ -170,9 +161,9 @@ describe('MediaWiki: maintenance/runJobs.php', () => {
       expect(r).toMatchObject({ method: 'php maintenance/runJobs.php', status: 0, message: 'runJobs.php ran 1 job (--server http://wiki.test --maxtime 120 --result json)' });
       const out = await php.runScript({ tree: '/var/www/wiki', domain: 'wiki.test', kind: 'mediawiki' }, 'maintenance/runJobs.php', []);
       expect(JSON.parse(out.stdout)).toMatchObject({ jobs: [{ type: tree }] });
-      const e = await refusal(php.runScript({ tree: '/var/www/wiki', domain: 'wiki.test', kind: 'mediawiki' }, 'maintenance/nope.php', []));
+      const e = await expectCode(php.runScript({ tree: '/var/www/wiki', domain: 'wiki.test', kind: 'mediawiki' }, 'maintenance/nope.php', []));
       expect(e.code).toBe('SITE_TOOL_FAILED');
-      expect((await refusal(php.runScript({ tree: '/var/www/wiki', domain: 'wiki.test', kind: 'mediawiki' }, '../x.php', []))).code).toBe('INVALID_ARGUMENT');
+      expect((await expectCode(php.runScript({ tree: '/var/www/wiki', domain: 'wiki.test', kind: 'mediawiki' }, '../x.php', []))).code).toBe('INVALID_ARGUMENT');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -18,12 +18,13 @@ export const AGENT_HELP: Record<'enroll' | 'run', HelpSpec> = {
     examples: ['spoke-agent enroll --master master.example.com:7443 --token spoke1.… --state-dir /var/lib/spoke-agent'],
   },
   run: {
-    usage: 'run --state-dir DIR [--root DIR] [--master HOST:PORT]',
+    usage: 'run --state-dir DIR [--root DIR] [--master HOST:PORT] [--metrics HOST:PORT]',
     summary: 'Run the agent: keep a stream to the master, converge platforms and sites, until stopped.',
     flags: [
       ['--state-dir DIR', 'the state dir enroll wrote (identity, certificates, tree state)'],
       ['--root DIR', 'a directory standing in for / : every path the agent touches is inside it (trials and tests)'],
       ['--master HOST:PORT', 'dial this address instead of the one recorded at enroll'],
+      ['--metrics HOST:PORT', 'serve Prometheus /metrics and readiness /healthz, /readyz on this address (off by default; keep it on loopback or a private network)'],
     ],
     examples: ['spoke-agent run --state-dir /var/lib/spoke-agent'],
   },
@@ -32,5 +33,5 @@ export const AGENT_HELP: Record<'enroll' | 'run', HelpSpec> = {
 /** The flags each subcommand accepts (for "did you mean"). */
 export const AGENT_FLAGS: Record<'enroll' | 'run', string[]> = {
   enroll: ['master', 'token', 'state-dir', 'roots'],
-  run: ['state-dir', 'root', 'master'],
+  run: ['state-dir', 'root', 'master', 'metrics'],
 };

@@ -11,6 +11,7 @@ import type { Clock, PlatformInfo, TaskInfo } from './types.js';
 import { verifyServerTask } from './servers/verify.js';
 import type { TreeStore } from './platforms/trees.js';
 import { PlatformSync } from './platforms/converge.js';
+import { EventFeed } from './events.js';
 import { PlatformBuilder, checkMakefileSource } from './platforms/build.js';
 import { dirname, join } from 'node:path';
 import type { BuildLimits } from './platforms/buildfs.js';
@@ -23,6 +24,8 @@ import { CronStore } from './sites/cronstore.js';
 import { SiteHttps } from './sites/https/https.js';
 import { HttpsStore } from './sites/https/store.js';
 import { AcmeIssuer } from './sites/https/acme.js';
+import { NO_METRICS, type MasterMetrics } from './health/metrics.js';
+import { healthSummary, type HealthSummary } from './health/summary.js';
 
 /** What `spoke status` shows. */
 export interface MasterStatusInfo {
@@ -42,6 +45,8 @@ export interface MasterStatusInfo {
   httpsFailing: string[];
   /** "" = no ACME directory configured. */
   acmeDirectory: string;
+  /** Agents offline, tasks failing, anything stuck, cron failing (health/summary.ts). */
+  health: HealthSummary;
 }
 
 /** The master's components and cross-cutting operations. */
@@ -52,6 +57,8 @@ export class Core {
   readonly hub: AgentHub;
   readonly trees: TreeStore;
   readonly sync: PlatformSync;
+  /** Task and agent events for `spoke events`. */
+  readonly events: EventFeed;
   /** The site tasks (install, verify, disable/enable, aliases, delete). */
   readonly sites: SiteTasks;
   /** Sites' cron: the scheduler (started by master.ts), `site cron`, the history. */
@@ -92,7 +99,10 @@ export class Core {
     buildLimits?: Partial<BuildLimits>;
     /** HTTPS: the ACME directory (null: none), the renewer's clock and tick. @default no ACME, clock, 60000 */
     https?: { acme?: { directoryUrl: string; email: string; caPem: string } | null; clock?: Clock; tickMs?: number };
+    /** Converge bytes and cron results. @default NO_METRICS */
+    metrics?: MasterMetrics;
   }) {
+    const metrics = deps.metrics ?? NO_METRICS;
     this.faults = deps.faults ?? { corruptBlobs: 0 };
     this.ns = deps.ns;
     this.enroller = deps.enroller;
@@ -111,6 +121,7 @@ export class Core {
       limits: deps.buildLimits ?? {},
     });
     this.builder = builder;
+    this.events = new EventFeed({ tasks: this.tasks, hub: this.hub, clock: this.clock });
     this.sync = new PlatformSync({
       ns: this.ns,
       hub: this.hub,
@@ -118,6 +129,7 @@ export class Core {
       trees: this.trees,
       log: this.log.child({ component: 'master.converge' }),
       builder,
+      metrics,
       clock: this.clock,
       reconcileIntervalMs: deps.reconcile?.intervalMs,
       reconcilePolicy: deps.reconcile?.backoffMs ? { baseBackoffMs: deps.reconcile.backoffMs } : {},
@@ -158,6 +170,7 @@ export class Core {
         ),
       concurrency: deps.cron?.concurrency,
       tickMs: deps.cron?.tickMs,
+      metrics,
     });
     this.remover = new PlatformRemover({
       ns: this.ns,
@@ -248,6 +261,14 @@ export class Core {
       tasksRunning: t.running,
       httpsFailing: this.https.failing(),
       acmeDirectory: this.https.acmeDirectory,
+      health: healthSummary({
+        now: this.clock(),
+        agents: this.ns.listServers().flatMap((s) => (s.kind === 'agent' && s.enrolled ? [{ name: s.name, online: this.hub.isOnline(s.name) }] : [])),
+        failed: this.tasks.list({ state: 'failed', limit: 50 }),
+        running: this.tasks.list({ state: 'running', limit: 1000 }),
+        queued: this.tasks.list({ state: 'queued', limit: 1000 }),
+        cron: this.cron.lastRuns(),
+      }),
     };
   }
 }

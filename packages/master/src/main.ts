@@ -9,7 +9,7 @@ import { startMaster } from './master.js';
 import { MASTER_FLAGS, MASTER_RUN_HELP } from './usage.js';
 
 const USAGE = `usage:
-  spoke-master run [--state-dir DIR] [--listen HOST:PORT] [--root DIR] [--socket PATH]
+  spoke-master run [--state-dir DIR] [--listen HOST:PORT] [--root DIR] [--socket PATH] [--metrics HOST:PORT]
                    [--build-source-dir DIR]... [--build-max-bytes N] [--build-max-entries N] [--build-max-ratio N]
                    [--acme-directory URL] [--acme-email E] [--acme-ca FILE]
   spoke-master version
@@ -42,7 +42,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(formatHelp('spoke-master', MASTER_RUN_HELP));
     return;
   }
-  let values: Partial<Record<'state-dir' | 'listen' | 'root' | 'socket' | 'build-max-bytes' | 'build-max-entries' | 'build-max-ratio' | 'acme-directory' | 'acme-email' | 'acme-ca', string>> & {
+  let values: Partial<Record<'state-dir' | 'listen' | 'root' | 'socket' | 'metrics' | 'build-max-bytes' | 'build-max-entries' | 'build-max-ratio' | 'acme-directory' | 'acme-email' | 'acme-ca', string>> & {
     'build-source-dir'?: string[];
   };
   try {
@@ -53,6 +53,7 @@ async function main(argv: string[]): Promise<void> {
         listen: { type: 'string' },
         root: { type: 'string' },
         socket: { type: 'string' },
+        metrics: { type: 'string' },
         'build-source-dir': { type: 'string', multiple: true },
         'build-max-bytes': { type: 'string' },
         'build-max-entries': { type: 'string' },
@@ -73,6 +74,7 @@ async function main(argv: string[]): Promise<void> {
     listen: values.listen,
     root: values.root,
     socket: values.socket,
+    metrics: values.metrics,
     buildSourceDirs: values['build-source-dir'],
     buildMaxBytes: count('build-max-bytes', values['build-max-bytes']),
     buildMaxEntries: count('build-max-entries', values['build-max-entries']),
@@ -83,7 +85,7 @@ async function main(argv: string[]): Promise<void> {
   });
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'master' } });
   const master = await startMaster(opts, { log });
-  process.stdout.write(`spoke-master listening on ${master.listen}; CLI socket ${master.socket}\n`);
+  process.stdout.write(`spoke-master listening on ${master.listen}; CLI socket ${master.socket}${master.metrics ? `; metrics on http://${master.metrics}/metrics` : ''}\n`);
   let stopping = false;
   const shutdown = (sig: string) => {
     if (stopping) return;

@@ -5,7 +5,9 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { FileWorker, RootMap, fail, grpcTarget, parseHostPort, serverTls, type Logger } from '@spoke/shared';
+import { FileWorker, RootMap, fail, grpcTarget, parseHostPort, serverTls, startMetricsListener, type Logger, type MetricsListener } from '@spoke/shared';
+import { MasterHealth } from './health/grpchealth.js';
+import { NO_METRICS, PromMasterMetrics } from './health/metrics.js';
 import { TreeStore } from './platforms/trees.js';
 import { addServices } from './api/index.js';
 import { Enroller, issueMasterCert, loadOrCreateCA } from './servers/ca.js';
@@ -24,6 +26,10 @@ export interface RunningMaster {
   listen: string;
   socket: string;
   caPem: string;
+  /** The metrics listener's bound address, HOST:PORT ("" when off). */
+  metrics: string;
+  /** Readiness behind the gRPC health service and /readyz. */
+  health: MasterHealth;
   stop(): Promise<void>;
 }
 
@@ -98,7 +104,11 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
   chmodSync(opts.stateDir, 0o700);
   const unlock = lockStateDir(opts.stateDir);
   let db: Db | undefined;
+  let metricsListener: MetricsListener | undefined;
   try {
+    const prom = opts.metrics ? new PromMasterMetrics() : undefined;
+    const metrics = prom ?? NO_METRICS;
+    const health = new MasterHealth();
     db = openStore(join(opts.stateDir, 'spoke.db'));
     const ca = await loadOrCreateCA(opts.stateDir);
     const { host } = parseHostPort(opts.listen);
@@ -111,9 +121,10 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
       heartbeatIntervalMs: opts.heartbeatIntervalMs,
       heartbeatTtlMs: opts.heartbeatTtlMs,
       reconnectGraceMs: opts.agentReconnectGraceMs,
+      metrics,
     });
     ns.setPresence(hub);
-    const tasks = new TaskEngine({ db, clock, log: log.child({ component: 'master.tasks' }), concurrency: opts.taskConcurrency });
+    const tasks = new TaskEngine({ db, clock, log: log.child({ component: 'master.tasks' }), concurrency: opts.taskConcurrency, metrics });
     const enroller = new Enroller({ db, ns, ca, clock });
     const fileWorker = new FileWorker();
     const trees = new TreeStore({ db, rootMap: new RootMap(opts.root), log: log.child({ component: 'master.trees' }), helper: fileWorker });
@@ -138,6 +149,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
         clock: opts.clockOffsetFile ? offsetClock(clock, opts.clockOffsetFile) : clock,
         tickMs: opts.httpsTickMs,
       },
+      metrics,
     });
     const swept = await core.sweepBuilds();
     if (swept.length) log.warn({ dirs: swept }, 'removed staging dirs of builds interrupted by the last stop');
@@ -147,12 +159,14 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
     const serverOpts = { 'grpc.keepalive_permit_without_calls': 1, 'grpc.max_receive_message_length': 64 * 1024 * 1024 };
     const tls = new Server(serverOpts);
     addServices(tls, core, 'tls', log);
+    health.addTo(tls, 'tls');
     const port = await bind(tls, grpcTarget(opts.listen), serverTls(ca.certPem, tlsCert.certPem, tlsCert.keyPem));
     const listen = `${host.includes(':') ? `[${host}]` : host}:${port}`;
     core.setListen(listen);
 
     const local = new Server(serverOpts);
     addServices(local, core, 'socket', log);
+    health.addTo(local, 'socket');
     if (existsSync(opts.socket)) rmSync(opts.socket, { force: true });
     await bind(local, `unix://${opts.socket}`, ServerCredentials.createInsecure());
     chmodSync(opts.socket, 0o600);
@@ -161,7 +175,26 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
     core.sync.startReconcile();
     if (opts.cron) core.cron.start();
     else log.warn('the cron scheduler is off (SPOKE_CRON=off): no site cron runs on schedule; spoke site cron DOMAIN still runs one');
-    log.info({ listen, socket: opts.socket, stateDir: opts.stateDir, root: opts.root || '/' }, 'master started');
+    if (prom) {
+      const dbPath = join(opts.stateDir, 'spoke.db');
+      prom.setSources({
+        agents: () =>
+          ns.listServers().flatMap((s) => {
+            if (s.kind !== 'agent' || !s.enrolled) return [];
+            const age = hub.heartbeatAgeMs(s.name);
+            return [{ server: s.name, online: hub.isOnline(s.name), heartbeatAgeSeconds: age === null ? null : age / 1000 }];
+          }),
+        tasksByKindState: () => tasks.countsByKindState(),
+        dbPath,
+        ready: () => health.readiness === 'serving',
+      });
+      metricsListener = await startMetricsListener(opts.metrics, {
+        render: () => prom.render(),
+        ready: () => ({ ready: health.readiness === 'serving', reason: health.readiness }),
+      });
+    }
+    health.set('serving');
+    log.info({ listen, socket: opts.socket, stateDir: opts.stateDir, root: opts.root || '/', metrics: metricsListener?.address ?? '' }, 'master started');
 
     let stopped = false;
     return {
@@ -169,9 +202,13 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
       listen,
       socket: opts.socket,
       caPem: ca.certPem,
+      metrics: metricsListener?.address ?? '',
+      health,
       stop: async () => {
         if (stopped) return;
         stopped = true;
+        // Draining: probes see NOT_SERVING before anything closes.
+        health.set('draining');
         await core.cron.stop();
         await core.https.stop();
         await tasks.stop();
@@ -188,12 +225,14 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
         tls.forceShutdown();
         local.forceShutdown();
         rmSync(opts.socket, { force: true });
+        await metricsListener?.close();
         db?.close();
         unlock();
         log.info('master stopped');
       },
     };
   } catch (e) {
+    await metricsListener?.close();
     db?.close();
     unlock();
     throw e;

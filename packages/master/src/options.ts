@@ -85,6 +85,11 @@ export interface MasterOptions {
    * at each look (env SPOKE_TEST_CLOCK_OFFSET_FILE). @default "" (the real clock)
    */
   clockOffsetFile?: string;
+  /**
+   * HTTP listener for Prometheus metrics (`/metrics`) and readiness (`/healthz`, `/readyz`),
+   * HOST:PORT (`--metrics`, env SPOKE_METRICS; port 0 = ephemeral). @default "" (off)
+   */
+  metrics?: string;
 }
 
 /** Fully-set master options. */
@@ -111,6 +116,8 @@ export const MASTER_ENV = z.object({
   SPOKE_HTTPS_TICK_MS: envInt(60_000),
   /** Tests only: a file holding milliseconds the renewer's clock runs ahead ("" = the real clock). */
   SPOKE_TEST_CLOCK_OFFSET_FILE: z.string().default(''),
+  /** HOST:PORT of the metrics and readiness listener ("" = off). */
+  SPOKE_METRICS: z.string().default(''),
   SPOKE_RECONCILE_MS: envInt(30_000),
   SPOKE_RECONCILE_BACKOFF_MS: envInt(15_000),
 });
@@ -138,6 +145,16 @@ function checkAcmeDirectory(url: string): string {
 function checkEmail(e: string): string {
   if (e && !/^[^\s@]+@[^\s@]+$/.test(e)) throw fail('CONFIG_INVALID', `--acme-email ${JSON.stringify(e)} is not an e-mail address`);
   return e;
+}
+
+function checkedMetrics(listen: string): string {
+  if (listen === '') return '';
+  try {
+    parseHostPort(listen);
+  } catch {
+    throw fail('CONFIG_INVALID', `--metrics / SPOKE_METRICS wants HOST:PORT (e.g. 127.0.0.1:9464), not ${JSON.stringify(listen)}`);
+  }
+  return listen;
 }
 
 /** Applies defaults and checks values. @throws SpokeError CONFIG_INVALID */
@@ -174,5 +191,6 @@ export function compileMasterOptions(o: MasterOptions = {}, environ: Record<stri
     acmeCa: (o.acmeCa ?? env.SPOKE_ACME_CA) ? resolve(o.acmeCa ?? env.SPOKE_ACME_CA) : '',
     httpsTickMs: o.httpsTickMs ?? env.SPOKE_HTTPS_TICK_MS,
     clockOffsetFile: o.clockOffsetFile ?? env.SPOKE_TEST_CLOCK_OFFSET_FILE,
+    metrics: checkedMetrics(o.metrics ?? env.SPOKE_METRICS),
   };
 }

@@ -9,8 +9,10 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { openStore, type Db } from './namespace/store.js';
 import { Namespace } from './namespace/namespace.js';
 import { AgentHub } from './servers/hub.js';
-import { RootMap, silentLogger, SpokeError } from '@spoke/shared';
+import { RootMap, silentLogger, type ErrorCode, type SpokeError } from '@spoke/shared';
+import { expectCode } from '@spoke/shared/testkit';
 import type { PlatformSync } from './platforms/converge.js';
+import type { ScriptedAgents } from './scriptedagents.js';
 import { SiteTasks } from './sites/tasks.js';
 import { TaskEngine } from './tasks/engine.js';
 import { TreeStore } from './platforms/trees.js';
@@ -35,19 +37,10 @@ export function snapshot(db: Db): Record<string, unknown[]> {
 }
 
 /** Runs fn, expects a SpokeError with `code`, and that the database did not change. */
-export function expectRefused(db: Db, code: string, fn: () => unknown): SpokeError {
+export function expectRefused(db: Db, code: ErrorCode, fn: () => unknown): SpokeError {
   const before = JSON.stringify(snapshot(db));
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  if (!(caught instanceof SpokeError)) throw new Error(`expected SpokeError ${code}, got ${caught === undefined ? 'no error' : String(caught)}`);
-  if (caught.code !== code) throw new Error(`expected ${code}, got ${caught.code}: ${caught.message}`);
-  const after = JSON.stringify(snapshot(db));
-  if (before !== after) throw new Error(`refused ${code} but the database changed`);
-  if (caught.message.includes('\n')) throw new Error('error message must be one line');
+  const caught = expectCode(fn, code);
+  if (JSON.stringify(snapshot(db)) !== before) throw new Error(`refused ${code} but the database changed`);
   return caught;
 }
 
@@ -74,14 +67,16 @@ export class FakeAgentStream extends EventEmitter {
 }
 
 /**
- * A hub with one fake agent `name` attached that said hello with `capabilityVersion`.
- * `answer(result)` replies to the last command the hub sent and returns that command.
+ * A hub over a fresh in-memory namespace with one fake agent `name` enrolled, attached and said
+ * hello with `capabilityVersion`. `answer(result)` replies to the last command the hub sent and
+ * returns that command.
  */
 export function connectFakeAgent(
   name: string,
   capabilityVersion: number,
-): { hub: AgentHub; stream: FakeAgentStream; answer: (result: Omit<AgentResult, 'id'>) => ToAgent } {
-  const ns = { recordHello: () => undefined, touch: () => undefined, getServer: () => ({ lastSeenMs: null }) } as unknown as Namespace;
+): { hub: AgentHub; ns: Namespace; stream: FakeAgentStream; answer: (result: Omit<AgentResult, 'id'>) => ToAgent } {
+  const { ns } = freshNamespace();
+  addAgent(ns, name);
   const hub = new AgentHub({ ns, log: silentLogger(), clock: Date.now, heartbeatIntervalMs: 1000, heartbeatTtlMs: 60_000 });
   const stream = new FakeAgentStream();
   hub.attach(name, null, stream as unknown as AgentStream);
@@ -91,26 +86,28 @@ export function connectFakeAgent(
     stream.emit('data', { event: { $case: 'result', value: { id: sent.id, ...result } } });
     return sent;
   };
-  return { hub, stream, answer };
+  return { hub, ns, stream, answer };
 }
 
 /**
  * Site tasks over a fresh namespace and a new temp dir `root` (the caller removes it): no agent
- * is online and nothing converges, so tests see what is refused or queued, not the steps.
+ * is online and nothing converges, so tests see what is refused or queued, not the steps; with
+ * `agents` (scriptedagents.ts), the tasks run their steps against those scripted fakes.
  */
-export function siteTasksHarness(prefix: string) {
+export function siteTasksHarness(prefix: string, opts: { agents?: ScriptedAgents; onlineWaitMs?: number } = {}) {
   const f = freshNamespace();
   const root = mkdtempSync(join(tmpdir(), prefix));
   const tasks = new TaskEngine({ db: f.db, clock: () => f.now.ms, log: silentLogger() });
   const trees = new TreeStore({ db: f.db, rootMap: new RootMap(root), log: silentLogger(), watch: false });
   const sites = new SiteTasks({
     ns: f.ns,
-    hub: { isOnline: () => false, awaitReconnect: async () => undefined } as unknown as AgentHub,
+    hub: opts.agents?.hub ?? ({ isOnline: () => false, awaitReconnect: async () => undefined } as unknown as AgentHub),
     tasks,
     trees,
-    sync: {} as PlatformSync,
+    sync: opts.agents?.sync ?? ({} as PlatformSync),
     db: f.db,
     trashDir: join(root, 'trash'),
+    onlineWaitMs: opts.onlineWaitMs ?? (opts.agents ? 0 : undefined),
   });
   return { ...f, tasks, sites, root };
 }

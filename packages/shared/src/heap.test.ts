@@ -1,9 +1,46 @@
+import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import type * as V8 from 'node:v8';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { boundHeapGrowth, growingPercentFor } from './heap.js';
 
 const MB = 1024 * 1024;
+
+/** Every V8 flag heap.ts sets, in order (the real setFlagsFromString still runs). */
+const flags = vi.hoisted(() => [] as string[]);
+vi.mock('node:v8', async (importOriginal) => {
+  const v8 = await importOriginal<typeof V8>();
+  return {
+    ...v8,
+    setFlagsFromString: (f: string) => {
+      flags.push(f);
+      v8.setFlagsFromString(f);
+    },
+  };
+});
+const growing = () => flags.filter((f) => f.startsWith('--heap-growing-percent='));
+beforeEach(() => {
+  flags.length = 0;
+});
+
+/** A full collection, and a promise that settles once observers of it have been told. */
+function majorGc(): Promise<void> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const seen = new Promise<void>((resolve) => {
+    const obs = new PerformanceObserver((list) => {
+      if (list.getEntries().some((e) => (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR)) {
+        obs.disconnect();
+        // the other observers of the same entry are told in this same turn
+        setImmediate(resolve);
+      }
+    });
+    obs.observe({ entryTypes: ['gc'] });
+  });
+  gc();
+  return seen;
+}
 
 describe('boundHeapGrowth', () => {
   it('refuses a percent that is not a whole number ≥ 0, naming the variable', () => {
@@ -12,19 +49,42 @@ describe('boundHeapGrowth', () => {
     }
   });
 
-  it('accepts the adaptive default, an override and 0 (V8 decides), and stops when told', () => {
-    for (const ok of [undefined, '', '40', '0']) {
-      const stop = boundHeapGrowth({ SPOKE_HEAP_GROWING_PERCENT: ok }, 32);
+  it('an override is set once and never adjusted; 0 leaves V8 its own heuristics', async () => {
+    const told: number[] = [];
+    const stop = boundHeapGrowth({ SPOKE_HEAP_GROWING_PERCENT: '40' }, 32, (p) => told.push(p));
+    expect(growing()).toEqual(['--heap-growing-percent=40']);
+    await majorGc();
+    expect(growing()).toEqual(['--heap-growing-percent=40']);
+    expect(told).toEqual([]);
+    stop();
+    boundHeapGrowth({ SPOKE_HEAP_GROWING_PERCENT: '0' }, 32, (p) => told.push(p))();
+    expect(growing()).toEqual(['--heap-growing-percent=40']);
+    expect(told).toEqual([]);
+  });
+
+  it('unset or empty: the adaptive bound sets a percent at once; stopped, a full collection changes nothing', async () => {
+    for (const unset of [undefined, '']) {
+      flags.length = 0;
+      const told: number[] = [];
+      const stop = boundHeapGrowth({ SPOKE_HEAP_GROWING_PERCENT: unset }, 64, (p) => told.push(p));
+      expect(told).toHaveLength(1);
+      expect(growing()).toEqual([`--heap-growing-percent=${told[0]}`]);
+      expect(told[0]).toBeGreaterThanOrEqual(25);
+      expect(told[0]).toBeLessThanOrEqual(400);
       stop();
+      // ~100 MB more live: a bound still running would set a lower percent after this collection
+      const live = Array.from({ length: 200 }, (_, i) => Array.from({ length: 10_000 }, (_, k) => `${i}-${k}-live`));
+      await majorGc();
+      expect(live).toHaveLength(200);
+      expect(told).toHaveLength(1);
+      expect(growing()).toHaveLength(1);
     }
   });
 });
 
 describe('the adaptive bound', () => {
   it('sets the percent at start and again after a full collection, from what survived', async () => {
-    setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc') as () => void;
-    gc();
+    await majorGc();
     const set: number[] = [];
     const stop = boundHeapGrowth({}, 64, (p) => set.push(p));
     let live: string[][] = [];
@@ -33,9 +93,9 @@ describe('the adaptive bound', () => {
       const first = set[0] as number;
       // ~100 MB more live: after a full collection the percent for the next one is lower
       for (let i = 0; i < 200; i++) live.push(Array.from({ length: 10_000 }, (_, k) => `${i}-${k}-live`));
-      gc();
-      for (let i = 0; i < 100 && set.length === 1; i++) await new Promise((r) => setTimeout(r, 10));
+      await majorGc();
       expect(set.length).toBeGreaterThan(1);
+      expect(growing().at(-1)).toBe(`--heap-growing-percent=${set.at(-1)}`);
       const after = set[set.length - 1] as number;
       expect(after).toBeLessThan(first);
       expect(after).toBeLessThanOrEqual(70); // 64 MB over ≥ 100 MB live

@@ -86,5 +86,7 @@ export { formatBytes } from './format.js';
 export { envInt, LOG_LEVEL, parseEnv, parseWith } from './schema.js';
 export { didYouMean, formatHelp, unknownOptionMessage } from './usage.js';
 export type { HelpSpec } from './usage.js';
+export { startMetricsListener } from './metricsserver.js';
+export type { MetricsListener, MetricsSource } from './metricsserver.js';
 export { removeTreeKeepingUserData } from './treeremove.js';
 export type { TreeRemoval } from './treeremove.js';

@@ -4,6 +4,7 @@
  * anything stay, with the directories above them; everything else goes. Nothing is followed: a
  * symlink is removed as a link (a symlinked files/ or private/ counts as holding something).
  */
+import type { Stats } from 'node:fs';
 import { lstat, readdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -21,7 +22,7 @@ export interface TreeRemoval {
 
 const USER_DATA = new Set(['files', 'private']);
 
-async function lstatOrNull(p: string): Promise<import('node:fs').Stats | null> {
+async function lstatOrNull(p: string): Promise<Stats | null> {
   try {
     return await lstat(p);
   } catch (e) {

@@ -508,6 +508,25 @@ describe('converge: drift', () => {
     expect((await syncTo(a)).result.inSync).toBe(true);
   });
 
+  it('changes already as desired (the master writing the served tree on a one-box host) are not drift; a hand edit beside them is', async () => {
+    const a = source({ 'index.php': 'a', 'sites/x/settings.php': 'old', 'lib/y.php': 'y' });
+    await syncTo(a);
+    const b = source({ 'index.php': 'a', 'sites/x/settings.php': 'new', 'sites/z/settings.php': 'z', 'lib/y.php': 'y' });
+    // the master's own writes, straight into the served tree: exactly what b holds
+    fs.writeFileSync(join(dst, 'sites/x/settings.php'), 'new');
+    fs.mkdirSync(join(dst, 'sites/z'), { recursive: true });
+    fs.writeFileSync(join(dst, 'sites/z/settings.php'), 'z');
+    const own = await syncTo(b);
+    expect(own.result.drift).toEqual({ changed: [], added: [], removed: [] });
+    await expectSame(dst, b);
+    // and a hand edit is still drift, repaired and reported
+    fs.writeFileSync(join(dst, 'lib/y.php'), 'hacked');
+    const c = source({ 'index.php': 'c', 'sites/x/settings.php': 'new', 'sites/z/settings.php': 'z', 'lib/y.php': 'y' });
+    const hand = await syncTo(c, { trustCommitted: false });
+    expect(hand.result.drift).toEqual({ changed: ['lib/y.php'], added: [], removed: [] });
+    await expectSame(dst, c);
+  });
+
   it('trusts the committed manifest by default, and walks with trustCommitted: false', async () => {
     const a = source({ 'index.php': 'a', 'lib/x.php': 'x' });
     await syncTo(a);

@@ -434,13 +434,25 @@ async function findBase(
   const desiredIn = lookupIn(desired.entries);
   const baseManifest = withWebGroupBits(withoutHolders(actual.manifest, actual.holders, desiredIn), desiredIn);
   const obstacles = obstaclesOf(actual.skipped, desiredIn);
+  const diff = diffChecked(baseManifest, desired, excludes, 'none');
   let drift = NO_DRIFT;
   if (committed !== undefined) {
     const committedIn = lookupIn(committed.manifest.entries);
     const asCommitted = withWebGroupBits(withoutHolders(actual.manifest, actual.holders, committedIn), committedIn);
-    if (asCommitted.rootHash !== committed.rootHash) drift = driftOf(diffChecked(committed.manifest, asCommitted, excludes, 'none'));
+    if (asCommitted.rootHash !== committed.rootHash) drift = repairedOnly(driftOf(diffChecked(committed.manifest, asCommitted, excludes, 'none')), diff);
   }
-  return { baseManifest, diff: diffChecked(baseManifest, desired, excludes, 'none'), drift, obstacles, holders: actual.holders };
+  return { baseManifest, diff, drift, obstacles, holders: actual.holders };
+}
+
+/**
+ * The drift this converge repairs: a path that changed since the last commit but already is as
+ * desired is no drift to repair — on a one-box host the master writes the served tree itself (the
+ * canonical copy is the served copy), and those writes are Spoke's own, not a hand edit.
+ */
+function repairedOnly(drift: Drift, diff: ManifestDiff): Drift {
+  if (drift.changed.length + drift.added.length + drift.removed.length === 0) return drift;
+  const repaired = new Set([...diff.added, ...diff.removed, ...diff.changed, ...diff.modeChanged, ...diff.typeChanged].map((e) => e.path));
+  return { changed: drift.changed.filter((p) => repaired.has(p)), added: drift.added.filter((p) => repaired.has(p)), removed: drift.removed.filter((p) => repaired.has(p)) };
 }
 
 /** Same conflicts (by path and what was wanted). */

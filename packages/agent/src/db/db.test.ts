@@ -10,7 +10,8 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RootMap, createCA, createLogger, generateDbPassword, isSpokeError, type Logger, type wire } from '@spoke/shared';
+import { RootMap, createCA, createLogger, generateDbPassword, type Logger, type wire } from '@spoke/shared';
+import { expectCode } from '@spoke/shared/testkit';
 import { MasterConnection } from '../connection.js';
 import type { AgentTrees } from '../sync.js';
 import { startMariaDb, type PrivateMariaDb } from './testserver.js';
@@ -34,16 +35,6 @@ const SITE = { database: 'example_com', user: 'example_com', password: PW, hosts
 
 function make(over: Partial<DbSettings> = {}, binDirs = ['/usr/bin', '/usr/sbin']): SiteDatabases {
   return new SiteDatabases({ settings: { ...settings, ...over }, log, binDirs, tmpDir: join(scratch, 'tmp') });
-}
-
-async function code(p: Promise<unknown>): Promise<{ code: string; message: string }> {
-  try {
-    await p;
-  } catch (e) {
-    if (!isSpokeError(e)) throw e;
-    return { code: e.code, message: e.message };
-  }
-  throw new Error('expected a refusal');
 }
 
 async function q(sql: string, params: unknown[] = []): Promise<Record<string, unknown>[]> {
@@ -127,10 +118,10 @@ describe('site databases on a real MariaDB', () => {
 
   it('refuses a second create of the same database or user (DB_EXISTS) and changes nothing', async () => {
     const before = await snapshot();
-    const again = await code(dbs.createSiteDb({ ...SITE, password: generateDbPassword() }));
+    const again = await expectCode(dbs.createSiteDb({ ...SITE, password: generateDbPassword() }));
     expect(again.code).toBe('DB_EXISTS');
     expect(again.message).toBe('database example_com already exists on 127.0.0.1:' + server.port + '; it was left as it is');
-    const sameUser = await code(dbs.createSiteDb({ ...SITE, database: 'other_com' }));
+    const sameUser = await expectCode(dbs.createSiteDb({ ...SITE, database: 'other_com' }));
     expect(sameUser).toMatchObject({ code: 'DB_EXISTS' });
     expect(sameUser.message).toContain('database user example_com already exists');
     expect(await snapshot()).toEqual(before);
@@ -152,9 +143,9 @@ describe('site databases on a real MariaDB', () => {
       { ...SITE, database: 'new_db', user: 'new_db', hosts: [] },
       { ...SITE, database: 'new_db', user: 'new_db', password: 'short' },
     ];
-    for (const spec of bad) expect((await code(dbs.createSiteDb(spec))).code, JSON.stringify(spec)).toBe('INVALID_ARGUMENT');
-    expect((await code(dbs.dumpSiteDb('a`b'))).code).toBe('INVALID_ARGUMENT');
-    expect((await code(dbs.dropSiteDb({ database: 'ok_db', user: 'root', hosts: [] }))).code).toBe('INVALID_ARGUMENT');
+    for (const spec of bad) expect((await expectCode(dbs.createSiteDb(spec))).code, JSON.stringify(spec)).toBe('INVALID_ARGUMENT');
+    expect((await expectCode(dbs.dumpSiteDb('a`b'))).code).toBe('INVALID_ARGUMENT');
+    expect((await expectCode(dbs.dropSiteDb({ database: 'ok_db', user: 'root', hosts: [] }))).code).toBe('INVALID_ARGUMENT');
     expect(await snapshot()).toEqual(before);
   });
 
@@ -173,7 +164,7 @@ describe('site databases on a real MariaDB', () => {
     expect(rows).toEqual([{ n: 3 }]);
     await c.end();
     await dbs.setGrants({ ...SITE, hosts: ['web-1', '10.9.9.9'] }); // the original password again
-    expect((await code(dbs.setGrants({ ...SITE, database: 'nope_com' }))).code).toBe('DB_NOT_FOUND');
+    expect((await expectCode(dbs.setGrants({ ...SITE, database: 'nope_com' }))).code).toBe('DB_NOT_FOUND');
   });
 
   let dump = '';
@@ -202,19 +193,19 @@ describe('site databases on a real MariaDB', () => {
     };
     writeFileSync(join(bin, 'cut.sql'), dump.slice(0, 2000));
     const cut = fake(`cat ${join(bin, 'cut.sql')}`);
-    expect((await code(readAll(await cut.dumpSiteDb('example_com')))).code).toBe('DB_DUMP_INCOMPLETE');
+    expect((await expectCode(readAll(await cut.dumpSiteDb('example_com')))).code).toBe('DB_DUMP_INCOMPLETE');
     const empty = fake('exit 0');
-    expect(await code(readAll(await empty.dumpSiteDb('example_com')))).toEqual({ code: 'DB_DUMP_INCOMPLETE', message: 'dump of example_com is empty' });
+    expect(await expectCode(readAll(await empty.dumpSiteDb('example_com')))).toMatchObject({ code: 'DB_DUMP_INCOMPLETE', message: 'dump of example_com is empty' });
     const failing = fake(`printf 'partial'; echo 'mariadb-dump: Got error: 2013: Lost connection' >&2; exit 2`);
-    expect(await code(readAll(await failing.dumpSiteDb('example_com')))).toMatchObject({ code: 'DB_FAILED', message: expect.stringContaining('Lost connection') });
-    expect((await code(dbs.dumpSiteDb('nope_com'))).code).toBe('DB_NOT_FOUND');
+    expect(await expectCode(readAll(await failing.dumpSiteDb('example_com')))).toMatchObject({ code: 'DB_FAILED', message: expect.stringContaining('Lost connection') });
+    expect((await expectCode(dbs.dumpSiteDb('nope_com'))).code).toBe('DB_NOT_FOUND');
   });
 
   it('refuses to restore a truncated or empty dump and leaves the database as it was', async () => {
     const before = await snapshot();
     const truncated = dump.slice(0, dump.lastIndexOf('-- Dump completed'));
-    expect((await code(dbs.restoreSiteDb('example_com', Readable.from([Buffer.from(truncated)])))).code).toBe('DB_DUMP_INCOMPLETE');
-    expect((await code(dbs.restoreSiteDb('example_com', Readable.from([])))).code).toBe('DB_DUMP_INCOMPLETE');
+    expect((await expectCode(dbs.restoreSiteDb('example_com', Readable.from([Buffer.from(truncated)])))).code).toBe('DB_DUMP_INCOMPLETE');
+    expect((await expectCode(dbs.restoreSiteDb('example_com', Readable.from([])))).code).toBe('DB_DUMP_INCOMPLETE');
     expect(await snapshot()).toEqual(before);
     expect(readdirSync(join(scratch, 'tmp'))).toEqual([]); // the spool is gone
   });
@@ -241,7 +232,7 @@ describe('site databases on a real MariaDB', () => {
     const hostile = `USE examplexcom;\nDROP TABLE secret;\n${dump}`;
     await dbs.restoreSiteDb('clone_com', Readable.from([hostile]));
     expect(await q('SELECT COUNT(*) AS n FROM examplexcom.secret')).toEqual([{ n: 0 }]);
-    expect((await code(dbs.restoreSiteDb('nope_com', Readable.from([dump])))).code).toBe('DB_NOT_FOUND');
+    expect((await expectCode(dbs.restoreSiteDb('nope_com', Readable.from([dump])))).code).toBe('DB_NOT_FOUND');
   });
 
   it('drops the database and every account of the user; a retry is fine', async () => {
@@ -263,7 +254,7 @@ describe('site databases on a real MariaDB', () => {
     const limited = make({ adminUser: 'spoke_limited', adminPassword: 'limited-admin-pw-1' });
     const before = await snapshot();
     const pw = generateDbPassword();
-    const r = await code(limited.createSiteDb({ database: 'half_com', user: 'half_com', password: pw, hosts: ['web-1', '10.9.9.9'] }));
+    const r = await expectCode(limited.createSiteDb({ database: 'half_com', user: 'half_com', password: pw, hosts: ['web-1', '10.9.9.9'] }));
     expect(r.code).toBe('DB_FAILED');
     expect(r.message).toMatch(/^grant half_com@10\.9\.9\.9 on half_com: Access denied .*; undone: database half_com and user half_com dropped$/);
     expect(r.message).not.toContain(pw);
@@ -272,11 +263,11 @@ describe('site databases on a real MariaDB', () => {
   });
 
   it('says DB_UNREACHABLE for a wrong admin password or a dead server, without the password', async () => {
-    const wrong = await code(make({ adminPassword: 'not-the-password' }).createSiteDb({ ...SITE, database: 'x_com', user: 'x_com' }));
+    const wrong = await expectCode(make({ adminPassword: 'not-the-password' }).createSiteDb({ ...SITE, database: 'x_com', user: 'x_com' }));
     expect(wrong.code).toBe('DB_UNREACHABLE');
     expect(wrong.message).toMatch(/^cannot connect to mariadb at 127\.0\.0\.1:\d+ as root: Access denied.*; check db in agent\.json$/);
     expect(wrong.message).not.toContain('not-the-password');
-    const dead = await code(make({ socket: join(scratch, 'no.sock'), host: '' }).dumpSiteDb('x_com'));
+    const dead = await expectCode(make({ socket: join(scratch, 'no.sock'), host: '' }).dumpSiteDb('x_com'));
     expect(dead.code).toBe('DB_UNREACHABLE');
     expect(dead.message).not.toContain(ROOT_PW);
   });

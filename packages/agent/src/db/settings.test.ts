@@ -2,21 +2,11 @@ import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { isSpokeError } from '@spoke/shared';
+import { expectCode } from '@spoke/shared/testkit';
 import { compileAgentOptions } from '../config.js';
 import { parseDbSettings } from './settings.js';
 import { driverMessage, grantDbIdent, quoteIdent } from './sql.js';
 import { clientOptions, optionValue } from './tools.js';
-
-function refusal(fn: () => unknown): string | undefined {
-  try {
-    fn();
-    return undefined;
-  } catch (err) {
-    if (!isSpokeError(err)) throw err;
-    return `${err.code}: ${err.message}`;
-  }
-}
 
 const DEFAULTS = { impl: 'mariadb', host: '127.0.0.1', port: 3306, socket: '', adminUser: 'root', adminPassword: '', grantHosts: {} };
 
@@ -55,12 +45,12 @@ describe('agent.json db', () => {
     [{ grantHosts: { w: [] } }, 'db.grantHosts.w must be a non-empty array'],
     [{ grantHosts: { w: ["h'"] } }, 'db.grantHosts.w is not valid'],
   ])('refuses %j (CONFIG_INVALID)', (db, msg) => {
-    const r = refusal(() => parseDbSettings(db));
-    expect(r).toMatch(new RegExp(`^CONFIG_INVALID: agent\\.json: ${msg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    const r = expectCode(() => parseDbSettings(db), 'CONFIG_INVALID').message;
+    expect(r).toMatch(new RegExp(`^agent\\.json: ${msg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
   });
 
   it('never repeats the admin password in a refusal', () => {
-    expect(refusal(() => parseDbSettings({ adminPassword: 'sekr1t\n' }))).not.toContain('sekr1t');
+    expect(expectCode(() => parseDbSettings({ adminPassword: 'sekr1t\n' }), 'CONFIG_INVALID').message).not.toContain('sekr1t');
   });
 
   it('refuses an agent.json with an admin password that others can read', () => {
@@ -71,8 +61,8 @@ describe('agent.json db', () => {
       const write = (db: unknown) => writeFileSync(file, JSON.stringify({ master: '127.0.0.1:7443', server: 'db1', db }));
       write({ adminPassword: 'pw' });
       chmodSync(file, 0o644);
-      expect(refusal(() => compileAgentOptions({ stateDir: dir }))).toBe(
-        `CONFIG_INVALID: ${file} holds db.adminPassword but group or others can read it; run: chmod 600 ${file}`,
+      expect(expectCode(() => compileAgentOptions({ stateDir: dir }), 'CONFIG_INVALID').message).toBe(
+        `${file} holds db.adminPassword but group or others can read it; run: chmod 600 ${file}`,
       );
       chmodSync(file, 0o600);
       expect(compileAgentOptions({ stateDir: dir }).db).toMatchObject({ adminPassword: 'pw', host: '127.0.0.1' });
@@ -108,7 +98,7 @@ describe('quoting', () => {
   });
 
   it('refuses control characters in option values', () => {
-    expect(refusal(() => optionValue('a\nb'))).toMatch(/^CONFIG_INVALID/);
+    expectCode(() => optionValue('a\nb'), 'CONFIG_INVALID');
   });
 
   it('writes a [client] section for TCP or the socket', () => {

@@ -50,8 +50,8 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
 
   return {
     status: unary('Status', () => {
-      const s = core.status();
-      return { ...s, listen: s.listen ?? '' };
+      const { health, ...s } = core.status();
+      return { ...s, listen: s.listen ?? '', ...health };
     }),
 
     createToken: unary('CreateToken', (req: wire.CreateTokenRequest) => {
@@ -185,6 +185,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     getTask: unary('GetTask', (req: wire.TaskIdRequest) => taskToWire(core.tasks.get(req.id))),
     getTaskLog: unary('GetTaskLog', (req: wire.TaskIdRequest) => ({ lines: core.tasks.lines(req.id).map(lineToWire) })),
     cancelTask: unary('CancelTask', (req: wire.TaskIdRequest) => taskToWire(core.tasks.cancel(req.id))),
+    rollbackTask: unary('RollbackTask', (req: wire.TaskIdRequest) => taskToWire(core.sites.rollback.submit(req.id))),
 
     watchTask: (call: ServerWritableStream<wire.WatchTaskRequest, wire.TaskEvent>) => {
       let off: (() => void) | undefined;
@@ -229,6 +230,23 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
         });
       } catch (e) {
         finish(e);
+      }
+    },
+
+    events: (call: ServerWritableStream<wire.EventsRequest, wire.SpokeEvent>) => {
+      let off: (() => void) | undefined;
+      try {
+        requireOperator(call, via);
+        const backlog = call.request.backlog > 0 ? call.request.backlog : 20;
+        for (const e of core.events.backlog(backlog)) call.write(e);
+        if (!call.request.follow) return call.end();
+        // The backlog read and this subscription run in one synchronous turn: no event falls between.
+        off = core.events.subscribe((e) => call.write(e));
+        call.on('cancelled', () => off?.());
+        call.on('close', () => off?.());
+      } catch (e) {
+        off?.();
+        call.emit('error', Object.assign(new Error('events failed'), toServiceError(e)));
       }
     },
 

@@ -17,6 +17,7 @@ import { platformCommands } from './platform.js';
 import { serverCommands } from './server.js';
 import { siteCommands } from './site.js';
 import { taskCommands } from './task.js';
+import { eventCommands } from './events.js';
 
 const GLOBAL: OptSpec = {
   'state-dir': { type: 'string' },
@@ -35,6 +36,7 @@ export const COMMANDS: Record<string, Command> = {
   ...platformCommands,
   ...siteCommands,
   ...taskCommands,
+  ...eventCommands,
   ...operatorCommands,
 };
 

@@ -78,6 +78,11 @@ export class OperatorApi {
     return this.client.watchTask({ id, fromSeq });
   }
 
+  /** Opens the Events stream (`spoke events`). */
+  events(req: wire.EventsRequest): ClientReadableStream<wire.SpokeEvent> {
+    return this.client.events(req);
+  }
+
   close(): void {
     this.client.close();
   }

@@ -66,6 +66,8 @@ export const FLAG_HELP: Record<string, string> = {
   entity: 'only tasks on this thing: KIND:NAME (platform:wp, site:a.test, server:web-1) or a bare NAME when only one kind has it',
   limit: 'at most this many tasks (newest first; default 50)',
   follow: 'keep printing as it happens, until the task ends (Ctrl-C stops following, not the task)',
+  'events|limit': 'how many recent task changes to print first (default 20)',
+  'events|follow': 'keep the stream open and print every event as it happens, until Ctrl-C (with -o json: one JSON object per line)',
   // operator
   'operator cert|ttl': 'how long the certificate is valid (e.g. 30d; default 365d)',
   'operator cert|out': 'the directory the key, certificate and CA certificate are written to (created 0700)',
@@ -120,6 +122,8 @@ export const EXAMPLES: Record<string, string[]> = {
   'task show': ['spoke task show 42'],
   'task log': ['spoke task log 42 -f'],
   'task cancel': ['spoke task cancel 42'],
+  'task rollback': ['spoke task rollback 42'],
+  events: ['spoke events', 'spoke events -f', 'spoke -o json events -f --limit 100'],
   'operator cert': ['spoke operator cert alice --out ~/.spoke/alice'],
   up: ['spoke up --root /tmp/spoke-trial'],
   completion: ['spoke completion bash > /etc/bash_completion.d/spoke', 'source <(spoke completion zsh)'],

@@ -18,6 +18,7 @@ const POS: Record<string, string[]> = {
   'site alias': ['add', 'a.test', 'b.test'],
   'platform diff': ['wp', 'wp2'],
   'site https': ['a.test', 'on'],
+  'task rollback': ['7'],
 };
 
 describe('--no-wait: stdout is the task id alone, for every task command (issue 23 item 11)', () => {

@@ -5,12 +5,13 @@
 import { UsageError, kv, print, type Command } from './command.js';
 import { parseDuration } from './format.js';
 import { statusHttpsLines } from './sitehttps.js';
+import { healthLines } from './health.js';
 
 /** `spoke status`. */
 export const statusCommands: Record<string, Command> = {
   status: {
     usage: 'status',
-    summary: 'show the master: address, CA fingerprint, counts',
+    summary: 'show the master: address, CA fingerprint, counts, health (agents offline, tasks failing or stuck, cron failing)',
     args: [0, 0],
     async run(ctx) {
       const s = await ctx.api().call('status', {});
@@ -27,7 +28,7 @@ export const statusCommands: Record<string, Command> = {
           ['sites', s.sites],
           ['tasks', `${s.tasksRunning} running, ${s.tasksQueued} queued`],
           ...statusHttpsLines(s),
-        ]),
+        ]) + healthLines(s),
       );
       return 0;
     },

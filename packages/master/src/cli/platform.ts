@@ -6,6 +6,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { fail, wire } from '@spoke/shared/client';
 import { UsageError, kv, print, taskCommand, waitAndReport, type Command } from './command.js';
 import { human, platformJson, table } from './format.js';
+import { addonNouns, addonRows } from './registryview.js';
 
 /** `spoke platform …`. */
 export const platformCommands: Record<string, Command> = {
@@ -185,6 +186,7 @@ export const platformCommands: Record<string, Command> = {
           ['live sync', p.live ? 'on' : 'off'],
           ['tree', p.desiredRootHash ? p.desiredRootHash.slice(0, 16) : 'not scanned yet'],
           ['kind', registrySummary(p.registryJson)],
+          ...addonRows(p.registryJson),
           ['excludes', p.excludes.join(', ')],
           ['sites', p.sites.join(', ')],
           ['sites on disk', sitesOnDisk(p).join(', ')],
@@ -215,7 +217,8 @@ export const platformCommands: Record<string, Command> = {
 function registrySummary(json: string): string {
   if (!json) return 'not verified yet';
   const r = JSON.parse(json) as { kind: string; coreVersion: string | null; profiles: unknown[]; modules: unknown[]; themes: unknown[]; distribution: { name: string } | null };
-  return `${r.kind}${r.coreVersion ? ` ${r.coreVersion}` : ''}${r.distribution ? ` (${r.distribution.name})` : ''}; ${r.profiles.length} profiles, ${r.modules.length} modules, ${r.themes.length} themes`;
+  const [mods, themes] = addonNouns(r.kind);
+  return `${r.kind}${r.coreVersion ? ` ${r.coreVersion}` : ''}${r.distribution ? ` (${r.distribution.name})` : ''}; ${r.profiles.length} profiles, ${r.modules.length} ${mods}, ${r.themes.length} ${themes}`;
 }
 
 /** Site dirs the platform's registry found on disk that are not Spoke's sites yet (`site import` takes them). */

@@ -2,7 +2,7 @@
  * `spoke task …`: list, show, read or follow the log of, and cancel tasks.
  */
 import { wire } from '@spoke/shared/client';
-import { follow, idArg, kv, print, time, UsageError, type Command } from './command.js';
+import { follow, idArg, kv, print, taskCommand, time, UsageError, type Command } from './command.js';
 import { table, taskJson, taskStateFromName, taskStateName } from './format.js';
 
 /** `spoke task …`. */
@@ -73,6 +73,12 @@ export const taskCommands: Record<string, Command> = {
       return 0;
     },
   },
+  'task rollback': taskCommand({
+    usage: 'task rollback ID [--no-wait]',
+    summary: 'finish the rollback of a failed site task whose undos did not all run ("rollback incomplete"): runs the failed undos again',
+    args: [1, 1],
+    start: (ctx, [id]) => ctx.api().call('rollbackTask', { id: idArg(id) }),
+  }),
   'task cancel': {
     usage: 'task cancel ID',
     summary: 'cancel a queued task, or ask a running one to stop',

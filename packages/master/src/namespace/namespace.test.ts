@@ -4,7 +4,7 @@ import { addAgent, expectRefused, freshNamespace } from '../testutil.js';
 const existing = { kind: 'existing' as const };
 
 describe('names', () => {
-  it.each([
+  it.each<[string, 'INVALID_NAME']>([
     ['', 'INVALID_NAME'],
     ['Web', 'INVALID_NAME'],
     ['-web', 'INVALID_NAME'],

@@ -17,11 +17,12 @@ import type { TreeStore } from './trees.js';
 import type { PlatformInfo, TaskInfo } from '../types.js';
 import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, type ScanCache } from './registry/index.js';
 import { DEFAULT_POLICY, nextWakeMs, planConverges, type PairState, type ReconcilePolicy, type WaitingPair } from './reconcile.js';
+import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
 
 
 /** Files the registry is read from (see platform/registry.ts and platform/detect.ts). */
 const REGISTRY_FILES =
-  /(^|\/)([^/]+\.(info|info\.yml|install|profile|module)|composer\.json|settings\.php|wp-config\.php|version\.php|Defines\.php|DefaultSettings\.php|bootstrap\.inc|Drupal\.php|core\.services\.yml|wp-load\.php|wp-settings\.php|index\.php|api\.php)$/;
+  /(^|\/)([^/]+\.(info|info\.yml|install|profile|module)|composer\.json|settings\.php|wp-config\.php|version\.php|Defines\.php|DefaultSettings\.php|bootstrap\.inc|Drupal\.php|core\.services\.yml|wp-load\.php|wp-settings\.php|index\.php|api\.php|style\.css|extension\.json|skin\.json)$|^wp-content\/(mu-)?plugins\/[^/]+(\/[^/]+)?\.php$/;
 
 /** Totals of one converge across servers (stored as the task result). */
 export interface ConvergeSummary {
@@ -96,6 +97,7 @@ export class PlatformSync {
   private readonly trees: TreeStore;
   private readonly log: Logger;
   private readonly builder: PlatformBuilder | undefined;
+  private readonly metrics: MasterMetrics;
   private readonly liveDebounceMs: number;
   private readonly liveTimers = new Map<string, NodeJS.Timeout>();
   /** Parsed info files per platform path, so a re-verify parses only what changed. */
@@ -132,7 +134,10 @@ export class PlatformSync {
     /** How often the reconcile loop runs without an event. @default 30000 */
     reconcileIntervalMs?: number;
     reconcilePolicy?: Partial<ReconcilePolicy>;
+    /** Bytes sent vs reused per converge. @default NO_METRICS */
+    metrics?: MasterMetrics;
   }) {
+    this.metrics = deps.metrics ?? NO_METRICS;
     this.builder = deps.builder;
     this.clock = deps.clock ?? Date.now;
     this.policy = { ...DEFAULT_POLICY, ...deps.reconcilePolicy };
@@ -455,6 +460,7 @@ export class PlatformSync {
             },
           );
           this.ns.recordObserved(server, p.path, r.rootHash);
+          this.metrics.converged(r.bytesFetched, r.bytesReused);
           for (const c of r.conflicts) ctx.log(`conflict: ${conflictAdvice(p.name, server, c)}`, 'warn');
           if (r.drift.total > 0) {
             const sample = [...r.drift.changed.map((x) => `~${x}`), ...r.drift.added.map((x) => `+${x}`), ...r.drift.removed.map((x) => `-${x}`)];

@@ -59,13 +59,13 @@ const input = (over: Partial<{ force: boolean; deleteFiles: boolean; offlineOk: 
 const log = (tasks: TaskEngine, id: number) => tasks.lines(id).map((l) => `${l.level} ${l.message}`);
 
 describe('platform.remove', () => {
-  it('refuses a platform with sites without --force, queueing nothing; with --force queues each site delete (backed up) first', () => {
+  it('refuses a platform with sites without --force, queueing nothing; with --force queues each site delete (backed up) first', async () => {
     const { ns, remover, tasks } = setup();
     ns.createSite({ domain: 'a.test', platform: 'p', status: 'installed' } as never);
     expect(() => remover.submit(input())).toThrow(expect.objectContaining({ code: 'PLATFORM_HAS_SITES' }));
     expect(tasks.list()).toEqual([]);
     expect(() => remover.submit({ ...input(), name: 'nope' })).toThrow(expect.objectContaining({ code: 'PLATFORM_NOT_FOUND' }));
-    tasks.stop();
+    await tasks.stop();
     const t = remover.submit(input({ force: true }));
     const all = tasks.list().reverse();
     expect(all.map((x) => [x.kind, x.entity])).toEqual([

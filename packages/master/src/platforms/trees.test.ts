@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -7,14 +7,44 @@ import { migrate, openStore } from '../namespace/store.js';
 import { SqliteStatCache, TreeStore } from './trees.js';
 
 /**
+ * The inode numbers this process has inotify watches on (Linux: /proc/self/fdinfo of each
+ * inotify descriptor lists its watches as `inotify wd:HEX ino:HEX …`).
+ */
+function inotifyInodes(): Set<number> {
+  const out = new Set<number>();
+  for (const fd of readdirSync('/proc/self/fdinfo')) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue; // closed meanwhile
+    }
+    for (const m of text.matchAll(/^inotify wd:[0-9a-f]+ ino:([0-9a-f]+) /gm)) out.add(parseInt(m[1] as string, 16));
+  }
+  return out;
+}
+
+/**
  * The watcher keeps the manifest current without a verify's directory check: every kind of
- * change below must show up through watcher events alone (checkDirs off).
+ * change below must show up through watcher events alone (checkDirs off). No sleeps: a test
+ * waits for the store's change events (onChange), or runs the watch start-up on fake timers.
  */
 describe('TreeStore watching', () => {
   let root: string;
   let tree: string;
   let store: TreeStore;
+  /** The paths the store's events named since the test last cleared it ('' for a whole-tree event). */
+  let changed: string[];
+  let waiters: (() => void)[];
   const NS = '/var/aegir/p';
+
+  function track(s: TreeStore): TreeStore {
+    s.onChange = (_ns, rel) => {
+      changed.push(rel ?? '');
+      for (const w of waiters.splice(0)) w();
+    };
+    return s;
+  }
 
   beforeEach(() => {
     root = mkdtempSync(join(tmpdir(), 'spoke-trees-'));
@@ -24,42 +54,78 @@ describe('TreeStore watching', () => {
       for (let f = 0; f < 20; f++) writeFileSync(join(tree, `mod${d}`, 'src', `f${f}.php`), `<?php // ${d}/${f}\n`);
     }
     mkdirSync(join(tree, 'sites/default/files'), { recursive: true });
-    store = new TreeStore({ db: openStore(':memory:'), rootMap: new RootMap(root), log: createLogger({ level: 'silent' }) });
+    changed = [];
+    waiters = [];
+    store = track(new TreeStore({ db: openStore(':memory:'), rootMap: new RootMap(root), log: createLogger({ level: 'silent' }) }));
   });
   afterEach(async () => {
+    vi.useRealTimers();
     await store.close();
     rmSync(root, { recursive: true, force: true });
   });
 
+  /**
+   * Waits until `cond` holds, checking it now and after each change event. Events are the only
+   * thing that moves the store; the deadline only turns a missed event into a failure.
+   */
+  async function until(what: string, cond: () => boolean | Promise<boolean>): Promise<void> {
+    for (;;) {
+      const next = new Promise<void>((resolve) => waiters.push(resolve));
+      if (await cond()) return;
+      let timer: NodeJS.Timeout | undefined;
+      const missed = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no change event while waiting for ${what}`)), 30_000);
+      });
+      try {
+        await Promise.race([next, missed]);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  }
+
   /** Waits until the store's manifest equals a fresh walk of the tree (events only). */
   async function settles(): Promise<void> {
     const want = (await walkTree(tree)).manifest.rootHash;
-    const deadline = Date.now() + 5000;
-    for (;;) {
-      const got = (await store.manifest(NS)).rootHash;
-      if (got === want) return;
-      if (Date.now() > deadline) throw new Error(`watcher missed a change: ${got} != ${want}`);
-      await new Promise((r) => setTimeout(r, 50));
+    await until(`the manifest to reach ${want}`, async () => (await store.manifest(NS)).rootHash === want);
+  }
+
+  const watched = () => until('the watcher to be ready', () => store.isWatched(NS));
+
+  /**
+   * Waits until this process has an inotify watch on `dir`. chokidar reports a new directory
+   * before it watches it, and nothing after: this is the one wait that reads the kernel's state.
+   */
+  async function dirWatched(dir: string): Promise<void> {
+    const ino = statSync(dir).ino;
+    for (let i = 0; !inotifyInodes().has(ino); i++) {
+      if (i === 1500) throw new Error(`${dir} was never watched`);
+      await new Promise((r) => setTimeout(r, 20));
     }
   }
 
   it("a new tree's watcher starts only once its converge has released it, and then misses nothing", async () => {
+    // scheduleWatch's quiet periods run on fake time; chokidar's own work on real I/O after it
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
     await store.manifest(NS, [], { live: true });
     const release = store.hold(NS);
-    await new Promise((r) => setTimeout(r, 1500));
-    expect(store.isWatched(NS)).toBe(false);
+    await vi.advanceTimersByTimeAsync(1500); // three quiet periods, held all along
+    expect(store.isWatchStarted(NS)).toBe(false);
     // changed while no watcher exists: the watcher's first read re-walks
     writeFileSync(join(tree, 'mod1/src/f1.php'), '<?php // edited before the watch\n');
     release();
-    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(store.isWatched(NS)).toBe(true);
+    await vi.advanceTimersByTimeAsync(499);
+    expect(store.isWatchStarted(NS)).toBe(false); // released, not yet quiet for long enough
+    await vi.advanceTimersByTimeAsync(1);
+    expect(store.isWatchStarted(NS)).toBe(true);
+    vi.useRealTimers();
+    await watched();
     await settles();
   });
 
   it('sees edits, mode changes, adds in new dirs, removes and renames through events', async () => {
     await store.manifest(NS, [], { live: true });
-    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(store.isWatched(NS)).toBe(true);
+    await watched();
     await settles();
 
     writeFileSync(join(tree, 'mod0/src/f0.php'), '<?php // edited, longer\n');
@@ -72,8 +138,8 @@ describe('TreeStore watching', () => {
     mkdirSync(join(tree, 'newmod/deep/er'), { recursive: true });
     writeFileSync(join(tree, 'newmod/deep/er/x.php'), 'x');
     await settles();
-    // a file inside the new directory written after it was first seen
-    await new Promise((r) => setTimeout(r, 300));
+    // a file inside the new directory written after the watcher has taken it up
+    await dirWatched(join(tree, 'newmod/deep/er'));
     writeFileSync(join(tree, 'newmod/deep/er/y.php'), 'y');
     await settles();
     rmSync(join(tree, 'mod2'), { recursive: true });
@@ -93,7 +159,7 @@ describe('TreeStore watching', () => {
     await full();
     const all = store.lastDirsChecked;
     expect(all).toBe(13); // root, 5 × modN and modN/src, sites, sites/default (files: user data, excluded)
-    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
+    await watched();
     await settles(); // the ready re-walk
     await full();
     expect(store.lastDirsChecked).toBe(1); // every directory was watched before the walk: the root only
@@ -104,11 +170,11 @@ describe('TreeStore watching', () => {
     await full();
     expect(store.lastDirsChecked).toBe(3);
     // chokidar lost the new directory's watch: a file added there makes no event, the check finds it
+    await dirWatched(join(tree, 'late/deeper'));
     const t = (store as unknown as { trees: Map<string, { watcher: { unwatch(p: string): void } }> }).trees.get(NS);
     t?.watcher.unwatch(join(tree, 'late/deeper'));
-    await new Promise((r) => setTimeout(r, 200));
+    expect(inotifyInodes().has(statSync(join(tree, 'late/deeper')).ino)).toBe(false); // gone at once: no event can come
     writeFileSync(join(tree, 'late/deeper/b.php'), 'b');
-    await new Promise((r) => setTimeout(r, 300));
     const want = (await walkTree(tree)).manifest.rootHash;
     expect((await full()).rootHash).toBe(want);
     // removed directories leave the suspects
@@ -121,9 +187,9 @@ describe('TreeStore watching', () => {
 
   it('after an event storm (the kernel may have dropped events) the next read re-walks the tree', async () => {
     await store.close();
-    store = new TreeStore({ db: openStore(':memory:'), rootMap: new RootMap(root), log: createLogger({ level: 'silent' }), stormEvents: 50 });
+    store = track(new TreeStore({ db: openStore(':memory:'), rootMap: new RootMap(root), log: createLogger({ level: 'silent' }), stormEvents: 50 }));
     await store.manifest(NS, [], { live: true });
-    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
+    await watched();
     await settles(); // the ready re-walk
     const before = store.untrustedRewalks;
     for (let i = 0; i < 120; i++) writeFileSync(join(tree, 'mod0/src', `storm${i}.php`), `<?php // ${i}\n`);
@@ -139,16 +205,17 @@ describe('TreeStore watching', () => {
   });
 
   it('ignores user files and does not report them as changes', async () => {
-    const changed: string[] = [];
-    store.onChange = (p) => changed.push(p);
     await store.manifest(NS, [], { live: true });
-    for (let i = 0; i < 100 && !store.isWatched(NS); i++) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 200));
+    await watched();
+    await settles();
     changed.length = 0;
     writeFileSync(join(tree, 'sites/default/files/upload.jpg'), 'jpeg');
     mkdirSync(join(tree, 'sites/default/files/styles'));
-    await new Promise((r) => setTimeout(r, 500));
-    expect(changed).toEqual([]);
+    // the kernel reports events in order: once the event of a later write is in, any event the
+    // user files made would be too
+    writeFileSync(join(tree, 'mod0/src/sentinel.php'), 's');
+    await until('the sentinel event', () => changed.includes('mod0/src/sentinel.php'));
+    expect(changed.filter((p) => p !== 'mod0/src/sentinel.php')).toEqual([]);
     const m = await store.manifest(NS);
     expect(m.entries.some((e) => e.path.startsWith('sites/default/files'))).toBe(false);
   });

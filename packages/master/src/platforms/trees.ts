@@ -205,8 +205,11 @@ export class TreeStore {
   private watchedEntries = 0;
   /** Re-walks done because the watcher could not be trusted (event storm, watcher error). */
   untrustedRewalks = 0;
-  /** Called (debounced by the caller) when a watched tree changed. */
-  onChange: (nsPath: string) => void = () => undefined;
+  /**
+   * Called (debounced by the caller) when a watched tree changed: with the path in the tree that
+   * an event named, or without one when the whole tree is to be re-read (watcher ready, storm).
+   */
+  onChange: (nsPath: string, rel?: string) => void = () => undefined;
   private readonly helper: FileHelper | undefined;
 
   /**
@@ -232,16 +235,21 @@ export class TreeStore {
     this.stormEvents = deps.stormEvents ?? 4000;
   }
 
-  /**
-   * True when the tree's manifest is kept current by a watcher (else verify re-walks it). A
-   * watcher that is still setting up does not count: changes made before its directory watches
-   * exist produce no events.
-   */
   /** True when this store holds a manifest of the tree (walked once since start-up). */
   isLoaded(nsPath: string): boolean {
     return this.trees.has(nsPath);
   }
 
+  /** True once the tree's watcher was started (it may still be setting up: see isWatched). */
+  isWatchStarted(nsPath: string): boolean {
+    return this.trees.get(nsPath)?.watcher !== undefined;
+  }
+
+  /**
+   * True when the tree's manifest is kept current by a watcher (else verify re-walks it). A
+   * watcher that is still setting up does not count: changes made before its directory watches
+   * exist produce no events.
+   */
   isWatched(nsPath: string): boolean {
     const t = this.trees.get(nsPath);
     return t?.watcher !== undefined && t.watchReady === true;
@@ -570,7 +578,7 @@ export class TreeStore {
       const rel = relOf(p);
       if (rel === '' || rel.startsWith('..') || matcher.excludes(rel)) return;
       t.pending.add(rel);
-      this.onChange(t.nsPath);
+      this.onChange(t.nsPath, rel);
     };
     const untrusted = (why: string, extra: object = {}) => {
       // events may be lost, and with them chokidar's watches of new directories: check all

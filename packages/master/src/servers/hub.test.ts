@@ -12,7 +12,8 @@ const CMD = { type: 'configurePlatform' as const, platform: 'd7', tree: '/var/ww
 
 describe('AgentHub capabilities', () => {
   it('refuses to send ConfigurePlatform to an agent older than capability 3, with a stable code', async () => {
-    const { hub, stream } = connect(2);
+    const { hub, ns, stream } = connect(2);
+    expect(ns.getServer('w1').capabilityVersion).toBe(2); // the hello reached the namespace
     const before = stream.written.length; // the welcome
     const err = await hub.call('w1', CMD).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'AGENT_TOO_OLD' });

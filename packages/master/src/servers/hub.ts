@@ -25,6 +25,7 @@ import {
 import type { Namespace, Presence } from '../namespace/namespace.js';
 import type { Clock } from '../types.js';
 import { DumpTransfers, type DumpTransferHandle } from './dumps.js';
+import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
 
 /** Options of `call`. */
 export interface CallOptions {
@@ -81,6 +82,7 @@ export class AgentHub implements Presence {
   private readonly clock: Clock;
   private readonly heartbeatIntervalMs: number;
   private readonly heartbeatTtlMs: number;
+  private readonly metrics: MasterMetrics;
   private readonly sessions = new Map<string, Session>();
   /** Agents that were online when the master last stopped and have not said hello since. */
   private readonly returning = new Set<string>();
@@ -96,7 +98,17 @@ export class AgentHub implements Presence {
    * start), a command for an agent that was online when the master last stopped waits for it to
    * reconnect instead of failing AGENT_OFFLINE at once (see awaitReconnect).
    */
-  constructor(deps: { ns: Namespace; log: Logger; clock: Clock; heartbeatIntervalMs: number; heartbeatTtlMs: number; reconnectGraceMs?: number }) {
+  constructor(deps: {
+    ns: Namespace;
+    log: Logger;
+    clock: Clock;
+    heartbeatIntervalMs: number;
+    heartbeatTtlMs: number;
+    reconnectGraceMs?: number;
+    /** Heartbeat gaps. @default NO_METRICS */
+    metrics?: MasterMetrics;
+  }) {
+    this.metrics = deps.metrics ?? NO_METRICS;
     this.ns = deps.ns;
     this.log = deps.log;
     this.clock = deps.clock;
@@ -154,6 +166,12 @@ export class AgentHub implements Presence {
   isOnline(server: string): boolean {
     const s = this.sessions.get(server);
     return !!s && s.helloed && this.clock() - s.lastHeartbeatMs <= this.heartbeatTtlMs;
+  }
+
+  /** Milliseconds since a connected agent's last heartbeat; null when it is not connected. */
+  heartbeatAgeMs(server: string): number | null {
+    const s = this.sessions.get(server);
+    return s ? Math.max(0, this.clock() - s.lastHeartbeatMs) : null;
   }
 
   /** Connected agent names. */
@@ -252,10 +270,13 @@ export class AgentHub implements Presence {
       case 'observed':
         this.events.emit('observed', { server: s.server, observed: { ...e.value.observed } } satisfies HelloEvent);
         return;
-      case 'heartbeat':
-        s.lastHeartbeatMs = this.clock();
+      case 'heartbeat': {
+        const now = this.clock();
+        this.metrics.heartbeat((now - s.lastHeartbeatMs) / 1000);
+        s.lastHeartbeatMs = now;
         this.ns.touch(s.server, s.lastHeartbeatMs);
         return;
+      }
       case 'progress': {
         const p = s.pending.get(e.value.id);
         p?.onProgress?.({ message: e.value.message, done: e.value.done, total: e.value.total });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SpokeError } from '@spoke/shared';
+import { expectCode } from '@spoke/shared/testkit';
 import { cronOffsetMs, cronSkipReason, formatCronInterval, latestSlot, nextCronRun, nextSlotAfter, parseCronInterval, planCron, type CronSite } from './cron.js';
 
 const H = 3_600_000;
@@ -7,16 +7,6 @@ const T0 = 1_700_000_000_000 - (1_700_000_000_000 % H); // an hour boundary
 
 function site(domain: string, over: Partial<CronSite> = {}): CronSite {
   return { domain, status: 'installed', kind: 'drupal7', intervalS: 3600, installedMs: T0 - 10 * H, createdMs: T0 - 11 * H, ...over };
-}
-
-function refused(fn: () => unknown): SpokeError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof SpokeError) return e;
-    throw e;
-  }
-  throw new Error('not refused');
 }
 
 describe('cron intervals', () => {
@@ -36,7 +26,7 @@ describe('cron intervals', () => {
   });
 
   it.each(['', '1', '1s', '4m', '8d', '0h', '-1h', '1.5h', '1w', 'hourly', '1h30m', 'on'])('refuses %j with INVALID_ARGUMENT on one line', (text) => {
-    const e = refused(() => parseCronInterval(text));
+    const e = expectCode(() => parseCronInterval(text));
     expect(e.code).toBe('INVALID_ARGUMENT');
     expect(e.message).toMatch(/^cron interval /);
     expect(e.message).not.toContain('\n');

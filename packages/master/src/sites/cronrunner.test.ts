@@ -6,9 +6,8 @@
  * clock, and the timer test uses vitest's fake timers.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { fail, silentLogger } from '@spoke/shared';
+import { createLogger, fail, silentLogger, type AgentCommand, type Logger, type SiteCronReport } from '@spoke/shared';
 import type { CallOptions } from '../servers/hub.js';
-import type { AgentCommand, SiteCronReport } from '@spoke/shared';
 import { addAgent, expectRefused, freshNamespace, snapshot } from '../testutil.js';
 import { cronOffsetMs } from './cron.js';
 import { CronScheduler, type CronHub } from './cronrunner.js';
@@ -44,7 +43,7 @@ class FakeHub implements CronHub {
 
 const flush = () => new Promise((r) => setImmediate(r));
 
-function setup(opts: { concurrency?: number; sites?: string[]; cluster?: boolean; kind?: string } = {}) {
+function setup(opts: { concurrency?: number; sites?: string[]; cluster?: boolean; kind?: string; log?: Logger } = {}) {
   const f = freshNamespace();
   const start = Math.ceil(f.now.ms / H) * H; // an hour boundary: the sites are installed then
   f.now.ms = start;
@@ -63,7 +62,7 @@ function setup(opts: { concurrency?: number; sites?: string[]; cluster?: boolean
   hub.online = new Set(['w1', 'm1', 'm2', 'm3']);
   const runs = new CronStore({ db: f.db });
   const busy = new Set<string>();
-  const cron = new CronScheduler({ ns: f.ns, hub, runs, clock: () => f.now.ms, log: silentLogger(), concurrency: opts.concurrency, busySites: () => busy });
+  const cron = new CronScheduler({ ns: f.ns, hub, runs, clock: () => f.now.ms, log: opts.log ?? silentLogger(), concurrency: opts.concurrency, busySites: () => busy });
   return { ...f, hub, runs, cron, start, busy };
 }
 
@@ -158,6 +157,21 @@ describe('the cron scheduler (fake clock)', () => {
     expect(hub.calls).toEqual([]);
     expect(runs.last('a.test')).toMatchObject({ ok: false, errorCode: 'AGENT_OFFLINE', server: '', failures: 1 });
     expect(runs.last('a.test')?.message).toBe('no web server of w1 is online (w1 offline); cron did not run');
+  });
+
+  it('a run whose history write fails is logged and leaves the slot free (no unhandled rejection)', async () => {
+    const lines: string[] = [];
+    const { cron, now, start, runs } = setup({ log: createLogger({ level: 'error', destination: { write: (l: string) => void lines.push(l) } }) });
+    vi.spyOn(runs, 'record').mockImplementation(() => {
+      throw new Error('SQLITE_IOERR: disk I/O error');
+    });
+    now.ms = slotAfter('a.test', start);
+    expect(cron.tick()).toEqual(['a.test']);
+    await flush();
+    expect(cron.inFlight()).toEqual([]);
+    expect(lines.map((l) => JSON.parse(l) as { msg: string; site: string; err: { message: string } })).toMatchObject([
+      { msg: 'cron run not recorded', site: 'a.test', err: { message: 'SQLITE_IOERR: disk I/O error' } },
+    ]);
   });
 
   it('skips disabled sites, sites with cron off and sites with a task running', async () => {

@@ -14,6 +14,7 @@ import type { Namespace } from '../namespace/namespace.js';
 import type { Clock, SiteInfo } from '../types.js';
 import { CRON_KINDS, cronSkipReason, nextCronRun, planCron, type CronSite } from './cron.js';
 import type { CronRunInfo, CronStore, CronTrigger } from './cronstore.js';
+import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
 
 /** What the scheduler needs of the agent hub. */
 export interface CronHub {
@@ -55,6 +56,8 @@ export interface CronSchedulerDeps {
   tickMs?: number;
   /** How long one run may take on the agent. @default 15 min */
   runTimeoutMs?: number;
+  /** Cron results. @default NO_METRICS */
+  metrics?: MasterMetrics;
 }
 
 /** Runs sites' cron on schedule and on demand. */
@@ -129,7 +132,11 @@ export class CronScheduler {
     this.lastStarts ??= this.deps.runs.lastStarts();
     const plan = planCron(sites, this.deps.clock(), busy, this.lastStarts);
     const started = plan.due.slice(0, free);
-    for (const domain of started) this.begin(domain, 'schedule');
+    // Not awaited: a run is tracked in `running` (stop() waits for it) and records its own outcome.
+    // Only a fault outside the agent call (the history write) rejects it: said here, not lost.
+    for (const domain of started) {
+      this.begin(domain, 'schedule').catch((e: unknown) => this.deps.log.error({ err: e, site: domain }, 'cron run not recorded'));
+    }
     const waiting = plan.due.length - started.length;
     // Said once when a queue forms (e.g. after the master was down), not at every run's end.
     if (waiting > 0 && !this.backlog) this.deps.log.info({ started: started.length, waiting, concurrency: this.concurrency }, 'cron runs wait for a free slot');
@@ -187,6 +194,11 @@ export class CronScheduler {
     return this.deps.runs.list(this.deps.ns.getSite(domain).domain);
   }
 
+  /** Every site's newest run (one history query), for the health summary. */
+  lastRuns(): CronRunInfo[] {
+    return [...this.deps.runs.lastAll().values()];
+  }
+
   /** The cron info of many sites (one history query). */
   infos(sites: SiteInfo[]): Map<string, SiteCronInfo> {
     const last = this.deps.runs.lastAll();
@@ -240,6 +252,7 @@ export class CronScheduler {
     }
     const durationMs = Math.max(0, this.deps.clock() - startedMs);
     const run = this.deps.runs.record({ domain, startedMs, durationMs, server, trigger, ...outcome });
+    (this.deps.metrics ?? NO_METRICS).cronRun(outcome.ok ? 'ok' : outcome.errorCode, durationMs / 1000);
     if (outcome.ok) log.info({ server, ms: durationMs }, 'cron ran');
     else log.warn({ server, code: outcome.errorCode, msg: outcome.message, failures: run?.failures }, 'cron failed');
     return run;

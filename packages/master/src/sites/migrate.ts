@@ -21,8 +21,10 @@ import { join } from 'node:path';
 import { checkDomain, fail, generateDbPassword, isSpokeError, siteDbName } from '@spoke/shared';
 import type { SubmitInput, TaskContext } from '../tasks/engine.js';
 import type { PlatformInfo, SiteInfo } from '../types.js';
+import type { PlatformKind } from '../platforms/registry/index.js';
 import { newSiteSalt, siteDir, type SiteFacts } from './settings.js';
 import { dumpMarkerOffset, dumpSchema, dumpWithStatements, renameStatements } from './rename.js';
+import { rewriteDump } from './dumprewrite.js';
 import type { Step } from '../tasks/steps.js';
 import { paramsOf, type TaskParams } from '../tasks/params.js';
 import { describeUpdates } from './drupal.js';
@@ -271,7 +273,8 @@ export class SiteMover {
         name: 'restore-database',
         do: async (ctx) => {
           const c = need();
-          const file = join(work, 'db.sql');
+          let file = join(work, 'db.sql');
+          if (renamed) file = await this.renamePaths(ctx, file, c.facts.kind, p);
           const statements = renameStatements(c.facts.kind, p.domain, p.newDomain, await dumpSchema(file));
           const at = await dumpMarkerOffset(file);
           const r = await this.t.call(
@@ -521,6 +524,22 @@ export class SiteMover {
   }
 
   /** Deletes the copied user files from the target web servers (the vhost shared with the old site is configured again). */
+  /**
+   * The dump with the site's own file paths (`sites/OLD/files`, `sites/OLD/private`) renamed in
+   * every stored value, serialized data included (dumprewrite.ts); written beside the dump, whose
+   * place it takes. Logs what changed and any serialized value it had to leave alone.
+   */
+  private async renamePaths(ctx: TaskContext, file: string, kind: PlatformKind, p: MoveParams): Promise<string> {
+    const out = `${file}.renamed`;
+    const n = await rewriteDump(file, out, kind, p.domain, p.newDomain);
+    rmSync(file, { force: true });
+    ctx.log(`renamed sites/${p.domain}/files and sites/${p.domain}/private to sites/${p.newDomain}/… in ${n.values} stored value(s)${kind === 'wordpress' ? ' (and the host in serialized values)' : ''}`);
+    for (const [table, count] of Object.entries(n.skipped)) {
+      ctx.log(`table ${table}: ${count} value(s) hold sites/${p.domain}/ and look serialized but do not parse; left as they are`, 'warn');
+    }
+    return out;
+  }
+
   private async deleteCopiedFiles(ctx: TaskContext, p: MoveParams, servers: string[], overlap: string[]): Promise<void> {
     const target = this.t.ns.getPlatform(p.target);
     for (const server of servers) await this.removeVhost(ctx, server, p.newDomain, target, true);

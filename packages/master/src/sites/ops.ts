@@ -178,15 +178,25 @@ export class SiteOps {
     cmd: Extract<AgentCommand, { type: K }>,
     opts: CallOptions = {},
   ): Promise<AgentCommandResults[K]> {
+    await this.awaitAgent(ctx, server, cmd.type);
+    return this.hub.call(server, cmd, { timeoutMs: 3 * 60_000, ...opts, signal: ctx.signal, log: ctx.log });
+  }
+
+  /**
+   * Waits for an agent to be online: through the reconnect grace after a master restart, then up
+   * to onlineWaitMs more; the task log says what waits for whom, and for how long. Never throws
+   * (the command that follows fails AGENT_OFFLINE when the agent did not come).
+   */
+  async awaitAgent(ctx: TaskContext, server: string, what: string): Promise<void> {
     await this.hub.awaitReconnect(server, { signal: ctx.signal, log: ctx.log });
     const end = Date.now() + this.onlineWaitMs;
     let said = false;
     while (!this.hub.isOnline(server) && Date.now() < end && !ctx.signal.aborted) {
-      if (!said) ctx.log(`waiting for ${server} to come online`, 'warn');
+      if (!said) ctx.log(`${what}: waiting up to ${Math.ceil(this.onlineWaitMs / 1000)}s for ${server} to come online`, 'warn');
       said = true;
       await new Promise((r) => setTimeout(r, 200));
     }
-    return this.hub.call(server, cmd, { timeoutMs: 3 * 60_000, ...opts, signal: ctx.signal, log: ctx.log });
+    if (said) ctx.log(this.hub.isOnline(server) ? `${server} is online` : `${server} did not come online within ${Math.ceil(this.onlineWaitMs / 1000)}s`, this.hub.isOnline(server) ? 'info' : 'warn');
   }
 
   recordDbAddress(ctx: TaskContext, domain: string, server: string, r: { siteHost: string; sitePort: number }): void {
@@ -304,6 +314,8 @@ export class SiteOps {
   }
 
   async converge(ctx: TaskContext, platform: string, paths: string[] = []): Promise<void> {
+    // An undo after a master restart runs before the agents are back: every server waits its turn.
+    for (const server of this.webServers(platform)) await this.awaitAgent(ctx, server, `converge of platform ${platform}`);
     await this.sync.converge(ctx, platform, paths);
   }
 

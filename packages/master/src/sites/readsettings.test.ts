@@ -1,18 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { SpokeError } from '@spoke/shared';
+import { expectCode } from '@spoke/shared/testkit';
 import { readPhpLiterals, readSiteSettings, settingsFileOf } from './readsettings.js';
 import { renderSiteFiles, wordpressKeys, type SiteFacts } from './settings.js';
 
 const PW = 'Xy7-long-enough-password';
-
-function refused(fn: () => unknown): SpokeError {
-  try {
-    fn();
-  } catch (e) {
-    return e as SpokeError;
-  }
-  throw new Error('expected a refusal');
-}
 
 const D7_INSTALLER = `<?php
 
@@ -185,31 +176,31 @@ describe('readSiteSettings', () => {
   });
 
   it('refuses settings it cannot read, saying why', () => {
-    const aegir = refused(() =>
+    const aegir = expectCode(() =>
       readSiteSettings('drupal7', 'a.test', `<?php\n$databases['default']['default'] = array(\n  'driver' => $_SERVER['db_type'],\n  'database' => $_SERVER['db_name'],\n  'username' => $_SERVER['db_user'],\n  'password' => $_SERVER['db_passwd'],\n  'host' => $_SERVER['db_host'],\n);\n`),
     );
     expect(aegir.code).toBe('SETTINGS_UNREADABLE');
     expect(aegir.message).toBe(
       "sites/a.test/settings.php: the database 'driver' is not a literal ($_SERVER['db_type']); the value comes from the environment (Aegir keeps database credentials in the vhost): write it into the settings file as a literal before the import",
     );
-    const none = refused(() => readSiteSettings('drupal8', 'b.test', "<?php\n$settings['hash_salt'] = 'x';\n"));
+    const none = expectCode(() => readSiteSettings('drupal8', 'b.test', "<?php\n$settings['hash_salt'] = 'x';\n"));
     expect([none.code, none.message]).toEqual(['SETTINGS_UNREADABLE', "sites/b.test/settings.php sets no database ($databases['default']['default'] not found at the top level of the file); nothing to import"]);
-    const included = refused(() => readSiteSettings('drupal8', 'b.test', "<?php\ninclude '/etc/drupal/db.php';\n"));
+    const included = expectCode(() => readSiteSettings('drupal8', 'b.test', "<?php\ninclude '/etc/drupal/db.php';\n"));
     expect(included.message).toMatch(/not found at the top level of the file; the file includes \/etc\/drupal\/db\.php, which Spoke does not follow\); nothing to import$/);
-    const nested = refused(() => readSiteSettings('wordpress', 'c.test', `<?php\nif (getenv('X')) {\n  define('DB_NAME', 'x');\n}\n`));
+    const nested = expectCode(() => readSiteSettings('wordpress', 'c.test', `<?php\nif (getenv('X')) {\n  define('DB_NAME', 'x');\n}\n`));
     expect(nested.message).toBe('sites/c.test/wp-config.php defines no database (DB_NAME not found at the top level of the file; DB_NAME is only defined inside a block (if/function), which Spoke does not evaluate); nothing to import');
-    const pg = refused(() => readSiteSettings('drupal7', 'd.test', D7_INSTALLER.replace("'driver' => 'mysql'", "'driver' => 'pgsql'")));
+    const pg = expectCode(() => readSiteSettings('drupal7', 'd.test', D7_INSTALLER.replace("'driver' => 'mysql'", "'driver' => 'pgsql'")));
     expect(pg.message).toBe('sites/d.test/settings.php: the database driver is pgsql; Spoke manages MySQL/MariaDB databases only');
-    const short = refused(() => readSiteSettings('wordpress', 'e.test', WP.replace(PW, 'secret')));
+    const short = expectCode(() => readSiteSettings('wordpress', 'e.test', WP.replace(PW, 'secret')));
     expect(short.message).toMatch(/^sites\/e\.test\/wp-config\.php: the database password is not valid: use 16-128 .*change the password \(in the database and in the settings file\), then import again$/);
-    const badName = refused(() => readSiteSettings('wordpress', 'e.test', WP.replace("'DB_NAME', 'wpold'", "'DB_NAME', 'my-site'")));
+    const badName = expectCode(() => readSiteSettings('wordpress', 'e.test', WP.replace("'DB_NAME', 'wpold'", "'DB_NAME', 'my-site'")));
     expect(badName.message).toMatch(/^sites\/e\.test\/wp-config\.php: database name "my-site" is not valid/);
-    const env = refused(() => readSiteSettings('wordpress', 'e.test', WP.replace(`'${PW}'`, "getenv('DB_PASSWORD')")));
+    const env = expectCode(() => readSiteSettings('wordpress', 'e.test', WP.replace(`'${PW}'`, "getenv('DB_PASSWORD')")));
     expect(env.message).toMatch(/^sites\/e\.test\/wp-config\.php: DB_PASSWORD is not a literal \(getenv\('DB_PASSWORD'\)\); the value comes from the environment/);
-    const truncated = refused(() => readSiteSettings('drupal7', 'f.test', D7_INSTALLER.slice(0, D7_INSTALLER.indexOf("'password'"))));
+    const truncated = expectCode(() => readSiteSettings('drupal7', 'f.test', D7_INSTALLER.slice(0, D7_INSTALLER.indexOf("'password'"))));
     expect(truncated.code).toBe('SETTINGS_UNREADABLE');
-    const binary = refused(() => readSiteSettings('drupal7', 'f.test', '\u0000\u0001\u0002'));
+    const binary = expectCode(() => readSiteSettings('drupal7', 'f.test', '\u0000\u0001\u0002'));
     expect(binary.message).toBe('sites/f.test/settings.php is not a text file');
-    expect(refused(() => readSiteSettings('mediawiki', 'g.test', '<?php')).code).toBe('PLATFORM_KIND_UNSUPPORTED');
+    expect(expectCode(() => readSiteSettings('mediawiki', 'g.test', '<?php')).code).toBe('PLATFORM_KIND_UNSUPPORTED');
   });
 });

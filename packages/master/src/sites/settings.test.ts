@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { expectCode } from '@spoke/shared/testkit';
 import type { PlatformKind } from '../platforms/registry/detect.js';
 import {
   PLATFORM_FILE_MODE,
@@ -87,16 +88,6 @@ function phpValue(literal: string): string {
   expect(r.status).toBe(0);
   return Buffer.from(r.stdout, 'base64').toString('utf8');
 }
-
-const expectCode = (fn: () => unknown, code: string) => {
-  try {
-    fn();
-  } catch (e) {
-    expect((e as { code?: string }).code).toBe(code);
-    return;
-  }
-  throw new Error(`expected ${code}, nothing thrown`);
-};
 
 describe('phpString', () => {
   it('escapes backslash and quote only', () => {

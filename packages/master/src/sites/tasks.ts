@@ -23,6 +23,7 @@ import type { TreeStore } from '../platforms/trees.js';
 import type { PlatformInfo, SiteStatus, TaskInfo } from '../types.js';
 import { newSiteSalt, siteDir } from './settings.js';
 import { StepLog, resumeRollback, runSteps, type Step } from '../tasks/steps.js';
+import { SiteRollback } from './rollback.js';
 import { MOVE_TASKS, SiteMover, type CloneSiteInput, type MigrateSiteInput } from './migrate.js';
 import { BackupStore } from './backup.js';
 import { BACKUP_TASKS, SiteBackups } from './backuptasks.js';
@@ -106,6 +107,8 @@ export class SiteTasks {
   readonly backups: SiteBackups;
   /** One-time login links (login.ts). */
   readonly login: SiteLogin;
+  /** `spoke task rollback`: finishing an incomplete rollback (rollback.ts). */
+  readonly rollback: SiteRollback;
   /**
    * Admin passwords of queued installs, by task id: only in memory, handed to the agent by the
    * installer step and forgotten then. A master restart loses them (the installer then sets a
@@ -140,6 +143,7 @@ export class SiteTasks {
     this.mover = new SiteMover(this.ops, this.backups, workDir);
     this.importer = new SiteImporter(this.ops);
     this.login = new SiteLogin(this.ops);
+    this.rollback = new SiteRollback({ tasks: this.tasks, db: deps.db, log: this.steps, kinds: SITE_TASKS, stepsOf: (ctx) => this.stepsFor(ctx, {}) });
     for (const kind of SITE_TASKS) {
       this.tasks.register(kind, (ctx) => this.run(ctx), {
         resume: async (ctx) => {

@@ -9,6 +9,16 @@ import type { Db } from '../namespace/store.js';
 import type { Clock, TaskInfo, TaskLogEntry, TaskState } from '../types.js';
 import { checkTaskParams } from './params.js';
 
+/** What the engine reports for metrics (health/metrics.ts implements it; tasks/ stays a floor room). */
+export interface TaskMetrics {
+  /** A task started after waiting `waitSeconds` in the queue. */
+  taskStarted(kind: string, waitSeconds: number): void;
+  /** A task ended in `state` after running `runSeconds` (null: it never started). */
+  taskFinished(kind: string, state: string, runSeconds: number | null): void;
+}
+
+const NO_TASK_METRICS: TaskMetrics = { taskStarted: () => undefined, taskFinished: () => undefined };
+
 /** What a running task's handler gets. */
 export interface TaskContext {
   task: TaskInfo;
@@ -86,6 +96,8 @@ export class TaskEngine {
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly concurrency: number;
+  /** Queue wait and run time of each task. */
+  private readonly metrics: TaskMetrics;
   private readonly handlers = new Map<string, TaskHandler>();
   private readonly resumers = new Map<string, TaskHandler>();
   /** Interrupted tasks of resumable kinds found by `recover()`, run by `start()`. */
@@ -97,7 +109,8 @@ export class TaskEngine {
   private stopping = false;
   private scheduled = false;
 
-  constructor(deps: { db: Db; clock: Clock; log: Logger; concurrency?: number }) {
+  constructor(deps: { db: Db; clock: Clock; log: Logger; concurrency?: number; metrics?: TaskMetrics }) {
+    this.metrics = deps.metrics ?? NO_TASK_METRICS;
     this.db = deps.db;
     this.clock = deps.clock;
     this.log = deps.log;
@@ -229,6 +242,15 @@ export class TaskEngine {
     return { queued: one('queued'), running: one('running') };
   }
 
+  /** Task counts by kind and state (the metrics' gauge). */
+  countsByKindState(): { kind: string; state: string; count: number }[] {
+    return this.db.prepare('SELECT kind, state, count(*) AS count FROM tasks GROUP BY kind, state ORDER BY kind, state').all() as {
+      kind: string;
+      state: string;
+      count: number;
+    }[];
+  }
+
   /**
    * Cancels a queued task at once, or asks a running one to stop (its handler sees the abort
    * signal; the task ends `cancelled`).
@@ -315,11 +337,21 @@ export class TaskEngine {
         id,
       );
     this.log.info({ task: id, from, to }, 'task state');
-    this.emit(this.get(id));
+    const task = this.get(id);
+    if (to === 'running') this.metrics.taskStarted(task.kind, (now - task.createdMs) / 1000);
+    else if (isFinal(to)) this.metrics.taskFinished(task.kind, to, task.startedMs === null ? null : (now - task.startedMs) / 1000);
+    this.emit(task);
   }
 
   private emit(task: TaskInfo): void {
     this.events.emit(`task:${task.id}`, { type: 'task', task } satisfies TaskEvent);
+    this.events.emit('change', task);
+  }
+
+  /** Subscribes to every task's state changes (submitted, started, finished). Returns the unsubscribe function. */
+  onChange(fn: (task: TaskInfo) => void): () => void {
+    this.events.on('change', fn);
+    return () => this.events.off('change', fn);
   }
 
   private schedule(): void {

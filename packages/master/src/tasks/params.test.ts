@@ -47,7 +47,7 @@ describe('checkTaskParams', () => {
       [
         'platform.converge', 'platform.remove', 'platform.verify', 'server.verify',
         'site.alias.add', 'site.alias.redirect', 'site.alias.rm', 'site.backup', 'site.clone', 'site.delete', 'site.disable',
-        'site.enable', 'site.https', 'site.https.renew', 'site.import', 'site.install', 'site.migrate', 'site.restore', 'site.verify',
+        'site.enable', 'site.https', 'site.https.renew', 'site.import', 'site.install', 'site.migrate', 'site.restore', 'site.verify', 'task.rollback',
       ].sort(),
     );
   });

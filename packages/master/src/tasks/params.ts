@@ -67,6 +67,8 @@ export const TASK_PARAMS = {
     certId: z.string().optional(),
   }),
   'site.https.renew': z.looseObject(site),
+  /** `spoke task rollback ID`: the failed site task whose undos run again. */
+  'task.rollback': z.looseObject({ task: z.number().int().positive() }),
 };
 
 /** A task kind the master runs. */

@@ -6,6 +6,7 @@ import { fail, silentLogger } from '@spoke/shared';
 import { openStore, type Db } from '../namespace/store.js';
 import { TaskEngine, type TaskContext } from './engine.js';
 import { StepLog, resumeRollback, runSteps, type Step } from './steps.js';
+import { ROLLBACK_TASK, SiteRollback } from '../sites/rollback.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -74,9 +75,9 @@ describe('step engine', () => {
     const t = await tasks.wait(tasks.submit({ kind: 's', entity: 'site:x' }).id);
     expect(t.state).toBe('failed');
     expect(t.errorCode).toBe('AGENT_OFFLINE');
-    expect(t.errorMessage).toBe('agent for d is offline; rollback incomplete: undo of b failed (DB_UNREACHABLE: cannot undo b)');
+    expect(t.errorMessage).toBe(`agent for d is offline; rollback incomplete: undo of b failed (DB_UNREACHABLE: cannot undo b); finish it with: spoke task rollback ${t.id}`);
     expect(trace.filter((x) => x.startsWith('undo')).map((x) => x.split(' ').slice(0, 2).join(' '))).toEqual(['undo c', 'undo b', 'undo a']);
-    expect(messages(tasks, t.id)).toContain('error UNDO FAILED: b: DB_UNREACHABLE: cannot undo b; the rollback goes on, fix this by hand');
+    expect(messages(tasks, t.id)).toContain(`error UNDO FAILED: b: DB_UNREACHABLE: cannot undo b; the rollback goes on (spoke task rollback ${t.id} runs this undo again)`);
     // the failed undo stays in the row, for the record
     expect(steps.load(t.id).done).toEqual([{ name: 'b', undo: { n: 1, made: 'b-thing' }, undoFailed: 'DB_UNREACHABLE: cannot undo b' }]);
   });
@@ -258,3 +259,56 @@ describe('rollback after a restart (real SQLite file)', () => {
     a.db.close();
   });
 });
+
+describe('spoke task rollback (finishing an incomplete rollback)', () => {
+  /** Steps a-d; the undo of b fails while `broken.b` is set (an agent still offline). */
+  function setup() {
+    const { db, tasks, steps } = engine();
+    const trace: string[] = [];
+    const broken = { b: true };
+    const stepsOf = (failAt?: string): Step[] =>
+      recorder(trace, { failAt }).map((st) =>
+        st.name === 'b'
+          ? {
+              ...st,
+              undo: async (ctx: TaskContext, data: unknown) => {
+                trace.push(`undo b ${JSON.stringify(data)}`);
+                if (broken.b) throw fail('AGENT_OFFLINE', 'agent w1 is offline');
+              },
+            }
+          : st,
+      );
+    tasks.register('site.clone', (ctx) => runSteps(ctx, stepsOf('d'), steps));
+    const rollback = new SiteRollback({ tasks, db, log: steps, kinds: ['site.clone'], stepsOf: () => stepsOf() });
+    tasks.register('platform.verify', async () => null);
+    tasks.start();
+    return { tasks, steps, trace, broken, rollback };
+  }
+
+  it('runs only the failed undos again, with their recorded data, under the failed task\'s locks; then there is nothing left', async () => {
+    const { tasks, steps, trace, broken, rollback } = setup();
+    const t = await tasks.wait(tasks.submit({ kind: 'site.clone', entity: 'site:copy.test', locks: ['platform:wp'], params: { domain: 'blog.test', platform: 'wp', newDomain: 'copy.test', target: 'wp', dbServer: 'db1' } }).id);
+    expect(t.errorMessage).toMatch(/rollback incomplete: undo of b failed \(AGENT_OFFLINE: agent w1 is offline\); finish it with: spoke task rollback 1$/);
+    trace.length = 0;
+    // still offline: the rollback task fails saying so, and the same command again
+    const r1 = await tasks.wait(rollback.submit(t.id).id);
+    expect(r1).toMatchObject({ kind: ROLLBACK_TASK, entity: 'site:copy.test', state: 'failed', errorCode: 'AGENT_OFFLINE' });
+    expect(r1.errorMessage).toBe('task 1: rollback incomplete: undo of b failed (AGENT_OFFLINE: agent w1 is offline); finish it with: spoke task rollback 1');
+    broken.b = false;
+    const r2 = await tasks.wait(rollback.submit(t.id).id);
+    expect(r2.state).toBe('succeeded');
+    expect(r2.result).toEqual({ task: 1, undone: ['b'] });
+    expect(trace).toEqual(['undo b {"n":1,"made":"b-thing"}', 'undo b {"n":1,"made":"b-thing"}']);
+    expect(messages(tasks, r2.id)).toContain('info the rollback of task 1 (site.clone on site:copy.test) is complete: undid b');
+    expect(steps.load(t.id).done).toEqual([]);
+    expect(() => rollback.submit(t.id)).toThrow(expect.objectContaining({ code: 'TASK_FINISHED', message: 'task 1 has no failed undo left to run (its rollback is complete)' }));
+  });
+
+  it('refuses tasks that are not site tasks, still running, or unknown', async () => {
+    const { tasks, rollback } = setup();
+    const v = await tasks.wait(tasks.submit({ kind: 'platform.verify', entity: 'platform:wp', params: { platform: 'wp' } }).id);
+    expect(() => rollback.submit(v.id)).toThrow(expect.objectContaining({ code: 'TASK_FINISHED', message: `task ${v.id} is a platform.verify: only site tasks have steps to roll back` }));
+    expect(() => rollback.submit(99)).toThrow(expect.objectContaining({ code: 'TASK_NOT_FOUND' }));
+  });
+});
+

@@ -7,7 +7,7 @@
  * A step marked `commit` is a point of no return (a database dropped): once it is done, the steps
  * before it are not undone any more.
  */
-import { fail, isSpokeError, SpokeError } from '@spoke/shared';
+import { fail, isErrorCode, isSpokeError, SpokeError } from '@spoke/shared';
 import type { Db } from '../namespace/store.js';
 import type { TaskContext } from './engine.js';
 
@@ -106,7 +106,7 @@ export async function runSteps(ctx: TaskContext, steps: Step[], log: StepLog): P
       rec.inflight = null;
       log.save(ctx.task.id, rec);
       ctx.log(`step ${step.name} failed: ${describe(err)}`, 'error');
-      throw await undoAll(ctx, steps, rec, log, err);
+      throw await undoAll(ctx, steps, rec, log, err, ctx.task.id);
     }
     if (step.commit) {
       rec.done = [];
@@ -135,11 +135,47 @@ export async function resumeRollback(ctx: TaskContext, steps: Step[], log: StepL
     rec.inflight = null;
     log.save(ctx.task.id, rec);
   }
-  return undoAll(ctx, steps, rec, log, cause);
+  return undoAll(ctx, steps, rec, log, cause, ctx.task.id);
+}
+
+/** The command that finishes the incomplete rollback of task `taskId` (see finishRollback). */
+export function finishRollbackCommand(taskId: number): string {
+  return `spoke task rollback ${taskId}`;
+}
+
+/** The undos of task `taskId` that failed (its steps record), oldest step first. */
+export function failedUndos(log: StepLog, taskId: number): string[] {
+  return log.load(taskId).done.filter((d) => d.undoFailed).map((d) => d.name);
+}
+
+/**
+ * Runs again the undos of task `taskId` that failed (its record keeps their data), in reverse,
+ * logging into `ctx` (the task that finishes the rollback). Returns the steps undone.
+ * @throws SpokeError TASK_FINISHED (nothing left to undo); the code of an undo that fails again,
+ *   its message saying the rollback is still incomplete and the command to run again
+ */
+export async function finishRollback(ctx: TaskContext, steps: Step[], log: StepLog, taskId: number): Promise<string[]> {
+  const rec = log.load(taskId);
+  const failed = rec.done.filter((d) => d.undoFailed);
+  if (failed.length === 0) throw fail('TASK_FINISHED', `task ${taskId} has no failed undo left to run`);
+  for (const d of failed) {
+    ctx.log(`task ${taskId}: the undo of ${d.name} failed before (${d.undoFailed}); running it again`);
+    delete d.undoFailed;
+  }
+  log.save(taskId, rec);
+  const names = failed.map((d) => d.name).reverse();
+  const err = await undoAll(ctx, steps, rec, log, fail('TASK_FINISHED', `task ${taskId}`), taskId);
+  const still = rec.done.filter((d) => d.undoFailed);
+  if (still.length) {
+    const last = still[0]?.undoFailed ?? '';
+    const code = /^([A-Z][A-Z0-9_]+): /.exec(last)?.[1];
+    throw fail(code && isErrorCode(code) ? code : 'INTERNAL', err.message.replace(/^task \d+; /, `task ${taskId}: `));
+  }
+  return names;
 }
 
 /** Undoes the recorded steps in reverse; returns `cause` with the outcome added to its message. */
-async function undoAll(ctx: TaskContext, steps: Step[], rec: StepRecord, log: StepLog, cause: SpokeError): Promise<SpokeError> {
+async function undoAll(ctx: TaskContext, steps: Step[], rec: StepRecord, log: StepLog, cause: SpokeError, taskId: number): Promise<SpokeError> {
   const pending = rec.done.filter((d) => !d.undoFailed);
   if (pending.length === 0) {
     const recovery = steps.find((s) => s.name === rec.committed)?.recovery ?? 'run the task again';
@@ -176,12 +212,12 @@ async function undoAll(ctx: TaskContext, steps: Step[], rec: StepRecord, log: St
       const msg = describe(e);
       d.undoFailed = msg;
       failures.push(`undo of ${d.name} failed (${msg})`);
-      ctx.log(`UNDO FAILED: ${d.name}: ${msg}; the rollback goes on, fix this by hand`, 'error');
+      ctx.log(`UNDO FAILED: ${d.name}: ${msg}; the rollback goes on (${finishRollbackCommand(taskId)} runs this undo again)`, 'error');
     }
-    log.save(ctx.task.id, rec);
+    log.save(taskId, rec);
   }
   const outcome = failures.length
-    ? `rollback incomplete: ${failures.join('; ')}`
+    ? `rollback incomplete: ${failures.join('; ')}; finish it with: ${finishRollbackCommand(taskId)}`
     : rec.committed
       ? `rolled back the steps after ${rec.committed} (the point of no return)`
       : 'rolled back';

@@ -5,16 +5,20 @@
  * cache keyed by absolute path lets a re-verify skip files whose mtime and size did not change.
  */
 import type { Dirent } from 'node:fs';
-import { readFile, readdir, realpath, stat } from 'node:fs/promises';
+import { open, readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { join, posix, resolve } from 'node:path';
 import { fail } from '@spoke/shared';
 import { captureFirst, detectPlatform, type DetectIO, type PlatformKind, type Problem } from './detect.js';
+import { scanAddons, type Addon } from './addons.js';
 import { infoString, parseInfoIni, parseInfoYaml, phpTruthy, type InfoObject, type InfoParseResult } from './info.js';
 
-/** The type of a Drupal extension. */
-export type ExtensionType = 'module' | 'theme' | 'profile' | 'theme_engine';
+/**
+ * The type of an extension: Drupal's (module, theme, profile, theme_engine), WordPress' (plugin,
+ * mu-plugin, theme) and MediaWiki's (extension, skin).
+ */
+export type ExtensionType = 'module' | 'theme' | 'profile' | 'theme_engine' | 'plugin' | 'mu-plugin' | 'extension' | 'skin';
 
-/** One module, theme or theme engine found in the platform. */
+/** One module, theme or theme engine (WordPress: plugin or theme; MediaWiki: extension or skin) found in the platform. */
 export interface Extension {
   /** Machine name. */
   name: string;
@@ -614,6 +618,31 @@ async function readComposer(s: Scanner): Promise<ComposerInfo | null> {
   return { name: str('name'), version: str('version'), description: str('description') };
 }
 
+/** WordPress plugins/themes, MediaWiki extensions/skins (addons.ts) as registry extensions. */
+async function scanAddonsOf(s: Scanner, kind: PlatformKind): Promise<{ modules: Extension[]; themes: Extension[]; profiles: ProfileRecord[]; hidden: string[] }> {
+  const r = await scanAddons(kind, {
+    subdirs: (rel) => s.subdirs(rel, true),
+    files: async (rel) => (await s.listDir(rel)).filter((d) => d.isFile()).map((d) => d.name).sort(),
+    head: async (rel, limit) => {
+      try {
+        const fh = await open(s.abs(rel), 'r');
+        try {
+          const buf = Buffer.alloc(limit ?? (await fh.stat()).size);
+          const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+          return buf.subarray(0, bytesRead).toString('utf8');
+        } finally {
+          await fh.close();
+        }
+      } catch {
+        return undefined;
+      }
+    },
+  });
+  s.problems.push(...r.problems);
+  const ext = (a: Addon): Extension => ({ name: a.name, humanName: a.humanName, version: a.version, project: null, package: null, schemaVersion: null, path: a.path, type: a.type, site: null });
+  return { modules: r.modules.map(ext), themes: r.themes.map(ext), profiles: [], hidden: [] };
+}
+
 function byNameThenPath(a: { name: string; path: string }, b: { name: string; path: string }): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
 }
@@ -640,6 +669,7 @@ export async function scanPlatformCached(dir: string, options: ScanOptions = {})
   let found: { modules: Extension[]; themes: Extension[]; profiles: ProfileRecord[]; hidden: string[] } = { modules: [], themes: [], profiles: [], hidden: [] };
   if (kind === 'drupal6' || kind === 'drupal7') found = await scanD67(s, kind, coreVersion);
   else if (kind === 'drupal8') found = await scanD8(s, coreVersion);
+  else if (kind === 'wordpress' || kind === 'mediawiki') found = await scanAddonsOf(s, kind);
   const isDrupal = kind === 'drupal6' || kind === 'drupal7' || kind === 'drupal8';
 
   const profiles = found.profiles.sort(byNameThenPath);

@@ -51,10 +51,37 @@ export interface MasterStatus {
   sites: number;
   tasksQueued: number;
   tasksRunning: number;
-  /** "DOMAIN: N failed renewals: last error" per site whose renewal keeps failing */
+  /**
+   * Health at a glance (issue 20): enrolled agent servers offline now, tasks failed in the last
+   * 24 h, tasks running > 1 h or queued > 10 min, sites whose newest cron run failed.
+   */
+  agentsOffline: string[];
+  tasksFailing: StatusTask[];
+  tasksStuck: StatusTask[];
+  cronFailing: StatusCron[];
+  /** HTTPS (issue 21; 13-16 are health's) */
   httpsFailing: string[];
   /** "" = ACME not configured (spoke-master --acme-directory) */
   acmeDirectory: string;
+}
+
+/** A task named by `spoke status`; since_ms = when it failed (failing) or started/was queued (stuck). */
+export interface StatusTask {
+  id: number;
+  kind: string;
+  entity: string;
+  state: string;
+  errorCode: string;
+  errorMessage: string;
+  sinceMs: number;
+}
+
+/** A site whose newest cron run failed; failures = failed runs in a row. */
+export interface StatusCron {
+  domain: string;
+  failures: number;
+  errorCode: string;
+  message: string;
 }
 
 export interface NameRequest {
@@ -352,6 +379,29 @@ export interface WatchTaskRequest {
   fromSeq: number;
 }
 
+export interface EventsRequest {
+  /** keep the stream open for live events */
+  follow: boolean;
+  /** recent task changes to send first (0 = 20) */
+  backlog: number;
+}
+
+export interface SpokeEvent {
+  tsMs: number;
+  /** "task" | "agent" */
+  kind: string;
+  /** e.g. "site:blog.example.com", "server:web-1" */
+  entity: string;
+  /** task: queued|running|succeeded|failed|cancelled; agent: connected|disconnected */
+  state: string;
+  /** 0 for agent events */
+  taskId: number;
+  /** e.g. "site.install" */
+  taskKind: string;
+  /** the error of a failed task, or "" */
+  message: string;
+}
+
 export interface TaskEvent {
   event: { $case: "line"; value: TaskLogLine } | //
   /** the task's state, sent first and on every state change */
@@ -392,6 +442,10 @@ function createBaseMasterStatus(): MasterStatus {
     sites: 0,
     tasksQueued: 0,
     tasksRunning: 0,
+    agentsOffline: [],
+    tasksFailing: [],
+    tasksStuck: [],
+    cronFailing: [],
     httpsFailing: [],
     acmeDirectory: "",
   };
@@ -435,11 +489,23 @@ export const MasterStatus: MessageFns<MasterStatus> = {
     if (message.tasksRunning !== 0) {
       writer.uint32(96).int64(message.tasksRunning);
     }
-    for (const v of message.httpsFailing) {
+    for (const v of message.agentsOffline) {
       writer.uint32(106).string(v!);
     }
+    for (const v of message.tasksFailing) {
+      StatusTask.encode(v!, writer.uint32(114).fork()).join();
+    }
+    for (const v of message.tasksStuck) {
+      StatusTask.encode(v!, writer.uint32(122).fork()).join();
+    }
+    for (const v of message.cronFailing) {
+      StatusCron.encode(v!, writer.uint32(130).fork()).join();
+    }
+    for (const v of message.httpsFailing) {
+      writer.uint32(138).string(v!);
+    }
     if (message.acmeDirectory !== "") {
-      writer.uint32(114).string(message.acmeDirectory);
+      writer.uint32(146).string(message.acmeDirectory);
     }
     return writer;
   },
@@ -558,11 +624,43 @@ export const MasterStatus: MessageFns<MasterStatus> = {
               break;
             }
 
-            message.httpsFailing.push(reader.string());
+            message.agentsOffline.push(reader.string());
             continue;
           }
           case 14: {
             if (tag !== 114) {
+              break;
+            }
+
+            message.tasksFailing.push(StatusTask.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.tasksStuck.push(StatusTask.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.cronFailing.push(StatusCron.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.httpsFailing.push(reader.string());
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
               break;
             }
 
@@ -619,6 +717,26 @@ export const MasterStatus: MessageFns<MasterStatus> = {
         : isSet(object.tasks_running)
         ? globalThis.Number(object.tasks_running)
         : 0,
+      agentsOffline: globalThis.Array.isArray(object?.agentsOffline)
+        ? object.agentsOffline.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.agents_offline)
+        ? object.agents_offline.map((e: any) => globalThis.String(e))
+        : [],
+      tasksFailing: globalThis.Array.isArray(object?.tasksFailing)
+        ? object.tasksFailing.map((e: any) => StatusTask.fromJSON(e))
+        : globalThis.Array.isArray(object?.tasks_failing)
+        ? object.tasks_failing.map((e: any) => StatusTask.fromJSON(e))
+        : [],
+      tasksStuck: globalThis.Array.isArray(object?.tasksStuck)
+        ? object.tasksStuck.map((e: any) => StatusTask.fromJSON(e))
+        : globalThis.Array.isArray(object?.tasks_stuck)
+        ? object.tasks_stuck.map((e: any) => StatusTask.fromJSON(e))
+        : [],
+      cronFailing: globalThis.Array.isArray(object?.cronFailing)
+        ? object.cronFailing.map((e: any) => StatusCron.fromJSON(e))
+        : globalThis.Array.isArray(object?.cron_failing)
+        ? object.cron_failing.map((e: any) => StatusCron.fromJSON(e))
+        : [],
       httpsFailing: globalThis.Array.isArray(object?.httpsFailing)
         ? object.httpsFailing.map((e: any) => globalThis.String(e))
         : globalThis.Array.isArray(object?.https_failing)
@@ -670,6 +788,18 @@ export const MasterStatus: MessageFns<MasterStatus> = {
     if (message.tasksRunning !== 0) {
       obj.tasksRunning = Math.round(message.tasksRunning);
     }
+    if (message.agentsOffline?.length) {
+      obj.agentsOffline = message.agentsOffline;
+    }
+    if (message.tasksFailing?.length) {
+      obj.tasksFailing = message.tasksFailing.map((e) => StatusTask.toJSON(e));
+    }
+    if (message.tasksStuck?.length) {
+      obj.tasksStuck = message.tasksStuck.map((e) => StatusTask.toJSON(e));
+    }
+    if (message.cronFailing?.length) {
+      obj.cronFailing = message.cronFailing.map((e) => StatusCron.toJSON(e));
+    }
     if (message.httpsFailing?.length) {
       obj.httpsFailing = message.httpsFailing;
     }
@@ -696,8 +826,310 @@ export const MasterStatus: MessageFns<MasterStatus> = {
     message.sites = object.sites ?? 0;
     message.tasksQueued = object.tasksQueued ?? 0;
     message.tasksRunning = object.tasksRunning ?? 0;
+    message.agentsOffline = object.agentsOffline?.map((e) => e) || [];
+    message.tasksFailing = object.tasksFailing?.map((e) => StatusTask.fromPartial(e)) || [];
+    message.tasksStuck = object.tasksStuck?.map((e) => StatusTask.fromPartial(e)) || [];
+    message.cronFailing = object.cronFailing?.map((e) => StatusCron.fromPartial(e)) || [];
     message.httpsFailing = object.httpsFailing?.map((e) => e) || [];
     message.acmeDirectory = object.acmeDirectory ?? "";
+    return message;
+  },
+};
+
+function createBaseStatusTask(): StatusTask {
+  return { id: 0, kind: "", entity: "", state: "", errorCode: "", errorMessage: "", sinceMs: 0 };
+}
+
+export const StatusTask: MessageFns<StatusTask> = {
+  encode(message: StatusTask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).int64(message.id);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.entity !== "") {
+      writer.uint32(26).string(message.entity);
+    }
+    if (message.state !== "") {
+      writer.uint32(34).string(message.state);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(42).string(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(50).string(message.errorMessage);
+    }
+    if (message.sinceMs !== 0) {
+      writer.uint32(56).int64(message.sinceMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatusTask {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatusTask();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.entity = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.sinceMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatusTask {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      entity: isSet(object.entity) ? globalThis.String(object.entity) : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+      sinceMs: isSet(object.sinceMs)
+        ? globalThis.Number(object.sinceMs)
+        : isSet(object.since_ms)
+        ? globalThis.Number(object.since_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: StatusTask): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.entity !== "") {
+      obj.entity = message.entity;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.sinceMs !== 0) {
+      obj.sinceMs = Math.round(message.sinceMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatusTask>, I>>(base?: I): StatusTask {
+    return StatusTask.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatusTask>, I>>(object: I): StatusTask {
+    const message = createBaseStatusTask();
+    message.id = object.id ?? 0;
+    message.kind = object.kind ?? "";
+    message.entity = object.entity ?? "";
+    message.state = object.state ?? "";
+    message.errorCode = object.errorCode ?? "";
+    message.errorMessage = object.errorMessage ?? "";
+    message.sinceMs = object.sinceMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseStatusCron(): StatusCron {
+  return { domain: "", failures: 0, errorCode: "", message: "" };
+}
+
+export const StatusCron: MessageFns<StatusCron> = {
+  encode(message: StatusCron, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.failures !== 0) {
+      writer.uint32(16).int64(message.failures);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(26).string(message.errorCode);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatusCron {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatusCron();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.failures = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatusCron {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      failures: isSet(object.failures) ? globalThis.Number(object.failures) : 0,
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: StatusCron): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.failures !== 0) {
+      obj.failures = Math.round(message.failures);
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatusCron>, I>>(base?: I): StatusCron {
+    return StatusCron.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatusCron>, I>>(object: I): StatusCron {
+    const message = createBaseStatusCron();
+    message.domain = object.domain ?? "";
+    message.failures = object.failures ?? 0;
+    message.errorCode = object.errorCode ?? "";
+    message.message = object.message ?? "";
     return message;
   },
 };
@@ -4868,6 +5300,268 @@ export const WatchTaskRequest: MessageFns<WatchTaskRequest> = {
   },
 };
 
+function createBaseEventsRequest(): EventsRequest {
+  return { follow: false, backlog: 0 };
+}
+
+export const EventsRequest: MessageFns<EventsRequest> = {
+  encode(message: EventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.follow !== false) {
+      writer.uint32(8).bool(message.follow);
+    }
+    if (message.backlog !== 0) {
+      writer.uint32(16).int32(message.backlog);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.follow = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.backlog = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EventsRequest {
+    return {
+      follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
+      backlog: isSet(object.backlog) ? globalThis.Number(object.backlog) : 0,
+    };
+  },
+
+  toJSON(message: EventsRequest): unknown {
+    const obj: any = {};
+    if (message.follow !== false) {
+      obj.follow = message.follow;
+    }
+    if (message.backlog !== 0) {
+      obj.backlog = Math.round(message.backlog);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EventsRequest>, I>>(base?: I): EventsRequest {
+    return EventsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EventsRequest>, I>>(object: I): EventsRequest {
+    const message = createBaseEventsRequest();
+    message.follow = object.follow ?? false;
+    message.backlog = object.backlog ?? 0;
+    return message;
+  },
+};
+
+function createBaseSpokeEvent(): SpokeEvent {
+  return { tsMs: 0, kind: "", entity: "", state: "", taskId: 0, taskKind: "", message: "" };
+}
+
+export const SpokeEvent: MessageFns<SpokeEvent> = {
+  encode(message: SpokeEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tsMs !== 0) {
+      writer.uint32(8).int64(message.tsMs);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.entity !== "") {
+      writer.uint32(26).string(message.entity);
+    }
+    if (message.state !== "") {
+      writer.uint32(34).string(message.state);
+    }
+    if (message.taskId !== 0) {
+      writer.uint32(40).int64(message.taskId);
+    }
+    if (message.taskKind !== "") {
+      writer.uint32(50).string(message.taskKind);
+    }
+    if (message.message !== "") {
+      writer.uint32(58).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SpokeEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSpokeEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.tsMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.entity = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.taskId = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.taskKind = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SpokeEvent {
+    return {
+      tsMs: isSet(object.tsMs)
+        ? globalThis.Number(object.tsMs)
+        : isSet(object.ts_ms)
+        ? globalThis.Number(object.ts_ms)
+        : 0,
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      entity: isSet(object.entity) ? globalThis.String(object.entity) : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      taskId: isSet(object.taskId)
+        ? globalThis.Number(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.Number(object.task_id)
+        : 0,
+      taskKind: isSet(object.taskKind)
+        ? globalThis.String(object.taskKind)
+        : isSet(object.task_kind)
+        ? globalThis.String(object.task_kind)
+        : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: SpokeEvent): unknown {
+    const obj: any = {};
+    if (message.tsMs !== 0) {
+      obj.tsMs = Math.round(message.tsMs);
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.entity !== "") {
+      obj.entity = message.entity;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.taskId !== 0) {
+      obj.taskId = Math.round(message.taskId);
+    }
+    if (message.taskKind !== "") {
+      obj.taskKind = message.taskKind;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SpokeEvent>, I>>(base?: I): SpokeEvent {
+    return SpokeEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SpokeEvent>, I>>(object: I): SpokeEvent {
+    const message = createBaseSpokeEvent();
+    message.tsMs = object.tsMs ?? 0;
+    message.kind = object.kind ?? "";
+    message.entity = object.entity ?? "";
+    message.state = object.state ?? "";
+    message.taskId = object.taskId ?? 0;
+    message.taskKind = object.taskKind ?? "";
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
 function createBaseTaskEvent(): TaskEvent {
   return { event: undefined };
 }
@@ -5702,6 +6396,16 @@ export const OperatorService = {
     responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
     responseDeserialize: (value: Buffer): Task => Task.decode(value),
   },
+  /** Queues a task that runs again the failed undos of a site task whose rollback was incomplete. */
+  rollbackTask: {
+    path: "/spoke.v1.Operator/RollbackTask" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TaskIdRequest): Buffer => Buffer.from(TaskIdRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TaskIdRequest => TaskIdRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
   /**
    * Streams the task's log from `from_seq`, then each new line and state change, and ends when
    * the task reaches a final state.
@@ -5714,6 +6418,19 @@ export const OperatorService = {
     requestDeserialize: (value: Buffer): WatchTaskRequest => WatchTaskRequest.decode(value),
     responseSerialize: (value: TaskEvent): Buffer => Buffer.from(TaskEvent.encode(value).finish()),
     responseDeserialize: (value: Buffer): TaskEvent => TaskEvent.decode(value),
+  },
+  /**
+   * Every task state change and agent connect/disconnect as it happens (`spoke events`): first
+   * the last `backlog` task changes from the task table, then, with `follow`, live ones.
+   */
+  events: {
+    path: "/spoke.v1.Operator/Events" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: EventsRequest): Buffer => Buffer.from(EventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EventsRequest => EventsRequest.decode(value),
+    responseSerialize: (value: SpokeEvent): Buffer => Buffer.from(SpokeEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SpokeEvent => SpokeEvent.decode(value),
   },
   issueOperatorCert: {
     path: "/spoke.v1.Operator/IssueOperatorCert" as const,
@@ -5832,11 +6549,18 @@ export interface OperatorServer extends UntypedServiceImplementation {
   getTask: handleUnaryCall<TaskIdRequest, Task>;
   getTaskLog: handleUnaryCall<TaskIdRequest, TaskLog>;
   cancelTask: handleUnaryCall<TaskIdRequest, Task>;
+  /** Queues a task that runs again the failed undos of a site task whose rollback was incomplete. */
+  rollbackTask: handleUnaryCall<TaskIdRequest, Task>;
   /**
    * Streams the task's log from `from_seq`, then each new line and state change, and ends when
    * the task reaches a final state.
    */
   watchTask: handleServerStreamingCall<WatchTaskRequest, TaskEvent>;
+  /**
+   * Every task state change and agent connect/disconnect as it happens (`spoke events`): first
+   * the last `backlog` task changes from the task table, then, with `follow`, live ones.
+   */
+  events: handleServerStreamingCall<EventsRequest, SpokeEvent>;
   issueOperatorCert: handleUnaryCall<IssueOperatorCertRequest, IssueOperatorCertResponse>;
   /**
    * Cron: run a site's cron now (waits for the run; recorded in its history like a scheduled
@@ -6413,6 +7137,19 @@ export interface OperatorClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Task) => void,
   ): ClientUnaryCall;
+  /** Queues a task that runs again the failed undos of a site task whose rollback was incomplete. */
+  rollbackTask(request: TaskIdRequest, callback: (error: ServiceError | null, response: Task) => void): ClientUnaryCall;
+  rollbackTask(
+    request: TaskIdRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  rollbackTask(
+    request: TaskIdRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
   /**
    * Streams the task's log from `from_seq`, then each new line and state change, and ends when
    * the task reaches a final state.
@@ -6423,6 +7160,12 @@ export interface OperatorClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<TaskEvent>;
+  /**
+   * Every task state change and agent connect/disconnect as it happens (`spoke events`): first
+   * the last `backlog` task changes from the task table, then, with `follow`, live ones.
+   */
+  events(request: EventsRequest, options?: Partial<CallOptions>): ClientReadableStream<SpokeEvent>;
+  events(request: EventsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<SpokeEvent>;
   issueOperatorCert(
     request: IssueOperatorCertRequest,
     callback: (error: ServiceError | null, response: IssueOperatorCertResponse) => void,
