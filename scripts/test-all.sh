@@ -28,7 +28,7 @@ step() { printf '\n== %s\n' "$*"; }
 # zip: the build tests and the build fuzz suite make real zip archives with it (unzip reads them).
 # php-symfony-yaml: packages/master/src/sites/aliases.test.ts reads the drush alias files with
 # Symfony's YAML parser, the one drush 9+ loads them with.
-APT_PACKAGES=(git patch unzip zip bzip2 xz-utils wordpress mediawiki nginx-light apache2-bin php-fpm mariadb-server mariadb-client php-symfony-yaml php-cli php-mysql php-gd php-xml php-mbstring curl)
+APT_PACKAGES=(git patch unzip zip bzip2 xz-utils wordpress mediawiki nginx-light apache2-bin php-fpm mariadb-server mariadb-client php-symfony-yaml php-cli php-mysql php-gd php-xml php-mbstring curl pebble openssl)
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -4,6 +4,7 @@
 import { SiteFileTransfer } from './sitetransfer.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_ACME_DIR, SiteTlsStore } from './tls/sitetls.js';
 import { FileWorker, lockStateDir, RootMap, startMetricsListener, type Logger, type MetricsListener } from '@spoke/shared';
 import { PromAgentMetrics } from './metrics.js';
 import { identityFiles, type CompiledAgentOptions } from './config.js';
@@ -69,7 +70,13 @@ async function startLocked(opts: CompiledAgentOptions, deps: Parameters<typeof s
   }
   await trees.startup();
   const detect = deps.detect ?? (() => detectServices(opts.binDirs));
+  const tls = new SiteTlsStore({
+    stateDir: opts.stateDir,
+    acmeDir: opts.http.acmeDir || rootMap.toHost(DEFAULT_ACME_DIR),
+    log: deps.log.child({ component: 'agent.tls' }),
+  });
   const web = new WebConfig({
+    tls,
     http: opts.http,
     fpmSocket: opts.fpmSocket,
     roots: opts.roots,
@@ -117,6 +124,7 @@ async function startLocked(opts: CompiledAgentOptions, deps: Parameters<typeof s
     cron,
     db,
     siteFiles,
+    tls,
     driftIntervalMs: opts.driftIntervalMs,
     log: deps.log.child({ component: 'agent.link' }),
     master: opts.master,

@@ -9,7 +9,7 @@ import { compileAgentOptions, parseWebSettings, type AgentConfigFile } from './c
 describe('agent.json http and php sections', () => {
   it('defaults: detect the web server, listen on 80, group www-data, detect php-fpm', () => {
     expect(parseWebSettings({})).toEqual({
-      http: { impl: '', confDir: '', listen: ['80'], testCommand: null, reloadCommand: null, webGroup: 'www-data', templatesDir: '', configured: false },
+      http: { impl: '', confDir: '', listen: ['80'], testCommand: null, reloadCommand: null, webGroup: 'www-data', templatesDir: '', httpsListen: ['443'], acmeDir: '', configured: false },
       fpmSocket: '',
       phpCli: '',
       phpUser: 'www-data',
@@ -26,12 +26,16 @@ describe('agent.json http and php sections', () => {
         reloadCommand: ['systemctl', 'reload', 'nginx'],
         webGroup: 'nginx',
         templatesDir: '/etc/spoke/templates',
+        httpsListen: ['127.0.0.1:8443', '[::1]:8443'],
+        acmeDir: '/srv/acme',
       },
       php: { fpmSocket: '127.0.0.1:9000', cli: '/usr/bin/php8.2', user: 'web' },
     });
     expect(r.phpCli).toBe('/usr/bin/php8.2');
     expect(r.phpUser).toBe('web');
     expect(r.http).toMatchObject({ impl: 'nginx', listen: ['127.0.0.1:8080'], reloadCommand: ['systemctl', 'reload', 'nginx'], configured: true });
+    expect(r.http).toMatchObject({ httpsListen: ['127.0.0.1:8443', '[::1]:8443'], acmeDir: '/srv/acme' });
+    expect(parseWebSettings({ http: { httpsListen: '8443' } }).http.httpsListen).toEqual(['8443']);
     expect(r.fpmSocket).toBe('127.0.0.1:9000');
     expect(parseWebSettings({ http: {} }).http.configured).toBe(true);
   });
@@ -48,6 +52,9 @@ describe('agent.json http and php sections', () => {
     [{ http: { confDir: '/etc/nginx/a b' } }, /http\.confDir is not valid/],
     [{ http: { listen: [] } }, /http\.listen must be/],
     [{ http: { listen: ['80; evil'] } }, /http\.listen is not valid/],
+    [{ http: { httpsListen: [] } }, /http\.httpsListen must be/],
+    [{ http: { httpsListen: ['443 ssl'] } }, /http\.httpsListen is not valid/],
+    [{ http: { acmeDir: 'relative' } }, /http\.acmeDir is not valid/],
     [{ http: { testCommand: 'nginx -t' } }, /http\.testCommand must be a non-empty array/],
     [{ http: { reloadCommand: [] } }, /http\.reloadCommand must be a non-empty array/],
     [{ http: { webGroup: 'www data' } }, /http\.webGroup is not a group name/],

@@ -32,6 +32,10 @@ export interface HttpSettings {
   reloadCommand: string[] | null;
   webGroup: string;
   templatesDir: string;
+  /** Where HTTPS sites listen. @default ["443"] */
+  httpsListen?: string[];
+  /** Host path of the ACME challenge dir ("" or absent = the default under --root). */
+  acmeDir?: string;
   /** True when agent.json has an `http` section (an agent with --root manages only an explicit one). */
   configured: boolean;
 }
@@ -105,6 +109,7 @@ export function checkRoots(roots: string[]): string[] {
 export function parseWebSettings(cfg: Pick<AgentConfigFile, 'http' | 'php'>): { http: HttpSettings; fpmSocket: string; phpCli: string; phpUser: string } {
   const { http: h, php } = parseWith(WEB_SECTIONS, cfg, 'agent.json');
   const listen = h?.listen ?? ['80'];
+  const httpsListen = h?.httpsListen ?? ['443'];
   return {
     http: {
       impl: h?.impl ?? '',
@@ -114,6 +119,8 @@ export function parseWebSettings(cfg: Pick<AgentConfigFile, 'http' | 'php'>): { 
       reloadCommand: h?.reloadCommand ? [...h.reloadCommand] : null,
       webGroup: h?.webGroup ?? 'www-data',
       templatesDir: h?.templatesDir ?? '',
+      httpsListen: typeof httpsListen === 'string' ? [httpsListen] : [...httpsListen],
+      acmeDir: h?.acmeDir ?? '',
       configured: h !== undefined,
     },
     fpmSocket: php?.fpmSocket ?? '',

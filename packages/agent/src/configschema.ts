@@ -26,6 +26,13 @@ const ACCOUNT_RE = /^([a-z_][a-z0-9_.-]{0,31}|\d+)$/i;
 const ARG_RE = /^[^\x00\n]+$/;
 
 const LISTEN_WANTED = 'must be an address or a non-empty array of addresses, e.g. ["80"] or "127.0.0.1:8080"';
+const HTTPS_LISTEN_WANTED = 'must be an address or a non-empty array of addresses, e.g. ["443"] or "127.0.0.1:8443"';
+
+/** PORT, HOST:PORT or [IPv6]:PORT, or a non-empty array of them. */
+const addresses = (wanted: string) =>
+  z
+    .union([z.string(), z.array(z.string()).min(1, { error: wanted })], { error: wanted })
+    .superRefine((v, ctx) => (typeof v === 'string' ? [v] : v).forEach((l) => valid(checkListen)(l, ctx)));
 
 const argv = z
   .array(z.string().regex(ARG_RE), { error: 'must be a non-empty array of arguments, e.g. ["nginx", "-t"] (no shell string)' })
@@ -38,10 +45,7 @@ export const HTTP_SECTION = z.strictObject({
   /** Where platform and site configs are written. @default /etc/nginx/conf.d, /etc/apache2/sites-enabled */
   confDir: z.string().superRefine(valid((v) => checkConfigPath('confDir', v))).optional(),
   /** Addresses the platform and site configs listen on: PORT, HOST:PORT, [IPv6]:PORT. The first is where the agent runs site installers (WordPress) against its own server. @default ["80"] */
-  listen: z
-    .union([z.string(), z.array(z.string()).min(1, { error: LISTEN_WANTED })], { error: LISTEN_WANTED })
-    .superRefine((v, ctx) => (typeof v === 'string' ? [v] : v).forEach((l) => valid(checkListen)(l, ctx)))
-    .optional(),
+  listen: addresses(LISTEN_WANTED).optional(),
   /** Config test, argv. @default ["nginx","-t"], ["apache2ctl","configtest"] */
   testCommand: argv.optional(),
   /** Reload, argv. @default ["nginx","-s","reload"], ["apache2ctl","graceful"] */
@@ -54,6 +58,10 @@ export const HTTP_SECTION = z.strictObject({
     .optional(),
   /** Overrides: `<templatesDir>/<impl>/platform.conf`, `site.conf`, `site-disabled.conf` replace the built-in templates. */
   templatesDir: z.string().superRefine(valid((v) => checkConfigPath('templatesDir', v))).optional(),
+  /** Addresses the 443 blocks of HTTPS sites listen on (PORT, HOST:PORT, [IPv6]:PORT). @default ["443"] */
+  httpsListen: addresses(HTTPS_LISTEN_WANTED).optional(),
+  /** Where ACME HTTP-01 challenge files go (served at /.well-known/acme-challenge/). @default /var/lib/spoke-agent/acme-challenge (under --root) */
+  acmeDir: z.string().superRefine(valid((v) => checkConfigPath('acmeDir', v))).optional(),
 });
 
 /** agent.json `php`. */

@@ -85,4 +85,21 @@ describe('command handlers', () => {
     expect(r).toBe(report);
     expect(order).toEqual(['converge', 'group sites/a/settings.php']);
   });
+
+  it('acmeChallenge puts or removes the challenge file through the certificate store (capability 12)', async () => {
+    const calls: unknown[][] = [];
+    const tls = { challenge: (token: string, keyAuthorization: string, remove: boolean) => (calls.push([token, keyAuthorization, remove]), `/acme/${token}`) };
+    expect(await commandHandlers(deps({ tls })).acmeChallenge({ token: 'tok', keyAuthorization: 'tok.th', remove: false }, ctx)).toEqual({ path: '/acme/tok' });
+    expect(calls).toEqual([['tok', 'tok.th', false]]);
+    await expect(commandHandlers(deps()).acmeChallenge({ token: 'tok', keyAuthorization: 'tok.th', remove: true }, ctx)).rejects.toMatchObject({ code: 'INTERNAL' });
+  });
+
+  it('configureSite hands the certificate to the web config as the master sent it', async () => {
+    let got: unknown;
+    const web = { ...deps().web, configureSite: async (c: unknown) => ((got = c), { impl: 'nginx', path: '/x', changed: true, tested: true, reloaded: true, fixed: [], problems: [] }) };
+    const tls = { certPem: 'C', keyPem: 'K', redirect: true, hsts: false };
+    const req = { domain: 'a.example.com', platform: 'wp', tree: '/var/www/wp', kind: 'wordpress', aliases: [], redirectAliases: false, enabled: true, webGroupFiles: [], pinnedImpl: '', tls };
+    await commandHandlers(deps({ web })).configureSite(req, ctx);
+    expect(got).toMatchObject({ tls });
+  });
 });

@@ -29,6 +29,7 @@ import type { SitePhp } from './php/sitephp.js';
 import type { SiteCron } from './sitecron.js';
 import type { SiteDatabases } from './db/index.js';
 import type { SiteFileTransfer } from './sitetransfer.js';
+import type { SiteTlsStore } from './tls/sitetls.js';
 import { forgetPlatform } from './forget.js';
 
 /** What the handlers need from the rest of the agent. */
@@ -51,6 +52,8 @@ export interface CommandDeps {
   db?: Pick<SiteDatabases, 'createSiteDb' | 'dropSiteDb' | 'setGrants' | 'dumpSiteDb' | 'restoreSiteDb' | 'siteAddress'> | null;
   /** Sites' user files to and from the master (capability 6); absent: those commands fail. */
   siteFiles?: Pick<SiteFileTransfer, 'pack' | 'unpack'> | null;
+  /** ACME HTTP-01 challenge files (capability 12); absent: AcmeChallenge fails. */
+  tls?: Pick<SiteTlsStore, 'challenge'> | null;
 }
 
 /** What a handler gets from the connection for the command it runs. */
@@ -149,6 +152,10 @@ export function commandHandlers(deps: CommandDeps): CommandHandlers {
       const packed = await siteFiles().pack(c.tree, c.domain);
       const bytes = await ctx.upload(packed.stream, 'files');
       return { bytes, entries: packed.entries, skipped: packed.skipped };
+    },
+    acmeChallenge: async (c) => {
+      if (!deps.tls) throw fail('INTERNAL', 'this agent has no challenge store');
+      return { path: deps.tls.challenge(c.token, c.keyAuthorization, c.remove) };
     },
     siteFilesUnpack: async (c, ctx) => {
       const download = ctx.download('files');

@@ -26,7 +26,19 @@ const SITE: SiteConfigInput = {
   root: '/srv/host1/var/www/wp',
   listen: ['80', '[::]:80'],
   fpm: '/run/php/php8.2-fpm.sock',
+  acmeDir: '/srv/host1/var/lib/spoke-agent/acme-challenge',
 };
+
+/** A self-signed pair made with openssl once, for the https variants (nginx -t loads it). */
+let pair: { cert: string; key: string } | undefined;
+function tls(over: Partial<NonNullable<SiteConfigInput['https']>> = {}): NonNullable<SiteConfigInput['https']> {
+  if (!pair) {
+    pair = { cert: join(dir, 'site.crt'), key: join(dir, 'site.key') };
+    const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=site.test', '-keyout', pair.key, '-out', pair.cert], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
+  }
+  return { listen: ['127.0.0.1:18443'], cert: pair.cert, key: pair.key, redirect: false, hsts: false, ...over };
+}
 
 /** The server blocks of an nginx config, each as its text. */
 function serverBlocks(text: string): string[] {
@@ -148,11 +160,40 @@ describe('built-in site templates', () => {
     expect(plain.match(/^\s*ServerAlias .*$/gm)).toEqual(['    ServerAlias www.site.test', '    ServerAlias old.site.test']);
     const redirect = (await renderSiteConfig({ ...SITE, impl: 'apache', redirectAliases: true }, '')).text;
     expect(redirect.match(/<VirtualHost \*:80 \[::\]:80>/g)).toHaveLength(2);
-    expect(redirect).toMatch(/ServerName www\.site\.test\n\s*ServerAlias www\.site\.test\n\s*ServerAlias old\.site\.test\n\s*RewriteEngine On\n\s*RewriteRule \^ %\{REQUEST_SCHEME\}:\/\/site\.test%\{REQUEST_URI\} \[R=301,L\]/);
+    expect(redirect).toMatch(/ServerName www\.site\.test\n\s*ServerAlias www\.site\.test\n\s*ServerAlias old\.site\.test\n[\s\S]*?RewriteEngine On\n\s*RewriteCond %\{REQUEST_URI\} !\^\/\\\.well-known\/acme-challenge\/\n\s*RewriteRule \^ %\{REQUEST_SCHEME\}:\/\/site\.test%\{REQUEST_URI\} \[R=301,L\]/);
     const off = (await renderSiteConfig({ ...SITE, impl: 'apache', enabled: false }, '')).text;
     expect(off).toMatch(/RewriteRule \^ - \[R=503,L\]/);
     expect(off).toMatch(/ErrorDocument 503 ".*site\.test is down for maintenance.*"/);
     expect(off.match(/^\s*ServerAlias .*$/gm)).toHaveLength(2);
+    const https = (await renderSiteConfig({ ...SITE, impl: 'apache', aliases: [], https: tls({ redirect: true, hsts: true }) }, '')).text;
+    const hosts = https.split('<VirtualHost ').slice(1);
+    expect(hosts.map((h) => h.split('>')[0])).toEqual(['*:80 [::]:80', '127.0.0.1:18443']);
+    expect(hosts[0]).toMatch(/Alias \/\.well-known\/acme-challenge\/ \/srv\/host1\/var\/lib\/spoke-agent\/acme-challenge\/[\s\S]*RewriteRule \^ https:\/\/%\{HTTP_HOST\}%\{REQUEST_URI\} \[R=301,L\]/);
+    expect(hosts[1]).toContain(`SSLCertificateFile ${tls().cert}`);
+    expect(hosts[1]).toContain('Header always set Strict-Transport-Security "max-age=31536000"');
+    expect(hosts[1]).toContain('SetHandler');
+  });
+
+  it('nginx https: a 443 block with the certificate; redirect leaves port 80 to challenges and the 301; HSTS only when asked', async () => {
+    const both = (await renderSiteConfig({ ...SITE, aliases: [], https: tls() }, '')).text;
+    const [one] = serverBlocks(both);
+    expect(serverBlocks(both)).toHaveLength(1);
+    expect(one).toMatch(/listen 80;\n\s+listen \[::\]:80;\n\s+listen 127\.0\.0\.1:18443 ssl;/);
+    expect(one).toContain(`ssl_certificate ${tls().cert};`);
+    expect(one).toContain(`ssl_certificate_key ${tls().key};`);
+    expect(one).toContain('location ^~ /.well-known/acme-challenge/ {\n        alias /srv/host1/var/lib/spoke-agent/acme-challenge/;');
+    expect(one).not.toContain('Strict-Transport-Security');
+    const redirect = (await renderSiteConfig({ ...SITE, aliases: [], https: tls({ redirect: true, hsts: true }) }, '')).text;
+    const [port80, site] = serverBlocks(redirect) as [string, string];
+    expect(port80).toMatch(/listen 80;[\s\S]*acme-challenge[\s\S]*return 301 https:\/\/\$host\$request_uri;/);
+    expect(port80).not.toContain('ssl');
+    expect(site).not.toMatch(/listen 80;/);
+    expect(site).toContain('add_header Strict-Transport-Security "max-age=31536000" always;');
+    const plain = (await renderSiteConfig({ ...SITE, aliases: [] }, '')).text;
+    expect(plain).not.toMatch(/^\s*(listen .*ssl|ssl_certificate)/m);
+    expect(plain).toContain('acme-challenge');
+    const off = (await renderSiteConfig({ ...SITE, enabled: false, https: tls() }, '')).text;
+    expect(off).toMatch(/listen 127\.0\.0\.1:18443 ssl;[\s\S]*acme-challenge[\s\S]*return 503/);
   });
 
   // nginx judges every variant: the site blocks must load beside each other and a platform.
@@ -167,6 +208,11 @@ describe('built-in site templates', () => {
       ['c.test', { enabled: false }],
       ['d.test', { aliases: [], redirectAliases: true }],
       ['e.test', { enabled: false, aliases: [] }],
+      ['h1.test', { https: tls() }],
+      ['h2.test', { https: tls({ redirect: true, hsts: true }) }],
+      ['h3.test', { https: tls({ redirect: true }), redirectAliases: true }],
+      ['h4.test', { https: tls({ redirect: true }), enabled: false }],
+      ['h5.test', { https: tls(), redirectAliases: true }],
     ];
     for (const [domain, over] of variants) {
       const aliases = (over.aliases ?? ['www', 'old']).map((a) => `${a}.${domain}`);
@@ -193,20 +239,31 @@ describe('built-in site templates', () => {
       ['d.test', { aliases: [], redirectAliases: true }],
       ['e.test', { enabled: false, aliases: [] }],
       ['f.test', { kind: 'drupal7' }],
+      ['h1.test', { https: tls({ listen: ['127.0.0.1:18444'] }) }],
+      ['h2.test', { https: tls({ listen: ['127.0.0.1:18444'], redirect: true, hsts: true }) }],
+      ['h3.test', { https: tls({ listen: ['127.0.0.1:18444'], redirect: true }), redirectAliases: true }],
+      ['h4.test', { https: tls({ listen: ['127.0.0.1:18444'] }), enabled: false }],
     ];
     for (const [domain, over] of variants) {
       const aliases = (over.aliases ?? ['www', 'old']).map((a) => `${a}.${domain}`);
       const text = (await renderSiteConfig({ ...SITE, impl: 'apache', root, listen: ['127.0.0.1:18091'], ...over, domain, aliases }, '')).text;
       writeFileSync(join(p, 'sites', `spoke-site-${domain}.conf`), text);
     }
-    const mods = ['mpm_event', 'authz_core', 'dir', 'proxy', 'proxy_fcgi', 'rewrite', 'headers', 'alias', 'mime'];
+    const mods = ['mpm_event', 'authz_core', 'dir', 'proxy', 'proxy_fcgi', 'rewrite', 'headers', 'alias', 'mime', 'socache_shmcb', 'ssl'];
     const load = mods.filter((m) => existsSync(join(modules, `mod_${m}.so`))).map((m) => `LoadModule ${m}_module ${modules}/mod_${m}.so`).join('\n');
     writeFileSync(
       join(p, 'apache2.conf'),
-      `ServerRoot ${p}\nDefaultRuntimeDir ${p}\nPidFile ${p}/apache2.pid\nErrorLog ${p}/error.log\nServerName localhost\n${load}\nListen 127.0.0.1:18091\nIncludeOptional ${p}/sites/*.conf\n`,
+      `ServerRoot ${p}\nDefaultRuntimeDir ${p}\nPidFile ${p}/apache2.pid\nErrorLog ${p}/error.log\nServerName localhost\n${load}\nListen 127.0.0.1:18091\nListen 127.0.0.1:18444\nIncludeOptional ${p}/sites/*.conf\n`,
     );
     const r = spawnSync(apacheBin, ['-t', '-f', join(p, 'apache2.conf')], { encoding: 'utf8' });
     expect(r.status, r.stderr + r.stdout).toBe(0);
     expect(r.stderr + r.stdout).toMatch(/Syntax OK/);
+    // The agent's own check for apache (http.testCommand default): `apache2ctl configtest`, here
+    // on this private config dir (Debian's apache2ctl reads $APACHE_CONFDIR/apache2.conf).
+    if (existsSync('/usr/sbin/apache2ctl')) {
+      const ctl = spawnSync('/usr/sbin/apache2ctl', ['configtest'], { encoding: 'utf8', env: { ...process.env, APACHE_CONFDIR: p, APACHE_ENVVARS: join(p, 'envvars') } });
+      expect(ctl.status, ctl.stderr + ctl.stdout).toBe(0);
+      expect(ctl.stderr + ctl.stdout).toMatch(/Syntax OK/);
+    }
   });
 });

@@ -36,6 +36,7 @@ import { checkRelativePath, deleteSiteFiles, ensureSiteDirs, giveToWebGroup } fr
 import { describeUserFiles, giveUserFilesToWebServer, type UserFilesOwner } from './siteowner.js';
 import { fixSitesPermissions, type SitesPermDeps } from './sitesperms.js';
 import { renderPlatformConfig, renderSiteConfig, type HttpImpl } from './webtemplate.js';
+import { DEFAULT_ACME_DIR, type SiteTlsStore } from './tls/sitetls.js';
 
 /** What removing a platform's config did. */
 export interface PlatformRemoveReport {
@@ -120,6 +121,8 @@ export interface WebConfigDeps {
   perms?: SitesPermDeps;
   /** Who a site's user files belong to (agent.json `php.user`). @default { user: 'www-data' } */
   userFiles?: Omit<UserFilesOwner, 'webGroup'>;
+  /** Site certificates and the ACME challenge dir. @default none: a site with tls is refused */
+  tls?: SiteTlsStore;
 }
 
 interface Service {
@@ -289,8 +292,18 @@ export class WebConfig {
     const svc = await this.service(req.pinnedImpl);
     const problems = [...svc.problems];
     const root = this.deps.rootMap.confine(req.tree, this.deps.roots);
+    const tls = this.deps.tls;
+    if (req.tls && !tls) throw fail('INTERNAL', 'this agent has no certificate store');
+    // The new pair is written beside the one in use; the vhost names it only once tested.
+    const pair = req.tls && tls ? tls.write(req.domain, req.tls.certPem, req.tls.keyPem) : null;
+    tls?.ensureAcmeDir();
     const rendered = await renderSiteConfig(
       {
+        acmeDir: tls?.acmeDir ?? this.deps.rootMap.toHost(DEFAULT_ACME_DIR),
+        https:
+          req.tls && pair
+            ? { listen: this.deps.http.httpsListen ?? ['443'], cert: pair.cert, key: pair.key, redirect: req.tls.redirect, hsts: req.tls.hsts }
+            : null,
         impl: svc.impl,
         domain: req.domain,
         aliases: req.aliases,
@@ -309,6 +322,9 @@ export class WebConfig {
     const log = this.deps.log.child({ site: req.domain, file });
     const report: SiteConfigReport = { impl: svc.impl, path: file, changed: false, tested: false, reloaded: false, fixed: [], problems };
     Object.assign(report, await this.apply(svc, file, rendered, `site ${req.domain}`, log, problems));
+    // The vhost in place names this pair (or none): older pairs are no longer read.
+    const pruned = tls?.prune(req.domain, pair) ?? [];
+    if (pruned.length) log.info({ removed: pruned.length }, 'old certificate files removed');
     const dirs = await ensureSiteDirs(root, req.domain, this.deps.http.webGroup, this.deps.perms);
     const files = await giveToWebGroup(root, req.webGroupFiles, this.deps.http.webGroup, this.deps.perms);
     // Drift under files/ and private/ (a file chown'd to root, a dir without g+w) is repaired
@@ -330,6 +346,7 @@ export class WebConfig {
     const log = this.deps.log.child({ site: req.domain, file });
     const problems = [...svc.problems];
     const r = await this.apply(svc, file, null, `site ${req.domain}`, log, problems);
+    this.deps.tls?.prune(req.domain, null);
     const report: SiteRemoveReport = { impl: svc.impl, path: file, removed: r.changed, reloaded: r.reloaded, deleted: [], problems };
     if (req.deleteFiles) {
       const d = await deleteSiteFiles(root, req.domain);

@@ -248,6 +248,22 @@ export interface SiteConfigInput extends PlatformConfigInput {
   redirectAliases: boolean;
   /** false: every name answers 503 with a maintenance page. */
   enabled: boolean;
+  /** Host path of the ACME challenge dir every vhost serves on its plain listen addresses. */
+  acmeDir: string;
+  /** The site's 443 block; null: plain HTTP only. */
+  https?: SiteHttpsInput | null;
+}
+
+/** A site's HTTPS: where the 443 block listens, its certificate files, redirect and HSTS. */
+export interface SiteHttpsInput {
+  listen: readonly string[];
+  /** Host paths of the certificate chain and key (written by the agent's tls store). */
+  cert: string;
+  key: string;
+  /** Port 80 answers 301 to https (ACME challenges excepted). */
+  redirect: boolean;
+  /** Strict-Transport-Security on the 443 block. */
+  hsts: boolean;
 }
 
 /**
@@ -255,7 +271,11 @@ export interface SiteConfigInput extends PlatformConfigInput {
  * site block answers, space-separated), `aliases` (list: the aliases it serves), `redirect_names`
  * / `redirect_aliases` / `redirect_name` (the aliases that redirect, as text, list and the first
  * one; empty without redirectAliases), `all_names` and `all_aliases` (every name, for the
- * disabled page). Every name is checked as a domain.
+ * disabled page). Every name is checked as a domain. HTTPS: `https` (non-empty with a
+ * certificate), `https_listen` (list), `apache_https_addresses`, `ssl_certificate`,
+ * `ssl_certificate_key`, `redirect_https` / `hsts` (non-empty when asked), `plain_listen` (the
+ * plain addresses the site answers on: `listen`, or none when port 80 only redirects) and
+ * `acme_dir` (served at /.well-known/acme-challenge/ on port 80).
  * @throws SpokeError INVALID_DOMAIN, UNSAFE_CONFIG_VALUE
  */
 export function siteVars(input: SiteConfigInput): TemplateVars {
@@ -268,8 +288,23 @@ export function siteVars(input: SiteConfigInput): TemplateVars {
   }
   const served = input.redirectAliases ? [] : aliases;
   const redirected = input.redirectAliases ? aliases : [];
+  const platform = platformVars(input);
+  const https = input.https ?? null;
+  const httpsListen = https ? https.listen.map(checkListen) : [];
+  if (https && httpsListen.length === 0) throw fail('UNSAFE_CONFIG_VALUE', 'no https listen address: set http.httpsListen in agent.json');
+  const redirectHttps = https?.redirect === true;
   return {
-    ...platformVars(input),
+    ...platform,
+    acme_dir: checkConfigPath('acme challenge dir', input.acmeDir),
+    https: https ? 'on' : '',
+    https_listen: httpsListen,
+    apache_https_addresses: httpsListen.map(apacheAddress).join(' '),
+    ssl_certificate: https ? checkConfigPath('certificate file', https.cert) : '',
+    ssl_certificate_key: https ? checkConfigPath('certificate key file', https.key) : '',
+    redirect_https: redirectHttps ? 'on' : '',
+    // The plain addresses the site itself answers on: none when port 80 only redirects.
+    plain_listen: redirectHttps ? [] : (platform.listen as string[]),
+    hsts: https?.hsts ? 'on' : '',
     domain,
     server_names: [domain, ...served].join(' '),
     aliases: served,

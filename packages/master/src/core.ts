@@ -23,6 +23,9 @@ import { OperatorCerts } from './servers/operators.js';
 import { platformStatus, type PlatformStatusInfo } from './platforms/status.js';
 import { CronScheduler } from './sites/cronrunner.js';
 import { CronStore } from './sites/cronstore.js';
+import { SiteHttps } from './sites/https/https.js';
+import { HttpsStore } from './sites/https/store.js';
+import { AcmeIssuer } from './sites/https/acme.js';
 import { NO_METRICS, type MasterMetrics } from './health/metrics.js';
 import { healthSummary, type HealthSummary } from './health/summary.js';
 
@@ -40,6 +43,10 @@ export interface MasterStatusInfo {
   sites: number;
   tasksQueued: number;
   tasksRunning: number;
+  /** One line per site whose certificate renewal keeps failing. */
+  httpsFailing: string[];
+  /** "" = no ACME directory configured. */
+  acmeDirectory: string;
   /** Agents offline, tasks failing, anything stuck, cron failing (health/summary.ts). */
   health: HealthSummary;
 }
@@ -58,6 +65,8 @@ export class Core {
   readonly sites: SiteTasks;
   /** Sites' cron: the scheduler (started by master.ts), `site cron`, the history. */
   readonly cron: CronScheduler;
+  /** HTTPS of sites: `site https`, the certificate each vhost carries, the renewer (started by master.ts). */
+  readonly https: SiteHttps;
   /** `platform rm` (platform.remove tasks). */
   private readonly remover: PlatformRemover;
   /** Trees servers still hold for platforms they no longer serve (server.forget tasks). */
@@ -94,6 +103,8 @@ export class Core {
     buildSourceDirs?: readonly string[];
     /** Per-build limits. @default DEFAULT_BUILD_LIMITS (buildfs.ts) */
     buildLimits?: Partial<BuildLimits>;
+    /** HTTPS: the ACME directory (null: none), the renewer's clock and tick. @default no ACME, clock, 60000 */
+    https?: { acme?: { directoryUrl: string; email: string; caPem: string } | null; clock?: Clock; tickMs?: number };
     /** Converge bytes and cron results. @default NO_METRICS */
     metrics?: MasterMetrics;
   }) {
@@ -139,6 +150,17 @@ export class Core {
       trashDir: join(this.info.stateDir, 'trash'),
     });
     this.sync.setWebGroupFiles((platform) => this.sites.platformSettingsFiles(platform));
+    const acme = deps.https?.acme;
+    this.https = new SiteHttps({
+      sites: this.sites.ops,
+      tasks: this.tasks,
+      db: deps.db,
+      store: new HttpsStore({ db: deps.db, dir: join(this.info.stateDir, 'tls') }),
+      acme: acme ? new AcmeIssuer({ ...acme, accountKeyFile: join(this.info.stateDir, 'acme', 'account.key') }) : null,
+      clock: deps.https?.clock ?? this.clock,
+      log: this.log.child({ component: 'master.https' }),
+      tickMs: deps.https?.tickMs,
+    });
     this.cron = new CronScheduler({
       ns: this.ns,
       hub: this.hub,
@@ -276,6 +298,8 @@ export class Core {
       sites: c.sites,
       tasksQueued: t.queued,
       tasksRunning: t.running,
+      httpsFailing: this.https.failing(),
+      acmeDirectory: this.https.acmeDirectory,
       health: healthSummary({
         now: this.clock(),
         agents: this.ns.listServers().flatMap((s) => (s.kind === 'agent' && s.enrolled ? [{ name: s.name, online: this.hub.isOnline(s.name) }] : [])),

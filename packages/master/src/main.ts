@@ -12,6 +12,7 @@ import { MASTER_FLAGS, MASTER_RUN_HELP } from './usage.js';
 const USAGE = `usage:
   spoke-master run [--state-dir DIR] [--listen HOST:PORT] [--root DIR] [--socket PATH] [--metrics HOST:PORT]
                    [--build-source-dir DIR]... [--build-max-bytes N] [--build-max-entries N] [--build-max-ratio N]
+                   [--acme-directory URL] [--acme-email E] [--acme-ca FILE]
   spoke-master version
 (spoke-master run --help: each flag explained)`;
 
@@ -42,7 +43,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(formatHelp('spoke-master', MASTER_RUN_HELP));
     return;
   }
-  let values: Partial<Record<'state-dir' | 'listen' | 'root' | 'socket' | 'metrics' | 'build-max-bytes' | 'build-max-entries' | 'build-max-ratio', string>> & {
+  let values: Partial<Record<'state-dir' | 'listen' | 'root' | 'socket' | 'metrics' | 'build-max-bytes' | 'build-max-entries' | 'build-max-ratio' | 'acme-directory' | 'acme-email' | 'acme-ca', string>> & {
     'build-source-dir'?: string[];
   };
   try {
@@ -58,6 +59,9 @@ async function main(argv: string[]): Promise<void> {
         'build-max-bytes': { type: 'string' },
         'build-max-entries': { type: 'string' },
         'build-max-ratio': { type: 'string' },
+        'acme-directory': { type: 'string' },
+        'acme-email': { type: 'string' },
+        'acme-ca': { type: 'string' },
       },
       strict: true,
     }));
@@ -76,6 +80,9 @@ async function main(argv: string[]): Promise<void> {
     buildMaxBytes: count('build-max-bytes', values['build-max-bytes']),
     buildMaxEntries: count('build-max-entries', values['build-max-entries']),
     buildMaxRatio: count('build-max-ratio', values['build-max-ratio']),
+    acmeDirectory: values['acme-directory'],
+    acmeEmail: values['acme-email'],
+    acmeCa: values['acme-ca'],
   });
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'master' } });
   // grpc-js writes its own lines to stderr (a taken port: "E No address added out of total 1

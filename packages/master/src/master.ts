@@ -2,7 +2,7 @@
  * Builds and starts a master from compiled options and injected dependencies (logger, clock).
  * `main.ts` and `spoke up` call this; tests call it too.
  */
-import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { FileWorker, RootMap, fail, grpcTarget, lockStateDir, parseHostPort, serverTls, startMetricsListener, type Logger, type MetricsListener } from '@spoke/shared';
@@ -50,6 +50,29 @@ export function bindError(err: Error, what: string): Error {
   }
   if (/EACCES|permission denied/i.test(text)) return fail('CONFIG_INVALID', `cannot listen on ${what}: permission denied`);
   return fail('CONFIG_INVALID', `cannot listen on ${what}: ${err.message}`);
+}
+
+/** The ACME server's CA bundle. @throws SpokeError CONFIG_INVALID */
+function readAcmeCa(file: string): string {
+  if (!file) return '';
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw fail('CONFIG_INVALID', `--acme-ca ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** Tests: a clock that runs ahead by the milliseconds written in `file` (0 when absent). */
+function offsetClock(clock: Clock, file: string): Clock {
+  return () => {
+    let offset = 0;
+    try {
+      offset = Number(readFileSync(file, 'utf8').trim()) || 0;
+    } catch {
+      /* no offset yet */
+    }
+    return clock() + offset;
+  };
 }
 
 /** Starts a master. @throws SpokeError STATE_DIR_LOCKED, CONFIG_INVALID */
@@ -100,6 +123,11 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
       reconcile: { intervalMs: opts.reconcileIntervalMs, backoffMs: opts.reconcileBackoffMs },
       buildSourceDirs: opts.buildSourceDirs,
       buildLimits: { maxBytes: opts.buildMaxBytes, maxEntries: opts.buildMaxEntries, maxRatio: opts.buildMaxRatio },
+      https: {
+        acme: opts.acmeDirectory ? { directoryUrl: opts.acmeDirectory, email: opts.acmeEmail, caPem: readAcmeCa(opts.acmeCa) } : null,
+        clock: opts.clockOffsetFile ? offsetClock(clock, opts.clockOffsetFile) : clock,
+        tickMs: opts.httpsTickMs,
+      },
       metrics,
     });
     const swept = await core.sweepBuilds();
@@ -122,6 +150,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
     await bind(local, `unix://${opts.socket}`, ServerCredentials.createInsecure(), opts.socket);
     chmodSync(opts.socket, 0o600);
     tasks.start();
+    core.https.start();
     core.sync.startReconcile();
     if (opts.cron) core.cron.start();
     else log.warn('the cron scheduler is off (SPOKE_CRON=off): no site cron runs on schedule; spoke site cron DOMAIN still runs one');
@@ -160,6 +189,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
         // Draining: probes see NOT_SERVING before anything closes.
         health.set('draining');
         await core.cron.stop();
+        await core.https.stop();
         await tasks.stop();
         core.sync.close();
         await trees.close();

@@ -72,6 +72,19 @@ export interface MasterOptions {
    * expand to less than 1 MiB are not held to it. @default 100
    */
   buildMaxRatio?: number;
+  /** ACME directory URL for site certificates (`--acme-directory`, env SPOKE_ACME_DIRECTORY). @default "" (no ACME) */
+  acmeDirectory?: string;
+  /** ACME account contact (`--acme-email`, env SPOKE_ACME_EMAIL). @default "" */
+  acmeEmail?: string;
+  /** PEM bundle trusted for the ACME server's own TLS (`--acme-ca FILE`, env SPOKE_ACME_CA). @default "" (the system's) */
+  acmeCa?: string;
+  /** Time between certificate renewer ticks. @default 60000 (env SPOKE_HTTPS_TICK_MS) */
+  httpsTickMs?: number;
+  /**
+   * Tests only: a file holding milliseconds the renewer's clock runs ahead of the real one, read
+   * at each look (env SPOKE_TEST_CLOCK_OFFSET_FILE). @default "" (the real clock)
+   */
+  clockOffsetFile?: string;
   /**
    * HTTP listener for Prometheus metrics (`/metrics`) and readiness (`/healthz`, `/readyz`),
    * HOST:PORT (`--metrics`, env SPOKE_METRICS; port 0 = ephemeral). @default "" (off)
@@ -95,6 +108,14 @@ export const MASTER_ENV = z.object({
   SPOKE_CRON: z.string().optional(),
   SPOKE_CRON_CONCURRENCY: envInt(4),
   SPOKE_CRON_TICK_MS: envInt(10_000),
+  /** As --acme-directory, --acme-email, --acme-ca ("" = none). */
+  SPOKE_ACME_DIRECTORY: z.string().default(''),
+  SPOKE_ACME_EMAIL: z.string().default(''),
+  SPOKE_ACME_CA: z.string().default(''),
+  /** Time between certificate renewer ticks. */
+  SPOKE_HTTPS_TICK_MS: envInt(60_000),
+  /** Tests only: a file holding milliseconds the renewer's clock runs ahead ("" = the real clock). */
+  SPOKE_TEST_CLOCK_OFFSET_FILE: z.string().default(''),
   /** HOST:PORT of the metrics and readiness listener ("" = off). */
   SPOKE_METRICS: z.string().default(''),
   SPOKE_RECONCILE_MS: envInt(30_000),
@@ -107,6 +128,23 @@ export type MasterEnv = z.output<typeof MASTER_ENV>;
 function positive(what: string, n: number): number {
   if (!Number.isFinite(n) || n <= 0) throw fail('CONFIG_INVALID', `${what} must be a positive number, not ${String(n)}`);
   return n;
+}
+
+function checkAcmeDirectory(url: string): string {
+  if (!url) return '';
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw fail('CONFIG_INVALID', `--acme-directory ${JSON.stringify(url)} is not a URL`);
+  }
+  if (u.protocol !== 'https:') throw fail('CONFIG_INVALID', `--acme-directory must be an https:// URL (RFC 8555), not ${u.protocol}`);
+  return url;
+}
+
+function checkEmail(e: string): string {
+  if (e && !/^[^\s@]+@[^\s@]+$/.test(e)) throw fail('CONFIG_INVALID', `--acme-email ${JSON.stringify(e)} is not an e-mail address`);
+  return e;
 }
 
 function checkedMetrics(listen: string): string {
@@ -148,6 +186,11 @@ export function compileMasterOptions(o: MasterOptions = {}, environ: Record<stri
     buildMaxBytes: positive('build max bytes', o.buildMaxBytes ?? DEFAULT_BUILD_LIMITS.maxBytes),
     buildMaxEntries: positive('build max entries', o.buildMaxEntries ?? DEFAULT_BUILD_LIMITS.maxEntries),
     buildMaxRatio: positive('build max ratio', o.buildMaxRatio ?? DEFAULT_BUILD_LIMITS.maxRatio),
+    acmeDirectory: checkAcmeDirectory(o.acmeDirectory ?? env.SPOKE_ACME_DIRECTORY),
+    acmeEmail: checkEmail(o.acmeEmail ?? env.SPOKE_ACME_EMAIL),
+    acmeCa: (o.acmeCa ?? env.SPOKE_ACME_CA) ? resolve(o.acmeCa ?? env.SPOKE_ACME_CA) : '',
+    httpsTickMs: o.httpsTickMs ?? env.SPOKE_HTTPS_TICK_MS,
+    clockOffsetFile: o.clockOffsetFile ?? env.SPOKE_TEST_CLOCK_OFFSET_FILE,
     metrics: checkedMetrics(o.metrics ?? env.SPOKE_METRICS),
   };
 }

@@ -31,8 +31,11 @@
  *       symlink is skipped and reported (ConvergeResult.conflicts, TreeStatusResult.conflicts),
  *       everything else applied; an unfinishable journal or a refused manifest delta no longer
  *       stops every later converge of the tree. Older agents fail the whole converge instead.
- *  12 — reserved for the https branch (site certificates), not merged here yet: 13 is kept so
- *       the two never mean different things.
+ *  12 — HTTPS: ConfigureSite carries the site's certificate and key (SiteTls; written 0600 under
+ *       the agent's state dir, a 443 block on http.httpsListen, redirect and HSTS opt-in) and
+ *       every site vhost serves /.well-known/acme-challenge/ on port 80; AcmeChallenge puts and
+ *       removes HTTP-01 challenge files. The master refuses ConfigureSite with a certificate and
+ *       AcmeChallenge to older agents (they would drop the certificate and serve plain HTTP).
  *  13 — drift on the agent's terms (issue 23): a repair copies what it removes or overwrites that
  *       differs from the last commit (hand edits) into a bounded quarantine in the state dir
  *       (ConvergeResult.quarantined, TreeStatusResult.quarantine), and ConvergeCommand.report_drift
@@ -42,6 +45,9 @@
 export const CAPABILITY_VERSION = 13;
 
 // The lowest capability each command needs: COMMAND_CAPABILITY in commands.ts.
+
+/** The capability a ConfigureSite with a certificate needs (see 12 above). */
+export const HTTPS_CAPABILITY = 12;
 
 /** The product version printed by `--version` and reported in host facts. */
 export const SPOKE_VERSION = '0.1.0';

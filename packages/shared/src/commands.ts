@@ -150,6 +150,31 @@ export interface ConfigureSiteRequest {
   webGroupFiles: string[];
   /** The http impl an operator pinned for this server ("" = none). */
   pinnedImpl: string;
+  /**
+   * The site's certificate and key for its 443 block (needs HTTPS_CAPABILITY, 12; the key is
+   * never logged). null/absent: the site answers on http.listen only.
+   */
+  tls?: SiteTlsConfig | null;
+}
+
+/** A site's certificate as ConfigureSite carries it. */
+export interface SiteTlsConfig {
+  /** Leaf first, then the chain. */
+  certPem: string;
+  keyPem: string;
+  /** Port 80 answers 301 to https (the ACME challenge path excepted). */
+  redirect: boolean;
+  /** Strict-Transport-Security on the 443 block. */
+  hsts: boolean;
+}
+
+/** An ACME HTTP-01 challenge answer every site vhost serves on port 80 (capability 12). */
+export interface AcmeChallengeRequest {
+  /** base64url, checked by the agent. */
+  token: string;
+  keyAuthorization: string;
+  /** Delete the challenge file instead. */
+  remove: boolean;
 }
 
 /** One site to remove from a web server. */
@@ -240,6 +265,7 @@ export interface AgentCommands {
   /** replace=false: refused when the site already has files. */
   siteFilesUnpack: SiteFilesRequest & { replace: boolean };
   forgetPlatform: ForgetPlatformRequest;
+  acmeChallenge: AcmeChallengeRequest;
 }
 
 /** The name of an agent command. */
@@ -416,6 +442,12 @@ export interface PlatformForgetReport {
   problems: string[];
 }
 
+/** What an agent did for an ACME challenge. */
+export interface AcmeChallengeReport {
+  /** The challenge file (host path). */
+  path: string;
+}
+
 /** The result of each command. */
 export interface AgentCommandResults {
   verifyServer: VerifyReport;
@@ -436,6 +468,7 @@ export interface AgentCommandResults {
   siteFilesPack: SiteFilesPackReport;
   siteFilesUnpack: SiteFilesUnpackReport;
   forgetPlatform: PlatformForgetReport;
+  acmeChallenge: AcmeChallengeReport;
 }
 
 /**
@@ -461,4 +494,5 @@ export const COMMAND_CAPABILITY: { readonly [K in AgentCommandType]: number } = 
   siteFilesPack: 6,
   siteFilesUnpack: 6,
   forgetPlatform: 7,
+  acmeChallenge: 12,
 };

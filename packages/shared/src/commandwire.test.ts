@@ -31,6 +31,7 @@ const COMMANDS: { [K in AgentCommandType]: Extract<AgentCommand, { type: K }> } 
     enabled: true,
     webGroupFiles: ['sites/a.example.com/settings.php'],
     pinnedImpl: 'apache',
+    tls: { certPem: 'CERT', keyPem: 'KEY', redirect: true, hsts: true },
   },
   removeSite: { type: 'removeSite', domain: 'a.example.com', tree: '/var/www/d7', deleteFiles: true, pinnedImpl: 'nginx' },
   installSite: {
@@ -50,6 +51,7 @@ const COMMANDS: { [K in AgentCommandType]: Extract<AgentCommand, { type: K }> } 
   siteFilesPack: { type: 'siteFilesPack', tree: '/var/www/d7', domain: 'a.example.com' },
   siteFilesUnpack: { type: 'siteFilesUnpack', tree: '/var/www/d7', domain: 'a.example.com', replace: true },
   forgetPlatform: { type: 'forgetPlatform', platform: 'd7', tree: '/var/www/d7', pinnedImpl: '', removeTree: true },
+  acmeChallenge: { type: 'acmeChallenge', token: 'tok_en-1', keyAuthorization: 'tok_en-1.thumb', remove: true },
 };
 
 /** One result of each kind, every field set. */
@@ -96,6 +98,7 @@ const RESULTS: AgentCommandResults = {
   siteFilesPack: { bytes: 10, entries: 2, skipped: ['files/s: socket'] },
   siteFilesUnpack: { bytes: 10, entries: 2, replaced: ['files', 'private'] },
   forgetPlatform: { configRemoved: true, reloaded: true, configPath: '/etc/nginx/d7.conf', treeRemoved: false, kept: ['sites/a/files'], problems: [] },
+  acmeChallenge: { path: '/var/lib/spoke-agent/acme-challenge/tok_en-1' },
 };
 
 const types = Object.keys(COMMANDS) as AgentCommandType[];
@@ -132,6 +135,9 @@ describe('agent command codecs', () => {
     expect(got).toEqual({ type: 'converge', tree: '/t', rootHash: 'r', excludes: [], label: 'l', webGroupFiles: [], recheck: false, reportDrift: false });
     const tool = commandFromWire(overTheWire.command(commandToWire('id', { type: 'siteTool', tree: '/t', domain: 'a.b', kind: 'drupal8', op: 'updates' })));
     expect(tool).toEqual({ type: 'siteTool', tree: '/t', domain: 'a.b', kind: 'drupal8', op: 'updates', tokenHash: '', ttlSeconds: 0 });
+    const { tls: _tls, ...plain } = COMMANDS.configureSite;
+    const site = commandFromWire(overTheWire.command(commandToWire('id', plain)));
+    expect(site).toEqual({ ...plain, tls: null });
   });
 
   it('a drift or facts an older agent left out read as empty', () => {

@@ -98,7 +98,12 @@ const COMMAND_CODECS: { [K in AgentCommandType]: Codec<K> } = {
   dbGrants: sameCodec,
   dbDump: sameCodec,
   dbRestore: sameCodec,
-  configureSite: sameCodec,
+  // the certificate is optional on both sides (an older master sends none)
+  configureSite: {
+    ...sameCodec,
+    command: (c) => ({ ...c, tls: c.tls ? { certPem: c.tls.certPem, keyPem: c.tls.keyPem, redirect: c.tls.redirect, hsts: c.tls.hsts } : undefined }),
+    commandFrom: (v) => ({ ...v, tls: v.tls ? { certPem: v.tls.certPem, keyPem: v.tls.keyPem, redirect: v.tls.redirect, hsts: v.tls.hsts } : null }),
+  },
   removeSite: sameCodec,
   installSite: sameCodec,
   siteTool: {
@@ -110,6 +115,7 @@ const COMMAND_CODECS: { [K in AgentCommandType]: Codec<K> } = {
   siteFilesPack: sameCodec,
   siteFilesUnpack: sameCodec,
   forgetPlatform: sameCodec,
+  acmeChallenge: sameCodec,
 };
 
 function codec<K extends AgentCommandType>(type: K): Codec<K> {

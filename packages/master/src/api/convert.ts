@@ -139,6 +139,7 @@ export function siteToWire(s: SiteInfo, cron?: SiteCronInfo): wire.Site {
           skipped: cron.skipped,
         }
       : { intervalSeconds: s.cronIntervalS, nextRunMs: 0, last: undefined, failures: 0, skipped: '' },
+    https: undefined, // added by api/https.ts withHttps
   };
 }
 

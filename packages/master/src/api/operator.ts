@@ -12,6 +12,7 @@ import { parseDriftMode } from '../platforms/drift.js';
 import type { OperatorCertInfo } from '../servers/operators.js';
 import { requireOperator, type Via } from './auth.js';
 import { parseCronInterval } from '../sites/cron.js';
+import { httpsFromWire, withHttps } from './https.js';
 import {
   lineToWire,
   platformToWire,
@@ -135,11 +136,11 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     listSites: unary('ListSites', (req: wire.ListSitesRequest) => {
       const sites = core.ns.listSites(req.platform || undefined);
       const cron = core.cron.infos(sites);
-      return { sites: sites.map((s) => siteToWire(s, cron.get(s.domain))) };
+      return { sites: sites.map((s) => withHttps(core, siteToWire(s, cron.get(s.domain)))) };
     }),
     getSite: unary('GetSite', (req: wire.NameRequest) => {
       const s = core.ns.getSite(req.name);
-      return siteToWire(s, core.cron.info(s));
+      return withHttps(core, siteToWire(s, core.cron.info(s)));
     }),
     installSite: unary('InstallSite', (req: wire.InstallSiteRequest) => {
       const q = core.sites.install({
@@ -154,6 +155,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
         profile: req.profile || undefined,
         locale: req.locale || undefined,
         cronInterval: req.cronInterval || undefined,
+        https: req.https,
       });
       return { task: taskToWire(q.task), adminPassword: q.adminPassword };
     }),
@@ -178,10 +180,10 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     ),
     setAliasRedirect: unary('SetAliasRedirect', (req: wire.AliasRedirectRequest) => taskToWire(core.sites.setAliasRedirect(req.domain, req.on))),
     cloneSite: unary('CloneSite', (req: wire.CloneSiteRequest) =>
-      taskToWire(core.sites.clone({ domain: req.domain, newDomain: req.newDomain, platform: req.platform || undefined, dbServer: req.dbServer || undefined })),
+      taskToWire(core.sites.clone({ domain: req.domain, newDomain: req.newDomain, platform: req.platform || undefined, dbServer: req.dbServer || undefined, https: req.https })),
     ),
     migrateSite: unary('MigrateSite', (req: wire.MigrateSiteRequest) =>
-      taskToWire(core.sites.migrate({ domain: req.domain, platform: req.platform, newDomain: req.newDomain || undefined, dbServer: req.dbServer || undefined })),
+      taskToWire(core.sites.migrate({ domain: req.domain, platform: req.platform, newDomain: req.newDomain || undefined, dbServer: req.dbServer || undefined, https: req.https })),
     ),
 
     listTasks: unary('ListTasks', (req: wire.ListTasksRequest) => ({
@@ -265,6 +267,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       const s = core.ns.setSiteCronInterval(req.domain, parseCronInterval(req.interval));
       return siteToWire(s, core.cron.info(s));
     }),
+    setSiteHttps: unary('SetSiteHttps', async (req: wire.SetSiteHttpsRequest) => taskToWire(await core.https.set(httpsFromWire(req)))),
     listCronRuns: unary('ListCronRuns', (req: wire.NameRequest) => ({ runs: core.cron.history(req.name).map(cronRunToWire) })),
 
     issueOperatorCert: unary('IssueOperatorCert', async (req: wire.IssueOperatorCertRequest) => {

@@ -17,6 +17,7 @@ const OPTS: Record<string, Record<string, unknown>> = {
 const POS: Record<string, string[]> = {
   'site alias': ['add', 'a.test', 'b.test'],
   'platform diff': ['wp', 'wp2'],
+  'site https': ['a.test', 'on'],
   'task rollback': ['7'],
 };
 

@@ -5,6 +5,7 @@
 import { UsageError, kv, print, type Command } from './command.js';
 import { parseDuration } from './format.js';
 import { operatorJson, operatorTable } from './fleet.js';
+import { statusHttpsLines } from './sitehttps.js';
 import { healthLines } from './health.js';
 
 /** `spoke status`. */
@@ -27,6 +28,7 @@ export const statusCommands: Record<string, Command> = {
           ['platforms', s.platforms],
           ['sites', s.sites],
           ['tasks', `${s.tasksRunning} running, ${s.tasksQueued} queued`],
+          ...statusHttpsLines(s),
         ]) + healthLines(s),
       );
       return 0;

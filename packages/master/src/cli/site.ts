@@ -9,6 +9,7 @@ import { siteJson, table, taskJson } from './format.js';
 import { siteAliasCommands } from './sitealiases.js';
 import { siteBackupCommands } from './sitebackup.js';
 import { cronColumn, cronLines, siteCronCommands } from './sitecron.js';
+import { httpsColumn, httpsJson, httpsLines, siteHttpsCommands } from './sitehttps.js';
 
 /** `spoke site …`, in help order. */
 export const siteCommands: Record<string, Command> = {
@@ -19,11 +20,11 @@ export const siteCommands: Record<string, Command> = {
     args: [0, 0],
     async run(ctx, _p, o) {
       const r = await ctx.api().call('listSites', { platform: (o.platform as string | undefined) ?? '' });
-      print(ctx, r.sites.map(siteJson), () =>
+      print(ctx, r.sites.map((s) => ({ ...siteJson(s), https: httpsJson(s) })), () =>
         r.sites.length
           ? table(
-              ['DOMAIN', 'PLATFORM', 'SERVER', 'DB SERVER', 'STATUS', 'CRON', 'ALIASES'],
-              r.sites.map((s) => [s.domain, s.platform, s.server, s.dbServer || '-', s.status, cronColumn(s.cron), s.aliases.join(',') || '-']),
+              ['DOMAIN', 'PLATFORM', 'SERVER', 'DB SERVER', 'STATUS', 'CRON', 'HTTPS', 'ALIASES'],
+              r.sites.map((s) => [s.domain, s.platform, s.server, s.dbServer || '-', s.status, cronColumn(s.cron), httpsColumn(s), s.aliases.join(',') || '-']),
             )
           : 'no sites (spoke site install DOMAIN --platform P)\n',
       );
@@ -36,7 +37,7 @@ export const siteCommands: Record<string, Command> = {
     args: [1, 1],
     async run(ctx, [name]) {
       const s = await ctx.api().call('getSite', { name });
-      print(ctx, siteJson(s), () =>
+      print(ctx, { ...siteJson(s), https: httpsJson(s) }, () =>
         kv([
           ['domain', s.domain],
           ['platform', s.platform],
@@ -52,15 +53,17 @@ export const siteCommands: Record<string, Command> = {
           ['installed', s.installedMs ? new Date(s.installedMs).toISOString() : ''],
           ['created', new Date(s.createdMs).toISOString()],
           ...cronLines(s.domain, s.cron),
+          ...httpsLines(s),
         ]),
       );
       return 0;
     },
   },
   ...siteCronCommands,
+  ...siteHttpsCommands,
   'site install': {
     usage:
-      'site install DOMAIN --platform P [--db-server S] [--alias A ...] [--redirect-aliases] [--title T] [--admin-user U] [--admin-email E] [--profile NAME] [--locale en] [--cron-interval 1h|off] [--no-wait]',
+      'site install DOMAIN --platform P [--db-server S] [--alias A ...] [--redirect-aliases] [--title T] [--admin-user U] [--admin-email E] [--profile NAME] [--locale en] [--cron-interval 1h|off] [--https] [--no-wait]',
     summary:
       "create the database, settings and vhost of a new site and run its installer (Drupal 7/8+ through Drupal's installer API, WordPress); the admin password is printed once; rolled back on failure",
     options: {
@@ -74,6 +77,7 @@ export const siteCommands: Record<string, Command> = {
       locale: { type: 'string' },
       'cron-interval': { type: 'string' },
       'redirect-aliases': { type: 'boolean' },
+      https: { type: 'boolean' },
       'no-wait': { type: 'boolean' },
     },
     args: [1, 1],
@@ -91,6 +95,7 @@ export const siteCommands: Record<string, Command> = {
         profile: (o.profile as string | undefined) ?? '',
         locale: (o.locale as string | undefined) ?? '',
         cronInterval: (o['cron-interval'] as string | undefined) ?? '',
+        https: o.https === true,
       });
       const t = q.task as wire.Task;
       type Result = { url?: string; admin?: { user: string; email: string } | null; installer?: { ran: boolean; reason: string }; profile?: string | null };
@@ -199,9 +204,9 @@ export const siteCommands: Record<string, Command> = {
     start: (ctx, [domain], o) => ctx.api().call('deleteSite', { domain, noBackup: o['no-backup'] === true }),
   }),
   'site clone': taskCommand({
-    usage: 'site clone DOMAIN NEW_DOMAIN [--platform P] [--db-server S] [--no-wait]',
+    usage: 'site clone DOMAIN NEW_DOMAIN [--platform P] [--db-server S] [--https] [--no-wait]',
     summary: 'copy a site (database, settings, user files, vhost) to a new domain; the source is untouched; rolled back on failure',
-    options: { platform: { type: 'string' }, 'db-server': { type: 'string' } },
+    options: { platform: { type: 'string' }, 'db-server': { type: 'string' }, https: { type: 'boolean' } },
     args: [2, 2],
     start: (ctx, [domain, newDomain], o) =>
       ctx.api().call('cloneSite', {
@@ -209,13 +214,14 @@ export const siteCommands: Record<string, Command> = {
         newDomain,
         platform: (o.platform as string | undefined) ?? '',
         dbServer: (o['db-server'] as string | undefined) ?? '',
+        https: o.https === true,
       }),
     done: printSiteUrl,
   }),
   'site migrate': taskCommand({
-    usage: 'site migrate DOMAIN --platform P [--domain NEW] [--db-server S] [--no-wait]',
+    usage: 'site migrate DOMAIN --platform P [--domain NEW] [--db-server S] [--https] [--no-wait]',
     summary: 'move a site to another platform (and name, db server); the old copy serves until the new one is configured, and goes after the switch',
-    options: { platform: { type: 'string' }, domain: { type: 'string' }, 'db-server': { type: 'string' } },
+    options: { platform: { type: 'string' }, domain: { type: 'string' }, 'db-server': { type: 'string' }, https: { type: 'boolean' } },
     args: [1, 1],
     start(ctx, [domain], o) {
       if (typeof o.platform !== 'string') throw new UsageError('site migrate needs --platform P');
@@ -224,6 +230,7 @@ export const siteCommands: Record<string, Command> = {
         platform: o.platform,
         newDomain: (o.domain as string | undefined) ?? '',
         dbServer: (o['db-server'] as string | undefined) ?? '',
+        https: o.https === true,
       });
     },
     done: printSiteUrl,

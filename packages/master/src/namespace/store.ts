@@ -212,6 +212,27 @@ const MIGRATIONS: string[] = [
     revoked_ms INTEGER
   );
   `,
+  // 9: HTTPS — per site: what the operator asked for, the certificate served (its pair lives in
+  // <state-dir>/tls/<domain>/<cert_id>.crt|.key, 0600; never here) and the renewal state
+  `
+  CREATE TABLE site_https (
+    domain TEXT PRIMARY KEY REFERENCES sites(domain) ON DELETE CASCADE ON UPDATE CASCADE,
+    enabled INTEGER NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('acme', 'operator', 'self-signed')),
+    redirect INTEGER NOT NULL DEFAULT 0,
+    hsts INTEGER NOT NULL DEFAULT 0,
+    cert_id TEXT NOT NULL DEFAULT '',
+    cert_kind TEXT NOT NULL DEFAULT '',
+    issuer TEXT NOT NULL DEFAULT '',
+    names_json TEXT NOT NULL DEFAULT '[]',
+    not_before_ms INTEGER NOT NULL DEFAULT 0,
+    not_after_ms INTEGER NOT NULL DEFAULT 0,
+    renew_at_ms INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0
+  );
+  `,
 ];
 
 /** Opens (and creates or migrates) the store at `file`. `:memory:` works for tests. */

@@ -245,7 +245,7 @@ describe('SqliteStatCache', () => {
     db.exec(`DROP TABLE file_hashes;
       CREATE TABLE file_hashes (path TEXT PRIMARY KEY, ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ms REAL NOT NULL, ctime_ms REAL NOT NULL, hash TEXT NOT NULL);
       INSERT INTO file_hashes VALUES ('/t/kept', 9, 10, 11.5, 12.5, '${'c'.repeat(64)}');
-      DROP TABLE cron_runs; ALTER TABLE sites DROP COLUMN cron_interval_s;
+      DROP TABLE site_https; DROP TABLE cron_runs; ALTER TABLE sites DROP COLUMN cron_interval_s;
       DROP TABLE leftover_trees; DROP TABLE operator_certs; ALTER TABLE platforms DROP COLUMN drift_mode;`);
     db.pragma('user_version = 5');
     expect(migrate(db)).toBeGreaterThanOrEqual(6);

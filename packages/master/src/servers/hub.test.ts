@@ -42,4 +42,31 @@ describe('AgentHub capabilities', () => {
     });
     await expect(failing).rejects.toMatchObject({ code: 'WEBSERVER_CONFIG_INVALID', message: 'w1: nginx -t rejected …' });
   });
+
+  it('refuses a vhost with a certificate and AcmeChallenge to agents before capability 12; a plain vhost still goes', async () => {
+    const { hub, stream } = connect(11);
+    const site = { type: 'configureSite' as const, domain: 'a.test', platform: 'wp', tree: '/var/www/wp', kind: 'wordpress', aliases: [], redirectAliases: false, enabled: true, webGroupFiles: [], pinnedImpl: '' };
+    const before = stream.written.length;
+    const tls = { certPem: '-----BEGIN CERTIFICATE-----', keyPem: 'k', redirect: false, hsts: false };
+    await expect(hub.call('w1', { ...site, tls })).rejects.toMatchObject({ code: 'AGENT_TOO_OLD', message: expect.stringContaining('configureSite needs 12') });
+    await expect(hub.call('w1', { type: 'acmeChallenge', token: 't'.repeat(20), keyAuthorization: 'x', remove: false })).rejects.toMatchObject({ code: 'AGENT_TOO_OLD' });
+    expect(stream.written.length).toBe(before);
+    void hub.call('w1', site).catch(() => undefined);
+    const sent = stream.written.at(-1) as wire.MasterCommand;
+    expect(sent.command?.$case).toBe('configureSite');
+    expect(sent.command?.$case === 'configureSite' && sent.command.value.tls).toBeUndefined();
+  });
+
+  it('sends the certificate and the challenge to a capability-12 agent', async () => {
+    const { hub, stream } = connect(12);
+    const tls = { certPem: 'CERT', keyPem: 'KEY', redirect: true, hsts: true };
+    void hub.call('w1', { type: 'configureSite', domain: 'a.test', platform: 'wp', tree: '/var/www/wp', kind: 'wordpress', aliases: [], redirectAliases: false, enabled: true, webGroupFiles: [], pinnedImpl: '', tls }).catch(() => undefined);
+    const sent = stream.written.at(-1) as wire.MasterCommand;
+    expect(sent.command?.$case === 'configureSite' && sent.command.value.tls).toEqual(tls);
+    const challenge = hub.call('w1', { type: 'acmeChallenge', token: 'tok', keyAuthorization: 'tok.thumb', remove: false });
+    const c = stream.written.at(-1) as wire.MasterCommand;
+    expect(c.command).toEqual({ $case: 'acmeChallenge', value: { token: 'tok', keyAuthorization: 'tok.thumb', remove: false } });
+    stream.emit('data', { event: { $case: 'result', value: { id: c.id, ok: true, errorCode: '', errorMessage: '', result: { $case: 'acmeChallenge', value: { path: '/x/tok' } } } } });
+    await expect(challenge).resolves.toEqual({ path: '/x/tok' });
+  });
 });

@@ -10,6 +10,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import {
   CAPABILITY_VERSION,
   COMMAND_CAPABILITY,
+  HTTPS_CAPABILITY,
   fail,
   SpokeError,
   toServiceError,
@@ -307,7 +308,9 @@ export class AgentHub implements Presence {
     if (!s || !this.isOnline(server)) {
       throw fail('AGENT_OFFLINE', `agent ${server} is offline (last seen: ${this.lastSeen(server)})`);
     }
-    const needs = COMMAND_CAPABILITY[cmd.type];
+    // A vhost with a certificate needs an agent that knows about it: an older one would drop
+    // the certificate and serve the site over plain HTTP only.
+    const needs = cmd.type === 'configureSite' && (cmd as Extract<AgentCommand, { type: 'configureSite' }>).tls ? HTTPS_CAPABILITY : COMMAND_CAPABILITY[cmd.type];
     if (s.capability < needs) {
       throw fail(
         'AGENT_TOO_OLD',

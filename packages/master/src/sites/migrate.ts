@@ -42,6 +42,8 @@ export interface CloneSiteInput {
   platform?: string;
   /** Default: the site's db server. */
   dbServer?: string;
+  /** HTTPS for the copy (as install --https). @default false */
+  https?: boolean;
 }
 
 /** What `site migrate` takes. */
@@ -52,6 +54,8 @@ export interface MigrateSiteInput {
   newDomain?: string;
   /** Default: the site's db server. */
   dbServer?: string;
+  /** HTTPS after the move (as install --https). @default false */
+  https?: boolean;
 }
 
 /** The task params (both kinds): everything the steps need, also after a restart. */
@@ -88,7 +92,8 @@ export class SiteMover {
     const dbServer = this.targetDb(s, p, input.dbServer);
     this.t.ns.checkNewSite({ domain: newDomain, platform: p.name, dbServer });
     this.checkTarget(s, p, newDomain);
-    const params: MoveParams = { domain: s.domain, platform: s.platform, newDomain, target: p.name, dbServer };
+    if (input.https) this.t.checkHttps();
+    const params: MoveParams = { domain: s.domain, platform: s.platform, newDomain, target: p.name, dbServer, ...(input.https ? { https: true } : {}) };
     return { kind: 'site.clone', entity: `site:${newDomain}`, locks: unique([`site:${s.domain}`, `platform:${p.name}`]), params: { ...params } };
   }
 
@@ -108,7 +113,8 @@ export class SiteMover {
     if (newDomain !== s.domain) this.t.ns.checkNewSite({ domain: newDomain, platform: p.name, dbServer });
     else if (this.t.ns.getServer(dbServer).kind !== 'agent') throw fail('SERVER_IS_CLUSTER', `${dbServer} is a cluster; a site database lives on one agent server`);
     this.checkTarget(s, p, newDomain);
-    const params: MoveParams = { domain: s.domain, platform: s.platform, newDomain, target: p.name, dbServer };
+    if (input.https) this.t.checkHttps();
+    const params: MoveParams = { domain: s.domain, platform: s.platform, newDomain, target: p.name, dbServer, ...(input.https ? { https: true } : {}) };
     const locks = unique([`platform:${s.platform}`, `platform:${p.name}`, ...(newDomain !== s.domain ? [`site:${newDomain}`] : [])]);
     return { kind: 'site.migrate', entity: `site:${s.domain}`, locks, params: { ...params } };
   }
@@ -349,6 +355,7 @@ export class SiteMover {
             ctx.log(`site ${p.newDomain} cloned from ${p.domain}`);
           },
         },
+        ...(p.https === true ? this.t.httpsSteps(p.newDomain) : []),
       ];
     }
 
@@ -459,6 +466,7 @@ export class SiteMover {
           ctx.log(`site ${p.domain} migrated to ${renamed ? `${s.domain} on ` : ''}platform ${s.platform}`);
         },
       },
+      ...(p.https === true ? this.t.httpsSteps(p.newDomain) : []),
     ];
   }
 

@@ -9,7 +9,8 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync,
 import { dirname, join } from 'node:path';
 import { fail, isSpokeError } from '@spoke/shared';
 import type { AgentHub, CallOptions } from '../servers/hub.js';
-import type { AgentCommand, AgentCommandResults } from '@spoke/shared';
+import type { AgentCommand, AgentCommandResults, SiteTlsConfig } from '@spoke/shared';
+import type { Step } from '../tasks/steps.js';
 import type { Namespace } from '../namespace/namespace.js';
 import { configOutcome, type PlatformSync } from '../platforms/converge.js';
 import type { TaskContext } from '../tasks/engine.js';
@@ -36,6 +37,17 @@ export interface WriteUndo {
   created: string[];
 }
 
+/** What the site tasks need of HTTPS (sites/https/https.ts). */
+export interface SiteHttpsHook {
+  /** The certificate a site's vhost carries now (null: plain HTTP). */
+  tlsFor(domain: string): SiteTlsConfig | null;
+  /** The site is served over HTTPS (its settings say so). */
+  servedOverHttps(domain: string): boolean;
+  /** The steps of `--https` on install, clone and migrate. */
+  enableSteps(domain: string): Step[];
+  /** Refuses `--https` when it cannot work (nothing is queued). @throws SpokeError */
+  checkCanEnable(): void;
+}
 
 /** Site statuses a task other than install may act on. */
 const ACTIVE: ReadonlySet<SiteStatus> = new Set(['installed', 'disabled', 'failed']);
@@ -47,6 +59,8 @@ export class SiteOps {
   private readonly hub: AgentHub;
   private readonly sync: PlatformSync;
   private readonly onlineWaitMs: number;
+  /** HTTPS (sites/https): the certificate each vhost carries, and the steps of `--https`. */
+  private https: SiteHttpsHook | null = null;
 
   constructor(deps: {
     ns: Namespace;
@@ -61,6 +75,23 @@ export class SiteOps {
     this.trees = deps.trees;
     this.sync = deps.sync;
     this.onlineWaitMs = deps.onlineWaitMs ?? 30_000;
+  }
+
+  /** Wires HTTPS in (Core does, once). */
+  setHttps(hook: SiteHttpsHook): void {
+    this.https = hook;
+  }
+
+  /** Refuses `--https` when HTTPS is not wired or cannot work (nothing queued). @throws SpokeError */
+  checkHttps(): void {
+    if (!this.https) throw fail('INTERNAL', 'HTTPS is not wired');
+    this.https.checkCanEnable();
+  }
+
+  /** The steps that turn HTTPS on after a task made the site (install, clone, migrate `--https`). */
+  httpsSteps(domain: string): Step[] {
+    if (!this.https) throw fail('INTERNAL', 'HTTPS is not wired');
+    return this.https.enableSteps(domain);
   }
 
   // ---------------------------------------------------------------- sites and platforms
@@ -333,6 +364,7 @@ export class SiteOps {
   configureOn(ctx: TaskContext, servers: string[], s: SiteInfo, p: PlatformInfo, enabled: boolean, aliases: string[]): Promise<PromiseSettledResult<string>[]> {
     const { kind, coreVersion } = this.platformKind(p);
     const files = this.settingsFiles(s, kind, coreVersion);
+    const tls = this.https?.tlsFor(s.domain) ?? null;
     return Promise.allSettled(
       servers.map(async (server) => {
         const r = await this.call(ctx, server, {
@@ -346,8 +378,9 @@ export class SiteOps {
           enabled,
           webGroupFiles: files,
           pinnedImpl: this.pinned(server, p.server),
+          tls,
         });
-        ctx.log(`${server}: ${r.impl} vhost ${r.path} ${configOutcome(r)}${enabled ? '' : ' (disabled: every name answers 503)'}`);
+        ctx.log(`${server}: ${r.impl} vhost ${r.path} ${configOutcome(r)}${enabled ? '' : ' (disabled: every name answers 503)'}${tls ? ' with https' : ''}`);
         for (const f of r.fixed) ctx.log(`${server}: ${f}`);
         for (const pr of r.problems) ctx.log(`${server}: ${pr}`, 'warn');
         return server;
@@ -410,6 +443,7 @@ export class SiteOps {
       db: { name: s.dbName, user: s.dbUser, password: sec.dbPassword, host: s.dbHost, port: s.dbPort ?? 3306 },
       salt: sec.salt,
       ...(s.profile ? { profile: s.profile } : {}),
+      ...(this.https?.servedOverHttps(s.domain) ? { https: true } : {}),
     };
   }
 

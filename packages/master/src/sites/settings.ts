@@ -46,6 +46,12 @@ export interface SiteFacts {
   salt: string;
   /** Drupal install profile (machine name); written for Drupal 6/7 only (8+ keeps it in config). */
   profile?: string;
+  /**
+   * The site is served over HTTPS (`spoke site https`): WordPress gets https `WP_HOME`/`WP_SITEURL`
+   * and `FORCE_SSL_ADMIN`, so logins do not loop. Drupal needs nothing: the vhost passes
+   * `HTTPS=on` (nginx `$https`, apache mod_ssl) and Drupal builds its URLs from it.
+   */
+  https?: boolean;
 }
 
 /** One file (or symlink) the master writes into its platform tree. */
@@ -341,8 +347,9 @@ function renderWordpressSite(site: SiteFacts): string {
     '',
     `$table_prefix = 'wp_';`,
     '',
-    define('WP_HOME', phpString(`http://${site.domain}`)),
-    define('WP_SITEURL', phpString(`http://${site.domain}`)),
+    define('WP_HOME', phpString(`${site.https ? 'https' : 'http'}://${site.domain}`)),
+    define('WP_SITEURL', phpString(`${site.https ? 'https' : 'http'}://${site.domain}`)),
+    ...(site.https ? [define('FORCE_SSL_ADMIN', 'true')] : []),
     `// Uploads, relative to ABSPATH (the platform root).`,
     define('UPLOADS', phpString(`${dir}/files`)),
   ];

@@ -69,6 +69,8 @@ export interface InstallSiteInput {
   locale?: string;
   /** Cron interval: 15m, 1h, 1d, off (see sites/cron.ts). @default 1h */
   cronInterval?: string;
+  /** HTTPS once installed (ACME when the master has a directory, else self-signed). @default false */
+  https?: boolean;
 }
 
 /** A queued install and the admin password it will set (for the operator who asked, once). */
@@ -186,7 +188,8 @@ export class SiteTasks {
     const title = input.title || domain;
     // eslint-disable-next-line no-control-regex
     if (title.length > 200 || /[\x00-\x1f\x7f]/.test(title)) throw fail('INVALID_ARGUMENT', 'the title must be 1-200 characters without control characters');
-    const task = this.submit('site.install', domain, p.name, { dbServer, aliases, kind, title, adminUser, adminEmail, redirectAliases: input.redirectAliases === true, profile, locale, cronIntervalS });
+    if (input.https) this.ops.checkHttps();
+    const task = this.submit('site.install', domain, p.name, { dbServer, aliases, kind, title, adminUser, adminEmail, redirectAliases: input.redirectAliases === true, profile, locale, cronIntervalS, ...(input.https ? { https: true } : {}) });
     const adminPassword = kind === 'wordpress' || drupal ? randomBytes(18).toString('base64url') : '';
     if (adminPassword) this.installPasswords.set(task.id, adminPassword);
     return { task, adminPassword };
@@ -282,7 +285,7 @@ export class SiteTasks {
     const platform = String(params.platform);
     switch (ctx.task.kind as SiteTaskKind) {
       case 'site.install':
-        return this.installSteps(domain, platform, params, state);
+        return [...this.installSteps(domain, platform, params, state), ...(params.https === true ? this.ops.httpsSteps(domain) : [])];
       case 'site.verify':
         return this.verifySteps(domain, platform, state);
       case 'site.disable':

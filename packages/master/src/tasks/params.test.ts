@@ -47,9 +47,17 @@ describe('checkTaskParams', () => {
       [
         'platform.converge', 'platform.remove', 'platform.verify', 'server.forget', 'server.verify',
         'site.alias.add', 'site.alias.redirect', 'site.alias.rm', 'site.backup', 'site.clone', 'site.delete', 'site.disable',
-        'site.enable', 'site.import', 'site.install', 'site.migrate', 'site.restore', 'site.verify', 'task.rollback',
+        'site.enable', 'site.https', 'site.https.renew', 'site.import', 'site.install', 'site.migrate', 'site.restore', 'site.verify', 'task.rollback',
       ].sort(),
     );
+  });
+
+  it('site.https rows: on with a source, off alone; an unknown source is refused', () => {
+    expect(checkTaskParams({ id: 1, kind: 'site.https' }, JSON.stringify({ domain: 'a.example.com', platform: 'wp', on: false }))).toMatchObject({ on: false });
+    const on = { domain: 'a.example.com', platform: 'wp', on: true, source: 'operator', redirect: true, hsts: false, certId: 'c1' };
+    expect(checkTaskParams({ id: 2, kind: 'site.https' }, JSON.stringify(on))).toMatchObject(on);
+    expect(refusal(() => checkTaskParams({ id: 3, kind: 'site.https' }, JSON.stringify({ ...on, source: 'letsencrypt' })))).toMatch(/^TASK_PARAMS_INVALID: task 3 \(site\.https\): params/);
+    expect(checkTaskParams({ id: 4, kind: 'site.install' }, JSON.stringify({ domain: 'a.example.com', platform: 'wp', dbServer: 'db', kind: 'wordpress', title: 't', adminUser: 'a', adminEmail: 'a@b.c', https: true }))).toMatchObject({ https: true });
   });
 });
 

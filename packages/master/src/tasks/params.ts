@@ -44,6 +44,8 @@ export const TASK_PARAMS = {
     profile: z.string().nullish(),
     locale: z.string().nullish(),
     cronIntervalS: z.number().int().min(0).optional(),
+    /** --https: HTTPS steps after the install (absent in rows from before HTTPS). */
+    https: flag,
   }),
   'site.verify': z.looseObject(site),
   'site.enable': z.looseObject(site),
@@ -55,8 +57,18 @@ export const TASK_PARAMS = {
   'site.delete': z.looseObject({ ...site, noBackup: flag }),
   'site.backup': z.looseObject(site),
   'site.restore': z.looseObject({ ...site, backupId: name }),
-  'site.clone': z.looseObject({ ...site, newDomain: name, target: name, dbServer: name }),
-  'site.migrate': z.looseObject({ ...site, newDomain: name, target: name, dbServer: name }),
+  'site.clone': z.looseObject({ ...site, newDomain: name, target: name, dbServer: name, https: flag }),
+  'site.migrate': z.looseObject({ ...site, newDomain: name, target: name, dbServer: name, https: flag }),
+  // HTTPS (sites/https): on with a source (an operator pair is stored before the task: certId), or off
+  'site.https': z.looseObject({
+    ...site,
+    on: z.boolean(),
+    source: z.enum(['acme', 'self-signed', 'operator']).optional(),
+    redirect: flag,
+    hsts: flag,
+    certId: z.string().optional(),
+  }),
+  'site.https.renew': z.looseObject(site),
   /** `spoke task rollback ID`: the failed site task whose undos run again. */
   'task.rollback': z.looseObject({ task: z.number().int().positive() }),
 };

@@ -206,6 +206,9 @@ export interface MasterCommand {
     | //
     /** platform removal (capability 7): 60-69 */
     { $case: "forgetPlatform"; value: ForgetPlatformCommand }
+    | //
+    /** HTTPS (capability 12): 70-79 */
+    { $case: "acmeChallenge"; value: AcmeChallengeCommand }
     | undefined;
 }
 
@@ -410,6 +413,7 @@ export interface CommandResult {
     | { $case: "siteFilesUnpack"; value: SiteFilesUnpackResult }
     | { $case: "siteCron"; value: SiteCronResult }
     | { $case: "forgetPlatform"; value: ForgetPlatformResult }
+    | { $case: "acmeChallenge"; value: AcmeChallengeResult }
     | undefined;
 }
 
@@ -562,6 +566,39 @@ export interface ConfigureSiteCommand {
   webGroupFiles: string[];
   /** as in ConfigurePlatformCommand */
   pinnedImpl: string;
+  /** capability 12; absent: the site answers on http.listen only */
+  tls: SiteTls | undefined;
+}
+
+/**
+ * The site's certificate for its 443 server block. The key is the site's own (made on the
+ * master); the agent writes both 0600 root-owned under its state dir before the vhost, and
+ * puts the previous ones back when the config test fails. Never logged.
+ */
+export interface SiteTls {
+  /** leaf first, then the chain */
+  certPem: string;
+  keyPem: string;
+  /** port 80 answers 301 to https (the ACME challenge path excepted) */
+  redirect: boolean;
+  /** Strict-Transport-Security on the 443 block */
+  hsts: boolean;
+}
+
+/**
+ * An HTTP-01 challenge (RFC 8555 8.3): the agent serves key_authorization at
+ * /.well-known/acme-challenge/<token> on port 80 for every site (remove: delete it).
+ */
+export interface AcmeChallengeCommand {
+  /** base64url, checked by the agent */
+  token: string;
+  keyAuthorization: string;
+  remove: boolean;
+}
+
+export interface AcmeChallengeResult {
+  /** the challenge file (host path) */
+  path: string;
 }
 
 export interface ConfigureSiteResult {
@@ -2354,6 +2391,9 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       case "forgetPlatform":
         ForgetPlatformCommand.encode(message.command.value, writer.uint32(482).fork()).join();
         break;
+      case "acmeChallenge":
+        AcmeChallengeCommand.encode(message.command.value, writer.uint32(562).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2537,6 +2577,14 @@ export const MasterCommand: MessageFns<MasterCommand> = {
             message.command = { $case: "forgetPlatform", value: ForgetPlatformCommand.decode(reader, reader.uint32()) };
             continue;
           }
+          case 70: {
+            if (tag !== 562) {
+              break;
+            }
+
+            message.command = { $case: "acmeChallenge", value: AcmeChallengeCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2622,6 +2670,10 @@ export const MasterCommand: MessageFns<MasterCommand> = {
         ? { $case: "forgetPlatform", value: ForgetPlatformCommand.fromJSON(object.forgetPlatform) }
         : isSet(object.forget_platform)
         ? { $case: "forgetPlatform", value: ForgetPlatformCommand.fromJSON(object.forget_platform) }
+        : isSet(object.acmeChallenge)
+        ? { $case: "acmeChallenge", value: AcmeChallengeCommand.fromJSON(object.acmeChallenge) }
+        : isSet(object.acme_challenge)
+        ? { $case: "acmeChallenge", value: AcmeChallengeCommand.fromJSON(object.acme_challenge) }
         : undefined,
     };
   },
@@ -2669,6 +2721,8 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       obj.siteCron = SiteCronCommand.toJSON(message.command.value);
     } else if (message.command?.$case === "forgetPlatform") {
       obj.forgetPlatform = ForgetPlatformCommand.toJSON(message.command.value);
+    } else if (message.command?.$case === "acmeChallenge") {
+      obj.acmeChallenge = AcmeChallengeCommand.toJSON(message.command.value);
     }
     return obj;
   },
@@ -2797,6 +2851,12 @@ export const MasterCommand: MessageFns<MasterCommand> = {
       case "forgetPlatform": {
         if (object.command?.value !== undefined && object.command?.value !== null) {
           message.command = { $case: "forgetPlatform", value: ForgetPlatformCommand.fromPartial(object.command.value) };
+        }
+        break;
+      }
+      case "acmeChallenge": {
+        if (object.command?.value !== undefined && object.command?.value !== null) {
+          message.command = { $case: "acmeChallenge", value: AcmeChallengeCommand.fromPartial(object.command.value) };
         }
         break;
       }
@@ -4935,6 +4995,9 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "forgetPlatform":
         ForgetPlatformResult.encode(message.result.value, writer.uint32(482).fork()).join();
         break;
+      case "acmeChallenge":
+        AcmeChallengeResult.encode(message.result.value, writer.uint32(562).fork()).join();
+        break;
     }
     return writer;
   },
@@ -5131,6 +5194,14 @@ export const CommandResult: MessageFns<CommandResult> = {
             message.result = { $case: "forgetPlatform", value: ForgetPlatformResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 70: {
+            if (tag !== 562) {
+              break;
+            }
+
+            message.result = { $case: "acmeChallenge", value: AcmeChallengeResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5225,6 +5296,10 @@ export const CommandResult: MessageFns<CommandResult> = {
         ? { $case: "forgetPlatform", value: ForgetPlatformResult.fromJSON(object.forgetPlatform) }
         : isSet(object.forget_platform)
         ? { $case: "forgetPlatform", value: ForgetPlatformResult.fromJSON(object.forget_platform) }
+        : isSet(object.acmeChallenge)
+        ? { $case: "acmeChallenge", value: AcmeChallengeResult.fromJSON(object.acmeChallenge) }
+        : isSet(object.acme_challenge)
+        ? { $case: "acmeChallenge", value: AcmeChallengeResult.fromJSON(object.acme_challenge) }
         : undefined,
     };
   },
@@ -5279,6 +5354,8 @@ export const CommandResult: MessageFns<CommandResult> = {
       obj.siteCron = SiteCronResult.toJSON(message.result.value);
     } else if (message.result?.$case === "forgetPlatform") {
       obj.forgetPlatform = ForgetPlatformResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "acmeChallenge") {
+      obj.acmeChallenge = AcmeChallengeResult.toJSON(message.result.value);
     }
     return obj;
   },
@@ -5401,6 +5478,12 @@ export const CommandResult: MessageFns<CommandResult> = {
       case "forgetPlatform": {
         if (object.result?.value !== undefined && object.result?.value !== null) {
           message.result = { $case: "forgetPlatform", value: ForgetPlatformResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "acmeChallenge": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "acmeChallenge", value: AcmeChallengeResult.fromPartial(object.result.value) };
         }
         break;
       }
@@ -6983,6 +7066,7 @@ function createBaseConfigureSiteCommand(): ConfigureSiteCommand {
     enabled: false,
     webGroupFiles: [],
     pinnedImpl: "",
+    tls: undefined,
   };
 }
 
@@ -7014,6 +7098,9 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
     }
     if (message.pinnedImpl !== "") {
       writer.uint32(74).string(message.pinnedImpl);
+    }
+    if (message.tls !== undefined) {
+      SiteTls.encode(message.tls, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -7103,6 +7190,14 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
             message.pinnedImpl = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.tls = SiteTls.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7138,6 +7233,7 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
         : isSet(object.pinned_impl)
         ? globalThis.String(object.pinned_impl)
         : "",
+      tls: isSet(object.tls) ? SiteTls.fromJSON(object.tls) : undefined,
     };
   },
 
@@ -7170,6 +7266,9 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
     if (message.pinnedImpl !== "") {
       obj.pinnedImpl = message.pinnedImpl;
     }
+    if (message.tls !== undefined) {
+      obj.tls = SiteTls.toJSON(message.tls);
+    }
     return obj;
   },
 
@@ -7187,6 +7286,304 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
     message.enabled = object.enabled ?? false;
     message.webGroupFiles = object.webGroupFiles?.map((e) => e) || [];
     message.pinnedImpl = object.pinnedImpl ?? "";
+    message.tls = (object.tls !== undefined && object.tls !== null) ? SiteTls.fromPartial(object.tls) : undefined;
+    return message;
+  },
+};
+
+function createBaseSiteTls(): SiteTls {
+  return { certPem: "", keyPem: "", redirect: false, hsts: false };
+}
+
+export const SiteTls: MessageFns<SiteTls> = {
+  encode(message: SiteTls, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.certPem !== "") {
+      writer.uint32(10).string(message.certPem);
+    }
+    if (message.keyPem !== "") {
+      writer.uint32(18).string(message.keyPem);
+    }
+    if (message.redirect !== false) {
+      writer.uint32(24).bool(message.redirect);
+    }
+    if (message.hsts !== false) {
+      writer.uint32(32).bool(message.hsts);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SiteTls {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSiteTls();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.certPem = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.keyPem = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.redirect = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.hsts = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SiteTls {
+    return {
+      certPem: isSet(object.certPem)
+        ? globalThis.String(object.certPem)
+        : isSet(object.cert_pem)
+        ? globalThis.String(object.cert_pem)
+        : "",
+      keyPem: isSet(object.keyPem)
+        ? globalThis.String(object.keyPem)
+        : isSet(object.key_pem)
+        ? globalThis.String(object.key_pem)
+        : "",
+      redirect: isSet(object.redirect) ? globalThis.Boolean(object.redirect) : false,
+      hsts: isSet(object.hsts) ? globalThis.Boolean(object.hsts) : false,
+    };
+  },
+
+  toJSON(message: SiteTls): unknown {
+    const obj: any = {};
+    if (message.certPem !== "") {
+      obj.certPem = message.certPem;
+    }
+    if (message.keyPem !== "") {
+      obj.keyPem = message.keyPem;
+    }
+    if (message.redirect !== false) {
+      obj.redirect = message.redirect;
+    }
+    if (message.hsts !== false) {
+      obj.hsts = message.hsts;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SiteTls>, I>>(base?: I): SiteTls {
+    return SiteTls.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SiteTls>, I>>(object: I): SiteTls {
+    const message = createBaseSiteTls();
+    message.certPem = object.certPem ?? "";
+    message.keyPem = object.keyPem ?? "";
+    message.redirect = object.redirect ?? false;
+    message.hsts = object.hsts ?? false;
+    return message;
+  },
+};
+
+function createBaseAcmeChallengeCommand(): AcmeChallengeCommand {
+  return { token: "", keyAuthorization: "", remove: false };
+}
+
+export const AcmeChallengeCommand: MessageFns<AcmeChallengeCommand> = {
+  encode(message: AcmeChallengeCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token !== "") {
+      writer.uint32(10).string(message.token);
+    }
+    if (message.keyAuthorization !== "") {
+      writer.uint32(18).string(message.keyAuthorization);
+    }
+    if (message.remove !== false) {
+      writer.uint32(24).bool(message.remove);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AcmeChallengeCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAcmeChallengeCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.keyAuthorization = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.remove = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AcmeChallengeCommand {
+    return {
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+      keyAuthorization: isSet(object.keyAuthorization)
+        ? globalThis.String(object.keyAuthorization)
+        : isSet(object.key_authorization)
+        ? globalThis.String(object.key_authorization)
+        : "",
+      remove: isSet(object.remove) ? globalThis.Boolean(object.remove) : false,
+    };
+  },
+
+  toJSON(message: AcmeChallengeCommand): unknown {
+    const obj: any = {};
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
+    if (message.keyAuthorization !== "") {
+      obj.keyAuthorization = message.keyAuthorization;
+    }
+    if (message.remove !== false) {
+      obj.remove = message.remove;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AcmeChallengeCommand>, I>>(base?: I): AcmeChallengeCommand {
+    return AcmeChallengeCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AcmeChallengeCommand>, I>>(object: I): AcmeChallengeCommand {
+    const message = createBaseAcmeChallengeCommand();
+    message.token = object.token ?? "";
+    message.keyAuthorization = object.keyAuthorization ?? "";
+    message.remove = object.remove ?? false;
+    return message;
+  },
+};
+
+function createBaseAcmeChallengeResult(): AcmeChallengeResult {
+  return { path: "" };
+}
+
+export const AcmeChallengeResult: MessageFns<AcmeChallengeResult> = {
+  encode(message: AcmeChallengeResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AcmeChallengeResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAcmeChallengeResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AcmeChallengeResult {
+    return { path: isSet(object.path) ? globalThis.String(object.path) : "" };
+  },
+
+  toJSON(message: AcmeChallengeResult): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AcmeChallengeResult>, I>>(base?: I): AcmeChallengeResult {
+    return AcmeChallengeResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AcmeChallengeResult>, I>>(object: I): AcmeChallengeResult {
+    const message = createBaseAcmeChallengeResult();
+    message.path = object.path ?? "";
     return message;
   },
 };

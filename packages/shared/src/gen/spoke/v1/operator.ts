@@ -59,6 +59,10 @@ export interface MasterStatus {
   tasksFailing: StatusTask[];
   tasksStuck: StatusTask[];
   cronFailing: StatusCron[];
+  /** HTTPS (issue 21; 13-16 are health's) */
+  httpsFailing: string[];
+  /** "" = ACME not configured (spoke-master --acme-directory) */
+  acmeDirectory: string;
 }
 
 /** A task named by `spoke status`; since_ms = when it failed (failing) or started/was queued (stuck). */
@@ -260,6 +264,25 @@ export interface InstallSiteRequest {
   locale: string;
   /** 15m, 1h, 1d, off ("" = 1h) */
   cronInterval: string;
+  /** HTTPS once installed: ACME when the master has a directory, else self-signed */
+  https: boolean;
+}
+
+/**
+ * The operator's certificate and key travel only here (CLI → master); the key is stored 0600 in
+ * the master's state dir, never in the task row or its log.
+ */
+export interface SetSiteHttpsRequest {
+  domain: string;
+  on: boolean;
+  /** acme | operator | self-signed ("" = acme when configured, else self-signed) */
+  source: string;
+  /** operator: the chain, leaf first */
+  certPem: string;
+  /** operator: its key */
+  keyPem: string;
+  redirect: boolean;
+  hsts: boolean;
 }
 
 /**
@@ -297,6 +320,8 @@ export interface CloneSiteRequest {
   platform: string;
   /** "" = the site's db server */
   dbServer: string;
+  /** HTTPS for the copy (as install --https) */
+  https: boolean;
 }
 
 export interface MigrateSiteRequest {
@@ -306,6 +331,8 @@ export interface MigrateSiteRequest {
   newDomain: string;
   /** "" = the site's db server */
   dbServer: string;
+  /** HTTPS after the move (as install --https) */
+  https: boolean;
 }
 
 export interface DeleteSiteRequest {
@@ -460,6 +487,8 @@ function createBaseMasterStatus(): MasterStatus {
     tasksFailing: [],
     tasksStuck: [],
     cronFailing: [],
+    httpsFailing: [],
+    acmeDirectory: "",
   };
 }
 
@@ -512,6 +541,12 @@ export const MasterStatus: MessageFns<MasterStatus> = {
     }
     for (const v of message.cronFailing) {
       StatusCron.encode(v!, writer.uint32(130).fork()).join();
+    }
+    for (const v of message.httpsFailing) {
+      writer.uint32(138).string(v!);
+    }
+    if (message.acmeDirectory !== "") {
+      writer.uint32(146).string(message.acmeDirectory);
     }
     return writer;
   },
@@ -657,6 +692,22 @@ export const MasterStatus: MessageFns<MasterStatus> = {
             message.cronFailing.push(StatusCron.decode(reader, reader.uint32()));
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.httpsFailing.push(reader.string());
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.acmeDirectory = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -727,6 +778,16 @@ export const MasterStatus: MessageFns<MasterStatus> = {
         : globalThis.Array.isArray(object?.cron_failing)
         ? object.cron_failing.map((e: any) => StatusCron.fromJSON(e))
         : [],
+      httpsFailing: globalThis.Array.isArray(object?.httpsFailing)
+        ? object.httpsFailing.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.https_failing)
+        ? object.https_failing.map((e: any) => globalThis.String(e))
+        : [],
+      acmeDirectory: isSet(object.acmeDirectory)
+        ? globalThis.String(object.acmeDirectory)
+        : isSet(object.acme_directory)
+        ? globalThis.String(object.acme_directory)
+        : "",
     };
   },
 
@@ -780,6 +841,12 @@ export const MasterStatus: MessageFns<MasterStatus> = {
     if (message.cronFailing?.length) {
       obj.cronFailing = message.cronFailing.map((e) => StatusCron.toJSON(e));
     }
+    if (message.httpsFailing?.length) {
+      obj.httpsFailing = message.httpsFailing;
+    }
+    if (message.acmeDirectory !== "") {
+      obj.acmeDirectory = message.acmeDirectory;
+    }
     return obj;
   },
 
@@ -804,6 +871,8 @@ export const MasterStatus: MessageFns<MasterStatus> = {
     message.tasksFailing = object.tasksFailing?.map((e) => StatusTask.fromPartial(e)) || [];
     message.tasksStuck = object.tasksStuck?.map((e) => StatusTask.fromPartial(e)) || [];
     message.cronFailing = object.cronFailing?.map((e) => StatusCron.fromPartial(e)) || [];
+    message.httpsFailing = object.httpsFailing?.map((e) => e) || [];
+    message.acmeDirectory = object.acmeDirectory ?? "";
     return message;
   },
 };
@@ -3367,6 +3436,7 @@ function createBaseInstallSiteRequest(): InstallSiteRequest {
     profile: "",
     locale: "",
     cronInterval: "",
+    https: false,
   };
 }
 
@@ -3404,6 +3474,9 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
     }
     if (message.cronInterval !== "") {
       writer.uint32(402).string(message.cronInterval);
+    }
+    if (message.https !== false) {
+      writer.uint32(408).bool(message.https);
     }
     return writer;
   },
@@ -3509,6 +3582,14 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
             message.cronInterval = reader.string();
             continue;
           }
+          case 51: {
+            if (tag !== 408) {
+              break;
+            }
+
+            message.https = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3554,6 +3635,7 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
         : isSet(object.cron_interval)
         ? globalThis.String(object.cron_interval)
         : "",
+      https: isSet(object.https) ? globalThis.Boolean(object.https) : false,
     };
   },
 
@@ -3592,6 +3674,9 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
     if (message.cronInterval !== "") {
       obj.cronInterval = message.cronInterval;
     }
+    if (message.https !== false) {
+      obj.https = message.https;
+    }
     return obj;
   },
 
@@ -3611,6 +3696,180 @@ export const InstallSiteRequest: MessageFns<InstallSiteRequest> = {
     message.profile = object.profile ?? "";
     message.locale = object.locale ?? "";
     message.cronInterval = object.cronInterval ?? "";
+    message.https = object.https ?? false;
+    return message;
+  },
+};
+
+function createBaseSetSiteHttpsRequest(): SetSiteHttpsRequest {
+  return { domain: "", on: false, source: "", certPem: "", keyPem: "", redirect: false, hsts: false };
+}
+
+export const SetSiteHttpsRequest: MessageFns<SetSiteHttpsRequest> = {
+  encode(message: SetSiteHttpsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.domain !== "") {
+      writer.uint32(10).string(message.domain);
+    }
+    if (message.on !== false) {
+      writer.uint32(16).bool(message.on);
+    }
+    if (message.source !== "") {
+      writer.uint32(26).string(message.source);
+    }
+    if (message.certPem !== "") {
+      writer.uint32(34).string(message.certPem);
+    }
+    if (message.keyPem !== "") {
+      writer.uint32(42).string(message.keyPem);
+    }
+    if (message.redirect !== false) {
+      writer.uint32(48).bool(message.redirect);
+    }
+    if (message.hsts !== false) {
+      writer.uint32(56).bool(message.hsts);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetSiteHttpsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetSiteHttpsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.on = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.certPem = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.keyPem = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.redirect = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.hsts = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetSiteHttpsRequest {
+    return {
+      domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
+      on: isSet(object.on) ? globalThis.Boolean(object.on) : false,
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      certPem: isSet(object.certPem)
+        ? globalThis.String(object.certPem)
+        : isSet(object.cert_pem)
+        ? globalThis.String(object.cert_pem)
+        : "",
+      keyPem: isSet(object.keyPem)
+        ? globalThis.String(object.keyPem)
+        : isSet(object.key_pem)
+        ? globalThis.String(object.key_pem)
+        : "",
+      redirect: isSet(object.redirect) ? globalThis.Boolean(object.redirect) : false,
+      hsts: isSet(object.hsts) ? globalThis.Boolean(object.hsts) : false,
+    };
+  },
+
+  toJSON(message: SetSiteHttpsRequest): unknown {
+    const obj: any = {};
+    if (message.domain !== "") {
+      obj.domain = message.domain;
+    }
+    if (message.on !== false) {
+      obj.on = message.on;
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.certPem !== "") {
+      obj.certPem = message.certPem;
+    }
+    if (message.keyPem !== "") {
+      obj.keyPem = message.keyPem;
+    }
+    if (message.redirect !== false) {
+      obj.redirect = message.redirect;
+    }
+    if (message.hsts !== false) {
+      obj.hsts = message.hsts;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetSiteHttpsRequest>, I>>(base?: I): SetSiteHttpsRequest {
+    return SetSiteHttpsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetSiteHttpsRequest>, I>>(object: I): SetSiteHttpsRequest {
+    const message = createBaseSetSiteHttpsRequest();
+    message.domain = object.domain ?? "";
+    message.on = object.on ?? false;
+    message.source = object.source ?? "";
+    message.certPem = object.certPem ?? "";
+    message.keyPem = object.keyPem ?? "";
+    message.redirect = object.redirect ?? false;
+    message.hsts = object.hsts ?? false;
     return message;
   },
 };
@@ -4000,7 +4259,7 @@ export const AliasRequest: MessageFns<AliasRequest> = {
 };
 
 function createBaseCloneSiteRequest(): CloneSiteRequest {
-  return { domain: "", newDomain: "", platform: "", dbServer: "" };
+  return { domain: "", newDomain: "", platform: "", dbServer: "", https: false };
 }
 
 export const CloneSiteRequest: MessageFns<CloneSiteRequest> = {
@@ -4016,6 +4275,9 @@ export const CloneSiteRequest: MessageFns<CloneSiteRequest> = {
     }
     if (message.dbServer !== "") {
       writer.uint32(34).string(message.dbServer);
+    }
+    if (message.https !== false) {
+      writer.uint32(40).bool(message.https);
     }
     return writer;
   },
@@ -4065,6 +4327,14 @@ export const CloneSiteRequest: MessageFns<CloneSiteRequest> = {
             message.dbServer = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.https = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4091,6 +4361,7 @@ export const CloneSiteRequest: MessageFns<CloneSiteRequest> = {
         : isSet(object.db_server)
         ? globalThis.String(object.db_server)
         : "",
+      https: isSet(object.https) ? globalThis.Boolean(object.https) : false,
     };
   },
 
@@ -4108,6 +4379,9 @@ export const CloneSiteRequest: MessageFns<CloneSiteRequest> = {
     if (message.dbServer !== "") {
       obj.dbServer = message.dbServer;
     }
+    if (message.https !== false) {
+      obj.https = message.https;
+    }
     return obj;
   },
 
@@ -4120,12 +4394,13 @@ export const CloneSiteRequest: MessageFns<CloneSiteRequest> = {
     message.newDomain = object.newDomain ?? "";
     message.platform = object.platform ?? "";
     message.dbServer = object.dbServer ?? "";
+    message.https = object.https ?? false;
     return message;
   },
 };
 
 function createBaseMigrateSiteRequest(): MigrateSiteRequest {
-  return { domain: "", platform: "", newDomain: "", dbServer: "" };
+  return { domain: "", platform: "", newDomain: "", dbServer: "", https: false };
 }
 
 export const MigrateSiteRequest: MessageFns<MigrateSiteRequest> = {
@@ -4141,6 +4416,9 @@ export const MigrateSiteRequest: MessageFns<MigrateSiteRequest> = {
     }
     if (message.dbServer !== "") {
       writer.uint32(34).string(message.dbServer);
+    }
+    if (message.https !== false) {
+      writer.uint32(40).bool(message.https);
     }
     return writer;
   },
@@ -4190,6 +4468,14 @@ export const MigrateSiteRequest: MessageFns<MigrateSiteRequest> = {
             message.dbServer = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.https = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4216,6 +4502,7 @@ export const MigrateSiteRequest: MessageFns<MigrateSiteRequest> = {
         : isSet(object.db_server)
         ? globalThis.String(object.db_server)
         : "",
+      https: isSet(object.https) ? globalThis.Boolean(object.https) : false,
     };
   },
 
@@ -4233,6 +4520,9 @@ export const MigrateSiteRequest: MessageFns<MigrateSiteRequest> = {
     if (message.dbServer !== "") {
       obj.dbServer = message.dbServer;
     }
+    if (message.https !== false) {
+      obj.https = message.https;
+    }
     return obj;
   },
 
@@ -4245,6 +4535,7 @@ export const MigrateSiteRequest: MessageFns<MigrateSiteRequest> = {
     message.platform = object.platform ?? "";
     message.newDomain = object.newDomain ?? "";
     message.dbServer = object.dbServer ?? "";
+    message.https = object.https ?? false;
     return message;
   },
 };
@@ -6800,6 +7091,19 @@ export const OperatorService = {
     responseSerialize: (value: CronRunList): Buffer => Buffer.from(CronRunList.encode(value).finish()),
     responseDeserialize: (value: Buffer): CronRunList => CronRunList.decode(value),
   },
+  /**
+   * HTTPS (issue 21): turn a site's HTTPS on or off, with ACME, an operator certificate or a
+   * self-signed one (a site.https task)
+   */
+  setSiteHttps: {
+    path: "/spoke.v1.Operator/SetSiteHttps" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetSiteHttpsRequest): Buffer => Buffer.from(SetSiteHttpsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetSiteHttpsRequest => SetSiteHttpsRequest.decode(value),
+    responseSerialize: (value: Task): Buffer => Buffer.from(Task.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Task => Task.decode(value),
+  },
 } as const;
 
 export interface OperatorServer extends UntypedServiceImplementation {
@@ -6887,6 +7191,11 @@ export interface OperatorServer extends UntypedServiceImplementation {
   runSiteCron: handleUnaryCall<NameRequest, CronRun>;
   setSiteCron: handleUnaryCall<SetSiteCronRequest, Site>;
   listCronRuns: handleUnaryCall<NameRequest, CronRunList>;
+  /**
+   * HTTPS (issue 21): turn a site's HTTPS on or off, with ACME, an operator certificate or a
+   * self-signed one (a site.https task)
+   */
+  setSiteHttps: handleUnaryCall<SetSiteHttpsRequest, Task>;
 }
 
 export interface OperatorClient extends Client {
@@ -7586,6 +7895,25 @@ export interface OperatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CronRunList) => void,
+  ): ClientUnaryCall;
+  /**
+   * HTTPS (issue 21): turn a site's HTTPS on or off, with ACME, an operator certificate or a
+   * self-signed one (a site.https task)
+   */
+  setSiteHttps(
+    request: SetSiteHttpsRequest,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  setSiteHttps(
+    request: SetSiteHttpsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Task) => void,
+  ): ClientUnaryCall;
+  setSiteHttps(
+    request: SetSiteHttpsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Task) => void,
   ): ClientUnaryCall;
 }
 

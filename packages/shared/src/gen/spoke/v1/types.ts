@@ -262,7 +262,37 @@ export interface Site {
   /** the aliases answer with a 301 to the domain */
   redirectAliases: boolean;
   /** the site's cron: schedule and last run */
-  cron: SiteCron | undefined;
+  cron:
+    | SiteCron
+    | undefined;
+  /** HTTPS: settings and the certificate served (absent: never turned on) */
+  https: SiteHttps | undefined;
+}
+
+/** A site's HTTPS as `site show` prints it. The private key never travels here. */
+export interface SiteHttps {
+  enabled: boolean;
+  /** what the operator asked for: acme | operator | self-signed */
+  source: string;
+  /** port 80 answers 301 to https */
+  redirect: boolean;
+  hsts: boolean;
+  /** the certificate served now: acme | operator | self-signed */
+  kind: string;
+  issuer: string;
+  /** the names it covers */
+  names: string[];
+  notAfterMs: number;
+  /** 0 = not renewed by Spoke (operator certificates) */
+  renewAtMs: number;
+  /** failed renewals in a row */
+  failures: number;
+  /** the last failed renewal ("" = none since the last success) */
+  lastError: string;
+  /** after a failure: when it is tried again */
+  nextAttemptMs: number;
+  /** names of the site the certificate does not cover (yet) */
+  uncovered: string[];
 }
 
 /**
@@ -1484,6 +1514,7 @@ function createBaseSite(): Site {
     ownSettings: false,
     redirectAliases: false,
     cron: undefined,
+    https: undefined,
   };
 }
 
@@ -1536,6 +1567,9 @@ export const Site: MessageFns<Site> = {
     }
     if (message.cron !== undefined) {
       SiteCron.encode(message.cron, writer.uint32(402).fork()).join();
+    }
+    if (message.https !== undefined) {
+      SiteHttps.encode(message.https, writer.uint32(410).fork()).join();
     }
     return writer;
   },
@@ -1681,6 +1715,14 @@ export const Site: MessageFns<Site> = {
             message.cron = SiteCron.decode(reader, reader.uint32());
             continue;
           }
+          case 51: {
+            if (tag !== 410) {
+              break;
+            }
+
+            message.https = SiteHttps.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1747,6 +1789,7 @@ export const Site: MessageFns<Site> = {
         ? globalThis.Boolean(object.redirect_aliases)
         : false,
       cron: isSet(object.cron) ? SiteCron.fromJSON(object.cron) : undefined,
+      https: isSet(object.https) ? SiteHttps.fromJSON(object.https) : undefined,
     };
   },
 
@@ -1800,6 +1843,9 @@ export const Site: MessageFns<Site> = {
     if (message.cron !== undefined) {
       obj.cron = SiteCron.toJSON(message.cron);
     }
+    if (message.https !== undefined) {
+      obj.https = SiteHttps.toJSON(message.https);
+    }
     return obj;
   },
 
@@ -1824,6 +1870,302 @@ export const Site: MessageFns<Site> = {
     message.ownSettings = object.ownSettings ?? false;
     message.redirectAliases = object.redirectAliases ?? false;
     message.cron = (object.cron !== undefined && object.cron !== null) ? SiteCron.fromPartial(object.cron) : undefined;
+    message.https = (object.https !== undefined && object.https !== null)
+      ? SiteHttps.fromPartial(object.https)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSiteHttps(): SiteHttps {
+  return {
+    enabled: false,
+    source: "",
+    redirect: false,
+    hsts: false,
+    kind: "",
+    issuer: "",
+    names: [],
+    notAfterMs: 0,
+    renewAtMs: 0,
+    failures: 0,
+    lastError: "",
+    nextAttemptMs: 0,
+    uncovered: [],
+  };
+}
+
+export const SiteHttps: MessageFns<SiteHttps> = {
+  encode(message: SiteHttps, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.enabled !== false) {
+      writer.uint32(8).bool(message.enabled);
+    }
+    if (message.source !== "") {
+      writer.uint32(18).string(message.source);
+    }
+    if (message.redirect !== false) {
+      writer.uint32(24).bool(message.redirect);
+    }
+    if (message.hsts !== false) {
+      writer.uint32(32).bool(message.hsts);
+    }
+    if (message.kind !== "") {
+      writer.uint32(42).string(message.kind);
+    }
+    if (message.issuer !== "") {
+      writer.uint32(50).string(message.issuer);
+    }
+    for (const v of message.names) {
+      writer.uint32(58).string(v!);
+    }
+    if (message.notAfterMs !== 0) {
+      writer.uint32(64).int64(message.notAfterMs);
+    }
+    if (message.renewAtMs !== 0) {
+      writer.uint32(72).int64(message.renewAtMs);
+    }
+    if (message.failures !== 0) {
+      writer.uint32(80).int32(message.failures);
+    }
+    if (message.lastError !== "") {
+      writer.uint32(90).string(message.lastError);
+    }
+    if (message.nextAttemptMs !== 0) {
+      writer.uint32(96).int64(message.nextAttemptMs);
+    }
+    for (const v of message.uncovered) {
+      writer.uint32(106).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SiteHttps {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSiteHttps();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.enabled = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.redirect = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.hsts = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.issuer = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.names.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.notAfterMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.renewAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.failures = reader.int32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.lastError = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.nextAttemptMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.uncovered.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SiteHttps {
+    return {
+      enabled: isSet(object.enabled) ? globalThis.Boolean(object.enabled) : false,
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      redirect: isSet(object.redirect) ? globalThis.Boolean(object.redirect) : false,
+      hsts: isSet(object.hsts) ? globalThis.Boolean(object.hsts) : false,
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      issuer: isSet(object.issuer) ? globalThis.String(object.issuer) : "",
+      names: globalThis.Array.isArray(object?.names) ? object.names.map((e: any) => globalThis.String(e)) : [],
+      notAfterMs: isSet(object.notAfterMs)
+        ? globalThis.Number(object.notAfterMs)
+        : isSet(object.not_after_ms)
+        ? globalThis.Number(object.not_after_ms)
+        : 0,
+      renewAtMs: isSet(object.renewAtMs)
+        ? globalThis.Number(object.renewAtMs)
+        : isSet(object.renew_at_ms)
+        ? globalThis.Number(object.renew_at_ms)
+        : 0,
+      failures: isSet(object.failures) ? globalThis.Number(object.failures) : 0,
+      lastError: isSet(object.lastError)
+        ? globalThis.String(object.lastError)
+        : isSet(object.last_error)
+        ? globalThis.String(object.last_error)
+        : "",
+      nextAttemptMs: isSet(object.nextAttemptMs)
+        ? globalThis.Number(object.nextAttemptMs)
+        : isSet(object.next_attempt_ms)
+        ? globalThis.Number(object.next_attempt_ms)
+        : 0,
+      uncovered: globalThis.Array.isArray(object?.uncovered)
+        ? object.uncovered.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SiteHttps): unknown {
+    const obj: any = {};
+    if (message.enabled !== false) {
+      obj.enabled = message.enabled;
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.redirect !== false) {
+      obj.redirect = message.redirect;
+    }
+    if (message.hsts !== false) {
+      obj.hsts = message.hsts;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.issuer !== "") {
+      obj.issuer = message.issuer;
+    }
+    if (message.names?.length) {
+      obj.names = message.names;
+    }
+    if (message.notAfterMs !== 0) {
+      obj.notAfterMs = Math.round(message.notAfterMs);
+    }
+    if (message.renewAtMs !== 0) {
+      obj.renewAtMs = Math.round(message.renewAtMs);
+    }
+    if (message.failures !== 0) {
+      obj.failures = Math.round(message.failures);
+    }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
+    if (message.nextAttemptMs !== 0) {
+      obj.nextAttemptMs = Math.round(message.nextAttemptMs);
+    }
+    if (message.uncovered?.length) {
+      obj.uncovered = message.uncovered;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SiteHttps>, I>>(base?: I): SiteHttps {
+    return SiteHttps.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SiteHttps>, I>>(object: I): SiteHttps {
+    const message = createBaseSiteHttps();
+    message.enabled = object.enabled ?? false;
+    message.source = object.source ?? "";
+    message.redirect = object.redirect ?? false;
+    message.hsts = object.hsts ?? false;
+    message.kind = object.kind ?? "";
+    message.issuer = object.issuer ?? "";
+    message.names = object.names?.map((e) => e) || [];
+    message.notAfterMs = object.notAfterMs ?? 0;
+    message.renewAtMs = object.renewAtMs ?? 0;
+    message.failures = object.failures ?? 0;
+    message.lastError = object.lastError ?? "";
+    message.nextAttemptMs = object.nextAttemptMs ?? 0;
+    message.uncovered = object.uncovered?.map((e) => e) || [];
     return message;
   },
 };
