@@ -21,7 +21,9 @@ const BIN = {
   spoke: join(ROOT, 'bin/spoke'),
   master: join(ROOT, 'packages/master/dist/spoke-master.js'),
 };
-const { values: args } = parseArgs({ options: { runs: { type: 'string', default: '21' }, json: { type: 'boolean', default: false }, spoke: { type: 'string' } } });
+const { values: args } = parseArgs({
+  options: { runs: { type: 'string', default: '21' }, json: { type: 'boolean', default: false }, spoke: { type: 'string' } },
+});
 const RUNS = Math.max(3, Number(args.runs));
 const GOAL = 3;
 

@@ -87,16 +87,25 @@ export function makeDrupal8Tree(root: string, opts: { files?: number; coreVersio
   };
 
   // top level
-  put('index.php', "<?php\n\nuse Drupal\\Core\\DrupalKernel;\n\n$autoloader = require_once 'autoload.php';\n$kernel = new DrupalKernel('prod', $autoloader);\n");
+  put(
+    'index.php',
+    "<?php\n\nuse Drupal\\Core\\DrupalKernel;\n\n$autoloader = require_once 'autoload.php';\n$kernel = new DrupalKernel('prod', $autoloader);\n",
+  );
   put('autoload.php', "<?php\n\nreturn require __DIR__ . '/vendor/autoload.php';\n");
   put('update.php', code('update.php'));
   put('robots.txt', 'User-agent: *\nCrawl-delay: 10\n');
-  put('.htaccess', '<FilesMatch "\\.(engine|inc|install|make|module|profile|po|sh|.*sql|theme|twig|tpl(\\.php)?|xtmpl|yml)(~|\\.sw[op]|\\.bak|\\.orig|\\.save)?$">\n  Require all denied\n</FilesMatch>\n');
+  put(
+    '.htaccess',
+    '<FilesMatch "\\.(engine|inc|install|make|module|profile|po|sh|.*sql|theme|twig|tpl(\\.php)?|xtmpl|yml)(~|\\.sw[op]|\\.bak|\\.orig|\\.save)?$">\n  Require all denied\n</FilesMatch>\n',
+  );
   put('web.config', '<configuration></configuration>\n');
   put('composer.json', JSON.stringify({ name: 'drupal/recommended-project', type: 'project', require: { 'drupal/core-recommended': `^${version}` } }, null, 2));
 
   // core
-  put('core/lib/Drupal.php', `<?php\n\nnamespace {\n\n/**\n * Static Service Container wrapper.\n */\nclass Drupal {\n\n  /**\n   * The current system version.\n   */\n  const VERSION = '${version}';\n\n  const CORE_COMPATIBILITY = '8.x';\n\n  const CORE_MINIMUM_SCHEMA_VERSION = 8000;\n}\n\n}\n`);
+  put(
+    'core/lib/Drupal.php',
+    `<?php\n\nnamespace {\n\n/**\n * Static Service Container wrapper.\n */\nclass Drupal {\n\n  /**\n   * The current system version.\n   */\n  const VERSION = '${version}';\n\n  const CORE_COMPATIBILITY = '8.x';\n\n  const CORE_MINIMUM_SCHEMA_VERSION = 8000;\n}\n\n}\n`,
+  );
   put('core/core.services.yml', code('core/core.services.yml', 'yml'));
   put('core/core.libraries.yml', code('core/core.libraries.yml', 'yml'));
   put('core/composer.json', JSON.stringify({ name: 'drupal/core', type: 'drupal-core', version }, null, 2));
@@ -109,7 +118,8 @@ export function makeDrupal8Tree(root: string, opts: { files?: number; coreVersio
     const area = i % 3 === 0 ? 'Component' : 'Core';
     put(`core/lib/Drupal/${area}/Sub${Math.floor(i / 20)}/Class${i}.php`, code(`core/lib/${i}`));
   }
-  for (let i = 0; i < 400; i++) put(`core/assets/vendor/lib${Math.floor(i / 25)}/file${i}.${i % 2 ? 'js' : 'css'}`, code(`core/assets/${i}`, i % 2 ? 'js' : 'css'));
+  for (let i = 0; i < 400; i++)
+    put(`core/assets/vendor/lib${Math.floor(i / 25)}/file${i}.${i % 2 ? 'js' : 'css'}`, code(`core/assets/${i}`, i % 2 ? 'js' : 'css'));
 
   const module = (dir: string, name: string, info: string, opts2: { files: number; updates: number[] }) => {
     put(`${dir}/${name}.info.yml`, info);
@@ -157,7 +167,10 @@ export function makeDrupal8Tree(root: string, opts: { files?: number; coreVersio
     put(`core/themes/${t}/${t}.theme`, code(`core/themes/${t}/theme`));
     for (let f = 0; f < 70; f++) {
       const sub = ['templates/layout', 'templates/content', 'css/components', 'js', 'images'][f % 5] as string;
-      put(`core/themes/${t}/${sub}/${t}_${f}.${f % 5 < 2 ? 'html.twig' : f % 5 === 2 ? 'css' : f % 5 === 3 ? 'js' : 'svg'}`, code(`core/themes/${t}/${f}`, 'twig'));
+      put(
+        `core/themes/${t}/${sub}/${t}_${f}.${f % 5 < 2 ? 'html.twig' : f % 5 === 2 ? 'css' : f % 5 === 3 ? 'js' : 'svg'}`,
+        code(`core/themes/${t}/${f}`, 'twig'),
+      );
     }
   }
   for (const p of CORE_PROFILES) {
@@ -171,10 +184,15 @@ export function makeDrupal8Tree(root: string, opts: { files?: number; coreVersio
   for (const [i, m] of CONTRIB.entries()) {
     const dir = `modules/contrib/${m}`;
     const v = i % 2 ? `8.x-1.${i}` : `2.0.${i}`;
-    module(dir, m, `name: '${m}'\ntype: module\ndescription: 'Contrib ${m}.'\ncore_version_requirement: ^9 || ^10\npackage: Contrib\n\n# Information added by Drupal.org packaging script\nversion: '${v}'\nproject: '${m}'\ndatestamp: ${1700000000 + i}\n`, {
-      files: 40,
-      updates: [8001, 8002 + (i % 7), 9001 + i],
-    });
+    module(
+      dir,
+      m,
+      `name: '${m}'\ntype: module\ndescription: 'Contrib ${m}.'\ncore_version_requirement: ^9 || ^10\npackage: Contrib\n\n# Information added by Drupal.org packaging script\nversion: '${v}'\nproject: '${m}'\ndatestamp: ${1700000000 + i}\n`,
+      {
+        files: 40,
+        updates: [8001, 8002 + (i % 7), 9001 + i],
+      },
+    );
     stats.contribModules++;
     if (i % 4 === 0) {
       const sub = `${m}_ui`;
@@ -185,10 +203,16 @@ export function makeDrupal8Tree(root: string, opts: { files?: number; coreVersio
   if (!stats.sampleInfo) stats.sampleInfo = `modules/contrib/${CONTRIB[3]}/${CONTRIB[3]}.info.yml`;
   stats.samplePhp = `modules/contrib/${CONTRIB[5]}/src/Controller/${CONTRIB[5]}_1.php`;
   for (const t of ['bootstrap5', 'gin']) {
-    put(`themes/contrib/${t}/${t}.info.yml`, `name: ${t}\ntype: theme\nbase theme: stable9\ncore_version_requirement: ^10\nversion: '3.0.9'\nproject: '${t}'\n`);
+    put(
+      `themes/contrib/${t}/${t}.info.yml`,
+      `name: ${t}\ntype: theme\nbase theme: stable9\ncore_version_requirement: ^10\nversion: '3.0.9'\nproject: '${t}'\n`,
+    );
     for (let f = 0; f < 60; f++) put(`themes/contrib/${t}/templates/${t}_${f}.html.twig`, code(`themes/contrib/${t}/${f}`, 'twig'));
   }
-  put('profiles/contrib/bench_distro/bench_distro.info.yml', `name: 'Bench distribution'\ntype: profile\ncore_version_requirement: ^10\nversion: '1.4.0'\ndistribution:\n  name: 'Bench Distro'\ninstall:\n  - node\n`);
+  put(
+    'profiles/contrib/bench_distro/bench_distro.info.yml',
+    `name: 'Bench distribution'\ntype: profile\ncore_version_requirement: ^10\nversion: '1.4.0'\ndistribution:\n  name: 'Bench Distro'\ninstall:\n  - node\n`,
+  );
   put('profiles/contrib/bench_distro/bench_distro.profile', '<?php\n');
   put('profiles/contrib/bench_distro/bench_distro.install', '<?php\n\nfunction bench_distro_update_10001() {\n}\n');
 
@@ -212,7 +236,28 @@ export function makeDrupal8Tree(root: string, opts: { files?: number; coreVersio
 
 /** ~256 KB of PHP-looking text (deterministic). */
 function fillerText(): string {
-  const words = ['$this', '->get(', 'return', 'function', 'public', 'static', '$value', 'array(', 'foreach', 'if (', 'NULL', '$entity', '::create(', 'protected', '$container', 'string', 'implements', 'namespace', 'use', 'Drupal'];
+  const words = [
+    '$this',
+    '->get(',
+    'return',
+    'function',
+    'public',
+    'static',
+    '$value',
+    'array(',
+    'foreach',
+    'if (',
+    'NULL',
+    '$entity',
+    '::create(',
+    'protected',
+    '$container',
+    'string',
+    'implements',
+    'namespace',
+    'use',
+    'Drupal',
+  ];
   let out = '';
   let x = 1;
   while (out.length < 256 * 1024) {

@@ -90,7 +90,10 @@ export function cpuMs(pid: number | undefined, of: 'self' | 'children' | 'both' 
   if (!pid) return 0;
   // fields after the ")" that ends the command name: state is field 3, utime 14 … cstime 17
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+  const f = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
   const self = (f[11] ?? 0) + (f[12] ?? 0);
   const children = (f[13] ?? 0) + (f[14] ?? 0);
   const ticks = of === 'self' ? self : of === 'children' ? children : self + children;

@@ -90,7 +90,11 @@ async function send(root: string, port: number): Promise<number> {
     p.copy(out, off + 3);
     out.writeUInt32BE(mode, off + 3 + p.length);
     out.writeUInt32BE(size, off + 3 + p.length + 4);
-    if (data) createHash('sha256').update(data).digest().copy(out, off + 3 + p.length + 8);
+    if (data)
+      createHash('sha256')
+        .update(data)
+        .digest()
+        .copy(out, off + 3 + p.length + 8);
     data?.copy(out, off + 3 + p.length + 8 + 32);
     off += need;
   };
@@ -162,7 +166,6 @@ function timedCmd(cmd: string, argv: string[]): number {
   return performance.now() - t0;
 }
 
-
 async function main(): Promise<void> {
   if (!args.tree) {
     const st = makeDrupal8Tree(src, { files: 20_000 });
@@ -170,7 +173,9 @@ async function main(): Promise<void> {
   }
   fs.writeFileSync(join(work, 'rsyncd.conf'), `use chroot = no\n[w]\npath = ${dirname(src)}\nread only = yes\nuid = root\ngid = root\n`);
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const rsyncd = spawn('rsync', ['--daemon', '--no-detach', `--config=${join(work, 'rsyncd.conf')}`, `--port=${port}`, '--address=127.0.0.1'], { stdio: 'ignore' });
+  const rsyncd = spawn('rsync', ['--daemon', '--no-detach', `--config=${join(work, 'rsyncd.conf')}`, `--port=${port}`, '--address=127.0.0.1'], {
+    stdio: 'ignore',
+  });
   try {
     await new Promise((resolve) => setTimeout(resolve, 500));
     const rows: { stream: number; rsync: number; tar: number; cpu: number; sys: number }[] = [];
@@ -180,7 +185,9 @@ async function main(): Promise<void> {
       fs.mkdirSync(join(work, `tar${i}`));
       const t = timedTarCopy(src, join(work, `tar${i}`));
       rows.push({ stream: s.ms, rsync: r, tar: t, cpu: s.receiverCpuMs, sys: s.receiverSysMs });
-      process.stderr.write(`run ${i + 1}: stream ${Math.round(s.ms)} ms (receiver CPU ${Math.round(s.receiverCpuMs)} ms, ${Math.round(s.receiverSysMs)} system), rsync ${Math.round(r)} ms, tar|tar ${Math.round(t)} ms\n`);
+      process.stderr.write(
+        `run ${i + 1}: stream ${Math.round(s.ms)} ms (receiver CPU ${Math.round(s.receiverCpuMs)} ms, ${Math.round(s.receiverSysMs)} system), rsync ${Math.round(r)} ms, tar|tar ${Math.round(t)} ms\n`,
+      );
     }
     const m = (k: 'stream' | 'rsync' | 'tar') => Math.round(median(rows.map((x) => x[k])));
     const ratios = rows.map((x) => x.stream / x.rsync);

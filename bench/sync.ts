@@ -77,7 +77,9 @@ if (args['fresh-fs']) {
   const run = (cmd: string, a: string[]) => {
     const r = spawnSync(cmd, a, { encoding: 'utf8' });
     if (r.status !== 0) {
-      process.stderr.write(`error: CONFIG_INVALID: --fresh-fs: ${cmd} ${a.join(' ')} failed (it needs root and a loop device): ${(r.stderr || r.error?.message || '').trim()}\n`);
+      process.stderr.write(
+        `error: CONFIG_INVALID: --fresh-fs: ${cmd} ${a.join(' ')} failed (it needs root and a loop device): ${(r.stderr || r.error?.message || '').trim()}\n`,
+      );
       rmSync(base, { recursive: true, force: true });
       process.exit(1);
     }
@@ -117,7 +119,7 @@ function makeDrupalTree(dir: string): void {
       mkdirSync(d, { recursive: true });
       for (let f = 0; f < 10; f++) {
         // sizes: mostly small PHP/YAML/JS, a few large assets; average ≈ 4.25 KB
-        const size = (n % 50 === 0 ? 60_000 : 1_000 + ((n * 7919) % 4_200));
+        const size = n % 50 === 0 ? 60_000 : 1_000 + ((n * 7919) % 4_200);
         writeFileSync(join(d, `file${f}.php`), content(`f${n}`, size));
         n++;
       }
@@ -284,7 +286,9 @@ function record(name: string, target: string, spoke: Run[], rs: Run[], localCopy
   if (localCopy !== undefined && localCopy.length > 0) row.localCopyMs = Math.round(median(localCopy));
   rows.push(row);
   const floor = row.localCopyMs === undefined ? '' : `; local tar|tar ${row.localCopyMs} ms (${ratioOf(row.localCopyMs, row.rsyncMs)}× rsync)`;
-  say(`  ${name}: spoke ${row.spokeMs} ms, rsync ${row.rsyncMs} ms, ratio ${row.ratio} (target ${target}); CPU spoke ${row.spokeCpuMs} ms, rsync ${row.rsyncCpuMs} ms${floor}`);
+  say(
+    `  ${name}: spoke ${row.spokeMs} ms, rsync ${row.rsyncMs} ms, ratio ${row.ratio} (target ${target}); CPU spoke ${row.spokeCpuMs} ms, rsync ${row.rsyncCpuMs} ms${floor}`,
+  );
 }
 
 function ratioOf(a: number, b: number): number {
@@ -347,12 +351,19 @@ async function main(): Promise<void> {
     makeDrupalTree(tree);
   }
   const st = treeStats(tree);
-  say(`tree: ${st.files} files, ${(st.bytes / 1e6).toFixed(1)} MB, on ${freshFs ? "a fresh journaled ext4 (--fresh-fs)" : `${workParent} (${fsType(workParent)})`}`);
+  say(
+    `tree: ${st.files} files, ${(st.bytes / 1e6).toFixed(1)} MB, on ${freshFs ? 'a fresh journaled ext4 (--fresh-fs)' : `${workParent} (${fsType(workParent)})`}`,
+  );
 
   // rsync daemon serving the master's /var/www
   rsyncPort = 20000 + Math.floor(Math.random() * 20000);
-  writeFileSync(join(work, 'rsyncd.conf'), `use chroot = no\nreverse lookup = no\n[www]\npath = ${join(masterRoot, NS)}\nread only = yes\nuid = root\ngid = root\n`);
-  const rsyncd = spawn('rsync', ['--daemon', '--no-detach', `--config=${join(work, 'rsyncd.conf')}`, `--port=${rsyncPort}`, '--address=127.0.0.1'], { stdio: 'ignore' });
+  writeFileSync(
+    join(work, 'rsyncd.conf'),
+    `use chroot = no\nreverse lookup = no\n[www]\npath = ${join(masterRoot, NS)}\nread only = yes\nuid = root\ngid = root\n`,
+  );
+  const rsyncd = spawn('rsync', ['--daemon', '--no-detach', `--config=${join(work, 'rsyncd.conf')}`, `--port=${rsyncPort}`, '--address=127.0.0.1'], {
+    stdio: 'ignore',
+  });
   procs.track(rsyncd);
   daemonPids.rsyncd = rsyncd.pid;
 
@@ -377,7 +388,14 @@ async function main(): Promise<void> {
   say(`spoke CLI start-up: ${Math.round(median(cliMs))} ms (not included below)`);
 
   const guard = async (label: string, fn: () => Promise<void>) => {
-    const key = { 'initial sync': 'initial', 'no-op': 'no-op', '1 file changed': '1-file', '100 files changed': '100-files', 'one 50 MB file added': '50mb', 'second platform': 'second' }[label];
+    const key = {
+      'initial sync': 'initial',
+      'no-op': 'no-op',
+      '1 file changed': '1-file',
+      '100 files changed': '100-files',
+      'one 50 MB file added': '50mb',
+      'second platform': 'second',
+    }[label];
     if (key && !only.has(key)) return;
     currentCase = key ?? label;
     try {
@@ -440,11 +458,13 @@ async function main(): Promise<void> {
   await guard('no-op', () => delta('no-op', '≤ 0.05', () => undefined));
   await guard('1 file changed', () => delta('1 file changed', '≤ 0.1', (i) => editFiles(tree, 1, i)));
   await guard('100 files changed', () => delta('100 files changed', '≤ 0.3', (i) => editFiles(tree, 100, i)));
-  await guard('one 50 MB file added', () => delta('one 50 MB file added', '—', (i) => {
-    rmSync(join(tree, 'big'), { recursive: true, force: true });
-    mkdirSync(join(tree, 'big'));
-    writeFileSync(join(tree, 'big', `blob${i}.bin`), content(`big${i}`, 50 * 1024 * 1024));
-  }));
+  await guard('one 50 MB file added', () =>
+    delta('one 50 MB file added', '—', (i) => {
+      rmSync(join(tree, 'big'), { recursive: true, force: true });
+      mkdirSync(join(tree, 'big'));
+      writeFileSync(join(tree, 'big', `blob${i}.bin`), content(`big${i}`, 50 * 1024 * 1024));
+    }),
+  );
 
   // second platform sharing 95 % of its files with the first
   say('shared-core second platform …');
@@ -476,7 +496,7 @@ async function main(): Promise<void> {
     // Measure this phase alone: the master's peak so far may come from the 20k cases above.
     bigStartRss = rssMb(master.pid);
     const reset = resetPeakRss(master.pid);
-    if (!reset) say('  (could not reset the master\'s peak RSS: the 200k-phase figure is the peak since start)');
+    if (!reset) say("  (could not reset the master's peak RSS: the 200k-phase figure is the peak since start)");
     await guard('200,000-file tree', async () => {
       const t = await add('big200k', `${NS}/big200k`);
       say(`  200,000-file tree: initial converge ${Math.round(t.ms)} ms`);
@@ -511,10 +531,14 @@ async function main(): Promise<void> {
   if (args.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   else {
     const w = (s: string | number, n: number) => String(s).padEnd(n);
-    process.stdout.write(`\n${w('case', 32)}${w('spoke ms', 10)}${w('rsync ms', 10)}${w('ratio', 8)}${w('target', 8)}${w('spoke bytes', 14)}${w('rsync bytes', 14)}${w('CPU ms spoke / rsync', 22)}local tar|tar ms (× rsync)\n`);
+    process.stdout.write(
+      `\n${w('case', 32)}${w('spoke ms', 10)}${w('rsync ms', 10)}${w('ratio', 8)}${w('target', 8)}${w('spoke bytes', 14)}${w('rsync bytes', 14)}${w('CPU ms spoke / rsync', 22)}local tar|tar ms (× rsync)\n`,
+    );
     for (const r of rows) {
       const floor = r.localCopyMs === undefined ? '' : `${r.localCopyMs} (${ratioOf(r.localCopyMs, r.rsyncMs)})`;
-      process.stdout.write(`${w(r.case, 32)}${w(r.spokeMs, 10)}${w(r.rsyncMs, 10)}${w(r.ratio, 8)}${w(r.target, 8)}${w(r.spokeBytes, 14)}${w(r.rsyncBytes, 14)}${w(`${r.spokeCpuMs} / ${r.rsyncCpuMs}`, 22)}${floor}\n`);
+      process.stdout.write(
+        `${w(r.case, 32)}${w(r.spokeMs, 10)}${w(r.rsyncMs, 10)}${w(r.ratio, 8)}${w(r.target, 8)}${w(r.spokeBytes, 14)}${w(r.rsyncBytes, 14)}${w(`${r.spokeCpuMs} / ${r.rsyncCpuMs}`, 22)}${floor}\n`,
+      );
     }
     process.stdout.write(
       `${failures.length ? `\nfailed: ${failures.join('; ')}\n` : ''}\npeak RSS: master ${out.peakRssMb.master} MB, agent ${out.peakRssMb.agent} MB (20k cases)${bigRss ? `; master during the 200,000-file tree alone: ${bigPhaseRss ?? '? (no reset)'} MB (from ${bigStartRss} MB at its start); overall: master ${out.peakRssMb.masterOverall} MB, agent ${out.peakRssMb.agentOverall} MB` : ''}; CLI start-up ${out.cliStartupMs} ms\n`,
@@ -537,8 +561,7 @@ main()
     if (args.keep) {
       for (const [i, p] of procs.all.entries()) writeFileSync(join(work, `proc${i}.log`), p.out);
       process.stderr.write(`kept ${work}\n`);
-    }
-    else rmSync(work, { recursive: true, force: true });
+    } else rmSync(work, { recursive: true, force: true });
     if (freshFs && !args.keep) {
       spawnSync('umount', [freshFs.mount]);
       rmSync(dirname(freshFs.image), { recursive: true, force: true });

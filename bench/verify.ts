@@ -161,7 +161,14 @@ function record(name: string, runs: Run[], target: string, note = ''): void {
     minMs: r1(Math.min(...runs.map((r) => r.ms))),
     maxMs: r1(Math.max(...runs.map((r) => r.ms))),
     target,
-    parts: { queueMs: m((r) => r.queueMs), manifestMs: m((r) => r.manifestMs), convergeMs: m((r) => r.convergeMs), agentMs: m((r) => r.agentMs), registryMs: m((r) => r.registryMs), finishMs: m((r) => r.finishMs) },
+    parts: {
+      queueMs: m((r) => r.queueMs),
+      manifestMs: m((r) => r.manifestMs),
+      convergeMs: m((r) => r.convergeMs),
+      agentMs: m((r) => r.agentMs),
+      registryMs: m((r) => r.registryMs),
+      finishMs: m((r) => r.finishMs),
+    },
     note,
   };
   rows.push(row);
@@ -172,12 +179,16 @@ async function main(): Promise<void> {
   say(`generating a Drupal-shaped tree of ${FILES} files …`);
   const gen0 = performance.now();
   const st = makeDrupal8Tree(tree, { files: FILES });
-  say(`tree: ${st.files} files, ${(st.bytes / 1e6).toFixed(1)} MB, ${st.infoFiles} .info.yml, ${st.coreModules} core + ${st.contribModules} contrib modules (${Math.round(performance.now() - gen0)} ms)`);
+  say(
+    `tree: ${st.files} files, ${(st.bytes / 1e6).toFixed(1)} MB, ${st.infoFiles} .info.yml, ${st.coreModules} core + ${st.contribModules} contrib modules (${Math.round(performance.now() - gen0)} ms)`,
+  );
 
   const master = daemon(BIN.master, ['run', '--state-dir', join(work, 'state'), '--listen', '127.0.0.1:0', '--root', masterRoot], MASTER_NODE_FLAGS);
   const listen = (await until('master', () => /listening on (\S+);/.exec(master.out) ?? undefined))[1] as string;
   const token = cli('server', 'token', 'bench').trim();
-  execFileSync(process.execPath, [BIN.agent, 'enroll', '--master', listen, '--token', token, '--state-dir', join(work, 'agent-state'), '--roots', '/var/www'], { env });
+  execFileSync(process.execPath, [BIN.agent, 'enroll', '--master', listen, '--token', token, '--state-dir', join(work, 'agent-state'), '--roots', '/var/www'], {
+    env,
+  });
   const agent = daemon(BIN.agent, ['run', '--state-dir', join(work, 'agent-state'), '--root', join(work, 'agent-root')]);
   api = new wire.OperatorClient(`unix://${join(work, 'state', 'spoke.sock')}`, credentials.createInsecure());
   await until('agent online', () => /"online": true/.test(cli('-o', 'json', 'server', 'show', 'bench')) || undefined);
@@ -208,7 +219,12 @@ async function main(): Promise<void> {
   const shown = JSON.parse(cli('-o', 'json', 'platform', 'show', 'd10')) as { registry: { modules: { path: string; version: string }[] } };
   const module = shown.registry.modules.find((m) => `${m.path}/` === st.sampleInfo.slice(0, st.sampleInfo.lastIndexOf('/') + 1));
   const picked = module?.version === `8.x-9.${RUNS - 1}`;
-  record('one .info.yml changed', info, '—', `${picked ? 'registry updated' : `REGISTRY NOT UPDATED (${module?.version})`}; parsed in ${info.filter((r) => r.registryParsed).length}/${RUNS} runs`);
+  record(
+    'one .info.yml changed',
+    info,
+    '—',
+    `${picked ? 'registry updated' : `REGISTRY NOT UPDATED (${module?.version})`}; parsed in ${info.filter((r) => r.registryParsed).length}/${RUNS} runs`,
+  );
 
   say('one .php changed …');
   const php: Run[] = [];

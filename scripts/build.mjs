@@ -29,7 +29,13 @@ const entries = [
 const t0 = Date.now();
 // Chunks of an earlier build (their names carry a content hash) would pile up beside the entry.
 const masterDist = join(root, 'packages/master/dist');
-for (const f of (() => { try { return readdirSync(masterDist); } catch { return []; } })()) {
+for (const f of (() => {
+  try {
+    return readdirSync(masterDist);
+  } catch {
+    return [];
+  }
+})()) {
   if (/^spoke-.*-[A-Z0-9]{8}\.js(\.map)?$/.test(f)) rmSync(join(masterDist, f));
 }
 await Promise.all(

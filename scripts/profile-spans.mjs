@@ -29,7 +29,9 @@ if (args.case && spans.length === 0) {
 const top = Number(args.top);
 const key = (cf) => `${cf.functionName || '(anon)'} ${cf.url.split('/').pop()}:${cf.lineNumber}`;
 
-for (const f of readdirSync(dir).filter((n) => n.endsWith('.cpuprofile')).sort()) {
+for (const f of readdirSync(dir)
+  .filter((n) => n.endsWith('.cpuprofile'))
+  .sort()) {
   const prof = JSON.parse(readFileSync(join(dir, f), 'utf8'));
   const nodes = new Map(prof.nodes.map((n) => [n.id, n]));
   const parent = new Map();
@@ -65,5 +67,7 @@ for (const f of readdirSync(dir).filter((n) => n.endsWith('.cpuprofile')).sort()
       .slice(0, top)
       .map(([k, v]) => `${(v / 1000 / runs).toFixed(2).padStart(9)} ms  ${k}`)
       .join('\n');
-  process.stdout.write(`== ${f}: ${(total / 1000 / runs).toFixed(1)} ms per run over ${runs} run(s)\n--- self\n${list(self)}\n--- inclusive\n${list(incl)}\n\n`);
+  process.stdout.write(
+    `== ${f}: ${(total / 1000 / runs).toFixed(1)} ms per run over ${runs} run(s)\n--- self\n${list(self)}\n--- inclusive\n${list(incl)}\n\n`,
+  );
 }

@@ -62,7 +62,7 @@ describe('architecture', () => {
     expect(bad).toEqual([]);
   });
 
-  it('packages are entered only through their index (and shared\'s lean client door; tests: or their testkit)', () => {
+  it("packages are entered only through their index (and shared's lean client door; tests: or their testkit)", () => {
     const bad = pkgs.flatMap((p) =>
       files[p].flatMap((f) =>
         imports(f)
@@ -74,7 +74,9 @@ describe('architecture', () => {
   });
 
   it('no daemon code imports a testkit', () => {
-    const bad = pkgs.flatMap((p) => files[p].filter((f) => !TEST_SUPPORT.test(f) && imports(f).some((i) => TESTKIT.test(i) || /testkit\.js$/.test(i))).map((f) => relative(ROOT, f)));
+    const bad = pkgs.flatMap((p) =>
+      files[p].filter((f) => !TEST_SUPPORT.test(f) && imports(f).some((i) => TESTKIT.test(i) || /testkit\.js$/.test(i))).map((f) => relative(ROOT, f)),
+    );
     expect(bad).toEqual([]);
   });
 
@@ -98,7 +100,10 @@ describe('architecture', () => {
         const rel = relative(ROOT, f);
         if (WIRE_EDGES.some((re) => re.test(rel)) || TEST_SUPPORT.test(rel)) continue;
         const text = readFileSync(f, 'utf8');
-        if (/\bwire\b[^\n]*from '@spoke\/shared(?:\/client)?'|from ['"][./]*gen\//.test(text) || /import[^;]*\bwire\b[^;]*from '@spoke\/shared(?:\/client)?'/s.test(text)) {
+        if (
+          /\bwire\b[^\n]*from '@spoke\/shared(?:\/client)?'|from ['"][./]*gen\//.test(text) ||
+          /import[^;]*\bwire\b[^;]*from '@spoke\/shared(?:\/client)?'/s.test(text)
+        ) {
           bad.push(rel);
         }
       }
@@ -124,7 +129,12 @@ describe('architecture', () => {
     const src = join(ROOT, 'packages/master/src');
     const graph = new Map<string, string[]>();
     for (const f of files.master.filter((x) => !x.endsWith('.test.ts'))) {
-      graph.set(f, imports(f).filter((i) => i.startsWith('.')).map((i) => resolve(dirname(f), i).replace(/\.js$/, '.ts')));
+      graph.set(
+        f,
+        imports(f)
+          .filter((i) => i.startsWith('.'))
+          .map((i) => resolve(dirname(f), i).replace(/\.js$/, '.ts')),
+      );
     }
     const cycles: string[] = [];
     const state = new Map<string, 'open' | 'done'>();

@@ -47,7 +47,23 @@ export async function startPebble(dir: string, httpPort: number): Promise<Privat
   const ca = { key: join(dir, 'ca.key'), cert: join(dir, 'ca.pem') };
   const leaf = { key: join(dir, 'pebble.key'), csr: join(dir, 'pebble.csr'), cert: join(dir, 'pebble.pem'), ext: join(dir, 'ext.cnf') };
   const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=pebble test CA', '-keyout', ca.key, '-out', ca.cert);
+  ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=pebble test CA',
+    '-keyout',
+    ca.key,
+    '-out',
+    ca.cert,
+  );
   ssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=localhost', '-keyout', leaf.key, '-out', leaf.csr);
   writeFileSync(leaf.ext, 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
   ssl('x509', '-req', '-in', leaf.csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-days', '2', '-extfile', leaf.ext, '-out', leaf.cert);
@@ -60,11 +76,29 @@ export async function startPebble(dir: string, httpPort: number): Promise<Privat
   };
   const dnsProc = spawn(
     CHALLTESTSRV,
-    ['-dns01', `127.0.0.1:${dns}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${mgmtDns}`, '-defaultIPv4', '127.0.0.1', '-defaultIPv6', ''],
+    [
+      '-dns01',
+      `127.0.0.1:${dns}`,
+      '-http01',
+      '',
+      '-https01',
+      '',
+      '-tlsalpn01',
+      '',
+      '-management',
+      `127.0.0.1:${mgmtDns}`,
+      '-defaultIPv4',
+      '127.0.0.1',
+      '-defaultIPv6',
+      '',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   collect(dnsProc, 'challtestsrv');
-  await until('pebble-challtestsrv to start', () => /Starting challenge servers|dnsOneServer|DNS/i.test(out) || (dnsProc.exitCode !== null ? Promise.reject(new Error(out)) : false));
+  await until(
+    'pebble-challtestsrv to start',
+    () => /Starting challenge servers|dnsOneServer|DNS/i.test(out) || (dnsProc.exitCode !== null ? Promise.reject(new Error(out)) : false),
+  );
 
   const config = join(dir, 'pebble.json');
   writeFileSync(
@@ -91,7 +125,12 @@ export async function startPebble(dir: string, httpPort: number): Promise<Privat
   collect(proc, 'pebble');
   const caPem = execFileSync('cat', [ca.cert], { encoding: 'utf8' });
   const directory = `https://127.0.0.1:${acme}/dir`;
-  await until('pebble to serve its directory', () => get(directory, caPem).then(() => true, () => (proc.exitCode !== null ? Promise.reject(new Error(out)) : false)));
+  await until('pebble to serve its directory', () =>
+    get(directory, caPem).then(
+      () => true,
+      () => (proc.exitCode !== null ? Promise.reject(new Error(out)) : false),
+    ),
+  );
   return {
     directory,
     caFile: ca.cert,

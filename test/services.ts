@@ -150,7 +150,10 @@ export async function startNginx(prefix: string, opts: NginxOptions = {}): Promi
   const p = spawn(bin, [...args, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
   p.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   p.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  await until(`nginx${opts.name ? ` of ${opts.name}` : ''} to start`, () => existsSync(pidFile) || (p.exitCode != null ? Promise.reject(new Error(out)) : false));
+  await until(
+    `nginx${opts.name ? ` of ${opts.name}` : ''} to start`,
+    () => existsSync(pidFile) || (p.exitCode != null ? Promise.reject(new Error(out)) : false),
+  );
   const get = (host: string, path = '/') => httpGet(port, host, path, opts.getTimeoutMs);
   return {
     prefix,
@@ -211,7 +214,22 @@ export interface PhpFpmOptions {
 }
 
 /** What Drupal 7/8+ needs of PHP beyond what is built in (after mysqlnd). */
-export const DRUPAL_EXTENSIONS = ['pdo', 'pdo_mysql', 'ctype', 'dom', 'gd', 'mbstring', 'simplexml', 'tokenizer', 'xml', 'xmlreader', 'xmlwriter', 'fileinfo', 'iconv', 'posix'];
+export const DRUPAL_EXTENSIONS = [
+  'pdo',
+  'pdo_mysql',
+  'ctype',
+  'dom',
+  'gd',
+  'mbstring',
+  'simplexml',
+  'tokenizer',
+  'xml',
+  'xmlreader',
+  'xmlwriter',
+  'fileinfo',
+  'iconv',
+  'posix',
+];
 
 /** Where the php-fpm of `dir` listens (also when it is not installed and never started). */
 export const phpFpmSocket = (dir: string) => join(dir, 'php-fpm.sock');
@@ -288,14 +306,22 @@ export function prepareWordPress(target: string, opts: WordPressOptions = {}, so
   writeFileSync(join(content, 'mu-plugins', 'spoke-test-theme.php'), `<?php\ndefine('WP_DEFAULT_THEME', '${name}');\n`);
   writeFileSync(join(theme, 'style.css'), '/*\nTheme Name: Spoke Test\n*/\n');
   const posts = opts.listPosts ? '<?php while (have_posts()) { the_post(); echo "<h2 class=\\"post\\">" . get_the_title() . "</h2>"; } ?>' : '';
-  writeFileSync(join(theme, 'index.php'), `<html><head><title><?php bloginfo("name"); ?></title></head><body><h1 id="site-title"><?php bloginfo("name"); ?></h1>${posts}</body></html>\n`);
+  writeFileSync(
+    join(theme, 'index.php'),
+    `<html><head><title><?php bloginfo("name"); ?></title></head><body><h1 id="site-title"><?php bloginfo("name"); ?></h1>${posts}</body></html>\n`,
+  );
 }
 
 /**
  * Tears a site test stack down: the agents and the master killed, then the services stopped
  * (each may be undefined when the set-up failed half-way), then the scratch dir removed.
  */
-export async function stopStack(o: { agents: ReadonlyArray<{ daemon?: { stop(signal: NodeJS.Signals): Promise<unknown> } }>; master: { daemon?: { stop(signal: NodeJS.Signals): Promise<unknown> } }; services: ReadonlyArray<{ stop(): Promise<unknown> } | undefined>; dir: string }): Promise<void> {
+export async function stopStack(o: {
+  agents: ReadonlyArray<{ daemon?: { stop(signal: NodeJS.Signals): Promise<unknown> } }>;
+  master: { daemon?: { stop(signal: NodeJS.Signals): Promise<unknown> } };
+  services: ReadonlyArray<{ stop(): Promise<unknown> } | undefined>;
+  dir: string;
+}): Promise<void> {
   for (const a of o.agents) await a.daemon?.stop('SIGKILL');
   await o.master.daemon?.stop('SIGKILL');
   for (const svc of o.services) await svc?.stop();
@@ -306,7 +332,14 @@ export async function stopStack(o: { agents: ReadonlyArray<{ daemon?: { stop(sig
  * agent.json settings of one host that is both web and db server: our nginx and php-fpm, and a
  * private MariaDB reached over 127.0.0.1 (the site accounts granted for 127.0.0.1).
  */
-export function webAndDbSettings(o: { nginx: PrivateNginx; templates: string; fpm: PrivatePhpFpm; db: { port: number }; rootPassword: string; server: string }): Record<string, unknown> {
+export function webAndDbSettings(o: {
+  nginx: PrivateNginx;
+  templates: string;
+  fpm: PrivatePhpFpm;
+  db: { port: number };
+  rootPassword: string;
+  server: string;
+}): Record<string, unknown> {
   return {
     http: o.nginx.agentHttp(o.templates),
     php: { fpmSocket: o.fpm.socket },

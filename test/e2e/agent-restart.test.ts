@@ -105,7 +105,9 @@ describe('the master restarted 20 times under converge load', () => {
     // The grace period was used and said so in the task log.
     expect(verifies.map((v) => v.log).join('\n')).toMatch(/waiting up to \d+s for w[12] to reconnect after the master restart/);
     const waits = verifies.flatMap((v) => [...v.log.matchAll(/(w[12]) reconnected after (\d+\.\d)s/g)].map((m) => Number(m[2])));
-    process.stdout.write(`reconnect grace: ${verifies.filter((v) => /waiting up to/.test(v.log)).length}/${ROUNDS} verifies waited, ${waits.length} agent waits, longest ${Math.max(0, ...waits)}s\n`);
+    process.stdout.write(
+      `reconnect grace: ${verifies.filter((v) => /waiting up to/.test(v.log)).length}/${ROUNDS} verifies waited, ${waits.length} agent waits, longest ${Math.max(0, ...waits)}s\n`,
+    );
     // No task of any kind failed for an offline agent (the live platform's converges may fail
     // for a file its writer changed during the transfer, or be interrupted by a kill).
     const tasks = await master.json<{ id: number; state: string; errorCode: string | null; errorMessage: string | null }[]>('task', 'ls', '--limit', '1000');

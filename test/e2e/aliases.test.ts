@@ -127,7 +127,11 @@ describe('spoke site aliases (real master, agents and CLI)', () => {
         `wrote ${join(out, 'remote_example_com.site.yml')}: @remote_example_com → root@${HOST}:${live.remote.root}\n` +
         `wrote ${join(out, 'shop_example_org.site.yml')}: @shop_example_org → root@${HOST}:${live.shop.root}\n`,
     );
-    for (const [name, v] of [['local_example_com', live.local], ['remote_example_com', live.remote], ['shop_example_org', live.shop]] as const) {
+    for (const [name, v] of [
+      ['local_example_com', live.local],
+      ['remote_example_com', live.remote],
+      ['shop_example_org', live.shop],
+    ] as const) {
       const f = join(out, `${name}.site.yml`);
       expect(parseYaml(readFileSync(f, 'utf8'))).toEqual({ live: v });
       expect(statSync(f).mode & 0o777).toBe(0o644);

@@ -28,7 +28,18 @@ const src = join(dir, 'src');
 const D7 = '/var/aegir/platforms/d7-made';
 const GITP = '/var/aegir/platforms/from-git';
 
-const GIT = ['-c', 'user.name=Spoke Test', '-c', 'user.email=test@example.com', '-c', 'init.defaultBranch=main', '-c', 'commit.gpgsign=false', '-c', 'tag.gpgsign=false'];
+const GIT = [
+  '-c',
+  'user.name=Spoke Test',
+  '-c',
+  'user.email=test@example.com',
+  '-c',
+  'init.defaultBranch=main',
+  '-c',
+  'commit.gpgsign=false',
+  '-c',
+  'tag.gpgsign=false',
+];
 function git(cwd: string, ...args: string[]): string {
   return execFileSync('git', [...GIT, ...args], { cwd, encoding: 'utf8' }).trim();
 }
@@ -121,7 +132,9 @@ afterAll(async () => {
 
 describe('platform build', () => {
   it('builds a makefile platform from local git repositories and a local tarball, with a patch, and converges it', async () => {
-    const sha = createHash('sha256').update(readFileSync(join(src, 'make', 'ckeditor_4.5.tar.gz'))).digest('hex');
+    const sha = createHash('sha256')
+      .update(readFileSync(join(src, 'make', 'ckeditor_4.5.tar.gz')))
+      .digest('hex');
     const makefile = join(src, 'make', 'd7.make');
     writeFileSync(
       makefile,
@@ -194,7 +207,10 @@ describe('platform build', () => {
   });
 
   it('a patch that does not apply fails the build naming the step, and leaves nothing on the master or the agent', async () => {
-    writeFileSync(join(src, 'make', 'patches', 'stale.patch'), "--- a/token.module\n+++ b/token.module\n@@ -1,2 +1,2 @@\n <?php\n-function gone() {\n+function x() {\n");
+    writeFileSync(
+      join(src, 'make', 'patches', 'stale.patch'),
+      '--- a/token.module\n+++ b/token.module\n@@ -1,2 +1,2 @@\n <?php\n-function gone() {\n+function x() {\n',
+    );
     const makefile = join(src, 'make', 'broken.make');
     writeFileSync(
       makefile,
@@ -222,7 +238,10 @@ describe('platform build', () => {
 
   it('a makefile reading the CA key from the state dir is refused at add, and nothing is registered', async () => {
     const makefile = join(src, 'make', 'key.make');
-    writeFileSync(makefile, `core = 7.x\napi = 2\nprojects[drupal][download][url] = ${core}\nlibraries[k][download][type] = file\nlibraries[k][download][url] = ${join(master.stateDir, 'ca.key')}\n`);
+    writeFileSync(
+      makefile,
+      `core = 7.x\napi = 2\nprojects[drupal][download][url] = ${core}\nlibraries[k][download][type] = file\nlibraries[k][download][url] = ${join(master.stateDir, 'ca.key')}\n`,
+    );
     const r = await master.cli('platform', 'add', 'key', '--server', 'web', '--path', '/var/aegir/platforms/key', '--makefile', makefile);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error: BUILD_SOURCE_NOT_ALLOWED: key\.make: library k: download .*ca\.key is in the master's state directory/m);

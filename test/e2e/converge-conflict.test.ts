@@ -63,7 +63,12 @@ describe('a conflict with user data', () => {
 
     const st = await master.json<StatusJson>('platform', 'status', 'cp');
     expect(st.servers[0]?.conflicts).toEqual([
-      expect.objectContaining({ path: 'sites/x.example.com', wanted: 'file', userData: 'sites/x.example.com/files', advice: expect.stringMatching(/^w1: sites\/x\.example\.com: /) }),
+      expect.objectContaining({
+        path: 'sites/x.example.com',
+        wanted: 'file',
+        userData: 'sites/x.example.com/files',
+        advice: expect.stringMatching(/^w1: sites\/x\.example\.com: /),
+      }),
     ]);
     const human = await master.cli('platform', 'status', 'cp');
     expect(human.stdout).toMatch(/^w1\s+conflict\s/m);

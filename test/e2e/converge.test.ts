@@ -252,11 +252,15 @@ describe('converge', () => {
 
   it('a third member enrolled later converges by itself', async () => {
     await enrollAndRun(w3, '--cluster', 'web');
-    await until('w3 has the platform', async () => {
-      if (!existsSync(agentTree(w3))) return false;
-      const [a, b] = await Promise.all([walkTree(masterTree()), walkTree(agentTree(w3))]);
-      return a.manifest.rootHash === b.manifest.rootHash;
-    }, 30_000);
+    await until(
+      'w3 has the platform',
+      async () => {
+        if (!existsSync(agentTree(w3))) return false;
+        const [a, b] = await Promise.all([walkTree(masterTree()), walkTree(agentTree(w3))]);
+        return a.manifest.rootHash === b.manifest.rootHash;
+      },
+      30_000,
+    );
   });
 
   it('an agent that was offline catches up when it returns', async () => {
@@ -282,7 +286,9 @@ describe('converge', () => {
     // What power loss can leave: the marker of an earlier boot, a torn head, a torn file.
     writeFileSync(marker, JSON.stringify({ v: 1, bootId: 'an-earlier-boot' }));
     const trees = join(solo.stateDir, 'trees');
-    const treeDir = readdirSync(trees).map((d) => join(trees, d)).find((d) => readFileSync(join(d, 'head.json'), 'utf8').includes('/var/www/solo-p'));
+    const treeDir = readdirSync(trees)
+      .map((d) => join(trees, d))
+      .find((d) => readFileSync(join(d, 'head.json'), 'utf8').includes('/var/www/solo-p'));
     writeFileSync(join(treeDir as string, 'head.json'), '');
     writeFileSync(join(solo.root, '/var/www/solo-p/index.php'), '\0\0');
     const d = solo.run(AGENT_ENV);
@@ -303,27 +309,39 @@ describe('converge', () => {
     expect(t.state).toBe('succeeded');
     writeFileSync(join(master.root, '/var/www/live/a.php'), 'two');
     writeFileSync(join(master.root, '/var/www/live/b.php'), 'new');
-    await until('live change arrived', () => existsSync(join(solo.root, '/var/www/live/b.php')) && readFileSync(join(solo.root, '/var/www/live/a.php'), 'utf8') === 'two', 20_000);
+    await until(
+      'live change arrived',
+      () => existsSync(join(solo.root, '/var/www/live/b.php')) && readFileSync(join(solo.root, '/var/www/live/a.php'), 'utf8') === 'two',
+      20_000,
+    );
   });
 });
 
 describe('platform registry on verify', () => {
   it('verify records what the tree is, and platform diff compares two platforms', async () => {
     // two small Drupal 10 trees on the master
-    for (const [name, v, modv] of [['d10a', '10.2.1', '1.0.0'], ['d10b', '10.3.0', '1.2.0']] as const) {
+    for (const [name, v, modv] of [
+      ['d10a', '10.2.1', '1.0.0'],
+      ['d10b', '10.3.0', '1.2.0'],
+    ] as const) {
       const root = join(master.root, '/var/www', name);
       mkdirSync(join(root, 'core/lib'), { recursive: true });
       mkdirSync(join(root, 'core/modules/system'), { recursive: true });
       mkdirSync(join(root, 'modules/contrib/views_extra'), { recursive: true });
       writeFileSync(join(root, 'core/lib/Drupal.php'), `<?php\nclass Drupal {\n  const VERSION = '${v}';\n}\n`);
       writeFileSync(join(root, 'core/core.services.yml'), 'services: {}\n');
-      writeFileSync(join(root, 'core/modules/system/system.info.yml'), "name: System\ntype: module\nversion: VERSION\npackage: Core\n");
-      writeFileSync(join(root, 'modules/contrib/views_extra/views_extra.info.yml'), `name: Views extra\ntype: module\nversion: '${modv}'\nproject: views_extra\n`);
+      writeFileSync(join(root, 'core/modules/system/system.info.yml'), 'name: System\ntype: module\nversion: VERSION\npackage: Core\n');
+      writeFileSync(
+        join(root, 'modules/contrib/views_extra/views_extra.info.yml'),
+        `name: Views extra\ntype: module\nversion: '${modv}'\nproject: views_extra\n`,
+      );
       const t = await task(['platform', 'add', name, '--path', `/var/www/${name}`, '--server', 'solo']);
       expect(t.state, JSON.stringify(t.error)).toBe('succeeded');
     }
     const show = await master.json<{ registry: { kind: string; coreVersion: string; modules: { name: string; version: string | null }[] } }>(
-      'platform', 'show', 'd10a',
+      'platform',
+      'show',
+      'd10a',
     );
     expect(show.registry).toMatchObject({ kind: 'drupal8', coreVersion: '10.2.1' });
     expect(show.registry.modules.find((m) => m.name === 'views_extra')?.version).toBe('1.0.0');

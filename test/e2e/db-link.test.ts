@@ -74,12 +74,21 @@ afterAll(async () => {
 
 describe('site databases over the agent link', () => {
   it('creates a site database on the agent from the master; a second create is DB_EXISTS', async () => {
-    expect(await hub().call('db1', { type: 'dbCreate', ...SITE })).toEqual({ hosts: ['127.0.0.1'], added: ['127.0.0.1'], removed: [], siteHost: '127.0.0.1', sitePort: db.port });
+    expect(await hub().call('db1', { type: 'dbCreate', ...SITE })).toEqual({
+      hosts: ['127.0.0.1'],
+      added: ['127.0.0.1'],
+      removed: [],
+      siteHost: '127.0.0.1',
+      sitePort: db.port,
+    });
     const c = await db.connect('example_com', PW, 'example_com');
     await c.query('CREATE TABLE node (nid INT PRIMARY KEY, title TEXT)');
     await c.query("INSERT INTO node VALUES (1, 'one'), (2, 'two ✓')");
     await c.end();
-    expect(await expectCode(hub().call('db1', { type: 'dbCreate', ...SITE }))).toMatchObject({ code: 'DB_EXISTS', message: expect.stringMatching(/^db1: database example_com already exists/) });
+    expect(await expectCode(hub().call('db1', { type: 'dbCreate', ...SITE }))).toMatchObject({
+      code: 'DB_EXISTS',
+      message: expect.stringMatching(/^db1: database example_com already exists/),
+    });
   });
 
   const file = join(dir, 'example_com.sql');
@@ -117,12 +126,16 @@ describe('site databases over the agent link', () => {
   it('takes a dump upload only for a command it sent to that agent, and checks it on arrival', async () => {
     const client = agentClient();
     try {
-      const unknown = await putDump(client, [{ commandId: 'no-such-command', data: Buffer.from('-- Dump completed\n') }]).catch((e: { details?: string }) => e.details);
+      const unknown = await putDump(client, [{ commandId: 'no-such-command', data: Buffer.from('-- Dump completed\n') }]).catch(
+        (e: { details?: string }) => e.details,
+      );
       expect(unknown).toBe('no dump upload is expected from db1 for command "no-such-command"');
       // a transfer the hub registered (as a dbDump call does): cut short → refused, sink destroyed
       const cutSink = new PassThrough();
       const cutHandle = hub().dumps.expectUpload('cmd-cut', 'db1', 'example_com', cutSink);
-      const cut = await putDump(client, [{ commandId: 'cmd-cut', data: Buffer.from('CREATE TABLE t (x INT);\n') }]).catch((e: { details?: string }) => e.details);
+      const cut = await putDump(client, [{ commandId: 'cmd-cut', data: Buffer.from('CREATE TABLE t (x INT);\n') }]).catch(
+        (e: { details?: string }) => e.details,
+      );
       expect(cut).toMatch(/^the dump of example_com from db1 \(24 bytes\) lacks its "-- Dump completed" line/);
       expect(cutSink.destroyed).toBe(true);
       expect(() => cutHandle.finish()).toThrow(/did not receive in full/);
@@ -152,7 +165,11 @@ describe('site databases over the agent link', () => {
     const sum = async () => q('SELECT COUNT(*) AS n, SUM(CRC32(v)) AS crc FROM example_com.big');
     const before = await sum();
     const bigFile = join(dir, 'big.sql');
-    const up = await hub().call('db1', { type: 'dbDump', database: 'example_com' }, { dumpTo: createWriteStream(bigFile, { highWaterMark: 16 * 1024 }), timeoutMs: 120_000 });
+    const up = await hub().call(
+      'db1',
+      { type: 'dbDump', database: 'example_com' },
+      { dumpTo: createWriteStream(bigFile, { highWaterMark: 16 * 1024 }), timeoutMs: 120_000 },
+    );
     expect(up.bytes).toBeGreaterThan(12 * 1024 * 1024);
     expect(statSync(bigFile).size).toBe(up.bytes);
     await q('DROP TABLE example_com.big');

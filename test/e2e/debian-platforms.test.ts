@@ -228,7 +228,12 @@ describe('Debian wordpress and mediawiki trees as platforms', () => {
       } else {
         const skins = readdirSync(join(p.tree, 'skins')).filter((d) => existsSync(join(p.tree, 'skins', d, 'skin.json')));
         expect(skins.length).toBeGreaterThan(0);
-        expect(shown.registry?.themes.filter((t) => t.type === 'skin').map((t) => t.name).sort()).toEqual(skins.sort());
+        expect(
+          shown.registry?.themes
+            .filter((t) => t.type === 'skin')
+            .map((t) => t.name)
+            .sort(),
+        ).toEqual(skins.sort());
         const vector = JSON.parse(readFileSync(join(p.tree, 'skins/Vector/skin.json'), 'utf8')) as { version?: string };
         expect(shown.registry?.themes.find((t) => t.name === 'Vector')?.version).toBe(vector.version ?? null);
       }
@@ -259,9 +264,7 @@ describe('Debian wordpress and mediawiki trees as platforms', () => {
 
       // the agent reports what it holds: observed = desired
       await until(`${p.pkg} observed in sync`, async () => {
-        const st = await master.json<{ desiredRootHash: string; servers: { observedRootHash: string | null; inSync: boolean }[] }>(
-          'platform', 'status', p.pkg,
-        );
+        const st = await master.json<{ desiredRootHash: string; servers: { observedRootHash: string | null; inSync: boolean }[] }>('platform', 'status', p.pkg);
         return st.servers[0]?.inSync === true && st.servers[0].observedRootHash === st.desiredRootHash;
       });
       // nothing was written where the absolute links point on this host

@@ -25,7 +25,8 @@ const D7_TAR = join(FIXTURES, 'drupal-7.105.tar.xz');
 const D9_TAR = join(FIXTURES, 'drupal-9.5.11.tar.xz');
 const HAVE = existsSync(D7_TAR) && existsSync(D9_TAR);
 if (!HAVE) {
-  if (process.env.CI === 'true') throw new Error(`the Drupal fixtures are missing: ${FIXTURES} must hold drupal-7.105.tar.xz and drupal-9.5.11.tar.xz (see its README)`);
+  if (process.env.CI === 'true')
+    throw new Error(`the Drupal fixtures are missing: ${FIXTURES} must hold drupal-7.105.tar.xz and drupal-9.5.11.tar.xz (see its README)`);
   console.warn(`skipping test/e2e/drupal.test.ts: no Drupal fixtures at ${FIXTURES}`);
 }
 
@@ -93,7 +94,19 @@ class Browser {
 
   async req(url: string, opts: { post?: Record<string, string>; follow?: boolean } = {}): Promise<{ status: number; body: string; location: string }> {
     const u = new URL(url);
-    const args = ['-s', '--max-time', '60', '-c', this.jar, '-b', this.jar, '--resolve', `${u.hostname}:${nginx.port}:127.0.0.1`, '-w', '\n@@%{http_code} %{redirect_url}'];
+    const args = [
+      '-s',
+      '--max-time',
+      '60',
+      '-c',
+      this.jar,
+      '-b',
+      this.jar,
+      '--resolve',
+      `${u.hostname}:${nginx.port}:127.0.0.1`,
+      '-w',
+      '\n@@%{http_code} %{redirect_url}',
+    ];
     if (opts.follow) args.push('-L');
     for (const [k, v] of Object.entries(opts.post ?? {})) args.push('--data-urlencode', `${k}=${v}`);
     u.port = String(nginx.port);
@@ -142,7 +155,10 @@ beforeAll(async () => {
   mkdirSync(join(d7, 'profiles/spoke_broken'), { recursive: true });
   writeFileSync(join(d7, 'profiles/spoke_broken/spoke_broken.info'), 'name = Spoke broken\ncore = 7.x\ndependencies[] = node\n');
   writeFileSync(join(d7, 'profiles/spoke_broken/spoke_broken.profile'), '<?php\n');
-  writeFileSync(join(d7, 'profiles/spoke_broken/spoke_broken.install'), '<?php\nfunction spoke_broken_install() { throw new Exception("spoke_broken refuses to install"); }\n');
+  writeFileSync(
+    join(d7, 'profiles/spoke_broken/spoke_broken.install'),
+    '<?php\nfunction spoke_broken_install() { throw new Exception("spoke_broken refuses to install"); }\n',
+  );
   // the second platform: a newer spoke_probe with an update hook
   probeModule(d7b, 'function spoke_probe_update_7101() { variable_set("spoke_probe_updated", 7101); return "probe updated"; }');
   // the third: an update that fails
@@ -164,7 +180,9 @@ describe.skipIf(!HAVE)('Drupal sites without drush (real nginx, php-fpm, MariaDB
   it('refuses an unknown profile before anything is created, naming the profiles there are (hidden ones too)', async () => {
     const r = await master.cli('site', 'install', 'x.test', '--platform', 'd7', '--profile', 'umami');
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe('error: PROFILE_NOT_FOUND: platform d7 has no install profile umami: it has pantheon, spoke_broken (hidden, install only when named: minimal, standard, testing)\n');
+    expect(r.stderr).toBe(
+      'error: PROFILE_NOT_FOUND: platform d7 has no install profile umami: it has pantheon, spoke_broken (hidden, install only when named: minimal, standard, testing)\n',
+    );
     const nope = await master.cli('site', 'install', 'x.test', '--platform', 'nope');
     expect(nope.stderr).toMatch(/^error: PLATFORM_NOT_FOUND: /);
     expect((await master.json<unknown[]>('site', 'list')).length).toBe(0);
@@ -258,7 +276,7 @@ describe.skipIf(!HAVE)('Drupal sites without drush (real nginx, php-fpm, MariaDB
     expect(del.state, delLog).toBe('succeeded');
   }, 300_000);
 
-  it("a drift repair that rewrites settings.php leaves it readable by the web server (the site keeps serving)", async () => {
+  it('a drift repair that rewrites settings.php leaves it readable by the web server (the site keeps serving)', async () => {
     const settings = join(w1.root, 'var/www/d7/sites/d7.test/settings.php');
     writeFileSync(settings, '<?php // edited by hand\n');
     // status re-observes the tree at once (verify alone waits for the agent's drift scan: issue 19)

@@ -28,10 +28,16 @@ describe('spoke events', () => {
   it('follows task state changes and an agent leaving, as they happen', async () => {
     // one task first: its last change is the backlog line that shows the stream is open
     expect((await master.task('server', 'verify', 'solo')).t.state).toBe('succeeded');
-    const child = spawn(process.execPath, [BIN.spoke, '--state-dir', master.stateDir, '-o', 'json', 'events', '-f', '--limit', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN.spoke, '--state-dir', master.stateDir, '-o', 'json', 'events', '-f', '--limit', '1'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    const events = () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { kind: string; entity: string; state: string; taskKind: string | null; taskId: number | null });
+    const events = () =>
+      out
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { kind: string; entity: string; state: string; taskKind: string | null; taskId: number | null });
     try {
       await until('backlog line', () => events().length === 1);
       expect(events()[0]).toMatchObject({ kind: 'task', taskKind: 'server.verify', state: 'succeeded' });
@@ -39,11 +45,12 @@ describe('spoke events', () => {
       const v = await master.task('server', 'verify', 'solo');
       expect(v.t.state).toBe('succeeded');
       await until('verify events', () => events().filter((e) => e.taskId === v.t.id).length === 3);
-      expect(events().slice(before).filter((e) => e.taskId === v.t.id).map((e) => `${e.taskKind} ${e.entity} ${e.state}`)).toEqual([
-        'server.verify server:solo queued',
-        'server.verify server:solo running',
-        'server.verify server:solo succeeded',
-      ]);
+      expect(
+        events()
+          .slice(before)
+          .filter((e) => e.taskId === v.t.id)
+          .map((e) => `${e.taskKind} ${e.entity} ${e.state}`),
+      ).toEqual(['server.verify server:solo queued', 'server.verify server:solo running', 'server.verify server:solo succeeded']);
       await solo.daemon?.stop('SIGTERM');
       await until('agent left', () => events().some((e) => e.kind === 'agent' && e.entity === 'server:solo' && e.state === 'disconnected'));
     } finally {

@@ -106,10 +106,19 @@ describe('fleet', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('drift is reported, not repaired');
     writeFileSync(agentFile(w2, `${WP}/extra.php`), 'mine');
-    const failed = await until('the drift reported', async () => {
-      const ts = await master.json<{ id: number; kind: string; state: string; error: { code: string; message: string } | null }[]>('task', 'ls', '--entity', 'platform:wp');
-      return ts.find((t) => t.kind === 'platform.converge' && t.state === 'failed' && t.error?.message.includes('DRIFT_FOUND'));
-    }, 30_000);
+    const failed = await until(
+      'the drift reported',
+      async () => {
+        const ts = await master.json<{ id: number; kind: string; state: string; error: { code: string; message: string } | null }[]>(
+          'task',
+          'ls',
+          '--entity',
+          'platform:wp',
+        );
+        return ts.find((t) => t.kind === 'platform.converge' && t.state === 'failed' && t.error?.message.includes('DRIFT_FOUND'));
+      },
+      30_000,
+    );
     expect(failed.error?.message).toContain('+extra.php');
     // several drift checks later: still there, and reported once
     await new Promise((res) => setTimeout(res, 2000));
@@ -144,10 +153,14 @@ describe('fleet', () => {
   it('server rm of a member that serves platforms is refused; cluster remove says what stays where', async () => {
     const rm = await master.cli('server', 'rm', 'w2');
     expect(rm.code).not.toBe(0);
-    expect(rm.stderr).toContain('SERVER_HAS_PLATFORMS: w2 serves platform wp of cluster web; take it out first: spoke cluster remove web w2 [--delete-files], then spoke server rm w2');
+    expect(rm.stderr).toContain(
+      'SERVER_HAS_PLATFORMS: w2 serves platform wp of cluster web; take it out first: spoke cluster remove web w2 [--delete-files], then spoke server rm w2',
+    );
     const r = await master.cli('cluster', 'remove', 'web', 'w2');
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain(`w2 no longer serves wp (${WP}): Spoke removes their web server config on w2, now or when it is next online; the trees stay on w2`);
+    expect(r.stdout).toContain(
+      `w2 no longer serves wp (${WP}): Spoke removes their web server config on w2, now or when it is next online; the trees stay on w2`,
+    );
     // w2 stops holding the tree (no drift reported for it any more), and the files stay
     await until('w2 forgot the tree', () => readdirSync(join(w2.stateDir, 'trees')).length === 0, 30_000);
     expect(read(agentFile(w2, `${WP}/index.php`))).toContain('v1');
@@ -225,7 +238,9 @@ describe('fleet', () => {
       expect(r.code).toBe(1);
       // apart from JSON log lines (debug in tests), one line: grpc-js's own "E No address added…" is gone
       const plain = r.stderr.split('\n').filter((l) => l && !l.startsWith('{'));
-      expect(plain).toEqual([`error: ADDRESS_IN_USE: 127.0.0.1:${port} is already in use (another spoke-master, or another program: see ss -ltnp); stop it or choose another address`]);
+      expect(plain).toEqual([
+        `error: ADDRESS_IN_USE: 127.0.0.1:${port} is already in use (another spoke-master, or another program: see ss -ltnp); stop it or choose another address`,
+      ]);
     } finally {
       blocker.close();
     }

@@ -95,7 +95,14 @@ describe('foundation: master, enrollment, clusters, namespace, tasks', () => {
 
   it('a platform on the cluster reserves its path across every server', async () => {
     const p = await master.json<{ name: string; server: string; status: string }>(
-      'platform', 'add', 'd7', '--path', '/var/aegir/platforms/d7', '--server', 'web', '--no-verify',
+      'platform',
+      'add',
+      'd7',
+      '--path',
+      '/var/aegir/platforms/d7',
+      '--server',
+      'web',
+      '--no-verify',
     );
     expect(p).toMatchObject({ name: 'd7', server: 'web', status: 'pending' });
     const r = await master.cli('platform', 'add', 'd7-copy', '--path', '/var/aegir/platforms/d7', '--server', 'solo');

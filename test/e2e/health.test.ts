@@ -7,7 +7,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client, credentials, makeGenericClientConstructor, type ChannelCredentials, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
+import { type Client, credentials, makeGenericClientConstructor, type ChannelCredentials, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import parsePrometheusTextFormat, { type PromFamily } from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -123,7 +123,10 @@ describe('health and metrics', () => {
     const add = await master.task('platform', 'add', 'app', '--path', P, '--server', 'w1');
     expect(add.t.state, add.log).toBe('succeeded');
     // Heartbeats come every 250 ms (FAST_ENV): wait for a few gaps to be observed.
-    await until('heartbeat gaps', async () => Number((await scrape(masterMetrics)).find((f) => f.name === 'spoke_agent_heartbeat_gap_seconds')?.metrics[0]?.count) >= 2);
+    await until(
+      'heartbeat gaps',
+      async () => Number((await scrape(masterMetrics)).find((f) => f.name === 'spoke_agent_heartbeat_gap_seconds')?.metrics[0]?.count) >= 2,
+    );
     const m = await scrape(masterMetrics);
     expect(sample(m, 'spoke_agents', { state: 'online' })).toBe(1);
     expect(sample(m, 'spoke_agents', { state: 'offline' })).toBe(0);

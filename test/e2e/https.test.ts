@@ -21,7 +21,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type PrivateMariaDb } from '@spoke/agent/testkit';
 import { AgentUnderTest, MasterUnderTest, scratch, until } from '../harness.js';
-import { ROOT_USER, WORDPRESS, enrollAgent, freePort, prepareWordPress, startNginx, startPhpFpm, stopStack, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
+import {
+  ROOT_USER,
+  WORDPRESS,
+  enrollAgent,
+  freePort,
+  prepareWordPress,
+  startNginx,
+  startPhpFpm,
+  stopStack,
+  type PrivateNginx,
+  type PrivatePhpFpm,
+} from '../services.js';
 import { startPebble, type PrivatePebble } from '../pebble.js';
 
 const ROOT_PW = 'https-e2e root #pw';
@@ -55,7 +66,10 @@ const httpsOf = async (domain: string) => (await master.json<{ https: HttpsJson 
 
 /** curl over https to a member with pebble's root: exit code, HTTP status, headers. */
 function curl(port: number, host: string, path = '/hello.txt'): { code: number | null; out: string; err: string } {
-  const r = spawnSync('curl', ['-sS', '-i', '--cacert', rootFile, '--resolve', `${host}:${port}:127.0.0.1`, `https://${host}:${port}${path}`], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync('curl', ['-sS', '-i', '--cacert', rootFile, '--resolve', `${host}:${port}:127.0.0.1`, `https://${host}:${port}${path}`], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -107,10 +121,17 @@ beforeAll(async () => {
     '--acme-ca',
     pebble.caFile,
   ]);
-  await enrollAgent(master, d1, { db: { host: '127.0.0.1', port: db.port, adminUser: 'root', adminPassword: ROOT_PW, grantHosts: { c1: ['127.0.0.1'], c2: ['127.0.0.1'] } } });
+  await enrollAgent(master, d1, {
+    db: { host: '127.0.0.1', port: db.port, adminUser: 'root', adminPassword: ROOT_PW, grantHosts: { c1: ['127.0.0.1'], c2: ['127.0.0.1'] } },
+  });
   for (const m of members) {
     const n = m.nginx as PrivateNginx;
-    await enrollAgent(master, m.agent, { http: { ...n.agentHttp(join(dir, `templates-${m.name}`)), httpsListen: [`127.0.0.1:${m.httpsPort}`] }, php: { fpmSocket: fpm.socket } }, ['--cluster', 'web']);
+    await enrollAgent(
+      master,
+      m.agent,
+      { http: { ...n.agentHttp(join(dir, `templates-${m.name}`)), httpsListen: [`127.0.0.1:${m.httpsPort}`] }, php: { fpmSocket: fpm.socket } },
+      ['--cluster', 'web'],
+    );
   }
   const wp = await master.task('platform', 'add', 'wp', '--path', '/var/www/wp', '--server', 'web');
   expect(wp.t.state, wp.log).toBe('succeeded');
@@ -150,7 +171,12 @@ describe('HTTPS (real nginx, php-fpm, MariaDB, WordPress, pebble; a cluster of t
     const masterKeys = readdirSync(join(master.stateDir, 'tls', 'a.test')).filter((f) => f.endsWith('.key'));
     expect(masterKeys.length).toBeGreaterThan(0);
     for (const k of masterKeys) expect(statSync(join(master.stateDir, 'tls', 'a.test', k)).mode & 0o777).toBe(0o600);
-    const shown = [(await master.cli('-o', 'json', 'task', 'show', String(t.id))).stdout, (await master.cli('task', 'log', String(t.id))).stdout, (await master.cli('-o', 'json', 'site', 'show', 'a.test')).stdout, log];
+    const shown = [
+      (await master.cli('-o', 'json', 'task', 'show', String(t.id))).stdout,
+      (await master.cli('task', 'log', String(t.id))).stdout,
+      (await master.cli('-o', 'json', 'site', 'show', 'a.test')).stdout,
+      log,
+    ];
     for (const s of shown) expect(s).not.toMatch(/PRIVATE KEY/);
     // site show: each name with the certificate serving it; site ls: the HTTPS column.
     const text = (await master.cli('site', 'show', 'a.test')).stdout;
@@ -168,10 +194,14 @@ describe('HTTPS (real nginx, php-fpm, MariaDB, WordPress, pebble; a cluster of t
     const before = await httpsOf('a.test');
     const { t, log } = await master.task('site', 'alias', 'add', 'a.test', 'shop.a.test');
     expect(t.state, log).toBe('succeeded');
-    const h = await until('a certificate with shop.a.test', async () => {
-      const x = await httpsOf('a.test');
-      return x && x.names.includes('shop.a.test') ? x : undefined;
-    }, 120_000);
+    const h = await until(
+      'a certificate with shop.a.test',
+      async () => {
+        const x = await httpsOf('a.test');
+        return x && x.names.includes('shop.a.test') ? x : undefined;
+      },
+      120_000,
+    );
     await settled('a.test');
     expect(h.names.sort()).toEqual(['a.test', 'shop.a.test', 'www.a.test']);
     expect(h.notAfter).not.toBeNull();
@@ -223,10 +253,14 @@ describe('HTTPS (real nginx, php-fpm, MariaDB, WordPress, pebble; a cluster of t
     const fps = await Promise.all(members.map((m) => servedFingerprint(m.httpsPort, 'a.test')));
     await pebble.stop();
     writeFileSync(clockFile, String(Date.parse(before?.renewAt as string) - Date.now() + 3_600_000));
-    const failed = await until('a failed renewal', async () => {
-      const h = await httpsOf('a.test');
-      return h && h.failures > 0 ? h : undefined;
-    }, 120_000);
+    const failed = await until(
+      'a failed renewal',
+      async () => {
+        const h = await httpsOf('a.test');
+        return h && h.failures > 0 ? h : undefined;
+      },
+      120_000,
+    );
     writeFileSync(clockFile, '0');
     await settled('a.test');
     expect(failed.lastError).toMatch(/^ACME_FAILED: https:\/\/127\.0\.0\.1:\d+\/dir: /);
@@ -235,7 +269,9 @@ describe('HTTPS (real nginx, php-fpm, MariaDB, WordPress, pebble; a cluster of t
     expect(curl(members[1]!.httpsPort, 'a.test').code).toBe(0);
     expect((await master.cli('site', 'ls')).stdout).toMatch(/a\.test .* FAILING 1x/);
     expect((await master.cli('status')).stdout).toMatch(/HTTPS FAILING:\s+a\.test: 1 failed renewal: ACME_FAILED: /);
-    expect((await master.cli('site', 'show', 'a.test')).stdout).toMatch(/https renewal:\s+FAILING 1x: ACME_FAILED: .*; next attempt \d{4}-.* \(the certificate in use stays\)/);
+    expect((await master.cli('site', 'show', 'a.test')).stdout).toMatch(
+      /https renewal:\s+FAILING 1x: ACME_FAILED: .*; next attempt \d{4}-.* \(the certificate in use stays\)/,
+    );
 
     // An install --https while the ACME server is down is not undone: the site serves a
     // self-signed stand-in, the failure is recorded, the renewer tries again later.
@@ -255,7 +291,9 @@ describe('HTTPS (real nginx, php-fpm, MariaDB, WordPress, pebble; a cluster of t
     const hb = await httpsOf('b.test');
     expect(hb).toMatchObject({ enabled: true, source: 'acme', certificate: 'self-signed', failures: 1, issuer: 'CN=b.test' });
     expect(hb?.lastError).toMatch(/^ACME_FAILED: /);
-    const k = spawnSync('curl', ['-sS', '-k', '--resolve', `b.test:${members[1]!.httpsPort}:127.0.0.1`, `https://b.test:${members[1]!.httpsPort}/hello.txt`], { encoding: 'utf8' });
+    const k = spawnSync('curl', ['-sS', '-k', '--resolve', `b.test:${members[1]!.httpsPort}:127.0.0.1`, `https://b.test:${members[1]!.httpsPort}/hello.txt`], {
+      encoding: 'utf8',
+    });
     expect([k.status, k.stdout]).toEqual([0, 'hello over tls\n']);
   }, 600_000);
 
@@ -266,10 +304,56 @@ describe('HTTPS (real nginx, php-fpm, MariaDB, WordPress, pebble; a cluster of t
     mkdirSync(ops, { recursive: true });
     const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
     // A CA and a leaf for every name of the site; a second key that is not the leaf's.
-    ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '30', '-subj', '/CN=operator CA', '-keyout', join(ops, 'ca.key'), '-out', join(ops, 'ca.pem'));
-    ssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=a.test', '-keyout', join(ops, 'leaf.key'), '-out', join(ops, 'leaf.csr'));
+    ssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '30',
+      '-subj',
+      '/CN=operator CA',
+      '-keyout',
+      join(ops, 'ca.key'),
+      '-out',
+      join(ops, 'ca.pem'),
+    );
+    ssl(
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-subj',
+      '/CN=a.test',
+      '-keyout',
+      join(ops, 'leaf.key'),
+      '-out',
+      join(ops, 'leaf.csr'),
+    );
     writeFileSync(join(ops, 'ext.cnf'), 'subjectAltName=DNS:a.test,DNS:www.a.test,DNS:shop.a.test\n');
-    ssl('x509', '-req', '-in', join(ops, 'leaf.csr'), '-CA', join(ops, 'ca.pem'), '-CAkey', join(ops, 'ca.key'), '-CAcreateserial', '-days', '30', '-extfile', join(ops, 'ext.cnf'), '-out', join(ops, 'leaf.pem'));
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      join(ops, 'leaf.csr'),
+      '-CA',
+      join(ops, 'ca.pem'),
+      '-CAkey',
+      join(ops, 'ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '30',
+      '-extfile',
+      join(ops, 'ext.cnf'),
+      '-out',
+      join(ops, 'leaf.pem'),
+    );
     ssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', join(ops, 'other.key'));
     writeFileSync(join(ops, 'chain.pem'), readFileSync(join(ops, 'leaf.pem'), 'utf8') + readFileSync(join(ops, 'ca.pem'), 'utf8'));
 
@@ -285,7 +369,11 @@ describe('HTTPS (real nginx, php-fpm, MariaDB, WordPress, pebble; a cluster of t
     expect(t.state, log).toBe('succeeded');
     expect(await httpsOf('a.test')).toMatchObject({ source: 'operator', certificate: 'operator', renewAt: null });
     for (const m of members) {
-      const r = spawnSync('curl', ['-sS', '--cacert', join(ops, 'ca.pem'), '--resolve', `www.a.test:${m.httpsPort}:127.0.0.1`, `https://www.a.test:${m.httpsPort}/hello.txt`], { encoding: 'utf8' });
+      const r = spawnSync(
+        'curl',
+        ['-sS', '--cacert', join(ops, 'ca.pem'), '--resolve', `www.a.test:${m.httpsPort}:127.0.0.1`, `https://www.a.test:${m.httpsPort}/hello.txt`],
+        { encoding: 'utf8' },
+      );
       expect([r.status, r.stdout], m.name).toEqual([0, 'hello over tls\n']);
     }
   }, 300_000);

@@ -21,7 +21,17 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type PrivateMariaDb } from '@spoke/agent/testkit';
 import { AgentUnderTest, MasterUnderTest, scratch, until } from '../harness.js';
-import { DRUPAL_EXTENSIONS, enrollAgent, stopStack, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
+import {
+  DRUPAL_EXTENSIONS,
+  enrollAgent,
+  stopStack,
+  prepareWordPress,
+  startNginx,
+  startPhpFpm,
+  WORDPRESS,
+  type PrivateNginx,
+  type PrivatePhpFpm,
+} from '../services.js';
 
 const ROOT_PW = 'cron-e2e root #pw';
 const FIXTURES = resolve(import.meta.dirname, '../../../shared/fixtures');
@@ -164,7 +174,10 @@ describe('cron (real nginx, php-fpm, MariaDB, WordPress, Drupal 7)', () => {
     expect(off.t.state, off.log).toBe('succeeded');
     const before = await master.json<CronRunJson[]>('site', 'cron', 'wp.test', '--history');
     const r = await master.cli('site', 'cron', 'wp.test');
-    expect([r.code, r.stderr]).toEqual([1, 'error: SITE_DISABLED: site wp.test is disabled: its cron does not run (nothing was run; enable it first: spoke site enable wp.test)\n']);
+    expect([r.code, r.stderr]).toEqual([
+      1,
+      'error: SITE_DISABLED: site wp.test is disabled: its cron does not run (nothing was run; enable it first: spoke site enable wp.test)\n',
+    ]);
     expect(await master.json<CronRunJson[]>('site', 'cron', 'wp.test', '--history')).toEqual(before);
     const s = await master.json<SiteJson>('site', 'show', 'wp.test');
     expect(s.cron).toMatchObject({ skipped: 'the site is disabled', nextRun: null });
@@ -203,7 +216,11 @@ describe('cron (real nginx, php-fpm, MariaDB, WordPress, Drupal 7)', () => {
     expect(r.stderr).toMatch(
       /^error: SITE_CRON_FAILED: cron of wp\.test failed on w1 after \d+\.\ds: w1: GET http:\/\/wp\.test\/wp-cron\.php\?doing_wp_cron \(via 127\.0\.0\.1:\d+\) answered 200 without WordPress's wp-cron\.php's headers: not the site's answer \(is its vhost in place\?\): default server\n$/,
     );
-    expect((await master.json<SiteJson>('site', 'show', 'wp.test')).cron).toMatchObject({ failures: 1, failing: false, last: { ok: false, errorCode: 'SITE_CRON_FAILED' } });
+    expect((await master.json<SiteJson>('site', 'show', 'wp.test')).cron).toMatchObject({
+      failures: 1,
+      failing: false,
+      last: { ok: false, errorCode: 'SITE_CRON_FAILED' },
+    });
     const v = await master.task('site', 'verify', 'wp.test');
     expect(v.t.state, v.log).toBe('succeeded');
     await nginx.served('wp.test to be served again', 'wp.test', '/wp-login.php', (x) => x.status === 200 && !x.body.includes('default server'));
@@ -243,7 +260,7 @@ describe('cron (real nginx, php-fpm, MariaDB, WordPress, Drupal 7)', () => {
       const dbName = (await master.json<{ database: string }>('site', 'show', 'd9.test')).database;
       const state = `${dbName}.key_value WHERE collection = 'state' AND name = 'system.cron_last'`;
       // The installer ran cron once: set it back to 0 so the change is this run's.
-      await q(`UPDATE ${state.replace(' WHERE', ' SET value = \'i:0;\' WHERE')}`);
+      await q(`UPDATE ${state.replace(' WHERE', " SET value = 'i:0;' WHERE")}`);
       const r = await master.cli('site', 'cron', 'd9.test');
       expect(r.code, `${r.stdout}${r.stderr}\n${fpm.log().slice(-2000)}`).toBe(0);
       expect(r.stdout).toMatch(/^cron of d9\.test ran on w1 in \d+\.\ds: GET \/cron\/… via 127\.0\.0\.1:\d+: 204\n$/);
@@ -261,7 +278,9 @@ describe('cron (real nginx, php-fpm, MariaDB, WordPress, Drupal 7)', () => {
       for (let i = 1; i <= 3; i++) {
         const r = await master.cli('site', 'cron', 'd7.test');
         expect(r.code).toBe(1);
-        expect(r.stderr).toMatch(/^error: SITE_CRON_FAILED: cron of d7\.test failed on w1 after \d+\.\ds: w1: GET http:\/\/d7\.test\/cron\.php\?cron_key=… \(via 127\.0\.0\.1:\d+\) answered 502/);
+        expect(r.stderr).toMatch(
+          /^error: SITE_CRON_FAILED: cron of d7\.test failed on w1 after \d+\.\ds: w1: GET http:\/\/d7\.test\/cron\.php\?cron_key=… \(via 127\.0\.0\.1:\d+\) answered 502/,
+        );
       }
       const s = await master.json<SiteJson>('site', 'show', 'd7.test');
       expect(s.cron.failures).toBeGreaterThanOrEqual(3);

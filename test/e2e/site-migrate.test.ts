@@ -26,9 +26,11 @@ const SERIALIZED = 'a:2:{s:3:"url";s:17:"http://blog.test/";s:4:"list";a:1:{i:0;
 const UPLOAD_URL = 'http://blog.test/sites/blog.test/files/2025/hello.txt';
 
 /** PHP's serialize() of a JSON value (as arrays), by PHP itself. */
-const phpSerialize = (v: unknown): string => execFileSync('php', ['-r', 'echo serialize(json_decode(stream_get_contents(STDIN), true));'], { input: JSON.stringify(v) }).toString('utf8');
+const phpSerialize = (v: unknown): string =>
+  execFileSync('php', ['-r', 'echo serialize(json_decode(stream_get_contents(STDIN), true));'], { input: JSON.stringify(v) }).toString('utf8');
 /** PHP's unserialize() of a stored value (as JSON), by PHP itself; false when PHP cannot read it. */
-const phpUnserialize = (s: string): unknown => JSON.parse(execFileSync('php', ['-r', 'echo json_encode(unserialize(stream_get_contents(STDIN)));'], { input: s }).toString('utf8'));
+const phpUnserialize = (s: string): unknown =>
+  JSON.parse(execFileSync('php', ['-r', 'echo json_encode(unserialize(stream_get_contents(STDIN)));'], { input: s }).toString('utf8'));
 /** The upload's URL and the post/option that carry it, for a site renamed to `domain`. */
 const uploadUrl = (domain: string) => `http://${domain}/sites/${domain}/files/2025/hello.txt`;
 
@@ -131,7 +133,9 @@ beforeAll(async () => {
     "INSERT INTO blog_test.wp_posts (post_author, post_date, post_date_gmt, post_content, post_title, post_excerpt, post_status, post_name, to_ping, pinged, post_modified, post_modified_gmt, post_content_filtered, guid, post_type) VALUES (1, NOW(), NOW(), ?, 'Upload', '', 'publish', 'upload', '', '', NOW(), NOW(), '', 'http://blog.test/?p=998', 'post')",
     [`<a href="${UPLOAD_URL}">hello</a>`],
   );
-  await q("INSERT INTO blog_test.wp_options (option_name, option_value, autoload) VALUES ('spoke_upload', ?, 'no')", [phpSerialize({ logo: UPLOAD_URL, caption: 'grüß' })]);
+  await q("INSERT INTO blog_test.wp_options (option_name, option_value, autoload) VALUES ('spoke_upload', ?, 'no')", [
+    phpSerialize({ logo: UPLOAD_URL, caption: 'grüß' }),
+  ]);
   mkdirSync(join(agentTree(A), 'sites/blog.test/files/2025'), { recursive: true });
   writeFileSync(join(agentTree(A), 'sites/blog.test/files/2025/hello.txt'), 'hello from blog.test\n');
 }, 400_000);
@@ -196,8 +200,12 @@ describe('site clone and migrate (two agents, real nginx, php-fpm, MariaDB, Word
 
   it('refuses at once what cannot work', async () => {
     expect((await master.cli('site', 'clone', 'blog.test', 'copy.test')).stderr).toBe('error: DOMAIN_TAKEN: a site named copy.test already exists\n');
-    expect((await master.cli('site', 'migrate', 'blog.test', '--platform', 'wp')).stderr).toMatch(/^error: INVALID_ARGUMENT: site blog\.test is on platform wp already/);
-    expect((await master.cli('site', 'migrate', 'blog.test', '--platform', 'wp2', '--domain', 'copy.test')).stderr).toBe('error: DOMAIN_TAKEN: a site named copy.test already exists\n');
+    expect((await master.cli('site', 'migrate', 'blog.test', '--platform', 'wp')).stderr).toMatch(
+      /^error: INVALID_ARGUMENT: site blog\.test is on platform wp already/,
+    );
+    expect((await master.cli('site', 'migrate', 'blog.test', '--platform', 'wp2', '--domain', 'copy.test')).stderr).toBe(
+      'error: DOMAIN_TAKEN: a site named copy.test already exists\n',
+    );
     expect((await master.cli('site', 'migrate', 'blog.test')).stderr).toMatch(/site migrate needs --platform P/);
   });
 
@@ -207,17 +215,25 @@ describe('site clone and migrate (two agents, real nginx, php-fpm, MariaDB, Word
     // A broken site template on w2: ConfigureSite of the copy fails its nginx test.
     const builtin = readFileSync(join(import.meta.dirname, '../../deploy/templates/nginx/site.conf'), 'utf8');
     mkdirSync(join(B.templates, 'nginx'), { recursive: true });
-    writeFileSync(join(B.templates, 'nginx', 'site.conf'), builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'));
+    writeFileSync(
+      join(B.templates, 'nginx', 'site.conf'),
+      builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'),
+    );
     try {
       const { t, log } = await task('site', 'migrate', 'blog.test', '--platform', 'wp2', '--domain', 'news.test', '--db-server', 'w2');
       expect(t.state, log).toBe('failed');
       expect(t.error?.code).toBe('WEBSERVER_CONFIG_INVALID');
-      expect(t.error?.message).toMatch(/^site news\.test: web server config failed on w2 \(WEBSERVER_CONFIG_INVALID: .*spoke_bogus_directive.*\); rolled back$/);
+      expect(t.error?.message).toMatch(
+        /^site news\.test: web server config failed on w2 \(WEBSERVER_CONFIG_INVALID: .*spoke_bogus_directive.*\); rolled back$/,
+      );
       // it got past the copies
       expect(log).toMatch(/w2: created database news_test/);
       expect(log).toMatch(/restored \d+ bytes into news_test/);
       expect(log).toMatch(/w2: unpacked \d+ entries into sites\/news\.test of platform wp2/);
-      const undos = log.split('\n').filter((l) => /undid /.test(l)).map((l) => l.replace(/^.*undid /, ''));
+      const undos = log
+        .split('\n')
+        .filter((l) => /undid /.test(l))
+        .map((l) => l.replace(/^.*undid /, ''));
       expect(undos).toEqual(['copy-files', 'write-files', 'create-database', 'dump-database', 'reserve']);
       expect(log).toMatch(/w2: dropped database news_test; dropped user news_test@127\.0\.0\.1/);
       expect(await dbGone('news_test')).toEqual({ databases: [], users: [] });
@@ -230,7 +246,14 @@ describe('site clone and migrate (two agents, real nginx, php-fpm, MariaDB, Word
       expect(readdirSync(join(master.stateDir, 'work'))).toEqual([]);
       // the old site: unchanged, serving its data under both names
       const site = await master.json<Record<string, unknown>>('site', 'show', 'blog.test');
-      expect(site).toMatchObject({ domain: 'blog.test', platform: 'wp', status: 'installed', dbServer: 'w1', database: 'blog_test', aliases: ['www.blog.test'] });
+      expect(site).toMatchObject({
+        domain: 'blog.test',
+        platform: 'wp',
+        status: 'installed',
+        dbServer: 'w1',
+        database: 'blog_test',
+        aliases: ['www.blog.test'],
+      });
       expect((await master.cli('site', 'show', 'news.test')).stderr).toMatch(/^error: SITE_NOT_FOUND/);
       expect(existsSync(vhost(A, 'blog.test'))).toBe(true);
       expect(title((await get(A, 'blog.test')).body)).toBe(TITLE);
@@ -245,10 +268,26 @@ describe('site clone and migrate (two agents, real nginx, php-fpm, MariaDB, Word
   it('site migrate to w2 with a rename: the new domain and the alias served by w2, the old database, vhost and site dir gone', async () => {
     const { t, log } = await task('site', 'migrate', 'blog.test', '--platform', 'wp2', '--domain', 'news.test', '--db-server', 'w2');
     expect(t.state, `${log}\n${B.agent.daemon?.out.slice(-3000)}`).toBe('succeeded');
-    expect(t.result).toMatchObject({ domain: 'news.test', from: 'blog.test', platform: 'wp2', database: 'news_test', dbServer: 'w2', aliases: ['www.blog.test'] });
+    expect(t.result).toMatchObject({
+      domain: 'news.test',
+      from: 'blog.test',
+      platform: 'wp2',
+      database: 'news_test',
+      dbServer: 'w2',
+      aliases: ['www.blog.test'],
+    });
     // the switch came after the new vhost, the removals after the switch
-    const order = ['w2: nginx vhost', 'w1: removed vhost', 'switched: blog.test is now news.test', 'w1: dropped database blog_test', 'platform wp: removed sites/blog.test'].map((s) => log.indexOf(s));
-    expect(order.every((i) => i >= 0), log).toBe(true);
+    const order = [
+      'w2: nginx vhost',
+      'w1: removed vhost',
+      'switched: blog.test is now news.test',
+      'w1: dropped database blog_test',
+      'platform wp: removed sites/blog.test',
+    ].map((s) => log.indexOf(s));
+    expect(
+      order.every((i) => i >= 0),
+      log,
+    ).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
 
     const news = await served('news.test on w2', B, 'news.test', (x) => x.status === 200 && !x.body.startsWith('default server'));
@@ -277,7 +316,16 @@ describe('site clone and migrate (two agents, real nginx, php-fpm, MariaDB, Word
     expect(readdirSync(join(master.stateDir, 'work'))).toEqual([]);
 
     const site = await master.json<Record<string, unknown>>('site', 'show', 'news.test');
-    expect(site).toMatchObject({ domain: 'news.test', platform: 'wp2', server: 'w2', status: 'installed', dbServer: 'w2', database: 'news_test', dbUser: 'news_test', aliases: ['www.blog.test'] });
+    expect(site).toMatchObject({
+      domain: 'news.test',
+      platform: 'wp2',
+      server: 'w2',
+      status: 'installed',
+      dbServer: 'w2',
+      database: 'news_test',
+      dbUser: 'news_test',
+      aliases: ['www.blog.test'],
+    });
     expect((await master.json<{ domain: string }>('site', 'show', 'www.blog.test')).domain).toBe('news.test');
     expect((await master.cli('site', 'show', 'blog.test')).stderr).toMatch(/^error: SITE_NOT_FOUND/);
     // the clone was not touched
@@ -311,7 +359,12 @@ describe('site clone and migrate (two agents, real nginx, php-fpm, MariaDB, Word
     expect(existsSync(vhost(B, 'copy.test'))).toBe(true);
     expect(existsSync(join(wp3Tree, 'sites/copy.test'))).toBe(false);
     expect(title((await served('copy.test on w2', B, 'copy.test', (x) => x.status === 200 && !x.body.startsWith('default server'))).body)).toBe(TITLE);
-    expect(await master.json<Record<string, unknown>>('site', 'show', 'copy.test')).toMatchObject({ platform: 'wp2', server: 'w2', dbServer: 'w1', database: 'copy_test' });
+    expect(await master.json<Record<string, unknown>>('site', 'show', 'copy.test')).toMatchObject({
+      platform: 'wp2',
+      server: 'w2',
+      dbServer: 'w1',
+      database: 'copy_test',
+    });
     expect(await dbGone('copy_test_2')).toEqual({ databases: [], users: [] });
   }, 300_000);
 });

@@ -31,7 +31,12 @@ const WP = '/var/www/wp';
 const WP2 = '/var/www/wp2';
 const agentTree = (path: string, agent: AgentUnderTest = w1) => join(agent.root, path);
 const filesDir = (path: string, domain: string, agent: AgentUnderTest = w1) => join(agentTree(path, agent), 'sites', domain, 'files');
-const members = ['c1', 'c2'].map((name) => ({ name, agent: new AgentUnderTest(dir, name), ngx: join(dir, `nginx-${name}`), nginx: undefined as PrivateNginx | undefined }));
+const members = ['c1', 'c2'].map((name) => ({
+  name,
+  agent: new AgentUnderTest(dir, name),
+  ngx: join(dir, `nginx-${name}`),
+  nginx: undefined as PrivateNginx | undefined,
+}));
 const WPC = '/var/www/wpc';
 let nginx: PrivateNginx;
 let fpm: PrivatePhpFpm;
@@ -40,7 +45,9 @@ let backupId = '';
 
 /** www-data's uid and gid from /etc/passwd. */
 function webUser(): { uid: number; gid: number } {
-  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('www-data:'));
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('www-data:'));
   if (!line) throw new Error('www-data is missing from /etc/passwd');
   const [, , uid, gid] = line.split(':');
   return { uid: Number(uid), gid: Number(gid) };
@@ -60,7 +67,11 @@ function owners(root: string): Record<string, [number, number, string]> {
   const walk = (rel: string) => {
     const st = lstatSync(join(root, rel));
     out[rel || '.'] = [st.uid, st.gid, (st.mode & 0o7777).toString(8)];
-    if (st.isDirectory()) for (const n of execFileSync('ls', ['-A', join(root, rel)], { encoding: 'utf8' }).split('\n').filter(Boolean)) walk(rel ? `${rel}/${n}` : n);
+    if (st.isDirectory())
+      for (const n of execFileSync('ls', ['-A', join(root, rel)], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean))
+        walk(rel ? `${rel}/${n}` : n);
   };
   walk('');
   return out;
@@ -73,7 +84,13 @@ function expectWebOwned(root: string): void {
   for (const [rel, [uid, gid, mode]] of Object.entries(all)) {
     const m = parseInt(mode, 8);
     const dirEntry = lstatSync(join(root, rel)).isDirectory();
-    expect({ rel, uid, gid, groupWritable: (m & 0o060) === 0o060, setgid: dirEntry ? (m & 0o2000) !== 0 : false }).toEqual({ rel, uid: WEB.uid, gid: WEB.gid, groupWritable: true, setgid: dirEntry });
+    expect({ rel, uid, gid, groupWritable: (m & 0o060) === 0o060, setgid: dirEntry ? (m & 0o2000) !== 0 : false }).toEqual({
+      rel,
+      uid: WEB.uid,
+      gid: WEB.gid,
+      groupWritable: true,
+      setgid: dirEntry,
+    });
   }
 }
 
@@ -113,7 +130,10 @@ beforeAll(async () => {
     const { t, log } = await master.task('platform', 'add', 'wpc', '--path', WPC, '--server', 'web');
     expect(t.state, `${JSON.stringify(t.error)}\n${log}`).toBe('succeeded');
   }
-  for (const [name, path] of [['wp', WP], ['wp2', WP2]] as const) {
+  for (const [name, path] of [
+    ['wp', WP],
+    ['wp2', WP2],
+  ] as const) {
     const { t, log } = await master.task('platform', 'add', name, '--path', path, '--server', 'w1');
     expect(t.state, `${JSON.stringify(t.error)}\n${log}`).toBe('succeeded');
   }
@@ -146,14 +166,19 @@ describe('a single-server stack (web and db on one host, MariaDB over its socket
   it('site install localhost is refused before anything is created: no task, no database, no vhost', async () => {
     const tasksBefore = (await master.json<unknown[]>('task', 'ls')).length;
     const r = await master.cli('site', 'install', 'localhost', '--platform', 'wp');
-    expect([r.code, r.stderr]).toEqual([1, 'error: INVALID_DOMAIN: domain "localhost" is not valid: it needs at least two labels (example.com); single-label names such as localhost are not served\n']);
+    expect([r.code, r.stderr]).toEqual([
+      1,
+      'error: INVALID_DOMAIN: domain "localhost" is not valid: it needs at least two labels (example.com); single-label names such as localhost are not served\n',
+    ]);
     expect((await master.json<unknown[]>('task', 'ls')).length).toBe(tasksBefore);
     expect(await q("SHOW DATABASES LIKE 'localhost'")).toEqual([]);
     expect(existsSync(join(confDir, 'spoke-site-localhost.conf'))).toBe(false);
     expect(existsSync(join(agentTree(WP), 'sites/localhost'))).toBe(false);
     // the same rule as alias add
     const a = await master.cli('site', 'alias', 'add', 'blog.test', 'localhost');
-    expect(a.stderr).toBe('error: INVALID_DOMAIN: domain "localhost" is not valid: it needs at least two labels (example.com); single-label names such as localhost are not served\n');
+    expect(a.stderr).toBe(
+      'error: INVALID_DOMAIN: domain "localhost" is not valid: it needs at least two labels (example.com); single-label names such as localhost are not served\n',
+    );
   }, 120_000);
 
   it('site restore: the restored files belong to www-data and PHP as www-data can upload into them', async () => {
@@ -188,7 +213,7 @@ describe('a single-server stack (web and db on one host, MariaDB over its socket
     await nginx.served('news.test on wp2', 'news.test', '/', (x) => x.status === 200 && x.body.includes(TITLE));
   }, 600_000);
 
-  it('site verify repairs ownership drift under files/ and private/ (a file and a dir chown\'d to root)', async () => {
+  it("site verify repairs ownership drift under files/ and private/ (a file and a dir chown'd to root)", async () => {
     const news = filesDir(WP2, 'news.test');
     chownSync(join(news, '2026/12'), 0, 0);
     chmodSync(join(news, '2026/12'), 0o755);
@@ -208,7 +233,7 @@ describe('a single-server stack (web and db on one host, MariaDB over its socket
     expect(phpWriteAsWebUser(join(news, '2026/12/drift.txt'))).toBeNull();
   }, 300_000);
 
-  it('on a cluster: a restore leaves the files www-data\'s on every member', async () => {
+  it("on a cluster: a restore leaves the files www-data's on every member", async () => {
     const r = await master.cli('site', 'install', 'c.test', '--platform', 'wpc', '--db-server', 'w1', '--title', TITLE);
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     const [c1, c2] = members as [(typeof members)[0], (typeof members)[0]];

@@ -20,7 +20,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMariaDb, type PrivateMariaDb } from '@spoke/agent/testkit';
 import { readTar } from '@spoke/shared';
 import { AgentUnderTest, MasterUnderTest, scratch } from '../harness.js';
-import { enrollAgent, stopStack, webAndDbSettings, prepareWordPress, startNginx, startPhpFpm, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
+import {
+  enrollAgent,
+  stopStack,
+  webAndDbSettings,
+  prepareWordPress,
+  startNginx,
+  startPhpFpm,
+  WORDPRESS,
+  type PrivateNginx,
+  type PrivatePhpFpm,
+  type Reply,
+} from '../services.js';
 
 const run = promisify(execFile);
 const ROOT_PW = 'sites-e2e root #pw';
@@ -64,7 +75,7 @@ const dbGone = async (name: string) => ({
 });
 
 beforeAll(async () => {
-  if (!existsSync(join(WORDPRESS, 'wp-admin/install.php'))) throw new Error('Debian\'s WordPress is not installed: apt-get install wordpress');
+  if (!existsSync(join(WORDPRESS, 'wp-admin/install.php'))) throw new Error("Debian's WordPress is not installed: apt-get install wordpress");
   // Names no vhost claims land on the default server.
   nginx = await startNginx(ngx, { defaultServerBody: 'default server\n' });
   fpm = await startPhpFpm(dir, { children: 2, catchWorkersOutput: true, mysqli: true }); // WordPress needs mysqli
@@ -113,10 +124,23 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
     expect(existsSync(join(agentTree(), 'sites/blog.test/files'))).toBe(true);
 
     const site = await master.json<Record<string, unknown>>('site', 'show', 'blog.test');
-    expect(site).toMatchObject({ domain: 'blog.test', platform: 'wp', status: 'installed', dbServer: 'w1', database: 'blog_test', dbUser: 'blog_test', dbHost: '127.0.0.1', dbPort: db.port });
+    expect(site).toMatchObject({
+      domain: 'blog.test',
+      platform: 'wp',
+      status: 'installed',
+      dbServer: 'w1',
+      database: 'blog_test',
+      dbUser: 'blog_test',
+      dbHost: '127.0.0.1',
+      dbPort: db.port,
+    });
     const dbPassword = /define\('DB_PASSWORD', '([^']+)'\)/.exec(settings)?.[1] as string;
     expect(dbPassword.length).toBeGreaterThanOrEqual(16);
-    const all = [(await master.cli('-o', 'json', 'site', 'show', 'blog.test')).stdout, (await master.cli('site', 'show', 'blog.test')).stdout, (await master.cli('-o', 'json', 'site', 'list')).stdout];
+    const all = [
+      (await master.cli('-o', 'json', 'site', 'show', 'blog.test')).stdout,
+      (await master.cli('site', 'show', 'blog.test')).stdout,
+      (await master.cli('-o', 'json', 'site', 'list')).stdout,
+    ];
     for (const out of all) expect(out).not.toContain(dbPassword);
     expect((await master.cli('site', 'list')).stdout).toMatch(/blog\.test\s+wp\s+w1\s+w1\s+installed/);
   }, 300_000);
@@ -198,14 +222,22 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
     // A broken site template on the agent: ConfigureSite fails its nginx test.
     const builtin = readFileSync(join(import.meta.dirname, '../../deploy/templates/nginx/site.conf'), 'utf8');
     mkdirSync(join(templates, 'nginx'), { recursive: true });
-    writeFileSync(join(templates, 'nginx', 'site.conf'), builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'));
+    writeFileSync(
+      join(templates, 'nginx', 'site.conf'),
+      builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'),
+    );
     try {
       const { t, log } = await task('site', 'install', 'shop.test', '--platform', 'wp', '--alias', 'www.shop.test');
       expect(t.state).toBe('failed');
       expect(t.error?.code).toBe('WEBSERVER_CONFIG_INVALID');
-      expect(t.error?.message).toMatch(/^site shop\.test: web server config failed on w1 \(WEBSERVER_CONFIG_INVALID: .*spoke_bogus_directive.*\); rolled back$/);
+      expect(t.error?.message).toMatch(
+        /^site shop\.test: web server config failed on w1 \(WEBSERVER_CONFIG_INVALID: .*spoke_bogus_directive.*\); rolled back$/,
+      );
       // each undo is in the log, in reverse order
-      const undos = log.split('\n').filter((l) => /undid /.test(l)).map((l) => l.replace(/^.*undid /, ''));
+      const undos = log
+        .split('\n')
+        .filter((l) => /undid /.test(l))
+        .map((l) => l.replace(/^.*undid /, ''));
       expect(undos).toEqual(['write-files', 'create-database', 'reserve']);
       expect(log).toMatch(/created database shop_test/);
       expect(log).toMatch(/w1: dropped database shop_test; dropped user shop_test@127\.0\.0\.1/);
@@ -282,7 +314,9 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
       [safety, 'pre-restore'],
     ]);
     // the settings were rendered from the site's facts, as before
-    expect(readFileSync(join(agentTree(), 'sites/blog.test/wp-config.php'), 'utf8')).toBe(readFileSync(join(masterTree(), 'sites/blog.test/wp-config.php'), 'utf8'));
+    expect(readFileSync(join(agentTree(), 'sites/blog.test/wp-config.php'), 'utf8')).toBe(
+      readFileSync(join(masterTree(), 'sites/blog.test/wp-config.php'), 'utf8'),
+    );
     // the restore's scratch is gone from the platform tree
     expect(readdirSync(join(masterTree(), 'sites')).filter((n) => n.startsWith('.spoke-staging'))).toEqual([]);
   }, 300_000);
@@ -324,21 +358,29 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
 
     const builtin = readFileSync(join(import.meta.dirname, '../../deploy/templates/nginx/site.conf'), 'utf8');
     mkdirSync(join(templates, 'nginx'), { recursive: true });
-    writeFileSync(join(templates, 'nginx', 'site.conf'), builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'));
+    writeFileSync(
+      join(templates, 'nginx', 'site.conf'),
+      builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'),
+    );
     let log = '';
     try {
       const r = await task('site', 'restore', 'blog.test', '--backup', backupId);
       log = r.log;
       expect(r.t.state, log).toBe('failed');
       expect(r.t.error?.code).toBe('WEBSERVER_CONFIG_INVALID');
-      expect(r.t.error?.message).toMatch(/^site blog\.test: web server config failed on w1 \(WEBSERVER_CONFIG_INVALID: .*spoke_bogus_directive.*\); rolled back$/);
+      expect(r.t.error?.message).toMatch(
+        /^site blog\.test: web server config failed on w1 \(WEBSERVER_CONFIG_INVALID: .*spoke_bogus_directive.*\); rolled back$/,
+      );
     } finally {
       rmSync(join(templates, 'nginx', 'site.conf'));
     }
     // the restore did replace the database and the files before it failed
     expect(log).toMatch(/w1: database blog_test emptied and loaded/);
     expect(log).toMatch(/w1: sites\/blog\.test\/files.* put in place/);
-    const undos = log.split('\n').filter((l) => /undid /.test(l)).map((l) => l.replace(/^.*undid /, ''));
+    const undos = log
+      .split('\n')
+      .filter((l) => /undid /.test(l))
+      .map((l) => l.replace(/^.*undid /, ''));
     expect(undos).toEqual(['restore-files', 'restore-site-dir', 'restore-database']);
     expect(log).not.toMatch(/UNDO FAILED/);
 
@@ -366,10 +408,23 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
     const secret = /^http:\/\/blog\.test\/\?spoke-login=([\w-]{43})$/.exec(r.url)?.[1] as string;
     expect(secret, r.url).toBeTruthy();
     // the site's database holds only the secret's hash
-    const stored = (await q("SELECT option_name FROM blog_test.wp_options WHERE option_name LIKE '_transient_spoke_login_%'")) as Array<{ option_name: string }>;
+    const stored = (await q("SELECT option_name FROM blog_test.wp_options WHERE option_name LIKE '_transient_spoke_login_%'")) as Array<{
+      option_name: string;
+    }>;
     expect(stored.map((o) => o.option_name)).toEqual([`_transient_spoke_login_${createHash('sha256').update(secret).digest('hex')}`]);
     const curl = async (jar: string, path: string) => {
-      const { stdout } = await run('curl', ['-s', '-c', jar, '-b', jar, '-w', '\n@@%{http_code} %{redirect_url}', '--resolve', `blog.test:${nginx.port}:127.0.0.1`, `http://blog.test:${nginx.port}${path}`]);
+      const { stdout } = await run('curl', [
+        '-s',
+        '-c',
+        jar,
+        '-b',
+        jar,
+        '-w',
+        '\n@@%{http_code} %{redirect_url}',
+        '--resolve',
+        `blog.test:${nginx.port}:127.0.0.1`,
+        `http://blog.test:${nginx.port}${path}`,
+      ]);
       const at = stdout.lastIndexOf('\n@@');
       const [code, location] = stdout.slice(at + 3).split(' ');
       return { status: Number(code), location: location ?? '', body: stdout.slice(0, at) };
@@ -404,7 +459,9 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
       `define( 'DB_HOST', '127.0.0.1:${db.port}' );`,
       "define( 'DB_CHARSET', 'utf8mb4' );",
       "define( 'DB_COLLATE', '' );",
-      ...['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT', 'LOGGED_IN_SALT', 'NONCE_SALT'].map((k) => `define( '${k}', 'legacy ${k} phrase' );`),
+      ...['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT', 'LOGGED_IN_SALT', 'NONCE_SALT'].map(
+        (k) => `define( '${k}', 'legacy ${k} phrase' );`,
+      ),
       "$table_prefix = 'wp_';",
       "define( 'WP_HOME', 'http://legacy.test' );",
       "define( 'WP_SITEURL', 'http://legacy.test' );",
@@ -418,10 +475,18 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
    * out.)
    */
   const legacyState = async () => {
-    const tables = ((await q("SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'legacy_blog' AND TABLE_NAME <> 'wp_options' ORDER BY TABLE_NAME")) as { t: string }[]).map((r) => `legacy_blog.${r.t}`);
+    const tables = (
+      (await q(
+        "SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'legacy_blog' AND TABLE_NAME <> 'wp_options' ORDER BY TABLE_NAME",
+      )) as { t: string }[]
+    ).map((r) => `legacy_blog.${r.t}`);
     return {
-      tables: ((await q(`CHECKSUM TABLE ${tables.join(', ')} EXTENDED`)) as { Table: string; Checksum: unknown }[]).map((r) => `${r.Table} ${String(r.Checksum)}`),
-      options: await q("SELECT option_name, option_value FROM legacy_blog.wp_options WHERE option_name NOT LIKE '%transient%' AND option_name <> 'cron' ORDER BY option_name"),
+      tables: ((await q(`CHECKSUM TABLE ${tables.join(', ')} EXTENDED`)) as { Table: string; Checksum: unknown }[]).map(
+        (r) => `${r.Table} ${String(r.Checksum)}`,
+      ),
+      options: await q(
+        "SELECT option_name, option_value FROM legacy_blog.wp_options WHERE option_name NOT LIKE '%transient%' AND option_name <> 'cron' ORDER BY option_name",
+      ),
       accounts: await q("SELECT Host FROM mysql.user WHERE User = 'legacy_blog' ORDER BY Host"),
     };
   };
@@ -430,12 +495,16 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
     const taken = await master.cli('site', 'import', 'blog.test', '--platform', 'wp');
     expect(taken.stderr).toBe('error: DOMAIN_TAKEN: a site named blog.test already exists\n');
     const none = await master.cli('site', 'import', 'nothere.test', '--platform', 'wp');
-    expect(none.stderr).toBe(`error: SETTINGS_NOT_FOUND: no sites/nothere.test in platform wp (${masterTree()}): put the site dir there first (spoke platform verify wp lists the sites found on disk)\n`);
+    expect(none.stderr).toBe(
+      `error: SETTINGS_NOT_FOUND: no sites/nothere.test in platform wp (${masterTree()}): put the site dir there first (spoke platform verify wp lists the sites found on disk)\n`,
+    );
     mkdirSync(join(masterTree(), 'sites/empty.test'));
     writeFileSync(join(masterTree(), 'sites/empty.test/wp-config.php'), "<?php\ndefine( 'WP_DEBUG', false );\n");
     try {
       const nodb = await master.cli('site', 'import', 'empty.test', '--platform', 'wp');
-      expect(nodb.stderr).toBe('error: SETTINGS_UNREADABLE: sites/empty.test/wp-config.php defines no database (DB_NAME not found at the top level of the file); nothing to import\n');
+      expect(nodb.stderr).toBe(
+        'error: SETTINGS_UNREADABLE: sites/empty.test/wp-config.php defines no database (DB_NAME not found at the top level of the file); nothing to import\n',
+      );
     } finally {
       rmSync(join(masterTree(), 'sites/empty.test'), { recursive: true });
     }
@@ -464,7 +533,10 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
 
     const builtin = readFileSync(join(import.meta.dirname, '../../deploy/templates/nginx/site.conf'), 'utf8');
     mkdirSync(join(templates, 'nginx'), { recursive: true });
-    writeFileSync(join(templates, 'nginx', 'site.conf'), builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'));
+    writeFileSync(
+      join(templates, 'nginx', 'site.conf'),
+      builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'),
+    );
     try {
       const { t, log } = await task('site', 'import', 'legacy.test', '--platform', 'wp');
       expect(t.state, log).toBe('failed');
@@ -472,7 +544,10 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
       expect(t.error?.message).toMatch(/; rolled back$/);
       expect(log).toContain('db server w1 (the sites recorded with database address 127.0.0.1:');
       expect(log).toMatch(/w1: database legacy_blog exists; user legacy_blog now has accounts for 127\.0\.0\.1 \(already there\)/);
-      const undos = log.split('\n').filter((l) => /undid /.test(l)).map((l) => l.replace(/^.*undid /, ''));
+      const undos = log
+        .split('\n')
+        .filter((l) => /undid /.test(l))
+        .map((l) => l.replace(/^.*undid /, ''));
       expect(undos).toEqual(['write-files', 'adopt-database', 'reserve']);
       expect(log).not.toMatch(/dropped|UNDO FAILED/);
     } finally {
@@ -492,7 +567,7 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(await legacyState()).toEqual(before);
     expect(r.stdout).toContain('site: http://legacy.test/ (settings kept)');
-    expect(r.stdout).toContain('sites/legacy.test/wp-config.php is the site\'s own (imported); Spoke does not render it');
+    expect(r.stdout).toContain("sites/legacy.test/wp-config.php is the site's own (imported); Spoke does not render it");
     expect(r.stdout).not.toContain(LEGACY_PW);
     const home = await served('the imported site', 'legacy.test', '/', (x) => x.status === 200 && x.body.includes(LEGACY_TITLE));
     expect(home.body).toContain(`<h1 id="site-title">${LEGACY_TITLE}</h1>`);
@@ -503,7 +578,17 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
     expect(readFileSync(join(agentTree(), 'sites/legacy.test/files/2020/old-upload.txt'), 'utf8')).toBe('an upload from before\n');
     expect(readFileSync(join(agentTree(), 'sites/hosts.php'), 'utf8')).toContain("'legacy.test' => 'legacy.test'");
     const site = await master.json<Record<string, unknown>>('site', 'show', 'legacy.test');
-    expect(site).toMatchObject({ domain: 'legacy.test', platform: 'wp', status: 'installed', dbServer: 'w1', database: 'legacy_blog', dbUser: 'legacy_blog', dbHost: '127.0.0.1', dbPort: db.port, ownSettings: true });
+    expect(site).toMatchObject({
+      domain: 'legacy.test',
+      platform: 'wp',
+      status: 'installed',
+      dbServer: 'w1',
+      database: 'legacy_blog',
+      dbUser: 'legacy_blog',
+      dbHost: '127.0.0.1',
+      dbPort: db.port,
+      ownSettings: true,
+    });
     expect((await master.cli('site', 'show', 'legacy.test')).stdout).not.toContain(LEGACY_PW);
     // verify keeps the site's own settings
     const beforeVerify = await legacyState();

@@ -32,7 +32,17 @@ import {
 } from '@spoke/agent/testkit';
 import { addAgent, AgentHub, attachInMemory, freshNamespace, type AgentCommand } from '@spoke/master/testkit';
 import { cleanup, scratch } from '../harness.js';
-import { NGINX, prepareWordPress, startNginx, startPhpFpm, WEB_GROUP as webGroup, WORDPRESS, type PrivateNginx, type PrivatePhpFpm, type Reply } from '../services.js';
+import {
+  NGINX,
+  prepareWordPress,
+  startNginx,
+  startPhpFpm,
+  WEB_GROUP as webGroup,
+  WORDPRESS,
+  type PrivateNginx,
+  type PrivatePhpFpm,
+  type Reply,
+} from '../services.js';
 
 const BIN_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
@@ -146,11 +156,13 @@ afterAll(async () => {
 describe('site vhosts (real nginx, php-fpm)', () => {
   let enabledConfig = '';
 
-  it('ConfigureSite serves the platform\'s PHP for the domain and its alias, creates the files dirs, gives the settings file to the web group', async () => {
+  it("ConfigureSite serves the platform's PHP for the domain and its alias, creates the files dirs, gives the settings file to the web group", async () => {
     const r = await call({ ...SITE, webGroupFiles: ['sites/site.test/settings.php'] });
     expect(r).toMatchObject({ impl: 'nginx', path: CONF, changed: true, tested: true, reloaded: true });
     expect(r.problems).toEqual([]);
-    expect(r.fixed).toEqual(expect.arrayContaining(['sites/site.test/files: created', 'sites/site.test/private: created', 'sites/site.test/settings.php: mode 0600 → 0640']));
+    expect(r.fixed).toEqual(
+      expect.arrayContaining(['sites/site.test/files: created', 'sites/site.test/private: created', 'sites/site.test/settings.php: mode 0600 → 0640']),
+    );
     enabledConfig = readFileSync(CONF, 'utf8');
     const home = await served('nginx to serve site.test', 'site.test', '/', (x) => x.status === 200 && x.body.startsWith('p1 php ok'));
     expect(home.body).toBe('p1 php ok host=site.test uri=/\n');
@@ -158,8 +170,17 @@ describe('site vhosts (real nginx, php-fpm)', () => {
     expect((await get('www.site.test', '/node/1?x=1')).body).toBe('p1 php ok host=www.site.test uri=/node/1?x=1\n');
     expect((await get('other.test', '/')).body).toBe('default server\n');
 
-    const gid = Number(readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[0] === webGroup)?.split(':')[2]);
-    for (const [rel, mode] of [['sites/site.test/files', 0o2775], ['sites/site.test/private', 0o2770], ['sites/site.test/settings.php', 0o640]] as const) {
+    const gid = Number(
+      readFileSync('/etc/group', 'utf8')
+        .split('\n')
+        .find((l) => l.split(':')[0] === webGroup)
+        ?.split(':')[2],
+    );
+    for (const [rel, mode] of [
+      ['sites/site.test/files', 0o2775],
+      ['sites/site.test/private', 0o2770],
+      ['sites/site.test/settings.php', 0o640],
+    ] as const) {
       const st = statSync(join(tree(), rel));
       expect([st.mode & 0o7777, st.gid], rel).toEqual([mode, gid]);
     }
@@ -199,11 +220,14 @@ describe('site vhosts (real nginx, php-fpm)', () => {
     expect((await get('www.site.test', '/')).body).toBe('p1 php ok host=www.site.test uri=/\n');
   });
 
-  it('a broken site template fails with nginx\'s message; the old vhost stays and keeps serving', async () => {
+  it("a broken site template fails with nginx's message; the old vhost stays and keeps serving", async () => {
     const pidBefore = readFileSync(nginx.pidFile, 'utf8').trim();
     const builtin = readFileSync(join(import.meta.dirname, '../../deploy/templates/nginx/site.conf'), 'utf8');
     mkdirSync(join(templates, 'nginx'), { recursive: true });
-    writeFileSync(join(templates, 'nginx', 'site.conf'), builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'));
+    writeFileSync(
+      join(templates, 'nginx', 'site.conf'),
+      builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'),
+    );
     try {
       const err = await call({ ...SITE, aliases: ['www.site.test', 'new.site.test'] }).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'WEBSERVER_CONFIG_INVALID' });
@@ -223,7 +247,14 @@ describe('site vhosts (real nginx, php-fpm)', () => {
 
   it('RemoveSite: the names are no longer served by the vhost; with deleteFiles the files dirs go; a retry is fine', async () => {
     const r = await call({ type: 'removeSite', domain: 'site.test', tree: PLATFORM, deleteFiles: true, pinnedImpl: '' });
-    expect(r).toEqual({ impl: 'nginx', path: CONF, removed: true, reloaded: true, deleted: ['sites/site.test/files', 'sites/site.test/private'], problems: [] });
+    expect(r).toEqual({
+      impl: 'nginx',
+      path: CONF,
+      removed: true,
+      reloaded: true,
+      deleted: ['sites/site.test/files', 'sites/site.test/private'],
+      problems: [],
+    });
     expect(existsSync(CONF)).toBe(false);
     await served('site.test to fall to the default server', 'site.test', '/', (x) => x.body === 'default server\n');
     expect((await get('www.site.test', '/')).body).toBe('default server\n');
@@ -233,14 +264,25 @@ describe('site vhosts (real nginx, php-fpm)', () => {
   });
 
   it('InstallSite for a kind without an unattended installer says why it did not run', async () => {
-    const r = await call({ type: 'installSite', domain: 'site.test', kind: 'generic', title: 'X', adminUser: 'admin', adminEmail: 'a@site.test', adminPassword: 'pw', tree: '/var/www/site', profile: '', locale: '' });
+    const r = await call({
+      type: 'installSite',
+      domain: 'site.test',
+      kind: 'generic',
+      title: 'X',
+      adminUser: 'admin',
+      adminEmail: 'a@site.test',
+      adminPassword: 'pw',
+      tree: '/var/www/site',
+      profile: '',
+      locale: '',
+    });
     expect(r.ran).toBe(false);
     expect(r.reason).toMatch(/no non-interactive installer for kind generic/);
     expect(r.url).toBe('http://site.test/');
   });
 });
 
-describe('WordPress install over HTTP (Debian\'s wordpress, private MariaDB)', () => {
+describe("WordPress install over HTTP (Debian's wordpress, private MariaDB)", () => {
   if (!existsSync(join(WORDPRESS, 'wp-admin/install.php'))) throw new Error('Debian package wordpress is not installed: apt-get install wordpress');
   let db: PrivateMariaDb | undefined;
   const WP = '/var/www/wp';
@@ -289,12 +331,34 @@ describe('WordPress install over HTTP (Debian\'s wordpress, private MariaDB)', (
   });
 
   it('InstallSite runs the installer; the home page shows the title; a second run says it is installed', async () => {
-    const r = await call({ type: 'installSite', domain: 'wp.test', kind: 'wordpress', title: TITLE, adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'S3cret-pass-9!', tree: '/var/www/wp', profile: '', locale: '' });
+    const r = await call({
+      type: 'installSite',
+      domain: 'wp.test',
+      kind: 'wordpress',
+      title: TITLE,
+      adminUser: 'admin',
+      adminEmail: 'admin@wp.test',
+      adminPassword: 'S3cret-pass-9!',
+      tree: '/var/www/wp',
+      profile: '',
+      locale: '',
+    });
     expect(r).toEqual({ ran: true, reason: '', url: 'http://wp.test/', profile: '' });
     const home = await get('wp.test', '/');
     expect(home.status, home.body.slice(0, 500)).toBe(200);
     expect(home.body).toContain(`<h1 id="site-title">${TITLE}</h1>`);
-    const again = await call({ type: 'installSite', domain: 'wp.test', kind: 'wordpress', title: TITLE, adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'x', tree: '/var/www/wp', profile: '', locale: '' });
+    const again = await call({
+      type: 'installSite',
+      domain: 'wp.test',
+      kind: 'wordpress',
+      title: TITLE,
+      adminUser: 'admin',
+      adminEmail: 'admin@wp.test',
+      adminPassword: 'x',
+      tree: '/var/www/wp',
+      profile: '',
+      locale: '',
+    });
     expect(again).toMatchObject({ ran: false, reason: 'WordPress is already installed at http://wp.test/' });
   }, 120_000);
 
@@ -306,9 +370,18 @@ describe('WordPress install over HTTP (Debian\'s wordpress, private MariaDB)', (
 
   it('a site whose database is unreachable fails with SITE_INSTALL_FAILED and a one-line reason', async () => {
     writeFileSync(join(wpTree(), 'wp-config.php'), readFileSync(join(wpTree(), 'wp-config.php'), 'utf8').replace("'wp-pass-1'", "'wrong-password'"));
-    const err = await call({ type: 'installSite', domain: 'wp.test', kind: 'wordpress', title: TITLE, adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'pw', tree: '/var/www/wp', profile: '', locale: '' }).catch(
-      (e: unknown) => e,
-    );
+    const err = await call({
+      type: 'installSite',
+      domain: 'wp.test',
+      kind: 'wordpress',
+      title: TITLE,
+      adminUser: 'admin',
+      adminEmail: 'admin@wp.test',
+      adminPassword: 'pw',
+      tree: '/var/www/wp',
+      profile: '',
+      locale: '',
+    }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'SITE_INSTALL_FAILED' });
     expect((err as Error).message).toMatch(/^w1: http:\/\/wp\.test\/wp-admin\/install\.php \(via 127\.0\.0\.1:\d+\) answered 500: .*database connection/i);
     expect((err as Error).message).not.toContain('\n');

@@ -65,7 +65,10 @@ beforeAll(async () => {
     const s = await master.json<{ name: string; online: boolean }[]>('server', 'ls');
     return ['w1', 'w2', 'solo'].every((n) => s.find((x) => x.name === n)?.online);
   });
-  for (const [name, path, server] of [['cl', CL, 'web'], ['so', SO, 'solo']] as const) {
+  for (const [name, path, server] of [
+    ['cl', CL, 'web'],
+    ['so', SO, 'solo'],
+  ] as const) {
     const r = await master.cli('platform', 'add', name, '--path', path, '--server', server);
     expect(r.code, r.stderr).toBe(0);
   }

@@ -10,7 +10,18 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentUnderTest, MasterUnderTest, cleanup, scratch, until } from '../harness.js';
-import { enrollAgent, gidOf, NGINX, PHP_FPM, phpFpmSocket, startNginx, startPhpFpm, WEB_GROUP as webGroup, type PrivateNginx, type PrivatePhpFpm } from '../services.js';
+import {
+  enrollAgent,
+  gidOf,
+  NGINX,
+  PHP_FPM,
+  phpFpmSocket,
+  startNginx,
+  startPhpFpm,
+  WEB_GROUP as webGroup,
+  type PrivateNginx,
+  type PrivatePhpFpm,
+} from '../services.js';
 
 const dir = scratch('spoke-webconfig-');
 // nginx workers and php-fpm run as www-data when we are root: they must reach the agent's tree.
@@ -124,16 +135,21 @@ describe('web server config (real nginx)', () => {
     expect(status.servers).toMatchObject([{ server: 'w1', inSync: true, drift: { total: 0 } }]);
   });
 
-  it('a broken template fails the verify with nginx\'s own message; the previous config stays and nginx keeps serving', async () => {
+  it("a broken template fails the verify with nginx's own message; the previous config stays and nginx keeps serving", async () => {
     const pidBefore = readFileSync(nginx.pidFile, 'utf8').trim();
     const builtin = readFileSync(join(import.meta.dirname, '../../deploy/templates/nginx/platform.conf'), 'utf8');
     mkdirSync(join(templates, 'nginx'), { recursive: true });
-    writeFileSync(join(templates, 'nginx', 'platform.conf'), builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'));
+    writeFileSync(
+      join(templates, 'nginx', 'platform.conf'),
+      builtin.replace('    index index.php index.html;', '    index index.php index.html;\n    spoke_bogus_directive on;'),
+    );
     writeFileSync(join(masterTree(), 'hello.txt'), 'hello again\n');
     const { t, log } = await task('platform', 'verify', 'static1');
     expect(t.state).toBe('failed');
     expect(t.error?.code).toBe('CONVERGE_FAILED');
-    expect(t.error?.message).toMatch(/web server config of static1 failed on w1 \(WEBSERVER_CONFIG_INVALID: .*unknown directive "spoke_bogus_directive" in .*spoke-platform-static1\.conf:\d+/);
+    expect(t.error?.message).toMatch(
+      /web server config of static1 failed on w1 \(WEBSERVER_CONFIG_INVALID: .*unknown directive "spoke_bogus_directive" in .*spoke-platform-static1\.conf:\d+/,
+    );
     expect(t.error?.message).toMatch(/the previous file was restored/);
     expect(log).toMatch(/ERROR w1: WEBSERVER_CONFIG_INVALID: .*nginx: \[emerg\] unknown directive "spoke_bogus_directive"/);
     // the previous config is back, byte for byte; no temp file left beside it
@@ -170,7 +186,7 @@ describe('web server config (real nginx)', () => {
     expect((await get('/hello.txt')).body).toBe('hello again\n');
   });
 
-  it('platform rm removes the config (tested, reloaded) and the agent\'s tree state; nginx stops serving it; the tree stays', async () => {
+  it("platform rm removes the config (tested, reloaded) and the agent's tree state; nginx stops serving it; the tree stays", async () => {
     const r = await master.cli('platform', 'rm', 'static1');
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.stdout).toMatch(/^task \d+: platform\.remove on platform:static1\n/);

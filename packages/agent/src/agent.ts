@@ -57,7 +57,15 @@ async function startLocked(opts: CompiledAgentOptions, deps: Parameters<typeof s
   };
   const rootMap = new RootMap(opts.rootPrefix);
   const fileWorker = new FileWorker();
-  const trees = new AgentTrees({ stateDir: opts.stateDir, roots: opts.roots, rootMap, fetchBatch: opts.fetchBatch, helper: fileWorker, quarantine: { maxBytes: opts.quarantineMaxBytes, maxAgeMs: opts.quarantineMaxAgeMs }, log: deps.log.child({ component: 'agent.trees' }) });
+  const trees = new AgentTrees({
+    stateDir: opts.stateDir,
+    roots: opts.roots,
+    rootMap,
+    fetchBatch: opts.fetchBatch,
+    helper: fileWorker,
+    quarantine: { maxBytes: opts.quarantineMaxBytes, maxAgeMs: opts.quarantineMaxAgeMs },
+    log: deps.log.child({ component: 'agent.trees' }),
+  });
   // Converges do not fsync: a machine that went down while this agent ran is found here, and
   // then the tree state it wrote is not trusted (see converge/boot.ts).
   const run = beginRun(opts.stateDir, (deps.bootId ?? linuxBootId)());
@@ -109,9 +117,21 @@ async function startLocked(opts: CompiledAgentOptions, deps: Parameters<typeof s
     log: deps.log.child({ component: 'agent.cron' }),
   });
   const db = opts.db
-    ? new SiteDatabases({ settings: opts.db, server: opts.server, binDirs: opts.binDirs, tmpDir: join(opts.stateDir, 'tmp'), log: deps.log.child({ component: 'agent.db' }) })
+    ? new SiteDatabases({
+        settings: opts.db,
+        server: opts.server,
+        binDirs: opts.binDirs,
+        tmpDir: join(opts.stateDir, 'tmp'),
+        log: deps.log.child({ component: 'agent.db' }),
+      })
     : null;
-  const siteFiles = new SiteFileTransfer({ roots: opts.roots, rootMap, webGroup: opts.http.webGroup, userFiles: { user: opts.phpUser }, log: deps.log.child({ component: 'agent.sitefiles' }) });
+  const siteFiles = new SiteFileTransfer({
+    roots: opts.roots,
+    rootMap,
+    webGroup: opts.http.webGroup,
+    userFiles: { user: opts.phpUser },
+    log: deps.log.child({ component: 'agent.sitefiles' }),
+  });
   // The link is read at scrape time; it exists before the first scrape can arrive.
   let link: MasterConnection | undefined;
   const prom = opts.metrics ? new PromAgentMetrics(() => link?.linkState ?? 'idle') : undefined;

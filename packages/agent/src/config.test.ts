@@ -9,7 +9,18 @@ import { compileAgentOptions, parseWebSettings, type AgentConfigFile } from './c
 describe('agent.json http and php sections', () => {
   it('defaults: detect the web server, listen on 80, group www-data, detect php-fpm', () => {
     expect(parseWebSettings({})).toEqual({
-      http: { impl: '', confDir: '', listen: ['80'], testCommand: null, reloadCommand: null, webGroup: 'www-data', templatesDir: '', httpsListen: ['443'], acmeDir: '', configured: false },
+      http: {
+        impl: '',
+        confDir: '',
+        listen: ['80'],
+        testCommand: null,
+        reloadCommand: null,
+        webGroup: 'www-data',
+        templatesDir: '',
+        httpsListen: ['443'],
+        acmeDir: '',
+        configured: false,
+      },
       fpmSocket: '',
       phpCli: '',
       phpUser: 'www-data',
@@ -93,8 +104,16 @@ describe('compileAgentOptions: agent.json and the environment by schema', () => 
   it('takes the environment settings, and their defaults when unset', () => {
     const dir = stateDir(good);
     try {
-      expect(compileAgentOptions({ stateDir: dir }, {})).toMatchObject({ backoffInitialMs: 500, backoffMaxMs: 15_000, driftIntervalMs: 60_000, logLevel: 'info' });
-      const o = compileAgentOptions({ stateDir: dir }, { SPOKE_BACKOFF_MAX_MS: '2000', SPOKE_DRIFT_INTERVAL_MS: '3600000', SPOKE_FETCH_BATCH: '3', SPOKE_LOG_LEVEL: 'debug' });
+      expect(compileAgentOptions({ stateDir: dir }, {})).toMatchObject({
+        backoffInitialMs: 500,
+        backoffMaxMs: 15_000,
+        driftIntervalMs: 60_000,
+        logLevel: 'info',
+      });
+      const o = compileAgentOptions(
+        { stateDir: dir },
+        { SPOKE_BACKOFF_MAX_MS: '2000', SPOKE_DRIFT_INTERVAL_MS: '3600000', SPOKE_FETCH_BATCH: '3', SPOKE_LOG_LEVEL: 'debug' },
+      );
       expect(o).toMatchObject({ backoffMaxMs: 2000, driftIntervalMs: 3_600_000, fetchBatch: 3, logLevel: 'debug' });
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -138,7 +138,10 @@ export function writeAgentConfig(stateDir: string, cfg: AgentConfigFile): void {
  * Reads agent.json and applies flags.
  * @throws SpokeError NOT_ENROLLED when the state dir has no enrollment, CONFIG_INVALID
  */
-export function compileAgentOptions(flags: { stateDir: string; root?: string; master?: string; metrics?: string }, environ: Record<string, string | undefined> = process.env): CompiledAgentOptions {
+export function compileAgentOptions(
+  flags: { stateDir: string; root?: string; master?: string; metrics?: string },
+  environ: Record<string, string | undefined> = process.env,
+): CompiledAgentOptions {
   const stateDir = resolve(flags.stateDir);
   const files = identityFiles(stateDir);
   if (!existsSync(files.config) || !existsSync(files.cert) || !existsSync(files.key)) {

@@ -43,7 +43,10 @@ export const HTTP_SECTION = z.strictObject({
   /** nginx | apache | none (do not manage a web server). @default detected: nginx, else apache */
   impl: z.enum(['nginx', 'apache', 'none'], { error: (i) => `must be nginx, apache or none (got ${JSON.stringify(i.input)})` }).optional(),
   /** Where platform and site configs are written. @default /etc/nginx/conf.d, /etc/apache2/sites-enabled */
-  confDir: z.string().superRefine(valid((v) => checkConfigPath('confDir', v))).optional(),
+  confDir: z
+    .string()
+    .superRefine(valid((v) => checkConfigPath('confDir', v)))
+    .optional(),
   /** Addresses the platform and site configs listen on: PORT, HOST:PORT, [IPv6]:PORT. The first is where the agent runs site installers (WordPress) against its own server. @default ["80"] */
   listen: addresses(LISTEN_WANTED).optional(),
   /** Config test, argv. @default ["nginx","-t"], ["apache2ctl","configtest"] */
@@ -57,11 +60,17 @@ export const HTTP_SECTION = z.strictObject({
     .superRefine(valid((v) => checkConfigValue('webGroup', v)))
     .optional(),
   /** Overrides: `<templatesDir>/<impl>/platform.conf`, `site.conf`, `site-disabled.conf` replace the built-in templates. */
-  templatesDir: z.string().superRefine(valid((v) => checkConfigPath('templatesDir', v))).optional(),
+  templatesDir: z
+    .string()
+    .superRefine(valid((v) => checkConfigPath('templatesDir', v)))
+    .optional(),
   /** Addresses the 443 blocks of HTTPS sites listen on (PORT, HOST:PORT, [IPv6]:PORT). @default ["443"] */
   httpsListen: addresses(HTTPS_LISTEN_WANTED).optional(),
   /** Where ACME HTTP-01 challenge files go (served at /.well-known/acme-challenge/). @default /var/lib/spoke-agent/acme-challenge (under --root) */
-  acmeDir: z.string().superRefine(valid((v) => checkConfigPath('acmeDir', v))).optional(),
+  acmeDir: z
+    .string()
+    .superRefine(valid((v) => checkConfigPath('acmeDir', v)))
+    .optional(),
 });
 
 /** agent.json `php`. */
@@ -69,7 +78,10 @@ export const PHP_SECTION = z.strictObject({
   /** Socket path or HOST:PORT. @default detected from the pools in /etc/php, else /run/php */
   fpmSocket: z.string().superRefine(valid(checkFpmAddress)).optional(),
   /** The PHP command line binary that runs site installers, updates and one-time logins. @default `php` found on $PATH or in the sbin/bin dirs */
-  cli: z.string().superRefine(valid((v) => checkConfigPath('cli', v))).optional(),
+  cli: z
+    .string()
+    .superRefine(valid((v) => checkConfigPath('cli', v)))
+    .optional(),
   /** The account those PHP runs use when the agent is root, so what they write belongs to the web server (php-fpm's pool user). @default www-data */
   user: z
     .string()

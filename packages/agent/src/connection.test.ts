@@ -52,7 +52,13 @@ function link(port: number): { conn: MasterConnection; states: LinkState[]; hell
     backoffInitialMs: 50,
     backoffMaxMs: 200,
     trees: { setClient: () => undefined, observed: () => ({}) } as unknown as AgentTrees,
-    web: { configurePlatform: () => Promise.reject(new Error('unused')), configureSite: () => Promise.reject(new Error('unused')), removeSite: () => Promise.reject(new Error('unused')), removePlatform: () => Promise.reject(new Error('unused')), settingsToWebGroup: () => Promise.reject(new Error('unused')) },
+    web: {
+      configurePlatform: () => Promise.reject(new Error('unused')),
+      configureSite: () => Promise.reject(new Error('unused')),
+      removeSite: () => Promise.reject(new Error('unused')),
+      removePlatform: () => Promise.reject(new Error('unused')),
+      settingsToWebGroup: () => Promise.reject(new Error('unused')),
+    },
     installer: { install: () => Promise.reject(new Error('unused')) },
     sitePhp: { run: () => Promise.reject(new Error('unused')) },
     cron: { run: () => Promise.reject(new Error('unused')) },
@@ -168,7 +174,9 @@ describe('MasterConnection', () => {
   });
 
   it('stops for good when the master refuses its identity', async () => {
-    const m = await fakeMaster(0, (c) => c.emit('error', Object.assign(new Error('revoked'), { code: GrpcStatus.PERMISSION_DENIED, details: 'CERT_REVOKED: revoked' })));
+    const m = await fakeMaster(0, (c) =>
+      c.emit('error', Object.assign(new Error('revoked'), { code: GrpcStatus.PERMISSION_DENIED, details: 'CERT_REVOKED: revoked' })),
+    );
     const { conn } = link(m.port);
     conn.start();
     try {

@@ -10,7 +10,9 @@ afterAll(() => rmSync(base, { recursive: true, force: true }));
 describe('php-fpm socket detection', () => {
   it('reads listen per pool, expanding $pool and bare ports', () => {
     expect(
-      poolListens('; comment\n[global]\n[www]\nuser = www-data\nlisten = /run/php/php8.2-fpm.sock\nlisten.owner = www-data\n[api]\nlisten = /run/php/$pool.sock ; inline\n[tcp]\nlisten = 9001\n'),
+      poolListens(
+        '; comment\n[global]\n[www]\nuser = www-data\nlisten = /run/php/php8.2-fpm.sock\nlisten.owner = www-data\n[api]\nlisten = /run/php/$pool.sock ; inline\n[tcp]\nlisten = 9001\n',
+      ),
     ).toEqual([
       { pool: 'www', listen: '/run/php/php8.2-fpm.sock' },
       { pool: 'api', listen: '/run/php/api.sock' },

@@ -133,9 +133,17 @@ export function poolListens(text: string): { pool: string; listen: string }[] {
 export async function detectFpmSocket(opts: { etcPhp?: string; runPhp?: string } = {}): Promise<FpmSocket | null> {
   const etcPhp = opts.etcPhp ?? '/etc/php';
   const runPhp = opts.runPhp ?? '/run/php';
-  const exists = async (a: string) => !a.startsWith('/') || (await access(a).then(() => true, () => false));
+  const exists = async (a: string) =>
+    !a.startsWith('/') ||
+    (await access(a).then(
+      () => true,
+      () => false,
+    ));
   const found: { address: string; source: string }[] = [];
-  const versions = (await readdir(etcPhp).catch(() => [] as string[])).filter((v) => /^\d+(\.\d+)*$/.test(v)).sort(compareVersions).reverse();
+  const versions = (await readdir(etcPhp).catch(() => [] as string[]))
+    .filter((v) => /^\d+(\.\d+)*$/.test(v))
+    .sort(compareVersions)
+    .reverse();
   for (const v of versions) {
     const dir = join(etcPhp, v, 'fpm', 'pool.d');
     const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.conf')).sort();

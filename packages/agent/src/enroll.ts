@@ -7,18 +7,7 @@ import { X509Certificate, createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
-import {
-  MASTER_TLS_NAME,
-  channelOptions,
-  clientTls,
-  createCsr,
-  fail,
-  fromServiceError,
-  grpcTarget,
-  parseHostPort,
-  stateDirHolder,
-  wire,
-} from '@spoke/shared';
+import { MASTER_TLS_NAME, channelOptions, clientTls, createCsr, fail, fromServiceError, grpcTarget, parseHostPort, stateDirHolder, wire } from '@spoke/shared';
 import { checkRoots, identityFiles, writeAgentConfig, DEFAULT_ROOTS } from './config.js';
 
 /** What enroll returns. */

@@ -90,9 +90,13 @@ describe('WebConfig.removePlatform', () => {
   it('a failing config test puts the file back, byte for byte, and does not reload', async () => {
     mkdirSync(join(dir, 'conf.d'));
     writeFileSync(confFile(), 'server { listen 80; }\n');
-    const err = await web(1).removePlatform({ platform: 'd7', pinnedImpl: '' }).catch((e: unknown) => e);
+    const err = await web(1)
+      .removePlatform({ platform: 'd7', pinnedImpl: '' })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'WEBSERVER_CONFIG_INVALID' });
-    expect((err as Error).message).toMatch(/rejected the config without platform d7 .*spoke-platform-d7\.conf removed.*\[emerg\] host not found.*the previous file was restored/);
+    expect((err as Error).message).toMatch(
+      /rejected the config without platform d7 .*spoke-platform-d7\.conf removed.*\[emerg\] host not found.*the previous file was restored/,
+    );
     expect(readFileSync(confFile(), 'utf8')).toBe('server { listen 80; }\n');
     expect(ran()).toEqual(['test']);
   });
@@ -160,7 +164,7 @@ describe('removeTreeKeepingUserData', () => {
     const outside = join(dir, 'outside');
     writeTree(outside, { 'keep.txt': 'k' });
     const root = join(dir, 'tree');
-    writeTree(root, { 'a.php': 'a', 'lib': { link: outside }, 'sites/x/files': { link: outside } });
+    writeTree(root, { 'a.php': 'a', lib: { link: outside }, 'sites/x/files': { link: outside } });
     const r = await removeTreeKeepingUserData(root);
     expect(r.kept).toEqual(['sites/x/files']);
     expect(readdirSync(root)).toEqual(['sites']);
@@ -172,7 +176,11 @@ describe('removeTreeKeepingUserData', () => {
     writeTree(real, { 'a.php': 'a' });
     const link = join(dir, 'link');
     writeTree(dir, { link: { link: real } });
-    expect(await removeTreeKeepingUserData(link)).toMatchObject({ existed: true, removed: false, problems: [expect.stringMatching(/not a directory \(a symlink\); left alone/)] });
+    expect(await removeTreeKeepingUserData(link)).toMatchObject({
+      existed: true,
+      removed: false,
+      problems: [expect.stringMatching(/not a directory \(a symlink\); left alone/)],
+    });
     expect(existsSync(join(real, 'a.php'))).toBe(true);
     expect(await removeTreeKeepingUserData(join(dir, 'none'))).toEqual({ existed: false, removed: false, kept: [], problems: [] });
   });

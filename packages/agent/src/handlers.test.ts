@@ -61,7 +61,9 @@ describe('command handlers', () => {
 
   it('a WordPress login link needs the hash of its token; the site tool gets op, site and a bounded ttl', async () => {
     const h = commandHandlers(deps());
-    await expect(h.siteTool({ tree: '/var/www/wp', domain: 'a.example.com', kind: 'wordpress', op: 'loginUrl', tokenHash: '', ttlSeconds: 0 }, ctx)).rejects.toMatchObject({
+    await expect(
+      h.siteTool({ tree: '/var/www/wp', domain: 'a.example.com', kind: 'wordpress', op: 'loginUrl', tokenHash: '', ttlSeconds: 0 }, ctx),
+    ).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
     });
     const calls: unknown[] = [];
@@ -71,17 +73,40 @@ describe('command handlers', () => {
         return { url: '', user: 'admin', pending: [{ module: 'm', update: '1', description: 'd' }] };
       },
     } as unknown as CommandDeps['sitePhp'];
-    const r = await commandHandlers(deps({ sitePhp })).siteTool({ tree: '/var/www/wp', domain: 'a.example.com', kind: 'wordpress', op: 'loginUrl', tokenHash: 'a'.repeat(64), ttlSeconds: 999_999 }, ctx);
+    const r = await commandHandlers(deps({ sitePhp })).siteTool(
+      { tree: '/var/www/wp', domain: 'a.example.com', kind: 'wordpress', op: 'loginUrl', tokenHash: 'a'.repeat(64), ttlSeconds: 999_999 },
+      ctx,
+    );
     expect(r).toEqual({ url: '', user: 'admin', pending: [{ module: 'm', update: '1', description: 'd' }], ran: [] });
     expect(calls).toEqual([['loginUrl', { tree: '/var/www/wp', domain: 'a.example.com', kind: 'wordpress' }, { token: 'a'.repeat(64), ttl: 86_400 }]]);
   });
 
   it('converge gives the settings files to the web group after the apply', async () => {
     const order: string[] = [];
-    const report = { inSync: true, rootHash: 'r', added: 0, changed: 0, removed: 0, filesFetched: 0, bytesFetched: 0, filesReused: 0, bytesReused: 0, ms: 0, drift: { changed: [], added: [], removed: [], total: 0 }, conflicts: [], wantedRootHash: '' };
+    const report = {
+      inSync: true,
+      rootHash: 'r',
+      added: 0,
+      changed: 0,
+      removed: 0,
+      filesFetched: 0,
+      bytesFetched: 0,
+      filesReused: 0,
+      bytesReused: 0,
+      ms: 0,
+      drift: { changed: [], added: [], removed: [], total: 0 },
+      conflicts: [],
+      wantedRootHash: '',
+    };
     const trees = { converge: async () => (order.push('converge'), report) } as unknown as CommandDeps['trees'];
-    const web = { ...deps().web, settingsToWebGroup: async (_t: string, files: readonly string[]) => (order.push(`group ${files.join(',')}`), { fixed: [], problems: [] }) };
-    const r = await commandHandlers(deps({ trees, web })).converge({ tree: '/var/www/d7', rootHash: 'r', excludes: [], label: 'd7', webGroupFiles: ['sites/a/settings.php'] }, ctx);
+    const web = {
+      ...deps().web,
+      settingsToWebGroup: async (_t: string, files: readonly string[]) => (order.push(`group ${files.join(',')}`), { fixed: [], problems: [] }),
+    };
+    const r = await commandHandlers(deps({ trees, web })).converge(
+      { tree: '/var/www/d7', rootHash: 'r', excludes: [], label: 'd7', webGroupFiles: ['sites/a/settings.php'] },
+      ctx,
+    );
     expect(r).toBe(report);
     expect(order).toEqual(['converge', 'group sites/a/settings.php']);
   });
@@ -91,14 +116,30 @@ describe('command handlers', () => {
     const tls = { challenge: (token: string, keyAuthorization: string, remove: boolean) => (calls.push([token, keyAuthorization, remove]), `/acme/${token}`) };
     expect(await commandHandlers(deps({ tls })).acmeChallenge({ token: 'tok', keyAuthorization: 'tok.th', remove: false }, ctx)).toEqual({ path: '/acme/tok' });
     expect(calls).toEqual([['tok', 'tok.th', false]]);
-    await expect(commandHandlers(deps()).acmeChallenge({ token: 'tok', keyAuthorization: 'tok.th', remove: true }, ctx)).rejects.toMatchObject({ code: 'INTERNAL' });
+    await expect(commandHandlers(deps()).acmeChallenge({ token: 'tok', keyAuthorization: 'tok.th', remove: true }, ctx)).rejects.toMatchObject({
+      code: 'INTERNAL',
+    });
   });
 
   it('configureSite hands the certificate to the web config as the master sent it', async () => {
     let got: unknown;
-    const web = { ...deps().web, configureSite: async (c: unknown) => ((got = c), { impl: 'nginx', path: '/x', changed: true, tested: true, reloaded: true, fixed: [], problems: [] }) };
+    const web = {
+      ...deps().web,
+      configureSite: async (c: unknown) => ((got = c), { impl: 'nginx', path: '/x', changed: true, tested: true, reloaded: true, fixed: [], problems: [] }),
+    };
     const tls = { certPem: 'C', keyPem: 'K', redirect: true, hsts: false };
-    const req = { domain: 'a.example.com', platform: 'wp', tree: '/var/www/wp', kind: 'wordpress', aliases: [], redirectAliases: false, enabled: true, webGroupFiles: [], pinnedImpl: '', tls };
+    const req = {
+      domain: 'a.example.com',
+      platform: 'wp',
+      tree: '/var/www/wp',
+      kind: 'wordpress',
+      aliases: [],
+      redirectAliases: false,
+      enabled: true,
+      webGroupFiles: [],
+      pinnedImpl: '',
+      tls,
+    };
     await commandHandlers(deps({ web })).configureSite(req, ctx);
     expect(got).toMatchObject({ tls });
   });

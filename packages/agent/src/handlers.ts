@@ -180,6 +180,8 @@ async function runSiteTool(php: Pick<SitePhp, 'run'>, c: SiteToolRequest): Promi
   }
   const a = await php.run(c.op, { tree: c.tree, domain: c.domain, kind: c.kind }, params, { timeoutMs: c.op === 'update' ? 30 * 60_000 : 5 * 60_000 });
   const updates = (v: unknown): SiteUpdateInfo[] =>
-    Array.isArray(v) ? v.map((x: Record<string, unknown>) => ({ module: String(x.module ?? ''), update: String(x.update ?? ''), description: String(x.description ?? '') })) : [];
+    Array.isArray(v)
+      ? v.map((x: Record<string, unknown>) => ({ module: String(x.module ?? ''), update: String(x.update ?? ''), description: String(x.description ?? '') }))
+      : [];
   return { url: String(a.url ?? ''), user: String(a.user ?? ''), pending: updates(a.pending), ran: updates(a.ran) };
 }

@@ -16,7 +16,11 @@ const unused = () => Promise.reject(new Error('unused'));
 const conn = new MasterConnection({
   log: createLogger({ level: 'silent' }),
   master,
-  identity: { caPem: readFileSync(join(dir, 'ca.pem'), 'utf8'), certPem: readFileSync(join(dir, 'cert.pem'), 'utf8'), keyPem: readFileSync(join(dir, 'key.pem'), 'utf8') },
+  identity: {
+    caPem: readFileSync(join(dir, 'ca.pem'), 'utf8'),
+    certPem: readFileSync(join(dir, 'cert.pem'), 'utf8'),
+    keyPem: readFileSync(join(dir, 'key.pem'), 'utf8'),
+  },
   roots: [],
   rootMap: new RootMap(''),
   detect: async () => [],

@@ -2,7 +2,16 @@
  * `spoke-agent`: enroll | run | version. The only place that wires the agent's graph.
  */
 import { parseArgs } from 'node:util';
-import { SPOKE_VERSION, boundHeapGrowth, AGENT_HEAP_HEADROOM_MB, createLogger, didYouMean, formatHelp, isSpokeError, unknownOptionMessage } from '@spoke/shared';
+import {
+  SPOKE_VERSION,
+  boundHeapGrowth,
+  AGENT_HEAP_HEADROOM_MB,
+  createLogger,
+  didYouMean,
+  formatHelp,
+  isSpokeError,
+  unknownOptionMessage,
+} from '@spoke/shared';
 import { compileAgentOptions } from './config.js';
 import { enroll } from './enroll.js';
 import { startAgent } from './agent.js';
@@ -73,7 +82,12 @@ async function main(argv: string[]): Promise<void> {
     );
     return;
   }
-  const opts = compileAgentOptions({ stateDir, root: values.root as string | undefined, master: values.master as string | undefined, metrics: values.metrics as string | undefined });
+  const opts = compileAgentOptions({
+    stateDir,
+    root: values.root as string | undefined,
+    master: values.master as string | undefined,
+    metrics: values.metrics as string | undefined,
+  });
   const log = createLogger({ level: opts.logLevel, base: { daemon: 'agent', server: opts.server } });
   boundHeapGrowth(process.env, AGENT_HEAP_HEADROOM_MB);
   const agent = await startAgent(opts, { log });
@@ -103,7 +117,7 @@ async function main(argv: string[]): Promise<void> {
   });
   agent.connection.onState = (s, info) => {
     if (s === 'stopped' && agent.connection.fatal) {
-      exitReason = { reason: 'the master refused this agent\'s certificate' };
+      exitReason = { reason: "the master refused this agent's certificate" };
       process.stderr.write(`error: CERT_REVOKED: the master refused this agent (${info?.details ?? ''}); enroll again\n`);
       // A distinct exit code: systemd must not restart a refused agent (RestartPreventExitStatus=3).
       process.exit(EXIT_REFUSED);

@@ -30,7 +30,12 @@ export class PromAgentMetrics implements AgentMetrics {
   constructor(link: () => string) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'spoke_agent_' });
-    this.commands = new Counter({ name: 'spoke_agent_commands_total', help: 'Master commands answered, by type and result (ok or the error code).', labelNames: ['type', 'result'], registers });
+    this.commands = new Counter({
+      name: 'spoke_agent_commands_total',
+      help: 'Master commands answered, by type and result (ok or the error code).',
+      labelNames: ['type', 'result'],
+      registers,
+    });
     this.seconds = new Histogram({
       name: 'spoke_agent_command_duration_seconds',
       help: 'Time master commands took on this agent.',
@@ -38,7 +43,12 @@ export class PromAgentMetrics implements AgentMetrics {
       buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900],
       registers,
     });
-    this.bytes = new Counter({ name: 'spoke_agent_converge_bytes_total', help: 'Converge bytes: fetched from the master, or reused from this host\'s disk.', labelNames: ['kind'], registers });
+    this.bytes = new Counter({
+      name: 'spoke_agent_converge_bytes_total',
+      help: "Converge bytes: fetched from the master, or reused from this host's disk.",
+      labelNames: ['kind'],
+      registers,
+    });
     new Gauge({
       name: 'spoke_agent_link_state',
       help: 'The link to the master: 1 for the current state, 0 for the others.',

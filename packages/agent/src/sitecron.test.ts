@@ -42,7 +42,16 @@ afterAll(() => new Promise<void>((r) => server.close(() => r())));
 const toolRuns: { op: string; kind: string }[] = [];
 
 function cron(listen = [`127.0.0.1:${port}`], key = KEY): SiteCron {
-  const http: HttpSettings = { impl: 'nginx', confDir: '/x', listen, testCommand: null, reloadCommand: null, webGroup: 'www-data', templatesDir: '', configured: true };
+  const http: HttpSettings = {
+    impl: 'nginx',
+    confDir: '/x',
+    listen,
+    testCommand: null,
+    reloadCommand: null,
+    webGroup: 'www-data',
+    templatesDir: '',
+    configured: true,
+  };
   const php = {
     run: async (op: string, site: { kind: string }) => {
       toolRuns.push({ op, kind: site.kind });
@@ -56,7 +65,7 @@ function cron(listen = [`127.0.0.1:${port}`], key = KEY): SiteCron {
 }
 
 describe('SiteCron over HTTP', () => {
-  it('Drupal 7: reads the cron key with the site tool, GETs /cron.php?cron_key=KEY with the Host header; 200 with Drupal\'s headers is success', async () => {
+  it("Drupal 7: reads the cron key with the site tool, GETs /cron.php?cron_key=KEY with the Host header; 200 with Drupal's headers is success", async () => {
     seen.length = 0;
     reply = () => ({ status: 200, body: '', expires: D7_EXPIRES });
     const r = await cron().run({ tree: '/var/www/d7', domain: 'd7.test', kind: 'drupal7' });
@@ -66,7 +75,7 @@ describe('SiteCron over HTTP', () => {
     expect(JSON.stringify(r)).not.toContain(KEY);
   });
 
-  it('a 200 without the application\'s header is another site answering (the vhost is gone): SITE_CRON_FAILED', async () => {
+  it("a 200 without the application's header is another site answering (the vhost is gone): SITE_CRON_FAILED", async () => {
     reply = () => ({ status: 200, body: '<html><body><h1>Welcome to nginx!</h1></body></html>' });
     const d7 = await expectCode(cron().run({ tree: '/var/www/d7', domain: 'd7.test', kind: 'drupal7' }));
     expect([d7.code, d7.message]).toEqual([
@@ -75,7 +84,9 @@ describe('SiteCron over HTTP', () => {
     ]);
     reply = () => ({ status: 200, body: '', expires: D7_EXPIRES });
     const wp = await expectCode(cron().run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }));
-    expect(wp.message).toBe(`GET http://wp.test/wp-cron.php?doing_wp_cron (via 127.0.0.1:${port}) answered 200 without WordPress's wp-cron.php's headers: not the site's answer (is its vhost in place?)`);
+    expect(wp.message).toBe(
+      `GET http://wp.test/wp-cron.php?doing_wp_cron (via 127.0.0.1:${port}) answered 200 without WordPress's wp-cron.php's headers: not the site's answer (is its vhost in place?)`,
+    );
   });
 
   it('Drupal 8+: GET /cron/KEY, 204 is success; a 403 is SITE_CRON_FAILED saying why, without the key', async () => {
@@ -102,7 +113,9 @@ describe('SiteCron over HTTP', () => {
     expect(toolRuns).toEqual([]);
     expect(r.status).toBe(200);
     reply = () => ({ status: 503, body: 'maintenance' });
-    expect((await expectCode(cron().run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }))).message).toMatch(/answered 503 \(the site is disabled or in maintenance\): maintenance$/);
+    expect((await expectCode(cron().run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }))).message).toMatch(
+      /answered 503 \(the site is disabled or in maintenance\): maintenance$/,
+    );
     reply = () => ({ status: 500, body: '' });
     expect((await expectCode(cron().run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }))).message).toMatch(/answered 500$/);
   });
@@ -113,7 +126,10 @@ describe('SiteCron over HTTP', () => {
     const deadPort = (closed.address() as AddressInfo).port;
     await new Promise<void>((r) => closed.close(() => r()));
     const e = await expectCode(cron([`127.0.0.1:${deadPort}`]).run({ tree: '/var/www/wp', domain: 'wp.test', kind: 'wordpress' }));
-    expect([e.code, e.message]).toEqual(['SITE_CRON_FAILED', `GET http://wp.test/wp-cron.php?doing_wp_cron (via 127.0.0.1:${deadPort}) failed: connection refused (is the web server running?)`]);
+    expect([e.code, e.message]).toEqual([
+      'SITE_CRON_FAILED',
+      `GET http://wp.test/wp-cron.php?doing_wp_cron (via 127.0.0.1:${deadPort}) failed: connection refused (is the web server running?)`,
+    ]);
     seen.length = 0;
     const k = await expectCode(cron(undefined, '').run({ tree: '/var/www/d7', domain: 'd7.test', kind: 'drupal7' }));
     expect([k.code, k.message]).toEqual(['SITE_CRON_FAILED', 'd7.test: the site has no usable cron key (empty)']);
@@ -132,12 +148,22 @@ describe('MediaWiki: maintenance/runJobs.php', () => {
 
   it('the command line: the site as --server, a time limit, JSON out', () => {
     expect(runJobsArgs('wiki.test', 300)).toEqual(['--server', 'http://wiki.test', '--maxtime', '300', '--result', 'json']);
-    expect(scriptArgs('maintenance/runJobs.php', ['--maxtime', '300'])).toEqual(['-d', 'display_errors=stderr', '-d', 'max_execution_time=0', 'maintenance/runJobs.php', '--maxtime', '300']);
+    expect(scriptArgs('maintenance/runJobs.php', ['--maxtime', '300'])).toEqual([
+      '-d',
+      'display_errors=stderr',
+      '-d',
+      'max_execution_time=0',
+      'maintenance/runJobs.php',
+      '--maxtime',
+      '300',
+    ]);
     expect(() => runJobsArgs('x; rm -rf /', 300)).toThrow(/INVALID_DOMAIN|not a valid domain|domain/);
   });
 
   it('reads what runJobs.php --result json printed; a non-zero exit or a kill fails', () => {
-    expect(runJobsOutcome('w.test', run({ stdout: '{\n    "jobs": [{"type": "refreshLinks"}, {"type": "htmlCacheUpdate"}],\n    "reached": "none-ready"\n}\n' }))).toBe('runJobs.php ran 2 jobs (none-ready)');
+    expect(
+      runJobsOutcome('w.test', run({ stdout: '{\n    "jobs": [{"type": "refreshLinks"}, {"type": "htmlCacheUpdate"}],\n    "reached": "none-ready"\n}\n' })),
+    ).toBe('runJobs.php ran 2 jobs (none-ready)');
     expect(runJobsOutcome('w.test', run({ stdout: 'notice: something\n{"jobs": [], "reached": "none-ready"}' }))).toBe('runJobs.php ran 0 jobs (none-ready)');
     expect(() => runJobsOutcome('w.test', run({ code: 255, stderr: 'PHP Fatal error: LocalSettings.php not found' }))).toThrow(
       'w.test: maintenance/runJobs.php exited with 255: PHP Fatal error: LocalSettings.php not found',
@@ -145,7 +171,7 @@ describe('MediaWiki: maintenance/runJobs.php', () => {
     expect(() => runJobsOutcome('w.test', run({ code: null, signal: 'SIGKILL' }))).toThrow(/was killed \(SIGKILL\)/);
   });
 
-  it('runs the platform\'s runJobs.php with the PHP command line in the tree, with those arguments', async () => {
+  it("runs the platform's runJobs.php with the PHP command line in the tree, with those arguments", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'spoke-cron-mw-'));
     try {
       chmodSync(dir, 0o755);
@@ -153,17 +179,43 @@ describe('MediaWiki: maintenance/runJobs.php', () => {
       mkdirSync(join(tree, 'maintenance'), { recursive: true });
       // A stand-in for MediaWiki's script: prints its working directory and arguments as the JSON
       // result runJobs.php --result json would print.
-      writeFileSync(join(tree, 'maintenance/runJobs.php'), '<?php echo json_encode(["jobs" => [["type" => getcwd()]], "reached" => implode(" ", array_slice($argv, 1))]);\n');
-      const php = new SitePhp({ rootMap: new RootMap(dir), roots: ['/var/www'], binDirs: ['/usr/bin', '/usr/local/bin'], phpCli: '', phpUser: 'www-data', log: silentLogger(), uid: 4242 });
-      const http: HttpSettings = { impl: 'nginx', confDir: '/x', listen: ['80'], testCommand: null, reloadCommand: null, webGroup: 'www-data', templatesDir: '', configured: true };
+      writeFileSync(
+        join(tree, 'maintenance/runJobs.php'),
+        '<?php echo json_encode(["jobs" => [["type" => getcwd()]], "reached" => implode(" ", array_slice($argv, 1))]);\n',
+      );
+      const php = new SitePhp({
+        rootMap: new RootMap(dir),
+        roots: ['/var/www'],
+        binDirs: ['/usr/bin', '/usr/local/bin'],
+        phpCli: '',
+        phpUser: 'www-data',
+        log: silentLogger(),
+        uid: 4242,
+      });
+      const http: HttpSettings = {
+        impl: 'nginx',
+        confDir: '/x',
+        listen: ['80'],
+        testCommand: null,
+        reloadCommand: null,
+        webGroup: 'www-data',
+        templatesDir: '',
+        configured: true,
+      };
       const c = new SiteCron({ http, php, service: async () => undefined, log: silentLogger(), maxJobSeconds: 120 });
       const r = await c.run({ tree: '/var/www/wiki', domain: 'wiki.test', kind: 'mediawiki' });
-      expect(r).toMatchObject({ method: 'php maintenance/runJobs.php', status: 0, message: 'runJobs.php ran 1 job (--server http://wiki.test --maxtime 120 --result json)' });
+      expect(r).toMatchObject({
+        method: 'php maintenance/runJobs.php',
+        status: 0,
+        message: 'runJobs.php ran 1 job (--server http://wiki.test --maxtime 120 --result json)',
+      });
       const out = await php.runScript({ tree: '/var/www/wiki', domain: 'wiki.test', kind: 'mediawiki' }, 'maintenance/runJobs.php', []);
       expect(JSON.parse(out.stdout)).toMatchObject({ jobs: [{ type: tree }] });
       const e = await expectCode(php.runScript({ tree: '/var/www/wiki', domain: 'wiki.test', kind: 'mediawiki' }, 'maintenance/nope.php', []));
       expect(e.code).toBe('SITE_TOOL_FAILED');
-      expect((await expectCode(php.runScript({ tree: '/var/www/wiki', domain: 'wiki.test', kind: 'mediawiki' }, '../x.php', []))).code).toBe('INVALID_ARGUMENT');
+      expect((await expectCode(php.runScript({ tree: '/var/www/wiki', domain: 'wiki.test', kind: 'mediawiki' }, '../x.php', []))).code).toBe(
+        'INVALID_ARGUMENT',
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -79,7 +79,8 @@ export class SiteCron {
     } else if (req.kind === 'drupal7' || req.kind === 'drupal8') {
       const a = await this.deps.php.run('cronKey', site, {}, { timeoutMs: 120_000 });
       const key = String(a.key ?? '');
-      if (!/^[A-Za-z0-9_-]{1,128}$/.test(key)) throw fail('SITE_CRON_FAILED', `${req.domain}: the site has no usable cron key (${key ? 'unexpected characters' : 'empty'})`);
+      if (!/^[A-Za-z0-9_-]{1,128}$/.test(key))
+        throw fail('SITE_CRON_FAILED', `${req.domain}: the site has no usable cron key (${key ? 'unexpected characters' : 'empty'})`);
       const path = req.kind === 'drupal7' ? `/cron.php?cron_key=${key}` : `/cron/${key}`;
       const shown = req.kind === 'drupal7' ? '/cron.php?cron_key=…' : '/cron/…';
       r = req.kind === 'drupal7' ? await this.http(req.domain, path, shown, [200], DRUPAL7_SIGN) : await this.http(req.domain, path, shown, [204]);
@@ -104,11 +105,19 @@ export class SiteCron {
     const a = await requestSite(at, domain, 'GET', path, null, { timeoutMs: this.deps.timeoutMs ?? 600_000, where, code: 'SITE_CRON_FAILED' });
     const text = htmlText(a.body);
     if (!ok.includes(a.status)) {
-      const why = a.status === 403 ? ' (the cron key was refused, or the site is in maintenance mode)' : a.status === 503 ? ' (the site is disabled or in maintenance)' : '';
+      const why =
+        a.status === 403
+          ? ' (the cron key was refused, or the site is in maintenance mode)'
+          : a.status === 503
+            ? ' (the site is disabled or in maintenance)'
+            : '';
       throw fail('SITE_CRON_FAILED', `GET ${where} answered ${a.status}${why}${text ? `: ${text}` : ''}`);
     }
     if (sign && !sign.expires.test(String(a.headers.expires ?? ''))) {
-      throw fail('SITE_CRON_FAILED', `GET ${where} answered ${a.status} without ${sign.app}'s headers: not the site's answer (is its vhost in place?)${text ? `: ${text}` : ''}`);
+      throw fail(
+        'SITE_CRON_FAILED',
+        `GET ${where} answered ${a.status} without ${sign.app}'s headers: not the site's answer (is its vhost in place?)${text ? `: ${text}` : ''}`,
+      );
     }
     return { method, status: a.status, message: `${a.status}${text ? ` ${text}` : ''}` };
   }

@@ -81,7 +81,10 @@ export async function ensureSiteDirs(platformRoot: string, domain: string, webGr
     out.problems.push(`platform tree ${platformRoot} does not exist on this host; sites/${domain}/files not created (verify the platform)`);
     return out;
   }
-  for (const [sub, mode] of [['files', 0o775], ['private', 0o770]] as const) {
+  for (const [sub, mode] of [
+    ['files', 0o775],
+    ['private', 0o770],
+  ] as const) {
     const problem = await ensureDir(root, `sites/${domain}/${sub}`, mode, out.fixed);
     if (problem) out.problems.push(problem);
   }

@@ -12,7 +12,8 @@ import type { HttpSettings } from './config.js';
 import { htmlText, localAddress, SiteInstaller } from './siteinstall.js';
 import type { SitePhp } from './php/sitephp.js';
 
-const FORM = '<html><head><title>WordPress &rsaquo; Installation</title><style>p{}</style></head><body><form><input name="weblog_title" type="text"/></form></body></html>';
+const FORM =
+  '<html><head><title>WordPress &rsaquo; Installation</title><style>p{}</style></head><body><form><input name="weblog_title" type="text"/></form></body></html>';
 const REFUSED =
   '<html><head><title>WordPress</title></head><body><h1>Welcome</h1><p class="message">Your passwords do not match. Please try again.</p>' +
   '<input type="password" name="admin_password" data-pw="hunter2-secret" /></body></html>';
@@ -44,7 +45,16 @@ let drush: { ships: boolean; code: number; stderr: string } = { ships: false, co
 const scripts: Array<{ script: string; args: readonly string[] }> = [];
 
 function installer(listen: string[]): SiteInstaller {
-  const http: HttpSettings = { impl: 'nginx', confDir: '/x', listen, testCommand: null, reloadCommand: null, webGroup: 'www-data', templatesDir: '', configured: true };
+  const http: HttpSettings = {
+    impl: 'nginx',
+    confDir: '/x',
+    listen,
+    testCommand: null,
+    reloadCommand: null,
+    webGroup: 'www-data',
+    templatesDir: '',
+    configured: true,
+  };
   const php = {
     run: async (op: string, site: unknown, params: Record<string, unknown> = {}) => {
       toolRuns.push({ op, site, params });
@@ -59,7 +69,17 @@ function installer(listen: string[]): SiteInstaller {
   return new SiteInstaller({ http, php, service: async () => undefined, log: silentLogger(), timeoutMs: 5000 });
 }
 
-const REQ = { domain: 'wp.test', kind: 'wordpress', title: 'My Blog', adminUser: 'admin', adminEmail: 'admin@wp.test', adminPassword: 'hunter2-secret', tree: '/var/www/wp', profile: '', locale: '' };
+const REQ = {
+  domain: 'wp.test',
+  kind: 'wordpress',
+  title: 'My Blog',
+  adminUser: 'admin',
+  adminEmail: 'admin@wp.test',
+  adminPassword: 'hunter2-secret',
+  tree: '/var/www/wp',
+  profile: '',
+  locale: '',
+};
 const D7 = { ...REQ, domain: 'd7.test', kind: 'drupal7', tree: '/var/www/d7', profile: 'standard', locale: 'en' };
 
 describe('SiteInstaller', () => {
@@ -73,7 +93,9 @@ describe('SiteInstaller', () => {
   });
 
   it('turns an HTML page into one short line', () => {
-    expect(htmlText('<html><head><title>x</title><script>var a=1;</script></head><body><p>Error &amp; <b>more</b>\n\n text</p></body></html>')).toBe('Error & more text');
+    expect(htmlText('<html><head><title>x</title><script>var a=1;</script></head><body><p>Error &amp; <b>more</b>\n\n text</p></body></html>')).toBe(
+      'Error & more text',
+    );
     expect(htmlText(`<p>${'a'.repeat(400)}</p>`)).toHaveLength(300);
   });
 
@@ -88,7 +110,7 @@ describe('SiteInstaller', () => {
     expect(toolRuns).toEqual([]);
   });
 
-  it('Drupal runs the site tool\'s install with the profile, locale and account; the password goes only to the tool', async () => {
+  it("Drupal runs the site tool's install with the profile, locale and account; the password goes only to the tool", async () => {
     toolRuns.length = 0;
     answer = async () => ({ profile: 'standard' });
     const w = installer([`127.0.0.1:${port}`]);
@@ -102,7 +124,7 @@ describe('SiteInstaller', () => {
     ]);
   });
 
-  it("a Drupal 8+ platform that ships drush is installed with its drush site:install; the password is set after, never on its command line", async () => {
+  it('a Drupal 8+ platform that ships drush is installed with its drush site:install; the password is set after, never on its command line', async () => {
     toolRuns.length = 0;
     scripts.length = 0;
     answer = async () => ({});
@@ -113,8 +135,16 @@ describe('SiteInstaller', () => {
       {
         script: 'vendor/bin/drush',
         args: [
-          'site:install', 'minimal', '--yes', '--uri=http://d9.test', '--sites-subdir=d9.test', '--site-name=My Blog', '--site-mail=admin@wp.test',
-          '--account-name=admin', '--account-mail=admin@wp.test', '--locale=en',
+          'site:install',
+          'minimal',
+          '--yes',
+          '--uri=http://d9.test',
+          '--sites-subdir=d9.test',
+          '--site-name=My Blog',
+          '--site-mail=admin@wp.test',
+          '--account-name=admin',
+          '--account-mail=admin@wp.test',
+          '--locale=en',
         ],
       },
     ]);
@@ -126,8 +156,13 @@ describe('SiteInstaller', () => {
     // drush failing is SITE_INSTALL_FAILED with what it said; the password is never set
     toolRuns.length = 0;
     drush = { ships: true, code: 1, stderr: ' [error]  SQLSTATE[HY000] [2002] Connection refused ' };
-    const err = await installer([`127.0.0.1:${port}`]).install(D9).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: 'SITE_INSTALL_FAILED', message: 'vendor/bin/drush site:install (profile minimal) exited with 1: [error] SQLSTATE[HY000] [2002] Connection refused' });
+    const err = await installer([`127.0.0.1:${port}`])
+      .install(D9)
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: 'SITE_INSTALL_FAILED',
+      message: 'vendor/bin/drush site:install (profile minimal) exited with 1: [error] SQLSTATE[HY000] [2002] Connection refused',
+    });
     expect(toolRuns.map((r) => r.op)).toEqual(['prepareInstall']);
     drush = { ships: false, code: 0, stderr: '' };
   });
@@ -137,7 +172,12 @@ describe('SiteInstaller', () => {
     answer = async () => {
       throw fail('SITE_ALREADY_INSTALLED', 'd7.test: To start over, you must empty your existing database');
     };
-    expect(await w.install(D7)).toEqual({ ran: false, reason: "Drupal is already installed in the site's database (http://d7.test/)", url: 'http://d7.test/', profile: 'standard' });
+    expect(await w.install(D7)).toEqual({
+      ran: false,
+      reason: "Drupal is already installed in the site's database (http://d7.test/)",
+      url: 'http://d7.test/',
+      profile: 'standard',
+    });
     answer = async () => {
       throw fail('SITE_TOOL_FAILED', 'd7.test: PDOException: access denied for hunter2-secret');
     };
@@ -158,7 +198,7 @@ describe('SiteInstaller', () => {
     expect(seen).toEqual([]);
   });
 
-  it('posts the install form with the site\'s Host; a refusal is SITE_INSTALL_FAILED with WordPress\'s message and never the password', async () => {
+  it("posts the install form with the site's Host; a refusal is SITE_INSTALL_FAILED with WordPress's message and never the password", async () => {
     const err = await installer([`127.0.0.1:${port}`])
       .install(REQ)
       .catch((e: unknown) => e);

@@ -63,7 +63,12 @@ export function requestSite(
         if (size <= 4 * 1024 * 1024) chunks.push(c);
       });
       res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, location: String(res.headers.location ?? ''), body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }),
+        resolve({
+          status: res.statusCode ?? 0,
+          location: String(res.headers.location ?? ''),
+          body: Buffer.concat(chunks).toString('utf8'),
+          headers: res.headers,
+        }),
       );
       res.on('error', (e) => reject(fail(code, `${method} ${where}: ${e.message}`)));
     });
@@ -126,8 +131,10 @@ export class SiteInstaller {
   }
 
   private async drupal(req: InstallSiteRequest, url: string): Promise<SiteInstallReport> {
-    if (!/^[a-z][a-z0-9_]{0,63}$/.test(req.profile)) throw fail('INVALID_ARGUMENT', `install profile ${JSON.stringify(req.profile)} is not a Drupal machine name`);
-    if (!/^[a-z]{2,3}(-[a-z0-9]{2,8})?$/i.test(req.locale || 'en')) throw fail('INVALID_ARGUMENT', `locale ${JSON.stringify(req.locale)} is not a language code such as en or pt-br`);
+    if (!/^[a-z][a-z0-9_]{0,63}$/.test(req.profile))
+      throw fail('INVALID_ARGUMENT', `install profile ${JSON.stringify(req.profile)} is not a Drupal machine name`);
+    if (!/^[a-z]{2,3}(-[a-z0-9]{2,8})?$/i.test(req.locale || 'en'))
+      throw fail('INVALID_ARGUMENT', `locale ${JSON.stringify(req.locale)} is not a language code such as en or pt-br`);
     if (!req.adminPassword) throw fail('INVALID_ARGUMENT', 'the admin password is empty');
     const log = this.deps.log.child({ site: req.domain, profile: req.profile });
     const site = { tree: req.tree, domain: req.domain, kind: req.kind };
@@ -157,7 +164,9 @@ export class SiteInstaller {
           if (/already installed|existing installation/i.test(text)) {
             return { ran: false, reason: `Drupal is already installed in the site's database (${url})`, url, profile: req.profile };
           }
-          throw failed(`${PLATFORM_DRUSH} site:install (profile ${req.profile}) exited with ${r.code ?? r.signal}: ${text.length > 400 ? `...${text.slice(-400)}` : text || 'no output'}`);
+          throw failed(
+            `${PLATFORM_DRUSH} site:install (profile ${req.profile}) exited with ${r.code ?? r.signal}: ${text.length > 400 ? `...${text.slice(-400)}` : text || 'no output'}`,
+          );
         }
         await this.deps.php.run('setPassword', site, { adminUser: req.adminUser, adminPassword: req.adminPassword });
         log.info({ via: 'drush' }, 'Drupal installed');

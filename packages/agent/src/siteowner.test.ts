@@ -109,11 +109,15 @@ describe('giveUserFilesToWebServer', () => {
   it('an unknown web group or php.user is one problem line, and nothing changes', async () => {
     tree();
     const r = await giveUserFilesToWebServer(root, 'a.test', { ...owner, webGroup: 'nogroup-here', isRoot: () => ROOT });
-    expect(r.problems).toEqual(['web group nogroup-here does not exist on this host; sites/a.test/files left as they are (create it, or set http.webGroup in agent.json)']);
+    expect(r.problems).toEqual([
+      'web group nogroup-here does not exist on this host; sites/a.test/files left as they are (create it, or set http.webGroup in agent.json)',
+    ]);
     expect(mode('sites/a.test/files/2026/12/photo.jpg')).toBe(0o644);
     if (!ROOT) return;
     const u = await giveUserFilesToWebServer(root, 'a.test', { ...owner, user: 'nobody-here', isRoot: () => true });
-    expect(u.problems[0]).toBe("php.user nobody-here does not exist on this host; owners under sites/a.test/files left as they are (set php.user in agent.json to php-fpm's pool user)");
+    expect(u.problems[0]).toBe(
+      "php.user nobody-here does not exist on this host; owners under sites/a.test/files left as they are (set php.user in agent.json to php-fpm's pool user)",
+    );
     expect(st('sites/a.test/files/2026/12/photo.jpg').uid).toBe(0);
   });
 });

@@ -90,14 +90,18 @@ export async function giveUserFilesToWebServer(
   const problem = (p: string) => (out.problems.length < MAX_PROBLEMS ? out.problems.push(p) : dropped++);
   const gid = await lookupGroup(owner.webGroup, owner.groupFile);
   if (gid === undefined) {
-    out.problems.push(`web group ${owner.webGroup} does not exist on this host; sites/${domain}/files left as they are (create it, or set http.webGroup in agent.json)`);
+    out.problems.push(
+      `web group ${owner.webGroup} does not exist on this host; sites/${domain}/files left as they are (create it, or set http.webGroup in agent.json)`,
+    );
     return out;
   }
   let uid = -1;
   if (isRoot) {
     const u = await lookupUser(owner.user, owner.passwdFile);
     if (u === undefined) {
-      out.problems.push(`php.user ${owner.user} does not exist on this host; owners under sites/${domain}/files left as they are (set php.user in agent.json to php-fpm's pool user)`);
+      out.problems.push(
+        `php.user ${owner.user} does not exist on this host; owners under sites/${domain}/files left as they are (set php.user in agent.json to php-fpm's pool user)`,
+      );
     } else {
       uid = u.uid;
       out.owner = `${u.name}:${owner.webGroup}`;
@@ -134,7 +138,9 @@ export async function giveUserFilesToWebServer(
       if (wantMode(mode) !== mode) await fh.chmod(wantMode(mode));
       out.changed++;
     } catch (e) {
-      problem(`${rel}: cannot give it to ${out.owner.replace(/^:/, 'group ')} (${errCode(e)}); run: chown ${uid === -1 ? '' : owner.user}:${owner.webGroup} ${path}`);
+      problem(
+        `${rel}: cannot give it to ${out.owner.replace(/^:/, 'group ')} (${errCode(e)}); run: chown ${uid === -1 ? '' : owner.user}:${owner.webGroup} ${path}`,
+      );
     } finally {
       await fh.close();
     }

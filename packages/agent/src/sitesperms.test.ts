@@ -33,7 +33,8 @@ describe('lookupGroup', () => {
 
 describe('fixSitesPermissions', () => {
   it('makes sites/ group-writable and files/private setgid group-writable; a second run changes nothing', async () => {
-    for (const d of ['sites/default/files/styles', 'sites/default/private', 'sites/all/modules', 'sites/example.com/files']) mkdirSync(join(root, d), { recursive: true });
+    for (const d of ['sites/default/files/styles', 'sites/default/private', 'sites/all/modules', 'sites/example.com/files'])
+      mkdirSync(join(root, d), { recursive: true });
     for (const d of ['sites', 'sites/default/files', 'sites/default/private', 'sites/example.com/files']) chmodSync(join(root, d), 0o755);
     writeFileSync(join(root, 'sites/default/settings.php'), '<?php\n');
     chmodSync(join(root, 'sites/default/settings.php'), 0o440);
@@ -78,7 +79,9 @@ describe('fixSitesPermissions', () => {
     chmodSync(join(root, 'sites'), 0o755);
     const r = await fixSitesPermissions(root, 'www-nobody', { groupFile });
     expect(r.fixed).toEqual([]);
-    expect(r.problems).toEqual(['web group www-nobody does not exist on this host; sites/ permissions left as they are (create it, or set http.webGroup in agent.json)']);
+    expect(r.problems).toEqual([
+      'web group www-nobody does not exist on this host; sites/ permissions left as they are (create it, or set http.webGroup in agent.json)',
+    ]);
     expect(mode('sites')).toBe(0o755);
   });
 

@@ -34,7 +34,27 @@ let pair: { cert: string; key: string } | undefined;
 function tls(over: Partial<NonNullable<SiteConfigInput['https']>> = {}): NonNullable<SiteConfigInput['https']> {
   if (!pair) {
     pair = { cert: join(dir, 'site.crt'), key: join(dir, 'site.key') };
-    const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=site.test', '-keyout', pair.key, '-out', pair.cert], { encoding: 'utf8' });
+    const r = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=site.test',
+        '-keyout',
+        pair.key,
+        '-out',
+        pair.cert,
+      ],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
   }
   return { listen: ['127.0.0.1:18443'], cert: pair.cert, key: pair.key, redirect: false, hsts: false, ...over };
@@ -160,7 +180,9 @@ describe('built-in site templates', () => {
     expect(plain.match(/^\s*ServerAlias .*$/gm)).toEqual(['    ServerAlias www.site.test', '    ServerAlias old.site.test']);
     const redirect = (await renderSiteConfig({ ...SITE, impl: 'apache', redirectAliases: true }, '')).text;
     expect(redirect.match(/<VirtualHost \*:80 \[::\]:80>/g)).toHaveLength(2);
-    expect(redirect).toMatch(/ServerName www\.site\.test\n\s*ServerAlias www\.site\.test\n\s*ServerAlias old\.site\.test\n[\s\S]*?RewriteEngine On\n\s*RewriteCond %\{REQUEST_URI\} !\^\/\\\.well-known\/acme-challenge\/\n\s*RewriteRule \^ %\{REQUEST_SCHEME\}:\/\/site\.test%\{REQUEST_URI\} \[R=301,L\]/);
+    expect(redirect).toMatch(
+      /ServerName www\.site\.test\n\s*ServerAlias www\.site\.test\n\s*ServerAlias old\.site\.test\n[\s\S]*?RewriteEngine On\n\s*RewriteCond %\{REQUEST_URI\} !\^\/\\\.well-known\/acme-challenge\/\n\s*RewriteRule \^ %\{REQUEST_SCHEME\}:\/\/site\.test%\{REQUEST_URI\} \[R=301,L\]/,
+    );
     const off = (await renderSiteConfig({ ...SITE, impl: 'apache', enabled: false }, '')).text;
     expect(off).toMatch(/RewriteRule \^ - \[R=503,L\]/);
     expect(off).toMatch(/ErrorDocument 503 ".*site\.test is down for maintenance.*"/);
@@ -168,7 +190,9 @@ describe('built-in site templates', () => {
     const https = (await renderSiteConfig({ ...SITE, impl: 'apache', aliases: [], https: tls({ redirect: true, hsts: true }) }, '')).text;
     const hosts = https.split('<VirtualHost ').slice(1);
     expect(hosts.map((h) => h.split('>')[0])).toEqual(['*:80 [::]:80', '127.0.0.1:18443']);
-    expect(hosts[0]).toMatch(/Alias \/\.well-known\/acme-challenge\/ \/srv\/host1\/var\/lib\/spoke-agent\/acme-challenge\/[\s\S]*RewriteRule \^ https:\/\/%\{HTTP_HOST\}%\{REQUEST_URI\} \[R=301,L\]/);
+    expect(hosts[0]).toMatch(
+      /Alias \/\.well-known\/acme-challenge\/ \/srv\/host1\/var\/lib\/spoke-agent\/acme-challenge\/[\s\S]*RewriteRule \^ https:\/\/%\{HTTP_HOST\}%\{REQUEST_URI\} \[R=301,L\]/,
+    );
     expect(hosts[1]).toContain(`SSLCertificateFile ${tls().cert}`);
     expect(hosts[1]).toContain('Header always set Strict-Transport-Security "max-age=31536000"');
     expect(hosts[1]).toContain('SetHandler');
@@ -250,7 +274,10 @@ describe('built-in site templates', () => {
       writeFileSync(join(p, 'sites', `spoke-site-${domain}.conf`), text);
     }
     const mods = ['mpm_event', 'authz_core', 'dir', 'proxy', 'proxy_fcgi', 'rewrite', 'headers', 'alias', 'mime', 'socache_shmcb', 'ssl'];
-    const load = mods.filter((m) => existsSync(join(modules, `mod_${m}.so`))).map((m) => `LoadModule ${m}_module ${modules}/mod_${m}.so`).join('\n');
+    const load = mods
+      .filter((m) => existsSync(join(modules, `mod_${m}.so`)))
+      .map((m) => `LoadModule ${m}_module ${modules}/mod_${m}.so`)
+      .join('\n');
     writeFileSync(
       join(p, 'apache2.conf'),
       `ServerRoot ${p}\nDefaultRuntimeDir ${p}\nPidFile ${p}/apache2.pid\nErrorLog ${p}/error.log\nServerName localhost\n${load}\nListen 127.0.0.1:18091\nListen 127.0.0.1:18444\nIncludeOptional ${p}/sites/*.conf\n`,
@@ -261,7 +288,10 @@ describe('built-in site templates', () => {
     // The agent's own check for apache (http.testCommand default): `apache2ctl configtest`, here
     // on this private config dir (Debian's apache2ctl reads $APACHE_CONFDIR/apache2.conf).
     if (existsSync('/usr/sbin/apache2ctl')) {
-      const ctl = spawnSync('/usr/sbin/apache2ctl', ['configtest'], { encoding: 'utf8', env: { ...process.env, APACHE_CONFDIR: p, APACHE_ENVVARS: join(p, 'envvars') } });
+      const ctl = spawnSync('/usr/sbin/apache2ctl', ['configtest'], {
+        encoding: 'utf8',
+        env: { ...process.env, APACHE_CONFDIR: p, APACHE_ENVVARS: join(p, 'envvars') },
+      });
       expect(ctl.status, ctl.stderr + ctl.stdout).toBe(0);
       expect(ctl.stderr + ctl.stdout).toMatch(/Syntax OK/);
     }

@@ -15,7 +15,12 @@ let base: string;
 let xfer: SiteFileTransfer;
 const TREE = '/var/www/wp';
 const site = () => join(base, 'var/www/wp/sites/a.test');
-const group = (readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[2] === String(process.getgid?.() ?? 0)) ?? '').split(':')[0] || 'root';
+const group =
+  (
+    readFileSync('/etc/group', 'utf8')
+      .split('\n')
+      .find((l) => l.split(':')[2] === String(process.getgid?.() ?? 0)) ?? ''
+  ).split(':')[0] || 'root';
 
 beforeEach(() => {
   base = mkdtempSync(join(tmpdir(), 'spoke-xfer-'));
@@ -49,7 +54,13 @@ async function tarOf(entries: { name: string; type?: 'file' | 'directory' | 'sym
   for (const e of entries) {
     const type = e.type ?? 'file';
     await t.add(
-      { name: e.name, type, mode: type === 'directory' ? 0o755 : 0o644, ...(type === 'file' ? { size: Buffer.byteLength(e.data ?? '') } : {}), ...(e.linkname ? { linkname: e.linkname } : {}) },
+      {
+        name: e.name,
+        type,
+        mode: type === 'directory' ? 0o755 : 0o644,
+        ...(type === 'file' ? { size: Buffer.byteLength(e.data ?? '') } : {}),
+        ...(e.linkname ? { linkname: e.linkname } : {}),
+      },
       type === 'file' ? Readable.from([Buffer.from(e.data ?? '')]) : undefined,
     );
   }
@@ -64,7 +75,7 @@ describe('SiteFileTransfer', () => {
     const m = await tarEntries(p.stream);
     expect([...m.keys()].sort()).toEqual(['files', 'files/2024', 'files/2024/a.jpg', 'files/latest.jpg', 'private', 'private/p.txt']);
     expect(m.get('files/latest.jpg')).toBe('-> 2024/a.jpg');
-    expect(p.skipped).toEqual(['files/passwd: symlink to /etc/passwd (absolute or outside the site\'s files; not kept)']);
+    expect(p.skipped).toEqual(["files/passwd: symlink to /etc/passwd (absolute or outside the site's files; not kept)"]);
     expect(p.entries).toBe(6);
   });
 
@@ -99,7 +110,13 @@ describe('SiteFileTransfer', () => {
     const uid = root ? 4243 : (process.getuid?.() ?? 0);
     const passwdFile = join(base, 'passwd');
     writeFileSync(passwdFile, `web:x:${uid}:${uid}::/:/bin/sh\n`);
-    const owned = new SiteFileTransfer({ roots: ['/var/www'], rootMap: new RootMap(base), webGroup: group, userFiles: { user: 'web', passwdFile, isRoot: () => root }, log: silentLogger() });
+    const owned = new SiteFileTransfer({
+      roots: ['/var/www'],
+      rootMap: new RootMap(base),
+      webGroup: group,
+      userFiles: { user: 'web', passwdFile, isRoot: () => root },
+      log: silentLogger(),
+    });
     const tar = await tarOf([
       { name: 'files', type: 'directory' },
       { name: 'files/2026', type: 'directory' },
@@ -119,10 +136,20 @@ describe('SiteFileTransfer', () => {
 
   it('refuses a hostile tar (escape, absolute link, another top-level name) and changes nothing', async () => {
     for (const bad of [
-      [{ name: 'files', type: 'directory' as const }, { name: 'files/../../settings.php', data: 'pwned' }],
-      [{ name: 'files', type: 'directory' as const }, { name: 'files/x', type: 'symlink' as const, linkname: '/etc/passwd' }],
+      [
+        { name: 'files', type: 'directory' as const },
+        { name: 'files/../../settings.php', data: 'pwned' },
+      ],
+      [
+        { name: 'files', type: 'directory' as const },
+        { name: 'files/x', type: 'symlink' as const, linkname: '/etc/passwd' },
+      ],
       [{ name: 'settings.php', data: 'pwned' }],
-      [{ name: 'files', type: 'directory' as const }, { name: 'files/ok.txt', data: 'x' }, { name: 'files/../x', data: 'y' }],
+      [
+        { name: 'files', type: 'directory' as const },
+        { name: 'files/ok.txt', data: 'x' },
+        { name: 'files/../x', data: 'y' },
+      ],
     ]) {
       await expect(xfer.unpack(TREE, 'a.test', true, Readable.from([await tarOf(bad)]))).rejects.toMatchObject({ code: 'ARCHIVE_UNSAFE' });
       expect(readFileSync(join(site(), 'files/2024/a.jpg'), 'utf8')).toBe('A');
@@ -133,7 +160,10 @@ describe('SiteFileTransfer', () => {
   });
 
   it('replace=false: refused (SITE_FILES_EXIST) into non-empty dirs, accepted into empty ones', async () => {
-    const tar = await tarOf([{ name: 'files', type: 'directory' }, { name: 'files/new.txt', data: 'N' }]);
+    const tar = await tarOf([
+      { name: 'files', type: 'directory' },
+      { name: 'files/new.txt', data: 'N' },
+    ]);
     await expect(xfer.unpack(TREE, 'a.test', false, Readable.from([tar]))).rejects.toMatchObject({ code: 'SITE_FILES_EXIST' });
     expect(readFileSync(join(site(), 'files/2024/a.jpg'), 'utf8')).toBe('A');
     const r = await xfer.unpack(TREE, 'fresh.test', false, Readable.from([tar]));

@@ -156,7 +156,12 @@ export class SiteFileTransfer {
       const perms = await ensureSiteDirs(at.root, domain, this.deps.webGroup, this.deps.perms);
       // The tar's owners are not kept (uid/gid 0 from another host mean nothing here): what was
       // unpacked is the web server's, so uploads into it work.
-      const owned = await giveUserFilesToWebServer(at.root, domain, { user: 'www-data', ...this.deps.userFiles, webGroup: this.deps.webGroup }, { trustHardlinks: true });
+      const owned = await giveUserFilesToWebServer(
+        at.root,
+        domain,
+        { user: 'www-data', ...this.deps.userFiles, webGroup: this.deps.webGroup },
+        { trustHardlinks: true },
+      );
       const problems = [...perms.problems, ...owned.problems];
       this.deps.log.info({ domain, tree, entries: res.entries, replaced: parts, owner: describeUserFiles(domain, owned) }, 'site files unpacked');
       if (problems.length) this.deps.log.warn({ domain, tree, problems }, 'site files unpacked with permission problems');

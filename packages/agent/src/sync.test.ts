@@ -75,7 +75,10 @@ describe('AgentTrees.converge over the wire', () => {
       writeTree(src, { 'index.php': 'v1', 'sites/default/settings.php': 's' });
       // A delta whose removed path the committed manifest does not have: refused by the engine.
       let bad: ManifestDelta | undefined;
-      const { client, asked } = fakeClient(() => src, () => bad);
+      const { client, asked } = fakeClient(
+        () => src,
+        () => bad,
+      );
       trees.setClient(client);
       const req = async () => ({ tree: '/var/www/p', rootHash: (await walkTree(src)).manifest.rootHash, excludes: [], label: 'p' });
       const first = await trees.converge(await req(), () => undefined);

@@ -83,7 +83,15 @@ export class AgentTrees {
   /** Where drift repairs keep what they remove or overwrite. */
   private readonly quarantine: QuarantineOptions;
 
-  constructor(deps: { stateDir: string; roots: string[]; rootMap: RootMap; log: Logger; fetchBatch?: number; helper?: FileHelper; quarantine?: Partial<QuarantineOptions> }) {
+  constructor(deps: {
+    stateDir: string;
+    roots: string[];
+    rootMap: RootMap;
+    log: Logger;
+    fetchBatch?: number;
+    helper?: FileHelper;
+    quarantine?: Partial<QuarantineOptions>;
+  }) {
     this.fetchBatch = deps.fetchBatch ?? FETCH_BATCH;
     this.quarantine = {
       dir: deps.quarantine?.dir ?? `${deps.stateDir}/quarantine`,
@@ -183,7 +191,10 @@ export class AgentTrees {
   private withLock<T>(tree: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.locks.get(tree) ?? Promise.resolve();
     const next = prev.then(fn, fn);
-    this.locks.set(tree, next.catch(() => undefined));
+    this.locks.set(
+      tree,
+      next.catch(() => undefined),
+    );
     return next;
   }
 
@@ -203,29 +214,30 @@ export class AgentTrees {
       const heldRoots = new Map([...this.held].map(([k, v]) => [k, v.hostRoot]));
       let reuseIndex: ((hash: string) => string | undefined) | undefined;
       let lastPhase = '';
-      const run = (want: Manifest | ManifestDelta, trustCommitted?: boolean) => converge({
-        treeKey: req.tree,
-        hostRoot,
-        stateDir: this.stateDir,
-        desired: 'entries' in want ? want : undefined,
-        delta: 'entries' in want ? undefined : want,
-        trustCommitted,
-        excludes: req.excludes,
-        quarantine: this.quarantine,
-        reportDrift: req.reportDrift === true,
-        fetcher: this.fetcher(req.tree),
-        // Built only when a converge has enough to fetch to be worth it (see reuseMinBytes):
-        // the index reads every held manifest, ~50 ms for 20,000 entries.
-        reuse: (hash) => (reuseIndex ??= buildReuseIndex(this.stateDir, heldRoots))(hash),
-        reuseMinBytes: REUSE_MIN_BYTES,
-        helper: this.helper,
-        onProgress: (p) => {
-          if (p.phase !== lastPhase || p.phase === 'fetch' || p.phase === 'reuse') {
-            lastPhase = p.phase;
-            progress({ message: `${p.phase} ${p.files}/${p.filesTotal} files`, done: Math.round(p.bytes), total: Math.round(p.bytesTotal) });
-          }
-        },
-      });
+      const run = (want: Manifest | ManifestDelta, trustCommitted?: boolean) =>
+        converge({
+          treeKey: req.tree,
+          hostRoot,
+          stateDir: this.stateDir,
+          desired: 'entries' in want ? want : undefined,
+          delta: 'entries' in want ? undefined : want,
+          trustCommitted,
+          excludes: req.excludes,
+          quarantine: this.quarantine,
+          reportDrift: req.reportDrift === true,
+          fetcher: this.fetcher(req.tree),
+          // Built only when a converge has enough to fetch to be worth it (see reuseMinBytes):
+          // the index reads every held manifest, ~50 ms for 20,000 entries.
+          reuse: (hash) => (reuseIndex ??= buildReuseIndex(this.stateDir, heldRoots))(hash),
+          reuseMinBytes: REUSE_MIN_BYTES,
+          helper: this.helper,
+          onProgress: (p) => {
+            if (p.phase !== lastPhase || p.phase === 'fetch' || p.phase === 'reuse') {
+              lastPhase = p.phase;
+              progress({ message: `${p.phase} ${p.files}/${p.filesTotal} files`, done: Math.round(p.bytes), total: Math.round(p.bytesTotal) });
+            }
+          },
+        });
       let r: Awaited<ReturnType<typeof run>>;
       try {
         r = await run(desired);
@@ -238,14 +250,23 @@ export class AgentTrees {
         r = await run(await this.fetchManifest(req.tree, req.rootHash, false), false);
       }
       if (r.abandonedJournal !== undefined) {
-        this.log.warn({ tree: req.tree, err: r.abandonedJournal }, 'an earlier converge could not be finished: abandoned it and converged from what is on disk');
+        this.log.warn(
+          { tree: req.tree, err: r.abandonedJournal },
+          'an earlier converge could not be finished: abandoned it and converged from what is on disk',
+        );
       }
       for (const c of r.conflicts) {
-        this.log.warn({ tree: req.tree, path: c.path, wanted: c.wanted, userData: c.userData }, 'converge conflict: user data stands where the master wants a file; path skipped');
+        this.log.warn(
+          { tree: req.tree, path: c.path, wanted: c.wanted, userData: c.userData },
+          'converge conflict: user data stands where the master wants a file; path skipped',
+        );
       }
       const q = r.quarantined;
       if (q !== undefined) {
-        this.log.warn({ tree: req.tree, quarantine: q.dir, files: q.paths.length, bytes: q.bytes, skipped: q.skipped.length }, 'drift repair: kept what it removed or overwrote in quarantine');
+        this.log.warn(
+          { tree: req.tree, quarantine: q.dir, files: q.paths.length, bytes: q.bytes, skipped: q.skipped.length },
+          'drift repair: kept what it removed or overwrote in quarantine',
+        );
       }
       this.observedHashes.set(req.tree, r.rootHash);
       const cut = (a: string[]) => a.slice(0, 100);
@@ -372,7 +393,8 @@ export class AgentTrees {
         // master's index of them) for the whole transfer, on both ends.
         const all = [...hashes];
         const got: ReceivedBlob[] = [];
-        for (let i = 0; i < all.length; i += this.fetchBatch) got.push(...(await this.fetchSome(tree, all.slice(i, i + this.fetchBatch), stagingDir, onBytes, destOf, modeOf)));
+        for (let i = 0; i < all.length; i += this.fetchBatch)
+          got.push(...(await this.fetchSome(tree, all.slice(i, i + this.fetchBatch), stagingDir, onBytes, destOf, modeOf)));
         return got;
       },
     };
@@ -414,7 +436,15 @@ export class AgentTrees {
 }
 
 function quarantineInfo(q: QuarantineEntry): QuarantineInfo {
-  return { id: q.id, atMs: q.atMs, dir: q.dir, files: q.paths.length, bytes: q.bytes, paths: q.paths.slice(0, 100).map((p) => p.path), skipped: q.skipped.length };
+  return {
+    id: q.id,
+    atMs: q.atMs,
+    dir: q.dir,
+    files: q.paths.length,
+    bytes: q.bytes,
+    paths: q.paths.slice(0, 100).map((p) => p.path),
+    skipped: q.skipped.length,
+  };
 }
 
 /** The quarantine of a tree, pruned to its bounds first (an unreadable dir lists nothing). */

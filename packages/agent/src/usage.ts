@@ -10,7 +10,7 @@ export const AGENT_HELP: Record<'enroll' | 'run', HelpSpec> = {
     usage: 'enroll --master HOST:PORT --token TOKEN --state-dir DIR [--roots /var/aegir,/var/www] [--force]',
     summary: 'Join this web server to a master: trade the one-time token for a certificate kept in the state dir.',
     flags: [
-      ['--master HOST:PORT', 'the master\'s agent port (its --listen address)'],
+      ['--master HOST:PORT', "the master's agent port (its --listen address)"],
       ['--token TOKEN', 'the one-time token from: spoke server token NAME (or set SPOKE_TOKEN)'],
       ['--state-dir DIR', 'where this agent keeps its identity and state (e.g. /var/lib/spoke-agent)'],
       ['--roots DIRS', 'comma-separated directories the master may deploy under (default /var/aegir,/var/www)'],
@@ -25,7 +25,10 @@ export const AGENT_HELP: Record<'enroll' | 'run', HelpSpec> = {
       ['--state-dir DIR', 'the state dir enroll wrote (identity, certificates, tree state)'],
       ['--root DIR', 'a directory standing in for / : every path the agent touches is inside it (trials and tests)'],
       ['--master HOST:PORT', 'dial this address instead of the one recorded at enroll'],
-      ['--metrics HOST:PORT', 'serve Prometheus /metrics and readiness /healthz, /readyz on this address (off by default; keep it on loopback or a private network)'],
+      [
+        '--metrics HOST:PORT',
+        'serve Prometheus /metrics and readiness /healthz, /readyz on this address (off by default; keep it on loopback or a private network)',
+      ],
     ],
     examples: ['spoke-agent run --state-dir /var/lib/spoke-agent'],
   },

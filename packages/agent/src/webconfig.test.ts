@@ -83,7 +83,10 @@ describe('WebConfig', () => {
     await web().configurePlatform(REQ);
     const before = readFileSync(confFile(), 'utf8');
     const emerg = 'nginx: [emerg] unknown directive "bogus" in /etc/nginx/conf.d/spoke-platform-d7.conf:12';
-    const failing = web({}, { testCommand: [script('badtest', 1, `${emerg}\nnginx: configuration file /etc/nginx/nginx.conf test failed`)], listen: ['127.0.0.1:9090'] });
+    const failing = web(
+      {},
+      { testCommand: [script('badtest', 1, `${emerg}\nnginx: configuration file /etc/nginx/nginx.conf test failed`)], listen: ['127.0.0.1:9090'] },
+    );
     const err = await failing.configurePlatform(REQ).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'WEBSERVER_CONFIG_INVALID' });
     const msg = (err as Error).message;
@@ -96,7 +99,9 @@ describe('WebConfig', () => {
   });
 
   it('a failing test of a first config removes the new file', async () => {
-    const err = await web({}, { testCommand: ['/bin/false'] }).configurePlatform(REQ).catch((e: unknown) => e);
+    const err = await web({}, { testCommand: ['/bin/false'] })
+      .configurePlatform(REQ)
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'WEBSERVER_CONFIG_INVALID' });
     expect((err as Error).message).toMatch(/the new file was removed/);
     expect(existsSync(confFile())).toBe(false);
@@ -120,7 +125,9 @@ describe('WebConfig', () => {
     const w = web({}, { reloadCommand: [script('downreload', 1, said)] });
     const r = await w.configurePlatform(REQ);
     expect(r).toMatchObject({ changed: true, tested: true, reloaded: false });
-    expect(r.problems.join('\n')).toMatch(/^nginx is not running, so nothing was reloaded; the tested config in \S+ loads when it starts \(systemctl start nginx\)$/m);
+    expect(r.problems.join('\n')).toMatch(
+      /^nginx is not running, so nothing was reloaded; the tested config in \S+ loads when it starts \(systemctl start nginx\)$/m,
+    );
     expect(existsSync(confFile())).toBe(true);
     // nothing is left pending: an unchanged config runs nothing
     expect(await w.configurePlatform(REQ)).toMatchObject({ changed: false, reloaded: false });
@@ -149,7 +156,9 @@ describe('WebConfig', () => {
   });
 
   it('a test command that is not installed is CONFIG_INVALID, before anything is written', async () => {
-    const err = await web({}, { testCommand: ['no-such-nginx-binary', '-t'] }).configurePlatform(REQ).catch((e: unknown) => e);
+    const err = await web({}, { testCommand: ['no-such-nginx-binary', '-t'] })
+      .configurePlatform(REQ)
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'CONFIG_INVALID' });
     expect((err as Error).message).toMatch(/http\.testCommand: no-such-nginx-binary is not installed/);
     expect(existsSync(confFile())).toBe(false);
@@ -163,14 +172,17 @@ describe('WebConfig', () => {
   });
 
   describe('which web server', () => {
-    const detected = (impls: string[]) => async (): Promise<DetectedService[]> => impls.map((impl) => ({ kind: 'http', impl, version: '1', binary: `/usr/sbin/${impl}` }));
+    const detected = (impls: string[]) => async (): Promise<DetectedService[]> =>
+      impls.map((impl) => ({ kind: 'http', impl, version: '1', binary: `/usr/sbin/${impl}` }));
 
     it('http.impl none: NO_HTTP_SERVICE', async () => {
       await expect(web({}, { impl: 'none' }).configurePlatform(REQ)).rejects.toMatchObject({ code: 'NO_HTTP_SERVICE' });
     });
 
     it('an agent with --root and no http section manages no web server, even with nginx installed', async () => {
-      const err = await web({ detect: detected(['nginx']) }, { impl: '', configured: false }).configurePlatform(REQ).catch((e: unknown) => e);
+      const err = await web({ detect: detected(['nginx']) }, { impl: '', configured: false })
+        .configurePlatform(REQ)
+        .catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'NO_HTTP_SERVICE' });
       expect((err as Error).message).toMatch(/--root .* has no http section/);
     });
@@ -184,7 +196,12 @@ describe('WebConfig', () => {
       expect((await svc({ impl: '' }, '', ['nginx', 'apache'])).impl).toBe('nginx');
       expect((await svc({ impl: '' }, '', ['apache'])).impl).toBe('apache');
       const pinned = await svc({ impl: '', confDir: '', testCommand: null, reloadCommand: null }, 'apache', ['nginx', 'apache']);
-      expect(pinned).toMatchObject({ impl: 'apache', confDir: '/etc/apache2/sites-enabled', test: ['apache2ctl', 'configtest'], reload: ['apache2ctl', 'graceful'] });
+      expect(pinned).toMatchObject({
+        impl: 'apache',
+        confDir: '/etc/apache2/sites-enabled',
+        test: ['apache2ctl', 'configtest'],
+        reload: ['apache2ctl', 'graceful'],
+      });
       const conflict = await svc({ impl: 'nginx', confDir: '', testCommand: null, reloadCommand: null }, 'apache', []);
       expect(conflict).toMatchObject({ impl: 'nginx', confDir: '/etc/nginx/conf.d', test: ['nginx', '-t'], reload: ['nginx', '-s', 'reload'] });
       expect(conflict.problems).toEqual(['the master pins apache for this server but agent.json sets http.impl nginx; using nginx']);
@@ -199,9 +216,14 @@ describe('WebConfig', () => {
   });
 
   it('php-fpm: agent.json wins; else detection; a missing socket or none at all is a warning', async () => {
-    const fromDetect = await web({ fpmSocket: '', detectFpm: async () => ({ address: '/run/php/php9.1-fpm.sock', source: 'pool www', exists: false }) }).configurePlatform(REQ);
+    const fromDetect = await web({
+      fpmSocket: '',
+      detectFpm: async () => ({ address: '/run/php/php9.1-fpm.sock', source: 'pool www', exists: false }),
+    }).configurePlatform(REQ);
     expect(readFileSync(confFile(), 'utf8')).toContain('fastcgi_pass unix:/run/php/php9.1-fpm.sock;');
-    expect(fromDetect.problems).toEqual(['php-fpm socket /run/php/php9.1-fpm.sock (from pool www) does not exist: is php-fpm running? PHP requests fail until it is']);
+    expect(fromDetect.problems).toEqual([
+      'php-fpm socket /run/php/php9.1-fpm.sock (from pool www) does not exist: is php-fpm running? PHP requests fail until it is',
+    ]);
     const none = await web({ fpmSocket: '' }).configurePlatform(REQ);
     expect(readFileSync(confFile(), 'utf8')).toContain('fastcgi_pass unix:/run/php/php-fpm.sock;');
     expect(none.problems[0]).toMatch(/no php-fpm pool or socket found/);
@@ -251,7 +273,9 @@ describe('WebConfig: sites', () => {
     const failing = web({}, { testCommand: [script('badtest', 1, 'nginx: [emerg] unknown directive "x" in spoke-site-site.test.conf:9')] });
     const err = await failing.configureSite({ ...SITE, aliases: [] }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'WEBSERVER_CONFIG_INVALID' });
-    expect((err as Error).message).toMatch(/rejected the config of site site\.test \(from built-in nginx\/site\.conf\): nginx: \[emerg\] unknown directive "x".*the previous file was restored/);
+    expect((err as Error).message).toMatch(
+      /rejected the config of site site\.test \(from built-in nginx\/site\.conf\): nginx: \[emerg\] unknown directive "x".*the previous file was restored/,
+    );
     expect(readFileSync(siteFile(), 'utf8')).toBe(before);
   });
 
@@ -304,9 +328,11 @@ describe('serverMessage', () => {
         'nginx: [warn] conflicting server name "x" on 0.0.0.0:80, ignored\nnginx: [emerg] unexpected "}" in /etc/nginx/conf.d/a.conf:3\nnginx: configuration file /etc/nginx/nginx.conf test failed\n',
       ),
     ).toBe('nginx: [emerg] unexpected "}" in /etc/nginx/conf.d/a.conf:3');
-    expect(serverMessage('AH00526: Syntax error on line 7 of /etc/apache2/sites-enabled/spoke-platform-d7.conf:\nInvalid command \'Bogus\', perhaps misspelled\nAction \'configtest\' failed.')).toBe(
-      "AH00526: Syntax error on line 7 of /etc/apache2/sites-enabled/spoke-platform-d7.conf: | Invalid command 'Bogus', perhaps misspelled",
-    );
+    expect(
+      serverMessage(
+        "AH00526: Syntax error on line 7 of /etc/apache2/sites-enabled/spoke-platform-d7.conf:\nInvalid command 'Bogus', perhaps misspelled\nAction 'configtest' failed.",
+      ),
+    ).toBe("AH00526: Syntax error on line 7 of /etc/apache2/sites-enabled/spoke-platform-d7.conf: | Invalid command 'Bogus', perhaps misspelled");
     expect(serverMessage('')).toBe('no output');
   });
 });

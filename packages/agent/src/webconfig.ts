@@ -259,7 +259,15 @@ export class WebConfig {
     const problems = [...svc.problems];
     const root = this.deps.rootMap.confine(req.tree, this.deps.roots);
     const rendered = await renderPlatformConfig(
-      { impl: svc.impl, platform: req.platform, kind: req.kind || 'generic', tree: req.tree, root, listen: this.deps.http.listen, fpm: await this.fpm(problems) },
+      {
+        impl: svc.impl,
+        platform: req.platform,
+        kind: req.kind || 'generic',
+        tree: req.tree,
+        root,
+        listen: this.deps.http.listen,
+        fpm: await this.fpm(problems),
+      },
       this.deps.http.templatesDir,
     );
     const file = join(svc.confDir, `spoke-platform-${req.platform}.conf`);
@@ -330,7 +338,8 @@ export class WebConfig {
     // Drift under files/ and private/ (a file chown'd to root, a dir without g+w) is repaired
     // here, so `site verify` makes uploads work again.
     const real = await realpath(root).catch(() => null);
-    const owned = real === null ? null : await giveUserFilesToWebServer(real, req.domain, { user: 'www-data', ...this.deps.userFiles, webGroup: this.deps.http.webGroup });
+    const owned =
+      real === null ? null : await giveUserFilesToWebServer(real, req.domain, { user: 'www-data', ...this.deps.userFiles, webGroup: this.deps.http.webGroup });
     report.fixed.push(...dirs.fixed, ...files.fixed);
     if (owned?.changed) report.fixed.push(describeUserFiles(req.domain, owned));
     report.problems.push(...dirs.problems, ...files.problems, ...(owned?.problems ?? []));
@@ -411,7 +420,10 @@ export class WebConfig {
     state.tested = true;
     await this.reload(reload, svc, file, state, problems);
     if (!state.reloaded) return state;
-    log.info({ source: rendered?.source ?? 'removed' }, rendered ? `${what} config written, tested and reloaded` : `${what} config removed, tested and reloaded`);
+    log.info(
+      { source: rendered?.source ?? 'removed' },
+      rendered ? `${what} config written, tested and reloaded` : `${what} config removed, tested and reloaded`,
+    );
     return state;
   }
 
@@ -450,7 +462,10 @@ export class WebConfig {
     } catch (e) {
       this.deps.log.error({ file, err: (e as Error).message }, 'could not restore the previous web server config');
       if (isSpokeError(e)) throw e;
-      throw fail('WEBSERVER_CONFIG_INVALID', `could not restore ${file} after a failed config test: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw fail(
+        'WEBSERVER_CONFIG_INVALID',
+        `could not restore ${file} after a failed config test: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
   }
 }

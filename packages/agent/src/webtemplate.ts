@@ -72,8 +72,7 @@ const HOST = /^(\*|\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9
  * @throws SpokeError UNSAFE_CONFIG_VALUE
  */
 export function checkListen(value: string): string {
-  const bad = () =>
-    fail('UNSAFE_CONFIG_VALUE', `listen address ${JSON.stringify(value)} is not PORT, HOST:PORT, *:PORT or [IPv6]:PORT`);
+  const bad = () => fail('UNSAFE_CONFIG_VALUE', `listen address ${JSON.stringify(value)} is not PORT, HOST:PORT, *:PORT or [IPv6]:PORT`);
   const i = value.lastIndexOf(':');
   const host = i < 0 ? '' : value.slice(0, i);
   const port = i < 0 ? value : value.slice(i + 1);

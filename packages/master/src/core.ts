@@ -179,7 +179,14 @@ export class Core {
       metrics,
     });
     this.operators = new OperatorCerts({ db: deps.db, clock: this.clock });
-    this.leftovers = new Leftovers({ db: deps.db, ns: this.ns, hub: this.hub, tasks: this.tasks, clock: this.clock, log: this.log.child({ component: 'master.membership' }) });
+    this.leftovers = new Leftovers({
+      db: deps.db,
+      ns: this.ns,
+      hub: this.hub,
+      tasks: this.tasks,
+      clock: this.clock,
+      log: this.log.child({ component: 'master.membership' }),
+    });
     this.remover = new PlatformRemover({
       leftovers: this.leftovers,
       ns: this.ns,

@@ -29,7 +29,15 @@ describe('events', () => {
       task({ id: 3, state: 'queued', createdMs: 400 }),
     ];
     const all = taskBacklog(rows, 100).map((e) => `${e.tsMs} #${e.taskId} ${e.state}${e.message ? ` ${e.message}` : ''}`);
-    expect(all).toEqual(['100 #1 queued', '150 #1 running', '200 #2 queued', '210 #2 running', '250 #1 succeeded', '300 #2 failed DB_UNREACHABLE: no db', '400 #3 queued']);
+    expect(all).toEqual([
+      '100 #1 queued',
+      '150 #1 running',
+      '200 #2 queued',
+      '210 #2 running',
+      '250 #1 succeeded',
+      '300 #2 failed DB_UNREACHABLE: no db',
+      '400 #3 queued',
+    ]);
     expect(taskBacklog(rows, 2).map((e) => e.taskId)).toEqual([2, 3]);
     expect(taskEvent(rows[0] as TaskInfo)).toMatchObject({ kind: 'task', entity: 'site:a.test', taskKind: 'site.install', tsMs: 300 });
   });
@@ -48,7 +56,13 @@ describe('events', () => {
     hub.events.emit('offline', 'w1');
     off();
     hub.events.emit('online', 'w2');
-    expect(seen.map((e) => `${e.entity} ${e.state}`)).toEqual(['server:w1 queued', 'server:w1 running', 'server:w1 succeeded', 'server:w1 connected', 'server:w1 disconnected']);
+    expect(seen.map((e) => `${e.entity} ${e.state}`)).toEqual([
+      'server:w1 queued',
+      'server:w1 running',
+      'server:w1 succeeded',
+      'server:w1 connected',
+      'server:w1 disconnected',
+    ]);
     expect(feed.backlog(10).map((e) => e.state)).toEqual(['queued', 'running', 'succeeded']);
     await tasks.stop();
   });

@@ -4,7 +4,16 @@
  */
 import { parseArgs } from 'node:util';
 import { setLogger } from '@grpc/grpc-js';
-import { SPOKE_VERSION, boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, createLogger, didYouMean, formatHelp, isSpokeError, unknownOptionMessage } from '@spoke/shared';
+import {
+  SPOKE_VERSION,
+  boundHeapGrowth,
+  MASTER_HEAP_HEADROOM_MB,
+  createLogger,
+  didYouMean,
+  formatHelp,
+  isSpokeError,
+  unknownOptionMessage,
+} from '@spoke/shared';
 import { compileMasterOptions } from './options.js';
 import { startMaster } from './master.js';
 import { MASTER_FLAGS, MASTER_RUN_HELP } from './usage.js';
@@ -43,7 +52,22 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(formatHelp('spoke-master', MASTER_RUN_HELP));
     return;
   }
-  let values: Partial<Record<'state-dir' | 'listen' | 'root' | 'socket' | 'metrics' | 'build-max-bytes' | 'build-max-entries' | 'build-max-ratio' | 'acme-directory' | 'acme-email' | 'acme-ca', string>> & {
+  let values: Partial<
+    Record<
+      | 'state-dir'
+      | 'listen'
+      | 'root'
+      | 'socket'
+      | 'metrics'
+      | 'build-max-bytes'
+      | 'build-max-entries'
+      | 'build-max-ratio'
+      | 'acme-directory'
+      | 'acme-email'
+      | 'acme-ca',
+      string
+    >
+  > & {
     'build-source-dir'?: string[];
   };
   try {
@@ -90,7 +114,9 @@ async function main(argv: string[]): Promise<void> {
   const grpcLine = (...a: unknown[]) => log.debug({ grpc: a.map(String).join(' ') }, 'grpc-js');
   setLogger({ error: grpcLine, info: grpcLine, debug: grpcLine });
   const master = await startMaster(opts, { log });
-  process.stdout.write(`spoke-master listening on ${master.listen}; CLI socket ${master.socket}${master.metrics ? `; metrics on http://${master.metrics}/metrics` : ''}\n`);
+  process.stdout.write(
+    `spoke-master listening on ${master.listen}; CLI socket ${master.socket}${master.metrics ? `; metrics on http://${master.metrics}/metrics` : ''}\n`,
+  );
   let stopping = false;
   const shutdown = (sig: string) => {
     if (stopping) return;

@@ -5,7 +5,18 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { FileWorker, RootMap, fail, grpcTarget, lockStateDir, parseHostPort, serverTls, startMetricsListener, type Logger, type MetricsListener } from '@spoke/shared';
+import {
+  FileWorker,
+  RootMap,
+  fail,
+  grpcTarget,
+  lockStateDir,
+  parseHostPort,
+  serverTls,
+  startMetricsListener,
+  type Logger,
+  type MetricsListener,
+} from '@spoke/shared';
 import { MasterHealth } from './health/grpchealth.js';
 import { NO_METRICS, PromMasterMetrics } from './health/metrics.js';
 import { TreeStore } from './platforms/trees.js';
@@ -196,10 +207,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
         fileWorker.close();
         hub.closeAll();
         // Let in-flight calls finish, but never wait on idle agent connections for long.
-        const graceful = Promise.all([
-          new Promise<void>((r) => tls.tryShutdown(() => r())),
-          new Promise<void>((r) => local.tryShutdown(() => r())),
-        ]);
+        const graceful = Promise.all([new Promise<void>((r) => tls.tryShutdown(() => r())), new Promise<void>((r) => local.tryShutdown(() => r()))]);
         await Promise.race([graceful, new Promise((r) => setTimeout(r, 2000).unref())]);
         tls.forceShutdown();
         local.forceShutdown();

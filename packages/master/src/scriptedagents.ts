@@ -32,7 +32,7 @@ interface Failure {
 }
 
 /** A dump the fake dbDump writes: complete (it ends with mariadb-dump's marker). */
-export const SCRIPTED_DUMP = '-- MariaDB dump\nCREATE TABLE `t` (\n  `v` text\n);\nINSERT INTO `t` VALUES\n(\'x\');\n-- Dump completed on 2026-01-01  0:00:00\n';
+export const SCRIPTED_DUMP = "-- MariaDB dump\nCREATE TABLE `t` (\n  `v` text\n);\nINSERT INTO `t` VALUES\n('x');\n-- Dump completed on 2026-01-01  0:00:00\n";
 
 function about(cmd: AgentCommand): string {
   const c = cmd as Record<string, unknown>;
@@ -103,7 +103,11 @@ export class ScriptedAgents {
 
   /** The hub's part the tasks use: call, isOnline, awaitReconnect. */
   get hub(): AgentHub {
-    const call = async <K extends AgentCommand['type']>(server: string, cmd: Extract<AgentCommand, { type: K }>, opts: CallOptions = {}): Promise<AgentCommandResults[K]> => {
+    const call = async <K extends AgentCommand['type']>(
+      server: string,
+      cmd: Extract<AgentCommand, { type: K }>,
+      opts: CallOptions = {},
+    ): Promise<AgentCommandResults[K]> => {
       this.record(server, cmd.type, about(cmd), opts);
       return (await this.answer(cmd, opts)) as AgentCommandResults[K];
     };

@@ -24,19 +24,15 @@ if (process.stdin.isTTY && process.stderr.isTTY) {
   };
 }
 
-runCli(
-  process.argv.slice(2),
-  io,
-  {
-    up: {
-      usage: 'up [--state-dir DIR] [--listen HOST:PORT] [--root DIR] [--roots /var/aegir,/var/www]',
-      summary: 'one-box install: run a master and its local agent (server "master") until Ctrl-C',
-      args: [0, 0],
-      load: async () => (await import('./up.js')).upCommand,
-      run: () => Promise.reject(new Error('up: not loaded')),
-    },
+runCli(process.argv.slice(2), io, {
+  up: {
+    usage: 'up [--state-dir DIR] [--listen HOST:PORT] [--root DIR] [--roots /var/aegir,/var/www]',
+    summary: 'one-box install: run a master and its local agent (server "master") until Ctrl-C',
+    args: [0, 0],
+    load: async () => (await import('./up.js')).upCommand,
+    run: () => Promise.reject(new Error('up: not loaded')),
   },
-).then(
+}).then(
   (code) => {
     process.exitCode = code;
   },

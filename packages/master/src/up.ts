@@ -31,11 +31,9 @@ export { LOCAL_SERVER } from './local.js';
 /** Finds the spoke-agent entry: $SPOKE_AGENT_BIN, beside this file, or the workspace build. */
 export function findAgentBin(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [
-    process.env.SPOKE_AGENT_BIN,
-    join(here, 'spoke-agent.js'),
-    resolve(here, '../../agent/dist/spoke-agent.js'),
-  ].filter((c): c is string => !!c);
+  const candidates = [process.env.SPOKE_AGENT_BIN, join(here, 'spoke-agent.js'), resolve(here, '../../agent/dist/spoke-agent.js')].filter(
+    (c): c is string => !!c,
+  );
   const found = candidates.find((c) => existsSync(c));
   if (!found) throw fail('CONFIG_INVALID', `cannot find spoke-agent (looked at ${candidates.join(', ')}); run pnpm build`);
   return found;

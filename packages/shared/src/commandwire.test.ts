@@ -12,7 +12,16 @@ const kept = { id: 'q1', atMs: 1_700_000_000_000, dir: '/s/quarantine/q1', files
 const COMMANDS: { [K in AgentCommandType]: Extract<AgentCommand, { type: K }> } = {
   verifyServer: { type: 'verifyServer', minFreeBytes: 5_000_000_000 },
   ping: { type: 'ping' },
-  converge: { type: 'converge', tree: '/var/www/d7', rootHash: 'r1', excludes: ['x/'], label: 'platform d7', webGroupFiles: ['sites/a/settings.php'], recheck: true, reportDrift: true },
+  converge: {
+    type: 'converge',
+    tree: '/var/www/d7',
+    rootHash: 'r1',
+    excludes: ['x/'],
+    label: 'platform d7',
+    webGroupFiles: ['sites/a/settings.php'],
+    recheck: true,
+    reportDrift: true,
+  },
   treeStatus: { type: 'treeStatus', tree: '/var/www/d7', excludes: ['y'] },
   configurePlatform: { type: 'configurePlatform', platform: 'd7', tree: '/var/www/d7', kind: 'drupal7', pinnedImpl: 'nginx' },
   dbCreate: { type: 'dbCreate', database: 'db1', user: 'u1', password: 'pw', hosts: ['w1', 'w2'] },
@@ -141,23 +150,52 @@ describe('agent command codecs', () => {
   });
 
   it('a drift or facts an older agent left out read as empty', () => {
-    const r = resultFromWire('treeStatus', { id: 'i', ok: true, errorCode: '', errorMessage: '', result: { $case: 'treeStatus', value: { committedRootHash: '', actualRootHash: '', exists: false, drift: undefined, conflicts: [], quarantine: [] } } });
+    const r = resultFromWire('treeStatus', {
+      id: 'i',
+      ok: true,
+      errorCode: '',
+      errorMessage: '',
+      result: { $case: 'treeStatus', value: { committedRootHash: '', actualRootHash: '', exists: false, drift: undefined, conflicts: [], quarantine: [] } },
+    });
     expect(r.drift).toEqual({ changed: [], added: [], removed: [], total: 0 });
     // a converge that kept nothing (or an agent below capability 13) has no quarantined entry
-    const c = resultFromWire('converge', overTheWire.result({ id: 'i', ok: true, errorCode: '', errorMessage: '', result: resultToWire('converge', { ...RESULTS.converge, quarantined: undefined }) }));
+    const c = resultFromWire(
+      'converge',
+      overTheWire.result({
+        id: 'i',
+        ok: true,
+        errorCode: '',
+        errorMessage: '',
+        result: resultToWire('converge', { ...RESULTS.converge, quarantined: undefined }),
+      }),
+    );
     expect('quarantined' in c).toBe(false);
-    const v = resultFromWire('verifyServer', overTheWire.result({ id: 'i', ok: true, errorCode: '', errorMessage: '', result: resultToWire('verifyServer', { services: [], roots: [], facts: null }) }));
+    const v = resultFromWire(
+      'verifyServer',
+      overTheWire.result({
+        id: 'i',
+        ok: true,
+        errorCode: '',
+        errorMessage: '',
+        result: resultToWire('verifyServer', { services: [], roots: [], facts: null }),
+      }),
+    );
     expect(v.facts).toBeNull();
   });
 
   it('a welcome or a command this build does not know is no command', () => {
-    expect(commandFromWire({ id: 'w', command: { $case: 'welcome', value: { server: 'w1', cluster: '', capabilityVersion: 11, heartbeatIntervalMs: 1000 } } })).toBeUndefined();
+    expect(
+      commandFromWire({ id: 'w', command: { $case: 'welcome', value: { server: 'w1', cluster: '', capabilityVersion: 11, heartbeatIntervalMs: 1000 } } }),
+    ).toBeUndefined();
     // a newer master's command: its oneof case is unknown here, so it decodes as none
     expect(commandFromWire(MasterCommand.decode(Buffer.from([0x0a, 0x01, 0x78, 0xfa, 0x07, 0x00])))).toBeUndefined();
   });
 
   it('refuses a site tool op it does not know', () => {
-    const msg: MasterCommand = { id: 'i', command: { $case: 'siteTool', value: { tree: '/t', domain: 'a.b', kind: 'drupal8', op: 0, tokenHash: '', ttlSeconds: 0 } } };
+    const msg: MasterCommand = {
+      id: 'i',
+      command: { $case: 'siteTool', value: { tree: '/t', domain: 'a.b', kind: 'drupal8', op: 0, tokenHash: '', ttlSeconds: 0 } },
+    };
     let err: unknown;
     try {
       commandFromWire(msg);

@@ -62,7 +62,11 @@ const COMMAND_CODECS: { [K in AgentCommandType]: Codec<K> } = {
   verifyServer: {
     ...sameCodec,
     result: (r) => ({ services: r.services, roots: r.roots, facts: r.facts ?? undefined }),
-    resultFrom: (v) => ({ services: v.services.map((s) => ({ ...s })), roots: v.roots.map((x) => ({ ...x })), facts: v.facts ? { ...v.facts, roots: [...v.facts.roots] } : null }),
+    resultFrom: (v) => ({
+      services: v.services.map((s) => ({ ...s })),
+      roots: v.roots.map((x) => ({ ...x })),
+      facts: v.facts ? { ...v.facts, roots: [...v.facts.roots] } : null,
+    }),
   },
   ping: { ...sameCodec, result: () => ({}), resultFrom: () => null },
   converge: {

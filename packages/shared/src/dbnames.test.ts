@@ -1,15 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { expectCode } from './testkit.js';
-import {
-  DumpTail,
-  checkDbHost,
-  checkDbName,
-  checkDbPassword,
-  checkDbUser,
-  checkDumpComplete,
-  generateDbPassword,
-  siteDbName,
-} from './dbnames.js';
+import { DumpTail, checkDbHost, checkDbName, checkDbPassword, checkDbUser, checkDumpComplete, generateDbPassword, siteDbName } from './dbnames.js';
 
 const long = `${'a'.repeat(40)}.${'b'.repeat(40)}.example.com`; // 94 characters
 

@@ -65,7 +65,10 @@ export function siteDbName(domain: string, taken: ReadonlySet<string>): SiteDbNa
  */
 export function checkDbName(name: string): string {
   if (typeof name !== 'string' || !IDENT_RE.test(name) || name.length > DB_NAME_MAX || DB_RESERVED.has(name)) {
-    throw fail('INVALID_ARGUMENT', `database name ${JSON.stringify(name)} is not valid: use 1-${DB_NAME_MAX} characters a-z 0-9 _ not starting with a digit (not a server schema)`);
+    throw fail(
+      'INVALID_ARGUMENT',
+      `database name ${JSON.stringify(name)} is not valid: use 1-${DB_NAME_MAX} characters a-z 0-9 _ not starting with a digit (not a server schema)`,
+    );
   }
   return name;
 }
@@ -77,7 +80,10 @@ export function checkDbName(name: string): string {
  */
 export function checkDbUser(name: string): string {
   if (typeof name !== 'string' || !IDENT_RE.test(name) || name.length > DB_USER_MAX || DB_RESERVED.has(name)) {
-    throw fail('INVALID_ARGUMENT', `database user ${JSON.stringify(name)} is not valid: use 1-${DB_USER_MAX} characters a-z 0-9 _ not starting with a digit (not root)`);
+    throw fail(
+      'INVALID_ARGUMENT',
+      `database user ${JSON.stringify(name)} is not valid: use 1-${DB_USER_MAX} characters a-z 0-9 _ not starting with a digit (not root)`,
+    );
   }
   return name;
 }
@@ -91,7 +97,10 @@ const HOST_RE = /^[A-Za-z0-9.:%_/-]+$/;
  */
 export function checkDbHost(host: string): string {
   if (typeof host !== 'string' || host.length === 0 || host.length > DB_HOST_MAX || !HOST_RE.test(host)) {
-    throw fail('INVALID_ARGUMENT', `database grant host ${JSON.stringify(host)} is not valid: use a host name, an address, or a pattern of A-Z a-z 0-9 . : % _ / - (1-${DB_HOST_MAX} characters)`);
+    throw fail(
+      'INVALID_ARGUMENT',
+      `database grant host ${JSON.stringify(host)} is not valid: use a host name, an address, or a pattern of A-Z a-z 0-9 . : % _ / - (1-${DB_HOST_MAX} characters)`,
+    );
   }
   return host;
 }
@@ -128,7 +137,10 @@ export const DUMP_TAIL_BYTES = 512;
 export function checkDumpComplete(tail: Uint8Array | string, totalBytes: number, what = 'the database dump'): void {
   const text = typeof tail === 'string' ? tail : Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength).toString('latin1');
   if (totalBytes === 0 || text.trim() === '') throw fail('DB_DUMP_INCOMPLETE', `${what} is empty`);
-  const lines = text.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.trim() !== '');
+  const lines = text
+    .split('\n')
+    .map((l) => l.replace(/\r$/, ''))
+    .filter((l) => l.trim() !== '');
   const last = lines[lines.length - 1] ?? '';
   if (!last.startsWith(DUMP_COMPLETE_MARKER)) {
     throw fail('DB_DUMP_INCOMPLETE', `${what} (${totalBytes} bytes) lacks its "${DUMP_COMPLETE_MARKER}" line: it was cut short`);

@@ -1,7 +1,7 @@
 /**
  * Transport helpers shared by master, agent and CLI: credentials, channel options, addresses.
  */
-import { credentials, experimental, ServerCredentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { credentials, experimental, type ServerCredentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import { MASTER_TLS_NAME } from './tlsname.js';
 import { fail } from './errors.js';
 
@@ -25,11 +25,7 @@ export function channelOptions(extra: ChannelOptions = {}): ChannelOptions {
 
 /** mTLS client credentials from PEM strings. */
 export function clientTls(caPem: string, certPem?: string, keyPem?: string): ChannelCredentials {
-  return credentials.createSsl(
-    Buffer.from(caPem),
-    keyPem ? Buffer.from(keyPem) : null,
-    certPem ? Buffer.from(certPem) : null,
-  );
+  return credentials.createSsl(Buffer.from(caPem), keyPem ? Buffer.from(keyPem) : null, certPem ? Buffer.from(certPem) : null);
 }
 
 /**

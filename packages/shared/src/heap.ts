@@ -61,7 +61,8 @@ export function boundHeapGrowth(
   const raw = env.SPOKE_HEAP_GROWING_PERCENT;
   if (raw !== undefined && raw !== '') {
     const percent = Number(raw);
-    if (!Number.isInteger(percent) || percent < 0) throw fail('CONFIG_INVALID', `SPOKE_HEAP_GROWING_PERCENT must be a whole number ≥ 0, not ${JSON.stringify(raw)}`);
+    if (!Number.isInteger(percent) || percent < 0)
+      throw fail('CONFIG_INVALID', `SPOKE_HEAP_GROWING_PERCENT must be a whole number ≥ 0, not ${JSON.stringify(raw)}`);
     if (percent > 0) setFlagsFromString(`--heap-growing-percent=${percent}`);
     return () => undefined;
   }

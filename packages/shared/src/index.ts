@@ -21,15 +21,7 @@ export {
   DB_HOST_MAX,
 } from './dbnames.js';
 export type { SiteDbNames } from './dbnames.js';
-export {
-  createCA,
-  createCsr,
-  signCsr,
-  issueKeyPair,
-  certFingerprint,
-  certIdentity,
-  MASTER_TLS_NAME,
-} from './pki.js';
+export { createCA, createCsr, signCsr, issueKeyPair, certFingerprint, certIdentity, MASTER_TLS_NAME } from './pki.js';
 export type { KeyPair, CertRole, IssueOptions, CertIdentity } from './pki.js';
 export { createLogger, silentLogger } from './logger.js';
 export { AGENT_HEAP_HEADROOM_MB, boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, MASTER_NODE_FLAGS } from './heap.js';

@@ -12,10 +12,7 @@ const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
  */
 export function checkName(name: string, what = 'name'): string {
   if (!NAME_RE.test(name)) {
-    throw fail(
-      'INVALID_NAME',
-      `${what} ${JSON.stringify(name)} is not valid: use 1-63 characters a-z 0-9 . _ - starting with a letter or digit`,
-    );
+    throw fail('INVALID_NAME', `${what} ${JSON.stringify(name)} is not valid: use 1-63 characters a-z 0-9 . _ - starting with a letter or digit`);
   }
   return name;
 }

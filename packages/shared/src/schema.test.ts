@@ -19,7 +19,11 @@ describe('envInt: one meaning for a numeric setting', () => {
   it('unset or empty is the default; a whole number is taken', () => {
     expect(parseEnv(ENV, {})).toEqual({ SPOKE_X_MS: 5000, SPOKE_GRACE_MS: 60_000, SPOKE_LOG_LEVEL: 'info' });
     expect(parseEnv(ENV, { SPOKE_X_MS: '', SPOKE_GRACE_MS: ' ' })).toMatchObject({ SPOKE_X_MS: 5000, SPOKE_GRACE_MS: 60_000 });
-    expect(parseEnv(ENV, { SPOKE_X_MS: '250', SPOKE_GRACE_MS: '0', SPOKE_LOG_LEVEL: 'debug' })).toEqual({ SPOKE_X_MS: 250, SPOKE_GRACE_MS: 0, SPOKE_LOG_LEVEL: 'debug' });
+    expect(parseEnv(ENV, { SPOKE_X_MS: '250', SPOKE_GRACE_MS: '0', SPOKE_LOG_LEVEL: 'debug' })).toEqual({
+      SPOKE_X_MS: 250,
+      SPOKE_GRACE_MS: 0,
+      SPOKE_LOG_LEVEL: 'debug',
+    });
   });
 
   it.each([

@@ -4,7 +4,7 @@
  */
 import { makeGenericClientConstructor } from '@grpc/grpc-js';
 import {
-  AgentClient as GeneratedAgentClientCtor,
+  type AgentClient as GeneratedAgentClientCtor,
   AgentService as GeneratedAgentService,
   BlobChunk,
   type AgentClient as GeneratedAgentClient,

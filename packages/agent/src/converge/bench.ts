@@ -148,9 +148,7 @@ try {
   }
   console.log(`\n${'case'.padEnd(52)} ${'spoke ms'.padStart(9)} ${'rsync ms'.padStart(9)} ${'ratio'.padStart(6)}`);
   for (const [name, t, rs] of rows) {
-    console.log(
-      `${name.padEnd(52)} ${String(t).padStart(9)} ${String(rs ?? '-').padStart(9)} ${rs ? (t / rs).toFixed(2).padStart(6) : '     -'}`,
-    );
+    console.log(`${name.padEnd(52)} ${String(t).padStart(9)} ${String(rs ?? '-').padStart(9)} ${rs ? (t / rs).toFixed(2).padStart(6) : '     -'}`);
   }
 } finally {
   cleanup();

@@ -92,11 +92,16 @@ const CASES: { name: string; a: Spec; b: Spec; fetched?: number }[] = [
     b: { 'a b/ç ü.php': '2', '日本/ファイル 1.txt': '3', 'emoji 🎉': '4', 'x y': { link: 'a b/ç ü.php' } },
   },
   { name: 'a moved file is reused, not fetched', a: { 'a/big.bin': { content: bigA }, k: '1' }, b: { 'b/moved.bin': { content: bigA }, k: '1' }, fetched: 0 },
-  { name: 'same content at many paths: one blob', a: { k: '1' }, b: { k: '1', x: 'same', 'd/y': 'same', 'd/e/z': { content: 'same', mode: 0o600 } }, fetched: 1 },
+  {
+    name: 'same content at many paths: one blob',
+    a: { k: '1' },
+    b: { k: '1', x: 'same', 'd/y': 'same', 'd/e/z': { content: 'same', mode: 0o600 } },
+    fetched: 1,
+  },
   {
     name: 'mixed',
     a: { 'a/1': '1', 'a/2': '2', 'b/3': '3', c: 'c', 'e/f': 'f', l: { link: 'c' } },
-    b: { 'a/1': '1!', 'b': 'now a file', c: { link: 'a/1' }, 'e/f': { content: 'f', mode: 0o600 }, l: 'now a file too', n: { dir: 0o750 } },
+    b: { 'a/1': '1!', b: 'now a file', c: { link: 'a/1' }, 'e/f': { content: 'f', mode: 0o600 }, l: 'now a file too', n: { dir: 0o750 } },
   },
 ];
 
@@ -280,7 +285,7 @@ describe('converge: initial sync', () => {
     expect(fs.statSync(dst).mode & 0o777).toBe(0o750);
   });
 
-  it('asks for the blobs before making the new tree\'s directories, and makes them before the first blob lands', async () => {
+  it("asks for the blobs before making the new tree's directories, and makes them before the first blob lands", async () => {
     const src = source({ 'a/b/c.php': 'c', 'a/d.php': 'd', 'e/f/g/h.txt': 'h', 'empty/dir': { dir: 0o755 } });
     const inner = framesFetcher([src]);
     const seen: { dirsAtAsk?: boolean; dirsAtFirstBlob?: boolean } = {};
@@ -304,7 +309,7 @@ describe('converge: initial sync', () => {
   });
 
   it('a new tree with no file to place still gets all its directories', async () => {
-    const src = source({ 'a/b/c': { dir: 0o750 }, 'a/l': { link: 'b' }, 'd': { dir: 0o700 } });
+    const src = source({ 'a/b/c': { dir: 0o750 }, 'a/l': { link: 'b' }, d: { dir: 0o700 } });
     const { result, fetcher } = await syncTo(src);
     expect(fetcher.calls).toBe(0);
     expect(result).toMatchObject({ inSync: false, filesFetched: 0 });
@@ -328,7 +333,7 @@ describe('converge: initial sync', () => {
       'private.key': { content: 'k', mode: 0o600 },
       'readonly.txt': { content: 'r', mode: 0o444 },
       'writeonly.log': { content: 'w', mode: 0o200 }, // not readable by its owner: 0600, then chmod
-      'noaccess': { content: 'n', mode: 0o000 },
+      noaccess: { content: 'n', mode: 0o000 },
       'group.php': { content: 'g', mode: 0o664 },
       'dir/big.bin': { content: big, mode: 0o755 },
       'dir/ro': { dir: 0o555 },
@@ -571,7 +576,7 @@ describe('converge: drift', () => {
     // and wp-includes/js/*.js to ../../../javascript/…; mediawiki links whole directories
     // (extensions, images) and LocalSettings.php to /var/lib/mediawiki/…
     const outside = join(base, 'outside');
-    writeTree(outside, { 'htaccess': 'etc', 'ext/Foo/Foo.php': 'foo', 'LocalSettings.php': 'secret' });
+    writeTree(outside, { htaccess: 'etc', 'ext/Foo/Foo.php': 'foo', 'LocalSettings.php': 'secret' });
     const before = await fullManifest(outside);
     const spec: Spec = {
       'index.php': '<?php',
@@ -677,7 +682,15 @@ describe('converge: reuse', () => {
     await expectSame(dst, s2);
     // at the threshold, the other tree is used
     const dst2 = join(base, 'host', 'third');
-    const r2 = await converge({ treeKey: '/third', hostRoot: dst2, stateDir, desired: await manifestOf(s2), fetcher: copyFetcher([s2]), reuse, reuseMinBytes: 5014 });
+    const r2 = await converge({
+      treeKey: '/third',
+      hostRoot: dst2,
+      stateDir,
+      desired: await manifestOf(s2),
+      fetcher: copyFetcher([s2]),
+      reuse,
+      reuseMinBytes: 5014,
+    });
     expect(lookups).toBe(2);
     expect(r2).toMatchObject({ filesFetched: 0, filesReused: 2 });
   });
@@ -789,10 +802,23 @@ describe('converge: refusals leave the tree as it was', () => {
   const cases: [string, () => Manifest, string][] = [
     ['a path that climbs out', () => buildManifest([entry('../evil')]), 'ARCHIVE_UNSAFE'],
     ['an absolute path', () => buildManifest([entry('/etc/passwd')]), 'ARCHIVE_UNSAFE'],
-    ['a symlink with a control character in its target', () => buildManifest([entry('l', { type: 'symlink', target: 'a\nb', hash: sha256Hex('a\nb') })]), 'ARCHIVE_UNSAFE'],
+    [
+      'a symlink with a control character in its target',
+      () => buildManifest([entry('l', { type: 'symlink', target: 'a\nb', hash: sha256Hex('a\nb') })]),
+      'ARCHIVE_UNSAFE',
+    ],
     ['a symlink with an empty target', () => buildManifest([entry('l', { type: 'symlink', target: '', hash: sha256Hex('') })]), 'ARCHIVE_UNSAFE'],
     ['a setuid mode', () => buildManifest([entry('x', { mode: 0o4755 })]), 'ARCHIVE_UNSAFE'],
-    ['a user data path', () => buildManifest([entry('sites', { type: 'dir', size: 0, hash: '' }), entry('sites/x', { type: 'dir', size: 0, hash: '' }), entry('sites/x/files', { type: 'dir', size: 0, hash: '' })]), 'INVALID_ARGUMENT'],
+    [
+      'a user data path',
+      () =>
+        buildManifest([
+          entry('sites', { type: 'dir', size: 0, hash: '' }),
+          entry('sites/x', { type: 'dir', size: 0, hash: '' }),
+          entry('sites/x/files', { type: 'dir', size: 0, hash: '' }),
+        ]),
+      'INVALID_ARGUMENT',
+    ],
     ['a missing parent dir', () => buildManifest([entry('a/b')]), 'INVALID_ARGUMENT'],
     ['a wrong root hash', () => ({ ...buildManifest([entry('x')]), rootHash: sha256Hex('nope') }), 'INVALID_ARGUMENT'],
     ['a control character', () => buildManifest([entry('a\nb')]), 'ARCHIVE_UNSAFE'],
@@ -959,7 +985,9 @@ describe('a full disk', () => {
       // v2 needs ~3 MiB of new content: more than the file system holds
       fs.writeFileSync(join(src, 'index.php'), '<?php v2');
       for (let i = 0; i < 3; i++) fs.writeFileSync(join(src, `big${i}.bin`), Buffer.alloc(1024 * 1024, i + 1));
-      const err = await converge({ treeKey: 'p', hostRoot: dst, stateDir, desired: await manifestOf(src), fetcher: copyFetcher([src]) }).catch((e: unknown) => e);
+      const err = await converge({ treeKey: 'p', hostRoot: dst, stateDir, desired: await manifestOf(src), fetcher: copyFetcher([src]) }).catch(
+        (e: unknown) => e,
+      );
       expect(isSpokeError(err) && err.code).toBe('DISK_LOW');
       expect((err as Error).message).toMatch(/no space left for .*file system full.*free space/);
       expect((await manifestOf(dst)).rootHash).toBe(v1.rootHash);

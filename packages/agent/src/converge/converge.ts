@@ -227,7 +227,10 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
 function diskFull(e: unknown, root: string): Error | undefined {
   if (!isDiskFull(e)) return undefined;
   const what = isErrno(e, 'EDQUOT') ? 'disk quota exceeded' : 'file system full';
-  return fail('DISK_LOW', `no space left for ${root} (${what}); the tree keeps its last complete version — free space on this server and run a verify (${errText(e)}: ${(e as Error).message})`);
+  return fail(
+    'DISK_LOW',
+    `no space left for ${root} (${what}); the tree keeps its last complete version — free space on this server and run a verify (${errText(e)}: ${(e as Error).message})`,
+  );
 }
 
 /** Below this many bytes to stage, only the files a converge removes or replaces are looked in. */
@@ -302,7 +305,10 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
   let index: RootIndex | undefined;
   if (o.delta !== undefined) {
     if (committed?.rootHash !== o.delta.base) {
-      throw fail('TREE_CHANGED', `the manifest delta is against ${o.delta.base.slice(0, 12)}…, but this tree committed ${committed?.rootHash.slice(0, 12) ?? 'nothing'}`);
+      throw fail(
+        'TREE_CHANGED',
+        `the manifest delta is against ${o.delta.base.slice(0, 12)}…, but this tree committed ${committed?.rootHash.slice(0, 12) ?? 'nothing'}`,
+      );
     }
     committed.index ??= RootIndex.ofSorted(committed.manifest.entries);
     const d = diffFromDelta(committed.manifest, o.delta, excludes, committed.index);
@@ -335,7 +341,14 @@ async function convergeLocked(o: ConvergeOptions, root: string, treeDir: string,
     const excl = o.excludes ?? [];
     if (head?.rootHash !== desired.rootHash || head.drift === true || head.hostRoot !== root || !sameExcludes || !sameConflicts(head.conflicts, conflicts)) {
       const chain = await writeManifestFile(treeDir, o.treeKey, desired, delta, committed);
-      writeHead(treeDir, { v: 1, treeKey: o.treeKey, hostRoot: root, rootHash: desired.rootHash, excludes: excl, ...(conflicts.length ? { conflicts, wanted: target } : {}) });
+      writeHead(treeDir, {
+        v: 1,
+        treeKey: o.treeKey,
+        hostRoot: root,
+        rootHash: desired.rootHash,
+        excludes: excl,
+        ...(conflicts.length ? { conflicts, wanted: target } : {}),
+      });
       pruneManifestFiles(treeDir, chain);
       rememberCommitted(treeDir, { rootHash: desired.rootHash, manifest: desired, chain, index });
     }
@@ -486,7 +499,11 @@ async function findBase(
 function repairedOnly(drift: Drift, diff: ManifestDiff): Drift {
   if (drift.changed.length + drift.added.length + drift.removed.length === 0) return drift;
   const repaired = new Set([...diff.added, ...diff.removed, ...diff.changed, ...diff.modeChanged, ...diff.typeChanged].map((e) => e.path));
-  return { changed: drift.changed.filter((p) => repaired.has(p)), added: drift.added.filter((p) => repaired.has(p)), removed: drift.removed.filter((p) => repaired.has(p)) };
+  return {
+    changed: drift.changed.filter((p) => repaired.has(p)),
+    added: drift.added.filter((p) => repaired.has(p)),
+    removed: drift.removed.filter((p) => repaired.has(p)),
+  };
 }
 
 /** Same conflicts (by path and what was wanted). */
@@ -744,8 +761,7 @@ async function stageBlobs(
   cancelled(o.signal);
   let bytes = 0;
   let files = 0;
-  const progress = (done: number) =>
-    o.onProgress?.({ phase: 'fetch', files: done, filesTotal: toFetch.length, bytes, bytesTotal });
+  const progress = (done: number) => o.onProgress?.({ phase: 'fetch', files: done, filesTotal: toFetch.length, bytes, bytesTotal });
   progress(0);
   const report = await o.fetcher.fetch(
     toFetch,

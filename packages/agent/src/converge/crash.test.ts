@@ -209,58 +209,92 @@ function spread(total: number, n: number): number[] {
 }
 
 describe('crash safety (SIGKILL at step k, then replayJournals)', () => {
-  it('A -> C from a manifest delta (a few edits; the manifest file is a delta): up to 12 kill points over the whole run', async () => {
-    const dir = await prepare('count-delta', false);
-    const { code, out } = await runChild(dir, 0, { src: 'srcC', delta: true });
-    expect(code, out).toBe(0);
-    expect(await same(join(dir, 'host', 'd7'), mC)).toBe(true);
-    const treeDir = treeStateDir(join(dir, 'state'), KEY);
-    expect(readManifestFile(treeDir, mC.rootHash).chain).toEqual([mC.rootHash, mA.rootHash]);
-    const total = Number(/"steps":(\d+)/.exec(out)?.[1]);
-    expect(total).toBeGreaterThan(5);
-    const states = await twoAtATime(spread(total, Math.min(total, 12)), (k) => crashAndReplay(k, false, true));
-    expect(states).toContain('old');
-    expect(states).toContain('journal');
-  }, killPointsBudget(12));
-
-  it('A -> B (~230 files, every change kind): 20 kill points over the whole run', async () => {
-    const { total, names } = await countSteps(false);
-    expect(total).toBeGreaterThan(100);
-    const ks = spread(total, 20);
-    // the kill points cover staging/fetch (before the journal), the ops, and the commit
-    const kinds = new Set(ks.map((k) => (names[k - 1] as string).split(' ')[0]));
-    expect(kinds).toContain('fetch');
-    expect(kinds).toContain('op');
-    const states = await twoAtATime(ks, (k) => crashAndReplay(k, false));
-    expect(states).toContain('old');
-    expect(states).toContain('journal');
-  }, killPointsBudget(20));
-
-  it.skipIf(process.getuid?.() !== 0)('as a non-root user: read-only directories are written into and removed', async () => {
-    const dir = join(root, 'nonroot');
-    fs.mkdirSync(dir);
-    fs.chmodSync(root, 0o755);
-    writeTree(join(dir, 'a'), { ro: { dir: 0o555 }, 'ro/x': '1', 'ro/sub': { dir: 0o500 }, 'ro/sub/y': { content: '2', mode: 0o400 }, gone: { dir: 0o555 }, 'gone/z': '3' });
-    writeTree(join(dir, 'b'), { ro: { dir: 0o555 }, 'ro/x': '1!', 'ro/n': 'new', 'ro/sub': { dir: 0o500 }, 'ro/sub/y': { content: '2', mode: 0o400 }, 'ro/sub/w': '4', gone: { content: 'a file now', mode: 0o444 } });
-    fs.mkdirSync(join(dir, 'host'));
-    const nobody = 65534;
-    const chownR = (p: string): void => {
-      fs.lchownSync(p, nobody, nobody);
-      if (fs.lstatSync(p).isDirectory()) for (const n of fs.readdirSync(p)) chownR(join(p, n));
-    };
-    chownR(dir);
-    for (const [src, want] of [['a', { added: 6 }], ['b', { added: 2, changed: 2, removed: 1 }]] as const) {
-      const { code, out } = await runChild(dir, 0, { src, uid: nobody });
+  it(
+    'A -> C from a manifest delta (a few edits; the manifest file is a delta): up to 12 kill points over the whole run',
+    async () => {
+      const dir = await prepare('count-delta', false);
+      const { code, out } = await runChild(dir, 0, { src: 'srcC', delta: true });
       expect(code, out).toBe(0);
-      expect(JSON.parse(out)).toMatchObject(want);
-      expect(await same(join(dir, 'host', 'd7'), await manifestOf(join(dir, src)))).toBe(true);
-    }
-  }, 30_000);
+      expect(await same(join(dir, 'host', 'd7'), mC)).toBe(true);
+      const treeDir = treeStateDir(join(dir, 'state'), KEY);
+      expect(readManifestFile(treeDir, mC.rootHash).chain).toEqual([mC.rootHash, mA.rootHash]);
+      const total = Number(/"steps":(\d+)/.exec(out)?.[1]);
+      expect(total).toBeGreaterThan(5);
+      const states = await twoAtATime(spread(total, Math.min(total, 12)), (k) => crashAndReplay(k, false, true));
+      expect(states).toContain('old');
+      expect(states).toContain('journal');
+    },
+    killPointsBudget(12),
+  );
 
-  it('initial sync into a missing root: 6 kill points', async () => {
-    const { total } = await countSteps(true);
-    const ks = spread(total, 6);
-    const states = await twoAtATime(ks, (k) => crashAndReplay(k, true));
-    expect(states).toContain('old');
-  }, killPointsBudget(6));
+  it(
+    'A -> B (~230 files, every change kind): 20 kill points over the whole run',
+    async () => {
+      const { total, names } = await countSteps(false);
+      expect(total).toBeGreaterThan(100);
+      const ks = spread(total, 20);
+      // the kill points cover staging/fetch (before the journal), the ops, and the commit
+      const kinds = new Set(ks.map((k) => (names[k - 1] as string).split(' ')[0]));
+      expect(kinds).toContain('fetch');
+      expect(kinds).toContain('op');
+      const states = await twoAtATime(ks, (k) => crashAndReplay(k, false));
+      expect(states).toContain('old');
+      expect(states).toContain('journal');
+    },
+    killPointsBudget(20),
+  );
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'as a non-root user: read-only directories are written into and removed',
+    async () => {
+      const dir = join(root, 'nonroot');
+      fs.mkdirSync(dir);
+      fs.chmodSync(root, 0o755);
+      writeTree(join(dir, 'a'), {
+        ro: { dir: 0o555 },
+        'ro/x': '1',
+        'ro/sub': { dir: 0o500 },
+        'ro/sub/y': { content: '2', mode: 0o400 },
+        gone: { dir: 0o555 },
+        'gone/z': '3',
+      });
+      writeTree(join(dir, 'b'), {
+        ro: { dir: 0o555 },
+        'ro/x': '1!',
+        'ro/n': 'new',
+        'ro/sub': { dir: 0o500 },
+        'ro/sub/y': { content: '2', mode: 0o400 },
+        'ro/sub/w': '4',
+        gone: { content: 'a file now', mode: 0o444 },
+      });
+      fs.mkdirSync(join(dir, 'host'));
+      const nobody = 65534;
+      const chownR = (p: string): void => {
+        fs.lchownSync(p, nobody, nobody);
+        if (fs.lstatSync(p).isDirectory()) for (const n of fs.readdirSync(p)) chownR(join(p, n));
+      };
+      chownR(dir);
+      for (const [src, want] of [
+        ['a', { added: 6 }],
+        ['b', { added: 2, changed: 2, removed: 1 }],
+      ] as const) {
+        const { code, out } = await runChild(dir, 0, { src, uid: nobody });
+        expect(code, out).toBe(0);
+        expect(JSON.parse(out)).toMatchObject(want);
+        expect(await same(join(dir, 'host', 'd7'), await manifestOf(join(dir, src)))).toBe(true);
+      }
+    },
+    30_000,
+  );
+
+  it(
+    'initial sync into a missing root: 6 kill points',
+    async () => {
+      const { total } = await countSteps(true);
+      const ks = spread(total, 6);
+      const states = await twoAtATime(ks, (k) => crashAndReplay(k, true));
+      expect(states).toContain('old');
+    },
+    killPointsBudget(6),
+  );
 });

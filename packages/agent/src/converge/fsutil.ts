@@ -122,7 +122,7 @@ export function copyVerifiedSync(src: string, dest: string, hash: string, size: 
 
 /** Writes the first `len` bytes of BUF to `fd`. */
 function writeAll(fd: number, len: number): void {
-  for (let off = 0; off < len; ) off += fs.writeSync(fd, BUF, off, len - off);
+  for (let off = 0; off < len;) off += fs.writeSync(fd, BUF, off, len - off);
 }
 
 /** The next read of a copy's source into BUF; undefined for a source that is a directory now. */

@@ -34,16 +34,7 @@ import { join } from 'node:path';
 import { excludeMatcher, fail, isSpokeError } from '@spoke/shared';
 import { errText, lstatOrNull, readIfExists, removeAll, writeAtomic } from './fsutil.js';
 import { DirGuard, type Op, type OpContext, runOp } from './ops.js';
-import {
-  type Committed,
-  type HeadConflict,
-  JOURNAL,
-  pruneManifestFiles,
-  readManifestFile,
-  rememberCommitted,
-  STAGING_INTENT,
-  writeHead,
-} from './state.js';
+import { type Committed, type HeadConflict, JOURNAL, pruneManifestFiles, readManifestFile, rememberCommitted, STAGING_INTENT, writeHead } from './state.js';
 
 /** The journal document (see the module comment). */
 export interface Journal {

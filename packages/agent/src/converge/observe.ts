@@ -3,15 +3,7 @@
  * stat-cached walk), drift between the two, and the host-wide content index for reuse.
  */
 import { isAbsolute, join, normalize } from 'node:path';
-import {
-  computeRootHash,
-  excludeMatcher,
-  fail,
-  type Manifest,
-  type ManifestDiff,
-  type SkippedEntry,
-  walkTree,
-} from '@spoke/shared';
+import { computeRootHash, excludeMatcher, fail, type Manifest, type ManifestDiff, type SkippedEntry, walkTree } from '@spoke/shared';
 import { lstatOrNull } from './fsutil.js';
 import { diffChecked, holderDirs, lookupIn, withoutHolders, withWebGroupBits } from './plan.js';
 import { type HeadConflict, loadCommitted, openStatCache, readHead, treeStateDir, withTreeLock, writeHead } from './state.js';

@@ -68,7 +68,6 @@ function checkEntry(e: ManifestEntry, excludes: ExcludeMatcher): void {
   }
 }
 
-
 /**
  * diffManifests for two manifests sorted by path, as one merge pass (no index to build: this is
  * the hot path of a small update to a large tree), checking `desired` on the way:
@@ -80,12 +79,7 @@ function checkEntry(e: ManifestEntry, excludes: ExcludeMatcher): void {
  * The result has diffManifests' shape and order (parents first; `removed` deepest first).
  * @throws SpokeError ARCHIVE_UNSAFE, INVALID_ARGUMENT
  */
-export function diffChecked(
-  base: Manifest,
-  desired: Manifest,
-  excludes: ExcludeMatcher,
-  check: 'all' | 'changed' | 'none',
-): ManifestDiff {
+export function diffChecked(base: Manifest, desired: Manifest, excludes: ExcludeMatcher, check: 'all' | 'changed' | 'none'): ManifestDiff {
   const out: ManifestDiff = { added: [], removed: [], changed: [], typeChanged: [], modeChanged: [], unchanged: 0 };
   const b = base.entries;
   const d = desired.entries;
@@ -347,7 +341,13 @@ export function withoutConflicts(diff: ManifestDiff, desired: Manifest, conflict
   const keep = (e: { path: string }) => !coveredBy(skip, e.path);
   const entries = desired.entries.filter(keep);
   return {
-    diff: { ...diff, added: diff.added.filter(keep), changed: diff.changed.filter(keep), typeChanged: diff.typeChanged.filter(keep), modeChanged: diff.modeChanged.filter(keep) },
+    diff: {
+      ...diff,
+      added: diff.added.filter(keep),
+      changed: diff.changed.filter(keep),
+      typeChanged: diff.typeChanged.filter(keep),
+      modeChanged: diff.modeChanged.filter(keep),
+    },
     desired: { entries, rootHash: rootHashOfSorted(entries) },
   };
 }
@@ -379,13 +379,7 @@ export function neededBlobs(diff: ManifestDiff): Needs {
  * A blob used at N paths is copied for the first N-1 and renamed for the last.
  * @throws SpokeError INTERNAL when a directory that must go (type change) still holds user data
  */
-export function buildOps(
-  root: string,
-  base: Lookup,
-  diff: ManifestDiff,
-  excludes: ExcludeMatcher,
-  obstacles: readonly Obstacle[] = [],
-): Op[] {
+export function buildOps(root: string, base: Lookup, diff: ManifestDiff, excludes: ExcludeMatcher, obstacles: readonly Obstacle[] = []): Op[] {
   const ops: Op[] = [];
   const remaining = new Map<string, number>();
   const countUse = (e: ManifestEntry) => {

@@ -55,7 +55,11 @@ export interface QuarantineEntry {
  * differ from the committed manifest (`committed`; undefined = nothing was ever converged, so all
  * of them are unknown content). Files and symlinks only: a directory's files are listed themselves.
  */
-export function quarantineCandidates(base: Lookup, diff: ManifestDiff, committed: Lookup | undefined): { entry: ManifestEntry; why: 'removed' | 'overwritten' }[] {
+export function quarantineCandidates(
+  base: Lookup,
+  diff: ManifestDiff,
+  committed: Lookup | undefined,
+): { entry: ManifestEntry; why: 'removed' | 'overwritten' }[] {
   const out: { entry: ManifestEntry; why: 'removed' | 'overwritten' }[] = [];
   const consider = (have: ManifestEntry | undefined, why: 'removed' | 'overwritten') => {
     if (have === undefined || have.type === 'dir') return;

@@ -27,7 +27,7 @@ import {
   fail,
   type Manifest,
   type ManifestEntry,
-  RootIndex,
+  type RootIndex,
   rootHashOfSorted,
   sha256Hex,
   type StatCache,
@@ -126,9 +126,7 @@ export function encodeDelta(treeKey: string, d: ManifestDelta): string {
   return JSON.stringify({ v: 1, treeKey, rootHash: d.rootHash, base: d.base, upserts: d.upserts.map(toTuple), removed: d.removed });
 }
 
-type ManifestDoc =
-  | { kind: 'whole'; manifest: Manifest }
-  | { kind: 'delta'; delta: ManifestDelta };
+type ManifestDoc = { kind: 'whole'; manifest: Manifest } | { kind: 'delta'; delta: ManifestDelta };
 
 function decodeDoc(text: string, where: string): ManifestDoc {
   let doc: { v?: unknown; rootHash?: unknown; entries?: unknown; base?: unknown; upserts?: unknown; removed?: unknown };

@@ -52,7 +52,9 @@ async function snapshot(): Promise<unknown> {
   const dbsNow = (await q('SHOW DATABASES')).map((r) => r.Database);
   const users = await q("SELECT User, Host FROM mysql.user WHERE User NOT IN ('root', 'mariadb.sys', 'spoke_limited') ORDER BY User, Host");
   const grants = await q('SELECT Db, User, Host FROM mysql.db ORDER BY Db, User, Host');
-  const tables = await q("SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1, 2");
+  const tables = await q(
+    "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1, 2",
+  );
   return { dbsNow, users, grants, tables: tables.map((t) => `${String(t.TABLE_SCHEMA)}.${String(t.TABLE_NAME)}`) };
 }
 
@@ -195,9 +197,15 @@ describe('site databases on a real MariaDB', () => {
     const cut = fake(`cat ${join(bin, 'cut.sql')}`);
     expect((await expectCode(readAll(await cut.dumpSiteDb('example_com')))).code).toBe('DB_DUMP_INCOMPLETE');
     const empty = fake('exit 0');
-    expect(await expectCode(readAll(await empty.dumpSiteDb('example_com')))).toMatchObject({ code: 'DB_DUMP_INCOMPLETE', message: 'dump of example_com is empty' });
+    expect(await expectCode(readAll(await empty.dumpSiteDb('example_com')))).toMatchObject({
+      code: 'DB_DUMP_INCOMPLETE',
+      message: 'dump of example_com is empty',
+    });
     const failing = fake(`printf 'partial'; echo 'mariadb-dump: Got error: 2013: Lost connection' >&2; exit 2`);
-    expect(await expectCode(readAll(await failing.dumpSiteDb('example_com')))).toMatchObject({ code: 'DB_FAILED', message: expect.stringContaining('Lost connection') });
+    expect(await expectCode(readAll(await failing.dumpSiteDb('example_com')))).toMatchObject({
+      code: 'DB_FAILED',
+      message: expect.stringContaining('Lost connection'),
+    });
     expect((await expectCode(dbs.dumpSiteDb('nope_com'))).code).toBe('DB_NOT_FOUND');
   });
 
@@ -282,19 +290,39 @@ describe('site databases on a real MariaDB', () => {
     await q('DROP TABLE sock_com.t');
     await sock.restoreSiteDb('sock_com', Readable.from([d]));
     expect(await q('SELECT v FROM sock_com.t')).toEqual([{ v: 7 }]);
-    expect(await sock.dropSiteDb({ database: 'sock_com', user: 'sock_com', hosts: ['localhost'] })).toEqual({ databaseExisted: true, usersDropped: ['localhost'] });
+    expect(await sock.dropSiteDb({ database: 'sock_com', user: 'sock_com', hosts: ['localhost'] })).toEqual({
+      databaseExisted: true,
+      usersDropped: ['localhost'],
+    });
   });
 });
 
 describe('account hosts (who the site user is granted to)', () => {
   const hosts = (over: Partial<DbSettings>, server: string, sent: string[]) =>
-    new SiteDatabases({ settings: { ...DEFAULT_SETTINGS, ...over }, server, log, binDirs: [], tmpDir: scratch, connect: () => Promise.reject(new Error('unused')) }).accountHosts(sent);
+    new SiteDatabases({
+      settings: { ...DEFAULT_SETTINGS, ...over },
+      server,
+      log,
+      binDirs: [],
+      tmpDir: scratch,
+      connect: () => Promise.reject(new Error('unused')),
+    }).accountHosts(sent);
   it.each<[string, Partial<DbSettings>, string[], string[]]>([
     ['its own name over the socket: localhost', { socket: '/run/mysqld/mysqld.sock', host: '', port: 0 }, ['db1'], ['localhost']],
     ['its own name over loopback TCP: 127.0.0.1', { host: '127.0.0.1' }, ['db1'], ['127.0.0.1']],
     ['its own name with siteHost: that host', { socket: '/s.sock', host: '', port: 0, siteHost: '10.0.0.5' }, ['db1'], ['10.0.0.5']],
-    ['grantHosts wins for its own name', { socket: '/s.sock', host: '', port: 0, grantHosts: { db1: ['localhost', '127.0.0.1'] } }, ['db1'], ['127.0.0.1', 'localhost']],
-    ['another web server: as sent (or mapped)', { socket: '/s.sock', host: '', port: 0, grantHosts: { w2: ['10.0.0.12'] } }, ['db1', 'w1', 'w2'], ['10.0.0.12', 'localhost', 'w1']],
+    [
+      'grantHosts wins for its own name',
+      { socket: '/s.sock', host: '', port: 0, grantHosts: { db1: ['localhost', '127.0.0.1'] } },
+      ['db1'],
+      ['127.0.0.1', 'localhost'],
+    ],
+    [
+      'another web server: as sent (or mapped)',
+      { socket: '/s.sock', host: '', port: 0, grantHosts: { w2: ['10.0.0.12'] } },
+      ['db1', 'w1', 'w2'],
+      ['10.0.0.12', 'localhost', 'w1'],
+    ],
   ])('%s', (_what, over, sent, want) => {
     expect(hosts(over, 'db1', sent)).toEqual(want);
   });
@@ -317,7 +345,13 @@ describe('site databases over the agent link (connection.ts)', () => {
       backoffInitialMs: 100,
       backoffMaxMs: 100,
       trees: { setClient: () => undefined } as unknown as AgentTrees,
-      web: { configurePlatform: () => Promise.reject(new Error('unused')), configureSite: () => Promise.reject(new Error('unused')), removeSite: () => Promise.reject(new Error('unused')), removePlatform: () => Promise.reject(new Error('unused')), settingsToWebGroup: () => Promise.reject(new Error('unused')) },
+      web: {
+        configurePlatform: () => Promise.reject(new Error('unused')),
+        configureSite: () => Promise.reject(new Error('unused')),
+        removeSite: () => Promise.reject(new Error('unused')),
+        removePlatform: () => Promise.reject(new Error('unused')),
+        settingsToWebGroup: () => Promise.reject(new Error('unused')),
+      },
       installer: { install: () => Promise.reject(new Error('unused')) },
       cron: { run: () => Promise.reject(new Error('unused')) },
       driftIntervalMs: 60_000,
@@ -340,7 +374,13 @@ describe('site databases over the agent link (connection.ts)', () => {
     const { conn, send } = await link(dbs);
     const pw = generateDbPassword();
     const spec = { database: 'wire_com', user: 'wire_com', password: pw, hosts: ['web-1'] };
-    expect(await send({ $case: 'dbCreate', value: spec })).toEqual({ id: 'cmd-1', ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbCreate', value: { hosts: ['127.0.0.1'], siteHost: '127.0.0.1', sitePort: server.port } } });
+    expect(await send({ $case: 'dbCreate', value: spec })).toEqual({
+      id: 'cmd-1',
+      ok: true,
+      errorCode: '',
+      errorMessage: '',
+      result: { $case: 'dbCreate', value: { hosts: ['127.0.0.1'], siteHost: '127.0.0.1', sitePort: server.port } },
+    });
     const again = await send({ $case: 'dbCreate', value: spec });
     expect(again).toMatchObject({ ok: false, errorCode: 'DB_EXISTS', errorMessage: expect.stringContaining('database wire_com already exists') });
     expect(await send({ $case: 'dbGrants', value: { ...spec, hosts: ['10.9.9.9'] } })).toMatchObject({

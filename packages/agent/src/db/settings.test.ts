@@ -15,10 +15,19 @@ describe('agent.json db', () => {
     [undefined, null],
     [{}, DEFAULTS],
     [{ socket: '/run/mysqld/mysqld.sock' }, { ...DEFAULTS, host: '', port: 0, socket: '/run/mysqld/mysqld.sock' }],
-    [{ impl: 'mysql', host: 'db.internal', port: 3307, adminUser: 'spoke', adminPassword: 'p"w#\\x' }, { ...DEFAULTS, impl: 'mysql', host: 'db.internal', port: 3307, adminUser: 'spoke', adminPassword: 'p"w#\\x' }],
+    [
+      { impl: 'mysql', host: 'db.internal', port: 3307, adminUser: 'spoke', adminPassword: 'p"w#\\x' },
+      { ...DEFAULTS, impl: 'mysql', host: 'db.internal', port: 3307, adminUser: 'spoke', adminPassword: 'p"w#\\x' },
+    ],
     [{ host: '::1' }, { ...DEFAULTS, host: '::1' }],
-    [{ siteHost: '10.0.0.5', sitePort: 3307 }, { ...DEFAULTS, siteHost: '10.0.0.5', sitePort: 3307 }],
-    [{ grantHosts: { 'web-1': ['10.0.0.11', '10.0.0.11'], master: ['localhost', '127.0.0.1'] } }, { ...DEFAULTS, grantHosts: { 'web-1': ['10.0.0.11'], master: ['localhost', '127.0.0.1'] } }],
+    [
+      { siteHost: '10.0.0.5', sitePort: 3307 },
+      { ...DEFAULTS, siteHost: '10.0.0.5', sitePort: 3307 },
+    ],
+    [
+      { grantHosts: { 'web-1': ['10.0.0.11', '10.0.0.11'], master: ['localhost', '127.0.0.1'] } },
+      { ...DEFAULTS, grantHosts: { 'web-1': ['10.0.0.11'], master: ['localhost', '127.0.0.1'] } },
+    ],
   ])('%j → %j', (db, want) => {
     expect(parseDbSettings(db)).toEqual(want);
   });
@@ -92,7 +101,7 @@ describe('quoting', () => {
     ['root', '"root"'],
     ['p"w', '"p\\"w"'],
     ['a\\b', '"a\\\\b"'],
-    ['# not a comment; \'x\'', '"# not a comment; \'x\'"'],
+    ["# not a comment; 'x'", '"# not a comment; \'x\'"'],
   ])('option value %j → %s', (v, want) => {
     expect(optionValue(v)).toBe(want);
   });
@@ -102,7 +111,9 @@ describe('quoting', () => {
   });
 
   it('writes a [client] section for TCP or the socket', () => {
-    expect(clientOptions({ ...DEFAULTS, impl: 'mariadb', adminPassword: 'p"w' })).toBe('[client]\nuser="root"\npassword="p\\"w"\nhost="127.0.0.1"\nport=3306\nprotocol=tcp\n');
+    expect(clientOptions({ ...DEFAULTS, impl: 'mariadb', adminPassword: 'p"w' })).toBe(
+      '[client]\nuser="root"\npassword="p\\"w"\nhost="127.0.0.1"\nport=3306\nprotocol=tcp\n',
+    );
     expect(clientOptions({ ...DEFAULTS, impl: 'mariadb', socket: '/run/mysqld/mysqld.sock', host: '', port: 0 })).toBe(
       '[client]\nuser="root"\nsocket="/run/mysqld/mysqld.sock"\nprotocol=socket\n',
     );

@@ -271,7 +271,8 @@ export class SiteDatabases {
       flush(cb) {
         void exited.then((r) => {
           if (r.err) return cb(fail('DB_CLIENT_MISSING', `cannot run ${program}: ${r.err.message}`));
-          if (r.code !== 0) return cb(fail('DB_FAILED', `${program} ${database} failed (${r.signal ?? `exit ${r.code}`}): ${stderr.lastLine() || 'no message'}`));
+          if (r.code !== 0)
+            return cb(fail('DB_FAILED', `${program} ${database} failed (${r.signal ?? `exit ${r.code}`}): ${stderr.lastLine() || 'no message'}`));
           try {
             tail.check(what);
             cb();
@@ -302,7 +303,8 @@ export class SiteDatabases {
     checkDbName(database);
     const program = findProgram('client', this.s.impl, this.binDirs);
     await this.session(async (c) => {
-      if (!(await this.databaseExists(c, database))) throw fail('DB_NOT_FOUND', `database ${database} does not exist on ${describeServer(this.s)}; create it first`);
+      if (!(await this.databaseExists(c, database)))
+        throw fail('DB_NOT_FOUND', `database ${database} does not exist on ${describeServer(this.s)}; create it first`);
     });
     const scratch = await makeScratch(this.tmpDir, this.s);
     try {
@@ -330,7 +332,8 @@ export class SiteDatabases {
       const feed = pipeline(createReadStream(spool), child.stdin).catch(() => undefined); // EPIPE: the exit status says why
       const r = await exited;
       await feed;
-      if (r.code !== 0) throw fail('DB_FAILED', `${program} restore into ${database} failed (${r.signal ?? `exit ${r.code}`}): ${stderr.lastLine() || 'no message'}`);
+      if (r.code !== 0)
+        throw fail('DB_FAILED', `${program} restore into ${database} failed (${r.signal ?? `exit ${r.code}`}): ${stderr.lastLine() || 'no message'}`);
       this.log.info({ database, bytes: tail.bytes }, 'site database restored');
       return { bytes: tail.bytes };
     } finally {

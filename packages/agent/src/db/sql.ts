@@ -86,14 +86,20 @@ export function driverMessage(e: unknown, secrets: string[] = []): string {
 
 /** The server error code of a driver error ("ER_DB_CREATE_EXISTS"), or "". */
 export function driverCode(e: unknown): string {
-  return typeof (e as { code?: unknown }).code === 'string' ? ((e as { code: string }).code) : '';
+  return typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : '';
 }
 
 /**
  * Runs one statement; a failure becomes `DB_FAILED: <what>: <server message>` with secrets
  * masked (the driver's error would otherwise carry the whole statement, password included).
  */
-export async function run(session: AdminSession, what: string, sql: string, params: unknown[] = [], secrets: string[] = []): Promise<Record<string, unknown>[]> {
+export async function run(
+  session: AdminSession,
+  what: string,
+  sql: string,
+  params: unknown[] = [],
+  secrets: string[] = [],
+): Promise<Record<string, unknown>[]> {
   try {
     return await session.query(sql, params);
   } catch (e) {

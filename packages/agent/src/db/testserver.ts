@@ -53,7 +53,9 @@ export async function startMariaDb(dir: string, rootPassword: string): Promise<P
   const data = join(dir, 'data');
   const socket = join(dir, 'mysqld.sock');
   mkdirSync(dir, { recursive: true });
-  await run(INSTALL_DB, ['--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db', '--user=root'], { timeout: 120_000 });
+  await run(INSTALL_DB, ['--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db', '--user=root'], {
+    timeout: 120_000,
+  });
   const port = await freePort();
   let out = '';
   const proc: ChildProcess = spawn(

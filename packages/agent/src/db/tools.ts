@@ -91,7 +91,10 @@ export class StderrTail {
   }
   /** The last non-empty line. */
   lastLine(): string {
-    const lines = this.text.split('\n').map((l) => l.trim()).filter(Boolean);
+    const lines = this.text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     return lines[lines.length - 1] ?? '';
   }
 }

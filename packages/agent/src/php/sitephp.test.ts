@@ -12,7 +12,16 @@ const BIN = ['/usr/bin', '/usr/local/bin'];
 const php = await findBinary(['php'], BIN);
 
 function tool(over: Partial<ConstructorParameters<typeof SitePhp>[0]> = {}): SitePhp {
-  return new SitePhp({ rootMap: new RootMap(dir), roots: ['/var/www'], binDirs: BIN, phpCli: '', phpUser: 'www-data', log: silentLogger(), uid: 1000, ...over });
+  return new SitePhp({
+    rootMap: new RootMap(dir),
+    roots: ['/var/www'],
+    binDirs: BIN,
+    phpCli: '',
+    phpUser: 'www-data',
+    log: silentLogger(),
+    uid: 1000,
+    ...over,
+  });
 }
 
 describe('SitePhp', () => {
@@ -31,7 +40,10 @@ describe('SitePhp', () => {
     writeFileSync(f, 'www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n');
     expect(await tool({ uid: 1000, passwdFile: f }).runAs()).toBeNull();
     expect(await tool({ uid: 0, passwdFile: f }).runAs()).toMatchObject({ uid: 33, gid: 33 });
-    await expect(tool({ uid: 0, passwdFile: f, phpUser: 'nginx' }).runAs()).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringMatching(/^php\.user nginx does not exist on this host/) });
+    await expect(tool({ uid: 0, passwdFile: f, phpUser: 'nginx' }).runAs()).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringMatching(/^php\.user nginx does not exist on this host/),
+    });
   });
 
   it('the inlined tool is PHP code without its opening tag', () => {
@@ -43,8 +55,12 @@ describe('SitePhp', () => {
     await expect(tool().run('updates', { tree: '/etc', domain: 'a.test', kind: 'drupal7' })).rejects.toMatchObject({ code: 'PATH_OUTSIDE_ROOTS' });
     await expect(tool().run('updates', { tree: '/var/www/none', domain: 'a.test', kind: 'drupal7' })).rejects.toMatchObject({ code: 'PLATFORM_NOT_FOUND' });
     mkdirSync(join(dir, 'var/www/p'), { recursive: true });
-    await expect(tool({ phpCli: '/nonexistent/php' }).run('updates', { tree: '/var/www/p', domain: 'a.test', kind: 'drupal7' })).rejects.toMatchObject({ code: 'PHP_CLI_MISSING' });
-    await expect(tool({ binDirs: ['/nonexistent'] }).run('updates', { tree: '/var/www/p', domain: 'a.test', kind: 'drupal7' })).rejects.toMatchObject({ code: 'PHP_CLI_MISSING' });
+    await expect(tool({ phpCli: '/nonexistent/php' }).run('updates', { tree: '/var/www/p', domain: 'a.test', kind: 'drupal7' })).rejects.toMatchObject({
+      code: 'PHP_CLI_MISSING',
+    });
+    await expect(tool({ binDirs: ['/nonexistent'] }).run('updates', { tree: '/var/www/p', domain: 'a.test', kind: 'drupal7' })).rejects.toMatchObject({
+      code: 'PHP_CLI_MISSING',
+    });
   });
 
   it.skipIf(!php)('with the real PHP: an op a kind has not is SITE_TOOL_UNSUPPORTED; a tree that is not Drupal fails with what PHP said', async () => {
@@ -53,7 +69,9 @@ describe('SitePhp', () => {
       code: 'SITE_TOOL_UNSUPPORTED',
       message: 'a.test: no update for a wordpress site',
     });
-    const e = (await tool().run('updates', { tree: '/var/www/p', domain: 'a.test', kind: 'drupal7' }).catch((x: unknown) => x)) as { code: string; message: string };
+    const e = (await tool()
+      .run('updates', { tree: '/var/www/p', domain: 'a.test', kind: 'drupal7' })
+      .catch((x: unknown) => x)) as { code: string; message: string };
     expect(e.code).toBe('SITE_TOOL_FAILED');
     expect(e.message).toMatch(/^a\.test: Error: Failed opening required '.*\/var\/www\/p\/includes\/bootstrap\.inc'/);
   });
@@ -61,8 +79,12 @@ describe('SitePhp', () => {
   it.skipIf(!php)('Drupal 6 is refused naming its version and the PHP version of the host', async () => {
     mkdirSync(join(dir, 'var/www/d6/modules/system'), { recursive: true });
     writeFileSync(join(dir, 'var/www/d6/modules/system/system.module'), "<?php\ndefine('VERSION', '6.38');\n");
-    const e = (await tool().run('install', { tree: '/var/www/d6', domain: 'a.test', kind: 'drupal6' }, { adminPassword: 'x' }).catch((x: unknown) => x)) as { code: string; message: string };
+    const e = (await tool()
+      .run('install', { tree: '/var/www/d6', domain: 'a.test', kind: 'drupal6' }, { adminPassword: 'x' })
+      .catch((x: unknown) => x)) as { code: string; message: string };
     expect(e.code).toBe('SITE_TOOL_UNSUPPORTED');
-    expect(e.message).toMatch(/^a\.test: Drupal 6\.38 core runs on PHP 5 only and this host runs PHP 8\.\d+\.\d+; move the site to a Drupal 7 or newer platform$/);
+    expect(e.message).toMatch(
+      /^a\.test: Drupal 6\.38 core runs on PHP 5 only and this host runs PHP 8\.\d+\.\d+; move the site to a Drupal 7 or newer platform$/,
+    );
   });
 });

@@ -122,7 +122,8 @@ export class SitePhp {
     const uid = this.deps.uid ?? process.getuid?.() ?? -1;
     if (uid !== 0) return null;
     const u = await lookupUser(this.deps.phpUser, this.deps.passwdFile);
-    if (!u) throw fail('CONFIG_INVALID', `php.user ${this.deps.phpUser} does not exist on this host; create it or set php.user in agent.json to php-fpm's pool user`);
+    if (!u)
+      throw fail('CONFIG_INVALID', `php.user ${this.deps.phpUser} does not exist on this host; create it or set php.user in agent.json to php-fpm's pool user`);
     return u;
   }
 

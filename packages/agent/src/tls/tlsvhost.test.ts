@@ -21,7 +21,29 @@ const BIN_DIRS = ['/usr/bin', '/bin', '/usr/sbin', '/sbin'];
 function pair(cn: string): { certPem: string; keyPem: string } {
   const k = join(dir, `${cn}.key`);
   const c = join(dir, `${cn}.crt`);
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', `/CN=${cn}`, '-addext', `subjectAltName=DNS:${cn}`, '-keyout', k, '-out', c], { encoding: 'utf8' });
+  const r = spawnSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${cn}`,
+      '-addext',
+      `subjectAltName=DNS:${cn}`,
+      '-keyout',
+      k,
+      '-out',
+      c,
+    ],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(r.stderr);
   return { certPem: readFileSync(c, 'utf8'), keyPem: readFileSync(k, 'utf8') };
 }
@@ -35,7 +57,10 @@ describe('a site certificate through the real nginx -t', () => {
     mkdirSync(confDir, { recursive: true });
     mkdirSync(join(dir, 'root', 'var/www/p1'), { recursive: true });
     const conf = join(prefix, 'nginx.conf');
-    writeFileSync(conf, `pid ${prefix}/nginx.pid;\nerror_log ${prefix}/error.log;\nevents {}\nhttp {\n  access_log off;\n  client_body_temp_path ${prefix}/tmp;\n  fastcgi_temp_path ${prefix}/tmp;\n  proxy_temp_path ${prefix}/tmp;\n  uwsgi_temp_path ${prefix}/tmp;\n  scgi_temp_path ${prefix}/tmp;\n  include ${confDir}/*.conf;\n}\n`);
+    writeFileSync(
+      conf,
+      `pid ${prefix}/nginx.pid;\nerror_log ${prefix}/error.log;\nevents {}\nhttp {\n  access_log off;\n  client_body_temp_path ${prefix}/tmp;\n  fastcgi_temp_path ${prefix}/tmp;\n  proxy_temp_path ${prefix}/tmp;\n  uwsgi_temp_path ${prefix}/tmp;\n  scgi_temp_path ${prefix}/tmp;\n  include ${confDir}/*.conf;\n}\n`,
+    );
     const tls = new SiteTlsStore({ stateDir: join(dir, 'state'), acmeDir: join(dir, 'acme'), log: silentLogger() });
     const web = new WebConfig({
       http: {
@@ -59,7 +84,17 @@ describe('a site certificate through the real nginx -t', () => {
       log: silentLogger(),
       tls,
     });
-    const site = { domain: 'a.test', platform: 'p1', tree: '/var/www/p1', kind: 'generic', aliases: [], redirectAliases: false, enabled: true, webGroupFiles: [], pinnedImpl: '' };
+    const site = {
+      domain: 'a.test',
+      platform: 'p1',
+      tree: '/var/www/p1',
+      kind: 'generic',
+      aliases: [],
+      redirectAliases: false,
+      enabled: true,
+      webGroupFiles: [],
+      pinnedImpl: '',
+    };
     const vhost = join(confDir, 'spoke-site-a.test.conf');
     const certDir = join(dir, 'state', 'tls', 'a.test');
     const a = pair('a.test');

@@ -3,7 +3,7 @@
  * agent's long-lived stream, handed to the hub once its certificate checks out).
  */
 import type { sendUnaryData, ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
-import { fail, frameBlobs, toServiceError, wire, type Logger, type ManifestEntry } from '@spoke/shared';
+import { fail, frameBlobs, toServiceError, type wire, type Logger, type ManifestEntry } from '@spoke/shared';
 import type { Core } from '../core.js';
 import type { DumpUpload, TransferChannel } from '../servers/dumps.js';
 import { callerOf } from './auth.js';
@@ -86,7 +86,8 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
 
     putDump: (call: ServerReadableStream<wire.DumpChunk, wire.PutDumpResult>, cb: sendUnaryData<wire.PutDumpResult>) => putUpload(core, log, call, cb, 'dump'),
     getDump: (call: ServerWritableStream<wire.GetDumpRequest, wire.DumpChunk>) => getDownload(core, log, call, 'dump'),
-    putFiles: (call: ServerReadableStream<wire.DumpChunk, wire.PutDumpResult>, cb: sendUnaryData<wire.PutDumpResult>) => putUpload(core, log, call, cb, 'files'),
+    putFiles: (call: ServerReadableStream<wire.DumpChunk, wire.PutDumpResult>, cb: sendUnaryData<wire.PutDumpResult>) =>
+      putUpload(core, log, call, cb, 'files'),
     getFiles: (call: ServerWritableStream<wire.GetDumpRequest, wire.DumpChunk>) => getDownload(core, log, call, 'files'),
   };
 }

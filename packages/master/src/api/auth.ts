@@ -15,10 +15,7 @@ export interface AuthCall {
 }
 
 /** The caller of one RPC. */
-export type Caller =
-  | { via: 'socket' }
-  | { via: 'tls'; commonName: string; role: string; fingerprint: string }
-  | { via: 'tls-anonymous' };
+export type Caller = { via: 'socket' } | { via: 'tls'; commonName: string; role: string; fingerprint: string } | { via: 'tls-anonymous' };
 
 /** Reads the caller from a call's auth context (grpc-js gives a peer cert only when verified). */
 export function callerOf(call: AuthCall, via: Via): Caller {
@@ -45,6 +42,7 @@ export function requireOperator(call: AuthCall, via: Via, isRevoked: (fingerprin
     throw fail('CERT_REQUIRED', 'operator calls over TCP need an operator certificate (see: spoke operator cert)');
   }
   if (c.role !== 'operator') throw fail('CERT_UNKNOWN', `certificate ${c.commonName} (${c.role}) is not an operator certificate`);
-  if (isRevoked(c.fingerprint)) throw fail('CERT_REVOKED', `the operator certificate of ${c.commonName} was revoked; ask for a new one (spoke operator cert, on the master)`);
+  if (isRevoked(c.fingerprint))
+    throw fail('CERT_REVOKED', `the operator certificate of ${c.commonName} was revoked; ask for a new one (spoke operator cert, on the master)`);
   return c;
 }

@@ -13,17 +13,7 @@ import type { OperatorCertInfo } from '../servers/operators.js';
 import { requireOperator, type Via } from './auth.js';
 import { parseCronInterval } from '../sites/cron.js';
 import { httpsFromWire, withHttps } from './https.js';
-import {
-  lineToWire,
-  platformToWire,
-  serverToWire,
-  siteToWire,
-  backupToWire,
-  cronRunToWire,
-  sourceFromWire,
-  taskStateFromWire,
-  taskToWire,
-} from './convert.js';
+import { lineToWire, platformToWire, serverToWire, siteToWire, backupToWire, cronRunToWire, sourceFromWire, taskStateFromWire, taskToWire } from './convert.js';
 
 type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => void;
 
@@ -76,21 +66,25 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       return empty();
     }),
     verifyServer: unary('VerifyServer', (req: wire.NameRequest) => taskToWire(core.verifyServer(req.name))),
-    pinService: unary('PinService', (req: wire.PinServiceRequest) =>
-      serverToWire(core.ns.pinService(req.server, req.kind, req.impl)),
-    ),
+    pinService: unary('PinService', (req: wire.PinServiceRequest) => serverToWire(core.ns.pinService(req.server, req.kind, req.impl))),
 
     createCluster: unary('CreateCluster', (req: wire.CreateClusterRequest) => serverToWire(core.createCluster(req.name, req.members))),
-    addClusterMember: unary('AddClusterMember', (req: wire.ClusterMemberRequest) =>
-      serverToWire(core.addClusterMember(req.cluster, req.member)),
-    ),
+    addClusterMember: unary('AddClusterMember', (req: wire.ClusterMemberRequest) => serverToWire(core.addClusterMember(req.cluster, req.member))),
     removeClusterMember: unary('RemoveClusterMember', (req: wire.ClusterMemberRequest) =>
       serverToWire(core.removeClusterMember(req.cluster, req.member, req.deleteFiles).cluster),
     ),
 
     addPlatform: unary('AddPlatform', async (req: wire.AddPlatformRequest) => {
       const r = await core.addPlatform(
-        { name: req.name, path: trimPathSlashes(req.path), server: req.server, source: sourceFromWire(req.source), live: req.live, excludes: req.excludes, drift: parseDriftMode(req.drift) },
+        {
+          name: req.name,
+          path: trimPathSlashes(req.path),
+          server: req.server,
+          source: sourceFromWire(req.source),
+          live: req.live,
+          excludes: req.excludes,
+          drift: parseDriftMode(req.drift),
+        },
         !req.noVerify,
       );
       return { platform: platformToWire(r.platform), task: r.task ? taskToWire(r.task) : undefined };
@@ -100,7 +94,9 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     removePlatform: unary('RemovePlatform', (req: wire.RemoveRequest) =>
       taskToWire(core.removePlatform({ name: req.name, force: req.force, deleteFiles: req.deleteFiles, offlineOk: req.offlineOk })),
     ),
-    setPlatformDrift: unary('SetPlatformDrift', (req: wire.SetPlatformDriftRequest) => platformToWire(core.ns.setPlatformDrift(req.name, parseDriftMode(req.drift)))),
+    setPlatformDrift: unary('SetPlatformDrift', (req: wire.SetPlatformDriftRequest) =>
+      platformToWire(core.ns.setPlatformDrift(req.name, parseDriftMode(req.drift))),
+    ),
     diffPlatforms: unary('DiffPlatforms', (req: wire.DiffPlatformsRequest) => ({ diffJson: JSON.stringify(core.sync.diff(req.from, req.to)) })),
     verifyPlatform: unary('VerifyPlatform', (req: wire.NameRequest) => taskToWire(core.sync.verify(req.name))),
     platformStatus: unary('PlatformStatus', async (req: wire.NameRequest) => {
@@ -180,16 +176,30 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     ),
     setAliasRedirect: unary('SetAliasRedirect', (req: wire.AliasRedirectRequest) => taskToWire(core.sites.setAliasRedirect(req.domain, req.on))),
     cloneSite: unary('CloneSite', (req: wire.CloneSiteRequest) =>
-      taskToWire(core.sites.clone({ domain: req.domain, newDomain: req.newDomain, platform: req.platform || undefined, dbServer: req.dbServer || undefined, https: req.https })),
+      taskToWire(
+        core.sites.clone({
+          domain: req.domain,
+          newDomain: req.newDomain,
+          platform: req.platform || undefined,
+          dbServer: req.dbServer || undefined,
+          https: req.https,
+        }),
+      ),
     ),
     migrateSite: unary('MigrateSite', (req: wire.MigrateSiteRequest) =>
-      taskToWire(core.sites.migrate({ domain: req.domain, platform: req.platform, newDomain: req.newDomain || undefined, dbServer: req.dbServer || undefined, https: req.https })),
+      taskToWire(
+        core.sites.migrate({
+          domain: req.domain,
+          platform: req.platform,
+          newDomain: req.newDomain || undefined,
+          dbServer: req.dbServer || undefined,
+          https: req.https,
+        }),
+      ),
     ),
 
     listTasks: unary('ListTasks', (req: wire.ListTasksRequest) => ({
-      tasks: core.tasks
-        .list({ state: taskStateFromWire(req.state), entity: req.entity || undefined, limit: req.limit || undefined })
-        .map(taskToWire),
+      tasks: core.tasks.list({ state: taskStateFromWire(req.state), entity: req.entity || undefined, limit: req.limit || undefined }).map(taskToWire),
     })),
     getTask: unary('GetTask', (req: wire.TaskIdRequest) => taskToWire(core.tasks.get(req.id))),
     getTaskLog: unary('GetTaskLog', (req: wire.TaskIdRequest) => ({ lines: core.tasks.lines(req.id).map(lineToWire) })),

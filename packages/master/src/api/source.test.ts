@@ -32,13 +32,32 @@ describe('AddPlatform over the socket', () => {
       master.core.ns.recordEnrollment({ server: 'web', cluster: null, fingerprint: 'fp-web', replace: false });
       const add = (name: string, source: wire.PlatformSource) =>
         call<wire.AddPlatformResponse>((cb) =>
-          api.addPlatform({ name, path: `/var/aegir/platforms/${name}`, server: 'web', source, live: false, excludes: [], noVerify: true, drift: '' }, new Metadata(), cb),
+          api.addPlatform(
+            { name, path: `/var/aegir/platforms/${name}`, server: 'web', source, live: false, excludes: [], noVerify: true, drift: '' },
+            new Metadata(),
+            cb,
+          ),
         );
       const cases: [string, wire.PlatformSource, string, RegExp][] = [
-        ['kind0', { ...blank, kind: K.PLATFORM_SOURCE_KIND_UNSPECIFIED }, 'INVALID_ARGUMENT', /^platform source kind 0 is not one of existing, makefile or git$/],
+        [
+          'kind0',
+          { ...blank, kind: K.PLATFORM_SOURCE_KIND_UNSPECIFIED },
+          'INVALID_ARGUMENT',
+          /^platform source kind 0 is not one of existing, makefile or git$/,
+        ],
         ['nourl', { ...blank, kind: K.PLATFORM_SOURCE_KIND_GIT }, 'INVALID_ARGUMENT', /^a git platform needs a repository URL$/],
-        ['dashurl', { ...blank, kind: K.PLATFORM_SOURCE_KIND_GIT, gitUrl: '--upload-pack=touch /tmp/pwned' }, 'CONFIG_INVALID', /^repository "--upload-pack=touch \/tmp\/pwned" must be a URL/],
-        ['dashref', { ...blank, kind: K.PLATFORM_SOURCE_KIND_GIT, gitUrl: 'https://git.example.com/x.git', gitRef: '--orphan=x' }, 'CONFIG_INVALID', /^git platform: git ref "--orphan=x" is not valid$/],
+        [
+          'dashurl',
+          { ...blank, kind: K.PLATFORM_SOURCE_KIND_GIT, gitUrl: '--upload-pack=touch /tmp/pwned' },
+          'CONFIG_INVALID',
+          /^repository "--upload-pack=touch \/tmp\/pwned" must be a URL/,
+        ],
+        [
+          'dashref',
+          { ...blank, kind: K.PLATFORM_SOURCE_KIND_GIT, gitUrl: 'https://git.example.com/x.git', gitRef: '--orphan=x' },
+          'CONFIG_INVALID',
+          /^git platform: git ref "--orphan=x" is not valid$/,
+        ],
       ];
       for (const [name, source, code, message] of cases) {
         await expect(add(name, source), name).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
@@ -57,7 +76,10 @@ describe('master start', () => {
     const opts = compileMasterOptions({ stateDir: join(dir, 'state2'), listen: '127.0.0.1:0', root: join(dir, 'root2'), buildEnv: {} });
     let master = await startMaster(opts, { log: silentLogger() });
     master.core.ns.recordEnrollment({ server: 'web', cluster: null, fingerprint: 'fp-web2', replace: false });
-    await master.core.addPlatform({ name: 'd7', path: '/var/aegir/platforms/d7', server: 'web', source: { kind: 'git', url: 'https://git.example.com/d7.git', ref: '' } }, false);
+    await master.core.addPlatform(
+      { name: 'd7', path: '/var/aegir/platforms/d7', server: 'web', source: { kind: 'git', url: 'https://git.example.com/d7.git', ref: '' } },
+      false,
+    );
     await master.stop();
     const parent = join(opts.root, 'var/aegir/platforms');
     mkdirSync(join(parent, '.spoke-build-d7-0123abcd', 'tree', 'sites'), { recursive: true });

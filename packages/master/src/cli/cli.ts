@@ -6,7 +6,7 @@
  * operator.ts); what they share (the command shape, printing, following a task) is command.ts.
  */
 import { parseArgs } from 'node:util';
-import { SPOKE_VERSION, SpokeError, didYouMean, fail, isSpokeError, unknownOptionMessage } from '@spoke/shared/client';
+import { SPOKE_VERSION, type SpokeError, didYouMean, fail, isSpokeError, unknownOptionMessage } from '@spoke/shared/client';
 import { OperatorApi, type ConnectOptions } from './client.js';
 import { UsageError, type CliIO, type Command, type Ctx, type OptSpec } from './command.js';
 import { clusterCommands } from './cluster.js';
@@ -123,7 +123,9 @@ export async function runCli(argv: string[], io: CliIO, extra: Record<string, Co
     if (!key) {
       const group = Object.keys(all).filter((k) => k.startsWith(`${words[0]} `));
       if (group.length && helpAsked) {
-        io.out(`spoke ${words[0]} commands (spoke ${words[0]} VERB --help for one):\n${group.map((k) => `  spoke ${(all[k] as Command).usage.padEnd(74)} ${(all[k] as Command).summary}`).join('\n')}\n`);
+        io.out(
+          `spoke ${words[0]} commands (spoke ${words[0]} VERB --help for one):\n${group.map((k) => `  spoke ${(all[k] as Command).usage.padEnd(74)} ${(all[k] as Command).summary}`).join('\n')}\n`,
+        );
         return 0;
       }
       throw new UsageError(unknownCommand(words, all));
@@ -177,7 +179,6 @@ export async function runCli(argv: string[], io: CliIO, extra: Record<string, Co
     api?.close();
   }
 }
-
 
 export { UsageError };
 export type { CliIO, Command, Ctx };

@@ -16,9 +16,20 @@ function wrongPairsDoNotCompile(api: OperatorApi): unknown[] {
 }
 
 describe('OperatorApi.call types', () => {
-  it('take each method\'s request and response from the generated service', () => {
+  it("take each method's request and response from the generated service", () => {
     const req: OperatorRequest<'installSite'> = {
-      domain: 'a.test', platform: 'p', dbServer: '', aliases: [], title: '', adminUser: '', adminEmail: '', redirectAliases: false, profile: '', locale: '', cronInterval: '', https: false,
+      domain: 'a.test',
+      platform: 'p',
+      dbServer: '',
+      aliases: [],
+      title: '',
+      adminUser: '',
+      adminEmail: '',
+      redirectAliases: false,
+      profile: '',
+      locale: '',
+      cronInterval: '',
+      https: false,
     };
     const res = { task: undefined, adminPassword: 'x' } satisfies Partial<OperatorResponse<'installSite'>>;
     const m: OperatorUnary = 'siteLoginUrl';

@@ -51,10 +51,7 @@ export class OperatorApi {
     } else {
       const socket = resolve(o.socket ?? join(o.stateDir ?? process.env.SPOKE_STATE_DIR ?? '.spoke', 'spoke.sock'));
       if (!existsSync(socket)) {
-        throw fail(
-          'MASTER_UNREACHABLE',
-          `no master socket at ${socket}; is the master running? (start one with: spoke up, or pass --state-dir / --socket)`,
-        );
+        throw fail('MASTER_UNREACHABLE', `no master socket at ${socket}; is the master running? (start one with: spoke up, or pass --state-dir / --socket)`);
       }
       this.target = socket;
       this.client = new wire.OperatorClient(`unix://${socket}`, credentials.createInsecure(), channelOptions());

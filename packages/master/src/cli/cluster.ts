@@ -36,7 +36,8 @@ export const clusterCommands: Record<string, Command> = {
   },
   'cluster remove': {
     usage: 'cluster remove NAME MEMBER [--delete-files]',
-    summary: "take an agent server out of a cluster (it stays enrolled); it stops serving the cluster's platforms, and with --delete-files their trees are deleted there (user data kept)",
+    summary:
+      "take an agent server out of a cluster (it stays enrolled); it stops serving the cluster's platforms, and with --delete-files their trees are deleted there (user data kept)",
     options: { 'delete-files': { type: 'boolean' } },
     args: [2, 2],
     async run(ctx, [cluster, member], o) {

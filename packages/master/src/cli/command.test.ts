@@ -20,7 +20,9 @@ function fakeCtx(final: wire.Task | null, json = false) {
       watched.push(id);
       const s = new EventEmitter();
       setImmediate(() => {
-        s.emit('data', { event: { $case: 'line', value: { taskId: id, seq: 1, tsMs: Date.UTC(2026, 0, 1, 9, 30, 5), level: 'info', message: 'did the thing' } } });
+        s.emit('data', {
+          event: { $case: 'line', value: { taskId: id, seq: 1, tsMs: Date.UTC(2026, 0, 1, 9, 30, 5), level: 'info', message: 'did the thing' } },
+        });
         if (final) s.emit('data', { event: { $case: 'task', value: final } });
         s.emit('end');
       });
@@ -46,7 +48,7 @@ describe('taskCommand: start a task and follow it', () => {
     done: (ctx, final, [name]) => ctx.io.out(`done ${name}: ${final.resultJson}\n`),
   });
 
-  it('adds --no-wait to the command\'s own options', () => {
+  it("adds --no-wait to the command's own options", () => {
     expect(cmd.options).toEqual({ platform: { type: 'string' }, 'no-wait': { type: 'boolean' } });
   });
 

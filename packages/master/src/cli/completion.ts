@@ -45,7 +45,10 @@ ${[...verbs].map(([n, vs]) => `    ${n}) if [[ -z $verb ]]; then [[ $cur == -* ]
 ${flags.join('\n')}
     esac
     case "$noun" in
-${keys.filter((k) => !k.includes(' ')).map((k) => `      "${k}") flags="${[...Object.keys(commands[k]?.options ?? {}).map((n) => `--${n}`), '--help'].join(' ')}" ;;`).join('\n')}
+${keys
+  .filter((k) => !k.includes(' '))
+  .map((k) => `      "${k}") flags="${[...Object.keys(commands[k]?.options ?? {}).map((n) => `--${n}`), '--help'].join(' ')}" ;;`)
+  .join('\n')}
     esac
     COMPREPLY=($(compgen -W "$flags ${GLOBAL_FLAGS.join(' ')}" -- "$cur"))
     return 0

@@ -18,7 +18,15 @@ export function treeState(x: wire.PlatformTreeStatus, now = Date.now()): string 
 
 /** A quarantine entry as printed by `-o json`. */
 export function quarantineJson(q: wire.PlatformQuarantine) {
-  return { id: q.id, at: new Date(Number(q.atMs)).toISOString(), dir: q.dir, files: Number(q.files), bytes: Number(q.bytes), paths: q.paths, skipped: Number(q.skipped) };
+  return {
+    id: q.id,
+    at: new Date(Number(q.atMs)).toISOString(),
+    dir: q.dir,
+    files: Number(q.files),
+    bytes: Number(q.bytes),
+    paths: q.paths,
+    skipped: Number(q.skipped),
+  };
 }
 
 /** `platform status` lines for what drift repairs on one server kept. */
@@ -59,7 +67,10 @@ export function leftLine(member: string, cluster: string, platforms: wire.Platfo
 export function deleteFilesWarning(p: wire.Platform, members: string[], masterRoot: string): string {
   const servers = members.length ? `${p.server} (${members.join(', ')})` : p.server;
   const canonical = `${masterRoot && masterRoot !== '/' ? masterRoot : ''}${p.path}`;
-  const only = p.source?.kind === wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_EXISTING ? ' — the only copy Spoke has of this existing-tree platform' : ' (it can be built again from its source)';
+  const only =
+    p.source?.kind === wire.PlatformSourceKind.PLATFORM_SOURCE_KIND_EXISTING
+      ? ' — the only copy Spoke has of this existing-tree platform'
+      : ' (it can be built again from its source)';
   return (
     `platform rm ${p.name} --delete-files deletes ${p.path} on ${servers} and the master's canonical tree ${canonical}${only}; ` +
     `user data under sites/*/files and sites/*/private is kept.`
@@ -89,7 +100,13 @@ export function operatorTable(list: wire.OperatorCert[], now = Date.now()): stri
   const day = (ms: number) => new Date(Number(ms)).toISOString().slice(0, 10);
   return table(
     ['NAME', 'FINGERPRINT', 'ISSUED', 'EXPIRES', 'STATE'],
-    list.map((c) => [c.name, c.fingerprint.slice(0, 16), day(c.issuedMs), day(c.expiresMs), c.revokedMs ? `revoked ${day(c.revokedMs)}` : Number(c.expiresMs) < now ? 'expired' : 'valid']),
+    list.map((c) => [
+      c.name,
+      c.fingerprint.slice(0, 16),
+      day(c.issuedMs),
+      day(c.expiresMs),
+      c.revokedMs ? `revoked ${day(c.revokedMs)}` : Number(c.expiresMs) < now ? 'expired' : 'valid',
+    ]),
   );
 }
 

@@ -29,7 +29,13 @@ export function serverJson(s: wire.Server) {
     membersOnline: s.kind === wire.ServerKind.SERVER_KIND_CLUSTER ? s.membersOnline : undefined,
     lastSeen: s.lastSeenMs ? new Date(s.lastSeenMs).toISOString() : null,
     enrolled: s.enrolled,
-    services: s.services.map((x) => ({ kind: x.kind, impl: x.impl, version: x.version || null, detected: x.detectedImpl || null, pinned: x.pinnedImpl || null })),
+    services: s.services.map((x) => ({
+      kind: x.kind,
+      impl: x.impl,
+      version: x.version || null,
+      detected: x.detectedImpl || null,
+      pinned: x.pinnedImpl || null,
+    })),
     facts: s.facts ?? null,
     platforms: s.platforms,
     created: new Date(s.createdMs).toISOString(),
@@ -175,4 +181,3 @@ export function parseDuration(s: string): number | undefined {
   const mult = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
   return n * mult;
 }
-

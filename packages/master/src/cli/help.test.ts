@@ -13,7 +13,11 @@ async function cli(...argv: string[]) {
 
 describe('spoke COMMAND --help (issue 23 item 10)', () => {
   it('every flag of every command is explained and every command has an example', () => {
-    const unexplained = Object.entries(COMMANDS).flatMap(([k, c]) => Object.keys(c.options ?? {}).filter((f) => !flagHelp(k, f)).map((f) => `${k} --${f}`));
+    const unexplained = Object.entries(COMMANDS).flatMap(([k, c]) =>
+      Object.keys(c.options ?? {})
+        .filter((f) => !flagHelp(k, f))
+        .map((f) => `${k} --${f}`),
+    );
     expect(unexplained).toEqual([]);
     expect(Object.keys(COMMANDS).filter((k) => !EXAMPLES[k]?.length)).toEqual([]);
   });
@@ -26,7 +30,9 @@ describe('spoke COMMAND --help (issue 23 item 10)', () => {
       for (const f of Object.keys(COMMANDS[key]?.options ?? {})) expect(r.out).toMatch(new RegExp(`--${f}\\b.*  \\S`));
       expect(r.out).toContain(`  ${EXAMPLES[key]?.[0]}`);
       // Its own help, not the whole list.
-      const others = Object.entries(COMMANDS).filter(([k]) => k !== key && !(key === 'site list' && k === 'site ls') && !(key === 'site ls' && k === 'site list'));
+      const others = Object.entries(COMMANDS).filter(
+        ([k]) => k !== key && !(key === 'site list' && k === 'site ls') && !(key === 'site ls' && k === 'site list'),
+      );
       for (const [, c] of others) expect(r.out).not.toContain(`usage: spoke ${c.usage}`);
     });
   }
@@ -39,7 +45,7 @@ describe('spoke COMMAND --help (issue 23 item 10)', () => {
     expect(a.out).toContain('--exclude VALUE ...');
   });
 
-  it('spoke NOUN --help lists that noun\'s commands', async () => {
+  it("spoke NOUN --help lists that noun's commands", async () => {
     const r = await cli('cluster', '--help');
     expect(r.code).toBe(0);
     expect(r.out).toContain('spoke cluster create');
@@ -51,7 +57,7 @@ describe('usage errors that say what to do (issue 23 item 10)', () => {
   it('an unknown flag gets "did you mean"', async () => {
     const r = await cli('platform', 'add', 'wp', '--pth', '/var/www/wp', '--server', 'web-1');
     expect(r.code).toBe(2);
-    expect(r.err).toContain("error: USAGE: unknown flag --pth (did you mean --path?)");
+    expect(r.err).toContain('error: USAGE: unknown flag --pth (did you mean --path?)');
     expect((await cli('task', 'ls', '--entiy', 'wp')).err).toContain('did you mean --entity?');
     expect((await cli('server', 'ls', '--frobnicate')).err).toContain('unknown flag --frobnicate\n');
   });

@@ -16,20 +16,23 @@ export const statusCommands: Record<string, Command> = {
     args: [0, 0],
     async run(ctx) {
       const s = await ctx.api().call('status', {});
-      print(ctx, { ...s, started: new Date(s.startedMs).toISOString() }, () =>
-        kv([
-          ['version', s.version],
-          ['listen', s.listen],
-          ['state dir', s.stateDir],
-          ['root', s.root || '/'],
-          ['CA fingerprint', s.caFingerprint],
-          ['started', new Date(s.startedMs).toISOString()],
-          ['servers', `${s.servers} (${s.serversOnline} agents online)`],
-          ['platforms', s.platforms],
-          ['sites', s.sites],
-          ['tasks', `${s.tasksRunning} running, ${s.tasksQueued} queued`],
-          ...statusHttpsLines(s),
-        ]) + healthLines(s),
+      print(
+        ctx,
+        { ...s, started: new Date(s.startedMs).toISOString() },
+        () =>
+          kv([
+            ['version', s.version],
+            ['listen', s.listen],
+            ['state dir', s.stateDir],
+            ['root', s.root || '/'],
+            ['CA fingerprint', s.caFingerprint],
+            ['started', new Date(s.startedMs).toISOString()],
+            ['servers', `${s.servers} (${s.serversOnline} agents online)`],
+            ['platforms', s.platforms],
+            ['sites', s.sites],
+            ['tasks', `${s.tasksRunning} running, ${s.tasksQueued} queued`],
+            ...statusHttpsLines(s),
+          ]) + healthLines(s),
       );
       return 0;
     },
@@ -60,7 +63,11 @@ export const operatorCommands: Record<string, Command> = {
       writeFileSync(join(o.out, 'operator.key'), keyPem, { mode: 0o600 });
       writeFileSync(join(o.out, 'operator.crt'), r.certPem, { mode: 0o644 });
       writeFileSync(join(o.out, 'ca.crt'), r.caPem, { mode: 0o644 });
-      print(ctx, { name, dir: o.out }, () => `wrote operator.key, operator.crt, ca.crt to ${o.out}\nuse: spoke --master HOST:PORT --cert-dir ${o.out} server ls\n`);
+      print(
+        ctx,
+        { name, dir: o.out },
+        () => `wrote operator.key, operator.crt, ca.crt to ${o.out}\nuse: spoke --master HOST:PORT --cert-dir ${o.out} server ls\n`,
+      );
       return 0;
     },
   },
@@ -80,7 +87,11 @@ export const operatorCommands: Record<string, Command> = {
     args: [1, 1],
     async run(ctx, [name]) {
       const r = await ctx.api().call('revokeOperator', { name });
-      print(ctx, r.operators.map(operatorJson), () => `revoked ${r.operators.length} certificate(s) of ${name}: ${r.operators.map((c) => c.fingerprint.slice(0, 16)).join(', ')}\n`);
+      print(
+        ctx,
+        r.operators.map(operatorJson),
+        () => `revoked ${r.operators.length} certificate(s) of ${name}: ${r.operators.map((c) => c.fingerprint.slice(0, 16)).join(', ')}\n`,
+      );
       return 0;
     },
   },

@@ -12,7 +12,8 @@ import { addonNouns, addonRows } from './registryview.js';
 /** `spoke platform …`. */
 export const platformCommands: Record<string, Command> = {
   'platform add': {
-    usage: 'platform add NAME --path P --server S [--makefile F | --git URL [--ref R]] [--live] [--exclude PATTERN ...] [--drift repair|report] [--no-verify] [--no-wait]',
+    usage:
+      'platform add NAME --path P --server S [--makefile F | --git URL [--ref R]] [--live] [--exclude PATTERN ...] [--drift repair|report] [--no-verify] [--no-wait]',
     summary: 'register a platform (its path is reserved everywhere), build it (--makefile/--git) and converge it to its servers',
     options: {
       path: { type: 'string' },
@@ -105,9 +106,14 @@ export const platformCommands: Record<string, Command> = {
         let out = `core: ${d.core.kindFrom} ${d.core.from ?? '?'} -> ${d.core.kindTo} ${d.core.to ?? '?'} (${d.core.status})\n`;
         const rows = [...d.profiles, ...d.modules, ...d.themes].filter((e) => e.status !== 'same');
         out += rows.length
-          ? table(['NAME', 'TYPE', 'FROM', 'TO', 'STATUS'], rows.map((e) => [e.name, e.type, e.from ?? '-', e.to ?? '-', e.status]))
+          ? table(
+              ['NAME', 'TYPE', 'FROM', 'TO', 'STATUS'],
+              rows.map((e) => [e.name, e.type, e.from ?? '-', e.to ?? '-', e.status]),
+            )
           : 'every module, theme and profile is the same\n';
-        out += `summary: ${Object.entries(d.summary).map(([k, v]) => `${v} ${k}`).join(', ')}\n`;
+        out += `summary: ${Object.entries(d.summary)
+          .map(([k, v]) => `${v} ${k}`)
+          .join(', ')}\n`;
         if (d.schemaDowngrades.length) out += `schema downgrades (blocks a migrate): ${d.schemaDowngrades.join(', ')}\n`;
         return out;
       });
@@ -144,13 +150,7 @@ export const platformCommands: Record<string, Command> = {
         let out = `platform ${s.platform}: desired ${short(s.desiredRootHash)} (${s.files} files, ${human(Number(s.bytes))})\n`;
         out += table(
           ['SERVER', 'STATE', 'OBSERVED', 'LAST CONVERGED', 'DRIFT'],
-          s.servers.map((x) => [
-            x.server,
-            treeState(x),
-            short(x.observedRootHash),
-            short(x.committedRootHash),
-            x.error ? x.error : String(x.driftTotal),
-          ]),
+          s.servers.map((x) => [x.server, treeState(x), short(x.observedRootHash), short(x.committedRootHash), x.error ? x.error : String(x.driftTotal)]),
         );
         for (const x of s.servers) {
           const lines = [...x.driftChanged.map((p) => `  ~ ${p}`), ...x.driftAdded.map((p) => `  + ${p}`), ...x.driftRemoved.map((p) => `  - ${p}`)];
@@ -197,7 +197,14 @@ export const platformCommands: Record<string, Command> = {
           ['name', p.name],
           ['path', p.path],
           ['server', p.server],
-          ['source', j.source.kind === 'git' ? `git ${p.source?.gitUrl}${p.source?.gitRef ? ` @ ${p.source.gitRef}` : ''}` : j.source.kind === 'makefile' ? `makefile ${p.source?.makefileName}${p.source?.makefileDir ? ` (from ${p.source.makefileDir})` : ''}` : 'existing tree'],
+          [
+            'source',
+            j.source.kind === 'git'
+              ? `git ${p.source?.gitUrl}${p.source?.gitRef ? ` @ ${p.source.gitRef}` : ''}`
+              : j.source.kind === 'makefile'
+                ? `makefile ${p.source?.makefileName}${p.source?.makefileDir ? ` (from ${p.source.makefileDir})` : ''}`
+                : 'existing tree',
+          ],
           ['status', p.status],
           ['live sync', p.live ? 'on' : 'off'],
           ['tree', p.desiredRootHash ? p.desiredRootHash.slice(0, 16) : 'not scanned yet'],
@@ -235,7 +242,14 @@ export const platformCommands: Record<string, Command> = {
 /** The kind line of `platform show`: kind, core version, distribution and counts. */
 function registrySummary(json: string): string {
   if (!json) return 'not verified yet';
-  const r = JSON.parse(json) as { kind: string; coreVersion: string | null; profiles: unknown[]; modules: unknown[]; themes: unknown[]; distribution: { name: string } | null };
+  const r = JSON.parse(json) as {
+    kind: string;
+    coreVersion: string | null;
+    profiles: unknown[];
+    modules: unknown[];
+    themes: unknown[];
+    distribution: { name: string } | null;
+  };
   const [mods, themes] = addonNouns(r.kind);
   return `${r.kind}${r.coreVersion ? ` ${r.coreVersion}` : ''}${r.distribution ? ` (${r.distribution.name})` : ''}; ${r.profiles.length} profiles, ${r.modules.length} ${mods}, ${r.themes.length} ${themes}`;
 }

@@ -24,7 +24,8 @@ export function addonRows(json: string): [string, string][] {
   const r = JSON.parse(json) as RegistryView;
   if (r.kind !== 'wordpress' && r.kind !== 'mediawiki') return [];
   const [mods, themes] = addonNouns(r.kind);
-  const list = (xs: RegistryView['modules']) => xs.map((x) => `${x.name} ${x.version ?? '-'}${x.type === 'mu-plugin' ? ' (must-use)' : ''}`).join(', ') || 'none';
+  const list = (xs: RegistryView['modules']) =>
+    xs.map((x) => `${x.name} ${x.version ?? '-'}${x.type === 'mu-plugin' ? ' (must-use)' : ''}`).join(', ') || 'none';
   return [
     [mods, list(r.modules)],
     [themes, list(r.themes)],

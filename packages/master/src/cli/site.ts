@@ -3,7 +3,7 @@
  * link, delete, clone and migrate; `site cron`, `site backup`/`restore` and `site aliases` live in
  * their own files and are listed here in help order.
  */
-import { wire } from '@spoke/shared/client';
+import { type wire } from '@spoke/shared/client';
 import { UsageError, kv, print, taskCommand, taskResult, waitAndReport, type Command, type Ctx } from './command.js';
 import { siteJson, table, taskJson } from './format.js';
 import { siteAliasCommands } from './sitealiases.js';
@@ -20,13 +20,25 @@ export const siteCommands: Record<string, Command> = {
     args: [0, 0],
     async run(ctx, _p, o) {
       const r = await ctx.api().call('listSites', { platform: (o.platform as string | undefined) ?? '' });
-      print(ctx, r.sites.map((s) => ({ ...siteJson(s), https: httpsJson(s) })), () =>
-        r.sites.length
-          ? table(
-              ['DOMAIN', 'PLATFORM', 'SERVER', 'DB SERVER', 'STATUS', 'CRON', 'HTTPS', 'ALIASES'],
-              r.sites.map((s) => [s.domain, s.platform, s.server, s.dbServer || '-', s.status, cronColumn(s.cron), httpsColumn(s), s.aliases.join(',') || '-']),
-            )
-          : 'no sites (spoke site install DOMAIN --platform P)\n',
+      print(
+        ctx,
+        r.sites.map((s) => ({ ...siteJson(s), https: httpsJson(s) })),
+        () =>
+          r.sites.length
+            ? table(
+                ['DOMAIN', 'PLATFORM', 'SERVER', 'DB SERVER', 'STATUS', 'CRON', 'HTTPS', 'ALIASES'],
+                r.sites.map((s) => [
+                  s.domain,
+                  s.platform,
+                  s.server,
+                  s.dbServer || '-',
+                  s.status,
+                  cronColumn(s.cron),
+                  httpsColumn(s),
+                  s.aliases.join(',') || '-',
+                ]),
+              )
+            : 'no sites (spoke site install DOMAIN --platform P)\n',
       );
       return 0;
     },
@@ -116,7 +128,8 @@ export const siteCommands: Record<string, Command> = {
         (final) => {
           const r = resultOf(final);
           if (r.url) ctx.io.out(`site: ${r.url}${r.profile ? ` (Drupal profile ${r.profile})` : ''}\n`);
-          if (r.admin && q.adminPassword) ctx.io.out(`admin: ${r.admin.user} <${r.admin.email}>, password ${q.adminPassword} (shown once: keep it or change it after logging in)\n`);
+          if (r.admin && q.adminPassword)
+            ctx.io.out(`admin: ${r.admin.user} <${r.admin.email}>, password ${q.adminPassword} (shown once: keep it or change it after logging in)\n`);
           else if (r.installer && !r.installer.ran) ctx.io.out(`installer not run (${r.installer.reason}): finish the install in a browser\n`);
         },
         (final) => {
@@ -156,10 +169,14 @@ export const siteCommands: Record<string, Command> = {
     start(ctx, pos) {
       const [op, site, alias] = pos as unknown as [string, string, string];
       if (op === 'redirect') {
-        if (alias !== 'on' && alias !== 'off') throw new UsageError(`site alias redirect takes on or off, got ${JSON.stringify(alias)}\nusage: spoke site alias redirect DOMAIN on|off`);
+        if (alias !== 'on' && alias !== 'off')
+          throw new UsageError(`site alias redirect takes on or off, got ${JSON.stringify(alias)}\nusage: spoke site alias redirect DOMAIN on|off`);
         return ctx.api().call('setAliasRedirect', { domain: site, on: alias === 'on' });
       }
-      if (op !== 'add' && op !== 'rm') throw new UsageError(`site alias takes add, rm or redirect, got ${JSON.stringify(op)}\nusage: spoke site alias add|rm DOMAIN ALIAS | site alias redirect DOMAIN on|off`);
+      if (op !== 'add' && op !== 'rm')
+        throw new UsageError(
+          `site alias takes add, rm or redirect, got ${JSON.stringify(op)}\nusage: spoke site alias add|rm DOMAIN ALIAS | site alias redirect DOMAIN on|off`,
+        );
       return ctx.api().call(op === 'add' ? 'addAlias' : 'removeAlias', { site, alias });
     },
   }),

@@ -3,7 +3,16 @@
  */
 import { resolve } from 'node:path';
 import { wire } from '@spoke/shared/client';
-import { ALIAS_FORMATS, DEFAULT_SSH_USER, DRUSHRC_FILE, checkSshUser, siteAliases, staleAliasFiles, writeAliasFiles, type AliasFormat } from '../sites/aliases.js';
+import {
+  ALIAS_FORMATS,
+  DEFAULT_SSH_USER,
+  DRUSHRC_FILE,
+  checkSshUser,
+  siteAliases,
+  staleAliasFiles,
+  writeAliasFiles,
+  type AliasFormat,
+} from '../sites/aliases.js';
 import { LOCAL_SERVER } from '../local.js';
 import { UsageError, print, type Command } from './command.js';
 
@@ -16,7 +25,8 @@ export const siteAliasCommands: Record<string, Command> = {
     args: [0, 0],
     async run(ctx, _p, o) {
       const format = (o.format as string | undefined) ?? 'yaml';
-      if (!(ALIAS_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be ${ALIAS_FORMATS.join(' or ')}, got ${JSON.stringify(format)}`);
+      if (!(ALIAS_FORMATS as readonly string[]).includes(format))
+        throw new UsageError(`--format must be ${ALIAS_FORMATS.join(' or ')}, got ${JSON.stringify(format)}`);
       const sshUser = (o['ssh-user'] as string | undefined) ?? DEFAULT_SSH_USER;
       checkSshUser(sshUser);
       const api = ctx.api();
@@ -54,10 +64,12 @@ export const siteAliasCommands: Record<string, Command> = {
         if (format === 'yaml') {
           set.entries.forEach((e, i) => (out += `wrote ${written[i] as string}: ${e.alias} → ${e.host ? `${sshUser}@${e.host}:` : ''}${e.root}\n`));
           if (!set.entries.length) out += `no aliases to write into ${outDir}\n`;
-        } else out += `wrote ${written[0] as string}: ${set.entries.length} alias${set.entries.length === 1 ? '' : 'es'} (${set.entries.map((e) => e.alias).join(', ') || 'none'})\n`;
+        } else
+          out += `wrote ${written[0] as string}: ${set.entries.length} alias${set.entries.length === 1 ? '' : 'es'} (${set.entries.map((e) => e.alias).join(', ') || 'none'})\n`;
         return out;
       });
-      for (const p of stale) ctx.io.err(`warning: ${p} is from an earlier run and its site has no alias now; remove it if drush should forget it: rm ${shellWord(p)}\n`);
+      for (const p of stale)
+        ctx.io.err(`warning: ${p} is from an earlier run and its site has no alias now; remove it if drush should forget it: rm ${shellWord(p)}\n`);
       return 0;
     },
   },

@@ -42,7 +42,8 @@ export const siteBackupCommands: Record<string, Command> = {
   },
   'site restore': taskCommand({
     usage: 'site restore DOMAIN --backup ID [--no-wait]',
-    summary: 'put a site back as it was in a backup (database, user files, site dir; settings from the site facts); a backup of the current state is taken first and put back if the restore fails',
+    summary:
+      'put a site back as it was in a backup (database, user files, site dir; settings from the site facts); a backup of the current state is taken first and put back if the restore fails',
     options: { backup: { type: 'string' } },
     args: [1, 1],
     start(ctx, [domain], o) {

@@ -2,7 +2,7 @@
  * `spoke site cron`: run a site's cron now, change its interval, list its runs; and the cron
  * column and lines `site ls` and `site show` print.
  */
-import { wire } from '@spoke/shared/client';
+import { type wire } from '@spoke/shared/client';
 import { formatCronInterval } from '../sites/cron.js';
 import { kv, print, seconds, type Command } from './command.js';
 import { cronRunJson, siteJson, table } from './format.js';
@@ -27,7 +27,14 @@ export const siteCronCommands: Record<string, Command> = {
           r.runs.length
             ? table(
                 ['STARTED', 'TRIGGER', 'SERVER', 'DURATION', 'RESULT', 'MESSAGE'],
-                r.runs.map((x) => [new Date(x.startedMs).toISOString(), x.trigger, x.server || '-', seconds(x.durationMs), x.ok ? 'ok' : `failed (${x.errorCode})`, x.message]),
+                r.runs.map((x) => [
+                  new Date(x.startedMs).toISOString(),
+                  x.trigger,
+                  x.server || '-',
+                  seconds(x.durationMs),
+                  x.ok ? 'ok' : `failed (${x.errorCode})`,
+                  x.message,
+                ]),
               )
             : `no cron runs of ${domain} yet (spoke site cron ${domain} runs it now)\n`,
         );
@@ -60,7 +67,12 @@ export function cronLines(domain: string, c: wire.SiteCron | undefined): [string
   if (!c) return [];
   const last = c.last;
   const lines: [string, string][] = [
-    ['cron', c.intervalSeconds > 0 ? `every ${formatCronInterval(c.intervalSeconds)}${c.skipped ? ` (not run: ${c.skipped})` : ''}` : `off${c.skipped && c.skipped !== 'cron is off' ? ` (${c.skipped})` : ''}`],
+    [
+      'cron',
+      c.intervalSeconds > 0
+        ? `every ${formatCronInterval(c.intervalSeconds)}${c.skipped ? ` (not run: ${c.skipped})` : ''}`
+        : `off${c.skipped && c.skipped !== 'cron is off' ? ` (${c.skipped})` : ''}`,
+    ],
     [
       'cron last run',
       last

@@ -77,10 +77,13 @@ export function httpsLines(s: wire.Site): [string, string][] {
     const covered = !h.uncovered.includes(name);
     lines.push([
       `certificate ${name}`,
-      covered ? `${h.kind}, issuer ${h.issuer}, names ${h.names.join(' ')}, not after ${day(h.notAfterMs)}, renews ${renews}` : 'NOT COVERED yet (a new certificate is ordered at the next renewer tick)',
+      covered
+        ? `${h.kind}, issuer ${h.issuer}, names ${h.names.join(' ')}, not after ${day(h.notAfterMs)}, renews ${renews}`
+        : 'NOT COVERED yet (a new certificate is ordered at the next renewer tick)',
     ]);
   }
-  if (h.failures > 0) lines.push(['https renewal', `FAILING ${h.failures}x: ${h.lastError}; next attempt ${day(h.nextAttemptMs)} (the certificate in use stays)`]);
+  if (h.failures > 0)
+    lines.push(['https renewal', `FAILING ${h.failures}x: ${h.lastError}; next attempt ${day(h.nextAttemptMs)} (the certificate in use stays)`]);
   return lines;
 }
 

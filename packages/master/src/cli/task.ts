@@ -26,7 +26,14 @@ export const taskCommands: Record<string, Command> = {
         r.tasks.length
           ? table(
               ['ID', 'KIND', 'ENTITY', 'STATE', 'CREATED', 'ERROR'],
-              r.tasks.map((t) => [t.id, t.kind, t.entity, taskStateName(t.state), new Date(t.createdMs).toISOString().replace('T', ' ').slice(0, 19), t.errorCode || '-']),
+              r.tasks.map((t) => [
+                t.id,
+                t.kind,
+                t.entity,
+                taskStateName(t.state),
+                new Date(t.createdMs).toISOString().replace('T', ' ').slice(0, 19),
+                t.errorCode || '-',
+              ]),
             )
           : 'no tasks\n',
       );
@@ -67,8 +74,10 @@ export const taskCommands: Record<string, Command> = {
         return t.state === wire.TaskState.TASK_STATE_SUCCEEDED ? 0 : 1;
       }
       const r = await ctx.api().call('getTaskLog', { id: n });
-      print(ctx, r.lines.map((l) => ({ seq: l.seq, ts: new Date(l.tsMs).toISOString(), level: l.level, message: l.message })), () =>
-        r.lines.map((l) => `${time(l.tsMs)} ${l.level === 'info' ? '' : `${l.level.toUpperCase()} `}${l.message}\n`).join(''),
+      print(
+        ctx,
+        r.lines.map((l) => ({ seq: l.seq, ts: new Date(l.tsMs).toISOString(), level: l.level, message: l.message })),
+        () => r.lines.map((l) => `${time(l.tsMs)} ${l.level === 'info' ? '' : `${l.level.toUpperCase()} `}${l.message}\n`).join(''),
       );
       return 0;
     },

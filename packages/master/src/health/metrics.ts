@@ -59,10 +59,32 @@ export class PromMasterMetrics implements MasterMetrics {
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'spoke_master_' });
-    this.queueWait = new Histogram({ name: 'spoke_task_queue_wait_seconds', help: 'Time tasks waited queued before they started.', labelNames: ['kind'], buckets: TASK_BUCKETS, registers });
-    this.duration = new Histogram({ name: 'spoke_task_duration_seconds', help: 'Time tasks ran, by kind and final state.', labelNames: ['kind', 'state'], buckets: TASK_BUCKETS, registers });
-    this.bytes = new Counter({ name: 'spoke_converge_bytes_total', help: 'Converge bytes: sent by the master, or reused by agents from their own disk.', labelNames: ['kind'], registers });
-    this.beats = new Histogram({ name: 'spoke_agent_heartbeat_gap_seconds', help: 'Time between an agent\'s heartbeats as the master saw them (lag shows as gaps above the interval).', buckets: [1, 2, 5, 7.5, 10, 15, 30, 60], registers });
+    this.queueWait = new Histogram({
+      name: 'spoke_task_queue_wait_seconds',
+      help: 'Time tasks waited queued before they started.',
+      labelNames: ['kind'],
+      buckets: TASK_BUCKETS,
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'spoke_task_duration_seconds',
+      help: 'Time tasks ran, by kind and final state.',
+      labelNames: ['kind', 'state'],
+      buckets: TASK_BUCKETS,
+      registers,
+    });
+    this.bytes = new Counter({
+      name: 'spoke_converge_bytes_total',
+      help: 'Converge bytes: sent by the master, or reused by agents from their own disk.',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.beats = new Histogram({
+      name: 'spoke_agent_heartbeat_gap_seconds',
+      help: "Time between an agent's heartbeats as the master saw them (lag shows as gaps above the interval).",
+      buckets: [1, 2, 5, 7.5, 10, 15, 30, 60],
+      registers,
+    });
     this.cron = new Counter({ name: 'spoke_cron_runs_total', help: 'Site cron runs, by result (ok or the error code).', labelNames: ['result'], registers });
     this.cronSeconds = new Histogram({ name: 'spoke_cron_run_duration_seconds', help: 'Time site cron runs took.', buckets: TASK_BUCKETS, registers });
     const self = this;
@@ -80,7 +102,7 @@ export class PromMasterMetrics implements MasterMetrics {
     });
     new Gauge({
       name: 'spoke_agent_heartbeat_age_seconds',
-      help: 'Time since each connected agent\'s last heartbeat.',
+      help: "Time since each connected agent's last heartbeat.",
       labelNames: ['server'],
       registers,
       collect() {
@@ -100,7 +122,7 @@ export class PromMasterMetrics implements MasterMetrics {
     });
     new Gauge({
       name: 'spoke_sqlite_size_bytes',
-      help: 'Size of the master\'s SQLite database (with its write-ahead log).',
+      help: "Size of the master's SQLite database (with its write-ahead log).",
       registers,
       collect() {
         const p = self.sources?.dbPath;

@@ -4,22 +4,52 @@ import { FAILING_WINDOW_MS, LIST_MAX, STUCK_QUEUED_MS, STUCK_RUNNING_MS, healthS
 
 const NOW = 10_000_000_000;
 function t(id: number, state: TaskInfo['state'], times: Partial<Pick<TaskInfo, 'createdMs' | 'startedMs' | 'finishedMs'>>): TaskInfo {
-  return { id, kind: 'site.install', entity: `site:s${id}.example`, state, params: {}, result: null, errorCode: state === 'failed' ? 'INSTALL_FAILED' : null, errorMessage: state === 'failed' ? 'boom' : null, createdMs: 0, startedMs: null, finishedMs: null, ...times };
+  return {
+    id,
+    kind: 'site.install',
+    entity: `site:s${id}.example`,
+    state,
+    params: {},
+    result: null,
+    errorCode: state === 'failed' ? 'INSTALL_FAILED' : null,
+    errorMessage: state === 'failed' ? 'boom' : null,
+    createdMs: 0,
+    startedMs: null,
+    finishedMs: null,
+    ...times,
+  };
 }
 const none = { agents: [], failed: [], running: [], queued: [], cron: [] };
 
 describe('healthSummary', () => {
   it('is empty when all is well', () => {
-    expect(healthSummary({ now: NOW, ...none, agents: [{ name: 'web1', online: true }] })).toEqual({ agentsOffline: [], tasksFailing: [], tasksStuck: [], cronFailing: [] });
+    expect(healthSummary({ now: NOW, ...none, agents: [{ name: 'web1', online: true }] })).toEqual({
+      agentsOffline: [],
+      tasksFailing: [],
+      tasksStuck: [],
+      cronFailing: [],
+    });
   });
 
   it('names offline agents, sorted', () => {
-    const s = healthSummary({ now: NOW, ...none, agents: [{ name: 'web2', online: false }, { name: 'web1', online: true }, { name: 'a', online: false }] });
+    const s = healthSummary({
+      now: NOW,
+      ...none,
+      agents: [
+        { name: 'web2', online: false },
+        { name: 'web1', online: true },
+        { name: 'a', online: false },
+      ],
+    });
     expect(s.agentsOffline).toEqual(['a', 'web2']);
   });
 
   it('lists tasks failed within the window, at most LIST_MAX', () => {
-    const failed = [t(3, 'failed', { finishedMs: NOW - 1000 }), t(2, 'failed', { finishedMs: NOW - FAILING_WINDOW_MS }), t(1, 'failed', { finishedMs: NOW - FAILING_WINDOW_MS - 1 })];
+    const failed = [
+      t(3, 'failed', { finishedMs: NOW - 1000 }),
+      t(2, 'failed', { finishedMs: NOW - FAILING_WINDOW_MS }),
+      t(1, 'failed', { finishedMs: NOW - FAILING_WINDOW_MS - 1 }),
+    ];
     expect(healthSummary({ now: NOW, ...none, failed }).tasksFailing.map((x) => [x.id, x.errorCode, x.sinceMs])).toEqual([
       [3, 'INSTALL_FAILED', NOW - 1000],
       [2, 'INSTALL_FAILED', NOW - FAILING_WINDOW_MS],

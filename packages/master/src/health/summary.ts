@@ -69,7 +69,10 @@ export function healthSummary(i: HealthInput): HealthSummary {
     ...i.queued.filter((t) => i.now - t.createdMs > STUCK_QUEUED_MS).map((t) => task(t, t.createdMs)),
   ].sort((a, b) => a.sinceMs - b.sinceMs);
   return {
-    agentsOffline: i.agents.filter((a) => !a.online).map((a) => a.name).sort(),
+    agentsOffline: i.agents
+      .filter((a) => !a.online)
+      .map((a) => a.name)
+      .sort(),
     tasksFailing: i.failed
       .filter((t) => t.finishedMs !== null && i.now - t.finishedMs <= FAILING_WINDOW_MS)
       .slice(0, LIST_MAX)

@@ -20,7 +20,15 @@ describe('site rows for the site tasks', () => {
   it('stores the database facts and salt; the password and salt only come back through siteSecrets', () => {
     const { ns } = setup();
     const s = ns.getSite('example.com');
-    expect(s).toMatchObject({ status: 'installing', dbServer: 'db1', dbName: 'example_com', dbUser: 'example_com', dbHost: null, dbPort: null, installedMs: null });
+    expect(s).toMatchObject({
+      status: 'installing',
+      dbServer: 'db1',
+      dbName: 'example_com',
+      dbUser: 'example_com',
+      dbHost: null,
+      dbPort: null,
+      installedMs: null,
+    });
     expect(JSON.stringify(s)).not.toContain(DB.password);
     expect(JSON.stringify(ns.listSites())).not.toContain(DB.password);
     expect(ns.siteSecrets('example.com')).toEqual({ dbPassword: DB.password, salt: 's'.repeat(64) });

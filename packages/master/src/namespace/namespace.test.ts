@@ -58,17 +58,13 @@ describe('platform paths', () => {
 
   it('refuses the same path on another server (PLATFORM_PATH_TAKEN)', () => {
     const { db, ns } = setup();
-    const e = expectRefused(db, 'PLATFORM_PATH_TAKEN', () =>
-      ns.addPlatform({ name: 'd7b', path: '/var/aegir/platforms/d7', server: 'a1', source: existing }),
-    );
+    const e = expectRefused(db, 'PLATFORM_PATH_TAKEN', () => ns.addPlatform({ name: 'd7b', path: '/var/aegir/platforms/d7', server: 'a1', source: existing }));
     expect(e.message).toContain('d7');
   });
 
   it('refuses a path inside or around another platform (PLATFORM_PATH_NESTED)', () => {
     const { db, ns } = setup();
-    expectRefused(db, 'PLATFORM_PATH_NESTED', () =>
-      ns.addPlatform({ name: 'inner', path: '/var/aegir/platforms/d7/sites', server: 'a1', source: existing }),
-    );
+    expectRefused(db, 'PLATFORM_PATH_NESTED', () => ns.addPlatform({ name: 'inner', path: '/var/aegir/platforms/d7/sites', server: 'a1', source: existing }));
     expectRefused(db, 'PLATFORM_PATH_NESTED', () => ns.addPlatform({ name: 'outer', path: '/var/aegir/platforms', server: 'a2', source: existing }));
   });
 
@@ -78,7 +74,7 @@ describe('platform paths', () => {
     capabilityVersion: 8,
   });
 
-  it("refuses a path outside the roots its agent reported (PATH_OUTSIDE_ROOTS), and takes one under them", () => {
+  it('refuses a path outside the roots its agent reported (PATH_OUTSIDE_ROOTS), and takes one under them', () => {
     const { db, ns } = setup();
     ns.recordHello('a1', hello(['/var/aegir', '/var/www']));
     const e = expectRefused(db, 'PATH_OUTSIDE_ROOTS', () => ns.addPlatform({ name: 'wp', path: '/srv/wp', server: 'a1', source: existing }));
@@ -104,9 +100,7 @@ describe('platform paths', () => {
 
   it('allows a sibling whose name shares a prefix', () => {
     const { ns } = setup();
-    expect(ns.addPlatform({ name: 'd7x', path: '/var/aegir/platforms/d7x', server: 'a1', source: existing }).path).toBe(
-      '/var/aegir/platforms/d7x',
-    );
+    expect(ns.addPlatform({ name: 'd7x', path: '/var/aegir/platforms/d7x', server: 'a1', source: existing }).path).toBe('/var/aegir/platforms/d7x');
   });
 
   it('refuses a taken platform name (PLATFORM_NAME_TAKEN)', () => {
@@ -127,7 +121,12 @@ describe('platform paths', () => {
     );
     expectRefused(db, 'INVALID_ARGUMENT', () => ns.addPlatform({ name: 'p', path: '/srv/p', server: 'a1', source: { kind: 'git', url: '', ref: '' } }));
     expectRefused(db, 'INVALID_ARGUMENT', () =>
-      ns.addPlatform({ name: 'p', path: '/srv/p', server: 'a1', source: { kind: 'makefile', makefile: 'core = 7.x', makefileName: 'x.make', makefileDir: 'rel/dir' } }),
+      ns.addPlatform({
+        name: 'p',
+        path: '/srv/p',
+        server: 'a1',
+        source: { kind: 'makefile', makefile: 'core = 7.x', makefileName: 'x.make', makefileDir: 'rel/dir' },
+      }),
     );
   });
 
@@ -137,7 +136,12 @@ describe('platform paths', () => {
     ns.addPlatform({ name: 'gt', path: '/srv/gt', server: 'a2', source: { kind: 'git', url: 'file:///repo', ref: 'main' } });
     expect(ns.getPlatform('mk').source).toEqual({ kind: 'makefile', makefile: 'core = 7.x', makefileName: 'd7.make' });
     expect(ns.getPlatform('gt').source).toEqual({ kind: 'git', url: 'file:///repo', ref: 'main' });
-    ns.addPlatform({ name: 'mk2', path: '/srv/mk2', server: 'a1', source: { kind: 'makefile', makefile: 'core = 7.x', makefileName: 'd7.make', makefileDir: '/home/op/make' } });
+    ns.addPlatform({
+      name: 'mk2',
+      path: '/srv/mk2',
+      server: 'a1',
+      source: { kind: 'makefile', makefile: 'core = 7.x', makefileName: 'd7.make', makefileDir: '/home/op/make' },
+    });
     expect(ns.getPlatform('mk2').source).toEqual({ kind: 'makefile', makefile: 'core = 7.x', makefileName: 'd7.make', makefileDir: '/home/op/make' });
     expect(ns.getServer('a1').platforms).toEqual(['mk', 'mk2']);
     expect(ns.getServer('m1').platforms).toEqual(['d7']); // a member sees its cluster's platforms
@@ -350,7 +354,7 @@ describe('services', () => {
     expect(ns.getServer('a1').services.find((s) => s.kind === 'http')?.impl).toBe('nginx');
   });
 
-  it('the http pin for a server: its own, else its cluster\'s, else none', () => {
+  it("the http pin for a server: its own, else its cluster's, else none", () => {
     const { ns } = freshNamespace();
     addAgent(ns, 'w1', 'web');
     addAgent(ns, 'w2', 'web');
@@ -370,7 +374,10 @@ describe('services', () => {
     addAgent(ns, 'w1', 'web');
     addAgent(ns, 'w2', 'web');
     ns.recordDetectedServices('w1', [{ kind: 'http', impl: 'nginx', version: '1.22.1' }]);
-    ns.recordDetectedServices('w2', [{ kind: 'http', impl: 'nginx', version: '1.22.1' }, { kind: 'db', impl: 'mariadb', version: '10' }]);
+    ns.recordDetectedServices('w2', [
+      { kind: 'http', impl: 'nginx', version: '1.22.1' },
+      { kind: 'db', impl: 'mariadb', version: '10' },
+    ]);
     const svc = ns.getServer('web').services;
     expect(svc.find((s) => s.kind === 'http')?.impl).toBe('nginx');
     expect(svc.find((s) => s.kind === 'db')?.impl).toBe(''); // w1 has none: not a cluster-wide service

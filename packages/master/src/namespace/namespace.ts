@@ -217,7 +217,18 @@ export class Namespace {
     return this.sites.deleteSite(domain);
   }
 
-  relocateSite(from: string, to: { domain: string; platform: string; dbServer: string; db: { name: string; user: string; password: string }; dbHost: string; dbPort: number; salt: string }): SiteInfo {
+  relocateSite(
+    from: string,
+    to: {
+      domain: string;
+      platform: string;
+      dbServer: string;
+      db: { name: string; user: string; password: string };
+      dbHost: string;
+      dbPort: number;
+      salt: string;
+    },
+  ): SiteInfo {
     return this.sites.relocateSite(from, to);
   }
 

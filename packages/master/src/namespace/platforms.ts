@@ -7,13 +7,7 @@ import { checkName, checkPublishPath, fail, pathContains } from '@spoke/shared';
 import { isAbsolute } from 'node:path';
 import type { NamespaceScope } from './scope.js';
 import type { ServerRow, Servers } from './servers.js';
-import type {
-  DriftMode,
-  HostFactsInfo,
-  PlatformInfo,
-  PlatformSource,
-  PlatformStatus,
-} from '../types.js';
+import type { DriftMode, HostFactsInfo, PlatformInfo, PlatformSource, PlatformStatus } from '../types.js';
 
 interface PlatformRow {
   name: string;
@@ -85,9 +79,7 @@ export class Platforms {
       throw fail('INVALID_ARGUMENT', `the makefile directory ${input.source.makefileDir} must be an absolute path`);
     }
     return this.db.transaction(() => {
-      const taken = this.db.prepare('SELECT name, path, server FROM platforms WHERE name = ?').get(input.name) as
-        | PlatformRow
-        | undefined;
+      const taken = this.db.prepare('SELECT name, path, server FROM platforms WHERE name = ?').get(input.name) as PlatformRow | undefined;
       if (taken) throw fail('PLATFORM_NAME_TAKEN', `a platform named ${input.name} already exists (at ${taken.path} on ${taken.server})`);
       const same = this.db.prepare('SELECT name, server FROM platforms WHERE path = ?').get(input.path) as PlatformRow | undefined;
       if (same) {
@@ -176,9 +168,7 @@ export class Platforms {
         : r.source_kind === 'git'
           ? { kind: 'git', url: r.git_url ?? '', ref: r.git_ref ?? '' }
           : { kind: 'existing' };
-    const sites = (this.db.prepare('SELECT domain FROM sites WHERE platform = ? ORDER BY domain').all(r.name) as { domain: string }[]).map(
-      (s) => s.domain,
-    );
+    const sites = (this.db.prepare('SELECT domain FROM sites WHERE platform = ? ORDER BY domain').all(r.name) as { domain: string }[]).map((s) => s.domain);
     return {
       name: r.name,
       path: r.path,
@@ -207,9 +197,7 @@ export class Platforms {
     const r = this.servers.row(server);
     if (!r) return [];
     const host = r.kind === 'agent' && r.cluster ? r.cluster : server;
-    return (this.db.prepare('SELECT * FROM platforms WHERE server = ? ORDER BY name').all(host) as PlatformRow[]).map((p) =>
-      this.toPlatform(p),
-    );
+    return (this.db.prepare('SELECT * FROM platforms WHERE server = ? ORDER BY name').all(host) as PlatformRow[]).map((p) => this.toPlatform(p));
   }
 
   /** Stores what verify found in a platform (JSON of the registry; the verify task is its writer). */
@@ -239,16 +227,13 @@ export class Platforms {
   /** What a server last reported for a path and when (null when never). */
   observedAt(server: string, path: string): { rootHash: string; updatedMs: number } | null {
     const r = this.db.prepare('SELECT root_hash, updated_ms FROM tree_observed WHERE server = ? AND path = ?').get(server, path) as
-      | { root_hash: string; updated_ms: number }
-      | undefined;
+      { root_hash: string; updated_ms: number } | undefined;
     return r ? { rootHash: r.root_hash, updatedMs: r.updated_ms } : null;
   }
 
   /** What a server last reported for a path (null when never). */
   observed(server: string, path: string): string | null {
-    const r = this.db.prepare('SELECT root_hash FROM tree_observed WHERE server = ? AND path = ?').get(server, path) as
-      | { root_hash: string }
-      | undefined;
+    const r = this.db.prepare('SELECT root_hash FROM tree_observed WHERE server = ? AND path = ?').get(server, path) as { root_hash: string } | undefined;
     return r?.root_hash ?? null;
   }
 

@@ -5,12 +5,7 @@
  */
 import { checkName, fail } from '@spoke/shared';
 import type { NamespaceScope } from './scope.js';
-import type {
-  HostFactsInfo,
-  ServerInfo,
-  ServerKind,
-  ServiceInfo,
-} from '../types.js';
+import type { HostFactsInfo, ServerInfo, ServerKind, ServiceInfo } from '../types.js';
 
 /** A row of `servers` (read by the other aggregates through `row`/`mustRow`). */
 export interface ServerRow {
@@ -121,9 +116,7 @@ export class Servers {
     const membersOnline = members.filter((m) => this.presence.isOnline(m));
     const online = r.kind === 'cluster' ? members.length > 0 && membersOnline.length === members.length : this.presence.isOnline(r.name);
     const hostOf = r.kind === 'agent' && r.cluster ? r.cluster : r.name;
-    const platforms = (
-      this.db.prepare('SELECT name FROM platforms WHERE server = ? ORDER BY name').all(hostOf) as { name: string }[]
-    ).map((p) => p.name);
+    const platforms = (this.db.prepare('SELECT name FROM platforms WHERE server = ? ORDER BY name').all(hostOf) as { name: string }[]).map((p) => p.name);
     return {
       name: r.name,
       kind: r.kind,
@@ -157,13 +150,11 @@ export class Servers {
     }
     // A cluster offers what every member detected (same impl on all members).
     if (members.length > 0) {
-      const rows = members.map(
-        (m) => new Map((this.db.prepare('SELECT * FROM services WHERE server = ?').all(m) as Row[]).map((s) => [s.kind, s])),
-      );
+      const rows = members.map((m) => new Map((this.db.prepare('SELECT * FROM services WHERE server = ?').all(m) as Row[]).map((s) => [s.kind, s])));
       const kinds = new Set(rows.flatMap((m) => [...m.keys()]));
       for (const kind of kinds) {
         const impls = new Set(rows.map((m) => m.get(kind)?.detected_impl ?? ''));
-        const detected = impls.size === 1 ? [...impls][0] ?? '' : '';
+        const detected = impls.size === 1 ? ([...impls][0] ?? '') : '';
         const cur = byKind.get(kind);
         const version = rows[0]?.get(kind)?.detected_version ?? '';
         byKind.set(kind, {
@@ -218,9 +209,7 @@ export class Servers {
     if (input.cluster) {
       const c = this.row(input.cluster);
       if (!c) {
-        this.db
-          .prepare("INSERT INTO servers (name, kind, created_ms) VALUES (?, 'cluster', ?)")
-          .run(input.cluster, now);
+        this.db.prepare("INSERT INTO servers (name, kind, created_ms) VALUES (?, 'cluster', ?)").run(input.cluster, now);
       } else if (c.kind !== 'cluster') {
         throw fail('SERVER_NOT_CLUSTER', `${input.cluster} is an agent server, not a cluster`);
       }
@@ -231,9 +220,7 @@ export class Servers {
         .run(input.fingerprint, now, input.cluster, input.server);
     } else {
       this.db
-        .prepare(
-          "INSERT INTO servers (name, kind, cluster, cert_fingerprint, enrolled_ms, created_ms) VALUES (?, 'agent', ?, ?, ?, ?)",
-        )
+        .prepare("INSERT INTO servers (name, kind, cluster, cert_fingerprint, enrolled_ms, created_ms) VALUES (?, 'agent', ?, ?, ?, ?)")
         .run(input.server, input.cluster, input.fingerprint, now, now);
     }
   }
@@ -251,9 +238,7 @@ export class Servers {
    * @throws SpokeError CERT_REVOKED, CERT_UNKNOWN
    */
   authenticateAgent(commonName: string, fingerprint: string): ServerInfo {
-    const revoked = this.db.prepare('SELECT reason FROM revoked_certs WHERE fingerprint = ?').get(fingerprint) as
-      | { reason: string }
-      | undefined;
+    const revoked = this.db.prepare('SELECT reason FROM revoked_certs WHERE fingerprint = ?').get(fingerprint) as { reason: string } | undefined;
     if (revoked) throw fail('CERT_REVOKED', `the certificate of ${commonName} was revoked (${revoked.reason})`);
     const r = this.row(commonName);
     if (!r || r.kind !== 'agent' || r.cert_fingerprint !== fingerprint) {
@@ -288,9 +273,7 @@ export class Servers {
         seen.add(s.kind);
         up.run(server, s.kind, s.impl, s.version);
       }
-      this.db
-        .prepare('DELETE FROM services WHERE server = ? AND detected_impl IS NULL AND pinned_impl IS NULL')
-        .run(server);
+      this.db.prepare('DELETE FROM services WHERE server = ? AND detected_impl IS NULL AND pinned_impl IS NULL').run(server);
     })();
   }
 
@@ -311,19 +294,13 @@ export class Servers {
       const r = this.mustRow(name);
       const platforms = this.platformNamesOn(name);
       if (platforms.length > 0) {
-        throw fail(
-          'SERVER_HAS_PLATFORMS',
-          `${name} hosts platform${platforms.length > 1 ? 's' : ''} ${platforms.join(', ')}; remove or migrate them first`,
-        );
+        throw fail('SERVER_HAS_PLATFORMS', `${name} hosts platform${platforms.length > 1 ? 's' : ''} ${platforms.join(', ')}; remove or migrate them first`);
       }
       const dbSites = this.db.prepare('SELECT domain FROM sites WHERE db_server = ? ORDER BY domain').all(name) as {
         domain: string;
       }[];
       if (dbSites.length > 0) {
-        throw fail(
-          'SERVER_HAS_SITE_DATABASES',
-          `${name} holds the databases of ${dbSites.map((s) => s.domain).join(', ')}; migrate those sites first`,
-        );
+        throw fail('SERVER_HAS_SITE_DATABASES', `${name} holds the databases of ${dbSites.map((s) => s.domain).join(', ')}; migrate those sites first`);
       }
       if (r.kind === 'agent' && r.cluster) {
         this.checkMemberRemovable(r.cluster, name);
@@ -360,9 +337,7 @@ export class Servers {
   }
 
   private platformNamesOn(server: string): string[] {
-    return (this.db.prepare('SELECT name FROM platforms WHERE server = ? ORDER BY name').all(server) as { name: string }[]).map(
-      (p) => p.name,
-    );
+    return (this.db.prepare('SELECT name FROM platforms WHERE server = ? ORDER BY name').all(server) as { name: string }[]).map((p) => p.name);
   }
 
   private checkJoinable(member: string): void {

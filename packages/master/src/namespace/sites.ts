@@ -7,11 +7,7 @@ import { checkDomain, fail } from '@spoke/shared';
 import type { NamespaceScope } from './scope.js';
 import type { Platforms } from './platforms.js';
 import type { Servers } from './servers.js';
-import type {
-  SiteInfo,
-  SiteSecrets,
-  SiteStatus,
-} from '../types.js';
+import type { SiteInfo, SiteSecrets, SiteStatus } from '../types.js';
 
 interface SiteRow {
   domain: string;
@@ -157,14 +153,9 @@ export class Sites {
   }
 
   private claimDomain(name: string): void {
-    const d = this.db.prepare('SELECT site, is_alias FROM domains WHERE name = ?').get(name) as
-      | { site: string; is_alias: number }
-      | undefined;
+    const d = this.db.prepare('SELECT site, is_alias FROM domains WHERE name = ?').get(name) as { site: string; is_alias: number } | undefined;
     if (d) {
-      throw fail(
-        'DOMAIN_TAKEN',
-        d.is_alias ? `${name} is already an alias of site ${d.site}` : `a site named ${name} already exists`,
-      );
+      throw fail('DOMAIN_TAKEN', d.is_alias ? `${name} is already an alias of site ${d.site}` : `a site named ${name} already exists`);
     }
   }
 
@@ -190,7 +181,10 @@ export class Sites {
 
   /** Database and user names already used on a db server (for siteDbName). */
   dbNamesTaken(dbServer: string): Set<string> {
-    const rows = this.db.prepare('SELECT db_name, db_user FROM sites WHERE db_server = ?').all(dbServer) as { db_name: string | null; db_user: string | null }[];
+    const rows = this.db.prepare('SELECT db_name, db_user FROM sites WHERE db_server = ?').all(dbServer) as {
+      db_name: string | null;
+      db_user: string | null;
+    }[];
     return new Set(rows.flatMap((r) => [r.db_name, r.db_user].filter((x): x is string => !!x)));
   }
 
@@ -249,9 +243,7 @@ export class Sites {
     if (from !== status && !SITE_STATUS_TRANSITIONS[from].includes(status)) {
       throw fail('INTERNAL', `site ${domain}: illegal status change ${from} -> ${status}`);
     }
-    this.db
-      .prepare('UPDATE sites SET status = ?, installed_ms = COALESCE(?, installed_ms) WHERE domain = ?')
-      .run(status, opts.installedMs ?? null, domain);
+    this.db.prepare('UPDATE sites SET status = ?, installed_ms = COALESCE(?, installed_ms) WHERE domain = ?').run(status, opts.installedMs ?? null, domain);
     return from;
   }
 
@@ -336,7 +328,15 @@ export class Sites {
    */
   relocateSite(
     from: string,
-    to: { domain: string; platform: string; dbServer: string; db: { name: string; user: string; password: string }; dbHost: string; dbPort: number; salt: string },
+    to: {
+      domain: string;
+      platform: string;
+      dbServer: string;
+      db: { name: string; user: string; password: string };
+      dbHost: string;
+      dbPort: number;
+      salt: string;
+    },
   ): SiteInfo {
     return this.db.transaction(() => {
       const r = this.mustSiteRow(from);
@@ -356,7 +356,9 @@ export class Sites {
       if (to.domain === from) {
         this.db
           // the copy's settings are rendered by Spoke (own_settings ends)
-          .prepare('UPDATE sites SET platform = ?, db_server = ?, db_name = ?, db_user = ?, db_password = ?, db_host = ?, db_port = ?, salt = ?, own_settings = 0 WHERE domain = ?')
+          .prepare(
+            'UPDATE sites SET platform = ?, db_server = ?, db_name = ?, db_user = ?, db_password = ?, db_host = ?, db_port = ?, salt = ?, own_settings = 0 WHERE domain = ?',
+          )
           .run(to.platform, to.dbServer, to.db.name, to.db.user, to.db.password, to.dbHost, to.dbPort, to.salt, from);
         return this.getSite(from);
       }
@@ -365,7 +367,23 @@ export class Sites {
           `INSERT INTO sites (domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_password, db_host, db_port, salt, installed_ms, redirect_aliases, cron_interval_s)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(to.domain, to.platform, to.dbServer, r.profile, r.status, r.created_ms, to.db.name, to.db.user, to.db.password, to.dbHost, to.dbPort, to.salt, r.installed_ms, r.redirect_aliases, r.cron_interval_s);
+        .run(
+          to.domain,
+          to.platform,
+          to.dbServer,
+          r.profile,
+          r.status,
+          r.created_ms,
+          to.db.name,
+          to.db.user,
+          to.db.password,
+          to.dbHost,
+          to.dbPort,
+          to.salt,
+          r.installed_ms,
+          r.redirect_aliases,
+          r.cron_interval_s,
+        );
       this.db.prepare('INSERT INTO domains (name, site, is_alias) VALUES (?, ?, 0)').run(to.domain, to.domain);
       this.db.prepare('UPDATE domains SET site = ? WHERE site = ? AND is_alias = 1').run(to.domain, from);
       this.db.prepare('DELETE FROM domains WHERE site = ?').run(from);
@@ -378,9 +396,7 @@ export class Sites {
   getSite(domain: string): SiteInfo {
     const r = this.db.prepare('SELECT * FROM sites WHERE domain = ?').get(domain) as SiteRow | undefined;
     if (!r) {
-      const alias = this.db.prepare('SELECT site FROM domains WHERE name = ? AND is_alias = 1').get(domain) as
-        | { site: string }
-        | undefined;
+      const alias = this.db.prepare('SELECT site FROM domains WHERE name = ? AND is_alias = 1').get(domain) as { site: string } | undefined;
       if (alias) return this.getSite(alias.site);
       throw fail('SITE_NOT_FOUND', `no site named ${domain} (see: spoke site ls)`);
     }
@@ -396,9 +412,9 @@ export class Sites {
   }
 
   private toSite(r: SiteRow): SiteInfo {
-    const aliases = (
-      this.db.prepare('SELECT name FROM domains WHERE site = ? AND is_alias = 1 ORDER BY name').all(r.domain) as { name: string }[]
-    ).map((a) => a.name);
+    const aliases = (this.db.prepare('SELECT name FROM domains WHERE site = ? AND is_alias = 1 ORDER BY name').all(r.domain) as { name: string }[]).map(
+      (a) => a.name,
+    );
     const server = (this.db.prepare('SELECT server FROM platforms WHERE name = ?').get(r.platform) as { server: string }).server;
     return {
       domain: r.domain,

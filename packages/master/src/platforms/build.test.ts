@@ -18,7 +18,18 @@ const src = join(dir, 'src'); // repositories, archives, makefiles, patches
 const out = join(dir, 'out'); // build targets live under here
 const builder = new PlatformBuilder({ env: { PATH: process.env.PATH, HOME: process.env.HOME }, log: silentLogger() });
 
-const GIT = ['-c', 'user.name=Spoke Test', '-c', 'user.email=test@example.com', '-c', 'init.defaultBranch=main', '-c', 'commit.gpgsign=false', '-c', 'tag.gpgsign=false'];
+const GIT = [
+  '-c',
+  'user.name=Spoke Test',
+  '-c',
+  'user.email=test@example.com',
+  '-c',
+  'init.defaultBranch=main',
+  '-c',
+  'commit.gpgsign=false',
+  '-c',
+  'tag.gpgsign=false',
+];
 function git(cwd: string, ...args: string[]): string {
   return execFileSync('git', [...GIT, ...args], { cwd, encoding: 'utf8' }).trim();
 }
@@ -163,8 +174,16 @@ let views: string;
 let theme: string;
 
 beforeAll(() => {
-  core7 = repo('drupal7', { 'index.php': '<?php // drupal 7\n', 'includes/bootstrap.inc': "define('VERSION', '7.99');\n", 'modules/node/node.info': 'name = Node\ncore = 7.x\n' }, '7.99');
-  views = repo('views', { 'views.info': 'name = Views\ncore = 7.x\nversion = 7.x-3.0\n', 'views.module': '<?php\nfunction views_api() { return 2; }\n' }, '7.x-3.0');
+  core7 = repo(
+    'drupal7',
+    { 'index.php': '<?php // drupal 7\n', 'includes/bootstrap.inc': "define('VERSION', '7.99');\n", 'modules/node/node.info': 'name = Node\ncore = 7.x\n' },
+    '7.99',
+  );
+  views = repo(
+    'views',
+    { 'views.info': 'name = Views\ncore = 7.x\nversion = 7.x-3.0\n', 'views.module': '<?php\nfunction views_api() { return 2; }\n' },
+    '7.x-3.0',
+  );
   // a later commit the tag does not contain
   writeFileSync(join(views, 'views.module'), '<?php\nfunction views_api() { return 3; }\n');
   git(views, 'commit', '-qam', 'later');
@@ -173,15 +192,18 @@ beforeAll(() => {
   writeFileSync(join(theme, 'zen.info'), 'name = Zen\ncore = 7.x\nversion = 7.x-5.x-dev\n');
   git(theme, 'commit', '-qam', 'branch');
   git(theme, 'checkout', '-q', 'main');
-  write('patches/views-api.patch', [
-    '--- a/views.module',
-    '+++ b/views.module',
-    '@@ -1,2 +1,2 @@',
-    ' <?php',
-    '-function views_api() { return 2; }',
-    '+function views_api() { return 2; } // patched',
-    '',
-  ].join('\n'));
+  write(
+    'patches/views-api.patch',
+    [
+      '--- a/views.module',
+      '+++ b/views.module',
+      '@@ -1,2 +1,2 @@',
+      ' <?php',
+      '-function views_api() { return 2; }',
+      '+function views_api() { return 2; } // patched',
+      '',
+    ].join('\n'),
+  );
   mkdirSync(out, { recursive: true });
 });
 
@@ -379,7 +401,9 @@ describe('git platforms', () => {
 describe('refused and failed builds leave nothing behind', () => {
   it('a project with a bare version needs drupal.org: refused, naming it, before anything is created', async () => {
     const target = join(out, 'needs', 'p');
-    const { err } = await failing(makefileReq('needs', 'needs.make', `core = 7.x\nprojects[drupal][download][url] = ${core7}\nprojects[views] = 3.0\nprojects[] = ctools\n`, target));
+    const { err } = await failing(
+      makefileReq('needs', 'needs.make', `core = 7.x\nprojects[drupal][download][url] = ${core7}\nprojects[views] = 3.0\nprojects[] = ctools\n`, target),
+    );
     expect(err.code).toBe('MAKEFILE_NEEDS_DRUPAL_ORG');
     expect(err.message).toMatch(/projects views \(version 3\.0\), ctools have no download URL and would need drupal\.org/);
     expect(existsSync(join(out, 'needs'))).toBe(false);
@@ -387,7 +411,9 @@ describe('refused and failed builds leave nothing behind', () => {
 
   it('the same check refuses the makefile at add time', async () => {
     const f = write('add.make', 'core = 7.x\nprojects[drupal][version] = 7.99\n');
-    await expect(checkMakefileSource({ kind: 'makefile', makefile: readFileSync(f, 'utf8'), makefileName: 'add.make', makefileDir: dirname(f) })).rejects.toMatchObject({
+    await expect(
+      checkMakefileSource({ kind: 'makefile', makefile: readFileSync(f, 'utf8'), makefileName: 'add.make', makefileDir: dirname(f) }),
+    ).rejects.toMatchObject({
       code: 'MAKEFILE_NEEDS_DRUPAL_ORG',
       message: expect.stringMatching(/project drupal \(version 7\.99\) has no download URL/),
     });
@@ -395,12 +421,18 @@ describe('refused and failed builds leave nothing behind', () => {
       code: 'CONFIG_INVALID',
       message: expect.stringMatching(/directory is not known/),
     });
-    await expect(checkMakefileSource({ kind: 'makefile', makefile: 'core = 7.x\nprojects[x][download][url] = /r\n', makefileName: 'x.make' })).rejects.toMatchObject({
+    await expect(
+      checkMakefileSource({ kind: 'makefile', makefile: 'core = 7.x\nprojects[x][download][url] = /r\n', makefileName: 'x.make' }),
+    ).rejects.toMatchObject({
       code: 'CONFIG_INVALID',
       message: expect.stringMatching(/no core project/),
     });
     await expect(
-      checkMakefileSource({ kind: 'makefile', makefile: `core = 7.x\nprojects[drupal][download][type] = file\nprojects[drupal][download][url] = https://ftp.drupal.org/d.tgz\n`, makefileName: 'x.make' }),
+      checkMakefileSource({
+        kind: 'makefile',
+        makefile: `core = 7.x\nprojects[drupal][download][type] = file\nprojects[drupal][download][url] = https://ftp.drupal.org/d.tgz\n`,
+        makefileName: 'x.make',
+      }),
     ).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringMatching(/remote URL https:\/\/ftp\.drupal\.org\/d\.tgz is not supported/) });
   });
 
@@ -415,7 +447,9 @@ describe('refused and failed builds leave nothing behind', () => {
       ),
     );
     expect(err.code).toBe('CHECKSUM_MISMATCH');
-    expect(err.message).toMatch(/^platform sum: library ck: verify checksum of ckeditor-4\.0\.tar\.gz: ckeditor-4\.0\.tar\.gz: md5 is [0-9a-f]{32}, the makefile expects 0123/);
+    expect(err.message).toMatch(
+      /^platform sum: library ck: verify checksum of ckeditor-4\.0\.tar\.gz: ckeditor-4\.0\.tar\.gz: md5 is [0-9a-f]{32}, the makefile expects 0123/,
+    );
     expect(lines.join('\n')).toMatch(/build failed; removed .*\.spoke-build-sum-/);
     expect(existsSync(target)).toBe(false);
     expect(leftovers(out)).toEqual([]);
@@ -440,13 +474,40 @@ describe('refused and failed builds leave nothing behind', () => {
   });
 
   it('a hostile tarball (.. and a symlink out) and a zip with a symlink out are refused', async () => {
-    writeFileSync(join(src, 'dotdot.tar'), rawTar([{ name: 'lib/ok.txt', body: 'ok' }, { name: '../escape.txt', body: 'evil' }]));
-    writeFileSync(join(src, 'link.tar'), rawTar([{ name: 'lib/', type: '5' }, { name: 'lib/passwd', type: '2', link: '../../../../etc/passwd' }]));
-    writeFileSync(join(src, 'link.zip'), rawZip([{ name: 'lib/a.txt', body: 'a' }, { name: 'lib/out', body: '../../../../etc', link: true }]));
-    for (const [name, file] of [['t1', 'dotdot.tar'], ['t2', 'link.tar'], ['t3', 'link.zip']] as const) {
+    writeFileSync(
+      join(src, 'dotdot.tar'),
+      rawTar([
+        { name: 'lib/ok.txt', body: 'ok' },
+        { name: '../escape.txt', body: 'evil' },
+      ]),
+    );
+    writeFileSync(
+      join(src, 'link.tar'),
+      rawTar([
+        { name: 'lib/', type: '5' },
+        { name: 'lib/passwd', type: '2', link: '../../../../etc/passwd' },
+      ]),
+    );
+    writeFileSync(
+      join(src, 'link.zip'),
+      rawZip([
+        { name: 'lib/a.txt', body: 'a' },
+        { name: 'lib/out', body: '../../../../etc', link: true },
+      ]),
+    );
+    for (const [name, file] of [
+      ['t1', 'dotdot.tar'],
+      ['t2', 'link.tar'],
+      ['t3', 'link.zip'],
+    ] as const) {
       const target = join(out, name);
       const { err } = await failing(
-        makefileReq(name, `${name}.make`, `core = 7.x\nprojects[drupal][download][url] = ${core7}\nlibraries[x][download][type] = file\nlibraries[x][download][url] = ${file}\n`, target),
+        makefileReq(
+          name,
+          `${name}.make`,
+          `core = 7.x\nprojects[drupal][download][url] = ${core7}\nlibraries[x][download][type] = file\nlibraries[x][download][url] = ${file}\n`,
+          target,
+        ),
       );
       expect(err.code, err.message).toBe('ARCHIVE_UNSAFE');
       expect(err.message).toMatch(new RegExp(`^platform ${name}: library x: extract ${file.replace('.', '\\.')}: unsafe`));
@@ -460,19 +521,34 @@ describe('refused and failed builds leave nothing behind', () => {
   it('a project directory that already exists fails unless overwrite is set', async () => {
     const target = join(out, 'dup');
     const { err } = await failing(
-      makefileReq('dup', 'dup.make', `core = 7.x\nprojects[drupal][download][url] = ${core7}\nprojects[node][download][url] = ${views}\nprojects[node][subdir] = ../../modules\n`, target),
+      makefileReq(
+        'dup',
+        'dup.make',
+        `core = 7.x\nprojects[drupal][download][url] = ${core7}\nprojects[node][download][url] = ${views}\nprojects[node][subdir] = ../../modules\n`,
+        target,
+      ),
     );
     // subdir may not climb out; the parser refuses the path outright
     expect(err.code).toBe('CONFIG_INVALID');
     const { err: e2 } = await failing(
-      makefileReq('dup', 'dup2.make', `core = 7.x\nprojects[drupal][download][url] = ${core7}\nprojects[node][type] = profile\nprojects[node][download][url] = ${views}\nprojects[again][type] = profile\nprojects[again][directory_name] = node\nprojects[again][download][url] = ${theme}\n`, target),
+      makefileReq(
+        'dup',
+        'dup2.make',
+        `core = 7.x\nprojects[drupal][download][url] = ${core7}\nprojects[node][type] = profile\nprojects[node][download][url] = ${views}\nprojects[again][type] = profile\nprojects[again][directory_name] = node\nprojects[again][download][url] = ${theme}\n`,
+        target,
+      ),
     );
     expect(e2.code).toBe('PLATFORM_BUILD_FAILED');
     expect(e2.message).toMatch(/^platform dup: project again: prepare profiles\/node: profiles\/node already exists/);
     const r = ctx();
     await builder.ensure(
       r.ctx,
-      makefileReq('dup', 'dup3.make', `core = 7.x\nprojects[drupal][download][url] = ${core7}\nprojects[node][type] = profile\nprojects[node][download][url] = ${views}\nprojects[again][type] = profile\nprojects[again][directory_name] = node\nprojects[again][overwrite] = 1\nprojects[again][download][url] = ${theme}\n`, target),
+      makefileReq(
+        'dup',
+        'dup3.make',
+        `core = 7.x\nprojects[drupal][download][url] = ${core7}\nprojects[node][type] = profile\nprojects[node][download][url] = ${views}\nprojects[again][type] = profile\nprojects[again][directory_name] = node\nprojects[again][overwrite] = 1\nprojects[again][download][url] = ${theme}\n`,
+        target,
+      ),
     );
     expect(existsSync(join(target, 'profiles/node/zen.info'))).toBe(true);
     expect(existsSync(join(target, 'profiles/node/views.module'))).toBe(false);
@@ -504,7 +580,12 @@ describe('symlinks in a copy stay as written', () => {
     mkdirSync(join(src, 'copies/withlink'), { recursive: true });
     writeFileSync(join(src, 'copies/withlink/a.txt'), 'a');
     symlinkSync('a.txt', join(src, 'copies/withlink/b.txt'));
-    const req = makefileReq('cp', 'cp.make', `core = 7.x\nprojects[drupal][download][url] = ${core7}\nlibraries[wl][download][type] = copy\nlibraries[wl][download][url] = copies/withlink\n`, join(out, 'cp'));
+    const req = makefileReq(
+      'cp',
+      'cp.make',
+      `core = 7.x\nprojects[drupal][download][url] = ${core7}\nlibraries[wl][download][type] = copy\nlibraries[wl][download][url] = copies/withlink\n`,
+      join(out, 'cp'),
+    );
     await builder.ensure(ctx().ctx, req);
     expect(readlinkSync(join(req.target, 'sites/all/libraries/wl/b.txt'))).toBe('a.txt');
   });

@@ -43,8 +43,18 @@ import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PassThrough, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { checkEntryPath, checkSymlinkTarget, extractArchive, fail, isSpokeError, SpokeError, type ByteSource, type Logger } from '@spoke/shared';
-import { BuildBudget, checkBuiltTree, countTree, DEFAULT_BUILD_LIMITS, placeInside, resolveDirInside, SourcePolicy, type BuildLimits, type TreeCount } from './buildfs.js';
+import { checkEntryPath, checkSymlinkTarget, extractArchive, fail, isSpokeError, type SpokeError, type ByteSource, type Logger } from '@spoke/shared';
+import {
+  BuildBudget,
+  checkBuiltTree,
+  countTree,
+  DEFAULT_BUILD_LIMITS,
+  placeInside,
+  resolveDirInside,
+  SourcePolicy,
+  type BuildLimits,
+  type TreeCount,
+} from './buildfs.js';
 import {
   loadMakefile,
   loadMakefileText,
@@ -192,7 +202,11 @@ async function isDir(p: string): Promise<boolean> {
 
 /** A relative path inside the build (never absolute, never `..`). */
 function safeRel(...parts: (string | null | undefined)[]): string {
-  const rel = parts.filter((x): x is string => !!x && x !== '.').join('/').replace(/\/+/g, '/').replace(/^\/|\/$/g, '');
+  const rel = parts
+    .filter((x): x is string => !!x && x !== '.')
+    .join('/')
+    .replace(/\/+/g, '/')
+    .replace(/^\/|\/$/g, '');
   return rel === '' ? '' : checkEntryPath(rel);
 }
 
@@ -209,7 +223,8 @@ function localPath(url: string, dir: string | null, what: string): string {
     throw fail('CONFIG_INVALID', `${what}: remote URL ${url} is not supported; put the file next to the makefile and give its path (or a file:// URL)`);
   }
   if (isAbsolute(url)) return url;
-  if (!dir) throw fail('CONFIG_INVALID', `${what}: relative path ${url} cannot be resolved: the makefile's directory is not known (re-add the platform with the CLI)`);
+  if (!dir)
+    throw fail('CONFIG_INVALID', `${what}: relative path ${url} cannot be resolved: the makefile's directory is not known (re-add the platform with the CLI)`);
   return resolve(dir, url);
 }
 
@@ -324,7 +339,8 @@ function plan(mf: Makefile, opts: { top: boolean; dest: string; dir: string | nu
     );
   }
   const noDl = libraries.filter((l) => l.download === null || (l.download.type === 'git' && l.download.url === null));
-  if (noDl.length) throw bad(`${noDl.length === 1 ? 'library' : 'libraries'} ${noDl.map((l) => l.name).join(', ')} ${noDl.length === 1 ? 'has' : 'have'} no download url`);
+  if (noDl.length)
+    throw bad(`${noDl.length === 1 ? 'library' : 'libraries'} ${noDl.map((l) => l.name).join(', ')} ${noDl.length === 1 ? 'has' : 'have'} no download url`);
 
   const check = (label: string, d: MakeDownload, patches: MakePatch[]): void => {
     if (d.type === 'unsupported') throw bad(`${label}: download type ${d.method} is not supported (git, file or copy)`);
@@ -376,7 +392,10 @@ function plan(mf: Makefile, opts: { top: boolean; dest: string; dir: string | nu
  * must lie where `policy` allows (by default the makefile's own directory tree).
  * @throws SpokeError CONFIG_INVALID, MAKEFILE_NEEDS_DRUPAL_ORG, BUILD_SOURCE_NOT_ALLOWED
  */
-export async function checkMakefileSource(source: Extract<PlatformSource, { kind: 'makefile' }>, policy: SourcePolicy = new SourcePolicy([], [])): Promise<Makefile> {
+export async function checkMakefileSource(
+  source: Extract<PlatformSource, { kind: 'makefile' }>,
+  policy: SourcePolicy = new SourcePolicy([], []),
+): Promise<Makefile> {
   const dir = source.makefileDir ?? null;
   const roots = policy.roots(dir);
   const mf = await loadMakefileText(source.makefile, {
@@ -685,7 +704,9 @@ export class PlatformBuilder {
       await this.step(b.platform, b.ctx, `${item.label}: git checkout tag ${d.tag}`, () => this.git(b, abs, ['checkout', '--quiet', `refs/tags/${d.tag}`]));
     } else if (d.revision) {
       what = `revision ${d.revision}`;
-      await this.step(b.platform, b.ctx, `${item.label}: git checkout revision ${d.revision}`, () => this.git(b, abs, ['checkout', '--quiet', d.revision as string]));
+      await this.step(b.platform, b.ctx, `${item.label}: git checkout revision ${d.revision}`, () =>
+        this.git(b, abs, ['checkout', '--quiet', d.revision as string]),
+      );
     } else if (d.branch) {
       what = `branch ${d.branch}`;
       await this.step(b.platform, b.ctx, `${item.label}: git checkout branch ${d.branch}`, () => this.git(b, abs, ['checkout', '--quiet', d.branch as string]));
@@ -799,7 +820,10 @@ export class PlatformBuilder {
     }
     if (!level) {
       b.ctx.log(`${b.platform}: step failed: ${step}`, 'error');
-      throw fail('PLATFORM_BUILD_FAILED', oneLine(`platform ${b.platform}: ${step}: does not apply (tried -p1 and -p0): ${why}`), { platform: b.platform, step });
+      throw fail('PLATFORM_BUILD_FAILED', oneLine(`platform ${b.platform}: ${step}: does not apply (tried -p1 and -p0): ${why}`), {
+        platform: b.platform,
+        step,
+      });
     }
     const lvl = level;
     await this.step(b.platform, b.ctx, step, () =>
@@ -818,7 +842,11 @@ export class PlatformBuilder {
     const f = join(abs, 'PATCHES.txt');
     if (await exists(f)) return;
     const lines = item.patches.map((p) => `- ${p.url}`).join('\n');
-    await fsp.writeFile(f, `The following patches have been applied to this project:\n${lines}\n\nThis file was automatically generated by Spoke (drush make).\n`, { flag: 'wx' });
+    await fsp.writeFile(
+      f,
+      `The following patches have been applied to this project:\n${lines}\n\nThis file was automatically generated by Spoke (drush make).\n`,
+      { flag: 'wx' },
+    );
   }
 
   // --- git platforms -------------------------------------------------------------------------

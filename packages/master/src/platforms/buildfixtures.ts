@@ -28,7 +28,18 @@ export function packArchive(stage: string, entries: string[], out: string, forma
   return out;
 }
 
-const GIT = ['-c', 'user.name=Spoke Test', '-c', 'user.email=test@example.com', '-c', 'init.defaultBranch=main', '-c', 'commit.gpgsign=false', '-c', 'core.symlinks=true'];
+const GIT = [
+  '-c',
+  'user.name=Spoke Test',
+  '-c',
+  'user.email=test@example.com',
+  '-c',
+  'init.defaultBranch=main',
+  '-c',
+  'commit.gpgsign=false',
+  '-c',
+  'core.symlinks=true',
+];
 
 /** Turns directory `dir` (its files and links as they are) into a git repository with one commit. */
 export function commitRepo(dir: string): string {
@@ -41,7 +52,17 @@ export function commitRepo(dir: string): string {
 
 /** A git-style patch that creates the symlink `path` -> `target` (GNU patch applies these). */
 export function symlinkPatch(path: string, target: string): string {
-  return [`diff --git a/${path} b/${path}`, 'new file mode 120000', 'index 0000000..1111111', '--- /dev/null', `+++ b/${path}`, '@@ -0,0 +1 @@', `+${target}`, '\\ No newline at end of file', ''].join('\n');
+  return [
+    `diff --git a/${path} b/${path}`,
+    'new file mode 120000',
+    'index 0000000..1111111',
+    '--- /dev/null',
+    `+++ b/${path}`,
+    '@@ -0,0 +1 @@',
+    `+${target}`,
+    '\\ No newline at end of file',
+    '',
+  ].join('\n');
 }
 
 /** A unified patch that creates the file `path` holding `text` (one line). */

@@ -39,10 +39,19 @@ describe('resolveDirInside', () => {
   });
 
   it('refuses a link that climbs above the root, an absolute link, and a loop, creating nothing outside', async () => {
-    const { outer, root } = fresh({ up: { symlink: '..' }, 'a/deep': { symlink: '../../..' }, abs: { symlink: '/tmp' }, loop1: { symlink: 'loop2' }, loop2: { symlink: 'loop1' } });
+    const { outer, root } = fresh({
+      up: { symlink: '..' },
+      'a/deep': { symlink: '../../..' },
+      abs: { symlink: '/tmp' },
+      loop1: { symlink: 'loop2' },
+      loop2: { symlink: 'loop1' },
+    });
     await expect(resolveDirInside(root, 'up/OUT')).rejects.toMatchObject({ code: 'BUILD_PATH_ESCAPE' });
     await expect(resolveDirInside(root, 'a/deep/OUT')).rejects.toMatchObject({ code: 'BUILD_PATH_ESCAPE' });
-    await expect(resolveDirInside(root, 'abs/OUT')).rejects.toMatchObject({ code: 'BUILD_PATH_ESCAPE', message: 'abs/OUT: abs is a link to /tmp, outside the platform' });
+    await expect(resolveDirInside(root, 'abs/OUT')).rejects.toMatchObject({
+      code: 'BUILD_PATH_ESCAPE',
+      message: 'abs/OUT: abs is a link to /tmp, outside the platform',
+    });
     await expect(resolveDirInside(root, 'loop1/x')).rejects.toMatchObject({ code: 'BUILD_PATH_ESCAPE' });
     await expect(resolveDirInside(root, '../x')).rejects.toMatchObject({ code: 'BUILD_PATH_ESCAPE' });
     expect(existsSync(join(outer, 'OUT'))).toBe(false);
@@ -53,13 +62,16 @@ describe('resolveDirInside', () => {
   it('refuses a file on the way, and a missing component without create', async () => {
     const { root } = fresh({ f: 'file' });
     await expect(resolveDirInside(root, 'f/x')).rejects.toMatchObject({ code: 'PLATFORM_BUILD_FAILED', message: 'f/x: f is a file, not a directory' });
-    await expect(resolveDirInside(root, 'nope/x', { create: false })).rejects.toMatchObject({ code: 'PLATFORM_BUILD_FAILED', message: 'nope/x: nope does not exist' });
+    await expect(resolveDirInside(root, 'nope/x', { create: false })).rejects.toMatchObject({
+      code: 'PLATFORM_BUILD_FAILED',
+      message: 'nope/x: nope does not exist',
+    });
     expect(existsSync(join(root, 'nope'))).toBe(false);
   });
 });
 
 describe('placeInside', () => {
-  it('resolves the parent but not the last name (a link there is the caller\'s to replace)', async () => {
+  it("resolves the parent but not the last name (a link there is the caller's to replace)", async () => {
     const { root } = fresh({ 'lib/x': { symlink: '/etc' }, libs: { symlink: 'lib' } });
     expect(await placeInside(root, 'libs/x')).toBe(join(root, 'lib/x'));
     expect(await placeInside(root, '')).toBe(root);
@@ -87,7 +99,10 @@ describe('checkBuiltTree', () => {
   it('refuses a FIFO and a setuid file', async () => {
     const { root } = fresh({ 'ok.txt': 'x' });
     execFileSync('mkfifo', [join(root, 'pipe')]);
-    await expect(checkBuiltTree(root, root, 'copy')).rejects.toMatchObject({ code: 'PLATFORM_BUILD_FAILED', message: 'copy: pipe is not a file, directory or symlink (a device, FIFO or socket)' });
+    await expect(checkBuiltTree(root, root, 'copy')).rejects.toMatchObject({
+      code: 'PLATFORM_BUILD_FAILED',
+      message: 'copy: pipe is not a file, directory or symlink (a device, FIFO or socket)',
+    });
     const s = fresh({ 'suid.sh': '#!/bin/sh\n' });
     execFileSync('chmod', ['4755', join(s.root, 'suid.sh')]);
     await expect(checkBuiltTree(s.root, s.root, 'copy')).rejects.toMatchObject({ code: 'PLATFORM_BUILD_FAILED' });
@@ -100,7 +115,13 @@ describe('checkBuiltTree', () => {
 });
 
 describe('SourcePolicy', () => {
-  const base = fresh({ 'make/a.tar': 'a', 'make/sub/b.patch': 'b', 'other/c.tar': 'c', 'state/pki/ca.key': 'k', 'make/state-link': { symlink: '../state/pki/ca.key' } });
+  const base = fresh({
+    'make/a.tar': 'a',
+    'make/sub/b.patch': 'b',
+    'other/c.tar': 'c',
+    'state/pki/ca.key': 'k',
+    'make/state-link': { symlink: '../state/pki/ca.key' },
+  });
   const make = join(base.root, 'make');
 
   it('defaults to the makefile directory tree, compares real paths, and never allows the state dir', async () => {
@@ -111,7 +132,10 @@ describe('SourcePolicy', () => {
     await expect(p.check(join(make, 'sub/../sub/b.patch'), roots, 'x')).resolves.toBe(join(make, 'sub/b.patch'));
     await expect(p.check(join(make, 'missing.tar'), roots, 'x')).resolves.toBe(join(make, 'missing.tar'));
     await expect(p.check(join(base.root, 'other/c.tar'), roots, 'x')).rejects.toMatchObject({ code: 'BUILD_SOURCE_NOT_ALLOWED' });
-    await expect(p.check(join(make, 'state-link'), roots, 'x')).rejects.toMatchObject({ code: 'BUILD_SOURCE_NOT_ALLOWED', message: expect.stringContaining("master's state directory") });
+    await expect(p.check(join(make, 'state-link'), roots, 'x')).rejects.toMatchObject({
+      code: 'BUILD_SOURCE_NOT_ALLOWED',
+      message: expect.stringContaining("master's state directory"),
+    });
     await expect(p.check(`${make}-sibling/a.tar`, roots, 'x')).rejects.toMatchObject({ code: 'BUILD_SOURCE_NOT_ALLOWED' });
   });
 
@@ -122,7 +146,10 @@ describe('SourcePolicy', () => {
     await expect(p.check(join(base.root, 'other/c.tar'), roots, 'x')).resolves.toBe(join(base.root, 'other/c.tar'));
     await expect(p.check(join(base.root, 'state/pki/ca.key'), roots, 'x')).rejects.toMatchObject({ code: 'BUILD_SOURCE_NOT_ALLOWED' });
     const none = new SourcePolicy([], []);
-    await expect(none.check('/etc/passwd', none.roots(null), 'x')).rejects.toMatchObject({ code: 'BUILD_SOURCE_NOT_ALLOWED', message: expect.stringContaining('nowhere') });
+    await expect(none.check('/etc/passwd', none.roots(null), 'x')).rejects.toMatchObject({
+      code: 'BUILD_SOURCE_NOT_ALLOWED',
+      message: expect.stringContaining('nowhere'),
+    });
   });
 });
 

@@ -107,7 +107,10 @@ export async function checkBuiltTree(root: string, dir: string, what: string): P
         checkSymlinkTarget(rel, target);
       } catch (e) {
         if (!isSpokeError(e)) throw e;
-        throw fail('BUILD_PATH_ESCAPE', `${what}: link ${rel} -> ${target} points outside the platform (${e.message.replace(/^.*: /, '')})`, { link: rel, target });
+        throw fail('BUILD_PATH_ESCAPE', `${what}: link ${rel} -> ${target} points outside the platform (${e.message.replace(/^.*: /, '')})`, {
+          link: rel,
+          target,
+        });
       }
       return;
     }
@@ -270,14 +273,22 @@ export class BuildBudget {
 
   private check(bytes: number, entries: number, what: string): void {
     if (bytes > this.limits.maxBytes) {
-      throw fail('BUILD_LIMIT_EXCEEDED', `${what}: the build would hold more than ${size(this.limits.maxBytes)} (limit --build-max-bytes ${this.limits.maxBytes})`, {
-        limit: 'build-max-bytes',
-      });
+      throw fail(
+        'BUILD_LIMIT_EXCEEDED',
+        `${what}: the build would hold more than ${size(this.limits.maxBytes)} (limit --build-max-bytes ${this.limits.maxBytes})`,
+        {
+          limit: 'build-max-bytes',
+        },
+      );
     }
     if (entries > this.limits.maxEntries) {
-      throw fail('BUILD_LIMIT_EXCEEDED', `${what}: the build would hold more than ${this.limits.maxEntries} files, directories and links (limit --build-max-entries ${this.limits.maxEntries})`, {
-        limit: 'build-max-entries',
-      });
+      throw fail(
+        'BUILD_LIMIT_EXCEEDED',
+        `${what}: the build would hold more than ${this.limits.maxEntries} files, directories and links (limit --build-max-entries ${this.limits.maxEntries})`,
+        {
+          limit: 'build-max-entries',
+        },
+      );
     }
   }
 }

@@ -50,7 +50,15 @@ export interface FuzzReport {
 }
 
 /** Codes a refused build may carry; anything else (INTERNAL, a raw Error) is a violation. */
-const EXPECTED_CODES = new Set(['BUILD_PATH_ESCAPE', 'BUILD_SOURCE_NOT_ALLOWED', 'BUILD_LIMIT_EXCEEDED', 'ARCHIVE_UNSAFE', 'ARCHIVE_PATH_EXISTS', 'PLATFORM_BUILD_FAILED', 'CONFIG_INVALID']);
+const EXPECTED_CODES = new Set([
+  'BUILD_PATH_ESCAPE',
+  'BUILD_SOURCE_NOT_ALLOWED',
+  'BUILD_LIMIT_EXCEEDED',
+  'ARCHIVE_UNSAFE',
+  'ARCHIVE_PATH_EXISTS',
+  'PLATFORM_BUILD_FAILED',
+  'CONFIG_INVALID',
+]);
 
 const SECRET = 'fuzz-secret-do-not-publish\n';
 const CA_KEY = '-----BEGIN PRIVATE KEY-----\nfuzz\n-----END PRIVATE KEY-----\n';
@@ -135,7 +143,8 @@ function randomTarget(r: Rand, path: string, tree: Map<string, Node>, dirs: Case
     const ups = Math.min(8, Math.max(1, r.chance(0.5) ? depth + 1 : r.int(1, depth + 3)));
     return `${'../'.repeat(ups)}${r.chance(0.5) ? r.pick(NAMES) : ''}`.replace(/\/$/, '') || '..';
   }
-  if (roll < 0.4) return r.pick([dirs.root, dirs.outside, dirs.out, dirs.state, join(dirs.root, PAD[0] as string)]) + (r.chance(0.3) ? `/${r.pick(NAMES)}` : '');
+  if (roll < 0.4)
+    return r.pick([dirs.root, dirs.outside, dirs.out, dirs.state, join(dirs.root, PAD[0] as string)]) + (r.chance(0.3) ? `/${r.pick(NAMES)}` : '');
   if (roll < 0.55) return r.pick(['.', './', '..']);
   if (roll < 0.75 && existing.length) {
     // to another node (file, dir or link: chains), from this link's directory
@@ -242,7 +251,11 @@ function generate(r: Rand, dirs: CaseDirs): { makefile: string; forbidden: boole
       const name = `${owner.replace(/\W/g, '_')}-${i}.patch`;
       const at = `${r.pick(NAMES)}${r.chance(0.4) ? `/${r.pick(NAMES)}` : ''}`;
       const text =
-        hostile && r.chance(0.5) ? symlinkPatch(at, r.pick(['..', '../..', '../../../..', dirs.outside, dirs.root, 'a', '../lib'])) : r.chance(0.3) ? symlinkPatch(at, r.pick(NAMES)) : filePatch(`${at}/pwned${i}.txt`, 'pwned');
+        hostile && r.chance(0.5)
+          ? symlinkPatch(at, r.pick(['..', '../..', '../../../..', dirs.outside, dirs.root, 'a', '../lib']))
+          : r.chance(0.3)
+            ? symlinkPatch(at, r.pick(NAMES))
+            : filePatch(`${at}/pwned${i}.txt`, 'pwned');
       writeFileSync(join(dirs.src, name), text);
       out.push(`${owner}[patch][] = ${name}`);
     }
@@ -400,7 +413,9 @@ export async function runBuildFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     report.cases++;
     if (problems.length) {
       for (const p of problems) report.violations.push(`${where}: ${p}`);
-      log(`VIOLATION ${where}: ${problems.join(' | ')}\n  outcome: ${outcome}\n  makefile:\n${makefile.replace(/^/gm, '    ')}${opts.keep ? `  kept: ${root}` : ''}`);
+      log(
+        `VIOLATION ${where}: ${problems.join(' | ')}\n  outcome: ${outcome}\n  makefile:\n${makefile.replace(/^/gm, '    ')}${opts.keep ? `  kept: ${root}` : ''}`,
+      );
     }
     if (!problems.length || !opts.keep) rmSync(root, { recursive: true, force: true });
     if (opts.only !== undefined) log(`${where}: ${outcome}\n${makefile}`);

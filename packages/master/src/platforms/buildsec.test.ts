@@ -40,7 +40,11 @@ function makefile(name: string, lines: string[]): BuildRequest {
 }
 
 const coreLines = (url = core8) => ['projects[drupal][type] = core', 'projects[drupal][download][type] = file', `projects[drupal][download][url] = ${url}`];
-const payloadAt = (destination: string) => ['libraries[payload][download][type] = copy', 'libraries[payload][download][url] = payload', `libraries[payload][destination] = ${destination}`];
+const payloadAt = (destination: string) => [
+  'libraries[payload][download][type] = copy',
+  'libraries[payload][download][url] = payload',
+  `libraries[payload][destination] = ${destination}`,
+];
 
 interface Outcome {
   err: SpokeError | null;
@@ -76,7 +80,10 @@ describe('item 1: nothing is written through a link planted earlier in the build
   it('a core placed with subtree whose link is legal in the archive but climbs out once placed', async () => {
     writeTree(join(src, 'stage/sub'), { 'pkg/a/b/drupal/index.php': '<?php\n', 'pkg/a/b/drupal/esc': { symlink: '../../..' } });
     const tgz = packArchive(join(src, 'stage/sub'), ['pkg'], join(src, 'sub.tar.gz'), 'tar.gz');
-    const err = await refused(makefile('subtree', [...coreLines(tgz), 'projects[drupal][download][subtree] = pkg/a/b/drupal', ...payloadAt('esc/OUT')]), 'BUILD_PATH_ESCAPE');
+    const err = await refused(
+      makefile('subtree', [...coreLines(tgz), 'projects[drupal][download][subtree] = pkg/a/b/drupal', ...payloadAt('esc/OUT')]),
+      'BUILD_PATH_ESCAPE',
+    );
     expect(err.message).toMatch(/^platform subtree: core drupal: check \.: core drupal: link esc -> \.\.\/\.\.\/\.\. points outside the platform/);
     expect(existsSync(join(jail, 'OUT'))).toBe(false);
   });
@@ -124,7 +131,15 @@ describe('item 1: nothing is written through a link planted earlier in the build
       'drupal/core/up': { symlink: '../libraries' },
     });
     const tgz = packArchive(join(src, 'stage/inlinks'), ['drupal'], join(src, 'inlinks.tar.gz'), 'tar.gz');
-    const r = await build(makefile('inlinks', [...coreLines(tgz), ...payloadAt('libs'), 'libraries[two][download][type] = copy', 'libraries[two][download][url] = payload', 'libraries[two][destination] = core/up']));
+    const r = await build(
+      makefile('inlinks', [
+        ...coreLines(tgz),
+        ...payloadAt('libs'),
+        'libraries[two][download][type] = copy',
+        'libraries[two][download][url] = payload',
+        'libraries[two][destination] = core/up',
+      ]),
+    );
     expect(r.err).toBeNull();
     expect(r.outside).toEqual([]);
     const t = join(out, 'inlinks');
@@ -146,7 +161,10 @@ describe('item 2: local sources come only from allowed directories, never the st
     await refused(req, 'BUILD_SOURCE_NOT_ALLOWED', wide);
     // Through a link in the makefile's directory: the real path decides.
     symlinkSync(join(stateDir, 'pki/ca.key'), join(src, 'innocent.txt'));
-    await refused(makefile('cakeylink', [...coreLines(), 'libraries[k][download][type] = file', 'libraries[k][download][url] = innocent.txt']), 'BUILD_SOURCE_NOT_ALLOWED');
+    await refused(
+      makefile('cakeylink', [...coreLines(), 'libraries[k][download][type] = file', 'libraries[k][download][url] = innocent.txt']),
+      'BUILD_SOURCE_NOT_ALLOWED',
+    );
   });
 
   it('includes[] = /etc/shadow and an include outside the makefile directory are refused before they are read', async () => {
@@ -165,7 +183,10 @@ describe('item 2: local sources come only from allowed directories, never the st
       ['file', ['libraries[s][download][type] = file', `libraries[s][download][url] = ${join(jail, 'outside/secret.txt')}`]],
       ['fileurl', ['libraries[s][download][type] = file', `libraries[s][download][url] = file://${join(jail, 'outside/secret.txt')}`]],
       ['copy', ['libraries[s][download][type] = copy', 'libraries[s][download][url] = ../outside']],
-      ['patch', ['libraries[s][download][type] = copy', 'libraries[s][download][url] = payload', `libraries[s][patch][] = ${join(jail, 'outside/secret.txt')}`]],
+      [
+        'patch',
+        ['libraries[s][download][type] = copy', 'libraries[s][download][url] = payload', `libraries[s][patch][] = ${join(jail, 'outside/secret.txt')}`],
+      ],
       ['git', [`projects[s][download][url] = ${repo}`]],
       ['gitfile', [`projects[s][download][url] = file://${repo}`]],
     ];
@@ -182,7 +203,10 @@ describe('item 2: local sources come only from allowed directories, never the st
       ['file', `libraries[s][download][type] = file\nlibraries[s][download][url] = ${join(stateDir, 'pki/ca.key')}`],
     ];
     for (const [name, line] of nested) {
-      writeTree(join(src, `repos/nest-${name}`), { 'n.module': '<?php\n', [`nest${name}.make`]: `api = 2\nprojects[p][download][type] = copy\nprojects[p][download][url] = .\n${line}\n` });
+      writeTree(join(src, `repos/nest-${name}`), {
+        'n.module': '<?php\n',
+        [`nest${name}.make`]: `api = 2\nprojects[p][download][type] = copy\nprojects[p][download][url] = .\n${line}\n`,
+      });
       const repo = commitRepo(join(src, `repos/nest-${name}`));
       const err = await refused(makefile(`nest-${name}`, [...coreLines(), `projects[nest${name}][download][url] = ${repo}`]), 'BUILD_SOURCE_NOT_ALLOWED');
       expect(err.message, name).toMatch(/(is outside the directories builds may read|is in the master's state directory)/);
@@ -192,7 +216,10 @@ describe('item 2: local sources come only from allowed directories, never the st
   it('--build-source-dir replaces the default: the listed directory is allowed, the makefile directory no longer is', async () => {
     const extra = new PlatformBuilder({ env, log: silentLogger(), stateDir, sourceDirs: [join(jail, 'outside'), join(src, 'stage')] });
     const core = packArchive(join(src, 'stage/core8'), ['drupal-10.1.0'], join(src, 'stage/core8-again.tar.gz'), 'tar.gz');
-    const ok = await build(makefile('allowed', [...coreLines(core), 'libraries[s][download][type] = file', `libraries[s][download][url] = ${join(jail, 'outside/secret.txt')}`]), extra);
+    const ok = await build(
+      makefile('allowed', [...coreLines(core), 'libraries[s][download][type] = file', `libraries[s][download][url] = ${join(jail, 'outside/secret.txt')}`]),
+      extra,
+    );
     expect(ok.err).toBeNull();
     expect(readFileSync(join(out, 'allowed/libraries/s/secret.txt'), 'utf8')).toBe('not for the web\n');
     await refused(makefile('notallowed', coreLines()), 'BUILD_SOURCE_NOT_ALLOWED', extra);
@@ -201,8 +228,17 @@ describe('item 2: local sources come only from allowed directories, never the st
 
 describe('item 3: no tool ever waits for input', () => {
   it('a zip with a duplicate entry name is refused at once instead of hanging on "replace?"', async () => {
-    writeFileSync(join(src, 'dup.zip'), rawZip([{ name: 'lib/a.txt', body: 'one' }, { name: 'lib/a.txt', body: 'two' }]));
-    const err = await refused(makefile('dupzip', [...coreLines(), 'libraries[d][download][type] = file', 'libraries[d][download][url] = dup.zip']), 'ARCHIVE_UNSAFE');
+    writeFileSync(
+      join(src, 'dup.zip'),
+      rawZip([
+        { name: 'lib/a.txt', body: 'one' },
+        { name: 'lib/a.txt', body: 'two' },
+      ]),
+    );
+    const err = await refused(
+      makefile('dupzip', [...coreLines(), 'libraries[d][download][type] = file', 'libraries[d][download][url] = dup.zip']),
+      'ARCHIVE_UNSAFE',
+    );
     expect(err.message).toContain('"lib/a.txt" appears twice in the archive');
   });
 });

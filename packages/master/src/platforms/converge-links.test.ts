@@ -24,7 +24,10 @@ describe('outsideLinks', () => {
     };
     expect(outsideLinks(m)).toEqual([
       { path: '.htaccess', error: 'link to /etc/wordpress/htaccess points outside the platform (kept as it is; a build would refuse it)' },
-      { path: 'wp-includes/js/underscore.js', error: 'link to ../../../javascript/underscore/underscore.js points outside the platform (kept as it is; a build would refuse it)' },
+      {
+        path: 'wp-includes/js/underscore.js',
+        error: 'link to ../../../javascript/underscore/underscore.js points outside the platform (kept as it is; a build would refuse it)',
+      },
       { path: 'up', error: 'link to .. points outside the platform (kept as it is; a build would refuse it)' },
       { path: 'weird', error: 'link to a/../../b points outside the platform (kept as it is; a build would refuse it)' },
     ]);

@@ -20,7 +20,6 @@ import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, t
 import { DEFAULT_POLICY, nextWakeMs, planConverges, type PairState, type ReconcilePolicy, type WaitingPair } from './reconcile.js';
 import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
 
-
 /** Files the registry is read from (see platform/registry.ts and platform/detect.ts). */
 const REGISTRY_FILES =
   /(^|\/)([^/]+\.(info|info\.yml|install|profile|module)|composer\.json|settings\.php|wp-config\.php|version\.php|Defines\.php|DefaultSettings\.php|bootstrap\.inc|Drupal\.php|core\.services\.yml|wp-load\.php|wp-settings\.php|index\.php|api\.php|style\.css|extension\.json|skin\.json)$|^wp-content\/(mu-)?plugins\/[^/]+(\/[^/]+)?\.php$/;
@@ -207,7 +206,11 @@ export class PlatformSync {
       this.waiting = new Map(plan.waiting.map((w) => [`${w.platform}\0${w.server}`, w]));
       for (const c of plan.start) {
         this.log.info({ platform: c.platform, server: c.server, why: c.why }, 'queueing converge');
-        const t = this.tasks.submit({ kind: 'platform.converge', entity: `platform:${c.platform}`, params: { platform: c.platform, server: c.server, why: c.why } });
+        const t = this.tasks.submit({
+          kind: 'platform.converge',
+          entity: `platform:${c.platform}`,
+          params: { platform: c.platform, server: c.server, why: c.why },
+        });
         queued.push(t.id);
         // its end frees a slot and may be a failure to back off from: look again then
         const off = this.tasks.subscribe(t.id, (ev) => {
@@ -306,7 +309,6 @@ export class PlatformSync {
     );
   }
 
-
   /**
    * True when nothing the registry is read from changed since it was parsed: no info, install,
    * profile, version or settings file among the paths that differ. Unknown history → false.
@@ -341,7 +343,8 @@ export class PlatformSync {
     for (const pr of reg.problems.slice(0, 20)) ctx.log(`${p.name}: ${pr.path}: ${pr.error}`, 'warn');
     const known = new Set(this.ns.listSites(p.name).map((x) => x.domain));
     const strangers = reg.sites.filter((d) => !known.has(d));
-    if (strangers.length) ctx.log(`${p.name}: sites on disk not in Spoke: ${strangers.join(', ')} (import them: spoke site import DOMAIN --platform ${p.name})`, 'warn');
+    if (strangers.length)
+      ctx.log(`${p.name}: sites on disk not in Spoke: ${strangers.join(', ')} (import them: spoke site import DOMAIN --platform ${p.name})`, 'warn');
   }
 
   /**
@@ -468,7 +471,16 @@ export class PlatformSync {
           const meter = new ProgressMeter(server);
           const r = await this.hub.call(
             server,
-            { type: 'converge', tree: p.path, rootHash: manifest.rootHash, excludes: p.excludes, label: `platform ${p.name}`, webGroupFiles: this.webGroupFilesOf(p.name), recheck: rescan, reportDrift },
+            {
+              type: 'converge',
+              tree: p.path,
+              rootHash: manifest.rootHash,
+              excludes: p.excludes,
+              label: `platform ${p.name}`,
+              webGroupFiles: this.webGroupFilesOf(p.name),
+              recheck: rescan,
+              reportDrift,
+            },
             {
               signal: ctx.signal,
               log: ctx.log,
@@ -499,7 +511,10 @@ export class PlatformSync {
           const msg = isSpokeError(e) ? `${e.code}: ${e.message}` : String(e);
           if (isSpokeError(e, 'DRIFT_FOUND')) {
             this.reportedDrift.add(p.name, server, this.ns.observed(server, p.path) ?? '');
-            ctx.log(`${server}: ${msg}. Platform ${p.name} reports drift (--drift report): look at it on ${server}, then repair with: spoke platform verify ${p.name}`, 'warn');
+            ctx.log(
+              `${server}: ${msg}. Platform ${p.name} reports drift (--drift report): look at it on ${server}, then repair with: spoke platform verify ${p.name}`,
+              'warn',
+            );
             return { server, ok: false as const, msg };
           }
           ctx.log(`${server}: ${msg}`, 'error');
@@ -526,7 +541,11 @@ export class PlatformSync {
     // the registry, which gives the kind): on a verify, and on a self-heal converge too, so a new
     // cluster member or a returning agent serves the platform without an operator. An unchanged
     // config costs one round trip and no reload. Failures fail the task like a converge.
-    const web = await this.configureWeb(ctx, p, results.flatMap((r) => (r.ok ? [r.server] : [])));
+    const web = await this.configureWeb(
+      ctx,
+      p,
+      results.flatMap((r) => (r.ok ? [r.server] : [])),
+    );
     const failed = results.filter((r) => !r.ok);
     const webFailed = web.filter((w) => !w.ok);
     if (failed.length || webFailed.length) {

@@ -55,7 +55,13 @@ function setup(opts: { online?: string[]; fails?: Record<string, Error> } = {}) 
   return { ...f, tasks, remover, calls, canonical, root };
 }
 
-const input = (over: Partial<{ force: boolean; deleteFiles: boolean; offlineOk: boolean }> = {}) => ({ name: 'p', force: false, deleteFiles: false, offlineOk: false, ...over });
+const input = (over: Partial<{ force: boolean; deleteFiles: boolean; offlineOk: boolean }> = {}) => ({
+  name: 'p',
+  force: false,
+  deleteFiles: false,
+  offlineOk: false,
+  ...over,
+});
 const log = (tasks: TaskEngine, id: number) => tasks.lines(id).map((l) => `${l.level} ${l.message}`);
 
 describe('platform.remove', () => {
@@ -95,13 +101,15 @@ describe('platform.remove', () => {
     const t = await tasks.wait(remover.submit(input({ offlineOk: true })).id);
     expect(t.state).toBe('succeeded');
     expect(calls.map((c) => c.server)).toEqual(['w1']);
-    expect(log(tasks, t.id)).toContain('warn w2: offline; w2 still has the web server config spoke-platform-p.conf and the tree /var/www/p (remove them by hand)');
+    expect(log(tasks, t.id)).toContain(
+      'warn w2: offline; w2 still has the web server config spoke-platform-p.conf and the tree /var/www/p (remove them by hand)',
+    );
     expect(log(tasks, t.id)).toContain('info platform p removed; w2 still has its config (offline)');
     expect(() => ns.getPlatform('p')).toThrow(expect.objectContaining({ code: 'PLATFORM_NOT_FOUND' }));
     expect(t.result).toMatchObject({ skipped: ['w2'] });
   });
 
-  it('sends ForgetPlatform to every member; an agent failure fails it with the agent\'s code and the platform stays', async () => {
+  it("sends ForgetPlatform to every member; an agent failure fails it with the agent's code and the platform stays", async () => {
     const { remover, tasks, calls, ns } = setup({ fails: { w2: fail('WEBSERVER_CONFIG_INVALID', 'w2: nginx -t rejected the config without platform p') } });
     const t = await tasks.wait(remover.submit(input()).id);
     expect(calls.map((c) => c.cmd)).toEqual([
@@ -122,7 +130,9 @@ describe('platform.remove', () => {
     const t = await a.tasks.wait(a.remover.submit(input()).id);
     expect(t.state).toBe('succeeded');
     expect(existsSync(join(a.canonical, 'index.php'))).toBe(true);
-    expect(log(a.tasks, t.id)).toContain('info w1: removed /etc/nginx/conf.d/spoke-platform-p.conf and reloaded; stopped holding the tree; tree /var/www/p left in place');
+    expect(log(a.tasks, t.id)).toContain(
+      'info w1: removed /etc/nginx/conf.d/spoke-platform-p.conf and reloaded; stopped holding the tree; tree /var/www/p left in place',
+    );
 
     const b = setup();
     mkdirSync(join(b.canonical, 'sites/default/files'), { recursive: true });

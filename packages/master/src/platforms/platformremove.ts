@@ -58,7 +58,16 @@ export class PlatformRemover {
   /** Where an offline server's part is recorded, to be finished when it returns (membership.ts). */
   private readonly leftovers: Pick<Leftovers, 'add'> | undefined;
 
-  constructor(deps: { ns: Namespace; hub: AgentHub; tasks: TaskEngine; trees: TreeStore; sites: SiteTasks; log: Logger; trashDir: string; leftovers?: Pick<Leftovers, 'add'> }) {
+  constructor(deps: {
+    ns: Namespace;
+    hub: AgentHub;
+    tasks: TaskEngine;
+    trees: TreeStore;
+    sites: SiteTasks;
+    log: Logger;
+    trashDir: string;
+    leftovers?: Pick<Leftovers, 'add'>;
+  }) {
     this.leftovers = deps.leftovers;
     this.ns = deps.ns;
     this.hub = deps.hub;
@@ -102,7 +111,10 @@ export class PlatformRemover {
 
     for (const id of siteTasks) {
       const t = this.tasks.get(id);
-      ctx.log(`site delete task ${id} (${t.entity}): ${t.state}${t.errorCode ? ` (${t.errorCode}: ${t.errorMessage ?? ''})` : ''}`, t.state === 'succeeded' ? 'info' : 'error');
+      ctx.log(
+        `site delete task ${id} (${t.entity}): ${t.state}${t.errorCode ? ` (${t.errorCode}: ${t.errorMessage ?? ''})` : ''}`,
+        t.state === 'succeeded' ? 'info' : 'error',
+      );
     }
     if (p.sites.length > 0) {
       const failed = siteTasks.map((id) => this.tasks.get(id)).filter((t) => t.state !== 'succeeded');
@@ -150,7 +162,13 @@ export class PlatformRemover {
           );
           this.ns.recordObserved(server, p.path, '');
           const cfg = r.configRemoved ? `removed ${r.configPath}${r.reloaded ? ' and reloaded' : ''}` : 'no platform config';
-          const tree = deleteFiles ? (r.treeRemoved ? `; deleted ${p.path}` : r.kept.length ? `; deleted ${p.path} except user data` : `; ${p.path} was not there`) : `; tree ${p.path} left in place`;
+          const tree = deleteFiles
+            ? r.treeRemoved
+              ? `; deleted ${p.path}`
+              : r.kept.length
+                ? `; deleted ${p.path} except user data`
+                : `; ${p.path} was not there`
+            : `; tree ${p.path} left in place`;
           ctx.log(`${server}: ${cfg}; stopped holding the tree${tree}`);
           for (const pr of r.problems) ctx.log(`${server}: ${pr}`, 'warn');
           return { server, ok: true as const, r };
@@ -202,7 +220,9 @@ export class PlatformRemover {
     } else if (!deleteFiles) {
       ctx.log(`master: canonical tree ${host} left in place`);
     }
-    ctx.log(`platform ${name} removed${offline.length ? `; ${offline.join(', ')} still ${offline.length > 1 ? 'have' : 'has'} its config (offline${this.leftovers ? `; finished when ${offline.length > 1 ? 'they return' : 'it returns'}` : ''})` : ''}`);
+    ctx.log(
+      `platform ${name} removed${offline.length ? `; ${offline.join(', ')} still ${offline.length > 1 ? 'have' : 'has'} its config (offline${this.leftovers ? `; finished when ${offline.length > 1 ? 'they return' : 'it returns'}` : ''})` : ''}`,
+    );
     return {
       platform: name,
       servers: results.flatMap((r) => (r.ok ? [{ server: r.server, ...r.r }] : [])),

@@ -20,13 +20,22 @@ describe('planConverges', () => {
     ['offline', { observed: 'X', online: false }, 'skip'],
     ['already converging', { observed: 'X', busy: true }, 'skip'],
     ['failed once, backoff not over', { observed: 'X', failures: 1, lastFailedMs: NOW - 500 }, 'wait'],
-    ['failed once, backoff over', { observed: 'X', failures: 1, lastFailedMs: NOW - 1000, lastError: 'DISK_LOW: full' }, 'start', 'retry 2 (drift or stale copy; last: DISK_LOW: full)'],
+    [
+      'failed once, backoff over',
+      { observed: 'X', failures: 1, lastFailedMs: NOW - 1000, lastError: 'DISK_LOW: full' },
+      'start',
+      'retry 2 (drift or stale copy; last: DISK_LOW: full)',
+    ],
     ['failed 3 times, 4 s backoff not over', { observed: 'X', failures: 3, lastFailedMs: NOW - 3999 }, 'wait'],
     ['failed 3 times, 4 s backoff over', { observed: 'X', failures: 3, lastFailedMs: NOW - 4000 }, 'start'],
     ['failed 50 times: capped at 8 s', { observed: 'X', failures: 50, lastFailedMs: NOW - 8000 }, 'start'],
     ['failures while in sync: nothing to do', { failures: 5, lastFailedMs: NOW }, 'skip'],
     ['report-only platform, this drift reported already: left to an operator', { observed: 'X', driftReported: true }, 'skip'],
-    ['report-only platform, drift reported and its converge failed: no retry', { observed: 'X', driftReported: true, failures: 1, lastFailedMs: NOW - 5000 }, 'skip'],
+    [
+      'report-only platform, drift reported and its converge failed: no retry',
+      { observed: 'X', driftReported: true, failures: 1, lastFailedMs: NOW - 5000 },
+      'skip',
+    ],
   ];
   for (const [name, over, want, why] of rows) {
     it(name, () => {
@@ -96,7 +105,9 @@ describe('failuresOf', () => {
   });
 
   it('a succeeded verify ends the count; an interrupted converge is not the server failing', () => {
-    expect(failuresOf([t('platform.converge', 'failed', 'w1', 'X'), t('platform.verify', 'succeeded'), t('platform.converge', 'failed', 'w1', 'X')], 'w1').failures).toBe(1);
+    expect(
+      failuresOf([t('platform.converge', 'failed', 'w1', 'X'), t('platform.verify', 'succeeded'), t('platform.converge', 'failed', 'w1', 'X')], 'w1').failures,
+    ).toBe(1);
     expect(failuresOf([t('platform.converge', 'failed', 'w1', 'TASK_INTERRUPTED')], 'w1').failures).toBe(0);
   });
 });

@@ -56,7 +56,10 @@ describe('platform status', () => {
       { server: 'w2', online: true, report: null, error: 'AGENT_COMMAND_FAILED: disk gone' },
       { server: 'w3', online: false, report: null, error: 'offline' },
     ]);
-    expect(f.calls.map((c) => [c.server, c.cmd.type])).toEqual([['w1', 'treeStatus'], ['w2', 'treeStatus']]);
+    expect(f.calls.map((c) => [c.server, c.cmd.type])).toEqual([
+      ['w1', 'treeStatus'],
+      ['w2', 'treeStatus'],
+    ]);
   });
 
   it('a tree edited on the master after the last verify changes the counts, never the desired hash', async () => {

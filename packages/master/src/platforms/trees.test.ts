@@ -153,7 +153,7 @@ describe('TreeStore watching', () => {
     await settles();
   });
 
-  it("a verify checks only the directories a watch may be missing on, and finds a change below a lost watch", async () => {
+  it('a verify checks only the directories a watch may be missing on, and finds a change below a lost watch', async () => {
     const full = () => store.manifest(NS, [], { checkDirs: true });
     await store.manifest(NS, [], { live: true });
     await full();
@@ -297,7 +297,7 @@ describe('SqliteStatCache', () => {
     }
   });
 
-  it('writes a walk\'s records later, answers from them meanwhile, and writes them on flush', () => {
+  it("writes a walk's records later, answers from them meanwhile, and writes them on flush", () => {
     const db = openStore(':memory:');
     const cache = new SqliteStatCache(db);
     const rows = () => (db.prepare('SELECT COUNT(*) AS n FROM file_hashes').get() as { n: number }).n;

@@ -81,9 +81,7 @@ export class SqliteStatCache implements StatCache {
   get(absPath: string): StatCacheRecord | undefined {
     const mine = this.pending.get(absPath);
     if (mine !== undefined) return mine;
-    const r = this.select.get(absPath) as
-      | { ino: number; size: number; mtime_ms: number; ctime_ms: number; hash: string }
-      | undefined;
+    const r = this.select.get(absPath) as { ino: number; size: number; mtime_ms: number; ctime_ms: number; hash: string } | undefined;
     return r ? { ino: r.ino, size: r.size, mtimeMs: r.mtime_ms, ctimeMs: r.ctime_ms, hash: r.hash } : undefined;
   }
 
@@ -118,9 +116,7 @@ export class SqliteStatCache implements StatCache {
     if (this.pending.size === 0 || !this.db.open) return;
     const rows = this.pending;
     this.pending = new Map();
-    const up = this.db.prepare(
-      'INSERT OR REPLACE INTO file_hashes (path, ino, size, mtime_ms, ctime_ms, hash) VALUES (?, ?, ?, ?, ?, ?)',
-    );
+    const up = this.db.prepare('INSERT OR REPLACE INTO file_hashes (path, ino, size, mtime_ms, ctime_ms, hash) VALUES (?, ?, ?, ?, ?, ?)');
     this.db.transaction(() => {
       for (const [p, r] of rows) up.run(p, r.ino, r.size, r.mtimeMs, r.ctimeMs, r.hash);
     })();
@@ -280,11 +276,7 @@ export class TreeStore {
    * copy kept current by the watcher.
    * @throws SpokeError TREE_UNREADABLE when the tree is not a directory on the master
    */
-  async manifest(
-    nsPath: string,
-    excludes: string[] = [],
-    opts: { rescan?: boolean; live?: boolean; checkDirs?: boolean } = {},
-  ): Promise<Manifest> {
+  async manifest(nsPath: string, excludes: string[] = [], opts: { rescan?: boolean; live?: boolean; checkDirs?: boolean } = {}): Promise<Manifest> {
     const known = this.trees.get(nsPath);
     if (opts.checkDirs && known && !opts.rescan) this.checkDirs(known);
     let t = this.trees.get(nsPath);
@@ -310,7 +302,19 @@ export class TreeStore {
         t.pending.clear();
         t.dirs = dirs.map;
       } else {
-        t = { nsPath, hostPath, excludes, live, pending: new Set(), history: new Map(), deltas: new Map(), rewalk: false, dirs: dirs.map, lastUse: Date.now(), holds: 0 };
+        t = {
+          nsPath,
+          hostPath,
+          excludes,
+          live,
+          pending: new Set(),
+          history: new Map(),
+          deltas: new Map(),
+          rewalk: false,
+          dirs: dirs.map,
+          lastUse: Date.now(),
+          holds: 0,
+        };
         this.trees.set(nsPath, t);
         const entries = r.manifest.entries.length;
         if (this.watchEnabled && (opts.live || this.watchedEntries + entries <= this.watchMaxEntries)) {
@@ -485,7 +489,6 @@ export class TreeStore {
     }
     t.dirs = d.map;
   }
-
 
   /**
    * Marks paths (relative to the tree) as changed by the master itself, so the next manifest

@@ -6,17 +6,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  MASTER_TLS_NAME,
-  certFingerprint,
-  certIdentity,
-  checkName,
-  createCA,
-  fail,
-  issueKeyPair,
-  signCsr,
-  type KeyPair,
-} from '@spoke/shared';
+import { MASTER_TLS_NAME, certFingerprint, certIdentity, checkName, createCA, fail, issueKeyPair, signCsr, type KeyPair } from '@spoke/shared';
 import type { Namespace } from '../namespace/namespace.js';
 import type { Db } from '../namespace/store.js';
 import type { Clock } from '../types.js';
@@ -166,8 +156,7 @@ export class Enroller {
 
   private lookup(secret: string): { server: string; cluster: string | null; replace: number } {
     const row = this.db.prepare('SELECT * FROM tokens WHERE hash = ?').get(hashSecret(secret)) as
-      | { server: string; cluster: string | null; replace: number; expires_ms: number; used_ms: number | null }
-      | undefined;
+      { server: string; cluster: string | null; replace: number; expires_ms: number; used_ms: number | null } | undefined;
     if (!row) throw fail('TOKEN_INVALID', 'this enrollment token is not known to the master');
     if (row.used_ms !== null) throw fail('TOKEN_USED', 'this enrollment token was already used; create a new one');
     if (row.expires_ms <= this.clock()) throw fail('TOKEN_EXPIRED', 'this enrollment token has expired; create a new one');

@@ -74,7 +74,10 @@ export class DumpTransfers {
     sink.on('error', (e: Error) => {
       if (u.state === 'done' || u.state === 'failed') return;
       u.state = 'failed';
-      u.error = fail(channel === 'dump' ? 'DB_FAILED' : 'INTERNAL', `cannot store ${channel === 'dump' ? 'the dump of ' : ''}${database} from ${server}: ${e.message}`);
+      u.error = fail(
+        channel === 'dump' ? 'DB_FAILED' : 'INTERNAL',
+        `cannot store ${channel === 'dump' ? 'the dump of ' : ''}${database} from ${server}: ${e.message}`,
+      );
     });
     return {
       abort: (err) => {

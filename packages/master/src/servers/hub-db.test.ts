@@ -31,19 +31,39 @@ describe('AgentHub site database commands', () => {
   it('sends dbCreate, dbGrants, dbDrop and converts their results', async () => {
     const { hub, answer } = connect(4);
     const create = hub.call('db1', { type: 'dbCreate', ...SPEC });
-    const sent = answer({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbCreate', value: { hosts: ['10.0.0.1', '10.0.0.2'], siteHost: '10.0.0.9', sitePort: 3307 } } });
+    const sent = answer({
+      ok: true,
+      errorCode: '',
+      errorMessage: '',
+      result: { $case: 'dbCreate', value: { hosts: ['10.0.0.1', '10.0.0.2'], siteHost: '10.0.0.9', sitePort: 3307 } },
+    });
     expect(sent.command).toEqual({ $case: 'dbCreate', value: SPEC });
-    await expect(create).resolves.toEqual({ hosts: ['10.0.0.1', '10.0.0.2'], added: ['10.0.0.1', '10.0.0.2'], removed: [], siteHost: '10.0.0.9', sitePort: 3307 });
+    await expect(create).resolves.toEqual({
+      hosts: ['10.0.0.1', '10.0.0.2'],
+      added: ['10.0.0.1', '10.0.0.2'],
+      removed: [],
+      siteHost: '10.0.0.9',
+      sitePort: 3307,
+    });
 
     const grants = hub.call('db1', { type: 'dbGrants', ...SPEC, hosts: ['w2'] });
-    expect(answer({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbGrants', value: { hosts: ['10.0.0.2'], added: [], removed: ['10.0.0.1'], siteHost: '10.0.0.9', sitePort: 3307 } } }).command).toEqual({
+    expect(
+      answer({
+        ok: true,
+        errorCode: '',
+        errorMessage: '',
+        result: { $case: 'dbGrants', value: { hosts: ['10.0.0.2'], added: [], removed: ['10.0.0.1'], siteHost: '10.0.0.9', sitePort: 3307 } },
+      }).command,
+    ).toEqual({
       $case: 'dbGrants',
       value: { ...SPEC, hosts: ['w2'] },
     });
     await expect(grants).resolves.toEqual({ hosts: ['10.0.0.2'], added: [], removed: ['10.0.0.1'], siteHost: '10.0.0.9', sitePort: 3307 });
 
     const drop = hub.call('db1', { type: 'dbDrop', database: 'example_com', user: 'example_com', hosts: ['w2'] });
-    expect(answer({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbDrop', value: { databaseExisted: true, usersDropped: ['10.0.0.2'] } } }).command).toEqual({
+    expect(
+      answer({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'dbDrop', value: { databaseExisted: true, usersDropped: ['10.0.0.2'] } } }).command,
+    ).toEqual({
       $case: 'dbDrop',
       value: { database: 'example_com', user: 'example_com', hosts: ['w2'] },
     });
@@ -53,8 +73,16 @@ describe('AgentHub site database commands', () => {
   it("passes the agent's stable code on", async () => {
     const { hub, answer } = connect(4);
     const create = hub.call('db1', { type: 'dbCreate', ...SPEC });
-    answer({ ok: false, errorCode: 'DB_EXISTS', errorMessage: 'database example_com already exists on 127.0.0.1:3306; it was left as it is', result: undefined });
-    await expect(create).rejects.toMatchObject({ code: 'DB_EXISTS', message: 'db1: database example_com already exists on 127.0.0.1:3306; it was left as it is' });
+    answer({
+      ok: false,
+      errorCode: 'DB_EXISTS',
+      errorMessage: 'database example_com already exists on 127.0.0.1:3306; it was left as it is',
+      result: undefined,
+    });
+    await expect(create).rejects.toMatchObject({
+      code: 'DB_EXISTS',
+      message: 'db1: database example_com already exists on 127.0.0.1:3306; it was left as it is',
+    });
     const grants = hub.call('db1', { type: 'dbGrants', ...SPEC });
     answer({ ok: true, errorCode: '', errorMessage: '', result: { $case: 'pong', value: {} } });
     await expect(grants).rejects.toMatchObject({ code: 'INTERNAL', message: 'agent answered dbGrants with pong' });
@@ -63,7 +91,10 @@ describe('AgentHub site database commands', () => {
   it('dbDump: the upload is taken once, only from that agent, checked, and the sink ended', async () => {
     const { hub, stream, answer } = connect(4);
     const before = stream.written.length;
-    await expect(hub.call('db1', { type: 'dbDump', database: 'example_com' })).rejects.toMatchObject({ code: 'INTERNAL', message: 'dbDump needs CallOptions.dumpTo' });
+    await expect(hub.call('db1', { type: 'dbDump', database: 'example_com' })).rejects.toMatchObject({
+      code: 'INTERNAL',
+      message: 'dbDump needs CallOptions.dumpTo',
+    });
     expect(stream.written.length).toBe(before);
 
     const sink = new PassThrough();

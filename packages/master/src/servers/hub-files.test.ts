@@ -15,10 +15,18 @@ describe('AgentHub site files transfers', () => {
   it('refuses them to an agent older than capability 6, and without filesTo / filesFrom', async () => {
     const { hub, stream } = connect(5);
     const before = stream.written.length;
-    await expect(hub.call('w1', { type: 'siteFilesPack', tree: '/var/www/wp', domain: 'a.test' }, { filesTo: new PassThrough() })).rejects.toMatchObject({ code: 'AGENT_TOO_OLD' });
+    await expect(hub.call('w1', { type: 'siteFilesPack', tree: '/var/www/wp', domain: 'a.test' }, { filesTo: new PassThrough() })).rejects.toMatchObject({
+      code: 'AGENT_TOO_OLD',
+    });
     const { hub: hub6 } = connect(6);
-    await expect(hub6.call('w1', { type: 'siteFilesPack', tree: '/var/www/wp', domain: 'a.test' })).rejects.toMatchObject({ code: 'INTERNAL', message: 'siteFilesPack needs CallOptions.filesTo' });
-    await expect(hub6.call('w1', { type: 'siteFilesUnpack', tree: '/var/www/wp', domain: 'a.test', replace: true })).rejects.toMatchObject({ code: 'INTERNAL', message: 'siteFilesUnpack needs CallOptions.filesFrom' });
+    await expect(hub6.call('w1', { type: 'siteFilesPack', tree: '/var/www/wp', domain: 'a.test' })).rejects.toMatchObject({
+      code: 'INTERNAL',
+      message: 'siteFilesPack needs CallOptions.filesTo',
+    });
+    await expect(hub6.call('w1', { type: 'siteFilesUnpack', tree: '/var/www/wp', domain: 'a.test', replace: true })).rejects.toMatchObject({
+      code: 'INTERNAL',
+      message: 'siteFilesUnpack needs CallOptions.filesFrom',
+    });
     expect(stream.written.length).toBe(before);
   });
 

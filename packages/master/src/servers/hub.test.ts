@@ -17,12 +17,16 @@ describe('AgentHub capabilities', () => {
     const before = stream.written.length; // the welcome
     const err = await hub.call('w1', CMD).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'AGENT_TOO_OLD' });
-    expect((err as Error).message).toBe(`agent w1 has capability 2, configurePlatform needs 3; upgrade spoke-agent on w1 (this master speaks ${CAPABILITY_VERSION})`);
+    expect((err as Error).message).toBe(
+      `agent w1 has capability 2, configurePlatform needs 3; upgrade spoke-agent on w1 (this master speaks ${CAPABILITY_VERSION})`,
+    );
     expect(stream.written.length).toBe(before);
     // what it knows still works
     const ping = hub.call('w1', { type: 'ping' });
     const sent = stream.written.at(-1) as wire.MasterCommand;
-    stream.emit('data', { event: { $case: 'result', value: { id: sent.id, ok: true, errorCode: '', errorMessage: '', result: { $case: 'pong', value: {} } } } });
+    stream.emit('data', {
+      event: { $case: 'result', value: { id: sent.id, ok: true, errorCode: '', errorMessage: '', result: { $case: 'pong', value: {} } } },
+    });
     await expect(ping).resolves.toBeNull();
   });
 
@@ -31,25 +35,51 @@ describe('AgentHub capabilities', () => {
     const call = hub.call('w1', CMD);
     const sent = stream.written.at(-1) as wire.MasterCommand;
     expect(sent.command).toEqual({ $case: 'configurePlatform', value: { platform: 'd7', tree: '/var/www/d7', kind: 'drupal7', pinnedImpl: '' } });
-    const value = { impl: 'nginx', path: '/etc/nginx/conf.d/spoke-platform-d7.conf', changed: true, tested: true, reloaded: true, fixed: ['sites: mode 0755 → 0775'], problems: [] };
-    stream.emit('data', { event: { $case: 'result', value: { id: sent.id, ok: true, errorCode: '', errorMessage: '', result: { $case: 'configurePlatform', value } } } });
+    const value = {
+      impl: 'nginx',
+      path: '/etc/nginx/conf.d/spoke-platform-d7.conf',
+      changed: true,
+      tested: true,
+      reloaded: true,
+      fixed: ['sites: mode 0755 → 0775'],
+      problems: [],
+    };
+    stream.emit('data', {
+      event: { $case: 'result', value: { id: sent.id, ok: true, errorCode: '', errorMessage: '', result: { $case: 'configurePlatform', value } } },
+    });
     await expect(call).resolves.toEqual(value);
 
     const failing = hub.call('w1', CMD);
     const again = stream.written.at(-1) as wire.MasterCommand;
     stream.emit('data', {
-      event: { $case: 'result', value: { id: again.id, ok: false, errorCode: 'WEBSERVER_CONFIG_INVALID', errorMessage: 'nginx -t rejected …', result: undefined } },
+      event: {
+        $case: 'result',
+        value: { id: again.id, ok: false, errorCode: 'WEBSERVER_CONFIG_INVALID', errorMessage: 'nginx -t rejected …', result: undefined },
+      },
     });
     await expect(failing).rejects.toMatchObject({ code: 'WEBSERVER_CONFIG_INVALID', message: 'w1: nginx -t rejected …' });
   });
 
   it('refuses a vhost with a certificate and AcmeChallenge to agents before capability 12; a plain vhost still goes', async () => {
     const { hub, stream } = connect(11);
-    const site = { type: 'configureSite' as const, domain: 'a.test', platform: 'wp', tree: '/var/www/wp', kind: 'wordpress', aliases: [], redirectAliases: false, enabled: true, webGroupFiles: [], pinnedImpl: '' };
+    const site = {
+      type: 'configureSite' as const,
+      domain: 'a.test',
+      platform: 'wp',
+      tree: '/var/www/wp',
+      kind: 'wordpress',
+      aliases: [],
+      redirectAliases: false,
+      enabled: true,
+      webGroupFiles: [],
+      pinnedImpl: '',
+    };
     const before = stream.written.length;
     const tls = { certPem: '-----BEGIN CERTIFICATE-----', keyPem: 'k', redirect: false, hsts: false };
     await expect(hub.call('w1', { ...site, tls })).rejects.toMatchObject({ code: 'AGENT_TOO_OLD', message: expect.stringContaining('configureSite needs 12') });
-    await expect(hub.call('w1', { type: 'acmeChallenge', token: 't'.repeat(20), keyAuthorization: 'x', remove: false })).rejects.toMatchObject({ code: 'AGENT_TOO_OLD' });
+    await expect(hub.call('w1', { type: 'acmeChallenge', token: 't'.repeat(20), keyAuthorization: 'x', remove: false })).rejects.toMatchObject({
+      code: 'AGENT_TOO_OLD',
+    });
     expect(stream.written.length).toBe(before);
     void hub.call('w1', site).catch(() => undefined);
     const sent = stream.written.at(-1) as wire.MasterCommand;
@@ -60,13 +90,29 @@ describe('AgentHub capabilities', () => {
   it('sends the certificate and the challenge to a capability-12 agent', async () => {
     const { hub, stream } = connect(12);
     const tls = { certPem: 'CERT', keyPem: 'KEY', redirect: true, hsts: true };
-    void hub.call('w1', { type: 'configureSite', domain: 'a.test', platform: 'wp', tree: '/var/www/wp', kind: 'wordpress', aliases: [], redirectAliases: false, enabled: true, webGroupFiles: [], pinnedImpl: '', tls }).catch(() => undefined);
+    void hub
+      .call('w1', {
+        type: 'configureSite',
+        domain: 'a.test',
+        platform: 'wp',
+        tree: '/var/www/wp',
+        kind: 'wordpress',
+        aliases: [],
+        redirectAliases: false,
+        enabled: true,
+        webGroupFiles: [],
+        pinnedImpl: '',
+        tls,
+      })
+      .catch(() => undefined);
     const sent = stream.written.at(-1) as wire.MasterCommand;
     expect(sent.command?.$case === 'configureSite' && sent.command.value.tls).toEqual(tls);
     const challenge = hub.call('w1', { type: 'acmeChallenge', token: 'tok', keyAuthorization: 'tok.thumb', remove: false });
     const c = stream.written.at(-1) as wire.MasterCommand;
     expect(c.command).toEqual({ $case: 'acmeChallenge', value: { token: 'tok', keyAuthorization: 'tok.thumb', remove: false } });
-    stream.emit('data', { event: { $case: 'result', value: { id: c.id, ok: true, errorCode: '', errorMessage: '', result: { $case: 'acmeChallenge', value: { path: '/x/tok' } } } } });
+    stream.emit('data', {
+      event: { $case: 'result', value: { id: c.id, ok: true, errorCode: '', errorMessage: '', result: { $case: 'acmeChallenge', value: { path: '/x/tok' } } } },
+    });
     await expect(challenge).resolves.toEqual({ path: '/x/tok' });
   });
 });

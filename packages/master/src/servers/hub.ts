@@ -298,11 +298,7 @@ export class AgentHub implements Presence {
    * @throws SpokeError AGENT_OFFLINE, AGENT_TOO_OLD (the agent's capability predates the command),
    *   AGENT_TIMEOUT, AGENT_DISCONNECTED, TASK_CANCELLED, or the agent's own error code
    */
-  async call<K extends AgentCommandType>(
-    server: string,
-    cmd: Extract<AgentCommand, { type: K }>,
-    opts: CallOptions = {},
-  ): Promise<AgentCommandResults[K]> {
+  async call<K extends AgentCommandType>(server: string, cmd: Extract<AgentCommand, { type: K }>, opts: CallOptions = {}): Promise<AgentCommandResults[K]> {
     if (!this.isOnline(server)) await this.awaitReconnect(server, { signal: opts.signal, log: opts.log });
     const s = this.sessions.get(server);
     if (!s || !this.isOnline(server)) {
@@ -310,7 +306,8 @@ export class AgentHub implements Presence {
     }
     // A vhost with a certificate needs an agent that knows about it: an older one would drop
     // the certificate and serve the site over plain HTTP only.
-    const needs = cmd.type === 'configureSite' && (cmd as Extract<AgentCommand, { type: 'configureSite' }>).tls ? HTTPS_CAPABILITY : COMMAND_CAPABILITY[cmd.type];
+    const needs =
+      cmd.type === 'configureSite' && (cmd as Extract<AgentCommand, { type: 'configureSite' }>).tls ? HTTPS_CAPABILITY : COMMAND_CAPABILITY[cmd.type];
     if (s.capability < needs) {
       throw fail(
         'AGENT_TOO_OLD',
@@ -401,7 +398,10 @@ export function expectedBack(servers: readonly { name: string; kind: string; las
   const seen = servers.filter((s) => s.kind !== 'cluster' && s.lastSeenMs !== null);
   if (seen.length === 0) return [];
   const newest = Math.max(...seen.map((s) => s.lastSeenMs as number));
-  return seen.filter((s) => (s.lastSeenMs as number) >= newest - 2 * heartbeatTtlMs).map((s) => s.name).sort();
+  return seen
+    .filter((s) => (s.lastSeenMs as number) >= newest - 2 * heartbeatTtlMs)
+    .map((s) => s.name)
+    .sort();
 }
 
 /** Host facts from the wire. */

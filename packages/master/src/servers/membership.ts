@@ -117,7 +117,13 @@ export class Leftovers {
       try {
         const r = await this.hub.call(
           server,
-          { type: 'forgetPlatform', platform: l.platform, tree: l.path, pinnedImpl: this.ns.hasServer(server) ? this.ns.httpPin(server, server) : '', removeTree: l.deleteFiles },
+          {
+            type: 'forgetPlatform',
+            platform: l.platform,
+            tree: l.path,
+            pinnedImpl: this.ns.hasServer(server) ? this.ns.httpPin(server, server) : '',
+            removeTree: l.deleteFiles,
+          },
           { signal: ctx.signal, timeoutMs: 10 * 60_000, log: ctx.log },
         );
         this.ns.recordObserved(server, l.path, '');

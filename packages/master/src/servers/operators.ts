@@ -66,7 +66,10 @@ export class OperatorCerts {
       const valid = this.list().filter((c) => c.name === name && c.revokedMs === null);
       if (valid.length === 0) {
         const known = this.list().some((c) => c.name === name);
-        throw fail('OPERATOR_NOT_FOUND', known ? `every certificate of operator ${name} is revoked already` : `no operator certificate was issued to ${name} (see: spoke operator ls)`);
+        throw fail(
+          'OPERATOR_NOT_FOUND',
+          known ? `every certificate of operator ${name} is revoked already` : `no operator certificate was issued to ${name} (see: spoke operator ls)`,
+        );
       }
       const now = this.clock();
       this.db.prepare('UPDATE operator_certs SET revoked_ms = ? WHERE name = ? AND revoked_ms IS NULL').run(now, name);

@@ -8,7 +8,6 @@ import type { VerifyReport } from '@spoke/shared';
 import type { Namespace } from '../namespace/namespace.js';
 import type { TaskHandler } from '../tasks/engine.js';
 
-
 /** The handler for `server.verify` tasks. */
 export function verifyServerTask(deps: { ns: Namespace; hub: AgentHub; minFreeBytes: number }): TaskHandler {
   return async ({ task, signal, log }) => {
@@ -42,11 +41,9 @@ export function verifyServerTask(deps: { ns: Namespace; hub: AgentHub; minFreeBy
     );
     const failed = results.filter((r) => !r.ok);
     if (failed.length > 0) {
-      throw fail(
-        'VERIFY_FAILED',
-        `verify of ${name} failed on ${failed.map((f) => `${f.member} (${f.problems.join('; ')})`).join(', ')}`,
-        { failed: failed.map((f) => f.member) },
-      );
+      throw fail('VERIFY_FAILED', `verify of ${name} failed on ${failed.map((f) => `${f.member} (${f.problems.join('; ')})`).join(', ')}`, {
+        failed: failed.map((f) => f.member),
+      });
     }
     return { server: name, members: results.map((r) => ({ name: r.member, ...r.report })) };
   };

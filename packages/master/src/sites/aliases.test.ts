@@ -35,7 +35,14 @@ function tmp(): string {
   return d;
 }
 
-const agent = (name: string, hostname: string, online = true, rootPrefix = ''): AliasServer => ({ name, kind: 'agent', members: [], online, hostname, rootPrefix });
+const agent = (name: string, hostname: string, online = true, rootPrefix = ''): AliasServer => ({
+  name,
+  kind: 'agent',
+  members: [],
+  online,
+  hostname,
+  rootPrefix,
+});
 const cluster = (name: string, members: string[]): AliasServer => ({ name, kind: 'cluster', members, online: false, hostname: '', rootPrefix: '' });
 const platform = (name: string, server: string, path: string, kind: string | null = 'drupal8'): AliasPlatform => ({ name, server, path, kind });
 const site = (domain: string, plat: string, status = 'installed'): AliasSite => ({ domain, platform: plat, status });
@@ -132,14 +139,18 @@ describe('siteAliases: which sites, where', () => {
     const parsed = Object.fromEntries(set.files.map((f) => [f.name, parseYaml(f.content) as unknown]));
     expect(parsed).toEqual({
       'local_example_com.site.yml': { [ALIAS_ENV]: { root: '/var/aegir/platforms/d10', uri: 'http://local.example.com' } },
-      'remote_example_com.site.yml': { [ALIAS_ENV]: { root: '/var/aegir/platforms/d7', uri: 'http://remote.example.com', host: 'web-1.example.net', user: 'aegir' } },
+      'remote_example_com.site.yml': {
+        [ALIAS_ENV]: { root: '/var/aegir/platforms/d7', uri: 'http://remote.example.com', host: 'web-1.example.net', user: 'aegir' },
+      },
       'shop_example_org.site.yml': { [ALIAS_ENV]: { root: '/var/aegir/platforms/d6', uri: 'http://shop.example.org', host: 'c-b.example.net', user: 'aegir' } },
     });
     // the stdout document: one YAML document, file name → the same content
     expect(parseYaml(set.document)).toEqual(parsed);
     for (const f of set.files) expect(f.content.split('\n')[0]).toContain(GENERATED_MARK);
     // the cluster's choice is explained in its file
-    expect(set.files[2]?.content).toContain('# cluster web: reached through c-b, its first online member by name (every member serves the same tree; members: c-a, c-b)');
+    expect(set.files[2]?.content).toContain(
+      '# cluster web: reached through c-b, its first online member by name (every member serves the same tree; members: c-a, c-b)',
+    );
   });
 
   it('drushrc: valid PHP whose $aliases are named by domain with remote-host and remote-user', () => {
@@ -169,18 +180,54 @@ describe('siteAliases: which sites, where', () => {
   it('over TCP (no local server) the one-box server is remote too', () => {
     const set = gen('yaml', { localServer: null });
     expect(set.entries[0]).toMatchObject({ domain: 'local.example.com', host: 'box.example.net', server: 'master' });
-    expect(parseYaml(set.files[0]?.content as string)).toEqual({ live: { root: '/var/aegir/platforms/d10', uri: 'http://local.example.com', host: 'box.example.net', user: 'root' } });
+    expect(parseYaml(set.files[0]?.content as string)).toEqual({
+      live: { root: '/var/aegir/platforms/d10', uri: 'http://local.example.com', host: 'box.example.net', user: 'root' },
+    });
   });
 
   it.each([
     // [members (name, hostname, online), expected server or skip reason, note]
-    [[['b', 'b.h', true], ['a', 'a.h', true]], 'a', 'cluster web: reached through a, its first online member by name (every member serves the same tree; members: a, b)'],
-    [[['b', 'b.h', true], ['a', 'a.h', false]], 'b', 'cluster web: reached through b, its first online member by name (every member serves the same tree; members: a, b)'],
-    [[['b', 'b.h', false], ['a', '', false]], 'b', 'cluster web: reached through b, its first member by name with a known host, as no member was online (members: a, b)'],
-    [[['b', '', false], ['a', '', false]], null, 'no member of cluster web has reported its host name yet (start an agent of the cluster)'],
+    [
+      [
+        ['b', 'b.h', true],
+        ['a', 'a.h', true],
+      ],
+      'a',
+      'cluster web: reached through a, its first online member by name (every member serves the same tree; members: a, b)',
+    ],
+    [
+      [
+        ['b', 'b.h', true],
+        ['a', 'a.h', false],
+      ],
+      'b',
+      'cluster web: reached through b, its first online member by name (every member serves the same tree; members: a, b)',
+    ],
+    [
+      [
+        ['b', 'b.h', false],
+        ['a', '', false],
+      ],
+      'b',
+      'cluster web: reached through b, its first member by name with a known host, as no member was online (members: a, b)',
+    ],
+    [
+      [
+        ['b', '', false],
+        ['a', '', false],
+      ],
+      null,
+      'no member of cluster web has reported its host name yet (start an agent of the cluster)',
+    ],
   ] as [[string, string, boolean][], string | null, string][])('cluster members %j → %s', (members, expected, note) => {
     const ns = {
-      servers: [...members.map(([n, h, on]) => agent(n, h, on)), cluster('web', members.map(([n]) => n))],
+      servers: [
+        ...members.map(([n, h, on]) => agent(n, h, on)),
+        cluster(
+          'web',
+          members.map(([n]) => n),
+        ),
+      ],
       platforms: [platform('p', 'web', '/srv/p')],
       sites: [site('x.example.com', 'p')],
     };
@@ -242,13 +289,16 @@ describe('escaping', () => {
     };
     const set = gen('yaml', {}, ns);
     const expected = Object.fromEntries(
-      NASTY.map((p, i) => [`s${i}_example_com.site.yml`, { live: { root: p, uri: `http://s${i}.example.com`, host: i % 2 ? 'c1.example.net' : 'w.example.net', user: 'root' } }]),
+      NASTY.map((p, i) => [
+        `s${i}_example_com.site.yml`,
+        { live: { root: p, uri: `http://s${i}.example.com`, host: i % 2 ? 'c1.example.net' : 'w.example.net', user: 'root' } },
+      ]),
     );
     expect(symfonyYaml(Object.fromEntries(set.files.map((f) => [f.name, f.content])))).toEqual(expected);
     expect((symfonyYaml({ 'doc.yml': set.document }) as Record<string, unknown>)['doc.yml']).toEqual(expected);
   });
 
-  it('yamlString escapes what YAML may not carry raw; phpLiteral escapes only \\ and \'', () => {
+  it("yamlString escapes what YAML may not carry raw; phpLiteral escapes only \\ and '", () => {
     expect(yamlString('a"b\\c\n')).toBe('"a\\"b\\\\c\\n"');
     expect(yamlString('\u0085\u2028\ufeff\u007f')).toBe('"\\u0085\\u2028\\ufeff\\u007f"');
     expect(phpLiteral(`it's a \\ $x "y"`)).toBe(`'it\\'s a \\\\ $x "y"'`);
@@ -306,7 +356,9 @@ describe('writeAliasFiles', () => {
 
   it('a missing directory or a file in its place: OUTPUT_NOT_WRITABLE, nothing created', () => {
     const d = tmp();
-    expect(refused(() => writeAliasFiles(join(d, 'nope'), FILES))).toBe(`cannot write drush aliases to ${join(d, 'nope')}: no such directory (create it first)`);
+    expect(refused(() => writeAliasFiles(join(d, 'nope'), FILES))).toBe(
+      `cannot write drush aliases to ${join(d, 'nope')}: no such directory (create it first)`,
+    );
     writeFileSync(join(d, 'file'), 'x');
     expect(refused(() => writeAliasFiles(join(d, 'file'), FILES))).toBe(`cannot write drush aliases to ${join(d, 'file')}: it is not a directory`);
     expect(listing(d)).toEqual(['file']);

@@ -137,7 +137,10 @@ export function aliasName(domain: string): string {
  */
 export function checkSshUser(user: string): void {
   if (!SSH_USER.test(user)) {
-    throw fail('INVALID_ARGUMENT', `--ssh-user must be an account name (letters, digits, _ . -, at most 32, not starting with - or .), got ${JSON.stringify(user)}`);
+    throw fail(
+      'INVALID_ARGUMENT',
+      `--ssh-user must be an account name (letters, digits, _ . -, at most 32, not starting with - or .), got ${JSON.stringify(user)}`,
+    );
   }
 }
 
@@ -174,7 +177,10 @@ function place(serverName: string, servers: Map<string, AliasServer>, localServe
   let agent = s;
   let note: string | null = null;
   if (s.kind === 'cluster') {
-    const members = [...s.members].sort().map((m) => servers.get(m)).filter((m): m is AliasServer => m !== undefined);
+    const members = [...s.members]
+      .sort()
+      .map((m) => servers.get(m))
+      .filter((m): m is AliasServer => m !== undefined);
     const online = members.find((m) => m.online);
     const known = online ?? members.find((m) => m.hostname !== '' || m.name === localServer);
     if (!known) return { skip: `no member of cluster ${s.name} has reported its host name yet (start an agent of the cluster)` };
@@ -230,7 +236,10 @@ export function siteAliases(input: { sites: AliasSite[]; platforms: AliasPlatfor
     const alias = opts.format === 'yaml' ? `@${aliasName(site.domain)}` : `@${site.domain}`;
     entries.push({ alias, domain: site.domain, root, host: at.host, server: at.server, note: at.note });
   }
-  const files = opts.format === 'yaml' ? entries.map((e) => ({ name: `${aliasName(e.domain)}.site.yml`, content: yamlFile(e, sshUser) })) : [{ name: DRUSHRC_FILE, content: drushrcFile(entries, sshUser) }];
+  const files =
+    opts.format === 'yaml'
+      ? entries.map((e) => ({ name: `${aliasName(e.domain)}.site.yml`, content: yamlFile(e, sshUser) }))
+      : [{ name: DRUSHRC_FILE, content: drushrcFile(entries, sshUser) }];
   const document = opts.format === 'yaml' ? yamlDocument(entries, sshUser) : (files[0] as AliasFile).content;
   return { format: opts.format, entries: entries.map(({ note: _n, ...e }) => e), files, skipped, document };
 }
@@ -300,7 +309,10 @@ export function writeAliasFiles(dir: string, files: AliasFile[]): string[] {
     st = statSync(dir);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw fail('OUTPUT_NOT_WRITABLE', `cannot write drush aliases to ${dir}: ${code === 'ENOENT' ? 'no such directory (create it first)' : (e as Error).message}`);
+    throw fail(
+      'OUTPUT_NOT_WRITABLE',
+      `cannot write drush aliases to ${dir}: ${code === 'ENOENT' ? 'no such directory (create it first)' : (e as Error).message}`,
+    );
   }
   if (!st.isDirectory()) throw fail('OUTPUT_NOT_WRITABLE', `cannot write drush aliases to ${dir}: it is not a directory`);
   const targets = files.map((f) => join(dir, f.name));
@@ -311,7 +323,8 @@ export function writeAliasFiles(dir: string, files: AliasFile[]): string[] {
     } catch {
       continue; // absent: fine
     }
-    if (!lst.isFile()) throw fail('OUTPUT_NOT_WRITABLE', `cannot write drush aliases: ${t} exists and is not a regular file (move it away or pick another --out)`);
+    if (!lst.isFile())
+      throw fail('OUTPUT_NOT_WRITABLE', `cannot write drush aliases: ${t} exists and is not a regular file (move it away or pick another --out)`);
   }
   const temps: string[] = [];
   try {

@@ -3,7 +3,18 @@
  * file tars, and reads back only what is intact (a damaged or hostile archive is refused before
  * anything is restored).
  */
-import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -119,7 +130,12 @@ describe('BackupStore', () => {
     const t = openTarWriter();
     const done = pipeline(t.readable, createWriteStream(b.filesTar));
     await t.add({ name: 'files', type: 'directory', mode: 0o755 });
-    await t.add({ name: 'settings.php', type: 'file', mode: 0o644, size: 1 }, (async function* () { yield Buffer.from('x'); })());
+    await t.add(
+      { name: 'settings.php', type: 'file', mode: 0o644, size: 1 },
+      (async function* () {
+        yield Buffer.from('x');
+      })(),
+    );
     t.end();
     await done;
     await expect(store.write(b)).rejects.toMatchObject({ code: 'ARCHIVE_UNSAFE' });
@@ -169,9 +185,22 @@ async function repack(from: string, to: string, change: (name: string, data: Buf
     for await (const c of e.body) chunks.push(c);
     const data = change(e.header.name, Buffer.concat(chunks));
     const h = { ...e.header, size: e.header.type === 'file' ? data.length : 0 };
-    await t.add(h, e.header.type === 'file' ? (async function* () { yield data; })() : undefined);
+    await t.add(
+      h,
+      e.header.type === 'file'
+        ? (async function* () {
+            yield data;
+          })()
+        : undefined,
+    );
   }
-  for (const x of extra) await t.add({ name: x.name, type: 'file', mode: 0o644, size: x.data.length }, (async function* () { yield x.data; })());
+  for (const x of extra)
+    await t.add(
+      { name: x.name, type: 'file', mode: 0o644, size: x.data.length },
+      (async function* () {
+        yield x.data;
+      })(),
+    );
   t.end();
   await done;
 }

@@ -18,7 +18,21 @@
  * recomputes all three and refuses a mismatch (BACKUP_INVALID) before anything is restored.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, createWriteStream, existsSync, openSync, readSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  openSync,
+  readSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -226,8 +240,21 @@ export class BackupStore {
       // The sidecar is gone: list what the name says (restore reads backup.json from the archive).
       const empty = { entries: 0, bytes: 0, sha256: '' };
       meta = {
-        format: 1, id, domain, aliases: [], platform: '', kind: '', coreVersion: null, dbServer: null, dbName: null, reason: 'unknown',
-        createdMs: 0, created: '', spokeVersion: '', filesFrom: null, parts: { site: empty, files: empty, database: empty },
+        format: 1,
+        id,
+        domain,
+        aliases: [],
+        platform: '',
+        kind: '',
+        coreVersion: null,
+        dbServer: null,
+        dbName: null,
+        reason: 'unknown',
+        createdMs: 0,
+        created: '',
+        spokeVersion: '',
+        filesFrom: null,
+        parts: { site: empty, files: empty, database: empty },
       };
     }
     return { ...meta, id, domain, path, archiveBytes: statSync(path).size };
@@ -288,7 +315,14 @@ export class BackupStore {
         } else if (safe.path === 'database.sql' && safe.type === 'file') {
           if (sawDump) throw fail('BACKUP_INVALID', 'database.sql appears twice');
           sawDump = true;
-          await pipeline(hashed(entry.body, (c) => dbHash.update(c), (c) => tail.update(c)), createWriteStream(out.dump, { mode: 0o600 }));
+          await pipeline(
+            hashed(
+              entry.body,
+              (c) => dbHash.update(c),
+              (c) => tail.update(c),
+            ),
+            createWriteStream(out.dump, { mode: 0o600 }),
+          );
         } else if (safe.path === 'backup.json' && safe.type === 'file') {
           if (safe.size > 1024 * 1024) throw fail('BACKUP_INVALID', 'backup.json is too large');
           const chunks: Buffer[] = [];
@@ -332,7 +366,11 @@ export class BackupStore {
 /** Site dir, then files, then the dump: returns the parts' checksums. */
 async function fillArchive(tar: TarWriter, b: NewBackup): Promise<BackupMeta['parts']> {
   const site = new PartHash();
-  const add = async (h: PartHash, header: { name: string; type: 'file' | 'directory' | 'symlink'; mode: number; size?: number; linkname?: string }, body?: AsyncIterable<Uint8Array>) => {
+  const add = async (
+    h: PartHash,
+    header: { name: string; type: 'file' | 'directory' | 'symlink'; mode: number; size?: number; linkname?: string },
+    body?: AsyncIterable<Uint8Array>,
+  ) => {
     h.entry(header);
     await tar.add(header, body ? hashed(body, (c) => h.data(c)) : undefined);
   };
@@ -349,17 +387,28 @@ async function fillArchive(tar: TarWriter, b: NewBackup): Promise<BackupMeta['pa
     // From an agent: checked like any archive before it goes into a backup.
     const safe = checkArchiveEntry(e.header);
     const top = safe.path.split('/')[0];
-    if (top !== 'files' && top !== 'private') throw fail('ARCHIVE_UNSAFE', `the site files tar holds ${JSON.stringify(safe.path)}, outside files/ and private/`);
+    if (top !== 'files' && top !== 'private')
+      throw fail('ARCHIVE_UNSAFE', `the site files tar holds ${JSON.stringify(safe.path)}, outside files/ and private/`);
     if (safe.type === 'hardlink') throw fail('ARCHIVE_UNSAFE', `the site files tar holds a hard link (${safe.path})`);
     await add(files, { ...tarHeader(safe), name: safe.path }, safe.type === 'file' ? e.body : undefined);
   }
   const size = statSync(b.dump).size;
   const db = createHash('sha256');
-  await tar.add({ name: 'database.sql', type: 'file', mode: 0o600, size }, hashed(createReadStream(b.dump), (c) => db.update(c)));
+  await tar.add(
+    { name: 'database.sql', type: 'file', mode: 0o600, size },
+    hashed(createReadStream(b.dump), (c) => db.update(c)),
+  );
   return { site: site.done(), files: files.done(), database: { entries: 1, bytes: size, sha256: db.digest('hex') } };
 }
 
-function tarHeader(e: ReturnType<typeof checkArchiveEntry>): { name: string; type: 'file' | 'directory' | 'symlink'; mode: number; size?: number; linkname?: string; mtime?: Date } {
+function tarHeader(e: ReturnType<typeof checkArchiveEntry>): {
+  name: string;
+  type: 'file' | 'directory' | 'symlink';
+  mode: number;
+  size?: number;
+  linkname?: string;
+  mtime?: Date;
+} {
   const type = e.type === 'dir' ? 'directory' : e.type === 'symlink' ? 'symlink' : 'file';
   return {
     name: e.path,

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { STAGING_PREFIX, extractArchive, fail, formatBytes } from '@spoke/shared';
 import type { TaskContext } from '../tasks/engine.js';
 import type { SiteInfo } from '../types.js';
-import { BackupStore, newBackupId, type BackupInfo, type BackupParts } from './backup.js';
+import { type BackupStore, newBackupId, type BackupInfo, type BackupParts } from './backup.js';
 import { siteDir } from './settings.js';
 import type { Step } from '../tasks/steps.js';
 import type { SiteOps } from './ops.js';
@@ -51,7 +51,12 @@ export class SiteBackups {
   planRestore(domain: string, backupId: string): { kind: string; entity: string; locks: string[]; params: Record<string, unknown> } {
     const s = this.t.activeSite(domain, 'restore');
     this.store.find(backupId, s.domain);
-    return { kind: 'site.restore', entity: `site:${s.domain}`, locks: [`platform:${s.platform}`], params: { domain: s.domain, platform: s.platform, backupId } };
+    return {
+      kind: 'site.restore',
+      entity: `site:${s.domain}`,
+      locks: [`platform:${s.platform}`],
+      params: { domain: s.domain, platform: s.platform, backupId },
+    };
   }
 
   /** The steps of a backup task, by kind. */
@@ -111,11 +116,21 @@ export class SiteBackups {
     const staging = this.store.staging(domain, id);
     try {
       const dump = join(staging, 'database.sql');
-      const d = await this.t.call(ctx, s.dbServer, { type: 'dbDump', database: s.dbName }, { dumpTo: createWriteStream(dump, { mode: 0o600 }), timeoutMs: LONG });
+      const d = await this.t.call(
+        ctx,
+        s.dbServer,
+        { type: 'dbDump', database: s.dbName },
+        { dumpTo: createWriteStream(dump, { mode: 0o600 }), timeoutMs: LONG },
+      );
       ctx.log(`${s.dbServer}: dumped database ${s.dbName} (${formatBytes(d.bytes)}, complete)`);
       const web = this.t.webServers(p.name)[0] as string;
       const filesTar = join(staging, 'files.tar');
-      const f = await this.t.call(ctx, web, { type: 'siteFilesPack', tree: p.path, domain }, { filesTo: createWriteStream(filesTar, { mode: 0o600 }), timeoutMs: LONG });
+      const f = await this.t.call(
+        ctx,
+        web,
+        { type: 'siteFilesPack', tree: p.path, domain },
+        { filesTo: createWriteStream(filesTar, { mode: 0o600 }), timeoutMs: LONG },
+      );
       ctx.log(`${web}: packed sites/${domain}/files and private (${f.entries} entries, ${formatBytes(f.bytes)})`);
       for (const sk of f.skipped) ctx.log(`${web}: left out ${sk}`, 'warn');
       const b = await this.store.write({
@@ -164,7 +179,9 @@ export class SiteBackups {
           rmSync(join(work, 'backup'), { recursive: true, force: true });
           parts = await this.store.read(b.path, join(work, 'backup'));
           if (parts.meta.domain !== domain) throw fail('BACKUP_INVALID', `backup ${backupId} is of ${parts.meta.domain}, not ${domain}`);
-          ctx.log(`backup ${backupId} of ${domain} (${parts.meta.created}, ${parts.meta.reason}) checked: ${parts.meta.parts.site.entries} site entries, ${parts.meta.parts.files.entries} user file entries, dump ${formatBytes(parts.meta.parts.database.bytes)}`);
+          ctx.log(
+            `backup ${backupId} of ${domain} (${parts.meta.created}, ${parts.meta.reason}) checked: ${parts.meta.parts.site.entries} site entries, ${parts.meta.parts.files.entries} user file entries, dump ${formatBytes(parts.meta.parts.database.bytes)}`,
+          );
         },
       },
       {
@@ -279,7 +296,13 @@ export class SiteBackups {
     if (!s.dbServer || !s.dbName || !s.dbUser) throw fail('SITE_NOT_INSTALLED', `site ${domain} has no database recorded`);
     const hosts = this.t.webServers(platform);
     await this.t.dropDatabase(ctx, { server: s.dbServer, database: s.dbName, user: s.dbUser, hosts });
-    const r = await this.t.call(ctx, s.dbServer, { type: 'dbCreate', database: s.dbName, user: s.dbUser, password: this.t.ns.siteSecrets(domain).dbPassword, hosts });
+    const r = await this.t.call(ctx, s.dbServer, {
+      type: 'dbCreate',
+      database: s.dbName,
+      user: s.dbUser,
+      password: this.t.ns.siteSecrets(domain).dbPassword,
+      hosts,
+    });
     this.t.recordDbAddress(ctx, domain, s.dbServer, r);
     const l = await this.t.call(ctx, s.dbServer, { type: 'dbRestore', database: s.dbName }, { restoreFrom: () => createReadStream(dump), timeoutMs: LONG });
     ctx.log(`${s.dbServer}: database ${s.dbName} emptied and loaded (${formatBytes(l.bytes)})`);
@@ -290,7 +313,12 @@ export class SiteBackups {
     const pl = this.t.ns.getPlatform(platform);
     const servers = this.t.webServers(platform);
     for (const server of servers) {
-      const r = await this.t.call(ctx, server, { type: 'siteFilesUnpack', tree: pl.path, domain, replace: true }, { filesFrom: () => createReadStream(filesTar), timeoutMs: LONG });
+      const r = await this.t.call(
+        ctx,
+        server,
+        { type: 'siteFilesUnpack', tree: pl.path, domain, replace: true },
+        { filesFrom: () => createReadStream(filesTar), timeoutMs: LONG },
+      );
       ctx.log(`${server}: sites/${domain}/${r.replaced.join(', ') || '(nothing)'} put in place (${r.entries} entries)`);
     }
     return servers;

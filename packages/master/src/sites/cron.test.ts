@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { expectCode } from '@spoke/shared/testkit';
-import { cronOffsetMs, cronSkipReason, formatCronInterval, latestSlot, nextCronRun, nextSlotAfter, parseCronInterval, planCron, type CronSite } from './cron.js';
+import {
+  cronOffsetMs,
+  cronSkipReason,
+  formatCronInterval,
+  latestSlot,
+  nextCronRun,
+  nextSlotAfter,
+  parseCronInterval,
+  planCron,
+  type CronSite,
+} from './cron.js';
 
 const H = 3_600_000;
 const T0 = 1_700_000_000_000 - (1_700_000_000_000 % H); // an hour boundary
@@ -60,7 +70,7 @@ describe('per-site offsets', () => {
       perMinute[m] = (perMinute[m] ?? 0) + 1;
     }
     expect(Math.max(...perMinute)).toBeLessThan((10_000 / 60) * 2);
-    expect(Math.min(...perMinute)).toBeGreaterThan((10_000 / 60) / 2);
+    expect(Math.min(...perMinute)).toBeGreaterThan(10_000 / 60 / 2);
   });
 
   it('slots are offset + k × interval', () => {
@@ -85,7 +95,13 @@ describe('planCron', () => {
     ['never ran, installed before the last slot', a, undefined, T0 + off, true],
     ['never ran, installed after the last slot', site('a.test', { installedMs: T0 + off + 1 }), undefined, T0 + off + 2, false],
     ['never ran, not installed time: created time counts', site('a.test', { installedMs: null, createdMs: T0 + off + 1 }), undefined, T0 + off + 2, false],
-    ['installed again after its last run and after the slot: waits for the next slot', site('a.test', { installedMs: T0 + off + 1 }), T0 - 5 * H, T0 + off + 2, false],
+    [
+      'installed again after its last run and after the slot: waits for the next slot',
+      site('a.test', { installedMs: T0 + off + 1 }),
+      T0 - 5 * H,
+      T0 + off + 2,
+      false,
+    ],
     ['disabled', site('a.test', { status: 'disabled' }), T0 - 5 * H, T0 + off, false],
     ['installing', site('a.test', { status: 'installing' }), undefined, T0 + off, false],
     ['failed status', site('a.test', { status: 'failed' }), undefined, T0 + off, false],
@@ -108,7 +124,12 @@ describe('planCron', () => {
   it('orders the due sites by how long they have waited (oldest slot first)', () => {
     const names = ['b.test', 'a.test', 'c.test', 'e.test'];
     const now = T0 + H; // every site's slot of the hour before is at or before now
-    const plan = planCron(names.map((d) => site(d)), now, new Set(), new Map());
+    const plan = planCron(
+      names.map((d) => site(d)),
+      now,
+      new Set(),
+      new Map(),
+    );
     const byOffset = [...names].sort((x, y) => cronOffsetMs(x, H) - cronOffsetMs(y, H));
     expect(plan.due).toEqual(byOffset);
     expect(plan.due).not.toEqual(names);

@@ -26,7 +26,12 @@ interface Call {
 class FakeHub implements CronHub {
   online = new Set<string>();
   calls: Call[] = [];
-  auto: ((server: string, cmd: AgentCommand) => SiteCronReport | Error) | null = () => ({ method: 'GET /cron/… via 127.0.0.1:80', status: 204, message: '204', ms: 5 });
+  auto: ((server: string, cmd: AgentCommand) => SiteCronReport | Error) | null = () => ({
+    method: 'GET /cron/… via 127.0.0.1:80',
+    status: 204,
+    message: '204',
+    ms: 5,
+  });
   isOnline(server: string): boolean {
     return this.online.has(server);
   }
@@ -62,7 +67,15 @@ function setup(opts: { concurrency?: number; sites?: string[]; cluster?: boolean
   hub.online = new Set(['w1', 'm1', 'm2', 'm3']);
   const runs = new CronStore({ db: f.db });
   const busy = new Set<string>();
-  const cron = new CronScheduler({ ns: f.ns, hub, runs, clock: () => f.now.ms, log: opts.log ?? silentLogger(), concurrency: opts.concurrency, busySites: () => busy });
+  const cron = new CronScheduler({
+    ns: f.ns,
+    hub,
+    runs,
+    clock: () => f.now.ms,
+    log: opts.log ?? silentLogger(),
+    concurrency: opts.concurrency,
+    busySites: () => busy,
+  });
   return { ...f, hub, runs, cron, start, busy };
 }
 
@@ -82,7 +95,9 @@ describe('the cron scheduler (fake clock)', () => {
     expect(cron.tick()).toEqual(['a.test']);
     await flush();
     expect(hub.calls.map((c) => [c.server, c.cmd])).toEqual([['w1', { type: 'siteCron', tree: '/var/aegir/d7', domain: 'a.test', kind: 'drupal7' }]]);
-    expect(runs.list('a.test')).toMatchObject([{ ok: true, server: 'w1', trigger: 'schedule', startedMs: now.ms, failures: 0, message: 'GET /cron/… via 127.0.0.1:80: 204' }]);
+    expect(runs.list('a.test')).toMatchObject([
+      { ok: true, server: 'w1', trigger: 'schedule', startedMs: now.ms, failures: 0, message: 'GET /cron/… via 127.0.0.1:80: 204' },
+    ]);
     now.ms += 10_000;
     expect(cron.tick()).toEqual([]);
     now.ms += H - 10_000;
@@ -265,7 +280,9 @@ describe('site cron (runNow)', () => {
       expect(JSON.stringify(snapshot(f.db))).toBe(before);
       return e?.message;
     };
-    expect(await refusal('a.test', 'SITE_DISABLED')).toBe('site a.test is disabled: its cron does not run (nothing was run; enable it first: spoke site enable a.test)');
+    expect(await refusal('a.test', 'SITE_DISABLED')).toBe(
+      'site a.test is disabled: its cron does not run (nothing was run; enable it first: spoke site enable a.test)',
+    );
     expect(await refusal('b.test', 'SITE_NOT_INSTALLED')).toBe('site b.test is deleting; cron runs only on installed sites');
     expect(await refusal('nope.test', 'SITE_NOT_FOUND')).toMatch(/no site named nope\.test/);
     f.ns.setSiteStatus('b.test', 'installed');

@@ -162,7 +162,10 @@ export class CronScheduler {
     if (s.status !== 'installed') throw fail('SITE_NOT_INSTALLED', `site ${s.domain} is ${s.status}; cron runs only on installed sites`);
     const kind = this.kindOf(s);
     if (!CRON_KINDS.has(kind)) {
-      throw fail('PLATFORM_KIND_UNSUPPORTED', `platform ${s.platform} is ${kind || 'not verified'}: Spoke runs cron for Drupal 7/8+, WordPress and MediaWiki sites`);
+      throw fail(
+        'PLATFORM_KIND_UNSUPPORTED',
+        `platform ${s.platform} is ${kind || 'not verified'}: Spoke runs cron for Drupal 7/8+, WordPress and MediaWiki sites`,
+      );
     }
     const run = await this.begin(s.domain, 'manual');
     if (!run) throw fail('SITE_NOT_FOUND', `site ${s.domain} was deleted while its cron ran`);

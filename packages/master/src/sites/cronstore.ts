@@ -102,7 +102,10 @@ export class CronStore {
 
   /** When each site's newest run started (one pass over the index; the scheduler keeps it in memory). */
   lastStarts(): Map<string, number> {
-    const rows = this.db.prepare('SELECT site, started_ms FROM cron_runs WHERE id IN (SELECT max(id) FROM cron_runs GROUP BY site)').all() as { site: string; started_ms: number }[];
+    const rows = this.db.prepare('SELECT site, started_ms FROM cron_runs WHERE id IN (SELECT max(id) FROM cron_runs GROUP BY site)').all() as {
+      site: string;
+      started_ms: number;
+    }[];
     return new Map(rows.map((r) => [r.site, r.started_ms]));
   }
 

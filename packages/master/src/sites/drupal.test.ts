@@ -18,7 +18,9 @@ describe('chooseProfile', () => {
 
   it('refuses an unknown profile naming the ones there are, hidden ones apart', () => {
     const r = { profiles: prof('pantheon'), hiddenProfiles: ['minimal', 'standard'], distribution: null };
-    expect(() => chooseProfile('d7', r, 'umami')).toThrow('platform d7 has no install profile umami: it has pantheon (hidden, install only when named: minimal, standard)');
+    expect(() => chooseProfile('d7', r, 'umami')).toThrow(
+      'platform d7 has no install profile umami: it has pantheon (hidden, install only when named: minimal, standard)',
+    );
     expect(() => chooseProfile('d7', r, 'umami')).toThrow(expect.objectContaining({ code: 'PROFILE_NOT_FOUND' }));
   });
 

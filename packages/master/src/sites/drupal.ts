@@ -37,13 +37,16 @@ export function chooseProfile(platform: string, r: Pick<Registry, 'profiles' | '
 
 /** A Drupal langcode as the installer takes it. @throws SpokeError INVALID_ARGUMENT */
 export function checkLocale(locale: string): string {
-  if (!/^[a-z]{2,3}(-[a-z0-9]{2,8})?$/.test(locale)) throw fail('INVALID_ARGUMENT', `locale ${JSON.stringify(locale)} is not a Drupal language code such as en, de or pt-br`);
+  if (!/^[a-z]{2,3}(-[a-z0-9]{2,8})?$/.test(locale))
+    throw fail('INVALID_ARGUMENT', `locale ${JSON.stringify(locale)} is not a Drupal language code such as en, de or pt-br`);
   return locale;
 }
 
 /** Pending database updates as one line each, for a task log. */
 export function describeUpdates(list: ReadonlyArray<{ module: string; update: string; description: string }>, max = 20): string[] {
-  const lines = list.slice(0, max).map((u) => `${u.module} ${u.update}${u.description ? `: ${u.description.length > 120 ? `${u.description.slice(0, 117)}...` : u.description}` : ''}`);
+  const lines = list
+    .slice(0, max)
+    .map((u) => `${u.module} ${u.update}${u.description ? `: ${u.description.length > 120 ? `${u.description.slice(0, 117)}...` : u.description}` : ''}`);
   if (list.length > max) lines.push(`... and ${list.length - max} more`);
   return lines;
 }

@@ -72,7 +72,9 @@ describe('site value rewriter', () => {
   it('Drupal: no host rewrite even in serialized values; a value that looks serialized but is broken is left alone and counted', () => {
     const rw = new SiteValueRewriter('drupal7', 'old.test', 'new.test');
     expect(rw.rewrite('variable', 's:20:"sites/old.test/files";')).toBe('s:20:"sites/new.test/files";');
-    expect(rw.rewrite('variable', 'a:1:{s:1:"u";s:30:"http://old.test/sites/old.test/files";}')).toBe('a:1:{s:1:"u";s:30:"http://old.test/sites/old.test/files";}');
+    expect(rw.rewrite('variable', 'a:1:{s:1:"u";s:30:"http://old.test/sites/old.test/files";}')).toBe(
+      'a:1:{s:1:"u";s:30:"http://old.test/sites/old.test/files";}',
+    );
     expect(rw.count.skipped).toEqual({ variable: 1 });
     const ok = phpSerialize(`["u" => "http://old.test/sites/old.test/files/x"]`);
     expect(rw.rewrite('cache', ok)).toBe(phpSerialize(`["u" => "http://old.test/sites/new.test/files/x"]`));
@@ -84,8 +86,8 @@ describe('dump lines', () => {
   const hex = (s: string) => Buffer.from(s, 'latin1').toString('hex').toUpperCase();
 
   it('escapes round-trip as mariadb-dump writes them', () => {
-    const bytes = "a'b\"c\\d\ne\rf\0g\x1ah";
-    expect(sqlEscape(bytes)).toBe("a\\'b\\\"c\\\\d\\ne\\rf\\0g\\Zh");
+    const bytes = 'a\'b"c\\d\ne\rf\0g\x1ah';
+    expect(sqlEscape(bytes)).toBe('a\\\'b\\"c\\\\d\\ne\\rf\\0g\\Zh');
     expect(sqlUnescape(sqlEscape(bytes))).toBe(bytes);
   });
 
@@ -99,14 +101,27 @@ describe('dump lines', () => {
       `INSERT INTO \`config\` VALUES ('system.file','a\\'b sites/new.test/files/x.png\\n',0x${hex(want)},NULL,12,0x00FF),('x','sites/old.testing/files',0x41,'')`,
     );
     expect(r.count.values).toBe(2);
-    for (const other of ['-- sites/old.test/files', 'CREATE TABLE `sites/old.test/files` (', "INSERT INTO `t` VALUES ('nothing here')"]) expect(new DumpLineRewriter(r).line(other)).toBe(other);
+    for (const other of ['-- sites/old.test/files', 'CREATE TABLE `sites/old.test/files` (', "INSERT INTO `t` VALUES ('nothing here')"])
+      expect(new DumpLineRewriter(r).line(other)).toBe(other);
   });
 
   it('mariadb-dump 10.x rows: INSERT alone on its line, one row per line, until the line ending in ;', () => {
     const r = rw();
     const lr = new DumpLineRewriter(r);
-    const lines = ['INSERT INTO `node__body` VALUES', "(1,'sites/old.test/files/a'),", "(2,'sites/old.test/files/b');", "('sites/old.test/files/c')", 'UNLOCK TABLES;'];
-    expect(lines.map((l) => lr.line(l))).toEqual(['INSERT INTO `node__body` VALUES', "(1,'sites/new.test/files/a'),", "(2,'sites/new.test/files/b');", "('sites/old.test/files/c')", 'UNLOCK TABLES;']);
+    const lines = [
+      'INSERT INTO `node__body` VALUES',
+      "(1,'sites/old.test/files/a'),",
+      "(2,'sites/old.test/files/b');",
+      "('sites/old.test/files/c')",
+      'UNLOCK TABLES;',
+    ];
+    expect(lines.map((l) => lr.line(l))).toEqual([
+      'INSERT INTO `node__body` VALUES',
+      "(1,'sites/new.test/files/a'),",
+      "(2,'sites/new.test/files/b');",
+      "('sites/old.test/files/c')",
+      'UNLOCK TABLES;',
+    ]);
   });
 
   it('a whole dump file: only changed lines differ, bytes outside the values (latin1, CRs) kept', async () => {
@@ -114,7 +129,7 @@ describe('dump lines', () => {
     const dst = join(dir, 'out.sql');
     const body = Buffer.concat([
       Buffer.from('-- MariaDB dump\r\n/*!40101 SET NAMES utf8mb4 */;\n', 'latin1'),
-      Buffer.from("INSERT INTO `node__body` VALUES\n(1,'<img src=\\\"/sites/old.test/files/é.png\\\">');\n", 'utf8'),
+      Buffer.from('INSERT INTO `node__body` VALUES\n(1,\'<img src=\\"/sites/old.test/files/é.png\\">\');\n', 'utf8'),
       Buffer.from([0xff, 0xfe, 0x0a]),
       Buffer.from('-- Dump completed on 2026-12-06', 'latin1'),
     ]);

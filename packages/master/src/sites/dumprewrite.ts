@@ -99,7 +99,12 @@ export function sqlUnescape(body: string): string {
 
 /** Bytes as a string literal's body, escaped as mariadb-dump does (mysql_real_escape_string). */
 export function sqlEscape(bytes: string): string {
-  return bytes.replace(/[\0\n\r\\'"\x1a]/g, (c) => ({ '\0': '\\0', '\n': '\\n', '\r': '\\r', '\\': '\\\\', "'": "\\'", '"': '\\"', '\x1a': '\\Z' })[c] as string);
+  return bytes.replace(
+    // NUL and Ctrl-Z are exactly what mariadb-dump escapes
+    // eslint-disable-next-line no-control-regex
+    /[\0\n\r\\'"\x1a]/g,
+    (c) => ({ '\0': '\\0', '\n': '\\n', '\r': '\\r', '\\': '\\\\', "'": "\\'", '"': '\\"', '\x1a': '\\Z' })[c] as string,
+  );
 }
 
 /**

@@ -107,9 +107,13 @@ export class SiteImporter {
     const rel = settingsFileOf(kind, domain);
     const st = lstatOrNull(join(root, dir));
     if (!st) {
-      throw fail('SETTINGS_NOT_FOUND', `no ${dir} in platform ${p.name} (${root}): put the site dir there first (spoke platform verify ${p.name} lists the sites found on disk)`);
+      throw fail(
+        'SETTINGS_NOT_FOUND',
+        `no ${dir} in platform ${p.name} (${root}): put the site dir there first (spoke platform verify ${p.name} lists the sites found on disk)`,
+      );
     }
-    if (!st.isDirectory()) throw fail('SETTINGS_NOT_FOUND', `${dir} in platform ${p.name} is not a directory (a symlink or a file); Spoke imports a real site dir`);
+    if (!st.isDirectory())
+      throw fail('SETTINGS_NOT_FOUND', `${dir} in platform ${p.name} is not a directory (a symlink or a file); Spoke imports a real site dir`);
     const f = lstatOrNull(join(root, rel));
     if (!f) throw fail('SETTINGS_NOT_FOUND', `${dir} in platform ${p.name} has no ${rel.slice(dir.length + 1)}; nothing tells Spoke the site's database`);
     if (!f.isFile()) throw fail('SETTINGS_UNREADABLE', `${rel} in platform ${p.name} is not a regular file (a symlink?); Spoke reads the site's own file only`);
@@ -125,7 +129,14 @@ export class SiteImporter {
    */
   inferDbServer(p: PlatformInfo, read: ImportedSettings): { server: string; why: string } {
     const at = `${read.db.host}:${read.db.port}`;
-    const same = [...new Set(this.t.ns.listSites().filter((s) => s.dbServer && s.dbHost === read.db.host && s.dbPort === read.db.port).map((s) => s.dbServer as string))];
+    const same = [
+      ...new Set(
+        this.t.ns
+          .listSites()
+          .filter((s) => s.dbServer && s.dbHost === read.db.host && s.dbPort === read.db.port)
+          .map((s) => s.dbServer as string),
+      ),
+    ];
     if (same.length === 1) return { server: same[0] as string, why: `the sites recorded with database address ${at} use it` };
     const dbAgents = this.t.ns
       .listServers()
@@ -161,7 +172,8 @@ export class SiteImporter {
           const r = this.read(p, this.t.platformKind(p).kind, domain);
           read = r;
           const keepSalt = r.salt !== null && SALT_RE.test(r.salt);
-          if (r.salt !== null && !keepSalt) c.log(`the hash salt of ${r.file} does not fit Spoke's salt rules (32-512 printable characters); Spoke keeps a new salt of its own`, 'warn');
+          if (r.salt !== null && !keepSalt)
+            c.log(`the hash salt of ${r.file} does not fit Spoke's salt rules (32-512 printable characters); Spoke keeps a new salt of its own`, 'warn');
           this.t.ns.createSite({
             domain,
             platform,
@@ -172,7 +184,9 @@ export class SiteImporter {
             salt: keepSalt ? (r.salt as string) : newSiteSalt(),
             ownSettings: !rewrite,
           });
-          c.log(`reserved ${domain} on platform ${platform}: ${r.file} names database ${r.db.name}, user ${r.db.user} at ${r.db.host}:${r.db.port}${r.socket ? ` (socket ${r.socket})` : ''}; db server ${dbServer} (${String(params.dbServerWhy ?? '')})`);
+          c.log(
+            `reserved ${domain} on platform ${platform}: ${r.file} names database ${r.db.name}, user ${r.db.user} at ${r.db.host}:${r.db.port}${r.socket ? ` (socket ${r.socket})` : ''}; db server ${dbServer} (${String(params.dbServerWhy ?? '')})`,
+          );
           for (const n of r.notes) c.log(`${r.file}: ${n}`, 'warn');
           if (rewrite && !keepSalt) {
             c.log(
@@ -195,16 +209,29 @@ export class SiteImporter {
         do: async (c) => {
           const s = this.t.ns.getSite(domain);
           const hosts = this.t.webServers(platform);
-          const r = await this.t.call(c, dbServer, { type: 'dbGrants', database: s.dbName as string, user: s.dbUser as string, password: this.t.ns.siteSecrets(domain).dbPassword, hosts });
+          const r = await this.t.call(c, dbServer, {
+            type: 'dbGrants',
+            database: s.dbName as string,
+            user: s.dbUser as string,
+            password: this.t.ns.siteSecrets(domain).dbPassword,
+            hosts,
+          });
           const before = [...new Set([...r.hosts.filter((h) => !r.added.includes(h)), ...r.removed])].sort();
-          c.log(`${dbServer}: database ${s.dbName} exists; user ${s.dbUser} now has accounts for ${r.hosts.join(', ')}${r.added.length ? ` (added ${r.added.join(', ')})` : ' (already there)'} with the password of the settings`);
-          if (r.removed.length) c.log(`${dbServer}: accounts of ${s.dbUser} for other hosts were removed: ${r.removed.join(', ')} (Spoke grants the platform's web servers only)`, 'warn');
+          c.log(
+            `${dbServer}: database ${s.dbName} exists; user ${s.dbUser} now has accounts for ${r.hosts.join(', ')}${r.added.length ? ` (added ${r.added.join(', ')})` : ' (already there)'} with the password of the settings`,
+          );
+          if (r.removed.length)
+            c.log(
+              `${dbServer}: accounts of ${s.dbUser} for other hosts were removed: ${r.removed.join(', ')} (Spoke grants the platform's web servers only)`,
+              'warn',
+            );
           const settingsAt = read ? `${read.db.host}:${read.db.port}` : '';
           if (rewrite) this.t.recordDbAddress(c, domain, dbServer, r);
           else if (read) {
             this.t.ns.setSiteDbAddress(domain, read.db.host, read.db.port);
             const agentAt = r.siteHost ? `${r.siteHost}:${r.sitePort}` : '';
-            if (agentAt && agentAt !== settingsAt) c.log(`the settings connect to ${settingsAt}; ${dbServer} says web servers reach it at ${agentAt} (the site's settings are kept as they are)`);
+            if (agentAt && agentAt !== settingsAt)
+              c.log(`the settings connect to ${settingsAt}; ${dbServer} says web servers reach it at ${agentAt} (the site's settings are kept as they are)`);
           }
           return { server: dbServer, database: s.dbName as string, user: s.dbUser as string, before, added: r.added, removed: r.removed } satisfies AdoptUndo;
         },
@@ -212,12 +239,18 @@ export class SiteImporter {
           const d = data as AdoptUndo;
           if (d.added.length === 0 && d.removed.length === 0) return c.log(`${d.server}: accounts of ${d.user} were not changed; nothing to put back`);
           if (d.before.length === 0) {
-            return c.log(`${d.server}: ${d.user} had no account before the import; the accounts added (${d.added.join(', ')}) are left, since removing the last one means dropping the user (drop them by hand if unwanted); the database is left as it is`, 'warn');
+            return c.log(
+              `${d.server}: ${d.user} had no account before the import; the accounts added (${d.added.join(', ')}) are left, since removing the last one means dropping the user (drop them by hand if unwanted); the database is left as it is`,
+              'warn',
+            );
           }
           const pw = this.t.siteExists(domain) ? this.t.ns.siteSecrets(domain).dbPassword : '';
-          if (!pw) throw fail('INTERNAL', `the password of ${d.user} is gone with the site row; put the accounts of ${d.user} back by hand: ${d.before.join(', ')}`);
+          if (!pw)
+            throw fail('INTERNAL', `the password of ${d.user} is gone with the site row; put the accounts of ${d.user} back by hand: ${d.before.join(', ')}`);
           const r = await this.t.call(c, d.server, { type: 'dbGrants', database: d.database, user: d.user, password: pw, hosts: d.before });
-          c.log(`${d.server}: accounts of ${d.user} are back to ${r.hosts.join(', ')}${d.removed.length ? ` (re-created ${d.removed.join(', ')} with the site's password, granted on ${d.database})` : ''}; the database is left as it is`);
+          c.log(
+            `${d.server}: accounts of ${d.user} are back to ${r.hosts.join(', ')}${d.removed.length ? ` (re-created ${d.removed.join(', ')} with the site's password, granted on ${d.database})` : ''}; the database is left as it is`,
+          );
         },
       },
       {
@@ -239,7 +272,9 @@ export class SiteImporter {
           const s = this.t.ns.getSite(domain);
           const result: ImportResult = { domain, url: `http://${domain}/`, database: s.dbName as string, dbServer, settings: rewrite ? 'rewritten' : 'kept' };
           state.result = result;
-          c.log(`site ${domain} imported${rewrite ? '; its settings are rendered by Spoke from now on' : `; its settings file ${settingsFileOf(kind, domain)} is kept as it is`}`);
+          c.log(
+            `site ${domain} imported${rewrite ? '; its settings are rendered by Spoke from now on' : `; its settings file ${settingsFileOf(kind, domain)} is kept as it is`}`,
+          );
         },
       },
     ];
@@ -256,7 +291,10 @@ function checkRewrite(read: ImportedSettings, kind: PlatformKind): void {
     );
   }
   if (read.socket) {
-    throw fail('INVALID_ARGUMENT', `--rewrite-settings: ${read.file} connects through the socket ${read.socket} and Spoke's settings use host:port; import without --rewrite-settings to keep the site's own settings`);
+    throw fail(
+      'INVALID_ARGUMENT',
+      `--rewrite-settings: ${read.file} connects through the socket ${read.socket} and Spoke's settings use host:port; import without --rewrite-settings to keep the site's own settings`,
+    );
   }
 }
 

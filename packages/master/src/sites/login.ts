@@ -59,11 +59,15 @@ export class SiteLogin {
     }
     try {
       const r = await this.t.callNow(online, { type: 'siteTool', tree: p.path, domain: s.domain, kind, op: 'loginUrl' });
-      return { url: r.url, oneTime: true, note: `logs in as ${r.user}; valid once, within Drupal's password reset timeout (24 hours unless changed)${disabled}` };
+      return {
+        url: r.url,
+        oneTime: true,
+        note: `logs in as ${r.user}; valid once, within Drupal's password reset timeout (24 hours unless changed)${disabled}`,
+      };
     } catch (e) {
-      if (isSpokeError(e) && e.code === 'SITE_NOT_INSTALLED') throw fail('SITE_NOT_INSTALLED', `${e.message}; finish the install first (http://${s.domain}/install.php)`);
+      if (isSpokeError(e) && e.code === 'SITE_NOT_INSTALLED')
+        throw fail('SITE_NOT_INSTALLED', `${e.message}; finish the install first (http://${s.domain}/install.php)`);
       throw e;
     }
   }
-
 }

@@ -34,7 +34,15 @@ function setup() {
   platform('wp', 'web1', 'wordpress');
   platform('wp2', 'web2', 'wordpress');
   platform('d7', 'web2', 'drupal7');
-  f.ns.createSite({ domain: 'blog.test', platform: 'wp', dbServer: 'web1', aliases: ['www.blog.test'], status: 'installed', db: { name: 'blog_test', user: 'blog_test', password: 'p'.repeat(32) }, salt: 's'.repeat(64) });
+  f.ns.createSite({
+    domain: 'blog.test',
+    platform: 'wp',
+    dbServer: 'web1',
+    aliases: ['www.blog.test'],
+    status: 'installed',
+    db: { name: 'blog_test', user: 'blog_test', password: 'p'.repeat(32) },
+    salt: 's'.repeat(64),
+  });
   f.ns.setSiteDbAddress('blog.test', '127.0.0.1', 3306);
   return h;
 }
@@ -69,10 +77,22 @@ describe('site clone / migrate: the task and its steps', () => {
     expect(t).toMatchObject({ kind: 'site.clone', entity: 'site:copy.test', state: 'queued' });
     expect(t.params).toEqual({ domain: 'blog.test', platform: 'wp', newDomain: 'copy.test', target: 'wp', dbServer: 'web1' });
     const steps = mover(sites).steps(ctxOf('site.clone', t.params), {});
-    expect(steps.map((s) => s.name)).toEqual(['reserve', 'dump-database', 'create-database', 'restore-database', 'write-files', 'converge', 'copy-files', 'update-database', 'configure-site', 'finish']);
+    expect(steps.map((s) => s.name)).toEqual([
+      'reserve',
+      'dump-database',
+      'create-database',
+      'restore-database',
+      'write-files',
+      'converge',
+      'copy-files',
+      'update-database',
+      'configure-site',
+      'finish',
+    ]);
     expect(steps.filter((s) => s.commit)).toEqual([]);
     // everything that changes something before the end has an undo
-    for (const name of ['reserve', 'dump-database', 'create-database', 'write-files', 'copy-files', 'configure-site']) expect(steps.find((s) => s.name === name)?.undo, name).toBeDefined();
+    for (const name of ['reserve', 'dump-database', 'create-database', 'write-files', 'copy-files', 'configure-site'])
+      expect(steps.find((s) => s.name === name)?.undo, name).toBeDefined();
   });
 
   it('migrate: runs on the site, holds both platforms and the new name; the switch is the point of no return, the removals come after it', () => {
@@ -85,8 +105,22 @@ describe('site clone / migrate: the task and its steps', () => {
     const steps = mover(sites).steps(ctxOf('site.migrate', t.params), {});
     const names = steps.map((s) => s.name);
     expect(names).toEqual([
-      'backup', 'reserve', 'dump-database', 'create-database', 'restore-database', 'write-files', 'converge', 'copy-files', 'update-database', 'configure-site',
-      'remove-old-vhost', 'switch', 'drop-old-database', 'remove-old-dir', 'delete-old-files', 'finish',
+      'backup',
+      'reserve',
+      'dump-database',
+      'create-database',
+      'restore-database',
+      'write-files',
+      'converge',
+      'copy-files',
+      'update-database',
+      'configure-site',
+      'remove-old-vhost',
+      'switch',
+      'drop-old-database',
+      'remove-old-dir',
+      'delete-old-files',
+      'finish',
     ]);
     expect(steps.filter((s) => s.commit).map((s) => s.name)).toEqual(['switch']);
     expect(steps.find((s) => s.name === 'remove-old-vhost')?.undo).toBeDefined();
@@ -109,9 +143,27 @@ describe('namespace: relocateSite (the switch)', () => {
   it('renames: the reservation is replaced, aliases follow, the old name is free; status and install time are kept', () => {
     const { ns } = setup();
     ns.setSiteStatus('blog.test', 'disabled', { installedMs: 42 });
-    ns.createSite({ domain: 'news.test', platform: 'wp2', dbServer: 'web2', status: 'installing', db: { name: 'news_test', user: 'news_test', password: 'q'.repeat(32) }, salt: 's'.repeat(64) });
+    ns.createSite({
+      domain: 'news.test',
+      platform: 'wp2',
+      dbServer: 'web2',
+      status: 'installing',
+      db: { name: 'news_test', user: 'news_test', password: 'q'.repeat(32) },
+      salt: 's'.repeat(64),
+    });
     const s = ns.relocateSite('blog.test', to('news.test'));
-    expect(s).toMatchObject({ domain: 'news.test', platform: 'wp2', server: 'web2', dbServer: 'web2', dbName: 'news_test', dbHost: '10.0.0.2', dbPort: 3307, aliases: ['www.blog.test'], status: 'disabled', installedMs: 42 });
+    expect(s).toMatchObject({
+      domain: 'news.test',
+      platform: 'wp2',
+      server: 'web2',
+      dbServer: 'web2',
+      dbName: 'news_test',
+      dbHost: '10.0.0.2',
+      dbPort: 3307,
+      aliases: ['www.blog.test'],
+      status: 'disabled',
+      installedMs: 42,
+    });
     expect(ns.getSite('www.blog.test').domain).toBe('news.test');
     expect(() => ns.getSite('blog.test')).toThrow(/SITE_NOT_FOUND|no site named/);
     expect(ns.listSites().map((x) => x.domain)).toEqual(['news.test']);
@@ -129,7 +181,13 @@ describe('namespace: relocateSite (the switch)', () => {
 
   it('refuses a new name held by another site or alias, and db names another site uses, changing nothing', () => {
     const { ns, db } = setup();
-    ns.createSite({ domain: 'other.test', platform: 'wp2', dbServer: 'web2', status: 'installed', db: { name: 'news_test', user: 'news_test', password: 'q'.repeat(32) } });
+    ns.createSite({
+      domain: 'other.test',
+      platform: 'wp2',
+      dbServer: 'web2',
+      status: 'installed',
+      db: { name: 'news_test', user: 'news_test', password: 'q'.repeat(32) },
+    });
     expectRefused(db, 'DOMAIN_TAKEN', () => ns.relocateSite('blog.test', to('other.test', { name: 'x_test' })));
     expectRefused(db, 'DB_EXISTS', () => ns.relocateSite('blog.test', to('blog.test')));
     expectRefused(db, 'SITE_NOT_FOUND', () => ns.relocateSite('nope.test', to('news.test')));

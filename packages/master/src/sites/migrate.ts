@@ -111,7 +111,8 @@ export class SiteMover {
       throw fail('INVALID_ARGUMENT', `site ${s.domain} is on platform ${p.name} already; name another --platform, or a new name with --domain`);
     }
     if (newDomain !== s.domain) this.t.ns.checkNewSite({ domain: newDomain, platform: p.name, dbServer });
-    else if (this.t.ns.getServer(dbServer).kind !== 'agent') throw fail('SERVER_IS_CLUSTER', `${dbServer} is a cluster; a site database lives on one agent server`);
+    else if (this.t.ns.getServer(dbServer).kind !== 'agent')
+      throw fail('SERVER_IS_CLUSTER', `${dbServer} is a cluster; a site database lives on one agent server`);
     this.checkTarget(s, p, newDomain);
     if (input.https) this.t.checkHttps();
     const params: MoveParams = { domain: s.domain, platform: s.platform, newDomain, target: p.name, dbServer, ...(input.https ? { https: true } : {}) };
@@ -123,7 +124,8 @@ export class SiteMover {
     const s = this.t.ns.getSite(domain);
     if (s.domain !== domain.toLowerCase()) throw fail('SITE_NOT_FOUND', `${domain} is an alias of ${s.domain}; name the site by its domain to ${what} it`);
     this.t.activeSite(s.domain, what);
-    if (!s.dbServer || !s.dbName || !s.dbUser) throw fail('SITE_NOT_INSTALLED', `site ${s.domain} has no database recorded; run: spoke site verify ${s.domain}`);
+    if (!s.dbServer || !s.dbName || !s.dbUser)
+      throw fail('SITE_NOT_INSTALLED', `site ${s.domain} has no database recorded; run: spoke site verify ${s.domain}`);
     return s;
   }
 
@@ -159,7 +161,8 @@ export class SiteMover {
     try {
       r = await this.t.call(ctx, server, { type: 'siteTool', tree: to.path, domain: p.newDomain, kind, op: 'update' }, { timeoutMs: 60 * 60_000 });
     } catch (e) {
-      if (isSpokeError(e) && (e.code === 'SITE_TOOL_FAILED' || e.code === 'SITE_NOT_INSTALLED')) throw fail('SITE_UPDATE_FAILED', `${e.message}; the migrate is undone and ${p.domain} keeps serving from platform ${p.platform}`);
+      if (isSpokeError(e) && (e.code === 'SITE_TOOL_FAILED' || e.code === 'SITE_NOT_INSTALLED'))
+        throw fail('SITE_UPDATE_FAILED', `${e.message}; the migrate is undone and ${p.domain} keeps serving from platform ${p.platform}`);
       throw e;
     }
     if (r.ran.length === 0) ctx.log(`${server}: no database updates were pending; caches rebuilt`);
@@ -168,7 +171,10 @@ export class SiteMover {
       for (const line of describeUpdates(r.ran)) ctx.log(`  ${line}`);
     }
     if (r.pending.length) {
-      throw fail('SITE_UPDATE_FAILED', `${r.pending.length} database update(s) still pending after the run (${describeUpdates(r.pending, 3).join('; ')}); the migrate is undone`);
+      throw fail(
+        'SITE_UPDATE_FAILED',
+        `${r.pending.length} database update(s) still pending after the run (${describeUpdates(r.pending, 3).join('; ')}); the migrate is undone`,
+      );
     }
   }
 
@@ -259,12 +265,20 @@ export class SiteMover {
         do: async (ctx) => {
           const c = need();
           const hosts = this.t.webServers(p.target);
-          const r = await this.t.call(ctx, c.dbServer, { type: 'dbCreate', database: c.facts.db.name, user: c.facts.db.user, password: c.facts.db.password, hosts });
+          const r = await this.t.call(ctx, c.dbServer, {
+            type: 'dbCreate',
+            database: c.facts.db.name,
+            user: c.facts.db.user,
+            password: c.facts.db.password,
+            hosts,
+          });
           if (!r.siteHost) ctx.log(`${c.dbServer} did not say how web servers reach its database (an older agent); using localhost:3306`, 'warn');
           c.facts.db.host = r.siteHost || 'localhost';
           c.facts.db.port = r.sitePort || 3306;
           if (c.row) this.t.ns.setSiteDbAddress(p.newDomain, c.facts.db.host, c.facts.db.port);
-          ctx.log(`${c.dbServer}: created database ${c.facts.db.name} and user ${c.facts.db.user} for ${r.hosts.join(', ')}; web servers reach it at ${c.facts.db.host}:${c.facts.db.port}`);
+          ctx.log(
+            `${c.dbServer}: created database ${c.facts.db.name} and user ${c.facts.db.user} for ${r.hosts.join(', ')}; web servers reach it at ${c.facts.db.host}:${c.facts.db.port}`,
+          );
           return { server: c.dbServer, database: c.facts.db.name, user: c.facts.db.user, hosts } satisfies DbUndo;
         },
         undo: async (ctx, data) => this.t.dropDatabase(ctx, data as DbUndo),
@@ -388,7 +402,10 @@ export class SiteMover {
               removed.push(server);
             }
           } catch (e) {
-            if (removed.length) await this.t.configure({ ...ctx, signal: ctx.stopping }, p.domain, s.status !== 'disabled').catch((u: unknown) => ctx.log(`UNDO FAILED: vhost of ${p.domain}: ${describe(u)}; fix it by hand`, 'error'));
+            if (removed.length)
+              await this.t
+                .configure({ ...ctx, signal: ctx.stopping }, p.domain, s.status !== 'disabled')
+                .catch((u: unknown) => ctx.log(`UNDO FAILED: vhost of ${p.domain}: ${describe(u)}; fix it by hand`, 'error'));
             throw e;
           }
           if (keep.length) ctx.log(`${keep.join(', ')}: the vhost of ${p.domain} already serves platform ${p.target}`);
@@ -462,7 +479,15 @@ export class SiteMover {
         do: async (ctx) => {
           rmSync(work, { recursive: true, force: true });
           const s = this.t.ns.getSite(p.newDomain);
-          state.result = { domain: s.domain, from: p.domain, platform: s.platform, url: `http://${s.domain}/`, database: s.dbName, dbServer: s.dbServer, aliases: s.aliases };
+          state.result = {
+            domain: s.domain,
+            from: p.domain,
+            platform: s.platform,
+            url: `http://${s.domain}/`,
+            database: s.dbName,
+            dbServer: s.dbServer,
+            aliases: s.aliases,
+          };
           ctx.log(`site ${p.domain} migrated to ${renamed ? `${s.domain} on ` : ''}platform ${s.platform}`);
         },
       },
@@ -533,7 +558,9 @@ export class SiteMover {
     const out = `${file}.renamed`;
     const n = await rewriteDump(file, out, kind, p.domain, p.newDomain);
     rmSync(file, { force: true });
-    ctx.log(`renamed sites/${p.domain}/files and sites/${p.domain}/private to sites/${p.newDomain}/… in ${n.values} stored value(s)${kind === 'wordpress' ? ' (and the host in serialized values)' : ''}`);
+    ctx.log(
+      `renamed sites/${p.domain}/files and sites/${p.domain}/private to sites/${p.newDomain}/… in ${n.values} stored value(s)${kind === 'wordpress' ? ' (and the host in serialized values)' : ''}`,
+    );
     for (const [table, count] of Object.entries(n.skipped)) {
       ctx.log(`table ${table}: ${count} value(s) hold sites/${p.domain}/ and look serialized but do not parse; left as they are`, 'warn');
     }

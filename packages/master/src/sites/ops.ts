@@ -196,7 +196,11 @@ export class SiteOps {
       said = true;
       await new Promise((r) => setTimeout(r, 200));
     }
-    if (said) ctx.log(this.hub.isOnline(server) ? `${server} is online` : `${server} did not come online within ${Math.ceil(this.onlineWaitMs / 1000)}s`, this.hub.isOnline(server) ? 'info' : 'warn');
+    if (said)
+      ctx.log(
+        this.hub.isOnline(server) ? `${server} is online` : `${server} did not come online within ${Math.ceil(this.onlineWaitMs / 1000)}s`,
+        this.hub.isOnline(server) ? 'info' : 'warn',
+      );
   }
 
   recordDbAddress(ctx: TaskContext, domain: string, server: string, r: { siteHost: string; sitePort: number }): void {
@@ -404,7 +408,9 @@ export class SiteOps {
       const sites = join(this.trees.hostPath(p.path), 'sites');
       let dirs: string[] = [];
       try {
-        dirs = readdirSync(sites, { withFileTypes: true }).filter((d) => d.isDirectory() && d.name !== 'all' && d.name !== 'default').map((d) => d.name);
+        dirs = readdirSync(sites, { withFileTypes: true })
+          .filter((d) => d.isDirectory() && d.name !== 'all' && d.name !== 'default')
+          .map((d) => d.name);
       } catch {
         /* no sites/ yet */
       }
@@ -428,7 +434,11 @@ export class SiteOps {
   settingsFiles(s: SiteInfo, kind: PlatformKind, coreVersion: string | null): string[] {
     if (s.ownSettings) return [settingsFileOf(kind, s.domain)];
     const facts = this.siteFacts(s, kind, coreVersion);
-    return facts ? renderSiteFiles(facts).filter((f) => f.webGroupReadable).map((f) => f.path) : [];
+    return facts
+      ? renderSiteFiles(facts)
+          .filter((f) => f.webGroupReadable)
+          .map((f) => f.path)
+      : [];
   }
 
   /** What a site's settings are rendered from (undefined while it has no database recorded). */

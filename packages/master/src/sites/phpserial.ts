@@ -12,10 +12,7 @@
 
 /** A parsed serialized value. Scalars keep their exact text; strings and containers are rebuilt. */
 export type PhpValue =
-  | { t: 'raw'; text: string }
-  | { t: 's'; v: string }
-  | { t: 'a'; items: [PhpValue, PhpValue][] }
-  | { t: 'O'; cls: string; items: [PhpValue, PhpValue][] };
+  { t: 'raw'; text: string } | { t: 's'; v: string } | { t: 'a'; items: [PhpValue, PhpValue][] } | { t: 'O'; cls: string; items: [PhpValue, PhpValue][] };
 
 /** Deeper nesting than this is refused (a hostile value must not exhaust the stack). */
 const MAX_DEPTH = 512;

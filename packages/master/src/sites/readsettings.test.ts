@@ -115,7 +115,14 @@ if ($x) { $e = 'in a block'; define('N', 'nested'); }
   });
 
   it('survives broken input: unterminated strings, stray brackets, no PHP at all', () => {
-    for (const src of ["<?php $a = 'never closed", '<?php $a = array(1, 2', '<?php }}} $a = ]];', 'no php here $databases = 1;', '\u0000\u0001binary', '<?php $x = <<<EOT\n$databases = 1;\nEOT;\n']) {
+    for (const src of [
+      "<?php $a = 'never closed",
+      '<?php $a = array(1, 2',
+      '<?php }}} $a = ]];',
+      'no php here $databases = 1;',
+      '\u0000\u0001binary',
+      '<?php $x = <<<EOT\n$databases = 1;\nEOT;\n',
+    ]) {
       expect(() => readPhpLiterals(src)).not.toThrow();
     }
     expect(readPhpLiterals('no php here $databases = 1;').vars.size).toBe(0);
@@ -124,7 +131,7 @@ if ($x) { $e = 'in a block'; define('N', 'nested'); }
 });
 
 describe('readSiteSettings', () => {
-  it('Drupal 7 (the installer\'s nested array form): database, salt; the examples in comments are ignored', () => {
+  it("Drupal 7 (the installer's nested array form): database, salt; the examples in comments are ignored", () => {
     const r = readSiteSettings('drupal7', 'd7.test', D7_INSTALLER);
     expect(r).toMatchObject({
       file: 'sites/d7.test/settings.php',
@@ -143,13 +150,21 @@ describe('readSiteSettings', () => {
   });
 
   it('Drupal 8+ with the salt read from a file: kept out (a note), the database still read', () => {
-    const r = readSiteSettings('drupal8', 'd8.test', D8.replace(/\$settings\['hash_salt'\] = '[^']+';/, "$settings['hash_salt'] = file_get_contents('/home/salt.txt');"));
+    const r = readSiteSettings(
+      'drupal8',
+      'd8.test',
+      D8.replace(/\$settings\['hash_salt'\] = '[^']+';/, "$settings['hash_salt'] = file_get_contents('/home/salt.txt');"),
+    );
     expect(r.salt).toBeNull();
     expect(r.notes.join('\n')).toMatch(/hash salt \(\$settings\['hash_salt'\]\) is not a literal \(file_get_contents\('\/home\/salt\.txt'\)\)/);
   });
 
   it('Drupal 6 $db_url, %-escapes decoded', () => {
-    const r = readSiteSettings('drupal6', 'd6.test', `<?php\n$db_url = 'mysqli://d6user:${encodeURIComponent('p@ss:word/with%chars')}@db.local:3308/d6site';\n$db_prefix = '';\n`);
+    const r = readSiteSettings(
+      'drupal6',
+      'd6.test',
+      `<?php\n$db_url = 'mysqli://d6user:${encodeURIComponent('p@ss:word/with%chars')}@db.local:3308/d6site';\n$db_prefix = '';\n`,
+    );
     expect(r.db).toEqual({ name: 'd6site', user: 'd6user', password: 'p@ss:word/with%chars', host: 'db.local', port: 3308 });
     const arr = readSiteSettings('drupal6', 'd6.test', `<?php\n$db_url['default'] = 'mysql://d6user:${PW}@localhost/d6site';\n`);
     expect(arr.db).toMatchObject({ host: 'localhost', port: 3306, name: 'd6site' });
@@ -157,16 +172,34 @@ describe('readSiteSettings', () => {
 
   it('WordPress: constants, a socket in DB_HOST, the prefix and UPLOADS', () => {
     const r = readSiteSettings('wordpress', 'old.test', WP);
-    expect(r).toMatchObject({ file: 'sites/old.test/wp-config.php', db: { name: 'wpold', user: 'wpold', password: PW, host: 'localhost', port: 3306 }, socket: '/run/mysqld/mysqld.sock', prefix: 'wp_', uploads: 'sites/old.test/files', salt: null });
+    expect(r).toMatchObject({
+      file: 'sites/old.test/wp-config.php',
+      db: { name: 'wpold', user: 'wpold', password: PW, host: 'localhost', port: 3306 },
+      socket: '/run/mysqld/mysqld.sock',
+      prefix: 'wp_',
+      uploads: 'sites/old.test/files',
+      salt: null,
+    });
     expect(r.notes).toEqual([]);
-    const noUploads = readSiteSettings('wordpress', 'old.test', WP.replace(/define\( 'UPLOADS'.*\n/, '').replace('localhost:/run/mysqld/mysqld.sock', '10.0.0.5:3310'));
+    const noUploads = readSiteSettings(
+      'wordpress',
+      'old.test',
+      WP.replace(/define\( 'UPLOADS'.*\n/, '').replace('localhost:/run/mysqld/mysqld.sock', '10.0.0.5:3310'),
+    );
     expect(noUploads.db).toMatchObject({ host: '10.0.0.5', port: 3310 });
     expect(noUploads.notes.join('\n')).toMatch(/UPLOADS is not defined/);
   });
 
   it("reads Spoke's own rendered settings back to the same facts (every kind)", () => {
     for (const kind of ['drupal6', 'drupal7', 'drupal8', 'wordpress'] as const) {
-      const facts: SiteFacts = { domain: 'rt.test', aliases: ['www.rt.test'], kind, coreVersion: kind === 'drupal8' ? '10.2.0' : null, db: { name: 'rt_test', user: 'rt_test', password: `${PW}'\\x`, host: '10.1.2.3', port: 3307 }, salt: 'S'.repeat(64) };
+      const facts: SiteFacts = {
+        domain: 'rt.test',
+        aliases: ['www.rt.test'],
+        kind,
+        coreVersion: kind === 'drupal8' ? '10.2.0' : null,
+        db: { name: 'rt_test', user: 'rt_test', password: `${PW}'\\x`, host: '10.1.2.3', port: 3307 },
+        salt: 'S'.repeat(64),
+      };
       const [file] = renderSiteFiles(facts);
       const r = readSiteSettings(kind, 'rt.test', file?.content ?? '');
       expect(r.db, kind).toEqual(facts.db);
@@ -177,26 +210,41 @@ describe('readSiteSettings', () => {
 
   it('refuses settings it cannot read, saying why', () => {
     const aegir = expectCode(() =>
-      readSiteSettings('drupal7', 'a.test', `<?php\n$databases['default']['default'] = array(\n  'driver' => $_SERVER['db_type'],\n  'database' => $_SERVER['db_name'],\n  'username' => $_SERVER['db_user'],\n  'password' => $_SERVER['db_passwd'],\n  'host' => $_SERVER['db_host'],\n);\n`),
+      readSiteSettings(
+        'drupal7',
+        'a.test',
+        `<?php\n$databases['default']['default'] = array(\n  'driver' => $_SERVER['db_type'],\n  'database' => $_SERVER['db_name'],\n  'username' => $_SERVER['db_user'],\n  'password' => $_SERVER['db_passwd'],\n  'host' => $_SERVER['db_host'],\n);\n`,
+      ),
     );
     expect(aegir.code).toBe('SETTINGS_UNREADABLE');
     expect(aegir.message).toBe(
       "sites/a.test/settings.php: the database 'driver' is not a literal ($_SERVER['db_type']); the value comes from the environment (Aegir keeps database credentials in the vhost): write it into the settings file as a literal before the import",
     );
     const none = expectCode(() => readSiteSettings('drupal8', 'b.test', "<?php\n$settings['hash_salt'] = 'x';\n"));
-    expect([none.code, none.message]).toEqual(['SETTINGS_UNREADABLE', "sites/b.test/settings.php sets no database ($databases['default']['default'] not found at the top level of the file); nothing to import"]);
+    expect([none.code, none.message]).toEqual([
+      'SETTINGS_UNREADABLE',
+      "sites/b.test/settings.php sets no database ($databases['default']['default'] not found at the top level of the file); nothing to import",
+    ]);
     const included = expectCode(() => readSiteSettings('drupal8', 'b.test', "<?php\ninclude '/etc/drupal/db.php';\n"));
-    expect(included.message).toMatch(/not found at the top level of the file; the file includes \/etc\/drupal\/db\.php, which Spoke does not follow\); nothing to import$/);
+    expect(included.message).toMatch(
+      /not found at the top level of the file; the file includes \/etc\/drupal\/db\.php, which Spoke does not follow\); nothing to import$/,
+    );
     const nested = expectCode(() => readSiteSettings('wordpress', 'c.test', `<?php\nif (getenv('X')) {\n  define('DB_NAME', 'x');\n}\n`));
-    expect(nested.message).toBe('sites/c.test/wp-config.php defines no database (DB_NAME not found at the top level of the file; DB_NAME is only defined inside a block (if/function), which Spoke does not evaluate); nothing to import');
+    expect(nested.message).toBe(
+      'sites/c.test/wp-config.php defines no database (DB_NAME not found at the top level of the file; DB_NAME is only defined inside a block (if/function), which Spoke does not evaluate); nothing to import',
+    );
     const pg = expectCode(() => readSiteSettings('drupal7', 'd.test', D7_INSTALLER.replace("'driver' => 'mysql'", "'driver' => 'pgsql'")));
     expect(pg.message).toBe('sites/d.test/settings.php: the database driver is pgsql; Spoke manages MySQL/MariaDB databases only');
     const short = expectCode(() => readSiteSettings('wordpress', 'e.test', WP.replace(PW, 'secret')));
-    expect(short.message).toMatch(/^sites\/e\.test\/wp-config\.php: the database password is not valid: use 16-128 .*change the password \(in the database and in the settings file\), then import again$/);
+    expect(short.message).toMatch(
+      /^sites\/e\.test\/wp-config\.php: the database password is not valid: use 16-128 .*change the password \(in the database and in the settings file\), then import again$/,
+    );
     const badName = expectCode(() => readSiteSettings('wordpress', 'e.test', WP.replace("'DB_NAME', 'wpold'", "'DB_NAME', 'my-site'")));
     expect(badName.message).toMatch(/^sites\/e\.test\/wp-config\.php: database name "my-site" is not valid/);
     const env = expectCode(() => readSiteSettings('wordpress', 'e.test', WP.replace(`'${PW}'`, "getenv('DB_PASSWORD')")));
-    expect(env.message).toMatch(/^sites\/e\.test\/wp-config\.php: DB_PASSWORD is not a literal \(getenv\('DB_PASSWORD'\)\); the value comes from the environment/);
+    expect(env.message).toMatch(
+      /^sites\/e\.test\/wp-config\.php: DB_PASSWORD is not a literal \(getenv\('DB_PASSWORD'\)\); the value comes from the environment/,
+    );
     const truncated = expectCode(() => readSiteSettings('drupal7', 'f.test', D7_INSTALLER.slice(0, D7_INSTALLER.indexOf("'password'"))));
     expect(truncated.code).toBe('SETTINGS_UNREADABLE');
     const binary = expectCode(() => readSiteSettings('drupal7', 'f.test', '\u0000\u0001\u0002'));

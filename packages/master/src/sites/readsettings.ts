@@ -533,7 +533,8 @@ function hostPort(file: string, host: string, port: string): { host: string; por
   }
   const n = p === '' ? 3306 : Number(p);
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw fail('SETTINGS_UNREADABLE', `${file}: database port ${JSON.stringify(p)} is not a port`);
-  if (!/^[A-Za-z0-9._-]{1,253}$|^[0-9A-Fa-f:.]{2,45}$/.test(h)) throw fail('SETTINGS_UNREADABLE', `${file}: database host ${JSON.stringify(h)} is not a host name or address`);
+  if (!/^[A-Za-z0-9._-]{1,253}$|^[0-9A-Fa-f:.]{2,45}$/.test(h))
+    throw fail('SETTINGS_UNREADABLE', `${file}: database host ${JSON.stringify(h)} is not a host name or address`);
   return { host: h, port: n, socket };
 }
 
@@ -582,7 +583,15 @@ export function readSiteSettings(kind: PlatformKind, domain: string, content: st
         }
       };
       const hp = hostPort(file, dec(m[4]), '');
-      out = { file, db: { name: dec(m[5]), user: dec(m[2]), password: dec(m[3]), host: hp.host, port: hp.port }, socket: hp.socket, salt: null, prefix: '', uploads: null, notes };
+      out = {
+        file,
+        db: { name: dec(m[5]), user: dec(m[2]), password: dec(m[3]), host: hp.host, port: hp.port },
+        socket: hp.socket,
+        salt: null,
+        prefix: '',
+        uploads: null,
+        notes,
+      };
       const prefix = p.vars.get('db_prefix');
       if (typeof prefix === 'string') out.prefix = prefix;
       break;
@@ -597,7 +606,11 @@ export function readSiteSettings(kind: PlatformKind, domain: string, content: st
       const driver = str(file, "the database 'driver'", conn.get('driver'), { optional: 'mysql' });
       if (driver !== 'mysql') throw fail('SETTINGS_UNREADABLE', `${file}: the database driver is ${driver}; Spoke manages MySQL/MariaDB databases only`);
       const socket = conn.get('unix_socket');
-      const hp = hostPort(file, str(file, "the database 'host'", conn.get('host'), { optional: 'localhost' }), str(file, "the database 'port'", conn.get('port'), { optional: '', number: true }));
+      const hp = hostPort(
+        file,
+        str(file, "the database 'host'", conn.get('host'), { optional: 'localhost' }),
+        str(file, "the database 'port'", conn.get('port'), { optional: '', number: true }),
+      );
       out = {
         file,
         db: {
@@ -614,12 +627,18 @@ export function readSiteSettings(kind: PlatformKind, domain: string, content: st
         notes,
       };
       if (conn.get('prefix') instanceof PhpArray) notes.push('the database prefix is per table; kept as it is in the settings file');
-      const salt = kind === 'drupal7' ? p.vars.get('drupal_hash_salt') : (() => {
-        const st = p.vars.get('settings');
-        return st instanceof PhpArray ? st.get('hash_salt') : undefined;
-      })();
+      const salt =
+        kind === 'drupal7'
+          ? p.vars.get('drupal_hash_salt')
+          : (() => {
+              const st = p.vars.get('settings');
+              return st instanceof PhpArray ? st.get('hash_salt') : undefined;
+            })();
       if (typeof salt === 'string' && salt) out.salt = salt;
-      else notes.push(`the hash salt (${kind === 'drupal7' ? '$drupal_hash_salt' : "$settings['hash_salt']"}) is ${describe(salt)}; Spoke keeps a new salt of its own`);
+      else
+        notes.push(
+          `the hash salt (${kind === 'drupal7' ? '$drupal_hash_salt' : "$settings['hash_salt']"}) is ${describe(salt)}; Spoke keeps a new salt of its own`,
+        );
       break;
     }
     case 'wordpress': {
@@ -634,7 +653,13 @@ export function readSiteSettings(kind: PlatformKind, domain: string, content: st
       const uploads = p.consts.get('UPLOADS');
       out = {
         file,
-        db: { name: str(file, 'DB_NAME', name), user: str(file, 'DB_USER', p.consts.get('DB_USER')), password: str(file, 'DB_PASSWORD', p.consts.get('DB_PASSWORD'), { optional: '' }), host: hp.host, port: hp.port },
+        db: {
+          name: str(file, 'DB_NAME', name),
+          user: str(file, 'DB_USER', p.consts.get('DB_USER')),
+          password: str(file, 'DB_PASSWORD', p.consts.get('DB_PASSWORD'), { optional: '' }),
+          host: hp.host,
+          port: hp.port,
+        },
         socket: hp.socket,
         salt: null,
         prefix: typeof prefix === 'string' ? prefix : 'wp_',

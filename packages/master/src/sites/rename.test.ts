@@ -3,7 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DumpTail } from '@spoke/shared';
-import { dumpMarkerOffset, dumpSchema, dumpWithStatements, hostReplaceExpr, phpSerializedString, renameStatements, sqlString, SERIALIZED_RE, type DumpSchema } from './rename.js';
+import {
+  dumpMarkerOffset,
+  dumpSchema,
+  dumpWithStatements,
+  hostReplaceExpr,
+  phpSerializedString,
+  renameStatements,
+  sqlString,
+  SERIALIZED_RE,
+  type DumpSchema,
+} from './rename.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spoke-rename-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -38,7 +48,9 @@ describe('rename statements', () => {
       expect(s).toContain("LIKE '%://blog.test%'");
     }
     expect(st.some((s) => s.startsWith('UPDATE `wp_links`'))).toBe(false); // no wp_links in this dump
-    expect(renameStatements('wordpress', 'blog.test', 'news.test', schema({ wp_posts: ['guid'] }))).toEqual([expect.stringMatching(/^UPDATE `wp_posts` SET `guid` = /)]);
+    expect(renameStatements('wordpress', 'blog.test', 'news.test', schema({ wp_posts: ['guid'] }))).toEqual([
+      expect.stringMatching(/^UPDATE `wp_posts` SET `guid` = /),
+    ]);
     // no statement names a database, and none uses a backslash (NO_BACKSLASH_ESCAPES-proof)
     for (const s of st) {
       expect(s).not.toMatch(/`\.`|\bUSE\b/);
@@ -50,7 +62,7 @@ describe('rename statements', () => {
   it('the host replacement changes the host only, at a host boundary', () => {
     const e = hostReplaceExpr('c', 'blog.test', 'news.test');
     expect(e).toContain("IF(RIGHT(`c`, 12) = '://blog.test', CONCAT(LEFT(`c`, CHAR_LENGTH(`c`) - 12), '://news.test'), `c`)");
-    expect(e).toContain("REPLACE(");
+    expect(e).toContain('REPLACE(');
     expect(e).toContain("'://blog.test'''"); // the quote terminator, doubled
     const cases: [string, string][] = [
       ['http://blog.test', 'http://news.test'],
@@ -64,7 +76,8 @@ describe('rename statements', () => {
 
   it('serialized PHP values are recognised (and left alone); plain text is not', () => {
     const re = new RegExp(SERIALIZED_RE);
-    for (const v of ['a:2:{i:0;s:16:"http://blog.test";}', 's:16:"http://blog.test";', 'O:8:"stdClass":0:{}', 'i:5;', 'b:1;', 'd:0.5;', 'N;']) expect(re.test(v), v).toBe(true);
+    for (const v of ['a:2:{i:0;s:16:"http://blog.test";}', 's:16:"http://blog.test";', 'O:8:"stdClass":0:{}', 'i:5;', 'b:1;', 'd:0.5;', 'N;'])
+      expect(re.test(v), v).toBe(true);
     for (const v of ['http://blog.test', '<p>see http://blog.test/</p>', 'a: list', 'sites/blog.test/files/x.png']) expect(re.test(v), v).toBe(false);
   });
 
@@ -73,9 +86,18 @@ describe('rename statements', () => {
       'drupal6',
       'old.example',
       'new-name.example',
-      schema({ files: ['fid', 'filepath'], variable: ['name', 'value'], node_revisions: ['body', 'teaser'], cache: ['cid'], cache_page: ['cid'], cachetags: ['tag'] }),
+      schema({
+        files: ['fid', 'filepath'],
+        variable: ['name', 'value'],
+        node_revisions: ['body', 'teaser'],
+        cache: ['cid'],
+        cache_page: ['cid'],
+        cachetags: ['tag'],
+      }),
     );
-    expect(st).toContain("UPDATE `files` SET `filepath` = CONCAT('sites/new-name.example/', SUBSTRING(`filepath`, 19)) WHERE LEFT(`filepath`, 18) = 'sites/old.example/';");
+    expect(st).toContain(
+      "UPDATE `files` SET `filepath` = CONCAT('sites/new-name.example/', SUBSTRING(`filepath`, 19)) WHERE LEFT(`filepath`, 18) = 'sites/old.example/';",
+    );
     expect(phpSerializedString('sites/new-name.example/files')).toBe('s:28:"sites/new-name.example/files";');
     expect(st).toContain(
       `UPDATE \`variable\` SET \`value\` = 's:28:"sites/new-name.example/files";' WHERE \`name\` IN ('file_directory_path', 'file_public_path') AND \`value\` = 's:23:"sites/old.example/files";';`,
@@ -96,7 +118,7 @@ describe('the dump carrying the statements', () => {
     'DROP TABLE IF EXISTS `wp_options`;',
     'CREATE TABLE `wp_options` (',
     '  `option_id` bigint(20) unsigned NOT NULL AUTO_INCREMENT,',
-    '  `option_name` varchar(191) NOT NULL DEFAULT \'\',',
+    "  `option_name` varchar(191) NOT NULL DEFAULT '',",
     '  `option_value` longtext NOT NULL,',
     '  PRIMARY KEY (`option_id`)',
     ') ENGINE=InnoDB;',

@@ -46,7 +46,8 @@ export class SiteRollback {
   plan(id: number): SubmitInput {
     const t = this.deps.tasks.get(id);
     if (!this.deps.kinds.includes(t.kind)) throw fail('TASK_FINISHED', `task ${id} is a ${t.kind}: only site tasks have steps to roll back`);
-    if (t.state !== 'failed' && t.state !== 'cancelled') throw fail('TASK_FINISHED', `task ${id} is ${t.state}: only a failed or cancelled task has a rollback to finish`);
+    if (t.state !== 'failed' && t.state !== 'cancelled')
+      throw fail('TASK_FINISHED', `task ${id} is ${t.state}: only a failed or cancelled task has a rollback to finish`);
     const left = failedUndos(this.deps.log, id);
     if (left.length === 0) throw fail('TASK_FINISHED', `task ${id} has no failed undo left to run (its rollback is complete)`);
     const row = this.deps.db.prepare('SELECT locks_json FROM tasks WHERE id = ?').get(id) as { locks_json: string | null } | undefined;

@@ -102,7 +102,7 @@ describe('phpString', () => {
       "'",
       '\\',
       "\\'",
-      "x\\",
+      'x\\',
       "'; system('id'); '",
       "');?><?php system('id'); //",
       '?>',
@@ -161,10 +161,21 @@ describe('checks before rendering', () => {
     expectCode(() => renderSiteFiles(facts({ aliases: ['example.com'] })), 'DOMAIN_TAKEN');
     expectCode(() => renderSiteFiles(facts({ aliases: ['www.example.com', 'www.example.com'] })), 'DOMAIN_TAKEN');
     expectCode(
-      () => renderPlatformSiteFiles('drupal7', [{ domain: 'a.org', aliases: ['www.a.org'] }, { domain: 'b.org', aliases: ['www.a.org'] }]),
+      () =>
+        renderPlatformSiteFiles('drupal7', [
+          { domain: 'a.org', aliases: ['www.a.org'] },
+          { domain: 'b.org', aliases: ['www.a.org'] },
+        ]),
       'DOMAIN_TAKEN',
     );
-    expectCode(() => renderPlatformSiteFiles('drupal6', [{ domain: 'a.org', aliases: ['b.org'] }, { domain: 'b.org', aliases: [] }]), 'DOMAIN_TAKEN');
+    expectCode(
+      () =>
+        renderPlatformSiteFiles('drupal6', [
+          { domain: 'a.org', aliases: ['b.org'] },
+          { domain: 'b.org', aliases: [] },
+        ]),
+      'DOMAIN_TAKEN',
+    );
   });
 
   it('refuses bad database fields, salts and profiles', () => {
@@ -525,10 +536,7 @@ echo json_encode(array('site' => SPOKE_SITE_DOMAIN, 'DB_NAME' => DB_NAME, 'DB_PA
     // What WordPress's index.php -> wp-blog-header.php -> wp-load.php do, at global scope.
     writeFileSync(join(dir, 'index.php'), `<?php\ndefine('ABSPATH', __DIR__ . '/');\nrequire_once ABSPATH . 'wp-config.php';\n`);
     // A CLI runner: sets $_SERVER from the JSON argument, then loads the site.
-    writeFileSync(
-      join(dir, 'cli.php'),
-      `<?php\nforeach (json_decode($argv[1], true) as $k => $v) { $_SERVER[$k] = $v; }\nrequire __DIR__ . '/index.php';\n`,
-    );
+    writeFileSync(join(dir, 'cli.php'), `<?php\nforeach (json_decode($argv[1], true) as $k => $v) { $_SERVER[$k] = $v; }\nrequire __DIR__ . '/index.php';\n`);
     return dir;
   }
 
@@ -631,7 +639,13 @@ class Runner {
     );
     const r = php([join(dir, 'wpcli.php'), 'www.example.com']);
     expect(r.stderr).toBe('');
-    expect(JSON.parse(r.stdout)).toEqual({ site: 'example.com', DB_NAME: 'example_com', UPLOADS: 'sites/example.com/files', prefix: 'wp_', settings_loaded: false });
+    expect(JSON.parse(r.stdout)).toEqual({
+      site: 'example.com',
+      DB_NAME: 'example_com',
+      UPLOADS: 'sites/example.com/files',
+      prefix: 'wp_',
+      settings_loaded: false,
+    });
   });
 
   it('answers over HTTP (PHP built-in server): site, alias, 404 for unknown and hostile hosts', async () => {

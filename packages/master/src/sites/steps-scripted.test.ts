@@ -27,7 +27,14 @@ function setup(agents: ScriptedAgents, onlineWaitMs = 0) {
   h.ns.addPlatform({ name: 'wp', path: '/var/www/wp', server: 'web1', source: { kind: 'existing' } });
   h.ns.setRegistry('wp', JSON.stringify({ kind: 'wordpress', coreVersion: '6.1', profiles: [], modules: [], themes: [], sites: [], problems: [] }));
   mkdirSync(join(h.root, 'var/www/wp/sites'), { recursive: true });
-  h.ns.createSite({ domain: 'blog.test', platform: 'wp', dbServer: 'web1', status: 'installed', db: { name: 'blog_test', user: 'blog_test', password: 'pw' }, salt: 'salt' });
+  h.ns.createSite({
+    domain: 'blog.test',
+    platform: 'wp',
+    dbServer: 'web1',
+    status: 'installed',
+    db: { name: 'blog_test', user: 'blog_test', password: 'pw' },
+    salt: 'salt',
+  });
   h.ns.setSiteDbAddress('blog.test', '127.0.0.1', 3306);
   h.tasks.start();
   return h;
@@ -38,7 +45,11 @@ function rolledBack(lines: string[]): string[] {
   const head = lines.find((l) => l.startsWith('rolling back '));
   if (!head) return [];
   const steps = head.replace(/^rolling back \d+ step\(s\): /, '').split(', ');
-  for (const s of steps) expect(lines.some((l) => l === `undid ${s}` || l === `${s}: nothing to undo`), `${s} undone: ${lines.join('\n')}`).toBe(true);
+  for (const s of steps)
+    expect(
+      lines.some((l) => l === `undid ${s}` || l === `${s}: nothing to undo`),
+      `${s} undone: ${lines.join('\n')}`,
+    ).toBe(true);
   return steps;
 }
 
@@ -85,9 +96,15 @@ describe('site clone against scripted agents', () => {
       expect(t.state, `call ${n}`).toBe('failed');
       expect(t.errorMessage, `call ${n}`).toMatch(/; rolled back$/);
       expect(rolledBack(log), `call ${n}: ${log.join('\n')}`).toEqual(expected[n]?.undone);
-      expect(log.some((l) => l.startsWith('UNDO FAILED')), `call ${n}`).toBe(false);
+      expect(
+        log.some((l) => l.startsWith('UNDO FAILED')),
+        `call ${n}`,
+      ).toBe(false);
       expect(agents.trace().slice(n), `call ${n}`).toEqual(expected[n]?.calls);
-      expect(h.ns.listSites().map((x) => x.domain), `call ${n}`).toEqual(['blog.test']);
+      expect(
+        h.ns.listSites().map((x) => x.domain),
+        `call ${n}`,
+      ).toEqual(['blog.test']);
       expect(existsSync(join(h.root, 'var/www/wp/sites/copy.test')), `call ${n}`).toBe(false);
     }
   });
@@ -116,7 +133,9 @@ describe('undos and their agents', () => {
     // the agent goes away right after the failure: every undo that needs it fails
     agents.failOn('removeSite', fail('AGENT_OFFLINE', 'agent web1 is offline (last seen: scripted)'));
     const t = await h.tasks.wait(h.sites.clone({ domain: 'blog.test', newDomain: 'copy.test' }).id);
-    expect(t.errorMessage).toMatch(new RegExp(`rollback incomplete: undo of copy-files failed \\(AGENT_OFFLINE: .*\\); finish it with: spoke task rollback ${t.id}$`));
+    expect(t.errorMessage).toMatch(
+      new RegExp(`rollback incomplete: undo of copy-files failed \\(AGENT_OFFLINE: .*\\); finish it with: spoke task rollback ${t.id}$`),
+    );
     const before = agents.calls.length;
     const r = await h.tasks.wait(h.sites.rollback.submit(t.id).id);
     expect(r.state, JSON.stringify(r)).toBe('succeeded');

@@ -28,7 +28,10 @@ describe('site tasks: refusals before anything is queued', () => {
   it('needs a db server: none offering one, several, or the one named', () => {
     const { sites, ns } = setup();
     const none = expectCode(() => sites.install({ domain: 'blog.test', platform: 'wp' }));
-    expect([none.code, none.message]).toEqual(['DB_SERVER_REQUIRED', 'no agent server reports a database service; name the one with a db section in its agent.json: --db-server NAME']);
+    expect([none.code, none.message]).toEqual([
+      'DB_SERVER_REQUIRED',
+      'no agent server reports a database service; name the one with a db section in its agent.json: --db-server NAME',
+    ]);
     addAgent(ns, 'db1');
     addAgent(ns, 'db2');
     ns.recordDetectedServices('db1', [{ kind: 'db', impl: 'mariadb', version: '10.11' }]);
@@ -49,7 +52,10 @@ describe('site tasks: refusals before anything is queued', () => {
     expect(expectCode(() => a.sites.install({ domain: 'blog.test', platform: 'wp', dbServer: 'web1' })).code).toBe('PLATFORM_NOT_VERIFIED');
     const b = setup('generic');
     const e = expectCode(() => b.sites.install({ domain: 'blog.test', platform: 'wp', dbServer: 'web1' }));
-    expect([e.code, e.message]).toEqual(['PLATFORM_KIND_UNSUPPORTED', 'platform wp is generic; Spoke installs sites on Drupal 6/7/8+ and WordPress platforms only']);
+    expect([e.code, e.message]).toEqual([
+      'PLATFORM_KIND_UNSUPPORTED',
+      'platform wp is generic; Spoke installs sites on Drupal 6/7/8+ and WordPress platforms only',
+    ]);
   });
 
   it('refuses a taken name, a bad admin account, and a site dir already in the tree — queueing nothing', () => {
@@ -61,7 +67,10 @@ describe('site tasks: refusals before anything is queued', () => {
     // one domain rule for every verb: install refuses the single-label names alias add refuses
     for (const domain of ['localhost', 'intranet']) {
       const e = expectCode(() => sites.install({ domain, platform: 'wp', dbServer: 'web1' }));
-      expect([e.code, e.message]).toEqual(['INVALID_DOMAIN', `domain "${domain}" is not valid: it needs at least two labels (example.com); single-label names such as localhost are not served`]);
+      expect([e.code, e.message]).toEqual([
+        'INVALID_DOMAIN',
+        `domain "${domain}" is not valid: it needs at least two labels (example.com); single-label names such as localhost are not served`,
+      ]);
       expect(expectCode(() => ns.addAlias('taken.test', domain)).code).toBe('INVALID_DOMAIN');
     }
     expect(expectCode(() => sites.install({ domain: 'new.test', platform: 'wp', dbServer: 'web1', adminUser: 'a b;c' })).code).toBe('INVALID_ARGUMENT');
@@ -95,7 +104,9 @@ describe('site tasks: refusals before anything is queued', () => {
     // the admin password goes back to the caller and is nowhere in the task row
     expect(adminPassword).toMatch(/^[A-Za-z0-9_-]{24}$/);
     expect(JSON.stringify(tasks.get(t.id))).not.toContain(adminPassword);
-    expect(sites.install({ domain: 'redir.test', platform: 'wp', dbServer: 'web1', redirectAliases: true }).task.params).toMatchObject({ redirectAliases: true });
+    expect(sites.install({ domain: 'redir.test', platform: 'wp', dbServer: 'web1', redirectAliases: true }).task.params).toMatchObject({
+      redirectAliases: true,
+    });
     expect(sites.install({ domain: 'quarter.test', platform: 'wp', dbServer: 'web1', cronInterval: '15m' }).task.params).toMatchObject({ cronIntervalS: 900 });
     expect(sites.install({ domain: 'nocron.test', platform: 'wp', dbServer: 'web1', cronInterval: 'off' }).task.params).toMatchObject({ cronIntervalS: 0 });
     expect(ns.listSites().map((s) => s.domain)).toEqual(['taken.test']);
@@ -122,7 +133,11 @@ describe('site tasks: refusals before anything is queued', () => {
     expect(expectCode(() => sites.setAliasRedirect('blog.test', true)).code).toBe('SITE_NOT_INSTALLED');
     ns.setSiteStatus('blog.test', 'installed');
     expect(expectCode(() => sites.setAliasRedirect('www.blog.test', true)).message).toBe('www.blog.test is an alias of blog.test; name the site by its domain');
-    expect(sites.setAliasRedirect('blog.test', true)).toMatchObject({ kind: 'site.alias.redirect', entity: 'site:blog.test', params: { domain: 'blog.test', platform: 'wp', on: true } });
+    expect(sites.setAliasRedirect('blog.test', true)).toMatchObject({
+      kind: 'site.alias.redirect',
+      entity: 'site:blog.test',
+      params: { domain: 'blog.test', platform: 'wp', on: true },
+    });
     expect(ns.getSite('blog.test').redirectAliases).toBe(false); // set by the task
     ns.setSiteRedirectAliases('blog.test', true);
     expect(ns.getSite('blog.test').redirectAliases).toBe(true);
@@ -140,9 +155,14 @@ describe('site tasks: refusals before anything is queued', () => {
     ns.createSite({ domain: 'taken.test', platform: 'wp' });
     expect(expectCode(() => sites.import({ domain: 'taken.test', platform: 'wp' })).code).toBe('DOMAIN_TAKEN');
     const none = expectCode(() => sites.import({ domain: 'old.test', platform: 'wp' }));
-    expect([none.code, none.message]).toEqual(['SETTINGS_NOT_FOUND', `no sites/old.test in platform wp (${tree}): put the site dir there first (spoke platform verify wp lists the sites found on disk)`]);
+    expect([none.code, none.message]).toEqual([
+      'SETTINGS_NOT_FOUND',
+      `no sites/old.test in platform wp (${tree}): put the site dir there first (spoke platform verify wp lists the sites found on disk)`,
+    ]);
     mkdirSync(join(tree, 'sites/old.test'), { recursive: true });
-    expect(expectCode(() => sites.import({ domain: 'old.test', platform: 'wp' })).message).toBe("sites/old.test in platform wp has no wp-config.php; nothing tells Spoke the site's database");
+    expect(expectCode(() => sites.import({ domain: 'old.test', platform: 'wp' })).message).toBe(
+      "sites/old.test in platform wp has no wp-config.php; nothing tells Spoke the site's database",
+    );
     symlinkSync('/etc/passwd', join(tree, 'sites/old.test/wp-config.php'));
     expect(expectCode(() => sites.import({ domain: 'old.test', platform: 'wp' })).code).toBe('SETTINGS_UNREADABLE');
     rmSync(join(tree, 'sites/old.test/wp-config.php'));
@@ -151,19 +171,35 @@ describe('site tasks: refusals before anything is queued', () => {
     put('old.test', config('old_db'));
     // no server offers a database: it must be named
     const req = expectCode(() => sites.import({ domain: 'old.test', platform: 'wp' }));
-    expect([req.code, req.message]).toEqual(['DB_SERVER_REQUIRED', 'cannot tell which server holds database old_db (the settings connect to 10.0.0.9:3306); name it: --db-server NAME']);
+    expect([req.code, req.message]).toEqual([
+      'DB_SERVER_REQUIRED',
+      'cannot tell which server holds database old_db (the settings connect to 10.0.0.9:3306); name it: --db-server NAME',
+    ]);
     addAgent(ns, 'db1');
     ns.recordDetectedServices('db1', [{ kind: 'db', impl: 'mariadb', version: '10' }]);
     addAgent(ns, 'db2');
     ns.recordDetectedServices('db2', [{ kind: 'db', impl: 'mariadb', version: '10' }]);
     expect(expectCode(() => sites.import({ domain: 'old.test', platform: 'wp' })).code).toBe('DB_SERVER_REQUIRED');
     // a site recorded at the same address tells
-    ns.createSite({ domain: 'other.test', platform: 'wp', dbServer: 'db2', status: 'installed', db: { name: 'other_test', user: 'other_test', password: 'p'.repeat(20) } });
+    ns.createSite({
+      domain: 'other.test',
+      platform: 'wp',
+      dbServer: 'db2',
+      status: 'installed',
+      db: { name: 'other_test', user: 'other_test', password: 'p'.repeat(20) },
+    });
     ns.setSiteDbAddress('other.test', '10.0.0.9', 3306);
     expect(tasks.list()).toEqual([]);
     const t = sites.import({ domain: 'Old.Test', platform: 'wp' });
     expect(t).toMatchObject({ kind: 'site.import', entity: 'site:old.test', state: 'queued' });
-    expect(t.params).toEqual({ domain: 'old.test', platform: 'wp', dbServer: 'db2', dbServerWhy: 'the sites recorded with database address 10.0.0.9:3306 use it', kind: 'wordpress', rewriteSettings: false });
+    expect(t.params).toEqual({
+      domain: 'old.test',
+      platform: 'wp',
+      dbServer: 'db2',
+      dbServerWhy: 'the sites recorded with database address 10.0.0.9:3306 use it',
+      kind: 'wordpress',
+      rewriteSettings: false,
+    });
     expect(JSON.stringify(t.params)).not.toContain('a-long-legacy-password');
     expect(ns.listSites().map((x) => x.domain)).toEqual(['other.test', 'taken.test']);
     // names another site uses on that server
@@ -174,7 +210,10 @@ describe('site tasks: refusals before anything is queued', () => {
     expect(expectCode(() => sites.import({ domain: 'pre.test', platform: 'wp', dbServer: 'db1', rewriteSettings: true })).message).toBe(
       `--rewrite-settings: sites/pre.test/wp-config.php uses the table prefix "legacy_" and Spoke's settings use "wp_"; import without --rewrite-settings to keep the site's own settings`,
     );
-    expect(sites.import({ domain: 'pre.test', platform: 'wp', dbServer: 'db1' }).params).toMatchObject({ dbServer: 'db1', dbServerWhy: 'named with --db-server' });
+    expect(sites.import({ domain: 'pre.test', platform: 'wp', dbServer: 'db1' }).params).toMatchObject({
+      dbServer: 'db1',
+      dbServerWhy: 'named with --db-server',
+    });
   });
 
   it('import on a Drupal platform reads settings.php; a loopback address points at the web server when it offers a database', () => {
@@ -190,7 +229,11 @@ describe('site tasks: refusals before anything is queued', () => {
       join(root, 'var/www/wp/sites/d8.test/settings.php'),
       "<?php\n$databases['default']['default'] = ['database' => 'd8', 'username' => 'd8', 'password' => 'a-long-legacy-password', 'host' => 'localhost', 'driver' => 'mysql'];\n",
     );
-    expect(sites.import({ domain: 'd8.test', platform: 'wp' }).params).toMatchObject({ dbServer: 'web1', kind: 'drupal8', dbServerWhy: 'the settings connect to localhost:3306, the web server web1 itself' });
+    expect(sites.import({ domain: 'd8.test', platform: 'wp' }).params).toMatchObject({
+      dbServer: 'web1',
+      kind: 'drupal8',
+      dbServerWhy: 'the settings connect to localhost:3306, the web server web1 itself',
+    });
   });
 
   it('disable, enable, verify and aliases need an installed site; alias changes are checked at once', () => {

@@ -171,17 +171,22 @@ export class SiteTasks {
     const p = this.ns.getPlatform(input.platform);
     const { kind, registry } = this.ops.platformKind(p);
     const drupal = DRUPAL_KINDS.has(kind);
-    if (!drupal && (input.profile || input.locale)) throw fail('INVALID_ARGUMENT', `platform ${p.name} is ${kind}: --profile and --locale are for Drupal platforms`);
+    if (!drupal && (input.profile || input.locale))
+      throw fail('INVALID_ARGUMENT', `platform ${p.name} is ${kind}: --profile and --locale are for Drupal platforms`);
     const profile = drupal ? chooseProfile(p.name, registry, input.profile || undefined) : '';
     const locale = drupal ? checkLocale(input.locale || 'en') : '';
     const dbServer = input.dbServer || this.ops.chooseDbServer(p);
     const aliases = [...new Set((input.aliases ?? []).map((a) => a.toLowerCase()))];
     this.ns.checkNewSite({ domain, platform: p.name, dbServer, aliases });
     if (existsSync(join(this.trees.hostPath(p.path), siteDir(domain)))) {
-      throw fail('SITE_DIR_EXISTS', `${siteDir(domain)} already exists in platform ${p.name} (${this.trees.hostPath(p.path)}); move it away or import the site`);
+      throw fail(
+        'SITE_DIR_EXISTS',
+        `${siteDir(domain)} already exists in platform ${p.name} (${this.trees.hostPath(p.path)}); move it away or import the site`,
+      );
     }
     const adminUser = input.adminUser || 'admin';
-    if (!/^[A-Za-z0-9._@-]{1,60}$/.test(adminUser)) throw fail('INVALID_ARGUMENT', `admin user ${JSON.stringify(adminUser)}: use 1-60 letters, digits, . _ @ -`);
+    if (!/^[A-Za-z0-9._@-]{1,60}$/.test(adminUser))
+      throw fail('INVALID_ARGUMENT', `admin user ${JSON.stringify(adminUser)}: use 1-60 letters, digits, . _ @ -`);
     const adminEmail = input.adminEmail || `admin@${domain}`;
     if (!/^[^\s@]+@[^\s@]+$/.test(adminEmail)) throw fail('INVALID_ARGUMENT', `admin email ${JSON.stringify(adminEmail)} is not an address`);
     const cronIntervalS = input.cronInterval === undefined ? DEFAULT_CRON_INTERVAL_S : parseCronInterval(input.cronInterval);
@@ -189,7 +194,19 @@ export class SiteTasks {
     // eslint-disable-next-line no-control-regex
     if (title.length > 200 || /[\x00-\x1f\x7f]/.test(title)) throw fail('INVALID_ARGUMENT', 'the title must be 1-200 characters without control characters');
     if (input.https) this.ops.checkHttps();
-    const task = this.submit('site.install', domain, p.name, { dbServer, aliases, kind, title, adminUser, adminEmail, redirectAliases: input.redirectAliases === true, profile, locale, cronIntervalS, ...(input.https ? { https: true } : {}) });
+    const task = this.submit('site.install', domain, p.name, {
+      dbServer,
+      aliases,
+      kind,
+      title,
+      adminUser,
+      adminEmail,
+      redirectAliases: input.redirectAliases === true,
+      profile,
+      locale,
+      cronIntervalS,
+      ...(input.https ? { https: true } : {}),
+    });
     const adminPassword = kind === 'wordpress' || drupal ? randomBytes(18).toString('base64url') : '';
     if (adminPassword) this.installPasswords.set(task.id, adminPassword);
     return { task, adminPassword };
@@ -353,7 +370,9 @@ export class SiteTasks {
             hosts,
           });
           this.ops.recordDbAddress(ctx, domain, dbServer, r);
-          ctx.log(`${dbServer}: created database ${s.dbName} and user ${s.dbUser} for ${r.hosts.join(', ')}; web servers reach it at ${this.ns.getSite(domain).dbHost}:${this.ns.getSite(domain).dbPort}`);
+          ctx.log(
+            `${dbServer}: created database ${s.dbName} and user ${s.dbUser} for ${r.hosts.join(', ')}; web servers reach it at ${this.ns.getSite(domain).dbHost}:${this.ns.getSite(domain).dbPort}`,
+          );
           return { server: dbServer, database: s.dbName, user: s.dbUser, hosts };
         },
         undo: async (ctx, data) => this.ops.dropDatabase(ctx, data as DbUndo),
@@ -378,7 +397,10 @@ export class SiteTasks {
           this.installPasswords.delete(ctx.task.id);
           if (!adminPassword) {
             adminPassword = randomBytes(18).toString('base64url');
-            ctx.log(`the admin password made when this install was queued was lost (the master restarted); the installer sets one nobody has seen: log in with spoke site login-url ${domain}`, 'warn');
+            ctx.log(
+              `the admin password made when this install was queued was lost (the master restarted); the installer sets one nobody has seen: log in with spoke site login-url ${domain}`,
+              'warn',
+            );
           }
           const profile = params.profile ? String(params.profile) : '';
           if (profile) ctx.log(`${servers[0]}: running the Drupal installer (profile ${profile}, locale ${String(params.locale || 'en')}); this takes a while`);
@@ -400,7 +422,10 @@ export class SiteTasks {
             { timeoutMs: 15 * 60_000 },
           );
           installer = { ran: r.ran, reason: r.reason };
-          if (r.ran) ctx.log(`${servers[0]}: installer ran for ${domain}${profile ? ` (profile ${profile})` : ''}; admin user ${String(params.adminUser)} (its password was shown to whoever queued the install, and is kept nowhere)`);
+          if (r.ran)
+            ctx.log(
+              `${servers[0]}: installer ran for ${domain}${profile ? ` (profile ${profile})` : ''}; admin user ${String(params.adminUser)} (its password was shown to whoever queued the install, and is kept nowhere)`,
+            );
           else ctx.log(`${servers[0]}: installer not run: ${r.reason}; finish the install in a browser at ${r.url || `http://${domain}/`}`, 'warn');
         },
       },
@@ -441,9 +466,17 @@ export class SiteTasks {
           const s = this.ns.getSite(domain);
           if (!s.dbServer || !s.dbName || !s.dbUser) return ctx.log('no database recorded for this site; nothing to grant', 'warn');
           const hosts = this.ops.webServers(platform);
-          const r = await this.ops.call(ctx, s.dbServer, { type: 'dbGrants', database: s.dbName, user: s.dbUser, password: this.ns.siteSecrets(domain).dbPassword, hosts });
+          const r = await this.ops.call(ctx, s.dbServer, {
+            type: 'dbGrants',
+            database: s.dbName,
+            user: s.dbUser,
+            password: this.ns.siteSecrets(domain).dbPassword,
+            hosts,
+          });
           this.ops.recordDbAddress(ctx, domain, s.dbServer, r);
-          ctx.log(`${s.dbServer}: grants for ${s.dbUser}: ${r.hosts.join(', ')}${r.added.length ? `; added ${r.added.join(', ')}` : ''}${r.removed.length ? `; removed ${r.removed.join(', ')}` : ''}`);
+          ctx.log(
+            `${s.dbServer}: grants for ${s.dbUser}: ${r.hosts.join(', ')}${r.added.length ? `; added ${r.added.join(', ')}` : ''}${r.removed.length ? `; removed ${r.removed.join(', ')}` : ''}`,
+          );
         },
       },
       {
@@ -477,7 +510,10 @@ export class SiteTasks {
       const r = await this.ops.call(ctx, server, { type: 'siteTool', tree: p.path, domain, kind, op: 'updates' }, { timeoutMs: 5 * 60_000 });
       if (r.pending.length === 0) ctx.log(`${server}: no pending database updates`);
       else {
-        ctx.log(`${server}: ${r.pending.length} pending database update${r.pending.length === 1 ? '' : 's'} (they run on the next migrate, or with update.php):`, 'warn');
+        ctx.log(
+          `${server}: ${r.pending.length} pending database update${r.pending.length === 1 ? '' : 's'} (they run on the next migrate, or with update.php):`,
+          'warn',
+        );
         for (const line of describeUpdates(r.pending)) ctx.log(`  ${line}`, 'warn');
       }
       return r.pending;

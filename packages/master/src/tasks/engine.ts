@@ -4,7 +4,7 @@
  * global concurrency limit. Log lines are stored and fanned out to watchers.
  */
 import { EventEmitter } from 'node:events';
-import { SpokeError, fail, isSpokeError, type Logger } from '@spoke/shared';
+import { type SpokeError, fail, isSpokeError, type Logger } from '@spoke/shared';
 import type { Db } from '../namespace/store.js';
 import type { Clock, TaskInfo, TaskLogEntry, TaskState } from '../types.js';
 import { checkTaskParams } from './params.js';
@@ -212,9 +212,9 @@ export class TaskEngine {
 
   /** The one `KIND:NAME` entity tasks were run on named `name`; the name itself when none. */
   private entityOf(name: string): string {
-    const rows = this.db
-      .prepare("SELECT DISTINCT entity FROM tasks WHERE substr(entity, instr(entity, ':') + 1) = ? ORDER BY entity")
-      .all(name) as { entity: string }[];
+    const rows = this.db.prepare("SELECT DISTINCT entity FROM tasks WHERE substr(entity, instr(entity, ':') + 1) = ? ORDER BY entity").all(name) as {
+      entity: string;
+    }[];
     if (rows.length > 1) {
       const kinds = rows.map((r) => r.entity);
       throw fail('ENTITY_AMBIGUOUS', `"${name}" names ${rows.length} things: ${kinds.join(', ')}; say which (e.g. --entity ${kinds[0]})`);
@@ -299,8 +299,7 @@ export class TaskEngine {
 
   private appendLine(id: number, level: TaskLogEntry['level'], message: string): void {
     const line = this.db.transaction(() => {
-      const next =
-        ((this.db.prepare('SELECT max(seq) AS s FROM task_log WHERE task_id = ?').get(id) as { s: number | null }).s ?? 0) + 1;
+      const next = ((this.db.prepare('SELECT max(seq) AS s FROM task_log WHERE task_id = ?').get(id) as { s: number | null }).s ?? 0) + 1;
       const ts = this.clock();
       this.db.prepare('INSERT INTO task_log (task_id, seq, ts_ms, level, message) VALUES (?, ?, ?, ?, ?)').run(id, next, ts, level, message);
       return { taskId: id, seq: next, tsMs: ts, level, message };
@@ -308,11 +307,7 @@ export class TaskEngine {
     this.events.emit(`task:${id}`, { type: 'line', line } satisfies TaskEvent);
   }
 
-  private transition(
-    id: number,
-    to: TaskState,
-    extra: { result?: unknown; errorCode?: string; errorMessage?: string } = {},
-  ): void {
+  private transition(id: number, to: TaskState, extra: { result?: unknown; errorCode?: string; errorMessage?: string } = {}): void {
     const from = this.get(id).state;
     if (!TRANSITIONS[from].includes(to)) {
       throw fail('INTERNAL', `task ${id}: illegal transition ${from} -> ${to}`);
@@ -325,17 +320,7 @@ export class TaskEngine {
            result_json = COALESCE(?, result_json), error_code = COALESCE(?, error_code), error_message = COALESCE(?, error_message)
          WHERE id = ?`,
       )
-      .run(
-        to,
-        to,
-        now,
-        to,
-        now,
-        extra.result === undefined ? null : JSON.stringify(extra.result),
-        extra.errorCode ?? null,
-        extra.errorMessage ?? null,
-        id,
-      );
+      .run(to, to, now, to, now, extra.result === undefined ? null : JSON.stringify(extra.result), extra.errorCode ?? null, extra.errorMessage ?? null, id);
     this.log.info({ task: id, from, to }, 'task state');
     const task = this.get(id);
     if (to === 'running') this.metrics.taskStarted(task.kind, (now - task.createdMs) / 1000);

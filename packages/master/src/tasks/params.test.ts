@@ -17,7 +17,20 @@ function refusal(fn: () => unknown): string {
 
 describe('checkTaskParams', () => {
   it('takes the params each kind is submitted with (keys it does not name are kept)', () => {
-    const install = { domain: 'a.example.com', platform: 'd10', dbServer: 'db1', aliases: [], kind: 'drupal8', title: 'A', adminUser: 'admin', adminEmail: 'admin@a.example.com', redirectAliases: false, profile: 'standard', locale: 'en', cronIntervalS: 3600 };
+    const install = {
+      domain: 'a.example.com',
+      platform: 'd10',
+      dbServer: 'db1',
+      aliases: [],
+      kind: 'drupal8',
+      title: 'A',
+      adminUser: 'admin',
+      adminEmail: 'admin@a.example.com',
+      redirectAliases: false,
+      profile: 'standard',
+      locale: 'en',
+      cronIntervalS: 3600,
+    };
     expect(checkTaskParams({ id: 1, kind: 'site.install' }, JSON.stringify(install))).toEqual(install);
     const clone = { domain: 'a.example.com', platform: 'd10', newDomain: 'b.example.com', target: 'd11', dbServer: 'db1', later: 1 };
     expect(checkTaskParams({ id: 2, kind: 'site.clone' }, JSON.stringify(clone))).toEqual(clone);
@@ -26,7 +39,11 @@ describe('checkTaskParams', () => {
   });
 
   it.each([
-    ['site.install', '{"domain":"a.example.com","platform":"d10","dbServer":"db1","kind":"drupal8","title":"A","adminUser":7,"adminEmail":"e@x.org"}', 'task 9 (site.install): params: adminUser must be a string'],
+    [
+      'site.install',
+      '{"domain":"a.example.com","platform":"d10","dbServer":"db1","kind":"drupal8","title":"A","adminUser":7,"adminEmail":"e@x.org"}',
+      'task 9 (site.install): params: adminUser must be a string',
+    ],
     ['site.restore', '{"domain":"a.example.com","platform":"d7"}', 'task 9 (site.restore): params: backupId is missing'],
     ['platform.remove', '{"platform":"d7","siteTasks":"4"}', 'task 9 (platform.remove): params: siteTasks must be an array'],
     ['site.verify', '[]', 'task 9 (site.verify): params: the value must be an object'],
@@ -45,9 +62,27 @@ describe('checkTaskParams', () => {
   it('has a schema for every kind the master registers', () => {
     expect(Object.keys(TASK_PARAMS).sort()).toEqual(
       [
-        'platform.converge', 'platform.remove', 'platform.verify', 'server.forget', 'server.verify',
-        'site.alias.add', 'site.alias.redirect', 'site.alias.rm', 'site.backup', 'site.clone', 'site.delete', 'site.disable',
-        'site.enable', 'site.https', 'site.https.renew', 'site.import', 'site.install', 'site.migrate', 'site.restore', 'site.verify', 'task.rollback',
+        'platform.converge',
+        'platform.remove',
+        'platform.verify',
+        'server.forget',
+        'server.verify',
+        'site.alias.add',
+        'site.alias.redirect',
+        'site.alias.rm',
+        'site.backup',
+        'site.clone',
+        'site.delete',
+        'site.disable',
+        'site.enable',
+        'site.https',
+        'site.https.renew',
+        'site.import',
+        'site.install',
+        'site.migrate',
+        'site.restore',
+        'site.verify',
+        'task.rollback',
       ].sort(),
     );
   });
@@ -56,8 +91,24 @@ describe('checkTaskParams', () => {
     expect(checkTaskParams({ id: 1, kind: 'site.https' }, JSON.stringify({ domain: 'a.example.com', platform: 'wp', on: false }))).toMatchObject({ on: false });
     const on = { domain: 'a.example.com', platform: 'wp', on: true, source: 'operator', redirect: true, hsts: false, certId: 'c1' };
     expect(checkTaskParams({ id: 2, kind: 'site.https' }, JSON.stringify(on))).toMatchObject(on);
-    expect(refusal(() => checkTaskParams({ id: 3, kind: 'site.https' }, JSON.stringify({ ...on, source: 'letsencrypt' })))).toMatch(/^TASK_PARAMS_INVALID: task 3 \(site\.https\): params/);
-    expect(checkTaskParams({ id: 4, kind: 'site.install' }, JSON.stringify({ domain: 'a.example.com', platform: 'wp', dbServer: 'db', kind: 'wordpress', title: 't', adminUser: 'a', adminEmail: 'a@b.c', https: true }))).toMatchObject({ https: true });
+    expect(refusal(() => checkTaskParams({ id: 3, kind: 'site.https' }, JSON.stringify({ ...on, source: 'letsencrypt' })))).toMatch(
+      /^TASK_PARAMS_INVALID: task 3 \(site\.https\): params/,
+    );
+    expect(
+      checkTaskParams(
+        { id: 4, kind: 'site.install' },
+        JSON.stringify({
+          domain: 'a.example.com',
+          platform: 'wp',
+          dbServer: 'db',
+          kind: 'wordpress',
+          title: 't',
+          adminUser: 'a',
+          adminEmail: 'a@b.c',
+          https: true,
+        }),
+      ),
+    ).toMatchObject({ https: true });
   });
 });
 

@@ -62,7 +62,13 @@ describe('step engine', () => {
     expect(t).toMatchObject({ state: 'failed', errorCode: 'AGENT_OFFLINE', errorMessage: 'agent for c is offline; rolled back' });
     expect(trace).toEqual(['do a', 'do b', 'do c', 'undo b {"n":1,"made":"b-thing"}', 'undo a {"n":0,"made":"a-thing"}']);
     expect(messages(tasks, t.id)).toEqual(
-      expect.arrayContaining(['error step c failed: AGENT_OFFLINE: agent for c is offline', 'warn rolling back 2 step(s): b, a', 'info undid b', 'info undid a', 'warn rolled back']),
+      expect.arrayContaining([
+        'error step c failed: AGENT_OFFLINE: agent for c is offline',
+        'warn rolling back 2 step(s): b, a',
+        'info undid b',
+        'info undid a',
+        'warn rolled back',
+      ]),
     );
     expect(steps.load(t.id).done).toEqual([]);
   });
@@ -75,9 +81,13 @@ describe('step engine', () => {
     const t = await tasks.wait(tasks.submit({ kind: 's', entity: 'site:x' }).id);
     expect(t.state).toBe('failed');
     expect(t.errorCode).toBe('AGENT_OFFLINE');
-    expect(t.errorMessage).toBe(`agent for d is offline; rollback incomplete: undo of b failed (DB_UNREACHABLE: cannot undo b); finish it with: spoke task rollback ${t.id}`);
+    expect(t.errorMessage).toBe(
+      `agent for d is offline; rollback incomplete: undo of b failed (DB_UNREACHABLE: cannot undo b); finish it with: spoke task rollback ${t.id}`,
+    );
     expect(trace.filter((x) => x.startsWith('undo')).map((x) => x.split(' ').slice(0, 2).join(' '))).toEqual(['undo c', 'undo b', 'undo a']);
-    expect(messages(tasks, t.id)).toContain(`error UNDO FAILED: b: DB_UNREACHABLE: cannot undo b; the rollback goes on (spoke task rollback ${t.id} runs this undo again)`);
+    expect(messages(tasks, t.id)).toContain(
+      `error UNDO FAILED: b: DB_UNREACHABLE: cannot undo b; the rollback goes on (spoke task rollback ${t.id} runs this undo again)`,
+    );
     // the failed undo stays in the row, for the record
     expect(steps.load(t.id).done).toEqual([{ name: 'b', undo: { n: 1, made: 'b-thing' }, undoFailed: 'DB_UNREACHABLE: cannot undo b' }]);
   });
@@ -169,7 +179,15 @@ describe('rollback after a restart (real SQLite file)', () => {
     });
     first.tasks.start();
     // (the params a site.install is submitted with: the engine checks them against its schema)
-    const params = { domain: 'x.example.com', platform: 'p', dbServer: 'db', kind: 'drupal7', title: 'X', adminUser: 'admin', adminEmail: 'admin@x.example.com' };
+    const params = {
+      domain: 'x.example.com',
+      platform: 'p',
+      dbServer: 'db',
+      kind: 'drupal7',
+      title: 'X',
+      adminUser: 'admin',
+      adminEmail: 'admin@x.example.com',
+    };
     const id = first.tasks.submit({ kind: 'site.install', entity: 'site:x', locks: ['platform:p'], params }).id;
     await new Promise((r) => setTimeout(r, 30));
     expect(trace1).toEqual(['do a', 'do b', 'do c']);
@@ -178,13 +196,17 @@ describe('rollback after a restart (real SQLite file)', () => {
     // Second master over the same file.
     const second = engine(file);
     const trace2: string[] = [];
-    second.tasks.register('site.install', async () => {
-      throw new Error('the handler must not run again');
-    }, {
-      resume: async (ctx) => {
-        throw await resumeRollback(ctx, recorder(trace2), second.steps);
+    second.tasks.register(
+      'site.install',
+      async () => {
+        throw new Error('the handler must not run again');
       },
-    });
+      {
+        resume: async (ctx) => {
+          throw await resumeRollback(ctx, recorder(trace2), second.steps);
+        },
+      },
+    );
     second.tasks.register('other', async () => {
       trace2.push('other task on platform:p');
       return null;
@@ -204,9 +226,7 @@ describe('rollback after a restart (real SQLite file)', () => {
     expect(trace2).toEqual(['undo b {"n":1,"made":"b-thing"}', 'undo a {"n":0,"made":"a-thing"}', 'other task on platform:p']);
     const log = messages(second.tasks, id);
     expect(log).toContain('warn the master stopped while this task was running; rolling back what it did at start-up');
-    expect(log).toContain(
-      'warn step c was running when the master stopped; whatever it did before the stop is not known and is not undone (check it by hand)',
-    );
+    expect(log).toContain('warn step c was running when the master stopped; whatever it did before the stop is not known and is not undone (check it by hand)');
     expect(second.steps.load(id).done).toEqual([]);
     await second.tasks.stop();
     second.db.close();
@@ -215,9 +235,20 @@ describe('rollback after a restart (real SQLite file)', () => {
   it('a shutdown mid-rollback leaves the rest for the next start-up, which finishes it', async () => {
     const file = tmpDb();
     const a = engine(file);
-    a.db.prepare("INSERT INTO tasks (kind, entity, locks_json, state, params_json, created_ms, steps_json) VALUES ('site.delete', 'site:x', '[\"site:x\"]', 'running', '{\"domain\":\"x.example.com\",\"platform\":\"p\"}', 1, ?)").run(
-      JSON.stringify({ done: [{ name: 'a', undo: { n: 0 } }, { name: 'b', undo: { n: 1 } }], inflight: null, committed: null }),
-    );
+    a.db
+      .prepare(
+        'INSERT INTO tasks (kind, entity, locks_json, state, params_json, created_ms, steps_json) VALUES (\'site.delete\', \'site:x\', \'["site:x"]\', \'running\', \'{"domain":"x.example.com","platform":"p"}\', 1, ?)',
+      )
+      .run(
+        JSON.stringify({
+          done: [
+            { name: 'a', undo: { n: 0 } },
+            { name: 'b', undo: { n: 1 } },
+          ],
+          inflight: null,
+          committed: null,
+        }),
+      );
     const trace: string[] = [];
     let stopNow!: () => void;
     const stopped = new Promise<void>((r) => (stopNow = r));
@@ -228,7 +259,11 @@ describe('rollback after a restart (real SQLite file)', () => {
       await new Promise((r) => ctx.signal.addEventListener('abort', r, { once: true }));
       throw fail('TASK_INTERRUPTED', 'the master is shutting down');
     };
-    a.tasks.register('site.delete', async () => null, { resume: async (ctx) => { throw await resumeRollback(ctx, slow, a.steps); } });
+    a.tasks.register('site.delete', async () => null, {
+      resume: async (ctx) => {
+        throw await resumeRollback(ctx, slow, a.steps);
+      },
+    });
     a.tasks.recover();
     a.tasks.start();
     await stopped;
@@ -239,7 +274,11 @@ describe('rollback after a restart (real SQLite file)', () => {
 
     const b = engine(file);
     const trace2: string[] = [];
-    b.tasks.register('site.delete', async () => null, { resume: async (ctx) => { throw await resumeRollback(ctx, recorder(trace2), b.steps); } });
+    b.tasks.register('site.delete', async () => null, {
+      resume: async (ctx) => {
+        throw await resumeRollback(ctx, recorder(trace2), b.steps);
+      },
+    });
     b.tasks.recover();
     b.tasks.start();
     const t = await b.tasks.wait(1);
@@ -285,9 +324,16 @@ describe('spoke task rollback (finishing an incomplete rollback)', () => {
     return { tasks, steps, trace, broken, rollback };
   }
 
-  it('runs only the failed undos again, with their recorded data, under the failed task\'s locks; then there is nothing left', async () => {
+  it("runs only the failed undos again, with their recorded data, under the failed task's locks; then there is nothing left", async () => {
     const { tasks, steps, trace, broken, rollback } = setup();
-    const t = await tasks.wait(tasks.submit({ kind: 'site.clone', entity: 'site:copy.test', locks: ['platform:wp'], params: { domain: 'blog.test', platform: 'wp', newDomain: 'copy.test', target: 'wp', dbServer: 'db1' } }).id);
+    const t = await tasks.wait(
+      tasks.submit({
+        kind: 'site.clone',
+        entity: 'site:copy.test',
+        locks: ['platform:wp'],
+        params: { domain: 'blog.test', platform: 'wp', newDomain: 'copy.test', target: 'wp', dbServer: 'db1' },
+      }).id,
+    );
     expect(t.errorMessage).toMatch(/rollback incomplete: undo of b failed \(AGENT_OFFLINE: agent w1 is offline\); finish it with: spoke task rollback 1$/);
     trace.length = 0;
     // still offline: the rollback task fails saying so, and the same command again
@@ -301,14 +347,17 @@ describe('spoke task rollback (finishing an incomplete rollback)', () => {
     expect(trace).toEqual(['undo b {"n":1,"made":"b-thing"}', 'undo b {"n":1,"made":"b-thing"}']);
     expect(messages(tasks, r2.id)).toContain('info the rollback of task 1 (site.clone on site:copy.test) is complete: undid b');
     expect(steps.load(t.id).done).toEqual([]);
-    expect(() => rollback.submit(t.id)).toThrow(expect.objectContaining({ code: 'TASK_FINISHED', message: 'task 1 has no failed undo left to run (its rollback is complete)' }));
+    expect(() => rollback.submit(t.id)).toThrow(
+      expect.objectContaining({ code: 'TASK_FINISHED', message: 'task 1 has no failed undo left to run (its rollback is complete)' }),
+    );
   });
 
   it('refuses tasks that are not site tasks, still running, or unknown', async () => {
     const { tasks, rollback } = setup();
     const v = await tasks.wait(tasks.submit({ kind: 'platform.verify', entity: 'platform:wp', params: { platform: 'wp' } }).id);
-    expect(() => rollback.submit(v.id)).toThrow(expect.objectContaining({ code: 'TASK_FINISHED', message: `task ${v.id} is a platform.verify: only site tasks have steps to roll back` }));
+    expect(() => rollback.submit(v.id)).toThrow(
+      expect.objectContaining({ code: 'TASK_FINISHED', message: `task ${v.id} is a platform.verify: only site tasks have steps to roll back` }),
+    );
     expect(() => rollback.submit(99)).toThrow(expect.objectContaining({ code: 'TASK_NOT_FOUND' }));
   });
 });
-

@@ -7,7 +7,7 @@
  * A step marked `commit` is a point of no return (a database dropped): once it is done, the steps
  * before it are not undone any more.
  */
-import { fail, isErrorCode, isSpokeError, SpokeError } from '@spoke/shared';
+import { fail, isErrorCode, isSpokeError, type SpokeError } from '@spoke/shared';
 import type { Db } from '../namespace/store.js';
 import type { TaskContext } from './engine.js';
 
@@ -145,7 +145,10 @@ export function finishRollbackCommand(taskId: number): string {
 
 /** The undos of task `taskId` that failed (its steps record), oldest step first. */
 export function failedUndos(log: StepLog, taskId: number): string[] {
-  return log.load(taskId).done.filter((d) => d.undoFailed).map((d) => d.name);
+  return log
+    .load(taskId)
+    .done.filter((d) => d.undoFailed)
+    .map((d) => d.name);
 }
 
 /**
@@ -183,7 +186,13 @@ async function undoAll(ctx: TaskContext, steps: Step[], rec: StepRecord, log: St
     ctx.log(why, rec.committed ? 'error' : 'info');
     return fail(cause.code, `${cause.message}; ${why}`, cause.details);
   }
-  ctx.log(`rolling back ${pending.length} step(s): ${pending.map((d) => d.name).reverse().join(', ')}`, 'warn');
+  ctx.log(
+    `rolling back ${pending.length} step(s): ${pending
+      .map((d) => d.name)
+      .reverse()
+      .join(', ')}`,
+    'warn',
+  );
   // Undos run after a cancel too: only a shutdown stops them (the next start-up continues).
   const undoCtx: TaskContext = { ...ctx, signal: ctx.stopping };
   const failures: string[] = [];

@@ -100,7 +100,7 @@ describe('extractArchive refuses hostile archives and leaves nothing behind', ()
   it('asks beforeEntry about each accepted entry before writing it; its refusal leaves nothing', async () => {
     const tar = await tarOf([file('a', '12345'), file('b', '12345')]);
     const seen: string[] = [];
-    const limit = new Error('the caller\'s own limit');
+    const limit = new Error("the caller's own limit");
     const beforeEntry = (e: { path: string; size: number }) => {
       seen.push(`${e.path}:${e.size}`);
       if (e.path === 'b') throw limit;

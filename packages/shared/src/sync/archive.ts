@@ -21,7 +21,6 @@ import { readTar, type ByteSource, type TarEntry } from './tario.js';
 
 export { checkEntryPath, checkSymlinkTarget, STAGING_PREFIX } from './paths.js';
 
-
 /** What an accepted archive entry creates. A hardlink's `linkTarget` is a tree-relative path. */
 export type SafeEntryType = 'file' | 'dir' | 'symlink' | 'hardlink';
 
@@ -141,11 +140,7 @@ interface Staging {
  * restored. Fails, without touching destRoot, when a top-level name already exists there.
  * @throws SpokeError ARCHIVE_UNSAFE (refused or malformed archive), ARCHIVE_PATH_EXISTS
  */
-export async function extractArchive(
-  source: ByteSource,
-  destRoot: string,
-  opts: ExtractOptions = {},
-): Promise<ExtractResult> {
+export async function extractArchive(source: ByteSource, destRoot: string, opts: ExtractOptions = {}): Promise<ExtractResult> {
   await fsp.mkdir(destRoot, { recursive: true });
   const root = await fsp.mkdtemp(join(destRoot, STAGING_PREFIX));
   const st: Staging = { root, seen: new Map(), dirModes: new Map(), entries: 0, bytes: 0 };

@@ -63,9 +63,7 @@ export function diffManifests(observed: Manifest, desired: Manifest): ManifestDi
 
 /** True when applying the diff would change nothing. */
 export function isDiffEmpty(d: ManifestDiff): boolean {
-  return (
-    d.added.length + d.removed.length + d.changed.length + d.typeChanged.length + d.modeChanged.length === 0
-  );
+  return d.added.length + d.removed.length + d.changed.length + d.typeChanged.length + d.modeChanged.length === 0;
 }
 
 /** True when two entries of the same type hold the same content (hash + size, or link target). */

@@ -112,7 +112,6 @@ export class FileWorker implements FileHelper {
     return this.run('copy', items, {}).then((out) => out.map((r) => (typeof r === 'boolean' ? r : undefined)));
   }
 
-
   private run(op: 'hash' | 'copy', items: unknown[], extra: object): Promise<unknown[]> {
     if (items.length === 0) return Promise.resolve([]);
     const w = this.started();

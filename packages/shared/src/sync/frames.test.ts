@@ -139,11 +139,20 @@ describe('blob frames', () => {
     writeFileSync(join(d, 'secret'), 'not part of any tree');
     symlinkSync(join(d, 'secret'), join(d, 'link'));
     mkdirSync(join(d, 'dir'));
-    await expect(collect(frameBlobs([{ hash: sha('x'), path: join(d, 'link') }]))).rejects.toMatchObject({ code: 'TREE_UNREADABLE', message: expect.stringContaining('symlink') });
+    await expect(collect(frameBlobs([{ hash: sha('x'), path: join(d, 'link') }]))).rejects.toMatchObject({
+      code: 'TREE_UNREADABLE',
+      message: expect.stringContaining('symlink'),
+    });
     await expect(collect(frameBlobs([{ hash: sha('x'), path: join(d, 'dir') }]))).rejects.toMatchObject({ code: 'TREE_UNREADABLE' });
     // with the manifest's size (no fstat): the same refusals
-    await expect(collect(frameBlobs([{ hash: sha('x'), path: join(d, 'link'), size: 1 }]))).rejects.toMatchObject({ code: 'TREE_UNREADABLE', message: expect.stringContaining('symlink') });
-    await expect(collect(frameBlobs([{ hash: sha('x'), path: join(d, 'dir'), size: 1 }]))).rejects.toMatchObject({ code: 'TREE_UNREADABLE', message: expect.stringContaining('not a regular file now') });
+    await expect(collect(frameBlobs([{ hash: sha('x'), path: join(d, 'link'), size: 1 }]))).rejects.toMatchObject({
+      code: 'TREE_UNREADABLE',
+      message: expect.stringContaining('symlink'),
+    });
+    await expect(collect(frameBlobs([{ hash: sha('x'), path: join(d, 'dir'), size: 1 }]))).rejects.toMatchObject({
+      code: 'TREE_UNREADABLE',
+      message: expect.stringContaining('not a regular file now'),
+    });
   });
 
   it('with the manifest size: a source changed since (grown, shrunk) is refused by its hash; one only appended to sends its manifest content', async () => {

@@ -89,7 +89,7 @@ export async function* frameBlobs(sources: Iterable<BlobSource>): AsyncGenerator
 
 /** Writes all of `data` to `fd`. */
 function writeAll(fd: number, data: Buffer): void {
-  for (let o = 0; o < data.length; ) o += writeSync(fd, data, o, data.length - o);
+  for (let o = 0; o < data.length;) o += writeSync(fd, data, o, data.length - o);
 }
 
 function notAFile(path: string): Error {
@@ -155,7 +155,17 @@ export async function unframeBlobs(
   const got: ReceivedBlob[] = [];
   let buf: Buffer = Buffer.alloc(0);
   // the blob being received
-  type Cur = { hash: string; size: number; left: number; hasher: ReturnType<typeof createHash>; whole: Buffer | null; fd: number | null; tmp: string; dest: string; mode: number };
+  type Cur = {
+    hash: string;
+    size: number;
+    left: number;
+    hasher: ReturnType<typeof createHash>;
+    whole: Buffer | null;
+    fd: number | null;
+    tmp: string;
+    dest: string;
+    mode: number;
+  };
   let cur = null as Cur | null;
 
   const start = (header: Buffer): Cur => {

@@ -16,9 +16,7 @@ export function open(path: string, flags: number): Promise<number> {
 
 /** pread(2) into `buf` from offset 0. */
 export function read(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
-  return new Promise((resolve, reject) =>
-    fs.read(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n))),
-  );
+  return new Promise((resolve, reject) => fs.read(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 /** close(2). */

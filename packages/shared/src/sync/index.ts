@@ -33,17 +33,7 @@ export {
   walkTree,
 } from './manifest.js';
 export { RootIndex } from './roothash.js';
-export type {
-  EntryType,
-  Manifest,
-  ManifestEntry,
-  SkipReason,
-  SkippedEntry,
-  StatCache,
-  StatCacheRecord,
-  WalkOptions,
-  WalkResult,
-} from './manifest.js';
+export type { EntryType, Manifest, ManifestEntry, SkipReason, SkippedEntry, StatCache, StatCacheRecord, WalkOptions, WalkResult } from './manifest.js';
 export { LiveManifest, applyChange } from './live.js';
 export type { ManifestChange } from './live.js';
 export { diffManifests, isDiffEmpty, sameContent, sameEntry } from './diff.js';

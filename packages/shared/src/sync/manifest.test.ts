@@ -340,13 +340,7 @@ describe('computeRootHash', () => {
 
   it('changes with every field', () => {
     const base = computeRootHash(entries);
-    const variants: Array<Partial<ManifestEntry>> = [
-      { path: 'a/g' },
-      { mode: 0o600 },
-      { size: 2 },
-      { hash: sha256Hex('y') },
-      { type: 'symlink', target: 'x' },
-    ];
+    const variants: Array<Partial<ManifestEntry>> = [{ path: 'a/g' }, { mode: 0o600 }, { size: 2 }, { hash: sha256Hex('y') }, { type: 'symlink', target: 'x' }];
     for (const v of variants) {
       const changed = entries.map((e, i) => (i === 1 ? { ...e, ...v } : e));
       expect(computeRootHash(changed)).not.toBe(base);

@@ -150,15 +150,7 @@ export interface StatCache {
 }
 
 /** Why walkTree left something out (excluded paths are not reported: that was asked for). */
-export type SkipReason =
-  | 'socket'
-  | 'fifo'
-  | 'char-device'
-  | 'block-device'
-  | 'unsafe-name'
-  | 'non-utf8-name'
-  | 'unsafe-symlink'
-  | 'vanished';
+export type SkipReason = 'socket' | 'fifo' | 'char-device' | 'block-device' | 'unsafe-name' | 'non-utf8-name' | 'unsafe-symlink' | 'vanished';
 
 /** A path walkTree saw but did not put in the manifest. */
 export interface SkippedEntry {
@@ -546,17 +538,18 @@ async function hashInto(state: WalkState, t: HashTask): Promise<void> {
 function add(state: WalkState, e: ManifestEntry): void {
   const old = state.previous?.get(e.path);
   const same =
-    old !== undefined && old.path === e.path && old.type === e.type && old.mode === e.mode && old.size === e.size && old.hash === e.hash && old.target === e.target;
+    old !== undefined &&
+    old.path === e.path &&
+    old.type === e.type &&
+    old.mode === e.mode &&
+    old.size === e.size &&
+    old.hash === e.hash &&
+    old.target === e.target;
   state.entries.push(same ? old : e);
 }
 
 /** The entry from the stat cache, when ino/size/mtime/ctime all still match. */
-function cachedEntry(
-  state: Pick<WalkState, 'cache' | 'cacheHits'> & { lookups?: boolean },
-  abs: string,
-  rel: string,
-  st: Stats,
-): ManifestEntry | undefined {
+function cachedEntry(state: Pick<WalkState, 'cache' | 'cacheHits'> & { lookups?: boolean }, abs: string, rel: string, st: Stats): ManifestEntry | undefined {
   const hit = state.lookups === false ? undefined : state.cache?.get(abs);
   if (!hit || hit.ino !== st.ino || hit.size !== st.size || hit.mtimeMs !== st.mtimeMs || hit.ctimeMs !== st.ctimeMs) {
     return undefined;

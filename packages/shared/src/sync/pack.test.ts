@@ -71,9 +71,7 @@ describe('packBlobs / unpackBlobs', () => {
   });
 
   it('stops reading source files when the consumer goes away', async () => {
-    const blobs = await Promise.all(
-      Array.from({ length: 5 }, (_, i) => blobFile(`big${i}`, Buffer.alloc(2_000_000, i))),
-    );
+    const blobs = await Promise.all(Array.from({ length: 5 }, (_, i) => blobFile(`big${i}`, Buffer.alloc(2_000_000, i))));
     const stream = packBlobs(blobs);
     let got = 0;
     for await (const chunk of stream) {

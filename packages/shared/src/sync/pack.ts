@@ -60,12 +60,7 @@ export function packBlobs(entries: readonly BlobSource[]): Readable {
  * the size is taken from the open file. With `expectHash`, fails with BLOB_HASH_MISMATCH after
  * the bytes if they hash differently. Returns false when the file is gone or no longer a file.
  */
-async function packFile(
-  pack: Pack,
-  path: string,
-  header: { name: string; mode: number; mtime?: Date },
-  expectHash?: string,
-): Promise<boolean> {
+async function packFile(pack: Pack, path: string, header: { name: string; mode: number; mtime?: Date }, expectHash?: string): Promise<boolean> {
   let fh;
   try {
     fh = await fsp.open(path, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
@@ -111,11 +106,7 @@ export interface ReceivedBlob {
  * must be 64 lowercase hex digits, so no name can point anywhere but stagingDir.
  * @throws SpokeError BLOB_HASH_MISMATCH, ARCHIVE_UNSAFE
  */
-export async function unpackBlobs(
-  source: ByteSource,
-  stagingDir: string,
-  opts: UnpackBlobsOptions = {},
-): Promise<ReceivedBlob[]> {
+export async function unpackBlobs(source: ByteSource, stagingDir: string, opts: UnpackBlobsOptions = {}): Promise<ReceivedBlob[]> {
   await fsp.mkdir(stagingDir, { recursive: true });
   const want = opts.want === undefined ? undefined : new Set(opts.want);
   const got: ReceivedBlob[] = [];

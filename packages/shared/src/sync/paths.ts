@@ -68,8 +68,7 @@ export function checkEntryPath(rel: string): string {
  * @throws SpokeError ARCHIVE_UNSAFE
  */
 export function checkLinkTarget(linkPath: string, target: string): string {
-  const bad = (why: string) =>
-    fail('ARCHIVE_UNSAFE', `unsafe symlink ${JSON.stringify(linkPath)} -> ${JSON.stringify(target)}: ${why}`);
+  const bad = (why: string) => fail('ARCHIVE_UNSAFE', `unsafe symlink ${JSON.stringify(linkPath)} -> ${JSON.stringify(target)}: ${why}`);
   if (target.length === 0) throw bad('the target is empty');
   if (CONTROL_RE.test(target)) throw bad('the target contains a control character');
   if (target.includes('\\')) throw bad('the target contains a backslash');
@@ -90,8 +89,7 @@ export function checkLinkTarget(linkPath: string, target: string): string {
  * @throws SpokeError ARCHIVE_UNSAFE
  */
 export function checkSymlinkTarget(linkPath: string, target: string): string {
-  const bad = (why: string) =>
-    fail('ARCHIVE_UNSAFE', `unsafe symlink ${JSON.stringify(linkPath)} -> ${JSON.stringify(target)}: ${why}`);
+  const bad = (why: string) => fail('ARCHIVE_UNSAFE', `unsafe symlink ${JSON.stringify(linkPath)} -> ${JSON.stringify(target)}: ${why}`);
   if (target.length === 0) throw bad('the target is empty');
   if (target.startsWith('/')) throw bad('the target is absolute');
   if (CONTROL_RE.test(target)) throw bad('the target contains a control character');

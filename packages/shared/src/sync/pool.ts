@@ -6,11 +6,7 @@
  * Runs `worker` on every item with at most `limit` calls in flight. Rejects with the first
  * error; calls already running are left to finish on their own and no new ones start.
  */
-export async function forEachLimit<T>(
-  items: readonly T[],
-  limit: number,
-  worker: (item: T) => Promise<void>,
-): Promise<void> {
+export async function forEachLimit<T>(items: readonly T[], limit: number, worker: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   let failed = false;
   const lane = async (): Promise<void> => {

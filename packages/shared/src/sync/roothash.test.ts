@@ -77,7 +77,12 @@ describe('root hash (two levels)', () => {
       expect(ib.rootHash).toBe(buildManifest(b).rootHash);
       expect(ia.rootHash).toBe(rootHashOfSorted(a));
       // and back
-      expect(ib.withChanges(a.filter((e) => JSON.stringify(e) !== JSON.stringify(b.find((x) => x.path === e.path))), b.filter((e) => !a.some((x) => x.path === e.path)).map((e) => e.path)).rootHash).toBe(ia.rootHash);
+      expect(
+        ib.withChanges(
+          a.filter((e) => JSON.stringify(e) !== JSON.stringify(b.find((x) => x.path === e.path))),
+          b.filter((e) => !a.some((x) => x.path === e.path)).map((e) => e.path),
+        ).rootHash,
+      ).toBe(ia.rootHash);
     }
   });
 

@@ -33,9 +33,7 @@ const OCTAL: string[] = Array.from({ length: 0o10000 }, (_, i) => i.toString(8))
  * the next (NUL cannot occur in paths or targets).
  */
 export function canonicalLine(e: ManifestEntry): string {
-  return (
-    e.path + '\0' + e.type + '\0' + (OCTAL[e.mode] ?? e.mode.toString(8)) + '\0' + e.size + '\0' + e.hash + '\0' + (e.target ?? '') + '\0'
-  );
+  return e.path + '\0' + e.type + '\0' + (OCTAL[e.mode] ?? e.mode.toString(8)) + '\0' + e.size + '\0' + e.hash + '\0' + (e.target ?? '') + '\0';
 }
 
 function groupDigest(children: readonly ManifestEntry[]): string {

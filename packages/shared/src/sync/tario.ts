@@ -103,10 +103,7 @@ export async function* readTar(source: ByteSource): AsyncGenerator<TarEntry, voi
 }
 
 /** An entry's bytes (tar-stream types them as unknown; they are Buffers) with errors mapped. */
-async function* mappedBody(
-  entry: AsyncIterable<Buffer>,
-  mapError: (err: unknown) => unknown,
-): AsyncGenerator<Buffer, void, undefined> {
+async function* mappedBody(entry: AsyncIterable<Buffer>, mapError: (err: unknown) => unknown): AsyncGenerator<Buffer, void, undefined> {
   try {
     yield* entry;
   } catch (err) {
@@ -115,11 +112,7 @@ async function* mappedBody(
 }
 
 /** Adds one entry to `pack`, streaming `body` (if any), and waits until tar-stream accepted it. */
-export function addEntry(
-  pack: Pack,
-  header: Partial<Header> & { name: string },
-  body?: AsyncIterable<Uint8Array>,
-): Promise<void> {
+export function addEntry(pack: Pack, header: Partial<Header> & { name: string }, body?: AsyncIterable<Uint8Array>): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
     if (body === undefined) {
@@ -142,12 +135,7 @@ export function addEntry(
  * what it is given, so a reused buffer would be overwritten under it), feeding each to `onChunk`.
  * @throws SpokeError TREE_UNREADABLE when the file ends early (it shrank after its size was taken)
  */
-export async function* fileChunks(
-  fh: FileHandle,
-  size: number,
-  what: string,
-  onChunk?: (chunk: Buffer) => void,
-): AsyncGenerator<Buffer, void, undefined> {
+export async function* fileChunks(fh: FileHandle, size: number, what: string, onChunk?: (chunk: Buffer) => void): AsyncGenerator<Buffer, void, undefined> {
   let pos = 0;
   while (pos < size) {
     const buf = Buffer.allocUnsafe(Math.min(256 * 1024, size - pos));

@@ -106,11 +106,14 @@ describe('registry of WordPress and MediaWiki platforms', () => {
     expect(d.core.status).toBe('upgrade');
   });
 
-  it.skipIf(!existsSync('/usr/share/wordpress/wp-content/plugins/akismet/akismet.php'))("Debian's WordPress: akismet with the version its header says", async () => {
-    const r = await scanPlatform('/usr/share/wordpress');
-    const want = /^\s*\*?\s*Version:\s*(\S+)/m.exec(readFileSync('/usr/share/wordpress/wp-content/plugins/akismet/akismet.php', 'utf8'))?.[1];
-    expect(r.modules.find((m) => m.name === 'akismet')).toMatchObject({ type: 'plugin', humanName: 'Akismet Anti-Spam', version: want });
-  });
+  it.skipIf(!existsSync('/usr/share/wordpress/wp-content/plugins/akismet/akismet.php'))(
+    "Debian's WordPress: akismet with the version its header says",
+    async () => {
+      const r = await scanPlatform('/usr/share/wordpress');
+      const want = /^\s*\*?\s*Version:\s*(\S+)/m.exec(readFileSync('/usr/share/wordpress/wp-content/plugins/akismet/akismet.php', 'utf8'))?.[1];
+      expect(r.modules.find((m) => m.name === 'akismet')).toMatchObject({ type: 'plugin', humanName: 'Akismet Anti-Spam', version: want });
+    },
+  );
 
   it.skipIf(!existsSync('/usr/share/mediawiki/skins/Vector/skin.json'))("Debian's MediaWiki: its bundled extensions and skins", async () => {
     const r = await scanPlatform('/usr/share/mediawiki');

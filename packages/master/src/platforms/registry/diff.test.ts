@@ -6,15 +6,31 @@ import { makeTree } from './testTree.js';
 
 function ext(name: string, version: string | null, more: Partial<Extension> = {}): Extension {
   return {
-    name, humanName: name, version, project: null, package: null, schemaVersion: null,
-    path: `sites/all/modules/${name}`, type: 'module', site: null, ...more,
+    name,
+    humanName: name,
+    version,
+    project: null,
+    package: null,
+    schemaVersion: null,
+    path: `sites/all/modules/${name}`,
+    type: 'module',
+    site: null,
+    ...more,
   };
 }
 
 function reg(more: Partial<Registry>): Registry {
   return {
-    kind: 'drupal7', coreVersion: '7.98', distribution: null, profiles: [], modules: [], themes: [],
-    sites: [], composer: null, problems: [], ...more,
+    kind: 'drupal7',
+    coreVersion: '7.98',
+    distribution: null,
+    profiles: [],
+    modules: [],
+    themes: [],
+    sites: [],
+    composer: null,
+    problems: [],
+    ...more,
   };
 }
 
@@ -85,9 +101,16 @@ describe('diffRegistries', () => {
 
   it('carries versions, paths and schema comparison', () => {
     expect(d.modules.find((m) => m.name === 'views')).toEqual({
-      name: 'views', type: 'module', from: '7.x-3.20', to: '7.x-3.24', status: 'upgrade',
-      schemaFrom: 7301, schemaTo: 7302, schema: 'upgrade',
-      pathFrom: 'sites/all/modules/views', pathTo: 'sites/all/modules/views',
+      name: 'views',
+      type: 'module',
+      from: '7.x-3.20',
+      to: '7.x-3.24',
+      status: 'upgrade',
+      schemaFrom: 7301,
+      schemaTo: 7302,
+      schema: 'upgrade',
+      pathFrom: 'sites/all/modules/views',
+      pathTo: 'sites/all/modules/views',
     });
     expect(d.modules.find((m) => m.name === 'node')).toMatchObject({ to: '7.101', pathTo: 'sites/all/modules/node', schema: 'downgrade' });
     expect(d.modules.find((m) => m.name === 'gone')).toMatchObject({ from: '7.x-1.0', to: null, schema: 'unknown', pathTo: null });

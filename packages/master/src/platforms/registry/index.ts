@@ -2,25 +2,8 @@
  * Platform verify, library part: info-file parsers, version ordering, platform detection and
  * registry scanning, registry comparison, and drush makefile parsing.
  */
-export {
-  parseInfoIni,
-  parseInfoYaml,
-  parseInfoFile,
-  phpTruthy,
-  type InfoScalar,
-  type InfoValue,
-  type InfoObject,
-  type InfoParseResult,
-} from './info.js';
-export {
-  parseVersion,
-  compareVersions,
-  compareParsed,
-  STABILITIES,
-  type Stability,
-  type ParsedVersion,
-  type VersionOrder,
-} from './version.js';
+export { parseInfoIni, parseInfoYaml, parseInfoFile, phpTruthy, type InfoScalar, type InfoValue, type InfoObject, type InfoParseResult } from './info.js';
+export { parseVersion, compareVersions, compareParsed, STABILITIES, type Stability, type ParsedVersion, type VersionOrder } from './version.js';
 export { detectPlatform, type PlatformKind, type Problem, type Detection, type DetectIO } from './detect.js';
 export {
   scanPlatform,
@@ -37,15 +20,7 @@ export {
   type ScanCacheEntry,
   type CachedParse,
 } from './registry.js';
-export {
-  diffRegistries,
-  versionStatus,
-  effectiveExtensions,
-  type DiffStatus,
-  type SchemaStatus,
-  type DiffEntry,
-  type RegistryDiff,
-} from './diff.js';
+export { diffRegistries, versionStatus, effectiveExtensions, type DiffStatus, type SchemaStatus, type DiffEntry, type RegistryDiff } from './diff.js';
 export {
   parseMakefile,
   loadMakefile,

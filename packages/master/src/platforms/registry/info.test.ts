@@ -94,9 +94,7 @@ describe('parseInfoIni (drupal_parse_info_format)', () => {
 
 describe('parseInfoYaml', () => {
   it('parses .info.yml, keeping numbers as written', () => {
-    const r = parseInfoYaml(
-      "name: Token\ntype: module\ncore_version_requirement: ^9 || ^10\nversion: 1.10\nhidden: true\ndependencies:\n  - drupal:system\n",
-    );
+    const r = parseInfoYaml('name: Token\ntype: module\ncore_version_requirement: ^9 || ^10\nversion: 1.10\nhidden: true\ndependencies:\n  - drupal:system\n');
     expect(r).toEqual({
       ok: true,
       data: {

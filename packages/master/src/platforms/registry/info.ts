@@ -32,8 +32,7 @@ export type PhpArray = Map<string, PhpValue>;
 // (?<=\\\\)" inside a single-quoted PHP string: a quote preceded by a backslash.
 const WS = '[ \\t\\n\\x0B\\f\\r]';
 const INFO_LINE = new RegExp(
-  `^${WS}*((?:[^=;\\[\\]]|\\[[^\\[\\]]*\\])+?)${WS}*=${WS}*` +
-    `(?:("(?:[^"]|(?<=\\\\)")*")|('(?:[^']|(?<=\\\\)')*')|([^\\r\\n]*?))${WS}*$`,
+  `^${WS}*((?:[^=;\\[\\]]|\\[[^\\[\\]]*\\])+?)${WS}*=${WS}*` + `(?:("(?:[^"]|(?<=\\\\)")*")|('(?:[^']|(?<=\\\\)')*')|([^\\r\\n]*?))${WS}*$`,
   'gm',
 );
 

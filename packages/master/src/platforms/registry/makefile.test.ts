@@ -163,15 +163,36 @@ describe('parseMakefile (INI)', () => {
 
   it('keeps project order and expands the shorthands', () => {
     expect(m.projects.map((p) => p.name)).toEqual([
-      'drupal', 'views', 'ctools', 'tao', 'devel', 'calendar', 'context_admin', 'grammar_parser', 'myprofile', 'oldsvn',
+      'drupal',
+      'views',
+      'ctools',
+      'tao',
+      'devel',
+      'calendar',
+      'context_admin',
+      'grammar_parser',
+      'myprofile',
+      'oldsvn',
     ]);
     expect(project(m, 'views')).toEqual({
-      name: 'views', type: null, version: null, subdir: 'contrib', directory_name: null, contrib_destination: null, download: null,
-      patch: [], patches: [], location: null, overwrite: false, do_recursion: true,
+      name: 'views',
+      type: null,
+      version: null,
+      subdir: 'contrib',
+      directory_name: null,
+      contrib_destination: null,
+      download: null,
+      patch: [],
+      patches: [],
+      location: null,
+      overwrite: false,
+      do_recursion: true,
     });
     expect(project(m, 'ctools')).toMatchObject({ version: '1.0-rc1', download: null, subdir: 'contrib' });
     expect(project(m, 'drupal')).toMatchObject({
-      type: 'core', version: '7.38', patch: ['https://drupal.org/files/issues/install-redirect-728702-36.patch'],
+      type: 'core',
+      version: '7.38',
+      patch: ['https://drupal.org/files/issues/install-redirect-728702-36.patch'],
     });
   });
 
@@ -181,14 +202,23 @@ describe('parseMakefile (INI)', () => {
 
   it('normalises downloads: git, get→file, copy, revision shorthand, unsupported methods', () => {
     expect(project(m, 'tao').download).toEqual({
-      type: 'git', url: 'https://github.com/x/tao.git', branch: '7.x-3.x', tag: '7.x-3.1', revision: 'abc123', refspec: null, working_copy: false,
+      type: 'git',
+      url: 'https://github.com/x/tao.git',
+      branch: '7.x-3.x',
+      tag: '7.x-3.1',
+      revision: 'abc123',
+      refspec: null,
+      working_copy: false,
     });
     expect(project(m, 'grammar_parser')).toMatchObject({
       type: 'library',
       download: { type: 'file', url: 'http://ftp.drupal.org/files/projects/grammar_parser-7.x-1.2.tar.gz', sha256: 'deadbeef', md5: null },
     });
     expect(project(m, 'myprofile')).toMatchObject({
-      type: 'profile', download: { type: 'copy', url: 'file://./myprofile' }, do_recursion: false, overwrite: true,
+      type: 'profile',
+      download: { type: 'copy', url: 'file://./myprofile' },
+      do_recursion: false,
+      overwrite: true,
     });
     expect(project(m, 'context_admin').download).toMatchObject({ type: 'git', url: null, revision: 'eb9f05e' });
     expect(project(m, 'oldsvn').download).toEqual({ type: 'unsupported', method: 'svn', url: 'http://svn.example.com/repo' });
@@ -199,23 +229,43 @@ describe('parseMakefile (INI)', () => {
       { url: 'http://drupal.org/files/issues/cal-760316-rfc-fixes-2.diff', md5: 'e4876228f449cb0c37ffa0f2142' },
       { url: 'http://drupal.org/files/issues/cal-2.patch', md5: null },
     ]);
-    expect(project(m, 'calendar').patch).toEqual([
-      'http://drupal.org/files/issues/cal-760316-rfc-fixes-2.diff',
-      'http://drupal.org/files/issues/cal-2.patch',
-    ]);
+    expect(project(m, 'calendar').patch).toEqual(['http://drupal.org/files/issues/cal-760316-rfc-fixes-2.diff', 'http://drupal.org/files/issues/cal-2.patch']);
   });
 
   it('reads libraries with destination and download shorthand', () => {
     expect(m.libraries).toEqual([
       {
-        name: 'jquery_ui', type: 'library', destination: 'modules/contrib/jquery_ui', subdir: null, directory_name: null, contrib_destination: null,
-        download: { type: 'file', url: 'http://example.com/jquery.ui-1.6.zip', md5: 'c177d38bc7af59d696b2efd7dda5c605', sha1: null, sha256: null, sha512: null, subtree: null, filename: null },
-        patch: [], patches: [], overwrite: false,
+        name: 'jquery_ui',
+        type: 'library',
+        destination: 'modules/contrib/jquery_ui',
+        subdir: null,
+        directory_name: null,
+        contrib_destination: null,
+        download: {
+          type: 'file',
+          url: 'http://example.com/jquery.ui-1.6.zip',
+          md5: 'c177d38bc7af59d696b2efd7dda5c605',
+          sha1: null,
+          sha256: null,
+          sha512: null,
+          subtree: null,
+          filename: null,
+        },
+        patch: [],
+        patches: [],
+        overwrite: false,
       },
       {
-        name: 'ckeditor', type: 'library', destination: 'libraries', subdir: null, directory_name: null, contrib_destination: null,
+        name: 'ckeditor',
+        type: 'library',
+        destination: 'libraries',
+        subdir: null,
+        directory_name: null,
+        contrib_destination: null,
         download: { type: 'git', url: 'git://github.com/ckeditor/ckeditor.git', branch: null, tag: null, revision: null, refspec: null, working_copy: false },
-        patch: [], patches: [], overwrite: false,
+        patch: [],
+        patches: [],
+        overwrite: false,
       },
     ]);
   });
@@ -327,17 +377,14 @@ describe('loadMakefile', () => {
     expect(m.core).toBe('6.x');
     expect(m.projects.map((p) => p.name)).toEqual(['views', 'token']);
     expect(project(m, 'views')).toMatchObject({
-      subdir: 'patched', type: 'module', download: { type: 'git', url: 'http://git.drupal.org/project/views.git' },
+      subdir: 'patched',
+      type: 'module',
+      download: { type: 'git', url: 'http://git.drupal.org/project/views.git' },
     });
     // base 1.0 < more 2.0 < extender 3.0 < override 4.0; subdir from the nested include survives.
     expect(project(m, 'token')).toMatchObject({ version: '4.0', subdir: 'fromlib' });
     expect(m.libraries.map((l) => [l.name, l.download?.type])).toEqual([['x', 'file']]);
-    expect(m.includes).toEqual([
-      join(root, 'base.make'),
-      join(root, 'shared/lib.make'),
-      join(root, 'sub/more.make'),
-      join(root, 'ov.make'),
-    ]);
+    expect(m.includes).toEqual([join(root, 'base.make'), join(root, 'shared/lib.make'), join(root, 'sub/more.make'), join(root, 'ov.make')]);
     expect(m.source).toBe(join(root, 'extender.make.yml'));
   });
 
@@ -364,7 +411,9 @@ describe('loadMakefile', () => {
     expect(seen).toEqual([join(root, 'base.make'), join(root, 'sub/more.make'), join(root, 'shared/lib.make'), join(root, 'ov.make')]);
     const refusal = new Error('not here');
     await expect(loadMakefile(join(root, 'missing.make'), { checkInclude: () => Promise.reject(refusal) })).rejects.toBe(refusal);
-    await expect(loadMakefileText('core = 7.x\nincludes[] = /etc/shadow\n', { name: 'x.make', dir: root, checkInclude: () => Promise.reject(refusal) })).rejects.toBe(refusal);
+    await expect(
+      loadMakefileText('core = 7.x\nincludes[] = /etc/shadow\n', { name: 'x.make', dir: root, checkInclude: () => Promise.reject(refusal) }),
+    ).rejects.toBe(refusal);
   });
 
   it('parseMakefile lists includes without following them', () => {
@@ -375,8 +424,6 @@ describe('loadMakefile', () => {
 
 describe('nestedMakefileNames', () => {
   it('lists the files drush recurses into', () => {
-    expect(nestedMakefileNames({ name: 'openatrium' })).toEqual([
-      'openatrium.make.yml', 'openatrium.make', 'drupal-org.make.yml', 'drupal-org.make',
-    ]);
+    expect(nestedMakefileNames({ name: 'openatrium' })).toEqual(['openatrium.make.yml', 'openatrium.make', 'drupal-org.make.yml', 'drupal-org.make']);
   });
 });

@@ -459,7 +459,14 @@ async function loadTree(path: string, stack: string[], loaded: string[], check: 
  * Parses one makefile's text (named `source`) and merges its includes and overrides, resolved
  * against `dir` (null: unknown, so only absolute ones can be followed).
  */
-async function mergeIncludes(text: string, source: string, dir: string | null, stack: string[], loaded: string[], check: IncludeCheck | undefined): Promise<PhpArray> {
+async function mergeIncludes(
+  text: string,
+  source: string,
+  dir: string | null,
+  stack: string[],
+  loaded: string[],
+  check: IncludeCheck | undefined,
+): Promise<PhpArray> {
   const own = expandShorthand(parseRaw(text, makefileFormat(source), source), source);
   const resolveEntry = (entry: PhpValue, key: string): string => {
     if (typeof entry !== 'string') throw invalid(source, `${key} from a repository (git) are not supported; list a local file`);

@@ -32,13 +32,27 @@ describe('scanPlatform: Drupal 7', () => {
 
   it('lists modules with versions (VERSION → core), projects, packages and schema versions', () => {
     expect(byName(reg.modules, 'system')).toEqual({
-      name: 'system', humanName: 'System', version: '7.98', project: null, package: 'Core',
-      schemaVersion: 7081, path: 'modules/system', type: 'module', site: null,
+      name: 'system',
+      humanName: 'System',
+      version: '7.98',
+      project: null,
+      package: 'Core',
+      schemaVersion: 7081,
+      path: 'modules/system',
+      type: 'module',
+      site: null,
     });
     expect(byName(reg.modules, 'node')).toMatchObject({ version: '7.98', project: 'drupal', schemaVersion: null });
     expect(byName(reg.modules, 'views')).toEqual({
-      name: 'views', humanName: 'Views', version: '7.x-3.24', project: 'views', package: 'Views',
-      schemaVersion: 7302, path: 'sites/all/modules/contrib/views', type: 'module', site: null,
+      name: 'views',
+      humanName: 'Views',
+      version: '7.x-3.24',
+      project: 'views',
+      package: 'Views',
+      schemaVersion: 7302,
+      path: 'sites/all/modules/contrib/views',
+      type: 'module',
+      site: null,
     });
     expect(byName(reg.modules, 'mymod')).toMatchObject({ version: null, project: null, package: null });
     expect(byName(reg.modules, 'ck_blocks')).toMatchObject({ path: 'profiles/commerce_kickstart/modules/ck_blocks', version: '7.x-2.14' });
@@ -127,8 +141,15 @@ describe('scanPlatform: Drupal 8+', () => {
       'visible_test@10.3.1:',
     ]);
     expect(byName(reg.modules, 'token')).toEqual({
-      name: 'token', humanName: 'Token', version: '8.x-1.13', project: 'token', package: null,
-      schemaVersion: 8002, path: 'modules/contrib/token', type: 'module', site: null,
+      name: 'token',
+      humanName: 'Token',
+      version: '8.x-1.13',
+      project: 'token',
+      package: null,
+      schemaVersion: 8002,
+      path: 'modules/contrib/token',
+      type: 'module',
+      site: null,
     });
     expect(byName(reg.modules, 'system').schemaVersion).toBe(10201);
   });
@@ -251,8 +272,16 @@ describe('scanPlatform: WordPress, MediaWiki, generic', () => {
       tree({ 'composer.json': JSON.stringify({ name: 'acme/app', version: '2.1.0', description: 'An app' }), 'public/index.php': '<?php\n' }),
     );
     expect(r).toEqual({
-      kind: 'generic', coreVersion: null, distribution: null, profiles: [], hiddenProfiles: [], modules: [], themes: [], sites: [],
-      composer: { name: 'acme/app', version: '2.1.0', description: 'An app' }, problems: [],
+      kind: 'generic',
+      coreVersion: null,
+      distribution: null,
+      profiles: [],
+      hiddenProfiles: [],
+      modules: [],
+      themes: [],
+      sites: [],
+      composer: { name: 'acme/app', version: '2.1.0', description: 'An app' },
+      problems: [],
     });
   });
 
@@ -302,7 +331,9 @@ describe('scanPlatformCached', () => {
   it('drops entries for files that disappeared', async () => {
     const root = tree(drupal7Tree());
     const first = await scanPlatformCached(root);
-    const second = await scanPlatformCached(root, { previous: new Map([...first.cache, ['/gone/x.info', { mtimeMs: 1, size: 1, parsed: { kind: 'schema', module: 'x', schema: 1 } }]]) });
+    const second = await scanPlatformCached(root, {
+      previous: new Map([...first.cache, ['/gone/x.info', { mtimeMs: 1, size: 1, parsed: { kind: 'schema', module: 'x', schema: 1 } }]]),
+    });
     expect(second.cache.has('/gone/x.info')).toBe(false);
     expect([...second.cache.keys()].sort()).toEqual([...first.cache.keys()].sort());
   });

@@ -121,8 +121,21 @@ export interface ScanResult {
 const NAME_RE = /^[A-Za-z_\u007f-\uffff][A-Za-z0-9_\u007f-\uffff]*$/;
 /** Directories Drupal 8+ extension discovery never descends into (RecursiveExtensionFilterIterator). */
 const D8_SKIP = new Set([
-  'src', 'lib', 'vendor', 'assets', 'css', 'files', 'images', 'js', 'misc', 'templates', 'includes',
-  'fixtures', 'Drupal', 'node_modules', 'bower_components',
+  'src',
+  'lib',
+  'vendor',
+  'assets',
+  'css',
+  'files',
+  'images',
+  'js',
+  'misc',
+  'templates',
+  'includes',
+  'fixtures',
+  'Drupal',
+  'node_modules',
+  'bower_components',
 ]);
 /** Directories skipped when looking for Drupal 6/7 extensions. */
 const D7_SKIP = new Set(['CVS', 'node_modules', 'bower_components']);
@@ -182,11 +195,7 @@ class Scanner {
    * Reads `rel` and computes `parse(text)`, unless the previous cache holds an entry with the same
    * mtime and size that `matches`. Returns undefined when the file is missing or unreadable.
    */
-  async cached(
-    rel: string,
-    matches: (p: CachedParse) => boolean,
-    parse: (text: string) => CachedParse,
-  ): Promise<CachedParse | undefined> {
+  async cached(rel: string, matches: (p: CachedParse) => boolean, parse: (text: string) => CachedParse): Promise<CachedParse | undefined> {
     const key = this.abs(rel);
     const st = await this.statFile(rel);
     if (!st) return undefined;
@@ -434,8 +443,14 @@ async function scanD67(
       if (!p6) continue;
       const human = p6.kind === 'extract' ? p6.value : null;
       profiles.push({
-        name: p, humanName: human ?? p, version: null, hidden: false, path: dir,
-        isCore: CORE_PROFILES.drupal6.has(p), distributionName: null, exclusive: false,
+        name: p,
+        humanName: human ?? p,
+        version: null,
+        hidden: false,
+        path: dir,
+        isCore: CORE_PROFILES.drupal6.has(p),
+        distributionName: null,
+        exclusive: false,
       });
     } else {
       const rel = `${dir}/${p}.info`;
@@ -457,10 +472,7 @@ async function scanD67(
   }
   roots.push({ rel: 'sites/all/modules', site: null, holds: 'modules' }, { rel: 'sites/all/themes', site: null, holds: 'themes' });
   for (const site of await siteDirs(s)) {
-    roots.push(
-      { rel: `sites/${site}/modules`, site, holds: 'modules' },
-      { rel: `sites/${site}/themes`, site, holds: 'themes' },
-    );
+    roots.push({ rel: `sites/${site}/modules`, site, holds: 'modules' }, { rel: `sites/${site}/themes`, site, holds: 'themes' });
   }
 
   const want = (n: string): boolean => /\.(info|module|install|engine)$/.test(n);
@@ -496,9 +508,15 @@ async function scanD67(
         } else if (root.holds === 'themes' && ext === 'engine') {
           // Engines have no info file; the ones shipped in core's themes/engines carry the core version.
           themes.push({
-            name, humanName: name, version: dir.startsWith('themes/engines/') ? coreVersion : null,
-            project: dir.startsWith('themes/engines/') ? 'drupal' : null, package: null, schemaVersion: null,
-            path: dir, type: 'theme_engine', site: root.site,
+            name,
+            humanName: name,
+            version: dir.startsWith('themes/engines/') ? coreVersion : null,
+            project: dir.startsWith('themes/engines/') ? 'drupal' : null,
+            package: null,
+            schemaVersion: null,
+            path: dir,
+            type: 'theme_engine',
+            site: root.site,
           });
         }
       }
@@ -509,8 +527,7 @@ async function scanD67(
 }
 
 /** `'name' => 'Drupal'` (or st('…')) inside a Drupal 6 *_profile_details() function. */
-const D6_PROFILE_NAME =
-  /_profile_details\s*\(\s*\)\s*\{[\s\S]{0,2000}?['"]name['"]\s*=>\s*(?:st\(\s*)?['"]([^'"]+)['"]/;
+const D6_PROFILE_NAME = /_profile_details\s*\(\s*\)\s*\{[\s\S]{0,2000}?['"]name['"]\s*=>\s*(?:st\(\s*)?['"]([^'"]+)['"]/;
 
 async function scanD8(
   s: Scanner,
@@ -619,10 +636,17 @@ async function readComposer(s: Scanner): Promise<ComposerInfo | null> {
 }
 
 /** WordPress plugins/themes, MediaWiki extensions/skins (addons.ts) as registry extensions. */
-async function scanAddonsOf(s: Scanner, kind: PlatformKind): Promise<{ modules: Extension[]; themes: Extension[]; profiles: ProfileRecord[]; hidden: string[] }> {
+async function scanAddonsOf(
+  s: Scanner,
+  kind: PlatformKind,
+): Promise<{ modules: Extension[]; themes: Extension[]; profiles: ProfileRecord[]; hidden: string[] }> {
   const r = await scanAddons(kind, {
     subdirs: (rel) => s.subdirs(rel, true),
-    files: async (rel) => (await s.listDir(rel)).filter((d) => d.isFile()).map((d) => d.name).sort(),
+    files: async (rel) =>
+      (await s.listDir(rel))
+        .filter((d) => d.isFile())
+        .map((d) => d.name)
+        .sort(),
     head: async (rel, limit) => {
       try {
         const fh = await open(s.abs(rel), 'r');
@@ -639,7 +663,17 @@ async function scanAddonsOf(s: Scanner, kind: PlatformKind): Promise<{ modules: 
     },
   });
   s.problems.push(...r.problems);
-  const ext = (a: Addon): Extension => ({ name: a.name, humanName: a.humanName, version: a.version, project: null, package: null, schemaVersion: null, path: a.path, type: a.type, site: null });
+  const ext = (a: Addon): Extension => ({
+    name: a.name,
+    humanName: a.humanName,
+    version: a.version,
+    project: null,
+    package: null,
+    schemaVersion: null,
+    path: a.path,
+    type: a.type,
+    site: null,
+  });
   return { modules: r.modules.map(ext), themes: r.themes.map(ext), profiles: [], hidden: [] };
 }
 

@@ -18,18 +18,28 @@ describe('parseVersion', () => {
     expect(parseVersion(input)).toMatchObject(expected);
   });
 
-  it.each([[''], ['   '], [null], [undefined], ['VERSION'], ['1.45.0-wmf.6'], ['abc'], ['7.x-'], ['1..2'], ['1.x.2']])(
-    'unknown: %j',
-    (input) => {
-      expect(parseVersion(input)).toBeNull();
-    },
-  );
+  it.each([[''], ['   '], [null], [undefined], ['VERSION'], ['1.45.0-wmf.6'], ['abc'], ['7.x-'], ['1..2'], ['1.x.2']])('unknown: %j', (input) => {
+    expect(parseVersion(input)).toBeNull();
+  });
 });
 
 describe('compareVersions', () => {
   // Each list is strictly increasing.
   const chains: string[][] = [
-    ['7.x-1.0-unstable1', '7.x-1.0-alpha1', '7.x-1.0-alpha2', '7.x-1.0-beta1', '7.x-1.0-rc1', '7.x-1.0-rc2', '7.x-1.0', '7.x-1.1', '7.x-1.9', '7.x-1.10', '7.x-2.0-beta1', '7.x-2.0'],
+    [
+      '7.x-1.0-unstable1',
+      '7.x-1.0-alpha1',
+      '7.x-1.0-alpha2',
+      '7.x-1.0-beta1',
+      '7.x-1.0-rc1',
+      '7.x-1.0-rc2',
+      '7.x-1.0',
+      '7.x-1.1',
+      '7.x-1.9',
+      '7.x-1.10',
+      '7.x-2.0-beta1',
+      '7.x-2.0',
+    ],
     ['2.0.0-dev', '2.0.0-unstable1', '2.0.0-alpha', '2.0.0-alpha1', '2.0.0-beta', '2.0.0-rc1', '2.0.0', '2.0.1', '2.1.0', '10.0.0'],
     ['7.x-3.24', '8.x-1.0', '8.x-1.13'],
     ['6.38', '7.9', '7.98', '7.100', '9.5.11', '10.3.1', '11.0.0-alpha1', '11.0.0'],

@@ -28,8 +28,7 @@ export interface ParsedVersion {
 /** The result of comparing two versions: -1 (a older), 0 (same), 1 (a newer), or null (unknown). */
 export type VersionOrder = -1 | 0 | 1 | null;
 
-const VERSION_RE =
-  /^v?(?:(\d+)\.x-)?(\d+(?:\.\d+)*(?:\.x)?)(?:[-.]?(dev|unstable|alpha|beta|rc)(?:[-.]?(\d+))?)?(?:\+[0-9A-Za-z.-]*)?$/i;
+const VERSION_RE = /^v?(?:(\d+)\.x-)?(\d+(?:\.\d+)*(?:\.x)?)(?:[-.]?(dev|unstable|alpha|beta|rc)(?:[-.]?(\d+))?)?(?:\+[0-9A-Za-z.-]*)?$/i;
 
 /**
  * Parses a version string; returns null for anything empty or not version-shaped (such as

@@ -87,7 +87,8 @@ export class AcmeIssuer {
         challengePriority: ['http-01'],
         skipChallengeVerification: true,
         challengeCreateFn: async (authz, challenge, keyAuthorization) => {
-          if (challenge.type !== 'http-01') throw new Error(`the ACME server offered ${challenge.type} for ${authz.identifier.value}; Spoke answers http-01 only`);
+          if (challenge.type !== 'http-01')
+            throw new Error(`the ACME server offered ${challenge.type} for ${authz.identifier.value}; Spoke answers http-01 only`);
           await target.put(challenge.token, keyAuthorization);
           log(`challenge for ${authz.identifier.value} put on the web servers`);
         },

@@ -101,11 +101,17 @@ export async function checkCertificate(input: { certPem: string; keyPem: string;
     throw fail('CERT_INVALID', `the key is not a readable PEM private key: ${(e as Error).message}`);
   }
   if (!new NodeX509(blocks[0] as string).checkPrivateKey(key)) {
-    throw fail('CERT_KEY_MISMATCH', `the key does not belong to the certificate for ${info.names.join(', ') || info.subject}; give the key the certificate was issued for`);
+    throw fail(
+      'CERT_KEY_MISMATCH',
+      `the key does not belong to the certificate for ${info.names.join(', ') || info.subject}; give the key the certificate was issued for`,
+    );
   }
   const missing = uncovered(info.names, input.hosts);
   if (missing.length) {
-    throw fail('CERT_NAMES_MISMATCH', `the certificate covers ${info.names.join(', ') || 'no DNS name'}, not ${missing.join(', ')}; get one for every name of the site (or remove the alias first)`);
+    throw fail(
+      'CERT_NAMES_MISMATCH',
+      `the certificate covers ${info.names.join(', ') || 'no DNS name'}, not ${missing.join(', ')}; get one for every name of the site (or remove the alias first)`,
+    );
   }
   if (input.nowMs >= info.notAfterMs) throw fail('CERT_EXPIRED', `the certificate expired on ${new Date(info.notAfterMs).toISOString()}; renew it first`);
   if (input.nowMs < info.notBeforeMs) throw fail('CERT_INVALID', `the certificate is not valid before ${new Date(info.notBeforeMs).toISOString()}`);
@@ -114,12 +120,18 @@ export async function checkCertificate(input: { certPem: string; keyPem: string;
     const up = certs[i + 1] as x509.X509Certificate;
     const signed = c.issuer === up.subject && (await c.verify({ publicKey: up.publicKey, signatureOnly: true }).catch(() => false));
     if (!signed) {
-      throw fail('CERT_CHAIN_INCOMPLETE', `certificate ${i + 1} (${c.subject}) is not signed by certificate ${i + 2} (${up.subject}); put the chain in order, leaf first, then each issuer`);
+      throw fail(
+        'CERT_CHAIN_INCOMPLETE',
+        `certificate ${i + 1} (${c.subject}) is not signed by certificate ${i + 2} (${up.subject}); put the chain in order, leaf first, then each issuer`,
+      );
     }
   }
   const last = certs[certs.length - 1] as x509.X509Certificate;
   if (certs.length === 1 && !info.selfSigned) {
-    throw fail('CERT_CHAIN_INCOMPLETE', `the file holds only the leaf, issued by ${last.issuer}; append the issuer's certificate (the intermediate chain) after it`);
+    throw fail(
+      'CERT_CHAIN_INCOMPLETE',
+      `the file holds only the leaf, issued by ${last.issuer}; append the issuer's certificate (the intermediate chain) after it`,
+    );
   }
   return info;
 }

@@ -46,9 +46,13 @@ describe('operator certificates are checked before use', () => {
     const { ca, leaf, chain } = await operatorChain(['a.test', 'www.a.test']);
     const other = await issueKeyPair(ca, { commonName: 'a.test', role: 'master', dnsNames: ['a.test'] });
     const now = Date.now();
-    const check = (o: Partial<Parameters<typeof checkCertificate>[0]>) => refusedAsync(checkCertificate({ certPem: chain, keyPem: leaf.keyPem, hosts: ['a.test'], nowMs: now, ...o }));
+    const check = (o: Partial<Parameters<typeof checkCertificate>[0]>) =>
+      refusedAsync(checkCertificate({ certPem: chain, keyPem: leaf.keyPem, hosts: ['a.test'], nowMs: now, ...o }));
     const key = await check({ keyPem: other.keyPem });
-    expect([key.code, key.message]).toEqual(['CERT_KEY_MISMATCH', 'the key does not belong to the certificate for a.test, www.a.test; give the key the certificate was issued for']);
+    expect([key.code, key.message]).toEqual([
+      'CERT_KEY_MISMATCH',
+      'the key does not belong to the certificate for a.test, www.a.test; give the key the certificate was issued for',
+    ]);
     const names = await check({ hosts: ['a.test', 'shop.a.test'] });
     expect([names.code, names.message]).toEqual([
       'CERT_NAMES_MISMATCH',
@@ -146,7 +150,11 @@ describe('site https refusals change nothing', () => {
     h.now.ms = Date.now();
     const { leaf, chain } = await operatorChain(['a.test', 'www.a.test']);
     const t = await h.https.set({ domain: 'a.test', on: true, certPem: chain, keyPem: leaf.keyPem, redirect: true });
-    expect(t).toMatchObject({ kind: 'site.https', entity: 'site:a.test', params: { domain: 'a.test', on: true, source: 'operator', redirect: true, hsts: false } });
+    expect(t).toMatchObject({
+      kind: 'site.https',
+      entity: 'site:a.test',
+      params: { domain: 'a.test', on: true, source: 'operator', redirect: true, hsts: false },
+    });
     expect(JSON.stringify(t.params)).not.toMatch(/PRIVATE KEY|BEGIN/);
     const id = String(t.params.certId);
     expect(h.store.pair('a.test', id)).toEqual({ certPem: chain, keyPem: leaf.keyPem });

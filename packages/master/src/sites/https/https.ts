@@ -125,7 +125,8 @@ export class SiteHttps implements SiteHttpsHook {
     if (s.domain !== input.domain.toLowerCase()) throw fail('SITE_NOT_FOUND', `${input.domain} is an alias of ${s.domain}; name the site by its domain`);
     const hasCert = Boolean(input.certPem || input.keyPem);
     if (!input.on) {
-      if (hasCert || input.source || input.redirect || input.hsts) throw fail('INVALID_ARGUMENT', 'site https DOMAIN off takes no certificate, --acme, --redirect or --hsts');
+      if (hasCert || input.source || input.redirect || input.hsts)
+        throw fail('INVALID_ARGUMENT', 'site https DOMAIN off takes no certificate, --acme, --redirect or --hsts');
       return this.submit(s.domain, s.platform, { on: false });
     }
     const source: HttpsSource = input.source || (hasCert ? 'operator' : this.acme ? 'acme' : 'self-signed');
@@ -144,7 +145,10 @@ export class SiteHttps implements SiteHttpsHook {
   /** Refuses `--https` when ACME is asked for and not configured. @throws SpokeError ACME_NOT_CONFIGURED */
   checkCanEnable(acme = false): void {
     if (acme && !this.acme) {
-      throw fail('ACME_NOT_CONFIGURED', 'this master has no ACME directory: start spoke-master with --acme-directory URL --acme-email E (or use --cert/--key, or --self-signed)');
+      throw fail(
+        'ACME_NOT_CONFIGURED',
+        'this master has no ACME directory: start spoke-master with --acme-directory URL --acme-email E (or use --cert/--key, or --self-signed)',
+      );
     }
   }
 
@@ -201,7 +205,9 @@ export class SiteHttps implements SiteHttpsHook {
       throw e;
     }
     const r = this.store.get(domain);
-    return r ? { domain, enabled: r.enabled, source: r.source, certificate: r.certKind, names: r.names, notAfter: new Date(r.notAfterMs).toISOString() } : { domain };
+    return r
+      ? { domain, enabled: r.enabled, source: r.source, certificate: r.certKind, names: r.names, notAfter: new Date(r.notAfterMs).toISOString() }
+      : { domain };
   }
 
   private recordFailure(ctx: TaskContext, domain: string, e: unknown): void {
@@ -210,7 +216,10 @@ export class SiteHttps implements SiteHttpsHook {
     const next = this.clock() + retryDelayMs(r.failures + 1);
     const message = isSpokeError(e) ? `${e.code}: ${e.message}` : String(e);
     this.store.recordFailure(domain, message, next);
-    ctx.log(`renewal failed (${r.failures + 1} in a row); the certificate in use is kept (valid until ${new Date(r.notAfterMs).toISOString()}); next attempt ${new Date(next).toISOString()}`, 'error');
+    ctx.log(
+      `renewal failed (${r.failures + 1} in a row); the certificate in use is kept (valid until ${new Date(r.notAfterMs).toISOString()}); next attempt ${new Date(next).toISOString()}`,
+      'error',
+    );
   }
 
   private stepsFor(ctx: TaskContext): Step[] {
@@ -293,7 +302,19 @@ export class SiteHttps implements SiteHttpsHook {
         domain,
         async (prev) => {
           const base: HttpsRecord = {
-            ...(prev ?? { domain, certId: '', certKind: '', issuer: '', names: [], notBeforeMs: 0, notAfterMs: 0, renewAtMs: 0, failures: 0, lastError: '', nextAttemptMs: 0 }),
+            ...(prev ?? {
+              domain,
+              certId: '',
+              certKind: '',
+              issuer: '',
+              names: [],
+              notBeforeMs: 0,
+              notAfterMs: 0,
+              renewAtMs: 0,
+              failures: 0,
+              lastError: '',
+              nextAttemptMs: 0,
+            }),
             domain,
             enabled: true,
             source: want.source,
@@ -316,7 +337,8 @@ export class SiteHttps implements SiteHttpsHook {
           if (usable) return base;
           return this.withPair(base, 'self-signed', await selfSigned(this.names(domain), this.clock()));
         },
-        (r) => `HTTPS on for ${domain} (${r.source}${r.redirect ? ', http redirects to https' : ''}${r.hsts ? ', HSTS' : ''}); serving the ${r.certKind} certificate for ${r.names.join(', ')} until ${new Date(r.notAfterMs).toISOString()}`,
+        (r) =>
+          `HTTPS on for ${domain} (${r.source}${r.redirect ? ', http redirects to https' : ''}${r.hsts ? ', HSTS' : ''}); serving the ${r.certKind} certificate for ${r.names.join(', ')} until ${new Date(r.notAfterMs).toISOString()}`,
       ),
       ...this.settingsSteps(domain),
       this.configureStep(domain),
@@ -390,7 +412,8 @@ export class SiteHttps implements SiteHttpsHook {
     const r = this.store.get(domain);
     if (!r || !r.enabled) throw fail('INVALID_ARGUMENT', `HTTPS is off for ${domain}; nothing to ${renewal ? 'renew' : 'issue'}`);
     const names = this.names(domain);
-    if (r.source === 'operator') throw fail('INVALID_ARGUMENT', `${domain} serves an operator certificate; give a new one with spoke site https ${domain} on --cert FILE --key FILE`);
+    if (r.source === 'operator')
+      throw fail('INVALID_ARGUMENT', `${domain} serves an operator certificate; give a new one with spoke site https ${domain} on --cert FILE --key FILE`);
     if (r.source === 'self-signed') {
       set(await this.withPair(r, 'self-signed', await selfSigned(names, this.clock())));
       ctx.log(`new self-signed certificate for ${names.join(', ')}`);
@@ -406,14 +429,20 @@ export class SiteHttps implements SiteHttpsHook {
     const pair = await this.acme.issue(names, this.challengeTarget(ctx, servers), (m) => ctx.log(m));
     const issued = await this.withPair(r, 'acme', pair);
     set(issued);
-    ctx.log(`issued by ${issued.issuer} for ${issued.names.join(', ')}, valid until ${new Date(issued.notAfterMs).toISOString()}; renews after ${new Date(issued.renewAtMs).toISOString()}`);
+    ctx.log(
+      `issued by ${issued.issuer} for ${issued.names.join(', ')}, valid until ${new Date(issued.notAfterMs).toISOString()}; renews after ${new Date(issued.renewAtMs).toISOString()}`,
+    );
   }
 
   /** HTTP-01 answers on every web server of the site (a cluster: every member). */
   private challengeTarget(ctx: TaskContext, servers: readonly string[]) {
     const all = async (token: string, keyAuthorization: string, remove: boolean) => {
-      const results = await Promise.allSettled(servers.map((server) => this.sites.call(ctx, server, { type: 'acmeChallenge', token, keyAuthorization, remove })));
-      const bad = results.flatMap((r, i) => (r.status === 'rejected' ? [`${servers[i]}: ${isSpokeError(r.reason) ? r.reason.message : String(r.reason)}`] : []));
+      const results = await Promise.allSettled(
+        servers.map((server) => this.sites.call(ctx, server, { type: 'acmeChallenge', token, keyAuthorization, remove })),
+      );
+      const bad = results.flatMap((r, i) =>
+        r.status === 'rejected' ? [`${servers[i]}: ${isSpokeError(r.reason) ? r.reason.message : String(r.reason)}`] : [],
+      );
       if (bad.length && !remove) throw fail('ACME_FAILED', `could not put the challenge on ${bad.join('; ')}`);
       for (const b of bad) ctx.log(`could not remove the challenge on ${b}`, 'warn');
     };
@@ -449,13 +478,17 @@ export class SiteHttps implements SiteHttpsHook {
   tick(): TaskInfo[] {
     const busy = new Set(
       // Every queued and running task (the default page is the newest 100).
-      [...this.tasks.list({ state: 'queued', limit: 1_000_000 }), ...this.tasks.list({ state: 'running', limit: 1_000_000 })].filter((t) => t.entity.startsWith('site:')).map((t) => t.entity.slice('site:'.length)),
+      [...this.tasks.list({ state: 'queued', limit: 1_000_000 }), ...this.tasks.list({ state: 'running', limit: 1_000_000 })]
+        .filter((t) => t.entity.startsWith('site:'))
+        .map((t) => t.entity.slice('site:'.length)),
     );
     const queued: TaskInfo[] = [];
     for (const domain of this.due(this.clock(), busy)) {
       const s = this.sites.ns.getSite(domain);
       if (this.store.get(domain)?.source === 'acme' && !this.acme) continue;
-      queued.push(this.tasks.submit({ kind: 'site.https.renew', entity: `site:${domain}`, locks: [`platform:${s.platform}`], params: { domain, platform: s.platform } }));
+      queued.push(
+        this.tasks.submit({ kind: 'site.https.renew', entity: `site:${domain}`, locks: [`platform:${s.platform}`], params: { domain, platform: s.platform } }),
+      );
       this.log.info({ site: domain }, 'certificate renewal queued');
     }
     return queued;

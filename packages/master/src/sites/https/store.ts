@@ -192,7 +192,10 @@ export class HttpsStore {
     try {
       return { certPem: readFileSync(join(dir, `${id}.crt`), 'utf8'), keyPem: readFileSync(join(dir, `${id}.key`), 'utf8') };
     } catch (e) {
-      throw fail('CERT_INVALID', `the certificate files of ${domain} (${join(dir, id)}.crt/.key) cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; run: spoke site https ${domain} on`);
+      throw fail(
+        'CERT_INVALID',
+        `the certificate files of ${domain} (${join(dir, id)}.crt/.key) cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; run: spoke site https ${domain} on`,
+      );
     }
   }
 
