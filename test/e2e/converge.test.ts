@@ -300,6 +300,8 @@ describe('converge', () => {
     const again = solo.run(AGENT_ENV);
     await until('solo back', () => again.out.includes('agent started'), 20_000);
     expect(again.out).not.toMatch(/the machine went down/);
+    // the next test converges to solo: wait until the master has it back, not only its process
+    await until('solo online again', () => online('solo'), 20_000);
   });
 
   it('with --live, an edit on the master reaches the servers without a verify', async () => {
