@@ -80,7 +80,7 @@ export function cronLines(domain: string, c: wire.SiteCron | undefined): [string
         : 'never',
     ],
   ];
-  if (c.failures > 0) lines.push(['cron failures', `${c.failures} in a row${c.failures >= 3 ? ' (see: spoke site cron ${domain} --history)' : ''}`]);
+  if (c.failures > 0) lines.push(['cron failures', `${c.failures} in a row${c.failures >= 3 ? ` (see: spoke site cron ${domain} --history)` : ''}`]);
   const next = c.nextRunMs ? new Date(c.nextRunMs).toISOString() : '-';
   lines.push(['cron next run', c.nextRunMs && c.nextRunMs <= Date.now() ? `${next} (due: runs at the scheduler's next free slot)` : next]);
   return lines;
