@@ -8,10 +8,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger, type SpokeError } from '@spoke/shared';
 import { PlatformBuilder, checkMakefileSource, type BuildRequest } from './build.js';
+import { rawZip } from './buildfixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spoke-build-'));
 const src = join(dir, 'src'); // repositories, archives, makefiles, patches
@@ -91,46 +91,6 @@ function rawTar(entries: { name: string; body?: string; type?: '0' | '2' | '5'; 
   }
   blocks.push(Buffer.alloc(1024));
   return Buffer.concat(blocks);
-}
-
-/** A stored (uncompressed) zip; `link` entries are Unix symlinks. */
-function rawZip(entries: { name: string; body: string; link?: boolean }[]): Buffer {
-  const locals: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const e of entries) {
-    const name = Buffer.from(e.name);
-    const data = Buffer.from(e.body);
-    const crc = crc32(data);
-    const lh = Buffer.alloc(30);
-    lh.writeUInt32LE(0x04034b50, 0);
-    lh.writeUInt16LE(10, 4);
-    lh.writeUInt32LE(crc, 14);
-    lh.writeUInt32LE(data.length, 18);
-    lh.writeUInt32LE(data.length, 22);
-    lh.writeUInt16LE(name.length, 26);
-    locals.push(lh, name, data);
-    const ch = Buffer.alloc(46);
-    ch.writeUInt32LE(0x02014b50, 0);
-    ch.writeUInt16LE((3 << 8) | 30, 4); // made by Unix
-    ch.writeUInt16LE(10, 6);
-    ch.writeUInt32LE(crc, 16);
-    ch.writeUInt32LE(data.length, 20);
-    ch.writeUInt32LE(data.length, 24);
-    ch.writeUInt16LE(name.length, 28);
-    ch.writeUInt32LE(((e.link ? 0o120777 : 0o100644) << 16) >>> 0, 38);
-    ch.writeUInt32LE(offset, 42);
-    central.push(ch, name);
-    offset += 30 + name.length + data.length;
-  }
-  const cd = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, cd, end]);
 }
 
 function sha256(file: string): string {

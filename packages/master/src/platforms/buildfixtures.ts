@@ -70,8 +70,11 @@ export function filePatch(path: string, text: string): string {
   return [`diff --git a/${path} b/${path}`, 'new file mode 100644', '--- /dev/null', `+++ b/${path}`, '@@ -0,0 +1 @@', `+${text}`, ''].join('\n');
 }
 
-/** A stored zip written byte by byte (what `zip` never writes: the same name twice). */
-export function rawZip(entries: { name: string; body: string }[]): Buffer {
+/**
+ * A stored zip written byte by byte (what `zip` never writes: the same name twice); `link`
+ * entries are Unix symlinks whose body is the target.
+ */
+export function rawZip(entries: { name: string; body: string; link?: boolean }[]): Buffer {
   const locals: Buffer[] = [];
   const central: Buffer[] = [];
   let offset = 0;
@@ -95,7 +98,7 @@ export function rawZip(entries: { name: string; body: string }[]): Buffer {
     ch.writeUInt32LE(data.length, 20);
     ch.writeUInt32LE(data.length, 24);
     ch.writeUInt16LE(name.length, 28);
-    ch.writeUInt32LE((0o100644 << 16) >>> 0, 38);
+    ch.writeUInt32LE(((e.link ? 0o120777 : 0o100644) << 16) >>> 0, 38); // made by Unix: the mode
     ch.writeUInt32LE(offset, 42);
     central.push(ch, name);
     offset += 30 + name.length + data.length;
