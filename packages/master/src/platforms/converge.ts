@@ -14,10 +14,10 @@ import type { PlatformBuilder } from './build.js';
 import type { Namespace } from '../namespace/namespace.js';
 import type { TaskContext, TaskEngine, TaskHandler } from '../tasks/engine.js';
 import type { TreeStore } from './trees.js';
-import type { PlatformInfo, TaskInfo } from '../types.js';
+import type { PlatformInfo } from '../types.js';
 import { ReportedDrift } from './drift.js';
 import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, type ScanCache } from './registry/index.js';
-import { DEFAULT_POLICY, nextWakeMs, planConverges, type PairState, type ReconcilePolicy, type WaitingPair } from './reconcile.js';
+import { DEFAULT_POLICY, failuresOf, nextWakeMs, planConverges, type PairState, type ReconcilePolicy, type WaitingPair } from './reconcile.js';
 import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
 
 /** Files the registry is read from (see platform/registry.ts and platform/detect.ts). */
@@ -572,29 +572,6 @@ export class PlatformSync {
     );
     return summary;
   }
-}
-
-/**
- * A pair's failed converges since its last success, newest first in `recent` (a platform's
- * latest tasks): a succeeded converge of the server or a succeeded verify ends the count.
- */
-export function failuresOf(recent: readonly TaskInfo[], server: string): { failures: number; lastFailedMs: number; lastError: string } {
-  let failures = 0;
-  let lastFailedMs = 0;
-  let lastError = '';
-  for (const t of recent) {
-    const mine = t.kind === 'platform.converge' && t.params.server === server;
-    if ((mine || t.kind === 'platform.verify') && t.state === 'succeeded') break;
-    // a converge the master's own stop interrupted says nothing about the server
-    if (mine && t.state === 'failed' && t.errorCode !== 'TASK_INTERRUPTED') {
-      if (failures === 0) {
-        lastFailedMs = t.finishedMs ?? t.createdMs;
-        lastError = t.errorCode ? `${t.errorCode}: ${t.errorMessage ?? ''}` : (t.errorMessage ?? '');
-      }
-      failures++;
-    }
-  }
-  return { failures, lastFailedMs, lastError };
 }
 
 /** Files and bytes of a manifest, counted once per snapshot (a verify logs them; 20,000 entries cost ~5 ms). */

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffMs, nextWakeMs, planConverges, type PairState, type ReconcilePolicy } from './reconcile.js';
-import { failuresOf } from './converge.js';
+import { backoffMs, failuresOf, nextWakeMs, planConverges, type PairState, type ReconcilePolicy } from './reconcile.js';
 import type { TaskInfo } from '../types.js';
 
 const POLICY: ReconcilePolicy = { baseBackoffMs: 1000, maxBackoffMs: 8000, maxConcurrent: 2 };

@@ -6,6 +6,7 @@
  * so a converge that failed for a cause that went away (disk freed, agent restarted) heals
  * without anyone running a command. Pure: the caller gathers the state and submits the tasks.
  */
+import type { TaskInfo } from '../types.js';
 
 /** One (platform, server) pair as the master knows it. */
 export interface PairState {
@@ -111,4 +112,27 @@ export function nextWakeMs(plan: ReconcilePlan, now: number, intervalMs: number)
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * A pair's failed converges since its last success, newest first in `recent` (a platform's
+ * latest tasks): a succeeded converge of the server or a succeeded verify ends the count.
+ */
+export function failuresOf(recent: readonly TaskInfo[], server: string): { failures: number; lastFailedMs: number; lastError: string } {
+  let failures = 0;
+  let lastFailedMs = 0;
+  let lastError = '';
+  for (const t of recent) {
+    const mine = t.kind === 'platform.converge' && t.params.server === server;
+    if ((mine || t.kind === 'platform.verify') && t.state === 'succeeded') break;
+    // a converge the master's own stop interrupted says nothing about the server
+    if (mine && t.state === 'failed' && t.errorCode !== 'TASK_INTERRUPTED') {
+      if (failures === 0) {
+        lastFailedMs = t.finishedMs ?? t.createdMs;
+        lastError = t.errorCode ? `${t.errorCode}: ${t.errorMessage ?? ''}` : (t.errorMessage ?? '');
+      }
+      failures++;
+    }
+  }
+  return { failures, lastFailedMs, lastError };
 }
