@@ -287,15 +287,15 @@ describe('cron (real nginx, php-fpm, MariaDB, WordPress, Drupal 7)', () => {
       expect(s.cron.failing).toBe(true);
       expect(s.cron.last).toMatchObject({ ok: false, errorCode: 'SITE_CRON_FAILED', server: 'w1' });
       const ls = (await master.cli('site', 'ls')).stdout;
-      expect(ls).toMatch(/^DOMAIN\s+PLATFORM\s+SERVER\s+DB SERVER\s+STATUS\s+CRON\s+ALIASES$/m);
-      expect(ls).toMatch(/^d7\.test\s+d7\s+w1\s+w1\s+installed\s+FAILING \d+x\s+-$/m);
-      expect(ls).toMatch(/^wp\.test\s+wp\s+w1\s+w1\s+installed\s+ok\s+-$/m);
+      expect(ls).toMatch(/^DOMAIN\s+PLATFORM\s+SERVER\s+DB SERVER\s+STATUS\s+CRON\s+HTTPS\s+ALIASES$/m);
+      expect(ls).toMatch(/^d7\.test\s+d7\s+w1\s+w1\s+installed\s+FAILING \d+x\s+-\s+-$/m);
+      expect(ls).toMatch(/^wp\.test\s+wp\s+w1\s+w1\s+installed\s+ok\s+-\s+-$/m);
       expect((await master.json<SiteJson[]>('site', 'ls')).find((x) => x.domain === 'd7.test')?.cron.failing).toBe(true);
 
       fpm = await startFpm();
       const ok = await master.cli('site', 'cron', 'd7.test');
       expect(ok.code, ok.stderr).toBe(0);
-      expect((await master.cli('site', 'ls')).stdout).toMatch(/^d7\.test\s+d7\s+w1\s+w1\s+installed\s+ok\s+-$/m);
+      expect((await master.cli('site', 'ls')).stdout).toMatch(/^d7\.test\s+d7\s+w1\s+w1\s+installed\s+ok\s+-\s+-$/m);
       const h = await master.json<CronRunJson[]>('site', 'cron', 'd7.test', '--history');
       expect(h.slice(0, 4).map((x) => x.ok)).toEqual([true, false, false, false]);
     },

@@ -158,6 +158,21 @@ function spoke_d6_install($req) {
   throw new SpokeFailure('UNSUPPORTED', "Drupal $version sites cannot be installed unattended on PHP " . PHP_VERSION . '; finish the install at install.php');
 }
 
+/**
+ * Drupal's one-time link hashes the account's last login time, and its first use sets that time to
+ * the second it is used. A first use within the same second as the previous login leaves the
+ * time, and so the link, unchanged: the link would log in a second time. Returning the link only
+ * once the clock has left the last login's second (at most a second's wait, and only right after
+ * a login) makes every first use change the login time, so the link works exactly once.
+ */
+function spoke_wait_past_login($login) {
+  // Bounded: a last login in the future (the clock was set back) is not waited for.
+  $until = microtime(true) + 2;
+  while (time() <= $login && microtime(true) < $until) {
+    usleep(50000);
+  }
+}
+
 function spoke_d7_login_url($req) {
   spoke_d7_boot($req);
   $account = user_load(1);
@@ -167,6 +182,7 @@ function spoke_d7_login_url($req) {
   if (!function_exists('user_pass_reset_url')) {
     throw new SpokeFailure('UNSUPPORTED', 'this Drupal has no one-time login links (user_pass_reset_url)');
   }
+  spoke_wait_past_login((int) $account->login);
   return ['url' => user_pass_reset_url($account) . '/login', 'user' => $account->name];
 }
 
@@ -340,6 +356,7 @@ function spoke_d8_login_url($req) {
   if ($account->isBlocked()) {
     throw new SpokeFailure('SITE_PHP_FAILED', 'user 1 (' . $account->getAccountName() . ') is blocked');
   }
+  spoke_wait_past_login((int) $account->getLastLoginTime());
   return ['url' => user_pass_reset_url($account) . '/login', 'user' => $account->getAccountName()];
 }
 

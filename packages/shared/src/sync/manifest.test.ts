@@ -210,7 +210,9 @@ describe('walkTree', () => {
     await age('a.txt');
     await age('b.txt');
     const cache = mapCache();
-    // utimes() just moved ctime to now; a zero racy window lets this test cache right away.
+    // utimes() just moved ctime to now; a zero racy window lets this test cache right away, once
+    // the clock has left ctime's millisecond (ctime has sub-millisecond digits, Date.now() not).
+    await new Promise((r) => setTimeout(r, 5));
     const opts = { statCache: cache, racyMs: 0 };
     const cold = await walkTree(dir, opts);
     expect(cold.cacheHits).toBe(0);
