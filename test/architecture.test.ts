@@ -120,6 +120,13 @@ describe('architecture', () => {
     expect(bad).toEqual([]);
   });
 
+  it('package unit tests replace no module (vitest runs them without a fresh module graph per file): dependencies are passed in', () => {
+    const bad = pkgs.flatMap((p) =>
+      files[p].filter((f) => /\.test\.ts$/.test(f) && /\bvi\.(mock|doMock)\(/.test(readFileSync(f, 'utf8'))).map((f) => relative(ROOT, f)),
+    );
+    expect(bad).toEqual([]);
+  });
+
   it('master statements are never switched into pluck/raw/expand mode (openStore caches one per SQL text)', () => {
     const bad = files.master.filter((f) => !/\.test\.ts$/.test(f) && /\.(pluck|raw|expand)\(/.test(readFileSync(f, 'utf8'))).map((f) => relative(ROOT, f));
     expect(bad).toEqual([]);

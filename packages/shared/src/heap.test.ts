@@ -1,24 +1,17 @@
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
-import type * as V8 from 'node:v8';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { boundHeapGrowth, growingPercentFor } from './heap.js';
 
 const MB = 1024 * 1024;
 
 /** Every V8 flag heap.ts sets, in order (the real setFlagsFromString still runs). */
-const flags = vi.hoisted(() => [] as string[]);
-vi.mock('node:v8', async (importOriginal) => {
-  const v8 = await importOriginal<typeof V8>();
-  return {
-    ...v8,
-    setFlagsFromString: (f: string) => {
-      flags.push(f);
-      v8.setFlagsFromString(f);
-    },
-  };
-});
+const flags: string[] = [];
+const setFlags = (f: string) => {
+  flags.push(f);
+  setFlagsFromString(f);
+};
 const growing = () => flags.filter((f) => f.startsWith('--heap-growing-percent='));
 beforeEach(() => {
   flags.length = 0;
@@ -45,19 +38,19 @@ function majorGc(): Promise<void> {
 describe('boundHeapGrowth', () => {
   it('refuses a percent that is not a whole number ≥ 0, naming the variable', () => {
     for (const bad of ['-5', '2.5', 'lots']) {
-      expect(() => boundHeapGrowth({ SPOKE_HEAP_GROWING_PERCENT: bad }, 32)).toThrow(/SPOKE_HEAP_GROWING_PERCENT must be a whole number/);
+      expect(() => boundHeapGrowth({ SPOKE_HEAP_GROWING_PERCENT: bad }, 32, undefined, setFlags)).toThrow(/SPOKE_HEAP_GROWING_PERCENT must be a whole number/);
     }
   });
 
   it('an override is set once and never adjusted; 0 leaves V8 its own heuristics', async () => {
     const told: number[] = [];
-    const stop = boundHeapGrowth({ SPOKE_HEAP_GROWING_PERCENT: '40' }, 32, (p) => told.push(p));
+    const stop = boundHeapGrowth({ SPOKE_HEAP_GROWING_PERCENT: '40' }, 32, (p) => told.push(p), setFlags);
     expect(growing()).toEqual(['--heap-growing-percent=40']);
     await majorGc();
     expect(growing()).toEqual(['--heap-growing-percent=40']);
     expect(told).toEqual([]);
     stop();
-    boundHeapGrowth({ SPOKE_HEAP_GROWING_PERCENT: '0' }, 32, (p) => told.push(p))();
+    boundHeapGrowth({ SPOKE_HEAP_GROWING_PERCENT: '0' }, 32, (p) => told.push(p), setFlags)();
     expect(growing()).toEqual(['--heap-growing-percent=40']);
     expect(told).toEqual([]);
   });
@@ -66,7 +59,7 @@ describe('boundHeapGrowth', () => {
     for (const unset of [undefined, '']) {
       flags.length = 0;
       const told: number[] = [];
-      const stop = boundHeapGrowth({ SPOKE_HEAP_GROWING_PERCENT: unset }, 64, (p) => told.push(p));
+      const stop = boundHeapGrowth({ SPOKE_HEAP_GROWING_PERCENT: unset }, 64, (p) => told.push(p), setFlags);
       expect(told).toHaveLength(1);
       expect(growing()).toEqual([`--heap-growing-percent=${told[0]}`]);
       expect(told[0]).toBeGreaterThanOrEqual(25);
@@ -86,7 +79,7 @@ describe('the adaptive bound', () => {
   it('sets the percent at start and again after a full collection, from what survived', async () => {
     await majorGc();
     const set: number[] = [];
-    const stop = boundHeapGrowth({}, 64, (p) => set.push(p));
+    const stop = boundHeapGrowth({}, 64, (p) => set.push(p), setFlags);
     let live: string[][] = [];
     try {
       expect(set).toHaveLength(1);

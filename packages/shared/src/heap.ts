@@ -57,13 +57,15 @@ export function boundHeapGrowth(
   headroomMb: number,
   /** Told each percent the adaptive bound sets. */
   onSet?: (percent: number) => void,
+  /** Sets a V8 flag (tests pass a recorder that also sets it). */
+  setFlags: (flag: string) => void = setFlagsFromString,
 ): () => void {
   const raw = env.SPOKE_HEAP_GROWING_PERCENT;
   if (raw !== undefined && raw !== '') {
     const percent = Number(raw);
     if (!Number.isInteger(percent) || percent < 0)
       throw fail('CONFIG_INVALID', `SPOKE_HEAP_GROWING_PERCENT must be a whole number ≥ 0, not ${JSON.stringify(raw)}`);
-    if (percent > 0) setFlagsFromString(`--heap-growing-percent=${percent}`);
+    if (percent > 0) setFlags(`--heap-growing-percent=${percent}`);
     return () => undefined;
   }
   let current = 0;
@@ -71,7 +73,7 @@ export function boundHeapGrowth(
     const p = growingPercentFor(getHeapStatistics().used_heap_size, headroomMb);
     if (p === current) return;
     current = p;
-    setFlagsFromString(`--heap-growing-percent=${p}`);
+    setFlags(`--heap-growing-percent=${p}`);
     onSet?.(p);
   };
   adjust();
