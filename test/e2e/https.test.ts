@@ -401,4 +401,31 @@ describe('HTTPS (real nginx, php-fpm, MariaDB, WordPress, pebble; a cluster of t
     expect(fps[0]).toBe(fps[1]);
     expect(curl(members[0]!.httpsPort, 'a.test').code).toBe(60); // curl: not trusted by pebble's root
   }, 300_000);
+
+  it('a rename takes the certificate files along and the renewer covers the new name; a delete removes them', async () => {
+    const tls = (d: string) => join(master.stateDir, 'tls', d);
+    const before = readdirSync(tls('a.test'));
+    expect(before.length).toBeGreaterThan(0);
+    const m = await master.task('site', 'migrate', 'a.test', '--platform', 'wp', '--domain', 'b.test');
+    expect(m.t.state, m.log).toBe('succeeded');
+    expect(existsSync(tls('a.test'))).toBe(false);
+    expect(readdirSync(tls('b.test')).sort()).toEqual(before.sort());
+    await until(
+      'the renewer to cover b.test',
+      async () => {
+        const h = await httpsOf('b.test');
+        return h?.uncovered.length === 0 && h.names.includes('b.test') ? true : undefined;
+      },
+      60_000,
+    ).catch(async (e: unknown) => {
+      console.log(JSON.stringify(await httpsOf('b.test')), (await master.cli('task', 'ls')).stdout);
+      throw e;
+    });
+    const fps = await Promise.all(members.map((m2) => servedFingerprint(m2.httpsPort, 'b.test')));
+    expect(fps[0]).toBe(fps[1]);
+
+    const d = await master.task('site', 'delete', 'b.test', '--no-backup');
+    expect(d.t.state, d.log).toBe('succeeded');
+    expect(existsSync(tls('b.test'))).toBe(false);
+  }, 300_000);
 });

@@ -386,6 +386,9 @@ export class Sites {
         );
       this.db.prepare('INSERT INTO domains (name, site, is_alias) VALUES (?, ?, 0)').run(to.domain, to.domain);
       this.db.prepare('UPDATE domains SET site = ? WHERE site = ? AND is_alias = 1').run(to.domain, from);
+      // What else belongs to the site follows it (deleting the old row would take it along).
+      this.db.prepare('UPDATE site_https SET domain = ? WHERE domain = ?').run(to.domain, from);
+      this.db.prepare('UPDATE cron_runs SET site = ? WHERE site = ?').run(to.domain, from);
       this.db.prepare('DELETE FROM domains WHERE site = ?').run(from);
       this.db.prepare('DELETE FROM sites WHERE domain = ?').run(from);
       return this.getSite(to.domain);

@@ -172,6 +172,23 @@ describe('namespace: relocateSite (the switch)', () => {
     expect(ns.dbNamesTaken('web1')).toEqual(new Set());
   });
 
+  it("renames: the site's HTTPS row and cron history follow it", () => {
+    const { ns, db } = setup();
+    db.prepare("INSERT INTO site_https (domain, enabled, source, cert_id) VALUES ('blog.test', 1, 'self-signed', 'abc')").run();
+    db.prepare("INSERT INTO cron_runs (site, started_ms, duration_ms, ok, failures, message, kind) VALUES ('blog.test', 1, 2, 1, 0, 'ok', 'schedule')").run();
+    ns.createSite({
+      domain: 'news.test',
+      platform: 'wp2',
+      dbServer: 'web2',
+      status: 'installing',
+      db: { name: 'news_test', user: 'news_test', password: 'q'.repeat(32) },
+      salt: 's'.repeat(64),
+    });
+    ns.relocateSite('blog.test', to('news.test'));
+    expect(db.prepare('SELECT domain, cert_id FROM site_https').all()).toEqual([{ domain: 'news.test', cert_id: 'abc' }]);
+    expect(db.prepare('SELECT site FROM cron_runs').all()).toEqual([{ site: 'news.test' }]);
+  });
+
   it('keeps the domain: the row takes the new platform and database', () => {
     const { ns } = setup();
     const s = ns.relocateSite('blog.test', to('blog.test', { dbServer: 'web1', name: 'blog_test_2' }));

@@ -434,6 +434,7 @@ export class SiteMover {
             dbPort: c.facts.db.port,
             salt: c.facts.salt,
           });
+          if (renamed) this.t.siteRenamed(p.domain, p.newDomain);
           ctx.log(
             `switched: ${renamed ? `${p.domain} is now ${p.newDomain}${s.aliases.length ? ` (aliases ${s.aliases.join(', ')})` : ''}, ` : `${p.domain} is now `}on platform ${p.target} with database ${c.facts.db.name} on ${c.dbServer} (the point of no return: the old copy is removed next)`,
           );

@@ -47,6 +47,10 @@ export interface SiteHttpsHook {
   enableSteps(domain: string): Step[];
   /** Refuses `--https` when it cannot work (nothing is queued). @throws SpokeError */
   checkCanEnable(): void;
+  /** The site was renamed: its certificate files follow (the renewer covers the new name). */
+  renamed(from: string, to: string): void;
+  /** The site was deleted: its certificate files go too. */
+  forget(domain: string): void;
 }
 
 /** Site statuses a task other than install may act on. */
@@ -86,6 +90,16 @@ export class SiteOps {
   checkHttps(): void {
     if (!this.https) throw fail('INTERNAL', 'HTTPS is not wired');
     this.https.checkCanEnable();
+  }
+
+  /** A site row was renamed: what HTTPS keeps outside the rows follows (nothing without HTTPS). */
+  siteRenamed(from: string, to: string): void {
+    this.https?.renamed(from, to);
+  }
+
+  /** A site row was deleted: what HTTPS kept outside the rows goes too. */
+  siteForgotten(domain: string): void {
+    this.https?.forget(domain);
   }
 
   /** The steps that turn HTTPS on after a task made the site (install, clone, migrate `--https`). */
@@ -268,7 +282,11 @@ export class SiteOps {
     // What the last render produced (the site being deleted still in, a changed alias as it was):
     // the files it had that the new render lacks are removed (Drupal 6 alias symlinks).
     const previous = this.platformSites(platform, { previousAliases: opts.previousAliases });
-    if (opts.gone && !previous.some((x) => x.domain === opts.gone?.domain)) previous.push(opts.gone);
+    const gone = opts.gone;
+    if (gone && !previous.some((x) => x.domain === gone.domain)) {
+      // A site renamed on its own platform keeps its aliases: they are the new name's now.
+      previous.push({ domain: gone.domain, aliases: gone.aliases.filter((a) => !previous.some((x) => x.aliases.includes(a))) });
+    }
     const before = renderPlatformSiteFiles(kind, previous);
     const stale = staleSiteFiles(before, next);
     files.push(...next);

@@ -697,6 +697,7 @@ export class SiteTasks {
         name: 'free',
         do: async (ctx) => {
           if (this.ops.siteExists(domain)) this.ns.deleteSite(domain);
+          this.ops.siteForgotten(domain);
           rmSync(trash, { recursive: true, force: true });
           state.result = { deleted: domain };
           ctx.log(`site ${domain} deleted; its names are free`);

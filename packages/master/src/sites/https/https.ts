@@ -172,6 +172,16 @@ export class SiteHttps implements SiteHttpsHook {
     return Boolean(r?.enabled && r.certId);
   }
 
+  /** A renamed site's certificate files follow it; the next renewer pass covers the new name. */
+  renamed(from: string, to: string): void {
+    this.store.moveSite(from, to);
+  }
+
+  /** A deleted site's certificate files go with it. */
+  forget(domain: string): void {
+    this.store.forgetSite(domain);
+  }
+
   /** The steps of `--https` on install, clone, migrate: ACME when configured, else self-signed. */
   enableSteps(domain: string): Step[] {
     return this.onSteps(domain, { source: this.acme ? 'acme' : 'self-signed', redirect: false, hsts: false, certId: '' }, true);

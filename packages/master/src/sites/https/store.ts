@@ -221,4 +221,21 @@ export class HttpsStore {
     for (const n of gone) rmSync(join(this.siteDir(domain), n), { force: true });
     return gone.length;
   }
+
+  /**
+   * A renamed site's pairs follow it (the row follows by ON UPDATE CASCADE). A dir already under
+   * the new name is what an earlier site of that name left behind: no row names it any more.
+   */
+  moveSite(from: string, to: string): void {
+    const src = this.siteDir(from);
+    if (!existsSync(src)) return;
+    const dest = this.siteDir(to);
+    rmSync(dest, { recursive: true, force: true });
+    renameSync(src, dest);
+  }
+
+  /** Removes a deleted site's pairs (its row went with the site). */
+  forgetSite(domain: string): void {
+    rmSync(this.siteDir(domain), { recursive: true, force: true });
+  }
 }
