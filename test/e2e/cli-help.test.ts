@@ -3,7 +3,8 @@
  * bundle loads only what a command needs (item 17): `spoke server ls` never reads the master's
  * start-up code or the PKI.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BIN, runNode } from '../harness.js';
@@ -50,6 +51,13 @@ describe('daemon --help (issue 23 item 10)', () => {
     const up = await runNode(BIN.spoke, ['up', '--help']);
     expect(up.code).toBe(0);
     expect(up.stdout).toMatch(/--root VALUE\s+a directory standing in for \//);
+    expect(up.stdout).toMatch(/--acme-directory VALUE\s+an ACME server's directory URL/);
+    // A bad ACME flag is refused before anything starts (no state dir made).
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-up-'));
+    const bad = await runNode(BIN.spoke, ['--state-dir', join(dir, 'state'), 'up', '--acme-directory', 'http://acme.test/dir']);
+    expect([bad.code, bad.stderr]).toEqual([1, 'error: CONFIG_INVALID: --acme-directory must be an https:// URL (RFC 8555), not http:\n']);
+    expect(existsSync(join(dir, 'state'))).toBe(false);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 

@@ -177,6 +177,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
         tasksByKindState: () => tasks.countsByKindState(),
         dbPath,
         ready: () => health.readiness === 'serving',
+        certificates: () => core.https.servedCertificates(),
       });
       metricsListener = await startMetricsListener(opts.metrics, {
         render: () => prom.render(),

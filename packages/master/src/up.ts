@@ -57,15 +57,25 @@ async function ensureEnrolled(m: RunningMaster, bin: string, agentDir: string, l
 
 /** The `up` command for the CLI. */
 export const upCommand: Command = {
-  usage: 'up [--state-dir DIR] [--listen HOST:PORT] [--root DIR] [--roots /var/aegir,/var/www]',
+  usage: 'up [--state-dir DIR] [--listen HOST:PORT] [--root DIR] [--roots /var/aegir,/var/www] [--acme-directory URL [--acme-email E] [--acme-ca FILE]]',
   summary: 'one-box install: run a master and its local agent (server "master") until Ctrl-C',
-  options: { listen: { type: 'string' }, root: { type: 'string' }, roots: { type: 'string' } },
+  options: {
+    listen: { type: 'string' },
+    root: { type: 'string' },
+    roots: { type: 'string' },
+    'acme-directory': { type: 'string' },
+    'acme-email': { type: 'string' },
+    'acme-ca': { type: 'string' },
+  },
   args: [0, 0],
   async run(ctx, _pos, o) {
     const opts = compileMasterOptions({
       stateDir: ctx.conn.stateDir ?? '.spoke',
       listen: (o.listen as string | undefined) ?? '127.0.0.1:7443',
       root: o.root as string | undefined,
+      acmeDirectory: o['acme-directory'] as string | undefined,
+      acmeEmail: o['acme-email'] as string | undefined,
+      acmeCa: o['acme-ca'] as string | undefined,
     });
     mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
     const masterLog = join(opts.stateDir, 'master.log');

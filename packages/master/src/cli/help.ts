@@ -78,6 +78,10 @@ export const FLAG_HELP: Record<string, string> = {
   listen: 'the address agents and remote operators reach the master on (HOST:PORT, default 0.0.0.0:7443)',
   root: 'a directory standing in for / : every path the master and its agent touch is inside it (a trial that changes nothing outside it)',
   roots: 'comma-separated directories the local agent may deploy under (default /var/aegir,/var/www)',
+  'acme-directory':
+    "an ACME server's directory URL (e.g. https://acme-v02.api.letsencrypt.org/directory): site https certificates from it (default: none, self-signed only)",
+  'acme-email': 'the contact address of the ACME account (expiry and policy mail)',
+  'acme-ca': "a PEM file trusted for the ACME server's own TLS (a private ACME server; default: the system's CAs)",
 };
 
 /** An example per command. */

@@ -79,7 +79,9 @@ export function httpsLines(s: wire.Site): [string, string][] {
       `certificate ${name}`,
       covered
         ? `${h.kind}, issuer ${h.issuer}, names ${h.names.join(' ')}, not after ${day(h.notAfterMs)}, renews ${renews}`
-        : 'NOT COVERED yet (a new certificate is ordered at the next renewer tick)',
+        : h.source === 'operator'
+          ? `NOT COVERED by the operator certificate (browsers warn; install one that covers it: spoke site https ${s.domain} on --cert FILE --key FILE)`
+          : 'NOT COVERED yet (a new certificate is ordered at the next renewer tick)',
     ]);
   }
   if (h.failures > 0)

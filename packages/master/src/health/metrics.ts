@@ -40,6 +40,8 @@ export interface MasterGaugeSources {
   dbPath: string;
   /** Readiness of the master (SERVING on the gRPC health service). */
   ready(): boolean;
+  /** The certificates HTTPS sites serve now: not-after and failed renewals in a row. */
+  certificates?(): { domain: string; notAfterMs: number; failures: number }[];
 }
 
 /** Buckets for task and queue times: 50 ms to 1 h. */
@@ -135,6 +137,30 @@ export class PromMasterMetrics implements MasterMetrics {
           }
         };
         this.set(size(p) + size(`${p}-wal`));
+      },
+    });
+    new Gauge({
+      name: 'spoke_https_sites',
+      help: 'Sites served over HTTPS, by renewal state (ok, or failing: its last renewal failed).',
+      labelNames: ['renewal'],
+      registers,
+      collect() {
+        const certs = self.sources?.certificates?.() ?? [];
+        const failing = certs.filter((c) => c.failures > 0).length;
+        this.set({ renewal: 'ok' }, certs.length - failing);
+        this.set({ renewal: 'failing' }, failing);
+      },
+    });
+    new Gauge({
+      name: 'spoke_https_certificate_expiry_seconds',
+      help: 'Seconds until the first served certificate expires (negative: it has), labelled with its site; absent without HTTPS sites. Alert well before 0.',
+      labelNames: ['site'],
+      registers,
+      collect() {
+        this.reset();
+        let first: { domain: string; notAfterMs: number } | undefined;
+        for (const c of self.sources?.certificates?.() ?? []) if (!first || c.notAfterMs < first.notAfterMs) first = c;
+        if (first) this.set({ site: first.domain }, (first.notAfterMs - Date.now()) / 1000);
       },
     });
     new Gauge({

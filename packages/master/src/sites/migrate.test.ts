@@ -117,6 +117,7 @@ describe('site clone / migrate: the task and its steps', () => {
       'configure-site',
       'remove-old-vhost',
       'switch',
+      'https-follow',
       'drop-old-database',
       'remove-old-dir',
       'delete-old-files',

@@ -441,6 +441,21 @@ export class SiteMover {
         },
       },
       {
+        // The new name's vhost was written before the switch, when HTTPS was still the old
+        // name's: now that it follows the site, the vhost carries its certificate again (one that
+        // does not cover the new name yet; the renewer replaces it at its next tick).
+        name: 'https-follow',
+        do: async (ctx) => {
+          if (!renamed || !this.t.servesHttps(p.newDomain)) return;
+          try {
+            await this.t.configure(ctx, p.newDomain, (old.s as SiteInfo).status !== 'disabled');
+          } catch (e) {
+            const msg = isSpokeError(e) ? `${e.code}: ${e.message}` : String(e);
+            ctx.log(`${p.newDomain} is served over plain HTTP until its vhost is written again (${msg}): spoke site verify ${p.newDomain}`, 'warn');
+          }
+        },
+      },
+      {
         name: 'drop-old-database',
         do: cleanup('database', async (ctx) => {
           const d = old.db as DbUndo;

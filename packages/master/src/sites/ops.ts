@@ -47,6 +47,8 @@ export interface SiteHttpsHook {
   enableSteps(domain: string): Step[];
   /** Refuses `--https` when it cannot work (nothing is queued). @throws SpokeError */
   checkCanEnable(): void;
+  /** What an operator should know when the site's certificate does not cover `name` (null: it does, or no HTTPS). */
+  coverageNote(domain: string, name: string): string | null;
   /** The site was renamed: its certificate files follow (the renewer covers the new name). */
   renamed(from: string, to: string): void;
   /** The site was deleted: its certificate files go too. */
@@ -90,6 +92,16 @@ export class SiteOps {
   checkHttps(): void {
     if (!this.https) throw fail('INTERNAL', 'HTTPS is not wired');
     this.https.checkCanEnable();
+  }
+
+  /** The site is served over HTTPS (on, with a certificate). */
+  servesHttps(domain: string): boolean {
+    return this.https?.servedOverHttps(domain) ?? false;
+  }
+
+  /** A warning for a name the site's certificate does not cover (null: covered, or no HTTPS). */
+  httpsCoverageNote(domain: string, name: string): string | null {
+    return this.https?.coverageNote(domain, name) ?? null;
   }
 
   /** A site row was renamed: what HTTPS keeps outside the rows follows (nothing without HTTPS). */

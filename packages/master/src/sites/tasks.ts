@@ -555,6 +555,8 @@ export class SiteTasks {
           if (add) this.ns.addAlias(domain, alias);
           else this.ns.removeAlias(domain, alias);
           ctx.log(`${add ? 'added' : 'removed'} alias ${alias} ${add ? 'to' : 'of'} ${domain}`);
+          const note = add ? this.ops.httpsCoverageNote(domain, alias) : null;
+          if (note) ctx.log(note, 'warn');
           return { domain, alias, add };
         },
         undo: async (ctx, data) => {

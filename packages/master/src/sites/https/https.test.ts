@@ -164,6 +164,23 @@ describe('site https refusals change nothing', () => {
   });
 });
 
+describe('a name the certificate does not cover', () => {
+  it('is a note only when HTTPS serves a certificate without it; an operator certificate says how to replace it', () => {
+    const h = setup({ acme: true });
+    expect(h.https.coverageNote('a.test', 'shop.a.test')).toBeNull(); // no HTTPS
+    h.store.put(row());
+    expect(h.https.coverageNote('a.test', 'www.a.test')).toBeNull();
+    expect(h.https.coverageNote('a.test', 'shop.a.test')).toMatch(/^the certificate of a\.test does not cover shop\.a\.test yet: the renewer orders one/);
+    h.store.put(row({ source: 'operator', certKind: 'operator', names: ['a.test', '*.a.test'] }));
+    expect(h.https.coverageNote('a.test', 'shop.a.test')).toBeNull(); // the wildcard covers it
+    expect(h.https.coverageNote('a.test', 'x.shop.a.test')).toMatch(
+      /^the operator certificate of a\.test \(names a\.test \*\.a\.test\) does not cover x\.shop\.a\.test: .*--cert FILE --key FILE$/,
+    );
+    h.store.put(row({ enabled: false }));
+    expect(h.https.coverageNote('a.test', 'shop.a.test')).toBeNull();
+  });
+});
+
 describe('the renewer', () => {
   it('is due at its renew time, for a name not covered, for a stand-in; waits after a failure; never for an operator certificate or a busy site', () => {
     const h = setup({ acme: true });

@@ -172,6 +172,19 @@ export class SiteHttps implements SiteHttpsHook {
     return Boolean(r?.enabled && r.certId);
   }
 
+  /**
+   * Whether the served certificate covers `name` (an alias just added): an ACME or self-signed one
+   * is replaced by the renewer; an operator's is the operator's to replace.
+   */
+  coverageNote(domain: string, name: string): string | null {
+    const r = this.store.get(domain);
+    if (!r?.enabled || !r.certId || uncovered(r.names, [name]).length === 0) return null;
+    if (r.source === 'operator') {
+      return `the operator certificate of ${domain} (names ${r.names.join(' ')}) does not cover ${name}: browsers warn for https://${name}/ until one that does is installed: spoke site https ${domain} on --cert FILE --key FILE`;
+    }
+    return `the certificate of ${domain} does not cover ${name} yet: the renewer orders one that does at its next tick (see: spoke site show ${domain})`;
+  }
+
   /** A renamed site's certificate files follow it; the next renewer pass covers the new name. */
   renamed(from: string, to: string): void {
     this.store.moveSite(from, to);
@@ -194,6 +207,14 @@ export class SiteHttps implements SiteHttpsHook {
     const r = this.store.get(domain);
     if (!r) return null;
     return { ...r, uncovered: r.certId ? uncovered(r.names, names) : [...names] };
+  }
+
+  /** The certificates served now (HTTPS on, a certificate in place), for the metrics. */
+  servedCertificates(): { domain: string; notAfterMs: number; failures: number }[] {
+    return this.store
+      .list()
+      .filter((r) => r.enabled && r.certId)
+      .map((r) => ({ domain: r.domain, notAfterMs: r.notAfterMs, failures: r.failures }));
   }
 
   /** Sites whose renewal keeps failing, one line each. */
