@@ -140,10 +140,8 @@ describe('namespace: relocateSite (the switch)', () => {
     dbPort: 3307,
     salt: 's'.repeat(64),
   });
-
-  it('renames: the reservation is replaced, aliases follow, the old name is free; status and install time are kept', () => {
-    const { ns } = setup();
-    ns.setSiteStatus('blog.test', 'disabled', { installedMs: 42 });
+  /** The reservation row a migrate to news.test made. */
+  const reserveNews = (ns: ReturnType<typeof setup>['ns']) =>
     ns.createSite({
       domain: 'news.test',
       platform: 'wp2',
@@ -152,6 +150,11 @@ describe('namespace: relocateSite (the switch)', () => {
       db: { name: 'news_test', user: 'news_test', password: 'q'.repeat(32) },
       salt: 's'.repeat(64),
     });
+
+  it('renames: the reservation is replaced, aliases follow, the old name is free; status and install time are kept', () => {
+    const { ns } = setup();
+    ns.setSiteStatus('blog.test', 'disabled', { installedMs: 42 });
+    reserveNews(ns);
     const s = ns.relocateSite('blog.test', to('news.test'));
     expect(s).toMatchObject({
       domain: 'news.test',
@@ -177,14 +180,7 @@ describe('namespace: relocateSite (the switch)', () => {
     const { ns, db } = setup();
     db.prepare("INSERT INTO site_https (domain, enabled, source, cert_id) VALUES ('blog.test', 1, 'self-signed', 'abc')").run();
     db.prepare("INSERT INTO cron_runs (site, started_ms, duration_ms, ok, failures, message, kind) VALUES ('blog.test', 1, 2, 1, 0, 'ok', 'schedule')").run();
-    ns.createSite({
-      domain: 'news.test',
-      platform: 'wp2',
-      dbServer: 'web2',
-      status: 'installing',
-      db: { name: 'news_test', user: 'news_test', password: 'q'.repeat(32) },
-      salt: 's'.repeat(64),
-    });
+    reserveNews(ns);
     ns.relocateSite('blog.test', to('news.test'));
     expect(db.prepare('SELECT domain, cert_id FROM site_https').all()).toEqual([{ domain: 'news.test', cert_id: 'abc' }]);
     expect(db.prepare('SELECT site FROM cron_runs').all()).toEqual([{ site: 'news.test' }]);

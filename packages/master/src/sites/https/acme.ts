@@ -36,6 +36,11 @@ export interface IssuedPair {
   keyPem: string;
 }
 
+/** Attempts acme-client makes again after a failed request (a server error, a refused connection). */
+export const ACME_HTTP_RETRIES = 2;
+/** Seconds before its first retry (the second waits twice as long) unless the server says Retry-After. */
+export const ACME_HTTP_RETRY_DELAY_S = 2;
+
 /** Issues certificates from one ACME directory. */
 export class AcmeIssuer {
   private readonly settings: AcmeSettings;
@@ -45,6 +50,11 @@ export class AcmeIssuer {
     this.settings = settings;
     // acme-client talks through its own axios instance: the ACME server's CA goes there.
     if (settings.caPem) acme.axios.defaults.httpsAgent = new Agent({ ca: settings.caPem, keepAlive: false });
+    // Its own retries of a request that failed (5 attempts, waiting 5, 10, … 25 s: 75 s against an
+    // ACME server that is down) held a task, and the site's lock, that long; the renewer retries
+    // with its own backoff (1 h doubling), so two quick attempts are enough here.
+    const defaults = acme.axios.defaults as typeof acme.axios.defaults & { acmeSettings?: Record<string, number> };
+    defaults.acmeSettings = { ...defaults.acmeSettings, retryMaxAttempts: ACME_HTTP_RETRIES, retryDefaultDelay: ACME_HTTP_RETRY_DELAY_S };
   }
 
   /** The directory URL. */
