@@ -316,6 +316,7 @@ export class WebConfig {
         domain: req.domain,
         aliases: req.aliases,
         redirectAliases: req.redirectAliases,
+        redirectNames: req.redirectNames ?? [],
         enabled: req.enabled,
         platform: req.platform,
         kind: req.kind || 'generic',

@@ -144,6 +144,11 @@ export interface ConfigureSiteRequest {
   aliases: string[];
   /** The aliases answer 301 to the domain. */
   redirectAliases: boolean;
+  /**
+   * Names that only answer 301 to the domain whatever `redirectAliases` says: a renamed site's
+   * old name during its grace period (capability 14; an older agent would ignore them). @default []
+   */
+  redirectNames?: string[];
   /** false: every name answers 503 with a maintenance page. */
   enabled: boolean;
   /** Paths relative to the platform root the web group must read (settings files): chgrp, mode 0640. */

@@ -105,7 +105,11 @@ const COMMAND_CODECS: { [K in AgentCommandType]: Codec<K> } = {
   // the certificate is optional on both sides (an older master sends none)
   configureSite: {
     ...sameCodec,
-    command: (c) => ({ ...c, tls: c.tls ? { certPem: c.tls.certPem, keyPem: c.tls.keyPem, redirect: c.tls.redirect, hsts: c.tls.hsts } : undefined }),
+    command: (c) => ({
+      ...c,
+      redirectNames: c.redirectNames ?? [],
+      tls: c.tls ? { certPem: c.tls.certPem, keyPem: c.tls.keyPem, redirect: c.tls.redirect, hsts: c.tls.hsts } : undefined,
+    }),
     commandFrom: (v) => ({ ...v, tls: v.tls ? { certPem: v.tls.certPem, keyPem: v.tls.keyPem, redirect: v.tls.redirect, hsts: v.tls.hsts } : null }),
   },
   removeSite: sameCodec,

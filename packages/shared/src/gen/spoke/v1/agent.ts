@@ -567,7 +567,14 @@ export interface ConfigureSiteCommand {
   /** as in ConfigurePlatformCommand */
   pinnedImpl: string;
   /** capability 12; absent: the site answers on http.listen only */
-  tls: SiteTls | undefined;
+  tls:
+    | SiteTls
+    | undefined;
+  /**
+   * capability 14: names that only answer 301 to http(s)://<domain>/... whatever
+   * redirect_aliases says (a renamed site's old name during its grace period)
+   */
+  redirectNames: string[];
 }
 
 /**
@@ -7067,6 +7074,7 @@ function createBaseConfigureSiteCommand(): ConfigureSiteCommand {
     webGroupFiles: [],
     pinnedImpl: "",
     tls: undefined,
+    redirectNames: [],
   };
 }
 
@@ -7101,6 +7109,9 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
     }
     if (message.tls !== undefined) {
       SiteTls.encode(message.tls, writer.uint32(82).fork()).join();
+    }
+    for (const v of message.redirectNames) {
+      writer.uint32(642).string(v!);
     }
     return writer;
   },
@@ -7198,6 +7209,14 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
             message.tls = SiteTls.decode(reader, reader.uint32());
             continue;
           }
+          case 80: {
+            if (tag !== 642) {
+              break;
+            }
+
+            message.redirectNames.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7234,6 +7253,11 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
         ? globalThis.String(object.pinned_impl)
         : "",
       tls: isSet(object.tls) ? SiteTls.fromJSON(object.tls) : undefined,
+      redirectNames: globalThis.Array.isArray(object?.redirectNames)
+        ? object.redirectNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.redirect_names)
+        ? object.redirect_names.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -7269,6 +7293,9 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
     if (message.tls !== undefined) {
       obj.tls = SiteTls.toJSON(message.tls);
     }
+    if (message.redirectNames?.length) {
+      obj.redirectNames = message.redirectNames;
+    }
     return obj;
   },
 
@@ -7287,6 +7314,7 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
     message.webGroupFiles = object.webGroupFiles?.map((e) => e) || [];
     message.pinnedImpl = object.pinnedImpl ?? "";
     message.tls = (object.tls !== undefined && object.tls !== null) ? SiteTls.fromPartial(object.tls) : undefined;
+    message.redirectNames = object.redirectNames?.map((e) => e) || [];
     return message;
   },
 };
