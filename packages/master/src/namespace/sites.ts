@@ -154,8 +154,7 @@ export class Sites {
 
   private claimDomain(name: string): void {
     const d = this.db.prepare('SELECT site, is_alias, redirect_until_ms FROM domains WHERE name = ?').get(name) as
-      | { site: string; is_alias: number; redirect_until_ms: number | null }
-      | undefined;
+      { site: string; is_alias: number; redirect_until_ms: number | null } | undefined;
     if (d?.redirect_until_ms != null) throw fail('DOMAIN_TAKEN', formerNameTaken(name, d.site, d.redirect_until_ms));
     if (d) {
       throw fail('DOMAIN_TAKEN', d.is_alias ? `${name} is already an alias of site ${d.site}` : `a site named ${name} already exists`);
@@ -164,9 +163,10 @@ export class Sites {
 
   /** Former names whose grace ended by `nowMs`, with their sites (the sweep of formernames.ts). */
   expiredFormerNames(nowMs: number): { name: string; site: string }[] {
-    return this.db
-      .prepare('SELECT name, site FROM domains WHERE redirect_until_ms IS NOT NULL AND redirect_until_ms <= ? ORDER BY name')
-      .all(nowMs) as { name: string; site: string }[];
+    return this.db.prepare('SELECT name, site FROM domains WHERE redirect_until_ms IS NOT NULL AND redirect_until_ms <= ? ORDER BY name').all(nowMs) as {
+      name: string;
+      site: string;
+    }[];
   }
 
   /** Drops a former name of a site (its name is free again); false when it was not one. */
@@ -416,8 +416,7 @@ export class Sites {
     const r = this.db.prepare('SELECT * FROM sites WHERE domain = ?').get(domain) as SiteRow | undefined;
     if (!r) {
       const alias = this.db.prepare('SELECT site, redirect_until_ms FROM domains WHERE name = ? AND is_alias = 1').get(domain) as
-        | { site: string; redirect_until_ms: number | null }
-        | undefined;
+        { site: string; redirect_until_ms: number | null } | undefined;
       if (alias?.redirect_until_ms != null)
         throw fail('SITE_NOT_FOUND', `no site named ${domain}: it is the old name of site ${alias.site} (see: spoke site show ${alias.site})`);
       if (alias) return this.getSite(alias.site);

@@ -39,6 +39,7 @@ export async function renamedDump(ctx: TaskContext, dump: string, kind: Platform
  */
 export function adoptBackups(ctx: TaskContext, store: BackupStore, from: string, to: string): void {
   const r = store.adopt(from, to);
-  if (r.moved.length) ctx.log(`the ${r.moved.length} backup(s) of ${from} are now listed under ${to} (spoke site backup ls ${to}); each restores onto the renamed site`);
+  if (r.moved.length)
+    ctx.log(`the ${r.moved.length} backup(s) of ${from} are now listed under ${to} (spoke site backup ls ${to}); each restores onto the renamed site`);
   for (const id of r.kept) ctx.log(`backup ${id} of ${from} stays in ${store.dir}/${from}: ${to} already has a backup with that id`, 'warn');
 }

@@ -313,7 +313,9 @@ export class SiteBackups {
     });
     this.t.recordDbAddress(ctx, domain, s.dbServer, r);
     const restoreFrom =
-      takenAs === domain ? () => createReadStream(dump) : await renamedDump(ctx, dump, this.t.platformKind(this.t.ns.getPlatform(platform)).kind, takenAs, domain);
+      takenAs === domain
+        ? () => createReadStream(dump)
+        : await renamedDump(ctx, dump, this.t.platformKind(this.t.ns.getPlatform(platform)).kind, takenAs, domain);
     const l = await this.t.call(ctx, s.dbServer, { type: 'dbRestore', database: s.dbName }, { restoreFrom, timeoutMs: LONG });
     ctx.log(`${s.dbServer}: database ${s.dbName} emptied and loaded (${formatBytes(l.bytes)})`);
   }

@@ -597,7 +597,7 @@ export class SiteMover {
     try {
       const r = await this.t.call(ctx, server, { type: 'removeSite', domain, tree: p.path, deleteFiles, pinnedImpl: this.t.pinned(server, p.server) });
       ctx.log(
-        `${server}: ${r.removed ? `removed vhost ${r.path}${r.reloaded ? ' and reloaded' : ''}` : `no vhost of ${domain}`}${deleteFiles ? (r.deleted.length ? `; deleted ${r.deleted.join(', ')} of platform ${p.name}` : `; no files of ${domain} left in platform ${p.name}`) : ''}`,
+        `${server}: ${r.removed ? `removed vhost ${r.path}${r.reloaded ? ` and reloaded${r.reloadWait ? ` (${r.reloadWait})` : ''}` : ''}` : `no vhost of ${domain}`}${deleteFiles ? (r.deleted.length ? `; deleted ${r.deleted.join(', ')} of platform ${p.name}` : `; no files of ${domain} left in platform ${p.name}`) : ''}`,
       );
       for (const pr of r.problems) ctx.log(`${server}: ${pr}`, 'warn');
     } catch (e) {

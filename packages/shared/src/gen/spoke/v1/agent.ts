@@ -242,6 +242,8 @@ export interface ConfigurePlatformResult {
   fixed: string[];
   /** what could not be fixed or looks wrong (shown as warnings) */
   problems: string[];
+  /** what the agent waited for after the reload ("" = nothing, or an older agent) */
+  reloadWait: string;
 }
 
 /** Make the tree at `tree` equal to the desired manifest with root hash `root_hash`. */
@@ -619,6 +621,8 @@ export interface ConfigureSiteResult {
   fixed: string[];
   /** warnings */
   problems: string[];
+  /** as in ConfigurePlatformResult */
+  reloadWait: string;
 }
 
 /**
@@ -643,6 +647,8 @@ export interface RemoveSiteResult {
   /** relative to the platform root */
   deleted: string[];
   problems: string[];
+  /** as in ConfigurePlatformResult */
+  reloadWait: string;
 }
 
 /**
@@ -2994,7 +3000,16 @@ export const ConfigurePlatformCommand: MessageFns<ConfigurePlatformCommand> = {
 };
 
 function createBaseConfigurePlatformResult(): ConfigurePlatformResult {
-  return { impl: "", path: "", changed: false, tested: false, reloaded: false, fixed: [], problems: [] };
+  return {
+    impl: "",
+    path: "",
+    changed: false,
+    tested: false,
+    reloaded: false,
+    fixed: [],
+    problems: [],
+    reloadWait: "",
+  };
 }
 
 export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
@@ -3019,6 +3034,9 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
     }
     for (const v of message.problems) {
       writer.uint32(58).string(v!);
+    }
+    if (message.reloadWait !== "") {
+      writer.uint32(642).string(message.reloadWait);
     }
     return writer;
   },
@@ -3092,6 +3110,14 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
             message.problems.push(reader.string());
             continue;
           }
+          case 80: {
+            if (tag !== 642) {
+              break;
+            }
+
+            message.reloadWait = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3113,6 +3139,11 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
       reloaded: isSet(object.reloaded) ? globalThis.Boolean(object.reloaded) : false,
       fixed: globalThis.Array.isArray(object?.fixed) ? object.fixed.map((e: any) => globalThis.String(e)) : [],
       problems: globalThis.Array.isArray(object?.problems) ? object.problems.map((e: any) => globalThis.String(e)) : [],
+      reloadWait: isSet(object.reloadWait)
+        ? globalThis.String(object.reloadWait)
+        : isSet(object.reload_wait)
+        ? globalThis.String(object.reload_wait)
+        : "",
     };
   },
 
@@ -3139,6 +3170,9 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
     if (message.problems?.length) {
       obj.problems = message.problems;
     }
+    if (message.reloadWait !== "") {
+      obj.reloadWait = message.reloadWait;
+    }
     return obj;
   },
 
@@ -3154,6 +3188,7 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
     message.reloaded = object.reloaded ?? false;
     message.fixed = object.fixed?.map((e) => e) || [];
     message.problems = object.problems?.map((e) => e) || [];
+    message.reloadWait = object.reloadWait ?? "";
     return message;
   },
 };
@@ -7617,7 +7652,16 @@ export const AcmeChallengeResult: MessageFns<AcmeChallengeResult> = {
 };
 
 function createBaseConfigureSiteResult(): ConfigureSiteResult {
-  return { impl: "", path: "", changed: false, tested: false, reloaded: false, fixed: [], problems: [] };
+  return {
+    impl: "",
+    path: "",
+    changed: false,
+    tested: false,
+    reloaded: false,
+    fixed: [],
+    problems: [],
+    reloadWait: "",
+  };
 }
 
 export const ConfigureSiteResult: MessageFns<ConfigureSiteResult> = {
@@ -7642,6 +7686,9 @@ export const ConfigureSiteResult: MessageFns<ConfigureSiteResult> = {
     }
     for (const v of message.problems) {
       writer.uint32(58).string(v!);
+    }
+    if (message.reloadWait !== "") {
+      writer.uint32(642).string(message.reloadWait);
     }
     return writer;
   },
@@ -7715,6 +7762,14 @@ export const ConfigureSiteResult: MessageFns<ConfigureSiteResult> = {
             message.problems.push(reader.string());
             continue;
           }
+          case 80: {
+            if (tag !== 642) {
+              break;
+            }
+
+            message.reloadWait = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7736,6 +7791,11 @@ export const ConfigureSiteResult: MessageFns<ConfigureSiteResult> = {
       reloaded: isSet(object.reloaded) ? globalThis.Boolean(object.reloaded) : false,
       fixed: globalThis.Array.isArray(object?.fixed) ? object.fixed.map((e: any) => globalThis.String(e)) : [],
       problems: globalThis.Array.isArray(object?.problems) ? object.problems.map((e: any) => globalThis.String(e)) : [],
+      reloadWait: isSet(object.reloadWait)
+        ? globalThis.String(object.reloadWait)
+        : isSet(object.reload_wait)
+        ? globalThis.String(object.reload_wait)
+        : "",
     };
   },
 
@@ -7762,6 +7822,9 @@ export const ConfigureSiteResult: MessageFns<ConfigureSiteResult> = {
     if (message.problems?.length) {
       obj.problems = message.problems;
     }
+    if (message.reloadWait !== "") {
+      obj.reloadWait = message.reloadWait;
+    }
     return obj;
   },
 
@@ -7777,6 +7840,7 @@ export const ConfigureSiteResult: MessageFns<ConfigureSiteResult> = {
     message.reloaded = object.reloaded ?? false;
     message.fixed = object.fixed?.map((e) => e) || [];
     message.problems = object.problems?.map((e) => e) || [];
+    message.reloadWait = object.reloadWait ?? "";
     return message;
   },
 };
@@ -7907,7 +7971,7 @@ export const RemoveSiteCommand: MessageFns<RemoveSiteCommand> = {
 };
 
 function createBaseRemoveSiteResult(): RemoveSiteResult {
-  return { impl: "", path: "", removed: false, reloaded: false, deleted: [], problems: [] };
+  return { impl: "", path: "", removed: false, reloaded: false, deleted: [], problems: [], reloadWait: "" };
 }
 
 export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
@@ -7929,6 +7993,9 @@ export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
     }
     for (const v of message.problems) {
       writer.uint32(50).string(v!);
+    }
+    if (message.reloadWait !== "") {
+      writer.uint32(642).string(message.reloadWait);
     }
     return writer;
   },
@@ -7994,6 +8061,14 @@ export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
             message.problems.push(reader.string());
             continue;
           }
+          case 80: {
+            if (tag !== 642) {
+              break;
+            }
+
+            message.reloadWait = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -8014,6 +8089,11 @@ export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
       reloaded: isSet(object.reloaded) ? globalThis.Boolean(object.reloaded) : false,
       deleted: globalThis.Array.isArray(object?.deleted) ? object.deleted.map((e: any) => globalThis.String(e)) : [],
       problems: globalThis.Array.isArray(object?.problems) ? object.problems.map((e: any) => globalThis.String(e)) : [],
+      reloadWait: isSet(object.reloadWait)
+        ? globalThis.String(object.reloadWait)
+        : isSet(object.reload_wait)
+        ? globalThis.String(object.reload_wait)
+        : "",
     };
   },
 
@@ -8037,6 +8117,9 @@ export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
     if (message.problems?.length) {
       obj.problems = message.problems;
     }
+    if (message.reloadWait !== "") {
+      obj.reloadWait = message.reloadWait;
+    }
     return obj;
   },
 
@@ -8051,6 +8134,7 @@ export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
     message.reloaded = object.reloaded ?? false;
     message.deleted = object.deleted?.map((e) => e) || [];
     message.problems = object.problems?.map((e) => e) || [];
+    message.reloadWait = object.reloadWait ?? "";
     return message;
   },
 };
