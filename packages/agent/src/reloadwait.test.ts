@@ -23,7 +23,9 @@ describe('where the pid file is', () => {
   });
 
   it("apache: PidFile of the -f config, else Debian's /run/apache2/apache2.pid", () => {
-    expect(pidFileOf('apache', ['apache2', '-k', 'graceful', '-f', '/srv/a/apache2.conf'], { readText: () => 'PidFile "/srv/a/run.pid"\n' })).toBe('/srv/a/run.pid');
+    expect(pidFileOf('apache', ['apache2', '-k', 'graceful', '-f', '/srv/a/apache2.conf'], { readText: () => 'PidFile "/srv/a/run.pid"\n' })).toBe(
+      '/srv/a/run.pid',
+    );
     expect(pidFileOf('apache', ['apache2ctl', 'graceful'], { readText: () => null })).toBe('/run/apache2/apache2.pid');
   });
 });
@@ -77,7 +79,10 @@ describe('a reload has taken effect', () => {
       if (++polls === 3) proc.table = [master, worker(101, 'nginx: worker process is shutting down'), worker(104)];
     };
     const ok = await w.wait({ now: () => t, sleep, intervalMs: 20 });
-    expect(ok).toEqual({ ok: true, said: 'waited for new nginx workers up and the old ones shutting down (master pid 100): serving the new config after 60 ms' });
+    expect(ok).toEqual({
+      ok: true,
+      said: 'waited for new nginx workers up and the old ones shutting down (master pid 100): serving the new config after 60 ms',
+    });
     const stuck = ReloadWatch.before('nginx', NGINX_RELOAD, fakeProc(files, [master, worker(101)])) as ReloadWatch;
     t = 0;
     const late = await stuck.wait({ now: () => t, sleep: async (ms) => void (t += ms), timeoutMs: 10_000 });
@@ -100,6 +105,10 @@ describe('procSource reads /proc as Linux lays it out', () => {
     mkdirSync(join(dir, 'self'));
     expect(procSource(dir).list()).toEqual([{ pid: 42, ppid: 41, title: 'nginx: worker process' }]);
     // the real /proc has this very process, child of its parent
-    expect(procSource().list().find((p) => p.pid === process.pid)?.ppid).toBe(process.ppid);
+    expect(
+      procSource()
+        .list()
+        .find((p) => p.pid === process.pid)?.ppid,
+    ).toBe(process.ppid);
   });
 });

@@ -89,7 +89,16 @@ const RESULTS: AgentCommandResults = {
     quarantined: kept,
   },
   treeStatus: { committedRootHash: 'r1', actualRootHash: 'r2', exists: true, drift, conflicts, quarantine: [kept] },
-  configurePlatform: { impl: 'nginx', path: '/etc/nginx/x.conf', changed: true, tested: true, reloaded: true, fixed: ['sites/default'], problems: ['p'], reloadWait: 'waited for new nginx workers' },
+  configurePlatform: {
+    impl: 'nginx',
+    path: '/etc/nginx/x.conf',
+    changed: true,
+    tested: true,
+    reloaded: true,
+    fixed: ['sites/default'],
+    problems: ['p'],
+    reloadWait: 'waited for new nginx workers',
+  },
   dbCreate: { hosts: ['w1', 'w2'], added: ['w1', 'w2'], removed: [], siteHost: 'db.example.com', sitePort: 3307 },
   dbDrop: { databaseExisted: true, usersDropped: ['w1'] },
   dbGrants: { hosts: ['w3'], added: ['w3'], removed: ['w1'], siteHost: 'db', sitePort: 3306 },
@@ -153,7 +162,10 @@ describe('agent command codecs', () => {
     expect(commandFromWire(overTheWire.command(commandToWire('id', older)))).toEqual({ ...older, tls: null, redirectNames: [] });
     // an agent that does not wait after a reload says nothing of it
     const { reloadWait: _w, ...quiet } = RESULTS.configurePlatform;
-    const q = resultFromWire('configurePlatform', overTheWire.result({ id: 'i', ok: true, errorCode: '', errorMessage: '', result: resultToWire('configurePlatform', quiet) }));
+    const q = resultFromWire(
+      'configurePlatform',
+      overTheWire.result({ id: 'i', ok: true, errorCode: '', errorMessage: '', result: resultToWire('configurePlatform', quiet) }),
+    );
     expect(q.reloadWait).toBe('');
   });
 

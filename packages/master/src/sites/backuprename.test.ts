@@ -34,7 +34,9 @@ describe('backups follow a rename', () => {
     const store = storeWith('blog.example', [a, b]);
     const l = log();
     adoptBackups(l.ctx, store, 'blog.example', 'news.example');
-    expect(l.lines).toEqual(['the 2 backup(s) of blog.example are now listed under news.example (spoke site backup ls news.example); each restores onto the renamed site']);
+    expect(l.lines).toEqual([
+      'the 2 backup(s) of blog.example are now listed under news.example (spoke site backup ls news.example); each restores onto the renamed site',
+    ]);
     expect(store.list('news.example').map((x) => [x.id, x.domain])).toEqual([
       [a, 'news.example'],
       [b, 'news.example'],
@@ -59,8 +61,17 @@ describe('backups follow a rename', () => {
       'the 1 backup(s) of blog.example are now listed under news.example (spoke site backup ls news.example); each restores onto the renamed site',
       `warn: backup ${b} of blog.example stays in ${store.dir}/blog.example: news.example already has a backup with that id`,
     ]);
-    expect(readdirSync(join(store.dir, 'blog.example')).filter((f) => !f.startsWith('.')).sort()).toEqual([`${b}.json`, `${b}.tar.gz`]);
-    expect(store.list('news.example').map((x) => x.id).sort()).toEqual([a, b]);
+    expect(
+      readdirSync(join(store.dir, 'blog.example'))
+        .filter((f) => !f.startsWith('.'))
+        .sort(),
+    ).toEqual([`${b}.json`, `${b}.tar.gz`]);
+    expect(
+      store
+        .list('news.example')
+        .map((x) => x.id)
+        .sort(),
+    ).toEqual([a, b]);
   });
 
   it('a site without backups, or no rename: nothing happens', () => {

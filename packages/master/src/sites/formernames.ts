@@ -16,7 +16,6 @@ import { fail, isSpokeError, type Logger } from '@spoke/shared';
 import type { Namespace } from '../namespace/namespace.js';
 import type { TaskContext } from '../tasks/engine.js';
 import type { Step } from '../tasks/steps.js';
-import type { SiteOps } from './ops.js';
 import type { Clock, SiteInfo, TaskInfo } from '../types.js';
 
 /** How long the old name redirects after a rename unless the migrate says otherwise: 30 days. */
@@ -109,7 +108,12 @@ export class FormerNameSweeper {
  * with its old name as a redirect-only name (until then the old vhost held that name). Past the
  * point of no return: a failure says how to finish.
  */
-export function redirectOldNameStep(t: Pick<SiteOps, 'ns' | 'configure'>, oldDomain: string, newDomain: string, forS: number): Step {
+export function redirectOldNameStep(
+  t: { ns: Pick<Namespace, 'getSite'>; configure(ctx: TaskContext, domain: string, enabled: boolean): Promise<unknown> },
+  oldDomain: string,
+  newDomain: string,
+  forS: number,
+): Step {
   return {
     name: 'redirect-old-name',
     do: async (ctx) => {
