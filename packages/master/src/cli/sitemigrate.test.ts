@@ -15,7 +15,7 @@ async function migrate(opts: Record<string, unknown>): Promise<Record<string, un
     },
   } as unknown as OperatorApi;
   const ctx: Ctx = { io: { out: () => undefined, err: () => undefined }, json: false, conn: {}, api: () => api };
-  await COMMANDS['site migrate']?.run(ctx, ['a.test'] as unknown as [string], { 'no-wait': true, platform: 'wp2', ...opts });
+  await COMMANDS['site migrate']?.run(ctx, ['a.test'] as unknown as [string, string], { 'no-wait': true, platform: 'wp2', ...opts });
   return calls[0] as Record<string, unknown>;
 }
 
