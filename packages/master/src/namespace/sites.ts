@@ -155,7 +155,7 @@ export class Sites {
   private claimDomain(name: string): void {
     const d = this.db.prepare('SELECT site, is_alias, redirect_until_ms FROM domains WHERE name = ?').get(name) as
       { site: string; is_alias: number; redirect_until_ms: number | null } | undefined;
-    if (d?.redirect_until_ms != null) throw fail('DOMAIN_TAKEN', formerNameTaken(name, d.site, d.redirect_until_ms));
+    if (d?.redirect_until_ms != null) throw fail('DOMAIN_TAKEN', formerNameTaken(name, d.site, d.redirect_until_ms, this.clock()));
     if (d) {
       throw fail('DOMAIN_TAKEN', d.is_alias ? `${name} is already an alias of site ${d.site}` : `a site named ${name} already exists`);
     }
@@ -464,6 +464,10 @@ export class Sites {
 }
 
 /** Why a former name cannot be taken, and how to release it early. */
-function formerNameTaken(name: string, site: string, untilMs: number): string {
-  return `${name} is the old name of site ${site} and answers a 301 to it until ${new Date(untilMs).toISOString()}; release it early with: spoke site alias rm ${site} ${name}`;
+function formerNameTaken(name: string, site: string, untilMs: number, nowMs: number): string {
+  const when = new Date(untilMs).toISOString();
+  // Its vhost still redirects until the sweep's verify rewrites it: taking it now would clash there.
+  if (untilMs <= nowMs)
+    return `${name} is the old name of site ${site}; its redirect ended at ${when} and is removed within a minute (or now: spoke site alias rm ${site} ${name})`;
+  return `${name} is the old name of site ${site} and answers a 301 to it until ${when}; release it early with: spoke site alias rm ${site} ${name}`;
 }

@@ -50,13 +50,18 @@ describe('a renamed site keeps its old name as a redirect for a grace period', (
   });
 
   it('nobody takes the old name while it redirects: site, alias, rename; the error says until when and how to free it', () => {
-    const { db, ns } = renamed();
+    const { db, ns, now } = renamed();
     const e = expectRefused(db, 'DOMAIN_TAKEN', () => ns.createSite({ domain: 'blog.example', platform: 'wp' }));
     expect(e.message).toBe(
       'blog.example is the old name of site news.example and answers a 301 to it until 2023-11-15T22:13:20.000Z; release it early with: spoke site alias rm news.example blog.example',
     );
     expectRefused(db, 'DOMAIN_TAKEN', () => ns.checkNewSite({ domain: 'blog.example', platform: 'wp' }));
     expectRefused(db, 'DOMAIN_TAKEN', () => ns.addAlias('news.example', 'blog.example'));
+    // past its time but not swept yet: still taken (the vhost redirects until the sweep's verify), said so
+    now.ms += DAY;
+    expect(expectRefused(db, 'DOMAIN_TAKEN', () => ns.createSite({ domain: 'blog.example', platform: 'wp' })).message).toBe(
+      'blog.example is the old name of site news.example; its redirect ended at 2023-11-15T22:13:20.000Z and is removed within a minute (or now: spoke site alias rm news.example blog.example)',
+    );
   });
 
   it('alias rm releases it (the name is free at once); a rename with no grace keeps nothing', () => {
