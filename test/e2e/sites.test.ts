@@ -192,7 +192,9 @@ describe('site tasks (real nginx, php-fpm, MariaDB, WordPress)', () => {
     expect(on.log).toContain('the aliases of blog.test answer with a 301 to http://blog.test/');
     const r = await served('the alias to redirect', 'www.blog.test', '/wp-login.php?a=1', (x) => x.status === 301);
     expect(r.headers.location).toBe('http://blog.test/wp-login.php?a=1');
-    expect(readFileSync(vhost('blog.test'), 'utf8')).toMatch(/server_name www\.blog\.test;[^}]*\}\s+location \/ \{\s+return 301/);
+    expect(readFileSync(vhost('blog.test'), 'utf8')).toMatch(
+      /server_name www\.blog\.test;[^}]*\}\s+location \/ \{\s+return 301 \$scheme:\/\/blog\.test\$request_uri;/,
+    );
     expect((await get('blog.test', '/')).body).toContain(TITLE);
     expect(await master.json<{ redirectAliases: boolean }>('site', 'show', 'blog.test')).toMatchObject({ redirectAliases: true });
     // verify keeps it

@@ -254,6 +254,10 @@ describe('site vhosts (real nginx, php-fpm)', () => {
       reloaded: true,
       deleted: ['sites/site.test/files', 'sites/site.test/private'],
       problems: [],
+      // "reloaded" once the new config serves (reloadwait.ts)
+      reloadWait: expect.stringMatching(
+        /^waited for new nginx workers up and the old ones shutting down \(master pid \d+\): serving the new config after \d+ ms$/,
+      ),
     });
     expect(existsSync(CONF)).toBe(false);
     await served('site.test to fall to the default server', 'site.test', '/', (x) => x.body === 'default server\n');

@@ -164,6 +164,25 @@ describe('built-in site templates', () => {
     expect((await renderSiteConfig({ ...SITE, kind: 'drupal7' }, '')).text).toMatch(/try_files \$uri \$uri\/ \/index\.php\?q=\$uri&\$args;/);
   });
 
+  it("redirect-only names (a renamed site's old name) get the 301 block whatever redirectAliases says; the aliases keep serving", async () => {
+    const blocks = serverBlocks((await renderSiteConfig({ ...SITE, redirectNames: ['was.test'] }, '')).text);
+    expect(blocks).toHaveLength(2);
+    expect(blocks[0]).toMatch(/^\s*server_name was\.test;$/m);
+    expect(blocks[0]).toMatch(/^\s*return 301 \$scheme:\/\/site\.test\$request_uri;$/m);
+    expect(blocks[1]).toMatch(/^\s*server_name site\.test www\.site\.test old\.site\.test;$/m);
+    // with the alias redirect on, the old name joins the redirected aliases
+    const both = serverBlocks((await renderSiteConfig({ ...SITE, redirectAliases: true, redirectNames: ['was.test'] }, '')).text);
+    expect(both[0]).toMatch(/^\s*server_name www\.site\.test old\.site\.test was\.test;$/m);
+    // disabled: the old name answers 503 with the rest
+    expect((await renderSiteConfig({ ...SITE, enabled: false, redirectNames: ['was.test'] }, '')).text).toMatch(
+      /^\s*server_name site\.test www\.site\.test old\.site\.test was\.test;$/m,
+    );
+    // a name that is the domain or an alias, or no domain at all, is refused
+    expect(() => siteVars({ ...SITE, redirectNames: ['site.test'] })).toThrow(/redirect name site\.test is the site's own domain/);
+    expect(() => siteVars({ ...SITE, redirectNames: ['www.site.test'] })).toThrow(/www\.site\.test is both an alias and a redirect-only name/);
+    expect(() => siteVars({ ...SITE, redirectNames: ['bad name;'] })).toThrow();
+  });
+
   it('nginx disabled: every name answers 503 with the maintenance page, Retry-After set', async () => {
     const text = (await renderSiteConfig({ ...SITE, enabled: false, redirectAliases: true }, '')).text;
     expect(serverBlocks(text)).toHaveLength(1);
@@ -237,6 +256,9 @@ describe('built-in site templates', () => {
       ['h3.test', { https: tls({ redirect: true }), redirectAliases: true }],
       ['h4.test', { https: tls({ redirect: true }), enabled: false }],
       ['h5.test', { https: tls(), redirectAliases: true }],
+      ['r1.test', { redirectNames: ['was-r1.test'] }],
+      ['r2.test', { redirectNames: ['was-r2.test'], redirectAliases: true, https: tls({ redirect: true }) }],
+      ['r3.test', { redirectNames: ['was-r3.test'], enabled: false }],
     ];
     for (const [domain, over] of variants) {
       const aliases = (over.aliases ?? ['www', 'old']).map((a) => `${a}.${domain}`);

@@ -37,6 +37,7 @@ import { describeUserFiles, giveUserFilesToWebServer, type UserFilesOwner } from
 import { fixSitesPermissions, type SitesPermDeps } from './sitesperms.js';
 import { renderPlatformConfig, renderSiteConfig, type HttpImpl } from './webtemplate.js';
 import { DEFAULT_ACME_DIR, type SiteTlsStore } from './tls/sitetls.js';
+import { ReloadWatch, pidFileOf, procSource, type ProcSource } from './reloadwait.js';
 
 /** What removing a platform's config did. */
 export interface PlatformRemoveReport {
@@ -123,6 +124,8 @@ export interface WebConfigDeps {
   userFiles?: Omit<UserFilesOwner, 'webGroup'>;
   /** Site certificates and the ACME challenge dir. @default none: a site with tls is refused */
   tls?: SiteTlsStore;
+  /** Where a reload's effect is watched (reloadwait.ts). @default the real /proc, RELOAD_WAIT_MS */
+  reloadWait?: { proc?: ProcSource; timeoutMs?: number };
 }
 
 interface Service {
@@ -316,6 +319,7 @@ export class WebConfig {
         domain: req.domain,
         aliases: req.aliases,
         redirectAliases: req.redirectAliases,
+        redirectNames: req.redirectNames ?? [],
         enabled: req.enabled,
         platform: req.platform,
         kind: req.kind || 'generic',
@@ -356,7 +360,7 @@ export class WebConfig {
     const problems = [...svc.problems];
     const r = await this.apply(svc, file, null, `site ${req.domain}`, log, problems);
     this.deps.tls?.prune(req.domain, null);
-    const report: SiteRemoveReport = { impl: svc.impl, path: file, removed: r.changed, reloaded: r.reloaded, deleted: [], problems };
+    const report: SiteRemoveReport = { impl: svc.impl, path: file, removed: r.changed, reloaded: r.reloaded, reloadWait: r.reloadWait, deleted: [], problems };
     if (req.deleteFiles) {
       const d = await deleteSiteFiles(root, req.domain);
       report.deleted.push(...d.deleted);
@@ -379,8 +383,8 @@ export class WebConfig {
     what: string,
     log: Logger,
     problems: string[],
-  ): Promise<{ changed: boolean; tested: boolean; reloaded: boolean }> {
-    const state = { changed: false, tested: false, reloaded: false };
+  ): Promise<{ changed: boolean; tested: boolean; reloaded: boolean; reloadWait: string }> {
+    const state = { changed: false, tested: false, reloaded: false, reloadWait: '' };
     const previous = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return null;
       throw fail('CONFIG_INVALID', `cannot read ${file}: ${e.code ?? e.message}`);
@@ -433,7 +437,9 @@ export class WebConfig {
    * that is a problem to report, not a failure — and `platform rm` must not be stuck behind it.
    * @throws SpokeError WEBSERVER_RELOAD_FAILED (any other failure; the next operation reloads)
    */
-  private async reload(argv: string[], svc: Service, file: string, state: { reloaded: boolean }, problems: string[]): Promise<void> {
+  private async reload(argv: string[], svc: Service, file: string, state: { reloaded: boolean; reloadWait: string }, problems: string[]): Promise<void> {
+    const proc = this.deps.reloadWait?.proc ?? procSource();
+    const watch = ReloadWatch.before(svc.impl, argv, proc);
     const r = await this.deps.run(argv);
     if (r.code !== 0 && NOT_RUNNING.test(r.output)) {
       this.reloadPending = false;
@@ -452,6 +458,15 @@ export class WebConfig {
     }
     this.reloadPending = false;
     state.reloaded = true;
+    // "reloaded" only once the new config serves (reloadwait.ts)
+    if (!watch) {
+      state.reloadWait = `no running ${svc.impl} master found from ${pidFileOf(svc.impl, argv, proc)}: nothing to wait for`;
+      return;
+    }
+    const w = await watch.wait({ timeoutMs: this.deps.reloadWait?.timeoutMs });
+    this.deps.log[w.ok ? 'debug' : 'warn']({ pid: watch.pid }, w.said);
+    if (w.ok) state.reloadWait = w.said;
+    else problems.push(w.said);
   }
 
   /** Puts the previous content back (or removes the new file); WEBSERVER_CONFIG_INVALID naming the file if even that fails. */

@@ -245,6 +245,8 @@ export interface SiteConfigInput extends PlatformConfigInput {
   aliases: readonly string[];
   /** The aliases answer 301 to the domain instead of serving the site. */
   redirectAliases: boolean;
+  /** Names that only answer 301 to the domain whatever `redirectAliases` says (a renamed site's old name). */
+  redirectNames?: readonly string[];
   /** false: every name answers 503 with a maintenance page. */
   enabled: boolean;
   /** Host path of the ACME challenge dir every vhost serves on its plain listen addresses. */
@@ -268,8 +270,8 @@ export interface SiteHttpsInput {
 /**
  * The variables of a site template: the platform's, plus `domain`, `server_names` (the names the
  * site block answers, space-separated), `aliases` (list: the aliases it serves), `redirect_names`
- * / `redirect_aliases` / `redirect_name` (the aliases that redirect, as text, list and the first
- * one; empty without redirectAliases), `all_names` and `all_aliases` (every name, for the
+ * / `redirect_aliases` / `redirect_name` (the names that redirect, as text, list and the first
+ * one: the aliases with redirectAliases, then the redirect-only names), `all_names` and `all_aliases` (every name, for the
  * disabled page). Every name is checked as a domain. HTTPS: `https` (non-empty with a
  * certificate), `https_listen` (list), `apache_https_addresses`, `ssl_certificate`,
  * `ssl_certificate_key`, `redirect_https` / `hsts` (non-empty when asked), `plain_listen` (the
@@ -285,8 +287,15 @@ export function siteVars(input: SiteConfigInput): TemplateVars {
     if (a === domain) throw fail('INVALID_DOMAIN', `alias ${a} is the site's own domain; remove it from the aliases`);
     if (!aliases.includes(a)) aliases.push(a);
   }
+  const only: string[] = [];
+  for (const a of input.redirectNames ?? []) {
+    checkConfigValue('site redirect name', checkDomain(a));
+    if (a === domain) throw fail('INVALID_DOMAIN', `redirect name ${a} is the site's own domain`);
+    if (aliases.includes(a)) throw fail('INVALID_DOMAIN', `${a} is both an alias and a redirect-only name of ${domain}`);
+    if (!only.includes(a)) only.push(a);
+  }
   const served = input.redirectAliases ? [] : aliases;
-  const redirected = input.redirectAliases ? aliases : [];
+  const redirected = [...(input.redirectAliases ? aliases : []), ...only];
   const platform = platformVars(input);
   const https = input.https ?? null;
   const httpsListen = https ? https.listen.map(checkListen) : [];
@@ -310,8 +319,8 @@ export function siteVars(input: SiteConfigInput): TemplateVars {
     redirect_names: redirected.join(' '),
     redirect_aliases: redirected,
     redirect_name: redirected[0] ?? '',
-    all_names: [domain, ...aliases].join(' '),
-    all_aliases: aliases,
+    all_names: [domain, ...aliases, ...only].join(' '),
+    all_aliases: [...aliases, ...only],
   };
 }
 

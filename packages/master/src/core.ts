@@ -21,6 +21,7 @@ import { PlatformRemover, type RemovePlatformInput } from './platforms/platformr
 import { Leftovers } from './servers/membership.js';
 import { OperatorCerts } from './servers/operators.js';
 import { platformStatus, type PlatformStatusInfo } from './platforms/status.js';
+import { FormerNameSweeper } from './sites/formernames.js';
 import { CronScheduler } from './sites/cronrunner.js';
 import { CronStore } from './sites/cronstore.js';
 import { SiteHttps } from './sites/https/https.js';
@@ -65,6 +66,8 @@ export class Core {
   readonly sites: SiteTasks;
   /** Sites' cron: the scheduler (started by master.ts), `site cron`, the history. */
   readonly cron: CronScheduler;
+  /** Renamed sites' old names: dropped when their grace ends (started by master.ts). */
+  readonly formerNames: FormerNameSweeper;
   /** HTTPS of sites: `site https`, the certificate each vhost carries, the renewer (started by master.ts). */
   readonly https: SiteHttps;
   /** `platform rm` (platform.remove tasks). */
@@ -177,6 +180,12 @@ export class Core {
       concurrency: deps.cron?.concurrency,
       tickMs: deps.cron?.tickMs,
       metrics,
+    });
+    this.formerNames = new FormerNameSweeper({
+      ns: this.ns,
+      verify: (domain) => this.sites.verify(domain),
+      clock: this.clock,
+      log: this.log.child({ component: 'master.formernames' }),
     });
     this.operators = new OperatorCerts({ db: deps.db, clock: this.clock });
     this.leftovers = new Leftovers({

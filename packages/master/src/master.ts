@@ -162,6 +162,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
     chmodSync(opts.socket, 0o600);
     tasks.start();
     core.https.start();
+    core.formerNames.start();
     core.sync.startReconcile();
     if (opts.cron) core.cron.start();
     else log.warn('the cron scheduler is off (SPOKE_CRON=off): no site cron runs on schedule; spoke site cron DOMAIN still runs one');
@@ -202,6 +203,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
         health.set('draining');
         await core.cron.stop();
         await core.https.stop();
+        core.formerNames.stop();
         await tasks.stop();
         core.sync.close();
         await trees.close();

@@ -113,6 +113,17 @@ export interface SiteInfo {
   redirectAliases: boolean;
   /** Seconds between scheduled cron runs; 0 = off. */
   cronIntervalS: number;
+  /**
+   * Old names of a renamed site that answer a 301 to its domain until `untilMs` (then dropped:
+   * sites/formernames.ts). Taken while listed; not aliases. Absent: none.
+   */
+  formerNames?: FormerName[];
+}
+
+/** A renamed site's old name, redirecting to the site for a grace period. */
+export interface FormerName {
+  name: string;
+  untilMs: number;
 }
 
 /** What only the site tasks read: rendered into the settings files, never printed. */

@@ -41,13 +41,19 @@
  *       (ConvergeResult.quarantined, TreeStatusResult.quarantine), and ConvergeCommand.report_drift
  *       makes a converge that finds drift change nothing and fail with DRIFT_FOUND. Older agents
  *       ignore report_drift (they repair, keeping nothing) and list no quarantine.
+ *  14 — ConfigureSite.redirect_names: names that only answer a 301 to the site's domain (a
+ *       renamed site's old name for its grace period, `site migrate --redirect-old-for`). The
+ *       master refuses a ConfigureSite with such names to older agents (they would drop them).
  */
-export const CAPABILITY_VERSION = 13;
+export const CAPABILITY_VERSION = 14;
 
 // The lowest capability each command needs: COMMAND_CAPABILITY in commands.ts.
 
 /** The capability a ConfigureSite with a certificate needs (see 12 above). */
 export const HTTPS_CAPABILITY = 12;
+
+/** The capability a ConfigureSite with redirect-only names needs (see 14 above). */
+export const REDIRECT_NAMES_CAPABILITY = 14;
 
 /** The product version printed by `--version` and reported in host facts. */
 export const SPOKE_VERSION = '0.1.0';

@@ -144,6 +144,11 @@ export interface ConfigureSiteRequest {
   aliases: string[];
   /** The aliases answer 301 to the domain. */
   redirectAliases: boolean;
+  /**
+   * Names that only answer 301 to the domain whatever `redirectAliases` says: a renamed site's
+   * old name during its grace period (capability 14; an older agent would ignore them). @default []
+   */
+  redirectNames?: string[];
   /** false: every name answers 503 with a maintenance page. */
   enabled: boolean;
   /** Paths relative to the platform root the web group must read (settings files): chgrp, mode 0640. */
@@ -332,6 +337,8 @@ export interface PlatformConfigReport {
   /** The server's config test ran and passed. */
   tested: boolean;
   reloaded: boolean;
+  /** What the agent waited for after the reload, until the new config served (reloadwait.ts). @default "" */
+  reloadWait?: string;
   /** Permission fixes made under the platform's sites/ (for a site: created dirs too). */
   fixed: string[];
   /** What the agent could not fix or found wrong (warnings). */
@@ -371,6 +378,8 @@ export interface SiteRemoveReport {
   /** The vhost existed and was removed (false: already gone). */
   removed: boolean;
   reloaded: boolean;
+  /** As PlatformConfigReport.reloadWait. @default "" */
+  reloadWait?: string;
   /** With deleteFiles: what was deleted, relative to the platform root. */
   deleted: string[];
   problems: string[];

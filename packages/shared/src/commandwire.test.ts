@@ -41,6 +41,7 @@ const COMMANDS: { [K in AgentCommandType]: Extract<AgentCommand, { type: K }> } 
     webGroupFiles: ['sites/a.example.com/settings.php'],
     pinnedImpl: 'apache',
     tls: { certPem: 'CERT', keyPem: 'KEY', redirect: true, hsts: true },
+    redirectNames: ['old.example.com'],
   },
   removeSite: { type: 'removeSite', domain: 'a.example.com', tree: '/var/www/d7', deleteFiles: true, pinnedImpl: 'nginx' },
   installSite: {
@@ -88,14 +89,23 @@ const RESULTS: AgentCommandResults = {
     quarantined: kept,
   },
   treeStatus: { committedRootHash: 'r1', actualRootHash: 'r2', exists: true, drift, conflicts, quarantine: [kept] },
-  configurePlatform: { impl: 'nginx', path: '/etc/nginx/x.conf', changed: true, tested: true, reloaded: true, fixed: ['sites/default'], problems: ['p'] },
+  configurePlatform: {
+    impl: 'nginx',
+    path: '/etc/nginx/x.conf',
+    changed: true,
+    tested: true,
+    reloaded: true,
+    fixed: ['sites/default'],
+    problems: ['p'],
+    reloadWait: 'waited for new nginx workers',
+  },
   dbCreate: { hosts: ['w1', 'w2'], added: ['w1', 'w2'], removed: [], siteHost: 'db.example.com', sitePort: 3307 },
   dbDrop: { databaseExisted: true, usersDropped: ['w1'] },
   dbGrants: { hosts: ['w3'], added: ['w3'], removed: ['w1'], siteHost: 'db', sitePort: 3306 },
   dbDump: { bytes: 1234 },
   dbRestore: { bytes: 4321 },
-  configureSite: { impl: 'apache', path: '/etc/apache2/a.conf', changed: false, tested: true, reloaded: false, fixed: [], problems: [] },
-  removeSite: { impl: 'nginx', path: '/etc/nginx/a.conf', removed: true, reloaded: true, deleted: ['sites/a/files'], problems: ['q'] },
+  configureSite: { impl: 'apache', path: '/etc/apache2/a.conf', changed: false, tested: true, reloaded: false, fixed: [], problems: [], reloadWait: '' },
+  removeSite: { impl: 'nginx', path: '/etc/nginx/a.conf', removed: true, reloaded: true, deleted: ['sites/a/files'], problems: ['q'], reloadWait: 'w' },
   installSite: { ran: true, reason: '', url: 'http://a.example.com/', profile: 'standard' },
   siteTool: {
     url: 'http://a/user/reset/1',
@@ -147,6 +157,16 @@ describe('agent command codecs', () => {
     const { tls: _tls, ...plain } = COMMANDS.configureSite;
     const site = commandFromWire(overTheWire.command(commandToWire('id', plain)));
     expect(site).toEqual({ ...plain, tls: null });
+    // a master before capability 14 sends no redirect-only names
+    const { redirectNames: _r, ...older } = plain;
+    expect(commandFromWire(overTheWire.command(commandToWire('id', older)))).toEqual({ ...older, tls: null, redirectNames: [] });
+    // an agent that does not wait after a reload says nothing of it
+    const { reloadWait: _w, ...quiet } = RESULTS.configurePlatform;
+    const q = resultFromWire(
+      'configurePlatform',
+      overTheWire.result({ id: 'i', ok: true, errorCode: '', errorMessage: '', result: resultToWire('configurePlatform', quiet) }),
+    );
+    expect(q.reloadWait).toBe('');
   });
 
   it('a drift or facts an older agent left out read as empty', () => {

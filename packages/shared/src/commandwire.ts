@@ -91,7 +91,8 @@ const COMMAND_CODECS: { [K in AgentCommandType]: Codec<K> } = {
       quarantine: v.quarantine.map(quarantineFrom),
     }),
   },
-  configurePlatform: sameCodec,
+  // an older agent says nothing of a reload wait
+  configurePlatform: { ...sameCodec, result: (r) => ({ ...r, reloadWait: r.reloadWait ?? '' }) },
   // an agent reports the hosts of a new account; they were all added
   dbCreate: {
     ...sameCodec,
@@ -105,10 +106,15 @@ const COMMAND_CODECS: { [K in AgentCommandType]: Codec<K> } = {
   // the certificate is optional on both sides (an older master sends none)
   configureSite: {
     ...sameCodec,
-    command: (c) => ({ ...c, tls: c.tls ? { certPem: c.tls.certPem, keyPem: c.tls.keyPem, redirect: c.tls.redirect, hsts: c.tls.hsts } : undefined }),
+    result: (r) => ({ ...r, reloadWait: r.reloadWait ?? '' }),
+    command: (c) => ({
+      ...c,
+      redirectNames: c.redirectNames ?? [],
+      tls: c.tls ? { certPem: c.tls.certPem, keyPem: c.tls.keyPem, redirect: c.tls.redirect, hsts: c.tls.hsts } : undefined,
+    }),
     commandFrom: (v) => ({ ...v, tls: v.tls ? { certPem: v.tls.certPem, keyPem: v.tls.keyPem, redirect: v.tls.redirect, hsts: v.tls.hsts } : null }),
   },
-  removeSite: sameCodec,
+  removeSite: { ...sameCodec, result: (r) => ({ ...r, reloadWait: r.reloadWait ?? '' }) },
   installSite: sameCodec,
   siteTool: {
     ...sameCodec,

@@ -130,6 +130,7 @@ export function siteToWire(s: SiteInfo, cron?: SiteCronInfo): wire.Site {
     installedMs: s.installedMs ?? 0,
     ownSettings: s.ownSettings,
     redirectAliases: s.redirectAliases,
+    formerNames: (s.formerNames ?? []).map((f) => ({ name: f.name, untilMs: f.untilMs })),
     cron: cron
       ? {
           intervalSeconds: cron.intervalS,

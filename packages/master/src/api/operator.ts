@@ -194,6 +194,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
           newDomain: req.newDomain || undefined,
           dbServer: req.dbServer || undefined,
           https: req.https,
+          ...(req.redirectOldForS !== undefined ? { redirectOldForS: Number(req.redirectOldForS) } : {}),
         }),
       ),
     ),

@@ -92,6 +92,7 @@ export function siteJson(s: wire.Site) {
     installed: s.installedMs ? new Date(s.installedMs).toISOString() : null,
     ownSettings: s.ownSettings,
     redirectAliases: s.redirectAliases,
+    formerNames: s.formerNames.map((f) => ({ name: f.name, redirectsUntil: new Date(Number(f.untilMs)).toISOString() })),
     cron: s.cron
       ? {
           intervalSeconds: s.cron.intervalSeconds,

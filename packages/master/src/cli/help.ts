@@ -38,6 +38,8 @@ export const FLAG_HELP: Record<string, string> = {
   'site list|platform': 'only sites on this platform',
   'site clone|platform': 'the platform of the copy (default: the same as the original)',
   'site migrate|platform': 'the platform the site moves to',
+  'redirect-old-for':
+    'with --domain: how long the old name answers a 301 to the new one (30d by default; 12h, 90m, 0 = free the old name at once); spoke site alias rm NEW OLD frees it early',
   'db-server': "the server whose database service holds the site's database (default: the platform's server)",
   alias: 'another domain the site answers to; repeat for more',
   'redirect-aliases': 'aliases answer with a 301 redirect to the main domain instead of serving the site',
@@ -129,7 +131,10 @@ export const EXAMPLES: Record<string, string[]> = {
   ],
   'site delete': ['spoke site delete blog.example.com'],
   'site clone': ['spoke site clone blog.example.com staging.example.com'],
-  'site migrate': ['spoke site migrate blog.example.com --platform wp-6.5'],
+  'site migrate': [
+    'spoke site migrate blog.example.com --platform wp-6.5',
+    'spoke site migrate blog.example.com --platform wp-6.5 --domain news.example.com --redirect-old-for 7d',
+  ],
   'task ls': ['spoke task ls --state failed', 'spoke task ls --entity wp'],
   'task show': ['spoke task show 42'],
   'task log': ['spoke task log 42 -f'],

@@ -5,7 +5,7 @@
  */
 import { type wire } from '@spoke/shared/client';
 import { UsageError, kv, print, taskCommand, taskResult, waitAndReport, type Command, type Ctx } from './command.js';
-import { siteJson, table, taskJson } from './format.js';
+import { parseDuration, siteJson, table, taskJson } from './format.js';
 import { siteAliasCommands } from './sitealiases.js';
 import { siteBackupCommands } from './sitebackup.js';
 import { cronColumn, cronLines, siteCronCommands } from './sitecron.js';
@@ -61,6 +61,10 @@ export const siteCommands: Record<string, Command> = {
           ['db address', s.dbHost ? `${s.dbHost}:${s.dbPort}` : ''],
           ['settings', s.ownSettings ? "the site's own (imported; Spoke does not render them)" : 'rendered by Spoke'],
           ['alias redirect', s.redirectAliases ? 'on (301 to the domain)' : 'off'],
+          ...s.formerNames.map((f): [string, string] => [
+            'old name',
+            `${f.name}: 301 to ${s.domain} until ${new Date(Number(f.untilMs)).toISOString()} (free it early: spoke site alias rm ${s.domain} ${f.name})`,
+          ]),
           ['profile', s.profile],
           ['installed', s.installedMs ? new Date(s.installedMs).toISOString() : ''],
           ['created', new Date(s.createdMs).toISOString()],
@@ -236,18 +240,33 @@ export const siteCommands: Record<string, Command> = {
     done: printSiteUrl,
   }),
   'site migrate': taskCommand({
-    usage: 'site migrate DOMAIN --platform P [--domain NEW] [--db-server S] [--https] [--no-wait]',
-    summary: 'move a site to another platform (and name, db server); the old copy serves until the new one is configured, and goes after the switch',
-    options: { platform: { type: 'string' }, domain: { type: 'string' }, 'db-server': { type: 'string' }, https: { type: 'boolean' } },
+    usage: 'site migrate DOMAIN --platform P [--domain NEW [--redirect-old-for 30d|0]] [--db-server S] [--https] [--no-wait]',
+    summary:
+      'move a site to another platform (and name, db server); the old copy serves until the new one is configured, and goes after the switch; a renamed site keeps its backups, and its old name answers a 301 to the new one for a grace period',
+    options: {
+      platform: { type: 'string' },
+      domain: { type: 'string' },
+      'db-server': { type: 'string' },
+      https: { type: 'boolean' },
+      'redirect-old-for': { type: 'string' },
+    },
     args: [1, 1],
     start(ctx, [domain], o) {
       if (typeof o.platform !== 'string') throw new UsageError('site migrate needs --platform P');
+      const grace = o['redirect-old-for'] as string | undefined;
+      let redirectOldForS: number | undefined;
+      if (grace !== undefined) {
+        redirectOldForS = parseDuration(grace);
+        if (redirectOldForS === undefined) throw new UsageError(`--redirect-old-for takes a duration such as 30d, 12h, 90m or 0, got ${JSON.stringify(grace)}`);
+        if (typeof o.domain !== 'string') throw new UsageError('--redirect-old-for goes with --domain NEW (only a renamed site has an old name)');
+      }
       return ctx.api().call('migrateSite', {
         domain,
         platform: o.platform,
         newDomain: (o.domain as string | undefined) ?? '',
         dbServer: (o['db-server'] as string | undefined) ?? '',
         https: o.https === true,
+        ...(redirectOldForS !== undefined ? { redirectOldForS } : {}),
       });
     },
     done: printSiteUrl,

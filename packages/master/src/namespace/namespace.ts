@@ -227,9 +227,21 @@ export class Namespace {
       dbHost: string;
       dbPort: number;
       salt: string;
+      /** With a new domain: the old one answers a 301 to it until then (0: it is free at once). */
+      redirectOldUntilMs?: number;
     },
   ): SiteInfo {
     return this.sites.relocateSite(from, to);
+  }
+
+  /** Former names whose grace ended by `nowMs`, with their sites. */
+  expiredFormerNames(nowMs: number): { name: string; site: string }[] {
+    return this.sites.expiredFormerNames(nowMs);
+  }
+
+  /** Drops a former name of a site (its name is free again); false when it was not one. */
+  dropFormerName(site: string, name: string): boolean {
+    return this.sites.dropFormerName(site, name);
   }
 
   getSite(domain: string): SiteInfo {

@@ -153,10 +153,25 @@ export class Sites {
   }
 
   private claimDomain(name: string): void {
-    const d = this.db.prepare('SELECT site, is_alias FROM domains WHERE name = ?').get(name) as { site: string; is_alias: number } | undefined;
+    const d = this.db.prepare('SELECT site, is_alias, redirect_until_ms FROM domains WHERE name = ?').get(name) as
+      { site: string; is_alias: number; redirect_until_ms: number | null } | undefined;
+    if (d?.redirect_until_ms != null) throw fail('DOMAIN_TAKEN', formerNameTaken(name, d.site, d.redirect_until_ms, this.clock()));
     if (d) {
       throw fail('DOMAIN_TAKEN', d.is_alias ? `${name} is already an alias of site ${d.site}` : `a site named ${name} already exists`);
     }
+  }
+
+  /** Former names whose grace ended by `nowMs`, with their sites (the sweep of formernames.ts). */
+  expiredFormerNames(nowMs: number): { name: string; site: string }[] {
+    return this.db.prepare('SELECT name, site FROM domains WHERE redirect_until_ms IS NOT NULL AND redirect_until_ms <= ? ORDER BY name').all(nowMs) as {
+      name: string;
+      site: string;
+    }[];
+  }
+
+  /** Drops a former name of a site (its name is free again); false when it was not one. */
+  dropFormerName(site: string, name: string): boolean {
+    return this.db.prepare('DELETE FROM domains WHERE name = ? AND site = ? AND redirect_until_ms IS NOT NULL').run(name, site).changes > 0;
   }
 
   /**
@@ -336,6 +351,8 @@ export class Sites {
       dbHost: string;
       dbPort: number;
       salt: string;
+      /** With a new domain: the old one answers a 301 to it until then (0 or absent: it is free at once). */
+      redirectOldUntilMs?: number;
     },
   ): SiteInfo {
     return this.db.transaction(() => {
@@ -391,6 +408,8 @@ export class Sites {
       this.db.prepare('UPDATE cron_runs SET site = ? WHERE site = ?').run(to.domain, from);
       this.db.prepare('DELETE FROM domains WHERE site = ?').run(from);
       this.db.prepare('DELETE FROM sites WHERE domain = ?').run(from);
+      if (to.redirectOldUntilMs && to.redirectOldUntilMs > this.clock())
+        this.db.prepare('INSERT INTO domains (name, site, is_alias, redirect_until_ms) VALUES (?, ?, 1, ?)').run(from, to.domain, to.redirectOldUntilMs);
       return this.getSite(to.domain);
     })();
   }
@@ -399,7 +418,10 @@ export class Sites {
   getSite(domain: string): SiteInfo {
     const r = this.db.prepare('SELECT * FROM sites WHERE domain = ?').get(domain) as SiteRow | undefined;
     if (!r) {
-      const alias = this.db.prepare('SELECT site FROM domains WHERE name = ? AND is_alias = 1').get(domain) as { site: string } | undefined;
+      const alias = this.db.prepare('SELECT site, redirect_until_ms FROM domains WHERE name = ? AND is_alias = 1').get(domain) as
+        { site: string; redirect_until_ms: number | null } | undefined;
+      if (alias?.redirect_until_ms != null)
+        throw fail('SITE_NOT_FOUND', `no site named ${domain}: it is the old name of site ${alias.site} (see: spoke site show ${alias.site})`);
       if (alias) return this.getSite(alias.site);
       throw fail('SITE_NOT_FOUND', `no site named ${domain} (see: spoke site ls)`);
     }
@@ -415,9 +437,12 @@ export class Sites {
   }
 
   private toSite(r: SiteRow): SiteInfo {
-    const aliases = (this.db.prepare('SELECT name FROM domains WHERE site = ? AND is_alias = 1 ORDER BY name').all(r.domain) as { name: string }[]).map(
-      (a) => a.name,
-    );
+    const names = this.db.prepare('SELECT name, redirect_until_ms FROM domains WHERE site = ? AND is_alias = 1 ORDER BY name').all(r.domain) as {
+      name: string;
+      redirect_until_ms: number | null;
+    }[];
+    const aliases = names.filter((a) => a.redirect_until_ms === null).map((a) => a.name);
+    const formerNames = names.flatMap((a) => (a.redirect_until_ms === null ? [] : [{ name: a.name, untilMs: a.redirect_until_ms }]));
     const server = (this.db.prepare('SELECT server FROM platforms WHERE name = ?').get(r.platform) as { server: string }).server;
     return {
       domain: r.domain,
@@ -436,6 +461,16 @@ export class Sites {
       ownSettings: r.own_settings === 1,
       redirectAliases: r.redirect_aliases === 1,
       cronIntervalS: r.cron_interval_s,
+      ...(formerNames.length ? { formerNames } : {}),
     };
   }
+}
+
+/** Why a former name cannot be taken, and how to release it early. */
+function formerNameTaken(name: string, site: string, untilMs: number, nowMs: number): string {
+  const when = new Date(untilMs).toISOString();
+  // Its vhost still redirects until the sweep's verify rewrites it: taking it now would clash there.
+  if (untilMs <= nowMs)
+    return `${name} is the old name of site ${site}; its redirect ended at ${when} and is removed within a minute (or now: spoke site alias rm ${site} ${name})`;
+  return `${name} is the old name of site ${site} and answers a 301 to it until ${when}; release it early with: spoke site alias rm ${site} ${name}`;
 }

@@ -233,6 +233,11 @@ const MIGRATIONS: string[] = [
     next_attempt_ms INTEGER NOT NULL DEFAULT 0
   );
   `,
+  // 10: a renamed site's old name (sites/formernames.ts): an alias row that only answers a 301 to
+  // the new name until redirect_until_ms, then is dropped (NULL: an ordinary alias)
+  `
+  ALTER TABLE domains ADD COLUMN redirect_until_ms INTEGER;
+  `,
 ];
 
 /** Opens (and creates or migrates) the store at `file`. `:memory:` works for tests. */

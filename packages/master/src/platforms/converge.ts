@@ -91,9 +91,10 @@ export function quarantineLine(server: string, q: QuarantineInfo): string {
   return `${server}: the repair removed or overwrote ${q.files} hand-made file(s) (${human(q.bytes)}): ${sample}${q.files > 5 ? ' …' : ''}; kept in quarantine ${q.dir} on ${server}${lost}`;
 }
 
-export function configOutcome(r: { changed: boolean; reloaded: boolean }): string {
-  if (r.changed) return r.reloaded ? 'written, tested and reloaded' : 'written and tested, not reloaded';
-  return r.reloaded ? 'unchanged; reloaded' : 'unchanged';
+export function configOutcome(r: { changed: boolean; reloaded: boolean; reloadWait?: string }): string {
+  const waited = r.reloaded && r.reloadWait ? `; ${r.reloadWait}` : '';
+  if (r.changed) return r.reloaded ? `written, tested and reloaded${waited}` : 'written and tested, not reloaded';
+  return r.reloaded ? `unchanged; reloaded${waited}` : 'unchanged';
 }
 
 /** Wires converge tasks and self-healing. */

@@ -11,6 +11,7 @@ import {
   CAPABILITY_VERSION,
   COMMAND_CAPABILITY,
   HTTPS_CAPABILITY,
+  REDIRECT_NAMES_CAPABILITY,
   fail,
   SpokeError,
   toServiceError,
@@ -306,8 +307,7 @@ export class AgentHub implements Presence {
     }
     // A vhost with a certificate needs an agent that knows about it: an older one would drop
     // the certificate and serve the site over plain HTTP only.
-    const needs =
-      cmd.type === 'configureSite' && (cmd as Extract<AgentCommand, { type: 'configureSite' }>).tls ? HTTPS_CAPABILITY : COMMAND_CAPABILITY[cmd.type];
+    const needs = cmd.type === 'configureSite' ? configureSiteNeeds(cmd as Extract<AgentCommand, { type: 'configureSite' }>) : COMMAND_CAPABILITY[cmd.type];
     if (s.capability < needs) {
       throw fail(
         'AGENT_TOO_OLD',
@@ -416,4 +416,9 @@ export function factsFromWire(f: wire.HostFacts | undefined): HostFactsInfo {
     cpus: f?.cpus ?? 0,
     memoryBytes: f?.memoryBytes ?? 0,
   };
+}
+
+/** What a ConfigureSite needs of its agent: a certificate, redirect-only names (an older agent would drop either). */
+function configureSiteNeeds(cmd: Extract<AgentCommand, { type: 'configureSite' }>): number {
+  return Math.max(COMMAND_CAPABILITY.configureSite, cmd.tls ? HTTPS_CAPABILITY : 0, cmd.redirectNames?.length ? REDIRECT_NAMES_CAPABILITY : 0);
 }

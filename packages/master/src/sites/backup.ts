@@ -268,6 +268,39 @@ export class BackupStore {
     return b;
   }
 
+  /**
+   * The backups of a site that was renamed from `from` to `to` move with it: every archive and
+   * sidecar of `backups/<from>/` goes to `backups/<to>/` (renames on one filesystem; an id already
+   * there is left where it is and returned in `kept`). Archives are not rewritten: their
+   * backup.json still names the domain they were taken as, and a restore renames their data
+   * (backuptasks.ts). Idempotent: nothing left to move is no error.
+   * @throws SpokeError INVALID_DOMAIN
+   */
+  adopt(from: string, to: string): { moved: string[]; kept: string[] } {
+    const src = this.domainDir(from);
+    const dst = this.domainDir(to);
+    const moved: string[] = [];
+    const kept: string[] = [];
+    if (from === to || !existsSync(src)) return { moved, kept };
+    mkdirSync(dst, { recursive: true, mode: 0o700 });
+    for (const f of readdirSync(src).sort()) {
+      const m = /^(.+)\.tar\.gz$/.exec(f);
+      if (!m || !ID_RE.test(m[1] as string)) continue;
+      const id = m[1] as string;
+      if (existsSync(join(dst, f))) {
+        kept.push(id);
+        continue;
+      }
+      // The sidecar first: an archive is listed from its sidecar when it has one.
+      if (existsSync(join(src, `${id}.json`))) renameSync(join(src, `${id}.json`), join(dst, `${id}.json`));
+      renameSync(join(src, f), join(dst, f));
+      moved.push(id);
+    }
+    // The old directory goes when nothing of ours is left in it (staging dirs of a running backup stay).
+    if (readdirSync(src).length === 0) rmSync(src, { recursive: true, force: true });
+    return { moved, kept };
+  }
+
   /** Deletes a backup. @throws SpokeError BACKUP_NOT_FOUND */
   remove(id: string): BackupInfo {
     const b = this.find(id);

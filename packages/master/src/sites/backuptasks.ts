@@ -26,6 +26,7 @@ import { type BackupStore, newBackupId, type BackupInfo, type BackupParts } from
 import { siteDir } from './settings.js';
 import type { Step } from '../tasks/steps.js';
 import type { SiteOps } from './ops.js';
+import { renamedDump } from './backuprename.js';
 
 /** The task kinds of this module. */
 export const BACKUP_TASKS = ['site.backup', 'site.restore'] as const;
@@ -178,7 +179,10 @@ export class SiteBackups {
           const b = this.store.find(backupId, domain);
           rmSync(join(work, 'backup'), { recursive: true, force: true });
           parts = await this.store.read(b.path, join(work, 'backup'));
-          if (parts.meta.domain !== domain) throw fail('BACKUP_INVALID', `backup ${backupId} is of ${parts.meta.domain}, not ${domain}`);
+          // A backup in the site's own directory is the site's, whatever its name was then: a
+          // rename moved it here (BackupStore.adopt), and restore-database renames its data.
+          if (parts.meta.domain !== domain)
+            ctx.log(`backup ${backupId} was taken when the site was named ${parts.meta.domain}; its data is renamed to ${domain} as it is restored`);
           ctx.log(
             `backup ${backupId} of ${domain} (${parts.meta.created}, ${parts.meta.reason}) checked: ${parts.meta.parts.site.entries} site entries, ${parts.meta.parts.files.entries} user file entries, dump ${formatBytes(parts.meta.parts.database.bytes)}`,
           );
@@ -197,7 +201,7 @@ export class SiteBackups {
         name: 'restore-database',
         do: async (ctx) => {
           const p = await needParts(ctx);
-          await this.loadDatabase(ctx, domain, platform, p.dump);
+          await this.loadDatabase(ctx, domain, platform, p.dump, p.meta.domain);
           return { domain, platform, safety };
         },
         undo: async (ctx, data) => {
@@ -290,8 +294,12 @@ export class SiteBackups {
     return p;
   }
 
-  /** Empties the site's database (drop + create with the same user, password, hosts) and loads a dump. */
-  private async loadDatabase(ctx: TaskContext, domain: string, platform: string, dump: string): Promise<void> {
+  /**
+   * Empties the site's database (drop + create with the same user, password, hosts) and loads a
+   * dump; a dump taken under another name (`takenAs`, before a rename) is renamed on the way in
+   * (backuprename.ts: the site's file paths and, for WordPress, its host).
+   */
+  private async loadDatabase(ctx: TaskContext, domain: string, platform: string, dump: string, takenAs = domain): Promise<void> {
     const s = this.t.ns.getSite(domain);
     if (!s.dbServer || !s.dbName || !s.dbUser) throw fail('SITE_NOT_INSTALLED', `site ${domain} has no database recorded`);
     const hosts = this.t.webServers(platform);
@@ -304,7 +312,11 @@ export class SiteBackups {
       hosts,
     });
     this.t.recordDbAddress(ctx, domain, s.dbServer, r);
-    const l = await this.t.call(ctx, s.dbServer, { type: 'dbRestore', database: s.dbName }, { restoreFrom: () => createReadStream(dump), timeoutMs: LONG });
+    const restoreFrom =
+      takenAs === domain
+        ? () => createReadStream(dump)
+        : await renamedDump(ctx, dump, this.t.platformKind(this.t.ns.getPlatform(platform)).kind, takenAs, domain);
+    const l = await this.t.call(ctx, s.dbServer, { type: 'dbRestore', database: s.dbName }, { restoreFrom, timeoutMs: LONG });
     ctx.log(`${s.dbServer}: database ${s.dbName} emptied and loaded (${formatBytes(l.bytes)})`);
   }
 

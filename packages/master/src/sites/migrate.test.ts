@@ -99,7 +99,8 @@ describe('site clone / migrate: the task and its steps', () => {
     const { sites, db } = setup();
     const t = sites.migrate({ domain: 'blog.test', platform: 'wp2', newDomain: 'news.test', dbServer: 'web2' });
     expect(t).toMatchObject({ kind: 'site.migrate', entity: 'site:blog.test' });
-    expect(t.params).toEqual({ domain: 'blog.test', platform: 'wp', newDomain: 'news.test', target: 'wp2', dbServer: 'web2' });
+    // a rename: the old name redirects for the default grace (30 days)
+    expect(t.params).toEqual({ domain: 'blog.test', platform: 'wp', newDomain: 'news.test', target: 'wp2', dbServer: 'web2', redirectOldForS: 2_592_000 });
     const locks = db.prepare('SELECT locks_json FROM tasks WHERE id = ?').get(t.id) as { locks_json: string };
     expect(JSON.parse(locks.locks_json)).toEqual(['site:blog.test', 'platform:wp', 'platform:wp2', 'site:news.test']);
     const steps = mover(sites).steps(ctxOf('site.migrate', t.params), {});
@@ -121,12 +122,31 @@ describe('site clone / migrate: the task and its steps', () => {
       'drop-old-database',
       'remove-old-dir',
       'delete-old-files',
+      'redirect-old-name',
       'finish',
     ]);
     expect(steps.filter((s) => s.commit).map((s) => s.name)).toEqual(['switch']);
     expect(steps.find((s) => s.name === 'remove-old-vhost')?.undo).toBeDefined();
     // the default db server is the site's own
-    expect(sites.migrate({ domain: 'blog.test', platform: 'wp2' }).params).toMatchObject({ newDomain: 'blog.test', dbServer: 'web1' });
+    const same = sites.migrate({ domain: 'blog.test', platform: 'wp2' });
+    expect(same.params).toMatchObject({ newDomain: 'blog.test', dbServer: 'web1' });
+    // keeping the name: no old name to redirect
+    expect('redirectOldForS' in same.params).toBe(false);
+    expect(
+      mover(sites)
+        .steps(ctxOf('site.migrate', same.params), {})
+        .map((s) => s.name),
+    ).not.toContain('redirect-old-name');
+  });
+
+  it('migrate --redirect-old-for: seconds kept in the params (0: none); anything else refused before a task exists', () => {
+    const { sites } = setup();
+    expect(sites.migrate({ domain: 'blog.test', platform: 'wp2', newDomain: 'n1.test', redirectOldForS: 0 }).params).toMatchObject({ redirectOldForS: 0 });
+    for (const bad of [-1, 1.5]) {
+      expect(() => sites.migrate({ domain: 'blog.test', platform: 'wp2', newDomain: 'n2.test', redirectOldForS: bad })).toThrow(
+        /--redirect-old-for must be a duration such as 30d, 12h or 0/,
+      );
+    }
   });
 });
 

@@ -29,6 +29,8 @@ import type { Step } from '../tasks/steps.js';
 import { paramsOf, type TaskParams } from '../tasks/params.js';
 import { describeUpdates } from './drupal.js';
 import type { SiteBackups } from './backuptasks.js';
+import { adoptBackups } from './backuprename.js';
+import { DEFAULT_REDIRECT_OLD_FOR_S, redirectOldNameStep } from './formernames.js';
 import type { ConfigureUndo, DbUndo, SiteOps, WriteUndo } from './ops.js';
 
 /** The task kinds of this module. */
@@ -56,6 +58,8 @@ export interface MigrateSiteInput {
   dbServer?: string;
   /** HTTPS after the move (as install --https). @default false */
   https?: boolean;
+  /** With a new name: seconds the old name answers a 301 to it (0: none). @default DEFAULT_REDIRECT_OLD_FOR_S */
+  redirectOldForS?: number;
 }
 
 /** The task params (both kinds): everything the steps need, also after a restart. */
@@ -115,7 +119,18 @@ export class SiteMover {
       throw fail('SERVER_IS_CLUSTER', `${dbServer} is a cluster; a site database lives on one agent server`);
     this.checkTarget(s, p, newDomain);
     if (input.https) this.t.checkHttps();
-    const params: MoveParams = { domain: s.domain, platform: s.platform, newDomain, target: p.name, dbServer, ...(input.https ? { https: true } : {}) };
+    const redirectOldForS = input.redirectOldForS ?? DEFAULT_REDIRECT_OLD_FOR_S;
+    if (!Number.isInteger(redirectOldForS) || redirectOldForS < 0)
+      throw fail('INVALID_ARGUMENT', `--redirect-old-for must be a duration such as 30d, 12h or 0, got ${redirectOldForS} seconds`);
+    const params: MoveParams = {
+      domain: s.domain,
+      platform: s.platform,
+      newDomain,
+      target: p.name,
+      dbServer,
+      ...(input.https ? { https: true } : {}),
+      ...(newDomain !== s.domain ? { redirectOldForS } : {}),
+    };
     const locks = unique([`platform:${s.platform}`, `platform:${p.name}`, ...(newDomain !== s.domain ? [`site:${newDomain}`] : [])]);
     return { kind: 'site.migrate', entity: `site:${s.domain}`, locks, params: { ...params } };
   }
@@ -433,8 +448,12 @@ export class SiteMover {
             dbHost: c.facts.db.host,
             dbPort: c.facts.db.port,
             salt: c.facts.salt,
+            ...(renamed ? { redirectOldUntilMs: Date.now() + redirectOldFor(p) * 1000 } : {}),
           });
-          if (renamed) this.t.siteRenamed(p.domain, p.newDomain);
+          if (renamed) {
+            this.t.siteRenamed(p.domain, p.newDomain);
+            adoptBackups(ctx, this.backups.store, p.domain, p.newDomain);
+          }
           ctx.log(
             `switched: ${renamed ? `${p.domain} is now ${p.newDomain}${s.aliases.length ? ` (aliases ${s.aliases.join(', ')})` : ''}, ` : `${p.domain} is now `}on platform ${p.target} with database ${c.facts.db.name} on ${c.dbServer} (the point of no return: the old copy is removed next)`,
           );
@@ -490,10 +509,12 @@ export class SiteMover {
           }
         }),
       },
+      ...(renamed ? [redirectOldNameStep(this.t, p.domain, p.newDomain, redirectOldFor(p))] : []),
       {
         name: 'finish',
         do: async (ctx) => {
           rmSync(work, { recursive: true, force: true });
+          if (renamed) adoptBackups(ctx, this.backups.store, p.domain, p.newDomain);
           const s = this.t.ns.getSite(p.newDomain);
           state.result = {
             domain: s.domain,
@@ -594,7 +615,7 @@ export class SiteMover {
     try {
       const r = await this.t.call(ctx, server, { type: 'removeSite', domain, tree: p.path, deleteFiles, pinnedImpl: this.t.pinned(server, p.server) });
       ctx.log(
-        `${server}: ${r.removed ? `removed vhost ${r.path}${r.reloaded ? ' and reloaded' : ''}` : `no vhost of ${domain}`}${deleteFiles ? (r.deleted.length ? `; deleted ${r.deleted.join(', ')} of platform ${p.name}` : `; no files of ${domain} left in platform ${p.name}`) : ''}`,
+        `${server}: ${r.removed ? `removed vhost ${r.path}${r.reloaded ? ` and reloaded${r.reloadWait ? ` (${r.reloadWait})` : ''}` : ''}` : `no vhost of ${domain}`}${deleteFiles ? (r.deleted.length ? `; deleted ${r.deleted.join(', ')} of platform ${p.name}` : `; no files of ${domain} left in platform ${p.name}`) : ''}`,
       );
       for (const pr of r.problems) ctx.log(`${server}: ${pr}`, 'warn');
     } catch (e) {
@@ -602,6 +623,11 @@ export class SiteMover {
       throw e;
     }
   }
+}
+
+/** Seconds the old name redirects after this migrate (params from before the flag: the default). */
+function redirectOldFor(p: MoveParams): number {
+  return typeof p.redirectOldForS === 'number' ? p.redirectOldForS : DEFAULT_REDIRECT_OLD_FOR_S;
 }
 
 function unique(xs: string[]): string[] {

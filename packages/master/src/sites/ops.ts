@@ -19,6 +19,7 @@ import type { PlatformInfo, SiteInfo, SiteStatus } from '../types.js';
 import type { PlatformKind, Registry } from '../platforms/registry/index.js';
 import { renderPlatformSiteFiles, renderSiteFiles, settingsSupported, staleSiteFiles, type SiteFacts, type SiteFile, type SiteNames } from './settings.js';
 import { settingsFileOf } from './readsettings.js';
+import { redirectingNames } from './formernames.js';
 
 /** A file or symlink as it was before a step wrote over it (undo data). */
 export interface Previous {
@@ -409,6 +410,7 @@ export class SiteOps {
           kind,
           aliases,
           redirectAliases: s.redirectAliases,
+          redirectNames: redirectingNames(s, Date.now()),
           enabled,
           webGroupFiles: files,
           pinnedImpl: this.pinned(server, p.server),

@@ -33,6 +33,7 @@ import { moveDir } from '../fsmove.js';
 import { SiteLogin } from './login.js';
 import { DRUPAL_KINDS, checkLocale, chooseProfile, describeUpdates } from './drupal.js';
 import { DEFAULT_CRON_INTERVAL_S, parseCronInterval } from './cron.js';
+import { dropExpiredFormerNames } from './formernames.js';
 
 /** The site task kinds. */
 export const SITE_TASKS = [
@@ -453,7 +454,13 @@ export class SiteTasks {
   private verifySteps(domain: string, platform: string, state: { result?: unknown }): Step[] {
     let pending: SiteUpdateInfo[] | null = null;
     return [
-      { name: 'check', do: async () => void this.ops.activeSite(domain, 'verify') },
+      {
+        name: 'check',
+        do: async (ctx) => {
+          this.ops.activeSite(domain, 'verify');
+          dropExpiredFormerNames(this.ns, ctx, domain, Date.now());
+        },
+      },
       { name: 'write-files', do: async (ctx) => void (await this.ops.writeFiles(ctx, platform, { site: domain })) },
       { name: 'converge', do: async (ctx) => void (await this.ops.converge(ctx, platform)) },
       {
@@ -547,11 +554,20 @@ export class SiteTasks {
   }
 
   private aliasSteps(domain: string, platform: string, alias: string, add: boolean, state: { result?: unknown }): Step[] {
+    // An old name of a renamed site (formernames.ts) is released by `alias rm` too; it was never served, only redirected.
+    let former = false;
+    const was = (aliases: string[]) => (add ? aliases.filter((a) => a !== alias) : former ? aliases : [...aliases, alias].sort());
     return [
       {
         name: add ? 'add-alias' : 'remove-alias',
         do: async (ctx) => {
-          this.ops.activeSite(domain, add ? 'add an alias to' : 'remove an alias of');
+          const s = this.ops.activeSite(domain, add ? 'add an alias to' : 'remove an alias of');
+          former = !add && (s.formerNames ?? []).some((f) => f.name === alias);
+          if (former) {
+            this.ns.dropFormerName(domain, alias);
+            ctx.log(`released ${alias}, the old name of ${domain}: it no longer redirects and any site may take it`);
+            return { domain, alias, add, former };
+          }
           if (add) this.ns.addAlias(domain, alias);
           else this.ns.removeAlias(domain, alias);
           ctx.log(`${add ? 'added' : 'removed'} alias ${alias} ${add ? 'to' : 'of'} ${domain}`);
@@ -560,8 +576,9 @@ export class SiteTasks {
           return { domain, alias, add };
         },
         undo: async (ctx, data) => {
-          const d = data as { domain: string; alias: string; add: boolean };
+          const d = data as { domain: string; alias: string; add: boolean; former?: boolean };
           if (!this.ops.siteExists(d.domain)) return;
+          if (d.former) return ctx.log(`${d.alias} stays released (an old name is not put back)`, 'warn');
           const has = this.ns.getSite(d.domain).aliases.includes(d.alias);
           if (d.add && has) this.ns.removeAlias(d.domain, d.alias);
           if (!d.add && !has) this.ns.addAlias(d.domain, d.alias);
@@ -572,7 +589,7 @@ export class SiteTasks {
         name: 'write-files',
         do: async (ctx) => {
           const s = this.ns.getSite(domain);
-          const before = add ? s.aliases.filter((a) => a !== alias) : [...s.aliases, alias].sort();
+          const before = was(s.aliases);
           return this.ops.writeFiles(ctx, platform, { site: domain, previousAliases: { domain, aliases: before } });
         },
         undo: async (ctx, data) => this.ops.restoreFiles(ctx, data as WriteUndo),
@@ -582,7 +599,7 @@ export class SiteTasks {
         name: 'configure-site',
         do: async (ctx) => {
           const s = this.ns.getSite(domain);
-          const old = add ? s.aliases.filter((a) => a !== alias) : [...s.aliases, alias].sort();
+          const old = was(s.aliases);
           const enabled = s.status !== 'disabled';
           const r = await this.ops.configure(ctx, domain, enabled, { revert: { enabled, aliases: old } });
           state.result = { domain, aliases: s.aliases };

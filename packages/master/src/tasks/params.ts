@@ -58,7 +58,8 @@ export const TASK_PARAMS = {
   'site.backup': z.looseObject(site),
   'site.restore': z.looseObject({ ...site, backupId: name }),
   'site.clone': z.looseObject({ ...site, newDomain: name, target: name, dbServer: name, https: flag }),
-  'site.migrate': z.looseObject({ ...site, newDomain: name, target: name, dbServer: name, https: flag }),
+  // redirectOldForS: seconds the old name answers a 301 after a rename (absent: the default, 0: none)
+  'site.migrate': z.looseObject({ ...site, newDomain: name, target: name, dbServer: name, https: flag, redirectOldForS: z.number().int().min(0).optional() }),
   // HTTPS (sites/https): on with a source (an operator pair is stored before the task: certId), or off
   'site.https': z.looseObject({
     ...site,

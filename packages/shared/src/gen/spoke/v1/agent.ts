@@ -242,6 +242,8 @@ export interface ConfigurePlatformResult {
   fixed: string[];
   /** what could not be fixed or looks wrong (shown as warnings) */
   problems: string[];
+  /** what the agent waited for after the reload ("" = nothing, or an older agent) */
+  reloadWait: string;
 }
 
 /** Make the tree at `tree` equal to the desired manifest with root hash `root_hash`. */
@@ -567,7 +569,14 @@ export interface ConfigureSiteCommand {
   /** as in ConfigurePlatformCommand */
   pinnedImpl: string;
   /** capability 12; absent: the site answers on http.listen only */
-  tls: SiteTls | undefined;
+  tls:
+    | SiteTls
+    | undefined;
+  /**
+   * capability 14: names that only answer 301 to http(s)://<domain>/... whatever
+   * redirect_aliases says (a renamed site's old name during its grace period)
+   */
+  redirectNames: string[];
 }
 
 /**
@@ -612,6 +621,8 @@ export interface ConfigureSiteResult {
   fixed: string[];
   /** warnings */
   problems: string[];
+  /** as in ConfigurePlatformResult */
+  reloadWait: string;
 }
 
 /**
@@ -636,6 +647,8 @@ export interface RemoveSiteResult {
   /** relative to the platform root */
   deleted: string[];
   problems: string[];
+  /** as in ConfigurePlatformResult */
+  reloadWait: string;
 }
 
 /**
@@ -2987,7 +3000,16 @@ export const ConfigurePlatformCommand: MessageFns<ConfigurePlatformCommand> = {
 };
 
 function createBaseConfigurePlatformResult(): ConfigurePlatformResult {
-  return { impl: "", path: "", changed: false, tested: false, reloaded: false, fixed: [], problems: [] };
+  return {
+    impl: "",
+    path: "",
+    changed: false,
+    tested: false,
+    reloaded: false,
+    fixed: [],
+    problems: [],
+    reloadWait: "",
+  };
 }
 
 export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
@@ -3012,6 +3034,9 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
     }
     for (const v of message.problems) {
       writer.uint32(58).string(v!);
+    }
+    if (message.reloadWait !== "") {
+      writer.uint32(642).string(message.reloadWait);
     }
     return writer;
   },
@@ -3085,6 +3110,14 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
             message.problems.push(reader.string());
             continue;
           }
+          case 80: {
+            if (tag !== 642) {
+              break;
+            }
+
+            message.reloadWait = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3106,6 +3139,11 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
       reloaded: isSet(object.reloaded) ? globalThis.Boolean(object.reloaded) : false,
       fixed: globalThis.Array.isArray(object?.fixed) ? object.fixed.map((e: any) => globalThis.String(e)) : [],
       problems: globalThis.Array.isArray(object?.problems) ? object.problems.map((e: any) => globalThis.String(e)) : [],
+      reloadWait: isSet(object.reloadWait)
+        ? globalThis.String(object.reloadWait)
+        : isSet(object.reload_wait)
+        ? globalThis.String(object.reload_wait)
+        : "",
     };
   },
 
@@ -3132,6 +3170,9 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
     if (message.problems?.length) {
       obj.problems = message.problems;
     }
+    if (message.reloadWait !== "") {
+      obj.reloadWait = message.reloadWait;
+    }
     return obj;
   },
 
@@ -3147,6 +3188,7 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
     message.reloaded = object.reloaded ?? false;
     message.fixed = object.fixed?.map((e) => e) || [];
     message.problems = object.problems?.map((e) => e) || [];
+    message.reloadWait = object.reloadWait ?? "";
     return message;
   },
 };
@@ -7067,6 +7109,7 @@ function createBaseConfigureSiteCommand(): ConfigureSiteCommand {
     webGroupFiles: [],
     pinnedImpl: "",
     tls: undefined,
+    redirectNames: [],
   };
 }
 
@@ -7101,6 +7144,9 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
     }
     if (message.tls !== undefined) {
       SiteTls.encode(message.tls, writer.uint32(82).fork()).join();
+    }
+    for (const v of message.redirectNames) {
+      writer.uint32(642).string(v!);
     }
     return writer;
   },
@@ -7198,6 +7244,14 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
             message.tls = SiteTls.decode(reader, reader.uint32());
             continue;
           }
+          case 80: {
+            if (tag !== 642) {
+              break;
+            }
+
+            message.redirectNames.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7234,6 +7288,11 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
         ? globalThis.String(object.pinned_impl)
         : "",
       tls: isSet(object.tls) ? SiteTls.fromJSON(object.tls) : undefined,
+      redirectNames: globalThis.Array.isArray(object?.redirectNames)
+        ? object.redirectNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.redirect_names)
+        ? object.redirect_names.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -7269,6 +7328,9 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
     if (message.tls !== undefined) {
       obj.tls = SiteTls.toJSON(message.tls);
     }
+    if (message.redirectNames?.length) {
+      obj.redirectNames = message.redirectNames;
+    }
     return obj;
   },
 
@@ -7287,6 +7349,7 @@ export const ConfigureSiteCommand: MessageFns<ConfigureSiteCommand> = {
     message.webGroupFiles = object.webGroupFiles?.map((e) => e) || [];
     message.pinnedImpl = object.pinnedImpl ?? "";
     message.tls = (object.tls !== undefined && object.tls !== null) ? SiteTls.fromPartial(object.tls) : undefined;
+    message.redirectNames = object.redirectNames?.map((e) => e) || [];
     return message;
   },
 };
@@ -7589,7 +7652,16 @@ export const AcmeChallengeResult: MessageFns<AcmeChallengeResult> = {
 };
 
 function createBaseConfigureSiteResult(): ConfigureSiteResult {
-  return { impl: "", path: "", changed: false, tested: false, reloaded: false, fixed: [], problems: [] };
+  return {
+    impl: "",
+    path: "",
+    changed: false,
+    tested: false,
+    reloaded: false,
+    fixed: [],
+    problems: [],
+    reloadWait: "",
+  };
 }
 
 export const ConfigureSiteResult: MessageFns<ConfigureSiteResult> = {
@@ -7614,6 +7686,9 @@ export const ConfigureSiteResult: MessageFns<ConfigureSiteResult> = {
     }
     for (const v of message.problems) {
       writer.uint32(58).string(v!);
+    }
+    if (message.reloadWait !== "") {
+      writer.uint32(642).string(message.reloadWait);
     }
     return writer;
   },
@@ -7687,6 +7762,14 @@ export const ConfigureSiteResult: MessageFns<ConfigureSiteResult> = {
             message.problems.push(reader.string());
             continue;
           }
+          case 80: {
+            if (tag !== 642) {
+              break;
+            }
+
+            message.reloadWait = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7708,6 +7791,11 @@ export const ConfigureSiteResult: MessageFns<ConfigureSiteResult> = {
       reloaded: isSet(object.reloaded) ? globalThis.Boolean(object.reloaded) : false,
       fixed: globalThis.Array.isArray(object?.fixed) ? object.fixed.map((e: any) => globalThis.String(e)) : [],
       problems: globalThis.Array.isArray(object?.problems) ? object.problems.map((e: any) => globalThis.String(e)) : [],
+      reloadWait: isSet(object.reloadWait)
+        ? globalThis.String(object.reloadWait)
+        : isSet(object.reload_wait)
+        ? globalThis.String(object.reload_wait)
+        : "",
     };
   },
 
@@ -7734,6 +7822,9 @@ export const ConfigureSiteResult: MessageFns<ConfigureSiteResult> = {
     if (message.problems?.length) {
       obj.problems = message.problems;
     }
+    if (message.reloadWait !== "") {
+      obj.reloadWait = message.reloadWait;
+    }
     return obj;
   },
 
@@ -7749,6 +7840,7 @@ export const ConfigureSiteResult: MessageFns<ConfigureSiteResult> = {
     message.reloaded = object.reloaded ?? false;
     message.fixed = object.fixed?.map((e) => e) || [];
     message.problems = object.problems?.map((e) => e) || [];
+    message.reloadWait = object.reloadWait ?? "";
     return message;
   },
 };
@@ -7879,7 +7971,7 @@ export const RemoveSiteCommand: MessageFns<RemoveSiteCommand> = {
 };
 
 function createBaseRemoveSiteResult(): RemoveSiteResult {
-  return { impl: "", path: "", removed: false, reloaded: false, deleted: [], problems: [] };
+  return { impl: "", path: "", removed: false, reloaded: false, deleted: [], problems: [], reloadWait: "" };
 }
 
 export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
@@ -7901,6 +7993,9 @@ export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
     }
     for (const v of message.problems) {
       writer.uint32(50).string(v!);
+    }
+    if (message.reloadWait !== "") {
+      writer.uint32(642).string(message.reloadWait);
     }
     return writer;
   },
@@ -7966,6 +8061,14 @@ export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
             message.problems.push(reader.string());
             continue;
           }
+          case 80: {
+            if (tag !== 642) {
+              break;
+            }
+
+            message.reloadWait = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7986,6 +8089,11 @@ export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
       reloaded: isSet(object.reloaded) ? globalThis.Boolean(object.reloaded) : false,
       deleted: globalThis.Array.isArray(object?.deleted) ? object.deleted.map((e: any) => globalThis.String(e)) : [],
       problems: globalThis.Array.isArray(object?.problems) ? object.problems.map((e: any) => globalThis.String(e)) : [],
+      reloadWait: isSet(object.reloadWait)
+        ? globalThis.String(object.reloadWait)
+        : isSet(object.reload_wait)
+        ? globalThis.String(object.reload_wait)
+        : "",
     };
   },
 
@@ -8009,6 +8117,9 @@ export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
     if (message.problems?.length) {
       obj.problems = message.problems;
     }
+    if (message.reloadWait !== "") {
+      obj.reloadWait = message.reloadWait;
+    }
     return obj;
   },
 
@@ -8023,6 +8134,7 @@ export const RemoveSiteResult: MessageFns<RemoveSiteResult> = {
     message.reloaded = object.reloaded ?? false;
     message.deleted = object.deleted?.map((e) => e) || [];
     message.problems = object.problems?.map((e) => e) || [];
+    message.reloadWait = object.reloadWait ?? "";
     return message;
   },
 };

@@ -333,6 +333,8 @@ export interface MigrateSiteRequest {
   dbServer: string;
   /** HTTPS after the move (as install --https) */
   https: boolean;
+  /** with new_domain: seconds the old name answers a 301 to the new one (0 = none) */
+  redirectOldForS?: number | undefined;
 }
 
 export interface DeleteSiteRequest {
@@ -4400,7 +4402,7 @@ export const CloneSiteRequest: MessageFns<CloneSiteRequest> = {
 };
 
 function createBaseMigrateSiteRequest(): MigrateSiteRequest {
-  return { domain: "", platform: "", newDomain: "", dbServer: "", https: false };
+  return { domain: "", platform: "", newDomain: "", dbServer: "", https: false, redirectOldForS: undefined };
 }
 
 export const MigrateSiteRequest: MessageFns<MigrateSiteRequest> = {
@@ -4419,6 +4421,9 @@ export const MigrateSiteRequest: MessageFns<MigrateSiteRequest> = {
     }
     if (message.https !== false) {
       writer.uint32(40).bool(message.https);
+    }
+    if (message.redirectOldForS !== undefined) {
+      writer.uint32(640).int64(message.redirectOldForS);
     }
     return writer;
   },
@@ -4476,6 +4481,14 @@ export const MigrateSiteRequest: MessageFns<MigrateSiteRequest> = {
             message.https = reader.bool();
             continue;
           }
+          case 80: {
+            if (tag !== 640) {
+              break;
+            }
+
+            message.redirectOldForS = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4503,6 +4516,11 @@ export const MigrateSiteRequest: MessageFns<MigrateSiteRequest> = {
         ? globalThis.String(object.db_server)
         : "",
       https: isSet(object.https) ? globalThis.Boolean(object.https) : false,
+      redirectOldForS: isSet(object.redirectOldForS)
+        ? globalThis.Number(object.redirectOldForS)
+        : isSet(object.redirect_old_for_s)
+        ? globalThis.Number(object.redirect_old_for_s)
+        : undefined,
     };
   },
 
@@ -4523,6 +4541,9 @@ export const MigrateSiteRequest: MessageFns<MigrateSiteRequest> = {
     if (message.https !== false) {
       obj.https = message.https;
     }
+    if (message.redirectOldForS !== undefined) {
+      obj.redirectOldForS = Math.round(message.redirectOldForS);
+    }
     return obj;
   },
 
@@ -4536,6 +4557,7 @@ export const MigrateSiteRequest: MessageFns<MigrateSiteRequest> = {
     message.newDomain = object.newDomain ?? "";
     message.dbServer = object.dbServer ?? "";
     message.https = object.https ?? false;
+    message.redirectOldForS = object.redirectOldForS ?? undefined;
     return message;
   },
 };

@@ -261,12 +261,20 @@ export interface Site {
   ownSettings: boolean;
   /** the aliases answer with a 301 to the domain */
   redirectAliases: boolean;
+  /** old names after a rename: a 301 to the domain until their time */
+  formerNames: FormerName[];
   /** the site's cron: schedule and last run */
   cron:
     | SiteCron
     | undefined;
   /** HTTPS: settings and the certificate served (absent: never turned on) */
   https: SiteHttps | undefined;
+}
+
+/** A renamed site's old name: it answers a 301 to the site until until_ms, then is free. */
+export interface FormerName {
+  name: string;
+  untilMs: number;
 }
 
 /** A site's HTTPS as `site show` prints it. The private key never travels here. */
@@ -1513,6 +1521,7 @@ function createBaseSite(): Site {
     installedMs: 0,
     ownSettings: false,
     redirectAliases: false,
+    formerNames: [],
     cron: undefined,
     https: undefined,
   };
@@ -1564,6 +1573,9 @@ export const Site: MessageFns<Site> = {
     }
     if (message.redirectAliases !== false) {
       writer.uint32(120).bool(message.redirectAliases);
+    }
+    for (const v of message.formerNames) {
+      FormerName.encode(v!, writer.uint32(642).fork()).join();
     }
     if (message.cron !== undefined) {
       SiteCron.encode(message.cron, writer.uint32(402).fork()).join();
@@ -1707,6 +1719,14 @@ export const Site: MessageFns<Site> = {
             message.redirectAliases = reader.bool();
             continue;
           }
+          case 80: {
+            if (tag !== 642) {
+              break;
+            }
+
+            message.formerNames.push(FormerName.decode(reader, reader.uint32()));
+            continue;
+          }
           case 50: {
             if (tag !== 402) {
               break;
@@ -1788,6 +1808,11 @@ export const Site: MessageFns<Site> = {
         : isSet(object.redirect_aliases)
         ? globalThis.Boolean(object.redirect_aliases)
         : false,
+      formerNames: globalThis.Array.isArray(object?.formerNames)
+        ? object.formerNames.map((e: any) => FormerName.fromJSON(e))
+        : globalThis.Array.isArray(object?.former_names)
+        ? object.former_names.map((e: any) => FormerName.fromJSON(e))
+        : [],
       cron: isSet(object.cron) ? SiteCron.fromJSON(object.cron) : undefined,
       https: isSet(object.https) ? SiteHttps.fromJSON(object.https) : undefined,
     };
@@ -1840,6 +1865,9 @@ export const Site: MessageFns<Site> = {
     if (message.redirectAliases !== false) {
       obj.redirectAliases = message.redirectAliases;
     }
+    if (message.formerNames?.length) {
+      obj.formerNames = message.formerNames.map((e) => FormerName.toJSON(e));
+    }
     if (message.cron !== undefined) {
       obj.cron = SiteCron.toJSON(message.cron);
     }
@@ -1869,10 +1897,100 @@ export const Site: MessageFns<Site> = {
     message.installedMs = object.installedMs ?? 0;
     message.ownSettings = object.ownSettings ?? false;
     message.redirectAliases = object.redirectAliases ?? false;
+    message.formerNames = object.formerNames?.map((e) => FormerName.fromPartial(e)) || [];
     message.cron = (object.cron !== undefined && object.cron !== null) ? SiteCron.fromPartial(object.cron) : undefined;
     message.https = (object.https !== undefined && object.https !== null)
       ? SiteHttps.fromPartial(object.https)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseFormerName(): FormerName {
+  return { name: "", untilMs: 0 };
+}
+
+export const FormerName: MessageFns<FormerName> = {
+  encode(message: FormerName, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.untilMs !== 0) {
+      writer.uint32(16).int64(message.untilMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FormerName {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFormerName();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.untilMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FormerName {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      untilMs: isSet(object.untilMs)
+        ? globalThis.Number(object.untilMs)
+        : isSet(object.until_ms)
+        ? globalThis.Number(object.until_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: FormerName): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.untilMs !== 0) {
+      obj.untilMs = Math.round(message.untilMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FormerName>, I>>(base?: I): FormerName {
+    return FormerName.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FormerName>, I>>(object: I): FormerName {
+    const message = createBaseFormerName();
+    message.name = object.name ?? "";
+    message.untilMs = object.untilMs ?? 0;
     return message;
   },
 };
