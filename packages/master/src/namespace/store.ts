@@ -274,18 +274,18 @@ export function cacheStatements(db: Db): void {
   }) as typeof db.prepare;
 }
 
-/** Applies pending migrations; returns the schema version reached. */
-export function migrate(db: Db): number {
+/** Applies pending migrations (up to schema `upTo`, tests only; default all); returns the schema version reached. */
+export function migrate(db: Db, upTo = MIGRATIONS.length): number {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > MIGRATIONS.length) {
     throw new Error(`state was written by a newer spoke (schema ${current}, this build knows ${MIGRATIONS.length})`);
   }
-  for (let v = current; v < MIGRATIONS.length; v++) {
+  for (let v = current; v < Math.min(upTo, MIGRATIONS.length); v++) {
     const sql = MIGRATIONS[v] as string;
     db.transaction(() => {
       db.exec(sql);
       db.pragma(`user_version = ${v + 1}`);
     })();
   }
-  return MIGRATIONS.length;
+  return Math.max(current, Math.min(upTo, MIGRATIONS.length));
 }
