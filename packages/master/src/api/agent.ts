@@ -3,7 +3,7 @@
  * agent's long-lived stream, handed to the hub once its certificate checks out).
  */
 import type { sendUnaryData, ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
-import { fail, frameBlobs, toServiceError, type wire, type Logger, type ManifestEntry } from '@spoke/shared';
+import { ChunkPool, fail, frameBlobs, toServiceError, type wire, type Logger, type ManifestEntry } from '@spoke/shared';
 import type { Core } from '../core.js';
 import type { DumpUpload, TransferChannel } from '../servers/dumps.js';
 import { callerOf } from './auth.js';
@@ -69,7 +69,9 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
         const sources = await core.trees.blobSources(p.path, call.request.hashes);
         let corrupt = core.faults.corruptBlobs > 0;
         if (corrupt) core.faults.corruptBlobs--;
-        for await (const raw of frameBlobs(sources)) {
+        // each chunk is filled again once grpc-js has copied it into its framing (ChunkPool)
+        const pool = new ChunkPool();
+        for await (const raw of frameBlobs(sources, pool)) {
           if (call.cancelled) return;
           let chunk = raw;
           if (corrupt && chunk.length > 40) {
@@ -79,7 +81,7 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
             corrupt = false;
             log.warn('fault injection: corrupted a blob stream');
           }
-          await writeBounded(call, { data: chunk });
+          await writeBounded(call, { data: chunk }, () => pool.give(raw));
         }
       });
     },
@@ -169,15 +171,17 @@ const MAX_QUEUED = 4;
 const queued = new WeakMap<object, { n: number; wake: (() => void) | undefined }>();
 
 /**
- * Writes a message, then waits while more than MAX_QUEUED written messages have not reached the
+ * Writes a message (`written` is called once grpc-js has serialized it, or dropped it with the
+ * call: the message's buffers are free again), then waits while more than MAX_QUEUED written messages have not reached the
  * HTTP/2 stream yet, or until the call is cancelled or closed (its callbacks may never come).
  */
-async function writeBounded<T>(call: ServerWritableStream<unknown, T>, msg: T): Promise<void> {
+async function writeBounded<T>(call: ServerWritableStream<unknown, T>, msg: T, written?: () => void): Promise<void> {
   let q = queued.get(call);
   if (q === undefined) queued.set(call, (q = { n: 0, wake: undefined }));
   const state = q;
   state.n++;
   call.write(msg, () => {
+    written?.();
     state.n--;
     state.wake?.();
   });

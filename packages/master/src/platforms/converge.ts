@@ -19,6 +19,7 @@ import { ReportedDrift } from './drift.js';
 import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, type ScanCache } from './registry/index.js';
 import { DEFAULT_POLICY, failuresOf, nextWakeMs, planConverges, type PairState, type ReconcilePolicy, type WaitingPair } from './reconcile.js';
 import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
+import { observeFirst } from './precheck.js';
 
 /** Files the registry is read from (see platform/registry.ts and platform/detect.ts). */
 const REGISTRY_FILES =
@@ -454,15 +455,20 @@ export class PlatformSync {
     const started = Date.now();
     // A watched tree is current already; an unwatched one is re-walked (stat-cached) on verify.
     const known = this.trees.isLoaded(p.path);
-    const manifest = await this.trees.manifest(p.path, p.excludes, {
-      rescan: rescan && known && !this.trees.isWatched(p.path),
-      live: p.live,
-      checkDirs: rescan,
-    });
+    const targets = only ? [only] : this.ns.targets(p.server);
+    // A verify's re-observation on the servers runs while the master reads (precheck.ts).
+    const prechecking = rescan ? observeFirst(this.hub, targets, p.path, p.excludes, ctx.signal, ctx.log) : Promise.resolve(new Set<string>());
+    const manifest = await this.trees
+      .manifest(p.path, p.excludes, {
+        rescan: rescan && known && !this.trees.isWatched(p.path),
+        live: p.live,
+        checkDirs: rescan,
+      })
+      .finally(() => prechecking);
+    const prechecked = await prechecking;
     const { files, bytes } = fileTotals(manifest);
     this.ns.setDesiredRootHash(p.name, manifest.rootHash);
     ctx.log(`${p.name}: ${files} files, ${human(bytes)}, root ${manifest.rootHash.slice(0, 12)}`);
-    const targets = only ? [only] : this.ns.targets(p.server);
     if (targets.length === 0) throw fail('CLUSTER_NEEDS_MEMBER', `${p.server} has no members`);
     // a new tree's watcher waits until its servers have it (see TreeStore.hold)
     const release = this.trees.hold(p.path);
@@ -479,7 +485,7 @@ export class PlatformSync {
               excludes: p.excludes,
               label: `platform ${p.name}`,
               webGroupFiles: this.webGroupFilesOf(p.name),
-              recheck: rescan,
+              recheck: rescan && !prechecked.has(server),
               reportDrift,
             },
             {

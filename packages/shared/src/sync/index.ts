@@ -41,7 +41,7 @@ export type { ManifestDiff, TypeChange } from './diff.js';
 export { checkArchiveEntry, extractArchive } from './archive.js';
 export type { ArchiveHeader, ExtractOptions, ExtractResult, SafeEntry, SafeEntryType } from './archive.js';
 export { packBlobs, packTree, unpackBlobs } from './pack.js';
-export { frameBlobs, unframeBlobs } from './frames.js';
+export { ChunkPool, frameBlobs, unframeBlobs } from './frames.js';
 export { FileWorker } from './fileworker.js';
 export type { CopyDone, CopyItem, FileHelper, HashDone, HashItem } from './fileworker.js';
 export type { BlobSource, PackTreeOptions, ReceivedBlob, UnpackBlobsOptions } from './pack.js';

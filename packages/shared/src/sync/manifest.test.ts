@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -325,6 +326,20 @@ describe('walkTree', () => {
     await put('big.bin', big);
     const { manifest } = await walkTree(dir, { concurrency: 2 });
     expect(manifest.entries[0]?.hash).toBe(sha256Hex(big));
+    expect(await hashFile(join(dir, 'big.bin'))).toEqual({ hash: sha256Hex(big), size: big.length });
+  });
+
+  it('hashes a large file read ahead in pieces in the order of its bytes', async () => {
+    // Distinct bytes in every piece: hashing two read-ahead buffers out of order, or one twice,
+    // gives another digest (uniform content would not show it).
+    const big = randomBytes(5 * 1024 * 1024 + 4321);
+    await put('big.bin', big);
+    await put('exact.bin', big.subarray(0, 2 * 1024 * 1024));
+    const { manifest } = await walkTree(dir, { concurrency: 2 });
+    expect(manifest.entries.map((e) => [e.path, e.hash, e.size])).toEqual([
+      ['big.bin', sha256Hex(big), big.length],
+      ['exact.bin', sha256Hex(big.subarray(0, 2 * 1024 * 1024)), 2 * 1024 * 1024],
+    ]);
     expect(await hashFile(join(dir, 'big.bin'))).toEqual({ hash: sha256Hex(big), size: big.length });
   });
 });

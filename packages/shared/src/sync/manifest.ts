@@ -10,7 +10,7 @@
  * under a trusted hash, so only a collision-resistant hash will do. The hash is the whole identity:
  * no mtimes, owners or inode numbers, which differ between hosts.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { constants as FS, type Stats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -627,17 +627,44 @@ async function hashPath(
     if (stat !== undefined && !stat.isFile()) return undefined;
     const h = createHash('sha256');
     let pos = 0;
-    while (pos < size) {
-      const n = await fsx.read(fd, buf, Math.min(buf.length, size - pos), pos);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-      pos += n;
+    if (size > SYNC_MAX_BYTES) pos = await hashLarge(fd, size, h);
+    else {
+      while (pos < size) {
+        const n = await fsx.read(fd, buf, Math.min(buf.length, size - pos), pos);
+        if (n === 0) break;
+        h.update(buf.subarray(0, n));
+        pos += n;
+      }
     }
     return { hash: h.digest('hex'), size: pos, stat };
   } catch (err) {
     return goneOnRead(abs, err);
   } finally {
     await fsx.close(fd);
+  }
+}
+
+/** Piece size of hashLarge's reads. */
+const LARGE_CHUNK = 1024 * 1024;
+
+/**
+ * Hashes the first `size` bytes of a large file in 1 MiB pieces, the read of the next piece in
+ * flight on the thread pool while this thread hashes the last: a 50 MB file took ~200 ms as 200
+ * reads of 256 KiB, each awaited before its hash (the hash is most of the work, ~1 ms per MiB
+ * here, and the reads waited on it). Returns the bytes read (less at a short read: the end).
+ */
+async function hashLarge(fd: number, size: number, h: Hash): Promise<number> {
+  let cur = Buffer.allocUnsafe(LARGE_CHUNK);
+  let spare = Buffer.allocUnsafe(LARGE_CHUNK);
+  let pos = 0;
+  let next = fsx.read(fd, cur, Math.min(LARGE_CHUNK, size), 0);
+  for (;;) {
+    const n = await next;
+    if (n === 0) return pos;
+    pos += n;
+    next = pos < size ? fsx.read(fd, spare, Math.min(LARGE_CHUNK, size - pos), pos) : Promise.resolve(0);
+    h.update(cur.subarray(0, n));
+    [cur, spare] = [spare, cur];
   }
 }
 
