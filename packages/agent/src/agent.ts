@@ -173,6 +173,7 @@ async function startLocked(opts: CompiledAgentOptions, deps: Parameters<typeof s
       connection.stop();
       await metricsListener?.close();
       fileWorker.close();
+      trees.close();
       if (!endRun(opts.stateDir, deps.flush ?? syncAll)) deps.log.warn('sync failed at stop: the next start re-hashes every tree');
       unlock();
       deps.log.info('agent stopped: link closed, trees at rest, state dir unlocked');
