@@ -95,6 +95,10 @@ export class Namespace {
     return this.servers.touch(server, atMs);
   }
 
+  touchMany(seen: Iterable<readonly [server: string, atMs: number]>): void {
+    this.servers.touchMany(seen);
+  }
+
   removeServer(name: string): { revoked: string | null; kind: ServerKind } {
     return this.servers.removeServer(name);
   }

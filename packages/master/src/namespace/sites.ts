@@ -408,14 +408,31 @@ export class Sites {
     const rows = platform
       ? (this.db.prepare('SELECT * FROM sites WHERE platform = ? ORDER BY domain').all(platform) as SiteRow[])
       : (this.db.prepare('SELECT * FROM sites ORDER BY domain').all() as SiteRow[]);
-    return rows.map((r) => this.toSite(r));
+    // Every alias and every platform's server in one query each, not two queries per site
+    // (100,000 sites: `site ls` spent seconds in them; issue 20).
+    const aliases = new Map<string, string[]>();
+    const aliasRows = (
+      platform
+        ? this.db
+            .prepare('SELECT d.site, d.name FROM domains d JOIN sites s ON s.domain = d.site WHERE d.is_alias = 1 AND s.platform = ? ORDER BY d.name')
+            .all(platform)
+        : this.db.prepare('SELECT site, name FROM domains WHERE is_alias = 1 ORDER BY name').all()
+    ) as { site: string; name: string }[];
+    for (const a of aliasRows) {
+      const list = aliases.get(a.site);
+      if (list) list.push(a.name);
+      else aliases.set(a.site, [a.name]);
+    }
+    const servers = new Map((this.db.prepare('SELECT name, server FROM platforms').all() as { name: string; server: string }[]).map((p) => [p.name, p.server]));
+    return rows.map((r) => this.toSite(r, aliases.get(r.domain) ?? [], servers.get(r.platform)));
   }
 
-  private toSite(r: SiteRow): SiteInfo {
-    const aliases = (this.db.prepare('SELECT name FROM domains WHERE site = ? AND is_alias = 1 ORDER BY name').all(r.domain) as { name: string }[]).map(
-      (a) => a.name,
-    );
-    const server = (this.db.prepare('SELECT server FROM platforms WHERE name = ?').get(r.platform) as { server: string }).server;
+  /** A site row with its aliases and its platform's server (read here unless the caller has them). */
+  private toSite(r: SiteRow, knownAliases?: string[], knownServer?: string): SiteInfo {
+    const aliases =
+      knownAliases ??
+      (this.db.prepare('SELECT name FROM domains WHERE site = ? AND is_alias = 1 ORDER BY name').all(r.domain) as { name: string }[]).map((a) => a.name);
+    const server = knownServer ?? (this.db.prepare('SELECT server FROM platforms WHERE name = ?').get(r.platform) as { server: string }).server;
     return {
       domain: r.domain,
       platform: r.platform,
