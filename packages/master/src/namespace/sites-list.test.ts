@@ -1,7 +1,8 @@
 /**
  * `listSites` reads every alias and every platform's server in one query each (issue 20: two
  * queries per site made `site ls` of 100,000 sites take seconds); what it returns is what
- * `getSite` returns for each site, with or without a platform filter.
+ * `getSite` returns for each site, with or without a platform filter. One site's aliases are
+ * read through the index of migration 11.
  */
 import { describe, expect, it } from 'vitest';
 import { addAgent, freshNamespace } from '../testutil.js';
@@ -24,5 +25,13 @@ describe('Namespace.listSites', () => {
     ]);
     expect(all).toEqual(all.map((s) => ns.getSite(s.domain)));
     expect(ns.listSites('b')).toEqual([ns.getSite('three.example.com'), ns.getSite('two.example.com')]);
+  });
+
+  it('reads one site’s aliases through an index, not by scanning every domain (migration 11)', () => {
+    const { db } = freshNamespace();
+    const plan = db.prepare("EXPLAIN QUERY PLAN SELECT name FROM domains WHERE site = 'x.example.com' AND is_alias = 1 ORDER BY name").all() as {
+      detail: string;
+    }[];
+    expect(plan.map((p) => p.detail).join('\n')).toMatch(/USING (COVERING )?INDEX domains_site/);
   });
 });
