@@ -124,8 +124,8 @@ export class Namespace {
     return this.platforms.getPlatform(name);
   }
 
-  listPlatforms(): PlatformInfo[] {
-    return this.platforms.listPlatforms();
+  listPlatforms(opts?: { sites?: boolean }): PlatformInfo[] {
+    return this.platforms.listPlatforms(opts);
   }
 
   platformsFor(server: string): PlatformInfo[] {
@@ -146,6 +146,10 @@ export class Namespace {
 
   observed(server: string, path: string): string | null {
     return this.platforms.observed(server, path);
+  }
+
+  observedAll(): Map<string, string> {
+    return this.platforms.observedAll();
   }
 
   observedAt(server: string, path: string): { rootHash: string; updatedMs: number } | null {
