@@ -20,7 +20,7 @@
  * - the master's RSS (peak) and CPU (seconds, share of one core) in each phase.
  * Not a test: it asserts nothing; the table says which goal each figure meets.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -163,17 +163,27 @@ function pct(xs: number[], p: number): number {
 
 // ---------------------------------------------------------------- CLI and API
 
-/** `spoke -o json ARGS` through the real CLI: milliseconds, and the output's size. */
-function cliTimed(...a: string[]): { ms: number; bytes: number } {
+/**
+ * `spoke -o json ARGS` through the real CLI: milliseconds, and the output's size. Asynchronous:
+ * the simulated agents live in this process and must keep sending heartbeats meanwhile (a
+ * spawnSync of a 10 s `site ls` starved them and the master rightly saw them go offline).
+ */
+async function cliTimed(...a: string[]): Promise<{ ms: number; bytes: number }> {
   const t0 = performance.now();
-  const r = spawnSync(BIN.spoke, ['--state-dir', state, '-o', 'json', ...a], { env, maxBuffer: 1024 ** 3 });
+  const child = spawn(BIN.spoke, ['--state-dir', state, '-o', 'json', ...a], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let bytes = 0;
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (bytes += d.length));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((r) => child.once('close', r));
   const ms = performance.now() - t0;
-  if (r.status !== 0) throw new Error(`spoke ${a.join(' ')} exited ${r.status}: ${r.stderr.toString()}`);
-  return { ms, bytes: r.stdout.length };
+  if (code !== 0) throw new Error(`spoke ${a.join(' ')} exited ${code}: ${err}`);
+  return { ms, bytes };
 }
 
-function cliMedian(...a: string[]): { ms: number; bytes: number } {
-  const runs = Array.from({ length: RUNS }, () => cliTimed(...a));
+async function cliMedian(...a: string[]): Promise<{ ms: number; bytes: number }> {
+  const runs: { ms: number; bytes: number }[] = [];
+  for (let i = 0; i < RUNS; i++) runs.push(await cliTimed(...a));
   return { ms: Math.round(median(runs.map((r) => r.ms))), bytes: runs[0]?.bytes ?? 0 };
 }
 
@@ -309,10 +319,10 @@ async function main(): Promise<Record<string, unknown>> {
     }
     return {
       siteLsApiMs: Math.round(median(api)),
-      siteLs: cliMedian('site', 'ls'),
-      siteShow: mid ? cliMedian('site', 'show', mid) : { ms: 0, bytes: 0 },
-      platformLs: cliMedian('platform', 'ls'),
-      serverLs: cliMedian('server', 'ls'),
+      siteLs: await cliMedian('site', 'ls'),
+      siteShow: mid ? await cliMedian('site', 'show', mid) : { ms: 0, bytes: 0 },
+      platformLs: await cliMedian('platform', 'ls'),
+      serverLs: await cliMedian('server', 'ls'),
     };
   });
   say(
