@@ -7,9 +7,14 @@ import { ChunkPool, fail, frameBlobs, toServiceError, type wire, type Logger, ty
 import type { Core } from '../core.js';
 import type { DumpUpload, TransferChannel } from '../servers/dumps.js';
 import { callerOf } from './auth.js';
+import { Gate } from './gate.js';
+
+/** FetchBlobs streams the master serves at once (the rest wait their turn; see gate.ts). */
+const BLOB_STREAMS = 8;
 
 /** Builds the Agent service implementation (TLS listener only). */
 export function agentService(core: Core, log: Logger): wire.AgentServer {
+  const blobStreams = new Gate(BLOB_STREAMS);
   return {
     enroll: (call: ServerUnaryCall<wire.EnrollRequest, wire.EnrollResponse>, cb: sendUnaryData<wire.EnrollResponse>) => {
       core.enroller.enroll(call.request.token, call.request.csrPem).then(
@@ -64,9 +69,9 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
     },
 
     fetchBlobs: (call: ServerWritableStream<wire.FetchBlobsRequest, wire.BlobChunk>) => {
-      streamed(call, log, async () => {
-        const p = authorizeTree(core, call, call.request.tree);
-        const sources = await core.trees.blobSources(p.path, call.request.hashes);
+      const sendBlobs = async (path: string) => {
+        if (call.cancelled) return; // gave up while waiting for a turn
+        const sources = await core.trees.blobSources(path, call.request.hashes);
         let corrupt = core.faults.corruptBlobs > 0;
         if (corrupt) core.faults.corruptBlobs--;
         // each chunk is filled again once grpc-js has copied it into its framing (ChunkPool)
@@ -83,6 +88,10 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
           }
           await writeBounded(call, { data: chunk }, () => pool.give(raw));
         }
+      };
+      streamed(call, log, async () => {
+        const p = authorizeTree(core, call, call.request.tree);
+        await blobStreams.run(() => sendBlobs(p.path));
       });
     },
 

@@ -24,8 +24,8 @@ export function httpsFromWire(req: wire.SetSiteHttpsRequest): SetHttpsInput {
 }
 
 /** Adds the site's HTTPS (when it was ever turned on) to its wire form. */
-export function withHttps(core: Core, site: wire.Site): wire.Site {
-  const v = core.https.view(site.domain, [site.domain, ...site.aliases]);
+export function withHttps(core: Core, site: wire.Site, view: Core['https']['view'] = (d, n) => core.https.view(d, n)): wire.Site {
+  const v = view(site.domain, [site.domain, ...site.aliases]);
   if (!v) return site;
   return {
     ...site,

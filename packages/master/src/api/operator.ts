@@ -132,7 +132,8 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     listSites: unary('ListSites', (req: wire.ListSitesRequest) => {
       const sites = core.ns.listSites(req.platform || undefined);
       const cron = core.cron.infos(sites);
-      return { sites: sites.map((s) => withHttps(core, siteToWire(s, cron.get(s.domain)))) };
+      const https = core.https.viewer();
+      return { sites: sites.map((s) => withHttps(core, siteToWire(s, cron.get(s.domain)), https)) };
     }),
     getSite: unary('GetSite', (req: wire.NameRequest) => {
       const s = core.ns.getSite(req.name);

@@ -95,6 +95,10 @@ export class Namespace {
     return this.servers.touch(server, atMs);
   }
 
+  touchMany(seen: Iterable<readonly [server: string, atMs: number]>): void {
+    this.servers.touchMany(seen);
+  }
+
   removeServer(name: string): { revoked: string | null; kind: ServerKind } {
     return this.servers.removeServer(name);
   }
@@ -120,8 +124,8 @@ export class Namespace {
     return this.platforms.getPlatform(name);
   }
 
-  listPlatforms(): PlatformInfo[] {
-    return this.platforms.listPlatforms();
+  listPlatforms(opts?: { sites?: boolean }): PlatformInfo[] {
+    return this.platforms.listPlatforms(opts);
   }
 
   platformsFor(server: string): PlatformInfo[] {
@@ -142,6 +146,10 @@ export class Namespace {
 
   observed(server: string, path: string): string | null {
     return this.platforms.observed(server, path);
+  }
+
+  observedAll(): Map<string, string> {
+    return this.platforms.observedAll();
   }
 
   observedAt(server: string, path: string): { rootHash: string; updatedMs: number } | null {

@@ -282,6 +282,14 @@ export class Servers {
     this.db.prepare('UPDATE servers SET last_seen_ms = ? WHERE name = ?').run(atMs, server);
   }
 
+  /** Records the last heartbeats of many servers in one transaction. */
+  touchMany(seen: Iterable<readonly [server: string, atMs: number]>): void {
+    const up = this.db.prepare('UPDATE servers SET last_seen_ms = ? WHERE name = ?');
+    this.db.transaction(() => {
+      for (const [server, atMs] of seen) up.run(atMs, server);
+    })();
+  }
+
   /**
    * Removes a server and revokes its certificate. Refused when it hosts platforms, holds site
    * databases, or is the last member of a cluster. A cluster without platforms can be removed;

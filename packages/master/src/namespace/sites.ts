@@ -433,17 +433,35 @@ export class Sites {
     const rows = platform
       ? (this.db.prepare('SELECT * FROM sites WHERE platform = ? ORDER BY domain').all(platform) as SiteRow[])
       : (this.db.prepare('SELECT * FROM sites ORDER BY domain').all() as SiteRow[]);
-    return rows.map((r) => this.toSite(r));
+    // Every alias and every platform's server in one query each, not two queries per site
+    // (100,000 sites: `site ls` spent seconds in them; issue 20).
+    const aliases = new Map<string, AliasRow[]>();
+    const aliasRows = (
+      platform
+        ? this.db
+            .prepare(
+              'SELECT d.site, d.name, d.redirect_until_ms FROM domains d JOIN sites s ON s.domain = d.site WHERE d.is_alias = 1 AND s.platform = ? ORDER BY d.name',
+            )
+            .all(platform)
+        : this.db.prepare('SELECT site, name, redirect_until_ms FROM domains WHERE is_alias = 1 ORDER BY name').all()
+    ) as (AliasRow & { site: string })[];
+    for (const a of aliasRows) {
+      const row = { name: a.name, redirect_until_ms: a.redirect_until_ms };
+      const list = aliases.get(a.site);
+      if (list) list.push(row);
+      else aliases.set(a.site, [row]);
+    }
+    const servers = new Map((this.db.prepare('SELECT name, server FROM platforms').all() as { name: string; server: string }[]).map((p) => [p.name, p.server]));
+    return rows.map((r) => this.toSite(r, aliases.get(r.domain) ?? [], servers.get(r.platform)));
   }
 
-  private toSite(r: SiteRow): SiteInfo {
-    const names = this.db.prepare('SELECT name, redirect_until_ms FROM domains WHERE site = ? AND is_alias = 1 ORDER BY name').all(r.domain) as {
-      name: string;
-      redirect_until_ms: number | null;
-    }[];
+  /** A site row with its alias rows and its platform's server (read here unless the caller has them). */
+  private toSite(r: SiteRow, knownNames?: AliasRow[], knownServer?: string): SiteInfo {
+    const names =
+      knownNames ?? (this.db.prepare('SELECT name, redirect_until_ms FROM domains WHERE site = ? AND is_alias = 1 ORDER BY name').all(r.domain) as AliasRow[]);
     const aliases = names.filter((a) => a.redirect_until_ms === null).map((a) => a.name);
     const formerNames = names.flatMap((a) => (a.redirect_until_ms === null ? [] : [{ name: a.name, untilMs: a.redirect_until_ms }]));
-    const server = (this.db.prepare('SELECT server FROM platforms WHERE name = ?').get(r.platform) as { server: string }).server;
+    const server = knownServer ?? (this.db.prepare('SELECT server FROM platforms WHERE name = ?').get(r.platform) as { server: string }).server;
     return {
       domain: r.domain,
       platform: r.platform,
@@ -464,6 +482,12 @@ export class Sites {
       ...(formerNames.length ? { formerNames } : {}),
     };
   }
+}
+
+/** A site's alias row: an alias, or a former name while it redirects (redirect_until_ms set). */
+interface AliasRow {
+  name: string;
+  redirect_until_ms: number | null;
 }
 
 /** Why a former name cannot be taken, and how to release it early. */

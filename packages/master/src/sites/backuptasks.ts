@@ -21,7 +21,6 @@ import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync,
 import { join } from 'node:path';
 import { STAGING_PREFIX, extractArchive, fail, formatBytes } from '@spoke/shared';
 import type { TaskContext } from '../tasks/engine.js';
-import type { SiteInfo } from '../types.js';
 import { type BackupStore, newBackupId, type BackupInfo, type BackupParts } from './backup.js';
 import { siteDir } from './settings.js';
 import type { Step } from '../tasks/steps.js';

@@ -43,7 +43,7 @@ export interface ManualCronRun {
 
 /** What the scheduler needs. */
 export interface CronSchedulerDeps {
-  ns: Pick<Namespace, 'cronSites' | 'getSite' | 'getPlatform' | 'targets'>;
+  ns: Pick<Namespace, 'cronSites' | 'getSite' | 'getPlatform' | 'listPlatforms' | 'targets'>;
   hub: CronHub;
   runs: CronStore;
   clock: Clock;
@@ -205,14 +205,15 @@ export class CronScheduler {
   /** The cron info of many sites (one history query). */
   infos(sites: SiteInfo[]): Map<string, SiteCronInfo> {
     const last = this.deps.runs.lastAll();
-    const kinds = new Map(this.deps.ns.cronSites().map((c) => [c.domain, c.kind]));
-    return new Map(sites.map((s) => [s.domain, this.info(s, last.get(s.domain) ?? null, kinds.get(s.domain) ?? '')]));
+    // the kind is the platform's: one registry parse per platform, not a second read of every
+    // site (cronSites: ~300 ms of `site ls` with 100,000 sites; issue 20)
+    const kinds = new Map(this.deps.ns.listPlatforms({ sites: false }).map((p) => [p.name, registryKind(p.registryJson)]));
+    return new Map(sites.map((s) => [s.domain, this.info(s, last.get(s.domain) ?? null, kinds.get(s.platform) ?? '')]));
   }
 
   private kindOf(site: Pick<SiteInfo, 'platform'>): string {
     try {
-      const reg = this.deps.ns.getPlatform(site.platform).registryJson;
-      return reg ? String((JSON.parse(reg) as { kind?: unknown }).kind ?? '') : '';
+      return registryKind(this.deps.ns.getPlatform(site.platform).registryJson);
     } catch {
       return '';
     }
@@ -275,5 +276,14 @@ export class CronScheduler {
       throw fail('AGENT_OFFLINE', `no web server of ${platformServer} is online (${members.join(', ')} offline); cron did not run`);
     }
     return online;
+  }
+}
+
+/** A platform's kind from its registry JSON ("" when it has none or it does not parse). */
+function registryKind(reg: string | null): string {
+  try {
+    return reg ? String((JSON.parse(reg) as { kind?: unknown }).kind ?? '') : '';
+  } catch {
+    return '';
   }
 }

@@ -350,16 +350,20 @@ export class TaskEngine {
 
   /** Starts every queued task whose locks are free, FIFO per entity, up to the limit. */
   private pump(): void {
-    if (this.stopping) return;
+    // Full: nothing can start. Else only ids and locks of the queue, the whole row of a task that
+    // starts: 1,000 tasks submitted at once read the whole queue at every submit and every end
+    // (issue 20: `server verify` of 1,000 agents).
+    if (this.stopping || this.running.size >= this.concurrency) return;
     const held = new Set([...this.running.values()].flatMap((r) => r.locks));
-    const queued = this.db.prepare("SELECT * FROM tasks WHERE state = 'queued' ORDER BY id").all() as TaskRow[];
-    for (const row of queued) {
+    const queued = this.db.prepare("SELECT id, locks_json FROM tasks WHERE state = 'queued' ORDER BY id").all() as Pick<TaskRow, 'id' | 'locks_json'>[];
+    const full = this.db.prepare('SELECT * FROM tasks WHERE id = ?');
+    for (const q of queued) {
       if (this.running.size >= this.concurrency) break;
-      const locks = JSON.parse(row.locks_json) as string[];
+      const locks = JSON.parse(q.locks_json) as string[];
       const blocked = locks.some((l) => held.has(l));
       // Whether started or not, later tasks on these entities wait behind this one.
       locks.forEach((l) => held.add(l));
-      if (!blocked) this.run(row, locks);
+      if (!blocked) this.run(full.get(q.id) as TaskRow, locks);
     }
   }
 

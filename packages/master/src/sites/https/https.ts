@@ -217,6 +217,16 @@ export class SiteHttps implements SiteHttpsHook {
       .map((r) => ({ domain: r.domain, notAfterMs: r.notAfterMs, failures: r.failures }));
   }
 
+  /** `view` for many sites from one read of every HTTPS row (a list of 100,000 sites made 100,000 queries). */
+  viewer(): (domain: string, names: readonly string[]) => HttpsView | null {
+    const rows = new Map(this.store.list().map((r) => [r.domain, r]));
+    return (domain, names) => {
+      const r = rows.get(domain);
+      if (!r) return null;
+      return { ...r, uncovered: r.certId ? uncovered(r.names, names) : [...names] };
+    };
+  }
+
   /** Sites whose renewal keeps failing, one line each. */
   failing(): string[] {
     return this.store

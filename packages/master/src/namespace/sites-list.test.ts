@@ -1,0 +1,37 @@
+/**
+ * `listSites` reads every alias and every platform's server in one query each (issue 20: two
+ * queries per site made `site ls` of 100,000 sites take seconds); what it returns is what
+ * `getSite` returns for each site, with or without a platform filter. One site's aliases are
+ * read through the index of migration 11.
+ */
+import { describe, expect, it } from 'vitest';
+import { addAgent, freshNamespace } from '../testutil.js';
+
+describe('Namespace.listSites', () => {
+  it('lists every site with its own aliases (sorted) and its platform’s server', () => {
+    const { ns } = freshNamespace();
+    addAgent(ns, 'w1');
+    addAgent(ns, 'w2');
+    ns.addPlatform({ name: 'a', path: '/var/www/a', server: 'w1', source: { kind: 'existing' } });
+    ns.addPlatform({ name: 'b', path: '/var/www/b', server: 'w2', source: { kind: 'existing' } });
+    ns.createSite({ domain: 'one.example.com', platform: 'a', aliases: ['zz.example.com', 'aa.example.com'] });
+    ns.createSite({ domain: 'two.example.com', platform: 'b', aliases: ['mm.example.com'] });
+    ns.createSite({ domain: 'three.example.com', platform: 'b' });
+    const all = ns.listSites();
+    expect(all.map((s) => [s.domain, s.server, s.aliases])).toEqual([
+      ['one.example.com', 'w1', ['aa.example.com', 'zz.example.com']],
+      ['three.example.com', 'w2', []],
+      ['two.example.com', 'w2', ['mm.example.com']],
+    ]);
+    expect(all).toEqual(all.map((s) => ns.getSite(s.domain)));
+    expect(ns.listSites('b')).toEqual([ns.getSite('three.example.com'), ns.getSite('two.example.com')]);
+  });
+
+  it('reads one site’s aliases through an index, not by scanning every domain (migration 11)', () => {
+    const { db } = freshNamespace();
+    const plan = db.prepare("EXPLAIN QUERY PLAN SELECT name FROM domains WHERE site = 'x.example.com' AND is_alias = 1 ORDER BY name").all() as {
+      detail: string;
+    }[];
+    expect(plan.map((p) => p.detail).join('\n')).toMatch(/USING (COVERING )?INDEX domains_site/);
+  });
+});
