@@ -217,6 +217,11 @@ export class Namespace {
     return this.sites.cronSites();
   }
 
+  /** Each platform's kind from its stored registry ('' when none). */
+  platformKinds(): Map<string, string> {
+    return this.sites.platformKinds();
+  }
+
   siteSecrets(domain: string): SiteSecrets {
     return this.sites.siteSecrets(domain);
   }

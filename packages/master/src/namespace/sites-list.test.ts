@@ -34,4 +34,15 @@ describe('Namespace.listSites', () => {
     }[];
     expect(plan.map((p) => p.detail).join('\n')).toMatch(/USING (COVERING )?INDEX domains_site/);
   });
+
+  it('reads each platform’s kind from its registry in SQL: none, unreadable or without a kind is empty', () => {
+    const { ns, db } = freshNamespace();
+    addAgent(ns, 'w1');
+    for (const name of ['wp', 'd7', 'none', 'bad', 'nokind']) ns.addPlatform({ name, path: `/var/www/${name}`, server: 'w1', source: { kind: 'existing' } });
+    ns.setRegistry('wp', JSON.stringify({ kind: 'wordpress', coreVersion: '6.1' }));
+    ns.setRegistry('d7', JSON.stringify({ kind: 'drupal7', modules: Array.from({ length: 500 }, (_, i) => ({ name: `m${i}` })) }));
+    ns.setRegistry('nokind', JSON.stringify({ coreVersion: '1' }));
+    db.prepare("UPDATE platforms SET registry_json = '{not json' WHERE name = 'bad'").run();
+    expect(Object.fromEntries(ns.platformKinds())).toEqual({ wp: 'wordpress', d7: 'drupal7', none: '', bad: '', nokind: '' });
+  });
 });

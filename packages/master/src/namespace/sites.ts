@@ -286,17 +286,20 @@ export class Sites {
   }
 
   /** Every site with what the cron scheduler needs (its platform's kind from the stored registry). */
+  /**
+   * Each platform's kind from its stored registry ('' when none or unreadable), read by SQLite:
+   * parsing every registry in JS (a Drupal 7 platform's lists hundreds of modules) cost the cron
+   * scheduler's tick and `site ls` most of their time with 1,000 platforms.
+   */
+  platformKinds(): Map<string, string> {
+    const rows = this.db
+      .prepare("SELECT name, CASE WHEN json_valid(registry_json) THEN json_extract(registry_json, '$.kind') END AS kind FROM platforms")
+      .all() as { name: string; kind: unknown }[];
+    return new Map(rows.map((r) => [r.name, typeof r.kind === 'string' ? r.kind : '']));
+  }
+
   cronSites(): CronSiteRow[] {
-    const kinds = new Map<string, string>();
-    for (const p of this.db.prepare('SELECT name, registry_json FROM platforms').all() as { name: string; registry_json: string | null }[]) {
-      let kind = '';
-      try {
-        kind = p.registry_json ? String((JSON.parse(p.registry_json) as { kind?: unknown }).kind ?? '') : '';
-      } catch {
-        kind = '';
-      }
-      kinds.set(p.name, kind);
-    }
+    const kinds = this.platformKinds();
     const rows = this.db.prepare('SELECT domain, platform, status, cron_interval_s, installed_ms, created_ms FROM sites ORDER BY domain').all() as {
       domain: string;
       platform: string;

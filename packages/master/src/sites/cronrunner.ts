@@ -43,7 +43,7 @@ export interface ManualCronRun {
 
 /** What the scheduler needs. */
 export interface CronSchedulerDeps {
-  ns: Pick<Namespace, 'cronSites' | 'getSite' | 'getPlatform' | 'listPlatforms' | 'targets'>;
+  ns: Pick<Namespace, 'cronSites' | 'platformKinds' | 'getSite' | 'getPlatform' | 'listPlatforms' | 'targets'>;
   hub: CronHub;
   runs: CronStore;
   clock: Clock;
@@ -207,7 +207,7 @@ export class CronScheduler {
     const last = this.deps.runs.lastAll();
     // the kind is the platform's: one registry parse per platform, not a second read of every
     // site (cronSites: ~300 ms of `site ls` with 100,000 sites; issue 20)
-    const kinds = new Map(this.deps.ns.listPlatforms({ sites: false }).map((p) => [p.name, registryKind(p.registryJson)]));
+    const kinds = this.deps.ns.platformKinds();
     return new Map(sites.map((s) => [s.domain, this.info(s, last.get(s.domain) ?? null, kinds.get(s.platform) ?? '')]));
   }
 
