@@ -64,6 +64,13 @@ async function* bytesOf(stream: ClientReadableStream<wire.BlobChunk>): AsyncGene
   }
 }
 
+/** The directories of a manifest (relative paths). */
+function dirsOf(entries: readonly { path: string; type: string }[]): string[] {
+  const out: string[] = [];
+  for (const e of entries) if (e.type === 'dir') out.push(e.path);
+  return out;
+}
+
 /** What one walk of a tree found (see AgentTrees.observeTree). */
 interface Observed {
   rootHash: string;
@@ -93,6 +100,8 @@ export class AgentTrees {
   private readonly fetchBatch: number;
   /** Where drift repairs keep what they remove or overwrite. */
   private readonly quarantine: QuarantineOptions;
+  /** Trees with a walk queued after a converge (see rewalkSoon). */
+  private readonly rewalkQueued = new Set<string>();
   /** What the last walk of each tree found (reused by `status` while its watches see nothing). */
   private readonly lastObserved = new Map<string, Observed>();
   /** Whether a held tree may have changed since its last walk (inotify; see treewatch.ts). */
@@ -188,14 +197,32 @@ export class AgentTrees {
    * directories it saw at the end; remembers what it found for `status` while nothing changes.
    */
   private async observeTree(tree: string, hostRoot: string, excludes: string[]): Promise<Observed> {
+    if (!this.watches.has(tree)) {
+      // Watch what was last converged before this first walk, so it can leave the tree clean (else
+      // the directories it finds are watched only after it, and the next verify walks again).
+      const c = readCommitted(this.stateDir, tree);
+      if (c && c.hostRoot === hostRoot) this.watches.afterWalk(tree, hostRoot, dirsOf(c.manifest.entries));
+    }
     this.watches.beginWalk(tree);
     const o = await observe(this.stateDir, tree, hostRoot, excludes);
-    const dirs: string[] = [];
-    for (const e of o.manifest.entries) if (e.type === 'dir') dirs.push(e.path);
-    this.watches.afterWalk(tree, hostRoot, dirs);
+    this.watches.afterWalk(tree, hostRoot, dirsOf(o.manifest.entries));
     const seen: Observed = { rootHash: o.rootHash, drift: o.drift, empty: o.manifest.entries.length === 0, hostRoot, excludes: excludes.join('\0') };
     this.lastObserved.set(tree, seen);
     return seen;
+  }
+
+  /**
+   * After a converge wrote the tree: one walk once it is done (queued behind it on the tree's
+   * lock, not awaited), so the watches are clean again before the next verify instead of that
+   * verify walking the tree on its critical path (its own writes made the tree dirty).
+   */
+  private rewalkSoon(tree: string): void {
+    if (this.rewalkQueued.has(tree)) return;
+    this.rewalkQueued.add(tree);
+    this.withLock(tree, async () => {
+      this.rewalkQueued.delete(tree);
+      if (this.held.has(tree) && (await this.watches.mayHaveChanged(tree))) await this.refresh(tree);
+    }).catch((e: unknown) => this.log.warn({ tree, err: (e as Error).message }, 'walk after a converge failed; the next verify walks'));
   }
 
   /** Re-walks one tree and updates its observed hash; true when it changed. */
@@ -310,6 +337,7 @@ export class AgentTrees {
         );
       }
       this.observedHashes.set(req.tree, r.rootHash);
+      this.rewalkSoon(req.tree);
       const cut = (a: string[]) => a.slice(0, 100);
       return {
         inSync: r.inSync,

@@ -97,6 +97,29 @@ describe('TreeWatches', () => {
     expect(capped.w.total()).toBe(0);
   });
 
+  it('a root not there yet (a status before the first converge) and too many directories are tried again at the next walk', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'spoke-watch-'));
+    dirs.push(base);
+    const root = join(base, 'tree');
+    const w = new TreeWatches({ maxDirs: 2 });
+    watchers.push(w);
+    w.beginWalk('/t');
+    w.afterWalk('/t', root, []);
+    expect(await w.mayHaveChanged('/t')).toBe(true);
+    expect(w.offReason('/t')).toBeUndefined();
+    mkdirSync(join(root, 'a', 'b'), { recursive: true });
+    const walk = (d: string[]) => {
+      w.beginWalk('/t');
+      w.afterWalk('/t', root, d);
+    };
+    walk(['a', 'a/b']);
+    expect(w.offReason('/t')).toMatch(/more than 2/);
+    walk(['a']);
+    walk(['a']);
+    expect(w.offReason('/t')).toBe('');
+    expect(await w.mayHaveChanged('/t')).toBe(false);
+  });
+
   it('stops watching directories gone from the walk, and everything on drop', async () => {
     const { root, w } = await watched();
     expect(w.total()).toBe(3);

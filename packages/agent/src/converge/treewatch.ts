@@ -15,12 +15,16 @@
  *   by another host on NFS, CIFS, FUSE (GlusterFS, sshfs) or Ceph, so only local file systems are
  *   trusted (statfs magic numbers below);
  * - it has more directories than `maxDirs`, or the watches of all trees would pass `maxWatches`
- *   (each watch is an inotify watch of the agent's user and a handle in this process);
- * - a watch failed (ENOSPC: fs.inotify.max_user_watches reached) or reported an error.
+ *   (each watch is an inotify watch of the agent's user and a handle in this process; the next
+ *   walk tries again);
+ * - its root did not exist when it was walked (a status before the first converge; likewise);
+ * - a watch failed (ENOSPC: fs.inotify.max_user_watches reached) or reported an error (until the
+ *   tree moves or the agent restarts).
  *
  * An event is queued by the kernel while the write that caused it runs, so by the time a verify
  * command arrives the event is at least ready to read: `mayHaveChanged` first lets the event loop
- * run its pending I/O callbacks (a setImmediate runs after the poll phase), then answers.
+ * go round twice (a setImmediate runs after the poll phase; an event queued during this
+ * iteration, by a write of this process, is read in the next one), then answers.
  */
 import { statfsSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
@@ -50,6 +54,8 @@ interface TreeState {
   dirty: boolean;
   /** Why the tree is always walked ('' = it is watched). */
   off: string;
+  /** The off reason holds until the tree moves (its file system, a watch error); else the next walk tries again. */
+  offForGood: boolean;
 }
 
 export type WatchFn = (path: string, listener: () => void) => FSWatcher;
@@ -94,16 +100,19 @@ export class TreeWatches {
       s = undefined;
     }
     if (!s) {
-      s = { hostRoot, watches: new Map(), dirty: true, off: '' };
-      this.trees.set(tree, s);
+      let type: number;
       try {
-        const type = this.fsType(hostRoot);
-        if (!LOCAL_FS.has(type)) s.off = `file system type 0x${type.toString(16)} is not one whose changes inotify sees`;
-      } catch (e) {
-        s.off = `statfs: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+        type = this.fsType(hostRoot);
+      } catch {
+        // Not there yet (a status before the first converge): nothing to watch; the next walk looks again.
+        return;
       }
+      s = { hostRoot, watches: new Map(), dirty: true, off: '', offForGood: false };
+      this.trees.set(tree, s);
+      if (!LOCAL_FS.has(type)) return this.turnOff(s, `file system type 0x${type.toString(16)} is not one whose changes inotify sees`, true);
     }
-    if (s.off) return;
+    if (s.offForGood) return;
+    s.off = '';
     const want = new Set(['', ...dirs]);
     if (want.size > this.maxDirs) return this.turnOff(s, `${want.size} directories (more than ${this.maxDirs})`);
     for (const [rel, w] of s.watches) {
@@ -121,7 +130,7 @@ export class TreeWatches {
         const w = this.watchFn(rel ? join(s.hostRoot, rel) : s.hostRoot, () => {
           state.dirty = true;
         });
-        w.on('error', (e: NodeJS.ErrnoException) => this.turnOff(state, `watch error: ${e.code ?? e.message}`));
+        w.on('error', (e: NodeJS.ErrnoException) => this.turnOff(state, `watch error: ${e.code ?? e.message}`, true));
         s.watches.set(rel, w);
         added++;
       } catch (e) {
@@ -131,10 +140,15 @@ export class TreeWatches {
           s.dirty = true;
           continue;
         }
-        return this.turnOff(s, `watch: ${code ?? (e as Error).message}`);
+        return this.turnOff(s, `watch: ${code ?? (e as Error).message}`, true);
       }
     }
     if (added > 0) s.dirty = true;
+  }
+
+  /** Whether `tree` has been seen (watched, or known not to be watchable). */
+  has(tree: string): boolean {
+    return this.trees.has(tree);
   }
 
   /** Something outside the tree's files changed what a walk reports (its committed state): walk again. */
@@ -145,6 +159,9 @@ export class TreeWatches {
 
   /** True unless `tree` is watched and nothing happened in it since its last walk began. */
   async mayHaveChanged(tree: string): Promise<boolean> {
+    // An event queued while this loop iteration ran (a write made by this process a moment ago)
+    // is read in the next iteration's poll phase: the second setImmediate runs after it.
+    await new Promise<void>((r) => setImmediate(r));
     await new Promise<void>((r) => setImmediate(r));
     const s = this.trees.get(tree);
     return !s || s.dirty || s.off !== '';
@@ -175,10 +192,11 @@ export class TreeWatches {
     for (const t of [...this.trees.keys()]) this.drop(t);
   }
 
-  private turnOff(s: TreeState, why: string): void {
+  private turnOff(s: TreeState, why: string, forGood = false): void {
     for (const w of s.watches.values()) w.close();
     s.watches.clear();
     s.off = why;
+    s.offForGood = forGood;
     s.dirty = true;
   }
 }
