@@ -39,6 +39,7 @@ import {
   type AgentCommandResults,
   type AgentCommandType,
   type ConvergeReport,
+  inSyncReport,
   type ConvergeRequest,
   type HostFactsInfo,
   type ManifestEntry,
@@ -274,22 +275,7 @@ export class SimAgent {
   private async converge(c: ConvergeRequest): Promise<ConvergeReport> {
     const t0 = Date.now();
     const held = this.trees.get(c.tree);
-    const none = { changed: [], added: [], removed: [], total: 0 };
-    const report: ConvergeReport = {
-      inSync: true,
-      rootHash: c.rootHash,
-      added: 0,
-      changed: 0,
-      removed: 0,
-      filesFetched: 0,
-      bytesFetched: 0,
-      filesReused: 0,
-      bytesReused: 0,
-      ms: 0,
-      drift: none,
-      conflicts: [],
-      wantedRootHash: '',
-    };
+    const report: ConvergeReport = inSyncReport(c.rootHash);
     if (held?.rootHash === c.rootHash) return { ...report, ms: Date.now() - t0 };
     const client = this.client;
     if (!client) throw fail('AGENT_DISCONNECTED', 'not connected to the master');

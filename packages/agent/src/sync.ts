@@ -11,6 +11,7 @@ import {
   buildManifest,
   fail,
   fromServiceError,
+  inSyncReport,
   isSpokeError,
   removeTreeKeepingUserData,
   unframeBlobs,
@@ -274,7 +275,7 @@ export class AgentTrees {
       // found marks the tree, so the converge below walks it and repairs it.
       if (req.recheck && committed !== undefined && (await this.watches.mayHaveChanged(req.tree))) await this.refresh(req.tree);
       if (committed?.rootHash === req.rootHash && this.observedHashes.get(req.tree) === req.rootHash) {
-        return emptyResult(req.rootHash);
+        return inSyncReport(req.rootHash);
       }
       // What this converge writes, and the committed state it leaves, are walked again next time.
       this.watches.touch(req.tree);
@@ -532,22 +533,4 @@ function safeList(q: QuarantineOptions, tree: string): QuarantineEntry[] {
   } catch {
     return [];
   }
-}
-
-function emptyResult(rootHash: string): ConvergeReport {
-  return {
-    inSync: true,
-    rootHash,
-    added: 0,
-    changed: 0,
-    removed: 0,
-    filesFetched: 0,
-    bytesFetched: 0,
-    filesReused: 0,
-    bytesReused: 0,
-    ms: 0,
-    drift: { changed: [], added: [], removed: [], total: 0 },
-    conflicts: [],
-    wantedRootHash: '',
-  };
 }

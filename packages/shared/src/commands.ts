@@ -311,6 +311,25 @@ export interface ConvergeReport {
   quarantined?: QuarantineInfo;
 }
 
+/** The report of a converge that found the tree as wanted: nothing fetched, changed or drifted. */
+export function inSyncReport(rootHash: string, ms = 0): ConvergeReport {
+  return {
+    inSync: true,
+    rootHash,
+    added: 0,
+    changed: 0,
+    removed: 0,
+    filesFetched: 0,
+    bytesFetched: 0,
+    filesReused: 0,
+    bytesReused: 0,
+    ms,
+    drift: { changed: [], added: [], removed: [], total: 0 },
+    conflicts: [],
+    wantedRootHash: '',
+  };
+}
+
 /** What an agent holds for a tree. */
 export interface TreeStatusReport {
   /** What the agent last converged to ("" = never). */
