@@ -448,6 +448,9 @@ describe('site clone and migrate (two agents, real nginx, php-fpm, MariaDB, Word
     agent.proc.kill('SIGSTOP');
     let id = '';
     try {
+      // The master sees w1 away first (its heartbeats stopped): every step needing w1 then waits
+      // for it. (A call sent in the moment before would wait for the frozen agent's own answer.)
+      await until('w1 offline', async () => !(await master.json<{ online: boolean }>('server', 'show', 'w1')).online, 30_000);
       // news.test: platform wp2 on w2, database on w2; the copy goes to platform wp on w1, its database on w2
       const r = await master.cli('site', 'clone', 'news.test', 'crash.test', '--platform', 'wp', '--db-server', 'w2', '--no-wait');
       expect(r.code, r.stderr).toBe(0);
@@ -474,7 +477,10 @@ describe('site clone and migrate (two agents, real nginx, php-fpm, MariaDB, Word
           return l.includes('was running when the master stopped') && WAIT.test(after);
         },
         60_000,
-      );
+      ).catch(async (e: unknown) => {
+        console.log(await logOf(id));
+        throw e;
+      });
     } finally {
       agent.proc.kill('SIGCONT');
     }

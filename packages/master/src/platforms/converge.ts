@@ -383,7 +383,10 @@ export class PlatformSync {
   async converge(ctx: TaskContext, name: string, paths: string[] = []): Promise<ConvergeSummary> {
     const p = this.ns.getPlatform(name);
     this.trees.touch(p.path, paths);
-    return this.run(ctx, p, undefined, true);
+    // No separate re-observation first (precheck.ts): each server re-observes within its converge
+    // command (`recheck`), so a server that stops answering makes this step wait for it the way
+    // every site step waits for its agents, not fail between the two calls.
+    return this.run(ctx, p, undefined, true, false, false);
   }
 
   /** Stops pending live timers and the reconcile loop. */
@@ -462,13 +465,21 @@ export class PlatformSync {
     );
   }
 
-  private async run(ctx: TaskContext, p: PlatformInfo, only: string | undefined, rescan: boolean, reportDrift = false): Promise<ConvergeSummary> {
+  private async run(
+    ctx: TaskContext,
+    p: PlatformInfo,
+    only: string | undefined,
+    rescan: boolean,
+    reportDrift = false,
+    /** A verify's servers re-observe while the master reads (precheck.ts); false: within the converge. */
+    precheck = true,
+  ): Promise<ConvergeSummary> {
     const started = Date.now();
     // A watched tree is current already; an unwatched one is re-walked (stat-cached) on verify.
     const known = this.trees.isLoaded(p.path);
     const targets = only ? [only] : this.ns.targets(p.server);
     // A verify's re-observation on the servers runs while the master reads (precheck.ts).
-    const prechecking = rescan ? observeFirst(this.hub, targets, p.path, p.excludes, ctx.signal, ctx.log) : Promise.resolve(new Set<string>());
+    const prechecking = rescan && precheck ? observeFirst(this.hub, targets, p.path, p.excludes, ctx.signal, ctx.log) : Promise.resolve(new Set<string>());
     const manifest = await this.trees
       .manifest(p.path, p.excludes, {
         rescan: rescan && known && !this.trees.isWatched(p.path),

@@ -51,4 +51,25 @@ describe('observeFirst', () => {
     for (const w of waiting) w();
     expect([...(await p)].sort()).toEqual(['w1', 'w2']);
   });
+
+  it('gives up on a server that goes offline while it is asked (a frozen agent): its converge waits for it instead', async () => {
+    const online = ['w1', 'w2'];
+    let seen: AbortSignal | undefined;
+    const hub = {
+      isOnline: (s: string) => online.includes(s),
+      call: (server: string, _cmd: unknown, opts: { signal: AbortSignal }) => {
+        if (server === 'w2') return Promise.resolve({});
+        seen = opts.signal;
+        // never answers; only an abort ends it
+        return new Promise((_, reject) => opts.signal.addEventListener('abort', () => reject(fail('TASK_CANCELLED', 'aborted'))));
+      },
+    } as unknown as PrecheckHub;
+    const lines: string[] = [];
+    const p = observeFirst(hub, ['w1', 'w2'], '/t', [], new AbortController().signal, (l) => lines.push(l), 10);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(seen?.aborted).toBe(false); // still online: still waited for
+    online.splice(0, 1); // w1's heartbeats stop
+    expect([...(await p)]).toEqual(['w2']);
+    expect(lines).toEqual(['w1: went offline before it re-observed the tree; its converge waits for it']);
+  });
 });
