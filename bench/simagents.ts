@@ -500,6 +500,17 @@ export function unary<Req, Res>(fn: (req: Req, md: Metadata, cb: (e: ServiceErro
   );
 }
 
+/** Every site through the ListSites stream (pages of up to 1,000). */
+export function allSites(client: wire.OperatorClient): Promise<wire.Site[]> {
+  return new Promise((ok, ko) => {
+    const out: wire.Site[] = [];
+    const s = client.listSites({ platform: '' });
+    s.on('data', (page: wire.SiteList) => out.push(...page.sites));
+    s.on('end', () => ok(out));
+    s.on('error', (e) => ko(fromServiceError(e)));
+  });
+}
+
 /** One enrollment token per name (CreateToken), `concurrency` calls at a time. */
 export async function createTokens(api: wire.OperatorClient, names: readonly string[], concurrency = 16): Promise<string[]> {
   const out = new Array<string>(names.length);

@@ -224,6 +224,12 @@ describe('fleet', () => {
     const refused = await asAlice('server', 'ls');
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain('CERT_REVOKED: the operator certificate of alice was revoked');
+    // the streaming calls too (events, task logs, the site list): they checked the certificate's role only
+    for (const args of [['events'], ['task', 'log', '1', '-f'], ['site', 'ls']]) {
+      const r = await asAlice(...args);
+      expect(r.code, args.join(' ')).not.toBe(0);
+      expect(r.stderr, args.join(' ')).toContain('CERT_REVOKED');
+    }
     expect((await master.cli('operator', 'ls')).stdout).toMatch(/alice\s+\S+\s+\S+\s+\S+\s+revoked/);
     const again = await master.cli('operator', 'revoke', 'bob');
     expect(again.stderr).toContain('OPERATOR_NOT_FOUND: no operator certificate was issued to bob');

@@ -230,7 +230,7 @@ export class Core {
    * platform's path; run once at start-up before tasks start. Returns the paths removed.
    */
   async sweepBuilds(): Promise<string[]> {
-    return this.builder.sweepInterrupted(this.ns.listPlatforms().map((p) => dirname(this.trees.hostPath(p.path))));
+    return this.builder.sweepInterrupted(this.ns.listPlatforms({ sites: false }).map((p) => dirname(this.trees.hostPath(p.path))));
   }
 
   /**

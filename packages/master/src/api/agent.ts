@@ -184,7 +184,7 @@ const queued = new WeakMap<object, { n: number; wake: (() => void) | undefined }
  * call: the message's buffers are free again), then waits while more than MAX_QUEUED written messages have not reached the
  * HTTP/2 stream yet, or until the call is cancelled or closed (its callbacks may never come).
  */
-async function writeBounded<T>(call: ServerWritableStream<unknown, T>, msg: T, written?: () => void): Promise<void> {
+export async function writeBounded<T>(call: ServerWritableStream<unknown, T>, msg: T, written?: () => void): Promise<void> {
   let q = queued.get(call);
   if (q === undefined) queued.set(call, (q = { n: 0, wake: undefined }));
   const state = q;

@@ -11,9 +11,13 @@ import { conflictAdvice } from '../platforms/converge.js';
 import { parseDriftMode } from '../platforms/drift.js';
 import type { OperatorCertInfo } from '../servers/operators.js';
 import { requireOperator, type Via } from './auth.js';
+import { writeBounded } from './agent.js';
 import { parseCronInterval } from '../sites/cron.js';
 import { httpsFromWire, withHttps } from './https.js';
 import { lineToWire, platformToWire, serverToWire, siteToWire, backupToWire, cronRunToWire, sourceFromWire, taskStateFromWire, taskToWire } from './convert.js';
+
+/** Sites per ListSites message: 100,000 sites stream as 100 messages, not one of ~60 MB. */
+const SITE_PAGE = 1000;
 
 type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => void;
 
@@ -23,11 +27,14 @@ function operatorToWire(c: OperatorCertInfo): wire.OperatorCert {
 }
 
 export function operatorService(core: Core, via: Via, log: Logger): wire.OperatorServer {
+  /** Every call, unary or streaming, is an operator's with a certificate not revoked. */
+  const operator = (call: Parameters<typeof requireOperator>[0]) => requireOperator(call, via, (fp) => core.operators.isRevoked(fp));
+
   function unary<Req, Res>(name: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>): Unary<Req, Res> {
     return (call, cb) => {
       Promise.resolve()
         .then(() => {
-          requireOperator(call, via, (fp) => core.operators.isRevoked(fp));
+          operator(call);
           return fn(call.request, call);
         })
         .then(
@@ -129,12 +136,25 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
       };
     }),
 
-    listSites: unary('ListSites', (req: wire.ListSitesRequest) => {
-      const sites = core.ns.listSites(req.platform || undefined);
-      const cron = core.cron.infos(sites);
-      const https = core.https.viewer();
-      return { sites: sites.map((s) => withHttps(core, siteToWire(s, cron.get(s.domain)), https)) };
-    }),
+    listSites: (call: ServerWritableStream<wire.ListSitesRequest, wire.SiteList>) => {
+      (async () => {
+        operator(call);
+        const cron = core.cron.infoReader();
+        const https = core.https.viewer();
+        for (const sites of core.ns.sitePages(call.request.platform || undefined, SITE_PAGE)) {
+          if (call.cancelled) return;
+          const info = cron(sites);
+          await writeBounded(call, { sites: sites.map((s) => withHttps(core, siteToWire(s, info.get(s.domain)), https)) });
+        }
+      })().then(
+        () => call.end(),
+        (e: unknown) => {
+          const st = toServiceError(e);
+          if (st.code === 13) log.error({ err: e, rpc: 'ListSites' }, 'operator call failed');
+          call.emit('error', Object.assign(new Error('list failed'), st));
+        },
+      );
+    },
     getSite: unary('GetSite', (req: wire.NameRequest) => {
       const s = core.ns.getSite(req.name);
       return withHttps(core, siteToWire(s, core.cron.info(s)));
@@ -216,7 +236,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
         else call.end();
       };
       try {
-        requireOperator(call, via);
+        operator(call);
         const id = call.request.id;
         let lastSeq = call.request.fromSeq;
         let ended = false;
@@ -257,7 +277,7 @@ export function operatorService(core: Core, via: Via, log: Logger): wire.Operato
     events: (call: ServerWritableStream<wire.EventsRequest, wire.SpokeEvent>) => {
       let off: (() => void) | undefined;
       try {
-        requireOperator(call, via);
+        operator(call);
         const backlog = call.request.backlog > 0 ? call.request.backlog : 20;
         for (const e of core.events.backlog(backlog)) call.write(e);
         if (!call.request.follow) return call.end();

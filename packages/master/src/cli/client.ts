@@ -70,6 +70,25 @@ export class OperatorApi {
     });
   }
 
+  /** The sites in domain order, a page (one message, up to 1,000) at a time; errors as SpokeError. */
+  async *sitePages(platform = ''): AsyncGenerator<wire.Site[]> {
+    const stream = this.client.listSites({ platform });
+    try {
+      for await (const page of stream as AsyncIterable<wire.SiteList>) yield page.sites;
+    } catch (e) {
+      throw fromServiceError(e);
+    } finally {
+      stream.cancel(); // a reader that stops early ends the call (no-op after its end)
+    }
+  }
+
+  /** Every site (all pages). */
+  async allSites(platform = ''): Promise<wire.Site[]> {
+    const out: wire.Site[] = [];
+    for await (const page of this.sitePages(platform)) out.push(...page);
+    return out;
+  }
+
   /** Opens the WatchTask stream. */
   watch(id: number, fromSeq = 0): ClientReadableStream<wire.TaskEvent> {
     return this.client.watchTask({ id, fromSeq });

@@ -3,7 +3,7 @@
  * the printing helpers, and the two ways a task is shown — `follow` (its log lines as they come)
  * and `taskCommand` (start a task on the master, follow it to its end, print the outcome).
  */
-import { wire } from '@spoke/shared/client';
+import { fromServiceError, wire } from '@spoke/shared/client';
 import type { ConnectOptions, OperatorApi } from './client.js';
 import { taskJson, taskStateName } from './format.js';
 
@@ -108,7 +108,7 @@ export async function follow(ctx: Ctx, id: number, opts: { quiet?: boolean } = {
       }
     } catch (e) {
       const se = e as { code?: number };
-      if (se.code !== 14 || attempt > 30) throw e; // 14 = UNAVAILABLE: master restarting
+      if (se.code !== 14 || attempt > 30) throw fromServiceError(e); // 14 = UNAVAILABLE: master restarting
     }
     await new Promise((r) => setTimeout(r, 1000));
   }

@@ -11,6 +11,9 @@ import { siteBackupCommands } from './sitebackup.js';
 import { cronColumn, cronLines, siteCronCommands } from './sitecron.js';
 import { httpsColumn, httpsJson, httpsLines, siteHttpsCommands } from './sitehttps.js';
 
+/** One site as `site ls` / `site show` print it with -o json. */
+const siteOutJson = (s: wire.Site) => Object.assign(siteJson(s), { https: httpsJson(s) });
+
 /** `spoke site …`, in help order. */
 export const siteCommands: Record<string, Command> = {
   'site ls': {
@@ -19,26 +22,28 @@ export const siteCommands: Record<string, Command> = {
     options: { platform: { type: 'string' } },
     args: [0, 0],
     async run(ctx, _p, o) {
-      const r = await ctx.api().call('listSites', { platform: (o.platform as string | undefined) ?? '' });
-      print(
-        ctx,
-        r.sites.map((s) => ({ ...siteJson(s), https: httpsJson(s) })),
-        () =>
-          r.sites.length
-            ? table(
-                ['DOMAIN', 'PLATFORM', 'SERVER', 'DB SERVER', 'STATUS', 'CRON', 'HTTPS', 'ALIASES'],
-                r.sites.map((s) => [
-                  s.domain,
-                  s.platform,
-                  s.server,
-                  s.dbServer || '-',
-                  s.status,
-                  cronColumn(s.cron),
-                  httpsColumn(s),
-                  s.aliases.join(',') || '-',
-                ]),
-              )
-            : 'no sites (spoke site install DOMAIN --platform P)\n',
+      const pages = ctx.api().sitePages((o.platform as string | undefined) ?? '');
+      if (ctx.json) {
+        // Printed a page at a time as the master sends them (100,000 sites need not be held at
+        // once); the text is what one JSON.stringify(list, null, 2) of them all would print.
+        let listed = 0;
+        for await (const page of pages) {
+          if (!page.length) continue;
+          ctx.io.out(`${listed ? ',\n' : '[\n'}${JSON.stringify(page.map(siteOutJson), null, 2).slice(2, -2)}`);
+          listed += page.length;
+        }
+        ctx.io.out(listed ? '\n]\n' : '[]\n');
+        return 0;
+      }
+      const sites: wire.Site[] = [];
+      for await (const page of pages) sites.push(...page);
+      print(ctx, sites.map(siteOutJson), () =>
+        sites.length
+          ? table(
+              ['DOMAIN', 'PLATFORM', 'SERVER', 'DB SERVER', 'STATUS', 'CRON', 'HTTPS', 'ALIASES'],
+              sites.map((s) => [s.domain, s.platform, s.server, s.dbServer || '-', s.status, cronColumn(s.cron), httpsColumn(s), s.aliases.join(',') || '-']),
+            )
+          : 'no sites (spoke site install DOMAIN --platform P)\n',
       );
       return 0;
     },
@@ -49,7 +54,7 @@ export const siteCommands: Record<string, Command> = {
     args: [1, 1],
     async run(ctx, [name]) {
       const s = await ctx.api().call('getSite', { name });
-      print(ctx, { ...siteJson(s), https: httpsJson(s) }, () =>
+      print(ctx, siteOutJson(s), () =>
         kv([
           ['domain', s.domain],
           ['platform', s.platform],

@@ -30,14 +30,10 @@ export const siteAliasCommands: Record<string, Command> = {
       const sshUser = (o['ssh-user'] as string | undefined) ?? DEFAULT_SSH_USER;
       checkSshUser(sshUser);
       const api = ctx.api();
-      const [sites, platforms, servers] = await Promise.all([
-        api.call('listSites', { platform: '' }),
-        api.call('listPlatforms', {}),
-        api.call('listServers', {}),
-      ]);
+      const [sites, platforms, servers] = await Promise.all([api.allSites(), api.call('listPlatforms', {}), api.call('listServers', {})]);
       const set = siteAliases(
         {
-          sites: sites.sites.map((s) => ({ domain: s.domain, platform: s.platform, status: s.status })),
+          sites: sites.map((s) => ({ domain: s.domain, platform: s.platform, status: s.status })),
           platforms: platforms.platforms.map((p) => ({ name: p.name, path: p.path, server: p.server, kind: registryKind(p.registryJson) })),
           servers: servers.servers.map((s) => ({
             name: s.name,

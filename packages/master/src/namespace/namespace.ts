@@ -213,8 +213,8 @@ export class Namespace {
     return this.sites.setSiteCronInterval(domain, seconds);
   }
 
-  cronSites(): CronSiteRow[] {
-    return this.sites.cronSites();
+  cronSites(platform: string, kind: string, page?: { after: number; limit: number }): (CronSiteRow & { row: number })[] {
+    return this.sites.cronSites(platform, kind, page);
   }
 
   /** Each platform's kind from its stored registry ('' when none). */
@@ -263,6 +263,11 @@ export class Namespace {
 
   listSites(platform?: string): SiteInfo[] {
     return this.sites.listSites(platform);
+  }
+
+  /** Sites in domain order, a page of `size` at a time (optionally of one platform). */
+  sitePages(platform: string | undefined, size: number): Generator<SiteInfo[]> {
+    return this.sites.sitePages(platform, size);
   }
 
   /** Counts for `spoke status`. */

@@ -45,4 +45,44 @@ describe('Namespace.listSites', () => {
     db.prepare("UPDATE platforms SET registry_json = '{not json' WHERE name = 'bad'").run();
     expect(Object.fromEntries(ns.platformKinds())).toEqual({ wp: 'wordpress', d7: 'drupal7', none: '', bad: '', nokind: '' });
   });
+
+  it('pages: every site once, in domain order, each page as listSites has it; a platform filter pages its own sites', () => {
+    const { ns } = freshNamespace();
+    addAgent(ns, 'w1');
+    ns.addPlatform({ name: 'a', path: '/var/www/a', server: 'w1', source: { kind: 'existing' } });
+    ns.addPlatform({ name: 'b', path: '/var/www/b', server: 'w1', source: { kind: 'existing' } });
+    for (let i = 0; i < 23; i++)
+      ns.createSite({ domain: `s${String(i).padStart(2, '0')}.test`, platform: i % 3 ? 'a' : 'b', aliases: i % 4 ? [] : [`alias-${i}.test`] });
+    const pages = [...ns.sitePages(undefined, 5)];
+    expect(pages.map((p) => p.length)).toEqual([5, 5, 5, 5, 3]);
+    expect(pages.flat()).toEqual(ns.listSites());
+    expect(pages.flat().map((s) => s.domain)).toEqual([...pages.flat().map((s) => s.domain)].sort());
+    const b = [...ns.sitePages('b', 4)];
+    expect(b.map((p) => p.length)).toEqual([4, 4]);
+    expect(b.flat()).toEqual(ns.listSites('b'));
+    expect([...ns.sitePages(undefined, 23)].map((p) => p.length)).toEqual([23]); // a full last page, then an empty read: no empty page
+    expect([...ns.sitePages('none', 5)]).toEqual([]);
+  });
+
+  it('cronSites: a platform’s installed sites with an interval, in slices by row', () => {
+    const { ns } = freshNamespace();
+    addAgent(ns, 'w1');
+    for (const name of ['wp', 'd7', 'raw']) ns.addPlatform({ name, path: `/var/www/${name}`, server: 'w1', source: { kind: 'existing' } });
+    ns.setRegistry('wp', JSON.stringify({ kind: 'wordpress' }));
+    ns.setRegistry('d7', JSON.stringify({ kind: 'drupal7' }));
+    const site = (domain: string, platform: string, status: 'installed' | 'disabled' = 'installed') => ns.createSite({ domain, platform, status });
+    site('a.test', 'wp');
+    site('b.test', 'd7');
+    site('c.test', 'raw');
+    site('d.test', 'wp', 'disabled');
+    site('e.test', 'd7');
+    ns.setSiteCronInterval('e.test', 0);
+    site('f.test', 'd7');
+    expect(ns.cronSites('wp', 'wordpress').map((s) => [s.domain, s.kind, s.platform])).toEqual([['a.test', 'wordpress', 'wp']]);
+    expect(ns.cronSites('d7', 'drupal7').map((s) => s.domain)).toEqual(['b.test', 'f.test']);
+    const first = ns.cronSites('d7', 'drupal7', { after: 0, limit: 1 });
+    expect(first.map((s) => s.domain)).toEqual(['b.test']);
+    expect(ns.cronSites('d7', 'drupal7', { after: first[0]?.row ?? 0, limit: 1 }).map((s) => s.domain)).toEqual(['f.test']);
+    expect(ns.cronSites('raw', '')).toHaveLength(1); // the caller picks the platforms; this one is only read when asked
+  });
 });

@@ -28,6 +28,12 @@ interface SiteRow {
   cron_interval_s: number;
 }
 
+/** A site row without its secrets: what a listing reads. */
+type ListedRow = Omit<SiteRow, 'db_password' | 'salt'>;
+/** The columns of a ListedRow. */
+const LISTED =
+  'domain, platform, db_server, profile, status, created_ms, db_name, db_user, db_host, db_port, installed_ms, own_settings, redirect_aliases, cron_interval_s';
+
 /** What `createSite` takes (the sites issue adds the tasks around it). */
 export interface CreateSiteInput {
   domain: string;
@@ -298,21 +304,31 @@ export class Sites {
     return new Map(rows.map((r) => [r.name, typeof r.kind === 'string' ? r.kind : '']));
   }
 
-  cronSites(): CronSiteRow[] {
-    const kinds = this.platformKinds();
-    const rows = this.db.prepare('SELECT domain, platform, status, cron_interval_s, installed_ms, created_ms FROM sites ORDER BY domain').all() as {
+  /**
+   * The sites of `platform` (of `kind`) whose cron may run (installed, with an interval), `limit` of them
+   * after the row `after` (0: from the first): the scheduler reads 100,000 sites in slices, each
+   * through the platform's index (the slices are in row order, not domain order).
+   */
+  cronSites(platform: string, kind: string, page: { after: number; limit: number } = { after: 0, limit: -1 }): (CronSiteRow & { row: number })[] {
+    const rows = this.db
+      .prepare(
+        `SELECT rowid AS row, domain, status, cron_interval_s, installed_ms, created_ms FROM sites
+          WHERE platform = ? AND rowid > ? AND status = 'installed' AND cron_interval_s > 0 ORDER BY rowid LIMIT ?`,
+      )
+      .all(platform, page.after, page.limit) as {
+      row: number;
       domain: string;
-      platform: string;
       status: SiteStatus;
       cron_interval_s: number;
       installed_ms: number | null;
       created_ms: number;
     }[];
     return rows.map((r) => ({
+      row: r.row,
       domain: r.domain,
-      platform: r.platform,
+      platform,
       status: r.status,
-      kind: kinds.get(r.platform) ?? '',
+      kind,
       intervalS: r.cron_interval_s,
       installedMs: r.installed_ms,
       createdMs: r.created_ms,
@@ -433,33 +449,58 @@ export class Sites {
 
   /** Sites, optionally of one platform. */
   listSites(platform?: string): SiteInfo[] {
-    const rows = platform
-      ? (this.db.prepare('SELECT * FROM sites WHERE platform = ? ORDER BY domain').all(platform) as SiteRow[])
-      : (this.db.prepare('SELECT * FROM sites ORDER BY domain').all() as SiteRow[]);
-    // Every alias and every platform's server in one query each, not two queries per site
-    // (100,000 sites: `site ls` spent seconds in them; issue 20).
+    return this.sitesAfter({ platform, after: '', limit: -1 }, this.platformServers());
+  }
+
+  /**
+   * Sites in domain order, `size` at a time (optionally of one platform): `site ls` streams
+   * 100,000 sites a page at a time instead of building them all at once (issue 20). Each page is
+   * read when asked for, so a site created or deleted meanwhile may or may not be listed.
+   */
+  *sitePages(platform: string | undefined, size: number): Generator<SiteInfo[]> {
+    const servers = this.platformServers();
+    for (let after = ''; ;) {
+      const page = this.sitesAfter({ platform, after, limit: size }, servers);
+      if (page.length) yield page;
+      if (page.length < size) return;
+      after = page[page.length - 1]?.domain ?? '';
+    }
+  }
+
+  /** Every platform's server. */
+  private platformServers(): Map<string, string> {
+    return new Map((this.db.prepare('SELECT name, server FROM platforms').all() as { name: string; server: string }[]).map((p) => [p.name, p.server]));
+  }
+
+  /**
+   * The first `limit` sites after `after` (-1: all), with their aliases: one query for the sites
+   * and one for the aliases of their domain range, not two per site (100,000 sites: `site ls`
+   * spent seconds in those; issue 20). The secrets (database password, salt) are not read.
+   */
+  private sitesAfter(q: { platform: string | undefined; after: string; limit: number }, servers: Map<string, string>): SiteInfo[] {
+    const rows = (
+      q.platform
+        ? this.db.prepare(`SELECT ${LISTED} FROM sites WHERE platform = ? AND domain > ? ORDER BY domain LIMIT ?`).all(q.platform, q.after, q.limit)
+        : this.db.prepare(`SELECT ${LISTED} FROM sites WHERE domain > ? ORDER BY domain LIMIT ?`).all(q.after, q.limit)
+    ) as ListedRow[];
+    const first = rows[0]?.domain;
+    const last = rows[rows.length - 1]?.domain;
+    if (first === undefined || last === undefined) return [];
     const aliases = new Map<string, AliasRow[]>();
-    const aliasRows = (
-      platform
-        ? this.db
-            .prepare(
-              'SELECT d.site, d.name, d.redirect_until_ms FROM domains d JOIN sites s ON s.domain = d.site WHERE d.is_alias = 1 AND s.platform = ? ORDER BY d.name',
-            )
-            .all(platform)
-        : this.db.prepare('SELECT site, name, redirect_until_ms FROM domains WHERE is_alias = 1 ORDER BY name').all()
-    ) as (AliasRow & { site: string })[];
+    const aliasRows = this.db
+      .prepare('SELECT site, name, redirect_until_ms FROM domains WHERE site >= ? AND site <= ? AND is_alias = 1 ORDER BY site, name')
+      .all(first, last) as (AliasRow & { site: string })[];
     for (const a of aliasRows) {
       const row = { name: a.name, redirect_until_ms: a.redirect_until_ms };
       const list = aliases.get(a.site);
       if (list) list.push(row);
       else aliases.set(a.site, [row]);
     }
-    const servers = new Map((this.db.prepare('SELECT name, server FROM platforms').all() as { name: string; server: string }[]).map((p) => [p.name, p.server]));
     return rows.map((r) => this.toSite(r, aliases.get(r.domain) ?? [], servers.get(r.platform)));
   }
 
   /** A site row with its alias rows and its platform's server (read here unless the caller has them). */
-  private toSite(r: SiteRow, knownNames?: AliasRow[], knownServer?: string): SiteInfo {
+  private toSite(r: ListedRow, knownNames?: AliasRow[], knownServer?: string): SiteInfo {
     const names =
       knownNames ?? (this.db.prepare('SELECT name, redirect_until_ms FROM domains WHERE site = ? AND is_alias = 1 ORDER BY name').all(r.domain) as AliasRow[]);
     const aliases = names.filter((a) => a.redirect_until_ms === null).map((a) => a.name);

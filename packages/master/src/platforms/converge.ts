@@ -311,7 +311,7 @@ export class PlatformSync {
       path,
       setTimeout(() => {
         this.liveTimers.delete(path);
-        const p = this.ns.listPlatforms().find((x) => x.path === path);
+        const p = this.ns.listPlatforms({ sites: false }).find((x) => x.path === path);
         if (!p?.live) return;
         const queued = this.tasks.list({ state: 'queued', entity: `platform:${p.name}` });
         if (!queued.some((t) => t.kind === 'platform.verify')) {

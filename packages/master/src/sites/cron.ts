@@ -127,14 +127,37 @@ export interface CronPlan {
  * of each site's last cron run. Disabled, not installed, `off` and kinds without cron never run.
  */
 export function planCron(sites: readonly CronSite[], now: number, running: ReadonlySet<string>, lastRuns: ReadonlyMap<string, number>): CronPlan {
-  const due: { domain: string; slot: number }[] = [];
+  const due: DueCron[] = [];
   const busy: string[] = [];
+  collectDueCron(sites, now, running, lastRuns, due, busy);
+  return { due: sortDueCron(due), busy };
+}
+
+/** A site due now and the slot it is due for. */
+export interface DueCron {
+  domain: string;
+  slot: number;
+}
+
+/** planCron over one slice of the sites: adds the due ones to `due` and those running to `busy`. */
+export function collectDueCron(
+  sites: readonly CronSite[],
+  now: number,
+  running: ReadonlySet<string>,
+  lastRuns: ReadonlyMap<string, number>,
+  due: DueCron[],
+  busy: string[],
+): void {
   for (const s of sites) {
     const next = nextCronRun(s, lastRuns.get(s.domain), now);
     if (next === 0 || next > now) continue;
     if (running.has(s.domain)) busy.push(s.domain);
     else due.push({ domain: s.domain, slot: next });
   }
+}
+
+/** The due sites, the longest-waiting first (then by domain). */
+export function sortDueCron(due: DueCron[]): string[] {
   due.sort((a, b) => a.slot - b.slot || (a.domain < b.domain ? -1 : 1));
-  return { due: due.map((d) => d.domain), busy };
+  return due.map((d) => d.domain);
 }

@@ -48,7 +48,7 @@ class FakeHub implements CronHub {
 
 const flush = () => new Promise((r) => setImmediate(r));
 
-function setup(opts: { concurrency?: number; sites?: string[]; cluster?: boolean; kind?: string; log?: Logger } = {}) {
+function setup(opts: { concurrency?: number; sites?: string[]; cluster?: boolean; kind?: string; log?: Logger; slice?: number } = {}) {
   const f = freshNamespace();
   const start = Math.ceil(f.now.ms / H) * H; // an hour boundary: the sites are installed then
   f.now.ms = start;
@@ -75,6 +75,7 @@ function setup(opts: { concurrency?: number; sites?: string[]; cluster?: boolean
     log: opts.log ?? silentLogger(),
     concurrency: opts.concurrency,
     busySites: () => busy,
+    slice: opts.slice,
   });
   return { ...f, hub, runs, cron, start, busy };
 }
@@ -90,18 +91,18 @@ describe('the cron scheduler (fake clock)', () => {
   it('starts a site at its slot, once, on one server, and records the run; again an hour later', async () => {
     const { cron, hub, now, start, runs } = setup();
     now.ms = slotAfter('a.test', start) - 1;
-    expect(cron.tick()).toEqual([]);
+    expect(await cron.tick()).toEqual([]);
     now.ms += 1;
-    expect(cron.tick()).toEqual(['a.test']);
+    expect(await cron.tick()).toEqual(['a.test']);
     await flush();
     expect(hub.calls.map((c) => [c.server, c.cmd])).toEqual([['w1', { type: 'siteCron', tree: '/var/aegir/d7', domain: 'a.test', kind: 'drupal7' }]]);
     expect(runs.list('a.test')).toMatchObject([
       { ok: true, server: 'w1', trigger: 'schedule', startedMs: now.ms, failures: 0, message: 'GET /cron/… via 127.0.0.1:80: 204' },
     ]);
     now.ms += 10_000;
-    expect(cron.tick()).toEqual([]);
+    expect(await cron.tick()).toEqual([]);
     now.ms += H - 10_000;
-    expect(cron.tick()).toEqual(['a.test']);
+    expect(await cron.tick()).toEqual(['a.test']);
     await flush();
     expect(runs.list('a.test')).toHaveLength(2);
   });
@@ -111,9 +112,9 @@ describe('the cron scheduler (fake clock)', () => {
     const { cron, hub, now, start } = setup({ concurrency: 4, sites });
     hub.auto = null; // the agents answer when told
     now.ms = start + H; // every site's slot of the last hour has come
-    expect(cron.tick()).toHaveLength(4);
+    expect(await cron.tick()).toHaveLength(4);
     expect(cron.inFlight()).toHaveLength(4);
-    expect(cron.tick()).toEqual([]); // full
+    expect(await cron.tick()).toEqual([]); // full
     await flush();
     expect(hub.calls).toHaveLength(4);
     hub.calls[0]?.resolve({ method: 'm', status: 204, message: '204', ms: 1 });
@@ -136,7 +137,7 @@ describe('the cron scheduler (fake clock)', () => {
     now.ms = slotAfter('a.test', start);
     const servers: string[] = [];
     for (let i = 0; i < 4; i++) {
-      cron.tick();
+      await cron.tick();
       await flush();
       servers.push(hub.calls.at(-1)?.server ?? '');
       now.ms += H;
@@ -150,7 +151,7 @@ describe('the cron scheduler (fake clock)', () => {
     hub.auto = () => fail('SITE_CRON_FAILED', 'w1: GET http://a.test/cron.php?cron_key=… answered 500');
     now.ms = slotAfter('a.test', start);
     for (let i = 1; i <= 3; i++) {
-      cron.tick();
+      await cron.tick();
       await flush();
       expect(runs.last('a.test')).toMatchObject({ ok: false, failures: i, errorCode: 'SITE_CRON_FAILED', server: 'w1' });
       now.ms += H;
@@ -158,7 +159,7 @@ describe('the cron scheduler (fake clock)', () => {
     const info = cron.info(ns.getSite('a.test'));
     expect(info).toMatchObject({ failures: 3, skipped: '', intervalS: 3600 });
     hub.auto = () => ({ method: 'm', status: 200, message: '200', ms: 1 });
-    cron.tick();
+    await cron.tick();
     await flush();
     expect(runs.last('a.test')).toMatchObject({ ok: true, failures: 0 });
   });
@@ -167,7 +168,7 @@ describe('the cron scheduler (fake clock)', () => {
     const { cron, hub, now, start, runs } = setup();
     hub.online.clear();
     now.ms = slotAfter('a.test', start);
-    cron.tick();
+    await cron.tick();
     await flush();
     expect(hub.calls).toEqual([]);
     expect(runs.last('a.test')).toMatchObject({ ok: false, errorCode: 'AGENT_OFFLINE', server: '', failures: 1 });
@@ -181,12 +182,41 @@ describe('the cron scheduler (fake clock)', () => {
       throw new Error('SQLITE_IOERR: disk I/O error');
     });
     now.ms = slotAfter('a.test', start);
-    expect(cron.tick()).toEqual(['a.test']);
+    expect(await cron.tick()).toEqual(['a.test']);
     await flush();
     expect(cron.inFlight()).toEqual([]);
     expect(lines.map((l) => JSON.parse(l) as { msg: string; site: string; err: { message: string } })).toMatchObject([
       { msg: 'cron run not recorded', site: 'a.test', err: { message: 'SQLITE_IOERR: disk I/O error' } },
     ]);
+  });
+
+  it('reads the sites in slices with the event loop free between them; picks the longest-waiting across slices; passes asked for meanwhile run once after', async () => {
+    const sites = Array.from({ length: 10 }, (_, i) => `s${i}.test`);
+    const { cron, ns, now, start, hub } = setup({ sites, slice: 3, concurrency: 2 });
+    hub.auto = null;
+    ns.setSiteStatus('s4.test', 'disabled'); // not read at all: never due
+    const read = vi.spyOn(ns, 'cronSites');
+    now.ms = start + 3 * H;
+    // each site's latest slot; the two whose slots came first are the ones that waited longest
+    const slots = sites.filter((d) => d !== 's4.test').map((d) => ({ d, slot: slotAfter(d, start + 2 * H) }));
+    const expected = slots
+      .sort((a, b) => a.slot - b.slot || (a.d < b.d ? -1 : 1))
+      .slice(0, 2)
+      .map((x) => x.d);
+    let turns = 0;
+    const between = setInterval(() => turns++, 0);
+    const first = cron.tick();
+    const second = cron.tick();
+    const third = cron.tick();
+    expect(third).toBe(second); // coalesced
+    expect(await first).toEqual(expected);
+    clearInterval(between);
+    // slices of 3 through the platform's rows (s4 is filtered out by the query): 3 + 3 + 3 + 0
+    const rows = read.mock.results.map((r) => (r.value as { domain: string }[]).map((x) => x.domain));
+    expect(rows).toEqual([['s0.test', 's1.test', 's2.test'], ['s3.test', 's5.test', 's6.test'], ['s7.test', 's8.test', 's9.test'], []]);
+    expect(turns).toBeGreaterThan(0); // timers ran while it read
+    expect(await second).toEqual([]); // full: two runs going
+    expect(read).toHaveBeenCalledTimes(4); // the second pass found no free slot and read nothing
   });
 
   it('skips disabled sites, sites with cron off and sites with a task running', async () => {
@@ -195,7 +225,7 @@ describe('the cron scheduler (fake clock)', () => {
     ns.setSiteCronInterval('b.test', 0);
     busy.add('c.test');
     now.ms = start + H;
-    expect(cron.tick()).toEqual(['d.test']);
+    expect(await cron.tick()).toEqual(['d.test']);
     await flush();
     expect(cron.info(ns.getSite('a.test'))).toMatchObject({ skipped: 'the site is disabled', nextRunMs: 0 });
     expect(cron.info(ns.getSite('b.test'))).toMatchObject({ skipped: 'cron is off', nextRunMs: 0, intervalS: 0 });
@@ -207,7 +237,7 @@ describe('the cron scheduler (fake clock)', () => {
     now.ms = start;
     for (let i = 0; i < 25; i++) {
       now.ms += H;
-      cron.tick();
+      await cron.tick();
       await flush();
     }
     const list = runs.list('a.test', 100);

@@ -12,7 +12,7 @@ import type { CallOptions } from '../servers/hub.js';
 import type { AgentCommand, AgentCommandResults } from '@spoke/shared';
 import type { Namespace } from '../namespace/namespace.js';
 import type { Clock, SiteInfo } from '../types.js';
-import { CRON_KINDS, cronSkipReason, nextCronRun, planCron, type CronSite } from './cron.js';
+import { CRON_KINDS, collectDueCron, cronSkipReason, nextCronRun, sortDueCron, type CronSite, type DueCron } from './cron.js';
 import type { CronRunInfo, CronStore, CronTrigger } from './cronstore.js';
 import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
 
@@ -54,11 +54,16 @@ export interface CronSchedulerDeps {
   concurrency?: number;
   /** Time between ticks. @default 10000 */
   tickMs?: number;
+  /** Sites read per slice of a tick. @default CRON_SLICE */
+  slice?: number;
   /** How long one run may take on the agent. @default 15 min */
   runTimeoutMs?: number;
   /** Cron results. @default NO_METRICS */
   metrics?: MasterMetrics;
 }
+
+/** Sites read per slice of a tick (~5 ms of the event loop each). */
+const CRON_SLICE = 2000;
 
 /** Runs sites' cron on schedule and on demand. */
 export class CronScheduler {
@@ -78,6 +83,9 @@ export class CronScheduler {
   private lastStarts: Map<string, number> | null = null;
   /** The last tick left due sites waiting for a free slot: a run that ends ticks at once. */
   private backlog = false;
+  /** The pass in progress, and the one asked for meanwhile. */
+  private pass: Promise<string[]> | null = null;
+  private passAgain: Promise<string[]> | null = null;
 
   constructor(deps: CronSchedulerDeps) {
     this.deps = deps;
@@ -96,6 +104,7 @@ export class CronScheduler {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    await this.pass?.catch(() => undefined);
     await Promise.allSettled([...this.running.values()].map((r) => r.done));
   }
 
@@ -104,12 +113,9 @@ export class CronScheduler {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = null;
-      try {
-        this.tick();
-      } catch (e) {
-        this.deps.log.error({ err: e }, 'cron tick failed');
-      }
-      this.arm();
+      this.tick()
+        .catch((e: unknown) => this.deps.log.error({ err: e }, 'cron tick failed'))
+        .finally(() => this.arm());
     }, this.deps.tickMs ?? 10_000);
     this.timer.unref();
   }
@@ -121,23 +127,57 @@ export class CronScheduler {
 
   /**
    * One pass: starts the due sites' runs, up to the concurrency limit (the rest wait for the next
-   * pass). Returns the sites started.
+   * pass). Resolves to the sites started. The sites are read in slices of CRON_SLICE with the
+   * event loop free between them (100,000 sites in one piece held it ~0.3 s every tick, and every
+   * agent command waited behind it; issue 20). A pass asked for while one runs is run once after
+   * it (however many asked).
    */
-  tick(): string[] {
-    if (this.closed) return [];
-    const free = this.concurrency - this.running.size;
-    if (free <= 0) return [];
-    const sites: CronSite[] = this.deps.ns.cronSites();
+  tick(): Promise<string[]> {
+    if (!this.pass) {
+      this.pass = this.planAndStart().finally(() => (this.pass = null));
+      return this.pass;
+    }
+    const again = () => {
+      this.passAgain = null;
+      return this.tick();
+    };
+    return (this.passAgain ??= this.pass.then(again, again));
+  }
+
+  private async planAndStart(): Promise<string[]> {
+    if (this.closed || this.concurrency - this.running.size <= 0) return [];
+    const platforms = [...this.deps.ns.platformKinds()].filter(([, kind]) => CRON_KINDS.has(kind));
+    if (platforms.length === 0) return []; // e.g. none verified yet: no site to read
     const busy = new Set([...this.running.keys(), ...(this.deps.busySites?.() ?? [])]);
     this.lastStarts ??= this.deps.runs.lastStarts();
-    const plan = planCron(sites, this.deps.clock(), busy, this.lastStarts);
-    const started = plan.due.slice(0, free);
+    const now = this.deps.clock();
+    const due: DueCron[] = [];
+    const running: string[] = [];
+    const limit = this.deps.slice ?? CRON_SLICE;
+    let read = 0; // sites read since the event loop last ran (a query counts as one)
+    for (const [platform, kind] of platforms) {
+      for (let after = 0; ;) {
+        if (read >= limit) {
+          read = 0;
+          await new Promise((r) => setImmediate(r));
+          if (this.closed) return [];
+        }
+        const slice = this.deps.ns.cronSites(platform, kind, { after, limit });
+        read += slice.length + 1;
+        collectDueCron(slice, now, busy, this.lastStarts, due, running);
+        if (slice.length < limit) break;
+        after = slice[slice.length - 1]?.row ?? 0;
+      }
+    }
+    // runs may have started and ended while the slices were read
+    const ready = sortDueCron(due).filter((d) => !this.running.has(d));
+    const started = ready.slice(0, Math.max(0, this.concurrency - this.running.size));
     // Not awaited: a run is tracked in `running` (stop() waits for it) and records its own outcome.
     // Only a fault outside the agent call (the history write) rejects it: said here, not lost.
     for (const domain of started) {
       this.begin(domain, 'schedule').catch((e: unknown) => this.deps.log.error({ err: e, site: domain }, 'cron run not recorded'));
     }
-    const waiting = plan.due.length - started.length;
+    const waiting = ready.length - started.length;
     // Said once when a queue forms (e.g. after the master was down), not at every run's end.
     if (waiting > 0 && !this.backlog) this.deps.log.info({ started: started.length, waiting, concurrency: this.concurrency }, 'cron runs wait for a free slot');
     else if (waiting === 0 && this.backlog) this.deps.log.info('cron queue drained');
@@ -204,11 +244,26 @@ export class CronScheduler {
 
   /** The cron info of many sites (one history query). */
   infos(sites: SiteInfo[]): Map<string, SiteCronInfo> {
-    const last = this.deps.runs.lastAll();
-    // the kind is the platform's: one registry parse per platform, not a second read of every
-    // site (cronSites: ~300 ms of `site ls` with 100,000 sites; issue 20)
+    return this.infoReader()(sites);
+  }
+
+  /**
+   * The cron info of sites a page at a time (`site ls`): the platforms' kinds read once (one
+   * registry parse per platform, not a read per site), each page's last runs in one query over its
+   * domain range.
+   */
+  infoReader(): (sites: SiteInfo[]) => Map<string, SiteCronInfo> {
     const kinds = this.deps.ns.platformKinds();
-    return new Map(sites.map((s) => [s.domain, this.info(s, last.get(s.domain) ?? null, kinds.get(s.platform) ?? '')]));
+    return (sites) => {
+      let first = '';
+      let last = '';
+      for (const s of sites) {
+        if (!first || s.domain < first) first = s.domain;
+        if (s.domain > last) last = s.domain;
+      }
+      const runs = sites.length ? this.deps.runs.lastBetween(first, last) : new Map<string, CronRunInfo>();
+      return new Map(sites.map((s) => [s.domain, this.info(s, runs.get(s.domain) ?? null, kinds.get(s.platform) ?? '')]));
+    };
   }
 
   private kindOf(site: Pick<SiteInfo, 'platform'>): string {
@@ -225,13 +280,7 @@ export class CronScheduler {
     const done = this.execute(domain, trigger, startedMs).finally(() => {
       this.running.delete(domain);
       // A slot is free: start the next waiting site without waiting for the timer.
-      if (!this.closed && this.backlog) {
-        try {
-          this.tick();
-        } catch (e) {
-          this.deps.log.error({ err: e }, 'cron tick failed');
-        }
-      }
+      if (!this.closed && this.backlog) this.tick().catch((e: unknown) => this.deps.log.error({ err: e }, 'cron tick failed'));
     });
     this.running.set(domain, { trigger, startedMs, done });
     return done;

@@ -100,6 +100,14 @@ export class CronStore {
     return new Map(rows.map((r) => [r.site, toRun(r)]));
   }
 
+  /** The newest run of each site whose domain is in [first, last] (a page of `site ls`; one pass over the index). */
+  lastBetween(first: string, last: string): Map<string, CronRunInfo> {
+    const rows = this.db
+      .prepare('SELECT * FROM cron_runs WHERE id IN (SELECT max(id) FROM cron_runs WHERE site >= ? AND site <= ? GROUP BY site)')
+      .all(first, last) as Row[];
+    return new Map(rows.map((r) => [r.site, toRun(r)]));
+  }
+
   /** When each site's newest run started (one pass over the index; the scheduler keeps it in memory). */
   lastStarts(): Map<string, number> {
     const rows = this.db.prepare('SELECT site, started_ms FROM cron_runs WHERE id IN (SELECT max(id) FROM cron_runs GROUP BY site)').all() as {

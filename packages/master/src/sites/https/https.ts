@@ -517,6 +517,10 @@ export class SiteHttps implements SiteHttpsHook {
 
   /** One renewer pass: queues `site.https.renew` for each due site. */
   tick(): TaskInfo[] {
+    const now = this.clock();
+    // The task queue is read only when a site is due (1,000 queued verifies read every minute
+    // for nothing; issue 20).
+    if (this.due(now, new Set()).length === 0) return [];
     const busy = new Set(
       // Every queued and running task (the default page is the newest 100).
       [...this.tasks.list({ state: 'queued', limit: 1_000_000 }), ...this.tasks.list({ state: 'running', limit: 1_000_000 })]
@@ -524,7 +528,7 @@ export class SiteHttps implements SiteHttpsHook {
         .map((t) => t.entity.slice('site:'.length)),
     );
     const queued: TaskInfo[] = [];
-    for (const domain of this.due(this.clock(), busy)) {
+    for (const domain of this.due(now, busy)) {
       const s = this.sites.ns.getSite(domain);
       if (this.store.get(domain)?.source === 'acme' && !this.acme) continue;
       queued.push(

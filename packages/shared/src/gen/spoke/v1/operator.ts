@@ -6806,10 +6806,11 @@ export const OperatorService = {
     responseSerialize: (value: Platform): Buffer => Buffer.from(Platform.encode(value).finish()),
     responseDeserialize: (value: Buffer): Platform => Platform.decode(value),
   },
+  /** Pages of up to 1,000 sites in domain order (100,000 sites are not built as one message). */
   listSites: {
     path: "/spoke.v1.Operator/ListSites" as const,
     requestStream: false as const,
-    responseStream: false as const,
+    responseStream: true as const,
     requestSerialize: (value: ListSitesRequest): Buffer => Buffer.from(ListSitesRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): ListSitesRequest => ListSitesRequest.decode(value),
     responseSerialize: (value: SiteList): Buffer => Buffer.from(SiteList.encode(value).finish()),
@@ -7156,7 +7157,8 @@ export interface OperatorServer extends UntypedServiceImplementation {
   diffPlatforms: handleUnaryCall<DiffPlatformsRequest, DiffPlatformsResponse>;
   /** What a server's drift check leads to: repair (default) or report only. */
   setPlatformDrift: handleUnaryCall<SetPlatformDriftRequest, Platform>;
-  listSites: handleUnaryCall<ListSitesRequest, SiteList>;
+  /** Pages of up to 1,000 sites in domain order (100,000 sites are not built as one message). */
+  listSites: handleServerStreamingCall<ListSitesRequest, SiteList>;
   getSite: handleUnaryCall<NameRequest, Site>;
   /** Site tasks: each queues a task on site:<domain> (holding the platform's lock) and returns it. */
   installSite: handleUnaryCall<InstallSiteRequest, InstallSiteResponse>;
@@ -7485,21 +7487,13 @@ export interface OperatorClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Platform) => void,
   ): ClientUnaryCall;
+  /** Pages of up to 1,000 sites in domain order (100,000 sites are not built as one message). */
+  listSites(request: ListSitesRequest, options?: Partial<CallOptions>): ClientReadableStream<SiteList>;
   listSites(
     request: ListSitesRequest,
-    callback: (error: ServiceError | null, response: SiteList) => void,
-  ): ClientUnaryCall;
-  listSites(
-    request: ListSitesRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: SiteList) => void,
-  ): ClientUnaryCall;
-  listSites(
-    request: ListSitesRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: SiteList) => void,
-  ): ClientUnaryCall;
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<SiteList>;
   getSite(request: NameRequest, callback: (error: ServiceError | null, response: Site) => void): ClientUnaryCall;
   getSite(
     request: NameRequest,
