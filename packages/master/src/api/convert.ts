@@ -5,7 +5,7 @@ import type { BackupInfo } from '../sites/backup.js';
 import type { CronRunInfo } from '../sites/cronstore.js';
 import type { SiteCronInfo } from '../sites/cronrunner.js';
 import { fail, wire } from '@spoke/shared';
-import { checkGitSource } from '../platforms/build.js';
+import { checkGitSource } from '../platforms/buildplan.js';
 import type { PlatformInfo, PlatformSource, ServerInfo, SiteInfo, TaskInfo, TaskLogEntry, TaskState } from '../types.js';
 
 const TASK_STATE_TO_WIRE: Record<TaskState, wire.TaskState> = {

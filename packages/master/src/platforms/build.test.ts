@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger, type SpokeError } from '@spoke/shared';
-import { PlatformBuilder, checkMakefileSource, type BuildRequest } from './build.js';
+import { PlatformBuilder, type BuildRequest } from './build.js';
+import { checkMakefileSource } from './buildplan.js';
 import { rawZip } from './buildfixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spoke-build-'));

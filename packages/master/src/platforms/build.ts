@@ -34,16 +34,13 @@
  * with MAKEFILE_NEEDS_DRUPAL_ORG), file downloads and patches must be local (a path or file://,
  * relative ones resolve against the makefile's directory — for a nested makefile, its own), and
  * translations are not downloaded.
+ * The plan (where each item goes, checked before anything is fetched) is buildplan.ts; the
+ * programs it runs and the archives it unpacks are buildtools.ts; containment is buildfs.ts.
  */
-import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { PassThrough, pipeline } from 'node:stream';
-import { createGunzip } from 'node:zlib';
-import { checkEntryPath, checkSymlinkTarget, extractArchive, fail, isSpokeError, type SpokeError, type ByteSource, type Logger } from '@spoke/shared';
+import { basename, dirname, join } from 'node:path';
+import { checkEntryPath, fail, isSpokeError, type SpokeError, type Logger } from '@spoke/shared';
 import {
   BuildBudget,
   checkBuiltTree,
@@ -55,19 +52,23 @@ import {
   type BuildLimits,
   type TreeCount,
 } from './buildfs.js';
+import { checkGitSource, checkMakefileSource, contribDestination, gitUrl, localGitPath, localPath, plan, safeRel, type Item } from './buildplan.js';
 import {
-  loadMakefile,
-  loadMakefileText,
-  needsDrupalOrg,
-  nestedMakefileNames,
-  type FileDownload,
-  type GitDownload,
-  type MakeDownload,
-  type Makefile,
-  type MakeLibrary,
-  type MakePatch,
-  type MakeProject,
-} from './registry/index.js';
+  CommandError,
+  checkExtracted,
+  exists,
+  extractTar,
+  gist,
+  isDir,
+  isEnoent,
+  oneLine,
+  removeEmptyUpTo,
+  run,
+  sniff,
+  verifyChecksums,
+  type Ran,
+} from './buildtools.js';
+import { loadMakefile, nestedMakefileNames, type FileDownload, type GitDownload, type Makefile, type MakePatch } from './registry/index.js';
 import type { PlatformSource } from '../types.js';
 
 /** What a build writes to (the task log) and listens to (cancellation). */
@@ -99,26 +100,7 @@ export interface BuildOutcome {
 /** Prefix of staging directories: `<parent>/.spoke-build-<platform>-<8 hex>`. */
 export const BUILD_STAGING_PREFIX = '.spoke-build-';
 
-const REMOTE = /^[a-z][a-z0-9+.-]*:\/\//i;
 const COMMAND_TIMEOUT_MS = 30 * 60_000;
-
-/** One file to verify: the algorithms drush make accepts. */
-const HASHES = ['md5', 'sha1', 'sha256', 'sha512'] as const;
-
-/** A located project or library to build. */
-interface Item {
-  kind: 'project' | 'library';
-  name: string;
-  /** `core …`, `project …` or `library …` (for messages). */
-  label: string;
-  /** Path relative to the build root ('' for core). */
-  rel: string;
-  download: MakeDownload;
-  patches: MakePatch[];
-  overwrite: boolean;
-  /** For projects that may carry their own makefile: where its projects go. */
-  recurse: string | null;
-}
 
 interface BuildState {
   platform: string;
@@ -145,294 +127,6 @@ function stepError(platform: string, step: string, e: unknown): SpokeError {
   const code = isSpokeError(e) ? e.code : 'PLATFORM_BUILD_FAILED';
   const why = isSpokeError(e) ? e.message : e instanceof Error ? e.message : String(e);
   return fail(code, oneLine(`platform ${platform}: ${step}: ${why}`), { platform, step });
-}
-
-function oneLine(s: string): string {
-  return s.replace(/\s*\n\s*/g, '; ').trim();
-}
-
-/** The line of a tool's output that says what went wrong (or the last one). */
-function gist(output: string): string {
-  const lines = output
-    .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean);
-  const telling = lines.filter((l) => /fatal:|error:|FAILED|can't|cannot|No such|not found|Reversed|malformed|unexpected/i.test(l));
-  const pick = telling.length ? telling.slice(-2).join('; ') : (lines.at(-1) ?? '');
-  return pick.length > 400 ? `${pick.slice(0, 400)}…` : pick;
-}
-
-/** Result of a finished command. */
-interface Ran {
-  stdout: string;
-  stderr: string;
-}
-
-class CommandError extends Error {
-  constructor(
-    readonly command: string,
-    readonly output: string,
-    readonly exit: number | string | null,
-  ) {
-    super(`${command} ${typeof exit === 'number' ? `exited ${exit}` : `failed (${String(exit)})`}${output ? `: ${gist(output)}` : ''}`);
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fsp.lstat(p);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw e;
-  }
-}
-
-function isEnoent(e: unknown): boolean {
-  return (e as NodeJS.ErrnoException | null)?.code === 'ENOENT';
-}
-
-async function isDir(p: string): Promise<boolean> {
-  try {
-    return (await fsp.lstat(p)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-/** A relative path inside the build (never absolute, never `..`). */
-function safeRel(...parts: (string | null | undefined)[]): string {
-  const rel = parts
-    .filter((x): x is string => !!x && x !== '.')
-    .join('/')
-    .replace(/\/+/g, '/')
-    .replace(/^\/|\/$/g, '');
-  return rel === '' ? '' : checkEntryPath(rel);
-}
-
-/** Where a file download, copy or patch lives on the master's disk. */
-function localPath(url: string, dir: string | null, what: string): string {
-  if (/^file:\/\//i.test(url)) {
-    try {
-      return fileURLToPath(url);
-    } catch (e) {
-      throw fail('CONFIG_INVALID', `${what}: bad file URL ${url}: ${(e as Error).message}`);
-    }
-  }
-  if (REMOTE.test(url)) {
-    throw fail('CONFIG_INVALID', `${what}: remote URL ${url} is not supported; put the file next to the makefile and give its path (or a file:// URL)`);
-  }
-  if (isAbsolute(url)) return url;
-  if (!dir)
-    throw fail('CONFIG_INVALID', `${what}: relative path ${url} cannot be resolved: the makefile's directory is not known (re-add the platform with the CLI)`);
-  return resolve(dir, url);
-}
-
-/** A git URL: URLs and scp-like `host:path` as written; a local relative path against the makefile's directory. */
-function gitUrl(url: string, dir: string | null, what: string): string {
-  if (url.startsWith('-')) throw fail('CONFIG_INVALID', `${what}: git URL ${url} must not start with "-"`);
-  if (REMOTE.test(url) || /^[^/]+:/.test(url) || isAbsolute(url)) return url;
-  if (!dir) throw fail('CONFIG_INVALID', `${what}: relative git path ${url} cannot be resolved: the makefile's directory is not known`);
-  return resolve(dir, url);
-}
-
-function checkRef(ref: string | null, what: string): void {
-  if (ref !== null && (ref.startsWith('-') || /[\s\0]/.test(ref))) throw fail('CONFIG_INVALID', `${what}: git ref ${JSON.stringify(ref)} is not valid`);
-}
-
-/**
- * Checks a git platform's repository and ref as the operator gave them: the URL is a URL,
- * `host:path` or an absolute path and never starts with `-` (git would read it as an option);
- * the ref (may be empty: the default branch) never starts with `-` and has no blanks.
- * @throws SpokeError CONFIG_INVALID
- */
-export function checkGitSource(url: string, ref: string): void {
-  if (url.startsWith('-') || /[\0\n\r]/.test(url) || !(REMOTE.test(url) || /^[^/]+:/.test(url) || isAbsolute(url))) {
-    throw fail('CONFIG_INVALID', `repository ${JSON.stringify(url)} must be a URL, host:path, or an absolute path`);
-  }
-  checkRef(ref || null, 'git platform');
-}
-
-/** Drush's default contrib destination: `sites/all` before Drupal 8, the root from 8 on. */
-export function contribDestination(core: string | null): string {
-  const n = core ? Number.parseInt(core, 10) : NaN;
-  return Number.isFinite(n) && n < 8 ? 'sites/all' : '';
-}
-
-/**
- * Where a project goes, relative to the build root (see the module comment). `dest` is the
- * contrib destination in force ('' = the root).
- */
-export function projectPath(p: Pick<MakeProject, 'name' | 'type' | 'subdir' | 'directory_name'>, dest: string): string {
-  const dir = p.directory_name ?? p.name;
-  switch (p.type ?? 'module') {
-    case 'core':
-      return '';
-    case 'profile':
-      return safeRel('profiles', p.subdir, dir);
-    case 'theme':
-      return safeRel(dest, 'themes', p.subdir, dir);
-    case 'library':
-      return safeRel(dest, 'libraries', p.subdir, dir);
-    default:
-      return safeRel(dest, 'modules', p.subdir, dir);
-  }
-}
-
-/** Where a library goes, relative to the build root. */
-export function libraryPath(l: Pick<MakeLibrary, 'name' | 'destination' | 'subdir' | 'directory_name'>, dest: string): string {
-  return safeRel(dest, l.destination, l.subdir, l.directory_name ?? l.name);
-}
-
-/** A project's own `contrib_destination` (drush: `.` means the root), or null. */
-function ownDestination(d: string | null): string | null {
-  if (d === null) return null;
-  return d === '.' ? '' : safeRel(d);
-}
-
-/** What a makefile asks for, checked: the items in build order. */
-interface Plan {
-  core: MakeProject | null;
-  items: Item[];
-  skipped: string[];
-}
-
-/**
- * Checks a makefile before anything is fetched and puts its projects in build order. Refuses
- * (CONFIG_INVALID) a top-level makefile without a `core` line or without exactly one core
- * project, unsupported download methods, remote files and patches; refuses
- * (MAKEFILE_NEEDS_DRUPAL_ORG) projects that only drupal.org could provide, naming them all.
- */
-function plan(mf: Makefile, opts: { top: boolean; dest: string; dir: string | null; skip: (kind: 'project' | 'library', name: string) => boolean }): Plan {
-  const src = basename(mf.source);
-  const bad = (msg: string) => fail('CONFIG_INVALID', `${src}: ${msg}`, { makefile: mf.source });
-  if (opts.top && mf.core === null) throw bad("the makefile has no 'core' line (for example core = 7.x)");
-  const cores = mf.projects.filter((p) => p.type === 'core');
-  if (opts.top && cores.length === 0) throw bad('no core project (a project of type core, or one named drupal)');
-  if (opts.top && cores.length > 1) throw bad(`more than one core project: ${cores.map((p) => p.name).join(', ')}`);
-  const skipped: string[] = [];
-  const projects = mf.projects.filter((p) => {
-    if (p.type === 'core' && !opts.top) {
-      skipped.push(`core ${p.name} (a nested makefile's core is ignored)`);
-      return false;
-    }
-    if (p.type !== 'core' && opts.skip('project', p.name)) {
-      skipped.push(`project ${p.name} (defined by the top-level makefile or already built)`);
-      return false;
-    }
-    return true;
-  });
-  const libraries = mf.libraries.filter((l) => {
-    if (opts.skip('library', l.name)) {
-      skipped.push(`library ${l.name} (defined by the top-level makefile or already built)`);
-      return false;
-    }
-    return true;
-  });
-  const needy = projects.filter(needsDrupalOrg);
-  if (needy.length) {
-    const names = needy.map((p) => `${p.name}${p.version ? ` (version ${p.version})` : ''}`).join(', ');
-    throw fail(
-      'MAKEFILE_NEEDS_DRUPAL_ORG',
-      `${src}: ${needy.length === 1 ? 'project' : 'projects'} ${names} ${needy.length === 1 ? 'has' : 'have'} no download URL and would need drupal.org, which Spoke does not contact; give ${needy.length === 1 ? 'it' : 'each'} a download (git url, a local file or copy)`,
-      { makefile: mf.source, projects: needy.map((p) => p.name) },
-    );
-  }
-  const noDl = libraries.filter((l) => l.download === null || (l.download.type === 'git' && l.download.url === null));
-  if (noDl.length)
-    throw bad(`${noDl.length === 1 ? 'library' : 'libraries'} ${noDl.map((l) => l.name).join(', ')} ${noDl.length === 1 ? 'has' : 'have'} no download url`);
-
-  const check = (label: string, d: MakeDownload, patches: MakePatch[]): void => {
-    if (d.type === 'unsupported') throw bad(`${label}: download type ${d.method} is not supported (git, file or copy)`);
-    if (d.type === 'file' || d.type === 'copy') localPath(d.url, opts.dir, `${src}: ${label}`);
-    if (d.type === 'git') {
-      gitUrl(d.url ?? '', opts.dir, `${src}: ${label}`);
-      for (const r of [d.branch, d.tag, d.revision, d.refspec]) checkRef(r, `${src}: ${label}`);
-    }
-    if (d.type === 'file' && d.subtree !== null) safeRel(d.subtree);
-    if (d.type === 'file' && d.filename !== null && (d.filename.includes('/') || d.filename === '..' || d.filename === '.')) {
-      throw bad(`${label}: filename ${d.filename} must be a plain file name`);
-    }
-    for (const p of patches) localPath(p.url, opts.dir, `${src}: ${label}: patch`);
-  };
-
-  const items: Item[] = [];
-  const core = projects.find((p) => p.type === 'core') ?? null;
-  for (const p of [...(core ? [core] : []), ...projects.filter((x) => x !== core)]) {
-    const label = p.type === 'core' ? `core ${p.name}` : `project ${p.name}`;
-    const d = p.download as MakeDownload; // needsDrupalOrg() was false
-    check(label, d, p.patches);
-    const dest = ownDestination(p.contrib_destination) ?? opts.dest;
-    const rel = projectPath(p, dest);
-    items.push({
-      kind: 'project',
-      name: p.name,
-      label,
-      rel,
-      download: d,
-      patches: p.patches,
-      overwrite: p.overwrite,
-      recurse: p.do_recursion ? (p.type === 'profile' ? rel : dest) : null,
-    });
-  }
-  for (const l of libraries) {
-    const label = `library ${l.name}`;
-    const d = l.download as MakeDownload;
-    check(label, d, l.patches);
-    const rel = libraryPath(l, ownDestination(l.contrib_destination) ?? opts.dest);
-    items.push({ kind: 'library', name: l.name, label, rel, download: d, patches: l.patches, overwrite: l.overwrite, recurse: null });
-  }
-  return { core, items, skipped };
-}
-
-/**
- * Reads and checks a makefile source as `platform add` receives it (includes are followed from
- * its directory on the master's disk), so a makefile that cannot build is refused before the
- * platform is registered: includes, local downloads, copies, patches and local git repositories
- * must lie where `policy` allows (by default the makefile's own directory tree).
- * @throws SpokeError CONFIG_INVALID, MAKEFILE_NEEDS_DRUPAL_ORG, BUILD_SOURCE_NOT_ALLOWED
- */
-export async function checkMakefileSource(
-  source: Extract<PlatformSource, { kind: 'makefile' }>,
-  policy: SourcePolicy = new SourcePolicy([], []),
-): Promise<Makefile> {
-  const dir = source.makefileDir ?? null;
-  const roots = policy.roots(dir);
-  const mf = await loadMakefileText(source.makefile, {
-    name: source.makefileName || 'platform.make',
-    dir,
-    checkInclude: (p) => policy.check(p, roots, `${source.makefileName || 'makefile'}: include`),
-  });
-  const p = plan(mf, { top: true, dest: contribDestination(mf.core), dir, skip: () => false });
-  for (const item of p.items) {
-    for (const [path, what] of localSources(item, dir)) await policy.check(path, roots, `${basename(mf.source)}: ${what}`);
-  }
-  return mf;
-}
-
-/** The local paths an item reads (file, copy, local git repository, patches), with what each is. */
-function localSources(item: Item, dir: string | null): [string, string][] {
-  const out: [string, string][] = [];
-  const d = item.download;
-  if (d.type === 'file' || d.type === 'copy') out.push([localPath(d.url, dir, item.label), `${item.label}: download`]);
-  if (d.type === 'git') {
-    const local = localGitPath(gitUrl(d.url ?? '', dir, item.label));
-    if (local !== null) out.push([local, `${item.label}: git repository`]);
-  }
-  for (const p of item.patches) out.push([localPath(p.url, dir, `${item.label}: patch`), `${item.label}: patch`]);
-  return out;
-}
-
-/** The directory a git URL reads on the master's own disk (an absolute path or file://), else null. */
-function localGitPath(url: string): string | null {
-  if (/^file:\/\//i.test(url)) {
-    try {
-      return fileURLToPath(url);
-    } catch {
-      return null; // git itself refuses it
-    }
-  }
-  return isAbsolute(url) ? url : null;
 }
 
 /** Builds platforms from makefiles and git repositories. */
@@ -880,184 +574,4 @@ export class PlatformBuilder {
       if (names.length === 0) throw fail('PLATFORM_BUILD_FAILED', `${p.label}: ${p.rel || '.'} is empty`);
     }
   }
-}
-
-/** Removes `dir` and its parents up to and including `top` (the first dir mkdir created) while empty. */
-async function removeEmptyUpTo(dir: string, top: string | undefined): Promise<void> {
-  if (!top) return;
-  let d = dir;
-  for (;;) {
-    try {
-      await fsp.rmdir(d);
-    } catch {
-      return;
-    }
-    if (d === top || !d.startsWith(top + sep)) return;
-    d = dirname(d);
-  }
-}
-
-/** Output kept per stream of a command (the tail is what says what went wrong). */
-const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
-
-/**
- * Runs a program (never a shell) with stdin closed, so a tool that would prompt (unzip's
- * "replace?", git asking for a password, patch asking which file) reads end-of-file and never
- * waits; collects its output; a non-zero exit throws CommandError.
- */
-function run(
-  cmd: string,
-  args: string[],
-  opts: { env: Record<string, string | undefined>; signal: AbortSignal; timeoutMs: number; cwd?: string },
-): Promise<Ran> {
-  return new Promise((res, rej) => {
-    if (opts.signal.aborted) return rej(opts.signal.reason);
-    const child = spawn(cmd, args, { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.cwd ? { cwd: opts.cwd } : {}) });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let outBytes = 0;
-    let errBytes = 0;
-    child.stdout.on('data', (d: Buffer) => {
-      if ((outBytes += d.length) <= MAX_OUTPUT_BYTES) out.push(d);
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      if ((errBytes += d.length) <= MAX_OUTPUT_BYTES) err.push(d);
-    });
-    let timedOut = false;
-    const kill = () => child.kill('SIGKILL');
-    const timer = setTimeout(() => {
-      timedOut = true;
-      kill();
-    }, opts.timeoutMs);
-    opts.signal.addEventListener('abort', kill, { once: true });
-    const done = () => {
-      clearTimeout(timer);
-      opts.signal.removeEventListener('abort', kill);
-    };
-    child.once('error', (e: NodeJS.ErrnoException) => {
-      done();
-      if (e.code === 'ENOENT') rej(fail('PLATFORM_BUILD_FAILED', `${cmd} is not installed on the master`));
-      else rej(e);
-    });
-    child.once('close', (code, signal) => {
-      done();
-      const stdout = Buffer.concat(out).toString();
-      const stderr = Buffer.concat(err).toString();
-      if (opts.signal.aborted) return rej(opts.signal.reason);
-      if (code === 0) return res({ stdout, stderr });
-      const exit = timedOut ? `timed out after ${Math.round(opts.timeoutMs / 1000)} s` : (code ?? signal ?? null);
-      rej(new CommandError(cmd, `${stderr}\n${stdout}`, exit));
-    });
-  });
-}
-
-/** What a downloaded file is, by its first bytes. */
-type FileKind = 'tar' | 'gzip' | 'bzip2' | 'xz' | 'zip' | 'plain';
-
-async function sniff(file: string): Promise<FileKind> {
-  const fh = await fsp.open(file, 'r');
-  try {
-    const buf = Buffer.alloc(512);
-    const { bytesRead } = await fh.read(buf, 0, 512, 0);
-    const b = buf.subarray(0, bytesRead);
-    if (b[0] === 0x1f && b[1] === 0x8b) return 'gzip';
-    if (b.subarray(0, 3).toString('latin1') === 'BZh') return 'bzip2';
-    if (b.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
-    if (b[0] === 0x50 && b[1] === 0x4b && (b[2] === 3 || b[2] === 5) && (b[3] === 4 || b[3] === 6)) return 'zip';
-    if (bytesRead >= 262 && b.subarray(257, 262).toString('latin1') === 'ustar') return 'tar';
-    return 'plain';
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Checks every checksum the makefile gives; returns the algorithms checked. @throws CHECKSUM_MISMATCH */
-async function verifyChecksums(file: string, want: Pick<FileDownload, (typeof HASHES)[number]>): Promise<string[]> {
-  const algos = HASHES.filter((a) => want[a]);
-  if (algos.length === 0) return [];
-  const hashes = algos.map((a) => createHash(a));
-  for await (const chunk of createReadStream(file)) for (const h of hashes) h.update(chunk as Buffer);
-  algos.forEach((a, i) => {
-    const got = (hashes[i] as ReturnType<typeof createHash>).digest('hex');
-    const expected = (want[a] as string).toLowerCase();
-    if (got !== expected) {
-      throw fail('CHECKSUM_MISMATCH', `${basename(file)}: ${a} is ${got}, the makefile expects ${expected}`, { file, algorithm: a });
-    }
-  });
-  return algos;
-}
-
-/**
- * Extracts a (compressed) tar through the shared hostile-archive checks (absolute paths, `..`,
- * links leaving the tree, devices, setuid bits are refused; a refused archive writes nothing),
- * calling `limit` with the archive's running totals before each entry is written.
- * gzip is decompressed in-process; bzip2 and xz by their Debian binaries.
- */
-async function extractTar(
-  file: string,
-  kind: Exclude<FileKind, 'zip' | 'plain'>,
-  dest: string,
-  signal: AbortSignal,
-  limit: (bytes: number, entries: number) => void,
-): Promise<void> {
-  let bytes = 0;
-  let entries = 0;
-  const beforeEntry = (e: { type: string; size: number }) => {
-    entries++;
-    if (e.type === 'file') bytes += e.size;
-    limit(bytes, entries);
-  };
-  if (kind === 'tar' || kind === 'gzip') {
-    const input = createReadStream(file);
-    let source: ByteSource = input;
-    if (kind === 'gzip') {
-      const gz = createGunzip();
-      pipeline(input, gz, () => undefined); // errors surface through gz to the reader
-      source = gz;
-    }
-    await extractArchive(source, dest, { beforeEntry });
-    return;
-  }
-  const child = spawn(kind === 'bzip2' ? 'bzip2' : 'xz', ['-dc', '--', file], { stdio: ['ignore', 'pipe', 'pipe'], signal });
-  // The output goes into a buffer with back-pressure at once: a child's stdout that has no
-  // reader when the child exits is resumed and drained by Node (child_process flushStdio), and a
-  // small archive's whole content was lost that way before the extractor started reading.
-  const out = new PassThrough();
-  pipeline(child.stdout, out, () => undefined); // a failing child shows in its exit code and stderr
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((r, j) => {
-    child.once('error', j);
-    child.once('close', (code) => r(code));
-  });
-  try {
-    await extractArchive(out, dest, { beforeEntry });
-    out.resume(); // whatever follows the end-of-archive blocks: drained, so the child can exit
-  } catch (e) {
-    child.kill();
-    const code = await exited.catch(() => null);
-    if (code !== 0 && stderr) throw fail('ARCHIVE_UNSAFE', `cannot decompress ${basename(file)}: ${gist(stderr)}`);
-    throw e;
-  }
-  const code = await exited;
-  if (code !== 0) throw fail('ARCHIVE_UNSAFE', `cannot decompress ${basename(file)}: ${gist(stderr) || `exit ${String(code)}`}`);
-}
-
-/** After an unzip: only files, dirs and symlinks that stay inside; no setuid/setgid/sticky bits. Returns what it counted. */
-async function checkExtracted(root: string): Promise<TreeCount> {
-  const count: TreeCount = { entries: 0, bytes: 0 };
-  const walk = async (rel: string): Promise<void> => {
-    for (const ent of await fsp.readdir(rel ? join(root, rel) : root, { withFileTypes: true })) {
-      const r = rel ? `${rel}/${ent.name}` : ent.name;
-      const st = await fsp.lstat(join(root, r));
-      count.entries++;
-      if (st.isSymbolicLink()) checkSymlinkTarget(r, await fsp.readlink(join(root, r)));
-      else if (st.isDirectory()) await walk(r);
-      else if (!st.isFile()) throw fail('ARCHIVE_UNSAFE', `${JSON.stringify(r)} is not a file, directory or symlink`);
-      else count.bytes += st.size;
-      if (st.mode & 0o7000) throw fail('ARCHIVE_UNSAFE', `${JSON.stringify(r)} has setuid, setgid or sticky bits`);
-    }
-  };
-  await walk('');
-  return count;
 }

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger, type SpokeError } from '@spoke/shared';
-import { PlatformBuilder, checkMakefileSource, type BuildRequest } from './build.js';
+import { PlatformBuilder, type BuildRequest } from './build.js';
+import { checkMakefileSource } from './buildplan.js';
 import { ARCHIVE_FORMATS, commitRepo, packArchive, rawZip, snapshot, snapshotDiff, symlinkPatch } from './buildfixtures.js';
 import { writeTree } from './registry/testTree.js';
 
