@@ -4,15 +4,15 @@
  * canonical tree and its converges are serialized with the platform's own tasks and with the
  * other sites of the platform.
  *
- * Here: install, verify, disable, enable, alias add/rm, alias redirect on/off, delete. Elsewhere,
+ * Here: verify, disable, enable, alias add/rm, alias redirect on/off, delete. Elsewhere,
  * as more step lists over the helpers below (write/remove site files, converge, configure,
  * database): backup and restore (and delete's backup step) in backuptasks.ts, clone and migrate
- * in migrate.ts, import (a site found on disk, its own settings kept) in import.ts.
+ * in migrate.ts, import (a site found on disk, its own settings kept) in import.ts, install in
+ * install.ts.
  */
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { checkDomain, fail, generateDbPassword, isSpokeError, siteDbName } from '@spoke/shared';
+import { fail, isSpokeError } from '@spoke/shared';
 import type { AgentHub } from '../servers/hub.js';
 import type { SiteUpdateInfo } from '@spoke/shared';
 import type { Namespace } from '../namespace/namespace.js';
@@ -21,18 +21,18 @@ import type { Db } from '../namespace/store.js';
 import type { TaskContext, TaskEngine } from '../tasks/engine.js';
 import type { TreeStore } from '../platforms/trees.js';
 import type { PlatformInfo, SiteStatus, TaskInfo } from '../types.js';
-import { newSiteSalt, siteDir } from './settings.js';
+import { siteDir } from './settings.js';
 import { StepLog, resumeRollback, runSteps, type Step } from '../tasks/steps.js';
 import { SiteRollback } from './rollback.js';
 import { MOVE_TASKS, SiteMover, type CloneSiteInput, type MigrateSiteInput } from './migrate.js';
 import { BackupStore } from './backup.js';
 import { BACKUP_TASKS, SiteBackups } from './backuptasks.js';
 import { IMPORT_TASKS, SiteImporter, type ImportSiteInput } from './import.js';
-import { SiteOps, type ConfigureUndo, type DbUndo, type WriteUndo } from './ops.js';
+import { SiteOps, type ConfigureUndo, type WriteUndo } from './ops.js';
 import { moveDir } from '../fsmove.js';
 import { SiteLogin } from './login.js';
-import { DRUPAL_KINDS, checkLocale, chooseProfile, describeUpdates } from './drupal.js';
-import { DEFAULT_CRON_INTERVAL_S, parseCronInterval } from './cron.js';
+import { SiteInstaller, type InstallSiteInput, type QueuedInstall } from './install.js';
+import { describeUpdates } from './drupal.js';
 import { dropExpiredFormerNames } from './formernames.js';
 
 /** The site task kinds. */
@@ -51,48 +51,6 @@ export const SITE_TASKS = [
 ] as const;
 export type SiteTaskKind = (typeof SITE_TASKS)[number];
 
-/** What `site install` takes. */
-export interface InstallSiteInput {
-  domain: string;
-  platform: string;
-  /** The agent server holding the database; default: see `chooseDbServer`. */
-  dbServer?: string;
-  aliases?: string[];
-  /** Installer: site title (default the domain), admin account (default admin / admin@<domain>). */
-  title?: string;
-  adminUser?: string;
-  adminEmail?: string;
-  /** The aliases answer with a 301 to the domain. @default false */
-  redirectAliases?: boolean;
-  /** Drupal install profile. @default the distribution's profile, else standard (see chooseProfile) */
-  profile?: string;
-  /** Drupal langcode. @default en */
-  locale?: string;
-  /** Cron interval: 15m, 1h, 1d, off (see sites/cron.ts). @default 1h */
-  cronInterval?: string;
-  /** HTTPS once installed (ACME when the master has a directory, else self-signed). @default false */
-  https?: boolean;
-}
-
-/** A queued install and the admin password it will set (for the operator who asked, once). */
-export interface QueuedInstall {
-  task: TaskInfo;
-  /** "" when the platform has no unattended installer. */
-  adminPassword: string;
-}
-
-export interface InstallResult {
-  domain: string;
-  url: string;
-  database: string | null;
-  dbServer: string | null;
-  installer: { ran: boolean; reason: string };
-  /** The admin account the installer created (its password went to the operator only). */
-  admin: { user: string; email: string } | null;
-  /** Drupal: the install profile. */
-  profile: string | null;
-}
-
 /** Wires the site tasks into the task engine and submits them. */
 export class SiteTasks {
   readonly ns: Namespace;
@@ -108,15 +66,9 @@ export class SiteTasks {
   readonly backups: SiteBackups;
   /** One-time login links (login.ts). */
   readonly login: SiteLogin;
+  private readonly installer: SiteInstaller;
   /** `spoke task rollback`: finishing an incomplete rollback (rollback.ts). */
   readonly rollback: SiteRollback;
-  /**
-   * Admin passwords of queued installs, by task id: only in memory, handed to the agent by the
-   * installer step and forgotten then. A master restart loses them (the installer then sets a
-   * new one nobody sees, and says to use a one-time login link).
-   */
-  private readonly installPasswords = new Map<number, string>();
-
   constructor(deps: {
     ns: Namespace;
     hub: AgentHub;
@@ -144,6 +96,7 @@ export class SiteTasks {
     this.mover = new SiteMover(this.ops, this.backups, workDir);
     this.importer = new SiteImporter(this.ops);
     this.login = new SiteLogin(this.ops);
+    this.installer = new SiteInstaller(this.ops, (domain, platform, params) => this.submit('site.install', domain, platform, params));
     this.rollback = new SiteRollback({ tasks: this.tasks, db: deps.db, log: this.steps, kinds: SITE_TASKS, stepsOf: (ctx) => this.stepsFor(ctx, {}) });
     for (const kind of SITE_TASKS) {
       this.tasks.register(kind, (ctx) => this.run(ctx), {
@@ -160,57 +113,9 @@ export class SiteTasks {
     return this.tasks.submit({ kind, entity: `site:${domain}`, locks: [`platform:${platform}`], params: { domain, platform, ...params } });
   }
 
-  /**
-   * Queues `site.install` after checking what can be checked now (nothing is reserved until the
-   * task runs its first step).
-   * @throws SpokeError INVALID_DOMAIN, DOMAIN_TAKEN, PLATFORM_NOT_FOUND, PLATFORM_NOT_VERIFIED,
-   *   PLATFORM_KIND_UNSUPPORTED, DB_SERVER_REQUIRED, SERVER_NOT_FOUND, SITE_DIR_EXISTS, INVALID_ARGUMENT
-   */
+  /** Queues `site.install` (see install.ts). */
   install(input: InstallSiteInput): QueuedInstall {
-    const domain = input.domain.toLowerCase();
-    checkDomain(domain);
-    const p = this.ns.getPlatform(input.platform);
-    const { kind, registry } = this.ops.platformKind(p);
-    const drupal = DRUPAL_KINDS.has(kind);
-    if (!drupal && (input.profile || input.locale))
-      throw fail('INVALID_ARGUMENT', `platform ${p.name} is ${kind}: --profile and --locale are for Drupal platforms`);
-    const profile = drupal ? chooseProfile(p.name, registry, input.profile || undefined) : '';
-    const locale = drupal ? checkLocale(input.locale || 'en') : '';
-    const dbServer = input.dbServer || this.ops.chooseDbServer(p);
-    const aliases = [...new Set((input.aliases ?? []).map((a) => a.toLowerCase()))];
-    this.ns.checkNewSite({ domain, platform: p.name, dbServer, aliases });
-    if (existsSync(join(this.trees.hostPath(p.path), siteDir(domain)))) {
-      throw fail(
-        'SITE_DIR_EXISTS',
-        `${siteDir(domain)} already exists in platform ${p.name} (${this.trees.hostPath(p.path)}); move it away or import the site`,
-      );
-    }
-    const adminUser = input.adminUser || 'admin';
-    if (!/^[A-Za-z0-9._@-]{1,60}$/.test(adminUser))
-      throw fail('INVALID_ARGUMENT', `admin user ${JSON.stringify(adminUser)}: use 1-60 letters, digits, . _ @ -`);
-    const adminEmail = input.adminEmail || `admin@${domain}`;
-    if (!/^[^\s@]+@[^\s@]+$/.test(adminEmail)) throw fail('INVALID_ARGUMENT', `admin email ${JSON.stringify(adminEmail)} is not an address`);
-    const cronIntervalS = input.cronInterval === undefined ? DEFAULT_CRON_INTERVAL_S : parseCronInterval(input.cronInterval);
-    const title = input.title || domain;
-    // eslint-disable-next-line no-control-regex
-    if (title.length > 200 || /[\x00-\x1f\x7f]/.test(title)) throw fail('INVALID_ARGUMENT', 'the title must be 1-200 characters without control characters');
-    if (input.https) this.ops.checkHttps();
-    const task = this.submit('site.install', domain, p.name, {
-      dbServer,
-      aliases,
-      kind,
-      title,
-      adminUser,
-      adminEmail,
-      redirectAliases: input.redirectAliases === true,
-      profile,
-      locale,
-      cronIntervalS,
-      ...(input.https ? { https: true } : {}),
-    });
-    const adminPassword = kind === 'wordpress' || drupal ? randomBytes(18).toString('base64url') : '';
-    if (adminPassword) this.installPasswords.set(task.id, adminPassword);
-    return { task, adminPassword };
+    return this.installer.queue(input);
   }
 
   /** Queues `site.verify`. @throws SpokeError SITE_NOT_FOUND, SITE_NOT_INSTALLED */
@@ -291,7 +196,7 @@ export class SiteTasks {
     try {
       await runSteps(ctx, this.stepsFor(ctx, state), this.steps);
     } finally {
-      this.installPasswords.delete(ctx.task.id);
+      this.installer.forget(ctx.task.id);
     }
     return state.result ?? null;
   }
@@ -303,7 +208,7 @@ export class SiteTasks {
     const platform = String(params.platform);
     switch (ctx.task.kind as SiteTaskKind) {
       case 'site.install':
-        return [...this.installSteps(domain, platform, params, state), ...(params.https === true ? this.ops.httpsSteps(domain) : [])];
+        return [...this.installer.steps(domain, platform, params, state), ...(params.https === true ? this.ops.httpsSteps(domain) : [])];
       case 'site.verify':
         return this.verifySteps(domain, platform, state);
       case 'site.disable':
@@ -326,129 +231,6 @@ export class SiteTasks {
         return this.mover.steps(ctx, state);
     }
     throw fail('INTERNAL', `unknown site task ${ctx.task.kind}`);
-  }
-
-  private installSteps(domain: string, platform: string, params: Record<string, unknown>, state: { result?: unknown }): Step[] {
-    const dbServer = String(params.dbServer);
-    const aliases = (params.aliases as string[] | undefined) ?? [];
-    let installer = { ran: false, reason: '' };
-    return [
-      {
-        name: 'reserve',
-        do: async (ctx) => {
-          const names = siteDbName(domain, this.ns.dbNamesTaken(dbServer));
-          this.ns.createSite({
-            domain,
-            platform,
-            dbServer,
-            aliases,
-            status: 'installing',
-            db: { name: names.database, user: names.user, password: generateDbPassword() },
-            salt: newSiteSalt(),
-            redirectAliases: params.redirectAliases === true,
-            profile: params.profile ? String(params.profile) : null,
-            cronIntervalS: typeof params.cronIntervalS === 'number' ? params.cronIntervalS : DEFAULT_CRON_INTERVAL_S,
-          });
-          ctx.log(`reserved ${[domain, ...aliases].join(', ')} on platform ${platform}; database ${names.database}, user ${names.user} on ${dbServer}`);
-          return { domain };
-        },
-        undo: async (ctx, data) => {
-          const d = (data as { domain: string }).domain;
-          if (this.ops.siteExists(d)) this.ns.deleteSite(d);
-          ctx.log(`released ${d}`);
-        },
-      },
-      {
-        name: 'create-database',
-        do: async (ctx) => {
-          const s = this.ns.getSite(domain);
-          const hosts = this.ops.webServers(platform);
-          const r = await this.ops.call(ctx, dbServer, {
-            type: 'dbCreate',
-            database: s.dbName as string,
-            user: s.dbUser as string,
-            password: this.ns.siteSecrets(domain).dbPassword,
-            hosts,
-          });
-          this.ops.recordDbAddress(ctx, domain, dbServer, r);
-          ctx.log(
-            `${dbServer}: created database ${s.dbName} and user ${s.dbUser} for ${r.hosts.join(', ')}; web servers reach it at ${this.ns.getSite(domain).dbHost}:${this.ns.getSite(domain).dbPort}`,
-          );
-          return { server: dbServer, database: s.dbName, user: s.dbUser, hosts };
-        },
-        undo: async (ctx, data) => this.ops.dropDatabase(ctx, data as DbUndo),
-      },
-      {
-        name: 'write-files',
-        do: async (ctx) => this.ops.writeFiles(ctx, platform, { site: domain }),
-        undo: async (ctx, data) => this.ops.restoreFiles(ctx, data as WriteUndo),
-      },
-      { name: 'converge', do: async (ctx) => void (await this.ops.converge(ctx, platform)) },
-      {
-        name: 'configure-site',
-        do: async (ctx) => this.ops.configure(ctx, domain, true),
-        undo: async (ctx, data) => this.ops.unconfigure(ctx, data as ConfigureUndo, true),
-      },
-      {
-        name: 'run-installer',
-        do: async (ctx) => {
-          const servers = this.ops.webServers(platform);
-          const p = this.ns.getPlatform(platform);
-          let adminPassword = this.installPasswords.get(ctx.task.id);
-          this.installPasswords.delete(ctx.task.id);
-          if (!adminPassword) {
-            adminPassword = randomBytes(18).toString('base64url');
-            ctx.log(
-              `the admin password made when this install was queued was lost (the master restarted); the installer sets one nobody has seen: log in with spoke site login-url ${domain}`,
-              'warn',
-            );
-          }
-          const profile = params.profile ? String(params.profile) : '';
-          if (profile) ctx.log(`${servers[0]}: running the Drupal installer (profile ${profile}, locale ${String(params.locale || 'en')}); this takes a while`);
-          const r = await this.ops.call(
-            ctx,
-            servers[0] as string,
-            {
-              type: 'installSite',
-              domain,
-              kind: String(params.kind),
-              title: String(params.title),
-              adminUser: String(params.adminUser),
-              adminEmail: String(params.adminEmail),
-              adminPassword,
-              tree: p.path,
-              profile,
-              locale: String(params.locale || ''),
-            },
-            { timeoutMs: 15 * 60_000 },
-          );
-          installer = { ran: r.ran, reason: r.reason };
-          if (r.ran)
-            ctx.log(
-              `${servers[0]}: installer ran for ${domain}${profile ? ` (profile ${profile})` : ''}; admin user ${String(params.adminUser)} (its password was shown to whoever queued the install, and is kept nowhere)`,
-            );
-          else ctx.log(`${servers[0]}: installer not run: ${r.reason}; finish the install in a browser at ${r.url || `http://${domain}/`}`, 'warn');
-        },
-      },
-      {
-        name: 'finish',
-        do: async (ctx) => {
-          this.ns.setSiteStatus(domain, 'installed', { installedMs: Date.now() });
-          const s = this.ns.getSite(domain);
-          const result: InstallResult = {
-            domain,
-            url: `http://${domain}/`,
-            database: s.dbName,
-            dbServer: s.dbServer,
-            installer,
-            admin: installer.ran ? { user: String(params.adminUser), email: String(params.adminEmail) } : null,
-            profile: params.profile ? String(params.profile) : null,
-          };
-          state.result = result;
-          ctx.log(`site ${domain} installed`);
-        },
-      },
-    ];
   }
 
   private verifySteps(domain: string, platform: string, state: { result?: unknown }): Step[] {
