@@ -50,6 +50,58 @@ export function encodeBlobChunk(msg: BlobChunk): Buffer {
   return out;
 }
 
+/** gRPC's length prefix in front of every message: a compressed flag and a 4-byte length. */
+const GRPC_PREFIX = 5;
+
+/**
+ * The whole gRPC message for a BlobChunk whose data has its own headroom (hasHeadroom: a chunk of
+ * frameBlobs or frameChunk), written in front of the data: gRPC's 5-byte prefix, then the field
+ * header. The bytes written depend only on the data's length, so many streams may send one chunk
+ * (each writing the same header bytes again). Undefined for any other message.
+ */
+export function grpcFrameInPlace(msg: BlobChunk): Buffer | undefined {
+  const data = msg.data;
+  const n = data.length;
+  if (n === 0 || !hasHeadroom(data)) return undefined;
+  let varint = 1;
+  for (let v = n; v >= 0x80; v >>>= 7) varint++;
+  const head = GRPC_PREFIX + 1 + varint;
+  if (head > CHUNK_HEADROOM) return undefined;
+  const out = Buffer.from(data.buffer, data.byteOffset - head, head + n);
+  out[0] = 0; // not compressed
+  out.writeUInt32BE(1 + varint + n, 1);
+  let i = GRPC_PREFIX;
+  out[i++] = 0x0a; // field 1, length-delimited
+  let v = n;
+  while (v >= 0x80) {
+    out[i++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  out[i] = v;
+  return out;
+}
+
+/**
+ * Makes one FetchBlobs server call send chunks that have headroom (grpcFrameInPlace) without a
+ * copy: grpc-js copies every serialized message into a new buffer to put its 5-byte prefix in
+ * front (`serializeMessage`), 1 MiB per chunk per stream — for fifty cluster members sharing one
+ * chunk, fifty copies, and each stream's queue held its own. This replaces that method on this
+ * call's own object (grpc-js's BaseServerInterceptingCall; the master has no interceptors) for
+ * messages with headroom; any other message goes the usual way. Returns false, changing nothing,
+ * when the call is not shaped as expected (another grpc-js): the usual copy then happens, with
+ * the same bytes on the wire. wire.test.ts checks that it takes effect with the grpc-js in use.
+ */
+export function sendBlobChunksInPlace(call: object): boolean {
+  const inner = (call as { call?: { serializeMessage?: unknown } }).call;
+  if (typeof inner !== 'object' || inner === null || typeof inner.serializeMessage !== 'function') return false;
+  const usual = (inner.serializeMessage as (v: unknown) => Buffer).bind(inner);
+  inner.serializeMessage = (value: unknown) => {
+    const d = (value as { data?: unknown } | null)?.data;
+    return (d instanceof Uint8Array && grpcFrameInPlace(value as BlobChunk)) || usual(value);
+  };
+  return true;
+}
+
 /** See encodeBlobChunk. */
 export function decodeBlobChunk(buf: Buffer): BlobChunk {
   if (buf.length === 0) return { data: Buffer.alloc(0) };

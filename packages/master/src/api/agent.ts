@@ -3,7 +3,8 @@
  * agent's long-lived stream, handed to the hub once its certificate checks out).
  */
 import type { sendUnaryData, ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
-import { ChunkPool, fail, frameBlobs, toServiceError, type wire, type Logger, type ManifestEntry } from '@spoke/shared';
+import { fail, toServiceError, wire, type Logger, type ManifestEntry } from '@spoke/shared';
+import { BlobFanout } from '../platforms/blobcache.js';
 import type { Core } from '../core.js';
 import type { DumpUpload, TransferChannel } from '../servers/dumps.js';
 import { callerOf } from './auth.js';
@@ -15,6 +16,7 @@ const BLOB_STREAMS = 8;
 /** Builds the Agent service implementation (TLS listener only). */
 export function agentService(core: Core, log: Logger): wire.AgentServer {
   const blobStreams = new Gate(BLOB_STREAMS);
+  const blobs = new BlobFanout({ resolve: (tree, hashes) => core.trees.blobSources(tree, hashes) });
   return {
     enroll: (call: ServerUnaryCall<wire.EnrollRequest, wire.EnrollResponse>, cb: sendUnaryData<wire.EnrollResponse>) => {
       core.enroller.enroll(call.request.token, call.request.csrPem).then(
@@ -71,22 +73,21 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
     fetchBlobs: (call: ServerWritableStream<wire.FetchBlobsRequest, wire.BlobChunk>) => {
       const sendBlobs = async (path: string) => {
         if (call.cancelled) return; // gave up while waiting for a turn
-        const sources = await core.trees.blobSources(path, call.request.hashes);
         let corrupt = core.faults.corruptBlobs > 0;
         if (corrupt) core.faults.corruptBlobs--;
-        // each chunk is filled again once grpc-js has copied it into its framing (ChunkPool)
-        const pool = new ChunkPool();
-        for await (const raw of frameBlobs(sources, pool)) {
+        // chunks are shared with other members' streams (blobcache.ts): sent as they are, never changed
+        wire.sendBlobChunksInPlace(call);
+        for await (const shared of blobs.chunks(path, call.request.hashes)) {
           if (call.cancelled) return;
-          let chunk = raw;
+          let chunk = shared;
           if (corrupt && chunk.length > 40) {
-            // Fault injection: flip the first data byte of the first blob (after its 40-byte header).
+            // Fault injection: flip the first data byte of the first blob (after its 40-byte header), in this stream's own copy.
             chunk = Buffer.from(chunk);
             chunk[40] = (chunk[40] ?? 0) ^ 0xff;
             corrupt = false;
             log.warn('fault injection: corrupted a blob stream');
           }
-          await writeBounded(call, { data: chunk }, () => pool.give(raw));
+          await writeBounded(call, { data: chunk });
         }
       };
       streamed(call, log, async () => {
