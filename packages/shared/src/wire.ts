@@ -81,24 +81,54 @@ export function grpcFrameInPlace(msg: BlobChunk): Buffer | undefined {
   return out;
 }
 
+/** Messages encoded once (preframe) for many streams: message → its whole gRPC message. */
+const preframed = new WeakMap<object, Buffer>();
+
 /**
- * Makes one FetchBlobs server call send chunks that have headroom (grpcFrameInPlace) without a
- * copy: grpc-js copies every serialized message into a new buffer to put its 5-byte prefix in
- * front (`serializeMessage`), 1 MiB per chunk per stream — for fifty cluster members sharing one
- * chunk, fifty copies, and each stream's queue held its own. This replaces that method on this
- * call's own object (grpc-js's BaseServerInterceptingCall; the master has no interceptors) for
- * messages with headroom; any other message goes the usual way. Returns false, changing nothing,
- * when the call is not shaped as expected (another grpc-js): the usual copy then happens, with
- * the same bytes on the wire. wire.test.ts checks that it takes effect with the grpc-js in use.
+ * Encodes `msg` once as a whole gRPC message (prefix and all) and returns it: a server call that
+ * sendInPlace was applied to sends it without encoding or copying it again. For messages many
+ * streams send alike (the manifest of a platform fifty cluster members ask for). Never change a
+ * message after this.
  */
-export function sendBlobChunksInPlace(call: object): boolean {
+export function preframe<T extends object>(msg: T, codec: { encode(m: T): { finish(): Uint8Array } }): T {
+  const body = codec.encode(msg).finish();
+  const frame = Buffer.allocUnsafe(GRPC_PREFIX + body.length);
+  frame[0] = 0; // not compressed
+  frame.writeUInt32BE(body.length, 1);
+  frame.set(body, GRPC_PREFIX);
+  preframed.set(msg, frame);
+  return msg;
+}
+
+/** Bytes of a message's preframed form (0: not preframed). */
+export function preframedBytes(msg: object): number {
+  return preframed.get(msg)?.length ?? 0;
+}
+
+/**
+ * Makes one server call send preframed messages, and BlobChunks with headroom
+ * (grpcFrameInPlace), as they are: grpc-js serializes every message and copies it into a new
+ * buffer to put its 5-byte prefix in front (`serializeMessage`) — 1 MiB per blob chunk per stream,
+ * so fifty cluster members sharing one chunk cost fifty copies, and each stream's queue held its
+ * own. This replaces that method on this call's own object (grpc-js's BaseServerInterceptingCall;
+ * the master has no interceptors); any other message goes the usual way. Returns false, changing
+ * nothing, when the call is not shaped as expected (another grpc-js): messages are then encoded
+ * and copied as usual, the same bytes on the wire. wire.test.ts checks that it takes effect with
+ * the grpc-js in use.
+ */
+export function sendInPlace(call: object): boolean {
   const inner = (call as { call?: { serializeMessage?: unknown } }).call;
   if (typeof inner !== 'object' || inner === null || typeof inner.serializeMessage !== 'function') return false;
+  if ((inner.serializeMessage as { inPlace?: true }).inPlace) return true;
   const usual = (inner.serializeMessage as (v: unknown) => Buffer).bind(inner);
-  inner.serializeMessage = (value: unknown) => {
-    const d = (value as { data?: unknown } | null)?.data;
+  const inPlace = (value: unknown): Buffer => {
+    if (typeof value !== 'object' || value === null) return usual(value);
+    const frame = preframed.get(value);
+    if (frame) return frame;
+    const d = (value as { data?: unknown }).data;
     return (d instanceof Uint8Array && grpcFrameInPlace(value as BlobChunk)) || usual(value);
   };
+  inner.serializeMessage = Object.assign(inPlace, { inPlace: true as const });
   return true;
 }
 

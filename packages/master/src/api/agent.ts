@@ -9,6 +9,7 @@ import type { Core } from '../core.js';
 import type { DumpUpload, TransferChannel } from '../servers/dumps.js';
 import { callerOf } from './auth.js';
 import { Gate } from './gate.js';
+import { ManifestMessages } from './manifests.js';
 
 /** FetchBlobs streams the master serves at once (the rest wait their turn; see gate.ts). */
 const BLOB_STREAMS = 8;
@@ -16,6 +17,7 @@ const BLOB_STREAMS = 8;
 /** Builds the Agent service implementation (TLS listener only). */
 export function agentService(core: Core, log: Logger): wire.AgentServer {
   const blobStreams = new Gate(BLOB_STREAMS);
+  const manifests = new ManifestMessages();
   const blobs = new BlobFanout({ resolve: (tree, hashes) => core.trees.blobSources(tree, hashes) });
   return {
     enroll: (call: ServerUnaryCall<wire.EnrollRequest, wire.EnrollResponse>, cb: sendUnaryData<wire.EnrollResponse>) => {
@@ -53,20 +55,27 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
         if (call.request.rootHash && m.rootHash !== call.request.rootHash) {
           throw fail('TREE_CHANGED', `platform ${p.name} changed since this converge started; the next converge picks it up`);
         }
-        const entries = d ? d.upserts : m.entries;
-        const removed = d ? d.removed : [];
-        const CHUNK = 4000;
-        for (let i = 0; i === 0 || i < Math.max(entries.length, removed.length); i += CHUNK) {
-          const chunk: wire.ManifestChunk = {
-            entries: entries.slice(i, i + CHUNK).map(entryToWire),
-            rootHash: m.rootHash,
-            total: m.entries.length,
-            delta: !!d,
-            removed: removed.slice(i, i + CHUNK),
-            baseRootHash: d ? base : '',
-          };
-          await writeBounded(call, chunk);
-        }
+        // one encoding for every member asking for this manifest at about the same time (manifests.ts)
+        const key = `${p.path}\0${m.rootHash}\0${d ? base : ''}`;
+        const msgs = manifests.get(key, () => {
+          const entries = d ? d.upserts : m.entries;
+          const removed = d ? d.removed : [];
+          const CHUNK = 4000;
+          const out: wire.ManifestChunk[] = [];
+          for (let i = 0; i === 0 || i < Math.max(entries.length, removed.length); i += CHUNK) {
+            out.push({
+              entries: entries.slice(i, i + CHUNK).map(entryToWire),
+              rootHash: m.rootHash,
+              total: m.entries.length,
+              delta: !!d,
+              removed: removed.slice(i, i + CHUNK),
+              baseRootHash: d ? base : '',
+            });
+          }
+          return out;
+        });
+        wire.sendInPlace(call);
+        for (const msg of msgs) await writeBounded(call, msg);
       });
     },
 
@@ -76,7 +85,7 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
         let corrupt = core.faults.corruptBlobs > 0;
         if (corrupt) core.faults.corruptBlobs--;
         // chunks are shared with other members' streams (blobcache.ts): sent as they are, never changed
-        wire.sendBlobChunksInPlace(call);
+        wire.sendInPlace(call);
         for await (const shared of blobs.chunks(path, call.request.hashes)) {
           if (call.cancelled) return;
           let chunk = shared;
