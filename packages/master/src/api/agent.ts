@@ -4,14 +4,19 @@
  */
 import type { sendUnaryData, ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import { fail, toServiceError, wire, type Logger, type ManifestEntry } from '@spoke/shared';
-import { BlobFanout } from '../platforms/blobcache.js';
+import { BlobFanout, type BlobTransfer } from '../platforms/blobcache.js';
 import type { Core } from '../core.js';
 import type { DumpUpload, TransferChannel } from '../servers/dumps.js';
 import { callerOf } from './auth.js';
 import { Gate } from './gate.js';
 import { ManifestMessages } from './manifests.js';
 
-/** FetchBlobs streams the master serves at once (the rest wait their turn; see gate.ts). */
+/**
+ * FetchBlobs streams the master serves at once (the rest wait their turn; see gate.ts). Members
+ * of a cluster share framed chunks (blobcache.ts) wave after wave. At 64 (a 50-member cluster in
+ * one wave) the bench's members, fifty in one process on two cores, drained their connections
+ * so slowly that keepalive pings queued behind 16 MiB windows timed out and the agents dropped.
+ */
 const BLOB_STREAMS = 8;
 
 /** Builds the Agent service implementation (TLS listener only). */
@@ -80,13 +85,13 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
     },
 
     fetchBlobs: (call: ServerWritableStream<wire.FetchBlobsRequest, wire.BlobChunk>) => {
-      const sendBlobs = async (path: string) => {
+      const sendBlobs = async (transfer: BlobTransfer) => {
         if (call.cancelled) return; // gave up while waiting for a turn
         let corrupt = core.faults.corruptBlobs > 0;
         if (corrupt) core.faults.corruptBlobs--;
         // chunks are shared with other members' streams (blobcache.ts): sent as they are, never changed
         wire.sendInPlace(call);
-        for await (const shared of blobs.chunks(path, call.request.hashes)) {
+        for await (const shared of transfer.chunks()) {
           if (call.cancelled) return;
           let chunk = shared;
           if (corrupt && chunk.length > 40) {
@@ -101,7 +106,13 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
       };
       streamed(call, log, async () => {
         const p = authorizeTree(core, call, call.request.tree);
-        await blobStreams.run(() => sendBlobs(p.path));
+        const transfer = blobs.open(p.path, call.request.hashes);
+        call.request.hashes = []; // the transfer has what it needs
+        try {
+          await blobStreams.run(() => sendBlobs(transfer));
+        } finally {
+          transfer.close();
+        }
       });
     },
 

@@ -11,8 +11,8 @@
  * of the list, holds the list's sources (resolved once) and where each chunk starts (frameChunk
  * makes chunk boundaries depend only on the blobs' sizes). A stream that needs chunk i takes it
  * from the cache, or frames it (reads its files) and puts it there for the others. The cache is
- * bounded in bytes (least recently used chunks go first): a member too far behind the others
- * frames a chunk again rather than the master holding a whole platform for it. A transfer no
+ * bounded in bytes (what the open streams need latest goes first; see evict): a member too far
+ * behind the others frames a chunk again rather than the master holding a whole platform for it. A transfer no
  * stream uses is dropped after `lingerMs` with its chunks.
  *
  * Chunks are immutable once framed and never given back to a pool: every stream that sends one
@@ -47,8 +47,18 @@ interface Transfer {
   /** starts[i]: where chunk i begins; starts[0] is the beginning, the next is learnt as each chunk is framed. */
   readonly starts: FramePos[];
   readonly chunks: Map<number, Buffer>;
+  /** The chunk each open stream sends next (0 for one still waiting for its turn). */
+  readonly readers: Map<object, number>;
   users: number;
   timer: NodeJS.Timeout | undefined;
+}
+
+/** One stream's place in a transfer (BlobFanout.open). */
+export interface BlobTransfer {
+  /** The framed chunks, in order (see BlobFanout). */
+  chunks(): AsyncGenerator<Buffer>;
+  /** Leaves the transfer (idempotent). */
+  close(): void;
 }
 
 /** Counters, for tests and the log. */
@@ -64,7 +74,7 @@ export interface BlobFanoutStats {
 /** Serves FetchBlobs streams of the same blob list from one framing of it. */
 export class BlobFanout {
   private readonly transfers = new Map<string, Transfer>();
-  /** Cached chunks, least recently used first: key → [transfer, index, bytes]. */
+  /** Cached chunks, in the order they were last sent: key → transfer, index, bytes. */
   private readonly lru = new Map<string, { t: Transfer; i: number; bytes: number }>();
   private held = 0;
   private readonly maxBytes: number;
@@ -92,26 +102,42 @@ export class BlobFanout {
   }
 
   /**
-   * The framed chunks of `hashes` (duplicates sent once) of `tree`, in order: each a buffer with
-   * headroom for its message headers (wire.grpcFrameInPlace), shared with other streams — never
-   * written to. Stop iterating when the receiver is gone; the transfer is released either way.
+   * Joins (or starts) the transfer of `hashes` (duplicates sent once) of `tree`. The list is not
+   * kept: a member waiting for its turn holds only the handle, not 16,384 hash strings. Close
+   * the handle when done, however the stream ended.
+   */
+  open(tree: string, hashes: readonly string[]): BlobTransfer {
+    const t = this.attach(tree, hashes);
+    const me = {};
+    t.readers.set(me, 0);
+    let closed = false;
+    return {
+      chunks: () => this.chunks(t, me),
+      close: () => {
+        if (closed) return;
+        closed = true;
+        t.readers.delete(me);
+        this.detach(t);
+      },
+    };
+  }
+
+  /**
+   * The transfer's framed chunks, in order: each a buffer with headroom for its message headers
+   * (wire.grpcFrameInPlace), shared with other streams — never written to.
    * @throws SpokeError from the resolver (TREE_UNREADABLE, BLOB_HASH_MISMATCH) and frameChunk
    */
-  async *chunks(tree: string, hashes: readonly string[]): AsyncGenerator<Buffer> {
-    const t = this.attach(tree, hashes);
-    try {
-      const sources = await t.ready;
-      for (let i = 0; ; i++) {
-        const start = t.starts[i];
-        if (start === undefined) throw new Error(`blob fanout: chunk ${i} has no start`); // cannot happen: chunks go in order
-        if (start.blob >= sources.length) return;
-        let chunk = this.touch(t, i);
-        if (chunk) this.stats.shared++;
-        else chunk = this.fill(t, i, sources, start);
-        yield chunk;
-      }
-    } finally {
-      this.detach(t);
+  private async *chunks(t: Transfer, me: object): AsyncGenerator<Buffer> {
+    const sources = await t.ready;
+    for (let i = 0; ; i++) {
+      const start = t.starts[i];
+      if (start === undefined) throw new Error(`blob fanout: chunk ${i} has no start`); // cannot happen: chunks go in order
+      if (start.blob >= sources.length) return;
+      if (t.readers.has(me)) t.readers.set(me, i);
+      let chunk = this.touch(t, i);
+      if (chunk) this.stats.shared++;
+      else chunk = this.fill(t, i, sources, start);
+      yield chunk;
     }
   }
 
@@ -121,7 +147,15 @@ export class BlobFanout {
     const key = `${tree}\0${digest.digest('hex')}`;
     let t = this.transfers.get(key);
     if (t === undefined) {
-      const fresh: Transfer = { key, ready: Promise.resolve([]), starts: [{ blob: 0, done: 0 }], chunks: new Map(), users: 0, timer: undefined };
+      const fresh: Transfer = {
+        key,
+        ready: Promise.resolve([]),
+        starts: [{ blob: 0, done: 0 }],
+        chunks: new Map(),
+        readers: new Map(),
+        users: 0,
+        timer: undefined,
+      };
       fresh.ready = this.opts.resolve(tree, hashes).then(
         (s) => [...s],
         (e: unknown) => {
@@ -189,11 +223,29 @@ export class BlobFanout {
     return chunk;
   }
 
-  /** Drops least recently used chunks until the cache is within maxBytes. */
+  /**
+   * Drops chunks until the cache is within maxBytes: first those no open stream will send again
+   * (every reader is past them, or the transfer has none), then the one whose next reader is
+   * furthest behind it. Streams read in order, so this keeps what is needed soonest: with
+   * members waiting for their turn at chunk 0 while others stream, the head of the list stays
+   * for them and the chunks just sent go (least-recently-used would drop the head first, and
+   * every later wave would read the whole platform again).
+   */
   private evict(): void {
-    for (const e of this.lru.values()) {
-      if (this.held <= this.maxBytes) return;
-      this.forget(e.t, e.i);
+    while (this.held > this.maxBytes) {
+      let victim: { t: Transfer; i: number } | undefined;
+      let far = -1;
+      for (const e of this.lru.values()) {
+        let nearest = -1; // the closest reader at or before chunk e.i
+        for (const at of e.t.readers.values()) if (at <= e.i && at > nearest) nearest = at;
+        const distance = nearest < 0 ? Number.POSITIVE_INFINITY : e.i - nearest;
+        if (distance > far) {
+          far = distance;
+          victim = e;
+        }
+      }
+      if (!victim) return;
+      this.forget(victim.t, victim.i);
       this.stats.evicted++;
     }
   }
