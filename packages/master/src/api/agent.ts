@@ -14,8 +14,8 @@ import { ManifestMessages } from './manifests.js';
 /**
  * FetchBlobs streams the master serves at once (the rest wait their turn; see gate.ts). Members
  * of a cluster share framed chunks (blobcache.ts) wave after wave. At 64 (a 50-member cluster in
- * one wave) the bench's members, fifty in one process on two cores, drained their connections
- * so slowly that keepalive pings queued behind 16 MiB windows timed out and the agents dropped.
+ * one wave) the bench lost simulated members, fifty in one process on two cores, with
+ * AGENT_DISCONNECTED (likely keepalive pings behind full 16 MiB windows; docs/architecture.md).
  */
 const BLOB_STREAMS = 8;
 
