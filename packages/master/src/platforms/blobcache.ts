@@ -12,8 +12,8 @@
  * makes chunk boundaries depend only on the blobs' sizes). A stream that needs chunk i takes it
  * from the cache, or frames it (reads its files) and puts it there for the others. The cache is
  * bounded in bytes (what the open streams need latest goes first; see evict): a member too far
- * behind the others frames a chunk again rather than the master holding a whole platform for it. A transfer no
- * stream uses is dropped after `lingerMs` with its chunks.
+ * behind the others frames a chunk again rather than the master holding a whole platform for it.
+ * A transfer no stream uses is dropped after `lingerMs` with its chunks.
  *
  * Chunks are immutable once framed and never given back to a pool: every stream that sends one
  * holds a reference until its write completes. Every blob is still verified by each receiver: a
