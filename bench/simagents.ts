@@ -16,7 +16,7 @@
  * process. Everything else answers from the command's own content (a web-server config report
  * names the vhost file it would write; verify reports the configured roots as writable).
  */
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, hash as hashOf, X509Certificate } from 'node:crypto';
 import { mkdirSync, writeFileSync, symlinkSync, rmSync } from 'node:fs';
 import { connect as tlsConnect, type DetailedPeerCertificate } from 'node:tls';
 import { join } from 'node:path';
@@ -360,8 +360,17 @@ export class SimAgent {
           const hash = buf.toString('hex', 0, 32);
           const size = Number(buf.readBigUInt64BE(32));
           if (!wanted.has(hash)) throw fail('BLOB_HASH_MISMATCH', `the master sent blob ${hash.slice(0, 12)}, which was not asked for`);
-          blob = { hash, size, left: size, h: createHash('sha256'), parts: keep ? [] : null };
           buf = buf.subarray(40);
+          if (!keep && buf.length >= size) {
+            // the whole blob is in this chunk (most are): one hash call, no Hash object
+            if (hashOf('sha256', buf.subarray(0, size), 'hex') !== hash) throw fail('BLOB_HASH_MISMATCH', `blob ${hash.slice(0, 12)} arrived corrupted`);
+            wanted.delete(hash);
+            files++;
+            bytes += size;
+            buf = buf.subarray(size);
+            continue;
+          }
+          blob = { hash, size, left: size, h: createHash('sha256'), parts: keep ? [] : null };
         }
         const n = Math.min(blob.left, buf.length);
         const part = buf.subarray(0, n);
@@ -381,7 +390,8 @@ export class SimAgent {
     };
     const stream = client.fetchBlobs({ tree, hashes: batch });
     try {
-      for await (const chunk of stream as AsyncIterable<wire.BlobChunk>) take(Buffer.from(chunk.data));
+      // a view, not a copy: 50 members of a 20,000-file platform copied 4 GB in this process
+      for await (const chunk of stream as AsyncIterable<wire.BlobChunk>) take(Buffer.from(chunk.data.buffer, chunk.data.byteOffset, chunk.data.byteLength));
     } catch (e) {
       stream.cancel();
       throw isSpokeError(e) ? e : fromServiceError(e);

@@ -6,7 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { BlobChunk } from './gen/spoke/v1/agent.js';
 import { sha256Hex } from './sync/manifest.js';
 import { frameBlobs } from './sync/frames.js';
-import { AgentService, decodeBlobChunk, encodeBlobChunk } from './wire.js';
+import { Server, ServerCredentials, credentials, type ServerWritableStream } from '@grpc/grpc-js';
+import { ManifestChunk } from './gen/spoke/v1/agent.js';
+import { frameChunk, newFrameChunk, sealFrameChunk } from './sync/frames.js';
+import { AgentClient, AgentService, decodeBlobChunk, encodeBlobChunk, preframe, sendInPlace } from './wire.js';
 
 const generated = (data: Buffer) => Buffer.from(BlobChunk.encode({ data }).finish());
 
@@ -67,5 +70,87 @@ describe('BlobChunk codec', () => {
     expect(AgentService.fetchBlobs.responseSerialize).toBe(encodeBlobChunk);
     expect(AgentService.fetchBlobs.responseDeserialize).toBe(decodeBlobChunk);
     expect(AgentService.getManifest.path).toBe('/spoke.v1.Agent/GetManifest');
+  });
+});
+
+describe('sendInPlace (a real grpc-js server and client)', () => {
+  it('sends a shared blob chunk and a preframed message without copying them, and the client gets the same bytes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-wire-'));
+    const server = new Server();
+    try {
+      const data = Buffer.alloc(300_000, 9);
+      writeFileSync(join(dir, 'f'), data);
+      const out = newFrameChunk();
+      const framed = frameChunk([{ hash: sha256Hex(data), path: join(dir, 'f'), size: data.length }], { blob: 0, done: 0 }, out);
+      const chunk = sealFrameChunk(out, framed.length);
+      const manifest = preframe<ManifestChunk>(
+        {
+          entries: [{ path: 'index.php', type: 'file', mode: 0o644, size: 5, hash: 'a'.repeat(64), target: '' }],
+          rootHash: 'b'.repeat(64),
+          total: 1,
+          delta: false,
+          removed: [],
+          baseRootHash: '',
+        },
+        ManifestChunk,
+      );
+      const sent: Buffer[] = [];
+      /** What grpc-js made of each message (its serializeMessage, replaced or not). */
+      const spy = (call: object) => {
+        const inner = (call as { call: { serializeMessage: (v: unknown) => Buffer } }).call;
+        const own = inner.serializeMessage;
+        inner.serializeMessage = (v: unknown) => {
+          const b = own.call(inner, v);
+          sent.push(b);
+          return b;
+        };
+      };
+      server.addService(AgentService, {
+        fetchBlobs: (call: ServerWritableStream<unknown, unknown>) => {
+          expect(sendInPlace(call)).toBe(true);
+          expect(sendInPlace(call)).toBe(true); // twice is harmless
+          spy(call);
+          call.write({ data: chunk });
+          call.write({ data: Buffer.from(chunk) }); // a copy (fault injection makes one): the usual way
+          call.end();
+        },
+        getManifest: (call: ServerWritableStream<unknown, unknown>) => {
+          sendInPlace(call);
+          spy(call);
+          call.write(manifest);
+          call.write(manifest);
+          call.end();
+        },
+      } as never);
+      const port = await new Promise<number>((ok, ko) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? ko(e) : ok(p))));
+      const client = new AgentClient(`127.0.0.1:${port}`, credentials.createInsecure());
+      try {
+        const blobs: Buffer[] = [];
+        for await (const m of client.fetchBlobs({ tree: '/t', hashes: [] }) as AsyncIterable<BlobChunk>) blobs.push(Buffer.from(m.data));
+        expect(blobs.length).toBe(2);
+        for (const b of blobs) expect(b.equals(chunk)).toBe(true);
+        // the shared chunk went out as the memory it was framed in, its headers in front
+        expect(sent[0]?.buffer).toBe(chunk.buffer);
+        expect(sent[0]?.byteOffset).toBe(chunk.byteOffset - 9);
+        expect(sent[1]?.buffer).not.toBe(chunk.buffer);
+        expect(sent[0]?.equals(sent[1] as Buffer)).toBe(true);
+        const got: ManifestChunk[] = [];
+        for await (const m of client.getManifest({ tree: '/t', rootHash: '', baseRootHash: '' }) as AsyncIterable<ManifestChunk>) got.push(m);
+        expect(got).toEqual([manifest, manifest]);
+        // the preframed message was not encoded again: the same frame each time
+        expect(sent[2]?.subarray(5).equals(Buffer.from(ManifestChunk.encode(manifest).finish()))).toBe(true);
+        expect(sent[3]).toBe(sent[2]);
+      } finally {
+        client.close();
+      }
+    } finally {
+      server.forceShutdown();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('changes nothing on a call it does not recognise', () => {
+    expect(sendInPlace({})).toBe(false);
+    expect(sendInPlace({ call: {} })).toBe(false);
   });
 });

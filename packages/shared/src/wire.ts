@@ -50,6 +50,88 @@ export function encodeBlobChunk(msg: BlobChunk): Buffer {
   return out;
 }
 
+/** gRPC's length prefix in front of every message: a compressed flag and a 4-byte length. */
+const GRPC_PREFIX = 5;
+
+/**
+ * The whole gRPC message for a BlobChunk whose data has its own headroom (hasHeadroom: a chunk of
+ * frameBlobs or frameChunk), written in front of the data: gRPC's 5-byte prefix, then the field
+ * header. The bytes written depend only on the data's length, so many streams may send one chunk
+ * (each writing the same header bytes again). Undefined for any other message.
+ */
+export function grpcFrameInPlace(msg: BlobChunk): Buffer | undefined {
+  const data = msg.data;
+  const n = data.length;
+  if (n === 0 || !hasHeadroom(data)) return undefined;
+  let varint = 1;
+  for (let v = n; v >= 0x80; v >>>= 7) varint++;
+  const head = GRPC_PREFIX + 1 + varint;
+  if (head > CHUNK_HEADROOM) return undefined;
+  const out = Buffer.from(data.buffer, data.byteOffset - head, head + n);
+  out[0] = 0; // not compressed
+  out.writeUInt32BE(1 + varint + n, 1);
+  let i = GRPC_PREFIX;
+  out[i++] = 0x0a; // field 1, length-delimited
+  let v = n;
+  while (v >= 0x80) {
+    out[i++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  out[i] = v;
+  return out;
+}
+
+/** Messages encoded once (preframe) for many streams: message → its whole gRPC message. */
+const preframed = new WeakMap<object, Buffer>();
+
+/**
+ * Encodes `msg` once as a whole gRPC message (prefix and all) and returns it: a server call that
+ * sendInPlace was applied to sends it without encoding or copying it again. For messages many
+ * streams send alike (the manifest of a platform fifty cluster members ask for). Never change a
+ * message after this.
+ */
+export function preframe<T extends object>(msg: T, codec: { encode(m: T): { finish(): Uint8Array } }): T {
+  const body = codec.encode(msg).finish();
+  const frame = Buffer.allocUnsafe(GRPC_PREFIX + body.length);
+  frame[0] = 0; // not compressed
+  frame.writeUInt32BE(body.length, 1);
+  frame.set(body, GRPC_PREFIX);
+  preframed.set(msg, frame);
+  return msg;
+}
+
+/** Bytes of a message's preframed form (0: not preframed). */
+export function preframedBytes(msg: object): number {
+  return preframed.get(msg)?.length ?? 0;
+}
+
+/**
+ * Makes one server call send preframed messages, and BlobChunks with headroom
+ * (grpcFrameInPlace), as they are: grpc-js serializes every message and copies it into a new
+ * buffer to put its 5-byte prefix in front (`serializeMessage`) — 1 MiB per blob chunk per stream,
+ * so fifty cluster members sharing one chunk cost fifty copies, and each stream's queue held its
+ * own. This replaces that method on this call's own object (grpc-js's BaseServerInterceptingCall;
+ * the master has no interceptors); any other message goes the usual way. Returns false, changing
+ * nothing, when the call is not shaped as expected (another grpc-js): messages are then encoded
+ * and copied as usual, the same bytes on the wire. wire.test.ts checks that it takes effect with
+ * the grpc-js in use.
+ */
+export function sendInPlace(call: object): boolean {
+  const inner = (call as { call?: { serializeMessage?: unknown } }).call;
+  if (typeof inner !== 'object' || inner === null || typeof inner.serializeMessage !== 'function') return false;
+  if ((inner.serializeMessage as { inPlace?: true }).inPlace) return true;
+  const usual = (inner.serializeMessage as (v: unknown) => Buffer).bind(inner);
+  const inPlace = (value: unknown): Buffer => {
+    if (typeof value !== 'object' || value === null) return usual(value);
+    const frame = preframed.get(value);
+    if (frame) return frame;
+    const d = (value as { data?: unknown }).data;
+    return (d instanceof Uint8Array && grpcFrameInPlace(value as BlobChunk)) || usual(value);
+  };
+  inner.serializeMessage = Object.assign(inPlace, { inPlace: true as const });
+  return true;
+}
+
 /** See encodeBlobChunk. */
 export function decodeBlobChunk(buf: Buffer): BlobChunk {
   if (buf.length === 0) return { data: Buffer.alloc(0) };

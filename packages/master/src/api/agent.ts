@@ -3,18 +3,27 @@
  * agent's long-lived stream, handed to the hub once its certificate checks out).
  */
 import type { sendUnaryData, ServerDuplexStream, ServerReadableStream, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
-import { ChunkPool, fail, frameBlobs, toServiceError, type wire, type Logger, type ManifestEntry } from '@spoke/shared';
+import { fail, toServiceError, wire, type Logger, type ManifestEntry } from '@spoke/shared';
+import { BlobFanout, type BlobTransfer } from '../platforms/blobcache.js';
 import type { Core } from '../core.js';
 import type { DumpUpload, TransferChannel } from '../servers/dumps.js';
 import { callerOf } from './auth.js';
 import { Gate } from './gate.js';
+import { ManifestMessages } from './manifests.js';
 
-/** FetchBlobs streams the master serves at once (the rest wait their turn; see gate.ts). */
+/**
+ * FetchBlobs streams the master serves at once (the rest wait their turn; see gate.ts). Members
+ * of a cluster share framed chunks (blobcache.ts) wave after wave. At 64 (a 50-member cluster in
+ * one wave) the bench lost simulated members, fifty in one process on two cores, with
+ * AGENT_DISCONNECTED (likely keepalive pings behind full 16 MiB windows; docs/architecture.md).
+ */
 const BLOB_STREAMS = 8;
 
 /** Builds the Agent service implementation (TLS listener only). */
 export function agentService(core: Core, log: Logger): wire.AgentServer {
   const blobStreams = new Gate(BLOB_STREAMS);
+  const manifests = new ManifestMessages();
+  const blobs = new BlobFanout({ resolve: (tree, hashes) => core.trees.blobSources(tree, hashes) });
   return {
     enroll: (call: ServerUnaryCall<wire.EnrollRequest, wire.EnrollResponse>, cb: sendUnaryData<wire.EnrollResponse>) => {
       core.enroller.enroll(call.request.token, call.request.csrPem).then(
@@ -51,47 +60,59 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
         if (call.request.rootHash && m.rootHash !== call.request.rootHash) {
           throw fail('TREE_CHANGED', `platform ${p.name} changed since this converge started; the next converge picks it up`);
         }
-        const entries = d ? d.upserts : m.entries;
-        const removed = d ? d.removed : [];
-        const CHUNK = 4000;
-        for (let i = 0; i === 0 || i < Math.max(entries.length, removed.length); i += CHUNK) {
-          const chunk: wire.ManifestChunk = {
-            entries: entries.slice(i, i + CHUNK).map(entryToWire),
-            rootHash: m.rootHash,
-            total: m.entries.length,
-            delta: !!d,
-            removed: removed.slice(i, i + CHUNK),
-            baseRootHash: d ? base : '',
-          };
-          await writeBounded(call, chunk);
-        }
+        // one encoding for every member asking for this manifest at about the same time (manifests.ts)
+        const key = `${p.path}\0${m.rootHash}\0${d ? base : ''}`;
+        const msgs = manifests.get(key, () => {
+          const entries = d ? d.upserts : m.entries;
+          const removed = d ? d.removed : [];
+          const CHUNK = 4000;
+          const out: wire.ManifestChunk[] = [];
+          for (let i = 0; i === 0 || i < Math.max(entries.length, removed.length); i += CHUNK) {
+            out.push({
+              entries: entries.slice(i, i + CHUNK).map(entryToWire),
+              rootHash: m.rootHash,
+              total: m.entries.length,
+              delta: !!d,
+              removed: removed.slice(i, i + CHUNK),
+              baseRootHash: d ? base : '',
+            });
+          }
+          return out;
+        });
+        wire.sendInPlace(call);
+        for (const msg of msgs) await writeBounded(call, msg);
       });
     },
 
     fetchBlobs: (call: ServerWritableStream<wire.FetchBlobsRequest, wire.BlobChunk>) => {
-      const sendBlobs = async (path: string) => {
+      const sendBlobs = async (transfer: BlobTransfer) => {
         if (call.cancelled) return; // gave up while waiting for a turn
-        const sources = await core.trees.blobSources(path, call.request.hashes);
         let corrupt = core.faults.corruptBlobs > 0;
         if (corrupt) core.faults.corruptBlobs--;
-        // each chunk is filled again once grpc-js has copied it into its framing (ChunkPool)
-        const pool = new ChunkPool();
-        for await (const raw of frameBlobs(sources, pool)) {
+        // chunks are shared with other members' streams (blobcache.ts): sent as they are, never changed
+        wire.sendInPlace(call);
+        for await (const shared of transfer.chunks()) {
           if (call.cancelled) return;
-          let chunk = raw;
+          let chunk = shared;
           if (corrupt && chunk.length > 40) {
-            // Fault injection: flip the first data byte of the first blob (after its 40-byte header).
+            // Fault injection: flip the first data byte of the first blob (after its 40-byte header), in this stream's own copy.
             chunk = Buffer.from(chunk);
             chunk[40] = (chunk[40] ?? 0) ^ 0xff;
             corrupt = false;
             log.warn('fault injection: corrupted a blob stream');
           }
-          await writeBounded(call, { data: chunk }, () => pool.give(raw));
+          await writeBounded(call, { data: chunk });
         }
       };
       streamed(call, log, async () => {
         const p = authorizeTree(core, call, call.request.tree);
-        await blobStreams.run(() => sendBlobs(p.path));
+        const transfer = blobs.open(p.path, call.request.hashes);
+        call.request.hashes = []; // the transfer has what it needs
+        try {
+          await blobStreams.run(() => sendBlobs(transfer));
+        } finally {
+          transfer.close();
+        }
       });
     },
 

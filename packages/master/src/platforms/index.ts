@@ -7,6 +7,8 @@
  *                     keeps every build inside its staging dir, with source policy and limits;
  *                     buildfuzz.ts generates hostile builds for `pnpm fuzz:build`
  * - trees.ts          the canonical trees on the master: manifests kept current by a watcher
+ * - blobcache.ts      `BlobFanout`: FetchBlobs streams asking for the same blobs share one
+ *                     framing of them (a cluster's members: one read of each blob)
  * - converge.ts       `PlatformSync`: the platform tasks (verify, converge), self-healing, live sync
  * - platformremove.ts the `platform.remove` task
  *

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ChunkPool, frameBlobs, unframeBlobs } from './frames.js';
+import { ChunkPool, frameBlobs, frameChunk, newFrameChunk, unframeBlobs, type FramePos } from './frames.js';
 
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -202,5 +202,51 @@ describe('blob frames', () => {
     const dest = tmp();
     const got = await unframeBlobs(frameBlobs([sized[2]!]), dest);
     expect(readFileSync(got[0]!.path, 'utf8')).toBe('kept');
+  });
+
+  it('frameChunk numbers the chunks of a list: the same bytes from the same position, headers never split', async () => {
+    const dir = tmp();
+    const contents = [Buffer.alloc(0), Buffer.alloc(5000, 1), Buffer.alloc(30, 2), Buffer.alloc(12_000, 3), Buffer.alloc(1, 4)];
+    const srcs = sources(dir, contents).map((x, i) => ({ ...x, size: (contents[i] as Buffer).length }));
+    const frame = (from: FramePos) => {
+      const out = Buffer.alloc(4096);
+      const r = frameChunk(srcs, from, out);
+      return { bytes: out.subarray(0, r.length), next: r.next };
+    };
+    const starts: FramePos[] = [{ blob: 0, done: 0 }];
+    const chunks: Buffer[] = [];
+    for (let at = starts[0] as FramePos; at.blob < srcs.length;) {
+      const c = frame(at);
+      chunks.push(c.bytes);
+      at = c.next;
+      starts.push(at);
+    }
+    // any chunk framed again from its start is the same, whatever came before
+    for (let i = chunks.length - 1; i >= 0; i--) expect(frame(starts[i] as FramePos).bytes.equals(chunks[i] as Buffer)).toBe(true);
+    // a chunk starts with a header or with the rest of a blob, never inside a header
+    expect(chunks.length).toBeGreaterThan(3);
+    chunks.forEach((c, i) => {
+      const st = starts[i] as FramePos;
+      if (st.done === 0) expect(c.toString('hex', 0, 32)).toBe(srcs[st.blob]?.hash);
+      else expect(st.done).toBeLessThan(contents[st.blob]?.length ?? 0);
+    });
+    const got = await unframeBlobs(rechunk(chunks, 777), tmp(), { want: srcs.map((x) => x.hash) });
+    expect(got.map((g) => g.hash).sort()).toEqual(srcs.map((x) => x.hash).sort());
+    // a newFrameChunk buffer has room in front for the message headers
+    expect(newFrameChunk(100).byteOffset).toBeGreaterThanOrEqual(16);
+  });
+
+  it('frameChunk zero-fills a file cut short since its manifest, so every chunk keeps its length and the receiver names the blob', async () => {
+    const dir = tmp();
+    const data = Buffer.alloc(3000, 5);
+    const [src] = sources(dir, [data]);
+    const s = { ...(src as { hash: string; path: string }), size: data.length };
+    writeFileSync(s.path, data.subarray(0, 1000)); // truncated
+    const out = Buffer.alloc(8192);
+    const r = frameChunk([s], { blob: 0, done: 0 }, out);
+    expect(r.length).toBe(40 + 3000);
+    expect(out.subarray(40 + 1000, 40 + 3000).every((b) => b === 0)).toBe(true);
+    await expect(unframeBlobs(rechunk([out.subarray(0, r.length)], 512), tmp(), { want: [s.hash] })).rejects.toThrow(s.hash.slice(0, 12));
+    expect(() => frameChunk([{ ...s, path: join(dir, 'gone') }], { blob: 0, done: 0 }, out)).toThrow(/TREE_UNREADABLE|cannot read/);
   });
 });

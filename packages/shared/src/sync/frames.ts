@@ -89,6 +89,92 @@ export async function* frameBlobs(sources: Iterable<BlobSource>, pool?: ChunkPoo
   if (off > 0) yield withHeadroom(out, off);
 }
 
+/** Where a chunk of framed blobs starts: a blob (its index), and how many of its content bytes earlier chunks carried. */
+export interface FramePos {
+  blob: number;
+  done: number;
+}
+
+/** A blob to frame whose size is known (from the manifest). */
+export interface SizedBlobSource {
+  hash: string;
+  path: string;
+  size: number;
+}
+
+/** Bytes of blob framing in one chunk (a little under 1 MiB; see CHUNK). */
+export const FRAME_CHUNK_BYTES = CHUNK;
+
+/**
+ * Frames `sources` (distinct hashes) into `out` from `from`, synchronously, until `out` is full or
+ * the blobs end: the bytes written, and where the next chunk starts (`blob === sources.length`:
+ * the end). The result depends only on the sources and their sizes, never on what a read
+ * returns (content read short is zero-filled, as in frameBlobs, for the receiver to refuse), so
+ * the chunks of one blob list can be framed once and numbered: FetchBlobs streams of cluster
+ * members asking for the same list share them (the master's BlobFanout). A header is never split
+ * across chunks: it goes where it and a content byte fit (an empty blob: the header alone).
+ * @throws SpokeError INVALID_ARGUMENT (a hash that is not SHA-256 hex), TREE_UNREADABLE
+ */
+export function frameChunk(sources: readonly SizedBlobSource[], from: FramePos, out: Buffer): { length: number; next: FramePos } {
+  if (out.length <= HEADER) throw new RangeError(`a frame chunk needs more than ${HEADER} bytes`);
+  let off = 0;
+  let blob = from.blob;
+  let done = from.done;
+  while (blob < sources.length) {
+    const { hash, path, size } = sources[blob] as SizedBlobSource;
+    if (done === 0) {
+      if (out.length - off < HEADER + (size > 0 ? 1 : 0)) break;
+      if (!isHash(hash)) throw fail('INVALID_ARGUMENT', `${JSON.stringify(hash)} is not a SHA-256 hex digest`);
+      out.write(hash, off, 32, 'hex');
+      out.writeBigUInt64BE(BigInt(size), off + 32);
+      off += HEADER;
+    }
+    const n = Math.min(size - done, out.length - off);
+    if (n > 0) {
+      readAt(path, out, off, n, done);
+      off += n;
+      done += n;
+    }
+    if (done < size) break; // the chunk is full
+    blob++;
+    done = 0;
+  }
+  return { length: off, next: { blob, done } };
+}
+
+/** Reads `length` bytes of `path` from `position` into `out` at `off`; what the file no longer has is zero-filled. */
+function readAt(path: string, out: Buffer, off: number, length: number, position: number): void {
+  let fd: number;
+  try {
+    // never through a symlink (swapped in since the walk), never blocking on a FIFO
+    fd = openSync(path, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw fail('TREE_UNREADABLE', `cannot read ${path}: ${code === 'ELOOP' ? 'it is a symlink now' : (code ?? String(e))}`);
+  }
+  try {
+    let got = 0;
+    while (got < length) {
+      const n = readBlob(fd, out, off + got, length - got, position + got, path);
+      if (n === 0) break; // truncated since the walk: the receiver's hash check catches it
+      got += n;
+    }
+    if (got < length) out.fill(0, off + got, off + length);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A buffer for frameChunk with CHUNK_HEADROOM bytes of its own in front (see hasHeadroom); `bytes` at most FRAME_CHUNK_BYTES. */
+export function newFrameChunk(bytes = CHUNK): Buffer {
+  return newChunk(bytes);
+}
+
+/** The first `length` bytes of a newFrameChunk buffer, marked as having its headroom (hasHeadroom is true). */
+export function sealFrameChunk(chunk: Buffer, length: number): Buffer {
+  return withHeadroom(chunk, length);
+}
+
 /** Writes all of `data` to `fd`. */
 function writeAll(fd: number, data: Buffer): void {
   for (let o = 0; o < data.length;) o += writeSync(fd, data, o, data.length - o);
@@ -137,13 +223,16 @@ export class ChunkPool {
   }
 }
 
-/** Bytes free before every chunk frameBlobs yields, for the message header (see wire.ts). */
-export const CHUNK_HEADROOM = 8;
+/**
+ * Bytes free before every chunk frameBlobs yields, for the message headers (see wire.ts): the
+ * BlobChunk field header (≤ 4 bytes) and gRPC's 5-byte message prefix.
+ */
+export const CHUNK_HEADROOM = 16;
 const headroomed = new WeakSet<Buffer>();
 
-/** A chunk buffer of CHUNK bytes that starts CHUNK_HEADROOM bytes into its own allocation. */
-function newChunk(): Buffer {
-  return Buffer.allocUnsafe(CHUNK_HEADROOM + CHUNK).subarray(CHUNK_HEADROOM);
+/** A chunk buffer of `bytes` (CHUNK) that starts CHUNK_HEADROOM bytes into its own allocation. */
+function newChunk(bytes = CHUNK): Buffer {
+  return Buffer.allocUnsafe(CHUNK_HEADROOM + bytes).subarray(CHUNK_HEADROOM);
 }
 
 function withHeadroom(chunk: Buffer, length: number): Buffer {
