@@ -25,6 +25,8 @@ import { createHash } from 'node:crypto';
 import { cpSync, mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Metadata } from '@grpc/grpc-js';
 import { MASTER_NODE_FLAGS, wire } from '@spoke/shared';
@@ -73,15 +75,39 @@ const procs = new Procs(env, args.profile);
 
 let master: Proc;
 let listen = '127.0.0.1:0';
+/** The master's metrics listener (its event-loop delay is read from there). */
+let metricsAt = '';
 
 async function startMaster(): Promise<void> {
-  master = procs.daemon(BIN.master, ['run', '--state-dir', state, '--listen', listen, '--root', masterRoot], MASTER_NODE_FLAGS);
+  metricsAt ||= `127.0.0.1:${await freePort()}`;
+  master = procs.daemon(BIN.master, ['run', '--state-dir', state, '--listen', listen, '--root', masterRoot, '--metrics', metricsAt], MASTER_NODE_FLAGS);
   const m = await until(
     'the master to listen',
     () => /listening on (\S+);/.exec(master.out) ?? (master.exitCode !== null ? die(master.out) : undefined),
     120_000,
   );
   listen = m[1] as string;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((ok, ko) => {
+    const srv = createServer();
+    srv.once('error', ko);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+/**
+ * The master's event-loop delay since the last read (prom-client's histogram, reset at every
+ * scrape): p99 and max in ms.
+ */
+async function masterLoopDelay(): Promise<{ p99Ms: number; maxMs: number }> {
+  const text = await (await fetch(`http://${metricsAt}/metrics`)).text();
+  const read = (name: string) => Number(new RegExp(`^spoke_master_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) * 1000;
+  return { p99Ms: round(read('p99'), 1), maxMs: round(read('max'), 1) };
 }
 
 async function stopMaster(): Promise<void> {
@@ -375,6 +401,10 @@ async function main(): Promise<Record<string, unknown>> {
   await taskEnds.open(); // from here to the end the master is the same process
   const verify = await phase('verify', async () => {
     arrivals.delete('verifyServer');
+    // whose event loop held the commands: the master's and the simulator's own (this process)
+    await masterLoopDelay();
+    const simLoop = monitorEventLoopDelay({ resolution: 10 });
+    simLoop.enable();
     const t1 = Date.now();
     const queued = await Promise.all(names.map((n) => unary<wire.NameRequest, wire.Task>((q, md, cb) => op().verifyServer(q, md, cb), { name: n })));
     const submittedMs = Date.now() - t1;
@@ -390,7 +420,13 @@ async function main(): Promise<Record<string, unknown>> {
       wait.push(Number(t.startedMs) - Number(t.createdMs));
     }
     const failed = done.filter((t) => t.state !== wire.TaskState.TASK_STATE_SUCCEEDED);
+    simLoop.disable();
+    const masterLoop = await masterLoopDelay();
     return {
+      masterLoopP99Ms: masterLoop.p99Ms,
+      masterLoopMaxMs: masterLoop.maxMs,
+      simLoopP99Ms: round(simLoop.percentile(99) / 1e6, 1),
+      simLoopMaxMs: round(simLoop.max / 1e6, 1),
       tasks: done.length,
       failed: failed.length,
       errors: [...new Set(failed.map((t) => `${t.errorCode}: ${t.errorMessage}`))].slice(0, 3),
@@ -403,7 +439,7 @@ async function main(): Promise<Record<string, unknown>> {
     };
   });
   say(
-    `${verify.errors.map((e) => `verify failure: ${e}\n`).join('')}verify: ${verify.tasks} tasks (${verify.failed} failed), dispatch p50 ${verify.dispatchP50Ms} ms p99 ${verify.dispatchP99Ms} ms, queue p50 ${verify.queueP50Ms} ms p99 ${verify.queueP99Ms} ms, end to end ${verify.endToEndS} s`,
+    `${verify.errors.map((e) => `verify failure: ${e}\n`).join('')}verify: ${verify.tasks} tasks (${verify.failed} failed), dispatch p50 ${verify.dispatchP50Ms} ms p99 ${verify.dispatchP99Ms} ms, queue p50 ${verify.queueP50Ms} ms p99 ${verify.queueP99Ms} ms, end to end ${verify.endToEndS} s; event-loop delay p99/max: master ${verify.masterLoopP99Ms}/${verify.masterLoopMaxMs} ms, simulator ${verify.simLoopP99Ms}/${verify.simLoopMaxMs} ms`,
   );
 
   // ---- one platform on one agent, then on a cluster
@@ -470,7 +506,17 @@ function table(r: Record<string, unknown>): string {
     namespace: { seedS: number; sqliteMb: number };
     restart: { allOnlineS: number };
     reads: { siteLsApiMs: number; siteLsMs: number; siteLsMb: number; siteShowMs: number; platformLsMs: number; serverLsMs: number };
-    verify: { dispatchP50Ms: number; dispatchP99Ms: number; queueP99Ms: number; endToEndS: number; failed: number };
+    verify: {
+      dispatchP50Ms: number;
+      dispatchP99Ms: number;
+      queueP99Ms: number;
+      endToEndS: number;
+      failed: number;
+      masterLoopP99Ms: number;
+      masterLoopMaxMs: number;
+      simLoopP99Ms: number;
+      simLoopMaxMs: number;
+    };
     converge: { oneMs: number; membersMs: number; ratio: number };
     master: { peakRssMb: number; phases: Record<string, Load> };
   };
@@ -494,6 +540,11 @@ function table(r: Record<string, unknown>): string {
       `server verify × ${AGENTS}: dispatch p50 / p99`,
       `${x.verify.dispatchP50Ms} / ${x.verify.dispatchP99Ms} ms`,
       `p99 < ${GOALS.dispatchP99Ms} ms: ${ok(x.verify.dispatchP99Ms < GOALS.dispatchP99Ms)}`,
+    ],
+    [
+      `server verify × ${AGENTS}: event-loop delay p99 / max, master; simulator`,
+      `${x.verify.masterLoopP99Ms} / ${x.verify.masterLoopMaxMs} ms; ${x.verify.simLoopP99Ms} / ${x.verify.simLoopMaxMs} ms`,
+      '',
     ],
     [
       `server verify × ${AGENTS}: queue p99, end to end`,
