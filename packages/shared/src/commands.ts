@@ -112,6 +112,12 @@ export interface ConvergeRequest {
    * Agents below capability 13 ignore it and repair.
    */
   reportDrift?: boolean;
+  /**
+   * A first sync through StreamTree (capability 15): `rootHash` is empty, the master's walk is
+   * still running and sends the tree as it reads it. An agent that holds something of the tree
+   * converges from the manifest that walk finds (GetManifest + FetchBlobs) instead.
+   */
+  stream?: boolean;
 }
 
 /** One platform to configure on a web server. */

@@ -16,7 +16,7 @@ import type { ByteSource } from './tario.js';
 const HEADER = 40;
 // A little under 1 MiB: the message encoder grows its buffer in powers of two, so a chunk of
 // exactly 1 MiB plus its field header would make it allocate 2 MiB for every message.
-const CHUNK = 1024 * 1024 - 64;
+export const CHUNK = 1024 * 1024 - 64;
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -142,11 +142,11 @@ export const CHUNK_HEADROOM = 8;
 const headroomed = new WeakSet<Buffer>();
 
 /** A chunk buffer of CHUNK bytes that starts CHUNK_HEADROOM bytes into its own allocation. */
-function newChunk(): Buffer {
+export function newChunk(): Buffer {
   return Buffer.allocUnsafe(CHUNK_HEADROOM + CHUNK).subarray(CHUNK_HEADROOM);
 }
 
-function withHeadroom(chunk: Buffer, length: number): Buffer {
+export function withHeadroom(chunk: Buffer, length: number): Buffer {
   const b = chunk.subarray(0, length);
   headroomed.add(b);
   return b;

@@ -33,7 +33,7 @@ export {
   walkTree,
 } from './manifest.js';
 export { RootIndex } from './roothash.js';
-export type { EntryType, Manifest, ManifestEntry, SkipReason, SkippedEntry, StatCache, StatCacheRecord, WalkOptions, WalkResult } from './manifest.js';
+export type { EntryType, Manifest, ManifestEntry, SkipReason, SkippedEntry, StatCache, StatCacheRecord, WalkOptions, WalkResult, WalkTap } from './manifest.js';
 export { LiveManifest, applyChange } from './live.js';
 export type { ManifestChange } from './live.js';
 export { diffManifests, isDiffEmpty, sameContent, sameEntry } from './diff.js';
@@ -42,6 +42,8 @@ export { checkArchiveEntry, extractArchive } from './archive.js';
 export type { ArchiveHeader, ExtractOptions, ExtractResult, SafeEntry, SafeEntryType } from './archive.js';
 export { packBlobs, packTree, unpackBlobs } from './pack.js';
 export { ChunkPool, frameBlobs, unframeBlobs } from './frames.js';
+export { TreeStreamParser, TreeStreamWriter } from './treestream.js';
+export type { StreamedEntry, TreeStreamHandler } from './treestream.js';
 export { FileWorker } from './fileworker.js';
 export type { CopyDone, CopyItem, FileHelper, HashDone, HashItem } from './fileworker.js';
 export type { BlobSource, PackTreeOptions, ReceivedBlob, UnpackBlobsOptions } from './pack.js';
