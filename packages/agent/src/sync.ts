@@ -368,6 +368,7 @@ export class AgentTrees {
         conflicts: r.conflicts.map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData })),
         wantedRootHash: r.conflicts.length ? (desired?.rootHash ?? req.rootHash) : '',
         ...(q === undefined ? {} : { quarantined: quarantineInfo(q) }),
+        ...(streamed === undefined ? {} : { streamed: true }),
       };
     });
   }

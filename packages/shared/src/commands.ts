@@ -315,6 +315,8 @@ export interface ConvergeReport {
   wantedRootHash: string;
   /** What a drift repair kept in the agent's quarantine (absent: nothing hand-made was lost; capability 13). */
   quarantined?: QuarantineInfo;
+  /** Received through StreamTree as the master walked the tree (capability 15). */
+  streamed?: boolean;
 }
 
 /** The report of a converge that found the tree as wanted: nothing fetched, changed or drifted. */

@@ -519,7 +519,7 @@ export class PlatformSync {
       ctx.log(
         r.inSync
           ? `${server}: in sync`
-          : `${server}: +${r.added} ~${r.changed} -${r.removed}; sent ${r.filesFetched} files (${human(r.bytesFetched)}), reused ${r.filesReused} (${human(r.bytesReused)}) in ${r.ms} ms${how.stream ? ', streamed as the master read the tree' : ''}`,
+          : `${server}: +${r.added} ~${r.changed} -${r.removed}; sent ${r.filesFetched} files (${human(r.bytesFetched)}), reused ${r.filesReused} (${human(r.bytesReused)}) in ${r.ms} ms${r.streamed === true ? ', streamed as the master read the tree' : ''}`,
       );
       return { server, ok: true as const, r };
     } catch (e) {

@@ -19,7 +19,7 @@
 import { closeSync, constants as FS, openSync, readSync } from 'node:fs';
 import { fail } from '../errors.js';
 import { CHUNK, newChunk, withHeadroom } from './frames.js';
-import type { ManifestEntry } from './manifest.js';
+import { type ManifestEntry, sha256Hex } from './manifest.js';
 import { MAX_PATH_BYTES } from './paths.js';
 
 const KIND_DIR = 1;
@@ -284,9 +284,11 @@ export class TreeStreamParser {
       const targetLen = buf.readUInt16BE(i);
       if (targetLen > MAX_PATH_BYTES) throw fail('ARCHIVE_UNSAFE', `tree stream symlink with a target of ${targetLen} bytes`);
       if (buf.length - i - 2 < targetLen) return 0;
+      const raw = buf.subarray(i + 2, i + 2 + targetLen);
       const target = utf8(buf, i + 2, i + 2 + targetLen, 'symlink target');
       i += 2 + targetLen;
-      this.on.entry({ entry: { path, type: 'symlink', mode, size: 0, hash: '', target }, source: undefined });
+      // a manifest's symlink entry: the target's length and SHA-256 (manifest.ts symlinkEntry)
+      this.on.entry({ entry: { path, type: 'symlink', mode, size: targetLen, hash: sha256Hex(raw), target }, source: undefined });
       return i - off;
     }
     if (buf.length - i < 40) return 0;

@@ -335,7 +335,11 @@ export interface ConvergeResult {
   /** with conflicts: the root that was asked for */
   wantedRootHash: string;
   /** what this repair kept (absent: nothing hand-made was lost) */
-  quarantined: Quarantined | undefined;
+  quarantined:
+    | Quarantined
+    | undefined;
+  /** received through StreamTree as the master walked (capability 15) */
+  streamed: boolean;
 }
 
 /** One path a converge could not apply without losing user data. */
@@ -3798,6 +3802,7 @@ function createBaseConvergeResult(): ConvergeResult {
     conflicts: [],
     wantedRootHash: "",
     quarantined: undefined,
+    streamed: false,
   };
 }
 
@@ -3844,6 +3849,9 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     }
     if (message.quarantined !== undefined) {
       Quarantined.encode(message.quarantined, writer.uint32(178).fork()).join();
+    }
+    if (message.streamed !== false) {
+      writer.uint32(720).bool(message.streamed);
     }
     return writer;
   },
@@ -3973,6 +3981,14 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
             message.quarantined = Quarantined.decode(reader, reader.uint32());
             continue;
           }
+          case 90: {
+            if (tag !== 720) {
+              break;
+            }
+
+            message.streamed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4031,6 +4047,7 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
         ? globalThis.String(object.wanted_root_hash)
         : "",
       quarantined: isSet(object.quarantined) ? Quarantined.fromJSON(object.quarantined) : undefined,
+      streamed: isSet(object.streamed) ? globalThis.Boolean(object.streamed) : false,
     };
   },
 
@@ -4078,6 +4095,9 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     if (message.quarantined !== undefined) {
       obj.quarantined = Quarantined.toJSON(message.quarantined);
     }
+    if (message.streamed !== false) {
+      obj.streamed = message.streamed;
+    }
     return obj;
   },
 
@@ -4102,6 +4122,7 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     message.quarantined = (object.quarantined !== undefined && object.quarantined !== null)
       ? Quarantined.fromPartial(object.quarantined)
       : undefined;
+    message.streamed = object.streamed ?? false;
     return message;
   },
 };
