@@ -35,7 +35,7 @@ import {
   TreeStreamParser,
 } from '@spoke/shared';
 import { type BlobFetcher, type ConvergeProgress, type ConvergeResult, diskFull } from './converge.js';
-import { copyVerifiedSync, creationMode, errText, isDiskFull, lstatOrNull, probeUmask, removeAll } from './fsutil.js';
+import { copyVerifiedSync, creationMode, errText, hashFileSync, isDiskFull, lstatOrNull, probeUmask, removeAll } from './fsutil.js';
 import { type Journal, readJournal, runJournal, Stepper, writeJournal } from './journal.js';
 import { checkHostRoot, NO_DRIFT } from './observe.js';
 import { stagingTree } from './ops.js';
@@ -296,6 +296,7 @@ async function fetchMissing(o: StreamedOptions, staging: string, tree: string, g
     const src = where.get(hash) ?? join(blobs, hash);
     const st = lstatOrNull(src);
     if (st === undefined || !st.isFile() || st.size !== (list[0] as ManifestEntry).size) throw fail('BLOB_HASH_MISMATCH', `blob ${hash.slice(0, 12)}… did not arrive`);
+    if (o.fetcher.verifies !== true && hashFileSync(src)?.hash !== hash) throw fail('BLOB_HASH_MISMATCH', `blob ${hash.slice(0, 12)}… arrived with other content`);
     for (const e of list) fs.copyFileSync(src, `${tree}/${e.path}`, FS.COPYFILE_EXCL | FS.COPYFILE_FICLONE);
     got.filesFetched += list.length;
     got.bytesFetched += st.size;
