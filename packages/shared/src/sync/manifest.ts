@@ -485,8 +485,10 @@ async function hashBatch(state: WalkState, batch: HashTask[], concurrency: numbe
       }
       const ms = performance.now() - t0;
       // slow: the rest of this batch goes to the thread pool; the next batch tries again (one
-      // slow slice may only mean this process was descheduled)
-      if (files > 0 && ms > files * SLOW_FILE_MS + bytes * SLOW_BYTE_MS) {
+      // slow slice may only mean this process was descheduled). Not with a tap: what the thread
+      // pool reads is not handed over, so a streamed first sync would read those files twice (and
+      // on a busy CPU every slice looks slow).
+      if (files > 0 && state.tap === undefined && ms > files * SLOW_FILE_MS + bytes * SLOW_BYTE_MS) {
         async.push(...batch.slice(i));
         break;
       }
