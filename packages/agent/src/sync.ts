@@ -464,6 +464,7 @@ export class AgentTrees {
         reuse: (hash) => index().get(hash),
         reusable: () => index().keys(),
         fetcher: this.fetcher(req.tree),
+        helper: this.helper,
         onProgress: (p) =>
           progress(
             p.phase === 'apply'

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildManifest, isSpokeError, type ManifestEntry, sha256Hex, TreeStreamWriter } from '@spoke/shared';
+import { buildManifest, FileWorker, isSpokeError, type ManifestEntry, sha256Hex, TreeStreamWriter } from '@spoke/shared';
 import { convergeStreamed, type StreamedOptions } from './streamed.js';
 import { converge, readCommitted } from './index.js';
 import { treeStateDir } from './state.js';
@@ -242,9 +242,16 @@ describe('convergeStreamed', () => {
     expect(r).toBeUndefined(); // the empty stream above: refused, but it said what it holds
     expect([...sent].sort()).toEqual([...held].sort());
     fs.rmSync(join(base, 'host'), { recursive: true, force: true });
-    const done = await receive(await streamOf(src, held), { reuse: (h) => at.get(h), reusable: () => held.keys(), fetcher });
-    expect(done?.rootHash).toBe(m.rootHash);
-    expect(done?.filesFetched).toBe(1); // index.php changed in the other tree: fetched
+    // the copies shared with a second thread, as the agent does
+    const helper = new FileWorker();
+    try {
+      const done = await receive(await streamOf(src, held), { reuse: (h) => at.get(h), reusable: () => held.keys(), fetcher, helper });
+      expect(done?.rootHash).toBe(m.rootHash);
+      expect(done?.filesFetched).toBe(1); // index.php changed in the other tree: fetched
+      expect(done?.filesReused).toBe(files.length - 1);
+    } finally {
+      helper.close();
+    }
     expect(fetcher.asked).toEqual([sha256Hex('<?php\n')]);
     expect((await manifestOf(dst)).entries).toEqual(m.entries);
   });

@@ -22,9 +22,11 @@ import { basename, dirname, join } from 'node:path';
 import {
   buildManifest,
   type ByteSource,
+  type CopyItem,
   type ExcludeMatcher,
   excludeMatcher,
   fail,
+  type FileHelper,
   isSpokeError,
   type Manifest,
   type ManifestEntry,
@@ -61,6 +63,8 @@ export interface StreamedOptions {
   reusable?: () => Iterable<string>;
   /** For content announced as held whose copy failed (the file changed since): fetched after the stream. */
   fetcher?: BlobFetcher;
+  /** A second thread that makes a share of the copies of held content while this one reads the stream. */
+  helper?: FileHelper;
   onProgress?: (p: ConvergeProgress) => void;
   signal?: AbortSignal;
   /** Test hook: called between steps (crash tests kill the process here). */
@@ -212,14 +216,11 @@ async function receive(o: StreamedOptions, tree: string, excludes: ExcludeMatche
       out.bytesReused += e.size;
     } else {
       const src = o.reuse?.(e.hash);
-      if (src !== undefined && copyVerifiedSync(src, abs, e.hash, e.size, creationMode(e.mode))) {
-        out.created.add(e.path);
-        if (!first.has(e.hash)) first.set(e.hash, abs);
-        out.filesReused++;
-        out.bytesReused += e.size;
-      } else out.missing.push(e);
+      if (src === undefined) out.missing.push(e);
+      else copies.add(e, src, abs);
     }
   };
+  const copies = new HeldCopies(o.helper, out);
   const parser = new TreeStreamParser({
     entry: onEntry,
     content: (piece) => {
@@ -255,6 +256,7 @@ async function receive(o: StreamedOptions, tree: string, excludes: ExcludeMatche
       for await (const chunk of o.open(held)) {
         cancelled(o.signal);
         parser.push(chunk);
+        copies.step();
         if (out.bytesFetched - lastReport >= 1024 * 1024) {
           lastReport = out.bytesFetched;
           report();
@@ -265,8 +267,10 @@ async function receive(o: StreamedOptions, tree: string, excludes: ExcludeMatche
       throw fail('INTERNAL', `cannot write the streamed tree in ${tree}: ${errText(err)}`);
     }
     parser.finish();
+    await copies.drain();
   } finally {
     if (cur !== undefined) fs.closeSync(cur.fd);
+    await copies.settled();
   }
   report();
   const e = end as { rootHash: string; entries: number };
@@ -279,6 +283,94 @@ async function receive(o: StreamedOptions, tree: string, excludes: ExcludeMatche
   }
   out.manifest = m;
   return out;
+}
+
+/** Copies per chunk shared with the helper thread. */
+const COPY_CHUNK = 256;
+
+/**
+ * The copies of held content (files this host has in another tree), made as their records
+ * arrive: a chunk at a time on the helper thread while this thread reads the stream, and on this
+ * thread when the queue grows or the stream has ended. Each copy is verified against its hash;
+ * one that fails (the other tree's file changed) is fetched after the stream.
+ */
+class HeldCopies {
+  private queue: { e: ManifestEntry; src: string; abs: string }[] = [];
+  private busy: Promise<void> | undefined;
+  private failed: unknown;
+
+  constructor(
+    private readonly helper: FileHelper | undefined,
+    private readonly out: Received,
+  ) {}
+
+  add(e: ManifestEntry, src: string, abs: string): void {
+    this.queue.push({ e, src, abs });
+    if (this.helper === undefined) this.copyHere(this.queue.length);
+  }
+
+  /** After each message: a chunk to the helper when it is idle; this thread copies when the queue outgrows it. */
+  step(): void {
+    this.check();
+    if (this.queue.length >= COPY_CHUNK && this.busy === undefined) this.toHelper();
+    if (this.queue.length >= 4 * COPY_CHUNK) this.copyHere(COPY_CHUNK);
+  }
+
+  /** The end of the stream: both threads copy what is left. */
+  async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      if (this.busy === undefined && this.helper !== undefined) this.toHelper();
+      this.copyHere(COPY_CHUNK);
+      await new Promise((resolve) => setImmediate(resolve)); // the helper's answer, its next chunk
+      this.check();
+    }
+    await this.busy;
+    this.check();
+  }
+
+  private check(): void {
+    if (this.failed !== undefined) throw this.failed;
+  }
+
+  /** No copy still under way on the helper (after a failure too). */
+  async settled(): Promise<void> {
+    await this.busy?.catch(() => undefined);
+  }
+
+  private done(e: ManifestEntry): void {
+    this.out.created.add(e.path);
+    this.out.filesReused++;
+    this.out.bytesReused += e.size;
+  }
+
+  private copyHere(n: number): void {
+    for (const c of this.queue.splice(0, n)) {
+      if (copyVerifiedSync(c.src, c.abs, c.e.hash, c.e.size, creationMode(c.e.mode))) this.done(c.e);
+      else this.out.missing.push(c.e);
+    }
+  }
+
+  private toHelper(): void {
+    const helper = this.helper as FileHelper;
+    // from the end of the queue: other directories than this thread's (creates in one directory serialise)
+    const chunk = this.queue.splice(Math.max(0, this.queue.length - COPY_CHUNK));
+    const items: CopyItem[] = chunk.map((c) => [c.src, c.abs, c.e.hash, c.e.size, creationMode(c.e.mode)]);
+    this.busy = helper.copy(items).then(
+      (res) => {
+        this.busy = undefined;
+        chunk.forEach((c, k) => {
+          const d = res[k];
+          if (d === true) this.done(c.e);
+          else if (d === undefined && copyVerifiedSync(c.src, c.abs, c.e.hash, c.e.size, creationMode(c.e.mode))) this.done(c.e);
+          else this.out.missing.push(c.e);
+        });
+      },
+      (err: unknown) => {
+        this.busy = undefined;
+        this.failed = err;
+      },
+    );
+  }
 }
 
 /** Content announced as held whose copy failed (changed since it was committed): fetched now. */
