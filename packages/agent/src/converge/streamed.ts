@@ -249,6 +249,7 @@ async function receive(o: StreamedOptions, tree: string, excludes: ExcludeMatche
     },
   });
   const held = o.reusable === undefined ? [] : [...o.reusable()];
+  if (held.length > 0) o.helper?.warm?.(); // its copies start with the stream's first records
   let lastReport = 0;
   const report = () => o.onProgress?.({ phase: 'fetch', files: out.filesFetched + out.filesReused, filesTotal: 0, bytes: out.bytesFetched, bytesTotal: 0 });
   try {

@@ -16,6 +16,10 @@ import { fail, type Logger, type Manifest, type ManifestEntry, TreeStreamWriter,
 const MAX_AHEAD = 8;
 /** How long the walk waits for an expected server's StreamTree call. */
 const ATTACH_MS = 60_000;
+/** Content the walk reads ahead (copied) before its readers have all attached; then it waits. */
+const EARLY_MAX_BYTES = 16 * 1024 * 1024;
+/** Held content from which the walk shares its reads with the helper thread (their bytes are not sent). */
+const HELPER_MIN_HELD = 1024;
 
 interface Reader {
   cursor: number;
@@ -33,6 +37,9 @@ export class TreeFeed {
   private writer: TreeStreamWriter | undefined;
   /** What the walk found before every reader had attached (content copied: the walk reuses its buffer). */
   private early: { e: ManifestEntry; content: Buffer | undefined }[] = [];
+  private earlyBytes = 0;
+  /** Content every reader holds (set when the writer starts). */
+  private held: ReadonlySet<string> = new Set();
   private chunks: Buffer[] = [];
   /** The stream index of chunks[0]. */
   private base = 0;
@@ -58,9 +65,14 @@ export class TreeFeed {
     this.tap = {
       entry: (e, content) => {
         if (this.writer !== undefined) this.writer.entry(e, content, this.abs(e));
-        else this.early.push({ e, content: content === undefined ? undefined : Buffer.from(content) });
+        else {
+          this.early.push({ e, content: content === undefined ? undefined : Buffer.from(content) });
+          this.earlyBytes += content?.length ?? 0;
+        }
       },
       pace: () => this.pace(),
+      // a tree most of whose content the servers hold (a second platform): its bytes are not sent
+      helper: () => this.held.size >= HELPER_MIN_HELD,
     };
     this.timer = setTimeout(() => {
       for (const s of this.expected) {
@@ -149,6 +161,7 @@ export class TreeFeed {
       const [first, ...rest] = haves.sort((a, b) => a.size - b.size);
       for (const h of first ?? []) if (rest.every((x) => x.has(h))) held.add(h);
     }
+    this.held = held;
     const w = new TreeStreamWriter((chunk) => this.push(chunk), held);
     for (const { e, content } of this.early) w.entry(e, content, this.abs(e));
     this.early = [];
@@ -156,7 +169,14 @@ export class TreeFeed {
   }
 
   private pace(): Promise<void> | undefined {
-    if (this.writer === undefined) return this.ready().then(() => this.paced());
+    if (this.writer === undefined) {
+      // read ahead while the readers come (an agent builds its index of held content first)
+      if (this.earlyBytes < EARLY_MAX_BYTES && !this.allAttached()) return undefined;
+      return this.ready().then(() => this.paced());
+    }
+    // what the walk found since the last pause goes out now (records of held files are small:
+    // a full chunk would hold thousands of them)
+    this.writer.flush();
     return this.paced();
   }
 

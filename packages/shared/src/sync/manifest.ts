@@ -207,8 +207,9 @@ export interface WalkOptions {
    * the walk read and hashed for a file when it holds them whole (files read synchronously, up
    * to 1 MiB), else undefined: a streamed first sync sends them on without a second read.
    * `content` is a view of a buffer the walk reuses: use it before returning. A tap turns the
-   * helper thread off (what it reads stays on its side). `pace` is awaited between slices of
-   * the walk, so a slow consumer holds the walk back instead of piling up what it read.
+   * helper thread off (what it reads stays on its side) unless `helper()` says the content is
+   * mostly not needed. `pace` is awaited between slices of the walk, so a slow consumer holds
+   * the walk back instead of piling up what it read.
    */
   tap?: WalkTap;
 }
@@ -217,6 +218,8 @@ export interface WalkOptions {
 export interface WalkTap {
   entry(e: ManifestEntry, content: Buffer | undefined): void;
   pace?(): Promise<void> | undefined;
+  /** True when the helper thread may take a share of the next batch (its files' content then is not handed over). */
+  helper?(): boolean;
 }
 
 /** The result of walkTree. */
@@ -324,7 +327,7 @@ export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<Wal
     cacheHits: 0,
     buffers: [],
     previous: opts.previous,
-    helper: syncReads && opts.tap === undefined ? opts.helper : undefined,
+    helper: syncReads ? opts.helper : undefined,
     helping: undefined,
     helperDone: false,
     share: 0.5,
@@ -453,7 +456,7 @@ async function hashBatch(state: WalkState, batch: HashTask[], concurrency: numbe
     // works on it while this thread goes on with its share and the next batch: at most one
     // batch waits for it. The share grows while the helper is done before this thread needs it
     // again, and shrinks while this thread waits (as it does while the thread starts, ~70 ms).
-    if (state.helper !== undefined && batch.length >= HELPER_MIN_BATCH) {
+    if (state.helper !== undefined && batch.length >= HELPER_MIN_BATCH && (state.tap === undefined || state.tap.helper?.() === true)) {
       if (state.helping !== undefined) {
         state.share = state.helperDone ? Math.min(0.8, state.share + 0.05) : Math.max(0.2, state.share - 0.05);
         await state.helping;
