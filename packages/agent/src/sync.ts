@@ -316,16 +316,17 @@ export class AgentTrees {
       let r: ConvergeResult;
       if (streamed !== undefined) r = streamed;
       else if (desired === undefined) throw fail('INTERNAL', 'no manifest to converge to');
-      else try {
-        r = await run(desired);
-      } catch (e) {
-        // A delta this tree's committed manifest cannot take (it does not describe what is on
-        // disk after a failure) must not be refused forever: re-base on the whole manifest and
-        // on what is really there.
-        if ('entries' in desired || !isSpokeError(e) || !['INVALID_ARGUMENT', 'TREE_CHANGED'].includes(e.code)) throw e;
-        this.log.warn({ tree: req.tree, code: e.code, err: e.message }, 'manifest delta refused; converging from the whole manifest against what is on disk');
-        r = await run(await this.fetchManifest(req.tree, req.rootHash, false), false);
-      }
+      else
+        try {
+          r = await run(desired);
+        } catch (e) {
+          // A delta this tree's committed manifest cannot take (it does not describe what is on
+          // disk after a failure) must not be refused forever: re-base on the whole manifest and
+          // on what is really there.
+          if ('entries' in desired || !isSpokeError(e) || !['INVALID_ARGUMENT', 'TREE_CHANGED'].includes(e.code)) throw e;
+          this.log.warn({ tree: req.tree, code: e.code, err: e.message }, 'manifest delta refused; converging from the whole manifest against what is on disk');
+          r = await run(await this.fetchManifest(req.tree, req.rootHash, false), false);
+        }
       if (r.abandonedJournal !== undefined) {
         this.log.warn(
           { tree: req.tree, err: r.abandonedJournal },

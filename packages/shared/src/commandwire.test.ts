@@ -153,7 +153,17 @@ describe('agent command codecs', () => {
 
   it('fills what an optional field left out with the wire default', () => {
     const got = commandFromWire(overTheWire.command(commandToWire('id', { type: 'converge', tree: '/t', rootHash: 'r', excludes: [], label: 'l' })));
-    expect(got).toEqual({ type: 'converge', tree: '/t', rootHash: 'r', excludes: [], label: 'l', webGroupFiles: [], recheck: false, reportDrift: false, stream: false });
+    expect(got).toEqual({
+      type: 'converge',
+      tree: '/t',
+      rootHash: 'r',
+      excludes: [],
+      label: 'l',
+      webGroupFiles: [],
+      recheck: false,
+      reportDrift: false,
+      stream: false,
+    });
     const tool = commandFromWire(overTheWire.command(commandToWire('id', { type: 'siteTool', tree: '/t', domain: 'a.b', kind: 'drupal8', op: 'updates' })));
     expect(tool).toEqual({ type: 'siteTool', tree: '/t', domain: 'a.b', kind: 'drupal8', op: 'updates', tokenHash: '', ttlSeconds: 0 });
     const { tls: _tls, ...plain } = COMMANDS.configureSite;

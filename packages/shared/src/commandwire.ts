@@ -70,7 +70,13 @@ const COMMAND_CODECS: { [K in AgentCommandType]: Codec<K> } = {
   },
   ping: { ...sameCodec, result: () => ({}), resultFrom: () => null },
   converge: {
-    command: (c) => ({ ...c, webGroupFiles: c.webGroupFiles ?? [], recheck: c.recheck ?? false, reportDrift: c.reportDrift ?? false, stream: c.stream ?? false }),
+    command: (c) => ({
+      ...c,
+      webGroupFiles: c.webGroupFiles ?? [],
+      recheck: c.recheck ?? false,
+      reportDrift: c.reportDrift ?? false,
+      stream: c.stream ?? false,
+    }),
     commandFrom: same,
     result: (r) => ({ ...r, quarantined: r.quarantined, streamed: r.streamed ?? false }),
     resultFrom: ({ quarantined, streamed, ...v }) => ({

@@ -29,10 +29,10 @@ const SPEC: Spec = {
   'empty.txt': '',
   'run.sh': { content: '#!/bin/sh\n', mode: 0o750 },
   'secret.pem': { content: 'k', mode: 0o200 },
-  'ro': { dir: 0o555 },
+  ro: { dir: 0o555 },
   'ro/kept.txt': 'kept',
-  'link': { link: 'core/lib' },
-  'outside': { link: '/etc/wordpress/htaccess' },
+  link: { link: 'core/lib' },
+  outside: { link: '/etc/wordpress/htaccess' },
 };
 
 let srcSeq = 0;
@@ -42,9 +42,12 @@ function source(spec: Spec): string {
   return dir;
 }
 
-
 /** A hand-made record stream (for entries a walk would never produce). */
-function recordsOf(entries: { e: ManifestEntry; content?: string }[], end?: { rootHash: string; entries: number }, held: ReadonlySet<string> = new Set()): Buffer[] {
+function recordsOf(
+  entries: { e: ManifestEntry; content?: string }[],
+  end?: { rootHash: string; entries: number },
+  held: ReadonlySet<string> = new Set(),
+): Buffer[] {
   const chunks: Buffer[] = [];
   const w = new TreeStreamWriter((c) => chunks.push(Buffer.from(c)), held);
   for (const { e, content } of entries) w.entry(e, content === undefined ? undefined : Buffer.from(content));
@@ -85,7 +88,13 @@ async function code(p: Promise<unknown>): Promise<string> {
 }
 
 const dirE = (path: string, mode = 0o755): ManifestEntry => ({ path, type: 'dir', mode, size: 0, hash: '' });
-const fileE = (path: string, content: string, mode = 0o644): ManifestEntry => ({ path, type: 'file', mode, size: Buffer.byteLength(content), hash: sha256Hex(content) });
+const fileE = (path: string, content: string, mode = 0o644): ManifestEntry => ({
+  path,
+  type: 'file',
+  mode,
+  size: Buffer.byteLength(content),
+  hash: sha256Hex(content),
+});
 
 describe('convergeStreamed', () => {
   it('builds a new tree from the stream and commits it: same entries, contents, modes and links as the source', async () => {
@@ -135,7 +144,11 @@ describe('convergeStreamed', () => {
   const HOSTILE: { name: string; entries: { e: ManifestEntry; content?: string }[]; code: RegExp; held?: string[] }[] = [
     { name: 'a path that climbs out', entries: [{ e: fileE('../evil.php', 'x'), content: 'x' }], code: /^ARCHIVE_UNSAFE: .*"\.\."/ },
     { name: 'an absolute path', entries: [{ e: fileE('/etc/cron.d/x', 'x'), content: 'x' }], code: /^ARCHIVE_UNSAFE: .*absolute/ },
-    { name: 'a file before its directory', entries: [{ e: fileE('d/x', 'x'), content: 'x' }, { e: dirE('d') }], code: /^INVALID_ARGUMENT: .*before \(or without\) its directory/ },
+    {
+      name: 'a file before its directory',
+      entries: [{ e: fileE('d/x', 'x'), content: 'x' }, { e: dirE('d') }],
+      code: /^INVALID_ARGUMENT: .*before \(or without\) its directory/,
+    },
     {
       name: 'a path listed twice',
       entries: [
@@ -146,7 +159,10 @@ describe('convergeStreamed', () => {
     },
     {
       name: 'a file below a symlink',
-      entries: [{ e: { path: 'l', type: 'symlink', mode: 0o777, size: 4, hash: sha256Hex('/etc'), target: '/etc' } }, { e: fileE('l/passwd', 'x'), content: 'x' }],
+      entries: [
+        { e: { path: 'l', type: 'symlink', mode: 0o777, size: 4, hash: sha256Hex('/etc'), target: '/etc' } },
+        { e: fileE('l/passwd', 'x'), content: 'x' },
+      ],
       code: /^INVALID_ARGUMENT: .*its directory/,
     },
     {
@@ -155,7 +171,11 @@ describe('convergeStreamed', () => {
       code: /^INVALID_ARGUMENT: manifest lists excluded path "sites\/default\/files"/,
     },
     { name: 'a setuid bit', entries: [{ e: fileE('su', 'x', 0o4755), content: 'x' }], code: /^ARCHIVE_UNSAFE: .*mode 4755/ },
-    { name: 'content that does not match its hash', entries: [{ e: fileE('x', 'what it says'), content: 'what it is!!' }], code: /^BLOB_HASH_MISMATCH: x arrived with content/ },
+    {
+      name: 'content that does not match its hash',
+      entries: [{ e: fileE('x', 'what it says'), content: 'what it is!!' }],
+      code: /^BLOB_HASH_MISMATCH: x arrived with content/,
+    },
     {
       name: 'content announced as held that this host does not have',
       entries: [{ e: fileE('a', 'once'), content: 'once' }, { e: fileE('b', 'never') }],
@@ -179,7 +199,9 @@ describe('convergeStreamed', () => {
 
   it('refuses a tree whose root hash is not the one the stream ends with; nothing becomes live', async () => {
     const chunks = recordsOf([{ e: dirE('d') }, { e: fileE('d/x', 'x'), content: 'x' }], { rootHash: sha256Hex('another tree'), entries: 2 });
-    expect(await code(receive(chunks))).toMatch(/^TREE_CHANGED: the tree the master streamed \(2 entries\) hashes to [0-9a-f]{12}…, not [0-9a-f]{12}… \(2 entries\)/);
+    expect(await code(receive(chunks))).toMatch(
+      /^TREE_CHANGED: the tree the master streamed \(2 entries\) hashes to [0-9a-f]{12}…, not [0-9a-f]{12}… \(2 entries\)/,
+    );
     nothingLive();
   });
 

@@ -388,8 +388,10 @@ async function fetchMissing(o: StreamedOptions, staging: string, tree: string, g
   for (const [hash, list] of byHash) {
     const src = where.get(hash) ?? join(blobs, hash);
     const st = lstatOrNull(src);
-    if (st === undefined || !st.isFile() || st.size !== (list[0] as ManifestEntry).size) throw fail('BLOB_HASH_MISMATCH', `blob ${hash.slice(0, 12)}… did not arrive`);
-    if (o.fetcher.verifies !== true && hashFileSync(src)?.hash !== hash) throw fail('BLOB_HASH_MISMATCH', `blob ${hash.slice(0, 12)}… arrived with other content`);
+    if (st === undefined || !st.isFile() || st.size !== (list[0] as ManifestEntry).size)
+      throw fail('BLOB_HASH_MISMATCH', `blob ${hash.slice(0, 12)}… did not arrive`);
+    if (o.fetcher.verifies !== true && hashFileSync(src)?.hash !== hash)
+      throw fail('BLOB_HASH_MISMATCH', `blob ${hash.slice(0, 12)}… arrived with other content`);
     for (const e of list) fs.copyFileSync(src, `${tree}/${e.path}`, FS.COPYFILE_EXCL | FS.COPYFILE_FICLONE);
     got.filesFetched += list.length;
     got.bytesFetched += st.size;

@@ -586,7 +586,8 @@ export class PlatformSync {
     const converging = Promise.all(
       targets.map(
         (server) =>
-          streamed.get(server) ?? this.convergeOn(ctx, p, server, { rootHash: manifest.rootHash, recheck: rescan && !prechecked.has(server), stream: false, reportDrift }),
+          streamed.get(server) ??
+          this.convergeOn(ctx, p, server, { rootHash: manifest.rootHash, recheck: rescan && !prechecked.has(server), stream: false, reportDrift }),
       ),
     );
     // The registry depends only on the tree: parse again only when a file it is read from

@@ -277,9 +277,16 @@ export class TreeFeeds {
   /** A feed for a walk of `tree` (host path `root`) that `servers` will read. */
   open(tree: string, root: string, servers: readonly string[]): TreeFeed {
     this.feeds.get(tree)?.fail(fail('TREE_CHANGED', `a newer walk of ${tree} started`));
-    const f = new TreeFeed(tree, root, servers, this.log, (done) => {
-      if (this.feeds.get(tree) === done) this.feeds.delete(tree);
-    }, this.attachMs);
+    const f = new TreeFeed(
+      tree,
+      root,
+      servers,
+      this.log,
+      (done) => {
+        if (this.feeds.get(tree) === done) this.feeds.delete(tree);
+      },
+      this.attachMs,
+    );
     this.feeds.set(tree, f);
     return f;
   }

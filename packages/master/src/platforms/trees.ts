@@ -295,7 +295,14 @@ export class TreeStore {
       const started = Date.now();
       // previous: a re-walk shares unchanged entries with the manifests still held (history)
       const dirs = dirSnapshot(hostPath);
-      const r = await walkTree(hostPath, { exclude: excludes, statCache: this.cache, previous: t?.live, onDir: dirs.onDir, helper: this.helper, tap: opts.tap });
+      const r = await walkTree(hostPath, {
+        exclude: excludes,
+        statCache: this.cache,
+        previous: t?.live,
+        onDir: dirs.onDir,
+        helper: this.helper,
+        tap: opts.tap,
+      });
       this.cache.flushSoon();
       for (const s of r.skipped) this.log.warn({ tree: nsPath, path: s.path, reason: s.reason }, 'left out of manifest');
       this.log.info(

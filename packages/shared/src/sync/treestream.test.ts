@@ -5,9 +5,22 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type ManifestEntry, sha256Hex } from './manifest.js';
 import { type StreamedEntry, TreeStreamParser, TreeStreamWriter } from './treestream.js';
 
-const file = (path: string, content: string, mode = 0o644): ManifestEntry => ({ path, type: 'file', mode, size: Buffer.byteLength(content), hash: sha256Hex(content) });
+const file = (path: string, content: string, mode = 0o644): ManifestEntry => ({
+  path,
+  type: 'file',
+  mode,
+  size: Buffer.byteLength(content),
+  hash: sha256Hex(content),
+});
 const dir = (path: string): ManifestEntry => ({ path, type: 'dir', mode: 0o755, size: 0, hash: '' });
-const link = (path: string, target: string): ManifestEntry => ({ path, type: 'symlink', mode: 0o777, size: Buffer.byteLength(target), hash: sha256Hex(target), target });
+const link = (path: string, target: string): ManifestEntry => ({
+  path,
+  type: 'symlink',
+  mode: 0o777,
+  size: Buffer.byteLength(target),
+  hash: sha256Hex(target),
+  target,
+});
 
 interface Seen {
   entries: StreamedEntry[];
@@ -49,7 +62,7 @@ afterEach(() => rmSync(tmp, { recursive: true, force: true }));
 describe('tree record stream', () => {
   const ENTRIES = [
     { e: dir('a') },
-    { e: file('a/x.php', '<?php x') , content: '<?php x' },
+    { e: file('a/x.php', '<?php x'), content: '<?php x' },
     { e: file('a/copy.php', '<?php x'), content: '<?php x' },
     { e: file('a/empty', ''), content: '' },
     { e: link('a/l', '../x') },
