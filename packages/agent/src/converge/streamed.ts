@@ -248,7 +248,9 @@ async function receive(o: StreamedOptions, tree: string, excludes: ExcludeMatche
       end = { rootHash, entries: n };
     },
   });
-  const held = o.reusable === undefined ? [] : [...o.reusable()];
+  // at most MAX_HELD (16 MB of digests in the request); content beyond it is simply sent
+  const held: string[] = [];
+  for (const h of o.reusable?.() ?? []) if (held.push(h) >= MAX_HELD) break;
   if (held.length > 0) o.helper?.warm?.(); // its copies start with the stream's first records
   let lastReport = 0;
   const report = () => o.onProgress?.({ phase: 'fetch', files: out.filesFetched + out.filesReused, filesTotal: 0, bytes: out.bytesFetched, bytesTotal: 0 });
@@ -285,6 +287,9 @@ async function receive(o: StreamedOptions, tree: string, excludes: ExcludeMatche
   out.manifest = m;
   return out;
 }
+
+/** Hashes of held content a StreamTree request names at most. */
+const MAX_HELD = 500_000;
 
 /** Copies per chunk shared with the helper thread. */
 const COPY_CHUNK = 256;

@@ -8,6 +8,7 @@
  *                     buildfuzz.ts generates hostile builds for `pnpm fuzz:build`
  * - trees.ts          the canonical trees on the master: manifests kept current by a watcher
  * - converge.ts       `PlatformSync`: the platform tasks (verify, converge), self-healing, live sync
+ * - streamtree.ts     the streamed first sync: one walk fed to the StreamTree calls of its servers
  * - platformremove.ts the `platform.remove` task
  *
  * Platforms as records (name, path, server, status) are namespace/platforms.ts.
