@@ -5,15 +5,15 @@
  * read and hashed, is packed into the record stream (shared sync/treestream.ts) as the walk finds
  * it, and each of those servers' StreamTree calls reads the same chunks — one read and one hash
  * per file on the master, for every member of a cluster. The walk waits while the slowest reader
- * is more than MAX_AHEAD chunks behind, and until every expected server has attached (or
+ * is more than MAX_AHEAD_BYTES behind, and until every expected server has attached (or
  * declined, failed, or not come within ATTACH_MS): the content the servers say they hold is only
  * known then. A StreamTree call that finds no feed for it (it came late, or the master had walked
  * the tree already) is served from the tree's manifest, reading each file.
  */
 import { fail, type Logger, type Manifest, type ManifestEntry, TreeStreamWriter, type WalkTap } from '@spoke/shared';
 
-/** Chunks (~1 MiB each) the walk may run ahead of its slowest reader. */
-const MAX_AHEAD = 8;
+/** Bytes the walk may run ahead of its slowest reader (chunks are up to 1 MiB; a pause sends less). */
+const MAX_AHEAD_BYTES = 8 * 1024 * 1024;
 /** How long the walk waits for an expected server's StreamTree call. */
 const ATTACH_MS = 60_000;
 /** Content the walk reads ahead (copied) before its readers have all attached; then it waits. */
@@ -181,18 +181,19 @@ export class TreeFeed {
   }
 
   private paced(): Promise<void> | undefined {
-    if (this.lag() <= MAX_AHEAD) return undefined;
+    if (this.lag() <= MAX_AHEAD_BYTES) return undefined;
     return (async () => {
-      while (this.lag() > MAX_AHEAD) await new Promise<void>((resolve) => (this.walkWaiting = resolve));
+      while (this.lag() > MAX_AHEAD_BYTES) await new Promise<void>((resolve) => (this.walkWaiting = resolve));
     })();
   }
 
-  /** Chunks between the newest and the slowest live reader. */
+  /** Bytes between the newest chunk and the slowest live reader. */
   private lag(): number {
-    const head = this.base + this.chunks.length;
-    let lag = 0;
-    for (const r of this.readers.values()) if (!r.closed) lag = Math.max(lag, head - r.cursor);
-    return lag;
+    let slowest = this.base + this.chunks.length;
+    for (const r of this.readers.values()) if (!r.closed) slowest = Math.min(slowest, r.cursor);
+    let bytes = 0;
+    for (let i = slowest - this.base; i < this.chunks.length; i++) bytes += (this.chunks[i] as Buffer).length;
+    return bytes;
   }
 
   private push(chunk: Buffer): void {
