@@ -259,7 +259,7 @@ async function receive(o: StreamedOptions, tree: string, excludes: ExcludeMatche
       for await (const chunk of o.open(held)) {
         cancelled(o.signal);
         parser.push(chunk);
-        copies.step();
+        await copies.step();
         if (out.bytesFetched - lastReport >= 1024 * 1024) {
           lastReport = out.bytesFetched;
           report();
@@ -315,11 +315,19 @@ class HeldCopies {
     if (this.helper === undefined) this.copyHere(this.queue.length);
   }
 
-  /** After each message: a chunk to the helper when it is idle; this thread copies when the queue outgrows it. */
-  step(): void {
+  /**
+   * After each message: a chunk to the helper when it is idle; this thread copies when the queue
+   * outgrows it, and then lets the helper's answer in (messages already received are read
+   * without a turn of the event loop, so the helper would wait for the whole stream).
+   */
+  async step(): Promise<void> {
     this.check();
     if (this.queue.length >= COPY_CHUNK && this.busy === undefined) this.toHelper();
-    if (this.queue.length >= 4 * COPY_CHUNK) this.copyHere(COPY_CHUNK);
+    if (this.queue.length >= 4 * COPY_CHUNK) {
+      this.copyHere(COPY_CHUNK);
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.queue.length >= COPY_CHUNK && this.busy === undefined) this.toHelper();
+    }
   }
 
   /** The end of the stream: both threads copy what is left. */
