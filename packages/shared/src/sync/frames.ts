@@ -16,7 +16,7 @@ import type { ByteSource } from './tario.js';
 const HEADER = 40;
 // A little under 1 MiB: the message encoder grows its buffer in powers of two, so a chunk of
 // exactly 1 MiB plus its field header would make it allocate 2 MiB for every message.
-export const CHUNK = 1024 * 1024 - 64;
+const CHUNK = 1024 * 1024 - 64;
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -89,6 +89,19 @@ export async function* frameBlobs(sources: Iterable<BlobSource>, pool?: ChunkPoo
   if (off > 0) yield withHeadroom(out, off);
 }
 
+/** Bytes of blob framing in one chunk (a little under 1 MiB; see CHUNK). */
+export const FRAME_CHUNK_BYTES = CHUNK;
+
+/** A buffer for frameChunk with CHUNK_HEADROOM bytes of its own in front (see hasHeadroom); `bytes` at most FRAME_CHUNK_BYTES. */
+export function newFrameChunk(bytes = CHUNK): Buffer {
+  return newChunk(bytes);
+}
+
+/** The first `length` bytes of a newFrameChunk buffer, marked as having its headroom (hasHeadroom is true). */
+export function sealFrameChunk(chunk: Buffer, length: number): Buffer {
+  return withHeadroom(chunk, length);
+}
+
 /** Writes all of `data` to `fd`. */
 function writeAll(fd: number, data: Buffer): void {
   for (let o = 0; o < data.length;) o += writeSync(fd, data, o, data.length - o);
@@ -141,12 +154,12 @@ export class ChunkPool {
 export const CHUNK_HEADROOM = 8;
 const headroomed = new WeakSet<Buffer>();
 
-/** A chunk buffer of CHUNK bytes that starts CHUNK_HEADROOM bytes into its own allocation. */
-export function newChunk(): Buffer {
-  return Buffer.allocUnsafe(CHUNK_HEADROOM + CHUNK).subarray(CHUNK_HEADROOM);
+/** A chunk buffer of `bytes` (CHUNK) that starts CHUNK_HEADROOM bytes into its own allocation. */
+function newChunk(bytes = CHUNK): Buffer {
+  return Buffer.allocUnsafe(CHUNK_HEADROOM + bytes).subarray(CHUNK_HEADROOM);
 }
 
-export function withHeadroom(chunk: Buffer, length: number): Buffer {
+function withHeadroom(chunk: Buffer, length: number): Buffer {
   const b = chunk.subarray(0, length);
   headroomed.add(b);
   return b;

@@ -18,7 +18,7 @@
  */
 import { closeSync, constants as FS, openSync, readSync } from 'node:fs';
 import { fail } from '../errors.js';
-import { CHUNK, newChunk, withHeadroom } from './frames.js';
+import { FRAME_CHUNK_BYTES as CHUNK, newFrameChunk as newChunk, sealFrameChunk as withHeadroom } from './frames.js';
 import { type ManifestEntry, sha256Hex } from './manifest.js';
 import { MAX_PATH_BYTES } from './paths.js';
 
