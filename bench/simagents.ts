@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { credentials, Metadata, status as GrpcStatus, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import {
   CAPABILITY_VERSION,
+  STREAM_TREE_CAPABILITY,
   MASTER_TLS_NAME,
   SPOKE_VERSION,
   buildManifest,
@@ -175,7 +176,9 @@ export class SimAgent {
       { kind: 'http', impl: 'nginx', version: '1.22.1', binary: '/usr/sbin/nginx' },
       { kind: 'php', impl: 'php-fpm', version: '8.2', binary: '/usr/sbin/php-fpm8.2' },
     ];
-    stream.write({ event: { $case: 'hello', value: { capabilityVersion: CAPABILITY_VERSION, facts: this.facts(), services, observed: this.observed() } } });
+    // one below the streamed first sync (15): the simulator converges by GetManifest + FetchBlobs only
+    const capabilityVersion = Math.min(CAPABILITY_VERSION, STREAM_TREE_CAPABILITY - 1);
+    stream.write({ event: { $case: 'hello', value: { capabilityVersion, facts: this.facts(), services, observed: this.observed() } } });
     this.state = 'online';
     this.connects++;
     this.stopHeartbeat();

@@ -154,6 +154,7 @@ async function startLocked(opts: CompiledAgentOptions, deps: Parameters<typeof s
     detect,
     backoffInitialMs: opts.backoffInitialMs,
     backoffMaxMs: opts.backoffMaxMs,
+    capabilityVersion: opts.capabilityVersion,
   });
   link = connection;
   let metricsListener: MetricsListener | undefined;

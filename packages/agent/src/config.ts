@@ -57,6 +57,8 @@ export interface CompiledAgentOptions {
   driftIntervalMs: number;
   /** Hashes per FetchBlobs request (SPOKE_FETCH_BATCH; tests set it low to cross batches). */
   fetchBatch: number;
+  /** The capability version announced at hello (SPOKE_CAPABILITY_VERSION; default this agent's own). */
+  capabilityVersion: number;
   /** What drift repairs keep in `<state-dir>/quarantine`: at most this many bytes. @default 256 MiB (env SPOKE_QUARANTINE_MAX_BYTES) */
   quarantineMaxBytes: number;
   /** …for at most this long. @default 30 days (env SPOKE_QUARANTINE_MAX_AGE_DAYS) */
@@ -182,6 +184,7 @@ export function compileAgentOptions(
     logLevel: env.SPOKE_LOG_LEVEL,
     driftIntervalMs: env.SPOKE_DRIFT_INTERVAL_MS,
     fetchBatch: env.SPOKE_FETCH_BATCH,
+    capabilityVersion: env.SPOKE_CAPABILITY_VERSION,
     quarantineMaxBytes: env.SPOKE_QUARANTINE_MAX_BYTES,
     quarantineMaxAgeMs: env.SPOKE_QUARANTINE_MAX_AGE_DAYS * 86_400_000,
     binDirs: [...new Set([...env.PATH.split(':').filter((d) => d.startsWith('/')), ...SERVICE_BIN_DIRS])],

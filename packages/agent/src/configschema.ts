@@ -4,7 +4,7 @@
  * from what they return. The `db` section has its own checker (db/settings.ts parseDbSettings).
  */
 import { z } from 'zod';
-import { envInt, LOG_LEVEL } from '@spoke/shared';
+import { CAPABILITY_VERSION, envInt, LOG_LEVEL } from '@spoke/shared';
 import type { DbConfigFile } from './db/settings.js';
 import { QUARANTINE_MAX_AGE_MS, QUARANTINE_MAX_BYTES } from './converge/quarantine.js';
 import { FETCH_BATCH } from './sync.js';
@@ -120,6 +120,13 @@ export const AGENT_ENV = z.object({
   SPOKE_DRIFT_INTERVAL_MS: envInt(60_000),
   /** Hashes per FetchBlobs request (tests set it low to cross batches). */
   SPOKE_FETCH_BATCH: envInt(FETCH_BATCH),
+  /**
+   * The capability version this agent announces, at most its own: it speaks as an older agent
+   * (tests of the master's fallbacks; turning a newer feature off on one host).
+   */
+  SPOKE_CAPABILITY_VERSION: envInt(CAPABILITY_VERSION).refine((v) => v >= 1 && v <= CAPABILITY_VERSION, {
+    message: `must be between 1 and ${CAPABILITY_VERSION}`,
+  }),
   /** What drift repairs keep in `<state-dir>/quarantine`: at most this many bytes (256 MiB). */
   SPOKE_QUARANTINE_MAX_BYTES: envInt(QUARANTINE_MAX_BYTES),
   /** …for at most this many days. */

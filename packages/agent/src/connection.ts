@@ -33,6 +33,8 @@ export interface ConnectionDeps extends CommandDeps {
   driftIntervalMs: number;
   /** Commands answered and converge bytes. @default NO_AGENT_METRICS */
   metrics?: AgentMetrics;
+  /** The capability version announced at hello. @default CAPABILITY_VERSION */
+  capabilityVersion?: number;
 }
 
 /** Computes the next reconnect delay: exponential, capped, with full jitter. */
@@ -209,7 +211,7 @@ export class MasterConnection {
       event: {
         $case: 'hello',
         value: {
-          capabilityVersion: CAPABILITY_VERSION,
+          capabilityVersion: this.deps.capabilityVersion ?? CAPABILITY_VERSION,
           facts: hostFacts(this.deps.roots, this.deps.rootMap),
           services: services.map((s) => ({ kind: s.kind, impl: s.impl, version: s.version, binary: s.binary })),
           observed: this.deps.trees.observed(),

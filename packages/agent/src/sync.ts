@@ -30,6 +30,8 @@ import {
 import {
   buildReuseIndex,
   converge,
+  convergeStreamed,
+  reuseMap,
   forgetMemos,
   listQuarantine,
   type ManifestDelta,
@@ -44,6 +46,7 @@ import {
   treeKeyOf,
   treeStateDir,
   type BlobFetcher,
+  type ConvergeResult,
 } from './converge/index.js';
 
 /**
@@ -279,8 +282,11 @@ export class AgentTrees {
       }
       // What this converge writes, and the committed state it leaves, are walked again next time.
       this.watches.touch(req.tree);
-      const desired = await this.fetchManifest(req.tree, req.rootHash);
       const heldRoots = new Map([...this.held].map(([k, v]) => [k, v.hostRoot]));
+      // A first sync the master streams as its walk reads the tree (capability 15); undefined
+      // when this host holds something of the tree after all: then from the manifest.
+      const streamed = req.stream === true && committed === null ? await this.receiveStream(req, hostRoot, heldRoots, progress) : undefined;
+      const desired = streamed === undefined ? await this.fetchManifest(req.tree, req.rootHash) : undefined;
       let reuseIndex: ((hash: string) => string | undefined) | undefined;
       let lastPhase = '';
       const run = (want: Manifest | ManifestDelta, trustCommitted?: boolean) =>
@@ -307,17 +313,20 @@ export class AgentTrees {
             }
           },
         });
-      let r: Awaited<ReturnType<typeof run>>;
-      try {
-        r = await run(desired);
-      } catch (e) {
-        // A delta this tree's committed manifest cannot take (it does not describe what is on
-        // disk after a failure) must not be refused forever: re-base on the whole manifest and
-        // on what is really there.
-        if ('entries' in desired || !isSpokeError(e) || !['INVALID_ARGUMENT', 'TREE_CHANGED'].includes(e.code)) throw e;
-        this.log.warn({ tree: req.tree, code: e.code, err: e.message }, 'manifest delta refused; converging from the whole manifest against what is on disk');
-        r = await run(await this.fetchManifest(req.tree, req.rootHash, false), false);
-      }
+      let r: ConvergeResult;
+      if (streamed !== undefined) r = streamed;
+      else if (desired === undefined) throw fail('INTERNAL', 'no manifest to converge to');
+      else
+        try {
+          r = await run(desired);
+        } catch (e) {
+          // A delta this tree's committed manifest cannot take (it does not describe what is on
+          // disk after a failure) must not be refused forever: re-base on the whole manifest and
+          // on what is really there.
+          if ('entries' in desired || !isSpokeError(e) || !['INVALID_ARGUMENT', 'TREE_CHANGED'].includes(e.code)) throw e;
+          this.log.warn({ tree: req.tree, code: e.code, err: e.message }, 'manifest delta refused; converging from the whole manifest against what is on disk');
+          r = await run(await this.fetchManifest(req.tree, req.rootHash, false), false);
+        }
       if (r.abandonedJournal !== undefined) {
         this.log.warn(
           { tree: req.tree, err: r.abandonedJournal },
@@ -358,8 +367,9 @@ export class AgentTrees {
           total: r.drift.changed.length + r.drift.added.length + r.drift.removed.length,
         },
         conflicts: r.conflicts.map((c) => ({ path: c.path, wanted: c.wanted, userData: c.userData })),
-        wantedRootHash: r.conflicts.length ? req.rootHash : '',
+        wantedRootHash: r.conflicts.length ? (desired?.rootHash ?? req.rootHash) : '',
         ...(q === undefined ? {} : { quarantined: quarantineInfo(q) }),
+        ...(streamed === undefined ? {} : { streamed: true }),
       };
     });
   }
@@ -425,6 +435,49 @@ export class AgentTrees {
     });
   }
 
+  /**
+   * A first sync through StreamTree (see converge/streamed.ts), announcing the content this host
+   * holds in its other trees so the master leaves it out; undefined when the tree is not new here.
+   */
+  private async receiveStream(
+    req: ConvergeRequest,
+    hostRoot: string,
+    heldRoots: Map<string, string>,
+    progress: ProgressFn,
+  ): Promise<ConvergeResult | undefined> {
+    let call: ClientReadableStream<wire.BlobChunk> | undefined;
+    // content of the other trees this host holds (~50 ms to build for 20,000 entries): none for a first platform
+    const others = new Map([...heldRoots].filter(([k]) => k !== req.tree));
+    let held: Map<string, string> | undefined;
+    const index = () => (held ??= others.size > 0 ? reuseMap(this.stateDir, others) : new Map<string, string>());
+    try {
+      return await convergeStreamed({
+        treeKey: req.tree,
+        hostRoot,
+        stateDir: this.stateDir,
+        excludes: req.excludes,
+        open: (have) => {
+          const packed = Buffer.allocUnsafe(32 * have.length);
+          have.forEach((h, i) => packed.write(h, i * 32, 32, 'hex'));
+          call = this.requireClient().streamTree({ tree: req.tree, have: packed });
+          return bytesOf(call);
+        },
+        reuse: (hash) => index().get(hash),
+        reusable: () => index().keys(),
+        fetcher: this.fetcher(req.tree),
+        helper: this.helper,
+        onProgress: (p) =>
+          progress(
+            p.phase === 'apply'
+              ? { message: `apply ${p.files}/${p.filesTotal} files`, done: 0, total: 0 }
+              : { message: `stream ${p.files} files`, done: Math.round(p.bytes), total: 0 },
+          ),
+      });
+    } finally {
+      call?.cancel(); // a stream given up on stops the master's walk waiting for this agent
+    }
+  }
+
   private requireClient(): wire.AgentClient {
     if (!this.client) throw fail('AGENT_DISCONNECTED', 'not connected to the master');
     return this.client;
@@ -440,10 +493,12 @@ export class AgentTrees {
     const entries: ManifestEntry[] = [];
     const removed: string[] = [];
     let delta = false;
+    let sentRoot = '';
     const stream = this.requireClient().getManifest({ tree, rootHash, baseRootHash: base?.rootHash ?? '' });
     try {
       for await (const chunk of stream as AsyncIterable<wire.ManifestChunk>) {
         delta = chunk.delta;
+        sentRoot = chunk.rootHash;
         removed.push(...chunk.removed);
         for (const e of chunk.entries) {
           const entry: ManifestEntry = { path: e.path, type: e.type as ManifestEntry['type'], mode: e.mode, size: e.size, hash: e.hash };
@@ -456,8 +511,10 @@ export class AgentTrees {
     }
     if (delta && base) return { base: base.rootHash, rootHash, upserts: entries, removed };
     const m = buildManifest(entries);
-    if (m.rootHash !== rootHash) {
-      throw fail('TREE_CHANGED', `the manifest the master sent hashes to ${m.rootHash.slice(0, 12)}, not ${rootHash.slice(0, 12)}`);
+    // rootHash "" (a stream declined): whatever the master's walk found, checked by the root it sent
+    const want = rootHash || sentRoot;
+    if (m.rootHash !== want) {
+      throw fail('TREE_CHANGED', `the manifest the master sent hashes to ${m.rootHash.slice(0, 12)}, not ${want.slice(0, 12)}`);
     }
     return m;
   }

@@ -11,6 +11,7 @@ import type { Clock, PlatformInfo, ServerInfo, TaskInfo } from './types.js';
 import { verifyServerTask } from './servers/verify.js';
 import type { TreeStore } from './platforms/trees.js';
 import { PlatformSync } from './platforms/converge.js';
+import { TreeFeeds } from './platforms/streamtree.js';
 import { EventFeed } from './events.js';
 import { PlatformBuilder } from './platforms/build.js';
 import { checkMakefileSource } from './platforms/buildplan.js';
@@ -61,6 +62,8 @@ export class Core {
   readonly hub: AgentHub;
   readonly trees: TreeStore;
   readonly sync: PlatformSync;
+  /** Streamed first syncs under way (StreamTree; platforms/streamtree.ts). */
+  readonly feeds: TreeFeeds;
   /** Task and agent events for `spoke events`. */
   readonly events: EventFeed;
   /** The site tasks (install, verify, disable/enable, aliases, delete). */
@@ -111,6 +114,8 @@ export class Core {
     https?: { acme?: { directoryUrl: string; email: string; caPem: string } | null; clock?: Clock; tickMs?: number };
     /** Converge bytes and cron results. @default NO_METRICS */
     metrics?: MasterMetrics;
+    /** Stream first syncs to agents that can take them (StreamTree). @default true */
+    streamFirstSync?: boolean;
   }) {
     const metrics = deps.metrics ?? NO_METRICS;
     this.faults = deps.faults ?? { corruptBlobs: 0 };
@@ -132,7 +137,9 @@ export class Core {
     });
     this.builder = builder;
     this.events = new EventFeed({ tasks: this.tasks, hub: this.hub, clock: this.clock });
+    this.feeds = new TreeFeeds({ log: this.log.child({ component: 'master.streamtree' }) });
     this.sync = new PlatformSync({
+      feeds: deps.streamFirstSync === false ? undefined : this.feeds,
       ns: this.ns,
       hub: this.hub,
       tasks: this.tasks,

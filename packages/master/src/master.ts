@@ -131,6 +131,7 @@ export async function startMaster(opts: CompiledMasterOptions, deps: { log: Logg
       db,
       buildEnv: opts.buildEnv,
       cron: { concurrency: opts.cronConcurrency, tickMs: opts.cronTickMs },
+      streamFirstSync: opts.streamFirstSync,
       reconcile: { intervalMs: opts.reconcileIntervalMs, backoffMs: opts.reconcileBackoffMs },
       buildSourceDirs: opts.buildSourceDirs,
       buildLimits: { maxBytes: opts.buildMaxBytes, maxEntries: opts.buildMaxEntries, maxRatio: opts.buildMaxRatio },

@@ -53,6 +53,11 @@ export interface MasterOptions {
   buildEnv?: Record<string, string | undefined>;
   /** Run sites' cron on schedule (env SPOKE_CRON=off turns it off; `site cron` still runs). @default true */
   cron?: boolean;
+  /**
+   * Stream a first sync to agents that can take it (capability 15) as the walk reads the tree
+   * (env SPOKE_STREAM_FIRST_SYNC=off: every converge by manifest and FetchBlobs). @default true
+   */
+  streamFirstSync?: boolean;
   /** Cron runs at once across all sites. @default 4 (env SPOKE_CRON_CONCURRENCY) */
   cronConcurrency?: number;
   /** Time between cron scheduler ticks. @default 10000 (env SPOKE_CRON_TICK_MS) */
@@ -106,6 +111,8 @@ export const MASTER_ENV = z.object({
   SPOKE_FAULT_CORRUPT_BLOBS: envInt(0, 0),
   /** "off" disables the cron scheduler. */
   SPOKE_CRON: z.string().optional(),
+  /** "off": first syncs go by manifest and FetchBlobs, not StreamTree. */
+  SPOKE_STREAM_FIRST_SYNC: z.string().optional(),
   SPOKE_CRON_CONCURRENCY: envInt(4),
   SPOKE_CRON_TICK_MS: envInt(10_000),
   /** As --acme-directory, --acme-email, --acme-ca ("" = none). */
@@ -180,6 +187,7 @@ export function compileMasterOptions(o: MasterOptions = {}, environ: Record<stri
     faultCorruptBlobs: o.faultCorruptBlobs ?? env.SPOKE_FAULT_CORRUPT_BLOBS,
     buildEnv: o.buildEnv ?? { ...environ },
     cron: o.cron ?? env.SPOKE_CRON !== 'off',
+    streamFirstSync: o.streamFirstSync ?? env.SPOKE_STREAM_FIRST_SYNC !== 'off',
     cronConcurrency: o.cronConcurrency ?? env.SPOKE_CRON_CONCURRENCY,
     cronTickMs: o.cronTickMs ?? env.SPOKE_CRON_TICK_MS,
     buildSourceDirs: (o.buildSourceDirs ?? []).map((d) => resolve(d)),

@@ -44,8 +44,13 @@
  *  14 — ConfigureSite.redirect_names: names that only answer a 301 to the site's domain (a
  *       renamed site's old name for its grace period, `site migrate --redirect-old-for`). The
  *       master refuses a ConfigureSite with such names to older agents (they would drop them).
+ *  15 — the streamed first sync: ConvergeCommand.stream asks an agent that holds nothing of a
+ *       tree to receive it through StreamTree (entries and content as the master's walk reads
+ *       them, then the root hash), written straight into the staging tree and committed as one
+ *       transaction. Older agents are sent the root hash after the walk and use GetManifest +
+ *       FetchBlobs, as before.
  */
-export const CAPABILITY_VERSION = 14;
+export const CAPABILITY_VERSION = 15;
 
 // The lowest capability each command needs: COMMAND_CAPABILITY in commands.ts.
 
@@ -54,6 +59,9 @@ export const HTTPS_CAPABILITY = 12;
 
 /** The capability a ConfigureSite with redirect-only names needs (see 14 above). */
 export const REDIRECT_NAMES_CAPABILITY = 14;
+
+/** The capability a streamed first sync (ConvergeCommand.stream, StreamTree) needs (see 15 above). */
+export const STREAM_TREE_CAPABILITY = 15;
 
 /** The product version printed by `--version` and reported in host facts. */
 export const SPOKE_VERSION = '0.1.0';

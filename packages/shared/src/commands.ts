@@ -112,6 +112,12 @@ export interface ConvergeRequest {
    * Agents below capability 13 ignore it and repair.
    */
   reportDrift?: boolean;
+  /**
+   * A first sync through StreamTree (capability 15): `rootHash` is empty, the master's walk is
+   * still running and sends the tree as it reads it. An agent that holds something of the tree
+   * converges from the manifest that walk finds (GetManifest + FetchBlobs) instead.
+   */
+  stream?: boolean;
 }
 
 /** One platform to configure on a web server. */
@@ -309,6 +315,8 @@ export interface ConvergeReport {
   wantedRootHash: string;
   /** What a drift repair kept in the agent's quarantine (absent: nothing hand-made was lost; capability 13). */
   quarantined?: QuarantineInfo;
+  /** Received through StreamTree as the master walked the tree (capability 15). */
+  streamed?: boolean;
 }
 
 /** The report of a converge that found the tree as wanted: nothing fetched, changed or drifted. */

@@ -21,6 +21,7 @@ const COMMANDS: { [K in AgentCommandType]: Extract<AgentCommand, { type: K }> } 
     webGroupFiles: ['sites/a/settings.php'],
     recheck: true,
     reportDrift: true,
+    stream: true,
   },
   treeStatus: { type: 'treeStatus', tree: '/var/www/d7', excludes: ['y'] },
   configurePlatform: { type: 'configurePlatform', platform: 'd7', tree: '/var/www/d7', kind: 'drupal7', pinnedImpl: 'nginx' },
@@ -85,6 +86,7 @@ const RESULTS: AgentCommandResults = {
     ms: 8,
     drift,
     conflicts,
+    streamed: true,
     wantedRootHash: 'r1',
     quarantined: kept,
   },
@@ -151,7 +153,17 @@ describe('agent command codecs', () => {
 
   it('fills what an optional field left out with the wire default', () => {
     const got = commandFromWire(overTheWire.command(commandToWire('id', { type: 'converge', tree: '/t', rootHash: 'r', excludes: [], label: 'l' })));
-    expect(got).toEqual({ type: 'converge', tree: '/t', rootHash: 'r', excludes: [], label: 'l', webGroupFiles: [], recheck: false, reportDrift: false });
+    expect(got).toEqual({
+      type: 'converge',
+      tree: '/t',
+      rootHash: 'r',
+      excludes: [],
+      label: 'l',
+      webGroupFiles: [],
+      recheck: false,
+      reportDrift: false,
+      stream: false,
+    });
     const tool = commandFromWire(overTheWire.command(commandToWire('id', { type: 'siteTool', tree: '/t', domain: 'a.b', kind: 'drupal8', op: 'updates' })));
     expect(tool).toEqual({ type: 'siteTool', tree: '/t', domain: 'a.b', kind: 'drupal8', op: 'updates', tokenHash: '', ttlSeconds: 0 });
     const { tls: _tls, ...plain } = COMMANDS.configureSite;

@@ -70,11 +70,18 @@ const COMMAND_CODECS: { [K in AgentCommandType]: Codec<K> } = {
   },
   ping: { ...sameCodec, result: () => ({}), resultFrom: () => null },
   converge: {
-    command: (c) => ({ ...c, webGroupFiles: c.webGroupFiles ?? [], recheck: c.recheck ?? false, reportDrift: c.reportDrift ?? false }),
+    command: (c) => ({
+      ...c,
+      webGroupFiles: c.webGroupFiles ?? [],
+      recheck: c.recheck ?? false,
+      reportDrift: c.reportDrift ?? false,
+      stream: c.stream ?? false,
+    }),
     commandFrom: same,
-    result: (r) => ({ ...r, quarantined: r.quarantined }),
-    resultFrom: ({ quarantined, ...v }) => ({
+    result: (r) => ({ ...r, quarantined: r.quarantined, streamed: r.streamed ?? false }),
+    resultFrom: ({ quarantined, streamed, ...v }) => ({
       ...v,
+      ...(streamed ? { streamed } : {}),
       drift: driftFrom(v.drift),
       conflicts: conflictsFrom(v.conflicts),
       ...(quarantined === undefined ? {} : { quarantined: quarantineFrom(quarantined) }),

@@ -26,7 +26,7 @@ export type { KeyPair, CertRole, IssueOptions, CertIdentity } from './pki.js';
 export { createLogger, silentLogger } from './logger.js';
 export { AGENT_HEAP_HEADROOM_MB, boundHeapGrowth, MASTER_HEAP_HEADROOM_MB, MASTER_NODE_FLAGS } from './heap.js';
 export type { Logger, LoggerOptions } from './logger.js';
-export { CAPABILITY_VERSION, HTTPS_CAPABILITY, REDIRECT_NAMES_CAPABILITY, SPOKE_VERSION } from './capability.js';
+export { CAPABILITY_VERSION, HTTPS_CAPABILITY, REDIRECT_NAMES_CAPABILITY, SPOKE_VERSION, STREAM_TREE_CAPABILITY } from './capability.js';
 export { COMMAND_CAPABILITY, inSyncReport } from './commands.js';
 export type {
   AgentCommand,

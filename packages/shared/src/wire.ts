@@ -153,10 +153,11 @@ export function decodeBlobChunk(buf: Buffer): BlobChunk {
   return BlobChunk.decode(buf);
 }
 
-/** The Agent service with the BlobChunk codec above on FetchBlobs. */
+/** The Agent service with the BlobChunk codec above on FetchBlobs and StreamTree. */
 export const AgentService: typeof GeneratedAgentService = {
   ...GeneratedAgentService,
   fetchBlobs: { ...GeneratedAgentService.fetchBlobs, responseSerialize: encodeBlobChunk, responseDeserialize: decodeBlobChunk },
+  streamTree: { ...GeneratedAgentService.streamTree, responseSerialize: encodeBlobChunk, responseDeserialize: decodeBlobChunk },
 };
 
 /** A client of the Agent service (the codec above on FetchBlobs). */

@@ -224,7 +224,7 @@ export async function converge(o: ConvergeOptions): Promise<ConvergeResult> {
  * tree is as it was (the staging dir is gone; verified blobs are kept for the retry), or a
  * journal finishes it at the next converge.
  */
-function diskFull(e: unknown, root: string): Error | undefined {
+export function diskFull(e: unknown, root: string): Error | undefined {
   if (!isDiskFull(e)) return undefined;
   const what = isErrno(e, 'EDQUOT') ? 'disk quota exceeded' : 'file system full';
   return fail(

@@ -74,10 +74,10 @@ async function same(dir: string, m: Manifest): Promise<boolean> {
 function runChild(
   dir: string,
   k: number,
-  opts: { src?: string; uid?: number; delta?: boolean } = {},
+  opts: { src?: string; uid?: number; delta?: boolean; stream?: boolean } = {},
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }> {
   return new Promise((resolve, reject) => {
-    const args = ['--import', 'tsx/esm', CHILD, dir, String(k), KEY, opts.src ?? 'srcB', ...(opts.delta ? ['delta'] : [])];
+    const args = ['--import', 'tsx/esm', CHILD, dir, String(k), KEY, opts.src ?? 'srcB', ...(opts.delta ? ['delta'] : opts.stream ? ['stream'] : [])];
     const ids = opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid };
     const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], ...ids });
     let out = '';
@@ -145,13 +145,13 @@ async function countSteps(initial: boolean): Promise<{ total: number; names: str
   return { total: names.length, names };
 }
 
-async function crashAndReplay(k: number, initial: boolean, delta = false): Promise<string> {
-  const dir = await prepare(`k${k}-${initial}${delta ? '-delta' : ''}`, initial);
+async function crashAndReplay(k: number, initial: boolean, delta = false, stream = false): Promise<string> {
+  const dir = await prepare(`k${k}-${initial}${delta ? '-delta' : ''}${stream ? '-stream' : ''}`, initial);
   const tree = join(dir, 'host', 'd7');
   const stateDir = join(dir, 'state');
   // the delta case goes A -> C (a few edits), the others A -> B (every change kind)
   const want = delta ? mC : mB;
-  const { signal, out } = await runChild(dir, k, delta ? { src: 'srcC', delta: true } : {});
+  const { signal, out } = await runChild(dir, k, delta ? { src: 'srcC', delta: true } : { stream });
   expect(signal, out).toBe('SIGKILL');
   const journal = fs.existsSync(join(treeStateDir(stateDir, KEY), 'journal.json'));
   const committedB = readCommitted(stateDir, KEY)?.rootHash === want.rootHash;
@@ -285,6 +285,23 @@ describe('crash safety (SIGKILL at step k, then replayJournals)', () => {
       }
     },
     30_000,
+  );
+
+  it(
+    'streamed first sync (StreamTree) into a missing root: 10 kill points, while receiving and committing',
+    async () => {
+      const dir = await prepare('count-stream', true);
+      const { code, out } = await runChild(dir, 0, { stream: true });
+      expect(code, out).toBe(0);
+      expect(await same(join(dir, 'host', 'd7'), mB)).toBe(true);
+      const total = Number(/"steps":(\d+)/.exec(out)?.[1]);
+      expect(total).toBeGreaterThan(200); // a step per entry received, then the commit's
+      const ks = [...spread(total - 10, 6), total - 6, total - 4, total - 2, total];
+      const states = await twoAtATime(ks, (k) => crashAndReplay(k, true, false, true));
+      expect(states).toContain('old');
+      expect(states.some((s) => s === 'journal' || s === 'committed')).toBe(true);
+    },
+    killPointsBudget(10),
   );
 
   it(

@@ -4,9 +4,11 @@
  */
 export { converge, replayJournals } from './converge.js';
 export type { BlobFetcher, ConvergeOptions, ConvergeProgress, ConvergeResult } from './converge.js';
-export { buildReuseIndex, observe, readCommitted, treeKeyOf } from './observe.js';
+export { buildReuseIndex, observe, readCommitted, reuseMap, treeKeyOf } from './observe.js';
 export type { Drift } from './observe.js';
 export { listQuarantine, prune as pruneQuarantine, QUARANTINE_MAX_AGE_MS, QUARANTINE_MAX_BYTES } from './quarantine.js';
 export type { QuarantineEntry, QuarantineOptions } from './quarantine.js';
 export { forgetMemos, mergeDelta, treeStateDir } from './state.js';
 export type { ManifestDelta } from './state.js';
+export { convergeStreamed } from './streamed.js';
+export type { StreamedOptions } from './streamed.js';

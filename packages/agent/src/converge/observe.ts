@@ -107,6 +107,12 @@ export async function observe(
  * committed manifests; converge verifies the bytes before using them.
  */
 export function buildReuseIndex(stateDir: string, treeRoots: Map<string, string>): (hash: string) => string | undefined {
+  const map = reuseMap(stateDir, treeRoots);
+  return (hash) => map.get(hash);
+}
+
+/** buildReuseIndex's map: content hash → a host path holding it, from every committed manifest. */
+export function reuseMap(stateDir: string, treeRoots: Map<string, string>): Map<string, string> {
   const map = new Map<string, string>();
   for (const [treeKey, root] of treeRoots) {
     const c = readCommitted(stateDir, treeKey);
@@ -115,5 +121,5 @@ export function buildReuseIndex(stateDir: string, treeRoots: Map<string, string>
       if (e.type === 'file' && !map.has(e.hash)) map.set(e.hash, join(root, e.path));
     }
   }
-  return (hash) => map.get(hash);
+  return map;
 }

@@ -42,7 +42,7 @@ export function lookupIn(entries: readonly ManifestEntry[]): Lookup {
  * that can be carried (checkLinkTarget: absolute targets and targets leaving the tree are kept as
  * links; no op ever writes through a link, see DirGuard in ops.ts).
  */
-function checkEntry(e: ManifestEntry, excludes: ExcludeMatcher): void {
+export function checkEntry(e: ManifestEntry, excludes: ExcludeMatcher): void {
   const p = e.path;
   if (typeof p !== 'string' || p === '' || checkEntryPath(p) !== p) {
     throw fail('ARCHIVE_UNSAFE', `manifest path ${JSON.stringify(p)} is not normalised`);

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
-import { frameBlobs, type Manifest, packBlobs, unframeBlobs, unpackBlobs, walkTree } from '@spoke/shared';
+import { frameBlobs, type Manifest, packBlobs, TreeStreamWriter, unframeBlobs, unpackBlobs, walkTree } from '@spoke/shared';
 import type { BlobFetcher } from './converge.js';
 import type { ManifestDelta } from './state.js';
 
@@ -262,4 +262,13 @@ export function deltaOf(base: Manifest, want: Manifest): ManifestDelta {
     return o === undefined || JSON.stringify(o) !== JSON.stringify(e);
   });
   return { base: base.rootHash, rootHash: want.rootHash, upserts, removed: [...before.keys()] };
+}
+
+/** The record stream of a tree as the master's walk makes it (StreamTree: the walk's tap, then the end record). */
+export async function treeStreamOf(root: string, held: ReadonlySet<string> = new Set()): Promise<Buffer[]> {
+  const chunks: Buffer[] = [];
+  const w = new TreeStreamWriter((c) => chunks.push(Buffer.from(c)), held);
+  const r = await walkTree(root, { tap: { entry: (e, content) => w.entry(e, content, join(root, e.path)) } });
+  w.end(r.manifest.rootHash, r.manifest.entries.length);
+  return chunks;
 }

@@ -7,6 +7,7 @@ import { fail, toServiceError, wire, type Logger, type ManifestEntry } from '@sp
 import { BlobFanout, type BlobTransfer } from '../platforms/blobcache.js';
 import type { Core } from '../core.js';
 import type { DumpUpload, TransferChannel } from '../servers/dumps.js';
+import { haveSet, serveTree } from '../platforms/streamtree.js';
 import { callerOf } from './auth.js';
 import { Gate } from './gate.js';
 import { ManifestMessages } from './manifests.js';
@@ -54,6 +55,9 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
     getManifest: (call: ServerWritableStream<wire.GetManifestRequest, wire.ManifestChunk>) => {
       streamed(call, log, async () => {
         const p = authorizeTree(core, call, call.request.tree);
+        // an agent that declined a streamed first sync: the walk under way is the manifest
+        if (!call.request.rootHash) core.feeds.decline(p.path, agentOf(core, call));
+        await core.feeds.walked(p.path);
         const base = call.request.baseRootHash;
         const d = base ? await core.trees.delta(p.path, p.excludes, base) : undefined;
         const m = d?.desired ?? (await core.trees.manifest(p.path, p.excludes));
@@ -113,6 +117,25 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
         } finally {
           transfer.close();
         }
+      });
+    },
+
+    streamTree: (call: ServerWritableStream<wire.StreamTreeRequest, wire.BlobChunk>) => {
+      streamed(call, log, async () => {
+        const p = authorizeTree(core, call, call.request.tree);
+        const server = agentOf(core, call);
+        // a call given up on no longer holds the walk back
+        call.on('cancelled', () => core.feeds.decline(p.path, server));
+        await serveTree(
+          {
+            feeds: core.feeds,
+            manifest: async () => {
+              await core.feeds.walked(p.path); // one walk at a time: a late caller waits for the one under way
+              return { manifest: await core.trees.manifest(p.path, p.excludes), root: core.trees.canonical(p.path) };
+            },
+          },
+          { tree: p.path, server, have: haveSet(call.request.have), send: (chunk) => writeBounded(call, { data: chunk }), cancelled: () => call.cancelled },
+        );
       });
     },
 

@@ -7,7 +7,7 @@
  * missing — with backoff for a pair that keeps failing and a cap on how many run at once. With
  * `--live`, a change under the canonical tree queues a verify, debounced.
  */
-import { checkSymlinkTarget, formatBytes as human, fail, isSpokeError, type Logger, type Manifest } from '@spoke/shared';
+import { checkSymlinkTarget, formatBytes as human, fail, isSpokeError, type Logger, type Manifest, STREAM_TREE_CAPABILITY } from '@spoke/shared';
 import type { AgentHub, HelloEvent } from '../servers/hub.js';
 import type { ConflictInfo, ConvergeReport, QuarantineInfo } from '@spoke/shared';
 import type { PlatformBuilder } from './build.js';
@@ -20,6 +20,7 @@ import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, t
 import { DEFAULT_POLICY, failuresOf, nextWakeMs, planConverges, type PairState, type ReconcilePolicy, type WaitingPair } from './reconcile.js';
 import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
 import { observeFirst } from './precheck.js';
+import type { TreeFeeds } from './streamtree.js';
 
 /** Files the registry is read from (see platform/registry.ts and platform/detect.ts). */
 const REGISTRY_FILES =
@@ -106,6 +107,7 @@ export class PlatformSync {
   private readonly trees: TreeStore;
   private readonly log: Logger;
   private readonly builder: PlatformBuilder | undefined;
+  private readonly feeds: TreeFeeds | undefined;
   private readonly metrics: MasterMetrics;
   private readonly liveDebounceMs: number;
   private readonly liveTimers = new Map<string, NodeJS.Timeout>();
@@ -147,8 +149,11 @@ export class PlatformSync {
     reconcilePolicy?: Partial<ReconcilePolicy>;
     /** Bytes sent vs reused per converge. @default NO_METRICS */
     metrics?: MasterMetrics;
+    /** Streamed first syncs (streamtree.ts); absent: every converge goes by manifest and FetchBlobs. */
+    feeds?: TreeFeeds;
   }) {
     this.metrics = deps.metrics ?? NO_METRICS;
+    this.feeds = deps.feeds;
     this.builder = deps.builder;
     this.clock = deps.clock ?? Date.now;
     this.policy = { ...DEFAULT_POLICY, ...deps.reconcilePolicy };
@@ -465,6 +470,77 @@ export class PlatformSync {
     );
   }
 
+  /** True when `server` can take a streamed first sync of `path`: online, capability 15, holding nothing of it. */
+  private streamable(server: string, path: string): boolean {
+    return this.hub.isOnline(server) && this.hub.capabilityOf(server) >= STREAM_TREE_CAPABILITY && !this.ns.observed(server, path);
+  }
+
+  /** One server's converge of a platform's tree, logged; never throws but for a cancelled task. */
+  private async convergeOn(
+    ctx: TaskContext,
+    p: PlatformInfo,
+    server: string,
+    how: { rootHash: string; recheck: boolean; stream: boolean; reportDrift: boolean },
+  ): Promise<{ server: string; ok: true; r: ConvergeReport } | { server: string; ok: false; msg: string }> {
+    try {
+      const meter = new ProgressMeter(server);
+      const r = await this.hub.call(
+        server,
+        {
+          type: 'converge',
+          tree: p.path,
+          rootHash: how.rootHash,
+          excludes: p.excludes,
+          label: `platform ${p.name}`,
+          webGroupFiles: this.webGroupFilesOf(p.name),
+          recheck: how.recheck,
+          reportDrift: how.reportDrift,
+          ...(how.stream ? { stream: true } : {}),
+        },
+        {
+          signal: ctx.signal,
+          log: ctx.log,
+          timeoutMs: 30 * 60_000,
+          onProgress: (pr) => {
+            const line = meter.line(pr, Date.now());
+            if (line !== undefined) ctx.log(line);
+          },
+        },
+      );
+      this.ns.recordObserved(server, p.path, r.rootHash);
+      this.metrics.converged(r.bytesFetched, r.bytesReused);
+      for (const c of r.conflicts) ctx.log(`conflict: ${conflictAdvice(p.name, server, c)}`, 'warn');
+      if (r.drift.total > 0) {
+        const sample = [...r.drift.changed.map((x) => `~${x}`), ...r.drift.added.map((x) => `+${x}`), ...r.drift.removed.map((x) => `-${x}`)];
+        ctx.log(`${server}: repaired drift in ${r.drift.total} path(s): ${sample.slice(0, 10).join(' ')}${r.drift.total > 10 ? ' …' : ''}`, 'warn');
+      }
+      if (r.quarantined) ctx.log(quarantineLine(server, r.quarantined), 'warn');
+      this.reportedDrift.clear(p.name, server);
+      ctx.log(
+        r.inSync
+          ? `${server}: in sync`
+          : `${server}: +${r.added} ~${r.changed} -${r.removed}; sent ${r.filesFetched} files (${human(r.bytesFetched)}), reused ${r.filesReused} (${human(r.bytesReused)}) in ${r.ms} ms${r.streamed === true ? ', streamed as the master read the tree' : ''}`,
+      );
+      return { server, ok: true as const, r };
+    } catch (e) {
+      if (ctx.signal.aborted) throw e;
+      const msg = isSpokeError(e) ? `${e.code}: ${e.message}` : String(e);
+      if (isSpokeError(e, 'DRIFT_FOUND')) {
+        this.reportedDrift.add(p.name, server, this.ns.observed(server, p.path) ?? '');
+        ctx.log(
+          `${server}: ${msg}. Platform ${p.name} reports drift (--drift report): look at it on ${server}, then repair with: spoke platform verify ${p.name}`,
+          'warn',
+        );
+        return { server, ok: false as const, msg };
+      }
+      ctx.log(`${server}: ${msg}`, 'error');
+      return { server, ok: false as const, msg };
+    } finally {
+      // a streamed converge that ended (or never asked) no longer holds the walk back
+      if (how.stream) this.feeds?.decline(p.path, server);
+    }
+  }
+
   private async run(
     ctx: TaskContext,
     p: PlatformInfo,
@@ -478,15 +554,28 @@ export class PlatformSync {
     // A watched tree is current already; an unwatched one is re-walked (stat-cached) on verify.
     const known = this.trees.isLoaded(p.path);
     const targets = only ? [only] : this.ns.targets(p.server);
+    // A first sync streamed as the master's walk reads the tree (streamtree.ts): to the servers
+    // that hold nothing of a tree the master has not walked yet; the others after the walk.
+    const streamTo = this.feeds !== undefined && !known ? targets.filter((s) => this.streamable(s, p.path)) : [];
+    const feed = streamTo.length > 0 ? this.feeds?.open(p.path, this.trees.hostPath(p.path), streamTo) : undefined;
     // A verify's re-observation on the servers runs while the master reads (precheck.ts).
-    const prechecking = rescan && precheck ? observeFirst(this.hub, targets, p.path, p.excludes, ctx.signal, ctx.log) : Promise.resolve(new Set<string>());
-    const manifest = await this.trees
-      .manifest(p.path, p.excludes, {
-        rescan: rescan && known && !this.trees.isWatched(p.path),
-        live: p.live,
-        checkDirs: rescan,
-      })
-      .finally(() => prechecking);
+    const observe = targets.filter((s) => !streamTo.includes(s));
+    const prechecking = rescan && precheck ? observeFirst(this.hub, observe, p.path, p.excludes, ctx.signal, ctx.log) : Promise.resolve(new Set<string>());
+    const walking = this.trees.manifest(p.path, p.excludes, {
+      rescan: rescan && known && !this.trees.isWatched(p.path),
+      live: p.live,
+      checkDirs: rescan,
+      tap: feed?.tap,
+    });
+    if (feed !== undefined) {
+      walking.then(
+        (m) => void feed.end(m),
+        (e: unknown) => feed.fail(e as Error),
+      );
+    }
+    const streamed = new Map(streamTo.map((server) => [server, this.convergeOn(ctx, p, server, { rootHash: '', recheck: false, stream: true, reportDrift })]));
+    for (const c of streamed.values()) c.catch(() => undefined); // awaited below, unless the walk fails first
+    const manifest = await walking.finally(() => prechecking);
     const prechecked = await prechecking;
     const { files, bytes } = fileTotals(manifest);
     this.ns.setDesiredRootHash(p.name, manifest.rootHash);
@@ -495,61 +584,11 @@ export class PlatformSync {
     // a new tree's watcher waits until its servers have it (see TreeStore.hold)
     const release = this.trees.hold(p.path);
     const converging = Promise.all(
-      targets.map(async (server) => {
-        try {
-          const meter = new ProgressMeter(server);
-          const r = await this.hub.call(
-            server,
-            {
-              type: 'converge',
-              tree: p.path,
-              rootHash: manifest.rootHash,
-              excludes: p.excludes,
-              label: `platform ${p.name}`,
-              webGroupFiles: this.webGroupFilesOf(p.name),
-              recheck: rescan && !prechecked.has(server),
-              reportDrift,
-            },
-            {
-              signal: ctx.signal,
-              log: ctx.log,
-              timeoutMs: 30 * 60_000,
-              onProgress: (pr) => {
-                const line = meter.line(pr, Date.now());
-                if (line !== undefined) ctx.log(line);
-              },
-            },
-          );
-          this.ns.recordObserved(server, p.path, r.rootHash);
-          this.metrics.converged(r.bytesFetched, r.bytesReused);
-          for (const c of r.conflicts) ctx.log(`conflict: ${conflictAdvice(p.name, server, c)}`, 'warn');
-          if (r.drift.total > 0) {
-            const sample = [...r.drift.changed.map((x) => `~${x}`), ...r.drift.added.map((x) => `+${x}`), ...r.drift.removed.map((x) => `-${x}`)];
-            ctx.log(`${server}: repaired drift in ${r.drift.total} path(s): ${sample.slice(0, 10).join(' ')}${r.drift.total > 10 ? ' …' : ''}`, 'warn');
-          }
-          if (r.quarantined) ctx.log(quarantineLine(server, r.quarantined), 'warn');
-          this.reportedDrift.clear(p.name, server);
-          ctx.log(
-            r.inSync
-              ? `${server}: in sync`
-              : `${server}: +${r.added} ~${r.changed} -${r.removed}; sent ${r.filesFetched} files (${human(r.bytesFetched)}), reused ${r.filesReused} (${human(r.bytesReused)}) in ${r.ms} ms`,
-          );
-          return { server, ok: true as const, r };
-        } catch (e) {
-          if (ctx.signal.aborted) throw e;
-          const msg = isSpokeError(e) ? `${e.code}: ${e.message}` : String(e);
-          if (isSpokeError(e, 'DRIFT_FOUND')) {
-            this.reportedDrift.add(p.name, server, this.ns.observed(server, p.path) ?? '');
-            ctx.log(
-              `${server}: ${msg}. Platform ${p.name} reports drift (--drift report): look at it on ${server}, then repair with: spoke platform verify ${p.name}`,
-              'warn',
-            );
-            return { server, ok: false as const, msg };
-          }
-          ctx.log(`${server}: ${msg}`, 'error');
-          return { server, ok: false as const, msg };
-        }
-      }),
+      targets.map(
+        (server) =>
+          streamed.get(server) ??
+          this.convergeOn(ctx, p, server, { rootHash: manifest.rootHash, recheck: rescan && !prechecked.has(server), stream: false, reportDrift }),
+      ),
     );
     // The registry depends only on the tree: parse again only when a file it is read from
     // changed. It runs while the agents work (they do not depend on it) and is awaited below.

@@ -10,6 +10,7 @@
  * - blobcache.ts      `BlobFanout`: FetchBlobs streams asking for the same blobs share one
  *                     framing of them (a cluster's members: one read of each blob)
  * - converge.ts       `PlatformSync`: the platform tasks (verify, converge), self-healing, live sync
+ * - streamtree.ts     the streamed first sync: one walk fed to the StreamTree calls of its servers
  * - platformremove.ts the `platform.remove` task
  *
  * Platforms as records (name, path, server, status) are namespace/platforms.ts.

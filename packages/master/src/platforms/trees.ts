@@ -22,6 +22,7 @@ import {
   type RootMap,
   type StatCache,
   type StatCacheRecord,
+  type WalkTap,
 } from '@spoke/shared';
 import { existsSync, lstatSync, readdirSync, statSync, type Stats } from 'node:fs';
 import type { Statement } from 'better-sqlite3';
@@ -276,7 +277,12 @@ export class TreeStore {
    * copy kept current by the watcher.
    * @throws SpokeError TREE_UNREADABLE when the tree is not a directory on the master
    */
-  async manifest(nsPath: string, excludes: string[] = [], opts: { rescan?: boolean; live?: boolean; checkDirs?: boolean } = {}): Promise<Manifest> {
+  async manifest(
+    nsPath: string,
+    excludes: string[] = [],
+    /** tap: told every entry a walk of the tree finds now (a streamed first sync, streamtree.ts); unused without a walk. */
+    opts: { rescan?: boolean; live?: boolean; checkDirs?: boolean; tap?: WalkTap } = {},
+  ): Promise<Manifest> {
     const known = this.trees.get(nsPath);
     if (opts.checkDirs && known && !opts.rescan) this.checkDirs(known);
     let t = this.trees.get(nsPath);
@@ -289,7 +295,14 @@ export class TreeStore {
       const started = Date.now();
       // previous: a re-walk shares unchanged entries with the manifests still held (history)
       const dirs = dirSnapshot(hostPath);
-      const r = await walkTree(hostPath, { exclude: excludes, statCache: this.cache, previous: t?.live, onDir: dirs.onDir, helper: this.helper });
+      const r = await walkTree(hostPath, {
+        exclude: excludes,
+        statCache: this.cache,
+        previous: t?.live,
+        onDir: dirs.onDir,
+        helper: this.helper,
+        tap: opts.tap,
+      });
       this.cache.flushSoon();
       for (const s of r.skipped) this.log.warn({ tree: nsPath, path: s.path, reason: s.reason }, 'left out of manifest');
       this.log.info(

@@ -177,6 +177,11 @@ export class AgentHub implements Presence {
     return !!s && s.helloed && this.clock() - s.lastHeartbeatMs <= this.heartbeatTtlMs;
   }
 
+  /** The capability version a connected agent announced at hello (0: not connected or no hello yet). */
+  capabilityOf(server: string): number {
+    return this.sessions.get(server)?.capability ?? 0;
+  }
+
   /** Milliseconds since a connected agent's last heartbeat; null when it is not connected. */
   heartbeatAgeMs(server: string): number | null {
     const s = this.sessions.get(server);

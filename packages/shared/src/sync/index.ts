@@ -33,7 +33,7 @@ export {
   walkTree,
 } from './manifest.js';
 export { RootIndex } from './roothash.js';
-export type { EntryType, Manifest, ManifestEntry, SkipReason, SkippedEntry, StatCache, StatCacheRecord, WalkOptions, WalkResult } from './manifest.js';
+export type { EntryType, Manifest, ManifestEntry, SkipReason, SkippedEntry, StatCache, StatCacheRecord, WalkOptions, WalkResult, WalkTap } from './manifest.js';
 export { LiveManifest, applyChange } from './live.js';
 export type { ManifestChange } from './live.js';
 export { diffManifests, isDiffEmpty, sameContent, sameEntry } from './diff.js';
@@ -43,6 +43,8 @@ export type { ArchiveHeader, ExtractOptions, ExtractResult, SafeEntry, SafeEntry
 export { packBlobs, packTree, unpackBlobs } from './pack.js';
 export { ChunkPool, FRAME_CHUNK_BYTES, frameBlobs, frameChunk, newFrameChunk, sealFrameChunk, unframeBlobs } from './frames.js';
 export type { FramePos, SizedBlobSource } from './frames.js';
+export { TreeStreamParser, TreeStreamWriter } from './treestream.js';
+export type { StreamedEntry, TreeStreamHandler } from './treestream.js';
 export { FileWorker } from './fileworker.js';
 export type { CopyDone, CopyItem, FileHelper, HashDone, HashItem } from './fileworker.js';
 export type { BlobSource, PackTreeOptions, ReceivedBlob, UnpackBlobsOptions } from './pack.js';

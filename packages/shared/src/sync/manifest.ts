@@ -202,6 +202,24 @@ export interface WalkOptions {
    * every entry (200,000 files: ~40 MB). The manifest is the same either way.
    */
   previous?: { get(path: string): ManifestEntry | undefined };
+  /**
+   * Told every entry as the walk records it (a directory before anything in it), with the bytes
+   * the walk read and hashed for a file when it holds them whole (files read synchronously, up
+   * to 1 MiB), else undefined: a streamed first sync sends them on without a second read.
+   * `content` is a view of a buffer the walk reuses: use it before returning. A tap turns the
+   * helper thread off (what it reads stays on its side) unless `helper()` says the content is
+   * mostly not needed. `pace` is awaited between slices of the walk, so a slow consumer holds
+   * the walk back instead of piling up what it read.
+   */
+  tap?: WalkTap;
+}
+
+/** See WalkOptions.tap. */
+export interface WalkTap {
+  entry(e: ManifestEntry, content: Buffer | undefined): void;
+  pace?(): Promise<void> | undefined;
+  /** True when the helper thread may take a share of the next batch (its files' content then is not handed over). */
+  helper?(): boolean;
 }
 
 /** The result of walkTree. */
@@ -256,6 +274,9 @@ interface WalkState {
   helperDone: boolean;
   /** The helper's share of a batch (see hashBatch). */
   share: number;
+  tap: WalkTap | undefined;
+  /** With a tap: the buffer small files are read into whole (see WalkOptions.tap). */
+  tapBuf: Buffer | undefined;
 }
 
 /** What a walk uses of a file's lstat or fstat. */
@@ -310,6 +331,8 @@ export async function walkTree(dir: string, opts: WalkOptions = {}): Promise<Wal
     helping: undefined,
     helperDone: false,
     share: 0.5,
+    tap: opts.tap,
+    tapBuf: opts.tap === undefined ? undefined : Buffer.allocUnsafe(SYNC_MAX_BYTES),
   };
   const concurrency = opts.concurrency ?? 16;
   await scanTree(state, (batch) => hashBatch(state, batch, concurrency, syncReads));
@@ -335,9 +358,10 @@ async function scanTree(state: WalkState, hash: (batch: HashTask[]) => Promise<v
       if (toHash.length >= HASH_BATCH) {
         await hash(toHash);
         toHash = [];
+        await state.tap?.pace?.();
         deadline = performance.now() + SLICE_MS;
       } else if (performance.now() > deadline) {
-        await new Promise((resolve) => setImmediate(resolve));
+        await (state.tap?.pace?.() ?? new Promise((resolve) => setImmediate(resolve)));
         deadline = performance.now() + SLICE_MS;
       }
     }
@@ -432,7 +456,7 @@ async function hashBatch(state: WalkState, batch: HashTask[], concurrency: numbe
     // works on it while this thread goes on with its share and the next batch: at most one
     // batch waits for it. The share grows while the helper is done before this thread needs it
     // again, and shrinks while this thread waits (as it does while the thread starts, ~70 ms).
-    if (state.helper !== undefined && batch.length >= HELPER_MIN_BATCH) {
+    if (state.helper !== undefined && batch.length >= HELPER_MIN_BATCH && (state.tap === undefined || state.tap.helper?.() === true)) {
       if (state.helping !== undefined) {
         state.share = state.helperDone ? Math.min(0.8, state.share + 0.05) : Math.max(0.2, state.share - 0.05);
         await state.helping;
@@ -464,12 +488,14 @@ async function hashBatch(state: WalkState, batch: HashTask[], concurrency: numbe
       }
       const ms = performance.now() - t0;
       // slow: the rest of this batch goes to the thread pool; the next batch tries again (one
-      // slow slice may only mean this process was descheduled)
-      if (files > 0 && ms > files * SLOW_FILE_MS + bytes * SLOW_BYTE_MS) {
+      // slow slice may only mean this process was descheduled). Not with a tap: what the thread
+      // pool reads is not handed over, so a streamed first sync would read those files twice (and
+      // on a busy CPU every slice looks slow).
+      if (files > 0 && state.tap === undefined && ms > files * SLOW_FILE_MS + bytes * SLOW_BYTE_MS) {
         async.push(...batch.slice(i));
         break;
       }
-      if (i < batch.length) await new Promise((resolve) => setImmediate(resolve));
+      if (i < batch.length) await (state.tap?.pace?.() ?? new Promise((resolve) => setImmediate(resolve)));
     }
   }
   if (async.length > 0) await forEachLimit(async, concurrency, (t) => hashInto(state, t));
@@ -505,12 +531,12 @@ async function helpedInto(state: WalkState, helper: FileHelper, tasks: HashTask[
  */
 function hashSyncInto(state: WalkState, t: HashTask, later: HashTask[]): number | undefined {
   const abs = join(state.root, t.rel);
-  const buf = state.buffers.pop() ?? Buffer.allocUnsafe(READ_CHUNK);
+  const buf = state.tapBuf ?? state.buffers.pop() ?? Buffer.allocUnsafe(READ_CHUNK);
   let got;
   try {
     got = hashPathSync(abs, t.st, buf, state.cache !== undefined);
   } finally {
-    state.buffers.push(buf);
+    if (buf !== state.tapBuf) state.buffers.push(buf);
   }
   if (got !== undefined && 'large' in got) {
     later.push({ rel: t.rel, st: got.large });
@@ -521,7 +547,7 @@ function hashSyncInto(state: WalkState, t: HashTask, later: HashTask[]): number 
     state.skipped.push({ path: t.rel, reason: 'vanished' });
     return undefined;
   }
-  add(state, recordHash(state, abs, t.rel, st, got));
+  add(state, recordHash(state, abs, t.rel, st, got), got.whole ? buf.subarray(0, got.size) : undefined);
   return got.size;
 }
 
@@ -534,8 +560,8 @@ async function hashInto(state: WalkState, t: HashTask): Promise<void> {
   else add(state, entry);
 }
 
-/** Records an entry, or the equal one from `previous` (see WalkOptions.previous). */
-function add(state: WalkState, e: ManifestEntry): void {
+/** Records an entry, or the equal one from `previous` (see WalkOptions.previous); tells the tap. */
+function add(state: WalkState, e: ManifestEntry, content?: Buffer): void {
   const old = state.previous?.get(e.path);
   const same =
     old !== undefined &&
@@ -545,7 +571,9 @@ function add(state: WalkState, e: ManifestEntry): void {
     old.size === e.size &&
     old.hash === e.hash &&
     old.target === e.target;
-  state.entries.push(same ? old : e);
+  const entry = same ? old : e;
+  state.entries.push(entry);
+  state.tap?.entry(entry, content);
 }
 
 /** The entry from the stat cache, when ino/size/mtime/ctime all still match. */
@@ -693,7 +721,7 @@ function hashPathSync(
   known: Stats | undefined,
   buf: Buffer,
   withStat: boolean,
-): { hash: string; size: number; stat: Stats | undefined } | { large: Stats } | undefined {
+): { hash: string; size: number; stat: Stats | undefined; whole: boolean } | { large: Stats } | undefined {
   let fd: number;
   try {
     fd = fs.openSync(abs, HASH_OPEN_FLAGS);
@@ -707,13 +735,17 @@ function hashPathSync(
     if (known === undefined && size > SYNC_MAX_BYTES) return { large: stat as Stats };
     const h = createHash('sha256');
     let pos = 0;
+    // a file that fits is read whole into buf (a short read continues after it), so a tap can
+    // send the bytes that were hashed
+    const whole = size <= buf.length;
     while (pos < size) {
-      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, size - pos), pos);
+      const at = whole ? pos : 0;
+      const n = fs.readSync(fd, buf, at, whole ? size - pos : Math.min(buf.length, size - pos), pos);
       if (n === 0) break;
-      h.update(buf.subarray(0, n));
+      h.update(buf.subarray(at, at + n));
       pos += n;
     }
-    return { hash: h.digest('hex'), size: pos, stat };
+    return { hash: h.digest('hex'), size: pos, stat, whole };
   } catch (err) {
     return goneOnRead(abs, err);
   } finally {

@@ -108,6 +108,16 @@ export interface FetchBlobsRequest {
   hashes: string[];
 }
 
+export interface StreamTreeRequest {
+  /** namespace path */
+  tree: string;
+  /**
+   * Content the agent holds in its other trees, as 32-byte SHA-256 digests back to back: files
+   * with that content are announced without it, and the agent copies them from its own disk.
+   */
+  have: Buffer;
+}
+
 export interface BlobChunk {
   data: Buffer;
 }
@@ -271,6 +281,12 @@ export interface ConvergeCommand {
    * (hand edits), change nothing and fail with DRIFT_FOUND (platforms with `--drift report`).
    */
   reportDrift: boolean;
+  /**
+   * A first sync through StreamTree (capability 15): the master walks the tree while it streams
+   * it, so root_hash is empty. An agent that holds something of the tree already converges from
+   * GetManifest (root_hash empty: the one the master's walk finds) and FetchBlobs instead.
+   */
+  stream: boolean;
 }
 
 /** What a drift repair copied into the agent's quarantine before removing or overwriting it. */
@@ -319,7 +335,11 @@ export interface ConvergeResult {
   /** with conflicts: the root that was asked for */
   wantedRootHash: string;
   /** what this repair kept (absent: nothing hand-made was lost) */
-  quarantined: Quarantined | undefined;
+  quarantined:
+    | Quarantined
+    | undefined;
+  /** received through StreamTree as the master walked (capability 15) */
+  streamed: boolean;
 }
 
 /** One path a converge could not apply without losing user data. */
@@ -1274,6 +1294,91 @@ export const FetchBlobsRequest: MessageFns<FetchBlobsRequest> = {
     const message = createBaseFetchBlobsRequest();
     message.tree = object.tree ?? "";
     message.hashes = object.hashes?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseStreamTreeRequest(): StreamTreeRequest {
+  return { tree: "", have: Buffer.alloc(0) };
+}
+
+export const StreamTreeRequest: MessageFns<StreamTreeRequest> = {
+  encode(message: StreamTreeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tree !== "") {
+      writer.uint32(10).string(message.tree);
+    }
+    if (message.have.length !== 0) {
+      writer.uint32(18).bytes(message.have);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamTreeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamTreeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tree = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.have = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamTreeRequest {
+    return {
+      tree: isSet(object.tree) ? globalThis.String(object.tree) : "",
+      have: isSet(object.have) ? Buffer.from(bytesFromBase64(object.have)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: StreamTreeRequest): unknown {
+    const obj: any = {};
+    if (message.tree !== "") {
+      obj.tree = message.tree;
+    }
+    if (message.have.length !== 0) {
+      obj.have = base64FromBytes(message.have);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamTreeRequest>, I>>(base?: I): StreamTreeRequest {
+    return StreamTreeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamTreeRequest>, I>>(object: I): StreamTreeRequest {
+    const message = createBaseStreamTreeRequest();
+    message.tree = object.tree ?? "";
+    message.have = object.have ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -3194,7 +3299,16 @@ export const ConfigurePlatformResult: MessageFns<ConfigurePlatformResult> = {
 };
 
 function createBaseConvergeCommand(): ConvergeCommand {
-  return { tree: "", rootHash: "", excludes: [], label: "", webGroupFiles: [], recheck: false, reportDrift: false };
+  return {
+    tree: "",
+    rootHash: "",
+    excludes: [],
+    label: "",
+    webGroupFiles: [],
+    recheck: false,
+    reportDrift: false,
+    stream: false,
+  };
 }
 
 export const ConvergeCommand: MessageFns<ConvergeCommand> = {
@@ -3219,6 +3333,9 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     }
     if (message.reportDrift !== false) {
       writer.uint32(56).bool(message.reportDrift);
+    }
+    if (message.stream !== false) {
+      writer.uint32(720).bool(message.stream);
     }
     return writer;
   },
@@ -3292,6 +3409,14 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
             message.reportDrift = reader.bool();
             continue;
           }
+          case 90: {
+            if (tag !== 720) {
+              break;
+            }
+
+            message.stream = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3325,6 +3450,7 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
         : isSet(object.report_drift)
         ? globalThis.Boolean(object.report_drift)
         : false,
+      stream: isSet(object.stream) ? globalThis.Boolean(object.stream) : false,
     };
   },
 
@@ -3351,6 +3477,9 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     if (message.reportDrift !== false) {
       obj.reportDrift = message.reportDrift;
     }
+    if (message.stream !== false) {
+      obj.stream = message.stream;
+    }
     return obj;
   },
 
@@ -3366,6 +3495,7 @@ export const ConvergeCommand: MessageFns<ConvergeCommand> = {
     message.webGroupFiles = object.webGroupFiles?.map((e) => e) || [];
     message.recheck = object.recheck ?? false;
     message.reportDrift = object.reportDrift ?? false;
+    message.stream = object.stream ?? false;
     return message;
   },
 };
@@ -3672,6 +3802,7 @@ function createBaseConvergeResult(): ConvergeResult {
     conflicts: [],
     wantedRootHash: "",
     quarantined: undefined,
+    streamed: false,
   };
 }
 
@@ -3718,6 +3849,9 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     }
     if (message.quarantined !== undefined) {
       Quarantined.encode(message.quarantined, writer.uint32(178).fork()).join();
+    }
+    if (message.streamed !== false) {
+      writer.uint32(720).bool(message.streamed);
     }
     return writer;
   },
@@ -3847,6 +3981,14 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
             message.quarantined = Quarantined.decode(reader, reader.uint32());
             continue;
           }
+          case 90: {
+            if (tag !== 720) {
+              break;
+            }
+
+            message.streamed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3905,6 +4047,7 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
         ? globalThis.String(object.wanted_root_hash)
         : "",
       quarantined: isSet(object.quarantined) ? Quarantined.fromJSON(object.quarantined) : undefined,
+      streamed: isSet(object.streamed) ? globalThis.Boolean(object.streamed) : false,
     };
   },
 
@@ -3952,6 +4095,9 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     if (message.quarantined !== undefined) {
       obj.quarantined = Quarantined.toJSON(message.quarantined);
     }
+    if (message.streamed !== false) {
+      obj.streamed = message.streamed;
+    }
     return obj;
   },
 
@@ -3976,6 +4122,7 @@ export const ConvergeResult: MessageFns<ConvergeResult> = {
     message.quarantined = (object.quarantined !== undefined && object.quarantined !== null)
       ? Quarantined.fromPartial(object.quarantined)
       : undefined;
+    message.streamed = object.streamed ?? false;
     return message;
   },
 };
@@ -9403,6 +9550,20 @@ export const AgentService = {
     responseSerialize: (value: BlobChunk): Buffer => Buffer.from(BlobChunk.encode(value).finish()),
     responseDeserialize: (value: Buffer): BlobChunk => BlobChunk.decode(value),
   },
+  /**
+   * A whole tree for a first sync (capability 15), as the master's walk reads it: entries in walk
+   * order (every directory before what is in it) with each file's content inline, then the root
+   * hash. Records framed as in shared/src/sync/treestream.ts, carried in BlobChunk messages.
+   */
+  streamTree: {
+    path: "/spoke.v1.Agent/StreamTree" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: StreamTreeRequest): Buffer => Buffer.from(StreamTreeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StreamTreeRequest => StreamTreeRequest.decode(value),
+    responseSerialize: (value: BlobChunk): Buffer => Buffer.from(BlobChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BlobChunk => BlobChunk.decode(value),
+  },
   /** A site database dump for a DbDumpCommand, agent → master; the first chunk names the command. */
   putDump: {
     path: "/spoke.v1.Agent/PutDump" as const,
@@ -9459,6 +9620,12 @@ export interface AgentServer extends UntypedServiceImplementation {
   getManifest: handleServerStreamingCall<GetManifestRequest, ManifestChunk>;
   /** Content by hash: a tar stream (one entry per blob, named by its hash), cut into chunks. */
   fetchBlobs: handleServerStreamingCall<FetchBlobsRequest, BlobChunk>;
+  /**
+   * A whole tree for a first sync (capability 15), as the master's walk reads it: entries in walk
+   * order (every directory before what is in it) with each file's content inline, then the root
+   * hash. Records framed as in shared/src/sync/treestream.ts, carried in BlobChunk messages.
+   */
+  streamTree: handleServerStreamingCall<StreamTreeRequest, BlobChunk>;
   /** A site database dump for a DbDumpCommand, agent → master; the first chunk names the command. */
   putDump: handleClientStreamingCall<DumpChunk, PutDumpResult>;
   /** The dump to load for a DbRestoreCommand, master → agent. */
@@ -9506,6 +9673,17 @@ export interface AgentClient extends Client {
   fetchBlobs(request: FetchBlobsRequest, options?: Partial<CallOptions>): ClientReadableStream<BlobChunk>;
   fetchBlobs(
     request: FetchBlobsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<BlobChunk>;
+  /**
+   * A whole tree for a first sync (capability 15), as the master's walk reads it: entries in walk
+   * order (every directory before what is in it) with each file's content inline, then the root
+   * hash. Records framed as in shared/src/sync/treestream.ts, carried in BlobChunk messages.
+   */
+  streamTree(request: StreamTreeRequest, options?: Partial<CallOptions>): ClientReadableStream<BlobChunk>;
+  streamTree(
+    request: StreamTreeRequest,
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<BlobChunk>;
