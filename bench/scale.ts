@@ -1,6 +1,6 @@
 /**
  * `pnpm bench:scale [--agents 1000] [--sites 100000] [--platforms N] [--files 20000] [--members 50]
- *   [--runs 3] [--json] [--keep] [--profile DIR]` — one master, a thousand web servers (issue 20).
+ *   [--runs 3] [--json] [--keep] [--profile DIR] [--memory]` — one master, a thousand web servers (issue 20).
  *
  * A real master (the built bundle, its deployment's node flags) and the agent simulator
  * (simagents.ts: every agent over its own mTLS connection, in this process) measure:
@@ -17,12 +17,15 @@
  * - converge: a `--files`-file Drupal-shaped platform added to one agent, then the same tree
  *   added to a cluster of `--members` agents: each platform.verify task's time (the master's
  *   walk and hash, then the converge), and the ratio;
- * - the master's RSS (peak) and CPU (seconds, share of one core) in each phase.
+ * - the master's RSS (peak) and CPU (seconds, share of one core) in each phase; with --memory also
+ *   its V8 heap and off-heap (external) memory, scraped from its `--metrics` listener at each sample.
+ * Extra node flags for the master (experiments, e.g. --heapsnapshot-signal=SIGUSR2):
+ * SPOKE_BENCH_MASTER_FLAGS, space-separated; SPOKE_BENCH_MASTER_LOG=FILE keeps the last master's output.
  * Not a test: it asserts nothing; the table says which goal each figure meets.
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, statSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
@@ -49,6 +52,7 @@ const { values: args } = parseArgs({
     json: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     profile: { type: 'string' },
+    memory: { type: 'boolean', default: false },
   },
 });
 const AGENTS = Math.max(2, Number(args.agents));
@@ -75,18 +79,36 @@ const procs = new Procs(env, args.profile);
 
 let master: Proc;
 let listen = '127.0.0.1:0';
-/** The master's metrics listener (its event-loop delay is read from there). */
+/** The master's metrics listener: its event-loop delay (verify phase) and, with --memory, its heap. */
 let metricsAt = '';
+const EXTRA_FLAGS = (process.env.SPOKE_BENCH_MASTER_FLAGS ?? '').split(' ').filter(Boolean);
 
 async function startMaster(): Promise<void> {
   metricsAt ||= `127.0.0.1:${await freePort()}`;
-  master = procs.daemon(BIN.master, ['run', '--state-dir', state, '--listen', listen, '--root', masterRoot, '--metrics', metricsAt], MASTER_NODE_FLAGS);
+  master = procs.daemon(
+    BIN.master,
+    ['run', '--state-dir', state, '--listen', listen, '--root', masterRoot, '--metrics', metricsAt],
+    [...MASTER_NODE_FLAGS, ...EXTRA_FLAGS],
+  );
   const m = await until(
     'the master to listen',
-    () => /listening on (\S+);/.exec(master.out) ?? (master.exitCode !== null ? die(master.out) : undefined),
+    () => /listening on (\S+);(?:.*metrics on http:\/\/(\S+)\/metrics)?/.exec(master.out) ?? (master.exitCode !== null ? die(master.out) : undefined),
     120_000,
   );
   listen = m[1] as string;
+  metricsAt = m[2] ?? metricsAt;
+}
+
+/** The master's own view of its memory (MB): V8 heap used and committed, external (ArrayBuffers, Buffers). */
+async function masterMemory(): Promise<{ heapUsed: number; heapTotal: number; external: number } | undefined> {
+  if (!metricsAt) return undefined;
+  try {
+    const text = await (await fetch(`http://${metricsAt}/metrics`)).text();
+    const mb = (name: string) => Math.round(Number(new RegExp(`^spoke_master_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0) / 1024 ** 2);
+    return { heapUsed: mb('nodejs_heap_size_used_bytes'), heapTotal: mb('nodejs_heap_size_total_bytes'), external: mb('nodejs_external_memory_bytes') };
+  } catch {
+    return undefined; // between a stop and the next start
+  }
 }
 
 function freePort(): Promise<number> {
@@ -105,6 +127,8 @@ function freePort(): Promise<number> {
  * scrape): p99 and max in ms.
  */
 async function masterLoopDelay(): Promise<{ p99Ms: number; maxMs: number }> {
+  // --memory scrapes every 250 ms, and each scrape resets the histogram: no figure for the phase
+  if (args.memory) return { p99Ms: NaN, maxMs: NaN };
   const text = await (await fetch(`http://${metricsAt}/metrics`)).text();
   const read = (name: string) => Number(new RegExp(`^spoke_master_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) * 1000;
   return { p99Ms: round(read('p99'), 1), maxMs: round(read('max'), 1) };
@@ -129,6 +153,8 @@ interface Load {
   peakRssMb: number;
   /** This process's CPU (the simulated agents and the driver), seconds per wall second. */
   simCores: number;
+  /** With --memory: the peaks (MB) of the master's V8 heap (used, committed) and external memory. */
+  memory?: { heapUsed: number; heapTotal: number; external: number };
 }
 
 const loads: Record<string, Load> = {};
@@ -141,7 +167,17 @@ async function phase<T>(label: string, fn: () => Promise<T>): Promise<T> {
   let cpu0 = pid ? cpuMs(pid) : 0;
   let cpuUsed = 0;
   let peak = 0;
+  let mem: Load['memory'];
+  const sampleMemory = async () => {
+    const m = await masterMemory();
+    if (!m) return;
+    mem ??= { heapUsed: 0, heapTotal: 0, external: 0 };
+    mem.heapUsed = Math.max(mem.heapUsed, m.heapUsed);
+    mem.heapTotal = Math.max(mem.heapTotal, m.heapTotal);
+    mem.external = Math.max(mem.external, m.external);
+  };
   const sample = () => {
+    if (args.memory) void sampleMemory();
     try {
       if (!alive(master)) return;
       if (master.pid !== pid) {
@@ -172,9 +208,13 @@ async function phase<T>(label: string, fn: () => Promise<T>): Promise<T> {
       cores: round(cpuUsed / 1000 / Math.max(wallS, 0.001), 2),
       peakRssMb: peak,
       simCores: round((sim.user + sim.system) / 1e6 / Math.max(wallS, 0.001), 2),
+      ...(mem ? { memory: mem } : {}),
     };
     peakRss = Math.max(peakRss, peak);
-    say(`  [${label}] ${wallS.toFixed(1)} s, master CPU ${(cpuUsed / 1000).toFixed(1)} s, peak RSS ${peak} MB; simulator ${loads[label]?.simCores ?? 0} cores`);
+    const memText = mem ? ` (heap ${mem.heapUsed}/${mem.heapTotal} MB, external ${mem.external} MB)` : '';
+    say(
+      `  [${label}] ${wallS.toFixed(1)} s, master CPU ${(cpuUsed / 1000).toFixed(1)} s, peak RSS ${peak} MB${memText}; simulator ${loads[label]?.simCores ?? 0} cores`,
+    );
   }
 }
 
@@ -559,7 +599,7 @@ function table(r: Record<string, unknown>): string {
     ['master peak RSS', `${x.master.peakRssMb} MB`, `< ${GOALS.masterRssMb} MB: ${ok(x.master.peakRssMb < GOALS.masterRssMb)}`],
     ...Object.entries(x.master.phases).map(([k, l]) => [
       `master in ${k}`,
-      `${l.cpuS} s CPU in ${l.wallS} s (${l.cores} cores), ${l.peakRssMb} MB; simulator ${l.simCores} cores`,
+      `${l.cpuS} s CPU in ${l.wallS} s (${l.cores} cores), ${l.peakRssMb} MB${l.memory ? ` (heap ${l.memory.heapUsed}/${l.memory.heapTotal}, external ${l.memory.external})` : ''}; simulator ${l.simCores} cores`,
       '',
     ]),
   ];
@@ -581,6 +621,8 @@ try {
 } finally {
   fleet?.stop();
   apiClient?.close();
+  // the last master's output (e.g. its --trace-gc lines, with SPOKE_BENCH_MASTER_FLAGS)
+  if (process.env.SPOKE_BENCH_MASTER_LOG) writeFileSync(process.env.SPOKE_BENCH_MASTER_LOG, procs.all.at(-1)?.out ?? '');
   await procs.stop();
   if (!args.keep) rmSync(work, { recursive: true, force: true });
   else say(`kept ${work}`);

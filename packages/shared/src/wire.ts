@@ -19,6 +19,8 @@ export { protobufFileName, protobufPackage } from './gen/spoke/v1/types.js';
 export type { DeepPartial, Exact, MessageFns } from './gen/spoke/v1/types.js';
 // Agent commands between their domain form and the wire (the hub and the agent's connection).
 export { commandToWire, commandFromWire, resultToWire, resultFromWire } from './commandwire.js';
+// What a server call keeps of its request after the handler has it (callbytes.ts).
+export { heldRequestBytes, releaseRequestBytes } from './callbytes.js';
 
 /**
  * BlobChunk (one field: `bytes data = 1`) without the generated codec's copies. That codec copies

@@ -112,6 +112,7 @@ export function agentService(core: Core, log: Logger): wire.AgentServer {
         const p = authorizeTree(core, call, call.request.tree);
         const transfer = blobs.open(p.path, call.request.hashes);
         call.request.hashes = []; // the transfer has what it needs
+        wire.releaseRequestBytes(call); // and grpc-js's copy of the request (~1.1 MB) goes too
         try {
           await blobStreams.run(() => sendBlobs(transfer));
         } finally {
