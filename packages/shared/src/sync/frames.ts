@@ -46,14 +46,7 @@ export async function* frameBlobs(sources: Iterable<BlobSource>, pool?: ChunkPoo
     if (!isHash(hash)) throw fail('INVALID_ARGUMENT', `${JSON.stringify(hash)} is not a SHA-256 hex digest`);
     if (seen.has(hash)) continue;
     seen.add(hash);
-    let fd: number;
-    try {
-      // never through a symlink (swapped in since the walk), never blocking on a FIFO
-      fd = openSync(path, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw fail('TREE_UNREADABLE', `cannot read ${path}: ${code === 'ELOOP' ? 'it is a symlink now' : (code ?? String(e))}`);
-    }
+    const fd = openTreeFile(path);
     try {
       let len: number;
       if (size === undefined) {
@@ -144,14 +137,7 @@ export function frameChunk(sources: readonly SizedBlobSource[], from: FramePos, 
 
 /** Reads `length` bytes of `path` from `position` into `out` at `off`; what the file no longer has is zero-filled. */
 function readAt(path: string, out: Buffer, off: number, length: number, position: number): void {
-  let fd: number;
-  try {
-    // never through a symlink (swapped in since the walk), never blocking on a FIFO
-    fd = openSync(path, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw fail('TREE_UNREADABLE', `cannot read ${path}: ${code === 'ELOOP' ? 'it is a symlink now' : (code ?? String(e))}`);
-  }
+  const fd = openTreeFile(path);
   try {
     let got = 0;
     while (got < length) {
@@ -376,5 +362,18 @@ export async function unframeBlobs(
       opts.onProgress?.(payload, got.length - before);
     }
     if (cur !== null || buf.length > 0) throw fail('BLOB_HASH_MISMATCH', 'the blob stream ended in the middle of a blob');
+  }
+}
+
+/**
+ * Opens a file of a tree for reading: never through a symlink (one swapped in since the walk),
+ * never blocking on a FIFO. @throws SpokeError TREE_UNREADABLE
+ */
+export function openTreeFile(path: string): number {
+  try {
+    return openSync(path, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw fail('TREE_UNREADABLE', `cannot read ${path}: ${code === 'ELOOP' ? 'it is a symlink now' : (code ?? String(e))}`);
   }
 }

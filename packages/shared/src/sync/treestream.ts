@@ -16,9 +16,9 @@
  * The parser here checks only the framing (kinds, lengths, UTF-8); what an entry may be (safe
  * paths, order, modes, hashes, the root hash) is the receiver's check.
  */
-import { closeSync, constants as FS, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { fail } from '../errors.js';
-import { FRAME_CHUNK_BYTES as CHUNK, newFrameChunk as newChunk, sealFrameChunk as withHeadroom } from './frames.js';
+import { FRAME_CHUNK_BYTES as CHUNK, newFrameChunk as newChunk, openTreeFile, sealFrameChunk as withHeadroom } from './frames.js';
 import { type ManifestEntry, sha256Hex } from './manifest.js';
 import { MAX_PATH_BYTES } from './paths.js';
 
@@ -140,14 +140,7 @@ export class TreeStreamWriter {
   }
 
   private readIn(abs: string, size: number): void {
-    let fd: number;
-    try {
-      // never through a symlink (swapped in since the walk), never blocking on a FIFO
-      fd = openSync(abs, FS.O_RDONLY | FS.O_NOFOLLOW | FS.O_NONBLOCK);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw fail('TREE_UNREADABLE', `cannot read ${abs}: ${code === 'ELOOP' ? 'it is a symlink now' : (code ?? String(e))}`);
-    }
+    const fd = openTreeFile(abs);
     try {
       let left = size;
       while (left > 0) {
