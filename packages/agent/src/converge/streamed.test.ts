@@ -113,6 +113,25 @@ describe('convergeStreamed', () => {
     expect(again.inSync).toBe(true);
   });
 
+  it('gives every directory its mode: made with it where the owner may write and search it, else set at the end', async () => {
+    const src = source({
+      shared: { dir: 0o775 }, // the umask (022 here) takes g+w away at creation: set at the end
+      'shared/a.txt': 'a',
+      search: { dir: 0o711 },
+      'search/deep': { dir: 0o700 },
+      'search/deep/b.txt': 'b',
+      locked: { dir: 0o500 }, // not writable by the owner: made 0700, its children inside, then 0500
+      'locked/c.txt': 'c',
+    });
+    const r = await receive(await streamOf(src));
+    const want = await manifestOf(src);
+    expect(r?.rootHash).toBe(want.rootHash);
+    expect((await manifestOf(dst)).entries).toEqual(want.entries);
+    const mode = (p: string) => fs.statSync(join(dst, p)).mode & 0o777;
+    expect([mode('shared'), mode('search'), mode('search/deep'), mode('locked')]).toEqual([0o775, 0o711, 0o700, 0o500]);
+    fs.chmodSync(join(dst, 'locked'), 0o700); // so the test's cleanup can remove it
+  });
+
   it('arrives the same cut at every byte: records and content spanning messages', async () => {
     const src = source({ 'a/b/c.txt': 'hello', 'a/d': { link: 'b' }, 'x.bin': { content: Buffer.alloc(3000, 'x') } });
     const joined = Buffer.concat(await streamOf(src));
