@@ -35,10 +35,16 @@ export function scratch(prefix = 'spoke-e2e-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Runs a node script and collects its output. */
-export function runNode(script: string, args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliResult> {
+/** The command that runs node: in a network namespace when `netns` is given (`ip netns exec`). */
+function nodeCommand(netns: string | undefined): [string, string[]] {
+  return netns ? ['ip', ['netns', 'exec', netns, process.execPath]] : [process.execPath, []];
+}
+
+/** Runs a node script and collects its output (`netns`: inside that network namespace). */
+export function runNode(script: string, args: string[], env: Record<string, string> = {}, timeoutMs = 60_000, netns?: string): Promise<CliResult> {
+  const [cmd, pre] = nodeCommand(netns);
   return new Promise((resolve) => {
-    execFile(process.execPath, [script, ...args], { env: { ...process.env, ...FAST_ENV, ...env }, timeout: timeoutMs }, (err, stdout, stderr) => {
+    execFile(cmd, [...pre, script, ...args], { env: { ...process.env, ...FAST_ENV, ...env }, timeout: timeoutMs }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -67,8 +73,9 @@ export class Daemon {
   out = '';
   readonly exited: Promise<number | null>;
 
-  constructor(script: string, args: string[], env: Record<string, string> = {}) {
-    this.proc = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...FAST_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  constructor(script: string, args: string[], env: Record<string, string> = {}, netns?: string) {
+    const [cmd, pre] = nodeCommand(netns);
+    this.proc = spawn(cmd, [...pre, script, ...args], { env: { ...process.env, ...FAST_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout?.on('data', (d: Buffer) => (this.out += d.toString()));
     this.proc.stderr?.on('data', (d: Buffer) => (this.out += d.toString()));
     this.exited = new Promise((r) => this.proc.once('exit', (code) => r(code)));
@@ -147,6 +154,8 @@ export class AgentUnderTest {
   constructor(
     readonly dir: string,
     readonly name: string,
+    /** A network namespace the agent runs in (its own network; see test/netns.ts). */
+    readonly netns?: string,
   ) {
     this.stateDir = join(dir, `agent-${name}`, 'state');
     this.root = join(dir, `agent-${name}`, 'root');
@@ -154,12 +163,18 @@ export class AgentUnderTest {
   }
 
   enroll(master: string, token: string): Promise<CliResult> {
-    return runNode(BIN.agent, ['enroll', '--master', master, '--token', token, '--state-dir', this.stateDir, '--roots', '/var/aegir,/var/www']);
+    return runNode(
+      BIN.agent,
+      ['enroll', '--master', master, '--token', token, '--state-dir', this.stateDir, '--roots', '/var/aegir,/var/www'],
+      {},
+      60_000,
+      this.netns,
+    );
   }
 
   /** Starts `spoke-agent run`; `args` are extra `run` options. */
   run(env: Record<string, string> = {}, args: string[] = []): Daemon {
-    this.daemon = new Daemon(BIN.agent, ['run', '--state-dir', this.stateDir, '--root', this.root, ...args], env);
+    this.daemon = new Daemon(BIN.agent, ['run', '--state-dir', this.stateDir, '--root', this.root, ...args], env, this.netns);
     return this.daemon;
   }
 }

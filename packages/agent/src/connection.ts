@@ -18,6 +18,7 @@ import {
   type AgentCommandType,
 } from '@spoke/shared';
 import { commandHandlers, hostFacts, UNKNOWN_COMMAND, type CommandContext, type CommandDeps, type CommandHandler, type CommandHandlers } from './handlers.js';
+import { LinkLiveness, type LivenessOptions } from './liveness.js';
 import { NO_AGENT_METRICS, type AgentMetrics } from './metrics.js';
 
 /** Link state: idle → connecting → connected → (backoff → connecting)* → stopped. */
@@ -35,6 +36,8 @@ export interface ConnectionDeps extends CommandDeps {
   metrics?: AgentMetrics;
   /** The capability version announced at hello. @default CAPABILITY_VERSION */
   capabilityVersion?: number;
+  /** When silence from the master means a dead connection (see liveness.ts). */
+  liveness?: LivenessOptions;
 }
 
 /** Computes the next reconnect delay: exponential, capped, with full jitter. */
@@ -46,8 +49,11 @@ export function backoffDelay(attempt: number, initialMs: number, maxMs: number, 
 /** The agent's connection loop. */
 export class MasterConnection {
   private readonly deps: ConnectionDeps;
-  private readonly client: wire.AgentClient;
+  private client: wire.AgentClient;
   private readonly handlers: CommandHandlers;
+  /** Judges the connection by what is heard on it, not by one ping's answer (see liveness.ts). */
+  private readonly liveness: LinkLiveness;
+  private livenessTimer: NodeJS.Timeout | null = null;
   private stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand> | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private drift: NodeJS.Timeout | null = null;
@@ -64,13 +70,60 @@ export class MasterConnection {
 
   constructor(deps: ConnectionDeps) {
     this.deps = deps;
-    this.client = new wire.AgentClient(
-      grpcTarget(deps.master),
-      clientTls(deps.identity.caPem, deps.identity.certPem, deps.identity.keyPem),
-      channelOptions({ 'grpc.initial_reconnect_backoff_ms': deps.backoffInitialMs, 'grpc.max_reconnect_backoff_ms': deps.backoffMaxMs }),
-    );
+    this.liveness = new LinkLiveness({
+      ...deps.liveness,
+      probe: () => this.probe(),
+      onDead: (silentMs) => this.replaceChannel(silentMs),
+    });
+    this.client = this.newClient();
     deps.trees.setClient(this.client);
     this.handlers = commandHandlers(deps);
+  }
+
+  /**
+   * A client on a channel of its own: no grpc-js keepalive (liveness.ts judges the connection),
+   * every call through the liveness interceptor, and its own subchannel pool, so closing a channel
+   * whose connection is dead ends that connection whatever else shares the process's pool.
+   */
+  private newClient(): wire.AgentClient {
+    return new wire.AgentClient(grpcTarget(this.deps.master), clientTls(this.deps.identity.caPem, this.deps.identity.certPem, this.deps.identity.keyPem), {
+      ...channelOptions({
+        'grpc.initial_reconnect_backoff_ms': this.deps.backoffInitialMs,
+        'grpc.max_reconnect_backoff_ms': this.deps.backoffMaxMs,
+        'grpc.keepalive_time_ms': -1,
+        'grpc.use_local_subchannel_pool': 1,
+      }),
+      interceptors: [this.liveness.interceptor],
+    });
+  }
+
+  /** Asks the master for an answer (a gRPC health check; any answer, even UNIMPLEMENTED, is one). */
+  private probe(): Promise<void> {
+    return new Promise((resolve) => {
+      this.client.makeUnaryRequest(
+        '/grpc.health.v1.Health/Check',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.alloc(0), // HealthCheckRequest{service: ""}: the server as a whole
+        () => resolve(),
+      );
+    });
+  }
+
+  /**
+   * The connection is dead (nothing heard for the liveness limit; its calls were cancelled):
+   * a new channel, so the next dial makes a new connection.
+   */
+  private replaceChannel(silentMs: number): void {
+    this.deps.log.warn(
+      { silentMs, deadAfterMs: this.liveness.deadAfterMs },
+      'nothing heard from the master (not even an answer to a health check): the connection is dead; reconnecting',
+    );
+    const old = this.client;
+    this.client = this.newClient();
+    this.deps.trees.setClient(this.client);
+    this.stream?.cancel();
+    old.close();
   }
 
   /** Current link state. */
@@ -97,6 +150,14 @@ export class MasterConnection {
     this.drift = setInterval(() => void this.driftCheck(), this.deps.driftIntervalMs);
     this.drift.unref();
     this.keepAlive = setInterval(() => this.ensureDialing('watchdog'), Math.max(1000, this.deps.backoffMaxMs));
+    // judged only while a Connect call is open (dialing has grpc-js's own connect timeouts)
+    this.livenessTimer = setInterval(
+      () => {
+        if (this.stream !== null) this.liveness.check();
+      },
+      Math.max(10, Math.min(5000, this.liveness.probeAfterMs / 4)),
+    );
+    this.livenessTimer.unref();
   }
 
   /**
@@ -137,6 +198,8 @@ export class MasterConnection {
     if (this.drift) clearInterval(this.drift);
     if (this.keepAlive) clearInterval(this.keepAlive);
     this.keepAlive = null;
+    if (this.livenessTimer) clearInterval(this.livenessTimer);
+    this.livenessTimer = null;
     this.stopHeartbeat();
     this.stream?.cancel();
     this.stream = null;
@@ -156,6 +219,7 @@ export class MasterConnection {
       return;
     }
     this.stream = stream;
+    this.liveness.reset();
     let welcomed = false;
     stream.on('data', (cmd: wire.MasterCommand) => {
       if (cmd.command?.$case === 'welcome') {
