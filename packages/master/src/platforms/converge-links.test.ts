@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Manifest } from '@spoke/shared';
-import { outsideLinks } from './converge.js';
+import { outsideLinks } from './registryscan.js';
 
 const link = (path: string, target: string) => ({ path, type: 'symlink' as const, mode: 0o777, size: 0, hash: '', target });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ProgressMeter } from './converge.js';
+import { ProgressMeter } from './convergelog.js';
 
 const MiB = 1024 * 1024;
 

@@ -1,30 +1,33 @@
 /**
  * Platform converge on the master: `platform.verify` scans the canonical tree and converges every
  * server that hosts the platform (each cluster member, in parallel); `platform.converge` brings
- * one server back to the desired tree. Self-healing is level-triggered (reconcile.ts): a loop
- * compares desired vs observed for every (platform, server) on a timer and whenever an agent
- * reports (hello, drift check) or a converge it started ends, and queues the converges that are
- * missing — with backoff for a pair that keeps failing and a cap on how many run at once. With
- * `--live`, a change under the canonical tree queues a verify, debounced.
+ * one server back to the desired tree. Self-healing is level-triggered (selfheal.ts, deciding with
+ * reconcile.ts): a loop compares desired vs observed for every (platform, server) on a timer and
+ * whenever an agent reports (hello, drift check) or a converge it started ends, and queues the
+ * converges that are missing — with backoff for a pair that keeps failing and a cap on how many
+ * run at once. With `--live`, a change under the canonical tree queues a verify, debounced. The
+ * registry is registryscan.ts; the task-log lines convergelog.ts.
  */
-import { checkSymlinkTarget, formatBytes as human, fail, isSpokeError, type Logger, type Manifest, STREAM_TREE_CAPABILITY } from '@spoke/shared';
+import { formatBytes as human, fail, isSpokeError, type Logger, type Manifest, STREAM_TREE_CAPABILITY } from '@spoke/shared';
 import type { AgentHub, HelloEvent } from '../servers/hub.js';
-import type { ConflictInfo, ConvergeReport, QuarantineInfo } from '@spoke/shared';
+import type { ConvergeReport } from '@spoke/shared';
 import type { PlatformBuilder } from './build.js';
 import type { Namespace } from '../namespace/namespace.js';
 import type { TaskContext, TaskEngine, TaskHandler } from '../tasks/engine.js';
 import type { TreeStore } from './trees.js';
-import type { PlatformInfo, TaskInfo } from '../types.js';
+import type { PlatformInfo } from '../types.js';
+import { conflictAdvice, configOutcome, ProgressMeter, quarantineLine } from './convergelog.js';
 import { ReportedDrift } from './drift.js';
-import { diffRegistries, scanPlatformCached, type Registry, type RegistryDiff, type ScanCache } from './registry/index.js';
-import { DEFAULT_POLICY, failuresOf, nextWakeMs, planConverges, type PairState, type ReconcilePolicy, type WaitingPair } from './reconcile.js';
+import { diffRegistries, type Registry, type RegistryDiff } from './registry/index.js';
+import { RegistryScanner } from './registryscan.js';
+import { DEFAULT_POLICY, type ReconcilePolicy, type WaitingPair } from './reconcile.js';
+import { SelfHeal } from './selfheal.js';
 import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
 import { observeFirst } from './precheck.js';
 import type { TreeFeeds } from './streamtree.js';
 
-/** Files the registry is read from (see platform/registry.ts and platform/detect.ts). */
-const REGISTRY_FILES =
-  /(^|\/)([^/]+\.(info|info\.yml|install|profile|module)|composer\.json|settings\.php|wp-config\.php|version\.php|Defines\.php|DefaultSettings\.php|bootstrap\.inc|Drupal\.php|core\.services\.yml|wp-load\.php|wp-settings\.php|index\.php|api\.php|style\.css|extension\.json|skin\.json)$|^wp-content\/(mu-)?plugins\/[^/]+(\/[^/]+)?\.php$/;
+/** For the site tasks and the operator API, which import them from here. */
+export { conflictAdvice, configOutcome } from './convergelog.js';
 
 /** Totals of one converge across servers (stored as the task result). */
 export interface ConvergeSummary {
@@ -36,67 +39,6 @@ export interface ConvergeSummary {
   sent: { files: number; bytes: number };
   reused: { files: number; bytes: number };
   ms: number;
-}
-
-/**
- * One server's converge progress as task log lines: at most one a second; bytes, rate and ETA
- * while something is moving, the rate over what moved since the first report that moved any
- * (timed from the task's start, it counted the master's scan and the agent's checks: a 2 s
- * transfer showed "4.4 MiB/s ETA 41s").
- */
-export class ProgressMeter {
-  private last = Number.NEGATIVE_INFINITY;
-  private from: { at: number; done: number } | undefined;
-  private phase = '';
-
-  constructor(
-    private readonly server: string,
-    private readonly everyMs = 1000,
-  ) {}
-
-  /** The line for this report at `now` (ms), or undefined when one was logged less than everyMs ago. */
-  line(pr: { message: string; done: number; total: number }, now: number): string | undefined {
-    const phase = pr.message.split(' ', 1)[0] ?? '';
-    if (phase !== this.phase) {
-      // each phase counts its own bytes from 0 (reuse, then fetch)
-      this.phase = phase;
-      this.from = undefined;
-    }
-    if (pr.done > 0 && this.from === undefined) this.from = { at: now, done: pr.done };
-    if (now - this.last < this.everyMs) return undefined;
-    this.last = now;
-    if (pr.total === 0) return `${this.server}: ${pr.message}`;
-    const from = this.from;
-    const rate = from !== undefined && now > from.at ? ((pr.done - from.done) * 1000) / (now - from.at) : 0;
-    const eta = rate > 0 && pr.total > pr.done ? ` ETA ${Math.ceil((pr.total - pr.done) / rate)}s` : '';
-    return `${this.server}: ${pr.message}, ${human(pr.done)}/${human(pr.total)}${rate > 0 ? `, ${human(rate)}/s` : ''}${eta}`;
-  }
-}
-
-/** What an agent did with a web-server config file (a platform's or a site's), for the task log. */
-/**
- * What an operator does about a converge conflict (user data where the platform has a file or
- * symlink), as one line: the agent kept the directory and converged everything else.
- */
-export function conflictAdvice(platform: string, server: string, c: ConflictInfo): string {
-  return (
-    `${server}: ${c.path}: the platform has a ${c.wanted} here, but ${server} holds user data in ${c.userData}; ` +
-    `kept as it is, everything else converged. To fix: move the user data out of ${c.path} on ${server} ` +
-    `(or make ${c.path} a directory again on the master), then run: spoke platform verify ${platform}`
-  );
-}
-
-/** The task-log line for what a drift repair kept in a server's quarantine. */
-export function quarantineLine(server: string, q: QuarantineInfo): string {
-  const lost = q.skipped > 0 ? `; ${q.skipped} more could not be kept (over the quarantine's size bound)` : '';
-  const sample = q.paths.slice(0, 5).join(' ');
-  return `${server}: the repair removed or overwrote ${q.files} hand-made file(s) (${human(q.bytes)}): ${sample}${q.files > 5 ? ' …' : ''}; kept in quarantine ${q.dir} on ${server}${lost}`;
-}
-
-export function configOutcome(r: { changed: boolean; reloaded: boolean; reloadWait?: string }): string {
-  const waited = r.reloaded && r.reloadWait ? `; ${r.reloadWait}` : '';
-  if (r.changed) return r.reloaded ? `written, tested and reloaded${waited}` : 'written and tested, not reloaded';
-  return r.reloaded ? `unchanged; reloaded${waited}` : 'unchanged';
 }
 
 /** Wires converge tasks and self-healing. */
@@ -111,21 +53,12 @@ export class PlatformSync {
   private readonly metrics: MasterMetrics;
   private readonly liveDebounceMs: number;
   private readonly liveTimers = new Map<string, NodeJS.Timeout>();
-  /** Parsed info files per platform path, so a re-verify parses only what changed. */
-  private readonly scanCaches = new Map<string, ScanCache>();
-  /** The tree root hash each stored registry was parsed from. */
-  private readonly registryRoots = new Map<string, string>();
+  /** Each platform's registry, parsed again only when a file it is read from changed. */
+  private readonly registries: RegistryScanner;
   /** Drift already reported on report-only platforms (see drift.ts). */
   private readonly reportedDrift = new ReportedDrift();
-  private readonly clock: () => number;
-  private readonly policy: ReconcilePolicy;
-  private readonly reconcileIntervalMs: number;
-  private reconcileTimer: NodeJS.Timeout | undefined;
-  private reconcileSoon: NodeJS.Immediate | undefined;
-  private reconciling = false;
-  private closed = false;
-  /** Pairs backing off after failures, from the last reconcile (`platform status` shows them). */
-  private waiting = new Map<string, WaitingPair>();
+  /** The self-healing loop. */
+  private readonly heal: SelfHeal;
 
   /** The settings files of a platform's sites the web group must read (set by the site tasks, which render them). */
   private webGroupFilesOf: (platform: string) => string[] = () => [];
@@ -155,19 +88,27 @@ export class PlatformSync {
     this.metrics = deps.metrics ?? NO_METRICS;
     this.feeds = deps.feeds;
     this.builder = deps.builder;
-    this.clock = deps.clock ?? Date.now;
-    this.policy = { ...DEFAULT_POLICY, ...deps.reconcilePolicy };
-    this.reconcileIntervalMs = deps.reconcileIntervalMs ?? 30_000;
     this.ns = deps.ns;
     this.hub = deps.hub;
     this.tasks = deps.tasks;
     this.trees = deps.trees;
     this.log = deps.log;
+    this.heal = new SelfHeal({
+      ns: deps.ns,
+      hub: deps.hub,
+      tasks: deps.tasks,
+      log: deps.log,
+      reportedDrift: this.reportedDrift,
+      clock: deps.clock ?? Date.now,
+      policy: { ...DEFAULT_POLICY, ...deps.reconcilePolicy },
+      reconcileIntervalMs: deps.reconcileIntervalMs ?? 30_000,
+    });
+    this.registries = new RegistryScanner({ ns: deps.ns, trees: deps.trees });
     this.liveDebounceMs = deps.liveDebounceMs ?? 500;
     this.tasks.register('platform.verify', this.verifyHandler());
     this.tasks.register('platform.converge', this.verifyHandler());
-    this.hub.events.on('hello', (e: HelloEvent) => this.onObserved(e));
-    this.hub.events.on('observed', (e: HelloEvent) => this.onObserved(e));
+    this.hub.events.on('hello', (e: HelloEvent) => this.heal.onObserved(e));
+    this.hub.events.on('observed', (e: HelloEvent) => this.heal.onObserved(e));
     this.trees.onChange = (path) => this.onTreeChanged(path);
   }
 
@@ -179,133 +120,22 @@ export class PlatformSync {
 
   /** Starts the reconcile loop (the master calls it once it serves). */
   startReconcile(): void {
-    this.closed = false;
-    this.wake();
+    this.heal.startReconcile();
   }
 
   /** Runs the reconcile loop soon (coalesced): an event changed what the master knows. */
   wake(): void {
-    if (this.closed || this.reconcileSoon) return;
-    this.reconcileSoon = setImmediate(() => {
-      this.reconcileSoon = undefined;
-      this.reconcile();
-    });
+    this.heal.wake();
   }
 
   /** Pairs of a platform backing off after failed converges: server → next try. */
   retries(platform: string): Map<string, WaitingPair> {
-    return new Map([...this.waiting.values()].filter((w) => w.platform === platform).map((w) => [w.server, w]));
+    return this.heal.retries(platform);
   }
 
-  /**
-   * One pass of the loop: gathers desired, observed, busy and failures for every pair, queues
-   * the converges planConverges picks, and sets the timer for the next pass (the earliest retry,
-   * else the interval). Returns the tasks it queued.
-   */
+  /** One pass of the reconcile loop (see SelfHeal.reconcile); returns the tasks it queued. */
   reconcile(): number[] {
-    if (this.closed || this.reconciling) return [];
-    this.reconciling = true;
-    const queued: number[] = [];
-    try {
-      const now = this.clock();
-      const { pairs, running } = this.reconcileState();
-      const plan = planConverges(pairs, running, now, this.policy);
-      this.waiting = new Map(plan.waiting.map((w) => [`${w.platform}\0${w.server}`, w]));
-      for (const c of plan.start) {
-        this.log.info({ platform: c.platform, server: c.server, why: c.why }, 'queueing converge');
-        const t = this.tasks.submit({
-          kind: 'platform.converge',
-          entity: `platform:${c.platform}`,
-          params: { platform: c.platform, server: c.server, why: c.why },
-        });
-        queued.push(t.id);
-        // its end frees a slot and may be a failure to back off from: look again then
-        const off = this.tasks.subscribe(t.id, (ev) => {
-          if (ev.type === 'task' && ['succeeded', 'failed', 'cancelled'].includes(ev.task.state)) {
-            off();
-            this.wake();
-          }
-        });
-      }
-      if (!this.closed) {
-        clearTimeout(this.reconcileTimer);
-        this.reconcileTimer = setTimeout(() => this.reconcile(), Math.max(1, nextWakeMs(plan, now, this.reconcileIntervalMs) - now));
-        this.reconcileTimer.unref();
-      }
-    } catch (err) {
-      this.log.error({ err }, 'reconcile failed');
-      if (!this.closed) {
-        clearTimeout(this.reconcileTimer);
-        this.reconcileTimer = setTimeout(() => this.reconcile(), this.reconcileIntervalMs);
-        this.reconcileTimer.unref();
-      }
-    } finally {
-      this.reconciling = false;
-    }
-    return queued;
-  }
-
-  /** What the loop decides from: every (platform, server) pair, and how many converges run. */
-  private reconcileState(): { pairs: PairState[]; running: number } {
-    const active = [...this.tasks.list({ state: 'queued', limit: 100_000 }), ...this.tasks.list({ state: 'running', limit: 100_000 })];
-    const busy = new Set<string>();
-    let running = 0;
-    for (const t of active) {
-      if (t.kind === 'platform.converge') {
-        running++;
-        busy.add(`${String(t.params.platform)}\0${String(t.params.server)}`);
-      } else if (t.kind === 'platform.verify' || t.kind === 'platform.remove') {
-        busy.add(`${String(t.params.platform)}\0*`);
-      }
-    }
-    const pairs: PairState[] = [];
-    // One query each for the platforms (without their sites) and what servers hold, targets once
-    // per server, and a platform's task rows only for a pair that differs (a pair in sync needs
-    // no failure count): a pass over 1,000 platforms ran ~4,000 queries and read 100,000 site
-    // rows, once per hello in a reconnect storm (issue 20).
-    const observedAll = this.ns.observedAll();
-    const targets = new Map<string, string[]>();
-    for (const p of this.ns.listPlatforms({ sites: false })) {
-      // never verified (or being verified): nothing desired yet, or the verify converges
-      const desired = p.status === 'pending' || p.status === 'verifying' ? '' : (p.desiredRootHash ?? '');
-      if (!desired) continue;
-      let recent: TaskInfo[] | undefined;
-      let servers = targets.get(p.server);
-      if (!servers) targets.set(p.server, (servers = this.ns.targets(p.server)));
-      for (const server of servers) {
-        const observed = observedAll.get(`${server}\0${p.path}`) ?? null;
-        const f =
-          observed === desired
-            ? { failures: 0, lastFailedMs: 0, lastError: '' }
-            : failuresOf((recent ??= this.tasks.list({ entity: `platform:${p.name}`, limit: 50 })), server);
-        pairs.push({
-          platform: p.name,
-          server,
-          desired,
-          observed,
-          online: this.hub.isOnline(server),
-          // report-only platform: drift already reported for this very tree waits for an operator
-          driftReported: p.drift === 'report' && this.reportedDrift.has(p.name, server, observed ?? ''),
-          busy: busy.has(`${p.name}\0*`) || busy.has(`${p.name}\0${server}`),
-          ...f,
-        });
-      }
-    }
-    return { pairs, running };
-  }
-
-  private onObserved(e: HelloEvent): void {
-    try {
-      for (const p of this.ns.platformsFor(e.server)) {
-        const observed = e.observed[p.path] ?? '';
-        this.ns.recordObserved(e.server, p.path, observed);
-        // a report-only platform's drift that went away (repaired by hand) is no longer reported
-        if (observed === p.desiredRootHash) this.reportedDrift.clear(p.name, e.server);
-      }
-    } catch (err) {
-      this.log.error({ err, server: e.server }, 'cannot record observed trees');
-    }
-    this.wake();
+    return this.heal.reconcile();
   }
 
   private onTreeChanged(path: string): void {
@@ -325,44 +155,6 @@ export class PlatformSync {
         }
       }, this.liveDebounceMs),
     );
-  }
-
-  /**
-   * True when nothing the registry is read from changed since it was parsed: no info, install,
-   * profile, version or settings file among the paths that differ. Unknown history → false.
-   */
-  private async registryUnaffected(p: PlatformInfo, rootHash: string): Promise<boolean> {
-    const base = this.registryRoots.get(p.path);
-    if (!base || base === rootHash) return base === rootHash;
-    const d = await this.trees.delta(p.path, p.excludes, base);
-    if (!d) return false;
-    // A link added, changed or removed may change the outside links listed among its problems.
-    if (d.upserts.some((e) => e.type === 'symlink')) return false;
-    const listed = new Set(p.registryJson ? (JSON.parse(p.registryJson) as Registry).problems.map((x) => x.path) : []);
-    return ![...d.upserts.map((e) => e.path), ...d.removed].some((path) => REGISTRY_FILES.test(path) || listed.has(path));
-  }
-
-  /**
-   * Parses the platform into its registry (kind, core version, profiles, modules, themes, sites);
-   * links of the tree that point outside it are listed among its problems (an existing tree keeps
-   * them, a build refuses them).
-   */
-  private async scanRegistry(ctx: TaskContext, p: PlatformInfo, manifest: Manifest): Promise<void> {
-    const t0 = Date.now();
-    const r = await scanPlatformCached(this.trees.hostPath(p.path), { previous: this.scanCaches.get(p.path) });
-    this.scanCaches.set(p.path, r.cache);
-    const reg = r.registry;
-    reg.problems = [...reg.problems, ...outsideLinks(manifest)].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    this.ns.setRegistry(p.name, JSON.stringify(reg));
-    const dist = reg.distribution ? `, distribution ${reg.distribution.name} ${reg.distribution.version ?? ''}`.trimEnd() : '';
-    ctx.log(
-      `${p.name}: ${reg.kind}${reg.coreVersion ? ` ${reg.coreVersion}` : ''}${dist}; ${reg.profiles.length} profiles, ${reg.modules.length} modules, ${reg.themes.length} themes, ${reg.sites.length} sites on disk (${Date.now() - t0} ms)`,
-    );
-    for (const pr of reg.problems.slice(0, 20)) ctx.log(`${p.name}: ${pr.path}: ${pr.error}`, 'warn');
-    const known = new Set(this.ns.listSites(p.name).map((x) => x.domain));
-    const strangers = reg.sites.filter((d) => !known.has(d));
-    if (strangers.length)
-      ctx.log(`${p.name}: sites on disk not in Spoke: ${strangers.join(', ')} (import them: spoke site import DOMAIN --platform ${p.name})`, 'warn');
   }
 
   /**
@@ -398,10 +190,7 @@ export class PlatformSync {
   close(): void {
     for (const t of this.liveTimers.values()) clearTimeout(t);
     this.liveTimers.clear();
-    this.closed = true;
-    clearTimeout(this.reconcileTimer);
-    if (this.reconcileSoon) clearImmediate(this.reconcileSoon);
-    this.reconcileSoon = undefined;
+    this.heal.close();
   }
 
   private verifyHandler(): TaskHandler {
@@ -595,11 +384,7 @@ export class PlatformSync {
     const registry = rescan
       ? (async () => {
           await new Promise((r) => setImmediate(r));
-          if (p.registryJson && (await this.registryUnaffected(p, manifest.rootHash))) this.registryRoots.set(p.path, manifest.rootHash);
-          if (this.registryRoots.get(p.path) !== manifest.rootHash || !p.registryJson) {
-            await this.scanRegistry(ctx, p, manifest);
-            this.registryRoots.set(p.path, manifest.rootHash);
-          }
+          await this.registries.update(ctx, p, manifest);
         })()
       : Promise.resolve();
     registry.catch(() => undefined); // awaited below; no unhandled rejection meanwhile
@@ -657,18 +442,4 @@ function fileTotals(m: Manifest): { files: number; bytes: number } {
     totals.set(m, t);
   }
   return t;
-}
-
-/** Symlinks of a tree whose target leaves it (absolute, or climbing above its root), as registry problems. */
-export function outsideLinks(manifest: Manifest): { path: string; error: string }[] {
-  const out: { path: string; error: string }[] = [];
-  for (const e of manifest.entries) {
-    if (e.type !== 'symlink' || e.target === undefined) continue;
-    try {
-      checkSymlinkTarget(e.path, e.target);
-    } catch {
-      out.push({ path: e.path, error: `link to ${e.target} points outside the platform (kept as it is; a build would refuse it)` });
-    }
-  }
-  return out;
 }

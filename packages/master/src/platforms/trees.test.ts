@@ -5,7 +5,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import Database from 'better-sqlite3';
 import { RootMap, createLogger, walkTree } from '@spoke/shared';
 import { migrate, openStore } from '../namespace/store.js';
-import { SqliteStatCache, TreeStore } from './trees.js';
+import { SqliteStatCache } from './statcache.js';
+import { TreeStore } from './trees.js';
 
 /**
  * The inode numbers this process has inotify watches on (Linux: /proc/self/fdinfo of each
