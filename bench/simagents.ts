@@ -118,9 +118,12 @@ export class SimAgent {
     this.client ??= new wire.AgentClient(
       grpcTarget(this.opts.master),
       clientTls(this.identity.caPem, this.identity.certPem, this.identity.keyPem),
-      // one connection per agent, as on separate hosts: never share a subchannel with another identity
+      // one connection per agent, as on separate hosts: never share a subchannel with another
+      // identity; no grpc-js keepalive, as the real agent (packages/agent/src/liveness.ts: a PING
+      // answered behind a full window ended busy connections)
       channelOptions({
         'grpc.use_local_subchannel_pool': 1,
+        'grpc.keepalive_time_ms': -1,
         'grpc.initial_reconnect_backoff_ms': this.opts.backoffInitialMs,
         'grpc.max_reconnect_backoff_ms': this.opts.backoffMaxMs,
       }),
