@@ -2,7 +2,7 @@
  * The hub refuses a command an agent's capability predates (before sending anything) and turns a
  * ConfigurePlatform result into the domain report. The stream is an in-memory duplex.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CAPABILITY_VERSION, type wire } from '@spoke/shared';
 import { connectFakeAgent } from '../testutil.js';
 
@@ -114,5 +114,44 @@ describe('AgentHub capabilities', () => {
       event: { $case: 'result', value: { id: c.id, ok: true, errorCode: '', errorMessage: '', result: { $case: 'acmeChallenge', value: { path: '/x/tok' } } } },
     });
     await expect(challenge).resolves.toEqual({ path: '/x/tok' });
+  });
+});
+
+describe('AgentHub command time limit', () => {
+  it('is a limit on silence: each progress message starts it again; silence past it is AGENT_TIMEOUT', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const { hub, stream } = connect(CAPABILITY_VERSION);
+      const seen: string[] = [];
+      const call = hub.call('w1', { type: 'ping' }, { timeoutMs: 1000, onProgress: (p) => seen.push(p.message) });
+      let settled = false;
+      void call.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      const sent = stream.written.at(-1) as wire.MasterCommand;
+      // a transfer over a slow link: five seconds of progress, every 800 ms, past the 1 s limit five times over
+      for (let i = 0; i < 6; i++) {
+        await vi.advanceTimersByTimeAsync(800);
+        stream.emit('data', { event: { $case: 'progress', value: { id: sent.id, message: `fetch ${i}`, done: i, total: 6 } } });
+      }
+      expect(settled).toBe(false);
+      stream.emit('data', {
+        event: { $case: 'result', value: { id: sent.id, ok: true, errorCode: '', errorMessage: '', result: { $case: 'pong', value: {} } } },
+      });
+      await expect(call).resolves.toBeNull();
+      expect(seen).toHaveLength(6);
+
+      // the same agent gone quiet: 1 s after its last word the call fails
+      const quiet = hub.call('w1', { type: 'ping' }, { timeoutMs: 1000 });
+      const id = (stream.written.at(-1) as wire.MasterCommand).id;
+      await vi.advanceTimersByTimeAsync(600);
+      stream.emit('data', { event: { $case: 'progress', value: { id, message: 'working', done: 0, total: 0 } } });
+      const failed = expect(quiet).rejects.toMatchObject({ code: 'AGENT_TIMEOUT', message: 'agent w1 sent no word on ping (no progress, no result) for 1s' });
+      await vi.advanceTimersByTimeAsync(1001);
+      await failed;
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

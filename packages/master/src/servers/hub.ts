@@ -30,6 +30,11 @@ import { NO_METRICS, type MasterMetrics } from '../health/metrics.js';
 
 /** Options of `call`. */
 export interface CallOptions {
+  /**
+   * How long the agent may go without a word on the command — a progress message or its result —
+   * before it fails with AGENT_TIMEOUT (default 60 s). Each progress message starts it again, so
+   * a converge that keeps reporting over a slow link is not cut off at a fixed length.
+   */
   timeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (p: { message: string; done: number; total: number }) => void;
@@ -58,6 +63,8 @@ interface Pending {
   resolve(v: wire.CommandResult): void;
   reject(e: SpokeError): void;
   onProgress?: CallOptions['onProgress'];
+  /** The agent said something about the command: its time limit starts again. */
+  heard(): void;
 }
 
 interface Session {
@@ -313,6 +320,7 @@ export class AgentHub implements Presence {
       }
       case 'progress': {
         const p = s.pending.get(e.value.id);
+        p?.heard();
         p?.onProgress?.({ message: e.value.message, done: e.value.done, total: e.value.total });
         return;
       }
@@ -351,10 +359,12 @@ export class AgentHub implements Presence {
     const timeoutMs = opts.timeoutMs ?? 60_000;
     const transfer = this.dumpTransfer(id, server, cmd, opts);
     const result = await new Promise<wire.CommandResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const expire = () => {
         s.pending.delete(id);
-        reject(fail('AGENT_TIMEOUT', `agent ${server} did not answer ${cmd.type} within ${Math.round(timeoutMs / 1000)}s`));
-      }, timeoutMs);
+        opts.signal?.removeEventListener('abort', onAbort);
+        reject(fail('AGENT_TIMEOUT', `agent ${server} sent no word on ${cmd.type} (no progress, no result) for ${Math.round(timeoutMs / 1000)}s`));
+      };
+      let timer = setTimeout(expire, timeoutMs);
       const onAbort = () => {
         s.pending.delete(id);
         clearTimeout(timer);
@@ -375,6 +385,10 @@ export class AgentHub implements Presence {
           reject(err);
         },
         onProgress: opts.onProgress,
+        heard: () => {
+          clearTimeout(timer);
+          timer = setTimeout(expire, timeoutMs);
+        },
       });
       s.call.write(wire.commandToWire(id, cmd));
     }).catch((e: unknown) => {
