@@ -13,6 +13,10 @@ export interface SlowLink {
   hostIp: string;
   /** The namespace's address. */
   nsIp: string;
+  /** Takes the link down: packets are dropped, no connection is closed (a cable pulled). */
+  cut(): void;
+  /** Brings it back. */
+  heal(): void;
   /** Removes the namespace and with it both ends of the link. */
   close(): void;
 }
@@ -62,5 +66,5 @@ export function slowLink(rateMbit: number): SlowLink | string {
     close();
     return `cannot set up the link: ${((e as { stderr?: Buffer }).stderr ?? '').toString().trim() || (e as Error).message}`;
   }
-  return { ns: id, hostIp, nsIp, close };
+  return { ns: id, hostIp, nsIp, close, cut: () => ip('link', 'set', host, 'down'), heal: () => ip('link', 'set', host, 'up') };
 }

@@ -38,7 +38,9 @@ describe.skipIf(link === undefined)('an agent behind a slow link', () => {
     const t = await master.cli('server', 'token', 'w1');
     const r = await w1.enroll(master.listen, t.stdout.trim());
     expect(r.code, r.stderr).toBe(0);
-    w1.run({ SPOKE_DRIFT_INTERVAL_MS: '600000' });
+    // the agent asks after 3 s of silence and gives the link up after 10 s (production: 20 s, 45 s);
+    // 1 MiB messages arrive every ~4 s at 2 Mbit/s, so a busy link is never taken for a dead one
+    w1.run({ SPOKE_DRIFT_INTERVAL_MS: '600000', SPOKE_LINK_PROBE_MS: '3000', SPOKE_LINK_DEAD_MS: '10000' });
     await until('w1 online', async () => (await master.json<{ online: boolean }>('server', 'show', 'w1')).online);
     const { t: added, log } = await master.task('platform', 'add', 'slow', '--path', P, '--server', 'w1');
     expect(added.state, log).toBe('succeeded');
@@ -64,4 +66,39 @@ describe.skipIf(link === undefined)('an agent behind a slow link', () => {
     // one connection all along: never lost, never judged dead
     expect(w1.daemon?.out).not.toMatch(/connection to master lost|the connection is dead/);
   }, 240_000);
+
+  it('a link cut mid-converge (nothing closed, nothing heard): the agent gives the connection up, dials a new one once the link is back, the old converge fails and the next succeeds', async () => {
+    const more = join(master.root, P, 'more');
+    mkdirSync(more);
+    for (let i = 0; i < 4; i++) writeFileSync(join(more, `part${i}.bin`), randomBytes(1_000_000));
+    const started = await master.cli('platform', 'verify', 'slow', '--no-wait');
+    expect(started.code, started.stderr).toBe(0);
+    const id = started.stdout.trim(); // --no-wait prints the task id alone
+    await until('the transfer under way', async () => (await master.json<{ state: string }>('task', 'show', id)).state === 'running');
+    await new Promise((r) => setTimeout(r, 3000));
+    (link as SlowLink).cut();
+    try {
+      // w1 hears nothing (not even an answer to its health check) and gives the connection up,
+      // cancelling its fetch; before, grpc-js' keepalive did that after 30 s
+      await until('w1 gave the link up', () => /the connection is dead; reconnecting/.test(w1.daemon?.out ?? ''), 60_000);
+    } finally {
+      (link as SlowLink).heal();
+    }
+    // a new connection (the old one is not reused: it would never answer): the master replaces
+    // the old session, and the converge that was on it fails instead of waiting out its limit
+    const t = await until(
+      'the cut converge failed',
+      async () => {
+        const x = await master.json<{ state: string; error: { code: string; message: string } | null }>('task', 'show', id);
+        return x.state === 'failed' ? x : undefined;
+      },
+      90_000,
+    );
+    expect(t.error?.message).toMatch(/AGENT_DISCONNECTED/);
+    await until('w1 back online', async () => (await master.json<{ online: boolean }>('server', 'show', 'w1')).online, 90_000);
+    const { t, log } = await master.task('platform', 'verify', 'slow');
+    expect(t.state, `${log}\n${JSON.stringify(t.error)}`).toBe('succeeded');
+    const [want, got] = await Promise.all([walkTree(join(master.root, P)), walkTree(join(w1.root, P))]);
+    expect(got.manifest.rootHash).toBe(want.manifest.rootHash);
+  }, 300_000);
 });

@@ -155,6 +155,7 @@ async function startLocked(opts: CompiledAgentOptions, deps: Parameters<typeof s
     backoffInitialMs: opts.backoffInitialMs,
     backoffMaxMs: opts.backoffMaxMs,
     capabilityVersion: opts.capabilityVersion,
+    liveness: { probeAfterMs: opts.linkProbeMs, deadAfterMs: opts.linkDeadMs },
   });
   link = connection;
   let metricsListener: MetricsListener | undefined;

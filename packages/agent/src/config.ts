@@ -57,6 +57,9 @@ export interface CompiledAgentOptions {
   driftIntervalMs: number;
   /** Hashes per FetchBlobs request (SPOKE_FETCH_BATCH; tests set it low to cross batches). */
   fetchBatch: number;
+  /** Silence from the master before a probe, and before the connection is dead (liveness.ts). @default 20 s, 45 s (env SPOKE_LINK_PROBE_MS, SPOKE_LINK_DEAD_MS) */
+  linkProbeMs: number;
+  linkDeadMs: number;
   /** The capability version announced at hello (SPOKE_CAPABILITY_VERSION; default this agent's own). */
   capabilityVersion: number;
   /** What drift repairs keep in `<state-dir>/quarantine`: at most this many bytes. @default 256 MiB (env SPOKE_QUARANTINE_MAX_BYTES) */
@@ -184,6 +187,8 @@ export function compileAgentOptions(
     logLevel: env.SPOKE_LOG_LEVEL,
     driftIntervalMs: env.SPOKE_DRIFT_INTERVAL_MS,
     fetchBatch: env.SPOKE_FETCH_BATCH,
+    linkProbeMs: env.SPOKE_LINK_PROBE_MS,
+    linkDeadMs: env.SPOKE_LINK_DEAD_MS,
     capabilityVersion: env.SPOKE_CAPABILITY_VERSION,
     quarantineMaxBytes: env.SPOKE_QUARANTINE_MAX_BYTES,
     quarantineMaxAgeMs: env.SPOKE_QUARANTINE_MAX_AGE_DAYS * 86_400_000,

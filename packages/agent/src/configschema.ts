@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { CAPABILITY_VERSION, envInt, LOG_LEVEL } from '@spoke/shared';
 import type { DbConfigFile } from './db/settings.js';
 import { QUARANTINE_MAX_AGE_MS, QUARANTINE_MAX_BYTES } from './converge/quarantine.js';
+import { DEAD_AFTER_MS, PROBE_AFTER_MS } from './liveness.js';
 import { FETCH_BATCH } from './sync.js';
 import { checkConfigPath, checkConfigValue, checkFpmAddress, checkListen } from './webtemplate.js';
 
@@ -118,6 +119,9 @@ export const AGENT_ENV = z.object({
   SPOKE_BACKOFF_MAX_MS: envInt(15_000),
   /** How often held trees are re-walked to find drift. */
   SPOKE_DRIFT_INTERVAL_MS: envInt(60_000),
+  /** Silence from the master after which the agent asks it for an answer, and after which the connection is dead (liveness.ts). */
+  SPOKE_LINK_PROBE_MS: envInt(PROBE_AFTER_MS),
+  SPOKE_LINK_DEAD_MS: envInt(DEAD_AFTER_MS),
   /** Hashes per FetchBlobs request (tests set it low to cross batches). */
   SPOKE_FETCH_BATCH: envInt(FETCH_BATCH),
   /**
