@@ -37,7 +37,7 @@ const WIRE_EDGES = [
   /^packages\/master\/src\/cli\//,
   /^packages\/agent\/src\/connection\.ts$/,
   /^packages\/agent\/src\/enroll\.ts$/,
-  /^packages\/agent\/src\/sync\.ts$/,
+  /^packages\/agent\/src\/(sync|treefetch|streamsync)\.ts$/,
   /^packages\/shared\/src\/(wire|wireoperator|index|client|grpc|rpc|commandwire)\.ts$/,
 ];
 

@@ -86,7 +86,7 @@ describe.skipIf(link === undefined)('an agent behind a slow link', () => {
     }
     // a new connection (the old one is not reused: it would never answer): the master replaces
     // the old session, and the converge that was on it fails instead of waiting out its limit
-    const t = await until(
+    const cut = await until(
       'the cut converge failed',
       async () => {
         const x = await master.json<{ state: string; error: { code: string; message: string } | null }>('task', 'show', id);
@@ -94,7 +94,7 @@ describe.skipIf(link === undefined)('an agent behind a slow link', () => {
       },
       90_000,
     );
-    expect(t.error?.message).toMatch(/AGENT_DISCONNECTED/);
+    expect(cut.error?.message).toMatch(/AGENT_DISCONNECTED/);
     await until('w1 back online', async () => (await master.json<{ online: boolean }>('server', 'show', 'w1')).online, 90_000);
     const { t, log } = await master.task('platform', 'verify', 'slow');
     expect(t.state, `${log}\n${JSON.stringify(t.error)}`).toBe('succeeded');

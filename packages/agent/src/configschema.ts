@@ -8,7 +8,7 @@ import { CAPABILITY_VERSION, envInt, LOG_LEVEL } from '@spoke/shared';
 import type { DbConfigFile } from './db/settings.js';
 import { QUARANTINE_MAX_AGE_MS, QUARANTINE_MAX_BYTES } from './converge/quarantine.js';
 import { DEAD_AFTER_MS, PROBE_AFTER_MS } from './liveness.js';
-import { FETCH_BATCH } from './sync.js';
+import { FETCH_BATCH } from './treefetch.js';
 import { checkConfigPath, checkConfigValue, checkFpmAddress, checkListen } from './webtemplate.js';
 
 /** A check that throws (the agent's own value rules) as a schema refinement: `is not valid: <why>`. */

@@ -1,37 +1,30 @@
 /**
- * The agent's side of converge, over the wire: fetches the desired manifest and blobs from the
- * master and hands them to the converge engine (converge/). Also keeps the observed root hashes
- * it reports at hello and after drift checks.
+ * The agent's side of converge: the trees it holds (AgentTrees), converged to what the master
+ * wants through the converge engine (converge/), with the manifest and blobs fetched by
+ * treefetch.ts and a first sync streamed by streamsync.ts. Also keeps the observed root hashes
+ * it reports at hello and after drift checks, a tree's status, and forgetting a tree.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { TreeWatches } from './converge/treewatch.js';
-import type { ClientReadableStream } from '@grpc/grpc-js';
 import {
-  buildManifest,
   fail,
-  fromServiceError,
   inSyncReport,
   isSpokeError,
   removeTreeKeepingUserData,
-  unframeBlobs,
   type wire,
   type ConvergeReport,
   type ConvergeRequest,
   type FileHelper,
   type Logger,
   type Manifest,
-  type ManifestEntry,
   type QuarantineInfo,
-  type ReceivedBlob,
   type RootMap,
   type TreeStatusReport,
 } from '@spoke/shared';
 import {
   buildReuseIndex,
   converge,
-  convergeStreamed,
-  reuseMap,
   forgetMemos,
   listQuarantine,
   type ManifestDelta,
@@ -45,9 +38,12 @@ import {
   replayJournals,
   treeKeyOf,
   treeStateDir,
-  type BlobFetcher,
   type ConvergeResult,
 } from './converge/index.js';
+import { type ProgressFn, receiveStream } from './streamsync.js';
+import { FETCH_BATCH, TreeFetch } from './treefetch.js';
+
+export type { ProgressFn } from './streamsync.js';
 
 /**
  * Below this many bytes left to fetch, other trees are not searched for the content: building
@@ -56,19 +52,6 @@ import {
 const REUSE_MIN_BYTES = 1024 * 1024;
 /** How long after a converge its tree is walked again (see AgentTrees.rewalkSoon). */
 const REWALK_DELAY_MS = 100;
-/** Hashes per FetchBlobs request, by default. */
-export const FETCH_BATCH = 16_384;
-
-/** Progress as the connection forwards it to the master. */
-export type ProgressFn = (p: { message: string; done: number; total: number }) => void;
-
-async function* bytesOf(stream: ClientReadableStream<wire.BlobChunk>): AsyncGenerator<Uint8Array> {
-  try {
-    for await (const chunk of stream as AsyncIterable<wire.BlobChunk>) yield chunk.data;
-  } catch (e) {
-    throw fromServiceError(e);
-  }
-}
 
 /** The directories of a manifest (relative paths). */
 function dirsOf(entries: readonly { path: string; type: string }[]): string[] {
@@ -95,15 +78,14 @@ export class AgentTrees {
   private readonly roots: string[];
   private readonly rootMap: RootMap;
   private readonly log: Logger;
-  private client: wire.AgentClient | null = null;
+  /** GetManifest and FetchBlobs, with the connection's client. */
+  private readonly fetch: TreeFetch;
   /** Trees this agent holds: namespace path → host path, and their excludes. */
   private readonly held = new Map<string, { hostRoot: string; excludes: string[] }>();
   /** Last observed root hash per tree. */
   private readonly observedHashes = new Map<string, string>();
   /** Serialises work per tree. */
   private readonly locks = new Map<string, Promise<unknown>>();
-  /** Hashes per FetchBlobs request. */
-  private readonly fetchBatch: number;
   /** Where drift repairs keep what they remove or overwrite. */
   private readonly quarantine: QuarantineOptions;
   /** Trees with a walk queued after a converge (see rewalkSoon). */
@@ -126,7 +108,7 @@ export class AgentTrees {
     watches?: TreeWatches;
   }) {
     this.watches = deps.watches ?? new TreeWatches();
-    this.fetchBatch = deps.fetchBatch ?? FETCH_BATCH;
+    this.fetch = new TreeFetch({ stateDir: deps.stateDir, log: deps.log, fetchBatch: deps.fetchBatch ?? FETCH_BATCH });
     this.quarantine = {
       dir: deps.quarantine?.dir ?? `${deps.stateDir}/quarantine`,
       maxBytes: deps.quarantine?.maxBytes ?? QUARANTINE_MAX_BYTES,
@@ -140,9 +122,9 @@ export class AgentTrees {
     this.log = deps.log;
   }
 
-  /** Sets the client used for GetManifest / FetchBlobs (owned by the connection). */
+  /** Sets the client used for GetManifest / FetchBlobs / StreamTree (owned by the connection). */
   setClient(c: wire.AgentClient): void {
-    this.client = c;
+    this.fetch.setClient(c);
   }
 
   private treesDir(): string {
@@ -297,8 +279,11 @@ export class AgentTrees {
       const heldRoots = new Map([...this.held].map(([k, v]) => [k, v.hostRoot]));
       // A first sync the master streams as its walk reads the tree (capability 15); undefined
       // when this host holds something of the tree after all: then from the manifest.
-      const streamed = req.stream === true && committed === null ? await this.receiveStream(req, hostRoot, heldRoots, progress) : undefined;
-      const desired = streamed === undefined ? await this.fetchManifest(req.tree, req.rootHash) : undefined;
+      const streamed =
+        req.stream === true && committed === null
+          ? await receiveStream({ stateDir: this.stateDir, helper: this.helper, fetch: this.fetch }, req, hostRoot, heldRoots, progress)
+          : undefined;
+      const desired = streamed === undefined ? await this.fetch.fetchManifest(req.tree, req.rootHash) : undefined;
       let reuseIndex: ((hash: string) => string | undefined) | undefined;
       let lastPhase = '';
       const run = (want: Manifest | ManifestDelta, trustCommitted?: boolean) =>
@@ -312,7 +297,7 @@ export class AgentTrees {
           excludes: req.excludes,
           quarantine: this.quarantine,
           reportDrift: req.reportDrift === true,
-          fetcher: this.fetcher(req.tree),
+          fetcher: this.fetch.fetcher(req.tree),
           // Built only when a converge has enough to fetch to be worth it (see reuseMinBytes):
           // the index reads every held manifest, ~50 ms for 20,000 entries.
           reuse: (hash) => (reuseIndex ??= buildReuseIndex(this.stateDir, heldRoots))(hash),
@@ -337,7 +322,7 @@ export class AgentTrees {
           // on what is really there.
           if ('entries' in desired || !isSpokeError(e) || !['INVALID_ARGUMENT', 'TREE_CHANGED'].includes(e.code)) throw e;
           this.log.warn({ tree: req.tree, code: e.code, err: e.message }, 'manifest delta refused; converging from the whole manifest against what is on disk');
-          r = await run(await this.fetchManifest(req.tree, req.rootHash, false), false);
+          r = await run(await this.fetch.fetchManifest(req.tree, req.rootHash, false), false);
         }
       if (r.abandonedJournal !== undefined) {
         this.log.warn(
@@ -445,140 +430,6 @@ export class AgentTrees {
       this.log.info({ tree, stateRemoved, removeTree, kept: out.kept }, 'tree forgotten');
       return out;
     });
-  }
-
-  /**
-   * A first sync through StreamTree (see converge/streamed.ts), announcing the content this host
-   * holds in its other trees so the master leaves it out; undefined when the tree is not new here.
-   */
-  private async receiveStream(
-    req: ConvergeRequest,
-    hostRoot: string,
-    heldRoots: Map<string, string>,
-    progress: ProgressFn,
-  ): Promise<ConvergeResult | undefined> {
-    let call: ClientReadableStream<wire.BlobChunk> | undefined;
-    // content of the other trees this host holds (~50 ms to build for 20,000 entries): none for a first platform
-    const others = new Map([...heldRoots].filter(([k]) => k !== req.tree));
-    let held: Map<string, string> | undefined;
-    const index = () => (held ??= others.size > 0 ? reuseMap(this.stateDir, others) : new Map<string, string>());
-    try {
-      return await convergeStreamed({
-        treeKey: req.tree,
-        hostRoot,
-        stateDir: this.stateDir,
-        excludes: req.excludes,
-        open: (have) => {
-          const packed = Buffer.allocUnsafe(32 * have.length);
-          have.forEach((h, i) => packed.write(h, i * 32, 32, 'hex'));
-          call = this.requireClient().streamTree({ tree: req.tree, have: packed });
-          return bytesOf(call);
-        },
-        reuse: (hash) => index().get(hash),
-        reusable: () => index().keys(),
-        fetcher: this.fetcher(req.tree),
-        helper: this.helper,
-        onProgress: (p) =>
-          progress(
-            p.phase === 'apply'
-              ? { message: `apply ${p.files}/${p.filesTotal} files`, done: 0, total: 0 }
-              : { message: `stream ${p.files} files`, done: Math.round(p.bytes), total: 0 },
-          ),
-      });
-    } finally {
-      call?.cancel(); // a stream given up on stops the master's walk waiting for this agent
-    }
-  }
-
-  private requireClient(): wire.AgentClient {
-    if (!this.client) throw fail('AGENT_DISCONNECTED', 'not connected to the master');
-    return this.client;
-  }
-
-  /**
-   * The desired manifest: only the difference from what this agent last committed when the
-   * master still remembers that version (the converge engine merges and checks it), else the
-   * whole manifest, checked against its root hash.
-   */
-  private async fetchManifest(tree: string, rootHash: string, allowDelta = true): Promise<Manifest | ManifestDelta> {
-    const base = allowDelta ? readCommitted(this.stateDir, tree) : null;
-    const entries: ManifestEntry[] = [];
-    const removed: string[] = [];
-    let delta = false;
-    let sentRoot = '';
-    const stream = this.requireClient().getManifest({ tree, rootHash, baseRootHash: base?.rootHash ?? '' });
-    try {
-      for await (const chunk of stream as AsyncIterable<wire.ManifestChunk>) {
-        delta = chunk.delta;
-        sentRoot = chunk.rootHash;
-        removed.push(...chunk.removed);
-        for (const e of chunk.entries) {
-          const entry: ManifestEntry = { path: e.path, type: e.type as ManifestEntry['type'], mode: e.mode, size: e.size, hash: e.hash };
-          if (e.type === 'symlink') entry.target = e.target;
-          entries.push(entry);
-        }
-      }
-    } catch (e) {
-      throw fromServiceError(e);
-    }
-    if (delta && base) return { base: base.rootHash, rootHash, upserts: entries, removed };
-    const m = buildManifest(entries);
-    // rootHash "" (a stream declined): whatever the master's walk found, checked by the root it sent
-    const want = rootHash || sentRoot;
-    if (m.rootHash !== want) {
-      throw fail('TREE_CHANGED', `the manifest the master sent hashes to ${m.rootHash.slice(0, 12)}, not ${want.slice(0, 12)}`);
-    }
-    return m;
-  }
-
-  /** Fetches blobs by hash; a blob corrupted in transit is refused and fetched once more. */
-  private fetcher(tree: string): BlobFetcher {
-    return {
-      verifies: true,
-      fetch: async (hashes, stagingDir, onBytes, _signal, destOf, modeOf) => {
-        // In batches: one request naming 200,000 hashes held ~30 MB of decoded strings (and the
-        // master's index of them) for the whole transfer, on both ends.
-        const all = [...hashes];
-        const got: ReceivedBlob[] = [];
-        for (let i = 0; i < all.length; i += this.fetchBatch)
-          got.push(...(await this.fetchSome(tree, all.slice(i, i + this.fetchBatch), stagingDir, onBytes, destOf, modeOf)));
-        return got;
-      },
-    };
-  }
-
-  private async fetchSome(
-    tree: string,
-    batch: string[],
-    stagingDir: string,
-    onBytes: ((n: number, files: number) => void) | undefined,
-    destOf: ((hash: string) => string | undefined) | undefined,
-    modeOf: ((hash: string) => number) | undefined,
-  ): Promise<ReceivedBlob[]> {
-    let missing = batch;
-    // what verified on arrival, where it was written (a failed attempt's blobs are not listed)
-    const received: ReceivedBlob[] = [];
-    for (let attempt = 1; missing.length > 0; attempt++) {
-      const stream = this.requireClient().fetchBlobs({ tree, hashes: missing });
-      try {
-        const got = await unframeBlobs(bytesOf(stream), stagingDir, { want: missing, destOf, modeOf, onProgress: onBytes });
-        received.push(...got);
-        const have = new Set(got.map((g) => g.hash));
-        missing = missing.filter((h) => !have.has(h));
-        if (missing.length) throw fail('BLOB_HASH_MISMATCH', `${missing.length} blob(s) did not arrive`);
-      } catch (e) {
-        stream.cancel();
-        // A bad blob or a broken stream: keep what verified, fetch the rest again.
-        if (attempt >= 3 || (isSpokeError(e) && ['TREE_CHANGED', 'PATH_OUTSIDE_ROOTS', 'CERT_REVOKED'].includes(e.code))) throw e;
-        this.log.warn({ tree, attempt, err: (e as Error).message }, 'blob transfer failed; fetching the rest again');
-        const present = new Set(readdirSync(stagingDir));
-        missing = missing.filter((h) => {
-          const at = destOf?.(h);
-          return !(present.has(h) || (at !== undefined && existsSync(at)));
-        });
-      }
-    }
-    return received;
   }
 }
 

@@ -6,6 +6,7 @@
  * - servers.ts     agent servers and clusters, services (detected / pinned), enrollment, revocation
  * - platforms.ts   platforms: name and path rules, registry, desired and observed tree hashes
  * - sites.ts       sites, their domains and aliases (unique across the namespace), the migrate switch
+ * - sitereads.ts   reading sites: one site, listings a page at a time, what cron reads
  * - scope.ts       what the aggregates share (store, clock, presence)
  *
  * Every mutation is one transaction; a refusal throws a SpokeError with a stable code and

@@ -4,20 +4,22 @@
  * changing nothing.
  *
  * One aggregate per file — servers.ts (servers, clusters, services, enrollment), platforms.ts,
- * sites.ts (sites, domains, aliases) — over one store (scope.ts). `Namespace` is the facade every
+ * sites.ts (sites, domains, aliases; their reads in sitereads.ts) — over one store (scope.ts). `Namespace` is the facade every
  * caller uses: each method below hands over to its aggregate, where its rules and doc comment are.
  */
 import { Platforms, type AddPlatformInput } from './platforms.js';
 import type { NamespaceScope, Presence } from './scope.js';
 import { Servers, type DetectedServiceInfo } from './servers.js';
-import { Sites, type CreateSiteInput, type CronSiteRow } from './sites.js';
+import { SiteReads, type CronSiteRow } from './sitereads.js';
+import { Sites, type CreateSiteInput } from './sites.js';
 import type { Db } from './store.js';
 import type { Clock, DriftMode, HostFactsInfo, PlatformInfo, PlatformStatus, ServerInfo, ServerKind, SiteInfo, SiteSecrets, SiteStatus } from '../types.js';
 
 export type { Presence } from './scope.js';
 export type { DetectedServiceInfo } from './servers.js';
 export type { AddPlatformInput } from './platforms.js';
-export type { CreateSiteInput, CronSiteRow } from './sites.js';
+export type { CreateSiteInput } from './sites.js';
+export type { CronSiteRow } from './sitereads.js';
 
 /** Namespace rules and queries over the store. */
 export class Namespace {
@@ -28,12 +30,15 @@ export class Namespace {
   readonly platforms: Platforms;
   /** Sites, their domains and aliases. */
   readonly sites: Sites;
+  /** Reads of sites: one site, listings, what cron reads. */
+  readonly siteReads: SiteReads;
 
   constructor(deps: { db: Db; clock: Clock; presence?: Presence }) {
     this.scope = { db: deps.db, clock: deps.clock, presence: deps.presence ?? { isOnline: () => false } };
     this.servers = new Servers(this.scope);
     this.platforms = new Platforms(this.scope, this.servers);
-    this.sites = new Sites(this.scope, this.servers, this.platforms);
+    this.siteReads = new SiteReads(this.scope);
+    this.sites = new Sites(this.scope, this.servers, this.platforms, this.siteReads);
   }
 
   /** Sets the presence source (the agent hub, once it exists). */
@@ -167,7 +172,7 @@ export class Namespace {
   removePlatform(name: string, force?: boolean): { sitesRemoved: string[] } {
     return this.platforms.removePlatform(name, force);
   }
-  // ---------------------------------------------------------------- sites: see sites.ts
+  // ---------------------------------------------------------------- sites: see sites.ts, sitereads.ts
 
   createSite(input: CreateSiteInput): SiteInfo {
     return this.sites.createSite(input);
@@ -214,12 +219,12 @@ export class Namespace {
   }
 
   cronSites(platform: string, kind: string, page?: { after: number; limit: number }): (CronSiteRow & { row: number })[] {
-    return this.sites.cronSites(platform, kind, page);
+    return this.siteReads.cronSites(platform, kind, page);
   }
 
   /** Each platform's kind from its stored registry ('' when none). */
   platformKinds(): Map<string, string> {
-    return this.sites.platformKinds();
+    return this.siteReads.platformKinds();
   }
 
   siteSecrets(domain: string): SiteSecrets {
@@ -258,16 +263,16 @@ export class Namespace {
   }
 
   getSite(domain: string): SiteInfo {
-    return this.sites.getSite(domain);
+    return this.siteReads.getSite(domain);
   }
 
   listSites(platform?: string): SiteInfo[] {
-    return this.sites.listSites(platform);
+    return this.siteReads.listSites(platform);
   }
 
   /** Sites in domain order, a page of `size` at a time (optionally of one platform). */
   sitePages(platform: string | undefined, size: number): Generator<SiteInfo[]> {
-    return this.sites.sitePages(platform, size);
+    return this.siteReads.sitePages(platform, size);
   }
 
   /** Counts for `spoke status`. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isSpokeError } from '../errors.js';
 import { checkArchiveEntry, extractArchive, type SafeEntry } from './archive.js';
-import { walkTree } from './manifest.js';
+import { walkTree } from './walk.js';
 import { packTree } from './pack.js';
 import { chunked, listAll, type RawEntry, tarOf, tempDir } from './testing.js';
 

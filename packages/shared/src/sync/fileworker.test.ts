@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileWorker, type FileHelper, type HashDone, type HashItem } from './fileworker.js';
-import { type StatCache, type StatCacheRecord, walkTree } from './manifest.js';
+import { walkTree } from './walk.js';
+import type { StatCache, StatCacheRecord } from './walktypes.js';
 
 let dir: string;
 const worker = new FileWorker();

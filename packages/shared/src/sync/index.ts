@@ -16,24 +16,12 @@ export {
 } from './paths.js';
 export { DEFAULT_EXCLUDES, STAGING_EXCLUDES, USER_DATA_EXCLUDES, VCS_EXCLUDES, compileExcludes } from './exclude.js';
 export type { ExcludeMatcher } from './exclude.js';
-export {
-  MODE_MASK,
-  SYMLINK_MODE,
-  buildManifest,
-  byPath,
-  lowerBound,
-  canonicalLine,
-  computeRootHash,
-  excludeMatcher,
-  hashFile,
-  isHash,
-  readEntry,
-  rootHashOfSorted,
-  sha256Hex,
-  walkTree,
-} from './manifest.js';
+export { MODE_MASK, SYMLINK_MODE, buildManifest, byPath, lowerBound, canonicalLine, computeRootHash, isHash, rootHashOfSorted, sha256Hex } from './manifest.js';
+export { excludeMatcher, readEntry, walkTree } from './walk.js';
+export { hashFile } from './filehash.js';
 export { RootIndex } from './roothash.js';
-export type { EntryType, Manifest, ManifestEntry, SkipReason, SkippedEntry, StatCache, StatCacheRecord, WalkOptions, WalkResult, WalkTap } from './manifest.js';
+export type { EntryType, Manifest, ManifestEntry } from './manifest.js';
+export type { SkipReason, SkippedEntry, StatCache, StatCacheRecord, WalkOptions, WalkResult, WalkTap } from './walktypes.js';
 export { LiveManifest, applyChange } from './live.js';
 export type { ManifestChange } from './live.js';
 export { diffManifests, isDiffEmpty, sameContent, sameEntry } from './diff.js';

@@ -5,18 +5,10 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isSpokeError } from '../errors.js';
-import {
-  buildManifest,
-  computeRootHash,
-  excludeMatcher,
-  hashFile,
-  type ManifestEntry,
-  readEntry,
-  sha256Hex,
-  type StatCache,
-  type StatCacheRecord,
-  walkTree,
-} from './manifest.js';
+import { hashFile } from './filehash.js';
+import { buildManifest, computeRootHash, type ManifestEntry, sha256Hex } from './manifest.js';
+import { excludeMatcher, readEntry, walkTree } from './walk.js';
+import type { StatCache, StatCacheRecord } from './walktypes.js';
 import { tempDir } from './testing.js';
 
 let dir: string;
