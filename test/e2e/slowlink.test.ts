@@ -4,7 +4,9 @@
  * answer waits behind what is already in flight (7.7 s for one measured at 8 Mbit/s; up to a
  * 16 MiB window), against a 10 s limit, so the converge failed with AGENT_DISCONNECTED (this
  * test, on the code before liveness.ts). The agent now judges the link by what it hears
- * (packages/agent/src/liveness.ts): the transfer completes and the link never drops.
+ * (packages/agent/src/liveness.ts): the transfer completes and the link never drops; and the
+ * master hears the agent all along (transfers have a connection of their own: Node's HTTP/2
+ * reads nothing from a connection while a write to it is in progress).
  *
  * Needs root (network namespaces, tc): missing under CI fails; elsewhere skipped with the reason.
  */
@@ -34,7 +36,9 @@ describe.skipIf(link === undefined)('an agent behind a slow link', () => {
     mkdirSync(join(tree, 'core'), { recursive: true });
     for (let i = 0; i < 50; i++) writeFileSync(join(tree, 'core', `f${i}.php`), `<?php // ${i}\n`);
     master.listen = `${(link as SlowLink).hostIp}:0`;
-    await master.start();
+    // heartbeats every second, offline after 3 s without one (the harness's 250 ms would count
+    // the link's own queueing delay, up to 2 s, as missed heartbeats)
+    await master.start({ SPOKE_HEARTBEAT_MS: '1000' });
     const t = await master.cli('server', 'token', 'w1');
     const r = await w1.enroll(master.listen, t.stdout.trim());
     expect(r.code, r.stderr).toBe(0);
@@ -57,8 +61,23 @@ describe.skipIf(link === undefined)('an agent behind a slow link', () => {
     const big = join(master.root, P, 'big');
     mkdirSync(big);
     for (let i = 0; i < 10; i++) writeFileSync(join(big, `part${i}.bin`), randomBytes(1_000_000));
-    const { t, log } = await master.task('platform', 'verify', 'slow');
+    const verify = master.task('platform', 'verify', 'slow');
+    let done = false;
+    void verify.finally(() => (done = true));
+    // the whole transfer long, the master hears w1: its heartbeats and results go on a connection
+    // of their own (on the transfer's, the master read nothing while it wrote: w1 was offline)
+    let polls = 0;
+    const offline: number[] = [];
+    while (!done) {
+      const s = await master.json<{ online: boolean }>('server', 'show', 'w1');
+      polls++;
+      if (!s.online && !done) offline.push(polls);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const { t, log } = await verify;
     expect(t.state, `${log}\n${JSON.stringify(t.error)}`).toBe('succeeded');
+    expect(polls).toBeGreaterThan(10);
+    expect(offline, `offline at polls ${offline.join(', ')} of ${polls}`).toEqual([]);
     const report = (t.result as { servers: { server: string; filesFetched: number }[] }).servers.find((s) => s.server === 'w1');
     expect(report?.filesFetched).toBe(10);
     const [want, got] = await Promise.all([walkTree(join(master.root, P)), walkTree(join(w1.root, P))]);

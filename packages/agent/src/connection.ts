@@ -49,10 +49,20 @@ export function backoffDelay(attempt: number, initialMs: number, maxMs: number, 
 /** The agent's connection loop. */
 export class MasterConnection {
   private readonly deps: ConnectionDeps;
+  /** The control connection: Connect (commands, progress, heartbeats) and the liveness probe. */
   private client: wire.AgentClient;
+  /**
+   * The bulk connection: trees (GetManifest, FetchBlobs, StreamTree) and dumps. Separate, so a
+   * transfer never holds up the control messages: Node's HTTP/2 stops reading a connection while
+   * a write to it is in progress, and the master's write of a window of blob data to an agent
+   * behind a slow link lasts seconds (17 s for 16 MiB at 8 Mbit/s) — on one connection the
+   * master read no heartbeat, no result, no ping for that long.
+   */
+  private bulk: wire.AgentClient;
   private readonly handlers: CommandHandlers;
-  /** Judges the connection by what is heard on it, not by one ping's answer (see liveness.ts). */
+  /** Judge each connection by what is heard on it, not by one ping's answer (see liveness.ts). */
   private readonly liveness: LinkLiveness;
+  private readonly bulkLiveness: LinkLiveness;
   private livenessTimer: NodeJS.Timeout | null = null;
   private stream: ClientDuplexStream<wire.AgentEvent, wire.MasterCommand> | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
@@ -72,11 +82,17 @@ export class MasterConnection {
     this.deps = deps;
     this.liveness = new LinkLiveness({
       ...deps.liveness,
-      probe: () => this.probe(),
-      onDead: (silentMs) => this.replaceChannel(silentMs),
+      probe: () => this.probe(this.client),
+      onDead: (silentMs) => this.replaceChannels(silentMs),
     });
-    this.client = this.newClient();
-    deps.trees.setClient(this.client);
+    this.bulkLiveness = new LinkLiveness({
+      ...deps.liveness,
+      probe: () => this.probe(this.bulk),
+      onDead: (silentMs) => this.replaceBulk(silentMs),
+    });
+    this.client = this.newClient(this.liveness);
+    this.bulk = this.newClient(this.bulkLiveness);
+    deps.trees.setClient(this.bulk);
     this.handlers = commandHandlers(deps);
   }
 
@@ -85,7 +101,7 @@ export class MasterConnection {
    * every call through the liveness interceptor, and its own subchannel pool, so closing a channel
    * whose connection is dead ends that connection whatever else shares the process's pool.
    */
-  private newClient(): wire.AgentClient {
+  private newClient(liveness: LinkLiveness): wire.AgentClient {
     return new wire.AgentClient(grpcTarget(this.deps.master), clientTls(this.deps.identity.caPem, this.deps.identity.certPem, this.deps.identity.keyPem), {
       ...channelOptions({
         'grpc.initial_reconnect_backoff_ms': this.deps.backoffInitialMs,
@@ -93,14 +109,14 @@ export class MasterConnection {
         'grpc.keepalive_time_ms': -1,
         'grpc.use_local_subchannel_pool': 1,
       }),
-      interceptors: [this.liveness.interceptor],
+      interceptors: [liveness.interceptor],
     });
   }
 
   /** Asks the master for an answer (a gRPC health check; any answer, even UNIMPLEMENTED, is one). */
-  private probe(): Promise<void> {
+  private probe(client: wire.AgentClient): Promise<void> {
     return new Promise((resolve) => {
-      this.client.makeUnaryRequest(
+      client.makeUnaryRequest(
         '/grpc.health.v1.Health/Check',
         (b: Buffer) => b,
         (b: Buffer) => b,
@@ -111,18 +127,35 @@ export class MasterConnection {
   }
 
   /**
-   * The connection is dead (nothing heard for the liveness limit; its calls were cancelled):
-   * a new channel, so the next dial makes a new connection.
+   * The control connection is dead (nothing heard for the liveness limit; its calls were
+   * cancelled): new channels — the bulk one too, the same network carries it — so the next dial
+   * makes new connections.
    */
-  private replaceChannel(silentMs: number): void {
+  private replaceChannels(silentMs: number): void {
     this.deps.log.warn(
       { silentMs, deadAfterMs: this.liveness.deadAfterMs },
       'nothing heard from the master (not even an answer to a health check): the connection is dead; reconnecting',
     );
     const old = this.client;
-    this.client = this.newClient();
-    this.deps.trees.setClient(this.client);
+    this.client = this.newClient(this.liveness);
     this.stream?.cancel();
+    old.close();
+    this.bulkLiveness.cancelOpen('the connection to the master is dead');
+    const oldBulk = this.bulk;
+    this.bulk = this.newClient(this.bulkLiveness);
+    this.deps.trees.setClient(this.bulk);
+    oldBulk.close();
+  }
+
+  /** The bulk connection is dead with transfers open on it (they were cancelled): a new channel for the next. */
+  private replaceBulk(silentMs: number): void {
+    this.deps.log.warn(
+      { silentMs, deadAfterMs: this.bulkLiveness.deadAfterMs },
+      'nothing heard on the transfer connection: it is dead; the next transfer dials a new one',
+    );
+    const old = this.bulk;
+    this.bulk = this.newClient(this.bulkLiveness);
+    this.deps.trees.setClient(this.bulk);
     old.close();
   }
 
@@ -154,6 +187,9 @@ export class MasterConnection {
     this.livenessTimer = setInterval(
       () => {
         if (this.stream !== null) this.liveness.check();
+        // the bulk connection only while something is open on it (idle, silence means nothing)
+        if (this.bulkLiveness.openCalls() > 0) this.bulkLiveness.check();
+        else this.bulkLiveness.reset();
       },
       Math.max(10, Math.min(5000, this.liveness.probeAfterMs / 4)),
     );
@@ -204,6 +240,7 @@ export class MasterConnection {
     this.stream?.cancel();
     this.stream = null;
     this.client.close();
+    this.bulk.close();
   }
 
   private dial(): void {
@@ -305,7 +342,7 @@ export class MasterConnection {
   private uploadDump(id: string, dump: Readable, rpc: 'putDump' | 'putFiles' = 'putDump'): Promise<number> {
     return new Promise((resolve, reject) => {
       let local: Error | null = null;
-      const call = this.client[rpc]((err: ServiceError | null, res?: wire.PutDumpResult) => {
+      const call = this.bulk[rpc]((err: ServiceError | null, res?: wire.PutDumpResult) => {
         if (local) return reject(local);
         if (err) {
           dump.destroy(); // stops the dump tool
@@ -335,7 +372,7 @@ export class MasterConnection {
 
   /** The dump (or with GetFiles, the files tar) for command `id`, downloaded as a byte stream. */
   private downloadDump(id: string, rpc: 'getDump' | 'getFiles' = 'getDump'): Readable {
-    const call = this.client[rpc]({ commandId: id });
+    const call = this.bulk[rpc]({ commandId: id });
     const out = new Readable({ read: () => call.resume() });
     call.on('data', (c: wire.DumpChunk) => {
       if (!out.push(c.data)) call.pause();

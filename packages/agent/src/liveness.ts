@@ -103,10 +103,7 @@ export class LinkLiveness {
   check(): 'alive' | 'probing' | 'dead' {
     const silent = this.silentMs();
     if (silent >= this.deadAfterMs) {
-      for (const c of [...this.open]) c.cancelWithStatus(GrpcStatus.UNAVAILABLE, `nothing heard from the master for ${Math.round(silent / 1000)} s`);
-      this.open.clear();
-      this.probing = false;
-      this.lastHeard = this.now(); // the next connection starts with a clean slate
+      this.cancelOpen(`nothing heard from the master for ${Math.round(silent / 1000)} s`);
       this.deps.onDead(silent);
       return 'dead';
     }
@@ -119,6 +116,14 @@ export class LinkLiveness {
       return 'probing';
     }
     return silent >= this.probeAfterMs ? 'probing' : 'alive';
+  }
+
+  /** Cancels every call open on the connection (it is dead); what it hears next starts a clean slate. */
+  cancelOpen(details: string): void {
+    for (const c of [...this.open]) c.cancelWithStatus(GrpcStatus.UNAVAILABLE, details);
+    this.open.clear();
+    this.probing = false;
+    this.lastHeard = this.now();
   }
 
   /** A new connection was made (the dial after onDead): what it hears starts now. */
