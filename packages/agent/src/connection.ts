@@ -141,10 +141,7 @@ export class MasterConnection {
     this.stream?.cancel();
     old.close();
     this.bulkLiveness.cancelOpen('the connection to the master is dead');
-    const oldBulk = this.bulk;
-    this.bulk = this.newClient(this.bulkLiveness);
-    this.deps.trees.setClient(this.bulk);
-    oldBulk.close();
+    this.newBulk();
   }
 
   /** The bulk connection is dead with transfers open on it (they were cancelled): a new channel for the next. */
@@ -153,6 +150,11 @@ export class MasterConnection {
       { silentMs, deadAfterMs: this.bulkLiveness.deadAfterMs },
       'nothing heard on the transfer connection: it is dead; the next transfer dials a new one',
     );
+    this.newBulk();
+  }
+
+  /** A new bulk channel in place of the old, which is closed. */
+  private newBulk(): void {
     const old = this.bulk;
     this.bulk = this.newClient(this.bulkLiveness);
     this.deps.trees.setClient(this.bulk);
