@@ -38,7 +38,16 @@ export interface ConnectionDeps extends CommandDeps {
   capabilityVersion?: number;
   /** When silence from the master means a dead connection (see liveness.ts). */
   liveness?: LivenessOptions;
+  /** How long the bulk connection stays open with nothing on it. @default BULK_IDLE_MS */
+  bulkIdleMs?: number;
 }
+
+/**
+ * The bulk connection is closed after this long with no call on it (the next transfer dials it
+ * again, one handshake): a thousand idle agents then hold one connection each on the master,
+ * not two (~52 KiB of the master's memory per connection, bench/rss-idle.ts).
+ */
+export const BULK_IDLE_MS = 60_000;
 
 /** Computes the next reconnect delay: exponential, capped, with full jitter. */
 export function backoffDelay(attempt: number, initialMs: number, maxMs: number, rand: () => number = Math.random): number {
@@ -91,7 +100,7 @@ export class MasterConnection {
       onDead: (silentMs) => this.replaceBulk(silentMs),
     });
     this.client = this.newClient(this.liveness);
-    this.bulk = this.newClient(this.bulkLiveness);
+    this.bulk = this.newBulkClient();
     deps.trees.setClient(this.bulk);
     this.handlers = commandHandlers(deps);
   }
@@ -101,16 +110,22 @@ export class MasterConnection {
    * every call through the liveness interceptor, and its own subchannel pool, so closing a channel
    * whose connection is dead ends that connection whatever else shares the process's pool.
    */
-  private newClient(liveness: LinkLiveness): wire.AgentClient {
+  private newClient(liveness: LinkLiveness, extra: Record<string, number> = {}): wire.AgentClient {
     return new wire.AgentClient(grpcTarget(this.deps.master), clientTls(this.deps.identity.caPem, this.deps.identity.certPem, this.deps.identity.keyPem), {
       ...channelOptions({
         'grpc.initial_reconnect_backoff_ms': this.deps.backoffInitialMs,
         'grpc.max_reconnect_backoff_ms': this.deps.backoffMaxMs,
         'grpc.keepalive_time_ms': -1,
         'grpc.use_local_subchannel_pool': 1,
+        ...extra,
       }),
       interceptors: [liveness.interceptor],
     });
+  }
+
+  /** The bulk client: its connection closed after BULK_IDLE_MS without a call. */
+  private newBulkClient(): wire.AgentClient {
+    return this.newClient(this.bulkLiveness, { 'grpc.client_idle_timeout_ms': this.deps.bulkIdleMs ?? BULK_IDLE_MS });
   }
 
   /** Asks the master for an answer (a gRPC health check; any answer, even UNIMPLEMENTED, is one). */
@@ -156,7 +171,7 @@ export class MasterConnection {
   /** A new bulk channel in place of the old, which is closed. */
   private newBulk(): void {
     const old = this.bulk;
-    this.bulk = this.newClient(this.bulkLiveness);
+    this.bulk = this.newBulkClient();
     this.deps.trees.setClient(this.bulk);
     old.close();
   }

@@ -113,8 +113,9 @@ describe('LinkLiveness', () => {
 });
 
 /** A TCP proxy that can stop forwarding on the connections it has (sockets left open). */
-async function proxy(target: number): Promise<{ port: number; freeze: () => void; connections: () => number; close: () => void }> {
+async function proxy(target: number): Promise<{ port: number; freeze: () => void; connections: () => number; closed: () => number; close: () => void }> {
   const pairs: { a: Socket; b: Socket; frozen: boolean }[] = [];
+  let closed = 0;
   const srv: NetServer = createServer((a) => {
     const b = connect(target, '127.0.0.1');
     const pair = { a, b, frozen: false };
@@ -123,7 +124,10 @@ async function proxy(target: number): Promise<{ port: number; freeze: () => void
     b.on('data', (d) => pair.frozen || a.write(d));
     a.on('error', () => b.destroy());
     b.on('error', () => a.destroy());
-    a.on('close', () => b.destroy());
+    a.on('close', () => {
+      closed++;
+      b.destroy();
+    });
     b.on('close', () => a.destroy());
   });
   const port = await new Promise<number>((r) => srv.listen(0, '127.0.0.1', () => r((srv.address() as { port: number }).port)));
@@ -131,6 +135,7 @@ async function proxy(target: number): Promise<{ port: number; freeze: () => void
     port,
     freeze: () => pairs.forEach((p) => (p.frozen = true)),
     connections: () => pairs.length,
+    closed: () => closed,
     close: () => {
       pairs.forEach((p) => (p.a.destroy(), p.b.destroy()));
       srv.close();
@@ -195,6 +200,61 @@ describe('MasterConnection liveness', () => {
       await until('a second welcome, over a new connection', () => welcomes === 2 && conn.linkState === 'connected');
       expect(px.connections()).toBe(2);
       expect(lines.join('')).toContain('the connection is dead; reconnecting');
+    } finally {
+      conn.stop();
+      px.close();
+    }
+  });
+
+  it('transfers go on a second connection, closed again once idle; the control connection stays', async () => {
+    const server = new Server();
+    servers.push(server);
+    let welcomes = 0;
+    server.addService(wire.AgentService, {
+      connect: (call: { on: (e: string, f: () => void) => void; write: (m: wire.MasterCommand) => void }) => {
+        call.on('error', () => undefined);
+        welcomes++;
+        call.write({ id: 'w', command: { $case: 'welcome', value: { server: 'w1', cluster: '', capabilityVersion: 1, heartbeatIntervalMs: 50 } } });
+      },
+      getManifest: (call: { end: () => void }) => call.end(),
+    } as unknown as wire.AgentServer);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', serverTls(ca.certPem, masterCert.certPem, masterCert.keyPem), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    const px = await proxy(port);
+    let bulk: wire.AgentClient | undefined;
+    const conn = new MasterConnection({
+      log: createLogger({ level: 'silent' }),
+      master: `127.0.0.1:${px.port}`,
+      identity: { caPem: ca.certPem, certPem: agentCert.certPem, keyPem: agentCert.keyPem },
+      roots: [],
+      rootMap: new RootMap(''),
+      detect: async () => [],
+      backoffInitialMs: 20,
+      backoffMaxMs: 100,
+      trees: { setClient: (c: wire.AgentClient) => (bulk = c), observed: () => ({}) } as unknown as AgentTrees,
+      web: {} as never,
+      installer: {} as never,
+      sitePhp: {} as never,
+      cron: {} as never,
+      driftIntervalMs: 60_000,
+      bulkIdleMs: 1000,
+    });
+    conn.start();
+    try {
+      await until('welcomed', () => welcomes === 1 && conn.linkState === 'connected');
+      expect(px.connections()).toBe(1); // the bulk connection is dialed by its first transfer
+      const call = (bulk as wire.AgentClient).getManifest({ tree: '/var/www/p', rootHash: '', baseRootHash: '' });
+      await new Promise<void>((resolve, reject) => {
+        call.on('data', () => undefined);
+        call.on('end', () => resolve());
+        call.on('error', reject);
+      });
+      expect(px.connections()).toBe(2);
+      // after the idle time, at grpc-js' next sweep of its subchannel pool (every 10 s)
+      await until('the idle bulk connection closed', () => px.closed() === 1, 30_000);
+      expect(conn.linkState).toBe('connected');
+      expect(welcomes).toBe(1);
     } finally {
       conn.stop();
       px.close();
