@@ -35,47 +35,23 @@
  * relative ones resolve against the makefile's directory — for a nested makefile, its own), and
  * translations are not downloaded.
  * The plan (where each item goes, checked before anything is fetched) is buildplan.ts; the
- * programs it runs and the archives it unpacks are buildtools.ts; containment is buildfs.ts.
+ * clones, downloads and patches are buildfetch.ts; the build's state and its named steps are
+ * buildstate.ts; the programs it runs and the archives it unpacks are buildtools.ts; containment
+ * is buildfs.ts.
  */
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { checkEntryPath, fail, isSpokeError, type SpokeError, type Logger } from '@spoke/shared';
-import {
-  BuildBudget,
-  checkBuiltTree,
-  countTree,
-  DEFAULT_BUILD_LIMITS,
-  placeInside,
-  resolveDirInside,
-  SourcePolicy,
-  type BuildLimits,
-  type TreeCount,
-} from './buildfs.js';
-import { checkGitSource, checkMakefileSource, contribDestination, gitUrl, localGitPath, localPath, plan, safeRel, type Item } from './buildplan.js';
-import {
-  CommandError,
-  checkExtracted,
-  exists,
-  extractTar,
-  gist,
-  isDir,
-  isEnoent,
-  oneLine,
-  removeEmptyUpTo,
-  run,
-  sniff,
-  verifyChecksums,
-  type Ran,
-} from './buildtools.js';
-import { loadMakefile, nestedMakefileNames, type FileDownload, type GitDownload, type Makefile, type MakePatch } from './registry/index.js';
+import { fail, type Logger } from '@spoke/shared';
+import { BuildFetcher } from './buildfetch.js';
+import { BuildBudget, checkBuiltTree, countTree, DEFAULT_BUILD_LIMITS, placeInside, SourcePolicy, type BuildLimits, type TreeCount } from './buildfs.js';
+import { checkGitSource, checkMakefileSource, contribDestination, localPath, plan, type Item } from './buildplan.js';
+import { runStep, type BuildContext, type BuildState } from './buildstate.js';
+import { exists, isDir, isEnoent, removeEmptyUpTo } from './buildtools.js';
+import { loadMakefile, nestedMakefileNames, type Makefile } from './registry/index.js';
 import type { PlatformSource } from '../types.js';
 
-/** What a build writes to (the task log) and listens to (cancellation). */
-export interface BuildContext {
-  log(message: string, level?: 'info' | 'warn' | 'error'): void;
-  signal: AbortSignal;
-}
+export type { BuildContext } from './buildstate.js';
 
 /** A source that is built (not an existing tree). */
 export type BuiltSource = Exclude<PlatformSource, { kind: 'existing' }>;
@@ -102,39 +78,12 @@ export const BUILD_STAGING_PREFIX = '.spoke-build-';
 
 const COMMAND_TIMEOUT_MS = 30 * 60_000;
 
-interface BuildState {
-  platform: string;
-  /** The tree being built (becomes the platform). */
-  root: string;
-  /** Scratch space beside it, removed with the staging dir. */
-  work: string;
-  ctx: BuildContext;
-  budget: BuildBudget;
-  seq: number;
-  /** Directories local sources may come from in this build (the policy's, and the tree being built). */
-  sources: string[];
-  /** Top-level project and library names (`project:x`, `library:x`): nested makefiles never redefine them. */
-  claimed: Set<string>;
-  made: Set<string>;
-  placed: { label: string; rel: string }[];
-  projects: number;
-  libraries: number;
-  patches: number;
-}
-
-/** A failure of one build step: keeps a specific code, names the platform and the step. */
-function stepError(platform: string, step: string, e: unknown): SpokeError {
-  const code = isSpokeError(e) ? e.code : 'PLATFORM_BUILD_FAILED';
-  const why = isSpokeError(e) ? e.message : e instanceof Error ? e.message : String(e);
-  return fail(code, oneLine(`platform ${platform}: ${step}: ${why}`), { platform, step });
-}
-
 /** Builds platforms from makefiles and git repositories. */
 export class PlatformBuilder {
-  private readonly env: Record<string, string | undefined>;
   private readonly log: Logger;
-  private readonly timeoutMs: number;
   private readonly limits: BuildLimits;
+  /** Clones, downloads and patches (the environment and per-command timeout are its). */
+  private readonly fetch: BuildFetcher;
   /** Where local sources may come from (`--build-source-dir`, never the state dir). */
   readonly policy: SourcePolicy;
 
@@ -154,7 +103,7 @@ export class PlatformBuilder {
     limits?: Partial<BuildLimits>;
   }) {
     // No prompt may ever wait for a terminal: a build runs unattended.
-    this.env = {
+    const env = {
       ...deps.env,
       GIT_TERMINAL_PROMPT: '0',
       GIT_ASKPASS: '',
@@ -163,9 +112,9 @@ export class PlatformBuilder {
       LC_ALL: 'C',
     };
     this.log = deps.log;
-    this.timeoutMs = deps.commandTimeoutMs ?? COMMAND_TIMEOUT_MS;
     this.limits = { ...DEFAULT_BUILD_LIMITS, ...deps.limits };
     this.policy = new SourcePolicy(deps.sourceDirs ?? [], deps.stateDir ? [deps.stateDir] : []);
+    this.fetch = new BuildFetcher({ env, timeoutMs: deps.commandTimeoutMs ?? COMMAND_TIMEOUT_MS, policy: this.policy });
   }
 
   /**
@@ -185,10 +134,10 @@ export class PlatformBuilder {
     if (req.source.kind === 'makefile') {
       const src = req.source;
       // Everything that can be refused without fetching is refused before anything is created.
-      mf = await this.step(req.platform, ctx, 'read and check the makefile', () => checkMakefileSource(src, this.policy));
+      mf = await runStep(req.platform, ctx, 'read and check the makefile', () => checkMakefileSource(src, this.policy));
     } else {
       const g = req.source;
-      await this.step(req.platform, ctx, 'check the git source', async () => checkGitSource(g.url, g.ref));
+      await runStep(req.platform, ctx, 'check the git source', async () => checkGitSource(g.url, g.ref));
     }
 
     const parent = dirname(req.target);
@@ -210,7 +159,7 @@ export class PlatformBuilder {
       patches: 0,
     };
     try {
-      await this.step(req.platform, ctx, `create the staging dir ${staging}`, async () => {
+      await runStep(req.platform, ctx, `create the staging dir ${staging}`, async () => {
         createdParent = await fsp.mkdir(parent, { recursive: true });
         await this.sweep(ctx, parent, req.platform);
         await fsp.mkdir(staging, { mode: 0o700 });
@@ -225,10 +174,10 @@ export class PlatformBuilder {
         for (const l of mf.libraries) b.claimed.add(`library:${l.name}`);
         await this.makeMakefile(b, mf, { top: true, dest: contribDestination(mf.core), dir });
       } else if (req.source.kind === 'git') {
-        await this.gitPlatform(b, req.source.url, req.source.ref);
+        await this.fetch.gitPlatform(b, req.source.url, req.source.ref);
       }
-      await this.step(b.platform, ctx, 'check the build', () => this.checkBuild(b));
-      await this.step(b.platform, ctx, `move the build to ${req.target}`, async () => {
+      await runStep(b.platform, ctx, 'check the build', () => this.checkBuild(b));
+      await runStep(b.platform, ctx, `move the build to ${req.target}`, async () => {
         if (await exists(req.target)) throw fail('PLATFORM_BUILD_FAILED', `${req.target} appeared during the build; left it untouched`);
         await fsp.chmod(b.root, 0o755);
         await fsp.rename(b.root, req.target);
@@ -278,21 +227,8 @@ export class PlatformBuilder {
     }
   }
 
-  /** Runs one named step; a failure becomes a one-line error naming it (cancellation passes through). */
-  private async step<T>(platform: string, ctx: BuildContext, step: string, fn: () => Promise<T>): Promise<T> {
-    if (ctx.signal.aborted) throw ctx.signal.reason;
-    try {
-      return await fn();
-    } catch (e) {
-      if (ctx.signal.aborted) throw ctx.signal.reason;
-      const err = stepError(platform, step, e);
-      ctx.log(`${platform}: step failed: ${step}`, 'error');
-      throw err;
-    }
-  }
-
   private async makeMakefile(b: BuildState, mf: Makefile, opts: { top: boolean; dest: string; dir: string | null }): Promise<void> {
-    const p = await this.step(b.platform, b.ctx, opts.top ? 'check the makefile' : `check ${basename(mf.source)}`, async () =>
+    const p = await runStep(b.platform, b.ctx, opts.top ? 'check the makefile' : `check ${basename(mf.source)}`, async () =>
       plan(mf, {
         top: opts.top,
         dest: opts.dest,
@@ -316,7 +252,7 @@ export class PlatformBuilder {
     const where = item.rel || '.';
     // Each component of the item's path is resolved inside the tree, never through a link that
     // leaves it (one an earlier item or patch left there); the item itself goes in at `abs`.
-    const abs = await this.step(b.platform, b.ctx, `${item.label}: prepare ${where}`, async () => {
+    const abs = await runStep(b.platform, b.ctx, `${item.label}: prepare ${where}`, async () => {
       const at = item.rel ? await placeInside(b.root, item.rel) : b.root;
       if (await exists(at)) {
         if (!item.overwrite) throw fail('PLATFORM_BUILD_FAILED', `${where} already exists (another project put it there); set overwrite to replace it`);
@@ -326,11 +262,11 @@ export class PlatformBuilder {
       return at;
     });
     const d = item.download;
-    if (d.type === 'git') await this.gitDownload(b, item, d, abs, dir);
-    else if (d.type === 'file') await this.fileDownload(b, item, d, abs, dir);
+    if (d.type === 'git') await this.fetch.gitDownload(b, item, d, abs, dir);
+    else if (d.type === 'file') await this.fetch.fileDownload(b, item, d, abs, dir);
     else if (d.type === 'copy') {
-      const src = await this.source(b, item, localPath(d.url, dir, item.label), 'copy');
-      await this.step(b.platform, b.ctx, `${item.label}: copy ${src}`, async () => {
+      const src = await this.fetch.source(b, item, localPath(d.url, dir, item.label), 'copy');
+      await runStep(b.platform, b.ctx, `${item.label}: copy ${src}`, async () => {
         if (!(await isDir(src))) throw fail('PLATFORM_BUILD_FAILED', `${src} is not a directory`);
         // Counted (and its types checked) before a byte is copied: the source may be huge.
         b.budget.fits(await countTree(src), `${item.label}: copy ${src}`);
@@ -338,11 +274,11 @@ export class PlatformBuilder {
       });
       b.ctx.log(`${b.platform}: ${item.label}: copied ${src} to ${where}`);
     }
-    const placed = await this.step(b.platform, b.ctx, `${item.label}: check ${where}`, () => this.checkPlaced(b, item, abs));
-    for (const patch of item.patches) await this.patch(b, item, patch, abs, dir);
+    const placed = await runStep(b.platform, b.ctx, `${item.label}: check ${where}`, () => this.checkPlaced(b, item, abs));
+    for (const patch of item.patches) await this.fetch.patch(b, item, patch, abs, dir);
     if (item.patches.length) {
-      await this.patchesTxt(item, abs);
-      await this.step(b.platform, b.ctx, `${item.label}: check ${where} after its patches`, async () => {
+      await this.fetch.patchesTxt(item, abs);
+      await runStep(b.platform, b.ctx, `${item.label}: check ${where} after its patches`, async () => {
         b.budget.replace(placed, await checkBuiltTree(b.root, abs, item.label), item.label);
       });
     }
@@ -359,11 +295,6 @@ export class PlatformBuilder {
     return c;
   }
 
-  /** A local path an item reads, checked against the source policy. @throws SpokeError BUILD_SOURCE_NOT_ALLOWED */
-  private source(b: BuildState, item: Item, path: string, what: string): Promise<string> {
-    return this.step(b.platform, b.ctx, `${item.label}: ${what}`, () => this.policy.check(path, b.sources, 'source'));
-  }
-
   private async recurse(b: BuildState, item: Item, abs: string, dest: string): Promise<void> {
     let found: string | null = null;
     for (const n of nestedMakefileNames({ name: item.name })) {
@@ -375,193 +306,10 @@ export class PlatformBuilder {
     if (!found) return;
     const file = found;
     b.ctx.log(`${b.platform}: ${item.label}: found ${basename(file)}; building what it lists`);
-    const nested = await this.step(b.platform, b.ctx, `${item.label}: read ${basename(file)}`, () =>
+    const nested = await runStep(b.platform, b.ctx, `${item.label}: read ${basename(file)}`, () =>
       loadMakefile(file, { checkInclude: (p) => this.policy.check(p, b.sources, 'include') }),
     );
     await this.makeMakefile(b, nested, { top: false, dest, dir: dirname(file) });
-  }
-
-  // --- downloads -------------------------------------------------------------------------
-
-  private async gitDownload(b: BuildState, item: Item, d: GitDownload, abs: string, dir: string | null): Promise<void> {
-    const url = gitUrl(d.url ?? '', dir, item.label);
-    const local = localGitPath(url);
-    if (local !== null) await this.source(b, item, local, 'git repository');
-    await this.step(b.platform, b.ctx, `${item.label}: git clone ${url}`, () => this.git(b, null, ['clone', '--quiet', '--', url, abs]));
-    let what = 'default branch';
-    if (d.refspec) {
-      what = `refspec ${d.refspec}`;
-      await this.step(b.platform, b.ctx, `${item.label}: git fetch ${d.refspec}`, () => this.git(b, abs, ['fetch', '--quiet', '--', url, d.refspec as string]));
-      await this.step(b.platform, b.ctx, `${item.label}: git checkout FETCH_HEAD`, () => this.git(b, abs, ['checkout', '--quiet', 'FETCH_HEAD']));
-    } else if (d.tag) {
-      what = `tag ${d.tag}`;
-      await this.step(b.platform, b.ctx, `${item.label}: git checkout tag ${d.tag}`, () => this.git(b, abs, ['checkout', '--quiet', `refs/tags/${d.tag}`]));
-    } else if (d.revision) {
-      what = `revision ${d.revision}`;
-      await this.step(b.platform, b.ctx, `${item.label}: git checkout revision ${d.revision}`, () =>
-        this.git(b, abs, ['checkout', '--quiet', d.revision as string]),
-      );
-    } else if (d.branch) {
-      what = `branch ${d.branch}`;
-      await this.step(b.platform, b.ctx, `${item.label}: git checkout branch ${d.branch}`, () => this.git(b, abs, ['checkout', '--quiet', d.branch as string]));
-    }
-    const head = (await this.step(b.platform, b.ctx, `${item.label}: git rev-parse HEAD`, () => this.git(b, abs, ['rev-parse', 'HEAD']))).stdout.trim();
-    if (!d.working_copy) {
-      await this.step(b.platform, b.ctx, `${item.label}: remove .git`, () => fsp.rm(join(abs, '.git'), { recursive: true, force: true }));
-    }
-    b.ctx.log(`${b.platform}: ${item.label}: cloned ${url} at ${what} (${head.slice(0, 12)}) into ${item.rel || '.'}${d.working_copy ? ', keeping .git' : ''}`);
-  }
-
-  private async fileDownload(b: BuildState, item: Item, d: FileDownload, abs: string, dir: string | null): Promise<void> {
-    const asked = localPath(d.url, dir, item.label);
-    const src = await this.source(b, item, asked, 'read'); // its real path, read from now on
-    const name = basename(asked);
-    const st = await this.step(b.platform, b.ctx, `${item.label}: read ${src}`, async () => {
-      const st = await fsp.stat(src).catch(() => null);
-      if (!st?.isFile()) throw fail('PLATFORM_BUILD_FAILED', `${src} is not a file`);
-      return st;
-    });
-    const checked = await this.step(b.platform, b.ctx, `${item.label}: verify checksum of ${name}`, () => verifyChecksums(src, d));
-    const kind = await this.step(b.platform, b.ctx, `${item.label}: read ${name}`, () => sniff(src));
-    if (kind === 'plain') {
-      await this.step(b.platform, b.ctx, `${item.label}: place ${name}`, async () => {
-        b.budget.fits({ entries: 2, bytes: st.size }, `${item.label}: ${name}`);
-        await fsp.mkdir(abs, { mode: 0o755 });
-        await fsp.copyFile(src, join(abs, d.filename ?? name), fsp.constants.COPYFILE_EXCL);
-      });
-    } else {
-      const x = join(b.work, `x${++b.seq}`);
-      const limit = b.budget.archive(st.size, `${item.label}: ${name}`);
-      await this.step(b.platform, b.ctx, `${item.label}: extract ${name}`, async () => {
-        await fsp.mkdir(x, { mode: 0o700 });
-        if (kind === 'zip') await this.unzip(b, src, x, limit);
-        else await extractTar(src, kind, x, b.ctx.signal, limit);
-      });
-      await this.step(b.platform, b.ctx, `${item.label}: place ${name}`, async () => {
-        let top = x;
-        if (d.subtree) {
-          // Resolved inside the extracted tree: a link in the archive never leads the subtree out.
-          const sub = safeRel(d.subtree);
-          const i = sub.lastIndexOf('/');
-          top = join(await resolveDirInside(x, i < 0 ? '' : sub.slice(0, i), { create: false }), i < 0 ? sub : sub.slice(i + 1));
-          if (!(await isDir(top))) throw fail('PLATFORM_BUILD_FAILED', `subtree ${d.subtree} is not a directory in ${name}`);
-        } else {
-          const names = await fsp.readdir(x);
-          if (names.length === 1 && (await isDir(join(x, names[0] as string)))) top = join(x, names[0] as string);
-        }
-        await fsp.rename(top, abs);
-      });
-    }
-    b.ctx.log(
-      `${b.platform}: ${item.label}: ${kind === 'plain' ? 'placed' : 'extracted'} ${name}${checked.length ? ` (${checked.join(', ')} ok)` : ''} into ${item.rel || '.'}`,
-    );
-  }
-
-  /**
-   * Unzips with Info-ZIP after checking every name (and refusing a name listed twice, which would
-   * make unzip ask "replace?") and the declared sizes against the limits; symlinks, modes, types
-   * and the real sizes are checked after.
-   */
-  private async unzip(b: BuildState, file: string, dest: string, limit: (bytes: number, entries: number) => void): Promise<void> {
-    const opts = { env: this.env, signal: b.ctx.signal, timeoutMs: this.timeoutMs };
-    const unreadable = (e: unknown) => {
-      throw e instanceof CommandError ? fail('ARCHIVE_UNSAFE', `not a readable zip archive: ${gist(e.output)}`) : e;
-    };
-    const list = await run('unzip', ['-Z1', file], opts).catch(unreadable);
-    const names = new Set<string>();
-    for (const n of list.stdout.split('\n')) {
-      if (n === '') continue;
-      const p = checkEntryPath(n);
-      if (names.has(p)) throw fail('ARCHIVE_UNSAFE', `${JSON.stringify(p)} appears twice in the archive`);
-      names.add(p);
-    }
-    // "N files, B bytes uncompressed, C bytes compressed: R%": the declared total, checked before
-    // anything is written (a lying header is caught by the walk after).
-    const totals = await run('unzip', ['-Zt', file], opts).catch(unreadable);
-    const m = /([0-9]+) bytes uncompressed/.exec(totals.stdout);
-    limit(m ? Number(m[1]) : 0, names.size);
-    // UnZip 6 creates symlinks only after every file is written, and strips setuid/setgid
-    // unless -K; -qq quiet, -n never overwrite (and stdin is closed: it can never ask).
-    await run('unzip', ['-qq', '-n', file, '-d', dest], opts);
-    const c = await checkExtracted(dest);
-    limit(c.bytes, c.entries);
-  }
-
-  // --- patches -----------------------------------------------------------------------------
-
-  private async patch(b: BuildState, item: Item, p: MakePatch, abs: string, dir: string | null): Promise<void> {
-    const asked = localPath(p.url, dir, `${item.label}: patch`);
-    const name = basename(asked);
-    const file = await this.source(b, item, asked, `patch ${name}`);
-    const step = `${item.label}: patch ${name}`;
-    await this.step(b.platform, b.ctx, step, async () => {
-      const st = await fsp.stat(file).catch(() => null);
-      if (!st?.isFile()) throw fail('PLATFORM_BUILD_FAILED', `${file} is not a file`);
-      if (p.md5) await verifyChecksums(file, { md5: p.md5, sha1: null, sha256: null, sha512: null });
-    });
-    let level: string | null = null;
-    let why = '';
-    for (const l of ['-p1', '-p0']) {
-      try {
-        await run('patch', [l, '--dry-run', '--batch', '--forward', '-d', abs, '-i', file], { env: this.env, signal: b.ctx.signal, timeoutMs: this.timeoutMs });
-        level = l;
-        break;
-      } catch (e) {
-        if (b.ctx.signal.aborted) throw b.ctx.signal.reason;
-        if (!why && e instanceof CommandError) why = gist(e.output);
-        else if (!(e instanceof CommandError)) throw stepError(b.platform, step, e);
-      }
-    }
-    if (!level) {
-      b.ctx.log(`${b.platform}: step failed: ${step}`, 'error');
-      throw fail('PLATFORM_BUILD_FAILED', oneLine(`platform ${b.platform}: ${step}: does not apply (tried -p1 and -p0): ${why}`), {
-        platform: b.platform,
-        step,
-      });
-    }
-    const lvl = level;
-    await this.step(b.platform, b.ctx, step, () =>
-      run('patch', [lvl, '--batch', '--forward', '--no-backup-if-mismatch', '-r', '-', '-d', abs, '-i', file], {
-        env: this.env,
-        signal: b.ctx.signal,
-        timeoutMs: this.timeoutMs,
-      }),
-    );
-    b.patches++;
-    b.ctx.log(`${b.platform}: ${item.label}: patched with ${name} (${lvl})`);
-  }
-
-  /** Drush writes PATCHES.txt into each patched project (unless the project ships one). */
-  private async patchesTxt(item: Item, abs: string): Promise<void> {
-    const f = join(abs, 'PATCHES.txt');
-    if (await exists(f)) return;
-    const lines = item.patches.map((p) => `- ${p.url}`).join('\n');
-    await fsp.writeFile(
-      f,
-      `The following patches have been applied to this project:\n${lines}\n\nThis file was automatically generated by Spoke (drush make).\n`,
-      { flag: 'wx' },
-    );
-  }
-
-  // --- git platforms -------------------------------------------------------------------------
-
-  private async gitPlatform(b: BuildState, url: string, ref: string): Promise<void> {
-    await this.step(b.platform, b.ctx, `git clone ${url}`, () => this.git(b, null, ['clone', '--quiet', '--', url, b.root]));
-    if (ref) await this.step(b.platform, b.ctx, `git checkout ${ref}`, () => this.git(b, b.root, ['checkout', '--quiet', ref]));
-    const head = (await this.step(b.platform, b.ctx, 'git rev-parse HEAD', () => this.git(b, b.root, ['rev-parse', 'HEAD']))).stdout.trim();
-    b.ctx.log(`${b.platform}: cloned ${url} at ${ref || 'its default branch'} (${head.slice(0, 12)}); .git is kept on the master and never synced`);
-    if (await exists(join(b.root, '.gitmodules'))) b.ctx.log(`${b.platform}: the repository has submodules; they are not checked out`, 'warn');
-    await this.step(b.platform, b.ctx, 'check the checkout', async () => b.budget.add(await checkBuiltTree(b.root, b.root, 'git checkout'), 'git checkout'));
-    b.placed.push({ label: 'git checkout', rel: '' });
-  }
-
-  private git(b: BuildState, cwd: string | null, args: string[]): Promise<Ran> {
-    return run('git', ['-c', 'advice.detachedHead=false', '-c', 'core.hooksPath=/dev/null', '-c', 'protocol.ext.allow=never', ...args], {
-      env: this.env,
-      signal: b.ctx.signal,
-      timeoutMs: this.timeoutMs,
-      ...(cwd ? { cwd } : {}),
-    });
   }
 
   /** Every project and library put something where it belongs; the root is a non-empty directory. */
