@@ -9,7 +9,7 @@ import { connect, createServer, type Server as NetServer, type Socket } from 'no
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, credentials, Server, ServerCredentials, status as GrpcStatus, type ServerWritableStream } from '@grpc/grpc-js';
 import { MASTER_TLS_NAME, RootMap, createCA, createLogger, issueKeyPair, serverTls, wire, type KeyPair } from '@spoke/shared';
-import { MasterConnection } from './connection.js';
+import { MasterConnection, type ConnectionDeps } from './connection.js';
 import { LinkLiveness } from './liveness.js';
 import type { AgentTrees } from './sync.js';
 
@@ -155,8 +155,8 @@ describe('MasterConnection liveness', () => {
   const servers: Server[] = [];
   afterAll(() => servers.forEach((s) => s.forceShutdown()));
 
-  it('a connection gone silent (proxy stops forwarding, nothing closed) is given up and a new one dialed', async () => {
-    // a master that welcomes and then says nothing: only the probe's answer (UNIMPLEMENTED here) is heard
+  /** A master that welcomes each Connect and then says nothing (more handlers in `extra`), behind a proxy. */
+  async function quietMaster(extra: object = {}) {
     const server = new Server();
     servers.push(server);
     let welcomes = 0;
@@ -166,15 +166,20 @@ describe('MasterConnection liveness', () => {
         welcomes++;
         call.write({ id: 'w', command: { $case: 'welcome', value: { server: 'w1', cluster: '', capabilityVersion: 1, heartbeatIntervalMs: 50 } } });
       },
+      ...extra,
     } as unknown as wire.AgentServer);
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', serverTls(ca.certPem, masterCert.certPem, masterCert.keyPem), (e, p) => (e ? reject(e) : resolve(p))),
     );
-    const px = await proxy(port);
+    return { px: await proxy(port), welcomes: () => welcomes };
+  }
+
+  /** The agent's link to `port`, with `extra` deps; its log lines in `lines`. */
+  function link(port: number, extra: Partial<ConnectionDeps> = {}): { conn: MasterConnection; lines: string[] } {
     const lines: string[] = [];
     const conn = new MasterConnection({
       log: createLogger({ level: 'debug', destination: { write: (l: string) => void lines.push(l) } }),
-      master: `127.0.0.1:${px.port}`,
+      master: `127.0.0.1:${port}`,
       identity: { caPem: ca.certPem, certPem: agentCert.certPem, keyPem: agentCert.keyPem },
       roots: [],
       rootMap: new RootMap(''),
@@ -187,17 +192,24 @@ describe('MasterConnection liveness', () => {
       sitePhp: {} as never,
       cron: {} as never,
       driftIntervalMs: 60_000,
-      liveness: { probeAfterMs: 150, deadAfterMs: 600 },
+      ...extra,
     });
+    return { conn, lines };
+  }
+
+  it('a connection gone silent (proxy stops forwarding, nothing closed) is given up and a new one dialed', async () => {
+    // a master that welcomes and then says nothing: only the probe's answer (UNIMPLEMENTED here) is heard
+    const { px, welcomes } = await quietMaster();
+    const { conn, lines } = link(px.port, { liveness: { probeAfterMs: 150, deadAfterMs: 600 } });
     conn.start();
     try {
-      await until('first welcome', () => welcomes === 1 && conn.linkState === 'connected');
+      await until('first welcome', () => welcomes() === 1 && conn.linkState === 'connected');
       // idle but answered: a second of probes (each answered UNIMPLEMENTED) keeps it up
       await new Promise((r) => setTimeout(r, 1000));
-      expect(welcomes).toBe(1);
+      expect(welcomes()).toBe(1);
       expect(px.connections()).toBe(1);
       px.freeze();
-      await until('a second welcome, over a new connection', () => welcomes === 2 && conn.linkState === 'connected');
+      await until('a second welcome, over a new connection', () => welcomes() === 2 && conn.linkState === 'connected');
       expect(px.connections()).toBe(2);
       expect(lines.join('')).toContain('the connection is dead; reconnecting');
     } finally {
@@ -207,42 +219,15 @@ describe('MasterConnection liveness', () => {
   });
 
   it('transfers go on a second connection, closed again once idle; the control connection stays', async () => {
-    const server = new Server();
-    servers.push(server);
-    let welcomes = 0;
-    server.addService(wire.AgentService, {
-      connect: (call: { on: (e: string, f: () => void) => void; write: (m: wire.MasterCommand) => void }) => {
-        call.on('error', () => undefined);
-        welcomes++;
-        call.write({ id: 'w', command: { $case: 'welcome', value: { server: 'w1', cluster: '', capabilityVersion: 1, heartbeatIntervalMs: 50 } } });
-      },
-      getManifest: (call: { end: () => void }) => call.end(),
-    } as unknown as wire.AgentServer);
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', serverTls(ca.certPem, masterCert.certPem, masterCert.keyPem), (e, p) => (e ? reject(e) : resolve(p))),
-    );
-    const px = await proxy(port);
+    const { px, welcomes } = await quietMaster({ getManifest: (call: { end: () => void }) => call.end() });
     let bulk: wire.AgentClient | undefined;
-    const conn = new MasterConnection({
-      log: createLogger({ level: 'silent' }),
-      master: `127.0.0.1:${px.port}`,
-      identity: { caPem: ca.certPem, certPem: agentCert.certPem, keyPem: agentCert.keyPem },
-      roots: [],
-      rootMap: new RootMap(''),
-      detect: async () => [],
-      backoffInitialMs: 20,
-      backoffMaxMs: 100,
+    const { conn } = link(px.port, {
       trees: { setClient: (c: wire.AgentClient) => (bulk = c), observed: () => ({}) } as unknown as AgentTrees,
-      web: {} as never,
-      installer: {} as never,
-      sitePhp: {} as never,
-      cron: {} as never,
-      driftIntervalMs: 60_000,
       bulkIdleMs: 1000,
     });
     conn.start();
     try {
-      await until('welcomed', () => welcomes === 1 && conn.linkState === 'connected');
+      await until('welcomed', () => welcomes() === 1 && conn.linkState === 'connected');
       expect(px.connections()).toBe(1); // the bulk connection is dialed by its first transfer
       const call = (bulk as wire.AgentClient).getManifest({ tree: '/var/www/p', rootHash: '', baseRootHash: '' });
       await new Promise<void>((resolve, reject) => {
@@ -254,7 +239,7 @@ describe('MasterConnection liveness', () => {
       // after the idle time, at grpc-js' next sweep of its subchannel pool (every 10 s)
       await until('the idle bulk connection closed', () => px.closed() === 1, 30_000);
       expect(conn.linkState).toBe('connected');
-      expect(welcomes).toBe(1);
+      expect(welcomes()).toBe(1);
     } finally {
       conn.stop();
       px.close();
