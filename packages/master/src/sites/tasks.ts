@@ -4,11 +4,11 @@
  * canonical tree and its converges are serialized with the platform's own tasks and with the
  * other sites of the platform.
  *
- * Here: verify, disable, enable, alias add/rm, alias redirect on/off, delete. Elsewhere,
+ * Here: verify, disable, enable, delete. Elsewhere,
  * as more step lists over the helpers below (write/remove site files, converge, configure,
  * database): backup and restore (and delete's backup step) in backuptasks.ts, clone and migrate
  * in migrate.ts, import (a site found on disk, its own settings kept) in import.ts, install in
- * install.ts.
+ * install.ts, alias add/rm and alias redirect on/off in aliassteps.ts.
  */
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -31,6 +31,7 @@ import { IMPORT_TASKS, SiteImporter, type ImportSiteInput } from './import.js';
 import { SiteOps, type ConfigureUndo, type WriteUndo } from './ops.js';
 import { moveDir } from '../fsmove.js';
 import { SiteLogin } from './login.js';
+import { aliasSteps, redirectSteps } from './aliassteps.js';
 import { SiteInstaller, type InstallSiteInput, type QueuedInstall } from './install.js';
 import { describeUpdates } from './drupal.js';
 import { dropExpiredFormerNames } from './formernames.js';
@@ -216,9 +217,9 @@ export class SiteTasks {
         return this.enableSteps(domain, ctx.task.kind === 'site.enable', state);
       case 'site.alias.add':
       case 'site.alias.rm':
-        return this.aliasSteps(domain, platform, String(params.alias), ctx.task.kind === 'site.alias.add', state);
+        return aliasSteps(this.ops, domain, platform, String(params.alias), ctx.task.kind === 'site.alias.add', state);
       case 'site.alias.redirect':
-        return this.redirectSteps(domain, params.on === true, state);
+        return redirectSteps(this.ops, domain, params.on === true, state);
       case 'site.import':
         return this.importer.steps(ctx, state);
       case 'site.delete':
@@ -330,94 +331,6 @@ export class SiteTasks {
           state.result = { domain, status: enabled ? 'installed' : 'disabled' };
           ctx.log(`site ${domain} ${enabled ? 'enabled' : 'disabled (every name answers 503)'}`);
           return { before };
-        },
-      },
-    ];
-  }
-
-  private aliasSteps(domain: string, platform: string, alias: string, add: boolean, state: { result?: unknown }): Step[] {
-    // An old name of a renamed site (formernames.ts) is released by `alias rm` too; it was never served, only redirected.
-    let former = false;
-    const was = (aliases: string[]) => (add ? aliases.filter((a) => a !== alias) : former ? aliases : [...aliases, alias].sort());
-    return [
-      {
-        name: add ? 'add-alias' : 'remove-alias',
-        do: async (ctx) => {
-          const s = this.ops.activeSite(domain, add ? 'add an alias to' : 'remove an alias of');
-          former = !add && (s.formerNames ?? []).some((f) => f.name === alias);
-          if (former) {
-            this.ns.dropFormerName(domain, alias);
-            ctx.log(`released ${alias}, the old name of ${domain}: it no longer redirects and any site may take it`);
-            return { domain, alias, add, former };
-          }
-          if (add) this.ns.addAlias(domain, alias);
-          else this.ns.removeAlias(domain, alias);
-          ctx.log(`${add ? 'added' : 'removed'} alias ${alias} ${add ? 'to' : 'of'} ${domain}`);
-          const note = add ? this.ops.httpsCoverageNote(domain, alias) : null;
-          if (note) ctx.log(note, 'warn');
-          return { domain, alias, add };
-        },
-        undo: async (ctx, data) => {
-          const d = data as { domain: string; alias: string; add: boolean; former?: boolean };
-          if (!this.ops.siteExists(d.domain)) return;
-          if (d.former) return ctx.log(`${d.alias} stays released (an old name is not put back)`, 'warn');
-          const has = this.ns.getSite(d.domain).aliases.includes(d.alias);
-          if (d.add && has) this.ns.removeAlias(d.domain, d.alias);
-          if (!d.add && !has) this.ns.addAlias(d.domain, d.alias);
-          ctx.log(`${d.add ? 'removed' : 'restored'} alias ${d.alias}`);
-        },
-      },
-      {
-        name: 'write-files',
-        do: async (ctx) => {
-          const s = this.ns.getSite(domain);
-          const before = was(s.aliases);
-          return this.ops.writeFiles(ctx, platform, { site: domain, previousAliases: { domain, aliases: before } });
-        },
-        undo: async (ctx, data) => this.ops.restoreFiles(ctx, data as WriteUndo),
-      },
-      { name: 'converge', do: async (ctx) => void (await this.ops.converge(ctx, platform)) },
-      {
-        name: 'configure-site',
-        do: async (ctx) => {
-          const s = this.ns.getSite(domain);
-          const old = was(s.aliases);
-          const enabled = s.status !== 'disabled';
-          const r = await this.ops.configure(ctx, domain, enabled, { revert: { enabled, aliases: old } });
-          state.result = { domain, aliases: s.aliases };
-          return { ...r, aliases: old };
-        },
-        undo: async (ctx, data) => {
-          const d = data as ConfigureUndo;
-          await this.ops.reconfigure(ctx, d, d.enabled);
-        },
-      },
-    ];
-  }
-
-  private redirectSteps(domain: string, on: boolean, state: { result?: unknown }): Step[] {
-    return [
-      {
-        name: 'set-redirect',
-        do: async (ctx) => {
-          const before = this.ops.activeSite(domain, 'change the alias redirect of').redirectAliases;
-          this.ns.setSiteRedirectAliases(domain, on);
-          ctx.log(on ? `the aliases of ${domain} answer with a 301 to http://${domain}/` : `the aliases of ${domain} serve the site`);
-          return { domain, before };
-        },
-        undo: async (ctx, data) => {
-          const d = data as { domain: string; before: boolean };
-          if (this.ops.siteExists(d.domain)) this.ns.setSiteRedirectAliases(d.domain, d.before);
-          ctx.log(`alias redirect of ${d.domain} is ${d.before ? 'on' : 'off'} again`);
-        },
-      },
-      {
-        name: 'configure-site',
-        do: async (ctx) => {
-          const s = this.ns.getSite(domain);
-          const enabled = s.status !== 'disabled';
-          await this.ops.configure(ctx, domain, enabled, { revert: { enabled, aliases: s.aliases } });
-          state.result = { domain, redirectAliases: on };
         },
       },
     ];
